@@ -1,0 +1,966 @@
+/* molora.h - mixture-of-LoRA-experts inference in one C header.  v0.1.0
+   MIT licence at the end of the file.
+
+   WHAT IT DOES
+     A frozen linear layer y = W0 x (+ b) carries N LoRA experts dW_i = s_i B_i A_i,
+     mixed per token by routing weights w_i(x):
+
+         y = W0 x + b + sum_i w_i(x) * s_i * B_i (A_i x)
+
+     Routing rules (exact formulas: shared/reference-math.md, checked against upstream code):
+       MOLORA_ROUTING_DENSE        softmax(Wg x / temperature)                  (MoLE, token level)
+       MOLORA_ROUTING_TOPK         top-k of the softmax, renormalised, ties to the lowest index (MoLA)
+       MOLORA_ROUTING_THRESHOLD    p_i >= threshold, weights p_i renormalised (AdaMoLE repo baseline)
+       MOLORA_ROUTING_ADAMOLE      tau = tau_max * sigmoid(wt.x + bt); weights p_i - tau where
+                                   p_i >= tau, renormalised; an all-zero row is the frozen layer
+       MOLORA_ROUTING_MOLE_OUTPUT  MoLE paper Eq. 9-11 per token: the experts' deltas s_i B_i A_i x
+                                   concatenated, L2-normalised, times e, softmax with temperature
+       MOLORA_ROUTING_FIXED        weights given by the caller per call (per batch or per token)
+     Any layer also takes caller-given weights per call (X-LoRA-style scalings), and
+     molora_route() returns the routing weights without applying the experts, so an engine can
+     route once per prompt and pass the result as fixed weights while it generates.
+
+     Masks make an expert not exist for a token (the rule runs over the allowed experts only);
+     a token whose experts are all masked gets the frozen layer. Two output modes: the full
+     layer, or delta-only (Y += delta) for an engine that runs its own base matmul.
+
+   QUICK START
+       #define MOLORA_IMPLEMENTATION      // in exactly one .c file
+       #include "molora.h"                // cc -I. app.c -lopenblas -lm
+
+       molora_expert_desc ex[2] = {{8, A0, B0}, {8, A1, B1}};   // rank, A (8,d_in), B (d_out,8)
+       molora_layer_desc ld = {0};
+       ld.d_in = 4096; ld.d_out = 4096; ld.n_experts = 2; ld.experts = ex;
+       ld.W0 = W0; ld.gate_weight = Wg;  ld.routing = MOLORA_ROUTING_DENSE;
+       molora_model_desc md = {0};  md.n_layers = 1; md.layers = &ld;
+       molora_model *m;  molora_result r = molora_model_init(&md, &m);
+       size_t ws;  molora_workspace_size(m, 64, &ws);   void *w = malloc(ws);
+       molora_forward_args fa = {0};
+       fa.layer = 0; fa.n_tokens = T; fa.x = X; fa.y = Y; fa.workspace = w; fa.workspace_size = ws;
+       r = molora_forward(m, &fa);        // Y (T, d_out) = X W0^T + delta
+       ...  molora_model_free(m);
+
+   MEMORY AND OWNERSHIP
+     - Expert matrices (A, B), the gate Wg and its bias, and the threshold net are packed into
+       memory the model owns at init (stacked A with the gate and threshold rows appended,
+       concatenated B); the caller may free them right after molora_model_init().
+     - W0, the bias and the MoLE output gate e are BORROWED by default: you must keep them alive
+       and unchanged until molora_model_free(). Set MOLORA_MODEL_COPY_WEIGHTS to copy them.
+     - Every allocation goes through desc.memory (default malloc/free), in one block per model.
+     - The forward path allocates nothing: size a workspace with molora_workspace_size() and
+       pass it to molora_forward() / molora_route().
+
+   THREAD SAFETY
+     - A model is immutable after init: any number of threads may call molora_forward(),
+       molora_route(), molora_merge() and the getters on one model at once, each with its OWN
+       workspace. A workspace must not be shared between concurrent calls.
+     - molora_model_init() and molora_model_free() are not concurrent with other use of the
+       same model. The logger may be called from any thread that uses the model.
+     - molora never changes OpenBLAS's thread count; OpenBLAS threads as you configured it.
+
+   ERRORS
+     Every fallible call returns molora_result; molora_result_string() names it. The library
+     never prints, exits or aborts on bad data: detail (which layer, expert, field) goes to the
+     optional logger in the model descriptor. On an error nothing is half-built or leaked, and
+     a forward call that fails leaves Y unchanged.
+
+   CONFIGURATION MACROS (define before including)
+     MOLORA_IMPLEMENTATION  compile the implementation in this translation unit
+     MOLORA_STATIC          make every function static (a private copy per translation unit)
+     MOLORA_API             override the linkage of the public functions
+     MOLORA_NO_BLAS         no OpenBLAS: plain-C loops with the same results within float tolerance
+     MOLORA_ASSERT(c)       assertion for programmer errors only (default: assert from assert.h)
+
+   WHAT WORKS TODAY (v0.1.0)
+     Everything above, tested against an independent naive reference (tests/test_core.c).
+     Forward uses two batched GEMMs on top of the frozen layer (matrix-vector for one token).
+
+   DOES NOT (yet)
+     - read files (safetensors, PEFT adapters): planned, not in this version;
+     - AlphaLoRA alpha estimation and expert allocation: planned;
+     - skip unselected experts (top-k, AdaMoLE): every expert's product is computed and the
+       unselected ones are weighted by zero, so sparse routing does not save time yet;
+     - own SIMD kernels, ith/nth thread splits: planned;
+     - quantised or half-precision weights: float32 only (convert before init);
+     - training, gradients, dropout: inference only.
+*/
+#ifndef MOLORA_H
+#define MOLORA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MOLORA_VERSION_MAJOR 0
+#define MOLORA_VERSION_MINOR 1
+#define MOLORA_VERSION_PATCH 0
+#define MOLORA_VERSION_STRING "0.1.0"
+
+#ifndef MOLORA_API
+#  ifdef MOLORA_STATIC
+#    if defined(__GNUC__) || defined(__clang__)
+#      define MOLORA_API static __attribute__((unused))
+#    else
+#      define MOLORA_API static
+#    endif
+#  else
+#    define MOLORA_API extern
+#  endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- results ----------------------------------------------------------------------------- */
+typedef enum molora_result {
+    MOLORA_RESULT_SUCCESS = 0,
+    MOLORA_RESULT_INVALID_ARGUMENT,    /* NULL where not allowed, bad enum or flag value        */
+    MOLORA_RESULT_INVALID_SHAPE,       /* d_in, d_out, n_experts, n_tokens out of range          */
+    MOLORA_RESULT_INVALID_RANK,        /* an expert's rank < 1                                   */
+    MOLORA_RESULT_INVALID_TOP_K,       /* k outside 1..N on a layer with experts                 */
+    MOLORA_RESULT_INVALID_VALUE,       /* temperature, tau_max, threshold: negative, NaN, ...    */
+    MOLORA_RESULT_MISSING_WEIGHTS,     /* a matrix the routing rule or output mode needs is NULL */
+    MOLORA_RESULT_NON_FINITE,          /* NaN or Inf in weights, inputs or gate logits           */
+    MOLORA_RESULT_SIZE_OVERFLOW,       /* a size product does not fit in size_t                  */
+    MOLORA_RESULT_OUT_OF_MEMORY,
+    MOLORA_RESULT_WORKSPACE_TOO_SMALL,
+    MOLORA_RESULT_INVALID_LAYER,       /* layer index outside 0..n_layers-1                      */
+    MOLORA_RESULT_UNSUPPORTED,
+    MOLORA_RESULT_COUNT
+} molora_result;
+
+/* A static string naming the result ("MOLORA_RESULT_INVALID_TOP_K: ..."); never NULL. */
+MOLORA_API const char *molora_result_string(molora_result result);
+
+/* ---- descriptors (every zero field means its default) ---------------------------------------- */
+typedef enum molora_routing {
+    MOLORA_ROUTING_DENSE = 0,     /* default */
+    MOLORA_ROUTING_TOPK,
+    MOLORA_ROUTING_THRESHOLD,
+    MOLORA_ROUTING_ADAMOLE,
+    MOLORA_ROUTING_MOLE_OUTPUT,
+    MOLORA_ROUTING_FIXED,
+    MOLORA_ROUTING_COUNT
+} molora_routing;
+
+/* One memory hook for the model: both functions or neither (then malloc / free). */
+typedef struct molora_memory {
+    void *(*alloc)(size_t size, void *user);
+    void (*free)(void *ptr, void *user);
+    void *user;
+} molora_memory;
+
+/* Called with detail for every error the model sees (init and calls). May be NULL. */
+typedef void (*molora_log_fn)(void *user, molora_result result, const char *message);
+
+typedef struct molora_expert_desc {
+    int rank;                 /* r_i >= 1                                                      */
+    const float *A;           /* (rank, d_in), row-major: lora_A.weight                        */
+    const float *B;           /* (d_out, rank), row-major: lora_B.weight                       */
+    float scaling;            /* s_i; 0 = derive: lora_alpha / rank (rsLoRA: / sqrt(rank))     */
+    float lora_alpha;         /* used when scaling == 0; 0 = rank (so s = 1 without rsLoRA)    */
+    int use_rslora;           /* nonzero: s = lora_alpha / sqrt(rank)                          */
+} molora_expert_desc;
+
+typedef struct molora_layer_desc {
+    int d_in, d_out;                     /* >= 1                                               */
+    int n_experts;                       /* N >= 0; 0 = the frozen layer alone                 */
+    const molora_expert_desc *experts;   /* (n_experts)                                        */
+    const float *W0;                     /* (d_out, d_in), optional; needed for full output    */
+    const float *bias;                   /* (d_out), optional                                  */
+    molora_routing routing;              /* default DENSE; ignored when n_experts == 0         */
+    const float *gate_weight;            /* Wg (n_experts, d_in): DENSE, TOPK, THRESHOLD, ADAMOLE */
+    const float *gate_bias;              /* (n_experts), optional; added to every rule's logits */
+    float temperature;                   /* > 0; 0 = 1. Divides the logits before every softmax */
+    int top_k;                           /* TOPK: 1..N; 0 = AlphaLoRA's rule (2 if N > 1 else 1) */
+    float threshold;                     /* THRESHOLD: static threshold on p_i (finite)         */
+    int tau_max_set;                     /* ADAMOLE: nonzero = use tau_max below ...            */
+    float tau_max;                       /* ... (>= 0, finite); else 1/N (max_threshold=None)   */
+    const float *threshold_weight;       /* ADAMOLE: wt (d_in) = lora_threshold.weight          */
+    float threshold_bias;                /* ADAMOLE: bt = lora_threshold.bias                   */
+    const float *mole_gate;              /* MOLE_OUTPUT: e^T (n_experts, n_experts * d_out),
+                                            i.e. nn.Linear(N*d_out, N).weight                   */
+} molora_layer_desc;
+
+enum {
+    MOLORA_MODEL_COPY_WEIGHTS = 1        /* copy W0, bias and mole_gate instead of borrowing    */
+};
+
+typedef struct molora_model_desc {
+    int n_layers;                        /* >= 0                                                */
+    const molora_layer_desc *layers;     /* (n_layers)                                          */
+    unsigned flags;                      /* MOLORA_MODEL_*                                      */
+    molora_memory memory;                /* default malloc / free                               */
+    molora_log_fn log;                   /* optional                                            */
+    void *log_user;
+} molora_model_desc;
+
+typedef struct molora_model molora_model;   /* opaque, immutable after init */
+
+/* Validates the whole descriptor, packs the experts and returns the model in *out.
+   Return Value: SUCCESS, or the first problem found (*out is then NULL, nothing leaked).
+   Checks: shapes, ranks, k, temperature, tau_max, threshold, missing matrices, NaN/Inf in
+   every weight (W0 included), size overflow. */
+MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora_model **out);
+MOLORA_API void molora_model_free(molora_model *model);   /* NULL is a no-op */
+
+typedef struct molora_layer_info {
+    int d_in, d_out, n_experts;
+    int rank_total;                      /* sum of the experts' ranks                          */
+    molora_routing routing;
+    int top_k;                           /* effective k (TOPK), else 0                          */
+    float temperature, threshold, tau_max;  /* effective values (tau_max resolved to 1/N)      */
+    int has_W0, has_bias, has_gate_bias;
+} molora_layer_info;
+
+MOLORA_API int molora_model_n_layers(const molora_model *model);
+MOLORA_API molora_result molora_layer_get_info(const molora_model *model, int layer,
+                                               molora_layer_info *info);
+/* Rank and scaling of one expert (either out pointer may be NULL). */
+MOLORA_API molora_result molora_expert_get(const molora_model *model, int layer, int expert,
+                                           int *rank, float *scaling);
+
+/* ---- forward ------------------------------------------------------------------------------ */
+typedef enum molora_output {
+    MOLORA_OUTPUT_FULL = 0,    /* Y = X W0^T + b + delta (needs W0)                            */
+    MOLORA_OUTPUT_DELTA        /* Y += delta (Y holds the engine's own base output)            */
+} molora_output;
+
+typedef struct molora_forward_args {
+    int layer;                     /* 0..n_layers-1                                            */
+    int n_tokens;                  /* T >= 0; T = 0 is a no-op                                 */
+    const float *x;                /* (T, d_in), row-major                                     */
+    float *y;                      /* (T, d_out); written (FULL) or accumulated into (DELTA)   */
+    molora_output output;
+    const uint8_t *expert_mask;    /* optional: 1 keeps an expert, 0 removes it;
+                                      (N) for the batch, or (T, N) with mask_per_token          */
+    int mask_per_token;
+    const float *weights;          /* optional fixed routing weights replacing the router:
+                                      (N) for the batch, or (T, N) with weights_per_token;
+                                      masked entries become 0, the others are used as given    */
+    int weights_per_token;
+    float *weights_out;            /* optional (T, N): the routing weights applied             */
+    int32_t *counts_out;           /* optional (N): tokens with a nonzero weight per expert    */
+    void *workspace;               /* molora_workspace_size() bytes for at least T tokens      */
+    size_t workspace_size;
+} molora_forward_args;
+
+/* Bytes of workspace for calls of up to max_tokens tokens on any layer of the model. */
+MOLORA_API molora_result molora_workspace_size(const molora_model *model, int max_tokens,
+                                               size_t *size);
+/* One forward call of one layer over T tokens. Thread safety: see the doc block. */
+MOLORA_API molora_result molora_forward(const molora_model *model, const molora_forward_args *args);
+/* Routing only: fills args->weights_out (required) and counts_out; y and output are ignored. */
+MOLORA_API molora_result molora_route(const molora_model *model, const molora_forward_args *args);
+
+/* Merge: W (d_out, d_in) += sum_i weights[i] * s_i * B_i A_i. Copy W0 into W first to get
+   the merged layer (static routing at zero runtime cost). weights: (N), finite. */
+MOLORA_API molora_result molora_merge(const molora_model *model, int layer, const float *weights,
+                                      float *W);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOLORA_H */
+
+/* ============================================================================================ */
+#ifdef MOLORA_IMPLEMENTATION
+#ifndef MOLORA__IMPLEMENTED
+#define MOLORA__IMPLEMENTED
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifndef MOLORA_NO_BLAS
+#include <cblas.h>
+#endif
+#ifndef MOLORA_ASSERT
+#include <assert.h>
+#define MOLORA_ASSERT(c) assert(c)
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MOLORA__PRIVATE static __attribute__((unused))
+#else
+#define MOLORA__PRIVATE static
+#endif
+#define MOLORA__ALIGN 64
+
+/* ---- [results] ------------------------------------------------------------------------------ */
+MOLORA_API const char *molora_result_string(molora_result r)
+{
+    switch (r) {
+    case MOLORA_RESULT_SUCCESS: return "MOLORA_RESULT_SUCCESS: success";
+    case MOLORA_RESULT_INVALID_ARGUMENT: return "MOLORA_RESULT_INVALID_ARGUMENT: invalid argument";
+    case MOLORA_RESULT_INVALID_SHAPE: return "MOLORA_RESULT_INVALID_SHAPE: invalid shape";
+    case MOLORA_RESULT_INVALID_RANK: return "MOLORA_RESULT_INVALID_RANK: expert rank must be >= 1";
+    case MOLORA_RESULT_INVALID_TOP_K: return "MOLORA_RESULT_INVALID_TOP_K: top_k outside 1..n_experts";
+    case MOLORA_RESULT_INVALID_VALUE: return "MOLORA_RESULT_INVALID_VALUE: invalid parameter value";
+    case MOLORA_RESULT_MISSING_WEIGHTS: return "MOLORA_RESULT_MISSING_WEIGHTS: a required weight matrix is missing";
+    case MOLORA_RESULT_NON_FINITE: return "MOLORA_RESULT_NON_FINITE: NaN or Inf value";
+    case MOLORA_RESULT_SIZE_OVERFLOW: return "MOLORA_RESULT_SIZE_OVERFLOW: size does not fit in size_t";
+    case MOLORA_RESULT_OUT_OF_MEMORY: return "MOLORA_RESULT_OUT_OF_MEMORY: out of memory";
+    case MOLORA_RESULT_WORKSPACE_TOO_SMALL: return "MOLORA_RESULT_WORKSPACE_TOO_SMALL: workspace too small";
+    case MOLORA_RESULT_INVALID_LAYER: return "MOLORA_RESULT_INVALID_LAYER: no such layer";
+    case MOLORA_RESULT_UNSUPPORTED: return "MOLORA_RESULT_UNSUPPORTED: not supported by this build";
+    default: return "MOLORA_RESULT_UNKNOWN: unknown result code";
+    }
+}
+
+/* ---- [internal types] ----------------------------------------------------------------------- */
+typedef struct molora__layer {
+    int d_in, d_out, n;          /* n = number of experts                                      */
+    int routing, top_k;
+    float temperature, threshold, tau_max, thr_bias;
+    int r_total;                 /* sum of ranks                                               */
+    int n_rows;                  /* rows of A: r_total + gate rows + threshold row             */
+    int gate_row, thr_row;       /* row offsets in A, -1 when absent                           */
+    int *rank, *offset;          /* (n) rank and first row of each expert in A / column in B  */
+    float *scaling;              /* (n)                                                        */
+    float *A;                    /* (n_rows, d_in)  [A_0; ...; A_{n-1}; Wg; wt]                */
+    float *B;                    /* (d_out, r_total) [B_0 | ... | B_{n-1}]                      */
+    float *gate_bias;            /* (n) or NULL                                                */
+    const float *W0, *bias, *mole_gate;
+} molora__layer;
+
+struct molora_model {
+    int n_layers;
+    molora__layer *layers;
+    molora_memory memory;
+    molora_log_fn log;
+    void *log_user;
+    void *block;                 /* the one allocation                                         */
+};
+
+typedef struct molora__logger { molora_log_fn fn; void *user; } molora__logger;
+
+MOLORA__PRIVATE molora_result molora__fail(const molora__logger *lg, molora_result r, const char *fmt, ...)
+{
+    if (lg && lg->fn) {
+        char msg[320];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        lg->fn(lg->user, r, msg);
+    }
+    return r;
+}
+
+/* ---- [size maths] ---------------------------------------------------------------------------- */
+MOLORA__PRIVATE int molora__mul(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > (size_t)-1 / a) return 0;
+    *out = a * b;
+    return 1;
+}
+/* *out = a * b floats, 0 unless the byte size fits in a ptrdiff_t (an addressable array) */
+MOLORA__PRIVATE int molora__floats(size_t a, size_t b, size_t *out)
+{
+    size_t bytes;
+    if (!molora__mul(a, b, out) || !molora__mul(*out, sizeof(float), &bytes)) return 0;
+    return bytes <= (size_t)PTRDIFF_MAX;
+}
+MOLORA__PRIVATE int molora__add(size_t a, size_t b, size_t *out)
+{
+    if (b > (size_t)-1 - a) return 0;
+    *out = a + b;
+    return 1;
+}
+/* *acc += round_up(bytes, 64); 0 on overflow */
+MOLORA__PRIVATE int molora__reserve(size_t *acc, size_t n, size_t elem)
+{
+    size_t bytes;
+    if (!molora__mul(n, elem, &bytes)) return 0;
+    if (!molora__add(bytes, MOLORA__ALIGN - 1, &bytes)) return 0;
+    bytes &= ~(size_t)(MOLORA__ALIGN - 1);
+    return molora__add(*acc, bytes, acc);
+}
+MOLORA__PRIVATE void *molora__carve(unsigned char **cursor, size_t n, size_t elem)
+{
+    void *p = *cursor;
+    size_t bytes = (n * elem + MOLORA__ALIGN - 1) & ~(size_t)(MOLORA__ALIGN - 1);
+    *cursor += bytes;
+    return p;
+}
+MOLORA__PRIVATE unsigned char *molora__align_up(void *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    return (unsigned char *)p + ((MOLORA__ALIGN - (u & (MOLORA__ALIGN - 1))) & (MOLORA__ALIGN - 1));
+}
+MOLORA__PRIVATE int molora__all_finite(const float *v, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
+/* ---- [gemm seam] ---------------------------------------------------------------------------
+   C (M, N) = alpha * A (M, K) * op(B) + beta * C, row-major, A never transposed.
+   transb != 0: B is (N, K) and op(B) = B^T;  transb == 0: B is (K, N).  beta == 0 never reads C. */
+MOLORA__PRIVATE void molora__sgemm_ref(int transb, int M, int N, int K, float alpha, const float *A,
+                                       int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    int m, n, k;
+    for (m = 0; m < M; m++) {
+        const float *a = A + (size_t)m * lda;
+        float *c = C + (size_t)m * ldc;
+        if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof *c);
+        else if (beta != 1.0f) for (n = 0; n < N; n++) c[n] *= beta;
+        if (transb) {
+            for (n = 0; n < N; n++) {
+                const float *b = B + (size_t)n * ldb;
+                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                for (k = 0; k + 4 <= K; k += 4) {
+                    s0 += a[k] * b[k]; s1 += a[k + 1] * b[k + 1];
+                    s2 += a[k + 2] * b[k + 2]; s3 += a[k + 3] * b[k + 3];
+                }
+                for (; k < K; k++) s0 += a[k] * b[k];
+                c[n] += alpha * ((s0 + s1) + (s2 + s3));
+            }
+        } else {
+            for (k = 0; k < K; k++) {
+                const float *b = B + (size_t)k * ldb;
+                float ak = alpha * a[k];
+                if (ak == 0.0f) continue;
+                for (n = 0; n < N; n++) c[n] += ak * b[n];
+            }
+        }
+    }
+}
+
+MOLORA__PRIVATE void molora__sgemm(int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                                   const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { molora__sgemm_ref(transb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc); return; }
+#ifdef MOLORA_NO_BLAS
+    molora__sgemm_ref(transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    if (M == 1) {   /* one row: matrix-vector, sgemm with M = 1 is ~4x slower here */
+        if (beta == 0.0f) memset(C, 0, (size_t)N * sizeof *C);
+        if (transb) cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta == 0.0f ? 1.0f : beta, C, 1);
+        else        cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, B, ldb, A, 1, beta == 0.0f ? 1.0f : beta, C, 1);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+                B, ldb, beta, C, ldc);
+#endif
+}
+
+/* ---- [init] ------------------------------------------------------------------------------- */
+MOLORA__PRIVATE int molora__needs_gate(int routing)
+{
+    return routing == MOLORA_ROUTING_DENSE || routing == MOLORA_ROUTING_TOPK ||
+           routing == MOLORA_ROUTING_THRESHOLD || routing == MOLORA_ROUTING_ADAMOLE;
+}
+
+/* Validates one layer and adds its memory to *bytes. */
+MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, int l, int copy,
+                                                  const molora__logger *lg, size_t *bytes)
+{
+    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, rt = 0, nrows, sz, ng = 0;
+    int i, n = L->n_experts;
+    if (L->d_in < 1 || L->d_out < 1)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: d_in %d, d_out %d (must be >= 1)", l, L->d_in, L->d_out);
+    if (n < 0)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: n_experts %d (must be >= 0)", l, n);
+    if (n > 0 && !L->experts)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: n_experts %d but experts is NULL", l, n);
+    if (!molora__floats(din, dout, &sz))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: d_out * d_in overflows", l);
+    if (L->W0 && !molora__all_finite(L->W0, sz))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: W0 has NaN or Inf", l);
+    if (L->bias && !molora__all_finite(L->bias, dout))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: bias has NaN or Inf", l);
+    if (copy) {
+        if (L->W0 && !molora__reserve(bytes, sz, sizeof(float)))
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: W0 size overflows", l);
+        if (L->bias && !molora__reserve(bytes, dout, sizeof(float)))
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: bias size overflows", l);
+    }
+    if (n == 0) return MOLORA_RESULT_SUCCESS;
+    if ((int)L->routing < 0 || (int)L->routing >= MOLORA_ROUTING_COUNT)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: unknown routing %d", l, (int)L->routing);
+    for (i = 0; i < n; i++) {
+        const molora_expert_desc *e = &L->experts[i];
+        size_t na, nb;
+        if (e->rank < 1)
+            return molora__fail(lg, MOLORA_RESULT_INVALID_RANK, "layer %d expert %d: rank %d (must be >= 1)", l, i, e->rank);
+        if (!e->A || !e->B)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d expert %d: A or B is NULL", l, i);
+        if (!isfinite(e->scaling) || !isfinite(e->lora_alpha))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: scaling or lora_alpha is NaN/Inf", l, i);
+        if (!molora__add(rt, (size_t)e->rank, &rt) || rt > 0x7fffffff || !molora__floats((size_t)e->rank, din, &na) ||
+            !molora__floats((size_t)e->rank, dout, &nb))
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d expert %d: rank %d overflows", l, i, e->rank);
+        if (!molora__all_finite(e->A, na) || !molora__all_finite(e->B, nb))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: A or B has NaN or Inf", l, i);
+    }
+    if (molora__needs_gate(L->routing) && !L->gate_weight)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: routing needs gate_weight (N, d_in)", l);
+    if (molora__needs_gate(L->routing) && !molora__floats((size_t)n, din, &ng))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: gate size overflows", l);
+    if (molora__needs_gate(L->routing) && !molora__all_finite(L->gate_weight, ng))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_weight has NaN or Inf", l);
+    if (L->gate_bias && !molora__all_finite(L->gate_bias, (size_t)n))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_bias has NaN or Inf", l);
+    if (!(L->temperature >= 0.0f) || !isfinite(L->temperature))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: temperature %g (must be > 0, or 0 for 1)", l, (double)L->temperature);
+    if (L->routing == MOLORA_ROUTING_TOPK && (L->top_k < 0 || L->top_k > n))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_TOP_K, "layer %d: top_k %d outside 1..%d", l, L->top_k, n);
+    if (L->routing == MOLORA_ROUTING_THRESHOLD && !isfinite(L->threshold))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: threshold is NaN or Inf", l);
+    if (L->routing == MOLORA_ROUTING_ADAMOLE) {
+        if (L->tau_max_set && (!(L->tau_max >= 0.0f) || !isfinite(L->tau_max)))
+            return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: tau_max %g (must be finite and >= 0)", l, (double)L->tau_max);
+        if (!L->threshold_weight)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: ADAMOLE needs threshold_weight (d_in)", l);
+        if (!molora__all_finite(L->threshold_weight, din) || !isfinite(L->threshold_bias))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: threshold net has NaN or Inf", l);
+    }
+    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
+        size_t ne;
+        if (!L->mole_gate)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: MOLE_OUTPUT needs mole_gate (N, N*d_out)", l);
+        if (!molora__floats((size_t)n * (size_t)n, dout, &ne) || ne / (size_t)n > 0x7fffffff)
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
+        if (!molora__all_finite(L->mole_gate, ne))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: mole_gate has NaN or Inf", l);
+        if (copy && !molora__reserve(bytes, ne, sizeof(float)))
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
+    }
+    nrows = rt + (molora__needs_gate(L->routing) ? (size_t)n : 0) + (L->routing == MOLORA_ROUTING_ADAMOLE);
+    if (nrows > 0x7fffffff || !molora__reserve(bytes, nrows, din * sizeof(float)) || !molora__reserve(bytes, dout, rt * sizeof(float)) ||
+        !molora__reserve(bytes, (size_t)n, sizeof(int)) || !molora__reserve(bytes, (size_t)n, sizeof(int)) ||
+        !molora__reserve(bytes, (size_t)n, sizeof(float)) || (L->gate_bias && !molora__reserve(bytes, (size_t)n, sizeof(float))))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: packed expert size overflows", l);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_desc *L, int copy, unsigned char **cur)
+{
+    int i, j, n = L->n_experts, off = 0;
+    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out;
+    memset(P, 0, sizeof *P);
+    P->d_in = L->d_in; P->d_out = L->d_out; P->n = n;
+    P->gate_row = P->thr_row = -1;
+    P->W0 = L->W0; P->bias = L->bias;
+    if (copy && L->W0) P->W0 = (const float *)memcpy(molora__carve(cur, din * dout, sizeof(float)), L->W0, din * dout * sizeof(float));
+    if (copy && L->bias) P->bias = (const float *)memcpy(molora__carve(cur, dout, sizeof(float)), L->bias, dout * sizeof(float));
+    if (n == 0) { P->routing = MOLORA_ROUTING_FIXED; return; }
+    P->routing = (int)L->routing;
+    P->temperature = L->temperature > 0.0f ? L->temperature : 1.0f;
+    P->top_k = L->routing == MOLORA_ROUTING_TOPK ? (L->top_k ? L->top_k : (n > 1 ? 2 : 1)) : 0;
+    P->threshold = L->threshold;
+    P->tau_max = L->tau_max_set ? L->tau_max : 1.0f / (float)n;
+    P->thr_bias = L->threshold_bias;
+    for (i = 0; i < n; i++) P->r_total += L->experts[i].rank;
+    P->n_rows = P->r_total;
+    if (molora__needs_gate(P->routing)) { P->gate_row = P->n_rows; P->n_rows += n; }
+    if (P->routing == MOLORA_ROUTING_ADAMOLE) { P->thr_row = P->n_rows; P->n_rows += 1; }
+    P->rank = (int *)molora__carve(cur, (size_t)n, sizeof(int));
+    P->offset = (int *)molora__carve(cur, (size_t)n, sizeof(int));
+    P->scaling = (float *)molora__carve(cur, (size_t)n, sizeof(float));
+    P->A = (float *)molora__carve(cur, (size_t)P->n_rows * din, sizeof(float));
+    P->B = (float *)molora__carve(cur, dout * (size_t)P->r_total, sizeof(float));
+    for (i = 0; i < n; i++) {
+        const molora_expert_desc *e = &L->experts[i];
+        float alpha = e->lora_alpha != 0.0f ? e->lora_alpha : (float)e->rank;
+        P->rank[i] = e->rank;
+        P->offset[i] = off;
+        P->scaling[i] = e->scaling != 0.0f ? e->scaling
+                      : (e->use_rslora ? alpha / sqrtf((float)e->rank) : alpha / (float)e->rank);
+        memcpy(P->A + (size_t)off * din, e->A, (size_t)e->rank * din * sizeof(float));
+        for (j = 0; j < L->d_out; j++)
+            memcpy(P->B + (size_t)j * P->r_total + off, e->B + (size_t)j * e->rank, (size_t)e->rank * sizeof(float));
+        off += e->rank;
+    }
+    if (P->gate_row >= 0) memcpy(P->A + (size_t)P->gate_row * din, L->gate_weight, (size_t)n * din * sizeof(float));
+    if (P->thr_row >= 0) memcpy(P->A + (size_t)P->thr_row * din, L->threshold_weight, din * sizeof(float));
+    if (L->gate_bias) {
+        P->gate_bias = (float *)molora__carve(cur, (size_t)n, sizeof(float));
+        memcpy(P->gate_bias, L->gate_bias, (size_t)n * sizeof(float));
+    }
+    P->mole_gate = L->mole_gate;
+    if (P->routing == MOLORA_ROUTING_MOLE_OUTPUT && copy) {
+        size_t ne = (size_t)n * (size_t)n * dout;
+        P->mole_gate = (const float *)memcpy(molora__carve(cur, ne, sizeof(float)), L->mole_gate, ne * sizeof(float));
+    }
+}
+
+MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora_model **out)
+{
+    molora__logger lg;
+    molora_memory mem;
+    size_t bytes = 0;
+    int l, copy;
+    unsigned char *cur;
+    void *block;
+    molora_model *m;
+    molora_result r;
+    if (out) *out = NULL;
+    if (!desc || !out) return MOLORA_RESULT_INVALID_ARGUMENT;
+    lg.fn = desc->log; lg.user = desc->log_user;
+    if (desc->n_layers < 0 || (desc->n_layers > 0 && !desc->layers))
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: n_layers %d with layers %p", desc->n_layers, (const void *)desc->layers);
+    if ((desc->flags & ~(unsigned)MOLORA_MODEL_COPY_WEIGHTS) != 0)
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: unknown flags 0x%x", desc->flags);
+    if (!desc->memory.alloc != !desc->memory.free)
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: memory hook needs both alloc and free");
+    copy = (desc->flags & MOLORA_MODEL_COPY_WEIGHTS) != 0;
+    mem = desc->memory;
+    /* one block: header, layer table, then every layer's packed data, 64-byte aligned */
+    if (!molora__reserve(&bytes, 1, sizeof(molora_model)) ||
+        !molora__reserve(&bytes, (size_t)desc->n_layers, sizeof(molora__layer)))
+        return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "model: layer table overflows");
+    for (l = 0; l < desc->n_layers; l++) {
+        r = molora__check_layer(&desc->layers[l], l, copy, &lg, &bytes);
+        if (r != MOLORA_RESULT_SUCCESS) return r;
+    }
+    if (!molora__add(bytes, MOLORA__ALIGN, &bytes))
+        return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "model: total size overflows");
+    block = mem.alloc ? mem.alloc(bytes, mem.user) : malloc(bytes);
+    if (!block) return molora__fail(&lg, MOLORA_RESULT_OUT_OF_MEMORY, "model: cannot allocate %zu bytes", bytes);
+    cur = molora__align_up(block);
+    m = (molora_model *)molora__carve(&cur, 1, sizeof(molora_model));
+    m->layers = (molora__layer *)molora__carve(&cur, (size_t)desc->n_layers, sizeof(molora__layer));
+    m->n_layers = desc->n_layers;
+    m->memory = mem;
+    m->log = desc->log; m->log_user = desc->log_user;
+    m->block = block;
+    for (l = 0; l < desc->n_layers; l++) molora__pack_layer(&m->layers[l], &desc->layers[l], copy, &cur);
+    MOLORA_ASSERT((size_t)(cur - (unsigned char *)block) <= bytes);
+    *out = m;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API void molora_model_free(molora_model *m)
+{
+    if (!m) return;
+    if (m->memory.free) m->memory.free(m->block, m->memory.user);
+    else free(m->block);
+}
+
+MOLORA_API int molora_model_n_layers(const molora_model *m) { return m ? m->n_layers : 0; }
+
+MOLORA_API molora_result molora_layer_get_info(const molora_model *m, int layer, molora_layer_info *info)
+{
+    const molora__layer *L;
+    if (!m || !info) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (layer < 0 || layer >= m->n_layers) return MOLORA_RESULT_INVALID_LAYER;
+    L = &m->layers[layer];
+    memset(info, 0, sizeof *info);
+    info->d_in = L->d_in; info->d_out = L->d_out; info->n_experts = L->n;
+    info->rank_total = L->r_total;
+    info->routing = (molora_routing)L->routing;
+    info->top_k = L->top_k;
+    info->temperature = L->temperature; info->threshold = L->threshold; info->tau_max = L->tau_max;
+    info->has_W0 = L->W0 != NULL; info->has_bias = L->bias != NULL; info->has_gate_bias = L->gate_bias != NULL;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API molora_result molora_expert_get(const molora_model *m, int layer, int expert, int *rank, float *scaling)
+{
+    const molora__layer *L;
+    if (!m) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (layer < 0 || layer >= m->n_layers) return MOLORA_RESULT_INVALID_LAYER;
+    L = &m->layers[layer];
+    if (expert < 0 || expert >= L->n) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (rank) *rank = L->rank[expert];
+    if (scaling) *scaling = L->scaling[expert];
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* ---- [routing] -----------------------------------------------------------------------------
+   Each rule works on one token: z (n) gate logits with bias, allowed(i) from the mask. */
+
+/* v (n): in, the logits, NaN for experts that take no part; out, softmax of v / temperature
+   over the others (0 for the rest). Logits are NaN-checked before, so NaN is free as a marker. */
+MOLORA__PRIVATE void molora__softmax(float *v, int n, float inv_t)
+{
+    int i, any = 0, n_top = 0;
+    float mx = 0.0f, sum = 0.0f;
+    for (i = 0; i < n; i++)
+        if (!isnan(v[i])) { v[i] *= inv_t; if (!any || v[i] > mx) mx = v[i]; any = 1; }
+    if (!any) { for (i = 0; i < n; i++) v[i] = 0.0f; return; }
+    if (isinf(mx)) {   /* logits at +inf share the weight; all at -inf: uniform */
+        for (i = 0; i < n; i++) { v[i] = v[i] == mx ? 1.0f : 0.0f; n_top += v[i] != 0.0f; }
+        for (i = 0; i < n; i++) v[i] /= (float)n_top;
+        return;
+    }
+    for (i = 0; i < n; i++) { v[i] = isnan(v[i]) ? 0.0f : expf(v[i] - mx); sum += v[i]; }
+    for (i = 0; i < n; i++) v[i] /= sum;
+}
+
+MOLORA__PRIVATE float molora__sigmoid(float u)
+{
+    if (u >= 0.0f) return 1.0f / (1.0f + expf(-u));
+    { float e = expf(u); return e / (1.0f + e); }
+}
+
+/* Weights w (n) of one token for the gate rules: z gate logits (bias added), u the
+   threshold-net logit (ADAMOLE), allow the mask row or NULL. */
+MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z, float u, const uint8_t *allow, float *w)
+{
+    int i, c, n = L->n;
+    float s = 0.0f;
+    if (L->routing == MOLORA_ROUTING_TOPK) {   /* keep the k best allowed, ties to the lowest index */
+        for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? 0.0f : -1.0f;   /* 0 candidate, 1 chosen */
+        for (c = 0; c < L->top_k; c++) {
+            int best = -1;
+            for (i = 0; i < n; i++)
+                if (w[i] == 0.0f && (best < 0 || z[i] > z[best])) best = i;
+            if (best < 0) break;
+            w[best] = 1.0f;
+        }
+        for (i = 0; i < n; i++) w[i] = w[i] == 1.0f ? z[i] : NAN;
+        molora__softmax(w, n, 1.0f / L->temperature);
+        return;
+    }
+    for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? z[i] : NAN;
+    molora__softmax(w, n, 1.0f / L->temperature);
+    if (L->routing == MOLORA_ROUTING_THRESHOLD) {      /* p_i >= threshold, renormalised */
+        for (i = 0; i < n; i++) { if (!(w[i] >= L->threshold) || w[i] == 0.0f) w[i] = 0.0f; s += w[i]; }
+        if (s == 0.0f) return;
+        for (i = 0; i < n; i++) w[i] /= s;
+    } else if (L->routing == MOLORA_ROUTING_ADAMOLE) { /* p_i - tau where p_i >= tau, renormalised */
+        float tau = L->tau_max * molora__sigmoid(u);
+        for (i = 0; i < n; i++) {
+            float a = w[i] - tau;
+            w[i] = ((!allow || allow[i]) && a >= 0.0f) ? a : 0.0f;
+            s += w[i];
+        }
+        if (s == 0.0f) s = 1.0f;
+        for (i = 0; i < n; i++) w[i] /= s;
+    }
+}
+
+/* ---- [forward] ----------------------------------------------------------------------------- */
+typedef struct molora__ws { size_t hg, w, d, total; } molora__ws;   /* floats per part */
+
+MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__ws *ws)
+{
+    size_t bytes = MOLORA__ALIGN;
+    memset(ws, 0, sizeof *ws);
+    if (!molora__mul(T, (size_t)L->n_rows, &ws->hg) || !molora__mul(T, (size_t)L->n, &ws->w)) return 0;
+    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && L->n > 0 &&
+        !molora__mul(T, (size_t)L->n * (size_t)L->d_out, &ws->d)) return 0;
+    if (!molora__reserve(&bytes, ws->hg, sizeof(float)) || !molora__reserve(&bytes, ws->w, sizeof(float)) ||
+        !molora__reserve(&bytes, ws->d, sizeof(float)))
+        return 0;
+    ws->total = bytes;
+    return 1;
+}
+
+MOLORA_API molora_result molora_workspace_size(const molora_model *m, int max_tokens, size_t *size)
+{
+    int l;
+    size_t best = 0;
+    if (size) *size = 0;
+    if (!m || !size) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (max_tokens < 0) return MOLORA_RESULT_INVALID_SHAPE;
+    for (l = 0; l < m->n_layers; l++) {
+        molora__ws ws;
+        if (!molora__ws_layout(&m->layers[l], (size_t)max_tokens, &ws)) return MOLORA_RESULT_SIZE_OVERFLOW;
+        if (ws.total > best) best = ws.total;
+    }
+    *size = best;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* MoLE output gate: D = per-expert deltas (T, n*d_out), logits = e^T D / ||D||, softmax. */
+MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const molora_forward_args *a,
+                                                 const float *H, float *D, float *w)
+{
+    int T = a->n_tokens, n = L->n, O = L->d_out, t, i, o;
+    size_t ld = (size_t)n * (size_t)O;
+    for (i = 0; i < n; i++) {
+        if (a->expert_mask && !a->mask_per_token && !a->expert_mask[i]) {
+            for (t = 0; t < T; t++) memset(D + (size_t)t * ld + (size_t)i * O, 0, (size_t)O * sizeof(float));
+            continue;
+        }
+        molora__sgemm(1, T, O, L->rank[i], L->scaling[i], H + L->offset[i], L->n_rows,
+                      L->B + L->offset[i], L->r_total, 0.0f, D + (size_t)i * O, (int)ld);
+    }
+    if (a->expert_mask && a->mask_per_token)
+        for (t = 0; t < T; t++)
+            for (i = 0; i < n; i++)
+                if (!a->expert_mask[(size_t)t * n + i]) memset(D + (size_t)t * ld + (size_t)i * O, 0, (size_t)O * sizeof(float));
+    molora__sgemm(1, T, n, (int)ld, 1.0f, D, (int)ld, L->mole_gate, (int)ld, 0.0f, w, n);
+    for (t = 0; t < T; t++) {
+        const float *d = D + (size_t)t * ld;
+        const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
+        float *wt = w + (size_t)t * n;
+        double ss = 0.0, norm;
+        for (o = 0; o < (int)ld; o++) ss += (double)d[o] * d[o];
+        norm = sqrt(ss) > 1e-12 ? sqrt(ss) : 1e-12;   /* F.normalize: v / max(||v||, eps) */
+        for (i = 0; i < n; i++) {
+            wt[i] = (float)(wt[i] / norm) + (L->gate_bias ? L->gate_bias[i] : 0.0f);
+            if (isnan(wt[i])) return MOLORA_RESULT_NON_FINITE;
+            if (allow && !allow[i]) wt[i] = NAN;
+        }
+        molora__softmax(wt, n, 1.0f / L->temperature);
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_forward_args *a, int apply)
+{
+    molora__logger lg;
+    const molora__layer *L;
+    molora__ws ws;
+    float *HG, *W, *D;
+    unsigned char *cur;
+    int T, n, t, i, j;
+    size_t nx;
+    molora_result r;
+    if (!m || !a) return MOLORA_RESULT_INVALID_ARGUMENT;
+    lg.fn = m->log; lg.user = m->log_user;
+    if (a->layer < 0 || a->layer >= m->n_layers)
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_LAYER, "forward: layer %d outside 0..%d", a->layer, m->n_layers - 1);
+    L = &m->layers[a->layer];
+    T = a->n_tokens;
+    n = L->n;
+    if (T < 0) return molora__fail(&lg, MOLORA_RESULT_INVALID_SHAPE, "forward: n_tokens %d < 0", T);
+    if ((int)a->output != MOLORA_OUTPUT_FULL && (int)a->output != MOLORA_OUTPUT_DELTA)
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: unknown output mode %d", (int)a->output);
+    if (apply && a->output == MOLORA_OUTPUT_FULL && !L->W0)
+        return molora__fail(&lg, MOLORA_RESULT_MISSING_WEIGHTS, "forward: layer %d has no W0; use MOLORA_OUTPUT_DELTA", a->layer);
+    if (!apply && !a->weights_out)
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "route: weights_out is NULL");
+    if (a->counts_out) for (i = 0; i < n; i++) a->counts_out[i] = 0;
+    if (T == 0) return MOLORA_RESULT_SUCCESS;
+    if (!a->x || (apply && !a->y))
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: x or y is NULL");
+    if (n > 0 && L->routing == MOLORA_ROUTING_FIXED && !a->weights)
+        return molora__fail(&lg, MOLORA_RESULT_MISSING_WEIGHTS, "forward: layer %d has FIXED routing but no weights were given", a->layer);
+    if (!molora__ws_layout(L, (size_t)T, &ws) || !molora__mul((size_t)T, (size_t)L->d_in, &nx))
+        return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "forward: %d tokens overflow the workspace size", T);
+    if (!a->workspace || a->workspace_size < ws.total)
+        return molora__fail(&lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL, "forward: workspace %zu bytes, %d tokens on layer %d need %zu",
+                            a->workspace ? a->workspace_size : (size_t)0, T, a->layer, ws.total);
+    if (!molora__all_finite(a->x, nx))
+        return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
+    if (n > 0 && a->weights && !molora__all_finite(a->weights, a->weights_per_token ? (size_t)T * n : (size_t)n))
+        return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: fixed weights have NaN or Inf");
+    cur = molora__align_up(a->workspace);
+    HG = (float *)molora__carve(&cur, ws.hg, sizeof(float));
+    W = (float *)molora__carve(&cur, ws.w, sizeof(float));
+    D = (float *)molora__carve(&cur, ws.d, sizeof(float));
+
+    if (n > 0) {
+        /* 1. H = X A^T, gate logits and threshold logit in one product: (T, n_rows) */
+        molora__sgemm(1, T, L->n_rows, L->d_in, 1.0f, a->x, L->d_in, L->A, L->d_in, 0.0f, HG, L->n_rows);
+        /* 2. routing weights (T, n) */
+        if (a->weights) {
+            for (t = 0; t < T; t++)
+                for (i = 0; i < n; i++) {
+                    const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
+                    W[(size_t)t * n + i] = (!allow || allow[i]) ? a->weights[(a->weights_per_token ? (size_t)t * n : 0) + i] : 0.0f;
+                }
+        } else if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
+            r = molora__route_mole(L, a, HG, D, W);
+            if (r != MOLORA_RESULT_SUCCESS)
+                return molora__fail(&lg, r, "forward: layer %d MoLE output-gate logits are NaN (inputs too large)", a->layer);
+        } else {
+            for (t = 0; t < T; t++) {
+                float *z = HG + (size_t)t * L->n_rows + L->gate_row;
+                const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
+                float u = L->thr_row >= 0 ? HG[(size_t)t * L->n_rows + L->thr_row] + L->thr_bias : 0.0f;
+                for (i = 0; i < n; i++) {
+                    if (L->gate_bias) z[i] += L->gate_bias[i];
+                    if (isnan(z[i])) return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d gate logits are NaN (inputs too large)", a->layer);
+                }
+                if (isnan(u)) return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN", a->layer);
+                molora__route_token(L, z, u, allow, W + (size_t)t * n);
+            }
+        }
+        if (a->counts_out)
+            for (t = 0; t < T; t++)
+                for (i = 0; i < n; i++) a->counts_out[i] += W[(size_t)t * n + i] != 0.0f;
+        if (a->weights_out) memcpy(a->weights_out, W, (size_t)T * n * sizeof(float));
+    }
+    if (!apply) return MOLORA_RESULT_SUCCESS;
+
+    /* 3. frozen layer: Y = X W0^T + b */
+    if (a->output == MOLORA_OUTPUT_FULL) {
+        molora__sgemm(1, T, L->d_out, L->d_in, 1.0f, a->x, L->d_in, L->W0, L->d_in, 0.0f, a->y, L->d_out);
+        if (L->bias)
+            for (t = 0; t < T; t++)
+                for (j = 0; j < L->d_out; j++) a->y[(size_t)t * L->d_out + j] += L->bias[j];
+    }
+    if (n == 0) return MOLORA_RESULT_SUCCESS;
+    /* 4. Y += sum_i w_i * s_i * B_i H_i */
+    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights) {
+        size_t ld = (size_t)n * L->d_out;
+        for (t = 0; t < T; t++) {
+            float *y = a->y + (size_t)t * L->d_out;
+            for (i = 0; i < n; i++) {
+                float wi = W[(size_t)t * n + i];
+                const float *d = D + (size_t)t * ld + (size_t)i * L->d_out;
+                if (wi == 0.0f) continue;
+                for (j = 0; j < L->d_out; j++) y[j] += wi * d[j];
+            }
+        }
+        return MOLORA_RESULT_SUCCESS;
+    }
+    for (t = 0; t < T; t++) {
+        float *h = HG + (size_t)t * L->n_rows;
+        for (i = 0; i < n; i++) {
+            float c = W[(size_t)t * n + i] * L->scaling[i];
+            for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++) h[j] *= c;
+        }
+    }
+    molora__sgemm(1, T, L->d_out, L->r_total, 1.0f, HG, L->n_rows, L->B, L->r_total, 1.0f, a->y, L->d_out);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API molora_result molora_forward(const molora_model *m, const molora_forward_args *a) { return molora__run(m, a, 1); }
+MOLORA_API molora_result molora_route(const molora_model *m, const molora_forward_args *a) { return molora__run(m, a, 0); }
+
+MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const float *weights, float *W)
+{
+    const molora__layer *L;
+    int i;
+    if (!m || !W) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (layer < 0 || layer >= m->n_layers) return MOLORA_RESULT_INVALID_LAYER;
+    L = &m->layers[layer];
+    if (L->n == 0) return MOLORA_RESULT_SUCCESS;
+    if (!weights) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (!molora__all_finite(weights, (size_t)L->n)) return MOLORA_RESULT_NON_FINITE;
+    for (i = 0; i < L->n; i++) {
+        float c = weights[i] * L->scaling[i];
+        if (c == 0.0f) continue;
+        molora__sgemm(0, L->d_out, L->d_in, L->rank[i], c, L->B + L->offset[i], L->r_total,
+                      L->A + (size_t)L->offset[i] * L->d_in, L->d_in, 1.0f, W, L->d_in);
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+#endif /* MOLORA__IMPLEMENTED */
+#endif /* MOLORA_IMPLEMENTATION */
+
+/*
+MIT License
+
+Copyright (c) 2026 the molora authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT
+NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM,
+DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT
+OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+*/

@@ -1,0 +1,3 @@
+/* The library's one implementation unit for the tests: they see only the declarations. */
+#define MOLORA_IMPLEMENTATION
+#include "molora.h"

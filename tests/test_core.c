@@ -1,0 +1,1041 @@
+/* Core layer tests: every routing rule, mask case and output mode against a naive float64
+   reference written here, apart from the library (per token, per expert, no packing).
+   Built twice: against OpenBLAS and with MOLORA_NO_BLAS. The library is compiled once in
+   tests/molora_impl.c, so this file sees only the public declarations. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "molora.h"
+
+/* ---- allocation counter: the binary links with -Wl,--wrap=malloc,... -------------------- */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+static long g_allocs;
+void *__wrap_malloc(size_t n) { g_allocs++; return __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t m) { g_allocs++; return __real_calloc(n, m); }
+void *__wrap_realloc(void *p, size_t n) { g_allocs++; return __real_realloc(p, n); }
+
+/* ---- random numbers ----------------------------------------------------------------------- */
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static double rnd(void) /* uniform in [-1, 1) */
+{
+    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
+    return (double)(g_rng >> 11) / (double)(1ull << 52) - 1.0;
+}
+static float *rnd_vec(size_t n, double scale)
+{
+    float *v = malloc(n * sizeof *v);
+    size_t i;
+    for (i = 0; i < n; i++) v[i] = (float)(rnd() * scale);
+    return v;
+}
+
+/* ---- float comparison that reports the max abs / rel error -------------------------------- */
+typedef struct err { double abs, rel; long n; } err;
+static void err_add(err *e, double got, double want, double scale)
+{
+    double a = fabs(got - want), r = a / (scale > 1e-30 ? scale : 1e-30);
+    if (a > e->abs) e->abs = a;
+    if (r > e->rel) e->rel = r;
+    e->n++;
+}
+#define CHECK_ERR(e, tol, what)                                                                  \
+    do {                                                                                         \
+        if ((e).rel > (tol)) fail_msg("%s: max abs err %.3g, max rel err %.3g over %ld values (tol %.1g)", \
+                                      (what), (e).abs, (e).rel, (e).n, (double)(tol));            \
+    } while (0)
+
+/* ---- the test layer: one set of random arrays, seen by the reference and by molora -------- */
+#define MAXN 8
+typedef struct fix {
+    int d_in, d_out, n, routing, top_k, tau_max_set;
+    int rank[MAXN];
+    float scaling[MAXN], lora_alpha[MAXN];
+    int rslora[MAXN];
+    float *A[MAXN], *B[MAXN], *W0, *bias, *Wg, *bg, *wt, *e;
+    float bt, temperature, threshold, tau_max;
+} fix;
+
+static double ref_scaling(const fix *f, int i)
+{
+    double alpha = f->lora_alpha[i] != 0.0f ? f->lora_alpha[i] : f->rank[i];
+    if (f->scaling[i] != 0.0f) return f->scaling[i];
+    return f->rslora[i] ? alpha / sqrt((double)f->rank[i]) : alpha / f->rank[i];
+}
+
+/* delta of expert i on token x, double: s_i B_i (A_i x) */
+static void ref_expert(const fix *f, int i, const float *x, double *out)
+{
+    double h[64];
+    int j, k, o;
+    for (j = 0; j < f->rank[i]; j++) {
+        h[j] = 0;
+        for (k = 0; k < f->d_in; k++) h[j] += (double)f->A[i][j * f->d_in + k] * x[k];
+    }
+    for (o = 0; o < f->d_out; o++) {
+        double s = 0;
+        for (j = 0; j < f->rank[i]; j++) s += (double)f->B[i][o * f->rank[i] + j] * h[j];
+        out[o] = ref_scaling(f, i) * s;
+    }
+}
+
+static double temp_of(const fix *f) { return f->temperature > 0 ? f->temperature : 1.0; }
+
+/* softmax over allowed of z / temperature */
+static void ref_softmax(const fix *f, const double *z, const uint8_t *allow, double *p)
+{
+    double mx = -INFINITY, s = 0;
+    int i;
+    for (i = 0; i < f->n; i++) if (!allow || allow[i]) mx = fmax(mx, z[i] / temp_of(f));
+    for (i = 0; i < f->n; i++) { p[i] = (!allow || allow[i]) ? exp(z[i] / temp_of(f) - mx) : 0; s += p[i]; }
+    for (i = 0; i < f->n; i++) p[i] = s > 0 ? p[i] / s : 0;
+}
+
+/* Routing weights of one token, and the margin of its discrete decision (1e9 when none). */
+static void ref_route(const fix *f, const float *x, const uint8_t *allow, double *w, double *margin)
+{
+    int n = f->n, i, k;
+    double z[MAXN], p[MAXN];
+    *margin = 1e9;
+    if (f->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
+        double *v = calloc((size_t)n * f->d_out, sizeof *v), nrm = 0;
+        for (i = 0; i < n; i++)
+            if (!allow || allow[i]) ref_expert(f, i, x, v + (size_t)i * f->d_out);
+        for (k = 0; k < n * f->d_out; k++) nrm += v[k] * v[k];
+        nrm = fmax(sqrt(nrm), 1e-12);
+        for (i = 0; i < n; i++) {
+            z[i] = f->bg ? f->bg[i] : 0;
+            for (k = 0; k < n * f->d_out; k++) z[i] += (double)f->e[(size_t)i * n * f->d_out + k] * v[k] / nrm;
+        }
+        free(v);
+        ref_softmax(f, z, allow, w);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        z[i] = f->bg ? f->bg[i] : 0;
+        for (k = 0; k < f->d_in; k++) z[i] += (double)f->Wg[i * f->d_in + k] * x[k];
+    }
+    ref_softmax(f, z, allow, p);
+    switch (f->routing) {
+    case MOLORA_ROUTING_DENSE:
+        memcpy(w, p, sizeof(double) * n);
+        break;
+    case MOLORA_ROUTING_TOPK: {   /* selection sort by z, stable: lower index first on ties */
+        int order[MAXN], cnt = 0, kk = f->top_k ? f->top_k : (n > 1 ? 2 : 1), a, b;
+        uint8_t sel[MAXN] = {0};
+        for (i = 0; i < n; i++) if (!allow || allow[i]) order[cnt++] = i;
+        for (a = 0; a < cnt; a++)
+            for (b = a + 1; b < cnt; b++)
+                if (z[order[b]] > z[order[a]] || (z[order[b]] == z[order[a]] && order[b] < order[a])) {
+                    int t = order[a]; order[a] = order[b]; order[b] = t;
+                }
+        if (kk > cnt) kk = cnt;
+        for (a = 0; a < kk; a++) sel[order[a]] = 1;
+        if (kk < cnt) *margin = z[order[kk - 1]] - z[order[kk]];
+        ref_softmax(f, z, sel, w);
+        break;
+    }
+    case MOLORA_ROUTING_THRESHOLD: {
+        double s = 0;
+        for (i = 0; i < n; i++) {
+            if (!allow || allow[i]) *margin = fmin(*margin, fabs(p[i] - f->threshold));
+            w[i] = (p[i] >= f->threshold && (!allow || allow[i])) ? p[i] : 0;
+            s += w[i];
+        }
+        for (i = 0; i < n; i++) w[i] = s > 0 ? w[i] / s : 0;
+        break;
+    }
+    case MOLORA_ROUTING_ADAMOLE: {
+        double u = f->bt, tau, s = 0, tmax = f->tau_max_set ? f->tau_max : 1.0 / n;
+        for (k = 0; k < f->d_in; k++) u += (double)f->wt[k] * x[k];
+        tau = tmax / (1.0 + exp(-u));
+        for (i = 0; i < n; i++) {
+            double a = p[i] - tau;
+            if (!allow || allow[i]) *margin = fmin(*margin, fabs(a));
+            w[i] = ((!allow || allow[i]) && a >= 0) ? a : 0;
+            s += w[i];
+        }
+        if (s == 0) s = 1;
+        for (i = 0; i < n; i++) w[i] /= s;
+        break;
+    }
+    default:
+        fail_msg("ref_route: routing %d", f->routing);
+    }
+}
+
+/* The reference layer over T tokens. fixed: (n) or (T, n) caller weights or NULL. */
+static void ref_forward(const fix *f, int T, const float *X, const uint8_t *mask, int mask_pt,
+                        const float *fixed, int fixed_pt, int full, const float *Yin, double *Y,
+                        double *Wout, double *margin)
+{
+    int t, i, o, k;
+    double *d = malloc(sizeof(double) * f->d_out);
+    for (t = 0; t < T; t++) {
+        const float *x = X + (size_t)t * f->d_in;
+        const uint8_t *allow = mask ? mask + (mask_pt ? (size_t)t * f->n : 0) : NULL;
+        double *w = Wout + (size_t)t * f->n, *y = Y + (size_t)t * f->d_out;
+        margin[t] = 1e9;
+        if (fixed)
+            for (i = 0; i < f->n; i++) w[i] = (!allow || allow[i]) ? fixed[(fixed_pt ? (size_t)t * f->n : 0) + i] : 0;
+        else if (f->n > 0)
+            ref_route(f, x, allow, w, &margin[t]);
+        for (o = 0; o < f->d_out; o++) {
+            if (full) {
+                y[o] = f->bias ? f->bias[o] : 0;
+                for (k = 0; k < f->d_in; k++) y[o] += (double)f->W0[(size_t)o * f->d_in + k] * x[k];
+            } else {
+                y[o] = Yin[(size_t)t * f->d_out + o];
+            }
+        }
+        for (i = 0; i < f->n; i++) {
+            if (w[i] == 0) continue;
+            ref_expert(f, i, x, d);
+            for (o = 0; o < f->d_out; o++) y[o] += w[i] * d[o];
+        }
+    }
+    free(d);
+}
+
+static void fix_make(fix *f, int d_in, int d_out, int n, const int *ranks, int routing)
+{
+    int i;
+    memset(f, 0, sizeof *f);
+    f->d_in = d_in; f->d_out = d_out; f->n = n; f->routing = routing;
+    for (i = 0; i < n; i++) {
+        f->rank[i] = ranks[i];
+        if (i % 3 == 0) f->scaling[i] = 0.7f;           /* given directly */
+        else if (i % 3 == 1) f->lora_alpha[i] = 16.0f;  /* lora_alpha / r */
+        else { f->lora_alpha[i] = 8.0f; f->rslora[i] = 1; }  /* rsLoRA */
+        f->A[i] = rnd_vec((size_t)ranks[i] * d_in, 1.0 / sqrt(d_in));
+        f->B[i] = rnd_vec((size_t)d_out * ranks[i], 1.0 / sqrt(ranks[i]));
+    }
+    f->W0 = rnd_vec((size_t)d_out * d_in, 1.0 / sqrt(d_in));
+    f->bias = rnd_vec((size_t)d_out, 0.1);
+    f->Wg = rnd_vec((size_t)(n ? n : 1) * d_in, 3.0 / sqrt(d_in));
+    f->bg = rnd_vec((size_t)(n ? n : 1), 0.5);
+    f->wt = rnd_vec((size_t)d_in, 2.0 / sqrt(d_in));
+    f->bt = (float)rnd();
+    f->e = rnd_vec((size_t)(n ? n : 1) * (n ? n : 1) * d_out, 3.0);
+    f->temperature = 0.0f;
+    f->top_k = n > 2 ? 2 : n;
+    f->threshold = n ? 0.8f / n : 0.5f;
+}
+
+static void fix_free(fix *f)
+{
+    int i;
+    for (i = 0; i < f->n; i++) { free(f->A[i]); free(f->B[i]); }
+    free(f->W0); free(f->bias); free(f->Wg); free(f->bg); free(f->wt); free(f->e);
+}
+
+static void fix_desc(const fix *f, molora_expert_desc *ex, molora_layer_desc *ld)
+{
+    int i;
+    memset(ld, 0, sizeof *ld);
+    for (i = 0; i < f->n; i++) {
+        memset(&ex[i], 0, sizeof ex[i]);
+        ex[i].rank = f->rank[i]; ex[i].A = f->A[i]; ex[i].B = f->B[i];
+        ex[i].scaling = f->scaling[i]; ex[i].lora_alpha = f->lora_alpha[i]; ex[i].use_rslora = f->rslora[i];
+    }
+    ld->d_in = f->d_in; ld->d_out = f->d_out; ld->n_experts = f->n; ld->experts = ex;
+    ld->W0 = f->W0; ld->bias = f->bias; ld->routing = (molora_routing)f->routing;
+    ld->gate_weight = f->Wg; ld->gate_bias = f->bg; ld->temperature = f->temperature;
+    ld->top_k = f->top_k; ld->threshold = f->threshold;
+    ld->tau_max_set = f->tau_max_set; ld->tau_max = f->tau_max;
+    ld->threshold_weight = f->wt; ld->threshold_bias = f->bt; ld->mole_gate = f->e;
+}
+
+static molora_model *fix_model(const fix *f)
+{
+    molora_expert_desc ex[MAXN];
+    molora_layer_desc ld;
+    molora_model_desc md;
+    molora_model *m = NULL;
+    fix_desc(f, ex, &ld);
+    memset(&md, 0, sizeof md);
+    md.n_layers = 1; md.layers = &ld;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+    return m;
+}
+
+static void *ws_for(const molora_model *m, int T, size_t *size)
+{
+    assert_int_equal(molora_workspace_size(m, T, size), MOLORA_RESULT_SUCCESS);
+    return malloc(*size ? *size : 1);
+}
+
+/* One comparison run: molora vs reference; adds to ew (weights) and ey (outputs). */
+typedef struct run_opts { int T, mask_mode, fixed_mode, full; } run_opts;
+static long g_skipped;
+
+static void run_one(const fix *f, const molora_model *m, run_opts o, err *ew, err *ey)
+{
+    int T = o.T, n = f->n, t, i, j;
+    size_t wsz;
+    void *ws = ws_for(m, T, &wsz);
+    float *X = rnd_vec((size_t)T * f->d_in + 1, 1.0);
+    float *Y = rnd_vec((size_t)T * f->d_out + 1, 1.0);
+    float *Yin = malloc(sizeof(float) * ((size_t)T * f->d_out + 1));
+    float *Wm = malloc(sizeof(float) * ((size_t)T * n + 1));
+    float *fixed = NULL;
+    double *Yr = malloc(sizeof(double) * ((size_t)T * f->d_out + 1));
+    double *Wr = malloc(sizeof(double) * ((size_t)T * n + 1));
+    double *margin = malloc(sizeof(double) * ((size_t)T + 1));
+    uint8_t *mask = NULL;
+    int32_t counts[MAXN];
+    molora_forward_args a;
+    memcpy(Yin, Y, sizeof(float) * ((size_t)T * f->d_out + 1));
+    if (o.mask_mode == 1) {   /* batch mask: remove expert 1 (and 3) */
+        mask = malloc((size_t)n);
+        for (i = 0; i < n; i++) mask[i] = !(i == 1 || i == 3);
+    } else if (o.mask_mode == 2) {   /* per-token masks, some tokens fully masked */
+        mask = malloc((size_t)T * n + 1);
+        for (t = 0; t < T; t++)
+            for (i = 0; i < n; i++) mask[(size_t)t * n + i] = (t % 5 == 4) ? 0 : (rnd() > -0.4);
+    }
+    if (o.fixed_mode) fixed = rnd_vec((o.fixed_mode == 2 ? (size_t)T * n : (size_t)n) + 1, 1.0);
+    memset(&a, 0, sizeof a);
+    a.layer = 0; a.n_tokens = T; a.x = X; a.y = Y;
+    a.output = o.full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
+    a.expert_mask = mask; a.mask_per_token = o.mask_mode == 2;
+    a.weights = fixed; a.weights_per_token = o.fixed_mode == 2;
+    a.weights_out = Wm; a.counts_out = counts;
+    a.workspace = ws; a.workspace_size = wsz;
+    assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+    ref_forward(f, T, X, mask, o.mask_mode == 2, fixed, o.fixed_mode == 2, o.full, Yin, Yr, Wr, margin);
+    for (i = 0; i < n; i++) {
+        int c = 0;
+        for (t = 0; t < T; t++) c += Wm[(size_t)t * n + i] != 0.0f;
+        assert_int_equal(counts[i], c);
+    }
+    for (t = 0; t < T; t++) {
+        double scale = 0;
+        if (margin[t] < 1e-5) { g_skipped++; continue; }   /* decision within float rounding */
+        for (i = 0; i < n; i++) err_add(ew, Wm[(size_t)t * n + i], Wr[(size_t)t * n + i], 1.0);
+        for (j = 0; j < f->d_out; j++) scale = fmax(scale, fabs(Yr[(size_t)t * f->d_out + j]));
+        for (j = 0; j < f->d_out; j++) err_add(ey, Y[(size_t)t * f->d_out + j], Yr[(size_t)t * f->d_out + j], scale + 1e-3);
+    }
+    free(ws); free(X); free(Y); free(Yin); free(Wm); free(fixed); free(Yr); free(Wr); free(margin); free(mask);
+}
+
+/* The grid of the issue: N in {1,2,8}, ranks {1},{4},{16}, mixed; T in {0,1,7,64}; d not a
+   multiple of 8; masks none / batch / per token; full and delta output. */
+static void grid(int routing, int fixed_mode, const char *name)
+{
+    static const int Ns[] = {1, 2, 8}, Ts[] = {0, 1, 7, 64}, dims[][2] = {{13, 11}, {37, 50}};
+    static const int mixed[] = {1, 4, 16, 3, 7, 2, 16, 5};
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    int a, b, c, d, mm, full, i;
+    g_skipped = 0;
+    for (a = 0; a < 3; a++)
+        for (b = 0; b < 4; b++)
+            for (d = 0; d < 2; d++) {
+                fix f;
+                int ranks[MAXN];
+                molora_model *m;
+                for (i = 0; i < Ns[a]; i++) ranks[i] = b == 0 ? 1 : b == 1 ? 4 : b == 2 ? 16 : mixed[i];
+                fix_make(&f, dims[d][0], dims[d][1], Ns[a], ranks, routing);
+                if (routing == MOLORA_ROUTING_ADAMOLE && d == 1) { f.tau_max_set = 1; f.tau_max = 1.6f / Ns[a]; }
+                if (d == 1) f.temperature = 1.7f;
+                if (routing == MOLORA_ROUTING_TOPK && d == 1) f.top_k = Ns[a];
+                m = fix_model(&f);
+                for (c = 0; c < 4; c++)
+                    for (mm = 0; mm < 3; mm++)
+                        for (full = 0; full < 2; full++) {
+                            run_opts o;
+                            o.T = Ts[c]; o.mask_mode = mm; o.fixed_mode = fixed_mode; o.full = full;
+                            run_one(&f, m, o, &ew, &ey);
+                        }
+                molora_model_free(m);
+                fix_free(&f);
+            }
+    print_message("  %-12s weights: max abs err %.2e over %ld | output: max abs %.2e, max rel %.2e over %ld | %ld tokens skipped (margin < 1e-5)\n",
+                  name, ew.abs, ew.n, ey.abs, ey.rel, ey.n, g_skipped);
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+}
+
+static void test_grid_dense(void **s) { (void)s; grid(MOLORA_ROUTING_DENSE, 0, "dense"); }
+static void test_grid_topk(void **s) { (void)s; grid(MOLORA_ROUTING_TOPK, 0, "topk"); }
+static void test_grid_threshold(void **s) { (void)s; grid(MOLORA_ROUTING_THRESHOLD, 0, "threshold"); }
+static void test_grid_adamole(void **s) { (void)s; grid(MOLORA_ROUTING_ADAMOLE, 0, "adamole"); }
+static void test_grid_mole_output(void **s) { (void)s; grid(MOLORA_ROUTING_MOLE_OUTPUT, 0, "mole_output"); }
+static void test_grid_fixed_batch(void **s) { (void)s; grid(MOLORA_ROUTING_FIXED, 1, "fixed/batch"); }
+static void test_grid_fixed_token(void **s) { (void)s; grid(MOLORA_ROUTING_FIXED, 2, "fixed/token"); }
+static void test_grid_override(void **s) { (void)s; grid(MOLORA_ROUTING_ADAMOLE, 2, "override"); }
+
+/* ---- a tiny hand-built layer for exact edge cases ----------------------------------------- */
+/* d_in = d_out = 2, W0 = I, experts rank 1 with A_i = e_0^T, B_i = (i+1) e_1, scaling 1, so the
+   delta of token x is (0, x0 * sum_i w_i (i+1)). Gate weight 0: the logits are the gate bias. */
+typedef struct tiny { molora_expert_desc ex[MAXN]; float A[2], B[MAXN][2], W0[4], Wg[2 * MAXN], wt[2]; molora_layer_desc ld; } tiny;
+static void tiny_make(tiny *z, int n, int routing, const float *bias)
+{
+    int i;
+    memset(z, 0, sizeof *z);
+    z->A[0] = 1; z->W0[0] = 1; z->W0[3] = 1;
+    for (i = 0; i < n; i++) {
+        z->B[i][1] = (float)(i + 1);
+        z->ex[i].rank = 1; z->ex[i].A = z->A; z->ex[i].B = z->B[i]; z->ex[i].scaling = 1;
+    }
+    z->ld.d_in = 2; z->ld.d_out = 2; z->ld.n_experts = n; z->ld.experts = z->ex; z->ld.W0 = z->W0;
+    z->ld.routing = (molora_routing)routing; z->ld.gate_weight = z->Wg; z->ld.gate_bias = bias;
+    z->ld.threshold_weight = z->wt;
+}
+static molora_result tiny_run(const molora_layer_desc *ld, const uint8_t *mask, const float *x, int T,
+                              float *y, float *w, int32_t *counts)
+{
+    molora_model_desc md;
+    molora_model *m;
+    molora_forward_args a;
+    molora_result r;
+    char ws[4096];
+    memset(&md, 0, sizeof md);
+    md.n_layers = 1; md.layers = ld;
+    r = molora_model_init(&md, &m);
+    if (r) return r;
+    memset(&a, 0, sizeof a);
+    a.n_tokens = T; a.x = x; a.y = y; a.expert_mask = mask; a.weights_out = w; a.counts_out = counts;
+    a.workspace = ws; a.workspace_size = sizeof ws;
+    r = molora_forward(m, &a);
+    molora_model_free(m);
+    return r;
+}
+
+static void test_mask_worked_example(void **s)
+{   /* DESIGN.md 1: softmax, logits 0, ln 2, ln 3, mask out expert 1 -> 1/4, 0, 3/4 */
+    float bias[3], x[2] = {1, 0}, y[2], w[3];
+    uint8_t mask[3] = {1, 0, 1};
+    tiny z;
+    (void)s;
+    bias[0] = 0; bias[1] = logf(2); bias[2] = logf(3);
+    tiny_make(&z, 3, MOLORA_ROUTING_DENSE, bias);
+    assert_int_equal(tiny_run(&z.ld, mask, x, 1, y, w, NULL), 0);
+    assert_true(fabsf(w[0] - 0.25f) < 1e-6f && w[1] == 0.0f && fabsf(w[2] - 0.75f) < 1e-6f);
+    assert_true(fabsf(y[1] - (0.25f * 1 + 0.75f * 3)) < 1e-6f && y[0] == 1.0f);
+    /* unmasked: 1/6, 2/6, 3/6 */
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, NULL), 0);
+    assert_true(fabsf(w[0] - 1.0f / 6) < 1e-6f && fabsf(w[1] - 2.0f / 6) < 1e-6f && fabsf(w[2] - 0.5f) < 1e-6f);
+}
+
+static void test_fully_masked_is_frozen(void **s)
+{
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+                                MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_MOLE_OUTPUT};
+    float bias[3] = {0.1f, 0.2f, 0.3f}, x[2] = {2, 5}, y[2], w[3], e[3 * 6];
+    uint8_t mask[3] = {0, 0, 0};
+    int32_t counts[3];
+    unsigned r;
+    tiny z;
+    (void)s;
+    for (r = 0; r < sizeof rules / sizeof *rules; r++) {
+        tiny_make(&z, 3, rules[r], bias);
+        memset(e, 0, sizeof e);
+        z.ld.mole_gate = e;
+        assert_int_equal(tiny_run(&z.ld, mask, x, 1, y, w, counts), 0);
+        assert_true(y[0] == 2.0f && y[1] == 5.0f);
+        assert_true(w[0] == 0 && w[1] == 0 && w[2] == 0 && counts[0] == 0 && counts[1] == 0 && counts[2] == 0);
+    }
+}
+
+static void test_topk_ties_lowest_index(void **s)
+{
+    float bias[4] = {0.5f, 1.0f, 1.0f, 1.0f}, x[2] = {1, 0}, y[2], w[4];
+    uint8_t mask[4] = {1, 1, 0, 1};
+    tiny z;
+    (void)s;
+    tiny_make(&z, 4, MOLORA_ROUTING_TOPK, bias);
+    z.ld.top_k = 2;
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, NULL), 0);
+    assert_true(w[0] == 0 && w[1] == 0.5f && w[2] == 0.5f && w[3] == 0);
+    assert_int_equal(tiny_run(&z.ld, mask, x, 1, y, w, NULL), 0);   /* 2 masked: 1 and 3 */
+    assert_true(w[0] == 0 && w[1] == 0.5f && w[2] == 0 && w[3] == 0.5f);
+    z.ld.top_k = 0;   /* AlphaLoRA's default: 2 when N > 1 */
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, NULL), 0);
+    assert_true(w[1] == 0.5f && w[2] == 0.5f);
+    /* only one allowed: min(k, allowed) = 1 */
+    mask[0] = 0; mask[1] = 0; mask[3] = 0; mask[2] = 1;
+    assert_int_equal(tiny_run(&z.ld, mask, x, 1, y, w, NULL), 0);
+    assert_true(w[2] == 1.0f && w[0] == 0 && w[1] == 0 && w[3] == 0);
+}
+
+static void test_topk_k_equals_n_is_dense(void **s)
+{
+    fix f;
+    int ranks[MAXN] = {3, 3, 3, 3, 3, 3, 3, 3}, T = 9, i;
+    molora_model *m1, *m2;
+    float *X, *W1, *W2;
+    size_t wsz;
+    void *ws;
+    molora_forward_args a;
+    (void)s;
+    fix_make(&f, 21, 19, 8, ranks, MOLORA_ROUTING_TOPK);
+    f.top_k = 8;
+    m1 = fix_model(&f);
+    f.routing = MOLORA_ROUTING_DENSE;
+    m2 = fix_model(&f);
+    X = rnd_vec((size_t)T * 21, 1); W1 = malloc(sizeof(float) * T * 8); W2 = malloc(sizeof(float) * T * 8);
+    ws = ws_for(m1, T, &wsz);
+    memset(&a, 0, sizeof a);
+    a.n_tokens = T; a.x = X; a.workspace = ws; a.workspace_size = wsz;
+    a.weights_out = W1; assert_int_equal(molora_route(m1, &a), 0);
+    a.weights_out = W2; assert_int_equal(molora_route(m2, &a), 0);
+    for (i = 0; i < T * 8; i++) assert_true(fabsf(W1[i] - W2[i]) < 1e-6f);
+    free(X); free(W1); free(W2); free(ws);
+    molora_model_free(m1); molora_model_free(m2); fix_free(&f);
+}
+
+static void test_threshold_static(void **s)
+{   /* p = 1/6, 2/6, 3/6 with threshold 0.3 -> experts 1, 2 renormalised: 0.4, 0.6 */
+    float bias[3], x[2] = {1, 0}, y[2], w[3];
+    tiny z;
+    (void)s;
+    bias[0] = 0; bias[1] = logf(2); bias[2] = logf(3);
+    tiny_make(&z, 3, MOLORA_ROUTING_THRESHOLD, bias);
+    z.ld.threshold = 0.3f;
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, NULL), 0);
+    assert_true(w[0] == 0 && fabsf(w[1] - 0.4f) < 1e-6f && fabsf(w[2] - 0.6f) < 1e-6f);
+    z.ld.threshold = 0.9f;   /* all below: frozen layer */
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, NULL), 0);
+    assert_true(w[0] == 0 && w[1] == 0 && w[2] == 0 && y[0] == 1 && y[1] == 0);
+}
+
+static void test_adamole_edges(void **s)
+{
+    float bias[4] = {0, 0.3f, 0.6f, 0.9f}, x[2] = {1, 0}, y[2], w[4], p[4], sum = 0;
+    int32_t counts[4];
+    int i;
+    tiny z;
+    (void)s;
+    for (i = 0; i < 4; i++) sum += expf(bias[i]);
+    for (i = 0; i < 4; i++) p[i] = expf(bias[i]) / sum;
+    tiny_make(&z, 4, MOLORA_ROUTING_ADAMOLE, bias);
+    /* tau_max = 0: tau = 0, w = p (dense softmax) */
+    z.ld.tau_max_set = 1; z.ld.tau_max = 0;
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, counts), 0);
+    for (i = 0; i < 4; i++) assert_true(fabsf(w[i] - p[i]) < 1e-6f);
+    /* default tau_max = 1/N, threshold logit 0: tau = 1/8; p - tau where p >= tau */
+    z.ld.tau_max_set = 0;
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, counts), 0);
+    {
+        float u[4], s2 = 0;
+        for (i = 0; i < 4; i++) { u[i] = p[i] >= 0.125f ? p[i] - 0.125f : 0; s2 += u[i]; }
+        for (i = 0; i < 4; i++) assert_true(fabsf(w[i] - u[i] / s2) < 1e-6f);
+        assert_true(counts[0] + counts[1] + counts[2] + counts[3] >= 1);
+    }
+    /* tau_max large and threshold logit large: every p < tau -> all-zero row -> frozen layer */
+    z.ld.tau_max_set = 1; z.ld.tau_max = 1.0f; z.ld.threshold_bias = 20.0f;
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, counts), 0);
+    for (i = 0; i < 4; i++) assert_true(w[i] == 0 && counts[i] == 0);
+    assert_true(y[0] == 1 && y[1] == 0);
+    /* N = 1: p = 1 > tau with the default: w = 1 */
+    tiny_make(&z, 1, MOLORA_ROUTING_ADAMOLE, bias);
+    z.ld.threshold_bias = 5.0f;
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, counts), 0);
+    assert_true(w[0] == 1.0f && y[1] == 1.0f);
+    /* ... unless sigmoid rounds to exactly 1 (logit >= ~17): a = p - tau = 0 is selected with
+       weight 0, the row sums to 0 and upstream divides by 1: zero delta (reference-math 2.2) */
+    z.ld.threshold_bias = 30.0f;
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, counts), 0);
+    assert_true(w[0] == 0.0f && y[1] == 0.0f && counts[0] == 0);
+}
+
+static void test_temperature(void **s)
+{
+    float bias[2] = {0, 1}, x[2] = {1, 0}, y[2], w[2];
+    tiny z;
+    (void)s;
+    tiny_make(&z, 2, MOLORA_ROUTING_DENSE, bias);
+    z.ld.temperature = 2.0f;
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, NULL), 0);
+    assert_true(fabsf(w[1] - 1.0f / (1.0f + expf(-0.5f))) < 1e-6f);
+}
+
+static void test_huge_logits_stay_finite(void **s)
+{
+    float bias[3] = {1e30f, -1e30f, 3e29f}, x[2] = {1, 0}, y[2], w[3];
+    tiny z;
+    (void)s;
+    tiny_make(&z, 3, MOLORA_ROUTING_DENSE, bias);
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, NULL), 0);
+    assert_true(w[0] == 1.0f && w[1] == 0 && w[2] == 0 && isfinite(y[1]) && y[1] == 1.0f);
+}
+
+static void test_zero_experts_is_frozen(void **s)
+{
+    float x[4] = {1, 2, 3, 4}, y[4] = {9, 9, 9, 9};
+    tiny z;
+    (void)s;
+    tiny_make(&z, 0, MOLORA_ROUTING_TOPK, NULL);
+    z.ld.top_k = 7;   /* ignored when N = 0 */
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 2, y, NULL, NULL), 0);
+    assert_true(y[0] == 1 && y[1] == 2 && y[2] == 3 && y[3] == 4);
+}
+
+static void test_zero_tokens_noop(void **s)
+{
+    fix f;
+    int ranks[2] = {4, 4};
+    molora_model *m;
+    molora_forward_args a;
+    float y = 42.0f, w = 7.0f;
+    int32_t counts[2] = {5, 5};
+    (void)s;
+    fix_make(&f, 13, 11, 2, ranks, MOLORA_ROUTING_DENSE);
+    m = fix_model(&f);
+    memset(&a, 0, sizeof a);
+    a.n_tokens = 0; a.y = &y; a.weights_out = &w; a.counts_out = counts;   /* x NULL is fine at T = 0 */
+    assert_int_equal(molora_forward(m, &a), 0);
+    assert_true(y == 42.0f && w == 7.0f && counts[0] == 0 && counts[1] == 0);
+    assert_int_equal(molora_route(m, &a), 0);
+    molora_model_free(m); fix_free(&f);
+}
+
+static void test_route_matches_forward(void **s)
+{
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+                                MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_MOLE_OUTPUT};
+    int ranks[MAXN] = {2, 5, 1, 8, 3, 4, 2, 6}, T = 17, r, i;
+    (void)s;
+    for (r = 0; r < 5; r++) {
+        fix f;
+        molora_model *m;
+        float *X, *Y, *W1, *W2, *Y2;
+        size_t wsz;
+        void *ws;
+        molora_forward_args a;
+        fix_make(&f, 29, 23, 8, ranks, rules[r]);
+        m = fix_model(&f);
+        X = rnd_vec((size_t)T * 29, 1); Y = malloc(sizeof(float) * T * 23); Y2 = malloc(sizeof(float) * T * 23);
+        W1 = malloc(sizeof(float) * T * 8); W2 = malloc(sizeof(float) * T * 8);
+        ws = ws_for(m, T, &wsz);
+        memset(&a, 0, sizeof a);
+        a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz;
+        a.weights_out = W1;
+        assert_int_equal(molora_forward(m, &a), 0);
+        a.weights_out = W2; a.y = NULL;
+        assert_int_equal(molora_route(m, &a), 0);
+        for (i = 0; i < T * 8; i++) assert_true(W1[i] == W2[i]);
+        /* route once, then pass the result as per-token fixed weights: same output */
+        a.y = Y2; a.weights = W2; a.weights_per_token = 1; a.weights_out = NULL;
+        assert_int_equal(molora_forward(m, &a), 0);
+        for (i = 0; i < T * 23; i++) assert_true(fabsf(Y[i] - Y2[i]) <= 1e-5f * (1 + fabsf(Y[i])));
+        free(X); free(Y); free(Y2); free(W1); free(W2); free(ws);
+        molora_model_free(m); fix_free(&f);
+    }
+}
+
+static void test_merge(void **s)
+{
+    fix f;
+    int ranks[MAXN] = {2, 5, 1, 8}, T = 5, i;
+    molora_model *m, *mm;
+    float w[4] = {0.3f, -0.2f, 0.0f, 1.1f}, *W, *X, *Y1, *Y2;
+    molora_layer_desc ld;
+    molora_model_desc md;
+    size_t wsz;
+    void *ws;
+    molora_forward_args a;
+    (void)s;
+    fix_make(&f, 19, 17, 4, ranks, MOLORA_ROUTING_DENSE);
+    m = fix_model(&f);
+    W = malloc(sizeof(float) * 19 * 17);
+    memcpy(W, f.W0, sizeof(float) * 19 * 17);
+    assert_int_equal(molora_merge(m, 0, w, W), 0);
+    memset(&ld, 0, sizeof ld);
+    ld.d_in = 19; ld.d_out = 17; ld.W0 = W; ld.bias = f.bias;
+    memset(&md, 0, sizeof md);
+    md.n_layers = 1; md.layers = &ld;
+    assert_int_equal(molora_model_init(&md, &mm), 0);
+    X = rnd_vec((size_t)T * 19, 1); Y1 = malloc(sizeof(float) * T * 17); Y2 = malloc(sizeof(float) * T * 17);
+    ws = ws_for(m, T, &wsz);
+    memset(&a, 0, sizeof a);
+    a.n_tokens = T; a.x = X; a.y = Y1; a.weights = w; a.workspace = ws; a.workspace_size = wsz;
+    assert_int_equal(molora_forward(m, &a), 0);
+    a.y = Y2; a.weights = NULL;
+    assert_int_equal(molora_forward(mm, &a), 0);
+    for (i = 0; i < T * 17; i++) assert_true(fabsf(Y1[i] - Y2[i]) <= 2e-5f * (1 + fabsf(Y1[i])));
+    /* errors */
+    assert_int_equal(molora_merge(m, 1, w, W), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_merge(m, 0, NULL, W), MOLORA_RESULT_INVALID_ARGUMENT);
+    w[0] = NAN;
+    assert_int_equal(molora_merge(m, 0, w, W), MOLORA_RESULT_NON_FINITE);
+    free(W); free(X); free(Y1); free(Y2); free(ws);
+    molora_model_free(m); molora_model_free(mm); fix_free(&f);
+}
+
+static void test_copy_weights(void **s)
+{
+    fix f;
+    int ranks[2] = {3, 3}, T = 4, i;
+    molora_expert_desc ex[MAXN];
+    molora_layer_desc ld;
+    molora_model_desc md;
+    molora_model *mc;
+    molora_model *mb;
+    float *X, *Y1, *Y2;
+    size_t wsz;
+    void *ws;
+    molora_forward_args a;
+    (void)s;
+    fix_make(&f, 13, 11, 2, ranks, MOLORA_ROUTING_MOLE_OUTPUT);
+    mb = fix_model(&f);
+    fix_desc(&f, ex, &ld);
+    memset(&md, 0, sizeof md);
+    md.n_layers = 1; md.layers = &ld; md.flags = MOLORA_MODEL_COPY_WEIGHTS;
+    assert_int_equal(molora_model_init(&md, &mc), 0);
+    X = rnd_vec((size_t)T * 13, 1); Y1 = malloc(sizeof(float) * T * 11); Y2 = malloc(sizeof(float) * T * 11);
+    ws = ws_for(mc, T, &wsz);
+    memset(&a, 0, sizeof a);
+    a.n_tokens = T; a.x = X; a.y = Y1; a.workspace = ws; a.workspace_size = wsz;
+    assert_int_equal(molora_forward(mb, &a), 0);
+    /* clobber every source array: the copied model must not notice */
+    memset(f.W0, 0, sizeof(float) * 13 * 11); memset(f.bias, 0, sizeof(float) * 11);
+    memset(f.e, 0, sizeof(float) * 2 * 2 * 11); memset(f.A[0], 0, sizeof(float) * 3 * 13);
+    memset(f.Wg, 0, sizeof(float) * 2 * 13); memset(f.bg, 0, sizeof(float) * 2);
+    a.y = Y2;
+    assert_int_equal(molora_forward(mc, &a), 0);
+    for (i = 0; i < T * 11; i++) assert_true(Y1[i] == Y2[i]);
+    free(X); free(Y1); free(Y2); free(ws);
+    molora_model_free(mc); molora_model_free(mb); fix_free(&f);
+}
+
+static void test_mixed_layers_model(void **s)
+{   /* a model whose layers have different N, ranks and rules, run side by side */
+    fix f[3];
+    int r0[MAXN] = {4, 4, 4, 4, 4, 4, 4, 4}, r1[1] = {16}, r2[3] = {1, 8, 2}, l, i, T = 7;
+    molora_expert_desc ex[3][MAXN];
+    molora_layer_desc ld[4];
+    molora_model_desc md;
+    molora_model *m;
+    molora_layer_info info;
+    size_t wsz;
+    void *ws;
+    (void)s;
+    fix_make(&f[0], 24, 40, 8, r0, MOLORA_ROUTING_TOPK);
+    fix_make(&f[1], 40, 24, 1, r1, MOLORA_ROUTING_ADAMOLE);
+    fix_make(&f[2], 24, 24, 3, r2, MOLORA_ROUTING_MOLE_OUTPUT);
+    for (l = 0; l < 3; l++) fix_desc(&f[l], ex[l], &ld[l]);
+    memset(&ld[3], 0, sizeof ld[3]);
+    ld[3].d_in = 24; ld[3].d_out = 24; ld[3].W0 = f[2].W0;
+    memset(&md, 0, sizeof md);
+    md.n_layers = 4; md.layers = ld;
+    assert_int_equal(molora_model_init(&md, &m), 0);
+    assert_int_equal(molora_model_n_layers(m), 4);
+    assert_int_equal(molora_layer_get_info(m, 0, &info), 0);
+    assert_true(info.n_experts == 8 && info.top_k == 2 && info.rank_total == 32 && info.routing == MOLORA_ROUTING_TOPK);
+    assert_int_equal(molora_layer_get_info(m, 1, &info), 0);
+    assert_true(info.tau_max == 1.0f && info.d_in == 40);
+    assert_int_equal(molora_layer_get_info(m, 3, &info), 0);
+    assert_true(info.n_experts == 0);
+    assert_int_equal(molora_layer_get_info(m, 4, &info), MOLORA_RESULT_INVALID_LAYER);
+    {
+        int rk; float sc;
+        assert_int_equal(molora_expert_get(m, 2, 2, &rk, &sc), 0);
+        assert_true(rk == 2 && fabsf(sc - 8.0f / sqrtf(2.0f)) < 1e-6f);
+        assert_int_equal(molora_expert_get(m, 2, 3, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);
+    }
+    ws = ws_for(m, T, &wsz);
+    for (l = 0; l < 3; l++) {
+        float *X = rnd_vec((size_t)T * f[l].d_in, 1), *Y = malloc(sizeof(float) * T * f[l].d_out);
+        double *Yr = malloc(sizeof(double) * T * f[l].d_out), *Wr = malloc(sizeof(double) * T * 8), mg[16];
+        molora_forward_args a;
+        err e = {0, 0, 0};
+        memset(&a, 0, sizeof a);
+        a.layer = l; a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz;
+        assert_int_equal(molora_forward(m, &a), 0);
+        ref_forward(&f[l], T, X, NULL, 0, NULL, 0, 1, NULL, Yr, Wr, mg);
+        for (i = 0; i < T * f[l].d_out; i++) err_add(&e, Y[i], Yr[i], fabs(Yr[i]) + 1);
+        CHECK_ERR(e, 2e-5, "mixed model layer");
+        free(X); free(Y); free(Yr); free(Wr);
+    }
+    free(ws);
+    molora_model_free(m);
+    for (l = 0; l < 3; l++) fix_free(&f[l]);
+}
+
+/* ---- errors: every init and call path ------------------------------------------------------- */
+static molora_result init_one(const molora_layer_desc *ld)
+{
+    molora_model_desc md;
+    molora_model *m = (molora_model *)&md;   /* must come back NULL on failure */
+    molora_result r;
+    memset(&md, 0, sizeof md);
+    md.n_layers = 1; md.layers = ld;
+    r = molora_model_init(&md, &m);
+    if (r) assert_null(m);
+    molora_model_free(m);
+    return r;
+}
+
+static int g_logged;
+static void count_log(void *user, molora_result r, const char *msg)
+{
+    (void)user; (void)r;
+    assert_non_null(msg);
+    assert_true(strlen(msg) > 5);
+    g_logged++;
+}
+
+static long g_hook_allocs, g_hook_frees, g_hook_fail;
+static void *hook_alloc(size_t n, void *user) { (void)user; if (g_hook_fail) return NULL; g_hook_allocs++; return malloc(n); }
+static void hook_free(void *p, void *user) { (void)user; g_hook_frees++; free(p); }
+
+static void test_init_errors(void **s)
+{
+    fix f;
+    int ranks[MAXN] = {4, 4, 4};
+    molora_expert_desc ex[MAXN];
+    molora_layer_desc ld;
+    molora_model_desc md;
+    molora_model *m;
+    float saved;
+    (void)s;
+    fix_make(&f, 13, 11, 3, ranks, MOLORA_ROUTING_ADAMOLE);
+#define RESET() fix_desc(&f, ex, &ld)
+#define EXPECT(code) assert_int_equal(init_one(&ld), (code))
+    RESET(); EXPECT(MOLORA_RESULT_SUCCESS);
+    /* descriptor-level */
+    assert_int_equal(molora_model_init(NULL, &m), MOLORA_RESULT_INVALID_ARGUMENT);
+    memset(&md, 0, sizeof md); md.n_layers = 1; md.layers = &ld;
+    assert_int_equal(molora_model_init(&md, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    md.n_layers = -1; assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
+    md.n_layers = 2; md.layers = NULL; assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
+    md.n_layers = 1; md.layers = &ld; md.flags = 0x80; assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
+    md.flags = 0; md.memory.free = hook_free; assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
+    md.memory.free = NULL;
+    md.n_layers = 0; assert_int_equal(molora_model_init(&md, &m), 0); molora_model_free(m);   /* empty model is valid */
+    /* shapes and ranks */
+    RESET(); ld.d_in = 0; EXPECT(MOLORA_RESULT_INVALID_SHAPE);
+    RESET(); ld.d_out = -3; EXPECT(MOLORA_RESULT_INVALID_SHAPE);
+    RESET(); ld.n_experts = -1; EXPECT(MOLORA_RESULT_INVALID_SHAPE);
+    RESET(); ld.experts = NULL; EXPECT(MOLORA_RESULT_INVALID_ARGUMENT);
+    RESET(); ex[1].rank = 0; EXPECT(MOLORA_RESULT_INVALID_RANK);
+    RESET(); ex[2].rank = -4; EXPECT(MOLORA_RESULT_INVALID_RANK);
+    RESET(); ex[0].A = NULL; EXPECT(MOLORA_RESULT_MISSING_WEIGHTS);
+    RESET(); ex[2].B = NULL; EXPECT(MOLORA_RESULT_MISSING_WEIGHTS);
+    RESET(); ld.routing = (molora_routing)99; EXPECT(MOLORA_RESULT_INVALID_ARGUMENT);
+    RESET(); ld.routing = (molora_routing)-1; EXPECT(MOLORA_RESULT_INVALID_ARGUMENT);
+    /* sizes whose products overflow: checked before any byte is read */
+    RESET(); ld.d_in = INT_MAX; ld.d_out = INT_MAX; ld.W0 = NULL; ex[0].rank = INT_MAX; EXPECT(MOLORA_RESULT_SIZE_OVERFLOW);
+    RESET(); ld.d_in = INT_MAX; ld.d_out = INT_MAX; EXPECT(MOLORA_RESULT_SIZE_OVERFLOW);
+    /* routing parameters */
+    RESET(); ld.routing = MOLORA_ROUTING_TOPK; ld.top_k = 4; EXPECT(MOLORA_RESULT_INVALID_TOP_K);
+    RESET(); ld.routing = MOLORA_ROUTING_TOPK; ld.top_k = -1; EXPECT(MOLORA_RESULT_INVALID_TOP_K);
+    RESET(); ld.routing = MOLORA_ROUTING_TOPK; ld.top_k = 3; EXPECT(MOLORA_RESULT_SUCCESS);
+    RESET(); ld.temperature = -1; EXPECT(MOLORA_RESULT_INVALID_VALUE);
+    RESET(); ld.temperature = NAN; EXPECT(MOLORA_RESULT_INVALID_VALUE);
+    RESET(); ld.temperature = INFINITY; EXPECT(MOLORA_RESULT_INVALID_VALUE);
+    RESET(); ld.tau_max_set = 1; ld.tau_max = -0.1f; EXPECT(MOLORA_RESULT_INVALID_VALUE);
+    RESET(); ld.tau_max_set = 1; ld.tau_max = NAN; EXPECT(MOLORA_RESULT_INVALID_VALUE);
+    RESET(); ld.tau_max_set = 1; ld.tau_max = 0; EXPECT(MOLORA_RESULT_SUCCESS);
+    RESET(); ld.routing = MOLORA_ROUTING_THRESHOLD; ld.threshold = NAN; EXPECT(MOLORA_RESULT_INVALID_VALUE);
+    /* missing matrices */
+    RESET(); ld.gate_weight = NULL; EXPECT(MOLORA_RESULT_MISSING_WEIGHTS);
+    RESET(); ld.threshold_weight = NULL; EXPECT(MOLORA_RESULT_MISSING_WEIGHTS);
+    RESET(); ld.routing = MOLORA_ROUTING_MOLE_OUTPUT; ld.mole_gate = NULL; EXPECT(MOLORA_RESULT_MISSING_WEIGHTS);
+    RESET(); ld.routing = MOLORA_ROUTING_FIXED; ld.gate_weight = NULL; EXPECT(MOLORA_RESULT_SUCCESS);
+    RESET(); ld.W0 = NULL; EXPECT(MOLORA_RESULT_SUCCESS);   /* delta-only layer */
+    /* NaN / Inf anywhere */
+#define POISON(arr, idx, code) do { RESET(); saved = (arr)[idx]; (arr)[idx] = NAN; EXPECT(code); (arr)[idx] = INFINITY; EXPECT(code); (arr)[idx] = saved; } while (0)
+    POISON(f.A[1], 7, MOLORA_RESULT_NON_FINITE);
+    POISON(f.B[2], 43, MOLORA_RESULT_NON_FINITE);
+    POISON(f.W0, 100, MOLORA_RESULT_NON_FINITE);
+    POISON(f.bias, 10, MOLORA_RESULT_NON_FINITE);
+    POISON(f.Wg, 38, MOLORA_RESULT_NON_FINITE);
+    POISON(f.bg, 2, MOLORA_RESULT_NON_FINITE);
+    POISON(f.wt, 12, MOLORA_RESULT_NON_FINITE);
+    RESET(); ld.threshold_bias = NAN; EXPECT(MOLORA_RESULT_NON_FINITE);
+    RESET(); ex[0].scaling = INFINITY; EXPECT(MOLORA_RESULT_NON_FINITE);
+    RESET(); ex[0].lora_alpha = NAN; EXPECT(MOLORA_RESULT_NON_FINITE);
+    RESET(); ld.routing = MOLORA_ROUTING_MOLE_OUTPUT; f.e[5] = NAN; EXPECT(MOLORA_RESULT_NON_FINITE); f.e[5] = 0;
+    /* the logger hears about it, with a message */
+    RESET(); ld.d_in = 0;
+    memset(&md, 0, sizeof md); md.n_layers = 1; md.layers = &ld; md.log = count_log;
+    g_logged = 0;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_SHAPE);
+    assert_int_equal(g_logged, 1);
+    fix_free(&f);
+#undef POISON
+#undef EXPECT
+#undef RESET
+}
+
+static void test_memory_hook_and_oom(void **s)
+{
+    fix f;
+    int ranks[MAXN] = {4, 4, 4};
+    molora_expert_desc ex[MAXN];
+    molora_layer_desc ld;
+    molora_model_desc md;
+    molora_model *m = NULL;
+    (void)s;
+    fix_make(&f, 13, 11, 3, ranks, MOLORA_ROUTING_DENSE);
+    fix_desc(&f, ex, &ld);
+    memset(&md, 0, sizeof md);
+    md.n_layers = 1; md.layers = &ld; md.memory.alloc = hook_alloc; md.memory.free = hook_free;
+    g_hook_allocs = g_hook_frees = 0; g_hook_fail = 1;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_OUT_OF_MEMORY);
+    assert_null(m);
+    g_hook_fail = 0;
+    assert_int_equal(molora_model_init(&md, &m), 0);
+    molora_model_free(m);
+    assert_true(g_hook_allocs == 1 && g_hook_frees == 1);
+    molora_model_free(NULL);
+    fix_free(&f);
+}
+
+static void test_forward_errors(void **s)
+{
+    fix f;
+    int ranks[MAXN] = {4, 4, 4}, T = 6;
+    molora_model *m;
+    molora_forward_args a, good;
+    float *X, *Y, w[3] = {1, 1, 1};
+    size_t wsz;
+    void *ws;
+    (void)s;
+    fix_make(&f, 13, 11, 3, ranks, MOLORA_ROUTING_DENSE);
+    m = fix_model(&f);
+    X = rnd_vec((size_t)T * 13, 1); Y = malloc(sizeof(float) * T * 11);
+    ws = ws_for(m, T, &wsz);
+    memset(&good, 0, sizeof good);
+    good.n_tokens = T; good.x = X; good.y = Y; good.workspace = ws; good.workspace_size = wsz;
+#define CALL(mod, code) do { a = good; mod; assert_int_equal(molora_forward(m, &a), (code)); } while (0)
+    CALL((void)0, MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_forward(NULL, &good), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_forward(m, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    CALL(a.layer = 1, MOLORA_RESULT_INVALID_LAYER);
+    CALL(a.layer = -1, MOLORA_RESULT_INVALID_LAYER);
+    CALL(a.n_tokens = -1, MOLORA_RESULT_INVALID_SHAPE);
+    CALL(a.output = (molora_output)5, MOLORA_RESULT_INVALID_ARGUMENT);
+    CALL(a.x = NULL, MOLORA_RESULT_INVALID_ARGUMENT);
+    CALL(a.y = NULL, MOLORA_RESULT_INVALID_ARGUMENT);
+    CALL(a.workspace = NULL, MOLORA_RESULT_WORKSPACE_TOO_SMALL);
+    CALL(a.workspace_size = wsz - 1, MOLORA_RESULT_WORKSPACE_TOO_SMALL);   /* one byte short */
+    CALL(a.n_tokens = T + 1, MOLORA_RESULT_WORKSPACE_TOO_SMALL);
+    X[17] = NAN; CALL((void)0, MOLORA_RESULT_NON_FINITE); X[17] = INFINITY; CALL((void)0, MOLORA_RESULT_NON_FINITE); X[17] = 0;
+    w[1] = NAN; CALL(a.weights = w, MOLORA_RESULT_NON_FINITE); w[1] = 1;
+    CALL(a.weights = w, MOLORA_RESULT_SUCCESS);
+    /* route-only needs weights_out */
+    a = good; assert_int_equal(molora_route(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    /* workspace size queries */
+    assert_int_equal(molora_workspace_size(NULL, 4, &wsz), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_workspace_size(m, -1, &wsz), MOLORA_RESULT_INVALID_SHAPE);
+    assert_int_equal(molora_workspace_size(m, 4, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    molora_model_free(m);
+    /* FULL output without W0; FIXED routing without weights */
+    f.routing = MOLORA_ROUTING_FIXED;
+    {
+        molora_expert_desc ex[MAXN];
+        molora_layer_desc ld;
+        molora_model_desc md;
+        fix_desc(&f, ex, &ld);
+        ld.W0 = NULL;
+        memset(&md, 0, sizeof md);
+        md.n_layers = 1; md.layers = &ld;
+        assert_int_equal(molora_model_init(&md, &m), 0);
+    }
+    CALL(a.weights = w, MOLORA_RESULT_MISSING_WEIGHTS);
+    CALL((a.output = MOLORA_OUTPUT_DELTA, a.weights = NULL), MOLORA_RESULT_MISSING_WEIGHTS);
+    CALL((a.output = MOLORA_OUTPUT_DELTA, a.weights = w), MOLORA_RESULT_SUCCESS);
+#undef CALL
+    /* every result has a name */
+    {
+        int r;
+        for (r = 0; r <= MOLORA_RESULT_COUNT; r++) assert_non_null(strstr(molora_result_string((molora_result)r), "MOLORA_RESULT_"));
+    }
+    free(X); free(Y); free(ws);
+    molora_model_free(m); fix_free(&f);
+}
+
+static void test_error_leaves_output_unchanged(void **s)
+{   /* a failing call writes nothing: huge inputs make the gate logits inf - inf = NaN */
+    float bias[2] = {0, 0}, x[2] = {3e38f, 3e38f}, y[2] = {7, 8}, w[2];
+    tiny z;
+    (void)s;
+    tiny_make(&z, 2, MOLORA_ROUTING_DENSE, bias);
+    z.Wg[0] = 1e10f; z.Wg[1] = -1e10f; z.Wg[2] = 1; z.Wg[3] = 1;
+    assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, NULL), MOLORA_RESULT_NON_FINITE);
+    assert_true(y[0] == 7 && y[1] == 8);
+}
+
+static void test_zero_allocations_on_forward(void **s)
+{
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+                                MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_MOLE_OUTPUT};
+    int ranks[MAXN] = {4, 8, 2, 4, 4, 4, 1, 16}, r, it, T;
+    long before, total = 0;
+    (void)s;
+    for (r = 0; r < 5; r++) {
+        fix f;
+        molora_model *m;
+        float *X, *Y, *W;
+        int32_t counts[MAXN];
+        size_t wsz;
+        void *ws;
+        molora_forward_args a;
+        fix_make(&f, 33, 31, 8, ranks, rules[r]);
+        m = fix_model(&f);
+        X = rnd_vec(64 * 33, 1); Y = malloc(sizeof(float) * 64 * 31); W = malloc(sizeof(float) * 64 * 8);
+        ws = ws_for(m, 64, &wsz);
+        memset(&a, 0, sizeof a);
+        a.x = X; a.y = Y; a.weights_out = W; a.counts_out = counts; a.workspace = ws; a.workspace_size = wsz;
+        before = g_allocs;
+        for (it = 0; it < 50; it++)
+            for (T = 0; T <= 64; T += 7) {
+                a.n_tokens = T;
+                assert_int_equal(molora_forward(m, &a), 0);
+                assert_int_equal(molora_route(m, &a), 0);
+            }
+        total += g_allocs - before;
+        free(X); free(Y); free(W); free(ws);
+        molora_model_free(m); fix_free(&f);
+    }
+    assert_int_equal(total, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grid_dense),
+        cmocka_unit_test(test_grid_topk),
+        cmocka_unit_test(test_grid_threshold),
+        cmocka_unit_test(test_grid_adamole),
+        cmocka_unit_test(test_grid_mole_output),
+        cmocka_unit_test(test_grid_fixed_batch),
+        cmocka_unit_test(test_grid_fixed_token),
+        cmocka_unit_test(test_grid_override),
+        cmocka_unit_test(test_mask_worked_example),
+        cmocka_unit_test(test_fully_masked_is_frozen),
+        cmocka_unit_test(test_topk_ties_lowest_index),
+        cmocka_unit_test(test_topk_k_equals_n_is_dense),
+        cmocka_unit_test(test_threshold_static),
+        cmocka_unit_test(test_adamole_edges),
+        cmocka_unit_test(test_temperature),
+        cmocka_unit_test(test_huge_logits_stay_finite),
+        cmocka_unit_test(test_zero_experts_is_frozen),
+        cmocka_unit_test(test_zero_tokens_noop),
+        cmocka_unit_test(test_route_matches_forward),
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_copy_weights),
+        cmocka_unit_test(test_mixed_layers_model),
+        cmocka_unit_test(test_init_errors),
+        cmocka_unit_test(test_memory_hook_and_oom),
+        cmocka_unit_test(test_forward_errors),
+        cmocka_unit_test(test_error_leaves_output_unchanged),
+        cmocka_unit_test(test_zero_allocations_on_forward),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
