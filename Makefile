@@ -54,7 +54,7 @@ TESTS = $(B)/test_core $(B)/test_core_noblas
 test: deps-test
 	@$(MAKE) --no-print-directory $(TESTS) check-compile
 	./$(B)/test_core
-	MOLORA_TEST_NAME=no-blas ./$(B)/test_core_noblas
+	./$(B)/test_core_noblas
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 
