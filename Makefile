@@ -54,6 +54,7 @@ TESTS = $(B)/test_core $(B)/test_core_noblas
 test: deps-test
 	@$(MAKE) --no-print-directory $(TESTS) check-compile
 	./$(B)/test_core
+	MOLORA_PORTABLE=1 ./$(B)/test_core
 	./$(B)/test_core_noblas
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install

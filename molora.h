@@ -243,6 +243,10 @@ typedef struct molora_forward_args {
     int32_t *counts_out;           /* optional (N): tokens with a nonzero weight per expert    */
     void *workspace;               /* molora_workspace_size() bytes for at least T tokens      */
     size_t workspace_size;
+    int ith, nth;                  /* optional split of one call over nth threads (0 = none):
+                                      caller ith of nth writes its share of Y's columns; each
+                                      needs its own workspace; weights_out / counts_out are
+                                      written by ith 0. The routing is computed by every caller. */
 } molora_forward_args;
 
 /* Bytes of workspace for calls of up to max_tokens tokens on any layer of the model. */
@@ -320,7 +324,8 @@ typedef struct molora__layer {
     int *rank, *offset;          /* (n) rank and first row of each expert in A / column in B  */
     float *scaling;              /* (n)                                                        */
     float *A;                    /* (n_rows, d_in)  [A_0; ...; A_{n-1}; Wg; wt]                */
-    float *B;                    /* (d_out, r_total) [B_0 | ... | B_{n-1}]                      */
+    float *BT;                   /* (r_total, d_out) [B_0^T; ...; B_{n-1}^T]: an expert's B is
+                                    contiguous, so decode reads only the selected experts       */
     float *gate_bias;            /* (n) or NULL                                                */
     const float *W0, *bias, *mole_gate;
 } molora__layer;
@@ -398,57 +403,266 @@ MOLORA__PRIVATE int molora__all_finite(const float *v, size_t n)
     return 1;
 }
 
-/* ---- [gemm seam] ---------------------------------------------------------------------------
-   C (M, N) = alpha * A (M, K) * op(B) + beta * C, row-major, A never transposed.
-   transb != 0: B is (N, K) and op(B) = B^T;  transb == 0: B is (K, N).  beta == 0 never reads C. */
-MOLORA__PRIVATE void molora__sgemm_ref(int transb, int M, int N, int K, float alpha, const float *A,
-                                       int lda, const float *B, int ldb, float beta, float *C, int ldc)
+/* ---- [kernels] ------------------------------------------------------------------------------
+   Two small-batch kernels, each in a portable, an AVX2 and an AVX-512 version picked at run
+   time (a plain -O2 build still uses the wide units; MOLORA_PORTABLE=1 in the environment or
+   the MOLORA_NO_SIMD macro forces the portable one, e.g. for valgrind):
+     nt: Y (T, N) = alpha * X (T, K) W (N, K)^T (+ Y if acc)    T <= 16 rows of X stream W once
+     nn: Y (T, N) += H (T, K) B (K, N)                           B rows read once for all T
+   They are the decode and small-batch paths, where OpenBLAS sgemm is 4-5x above the
+   memory floor; large batches go to BLAS. */
+typedef void (*molora__nt_fn)(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
+                              int ldw, float *Y, int ldy, int acc);
+typedef void (*molora__nn_fn)(int T, int N, int K, const float *H, int ldh, const float *B, int ldb,
+                              float *Y, int ldy);
+typedef struct molora__kernels { molora__nt_fn nt; molora__nn_fn nn; const char *name; } molora__kernels;
+#define MOLORA__SMALL_T 16   /* up to this many tokens the own kernels beat OpenBLAS sgemm here */
+
+MOLORA__PRIVATE void molora__nt_c(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
+                                  int ldw, float *Y, int ldy, int acc)
 {
-    int m, n, k;
-    for (m = 0; m < M; m++) {
-        const float *a = A + (size_t)m * lda;
-        float *c = C + (size_t)m * ldc;
-        if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof *c);
-        else if (beta != 1.0f) for (n = 0; n < N; n++) c[n] *= beta;
-        if (transb) {
-            for (n = 0; n < N; n++) {
-                const float *b = B + (size_t)n * ldb;
-                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                for (k = 0; k + 4 <= K; k += 4) {
-                    s0 += a[k] * b[k]; s1 += a[k + 1] * b[k + 1];
-                    s2 += a[k + 2] * b[k + 2]; s3 += a[k + 3] * b[k + 3];
-                }
-                for (; k < K; k++) s0 += a[k] * b[k];
-                c[n] += alpha * ((s0 + s1) + (s2 + s3));
+    int t, n, k;
+    for (n = 0; n < N; n++) {
+        const float *w = W + (size_t)n * ldw;
+        for (t = 0; t < T; t++) {
+            const float *x = X + (size_t)t * ldx;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0, *y = Y + (size_t)t * ldy + n;
+            for (k = 0; k + 4 <= K; k += 4) {
+                s0 += x[k] * w[k]; s1 += x[k + 1] * w[k + 1];
+                s2 += x[k + 2] * w[k + 2]; s3 += x[k + 3] * w[k + 3];
             }
-        } else {
-            for (k = 0; k < K; k++) {
-                const float *b = B + (size_t)k * ldb;
-                float ak = alpha * a[k];
-                if (ak == 0.0f) continue;
-                for (n = 0; n < N; n++) c[n] += ak * b[n];
-            }
+            for (; k < K; k++) s0 += x[k] * w[k];
+            *y = (acc ? *y : 0.0f) + alpha * ((s0 + s1) + (s2 + s3));
         }
     }
 }
 
+MOLORA__PRIVATE void molora__nn_c(int T, int N, int K, const float *H, int ldh, const float *B, int ldb,
+                                  float *Y, int ldy)
+{
+    int t, n, k;
+    for (t = 0; t < T; t++) {
+        float *y = Y + (size_t)t * ldy;
+        for (k = 0; k < K; k++) {
+            float h = H[(size_t)t * ldh + k];
+            const float *b = B + (size_t)k * ldb;
+            if (h == 0.0f) continue;
+            for (n = 0; n < N; n++) y[n] += h * b[n];
+        }
+    }
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(MOLORA_NO_SIMD)
+#define MOLORA__X86 1
+#include <immintrin.h>
+#define MOLORA__T512 __attribute__((target("avx512f,avx2,fma")))
+#define MOLORA__T256 __attribute__((target("avx2,fma")))
+#define MOLORA__INLINE static inline __attribute__((always_inline, unused))
+
+/* TB tokens (a constant after inlining) against rows n, n+1 of W */
+#define MOLORA__NT_BODY(VEC, LANES, ZERO, LOAD, FMA, REDUCE)                                           \
+    int t, k, kk, n = 0;                                                                           \
+    for (; n + 2 <= N; n += 2) {                                                                   \
+        const float *w0 = W + (size_t)n * ldw, *w1 = w0 + ldw;                                     \
+        VEC a0[TBMAX], a1[TBMAX];                                                                  \
+        for (t = 0; t < TB; t++) { a0[t] = ZERO; a1[t] = ZERO; }                                   \
+        for (k = 0; k + LANES <= K; k += LANES) {                                                  \
+            VEC v0 = LOAD(w0 + k), v1 = LOAD(w1 + k);                                              \
+            for (t = 0; t < TB; t++) {                                                             \
+                VEC x = LOAD(X + (size_t)t * ldx + k);                                             \
+                a0[t] = FMA(v0, x, a0[t]);                                                         \
+                a1[t] = FMA(v1, x, a1[t]);                                                         \
+            }                                                                                      \
+        }                                                                                          \
+        for (t = 0; t < TB; t++) {                                                                 \
+            const float *x = X + (size_t)t * ldx;                                                  \
+            float *y = Y + (size_t)t * ldy + n, s0 = REDUCE(a0[t]), s1 = REDUCE(a1[t]);            \
+            for (kk = k; kk < K; kk++) { s0 += x[kk] * w0[kk]; s1 += x[kk] * w1[kk]; }             \
+            y[0] = (acc ? y[0] : 0.0f) + alpha * s0;                                               \
+            y[1] = (acc ? y[1] : 0.0f) + alpha * s1;                                               \
+        }                                                                                          \
+    }                                                                                              \
+    if (n < N) {                                                                                   \
+        const float *w0 = W + (size_t)n * ldw;                                                     \
+        VEC a0[TBMAX];                                                                             \
+        for (t = 0; t < TB; t++) a0[t] = ZERO;                                                     \
+        for (k = 0; k + LANES <= K; k += LANES) {                                                  \
+            VEC v0 = LOAD(w0 + k);                                                                 \
+            for (t = 0; t < TB; t++) a0[t] = FMA(v0, LOAD(X + (size_t)t * ldx + k), a0[t]);        \
+        }                                                                                          \
+        for (t = 0; t < TB; t++) {                                                                 \
+            const float *x = X + (size_t)t * ldx;                                                  \
+            float *y = Y + (size_t)t * ldy + n, s0 = REDUCE(a0[t]);                                \
+            for (kk = k; kk < K; kk++) s0 += x[kk] * w0[kk];                                       \
+            y[0] = (acc ? y[0] : 0.0f) + alpha * s0;                                               \
+        }                                                                                          \
+    }
+
+MOLORA__T256 static inline float molora__hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+MOLORA__T512 static inline float molora__hsum512(__m512 v)
+{
+    __m256 lo = _mm512_castps512_ps256(v), hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 s8 = _mm256_add_ps(lo, hi);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#define TBMAX 8
+MOLORA__INLINE MOLORA__T512 void molora__nt512_tb(const int TB, int N, int K, float alpha, const float *X, int ldx,
+                                                  const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NT_BODY(__m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_fmadd_ps, molora__hsum512)
+}
+MOLORA__INLINE MOLORA__T256 void molora__nt256_tb(const int TB, int N, int K, float alpha, const float *X, int ldx,
+                                                  const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NT_BODY(__m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, molora__hsum256)
+}
+#undef TBMAX
+
+/* dispatch TB = 1..8 to constant-folded copies of the body */
+#define MOLORA__NT_DISPATCH(FN)                                                                        \
+    int t0;                                                                                        \
+    for (t0 = 0; t0 < T; t0 += 8) {                                                                \
+        const float *x = X + (size_t)t0 * ldx;                                                     \
+        float *y = Y + (size_t)t0 * ldy;                                                           \
+        switch (T - t0 >= 8 ? 8 : T - t0) {                                                        \
+        case 1: FN(1, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
+        case 2: FN(2, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
+        case 3: FN(3, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
+        case 4: FN(4, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
+        case 5: FN(5, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
+        case 6: FN(6, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
+        case 7: FN(7, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
+        default: FN(8, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                           \
+        }                                                                                          \
+    }
+MOLORA__PRIVATE MOLORA__T512 void molora__nt_avx512(int T, int N, int K, float alpha, const float *X, int ldx,
+                                                    const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NT_DISPATCH(molora__nt512_tb)
+}
+MOLORA__PRIVATE MOLORA__T256 void molora__nt_avx2(int T, int N, int K, float alpha, const float *X, int ldx,
+                                                  const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NT_DISPATCH(molora__nt256_tb)
+}
+
+/* nn: 16 (8) output columns at a time, all T <= 16 (8) tokens in registers, B read once */
+MOLORA__PRIVATE MOLORA__T512 void molora__nn_avx512(int T, int N, int K, const float *H, int ldh, const float *B,
+                                                    int ldb, float *Y, int ldy)
+{
+    int t0, t, n, k;
+    for (t0 = 0; t0 < T; t0 += 16) {
+        int tb = T - t0 >= 16 ? 16 : T - t0;
+        const float *h = H + (size_t)t0 * ldh;
+        float *y = Y + (size_t)t0 * ldy;
+        for (n = 0; n < N; n += 16) {
+            __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
+            __m512 acc[16];
+            for (t = 0; t < tb; t++) acc[t] = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);
+            for (k = 0; k < K; k++) {
+                __m512 b = _mm512_maskz_loadu_ps(m, B + (size_t)k * ldb + n);
+                for (t = 0; t < tb; t++) acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k]), b, acc[t]);
+            }
+            for (t = 0; t < tb; t++) _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc[t]);
+        }
+    }
+}
+MOLORA__PRIVATE MOLORA__T256 void molora__nn_avx2(int T, int N, int K, const float *H, int ldh, const float *B,
+                                                  int ldb, float *Y, int ldy)
+{
+    int t0, t, n, k;
+    for (t0 = 0; t0 < T; t0 += 8) {
+        int tb = T - t0 >= 8 ? 8 : T - t0;
+        const float *h = H + (size_t)t0 * ldh;
+        float *y = Y + (size_t)t0 * ldy;
+        for (n = 0; n + 8 <= N; n += 8) {
+            __m256 acc[8];
+            for (t = 0; t < tb; t++) acc[t] = _mm256_loadu_ps(y + (size_t)t * ldy + n);
+            for (k = 0; k < K; k++) {
+                __m256 b = _mm256_loadu_ps(B + (size_t)k * ldb + n);
+                for (t = 0; t < tb; t++) acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(h[(size_t)t * ldh + k]), b, acc[t]);
+            }
+            for (t = 0; t < tb; t++) _mm256_storeu_ps(y + (size_t)t * ldy + n, acc[t]);
+        }
+        if (n < N) molora__nn_c(tb, N - n, K, h, ldh, B + n, ldb, y + n, ldy);
+    }
+}
+#endif /* MOLORA__X86 */
+
+/* The kernels for this CPU, chosen once (a benign race: every thread stores the same value). */
+MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
+{
+    static const molora__kernels portable = {molora__nt_c, molora__nn_c, "portable"};
+#ifdef MOLORA__X86
+    static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, "avx2"};
+    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, "avx512"};
+    static const molora__kernels *chosen = NULL;
+    const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (k) return k;
+    {
+        const char *env = getenv("MOLORA_PORTABLE");
+        __builtin_cpu_init();
+        if (env && env[0] && env[0] != '0') k = &portable;
+        else if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k = &avx512;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k = &avx2;
+        else k = &portable;
+    }
+    __atomic_store_n(&chosen, k, __ATOMIC_RELEASE);
+    return k;
+#else
+    return &portable;
+#endif
+}
+
+/* ---- [gemm seam] ---------------------------------------------------------------------------
+   C (M, N) = alpha * A (M, K) * op(B) + beta * C, row-major, A never transposed, beta 0 or 1.
+   transb != 0: B is (N, K) and op(B) = B^T;  transb == 0: B is (K, N).  beta == 0 never reads C.
+   M <= MOLORA__SMALL_T goes to the own kernels, larger M to BLAS (or, without BLAS, to the own
+   kernels in blocks of MOLORA__SMALL_T rows). */
 MOLORA__PRIVATE void molora__sgemm(int transb, int M, int N, int K, float alpha, const float *A, int lda,
                                    const float *B, int ldb, float beta, float *C, int ldc)
 {
+    const molora__kernels *kr = molora__get_kernels();
+    int m0;
+    MOLORA_ASSERT(beta == 0.0f || beta == 1.0f);
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) { molora__sgemm_ref(transb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc); return; }
-#ifdef MOLORA_NO_BLAS
-    molora__sgemm_ref(transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#else
-    if (M == 1) {   /* one row: matrix-vector, sgemm with M = 1 is ~4x slower here */
-        if (beta == 0.0f) memset(C, 0, (size_t)N * sizeof *C);
-        if (transb) cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta == 0.0f ? 1.0f : beta, C, 1);
-        else        cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, B, ldb, A, 1, beta == 0.0f ? 1.0f : beta, C, 1);
+#ifndef MOLORA_NO_BLAS
+    if (M > MOLORA__SMALL_T && K > 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+                    B, ldb, beta, C, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                B, ldb, beta, C, ldc);
 #endif
+    for (m0 = 0; m0 < M; m0 += MOLORA__SMALL_T) {
+        int mb = M - m0 < MOLORA__SMALL_T ? M - m0 : MOLORA__SMALL_T, t;
+        const float *a = A + (size_t)m0 * lda;
+        float *c = C + (size_t)m0 * ldc;
+        if (transb) { kr->nt(mb, N, K, alpha, a, lda, B, ldb, c, ldc, beta != 0.0f); continue; }
+        if (beta == 0.0f) for (t = 0; t < mb; t++) memset(c + (size_t)t * ldc, 0, (size_t)N * sizeof *c);
+        if (alpha == 1.0f) { kr->nn(mb, N, K, a, lda, B, ldb, c, ldc); continue; }
+        {   /* alpha != 1 (merge only): scale a copy of A's rows, one at a time */
+            int k;
+            float tmp[256];
+            for (t = 0; t < mb; t++) {
+                int k0;
+                for (k0 = 0; k0 < K; k0 += 256) {
+                    int kb = K - k0 < 256 ? K - k0 : 256;
+                    for (k = 0; k < kb; k++) tmp[k] = alpha * a[(size_t)t * lda + k0 + k];
+                    kr->nn(1, N, kb, tmp, kb, B + (size_t)k0 * ldb, ldb, c + (size_t)t * ldc, ldc);
+                }
+            }
+        }
+    }
 }
 
 /* ---- [init] ------------------------------------------------------------------------------- */
@@ -566,7 +780,7 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
     P->offset = (int *)molora__carve(cur, (size_t)n, sizeof(int));
     P->scaling = (float *)molora__carve(cur, (size_t)n, sizeof(float));
     P->A = (float *)molora__carve(cur, (size_t)P->n_rows * din, sizeof(float));
-    P->B = (float *)molora__carve(cur, dout * (size_t)P->r_total, sizeof(float));
+    P->BT = (float *)molora__carve(cur, dout * (size_t)P->r_total, sizeof(float));
     for (i = 0; i < n; i++) {
         const molora_expert_desc *e = &L->experts[i];
         float alpha = e->lora_alpha != 0.0f ? e->lora_alpha : (float)e->rank;
@@ -575,8 +789,10 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
         P->scaling[i] = e->scaling != 0.0f ? e->scaling
                       : (e->use_rslora ? alpha / sqrtf((float)e->rank) : alpha / (float)e->rank);
         memcpy(P->A + (size_t)off * din, e->A, (size_t)e->rank * din * sizeof(float));
-        for (j = 0; j < L->d_out; j++)
-            memcpy(P->B + (size_t)j * P->r_total + off, e->B + (size_t)j * e->rank, (size_t)e->rank * sizeof(float));
+        for (j = 0; j < L->d_out; j++) {
+            int q;
+            for (q = 0; q < e->rank; q++) P->BT[(size_t)(off + q) * dout + j] = e->B[(size_t)j * e->rank + q];
+        }
         off += e->rank;
     }
     if (P->gate_row >= 0) memcpy(P->A + (size_t)P->gate_row * din, L->gate_weight, (size_t)n * din * sizeof(float));
@@ -740,17 +956,22 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
 }
 
 /* ---- [forward] ----------------------------------------------------------------------------- */
-typedef struct molora__ws { size_t hg, w, d, total; } molora__ws;   /* floats per part */
+/* workspace parts, in floats: gate logits (T, n_rows - r_total), expert inputs H (T, r_total),
+   weights (T, n), MoLE deltas (T, n * d_out), active flags (n) */
+typedef struct molora__ws { size_t g, h, w, d, act, total; } molora__ws;
 
 MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__ws *ws)
 {
     size_t bytes = MOLORA__ALIGN;
     memset(ws, 0, sizeof *ws);
-    if (!molora__mul(T, (size_t)L->n_rows, &ws->hg) || !molora__mul(T, (size_t)L->n, &ws->w)) return 0;
+    if (!molora__mul(T, (size_t)(L->n_rows - L->r_total), &ws->g) || !molora__mul(T, (size_t)L->r_total, &ws->h) ||
+        !molora__mul(T, (size_t)L->n, &ws->w)) return 0;
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && L->n > 0 &&
         !molora__mul(T, (size_t)L->n * (size_t)L->d_out, &ws->d)) return 0;
-    if (!molora__reserve(&bytes, ws->hg, sizeof(float)) || !molora__reserve(&bytes, ws->w, sizeof(float)) ||
-        !molora__reserve(&bytes, ws->d, sizeof(float)))
+    ws->act = (size_t)L->n;
+    if (!molora__reserve(&bytes, ws->g, sizeof(float)) || !molora__reserve(&bytes, ws->h, sizeof(float)) ||
+        !molora__reserve(&bytes, ws->w, sizeof(float)) || !molora__reserve(&bytes, ws->d, sizeof(float)) ||
+        !molora__reserve(&bytes, ws->act, sizeof(int)))
         return 0;
     ws->total = bytes;
     return 1;
@@ -772,19 +993,22 @@ MOLORA_API molora_result molora_workspace_size(const molora_model *m, int max_to
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* MoLE output gate: D = per-expert deltas (T, n*d_out), logits = e^T D / ||D||, softmax. */
+/* MoLE output gate: D_i = s_i H_i B_i^T (T, d_out) per expert, logits = e^T D / ||D||, softmax.
+   H holds every expert's inputs; it is scaled by s_i in place. */
 MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const molora_forward_args *a,
-                                                 const float *H, float *D, float *w)
+                                                 float *H, float *D, float *w)
 {
-    int T = a->n_tokens, n = L->n, O = L->d_out, t, i, o;
-    size_t ld = (size_t)n * (size_t)O;
+    int T = a->n_tokens, n = L->n, O = L->d_out, t, i, j;
+    size_t ld = (size_t)n * (size_t)O, o;
     for (i = 0; i < n; i++) {
         if (a->expert_mask && !a->mask_per_token && !a->expert_mask[i]) {
             for (t = 0; t < T; t++) memset(D + (size_t)t * ld + (size_t)i * O, 0, (size_t)O * sizeof(float));
             continue;
         }
-        molora__sgemm(1, T, O, L->rank[i], L->scaling[i], H + L->offset[i], L->n_rows,
-                      L->B + L->offset[i], L->r_total, 0.0f, D + (size_t)i * O, (int)ld);
+        for (t = 0; t < T; t++)
+            for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++) H[(size_t)t * L->r_total + j] *= L->scaling[i];
+        molora__sgemm(0, T, O, L->rank[i], 1.0f, H + L->offset[i], L->r_total,
+                      L->BT + (size_t)L->offset[i] * O, O, 0.0f, D + (size_t)i * O, (int)ld);
     }
     if (a->expert_mask && a->mask_per_token)
         for (t = 0; t < T; t++)
@@ -796,7 +1020,7 @@ MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const m
         const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
         float *wt = w + (size_t)t * n;
         double ss = 0.0, norm;
-        for (o = 0; o < (int)ld; o++) ss += (double)d[o] * d[o];
+        for (o = 0; o < ld; o++) ss += (double)d[o] * d[o];
         norm = sqrt(ss) > 1e-12 ? sqrt(ss) : 1e-12;   /* F.normalize: v / max(||v||, eps) */
         for (i = 0; i < n; i++) {
             wt[i] = (float)(wt[i] / norm) + (L->gate_bias ? L->gate_bias[i] : 0.0f);
@@ -808,15 +1032,21 @@ MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const m
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* A per-token path beats the dense products when fewer than 1 in MOLORA__SPARSE_RATIO of the
+   (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
+#define MOLORA__SPARSE_RATIO 4
+
 MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_forward_args *a, int apply)
 {
     molora__logger lg;
     const molora__layer *L;
+    const molora__kernels *kr = molora__get_kernels();
     molora__ws ws;
-    float *HG, *W, *D;
+    float *G, *H, *W, *D, *Y;
+    int *act;
     unsigned char *cur;
-    int T, n, t, i, j;
-    size_t nx;
+    int T, n, t, i, j, ith, nth, o0, o1, O, chunks, ng, r_act = 0;
+    size_t nx, nnz = 0;
     molora_result r;
     if (!m || !a) return MOLORA_RESULT_INVALID_ARGUMENT;
     lg.fn = m->log; lg.user = m->log_user;
@@ -826,13 +1056,17 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     T = a->n_tokens;
     n = L->n;
     if (T < 0) return molora__fail(&lg, MOLORA_RESULT_INVALID_SHAPE, "forward: n_tokens %d < 0", T);
+    if (a->nth < 0 || (a->nth == 0 && a->ith != 0) || (a->nth > 0 && (a->ith < 0 || a->ith >= a->nth)))
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: ith %d / nth %d (need 0 <= ith < nth)", a->ith, a->nth);
+    ith = a->nth > 0 ? a->ith : 0;
+    nth = a->nth > 0 ? a->nth : 1;
     if ((int)a->output != MOLORA_OUTPUT_FULL && (int)a->output != MOLORA_OUTPUT_DELTA)
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: unknown output mode %d", (int)a->output);
     if (apply && a->output == MOLORA_OUTPUT_FULL && !L->W0)
         return molora__fail(&lg, MOLORA_RESULT_MISSING_WEIGHTS, "forward: layer %d has no W0; use MOLORA_OUTPUT_DELTA", a->layer);
     if (!apply && !a->weights_out)
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "route: weights_out is NULL");
-    if (a->counts_out) for (i = 0; i < n; i++) a->counts_out[i] = 0;
+    if (a->counts_out && ith == 0) for (i = 0; i < n; i++) a->counts_out[i] = 0;
     if (T == 0) return MOLORA_RESULT_SUCCESS;
     if (!a->x || (apply && !a->y))
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: x or y is NULL");
@@ -848,29 +1082,39 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     if (n > 0 && a->weights && !molora__all_finite(a->weights, a->weights_per_token ? (size_t)T * n : (size_t)n))
         return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: fixed weights have NaN or Inf");
     cur = molora__align_up(a->workspace);
-    HG = (float *)molora__carve(&cur, ws.hg, sizeof(float));
+    G = (float *)molora__carve(&cur, ws.g, sizeof(float));
+    H = (float *)molora__carve(&cur, ws.h, sizeof(float));
     W = (float *)molora__carve(&cur, ws.w, sizeof(float));
     D = (float *)molora__carve(&cur, ws.d, sizeof(float));
+    act = (int *)molora__carve(&cur, ws.act, sizeof(int));
+    ng = L->n_rows - L->r_total;
+    /* this call's share of the output columns: chunks of 16, split over nth callers */
+    chunks = (L->d_out + 15) / 16;
+    o0 = (int)((long long)chunks * ith / nth) * 16; if (o0 > L->d_out) o0 = L->d_out;
+    o1 = (int)((long long)chunks * (ith + 1) / nth) * 16; if (o1 > L->d_out) o1 = L->d_out;
+    O = o1 - o0;
+    Y = apply ? a->y + o0 : NULL;
 
     if (n > 0) {
-        /* 1. H = X A^T, gate logits and threshold logit in one product: (T, n_rows) */
-        molora__sgemm(1, T, L->n_rows, L->d_in, 1.0f, a->x, L->d_in, L->A, L->d_in, 0.0f, HG, L->n_rows);
-        /* 2. routing weights (T, n) */
+        /* 1. gate and threshold logits G = X [Wg; wt]^T (T, ng): routing needs nothing else */
+        if (ng > 0) molora__sgemm(1, T, ng, L->d_in, 1.0f, a->x, L->d_in, L->A + (size_t)L->r_total * L->d_in, L->d_in, 0.0f, G, ng);
+        /* 2. routing weights W (T, n) */
         if (a->weights) {
-            for (t = 0; t < T; t++)
-                for (i = 0; i < n; i++) {
-                    const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
+            for (t = 0; t < T; t++) {
+                const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
+                for (i = 0; i < n; i++)
                     W[(size_t)t * n + i] = (!allow || allow[i]) ? a->weights[(a->weights_per_token ? (size_t)t * n : 0) + i] : 0.0f;
-                }
+            }
         } else if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
-            r = molora__route_mole(L, a, HG, D, W);
+            molora__sgemm(1, T, L->r_total, L->d_in, 1.0f, a->x, L->d_in, L->A, L->d_in, 0.0f, H, L->r_total);
+            r = molora__route_mole(L, a, H, D, W);
             if (r != MOLORA_RESULT_SUCCESS)
                 return molora__fail(&lg, r, "forward: layer %d MoLE output-gate logits are NaN (inputs too large)", a->layer);
         } else {
             for (t = 0; t < T; t++) {
-                float *z = HG + (size_t)t * L->n_rows + L->gate_row;
+                float *z = G + (size_t)t * ng;
                 const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
-                float u = L->thr_row >= 0 ? HG[(size_t)t * L->n_rows + L->thr_row] + L->thr_bias : 0.0f;
+                float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
                 for (i = 0; i < n; i++) {
                     if (L->gate_bias) z[i] += L->gate_bias[i];
                     if (isnan(z[i])) return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d gate logits are NaN (inputs too large)", a->layer);
@@ -879,43 +1123,78 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
                 molora__route_token(L, z, u, allow, W + (size_t)t * n);
             }
         }
-        if (a->counts_out)
+        if (ith == 0 && a->counts_out)
             for (t = 0; t < T; t++)
                 for (i = 0; i < n; i++) a->counts_out[i] += W[(size_t)t * n + i] != 0.0f;
-        if (a->weights_out) memcpy(a->weights_out, W, (size_t)T * n * sizeof(float));
+        if (ith == 0 && a->weights_out) memcpy(a->weights_out, W, (size_t)T * n * sizeof(float));
     }
-    if (!apply) return MOLORA_RESULT_SUCCESS;
+    if (!apply || O == 0) return MOLORA_RESULT_SUCCESS;
 
-    /* 3. frozen layer: Y = X W0^T + b */
+    /* 3. frozen layer: Y = X W0^T + b (this caller's columns) */
     if (a->output == MOLORA_OUTPUT_FULL) {
-        molora__sgemm(1, T, L->d_out, L->d_in, 1.0f, a->x, L->d_in, L->W0, L->d_in, 0.0f, a->y, L->d_out);
+#ifndef MOLORA_NO_BLAS
+        if (T == 1)   /* decode: sgemv streams W0 at memory speed (sgemm with one row is ~4x slower) */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, O, L->d_in, 1.0f, L->W0 + (size_t)o0 * L->d_in, L->d_in, a->x, 1, 0.0f, Y, 1);
+        else
+#endif
+        molora__sgemm(1, T, O, L->d_in, 1.0f, a->x, L->d_in, L->W0 + (size_t)o0 * L->d_in, L->d_in, 0.0f, Y, L->d_out);
         if (L->bias)
             for (t = 0; t < T; t++)
-                for (j = 0; j < L->d_out; j++) a->y[(size_t)t * L->d_out + j] += L->bias[j];
+                for (j = 0; j < O; j++) Y[(size_t)t * L->d_out + j] += L->bias[o0 + j];
     }
     if (n == 0) return MOLORA_RESULT_SUCCESS;
-    /* 4. Y += sum_i w_i * s_i * B_i H_i */
+
+    /* 4a. MoLE output gate: Y += sum_i w_i D_i, the deltas are already there */
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights) {
         size_t ld = (size_t)n * L->d_out;
-        for (t = 0; t < T; t++) {
-            float *y = a->y + (size_t)t * L->d_out;
+        for (t = 0; t < T; t++)
             for (i = 0; i < n; i++) {
                 float wi = W[(size_t)t * n + i];
-                const float *d = D + (size_t)t * ld + (size_t)i * L->d_out;
+                const float *d = D + (size_t)t * ld + (size_t)i * L->d_out + o0;
+                float *y = Y + (size_t)t * L->d_out;
                 if (wi == 0.0f) continue;
-                for (j = 0; j < L->d_out; j++) y[j] += wi * d[j];
+                for (j = 0; j < O; j++) y[j] += wi * d[j];
+            }
+        return MOLORA_RESULT_SUCCESS;
+    }
+
+    /* 4b. experts: only those some token routes to; per token when routing is sparse enough */
+    for (i = 0; i < n; i++) {
+        act[i] = 0;
+        for (t = 0; t < T; t++)
+            if (W[(size_t)t * n + i] != 0.0f) { act[i] = 1; nnz += (size_t)L->rank[i]; }
+        if (act[i]) r_act += L->rank[i];
+    }
+    if (r_act == 0) return MOLORA_RESULT_SUCCESS;
+    if (T > 1 && nnz * MOLORA__SPARSE_RATIO < (size_t)T * (size_t)r_act) {
+        for (t = 0; t < T; t++) {
+            const float *x = a->x + (size_t)t * L->d_in;
+            float *h = H + (size_t)t * L->r_total, *y = Y + (size_t)t * L->d_out;
+            for (i = 0; i < n; i++) {
+                float c = W[(size_t)t * n + i] * L->scaling[i];
+                int off = L->offset[i];
+                if (c == 0.0f) continue;
+                kr->nt(1, L->rank[i], L->d_in, c, x, L->d_in, L->A + (size_t)off * L->d_in, L->d_in, h + off, L->rank[i], 0);
+                kr->nn(1, O, L->rank[i], h + off, L->rank[i], L->BT + (size_t)off * L->d_out + o0, L->d_out, y, L->d_out);
             }
         }
         return MOLORA_RESULT_SUCCESS;
     }
-    for (t = 0; t < T; t++) {
-        float *h = HG + (size_t)t * L->n_rows;
-        for (i = 0; i < n; i++) {
-            float c = W[(size_t)t * n + i] * L->scaling[i];
-            for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++) h[j] *= c;
-        }
+    for (i = 0; i < n; ) {   /* dense over each run of consecutive active experts */
+        int i1 = i, off = L->offset[i], rr = 0;
+        if (!act[i]) { i++; continue; }
+        while (i1 < n && act[i1]) rr += L->rank[i1++];
+        molora__sgemm(1, T, rr, L->d_in, 1.0f, a->x, L->d_in, L->A + (size_t)off * L->d_in, L->d_in, 0.0f, H + off, L->r_total);
+        for (t = 0; t < T; t++)
+            for (j = i; j < i1; j++) {
+                float c = W[(size_t)t * n + j] * L->scaling[j];
+                float *h = H + (size_t)t * L->r_total + L->offset[j];
+                int q;
+                for (q = 0; q < L->rank[j]; q++) h[q] *= c;
+            }
+        molora__sgemm(0, T, O, rr, 1.0f, H + off, L->r_total, L->BT + (size_t)off * L->d_out + o0, L->d_out, 1.0f, Y, L->d_out);
+        i = i1;
     }
-    molora__sgemm(1, T, L->d_out, L->r_total, 1.0f, HG, L->n_rows, L->B, L->r_total, 1.0f, a->y, L->d_out);
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -932,11 +1211,17 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
     if (L->n == 0) return MOLORA_RESULT_SUCCESS;
     if (!weights) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (!molora__all_finite(weights, (size_t)L->n)) return MOLORA_RESULT_NON_FINITE;
-    for (i = 0; i < L->n; i++) {
-        float c = weights[i] * L->scaling[i];
+    for (i = 0; i < L->n; i++) {   /* W += c B_i A_i = c BT_i^T A_i, one output row at a time */
+        float c = weights[i] * L->scaling[i], coef[64];
+        const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
+        int o, q0, q;
         if (c == 0.0f) continue;
-        molora__sgemm(0, L->d_out, L->d_in, L->rank[i], c, L->B + L->offset[i], L->r_total,
-                      L->A + (size_t)L->offset[i] * L->d_in, L->d_in, 1.0f, W, L->d_in);
+        for (o = 0; o < L->d_out; o++)
+            for (q0 = 0; q0 < L->rank[i]; q0 += 64) {
+                int qb = L->rank[i] - q0 < 64 ? L->rank[i] - q0 : 64;
+                for (q = 0; q < qb; q++) coef[q] = c * BT[(size_t)(q0 + q) * L->d_out + o];
+                molora__get_kernels()->nn(1, L->d_in, qb, coef, qb, A + (size_t)q0 * L->d_in, L->d_in, W + (size_t)o * L->d_in, L->d_in);
+            }
     }
     return MOLORA_RESULT_SUCCESS;
 }

@@ -57,7 +57,7 @@ static void err_add(err *e, double got, double want, double scale)
     } while (0)
 
 /* ---- the test layer: one set of random arrays, seen by the reference and by molora -------- */
-#define MAXN 8
+#define MAXN 64
 typedef struct fix {
     int d_in, d_out, n, routing, top_k, tau_max_set;
     int rank[MAXN];
@@ -106,7 +106,7 @@ static void ref_softmax(const fix *f, const double *z, const uint8_t *allow, dou
 static void ref_route(const fix *f, const float *x, const uint8_t *allow, double *w, double *margin)
 {
     int n = f->n, i, k;
-    double z[MAXN], p[MAXN];
+    double z[MAXN] = {0}, p[MAXN] = {0};
     *margin = 1e9;
     if (f->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
         double *v = calloc((size_t)n * f->d_out, sizeof *v), nrm = 0;
@@ -1006,6 +1006,112 @@ static void test_zero_allocations_on_forward(void **s)
     assert_int_equal(total, 0);
 }
 
+/* ---- the speed paths: sparse per-token path, batch-size independence, ith/nth split ------- */
+static void test_sparse_many_experts(void **s)
+{   /* S6-like: 64 rank-1..3 experts, top-8 or AdaMoLE: few (token, expert) pairs, per-token path */
+    static const int rules[] = {MOLORA_ROUTING_TOPK, MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_THRESHOLD};
+    static const int Ts[] = {1, 5, 17, 40, 100};
+    int ranks[MAXN], r, c, i;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (i = 0; i < 64; i++) ranks[i] = 1 + (i % 7 == 3) + 2 * (i % 11 == 5);
+    for (r = 0; r < 3; r++) {
+        fix f;
+        molora_model *m;
+        fix_make(&f, 45, 38, 64, ranks, rules[r]);
+        f.top_k = 8;
+        f.threshold = 0.03f;
+        f.tau_max_set = 1; f.tau_max = 0.03f;
+        m = fix_model(&f);
+        for (c = 0; c < 5; c++) {
+            run_opts o;
+            o.T = Ts[c]; o.mask_mode = c % 3; o.fixed_mode = 0; o.full = c & 1;
+            run_one(&f, m, o, &ew, &ey);
+        }
+        molora_model_free(m); fix_free(&f);
+    }
+    print_message("  64 experts   weights: max abs err %.2e | output: max rel %.2e over %ld\n", ew.abs, ey.rel, ey.n);
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+}
+
+/* run T tokens in blocks of `block` tokens (and nth-way split) and return Y */
+static void run_blocks(const molora_model *m, const float *X, int T, int d_in, int d_out, int block, int nth, float *Y)
+{
+    size_t wsz;
+    void *ws = ws_for(m, block, &wsz);
+    int t0, k;
+    for (t0 = 0; t0 < T; t0 += block) {
+        molora_forward_args a;
+        memset(&a, 0, sizeof a);
+        a.n_tokens = T - t0 < block ? T - t0 : block;
+        a.x = X + (size_t)t0 * d_in; a.y = Y + (size_t)t0 * d_out;
+        a.workspace = ws; a.workspace_size = wsz;
+        for (k = 0; k < nth; k++) {
+            a.ith = k; a.nth = nth == 1 ? 0 : nth;
+            assert_int_equal(molora_forward(m, &a), 0);
+        }
+    }
+    free(ws);
+}
+
+static void test_batch_size_independence(void **s)
+{   /* the same rows through decode (1), small-batch (7, 16) and GEMM (64) paths, and split
+       over 2, 3 and 5 callers: equal within 1e-5 of the row's scale (documented in the header) */
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+                                MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_MOLE_OUTPUT};
+    static const int blocks[] = {1, 7, 16, 64}, nths[] = {2, 3, 5};
+    int ranks[MAXN] = {4, 8, 2, 4, 16, 4, 1, 8}, r, b, i, t, T = 64, D = 203;
+    err e = {0, 0, 0};
+    (void)s;
+    for (r = 0; r < 5; r++) {
+        fix f;
+        molora_model *m;
+        float *X, *Y0, *Y1;
+        fix_make(&f, 150, D, 8, ranks, rules[r]);
+        m = fix_model(&f);
+        X = rnd_vec((size_t)T * 150, 1); Y0 = malloc(sizeof(float) * T * D); Y1 = malloc(sizeof(float) * T * D);
+        run_blocks(m, X, T, 150, D, 64, 1, Y0);
+        for (b = 0; b < 4 + 3; b++) {
+            if (b < 4) run_blocks(m, X, T, 150, D, blocks[b], 1, Y1);
+            else run_blocks(m, X, T, 150, D, b == 4 ? 1 : 64, nths[b - 4], Y1);
+            for (t = 0; t < T; t++) {
+                double sc = 0;
+                for (i = 0; i < D; i++) sc = fmax(sc, fabs(Y0[t * D + i]));
+                for (i = 0; i < D; i++) err_add(&e, Y1[t * D + i], Y0[t * D + i], sc);
+            }
+        }
+        free(X); free(Y0); free(Y1);
+        molora_model_free(m); fix_free(&f);
+    }
+    print_message("  batch sizes 1/7/16/64, nth 2/3/5: max rel diff %.2e over %ld values\n", e.rel, e.n);
+    CHECK_ERR(e, 1e-5, "batch-size independence");
+}
+
+static void test_thread_split_args(void **s)
+{
+    fix f;
+    int ranks[2] = {4, 4};
+    molora_model *m;
+    molora_forward_args a;
+    float X[13], Y[11];
+    size_t wsz;
+    void *ws;
+    (void)s;
+    memset(X, 0, sizeof X);
+    fix_make(&f, 13, 11, 2, ranks, MOLORA_ROUTING_DENSE);
+    m = fix_model(&f);
+    ws = ws_for(m, 1, &wsz);
+    memset(&a, 0, sizeof a);
+    a.n_tokens = 1; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz;
+    a.ith = 2; a.nth = 2; assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    a.ith = -1; a.nth = 2; assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    a.ith = 1; a.nth = 0; assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    a.ith = 0; a.nth = -2; assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    a.ith = 4; a.nth = 5; assert_int_equal(molora_forward(m, &a), 0);   /* more callers than columns: a no-op share */
+    free(ws); molora_model_free(m); fix_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1036,6 +1142,9 @@ int main(void)
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_error_leaves_output_unchanged),
         cmocka_unit_test(test_zero_allocations_on_forward),
+        cmocka_unit_test(test_sparse_many_experts),
+        cmocka_unit_test(test_batch_size_independence),
+        cmocka_unit_test(test_thread_split_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
