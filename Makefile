@@ -58,6 +58,8 @@ test: deps-test
 	./$(B)/test_core_noblas
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
+	@$(MAKE) --no-print-directory $(B)/molora_bench
+	./$(B)/molora_bench --smoke
 
 $(B)/molora_impl.o: tests/molora_impl.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. -c $< -o $@
@@ -102,3 +104,11 @@ $(B):
 
 clean:
 	rm -rf $(B)
+
+# ---- benchmarks (never part of the timed tests) -------------------------------------------
+.PHONY: bench
+$(B)/molora_bench: bench/molora_bench.c molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS) -lpthread
+bench: deps
+	@$(MAKE) --no-print-directory $(B)/molora_bench
+	./$(B)/molora_bench --json $(B)/bench.json

@@ -226,6 +226,15 @@ typedef enum molora_output {
     MOLORA_OUTPUT_DELTA        /* Y += delta (Y holds the engine's own base output)            */
 } molora_output;
 
+/* Which kernels a forward call used (reported through molora_forward_args.path_out). */
+typedef enum molora_path {
+    MOLORA_PATH_NONE = 0,      /* nothing to compute (T = 0, or routing only)                  */
+    MOLORA_PATH_DECODE,        /* T = 1: matrix-vector, only the selected experts are read     */
+    MOLORA_PATH_SMALL,         /* 2 <= T <= 16: molora's own SIMD multi-token kernels           */
+    MOLORA_PATH_GEMM,          /* T > 16: BLAS GEMMs over the experts some token selects        */
+    MOLORA_PATH_SPARSE         /* per-token expert products: routing selects few (token, expert) pairs */
+} molora_path;
+
 typedef struct molora_forward_args {
     int layer;                     /* 0..n_layers-1                                            */
     int n_tokens;                  /* T >= 0; T = 0 is a no-op                                 */
@@ -247,6 +256,7 @@ typedef struct molora_forward_args {
                                       caller ith of nth writes its share of Y's columns; each
                                       needs its own workspace; weights_out / counts_out are
                                       written by ith 0. The routing is computed by every caller. */
+    molora_path *path_out;         /* optional: the path this call took                        */
 } molora_forward_args;
 
 /* Bytes of workspace for calls of up to max_tokens tokens on any layer of the model. */
@@ -458,42 +468,30 @@ MOLORA__PRIVATE void molora__nn_c(int T, int N, int K, const float *H, int ldh, 
 #define MOLORA__T512 __attribute__((target("avx512f,avx2,fma")))
 #define MOLORA__T256 __attribute__((target("avx2,fma")))
 #define MOLORA__INLINE static inline __attribute__((always_inline, unused))
+#define MOLORA__UNROLL _Pragma("GCC unroll 16")
 
-/* TB tokens (a constant after inlining) against rows n, n+1 of W */
-#define MOLORA__NT_BODY(VEC, LANES, ZERO, LOAD, FMA, REDUCE)                                           \
-    int t, k, kk, n = 0;                                                                           \
-    for (; n + 2 <= N; n += 2) {                                                                   \
-        const float *w0 = W + (size_t)n * ldw, *w1 = w0 + ldw;                                     \
-        VEC a0[TBMAX], a1[TBMAX];                                                                  \
-        for (t = 0; t < TB; t++) { a0[t] = ZERO; a1[t] = ZERO; }                                   \
-        for (k = 0; k + LANES <= K; k += LANES) {                                                  \
-            VEC v0 = LOAD(w0 + k), v1 = LOAD(w1 + k);                                              \
-            for (t = 0; t < TB; t++) {                                                             \
-                VEC x = LOAD(X + (size_t)t * ldx + k);                                             \
-                a0[t] = FMA(v0, x, a0[t]);                                                         \
-                a1[t] = FMA(v1, x, a1[t]);                                                         \
-            }                                                                                      \
-        }                                                                                          \
-        for (t = 0; t < TB; t++) {                                                                 \
-            const float *x = X + (size_t)t * ldx;                                                  \
-            float *y = Y + (size_t)t * ldy + n, s0 = REDUCE(a0[t]), s1 = REDUCE(a1[t]);            \
-            for (kk = k; kk < K; kk++) { s0 += x[kk] * w0[kk]; s1 += x[kk] * w1[kk]; }             \
-            y[0] = (acc ? y[0] : 0.0f) + alpha * s0;                                               \
-            y[1] = (acc ? y[1] : 0.0f) + alpha * s1;                                               \
+/* TB tokens against R rows of W (both constants after inlining: the accumulators live in
+   registers); the caller steps through W's rows R at a time */
+#define MOLORA__NT_ROWS(VEC, LANES, ZERO, LOAD, FMA, REDUCE)                                           \
+    int t, k, kk, r, p = (int)(((64 - ((uintptr_t)W & 63)) & 63) / 4);                             \
+    VEC acc_[MOLORA__RMAX][MOLORA__TBMAX];                                                         \
+    if (((uintptr_t)W & 3) != 0 || p > K) p = 0;   /* peel p steps: W's loads aligned after it */  \
+    MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = ZERO; \
+    for (k = p; k + LANES <= K; k += LANES) {                                                      \
+        VEC v_[MOLORA__RMAX];                                                                      \
+        MOLORA__UNROLL for (r = 0; r < R; r++) v_[r] = LOAD(W + (size_t)r * ldw + k);              \
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {                                                  \
+            VEC x = LOAD(X + (size_t)t * ldx + k);                                                 \
+            MOLORA__UNROLL for (r = 0; r < R; r++) acc_[r][t] = FMA(v_[r], x, acc_[r][t]);         \
         }                                                                                          \
     }                                                                                              \
-    if (n < N) {                                                                                   \
-        const float *w0 = W + (size_t)n * ldw;                                                     \
-        VEC a0[TBMAX];                                                                             \
-        for (t = 0; t < TB; t++) a0[t] = ZERO;                                                     \
-        for (k = 0; k + LANES <= K; k += LANES) {                                                  \
-            VEC v0 = LOAD(w0 + k);                                                                 \
-            for (t = 0; t < TB; t++) a0[t] = FMA(v0, LOAD(X + (size_t)t * ldx + k), a0[t]);        \
-        }                                                                                          \
-        for (t = 0; t < TB; t++) {                                                                 \
+    MOLORA__UNROLL for (r = 0; r < R; r++) {                                                       \
+        const float *w = W + (size_t)r * ldw;                                                      \
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {                                                  \
             const float *x = X + (size_t)t * ldx;                                                  \
-            float *y = Y + (size_t)t * ldy + n, s0 = REDUCE(a0[t]);                                \
-            for (kk = k; kk < K; kk++) s0 += x[kk] * w0[kk];                                       \
+            float *y = Y + (size_t)t * ldy + r, s0 = REDUCE(acc_[r][t]);                           \
+            for (kk = 0; kk < p; kk++) s0 += x[kk] * w[kk];                                        \
+            for (kk = k; kk < K; kk++) s0 += x[kk] * w[kk];                                        \
             y[0] = (acc ? y[0] : 0.0f) + alpha * s0;                                               \
         }                                                                                          \
     }
@@ -515,36 +513,56 @@ MOLORA__T512 static inline float molora__hsum512(__m512 v)
     return _mm_cvtss_f32(s);
 }
 
-#define TBMAX 8
+#define MOLORA__TBMAX 8
+#define MOLORA__RMAX 3
+MOLORA__INLINE MOLORA__T512 void molora__nt512_rows(const int TB, const int R, int K, float alpha, const float *X,
+                                                    int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NT_ROWS(__m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_fmadd_ps, molora__hsum512)
+}
+MOLORA__INLINE MOLORA__T256 void molora__nt256_rows(const int TB, const int R, int K, float alpha, const float *X,
+                                                    int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NT_ROWS(__m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, molora__hsum256)
+}
+/* all N rows for TB tokens: 3 rows at a time with AVX-512 (24 accumulators), 2 with AVX2 */
 MOLORA__INLINE MOLORA__T512 void molora__nt512_tb(const int TB, int N, int K, float alpha, const float *X, int ldx,
                                                   const float *W, int ldw, float *Y, int ldy, int acc)
 {
-    MOLORA__NT_BODY(__m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_fmadd_ps, molora__hsum512)
+    int n = 0;
+    for (; n + 3 <= N; n += 3) molora__nt512_rows(TB, 3, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
+    for (; n < N; n++) molora__nt512_rows(TB, 1, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
 }
 MOLORA__INLINE MOLORA__T256 void molora__nt256_tb(const int TB, int N, int K, float alpha, const float *X, int ldx,
                                                   const float *W, int ldw, float *Y, int ldy, int acc)
 {
-    MOLORA__NT_BODY(__m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, molora__hsum256)
+    int n = 0;
+    if (TB <= 4) for (; n + 2 <= N; n += 2) molora__nt256_rows(TB, 2, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
+    for (; n < N; n++) molora__nt256_rows(TB, 1, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
 }
-#undef TBMAX
 
 /* dispatch TB = 1..8 to constant-folded copies of the body */
+#ifndef MOLORA__NT_KBLOCK
+#define MOLORA__NT_KBLOCK (1 << 30)   /* K per pass; blocking K (to keep X in L1) measured slower: it fragments the W streams */
+#endif
 #define MOLORA__NT_DISPATCH(FN)                                                                        \
-    int t0;                                                                                        \
-    for (t0 = 0; t0 < T; t0 += 8) {                                                                \
-        const float *x = X + (size_t)t0 * ldx;                                                     \
-        float *y = Y + (size_t)t0 * ldy;                                                           \
-        switch (T - t0 >= 8 ? 8 : T - t0) {                                                        \
-        case 1: FN(1, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
-        case 2: FN(2, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
-        case 3: FN(3, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
-        case 4: FN(4, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
-        case 5: FN(5, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
-        case 6: FN(6, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
-        case 7: FN(7, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                            \
-        default: FN(8, N, K, alpha, x, ldx, W, ldw, y, ldy, acc); break;                           \
-        }                                                                                          \
-    }
+    int t0, k0;                                                                                    \
+    for (t0 = 0; t0 < T; t0 += 8)                                                                  \
+        for (k0 = 0; k0 < K; k0 += MOLORA__NT_KBLOCK) {                                            \
+            const float *x = X + (size_t)t0 * ldx + k0, *w = W + k0;                               \
+            float *y = Y + (size_t)t0 * ldy;                                                       \
+            int kb = K - k0 < MOLORA__NT_KBLOCK ? K - k0 : MOLORA__NT_KBLOCK, ac = acc || k0 > 0;  \
+            switch (T - t0 >= 8 ? 8 : T - t0) {                                                    \
+            case 1: FN(1, N, kb, alpha, x, ldx, w, ldw, y, ldy, ac); break;                        \
+            case 2: FN(2, N, kb, alpha, x, ldx, w, ldw, y, ldy, ac); break;                        \
+            case 3: FN(3, N, kb, alpha, x, ldx, w, ldw, y, ldy, ac); break;                        \
+            case 4: FN(4, N, kb, alpha, x, ldx, w, ldw, y, ldy, ac); break;                        \
+            case 5: FN(5, N, kb, alpha, x, ldx, w, ldw, y, ldy, ac); break;                        \
+            case 6: FN(6, N, kb, alpha, x, ldx, w, ldw, y, ldy, ac); break;                        \
+            case 7: FN(7, N, kb, alpha, x, ldx, w, ldw, y, ldy, ac); break;                        \
+            default: FN(8, N, kb, alpha, x, ldx, w, ldw, y, ldy, ac); break;                       \
+            }                                                                                      \
+        }
 MOLORA__PRIVATE MOLORA__T512 void molora__nt_avx512(int T, int N, int K, float alpha, const float *X, int ldx,
                                                     const float *W, int ldw, float *Y, int ldy, int acc)
 {
@@ -956,9 +974,11 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
 }
 
 /* ---- [forward] ----------------------------------------------------------------------------- */
+MOLORA__PRIVATE size_t molora__xa_ld(int d_in) { return ((size_t)d_in + 15) & ~(size_t)15; }
+
 /* workspace parts, in floats: gate logits (T, n_rows - r_total), expert inputs H (T, r_total),
    weights (T, n), MoLE deltas (T, n * d_out), active flags (n) */
-typedef struct molora__ws { size_t g, h, w, d, act, total; } molora__ws;
+typedef struct molora__ws { size_t g, h, w, d, act, xa, total; } molora__ws;
 
 MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__ws *ws)
 {
@@ -969,7 +989,10 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && L->n > 0 &&
         !molora__mul(T, (size_t)L->n * (size_t)L->d_out, &ws->d)) return 0;
     ws->act = (size_t)L->n;
+    /* small batches: X copied with rows at the 64-byte phase of W0's rows (+16 floats of room) */
+    if (T <= MOLORA__SMALL_T && !molora__mul(T + 1, molora__xa_ld(L->d_in), &ws->xa)) return 0;
     if (!molora__reserve(&bytes, ws->g, sizeof(float)) || !molora__reserve(&bytes, ws->h, sizeof(float)) ||
+        !molora__reserve(&bytes, ws->xa, sizeof(float)) ||
         !molora__reserve(&bytes, ws->w, sizeof(float)) || !molora__reserve(&bytes, ws->d, sizeof(float)) ||
         !molora__reserve(&bytes, ws->act, sizeof(int)))
         return 0;
@@ -1043,7 +1066,8 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     const molora__kernels *kr = molora__get_kernels();
     molora__ws ws;
     float *G, *H, *W, *D, *Y;
-    int *act;
+    const float *X = a ? a->x : NULL;
+    int *act, ldx = 0;
     unsigned char *cur;
     int T, n, t, i, j, ith, nth, o0, o1, O, chunks, ng, r_act = 0;
     size_t nx, nnz = 0;
@@ -1067,6 +1091,7 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     if (!apply && !a->weights_out)
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "route: weights_out is NULL");
     if (a->counts_out && ith == 0) for (i = 0; i < n; i++) a->counts_out[i] = 0;
+    if (a->path_out) *a->path_out = MOLORA_PATH_NONE;
     if (T == 0) return MOLORA_RESULT_SUCCESS;
     if (!a->x || (apply && !a->y))
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: x or y is NULL");
@@ -1087,17 +1112,29 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     W = (float *)molora__carve(&cur, ws.w, sizeof(float));
     D = (float *)molora__carve(&cur, ws.d, sizeof(float));
     act = (int *)molora__carve(&cur, ws.act, sizeof(int));
+    if (ws.xa) {   /* small batch: X at W0's alignment phase, so the kernels' loads are aligned */
+        size_t ldxa = molora__xa_ld(L->d_in), phase = 0;
+        float *xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
+        if (L->W0 && a->output == MOLORA_OUTPUT_FULL && ((uintptr_t)L->W0 & 3) == 0 && L->d_in % 16 == 0)
+            phase = ((uintptr_t)L->W0 & 63) / 4;
+        for (t = 0; t < T; t++) memcpy(xa + phase + (size_t)t * ldxa, a->x + (size_t)t * L->d_in, (size_t)L->d_in * sizeof(float));
+        X = xa + phase;
+        ldx = (int)ldxa;
+    }
     ng = L->n_rows - L->r_total;
+    if (!ws.xa) ldx = L->d_in;
     /* this call's share of the output columns: chunks of 16, split over nth callers */
     chunks = (L->d_out + 15) / 16;
     o0 = (int)((long long)chunks * ith / nth) * 16; if (o0 > L->d_out) o0 = L->d_out;
     o1 = (int)((long long)chunks * (ith + 1) / nth) * 16; if (o1 > L->d_out) o1 = L->d_out;
     O = o1 - o0;
     Y = apply ? a->y + o0 : NULL;
+    if (a->path_out) *a->path_out = !apply ? MOLORA_PATH_NONE : T == 1 ? MOLORA_PATH_DECODE
+                                  : T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
 
     if (n > 0) {
         /* 1. gate and threshold logits G = X [Wg; wt]^T (T, ng): routing needs nothing else */
-        if (ng > 0) molora__sgemm(1, T, ng, L->d_in, 1.0f, a->x, L->d_in, L->A + (size_t)L->r_total * L->d_in, L->d_in, 0.0f, G, ng);
+        if (ng > 0) molora__sgemm(1, T, ng, L->d_in, 1.0f, X, ldx, L->A + (size_t)L->r_total * L->d_in, L->d_in, 0.0f, G, ng);
         /* 2. routing weights W (T, n) */
         if (a->weights) {
             for (t = 0; t < T; t++) {
@@ -1106,7 +1143,7 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
                     W[(size_t)t * n + i] = (!allow || allow[i]) ? a->weights[(a->weights_per_token ? (size_t)t * n : 0) + i] : 0.0f;
             }
         } else if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
-            molora__sgemm(1, T, L->r_total, L->d_in, 1.0f, a->x, L->d_in, L->A, L->d_in, 0.0f, H, L->r_total);
+            molora__sgemm(1, T, L->r_total, L->d_in, 1.0f, X, ldx, L->A, L->d_in, 0.0f, H, L->r_total);
             r = molora__route_mole(L, a, H, D, W);
             if (r != MOLORA_RESULT_SUCCESS)
                 return molora__fail(&lg, r, "forward: layer %d MoLE output-gate logits are NaN (inputs too large)", a->layer);
@@ -1137,7 +1174,7 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
             cblas_sgemv(CblasRowMajor, CblasNoTrans, O, L->d_in, 1.0f, L->W0 + (size_t)o0 * L->d_in, L->d_in, a->x, 1, 0.0f, Y, 1);
         else
 #endif
-        molora__sgemm(1, T, O, L->d_in, 1.0f, a->x, L->d_in, L->W0 + (size_t)o0 * L->d_in, L->d_in, 0.0f, Y, L->d_out);
+        molora__sgemm(1, T, O, L->d_in, 1.0f, X, ldx, L->W0 + (size_t)o0 * L->d_in, L->d_in, 0.0f, Y, L->d_out);
         if (L->bias)
             for (t = 0; t < T; t++)
                 for (j = 0; j < O; j++) Y[(size_t)t * L->d_out + j] += L->bias[o0 + j];
@@ -1167,8 +1204,9 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     }
     if (r_act == 0) return MOLORA_RESULT_SUCCESS;
     if (T > 1 && nnz * MOLORA__SPARSE_RATIO < (size_t)T * (size_t)r_act) {
+        if (a->path_out) *a->path_out = MOLORA_PATH_SPARSE;
         for (t = 0; t < T; t++) {
-            const float *x = a->x + (size_t)t * L->d_in;
+            const float *x = X + (size_t)t * ldx;
             float *h = H + (size_t)t * L->r_total, *y = Y + (size_t)t * L->d_out;
             for (i = 0; i < n; i++) {
                 float c = W[(size_t)t * n + i] * L->scaling[i];
@@ -1184,7 +1222,7 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
         int i1 = i, off = L->offset[i], rr = 0;
         if (!act[i]) { i++; continue; }
         while (i1 < n && act[i1]) rr += L->rank[i1++];
-        molora__sgemm(1, T, rr, L->d_in, 1.0f, a->x, L->d_in, L->A + (size_t)off * L->d_in, L->d_in, 0.0f, H + off, L->r_total);
+        molora__sgemm(1, T, rr, L->d_in, 1.0f, X, ldx, L->A + (size_t)off * L->d_in, L->d_in, 0.0f, H + off, L->r_total);
         for (t = 0; t < T; t++)
             for (j = i; j < i1; j++) {
                 float c = W[(size_t)t * n + j] * L->scaling[j];

@@ -706,7 +706,7 @@ static void test_copy_weights(void **s)
     memset(f.Wg, 0, sizeof(float) * 2 * 13); memset(f.bg, 0, sizeof(float) * 2);
     a.y = Y2;
     assert_int_equal(molora_forward(mc, &a), 0);
-    for (i = 0; i < T * 11; i++) assert_true(Y1[i] == Y2[i]);
+    for (i = 0; i < T * 11; i++) assert_true(fabsf(Y1[i] - Y2[i]) <= 1e-5f * (1 + fabsf(Y1[i])));   /* summation order follows W0's alignment */
     free(X); free(Y1); free(Y2); free(ws);
     molora_model_free(mc); molora_model_free(mb); fix_free(&f);
 }
