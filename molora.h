@@ -425,7 +425,13 @@ typedef void (*molora__nt_fn)(int T, int N, int K, float alpha, const float *X, 
                               int ldw, float *Y, int ldy, int acc);
 typedef void (*molora__nn_fn)(int T, int N, int K, const float *H, int ldh, const float *B, int ldb,
                               float *Y, int ldy);
-typedef struct molora__kernels { molora__nt_fn nt; molora__nn_fn nn; const char *name; } molora__kernels;
+/* gather forms for the sparse path, over R arbitrary rows: out[r] = rows[r] . x (K); and
+   y (N) += sum_r coef[r] * rows[r] (N) */
+typedef void (*molora__dots_fn)(int R, const float *const *rows, const float *x, int K, float *out);
+typedef void (*molora__axpys_fn)(int R, const float *const *rows, const float *coef, float *y, int N);
+typedef struct molora__kernels {
+    molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys; const char *name;
+} molora__kernels;
 #define MOLORA__SMALL_T 16   /* up to this many tokens the own kernels beat OpenBLAS sgemm here */
 
 MOLORA__PRIVATE void molora__nt_c(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
@@ -460,6 +466,18 @@ MOLORA__PRIVATE void molora__nn_c(int T, int N, int K, const float *H, int ldh, 
             for (n = 0; n < N; n++) y[n] += h * b[n];
         }
     }
+}
+
+MOLORA__PRIVATE void molora__dots_c(int R, const float *const *rows, const float *x, int K, float *out)
+{
+    int r;
+    for (r = 0; r < R; r++) molora__nt_c(1, 1, K, 1.0f, x, K, rows[r], K, out + r, 1, 0);
+}
+MOLORA__PRIVATE void molora__axpys_c(int R, const float *const *rows, const float *coef, float *y, int N)
+{
+    int r, n;
+    for (r = 0; r < R; r++)
+        for (n = 0; n < N; n++) y[n] += coef[r] * rows[r][n];
 }
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(MOLORA_NO_SIMD)
@@ -574,24 +592,28 @@ MOLORA__PRIVATE MOLORA__T256 void molora__nt_avx2(int T, int N, int K, float alp
     MOLORA__NT_DISPATCH(molora__nt256_tb)
 }
 
-/* nn: 16 (8) output columns at a time, all T <= 16 (8) tokens in registers, B read once */
+/* nn: blocks of 8 rows of B streamed along N together; per 16 (8) columns all T <= 16 (8)
+   tokens accumulate in registers, so Y is loaded and stored once per block of 8 rows */
 MOLORA__PRIVATE MOLORA__T512 void molora__nn_avx512(int T, int N, int K, const float *H, int ldh, const float *B,
                                                     int ldb, float *Y, int ldy)
 {
-    int t0, t, n, k;
+    int t0, t, n, k0, k;
     for (t0 = 0; t0 < T; t0 += 16) {
         int tb = T - t0 >= 16 ? 16 : T - t0;
         const float *h = H + (size_t)t0 * ldh;
         float *y = Y + (size_t)t0 * ldy;
-        for (n = 0; n < N; n += 16) {
-            __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
-            __m512 acc[16];
-            for (t = 0; t < tb; t++) acc[t] = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);
-            for (k = 0; k < K; k++) {
-                __m512 b = _mm512_maskz_loadu_ps(m, B + (size_t)k * ldb + n);
-                for (t = 0; t < tb; t++) acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k]), b, acc[t]);
+        for (k0 = 0; k0 < K; k0 += 8) {
+            int kb = K - k0 >= 8 ? 8 : K - k0;
+            for (n = 0; n < N; n += 16) {
+                __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
+                __m512 acc[16], b[8];
+                for (k = 0; k < kb; k++) b[k] = _mm512_maskz_loadu_ps(m, B + (size_t)(k0 + k) * ldb + n);
+                for (t = 0; t < tb; t++) {
+                    acc[t] = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);
+                    for (k = 0; k < kb; k++) acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc[t]);
+                    _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc[t]);
+                }
             }
-            for (t = 0; t < tb; t++) _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc[t]);
         }
     }
 }
@@ -615,15 +637,44 @@ MOLORA__PRIVATE MOLORA__T256 void molora__nn_avx2(int T, int N, int K, const flo
         if (n < N) molora__nn_c(tb, N - n, K, h, ldh, B + n, ldb, y + n, ldy);
     }
 }
+/* gather kernels: 8 rows share each load of x; all rows share each load and store of y */
+MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const *rows, const float *x, int K, float *out)
+{
+    int r0, r, k, kk;
+    for (r0 = 0; r0 < R; r0 += 8) {
+        int rb = R - r0 < 8 ? R - r0 : 8;
+        __m512 acc[8];
+        for (r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
+        for (k = 0; k + 16 <= K; k += 16) {
+            __m512 xv = _mm512_loadu_ps(x + k);
+            for (r = 0; r < rb; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(rows[r0 + r] + k), xv, acc[r]);
+        }
+        for (r = 0; r < rb; r++) {
+            float s0 = molora__hsum512(acc[r]);
+            for (kk = k; kk < K; kk++) s0 += rows[r0 + r][kk] * x[kk];
+            out[r0 + r] = s0;
+        }
+    }
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const *rows, const float *coef, float *y, int N)
+{
+    int r, n;
+    for (n = 0; n < N; n += 16) {
+        __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
+        __m512 acc = _mm512_maskz_loadu_ps(m, y + n);
+        for (r = 0; r < R; r++) acc = _mm512_fmadd_ps(_mm512_set1_ps(coef[r]), _mm512_maskz_loadu_ps(m, rows[r] + n), acc);
+        _mm512_mask_storeu_ps(y + n, m, acc);
+    }
+}
 #endif /* MOLORA__X86 */
 
 /* The kernels for this CPU, chosen once (a benign race: every thread stores the same value). */
 MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
-    static const molora__kernels portable = {molora__nt_c, molora__nn_c, "portable"};
+    static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, "portable"};
 #ifdef MOLORA__X86
-    static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, "avx2"};
-    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, "avx512"};
+    static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, "avx2"};
+    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, "avx512"};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -1134,7 +1185,10 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
 
     if (n > 0) {
         /* 1. gate and threshold logits G = X [Wg; wt]^T (T, ng): routing needs nothing else */
-        if (ng > 0) molora__sgemm(1, T, ng, L->d_in, 1.0f, X, ldx, L->A + (size_t)L->r_total * L->d_in, L->d_in, 0.0f, G, ng);
+        if (ng > 0 && ng <= 32)   /* a narrow product: the own kernel beats BLAS at every T here */
+            kr->nt(T, ng, L->d_in, 1.0f, X, ldx, L->A + (size_t)L->r_total * L->d_in, L->d_in, G, ng, 0);
+        else if (ng > 0)
+            molora__sgemm(1, T, ng, L->d_in, 1.0f, X, ldx, L->A + (size_t)L->r_total * L->d_in, L->d_in, 0.0f, G, ng);
         /* 2. routing weights W (T, n) */
         if (a->weights) {
             for (t = 0; t < T; t++) {
@@ -1205,15 +1259,27 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     if (r_act == 0) return MOLORA_RESULT_SUCCESS;
     if (T > 1 && nnz * MOLORA__SPARSE_RATIO < (size_t)T * (size_t)r_act) {
         if (a->path_out) *a->path_out = MOLORA_PATH_SPARSE;
-        for (t = 0; t < T; t++) {
-            const float *x = X + (size_t)t * ldx;
-            float *h = H + (size_t)t * L->r_total, *y = Y + (size_t)t * L->d_out;
-            for (i = 0; i < n; i++) {
-                float c = W[(size_t)t * n + i] * L->scaling[i];
-                int off = L->offset[i];
-                if (c == 0.0f) continue;
-                kr->nt(1, L->rank[i], L->d_in, c, x, L->d_in, L->A + (size_t)off * L->d_in, L->d_in, h + off, L->rank[i], 0);
-                kr->nn(1, O, L->rank[i], h + off, L->rank[i], L->BT + (size_t)off * L->d_out + o0, L->d_out, y, L->d_out);
+        for (t = 0; t < T; t++) {   /* per token: the selected experts' rows, 64 at a time */
+            const float *x = X + (size_t)t * ldx, *arow[64], *brow[64];
+            float *y = Y + (size_t)t * L->d_out, cf[64], h[64];
+            int m_ = 0, q;
+            for (i = 0; i <= n; i++) {
+                float c = i < n ? W[(size_t)t * n + i] * L->scaling[i] : 0.0f;
+                for (j = 0; i < n && c != 0.0f && j < L->rank[i]; j++) {
+                    arow[m_] = L->A + (size_t)(L->offset[i] + j) * L->d_in;
+                    brow[m_] = L->BT + (size_t)(L->offset[i] + j) * L->d_out + o0;
+                    cf[m_++] = c;
+                    if (m_ < 64) continue;
+                    kr->dots(m_, arow, x, L->d_in, h);
+                    for (q = 0; q < m_; q++) h[q] *= cf[q];
+                    kr->axpys(m_, brow, h, y, O);
+                    m_ = 0;
+                }
+                if (i == n && m_ > 0) {
+                    kr->dots(m_, arow, x, L->d_in, h);
+                    for (q = 0; q < m_; q++) h[q] *= cf[q];
+                    kr->axpys(m_, brow, h, y, O);
+                }
             }
         }
         return MOLORA_RESULT_SUCCESS;

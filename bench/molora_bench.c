@@ -62,7 +62,9 @@ typedef struct pool {
 } pool;
 static void pool_job(pool *p, int ith)
 {
-    molora_result r = p->route_only ? molora_route(p->m, &p->args[ith]) : molora_forward(p->m, &p->args[ith]);
+    molora_result r;
+    if (p->route_only && ith > 0) return;   /* routing alone: one caller */
+    r = p->route_only ? molora_route(p->m, &p->args[ith]) : molora_forward(p->m, &p->args[ith]);
     if (r != MOLORA_RESULT_SUCCESS) { fprintf(stderr, "molora_bench: %s\n", molora_result_string(r)); exit(1); }
 }
 static pool *g_pool;
@@ -288,7 +290,8 @@ int main(int argc, char **argv)
             n_rt++;
             p += len + (p[len] == ',');
         }
-        if (!strcmp(s->name, "S6")) { memset(&rt[n_rt], 0, sizeof rt[n_rt]); strcpy(rt[n_rt].name, "topk:8"); rt[n_rt].rule = MOLORA_ROUTING_TOPK; rt[n_rt].k = 8; n_rt++; }
+        for (l = 0; l < n_rt && !(rt[l].rule == MOLORA_ROUTING_TOPK && rt[l].k == 8); l++) { }
+        if (!strcmp(s->name, "S6") && l == n_rt) { memset(&rt[n_rt], 0, sizeof rt[n_rt]); strcpy(rt[n_rt].name, "topk:8"); rt[n_rt].rule = MOLORA_ROUTING_TOPK; rt[n_rt].k = 8; n_rt++; }
         bench_build(&b, s, rt, n_rt);
         for (hi = 0; hi < n_thr; hi++) {
             int nth = threads[hi];
@@ -338,9 +341,7 @@ int main(int argc, char **argv)
                                 if (k == 0) { a->weights_out = Wt; a->counts_out = counts; if (mode == 0) a->path_out = &path[l]; }
                             }
                             pl.route_only = mode == 2;
-                            if (mode == 2) { pl.nth = 1; }   /* routing alone: one caller */
                             t0 = now_ms(); pool_run(&pl); t0 = now_ms() - t0;
-                            pl.nth = nth;
                             if (rep >= 0) (mode == 0 ? tm : mode == 1 ? td : tg)[l][rep] = t0;
                             if (mode == 0) {
                                 int e, tot = 0;
