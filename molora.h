@@ -429,9 +429,40 @@ typedef void (*molora__nn_fn)(int T, int N, int K, const float *H, int ldh, cons
    y (N) += sum_r coef[r] * rows[r] (N) */
 typedef void (*molora__dots_fn)(int R, const float *const *rows, const float *x, int K, float *out);
 typedef void (*molora__axpys_fn)(int R, const float *const *rows, const float *coef, float *y, int N);
+/* ntp: nt with X packed by molora__pack_x (panels of 16 floats per token, W's 64-byte phase q),
+   so the hot loop reads X through one pointer at constant offsets and W with aligned loads */
+typedef void (*molora__ntp_fn)(int T, int N, int K, int q, float alpha, const float *P, const float *W, int ldw,
+                               float *Y, int ldy, int acc);
 typedef struct molora__kernels {
-    molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys; const char *name;
+    molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
+    molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
+    const char *name;
 } molora__kernels;
+
+/* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
+MOLORA__PRIVATE int molora__phase(const float *p)
+{
+    return ((uintptr_t)p & 3) ? 0 : (int)(((uintptr_t)p & 63) / 4);
+}
+/* Packs T rows of X (K wide) in blocks of 8 tokens: chunk c of token t holds X[t, 16c - q ..
+   16c - q + 15] (zero outside 0..K-1) at P + t0 * nc * 16 + (c * tb + t) * 16. P 64-byte aligned. */
+MOLORA__PRIVATE void molora__pack_x(const float *X, int ldx, int T, int K, int q, float *P)
+{
+    int nc = (K + q + 15) / 16, t0, c, t, l;
+    for (t0 = 0; t0 < T; t0 += 8) {
+        int tb = T - t0 < 8 ? T - t0 : 8;
+        float *blk = P + (size_t)t0 * nc * 16;
+        for (c = 0; c < nc; c++)
+            for (t = 0; t < tb; t++) {
+                float *dst = blk + ((size_t)c * tb + t) * 16;
+                const float *src = X + (size_t)(t0 + t) * ldx;
+                int k0 = 16 * c - q;
+                if (k0 >= 0 && k0 + 16 <= K) memcpy(dst, src + k0, 16 * sizeof(float));
+                else for (l = 0; l < 16; l++) dst[l] = (k0 + l >= 0 && k0 + l < K) ? src[k0 + l] : 0.0f;
+            }
+    }
+}
+MOLORA__PRIVATE size_t molora__pack_floats(int T, int K) { return (size_t)T * (((size_t)K + 31) & ~(size_t)15); }
 #define MOLORA__SMALL_T 16   /* up to this many tokens the own kernels beat OpenBLAS sgemm here */
 
 MOLORA__PRIVATE void molora__nt_c(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
@@ -533,6 +564,9 @@ MOLORA__T512 static inline float molora__hsum512(__m512 v)
 
 #define MOLORA__TBMAX 8
 #define MOLORA__RMAX 3
+#ifndef MOLORA__PFD
+#define MOLORA__PFD 512   /* W prefetch distance in floats: 4.3 ms vs 5.2 ms at T=8, d=4096 here */
+#endif
 MOLORA__INLINE MOLORA__T512 void molora__nt512_rows(const int TB, const int R, int K, float alpha, const float *X,
                                                     int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
 {
@@ -557,6 +591,69 @@ MOLORA__INLINE MOLORA__T256 void molora__nt256_tb(const int TB, int N, int K, fl
     int n = 0;
     if (TB <= 4) for (; n + 2 <= N; n += 2) molora__nt256_rows(TB, 2, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
     for (; n < N; n++) molora__nt256_rows(TB, 1, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
+}
+
+/* ntp: TB tokens x R rows over packed X; W read from W - q in aligned 16-float chunks, the
+   first and last chunks masked (masked lanes are never touched, so reading before the row is safe) */
+MOLORA__INLINE MOLORA__T512 void molora__ntp512_rows(const int TB, const int R, int K, int q, float alpha,
+                                                     const float *P, const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    int c, t, r, nc = (K + q + 15) / 16;
+    __m512 acc_[MOLORA__RMAX][MOLORA__TBMAX];
+    const float *w0 = W - q;
+    MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = _mm512_setzero_ps();
+    for (c = 0; c < nc; c++) {
+        __m512 v_[MOLORA__RMAX];
+        const float *xp = P + (size_t)c * TB * 16;
+        __mmask16 m = (__mmask16)0xFFFF;
+        if (c == 0 || c == nc - 1) {
+            int lo = q - 16 * c, hi = K + q - 16 * c;
+            unsigned mm = hi >= 16 ? 0xFFFFu : ((1u << hi) - 1u);
+            if (lo > 0) mm &= ~((1u << lo) - 1u);
+            m = (__mmask16)mm;
+        }
+        MOLORA__UNROLL for (r = 0; r < R; r++) {
+            v_[r] = _mm512_maskz_loadu_ps(m, w0 + (size_t)r * ldw + 16 * c);
+#if MOLORA__PFD > 0
+            _mm_prefetch((const char *)(w0 + (size_t)r * ldw + 16 * c + MOLORA__PFD), _MM_HINT_T0);
+#endif
+        }
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            __m512 x = _mm512_load_ps(xp + 16 * t);
+            MOLORA__UNROLL for (r = 0; r < R; r++) acc_[r][t] = _mm512_fmadd_ps(v_[r], x, acc_[r][t]);
+        }
+    }
+    MOLORA__UNROLL for (r = 0; r < R; r++)
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            float *y = Y + (size_t)t * ldy + r;
+            y[0] = (acc ? y[0] : 0.0f) + alpha * molora__hsum512(acc_[r][t]);
+        }
+}
+MOLORA__INLINE MOLORA__T512 void molora__ntp512_tb(const int TB, int N, int K, int q, float alpha, const float *P,
+                                                   const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    int n = 0;
+    for (; n + 3 <= N; n += 3) molora__ntp512_rows(TB, 3, K, q, alpha, P, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
+    for (; n < N; n++) molora__ntp512_rows(TB, 1, K, q, alpha, P, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__ntp_avx512(int T, int N, int K, int q, float alpha, const float *P,
+                                                     const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    int t0, nc = (K + q + 15) / 16;
+    for (t0 = 0; t0 < T; t0 += 8) {
+        const float *p = P + (size_t)t0 * nc * 16;
+        float *y = Y + (size_t)t0 * ldy;
+        switch (T - t0 >= 8 ? 8 : T - t0) {
+        case 1: molora__ntp512_tb(1, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+        case 2: molora__ntp512_tb(2, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+        case 3: molora__ntp512_tb(3, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+        case 4: molora__ntp512_tb(4, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+        case 5: molora__ntp512_tb(5, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+        case 6: molora__ntp512_tb(6, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+        case 7: molora__ntp512_tb(7, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+        default: molora__ntp512_tb(8, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+        }
+    }
 }
 
 /* dispatch TB = 1..8 to constant-folded copies of the body */
@@ -671,10 +768,11 @@ MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const
 /* The kernels for this CPU, chosen once (a benign race: every thread stores the same value). */
 MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
-    static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, "portable"};
+    static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL, "portable"};
 #ifdef MOLORA__X86
-    static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, "avx2"};
-    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, "avx512"};
+    static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL, "avx2"};
+    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512,
+                                           molora__ntp_avx512, "avx512"};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -1040,8 +1138,14 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && L->n > 0 &&
         !molora__mul(T, (size_t)L->n * (size_t)L->d_out, &ws->d)) return 0;
     ws->act = (size_t)L->n;
-    /* small batches: X copied with rows at the 64-byte phase of W0's rows (+16 floats of room) */
-    if (T <= MOLORA__SMALL_T && !molora__mul(T + 1, molora__xa_ld(L->d_in), &ws->xa)) return 0;
+    /* small batches: X copied for the kernels: row-major at W0's 64-byte phase, or two packed
+       panels (phase 0 for the experts and gate, W0's phase for the frozen layer) */
+    if (T <= MOLORA__SMALL_T) {
+        size_t a1, a2;
+        if (!molora__mul(T + 1, molora__xa_ld(L->d_in), &a1)) return 0;
+        a2 = 2 * molora__pack_floats((int)T, L->d_in) + 32;
+        ws->xa = a1 > a2 ? a1 : a2;
+    }
     if (!molora__reserve(&bytes, ws->g, sizeof(float)) || !molora__reserve(&bytes, ws->h, sizeof(float)) ||
         !molora__reserve(&bytes, ws->xa, sizeof(float)) ||
         !molora__reserve(&bytes, ws->w, sizeof(float)) || !molora__reserve(&bytes, ws->d, sizeof(float)) ||
@@ -1106,6 +1210,22 @@ MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const m
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* X of a small batch, packed for the ntp kernel: p0 at phase 0, pw at phase qw (or NULL) */
+typedef struct molora__xpack { int T, K, qw; const float *p0, *pw; } molora__xpack;
+
+/* Y (T, N) = X W^T (+ Y if acc) for W (N, K): packed kernel when X is packed, else the seam */
+MOLORA__PRIVATE void molora__xwt(const molora__kernels *kr, const molora__xpack *xp, const float *X, int ldx, int T,
+                                 int N, int K, const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    if (xp->p0 && N > 0) {
+        int q = molora__phase(W);
+        if (q != 0 && (q != xp->qw || !xp->pw)) q = 0;   /* no panel at W's phase: unaligned W loads */
+        kr->ntp(T, N, K, q, 1.0f, q ? xp->pw : xp->p0, W, ldw, Y, ldy, acc);
+        return;
+    }
+    molora__sgemm(1, T, N, K, 1.0f, X, ldx, W, ldw, acc ? 1.0f : 0.0f, Y, ldy);
+}
+
 /* A per-token path beats the dense products when fewer than 1 in MOLORA__SPARSE_RATIO of the
    (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
 #define MOLORA__SPARSE_RATIO 4
@@ -1119,6 +1239,7 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     float *G, *H, *W, *D, *Y;
     const float *X = a ? a->x : NULL;
     int *act, ldx = 0;
+    molora__xpack xp;
     unsigned char *cur;
     int T, n, t, i, j, ith, nth, o0, o1, O, chunks, ng, r_act = 0;
     size_t nx, nnz = 0;
@@ -1157,21 +1278,13 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
         return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
     if (n > 0 && a->weights && !molora__all_finite(a->weights, a->weights_per_token ? (size_t)T * n : (size_t)n))
         return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: fixed weights have NaN or Inf");
+    memset(&xp, 0, sizeof xp);
     cur = molora__align_up(a->workspace);
     G = (float *)molora__carve(&cur, ws.g, sizeof(float));
     H = (float *)molora__carve(&cur, ws.h, sizeof(float));
     W = (float *)molora__carve(&cur, ws.w, sizeof(float));
     D = (float *)molora__carve(&cur, ws.d, sizeof(float));
     act = (int *)molora__carve(&cur, ws.act, sizeof(int));
-    if (ws.xa) {   /* small batch: X at W0's alignment phase, so the kernels' loads are aligned */
-        size_t ldxa = molora__xa_ld(L->d_in), phase = 0;
-        float *xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
-        if (L->W0 && a->output == MOLORA_OUTPUT_FULL && ((uintptr_t)L->W0 & 3) == 0 && L->d_in % 16 == 0)
-            phase = ((uintptr_t)L->W0 & 63) / 4;
-        for (t = 0; t < T; t++) memcpy(xa + phase + (size_t)t * ldxa, a->x + (size_t)t * L->d_in, (size_t)L->d_in * sizeof(float));
-        X = xa + phase;
-        ldx = (int)ldxa;
-    }
     ng = L->n_rows - L->r_total;
     if (!ws.xa) ldx = L->d_in;
     /* this call's share of the output columns: chunks of 16, split over nth callers */
@@ -1180,15 +1293,34 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     o1 = (int)((long long)chunks * (ith + 1) / nth) * 16; if (o1 > L->d_out) o1 = L->d_out;
     O = o1 - o0;
     Y = apply ? a->y + o0 : NULL;
+    if (ws.xa && kr->ntp) {   /* small batch, packed panels: phase 0, and W0's phase if it differs */
+        float *xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
+        size_t half = (molora__pack_floats(T, L->d_in) + 15) & ~(size_t)15;
+        xp.T = T; xp.K = L->d_in; xp.p0 = xa;
+        ldx = L->d_in;   /* the sparse path still reads X row by row */
+        molora__pack_x(a->x, L->d_in, T, L->d_in, 0, xa);
+        if (L->W0 && a->output == MOLORA_OUTPUT_FULL && T > 1) {
+            xp.qw = molora__phase(L->W0 + (size_t)o0 * L->d_in);
+            if (xp.qw) { molora__pack_x(a->x, L->d_in, T, L->d_in, xp.qw, xa + half); xp.pw = xa + half; }
+        }
+    } else if (ws.xa) {   /* small batch: X row-major at W0's phase, so the kernels' loads are aligned */
+        size_t ldxa = molora__xa_ld(L->d_in), phase = 0;
+        float *xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
+        if (L->W0 && a->output == MOLORA_OUTPUT_FULL && ((uintptr_t)L->W0 & 3) == 0 && L->d_in % 16 == 0)
+            phase = ((uintptr_t)L->W0 & 63) / 4;
+        for (t = 0; t < T; t++) memcpy(xa + phase + (size_t)t * ldxa, a->x + (size_t)t * L->d_in, (size_t)L->d_in * sizeof(float));
+        X = xa + phase;
+        ldx = (int)ldxa;
+    }
     if (a->path_out) *a->path_out = !apply ? MOLORA_PATH_NONE : T == 1 ? MOLORA_PATH_DECODE
                                   : T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
 
     if (n > 0) {
         /* 1. gate and threshold logits G = X [Wg; wt]^T (T, ng): routing needs nothing else */
-        if (ng > 0 && ng <= 32)   /* a narrow product: the own kernel beats BLAS at every T here */
+        if (ng > 0 && !xp.p0 && ng <= 32)   /* a narrow product: the own kernel beats BLAS at every T here */
             kr->nt(T, ng, L->d_in, 1.0f, X, ldx, L->A + (size_t)L->r_total * L->d_in, L->d_in, G, ng, 0);
         else if (ng > 0)
-            molora__sgemm(1, T, ng, L->d_in, 1.0f, X, ldx, L->A + (size_t)L->r_total * L->d_in, L->d_in, 0.0f, G, ng);
+            molora__xwt(kr, &xp, X, ldx, T, ng, L->d_in, L->A + (size_t)L->r_total * L->d_in, L->d_in, G, ng, 0);
         /* 2. routing weights W (T, n) */
         if (a->weights) {
             for (t = 0; t < T; t++) {
@@ -1197,7 +1329,7 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
                     W[(size_t)t * n + i] = (!allow || allow[i]) ? a->weights[(a->weights_per_token ? (size_t)t * n : 0) + i] : 0.0f;
             }
         } else if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
-            molora__sgemm(1, T, L->r_total, L->d_in, 1.0f, X, ldx, L->A, L->d_in, 0.0f, H, L->r_total);
+            molora__xwt(kr, &xp, X, ldx, T, L->r_total, L->d_in, L->A, L->d_in, H, L->r_total, 0);
             r = molora__route_mole(L, a, H, D, W);
             if (r != MOLORA_RESULT_SUCCESS)
                 return molora__fail(&lg, r, "forward: layer %d MoLE output-gate logits are NaN (inputs too large)", a->layer);
@@ -1228,7 +1360,7 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
             cblas_sgemv(CblasRowMajor, CblasNoTrans, O, L->d_in, 1.0f, L->W0 + (size_t)o0 * L->d_in, L->d_in, a->x, 1, 0.0f, Y, 1);
         else
 #endif
-        molora__sgemm(1, T, O, L->d_in, 1.0f, X, ldx, L->W0 + (size_t)o0 * L->d_in, L->d_in, 0.0f, Y, L->d_out);
+        molora__xwt(kr, &xp, X, ldx, T, O, L->d_in, L->W0 + (size_t)o0 * L->d_in, L->d_in, Y, L->d_out, 0);
         if (L->bias)
             for (t = 0; t < T; t++)
                 for (j = 0; j < O; j++) Y[(size_t)t * L->d_out + j] += L->bias[o0 + j];
@@ -1288,7 +1420,7 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
         int i1 = i, off = L->offset[i], rr = 0;
         if (!act[i]) { i++; continue; }
         while (i1 < n && act[i1]) rr += L->rank[i1++];
-        molora__sgemm(1, T, rr, L->d_in, 1.0f, X, ldx, L->A + (size_t)off * L->d_in, L->d_in, 0.0f, H + off, L->r_total);
+        molora__xwt(kr, &xp, X, ldx, T, rr, L->d_in, L->A + (size_t)off * L->d_in, L->d_in, H + off, L->r_total, 0);
         for (t = 0; t < T; t++)
             for (j = i; j < i1; j++) {
                 float c = W[(size_t)t * n + j] * L->scaling[j];
