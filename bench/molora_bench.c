@@ -21,6 +21,8 @@
 #include <time.h>
 
 void openblas_set_num_threads(int);
+char *openblas_get_corename(void);
+char *openblas_get_config(void);
 
 typedef struct shape { const char *name; int d, n, r; } shape;
 static const shape SHAPES[] = {{"S1", 4096, 8, 8},  {"S2", 4096, 8, 16}, {"S3", 4096, 16, 16},
@@ -265,7 +267,8 @@ int main(int argc, char **argv)
     if (json_path && !(json = fopen(json_path, "w"))) { fprintf(stderr, "molora_bench: cannot write %s\n", json_path); return 1; }
     if (json) fprintf(json, "[\n");
     sbuf = rnd_vec(sn, 1.0f);
-    printf("molora %s bench: ratios measured side by side in one run (median); kernels chosen at run time\n", MOLORA_VERSION_STRING);
+    printf("molora %s bench: ratios measured side by side in one run (median); OpenBLAS %s, core %s\n",
+           MOLORA_VERSION_STRING, openblas_get_config(), openblas_get_corename());
     printf("%-3s %4s %3s %3s %5s %3s %-8s %-7s %9s %9s %8s %8s %9s %7s %7s %6s %6s %6s\n", "sh", "d", "N", "r", "T", "thr",
            "routing", "path", "frozen_ms", "molora_ms", "delta_ms", "gate_ms", "naive_ms", "ratio", "floor", "naive/", "active", "GB/s");
 
