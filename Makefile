@@ -54,13 +54,14 @@ $(B)/quickstart: examples/quickstart.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 
 # ---- tests -------------------------------------------------------------------------------
-TESTS = $(B)/test_core $(B)/test_core_noblas
+TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads
 
 test: deps-test
 	@$(MAKE) --no-print-directory $(TESTS) check-compile
 	./$(B)/test_core
 	MOLORA_PORTABLE=1 ./$(B)/test_core
 	./$(B)/test_core_noblas
+	MOLORA_TEST_SECONDS=1 ./$(B)/test_threads
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench
@@ -76,10 +77,14 @@ $(B)/test_core: tests/test_core.c $(B)/molora_impl.o molora.h | $(B)
 $(B)/test_core_noblas: tests/test_core.c $(B)/molora_impl_noblas.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_core.c $(B)/molora_impl_noblas.o -o $@ $(WRAP) -lcmocka -lm
 
+$(B)/test_threads: tests/test_threads.c $(B)/molora_impl.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS) -lpthread
+
 # the header as C99 and as C++11, and two MOLORA_STATIC units linked together
 check-compile: $(B)/check_static
 	$(CC) $(WARN) -std=c99 -I. -c tests/compile/check_c99.c -o $(B)/check_c99.o
 	$(CC) $(WARN) -std=c99 -DMOLORA_NO_BLAS -I. -c tests/compile/check_c99.c -o $(B)/check_c99_noblas.o
+	$(CC) $(WARN) -std=c99 -DMOLORA_NO_SIMD -I. -c tests/compile/check_c99.c -o $(B)/check_c99_nosimd.o
 	$(CXX) $(WARN) -std=c++11 -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11.o
 	$(CXX) $(WARN) -std=c++11 -DMOLORA_NO_BLAS -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11_noblas.o
 $(B)/check_static: tests/compile/static_a.c tests/compile/static_b.c molora.h | $(B)
@@ -120,3 +125,34 @@ bench: deps
 	@if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import torch" 2>/dev/null; then \
 	  $(OPENBLAS_ENV) /usr/bin/python3 bench/torch_adamole.py $(B)/bench.json; \
 	else echo "torch_ms: Debian's python3-torch is not installed (apt-get install -y python3-torch); column skipped"; fi
+
+# ---- sanitizers and valgrind: the whole suite rebuilt under each tool ----------------------
+.PHONY: asan ubsan tsan valgrind san-run deps-san
+PKGS_SAN = $(PKGS_TEST) clang libclang-rt-14-dev valgrind
+deps-san:
+	$(call ensure_pkgs,$(PKGS_SAN))
+asan: deps-san
+	@$(MAKE) --no-print-directory san-run SAN=asan SANFLAGS="-fsanitize=address -fno-omit-frame-pointer"
+ubsan: deps-san
+	@$(MAKE) --no-print-directory san-run SAN=ubsan SANFLAGS="-fsanitize=undefined -fno-sanitize-recover=all"
+tsan: deps-san
+	@$(MAKE) --no-print-directory san-run SAN=tsan SANFLAGS="-fsanitize=thread"
+san-run:
+	@mkdir -p $(B)/$(SAN)
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. -c tests/molora_impl.c -o $(B)/$(SAN)/impl.o
+	clang -O1 -g $(SANFLAGS) -std=c99 -DMOLORA_NO_BLAS -I. -c tests/molora_impl.c -o $(B)/$(SAN)/impl_noblas.o
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_core.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_core $(WRAP) -lcmocka $(LIBS)
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_core.c $(B)/$(SAN)/impl_noblas.o -o $(B)/$(SAN)/test_core_noblas $(WRAP) -lcmocka -lm
+	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_threads -lcmocka $(LIBS) -lpthread
+	./$(B)/$(SAN)/test_core
+	MOLORA_PORTABLE=1 ./$(B)/$(SAN)/test_core
+	./$(B)/$(SAN)/test_core_noblas
+	MOLORA_TEST_SECONDS=2 ./$(B)/$(SAN)/test_threads
+
+# memcheck with the portable kernels forced (valgrind 3.19 cannot run AVX-512 code)
+valgrind: deps-san
+	@mkdir -p $(B)/vg
+	$(CC) -O1 -g -std=c99 -I. tests/test_core.c tests/molora_impl.c -o $(B)/vg/test_core $(WRAP) -lcmocka $(LIBS)
+	$(CC) -O1 -g -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c tests/molora_impl.c -o $(B)/vg/test_threads -lcmocka $(LIBS) -lpthread
+	MOLORA_PORTABLE=1 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect ./$(B)/vg/test_core
+	MOLORA_PORTABLE=1 MOLORA_TEST_SECONDS=1 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect ./$(B)/vg/test_threads

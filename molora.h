@@ -68,19 +68,41 @@
      MOLORA_IMPLEMENTATION  compile the implementation in this translation unit
      MOLORA_STATIC          make every function static (a private copy per translation unit)
      MOLORA_API             override the linkage of the public functions
-     MOLORA_NO_BLAS         no OpenBLAS: plain-C loops with the same results within float tolerance
+     MOLORA_NO_BLAS         no OpenBLAS: molora's own kernels for every size, same results within
+                            float tolerance
+     MOLORA_NO_SIMD         compile only the portable C kernels (no AVX2 / AVX-512 code)
      MOLORA_ASSERT(c)       assertion for programmer errors only (default: assert from assert.h)
+   Environment: MOLORA_PORTABLE=1 forces the portable kernels at run time (valgrind cannot run
+   AVX-512 code); otherwise AVX-512, AVX2+FMA or portable is chosen from the CPU once.
+
+   PERFORMANCE (how a call runs; measured numbers are in README.md, from bench/molora_bench)
+     - Init packs each layer: [A_0; ...; A_{N-1}; Wg; wt] stacked (N*r + N + 1 rows) and B
+       transposed per expert, so an expert's A and B rows are contiguous.
+     - Every call computes the gate logits first (one narrow product), routes, and computes only
+       the experts some token of the batch selects (top-k, AdaMoLE and masks skip the rest).
+     - T = 1 (decode): OpenBLAS sgemv for W0, own kernels for the selected experts' rows.
+       2 <= T <= 16: molora's own multi-token kernels (X packed in 16-float panels, 3 rows x 8
+       tokens in registers, W prefetched); OpenBLAS sgemm is 4-5x above the memory floor here.
+       T > 16: OpenBLAS GEMMs over each run of selected experts.
+       When routing selects fewer than 1 in 4 of the (token, rank) pairs (e.g. top-8 of 64
+       rank-1 experts), a per-token path gathers just the selected rows instead.
+     - A token's result does not depend on the batch it comes in, nor on an ith/nth split,
+       beyond float rounding: the tests bound the difference at 1e-5 of the row's largest
+       value (measured: 1.1e-6).
+     - Threads: molora's kernels are single-threaded; split one call over threads with
+       molora_forward_args.ith / nth (each thread its own workspace), and keep OpenBLAS at one
+       thread meanwhile (colliding pools cost 1.5-3.5x). molora never changes OpenBLAS threads.
 
    WHAT WORKS TODAY (v0.1.0)
-     Everything above, tested against an independent naive reference (tests/test_core.c).
-     Forward uses two batched GEMMs on top of the frozen layer (matrix-vector for one token).
+     Everything above, tested against an independent naive reference (tests/test_core.c), with
+     the SIMD kernels and with the portable ones.
 
    DOES NOT (yet)
      - read files (safetensors, PEFT adapters): planned, not in this version;
      - AlphaLoRA alpha estimation and expert allocation: planned;
-     - skip unselected experts (top-k, AdaMoLE): every expert's product is computed and the
-       unselected ones are weighted by zero, so sparse routing does not save time yet;
-     - own SIMD kernels, ith/nth thread splits: planned;
+     - a caller-supplied parallel-for hook (only the ith/nth split exists);
+     - AVX2 versions of the packed small-batch and gather kernels (AVX2 CPUs use row-major and
+       portable ones; only AVX-512 was measured);
      - quantised or half-precision weights: float32 only (convert before init);
      - training, gradients, dropout: inference only.
 */

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Median of several molora_bench JSON runs, and the speed goals checked against it.
+
+    python3 bench/goals.py run1.json run2.json run3.json
+
+Each record key (shape, tokens, threads, routing) takes the median of every timing over the
+runs; ratios are recomputed from the medians. Standard library only."""
+import json
+import statistics
+import sys
+
+FIELDS = ["frozen_ms", "molora_ms", "delta_ms", "gate_ms", "naive_ms", "torch_ms", "stream_gbps", "molora_gbps"]
+
+
+def load(paths):
+    runs = [json.load(open(p)) for p in paths]
+    merged = {}
+    for run in runs:
+        for r in run:
+            key = (r["shape"], r["tokens"], r["threads"], r["routing"])
+            merged.setdefault(key, []).append(r)
+    out = {}
+    for key, recs in merged.items():
+        m = dict(recs[0])
+        for f in FIELDS:
+            vals = [r[f] for r in recs if r.get(f) is not None]
+            m[f] = statistics.median(vals) if vals else None
+        m["ratio_vs_frozen"] = m["molora_ms"] / m["frozen_ms"]
+        m["naive_over_molora"] = m["naive_ms"] / m["molora_ms"]
+        m["runs"] = len(recs)
+        out[key] = m
+    return out
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        return 2
+    recs = load(sys.argv[1:])
+    print(f"{'sh':3} {'T':>4} {'thr':>3} {'routing':8} {'path':7} {'frozen':>8} {'molora':>8} {'ratio':>6} {'floor':>6} "
+          f"{'naive/':>6} {'gate%':>6} {'GB/s':>6} {'stream':>6} {'torch/':>6}")
+    for k in sorted(recs, key=lambda k: (k[0], k[2], k[1], k[3])):
+        r = recs[k]
+        torch = f"{r['torch_ms'] / r['molora_ms']:6.2f}" if r.get("torch_ms") else "     -"
+        gb = f"{r['molora_gbps']:6.1f}" if r.get("molora_gbps") else "     -"
+        print(f"{r['shape']:3} {r['tokens']:4d} {r['threads']:3d} {r['routing']:8} {r['path']:7} {r['frozen_ms']:8.3f} "
+              f"{r['molora_ms']:8.3f} {r['ratio_vs_frozen']:6.3f} {r['floor']:6.3f} {r['naive_over_molora']:6.1f} "
+              f"{100 * r['gate_ms'] / r['frozen_ms']:6.2f} {gb} {r['stream_gbps']:6.1f} {torch}")
+
+    def worst(pred, field, agg=max):
+        vals = [(r[field] if isinstance(field, str) else field(r)) for r in recs.values() if pred(r)]
+        return agg(vals) if vals else None
+
+    def line(name, value, goal, ok):
+        state = "n/a" if value is None else ("met" if ok(value) else "NOT met")
+        shown = "-" if value is None else f"{value:.3f}"
+        print(f"  {name:58} {shown:>8}  goal {goal:>8}  {state}")
+
+    print("\ngoals (worst case over routings; median of", max(r["runs"] for r in recs.values()), "runs):")
+    for thr in sorted({k[2] for k in recs}):
+        print(f" threads = {thr}")
+        S = lambda s, t=None, lo=None: (lambda r: r["shape"] == s and r["threads"] == thr and
+                                        (t is None or r["tokens"] == t) and (lo is None or r["tokens"] >= lo))
+        line("S1 ratio_vs_frozen at T=1", worst(S("S1", 1), "ratio_vs_frozen"), "<= 1.08", lambda v: v <= 1.08)
+        line("S1 ratio_vs_frozen at T>=64", worst(S("S1", lo=64), "ratio_vs_frozen"), "<= 1.05", lambda v: v <= 1.05)
+        line("S3 ratio_vs_frozen, every T", worst(S("S3"), "ratio_vs_frozen"), "<= 1.20", lambda v: v <= 1.20)
+        line("S5 ratio_vs_frozen, every T", worst(S("S5"), "ratio_vs_frozen"), "<= 1.30", lambda v: v <= 1.30)
+        line("S1 molora_ms / frozen_ms at T=8", worst(S("S1", 8), "ratio_vs_frozen"), "<= 0.6", lambda v: v <= 0.6)
+        line("S1 naive_over_molora at T=512", worst(S("S1", 512), "naive_over_molora", min), ">= 8", lambda v: v >= 8)
+        line("S1 naive_over_molora at T=64", worst(S("S1", 64), "naive_over_molora", min), ">= 5", lambda v: v >= 5)
+        line("S1 torch_ms / molora_ms at T=1 (adamole)",
+             worst(lambda r: S("S1", 1)(r) and r.get("torch_ms"), lambda r: r["torch_ms"] / r["molora_ms"], min), ">= 3.5",
+             lambda v: v >= 3.5)
+        line("S1 torch_ms / molora_ms at T=512 (adamole)",
+             worst(lambda r: S("S1", 512)(r) and r.get("torch_ms"), lambda r: r["torch_ms"] / r["molora_ms"], min), ">= 1.3",
+             lambda v: v >= 1.3)
+        line("S1 gate_ms / frozen_ms (d4096, N=8)", worst(S("S1"), lambda r: r["gate_ms"] / r["frozen_ms"]),
+             "<= 0.01", lambda v: v <= 0.01)
+        line("gate_ms / frozen_ms at d768 (S5)", worst(S("S5"), lambda r: r["gate_ms"] / r["frozen_ms"]), "<= 0.03",
+             lambda v: v <= 0.03)
+        line("decode GB/s / stream GB/s (min over the d4096 shapes, T=1)",
+             worst(lambda r: r["threads"] == thr and r["tokens"] == 1 and r["d"] == 4096 and r.get("molora_gbps"),
+                   lambda r: r["molora_gbps"] / r["stream_gbps"], min), ">= 0.85", lambda v: v >= 0.85)
+        s6 = {k[1]: recs[k] for k in recs if k[0] == "S6" and k[2] == thr and k[3] == "topk:8"}
+        s6d = {k[1]: recs[k] for k in recs if k[0] == "S6" and k[2] == thr and k[3] == "dense"}
+        vals = [s6[t]["delta_ms"] / s6d[t]["delta_ms"] for t in s6 if t in s6d]
+        line("S6 top-8 delta_ms / dense delta_ms (worst T)", max(vals) if vals else None, "<= 0.3", lambda v: v <= 0.3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
