@@ -427,13 +427,23 @@ MOLORA__PRIVATE unsigned char *molora__align_up(void *p)
     uintptr_t u = (uintptr_t)p;
     return (unsigned char *)p + ((MOLORA__ALIGN - (u & (MOLORA__ALIGN - 1))) & (MOLORA__ALIGN - 1));
 }
-MOLORA__PRIVATE int molora__all_finite(const float *v, size_t n)
+/* 1 when no value is NaN or Inf: exponent bits tested in blocks, so the loop vectorises */
+MOLORA__PRIVATE int molora__all_finite_c(const float *v, size_t n)
 {
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (!isfinite(v[i])) return 0;
+    size_t i = 0;
+    while (i < n) {
+        size_t e = n - i > 4096 ? i + 4096 : n;
+        uint32_t bad = 0;
+        for (; i < e; i++) {
+            uint32_t u;
+            memcpy(&u, v + i, sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad) return 0;
+    }
     return 1;
 }
+
 
 /* ---- [kernels] ------------------------------------------------------------------------------
    Two small-batch kernels, each in a portable, an AVX2 and an AVX-512 version picked at run
@@ -458,6 +468,7 @@ typedef void (*molora__ntp_fn)(int T, int N, int K, int q, float alpha, const fl
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
+    int (*finite)(const float *v, size_t n);
     const char *name;
 } molora__kernels;
 
@@ -785,16 +796,29 @@ MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const
         _mm512_mask_storeu_ps(y + n, m, acc);
     }
 }
+MOLORA__PRIVATE MOLORA__T512 int molora__all_finite_avx512(const float *v, size_t n)
+{
+    const __m512 inf = _mm512_set1_ps(INFINITY);
+    size_t i = 0;
+    __mmask16 ok = 0xFFFF;
+    for (; i + 16 <= n; i += 16) {   /* |v| < inf is false for Inf and NaN */
+        ok &= _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(v + i)), inf, _CMP_LT_OQ);
+        if ((i & 4095) == 0 && ok != 0xFFFF) return 0;
+    }
+    return ok == 0xFFFF && molora__all_finite_c(v + i, n - i);
+}
 #endif /* MOLORA__X86 */
 
 /* The kernels for this CPU, chosen once (a benign race: every thread stores the same value). */
 MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
-    static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL, "portable"};
+    static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
+                                             molora__all_finite_c, "portable"};
 #ifdef MOLORA__X86
-    static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL, "avx2"};
+    static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
+                                         molora__all_finite_c, "avx2"};
     static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512,
-                                           molora__ntp_avx512, "avx512"};
+                                           molora__ntp_avx512, molora__all_finite_avx512, "avx512"};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -812,6 +836,8 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
     return &portable;
 #endif
 }
+
+MOLORA__PRIVATE int molora__all_finite(const float *v, size_t n) { return molora__get_kernels()->finite(v, n); }
 
 /* ---- [gemm seam] ---------------------------------------------------------------------------
    C (M, N) = alpha * A (M, K) * op(B) + beta * C, row-major, A never transposed, beta 0 or 1.
