@@ -58,6 +58,7 @@ test: deps-test
 	./$(B)/test_files
 	./$(B)/test_files_noblas
 	sh tests/test_cli.sh $(B)/molora
+	sh tests/test_convert.sh $(B)/molora
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 
