@@ -76,9 +76,12 @@
    WHAT WORKS TODAY (v0.1.0)
      Everything above, tested against an independent naive reference (tests/test_core.c).
      Forward uses two batched GEMMs on top of the frozen layer (matrix-vector for one token).
+     Files: a strict safetensors reader and an adapter loader for PEFT LoRA, AdaMoLE, the MOLE
+     baseline, MoLA / AlphaLoRA and molora's composed layout (section [files] below;
+     tests/test_files.c).
 
    DOES NOT (yet)
-     - read files (safetensors, PEFT adapters): planned, not in this version;
+     - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
      - AlphaLoRA alpha estimation and expert allocation: planned;
      - skip unselected experts (top-k, AdaMoLE): every expert's product is computed and the
        unselected ones are weighted by zero, so sparse routing does not save time yet;
