@@ -19,9 +19,9 @@ OPENBLAS_ENV = $(if $(OPENBLAS_CORETYPE),,$(if $(shell grep -qw avx512f /proc/cp
 PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
 PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev
 
-.PHONY: all demo test deps deps-test install uninstall clean check-compile
+.PHONY: all demo test deps deps-test install uninstall clean check-compile fuzz fixtures
 
-all: $(B)/quickstart
+all: $(B)/quickstart $(B)/molora
 
 # ---- dependencies: install what is missing (root) or print the exact command ----------------
 define ensure_pkgs
@@ -54,7 +54,7 @@ $(B)/quickstart: examples/quickstart.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 
 # ---- tests -------------------------------------------------------------------------------
-TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads
+TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora
 
 test: deps-test
 	@$(MAKE) --no-print-directory $(TESTS) check-compile
@@ -62,6 +62,10 @@ test: deps-test
 	MOLORA_PORTABLE=1 ./$(B)/test_core
 	./$(B)/test_core_noblas
 	MOLORA_TEST_SECONDS=1 ./$(B)/test_threads
+	./$(B)/test_files
+	./$(B)/test_files_noblas
+	sh tests/test_cli.sh $(B)/molora
+	sh tests/test_convert.sh $(B)/molora
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench
@@ -79,14 +83,39 @@ $(B)/test_core_noblas: tests/test_core.c $(B)/molora_impl_noblas.o molora.h | $(
 
 $(B)/test_threads: tests/test_threads.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS) -lpthread
+$(B)/test_files: tests/test_files.c $(B)/molora_impl.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_files.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
+$(B)/test_files_noblas: tests/test_files.c $(B)/molora_impl_noblas.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_files.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
+
+# ---- the molora command (DESIGN.md 4.2) ---------------------------------------------------------
+$(B)/molora: tools/molora.c molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tools/molora.c -o $@ $(LIBS)
+
+# regenerate the committed test fixtures (Python stdlib only)
+fixtures:
+	python3 tests/fixtures/make_fixtures.py
+
+# ---- fuzzing: libFuzzer + ASan + UBSan, each harness for FUZZ_SECONDS -----------------------------
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_FLAGS    = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+$(B)/fuzz_%: tests/fuzz/fuzz_%.c molora.h | $(B)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -I. $< -o $@ -lm
+fuzz: $(B)/fuzz_safetensors $(B)/fuzz_config
+	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json
+	./$(B)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_safetensors tests/fuzz/corpus_safetensors
+	./$(B)/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_json tests/fuzz/corpus_json
 
 # the header as C99 and as C++11, and two MOLORA_STATIC units linked together
 check-compile: $(B)/check_static
 	$(CC) $(WARN) -std=c99 -I. -c tests/compile/check_c99.c -o $(B)/check_c99.o
 	$(CC) $(WARN) -std=c99 -DMOLORA_NO_BLAS -I. -c tests/compile/check_c99.c -o $(B)/check_c99_noblas.o
 	$(CC) $(WARN) -std=c99 -DMOLORA_NO_SIMD -I. -c tests/compile/check_c99.c -o $(B)/check_c99_nosimd.o
+	$(CC) $(WARN) -std=c99 -DMOLORA_NO_BLAS -DMOLORA_NO_STDIO -I. -c tests/compile/check_c99.c -o $(B)/check_c99_nostdio.o
 	$(CXX) $(WARN) -std=c++11 -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11.o
 	$(CXX) $(WARN) -std=c++11 -DMOLORA_NO_BLAS -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11_noblas.o
+	$(CXX) $(WARN) -std=c++11 -DMOLORA_NO_BLAS -DMOLORA_NO_STDIO -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11_nostdio.o
 $(B)/check_static: tests/compile/static_a.c tests/compile/static_b.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/compile/static_a.c tests/compile/static_b.c -o $@ $(LIBS)
 

@@ -72,6 +72,9 @@
                             float tolerance
      MOLORA_NO_SIMD         compile only the portable C kernels (no AVX2 / AVX-512 code)
      MOLORA_ASSERT(c)       assertion for programmer errors only (default: assert from assert.h)
+     MOLORA_NO_STDIO        no file access (mmap, directories): only the in-memory loaders
+     MOLORA_JSON_MAX_DEPTH  nesting limit of the JSON parser (default 128, as serde_json)
+
    Environment: MOLORA_PORTABLE=1 forces the portable kernels at run time (valgrind cannot run
    AVX-512 code); otherwise AVX-512, AVX2+FMA or portable is chosen from the CPU once.
 
@@ -96,9 +99,12 @@
    WHAT WORKS TODAY (v0.1.0)
      Everything above, tested against an independent naive reference (tests/test_core.c), with
      the SIMD kernels and with the portable ones.
+     Files: a strict safetensors reader and an adapter loader for PEFT LoRA, AdaMoLE, the MOLE
+     baseline, MoLA / AlphaLoRA and molora's composed layout (section [files] below;
+     tests/test_files.c).
 
    DOES NOT (yet)
-     - read files (safetensors, PEFT adapters): planned, not in this version;
+     - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
      - AlphaLoRA alpha estimation and expert allocation: planned;
      - a caller-supplied parallel-for hook (only the ith/nth split exists);
      - AVX2 versions of the packed small-batch and gather kernels (AVX2 CPUs use row-major and
@@ -148,6 +154,20 @@ typedef enum molora_result {
     MOLORA_RESULT_WORKSPACE_TOO_SMALL,
     MOLORA_RESULT_INVALID_LAYER,       /* layer index outside 0..n_layers-1                      */
     MOLORA_RESULT_UNSUPPORTED,
+    /* files (safetensors, adapters): see the table in the [files] declarations */
+    MOLORA_RESULT_IO_ERROR,            /* cannot open, stat or map a file                        */
+    MOLORA_RESULT_HEADER_TOO_SMALL,    /* safetensors: fewer than 8 bytes                        */
+    MOLORA_RESULT_HEADER_TOO_LARGE,    /* safetensors: header length > 100,000,000              */
+    MOLORA_RESULT_INVALID_HEADER_LENGTH, /* safetensors: 8 + header length > file size          */
+    MOLORA_RESULT_INVALID_UTF8,        /* safetensors header or JSON file is not UTF-8           */
+    MOLORA_RESULT_INVALID_JSON,        /* syntax, nesting, field types, missing field, dtype     */
+    MOLORA_RESULT_INVALID_OFFSET,      /* data_offsets not contiguous from 0 / overlapping       */
+    MOLORA_RESULT_TENSOR_INVALID_INFO, /* shape x dtype size differs from data_offsets          */
+    MOLORA_RESULT_INCOMPLETE_BUFFER,   /* tensors do not cover the data section exactly          */
+    MOLORA_RESULT_TENSOR_NOT_FOUND,
+    MOLORA_RESULT_DUPLICATE_NAME,      /* a tensor name appears twice                            */
+    MOLORA_RESULT_UNSUPPORTED_DTYPE,   /* read as float: only F32, F16, BF16                     */
+    MOLORA_RESULT_INVALID_CONFIG,      /* adapter_config.json: missing key, bad value or type    */
     MOLORA_RESULT_COUNT
 } molora_result;
 
@@ -294,6 +314,156 @@ MOLORA_API molora_result molora_route(const molora_model *model, const molora_fo
 MOLORA_API molora_result molora_merge(const molora_model *model, int layer, const float *weights,
                                       float *W);
 
+/* ==== [files] safetensors, adapters ========================================================== */
+/* Reading real checkpoints (safetensors + adapter_config.json) into model descriptors.
+   The in-memory API is always compiled; the parts that open files (mmap, directories, sharded
+   models) are compiled out by MOLORA_NO_STDIO.
+
+   safetensors validation: every check of huggingface/safetensors v0.7.0 `safetensors/src/tensor.rs`
+   (`SafeTensors::read_metadata` + `Metadata::validate`), in the same order, plus duplicate names.
+   Reference error kind                 molora result
+   ------------------------------------ -----------------------------------------------------
+   HeaderTooSmall (< 8 bytes)           MOLORA_RESULT_HEADER_TOO_SMALL
+   HeaderTooLarge (n > 100,000,000)     MOLORA_RESULT_HEADER_TOO_LARGE
+   InvalidHeaderLength (8 + n > size)   MOLORA_RESULT_INVALID_HEADER_LENGTH
+   InvalidHeader (not UTF-8)            MOLORA_RESULT_INVALID_UTF8
+   InvalidHeaderDeserialization /       MOLORA_RESULT_INVALID_JSON (syntax, nesting > MOLORA_JSON_MAX_DEPTH,
+     JsonError                            field types, missing field, unknown dtype, integer > 2^64-1)
+   InvalidOffset(name)                  MOLORA_RESULT_INVALID_OFFSET (logged with the tensor name)
+   ValidationOverflow                   MOLORA_RESULT_SIZE_OVERFLOW
+   MisalignedSlice (sub-byte dtypes)    MOLORA_RESULT_TENSOR_INVALID_INFO
+   TensorInvalidInfo (shape x dtype)    MOLORA_RESULT_TENSOR_INVALID_INFO
+   MetadataIncompleteBuffer             MOLORA_RESULT_INCOMPLETE_BUFFER
+   TensorNotFound(name)                 MOLORA_RESULT_TENSOR_NOT_FOUND
+   IoError                              MOLORA_RESULT_IO_ERROR
+   InvalidHeaderStart, InvalidTensorView  (not raised by the reference reader / writer-only)
+   (molora) the same name twice         MOLORA_RESULT_DUPLICATE_NAME (logged with the name)
+   (molora) dtype not F32/F16/BF16      MOLORA_RESULT_UNSUPPORTED_DTYPE when read as float
+   Stricter than the reference (documented, all still refused with INVALID_JSON / DUPLICATE_NAME):
+   duplicate keys anywhere in the header, a tensor entry written as a JSON array, `\u0000` in a
+   string. Unknown keys inside a tensor entry are ignored, as the reference does.
+
+   Ownership: molora_safetensors_open_memory() BORROWS the bytes: keep them alive and unchanged
+   until molora_safetensors_free(). Pointers returned by getters live until the free.
+   Thread safety: getters and molora_safetensors_read_f32() may run concurrently;
+   molora_safetensors_get_f32() may allocate a converted copy and must not run concurrently
+   with itself on the same object. */
+
+typedef enum molora_dtype {
+    MOLORA_DTYPE_BOOL = 0, MOLORA_DTYPE_F4, MOLORA_DTYPE_F6_E2M3, MOLORA_DTYPE_F6_E3M2,
+    MOLORA_DTYPE_U8, MOLORA_DTYPE_I8, MOLORA_DTYPE_F8_E5M2, MOLORA_DTYPE_F8_E4M3,
+    MOLORA_DTYPE_F8_E8M0, MOLORA_DTYPE_I16, MOLORA_DTYPE_U16, MOLORA_DTYPE_F16, MOLORA_DTYPE_BF16,
+    MOLORA_DTYPE_I32, MOLORA_DTYPE_U32, MOLORA_DTYPE_F32, MOLORA_DTYPE_C64, MOLORA_DTYPE_F64,
+    MOLORA_DTYPE_I64, MOLORA_DTYPE_U64,
+    MOLORA_DTYPE_COUNT
+} molora_dtype;
+
+/* "F32", "BF16", ... as safetensors spells them; "?" for a bad value. */
+MOLORA_API const char *molora_dtype_name(molora_dtype dtype);
+
+/* Options for everything that loads (zero = defaults). */
+typedef struct molora_load_desc {
+    molora_memory memory;                /* default malloc / free                               */
+    molora_log_fn log;                   /* optional: one line of detail per error              */
+    void *log_user;
+} molora_load_desc;
+
+typedef struct molora_safetensors molora_safetensors;   /* opaque */
+
+typedef struct molora_tensor_info {
+    const char *name;
+    molora_dtype dtype;
+    int n_dims;                          /* 0 for a scalar                                      */
+    const uint64_t *shape;               /* (n_dims)                                            */
+    uint64_t n_elements;                 /* product of shape (1 for a scalar)                   */
+    const void *data;                    /* raw little-endian bytes, NOT aligned in general     */
+    size_t n_bytes;
+    int shard;                           /* which file of a sharded model (0 otherwise)         */
+} molora_tensor_info;
+
+/* Validates a whole safetensors file held in memory (borrowed, see above). desc may be NULL. */
+MOLORA_API molora_result molora_safetensors_open_memory(const void *data, size_t size,
+                                                        const molora_load_desc *desc,
+                                                        molora_safetensors **out);
+#ifndef MOLORA_NO_STDIO
+/* path: a .safetensors file (mapped read-only, never read twice), a directory of shards (its
+   model.safetensors.index.json if present, else every *.safetensors in it), or an index .json
+   whose weight_map names the shards. A sharded model is one tensor namespace. */
+MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_load_desc *desc,
+                                                 molora_safetensors **out);
+#endif
+MOLORA_API void molora_safetensors_free(molora_safetensors *st);   /* NULL is a no-op */
+
+/* Tensors in file order (shard, then data offset). */
+MOLORA_API size_t molora_safetensors_n_tensors(const molora_safetensors *st);
+MOLORA_API molora_result molora_safetensors_get_info(const molora_safetensors *st, size_t index,
+                                                     molora_tensor_info *info);
+/* Exact name lookup (binary search): SUCCESS or TENSOR_NOT_FOUND. */
+MOLORA_API molora_result molora_safetensors_find(const molora_safetensors *st, const char *name,
+                                                 size_t *index);
+/* __metadata__ (string -> string) of every shard, in file order. */
+MOLORA_API size_t molora_safetensors_n_metadata(const molora_safetensors *st);
+MOLORA_API molora_result molora_safetensors_get_metadata(const molora_safetensors *st, size_t i,
+                                                         const char **key, const char **value);
+MOLORA_API const char *molora_safetensors_find_metadata(const molora_safetensors *st,
+                                                        const char *key);   /* NULL: absent */
+/* Converts tensor `index` (F32, F16 or BF16) to float32 into dst (n_elements floats).
+   Other dtypes: UNSUPPORTED_DTYPE (logged with the tensor name). Thread-safe. */
+MOLORA_API molora_result molora_safetensors_read_f32(const molora_safetensors *st, size_t index,
+                                                     float *dst, size_t n_elements);
+/* Float32 view of tensor `index`: borrowed from the file when it is F32, 4-byte aligned and the
+   host is little-endian, else converted once into a copy that st owns. Valid until the free. */
+MOLORA_API molora_result molora_safetensors_get_f32(molora_safetensors *st, size_t index,
+                                                    const float **data);
+
+/* ---- adapters ---------------------------------------------------------------------------------
+   An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts of
+   DESIGN.md 4.1 becomes one model layer per adapted module, in natural name order (layer
+   numbers compared as numbers). See README "Files" for the config keys each layout uses. */
+typedef enum molora_layout {
+    MOLORA_LAYOUT_PEFT_LORA = 0,   /* peft_type LORA, P.lora_A.weight                          */
+    MOLORA_LAYOUT_ADAMOLE,         /* peft_type ADAMOLE                                        */
+    MOLORA_LAYOUT_MOLE,            /* peft_type MOLE (AdaMoLE repo's top-k / threshold baseline) */
+    MOLORA_LAYOUT_MOLA,            /* P.lora_A_{i}.weight + P.router.router.weight (AlphaLoRA)  */
+    MOLORA_LAYOUT_MOLORA,          /* peft_type MOLORA: molora compose                         */
+    MOLORA_LAYOUT_COUNT
+} molora_layout;
+MOLORA_API const char *molora_layout_name(molora_layout layout);   /* "peft_lora", "adamole", ... */
+
+typedef struct molora_adapter molora_adapter;   /* opaque */
+
+/* Builds an adapter from its config text and its opened weights. `weights` is BORROWED (keep it
+   until molora_adapter_free(); float32 copies of non-F32 tensors are cached in it). */
+MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, size_t config_size,
+                                                    molora_safetensors *weights,
+                                                    const molora_load_desc *desc,
+                                                    molora_adapter **out);
+#ifndef MOLORA_NO_STDIO
+/* dir: a directory with adapter_config.json and adapter_model.safetensors (owned by the adapter). */
+MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_desc *desc,
+                                             molora_adapter **out);
+#endif
+MOLORA_API void molora_adapter_free(molora_adapter *adapter);   /* NULL is a no-op */
+
+MOLORA_API molora_layout molora_adapter_layout(const molora_adapter *adapter);
+/* A model descriptor whose layers (experts, gate, threshold net, routing) point into the adapter
+   (valid until molora_adapter_free). W0 and bias are NULL: set them from the base model, or use
+   MOLORA_OUTPUT_DELTA. memory and log come from the load desc. */
+MOLORA_API molora_result molora_adapter_get_desc(const molora_adapter *adapter,
+                                                 molora_model_desc *desc);
+MOLORA_API int molora_adapter_n_modules(const molora_adapter *adapter);
+/* Module path of a layer as written in the file (e.g. base_model.model.model.layers.3.self_attn.q_proj). */
+MOLORA_API const char *molora_adapter_module_name(const molora_adapter *adapter, int layer);
+/* Dtype of the layer's expert A matrices as stored in the file. */
+MOLORA_API molora_dtype molora_adapter_module_dtype(const molora_adapter *adapter, int layer);
+/* Layer of a module path, with or without the `base_model.model.` prefix; -1 if none. */
+MOLORA_API int molora_adapter_find_module(const molora_adapter *adapter, const char *path);
+/* Tensors the loader did not use (modules_to_save, AdaMoLE's moe_layer.experts.* aliases,
+   layers outside layers_to_transform), in file order. */
+MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *adapter);
+MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter, size_t i);
+/* ==== [end files] ========================================================================== */
+
 #ifdef __cplusplus
 }
 #endif
@@ -341,6 +511,19 @@ MOLORA_API const char *molora_result_string(molora_result r)
     case MOLORA_RESULT_WORKSPACE_TOO_SMALL: return "MOLORA_RESULT_WORKSPACE_TOO_SMALL: workspace too small";
     case MOLORA_RESULT_INVALID_LAYER: return "MOLORA_RESULT_INVALID_LAYER: no such layer";
     case MOLORA_RESULT_UNSUPPORTED: return "MOLORA_RESULT_UNSUPPORTED: not supported by this build";
+    case MOLORA_RESULT_IO_ERROR: return "MOLORA_RESULT_IO_ERROR: cannot open, stat or map a file";
+    case MOLORA_RESULT_HEADER_TOO_SMALL: return "MOLORA_RESULT_HEADER_TOO_SMALL: safetensors file shorter than 8 bytes";
+    case MOLORA_RESULT_HEADER_TOO_LARGE: return "MOLORA_RESULT_HEADER_TOO_LARGE: safetensors header larger than 100000000 bytes";
+    case MOLORA_RESULT_INVALID_HEADER_LENGTH: return "MOLORA_RESULT_INVALID_HEADER_LENGTH: safetensors header length beyond the end of the file";
+    case MOLORA_RESULT_INVALID_UTF8: return "MOLORA_RESULT_INVALID_UTF8: header is not valid UTF-8";
+    case MOLORA_RESULT_INVALID_JSON: return "MOLORA_RESULT_INVALID_JSON: invalid JSON or wrong field types";
+    case MOLORA_RESULT_INVALID_OFFSET: return "MOLORA_RESULT_INVALID_OFFSET: tensor data_offsets not contiguous";
+    case MOLORA_RESULT_TENSOR_INVALID_INFO: return "MOLORA_RESULT_TENSOR_INVALID_INFO: tensor shape and dtype do not match its data_offsets";
+    case MOLORA_RESULT_INCOMPLETE_BUFFER: return "MOLORA_RESULT_INCOMPLETE_BUFFER: tensors do not cover the data exactly";
+    case MOLORA_RESULT_TENSOR_NOT_FOUND: return "MOLORA_RESULT_TENSOR_NOT_FOUND: no such tensor";
+    case MOLORA_RESULT_DUPLICATE_NAME: return "MOLORA_RESULT_DUPLICATE_NAME: tensor name appears twice";
+    case MOLORA_RESULT_UNSUPPORTED_DTYPE: return "MOLORA_RESULT_UNSUPPORTED_DTYPE: unsupported dtype (F32, F16, BF16 only)";
+    case MOLORA_RESULT_INVALID_CONFIG: return "MOLORA_RESULT_INVALID_CONFIG: invalid adapter configuration";
     default: return "MOLORA_RESULT_UNKNOWN: unknown result code";
     }
 }
@@ -1519,6 +1702,1689 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
     }
     return MOLORA_RESULT_SUCCESS;
 }
+
+/* ==== [files] safetensors, JSON, adapters ==================================================== */
+#ifndef MOLORA_JSON_MAX_DEPTH
+#define MOLORA_JSON_MAX_DEPTH 128            /* serde_json's recursion limit                   */
+#endif
+#define MOLORA__ST_MAX_HEADER 100000000u      /* safetensors MAX_HEADER_SIZE                    */
+
+typedef struct molora__io { molora_memory mem; molora__logger lg; } molora__io;
+
+MOLORA__PRIVATE molora_result molora__io_init(const molora_load_desc *d, molora__io *io)
+{
+    memset(io, 0, sizeof *io);
+    if (!d) return MOLORA_RESULT_SUCCESS;
+    if (!d->memory.alloc != !d->memory.free) return MOLORA_RESULT_INVALID_ARGUMENT;
+    io->mem = d->memory;
+    io->lg.fn = d->log;
+    io->lg.user = d->log_user;
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE void *molora__malloc(const molora__io *io, size_t n)
+{
+    if (n == 0) n = 1;
+    return io->mem.alloc ? io->mem.alloc(n, io->mem.user) : malloc(n);
+}
+MOLORA__PRIVATE void molora__mfree(const molora__io *io, void *p)
+{
+    if (!p) return;
+    if (io->mem.free) io->mem.free(p, io->mem.user);
+    else free(p);
+}
+/* zeroed n * elem bytes, NULL on overflow or out of memory */
+MOLORA__PRIVATE void *molora__calloc(const molora__io *io, size_t n, size_t elem)
+{
+    size_t bytes;
+    void *p;
+    if (!molora__mul(n, elem, &bytes)) return NULL;
+    p = molora__malloc(io, bytes);
+    if (p) memset(p, 0, bytes ? bytes : 1);
+    return p;
+}
+
+MOLORA__PRIVATE int molora__ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* ---- [dtypes] ---------------------------------------------------------------------------- */
+static const char *const molora__dtype_names[MOLORA_DTYPE_COUNT] = {
+    "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16",
+    "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64"};
+static const unsigned char molora__dtype_bits[MOLORA_DTYPE_COUNT] = {
+    8, 4, 6, 6, 8, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64};
+
+MOLORA_API const char *molora_dtype_name(molora_dtype d)
+{
+    return ((int)d >= 0 && d < MOLORA_DTYPE_COUNT) ? molora__dtype_names[d] : "?";
+}
+
+/* ---- [utf-8] strict: no overlongs, no surrogates, <= U+10FFFF (Rust str::from_utf8) -------- */
+MOLORA__PRIVATE int molora__utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) k = 1;
+        else if (c >= 0xE0 && c <= 0xEF) { k = 2; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+        else if (c >= 0xF0 && c <= 0xF4) { k = 3; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+        else return 0;
+        if (n - i <= k) return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+        if (k >= 2 && (s[i + 2] & 0xC0) != 0x80) return 0;
+        if (k == 3 && (s[i + 3] & 0xC0) != 0x80) return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+/* ---- [json] strict RFC 8259 parser into a flat token array (jsmn-like) ---------------------- */
+enum { MOLORA__J_OBJ = 1, MOLORA__J_ARR, MOLORA__J_STR, MOLORA__J_NUM, MOLORA__J_TRUE,
+       MOLORA__J_FALSE, MOLORA__J_NULL };
+typedef struct molora__jtok {
+    int type;
+    size_t start, end;    /* raw span; strings: between the quotes                            */
+    size_t size;          /* OBJ: members, ARR: items                                          */
+    size_t skip;          /* tokens in this subtree, itself included                           */
+} molora__jtok;
+typedef struct molora__json {
+    const char *s;
+    size_t n, pos;
+    molora__jtok *tok;    /* NULL while counting                                               */
+    size_t ntok;
+    const char *err;      /* what went wrong, at err_pos                                       */
+    size_t err_pos;
+} molora__json;
+
+MOLORA__PRIVATE int molora__jerr(molora__json *p, const char *what)
+{
+    if (!p->err) { p->err = what; p->err_pos = p->pos; }
+    return 0;
+}
+MOLORA__PRIVATE void molora__jws(molora__json *p)
+{
+    while (p->pos < p->n && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' || p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
+        p->pos++;
+}
+MOLORA__PRIVATE int molora__jhex4(const char *s, unsigned *v)
+{
+    int i;
+    *v = 0;
+    for (i = 0; i < 4; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c >= '0' && c <= '9') d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') d = (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') d = (unsigned)(c - 'A' + 10);
+        else return 0;
+        *v = *v * 16 + d;
+    }
+    return 1;
+}
+MOLORA__PRIVATE size_t molora__jpush(molora__json *p, int type, size_t start)
+{
+    size_t i = p->ntok++;
+    if (p->tok) {
+        p->tok[i].type = type; p->tok[i].start = start; p->tok[i].end = start;
+        p->tok[i].size = 0; p->tok[i].skip = 1;
+    }
+    return i;
+}
+MOLORA__PRIVATE int molora__jstring(molora__json *p)
+{
+    size_t t;
+    p->pos++;   /* opening quote */
+    t = molora__jpush(p, MOLORA__J_STR, p->pos);
+    while (p->pos < p->n) {
+        unsigned char c = (unsigned char)p->s[p->pos];
+        if (c == '"') {
+            if (p->tok) p->tok[t].end = p->pos;
+            p->pos++;
+            return 1;
+        }
+        if (c < 0x20) return molora__jerr(p, "control character in string");
+        if (c != '\\') { p->pos++; continue; }
+        if (p->n - p->pos < 2) return molora__jerr(p, "unterminated escape");
+        c = (unsigned char)p->s[p->pos + 1];
+        if (c == 'u') {
+            unsigned v, w;
+            if (p->n - p->pos < 6 || !molora__jhex4(p->s + p->pos + 2, &v)) return molora__jerr(p, "bad \\u escape");
+            if (v == 0) return molora__jerr(p, "\\u0000 in string");
+            p->pos += 6;
+            if (v >= 0xDC00 && v <= 0xDFFF) return molora__jerr(p, "lone low surrogate");
+            if (v >= 0xD800 && v <= 0xDBFF) {
+                if (p->n - p->pos < 6 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u' ||
+                    !molora__jhex4(p->s + p->pos + 2, &w) || w < 0xDC00 || w > 0xDFFF)
+                    return molora__jerr(p, "lone high surrogate");
+                p->pos += 6;
+            }
+            continue;
+        }
+        if (!strchr("\"\\/bfnrt", (int)c) || c == 0) return molora__jerr(p, "bad escape");
+        p->pos += 2;
+    }
+    return molora__jerr(p, "unterminated string");
+}
+MOLORA__PRIVATE int molora__jnumber(molora__json *p)
+{
+    size_t s = p->pos, t;
+    const char *c = p->s;
+    if (p->pos < p->n && c[p->pos] == '-') p->pos++;
+    if (p->pos >= p->n) return molora__jerr(p, "bad number");
+    if (c[p->pos] == '0') p->pos++;
+    else if (c[p->pos] >= '1' && c[p->pos] <= '9') { while (p->pos < p->n && c[p->pos] >= '0' && c[p->pos] <= '9') p->pos++; }
+    else return molora__jerr(p, "bad number");
+    if (p->pos < p->n && c[p->pos] == '.') {
+        p->pos++;
+        if (p->pos >= p->n || c[p->pos] < '0' || c[p->pos] > '9') return molora__jerr(p, "bad fraction");
+        while (p->pos < p->n && c[p->pos] >= '0' && c[p->pos] <= '9') p->pos++;
+    }
+    if (p->pos < p->n && (c[p->pos] == 'e' || c[p->pos] == 'E')) {
+        p->pos++;
+        if (p->pos < p->n && (c[p->pos] == '+' || c[p->pos] == '-')) p->pos++;
+        if (p->pos >= p->n || c[p->pos] < '0' || c[p->pos] > '9') return molora__jerr(p, "bad exponent");
+        while (p->pos < p->n && c[p->pos] >= '0' && c[p->pos] <= '9') p->pos++;
+    }
+    t = molora__jpush(p, MOLORA__J_NUM, s);
+    if (p->tok) p->tok[t].end = p->pos;
+    return 1;
+}
+MOLORA__PRIVATE int molora__jvalue(molora__json *p, int depth)
+{
+    char c;
+    molora__jws(p);
+    if (p->pos >= p->n) return molora__jerr(p, "unexpected end");
+    c = p->s[p->pos];
+    if (c == '{' || c == '[') {
+        int obj = c == '{';
+        size_t t, count = 0;
+        if (depth >= MOLORA_JSON_MAX_DEPTH) return molora__jerr(p, "nesting too deep");
+        t = molora__jpush(p, obj ? MOLORA__J_OBJ : MOLORA__J_ARR, p->pos);
+        p->pos++;
+        molora__jws(p);
+        if (p->pos < p->n && p->s[p->pos] == (obj ? '}' : ']')) p->pos++;
+        else for (;;) {
+            if (obj) {
+                molora__jws(p);
+                if (p->pos >= p->n || p->s[p->pos] != '"') return molora__jerr(p, "expected a key");
+                if (!molora__jstring(p)) return 0;
+                molora__jws(p);
+                if (p->pos >= p->n || p->s[p->pos] != ':') return molora__jerr(p, "expected ':'");
+                p->pos++;
+            }
+            if (!molora__jvalue(p, depth + 1)) return 0;
+            count++;
+            molora__jws(p);
+            if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
+            if (p->pos < p->n && p->s[p->pos] == (obj ? '}' : ']')) { p->pos++; break; }
+            return molora__jerr(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+        }
+        if (p->tok) { p->tok[t].size = count; p->tok[t].end = p->pos; p->tok[t].skip = p->ntok - t; }
+        return 1;
+    }
+    if (c == '"') return molora__jstring(p);
+    if (c == '-' || (c >= '0' && c <= '9')) return molora__jnumber(p);
+    if (p->n - p->pos >= 4 && !memcmp(p->s + p->pos, "true", 4)) { molora__jpush(p, MOLORA__J_TRUE, p->pos); p->pos += 4; return 1; }
+    if (p->n - p->pos >= 5 && !memcmp(p->s + p->pos, "false", 5)) { molora__jpush(p, MOLORA__J_FALSE, p->pos); p->pos += 5; return 1; }
+    if (p->n - p->pos >= 4 && !memcmp(p->s + p->pos, "null", 4)) { molora__jpush(p, MOLORA__J_NULL, p->pos); p->pos += 4; return 1; }
+    return molora__jerr(p, "unexpected character");
+}
+/* One pass counts the tokens, the second fills them. The text must be valid UTF-8 already. */
+MOLORA__PRIVATE molora_result molora__json_parse(const molora__io *io, const char *s, size_t n,
+                                                 molora__json *p, const char *what)
+{
+    int pass;
+    memset(p, 0, sizeof *p);
+    p->s = s; p->n = n;
+    for (pass = 0; pass < 2; pass++) {
+        p->pos = 0; p->ntok = 0;
+        if (!molora__jvalue(p, 0)) goto bad;
+        molora__jws(p);
+        if (p->pos != n) { molora__jerr(p, "trailing characters"); goto bad; }
+        if (pass == 0) {
+            p->tok = (molora__jtok *)molora__calloc(io, p->ntok, sizeof *p->tok);
+            if (!p->tok) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu JSON tokens: out of memory", what, p->ntok);
+        }
+    }
+    return MOLORA_RESULT_SUCCESS;
+bad:
+    molora__mfree(io, p->tok);
+    p->tok = NULL;
+    return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: invalid JSON at byte %zu: %s", what, p->err_pos, p->err);
+}
+MOLORA__PRIVATE void molora__json_free(const molora__io *io, molora__json *p)
+{
+    molora__mfree(io, p->tok);
+    p->tok = NULL;
+}
+MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
+{
+    unsigned char *o = (unsigned char *)*d;
+    if (v < 0x80) *o++ = (unsigned char)v;
+    else if (v < 0x800) { *o++ = (unsigned char)(0xC0 | (v >> 6)); *o++ = (unsigned char)(0x80 | (v & 63)); }
+    else if (v < 0x10000) { *o++ = (unsigned char)(0xE0 | (v >> 12)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
+    else { *o++ = (unsigned char)(0xF0 | (v >> 18)); *o++ = (unsigned char)(0x80 | ((v >> 12) & 63)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
+    *d = (char *)o;
+}
+/* Decodes a validated string token into dst (room for end - start + 1 bytes); returns length. */
+MOLORA__PRIVATE size_t molora__jstr(const molora__json *p, const molora__jtok *t, char *dst)
+{
+    const char *s = p->s + t->start, *e = p->s + t->end;
+    char *d = dst;
+    while (s < e) {
+        if (*s != '\\') { *d++ = *s++; continue; }
+        s++;
+        switch (*s) {
+        case 'b': *d++ = '\b'; s++; break;
+        case 'f': *d++ = '\f'; s++; break;
+        case 'n': *d++ = '\n'; s++; break;
+        case 'r': *d++ = '\r'; s++; break;
+        case 't': *d++ = '\t'; s++; break;
+        case 'u': {
+            unsigned v, w;
+            molora__jhex4(s + 1, &v);
+            s += 5;
+            if (v >= 0xD800 && v <= 0xDBFF) {
+                molora__jhex4(s + 2, &w);
+                v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
+                s += 6;
+            }
+            molora__utf8_put(&d, v);
+            break;
+        }
+        default: *d++ = *s++; break;
+        }
+    }
+    *d = 0;
+    return (size_t)(d - dst);
+}
+/* Does string token t equal the literal lit? */
+MOLORA__PRIVATE int molora__jeq(const molora__json *p, const molora__jtok *t, const char *lit)
+{
+    char buf[96];
+    size_t n = t->end - t->start;
+    if (t->type != MOLORA__J_STR) return 0;
+    if (!memchr(p->s + t->start, '\\', n)) return strlen(lit) == n && !memcmp(p->s + t->start, lit, n);
+    if (n >= sizeof buf) return 0;
+    molora__jstr(p, t, buf);
+    return !strcmp(buf, lit);
+}
+/* Member `key` of object token o (index), or 0 if absent. Tokens are indices into p->tok. */
+MOLORA__PRIVATE size_t molora__jget(const molora__json *p, size_t o, const char *key)
+{
+    size_t i, k = o + 1;
+    if (p->tok[o].type != MOLORA__J_OBJ) return 0;
+    for (i = 0; i < p->tok[o].size; i++) {
+        if (molora__jeq(p, &p->tok[k], key)) return k + 1;
+        k += 1 + p->tok[k + 1].skip;
+    }
+    return 0;
+}
+/* Non-negative integer without fraction or exponent that fits in 64 bits. */
+MOLORA__PRIVATE int molora__ju64(const molora__json *p, const molora__jtok *t, uint64_t *v)
+{
+    size_t i;
+    *v = 0;
+    if (t->type != MOLORA__J_NUM) return 0;
+    for (i = t->start; i < t->end; i++) {
+        unsigned d;
+        if (p->s[i] < '0' || p->s[i] > '9') return 0;
+        d = (unsigned)(p->s[i] - '0');
+        if (*v > (UINT64_MAX - d) / 10) return 0;
+        *v = *v * 10 + d;
+    }
+    return 1;
+}
+MOLORA__PRIVATE int molora__jnum(const molora__json *p, const molora__jtok *t, double *v)
+{
+    char buf[64];
+    size_t n = t->end - t->start;
+    if (t->type != MOLORA__J_NUM || n >= sizeof buf) return 0;
+    memcpy(buf, p->s + t->start, n);
+    buf[n] = 0;
+    *v = strtod(buf, NULL);
+    return 1;
+}
+MOLORA__PRIVATE int molora__jint(const molora__json *p, const molora__jtok *t, int *v)
+{
+    double d;
+    if (!molora__jnum(p, t, &d) || d != floor(d) || d < -2147483647.0 || d > 2147483647.0) return 0;
+    *v = (int)d;
+    return 1;
+}
+/* Rejects duplicate keys in every object of the document (O(n^2) per object, keys are few). */
+MOLORA__PRIVATE int molora__jdup(const molora__json *p, size_t *dup_key)
+{
+    size_t o;
+    for (o = 0; o < p->ntok; o++) {
+        size_t i, j, ki, kj;
+        if (p->tok[o].type != MOLORA__J_OBJ || p->tok[o].size < 2 || p->tok[o].size > 64) continue;
+        for (i = 0, ki = o + 1; i < p->tok[o].size; i++, ki += 1 + p->tok[ki + 1].skip)
+            for (j = i + 1, kj = ki + 1 + p->tok[ki + 1].skip; j < p->tok[o].size; j++, kj += 1 + p->tok[kj + 1].skip) {
+                size_t li = p->tok[ki].end - p->tok[ki].start, lj = p->tok[kj].end - p->tok[kj].start;
+                if (li == lj && !memcmp(p->s + p->tok[ki].start, p->s + p->tok[kj].start, li)) { *dup_key = ki; return 1; }
+            }
+    }
+    return 0;
+}
+
+/* ---- [files] mapping and reading (compiled out by MOLORA_NO_STDIO) ------------------------ */
+#ifndef MOLORA_NO_STDIO
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+MOLORA__PRIVATE void molora__unmap(void *p, size_t n)
+{
+    if (p && n) munmap(p, n);
+}
+/* Maps a whole regular file read-only. An empty file gives (NULL, 0). */
+MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *path, void **map, size_t *size)
+{
+    struct stat sb;
+    int fd = open(path, O_RDONLY);
+    *map = NULL; *size = 0;
+    if (fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open", path);
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: not a regular file", path); }
+    if ((uint64_t)sb.st_size > (uint64_t)PTRDIFF_MAX) { close(fd); return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: too large to map", path); }
+    if (sb.st_size > 0) {
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map", path); }
+        *map = p; *size = (size_t)sb.st_size;
+    }
+    close(fd);
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Reads a small text file (config, index) into memory owned by the caller, NUL-terminated. */
+MOLORA__PRIVATE molora_result molora__slurp(const molora__io *io, const char *path, char **out, size_t *size)
+{
+    void *map;
+    size_t n;
+    molora_result r = molora__map(&io->lg, path, &map, &n);
+    *out = NULL;
+    if (r) return r;
+    if (n > MOLORA__ST_MAX_HEADER) { molora__unmap(map, n); return molora__fail(&io->lg, MOLORA_RESULT_HEADER_TOO_LARGE, "%s: %zu bytes is too large for a JSON file", path, n); }
+    *out = (char *)molora__malloc(io, n + 1);
+    if (!*out) { molora__unmap(map, n); return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); }
+    if (n) memcpy(*out, map, n);
+    (*out)[n] = 0;
+    *size = n;
+    molora__unmap(map, n);
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE char *molora__path_join(const molora__io *io, const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = (char *)molora__malloc(io, a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+static int molora__cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+#endif
+
+/* ---- [safetensors] ------------------------------------------------------------------------ */
+typedef struct molora__tensor {
+    const char *name;
+    molora_dtype dtype;
+    int n_dims, shard;
+    const uint64_t *shape;
+    uint64_t n_el, begin, end;    /* data offsets relative to the data section              */
+    const unsigned char *data;
+    size_t n_bytes;
+    float *f32;                   /* converted copy owned by the object, or NULL            */
+} molora__tensor;
+
+typedef struct molora__shard {
+    void *block;                  /* tensors, shapes, strings of this file                  */
+    molora__tensor *t;
+    size_t n_t, n_meta;
+    const char **meta;            /* (2 * n_meta) key, value                                */
+    void *map;                    /* mapping (files) or NULL (memory)                       */
+    size_t map_size;
+    void *owned;                  /* bytes read into memory (index-less fallback), or NULL  */
+} molora__shard;
+
+struct molora_safetensors {
+    molora__io io;
+    int n_shards;
+    molora__shard *shards;
+    size_t n;                     /* all tensors                                            */
+    molora__tensor **all;         /* (n) shard, then offset order                           */
+    molora__tensor **by_name;     /* (n) sorted by name                                     */
+};
+
+static int molora__cmp_off(const void *a, const void *b)
+{
+    const molora__tensor *x = *(molora__tensor *const *)a, *y = *(molora__tensor *const *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+static int molora__cmp_name(const void *a, const void *b)
+{
+    return strcmp((*(molora__tensor *const *)a)->name, (*(molora__tensor *const *)b)->name);
+}
+
+/* Parses and validates one file image into sh (reference order of checks, then duplicates). */
+MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsigned char *buf,
+                                               size_t size, int shard, const char *what,
+                                               molora__shard *sh)
+{
+    const molora__logger *lg = &io->lg;
+    molora__json js;
+    molora_result r;
+    uint64_t n64, start;
+    size_t n, i, k, nt = 0, nmeta = 0, ndims = 0, pool, bytes = 0, dup;
+    size_t meta_tok = 0;
+    unsigned char *blk, *cur;
+    char *str;
+    molora__tensor **order = NULL;
+    uint64_t *dims;
+
+    if (size < 8) return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_SMALL, "%s: %zu bytes, a safetensors file needs at least 8", what, size);
+    for (n64 = 0, i = 8; i-- > 0;) n64 = (n64 << 8) | buf[i];
+    if (n64 > MOLORA__ST_MAX_HEADER) return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_LARGE, "%s: header length %llu exceeds 100000000", what, (unsigned long long)n64);
+    n = (size_t)n64;
+    if (n > size - 8) return molora__fail(lg, MOLORA_RESULT_INVALID_HEADER_LENGTH, "%s: header length %zu but only %zu bytes follow", what, n, size - 8);
+    if (!molora__utf8_valid(buf + 8, n)) return molora__fail(lg, MOLORA_RESULT_INVALID_UTF8, "%s: header is not valid UTF-8", what);
+    r = molora__json_parse(io, (const char *)buf + 8, n, &js, what);
+    if (r) return r;
+    if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: header is not a JSON object", what); goto out; }
+    if (molora__jdup(&js, &dup)) {
+        r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: duplicate key \"%.*s\" in header", what,
+                         (int)(js.tok[dup].end - js.tok[dup].start), js.s + js.tok[dup].start);
+        goto out;
+    }
+    /* sizes: tensors, dims, strings (decoded <= raw) */
+    for (i = 0, k = 1; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
+        size_t v = k + 1;
+        if (molora__jeq(&js, &js.tok[k], "__metadata__")) {
+            size_t j, e;
+            if (meta_tok) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: duplicate key \"__metadata__\"", what); goto out; }
+            meta_tok = v;
+            if (js.tok[v].type == MOLORA__J_NULL) continue;
+            if (js.tok[v].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: __metadata__ must be an object of strings", what); goto out; }
+            for (j = 0, e = v + 1; j < js.tok[v].size; j++, e += 2)
+                if (js.tok[e + 1].type != MOLORA__J_STR) {
+                    r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: __metadata__ value of \"%.*s\" is not a string", what,
+                                     (int)(js.tok[e].end - js.tok[e].start), js.s + js.tok[e].start);
+                    goto out;
+                }
+            nmeta = js.tok[v].size;
+            continue;
+        }
+        nt++;
+        if (js.tok[v].type == MOLORA__J_OBJ) {
+            size_t sh_tok = molora__jget(&js, v, "shape");
+            if (sh_tok && js.tok[sh_tok].type == MOLORA__J_ARR) ndims += js.tok[sh_tok].size;
+        }
+    }
+    pool = n + 2 * (js.tok[0].size + nmeta) + 1;
+    if (!molora__reserve(&bytes, nt, sizeof(molora__tensor)) || !molora__reserve(&bytes, ndims, sizeof(uint64_t)) ||
+        !molora__reserve(&bytes, 2 * nmeta, sizeof(char *)) || !molora__reserve(&bytes, nt, sizeof(molora__tensor *)) ||
+        !molora__reserve(&bytes, pool, 1) || !molora__add(bytes, MOLORA__ALIGN, &bytes)) {
+        r = molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: header sizes overflow", what);
+        goto out;
+    }
+    blk = (unsigned char *)molora__malloc(io, bytes);
+    if (!blk) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu bytes for the header", what, bytes); goto out; }
+    memset(sh, 0, sizeof *sh);
+    sh->block = blk;
+    cur = molora__align_up(blk);
+    sh->t = (molora__tensor *)molora__carve(&cur, nt, sizeof(molora__tensor));
+    dims = (uint64_t *)molora__carve(&cur, ndims, sizeof(uint64_t));
+    sh->meta = (const char **)molora__carve(&cur, 2 * nmeta, sizeof(char *));
+    order = (molora__tensor **)molora__carve(&cur, nt, sizeof(molora__tensor *));
+    str = (char *)cur;
+    memset(sh->t, 0, nt * sizeof(molora__tensor));
+    if (meta_tok && js.tok[meta_tok].type == MOLORA__J_OBJ) {
+        size_t j, e;
+        for (j = 0, e = meta_tok + 1; j < nmeta; j++, e += 2) {
+            sh->meta[2 * j] = str; str += molora__jstr(&js, &js.tok[e], str) + 1;
+            sh->meta[2 * j + 1] = str; str += molora__jstr(&js, &js.tok[e + 1], str) + 1;
+        }
+        sh->n_meta = nmeta;
+    }
+    /* tensor entries: field types and dtypes (all JSON errors in the reference) */
+    for (i = 0, k = 1, nt = 0; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
+        size_t v = k + 1, fd, fs, fo, j;
+        molora__tensor *t;
+        int d;
+        if (molora__jeq(&js, &js.tok[k], "__metadata__")) continue;
+        t = &sh->t[nt];
+        order[nt++] = t;
+        t->name = str; str += molora__jstr(&js, &js.tok[k], str) + 1;
+        t->shard = shard;
+        if (js.tok[v].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": entry is not an object", what, t->name); goto fail; }
+        fd = molora__jget(&js, v, "dtype"); fs = molora__jget(&js, v, "shape"); fo = molora__jget(&js, v, "data_offsets");
+        if (!fd || !fs || !fo) {
+            r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": missing field \"%s\"", what, t->name, !fd ? "dtype" : !fs ? "shape" : "data_offsets");
+            goto fail;
+        }
+        for (d = 0; d < MOLORA_DTYPE_COUNT; d++)
+            if (molora__jeq(&js, &js.tok[fd], molora__dtype_names[d])) break;
+        if (d == MOLORA_DTYPE_COUNT) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": unknown dtype", what, t->name); goto fail; }
+        t->dtype = (molora_dtype)d;
+        if (js.tok[fs].type != MOLORA__J_ARR || js.tok[fs].size > 0x7fffffff) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape is not an array", what, t->name); goto fail; }
+        t->n_dims = (int)js.tok[fs].size;
+        t->shape = dims;
+        for (j = 0; j < js.tok[fs].size; j++)
+            if (!molora__ju64(&js, &js.tok[fs + 1 + j], dims++)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape[%zu] is not an unsigned 64-bit integer", what, t->name, j); goto fail; }
+        if (js.tok[fo].type != MOLORA__J_ARR || js.tok[fo].size != 2 ||
+            !molora__ju64(&js, &js.tok[fo + 1], &t->begin) || !molora__ju64(&js, &js.tok[fo + 2], &t->end)) {
+            r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": data_offsets must be two unsigned 64-bit integers", what, t->name);
+            goto fail;
+        }
+    }
+    sh->n_t = nt;
+    /* duplicate names (molora's extra check; the reference keeps the last one silently) */
+    qsort(order, nt, sizeof *order, molora__cmp_name);
+    for (i = 1; i < nt; i++)
+        if (!strcmp(order[i - 1]->name, order[i]->name)) { r = molora__fail(lg, MOLORA_RESULT_DUPLICATE_NAME, "%s: tensor \"%s\" appears twice", what, order[i]->name); goto fail; }
+    /* Metadata::validate: offsets contiguous from 0 in offset order, sizes overflow-checked */
+    qsort(order, nt, sizeof *order, molora__cmp_off);
+    for (i = 0, start = 0; i < nt; i++) {
+        molora__tensor *t = order[i];
+        uint64_t el = 1, bits;
+        int d;
+        if (t->begin != start || t->end < t->begin) { r = molora__fail(lg, MOLORA_RESULT_INVALID_OFFSET, "%s: tensor \"%s\": data_offsets [%llu, %llu] (expected to start at %llu)", what, t->name, (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)start); goto fail; }
+        start = t->end;
+        for (d = 0; d < t->n_dims; d++) {
+            if (t->shape[d] != 0 && el > UINT64_MAX / t->shape[d]) { r = molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": shape product overflows", what, t->name); goto fail; }
+            el *= t->shape[d];
+        }
+        if (el > (uint64_t)(SIZE_MAX) || el > UINT64_MAX / molora__dtype_bits[t->dtype]) { r = molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": byte size overflows", what, t->name); goto fail; }
+        bits = el * molora__dtype_bits[t->dtype];
+        if (bits % 8) { r = molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO, "%s: tensor \"%s\": %llu elements of %s do not fill whole bytes", what, t->name, (unsigned long long)el, molora__dtype_names[t->dtype]); goto fail; }
+        if (t->end - t->begin != bits / 8) { r = molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO, "%s: tensor \"%s\": %s shape needs %llu bytes, data_offsets give %llu", what, t->name, molora__dtype_names[t->dtype], (unsigned long long)(bits / 8), (unsigned long long)(t->end - t->begin)); goto fail; }
+        t->n_el = el;
+    }
+    if (start != (uint64_t)(size - 8 - n)) {
+        r = molora__fail(lg, MOLORA_RESULT_INCOMPLETE_BUFFER, "%s: tensors cover %llu data bytes, the file has %zu", what, (unsigned long long)start, size - 8 - n);
+        goto fail;
+    }
+    for (i = 0; i < nt; i++) {
+        order[i]->data = buf + 8 + n + (size_t)order[i]->begin;
+        order[i]->n_bytes = (size_t)(order[i]->end - order[i]->begin);
+    }
+    /* file order for iteration */
+    {
+        molora__tensor *tmp = (molora__tensor *)molora__calloc(io, nt, sizeof *tmp);
+        if (!tmp && nt) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", what); goto fail; }
+        for (i = 0; i < nt; i++) tmp[i] = *order[i];
+        if (nt) memcpy(sh->t, tmp, nt * sizeof *tmp);
+        molora__mfree(io, tmp);
+    }
+    r = MOLORA_RESULT_SUCCESS;
+    goto out;
+fail:
+    molora__mfree(io, sh->block);
+    memset(sh, 0, sizeof *sh);
+out:
+    molora__json_free(io, &js);
+    return r;
+}
+
+MOLORA__PRIVATE void molora__st_release(molora_safetensors *st)
+{
+    int s;
+    size_t i;
+    if (!st) return;
+    for (s = 0; s < st->n_shards; s++) {
+        molora__shard *sh = &st->shards[s];
+        for (i = 0; i < sh->n_t; i++) molora__mfree(&st->io, sh->t[i].f32);
+        molora__mfree(&st->io, sh->block);
+#ifndef MOLORA_NO_STDIO
+        molora__unmap(sh->map, sh->map_size);
+#endif
+        molora__mfree(&st->io, sh->owned);
+    }
+    molora__mfree(&st->io, st->shards);
+    molora__mfree(&st->io, st->all);
+    molora__mfree(&st->io, st->by_name);
+    molora__mfree(&st->io, st);
+}
+
+/* Builds the combined index over st->shards; rejects a name present in two shards. */
+MOLORA__PRIVATE molora_result molora__st_index(molora_safetensors *st)
+{
+    size_t i, k = 0;
+    int s;
+    st->n = 0;
+    for (s = 0; s < st->n_shards; s++) st->n += st->shards[s].n_t;
+    st->all = (molora__tensor **)molora__calloc(&st->io, st->n, sizeof(molora__tensor *));
+    st->by_name = (molora__tensor **)molora__calloc(&st->io, st->n, sizeof(molora__tensor *));
+    if (!st->all || !st->by_name) return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: index of %zu tensors", st->n);
+    for (s = 0; s < st->n_shards; s++)
+        for (i = 0; i < st->shards[s].n_t; i++) st->all[k++] = &st->shards[s].t[i];
+    if (st->n) memcpy(st->by_name, st->all, st->n * sizeof *st->all);
+    qsort(st->by_name, st->n, sizeof *st->by_name, molora__cmp_name);
+    for (i = 1; i < st->n; i++)
+        if (!strcmp(st->by_name[i - 1]->name, st->by_name[i]->name))
+            return molora__fail(&st->io.lg, MOLORA_RESULT_DUPLICATE_NAME, "safetensors: tensor \"%s\" appears in shards %d and %d",
+                                st->by_name[i]->name, st->by_name[i - 1]->shard, st->by_name[i]->shard);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA__PRIVATE molora_result molora__st_new(const molora_load_desc *desc, int n_shards, molora_safetensors **out)
+{
+    molora__io io;
+    molora_safetensors *st;
+    if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    st = (molora_safetensors *)molora__calloc(&io, 1, sizeof *st);
+    if (!st) return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: out of memory");
+    st->io = io;
+    st->shards = (molora__shard *)molora__calloc(&io, (size_t)(n_shards > 0 ? n_shards : 1), sizeof(molora__shard));
+    if (!st->shards) { molora__mfree(&io, st); return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: out of memory"); }
+    *out = st;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API molora_result molora_safetensors_open_memory(const void *data, size_t size,
+                                                        const molora_load_desc *desc,
+                                                        molora_safetensors **out)
+{
+    molora_safetensors *st;
+    molora_result r;
+    if (!out) return MOLORA_RESULT_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!data && size) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if ((r = molora__st_new(desc, 1, &st)) != MOLORA_RESULT_SUCCESS) return r;
+    r = molora__st_parse(&st->io, (const unsigned char *)(data ? data : ""), size, 0, "safetensors", &st->shards[0]);
+    if (!r) { st->n_shards = 1; r = molora__st_index(st); }
+    if (r) { molora__st_release(st); return r; }
+    *out = st;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API void molora_safetensors_free(molora_safetensors *st) { molora__st_release(st); }
+MOLORA_API size_t molora_safetensors_n_tensors(const molora_safetensors *st) { return st ? st->n : 0; }
+
+MOLORA_API molora_result molora_safetensors_get_info(const molora_safetensors *st, size_t index,
+                                                     molora_tensor_info *info)
+{
+    const molora__tensor *t;
+    if (!st || !info) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (index >= st->n) return MOLORA_RESULT_TENSOR_NOT_FOUND;
+    t = st->all[index];
+    info->name = t->name; info->dtype = t->dtype; info->n_dims = t->n_dims; info->shape = t->shape;
+    info->n_elements = t->n_el; info->data = t->data; info->n_bytes = t->n_bytes; info->shard = t->shard;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API molora_result molora_safetensors_find(const molora_safetensors *st, const char *name, size_t *index)
+{
+    size_t lo = 0, hi, i;
+    if (!st || !name || !index) return MOLORA_RESULT_INVALID_ARGUMENT;
+    hi = st->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->by_name[mid]->name, name);
+        if (c == 0) {
+            for (i = 0; i < st->n; i++)
+                if (st->all[i] == st->by_name[mid]) { *index = i; return MOLORA_RESULT_SUCCESS; }
+        }
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return MOLORA_RESULT_TENSOR_NOT_FOUND;
+}
+
+MOLORA_API size_t molora_safetensors_n_metadata(const molora_safetensors *st)
+{
+    size_t n = 0;
+    int s;
+    if (!st) return 0;
+    for (s = 0; s < st->n_shards; s++) n += st->shards[s].n_meta;
+    return n;
+}
+MOLORA_API molora_result molora_safetensors_get_metadata(const molora_safetensors *st, size_t i,
+                                                         const char **key, const char **value)
+{
+    int s;
+    if (!st) return MOLORA_RESULT_INVALID_ARGUMENT;
+    for (s = 0; s < st->n_shards; s++) {
+        if (i < st->shards[s].n_meta) {
+            if (key) *key = st->shards[s].meta[2 * i];
+            if (value) *value = st->shards[s].meta[2 * i + 1];
+            return MOLORA_RESULT_SUCCESS;
+        }
+        i -= st->shards[s].n_meta;
+    }
+    return MOLORA_RESULT_INVALID_ARGUMENT;
+}
+MOLORA_API const char *molora_safetensors_find_metadata(const molora_safetensors *st, const char *key)
+{
+    size_t i, n = molora_safetensors_n_metadata(st);
+    const char *k, *v;
+    if (!key) return NULL;
+    for (i = 0; i < n; i++)
+        if (!molora_safetensors_get_metadata(st, i, &k, &v) && !strcmp(k, key)) return v;
+    return NULL;
+}
+
+/* ---- [conversion] F16 / BF16 / F32 little-endian bytes -> float -------------------------- */
+MOLORA__PRIVATE float molora__bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+MOLORA__PRIVATE float molora__f16_f32(unsigned h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 31, m = h & 0x3FF;
+    if (e == 0) {                                   /* zero or subnormal: m * 2^-24, exact */
+        float v = (float)m * (1.0f / 16777216.0f);
+        return sign ? -v : v;
+    }
+    if (e == 31) return molora__bits_f32(sign | 0x7F800000u | (m << 13));   /* Inf, NaN (payload kept) */
+    return molora__bits_f32(sign | ((e + 112) << 23) | (m << 13));
+}
+MOLORA__PRIVATE int molora__little_endian(void)
+{
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+MOLORA__PRIVATE void molora__convert(const molora__tensor *t, float *dst)
+{
+    const unsigned char *p = t->data;
+    size_t i, n = (size_t)t->n_el;
+    if (t->dtype == MOLORA_DTYPE_F32) {
+        if (molora__little_endian()) { if (n) memcpy(dst, p, n * 4); }
+        else for (i = 0; i < n; i++) dst[i] = molora__bits_f32((uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24);
+    } else if (t->dtype == MOLORA_DTYPE_F16) {
+        for (i = 0; i < n; i++) dst[i] = molora__f16_f32((unsigned)p[2 * i] | (unsigned)p[2 * i + 1] << 8);
+    } else {
+        for (i = 0; i < n; i++) dst[i] = molora__bits_f32(((uint32_t)p[2 * i] | (uint32_t)p[2 * i + 1] << 8) << 16);
+    }
+}
+MOLORA__PRIVATE int molora__is_float(molora_dtype d)
+{
+    return d == MOLORA_DTYPE_F32 || d == MOLORA_DTYPE_F16 || d == MOLORA_DTYPE_BF16;
+}
+
+MOLORA_API molora_result molora_safetensors_read_f32(const molora_safetensors *st, size_t index,
+                                                     float *dst, size_t n_elements)
+{
+    const molora__tensor *t;
+    if (!st || (!dst && n_elements)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (index >= st->n) return MOLORA_RESULT_TENSOR_NOT_FOUND;
+    t = st->all[index];
+    if (!molora__is_float(t->dtype))
+        return molora__fail(&st->io.lg, MOLORA_RESULT_UNSUPPORTED_DTYPE, "tensor \"%s\": unsupported dtype %s (F32, F16 or BF16 only)", t->name, molora__dtype_names[t->dtype]);
+    if (n_elements != t->n_el)
+        return molora__fail(&st->io.lg, MOLORA_RESULT_INVALID_SHAPE, "tensor \"%s\": has %llu elements, buffer has %zu", t->name, (unsigned long long)t->n_el, n_elements);
+    molora__convert(t, dst);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API molora_result molora_safetensors_get_f32(molora_safetensors *st, size_t index, const float **data)
+{
+    molora__tensor *t;
+    if (!st || !data) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (index >= st->n) return MOLORA_RESULT_TENSOR_NOT_FOUND;
+    t = st->all[index];
+    if (!molora__is_float(t->dtype))
+        return molora__fail(&st->io.lg, MOLORA_RESULT_UNSUPPORTED_DTYPE, "tensor \"%s\": unsupported dtype %s (F32, F16 or BF16 only)", t->name, molora__dtype_names[t->dtype]);
+    if (t->dtype == MOLORA_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0 && molora__little_endian()) {
+        *data = (const float *)(const void *)t->data;
+        return MOLORA_RESULT_SUCCESS;
+    }
+    if (!t->f32) {
+        size_t nf;
+        if (!molora__floats((size_t)t->n_el, 1, &nf)) return molora__fail(&st->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "tensor \"%s\": too large", t->name);
+        t->f32 = (float *)molora__calloc(&st->io, nf, sizeof(float));
+        if (!t->f32) return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "tensor \"%s\": %zu floats", t->name, nf);
+        molora__convert(t, t->f32);
+    }
+    *data = t->f32;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+#ifndef MOLORA_NO_STDIO
+/* Maps and parses shard s of st from path. */
+MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int s, const char *path)
+{
+    molora__shard *sh = &st->shards[s];
+    void *map;
+    size_t size;
+    molora_result r = molora__map(&st->io.lg, path, &map, &size);
+    if (r) return r;
+    r = molora__st_parse(&st->io, (const unsigned char *)(map ? map : ""), size, s, path, sh);
+    if (r) { molora__unmap(map, size); return r; }
+    sh->map = map;
+    sh->map_size = size;
+    st->n_shards = s + 1;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* The shard files named by an index .json's weight_map (distinct, sorted). Each listed tensor
+   must be present in the shard the index names. */
+MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molora_load_desc *desc, molora_safetensors **out)
+{
+    molora__io io;
+    molora__json js;
+    molora_result r;
+    char *text = NULL, **files = NULL, *dir = NULL, *pool = NULL, *slash;
+    size_t size, wm, i, k, nf = 0, nw;
+    molora_safetensors *st = NULL;
+    if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if ((r = molora__slurp(&io, path, &text, &size)) != MOLORA_RESULT_SUCCESS) return r;
+    if (!molora__utf8_valid((const unsigned char *)text, size)) { molora__mfree(&io, text); return molora__fail(&io.lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", path); }
+    if ((r = molora__json_parse(&io, text, size, &js, path)) != MOLORA_RESULT_SUCCESS) { molora__mfree(&io, text); return r; }
+    wm = molora__jget(&js, 0, "weight_map");
+    if (!wm || js.tok[wm].type != MOLORA__J_OBJ) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", path); goto done; }
+    nw = js.tok[wm].size;
+    files = (char **)molora__calloc(&io, nw + 1, sizeof(char *));
+    pool = (char *)molora__malloc(&io, size + nw + 1);
+    if (!files || !pool) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
+    {
+        char *p = pool;
+        for (i = 0, k = wm + 1; i < nw; i++, k += 2) {
+            if (js.tok[k + 1].type != MOLORA__J_STR) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: weight_map value of \"%.*s\" is not a string", path, (int)(js.tok[k].end - js.tok[k].start), js.s + js.tok[k].start); goto done; }
+            files[i] = p;
+            p += molora__jstr(&js, &js.tok[k + 1], p) + 1;
+            if (strchr(files[i], '/') || !files[i][0] || !strcmp(files[i], ".") || !strcmp(files[i], "..")) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name", path, files[i]); goto done; }
+        }
+    }
+    qsort(files, nw, sizeof *files, molora__cmp_str);
+    for (i = 0; i < nw; i++) if (i == 0 || strcmp(files[i], files[nf - 1])) files[nf++] = files[i];
+    dir = (char *)molora__malloc(&io, strlen(path) + 1);
+    if (!dir) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
+    strcpy(dir, path);
+    slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else strcpy(dir, ".");
+    if ((r = molora__st_new(desc, (int)nf, &st)) != MOLORA_RESULT_SUCCESS) goto done;
+    for (i = 0; i < nf; i++) {
+        char *fp = molora__path_join(&io, dir, files[i]);
+        if (!fp) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
+        r = molora__st_load_shard(st, (int)i, fp);
+        molora__mfree(&io, fp);
+        if (r) goto done;
+    }
+    if ((r = molora__st_index(st)) != MOLORA_RESULT_SUCCESS) goto done;
+    /* every tensor of the weight_map is in the shard it names */
+    for (i = 0, k = wm + 1; i < nw; i++, k += 2) {
+        size_t idx, s;
+        char *name = (char *)molora__malloc(&io, js.tok[k].end - js.tok[k].start + 1);
+        char *file = (char *)molora__malloc(&io, js.tok[k + 1].end - js.tok[k + 1].start + 1);
+        int ok = 0;
+        if (!name || !file) { molora__mfree(&io, name); molora__mfree(&io, file); r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
+        molora__jstr(&js, &js.tok[k], name);
+        molora__jstr(&js, &js.tok[k + 1], file);
+        if (!molora_safetensors_find(st, name, &idx)) {
+            for (s = 0; s < nf; s++) if (!strcmp(files[s], file)) break;
+            ok = (int)s == st->all[idx]->shard;
+        }
+        if (!ok) r = molora__fail(&io.lg, MOLORA_RESULT_TENSOR_NOT_FOUND, "%s: tensor \"%s\" is not in shard %s", path, name, file);
+        molora__mfree(&io, name);
+        molora__mfree(&io, file);
+        if (r) goto done;
+    }
+done:
+    if (r) { molora__st_release(st); st = NULL; }
+    *out = st;
+    molora__json_free(&io, &js);
+    molora__mfree(&io, text);
+    molora__mfree(&io, files);
+    molora__mfree(&io, pool);
+    molora__mfree(&io, dir);
+    return r;
+}
+
+MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora_load_desc *desc, molora_safetensors **out)
+{
+    molora__io io;
+    DIR *d;
+    struct dirent *e;
+    char **names = NULL, *idx;
+    size_t n = 0, cap = 0, i;
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    molora_safetensors *st = NULL;
+    struct stat sb;
+    if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    idx = molora__path_join(&io, path, "model.safetensors.index.json");
+    if (!idx) return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path);
+    if (stat(idx, &sb) == 0) { r = molora__st_open_index(idx, desc, out); molora__mfree(&io, idx); return r; }
+    molora__mfree(&io, idx);
+    d = opendir(path);
+    if (!d) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open directory", path);
+    while ((e = readdir(d)) != NULL) {
+        if (!molora__ends_with(e->d_name, ".safetensors") || e->d_name[0] == '.') continue;
+        if (n == cap) {
+            char **nn = (char **)molora__calloc(&io, cap = cap ? 2 * cap : 16, sizeof(char *));
+            if (!nn) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
+            if (n) memcpy(nn, names, n * sizeof *names);
+            molora__mfree(&io, names);
+            names = nn;
+        }
+        if (!(names[n] = molora__path_join(&io, path, e->d_name))) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
+        n++;
+    }
+    closedir(d);
+    if (r) molora__fail(&io.lg, r, "%s: out of memory", path);
+    else if (n == 0) r = molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: no .safetensors files in the directory", path);
+    if (!r) {
+        qsort(names, n, sizeof *names, molora__cmp_str);
+        if (!(r = molora__st_new(desc, (int)n, &st)))
+            for (i = 0; i < n && !r; i++) r = molora__st_load_shard(st, (int)i, names[i]);
+        if (!r) r = molora__st_index(st);
+        if (r) { molora__st_release(st); st = NULL; }
+    }
+    for (i = 0; i < n; i++) molora__mfree(&io, names[i]);
+    molora__mfree(&io, names);
+    *out = st;
+    return r;
+}
+
+MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_load_desc *desc, molora_safetensors **out)
+{
+    struct stat sb;
+    molora_safetensors *st;
+    molora_result r;
+    molora__io io;
+    if (!out) return MOLORA_RESULT_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!path || molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (stat(path, &sb) != 0) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: no such file or directory", path);
+    if (S_ISDIR(sb.st_mode)) return molora__st_open_dir(path, desc, out);
+    if (molora__ends_with(path, ".json")) return molora__st_open_index(path, desc, out);
+    if ((r = molora__st_new(desc, 1, &st)) != MOLORA_RESULT_SUCCESS) return r;
+    r = molora__st_load_shard(st, 0, path);
+    if (!r) r = molora__st_index(st);
+    if (r) { molora__st_release(st); return r; }
+    *out = st;
+    return MOLORA_RESULT_SUCCESS;
+}
+#endif /* MOLORA_NO_STDIO */
+
+/* ---- [adapters] ---------------------------------------------------------------------------- */
+typedef struct molora__module {
+    char *name;                  /* module path P as in the file                          */
+    int dec_layer;               /* decoder layer index parsed from P, -1 if none         */
+    int n, cap;                  /* experts seen (max index + 1), capacity of A/B         */
+    long *A, *B;                 /* tensor index per expert, -1 = missing                 */
+    long gate, gate_bias, thr_w, thr_b, mole_gate;
+    int peft_style, idx_style, mola_style;   /* which A/B naming the module uses          */
+} molora__module;
+
+struct molora_adapter {
+    molora__io io;
+    molora_layout layout;
+    molora_safetensors *st;
+    int own_st;
+    int n_mod, cap_mod;
+    molora__module *mods;
+    molora_layer_desc *layers;   /* (n_mod)                                               */
+    molora_expert_desc *experts; /* all layers' experts                                   */
+    molora_dtype *dtypes;        /* (n_mod)                                               */
+    float *zeros;                /* zero gates for single-expert PEFT layers               */
+    size_t n_ignored;
+    const char **ignored;
+};
+
+static const char *const molora__layout_names[MOLORA_LAYOUT_COUNT] = {"peft_lora", "adamole", "mole", "mola", "molora"};
+MOLORA_API const char *molora_layout_name(molora_layout l)
+{
+    return ((int)l >= 0 && l < MOLORA_LAYOUT_COUNT) ? molora__layout_names[l] : "?";
+}
+
+/* Natural order: digit runs compare as numbers (layers.2 before layers.10). */
+static int molora__cmp_natural(const char *a, const char *b)
+{
+    while (*a && *b) {
+        if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+            const char *x = a, *y = b;
+            size_t la, lb;
+            while (*x == '0' && x[1] >= '0' && x[1] <= '9') x++;
+            while (*y == '0' && y[1] >= '0' && y[1] <= '9') y++;
+            for (a = x; *a >= '0' && *a <= '9'; a++) {}
+            for (b = y; *b >= '0' && *b <= '9'; b++) {}
+            la = (size_t)(a - x); lb = (size_t)(b - y);
+            if (la != lb) return la < lb ? -1 : 1;
+            if (memcmp(x, y, la)) return memcmp(x, y, la);
+            continue;
+        }
+        if (*a != *b) return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+        a++; b++;
+    }
+    return (unsigned char)*a - (unsigned char)*b;
+}
+static int molora__cmp_module(const void *a, const void *b)
+{
+    return molora__cmp_natural(((const molora__module *)a)->name, ((const molora__module *)b)->name);
+}
+
+/* First ".<digits>." component of a module path: the decoder layer. */
+MOLORA__PRIVATE int molora__decoder_layer(const char *p)
+{
+    for (; *p; p++) {
+        const char *q = p + 1;
+        long v = 0;
+        if (*p != '.' || !(*q >= '0' && *q <= '9')) continue;
+        while (*q >= '0' && *q <= '9' && v < 100000000) v = v * 10 + (*q++ - '0');
+        if (*q == '.' || *q == 0) return (int)v;
+    }
+    return -1;
+}
+
+static const char molora__prefix[] = "base_model.model.";
+MOLORA__PRIVATE const char *molora__strip(const char *p)
+{
+    return strncmp(p, molora__prefix, sizeof molora__prefix - 1) ? p : p + sizeof molora__prefix - 1;
+}
+
+/* ---- a small regex for rank_pattern / alpha_pattern keys (PEFT v0.20.0 get_pattern_key:
+   re.match(rf"(.*\.)?({key})$", module), first key in dict order wins). Supported: literals,
+   '.', classes [...], escapes \d \w \s \. etc., quantifiers * + ?, alternation |.
+   Anything else (groups, {m,n}, anchors) is refused, never guessed. */
+MOLORA__PRIVATE int molora__re_atom_len(const char *p)
+{
+    if (*p == '\\') return p[1] ? 2 : -1;
+    if (*p == '[') {
+        const char *q = p + 1;
+        if (*q == '^') q++;
+        if (*q == ']') q++;
+        while (*q && *q != ']') q += (*q == '\\' && q[1]) ? 2 : 1;
+        return *q ? (int)(q - p + 1) : -1;
+    }
+    return 1;
+}
+MOLORA__PRIVATE int molora__re_class1(char e, char c)
+{
+    switch (e) {
+    case 'd': return c >= '0' && c <= '9';
+    case 'D': return !(c >= '0' && c <= '9');
+    case 'w': return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    case 'W': return !molora__re_class1('w', c);
+    case 's': return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    case 'S': return !molora__re_class1('s', c);
+    default: return e == c;
+    }
+}
+MOLORA__PRIVATE int molora__re_atom(const char *p, int len, char c)
+{
+    if (*p == '.') return c != '\n';
+    if (*p == '\\') return molora__re_class1(p[1], c);
+    if (*p == '[') {
+        const char *q = p + 1, *end = p + len - 1;
+        int neg = 0, hit = 0;
+        if (*q == '^') { neg = 1; q++; }
+        while (q < end) {
+            char lo = *q;
+            int esc = 0;
+            if (*q == '\\') { esc = 1; lo = q[1]; q += 2; } else q++;
+            if (!esc && *q == '-' && q + 1 < end) {
+                char hi = q[1];
+                q += 2;
+                if (c >= lo && c <= hi) hit = 1;
+            } else if (esc ? molora__re_class1(lo, c) : lo == c) hit = 1;
+        }
+        return hit != neg;
+    }
+    return *p == c;
+}
+/* full match of pattern [p, pe) against s */
+MOLORA__PRIVATE int molora__re_here(const char *p, const char *pe, const char *s)
+{
+    int al;
+    char q;
+    if (p == pe) return *s == 0;
+    al = molora__re_atom_len(p);
+    q = p + al < pe ? p[al] : 0;
+    if (q == '*' || q == '+' || q == '?') {
+        const char *rest = p + al + 1;
+        size_t k = 0, max = (q == '?') ? 1 : (size_t)-1;
+        while (k < max && s[k] && molora__re_atom(p, al, s[k])) k++;   /* greedy, then back off */
+        for (;; k--) {
+            if ((q != '+' || k >= 1) && molora__re_here(rest, pe, s + k)) return 1;
+            if (k == 0) return 0;
+        }
+    }
+    return *s && molora__re_atom(p, al, *s) && molora__re_here(p + al, pe, s + 1);
+}
+/* 1 match, 0 no match, -1 unsupported pattern */
+MOLORA__PRIVATE int molora__re_pattern_key(const char *key, const char *name)
+{
+    const char *p, *alt;
+    for (p = key; *p; p++) {
+        int al = molora__re_atom_len(p);
+        if (al < 0 || (al == 1 && strchr("(){}^$", *p))) return -1;
+        p += al - 1;
+    }
+    for (alt = key;;) {
+        const char *e = alt, *s;
+        while (*e && *e != '|') e += molora__re_atom_len(e);
+        for (s = name; *s; s++) {
+            if ((s == name || s[-1] == '.') && molora__re_here(alt, e, s)) return 1;
+        }
+        if (!*name && molora__re_here(alt, e, name)) return 1;
+        if (!*e) return 0;
+        alt = e + 1;
+    }
+}
+
+/* ---- loader ---------------------------------------------------------------------------- */
+enum { MOLORA__K_IGNORE = 0, MOLORA__K_A, MOLORA__K_B, MOLORA__K_GATE, MOLORA__K_GATE_BIAS,
+       MOLORA__K_THR_W, MOLORA__K_THR_B, MOLORA__K_MOLE_GATE, MOLORA__K_ROUTER, MOLORA__K_REFUSE };
+
+/* Splits a tensor name into module path length, kind, expert index and naming style. */
+MOLORA__PRIVATE int molora__classify(const char *name, size_t *plen, int *idx, int *style, const char **why)
+{
+    static const struct { const char *suffix; int kind; } fixed[] = {
+        {".lora_gating.weight", MOLORA__K_GATE}, {".lora_gating.bias", MOLORA__K_GATE_BIAS},
+        {".lora_threshold.weight", MOLORA__K_THR_W}, {".lora_threshold.bias", MOLORA__K_THR_B},
+        {".mole_gate.weight", MOLORA__K_MOLE_GATE}, {".router.router.weight", MOLORA__K_ROUTER}};
+    const char *q, *last = NULL;
+    size_t i, n = strlen(name);
+    *idx = 0; *style = 0; *why = NULL;
+    if (strstr(name, ".moe_layer.experts.")) return MOLORA__K_IGNORE;   /* AdaMoLE's duplicate aliases */
+    for (i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (molora__ends_with(name, fixed[i].suffix)) { *plen = n - strlen(fixed[i].suffix); return fixed[i].kind; }
+    for (q = strstr(name, ".lora_"); q; q = strstr(q + 1, ".lora_")) last = q;
+    if (!last) return MOLORA__K_IGNORE;
+    *plen = (size_t)(last - name);
+    q = last + 6;
+    if (!strncmp(q, "magnitude_vector", 16)) { *why = "DoRA (lora_magnitude_vector) is not supported"; return MOLORA__K_REFUSE; }
+    if (!strncmp(q, "embedding_", 10)) { *why = "embedding LoRA is not supported"; return MOLORA__K_REFUSE; }
+    if ((q[0] == 'A' || q[0] == 'B') && (q[1] == '.' || q[1] == '_')) {
+        int kind = q[0] == 'A' ? MOLORA__K_A : MOLORA__K_B;
+        const char *r = q + 2;
+        long v = 0;
+        if (!strcmp(q + 1, ".weight")) { *style = 1; return kind; }
+        if (!strcmp(q + 1, ".bias")) { *why = "a LoRA bias (lora_bias) is not supported"; return MOLORA__K_REFUSE; }
+        if (*r >= '0' && *r <= '9') {
+            while (*r >= '0' && *r <= '9' && v <= 65536) v = v * 10 + (*r++ - '0');
+            if (v <= 65536 && !strcmp(r, ".weight")) { *idx = (int)v; *style = q[1] == '.' ? 2 : 3; return kind; }
+        }
+    }
+    *why = "unrecognised LoRA tensor (an unstripped adapter name such as .default?)";
+    return MOLORA__K_REFUSE;
+}
+
+MOLORA__PRIVATE molora__module *molora__module_get(molora_adapter *a, const char *name, size_t plen)
+{
+    int i;
+    molora__module *m;
+    for (i = a->n_mod - 1; i >= 0; i--)
+        if (strlen(a->mods[i].name) == plen && !strncmp(a->mods[i].name, name, plen)) return &a->mods[i];
+    if (a->n_mod == a->cap_mod) {
+        int cap = a->cap_mod ? 2 * a->cap_mod : 16;
+        molora__module *nm = (molora__module *)molora__calloc(&a->io, (size_t)cap, sizeof *nm);
+        if (!nm) return NULL;
+        if (a->n_mod) memcpy(nm, a->mods, (size_t)a->n_mod * sizeof *nm);
+        molora__mfree(&a->io, a->mods);
+        a->mods = nm; a->cap_mod = cap;
+    }
+    m = &a->mods[a->n_mod];
+    memset(m, 0, sizeof *m);
+    m->name = (char *)molora__malloc(&a->io, plen + 1);
+    if (!m->name) return NULL;
+    memcpy(m->name, name, plen);
+    m->name[plen] = 0;
+    m->dec_layer = molora__decoder_layer(molora__strip(m->name));
+    m->gate = m->gate_bias = m->thr_w = m->thr_b = m->mole_gate = -1;
+    a->n_mod++;
+    return m;
+}
+MOLORA__PRIVATE int molora__module_expert(molora_adapter *a, molora__module *m, int idx)
+{
+    if (idx >= m->cap) {
+        int cap = idx + 1 > 2 * m->cap ? idx + 1 : 2 * m->cap, i;
+        long *nA = (long *)molora__calloc(&a->io, (size_t)cap, sizeof(long));
+        long *nB = (long *)molora__calloc(&a->io, (size_t)cap, sizeof(long));
+        if (!nA || !nB) { molora__mfree(&a->io, nA); molora__mfree(&a->io, nB); return 0; }
+        for (i = 0; i < cap; i++) nA[i] = nB[i] = -1;
+        if (m->cap) { memcpy(nA, m->A, (size_t)m->cap * sizeof(long)); memcpy(nB, m->B, (size_t)m->cap * sizeof(long)); }
+        molora__mfree(&a->io, m->A); molora__mfree(&a->io, m->B);
+        m->A = nA; m->B = nB; m->cap = cap;
+    }
+    if (idx + 1 > m->n) m->n = idx + 1;
+    return 1;
+}
+
+MOLORA_API void molora_adapter_free(molora_adapter *a)
+{
+    int i;
+    if (!a) return;
+    for (i = 0; i < a->n_mod; i++) {
+        molora__mfree(&a->io, a->mods[i].name);
+        molora__mfree(&a->io, a->mods[i].A);
+        molora__mfree(&a->io, a->mods[i].B);
+    }
+    molora__mfree(&a->io, a->mods);
+    molora__mfree(&a->io, a->layers);
+    molora__mfree(&a->io, a->experts);
+    molora__mfree(&a->io, a->dtypes);
+    molora__mfree(&a->io, a->zeros);
+    molora__mfree(&a->io, (void *)a->ignored);
+    if (a->own_st) molora_safetensors_free(a->st);
+    molora__mfree(&a->io, a);
+}
+
+/* config helpers: every error names the key */
+typedef struct molora__cfg { const molora__json *js; const molora__logger *lg; } molora__cfg;
+MOLORA__PRIVATE molora_result molora__cfg_num(const molora__cfg *c, const char *key, int required, double def, double *v, int *present)
+{
+    size_t t = molora__jget(c->js, 0, key);
+    if (present) *present = 0;
+    *v = def;
+    if (!t || c->js->tok[t].type == MOLORA__J_NULL) {
+        if (required) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"%s\" is missing", key);
+        return MOLORA_RESULT_SUCCESS;
+    }
+    if (!molora__jnum(c->js, &c->js->tok[t], v) || !isfinite(*v))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"%s\" must be a number", key);
+    if (present) *present = 1;
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE molora_result molora__cfg_int(const molora__cfg *c, const char *key, int required, int def, int *v, int *present)
+{
+    double d;
+    molora_result r = molora__cfg_num(c, key, required, def, &d, present);
+    if (r) return r;
+    if (d != floor(d) || d < -2147483647.0 || d > 2147483647.0)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"%s\" must be an integer", key);
+    *v = (int)d;
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE int molora__cfg_true(const molora__cfg *c, const char *key)
+{
+    size_t t = molora__jget(c->js, 0, key);
+    return t && c->js->tok[t].type == MOLORA__J_TRUE;
+}
+/* list element i (number) of key, or of a nested value token */
+MOLORA__PRIVATE int molora__jlist_num(const molora__json *js, size_t t, size_t i, double *v)
+{
+    size_t k;
+    if (!t || js->tok[t].type != MOLORA__J_ARR || i >= js->tok[t].size) return 0;
+    for (k = t + 1; i > 0; i--) k += js->tok[k].skip;
+    return molora__jnum(js, &js->tok[k], v) && isfinite(*v);
+}
+/* value of the first key of pattern object `obj` matching module (PEFT get_pattern_key) */
+MOLORA__PRIVATE molora_result molora__pattern(const molora__cfg *c, const char *obj, const char *module, double *v, int *hit)
+{
+    size_t o = molora__jget(c->js, 0, obj), i, k;
+    *hit = 0;
+    if (!o || c->js->tok[o].type == MOLORA__J_NULL) return MOLORA_RESULT_SUCCESS;
+    if (c->js->tok[o].type != MOLORA__J_OBJ) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"%s\" must be an object", obj);
+    for (i = 0, k = o + 1; i < c->js->tok[o].size; i++, k += 1 + c->js->tok[k + 1].skip) {
+        char key[512];
+        int m;
+        if (c->js->tok[k].end - c->js->tok[k].start >= sizeof key) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: a \"%s\" key is too long", obj);
+        molora__jstr(c->js, &c->js->tok[k], key);
+        m = molora__re_pattern_key(key, module);
+        if (m < 0) return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: %s key \"%s\": regex features beyond . [] \\d * + ? | are not supported", obj, key);
+        if (m) {
+            if (!molora__jnum(c->js, &c->js->tok[k + 1], v)) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s[\"%s\"] must be a number", obj, key);
+            *hit = 1;
+            return MOLORA_RESULT_SUCCESS;
+        }
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* tensor t of the module: 2-D (rows, cols) or 1-D (cols, rows = 1 given) check */
+MOLORA__PRIVATE molora_result molora__shape2(const molora_adapter *a, const molora__module *m, long t, uint64_t rows, uint64_t cols, int one_d_ok, const char *what)
+{
+    const molora__tensor *x = a->st->all[t];
+    int ok = (x->n_dims == 2 && x->shape[0] == rows && x->shape[1] == cols) ||
+             (one_d_ok && x->n_dims == 1 && rows == 1 && x->shape[0] == cols) ||
+             (one_d_ok && x->n_dims == 0 && rows == 1 && cols == 1);
+    if (!ok) return molora__fail(&a->io.lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: %s \"%s\" should be (%llu, %llu)", m->name, what, x->name, (unsigned long long)rows, (unsigned long long)cols);
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE molora_result molora__f32(molora_adapter *a, long t, const float **p)
+{
+    return molora_safetensors_get_f32(a->st, (size_t)t, p);
+}
+
+MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const char *cfg_text, size_t cfg_size)
+{
+    const molora__logger *lg = &a->io.lg;
+    molora__json js;
+    molora__cfg c;
+    molora_result r;
+    size_t i, t_pt, n_t = a->st->n, n_exp = 0, max_din = 1;
+    int l, style_want = 0, any_mola = 0, peft = 0;
+    double lora_alpha = 8, r_cfg = 8, dv;
+    int use_rslora, rank_cfg = 8, num_experts = 0, top_k_set = 0, thr_set = 0, tau_set = 0, temp_set = 0;
+    double top_k_v = 0, thr_v = 0, tau_v = 0, temp_v = 1;
+    int routing = MOLORA_ROUTING_DENSE;
+    size_t ltt = 0, r_list = 0, k_list = 0, scal = 0;
+    char ptype[32];
+
+    if (!molora__utf8_valid((const unsigned char *)cfg_text, cfg_size)) return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not valid UTF-8");
+    if ((r = molora__json_parse(&a->io, cfg_text, cfg_size, &js, "adapter_config.json")) != MOLORA_RESULT_SUCCESS) return r;
+    c.js = &js; c.lg = lg;
+    if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not a JSON object"); goto out; }
+    t_pt = molora__jget(&js, 0, "peft_type");
+    if (!t_pt || js.tok[t_pt].type != MOLORA__J_STR || js.tok[t_pt].end - js.tok[t_pt].start >= sizeof ptype) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"peft_type\" missing or not a string"); goto out; }
+    molora__jstr(&js, &js.tok[t_pt], ptype);
+    if (molora__cfg_true(&c, "use_dora")) { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"use_dora\": DoRA adapters are not supported"); goto out; }
+    {
+        size_t tb = molora__jget(&js, 0, "bias");
+        if (tb && js.tok[tb].type != MOLORA__J_NULL && !molora__jeq(&js, &js.tok[tb], "none")) { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"bias\" must be \"none\" (trained biases are not supported)"); goto out; }
+    }
+
+    /* tensors -> modules */
+    for (i = 0; i < n_t; i++) {
+        const char *name = a->st->all[i]->name, *why;
+        size_t plen;
+        int idx, style, kind = molora__classify(name, &plen, &idx, &style, &why);
+        molora__module *m;
+        if (kind == MOLORA__K_REFUSE) { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "module %.*s: tensor \"%s\": %s", (int)plen, name, name, why); goto out; }
+        if (kind == MOLORA__K_IGNORE) { a->ignored[a->n_ignored++] = name; continue; }
+        if (!(m = molora__module_get(a, name, plen))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
+        switch (kind) {
+        case MOLORA__K_A: case MOLORA__K_B:
+            if (!molora__module_expert(a, m, idx)) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
+            if (style == 1) m->peft_style = 1; else if (style == 2) m->idx_style = 1; else { m->mola_style = 1; any_mola = 1; }
+            if (kind == MOLORA__K_A) m->A[idx] = (long)i; else m->B[idx] = (long)i;
+            break;
+        case MOLORA__K_GATE: m->gate = (long)i; break;
+        case MOLORA__K_GATE_BIAS: m->gate_bias = (long)i; break;
+        case MOLORA__K_THR_W: m->thr_w = (long)i; break;
+        case MOLORA__K_THR_B: m->thr_b = (long)i; break;
+        case MOLORA__K_MOLE_GATE: m->mole_gate = (long)i; break;
+        default: m->gate = (long)i; any_mola = 1; break;   /* router.router.weight */
+        }
+    }
+    if (!strcmp(ptype, "LORA")) { a->layout = any_mola ? MOLORA_LAYOUT_MOLA : MOLORA_LAYOUT_PEFT_LORA; style_want = any_mola ? 3 : 1; }
+    else if (!strcmp(ptype, "ADAMOLE")) { a->layout = MOLORA_LAYOUT_ADAMOLE; style_want = 2; }
+    else if (!strcmp(ptype, "MOLE")) { a->layout = MOLORA_LAYOUT_MOLE; style_want = 2; }
+    else if (!strcmp(ptype, "MOLORA")) { a->layout = MOLORA_LAYOUT_MOLORA; style_want = 2; }
+    else { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"peft_type\" \"%s\" is not one of LORA, ADAMOLE, MOLE, MOLORA", ptype); goto out; }
+    peft = a->layout == MOLORA_LAYOUT_PEFT_LORA;
+
+    /* config keys per layout */
+    if (peft || a->layout == MOLORA_LAYOUT_MOLA) {
+        size_t tr = molora__jget(&js, 0, "r");
+        if (a->layout == MOLORA_LAYOUT_MOLA && tr && js.tok[tr].type == MOLORA__J_ARR) r_list = tr;
+        else if ((r = molora__cfg_num(&c, "r", 0, 8, &r_cfg, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
+        if ((r = molora__cfg_num(&c, "lora_alpha", 0, 8, &lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
+        if (a->layout == MOLORA_LAYOUT_MOLA) {
+            k_list = molora__jget(&js, 0, "top_k");
+            if (k_list && js.tok[k_list].type == MOLORA__J_NULL) k_list = 0;
+            if (k_list && js.tok[k_list].type != MOLORA__J_ARR) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"top_k\" must be a list per layer"); goto out; }
+        }
+    } else {
+        if ((r = molora__cfg_num(&c, "lora_alpha", a->layout != MOLORA_LAYOUT_MOLORA, 8, &lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
+        if (a->layout != MOLORA_LAYOUT_MOLORA) {
+            if ((r = molora__cfg_int(&c, "lora_rank", 1, 8, &rank_cfg, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
+            if ((r = molora__cfg_int(&c, "num_experts", 1, 0, &num_experts, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
+        }
+        if ((r = molora__cfg_num(&c, "top_k", 0, 0, &top_k_v, &top_k_set)) != MOLORA_RESULT_SUCCESS) goto out;
+        if ((r = molora__cfg_num(&c, "threshold", 0, 0, &thr_v, &thr_set)) != MOLORA_RESULT_SUCCESS) goto out;
+        if ((r = molora__cfg_num(&c, "max_threshold", 0, 0, &tau_v, &tau_set)) != MOLORA_RESULT_SUCCESS) goto out;
+        if ((r = molora__cfg_num(&c, "temperature", 0, 1, &temp_v, &temp_set)) != MOLORA_RESULT_SUCCESS) goto out;
+        if (a->layout == MOLORA_LAYOUT_ADAMOLE) routing = MOLORA_ROUTING_ADAMOLE;
+        else if (a->layout == MOLORA_LAYOUT_MOLE) {
+            if (top_k_set == thr_set) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: MOLE needs exactly one of \"top_k\" and \"threshold\""); goto out; }
+            routing = top_k_set ? MOLORA_ROUTING_TOPK : MOLORA_ROUTING_THRESHOLD;
+        } else {
+            static const char *const rn[] = {"dense", "topk", "threshold", "adamole", "mole_output"};
+            size_t tr = molora__jget(&js, 0, "routing");
+            int k;
+            if (!tr) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"routing\" is missing"); goto out; }
+            for (k = 0; k < 5; k++) if (molora__jeq(&js, &js.tok[tr], rn[k])) break;
+            if (k == 5) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"routing\" must be dense, topk, threshold, adamole or mole_output"); goto out; }
+            routing = k;   /* same order as molora_routing */
+            scal = molora__jget(&js, 0, "expert_scaling");
+            if (!scal || (js.tok[scal].type != MOLORA__J_ARR && js.tok[scal].type != MOLORA__J_OBJ)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"expert_scaling\" must be a list of N numbers (or an object: module -> list)"); goto out; }
+        }
+    }
+    use_rslora = peft && molora__cfg_true(&c, "use_rslora");
+    if (peft) {
+        ltt = molora__jget(&js, 0, "layers_to_transform");
+        if (ltt && js.tok[ltt].type == MOLORA__J_NULL) ltt = 0;
+        if (ltt && js.tok[ltt].type != MOLORA__J_ARR && js.tok[ltt].type != MOLORA__J_NUM) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"layers_to_transform\" must be an int or a list of ints"); goto out; }
+    }
+
+    qsort(a->mods, (size_t)a->n_mod, sizeof *a->mods, molora__cmp_module);
+    /* layers_to_transform: modules of other decoder layers are ignored, as PEFT would skip them */
+    if (ltt) {
+        int w = 0;
+        for (l = 0; l < a->n_mod; l++) {
+            molora__module *m = &a->mods[l];
+            int keep = 0, e;
+            if (js.tok[ltt].type == MOLORA__J_NUM) keep = molora__jint(&js, &js.tok[ltt], &e) && e == m->dec_layer;
+            else for (i = 0; i < js.tok[ltt].size; i++) keep |= molora__jlist_num(&js, ltt, i, &dv) && dv == m->dec_layer;
+            if (keep) { a->mods[w++] = *m; continue; }
+            for (e = 0; e < m->n; e++) {
+                if (m->A[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->A[e]]->name;
+                if (m->B[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->B[e]]->name;
+            }
+            molora__mfree(&a->io, m->name); molora__mfree(&a->io, m->A); molora__mfree(&a->io, m->B);
+        }
+        a->n_mod = w;
+    }
+
+    /* experts: every index has A and B with matching shapes */
+    for (l = 0; l < a->n_mod; l++) {
+        molora__module *m = &a->mods[l];
+        int e;
+        if (m->n == 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: gate or router tensors but no lora_A / lora_B", m->name); goto out; }
+        if ((m->peft_style + m->idx_style + m->mola_style) != 1 || (style_want == 1 && !m->peft_style) || (style_want == 2 && !m->idx_style) || (style_want == 3 && !m->mola_style)) {
+            r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: lora_A / lora_B naming does not match the %s layout", m->name, molora__layout_names[a->layout]);
+            goto out;
+        }
+        for (e = 0; e < m->n; e++) {
+            const molora__tensor *A, *B;
+            if (m->A[e] < 0 || m->B[e] < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: expert %d has no lora_%s", m->name, e, m->A[e] < 0 ? "A" : "B"); goto out; }
+            A = a->st->all[m->A[e]]; B = a->st->all[m->B[e]];
+            if (A->n_dims != 2 || B->n_dims != 2 || A->shape[0] < 1 || A->shape[0] > 65536 || A->shape[1] < 1 || A->shape[1] > 0x7fffffff ||
+                B->shape[0] < 1 || B->shape[0] > 0x7fffffff || B->shape[1] != A->shape[0] ||
+                A->shape[1] != a->st->all[m->A[0]]->shape[1] || B->shape[0] != a->st->all[m->B[0]]->shape[0]) {
+                r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d: lora_A %s and lora_B %s shapes do not fit (r, d_in) and (d_out, r)", m->name, e, A->name, B->name);
+                goto out;
+            }
+        }
+        n_exp += (size_t)m->n;
+        if (a->st->all[m->A[0]]->shape[1] > max_din) max_din = (size_t)a->st->all[m->A[0]]->shape[1];
+    }
+    a->layers = (molora_layer_desc *)molora__calloc(&a->io, (size_t)(a->n_mod ? a->n_mod : 1), sizeof(molora_layer_desc));
+    a->dtypes = (molora_dtype *)molora__calloc(&a->io, (size_t)(a->n_mod ? a->n_mod : 1), sizeof(molora_dtype));
+    a->experts = (molora_expert_desc *)molora__calloc(&a->io, n_exp ? n_exp : 1, sizeof(molora_expert_desc));
+    a->zeros = peft ? (float *)molora__calloc(&a->io, max_din, sizeof(float)) : NULL;
+    if (!a->layers || !a->dtypes || !a->experts || (peft && !a->zeros)) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
+
+    n_exp = 0;
+    for (l = 0; l < a->n_mod; l++) {
+        molora__module *m = &a->mods[l];
+        molora_layer_desc *L = &a->layers[l];
+        molora_expert_desc *ex = a->experts + n_exp;
+        const char *bare = molora__strip(m->name);
+        int e, n = m->n;
+        uint64_t din = a->st->all[m->A[0]]->shape[1], dout = a->st->all[m->B[0]]->shape[0];
+        n_exp += (size_t)n;
+        L->d_in = (int)din; L->d_out = (int)dout; L->n_experts = n; L->experts = ex;
+        a->dtypes[l] = a->st->all[m->A[0]]->dtype;
+        for (e = 0; e < n; e++) {
+            ex[e].rank = (int)a->st->all[m->A[e]]->shape[0];
+            if ((r = molora__f32(a, m->A[e], &ex[e].A)) || (r = molora__f32(a, m->B[e], &ex[e].B))) goto out;
+        }
+        if (peft) {
+            double rr = r_cfg, al = lora_alpha;
+            int hit;
+            if ((r = molora__pattern(&c, "rank_pattern", bare, &dv, &hit))) goto out;
+            if (hit) rr = dv;
+            if ((r = molora__pattern(&c, "alpha_pattern", bare, &dv, &hit))) goto out;
+            if (hit) al = dv;
+            if (rr != ex[0].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: lora_A has rank %d but the config says r = %g", m->name, ex[0].rank, rr); goto out; }
+            ex[0].scaling = (float)(use_rslora ? al / sqrt(rr) : al / rr);
+            if (ex[0].scaling == 0.0f || !isfinite(ex[0].scaling)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: lora_alpha %g gives scaling %g", m->name, al, (double)ex[0].scaling); goto out; }
+            L->routing = MOLORA_ROUTING_DENSE;       /* one expert, weight 1 from a zero gate */
+            L->gate_weight = a->zeros;
+            continue;
+        }
+        if (a->layout == MOLORA_LAYOUT_MOLA) {
+            double rr = r_cfg, kk;
+            if (r_list && !molora__jlist_num(&js, r_list, (size_t)(m->dec_layer < 0 ? 0x7fffffff : m->dec_layer), &rr)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"r\" has no entry for decoder layer %d", m->name, m->dec_layer); goto out; }
+            for (e = 0; e < n; e++) {
+                if (rr != ex[e].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d has rank %d but the config says r = %g", m->name, e, ex[e].rank, rr); goto out; }
+                ex[e].scaling = (float)(lora_alpha / rr);
+            }
+            L->routing = MOLORA_ROUTING_TOPK;
+            if (k_list) {
+                if (!molora__jlist_num(&js, k_list, (size_t)(m->dec_layer < 0 ? 0x7fffffff : m->dec_layer), &kk) || kk != floor(kk) || kk < 1 || kk > n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" entry for decoder layer %d missing or outside 1..%d", m->name, m->dec_layer, n); goto out; }
+                L->top_k = (int)kk;
+            }
+            if (m->gate < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: router.router.weight is missing", m->name); goto out; }
+            if ((r = molora__shape2(a, m, m->gate, (uint64_t)n, din, 0, "router")) || (r = molora__f32(a, m->gate, &L->gate_weight))) goto out;
+            continue;
+        }
+        /* ADAMOLE, MOLE, MOLORA */
+        if (num_experts && num_experts != n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: %d experts in the tensors, num_experts = %d", m->name, n, num_experts); goto out; }
+        for (e = 0; e < n; e++) {
+            if (a->layout == MOLORA_LAYOUT_MOLORA) {
+                size_t list = scal;
+                if (js.tok[scal].type == MOLORA__J_OBJ) {
+                    list = molora__jget(&js, scal, m->name);
+                    if (!list) list = molora__jget(&js, scal, bare);
+                }
+                if (!list || js.tok[list].type != MOLORA__J_ARR || js.tok[list].size != (size_t)n || !molora__jlist_num(&js, list, (size_t)e, &dv) || dv <= 0) {
+                    r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"expert_scaling\" must give %d positive numbers", m->name, n);
+                    goto out;
+                }
+                ex[e].scaling = (float)dv;
+            } else {
+                if (ex[e].rank != rank_cfg) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d has rank %d, lora_rank = %d", m->name, e, ex[e].rank, rank_cfg); goto out; }
+                ex[e].scaling = (float)(lora_alpha / rank_cfg);
+            }
+        }
+        L->routing = (molora_routing)routing;
+        L->temperature = (float)temp_v;
+        if (routing == MOLORA_ROUTING_TOPK) {
+            if (top_k_v != floor(top_k_v) || top_k_v < 1 || top_k_v > n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" %g outside 1..%d", m->name, top_k_v, n); goto out; }
+            L->top_k = (int)top_k_v;
+        }
+        if (routing == MOLORA_ROUTING_THRESHOLD) {
+            if (!thr_set) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"threshold\" is missing", m->name); goto out; }
+            L->threshold = (float)thr_v;
+        }
+        if (routing == MOLORA_ROUTING_ADAMOLE && tau_set) { L->tau_max_set = 1; L->tau_max = (float)tau_v; }
+        if (m->gate >= 0) {
+            if ((r = molora__shape2(a, m, m->gate, (uint64_t)n, din, 0, "lora_gating.weight")) || (r = molora__f32(a, m->gate, &L->gate_weight))) goto out;
+        } else if (routing != MOLORA_ROUTING_MOLE_OUTPUT) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: lora_gating.weight is missing", m->name); goto out; }
+        if (m->gate_bias >= 0) {
+            if ((r = molora__shape2(a, m, m->gate_bias, 1, (uint64_t)n, 1, "lora_gating.bias")) || (r = molora__f32(a, m->gate_bias, &L->gate_bias))) goto out;
+        }
+        if (routing == MOLORA_ROUTING_ADAMOLE) {
+            const float *b;
+            if (m->thr_w < 0 || m->thr_b < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: lora_threshold.%s is missing", m->name, m->thr_w < 0 ? "weight" : "bias"); goto out; }
+            if ((r = molora__shape2(a, m, m->thr_w, 1, din, 1, "lora_threshold.weight")) || (r = molora__f32(a, m->thr_w, &L->threshold_weight))) goto out;
+            if ((r = molora__shape2(a, m, m->thr_b, 1, 1, 1, "lora_threshold.bias")) || (r = molora__f32(a, m->thr_b, &b))) goto out;
+            L->threshold_bias = b[0];
+        }
+        if (routing == MOLORA_ROUTING_MOLE_OUTPUT) {
+            uint64_t cols;
+            if (m->mole_gate < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: mole_gate.weight is missing (routing mole_output)", m->name); goto out; }
+            cols = (uint64_t)n * dout;
+            if ((r = molora__shape2(a, m, m->mole_gate, (uint64_t)n, cols, 0, "mole_gate.weight")) || (r = molora__f32(a, m->mole_gate, &L->mole_gate))) goto out;
+        }
+    }
+    r = MOLORA_RESULT_SUCCESS;
+out:
+    molora__json_free(&a->io, &js);
+    return r;
+}
+
+MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, size_t config_size,
+                                                    molora_safetensors *weights,
+                                                    const molora_load_desc *desc, molora_adapter **out)
+{
+    molora__io io;
+    molora_adapter *a;
+    molora_result r;
+    if (!out) return MOLORA_RESULT_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!weights || (!config_json && config_size) || molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    a = (molora_adapter *)molora__calloc(&io, 1, sizeof *a);
+    if (!a) return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    a->io = io;
+    a->st = weights;
+    a->ignored = (const char **)molora__calloc(&io, weights->n + 1, sizeof(char *));
+    if (!a->ignored) { molora_adapter_free(a); return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); }
+    r = molora__adapter_build(a, config_json ? config_json : "", config_size);
+    if (r) { molora_adapter_free(a); return r; }
+    *out = a;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+#ifndef MOLORA_NO_STDIO
+MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_desc *desc, molora_adapter **out)
+{
+    molora__io io;
+    char *cfg_path, *st_path, *text = NULL;
+    size_t size = 0;
+    molora_safetensors *st = NULL;
+    molora_result r;
+    if (!out) return MOLORA_RESULT_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!dir || molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    cfg_path = molora__path_join(&io, dir, "adapter_config.json");
+    st_path = molora__path_join(&io, dir, "adapter_model.safetensors");
+    if (!cfg_path || !st_path) r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", dir);
+    else if (!(r = molora__slurp(&io, cfg_path, &text, &size)) && !(r = molora_safetensors_open(st_path, desc, &st))) {
+        r = molora_adapter_load_memory(text, size, st, desc, out);
+        if (!r) (*out)->own_st = 1;
+        else molora_safetensors_free(st);
+    }
+    molora__mfree(&io, text);
+    molora__mfree(&io, cfg_path);
+    molora__mfree(&io, st_path);
+    return r;
+}
+#endif
+
+MOLORA_API molora_layout molora_adapter_layout(const molora_adapter *a) { return a ? a->layout : MOLORA_LAYOUT_COUNT; }
+MOLORA_API int molora_adapter_n_modules(const molora_adapter *a) { return a ? a->n_mod : 0; }
+MOLORA_API molora_result molora_adapter_get_desc(const molora_adapter *a, molora_model_desc *d)
+{
+    if (!a || !d) return MOLORA_RESULT_INVALID_ARGUMENT;
+    memset(d, 0, sizeof *d);
+    d->n_layers = a->n_mod;
+    d->layers = a->layers;
+    d->memory = a->io.mem;
+    d->log = a->io.lg.fn;
+    d->log_user = a->io.lg.user;
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA_API const char *molora_adapter_module_name(const molora_adapter *a, int layer)
+{
+    return (a && layer >= 0 && layer < a->n_mod) ? a->mods[layer].name : NULL;
+}
+MOLORA_API molora_dtype molora_adapter_module_dtype(const molora_adapter *a, int layer)
+{
+    return (a && layer >= 0 && layer < a->n_mod) ? a->dtypes[layer] : MOLORA_DTYPE_COUNT;
+}
+MOLORA_API int molora_adapter_find_module(const molora_adapter *a, const char *path)
+{
+    int l;
+    if (!a || !path) return -1;
+    path = molora__strip(path);
+    for (l = 0; l < a->n_mod; l++)
+        if (!strcmp(molora__strip(a->mods[l].name), path)) return l;
+    return -1;
+}
+MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *a) { return a ? a->n_ignored : 0; }
+MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *a, size_t i)
+{
+    return (a && i < a->n_ignored) ? a->ignored[i] : NULL;
+}
+/* ==== [end files] ========================================================================== */
 
 #endif /* MOLORA__IMPLEMENTED */
 #endif /* MOLORA_IMPLEMENTATION */

@@ -1,0 +1,68 @@
+#!/bin/sh
+# The molora command on every fixture layout and on malformed inputs: outputs against the
+# float64 expectations, non-zero exit with exactly one stderr line on bad input.
+# Usage: tests/test_cli.sh [build/molora]   (from the repository root)
+B=${1:-build/molora}
+F=tests/fixtures
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok()  { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+fwd() { # dir module expected [extra args...]
+    d=$1; m=$2; e=$3; shift 3
+    if $B forward "$d" --module "$m" --input $F/x.npy --output $T/y.npy "$@" 2>$T/err &&
+       python3 tests/npy_close.py $T/y.npy "$e" >/dev/null; then ok; else bad "forward $d $m $*: $(cat $T/err)"; fi
+}
+refuse() { # expected-substring command...
+    want=$1; shift
+    "$@" >/dev/null 2>$T/err; rc=$?
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l <$T/err)" -eq 1 ] && grep -q -- "$want" $T/err; then ok
+    else bad "rc=$rc '$*' stderr: $(cat $T/err)"; fi
+}
+fwd $F/peft model.layers.0.self_attn.q_proj $F/peft/expected.layers.0.q_proj.npy
+fwd $F/peft base_model.model.model.layers.1.self_attn.v_proj $F/peft/expected.layers.1.v_proj.npy
+fwd $F/peft_rslora model.layers.1.self_attn.q_proj $F/peft_rslora/expected.layers.1.q_proj.npy
+fwd $F/adamole model.layers.0.self_attn.q_proj $F/adamole/expected.layers.0.q_proj.npy
+fwd $F/mole model.layers.0.self_attn.v_proj $F/mole/expected.layers.0.v_proj.npy
+fwd $F/mola model.layers.0.self_attn.o_proj $F/mola/expected.layers.0.o_proj.npy
+fwd $F/mola model.layers.1.self_attn.o_proj $F/mola/expected.layers.1.o_proj.npy
+fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected.layers.0.k_proj.npy
+fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected.layers.0.k_proj.mask02.npy --mask 1 --weights-out $T/w.npy
+fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected_full.layers.0.k_proj.npy --base $F/base
+fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected_full.layers.0.k_proj.npy --base $F/base/model.safetensors.index.json
+for v in x_v2 x_v3; do
+    if $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/$v.npy --output $T/y.npy &&
+       python3 tests/npy_close.py $T/y.npy $F/molora/expected.layers.0.k_proj.npy >/dev/null; then ok; else bad "npy $v"; fi
+done
+for d in peft peft_rslora adamole mole mola molora; do
+    if $B inspect $F/$d --json >$T/j && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['layout'] and j['modules']" $T/j; then ok; else bad "inspect --json $d"; fi
+done
+# compose two independently trained PEFT adapters with ranks 1 and 3, then run the result
+if $B compose --expert $F/compose_e0 --expert $F/compose_e1 --gate $F/compose_gate.safetensors --out $T/comp 2>$T/err; then ok; else bad "compose: $(cat $T/err)"; fi
+fwd $T/comp model.layers.0.self_attn.q_proj $F/compose_expected.layers.0.q_proj.npy
+# refusals: one line naming the file / tensor / key
+refuse "Fortran" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x_fortran.npy --output $T/y.npy
+refuse "<f8" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x_f64.npy --output $T/y.npy
+refuse "width 6" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x_wide.npy --output $T/y.npy
+refuse "no adapted module" $B forward $F/molora --module model.layers.9.q_proj --input $F/x.npy --output $T/y.npy
+refuse "--mask" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x.npy --output $T/y.npy --mask 7
+refuse "lora_gating" $B compose --expert $F/compose_e0 --expert $F/compose_e1 --gate $F/base/model-00001-of-00002.safetensors --out $T/c2
+refuse "not a plain PEFT" $B compose --expert $F/mola --gate $F/compose_gate.safetensors --out $T/c3
+refuse "use_dora" $B inspect $F/bad/dora
+refuse "bias" $B inspect $F/bad/bias
+refuse "embed_tokens" $B inspect $F/bad/embedding
+refuse "q_proj" $B inspect $F/bad/missing_b
+refuse "q_proj" $B inspect $F/bad/shape
+refuse "r = 3" $B inspect $F/bad/rank
+refuse "I32" $B inspect $F/bad/i32
+refuse "adapter_config.json" $B inspect $F/bad/config_json
+refuse "IA3" $B inspect $F/bad/peft_type
+refuse "not yet" $B alpha $F/base
+# a truncated and a garbage adapter_model.safetensors
+cp -r $F/molora $T/trunc && head -c 100 $F/molora/adapter_model.safetensors >$T/trunc/adapter_model.safetensors
+refuse "adapter_model.safetensors" $B inspect $T/trunc
+cp -r $F/molora $T/garbage && printf 'garbage!garbage!' >$T/garbage/adapter_model.safetensors
+refuse "adapter_model.safetensors" $B inspect $T/garbage
+echo "cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]

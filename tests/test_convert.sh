@@ -1,0 +1,34 @@
+#!/bin/sh
+# tools/convert_pickle.py on a torch-saved AdaMoLE-style state dict (aliases, BF16, F16): bytes
+# preserved, aliases dropped, result loads with build/molora. Skips when Debian's torch is absent.
+PY=${PYTHON:-/usr/bin/python3}
+B=${1:-build/molora}
+if ! $PY -c "import torch" 2>/dev/null; then echo "convert: skipped (no python3-torch)"; exit 0; fi
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+$PY - "$T" <<'PYEOF' || exit 1
+import json, struct, subprocess, sys, torch
+T = sys.argv[1]
+torch.manual_seed(0)
+P = "base_model.model.model.layers.0.self_attn.q_proj"
+sd = {}
+for i in range(2):
+    A, B = torch.randn(2, 5), torch.randn(4, 2)
+    sd[P + ".lora_A.%d.weight" % i], sd[P + ".lora_B.%d.weight" % i] = A, B
+    sd[P + ".moe_layer.experts.%d.lora_A.weight" % i], sd[P + ".moe_layer.experts.%d.lora_B.weight" % i] = A, B
+sd[P + ".lora_gating.weight"] = torch.randn(2, 5).to(torch.bfloat16)
+sd[P + ".lora_threshold.weight"] = torch.randn(1, 5).half()
+sd[P + ".lora_threshold.bias"] = torch.randn(1)
+torch.save(sd, T + "/adapter_model.bin")
+json.dump({"peft_type": "ADAMOLE", "lora_rank": 2, "lora_alpha": 4, "num_experts": 2, "max_threshold": None}, open(T + "/adapter_config.json", "w"))
+subprocess.run([sys.executable, "tools/convert_pickle.py", T, T + "/out"], check=True, stdout=subprocess.DEVNULL)
+b = open(T + "/out/adapter_model.safetensors", "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+assert len(h) == 7 and not any("moe_layer" in k for k in h), sorted(h)
+for k, v in h.items():
+    t = sd[k]
+    ref = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+    assert b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] == ref, k
+PYEOF
+$B inspect "$T/out" >/dev/null || exit 1
+echo "convert: 1 passed, 0 failed"

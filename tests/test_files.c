@@ -1,0 +1,523 @@
+/* File tests: the safetensors reader against every check of huggingface/safetensors v0.7.0
+   (its unit-test byte strings and the shapes of its attacks/ scripts, built here), conversion,
+   alignment, the JSON limits, sharded models and every adapter layout through the loader and
+   molora_forward against float64 expectations written by tests/fixtures/make_fixtures.py.
+   Run from the repository root (fixture paths are relative). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "molora.h"
+
+/* ---- a counting memory hook: every path must free what it allocates --------------------- */
+static long g_live;
+static void *cnt_alloc(size_t n, void *u) { (void)u; g_live++; return malloc(n); }
+static void cnt_free(void *p, void *u) { (void)u; if (p) g_live--; free(p); }
+static char g_log[512];
+static void cnt_log(void *u, molora_result r, const char *m) { (void)u; (void)r; snprintf(g_log, sizeof g_log, "%s", m); }
+static molora_load_desc desc(void)
+{
+    molora_load_desc d;
+    memset(&d, 0, sizeof d);
+    d.memory.alloc = cnt_alloc; d.memory.free = cnt_free; d.log = cnt_log;
+    return d;
+}
+
+static molora_result open_bytes(const void *b, size_t n)
+{
+    molora_load_desc d = desc();
+    molora_safetensors *st = NULL;
+    molora_result r;
+    g_log[0] = 0;
+    r = molora_safetensors_open_memory(b, n, &d, &st);
+    if (r == MOLORA_RESULT_SUCCESS) assert_non_null(st); else assert_null(st);
+    molora_safetensors_free(st);
+    assert_int_equal(g_live, 0);
+    return r;
+}
+#define S(lit) (lit), (sizeof(lit) - 1)
+
+/* builds "8-byte length + header + data" into a static buffer */
+static unsigned char g_buf[1 << 16];
+static size_t build(const char *header, size_t data_len, uint64_t claimed)
+{
+    size_t n = strlen(header), i;
+    uint64_t h = claimed ? claimed : n;
+    for (i = 0; i < 8; i++) g_buf[i] = (unsigned char)(h >> (8 * i));
+    memcpy(g_buf + 8, header, n);
+    memset(g_buf + 8 + n, 0, data_len);
+    return 8 + n + data_len;
+}
+
+/* ---- the reference's unit tests ------------------------------------------------------------ */
+static void test_reference_valid(void **state)
+{
+    (void)state;
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_SUCCESS);
+    /* empty shape = scalar, zero-sized tensor, whitespace-padded header, empty file with metadata */
+    assert_int_equal(open_bytes(S("8\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[],\"data_offsets\":[0,4]}}\x00\x00\x00\x00")), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,0],\"data_offsets\":[0, 0]}}")), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(open_bytes(S("\x06\x00\x00\x00\x00\x00\x00\x00{}\x0D\x20\x09\x0A")), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(open_bytes(S("\x08\x00\x00\x00\x00\x00\x00\x00{}      ")), MOLORA_RESULT_SUCCESS);
+    {
+        static const unsigned char ser[] = {40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116, 97, 95,
+            95, 34, 58, 123, 34, 102, 114, 97, 109, 101, 119, 111, 114, 107, 34, 58, 34, 112,
+            116, 34, 125, 125, 32, 32, 32, 32, 32};
+        molora_load_desc d = desc();
+        molora_safetensors *st;
+        assert_int_equal(molora_safetensors_open_memory(ser, sizeof ser, &d, &st), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_n_metadata(st), 1);
+        assert_string_equal(molora_safetensors_find_metadata(st, "framework"), "pt");
+        assert_null(molora_safetensors_find_metadata(st, "nope"));
+        molora_safetensors_free(st);
+    }
+    {   /* test_serialization's exact bytes: F32 (1, 2, 3) = 0..5 */
+        static const unsigned char ser[] = {64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58, 123, 34, 100,
+            116, 121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44, 34, 115, 104, 97, 112, 101, 34,
+            58, 91, 49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102, 115,
+            101, 116, 115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125, 0, 0, 0, 0, 0, 0, 128, 63,
+            0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64};
+        molora_load_desc d = desc();
+        molora_safetensors *st;
+        molora_tensor_info ti;
+        size_t idx;
+        float v[6];
+        int i;
+        assert_int_equal(molora_safetensors_open_memory(ser, sizeof ser, &d, &st), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_find(st, "attn.0", &idx), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_find(st, "attn.1", &idx), MOLORA_RESULT_TENSOR_NOT_FOUND);
+        assert_int_equal(molora_safetensors_get_info(st, 0, &ti), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(ti.n_dims, 3);
+        assert_int_equal(ti.shape[2], 3);
+        assert_int_equal(ti.dtype, MOLORA_DTYPE_F32);
+        assert_int_equal(molora_safetensors_read_f32(st, 0, v, 6), MOLORA_RESULT_SUCCESS);
+        for (i = 0; i < 6; i++) assert_true(v[i] == (float)i);
+        molora_safetensors_free(st);
+        assert_int_equal(g_live, 0);
+    }
+}
+
+static void test_reference_errors(void **state)
+{
+    char h[2048];
+    int i;
+    size_t n;
+    (void)state;
+    assert_int_equal(open_bytes("", 0), MOLORA_RESULT_HEADER_TOO_SMALL);
+    assert_int_equal(open_bytes(S("\x01\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_HEADER_TOO_SMALL);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\xff\xff\xff{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_HEADER_TOO_LARGE);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_INVALID_HEADER_LENGTH);
+    assert_int_equal(open_bytes(S("\x01\x00\x00\x00\x00\x00\x00\x00\xff")), MOLORA_RESULT_INVALID_UTF8);
+    assert_int_equal(open_bytes(S("\x01\x00\x00\x00\x00\x00\x00\x00{")), MOLORA_RESULT_INVALID_JSON);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0, 4]}}")), MOLORA_RESULT_TENSOR_INVALID_INFO);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00extra_bogus_data_for_polyglot_file")), MOLORA_RESULT_INCOMPLETE_BUFFER);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_INCOMPLETE_BUFFER);
+    assert_int_equal(open_bytes(S("O\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,18446744073709551614],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_SIZE_OVERFLOW);
+    assert_int_equal(open_bytes(S("N\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,9223372036854775807],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_SIZE_OVERFLOW);
+    /* test_json_attack: ten tensors all at [0, 16] */
+    n = (size_t)sprintf(h, "{");
+    for (i = 0; i < 10; i++) n += (size_t)sprintf(h + n, "%s\"weight_%d\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}", i ? "," : "", i);
+    sprintf(h + n, "}");
+    n = build(h, 16, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
+    assert_non_null(strstr(g_log, "weight_"));
+    /* MisalignedSlice: an odd number of F4 values */
+    n = build("{\"t\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_TENSOR_INVALID_INFO);
+    n = build("{\"t\":{\"dtype\":\"F4\",\"shape\":[4],\"data_offsets\":[0,2]}}", 2, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SUCCESS);
+}
+
+/* ---- attacks/ shapes and more -------------------------------------------------------------- */
+static void test_attacks(void **state)
+{
+    size_t n;
+    (void)state;
+    /* attempt 1: a valid 2x2 F32 file whose header length says 1000 */
+    n = build("{\"weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16, 1000);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_HEADER_LENGTH);
+    n = build("{}", 0, (uint64_t)1 << 63);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_HEADER_TOO_LARGE);
+    n = build("{}", 0, 100000001);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_HEADER_TOO_LARGE);
+    /* overlapping offsets */
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
+    assert_non_null(strstr(g_log, "\"b\""));
+    /* gap, not starting at 0, end before begin, beyond the file */
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", 8, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INCOMPLETE_BUFFER);
+    /* offsets that overflow 64 bits, or sit at the top of the range */
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,18446744073709551616]}}", 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    n = build("{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],\"data_offsets\":[0,18446744073709551615]}}", 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SIZE_OVERFLOW);   /* bits = n * 8 overflows, as upstream */
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_TENSOR_INVALID_INFO);
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SIZE_OVERFLOW);
+    /* field types and dtypes */
+    n = build("{\"a\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":{\"ignored\":[1,2]}}}", 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SUCCESS);
+    n = build("{\"__metadata__\":{\"k\":1}}", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    n = build("{\"__metadata__\":null}", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SUCCESS);
+    n = build("[]", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    n = build("{} x", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    n = build("{\"a\\ud800\":1}", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    /* duplicate names, rejected by name (also when written with an escape) */
+    n = build("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"\\u0077\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_DUPLICATE_NAME);
+    assert_non_null(strstr(g_log, "\"w\""));
+    /* overlong UTF-8, surrogate in UTF-8 */
+    n = build("{\"\xc0\xaf\":1}", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_UTF8);
+    n = build("{\"\xed\xa0\x80\":1}", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_UTF8);
+}
+
+static void test_json_depth(void **state)
+{
+    char h[4096];
+    size_t n;
+    int d;
+    (void)state;
+    for (d = 100; d <= 200; d += 100) {
+        int i;
+        n = (size_t)sprintf(h, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":");
+        for (i = 0; i < d; i++) h[n++] = '[';
+        for (i = 0; i < d; i++) h[n++] = ']';
+        strcpy(h + n, "}}");
+        n = build(h, 4, 0);
+        assert_int_equal(open_bytes(g_buf, n), d == 100 ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_INVALID_JSON);
+    }
+}
+
+/* every prefix of a valid file is rejected, never crashes, never leaks */
+static void test_truncation(void **state)
+{
+    size_t n, k;
+    static unsigned char copy[4096];
+    (void)state;
+    n = build("{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[24,30]}}", 30, 0);
+    memcpy(copy, g_buf, n);
+    assert_int_equal(open_bytes(copy, n), MOLORA_RESULT_SUCCESS);
+    for (k = 0; k < n; k++) {
+        unsigned char *t = (unsigned char *)malloc(k + 1);
+        memcpy(t, copy, k);
+        assert_int_not_equal(open_bytes(t, k), MOLORA_RESULT_SUCCESS);
+        free(t);
+    }
+}
+
+static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+static void test_conversion(void **state)
+{
+    /* F16: 1, -2, smallest subnormal, largest subnormal, +Inf, -Inf, NaN, -0, 65504 */
+    static const uint16_t h16[] = {0x3C00, 0xC000, 0x0001, 0x03FF, 0x7C00, 0xFC00, 0x7E00, 0x8000, 0x7BFF};
+    /* BF16: 1, subnormal 0x0001, Inf, NaN, -0 */
+    static const uint16_t b16[] = {0x3F80, 0x0001, 0x7F80, 0x7FC0, 0x8000};
+    char hdr[256];
+    unsigned char *buf;
+    size_t n, i, idx;
+    float v[9];
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    const float *p;
+    (void)state;
+    n = build("{\"h\":{\"dtype\":\"F16\",\"shape\":[9],\"data_offsets\":[0,18]},\"b\":{\"dtype\":\"BF16\",\"shape\":[5],\"data_offsets\":[18,28]},\"i\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[28,32]}}", 32, 0);
+    for (i = 0; i < 9; i++) { g_buf[n - 32 + 2 * i] = (unsigned char)h16[i]; g_buf[n - 32 + 2 * i + 1] = (unsigned char)(h16[i] >> 8); }
+    for (i = 0; i < 5; i++) { g_buf[n - 14 + 2 * i] = (unsigned char)b16[i]; g_buf[n - 14 + 2 * i + 1] = (unsigned char)(b16[i] >> 8); }
+    assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_safetensors_find(st, "h", &idx), 0);
+    assert_int_equal(molora_safetensors_read_f32(st, idx, v, 9), MOLORA_RESULT_SUCCESS);
+    assert_true(v[0] == 1.0f && v[1] == -2.0f);
+    assert_true(v[2] == ldexpf(1.0f, -24) && v[3] == 1023.0f * ldexpf(1.0f, -24));
+    assert_true(isinf(v[4]) && v[4] > 0 && isinf(v[5]) && v[5] < 0 && isnan(v[6]));
+    assert_true(f2u(v[7]) == 0x80000000u && v[8] == 65504.0f);
+    assert_int_equal(molora_safetensors_read_f32(st, idx, v, 8), MOLORA_RESULT_INVALID_SHAPE);
+    assert_int_equal(molora_safetensors_find(st, "b", &idx), 0);
+    assert_int_equal(molora_safetensors_get_f32(st, idx, &p), MOLORA_RESULT_SUCCESS);
+    assert_true(p[0] == 1.0f && f2u(p[1]) == 0x00010000u && isinf(p[2]) && isnan(p[3]) && f2u(p[4]) == 0x80000000u);
+    assert_int_equal(molora_safetensors_find(st, "i", &idx), 0);
+    g_log[0] = 0;
+    assert_int_equal(molora_safetensors_get_f32(st, idx, &p), MOLORA_RESULT_UNSUPPORTED_DTYPE);
+    assert_non_null(strstr(g_log, "\"i\""));
+    assert_int_equal(molora_safetensors_read_f32(st, idx, v, 1), MOLORA_RESULT_UNSUPPORTED_DTYPE);
+    molora_safetensors_free(st);
+    assert_int_equal(g_live, 0);
+
+    /* F32 borrowed when aligned, copied when not */
+    buf = (unsigned char *)malloc(256);
+    for (i = 0; i < 2; i++) {
+        unsigned char *b = buf + 8 + i;     /* 8-aligned + header of 16 bytes -> data aligned for i = 0 */
+        float want[2] = {1.5f, -3.25f};
+        strcpy(hdr, "{\"f\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}    ");
+        n = build(hdr, 8, 0);
+        memcpy(g_buf + n - 8, want, 8);
+        memcpy(b, g_buf, n);
+        assert_int_equal(molora_safetensors_open_memory(b, n, &d, &st), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_get_f32(st, 0, &p), MOLORA_RESULT_SUCCESS);
+        assert_true(p[0] == 1.5f && p[1] == -3.25f);
+        if (((uintptr_t)(b + n - 8) & 3) == 0) assert_ptr_equal(p, b + n - 8);
+        else assert_ptr_not_equal((const void *)p, (const void *)(b + n - 8));
+        molora_safetensors_free(st);
+    }
+    free(buf);
+    assert_int_equal(g_live, 0);
+}
+
+/* ---- sharded model ----------------------------------------------------------------------- */
+static void test_sharded(void **state)
+{
+    static const char *const paths[] = {"tests/fixtures/base", "tests/fixtures/base/model.safetensors.index.json"};
+    int k;
+    (void)state;
+    for (k = 0; k < 2; k++) {
+        molora_load_desc d = desc();
+        molora_safetensors *st;
+        molora_tensor_info ti;
+        size_t idx;
+        assert_int_equal(molora_safetensors_open(paths[k], &d, &st), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_n_tensors(st), 2);
+        assert_int_equal(molora_safetensors_find(st, "model.layers.0.self_attn.k_proj.bias", &idx), 0);
+        molora_safetensors_get_info(st, idx, &ti);
+        assert_int_equal(ti.shard, 1);
+        assert_int_equal(molora_safetensors_n_metadata(st), 2);
+        molora_safetensors_free(st);
+        assert_int_equal(g_live, 0);
+    }
+    {
+        molora_load_desc d = desc();
+        molora_safetensors *st;
+        assert_int_equal(molora_safetensors_open("tests/fixtures/nope", &d, &st), MOLORA_RESULT_IO_ERROR);
+        assert_int_equal(molora_safetensors_open("tests/fixtures/peft/adapter_config.json", &d, &st), MOLORA_RESULT_INVALID_JSON);
+        assert_int_equal(g_live, 0);
+    }
+}
+
+/* ---- adapters ---------------------------------------------------------------------------- */
+static float *npy_load(const char *path, int *rows, int *cols)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char pre[10];
+    char h[256];
+    size_t hl;
+    float *v;
+    assert_non_null(f);
+    assert_int_equal(fread(pre, 1, 10, f), 10);
+    hl = (size_t)pre[8] | (size_t)pre[9] << 8;
+    assert_true(hl < sizeof h);
+    assert_int_equal(fread(h, 1, hl, f), hl);
+    h[hl] = 0;
+    assert_int_equal(sscanf(strstr(h, "'shape': (") + 10, "%d, %d", rows, cols), 2);
+    v = (float *)malloc((size_t)*rows * (size_t)*cols * sizeof(float));
+    assert_int_equal(fread(v, sizeof(float), (size_t)*rows * (size_t)*cols, f), (size_t)*rows * (size_t)*cols);
+    fclose(f);
+    return v;
+}
+
+/* loads dir, runs module on tests/fixtures/x.npy, compares with expected (mask: optional) */
+static void check_forward(const char *dir, const char *module, const char *expected, molora_layout layout, int n_modules, const uint8_t *mask)
+{
+    molora_load_desc d = desc();
+    molora_adapter *a;
+    molora_model_desc md;
+    molora_model *m;
+    molora_forward_args fa;
+    float *X, *E, *Y;
+    int T, din, rows, cols, l, i;
+    size_t ws;
+    void *w;
+    double maxerr = 0;
+    X = npy_load("tests/fixtures/x.npy", &T, &din);
+    E = npy_load(expected, &rows, &cols);
+    assert_int_equal(molora_adapter_load(dir, &d, &a), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_adapter_layout(a), layout);
+    assert_int_equal(molora_adapter_n_modules(a), n_modules);
+    l = molora_adapter_find_module(a, module);
+    assert_true(l >= 0);
+    assert_int_equal(molora_adapter_find_module(a, molora_adapter_module_name(a, l)), l);
+    assert_int_equal(molora_adapter_get_desc(a, &md), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(md.layers[l].d_out, cols);
+    Y = (float *)calloc((size_t)T * (size_t)cols, sizeof(float));
+    assert_int_equal(molora_workspace_size(m, T, &ws), MOLORA_RESULT_SUCCESS);
+    w = malloc(ws);
+    memset(&fa, 0, sizeof fa);
+    fa.layer = l; fa.n_tokens = T; fa.x = X; fa.y = Y; fa.output = MOLORA_OUTPUT_DELTA;
+    fa.expert_mask = mask; fa.workspace = w; fa.workspace_size = ws;
+    assert_int_equal(molora_forward(m, &fa), MOLORA_RESULT_SUCCESS);
+    for (i = 0; i < T * cols; i++) {
+        double e = fabs((double)Y[i] - E[i]) / (fabs(E[i]) > 1 ? fabs(E[i]) : 1);
+        if (e > maxerr) maxerr = e;
+    }
+    if (maxerr > 1e-5) fail_msg("%s %s: max rel err %.3g", dir, module, maxerr);
+    free(X); free(E); free(Y); free(w);
+    molora_model_free(m);
+    molora_adapter_free(a);
+    assert_int_equal(g_live, 0);
+}
+
+static void test_layouts(void **state)
+{
+    static const uint8_t mask02[3] = {1, 0, 1};
+    const char *F = "tests/fixtures";
+    char a[256], b[256];
+    (void)state;
+#define CASE(dir, mod, exp, layout, n, mask) \
+    snprintf(a, sizeof a, "%s/%s", F, dir); snprintf(b, sizeof b, "%s/%s/%s", F, dir, exp); check_forward(a, mod, b, layout, n, mask)
+    CASE("peft", "model.layers.0.self_attn.q_proj", "expected.layers.0.q_proj.npy", MOLORA_LAYOUT_PEFT_LORA, 4, NULL);
+    CASE("peft", "base_model.model.model.layers.1.self_attn.v_proj", "expected.layers.1.v_proj.npy", MOLORA_LAYOUT_PEFT_LORA, 4, NULL);
+    CASE("peft_rslora", "model.layers.1.self_attn.q_proj", "expected.layers.1.q_proj.npy", MOLORA_LAYOUT_PEFT_LORA, 1, NULL);
+    CASE("adamole", "model.layers.0.self_attn.q_proj", "expected.layers.0.q_proj.npy", MOLORA_LAYOUT_ADAMOLE, 1, NULL);
+    CASE("mole", "model.layers.0.self_attn.v_proj", "expected.layers.0.v_proj.npy", MOLORA_LAYOUT_MOLE, 1, NULL);
+    CASE("mola", "model.layers.0.self_attn.o_proj", "expected.layers.0.o_proj.npy", MOLORA_LAYOUT_MOLA, 2, NULL);
+    CASE("mola", "model.layers.1.self_attn.o_proj", "expected.layers.1.o_proj.npy", MOLORA_LAYOUT_MOLA, 2, NULL);
+    CASE("molora", "model.layers.0.self_attn.k_proj", "expected.layers.0.k_proj.npy", MOLORA_LAYOUT_MOLORA, 1, NULL);
+    CASE("molora", "model.layers.0.self_attn.k_proj", "expected.layers.0.k_proj.mask02.npy", MOLORA_LAYOUT_MOLORA, 1, mask02);
+#undef CASE
+}
+
+static void test_adapter_details(void **state)
+{
+    molora_load_desc d = desc();
+    molora_adapter *a;
+    molora_model_desc md;
+    (void)state;
+    /* MoLA: N per layer from the tensors, default top-k rule, BF16 */
+    assert_int_equal(molora_adapter_load("tests/fixtures/mola", &d, &a), MOLORA_RESULT_SUCCESS);
+    molora_adapter_get_desc(a, &md);
+    assert_int_equal(md.layers[0].n_experts, 2);
+    assert_int_equal(md.layers[1].n_experts, 3);
+    assert_int_equal(md.layers[1].routing, MOLORA_ROUTING_TOPK);
+    assert_int_equal(molora_adapter_module_dtype(a, 1), MOLORA_DTYPE_BF16);
+    assert_int_equal(molora_adapter_find_module(a, "model.layers.7.self_attn.o_proj"), -1);
+    molora_adapter_free(a);
+    /* PEFT: rank_pattern / alpha_pattern scalings, modules_to_save ignored */
+    assert_int_equal(molora_adapter_load("tests/fixtures/peft", &d, &a), MOLORA_RESULT_SUCCESS);
+    molora_adapter_get_desc(a, &md);
+    assert_int_equal(md.layers[0].experts[0].rank, 4);
+    assert_true(md.layers[0].experts[0].scaling == 1.0f);
+    assert_true(md.layers[3].experts[0].scaling == 1.5f);
+    assert_int_equal(molora_adapter_n_ignored(a), 1);
+    assert_string_equal(molora_adapter_ignored_name(a, 0), "base_model.model.lm_head.weight");
+    molora_adapter_free(a);
+    /* AdaMoLE: tau_max 1/N by default, aliases ignored */
+    assert_int_equal(molora_adapter_load("tests/fixtures/adamole", &d, &a), MOLORA_RESULT_SUCCESS);
+    molora_adapter_get_desc(a, &md);
+    assert_int_equal(md.layers[0].routing, MOLORA_ROUTING_ADAMOLE);
+    assert_int_equal(md.layers[0].tau_max_set, 0);
+    assert_true(md.layers[0].threshold_bias == 0.25f);
+    assert_int_equal(molora_adapter_n_ignored(a), 6);
+    molora_adapter_free(a);
+    assert_int_equal(g_live, 0);
+}
+
+static void test_refusals(void **state)
+{
+    static const struct { const char *dir; molora_result r; const char *needle; } c[] = {
+        {"dora", MOLORA_RESULT_UNSUPPORTED, "use_dora"},
+        {"bias", MOLORA_RESULT_UNSUPPORTED, "bias"},
+        {"embedding", MOLORA_RESULT_UNSUPPORTED, "embed_tokens"},
+        {"missing_b", MOLORA_RESULT_MISSING_WEIGHTS, "layers.0.self_attn.q_proj"},
+        {"shape", MOLORA_RESULT_INVALID_SHAPE, "layers.0.self_attn.q_proj"},
+        {"rank", MOLORA_RESULT_INVALID_SHAPE, "layers.0.self_attn.q_proj"},
+        {"i32", MOLORA_RESULT_UNSUPPORTED_DTYPE, "lora_B.weight"},
+        {"config_json", MOLORA_RESULT_INVALID_JSON, "adapter_config.json"},
+        {"peft_type", MOLORA_RESULT_UNSUPPORTED, "IA3"},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof c / sizeof c[0]; i++) {
+        molora_load_desc d = desc();
+        molora_adapter *a = (molora_adapter *)&d;
+        char p[256];
+        snprintf(p, sizeof p, "tests/fixtures/bad/%s", c[i].dir);
+        g_log[0] = 0;
+        assert_int_equal(molora_adapter_load(p, &d, &a), c[i].r);
+        assert_null(a);
+        if (!strstr(g_log, c[i].needle)) fail_msg("%s: log \"%s\" does not name %s", c[i].dir, g_log, c[i].needle);
+        assert_int_equal(g_live, 0);
+    }
+}
+
+/* PEFT's rank_pattern key rule: re.match(rf"(.*\.)?({key})$", module), first key wins */
+static void test_pattern_rule(void **state)
+{
+    static const char st_fmt[] = "{\"base_model.model.model.layers.%d.mlp.down_proj.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[%d,2],\"data_offsets\":[0,%d]},"
+                                 "\"base_model.model.model.layers.%d.mlp.down_proj.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[2,%d],\"data_offsets\":[%d,%d]}}";
+    static const struct { const char *patterns; int layer, want_rank; molora_result r; } c[] = {
+        {"{\"down_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
+        {"{\"own_proj\": 4}", 3, 2, MOLORA_RESULT_SUCCESS},                 /* only whole components */
+        {"{\"layers.3.mlp.down_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
+        {"{\"layers.3.mlp.down_proj\": 4}", 13, 2, MOLORA_RESULT_SUCCESS},  /* 13 is not .3 */
+        {"{\"layers\\\\.\\\\d+\\\\.mlp\\\\.down_proj\": 4}", 13, 4, MOLORA_RESULT_SUCCESS},
+        {"{\"model.layers.3.mlp.down_proj\": 4, \"down_proj\": 8}", 3, 4, MOLORA_RESULT_SUCCESS},  /* first wins */
+        {"{\"up_proj|down_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
+        {"{\"(down)_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof c / sizeof c[0]; i++) {
+        molora_load_desc d = desc();
+        molora_safetensors *st;
+        molora_adapter *a;
+        char h[1024], cfg[256];
+        int r = c[i].want_rank ? c[i].want_rank : 4;
+        size_t n;
+        snprintf(h, sizeof h, st_fmt, c[i].layer, r, 8 * r, c[i].layer, r, 8 * r, 16 * r);
+        n = build(h, (size_t)(16 * r), 0);
+        assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
+        snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":8,\"rank_pattern\":%s}", c[i].patterns);
+        g_log[0] = 0;
+        if (molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
+        if (c[i].r == MOLORA_RESULT_SUCCESS) molora_adapter_free(a);
+        molora_safetensors_free(st);
+        assert_int_equal(g_live, 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_valid),
+        cmocka_unit_test(test_reference_errors),
+        cmocka_unit_test(test_attacks),
+        cmocka_unit_test(test_json_depth),
+        cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_conversion),
+        cmocka_unit_test(test_sharded),
+        cmocka_unit_test(test_layouts),
+        cmocka_unit_test(test_adapter_details),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_pattern_rule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,471 @@
+/* molora: the command of DESIGN.md 4.2 (inspect, forward, compose; alpha comes later).
+   Every bad input ends with a non-zero exit and one line on stderr naming the file, tensor or
+   key and what is wrong. Build: make (build/molora). */
+#define MOLORA_IMPLEMENTATION
+#include "molora.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char g_detail[512];   /* the library's last log line */
+static void on_log(void *user, molora_result r, const char *msg)
+{
+    (void)user; (void)r;
+    snprintf(g_detail, sizeof g_detail, "%s", msg);
+}
+static int die(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("molora: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+/* one line: the library's detail if it logged one, else the result name */
+static int die_lib(const char *what, molora_result r)
+{
+    if (g_detail[0]) return die("%s: %s (%s)", what, g_detail, molora_result_string(r));
+    return die("%s: %s", what, molora_result_string(r));
+}
+static molora_load_desc load_desc(void)
+{
+    molora_load_desc d;
+    memset(&d, 0, sizeof d);
+    d.log = on_log;
+    return d;
+}
+
+/* ---- npy ------------------------------------------------------------------------------- */
+/* Reads a 2-D float32 C-order .npy (format 1.0-3.0). 0 on success, else prints and returns 1. */
+static int npy_read(const char *path, float **data, int *rows, int *cols)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char pre[12];
+    size_t hlen, n, got;
+    char *h = NULL, *p;
+    long r = -1, c = -1;
+    int ver;
+    *data = NULL;
+    if (!f) return die("%s: cannot open: %s", path, strerror(errno));
+    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6)) { fclose(f); return die("%s: not a .npy file (bad magic)", path); }
+    ver = pre[6];
+    if (ver < 1 || ver > 3 || pre[7] != 0) { fclose(f); return die("%s: .npy format version %d.%d not supported (1.0-3.0)", path, pre[6], pre[7]); }
+    if (ver == 1) hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
+    else {
+        if (fread(pre + 10, 1, 2, f) != 2) { fclose(f); return die("%s: truncated .npy header", path); }
+        hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    }
+    if (hlen > 1 << 20 || !(h = (char *)malloc(hlen + 1)) || fread(h, 1, hlen, f) != hlen) { free(h); fclose(f); return die("%s: truncated or oversized .npy header", path); }
+    h[hlen] = 0;
+    if (!strstr(h, "'descr': '<f4'") && !strstr(h, "'descr': '|f4'")) {
+        p = strstr(h, "'descr': '");
+        die("%s: dtype %.*s is not float32 ('<f4')", path, p && strchr(p + 10, '\'') ? (int)(strchr(p + 10, '\'') - (p + 10)) : 1, p ? p + 10 : "?");
+        free(h); fclose(f); return 1;
+    }
+    if (!strstr(h, "'fortran_order': False")) { free(h); fclose(f); return die("%s: Fortran-order arrays are not supported (need C order)", path); }
+    p = strstr(h, "'shape': (");
+    if (!p || sscanf(p + 10, "%ld, %ld)", &r, &c) != 2 || p[10] == ')' || strchr(p + 10, ')') < strchr(p + 10, ',') ||
+        (strchr(strchr(p + 10, ',') + 1, ',') && strchr(strchr(p + 10, ',') + 1, ',') < strchr(p + 10, ')'))) {
+        free(h); fclose(f); return die("%s: array must have rank 2 (T, d_in)", path);
+    }
+    free(h);
+    if (r < 0 || c < 1 || r > 1 << 24 || c > 1 << 24) { fclose(f); return die("%s: shape (%ld, %ld) out of range", path, r, c); }
+    n = (size_t)r * (size_t)c;
+    *data = (float *)malloc(n ? n * sizeof(float) : 1);
+    if (!*data) { fclose(f); return die("%s: out of memory", path); }
+    got = fread(*data, sizeof(float), n, f);
+    if (got != n || fgetc(f) != EOF) { fclose(f); free(*data); *data = NULL; return die("%s: data size does not match shape (%ld, %ld)", path, r, c); }
+    fclose(f);
+    *rows = (int)r; *cols = (int)c;
+    return 0;
+}
+static int npy_write(const char *path, const float *data, int rows, int cols)
+{
+    char h[128];
+    int len = snprintf(h, sizeof h, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols);
+    int total = 10 + len + 1, pad = (64 - total % 64) % 64;
+    FILE *f = fopen(path, "wb");
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+    if (!f) return die("%s: cannot write: %s", path, strerror(errno));
+    pre[8] = (unsigned char)((len + 1 + pad) & 255); pre[9] = (unsigned char)((len + 1 + pad) >> 8);
+    fwrite(pre, 1, 10, f);
+    fwrite(h, 1, (size_t)len, f);
+    while (pad--) fputc(' ', f);
+    fputc('\n', f);
+    fwrite(data, sizeof(float), (size_t)rows * (size_t)cols, f);
+    if (fclose(f) != 0) return die("%s: write failed", path);
+    return 0;
+}
+
+/* ---- JSON output ------------------------------------------------------------------------- */
+static void jstr(FILE *o, const char *s)
+{
+    fputc('"', o);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(o, "\\%c", c);
+        else if (c < 0x20) fprintf(o, "\\u%04x", c);
+        else fputc(c, o);
+    }
+    fputc('"', o);
+}
+static const char *routing_name(molora_routing r)
+{
+    static const char *const n[] = {"dense", "topk", "threshold", "adamole", "mole_output", "fixed"};
+    return (int)r >= 0 && r < MOLORA_ROUTING_COUNT ? n[r] : "?";
+}
+
+/* ---- inspect ----------------------------------------------------------------------------- */
+static int cmd_inspect(int argc, char **argv)
+{
+    const char *dir = NULL;
+    int json = 0, i, l, n;
+    molora_adapter *a;
+    molora_model *m;
+    molora_model_desc md;
+    molora_load_desc ld = load_desc();
+    molora_result r;
+    for (i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!dir && argv[i][0] != '-') dir = argv[i];
+        else return die("inspect: unexpected argument %s", argv[i]);
+    }
+    if (!dir) return die("inspect: usage: molora inspect ADAPTER_DIR [--json]");
+    if ((r = molora_adapter_load(dir, &ld, &a))) return die_lib(dir, r);
+    molora_adapter_get_desc(a, &md);
+    if ((r = molora_model_init(&md, &m))) { molora_adapter_free(a); return die_lib(dir, r); }
+    n = molora_adapter_n_modules(a);
+    if (json) printf("{\"layout\": \"%s\", \"modules\": [", molora_layout_name(molora_adapter_layout(a)));
+    else printf("layout %s, %d modules\n", molora_layout_name(molora_adapter_layout(a)), n);
+    for (l = 0; l < n; l++) {
+        molora_layer_info li;
+        int e;
+        molora_layer_get_info(m, l, &li);
+        if (json) {
+            printf("%s\n  {\"name\": ", l ? "," : "");
+            jstr(stdout, molora_adapter_module_name(a, l));
+            printf(", \"layer\": %d, \"d_in\": %d, \"d_out\": %d, \"n_experts\": %d, \"ranks\": [", l, li.d_in, li.d_out, li.n_experts);
+            for (e = 0; e < li.n_experts; e++) { int rk = 0; molora_expert_get(m, l, e, &rk, NULL); printf("%s%d", e ? ", " : "", rk); }
+            printf("], \"scaling\": [");
+            for (e = 0; e < li.n_experts; e++) { float s = 0; molora_expert_get(m, l, e, NULL, &s); printf("%s%.9g", e ? ", " : "", (double)s); }
+            printf("], \"routing\": \"%s\", \"top_k\": %d, \"threshold\": %.9g, \"tau_max\": %.9g, \"dtype\": \"%s\"}",
+                   routing_name(li.routing), li.top_k, (double)li.threshold, (double)li.tau_max, molora_dtype_name(molora_adapter_module_dtype(a, l)));
+        } else {
+            printf("%3d %s  d_in %d d_out %d  N %d  ranks", l, molora_adapter_module_name(a, l), li.d_in, li.d_out, li.n_experts);
+            for (e = 0; e < li.n_experts; e++) { int rk = 0; float s = 0; molora_expert_get(m, l, e, &rk, &s); printf(" %d(s=%g)", rk, (double)s); }
+            printf("  %s", routing_name(li.routing));
+            if (li.routing == MOLORA_ROUTING_TOPK) printf(" k=%d", li.top_k);
+            if (li.routing == MOLORA_ROUTING_THRESHOLD) printf(" threshold=%g", (double)li.threshold);
+            if (li.routing == MOLORA_ROUTING_ADAMOLE) printf(" tau_max=%g", (double)li.tau_max);
+            printf("  %s\n", molora_dtype_name(molora_adapter_module_dtype(a, l)));
+        }
+    }
+    if (json) {
+        size_t k;
+        printf("%s], \"ignored\": [", n ? "\n" : "");
+        for (k = 0; k < molora_adapter_n_ignored(a); k++) { printf("%s", k ? ", " : ""); jstr(stdout, molora_adapter_ignored_name(a, k)); }
+        printf("]}\n");
+    } else {
+        size_t k;
+        for (k = 0; k < molora_adapter_n_ignored(a); k++) printf("ignored %s\n", molora_adapter_ignored_name(a, k));
+    }
+    molora_model_free(m);
+    molora_adapter_free(a);
+    return 0;
+}
+
+/* ---- forward ----------------------------------------------------------------------------- */
+static int parse_float(const char *s, float *v)
+{
+    char *end;
+    double d = strtod(s, &end);
+    if (end == s || *end || !isfinite(d)) return 0;
+    *v = (float)d;
+    return 1;
+}
+static int cmd_forward(int argc, char **argv)
+{
+    const char *dir = NULL, *module = NULL, *in = NULL, *outp = NULL, *base = NULL, *routing = NULL, *mask = NULL, *wout = NULL;
+    const char *tau = NULL, *temp = NULL;
+    int i, layer, T = 0, din = 0, rc = 1;
+    float *X = NULL, *Y = NULL, *W = NULL;
+    void *ws = NULL;
+    uint8_t *msk = NULL;
+    size_t wsz;
+    molora_adapter *a = NULL;
+    molora_safetensors *bst = NULL;
+    molora_model *m = NULL;
+    molora_model_desc md, one;
+    molora_layer_desc L;
+    molora_forward_args fa;
+    molora_load_desc ld = load_desc();
+    molora_result r;
+    for (i = 0; i < argc; i++) {
+        const char **slot = NULL;
+        if (!strcmp(argv[i], "--module")) slot = &module;
+        else if (!strcmp(argv[i], "--input")) slot = &in;
+        else if (!strcmp(argv[i], "--output")) slot = &outp;
+        else if (!strcmp(argv[i], "--base")) slot = &base;
+        else if (!strcmp(argv[i], "--routing")) slot = &routing;
+        else if (!strcmp(argv[i], "--tau-max")) slot = &tau;
+        else if (!strcmp(argv[i], "--temperature")) slot = &temp;
+        else if (!strcmp(argv[i], "--mask")) slot = &mask;
+        else if (!strcmp(argv[i], "--weights-out")) slot = &wout;
+        else if (!dir && argv[i][0] != '-') { dir = argv[i]; continue; }
+        else return die("forward: unexpected argument %s", argv[i]);
+        if (i + 1 >= argc) return die("forward: %s needs a value", argv[i]);
+        *slot = argv[++i];
+    }
+    if (!dir || !module || !in || !outp) return die("forward: usage: molora forward ADAPTER_DIR --module NAME --input X.npy --output Y.npy [...]");
+    if ((r = molora_adapter_load(dir, &ld, &a))) return die_lib(dir, r);
+    layer = molora_adapter_find_module(a, module);
+    if (layer < 0) { die("%s: no adapted module %s", dir, module); goto done; }
+    molora_adapter_get_desc(a, &md);
+    L = md.layers[layer];
+    if (routing) {
+        float v;
+        if (!strcmp(routing, "dense")) L.routing = MOLORA_ROUTING_DENSE;
+        else if (!strcmp(routing, "adamole")) L.routing = MOLORA_ROUTING_ADAMOLE;
+        else if (!strncmp(routing, "topk:", 5) && atoi(routing + 5) > 0) { L.routing = MOLORA_ROUTING_TOPK; L.top_k = atoi(routing + 5); }
+        else if (!strncmp(routing, "threshold:", 10) && parse_float(routing + 10, &v)) { L.routing = MOLORA_ROUTING_THRESHOLD; L.threshold = v; }
+        else { die("forward: --routing %s: expected dense, topk:K, threshold:V or adamole", routing); goto done; }
+        if (L.routing != MOLORA_ROUTING_MOLE_OUTPUT && !L.gate_weight) { die("%s: module %s has no gate (lora_gating / router) for --routing %s", dir, module, routing); goto done; }
+    }
+    if (tau) { if (!parse_float(tau, &L.tau_max) || L.tau_max < 0) { die("forward: --tau-max %s: expected a number >= 0", tau); goto done; } L.tau_max_set = 1; }
+    if (temp) { if (!parse_float(temp, &L.temperature) || L.temperature <= 0) { die("forward: --temperature %s: expected a number > 0", temp); goto done; } }
+    if (base) {
+        char name[1024];
+        const char *bare = strncmp(module, "base_model.model.", 17) ? module : module + 17;
+        size_t idx;
+        molora_tensor_info ti;
+        if ((r = molora_safetensors_open(base, &ld, &bst))) { die_lib(base, r); goto done; }
+        snprintf(name, sizeof name, "%s.weight", bare);
+        if (molora_safetensors_find(bst, name, &idx)) { die("%s: tensor %s not found", base, name); goto done; }
+        molora_safetensors_get_info(bst, idx, &ti);
+        if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)L.d_out || ti.shape[1] != (uint64_t)L.d_in) { die("%s: tensor %s has the wrong shape for module %s (%d, %d)", base, name, module, L.d_out, L.d_in); goto done; }
+        if ((r = molora_safetensors_get_f32(bst, idx, &L.W0))) { die_lib(base, r); goto done; }
+        snprintf(name, sizeof name, "%s.bias", bare);
+        if (!molora_safetensors_find(bst, name, &idx)) {
+            molora_safetensors_get_info(bst, idx, &ti);
+            if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)L.d_out) { die("%s: tensor %s should have shape (%d)", base, name, L.d_out); goto done; }
+            if ((r = molora_safetensors_get_f32(bst, idx, &L.bias))) { die_lib(base, r); goto done; }
+        }
+    }
+    if (mask) {
+        const char *p = mask;
+        msk = (uint8_t *)malloc((size_t)L.n_experts + 1);
+        if (!msk) { die("forward: out of memory"); goto done; }
+        memset(msk, 1, (size_t)L.n_experts + 1);
+        while (*p) {
+            char *end;
+            long e = strtol(p, &end, 10);
+            if (end == p || e < 0 || e >= L.n_experts || (*end && *end != ',')) { die("forward: --mask %s: expert indices 0..%d separated by commas", mask, L.n_experts - 1); goto done; }
+            msk[e] = 0;
+            p = *end ? end + 1 : end;
+        }
+    }
+    one = md;
+    one.n_layers = 1;
+    one.layers = &L;
+    if ((r = molora_model_init(&one, &m))) { die_lib(dir, r); goto done; }
+    if (npy_read(in, &X, &T, &din)) goto done;
+    if (din != L.d_in) { die("%s: width %d does not match d_in %d of module %s", in, din, L.d_in, module); goto done; }
+    Y = (float *)calloc((size_t)T * (size_t)L.d_out + 1, sizeof(float));
+    W = (float *)calloc((size_t)T * (size_t)(L.n_experts ? L.n_experts : 1) + 1, sizeof(float));
+    if (!Y || !W || (r = molora_workspace_size(m, T, &wsz)) || !(ws = malloc(wsz + 1))) { die("forward: out of memory"); goto done; }
+    memset(&fa, 0, sizeof fa);
+    fa.layer = 0; fa.n_tokens = T; fa.x = X; fa.y = Y;
+    fa.output = base ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
+    fa.expert_mask = msk;
+    fa.weights_out = L.n_experts ? W : NULL;
+    fa.workspace = ws; fa.workspace_size = wsz;
+    if ((r = molora_forward(m, &fa))) { die_lib(in, r); goto done; }
+    if (npy_write(outp, Y, T, L.d_out)) goto done;
+    if (wout && npy_write(wout, W, T, L.n_experts)) goto done;
+    rc = 0;
+done:
+    free(X); free(Y); free(W); free(ws); free(msk);
+    molora_model_free(m);
+    molora_safetensors_free(bst);
+    molora_adapter_free(a);
+    return rc;
+}
+
+/* ---- compose ----------------------------------------------------------------------------- */
+typedef struct out_tensor { char *name; const float *data; size_t n; int rows, cols; } out_tensor;
+
+static int write_st(const char *path, const out_tensor *t, int n)
+{
+    FILE *f;
+    char *h;
+    size_t cap = 256, len = 0, off = 0, pad;
+    int i;
+    uint64_t hl;
+    unsigned char b[8];
+    for (i = 0; i < n; i++) cap += strlen(t[i].name) * 6 + 128;
+    h = (char *)malloc(cap);
+    if (!h) return die("%s: out of memory", path);
+    len += (size_t)sprintf(h + len, "{");
+    for (i = 0; i < n; i++) {
+        const char *s;
+        len += (size_t)sprintf(h + len, "%s\"", i ? "," : "");
+        for (s = t[i].name; *s; s++) {
+            if (*s == '"' || *s == '\\') h[len++] = '\\';
+            h[len++] = *s;
+        }
+        if (t[i].rows > 0) len += (size_t)sprintf(h + len, "\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}", t[i].rows, t[i].cols, off, off + 4 * t[i].n);
+        else len += (size_t)sprintf(h + len, "\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}", t[i].cols, off, off + 4 * t[i].n);
+        off += 4 * t[i].n;
+    }
+    h[len++] = '}';
+    pad = (8 - len % 8) % 8;
+    while (pad--) h[len++] = ' ';
+    if (!(f = fopen(path, "wb"))) { free(h); return die("%s: cannot write: %s", path, strerror(errno)); }
+    hl = len;
+    for (i = 0; i < 8; i++) b[i] = (unsigned char)(hl >> (8 * i));
+    fwrite(b, 1, 8, f);
+    fwrite(h, 1, len, f);
+    free(h);
+    for (i = 0; i < n; i++) fwrite(t[i].data, sizeof(float), t[i].n, f);
+    if (fclose(f)) return die("%s: write failed", path);
+    return 0;
+}
+
+#define MAXEXP 64
+static int cmd_compose(int argc, char **argv)
+{
+    const char *exp_dirs[MAXEXP], *gate = NULL, *outd = NULL, *routing = "dense";
+    int n = 0, i, l, e, nm, rc = 1, nt = 0, same = 1;
+    molora_adapter *ad[MAXEXP];
+    molora_model *mods[MAXEXP];
+    molora_safetensors *gst = NULL;
+    molora_load_desc ld = load_desc();
+    molora_result r;
+    out_tensor *ot = NULL;
+    float *scal = NULL;
+    char path[4096];
+    FILE *f;
+    memset(ad, 0, sizeof ad);
+    memset(mods, 0, sizeof mods);
+    for (i = 0; i < argc; i++) {
+        if (i + 1 >= argc) return die("compose: %s needs a value", argv[i]);
+        if (!strcmp(argv[i], "--expert")) { if (n == MAXEXP) return die("compose: at most %d experts", MAXEXP); exp_dirs[n++] = argv[++i]; }
+        else if (!strcmp(argv[i], "--gate")) gate = argv[++i];
+        else if (!strcmp(argv[i], "--out")) outd = argv[++i];
+        else if (!strcmp(argv[i], "--routing")) routing = argv[++i];
+        else return die("compose: unexpected argument %s", argv[i]);
+    }
+    if (!n || !gate || !outd) return die("compose: usage: molora compose --expert DIR [--expert DIR ...] --gate GATE.safetensors --out DIR [--routing ...]");
+    if (strcmp(routing, "dense") && strncmp(routing, "topk:", 5) && strncmp(routing, "threshold:", 10))
+        return die("compose: --routing %s: expected dense, topk:K or threshold:V", routing);
+    if (!strncmp(routing, "topk:", 5) && (atoi(routing + 5) < 1 || atoi(routing + 5) > n)) return die("compose: --routing %s: k must be in 1..%d", routing, n);
+    for (i = 0; i < n; i++) {
+        molora_model_desc md;
+        if ((r = molora_adapter_load(exp_dirs[i], &ld, &ad[i]))) { die_lib(exp_dirs[i], r); goto done; }
+        if (molora_adapter_layout(ad[i]) != MOLORA_LAYOUT_PEFT_LORA) { die("%s: layout %s is not a plain PEFT LoRA adapter", exp_dirs[i], molora_layout_name(molora_adapter_layout(ad[i]))); goto done; }
+        molora_adapter_get_desc(ad[i], &md);
+        if ((r = molora_model_init(&md, &mods[i]))) { die_lib(exp_dirs[i], r); goto done; }
+        if (molora_adapter_n_modules(ad[i]) != molora_adapter_n_modules(ad[0])) { die("%s: adapts %d modules, %s adapts %d (all experts must adapt the same modules)", exp_dirs[i], molora_adapter_n_modules(ad[i]), exp_dirs[0], molora_adapter_n_modules(ad[0])); goto done; }
+    }
+    if ((r = molora_safetensors_open(gate, &ld, &gst))) { die_lib(gate, r); goto done; }
+    nm = molora_adapter_n_modules(ad[0]);
+    ot = (out_tensor *)calloc((size_t)nm * (size_t)(2 * n + 2) + 1, sizeof *ot);
+    scal = (float *)calloc((size_t)nm * (size_t)n + 1, sizeof *scal);
+    if (!ot || !scal) { die("compose: out of memory"); goto done; }
+    for (l = 0; l < nm; l++) {
+        const char *name = molora_adapter_module_name(ad[0], l);
+        const char *bare = strncmp(name, "base_model.model.", 17) ? name : name + 17;
+        molora_model_desc d0;
+        const molora_layer_desc *L0;
+        char gname[1200];
+        size_t gi;
+        molora_tensor_info ti;
+        molora_adapter_get_desc(ad[0], &d0);
+        L0 = &d0.layers[l];
+        for (e = 0; e < n; e++) {
+            molora_model_desc de;
+            const molora_layer_desc *Le;
+            int le = molora_adapter_find_module(ad[e], name);
+            float s = 0;
+            if (le < 0) { die("%s: module %s is not adapted (all experts must adapt the same modules)", exp_dirs[e], name); goto done; }
+            molora_adapter_get_desc(ad[e], &de);
+            Le = &de.layers[le];
+            if (Le->d_in != L0->d_in || Le->d_out != L0->d_out) { die("%s: module %s is (%d, %d), %s has (%d, %d)", exp_dirs[e], name, Le->d_out, Le->d_in, exp_dirs[0], L0->d_out, L0->d_in); goto done; }
+            molora_expert_get(mods[e], le, 0, NULL, &s);
+            scal[(size_t)l * (size_t)n + (size_t)e] = s;
+            if (s != scal[e]) same = 0;
+            ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_A.%d.weight", name, e);
+            ot[nt].data = Le->experts[0].A; ot[nt].rows = Le->experts[0].rank; ot[nt].cols = Le->d_in; ot[nt].n = (size_t)ot[nt].rows * (size_t)ot[nt].cols; nt++;
+            ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_B.%d.weight", name, e);
+            ot[nt].data = Le->experts[0].B; ot[nt].rows = Le->d_out; ot[nt].cols = Le->experts[0].rank; ot[nt].n = (size_t)ot[nt].rows * (size_t)ot[nt].cols; nt++;
+        }
+        snprintf(gname, sizeof gname, "%s.lora_gating.weight", name);
+        if (molora_safetensors_find(gst, gname, &gi)) {
+            snprintf(gname, sizeof gname, "%s.lora_gating.weight", bare);
+            if (molora_safetensors_find(gst, gname, &gi)) { die("%s: tensor %s.lora_gating.weight not found", gate, name); goto done; }
+        }
+        molora_safetensors_get_info(gst, gi, &ti);
+        if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)n || ti.shape[1] != (uint64_t)L0->d_in) { die("%s: tensor %s should be (%d, %d)", gate, gname, n, L0->d_in); goto done; }
+        ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_gating.weight", name);
+        if ((r = molora_safetensors_get_f32(gst, gi, &ot[nt].data))) { die_lib(gate, r); goto done; }
+        ot[nt].rows = n; ot[nt].cols = L0->d_in; ot[nt].n = (size_t)n * (size_t)L0->d_in; nt++;
+        snprintf(gname + strlen(gname) - 6, 8, "bias");
+        if (!molora_safetensors_find(gst, gname, &gi)) {
+            molora_safetensors_get_info(gst, gi, &ti);
+            if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)n) { die("%s: tensor %s should be (%d)", gate, gname, n); goto done; }
+            ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_gating.bias", name);
+            if ((r = molora_safetensors_get_f32(gst, gi, &ot[nt].data))) { die_lib(gate, r); goto done; }
+            ot[nt].rows = 0; ot[nt].cols = n; ot[nt].n = (size_t)n; nt++;
+        }
+    }
+    if (mkdir(outd, 0755) != 0 && errno != EEXIST) { die("%s: cannot create directory: %s", outd, strerror(errno)); goto done; }
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", outd);
+    if (write_st(path, ot, nt)) goto done;
+    snprintf(path, sizeof path, "%s/adapter_config.json", outd);
+    if (!(f = fopen(path, "w"))) { die("%s: cannot write: %s", path, strerror(errno)); goto done; }
+    fprintf(f, "{\n \"peft_type\": \"MOLORA\",\n \"routing\": \"%s\",\n", !strncmp(routing, "topk:", 5) ? "topk" : !strncmp(routing, "threshold:", 10) ? "threshold" : "dense");
+    if (!strncmp(routing, "topk:", 5)) fprintf(f, " \"top_k\": %d,\n", atoi(routing + 5));
+    if (!strncmp(routing, "threshold:", 10)) fprintf(f, " \"threshold\": %s,\n", routing + 10);
+    fprintf(f, " \"experts\": [");
+    for (e = 0; e < n; e++) { fprintf(f, "%s", e ? ", " : ""); jstr(f, exp_dirs[e]); }
+    fprintf(f, "],\n \"expert_scaling\": ");
+    if (same) {
+        fprintf(f, "[");
+        for (e = 0; e < n; e++) fprintf(f, "%s%.9g", e ? ", " : "", (double)scal[e]);
+        fprintf(f, "]\n}\n");
+    } else {
+        fprintf(f, "{");
+        for (l = 0; l < nm; l++) {
+            fprintf(f, "%s\n  ", l ? "," : "");
+            jstr(f, molora_adapter_module_name(ad[0], l));
+            fprintf(f, ": [");
+            for (e = 0; e < n; e++) fprintf(f, "%s%.9g", e ? ", " : "", (double)scal[(size_t)l * (size_t)n + (size_t)e]);
+            fprintf(f, "]");
+        }
+        fprintf(f, "\n }\n}\n");
+    }
+    if (fclose(f)) { die("%s: write failed", path); goto done; }
+    rc = 0;
+done:
+    if (ot) for (i = 0; i < nt + 1; i++) free(ot[i].name);
+    free(ot); free(scal);
+    molora_safetensors_free(gst);
+    for (i = 0; i < n; i++) { molora_model_free(mods[i]); molora_adapter_free(ad[i]); }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return die("usage: molora inspect|forward|compose|alpha ... (see DESIGN.md 4.2)");
+    if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "forward")) return cmd_forward(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "compose")) return cmd_compose(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "alpha")) { fprintf(stderr, "molora: alpha: not yet implemented (comes with the AlphaLoRA issue)\n"); return 2; }
+    return die("unknown command %s (inspect, forward, compose, alpha)", argv[1]);
+}
