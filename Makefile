@@ -17,7 +17,7 @@ OPENBLAS_ENV = $(if $(OPENBLAS_CORETYPE),,$(if $(shell grep -qw avx512f /proc/cp
 
 # Debian packages each goal needs (checked with dpkg-query, installed with apt-get as root)
 PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
-PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev
+PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3
 
 .PHONY: all demo test deps deps-test install uninstall clean check-compile fuzz fixtures
 
@@ -54,7 +54,8 @@ $(B)/quickstart: examples/quickstart.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 
 # ---- tests -------------------------------------------------------------------------------
-TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora
+TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
+        $(B)/test_catalogue
 
 test: deps-test
 	@$(MAKE) --no-print-directory $(TESTS) check-compile
@@ -66,6 +67,7 @@ test: deps-test
 	./$(B)/test_files_noblas
 	sh tests/test_cli.sh $(B)/molora
 	sh tests/test_convert.sh $(B)/molora
+	./$(B)/test_catalogue $(B)/molora
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench
@@ -88,6 +90,9 @@ $(B)/test_files: tests/test_files.c $(B)/molora_impl.o molora.h | $(B)
 $(B)/test_files_noblas: tests/test_files.c $(B)/molora_impl_noblas.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_files.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
 
+$(B)/test_catalogue: tests/test_catalogue.c $(B)/molora_impl.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
+
 # ---- the molora command (DESIGN.md 4.2) ---------------------------------------------------------
 $(B)/molora: tools/molora.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tools/molora.c -o $@ $(LIBS)
@@ -102,7 +107,7 @@ FUZZ_CC      ?= clang
 FUZZ_FLAGS    = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 $(B)/fuzz_%: tests/fuzz/fuzz_%.c molora.h | $(B)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -I. $< -o $@ -lm
-fuzz: $(B)/fuzz_safetensors $(B)/fuzz_config
+fuzz: deps-san $(B)/fuzz_safetensors $(B)/fuzz_config
 	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json
 	./$(B)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_safetensors tests/fuzz/corpus_safetensors
 	./$(B)/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_json tests/fuzz/corpus_json
@@ -175,10 +180,16 @@ san-run:
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_core.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_core $(WRAP) -lcmocka $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_core.c $(B)/$(SAN)/impl_noblas.o -o $(B)/$(SAN)/test_core_noblas $(WRAP) -lcmocka -lm
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_threads -lcmocka $(LIBS) -lpthread
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_files.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_files -lcmocka $(LIBS)
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. tools/molora.c -o $(B)/$(SAN)/molora $(LIBS)
+	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_catalogue -lcmocka $(LIBS)
 	$(SANENV) ./$(B)/$(SAN)/test_core
 	$(SANENV) MOLORA_PORTABLE=1 ./$(B)/$(SAN)/test_core
 	$(SANENV) ./$(B)/$(SAN)/test_core_noblas
 	$(SANENV) MOLORA_TEST_SECONDS=2 ./$(B)/$(SAN)/test_threads
+	$(SANENV) ./$(B)/$(SAN)/test_files
+	$(SANENV) sh tests/test_cli.sh $(B)/$(SAN)/molora
+	$(SANENV) ./$(B)/$(SAN)/test_catalogue $(B)/$(SAN)/molora
 
 # memcheck with the portable kernels forced (valgrind 3.19 cannot run AVX-512 code)
 valgrind: deps-san
@@ -187,3 +198,5 @@ valgrind: deps-san
 	$(CC) -O1 -g -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c tests/molora_impl.c -o $(B)/vg/test_threads -lcmocka $(LIBS) -lpthread
 	MOLORA_PORTABLE=1 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect ./$(B)/vg/test_core
 	MOLORA_PORTABLE=1 MOLORA_TEST_SECONDS=1 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect ./$(B)/vg/test_threads
+	$(CC) -O1 -g -std=c99 -I. tests/test_files.c tests/molora_impl.c -o $(B)/vg/test_files -lcmocka $(LIBS)
+	MOLORA_PORTABLE=1 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect ./$(B)/vg/test_files

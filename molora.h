@@ -2200,9 +2200,12 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
     r = molora__json_parse(io, (const char *)buf + 8, n, &js, what);
     if (r) return r;
     if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: header is not a JSON object", what); goto out; }
-    if (molora__jdup(&js, &dup)) {
-        r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: duplicate key \"%.*s\" in header", what,
-                         (int)(js.tok[dup].end - js.tok[dup].start), js.s + js.tok[dup].start);
+    if (molora__jdup(&js, &dup)) {   /* a repeated top-level key is a repeated tensor name */
+        int top = 0;
+        for (i = 0, k = 1; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) top |= k == dup;
+        top = top && !molora__jeq(&js, &js.tok[dup], "__metadata__");
+        r = molora__fail(lg, top ? MOLORA_RESULT_DUPLICATE_NAME : MOLORA_RESULT_INVALID_JSON, "%s: %s \"%.*s\" appears twice", what,
+                         top ? "tensor" : "key", (int)(js.tok[dup].end - js.tok[dup].start), js.s + js.tok[dup].start);
         goto out;
     }
     /* sizes: tensors, dims, strings (decoded <= raw) */
