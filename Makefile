@@ -49,12 +49,14 @@ $(B)/quickstart: examples/quickstart.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 
 # ---- tests -------------------------------------------------------------------------------
-TESTS = $(B)/test_core $(B)/test_core_noblas
+TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_alpha $(B)/test_alpha_noblas
 
 test: deps-test
 	@$(MAKE) --no-print-directory $(TESTS) check-compile
 	./$(B)/test_core
 	./$(B)/test_core_noblas
+	./$(B)/test_alpha
+	./$(B)/test_alpha_noblas
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 
@@ -67,6 +69,11 @@ $(B)/test_core: tests/test_core.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_core.c $(B)/molora_impl.o -o $@ $(WRAP) -lcmocka $(LIBS)
 $(B)/test_core_noblas: tests/test_core.c $(B)/molora_impl_noblas.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_core.c $(B)/molora_impl_noblas.o -o $@ $(WRAP) -lcmocka -lm
+
+$(B)/test_alpha: tests/test_alpha.c $(B)/molora_impl.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_alpha.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
+$(B)/test_alpha_noblas: tests/test_alpha.c $(B)/molora_impl_noblas.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -DMOLORA_NO_BLAS -I. tests/test_alpha.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
 
 # the header as C99 and as C++11, and two MOLORA_STATIC units linked together
 check-compile: $(B)/check_static
