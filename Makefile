@@ -14,7 +14,7 @@ WRAP     = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
 PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev
 
-.PHONY: all demo test deps deps-test install uninstall clean check-compile
+.PHONY: all demo test deps deps-test install uninstall clean check-compile bench-alpha
 
 all: $(B)/quickstart
 
@@ -92,6 +92,15 @@ check-install:
 	  pkg-config --cflags molora) examples/quickstart.c -o $(B)/stage/quickstart \
 	  $$(PKG_CONFIG_LIBDIR=$(CURDIR)/$(B)/stage/usr/lib/pkgconfig pkg-config --libs molora)
 	@echo "install: header and molora.pc usable: 1 passed, 0 failed"
+
+# ---- AlphaLoRA spectrum benchmark (minutes; never part of make test) ----------------------
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+bench-alpha: deps
+	@$(MAKE) --no-print-directory $(B)/alpha_bench
+	PYTHON=$(PYTHON) ./$(B)/alpha_bench $(BENCH_ARGS)
+
+$(B)/alpha_bench: bench/alpha_bench.c molora.h | $(B)
+	$(CC) -O2 $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. $< -o $@ $(LIBS)
 
 # ---- install -----------------------------------------------------------------------------
 install:
