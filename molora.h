@@ -64,6 +64,37 @@
      optional logger in the model descriptor. On an error nothing is half-built or leaked, and
      a forward call that fails leaves Y unchanged.
 
+   ALPHALORA (molora_alpha_*, needs LAPACK: UNSUPPORTED under MOLORA_NO_BLAS)
+     AlphaLoRA gives each decoder layer a number of LoRA experts from the heavy-tailed spectrum
+     of its frozen weights (formulas and upstream quirks: shared/reference-math.md 5-6):
+       molora_alpha_matrix(W, rows, cols, &opt, &fit)   eigenvalues of W^T W, then a power-law
+           fit of the tail: alpha, xmin, KS distance, n_eigs, n_tail. opt.method FIX_FINGER
+           (default, AlphaLoRA's estimator: ESD-peak window with upstream's log10 lower bound,
+           torch.histc bins, first argmin) or WW (WeightWatcher's default, threshold 1e-5).
+       molora_alpha_layer_mean()     alpha of a decoder layer = mean over its matrices
+       molora_alpha_allocate()       experts per layer, the exact integers of upstream
+                                     exponential_scaling (budget 160, beta 2.5 by default)
+       molora_alpha_plan_apply()     writes n_experts, top_k and TOPK routing into layer descs
+     Eigenvalue routes, measured on weight-like matrices (Gaussian + Student-t + spikes) by
+     `make bench-alpha` (one run, 2-core AMD EPYC shared with other jobs, OpenBLAS 0.3.21;
+     seconds at 1 thread, ratio to torch.linalg.svdvals 1.13 at the same thread count, and the
+     max relative alpha error, fix_finger / WW, against a float64 SVD):
+                               4096x4096                  4096x11008
+       GRAM64_2STAGE       4.25 s  0.55x  1e-14/1e-14   6.76 s  0.45x  5e-15/6e-14   (default)
+       GRAM64              6.76 s  0.87x  7e-15/2e-14   8.53 s  0.57x  3e-15/6e-14   (default < 2048)
+       SGESDD              7.32 s  0.94x  5e-6/1.1e-4   11.1 s  0.75x  1e-5/1.1e-4   (too coarse)
+       FAST (approximate)  2.33 s  0.30x  0.29/8e-6     3.20 s  0.21x  3e-6/2.7e-4
+       torch svdvals f32   7.76 s  1.00x               14.9 s  1.00x
+     At 2 threads (same run, machine loaded): default 0.59x and 0.63x of torch. The Gram is
+     formed in double from float32 panels (dsyrk), so its condition-number squaring costs
+     nothing that matters (eigenvalue error ~1e-16 * cond(W)^2 relative); a float32 Gram
+     (FAST) loses every eigenvalue below ~1e-7 lambda_max, which moves fix_finger's histogram:
+     use FAST only for a quick look, never for a plan. Scratch: one block of about
+     8 min(rows,cols)^2 + 2 KiB * min(rows,cols) bytes (GRAM64), from opt.workspace
+     (molora_alpha_workspace_size()) or opt.memory; freed before return, also on errors.
+     Upstream reproduced: fix_finger on 40 random matrices within 5e-8 (upstream keeps alphas
+     in float32), the allocation on 3000 random draws with ties: identical integers.
+
    CONFIGURATION MACROS (define before including)
      MOLORA_IMPLEMENTATION  compile the implementation in this translation unit
      MOLORA_STATIC          make every function static (a private copy per translation unit)
@@ -72,12 +103,13 @@
      MOLORA_ASSERT(c)       assertion for programmer errors only (default: assert from assert.h)
 
    WHAT WORKS TODAY (v0.1.0)
-     Everything above, tested against an independent naive reference (tests/test_core.c).
+     Everything above, tested against an independent naive reference (tests/test_core.c);
+     AlphaLoRA alpha and allocation (tests/test_alpha.c, tools/alpha_ref.py).
      Forward uses two batched GEMMs on top of the frozen layer (matrix-vector for one token).
 
    DOES NOT (yet)
      - read files (safetensors, PEFT adapters): planned, not in this version;
-     - AlphaLoRA alpha estimation and expert allocation: planned;
+     - the `molora alpha` command (needs the safetensors reader): the library calls are here;
      - skip unselected experts (top-k, AdaMoLE): every expert's product is computed and the
        unselected ones are weighted by zero, so sparse routing does not save time yet;
      - own SIMD kernels, ith/nth thread splits: planned;
@@ -274,10 +306,11 @@ typedef enum molora_alpha_method {
 
 /* How the eigenvalues of W^T W are computed (see ALPHA in the doc block for measurements). */
 typedef enum molora_alpha_route {
-    MOLORA_ALPHA_ROUTE_DEFAULT = 0,     /* = GRAM64_2STAGE: fastest route within 1e-4 of float64 */
+    MOLORA_ALPHA_ROUTE_DEFAULT = 0,     /* fastest route within 1e-4 of float64: GRAM64 when
+                                           min(rows, cols) < 2048, else GRAM64_2STAGE            */
     MOLORA_ALPHA_ROUTE_GRAM64,          /* Gram in double (dsyrk) + dsyevd                        */
     MOLORA_ALPHA_ROUTE_GRAM64_2STAGE,   /* Gram in double (dsyrk) + dsyevd_2stage                 */
-    MOLORA_ALPHA_ROUTE_SGESDD,          /* float32 singular values (what torch.linalg.svdvals does)*/
+    MOLORA_ALPHA_ROUTE_SGESDD,          /* float32 SVD, as torch.linalg.svdvals: ~1e-4 off in WW  */
     MOLORA_ALPHA_ROUTE_DGESDD,          /* float64 singular values: the reference, slowest         */
     MOLORA_ALPHA_ROUTE_FAST,            /* APPROXIMATE: float32 Gram (ssyrk) + ssyevd_2stage; wrong
                                            for ill-conditioned W (small eigenvalues lost)         */
@@ -1072,9 +1105,12 @@ void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int 
 
 #define MOLORA__ALPHA_PANEL 256   /* columns (or rows) of W converted to double per dsyrk update */
 
-MOLORA__PRIVATE molora_alpha_route molora__alpha_route(const molora_alpha_options *o)
+/* DEFAULT: the two-stage tridiagonalisation wins from m ~ 2048 (0.59 vs 0.60 s there, 4.3 vs
+   6.8 s at 4096), the one-stage below (0.08 vs 0.11 s at 1024); both match float64 to 1e-13. */
+MOLORA__PRIVATE molora_alpha_route molora__alpha_route(const molora_alpha_options *o, int rows, int cols)
 {
-    return o->route == MOLORA_ALPHA_ROUTE_DEFAULT ? MOLORA_ALPHA_ROUTE_GRAM64_2STAGE : o->route;
+    if (o->route != MOLORA_ALPHA_ROUTE_DEFAULT) return o->route;
+    return (rows < cols ? rows : cols) >= 2048 ? MOLORA_ALPHA_ROUTE_GRAM64_2STAGE : MOLORA_ALPHA_ROUTE_GRAM64;
 }
 
 MOLORA__PRIVATE molora_result molora__alpha_check_options(const molora_alpha_options *o, const molora__logger *lg)
@@ -1274,7 +1310,7 @@ MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const m
     {
         molora__alpha_ws ws;
         size_t m = (size_t)(rows < cols ? rows : cols);
-        if ((r = molora__alpha_layout(rows, cols, molora__alpha_route(&o), &ws)) != MOLORA_RESULT_SUCCESS) return r;
+        if ((r = molora__alpha_layout(rows, cols, molora__alpha_route(&o, rows, cols), &ws)) != MOLORA_RESULT_SUCCESS) return r;
         if (!molora__alpha_bytes(&ws, 2 * m + MOLORA__ALIGN / sizeof(double), size)) return MOLORA_RESULT_SIZE_OVERFLOW;
         return MOLORA_RESULT_SUCCESS;
     }
@@ -1320,7 +1356,7 @@ MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int 
         molora__alpha_ws ws;
         size_t bytes;
         void *owned, *p;
-        molora_alpha_route route = molora__alpha_route(&o);
+        molora_alpha_route route = molora__alpha_route(&o, rows, cols);
         if ((r = molora__alpha_layout(rows, cols, route, &ws)) != MOLORA_RESULT_SUCCESS || !molora__alpha_bytes(&ws, 0, &bytes))
             return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "alpha: scratch for (%d, %d) overflows", rows, cols);
         if (!(p = molora__alpha_scratch(&o, bytes, &owned))) return molora__alpha_scratch_fail(&o, &lg, bytes);
@@ -1471,7 +1507,7 @@ MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols,
         void *owned, *p;
         unsigned char *cur;
         double *evals, *lgv;
-        molora_alpha_route route = molora__alpha_route(&o);
+        molora_alpha_route route = molora__alpha_route(&o, rows, cols);
         if ((r = molora__alpha_layout(rows, cols, route, &ws)) != MOLORA_RESULT_SUCCESS ||
             !molora__alpha_bytes(&ws, 2 * m + MOLORA__ALIGN / sizeof(double), &bytes))
             return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "alpha: scratch for (%d, %d) overflows", rows, cols);
