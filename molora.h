@@ -1217,10 +1217,10 @@ MOLORA__PRIVATE void molora__alpha_gram64(const float *W, int rows, int cols, do
         }
     } else {
         for (k0 = 0; k0 < rows; k0 += k) {
-            size_t n;
+            size_t n, q;
             k = rows - k0 < MOLORA__ALPHA_PANEL ? rows - k0 : MOLORA__ALPHA_PANEL;
             n = (size_t)k * cols;
-            for (i = 0; i < (int)n; i++) P[i] = (double)W[(size_t)k0 * cols + i];
+            for (q = 0; q < n; q++) P[q] = (double)W[(size_t)k0 * cols + q];
             cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, k, 1.0, P, cols, k0 ? 1.0 : 0.0, G, cols);
         }
     }
