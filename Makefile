@@ -19,7 +19,7 @@ OPENBLAS_ENV = $(if $(OPENBLAS_CORETYPE),,$(if $(shell grep -qw avx512f /proc/cp
 PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
 PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3
 
-.PHONY: all demo test deps deps-test install uninstall clean check-compile fuzz fixtures
+.PHONY: all demo test deps deps-test install uninstall clean check-compile fuzz fixtures bench-alpha
 
 all: $(B)/quickstart $(B)/molora
 
@@ -55,7 +55,8 @@ $(B)/quickstart: examples/quickstart.c molora.h | $(B)
 
 # ---- tests -------------------------------------------------------------------------------
 TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
-        $(B)/test_catalogue
+        $(B)/test_catalogue \
+        $(B)/test_alpha $(B)/test_alpha_noblas
 
 test: deps-test
 	@$(MAKE) --no-print-directory $(TESTS) check-compile
@@ -68,6 +69,8 @@ test: deps-test
 	sh tests/test_cli.sh $(B)/molora
 	sh tests/test_convert.sh $(B)/molora
 	./$(B)/test_catalogue $(B)/molora
+	./$(B)/test_alpha
+	./$(B)/test_alpha_noblas
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench
@@ -111,6 +114,10 @@ fuzz: deps-san $(B)/fuzz_safetensors $(B)/fuzz_config
 	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json
 	./$(B)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_safetensors tests/fuzz/corpus_safetensors
 	./$(B)/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_json tests/fuzz/corpus_json
+$(B)/test_alpha: tests/test_alpha.c $(B)/molora_impl.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_alpha.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
+$(B)/test_alpha_noblas: tests/test_alpha.c $(B)/molora_impl_noblas.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -DMOLORA_NO_BLAS -I. tests/test_alpha.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
 
 # the header as C99 and as C++11, and two MOLORA_STATIC units linked together
 check-compile: $(B)/check_static
@@ -132,6 +139,15 @@ check-install:
 	  pkg-config --cflags molora) examples/quickstart.c -o $(B)/stage/quickstart \
 	  $$(PKG_CONFIG_LIBDIR=$(CURDIR)/$(B)/stage/usr/lib/pkgconfig pkg-config --libs molora)
 	@echo "install: header and molora.pc usable: 1 passed, 0 failed"
+
+# ---- AlphaLoRA spectrum benchmark (minutes; never part of make test) ----------------------
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+bench-alpha: deps
+	@$(MAKE) --no-print-directory $(B)/alpha_bench
+	PYTHON=$(PYTHON) ./$(B)/alpha_bench $(BENCH_ARGS)
+
+$(B)/alpha_bench: bench/alpha_bench.c molora.h | $(B)
+	$(CC) -O2 $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. $< -o $@ $(LIBS)
 
 # ---- install -----------------------------------------------------------------------------
 install:

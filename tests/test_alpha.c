@@ -1,0 +1,660 @@
+/* AlphaLoRA tests: the ESD power-law fits (reference-math.md 5), the eigenvalue routes against
+   a float64 SVD, the expert allocation (section 6) and a model built from a plan.
+   Built twice: against OpenBLAS and with MOLORA_NO_BLAS (the LAPACK parts must then say
+   UNSUPPORTED). The library is compiled once in tests/molora_impl.c. Pinned values come from
+   the float64 reference tools/alpha_ref.py and from the upstream functions run on the same
+   spectra (values quoted in the comments). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "molora.h"
+
+/* ---- random numbers and matrices ----------------------------------------------------------- */
+static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
+static double rnd(void) /* uniform in [-1, 1) */
+{
+    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
+    return (double)(g_rng >> 11) / (double)(1ull << 52) - 1.0;
+}
+#ifndef MOLORA_NO_BLAS
+static double gauss(void)
+{
+    double u = (rnd() + 1.0) / 2.0, v = (rnd() + 1.0) / 2.0;
+    if (u < 1e-300) u = 1e-300;
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* x (n) <- x - 2 v (v.x) / (v.v) for every column (stride s) of a (n, count) block */
+static void reflect(double *A, int n, int count, size_t row_stride, size_t col_stride, const double *v)
+{
+    int i, j;
+    double vv = 0;
+    for (i = 0; i < n; i++) vv += v[i] * v[i];
+    for (j = 0; j < count; j++) {
+        double d = 0;
+        for (i = 0; i < n; i++) d += v[i] * A[i * row_stride + j * col_stride];
+        d *= 2.0 / vv;
+        for (i = 0; i < n; i++) A[i * row_stride + j * col_stride] -= d * v[i];
+    }
+}
+
+/* W (rows, cols) float32 = U diag(sigma) V^T with U, V products of 4 random reflectors each. */
+static float *with_singular_values(int rows, int cols, const double *sigma)
+{
+    int m = rows < cols ? rows : cols, k, i;
+    double *A = calloc((size_t)rows * cols, sizeof *A), *v = malloc(sizeof(double) * (rows > cols ? rows : cols));
+    float *W = malloc(sizeof(float) * (size_t)rows * cols);
+    for (i = 0; i < m; i++) A[(size_t)i * cols + i] = sigma[i];
+    for (k = 0; k < 4; k++) {
+        for (i = 0; i < rows; i++) v[i] = gauss();
+        reflect(A, rows, cols, (size_t)cols, 1, v);     /* from the left: columns of length rows */
+        for (i = 0; i < cols; i++) v[i] = gauss();
+        reflect(A, cols, rows, 1, (size_t)cols, v);     /* from the right: rows of length cols */
+    }
+    for (i = 0; i < rows * cols; i++) W[i] = (float)A[i];
+    free(A); free(v);
+    return W;
+}
+
+/* A weight-like matrix: Gaussian bulk + heavy-tailed (Student t, 3 dof) entries + a few
+   low-rank spikes, scale 0.02 like an LLM projection. */
+static float *realistic(int rows, int cols)
+{
+    float *W = malloc(sizeof(float) * (size_t)rows * cols);
+    double u[4][512], v[4][512];
+    int i, j, s;
+    for (s = 0; s < 4; s++) {
+        for (i = 0; i < rows; i++) u[s][i] = gauss();
+        for (j = 0; j < cols; j++) v[s][j] = gauss();
+    }
+    for (i = 0; i < rows; i++)
+        for (j = 0; j < cols; j++) {
+            double g = gauss(), chi = (gauss() * gauss() + gauss() * gauss() + gauss() * gauss()) / 3.0;
+            double t = gauss() / sqrt(fabs(chi) + 0.05), x = 0.02 * (0.8 * g + 0.2 * t);
+            for (s = 0; s < 4; s++) x += 0.002 * (s + 1) * u[s][i] * v[s][j] / sqrt((double)cols);
+            W[(size_t)i * cols + j] = (float)x;
+        }
+    return W;
+}
+
+#endif
+
+static double rel(double got, double want) { return fabs(got - want) / fabs(want); }
+
+/* Pareto quantiles: xmin (N / (N - j))^(1 / (a - 1)), ascending. */
+static void pareto(double *lam, int N, double xmin, double a)
+{
+    int j;
+    for (j = 0; j < N; j++) lam[j] = xmin * pow((double)N / (N - j), 1.0 / (a - 1.0));
+}
+
+/* ---- spectra: the fits ----------------------------------------------------------------------- */
+static void test_powerlaw_recovered(void **s)
+{
+    static double lam[4000];
+    const double as[] = {2.0, 2.5, 3.5, 5.0};
+    int k, m;
+    (void)s;
+    for (k = 0; k < 4; k++)
+        for (m = 0; m < 2; m++) {
+            molora_alpha_options o;
+            molora_alpha_fit f;
+            memset(&o, 0, sizeof o);
+            o.method = m ? MOLORA_ALPHA_WW : MOLORA_ALPHA_FIX_FINGER;
+            pareto(lam, 4000, 0.37, as[k]);
+            assert_int_equal(molora_alpha_fit_spectrum(lam, 4000, &o, &f), MOLORA_RESULT_SUCCESS);
+            if (rel(f.alpha, as[k]) > 0.02) fail_msg("method %d: alpha %.5f for a power law of exponent %.2f", m, f.alpha, as[k]);
+            assert_true(rel(f.xmin, 0.37) < 0.05);
+            assert_int_equal(f.n_eigs, 4000);
+            assert_int_equal(f.n_used, 4000);
+            assert_true(f.n_tail > 3500);
+            assert_true(f.ks > 0.0 && f.ks < 0.02);
+            assert_int_equal(f.flags, 0);
+        }
+}
+
+/* Power law from 5 (200 Pareto quantiles, exponent 2.5) + 20 eigenvalues at 1000. The ESD peak
+   is the spike: xmin2 = 948.40, so a correct lower bound 0.95 xmin2 = 901 leaves only the spike
+   (alpha = inf). Upstream's log10 bound (2.95) lets xmin = 5 in, and it wins. Upstream
+   fix_finger (torch 1.13, float32 alphas) returns 1.9285808801651; the float64 reference
+   1.9285808565860507. */
+static void test_pinned_lo_quirk(void **s)
+{
+    double lam[220];
+    molora_alpha_options o;
+    molora_alpha_fit f;
+    int j;
+    (void)s;
+    memset(&o, 0, sizeof o);
+    pareto(lam, 200, 5.0, 2.5);
+    for (j = 200; j < 220; j++) lam[j] = 1000.0;
+    assert_int_equal(molora_alpha_fit_spectrum(lam, 220, &o, &f), MOLORA_RESULT_SUCCESS);
+    if (rel(f.alpha, 1.9285808565860507) > 1e-12) fail_msg("alpha %.17g", f.alpha);
+    assert_true(rel(f.alpha, 1.9285808801651) < 2e-7);   /* upstream, float32 */
+    assert_true(f.xmin == 5.0);
+    assert_int_equal(f.n_tail, 220);
+    assert_true(rel(f.ks, 0.11311341644190065) < 1e-10);
+    assert_int_equal(f.flags, 0);
+#ifndef MOLORA_NO_BLAS
+    {   /* the same spectrum as a (220, 300) matrix: W = [diag(sqrt(lam)) 0] */
+        float *W = calloc(220 * 300, sizeof *W);
+        molora_alpha_route r;
+        for (j = 0; j < 220; j++) W[j * 300 + j] = (float)sqrt(lam[j]);
+        for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r < MOLORA_ALPHA_ROUTE_COUNT; r = (molora_alpha_route)(r + 1)) {
+            o.route = r;
+            assert_int_equal(molora_alpha_matrix(W, 220, 300, &o, &f), MOLORA_RESULT_SUCCESS);
+            if (rel(f.alpha, 1.9285808565860507) > 1e-5) fail_msg("route %d: alpha %.17g", (int)r, f.alpha);
+            assert_int_equal(f.n_eigs, 220);
+        }
+        free(W);
+    }
+#endif
+}
+
+static void test_equal_tail_flag(void **s)
+{
+    double lam[10];
+    molora_alpha_options o;
+    molora_alpha_fit f;
+    int j, m;
+    (void)s;
+    for (m = 0; m < 2; m++) {   /* upstream fix_finger gives inf here too */
+        memset(&o, 0, sizeof o);
+        o.method = m ? MOLORA_ALPHA_WW : MOLORA_ALPHA_FIX_FINGER;
+        for (j = 0; j < 10; j++) lam[j] = 4.0;
+        assert_int_equal(molora_alpha_fit_spectrum(lam, 10, &o, &f), MOLORA_RESULT_SUCCESS);
+        assert_true(isinf(f.alpha) && f.alpha > 0);
+        assert_true(f.flags & MOLORA_ALPHA_FLAG_EQUAL_TAIL);
+        assert_true(fabs(f.ks - 0.5) < 1e-15);   /* (n - 1) / n at the last candidate, n = 2 */
+        assert_int_equal(f.n_tail, 2);
+    }
+}
+
+/* 3 decades below an ESD peak 18 decades up: the log10 lower bound (17.8) skips them and the
+   peak is above 1.5 xmin2; upstream returns 0. */
+static void test_no_candidate(void **s)
+{
+    double lam[8] = {1, 2, 5, 1e18, 1e18, 1e18, 1e18, 1e18};
+    molora_alpha_fit f;
+    (void)s;
+    assert_int_equal(molora_alpha_fit_spectrum(lam, 8, NULL, &f), MOLORA_RESULT_SUCCESS);
+    assert_true(f.alpha == 0.0);
+    assert_true(f.flags & MOLORA_ALPHA_FLAG_NO_CANDIDATE);
+    assert_true(f.ks == 1.0);
+}
+
+static void test_spectrum_threshold_and_order(void **s)
+{
+    double lam[60], copy[60];
+    molora_alpha_options o;
+    molora_alpha_fit f, g;
+    int j;
+    (void)s;
+    memset(&o, 0, sizeof o);
+    pareto(lam, 50, 0.5, 3.0);
+    for (j = 50; j < 55; j++) lam[j] = 1e-6;   /* below WeightWatcher's 1e-5 */
+    for (j = 55; j < 60; j++) lam[j] = 0.0;
+    for (j = 0; j < 60; j++) copy[j] = lam[59 - j];   /* reversed order: sorted in place */
+    o.method = MOLORA_ALPHA_WW;
+    assert_int_equal(molora_alpha_fit_spectrum(copy, 60, &o, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(f.n_eigs, 60);
+    assert_int_equal(f.n_used, 50);
+    for (j = 1; j < 60; j++) assert_true(copy[j - 1] <= copy[j]);
+    assert_int_equal(molora_alpha_fit_spectrum(lam, 50, &o, &g), MOLORA_RESULT_SUCCESS);
+    assert_true(f.alpha == g.alpha && f.xmin == g.xmin && f.ks == g.ks);
+    /* fix_finger keeps every eigenvalue by default (filter_zeros=False): a zero is an error */
+    o.method = MOLORA_ALPHA_FIX_FINGER;
+    assert_int_equal(molora_alpha_fit_spectrum(copy, 60, &o, &f), MOLORA_RESULT_DEGENERATE_SPECTRUM);
+    o.evals_thresh = 1e-4;   /* upstream filter_zeros=True */
+    assert_int_equal(molora_alpha_fit_spectrum(copy, 60, &o, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(f.n_used, 50);
+    /* WW with filtering off sees the zeros */
+    o.method = MOLORA_ALPHA_WW;
+    o.evals_thresh = -1.0;
+    assert_int_equal(molora_alpha_fit_spectrum(copy, 60, &o, &f), MOLORA_RESULT_DEGENERATE_SPECTRUM);
+    /* too few, non-finite, bad options */
+    o.evals_thresh = 0;
+    assert_int_equal(molora_alpha_fit_spectrum(lam, 1, &o, &f), MOLORA_RESULT_DEGENERATE_SPECTRUM);
+    copy[3] = NAN;
+    assert_int_equal(molora_alpha_fit_spectrum(copy, 60, &o, &f), MOLORA_RESULT_NON_FINITE);
+    o.method = (molora_alpha_method)7;
+    assert_int_equal(molora_alpha_fit_spectrum(lam, 50, &o, &f), MOLORA_RESULT_INVALID_ARGUMENT);
+    o.method = MOLORA_ALPHA_FIX_FINGER;
+    o.bins = -1;
+    assert_int_equal(molora_alpha_fit_spectrum(lam, 50, &o, &f), MOLORA_RESULT_INVALID_VALUE);
+    o.bins = 0;
+    assert_int_equal(molora_alpha_fit_spectrum(lam, 50, &o, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_alpha_fit_spectrum(NULL, 50, &o, &f), MOLORA_RESULT_INVALID_ARGUMENT);
+}
+
+/* ---- matrices: routes against the float64 SVD ---------------------------------------------- */
+#ifndef MOLORA_NO_BLAS
+static double *evals_of(const float *W, int rows, int cols, molora_alpha_route route)
+{
+    molora_alpha_options o;
+    int m = rows < cols ? rows : cols;
+    double *e = malloc(sizeof(double) * (size_t)m);
+    memset(&o, 0, sizeof o);
+    o.route = route;
+    assert_int_equal(molora_alpha_eigenvalues(W, rows, cols, &o, e), MOLORA_RESULT_SUCCESS);
+    return e;
+}
+
+static void test_routes_realistic_nonsquare(void **s)
+{
+    const int shapes[][2] = {{96, 160}, {200, 120}, {128, 128}, {33, 257}};
+    int k, r, m, j;
+    (void)s;
+    for (k = 0; k < 4; k++) {
+        int rows = shapes[k][0], cols = shapes[k][1], n = rows < cols ? rows : cols;
+        float *W = realistic(rows, cols);
+        double *ref = evals_of(W, rows, cols, MOLORA_ALPHA_ROUTE_DGESDD);
+        for (j = 1; j < n; j++) assert_true(ref[j - 1] <= ref[j]);
+        for (m = 0; m < 2; m++) {
+            molora_alpha_options o;
+            molora_alpha_fit want, got;
+            memset(&o, 0, sizeof o);
+            o.method = m ? MOLORA_ALPHA_WW : MOLORA_ALPHA_FIX_FINGER;
+            o.route = MOLORA_ALPHA_ROUTE_DGESDD;
+            assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &want), MOLORA_RESULT_SUCCESS);
+            assert_int_equal(want.n_eigs, n);
+            for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r < MOLORA_ALPHA_ROUTE_COUNT; r++) {
+                double *e = evals_of(W, rows, cols, (molora_alpha_route)r), emax = 0;
+                for (j = 0; j < n; j++) emax = fmax(emax, rel(e[j], ref[j]));
+                o.route = (molora_alpha_route)r;
+                assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &got), MOLORA_RESULT_SUCCESS);
+                if (r != MOLORA_ALPHA_ROUTE_FAST) {   /* the fast route is approximate by design */
+                    if (rel(got.alpha, want.alpha) > 1e-4)
+                        fail_msg("(%d, %d) method %d route %d: alpha %.9g, float64 %.9g", rows, cols, m, r, got.alpha, want.alpha);
+                    if (emax > (r == MOLORA_ALPHA_ROUTE_SGESDD ? 1e-4 : 1e-9))
+                        fail_msg("(%d, %d) route %d: eigenvalues max rel err %.3g", rows, cols, r, emax);
+                }
+                free(e);
+            }
+        }
+        free(ref); free(W);
+    }
+}
+
+/* sigma from 1 down to 1e-5: a float32 Gram matrix (eigenvalue error ~1e-7 lambda_max) loses
+   every eigenvalue below ~1e-7 and can return values <= 0; the double Gram keeps them. */
+static void test_ill_conditioned(void **s)
+{
+    const int rows = 160, cols = 96;
+    double sigma[96], *ref, *fast, *def, emax = 0, fmax_err = 0;
+    molora_alpha_options o;
+    molora_alpha_fit want, got;
+    float *W;
+    int j, r;
+    (void)s;
+    for (j = 0; j < 96; j++) sigma[j] = pow(10.0, -5.0 * j / 95.0);
+    W = with_singular_values(rows, cols, sigma);
+    ref = evals_of(W, rows, cols, MOLORA_ALPHA_ROUTE_DGESDD);
+    def = evals_of(W, rows, cols, MOLORA_ALPHA_ROUTE_DEFAULT);
+    fast = evals_of(W, rows, cols, MOLORA_ALPHA_ROUTE_FAST);
+    assert_true(rel(ref[0], 1e-10) < 1e-2);    /* the float32 W still has sigma_min ~ 1e-5 */
+    for (j = 0; j < 96; j++) {
+        emax = fmax(emax, rel(def[j], ref[j]));
+        fmax_err = fmax(fmax_err, rel(fast[j], ref[j]));
+    }
+    if (emax > 1e-5) fail_msg("double Gram: eigenvalue max rel err %.3g", emax);
+    if (!(fmax_err > 0.5)) fail_msg("float32 Gram unexpectedly accurate: max rel err %.3g", fmax_err);
+    memset(&o, 0, sizeof o);
+    o.route = MOLORA_ALPHA_ROUTE_DGESDD;
+    assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &want), MOLORA_RESULT_SUCCESS);
+    for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r <= MOLORA_ALPHA_ROUTE_GRAM64_2STAGE; r++) {
+        o.route = (molora_alpha_route)r;
+        assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &got), MOLORA_RESULT_SUCCESS);
+        if (rel(got.alpha, want.alpha) > 1e-6) fail_msg("route %d: alpha %.9g, float64 %.9g", r, got.alpha, want.alpha);
+    }
+    /* the fast route: an error (eigenvalue <= 0) or a different histogram range */
+    o.route = MOLORA_ALPHA_ROUTE_FAST;
+    {
+        molora_result res = molora_alpha_matrix(W, rows, cols, &o, &got);
+        assert_true(res == MOLORA_RESULT_DEGENERATE_SPECTRUM || (res == MOLORA_RESULT_SUCCESS && rel(got.lambda_min, want.lambda_min) > 0.5));
+    }
+    free(ref); free(def); free(fast); free(W);
+}
+
+static void test_known_singular_values(void **s)
+{
+    double sigma[120], lam[120];
+    molora_alpha_options o;
+    molora_alpha_fit f, g;
+    float *W;
+    int j;
+    (void)s;
+    pareto(lam, 120, 0.8, 3.0);   /* eigenvalues with exponent 3 */
+    for (j = 0; j < 120; j++) sigma[j] = sqrt(lam[119 - j]);
+    W = with_singular_values(120, 300, sigma);
+    memset(&o, 0, sizeof o);
+    o.method = MOLORA_ALPHA_WW;
+    assert_int_equal(molora_alpha_matrix(W, 120, 300, &o, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_alpha_fit_spectrum(lam, 120, &o, &g), MOLORA_RESULT_SUCCESS);
+    if (rel(f.alpha, g.alpha) > 1e-4) fail_msg("alpha %.9g, from the exact spectrum %.9g", f.alpha, g.alpha);
+    assert_true(rel(f.alpha, 3.0) < 0.1);
+    free(W);
+}
+
+static void test_matrix_errors(void **s)
+{
+    float W[12 * 20];
+    double e[12];
+    molora_alpha_options o;
+    molora_alpha_fit f;
+    size_t need;
+    int m;
+    (void)s;
+    memset(&o, 0, sizeof o);
+    memset(W, 0, sizeof W);
+    for (m = 0; m < 2; m++) {
+        o.method = m ? MOLORA_ALPHA_WW : MOLORA_ALPHA_FIX_FINGER;
+        assert_int_equal(molora_alpha_matrix(W, 12, 20, &o, &f), MOLORA_RESULT_DEGENERATE_SPECTRUM);
+    }
+    W[5] = NAN;
+    assert_int_equal(molora_alpha_matrix(W, 12, 20, &o, &f), MOLORA_RESULT_NON_FINITE);
+    assert_int_equal(molora_alpha_eigenvalues(W, 12, 20, &o, e), MOLORA_RESULT_NON_FINITE);
+    W[5] = INFINITY;
+    assert_int_equal(molora_alpha_matrix(W, 12, 20, &o, &f), MOLORA_RESULT_NON_FINITE);
+    W[5] = 1.0f;
+    assert_int_equal(molora_alpha_matrix(W, 0, 20, &o, &f), MOLORA_RESULT_INVALID_SHAPE);
+    assert_int_equal(molora_alpha_matrix(NULL, 12, 20, &o, &f), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_alpha_matrix(W, 12, 20, &o, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    o.route = (molora_alpha_route)99;
+    assert_int_equal(molora_alpha_matrix(W, 12, 20, &o, &f), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_alpha_workspace_size(12, 20, &o, &need), MOLORA_RESULT_INVALID_ARGUMENT);
+}
+
+/* ---- scratch: hook, workspace, out of memory ----------------------------------------------- */
+typedef struct hook { long allocs, frees, fail_after; } hook;
+static void *hook_alloc(size_t n, void *u)
+{
+    hook *h = (hook *)u;
+    if (h->fail_after >= 0 && h->allocs >= h->fail_after) return NULL;
+    h->allocs++;
+    return malloc(n);
+}
+static void hook_free(void *p, void *u) { ((hook *)u)->frees++; free(p); }
+
+static void test_scratch(void **s)
+{
+    float *W = realistic(64, 100);
+    molora_alpha_options o;
+    molora_alpha_fit f, g;
+    hook h = {0, 0, -1};
+    size_t need;
+    void *ws;
+    int r;
+    (void)s;
+    for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r < MOLORA_ALPHA_ROUTE_COUNT; r++) {
+        memset(&o, 0, sizeof o);
+        o.route = (molora_alpha_route)r;
+        o.memory.alloc = hook_alloc; o.memory.free = hook_free; o.memory.user = &h;
+        h.allocs = h.frees = 0; h.fail_after = -1;
+        assert_int_equal(molora_alpha_matrix(W, 64, 100, &o, &f), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(h.allocs, 1);
+        assert_int_equal(h.frees, 1);
+        h.allocs = h.frees = 0; h.fail_after = 0;
+        assert_int_equal(molora_alpha_matrix(W, 64, 100, &o, &g), MOLORA_RESULT_OUT_OF_MEMORY);
+        assert_int_equal(h.frees, 0);
+        /* a caller workspace of exactly the queried size: no hook call, same answer */
+        assert_int_equal(molora_alpha_workspace_size(64, 100, &o, &need), MOLORA_RESULT_SUCCESS);
+        ws = malloc(need);
+        o.workspace = ws; o.workspace_size = need;
+        h.allocs = 0; h.fail_after = -1;
+        assert_int_equal(molora_alpha_matrix(W, 64, 100, &o, &g), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(h.allocs, 0);
+        assert_true(g.alpha == f.alpha && g.xmin == f.xmin && g.n_tail == f.n_tail);
+        o.workspace_size = need - 1;
+        assert_int_equal(molora_alpha_matrix(W, 64, 100, &o, &g), MOLORA_RESULT_WORKSPACE_TOO_SMALL);
+        free(ws);
+    }
+    memset(&o, 0, sizeof o);
+    o.memory.alloc = hook_alloc;   /* one without the other */
+    assert_int_equal(molora_alpha_matrix(W, 64, 100, &o, &f), MOLORA_RESULT_INVALID_ARGUMENT);
+    free(W);
+}
+#else
+static void test_unsupported_without_blas(void **s)
+{
+    float W[4] = {1, 2, 3, 4};
+    double e[2];
+    molora_alpha_fit f;
+    size_t need;
+    (void)s;
+    assert_int_equal(molora_alpha_matrix(W, 2, 2, NULL, &f), MOLORA_RESULT_UNSUPPORTED);
+    assert_int_equal(molora_alpha_eigenvalues(W, 2, 2, NULL, e), MOLORA_RESULT_UNSUPPORTED);
+    assert_int_equal(molora_alpha_workspace_size(2, 2, NULL, &need), MOLORA_RESULT_UNSUPPORTED);
+}
+#endif
+
+/* ---- per-layer alpha and the allocation ---------------------------------------------------- */
+static void test_layer_mean(void **s)
+{
+    const double a[] = {2.0, 4.0, 3.0, 5.0, 7.0, 3.5};
+    const int layer[] = {0, 0, 1, 1, 1, 2};
+    int bad[] = {0, 0, 1, 1, 1, 3};
+    double out[3], nan_a[] = {2.0, NAN, 3.0};
+    (void)s;
+    assert_int_equal(molora_alpha_layer_mean(a, layer, 6, 3, out), MOLORA_RESULT_SUCCESS);
+    assert_true(out[0] == 3.0 && out[1] == 5.0 && out[2] == 3.5);
+    assert_int_equal(molora_alpha_layer_mean(a, NULL, 3, 3, out), MOLORA_RESULT_SUCCESS);
+    assert_true(out[0] == 2.0 && out[1] == 4.0 && out[2] == 3.0);
+    assert_int_equal(molora_alpha_layer_mean(a, bad, 6, 3, out), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_alpha_layer_mean(a, layer, 5, 3, out), MOLORA_RESULT_INVALID_LAYER);   /* layer 2 empty */
+    assert_int_equal(molora_alpha_layer_mean(nan_a, NULL, 3, 3, out), MOLORA_RESULT_NON_FINITE);
+    assert_int_equal(molora_alpha_layer_mean(a, NULL, 6, 3, out), MOLORA_RESULT_INVALID_SHAPE);
+}
+
+static void expect_alloc(const double *a, int n, int budget, double beta, molora_result want_r, const int *want,
+                         const int *want_k)
+{
+    int e[64], k[64], l;
+    assert_int_equal(molora_alpha_allocate(a, n, budget, beta, e, k), want_r);
+    for (l = 0; l < n; l++) {
+        if (e[l] != want[l]) fail_msg("layer %d: %d experts, want %d (budget %d, beta %g)", l, e[l], want[l], budget, beta);
+        assert_int_equal(k[l], want_k ? want_k[l] : (want[l] > 1 ? 2 : 1));
+    }
+}
+
+static void test_allocate_reference_cases(void **s)
+{
+    const double a1[] = {2, 3, 4}, a2[] = {1, 1, 1, 1}, a3[] = {2, 9}, a4[] = {2.0, 4.0, 3.4, 3.6};
+    const int w1[] = {3, 3, 4}, w2[] = {2, 0, 0, 0}, w3[] = {0, 3}, w4[] = {-1, 1, 1, 1};
+    const int k3[] = {1, 2};
+    (void)s;
+    expect_alloc(a1, 3, 10, 1.0, MOLORA_RESULT_SUCCESS, w1, NULL);   /* not largest remainder [2,3,5] */
+    expect_alloc(a2, 4, 2, 1.0, MOLORA_RESULT_SUCCESS, w2, NULL);    /* half to even: rint(0.5) = 0 */
+    expect_alloc(a3, 2, 3, 2.5, MOLORA_RESULT_SUCCESS, w3, k3);      /* a zero-expert layer, top_k 1 */
+    expect_alloc(a4, 4, 2, 0.5, MOLORA_RESULT_NEGATIVE_EXPERTS, w4, NULL);   /* upstream's numbers, refused */
+}
+
+static void test_allocate_ties_zero_one(void **s)
+{
+    const double t3[] = {3, 3, 3}, o3[] = {1, 1, 1}, one[] = {4.2};
+    const int w_up[] = {4, 3, 3}, w_down[] = {1, 2, 2}, zero[] = {0, 0, 0}, w_one[] = {7}, w_one1[] = {1}, w_one0[] = {0};
+    double a32[32];
+    int e[32], l, sum = 0;
+    (void)s;
+    expect_alloc(t3, 3, 10, 2.5, MOLORA_RESULT_SUCCESS, w_up, NULL);     /* +1 to the first of equal s - n */
+    expect_alloc(o3, 3, 5, 2.5, MOLORA_RESULT_SUCCESS, w_down, NULL);    /* rint(5/3) = 2 each, -1 to the first */
+    expect_alloc(t3, 3, 0, 2.5, MOLORA_RESULT_SUCCESS, zero, NULL);      /* zero budget: all frozen, top_k 1 */
+    expect_alloc(one, 1, 7, 2.5, MOLORA_RESULT_SUCCESS, w_one, NULL);
+    expect_alloc(one, 1, 1, 2.5, MOLORA_RESULT_SUCCESS, w_one1, NULL);
+    expect_alloc(one, 1, 0, 2.5, MOLORA_RESULT_SUCCESS, w_one0, NULL);
+    /* defaults on a 32-layer model: the budget is met and every count >= 0 */
+    for (l = 0; l < 32; l++) a32[l] = 2.0 + 6.0 * (rnd() + 1.0) / 2.0;
+    assert_int_equal(molora_alpha_allocate(a32, 32, MOLORA_ALPHA_DEFAULT_BUDGET, MOLORA_ALPHA_DEFAULT_BETA, e, NULL),
+                     MOLORA_RESULT_SUCCESS);
+    for (l = 0; l < 32; l++) { assert_true(e[l] >= 0); sum += e[l]; }
+    assert_int_equal(sum, 160);
+}
+
+static void test_allocate_errors(void **s)
+{
+    const double a[] = {2, 3}, neg[] = {2, -1}, zero[] = {2, 0}, nan_a[] = {2, NAN}, big[] = {1e300, 2};
+    int e[2];
+    (void)s;
+    assert_int_equal(molora_alpha_allocate(a, 2, -1, 2.5, e, NULL), MOLORA_RESULT_INVALID_VALUE);
+    assert_int_equal(molora_alpha_allocate(a, 2, 5, NAN, e, NULL), MOLORA_RESULT_INVALID_VALUE);
+    assert_int_equal(molora_alpha_allocate(neg, 2, 5, 2.5, e, NULL), MOLORA_RESULT_INVALID_VALUE);
+    assert_int_equal(molora_alpha_allocate(zero, 2, 5, 2.5, e, NULL), MOLORA_RESULT_INVALID_VALUE);
+    assert_int_equal(molora_alpha_allocate(nan_a, 2, 5, 2.5, e, NULL), MOLORA_RESULT_NON_FINITE);
+    assert_int_equal(molora_alpha_allocate(big, 2, 5, 2.5, e, NULL), MOLORA_RESULT_NON_FINITE);
+    assert_int_equal(molora_alpha_allocate(a, 0, 5, 2.5, e, NULL), MOLORA_RESULT_INVALID_SHAPE);
+    assert_int_equal(molora_alpha_allocate(a, 2, 5, 2.5, NULL, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_alpha_allocate(NULL, 2, 5, 2.5, e, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_non_null(strstr(molora_result_string(MOLORA_RESULT_NEGATIVE_EXPERTS), "negative"));
+    assert_non_null(strstr(molora_result_string(MOLORA_RESULT_DEGENERATE_SPECTRUM), "zero matrix"));
+}
+
+/* ---- the plan feeds a model ------------------------------------------------------------------ */
+/* Three decoder layers, two adapted projections each (6 molora layers); the plan from the
+   alphas decides each layer's experts and top-k; the model runs and matches a naive top-k. */
+static void test_plan_end_to_end(void **s)
+{
+    enum { L = 3, P = 2, D = 24, R = 4, T = 5, MAXE = 8 };
+    const double alpha[L] = {2.0, 3.0, 4.5};
+    const int layer_of[L * P] = {0, 0, 1, 1, 2, 2};
+    int experts[L], top_k[L], i, t, o, j, k, e_sum = 0;
+    molora_layer_desc ld[L * P];
+    molora_expert_desc ex[L * P][MAXE];
+    float *A[L * P][MAXE], *B[L * P][MAXE], *W0[L * P], *Wg[L * P], X[T * D], Y[T * D];
+    molora_model_desc md;
+    molora_model *m;
+    void *ws;
+    size_t wsz;
+    (void)s;
+    assert_int_equal(molora_alpha_allocate(alpha, L, 8, MOLORA_ALPHA_DEFAULT_BETA, experts, top_k), MOLORA_RESULT_SUCCESS);
+    /* s = [5.66, 15.59, 43.05], sum 64.30: rint([0.70, 1.94, 5.36]) = [1, 2, 5] */
+    assert_int_equal(experts[0], 1); assert_int_equal(experts[1], 2); assert_int_equal(experts[2], 5);
+    assert_int_equal(top_k[0], 1); assert_int_equal(top_k[1], 2); assert_int_equal(top_k[2], 2);
+    experts[0] = 0;   /* a frozen decoder layer too (the rule gives one for alpha [2, 9], T 3) */
+    top_k[0] = 1;
+    memset(ld, 0, sizeof ld);
+    assert_int_equal(molora_alpha_plan_apply(experts, top_k, L, layer_of, ld, L * P), MOLORA_RESULT_SUCCESS);
+    for (i = 0; i < L * P; i++) {
+        int n = ld[i].n_experts;
+        assert_int_equal(n, experts[layer_of[i]]);
+        ld[i].d_in = D; ld[i].d_out = D;
+        W0[i] = malloc(sizeof(float) * D * D);
+        for (j = 0; j < D * D; j++) W0[i][j] = (float)(rnd() * 0.2);
+        ld[i].W0 = W0[i];
+        Wg[i] = malloc(sizeof(float) * (n ? n : 1) * D);
+        for (j = 0; j < n * D; j++) Wg[i][j] = (float)rnd();
+        ld[i].gate_weight = n ? Wg[i] : NULL;
+        for (k = 0; k < n; k++) {
+            A[i][k] = malloc(sizeof(float) * R * D);
+            B[i][k] = malloc(sizeof(float) * R * D);
+            for (j = 0; j < R * D; j++) { A[i][k][j] = (float)(rnd() * 0.3); B[i][k][j] = (float)(rnd() * 0.3); }
+            memset(&ex[i][k], 0, sizeof ex[i][k]);
+            ex[i][k].rank = R; ex[i][k].A = A[i][k]; ex[i][k].B = B[i][k];
+        }
+        ld[i].experts = n ? ex[i] : NULL;
+        e_sum += n;
+    }
+    assert_int_equal(e_sum, 2 * (0 + 2 + 5));
+    memset(&md, 0, sizeof md);
+    md.n_layers = L * P; md.layers = ld;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_workspace_size(m, T, &wsz), MOLORA_RESULT_SUCCESS);
+    ws = malloc(wsz);
+    for (j = 0; j < T * D; j++) X[j] = (float)rnd();
+    for (i = 0; i < L * P; i++) {
+        molora_layer_info info;
+        molora_forward_args fa;
+        int n = ld[i].n_experts, kk = top_k[layer_of[i]];
+        assert_int_equal(molora_layer_get_info(m, i, &info), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(info.n_experts, n);
+        if (n) { assert_int_equal(info.routing, MOLORA_ROUTING_TOPK); assert_int_equal(info.top_k, kk); }
+        memset(&fa, 0, sizeof fa);
+        fa.layer = i; fa.n_tokens = T; fa.x = X; fa.y = Y; fa.workspace = ws; fa.workspace_size = wsz;
+        assert_int_equal(molora_forward(m, &fa), MOLORA_RESULT_SUCCESS);
+        for (t = 0; t < T; t++) {   /* naive: y = W0 x + sum over the k best of p renormalised */
+            const float *x = X + t * D;
+            double z[MAXE], w[MAXE] = {0}, mx = -1e300, sw = 0, y;
+            int used[MAXE] = {0}, c;
+            for (k = 0; k < n; k++) {
+                z[k] = 0;
+                for (j = 0; j < D; j++) z[k] += (double)Wg[i][k * D + j] * x[j];
+            }
+            for (c = 0; c < (n ? kk : 0); c++) {
+                int best = -1;
+                for (k = 0; k < n; k++) if (!used[k] && (best < 0 || z[k] > z[best])) best = k;
+                used[best] = 1;
+                if (z[best] > mx) mx = z[best];
+            }
+            for (k = 0; k < n; k++) if (used[k]) { w[k] = exp(z[k] - mx); sw += w[k]; }
+            for (o = 0; o < D; o++) {
+                y = 0;
+                for (j = 0; j < D; j++) y += (double)W0[i][o * D + j] * x[j];
+                for (k = 0; k < n; k++) {
+                    double h;
+                    int r;
+                    if (!used[k]) continue;
+                    for (r = 0; r < R; r++) {
+                        h = 0;
+                        for (j = 0; j < D; j++) h += (double)A[i][k][r * D + j] * x[j];
+                        y += w[k] / sw * (double)B[i][k][o * R + r] * h;   /* scaling 1 */
+                    }
+                }
+                if (fabs(Y[t * D + o] - y) > 1e-4 * (1 + fabs(y)))
+                    fail_msg("layer %d token %d out %d: %.7g, naive %.7g", i, t, o, (double)Y[t * D + o], y);
+            }
+        }
+    }
+    /* errors: negative count, bad top_k, layer out of range; nothing written */
+    {
+        int neg[L] = {1, -1, 2}, badk[L] = {1, 3, 2}, bad_of[2] = {0, 3};
+        molora_layer_desc d2[2];
+        memset(d2, 0, sizeof d2);
+        assert_int_equal(molora_alpha_plan_apply(neg, NULL, L, NULL, d2, 2), MOLORA_RESULT_NEGATIVE_EXPERTS);
+        assert_int_equal(d2[0].n_experts, 0);
+        assert_int_equal(molora_alpha_plan_apply(experts, badk, L, NULL, d2, 2), MOLORA_RESULT_INVALID_TOP_K);
+        assert_int_equal(molora_alpha_plan_apply(experts, NULL, L, bad_of, d2, 2), MOLORA_RESULT_INVALID_LAYER);
+        assert_int_equal(molora_alpha_plan_apply(experts, NULL, 1, NULL, d2, 2), MOLORA_RESULT_INVALID_SHAPE);
+        assert_int_equal(molora_alpha_plan_apply(experts, NULL, L, NULL, d2, 2), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(d2[1].n_experts, 2); assert_int_equal(d2[1].top_k, 2);   /* NULL top_k: the rule */
+    }
+    molora_model_free(m);
+    free(ws);
+    for (i = 0; i < L * P; i++) {
+        for (k = 0; k < ld[i].n_experts; k++) { free(A[i][k]); free(B[i][k]); }
+        free(W0[i]); free(Wg[i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_powerlaw_recovered),
+        cmocka_unit_test(test_pinned_lo_quirk),
+        cmocka_unit_test(test_equal_tail_flag),
+        cmocka_unit_test(test_no_candidate),
+        cmocka_unit_test(test_spectrum_threshold_and_order),
+#ifndef MOLORA_NO_BLAS
+        cmocka_unit_test(test_routes_realistic_nonsquare),
+        cmocka_unit_test(test_ill_conditioned),
+        cmocka_unit_test(test_known_singular_values),
+        cmocka_unit_test(test_matrix_errors),
+        cmocka_unit_test(test_scratch),
+#else
+        cmocka_unit_test(test_unsupported_without_blas),
+#endif
+        cmocka_unit_test(test_layer_mean),
+        cmocka_unit_test(test_allocate_reference_cases),
+        cmocka_unit_test(test_allocate_ties_zero_one),
+        cmocka_unit_test(test_allocate_errors),
+        cmocka_unit_test(test_plan_end_to_end),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
