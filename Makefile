@@ -69,6 +69,7 @@ test: deps-test
 	sh tests/test_cli.sh $(B)/molora
 	sh tests/test_convert.sh $(B)/molora
 	./$(B)/test_catalogue $(B)/molora
+	sh tests/test_alpha_cli.sh $(B)/molora
 	./$(B)/test_alpha
 	./$(B)/test_alpha_noblas
 	./$(B)/check_static

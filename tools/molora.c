@@ -460,12 +460,185 @@ done:
     return rc;
 }
 
+/* ---- alpha (DESIGN.md 4.2) ------------------------------------------------------------------
+   molora alpha MODEL [--method fix_finger|ww] [--budget N] [--beta B] [--prefix P] [--json]
+   Every 2-D float weight whose name (after --prefix) contains "layers.L." belongs to decoder
+   layer L; matrices whose smaller side is under 10 are skipped and listed. */
+static int layer_of_name(const char *name, const char *prefix)
+{
+    const char *p = name, *q;
+    if (prefix && *prefix) {
+        if (strncmp(name, prefix, strlen(prefix)) != 0) return -1;
+        p = name + strlen(prefix);
+    }
+    for (q = strstr(p, "layers."); q; q = strstr(q + 1, "layers.")) {
+        const char *d = q + 7;
+        char *end;
+        long L;
+        if (q != p && q[-1] != '.') continue;
+        if (*d < '0' || *d > '9') continue;
+        L = strtol(d, &end, 10);
+        if (*end == '.' && L >= 0 && L < 1000000) return (int)L;
+    }
+    return -1;
+}
+
+static int cmd_alpha(int argc, char **argv)
+{
+    const char *model = NULL, *prefix = "", *method = "fix_finger";
+    int budget = MOLORA_ALPHA_DEFAULT_BUDGET, json = 0, i, rc = 1, n_mat = 0, n_skip = 0, n_layers = 0, progress;
+    double beta = MOLORA_ALPHA_DEFAULT_BETA, total = 0;
+    molora_load_desc d = load_desc();
+    molora_safetensors *st = NULL;
+    molora_alpha_options o;
+    molora_result r;
+    size_t nt, k, ws_bytes = 0;
+    size_t *mat = NULL, *skip = NULL;
+    int *mlayer = NULL, *experts = NULL, *topk = NULL;
+    double *malpha = NULL, *lalpha = NULL;
+    molora_alpha_fit *fits = NULL;
+    void *ws = NULL;
+    memset(&o, 0, sizeof o);
+    for (i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end;
+        if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (a[0] != '-' && !model) { model = a; continue; }
+        if (!v) return die("alpha: %s needs a value", a);
+        i++;
+        if (!strcmp(a, "--method")) method = v;
+        else if (!strcmp(a, "--prefix")) prefix = v;
+        else if (!strcmp(a, "--budget")) {
+            long b = strtol(v, &end, 10);
+            if (*end || end == v || b < 0 || b > 1000000) return die("alpha: --budget %s: want an integer 0..1000000", v);
+            budget = (int)b;
+        } else if (!strcmp(a, "--beta")) {
+            beta = strtod(v, &end);
+            if (*end || end == v || !isfinite(beta) || beta <= 0) return die("alpha: --beta %s: want a finite number > 0", v);
+        } else return die("alpha: unknown option %s", a);
+    }
+    if (!model) return die("usage: molora alpha MODEL [--method fix_finger|ww] [--budget N] [--beta B] [--prefix P] [--json]");
+    if (!strcmp(method, "fix_finger")) o.method = MOLORA_ALPHA_FIX_FINGER;
+    else if (!strcmp(method, "ww")) o.method = MOLORA_ALPHA_WW;
+    else return die("alpha: --method %s: want fix_finger or ww", method);
+    o.log = on_log;
+    if ((r = molora_safetensors_open(model, &d, &st)) != MOLORA_RESULT_SUCCESS) return die_lib(model, r);
+    nt = molora_safetensors_n_tensors(st);
+    mat = (size_t *)calloc(nt + 1, sizeof *mat); skip = (size_t *)calloc(nt + 1, sizeof *skip);
+    mlayer = (int *)calloc(nt + 1, sizeof *mlayer); malpha = (double *)calloc(nt + 1, sizeof *malpha);
+    fits = (molora_alpha_fit *)calloc(nt + 1, sizeof *fits);
+    if (!mat || !skip || !mlayer || !malpha || !fits) { die("alpha: out of memory"); goto done; }
+    /* 1. which tensors are decoder-layer matrices */
+    for (k = 0; k < nt; k++) {
+        molora_tensor_info ti;
+        int L;
+        molora_safetensors_get_info(st, k, &ti);
+        L = layer_of_name(ti.name, prefix);
+        if (ti.n_dims != 2 || L < 0) continue;
+        if (ti.dtype != MOLORA_DTYPE_F32 && ti.dtype != MOLORA_DTYPE_F16 && ti.dtype != MOLORA_DTYPE_BF16) { skip[n_skip++] = k; continue; }
+        if (ti.shape[0] < 10 || ti.shape[1] < 10) { skip[n_skip++] = k; continue; }
+        if (ti.shape[0] > 1000000 || ti.shape[1] > 1000000) { die("alpha: %s: %s: %llu x %llu is too large", model, ti.name,
+                                                                 (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]); goto done; }
+        mat[n_mat] = k; mlayer[n_mat++] = L;
+        if (L + 1 > n_layers) n_layers = L + 1;
+        total += (double)ti.shape[0] * (double)ti.shape[1];
+        {   /* one workspace for the largest matrix */
+            size_t b = 0;
+            if ((r = molora_alpha_workspace_size((int)ti.shape[0], (int)ti.shape[1], &o, &b)) != MOLORA_RESULT_SUCCESS) { die_lib(ti.name, r); goto done; }
+            if (b > ws_bytes) ws_bytes = b;
+        }
+    }
+    if (n_mat == 0) { die("alpha: %s: no 2-D weight named like \"%slayers.L.\" with both sides >= 10", model, prefix); goto done; }
+    if (ws_bytes && !(ws = malloc(ws_bytes))) { die("alpha: out of memory (%zu bytes of workspace)", ws_bytes); goto done; }
+    o.workspace = ws; o.workspace_size = ws_bytes;
+    progress = total > 3e7;   /* large models: a line per matrix on stderr */
+    /* 2. alpha of every matrix */
+    for (i = 0; i < n_mat; i++) {
+        molora_tensor_info ti;
+        const float *w = NULL;
+        molora_safetensors_get_info(st, mat[i], &ti);
+        if (progress) fprintf(stderr, "alpha: [%d/%d] %s (%llu x %llu)\n", i + 1, n_mat, ti.name,
+                              (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
+        g_detail[0] = 0;
+        if ((r = molora_safetensors_get_f32(st, mat[i], &w)) != MOLORA_RESULT_SUCCESS) { die_lib(ti.name, r); goto done; }
+        if ((r = molora_alpha_matrix(w, (int)ti.shape[0], (int)ti.shape[1], &o, &fits[i])) != MOLORA_RESULT_SUCCESS) {
+            die_lib(ti.name, r);
+            goto done;
+        }
+        malpha[i] = fits[i].alpha;
+        if (!isfinite(malpha[i])) { die("alpha: %s: the fitted tail is all equal values (alpha is infinite)", ti.name); goto done; }
+    }
+    /* 3. per-layer mean and the allocation */
+    lalpha = (double *)calloc((size_t)n_layers, sizeof *lalpha);
+    experts = (int *)calloc((size_t)n_layers, sizeof *experts); topk = (int *)calloc((size_t)n_layers, sizeof *topk);
+    if (!lalpha || !experts || !topk) { die("alpha: out of memory"); goto done; }
+    g_detail[0] = 0;
+    if ((r = molora_alpha_layer_mean(malpha, mlayer, n_mat, n_layers, lalpha)) != MOLORA_RESULT_SUCCESS) {
+        for (i = 0; i < n_layers; i++) {
+            int j, any = 0;
+            for (j = 0; j < n_mat; j++) any |= mlayer[j] == i;
+            if (!any) { die("alpha: %s: decoder layer %d has no weight matrix (layers 0..%d expected)", model, i, n_layers - 1); goto done; }
+        }
+        die_lib("alpha: per-layer mean", r);
+        goto done;
+    }
+    r = molora_alpha_allocate(lalpha, n_layers, budget, beta, experts, topk);
+    if (r != MOLORA_RESULT_SUCCESS && r != MOLORA_RESULT_NEGATIVE_EXPERTS) { die_lib("alpha: allocation", r); goto done; }
+    /* 4. output */
+    if (json) {
+        printf("{\"matrices\": [");
+        for (i = 0; i < n_mat; i++) {
+            molora_tensor_info ti;
+            molora_safetensors_get_info(st, mat[i], &ti);
+            printf("%s\n  {\"name\": ", i ? "," : "");
+            jstr(stdout, ti.name);
+            printf(", \"layer\": %d, \"alpha\": %.17g, \"xmin\": %.17g, \"ks\": %.17g, \"n_eigs\": %d, \"n_tail\": %d}",
+                   mlayer[i], fits[i].alpha, fits[i].xmin, fits[i].ks, fits[i].n_eigs, fits[i].n_tail);
+        }
+        printf("],\n \"layers\": [");
+        for (i = 0; i < n_layers; i++)
+            printf("%s\n  {\"layer\": %d, \"alpha\": %.17g, \"experts\": %d, \"top_k\": %d}", i ? "," : "", i, lalpha[i], experts[i], topk[i]);
+        printf("],\n \"skipped\": [");
+        for (i = 0; i < n_skip; i++) {
+            molora_tensor_info ti;
+            molora_safetensors_get_info(st, skip[i], &ti);
+            printf("%s", i ? ", " : "");
+            jstr(stdout, ti.name);
+        }
+        printf("]}\n");
+    } else {
+        printf("%-56s %5s %13s %9s %11s %8s %6s %6s\n", "matrix", "layer", "shape", "alpha", "xmin", "ks", "n_eigs", "n_tail");
+        for (i = 0; i < n_mat; i++) {
+            molora_tensor_info ti;
+            char shape[32];
+            molora_safetensors_get_info(st, mat[i], &ti);
+            snprintf(shape, sizeof shape, "%llux%llu", (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
+            printf("%-56s %5d %13s %9.4f %11.4g %8.4f %6d %6d\n", ti.name, mlayer[i], shape, fits[i].alpha, fits[i].xmin,
+                   fits[i].ks, fits[i].n_eigs, fits[i].n_tail);
+        }
+        printf("\n%5s %9s %7s %5s    (method %s, budget %d, beta %g)\n", "layer", "alpha", "experts", "top_k", method, budget, beta);
+        for (i = 0; i < n_layers; i++) printf("%5d %9.4f %7d %5d\n", i, lalpha[i], experts[i], topk[i]);
+        for (i = 0; i < n_skip; i++) {
+            molora_tensor_info ti;
+            molora_safetensors_get_info(st, skip[i], &ti);
+            printf("%s%s", i ? ", " : "\nskipped (a side under 10, or not float): ", ti.name);
+        }
+        if (n_skip) printf("\n");
+    }
+    if (r == MOLORA_RESULT_NEGATIVE_EXPERTS) { die("alpha: budget %d with beta %g needs a negative expert count (printed as upstream computes it)", budget, beta); goto done; }
+    rc = 0;
+done:
+    free(mat); free(skip); free(mlayer); free(malpha); free(fits); free(lalpha); free(experts); free(topk); free(ws);
+    molora_safetensors_free(st);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return die("usage: molora inspect|forward|compose|alpha ... (see DESIGN.md 4.2)");
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "forward")) return cmd_forward(argc - 2, argv + 2);
     if (!strcmp(argv[1], "compose")) return cmd_compose(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "alpha")) { fprintf(stderr, "molora: alpha: not yet implemented (comes with the AlphaLoRA issue)\n"); return 2; }
+    if (!strcmp(argv[1], "alpha")) return cmd_alpha(argc - 2, argv + 2);
     return die("unknown command %s (inspect, forward, compose, alpha)", argv[1]);
 }
