@@ -1594,6 +1594,18 @@ MOLORA__PRIVATE void molora__xwt(const molora__kernels *kr, const molora__xpack 
     molora__sgemm(1, T, N, K, 1.0f, X, ldx, W, ldw, acc ? 1.0f : 0.0f, Y, ldy);
 }
 
+/* y (N) += sum_q cf[q] * (arow[q] . x) * brow[q] over m <= 64 gathered rows of A and B^T */
+MOLORA__PRIVATE void molora__gather_apply(const molora__kernels *kr, int m, const float *const *arow,
+                                          const float *const *brow, const float *cf, const float *x, int K,
+                                          float *y, int N)
+{
+    float h[64];
+    int q;
+    kr->dots(m, arow, x, K, h);
+    for (q = 0; q < m; q++) h[q] *= cf[q];
+    kr->axpys(m, brow, h, y, N);
+}
+
 /* A per-token path beats the dense products when fewer than 1 in MOLORA__SPARSE_RATIO of the
    (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
 #define MOLORA__SPARSE_RATIO 4
@@ -1761,26 +1773,19 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
         if (a->path_out) *a->path_out = MOLORA_PATH_SPARSE;
         for (t = 0; t < T; t++) {   /* per token: the selected experts' rows, 64 at a time */
             const float *x = X + (size_t)t * ldx, *arow[64], *brow[64];
-            float *y = Y + (size_t)t * L->d_out, cf[64], h[64];
-            int m_ = 0, q;
-            for (i = 0; i <= n; i++) {
-                float c = i < n ? W[(size_t)t * n + i] * L->scaling[i] : 0.0f;
-                for (j = 0; i < n && c != 0.0f && j < L->rank[i]; j++) {
+            float *y = Y + (size_t)t * L->d_out, cf[64];
+            int m_ = 0;
+            for (i = 0; i < n; i++) {
+                float c = W[(size_t)t * n + i] * L->scaling[i];
+                if (c == 0.0f) continue;
+                for (j = 0; j < L->rank[i]; j++) {
+                    if (m_ == 64) { molora__gather_apply(kr, m_, arow, brow, cf, x, L->d_in, y, O); m_ = 0; }
                     arow[m_] = L->A + (size_t)(L->offset[i] + j) * L->d_in;
                     brow[m_] = L->BT + (size_t)(L->offset[i] + j) * L->d_out + o0;
                     cf[m_++] = c;
-                    if (m_ < 64) continue;
-                    kr->dots(m_, arow, x, L->d_in, h);
-                    for (q = 0; q < m_; q++) h[q] *= cf[q];
-                    kr->axpys(m_, brow, h, y, O);
-                    m_ = 0;
-                }
-                if (i == n && m_ > 0) {
-                    kr->dots(m_, arow, x, L->d_in, h);
-                    for (q = 0; q < m_; q++) h[q] *= cf[q];
-                    kr->axpys(m_, brow, h, y, O);
                 }
             }
+            if (m_ > 0) molora__gather_apply(kr, m_, arow, brow, cf, x, L->d_in, y, O);
         }
         return MOLORA_RESULT_SUCCESS;
     }

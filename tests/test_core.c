@@ -1008,17 +1008,20 @@ static void test_zero_allocations_on_forward(void **s)
 
 /* ---- the speed paths: sparse per-token path, batch-size independence, ith/nth split ------- */
 static void test_sparse_many_experts(void **s)
-{   /* S6-like: 64 rank-1..3 experts, top-8 or AdaMoLE: few (token, expert) pairs, per-token path */
+{   /* S6-like: 64 rank-1..4 experts, top-8, AdaMoLE or threshold: few (token, expert) pairs, so
+       the per-token gather path runs */
     static const int rules[] = {MOLORA_ROUTING_TOPK, MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_THRESHOLD};
     static const int Ts[] = {1, 5, 17, 40, 100};
     int ranks[MAXN], r, c, i;
     err ew = {0, 0, 0}, ey = {0, 0, 0};
     (void)s;
     for (i = 0; i < 64; i++) ranks[i] = 1 + (i % 7 == 3) + 2 * (i % 11 == 5);
-    for (r = 0; r < 3; r++) {
+    for (r = 0; r < 4; r++) {   /* the 4th: top-8 of 64 rank-16 experts, 128 gathered rows per token */
         fix f;
         molora_model *m;
-        fix_make(&f, 45, 38, 64, ranks, rules[r]);
+        int r16[MAXN];
+        for (i = 0; i < 64; i++) r16[i] = 16;
+        fix_make(&f, 45, 38, 64, r == 3 ? r16 : ranks, rules[r % 3]);
         f.top_k = 8;
         f.threshold = 0.03f;
         f.tau_max_set = 1; f.tau_max = 0.03f;
