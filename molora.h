@@ -43,7 +43,7 @@
    MEMORY AND OWNERSHIP
      - Expert matrices (A, B), the gate Wg and its bias, and the threshold net are packed into
        memory the model owns at init (stacked A with the gate and threshold rows appended,
-       concatenated B); the caller may free them right after molora_model_init().
+       each expert's B transposed); the caller may free them right after molora_model_init().
      - W0, the bias and the MoLE output gate e are BORROWED by default: you must keep them alive
        and unchanged until molora_model_free(). Set MOLORA_MODEL_COPY_WEIGHTS to copy them.
      - Every allocation goes through desc.memory (default malloc/free), in one block per model.
