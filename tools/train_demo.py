@@ -1,0 +1,362 @@
+#!/usr/bin/python3
+"""Train the engine demo's tiny byte-level Llama-style model and its AdaMoLE adapter (issue 8).
+
+Run with Debian's torch (CPU):   /usr/bin/python3 tools/train_demo.py [outdir]
+Default outdir: examples/demo_model.  Nothing is downloaded: the training text is read from files
+every Debian 12 machine with python3.11 and libc6-dev has (the exact lists are TRAIN_FILES and
+EVAL_FILES below, and are written to <outdir>/files.txt).
+
+Writes:
+  examples/demo_data/{prose,c,python}.txt   held-out evaluation text (EVAL_BYTES per domain, from
+                                            files that are NOT in the training lists)
+  <outdir>/base.safetensors                 the base model, HF Llama tensor names, config in
+                                            __metadata__
+  <outdir>/adamole/adapter_config.json      AdaMoLE (peft_type ADAMOLE) on q/k/v/o of every layer
+  <outdir>/adamole/adapter_model.safetensors
+  <outdir>/parity.safetensors               prompts (U8) and the PyTorch logits the C engine must
+                                            reproduce, for the base and for the adapter
+  <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
+
+The AdaMoLE forward is reference-math.md section 2.1; the training loss adds the section 2.3
+load-balancing loss. Seeds are fixed; torch runs on 2 threads.
+"""
+import json, math, os, struct, sys, time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "examples", "demo_model")
+DATA = os.path.join(ROOT, "examples", "demo_data")
+
+# ---- data -------------------------------------------------------------------------------------
+LIC = "/usr/share/common-licenses/"
+INC = "/usr/include/"
+PY = "/usr/lib/python3.11/"
+TRAIN_FILES = {
+    "prose": [LIC + f for f in ["GPL-3", "GPL-2", "LGPL-2.1", "Apache-2.0", "MPL-2.0", "Artistic", "GFDL-1.3"]],
+    "c": [INC + f for f in ["stdio.h", "stdlib.h", "string.h", "unistd.h", "signal.h", "pthread.h",
+                            "fcntl.h", "math.h", "time.h", "wchar.h", "locale.h", "sched.h"]],
+    "python": [PY + f for f in ["argparse.py", "subprocess.py", "textwrap.py", "shutil.py",
+                                "tempfile.py", "configparser.py", "calendar.py", "fractions.py"]],
+}
+EVAL_FILES = {"prose": LIC + "LGPL-3", "c": INC + "stdint.h", "python": PY + "heapq.py"}
+EVAL_BYTES = 4096
+DOMAINS = ["prose", "c", "python"]
+
+# ---- model config -----------------------------------------------------------------------------
+CFG = dict(vocab=256, dim=64, n_layers=4, n_heads=4, hidden=176, seq_len=128, rope_theta=10000.0,
+           norm_eps=1e-5)
+ADA = dict(num_experts=4, lora_rank=4, lora_alpha=8.0, aux_coeff=1e-2)
+BASE_STEPS, ADA_STEPS, BATCH = 700, 300, 32
+if os.environ.get("DEMO_SMOKE"):   # check the script end to end in seconds (useless model)
+    BASE_STEPS, ADA_STEPS = 3, 3
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_tables(T, hd, theta):
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+    ang = torch.outer(torch.arange(T, dtype=torch.float32), inv)      # [T, hd/2]
+    return torch.cos(ang), torch.sin(ang)
+
+
+def apply_rope(x, cos, sin):
+    # HF Llama convention (rotate_half): pairs (i, i + hd/2)
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class AdaMoLE(nn.Module):
+    """reference-math.md 2.1 around a frozen nn.Linear; records routing for the tie check."""
+
+    def __init__(self, base, n, r, alpha):
+        super().__init__()
+        self.base, self.n, self.s = base, n, alpha / r
+        d_in, d_out = base.in_features, base.out_features
+        self.A = nn.ParameterList([nn.Parameter(torch.empty(r, d_in)) for _ in range(n)])
+        self.B = nn.ParameterList([nn.Parameter(torch.zeros(d_out, r)) for _ in range(n)])
+        for a in self.A:
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.gate = nn.Linear(d_in, n, bias=False)
+        self.thr = nn.Linear(d_in, 1)
+        self.tau_max = 1.0 / n
+        self.aux = None
+        self.record = None
+
+    def forward(self, x):
+        p = F.softmax(self.gate(x), dim=-1)
+        tau = torch.sigmoid(self.thr(x)) * self.tau_max
+        a = p - tau
+        sel = (a >= 0).to(x.dtype)
+        u = a * sel
+        S = u.sum(-1, keepdim=True)
+        S = torch.where(S == 0, torch.ones_like(S), S)
+        w = u / S
+        if self.record is not None:
+            self.record.append(a.detach().reshape(-1, self.n))
+        if x.requires_grad or torch.is_grad_enabled():
+            f = sel.reshape(-1, self.n).mean(0)
+            P = a.reshape(-1, self.n).mean(0)
+            self.aux = self.n * (f * P).sum()
+        y = self.base(x)
+        for i in range(self.n):
+            y = y + w[..., i:i + 1] * (self.s * F.linear(F.linear(x, self.A[i]), self.B[i]))
+        return y
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, hd = c["dim"], c["dim"] // c["n_heads"]
+        self.nh, self.hd = c["n_heads"], hd
+        self.input_layernorm = RMSNorm(d, c["norm_eps"])
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+        self.post_attention_layernorm = RMSNorm(d, c["norm_eps"])
+        self.gate_proj = nn.Linear(d, c["hidden"], bias=False)
+        self.up_proj = nn.Linear(d, c["hidden"], bias=False)
+        self.down_proj = nn.Linear(c["hidden"], d, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, D = x.shape
+        h = self.input_layernorm(x)
+        q = self.q_proj(h).view(B, T, self.nh, self.hd).transpose(1, 2)
+        k = self.k_proj(h).view(B, T, self.nh, self.hd).transpose(1, 2)
+        v = self.v_proj(h).view(B, T, self.nh, self.hd).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd) + mask
+        o = (F.softmax(att, dim=-1) @ v).transpose(1, 2).reshape(B, T, D)
+        x = x + self.o_proj(o)
+        h = self.post_attention_layernorm(x)
+        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
+class Model(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.embed = nn.Embedding(c["vocab"], c["dim"])
+        self.layers = nn.ModuleList([Block(c) for _ in range(c["n_layers"])])
+        self.norm = RMSNorm(c["dim"], c["norm_eps"])
+        self.lm_head = nn.Linear(c["dim"], c["vocab"], bias=False)
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        cos, sin = rope_tables(T, self.c["dim"] // self.c["n_heads"], self.c["rope_theta"])
+        mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1)
+        x = self.embed(idx)
+        for b in self.layers:
+            x = b(x, cos, sin, mask)
+        return self.lm_head(self.norm(x))
+
+
+# ---- safetensors writer (F32 / U8, header padded to 8 bytes so F32 data is aligned) ------------
+def save_safetensors(path, tensors, metadata=None):
+    header, blobs, off = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, t in tensors.items():
+        t = t.detach().contiguous()
+        if t.dtype == torch.float32:
+            dt, raw = "F32", t.numpy().astype("<f4").tobytes()
+        elif t.dtype == torch.uint8:
+            dt, raw = "U8", t.numpy().tobytes()
+        else:
+            raise ValueError(t.dtype)
+        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def base_tensors(m):
+    out = {"model.embed_tokens.weight": m.embed.weight}
+    for L, b in enumerate(m.layers):
+        p = f"model.layers.{L}."
+        out[p + "input_layernorm.weight"] = b.input_layernorm.weight
+        for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+            lin = getattr(b, n)
+            lin = lin.base if isinstance(lin, AdaMoLE) else lin
+            out[p + f"self_attn.{n}.weight"] = lin.weight
+        out[p + "post_attention_layernorm.weight"] = b.post_attention_layernorm.weight
+        for n in ["gate_proj", "up_proj", "down_proj"]:
+            out[p + f"mlp.{n}.weight"] = getattr(b, n).weight
+    out["model.norm.weight"] = m.norm.weight
+    out["lm_head.weight"] = m.lm_head.weight
+    return out
+
+
+def batches(corpus, gen, steps, T):
+    # equal share of every domain in each batch
+    for _ in range(steps):
+        rows = []
+        for j in range(BATCH):
+            buf = corpus[DOMAINS[j % 3]]
+            s = int(torch.randint(0, len(buf) - T - 1, (1,), generator=gen))
+            rows.append(buf[s:s + T + 1])
+        yield torch.stack(rows)
+
+
+@torch.no_grad()
+def bits_per_byte(m, data, T):
+    """Non-overlapping windows of T bytes; each window predicts its bytes 1..T-1 (as the engine)."""
+    tot, n = 0.0, 0
+    for s in range(0, len(data) - 1, T):
+        w = data[s:s + T]
+        if len(w) < 2:
+            break
+        logits = m(w[None].long())[0, :-1]
+        tot += F.cross_entropy(logits, w[1:].long(), reduction="sum").item()
+        n += len(w) - 1
+    return tot / n / math.log(2)
+
+
+def train(m, params, corpus, steps, lr, seed, aux_layers=None, log=None):
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    T = m.c["seq_len"]
+    for step, xb in enumerate(batches(corpus, gen, steps, T)):
+        cur = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for g in opt.param_groups:
+            g["lr"] = cur
+        logits = m(xb[:, :-1].long())
+        loss = F.cross_entropy(logits.reshape(-1, 256), xb[:, 1:].reshape(-1).long())
+        total = loss
+        if aux_layers:
+            total = loss + ADA["aux_coeff"] * sum(l.aux for l in aux_layers)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"  step {step:5d}  loss {loss.item():.4f}  ({loss.item() / math.log(2):.3f} bits/byte)")
+
+
+def main():
+    torch.manual_seed(1234)
+    torch.set_num_threads(2)
+    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(DATA, exist_ok=True)
+    logf = open(os.path.join(OUT, "train_log.txt"), "w")
+
+    def log(s):
+        print(s, flush=True)
+        logf.write(s + "\n")
+
+    corpus, evald = {}, {}
+    with open(os.path.join(OUT, "files.txt"), "w") as f:
+        for d in DOMAINS:
+            raw = b"\n".join(read(p) for p in TRAIN_FILES[d])
+            corpus[d] = torch.tensor(list(raw), dtype=torch.uint8)
+            ev = read(EVAL_FILES[d])[:EVAL_BYTES]
+            with open(os.path.join(DATA, d + ".txt"), "wb") as g:
+                g.write(ev)
+            evald[d] = torch.tensor(list(ev), dtype=torch.uint8)
+            f.write(f"[{d}] train ({len(raw)} bytes):\n" + "".join(f"  {p}\n" for p in TRAIN_FILES[d]))
+            f.write(f"[{d}] held out: first {len(ev)} bytes of {EVAL_FILES[d]}\n")
+            log(f"{d}: {len(raw)} training bytes, {len(ev)} held-out bytes from {EVAL_FILES[d]}")
+
+    m = Model(CFG)
+    log(f"base: {sum(p.numel() for p in m.parameters())} parameters, config {CFG}")
+    t0 = time.time()
+    train(m, m.parameters(), corpus, BASE_STEPS, 3e-3, 1, log=log)
+    t_base = time.time() - t0
+    log(f"base trained in {t_base:.1f} s")
+    m.eval()
+    bpb_base = {d: bits_per_byte(m, evald[d], CFG["seq_len"]) for d in DOMAINS}
+    log("base bits/byte (PyTorch): " + "  ".join(f"{d} {v:.4f}" for d, v in bpb_base.items()))
+    meta = {k: str(v) for k, v in CFG.items()}
+    meta["format"] = "molora-demo-llama"
+    save_safetensors(os.path.join(OUT, "base.safetensors"), base_tensors(m), meta)
+
+    # ---- AdaMoLE on q/k/v/o of every layer ----
+    for p in m.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(99)
+    ada = []
+    for b in m.layers:
+        for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+            layer = AdaMoLE(getattr(b, n), ADA["num_experts"], ADA["lora_rank"], ADA["lora_alpha"])
+            setattr(b, n, layer)
+            ada.append(layer)
+    params = [p for l in ada for p in l.parameters() if p.requires_grad]
+    log(f"adamole: {sum(p.numel() for p in params)} trainable parameters, {ADA}")
+    m.train()
+    t0 = time.time()
+    train(m, params, corpus, ADA_STEPS, 3e-3, 2, aux_layers=ada, log=log)
+    t_ada = time.time() - t0
+    log(f"adamole trained in {t_ada:.1f} s")
+    m.eval()
+    bpb_ada = {d: bits_per_byte(m, evald[d], CFG["seq_len"]) for d in DOMAINS}
+    log("adamole bits/byte (PyTorch): " + "  ".join(f"{d} {v:.4f}" for d, v in bpb_ada.items()))
+
+    adir = os.path.join(OUT, "adamole")
+    os.makedirs(adir, exist_ok=True)
+    at = {}
+    for L, b in enumerate(m.layers):
+        for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+            l = getattr(b, n)
+            P = f"base_model.model.model.layers.{L}.self_attn.{n}"
+            for i in range(l.n):
+                at[f"{P}.lora_A.{i}.weight"] = l.A[i]
+                at[f"{P}.lora_B.{i}.weight"] = l.B[i]
+            at[f"{P}.lora_gating.weight"] = l.gate.weight
+            at[f"{P}.lora_threshold.weight"] = l.thr.weight
+            at[f"{P}.lora_threshold.bias"] = l.thr.bias
+    save_safetensors(os.path.join(adir, "adapter_model.safetensors"), at)
+    with open(os.path.join(adir, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "ADAMOLE", "lora_rank": ADA["lora_rank"], "lora_alpha": ADA["lora_alpha"],
+                   "num_experts": ADA["num_experts"], "max_threshold": None, "lora_dropout": 0.0,
+                   "bias": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                   "task_type": "CAUSAL_LM"}, f, indent=2, sort_keys=True)
+
+    # ---- parity prompts: the first PROMPT_LEN held-out bytes of each domain ----
+    PROMPT_LEN = 64
+    prompts = torch.stack([evald[d][:PROMPT_LEN] for d in DOMAINS])
+    pt = {"prompts": prompts}
+    with torch.no_grad():
+        for l in ada:
+            l.record = []
+        ada_logits = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
+        amin = min(r.abs().min().item() for l in ada for r in l.record)
+        for l in ada:
+            l.record = None
+        # base logits: the same model with the adapters switched off
+        for b in m.layers:
+            for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+                setattr(b, n, getattr(b, n).base)
+        base_logits = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
+    log(f"parity prompts: smallest |p - tau| over every routing decision = {amin:.3e}")
+    if amin < 1e-5:
+        raise SystemExit("a routing decision sits within 1e-5 of a tie: parity would be fragile")
+    pt["logits.base"] = base_logits
+    pt["logits.adamole"] = ada_logits
+    save_safetensors(os.path.join(OUT, "parity.safetensors"), pt)
+    log(f"total training time {t_base + t_ada:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
