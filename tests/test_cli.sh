@@ -58,7 +58,7 @@ refuse "r = 3" $B inspect $F/bad/rank
 refuse "I32" $B inspect $F/bad/i32
 refuse "adapter_config.json" $B inspect $F/bad/config_json
 refuse "IA3" $B inspect $F/bad/peft_type
-refuse "not yet" $B alpha $F/base
+refuse "no 2-D weight" $B alpha $F/base   # the fixture's 8x8 weights are below the size alpha fits
 # a truncated and a garbage adapter_model.safetensors
 cp -r $F/molora $T/trunc && head -c 100 $F/molora/adapter_model.safetensors >$T/trunc/adapter_model.safetensors
 refuse "adapter_model.safetensors" $B inspect $T/trunc
