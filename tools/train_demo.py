@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "examples", "demo_model")
+OUT = next((a for a in sys.argv[1:] if not a.startswith("--")), os.path.join(ROOT, "examples", "demo_model"))
 DATA = os.path.join(ROOT, "examples", "demo_data")
 
 # ---- data -------------------------------------------------------------------------------------
@@ -333,30 +333,208 @@ def main():
                    "bias": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
                    "task_type": "CAUSAL_LM"}, f, indent=2, sort_keys=True)
 
-    # ---- parity prompts: the first PROMPT_LEN held-out bytes of each domain ----
-    PROMPT_LEN = 64
-    prompts = torch.stack([evald[d][:PROMPT_LEN] for d in DOMAINS])
-    pt = {"prompts": prompts}
+    log(f"total training time {t_base + t_ada:.1f} s")
+    export_parity(log)
+
+
+def load_demo_model(with_adamole):
+    """The base (and the AdaMoLE adapter) back from the exported files, so every later stage and the
+    parity logits use exactly what the C engine reads."""
+    m = Model(CFG)
+    sd = load_safetensors(os.path.join(OUT, "base.safetensors"))
+    for name, t in base_tensors(m).items():
+        t.data.copy_(sd[name])
+    ada = []
+    if with_adamole:
+        at = load_safetensors(os.path.join(OUT, "adamole", "adapter_model.safetensors"))
+        for L, b in enumerate(m.layers):
+            for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+                l = AdaMoLE(getattr(b, n), ADA["num_experts"], ADA["lora_rank"], ADA["lora_alpha"])
+                P = f"base_model.model.model.layers.{L}.self_attn.{n}"
+                for i in range(l.n):
+                    l.A[i].data.copy_(at[f"{P}.lora_A.{i}.weight"])
+                    l.B[i].data.copy_(at[f"{P}.lora_B.{i}.weight"])
+                l.gate.weight.data.copy_(at[f"{P}.lora_gating.weight"])
+                l.thr.weight.data.copy_(at[f"{P}.lora_threshold.weight"])
+                l.thr.bias.data.copy_(at[f"{P}.lora_threshold.bias"])
+                setattr(b, n, l)
+                ada.append(l)
+    m.eval()
+    return m, ada
+
+
+def export_parity(log):
+    """Parity prompts: PROMPT_LEN-byte windows of each domain's held-out text, the first (in steps
+    of PROMPT_LEN) on which every AdaMoLE routing decision is at least 1e-5 away from p == tau
+    (a decision that close could flip between float orders of evaluation)."""
+    PROMPT_LEN = 48
+    base, _ = load_demo_model(False)
+    m, ada = load_demo_model(True)
+    chosen = []
     with torch.no_grad():
-        for l in ada:
-            l.record = []
-        ada_logits = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
-        amin = min(r.abs().min().item() for l in ada for r in l.record)
+        for d in DOMAINS:
+            ev = torch.tensor(list(read(os.path.join(DATA, d + ".txt"))), dtype=torch.uint8)
+            for off in range(0, len(ev) - PROMPT_LEN, PROMPT_LEN):
+                w = ev[off:off + PROMPT_LEN]
+                for l in ada:
+                    l.record = []
+                m(w[None].long())
+                amin = min(r.abs().min().item() for l in ada for r in l.record)
+                if amin >= 1e-5:
+                    chosen.append(w)
+                    log(f"parity prompt {d}: held-out bytes {off}..{off + PROMPT_LEN}, smallest |p - tau| {amin:.3e}")
+                    break
+            else:
+                raise SystemExit(f"{d}: every window has a routing decision within 1e-5 of a tie")
         for l in ada:
             l.record = None
-        # base logits: the same model with the adapters switched off
-        for b in m.layers:
-            for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
-                setattr(b, n, getattr(b, n).base)
-        base_logits = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
-    log(f"parity prompts: smallest |p - tau| over every routing decision = {amin:.3e}")
-    if amin < 1e-5:
-        raise SystemExit("a routing decision sits within 1e-5 of a tie: parity would be fragile")
-    pt["logits.base"] = base_logits
-    pt["logits.adamole"] = ada_logits
+        prompts = torch.stack(chosen)
+        pt = {"prompts": prompts,
+              "logits.base": torch.stack([base(prompts[j:j + 1].long())[0] for j in range(3)]),
+              "logits.adamole": torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])}
     save_safetensors(os.path.join(OUT, "parity.safetensors"), pt)
-    log(f"total training time {t_base + t_ada:.1f} s")
+
+
+# ---- stage 2 (--mole): three domain LoRAs composed into a MoLE layer by `molora compose` ----------
+MOLE = dict(r=4, lora_alpha=8.0, lora_steps=120, gate_steps=120)
+if os.environ.get("DEMO_SMOKE"):
+    MOLE.update(lora_steps=3, gate_steps=3)
+
+
+def load_safetensors(path):
+    import numpy as np
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for k, v in h.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        dt = {"F32": np.float32, "U8": np.uint8}[v["dtype"]]
+        out[k] = torch.from_numpy(np.frombuffer(data[a:b], dtype=dt).reshape(v["shape"]).copy())
+    return out
+
+
+class LoRA(nn.Module):
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base, self.s = base, alpha / r
+        self.A = nn.Parameter(torch.empty(r, base.in_features))
+        self.B = nn.Parameter(torch.zeros(base.out_features, r))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+
+    def delta(self, x):
+        return self.s * F.linear(F.linear(x, self.A), self.B)
+
+    def forward(self, x):
+        return self.base(x) + self.delta(x)
+
+
+class MoLEDense(nn.Module):
+    """molora's MOLORA layout, routing dense: y = W0 x + sum_i softmax(Wg x)_i s_i B_i A_i x"""
+
+    def __init__(self, base, loras):
+        super().__init__()
+        self.base, self.loras = base, nn.ModuleList(loras)
+        self.gate = nn.Linear(base.in_features, len(loras), bias=False)
+        nn.init.zeros_(self.gate.weight)   # starts as the plain average of the experts
+
+    def forward(self, x):
+        p = F.softmax(self.gate(x), dim=-1)
+        y = self.base(x)
+        for i, l in enumerate(self.loras):
+            y = y + p[..., i:i + 1] * l.delta(x)
+        return y
+
+
+def mole_stage():
+    import subprocess
+    torch.set_num_threads(2)
+    logf = open(os.path.join(OUT, "train_log.txt"), "a")
+
+    def log(s):
+        print(s, flush=True)
+        logf.write(s + "\n")
+
+    corpus = {d: torch.tensor(list(b"\n".join(read(p) for p in TRAIN_FILES[d])), dtype=torch.uint8) for d in DOMAINS}
+    evald = {d: torch.tensor(list(read(os.path.join(DATA, d + ".txt"))), dtype=torch.uint8) for d in DOMAINS}
+    sd = load_safetensors(os.path.join(OUT, "base.safetensors"))
+    m = Model(CFG)
+    for name, t in base_tensors(m).items():
+        t.data.copy_(sd[name])
+    for p in m.parameters():
+        p.requires_grad_(False)
+    m.eval()
+    names = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    bases = {(L, n): getattr(b, n) for L, b in enumerate(m.layers) for n in names}
+    experts = {}
+    t0 = time.time()
+    for j, d in enumerate(DOMAINS):
+        torch.manual_seed(200 + j)
+        loras = {}
+        for (L, n), lin in bases.items():
+            loras[(L, n)] = LoRA(lin, MOLE["r"], MOLE["lora_alpha"])
+            setattr(m.layers[L], n, loras[(L, n)])
+        params = [p for l in loras.values() for p in (l.A, l.B)]
+        log(f"lora {d}: {sum(p.numel() for p in params)} parameters, {MOLE['lora_steps']} steps on {d} only")
+        m.train()
+        train(m, params, {x: corpus[d] for x in DOMAINS}, MOLE["lora_steps"], 3e-3, 10 + j, log=log)
+        m.eval()
+        log(f"lora {d} bits/byte (PyTorch): " + "  ".join(f"{x} {bits_per_byte(m, evald[x], CFG['seq_len']):.4f}" for x in DOMAINS))
+        ldir = os.path.join(OUT, "lora_" + d)
+        os.makedirs(ldir, exist_ok=True)
+        t = {}
+        for (L, n), l in loras.items():
+            P = f"base_model.model.model.layers.{L}.self_attn.{n}"
+            t[P + ".lora_A.weight"], t[P + ".lora_B.weight"] = l.A, l.B
+        save_safetensors(os.path.join(ldir, "adapter_model.safetensors"), t)
+        with open(os.path.join(ldir, "adapter_config.json"), "w") as f:
+            json.dump({"peft_type": "LORA", "r": MOLE["r"], "lora_alpha": MOLE["lora_alpha"], "use_rslora": False,
+                       "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"}, f, indent=2, sort_keys=True)
+        experts[d] = loras
+    torch.manual_seed(300)
+    moles = {}
+    for (L, n), lin in bases.items():
+        moles[(L, n)] = MoLEDense(lin, [experts[d][(L, n)] for d in DOMAINS])
+        setattr(m.layers[L], n, moles[(L, n)])
+    params = [l.gate.weight for l in moles.values()]
+    for l in moles.values():
+        for p in l.loras.parameters():
+            p.requires_grad_(False)
+    m.train()
+    train(m, params, corpus, MOLE["gate_steps"], 1e-2, 20, log=log)
+    m.eval()
+    log(f"mole (gate only trained) bits/byte (PyTorch): " + "  ".join(f"{x} {bits_per_byte(m, evald[x], CFG['seq_len']):.4f}" for x in DOMAINS))
+    log(f"loras + mole gate trained in {time.time() - t0:.1f} s")
+    gate = {f"model.layers.{L}.self_attn.{n}.lora_gating.weight": l.gate.weight for (L, n), l in moles.items()}
+    gpath = os.path.join(OUT, "mole_gate.safetensors")
+    save_safetensors(gpath, gate)
+    rel = os.path.relpath(OUT, ROOT)   # the composed config records the expert paths: keep them relative
+    cmd = ["build/molora", "compose"]
+    for d in DOMAINS:
+        cmd += ["--expert", os.path.join(rel, "lora_" + d)]
+    cmd += ["--gate", os.path.join(rel, "mole_gate.safetensors"), "--out", os.path.join(rel, "mole"), "--routing", "dense"]
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    os.remove(gpath)
+    pt = load_safetensors(os.path.join(OUT, "parity.safetensors"))
+    prompts = pt["prompts"]
+    with torch.no_grad():
+        pt["logits.mole"] = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
+        for d in DOMAINS:                       # each plain LoRA alone
+            for (L, n), l in experts[d].items():
+                setattr(m.layers[L], n, l)
+            pt["logits.lora_" + d] = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
+    save_safetensors(os.path.join(OUT, "parity.safetensors"), pt)
 
 
 if __name__ == "__main__":
-    main()
+    if "--parity" in sys.argv:
+        with open(os.path.join(OUT, "train_log.txt"), "a") as lf:
+            export_parity(lambda s: (print(s), lf.write(s + "\n")))
+    elif "--mole" in sys.argv:
+        mole_stage()
+    else:
+        main()
