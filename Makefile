@@ -19,7 +19,7 @@ OPENBLAS_ENV = $(if $(OPENBLAS_CORETYPE),,$(if $(shell grep -qw avx512f /proc/cp
 PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
 PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3
 
-.PHONY: all demo test deps deps-test install uninstall clean check-compile fuzz fixtures bench-alpha
+.PHONY: all demo demo-engine test deps deps-test install uninstall clean check-compile fuzz fixtures bench-alpha
 
 all: $(B)/quickstart $(B)/molora
 
@@ -53,10 +53,23 @@ demo: deps
 $(B)/quickstart: examples/quickstart.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 
+# ---- the end-to-end engine (issue 8): a tiny byte-level Llama with trained AdaMoLE experts ------
+DEMO_MODEL = examples/demo_model
+DEMO_DATA  = examples/demo_data/prose.txt examples/demo_data/c.txt examples/demo_data/python.txt
+$(B)/engine: examples/engine.c molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
+demo-engine: deps $(B)/engine
+	@echo "== base model alone"
+	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -e $(DEMO_DATA)
+	@echo "== with the AdaMoLE adapter (q/k/v/o of every layer)"
+	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -e $(DEMO_DATA)
+	@echo "== sample (AdaMoLE)"
+	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -g "int main(" -n 160
+
 # ---- tests -------------------------------------------------------------------------------
 TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
         $(B)/test_catalogue \
-        $(B)/test_alpha $(B)/test_alpha_noblas
+        $(B)/test_alpha $(B)/test_alpha_noblas $(B)/engine
 
 test: deps-test
 	@$(MAKE) --no-print-directory $(TESTS) check-compile
@@ -72,6 +85,8 @@ test: deps-test
 	sh tests/test_alpha_cli.sh $(B)/molora
 	./$(B)/test_alpha
 	./$(B)/test_alpha_noblas
+	./$(B)/engine $(DEMO_MODEL)/base.safetensors -p $(DEMO_MODEL)/parity.safetensors logits.base
+	./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -p $(DEMO_MODEL)/parity.safetensors logits.adamole
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench
