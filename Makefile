@@ -63,6 +63,8 @@ demo-engine: deps $(B)/engine
 	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -e $(DEMO_DATA)
 	@echo "== with the AdaMoLE adapter (q/k/v/o of every layer)"
 	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -e $(DEMO_DATA)
+	@for a in lora_prose lora_c lora_python mole; do \
+	  echo "== with $$a"; $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -e $(DEMO_DATA) || exit 1; done
 	@echo "== sample (AdaMoLE)"
 	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -g "int main(" -n 160
 
@@ -87,6 +89,8 @@ test: deps-test
 	./$(B)/test_alpha_noblas
 	./$(B)/engine $(DEMO_MODEL)/base.safetensors -p $(DEMO_MODEL)/parity.safetensors logits.base
 	./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -p $(DEMO_MODEL)/parity.safetensors logits.adamole
+	for a in lora_prose lora_c lora_python mole; do \
+	  ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench

@@ -1,7 +1,13 @@
 #!/usr/bin/python3
 """Train the engine demo's tiny byte-level Llama-style model and its AdaMoLE adapter (issue 8).
 
-Run with Debian's torch (CPU):   /usr/bin/python3 tools/train_demo.py [outdir]
+Run with Debian's torch (CPU), from any directory:
+  /usr/bin/python3 tools/train_demo.py [outdir]          base + AdaMoLE + parity logits (~7 min)
+  /usr/bin/python3 tools/train_demo.py --parity [outdir] only re-export the parity logits
+  /usr/bin/python3 tools/train_demo.py --mole [outdir]   then: three domain LoRAs + a dense MoLE
+                                                         gate on the saved base, composed with
+                                                         build/molora compose (make build/molora)
+  DEMO_SMOKE=1 ...                                       3 steps per stage: checks the script only
 Default outdir: examples/demo_model.  Nothing is downloaded: the training text is read from files
 every Debian 12 machine with python3.11 and libc6-dev has (the exact lists are TRAIN_FILES and
 EVAL_FILES below, and are written to <outdir>/files.txt).
@@ -14,7 +20,10 @@ Writes:
   <outdir>/adamole/adapter_config.json      AdaMoLE (peft_type ADAMOLE) on q/k/v/o of every layer
   <outdir>/adamole/adapter_model.safetensors
   <outdir>/parity.safetensors               prompts (U8) and the PyTorch logits the C engine must
-                                            reproduce, for the base and for the adapter
+                                            reproduce: logits.base, logits.adamole, and after
+                                            --mole logits.lora_{prose,c,python}, logits.mole
+  <outdir>/lora_{prose,c,python}/           PEFT LoRA (r 4, alpha 8) on q/k/v/o, one domain each
+  <outdir>/mole/                            molora compose of the three, routing dense
   <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
 
 The AdaMoLE forward is reference-math.md section 2.1; the training loss adds the section 2.3
