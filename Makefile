@@ -63,8 +63,10 @@ demo-engine: deps $(B)/engine
 	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -e $(DEMO_DATA)
 	@echo "== with the AdaMoLE adapter (q/k/v/o of every layer)"
 	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -e $(DEMO_DATA)
-	@for a in lora_prose lora_c lora_python mole; do \
+	@for a in lora_prose lora_c lora_python mole mola; do \
 	  echo "== with $$a"; $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -e $(DEMO_DATA) || exit 1; done
+	@echo "== AdaMoLE routing map: top expert per byte and adapted module (first 64 bytes per domain)"
+	@./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -r $(DEMO_DATA)
 	@echo "== sample (AdaMoLE)"
 	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -g "int main(" -n 160
 
@@ -89,7 +91,7 @@ test: deps-test
 	./$(B)/test_alpha_noblas
 	./$(B)/engine $(DEMO_MODEL)/base.safetensors -p $(DEMO_MODEL)/parity.safetensors logits.base
 	./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -p $(DEMO_MODEL)/parity.safetensors logits.adamole
-	for a in lora_prose lora_c lora_python mole; do \
+	for a in lora_prose lora_c lora_python mole mola; do \
 	  ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install

@@ -12,6 +12,7 @@
      -p PARITY.safetensors KEY   compare the logits of the prompts in PARITY with its tensor KEY
                                  (exit 1 if max |diff| > 1e-4)
      -e FILE...                  bits per byte on each file (+ active experts, winners, tokens/s)
+     -r FILE...                  routing map: each adapted module's top expert for the first 64 bytes
      -g PROMPT [-n N] [-s SEED]  generate N bytes after PROMPT (temperature 0.8 sampling) */
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime */
 #define MOLORA_IMPLEMENTATION
@@ -48,6 +49,7 @@ typedef struct {
     double *active_sum;                 /* (n_moe): sum over tokens of the active expert count */
     long *wins;                         /* (n_moe, max_experts): tokens each expert weighs most */
     long routed_tokens;
+    unsigned char *winner;              /* (n_moe, seq_len): each token's top expert, last forward */
     /* activations */
     float *x, *h, *q, *k, *v, *att, *o, *g, *u, *logits;
 } Engine;
@@ -143,6 +145,7 @@ static void engine_load(Engine *e, const char *model_path, const char *adapter_d
         e->route = xcalloc((size_t)S * (size_t)(e->max_experts + 1), sizeof(float));
         e->active_sum = xcalloc((size_t)e->n_moe, sizeof(double));
         e->wins = xcalloc((size_t)e->n_moe * (size_t)(e->max_experts + 1), sizeof(long));
+        e->winner = xcalloc((size_t)e->n_moe * (size_t)S, 1);
     }
     e->x = xcalloc((size_t)S * D, sizeof(float)); e->h = xcalloc((size_t)S * D, sizeof(float));
     e->q = xcalloc((size_t)S * D, sizeof(float)); e->k = xcalloc((size_t)S * D, sizeof(float));
@@ -157,7 +160,7 @@ static void engine_free(Engine *e)
     molora_model_free(e->moe);
     molora_adapter_free(e->ad);
     molora_safetensors_free(e->st);
-    free(e->layers); free(e->ws); free(e->route); free(e->active_sum); free(e->wins);
+    free(e->layers); free(e->ws); free(e->route); free(e->active_sum); free(e->wins); free(e->winner);
     free(e->x); free(e->h); free(e->q); free(e->k); free(e->v); free(e->o); free(e->att);
     free(e->g); free(e->u); free(e->logits);
 }
@@ -223,6 +226,7 @@ static void projection(Engine *e, int L, int j, float *out, const float *in, int
             }
             e->active_sum[ml] += active;
             e->wins[(size_t)ml * (e->max_experts + 1) + best]++;
+            e->winner[(size_t)ml * e->seq_len + t] = (unsigned char)best;
         }
     }
 }
@@ -368,6 +372,30 @@ static void evaluate(Engine *e, const char *path)
     free(buf);
 }
 
+/* -r: routing map of the first bytes of a file: one row per adapted module, the top expert of
+   every byte (the expert with the largest routing weight) under the text itself */
+static void route_map(Engine *e, const char *path, int width)
+{
+    long n;
+    int T, t, j;
+    unsigned char *buf = read_file(path, &n);
+    if (!e->moe) { fprintf(stderr, "engine: -r needs an adapter (-a)\n"); exit(1); }
+    T = (int)(n < width ? n : width);
+    if (T > e->seq_len) T = e->seq_len;
+    forward(e, buf, T);
+    printf("%-52s |", path);
+    for (t = 0; t < T; t++) putchar(buf[t] >= 32 && buf[t] < 127 ? buf[t] : ' ');
+    printf("|\n");
+    for (j = 0; j < e->n_moe; j++) {
+        const char *name = molora_adapter_module_name(e->ad, j);
+        const char *p = strstr(name, "layers.");
+        printf("%-52s |", p ? p : name);
+        for (t = 0; t < T; t++) putchar('0' + e->winner[(size_t)j * e->seq_len + t]);
+        printf("|\n");
+    }
+    free(buf);
+}
+
 static unsigned long long rng_state = 88172645463325252ULL;
 static float rng_uniform(void)   /* xorshift64 */
 {
@@ -412,6 +440,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[i], "-a") && i + 1 < argc) { adapter = argv[i + 1]; i += 2; }
     engine_load(&e, argv[1], adapter);
     if (i + 2 < argc && !strcmp(argv[i], "-p")) rc = parity(&e, argv[i + 1], argv[i + 2]);
+    else if (i + 1 < argc && !strcmp(argv[i], "-r")) { for (i++; i < argc; i++) route_map(&e, argv[i], 64); }
     else if (i + 1 < argc && !strcmp(argv[i], "-e")) { for (i++; i < argc; i++) evaluate(&e, argv[i]); }
     else if (i + 1 < argc && !strcmp(argv[i], "-g")) {
         const char *prompt = argv[i + 1];

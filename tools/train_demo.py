@@ -539,8 +539,135 @@ def mole_stage():
     save_safetensors(os.path.join(OUT, "parity.safetensors"), pt)
 
 
+# ---- stage 3 (--mola): MoLA top-k with per-layer expert counts from `molora alpha` --------------
+MOLA = dict(budget=16, r=4, lora_alpha=8.0, steps=200, aux_coeff=1e-3)
+if os.environ.get("DEMO_SMOKE"):
+    MOLA.update(steps=3)
+
+
+class MoLATopK(nn.Module):
+    """reference-math.md 4: p = softmax(Wr x); top-k; w = v / sum v (lower index wins ties)."""
+
+    def __init__(self, base, n, k, r, alpha):
+        super().__init__()
+        self.base, self.n, self.k, self.s = base, n, k, alpha / r
+        self.A = nn.ParameterList([nn.Parameter(torch.empty(r, base.in_features)) for _ in range(n)])
+        self.B = nn.ParameterList([nn.Parameter(torch.zeros(base.out_features, r)) for _ in range(n)])
+        for a in self.A:
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.router = nn.Linear(base.in_features, n, bias=False)
+        self.last = None
+        self.record = None
+
+    def forward(self, x):
+        p = F.softmax(self.router(x).float(), dim=-1)
+        v, idx = torch.topk(p, self.k, dim=-1)
+        w = torch.zeros_like(p).scatter(-1, idx, v / v.sum(-1, keepdim=True))
+        self.last = (p.reshape(-1, self.n), idx.reshape(-1, self.k))
+        if self.record is not None and self.k < self.n:   # gap between the k-th and (k+1)-th prob
+            srt = torch.sort(p.reshape(-1, self.n), dim=-1, descending=True).values
+            self.record.append((srt[:, self.k - 1] - srt[:, self.k]).detach())
+        y = self.base(x)
+        for i in range(self.n):
+            y = y + w[..., i:i + 1] * (self.s * F.linear(F.linear(x, self.A[i]), self.B[i]))
+        return y
+
+
+def mola_stage():
+    import subprocess
+    torch.set_num_threads(2)
+    logf = open(os.path.join(OUT, "train_log.txt"), "a")
+
+    def log(s):
+        print(s, flush=True)
+        logf.write(s + "\n")
+
+    rel = os.path.relpath(OUT, ROOT)
+    cmd = ["build/molora", "alpha", os.path.join(rel, "base.safetensors"), "--budget", str(MOLA["budget"]),
+           "--prefix", "model.", "--json"]
+    log("$ " + " ".join(cmd))
+    plan = json.loads(subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True).stdout)["layers"]
+    experts = [l["experts"] for l in plan]
+    top_k = [l["top_k"] for l in plan]
+    log(f"molora alpha (fix_finger, budget {MOLA['budget']}): layer alpha " +
+        " ".join(f"{l['alpha']:.3f}" for l in plan) + f" -> experts {experts}, top_k {top_k}")
+    corpus = {d: torch.tensor(list(b"\n".join(read(p) for p in TRAIN_FILES[d])), dtype=torch.uint8) for d in DOMAINS}
+    evald = {d: torch.tensor(list(read(os.path.join(DATA, d + ".txt"))), dtype=torch.uint8) for d in DOMAINS}
+    m, _ = load_demo_model(False)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(400)
+    names = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    mods = {}
+    for L, b in enumerate(m.layers):
+        for n in names:
+            mods[(L, n)] = MoLATopK(getattr(b, n), experts[L], top_k[L], MOLA["r"], MOLA["lora_alpha"])
+            setattr(b, n, mods[(L, n)])
+    params = [p for l in mods.values() for p in l.parameters() if p.requires_grad]
+    log(f"mola: {sum(p.numel() for p in params)} trainable parameters, {MOLA}")
+
+    def aux():   # reference-math 4: per decoder layer, the routed projections' logits concatenated
+        tot = 0.0
+        for L in range(len(m.layers)):
+            ps = torch.cat([mods[(L, n)].last[0] for n in names])
+            ids = torch.cat([mods[(L, n)].last[1] for n in names]).reshape(-1)
+            N = experts[L]
+            f = torch.bincount(ids, minlength=N).float() / ids.numel()
+            tot = tot + N * (f * ps.mean(0)).sum()
+        return tot
+
+    class AuxHolder:
+        pass
+    holder = AuxHolder()
+    t0 = time.time()
+    m.train()
+    opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(30)
+    T = CFG["seq_len"]
+    for step, xb in enumerate(batches(corpus, gen, MOLA["steps"], T)):
+        for g in opt.param_groups:
+            g["lr"] = 3e-3 * 0.5 * (1 + math.cos(math.pi * step / MOLA["steps"]))
+        logits = m(xb[:, :-1].long())
+        loss = F.cross_entropy(logits.reshape(-1, 256), xb[:, 1:].reshape(-1).long())
+        opt.zero_grad()
+        (loss + MOLA["aux_coeff"] * aux()).backward()
+        opt.step()
+        if step % 100 == 0 or step == MOLA["steps"] - 1:
+            log(f"  step {step:5d}  loss {loss.item():.4f}  ({loss.item() / math.log(2):.3f} bits/byte)")
+    del holder
+    m.eval()
+    log(f"mola trained in {time.time() - t0:.1f} s")
+    log("mola bits/byte (PyTorch): " + "  ".join(f"{x} {bits_per_byte(m, evald[x], CFG['seq_len']):.4f}" for x in DOMAINS))
+    mdir = os.path.join(OUT, "mola")
+    os.makedirs(mdir, exist_ok=True)
+    t = {}
+    for (L, n), l in mods.items():
+        P = f"base_model.model.model.layers.{L}.self_attn.{n}"
+        for i in range(l.n):
+            t[f"{P}.lora_A_{i}.weight"], t[f"{P}.lora_B_{i}.weight"] = l.A[i], l.B[i]
+        t[f"{P}.router.router.weight"] = l.router.weight
+    save_safetensors(os.path.join(mdir, "adapter_model.safetensors"), t)
+    with open(os.path.join(mdir, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": MOLA["r"], "lora_alpha": MOLA["lora_alpha"], "number_experts": experts,
+                   "top_k": top_k, "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"},
+                  f, indent=2, sort_keys=True)
+    pt = load_safetensors(os.path.join(OUT, "parity.safetensors"))
+    prompts = pt["prompts"]
+    with torch.no_grad():
+        for l in mods.values():
+            l.record = []
+        pt["logits.mola"] = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
+        gap = min(r.min().item() for l in mods.values() for r in l.record)
+    log(f"parity prompts: smallest top-k gap (k-th minus (k+1)-th probability) {gap:.3e}")
+    if gap < 1e-5:
+        raise SystemExit("a MoLA top-k decision sits within 1e-5 of a tie on the parity prompts")
+    save_safetensors(os.path.join(OUT, "parity.safetensors"), pt)
+
+
 if __name__ == "__main__":
-    if "--parity" in sys.argv:
+    if "--mola" in sys.argv:
+        mola_stage()
+    elif "--parity" in sys.argv:
         with open(os.path.join(OUT, "train_log.txt"), "a") as lf:
             export_parity(lambda s: (print(s), lf.write(s + "\n")))
     elif "--mole" in sys.argv:
