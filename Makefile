@@ -47,13 +47,15 @@ deps-test:
 
 # ---- the main example --------------------------------------------------------------------
 demo: deps
-	@$(MAKE) --no-print-directory $(B)/quickstart
+	@$(MAKE) --no-print-directory $(B)/quickstart $(B)/engine
+	@$(MAKE) --no-print-directory demo-engine
+	@echo "== examples/quickstart.c: one molora layer on random weights"
 	$(OPENBLAS_ENV) ./$(B)/quickstart
 
 $(B)/quickstart: examples/quickstart.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 
-# ---- the end-to-end engine (issue 8): a tiny byte-level Llama with trained AdaMoLE experts ------
+# ---- the end-to-end engine (issue 8): a tiny byte-level Llama with trained expert adapters -------
 DEMO_MODEL = examples/demo_model
 DEMO_DATA  = examples/demo_data/prose.txt examples/demo_data/c.txt examples/demo_data/python.txt
 $(B)/engine: examples/engine.c molora.h | $(B)
@@ -67,8 +69,9 @@ demo-engine: deps $(B)/engine
 	  echo "== with $$a"; $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -e $(DEMO_DATA) || exit 1; done
 	@echo "== AdaMoLE routing map: top expert per byte and adapted module (first 64 bytes per domain)"
 	@./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -r $(DEMO_DATA)
-	@echo "== sample (AdaMoLE)"
-	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -g "int main(" -n 160
+	@echo "== samples (AdaMoLE, 100 bytes per domain, temperature 0.8, fixed seed)"
+	@for p in "This License " "#include <" "def "; do \
+	  $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -g "$$p" -n 100 || exit 1; echo; done
 
 # ---- tests -------------------------------------------------------------------------------
 TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
