@@ -434,7 +434,7 @@ int main(int argc, char **argv)
     const char *adapter = NULL;
     int i = 2, rc = 0;
     if (argc < 3) {
-        fprintf(stderr, "usage: %s MODEL.safetensors [-a ADAPTER_DIR] (-p PARITY KEY | -e FILE... | -g PROMPT [-n N] [-s SEED])\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.safetensors [-a ADAPTER_DIR] (-p PARITY KEY | -e FILE... | -r FILE... | -g PROMPT [-n N] [-s SEED])\n", argv[0]);
         return 2;
     }
     if (!strcmp(argv[i], "-a") && i + 1 < argc) { adapter = argv[i + 1]; i += 2; }
