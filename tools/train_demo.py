@@ -7,6 +7,8 @@ Run with Debian's torch (CPU), from any directory:
   /usr/bin/python3 tools/train_demo.py --mole [outdir]   then: three domain LoRAs + a dense MoLE
                                                          gate on the saved base, composed with
                                                          build/molora compose (make build/molora)
+  /usr/bin/python3 tools/train_demo.py --mola [outdir]   then: MoLA top-k whose expert counts per
+                                                         layer come from build/molora alpha
   DEMO_SMOKE=1 ...                                       3 steps per stage: checks the script only
 Default outdir: examples/demo_model.  Nothing is downloaded: the training text is read from files
 every Debian 12 machine with python3.11 and libc6-dev has (the exact lists are TRAIN_FILES and
@@ -24,6 +26,7 @@ Writes:
                                             --mole logits.lora_{prose,c,python}, logits.mole
   <outdir>/lora_{prose,c,python}/           PEFT LoRA (r 4, alpha 8) on q/k/v/o, one domain each
   <outdir>/mole/                            molora compose of the three, routing dense
+  <outdir>/mola/                            MoLA layout (lora_A_{i}, router.router), logits.mola
   <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
 
 The AdaMoLE forward is reference-math.md section 2.1; the training loss adds the section 2.3
