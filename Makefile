@@ -19,7 +19,7 @@ OPENBLAS_ENV = $(if $(OPENBLAS_CORETYPE),,$(if $(shell grep -qw avx512f /proc/cp
 PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
 PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3
 
-.PHONY: all demo test deps deps-test install uninstall clean check-compile fuzz fixtures bench-alpha
+.PHONY: all demo demo-engine test deps deps-test install uninstall clean check-compile fuzz fixtures bench-alpha
 
 all: $(B)/quickstart $(B)/molora
 
@@ -47,16 +47,36 @@ deps-test:
 
 # ---- the main example --------------------------------------------------------------------
 demo: deps
-	@$(MAKE) --no-print-directory $(B)/quickstart
+	@$(MAKE) --no-print-directory $(B)/quickstart $(B)/engine
+	@$(MAKE) --no-print-directory demo-engine
+	@echo "== examples/quickstart.c: one molora layer on random weights"
 	$(OPENBLAS_ENV) ./$(B)/quickstart
 
 $(B)/quickstart: examples/quickstart.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 
+# ---- the end-to-end engine (issue 8): a tiny byte-level Llama with trained expert adapters -------
+DEMO_MODEL = examples/demo_model
+DEMO_DATA  = examples/demo_data/prose.txt examples/demo_data/c.txt examples/demo_data/python.txt
+$(B)/engine: examples/engine.c molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
+demo-engine: deps $(B)/engine
+	@echo "== base model alone"
+	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -e $(DEMO_DATA)
+	@echo "== with the AdaMoLE adapter (q/k/v/o of every layer)"
+	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -e $(DEMO_DATA)
+	@for a in lora_prose lora_c lora_python mole mola; do \
+	  echo "== with $$a"; $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -e $(DEMO_DATA) || exit 1; done
+	@echo "== AdaMoLE routing map: top expert per byte and adapted module (first 64 bytes per domain)"
+	@./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -r $(DEMO_DATA)
+	@echo "== samples (AdaMoLE, 100 bytes per domain, temperature 0.8, fixed seed)"
+	@for p in "This License " "#include <" "def "; do \
+	  $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -g "$$p" -n 100 || exit 1; echo; done
+
 # ---- tests -------------------------------------------------------------------------------
 TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
         $(B)/test_catalogue \
-        $(B)/test_alpha $(B)/test_alpha_noblas
+        $(B)/test_alpha $(B)/test_alpha_noblas $(B)/engine
 
 test: deps-test
 	@$(MAKE) --no-print-directory $(TESTS) check-compile
@@ -72,6 +92,10 @@ test: deps-test
 	sh tests/test_alpha_cli.sh $(B)/molora
 	./$(B)/test_alpha
 	./$(B)/test_alpha_noblas
+	./$(B)/engine $(DEMO_MODEL)/base.safetensors -p $(DEMO_MODEL)/parity.safetensors logits.base
+	./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -p $(DEMO_MODEL)/parity.safetensors logits.adamole
+	for a in lora_prose lora_c lora_python mole mola; do \
+	  ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench

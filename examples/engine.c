@@ -1,0 +1,456 @@
+/* engine.c: a small inference engine for a byte-level Llama-style model (RMSNorm, RoPE, SwiGLU)
+   whose attention projections carry mixture-of-LoRA experts, run by molora.
+
+   The engine owns the model: embedding, norms, attention, MLP and every base matmul (OpenBLAS).
+   molora reads the files (base weights through its safetensors reader, the adapter through its
+   adapter loader) and adds the experts' delta to the engine's base output of each adapted
+   projection (MOLORA_OUTPUT_DELTA). No KV cache: every step runs the whole window (at most
+   seq_len bytes), which keeps the code short and is fast enough for a 234k-parameter model.
+
+   Build:  cc -O2 -I. examples/engine.c -o build/engine -lopenblas -lm
+   Usage:  engine MODEL.safetensors [-a ADAPTER_DIR] COMMAND
+     -p PARITY.safetensors KEY   compare the logits of the prompts in PARITY with its tensor KEY
+                                 (exit 1 if max |diff| > 1e-4)
+     -e FILE...                  bits per byte on each file (+ active experts, winners, tokens/s)
+     -r FILE...                  routing map: each adapted module's top expert for the first 64 bytes
+     -g PROMPT [-n N] [-s SEED]  generate N bytes after PROMPT (temperature 0.8 sampling) */
+#define _POSIX_C_SOURCE 200809L   /* clock_gettime */
+#define MOLORA_IMPLEMENTATION
+#include "molora.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NPROJ 4
+static const char *proj_name[NPROJ] = { "q_proj", "k_proj", "v_proj", "o_proj" };
+
+typedef struct {
+    const float *attn_norm, *proj[NPROJ], *mlp_norm, *gate, *up, *down;
+    int ml[NPROJ];                      /* molora layer of each projection, -1 = not adapted */
+} Layer;
+
+typedef struct {
+    int vocab, dim, n_layers, n_heads, hidden, seq_len;
+    float rope_theta, norm_eps;
+    const float *embed, *norm, *lm_head;
+    Layer *layers;
+    molora_safetensors *st;
+    /* adapter (all NULL / 0 without one) */
+    molora_adapter *ad;
+    molora_model *moe;
+    int n_moe;                          /* molora layers */
+    void *ws; size_t ws_size;
+    float *route;                       /* (seq_len, max experts): the weights molora applied */
+    int max_experts;
+    double *active_sum;                 /* (n_moe): sum over tokens of the active expert count */
+    long *wins;                         /* (n_moe, max_experts): tokens each expert weighs most */
+    long routed_tokens;
+    unsigned char *winner;              /* (n_moe, seq_len): each token's top expert, last forward */
+    /* activations */
+    float *x, *h, *q, *k, *v, *att, *o, *g, *u, *logits;
+} Engine;
+
+static void die(const char *what, molora_result r)
+{
+    fprintf(stderr, "engine: %s: %s\n", what, molora_result_string(r));
+    exit(1);
+}
+
+static const float *tensor(Engine *e, const char *name, uint64_t rows, uint64_t cols)
+{
+    size_t i;
+    molora_tensor_info info;
+    const float *p;
+    molora_result r;
+    if ((r = molora_safetensors_find(e->st, name, &i))) die(name, r);
+    molora_safetensors_get_info(e->st, i, &info);
+    if (info.n_elements != rows * cols) { fprintf(stderr, "engine: %s: wrong size\n", name); exit(1); }
+    if ((r = molora_safetensors_get_f32(e->st, i, &p))) die(name, r);
+    return p;
+}
+
+static int meta_int(Engine *e, const char *key)
+{
+    const char *v = molora_safetensors_find_metadata(e->st, key);
+    if (!v) { fprintf(stderr, "engine: base model has no metadata '%s'\n", key); exit(1); }
+    return atoi(v);
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (!p) { fprintf(stderr, "engine: out of memory\n"); exit(1); }
+    return p;
+}
+
+static void engine_load(Engine *e, const char *model_path, const char *adapter_dir)
+{
+    molora_result r;
+    char name[160];
+    int L, j, S, D, H;
+    memset(e, 0, sizeof *e);
+    if ((r = molora_safetensors_open(model_path, NULL, &e->st))) die(model_path, r);
+    e->vocab = meta_int(e, "vocab"); e->dim = meta_int(e, "dim"); e->n_layers = meta_int(e, "n_layers");
+    e->n_heads = meta_int(e, "n_heads"); e->hidden = meta_int(e, "hidden"); e->seq_len = meta_int(e, "seq_len");
+    e->rope_theta = (float)atof(molora_safetensors_find_metadata(e->st, "rope_theta"));
+    e->norm_eps = (float)atof(molora_safetensors_find_metadata(e->st, "norm_eps"));
+    D = e->dim; H = e->hidden; S = e->seq_len;
+    e->embed = tensor(e, "model.embed_tokens.weight", e->vocab, D);
+    e->norm = tensor(e, "model.norm.weight", 1, D);
+    e->lm_head = tensor(e, "lm_head.weight", e->vocab, D);
+    e->layers = xcalloc((size_t)e->n_layers, sizeof *e->layers);
+    for (L = 0; L < e->n_layers; L++) {
+        Layer *l = &e->layers[L];
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", L);
+        l->attn_norm = tensor(e, name, 1, D);
+        for (j = 0; j < NPROJ; j++) {
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.weight", L, proj_name[j]);
+            l->proj[j] = tensor(e, name, D, D);
+            l->ml[j] = -1;
+        }
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", L);
+        l->mlp_norm = tensor(e, name, 1, D);
+        snprintf(name, sizeof name, "model.layers.%d.mlp.gate_proj.weight", L);
+        l->gate = tensor(e, name, H, D);
+        snprintf(name, sizeof name, "model.layers.%d.mlp.up_proj.weight", L);
+        l->up = tensor(e, name, H, D);
+        snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", L);
+        l->down = tensor(e, name, D, H);
+    }
+    if (adapter_dir) {
+        molora_model_desc md;
+        if ((r = molora_adapter_load(adapter_dir, NULL, &e->ad))) die(adapter_dir, r);
+        if ((r = molora_adapter_get_desc(e->ad, &md))) die(adapter_dir, r);
+        if ((r = molora_model_init(&md, &e->moe))) die(adapter_dir, r);
+        e->n_moe = md.n_layers;
+        for (j = 0; j < md.n_layers; j++) {
+            if (md.layers[j].d_in != D || md.layers[j].d_out != D) {
+                fprintf(stderr, "engine: %s: module %s does not fit the model\n", adapter_dir,
+                        molora_adapter_module_name(e->ad, j));
+                exit(1);
+            }
+            if (md.layers[j].n_experts > e->max_experts) e->max_experts = md.layers[j].n_experts;
+        }
+        for (L = 0; L < e->n_layers; L++)
+            for (j = 0; j < NPROJ; j++) {
+                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s", L, proj_name[j]);
+                e->layers[L].ml[j] = molora_adapter_find_module(e->ad, name);
+            }
+        if ((r = molora_workspace_size(e->moe, S, &e->ws_size))) die("workspace", r);
+        e->ws = xcalloc(1, e->ws_size + 1);
+        e->route = xcalloc((size_t)S * (size_t)(e->max_experts + 1), sizeof(float));
+        e->active_sum = xcalloc((size_t)e->n_moe, sizeof(double));
+        e->wins = xcalloc((size_t)e->n_moe * (size_t)(e->max_experts + 1), sizeof(long));
+        e->winner = xcalloc((size_t)e->n_moe * (size_t)S, 1);
+    }
+    e->x = xcalloc((size_t)S * D, sizeof(float)); e->h = xcalloc((size_t)S * D, sizeof(float));
+    e->q = xcalloc((size_t)S * D, sizeof(float)); e->k = xcalloc((size_t)S * D, sizeof(float));
+    e->v = xcalloc((size_t)S * D, sizeof(float)); e->o = xcalloc((size_t)S * D, sizeof(float));
+    e->att = xcalloc((size_t)S, sizeof(float));
+    e->g = xcalloc((size_t)S * H, sizeof(float)); e->u = xcalloc((size_t)S * H, sizeof(float));
+    e->logits = xcalloc((size_t)S * e->vocab, sizeof(float));
+}
+
+static void engine_free(Engine *e)
+{
+    molora_model_free(e->moe);
+    molora_adapter_free(e->ad);
+    molora_safetensors_free(e->st);
+    free(e->layers); free(e->ws); free(e->route); free(e->active_sum); free(e->wins); free(e->winner);
+    free(e->x); free(e->h); free(e->q); free(e->k); free(e->v); free(e->o); free(e->att);
+    free(e->g); free(e->u); free(e->logits);
+}
+
+/* Y (T, n) = X (T, k) W^T, W (n, k) as nn.Linear stores it */
+static void matmul(float *Y, const float *X, const float *W, int T, int n, int k)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, k, 1.0f, X, k, W, k, 0.0f, Y, n);
+}
+
+static void rmsnorm(float *out, const float *x, const float *w, int T, int d, float eps)
+{
+    int t, i;
+    for (t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * d;
+        float ss = 0.0f, s;
+        for (i = 0; i < d; i++) ss += xt[i] * xt[i];
+        s = 1.0f / sqrtf(ss / (float)d + eps);
+        for (i = 0; i < d; i++) out[(size_t)t * d + i] = xt[i] * s * w[i];
+    }
+}
+
+/* HF Llama rotate_half: dimension i pairs with i + hd/2 inside each head */
+static void rope(float *x, int T, int n_heads, int hd, float theta)
+{
+    int t, hh, i, half = hd / 2;
+    for (t = 0; t < T; t++)
+        for (i = 0; i < half; i++) {
+            float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+            float a = (float)t * inv, c = cosf(a), s = sinf(a);
+            for (hh = 0; hh < n_heads; hh++) {
+                float *p = x + (size_t)t * n_heads * hd + (size_t)hh * hd;
+                float x1 = p[i], x2 = p[i + half];
+                p[i] = x1 * c - x2 * s;
+                p[i + half] = x2 * c + x1 * s;
+            }
+        }
+}
+
+/* One adapted projection: out = in W0^T (the engine's matmul) + molora's expert delta. */
+static void projection(Engine *e, int L, int j, float *out, const float *in, int T)
+{
+    int D = e->dim, ml = e->layers[L].ml[j];
+    matmul(out, in, e->layers[L].proj[j], T, D, D);
+    if (ml >= 0) {
+        molora_forward_args a;
+        molora_layer_info info;
+        molora_result r;
+        int t, i;
+        memset(&a, 0, sizeof a);
+        a.layer = ml; a.n_tokens = T; a.x = in; a.y = out;
+        a.output = MOLORA_OUTPUT_DELTA;
+        a.weights_out = e->route;
+        a.workspace = e->ws; a.workspace_size = e->ws_size;
+        if ((r = molora_forward(e->moe, &a))) die("molora_forward", r);
+        molora_layer_get_info(e->moe, ml, &info);
+        for (t = 0; t < T; t++) {            /* routing statistics for the demo's table */
+            const float *w = e->route + (size_t)t * info.n_experts;
+            int best = 0, active = 0;
+            for (i = 0; i < info.n_experts; i++) {
+                active += w[i] != 0.0f;
+                if (w[i] > w[best]) best = i;
+            }
+            e->active_sum[ml] += active;
+            e->wins[(size_t)ml * (e->max_experts + 1) + best]++;
+            e->winner[(size_t)ml * e->seq_len + t] = (unsigned char)best;
+        }
+    }
+}
+
+/* logits (T, vocab) for the bytes tok[0..T-1], T <= seq_len */
+static void forward(Engine *e, const unsigned char *tok, int T)
+{
+    int D = e->dim, H = e->hidden, nh = e->n_heads, hd = D / nh, L, t, s, hh, i;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (t = 0; t < T; t++) memcpy(e->x + (size_t)t * D, e->embed + (size_t)tok[t] * D, D * sizeof(float));
+    for (L = 0; L < e->n_layers; L++) {
+        Layer *l = &e->layers[L];
+        rmsnorm(e->h, e->x, l->attn_norm, T, D, e->norm_eps);
+        projection(e, L, 0, e->q, e->h, T);
+        projection(e, L, 1, e->k, e->h, T);
+        projection(e, L, 2, e->v, e->h, T);
+        rope(e->q, T, nh, hd, e->rope_theta);
+        rope(e->k, T, nh, hd, e->rope_theta);
+        for (t = 0; t < T; t++)                       /* causal attention, head by head */
+            for (hh = 0; hh < nh; hh++) {
+                const float *qt = e->q + (size_t)t * D + hh * hd;
+                float mx = -INFINITY, sum = 0.0f, *ot = e->o + (size_t)t * D + hh * hd;
+                for (s = 0; s <= t; s++) {
+                    const float *ks = e->k + (size_t)s * D + hh * hd;
+                    float dot = 0.0f;
+                    for (i = 0; i < hd; i++) dot += qt[i] * ks[i];
+                    e->att[s] = dot * scale;
+                    if (e->att[s] > mx) mx = e->att[s];
+                }
+                for (s = 0; s <= t; s++) { e->att[s] = expf(e->att[s] - mx); sum += e->att[s]; }
+                for (i = 0; i < hd; i++) ot[i] = 0.0f;
+                for (s = 0; s <= t; s++) {
+                    const float *vs = e->v + (size_t)s * D + hh * hd;
+                    float w = e->att[s] / sum;
+                    for (i = 0; i < hd; i++) ot[i] += w * vs[i];
+                }
+            }
+        projection(e, L, 3, e->h, e->o, T);
+        for (i = 0; i < T * D; i++) e->x[i] += e->h[i];
+        rmsnorm(e->h, e->x, l->mlp_norm, T, D, e->norm_eps);   /* SwiGLU MLP */
+        matmul(e->g, e->h, l->gate, T, H, D);
+        matmul(e->u, e->h, l->up, T, H, D);
+        for (i = 0; i < T * H; i++) e->g[i] = e->g[i] / (1.0f + expf(-e->g[i])) * e->u[i];
+        matmul(e->h, e->g, l->down, T, D, H);
+        for (i = 0; i < T * D; i++) e->x[i] += e->h[i];
+    }
+    rmsnorm(e->h, e->x, e->norm, T, D, e->norm_eps);
+    matmul(e->logits, e->h, e->lm_head, T, e->vocab, D);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static unsigned char *read_file(const char *path, long *n)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    if (!f) { fprintf(stderr, "engine: cannot open %s\n", path); exit(1); }
+    fseek(f, 0, SEEK_END); *n = ftell(f); fseek(f, 0, SEEK_SET);
+    buf = xcalloc((size_t)*n + 1, 1);
+    if (fread(buf, 1, (size_t)*n, f) != (size_t)*n) { fprintf(stderr, "engine: cannot read %s\n", path); exit(1); }
+    fclose(f);
+    return buf;
+}
+
+/* -p: the engine's logits for the parity prompts against PyTorch's */
+static int parity(Engine *e, const char *path, const char *key)
+{
+    molora_safetensors *st;
+    molora_tensor_info pi, li;
+    size_t ip, il;
+    const float *ref;
+    molora_result r;
+    int n, T, j, i;
+    double md = 0.0;
+    if ((r = molora_safetensors_open(path, NULL, &st))) die(path, r);
+    if ((r = molora_safetensors_find(st, "prompts", &ip)) || (r = molora_safetensors_find(st, key, &il))) die(key, r);
+    molora_safetensors_get_info(st, ip, &pi);
+    molora_safetensors_get_info(st, il, &li);
+    n = (int)pi.shape[0]; T = (int)pi.shape[1];
+    if (li.n_elements != (uint64_t)n * T * e->vocab || T > e->seq_len) { fprintf(stderr, "engine: %s: bad shapes\n", path); return 1; }
+    if ((r = molora_safetensors_get_f32(st, il, &ref))) die(key, r);
+    for (j = 0; j < n; j++) {
+        forward(e, (const unsigned char *)pi.data + (size_t)j * T, T);
+        for (i = 0; i < T * e->vocab; i++) {
+            double d = fabs((double)e->logits[i] - (double)ref[(size_t)j * T * e->vocab + i]);
+            if (d > md) md = d;
+        }
+    }
+    molora_safetensors_free(st);
+    printf("parity %-16s %d prompts x %d bytes: max |engine - pytorch| = %.3g %s\n", key, n, T, md,
+           md <= 1e-4 ? "(ok, <= 1e-4)" : "(FAIL, > 1e-4)");
+    return md <= 1e-4 ? 0 : 1;
+}
+
+/* -e: bits per byte over non-overlapping windows of seq_len bytes (as tools/train_demo.py) */
+static void evaluate(Engine *e, const char *path)
+{
+    long n, s, m, i;
+    int t, L, j;
+    unsigned char *buf = read_file(path, &n);
+    double nll = 0.0, t0;
+    const char *base = strrchr(path, '/');
+    if (e->moe) { memset(e->active_sum, 0, (size_t)e->n_moe * sizeof(double));
+                  memset(e->wins, 0, (size_t)e->n_moe * (e->max_experts + 1) * sizeof(long)); }
+    e->routed_tokens = 0;
+    t0 = now();
+    for (s = 0, m = 0; s + 1 < n; s += e->seq_len) {
+        int T = (int)(n - s < e->seq_len ? n - s : e->seq_len);
+        if (T < 2) break;
+        forward(e, buf + s, T);
+        for (t = 0; t + 1 < T; t++) {
+            const float *lg = e->logits + (size_t)t * e->vocab;
+            float mx = lg[0];
+            double z = 0.0;
+            for (i = 1; i < e->vocab; i++) if (lg[i] > mx) mx = lg[i];
+            for (i = 0; i < e->vocab; i++) z += exp((double)(lg[i] - mx));
+            nll += log(z) + mx - lg[buf[s + t + 1]];
+        }
+        m += T - 1;
+        e->routed_tokens += T;
+    }
+    {
+        double bpb = nll / (double)m / log(2.0), tps = (double)n / (now() - t0);
+        printf("%-10s %6ld bytes  %.4f bits/byte  %8.0f tokens/s", base ? base + 1 : path, n, bpb, tps);
+    }
+    if (e->moe) {          /* mean active experts per molora layer, and the most frequent winner */
+        double act = 0.0;
+        for (L = 0; L < e->n_moe; L++) act += e->active_sum[L];
+        printf("  mean active %.2f  top expert per layer:", act / ((double)e->routed_tokens * e->n_moe));
+        for (L = 0; L < e->n_moe; L++) {
+            long *w = e->wins + (size_t)L * (e->max_experts + 1);
+            int best = 0;
+            for (j = 1; j < e->max_experts; j++) if (w[j] > w[best]) best = j;
+            printf(" %d", best);
+        }
+    }
+    printf("\n");
+    free(buf);
+}
+
+/* -r: routing map of the first bytes of a file: one row per adapted module, the top expert of
+   every byte (the expert with the largest routing weight) under the text itself */
+static void route_map(Engine *e, const char *path, int width)
+{
+    long n;
+    int T, t, j;
+    unsigned char *buf = read_file(path, &n);
+    if (!e->moe) { fprintf(stderr, "engine: -r needs an adapter (-a)\n"); exit(1); }
+    T = (int)(n < width ? n : width);
+    if (T > e->seq_len) T = e->seq_len;
+    forward(e, buf, T);
+    printf("%-52s |", path);
+    for (t = 0; t < T; t++) putchar(buf[t] >= 32 && buf[t] < 127 ? buf[t] : ' ');
+    printf("|\n");
+    for (j = 0; j < e->n_moe; j++) {
+        const char *name = molora_adapter_module_name(e->ad, j);
+        const char *p = strstr(name, "layers.");
+        printf("%-52s |", p ? p : name);
+        for (t = 0; t < T; t++) putchar('0' + e->winner[(size_t)j * e->seq_len + t]);
+        printf("|\n");
+    }
+    free(buf);
+}
+
+static unsigned long long rng_state = 88172645463325252ULL;
+static float rng_uniform(void)   /* xorshift64 */
+{
+    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    return (float)(rng_state >> 40) / 16777216.0f;
+}
+
+static void generate(Engine *e, const char *prompt, int n)
+{
+    int len = (int)strlen(prompt), cap = len + n, i, t;
+    unsigned char *buf = xcalloc((size_t)cap + 1, 1);
+    double t0 = now();
+    memcpy(buf, prompt, (size_t)len);
+    fwrite(prompt, 1, (size_t)len, stdout);
+    for (t = len; t < cap; t++) {
+        int start = t > e->seq_len ? t - e->seq_len : 0, T = t - start, next = 0;
+        const float *lg;
+        float mx, sum = 0.0f, r;
+        forward(e, buf + start, T);
+        lg = e->logits + (size_t)(T - 1) * e->vocab;
+        mx = lg[0];
+        for (i = 1; i < e->vocab; i++) if (lg[i] > mx) mx = lg[i];
+        for (i = 0; i < e->vocab; i++) sum += expf((lg[i] - mx) / 0.8f);
+        r = rng_uniform() * sum;
+        for (i = 0; i < e->vocab; i++) { r -= expf((lg[i] - mx) / 0.8f); if (r <= 0.0f) { next = i; break; } next = i; }
+        buf[t] = (unsigned char)next;
+        fputc(next, stdout);
+    }
+    printf("\n[%d bytes in %.2f s: %.0f bytes/s]\n", n, now() - t0, n / (now() - t0));
+    free(buf);
+}
+
+int main(int argc, char **argv)
+{
+    Engine e;
+    const char *adapter = NULL;
+    int i = 2, rc = 0;
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s MODEL.safetensors [-a ADAPTER_DIR] (-p PARITY KEY | -e FILE... | -r FILE... | -g PROMPT [-n N] [-s SEED])\n", argv[0]);
+        return 2;
+    }
+    if (!strcmp(argv[i], "-a") && i + 1 < argc) { adapter = argv[i + 1]; i += 2; }
+    engine_load(&e, argv[1], adapter);
+    if (i + 2 < argc && !strcmp(argv[i], "-p")) rc = parity(&e, argv[i + 1], argv[i + 2]);
+    else if (i + 1 < argc && !strcmp(argv[i], "-r")) { for (i++; i < argc; i++) route_map(&e, argv[i], 64); }
+    else if (i + 1 < argc && !strcmp(argv[i], "-e")) { for (i++; i < argc; i++) evaluate(&e, argv[i]); }
+    else if (i + 1 < argc && !strcmp(argv[i], "-g")) {
+        const char *prompt = argv[i + 1];
+        int n = 200;
+        for (i += 2; i + 1 < argc; i += 2) {
+            if (!strcmp(argv[i], "-n")) n = atoi(argv[i + 1]);
+            else if (!strcmp(argv[i], "-s")) rng_state = strtoull(argv[i + 1], NULL, 10) | 1;
+        }
+        generate(&e, prompt, n);
+    } else { fprintf(stderr, "engine: bad command\n"); rc = 2; }
+    engine_free(&e);
+    return rc;
+}

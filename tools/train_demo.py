@@ -1,0 +1,679 @@
+#!/usr/bin/python3
+"""Train the engine demo's tiny byte-level Llama-style model and its AdaMoLE adapter (issue 8).
+
+Run with Debian's torch (CPU), from any directory:
+  /usr/bin/python3 tools/train_demo.py [outdir]          base + AdaMoLE + parity logits (~7 min)
+  /usr/bin/python3 tools/train_demo.py --parity [outdir] only re-export the parity logits
+  /usr/bin/python3 tools/train_demo.py --mole [outdir]   then: three domain LoRAs + a dense MoLE
+                                                         gate on the saved base, composed with
+                                                         build/molora compose (make build/molora)
+  /usr/bin/python3 tools/train_demo.py --mola [outdir]   then: MoLA top-k whose expert counts per
+                                                         layer come from build/molora alpha
+  DEMO_SMOKE=1 ...                                       3 steps per stage: checks the script only
+Default outdir: examples/demo_model.  Nothing is downloaded: the training text is read from files
+every Debian 12 machine with python3.11 and libc6-dev has (the exact lists are TRAIN_FILES and
+EVAL_FILES below, and are written to <outdir>/files.txt).
+
+Writes:
+  examples/demo_data/{prose,c,python}.txt   held-out evaluation text (EVAL_BYTES per domain, from
+                                            files that are NOT in the training lists)
+  <outdir>/base.safetensors                 the base model, HF Llama tensor names, config in
+                                            __metadata__
+  <outdir>/adamole/adapter_config.json      AdaMoLE (peft_type ADAMOLE) on q/k/v/o of every layer
+  <outdir>/adamole/adapter_model.safetensors
+  <outdir>/parity.safetensors               prompts (U8) and the PyTorch logits the C engine must
+                                            reproduce: logits.base, logits.adamole, and after
+                                            --mole logits.lora_{prose,c,python}, logits.mole
+  <outdir>/lora_{prose,c,python}/           PEFT LoRA (r 4, alpha 8) on q/k/v/o, one domain each
+  <outdir>/mole/                            molora compose of the three, routing dense
+  <outdir>/mola/                            MoLA layout (lora_A_{i}, router.router), logits.mola
+  <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
+
+The AdaMoLE forward is reference-math.md section 2.1; the training loss adds the section 2.3
+load-balancing loss. Seeds are fixed; torch runs on 2 threads.
+"""
+import json, math, os, struct, sys, time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = next((a for a in sys.argv[1:] if not a.startswith("--")), os.path.join(ROOT, "examples", "demo_model"))
+DATA = os.path.join(ROOT, "examples", "demo_data")
+
+# ---- data -------------------------------------------------------------------------------------
+LIC = "/usr/share/common-licenses/"
+INC = "/usr/include/"
+PY = "/usr/lib/python3.11/"
+TRAIN_FILES = {
+    "prose": [LIC + f for f in ["GPL-3", "GPL-2", "LGPL-2.1", "Apache-2.0", "MPL-2.0", "Artistic", "GFDL-1.3"]],
+    "c": [INC + f for f in ["stdio.h", "stdlib.h", "string.h", "unistd.h", "signal.h", "pthread.h",
+                            "fcntl.h", "math.h", "time.h", "wchar.h", "locale.h", "sched.h"]],
+    "python": [PY + f for f in ["argparse.py", "subprocess.py", "textwrap.py", "shutil.py",
+                                "tempfile.py", "configparser.py", "calendar.py", "fractions.py"]],
+}
+EVAL_FILES = {"prose": LIC + "LGPL-3", "c": INC + "stdint.h", "python": PY + "heapq.py"}
+EVAL_BYTES = 4096
+DOMAINS = ["prose", "c", "python"]
+
+# ---- model config -----------------------------------------------------------------------------
+CFG = dict(vocab=256, dim=64, n_layers=4, n_heads=4, hidden=176, seq_len=128, rope_theta=10000.0,
+           norm_eps=1e-5)
+ADA = dict(num_experts=4, lora_rank=4, lora_alpha=8.0, aux_coeff=1e-2)
+BASE_STEPS, ADA_STEPS, BATCH = 700, 300, 32
+if os.environ.get("DEMO_SMOKE"):   # check the script end to end in seconds (useless model)
+    BASE_STEPS, ADA_STEPS = 3, 3
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_tables(T, hd, theta):
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+    ang = torch.outer(torch.arange(T, dtype=torch.float32), inv)      # [T, hd/2]
+    return torch.cos(ang), torch.sin(ang)
+
+
+def apply_rope(x, cos, sin):
+    # HF Llama convention (rotate_half): pairs (i, i + hd/2)
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class AdaMoLE(nn.Module):
+    """reference-math.md 2.1 around a frozen nn.Linear; records routing for the tie check."""
+
+    def __init__(self, base, n, r, alpha):
+        super().__init__()
+        self.base, self.n, self.s = base, n, alpha / r
+        d_in, d_out = base.in_features, base.out_features
+        self.A = nn.ParameterList([nn.Parameter(torch.empty(r, d_in)) for _ in range(n)])
+        self.B = nn.ParameterList([nn.Parameter(torch.zeros(d_out, r)) for _ in range(n)])
+        for a in self.A:
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.gate = nn.Linear(d_in, n, bias=False)
+        self.thr = nn.Linear(d_in, 1)
+        self.tau_max = 1.0 / n
+        self.aux = None
+        self.record = None
+
+    def forward(self, x):
+        p = F.softmax(self.gate(x), dim=-1)
+        tau = torch.sigmoid(self.thr(x)) * self.tau_max
+        a = p - tau
+        sel = (a >= 0).to(x.dtype)
+        u = a * sel
+        S = u.sum(-1, keepdim=True)
+        S = torch.where(S == 0, torch.ones_like(S), S)
+        w = u / S
+        if self.record is not None:
+            self.record.append(a.detach().reshape(-1, self.n))
+        if x.requires_grad or torch.is_grad_enabled():
+            f = sel.reshape(-1, self.n).mean(0)
+            P = a.reshape(-1, self.n).mean(0)
+            self.aux = self.n * (f * P).sum()
+        y = self.base(x)
+        for i in range(self.n):
+            y = y + w[..., i:i + 1] * (self.s * F.linear(F.linear(x, self.A[i]), self.B[i]))
+        return y
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, hd = c["dim"], c["dim"] // c["n_heads"]
+        self.nh, self.hd = c["n_heads"], hd
+        self.input_layernorm = RMSNorm(d, c["norm_eps"])
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+        self.post_attention_layernorm = RMSNorm(d, c["norm_eps"])
+        self.gate_proj = nn.Linear(d, c["hidden"], bias=False)
+        self.up_proj = nn.Linear(d, c["hidden"], bias=False)
+        self.down_proj = nn.Linear(c["hidden"], d, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, D = x.shape
+        h = self.input_layernorm(x)
+        q = self.q_proj(h).view(B, T, self.nh, self.hd).transpose(1, 2)
+        k = self.k_proj(h).view(B, T, self.nh, self.hd).transpose(1, 2)
+        v = self.v_proj(h).view(B, T, self.nh, self.hd).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd) + mask
+        o = (F.softmax(att, dim=-1) @ v).transpose(1, 2).reshape(B, T, D)
+        x = x + self.o_proj(o)
+        h = self.post_attention_layernorm(x)
+        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
+class Model(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.embed = nn.Embedding(c["vocab"], c["dim"])
+        self.layers = nn.ModuleList([Block(c) for _ in range(c["n_layers"])])
+        self.norm = RMSNorm(c["dim"], c["norm_eps"])
+        self.lm_head = nn.Linear(c["dim"], c["vocab"], bias=False)
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        cos, sin = rope_tables(T, self.c["dim"] // self.c["n_heads"], self.c["rope_theta"])
+        mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1)
+        x = self.embed(idx)
+        for b in self.layers:
+            x = b(x, cos, sin, mask)
+        return self.lm_head(self.norm(x))
+
+
+# ---- safetensors writer (F32 / U8, header padded to 8 bytes so F32 data is aligned) ------------
+def save_safetensors(path, tensors, metadata=None):
+    header, blobs, off = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, t in tensors.items():
+        t = t.detach().contiguous()
+        if t.dtype == torch.float32:
+            dt, raw = "F32", t.numpy().astype("<f4").tobytes()
+        elif t.dtype == torch.uint8:
+            dt, raw = "U8", t.numpy().tobytes()
+        else:
+            raise ValueError(t.dtype)
+        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def base_tensors(m):
+    out = {"model.embed_tokens.weight": m.embed.weight}
+    for L, b in enumerate(m.layers):
+        p = f"model.layers.{L}."
+        out[p + "input_layernorm.weight"] = b.input_layernorm.weight
+        for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+            lin = getattr(b, n)
+            lin = lin.base if isinstance(lin, AdaMoLE) else lin
+            out[p + f"self_attn.{n}.weight"] = lin.weight
+        out[p + "post_attention_layernorm.weight"] = b.post_attention_layernorm.weight
+        for n in ["gate_proj", "up_proj", "down_proj"]:
+            out[p + f"mlp.{n}.weight"] = getattr(b, n).weight
+    out["model.norm.weight"] = m.norm.weight
+    out["lm_head.weight"] = m.lm_head.weight
+    return out
+
+
+def batches(corpus, gen, steps, T):
+    # equal share of every domain in each batch
+    for _ in range(steps):
+        rows = []
+        for j in range(BATCH):
+            buf = corpus[DOMAINS[j % 3]]
+            s = int(torch.randint(0, len(buf) - T - 1, (1,), generator=gen))
+            rows.append(buf[s:s + T + 1])
+        yield torch.stack(rows)
+
+
+@torch.no_grad()
+def bits_per_byte(m, data, T):
+    """Non-overlapping windows of T bytes; each window predicts its bytes 1..T-1 (as the engine)."""
+    tot, n = 0.0, 0
+    for s in range(0, len(data) - 1, T):
+        w = data[s:s + T]
+        if len(w) < 2:
+            break
+        logits = m(w[None].long())[0, :-1]
+        tot += F.cross_entropy(logits, w[1:].long(), reduction="sum").item()
+        n += len(w) - 1
+    return tot / n / math.log(2)
+
+
+def train(m, params, corpus, steps, lr, seed, aux_layers=None, log=None):
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    T = m.c["seq_len"]
+    for step, xb in enumerate(batches(corpus, gen, steps, T)):
+        cur = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for g in opt.param_groups:
+            g["lr"] = cur
+        logits = m(xb[:, :-1].long())
+        loss = F.cross_entropy(logits.reshape(-1, 256), xb[:, 1:].reshape(-1).long())
+        total = loss
+        if aux_layers:
+            total = loss + ADA["aux_coeff"] * sum(l.aux for l in aux_layers)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"  step {step:5d}  loss {loss.item():.4f}  ({loss.item() / math.log(2):.3f} bits/byte)")
+
+
+def main():
+    torch.manual_seed(1234)
+    torch.set_num_threads(2)
+    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(DATA, exist_ok=True)
+    logf = open(os.path.join(OUT, "train_log.txt"), "w")
+
+    def log(s):
+        print(s, flush=True)
+        logf.write(s + "\n")
+
+    corpus, evald = {}, {}
+    with open(os.path.join(OUT, "files.txt"), "w") as f:
+        for d in DOMAINS:
+            raw = b"\n".join(read(p) for p in TRAIN_FILES[d])
+            corpus[d] = torch.tensor(list(raw), dtype=torch.uint8)
+            ev = read(EVAL_FILES[d])[:EVAL_BYTES]
+            with open(os.path.join(DATA, d + ".txt"), "wb") as g:
+                g.write(ev)
+            evald[d] = torch.tensor(list(ev), dtype=torch.uint8)
+            f.write(f"[{d}] train ({len(raw)} bytes):\n" + "".join(f"  {p}\n" for p in TRAIN_FILES[d]))
+            f.write(f"[{d}] held out: first {len(ev)} bytes of {EVAL_FILES[d]}\n")
+            log(f"{d}: {len(raw)} training bytes, {len(ev)} held-out bytes from {EVAL_FILES[d]}")
+
+    m = Model(CFG)
+    log(f"base: {sum(p.numel() for p in m.parameters())} parameters, config {CFG}")
+    t0 = time.time()
+    train(m, m.parameters(), corpus, BASE_STEPS, 3e-3, 1, log=log)
+    t_base = time.time() - t0
+    log(f"base trained in {t_base:.1f} s")
+    m.eval()
+    bpb_base = {d: bits_per_byte(m, evald[d], CFG["seq_len"]) for d in DOMAINS}
+    log("base bits/byte (PyTorch): " + "  ".join(f"{d} {v:.4f}" for d, v in bpb_base.items()))
+    meta = {k: str(v) for k, v in CFG.items()}
+    meta["format"] = "molora-demo-llama"
+    save_safetensors(os.path.join(OUT, "base.safetensors"), base_tensors(m), meta)
+
+    # ---- AdaMoLE on q/k/v/o of every layer ----
+    for p in m.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(99)
+    ada = []
+    for b in m.layers:
+        for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+            layer = AdaMoLE(getattr(b, n), ADA["num_experts"], ADA["lora_rank"], ADA["lora_alpha"])
+            setattr(b, n, layer)
+            ada.append(layer)
+    params = [p for l in ada for p in l.parameters() if p.requires_grad]
+    log(f"adamole: {sum(p.numel() for p in params)} trainable parameters, {ADA}")
+    m.train()
+    t0 = time.time()
+    train(m, params, corpus, ADA_STEPS, 3e-3, 2, aux_layers=ada, log=log)
+    t_ada = time.time() - t0
+    log(f"adamole trained in {t_ada:.1f} s")
+    m.eval()
+    bpb_ada = {d: bits_per_byte(m, evald[d], CFG["seq_len"]) for d in DOMAINS}
+    log("adamole bits/byte (PyTorch): " + "  ".join(f"{d} {v:.4f}" for d, v in bpb_ada.items()))
+
+    adir = os.path.join(OUT, "adamole")
+    os.makedirs(adir, exist_ok=True)
+    at = {}
+    for L, b in enumerate(m.layers):
+        for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+            l = getattr(b, n)
+            P = f"base_model.model.model.layers.{L}.self_attn.{n}"
+            for i in range(l.n):
+                at[f"{P}.lora_A.{i}.weight"] = l.A[i]
+                at[f"{P}.lora_B.{i}.weight"] = l.B[i]
+            at[f"{P}.lora_gating.weight"] = l.gate.weight
+            at[f"{P}.lora_threshold.weight"] = l.thr.weight
+            at[f"{P}.lora_threshold.bias"] = l.thr.bias
+    save_safetensors(os.path.join(adir, "adapter_model.safetensors"), at)
+    with open(os.path.join(adir, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "ADAMOLE", "lora_rank": ADA["lora_rank"], "lora_alpha": ADA["lora_alpha"],
+                   "num_experts": ADA["num_experts"], "max_threshold": None, "lora_dropout": 0.0,
+                   "bias": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                   "task_type": "CAUSAL_LM"}, f, indent=2, sort_keys=True)
+
+    log(f"total training time {t_base + t_ada:.1f} s")
+    export_parity(log)
+
+
+def load_demo_model(with_adamole):
+    """The base (and the AdaMoLE adapter) back from the exported files, so every later stage and the
+    parity logits use exactly what the C engine reads."""
+    m = Model(CFG)
+    sd = load_safetensors(os.path.join(OUT, "base.safetensors"))
+    for name, t in base_tensors(m).items():
+        t.data.copy_(sd[name])
+    ada = []
+    if with_adamole:
+        at = load_safetensors(os.path.join(OUT, "adamole", "adapter_model.safetensors"))
+        for L, b in enumerate(m.layers):
+            for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+                l = AdaMoLE(getattr(b, n), ADA["num_experts"], ADA["lora_rank"], ADA["lora_alpha"])
+                P = f"base_model.model.model.layers.{L}.self_attn.{n}"
+                for i in range(l.n):
+                    l.A[i].data.copy_(at[f"{P}.lora_A.{i}.weight"])
+                    l.B[i].data.copy_(at[f"{P}.lora_B.{i}.weight"])
+                l.gate.weight.data.copy_(at[f"{P}.lora_gating.weight"])
+                l.thr.weight.data.copy_(at[f"{P}.lora_threshold.weight"])
+                l.thr.bias.data.copy_(at[f"{P}.lora_threshold.bias"])
+                setattr(b, n, l)
+                ada.append(l)
+    m.eval()
+    return m, ada
+
+
+def export_parity(log):
+    """Parity prompts: PROMPT_LEN-byte windows of each domain's held-out text, the first (in steps
+    of PROMPT_LEN) on which every AdaMoLE routing decision is at least 1e-5 away from p == tau
+    (a decision that close could flip between float orders of evaluation)."""
+    PROMPT_LEN = 48
+    base, _ = load_demo_model(False)
+    m, ada = load_demo_model(True)
+    chosen = []
+    with torch.no_grad():
+        for d in DOMAINS:
+            ev = torch.tensor(list(read(os.path.join(DATA, d + ".txt"))), dtype=torch.uint8)
+            for off in range(0, len(ev) - PROMPT_LEN, PROMPT_LEN):
+                w = ev[off:off + PROMPT_LEN]
+                for l in ada:
+                    l.record = []
+                m(w[None].long())
+                amin = min(r.abs().min().item() for l in ada for r in l.record)
+                if amin >= 1e-5:
+                    chosen.append(w)
+                    log(f"parity prompt {d}: held-out bytes {off}..{off + PROMPT_LEN}, smallest |p - tau| {amin:.3e}")
+                    break
+            else:
+                raise SystemExit(f"{d}: every window has a routing decision within 1e-5 of a tie")
+        for l in ada:
+            l.record = None
+        prompts = torch.stack(chosen)
+        pt = {"prompts": prompts,
+              "logits.base": torch.stack([base(prompts[j:j + 1].long())[0] for j in range(3)]),
+              "logits.adamole": torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])}
+    save_safetensors(os.path.join(OUT, "parity.safetensors"), pt)
+
+
+# ---- stage 2 (--mole): three domain LoRAs composed into a MoLE layer by `molora compose` ----------
+MOLE = dict(r=4, lora_alpha=8.0, lora_steps=120, gate_steps=120)
+if os.environ.get("DEMO_SMOKE"):
+    MOLE.update(lora_steps=3, gate_steps=3)
+
+
+def load_safetensors(path):
+    import numpy as np
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for k, v in h.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        dt = {"F32": np.float32, "U8": np.uint8}[v["dtype"]]
+        out[k] = torch.from_numpy(np.frombuffer(data[a:b], dtype=dt).reshape(v["shape"]).copy())
+    return out
+
+
+class LoRA(nn.Module):
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base, self.s = base, alpha / r
+        self.A = nn.Parameter(torch.empty(r, base.in_features))
+        self.B = nn.Parameter(torch.zeros(base.out_features, r))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+
+    def delta(self, x):
+        return self.s * F.linear(F.linear(x, self.A), self.B)
+
+    def forward(self, x):
+        return self.base(x) + self.delta(x)
+
+
+class MoLEDense(nn.Module):
+    """molora's MOLORA layout, routing dense: y = W0 x + sum_i softmax(Wg x)_i s_i B_i A_i x"""
+
+    def __init__(self, base, loras):
+        super().__init__()
+        self.base, self.loras = base, nn.ModuleList(loras)
+        self.gate = nn.Linear(base.in_features, len(loras), bias=False)
+        nn.init.zeros_(self.gate.weight)   # starts as the plain average of the experts
+
+    def forward(self, x):
+        p = F.softmax(self.gate(x), dim=-1)
+        y = self.base(x)
+        for i, l in enumerate(self.loras):
+            y = y + p[..., i:i + 1] * l.delta(x)
+        return y
+
+
+def mole_stage():
+    import subprocess
+    torch.set_num_threads(2)
+    logf = open(os.path.join(OUT, "train_log.txt"), "a")
+
+    def log(s):
+        print(s, flush=True)
+        logf.write(s + "\n")
+
+    corpus = {d: torch.tensor(list(b"\n".join(read(p) for p in TRAIN_FILES[d])), dtype=torch.uint8) for d in DOMAINS}
+    evald = {d: torch.tensor(list(read(os.path.join(DATA, d + ".txt"))), dtype=torch.uint8) for d in DOMAINS}
+    sd = load_safetensors(os.path.join(OUT, "base.safetensors"))
+    m = Model(CFG)
+    for name, t in base_tensors(m).items():
+        t.data.copy_(sd[name])
+    for p in m.parameters():
+        p.requires_grad_(False)
+    m.eval()
+    names = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    bases = {(L, n): getattr(b, n) for L, b in enumerate(m.layers) for n in names}
+    experts = {}
+    t0 = time.time()
+    for j, d in enumerate(DOMAINS):
+        torch.manual_seed(200 + j)
+        loras = {}
+        for (L, n), lin in bases.items():
+            loras[(L, n)] = LoRA(lin, MOLE["r"], MOLE["lora_alpha"])
+            setattr(m.layers[L], n, loras[(L, n)])
+        params = [p for l in loras.values() for p in (l.A, l.B)]
+        log(f"lora {d}: {sum(p.numel() for p in params)} parameters, {MOLE['lora_steps']} steps on {d} only")
+        m.train()
+        train(m, params, {x: corpus[d] for x in DOMAINS}, MOLE["lora_steps"], 3e-3, 10 + j, log=log)
+        m.eval()
+        log(f"lora {d} bits/byte (PyTorch): " + "  ".join(f"{x} {bits_per_byte(m, evald[x], CFG['seq_len']):.4f}" for x in DOMAINS))
+        ldir = os.path.join(OUT, "lora_" + d)
+        os.makedirs(ldir, exist_ok=True)
+        t = {}
+        for (L, n), l in loras.items():
+            P = f"base_model.model.model.layers.{L}.self_attn.{n}"
+            t[P + ".lora_A.weight"], t[P + ".lora_B.weight"] = l.A, l.B
+        save_safetensors(os.path.join(ldir, "adapter_model.safetensors"), t)
+        with open(os.path.join(ldir, "adapter_config.json"), "w") as f:
+            json.dump({"peft_type": "LORA", "r": MOLE["r"], "lora_alpha": MOLE["lora_alpha"], "use_rslora": False,
+                       "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"}, f, indent=2, sort_keys=True)
+        experts[d] = loras
+    torch.manual_seed(300)
+    moles = {}
+    for (L, n), lin in bases.items():
+        moles[(L, n)] = MoLEDense(lin, [experts[d][(L, n)] for d in DOMAINS])
+        setattr(m.layers[L], n, moles[(L, n)])
+    params = [l.gate.weight for l in moles.values()]
+    for l in moles.values():
+        for p in l.loras.parameters():
+            p.requires_grad_(False)
+    m.train()
+    train(m, params, corpus, MOLE["gate_steps"], 1e-2, 20, log=log)
+    m.eval()
+    log(f"mole (gate only trained) bits/byte (PyTorch): " + "  ".join(f"{x} {bits_per_byte(m, evald[x], CFG['seq_len']):.4f}" for x in DOMAINS))
+    log(f"loras + mole gate trained in {time.time() - t0:.1f} s")
+    gate = {f"model.layers.{L}.self_attn.{n}.lora_gating.weight": l.gate.weight for (L, n), l in moles.items()}
+    gpath = os.path.join(OUT, "mole_gate.safetensors")
+    save_safetensors(gpath, gate)
+    rel = os.path.relpath(OUT, ROOT)   # the composed config records the expert paths: keep them relative
+    cmd = ["build/molora", "compose"]
+    for d in DOMAINS:
+        cmd += ["--expert", os.path.join(rel, "lora_" + d)]
+    cmd += ["--gate", os.path.join(rel, "mole_gate.safetensors"), "--out", os.path.join(rel, "mole"), "--routing", "dense"]
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    os.remove(gpath)
+    pt = load_safetensors(os.path.join(OUT, "parity.safetensors"))
+    prompts = pt["prompts"]
+    with torch.no_grad():
+        pt["logits.mole"] = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
+        for d in DOMAINS:                       # each plain LoRA alone
+            for (L, n), l in experts[d].items():
+                setattr(m.layers[L], n, l)
+            pt["logits.lora_" + d] = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
+    save_safetensors(os.path.join(OUT, "parity.safetensors"), pt)
+
+
+# ---- stage 3 (--mola): MoLA top-k with per-layer expert counts from `molora alpha` --------------
+MOLA = dict(budget=16, r=4, lora_alpha=8.0, steps=200, aux_coeff=1e-3)
+if os.environ.get("DEMO_SMOKE"):
+    MOLA.update(steps=3)
+
+
+class MoLATopK(nn.Module):
+    """reference-math.md 4: p = softmax(Wr x); top-k; w = v / sum v (lower index wins ties)."""
+
+    def __init__(self, base, n, k, r, alpha):
+        super().__init__()
+        self.base, self.n, self.k, self.s = base, n, k, alpha / r
+        self.A = nn.ParameterList([nn.Parameter(torch.empty(r, base.in_features)) for _ in range(n)])
+        self.B = nn.ParameterList([nn.Parameter(torch.zeros(base.out_features, r)) for _ in range(n)])
+        for a in self.A:
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.router = nn.Linear(base.in_features, n, bias=False)
+        self.last = None
+        self.record = None
+
+    def forward(self, x):
+        p = F.softmax(self.router(x).float(), dim=-1)
+        v, idx = torch.topk(p, self.k, dim=-1)
+        w = torch.zeros_like(p).scatter(-1, idx, v / v.sum(-1, keepdim=True))
+        self.last = (p.reshape(-1, self.n), idx.reshape(-1, self.k))
+        if self.record is not None and self.k < self.n:   # gap between the k-th and (k+1)-th prob
+            srt = torch.sort(p.reshape(-1, self.n), dim=-1, descending=True).values
+            self.record.append((srt[:, self.k - 1] - srt[:, self.k]).detach())
+        y = self.base(x)
+        for i in range(self.n):
+            y = y + w[..., i:i + 1] * (self.s * F.linear(F.linear(x, self.A[i]), self.B[i]))
+        return y
+
+
+def mola_stage():
+    import subprocess
+    torch.set_num_threads(2)
+    logf = open(os.path.join(OUT, "train_log.txt"), "a")
+
+    def log(s):
+        print(s, flush=True)
+        logf.write(s + "\n")
+
+    rel = os.path.relpath(OUT, ROOT)
+    cmd = ["build/molora", "alpha", os.path.join(rel, "base.safetensors"), "--budget", str(MOLA["budget"]),
+           "--prefix", "model.", "--json"]
+    log("$ " + " ".join(cmd))
+    plan = json.loads(subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True).stdout)["layers"]
+    experts = [l["experts"] for l in plan]
+    top_k = [l["top_k"] for l in plan]
+    log(f"molora alpha (fix_finger, budget {MOLA['budget']}): layer alpha " +
+        " ".join(f"{l['alpha']:.3f}" for l in plan) + f" -> experts {experts}, top_k {top_k}")
+    corpus = {d: torch.tensor(list(b"\n".join(read(p) for p in TRAIN_FILES[d])), dtype=torch.uint8) for d in DOMAINS}
+    evald = {d: torch.tensor(list(read(os.path.join(DATA, d + ".txt"))), dtype=torch.uint8) for d in DOMAINS}
+    m, _ = load_demo_model(False)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(400)
+    names = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    mods = {}
+    for L, b in enumerate(m.layers):
+        for n in names:
+            mods[(L, n)] = MoLATopK(getattr(b, n), experts[L], top_k[L], MOLA["r"], MOLA["lora_alpha"])
+            setattr(b, n, mods[(L, n)])
+    params = [p for l in mods.values() for p in l.parameters() if p.requires_grad]
+    log(f"mola: {sum(p.numel() for p in params)} trainable parameters, {MOLA}")
+
+    def aux():   # reference-math 4: per decoder layer, the routed projections' logits concatenated
+        tot = 0.0
+        for L in range(len(m.layers)):
+            ps = torch.cat([mods[(L, n)].last[0] for n in names])
+            ids = torch.cat([mods[(L, n)].last[1] for n in names]).reshape(-1)
+            N = experts[L]
+            f = torch.bincount(ids, minlength=N).float() / ids.numel()
+            tot = tot + N * (f * ps.mean(0)).sum()
+        return tot
+
+    class AuxHolder:
+        pass
+    holder = AuxHolder()
+    t0 = time.time()
+    m.train()
+    opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(30)
+    T = CFG["seq_len"]
+    for step, xb in enumerate(batches(corpus, gen, MOLA["steps"], T)):
+        for g in opt.param_groups:
+            g["lr"] = 3e-3 * 0.5 * (1 + math.cos(math.pi * step / MOLA["steps"]))
+        logits = m(xb[:, :-1].long())
+        loss = F.cross_entropy(logits.reshape(-1, 256), xb[:, 1:].reshape(-1).long())
+        opt.zero_grad()
+        (loss + MOLA["aux_coeff"] * aux()).backward()
+        opt.step()
+        if step % 100 == 0 or step == MOLA["steps"] - 1:
+            log(f"  step {step:5d}  loss {loss.item():.4f}  ({loss.item() / math.log(2):.3f} bits/byte)")
+    del holder
+    m.eval()
+    log(f"mola trained in {time.time() - t0:.1f} s")
+    log("mola bits/byte (PyTorch): " + "  ".join(f"{x} {bits_per_byte(m, evald[x], CFG['seq_len']):.4f}" for x in DOMAINS))
+    mdir = os.path.join(OUT, "mola")
+    os.makedirs(mdir, exist_ok=True)
+    t = {}
+    for (L, n), l in mods.items():
+        P = f"base_model.model.model.layers.{L}.self_attn.{n}"
+        for i in range(l.n):
+            t[f"{P}.lora_A_{i}.weight"], t[f"{P}.lora_B_{i}.weight"] = l.A[i], l.B[i]
+        t[f"{P}.router.router.weight"] = l.router.weight
+    save_safetensors(os.path.join(mdir, "adapter_model.safetensors"), t)
+    with open(os.path.join(mdir, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": MOLA["r"], "lora_alpha": MOLA["lora_alpha"], "number_experts": experts,
+                   "top_k": top_k, "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"},
+                  f, indent=2, sort_keys=True)
+    pt = load_safetensors(os.path.join(OUT, "parity.safetensors"))
+    prompts = pt["prompts"]
+    with torch.no_grad():
+        for l in mods.values():
+            l.record = []
+        pt["logits.mola"] = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(3)])
+        gap = min(r.min().item() for l in mods.values() for r in l.record)
+    log(f"parity prompts: smallest top-k gap (k-th minus (k+1)-th probability) {gap:.3e}")
+    if gap < 1e-5:
+        raise SystemExit("a MoLA top-k decision sits within 1e-5 of a tie on the parity prompts")
+    save_safetensors(os.path.join(OUT, "parity.safetensors"), pt)
+
+
+if __name__ == "__main__":
+    if "--mola" in sys.argv:
+        mola_stage()
+    elif "--parity" in sys.argv:
+        with open(os.path.join(OUT, "train_log.txt"), "a") as lf:
+            export_parity(lambda s: (print(s), lf.write(s + "\n")))
+    elif "--mole" in sys.argv:
+        mole_stage()
+    else:
+        main()
