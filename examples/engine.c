@@ -1,19 +1,25 @@
 /* engine.c: a small inference engine for a byte-level Llama-style model (RMSNorm, RoPE, SwiGLU)
    whose attention projections carry mixture-of-LoRA experts, run by molora.
 
-   The engine owns the model: embedding, norms, attention, MLP and every base matmul (OpenBLAS).
-   molora reads the files (base weights through its safetensors reader, the adapter through its
-   adapter loader) and adds the experts' delta to the engine's base output of each adapted
-   projection (MOLORA_OUTPUT_DELTA). No KV cache: every step runs the whole window (at most
-   seq_len bytes), which keeps the code short and is fast enough for a 234k-parameter model.
+   The engine owns the model: embedding, norms, attention with a KV cache, MLP and every base
+   matmul (OpenBLAS). molora reads the files (base weights through its safetensors reader, the
+   adapter through its adapter loader) and adds the experts' delta to the engine's base output of
+   each adapted projection (MOLORA_OUTPUT_DELTA). Prefill hands molora every token of the window
+   at once; generation hands it one token per step (molora's decode path). When the context is
+   full (seq_len bytes) generation keeps the last half and prefills it again.
 
    Build:  cc -O2 -I. examples/engine.c -o build/engine -lopenblas -lm
-   Usage:  engine MODEL.safetensors [-a ADAPTER_DIR] COMMAND
+   Usage:  engine MODEL.safetensors [-a ADAPTER_DIR [-t]] COMMAND
+     -a DIR                      load a PEFT / AdaMoLE / MoLA / composed-MoLE adapter from DIR
+     -t                          with -e: also print the routing table (mean routing weight of
+                                 every expert of every adapted module, per file)
      -p PARITY.safetensors KEY   compare the logits of the prompts in PARITY with its tensor KEY
                                  (exit 1 if max |diff| > 1e-4)
-     -e FILE...                  bits per byte on each file (+ active experts, winners, tokens/s)
+     -e FILE...                  bits per byte on each file, for the base alone and with the
+                                 adapter, prefill tokens/s of both, active experts per layer
      -r FILE...                  routing map: each adapted module's top expert for the first 64 bytes
-     -g PROMPT [-n N] [-s SEED]  generate N bytes after PROMPT (temperature 0.8 sampling) */
+     -g PROMPT [-n N] [-s SEED]  generate N bytes after PROMPT (temperature 0.8 sampling), then
+                                 time the same generation without the adapter */
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime */
 #define MOLORA_IMPLEMENTATION
 #include "molora.h"
@@ -44,15 +50,24 @@ typedef struct {
     molora_model *moe;
     int n_moe;                          /* molora layers */
     void *ws; size_t ws_size;
+    int use_adapter;                    /* 0: run the base alone even when an adapter is loaded */
     float *route;                       /* (seq_len, max experts): the weights molora applied */
     int max_experts;
     double *active_sum;                 /* (n_moe): sum over tokens of the active expert count */
-    long *wins;                         /* (n_moe, max_experts): tokens each expert weighs most */
-    long routed_tokens;
+    double *weight_sum;                 /* (n_moe, max_experts): sum over tokens of each weight */
+    long routed_tokens;                 /* tokens that went through every molora layer */
     unsigned char *winner;              /* (n_moe, seq_len): each token's top expert, last forward */
-    /* activations */
-    float *x, *h, *q, *k, *v, *att, *o, *g, *u, *logits;
+    /* activations (seq_len rows) and the KV cache (n_layers, seq_len, dim) */
+    float *x, *h, *q, *att, *o, *g, *u, *logits;
+    float *kc, *vc;
 } Engine;
+
+typedef struct {            /* what -e measured on one file */
+    const char *name;
+    double bpb, bpb_base, tps, tps_base;
+    double *active_sum, *weight_sum;    /* copies of the engine's routing statistics */
+    long tokens;
+} FileStats;
 
 static void die(const char *what, molora_result r)
 {
@@ -144,12 +159,14 @@ static void engine_load(Engine *e, const char *model_path, const char *adapter_d
         e->ws = xcalloc(1, e->ws_size + 1);
         e->route = xcalloc((size_t)S * (size_t)(e->max_experts + 1), sizeof(float));
         e->active_sum = xcalloc((size_t)e->n_moe, sizeof(double));
-        e->wins = xcalloc((size_t)e->n_moe * (size_t)(e->max_experts + 1), sizeof(long));
+        e->weight_sum = xcalloc((size_t)e->n_moe * (size_t)e->max_experts, sizeof(double));
+        e->use_adapter = 1;
         e->winner = xcalloc((size_t)e->n_moe * (size_t)S, 1);
     }
     e->x = xcalloc((size_t)S * D, sizeof(float)); e->h = xcalloc((size_t)S * D, sizeof(float));
-    e->q = xcalloc((size_t)S * D, sizeof(float)); e->k = xcalloc((size_t)S * D, sizeof(float));
-    e->v = xcalloc((size_t)S * D, sizeof(float)); e->o = xcalloc((size_t)S * D, sizeof(float));
+    e->q = xcalloc((size_t)S * D, sizeof(float)); e->o = xcalloc((size_t)S * D, sizeof(float));
+    e->kc = xcalloc((size_t)e->n_layers * S * D, sizeof(float));
+    e->vc = xcalloc((size_t)e->n_layers * S * D, sizeof(float));
     e->att = xcalloc((size_t)S, sizeof(float));
     e->g = xcalloc((size_t)S * H, sizeof(float)); e->u = xcalloc((size_t)S * H, sizeof(float));
     e->logits = xcalloc((size_t)S * e->vocab, sizeof(float));
@@ -160,8 +177,8 @@ static void engine_free(Engine *e)
     molora_model_free(e->moe);
     molora_adapter_free(e->ad);
     molora_safetensors_free(e->st);
-    free(e->layers); free(e->ws); free(e->route); free(e->active_sum); free(e->wins); free(e->winner);
-    free(e->x); free(e->h); free(e->q); free(e->k); free(e->v); free(e->o); free(e->att);
+    free(e->layers); free(e->ws); free(e->route); free(e->active_sum); free(e->weight_sum); free(e->winner);
+    free(e->x); free(e->h); free(e->q); free(e->kc); free(e->vc); free(e->o); free(e->att);
     free(e->g); free(e->u); free(e->logits);
 }
 
@@ -183,14 +200,14 @@ static void rmsnorm(float *out, const float *x, const float *w, int T, int d, fl
     }
 }
 
-/* HF Llama rotate_half: dimension i pairs with i + hd/2 inside each head */
-static void rope(float *x, int T, int n_heads, int hd, float theta)
+/* HF Llama rotate_half: dimension i pairs with i + hd/2 inside each head; row t is position pos+t */
+static void rope(float *x, int T, int pos, int n_heads, int hd, float theta)
 {
     int t, hh, i, half = hd / 2;
     for (t = 0; t < T; t++)
         for (i = 0; i < half; i++) {
             float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-            float a = (float)t * inv, c = cosf(a), s = sinf(a);
+            float a = (float)(pos + t) * inv, c = cosf(a), s = sinf(a);
             for (hh = 0; hh < n_heads; hh++) {
                 float *p = x + (size_t)t * n_heads * hd + (size_t)hh * hd;
                 float x1 = p[i], x2 = p[i + half];
@@ -205,7 +222,7 @@ static void projection(Engine *e, int L, int j, float *out, const float *in, int
 {
     int D = e->dim, ml = e->layers[L].ml[j];
     matmul(out, in, e->layers[L].proj[j], T, D, D);
-    if (ml >= 0) {
+    if (ml >= 0 && e->use_adapter) {
         molora_forward_args a;
         molora_layer_info info;
         molora_result r;
@@ -223,43 +240,45 @@ static void projection(Engine *e, int L, int j, float *out, const float *in, int
             for (i = 0; i < info.n_experts; i++) {
                 active += w[i] != 0.0f;
                 if (w[i] > w[best]) best = i;
+                e->weight_sum[(size_t)ml * e->max_experts + i] += w[i];
             }
             e->active_sum[ml] += active;
-            e->wins[(size_t)ml * (e->max_experts + 1) + best]++;
             e->winner[(size_t)ml * e->seq_len + t] = (unsigned char)best;
         }
     }
 }
 
-/* logits (T, vocab) for the bytes tok[0..T-1], T <= seq_len */
-static void forward(Engine *e, const unsigned char *tok, int T)
+/* logits (T, vocab) for the bytes tok[0..T-1] at positions pos..pos+T-1, attending to the KV cache
+   of positions 0..pos-1 (which an earlier call filled); pos + T <= seq_len */
+static void forward(Engine *e, const unsigned char *tok, int T, int pos)
 {
-    int D = e->dim, H = e->hidden, nh = e->n_heads, hd = D / nh, L, t, s, hh, i;
+    int D = e->dim, H = e->hidden, nh = e->n_heads, hd = D / nh, S = e->seq_len, L, t, s, hh, i;
     float scale = 1.0f / sqrtf((float)hd);
     for (t = 0; t < T; t++) memcpy(e->x + (size_t)t * D, e->embed + (size_t)tok[t] * D, D * sizeof(float));
     for (L = 0; L < e->n_layers; L++) {
         Layer *l = &e->layers[L];
+        float *kc = e->kc + (size_t)L * S * D, *vc = e->vc + (size_t)L * S * D;
         rmsnorm(e->h, e->x, l->attn_norm, T, D, e->norm_eps);
         projection(e, L, 0, e->q, e->h, T);
-        projection(e, L, 1, e->k, e->h, T);
-        projection(e, L, 2, e->v, e->h, T);
-        rope(e->q, T, nh, hd, e->rope_theta);
-        rope(e->k, T, nh, hd, e->rope_theta);
+        projection(e, L, 1, kc + (size_t)pos * D, e->h, T);
+        projection(e, L, 2, vc + (size_t)pos * D, e->h, T);
+        rope(e->q, T, pos, nh, hd, e->rope_theta);
+        rope(kc + (size_t)pos * D, T, pos, nh, hd, e->rope_theta);
         for (t = 0; t < T; t++)                       /* causal attention, head by head */
             for (hh = 0; hh < nh; hh++) {
                 const float *qt = e->q + (size_t)t * D + hh * hd;
                 float mx = -INFINITY, sum = 0.0f, *ot = e->o + (size_t)t * D + hh * hd;
-                for (s = 0; s <= t; s++) {
-                    const float *ks = e->k + (size_t)s * D + hh * hd;
+                for (s = 0; s <= pos + t; s++) {
+                    const float *ks = kc + (size_t)s * D + hh * hd;
                     float dot = 0.0f;
                     for (i = 0; i < hd; i++) dot += qt[i] * ks[i];
                     e->att[s] = dot * scale;
                     if (e->att[s] > mx) mx = e->att[s];
                 }
-                for (s = 0; s <= t; s++) { e->att[s] = expf(e->att[s] - mx); sum += e->att[s]; }
+                for (s = 0; s <= pos + t; s++) { e->att[s] = expf(e->att[s] - mx); sum += e->att[s]; }
                 for (i = 0; i < hd; i++) ot[i] = 0.0f;
-                for (s = 0; s <= t; s++) {
-                    const float *vs = e->v + (size_t)s * D + hh * hd;
+                for (s = 0; s <= pos + t; s++) {
+                    const float *vs = vc + (size_t)s * D + hh * hd;
                     float w = e->att[s] / sum;
                     for (i = 0; i < hd; i++) ot[i] += w * vs[i];
                 }
@@ -275,6 +294,7 @@ static void forward(Engine *e, const unsigned char *tok, int T)
     }
     rmsnorm(e->h, e->x, e->norm, T, D, e->norm_eps);
     matmul(e->logits, e->h, e->lm_head, T, e->vocab, D);
+    if (e->moe && e->use_adapter) e->routed_tokens += T;
 }
 
 static double now(void)
@@ -305,7 +325,7 @@ static int parity(Engine *e, const char *path, const char *key)
     const float *ref;
     molora_result r;
     int n, T, j, i;
-    double md = 0.0;
+    double md = 0.0, mdd = 0.0;
     if ((r = molora_safetensors_open(path, NULL, &st))) die(path, r);
     if ((r = molora_safetensors_find(st, "prompts", &ip)) || (r = molora_safetensors_find(st, key, &il))) die(key, r);
     molora_safetensors_get_info(st, ip, &pi);
@@ -314,34 +334,39 @@ static int parity(Engine *e, const char *path, const char *key)
     if (li.n_elements != (uint64_t)n * T * e->vocab || T > e->seq_len) { fprintf(stderr, "engine: %s: bad shapes\n", path); return 1; }
     if ((r = molora_safetensors_get_f32(st, il, &ref))) die(key, r);
     for (j = 0; j < n; j++) {
-        forward(e, (const unsigned char *)pi.data + (size_t)j * T, T);
+        const unsigned char *tok = (const unsigned char *)pi.data + (size_t)j * T;
+        const float *rj = ref + (size_t)j * T * e->vocab;
+        int t;
+        forward(e, tok, T, 0);                      /* prefill: the whole prompt at once */
         for (i = 0; i < T * e->vocab; i++) {
-            double d = fabs((double)e->logits[i] - (double)ref[(size_t)j * T * e->vocab + i]);
+            double d = fabs((double)e->logits[i] - (double)rj[i]);
             if (d > md) md = d;
+        }
+        for (t = 0; t < T; t++) {                   /* decode: one byte at a time, KV cache */
+            forward(e, tok + t, 1, t);
+            for (i = 0; i < e->vocab; i++) {
+                double d = fabs((double)e->logits[i] - (double)rj[(size_t)t * e->vocab + i]);
+                if (d > mdd) mdd = d;
+            }
         }
     }
     molora_safetensors_free(st);
-    printf("parity %-16s %d prompts x %d bytes: max |engine - pytorch| = %.3g %s\n", key, n, T, md,
-           md <= 1e-4 ? "(ok, <= 1e-4)" : "(FAIL, > 1e-4)");
-    return md <= 1e-4 ? 0 : 1;
+    printf("parity %-16s %d prompts x %d bytes: max |engine - pytorch| prefill %.3g, decode %.3g %s\n", key, n, T,
+           md, mdd, md <= 1e-4 && mdd <= 1e-4 ? "(ok, <= 1e-4)" : "(FAIL, > 1e-4)");
+    return md <= 1e-4 && mdd <= 1e-4 ? 0 : 1;
 }
 
-/* -e: bits per byte over non-overlapping windows of seq_len bytes (as tools/train_demo.py) */
-static void evaluate(Engine *e, const char *path)
+/* bits per byte over non-overlapping windows of seq_len bytes (as tools/train_demo.py); *tps gets
+   the prefill speed in tokens (bytes) per second */
+static double bits_per_byte(Engine *e, const unsigned char *buf, long n, double *tps)
 {
-    long n, s, m, i;
-    int t, L, j;
-    unsigned char *buf = read_file(path, &n);
-    double nll = 0.0, t0;
-    const char *base = strrchr(path, '/');
-    if (e->moe) { memset(e->active_sum, 0, (size_t)e->n_moe * sizeof(double));
-                  memset(e->wins, 0, (size_t)e->n_moe * (e->max_experts + 1) * sizeof(long)); }
-    e->routed_tokens = 0;
-    t0 = now();
-    for (s = 0, m = 0; s + 1 < n; s += e->seq_len) {
+    long s, m = 0;
+    int t, i;
+    double nll = 0.0, t0 = now();
+    for (s = 0; s + 1 < n; s += e->seq_len) {
         int T = (int)(n - s < e->seq_len ? n - s : e->seq_len);
         if (T < 2) break;
-        forward(e, buf + s, T);
+        forward(e, buf + s, T, 0);
         for (t = 0; t + 1 < T; t++) {
             const float *lg = e->logits + (size_t)t * e->vocab;
             float mx = lg[0];
@@ -351,25 +376,101 @@ static void evaluate(Engine *e, const char *path)
             nll += log(z) + mx - lg[buf[s + t + 1]];
         }
         m += T - 1;
-        e->routed_tokens += T;
     }
-    {
-        double bpb = nll / (double)m / log(2.0), tps = (double)n / (now() - t0);
-        printf("%-10s %6ld bytes  %.4f bits/byte  %8.0f tokens/s", base ? base + 1 : path, n, bpb, tps);
-    }
-    if (e->moe) {          /* mean active experts per molora layer, and the most frequent winner */
-        double act = 0.0;
-        for (L = 0; L < e->n_moe; L++) act += e->active_sum[L];
-        printf("  mean active %.2f  top expert per layer:", act / ((double)e->routed_tokens * e->n_moe));
-        for (L = 0; L < e->n_moe; L++) {
-            long *w = e->wins + (size_t)L * (e->max_experts + 1);
-            int best = 0;
-            for (j = 1; j < e->max_experts; j++) if (w[j] > w[best]) best = j;
-            printf(" %d", best);
+    *tps = (double)n / (now() - t0);
+    return m ? nll / (double)m / log(2.0) : 0.0;
+}
+
+/* -e: one file, the base alone and (with an adapter) with the experts; routing statistics kept */
+static void evaluate(Engine *e, const char *path, FileStats *fs)
+{
+    long n;
+    int L, j;
+    unsigned char *buf = read_file(path, &n);
+    const char *base = strrchr(path, '/');
+    memset(fs, 0, sizeof *fs);
+    fs->name = base ? base + 1 : path;
+    e->use_adapter = 0;
+    fs->bpb_base = bits_per_byte(e, buf, n, &fs->tps_base);
+    printf("%-11s %6ld %10.4f %10.0f", fs->name, n, fs->bpb_base, fs->tps_base);
+    if (e->moe) {
+        memset(e->active_sum, 0, (size_t)e->n_moe * sizeof(double));
+        memset(e->weight_sum, 0, (size_t)e->n_moe * e->max_experts * sizeof(double));
+        e->routed_tokens = 0;
+        e->use_adapter = 1;
+        fs->bpb = bits_per_byte(e, buf, n, &fs->tps);
+        fs->tokens = e->routed_tokens;
+        fs->active_sum = xcalloc((size_t)e->n_moe, sizeof(double));
+        fs->weight_sum = xcalloc((size_t)e->n_moe * e->max_experts, sizeof(double));
+        memcpy(fs->active_sum, e->active_sum, (size_t)e->n_moe * sizeof(double));
+        memcpy(fs->weight_sum, e->weight_sum, (size_t)e->n_moe * e->max_experts * sizeof(double));
+        printf(" %10.4f %+8.4f %10.0f   ", fs->bpb, fs->bpb - fs->bpb_base, fs->tps);
+        for (L = 0; L < e->n_layers; L++) {     /* mean active experts over the layer's modules */
+            double a = 0.0;
+            int na = 0;
+            for (j = 0; j < NPROJ; j++)
+                if (e->layers[L].ml[j] >= 0) { a += e->active_sum[e->layers[L].ml[j]]; na++; }
+            if (na) printf(" %4.2f", a / ((double)fs->tokens * na)); else printf("    -");
         }
     }
     printf("\n");
     free(buf);
+}
+
+static void evaluate_header(Engine *e)
+{
+    int L;
+    printf("%-11s %6s %10s %10s", "text", "bytes", "base b/B", "base tok/s");
+    if (e->moe) {
+        printf(" %10s %8s %10s    active experts, layer", "+experts", "change", "tok/s");
+        for (L = 0; L < e->n_layers; L++) printf(" %d", L);
+    }
+    printf("\n");
+}
+
+/* -t: mean routing weight (%) of every expert of every adapted module, one column group per file;
+   '*' marks each group's largest. With the same expert count everywhere, a last row averages the
+   modules (meaningful when expert i is the same expert in every module, as in a composed MoLE). */
+static void routing_table(Engine *e, FileStats *fs, int nf)
+{
+    int L, j, f, i, same = 1, col = 4 * e->max_experts + 2;
+    molora_layer_info info, first;
+    molora_layer_get_info(e->moe, 0, &first);
+    printf("mean routing weight per expert, %% of each token's total (* = the largest)\n%-13s", "module");
+    for (f = 0; f < nf; f++) printf(" %-*s", col, fs[f].name);
+    printf("\n");
+    for (L = 0; L < e->n_layers; L++)
+        for (j = 0; j < NPROJ; j++) {
+            int ml = e->layers[L].ml[j];
+            if (ml < 0) continue;
+            molora_layer_get_info(e->moe, ml, &info);
+            same &= info.n_experts == first.n_experts;
+            printf("L%d %-10s", L, proj_name[j]);
+            for (f = 0; f < nf; f++) {
+                const double *w = fs[f].weight_sum + (size_t)ml * e->max_experts;
+                int best = 0, used = 0;
+                for (i = 1; i < info.n_experts; i++) if (w[i] > w[best]) best = i;
+                printf(" ");
+                for (i = 0; i < info.n_experts; i++, used += 4)
+                    printf("%3.0f%c", 100.0 * w[i] / (double)fs[f].tokens, i == best ? '*' : ' ');
+                printf("%*s", col - used, "");
+            }
+            printf("\n");
+        }
+    if (!same || e->n_moe < 2) return;
+    printf("%-13s", "all modules");
+    for (f = 0; f < nf; f++) {
+        double w[256] = { 0 };
+        int best = 0, used = 0;
+        for (j = 0; j < e->n_moe; j++)
+            for (i = 0; i < first.n_experts && i < 256; i++)
+                w[i] += fs[f].weight_sum[(size_t)j * e->max_experts + i] / ((double)fs[f].tokens * e->n_moe);
+        for (i = 1; i < first.n_experts && i < 256; i++) if (w[i] > w[best]) best = i;
+        printf(" ");
+        for (i = 0; i < first.n_experts && i < 256; i++, used += 4) printf("%3.0f%c", 100.0 * w[i], i == best ? '*' : ' ');
+        printf("%*s", col - used, "");
+    }
+    printf("\n");
 }
 
 /* -r: routing map of the first bytes of a file: one row per adapted module, the top expert of
@@ -382,14 +483,16 @@ static void route_map(Engine *e, const char *path, int width)
     if (!e->moe) { fprintf(stderr, "engine: -r needs an adapter (-a)\n"); exit(1); }
     T = (int)(n < width ? n : width);
     if (T > e->seq_len) T = e->seq_len;
-    forward(e, buf, T);
-    printf("%-52s |", path);
+    forward(e, buf, T, 0);
+    printf("%-14s |", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
     for (t = 0; t < T; t++) putchar(buf[t] >= 32 && buf[t] < 127 ? buf[t] : ' ');
     printf("|\n");
     for (j = 0; j < e->n_moe; j++) {
         const char *name = molora_adapter_module_name(e->ad, j);
         const char *p = strstr(name, "layers.");
-        printf("%-52s |", p ? p : name);
+        int L = p ? atoi(p + 7) : 0;
+        const char *q = strrchr(name, '.');
+        printf("  L%d %-9s |", L, q ? q + 1 : name);
         for (t = 0; t < T; t++) putchar('0' + e->winner[(size_t)j * e->seq_len + t]);
         printf("|\n");
     }
@@ -403,53 +506,88 @@ static float rng_uniform(void)   /* xorshift64 */
     return (float)(rng_state >> 40) / 16777216.0f;
 }
 
-static void generate(Engine *e, const char *prompt, int n)
+/* N bytes after PROMPT, temperature 0.8; prefill, then one token per forward through the KV cache.
+   Returns the decode speed in bytes per second; prints the text unless quiet. */
+static double generate(Engine *e, const char *prompt, int n, int quiet)
 {
-    int len = (int)strlen(prompt), cap = len + n, i, t;
-    unsigned char *buf = xcalloc((size_t)cap + 1, 1);
-    double t0 = now();
+    int len = (int)strlen(prompt), S = e->seq_len, cap, i, t, pos, last;
+    unsigned char *buf;
+    double t0;
+    if (len > S) { prompt += len - S; len = S; }     /* the context holds seq_len bytes */
+    cap = len + n;
+    buf = xcalloc((size_t)cap + 1, 1);
     memcpy(buf, prompt, (size_t)len);
-    fwrite(prompt, 1, (size_t)len, stdout);
+    if (!quiet) fwrite(prompt, 1, (size_t)len, stdout);
+    t0 = now();
+    forward(e, buf, len, 0);
+    pos = len; last = len - 1;
     for (t = len; t < cap; t++) {
-        int start = t > e->seq_len ? t - e->seq_len : 0, T = t - start, next = 0;
-        const float *lg;
-        float mx, sum = 0.0f, r;
-        forward(e, buf + start, T);
-        lg = e->logits + (size_t)(T - 1) * e->vocab;
-        mx = lg[0];
+        const float *lg = e->logits + (size_t)last * e->vocab;
+        float mx = lg[0], sum = 0.0f, r;
+        int next = 0;
         for (i = 1; i < e->vocab; i++) if (lg[i] > mx) mx = lg[i];
         for (i = 0; i < e->vocab; i++) sum += expf((lg[i] - mx) / 0.8f);
         r = rng_uniform() * sum;
-        for (i = 0; i < e->vocab; i++) { r -= expf((lg[i] - mx) / 0.8f); if (r <= 0.0f) { next = i; break; } next = i; }
+        for (i = 0; i < e->vocab; i++) { next = i; r -= expf((lg[i] - mx) / 0.8f); if (r <= 0.0f) break; }
         buf[t] = (unsigned char)next;
-        fputc(next, stdout);
+        if (!quiet) fputc(next, stdout);
+        if (t + 1 == cap) break;
+        if (pos == S) {                 /* context full: keep the last half, prefill it again */
+            int keep = S / 2;
+            forward(e, buf + t + 1 - keep, keep, 0);
+            pos = keep; last = keep - 1;
+        } else {
+            forward(e, buf + t, 1, pos);
+            pos++; last = 0;
+        }
     }
-    printf("\n[%d bytes in %.2f s: %.0f bytes/s]\n", n, now() - t0, n / (now() - t0));
+    t0 = now() - t0;
     free(buf);
+    return n / t0;
 }
 
 int main(int argc, char **argv)
 {
     Engine e;
     const char *adapter = NULL;
-    int i = 2, rc = 0;
+    int i = 2, rc = 0, table = 0;
     if (argc < 3) {
-        fprintf(stderr, "usage: %s MODEL.safetensors [-a ADAPTER_DIR] (-p PARITY KEY | -e FILE... | -r FILE... | -g PROMPT [-n N] [-s SEED])\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.safetensors [-a ADAPTER_DIR [-t]] (-p PARITY KEY | -e FILE... | -r FILE... | -g PROMPT [-n N] [-s SEED])\n", argv[0]);
         return 2;
     }
     if (!strcmp(argv[i], "-a") && i + 1 < argc) { adapter = argv[i + 1]; i += 2; }
+    if (i < argc && !strcmp(argv[i], "-t")) { table = 1; i++; }
     engine_load(&e, argv[1], adapter);
     if (i + 2 < argc && !strcmp(argv[i], "-p")) rc = parity(&e, argv[i + 1], argv[i + 2]);
     else if (i + 1 < argc && !strcmp(argv[i], "-r")) { for (i++; i < argc; i++) route_map(&e, argv[i], 64); }
-    else if (i + 1 < argc && !strcmp(argv[i], "-e")) { for (i++; i < argc; i++) evaluate(&e, argv[i]); }
-    else if (i + 1 < argc && !strcmp(argv[i], "-g")) {
+    else if (i + 1 < argc && !strcmp(argv[i], "-e")) {
+        int nf = argc - i - 1, f;
+        FileStats *fs = xcalloc((size_t)nf, sizeof *fs);
+        evaluate_header(&e);
+        for (f = 0; f < nf; f++) evaluate(&e, argv[i + 1 + f], &fs[f]);
+        if (table && e.moe) routing_table(&e, fs, nf);
+        for (f = 0; f < nf; f++) { free(fs[f].active_sum); free(fs[f].weight_sum); }
+        free(fs);
+    } else if (i + 1 < argc && !strcmp(argv[i], "-g")) {
         const char *prompt = argv[i + 1];
         int n = 200;
+        unsigned long long seed = rng_state;
+        double bps;
         for (i += 2; i + 1 < argc; i += 2) {
             if (!strcmp(argv[i], "-n")) n = atoi(argv[i + 1]);
-            else if (!strcmp(argv[i], "-s")) rng_state = strtoull(argv[i + 1], NULL, 10) | 1;
+            else if (!strcmp(argv[i], "-s")) seed = strtoull(argv[i + 1], NULL, 10) | 1;
         }
-        generate(&e, prompt, n);
+        if (!*prompt || n < 1) { fprintf(stderr, "engine: -g needs a non-empty prompt and -n >= 1\n"); rc = 2; }
+        else {
+            rng_state = seed;
+            bps = generate(&e, prompt, n, 0);
+            printf("\n[%d bytes at %.0f bytes/s", n, bps);
+            if (e.moe) {                /* the same length again, base alone, for the speed */
+                e.use_adapter = 0; rng_state = seed;
+                printf("; base alone %.0f bytes/s", generate(&e, prompt, n, 1));
+            }
+            printf("]\n");
+        }
     } else { fprintf(stderr, "engine: bad command\n"); rc = 2; }
     engine_free(&e);
     return rc;
