@@ -60,18 +60,29 @@ DEMO_MODEL = examples/demo_model
 DEMO_DATA  = examples/demo_data/prose.txt examples/demo_data/c.txt examples/demo_data/python.txt
 $(B)/engine: examples/engine.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
+ENGINE = $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors
 demo-engine: deps $(B)/engine
-	@echo "== base model alone"
-	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -e $(DEMO_DATA)
-	@echo "== with the AdaMoLE adapter (q/k/v/o of every layer)"
-	@$(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -e $(DEMO_DATA)
-	@for a in lora_prose lora_c lora_python mole mola; do \
-	  echo "== with $$a"; $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -e $(DEMO_DATA) || exit 1; done
-	@echo "== AdaMoLE routing map: top expert per byte and adapted module (first 64 bytes per domain)"
-	@./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -r $(DEMO_DATA)
-	@echo "== samples (AdaMoLE, 100 bytes per domain, temperature 0.8, fixed seed)"
+	@echo "== held-out text the training never saw, 4096 bytes per domain: $(DEMO_DATA)"
+	@echo "   b/B = bits per byte (lower is better); the base alone and with the adapter, side by side"
+	@echo
+	@echo "== AdaMoLE: 4 experts (rank 8) on q/k/v/o of every layer, gate + threshold network"
+	@$(ENGINE) -a $(DEMO_MODEL)/adamole -t -e $(DEMO_DATA)
+	@for d in prose c python; do echo; echo "== one plain LoRA (rank 8), trained on $$d only"; \
+	  $(ENGINE) -a $(DEMO_MODEL)/lora_$$d -e $(DEMO_DATA) || exit 1; done
+	@echo
+	@echo "== MoLE: the three LoRAs composed by molora compose, a trained softmax gate per projection"
+	@echo "   experts: 0 = the prose LoRA, 1 = the C LoRA, 2 = the Python LoRA"
+	@$(ENGINE) -a $(DEMO_MODEL)/mole -t -m -e $(DEMO_DATA)
+	@echo
+	@echo "== MoLE routing map: per byte, the expert with the largest weight summed over the 16 projections"
+	@$(ENGINE) -a $(DEMO_MODEL)/mole -m -r $(DEMO_DATA)
+	@echo
+	@echo "== MoLA top-2: experts per layer from molora alpha on the base weights (budget 16)"
+	@$(ENGINE) -a $(DEMO_MODEL)/mola -e $(DEMO_DATA)
+	@echo
+	@echo "== samples with the MoLE adapter: 120 bytes per domain, temperature 0.8, fixed seed, KV cache"
 	@for p in "This License " "#include <" "def "; do \
-	  $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -g "$$p" -n 100 || exit 1; echo; done
+	  $(ENGINE) -a $(DEMO_MODEL)/mole -g "$$p" -n 120 || exit 1; echo; done
 
 # ---- tests -------------------------------------------------------------------------------
 TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
@@ -96,6 +107,7 @@ test: deps-test
 	./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -p $(DEMO_MODEL)/parity.safetensors logits.adamole
 	for a in lora_prose lora_c lora_python mole mola; do \
 	  ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done
+	sh tests/test_engine.sh $(B)/engine $(DEMO_MODEL)
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench

@@ -9,7 +9,7 @@
    full (seq_len bytes) generation keeps the last half and prefills it again.
 
    Build:  cc -O2 -I. examples/engine.c -o build/engine -lopenblas -lm
-   Usage:  engine MODEL.safetensors [-a ADAPTER_DIR [-t]] COMMAND
+   Usage:  engine MODEL.safetensors [-a ADAPTER_DIR [-t] [-m]] COMMAND
      -a DIR                      load a PEFT / AdaMoLE / MoLA / composed-MoLE adapter from DIR
      -t                          with -e: also print the routing table (mean routing weight of
                                  every expert of every adapted module, per file)
@@ -17,7 +17,7 @@
                                  (exit 1 if max |diff| > 1e-4)
      -e FILE...                  bits per byte on each file, for the base alone and with the
                                  adapter, prefill tokens/s of both, active experts per layer
-     -r FILE...                  routing map: each adapted module's top expert for the first 64 bytes
+     -r FILE...                  routing map: each adapted module's top expert for the first 96 bytes
      -g PROMPT [-n N] [-s SEED]  generate N bytes after PROMPT (temperature 0.8 sampling), then
                                  time the same generation without the adapter */
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime */
@@ -57,6 +57,7 @@ typedef struct {
     double *weight_sum;                 /* (n_moe, max_experts): sum over tokens of each weight */
     long routed_tokens;                 /* tokens that went through every molora layer */
     unsigned char *winner;              /* (n_moe, seq_len): each token's top expert, last forward */
+    double *token_weight;               /* (seq_len, max_experts): weights summed over modules */
     /* activations (seq_len rows) and the KV cache (n_layers, seq_len, dim) */
     float *x, *h, *q, *att, *o, *g, *u, *logits;
     float *kc, *vc;
@@ -88,11 +89,36 @@ static const float *tensor(Engine *e, const char *name, uint64_t rows, uint64_t 
     return p;
 }
 
-static int meta_int(Engine *e, const char *key)
+static const char *meta(Engine *e, const char *key)
 {
     const char *v = molora_safetensors_find_metadata(e->st, key);
     if (!v) { fprintf(stderr, "engine: base model has no metadata '%s'\n", key); exit(1); }
-    return atoi(v);
+    return v;
+}
+
+/* a config integer in [lo, hi]; anything else (garbage, overflow) is an error */
+static int meta_int(Engine *e, const char *key, long lo, long hi)
+{
+    const char *v = meta(e, key);
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "engine: base model metadata %s = '%s' is not an integer in [%ld, %ld]\n", key, v, lo, hi);
+        exit(1);
+    }
+    return (int)x;
+}
+
+static float meta_float(Engine *e, const char *key)
+{
+    const char *v = meta(e, key);
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x > 0.0) || x > 1e30) {
+        fprintf(stderr, "engine: base model metadata %s = '%s' is not a positive number\n", key, v);
+        exit(1);
+    }
+    return (float)x;
 }
 
 static void *xcalloc(size_t n, size_t size)
@@ -109,10 +135,16 @@ static void engine_load(Engine *e, const char *model_path, const char *adapter_d
     int L, j, S, D, H;
     memset(e, 0, sizeof *e);
     if ((r = molora_safetensors_open(model_path, NULL, &e->st))) die(model_path, r);
-    e->vocab = meta_int(e, "vocab"); e->dim = meta_int(e, "dim"); e->n_layers = meta_int(e, "n_layers");
-    e->n_heads = meta_int(e, "n_heads"); e->hidden = meta_int(e, "hidden"); e->seq_len = meta_int(e, "seq_len");
-    e->rope_theta = (float)atof(molora_safetensors_find_metadata(e->st, "rope_theta"));
-    e->norm_eps = (float)atof(molora_safetensors_find_metadata(e->st, "norm_eps"));
+    e->vocab = meta_int(e, "vocab", 256, 256);        /* byte-level: one token per byte value */
+    e->dim = meta_int(e, "dim", 2, 16384); e->n_layers = meta_int(e, "n_layers", 1, 1024);
+    e->n_heads = meta_int(e, "n_heads", 1, 1024); e->hidden = meta_int(e, "hidden", 1, 65536);
+    e->seq_len = meta_int(e, "seq_len", 2, 65536);
+    e->rope_theta = meta_float(e, "rope_theta");
+    e->norm_eps = meta_float(e, "norm_eps");
+    if (e->dim % e->n_heads || (e->dim / e->n_heads) % 2) {
+        fprintf(stderr, "engine: base model: dim %d is not n_heads %d times an even head size\n", e->dim, e->n_heads);
+        exit(1);
+    }
     D = e->dim; H = e->hidden; S = e->seq_len;
     e->embed = tensor(e, "model.embed_tokens.weight", e->vocab, D);
     e->norm = tensor(e, "model.norm.weight", 1, D);
@@ -162,6 +194,7 @@ static void engine_load(Engine *e, const char *model_path, const char *adapter_d
         e->weight_sum = xcalloc((size_t)e->n_moe * (size_t)e->max_experts, sizeof(double));
         e->use_adapter = 1;
         e->winner = xcalloc((size_t)e->n_moe * (size_t)S, 1);
+        e->token_weight = xcalloc((size_t)S * (size_t)e->max_experts, sizeof(double));
     }
     e->x = xcalloc((size_t)S * D, sizeof(float)); e->h = xcalloc((size_t)S * D, sizeof(float));
     e->q = xcalloc((size_t)S * D, sizeof(float)); e->o = xcalloc((size_t)S * D, sizeof(float));
@@ -177,7 +210,7 @@ static void engine_free(Engine *e)
     molora_model_free(e->moe);
     molora_adapter_free(e->ad);
     molora_safetensors_free(e->st);
-    free(e->layers); free(e->ws); free(e->route); free(e->active_sum); free(e->weight_sum); free(e->winner);
+    free(e->layers); free(e->ws); free(e->route); free(e->active_sum); free(e->weight_sum); free(e->winner); free(e->token_weight);
     free(e->x); free(e->h); free(e->q); free(e->kc); free(e->vc); free(e->o); free(e->att);
     free(e->g); free(e->u); free(e->logits);
 }
@@ -241,6 +274,7 @@ static void projection(Engine *e, int L, int j, float *out, const float *in, int
                 active += w[i] != 0.0f;
                 if (w[i] > w[best]) best = i;
                 e->weight_sum[(size_t)ml * e->max_experts + i] += w[i];
+                e->token_weight[(size_t)t * e->max_experts + i] += w[i];
             }
             e->active_sum[ml] += active;
             e->winner[(size_t)ml * e->seq_len + t] = (unsigned char)best;
@@ -309,7 +343,9 @@ static unsigned char *read_file(const char *path, long *n)
     FILE *f = fopen(path, "rb");
     unsigned char *buf;
     if (!f) { fprintf(stderr, "engine: cannot open %s\n", path); exit(1); }
-    fseek(f, 0, SEEK_END); *n = ftell(f); fseek(f, 0, SEEK_SET);
+    if (fseek(f, 0, SEEK_END) || (*n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+        fprintf(stderr, "engine: cannot read %s\n", path); exit(1);
+    }
     buf = xcalloc((size_t)*n + 1, 1);
     if (fread(buf, 1, (size_t)*n, f) != (size_t)*n) { fprintf(stderr, "engine: cannot read %s\n", path); exit(1); }
     fclose(f);
@@ -429,9 +465,9 @@ static void evaluate_header(Engine *e)
 }
 
 /* -t: mean routing weight (%) of every expert of every adapted module, one column group per file;
-   '*' marks each group's largest. With the same expert count everywhere, a last row averages the
-   modules (meaningful when expert i is the same expert in every module, as in a composed MoLE). */
-static void routing_table(Engine *e, FileStats *fs, int nf)
+   '*' marks each group's largest. With -m (expert i is the same expert in every module, as in a
+   composed MoLE) a last row averages the modules. */
+static void routing_table(Engine *e, FileStats *fs, int nf, int merged)
 {
     int L, j, f, i, same = 1, col = 4 * e->max_experts + 2;
     molora_layer_info info, first;
@@ -457,7 +493,7 @@ static void routing_table(Engine *e, FileStats *fs, int nf)
             }
             printf("\n");
         }
-    if (!same || e->n_moe < 2) return;
+    if (!merged || !same || e->n_moe < 2) return;
     printf("%-13s", "all modules");
     for (f = 0; f < nf; f++) {
         double w[256] = { 0 };
@@ -474,28 +510,40 @@ static void routing_table(Engine *e, FileStats *fs, int nf)
 }
 
 /* -r: routing map of the first bytes of a file: one row per adapted module, the top expert of
-   every byte (the expert with the largest routing weight) under the text itself */
-static void route_map(Engine *e, const char *path, int width)
+   every byte (the expert with the largest routing weight) under the text itself; with -m one row,
+   the expert with the largest weight summed over all modules */
+static void route_map(Engine *e, const char *path, int width, int merged)
 {
     long n;
-    int T, t, j;
+    int T, t, j, i;
     unsigned char *buf = read_file(path, &n);
+    const char *base = strrchr(path, '/');
     if (!e->moe) { fprintf(stderr, "engine: -r needs an adapter (-a)\n"); exit(1); }
     T = (int)(n < width ? n : width);
     if (T > e->seq_len) T = e->seq_len;
+    memset(e->token_weight, 0, (size_t)e->seq_len * e->max_experts * sizeof(double));
     forward(e, buf, T, 0);
-    printf("%-14s |", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
+    printf("%-14s |", base ? base + 1 : path);
     for (t = 0; t < T; t++) putchar(buf[t] >= 32 && buf[t] < 127 ? buf[t] : ' ');
     printf("|\n");
-    for (j = 0; j < e->n_moe; j++) {
-        const char *name = molora_adapter_module_name(e->ad, j);
-        const char *p = strstr(name, "layers.");
-        int L = p ? atoi(p + 7) : 0;
-        const char *q = strrchr(name, '.');
-        printf("  L%d %-9s |", L, q ? q + 1 : name);
-        for (t = 0; t < T; t++) putchar('0' + e->winner[(size_t)j * e->seq_len + t]);
+    if (merged) {
+        printf("  %-12s|", "top expert");
+        for (t = 0; t < T; t++) {
+            const double *w = e->token_weight + (size_t)t * e->max_experts;
+            int best = 0;
+            for (i = 1; i < e->max_experts; i++) if (w[i] > w[best]) best = i;
+            putchar('0' + best);
+        }
         printf("|\n");
-    }
+    } else
+        for (j = 0; j < e->n_moe; j++) {
+            const char *name = molora_adapter_module_name(e->ad, j);
+            const char *p = strstr(name, "layers.");
+            const char *q = strrchr(name, '.');
+            printf("  L%d %-9s|", p ? atoi(p + 7) : 0, q ? q + 1 : name);
+            for (t = 0; t < T; t++) putchar('0' + e->winner[(size_t)j * e->seq_len + t]);
+            printf("|\n");
+        }
     free(buf);
 }
 
@@ -550,22 +598,24 @@ int main(int argc, char **argv)
 {
     Engine e;
     const char *adapter = NULL;
-    int i = 2, rc = 0, table = 0;
+    int i = 2, rc = 0, table = 0, merged = 0;
     if (argc < 3) {
-        fprintf(stderr, "usage: %s MODEL.safetensors [-a ADAPTER_DIR [-t]] (-p PARITY KEY | -e FILE... | -r FILE... | -g PROMPT [-n N] [-s SEED])\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.safetensors [-a ADAPTER_DIR [-t] [-m]] (-p PARITY KEY | -e FILE... | -r FILE... | -g PROMPT [-n N] [-s SEED])\n", argv[0]);
         return 2;
     }
     if (!strcmp(argv[i], "-a") && i + 1 < argc) { adapter = argv[i + 1]; i += 2; }
-    if (i < argc && !strcmp(argv[i], "-t")) { table = 1; i++; }
+    for (; i < argc && (!strcmp(argv[i], "-t") || !strcmp(argv[i], "-m")); i++) {
+        if (argv[i][1] == 't') table = 1; else merged = 1;
+    }
     engine_load(&e, argv[1], adapter);
     if (i + 2 < argc && !strcmp(argv[i], "-p")) rc = parity(&e, argv[i + 1], argv[i + 2]);
-    else if (i + 1 < argc && !strcmp(argv[i], "-r")) { for (i++; i < argc; i++) route_map(&e, argv[i], 64); }
+    else if (i + 1 < argc && !strcmp(argv[i], "-r")) { for (i++; i < argc; i++) route_map(&e, argv[i], 96, merged); }
     else if (i + 1 < argc && !strcmp(argv[i], "-e")) {
         int nf = argc - i - 1, f;
         FileStats *fs = xcalloc((size_t)nf, sizeof *fs);
         evaluate_header(&e);
         for (f = 0; f < nf; f++) evaluate(&e, argv[i + 1 + f], &fs[f]);
-        if (table && e.moe) routing_table(&e, fs, nf);
+        if (table && e.moe) routing_table(&e, fs, nf, merged);
         for (f = 0; f < nf; f++) { free(fs[f].active_sum); free(fs[f].weight_sum); }
         free(fs);
     } else if (i + 1 < argc && !strcmp(argv[i], "-g")) {

@@ -1,0 +1,92 @@
+#!/bin/sh
+# examples/engine.c beyond the logit parity of `make test`: generation through the KV cache past a
+# full context (deterministic for a seed, exactly N bytes), the -e table (the base column does not
+# depend on the adapter; the change column is the difference), the parity check failing on the
+# wrong logits, and bad input (missing or truncated files, hostile config metadata, an adapter of
+# the wrong width, bad arguments) exiting non-zero with one line on stderr.
+# Usage: tests/test_engine.sh [build/engine] [examples/demo_model]
+E=${1:-build/engine}
+M=${2:-examples/demo_model}
+D=examples/demo_data
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok()  { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# generation: 300 bytes after a 5-byte prompt crosses the 128-byte context twice (refill path)
+for a in "" "-a $M/mole" "-a $M/adamole"; do
+    if $E $M/base.safetensors $a -g "int m" -n 300 -s 7 >$T/g1 2>$T/err &&
+       $E $M/base.safetensors $a -g "int m" -n 300 -s 7 >$T/g2 2>>$T/err &&
+       sed '$d' $T/g1 >$T/t1 && sed '$d' $T/g2 >$T/t2 && cmp -s $T/t1 $T/t2 &&
+       python3 - $T/g1 "$a" <<'PY'
+import sys
+out = open(sys.argv[1], "rb").read()
+i = out.rfind(b"\n[300 bytes at ")
+assert i == 5 + 300 and out.startswith(b"int m"), (i, out[:20])
+assert (b"base alone" in out[i:]) == bool(sys.argv[2]), out[i:]
+PY
+    then ok; else bad "generate ${a:-base}: $(cat $T/err)"; fi
+done
+# a prompt longer than the context keeps its last seq_len bytes
+python3 -c "print('x' * 400, end='')" >$T/long
+if $E $M/base.safetensors -g "$(cat $T/long)" -n 10 >$T/g 2>$T/err; then ok; else bad "long prompt: $(cat $T/err)"; fi
+
+# -e: base column identical with and without an adapter; change = adapter - base
+if $E $M/base.safetensors -e $D/prose.txt $D/c.txt >$T/e0 2>$T/err &&
+   $E $M/base.safetensors -a $M/adamole -t -e $D/prose.txt $D/c.txt >$T/e1 2>>$T/err &&
+   python3 - $T/e0 $T/e1 <<'PY'
+import sys
+r0 = [l.split() for l in open(sys.argv[1]) if l.split() and l.split()[0].endswith(".txt")]
+r1 = [l.split() for l in open(sys.argv[2]) if l.split() and l.split()[0].endswith(".txt")]
+assert len(r0) == 2 and len(r1) == 2, (r0, r1)
+for a, b in zip(r0, r1):
+    assert a[:3] == b[:3], (a, b)                       # name, bytes, base bits/byte
+    base, ada, change = float(b[2]), float(b[4]), float(b[5])
+    assert abs((ada - base) - change) <= 1.5e-4, b
+    act = [float(x) for x in b[7:]]
+    assert len(act) == 4 and all(0 < x <= 4 for x in act), b   # 4 layers, 4 experts each
+rows = [l for l in open(sys.argv[2]) if l.startswith("L")]
+assert len(rows) == 16, len(rows)                       # -t: one row per adapted projection
+for l in rows:
+    assert l.count("*") == 2, l                        # one largest per file
+PY
+then ok; else bad "-e table: $(cat $T/err)"; fi
+
+# the parity check can fail: the base against the C LoRA's logits
+if $E $M/base.safetensors -p $M/parity.safetensors logits.lora_c >$T/out 2>&1; then bad "parity accepted wrong logits"
+elif grep -q FAIL $T/out; then ok; else bad "parity: $(cat $T/out)"; fi
+
+# bad input: exit status >= 1, exactly one line on stderr, no crash (status < 128)
+expect_error() {   # expect_error WHAT ARGS...
+    what=$1; shift
+    "$@" >$T/out 2>$T/err; rc=$?
+    if [ $rc -ge 1 ] && [ $rc -lt 128 ] && [ "$(wc -l <$T/err)" -eq 1 ]; then ok
+    else bad "$what: exit $rc, stderr: $(cat $T/err)"; fi
+}
+expect_error "missing model" $E $T/none.safetensors -e $D/c.txt
+expect_error "missing adapter" $E $M/base.safetensors -a $T/none -e $D/c.txt
+expect_error "missing text" $E $M/base.safetensors -e $T/none.txt
+expect_error "missing parity key" $E $M/base.safetensors -p $M/parity.safetensors logits.none
+expect_error "empty prompt" $E $M/base.safetensors -g "" -n 5
+expect_error "bad command" $E $M/base.safetensors -x
+expect_error "adapter of another width" $E $M/base.safetensors -a tests/fixtures/adamole -e $D/c.txt
+head -c 100000 $M/base.safetensors >$T/trunc.safetensors
+expect_error "truncated model" $E $T/trunc.safetensors -e $D/c.txt
+for edit in "dim=0" "n_heads=3" "vocab=300" "seq_len=99999999999" "norm_eps=-1" "hidden=12x" "rope_theta="; do
+    python3 - $M/base.safetensors $T/hostile.safetensors "$edit" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n])
+k, v = sys.argv[3].split("=")
+h["__metadata__"][k] = v
+hb = json.dumps(h).encode()
+hb += b" " * ((8 - len(hb) % 8) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + raw[8 + n:])
+PY
+    expect_error "metadata $edit" $E $T/hostile.safetensors -e $D/c.txt
+done
+
+echo "test_engine: $pass passed, $fail failed"
+[ $fail -eq 0 ]
