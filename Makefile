@@ -243,6 +243,10 @@ san-run:
 	$(SANENV) ./$(B)/$(SAN)/test_files
 	$(SANENV) sh tests/test_cli.sh $(B)/$(SAN)/molora
 	$(SANENV) ./$(B)/$(SAN)/test_catalogue $(B)/$(SAN)/molora
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. examples/engine.c -o $(B)/$(SAN)/engine $(LIBS)
+	for a in adamole mole mola; do $(SANENV) ./$(B)/$(SAN)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a \
+	  -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done
+	$(SANENV) sh tests/test_engine.sh $(B)/$(SAN)/engine $(DEMO_MODEL)
 
 # memcheck with the portable kernels forced (valgrind 3.19 cannot run AVX-512 code)
 valgrind: deps-san
