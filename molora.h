@@ -1531,9 +1531,15 @@ MOLORA_API molora_result molora_workspace_size(const molora_model *m, int max_to
     if (!m || !size) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (max_tokens < 0) return MOLORA_RESULT_INVALID_SHAPE;
     for (l = 0; l < m->n_layers; l++) {
-        molora__ws ws;
-        if (!molora__ws_layout(&m->layers[l], (size_t)max_tokens, &ws)) return MOLORA_RESULT_SIZE_OVERFLOW;
+        /* every part grows with T, but batches of at most MOLORA__SMALL_T tokens also copy X for
+           the kernels: with a wide d_in and few experts that copy at T = 16 can outweigh the whole
+           layout at T = max_tokens, so "enough for max_tokens" must cover both */
+        molora__ws ws, small;
+        size_t ts = max_tokens < MOLORA__SMALL_T ? (size_t)max_tokens : (size_t)MOLORA__SMALL_T;
+        if (!molora__ws_layout(&m->layers[l], (size_t)max_tokens, &ws) ||
+            !molora__ws_layout(&m->layers[l], ts, &small)) return MOLORA_RESULT_SIZE_OVERFLOW;
         if (ws.total > best) best = ws.total;
+        if (small.total > best) best = small.total;
     }
     *size = best;
     return MOLORA_RESULT_SUCCESS;

@@ -1058,6 +1058,41 @@ static void run_blocks(const molora_model *m, const float *X, int T, int d_in, i
     free(ws);
 }
 
+static void test_workspace_covers_every_batch(void **s)
+{   /* molora_workspace_size(max) must be enough for every T <= max: with a wide d_in and few,
+       low-rank experts the small-batch copy of X (T <= 16) outweighs the layout at T = max
+       (found by examples/engine.c: prefill 13 tokens in a workspace sized for 128) */
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_ADAMOLE,
+                                MOLORA_ROUTING_MOLE_OUTPUT};
+    static const int maxes[] = {1, 8, 16, 17, 40, 128};
+    int ranks[MAXN] = {1, 2, 1, 1, 1, 1, 1, 1}, r, k, T, D_IN = 512, D_OUT = 8, calls = 0;
+    (void)s;
+    for (r = 0; r < 4; r++) {
+        fix f;
+        molora_model *m;
+        float *X = rnd_vec((size_t)128 * D_IN, 1), *Y = malloc(sizeof(float) * 128 * D_OUT);
+        fix_make(&f, D_IN, D_OUT, 2, ranks, rules[r]);
+        m = fix_model(&f);
+        for (k = 0; k < 6; k++) {
+            size_t wsz;
+            void *ws = ws_for(m, maxes[k], &wsz);
+            for (T = 1; T <= maxes[k]; T++) {
+                molora_forward_args a;
+                memset(&a, 0, sizeof a);
+                memset(Y, 0, sizeof(float) * 128 * D_OUT);
+                a.n_tokens = T; a.x = X; a.y = Y; a.output = MOLORA_OUTPUT_DELTA;
+                a.workspace = ws; a.workspace_size = wsz;
+                assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+                calls++;
+            }
+            free(ws);
+        }
+        free(X); free(Y);
+        molora_model_free(m); fix_free(&f);
+    }
+    print_message("  workspace sized for max tokens: %d forwards with T = 1..max all fit\n", calls);
+}
+
 static void test_batch_size_independence(void **s)
 {   /* the same rows through decode (1), small-batch (7, 16) and GEMM (64) paths, and split
        over 2, 3 and 5 callers: equal within 1e-5 of the row's scale (documented in the header) */
@@ -1146,6 +1181,7 @@ int main(void)
         cmocka_unit_test(test_error_leaves_output_unchanged),
         cmocka_unit_test(test_zero_allocations_on_forward),
         cmocka_unit_test(test_sparse_many_experts),
+        cmocka_unit_test(test_workspace_covers_every_batch),
         cmocka_unit_test(test_batch_size_independence),
         cmocka_unit_test(test_thread_split_args),
     };
