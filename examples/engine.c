@@ -218,7 +218,10 @@ static void engine_free(Engine *e)
 /* Y (T, n) = X (T, k) W^T, W (n, k) as nn.Linear stores it */
 static void matmul(float *Y, const float *X, const float *W, int T, int n, int k)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, k, 1.0f, X, k, W, k, 0.0f, Y, n);
+    if (T == 1)     /* decode: sgemm would repack all of W for one row */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, W, k, X, 1, 0.0f, Y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, k, 1.0f, X, k, W, k, 0.0f, Y, n);
 }
 
 static void rmsnorm(float *out, const float *x, const float *w, int T, int d, float eps)
