@@ -2,13 +2,13 @@
 """Train the engine demo's tiny byte-level Llama-style model and its AdaMoLE adapter (issue 8).
 
 Run with Debian's torch (CPU), from any directory:
-  /usr/bin/python3 tools/train_demo.py [outdir]          base + AdaMoLE + parity logits (~7 min)
+  /usr/bin/python3 tools/train_demo.py [outdir]          base + AdaMoLE + parity logits (~26 min)
   /usr/bin/python3 tools/train_demo.py --parity [outdir] only re-export the parity logits
-  /usr/bin/python3 tools/train_demo.py --mole [outdir]   then: three domain LoRAs + a dense MoLE
+  /usr/bin/python3 tools/train_demo.py --mole [outdir]   then: three domain LoRAs + a dense MoLE (~12 min)
                                                          gate on the saved base, composed with
                                                          build/molora compose (make build/molora)
   /usr/bin/python3 tools/train_demo.py --mola [outdir]   then: MoLA top-k whose expert counts per
-                                                         layer come from build/molora alpha
+                                                         layer come from build/molora alpha (~10 min)
   DEMO_SMOKE=1 ...                                       3 steps per stage: checks the script only
 Default outdir: examples/demo_model.  Nothing is downloaded: the training text is read from files
 every Debian 12 machine with python3.11 and libc6-dev has (the exact lists are TRAIN_FILES and
@@ -16,7 +16,9 @@ EVAL_FILES below, and are written to <outdir>/files.txt).
 
 Writes:
   examples/demo_data/{prose,c,python}.txt   held-out evaluation text (EVAL_BYTES per domain, from
-                                            files that are NOT in the training lists)
+                                            files that are NOT in the training lists, starting at
+                                            EVAL_START: past a header's license comment or a
+                                            module's docstring)
   <outdir>/base.safetensors                 the base model, HF Llama tensor names, config in
                                             __metadata__
   <outdir>/adamole/adapter_config.json      AdaMoLE (peft_type ADAMOLE) on q/k/v/o of every layer
@@ -24,7 +26,7 @@ Writes:
   <outdir>/parity.safetensors               prompts (U8) and the PyTorch logits the C engine must
                                             reproduce: logits.base, logits.adamole, and after
                                             --mole logits.lora_{prose,c,python}, logits.mole
-  <outdir>/lora_{prose,c,python}/           PEFT LoRA (r 4, alpha 8) on q/k/v/o, one domain each
+  <outdir>/lora_{prose,c,python}/           PEFT LoRA (r 8, alpha 16) on q/k/v/o, one domain each
   <outdir>/mole/                            molora compose of the three, routing dense
   <outdir>/mola/                            MoLA layout (lora_A_{i}, router.router), logits.mola
   <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
