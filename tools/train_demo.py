@@ -295,17 +295,34 @@ def train(m, params, corpus, steps, lr, seed, aux_layers=None, log=None, aux_fn=
             run, nrun = 0.0, 0
 
 
+def open_log(mode):
+    """a log function that prints and appends to <outdir>/train_log.txt (mode "w" starts it anew)"""
+    logf = open(os.path.join(OUT, "train_log.txt"), mode)
+
+    def log(s):
+        print(s, flush=True)
+        logf.write(s + "\n")
+        logf.flush()
+    return log
+
+
+def load_texts():
+    """the training text per domain, and the committed held-out text (written by main())"""
+    corpus = {d: torch.tensor(list(b"\n".join(read(p) for p in TRAIN_FILES[d])), dtype=torch.uint8) for d in DOMAINS}
+    evald = {d: torch.tensor(list(read(os.path.join(DATA, d + ".txt"))), dtype=torch.uint8) for d in DOMAINS}
+    return corpus, evald
+
+
+def bpb_line(m, evald):
+    return "  ".join(f"{d} {bits_per_byte(m, evald[d], CFG['seq_len']):.4f}" for d in DOMAINS)
+
+
 def main():
     torch.manual_seed(1234)
     torch.set_num_threads(2)
     os.makedirs(OUT, exist_ok=True)
     os.makedirs(DATA, exist_ok=True)
-    logf = open(os.path.join(OUT, "train_log.txt"), "w")
-
-    def log(s):
-        print(s, flush=True)
-        logf.write(s + "\n")
-
+    log = open_log("w")
     corpus, evald = {}, {}
     with open(os.path.join(OUT, "files.txt"), "w") as f:
         for d in DOMAINS:
@@ -328,8 +345,7 @@ def main():
     t_base = time.time() - t0
     log(f"base trained in {t_base:.1f} s")
     m.eval()
-    bpb_base = {d: bits_per_byte(m, evald[d], CFG["seq_len"]) for d in DOMAINS}
-    log("base bits/byte (PyTorch): " + "  ".join(f"{d} {v:.4f}" for d, v in bpb_base.items()))
+    log("base bits/byte (PyTorch): " + bpb_line(m, evald))
     meta = {k: str(v) for k, v in CFG.items()}
     meta["format"] = "molora-demo-llama"
     save_safetensors(os.path.join(OUT, "base.safetensors"), base_tensors(m), meta)
@@ -352,8 +368,7 @@ def main():
     t_ada = time.time() - t0
     log(f"adamole trained in {t_ada:.1f} s")
     m.eval()
-    bpb_ada = {d: bits_per_byte(m, evald[d], CFG["seq_len"]) for d in DOMAINS}
-    log("adamole bits/byte (PyTorch): " + "  ".join(f"{d} {v:.4f}" for d, v in bpb_ada.items()))
+    log("adamole bits/byte (PyTorch): " + bpb_line(m, evald))
 
     adir = os.path.join(OUT, "adamole")
     os.makedirs(adir, exist_ok=True)
@@ -494,21 +509,11 @@ class MoLEDense(nn.Module):
 def mole_stage():
     import subprocess
     torch.set_num_threads(2)
-    logf = open(os.path.join(OUT, "train_log.txt"), "a")
-
-    def log(s):
-        print(s, flush=True)
-        logf.write(s + "\n")
-
-    corpus = {d: torch.tensor(list(b"\n".join(read(p) for p in TRAIN_FILES[d])), dtype=torch.uint8) for d in DOMAINS}
-    evald = {d: torch.tensor(list(read(os.path.join(DATA, d + ".txt"))), dtype=torch.uint8) for d in DOMAINS}
-    sd = load_safetensors(os.path.join(OUT, "base.safetensors"))
-    m = Model(CFG)
-    for name, t in base_tensors(m).items():
-        t.data.copy_(sd[name])
+    log = open_log("a")
+    corpus, evald = load_texts()
+    m, _ = load_demo_model(False)
     for p in m.parameters():
         p.requires_grad_(False)
-    m.eval()
     names = ["q_proj", "k_proj", "v_proj", "o_proj"]
     bases = {(L, n): getattr(b, n) for L, b in enumerate(m.layers) for n in names}
     experts = {}
@@ -524,7 +529,7 @@ def mole_stage():
         m.train()
         train(m, params, {x: corpus[d] for x in DOMAINS}, MOLE["lora_steps"], 3e-3, 10 + j, log=log)
         m.eval()
-        log(f"lora {d} bits/byte (PyTorch): " + "  ".join(f"{x} {bits_per_byte(m, evald[x], CFG['seq_len']):.4f}" for x in DOMAINS))
+        log(f"lora {d} bits/byte (PyTorch): " + bpb_line(m, evald))
         ldir = os.path.join(OUT, "lora_" + d)
         os.makedirs(ldir, exist_ok=True)
         t = {}
@@ -548,7 +553,7 @@ def mole_stage():
     m.train()
     train(m, params, corpus, MOLE["gate_steps"], 1e-2, 20, log=log)
     m.eval()
-    log(f"mole (gate only trained) bits/byte (PyTorch): " + "  ".join(f"{x} {bits_per_byte(m, evald[x], CFG['seq_len']):.4f}" for x in DOMAINS))
+    log("mole (gate only trained) bits/byte (PyTorch): " + bpb_line(m, evald))
     log(f"loras + mole gate trained in {time.time() - t0:.1f} s")
     gate = {f"model.layers.{L}.self_attn.{n}.lora_gating.weight": l.gate.weight for (L, n), l in moles.items()}
     gpath = os.path.join(OUT, "mole_gate.safetensors")
@@ -609,11 +614,7 @@ class MoLATopK(nn.Module):
 def mola_stage():
     import subprocess
     torch.set_num_threads(2)
-    logf = open(os.path.join(OUT, "train_log.txt"), "a")
-
-    def log(s):
-        print(s, flush=True)
-        logf.write(s + "\n")
+    log = open_log("a")
 
     rel = os.path.relpath(OUT, ROOT)
     cmd = ["build/molora", "alpha", os.path.join(rel, "base.safetensors"), "--budget", str(MOLA["budget"]),
@@ -624,8 +625,7 @@ def mola_stage():
     top_k = [l["top_k"] for l in plan]
     log(f"molora alpha (fix_finger, budget {MOLA['budget']}): layer alpha " +
         " ".join(f"{l['alpha']:.3f}" for l in plan) + f" -> experts {experts}, top_k {top_k}")
-    corpus = {d: torch.tensor(list(b"\n".join(read(p) for p in TRAIN_FILES[d])), dtype=torch.uint8) for d in DOMAINS}
-    evald = {d: torch.tensor(list(read(os.path.join(DATA, d + ".txt"))), dtype=torch.uint8) for d in DOMAINS}
+    corpus, evald = load_texts()
     m, _ = load_demo_model(False)
     for p in m.parameters():
         p.requires_grad_(False)
@@ -654,7 +654,7 @@ def mola_stage():
     train(m, params, corpus, MOLA["steps"], 3e-3, 30, log=log, aux_fn=aux, aux_coeff=MOLA["aux_coeff"])
     m.eval()
     log(f"mola trained in {time.time() - t0:.1f} s")
-    log("mola bits/byte (PyTorch): " + "  ".join(f"{x} {bits_per_byte(m, evald[x], CFG['seq_len']):.4f}" for x in DOMAINS))
+    log("mola bits/byte (PyTorch): " + bpb_line(m, evald))
     mdir = os.path.join(OUT, "mola")
     os.makedirs(mdir, exist_ok=True)
     t = {}
@@ -685,8 +685,7 @@ if __name__ == "__main__":
     if "--mola" in sys.argv:
         mola_stage()
     elif "--parity" in sys.argv:
-        with open(os.path.join(OUT, "train_log.txt"), "a") as lf:
-            export_parity(lambda s: (print(s), lf.write(s + "\n")))
+        export_parity(open_log("a"))
     elif "--mole" in sys.argv:
         mole_stage()
     else:
