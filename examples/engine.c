@@ -470,6 +470,16 @@ static void evaluate_header(Engine *e)
 /* -t: mean routing weight (%) of every expert of every adapted module, one column group per file;
    '*' marks each group's largest. With -m (expert i is the same expert in every module, as in a
    composed MoLE) a last row averages the modules. */
+/* one column group: w[0..n-1] / denom as percentages, '*' after the largest, padded to col */
+static void print_shares(const double *w, int n, double denom, int col)
+{
+    int i, best = 0;
+    for (i = 1; i < n; i++) if (w[i] > w[best]) best = i;
+    printf(" ");
+    for (i = 0; i < n; i++) printf("%3.0f%c", 100.0 * w[i] / denom, i == best ? '*' : ' ');
+    printf("%*s", col - 4 * n, "");
+}
+
 static void routing_table(Engine *e, FileStats *fs, int nf, int merged)
 {
     int L, j, f, i, same = 1, col = 4 * e->max_experts + 2;
@@ -485,31 +495,26 @@ static void routing_table(Engine *e, FileStats *fs, int nf, int merged)
             molora_layer_get_info(e->moe, ml, &info);
             same &= info.n_experts == first.n_experts;
             printf("L%d %-10s", L, proj_name[j]);
-            for (f = 0; f < nf; f++) {
-                const double *w = fs[f].weight_sum + (size_t)ml * e->max_experts;
-                int best = 0, used = 0;
-                for (i = 1; i < info.n_experts; i++) if (w[i] > w[best]) best = i;
-                printf(" ");
-                for (i = 0; i < info.n_experts; i++, used += 4)
-                    printf("%3.0f%c", 100.0 * w[i] / (double)fs[f].tokens, i == best ? '*' : ' ');
-                printf("%*s", col - used, "");
-            }
+            for (f = 0; f < nf; f++)
+                print_shares(fs[f].weight_sum + (size_t)ml * e->max_experts, info.n_experts, (double)fs[f].tokens, col);
             printf("\n");
         }
     if (!merged || !same || e->n_moe < 2) return;
     printf("%-13s", "all modules");
-    for (f = 0; f < nf; f++) {
-        double w[256] = { 0 };
-        int best = 0, used = 0;
+    for (f = 0; f < nf; f++) {       /* expert i summed over the modules */
+        double *w = xcalloc((size_t)first.n_experts, sizeof(double));
         for (j = 0; j < e->n_moe; j++)
-            for (i = 0; i < first.n_experts && i < 256; i++)
-                w[i] += fs[f].weight_sum[(size_t)j * e->max_experts + i] / ((double)fs[f].tokens * e->n_moe);
-        for (i = 1; i < first.n_experts && i < 256; i++) if (w[i] > w[best]) best = i;
-        printf(" ");
-        for (i = 0; i < first.n_experts && i < 256; i++, used += 4) printf("%3.0f%c", 100.0 * w[i], i == best ? '*' : ' ');
-        printf("%*s", col - used, "");
+            for (i = 0; i < first.n_experts; i++) w[i] += fs[f].weight_sum[(size_t)j * e->max_experts + i];
+        print_shares(w, first.n_experts, (double)fs[f].tokens * e->n_moe, col);
+        free(w);
     }
     printf("\n");
+}
+
+/* expert index as one character: 0-9, then a-z, then '+' for 36 and more */
+static int expert_char(int i)
+{
+    return i < 10 ? '0' + i : i < 36 ? 'a' + i - 10 : '+';
 }
 
 /* -r: routing map of the first bytes of a file: one row per adapted module, the top expert of
@@ -535,7 +540,7 @@ static void route_map(Engine *e, const char *path, int width, int merged)
             const double *w = e->token_weight + (size_t)t * e->max_experts;
             int best = 0;
             for (i = 1; i < e->max_experts; i++) if (w[i] > w[best]) best = i;
-            putchar('0' + best);
+            putchar(expert_char(best));
         }
         printf("|\n");
     } else
@@ -544,7 +549,7 @@ static void route_map(Engine *e, const char *path, int width, int merged)
             const char *p = strstr(name, "layers.");
             const char *q = strrchr(name, '.');
             printf("  L%d %-9s|", p ? atoi(p + 7) : 0, q ? q + 1 : name);
-            for (t = 0; t < T; t++) putchar('0' + e->winner[(size_t)j * e->seq_len + t]);
+            for (t = 0; t < T; t++) putchar(expert_char(e->winner[(size_t)j * e->seq_len + t]));
             printf("|\n");
         }
     free(buf);
