@@ -101,6 +101,7 @@ test: deps-test
 	sh tests/test_convert.sh $(B)/molora
 	./$(B)/test_catalogue $(B)/molora
 	sh tests/test_alpha_cli.sh $(B)/molora
+	sh tests/test_hostile.sh $(B)/molora
 	./$(B)/test_alpha
 	./$(B)/test_alpha_noblas
 	./$(B)/engine $(DEMO_MODEL)/base.safetensors -p $(DEMO_MODEL)/parity.safetensors logits.base
@@ -243,6 +244,7 @@ san-run:
 	$(SANENV) ./$(B)/$(SAN)/test_files
 	$(SANENV) sh tests/test_cli.sh $(B)/$(SAN)/molora
 	$(SANENV) ./$(B)/$(SAN)/test_catalogue $(B)/$(SAN)/molora
+	$(SANENV) sh tests/test_hostile.sh $(B)/$(SAN)/molora
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. examples/engine.c -o $(B)/$(SAN)/engine $(LIBS)
 	for a in adamole mole mola; do $(SANENV) ./$(B)/$(SAN)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a \
 	  -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done
