@@ -230,20 +230,40 @@ typedef struct molora_memory {
 /* Called with detail for every error the model sees (init and calls). May be NULL. */
 typedef void (*molora_log_fn)(void *user, molora_result result, const char *message);
 
+/* Element type of a matrix a descriptor points to. Zero is F32, so a zero-initialised
+   descriptor means float32 everywhere. F16 (IEEE binary16) and BF16 (bfloat16) elements are
+   uint16_t values in host byte order (on little-endian hosts: the bytes safetensors stores).
+   Typed pointers may have ANY alignment (safetensors data is not aligned in general): init
+   reads them byte-safely. Init converts F16 / BF16 to float32 exactly (every F16 and BF16
+   value is a float32 value), so a typed descriptor gives the same model, bit for bit, as
+   its float32 conversion. */
+typedef enum molora_type {
+    MOLORA_TYPE_F32 = 0,
+    MOLORA_TYPE_F16,
+    MOLORA_TYPE_BF16,
+    MOLORA_TYPE_COUNT
+} molora_type;
+
+/* Converts n elements of src (type, any alignment) to float32 in dst (exact).
+   INVALID_ARGUMENT for a bad type or NULL pointers with n > 0. */
+MOLORA_API molora_result molora_convert_f32(const void *src, molora_type type, size_t n, float *dst);
+
 typedef struct molora_expert_desc {
     int rank;                 /* r_i >= 1                                                      */
-    const float *A;           /* (rank, d_in), row-major: lora_A.weight                        */
-    const float *B;           /* (d_out, rank), row-major: lora_B.weight                       */
+    const void *A;            /* (rank, d_in), row-major, elements of A_type: lora_A.weight    */
+    const void *B;            /* (d_out, rank), row-major, elements of B_type: lora_B.weight   */
     float scaling;            /* s_i; 0 = derive: lora_alpha / rank (rsLoRA: / sqrt(rank))     */
     float lora_alpha;         /* used when scaling == 0; 0 = rank (so s = 1 without rsLoRA)    */
     int use_rslora;           /* nonzero: s = lora_alpha / sqrt(rank)                          */
+    molora_type A_type, B_type;   /* default F32; packed (converted) into the model at init    */
 } molora_expert_desc;
 
 typedef struct molora_layer_desc {
     int d_in, d_out;                     /* >= 1                                               */
     int n_experts;                       /* N >= 0; 0 = the frozen layer alone                 */
     const molora_expert_desc *experts;   /* (n_experts)                                        */
-    const float *W0;                     /* (d_out, d_in), optional; needed for full output    */
+    const void *W0;                      /* (d_out, d_in) (fan_in_fan_out: (d_in, d_out)),
+                                            elements of W0_type; optional; needed for full output */
     const float *bias;                   /* (d_out), optional                                  */
     molora_routing routing;              /* default DENSE; ignored when n_experts == 0         */
     const float *gate_weight;            /* Wg (n_experts, d_in): DENSE, TOPK, THRESHOLD, ADAMOLE */
@@ -257,6 +277,14 @@ typedef struct molora_layer_desc {
     float threshold_bias;                /* ADAMOLE: bt = lora_threshold.bias                   */
     const float *mole_gate;              /* MOLE_OUTPUT: e^T (n_experts, n_experts * d_out),
                                             i.e. nn.Linear(N*d_out, N).weight                   */
+    molora_type W0_type;                 /* default F32. F32 W0 is borrowed (copied when not
+                                            4-byte aligned); F16 / BF16 W0 is converted at init
+                                            into memory the model owns                          */
+    int fan_in_fan_out;                  /* nonzero: W0 is stored (d_in, d_out), as GPT-2 Conv1D
+                                            and PEFT's fan_in_fan_out: the full layer computes
+                                            X W0 + b, read in place (no transposed copy), and
+                                            molora_merge adds into W in that layout. The experts'
+                                            A (r, d_in) and B (d_out, r) are stored as usual.  */
 } molora_layer_desc;
 
 enum {
@@ -288,6 +316,7 @@ typedef struct molora_layer_info {
     int top_k;                           /* effective k (TOPK), else 0                          */
     float temperature, threshold, tau_max;  /* effective values (tau_max resolved to 1/N)      */
     int has_W0, has_bias, has_gate_bias;
+    int fan_in_fan_out;                  /* W0 (and merge's W) stored (d_in, d_out)             */
 } molora_layer_info;
 
 MOLORA_API int molora_model_n_layers(const molora_model *model);
@@ -345,7 +374,9 @@ MOLORA_API molora_result molora_forward(const molora_model *model, const molora_
 MOLORA_API molora_result molora_route(const molora_model *model, const molora_forward_args *args);
 
 /* Merge: W (d_out, d_in) += sum_i weights[i] * s_i * B_i A_i. Copy W0 into W first to get
-   the merged layer (static routing at zero runtime cost). weights: (N), finite. */
+   the merged layer (static routing at zero runtime cost). weights: (N), finite.
+   A fan_in_fan_out layer merges in W0's stored layout: W (d_in, d_out) += (sum ...)^T, so a
+   merged GPT-2 Conv1D weight comes out (in, out), ready to save as Conv1D.weight. */
 MOLORA_API molora_result molora_merge(const molora_model *model, int layer, const float *weights,
                                       float *W);
 
@@ -450,6 +481,12 @@ MOLORA_API molora_result molora_safetensors_read_f32(const molora_safetensors *s
    host is little-endian, else converted once into a copy that st owns. Valid until the free. */
 MOLORA_API molora_result molora_safetensors_get_f32(molora_safetensors *st, size_t index,
                                                     const float **data);
+/* Tensor `index` as a typed descriptor pointer, NOT converted: the file's bytes (any alignment)
+   with their molora_type for F32, F16 and BF16 on a little-endian host, so a descriptor built
+   from it costs nothing until molora_model_init() packs its layer. A big-endian host gets
+   molora_safetensors_get_f32()'s float32 copy (type F32). Other dtypes: UNSUPPORTED_DTYPE. */
+MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, size_t index,
+                                                      const void **data, molora_type *type);
 
 /* ---- adapters ---------------------------------------------------------------------------------
    An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts of
@@ -680,6 +717,7 @@ typedef struct molora__layer {
                                     contiguous, so decode reads only the selected experts       */
     float *gate_bias;            /* (n) or NULL                                                */
     const float *W0, *bias, *mole_gate;
+    int w0_in_out;               /* W0 stored (d_in, d_out) (fan_in_fan_out), read in place     */
 } molora__layer;
 
 struct molora_model {
@@ -764,6 +802,60 @@ MOLORA__PRIVATE int molora__all_finite_c(const float *v, size_t n)
     return 1;
 }
 
+
+/* ---- [types] F32 / F16 / BF16 elements of typed descriptor pointers, any alignment ----------- */
+MOLORA__PRIVATE float molora__bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+MOLORA__PRIVATE float molora__f16_f32(unsigned h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 31, m = h & 0x3FF;
+    if (e == 0) {                                   /* zero or subnormal: m * 2^-24, exact */
+        float v = (float)m * (1.0f / 16777216.0f);
+        return sign ? -v : v;
+    }
+    if (e == 31) return molora__bits_f32(sign | 0x7F800000u | (m << 13));   /* Inf, NaN (payload kept) */
+    return molora__bits_f32(sign | ((e + 112) << 23) | (m << 13));
+}
+MOLORA__PRIVATE int molora__type_ok(molora_type t) { return (int)t >= 0 && t < MOLORA_TYPE_COUNT; }
+/* element i of p (type t), read byte-safely */
+MOLORA__PRIVATE float molora__elem(const void *p, molora_type t, size_t i)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    uint16_t h;
+    float f;
+    if (t == MOLORA_TYPE_F32) { memcpy(&f, b + 4 * i, 4); return f; }
+    memcpy(&h, b + 2 * i, 2);
+    return t == MOLORA_TYPE_F16 ? molora__f16_f32(h) : molora__bits_f32((uint32_t)h << 16);
+}
+MOLORA__PRIVATE void molora__to_f32(const void *src, molora_type t, size_t n, float *dst)
+{
+    size_t i;
+    if (t == MOLORA_TYPE_F32) { if (n) memcpy(dst, src, n * sizeof(float)); return; }
+    for (i = 0; i < n; i++) dst[i] = molora__elem(src, t, i);
+}
+/* 1 when no element of a 16-bit type is NaN or Inf (all exponent bits set) */
+MOLORA__PRIVATE int molora__finite16(const void *p, size_t n, uint16_t exp_mask)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    size_t i;
+    unsigned bad = 0;
+    for (i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, b + 2 * i, 2);
+        bad |= (h & exp_mask) == exp_mask;
+    }
+    return !bad;
+}
+MOLORA_API molora_result molora_convert_f32(const void *src, molora_type type, size_t n, float *dst)
+{
+    if (!molora__type_ok(type) || (n > 0 && (!src || !dst))) return MOLORA_RESULT_INVALID_ARGUMENT;
+    molora__to_f32(src, type, n, dst);
+    return MOLORA_RESULT_SUCCESS;
+}
 
 /* ---- [kernels] ------------------------------------------------------------------------------
    Two small-batch kernels, each in a portable, an AVX2 and an AVX-512 version picked at run
@@ -1158,6 +1250,12 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 }
 
 MOLORA__PRIVATE int molora__all_finite(const float *v, size_t n) { return molora__get_kernels()->finite(v, n); }
+MOLORA__PRIVATE int molora__finite_typed(const void *p, molora_type t, size_t n)
+{
+    if (t == MOLORA_TYPE_F16) return molora__finite16(p, n, 0x7c00u);
+    if (t == MOLORA_TYPE_BF16) return molora__finite16(p, n, 0x7f80u);
+    return molora__all_finite((const float *)p, n);   /* unaligned-safe: memcpy / loadu */
+}
 
 /* ---- [gemm seam] ---------------------------------------------------------------------------
    C (M, N) = alpha * A (M, K) * op(B) + beta * C, row-major, A never transposed, beta 0 or 1.
@@ -1207,6 +1305,13 @@ MOLORA__PRIVATE int molora__needs_gate(int routing)
            routing == MOLORA_ROUTING_THRESHOLD || routing == MOLORA_ROUTING_ADAMOLE;
 }
 
+/* 1 when the model holds its own float32 W0: copied on request, converted from F16 / BF16,
+   or an F32 pointer that is not 4-byte aligned (the kernels read W0 as floats) */
+MOLORA__PRIVATE int molora__owns_w0(const molora_layer_desc *L, int copy)
+{
+    return copy || L->W0_type != MOLORA_TYPE_F32 || ((uintptr_t)L->W0 & 3) != 0;
+}
+
 /* Validates one layer and adds its memory to *bytes. */
 MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, int l, int copy,
                                                   const molora__logger *lg, size_t *bytes)
@@ -1221,16 +1326,16 @@ MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, in
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: n_experts %d but experts is NULL", l, n);
     if (!molora__floats(din, dout, &sz))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: d_out * d_in overflows", l);
-    if (L->W0 && !molora__all_finite(L->W0, sz))
+    if (!molora__type_ok(L->W0_type))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: unknown W0_type %d", l, (int)L->W0_type);
+    if (L->W0 && !molora__finite_typed(L->W0, L->W0_type, sz))
         return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: W0 has NaN or Inf", l);
     if (L->bias && !molora__all_finite(L->bias, dout))
         return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: bias has NaN or Inf", l);
-    if (copy) {
-        if (L->W0 && !molora__reserve(bytes, sz, sizeof(float)))
-            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: W0 size overflows", l);
-        if (L->bias && !molora__reserve(bytes, dout, sizeof(float)))
-            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: bias size overflows", l);
-    }
+    if (L->W0 && molora__owns_w0(L, copy) && !molora__reserve(bytes, sz, sizeof(float)))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: W0 size overflows", l);
+    if (copy && L->bias && !molora__reserve(bytes, dout, sizeof(float)))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: bias size overflows", l);
     if (n == 0) return MOLORA_RESULT_SUCCESS;
     if ((int)L->routing < 0 || (int)L->routing >= MOLORA_ROUTING_COUNT)
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: unknown routing %d", l, (int)L->routing);
@@ -1241,12 +1346,14 @@ MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, in
             return molora__fail(lg, MOLORA_RESULT_INVALID_RANK, "layer %d expert %d: rank %d (must be >= 1)", l, i, e->rank);
         if (!e->A || !e->B)
             return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d expert %d: A or B is NULL", l, i);
+        if (!molora__type_ok(e->A_type) || !molora__type_ok(e->B_type))
+            return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d expert %d: unknown A_type %d or B_type %d", l, i, (int)e->A_type, (int)e->B_type);
         if (!isfinite(e->scaling) || !isfinite(e->lora_alpha))
             return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: scaling or lora_alpha is NaN/Inf", l, i);
         if (!molora__add(rt, (size_t)e->rank, &rt) || rt > 0x7fffffff || !molora__floats((size_t)e->rank, din, &na) ||
             !molora__floats((size_t)e->rank, dout, &nb))
             return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d expert %d: rank %d overflows", l, i, e->rank);
-        if (!molora__all_finite(e->A, na) || !molora__all_finite(e->B, nb))
+        if (!molora__finite_typed(e->A, e->A_type, na) || !molora__finite_typed(e->B, e->B_type, nb))
             return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: A or B has NaN or Inf", l, i);
     }
     if (molora__needs_gate(L->routing) && !L->gate_weight)
@@ -1297,8 +1404,13 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
     memset(P, 0, sizeof *P);
     P->d_in = L->d_in; P->d_out = L->d_out; P->n = n;
     P->gate_row = P->thr_row = -1;
-    P->W0 = L->W0; P->bias = L->bias;
-    if (copy && L->W0) P->W0 = (const float *)memcpy(molora__carve(cur, din * dout, sizeof(float)), L->W0, din * dout * sizeof(float));
+    P->W0 = (const float *)L->W0; P->bias = L->bias;
+    P->w0_in_out = L->fan_in_fan_out != 0;
+    if (L->W0 && molora__owns_w0(L, copy)) {
+        float *w = (float *)molora__carve(cur, din * dout, sizeof(float));
+        molora__to_f32(L->W0, L->W0_type, din * dout, w);
+        P->W0 = w;
+    }
     if (copy && L->bias) P->bias = (const float *)memcpy(molora__carve(cur, dout, sizeof(float)), L->bias, dout * sizeof(float));
     if (n == 0) { P->routing = MOLORA_ROUTING_FIXED; return; }
     P->routing = (int)L->routing;
@@ -1323,10 +1435,11 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
         P->offset[i] = off;
         P->scaling[i] = e->scaling != 0.0f ? e->scaling
                       : (e->use_rslora ? alpha / sqrtf((float)e->rank) : alpha / (float)e->rank);
-        memcpy(P->A + (size_t)off * din, e->A, (size_t)e->rank * din * sizeof(float));
+        molora__to_f32(e->A, e->A_type, (size_t)e->rank * din, P->A + (size_t)off * din);
         for (j = 0; j < L->d_out; j++) {
             int q;
-            for (q = 0; q < e->rank; q++) P->BT[(size_t)(off + q) * dout + j] = e->B[(size_t)j * e->rank + q];
+            for (q = 0; q < e->rank; q++)
+                P->BT[(size_t)(off + q) * dout + j] = molora__elem(e->B, e->B_type, (size_t)j * e->rank + q);
         }
         off += e->rank;
     }
@@ -1411,6 +1524,7 @@ MOLORA_API molora_result molora_layer_get_info(const molora_model *m, int layer,
     info->top_k = L->top_k;
     info->temperature = L->temperature; info->threshold = L->threshold; info->tau_max = L->tau_max;
     info->has_W0 = L->W0 != NULL; info->has_bias = L->bias != NULL; info->has_gate_bias = L->gate_bias != NULL;
+    info->fan_in_fan_out = L->w0_in_out;
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -1612,6 +1726,20 @@ MOLORA__PRIVATE void molora__gather_apply(const molora__kernels *kr, int m, cons
     kr->axpys(m, brow, h, y, N);
 }
 
+/* Y (T, O) = X (T, d_in) W0[:, o0:o0+O] for W0 stored (d_in, d_out), read in place: rows of W0
+   are contiguous runs of output columns, so every product streams W0 row by row (sgemv with
+   CblasTrans at T = 1, molora's nn kernel for small batches, sgemm NN for large ones) */
+MOLORA__PRIVATE void molora__frozen_in_out(const molora__layer *L, const float *X, int ldx, int T, int o0, int O, float *Y)
+{
+#ifndef MOLORA_NO_BLAS
+    if (T == 1) {
+        cblas_sgemv(CblasRowMajor, CblasTrans, L->d_in, O, 1.0f, L->W0 + o0, L->d_out, X, 1, 0.0f, Y, 1);
+        return;
+    }
+#endif
+    molora__sgemm(0, T, O, L->d_in, 1.0f, X, ldx, L->W0 + o0, L->d_out, 0.0f, Y, L->d_out);
+}
+
 /* A per-token path beats the dense products when fewer than 1 in MOLORA__SPARSE_RATIO of the
    (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
 #define MOLORA__SPARSE_RATIO 4
@@ -1685,14 +1813,14 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
         xp.T = T; xp.K = L->d_in; xp.p0 = xa;
         ldx = L->d_in;   /* the sparse path still reads X row by row */
         molora__pack_x(a->x, L->d_in, T, L->d_in, 0, xa);
-        if (L->W0 && a->output == MOLORA_OUTPUT_FULL && T > 1) {
+        if (L->W0 && !L->w0_in_out && a->output == MOLORA_OUTPUT_FULL && T > 1) {
             xp.qw = molora__phase(L->W0 + (size_t)o0 * L->d_in);
             if (xp.qw) { molora__pack_x(a->x, L->d_in, T, L->d_in, xp.qw, xa + half); xp.pw = xa + half; }
         }
     } else if (ws.xa) {   /* small batch: X row-major at W0's phase, so the kernels' loads are aligned */
         size_t ldxa = molora__xa_ld(L->d_in), phase = 0;
         float *xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
-        if (L->W0 && a->output == MOLORA_OUTPUT_FULL && ((uintptr_t)L->W0 & 3) == 0 && L->d_in % 16 == 0)
+        if (L->W0 && !L->w0_in_out && a->output == MOLORA_OUTPUT_FULL && ((uintptr_t)L->W0 & 3) == 0 && L->d_in % 16 == 0)
             phase = ((uintptr_t)L->W0 & 63) / 4;
         for (t = 0; t < T; t++) memcpy(xa + phase + (size_t)t * ldxa, a->x + (size_t)t * L->d_in, (size_t)L->d_in * sizeof(float));
         X = xa + phase;
@@ -1739,14 +1867,17 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
     }
     if (!apply || O == 0) return MOLORA_RESULT_SUCCESS;
 
-    /* 3. frozen layer: Y = X W0^T + b (this caller's columns) */
+    /* 3. frozen layer: Y = X W0^T + b, or X W0 + b for W0 (d_in, d_out) (this caller's columns) */
     if (a->output == MOLORA_OUTPUT_FULL) {
+        if (L->w0_in_out) molora__frozen_in_out(L, X, ldx, T, o0, O, Y);
+        else {
 #ifndef MOLORA_NO_BLAS
         if (T == 1)   /* decode: sgemv streams W0 at memory speed (sgemm with one row is ~4x slower) */
             cblas_sgemv(CblasRowMajor, CblasNoTrans, O, L->d_in, 1.0f, L->W0 + (size_t)o0 * L->d_in, L->d_in, a->x, 1, 0.0f, Y, 1);
         else
 #endif
         molora__xwt(kr, &xp, X, ldx, T, O, L->d_in, L->W0 + (size_t)o0 * L->d_in, L->d_in, Y, L->d_out, 0);
+        }
         if (L->bias)
             for (t = 0; t < T; t++)
                 for (j = 0; j < O; j++) Y[(size_t)t * L->d_out + j] += L->bias[o0 + j];
@@ -1826,6 +1957,33 @@ MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_fo
 MOLORA_API molora_result molora_forward(const molora_model *m, const molora_forward_args *a) { return molora__run(m, a, 1); }
 MOLORA_API molora_result molora_route(const molora_model *m, const molora_forward_args *a) { return molora__run(m, a, 0); }
 
+/* W (d_out, d_in) += c B_i A_i = c BT_i^T A_i, one output row at a time */
+MOLORA__PRIVATE void molora__merge_out_in(const molora__layer *L, int i, float c, float *W)
+{
+    const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
+    float coef[64];
+    int o, q0, q;
+    for (o = 0; o < L->d_out; o++)
+        for (q0 = 0; q0 < L->rank[i]; q0 += 64) {
+            int qb = L->rank[i] - q0 < 64 ? L->rank[i] - q0 : 64;
+            for (q = 0; q < qb; q++) coef[q] = c * BT[(size_t)(q0 + q) * L->d_out + o];
+            molora__get_kernels()->nn(1, L->d_in, qb, coef, qb, A + (size_t)q0 * L->d_in, L->d_in, W + (size_t)o * L->d_in, L->d_in);
+        }
+}
+/* W (d_in, d_out) += c (B_i A_i)^T = c A_i^T BT_i, one input row at a time (Conv1D layout) */
+MOLORA__PRIVATE void molora__merge_in_out(const molora__layer *L, int i, float c, float *W)
+{
+    const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
+    float coef[64];
+    int k, q0, q;
+    for (k = 0; k < L->d_in; k++)
+        for (q0 = 0; q0 < L->rank[i]; q0 += 64) {
+            int qb = L->rank[i] - q0 < 64 ? L->rank[i] - q0 : 64;
+            for (q = 0; q < qb; q++) coef[q] = c * A[(size_t)(q0 + q) * L->d_in + k];
+            molora__get_kernels()->nn(1, L->d_out, qb, coef, qb, BT + (size_t)q0 * L->d_out, L->d_out, W + (size_t)k * L->d_out, L->d_out);
+        }
+}
+
 MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const float *weights, float *W)
 {
     const molora__layer *L;
@@ -1836,17 +1994,11 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
     if (L->n == 0) return MOLORA_RESULT_SUCCESS;
     if (!weights) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (!molora__all_finite(weights, (size_t)L->n)) return MOLORA_RESULT_NON_FINITE;
-    for (i = 0; i < L->n; i++) {   /* W += c B_i A_i = c BT_i^T A_i, one output row at a time */
-        float c = weights[i] * L->scaling[i], coef[64];
-        const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
-        int o, q0, q;
+    for (i = 0; i < L->n; i++) {
+        float c = weights[i] * L->scaling[i];
         if (c == 0.0f) continue;
-        for (o = 0; o < L->d_out; o++)
-            for (q0 = 0; q0 < L->rank[i]; q0 += 64) {
-                int qb = L->rank[i] - q0 < 64 ? L->rank[i] - q0 : 64;
-                for (q = 0; q < qb; q++) coef[q] = c * BT[(size_t)(q0 + q) * L->d_out + o];
-                molora__get_kernels()->nn(1, L->d_in, qb, coef, qb, A + (size_t)q0 * L->d_in, L->d_in, W + (size_t)o * L->d_in, L->d_in);
-            }
+        if (L->w0_in_out) molora__merge_in_out(L, i, c, W);
+        else molora__merge_out_in(L, i, c, W);
     }
     return MOLORA_RESULT_SUCCESS;
 }
@@ -2623,23 +2775,7 @@ MOLORA_API const char *molora_safetensors_find_metadata(const molora_safetensors
     return NULL;
 }
 
-/* ---- [conversion] F16 / BF16 / F32 little-endian bytes -> float -------------------------- */
-MOLORA__PRIVATE float molora__bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-MOLORA__PRIVATE float molora__f16_f32(unsigned h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 31, m = h & 0x3FF;
-    if (e == 0) {                                   /* zero or subnormal: m * 2^-24, exact */
-        float v = (float)m * (1.0f / 16777216.0f);
-        return sign ? -v : v;
-    }
-    if (e == 31) return molora__bits_f32(sign | 0x7F800000u | (m << 13));   /* Inf, NaN (payload kept) */
-    return molora__bits_f32(sign | ((e + 112) << 23) | (m << 13));
-}
+/* ---- [conversion] F16 / BF16 / F32 little-endian bytes -> float (scalar converters: [types]) */
 MOLORA__PRIVATE int molora__little_endian(void)
 {
     const uint16_t one = 1;
@@ -2678,6 +2814,26 @@ MOLORA_API molora_result molora_safetensors_read_f32(const molora_safetensors *s
         return molora__fail(&st->io.lg, MOLORA_RESULT_INVALID_SHAPE, "tensor \"%s\": has %llu elements, buffer has %zu", t->name, (unsigned long long)t->n_el, n_elements);
     molora__convert(t, dst);
     return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, size_t index, const void **data,
+                                                      molora_type *type)
+{
+    const molora__tensor *t;
+    const float *f = NULL;
+    molora_result r;
+    if (!st || !data || !type) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (index >= st->n) return MOLORA_RESULT_TENSOR_NOT_FOUND;
+    t = st->all[index];
+    if (molora__is_float(t->dtype) && molora__little_endian()) {
+        *data = t->data;
+        *type = t->dtype == MOLORA_DTYPE_F32 ? MOLORA_TYPE_F32 : t->dtype == MOLORA_DTYPE_F16 ? MOLORA_TYPE_F16 : MOLORA_TYPE_BF16;
+        return MOLORA_RESULT_SUCCESS;
+    }
+    r = molora_safetensors_get_f32(st, index, &f);   /* big-endian host: a converted copy */
+    *data = f;
+    *type = MOLORA_TYPE_F32;
+    return r;
 }
 
 MOLORA_API molora_result molora_safetensors_get_f32(molora_safetensors *st, size_t index, const float **data)
@@ -3200,6 +3356,11 @@ MOLORA__PRIVATE molora_result molora__f32(molora_adapter *a, long t, const float
 {
     return molora_safetensors_get_f32(a->st, (size_t)t, p);
 }
+/* tensor t as a typed descriptor pointer (see molora_safetensors_get_typed) */
+MOLORA__PRIVATE molora_result molora__typed(molora_adapter *a, long t, const void **p, molora_type *type)
+{
+    return molora_safetensors_get_typed(a->st, (size_t)t, p, type);
+}
 
 MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const char *cfg_text, size_t cfg_size)
 {
@@ -3210,7 +3371,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     size_t i, t_pt, n_t = a->st->n, n_exp = 0, max_din = 1;
     int l, style_want = 0, any_mola = 0, peft = 0;
     double lora_alpha = 8, r_cfg = 8, dv;
-    int use_rslora, rank_cfg = 8, num_experts = 0, top_k_set = 0, thr_set = 0, tau_set = 0, temp_set = 0;
+    int use_rslora, fan_in_fan_out, rank_cfg = 8, num_experts = 0, top_k_set = 0, thr_set = 0, tau_set = 0, temp_set = 0;
     double top_k_v = 0, thr_v = 0, tau_v = 0, temp_v = 1;
     int routing = MOLORA_ROUTING_DENSE;
     size_t ltt = 0, r_list = 0, k_list = 0, scal = 0;
@@ -3297,6 +3458,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
         }
     }
     use_rslora = peft && molora__cfg_true(&c, "use_rslora");
+    fan_in_fan_out = molora__cfg_true(&c, "fan_in_fan_out");   /* GPT-2 Conv1D: W0 is (in, out) */
     if (peft) {
         ltt = molora__jget(&js, 0, "layers_to_transform");
         if (ltt && js.tok[ltt].type == MOLORA__J_NULL) ltt = 0;
@@ -3361,10 +3523,11 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
         uint64_t din = a->st->all[m->A[0]]->shape[1], dout = a->st->all[m->B[0]]->shape[0];
         n_exp += (size_t)n;
         L->d_in = (int)din; L->d_out = (int)dout; L->n_experts = n; L->experts = ex;
+        L->fan_in_fan_out = fan_in_fan_out;
         a->dtypes[l] = a->st->all[m->A[0]]->dtype;
         for (e = 0; e < n; e++) {
             ex[e].rank = (int)a->st->all[m->A[e]]->shape[0];
-            if ((r = molora__f32(a, m->A[e], &ex[e].A)) || (r = molora__f32(a, m->B[e], &ex[e].B))) goto out;
+            if ((r = molora__typed(a, m->A[e], &ex[e].A, &ex[e].A_type)) || (r = molora__typed(a, m->B[e], &ex[e].B, &ex[e].B_type))) goto out;
         }
         if (peft) {
             double rr = r_cfg, al = lora_alpha;

@@ -122,12 +122,52 @@ static const char *routing_name(molora_routing r)
 }
 
 /* ---- inspect ----------------------------------------------------------------------------- */
+/* What molora_model_init would resolve, read from the descriptor alone: inspect converts no
+   weight and initialises no model, so its cost is the header's, not the tensors'. */
+static int desc_top_k(const molora_layer_desc *L)
+{
+    if (L->routing != MOLORA_ROUTING_TOPK) return 0;
+    return L->top_k ? L->top_k : (L->n_experts > 1 ? 2 : 1);
+}
+static float desc_tau_max(const molora_layer_desc *L)
+{
+    return L->tau_max_set ? L->tau_max : 1.0f / (float)(L->n_experts ? L->n_experts : 1);
+}
+static float desc_scaling(const molora_expert_desc *e)
+{
+    float alpha = e->lora_alpha != 0.0f ? e->lora_alpha : (float)e->rank;
+    if (e->scaling != 0.0f) return e->scaling;
+    return e->use_rslora ? alpha / sqrtf((float)e->rank) : alpha / (float)e->rank;
+}
+static void inspect_json(const molora_adapter *a, const molora_layer_desc *L, int l)
+{
+    int e;
+    printf("%s\n  {\"name\": ", l ? "," : "");
+    jstr(stdout, molora_adapter_module_name(a, l));
+    printf(", \"layer\": %d, \"d_in\": %d, \"d_out\": %d, \"n_experts\": %d, \"ranks\": [", l, L->d_in, L->d_out, L->n_experts);
+    for (e = 0; e < L->n_experts; e++) printf("%s%d", e ? ", " : "", L->experts[e].rank);
+    printf("], \"scaling\": [");
+    for (e = 0; e < L->n_experts; e++) printf("%s%.9g", e ? ", " : "", (double)desc_scaling(&L->experts[e]));
+    printf("], \"routing\": \"%s\", \"top_k\": %d, \"threshold\": %.9g, \"tau_max\": %.9g, \"dtype\": \"%s\", \"fan_in_fan_out\": %s}",
+           routing_name(L->routing), desc_top_k(L), (double)L->threshold, (double)desc_tau_max(L),
+           molora_dtype_name(molora_adapter_module_dtype(a, l)), L->fan_in_fan_out ? "true" : "false");
+}
+static void inspect_text(const molora_adapter *a, const molora_layer_desc *L, int l)
+{
+    int e;
+    printf("%3d %s  d_in %d d_out %d  N %d  ranks", l, molora_adapter_module_name(a, l), L->d_in, L->d_out, L->n_experts);
+    for (e = 0; e < L->n_experts; e++) printf(" %d(s=%g)", L->experts[e].rank, (double)desc_scaling(&L->experts[e]));
+    printf("  %s", routing_name(L->routing));
+    if (L->routing == MOLORA_ROUTING_TOPK) printf(" k=%d", desc_top_k(L));
+    if (L->routing == MOLORA_ROUTING_THRESHOLD) printf(" threshold=%g", (double)L->threshold);
+    if (L->routing == MOLORA_ROUTING_ADAMOLE) printf(" tau_max=%g", (double)desc_tau_max(L));
+    printf("  %s%s\n", molora_dtype_name(molora_adapter_module_dtype(a, l)), L->fan_in_fan_out ? "  fan_in_fan_out" : "");
+}
 static int cmd_inspect(int argc, char **argv)
 {
     const char *dir = NULL;
     int json = 0, i, l, n;
     molora_adapter *a;
-    molora_model *m;
     molora_model_desc md;
     molora_load_desc ld = load_desc();
     molora_result r;
@@ -139,32 +179,12 @@ static int cmd_inspect(int argc, char **argv)
     if (!dir) return die("inspect: usage: molora inspect ADAPTER_DIR [--json]");
     if ((r = molora_adapter_load(dir, &ld, &a))) return die_lib(dir, r);
     molora_adapter_get_desc(a, &md);
-    if ((r = molora_model_init(&md, &m))) { molora_adapter_free(a); return die_lib(dir, r); }
     n = molora_adapter_n_modules(a);
     if (json) printf("{\"layout\": \"%s\", \"modules\": [", molora_layout_name(molora_adapter_layout(a)));
     else printf("layout %s, %d modules\n", molora_layout_name(molora_adapter_layout(a)), n);
     for (l = 0; l < n; l++) {
-        molora_layer_info li;
-        int e;
-        molora_layer_get_info(m, l, &li);
-        if (json) {
-            printf("%s\n  {\"name\": ", l ? "," : "");
-            jstr(stdout, molora_adapter_module_name(a, l));
-            printf(", \"layer\": %d, \"d_in\": %d, \"d_out\": %d, \"n_experts\": %d, \"ranks\": [", l, li.d_in, li.d_out, li.n_experts);
-            for (e = 0; e < li.n_experts; e++) { int rk = 0; molora_expert_get(m, l, e, &rk, NULL); printf("%s%d", e ? ", " : "", rk); }
-            printf("], \"scaling\": [");
-            for (e = 0; e < li.n_experts; e++) { float s = 0; molora_expert_get(m, l, e, NULL, &s); printf("%s%.9g", e ? ", " : "", (double)s); }
-            printf("], \"routing\": \"%s\", \"top_k\": %d, \"threshold\": %.9g, \"tau_max\": %.9g, \"dtype\": \"%s\"}",
-                   routing_name(li.routing), li.top_k, (double)li.threshold, (double)li.tau_max, molora_dtype_name(molora_adapter_module_dtype(a, l)));
-        } else {
-            printf("%3d %s  d_in %d d_out %d  N %d  ranks", l, molora_adapter_module_name(a, l), li.d_in, li.d_out, li.n_experts);
-            for (e = 0; e < li.n_experts; e++) { int rk = 0; float s = 0; molora_expert_get(m, l, e, &rk, &s); printf(" %d(s=%g)", rk, (double)s); }
-            printf("  %s", routing_name(li.routing));
-            if (li.routing == MOLORA_ROUTING_TOPK) printf(" k=%d", li.top_k);
-            if (li.routing == MOLORA_ROUTING_THRESHOLD) printf(" threshold=%g", (double)li.threshold);
-            if (li.routing == MOLORA_ROUTING_ADAMOLE) printf(" tau_max=%g", (double)li.tau_max);
-            printf("  %s\n", molora_dtype_name(molora_adapter_module_dtype(a, l)));
-        }
+        if (json) inspect_json(a, &md.layers[l], l);
+        else inspect_text(a, &md.layers[l], l);
     }
     if (json) {
         size_t k;
@@ -175,7 +195,6 @@ static int cmd_inspect(int argc, char **argv)
         size_t k;
         for (k = 0; k < molora_adapter_n_ignored(a); k++) printf("ignored %s\n", molora_adapter_ignored_name(a, k));
     }
-    molora_model_free(m);
     molora_adapter_free(a);
     return 0;
 }
@@ -189,6 +208,32 @@ static int parse_float(const char *s, float *v)
     *v = (float)d;
     return 1;
 }
+/* The module's frozen weight and bias from a base model. W0 stays as stored (typed, not
+   converted: init converts the one layer it packs): (d_out, d_in), or (d_in, d_out) for a
+   fan_in_fan_out module (GPT-2 Conv1D). */
+static int base_weights(molora_safetensors *bst, const char *base, const char *module, molora_layer_desc *L)
+{
+    char name[1024];
+    const char *bare = strncmp(module, "base_model.model.", 17) ? module : module + 17;
+    int r0 = L->fan_in_fan_out ? L->d_in : L->d_out, r1 = L->fan_in_fan_out ? L->d_out : L->d_in;
+    size_t idx;
+    molora_tensor_info ti;
+    molora_result r;
+    snprintf(name, sizeof name, "%s.weight", bare);
+    if (molora_safetensors_find(bst, name, &idx)) return die("%s: tensor %s not found", base, name);
+    molora_safetensors_get_info(bst, idx, &ti);
+    if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)r0 || ti.shape[1] != (uint64_t)r1)
+        return die("%s: tensor %s has the wrong shape for module %s: want (%d, %d)%s", base, name, module, r0, r1,
+                   L->fan_in_fan_out ? " (fan_in_fan_out: stored (in, out))" : "");
+    if ((r = molora_safetensors_get_typed(bst, idx, &L->W0, &L->W0_type))) return die_lib(base, r);
+    snprintf(name, sizeof name, "%s.bias", bare);
+    if (molora_safetensors_find(bst, name, &idx)) return 0;
+    molora_safetensors_get_info(bst, idx, &ti);
+    if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)L->d_out) return die("%s: tensor %s should have shape (%d)", base, name, L->d_out);
+    if ((r = molora_safetensors_get_f32(bst, idx, &L->bias))) return die_lib(base, r);
+    return 0;
+}
+
 static int cmd_forward(int argc, char **argv)
 {
     const char *dir = NULL, *module = NULL, *in = NULL, *outp = NULL, *base = NULL, *routing = NULL, *mask = NULL, *wout = NULL;
@@ -239,23 +284,9 @@ static int cmd_forward(int argc, char **argv)
     }
     if (tau) { if (!parse_float(tau, &L.tau_max) || L.tau_max < 0) { die("forward: --tau-max %s: expected a number >= 0", tau); goto done; } L.tau_max_set = 1; }
     if (temp) { if (!parse_float(temp, &L.temperature) || L.temperature <= 0) { die("forward: --temperature %s: expected a number > 0", temp); goto done; } }
-    if (base) {
-        char name[1024];
-        const char *bare = strncmp(module, "base_model.model.", 17) ? module : module + 17;
-        size_t idx;
-        molora_tensor_info ti;
-        if ((r = molora_safetensors_open(base, &ld, &bst))) { die_lib(base, r); goto done; }
-        snprintf(name, sizeof name, "%s.weight", bare);
-        if (molora_safetensors_find(bst, name, &idx)) { die("%s: tensor %s not found", base, name); goto done; }
-        molora_safetensors_get_info(bst, idx, &ti);
-        if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)L.d_out || ti.shape[1] != (uint64_t)L.d_in) { die("%s: tensor %s has the wrong shape for module %s (%d, %d)", base, name, module, L.d_out, L.d_in); goto done; }
-        if ((r = molora_safetensors_get_f32(bst, idx, &L.W0))) { die_lib(base, r); goto done; }
-        snprintf(name, sizeof name, "%s.bias", bare);
-        if (!molora_safetensors_find(bst, name, &idx)) {
-            molora_safetensors_get_info(bst, idx, &ti);
-            if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)L.d_out) { die("%s: tensor %s should have shape (%d)", base, name, L.d_out); goto done; }
-            if ((r = molora_safetensors_get_f32(bst, idx, &L.bias))) { die_lib(base, r); goto done; }
-        }
+    if (base && ((r = molora_safetensors_open(base, &ld, &bst)) || base_weights(bst, base, module, &L))) {
+        if (r) die_lib(base, r);
+        goto done;
     }
     if (mask) {
         const char *p = mask;
@@ -298,7 +329,17 @@ done:
 }
 
 /* ---- compose ----------------------------------------------------------------------------- */
-typedef struct out_tensor { char *name; const float *data; size_t n; int rows, cols; } out_tensor;
+typedef struct out_tensor { char *name; const float *data; size_t n; int rows, cols; float *own; } out_tensor;
+
+/* t->data = a float32 copy of a typed descriptor matrix (rows, cols): compose writes F32 */
+static int out_f32(out_tensor *t, const void *src, molora_type type, int rows, int cols)
+{
+    t->rows = rows; t->cols = cols; t->n = (size_t)rows * (size_t)cols;
+    if (!(t->own = (float *)malloc(t->n * sizeof(float) + 1))) return die("compose: out of memory");
+    molora_convert_f32(src, type, t->n, t->own);
+    t->data = t->own;
+    return 0;
+}
 
 static int write_st(const char *path, const out_tensor *t, int n)
 {
@@ -401,9 +442,9 @@ static int cmd_compose(int argc, char **argv)
             scal[(size_t)l * (size_t)n + (size_t)e] = s;
             if (s != scal[e]) same = 0;
             ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_A.%d.weight", name, e);
-            ot[nt].data = Le->experts[0].A; ot[nt].rows = Le->experts[0].rank; ot[nt].cols = Le->d_in; ot[nt].n = (size_t)ot[nt].rows * (size_t)ot[nt].cols; nt++;
+            if (out_f32(&ot[nt++], Le->experts[0].A, Le->experts[0].A_type, Le->experts[0].rank, Le->d_in)) goto done;
             ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_B.%d.weight", name, e);
-            ot[nt].data = Le->experts[0].B; ot[nt].rows = Le->d_out; ot[nt].cols = Le->experts[0].rank; ot[nt].n = (size_t)ot[nt].rows * (size_t)ot[nt].cols; nt++;
+            if (out_f32(&ot[nt++], Le->experts[0].B, Le->experts[0].B_type, Le->d_out, Le->experts[0].rank)) goto done;
         }
         snprintf(gname, sizeof gname, "%s.lora_gating.weight", name);
         if (molora_safetensors_find(gst, gname, &gi)) {
@@ -453,7 +494,7 @@ static int cmd_compose(int argc, char **argv)
     if (fclose(f)) { die("%s: write failed", path); goto done; }
     rc = 0;
 done:
-    if (ot) for (i = 0; i < nt + 1; i++) free(ot[i].name);
+    if (ot) for (i = 0; i < nt + 1; i++) { free(ot[i].name); free(ot[i].own); }
     free(ot); free(scal);
     molora_safetensors_free(gst);
     for (i = 0; i < n; i++) { molora_model_free(mods[i]); molora_adapter_free(ad[i]); }
