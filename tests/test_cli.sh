@@ -64,5 +64,27 @@ cp -r $F/molora $T/trunc && head -c 100 $F/molora/adapter_model.safetensors >$T/
 refuse "adapter_model.safetensors" $B inspect $T/trunc
 cp -r $F/molora $T/garbage && printf 'garbage!garbage!' >$T/garbage/adapter_model.safetensors
 refuse "adapter_model.safetensors" $B inspect $T/garbage
+# GPT-2 Conv1D (PEFT fan_in_fan_out: base weight stored (in, out)) against PEFT 0.20's own forward
+# (tests/fixtures/make_gpt2_fixture.py): square and non-square layers, T = 1, 5, 20, full and delta
+G=$F/gpt2
+gfwd() { # module input expected [extra args...]
+    m=$1; x=$2; e=$3; shift 3
+    if $B forward $G/adapter --module "transformer.$m" --input $G/$x --output $T/y.npy "$@" 2>$T/err &&
+       python3 tests/npy_close.py $T/y.npy $G/$e 2e-6 >/dev/null; then ok; else bad "gpt2 forward $m $x $*: $(cat $T/err)"; fi
+}
+for m in h.0.attn.c_attn h.0.attn.c_proj h.0.mlp.c_fc h.1.attn.c_attn h.1.attn.c_proj h.1.mlp.c_fc; do
+    gfwd $m x32.t5.npy full.$m.t5.npy --base $G/base
+    gfwd $m x32.t5.npy delta.$m.t5.npy
+done
+for m in h.0.mlp.c_proj h.1.mlp.c_proj; do gfwd $m x128.t5.npy full.$m.t5.npy --base $G/base/model.safetensors; done
+gfwd h.0.attn.c_attn x32.t1.npy full.h.0.attn.c_attn.t1.npy --base $G/base
+gfwd h.0.attn.c_attn x32.t20.npy full.h.0.attn.c_attn.t20.npy --base $G/base
+if $B inspect $G/adapter --json >$T/j && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert len(j['modules']) == 8 and all(m['fan_in_fan_out'] is True for m in j['modules'])" $T/j &&
+   $B inspect $F/peft --json >$T/j && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert all(m['fan_in_fan_out'] is False for m in j['modules'])" $T/j &&
+   [ "$($B inspect $G/adapter | grep -c ' F32  fan_in_fan_out$')" -eq 8 ]; then ok; else bad "inspect fan_in_fan_out"; fi
+# the same Conv1D base without fan_in_fan_out in the config: (out, in) expected, refused by shape
+mkdir -p $T/nofifo && cp $G/adapter/adapter_model.safetensors $T/nofifo/ &&
+    sed 's/"fan_in_fan_out": true/"fan_in_fan_out": false/' $G/adapter/adapter_config.json >$T/nofifo/adapter_config.json
+refuse "want (96, 32)" $B forward $T/nofifo --module transformer.h.0.attn.c_attn --input $G/x32.t5.npy --output $T/y.npy --base $G/base
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
