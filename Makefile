@@ -86,7 +86,7 @@ demo-engine: deps $(B)/engine
 
 # ---- tests -------------------------------------------------------------------------------
 TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
-        $(B)/test_catalogue \
+        $(B)/test_catalogue $(B)/test_types $(B)/test_types_noblas \
         $(B)/test_alpha $(B)/test_alpha_noblas $(B)/engine
 
 test: deps-test
@@ -94,6 +94,9 @@ test: deps-test
 	./$(B)/test_core
 	MOLORA_PORTABLE=1 ./$(B)/test_core
 	./$(B)/test_core_noblas
+	./$(B)/test_types
+	MOLORA_PORTABLE=1 ./$(B)/test_types
+	./$(B)/test_types_noblas
 	MOLORA_TEST_SECONDS=1 ./$(B)/test_threads
 	./$(B)/test_files
 	./$(B)/test_files_noblas
@@ -123,6 +126,11 @@ $(B)/test_core: tests/test_core.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_core.c $(B)/molora_impl.o -o $@ $(WRAP) -lcmocka $(LIBS)
 $(B)/test_core_noblas: tests/test_core.c $(B)/molora_impl_noblas.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_core.c $(B)/molora_impl_noblas.o -o $@ $(WRAP) -lcmocka -lm
+
+$(B)/test_types: tests/test_types.c $(B)/molora_impl.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_types.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
+$(B)/test_types_noblas: tests/test_types.c $(B)/molora_impl_noblas.o molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_types.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
 
 $(B)/test_threads: tests/test_threads.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS) -lpthread
@@ -235,6 +243,8 @@ san-run:
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_core.c $(B)/$(SAN)/impl_noblas.o -o $(B)/$(SAN)/test_core_noblas $(WRAP) -lcmocka -lm
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_threads -lcmocka $(LIBS) -lpthread
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_files.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_files -lcmocka $(LIBS)
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_types.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_types -lcmocka $(LIBS)
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_types.c $(B)/$(SAN)/impl_noblas.o -o $(B)/$(SAN)/test_types_noblas -lcmocka -lm
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tools/molora.c -o $(B)/$(SAN)/molora $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_catalogue -lcmocka $(LIBS)
 	$(SANENV) ./$(B)/$(SAN)/test_core
@@ -242,6 +252,9 @@ san-run:
 	$(SANENV) ./$(B)/$(SAN)/test_core_noblas
 	$(SANENV) MOLORA_TEST_SECONDS=2 ./$(B)/$(SAN)/test_threads
 	$(SANENV) ./$(B)/$(SAN)/test_files
+	$(SANENV) ./$(B)/$(SAN)/test_types
+	$(SANENV) MOLORA_PORTABLE=1 ./$(B)/$(SAN)/test_types
+	$(SANENV) ./$(B)/$(SAN)/test_types_noblas
 	$(SANENV) sh tests/test_cli.sh $(B)/$(SAN)/molora
 	$(SANENV) ./$(B)/$(SAN)/test_catalogue $(B)/$(SAN)/molora
 	$(SANENV) sh tests/test_hostile.sh $(B)/$(SAN)/molora
