@@ -4,7 +4,8 @@
    - NaN / Inf in a 16-bit weight is NON_FINITE at init, an unknown type INVALID_ARGUMENT;
    - molora_convert_f32 against an independent converter, on all 65536 bit patterns;
    - a fan_in_fan_out layer (W0 stored (d_in, d_out), GPT-2 Conv1D) against a naive float64
-     reference: full forward on every path and with an ith/nth split, and molora_merge.
+     reference: full forward on every path and with an ith/nth split, and molora_merge;
+   - the adapter loader hands the file's bytes (typed, unaligned) and reads fan_in_fan_out.
    Built against OpenBLAS and with MOLORA_NO_BLAS; the library is in tests/molora_impl.c. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -358,6 +359,48 @@ static void test_fan_in_fan_out_merge(void **state)
     typed_layer_free(&z);
 }
 
+/* ---- the loader hands the file's bytes, typed, and reads fan_in_fan_out ------------------ */
+/* a safetensors buffer with a BF16 lora_A (2, 3) and lora_B (4, 2), data at an odd offset */
+static size_t bf16_adapter_file(unsigned char *buf)
+{
+    static const char hdr[] = "{\"base_model.model.h.0.attn.c_attn.lora_A.weight\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]},"
+                              "\"base_model.model.h.0.attn.c_attn.lora_B.weight\":{\"dtype\":\"BF16\",\"shape\":[4,2],\"data_offsets\":[12,28]}}";
+    size_t hl = sizeof hdr - 1, i;
+    if (hl % 2 == 0) hl++;                          /* 8 + hl odd: unaligned data */
+    memset(buf, ' ', 8 + hl);
+    for (i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(buf + 8, hdr, sizeof hdr - 1);
+    for (i = 0; i < 14; i++) { uint16_t h = (uint16_t)(0x3f80 + 0x10 * i); memcpy(buf + 8 + hl + 2 * i, &h, 2); }
+    return 8 + hl + 28;
+}
+static void check_loaded(const char *cfg, int want_fifo)
+{
+    static unsigned char buf[1024];
+    size_t n = bf16_adapter_file(buf), ia;
+    molora_safetensors *st;
+    molora_adapter *a;
+    molora_model_desc md;
+    molora_tensor_info ti;
+    assert_int_equal(molora_safetensors_open_memory(buf, n, NULL, &st), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, NULL, &a), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_adapter_get_desc(a, &md), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_safetensors_find(st, "base_model.model.h.0.attn.c_attn.lora_A.weight", &ia), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_safetensors_get_info(st, ia, &ti), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(md.layers[0].experts[0].A_type, MOLORA_TYPE_BF16);
+    assert_int_equal(md.layers[0].experts[0].B_type, MOLORA_TYPE_BF16);
+    assert_ptr_equal(md.layers[0].experts[0].A, ti.data);   /* the file's bytes, not a copy */
+    assert_int_equal(md.layers[0].fan_in_fan_out, want_fifo);
+    molora_adapter_free(a);
+    molora_safetensors_free(st);
+}
+static void test_loader_typed(void **state)
+{
+    (void)state;
+    check_loaded("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"fan_in_fan_out\": true}", 1);
+    check_loaded("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4}", 0);
+    check_loaded("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"fan_in_fan_out\": false}", 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_convert_f32),
         cmocka_unit_test(test_fan_in_fan_out_forward),
         cmocka_unit_test(test_fan_in_fan_out_merge),
+        cmocka_unit_test(test_loader_typed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
