@@ -37,7 +37,7 @@
        size_t ws;  molora_workspace_size(m, 64, &ws);   void *w = malloc(ws);
        molora_forward_args fa = {0};
        fa.layer = 0; fa.n_tokens = T; fa.x = X; fa.y = Y; fa.workspace = w; fa.workspace_size = ws;
-       r = molora_forward(m, &fa);        // Y (T, d_out) = X W0^T + delta
+       r = molora_forward(m, &fa);        // Y (T, d_out) = X W0^T + delta (fan_in_fan_out: X W0)
        ...  molora_model_free(m);
 
    MEMORY AND OWNERSHIP
@@ -46,6 +46,21 @@
        each expert's B transposed); the caller may free them right after molora_model_init().
      - W0, the bias and the MoLE output gate e are BORROWED by default: you must keep them alive
        and unchanged until molora_model_free(). Set MOLORA_MODEL_COPY_WEIGHTS to copy them.
+       A W0 that is F16 / BF16, or F32 but not 4-byte aligned, is always converted into a
+       float32 copy the model owns.
+     - Element types (molora_type): expert A and B and W0 are typed pointers (F32, the zero
+       default, F16 or BF16) of any alignment, e.g. straight into a mapped safetensors file.
+       Init converts (exactly) only the layers it packs, so a descriptor costs nothing until
+       then; the packed experts are float32 today (the type tag leaves room for keeping BF16
+       experts as BF16 later). The gate, threshold net, biases and MoLE gate are float32; the
+       adapter loader converts those small tensors when it loads.
+     - fan_in_fan_out (GPT-2 Conv1D, PEFT's flag): W0 is stored (d_in, d_out) and the full
+       layer computes X W0 + b. W0 is read IN PLACE, not transposed at init: a transposed copy
+       would double the memory of the largest matrix and drop the borrowing, while the stored
+       layout is what the kernels need anyway for a row-major product X W0 (T = 1: BLAS sgemv
+       with CblasTrans; 2..16 tokens: molora's nn kernel, each W0 row read once for all tokens;
+       more: sgemm NN; an ith/nth share is a column slice of W0's rows). molora_merge adds into
+       W in that layout, so a merged Conv1D weight comes out (in, out).
      - Every allocation goes through desc.memory (default malloc/free), in one block per model.
      - The forward path allocates nothing: size a workspace with molora_workspace_size() and
        pass it to molora_forward() / molora_route().
@@ -111,7 +126,8 @@
 
    PERFORMANCE (how a call runs; measured numbers are in README.md, from bench/molora_bench)
      - Init packs each layer: [A_0; ...; A_{N-1}; Wg; wt] stacked (N*r + N + 1 rows) and B
-       transposed per expert, so an expert's A and B rows are contiguous.
+       transposed per expert, so an expert's A and B rows are contiguous (F16 / BF16 converted
+       on the way; the converted model is bit-identical to one built from float32 copies).
      - Every call computes the gate logits first (one narrow product), routes, and computes only
        the experts some token of the batch selects (top-k, AdaMoLE and masks skip the rest).
      - T = 1 (decode): OpenBLAS sgemv for W0 and for the selected experts' A and B^T rows.
@@ -141,7 +157,8 @@
      - a caller-supplied parallel-for hook (only the ith/nth split exists);
      - AVX2 versions of the packed small-batch and gather kernels (AVX2 CPUs use row-major and
        portable ones; only AVX-512 was measured);
-     - quantised or half-precision weights: float32 only (convert before init);
+     - quantised weights, or F16 / BF16 experts kept in 16 bits at run time (init converts
+       them to float32);
      - training, gradients, dropout: inference only.
 */
 #ifndef MOLORA_H
@@ -328,7 +345,7 @@ MOLORA_API molora_result molora_expert_get(const molora_model *model, int layer,
 
 /* ---- forward ------------------------------------------------------------------------------ */
 typedef enum molora_output {
-    MOLORA_OUTPUT_FULL = 0,    /* Y = X W0^T + b + delta (needs W0)                            */
+    MOLORA_OUTPUT_FULL = 0,    /* Y = X W0^T + b + delta (needs W0); fan_in_fan_out: X W0 + b + delta */
     MOLORA_OUTPUT_DELTA        /* Y += delta (Y holds the engine's own base output)            */
 } molora_output;
 
@@ -404,7 +421,7 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
    IoError                              MOLORA_RESULT_IO_ERROR
    InvalidHeaderStart, InvalidTensorView  (not raised by the reference reader / writer-only)
    (molora) the same name twice         MOLORA_RESULT_DUPLICATE_NAME (logged with the name)
-   (molora) dtype not F32/F16/BF16      MOLORA_RESULT_UNSUPPORTED_DTYPE when read as float
+   (molora) dtype not F32/F16/BF16      MOLORA_RESULT_UNSUPPORTED_DTYPE when read as float or typed
    Stricter than the reference (documented, all still refused with INVALID_JSON / DUPLICATE_NAME):
    duplicate keys anywhere in the header, a tensor entry written as a JSON array, `\u0000` in a
    string. Unknown keys inside a tensor entry are ignored, as the reference does.
@@ -505,7 +522,12 @@ MOLORA_API const char *molora_layout_name(molora_layout layout);   /* "peft_lora
 typedef struct molora_adapter molora_adapter;   /* opaque */
 
 /* Builds an adapter from its config text and its opened weights. `weights` is BORROWED (keep it
-   until molora_adapter_free(); float32 copies of non-F32 tensors are cached in it). */
+   until molora_adapter_free()). Expert A and B are not converted: the descriptors point at the
+   file's bytes with their type (molora_safetensors_get_typed), and molora_model_init()
+   converts the layers it packs. Gates, threshold nets and the MoLE gate (small) are converted
+   to float32 at load, cached in `weights`. `fan_in_fan_out` in the config (GPT-2 Conv1D)
+   sets every layer's fan_in_fan_out (PEFT applies it to every Conv1D target; a model mixing
+   Linear and Conv1D targets under one config is not distinguished). */
 MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, size_t config_size,
                                                     molora_safetensors *weights,
                                                     const molora_load_desc *desc,
@@ -519,7 +541,10 @@ MOLORA_API void molora_adapter_free(molora_adapter *adapter);   /* NULL is a no-
 
 MOLORA_API molora_layout molora_adapter_layout(const molora_adapter *adapter);
 /* A model descriptor whose layers (experts, gate, threshold net, routing) point into the adapter
-   (valid until molora_adapter_free). W0 and bias are NULL: set them from the base model, or use
+   (valid until molora_adapter_free). Expert A / B are typed pointers into the file (F32, F16 or
+   BF16, unaligned in general); nothing is converted until molora_model_init(), so init only the
+   layers you use (copy one layer desc into a one-layer model desc). W0 and bias are NULL: set
+   them from the base model (W0 as stored, in the layout fan_in_fan_out says), or use
    MOLORA_OUTPUT_DELTA. memory and log come from the load desc. */
 MOLORA_API molora_result molora_adapter_get_desc(const molora_adapter *adapter,
                                                  molora_model_desc *desc);
