@@ -109,6 +109,7 @@ typedef struct molora__npy_parser {
 
 static int molora__npy_fail(molora__npy_parser *p, const char *what)
 {
+    if (p->i >= p->n) return molora__npy_err(p->err, p->errlen, "header: unexpected end (%s)", what);
     return molora__npy_err(p->err, p->errlen, "header: %s at byte %lu", what, (unsigned long)p->i);
 }
 static int molora__npy_at(const molora__npy_parser *p, size_t k) { return p->i + k < p->n ? p->s[p->i + k] : -1; }
@@ -391,7 +392,7 @@ static int molora__npy_value(molora__npy_parser *p, molora__npy_val *v, int dept
     if (c == '[') return molora__npy_fail(p, "a list (not part of a float32 header)");
     if (c == '.') return molora__npy_fail(p, "a float (dims must be ints)");
     if (c >= 0 && (molora__npy_is_ident(c) && !(c >= '0' && c <= '9'))) return molora__npy_name(p, v);
-    return molora__npy_fail(p, c < 0 ? "unexpected end" : c == 0 ? "a NUL byte" : "an unexpected character");
+    return molora__npy_fail(p, c < 0 ? "expected a value" : c == 0 ? "a NUL byte" : "an unexpected character");
 }
 
 /* before the dict: ast.literal_eval strips spaces and tabs, then blank and comment lines may
