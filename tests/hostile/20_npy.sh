@@ -34,3 +34,17 @@ if mkfifo $D/fifo 2>/dev/null; then
     refuse "fifo: a FIFO, not a regular file" timeout 10 $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $D/fifo --output $D/y.npy
     same $D/y.npy $D/y_before
 else skip "20_npy: mkfifo failed, FIFO input not tried"; fi
+
+# the test-side reader (tests/npy_close.py) compares descr, fortran_order and shape, not only values
+close_differs() { # SUBSTRING GOT WANT
+    if python3 tests/npy_close.py "$2" "$3" >/dev/null 2>$D/close_err; then bad "npy_close.py accepted $2 against $3"
+    elif grep -q -- "$1" $D/close_err; then ok; else bad "npy_close.py $2 $3: $(cat $D/close_err)"; fi
+}
+accept python3 tests/npy_close.py $D/ok.npy $D/ok.npy
+npy_file $D/t53.npy "{'descr': '<f4', 'fortran_order': False, 'shape': (5, 3), }" 60
+close_differs "shape (5, 3) != (3, 5)" $D/t53.npy $D/ok.npy
+close_differs "descr '<f4' fortran_order True, want '<f4' and False" $F/x_fortran.npy $F/x.npy
+close_differs "descr '<f8' fortran_order False" $F/x_f64.npy $F/x.npy
+close_differs "header keys" $D/shape_twice.npy $D/ok.npy
+npy_file $D/short.npy "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), }" 56
+close_differs "56 data bytes for shape (3, 5) (want 60)" $D/short.npy $D/ok.npy
