@@ -346,6 +346,20 @@ static void test_reads_fixtures(void **state)
     assert_string_equal(err, "a character device, not a regular file");
     assert_null(x);
 }
+/* the file reader starts at the file's start, wherever the descriptor's offset was left */
+static void test_read_fd_from_any_offset(void **state)
+{
+    int fd = open("tests/fixtures/x.npy", O_RDONLY), r, c;
+    float *x;
+    char err[320];
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(lseek(fd, 7, SEEK_SET), 7);
+    if (molora_npy_read_fd(fd, &x, &r, &c, err, sizeof err)) fail_msg("%s", err);
+    assert_true(r == 3 && c == 5);
+    free(x);
+    close(fd);
+}
 /* a (2^24, 2^24) shape in a small file fails on the size, before any allocation */
 static void test_reader_checks_size_before_allocating(void **state)
 {
@@ -463,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_range_of_rows_and_cols),
         cmocka_unit_test(test_parse_header_fields),
         cmocka_unit_test(test_reads_fixtures),
+        cmocka_unit_test(test_read_fd_from_any_offset),
         cmocka_unit_test(test_reader_checks_size_before_allocating),
         cmocka_unit_test(test_writer_header_is_np_save_layout),
         cmocka_unit_test(test_writer_round_trip_and_failure),

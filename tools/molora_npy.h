@@ -572,12 +572,14 @@ static int molora__npy_read_header(int fd, unsigned long long size, molora_npy_i
 {
     char head[12 + 4 * MOLORA_NPY_MAX_HEADER];
     size_t want = size < sizeof head ? (size_t)size : sizeof head;
-    long long got = molora__npy_read_all(fd, head, want);
+    long long got;
+    if (lseek(fd, 0, SEEK_SET) != 0) return molora__npy_err(err, errlen, "cannot seek: %s", strerror(errno));
+    got = molora__npy_read_all(fd, head, want);
     if (got < 0) return molora__npy_err(err, errlen, "read failed: %s", strerror(errno));
     return molora_npy_parse_header(head, (size_t)got, in, err, errlen);
 }
 
-/* An open regular file (read from its start) to *data (malloc'd, the caller frees). The shape is
+/* An open regular file (read from its start, wherever its offset is) to *data (malloc'd, the caller frees). The shape is
    checked against the file's size before anything is allocated. */
 MOLORA_NPY_FN int molora_npy_read_fd(int fd, float **data, int *rows, int *cols, char *err, size_t errlen)
 {
