@@ -101,6 +101,7 @@ test: deps-test
 	sh tests/test_convert.sh $(B)/molora
 	./$(B)/test_catalogue $(B)/molora
 	PYTHON=$(PYTHON) ./$(B)/test_npy
+	rm -rf $(B)/npy_cases && mkdir -p $(B)/npy_cases && ./$(B)/test_npy --dump $(B)/npy_cases && $(PYTHON) tests/npy_numpy_agree.py $(B)/npy_cases
 	sh tests/test_alpha_cli.sh $(B)/molora
 	sh tests/test_hostile.sh $(B)/molora
 	./$(B)/test_alpha

@@ -124,70 +124,72 @@ static void test_header_size_limit(void **state)
 }
 
 /* ---- what numpy refuses ------------------------------------------------------------------------ */
-typedef struct refusal { const char *dict; const char *want; } refusal;
+/* numpy_accepts: refused by molora on purpose though numpy 1.24 loads it (np.load of a real file
+   reads a negative dim as "infer from the size"; \N{...} escapes are not decoded here) */
+typedef struct refusal { const char *dict; const char *want; int numpy_accepts; } refusal;
 static const refusal REFUSED[] = {
-    {"{'descr': '<f4', 'shape': (3, 5)}", "header: no key 'fortran_order'"},
-    {"{'descr': '<f4', 'fortran_order': False}", "header: no key 'shape'"},
-    {"{'fortran_order': False, 'shape': (3, 5)}", "header: no key 'descr'"},
-    {"{}", "header: no key 'descr'"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), 'x': 1}", "header: key 'x' is not one of 'descr', 'fortran_order', 'shape'"},
-    {"{'Descr': '<f4', 'fortran_order': False, 'shape': (3, 5)}", "key 'Descr' is not one of"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), 3: 1}", "header: a key at byte 58 is not a string"},
-    {"{'descr': '<f4', 'fortran_order': 0, 'shape': (3, 5)}", "header: fortran_order is not a bool (True or False)"},
-    {"{'descr': '<f4', 'fortran_order': None, 'shape': (3, 5)}", "header: fortran_order is not a bool"},
-    {"{'descr': '<f4', 'fortran_order': 'False', 'shape': (3, 5)}", "header: fortran_order is not a bool"},
-    {"{'descr': '<f4', 'fortran_order': false, 'shape': (3, 5)}", "header: a name that is not True, False or None at byte 34"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': 15}", "header: shape is not a tuple of ints"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3L)}", "header: shape is not a tuple of ints"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (True, 15)}", "header: shape is not a tuple of ints"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': ('3', 5)}", "header: shape is not a tuple of ints"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': ((3, 5),)}", "header: shape is not a tuple of ints"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': [3, 5]}", "header: a list (not part of a float32 header) at byte 50"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 5)}", "header: shape has a negative dimension (-1)"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, - 5)}", "header: shape has a negative dimension (-5)"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3.0, 5)}", "header: a float or complex number (dims must be ints) at byte 52"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3e0, 5)}", "header: a float or complex number"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3j, 5)}", "header: a float or complex number"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (.3, 5)}", "header: a float (dims must be ints)"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (03, 5)}", "header: leading zeros in a decimal int"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3l, 5)}", "header: a malformed number"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3__0, 5)}", "header: a malformed number"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (30_, 5)}", "header: a malformed number"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (0x, 5)}", "header: a number prefix without digits"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (--3, 5)}", "header: a sign not followed by a number"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (-(3), 5)}", "header: a sign not followed by a number"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3 5)}", "header: expected ',' or ')'"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5,,)}", "header: an unexpected character at byte 56"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5),,}", "header: an unexpected character"},
-    {"{'descr': '<f4' 'fortran_order': False, 'shape': (3, 5)}", "header: expected ',' or '}' at byte 31"},   /* '<f4fortran_order' */
-    {"{'descr': '<f4', 'fortran_order': False 'shape': (3, 5)}", "header: expected ',' or '}'"},
-    {"{'descr', 'fortran_order', 'shape'}", "header: expected ':' after a key"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)", "header: unexpected end (expected ',' or '}')"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)} x", "header: text after the dict at byte 58"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)};", "header: text after the dict"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)}\\\n", "header: text after the dict"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)}\v", "header: text after the dict"},
-    {" \n {'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: an indented first line"},
-    {"", "header: unexpected end (expected a value)"},
-    {"\n\n", "header: unexpected end (expected a value)"},
-    {"['descr', '<f4']", "header: a list"},
-    {"('descr', 'fortran_order')", "header is not a dict"},
-    {"({'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)},)", "header is not a dict"},
-    {"{'descr': {'a': 1}, 'fortran_order': False, 'shape': (3, 5)}", "header: a dict inside the header dict"},
-    {"{'descr': b'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a bytes or f-string literal"},
-    {"{'descr': f'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a bytes or f-string literal"},
-    {"{'descr': ur'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a name that is not True, False or None"},
-    {"{'descr': '<f4, 'fortran_order': False, 'shape': (3, 5)}", "header: expected ',' or '}'"},
-    {"{'descr': '<f4", "header: unexpected end (unterminated string)"},
-    {"{'descr': '<f4\n', 'fortran_order': False, 'shape': (3, 5)}", "header: newline in a string"},
-    {"{'descr': '\\x3', 'fortran_order': False, 'shape': (3, 5)}", "header: truncated \\x, \\u or \\U escape"},
-    {"{'descr': '\\U00110000', 'fortran_order': False, 'shape': (3, 5)}", "header: escape past U+10FFFF"},
-    {"{'descr': '\\N{LESS-THAN SIGN}f4', 'fortran_order': False, 'shape': (3, 5)}", "header: \\N{...} escapes are not supported"},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551616, 5)}", "header: shape has a dimension of 2^64 or more"},
+    {"{'descr': '<f4', 'shape': (3, 5)}", "header: no key 'fortran_order'", 0},
+    {"{'descr': '<f4', 'fortran_order': False}", "header: no key 'shape'", 0},
+    {"{'fortran_order': False, 'shape': (3, 5)}", "header: no key 'descr'", 0},
+    {"{}", "header: no key 'descr'", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), 'x': 1}", "header: key 'x' is not one of 'descr', 'fortran_order', 'shape'", 0},
+    {"{'Descr': '<f4', 'fortran_order': False, 'shape': (3, 5)}", "key 'Descr' is not one of", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), 3: 1}", "header: a key at byte 58 is not a string", 0},
+    {"{'descr': '<f4', 'fortran_order': 0, 'shape': (3, 5)}", "header: fortran_order is not a bool (True or False)", 0},
+    {"{'descr': '<f4', 'fortran_order': None, 'shape': (3, 5)}", "header: fortran_order is not a bool", 0},
+    {"{'descr': '<f4', 'fortran_order': 'False', 'shape': (3, 5)}", "header: fortran_order is not a bool", 0},
+    {"{'descr': '<f4', 'fortran_order': false, 'shape': (3, 5)}", "header: a name that is not True, False or None at byte 34", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': 15}", "header: shape is not a tuple of ints", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3L)}", "header: shape is not a tuple of ints", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (True, 15)}", "header: shape is not a tuple of ints", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': ('3', 5)}", "header: shape is not a tuple of ints", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': ((3, 5),)}", "header: shape is not a tuple of ints", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': [3, 5]}", "header: a list (not part of a float32 header) at byte 50", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 5)}", "header: shape has a negative dimension (-1)", 1},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, - 5)}", "header: shape has a negative dimension (-5)", 1},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3.0, 5)}", "header: a float or complex number (dims must be ints) at byte 52", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3e0, 5)}", "header: a float or complex number", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3j, 5)}", "header: a float or complex number", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (.3, 5)}", "header: a float (dims must be ints)", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (03, 5)}", "header: leading zeros in a decimal int", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3l, 5)}", "header: a malformed number", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3__0, 5)}", "header: a malformed number", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (30_, 5)}", "header: a malformed number", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (0x, 5)}", "header: a number prefix without digits", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (--3, 5)}", "header: a sign not followed by a number", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (-(3), 5)}", "header: a sign not followed by a number", 1},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3 5)}", "header: expected ',' or ')'", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5,,)}", "header: an unexpected character at byte 56", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5),,}", "header: an unexpected character", 0},
+    {"{'descr': '<f4' 'fortran_order': False, 'shape': (3, 5)}", "header: expected ',' or '}' at byte 31", 0},   /* '<f4fortran_order' */
+    {"{'descr': '<f4', 'fortran_order': False 'shape': (3, 5)}", "header: expected ',' or '}'", 0},
+    {"{'descr', 'fortran_order', 'shape'}", "header: expected ':' after a key", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)", "header: unexpected end (expected ',' or '}')", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)} x", "header: text after the dict at byte 58", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)};", "header: text after the dict", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)}\\\n", "header: text after the dict", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)}\v", "header: text after the dict", 0},
+    {" \n {'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: an indented first line", 0},
+    {"", "header: unexpected end (expected a value)", 0},
+    {"\n\n", "header: unexpected end (expected a value)", 0},
+    {"['descr', '<f4']", "header: a list", 0},
+    {"('descr', 'fortran_order')", "header is not a dict", 0},
+    {"({'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)},)", "header is not a dict", 0},
+    {"{'descr': {'a': 1}, 'fortran_order': False, 'shape': (3, 5)}", "header: a dict inside the header dict", 0},
+    {"{'descr': b'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a bytes or f-string literal", 0},
+    {"{'descr': f'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a bytes or f-string literal", 0},
+    {"{'descr': ur'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a name that is not True, False or None", 0},
+    {"{'descr': '<f4, 'fortran_order': False, 'shape': (3, 5)}", "header: expected ',' or '}'", 0},
+    {"{'descr': '<f4", "header: unexpected end (unterminated string)", 0},
+    {"{'descr': '<f4\n', 'fortran_order': False, 'shape': (3, 5)}", "header: newline in a string", 0},
+    {"{'descr': '\\x3', 'fortran_order': False, 'shape': (3, 5)}", "header: truncated \\x, \\u or \\U escape", 0},
+    {"{'descr': '\\U00110000', 'fortran_order': False, 'shape': (3, 5)}", "header: escape past U+10FFFF", 0},
+    {"{'descr': '\\N{LESS-THAN SIGN}f4', 'fortran_order': False, 'shape': (3, 5)}", "header: \\N{...} escapes are not supported", 1},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551616, 5)}", "header: shape has a dimension of 2^64 or more", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1)}",
-     "header: shape has 33 dimensions (numpy's limit is 32)"},
+     "header: shape has 33 dimensions (numpy's limit is 32)", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (((((((((((((((((((((((((((((((((3))))))))))))))))))))))))))))))))), 5)}",
-     "header: nesting deeper than 32"},
+     "header: nesting deeper than 32", 0},
 };
 static void test_refuses_what_numpy_refuses(void **state)
 {
@@ -200,6 +202,10 @@ static void test_refuses_what_numpy_refuses(void **state)
                             sizeof "{'descr': '<f4'\0, 'fortran_order': False, 'shape': (3, 5)}" - 1, 60), "header: a NUL byte", "NUL inside");
 }
 /* a key given twice: numpy keeps the last; molora refuses the lie, whatever its spelling */
+static const char *const DUPLICATES[] = {
+    "{'descr': '<f4', 'fortran_order': False, 'fortran_order': True, 'shape': (5, 3)}",
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), 'shape': (5, 3)}",
+};
 static void test_refuses_duplicate_keys(void **state)
 {
     (void)state;
@@ -464,7 +470,29 @@ static void test_writer_matches_np_save(void **state)
     remove(b_path);
 }
 
-int main(void)
+/* --dump DIR: every table case as a file (accept_*, refuse_*, stricter_*: numpy accepts what
+   molora refuses on purpose), for tests/npy_numpy_agree.py to put to numpy itself */
+static void dump_case(const char *dir, const char *kind, size_t i, int version, const char *dict, size_t data_len)
+{
+    char path[512];
+    size_t n = npy_make(version, dict, data_len);
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s_%03lu_v%d.npy", dir, kind, (unsigned long)i, version);
+    if (!(f = fopen(path, "wb")) || fwrite(g_buf, 1, n, f) != n || fclose(f) != 0) { perror(path); exit(1); }
+}
+static int dump_cases(const char *dir)
+{
+    size_t i;
+    int v;
+    for (i = 0; i < sizeof ACCEPTED / sizeof *ACCEPTED; i++)
+        for (v = 1; v <= 3; v++) dump_case(dir, "accept", i, v, ACCEPTED[i], 60);
+    for (i = 0; i < sizeof REFUSED / sizeof *REFUSED; i++)
+        dump_case(dir, REFUSED[i].numpy_accepts ? "stricter" : "refuse", i, 1, REFUSED[i].dict, 60);
+    for (i = 0; i < sizeof DUPLICATES / sizeof *DUPLICATES; i++) dump_case(dir, "stricter", 100 + i, 1, DUPLICATES[i], 60);
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts_numpy_forms),
@@ -483,5 +511,6 @@ int main(void)
         cmocka_unit_test(test_writer_round_trip_and_failure),
         cmocka_unit_test(test_writer_matches_np_save),
     };
+    if (argc == 3 && !strcmp(argv[1], "--dump")) return dump_cases(argv[2]);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

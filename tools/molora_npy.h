@@ -10,10 +10,11 @@
    as 3, +3, 0x3, 1_5 and (format 1.0 and 2.0, as numpy's Python 2 filter allows) 3L. numpy's
    refusals are refusals here too (bad magic, version, header length past the end or over 10000
    characters, not a dict, a missing or unknown key, a non-bool fortran_order, a shape that is
-   not a tuple of non-negative ints). On purpose stricter than numpy:
+   not a tuple of ints). On purpose stricter than numpy:
      - a key given twice is refused (numpy silently keeps the last one: a header that says two
        things is a lie, and a reader keeping the first would see another array);
      - data past the end of the array is refused (numpy ignores it);
+     - a negative dimension is refused (np.load of a real file takes -1 as "infer from the size");
      - exotic literals no numpy writer produces are refused: \N{...} escapes, -(3), nesting
        deeper than 32, a backslash continuation before or after the dict, lists, sets, floats,
        None, bytes;
