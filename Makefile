@@ -86,7 +86,7 @@ demo-engine: deps $(B)/engine
 
 # ---- tests -------------------------------------------------------------------------------
 TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
-        $(B)/test_catalogue $(B)/test_types $(B)/test_types_noblas \
+        $(B)/test_catalogue $(B)/test_types $(B)/test_types_noblas $(B)/test_npy \
         $(B)/test_alpha $(B)/test_alpha_noblas $(B)/engine
 
 test: deps-test
@@ -103,6 +103,8 @@ test: deps-test
 	sh tests/test_cli.sh $(B)/molora
 	sh tests/test_convert.sh $(B)/molora
 	./$(B)/test_catalogue $(B)/molora
+	PYTHON=$(PYTHON) ./$(B)/test_npy
+	rm -rf $(B)/npy_cases && mkdir -p $(B)/npy_cases && ./$(B)/test_npy --dump $(B)/npy_cases && $(PYTHON) tests/npy_numpy_agree.py $(B)/npy_cases
 	sh tests/test_alpha_cli.sh $(B)/molora
 	sh tests/test_hostile.sh $(B)/molora
 	./$(B)/test_alpha
@@ -142,8 +144,11 @@ $(B)/test_files_noblas: tests/test_files.c $(B)/molora_impl_noblas.o molora.h | 
 $(B)/test_catalogue: tests/test_catalogue.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
 
+$(B)/test_npy: tests/test_npy.c tools/molora_npy.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_npy.c -o $@ -lcmocka
+
 # ---- the molora command (DESIGN.md 4.2) ---------------------------------------------------------
-$(B)/molora: tools/molora.c molora.h | $(B)
+$(B)/molora: tools/molora.c tools/molora_npy.h molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tools/molora.c -o $@ $(LIBS)
 
 # regenerate the committed test fixtures (Python stdlib only)
@@ -156,10 +161,12 @@ FUZZ_CC      ?= clang
 FUZZ_FLAGS    = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 $(B)/fuzz_%: tests/fuzz/fuzz_%.c molora.h | $(B)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -I. $< -o $@ -lm
-fuzz: deps-san $(B)/fuzz_safetensors $(B)/fuzz_config
-	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json
+$(B)/fuzz_npy: tools/molora_npy.h
+fuzz: deps-san $(B)/fuzz_safetensors $(B)/fuzz_config $(B)/fuzz_npy
+	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json $(B)/fuzz_corpus_npy
 	./$(B)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_safetensors tests/fuzz/corpus_safetensors
 	./$(B)/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_json tests/fuzz/corpus_json
+	./$(B)/fuzz_npy -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_npy tests/fuzz/corpus_npy
 $(B)/test_alpha: tests/test_alpha.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_alpha.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
 $(B)/test_alpha_noblas: tests/test_alpha.c $(B)/molora_impl_noblas.o molora.h | $(B)
@@ -174,6 +181,7 @@ check-compile: $(B)/check_static
 	$(CXX) $(WARN) -std=c++11 -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11.o
 	$(CXX) $(WARN) -std=c++11 -DMOLORA_NO_BLAS -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11_noblas.o
 	$(CXX) $(WARN) -std=c++11 -DMOLORA_NO_BLAS -DMOLORA_NO_STDIO -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11_nostdio.o
+	$(CXX) $(WARN) -std=c++11 -fsyntax-only -x c++ tools/molora_npy.h
 $(B)/check_static: tests/compile/static_a.c tests/compile/static_b.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/compile/static_a.c tests/compile/static_b.c -o $@ $(LIBS)
 
@@ -247,6 +255,7 @@ san-run:
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_types.c $(B)/$(SAN)/impl_noblas.o -o $(B)/$(SAN)/test_types_noblas -lcmocka -lm
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tools/molora.c -o $(B)/$(SAN)/molora $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_catalogue -lcmocka $(LIBS)
+	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_npy.c -o $(B)/$(SAN)/test_npy -lcmocka
 	$(SANENV) ./$(B)/$(SAN)/test_core
 	$(SANENV) MOLORA_PORTABLE=1 ./$(B)/$(SAN)/test_core
 	$(SANENV) ./$(B)/$(SAN)/test_core_noblas
@@ -257,6 +266,7 @@ san-run:
 	$(SANENV) ./$(B)/$(SAN)/test_types_noblas
 	$(SANENV) sh tests/test_cli.sh $(B)/$(SAN)/molora
 	$(SANENV) ./$(B)/$(SAN)/test_catalogue $(B)/$(SAN)/molora
+	$(SANENV) PYTHON=$(PYTHON) ./$(B)/$(SAN)/test_npy
 	$(SANENV) sh tests/test_hostile.sh $(B)/$(SAN)/molora
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. examples/engine.c -o $(B)/$(SAN)/engine $(LIBS)
 	for a in adamole mole mola; do $(SANENV) ./$(B)/$(SAN)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a \

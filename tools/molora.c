@@ -3,6 +3,7 @@
    key and what is wrong. Build: make (build/molora). */
 #define MOLORA_IMPLEMENTATION
 #include "molora.h"
+#include "molora_npy.h"
 
 #include <errno.h>
 #include <math.h>
@@ -45,61 +46,17 @@ static molora_load_desc load_desc(void)
 /* Reads a 2-D float32 C-order .npy (format 1.0-3.0). 0 on success, else prints and returns 1. */
 static int npy_read(const char *path, float **data, int *rows, int *cols)
 {
-    FILE *f = fopen(path, "rb");
-    unsigned char pre[12];
-    size_t hlen, n, got;
-    char *h = NULL, *p;
-    long r = -1, c = -1;
-    int ver;
-    *data = NULL;
-    if (!f) return die("%s: cannot open: %s", path, strerror(errno));
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6)) { fclose(f); return die("%s: not a .npy file (bad magic)", path); }
-    ver = pre[6];
-    if (ver < 1 || ver > 3 || pre[7] != 0) { fclose(f); return die("%s: .npy format version %d.%d not supported (1.0-3.0)", path, pre[6], pre[7]); }
-    if (ver == 1) hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
-    else {
-        if (fread(pre + 10, 1, 2, f) != 2) { fclose(f); return die("%s: truncated .npy header", path); }
-        hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
-    }
-    if (hlen > 1 << 20 || !(h = (char *)malloc(hlen + 1)) || fread(h, 1, hlen, f) != hlen) { free(h); fclose(f); return die("%s: truncated or oversized .npy header", path); }
-    h[hlen] = 0;
-    if (!strstr(h, "'descr': '<f4'") && !strstr(h, "'descr': '|f4'")) {
-        p = strstr(h, "'descr': '");
-        die("%s: dtype %.*s is not float32 ('<f4')", path, p && strchr(p + 10, '\'') ? (int)(strchr(p + 10, '\'') - (p + 10)) : 1, p ? p + 10 : "?");
-        free(h); fclose(f); return 1;
-    }
-    if (!strstr(h, "'fortran_order': False")) { free(h); fclose(f); return die("%s: Fortran-order arrays are not supported (need C order)", path); }
-    p = strstr(h, "'shape': (");
-    if (!p || sscanf(p + 10, "%ld, %ld)", &r, &c) != 2 || p[10] == ')' || strchr(p + 10, ')') < strchr(p + 10, ',') ||
-        (strchr(strchr(p + 10, ',') + 1, ',') && strchr(strchr(p + 10, ',') + 1, ',') < strchr(p + 10, ')'))) {
-        free(h); fclose(f); return die("%s: array must have rank 2 (T, d_in)", path);
-    }
-    free(h);
-    if (r < 0 || c < 1 || r > 1 << 24 || c > 1 << 24) { fclose(f); return die("%s: shape (%ld, %ld) out of range", path, r, c); }
-    n = (size_t)r * (size_t)c;
-    *data = (float *)malloc(n ? n * sizeof(float) : 1);
-    if (!*data) { fclose(f); return die("%s: out of memory", path); }
-    got = fread(*data, sizeof(float), n, f);
-    if (got != n || fgetc(f) != EOF) { fclose(f); free(*data); *data = NULL; return die("%s: data size does not match shape (%ld, %ld)", path, r, c); }
-    fclose(f);
-    *rows = (int)r; *cols = (int)c;
+    char err[320];
+    if (molora_npy_read(path, data, rows, cols, err, sizeof err)) return die("%s: %s", path, err);
     return 0;
 }
 static int npy_write(const char *path, const float *data, int rows, int cols)
 {
-    char h[128];
-    int len = snprintf(h, sizeof h, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols);
-    int total = 10 + len + 1, pad = (64 - total % 64) % 64;
     FILE *f = fopen(path, "wb");
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+    int failed;
     if (!f) return die("%s: cannot write: %s", path, strerror(errno));
-    pre[8] = (unsigned char)((len + 1 + pad) & 255); pre[9] = (unsigned char)((len + 1 + pad) >> 8);
-    fwrite(pre, 1, 10, f);
-    fwrite(h, 1, (size_t)len, f);
-    while (pad--) fputc(' ', f);
-    fputc('\n', f);
-    fwrite(data, sizeof(float), (size_t)rows * (size_t)cols, f);
-    if (fclose(f) != 0) return die("%s: write failed", path);
+    failed = molora_npy_write(f, data, rows, cols);
+    if (fclose(f) != 0 || failed) return die("%s: write failed", path);
     return 0;
 }
 
