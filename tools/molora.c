@@ -377,7 +377,7 @@ static int io_add_model(io_inputs *in, const char *flag, const char *path)
     return 0;
 }
 /* FLAG PATH (an output) must not be any recorded input */
-static int io_check_output(const io_inputs *in, const char *flag, const char *path)
+static int io_check_output(const io_inputs *in, const char *cmd, const char *flag, const char *path)
 {
     struct stat st;
     int i;
@@ -385,8 +385,8 @@ static int io_check_output(const io_inputs *in, const char *flag, const char *pa
     for (i = 0; i < in->n; i++) {
         const io_entry *e = &in->e[i];
         if (e->dev != st.st_dev || e->ino != st.st_ino) continue;
-        if (!strcmp(e->path, e->arg)) return die("%s %s is the input %s %s", flag, path, e->flag, e->arg);
-        return die("%s %s is the input %s %s (%s)", flag, path, e->flag, e->arg, e->path);
+        if (!strcmp(e->path, e->arg)) return die("%s: %s %s is the input %s %s", cmd, flag, path, e->flag, e->arg);
+        return die("%s: %s %s is the input %s %s (%s)", cmd, flag, path, e->flag, e->arg, e->path);
     }
     return 0;
 }
@@ -475,8 +475,8 @@ static int forward_check_paths(const cli_forward_opts *o)
     int rc;
     memset(&in, 0, sizeof in);
     rc = io_add_adapter(&in, "ADAPTER_DIR", o->dir) || io_add(&in, "--input", o->input, io_dup(o->input)) ||
-         (o->base && io_add_model(&in, "--base", o->base)) || io_check_output(&in, "--output", o->output) ||
-         (o->weights_out && io_check_output(&in, "--weights-out", o->weights_out));
+         (o->base && io_add_model(&in, "--base", o->base)) || io_check_output(&in, "forward", "--output", o->output) ||
+         (o->weights_out && io_check_output(&in, "forward", "--weights-out", o->weights_out));
     io_free(&in);
     if (!rc && o->weights_out && io_same_file(o->output, o->weights_out))
         rc = die("forward: --weights-out %s is the same file as --output %s", o->weights_out, o->output);
@@ -660,8 +660,8 @@ static int compose_check_paths(const cli_compose_opts *o)
     int i, rc = !cfg || !st ? die("out of memory") : 0;
     memset(&in, 0, sizeof in);
     for (i = 0; !rc && i < o->n_experts; i++) rc = io_add_adapter(&in, "--expert", o->experts[i]);
-    rc = rc || io_add(&in, "--gate", o->gate, io_dup(o->gate)) || io_check_output(&in, "--out", o->out) ||
-         io_check_output(&in, "--out", cfg) || io_check_output(&in, "--out", st);
+    rc = rc || io_add(&in, "--gate", o->gate, io_dup(o->gate)) || io_check_output(&in, "compose", "--out", o->out) ||
+         io_check_output(&in, "compose", "--out", cfg) || io_check_output(&in, "compose", "--out", st);
     io_free(&in);
     free(cfg); free(st);
     return rc;
