@@ -135,7 +135,7 @@ $(B)/test_catalogue: tests/test_catalogue.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
 
 # ---- the molora command (DESIGN.md 4.2) ---------------------------------------------------------
-$(B)/molora: tools/molora.c molora.h | $(B)
+$(B)/molora: tools/molora.c tools/molora_cli.h molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tools/molora.c -o $@ $(LIBS)
 
 # regenerate the committed test fixtures (Python stdlib only)

@@ -158,7 +158,7 @@ static int cli_routing_parse(cli_args *c, const char *s, int allow_adamole, cli_
     } else if (!strncmp(s, "threshold:", 10)) {
         if (!cli_float(s + 10, &r->threshold)) return cli_fail(c, "--routing %s: V must be a finite decimal number", s);
         r->kind = CLI_ROUTE_THRESHOLD;
-    } else return cli_fail(c, "--routing %s: expected dense, topk:K, threshold:V%s", s, allow_adamole ? " or adamole" : "");
+    } else return cli_fail(c, "--routing %s: expected %s", s, allow_adamole ? "dense, topk:K, threshold:V or adamole" : "dense, topk:K or threshold:V");
     return 0;
 }
 /* I,J,...: decimal indices, no empty item, sign or space, no index twice */
