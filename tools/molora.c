@@ -24,14 +24,16 @@ static void on_log(void *user, molora_result r, const char *msg)
     (void)user; (void)r;
     snprintf(g_detail, sizeof g_detail, "%s", msg);
 }
+/* the one stderr line: a newline or other control character in a path or name shows as '?' */
 static int die(const char *fmt, ...)
 {
+    char line[2048];
     va_list ap;
-    fputs("molora: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    cli_one_line(line);
+    fprintf(stderr, "molora: %s\n", line);
     return 1;
 }
 /* one line: the library's detail if it logged one (it names the file: then `what` is not

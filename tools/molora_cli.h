@@ -101,6 +101,12 @@ static int cli_float(const char *s, float *v)
 /* ---- the argv walk ------------------------------------------------------------------------ */
 typedef struct { int argc; char **argv; int i; const char *cmd; char *err; } cli_args;
 
+/* one line: control characters of the echoed arguments (a newline in a path) shown as '?' */
+static void cli_one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
 static int cli_fail(cli_args *c, const char *fmt, ...)
 {
     va_list ap;
@@ -108,6 +114,7 @@ static int cli_fail(cli_args *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->err + n, (size_t)(CLI_ERR_SIZE - n), fmt, ap);
     va_end(ap);
+    cli_one_line(c->err);
     return -1;
 }
 static const char *cli_arg(const cli_args *c) { return c->argv[c->i]; }

@@ -95,3 +95,21 @@ BADUTF="$V/odd/$(printf 'bad\377name')"
 cp -r "$E0" "$BADUTF"
 refuse "compose: --expert $BADUTF: the path is not valid UTF-8" $B compose --expert "$BADUTF" --expert "$E1" --gate $V/odd/gate.safetensors --out $V/odd/c_bad
 [ ! -e $V/odd/c_bad ] && ok || bad "compose created $V/odd/c_bad although it refused"
+# ---- a newline (or other control character) in an echoed argument keeps the message on one line
+NL="$(printf 'a\nb')"
+refuse "inspect: unexpected argument a?b (ADAPTER_DIR is a?b)" $B inspect "$NL" "$NL"
+refuse "forward: --mask 1?2: indices are digits only" $FWD --mask "$(printf '1\n2')"
+refuse "a?b/adapter_config.json" $B inspect "$NL"
+refuse "$V/x?y.npy: cannot open" $B forward $F/molora --module $M --input "$V/$(printf 'x\ty').npy" --output $V/y.npy
+# ---- a library error names its file once (the library's log line already holds the path)
+printf 'garbage!garbage!' >$V/garbage.safetensors
+once() { # SUBSTRING CMD...: refused, SUBSTRING exactly once on the line
+    want=$1; shift
+    refuse "$want" "$@"
+    n=$(grep -o -- "$want" $T/err | wc -l)
+    [ "$n" -eq 1 ] && ok || bad "'$want' printed $n times: $(cat $T/err)"
+}
+once "$V/garbage.safetensors" $B alpha $V/garbage.safetensors
+once "$V/garbage.safetensors" $FWD --base $V/garbage.safetensors
+cp -r $F/molora $V/garbage_ad && cp $V/garbage.safetensors $V/garbage_ad/adapter_model.safetensors
+once "$V/garbage_ad" $B inspect $V/garbage_ad
