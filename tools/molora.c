@@ -1,7 +1,7 @@
 /* molora: the command of DESIGN.md 4.2 (inspect, forward, compose; alpha comes later).
    Every bad input ends with a non-zero exit and one line on stderr naming the file, tensor or
    key and what is wrong. Build: make (build/molora). */
-#define _XOPEN_SOURCE 700   /* mkstemp, fsync, realpath, fchmod */
+#define _GNU_SOURCE   /* mkstemp, mkdtemp, fsync, realpath, fchmod, renameat2 */
 #define MOLORA_IMPLEMENTATION
 #include "molora.h"
 #include "molora_cli.h"
@@ -53,7 +53,7 @@ static int die_lib(const char *what, molora_result r)
    target has or would get); out_write records the first error; out_commit flushes,
    fsyncs, closes and renames it over the target, then fsyncs the directory. Any failure removes
    the temporary file, leaves the old target as it was and prints one line naming the target. */
-typedef struct out_file { FILE *f; int err; char path[PATH_MAX], tmp[2 * PATH_MAX + 32], dir[PATH_MAX]; } out_file;
+typedef struct out_file { FILE *f; int err; char path[PATH_MAX], tmp[2 * PATH_MAX + 32], dir[PATH_MAX], shown[PATH_MAX]; } out_file;
 
 static int out_abort(out_file *o)
 {
@@ -67,7 +67,7 @@ static int out_fail(out_file *o, const char *what)
 {
     int e = o->err ? o->err : errno;
     out_abort(o);
-    return die("%s: %s: %s", o->path, what, strerror(e));
+    return die("%s: %s: %s", o->shown, what, strerror(e));
 }
 /* the file a symlinked target names, so the rename replaces that file, not the link */
 static int out_resolve(out_file *o, const char *path)
@@ -91,24 +91,29 @@ static int out_resolve(out_file *o, const char *path)
     else *slash = 0;
     return 0;
 }
+static mode_t out_umask(void)
+{
+    mode_t mask = umask(0);
+    umask(mask);
+    return mask;
+}
 static mode_t out_mode(const char *path)
 {
     struct stat st;
-    mode_t mask;
     if (stat(path, &st) == 0) return st.st_mode & 07777;
-    mask = umask(0);
-    umask(mask);
-    return 0666 & ~mask;
+    return 0666 & ~out_umask();
 }
-static int out_open(out_file *o, const char *path)
+/* messages name `shown` (compose writes into a temporary directory but names the final path) */
+static int out_open_shown(out_file *o, const char *path, const char *shown)
 {
     const char *base;
     int fd;
     memset(o, 0, sizeof *o);
+    snprintf(o->shown, sizeof o->shown, "%s", shown);
     if (out_resolve(o, path)) return 1;
     base = strrchr(o->path, '/') ? strrchr(o->path, '/') + 1 : o->path;
     snprintf(o->tmp, sizeof o->tmp, "%s/.%s.molora-XXXXXX", o->dir, base);
-    if ((fd = mkstemp(o->tmp)) < 0) { o->tmp[0] = 0; return die("%s: cannot create a temporary file in %s: %s", o->path, o->dir, strerror(errno)); }
+    if ((fd = mkstemp(o->tmp)) < 0) { o->tmp[0] = 0; return die("%s: cannot create a temporary file: %s", o->shown, strerror(errno)); }
     if (fchmod(fd, out_mode(o->path)) != 0 || !(o->f = fdopen(fd, "wb"))) {
         o->err = errno;
         if (!o->f) close(fd);
@@ -116,6 +121,7 @@ static int out_open(out_file *o, const char *path)
     }
     return 0;
 }
+static int out_open(out_file *o, const char *path) { return out_open_shown(o, path, path); }
 static int out_write(out_file *o, const void *p, size_t n)
 {
     if (o->err || n == 0) return o->err != 0;
@@ -142,7 +148,7 @@ static int out_commit(out_file *o)
     o->f = NULL;
     if (rename(o->tmp, o->path) != 0) return out_fail(o, "cannot replace");
     o->tmp[0] = 0;
-    if (out_sync_dir(o->dir) != 0 && errno != EINVAL) return die("%s: cannot sync its directory: %s", o->path, strerror(errno));
+    if (out_sync_dir(o->dir) != 0 && errno != EINVAL) return die("%s: cannot sync its directory: %s", o->shown, strerror(errno));
     return 0;
 }
 static molora_load_desc load_desc(void)
@@ -600,14 +606,14 @@ static int st_header(strbuf *h, const out_tensor *t, int n)
     while (h->n % 8) sb_put(h, " ", 1);
     return h->oom ? die("compose: out of memory") : 0;
 }
-static int write_st(const char *path, const out_tensor *t, int n)
+static int write_st(const char *path, const char *shown, const out_tensor *t, int n)
 {
     strbuf h = {0};
     out_file o;
     unsigned char b[8];
     int i;
     if (st_header(&h, t, n)) { free(h.p); return 1; }
-    if (out_open(&o, path)) { free(h.p); return 1; }
+    if (out_open_shown(&o, path, shown)) { free(h.p); return 1; }
     for (i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
     out_write(&o, b, 8);
     out_write(&o, h.p, h.n);
@@ -646,13 +652,150 @@ static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *
     }
     return c->oom ? die("compose: out of memory") : 0;
 }
-static int write_text(const char *path, const strbuf *t)
+static int write_text(const char *path, const char *shown, const strbuf *t)
 {
     out_file o;
-    if (out_open(&o, path)) return 1;
+    if (out_open_shown(&o, path, shown)) return 1;
     out_write(&o, t->p, t->n);
     return out_commit(&o);
 }
+/* ---- compose --out: the whole directory replaced at once -----------------------------------
+   The new adapter is written into a temporary directory beside DIR (".NAME.molora-XXXXXX"),
+   loaded back, then exchanged with DIR by one renameat2(RENAME_EXCHANGE) (a rename when DIR is
+   new; two renames where the file system cannot exchange) and the old copy removed. An existing
+   DIR may hold only the files compose writes, so nothing else is ever deleted. On any failure
+   DIR stays as it was and the temporary directory is removed. */
+static const char *const compose_files[] = {"adapter_config.json", "adapter_model.safetensors"};
+typedef struct out_dir { char path[PATH_MAX], parent[PATH_MAX], name[PATH_MAX], tmp[2 * PATH_MAX + 32]; int exists; } out_dir;
+
+static int outdir_is_ours(const char *n)
+{
+    return !strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, compose_files[0]) || !strcmp(n, compose_files[1]) ||
+           (n[0] == '.' && strstr(n, ".molora-"));   /* a temporary file an interrupted run left */
+}
+static int outdir_only_ours(const char *shown, const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    int rc = 0;
+    if (!d) return die("compose: --out %s: cannot read the directory: %s", shown, strerror(errno));
+    while (!rc && (de = readdir(d)))
+        if (!outdir_is_ours(de->d_name))
+            rc = die("compose: --out %s holds %s, which compose does not write (refusing to replace the directory)", shown, de->d_name);
+    closedir(d);
+    return rc;
+}
+/* a directory of plain files (an old or unfinished copy), removed */
+static void outdir_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    if (d) {
+        while ((de = readdir(d))) {
+            char *p;
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            if ((p = io_join(dir, de->d_name))) { unlink(p); free(p); }
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+static void outdir_split(out_dir *d)
+{
+    size_t n = strlen(d->path);
+    char *slash;
+    while (n > 1 && d->path[n - 1] == '/') d->path[--n] = 0;
+    strcpy(d->parent, d->path);
+    slash = strrchr(d->parent, '/');
+    strcpy(d->name, slash ? slash + 1 : d->path);
+    if (!slash) strcpy(d->parent, ".");
+    else if (slash == d->parent) d->parent[1] = 0;
+    else *slash = 0;
+}
+static int outdir_open(out_dir *d, const char *path)
+{
+    struct stat st;
+    memset(d, 0, sizeof *d);
+    if (strlen(path) >= sizeof d->path) return die("compose: --out %s: path too long", path);
+    if (stat(path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return die("compose: --out %s is not a directory", path);
+        if (!realpath(path, d->path)) return die("compose: --out %s: %s", path, strerror(errno));
+        if (outdir_only_ours(path, d->path)) return 1;
+        d->exists = 1;
+    } else strcpy(d->path, path);
+    outdir_split(d);
+    snprintf(d->tmp, sizeof d->tmp, "%s/.%s.molora-XXXXXX", d->parent, d->name);
+    if (!mkdtemp(d->tmp)) { d->tmp[0] = 0; return die("compose: --out %s: cannot create a temporary directory beside it: %s", path, strerror(errno)); }
+    if (chmod(d->tmp, d->exists ? st.st_mode & 07777 : 0777 & ~out_umask()) != 0) return die("compose: --out %s: %s", path, strerror(errno));
+    return 0;
+}
+static void outdir_abort(out_dir *d)
+{
+    if (d->tmp[0]) outdir_remove(d->tmp);
+    d->tmp[0] = 0;
+}
+/* where RENAME_EXCHANGE is not supported: DIR moved aside, the new copy renamed in, DIR back on failure */
+static int outdir_swap_by_rename(out_dir *d, const char *shown)
+{
+    char old[2 * PATH_MAX + 32];
+    snprintf(old, sizeof old, "%s/.%s.molora-old-XXXXXX", d->parent, d->name);
+    if (!mkdtemp(old)) return die("compose: --out %s: cannot move the old directory aside: %s", shown, strerror(errno));
+    if (rename(d->path, old) != 0) {
+        int e = errno;
+        rmdir(old);
+        return die("compose: --out %s: cannot move the old directory aside: %s", shown, strerror(e));
+    }
+    if (rename(d->tmp, d->path) != 0) {
+        int e = errno;
+        rename(old, d->path);
+        return die("compose: --out %s: cannot rename the new directory into place: %s", shown, strerror(e));
+    }
+    strcpy(d->tmp, old);   /* the old copy, removed by the caller */
+    return 0;
+}
+static int outdir_commit(out_dir *d, const char *shown)
+{
+    if (!d->exists) {
+        if (rename(d->tmp, d->path) != 0) return die("compose: --out %s: cannot rename the new directory into place: %s", shown, strerror(errno));
+        d->tmp[0] = 0;
+    } else if (renameat2(AT_FDCWD, d->tmp, AT_FDCWD, d->path, RENAME_EXCHANGE) != 0) {
+        if (errno != EINVAL && errno != ENOSYS) return die("compose: --out %s: cannot exchange the new directory with it: %s", shown, strerror(errno));
+        if (outdir_swap_by_rename(d, shown)) return 1;
+    }
+    outdir_abort(d);   /* after the exchange the temporary name holds the old copy */
+    if (out_sync_dir(d->parent) != 0 && errno != EINVAL) return die("compose: --out %s: cannot sync its directory: %s", shown, strerror(errno));
+    return 0;
+}
+/* both files into the temporary directory, messages naming DIR/FILE */
+static int compose_write(const out_dir *d, const char *outd, const out_tensor *ot, int nt, const strbuf *cfg)
+{
+    char path[3 * PATH_MAX], shown[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", d->tmp, compose_files[1]);
+    snprintf(shown, sizeof shown, "%s/%s", outd, compose_files[1]);
+    if (write_st(path, shown, ot, nt)) return 1;
+    snprintf(path, sizeof path, "%s/%s", d->tmp, compose_files[0]);
+    snprintf(shown, sizeof shown, "%s/%s", outd, compose_files[0]);
+    return write_text(path, shown, cfg);
+}
+/* the written adapter must load and initialise through molora before it replaces DIR */
+static int compose_load_back(const out_dir *d, const char *outd)
+{
+    molora_load_desc ld = load_desc();
+    molora_adapter *a = NULL;
+    molora_model *m = NULL;
+    molora_model_desc md;
+    molora_result r;
+    g_detail[0] = 0;
+    if (!(r = molora_adapter_load(d->tmp, &ld, &a))) {
+        molora_adapter_get_desc(a, &md);
+        r = molora_model_init(&md, &m);
+    }
+    molora_model_free(m);
+    molora_adapter_free(a);
+    if (r) { die("compose: %s: the composed adapter does not load back: %s (%s)", outd, g_detail, molora_result_string(r)); g_detail[0] = 0; return 1; }
+    return 0;
+}
+
 /* --out (the directory and the two files written into it) is no input: not an --expert
    directory or file, not --gate */
 static int compose_check_paths(const cli_compose_opts *o)
@@ -682,7 +825,8 @@ static int run_compose(const cli_compose_opts *o)
     out_tensor *ot = NULL;
     float *scal = NULL;
     strbuf cfg = {0};
-    char path[4096];
+    out_dir od;
+    memset(&od, 0, sizeof od);
     memset(ad, 0, sizeof ad);
     memset(mods, 0, sizeof mods);
     for (i = 0; i < n; i++) {
@@ -745,14 +889,11 @@ static int run_compose(const cli_compose_opts *o)
         }
     }
     if (compose_config(&cfg, o, ad[0], scal, same)) goto done;
-    if (mkdir(outd, 0755) != 0 && errno != EEXIST) { die("%s: cannot create directory: %s", outd, strerror(errno)); goto done; }
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", outd);
-    if (write_st(path, ot, nt)) goto done;
-    snprintf(path, sizeof path, "%s/adapter_config.json", outd);
-    if (write_text(path, &cfg)) goto done;
+    if (outdir_open(&od, outd) || compose_write(&od, outd, ot, nt, &cfg) || compose_load_back(&od, outd) || outdir_commit(&od, outd)) goto done;
     rc = 0;
 done:
     if (ot) for (i = 0; i < nt + 1; i++) free(ot[i].name);
+    outdir_abort(&od);
     free(ot); free(scal); free(cfg.p);
     molora_safetensors_free(gst);
     for (i = 0; i < n; i++) { molora_model_free(mods[i]); molora_adapter_free(ad[i]); }

@@ -41,6 +41,7 @@ if mount -t tmpfs -o size=16k tmpfs $W/mnt 2>/dev/null; then
     same $W/mnt/comp/adapter_model.safetensors $W/comp_tmpfs.orig/adapter_model.safetensors
     same $W/mnt/comp/adapter_config.json $W/comp_tmpfs.orig/adapter_config.json
     no_temp $W/mnt/comp
+    no_temp $W/mnt
     umount $W/mnt
 else
     skip "10_writes: mount -t tmpfs failed (not root, or no CAP_SYS_ADMIN): full-disk cases not run"
@@ -79,6 +80,24 @@ refuse "forward: --weights-out $W/y.npy is the same file as --output $W/y.npy" $
 refuse "forward: --weights-out $W/./new.npy is the same file as --output $W/new.npy" $B forward $F/molora --module $M --input $F/x.npy --output $W/new.npy --weights-out $W/./new.npy
 same $W/y.npy $W/y.orig
 [ ! -e $W/new.npy ] && ok || bad "$W/new.npy written although refused"
+
+# ---- compose --out: the directory is replaced as a whole, and only if it holds compose's files alone
+CMP="$B compose --expert $F/compose_e0 --expert $F/compose_e1 --gate $F/compose_gate.safetensors"
+accept $CMP --out $W/comp
+cp -r $W/comp $W/comp.dense
+accept $CMP --out $W/comp --routing topk:1
+grep -q '"top_k": 1' $W/comp/adapter_config.json && ok || bad "compose over $W/comp did not write the new config"
+cmp -s $W/comp/adapter_config.json $W/comp.dense/adapter_config.json && bad "adapter_config.json unchanged" || ok
+[ "$(ls -A $W/comp)" = "$(printf 'adapter_config.json\nadapter_model.safetensors')" ] && ok || bad "$W/comp holds $(ls -A $W/comp)"
+no_temp $W
+accept $B inspect $W/comp
+echo notes >$W/comp/notes.txt && cp $W/comp/adapter_config.json $W/comp_cfg.orig
+refuse "compose: --out $W/comp holds notes.txt, which compose does not write" $CMP --out $W/comp
+same $W/comp/adapter_config.json $W/comp_cfg.orig
+[ -f $W/comp/notes.txt ] && ok || bad "$W/comp/notes.txt removed"
+no_temp $W
+refuse "compose: --out $W/y.orig is not a directory" $CMP --out $W/y.orig
+refuse "compose: --out $W/nodir/c: cannot create a temporary directory beside it: No such file or directory" $CMP --out $W/nodir/c
 
 # ---- a successful rewrite: through a symlink to the file it names, the target's mode kept
 cp $W/y.orig $W/real.npy && chmod 640 $W/real.npy && ln -s real.npy $W/link.npy
