@@ -125,6 +125,7 @@ static int out_open(out_file *o, const char *path) { return out_open_shown(o, pa
 static int out_write(out_file *o, const void *p, size_t n)
 {
     if (o->err || n == 0) return o->err != 0;
+    errno = 0;
     if (fwrite(p, 1, n, o->f) != n) o->err = errno ? errno : EIO;
     return o->err != 0;
 }
