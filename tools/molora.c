@@ -1065,13 +1065,27 @@ done:
     return rc;
 }
 
-int main(int argc, char **argv)
+static int run_command(int argc, char **argv)
 {
-    signal(SIGXFSZ, SIG_IGN);   /* a file-size limit makes a write fail with EFBIG, reported like any write error */
     if (argc < 2) return die("usage: molora inspect|forward|compose|alpha ... (see DESIGN.md 4.2)");
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "forward")) return cmd_forward(argc - 2, argv + 2);
     if (!strcmp(argv[1], "compose")) return cmd_compose(argc - 2, argv + 2);
     if (!strcmp(argv[1], "alpha")) return cmd_alpha(argc - 2, argv + 2);
     return die("unknown command %s (inspect, forward, compose, alpha)", argv[1]);
+}
+/* what inspect and alpha print must have reached stdout (a redirect to a full disk is an error) */
+static int stdout_flushed(void)
+{
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) return die("standard output: write failed: %s", strerror(errno ? errno : EIO));
+    return 0;
+}
+int main(int argc, char **argv)
+{
+    int rc;
+    signal(SIGXFSZ, SIG_IGN);   /* a file-size limit makes a write fail with EFBIG, reported like any write error */
+    rc = run_command(argc, argv);
+    if (rc) return rc;   /* its one line is out; a stdout error would be a second */
+    return stdout_flushed();
 }

@@ -106,3 +106,12 @@ accept $B forward $F/molora --module $M --input $F/x.npy --output $W/link.npy --
 [ "$(stat -c %a $W/real.npy)" = 640 ] && ok || bad "mode of $W/real.npy is $(stat -c %a $W/real.npy), want 640"
 cmp -s $W/real.npy $W/y.orig && bad "$W/real.npy not rewritten through the symlink" || ok
 no_temp $W
+
+# ---- what inspect and alpha print must reach stdout: a redirect to a full device or past a size limit is an error
+if [ -w /dev/full ]; then
+    refuse "standard output: write failed: No space left on device" sh -c 'exec "$0" "$@" >/dev/full' $B inspect $F/molora --json
+    refuse "standard output: write failed: No space left on device" sh -c 'exec "$0" "$@" >/dev/full' $B alpha $F/alpha_model --json
+else
+    skip "10_writes: no writable /dev/full: the stdout-error cases not run"
+fi
+refuse "standard output: write failed: File too large" sh -c 'ulimit -f 1; exec "$0" "$@" >'"$W/alpha.json" $B alpha $F/alpha_model --json
