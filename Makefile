@@ -148,7 +148,7 @@ $(B)/test_npy: tests/test_npy.c tools/molora_npy.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_npy.c -o $@ -lcmocka
 
 # ---- the molora command (DESIGN.md 4.2) ---------------------------------------------------------
-$(B)/molora: tools/molora.c tools/molora_npy.h molora.h | $(B)
+$(B)/molora: tools/molora.c tools/molora_npy.h tools/molora_cli.h molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tools/molora.c -o $@ $(LIBS)
 
 # regenerate the committed test fixtures (Python stdlib only)
@@ -162,11 +162,13 @@ FUZZ_FLAGS    = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
 $(B)/fuzz_%: tests/fuzz/fuzz_%.c molora.h | $(B)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -I. $< -o $@ -lm
 $(B)/fuzz_npy: tools/molora_npy.h
-fuzz: deps-san $(B)/fuzz_safetensors $(B)/fuzz_config $(B)/fuzz_npy
-	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json $(B)/fuzz_corpus_npy
+$(B)/fuzz_args: tools/molora_cli.h
+fuzz: deps-san $(B)/fuzz_safetensors $(B)/fuzz_config $(B)/fuzz_npy $(B)/fuzz_args
+	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json $(B)/fuzz_corpus_npy $(B)/fuzz_corpus_args
 	./$(B)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_safetensors tests/fuzz/corpus_safetensors
 	./$(B)/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_json tests/fuzz/corpus_json
 	./$(B)/fuzz_npy -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_npy tests/fuzz/corpus_npy
+	./$(B)/fuzz_args -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_args tests/fuzz/corpus_args
 $(B)/test_alpha: tests/test_alpha.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_alpha.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
 $(B)/test_alpha_noblas: tests/test_alpha.c $(B)/molora_impl_noblas.o molora.h | $(B)

@@ -1,16 +1,23 @@
 /* molora: the command of DESIGN.md 4.2 (inspect, forward, compose; alpha comes later).
    Every bad input ends with a non-zero exit and one line on stderr naming the file, tensor or
    key and what is wrong. Build: make (build/molora). */
+#define _GNU_SOURCE   /* mkstemp, mkdtemp, fsync, realpath, fchmod, renameat2 */
 #define MOLORA_IMPLEMENTATION
 #include "molora.h"
 #include "molora_npy.h"
+#include "molora_cli.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char g_detail[512];   /* the library's last log line */
 static void on_log(void *user, molora_result r, const char *msg)
@@ -18,21 +25,133 @@ static void on_log(void *user, molora_result r, const char *msg)
     (void)user; (void)r;
     snprintf(g_detail, sizeof g_detail, "%s", msg);
 }
+/* the one stderr line: a newline or other control character in a path or name shows as '?' */
 static int die(const char *fmt, ...)
 {
+    char line[2048];
     va_list ap;
-    fputs("molora: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    cli_one_line(line);
+    fprintf(stderr, "molora: %s\n", line);
     return 1;
 }
-/* one line: the library's detail if it logged one, else the result name */
+/* one line: the library's detail if it logged one (it names the file: then `what` is not
+   repeated), else `what` and the result name */
 static int die_lib(const char *what, molora_result r)
 {
-    if (g_detail[0]) return die("%s: %s (%s)", what, g_detail, molora_result_string(r));
-    return die("%s: %s", what, molora_result_string(r));
+    int rc;
+    if (g_detail[0] && strstr(g_detail, what)) rc = die("%s (%s)", g_detail, molora_result_string(r));
+    else if (g_detail[0]) rc = die("%s: %s (%s)", what, g_detail, molora_result_string(r));
+    else rc = die("%s: %s", what, molora_result_string(r));
+    g_detail[0] = 0;
+    return rc;
+}
+
+/* ---- safe writes ---------------------------------------------------------------------------
+   out_open creates a temporary file beside the target (".NAME.molora-XXXXXX", the mode the
+   target has or would get); out_write records the first error; out_commit flushes,
+   fsyncs, closes and renames it over the target, then fsyncs the directory. Any failure removes
+   the temporary file, leaves the old target as it was and prints one line naming the target. */
+typedef struct out_file { FILE *f; int err; char path[PATH_MAX], tmp[2 * PATH_MAX + 32], dir[PATH_MAX], shown[PATH_MAX]; } out_file;
+
+static int out_abort(out_file *o)
+{
+    if (o->f) fclose(o->f);
+    o->f = NULL;
+    if (o->tmp[0]) unlink(o->tmp);
+    o->tmp[0] = 0;
+    return 1;
+}
+static int out_fail(out_file *o, const char *what)
+{
+    int e = o->err ? o->err : errno;
+    out_abort(o);
+    return die("%s: %s: %s", o->shown, what, strerror(e));
+}
+/* the file a symlinked target names, so the rename replaces that file, not the link */
+static int out_resolve(out_file *o, const char *path)
+{
+    struct stat st;
+    char *slash;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        char real[PATH_MAX];
+        if (!realpath(path, real)) return die("%s: cannot follow the symbolic link: %s", path, strerror(errno));
+        path = real;
+        if (strlen(path) >= sizeof o->path) return die("%s: path too long", path);
+        strcpy(o->path, path);
+    } else {
+        if (strlen(path) >= sizeof o->path) return die("%s: path too long", path);
+        strcpy(o->path, path);
+    }
+    strcpy(o->dir, o->path);
+    slash = strrchr(o->dir, '/');
+    if (!slash) strcpy(o->dir, ".");
+    else if (slash == o->dir) o->dir[1] = 0;
+    else *slash = 0;
+    return 0;
+}
+static mode_t out_umask(void)
+{
+    mode_t mask = umask(0);
+    umask(mask);
+    return mask;
+}
+static mode_t out_mode(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) return st.st_mode & 07777;
+    return 0666 & ~out_umask();
+}
+/* messages name `shown` (compose writes into a temporary directory but names the final path) */
+static int out_open_shown(out_file *o, const char *path, const char *shown)
+{
+    const char *base;
+    int fd;
+    memset(o, 0, sizeof *o);
+    snprintf(o->shown, sizeof o->shown, "%s", shown);
+    if (out_resolve(o, path)) return 1;
+    base = strrchr(o->path, '/') ? strrchr(o->path, '/') + 1 : o->path;
+    snprintf(o->tmp, sizeof o->tmp, "%s/.%s.molora-XXXXXX", o->dir, base);
+    if ((fd = mkstemp(o->tmp)) < 0) { o->tmp[0] = 0; return die("%s: cannot create a temporary file: %s", o->shown, strerror(errno)); }
+    if (fchmod(fd, out_mode(o->path)) != 0 || !(o->f = fdopen(fd, "wb"))) {
+        o->err = errno;
+        if (!o->f) close(fd);
+        return out_fail(o, "cannot write");
+    }
+    return 0;
+}
+static int out_open(out_file *o, const char *path) { return out_open_shown(o, path, path); }
+static int out_write(out_file *o, const void *p, size_t n)
+{
+    if (o->err || n == 0) return o->err != 0;
+    errno = 0;
+    if (fwrite(p, 1, n, o->f) != n) o->err = errno ? errno : EIO;
+    return o->err != 0;
+}
+static int out_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY), rc;
+    if (fd < 0) return -1;
+    rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+static int out_commit(out_file *o)
+{
+    int fd;
+    if (o->err) return out_fail(o, "write failed");
+    errno = 0;
+    if (fflush(o->f) != 0) return out_fail(o, "write failed");
+    fd = fileno(o->f);
+    if (fsync(fd) != 0) return out_fail(o, "cannot sync");
+    if (fclose(o->f) != 0) { o->f = NULL; return out_fail(o, "write failed"); }
+    o->f = NULL;
+    if (rename(o->tmp, o->path) != 0) return out_fail(o, "cannot replace");
+    o->tmp[0] = 0;
+    if (out_sync_dir(o->dir) != 0 && errno != EINVAL) return die("%s: cannot sync its directory: %s", o->shown, strerror(errno));
+    return 0;
 }
 static molora_load_desc load_desc(void)
 {
@@ -52,12 +171,10 @@ static int npy_read(const char *path, float **data, int *rows, int *cols)
 }
 static int npy_write(const char *path, const float *data, int rows, int cols)
 {
-    FILE *f = fopen(path, "wb");
-    int failed;
-    if (!f) return die("%s: cannot write: %s", path, strerror(errno));
-    failed = molora_npy_write(f, data, rows, cols);
-    if (fclose(f) != 0 || failed) return die("%s: write failed", path);
-    return 0;
+    out_file o;
+    if (out_open(&o, path)) return 1;
+    if (molora_npy_write(o.f, data, rows, cols)) o.err = errno ? errno : EIO;
+    return out_commit(&o);
 }
 
 /* ---- JSON output ------------------------------------------------------------------------- */
@@ -72,10 +189,190 @@ static void jstr(FILE *o, const char *s)
     }
     fputc('"', o);
 }
+/* text built in memory, then written once; oom is sticky */
+typedef struct strbuf { char *p; size_t n, cap; int oom; } strbuf;
+
+static void sb_put(strbuf *b, const char *s, size_t n)
+{
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *p;
+        while (cap < b->n + n + 1) cap *= 2;
+        if (!(p = (char *)realloc(b->p, cap))) { b->oom = 1; return; }
+        b->p = p; b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void sb_printf(strbuf *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= (int)sizeof tmp) { b->oom = 1; return; }
+    sb_put(b, tmp, (size_t)n);
+}
+/* length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, surrogates or > U+10FFFF), 0 if invalid */
+static int utf8_len(const unsigned char *s)
+{
+    int n, i;
+    if (s[0] < 0x80) return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) n = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef) n = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4) n = 4;
+    else return 0;
+    for (i = 1; i < n; i++) if ((s[i] & 0xc0) != 0x80) return 0;
+    if (s[0] == 0xe0 && s[1] < 0xa0) return 0;
+    if (s[0] == 0xed && s[1] > 0x9f) return 0;
+    if (s[0] == 0xf0 && s[1] < 0x90) return 0;
+    if (s[0] == 0xf4 && s[1] > 0x8f) return 0;
+    return n;
+}
+/* the one JSON string writer of compose: s quoted, '"' and '\\' escaped, every control character
+   as \u00XX (RFC 8259); -1 (nothing written) when s is not valid UTF-8 */
+static int sb_json_str(strbuf *b, const char *s)
+{
+    const unsigned char *p;
+    int k;
+    for (p = (const unsigned char *)s; *p; p += k)
+        if (!(k = utf8_len(p))) return -1;
+    sb_put(b, "\"", 1);
+    for (p = (const unsigned char *)s; *p; p += k) {
+        k = utf8_len(p);
+        if (*p == '"' || *p == '\\') { sb_put(b, "\\", 1); sb_put(b, (const char *)p, 1); }
+        else if (*p < 0x20 || *p == 0x7f) sb_printf(b, "\\u%04x", *p);
+        else sb_put(b, (const char *)p, (size_t)k);
+    }
+    sb_put(b, "\"", 1);
+    return 0;
+}
 static const char *routing_name(molora_routing r)
 {
     static const char *const n[] = {"dense", "topk", "threshold", "adamole", "mole_output", "fixed"};
     return (int)r >= 0 && r < MOLORA_ROUTING_COUNT ? n[r] : "?";
+}
+
+/* ---- no output over an input ----------------------------------------------------------------
+   Every input file (and adapter directory) is recorded by device and inode, including the files
+   the loaders will open inside directories; every output that already exists is compared with
+   them, and the outputs with each other, before anything is opened for writing. */
+typedef struct io_entry { const char *flag, *arg; char *path; dev_t dev; ino_t ino; } io_entry;
+typedef struct io_inputs { io_entry *e; int n, cap; } io_inputs;
+
+static void io_free(io_inputs *in)
+{
+    int i;
+    for (i = 0; i < in->n; i++) free(in->e[i].path);
+    free(in->e);
+}
+static char *io_join(const char *dir, const char *name)
+{
+    char *p = (char *)malloc(strlen(dir) + strlen(name) + 2);
+    if (p) sprintf(p, "%s/%s", dir, name);
+    return p;
+}
+/* records path (given on the command line as FLAG ARG) if it exists; takes ownership of path */
+static int io_add(io_inputs *in, const char *flag, const char *arg, char *path)
+{
+    struct stat st;
+    if (!path) return die("out of memory");
+    if (stat(path, &st) != 0) { free(path); return 0; }   /* the loader names a missing input */
+    if (in->n == in->cap) {
+        int cap = in->cap ? 2 * in->cap : 16;
+        io_entry *e = (io_entry *)realloc(in->e, (size_t)cap * sizeof *e);
+        if (!e) { free(path); return die("out of memory"); }
+        in->e = e; in->cap = cap;
+    }
+    in->e[in->n].flag = flag; in->e[in->n].arg = arg; in->e[in->n].path = path;
+    in->e[in->n].dev = st.st_dev; in->e[in->n].ino = st.st_ino;
+    in->n++;
+    return 0;
+}
+static char *io_dup(const char *s)
+{
+    char *p = (char *)malloc(strlen(s) + 1);
+    if (p) strcpy(p, s);
+    return p;
+}
+static int io_add_adapter(io_inputs *in, const char *flag, const char *dir)
+{
+    return io_add(in, flag, dir, io_dup(dir)) || io_add(in, flag, dir, io_join(dir, "adapter_config.json")) ||
+           io_add(in, flag, dir, io_join(dir, "adapter_model.safetensors"));
+}
+static int io_has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+/* every .safetensors (and .json when want_json) in dir: the shards and index a model reads */
+static int io_add_dir_files(io_inputs *in, const char *flag, const char *arg, const char *dir, int want_json)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int rc = 0;
+    if (!d) return 0;
+    while (!rc && (de = readdir(d)))
+        if (io_has_suffix(de->d_name, ".safetensors") || (want_json && io_has_suffix(de->d_name, ".json")))
+            rc = io_add(in, flag, arg, io_join(dir, de->d_name));
+    closedir(d);
+    return rc;
+}
+/* MODEL: a .safetensors file, a directory of shards, or an index .json naming shards beside it */
+static int io_add_model(io_inputs *in, const char *flag, const char *path)
+{
+    struct stat st;
+    if (io_add(in, flag, path, io_dup(path))) return 1;
+    if (stat(path, &st) != 0) return 0;
+    if (S_ISDIR(st.st_mode)) return io_add_dir_files(in, flag, path, path, 1);
+    if (io_has_suffix(path, ".json")) {
+        char *dir = io_dup(path), *slash;
+        int rc;
+        if (!dir) return die("out of memory");
+        slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        rc = io_add_dir_files(in, flag, path, slash ? dir : ".", 0);
+        free(dir);
+        return rc;
+    }
+    return 0;
+}
+/* FLAG PATH (an output) must not be any recorded input */
+static int io_check_output(const io_inputs *in, const char *cmd, const char *flag, const char *path)
+{
+    struct stat st;
+    int i;
+    if (stat(path, &st) != 0) return 0;
+    for (i = 0; i < in->n; i++) {
+        const io_entry *e = &in->e[i];
+        if (e->dev != st.st_dev || e->ino != st.st_ino) continue;
+        if (!strcmp(e->path, e->arg)) return die("%s: %s %s is the input %s %s", cmd, flag, path, e->flag, e->arg);
+        return die("%s: %s %s is the input %s %s (%s)", cmd, flag, path, e->flag, e->arg, e->path);
+    }
+    return 0;
+}
+/* the file an output path names: its own inode if it exists, else its directory's and its name */
+static int io_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    const char *na = strrchr(a, '/') ? strrchr(a, '/') + 1 : a, *nb = strrchr(b, '/') ? strrchr(b, '/') + 1 : b;
+    char *da, *db;
+    int same = 0;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (strcmp(na, nb)) return 0;
+    da = io_dup(a); db = io_dup(b);
+    if (da && db) {
+        char *sla = strrchr(da, '/'), *slb = strrchr(db, '/');
+        if (sla) sla[1] = 0; else strcpy(da, ".");
+        if (slb) slb[1] = 0; else strcpy(db, ".");
+        same = stat(da, &sa) == 0 && stat(db, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    }
+    free(da); free(db);
+    return same;
 }
 
 /* ---- inspect ----------------------------------------------------------------------------- */
@@ -122,18 +419,15 @@ static void inspect_text(const molora_adapter *a, const molora_layer_desc *L, in
 }
 static int cmd_inspect(int argc, char **argv)
 {
-    const char *dir = NULL;
-    int json = 0, i, l, n;
+    cli_inspect_opts o;
+    const char *dir;
+    int json, l, n;
     molora_adapter *a;
     molora_model_desc md;
     molora_load_desc ld = load_desc();
     molora_result r;
-    for (i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!dir && argv[i][0] != '-') dir = argv[i];
-        else return die("inspect: unexpected argument %s", argv[i]);
-    }
-    if (!dir) return die("inspect: usage: molora inspect ADAPTER_DIR [--json]");
+    if (cli_parse_inspect(argc, argv, &o)) return die("%s", o.err);
+    dir = o.dir; json = o.json;
     if ((r = molora_adapter_load(dir, &ld, &a))) return die_lib(dir, r);
     molora_adapter_get_desc(a, &md);
     n = molora_adapter_n_modules(a);
@@ -157,13 +451,20 @@ static int cmd_inspect(int argc, char **argv)
 }
 
 /* ---- forward ----------------------------------------------------------------------------- */
-static int parse_float(const char *s, float *v)
+/* --output and --weights-out: not an input (the adapter's files, --base's shards and index,
+   --input), not each other */
+static int forward_check_paths(const cli_forward_opts *o)
 {
-    char *end;
-    double d = strtod(s, &end);
-    if (end == s || *end || !isfinite(d)) return 0;
-    *v = (float)d;
-    return 1;
+    io_inputs in;
+    int rc;
+    memset(&in, 0, sizeof in);
+    rc = io_add_adapter(&in, "ADAPTER_DIR", o->dir) || io_add(&in, "--input", o->input, io_dup(o->input)) ||
+         (o->base && io_add_model(&in, "--base", o->base)) || io_check_output(&in, "forward", "--output", o->output) ||
+         (o->weights_out && io_check_output(&in, "forward", "--weights-out", o->weights_out));
+    io_free(&in);
+    if (!rc && o->weights_out && io_same_file(o->output, o->weights_out))
+        rc = die("forward: --weights-out %s is the same file as --output %s", o->weights_out, o->output);
+    return rc;
 }
 /* The module's frozen weight and bias from a base model. W0 stays as stored (typed, not
    converted: init converts the one layer it packs): (d_out, d_in), or (d_in, d_out) for a
@@ -191,11 +492,16 @@ static int base_weights(molora_safetensors *bst, const char *base, const char *m
     return 0;
 }
 
-static int cmd_forward(int argc, char **argv)
+static molora_routing forward_routing(cli_route_kind k)
 {
-    const char *dir = NULL, *module = NULL, *in = NULL, *outp = NULL, *base = NULL, *routing = NULL, *mask = NULL, *wout = NULL;
-    const char *tau = NULL, *temp = NULL;
-    int i, layer, T = 0, din = 0, rc = 1;
+    return k == CLI_ROUTE_TOPK ? MOLORA_ROUTING_TOPK : k == CLI_ROUTE_THRESHOLD ? MOLORA_ROUTING_THRESHOLD :
+           k == CLI_ROUTE_ADAMOLE ? MOLORA_ROUTING_ADAMOLE : MOLORA_ROUTING_DENSE;
+}
+static int run_forward(const cli_forward_opts *o)
+{
+    const char *dir = o->dir, *module = o->module, *in = o->input, *outp = o->output, *base = o->base, *wout = o->weights_out;
+    const char *routing = o->routing.kind ? o->routing.text : NULL;
+    int layer, T = 0, din = 0, rc = 1;
     float *X = NULL, *Y = NULL, *W = NULL;
     void *ws = NULL;
     uint8_t *msk = NULL;
@@ -208,55 +514,31 @@ static int cmd_forward(int argc, char **argv)
     molora_forward_args fa;
     molora_load_desc ld = load_desc();
     molora_result r;
-    for (i = 0; i < argc; i++) {
-        const char **slot = NULL;
-        if (!strcmp(argv[i], "--module")) slot = &module;
-        else if (!strcmp(argv[i], "--input")) slot = &in;
-        else if (!strcmp(argv[i], "--output")) slot = &outp;
-        else if (!strcmp(argv[i], "--base")) slot = &base;
-        else if (!strcmp(argv[i], "--routing")) slot = &routing;
-        else if (!strcmp(argv[i], "--tau-max")) slot = &tau;
-        else if (!strcmp(argv[i], "--temperature")) slot = &temp;
-        else if (!strcmp(argv[i], "--mask")) slot = &mask;
-        else if (!strcmp(argv[i], "--weights-out")) slot = &wout;
-        else if (!dir && argv[i][0] != '-') { dir = argv[i]; continue; }
-        else return die("forward: unexpected argument %s", argv[i]);
-        if (i + 1 >= argc) return die("forward: %s needs a value", argv[i]);
-        *slot = argv[++i];
-    }
-    if (!dir || !module || !in || !outp) return die("forward: usage: molora forward ADAPTER_DIR --module NAME --input X.npy --output Y.npy [...]");
     if ((r = molora_adapter_load(dir, &ld, &a))) return die_lib(dir, r);
     layer = molora_adapter_find_module(a, module);
     if (layer < 0) { die("%s: no adapted module %s", dir, module); goto done; }
     molora_adapter_get_desc(a, &md);
     L = md.layers[layer];
     if (routing) {
-        float v;
-        if (!strcmp(routing, "dense")) L.routing = MOLORA_ROUTING_DENSE;
-        else if (!strcmp(routing, "adamole")) L.routing = MOLORA_ROUTING_ADAMOLE;
-        else if (!strncmp(routing, "topk:", 5) && atoi(routing + 5) > 0) { L.routing = MOLORA_ROUTING_TOPK; L.top_k = atoi(routing + 5); }
-        else if (!strncmp(routing, "threshold:", 10) && parse_float(routing + 10, &v)) { L.routing = MOLORA_ROUTING_THRESHOLD; L.threshold = v; }
-        else { die("forward: --routing %s: expected dense, topk:K, threshold:V or adamole", routing); goto done; }
-        if (L.routing != MOLORA_ROUTING_MOLE_OUTPUT && !L.gate_weight) { die("%s: module %s has no gate (lora_gating / router) for --routing %s", dir, module, routing); goto done; }
+        L.routing = forward_routing(o->routing.kind);
+        if (o->routing.kind == CLI_ROUTE_TOPK) L.top_k = o->routing.top_k;
+        if (o->routing.kind == CLI_ROUTE_THRESHOLD) L.threshold = o->routing.threshold;
+        if (!L.gate_weight) { die("%s: module %s has no gate (lora_gating / router) for --routing %s", dir, module, routing); goto done; }
+        if (L.routing == MOLORA_ROUTING_TOPK && L.top_k > L.n_experts) { die("forward: --routing %s: k must be in 1..%d (module %s has %d experts)", routing, L.n_experts, module, L.n_experts); goto done; }
+        if (L.routing == MOLORA_ROUTING_ADAMOLE && !L.threshold_weight) { die("%s: module %s has no threshold network (lora_threshold) for --routing adamole", dir, module); goto done; }
     }
-    if (tau) { if (!parse_float(tau, &L.tau_max) || L.tau_max < 0) { die("forward: --tau-max %s: expected a number >= 0", tau); goto done; } L.tau_max_set = 1; }
-    if (temp) { if (!parse_float(temp, &L.temperature) || L.temperature <= 0) { die("forward: --temperature %s: expected a number > 0", temp); goto done; } }
+    if (o->tau_text) { L.tau_max = o->tau_max; L.tau_max_set = 1; }
+    if (o->temperature_text) L.temperature = o->temperature;
     if (base && ((r = molora_safetensors_open(base, &ld, &bst)) || base_weights(bst, base, module, &L))) {
         if (r) die_lib(base, r);
         goto done;
     }
-    if (mask) {
-        const char *p = mask;
+    if (o->mask_text) {
+        int e;
+        if (o->mask_max >= L.n_experts) { die("forward: --mask %s: index %d is not an expert of module %s (N = %d: indices 0..%d)", o->mask_text, o->mask_max, module, L.n_experts, L.n_experts - 1); goto done; }
         msk = (uint8_t *)malloc((size_t)L.n_experts + 1);
         if (!msk) { die("forward: out of memory"); goto done; }
-        memset(msk, 1, (size_t)L.n_experts + 1);
-        while (*p) {
-            char *end;
-            long e = strtol(p, &end, 10);
-            if (end == p || e < 0 || e >= L.n_experts || (*end && *end != ',')) { die("forward: --mask %s: expert indices 0..%d separated by commas", mask, L.n_experts - 1); goto done; }
-            msk[e] = 0;
-            p = *end ? end + 1 : end;
-        }
+        for (e = 0; e < L.n_experts; e++) msk[e] = !(o->mask_bits[e / 8] & (1u << (e % 8)));
     }
     one = md;
     one.n_layers = 1;
@@ -284,6 +566,13 @@ done:
     molora_adapter_free(a);
     return rc;
 }
+static int cmd_forward(int argc, char **argv)
+{
+    cli_forward_opts o;
+    if (cli_parse_forward(argc, argv, &o)) return die("%s", o.err);
+    if (forward_check_paths(&o)) return 1;
+    return run_forward(&o);
+}
 
 /* ---- compose ----------------------------------------------------------------------------- */
 typedef struct out_tensor { char *name; const float *data; size_t n; int rows, cols; float *own; } out_tensor;
@@ -298,48 +587,234 @@ static int out_f32(out_tensor *t, const void *src, molora_type type, int rows, i
     return 0;
 }
 
-static int write_st(const char *path, const out_tensor *t, int n)
+/* the safetensors header of t[0..n): names through the JSON string writer, padded to 8 bytes */
+static int st_header(strbuf *h, const out_tensor *t, int n)
 {
-    FILE *f;
-    char *h;
-    size_t cap = 256, len = 0, off = 0, pad;
+    size_t off = 0;
     int i;
-    uint64_t hl;
-    unsigned char b[8];
-    for (i = 0; i < n; i++) cap += strlen(t[i].name) * 6 + 128;
-    h = (char *)malloc(cap);
-    if (!h) return die("%s: out of memory", path);
-    len += (size_t)sprintf(h + len, "{");
+    sb_put(h, "{", 1);
     for (i = 0; i < n; i++) {
-        const char *s;
-        len += (size_t)sprintf(h + len, "%s\"", i ? "," : "");
-        for (s = t[i].name; *s; s++) {
-            if (*s == '"' || *s == '\\') h[len++] = '\\';
-            h[len++] = *s;
-        }
-        if (t[i].rows > 0) len += (size_t)sprintf(h + len, "\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}", t[i].rows, t[i].cols, off, off + 4 * t[i].n);
-        else len += (size_t)sprintf(h + len, "\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}", t[i].cols, off, off + 4 * t[i].n);
+        if (i) sb_put(h, ",", 1);
+        if (sb_json_str(h, t[i].name)) return die("compose: tensor name %s is not valid UTF-8", t[i].name);
+        if (t[i].rows > 0) sb_printf(h, ":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}", t[i].rows, t[i].cols, off, off + 4 * t[i].n);
+        else sb_printf(h, ":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}", t[i].cols, off, off + 4 * t[i].n);
         off += 4 * t[i].n;
     }
-    h[len++] = '}';
-    pad = (8 - len % 8) % 8;
-    while (pad--) h[len++] = ' ';
-    if (!(f = fopen(path, "wb"))) { free(h); return die("%s: cannot write: %s", path, strerror(errno)); }
-    hl = len;
-    for (i = 0; i < 8; i++) b[i] = (unsigned char)(hl >> (8 * i));
-    fwrite(b, 1, 8, f);
-    fwrite(h, 1, len, f);
-    free(h);
-    for (i = 0; i < n; i++) fwrite(t[i].data, sizeof(float), t[i].n, f);
-    if (fclose(f)) return die("%s: write failed", path);
+    sb_put(h, "}", 1);
+    while (h->n % 8) sb_put(h, " ", 1);
+    return h->oom ? die("compose: out of memory") : 0;
+}
+static int write_st(const char *path, const char *shown, const out_tensor *t, int n)
+{
+    strbuf h = {0};
+    out_file o;
+    unsigned char b[8];
+    int i;
+    if (st_header(&h, t, n)) { free(h.p); return 1; }
+    if (out_open_shown(&o, path, shown)) { free(h.p); return 1; }
+    for (i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
+    out_write(&o, b, 8);
+    out_write(&o, h.p, h.n);
+    free(h.p);
+    for (i = 0; i < n; i++) out_write(&o, t[i].data, sizeof(float) * t[i].n);
+    return out_commit(&o);
+}
+/* adapter_config.json of the MOLORA layout: numbers from the parsed values, strings escaped */
+static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *ad0, const float *scal, int same)
+{
+    int e, l, n = o->n_experts, nm = molora_adapter_n_modules(ad0);
+    cli_route_kind k = o->routing.kind;
+    sb_printf(c, "{\n \"peft_type\": \"MOLORA\",\n \"routing\": \"%s\",\n", k == CLI_ROUTE_TOPK ? "topk" : k == CLI_ROUTE_THRESHOLD ? "threshold" : "dense");
+    if (k == CLI_ROUTE_TOPK) sb_printf(c, " \"top_k\": %d,\n", o->routing.top_k);
+    if (k == CLI_ROUTE_THRESHOLD) sb_printf(c, " \"threshold\": %.9g,\n", (double)o->routing.threshold);
+    sb_printf(c, " \"experts\": [");
+    for (e = 0; e < n; e++) {
+        if (e) sb_printf(c, ", ");
+        if (sb_json_str(c, o->experts[e])) return die("compose: --expert %s: the path is not valid UTF-8 (it is recorded in adapter_config.json)", o->experts[e]);
+    }
+    sb_printf(c, "],\n \"expert_scaling\": ");
+    if (same) {
+        sb_printf(c, "[");
+        for (e = 0; e < n; e++) sb_printf(c, "%s%.9g", e ? ", " : "", (double)scal[e]);
+        sb_printf(c, "]\n}\n");
+    } else {
+        sb_printf(c, "{");
+        for (l = 0; l < nm; l++) {
+            sb_printf(c, "%s\n  ", l ? "," : "");
+            if (sb_json_str(c, molora_adapter_module_name(ad0, l))) return die("compose: module name %s is not valid UTF-8", molora_adapter_module_name(ad0, l));
+            sb_printf(c, ": [");
+            for (e = 0; e < n; e++) sb_printf(c, "%s%.9g", e ? ", " : "", (double)scal[(size_t)l * (size_t)n + (size_t)e]);
+            sb_printf(c, "]");
+        }
+        sb_printf(c, "\n }\n}\n");
+    }
+    return c->oom ? die("compose: out of memory") : 0;
+}
+static int write_text(const char *path, const char *shown, const strbuf *t)
+{
+    out_file o;
+    if (out_open_shown(&o, path, shown)) return 1;
+    out_write(&o, t->p, t->n);
+    return out_commit(&o);
+}
+/* ---- compose --out: the whole directory replaced at once -----------------------------------
+   The new adapter is written into a temporary directory beside DIR (".NAME.molora-XXXXXX"),
+   loaded back, then exchanged with DIR by one renameat2(RENAME_EXCHANGE) (a rename when DIR is
+   new; two renames where the file system cannot exchange) and the old copy removed. An existing
+   DIR may hold only the files compose writes, so nothing else is ever deleted. On any failure
+   DIR stays as it was and the temporary directory is removed. */
+static const char *const compose_files[] = {"adapter_config.json", "adapter_model.safetensors"};
+typedef struct out_dir { char path[PATH_MAX], parent[PATH_MAX], name[PATH_MAX], tmp[2 * PATH_MAX + 32]; int exists; } out_dir;
+
+static int outdir_is_ours(const char *n)
+{
+    return !strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, compose_files[0]) || !strcmp(n, compose_files[1]) ||
+           (n[0] == '.' && strstr(n, ".molora-"));   /* a temporary file an interrupted run left */
+}
+static int outdir_only_ours(const char *shown, const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    int rc = 0;
+    if (!d) return die("compose: --out %s: cannot read the directory: %s", shown, strerror(errno));
+    while (!rc && (de = readdir(d)))
+        if (!outdir_is_ours(de->d_name))
+            rc = die("compose: --out %s holds %s, which compose does not write (refusing to replace the directory)", shown, de->d_name);
+    closedir(d);
+    return rc;
+}
+/* a directory of plain files (an old or unfinished copy), removed */
+static void outdir_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    if (d) {
+        while ((de = readdir(d))) {
+            char *p;
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            if ((p = io_join(dir, de->d_name))) { unlink(p); free(p); }
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+static void outdir_split(out_dir *d)
+{
+    size_t n = strlen(d->path);
+    char *slash;
+    while (n > 1 && d->path[n - 1] == '/') d->path[--n] = 0;
+    strcpy(d->parent, d->path);
+    slash = strrchr(d->parent, '/');
+    strcpy(d->name, slash ? slash + 1 : d->path);
+    if (!slash) strcpy(d->parent, ".");
+    else if (slash == d->parent) d->parent[1] = 0;
+    else *slash = 0;
+}
+static int outdir_open(out_dir *d, const char *path)
+{
+    struct stat st;
+    memset(d, 0, sizeof *d);
+    if (strlen(path) >= sizeof d->path) return die("compose: --out %s: path too long", path);
+    if (stat(path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return die("compose: --out %s is not a directory", path);
+        if (!realpath(path, d->path)) return die("compose: --out %s: %s", path, strerror(errno));
+        if (outdir_only_ours(path, d->path)) return 1;
+        d->exists = 1;
+    } else strcpy(d->path, path);
+    outdir_split(d);
+    snprintf(d->tmp, sizeof d->tmp, "%s/.%s.molora-XXXXXX", d->parent, d->name);
+    if (!mkdtemp(d->tmp)) { d->tmp[0] = 0; return die("compose: --out %s: cannot create a temporary directory beside it: %s", path, strerror(errno)); }
+    if (chmod(d->tmp, d->exists ? st.st_mode & 07777 : 0777 & ~out_umask()) != 0) return die("compose: --out %s: %s", path, strerror(errno));
+    return 0;
+}
+static void outdir_abort(out_dir *d)
+{
+    if (d->tmp[0]) outdir_remove(d->tmp);
+    d->tmp[0] = 0;
+}
+/* where RENAME_EXCHANGE is not supported: DIR moved aside, the new copy renamed in, DIR back on failure */
+static int outdir_swap_by_rename(out_dir *d, const char *shown)
+{
+    char old[2 * PATH_MAX + 32];
+    snprintf(old, sizeof old, "%s/.%s.molora-old-XXXXXX", d->parent, d->name);
+    if (!mkdtemp(old)) return die("compose: --out %s: cannot move the old directory aside: %s", shown, strerror(errno));
+    if (rename(d->path, old) != 0) {
+        int e = errno;
+        rmdir(old);
+        return die("compose: --out %s: cannot move the old directory aside: %s", shown, strerror(e));
+    }
+    if (rename(d->tmp, d->path) != 0) {
+        int e = errno;
+        rename(old, d->path);
+        return die("compose: --out %s: cannot rename the new directory into place: %s", shown, strerror(e));
+    }
+    strcpy(d->tmp, old);   /* the old copy, removed by the caller */
+    return 0;
+}
+static int outdir_commit(out_dir *d, const char *shown)
+{
+    if (!d->exists) {
+        if (rename(d->tmp, d->path) != 0) return die("compose: --out %s: cannot rename the new directory into place: %s", shown, strerror(errno));
+        d->tmp[0] = 0;
+    } else if (renameat2(AT_FDCWD, d->tmp, AT_FDCWD, d->path, RENAME_EXCHANGE) != 0) {
+        if (errno != EINVAL && errno != ENOSYS) return die("compose: --out %s: cannot exchange the new directory with it: %s", shown, strerror(errno));
+        if (outdir_swap_by_rename(d, shown)) return 1;
+    }
+    outdir_abort(d);   /* after the exchange the temporary name holds the old copy */
+    if (out_sync_dir(d->parent) != 0 && errno != EINVAL) return die("compose: --out %s: cannot sync its directory: %s", shown, strerror(errno));
+    return 0;
+}
+/* both files into the temporary directory, messages naming DIR/FILE */
+static int compose_write(const out_dir *d, const char *outd, const out_tensor *ot, int nt, const strbuf *cfg)
+{
+    char path[3 * PATH_MAX], shown[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", d->tmp, compose_files[1]);
+    snprintf(shown, sizeof shown, "%s/%s", outd, compose_files[1]);
+    if (write_st(path, shown, ot, nt)) return 1;
+    snprintf(path, sizeof path, "%s/%s", d->tmp, compose_files[0]);
+    snprintf(shown, sizeof shown, "%s/%s", outd, compose_files[0]);
+    return write_text(path, shown, cfg);
+}
+/* the written adapter must load and initialise through molora before it replaces DIR */
+static int compose_load_back(const out_dir *d, const char *outd)
+{
+    molora_load_desc ld = load_desc();
+    molora_adapter *a = NULL;
+    molora_model *m = NULL;
+    molora_model_desc md;
+    molora_result r;
+    g_detail[0] = 0;
+    if (!(r = molora_adapter_load(d->tmp, &ld, &a))) {
+        molora_adapter_get_desc(a, &md);
+        r = molora_model_init(&md, &m);
+    }
+    molora_model_free(m);
+    molora_adapter_free(a);
+    if (r) { die("compose: %s: the composed adapter does not load back: %s (%s)", outd, g_detail, molora_result_string(r)); g_detail[0] = 0; return 1; }
     return 0;
 }
 
-#define MAXEXP 64
-static int cmd_compose(int argc, char **argv)
+/* --out (the directory and the two files written into it) is no input: not an --expert
+   directory or file, not --gate */
+static int compose_check_paths(const cli_compose_opts *o)
 {
-    const char *exp_dirs[MAXEXP], *gate = NULL, *outd = NULL, *routing = "dense";
-    int n = 0, i, l, e, nm, rc = 1, nt = 0, same = 1;
+    io_inputs in;
+    char *cfg = io_join(o->out, "adapter_config.json"), *st = io_join(o->out, "adapter_model.safetensors");
+    int i, rc = !cfg || !st ? die("out of memory") : 0;
+    memset(&in, 0, sizeof in);
+    for (i = 0; !rc && i < o->n_experts; i++) rc = io_add_adapter(&in, "--expert", o->experts[i]);
+    rc = rc || io_add(&in, "--gate", o->gate, io_dup(o->gate)) || io_check_output(&in, "compose", "--out", o->out) ||
+         io_check_output(&in, "compose", "--out", cfg) || io_check_output(&in, "compose", "--out", st);
+    io_free(&in);
+    free(cfg); free(st);
+    return rc;
+}
+
+#define MAXEXP CLI_MAX_EXPERTS
+static int run_compose(const cli_compose_opts *o)
+{
+    const char *const *exp_dirs = o->experts, *gate = o->gate, *outd = o->out;
+    int n = o->n_experts, i, l, e, nm, rc = 1, nt = 0, same = 1;
     molora_adapter *ad[MAXEXP];
     molora_model *mods[MAXEXP];
     molora_safetensors *gst = NULL;
@@ -347,22 +822,11 @@ static int cmd_compose(int argc, char **argv)
     molora_result r;
     out_tensor *ot = NULL;
     float *scal = NULL;
-    char path[4096];
-    FILE *f;
+    strbuf cfg = {0};
+    out_dir od;
+    memset(&od, 0, sizeof od);
     memset(ad, 0, sizeof ad);
     memset(mods, 0, sizeof mods);
-    for (i = 0; i < argc; i++) {
-        if (i + 1 >= argc) return die("compose: %s needs a value", argv[i]);
-        if (!strcmp(argv[i], "--expert")) { if (n == MAXEXP) return die("compose: at most %d experts", MAXEXP); exp_dirs[n++] = argv[++i]; }
-        else if (!strcmp(argv[i], "--gate")) gate = argv[++i];
-        else if (!strcmp(argv[i], "--out")) outd = argv[++i];
-        else if (!strcmp(argv[i], "--routing")) routing = argv[++i];
-        else return die("compose: unexpected argument %s", argv[i]);
-    }
-    if (!n || !gate || !outd) return die("compose: usage: molora compose --expert DIR [--expert DIR ...] --gate GATE.safetensors --out DIR [--routing ...]");
-    if (strcmp(routing, "dense") && strncmp(routing, "topk:", 5) && strncmp(routing, "threshold:", 10))
-        return die("compose: --routing %s: expected dense, topk:K or threshold:V", routing);
-    if (!strncmp(routing, "topk:", 5) && (atoi(routing + 5) < 1 || atoi(routing + 5) > n)) return die("compose: --routing %s: k must be in 1..%d", routing, n);
     for (i = 0; i < n; i++) {
         molora_model_desc md;
         if ((r = molora_adapter_load(exp_dirs[i], &ld, &ad[i]))) { die_lib(exp_dirs[i], r); goto done; }
@@ -422,40 +886,23 @@ static int cmd_compose(int argc, char **argv)
             ot[nt].rows = 0; ot[nt].cols = n; ot[nt].n = (size_t)n; nt++;
         }
     }
-    if (mkdir(outd, 0755) != 0 && errno != EEXIST) { die("%s: cannot create directory: %s", outd, strerror(errno)); goto done; }
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", outd);
-    if (write_st(path, ot, nt)) goto done;
-    snprintf(path, sizeof path, "%s/adapter_config.json", outd);
-    if (!(f = fopen(path, "w"))) { die("%s: cannot write: %s", path, strerror(errno)); goto done; }
-    fprintf(f, "{\n \"peft_type\": \"MOLORA\",\n \"routing\": \"%s\",\n", !strncmp(routing, "topk:", 5) ? "topk" : !strncmp(routing, "threshold:", 10) ? "threshold" : "dense");
-    if (!strncmp(routing, "topk:", 5)) fprintf(f, " \"top_k\": %d,\n", atoi(routing + 5));
-    if (!strncmp(routing, "threshold:", 10)) fprintf(f, " \"threshold\": %s,\n", routing + 10);
-    fprintf(f, " \"experts\": [");
-    for (e = 0; e < n; e++) { fprintf(f, "%s", e ? ", " : ""); jstr(f, exp_dirs[e]); }
-    fprintf(f, "],\n \"expert_scaling\": ");
-    if (same) {
-        fprintf(f, "[");
-        for (e = 0; e < n; e++) fprintf(f, "%s%.9g", e ? ", " : "", (double)scal[e]);
-        fprintf(f, "]\n}\n");
-    } else {
-        fprintf(f, "{");
-        for (l = 0; l < nm; l++) {
-            fprintf(f, "%s\n  ", l ? "," : "");
-            jstr(f, molora_adapter_module_name(ad[0], l));
-            fprintf(f, ": [");
-            for (e = 0; e < n; e++) fprintf(f, "%s%.9g", e ? ", " : "", (double)scal[(size_t)l * (size_t)n + (size_t)e]);
-            fprintf(f, "]");
-        }
-        fprintf(f, "\n }\n}\n");
-    }
-    if (fclose(f)) { die("%s: write failed", path); goto done; }
+    if (compose_config(&cfg, o, ad[0], scal, same)) goto done;
+    if (outdir_open(&od, outd) || compose_write(&od, outd, ot, nt, &cfg) || compose_load_back(&od, outd) || outdir_commit(&od, outd)) goto done;
     rc = 0;
 done:
     if (ot) for (i = 0; i < nt + 1; i++) { free(ot[i].name); free(ot[i].own); }
-    free(ot); free(scal);
+    outdir_abort(&od);
+    free(ot); free(scal); free(cfg.p);
     molora_safetensors_free(gst);
     for (i = 0; i < n; i++) { molora_model_free(mods[i]); molora_adapter_free(ad[i]); }
     return rc;
+}
+static int cmd_compose(int argc, char **argv)
+{
+    cli_compose_opts o;
+    if (cli_parse_compose(argc, argv, &o)) return die("%s", o.err);
+    if (compose_check_paths(&o)) return 1;
+    return run_compose(&o);
 }
 
 /* ---- alpha (DESIGN.md 4.2) ------------------------------------------------------------------
@@ -483,9 +930,10 @@ static int layer_of_name(const char *name, const char *prefix)
 
 static int cmd_alpha(int argc, char **argv)
 {
-    const char *model = NULL, *prefix = "", *method = "fix_finger";
-    int budget = MOLORA_ALPHA_DEFAULT_BUDGET, json = 0, i, rc = 1, n_mat = 0, n_skip = 0, n_layers = 0, progress;
-    double beta = MOLORA_ALPHA_DEFAULT_BETA, total = 0;
+    cli_alpha_opts ao;
+    const char *model, *prefix, *method;
+    int budget, json, i, rc = 1, n_mat = 0, n_skip = 0, n_layers = 0, progress;
+    double beta, total = 0;
     molora_load_desc d = load_desc();
     molora_safetensors *st = NULL;
     molora_alpha_options o;
@@ -497,28 +945,11 @@ static int cmd_alpha(int argc, char **argv)
     molora_alpha_fit *fits = NULL;
     void *ws = NULL;
     memset(&o, 0, sizeof o);
-    for (i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end;
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (a[0] != '-' && !model) { model = a; continue; }
-        if (!v) return die("alpha: %s needs a value", a);
-        i++;
-        if (!strcmp(a, "--method")) method = v;
-        else if (!strcmp(a, "--prefix")) prefix = v;
-        else if (!strcmp(a, "--budget")) {
-            long b = strtol(v, &end, 10);
-            if (*end || end == v || b < 0 || b > 1000000) return die("alpha: --budget %s: want an integer 0..1000000", v);
-            budget = (int)b;
-        } else if (!strcmp(a, "--beta")) {
-            beta = strtod(v, &end);
-            if (*end || end == v || !isfinite(beta) || beta <= 0) return die("alpha: --beta %s: want a finite number > 0", v);
-        } else return die("alpha: unknown option %s", a);
-    }
-    if (!model) return die("usage: molora alpha MODEL [--method fix_finger|ww] [--budget N] [--beta B] [--prefix P] [--json]");
-    if (!strcmp(method, "fix_finger")) o.method = MOLORA_ALPHA_FIX_FINGER;
-    else if (!strcmp(method, "ww")) o.method = MOLORA_ALPHA_WW;
-    else return die("alpha: --method %s: want fix_finger or ww", method);
+    if (cli_parse_alpha(argc, argv, &ao)) return die("%s", ao.err);
+    model = ao.model; prefix = ao.prefix; method = ao.method; json = ao.json;
+    budget = ao.budget_set ? ao.budget : MOLORA_ALPHA_DEFAULT_BUDGET;
+    beta = ao.beta_set ? ao.beta : MOLORA_ALPHA_DEFAULT_BETA;
+    o.method = !strcmp(method, "ww") ? MOLORA_ALPHA_WW : MOLORA_ALPHA_FIX_FINGER;
     o.log = on_log;
     if ((r = molora_safetensors_open(model, &d, &st)) != MOLORA_RESULT_SUCCESS) return die_lib(model, r);
     nt = molora_safetensors_n_tensors(st);
@@ -631,7 +1062,7 @@ done:
     return rc;
 }
 
-int main(int argc, char **argv)
+static int run_command(int argc, char **argv)
 {
     if (argc < 2) return die("usage: molora inspect|forward|compose|alpha ... (see DESIGN.md 4.2)");
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
@@ -639,4 +1070,19 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "compose")) return cmd_compose(argc - 2, argv + 2);
     if (!strcmp(argv[1], "alpha")) return cmd_alpha(argc - 2, argv + 2);
     return die("unknown command %s (inspect, forward, compose, alpha)", argv[1]);
+}
+/* what inspect and alpha print must have reached stdout (a redirect to a full disk is an error) */
+static int stdout_flushed(void)
+{
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) return die("standard output: write failed: %s", strerror(errno ? errno : EIO));
+    return 0;
+}
+int main(int argc, char **argv)
+{
+    int rc;
+    signal(SIGXFSZ, SIG_IGN);   /* a file-size limit makes a write fail with EFBIG, reported like any write error */
+    rc = run_command(argc, argv);
+    if (rc) return rc;   /* its one line is out; a stdout error would be a second */
+    return stdout_flushed();
 }
