@@ -461,96 +461,196 @@ done:
 }
 
 /* ---- alpha (DESIGN.md 4.2) ------------------------------------------------------------------
-   molora alpha MODEL [--method fix_finger|ww] [--budget N] [--beta B] [--prefix P] [--json]
-   Every 2-D float weight whose name (after --prefix) contains "layers.L." belongs to decoder
-   layer L; matrices whose smaller side is under 10 are skipped and listed. */
-static int layer_of_name(const char *name, const char *prefix)
+   molora alpha MODEL [--method fix_finger|ww|ww077] [--budget N] [--beta B] [--prefix P]
+                      [--layers PATTERN] [--upstream-fp16] [--json]
+   Decoder layers are found by a name pattern with {L} (molora_alpha_layer_index): --layers, or
+   the family molora_alpha_family_detect picks (t5, bert, llama, gpt2). A layer's matrices are its
+   2-D float tensors named "...weight" (not "weight" of a norm, an embedding or T5's
+   relative_attention_bias); a matrix whose smaller side is under the method's minimum (10, or
+   WeightWatcher 0.7.7's min_evals 8 for ww077) is skipped and listed. With two layer sets (T5)
+   the layers are numbered first set first and share one budget. */
+#define ALPHA_USAGE "usage: molora alpha MODEL [--method fix_finger|ww|ww077] [--budget N] [--beta B] [--prefix P] " \
+                    "[--layers PATTERN] [--upstream-fp16] [--json]"
+
+typedef struct alpha_args {
+    const char *model, *prefix, *method, *layers;
+    int budget, json, fp16;
+    double beta;
+    molora_alpha_options o;
+} alpha_args;
+
+typedef struct alpha_sets {
+    const char *family;           /* NULL with --layers */
+    const char *pat[2];
+    int n, first[3];              /* layer numbers of set s: first[s] .. first[s + 1] - 1 */
+} alpha_sets;
+
+static int alpha_parse(int argc, char **argv, alpha_args *A)
 {
-    const char *p = name, *q;
-    if (prefix && *prefix) {
-        if (strncmp(name, prefix, strlen(prefix)) != 0) return -1;
-        p = name + strlen(prefix);
-    }
-    for (q = strstr(p, "layers."); q; q = strstr(q + 1, "layers.")) {
-        const char *d = q + 7;
+    int i;
+    memset(A, 0, sizeof *A);
+    A->prefix = ""; A->method = "fix_finger"; A->budget = MOLORA_ALPHA_DEFAULT_BUDGET; A->beta = MOLORA_ALPHA_DEFAULT_BETA;
+    for (i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end;
-        long L;
-        if (q != p && q[-1] != '.') continue;
-        if (*d < '0' || *d > '9') continue;
-        L = strtol(d, &end, 10);
-        if (*end == '.' && L >= 0 && L < 1000000) return (int)L;
+        if (!strcmp(a, "--json")) { A->json = 1; continue; }
+        if (!strcmp(a, "--upstream-fp16")) { A->fp16 = 1; continue; }
+        if (a[0] != '-' && !A->model) { A->model = a; continue; }
+        if (!v) return die("alpha: %s needs a value", a);
+        i++;
+        if (!strcmp(a, "--method")) A->method = v;
+        else if (!strcmp(a, "--prefix")) A->prefix = v;
+        else if (!strcmp(a, "--layers")) A->layers = v;
+        else if (!strcmp(a, "--budget")) {
+            long b = strtol(v, &end, 10);
+            if (*end || end == v || b < 0 || b > 1000000) return die("alpha: --budget %s: want an integer 0..1000000", v);
+            A->budget = (int)b;
+        } else if (!strcmp(a, "--beta")) {
+            A->beta = strtod(v, &end);
+            if (*end || end == v || !isfinite(A->beta) || A->beta <= 0) return die("alpha: --beta %s: want a finite number > 0", v);
+        } else return die("alpha: unknown option %s", a);
     }
+    if (!A->model) return die(ALPHA_USAGE);
+    if (!strcmp(A->method, "fix_finger")) A->o.method = MOLORA_ALPHA_FIX_FINGER;
+    else if (!strcmp(A->method, "ww")) A->o.method = MOLORA_ALPHA_WW;
+    else if (!strcmp(A->method, "ww077")) A->o.method = MOLORA_ALPHA_WW_077;
+    else return die("alpha: --method %s: want fix_finger, ww or ww077", A->method);
+    if (A->layers && molora_alpha_pattern_check(A->layers) != MOLORA_RESULT_SUCCESS)
+        return die("alpha: --layers \"%s\": want a name pattern with exactly one {L} for the layer index (at most %d bytes), "
+                   "e.g. \"encoder.layer.{L}.\"", A->layers, MOLORA_ALPHA_PATTERN_MAX);
+    A->o.round_to_f16 = A->fp16;
+    A->o.log = on_log;
+    return 0;
+}
+
+/* The name after --prefix, or NULL when it does not start with it. */
+static const char *alpha_strip(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(name, prefix, n) ? NULL : name + n;
+}
+
+/* The layer sets: --layers, or the family whose patterns match the most names. */
+static int alpha_pick_sets(const alpha_args *A, molora_safetensors *st, alpha_sets *S)
+{
+    size_t nt = molora_safetensors_n_tensors(st), k, n = 0;
+    const char **names;
+    int f, count;
+    const molora_alpha_family *t = molora_alpha_families(&count);
+    memset(S, 0, sizeof *S);
+    if (A->layers) { S->pat[0] = A->layers; S->n = 1; return 0; }
+    if (!(names = (const char **)calloc(nt + 1, sizeof *names))) return die("alpha: out of memory");
+    for (k = 0; k < nt; k++) {
+        molora_tensor_info ti;
+        molora_safetensors_get_info(st, k, &ti);
+        if ((names[n] = alpha_strip(ti.name, A->prefix))) n++;
+    }
+    f = molora_alpha_family_detect(names, n);
+    free(names);
+    if (f < 0) {
+        char known[256] = "";
+        int i;
+        for (i = 0; i < count; i++)
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s %s%s%s", i ? ", " : "", t[i].name,
+                     t[i].sets[0], t[i].sets[1] ? " + " : "", t[i].sets[1] ? t[i].sets[1] : "");
+        return die("alpha: %s: no 2-D weight named like \"%s\" + a known layer pattern (%s); name one with --layers",
+                   A->model, A->prefix, known);
+    }
+    S->family = t[f].name; S->pat[0] = t[f].sets[0]; S->pat[1] = t[f].sets[1]; S->n = t[f].sets[1] ? 2 : 1;
+    return 0;
+}
+
+/* Set and local layer of a name (-1: none). */
+static int alpha_layer(const alpha_sets *S, const char *name, int *set)
+{
+    int s, L;
+    for (s = 0; s < S->n; s++)
+        if ((L = molora_alpha_layer_index(name, S->pat[s])) >= 0) { *set = s; return L; }
     return -1;
+}
+
+/* A layer matrix by name: "...weight", not a norm, an embedding or T5's relative position table. */
+static int alpha_is_matrix_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 6 || strcmp(name + n - 6, "weight") || (n > 6 && name[n - 7] != '.')) return 0;
+    return !strstr(name, "norm") && !strstr(name, "embed") && !strstr(name, "relative_attention_bias");
+}
+
+static void alpha_print_sets(const alpha_sets *S)
+{
+    int s;
+    printf("layers: %s", S->family ? S->family : "--layers");
+    for (s = 0; s < S->n; s++)
+        printf("%s \"%s\" = layers %d..%d", s ? "," : "", S->pat[s], S->first[s], S->first[s + 1] - 1);
+    printf("%s\n\n", S->n > 1 ? " (one budget over both stacks)" : "");
+}
+
+static void alpha_json_sets(const alpha_sets *S)
+{
+    int s;
+    printf(" \"family\": ");
+    if (S->family) jstr(stdout, S->family); else printf("null");
+    printf(", \"patterns\": [");
+    for (s = 0; s < S->n; s++) { printf("%s", s ? ", " : ""); jstr(stdout, S->pat[s]); }
+    printf("],\n");
 }
 
 static int cmd_alpha(int argc, char **argv)
 {
-    const char *model = NULL, *prefix = "", *method = "fix_finger";
-    int budget = MOLORA_ALPHA_DEFAULT_BUDGET, json = 0, i, rc = 1, n_mat = 0, n_skip = 0, n_layers = 0, progress;
-    double beta = MOLORA_ALPHA_DEFAULT_BETA, total = 0;
+    alpha_args A;
+    alpha_sets S;
+    int i, s, rc = 1, n_mat = 0, n_skip = 0, n_layers = 0, progress, min_side, nl[2] = {0, 0};
+    double total = 0;
     molora_load_desc d = load_desc();
     molora_safetensors *st = NULL;
-    molora_alpha_options o;
     molora_result r;
     size_t nt, k, ws_bytes = 0;
     size_t *mat = NULL, *skip = NULL;
-    int *mlayer = NULL, *experts = NULL, *topk = NULL;
+    int *mlayer = NULL, *mset = NULL, *experts = NULL, *topk = NULL;
     double *malpha = NULL, *lalpha = NULL;
     molora_alpha_fit *fits = NULL;
     void *ws = NULL;
-    memset(&o, 0, sizeof o);
-    for (i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end;
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (a[0] != '-' && !model) { model = a; continue; }
-        if (!v) return die("alpha: %s needs a value", a);
-        i++;
-        if (!strcmp(a, "--method")) method = v;
-        else if (!strcmp(a, "--prefix")) prefix = v;
-        else if (!strcmp(a, "--budget")) {
-            long b = strtol(v, &end, 10);
-            if (*end || end == v || b < 0 || b > 1000000) return die("alpha: --budget %s: want an integer 0..1000000", v);
-            budget = (int)b;
-        } else if (!strcmp(a, "--beta")) {
-            beta = strtod(v, &end);
-            if (*end || end == v || !isfinite(beta) || beta <= 0) return die("alpha: --beta %s: want a finite number > 0", v);
-        } else return die("alpha: unknown option %s", a);
-    }
-    if (!model) return die("usage: molora alpha MODEL [--method fix_finger|ww] [--budget N] [--beta B] [--prefix P] [--json]");
-    if (!strcmp(method, "fix_finger")) o.method = MOLORA_ALPHA_FIX_FINGER;
-    else if (!strcmp(method, "ww")) o.method = MOLORA_ALPHA_WW;
-    else return die("alpha: --method %s: want fix_finger or ww", method);
-    o.log = on_log;
-    if ((r = molora_safetensors_open(model, &d, &st)) != MOLORA_RESULT_SUCCESS) return die_lib(model, r);
+    if (alpha_parse(argc, argv, &A)) return 1;
+    min_side = A.o.method == MOLORA_ALPHA_WW_077 ? 8 : 10;
+    if ((r = molora_safetensors_open(A.model, &d, &st)) != MOLORA_RESULT_SUCCESS) return die_lib(A.model, r);
+    if (alpha_pick_sets(&A, st, &S)) goto done;
     nt = molora_safetensors_n_tensors(st);
     mat = (size_t *)calloc(nt + 1, sizeof *mat); skip = (size_t *)calloc(nt + 1, sizeof *skip);
-    mlayer = (int *)calloc(nt + 1, sizeof *mlayer); malpha = (double *)calloc(nt + 1, sizeof *malpha);
-    fits = (molora_alpha_fit *)calloc(nt + 1, sizeof *fits);
-    if (!mat || !skip || !mlayer || !malpha || !fits) { die("alpha: out of memory"); goto done; }
-    /* 1. which tensors are decoder-layer matrices */
+    mlayer = (int *)calloc(nt + 1, sizeof *mlayer); mset = (int *)calloc(nt + 1, sizeof *mset);
+    malpha = (double *)calloc(nt + 1, sizeof *malpha); fits = (molora_alpha_fit *)calloc(nt + 1, sizeof *fits);
+    if (!mat || !skip || !mlayer || !mset || !malpha || !fits) { die("alpha: out of memory"); goto done; }
+    /* 1. which tensors are decoder-layer matrices, by set and local layer */
     for (k = 0; k < nt; k++) {
         molora_tensor_info ti;
-        int L;
+        const char *nm;
+        int L = -1;
         molora_safetensors_get_info(st, k, &ti);
-        L = layer_of_name(ti.name, prefix);
-        if (ti.n_dims != 2 || L < 0) continue;
+        if ((nm = alpha_strip(ti.name, A.prefix))) L = alpha_layer(&S, nm, &s);
+        if (ti.n_dims != 2 || L < 0 || !alpha_is_matrix_name(nm)) continue;
         if (ti.dtype != MOLORA_DTYPE_F32 && ti.dtype != MOLORA_DTYPE_F16 && ti.dtype != MOLORA_DTYPE_BF16) { skip[n_skip++] = k; continue; }
-        if (ti.shape[0] < 10 || ti.shape[1] < 10) { skip[n_skip++] = k; continue; }
-        if (ti.shape[0] > 1000000 || ti.shape[1] > 1000000) { die("alpha: %s: %s: %llu x %llu is too large", model, ti.name,
+        if (ti.shape[0] < (uint64_t)min_side || ti.shape[1] < (uint64_t)min_side) { skip[n_skip++] = k; continue; }
+        if (ti.shape[0] > 1000000 || ti.shape[1] > 1000000) { die("alpha: %s: %s: %llu x %llu is too large", A.model, ti.name,
                                                                  (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]); goto done; }
-        mat[n_mat] = k; mlayer[n_mat++] = L;
-        if (L + 1 > n_layers) n_layers = L + 1;
+        mat[n_mat] = k; mlayer[n_mat] = L; mset[n_mat++] = s;
+        if (L + 1 > nl[s]) nl[s] = L + 1;
         total += (double)ti.shape[0] * (double)ti.shape[1];
         {   /* one workspace for the largest matrix */
             size_t b = 0;
-            if ((r = molora_alpha_workspace_size((int)ti.shape[0], (int)ti.shape[1], &o, &b)) != MOLORA_RESULT_SUCCESS) { die_lib(ti.name, r); goto done; }
+            if ((r = molora_alpha_workspace_size((int)ti.shape[0], (int)ti.shape[1], &A.o, &b)) != MOLORA_RESULT_SUCCESS) { die_lib(ti.name, r); goto done; }
             if (b > ws_bytes) ws_bytes = b;
         }
     }
-    if (n_mat == 0) { die("alpha: %s: no 2-D weight named like \"%slayers.L.\" with both sides >= 10", model, prefix); goto done; }
+    if (n_mat == 0) {
+        die("alpha: %s: no 2-D weight matches %s \"%s%s\"%s with both sides >= %d", A.model, A.layers ? "--layers" : "the detected pattern",
+            A.prefix, S.pat[0], S.n > 1 ? " (or its second stack)" : "", min_side);
+        goto done;
+    }
+    S.first[0] = 0; S.first[1] = nl[0]; S.first[2] = nl[0] + nl[1];
+    n_layers = S.first[S.n];
+    for (i = 0; i < n_mat; i++) mlayer[i] += S.first[mset[i]];   /* global layer numbers: first set first */
     if (ws_bytes && !(ws = malloc(ws_bytes))) { die("alpha: out of memory (%zu bytes of workspace)", ws_bytes); goto done; }
-    o.workspace = ws; o.workspace_size = ws_bytes;
+    A.o.workspace = ws; A.o.workspace_size = ws_bytes;
     progress = total > 3e7;   /* large models: a line per matrix on stderr */
     /* 2. alpha of every matrix */
     for (i = 0; i < n_mat; i++) {
@@ -561,7 +661,7 @@ static int cmd_alpha(int argc, char **argv)
                               (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
         g_detail[0] = 0;
         if ((r = molora_safetensors_get_f32(st, mat[i], &w)) != MOLORA_RESULT_SUCCESS) { die_lib(ti.name, r); goto done; }
-        if ((r = molora_alpha_matrix(w, (int)ti.shape[0], (int)ti.shape[1], &o, &fits[i])) != MOLORA_RESULT_SUCCESS) {
+        if ((r = molora_alpha_matrix(w, (int)ti.shape[0], (int)ti.shape[1], &A.o, &fits[i])) != MOLORA_RESULT_SUCCESS) {
             die_lib(ti.name, r);
             goto done;
         }
@@ -575,18 +675,21 @@ static int cmd_alpha(int argc, char **argv)
     g_detail[0] = 0;
     if ((r = molora_alpha_layer_mean(malpha, mlayer, n_mat, n_layers, lalpha)) != MOLORA_RESULT_SUCCESS) {
         for (i = 0; i < n_layers; i++) {
-            int j, any = 0;
+            int j, any = 0, si = i >= S.first[1];
             for (j = 0; j < n_mat; j++) any |= mlayer[j] == i;
-            if (!any) { die("alpha: %s: decoder layer %d has no weight matrix (layers 0..%d expected)", model, i, n_layers - 1); goto done; }
+            if (!any) { die("alpha: %s: layer %d of \"%s\" has no weight matrix (layers 0..%d expected)", A.model,
+                            i - S.first[si], S.pat[si], S.first[si + 1] - S.first[si] - 1); goto done; }
         }
         die_lib("alpha: per-layer mean", r);
         goto done;
     }
-    r = molora_alpha_allocate(lalpha, n_layers, budget, beta, experts, topk);
+    r = molora_alpha_allocate(lalpha, n_layers, A.budget, A.beta, experts, topk);
     if (r != MOLORA_RESULT_SUCCESS && r != MOLORA_RESULT_NEGATIVE_EXPERTS) { die_lib("alpha: allocation", r); goto done; }
     /* 4. output */
-    if (json) {
-        printf("{\"matrices\": [");
+    if (A.json) {
+        printf("{");
+        alpha_json_sets(&S);
+        printf(" \"method\": \"%s\", \"upstream_fp16\": %s,\n \"matrices\": [", A.method, A.fp16 ? "true" : "false");
         for (i = 0; i < n_mat; i++) {
             molora_tensor_info ti;
             molora_safetensors_get_info(st, mat[i], &ti);
@@ -596,8 +699,12 @@ static int cmd_alpha(int argc, char **argv)
                    mlayer[i], fits[i].alpha, fits[i].xmin, fits[i].ks, fits[i].n_eigs, fits[i].n_tail);
         }
         printf("],\n \"layers\": [");
-        for (i = 0; i < n_layers; i++)
-            printf("%s\n  {\"layer\": %d, \"alpha\": %.17g, \"experts\": %d, \"top_k\": %d}", i ? "," : "", i, lalpha[i], experts[i], topk[i]);
+        for (i = 0; i < n_layers; i++) {
+            int si = i >= S.first[1];
+            printf("%s\n  {\"layer\": %d, \"set\": ", i ? "," : "", i);
+            jstr(stdout, S.pat[si]);
+            printf(", \"index\": %d, \"alpha\": %.17g, \"experts\": %d, \"top_k\": %d}", i - S.first[si], lalpha[i], experts[i], topk[i]);
+        }
         printf("],\n \"skipped\": [");
         for (i = 0; i < n_skip; i++) {
             molora_tensor_info ti;
@@ -607,6 +714,7 @@ static int cmd_alpha(int argc, char **argv)
         }
         printf("]}\n");
     } else {
+        alpha_print_sets(&S);
         printf("%-56s %5s %13s %9s %11s %8s %6s %6s\n", "matrix", "layer", "shape", "alpha", "xmin", "ks", "n_eigs", "n_tail");
         for (i = 0; i < n_mat; i++) {
             molora_tensor_info ti;
@@ -616,19 +724,20 @@ static int cmd_alpha(int argc, char **argv)
             printf("%-56s %5d %13s %9.4f %11.4g %8.4f %6d %6d\n", ti.name, mlayer[i], shape, fits[i].alpha, fits[i].xmin,
                    fits[i].ks, fits[i].n_eigs, fits[i].n_tail);
         }
-        printf("\n%5s %9s %7s %5s    (method %s, budget %d, beta %g)\n", "layer", "alpha", "experts", "top_k", method, budget, beta);
+        printf("\n%5s %9s %7s %5s    (method %s%s, budget %d, beta %g)\n", "layer", "alpha", "experts", "top_k", A.method,
+               A.fp16 ? ", weights rounded to float16" : "", A.budget, A.beta);
         for (i = 0; i < n_layers; i++) printf("%5d %9.4f %7d %5d\n", i, lalpha[i], experts[i], topk[i]);
         for (i = 0; i < n_skip; i++) {
             molora_tensor_info ti;
             molora_safetensors_get_info(st, skip[i], &ti);
-            printf("%s%s", i ? ", " : "\nskipped (a side under 10, or not float): ", ti.name);
+            printf("%s%s", i ? ", " : "\nskipped (a side under the method's minimum, or not float): ", ti.name);
         }
         if (n_skip) printf("\n");
     }
-    if (r == MOLORA_RESULT_NEGATIVE_EXPERTS) { die("alpha: budget %d with beta %g needs a negative expert count (printed as upstream computes it)", budget, beta); goto done; }
+    if (r == MOLORA_RESULT_NEGATIVE_EXPERTS) { die("alpha: budget %d with beta %g needs a negative expert count (printed as upstream computes it)", A.budget, A.beta); goto done; }
     rc = 0;
 done:
-    free(mat); free(skip); free(mlayer); free(malpha); free(fits); free(lalpha); free(experts); free(topk); free(ws);
+    free(mat); free(skip); free(mlayer); free(mset); free(malpha); free(fits); free(lalpha); free(experts); free(topk); free(ws);
     molora_safetensors_free(st);
     return rc;
 }
