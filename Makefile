@@ -141,6 +141,7 @@ $(B)/molora: tools/molora.c molora.h | $(B)
 # regenerate the committed test fixtures (Python stdlib only)
 fixtures:
 	python3 tests/fixtures/make_fixtures.py
+	python3 tests/fixtures/make_alpha_arch.py
 
 # ---- fuzzing: libFuzzer + ASan + UBSan, each harness for FUZZ_SECONDS -----------------------------
 FUZZ_SECONDS ?= 60

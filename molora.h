@@ -66,11 +66,17 @@
 
    ALPHALORA (molora_alpha_*, needs LAPACK: UNSUPPORTED under MOLORA_NO_BLAS)
      AlphaLoRA gives each decoder layer a number of LoRA experts from the heavy-tailed spectrum
-     of its frozen weights (formulas and upstream quirks: shared/reference-math.md 5-6):
+     of its frozen weights (formulas and upstream quirks: AlphaLoRA's expert_number.py at
+     peijunallin/alphalora 41cb6e2, weightwatcher's WW_powerlaw.py 0.7.5.5 and 0.7.7):
        molora_alpha_matrix(W, rows, cols, &opt, &fit)   eigenvalues of W^T W, then a power-law
            fit of the tail: alpha, xmin, KS distance, n_eigs, n_tail. opt.method FIX_FINGER
            (default, AlphaLoRA's estimator: ESD-peak window with upstream's log10 lower bound,
-           torch.histc bins, first argmin) or WW (WeightWatcher's default, threshold 1e-5).
+           torch.histc bins, first argmin), WW (WeightWatcher 0.7.5.5's default, threshold
+           1e-5) or WW_077 (WeightWatcher 0.7.7: its small-N fit below 20 eigenvalues, min_evals
+           8). opt.round_to_f16 rounds W to float16 first, as AlphaLoRA loads its model.
+       molora_alpha_layer_index(name, "encoder.layer.{L}.")   the layer a tensor belongs to;
+           molora_alpha_families() / molora_alpha_family_detect(): llama, bert, gpt2 and t5
+           (two stacks, numbered encoder first, one budget) by tensor names
        molora_alpha_layer_mean()     alpha of a decoder layer = mean over its matrices
        molora_alpha_allocate()       experts per layer, the exact integers of upstream
                                      exponential_scaling (budget 160, beta 2.5 by default)
@@ -3575,8 +3581,9 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *a, size
 }
 /* ==== [end files] ========================================================================== */
 /* ---- [alpha] ---------------------------------------------------------------------------------
-   AlphaLoRA: eigenvalues of W^T W through LAPACK, the power-law fits of reference-math.md 5.2
-   (WeightWatcher) and 5.3 (fix_finger), the per-layer mean and the allocation of section 6. */
+   AlphaLoRA: eigenvalues of W^T W through LAPACK, the power-law fits (WeightWatcher's WWFit of
+   0.7.5.5 and 0.7.7, AlphaLoRA's fix_finger), the per-layer mean, the allocation
+   (exponential_scaling) and the tensor-name layer patterns. */
 #ifndef MOLORA_NO_BLAS
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,6 @@
-/* AlphaLoRA tests: the ESD power-law fits (reference-math.md 5), the eigenvalue routes against
-   a float64 SVD, the expert allocation (section 6) and a model built from a plan.
+/* AlphaLoRA tests: the ESD power-law fits and their boundaries, the eigenvalue routes against
+   a float64 SVD, float16 rounding, the expert allocation, the layer-name patterns and a model
+   built from a plan.
    Built twice: against OpenBLAS and with MOLORA_NO_BLAS (the LAPACK parts must then say
    UNSUPPORTED). The library is compiled once in tests/molora_impl.c. Pinned values come from
    the float64 reference tools/alpha_ref.py and from the upstream functions run on the same

@@ -28,7 +28,7 @@ for l in L:
     assert l["top_k"] == (2 if l["experts"] > 1 else 1)
 for x in m:
     assert x["n_eigs"] == 24 and 1 <= x["n_tail"] <= 24 and x["alpha"] > 1
-# reference-math.md 6: rint(s / sum * T), then one at a time against the unnormalised s
+# AlphaLoRA's exponential_scaling: rint(s / sum * T), then one at a time against the unnormalised s
 s = [l["alpha"] ** 2.5 for l in L]
 n = [int(round(v / sum(s) * 12)) for v in s]   # Python's round is half-to-even, as np.round
 while sum(n) != 12:
