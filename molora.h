@@ -3706,13 +3706,13 @@ MOLORA__PRIVATE int molora__alpha_bytes(const molora__alpha_ws *ws, size_t extra
            *bytes <= (size_t)PTRDIFF_MAX;
 }
 
-/* x rounded to the nearest float16 (ties to even) and back: 11 significant bits down to 2^-14,
-   steps of 2^-24 below (subnormals), +-Inf from 65520 (numpy's and torch's .half()). */
+/* x rounded to the nearest float16 (ties to even) and back, as numpy's and torch's .half():
+   11 significant bits down to 2^-14, steps of 2^-24 below (subnormals). Needs |x| < 65520
+   (larger values become Inf; molora__alpha_prepare refuses them). */
 MOLORA__PRIVATE float molora__f16_round(float x)
 {
     float a = fabsf(x), r;
     int e;
-    if (!(a < 65520.0f)) return x != x ? x : (x < 0 ? -HUGE_VALF : HUGE_VALF);
     if (a < 6.103515625e-05f) r = nearbyintf(a * 16777216.0f) / 16777216.0f;
     else { frexpf(a, &e); r = ldexpf(nearbyintf(ldexpf(a, 11 - e)), e - 11); }
     return x < 0 ? -r : r;

@@ -683,40 +683,43 @@ static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, 
 
 static void test_round_to_f16(void **s)
 {
-    const float in[8]  = { 1.0f + 0x1p-11f, 1.0f + 0x3p-11f, 65519.0f, 0.1f, 1000.3f, -2.5f, 0x3p-25f, 0x1p-25f };
-    const float out[8] = { 1.0f, 1.0f + 0x1p-9f, 65504.0f, 0.0999755859375f, 1000.5f, 2.5f, 0x1p-23f, 0.0f };
-    float W[64];
-    double want[8], got[8];
+    /* ties to even at 1 + 2^-11 and 1 + 3 2^-11; the largest finite; subnormal ties (step 2^-24)
+       up to the smallest normal 2^-14 */
+    const float in[9]  = { 1.0f + 0x1p-11f, 1.0f + 0x3p-11f, 65519.0f, 0.1f, 1000.3f, -2.5f, 0x3p-25f, 0x1p-25f,
+                           0x1p-14f - 0x1p-25f };
+    const float out[9] = { 1.0f, 1.0f + 0x1p-9f, 65504.0f, 0.0999755859375f, 1000.5f, 2.5f, 0x1p-23f, 0.0f, 0x1p-14f };
+    float W[81];
+    double want[9], got[9];
     molora_alpha_options o;
     molora_alpha_fit f;
     int i, r;
     (void)s;
     memset(W, 0, sizeof W);
-    for (i = 0; i < 8; i++) { W[i * 9] = in[i]; want[i] = (double)out[i] * (double)out[i]; }
-    qsort(want, 8, sizeof *want, cmp_d);
+    for (i = 0; i < 9; i++) { W[i * 10] = in[i]; want[i] = (double)out[i] * (double)out[i]; }
+    qsort(want, 9, sizeof *want, cmp_d);
     memset(&o, 0, sizeof o);
     o.round_to_f16 = 1;
     for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r < MOLORA_ALPHA_ROUTE_COUNT; r++) {
         o.route = (molora_alpha_route)r;
-        assert_int_equal(molora_alpha_eigenvalues(W, 8, 8, &o, got), MOLORA_RESULT_SUCCESS);
-        for (i = 0; i < 8; i++) {
+        assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_SUCCESS);
+        for (i = 0; i < 9; i++) {
             if (r == MOLORA_ALPHA_ROUTE_DEFAULT || r == MOLORA_ALPHA_ROUTE_GRAM64) assert_true(got[i] == want[i]);
             else if (want[i] > 1e-3) assert_true(rel(got[i], want[i]) < 1e-6);
         }
     }
     o.route = MOLORA_ALPHA_ROUTE_DEFAULT;
     o.round_to_f16 = 0;   /* off: the float32 values themselves */
-    assert_int_equal(molora_alpha_eigenvalues(W, 8, 8, &o, got), MOLORA_RESULT_SUCCESS);
-    assert_true(got[7] == 65519.0 * 65519.0);
+    assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_SUCCESS);
+    assert_true(got[8] == 65519.0 * 65519.0);
     /* the float16 range: 65520 rounds to Inf (NON_FINITE), one float below it to 65504 */
     W[0] = 65520.0f;
-    assert_int_equal(molora_alpha_matrix(W, 8, 8, &o, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_alpha_matrix(W, 9, 9, &o, &f), MOLORA_RESULT_SUCCESS);
     o.round_to_f16 = 1;
-    assert_int_equal(molora_alpha_matrix(W, 8, 8, &o, &f), MOLORA_RESULT_NON_FINITE);
-    assert_int_equal(molora_alpha_eigenvalues(W, 8, 8, &o, got), MOLORA_RESULT_NON_FINITE);
+    assert_int_equal(molora_alpha_matrix(W, 9, 9, &o, &f), MOLORA_RESULT_NON_FINITE);
+    assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_NON_FINITE);
     W[0] = nextafterf(65520.0f, 0.0f);
-    assert_int_equal(molora_alpha_eigenvalues(W, 8, 8, &o, got), MOLORA_RESULT_SUCCESS);
-    assert_true(got[7] == 65504.0 * 65504.0);
+    assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_SUCCESS);
+    assert_true(got[8] == 65504.0 * 65504.0);
     {   /* the fit of a rounded matrix equals the fit of the matrix rounded beforehand */
         float *R = realistic(40, 56), *Q = malloc(sizeof(float) * 40 * 56);
         molora_alpha_fit h;
