@@ -75,8 +75,8 @@
            1e-5) or WW_077 (WeightWatcher 0.7.7: its small-N fit below 20 eigenvalues, min_evals
            8). opt.round_to_f16 rounds W to float16 first, as AlphaLoRA loads its model.
        molora_alpha_layer_index(name, "encoder.layer.{L}.")   the layer a tensor belongs to;
-           molora_alpha_families() / molora_alpha_family_detect(): llama, bert, gpt2 and t5
-           (two stacks, numbered encoder first, one budget) by tensor names
+           molora_alpha_families() / molora_alpha_family_detect(): llama, bert, gpt2, and t5
+           and bart (two stacks, numbered encoder first, one budget) by tensor names
        molora_alpha_layer_mean()     alpha of a decoder layer = mean over its matrices
        molora_alpha_allocate()       experts per layer, the exact integers of upstream
                                      exponential_scaling (budget 160, beta 2.5 by default)
@@ -633,14 +633,17 @@ MOLORA_API molora_result molora_alpha_pattern_check(const char *pattern);
    with two (T5: encoder, then decoder stack), an AlphaLoRA plan numbers the layers of the first
    set 0..n1-1 and of the second n1..n1+n2-1 and allocates ONE budget over all of them (the
    allocation compares alpha^beta across every layer; splitting the budget per stack would need
-   a rule AlphaLoRA does not have). Table order: t5, bert, llama, gpt2. */
+   a rule AlphaLoRA does not have). Table order: t5, bart, bert, llama, gpt2. */
 typedef struct molora_alpha_family {
-    const char *name;          /* "t5", "bert", "llama" (also Mistral, Qwen), "gpt2"          */
+    const char *name;          /* "t5", "bart" (also Whisper, Marian), "bert", "llama" (also
+                                  Mistral, Qwen, OPT), "gpt2" (also Falcon)                   */
     const char *sets[2];       /* layer patterns; sets[1] NULL for one stack                  */
 } molora_alpha_family;
 MOLORA_API const molora_alpha_family *molora_alpha_families(int *count);
-/* The family whose patterns match the most of names (n), first in table order on a tie; -1 when
-   none matches any name. */
+/* The family whose patterns match the most of names (n), among those with every set matching at
+   least one name; on a tie the one with more sets (BART's encoder.layers.{L}. and
+   decoder.layers.{L}. before Llama's layers.{L}., which would merge the two stacks), then the
+   first in table order. -1 when no family matches. */
 MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n);
 
 #ifdef __cplusplus
@@ -4272,6 +4275,7 @@ MOLORA_API int molora_alpha_layer_index(const char *name, const char *pattern)
 
 static const molora_alpha_family molora__alpha_family_table[] = {
     { "t5",    { "encoder.block.{L}.", "decoder.block.{L}." } },
+    { "bart",  { "encoder.layers.{L}.", "decoder.layers.{L}." } },
     { "bert",  { "encoder.layer.{L}.", NULL } },
     { "llama", { "layers.{L}.", NULL } },
     { "gpt2",  { "h.{L}.", NULL } },
@@ -4283,17 +4287,25 @@ MOLORA_API const molora_alpha_family *molora_alpha_families(int *count)
     return molora__alpha_family_table;
 }
 
+/* Names (n) matching set `set` of family f. */
+MOLORA__PRIVATE size_t molora__alpha_family_hits(const molora_alpha_family *f, int set, const char *const *names, size_t n)
+{
+    size_t i, hits = 0;
+    for (i = 0; i < n; i++) hits += names[i] && molora_alpha_layer_index(names[i], f->sets[set]) >= 0;
+    return hits;
+}
+
 MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n)
 {
-    int f, nf, best = -1;
-    size_t i, best_hits = 0;
+    int f, nf, best = -1, best_sets = 0;
+    size_t best_hits = 0;
     const molora_alpha_family *t = molora_alpha_families(&nf);
     for (f = 0; f < nf && names; f++) {
-        size_t hits = 0;
-        for (i = 0; i < n; i++)
-            hits += names[i] && (molora_alpha_layer_index(names[i], t[f].sets[0]) >= 0 ||
-                                 (t[f].sets[1] && molora_alpha_layer_index(names[i], t[f].sets[1]) >= 0));
-        if (hits > best_hits) { best_hits = hits; best = f; }
+        size_t h0 = molora__alpha_family_hits(&t[f], 0, names, n), h1 = 0;
+        int sets = t[f].sets[1] ? 2 : 1;
+        if (sets == 2 && (h1 = molora__alpha_family_hits(&t[f], 1, names, n)) == 0) continue;   /* a stack missing */
+        if (h0 == 0 || h0 + h1 < best_hits || (h0 + h1 == best_hits && sets <= best_sets)) continue;
+        best = f; best_hits = h0 + h1; best_sets = sets;
     }
     return best;
 }

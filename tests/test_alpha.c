@@ -476,15 +476,21 @@ static void test_family_detect(void **s)
                                   "bert.encoder.layer.1.output.dense.weight" };
     static const char *gpt2[] = { "transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_proj.weight" };
     static const char *llama[] = { "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "lm_head.weight" };
+    static const char *bart[] = { "model.encoder.layers.0.self_attn.q_proj.weight", "model.decoder.layers.0.fc1.weight",
+                                  "model.decoder.layers.1.fc1.weight" };
+    static const char *opt[] = { "model.decoder.layers.0.self_attn.q_proj.weight", "model.decoder.layers.1.fc1.weight" };
     static const char *none[] = { "w1", "w2" };
     int n, f;
     const molora_alpha_family *t = molora_alpha_families(&n);
     (void)s;
-    assert_int_equal(n, 4);
+    assert_int_equal(n, 5);
     f = molora_alpha_family_detect(t5, 4);   assert_true(f >= 0 && !strcmp(t[f].name, "t5") && t[f].sets[1]);
     f = molora_alpha_family_detect(bert, 3); assert_true(f >= 0 && !strcmp(t[f].name, "bert") && !t[f].sets[1]);
     f = molora_alpha_family_detect(gpt2, 3); assert_true(f >= 0 && !strcmp(t[f].name, "gpt2"));
     f = molora_alpha_family_detect(llama, 3); assert_true(f >= 0 && !strcmp(t[f].name, "llama"));
+    f = molora_alpha_family_detect(bart, 3); assert_true(f >= 0 && !strcmp(t[f].name, "bart"));   /* not llama: a tie, 2 sets */
+    f = molora_alpha_family_detect(opt, 2); assert_true(f >= 0 && !strcmp(t[f].name, "llama"));   /* no encoder stack */
+    assert_int_equal(molora_alpha_family_detect(t5 + 2, 2), -1);                                   /* T5 without its encoder */
     assert_int_equal(molora_alpha_family_detect(none, 2), -1);
     assert_int_equal(molora_alpha_family_detect(NULL, 2), -1);
 }

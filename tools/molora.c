@@ -464,7 +464,7 @@ done:
    molora alpha MODEL [--method fix_finger|ww|ww077] [--budget N] [--beta B] [--prefix P]
                       [--layers PATTERN] [--upstream-fp16] [--json]
    Decoder layers are found by a name pattern with {L} (molora_alpha_layer_index): --layers, or
-   the family molora_alpha_family_detect picks (t5, bert, llama, gpt2). A layer's matrices are its
+   the family molora_alpha_family_detect picks (t5, bart, bert, llama, gpt2). A layer's matrices are its
    2-D float tensors named "...weight" (not "weight" of a norm, an embedding or T5's
    relative_attention_bias); a matrix whose smaller side is under the method's minimum (10, or
    WeightWatcher 0.7.7's min_evals 8 for ww077) is skipped and listed. With two layer sets (T5)
