@@ -154,6 +154,7 @@ $(B)/molora: tools/molora.c tools/molora_npy.h tools/molora_cli.h molora.h | $(B
 # regenerate the committed test fixtures (Python stdlib only)
 fixtures:
 	python3 tests/fixtures/make_fixtures.py
+	python3 tests/fixtures/make_alpha_arch.py
 
 # ---- fuzzing: libFuzzer + ASan + UBSan, each harness for FUZZ_SECONDS -----------------------------
 FUZZ_SECONDS ?= 60
@@ -258,6 +259,7 @@ san-run:
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tools/molora.c -o $(B)/$(SAN)/molora $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_catalogue -lcmocka $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_npy.c -o $(B)/$(SAN)/test_npy -lcmocka
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_alpha.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_alpha -lcmocka $(LIBS)
 	$(SANENV) ./$(B)/$(SAN)/test_core
 	$(SANENV) MOLORA_PORTABLE=1 ./$(B)/$(SAN)/test_core
 	$(SANENV) ./$(B)/$(SAN)/test_core_noblas
@@ -270,6 +272,8 @@ san-run:
 	$(SANENV) ./$(B)/$(SAN)/test_catalogue $(B)/$(SAN)/molora
 	$(SANENV) PYTHON=$(PYTHON) ./$(B)/$(SAN)/test_npy
 	$(SANENV) sh tests/test_hostile.sh $(B)/$(SAN)/molora
+	$(SANENV) ./$(B)/$(SAN)/test_alpha
+	$(SANENV) sh tests/test_alpha_cli.sh $(B)/$(SAN)/molora
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. examples/engine.c -o $(B)/$(SAN)/engine $(LIBS)
 	for a in adamole mole mola; do $(SANENV) ./$(B)/$(SAN)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a \
 	  -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done

@@ -81,11 +81,17 @@
 
    ALPHALORA (molora_alpha_*, needs LAPACK: UNSUPPORTED under MOLORA_NO_BLAS)
      AlphaLoRA gives each decoder layer a number of LoRA experts from the heavy-tailed spectrum
-     of its frozen weights (formulas and upstream quirks: shared/reference-math.md 5-6):
+     of its frozen weights (formulas and upstream quirks: AlphaLoRA's expert_number.py at
+     peijunallin/alphalora 41cb6e2, weightwatcher's WW_powerlaw.py 0.7.5.5 and 0.7.7):
        molora_alpha_matrix(W, rows, cols, &opt, &fit)   eigenvalues of W^T W, then a power-law
            fit of the tail: alpha, xmin, KS distance, n_eigs, n_tail. opt.method FIX_FINGER
            (default, AlphaLoRA's estimator: ESD-peak window with upstream's log10 lower bound,
-           torch.histc bins, first argmin) or WW (WeightWatcher's default, threshold 1e-5).
+           torch.histc bins, first argmin), WW (WeightWatcher 0.7.5.5's default, threshold
+           1e-5) or WW_077 (WeightWatcher 0.7.7: its small-N fit below 20 eigenvalues, min_evals
+           8). opt.round_to_f16 rounds W to float16 first, as AlphaLoRA loads its model.
+       molora_alpha_layer_index(name, "encoder.layer.{L}.")   the layer a tensor belongs to;
+           molora_alpha_families() / molora_alpha_family_detect(): llama, bert, gpt2, and t5
+           and bart (two stacks, numbered encoder first, one budget) by tensor names
        molora_alpha_layer_mean()     alpha of a decoder layer = mean over its matrices
        molora_alpha_allocate()       experts per layer, the exact integers of upstream
                                      exponential_scaling (budget 160, beta 2.5 by default)
@@ -567,7 +573,14 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter
    path: scratch memory comes from options.workspace or the options.memory hook. */
 typedef enum molora_alpha_method {
     MOLORA_ALPHA_FIX_FINGER = 0,  /* default: AlphaLoRA's fix_finger (ESD peak window, KS, MLE)   */
-    MOLORA_ALPHA_WW,              /* WeightWatcher default: every eigenvalue > 1e-5 tried as xmin */
+    MOLORA_ALPHA_WW,              /* WeightWatcher 0.7.5.5 default: every eigenvalue > 1e-5 tried
+                                     as xmin, first argmin of the KS distance                     */
+    MOLORA_ALPHA_WW_077,          /* WeightWatcher 0.7.7: as WW from 20 eigenvalues (after the
+                                     1e-5 threshold) up; below 20 its small-N fit: tails of >= 8
+                                     values only, alpha = 1 + (n-1)/sum ln(lam/xmin) (bias-
+                                     corrected), tails with sum <= 1e-12 skipped, first argmin of
+                                     D; no such tail: the whole spectrum. Matrices with fewer than
+                                     8 eigenvalues (min_evals) are refused                        */
     MOLORA_ALPHA_METHOD_COUNT
 } molora_alpha_method;
 
@@ -594,6 +607,9 @@ typedef struct molora_alpha_options {   /* every zero field means its default */
     double evals_thresh;                /* eigenvalues <= this are dropped before the fit;
                                            0 = method default (WW 1e-5, FIX_FINGER none, as
                                            upstream filter_zeros=False); < 0 = never drop        */
+    int round_to_f16;                   /* nonzero: round every weight to float16 (nearest even)
+                                           before the eigenvalues, as AlphaLoRA's expert_number.py
+                                           loads its model in float16; |w| >= 65520 is NON_FINITE */
     void *workspace;                    /* optional: molora_alpha_workspace_size() bytes; else   */
     size_t workspace_size;              /* scratch comes from memory (malloc) and is freed        */
     molora_memory memory;               /* both functions or neither                              */
@@ -604,8 +620,11 @@ typedef struct molora_alpha_options {   /* every zero field means its default */
 enum {
     MOLORA_ALPHA_FLAG_EQUAL_TAIL = 1,   /* the chosen tail is all equal values: alpha = +inf,
                                            ks = (n-1)/n (numpy/torch give the same)              */
-    MOLORA_ALPHA_FLAG_NO_CANDIDATE = 2  /* fix_finger: no eigenvalue in the xmin window; alpha = 0
+    MOLORA_ALPHA_FLAG_NO_CANDIDATE = 2, /* fix_finger: no eigenvalue in the xmin window; alpha = 0
                                            as upstream (spectra spanning > ~17 decades)          */
+    MOLORA_ALPHA_FLAG_SMALL_N = 4       /* WW_077: fewer than 20 eigenvalues, the small-N fit ran;
+                                           alpha = 0 with NO_CANDIDATE when every tail was
+                                           degenerate (sum of logs <= 1e-12), as WeightWatcher   */
 };
 
 typedef struct molora_alpha_fit {
@@ -660,6 +679,34 @@ MOLORA_API molora_result molora_alpha_allocate(const double *layer_alpha, int n_
    caller's to set (for n_experts entries). Errors: negative count, l out of range. */
 MOLORA_API molora_result molora_alpha_plan_apply(const int *experts, const int *top_k, int n_layers,
                                                  const int *layer_of, molora_layer_desc *descs, int n_descs);
+
+/* Which decoder layer a tensor belongs to, by name. A pattern is a name fragment with exactly one
+   "{L}", e.g. "encoder.layer.{L}." or "transformer.h.{L}.": it must match at the start of the
+   name or right after a '.' (so "h.{L}." matches "transformer.h.3.mlp" but not "ch.3.mlp"), and
+   {L} is the whole run of decimal digits there (value < 1000000). The first match wins. Time is
+   linear in the lengths of name and pattern (KMP, no backtracking); nothing is allocated.
+   Returns the layer index, or -1 when nothing matches or the pattern is invalid. */
+#define MOLORA_ALPHA_PATTERN_MAX 256   /* longest pattern, bytes without the terminator */
+MOLORA_API int molora_alpha_layer_index(const char *name, const char *pattern);
+/* INVALID_ARGUMENT unless pattern holds exactly one "{L}" and is 1..MOLORA_ALPHA_PATTERN_MAX long. */
+MOLORA_API molora_result molora_alpha_pattern_check(const char *pattern);
+
+/* The Hugging Face families molora recognises by tensor name. A family has one or two layer sets;
+   with two (T5: encoder, then decoder stack), an AlphaLoRA plan numbers the layers of the first
+   set 0..n1-1 and of the second n1..n1+n2-1 and allocates ONE budget over all of them (the
+   allocation compares alpha^beta across every layer; splitting the budget per stack would need
+   a rule AlphaLoRA does not have). Table order: t5, bart, bert, llama, gpt2. */
+typedef struct molora_alpha_family {
+    const char *name;          /* "t5", "bart" (also Whisper, Marian), "bert", "llama" (also
+                                  Mistral, Qwen, OPT), "gpt2" (also Falcon)                   */
+    const char *sets[2];       /* layer patterns; sets[1] NULL for one stack                  */
+} molora_alpha_family;
+MOLORA_API const molora_alpha_family *molora_alpha_families(int *count);
+/* The family whose patterns match the most of names (n), among those with every set matching at
+   least one name; on a tie the one with more sets (BART's encoder.layers.{L}. and
+   decoder.layers.{L}. before Llama's layers.{L}., which would merge the two stacks), then the
+   first in table order. -1 when no family matches. */
+MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n);
 
 #ifdef __cplusplus
 }
@@ -3725,8 +3772,9 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *a, size
 }
 /* ==== [end files] ========================================================================== */
 /* ---- [alpha] ---------------------------------------------------------------------------------
-   AlphaLoRA: eigenvalues of W^T W through LAPACK, the power-law fits of reference-math.md 5.2
-   (WeightWatcher) and 5.3 (fix_finger), the per-layer mean and the allocation of section 6. */
+   AlphaLoRA: eigenvalues of W^T W through LAPACK, the power-law fits (WeightWatcher's WWFit of
+   0.7.5.5 and 0.7.7, AlphaLoRA's fix_finger), the per-layer mean, the allocation
+   (exponential_scaling) and the tensor-name layer patterns. */
 #ifndef MOLORA_NO_BLAS
 #ifdef __cplusplus
 extern "C" {
@@ -3789,7 +3837,7 @@ MOLORA__PRIVATE int molora__alpha_lwork(double q, int minimum)
     return v > 2147483647.0 ? -1 : (int)v;
 }
 
-MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_alpha_route route, molora__alpha_ws *ws)
+MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_alpha_route route, int f16, molora__alpha_ws *ws)
 {
     int m = rows < cols ? rows : cols, mx = rows < cols ? cols : rows, q1 = -1, info = 0, iq = 0, one = 1;
     size_t mm;
@@ -3812,6 +3860,7 @@ MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_al
         ws->elem = (int)sizeof(float);
         ws->a = mm;
         ws->vals = (size_t)m;
+        if (f16 && !molora__mul((size_t)rows, (size_t)cols, &ws->panel)) return MOLORA_RESULT_SIZE_OVERFLOW;   /* rounded W */
         ssyevd_2stage_("N", "L", &m, &dummy, &m, &dummy, &fq, &q1, &iq, &q1, &info, 1, 1);
         ws->lwork = molora__alpha_lwork((double)fq, 2 * m + 1);
         ws->liwork = iq > 1 ? iq : 1;
@@ -3848,16 +3897,33 @@ MOLORA__PRIVATE int molora__alpha_bytes(const molora__alpha_ws *ws, size_t extra
            *bytes <= (size_t)PTRDIFF_MAX;
 }
 
+/* x rounded to the nearest float16 (ties to even) and back, as numpy's and torch's .half():
+   11 significant bits down to 2^-14, steps of 2^-24 below (subnormals). Needs |x| < 65520
+   (larger values become Inf; molora__alpha_prepare refuses them). */
+MOLORA__PRIVATE float molora__f16_round(float x)
+{
+    float a = fabsf(x), r;
+    int e;
+    if (a < 6.103515625e-05f) r = nearbyintf(a * 16777216.0f) / 16777216.0f;
+    else { frexpf(a, &e); r = ldexpf(nearbyintf(ldexpf(a, 11 - e)), e - 11); }
+    return x < 0 ? -r : r;
+}
+
+MOLORA__PRIVATE double molora__alpha_w(const float *W, size_t i, int f16)
+{
+    return f16 ? (double)molora__f16_round(W[i]) : (double)W[i];
+}
+
 /* G (m, m), upper triangle row-major (= lower column-major) of W W^T (rows <= cols) or W^T W,
-   accumulated in double from float32 panels of W converted to double. */
-MOLORA__PRIVATE void molora__alpha_gram64(const float *W, int rows, int cols, double *G, double *P)
+   accumulated in double from float32 panels of W (rounded to float16 if f16) converted to double. */
+MOLORA__PRIVATE void molora__alpha_gram64(const float *W, int rows, int cols, int f16, double *G, double *P)
 {
     int k0, k, i, j;
     if (rows <= cols) {
         for (k0 = 0; k0 < cols; k0 += k) {
             k = cols - k0 < MOLORA__ALPHA_PANEL ? cols - k0 : MOLORA__ALPHA_PANEL;
             for (i = 0; i < rows; i++)
-                for (j = 0; j < k; j++) P[(size_t)i * k + j] = (double)W[(size_t)i * cols + k0 + j];
+                for (j = 0; j < k; j++) P[(size_t)i * k + j] = molora__alpha_w(W, (size_t)i * cols + k0 + j, f16);
             cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, rows, k, 1.0, P, k, k0 ? 1.0 : 0.0, G, rows);
         }
     } else {
@@ -3865,14 +3931,14 @@ MOLORA__PRIVATE void molora__alpha_gram64(const float *W, int rows, int cols, do
             size_t n, q;
             k = rows - k0 < MOLORA__ALPHA_PANEL ? rows - k0 : MOLORA__ALPHA_PANEL;
             n = (size_t)k * cols;
-            for (q = 0; q < n; q++) P[q] = (double)W[(size_t)k0 * cols + q];
+            for (q = 0; q < n; q++) P[q] = molora__alpha_w(W, (size_t)k0 * cols + q, f16);
             cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, k, 1.0, P, cols, k0 ? 1.0 : 0.0, G, cols);
         }
     }
 }
 
 /* evals (m) ascending, from scratch laid out by molora__alpha_layout. */
-MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int cols, molora_alpha_route route,
+MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int cols, molora_alpha_route route, int f16,
                                                 const molora__alpha_ws *ws, unsigned char *cur, double *evals,
                                                 const molora__logger *lg)
 {
@@ -3886,13 +3952,17 @@ MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int co
     switch (route) {
     case MOLORA_ALPHA_ROUTE_GRAM64:
     case MOLORA_ALPHA_ROUTE_GRAM64_2STAGE:
-        molora__alpha_gram64(W, rows, cols, (double *)a, (double *)panel);
+        molora__alpha_gram64(W, rows, cols, f16, (double *)a, (double *)panel);
         if (route == MOLORA_ALPHA_ROUTE_GRAM64)
             dsyevd_("N", "L", &m, (double *)a, &m, evals, (double *)work, &ws->lwork, iwork, &ws->liwork, &info, 1, 1);
         else
             dsyevd_2stage_("N", "L", &m, (double *)a, &m, evals, (double *)work, &ws->lwork, iwork, &ws->liwork, &info, 1, 1);
         break;
     case MOLORA_ALPHA_ROUTE_FAST:
+        if (f16) {   /* panel holds the rounded copy of W */
+            for (n = 0; n < ws->panel; n++) ((float *)panel)[n] = molora__f16_round(W[n]);
+            W = (const float *)panel;
+        }
         if (rows <= cols) cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, cols, 1.0f, W, cols, 0.0f, (float *)a, m);
         else              cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, m, rows, 1.0f, W, cols, 0.0f, (float *)a, m);
         ssyevd_2stage_("N", "L", &m, (float *)a, &m, vals, (float *)work, &ws->lwork, iwork, &ws->liwork, &info, 1, 1);
@@ -3901,13 +3971,14 @@ MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int co
     case MOLORA_ALPHA_ROUTE_SGESDD: {
         float dummy = 0;
         memcpy(a, W, ws->a * sizeof(float));
+        if (f16) for (n = 0; n < ws->a; n++) ((float *)a)[n] = molora__f16_round(((float *)a)[n]);
         sgesdd_("N", &cols, &rows, (float *)a, &cols, vals, &dummy, &one, &dummy, &one, (float *)work, &ws->lwork, iwork, &info, 1);
         for (i = 0; i < m; i++) evals[i] = (double)vals[m - 1 - i] * (double)vals[m - 1 - i];
         break;
     }
     default: {   /* DGESDD */
         double dummy = 0, *A = (double *)a;
-        for (n = 0; n < ws->a; n++) A[n] = (double)W[n];
+        for (n = 0; n < ws->a; n++) A[n] = molora__alpha_w(W, n, f16);
         dgesdd_("N", &cols, &rows, A, &cols, evals, &dummy, &one, &dummy, &one, (double *)work, &ws->lwork, iwork, &info, 1);
         for (i = 0; i < m / 2; i++) { double t = evals[i]; evals[i] = evals[m - 1 - i]; evals[m - 1 - i] = t; }
         for (i = 0; i < m; i++) evals[i] *= evals[i];
@@ -3936,6 +4007,12 @@ MOLORA__PRIVATE molora_result molora__alpha_prepare(const float *W, int rows, in
 #else
     if (!molora__all_finite(W, n))
         return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "alpha: matrix (%d, %d) has NaN or Inf", rows, cols);
+    if (o->round_to_f16) {
+        size_t i;
+        for (i = 0; i < n; i++)
+            if (!(fabsf(W[i]) < 65520.0f))
+                return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "alpha: weight %zu (%g) overflows float16 (round_to_f16)", i, (double)W[i]);
+    }
     return MOLORA_RESULT_SUCCESS;
 #endif
 }
@@ -3955,7 +4032,7 @@ MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const m
     {
         molora__alpha_ws ws;
         size_t m = (size_t)(rows < cols ? rows : cols);
-        if ((r = molora__alpha_layout(rows, cols, molora__alpha_route(&o, rows, cols), &ws)) != MOLORA_RESULT_SUCCESS) return r;
+        if ((r = molora__alpha_layout(rows, cols, molora__alpha_route(&o, rows, cols), o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS) return r;
         if (!molora__alpha_bytes(&ws, 2 * m + MOLORA__ALIGN / sizeof(double), size)) return MOLORA_RESULT_SIZE_OVERFLOW;
         return MOLORA_RESULT_SUCCESS;
     }
@@ -4002,10 +4079,10 @@ MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int 
         size_t bytes;
         void *owned, *p;
         molora_alpha_route route = molora__alpha_route(&o, rows, cols);
-        if ((r = molora__alpha_layout(rows, cols, route, &ws)) != MOLORA_RESULT_SUCCESS || !molora__alpha_bytes(&ws, 0, &bytes))
+        if ((r = molora__alpha_layout(rows, cols, route, o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS || !molora__alpha_bytes(&ws, 0, &bytes))
             return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "alpha: scratch for (%d, %d) overflows", rows, cols);
         if (!(p = molora__alpha_scratch(&o, bytes, &owned))) return molora__alpha_scratch_fail(&o, &lg, bytes);
-        r = molora__alpha_run(W, rows, cols, route, &ws, molora__align_up(p), evals, &lg);
+        r = molora__alpha_run(W, rows, cols, route, o.round_to_f16 != 0, &ws, molora__align_up(p), evals, &lg);
         molora__alpha_release(&o, owned);
         return r;
     }
@@ -4084,6 +4161,43 @@ MOLORA__PRIVATE void molora__alpha_fit_sorted(const double *lam, int N, double *
     fit->sigma = (best_a - 1.0) / sqrt((double)(N - best));
 }
 
+/* WeightWatcher 0.7.7 below 20 eigenvalues: WWFit.fit_powerlaw_smallN fills alphas / Ds for tails
+   of n >= 8 values with s = sum ln(lam/xmin) > 1e-12 (alpha = 1 + (n-1)/s), the whole spectrum when
+   none qualifies; WWFit.__init__ then takes the first argmin of Ds (its J objective only decides
+   whether that fallback runs). Unvisited slots hold alpha 0, D 1. lg = ln lam, filled. */
+#define MOLORA__ALPHA_SMALL_N 20   /* weightwatcher WW_powerlaw.SMALL_N_CUTOFF */
+#define MOLORA__ALPHA_K_MIN   8    /* fit_powerlaw_smallN(k_min=8)              */
+MOLORA__PRIVATE double molora__alpha_small_tail(const double *lg, int n, double S, double *a)
+{
+    double s = S - (double)n * lg[0];   /* sum_j ln(lam_j / xmin) */
+    if (s <= 1e-12) return 2.0;         /* degenerate tail: skipped */
+    *a = 1.0 + ((double)n - 1.0) / s;
+    return molora__alpha_ks(lg, n, *a);
+}
+
+MOLORA__PRIVATE void molora__alpha_fit_small(const double *lam, int N, const double *lg, molora_alpha_fit *fit)
+{
+    int i, best = 0;
+    double S = 0.0, best_D = 1.0, best_a = 0.0, a, D;
+    for (i = N - 1; i >= 0; i--) {
+        S += lg[i];
+        if (i > N - MOLORA__ALPHA_K_MIN) continue;
+        D = molora__alpha_small_tail(lg + i, N - i, S, &a);
+        if (D <= best_D && D < 2.0) { best_D = D; best_a = a; best = i; }   /* first index wins ties */
+    }
+    if (best_D >= 1.0) {   /* no tail qualified: the whole spectrum, or alpha 0 if even that is degenerate */
+        best = 0; best_a = 0.0; best_D = 1.0;
+        D = molora__alpha_small_tail(lg, N, S, &a);
+        if (D < 2.0) { best_D = D; best_a = a; } else fit->flags |= MOLORA_ALPHA_FLAG_NO_CANDIDATE;
+    }
+    fit->flags |= MOLORA_ALPHA_FLAG_SMALL_N;
+    fit->alpha = best_a;
+    fit->ks = best_D;
+    fit->xmin = lam[best];
+    fit->n_tail = N - best;
+    fit->sigma = (best_a - 1.0) / sqrt((double)(N - best));
+}
+
 /* Sorts, filters and fits evals (n) with lg (n) as scratch. */
 MOLORA__PRIVATE molora_result molora__alpha_fit(double *evals, int n, double *lg, const molora_alpha_options *o,
                                                 const molora__logger *lg_, molora_alpha_fit *fit)
@@ -4097,7 +4211,10 @@ MOLORA__PRIVATE molora_result molora__alpha_fit(double *evals, int n, double *lg
     for (i = 1; i < n && evals[i - 1] <= evals[i]; i++) {}
     if (i < n) qsort(evals, (size_t)n, sizeof *evals, molora__alpha_cmp);
     if (n > 0) { fit->lambda_min = evals[0]; fit->lambda_max = evals[n - 1]; }
-    if (thresh == 0.0) thresh = o->method == MOLORA_ALPHA_WW ? 1e-5 : -1.0;
+    if (o->method == MOLORA_ALPHA_WW_077 && n < MOLORA__ALPHA_K_MIN)
+        return molora__fail(lg_, MOLORA_RESULT_DEGENERATE_SPECTRUM, "alpha: %d eigenvalues; WeightWatcher 0.7.7 needs "
+                            "min_evals = %d", n, MOLORA__ALPHA_K_MIN);
+    if (thresh == 0.0) thresh = o->method == MOLORA_ALPHA_FIX_FINGER ? -1.0 : 1e-5;
     if (thresh >= 0.0) while (k < n && !(evals[k] > thresh)) k++;
     fit->n_used = n - k;
     if (n - k < 2)
@@ -4106,7 +4223,11 @@ MOLORA__PRIVATE molora_result molora__alpha_fit(double *evals, int n, double *lg
     if (!(evals[k] > 0.0))
         return molora__fail(lg_, MOLORA_RESULT_DEGENERATE_SPECTRUM, "alpha: eigenvalue %g <= 0 (rank-deficient matrix); "
                             "set evals_thresh (upstream filter_zeros uses 1e-4)", evals[k]);
-    molora__alpha_fit_sorted(evals + k, n - k, lg, o, fit);
+    if (o->method == MOLORA_ALPHA_WW_077 && n - k < MOLORA__ALPHA_SMALL_N) {
+        for (i = k; i < n; i++) lg[i - k] = log(evals[i]);
+        molora__alpha_fit_small(evals + k, n - k, lg, fit);
+    } else
+        molora__alpha_fit_sorted(evals + k, n - k, lg, o, fit);
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -4153,14 +4274,14 @@ MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols,
         unsigned char *cur;
         double *evals, *lgv;
         molora_alpha_route route = molora__alpha_route(&o, rows, cols);
-        if ((r = molora__alpha_layout(rows, cols, route, &ws)) != MOLORA_RESULT_SUCCESS ||
+        if ((r = molora__alpha_layout(rows, cols, route, o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS ||
             !molora__alpha_bytes(&ws, 2 * m + MOLORA__ALIGN / sizeof(double), &bytes))
             return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "alpha: scratch for (%d, %d) overflows", rows, cols);
         if (!(p = molora__alpha_scratch(&o, bytes, &owned))) return molora__alpha_scratch_fail(&o, &lg, bytes);
         cur = molora__align_up(p);
         evals = (double *)molora__carve(&cur, m, sizeof(double));
         lgv = (double *)molora__carve(&cur, m, sizeof(double));
-        r = molora__alpha_run(W, rows, cols, route, &ws, cur, evals, &lg);
+        r = molora__alpha_run(W, rows, cols, route, o.round_to_f16 != 0, &ws, cur, evals, &lg);
         if (r == MOLORA_RESULT_SUCCESS) r = molora__alpha_fit(evals, (int)m, lgv, &o, &lg, fit);
         fit->n_eigs = (int)m;
         molora__alpha_release(&o, owned);
@@ -4274,6 +4395,107 @@ MOLORA_API molora_result molora_alpha_plan_apply(const int *experts, const int *
         descs[i].top_k = top_k ? top_k[l] : (experts[l] > 1 ? 2 : 1);
     }
     return MOLORA_RESULT_SUCCESS;
+}
+
+/* ---- layer patterns and families: which tensors form decoder layer L ---------------------- */
+MOLORA_API molora_result molora_alpha_pattern_check(const char *pattern)
+{
+    const char *L = pattern ? strstr(pattern, "{L}") : NULL;
+    size_t n = pattern ? strlen(pattern) : 0;
+    if (!L || strstr(L + 3, "{L}") || n > MOLORA_ALPHA_PATTERN_MAX) return MOLORA_RESULT_INVALID_ARGUMENT;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* KMP failure function f (n) of p (n >= 1). */
+MOLORA__PRIVATE void molora__kmp_init(const char *p, int n, short *f)
+{
+    int i, k = 0;
+    f[0] = 0;
+    for (i = 1; i < n; i++) {
+        while (k && p[i] != p[k]) k = f[k - 1];
+        if (p[i] == p[k]) k++;
+        f[i] = (short)k;
+    }
+}
+
+/* Characters of p (n) matched after reading c in state k; n means an occurrence ends at c. */
+MOLORA__PRIVATE int molora__kmp_step(const char *p, int n, const short *f, int k, char c)
+{
+    if (k == n) k = f[n - 1];
+    while (k && c != p[k]) k = f[k - 1];
+    return c == p[k] ? k + 1 : 0;
+}
+
+#define MOLORA__DIGIT(c) ((c) >= '0' && (c) <= '9')
+
+/* One scan of name: P1 (the part before {L}) streamed through KMP; at each end e of an
+   occurrence that starts a component and is followed by the start of a digit run [e, q), the
+   second KMP stream (P2, the part after {L}) is advanced to q + |P2| and tells whether P2 starts
+   at q. Runs start at distinct, increasing e, so both streams only move forward. */
+MOLORA_API int molora_alpha_layer_index(const char *name, const char *pattern)
+{
+    short f1[MOLORA_ALPHA_PATTERN_MAX], f2[MOLORA_ALPHA_PATTERN_MAX];
+    const char *p1 = pattern, *p2;
+    int l1, l2, k1 = 0, k2 = 0;
+    size_t n, e, q, pos2 = 0;
+    if (!name || molora_alpha_pattern_check(pattern) != MOLORA_RESULT_SUCCESS) return -1;
+    p2 = strstr(pattern, "{L}") + 3;
+    l1 = (int)(p2 - 3 - p1); l2 = (int)strlen(p2);
+    if (l1) molora__kmp_init(p1, l1, f1);
+    if (l2) molora__kmp_init(p2, l2, f2);
+    n = strlen(name);
+    for (e = 0; e < n; e++) {
+        long v = 0;
+        if (e > 0 && l1) k1 = molora__kmp_step(p1, l1, f1, k1, name[e - 1]);
+        if ((l1 && k1 != l1) || !MOLORA__DIGIT(name[e]) || (e > 0 && MOLORA__DIGIT(name[e - 1]))) continue;
+        if (e > (size_t)l1 && name[e - l1 - 1] != '.') continue;        /* P1 must start a component */
+        for (q = e; q < n && MOLORA__DIGIT(name[q]); q++)
+            if (v < 1000000) v = v * 10 + (name[q] - '0');
+        if (l2) {
+            if (n - q < (size_t)l2) return -1;                          /* later runs end later still */
+            for (; pos2 < q + (size_t)l2; pos2++) k2 = molora__kmp_step(p2, l2, f2, k2, name[pos2]);
+            if (k2 != l2) continue;
+        }
+        if (v < 1000000) return (int)v;
+    }
+    return -1;
+}
+
+static const molora_alpha_family molora__alpha_family_table[] = {
+    { "t5",    { "encoder.block.{L}.", "decoder.block.{L}." } },
+    { "bart",  { "encoder.layers.{L}.", "decoder.layers.{L}." } },
+    { "bert",  { "encoder.layer.{L}.", NULL } },
+    { "llama", { "layers.{L}.", NULL } },
+    { "gpt2",  { "h.{L}.", NULL } },
+};
+
+MOLORA_API const molora_alpha_family *molora_alpha_families(int *count)
+{
+    if (count) *count = (int)(sizeof molora__alpha_family_table / sizeof molora__alpha_family_table[0]);
+    return molora__alpha_family_table;
+}
+
+/* Names (n) matching set `set` of family f. */
+MOLORA__PRIVATE size_t molora__alpha_family_hits(const molora_alpha_family *f, int set, const char *const *names, size_t n)
+{
+    size_t i, hits = 0;
+    for (i = 0; i < n; i++) hits += names[i] && molora_alpha_layer_index(names[i], f->sets[set]) >= 0;
+    return hits;
+}
+
+MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n)
+{
+    int f, nf, best = -1, best_sets = 0;
+    size_t best_hits = 0;
+    const molora_alpha_family *t = molora_alpha_families(&nf);
+    for (f = 0; f < nf && names; f++) {
+        size_t h0 = molora__alpha_family_hits(&t[f], 0, names, n), h1 = 0;
+        int sets = t[f].sets[1] ? 2 : 1;
+        if (sets == 2 && (h1 = molora__alpha_family_hits(&t[f], 1, names, n)) == 0) continue;   /* a stack missing */
+        if (h0 == 0 || h0 + h1 < best_hits || (h0 + h1 == best_hits && sets <= best_sets)) continue;
+        best = f; best_hits = h0 + h1; best_sets = sets;
+    }
+    return best;
 }
 
 #endif /* MOLORA__IMPLEMENTED */

@@ -1,5 +1,6 @@
-/* AlphaLoRA tests: the ESD power-law fits (reference-math.md 5), the eigenvalue routes against
-   a float64 SVD, the expert allocation (section 6) and a model built from a plan.
+/* AlphaLoRA tests: the ESD power-law fits and their boundaries, the eigenvalue routes against
+   a float64 SVD, float16 rounding, the expert allocation, the layer-name patterns and a model
+   built from a plan.
    Built twice: against OpenBLAS and with MOLORA_NO_BLAS (the LAPACK parts must then say
    UNSUPPORTED). The library is compiled once in tests/molora_impl.c. Pinned values come from
    the float64 reference tools/alpha_ref.py and from the upstream functions run on the same
@@ -236,6 +237,264 @@ static void test_spectrum_threshold_and_order(void **s)
     assert_int_equal(molora_alpha_fit_spectrum(NULL, 50, &o, &f), MOLORA_RESULT_INVALID_ARGUMENT);
 }
 
+/* ---- thresholds and windows at their boundary values ----------------------------------------- */
+static molora_alpha_options opts(molora_alpha_method m, double thresh, int bins)
+{
+    molora_alpha_options o;
+    memset(&o, 0, sizeof o);
+    o.method = m; o.evals_thresh = thresh; o.bins = bins;
+    return o;
+}
+
+/* WeightWatcher keeps eigenvalues > 1e-5 (evals[evals > thresh]); AlphaLoRA's filter_zeros keeps
+   > 1e-4 (eigs[eigs > EVALS_THRESH]): both strict, so the value itself is dropped. */
+static void test_evals_thresh_boundaries(void **s)
+{
+    const double below = nextafter(1e-5, 0.0), above = nextafter(1e-5, 1.0);
+    double lam[44], c[44];
+    molora_alpha_options ww = opts(MOLORA_ALPHA_WW, 0, 0), ww7 = opts(MOLORA_ALPHA_WW_077, 0, 0);
+    molora_alpha_options ff = opts(MOLORA_ALPHA_FIX_FINGER, 1e-4, 0);
+    molora_alpha_fit f;
+    (void)s;
+    pareto(lam, 40, 0.5, 3.0);
+    lam[40] = below; lam[41] = 1e-5; lam[42] = above; lam[43] = 5e-5;   /* 5e-5: in (1e-5, 1e-4) */
+    memcpy(c, lam, sizeof c);
+    assert_int_equal(molora_alpha_fit_spectrum(c, 44, &ww, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(f.n_used, 42);                         /* 1e-5 itself and below dropped */
+    assert_true(f.lambda_min == below);
+    memcpy(c, lam, sizeof c);
+    assert_int_equal(molora_alpha_fit_spectrum(c, 44, &ww7, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(f.n_used, 42);
+    memcpy(c, lam, sizeof c);
+    assert_int_equal(molora_alpha_fit_spectrum(c, 44, &ff, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(f.n_used, 40);                         /* upstream's 1e-4 drops 5e-5 too */
+    lam[43] = 1e-4; lam[42] = nextafter(1e-4, 1.0);
+    memcpy(c, lam, sizeof c);
+    assert_int_equal(molora_alpha_fit_spectrum(c, 44, &ff, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(f.n_used, 41);                         /* 1e-4 dropped, its successor kept */
+}
+
+/* fix_finger's window [lo, hi] with bins = 2 and the peak in the upper bin: edge = hmax - step,
+   xmin2 = 10^edge, lo = log10(0.95 xmin2) (upstream's unit slip), hi = 1.5 xmin2. Upstream skips
+   lam < lo (`continue`) and stops at lam > hi (`break`): both bounds are inside the window. The
+   spectra hold exactly one value that can be a candidate, so moving it by one ulp past the bound
+   leaves no candidate (NO_CANDIDATE, alpha 0). */
+static void ff_window(double *lam, double *lo, double *hi)
+{
+    double hmin = log10(lam[0]), hmax = log10(lam[5]), step = (hmax - hmin) / 2, x2 = pow(10.0, hmax - step * 1);
+    *lo = log10(0.95 * x2); *hi = 1.5 * x2;
+}
+
+static void test_fix_finger_window_edges(void **s)
+{
+    double lam[6] = {1e-3, 0, 20, 30, 50, 1e5}, c[6], lo, hi;
+    molora_alpha_options o = opts(MOLORA_ALPHA_FIX_FINGER, 0, 2);
+    molora_alpha_fit f;
+    (void)s;
+    ff_window(lam, &lo, &hi);
+    assert_true(lo > 0.97 && lo < 0.98 && hi > 14.9 && hi < 15.1);
+    lam[1] = lo;                                             /* lam == lo: a candidate */
+    memcpy(c, lam, sizeof c);
+    assert_int_equal(molora_alpha_fit_spectrum(c, 6, &o, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(f.flags & MOLORA_ALPHA_FLAG_NO_CANDIDATE, 0);
+    assert_true(f.xmin == lo && f.n_tail == 5 && f.alpha > 1.0);
+    lam[1] = nextafter(lo, 0.0);                             /* one ulp below: skipped */
+    memcpy(c, lam, sizeof c);
+    assert_int_equal(molora_alpha_fit_spectrum(c, 6, &o, &f), MOLORA_RESULT_SUCCESS);
+    assert_true((f.flags & MOLORA_ALPHA_FLAG_NO_CANDIDATE) && f.alpha == 0.0);
+    {
+        double m[6] = {1e-3, 0.5, 0, 20, 30, 1e5};           /* 0.5 < lo: skipped; m[2] at hi */
+        ff_window(m, &lo, &hi);
+        m[2] = hi;
+        memcpy(c, m, sizeof c);
+        assert_int_equal(molora_alpha_fit_spectrum(c, 6, &o, &f), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(f.flags & MOLORA_ALPHA_FLAG_NO_CANDIDATE, 0);
+        assert_true(f.xmin == hi && f.n_tail == 4);
+        m[2] = nextafter(hi, 1e300);                         /* one ulp above: break */
+        memcpy(c, m, sizeof c);
+        assert_int_equal(molora_alpha_fit_spectrum(c, 6, &o, &f), MOLORA_RESULT_SUCCESS);
+        assert_true((f.flags & MOLORA_ALPHA_FLAG_NO_CANDIDATE) && f.alpha == 0.0);
+    }
+}
+
+/* ww077 switches to the small-N fit below 20 eigenvalues left after the threshold: at 20 it is
+   WW exactly, at 19 (one value pushed under 1e-5) the small-N estimator. */
+static void test_ww077_small_n_switch(void **s)
+{
+    double lam[20], a[20], b[20];
+    molora_alpha_options ww = opts(MOLORA_ALPHA_WW, 0, 0), ww7 = opts(MOLORA_ALPHA_WW_077, 0, 0);
+    molora_alpha_fit f, g;
+    (void)s;
+    pareto(lam, 20, 0.1, 2.5);
+    lam[19] *= 3.0;                                          /* a spike: the tails differ */
+    memcpy(a, lam, sizeof a); memcpy(b, lam, sizeof b);
+    assert_int_equal(molora_alpha_fit_spectrum(a, 20, &ww, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_alpha_fit_spectrum(b, 20, &ww7, &g), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(g.n_used, 20);
+    assert_int_equal(g.flags & MOLORA_ALPHA_FLAG_SMALL_N, 0);
+    assert_true(f.alpha == g.alpha && f.xmin == g.xmin && f.ks == g.ks);
+    lam[0] = 1e-5;                                           /* dropped: 19 left */
+    memcpy(a, lam, sizeof a); memcpy(b, lam, sizeof b);
+    assert_int_equal(molora_alpha_fit_spectrum(a, 20, &ww, &f), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_alpha_fit_spectrum(b, 20, &ww7, &g), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(g.n_used, 19);
+    assert_true(g.flags & MOLORA_ALPHA_FLAG_SMALL_N);
+    assert_true(g.n_tail >= 8);                              /* k_min: tails of 8 or more */
+    {   /* the small-N alpha of the chosen tail, recomputed: 1 + (n - 1) / sum ln(lam / xmin) */
+        double S = 0;
+        int j, n = g.n_tail;
+        for (j = 20 - n; j < 20; j++) S += log(b[j] / g.xmin);
+        assert_true(rel(g.alpha, 1.0 + (n - 1.0) / S) < 1e-13);
+        assert_true(rel(g.alpha, 1.0 + n / S) > 1e-3);       /* not WW's n / S */
+    }
+}
+
+/* min_evals = 8 counts every eigenvalue (WeightWatcher's M = min(rows, cols)), before the
+   threshold; with fewer than 8 left after it no tail qualifies and the whole spectrum is fitted. */
+static void test_ww077_min_evals(void **s)
+{
+    double lam[8], c[8], S = 0;
+    molora_alpha_options ww7 = opts(MOLORA_ALPHA_WW_077, 0, 0);
+    molora_alpha_fit f;
+    int j;
+    (void)s;
+    pareto(lam, 8, 0.2, 3.0);
+    memcpy(c, lam, sizeof c);
+    assert_int_equal(molora_alpha_fit_spectrum(c, 7, &ww7, &f), MOLORA_RESULT_DEGENERATE_SPECTRUM);
+    memcpy(c, lam, sizeof c);
+    assert_int_equal(molora_alpha_fit_spectrum(c, 8, &ww7, &f), MOLORA_RESULT_SUCCESS);
+    for (j = 0; j < 8; j++) S += log(lam[j] / lam[0]);
+    assert_true(f.n_tail == 8 && f.xmin == lam[0]);          /* the only tail of 8 */
+    assert_true(rel(f.alpha, 1.0 + 7.0 / S) < 1e-13);
+    lam[0] = 1e-6; lam[1] = 2e-6;                            /* 6 left: the whole-spectrum fallback */
+    memcpy(c, lam, sizeof c);
+    assert_int_equal(molora_alpha_fit_spectrum(c, 8, &ww7, &f), MOLORA_RESULT_SUCCESS);
+    for (S = 0, j = 2; j < 8; j++) S += log(lam[j] / lam[2]);
+    assert_true(f.n_used == 6 && f.n_tail == 6 && rel(f.alpha, 1.0 + 5.0 / S) < 1e-13);
+    for (j = 0; j < 8; j++) c[j] = 0.5;                      /* all equal: every tail degenerate */
+    assert_int_equal(molora_alpha_fit_spectrum(c, 8, &ww7, &f), MOLORA_RESULT_SUCCESS);
+    assert_true(f.alpha == 0.0 && f.ks == 1.0 && (f.flags & MOLORA_ALPHA_FLAG_NO_CANDIDATE));
+    c[0] = 1e-5; c[1] = 0.5;                                 /* one left: no fit */
+    assert_int_equal(molora_alpha_fit_spectrum(c, 2, &ww7, &f), MOLORA_RESULT_DEGENERATE_SPECTRUM);
+}
+
+#include "fixtures/alpha_ww077_expected.h"
+
+/* WeightWatcher 0.7.7's own numbers (tests/fixtures/make_alpha_ww077.py): its float64
+   eigenvalues through the fit, and the matrices through molora's eigenvalues. */
+static void test_ww077_against_weightwatcher(void **s)
+{
+    molora_alpha_options o = opts(MOLORA_ALPHA_WW_077, 0, 0);
+    size_t k;
+    (void)s;
+    for (k = 0; k < sizeof ww077_cases / sizeof ww077_cases[0]; k++) {
+        const ww077_case *c = &ww077_cases[k];
+        int m = c->rows < c->cols ? c->rows : c->cols;
+        double *ev = malloc(sizeof(double) * (size_t)m);
+        molora_alpha_fit f;
+        memcpy(ev, c->evals, sizeof(double) * (size_t)m);
+        assert_int_equal(molora_alpha_fit_spectrum(ev, m, &o, &f), MOLORA_RESULT_SUCCESS);
+        assert_true(rel(f.alpha, c->alpha) < 1e-13 && rel(f.xmin, c->xmin) < 1e-13 && fabs(f.ks - c->D) < 1e-13);
+        assert_int_equal(!!(f.flags & MOLORA_ALPHA_FLAG_SMALL_N), f.n_used < 20);
+#ifndef MOLORA_NO_BLAS
+        assert_int_equal(molora_alpha_matrix(c->W, c->rows, c->cols, &o, &f), MOLORA_RESULT_SUCCESS);
+        assert_true(rel(f.alpha, c->alpha) < 1e-12 && rel(f.xmin, c->xmin) < 1e-12);
+#endif
+        free(ev);
+    }
+#ifndef MOLORA_NO_BLAS
+    {   /* a trained matrix: the demo model's layer-0 down_proj */
+        molora_safetensors *st = NULL;
+        molora_tensor_info ti;
+        molora_alpha_fit f;
+        const float *W;
+        size_t i;
+        assert_int_equal(molora_safetensors_open("examples/demo_model/base.safetensors", NULL, &st), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_find(st, "model.layers.0.mlp.down_proj.weight", &i), MOLORA_RESULT_SUCCESS);
+        molora_safetensors_get_info(st, i, &ti);
+        assert_int_equal(molora_safetensors_get_f32(st, i, &W), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_alpha_matrix(W, (int)ti.shape[0], (int)ti.shape[1], &o, &f), MOLORA_RESULT_SUCCESS);
+        assert_true(rel(f.alpha, ww077_demo_alpha) < 1e-12 && rel(f.xmin, ww077_demo_xmin) < 1e-12);
+        assert_true(fabs(f.ks - ww077_demo_D) < 1e-12);
+        molora_safetensors_free(st);
+    }
+#endif
+}
+
+/* ---- layer patterns and families ------------------------------------------------------------ */
+static void test_layer_index(void **s)
+{
+    static const struct { const char *name, *pattern; int want; } t[] = {
+        { "transformer.h.3.mlp.c_fc.weight", "h.{L}.", 3 },
+        { "h.11.attn.c_attn.weight", "h.{L}.", 11 },
+        { "transformer.ch.3.mlp.weight", "h.{L}.", -1 },          /* not after a '.' */
+        { "transformer.h.3x.mlp", "h.{L}.", -1 },                 /* digits must end at P2 */
+        { "transformer.h.03.mlp", "h.{L}.", 3 },
+        { "transformer.h..mlp", "h.{L}.", -1 },                   /* at least one digit */
+        { "bert.encoder.layer.5.attention.self.query.weight", "encoder.layer.{L}.", 5 },
+        { "encoder.layer.5.output.dense.weight", "encoder.layer.{L}.", 5 },
+        { "encoder.block.2.layer.0.SelfAttention.q.weight", "encoder.block.{L}.", 2 },
+        { "decoder.block.2.layer.0.SelfAttention.q.weight", "encoder.block.{L}.", -1 },
+        { "model.layers.31.mlp.up_proj.weight", "layers.{L}.", 31 },
+        { "model.sublayers.3.x", "layers.{L}.", -1 },
+        { "a.layers.x.layers.7.q", "layers.{L}.", 7 },            /* the first match wins */
+        { "layers.1.layers.2.q", "layers.{L}.", 1 },
+        { "aab.aab.aaab.4.x", "aab.{L}.", -1 },
+        { "x.aaab.4.x", "aab.{L}.", -1 },                          /* KMP restart inside P1 */
+        { "x.aab.aab.4.x", "aab.{L}.", 4 },
+        { "x.h.1.h.1.h.2.end", "h.{L}.h.2.end", 1 },               /* P2 overlapping the next match */
+        { "h.12.h.12.h.12.z", "h.{L}.h.12.z", 12 },
+        { "block.999999.x", "block.{L}.", 999999 },
+        { "block.1000000.x", "block.{L}.", -1 },                   /* index out of range */
+        { "7.w", "{L}.w", 7 },                                     /* empty P1 */
+        { "x.8", "x.{L}", 8 },                                     /* empty P2 */
+        { "h.1.x", "h.x.", -1 },                                   /* no {L}: invalid */
+        { "h.1.x", "h.{L}.{L}", -1 },                              /* two {L}: invalid */
+    };
+    char longp[MOLORA_ALPHA_PATTERN_MAX + 2];
+    size_t i;
+    (void)s;
+    for (i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (molora_alpha_layer_index(t[i].name, t[i].pattern) != t[i].want)
+            fail_msg("%s ~ %s: got %d, want %d", t[i].name, t[i].pattern, molora_alpha_layer_index(t[i].name, t[i].pattern), t[i].want);
+    assert_int_equal(molora_alpha_pattern_check("h.x."), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_alpha_pattern_check(NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_alpha_pattern_check("{L}"), MOLORA_RESULT_SUCCESS);
+    memset(longp, 'a', sizeof longp); memcpy(longp, "{L}", 3);
+    longp[MOLORA_ALPHA_PATTERN_MAX] = 0;                          /* exactly the maximum */
+    assert_int_equal(molora_alpha_pattern_check(longp), MOLORA_RESULT_SUCCESS);
+    longp[MOLORA_ALPHA_PATTERN_MAX] = 'a'; longp[MOLORA_ALPHA_PATTERN_MAX + 1] = 0;
+    assert_int_equal(molora_alpha_pattern_check(longp), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_alpha_layer_index(NULL, "h.{L}."), -1);
+}
+
+static void test_family_detect(void **s)
+{
+    static const char *t5[] = { "shared.weight", "encoder.block.0.layer.0.SelfAttention.q.weight",
+                                "decoder.block.0.layer.1.EncDecAttention.k.weight", "encoder.final_layer_norm.weight" };
+    static const char *bert[] = { "bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.attention.self.query.weight",
+                                  "bert.encoder.layer.1.output.dense.weight" };
+    static const char *gpt2[] = { "transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_proj.weight" };
+    static const char *llama[] = { "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "lm_head.weight" };
+    static const char *bart[] = { "model.encoder.layers.0.self_attn.q_proj.weight", "model.decoder.layers.0.fc1.weight",
+                                  "model.decoder.layers.1.fc1.weight" };
+    static const char *opt[] = { "model.decoder.layers.0.self_attn.q_proj.weight", "model.decoder.layers.1.fc1.weight" };
+    static const char *none[] = { "w1", "w2" };
+    int n, f;
+    const molora_alpha_family *t = molora_alpha_families(&n);
+    (void)s;
+    assert_int_equal(n, 5);
+    f = molora_alpha_family_detect(t5, 4);   assert_true(f >= 0 && !strcmp(t[f].name, "t5") && t[f].sets[1]);
+    f = molora_alpha_family_detect(bert, 3); assert_true(f >= 0 && !strcmp(t[f].name, "bert") && !t[f].sets[1]);
+    f = molora_alpha_family_detect(gpt2, 3); assert_true(f >= 0 && !strcmp(t[f].name, "gpt2"));
+    f = molora_alpha_family_detect(llama, 3); assert_true(f >= 0 && !strcmp(t[f].name, "llama"));
+    f = molora_alpha_family_detect(bart, 3); assert_true(f >= 0 && !strcmp(t[f].name, "bart"));   /* not llama: a tie, 2 sets */
+    f = molora_alpha_family_detect(opt, 2); assert_true(f >= 0 && !strcmp(t[f].name, "llama"));   /* no encoder stack */
+    assert_int_equal(molora_alpha_family_detect(t5 + 2, 2), -1);                                   /* T5 without its encoder */
+    assert_int_equal(molora_alpha_family_detect(none, 2), -1);
+    assert_int_equal(molora_alpha_family_detect(NULL, 2), -1);
+}
+
 /* ---- matrices: routes against the float64 SVD ---------------------------------------------- */
 #ifndef MOLORA_NO_BLAS
 static double *evals_of(const float *W, int rows, int cols, molora_alpha_route route)
@@ -423,6 +682,73 @@ static void test_scratch(void **s)
     assert_int_equal(molora_alpha_matrix(W, 64, 100, &o, &f), MOLORA_RESULT_INVALID_ARGUMENT);
     free(W);
 }
+
+/* round_to_f16: every weight rounded to float16, ties to even, before the eigenvalues, in every
+   route. A diagonal W has eigenvalues w_ii^2, exact in double for float16 values. */
+static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
+
+static void test_round_to_f16(void **s)
+{
+    /* ties to even at 1 + 2^-11 and 1 + 3 2^-11; the largest finite; subnormal ties (step 2^-24)
+       up to the smallest normal 2^-14 */
+    const float in[9]  = { 1.0f + 0x1p-11f, 1.0f + 0x3p-11f, 65519.0f, 0.1f, 1000.3f, -2.5f, 0x3p-25f, 0x1p-25f,
+                           0x1p-14f - 0x1p-25f };
+    const float out[9] = { 1.0f, 1.0f + 0x1p-9f, 65504.0f, 0.0999755859375f, 1000.5f, 2.5f, 0x1p-23f, 0.0f, 0x1p-14f };
+    float W[81];
+    double want[9], got[9];
+    molora_alpha_options o;
+    molora_alpha_fit f;
+    int i, r;
+    (void)s;
+    memset(W, 0, sizeof W);
+    for (i = 0; i < 9; i++) { W[i * 10] = in[i]; want[i] = (double)out[i] * (double)out[i]; }
+    qsort(want, 9, sizeof *want, cmp_d);
+    memset(&o, 0, sizeof o);
+    o.round_to_f16 = 1;
+    for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r < MOLORA_ALPHA_ROUTE_COUNT; r++) {
+        o.route = (molora_alpha_route)r;
+        assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_SUCCESS);
+        for (i = 0; i < 9; i++) {
+            if (r == MOLORA_ALPHA_ROUTE_DEFAULT || r == MOLORA_ALPHA_ROUTE_GRAM64) assert_true(got[i] == want[i]);
+            else if (want[i] > 1e-3) assert_true(rel(got[i], want[i]) < 1e-6);
+        }
+    }
+    o.route = MOLORA_ALPHA_ROUTE_DEFAULT;
+    o.round_to_f16 = 0;   /* off: the float32 values themselves */
+    assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_SUCCESS);
+    assert_true(got[8] == 65519.0 * 65519.0);
+    /* the float16 range: 65520 rounds to Inf (NON_FINITE), one float below it to 65504 */
+    W[0] = 65520.0f;
+    assert_int_equal(molora_alpha_matrix(W, 9, 9, &o, &f), MOLORA_RESULT_SUCCESS);
+    o.round_to_f16 = 1;
+    assert_int_equal(molora_alpha_matrix(W, 9, 9, &o, &f), MOLORA_RESULT_NON_FINITE);
+    assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_NON_FINITE);
+    W[0] = nextafterf(65520.0f, 0.0f);
+    assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_SUCCESS);
+    assert_true(got[8] == 65504.0 * 65504.0);
+    {   /* the fit of a rounded matrix equals the fit of the matrix rounded beforehand */
+        float *R = realistic(40, 56), *Q = malloc(sizeof(float) * 40 * 56);
+        molora_alpha_fit h;
+        for (i = 0; i < 40 * 56; i++) Q[i] = R[i];
+        o.round_to_f16 = 0;
+        assert_int_equal(molora_alpha_matrix(R, 40, 56, &o, &h), MOLORA_RESULT_SUCCESS);
+        o.round_to_f16 = 1;
+        assert_int_equal(molora_alpha_matrix(R, 40, 56, &o, &f), MOLORA_RESULT_SUCCESS);
+        for (i = 0; i < 40 * 56; i++) assert_true(Q[i] == R[i]);                                  /* W not modified */
+        assert_true(f.alpha != h.alpha);                                                           /* rounding moved it */
+        {
+            size_t ws = 0, ws0 = 0;
+            o.route = MOLORA_ALPHA_ROUTE_FAST;
+            assert_int_equal(molora_alpha_workspace_size(40, 56, &o, &ws), MOLORA_RESULT_SUCCESS);
+            o.round_to_f16 = 0;
+            assert_int_equal(molora_alpha_workspace_size(40, 56, &o, &ws0), MOLORA_RESULT_SUCCESS);
+            assert_true(ws >= ws0 + 40 * 56 * sizeof(float));                                      /* FAST needs a copy */
+            o.route = MOLORA_ALPHA_ROUTE_DEFAULT;
+        }
+        free(R); free(Q);
+    }
+}
+
 #else
 static void test_unsupported_without_blas(void **s)
 {
@@ -641,7 +967,15 @@ int main(void)
         cmocka_unit_test(test_equal_tail_flag),
         cmocka_unit_test(test_no_candidate),
         cmocka_unit_test(test_spectrum_threshold_and_order),
+        cmocka_unit_test(test_evals_thresh_boundaries),
+        cmocka_unit_test(test_fix_finger_window_edges),
+        cmocka_unit_test(test_ww077_small_n_switch),
+        cmocka_unit_test(test_ww077_min_evals),
+        cmocka_unit_test(test_ww077_against_weightwatcher),
+        cmocka_unit_test(test_layer_index),
+        cmocka_unit_test(test_family_detect),
 #ifndef MOLORA_NO_BLAS
+        cmocka_unit_test(test_round_to_f16),
         cmocka_unit_test(test_routes_realistic_nonsquare),
         cmocka_unit_test(test_ill_conditioned),
         cmocka_unit_test(test_known_singular_values),

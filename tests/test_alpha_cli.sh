@@ -28,7 +28,7 @@ for l in L:
     assert l["top_k"] == (2 if l["experts"] > 1 else 1)
 for x in m:
     assert x["n_eigs"] == 24 and 1 <= x["n_tail"] <= 24 and x["alpha"] > 1
-# reference-math.md 6: rint(s / sum * T), then one at a time against the unnormalised s
+# AlphaLoRA's exponential_scaling: rint(s / sum * T), then one at a time against the unnormalised s
 s = [l["alpha"] ** 2.5 for l in L]
 n = [int(round(v / sum(s) * 12)) for v in s]   # Python's round is half-to-even, as np.round
 while sum(n) != 12:
@@ -71,6 +71,58 @@ else
     echo "alpha-cli: numpy cross-check skipped (no python3-numpy)"
 fi
 
+# BERT, GPT-2 and T5 names (tests/fixtures/alpha_arch, made by make_alpha_arch.py): the family is
+# detected and printed; layer alphas and allocations as computed apart by make_alpha_arch_expected.py
+# (weightwatcher 0.7.7 and tools/alpha_ref.py: expected_ww.json; AlphaLoRA's own fix_finger on the
+# float16-rounded weights: expected_fp16.json).  check MODEL METHOD EXPECTED-FILE TOL [molora args]
+A=tests/fixtures/alpha_arch
+check() { model=$1 method=$2 exp=$3 tol=$4; shift 4
+    if $B alpha $A/$model.safetensors --json --budget 12 --method $method "$@" >$T/a.json 2>$T/err &&
+       python3 - $T/a.json $A/$exp $model $method $tol <<'PY'
+import json, sys
+got, exp, model, method, tol = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3], sys.argv[4], float(sys.argv[5])
+want = exp[model][method] if method in exp[model] else exp[model]
+pats = json.load(open(sys.argv[2].replace("fp16", "ww")))[model]["patterns"]
+assert got["family"] == model and got["patterns"] == pats, (got["family"], got["patterns"])
+L = got["layers"]
+assert [l["experts"] for l in L] == want["experts"], ([l["experts"] for l in L], want["experts"])
+for l, a in zip(L, want["layer_alpha"]):
+    assert abs(l["alpha"] - a) <= tol * a, (l, a)
+assert sorted(m["name"] for m in got["matrices"]) == sorted(want["matrix_alpha"]), "matrix set"
+worst = max(abs(m["alpha"] - want["matrix_alpha"][m["name"]]) / want["matrix_alpha"][m["name"]] for m in got["matrices"])
+assert worst <= tol, worst
+first = {p: min(l["layer"] for l in L if l["set"] == p) for p in pats}
+assert all(l["index"] == l["layer"] - first[l["set"]] for l in L)
+print("alpha-cli: %s %s%s: max rel err %.1e over %d matrices" % (model, method, " --upstream-fp16" if "fp16" in sys.argv[2] else "",
+                                                               worst, len(got["matrices"])))
+PY
+    then ok; else bad "alpha $model $method $*: $(cat $T/err)"; fi
+}
+for model in bert gpt2 t5; do
+    check $model fix_finger expected_ww.json 1e-9
+    check $model ww expected_ww.json 1e-9
+    check $model ww077 expected_ww.json 1e-9
+    check $model fix_finger expected_fp16.json 1e-5 --upstream-fp16
+done
+# the text output names the detected pattern(s)
+if $B alpha $A/t5.safetensors >$T/t5.txt && grep -q '^layers: t5 "encoder.block.{L}." = layers 0..1, "decoder.block.{L}." = layers 2..3' $T/t5.txt &&
+   $B alpha $A/gpt2.safetensors | grep -q '^layers: gpt2 "h.{L}." = layers 0..2$'; then ok; else bad "alpha: detected pattern in the table"; fi
+# --layers overrides: T5's decoder stack alone is layers 0..1 with the decoder's alphas
+if $B alpha $A/t5.safetensors --json --layers 'decoder.block.{L}.' --budget 12 >$T/dec.json && python3 - $T/dec.json $A/expected_ww.json <<'PY'
+import json, sys
+got, exp = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))["t5"]["fix_finger"]
+assert got["family"] is None and got["patterns"] == ["decoder.block.{L}."]
+assert [l["layer"] for l in got["layers"]] == [0, 1]
+for l, a in zip(got["layers"], exp["layer_alpha"][2:]):
+    assert abs(l["alpha"] - a) <= 1e-9 * a
+assert all(m["name"].startswith("decoder.") for m in got["matrices"]) and len(got["matrices"]) == 20
+PY
+then ok; else bad "alpha --layers decoder.block.{L}."; fi
+# a looser pattern for BERT gives the same answer as the detected one
+$B alpha $A/bert.safetensors --json >$T/b1.json
+if $B alpha $A/bert.safetensors --json --layers 'layer.{L}.' | sed 's/"family": null, "patterns": \["layer.{L}."\]/"family": "bert", "patterns": ["encoder.layer.{L}."]/; s/"set": "layer.{L}."/"set": "encoder.layer.{L}."/' |
+   cmp -s - $T/b1.json; then ok; else bad "alpha --layers layer.{L}. differs from the detected pattern"; fi
+
 # table output, and bad inputs: non-zero exit, exactly one stderr line
 if $B alpha $M >$T/table 2>$T/err && grep -q "experts" $T/table && [ ! -s $T/err ]; then ok; else bad "alpha table"; fi
 refuse() { want=$1; shift
@@ -87,5 +139,10 @@ refuse "does-not-exist" $B alpha tests/fixtures/does-not-exist
 refuse "no 2-D weight" $B alpha $M --prefix lm_head.
 refuse "no 2-D weight" $B alpha tests/fixtures/peft/adapter_model.safetensors
 refuse "usage" $B alpha
+refuse 'no 2-D weight matches --layers "h.{L}."' $B alpha $A/bert.safetensors --layers 'h.{L}.'
+refuse 'exactly one {L}' $B alpha $A/bert.safetensors --layers 'encoder.layer.'
+refuse 'exactly one {L}' $B alpha $A/bert.safetensors --layers 'h.{L}.{L}'
+refuse "method" $B alpha $M --method ww0.7.7
+refuse "overflows float16" $B alpha $A/big.safetensors --upstream-fp16
 echo "alpha-cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Independent float64 numpy reference for molora's AlphaLoRA functions (reference-math.md 5-6).
+"""Independent float64 numpy reference for molora's AlphaLoRA functions (fix_finger, WeightWatcher
+0.7.5.5's fit and the allocation; WeightWatcher 0.7.7 is checked against the package itself).
 
 Written from the formulas, not from the upstream code. Not needed by `make test`; used to
 cross-check the C library by hand:

@@ -906,158 +906,309 @@ static int cmd_compose(int argc, char **argv)
 }
 
 /* ---- alpha (DESIGN.md 4.2) ------------------------------------------------------------------
-   molora alpha MODEL [--method fix_finger|ww] [--budget N] [--beta B] [--prefix P] [--json]
-   Every 2-D float weight whose name (after --prefix) contains "layers.L." belongs to decoder
-   layer L; matrices whose smaller side is under 10 are skipped and listed. */
-static int layer_of_name(const char *name, const char *prefix)
+   molora alpha MODEL [--method fix_finger|ww|ww077] [--budget N] [--beta B] [--prefix P]
+                      [--layers PATTERN] [--upstream-fp16] [--json]
+   Decoder layers are found by a name pattern with {L} (molora_alpha_layer_index): --layers, or
+   the family molora_alpha_family_detect picks (t5, bart, bert, llama, gpt2). A layer's matrices are its
+   2-D float tensors named "...weight" (not "weight" of a norm, an embedding or T5's
+   relative_attention_bias); a matrix whose smaller side is under the method's minimum (10, or
+   WeightWatcher 0.7.7's min_evals 8 for ww077) is skipped and listed. With two layer sets (T5)
+   the layers are numbered first set first and share one budget. */
+
+typedef struct alpha_args {
+    const char *model, *prefix, *method, *layers;
+    int budget, json, fp16;
+    double beta;
+    molora_alpha_options o;
+} alpha_args;
+
+typedef struct alpha_sets {
+    const char *family;           /* NULL with --layers */
+    const char *pat[2];
+    int n, first[3];              /* layer numbers of set s: first[s] .. first[s + 1] - 1 */
+} alpha_sets;
+
+static int alpha_parse(int argc, char **argv, alpha_args *A)
 {
-    const char *p = name, *q;
-    if (prefix && *prefix) {
-        if (strncmp(name, prefix, strlen(prefix)) != 0) return -1;
-        p = name + strlen(prefix);
+    cli_alpha_opts ao;
+    memset(A, 0, sizeof *A);
+    if (cli_parse_alpha(argc, argv, &ao)) return die("%s", ao.err);
+    A->model = ao.model; A->prefix = ao.prefix; A->method = ao.method; A->layers = ao.layers;
+    A->json = ao.json; A->fp16 = ao.fp16;
+    A->budget = ao.budget_set ? ao.budget : MOLORA_ALPHA_DEFAULT_BUDGET;
+    A->beta = ao.beta_set ? ao.beta : MOLORA_ALPHA_DEFAULT_BETA;
+    A->o.method = !strcmp(A->method, "ww") ? MOLORA_ALPHA_WW : !strcmp(A->method, "ww077") ? MOLORA_ALPHA_WW_077
+                                                                                            : MOLORA_ALPHA_FIX_FINGER;
+    if (A->layers && molora_alpha_pattern_check(A->layers) != MOLORA_RESULT_SUCCESS)
+        return die("alpha: --layers \"%s\": want a name pattern with exactly one {L} for the layer index (at most %d bytes), "
+                   "e.g. \"encoder.layer.{L}.\"", A->layers, MOLORA_ALPHA_PATTERN_MAX);
+    A->o.round_to_f16 = A->fp16;
+    A->o.log = on_log;
+    return 0;
+}
+
+/* The name after --prefix, or NULL when it does not start with it. */
+static const char *alpha_strip(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(name, prefix, n) ? NULL : name + n;
+}
+
+/* The layer sets: --layers, or the family whose patterns match the most names. */
+static int alpha_pick_sets(const alpha_args *A, molora_safetensors *st, alpha_sets *S)
+{
+    size_t nt = molora_safetensors_n_tensors(st), k, n = 0;
+    const char **names;
+    int f, count;
+    const molora_alpha_family *t = molora_alpha_families(&count);
+    memset(S, 0, sizeof *S);
+    if (A->layers) { S->pat[0] = A->layers; S->n = 1; return 0; }
+    if (!(names = (const char **)calloc(nt + 1, sizeof *names))) return die("alpha: out of memory");
+    for (k = 0; k < nt; k++) {
+        molora_tensor_info ti;
+        molora_safetensors_get_info(st, k, &ti);
+        if ((names[n] = alpha_strip(ti.name, A->prefix))) n++;
     }
-    for (q = strstr(p, "layers."); q; q = strstr(q + 1, "layers.")) {
-        const char *d = q + 7;
-        char *end;
-        long L;
-        if (q != p && q[-1] != '.') continue;
-        if (*d < '0' || *d > '9') continue;
-        L = strtol(d, &end, 10);
-        if (*end == '.' && L >= 0 && L < 1000000) return (int)L;
+    f = molora_alpha_family_detect(names, n);
+    free(names);
+    if (f < 0) {
+        char known[256] = "";
+        int i;
+        for (i = 0; i < count; i++)
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s %s%s%s", i ? ", " : "", t[i].name,
+                     t[i].sets[0], t[i].sets[1] ? " + " : "", t[i].sets[1] ? t[i].sets[1] : "");
+        return die("alpha: %s: no 2-D weight named like \"%s\" + a known layer pattern (%s); name one with --layers",
+                   A->model, A->prefix, known);
     }
+    S->family = t[f].name; S->pat[0] = t[f].sets[0]; S->pat[1] = t[f].sets[1]; S->n = t[f].sets[1] ? 2 : 1;
+    return 0;
+}
+
+/* Set and local layer of a name (-1: none). */
+static int alpha_layer(const alpha_sets *S, const char *name, int *set)
+{
+    int s, L;
+    for (s = 0; s < S->n; s++)
+        if ((L = molora_alpha_layer_index(name, S->pat[s])) >= 0) { *set = s; return L; }
     return -1;
+}
+
+/* A layer matrix by name: "...weight", not a norm, an embedding or T5's relative position table. */
+static int alpha_is_matrix_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 6 || strcmp(name + n - 6, "weight") || (n > 6 && name[n - 7] != '.')) return 0;
+    return !strstr(name, "norm") && !strstr(name, "embed") && !strstr(name, "relative_attention_bias");
+}
+
+static void alpha_print_sets(const alpha_sets *S)
+{
+    int s;
+    printf("layers: %s", S->family ? S->family : "--layers");
+    for (s = 0; s < S->n; s++)
+        printf("%s \"%s\" = layers %d..%d", s ? "," : "", S->pat[s], S->first[s], S->first[s + 1] - 1);
+    printf("%s\n\n", S->n > 1 ? " (one budget over both stacks)" : "");
+}
+
+static void alpha_json_sets(const alpha_sets *S)
+{
+    int s;
+    printf(" \"family\": ");
+    if (S->family) jstr(stdout, S->family); else printf("null");
+    printf(", \"patterns\": [");
+    for (s = 0; s < S->n; s++) { printf("%s", s ? ", " : ""); jstr(stdout, S->pat[s]); }
+    printf("],\n");
+}
+
+/* What cmd_alpha found and computed; arrays of nt + 1 entries (matrices) or n_layers (layers). */
+typedef struct alpha_plan {
+    size_t *mat, *skip;           /* tensor indices of the layer matrices, of the skipped ones */
+    int *mlayer, *mset;           /* each matrix's global layer and its set                   */
+    molora_alpha_fit *fits;
+    double *malpha, *lalpha;
+    int *experts, *topk;
+    int n_mat, n_skip, n_layers;
+    size_t ws_bytes;              /* scratch of the largest matrix                            */
+} alpha_plan;
+
+static void alpha_plan_free(alpha_plan *P)
+{
+    free(P->mat); free(P->skip); free(P->mlayer); free(P->mset); free(P->fits); free(P->malpha);
+    free(P->lalpha); free(P->experts); free(P->topk);
+}
+
+/* 1. which tensors are layer matrices, by set and local layer; then global layer numbers */
+static int alpha_select(const alpha_args *A, molora_safetensors *st, alpha_sets *S, alpha_plan *P)
+{
+    size_t nt = molora_safetensors_n_tensors(st), k;
+    int i, s = 0, nl[2] = {0, 0}, min_side = A->o.method == MOLORA_ALPHA_WW_077 ? 8 : 10;
+    molora_result r;
+    P->mat = (size_t *)calloc(nt + 1, sizeof *P->mat); P->skip = (size_t *)calloc(nt + 1, sizeof *P->skip);
+    P->mlayer = (int *)calloc(nt + 1, sizeof *P->mlayer); P->mset = (int *)calloc(nt + 1, sizeof *P->mset);
+    P->malpha = (double *)calloc(nt + 1, sizeof *P->malpha); P->fits = (molora_alpha_fit *)calloc(nt + 1, sizeof *P->fits);
+    if (!P->mat || !P->skip || !P->mlayer || !P->mset || !P->malpha || !P->fits) return die("alpha: out of memory");
+    for (k = 0; k < nt; k++) {
+        molora_tensor_info ti;
+        const char *nm;
+        int L = -1;
+        size_t b = 0;
+        molora_safetensors_get_info(st, k, &ti);
+        if ((nm = alpha_strip(ti.name, A->prefix))) L = alpha_layer(S, nm, &s);
+        if (ti.n_dims != 2 || L < 0 || !alpha_is_matrix_name(nm)) continue;
+        if ((ti.dtype != MOLORA_DTYPE_F32 && ti.dtype != MOLORA_DTYPE_F16 && ti.dtype != MOLORA_DTYPE_BF16) ||
+            ti.shape[0] < (uint64_t)min_side || ti.shape[1] < (uint64_t)min_side) { P->skip[P->n_skip++] = k; continue; }
+        if (ti.shape[0] > 1000000 || ti.shape[1] > 1000000)
+            return die("alpha: %s: %s: %llu x %llu is too large", A->model, ti.name, (unsigned long long)ti.shape[0],
+                       (unsigned long long)ti.shape[1]);
+        P->mat[P->n_mat] = k; P->mlayer[P->n_mat] = L; P->mset[P->n_mat++] = s;
+        if (L + 1 > nl[s]) nl[s] = L + 1;
+        if ((r = molora_alpha_workspace_size((int)ti.shape[0], (int)ti.shape[1], &A->o, &b)) != MOLORA_RESULT_SUCCESS) return die_lib(ti.name, r);
+        if (b > P->ws_bytes) P->ws_bytes = b;
+    }
+    if (P->n_mat == 0)
+        return die("alpha: %s: no 2-D weight matches %s \"%s%s\"%s with both sides >= %d", A->model,
+                   A->layers ? "--layers" : "the detected pattern", A->prefix, S->pat[0], S->n > 1 ? " (or its second stack)" : "", min_side);
+    S->first[0] = 0; S->first[1] = nl[0]; S->first[2] = nl[0] + nl[1];
+    P->n_layers = S->first[S->n];
+    for (i = 0; i < P->n_mat; i++) P->mlayer[i] += S->first[P->mset[i]];   /* first set first */
+    return 0;
+}
+
+/* 2. alpha of every matrix */
+static int alpha_fit_all(const alpha_args *A, molora_safetensors *st, alpha_plan *P, double total)
+{
+    int i, progress = total > 3e7;   /* large models: a line per matrix on stderr */
+    molora_result r;
+    for (i = 0; i < P->n_mat; i++) {
+        molora_tensor_info ti;
+        const float *w = NULL;
+        molora_safetensors_get_info(st, P->mat[i], &ti);
+        if (progress) fprintf(stderr, "alpha: [%d/%d] %s (%llu x %llu)\n", i + 1, P->n_mat, ti.name,
+                              (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
+        g_detail[0] = 0;
+        if ((r = molora_safetensors_get_f32(st, P->mat[i], &w)) != MOLORA_RESULT_SUCCESS) return die_lib(ti.name, r);
+        if ((r = molora_alpha_matrix(w, (int)ti.shape[0], (int)ti.shape[1], &A->o, &P->fits[i])) != MOLORA_RESULT_SUCCESS)
+            return die_lib(ti.name, r);
+        P->malpha[i] = P->fits[i].alpha;
+        if (!isfinite(P->malpha[i])) return die("alpha: %s: the fitted tail is all equal values (alpha is infinite)", ti.name);
+    }
+    return 0;
+}
+
+/* 3. per-layer mean and the allocation; NEGATIVE_EXPERTS is kept in *res (printed, then refused) */
+static int alpha_allocate(const alpha_args *A, const alpha_sets *S, alpha_plan *P, molora_result *res)
+{
+    int i, j, L = P->n_layers;
+    molora_result r;
+    P->lalpha = (double *)calloc((size_t)L, sizeof *P->lalpha);
+    P->experts = (int *)calloc((size_t)L, sizeof *P->experts); P->topk = (int *)calloc((size_t)L, sizeof *P->topk);
+    if (!P->lalpha || !P->experts || !P->topk) return die("alpha: out of memory");
+    g_detail[0] = 0;
+    if ((r = molora_alpha_layer_mean(P->malpha, P->mlayer, P->n_mat, L, P->lalpha)) != MOLORA_RESULT_SUCCESS) {
+        for (i = 0; i < L; i++) {
+            int any = 0, si = i >= S->first[1];
+            for (j = 0; j < P->n_mat; j++) any |= P->mlayer[j] == i;
+            if (!any) return die("alpha: %s: layer %d of \"%s\" has no weight matrix (layers 0..%d expected)", A->model,
+                                 i - S->first[si], S->pat[si], S->first[si + 1] - S->first[si] - 1);
+        }
+        return die_lib("alpha: per-layer mean", r);
+    }
+    r = molora_alpha_allocate(P->lalpha, L, A->budget, A->beta, P->experts, P->topk);
+    if (r != MOLORA_RESULT_SUCCESS && r != MOLORA_RESULT_NEGATIVE_EXPERTS) return die_lib("alpha: allocation", r);
+    *res = r;
+    return 0;
+}
+
+static void alpha_print_json(const alpha_args *A, const alpha_sets *S, const alpha_plan *P, molora_safetensors *st)
+{
+    int i;
+    printf("{");
+    alpha_json_sets(S);
+    printf(" \"method\": \"%s\", \"upstream_fp16\": %s,\n \"matrices\": [", A->method, A->fp16 ? "true" : "false");
+    for (i = 0; i < P->n_mat; i++) {
+        molora_tensor_info ti;
+        const molora_alpha_fit *f = &P->fits[i];
+        molora_safetensors_get_info(st, P->mat[i], &ti);
+        printf("%s\n  {\"name\": ", i ? "," : "");
+        jstr(stdout, ti.name);
+        printf(", \"layer\": %d, \"alpha\": %.17g, \"xmin\": %.17g, \"ks\": %.17g, \"n_eigs\": %d, \"n_tail\": %d}",
+               P->mlayer[i], f->alpha, f->xmin, f->ks, f->n_eigs, f->n_tail);
+    }
+    printf("],\n \"layers\": [");
+    for (i = 0; i < P->n_layers; i++) {
+        int si = i >= S->first[1];
+        printf("%s\n  {\"layer\": %d, \"set\": ", i ? "," : "", i);
+        jstr(stdout, S->pat[si]);
+        printf(", \"index\": %d, \"alpha\": %.17g, \"experts\": %d, \"top_k\": %d}", i - S->first[si], P->lalpha[i],
+               P->experts[i], P->topk[i]);
+    }
+    printf("],\n \"skipped\": [");
+    for (i = 0; i < P->n_skip; i++) {
+        molora_tensor_info ti;
+        molora_safetensors_get_info(st, P->skip[i], &ti);
+        printf("%s", i ? ", " : "");
+        jstr(stdout, ti.name);
+    }
+    printf("]}\n");
+}
+
+static void alpha_print_table(const alpha_args *A, const alpha_sets *S, const alpha_plan *P, molora_safetensors *st)
+{
+    int i;
+    alpha_print_sets(S);
+    printf("%-56s %5s %13s %9s %11s %8s %6s %6s\n", "matrix", "layer", "shape", "alpha", "xmin", "ks", "n_eigs", "n_tail");
+    for (i = 0; i < P->n_mat; i++) {
+        molora_tensor_info ti;
+        const molora_alpha_fit *f = &P->fits[i];
+        char shape[32];
+        molora_safetensors_get_info(st, P->mat[i], &ti);
+        snprintf(shape, sizeof shape, "%llux%llu", (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
+        printf("%-56s %5d %13s %9.4f %11.4g %8.4f %6d %6d\n", ti.name, P->mlayer[i], shape, f->alpha, f->xmin, f->ks,
+               f->n_eigs, f->n_tail);
+    }
+    printf("\n%5s %9s %7s %5s    (method %s%s, budget %d, beta %g)\n", "layer", "alpha", "experts", "top_k", A->method,
+           A->fp16 ? ", weights rounded to float16" : "", A->budget, A->beta);
+    for (i = 0; i < P->n_layers; i++) printf("%5d %9.4f %7d %5d\n", i, P->lalpha[i], P->experts[i], P->topk[i]);
+    for (i = 0; i < P->n_skip; i++) {
+        molora_tensor_info ti;
+        molora_safetensors_get_info(st, P->skip[i], &ti);
+        printf("%s%s", i ? ", " : "\nskipped (a side under the method's minimum, or not float): ", ti.name);
+    }
+    if (P->n_skip) printf("\n");
 }
 
 static int cmd_alpha(int argc, char **argv)
 {
-    cli_alpha_opts ao;
-    const char *model, *prefix, *method;
-    int budget, json, i, rc = 1, n_mat = 0, n_skip = 0, n_layers = 0, progress;
-    double beta, total = 0;
+    alpha_args A;
+    alpha_sets S;
+    alpha_plan P;
     molora_load_desc d = load_desc();
     molora_safetensors *st = NULL;
-    molora_alpha_options o;
-    molora_result r;
-    size_t nt, k, ws_bytes = 0;
-    size_t *mat = NULL, *skip = NULL;
-    int *mlayer = NULL, *experts = NULL, *topk = NULL;
-    double *malpha = NULL, *lalpha = NULL;
-    molora_alpha_fit *fits = NULL;
+    molora_result r, res = MOLORA_RESULT_SUCCESS;
     void *ws = NULL;
-    memset(&o, 0, sizeof o);
-    if (cli_parse_alpha(argc, argv, &ao)) return die("%s", ao.err);
-    model = ao.model; prefix = ao.prefix; method = ao.method; json = ao.json;
-    budget = ao.budget_set ? ao.budget : MOLORA_ALPHA_DEFAULT_BUDGET;
-    beta = ao.beta_set ? ao.beta : MOLORA_ALPHA_DEFAULT_BETA;
-    o.method = !strcmp(method, "ww") ? MOLORA_ALPHA_WW : MOLORA_ALPHA_FIX_FINGER;
-    o.log = on_log;
-    if ((r = molora_safetensors_open(model, &d, &st)) != MOLORA_RESULT_SUCCESS) return die_lib(model, r);
-    nt = molora_safetensors_n_tensors(st);
-    mat = (size_t *)calloc(nt + 1, sizeof *mat); skip = (size_t *)calloc(nt + 1, sizeof *skip);
-    mlayer = (int *)calloc(nt + 1, sizeof *mlayer); malpha = (double *)calloc(nt + 1, sizeof *malpha);
-    fits = (molora_alpha_fit *)calloc(nt + 1, sizeof *fits);
-    if (!mat || !skip || !mlayer || !malpha || !fits) { die("alpha: out of memory"); goto done; }
-    /* 1. which tensors are decoder-layer matrices */
-    for (k = 0; k < nt; k++) {
+    double total = 0;
+    int i, rc = 1;
+    memset(&P, 0, sizeof P);
+    if (alpha_parse(argc, argv, &A)) return 1;
+    if ((r = molora_safetensors_open(A.model, &d, &st)) != MOLORA_RESULT_SUCCESS) return die_lib(A.model, r);
+    if (alpha_pick_sets(&A, st, &S) || alpha_select(&A, st, &S, &P)) goto done;
+    if (P.ws_bytes && !(ws = malloc(P.ws_bytes))) { die("alpha: out of memory (%zu bytes of workspace)", P.ws_bytes); goto done; }
+    A.o.workspace = ws; A.o.workspace_size = P.ws_bytes;
+    for (i = 0; i < P.n_mat; i++) {
         molora_tensor_info ti;
-        int L;
-        molora_safetensors_get_info(st, k, &ti);
-        L = layer_of_name(ti.name, prefix);
-        if (ti.n_dims != 2 || L < 0) continue;
-        if (ti.dtype != MOLORA_DTYPE_F32 && ti.dtype != MOLORA_DTYPE_F16 && ti.dtype != MOLORA_DTYPE_BF16) { skip[n_skip++] = k; continue; }
-        if (ti.shape[0] < 10 || ti.shape[1] < 10) { skip[n_skip++] = k; continue; }
-        if (ti.shape[0] > 1000000 || ti.shape[1] > 1000000) { die("alpha: %s: %s: %llu x %llu is too large", model, ti.name,
-                                                                 (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]); goto done; }
-        mat[n_mat] = k; mlayer[n_mat++] = L;
-        if (L + 1 > n_layers) n_layers = L + 1;
+        molora_safetensors_get_info(st, P.mat[i], &ti);
         total += (double)ti.shape[0] * (double)ti.shape[1];
-        {   /* one workspace for the largest matrix */
-            size_t b = 0;
-            if ((r = molora_alpha_workspace_size((int)ti.shape[0], (int)ti.shape[1], &o, &b)) != MOLORA_RESULT_SUCCESS) { die_lib(ti.name, r); goto done; }
-            if (b > ws_bytes) ws_bytes = b;
-        }
     }
-    if (n_mat == 0) { die("alpha: %s: no 2-D weight named like \"%slayers.L.\" with both sides >= 10", model, prefix); goto done; }
-    if (ws_bytes && !(ws = malloc(ws_bytes))) { die("alpha: out of memory (%zu bytes of workspace)", ws_bytes); goto done; }
-    o.workspace = ws; o.workspace_size = ws_bytes;
-    progress = total > 3e7;   /* large models: a line per matrix on stderr */
-    /* 2. alpha of every matrix */
-    for (i = 0; i < n_mat; i++) {
-        molora_tensor_info ti;
-        const float *w = NULL;
-        molora_safetensors_get_info(st, mat[i], &ti);
-        if (progress) fprintf(stderr, "alpha: [%d/%d] %s (%llu x %llu)\n", i + 1, n_mat, ti.name,
-                              (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
-        g_detail[0] = 0;
-        if ((r = molora_safetensors_get_f32(st, mat[i], &w)) != MOLORA_RESULT_SUCCESS) { die_lib(ti.name, r); goto done; }
-        if ((r = molora_alpha_matrix(w, (int)ti.shape[0], (int)ti.shape[1], &o, &fits[i])) != MOLORA_RESULT_SUCCESS) {
-            die_lib(ti.name, r);
-            goto done;
-        }
-        malpha[i] = fits[i].alpha;
-        if (!isfinite(malpha[i])) { die("alpha: %s: the fitted tail is all equal values (alpha is infinite)", ti.name); goto done; }
-    }
-    /* 3. per-layer mean and the allocation */
-    lalpha = (double *)calloc((size_t)n_layers, sizeof *lalpha);
-    experts = (int *)calloc((size_t)n_layers, sizeof *experts); topk = (int *)calloc((size_t)n_layers, sizeof *topk);
-    if (!lalpha || !experts || !topk) { die("alpha: out of memory"); goto done; }
-    g_detail[0] = 0;
-    if ((r = molora_alpha_layer_mean(malpha, mlayer, n_mat, n_layers, lalpha)) != MOLORA_RESULT_SUCCESS) {
-        for (i = 0; i < n_layers; i++) {
-            int j, any = 0;
-            for (j = 0; j < n_mat; j++) any |= mlayer[j] == i;
-            if (!any) { die("alpha: %s: decoder layer %d has no weight matrix (layers 0..%d expected)", model, i, n_layers - 1); goto done; }
-        }
-        die_lib("alpha: per-layer mean", r);
+    if (alpha_fit_all(&A, st, &P, total) || alpha_allocate(&A, &S, &P, &res)) goto done;
+    if (A.json) alpha_print_json(&A, &S, &P, st); else alpha_print_table(&A, &S, &P, st);
+    if (res == MOLORA_RESULT_NEGATIVE_EXPERTS) {
+        die("alpha: budget %d with beta %g needs a negative expert count (printed as upstream computes it)", A.budget, A.beta);
         goto done;
     }
-    r = molora_alpha_allocate(lalpha, n_layers, budget, beta, experts, topk);
-    if (r != MOLORA_RESULT_SUCCESS && r != MOLORA_RESULT_NEGATIVE_EXPERTS) { die_lib("alpha: allocation", r); goto done; }
-    /* 4. output */
-    if (json) {
-        printf("{\"matrices\": [");
-        for (i = 0; i < n_mat; i++) {
-            molora_tensor_info ti;
-            molora_safetensors_get_info(st, mat[i], &ti);
-            printf("%s\n  {\"name\": ", i ? "," : "");
-            jstr(stdout, ti.name);
-            printf(", \"layer\": %d, \"alpha\": %.17g, \"xmin\": %.17g, \"ks\": %.17g, \"n_eigs\": %d, \"n_tail\": %d}",
-                   mlayer[i], fits[i].alpha, fits[i].xmin, fits[i].ks, fits[i].n_eigs, fits[i].n_tail);
-        }
-        printf("],\n \"layers\": [");
-        for (i = 0; i < n_layers; i++)
-            printf("%s\n  {\"layer\": %d, \"alpha\": %.17g, \"experts\": %d, \"top_k\": %d}", i ? "," : "", i, lalpha[i], experts[i], topk[i]);
-        printf("],\n \"skipped\": [");
-        for (i = 0; i < n_skip; i++) {
-            molora_tensor_info ti;
-            molora_safetensors_get_info(st, skip[i], &ti);
-            printf("%s", i ? ", " : "");
-            jstr(stdout, ti.name);
-        }
-        printf("]}\n");
-    } else {
-        printf("%-56s %5s %13s %9s %11s %8s %6s %6s\n", "matrix", "layer", "shape", "alpha", "xmin", "ks", "n_eigs", "n_tail");
-        for (i = 0; i < n_mat; i++) {
-            molora_tensor_info ti;
-            char shape[32];
-            molora_safetensors_get_info(st, mat[i], &ti);
-            snprintf(shape, sizeof shape, "%llux%llu", (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
-            printf("%-56s %5d %13s %9.4f %11.4g %8.4f %6d %6d\n", ti.name, mlayer[i], shape, fits[i].alpha, fits[i].xmin,
-                   fits[i].ks, fits[i].n_eigs, fits[i].n_tail);
-        }
-        printf("\n%5s %9s %7s %5s    (method %s, budget %d, beta %g)\n", "layer", "alpha", "experts", "top_k", method, budget, beta);
-        for (i = 0; i < n_layers; i++) printf("%5d %9.4f %7d %5d\n", i, lalpha[i], experts[i], topk[i]);
-        for (i = 0; i < n_skip; i++) {
-            molora_tensor_info ti;
-            molora_safetensors_get_info(st, skip[i], &ti);
-            printf("%s%s", i ? ", " : "\nskipped (a side under 10, or not float): ", ti.name);
-        }
-        if (n_skip) printf("\n");
-    }
-    if (r == MOLORA_RESULT_NEGATIVE_EXPERTS) { die("alpha: budget %d with beta %g needs a negative expert count (printed as upstream computes it)", budget, beta); goto done; }
     rc = 0;
 done:
-    free(mat); free(skip); free(mlayer); free(malpha); free(fits); free(lalpha); free(experts); free(topk); free(ws);
+    alpha_plan_free(&P);
+    free(ws);
     molora_safetensors_free(st);
     return rc;
 }

@@ -51,8 +51,8 @@ typedef struct {
 } cli_compose_opts;
 
 typedef struct {
-    const char *model, *prefix, *method;
-    int budget, json, budget_set, beta_set;
+    const char *model, *prefix, *method, *layers;
+    int budget, json, fp16, budget_set, beta_set;
     double beta;
     char err[CLI_ERR_SIZE];
 } cli_alpha_opts;
@@ -267,7 +267,8 @@ static int cli_parse_compose(int argc, char **argv, cli_compose_opts *o)
     return 0;
 }
 
-/* molora alpha MODEL [--method fix_finger|ww] [--budget N] [--beta B] [--prefix P] [--json] */
+/* molora alpha MODEL [--method fix_finger|ww|ww077] [--layers PATTERN] [--upstream-fp16] [--budget N] [--beta B]
+                      [--prefix P] [--json] */
 static int cli_parse_alpha(int argc, char **argv, cli_alpha_opts *o)
 {
     cli_args c;
@@ -278,17 +279,21 @@ static int cli_parse_alpha(int argc, char **argv, cli_alpha_opts *o)
     for (; c.i < argc; c.i++) {
         const char **slot = NULL;
         if (cli_is(&c, "--json")) { if (cli_switch(&c, &o->json)) return -1; continue; }
+        if (cli_is(&c, "--upstream-fp16")) { if (cli_switch(&c, &o->fp16)) return -1; continue; }
         if (cli_is(&c, "--method")) slot = &o->method;
+        else if (cli_is(&c, "--layers")) slot = &o->layers;
         else if (cli_is(&c, "--prefix")) slot = &o->prefix;
         else if (cli_is(&c, "--budget")) slot = &budget;
         else if (cli_is(&c, "--beta")) slot = &beta;
         if (slot) { if (cli_value(&c, slot)) return -1; }
         else if (cli_positional(&c, &o->model, "MODEL")) return -1;
     }
-    if (!o->model) return cli_fail(&c, "usage: molora alpha MODEL [--method fix_finger|ww] [--budget N] [--beta B] [--prefix P] [--json]");
+    if (!o->model) return cli_fail(&c, "usage: molora alpha MODEL [--method fix_finger|ww|ww077] [--layers PATTERN] [--upstream-fp16] "
+                                        "[--budget N] [--beta B] [--prefix P] [--json]");
     if (!o->method) o->method = "fix_finger";
     if (!o->prefix) o->prefix = "";
-    if (strcmp(o->method, "fix_finger") && strcmp(o->method, "ww")) return cli_fail(&c, "--method %s: want fix_finger or ww", o->method);
+    if (strcmp(o->method, "fix_finger") && strcmp(o->method, "ww") && strcmp(o->method, "ww077"))
+        return cli_fail(&c, "--method %s: want fix_finger, ww or ww077", o->method);
     if (budget && !cli_int(budget, 0, 1000000, &b)) return cli_fail(&c, "--budget %s: want an integer 0..1000000", budget);
     if (budget) { o->budget = (int)b; o->budget_set = 1; }
     if (beta && (!cli_real(beta, &o->beta) || o->beta <= 0)) return cli_fail(&c, "--beta %s: want a finite number > 0", beta);

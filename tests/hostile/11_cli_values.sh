@@ -71,7 +71,7 @@ for f in --expert --gate --out --routing; do refuse "compose: $f needs a value" 
 for f in --method --budget --beta --prefix; do refuse "alpha: $f needs a value" $B alpha $F/alpha_model $f; done
 for v in 2abc 4294967298 " 1" +1 -1 1000001 ""; do refuse "alpha: --budget" $B alpha $F/alpha_model --budget "$v"; done
 for v in 0 -1 nan inf " 1" +1 1x; do refuse "alpha: --beta $v: want a finite number > 0" $B alpha $F/alpha_model --beta "$v"; done
-refuse "alpha: --method svd: want fix_finger or ww" $B alpha $F/alpha_model --method svd
+refuse "alpha: --method svd: want fix_finger, ww or ww077" $B alpha $F/alpha_model --method svd
 refuse "compose: usage" $B compose --expert $F/compose_e0 --expert $F/compose_e1 --out $V/c
 refuse "forward: usage" $B forward $F/molora --module $M --input $F/x.npy
 
