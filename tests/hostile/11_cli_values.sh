@@ -55,8 +55,9 @@ for f in --module --input --output --routing --tau-max --temperature --mask --we
 done
 for f in --gate --out --routing; do refuse "compose: $f given twice" $CMP --out $V/c2 $f a $f b; done
 refuse "inspect: --json given twice" $B inspect $F/molora --json --json
-for f in --method --budget --beta --prefix; do refuse "alpha: $f given twice" $B alpha $F/alpha_model $f a $f b; done
+for f in --method --budget --beta --prefix --layers; do refuse "alpha: $f given twice" $B alpha $F/alpha_model $f a $f b; done
 refuse "alpha: --json given twice" $B alpha $F/alpha_model --json --json
+refuse "alpha: --upstream-fp16 given twice" $B alpha $F/alpha_model --upstream-fp16 --upstream-fp16
 refuse "forward: unknown option --mdule" $B forward $F/molora --mdule $M --input $F/x.npy --output $V/y.npy
 refuse "compose: unknown option --experts" $CMP --out $V/c --experts $F/compose_e0
 refuse "inspect: unknown option --jsno" $B inspect $F/molora --jsno
@@ -68,7 +69,7 @@ for f in --module --input --output --routing --tau-max --temperature --mask --we
     refuse "forward: $f needs a value" $B forward $F/molora $f ""
 done
 for f in --expert --gate --out --routing; do refuse "compose: $f needs a value" $B compose $f; done
-for f in --method --budget --beta --prefix; do refuse "alpha: $f needs a value" $B alpha $F/alpha_model $f; done
+for f in --method --budget --beta --prefix --layers; do refuse "alpha: $f needs a value" $B alpha $F/alpha_model $f; done
 for v in 2abc 4294967298 " 1" +1 -1 1000001 ""; do refuse "alpha: --budget" $B alpha $F/alpha_model --budget "$v"; done
 for v in 0 -1 nan inf " 1" +1 1x; do refuse "alpha: --beta $v: want a finite number > 0" $B alpha $F/alpha_model --beta "$v"; done
 refuse "alpha: --method svd: want fix_finger, ww or ww077" $B alpha $F/alpha_model --method svd
