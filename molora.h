@@ -1931,22 +1931,34 @@ MOLORA__PRIVATE int molora__utf8_valid(const unsigned char *s, size_t n)
     return 1;
 }
 
-/* ---- [json] strict RFC 8259 parser into a flat token array (jsmn-like) ---------------------- */
+/* ---- [json] strict RFC 8259 parser into a flat token array (jsmn-like) ----------------------
+   Memory is proportional to the text: objects and their members are tokens of 20 bytes (a
+   member is at least 5 bytes of text), an array is ONE token whatever it holds (its items are
+   read back from the validated text with molora__jitem), so `[0,0,...]` costs nothing per item.
+   Every object, also inside arrays, is checked for a key given twice, compared after decoding
+   escapes (sorted per object: O(n log n)). Texts are limited to 4 GiB - 1 (offsets are 32-bit). */
 enum { MOLORA__J_OBJ = 1, MOLORA__J_ARR, MOLORA__J_STR, MOLORA__J_NUM, MOLORA__J_TRUE,
        MOLORA__J_FALSE, MOLORA__J_NULL };
 typedef struct molora__jtok {
-    int type;
-    size_t start, end;    /* raw span; strings: between the quotes                            */
-    size_t size;          /* OBJ: members, ARR: items                                          */
-    size_t skip;          /* tokens in this subtree, itself included                           */
+    uint32_t start, end;  /* raw span; strings: between the quotes                            */
+    uint32_t size;        /* OBJ: members, ARR: items                                          */
+    uint32_t skip;        /* tokens in this subtree, itself included (an array: 1)             */
+    unsigned char type;
 } molora__jtok;
+typedef struct molora__jkey { const char *s; size_t n; } molora__jkey;   /* raw key span     */
 typedef struct molora__json {
     const char *s;
     size_t n, pos;
     molora__jtok *tok;    /* NULL while counting                                               */
     size_t ntok;
+    int quiet;            /* > 0 inside an array: no tokens                                    */
     const char *err;      /* what went wrong, at err_pos                                       */
     size_t err_pos;
+    const molora__io *io; /* key stack for the duplicate check (first pass only)             */
+    molora__jkey *keys;
+    size_t n_keys, cap_keys;
+    int check_dups, dup_depth, oom;
+    molora__jkey dup;     /* the repeated key (raw), at object depth dup_depth                 */
 } molora__json;
 
 MOLORA__PRIVATE int molora__jerr(molora__json *p, const char *what)
@@ -1976,12 +1988,18 @@ MOLORA__PRIVATE int molora__jhex4(const char *s, unsigned *v)
 }
 MOLORA__PRIVATE size_t molora__jpush(molora__json *p, int type, size_t start)
 {
-    size_t i = p->ntok++;
+    size_t i = p->ntok;
+    if (p->quiet) return (size_t)-1;
+    p->ntok++;
     if (p->tok) {
-        p->tok[i].type = type; p->tok[i].start = start; p->tok[i].end = start;
+        p->tok[i].type = (unsigned char)type; p->tok[i].start = (uint32_t)start; p->tok[i].end = (uint32_t)start;
         p->tok[i].size = 0; p->tok[i].skip = 1;
     }
     return i;
+}
+MOLORA__PRIVATE void molora__jset_end(molora__json *p, size_t t, size_t end)
+{
+    if (p->tok && t != (size_t)-1) p->tok[t].end = (uint32_t)end;
 }
 MOLORA__PRIVATE int molora__jstring(molora__json *p)
 {
@@ -1991,7 +2009,7 @@ MOLORA__PRIVATE int molora__jstring(molora__json *p)
     while (p->pos < p->n) {
         unsigned char c = (unsigned char)p->s[p->pos];
         if (c == '"') {
-            if (p->tok) p->tok[t].end = p->pos;
+            molora__jset_end(p, t, p->pos);
             p->pos++;
             return 1;
         }
@@ -2039,77 +2057,11 @@ MOLORA__PRIVATE int molora__jnumber(molora__json *p)
         while (p->pos < p->n && c[p->pos] >= '0' && c[p->pos] <= '9') p->pos++;
     }
     t = molora__jpush(p, MOLORA__J_NUM, s);
-    if (p->tok) p->tok[t].end = p->pos;
+    molora__jset_end(p, t, p->pos);
     return 1;
 }
-MOLORA__PRIVATE int molora__jvalue(molora__json *p, int depth)
-{
-    char c;
-    molora__jws(p);
-    if (p->pos >= p->n) return molora__jerr(p, "unexpected end");
-    c = p->s[p->pos];
-    if (c == '{' || c == '[') {
-        int obj = c == '{';
-        size_t t, count = 0;
-        if (depth >= MOLORA_JSON_MAX_DEPTH) return molora__jerr(p, "nesting too deep");
-        t = molora__jpush(p, obj ? MOLORA__J_OBJ : MOLORA__J_ARR, p->pos);
-        p->pos++;
-        molora__jws(p);
-        if (p->pos < p->n && p->s[p->pos] == (obj ? '}' : ']')) p->pos++;
-        else for (;;) {
-            if (obj) {
-                molora__jws(p);
-                if (p->pos >= p->n || p->s[p->pos] != '"') return molora__jerr(p, "expected a key");
-                if (!molora__jstring(p)) return 0;
-                molora__jws(p);
-                if (p->pos >= p->n || p->s[p->pos] != ':') return molora__jerr(p, "expected ':'");
-                p->pos++;
-            }
-            if (!molora__jvalue(p, depth + 1)) return 0;
-            count++;
-            molora__jws(p);
-            if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
-            if (p->pos < p->n && p->s[p->pos] == (obj ? '}' : ']')) { p->pos++; break; }
-            return molora__jerr(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
-        }
-        if (p->tok) { p->tok[t].size = count; p->tok[t].end = p->pos; p->tok[t].skip = p->ntok - t; }
-        return 1;
-    }
-    if (c == '"') return molora__jstring(p);
-    if (c == '-' || (c >= '0' && c <= '9')) return molora__jnumber(p);
-    if (p->n - p->pos >= 4 && !memcmp(p->s + p->pos, "true", 4)) { molora__jpush(p, MOLORA__J_TRUE, p->pos); p->pos += 4; return 1; }
-    if (p->n - p->pos >= 5 && !memcmp(p->s + p->pos, "false", 5)) { molora__jpush(p, MOLORA__J_FALSE, p->pos); p->pos += 5; return 1; }
-    if (p->n - p->pos >= 4 && !memcmp(p->s + p->pos, "null", 4)) { molora__jpush(p, MOLORA__J_NULL, p->pos); p->pos += 4; return 1; }
-    return molora__jerr(p, "unexpected character");
-}
-/* One pass counts the tokens, the second fills them. The text must be valid UTF-8 already. */
-MOLORA__PRIVATE molora_result molora__json_parse(const molora__io *io, const char *s, size_t n,
-                                                 molora__json *p, const char *what)
-{
-    int pass;
-    memset(p, 0, sizeof *p);
-    p->s = s; p->n = n;
-    for (pass = 0; pass < 2; pass++) {
-        p->pos = 0; p->ntok = 0;
-        if (!molora__jvalue(p, 0)) goto bad;
-        molora__jws(p);
-        if (p->pos != n) { molora__jerr(p, "trailing characters"); goto bad; }
-        if (pass == 0) {
-            p->tok = (molora__jtok *)molora__calloc(io, p->ntok, sizeof *p->tok);
-            if (!p->tok) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu JSON tokens: out of memory", what, p->ntok);
-        }
-    }
-    return MOLORA_RESULT_SUCCESS;
-bad:
-    molora__mfree(io, p->tok);
-    p->tok = NULL;
-    return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: invalid JSON at byte %zu: %s", what, p->err_pos, p->err);
-}
-MOLORA__PRIVATE void molora__json_free(const molora__io *io, molora__json *p)
-{
-    molora__mfree(io, p->tok);
-    p->tok = NULL;
-}
+
+/* ---- [json keys] decoded comparison, duplicate check -------------------------------------- */
 MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
 {
     unsigned char *o = (unsigned char *)*d;
@@ -2119,35 +2071,210 @@ MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
     else { *o++ = (unsigned char)(0xF0 | (v >> 18)); *o++ = (unsigned char)(0x80 | ((v >> 12) & 63)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
     *d = (char *)o;
 }
+/* Decodes one character of a validated string body at *s into d (1..4 bytes); advances both. */
+MOLORA__PRIVATE void molora__jchar(const char **s, char **d)
+{
+    const char *q = *s;
+    if (*q != '\\') { *(*d)++ = *q; *s = q + 1; return; }
+    q++;
+    switch (*q) {
+    case 'b': *(*d)++ = '\b'; q++; break;
+    case 'f': *(*d)++ = '\f'; q++; break;
+    case 'n': *(*d)++ = '\n'; q++; break;
+    case 'r': *(*d)++ = '\r'; q++; break;
+    case 't': *(*d)++ = '\t'; q++; break;
+    case 'u': {
+        unsigned v, w;
+        molora__jhex4(q + 1, &v);
+        q += 5;
+        if (v >= 0xD800 && v <= 0xDBFF) {
+            molora__jhex4(q + 2, &w);
+            v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
+            q += 6;
+        }
+        molora__utf8_put(d, v);
+        break;
+    }
+    default: *(*d)++ = *q++; break;
+    }
+    *s = q;
+}
+/* a cursor over the decoded bytes of a raw key */
+typedef struct molora__jcur { const char *s, *e; char b[4]; int n, i; } molora__jcur;
+MOLORA__PRIVATE int molora__jcur_byte(molora__jcur *c)
+{
+    if (c->i == c->n) {
+        char *d = c->b;
+        if (c->s >= c->e) return -1;
+        molora__jchar(&c->s, &d);
+        c->n = (int)(d - c->b); c->i = 0;
+    }
+    return (unsigned char)c->b[c->i++];
+}
+static int molora__cmp_jkey(const void *a, const void *b)
+{
+    const molora__jkey *x = (const molora__jkey *)a, *y = (const molora__jkey *)b;
+    molora__jcur u, v;
+    u.s = x->s; u.e = x->s + x->n; u.n = u.i = 0;
+    v.s = y->s; v.e = y->s + y->n; v.n = v.i = 0;
+    for (;;) {
+        int cu = molora__jcur_byte(&u), cv = molora__jcur_byte(&v);
+        if (cu != cv) return cu < cv ? -1 : 1;
+        if (cu < 0) return 0;
+    }
+}
+MOLORA__PRIVATE int molora__jkey_push(molora__json *p, size_t start, size_t end)
+{
+    if (!p->check_dups) return 1;
+    if (p->n_keys == p->cap_keys) {
+        size_t cap = p->cap_keys ? 2 * p->cap_keys : 64;
+        molora__jkey *nk = (molora__jkey *)molora__calloc(p->io, cap, sizeof *nk);
+        if (!nk) { p->oom = 1; return molora__jerr(p, "out of memory"); }
+        if (p->n_keys) memcpy(nk, p->keys, p->n_keys * sizeof *nk);
+        molora__mfree(p->io, p->keys);
+        p->keys = nk; p->cap_keys = cap;
+    }
+    p->keys[p->n_keys].s = p->s + start;
+    p->keys[p->n_keys].n = end - start;
+    p->n_keys++;
+    return 1;
+}
+/* The keys of the object just closed are keys[base..n_keys): sort them, look for a twin, pop. */
+MOLORA__PRIVATE int molora__jkeys_close(molora__json *p, size_t base, int depth)
+{
+    size_t i, k;
+    if (!p->check_dups) return 1;
+    k = p->n_keys - base;
+    if (k > 1) {
+        qsort(p->keys + base, k, sizeof *p->keys, molora__cmp_jkey);
+        for (i = base + 1; i < p->n_keys; i++)
+            if (!molora__cmp_jkey(&p->keys[i - 1], &p->keys[i])) {
+                p->dup = p->keys[i]; p->dup_depth = depth;
+                return molora__jerr(p, "duplicate key");
+            }
+    }
+    p->n_keys = base;
+    return 1;
+}
+
+MOLORA__PRIVATE int molora__jvalue(molora__json *p, int depth);
+MOLORA__PRIVATE int molora__jmember(molora__json *p, int depth)
+{
+    size_t ks;
+    molora__jws(p);
+    if (p->pos >= p->n || p->s[p->pos] != '"') return molora__jerr(p, "expected a key");
+    ks = p->pos + 1;
+    if (!molora__jstring(p) || !molora__jkey_push(p, ks, p->pos - 1)) return 0;
+    molora__jws(p);
+    if (p->pos >= p->n || p->s[p->pos] != ':') return molora__jerr(p, "expected ':'");
+    p->pos++;
+    return molora__jvalue(p, depth + 1);
+}
+/* object or array at p->pos; an array's items are validated but not stored */
+MOLORA__PRIVATE int molora__jcontainer(molora__json *p, int depth)
+{
+    int obj = p->s[p->pos] == '{';
+    char close = obj ? '}' : ']';
+    size_t t, count = 0, base = p->n_keys;
+    if (depth >= MOLORA_JSON_MAX_DEPTH) return molora__jerr(p, "nesting too deep");
+    t = molora__jpush(p, obj ? MOLORA__J_OBJ : MOLORA__J_ARR, p->pos);
+    p->pos++;
+    if (!obj) p->quiet++;
+    molora__jws(p);
+    if (p->pos < p->n && p->s[p->pos] == close) p->pos++;
+    else for (;;) {
+        if (!(obj ? molora__jmember(p, depth) : molora__jvalue(p, depth + 1))) return 0;
+        count++;
+        molora__jws(p);
+        if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
+        if (p->pos < p->n && p->s[p->pos] == close) { p->pos++; break; }
+        return molora__jerr(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+    if (!obj) p->quiet--;
+    if (obj && !molora__jkeys_close(p, base, depth)) return 0;
+    if (p->tok && t != (size_t)-1) { p->tok[t].size = (uint32_t)count; p->tok[t].end = (uint32_t)p->pos; p->tok[t].skip = (uint32_t)(p->ntok - t); }
+    return 1;
+}
+MOLORA__PRIVATE int molora__jliteral(molora__json *p, const char *lit, int type)
+{
+    size_t n = strlen(lit);
+    if (p->n - p->pos < n || memcmp(p->s + p->pos, lit, n)) return molora__jerr(p, "unexpected character");
+    molora__jset_end(p, molora__jpush(p, type, p->pos), p->pos + n);
+    p->pos += n;
+    return 1;
+}
+MOLORA__PRIVATE int molora__jvalue(molora__json *p, int depth)
+{
+    char c;
+    molora__jws(p);
+    if (p->pos >= p->n) return molora__jerr(p, "unexpected end");
+    c = p->s[p->pos];
+    if (c == '{' || c == '[') return molora__jcontainer(p, depth);
+    if (c == '"') return molora__jstring(p);
+    if (c == '-' || (c >= '0' && c <= '9')) return molora__jnumber(p);
+    if (c == 't') return molora__jliteral(p, "true", MOLORA__J_TRUE);
+    if (c == 'f') return molora__jliteral(p, "false", MOLORA__J_FALSE);
+    return molora__jliteral(p, "null", MOLORA__J_NULL);
+}
+/* The duplicate key, decoded, control characters shown as '?', cut at 200 bytes. */
+MOLORA__PRIVATE void molora__jdup_text(const molora__json *p, char *out, size_t cap)
+{
+    molora__jcur c;
+    size_t k = 0;
+    int b;
+    c.s = p->dup.s; c.e = p->dup.s + p->dup.n; c.n = c.i = 0;
+    while (k + 1 < cap && (b = molora__jcur_byte(&c)) >= 0) out[k++] = (char)(b < 0x20 ? '?' : b);
+    out[k] = 0;
+}
+/* One pass checks the syntax and duplicate keys and counts the tokens, the second fills them.
+   The text must be valid UTF-8 already. A key given twice is INVALID_JSON, except among the
+   members of the root object when root_dup (the header's tensor names) is given: then root_dup. */
+MOLORA__PRIVATE molora_result molora__json_parse(const molora__io *io, const char *s, size_t n,
+                                                 molora__json *p, const char *what, molora_result root_dup)
+{
+    int pass;
+    memset(p, 0, sizeof *p);
+    p->s = s; p->n = n; p->io = io;
+    if (n >= 0xFFFFFFFFu) return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: %zu bytes of JSON is too large", what, n);
+    for (pass = 0; pass < 2; pass++) {
+        p->pos = 0; p->ntok = 0; p->check_dups = pass == 0;
+        if (!molora__jvalue(p, 0)) goto bad;
+        molora__jws(p);
+        if (p->pos != n) { molora__jerr(p, "trailing characters"); goto bad; }
+        if (pass == 0) {
+            molora__mfree(io, p->keys);
+            p->keys = NULL;
+            p->tok = (molora__jtok *)molora__calloc(io, p->ntok, sizeof *p->tok);
+            if (!p->tok) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu JSON tokens: out of memory", what, p->ntok);
+        }
+    }
+    return MOLORA_RESULT_SUCCESS;
+bad:
+    molora__mfree(io, p->tok);
+    molora__mfree(io, p->keys);
+    p->tok = NULL; p->keys = NULL;
+    if (p->oom) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory for the JSON keys", what);
+    if (p->dup.s) {
+        char key[201];
+        int names = root_dup != MOLORA_RESULT_INVALID_JSON && p->dup_depth == 0;
+        molora__jdup_text(p, key, sizeof key);
+        names = names && strcmp(key, "__metadata__") != 0;
+        return molora__fail(&io->lg, names ? root_dup : MOLORA_RESULT_INVALID_JSON, "%s: %s \"%s\" appears twice (at byte %zu; keys are compared after decoding escapes)",
+                            what, names ? "tensor" : "key", key, (size_t)(p->dup.s - s));
+    }
+    return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: invalid JSON at byte %zu: %s", what, p->err_pos, p->err);
+}
+MOLORA__PRIVATE void molora__json_free(const molora__io *io, molora__json *p)
+{
+    molora__mfree(io, p->tok);
+    p->tok = NULL;
+}
 /* Decodes a validated string token into dst (room for end - start + 1 bytes); returns length. */
 MOLORA__PRIVATE size_t molora__jstr(const molora__json *p, const molora__jtok *t, char *dst)
 {
     const char *s = p->s + t->start, *e = p->s + t->end;
     char *d = dst;
-    while (s < e) {
-        if (*s != '\\') { *d++ = *s++; continue; }
-        s++;
-        switch (*s) {
-        case 'b': *d++ = '\b'; s++; break;
-        case 'f': *d++ = '\f'; s++; break;
-        case 'n': *d++ = '\n'; s++; break;
-        case 'r': *d++ = '\r'; s++; break;
-        case 't': *d++ = '\t'; s++; break;
-        case 'u': {
-            unsigned v, w;
-            molora__jhex4(s + 1, &v);
-            s += 5;
-            if (v >= 0xD800 && v <= 0xDBFF) {
-                molora__jhex4(s + 2, &w);
-                v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
-                s += 6;
-            }
-            molora__utf8_put(&d, v);
-            break;
-        }
-        default: *d++ = *s++; break;
-        }
-    }
+    while (s < e) molora__jchar(&s, &d);
     *d = 0;
     return (size_t)(d - dst);
 }
@@ -2172,6 +2299,41 @@ MOLORA__PRIVATE size_t molora__jget(const molora__json *p, size_t o, const char 
         k += 1 + p->tok[k + 1].skip;
     }
     return 0;
+}
+/* Next item of array token arr, read back from the validated text into *item (a scalar, or an
+   OBJ / ARR span whose members are not tokens: never pass it to molora__jget). *pos starts at 0. */
+MOLORA__PRIVATE int molora__jitem(const molora__json *p, const molora__jtok *arr, size_t *pos, molora__jtok *item)
+{
+    const char *s = p->s;
+    size_t i = *pos ? *pos : arr->start + 1;
+    while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == ',') i++;
+    if (s[i] == ']') return 0;
+    memset(item, 0, sizeof *item);
+    item->skip = 1;
+    if (s[i] == '"') {
+        item->type = MOLORA__J_STR;
+        item->start = (uint32_t)++i;
+        while (s[i] != '"') i += s[i] == '\\' ? 2 : 1;
+        item->end = (uint32_t)i++;
+    } else if (s[i] == '{' || s[i] == '[') {
+        int depth = 0;
+        item->type = s[i] == '{' ? MOLORA__J_OBJ : MOLORA__J_ARR;
+        item->start = (uint32_t)i;
+        do {
+            if (s[i] == '"') { for (i++; s[i] != '"'; i += s[i] == '\\' ? 2 : 1) {} }
+            else if (s[i] == '{' || s[i] == '[') depth++;
+            else if (s[i] == '}' || s[i] == ']') depth--;
+            i++;
+        } while (depth > 0);
+        item->end = (uint32_t)i;
+    } else {
+        item->type = s[i] == 't' ? MOLORA__J_TRUE : s[i] == 'f' ? MOLORA__J_FALSE : s[i] == 'n' ? MOLORA__J_NULL : MOLORA__J_NUM;
+        item->start = (uint32_t)i;
+        while (i < arr->end && strchr("+-.eE0123456789truefalsn", s[i]) && s[i]) i++;
+        item->end = (uint32_t)i;
+    }
+    *pos = i;
+    return 1;
 }
 /* Non-negative integer without fraction or exponent that fits in 64 bits. */
 MOLORA__PRIVATE int molora__ju64(const molora__json *p, const molora__jtok *t, uint64_t *v)
@@ -2205,20 +2367,29 @@ MOLORA__PRIVATE int molora__jint(const molora__json *p, const molora__jtok *t, i
     *v = (int)d;
     return 1;
 }
-/* Rejects duplicate keys in every object of the document (O(n^2) per object, keys are few). */
-MOLORA__PRIVATE int molora__jdup(const molora__json *p, size_t *dup_key)
+/* Item i of array token t as a finite number (O(i): for short lists). */
+MOLORA__PRIVATE int molora__jlist_num(const molora__json *js, size_t t, size_t i, double *v)
 {
-    size_t o;
-    for (o = 0; o < p->ntok; o++) {
-        size_t i, j, ki, kj;
-        if (p->tok[o].type != MOLORA__J_OBJ || p->tok[o].size < 2 || p->tok[o].size > 64) continue;
-        for (i = 0, ki = o + 1; i < p->tok[o].size; i++, ki += 1 + p->tok[ki + 1].skip)
-            for (j = i + 1, kj = ki + 1 + p->tok[ki + 1].skip; j < p->tok[o].size; j++, kj += 1 + p->tok[kj + 1].skip) {
-                size_t li = p->tok[ki].end - p->tok[ki].start, lj = p->tok[kj].end - p->tok[kj].start;
-                if (li == lj && !memcmp(p->s + p->tok[ki].start, p->s + p->tok[kj].start, li)) { *dup_key = ki; return 1; }
-            }
+    size_t pos = 0;
+    molora__jtok it;
+    if (!t || js->tok[t].type != MOLORA__J_ARR || i >= js->tok[t].size) return 0;
+    do { if (!molora__jitem(js, &js->tok[t], &pos, &it)) return 0; } while (i-- > 0);
+    return molora__jnum(js, &it, v) && isfinite(*v);
+}
+/* Every item of array token t as a double (NaN for an item that is not a finite number), in one
+   pass; *out is owned by the caller (NULL for an empty array). 0: out of memory. */
+MOLORA__PRIVATE int molora__jlist_f64(const molora__io *io, const molora__json *js, size_t t, double **out)
+{
+    size_t pos = 0, i = 0;
+    molora__jtok it;
+    *out = NULL;
+    if (!js->tok[t].size) return 1;
+    if (!(*out = (double *)molora__calloc(io, js->tok[t].size, sizeof(double)))) return 0;
+    while (molora__jitem(js, &js->tok[t], &pos, &it)) {
+        double v;
+        (*out)[i++] = molora__jnum(js, &it, &v) && isfinite(v) ? v : NAN;
     }
-    return 0;
+    return 1;
 }
 
 /* ---- [files] mapping and reading (compiled out by MOLORA_NO_STDIO) ------------------------ */
@@ -2332,7 +2503,7 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
     molora__json js;
     molora_result r;
     uint64_t n64, start;
-    size_t n, i, k, nt = 0, nmeta = 0, ndims = 0, pool, bytes = 0, dup;
+    size_t n, i, k, nt = 0, nmeta = 0, ndims = 0, pool, bytes = 0;
     size_t meta_tok = 0;
     unsigned char *blk, *cur;
     char *str;
@@ -2345,23 +2516,14 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
     n = (size_t)n64;
     if (n > size - 8) return molora__fail(lg, MOLORA_RESULT_INVALID_HEADER_LENGTH, "%s: header length %zu but only %zu bytes follow", what, n, size - 8);
     if (!molora__utf8_valid(buf + 8, n)) return molora__fail(lg, MOLORA_RESULT_INVALID_UTF8, "%s: header is not valid UTF-8", what);
-    r = molora__json_parse(io, (const char *)buf + 8, n, &js, what);
+    r = molora__json_parse(io, (const char *)buf + 8, n, &js, what, MOLORA_RESULT_DUPLICATE_NAME);
     if (r) return r;
     if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: header is not a JSON object", what); goto out; }
-    if (molora__jdup(&js, &dup)) {   /* a repeated top-level key is a repeated tensor name */
-        int top = 0;
-        for (i = 0, k = 1; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) top |= k == dup;
-        top = top && !molora__jeq(&js, &js.tok[dup], "__metadata__");
-        r = molora__fail(lg, top ? MOLORA_RESULT_DUPLICATE_NAME : MOLORA_RESULT_INVALID_JSON, "%s: %s \"%.*s\" appears twice", what,
-                         top ? "tensor" : "key", (int)(js.tok[dup].end - js.tok[dup].start), js.s + js.tok[dup].start);
-        goto out;
-    }
     /* sizes: tensors, dims, strings (decoded <= raw) */
     for (i = 0, k = 1; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
         size_t v = k + 1;
         if (molora__jeq(&js, &js.tok[k], "__metadata__")) {
             size_t j, e;
-            if (meta_tok) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: duplicate key \"__metadata__\"", what); goto out; }
             meta_tok = v;
             if (js.tok[v].type == MOLORA__J_NULL) continue;
             if (js.tok[v].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: __metadata__ must be an object of strings", what); goto out; }
@@ -2408,7 +2570,8 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
     }
     /* tensor entries: field types and dtypes (all JSON errors in the reference) */
     for (i = 0, k = 1, nt = 0; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
-        size_t v = k + 1, fd, fs, fo, j;
+        size_t v = k + 1, fd, fs, fo, j, pos;
+        molora__jtok item;
         molora__tensor *t;
         int d;
         if (molora__jeq(&js, &js.tok[k], "__metadata__")) continue;
@@ -2429,10 +2592,12 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
         if (js.tok[fs].type != MOLORA__J_ARR || js.tok[fs].size > 0x7fffffff) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape is not an array", what, t->name); goto fail; }
         t->n_dims = (int)js.tok[fs].size;
         t->shape = dims;
-        for (j = 0; j < js.tok[fs].size; j++)
-            if (!molora__ju64(&js, &js.tok[fs + 1 + j], dims++)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape[%zu] is not an unsigned 64-bit integer", what, t->name, j); goto fail; }
+        for (j = 0, pos = 0; molora__jitem(&js, &js.tok[fs], &pos, &item); j++)
+            if (!molora__ju64(&js, &item, dims++)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape[%zu] is not an unsigned 64-bit integer", what, t->name, j); goto fail; }
+        pos = 0;
         if (js.tok[fo].type != MOLORA__J_ARR || js.tok[fo].size != 2 ||
-            !molora__ju64(&js, &js.tok[fo + 1], &t->begin) || !molora__ju64(&js, &js.tok[fo + 2], &t->end)) {
+            !molora__jitem(&js, &js.tok[fo], &pos, &item) || !molora__ju64(&js, &item, &t->begin) ||
+            !molora__jitem(&js, &js.tok[fo], &pos, &item) || !molora__ju64(&js, &item, &t->end)) {
             r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": data_offsets must be two unsigned 64-bit integers", what, t->name);
             goto fail;
         }
@@ -2733,7 +2898,7 @@ MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molo
     if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
     if ((r = molora__slurp(&io, path, &text, &size)) != MOLORA_RESULT_SUCCESS) return r;
     if (!molora__utf8_valid((const unsigned char *)text, size)) { molora__mfree(&io, text); return molora__fail(&io.lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", path); }
-    if ((r = molora__json_parse(&io, text, size, &js, path)) != MOLORA_RESULT_SUCCESS) { molora__mfree(&io, text); return r; }
+    if ((r = molora__json_parse(&io, text, size, &js, path, MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) { molora__mfree(&io, text); return r; }
     wm = molora__jget(&js, 0, "weight_map");
     if (!wm || js.tok[wm].type != MOLORA__J_OBJ) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", path); goto done; }
     nw = js.tok[wm].size;
@@ -3155,14 +3320,6 @@ MOLORA__PRIVATE int molora__cfg_true(const molora__cfg *c, const char *key)
     size_t t = molora__jget(c->js, 0, key);
     return t && c->js->tok[t].type == MOLORA__J_TRUE;
 }
-/* list element i (number) of key, or of a nested value token */
-MOLORA__PRIVATE int molora__jlist_num(const molora__json *js, size_t t, size_t i, double *v)
-{
-    size_t k;
-    if (!t || js->tok[t].type != MOLORA__J_ARR || i >= js->tok[t].size) return 0;
-    for (k = t + 1; i > 0; i--) k += js->tok[k].skip;
-    return molora__jnum(js, &js->tok[k], v) && isfinite(*v);
-}
 /* value of the first key of pattern object `obj` matching module (PEFT get_pattern_key) */
 MOLORA__PRIVATE molora_result molora__pattern(const molora__cfg *c, const char *obj, const char *module, double *v, int *hit)
 {
@@ -3217,7 +3374,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     char ptype[32];
 
     if (!molora__utf8_valid((const unsigned char *)cfg_text, cfg_size)) return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not valid UTF-8");
-    if ((r = molora__json_parse(&a->io, cfg_text, cfg_size, &js, "adapter_config.json")) != MOLORA_RESULT_SUCCESS) return r;
+    if ((r = molora__json_parse(&a->io, cfg_text, cfg_size, &js, "adapter_config.json", MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) return r;
     c.js = &js; c.lg = lg;
     if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not a JSON object"); goto out; }
     t_pt = molora__jget(&js, 0, "peft_type");
