@@ -2395,6 +2395,7 @@ MOLORA__PRIVATE int molora__jlist_f64(const molora__io *io, const molora__json *
 /* ---- [files] mapping and reading (compiled out by MOLORA_NO_STDIO) ------------------------ */
 #ifndef MOLORA_NO_STDIO
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -2404,18 +2405,46 @@ MOLORA__PRIVATE void molora__unmap(void *p, size_t n)
 {
     if (p && n) munmap(p, n);
 }
+#ifdef O_CLOEXEC
+#define MOLORA__O_CLOEXEC O_CLOEXEC
+#else                                          /* hidden by -std=c99 without _POSIX_C_SOURCE */
+#define MOLORA__O_CLOEXEC 0
+#endif
+MOLORA__PRIVATE const char *molora__file_kind(mode_t m)
+{
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+    return "not a regular file";
+}
+/* Opens path for reading without blocking (a FIFO would block in open) and refuses anything but
+   a regular file before a byte is read. */
+MOLORA__PRIVATE molora_result molora__open_regular(const molora__logger *lg, const char *path, int *fd, struct stat *sb)
+{
+    *fd = open(path, O_RDONLY | O_NONBLOCK | MOLORA__O_CLOEXEC);
+    if (*fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
+#ifndef O_CLOEXEC
+    (void)fcntl(*fd, F_SETFD, FD_CLOEXEC);
+#endif
+    if (fstat(*fd, sb) != 0) { close(*fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot stat: %s", path, strerror(errno)); }
+    if (!S_ISREG(sb->st_mode)) {
+        close(*fd);
+        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: is %s, expected a regular file", path, molora__file_kind(sb->st_mode));
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
 /* Maps a whole regular file read-only. An empty file gives (NULL, 0). */
 MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *path, void **map, size_t *size)
 {
     struct stat sb;
-    int fd = open(path, O_RDONLY);
+    int fd;
+    molora_result r = molora__open_regular(lg, path, &fd, &sb);
     *map = NULL; *size = 0;
-    if (fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open", path);
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: not a regular file", path); }
+    if (r) return r;
     if ((uint64_t)sb.st_size > (uint64_t)PTRDIFF_MAX) { close(fd); return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: too large to map", path); }
     if (sb.st_size > 0) {
         void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map", path); }
+        if (p == MAP_FAILED) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map: %s", path, strerror(errno)); }
         *map = p; *size = (size_t)sb.st_size;
     }
     close(fd);
@@ -3013,7 +3042,7 @@ MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_
     if (!out) return MOLORA_RESULT_INVALID_ARGUMENT;
     *out = NULL;
     if (!path || molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
-    if (stat(path, &sb) != 0) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: no such file or directory", path);
+    if (stat(path, &sb) != 0) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) return molora__st_open_dir(path, desc, out);
     if (molora__ends_with(path, ".json")) return molora__st_open_index(path, desc, out);
     if ((r = molora__st_new(desc, 1, &st)) != MOLORA_RESULT_SUCCESS) return r;
@@ -3632,6 +3661,20 @@ MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, siz
 }
 
 #ifndef MOLORA_NO_STDIO
+/* A directory with adapter_model.bin but no adapter_model.safetensors: say how to convert it. */
+MOLORA__PRIVATE molora_result molora__no_pickle_only(const molora__io *io, const char *dir, const char *st_path)
+{
+    struct stat sb;
+    char *bin;
+    int pickle;
+    if (stat(st_path, &sb) == 0 || errno != ENOENT) return MOLORA_RESULT_SUCCESS;
+    if (!(bin = molora__path_join(io, dir, "adapter_model.bin"))) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", dir);
+    pickle = stat(bin, &sb) == 0;
+    molora__mfree(io, bin);
+    if (!pickle) return MOLORA_RESULT_SUCCESS;
+    return molora__fail(&io->lg, MOLORA_RESULT_IO_ERROR, "%s: no adapter_model.safetensors, only adapter_model.bin (a torch pickle, never read by molora): "
+                        "convert it with tools/convert_pickle.py", dir);
+}
 MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_desc *desc, molora_adapter **out)
 {
     molora__io io;
@@ -3645,7 +3688,8 @@ MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_
     cfg_path = molora__path_join(&io, dir, "adapter_config.json");
     st_path = molora__path_join(&io, dir, "adapter_model.safetensors");
     if (!cfg_path || !st_path) r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", dir);
-    else if (!(r = molora__slurp(&io, cfg_path, &text, &size)) && !(r = molora_safetensors_open(st_path, desc, &st))) {
+    else if (!(r = molora__slurp(&io, cfg_path, &text, &size)) && !(r = molora__no_pickle_only(&io, dir, st_path)) &&
+             !(r = molora_safetensors_open(st_path, desc, &st))) {
         r = molora_adapter_load_memory(text, size, st, desc, out);
         if (!r) (*out)->own_st = 1;
         else molora_safetensors_free(st);

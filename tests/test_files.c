@@ -3,6 +3,7 @@
    alignment, the JSON limits, sharded models and every adapter layout through the loader and
    molora_forward against float64 expectations written by tests/fixtures/make_fixtures.py.
    Run from the repository root (fixture paths are relative). */
+#define _POSIX_C_SOURCE 200809L   /* mkfifo, mkdtemp */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "molora.h"
 
@@ -365,6 +369,69 @@ static void test_sharded(void **state)
     }
 }
 
+/* ---- inputs that are not regular files: refused at open, without blocking ---------------- */
+static void write_file(const char *path, const void *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+static void expect_load(const char *dir, molora_result want, const char *needle)
+{
+    molora_load_desc d = desc();
+    molora_adapter *a;
+    g_log[0] = 0;
+    assert_int_equal(molora_adapter_load(dir, &d, &a), want);
+    if (!strstr(g_log, needle)) fail_msg("%s: log \"%s\" does not say %s", dir, g_log, needle);
+    assert_int_equal(g_live, 0);
+}
+static void expect_open(const char *path, molora_result want, const char *needle)
+{
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    g_log[0] = 0;
+    assert_int_equal(molora_safetensors_open(path, &d, &st), want);
+    if (!strstr(g_log, needle)) fail_msg("%s: log \"%s\" does not say %s", path, g_log, needle);
+    assert_int_equal(g_live, 0);
+}
+static void test_not_regular(void **state)
+{
+    static const char cfg[] = "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":1}";
+    char dir[] = "/tmp/molora_files_XXXXXX", p[256], q[256];
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    /* FIFO as adapter_config.json (an open() without O_NONBLOCK would hang here) */
+    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    expect_load(dir, MOLORA_RESULT_IO_ERROR, "adapter_config.json: is a FIFO");
+    unlink(p);
+    /* a directory as adapter_config.json */
+    assert_int_equal(mkdir(p, 0700), 0);
+    expect_load(dir, MOLORA_RESULT_IO_ERROR, "adapter_config.json: is a directory");
+    rmdir(p);
+    write_file(p, cfg, sizeof cfg - 1);
+    /* adapter_model.bin alone names the converter */
+    snprintf(q, sizeof q, "%s/adapter_model.bin", dir);
+    write_file(q, "PK", 2);
+    expect_load(dir, MOLORA_RESULT_IO_ERROR, "tools/convert_pickle.py");
+    unlink(q);
+    /* FIFO as adapter_model.safetensors, as a model file, as an index, /dev/null as a model */
+    snprintf(q, sizeof q, "%s/adapter_model.safetensors", dir);
+    assert_int_equal(mkfifo(q, 0600), 0);
+    expect_load(dir, MOLORA_RESULT_IO_ERROR, "adapter_model.safetensors: is a FIFO");
+    expect_open(q, MOLORA_RESULT_IO_ERROR, "is a FIFO");
+    expect_open("/dev/null", MOLORA_RESULT_IO_ERROR, "is a device");
+    unlink(q);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    expect_open(dir, MOLORA_RESULT_IO_ERROR, "index.json: is a FIFO");
+    expect_open(p, MOLORA_RESULT_IO_ERROR, "index.json: is a FIFO");
+    unlink(p);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* ---- adapters ---------------------------------------------------------------------------- */
 static float *npy_load(const char *path, int *rows, int *cols)
 {
@@ -558,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_conversion),
         cmocka_unit_test(test_sharded),
+        cmocka_unit_test(test_not_regular),
         cmocka_unit_test(test_layouts),
         cmocka_unit_test(test_adapter_details),
         cmocka_unit_test(test_refusals),
