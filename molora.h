@@ -2490,6 +2490,7 @@ typedef struct molora__tensor {
     const unsigned char *data;
     size_t n_bytes;
     float *f32;                   /* converted copy owned by the object, or NULL            */
+    size_t index;                 /* position in file order over all shards                 */
 } molora__tensor;
 
 typedef struct molora__shard {
@@ -2633,11 +2634,11 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
     }
     sh->n_t = nt;
     /* duplicate names (molora's extra check; the reference keeps the last one silently) */
-    qsort(order, nt, sizeof *order, molora__cmp_name);
+    if (nt > 1) qsort(order, nt, sizeof *order, molora__cmp_name);
     for (i = 1; i < nt; i++)
         if (!strcmp(order[i - 1]->name, order[i]->name)) { r = molora__fail(lg, MOLORA_RESULT_DUPLICATE_NAME, "%s: tensor \"%s\" appears twice", what, order[i]->name); goto fail; }
     /* Metadata::validate: offsets contiguous from 0 in offset order, sizes overflow-checked */
-    qsort(order, nt, sizeof *order, molora__cmp_off);
+    if (nt > 1) qsort(order, nt, sizeof *order, molora__cmp_off);
     for (i = 0, start = 0; i < nt; i++) {
         molora__tensor *t = order[i];
         uint64_t el = 1, bits;
@@ -2711,9 +2712,9 @@ MOLORA__PRIVATE molora_result molora__st_index(molora_safetensors *st)
     st->by_name = (molora__tensor **)molora__calloc(&st->io, st->n, sizeof(molora__tensor *));
     if (!st->all || !st->by_name) return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: index of %zu tensors", st->n);
     for (s = 0; s < st->n_shards; s++)
-        for (i = 0; i < st->shards[s].n_t; i++) st->all[k++] = &st->shards[s].t[i];
+        for (i = 0; i < st->shards[s].n_t; i++) { st->shards[s].t[i].index = k; st->all[k++] = &st->shards[s].t[i]; }
     if (st->n) memcpy(st->by_name, st->all, st->n * sizeof *st->all);
-    qsort(st->by_name, st->n, sizeof *st->by_name, molora__cmp_name);
+    if (st->n > 1) qsort(st->by_name, st->n, sizeof *st->by_name, molora__cmp_name);
     for (i = 1; i < st->n; i++)
         if (!strcmp(st->by_name[i - 1]->name, st->by_name[i]->name))
             return molora__fail(&st->io.lg, MOLORA_RESULT_DUPLICATE_NAME, "safetensors: tensor \"%s\" appears in shards %d and %d",
@@ -2769,16 +2770,13 @@ MOLORA_API molora_result molora_safetensors_get_info(const molora_safetensors *s
 
 MOLORA_API molora_result molora_safetensors_find(const molora_safetensors *st, const char *name, size_t *index)
 {
-    size_t lo = 0, hi, i;
+    size_t lo = 0, hi;
     if (!st || !name || !index) return MOLORA_RESULT_INVALID_ARGUMENT;
     hi = st->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(st->by_name[mid]->name, name);
-        if (c == 0) {
-            for (i = 0; i < st->n; i++)
-                if (st->all[i] == st->by_name[mid]) { *index = i; return MOLORA_RESULT_SUCCESS; }
-        }
+        if (c == 0) { *index = st->by_name[mid]->index; return MOLORA_RESULT_SUCCESS; }
         if (c < 0) lo = mid + 1; else hi = mid;
     }
     return MOLORA_RESULT_TENSOR_NOT_FOUND;
@@ -2943,7 +2941,7 @@ MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molo
             if (strchr(files[i], '/') || !files[i][0] || !strcmp(files[i], ".") || !strcmp(files[i], "..")) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name", path, files[i]); goto done; }
         }
     }
-    qsort(files, nw, sizeof *files, molora__cmp_str);
+    if (nw > 1) qsort(files, nw, sizeof *files, molora__cmp_str);
     for (i = 0; i < nw; i++) if (i == 0 || strcmp(files[i], files[nf - 1])) files[nf++] = files[i];
     dir = (char *)molora__malloc(&io, strlen(path) + 1);
     if (!dir) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
@@ -2969,7 +2967,8 @@ MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molo
         molora__jstr(&js, &js.tok[k], name);
         molora__jstr(&js, &js.tok[k + 1], file);
         if (!molora_safetensors_find(st, name, &idx)) {
-            for (s = 0; s < nf; s++) if (!strcmp(files[s], file)) break;
+            char **hit = (char **)bsearch(&file, files, nf, sizeof *files, molora__cmp_str);
+            s = hit ? (size_t)(hit - files) : nf;
             ok = (int)s == st->all[idx]->shard;
         }
         if (!ok) r = molora__fail(&io.lg, MOLORA_RESULT_TENSOR_NOT_FOUND, "%s: tensor \"%s\" is not in shard %s", path, name, file);
@@ -3021,7 +3020,7 @@ MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora
     if (r) molora__fail(&io.lg, r, "%s: out of memory", path);
     else if (n == 0) r = molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: no .safetensors files in the directory", path);
     if (!r) {
-        qsort(names, n, sizeof *names, molora__cmp_str);
+        if (n > 1) qsort(names, n, sizeof *names, molora__cmp_str);
         if (!(r = molora__st_new(desc, (int)n, &st)))
             for (i = 0; i < n && !r; i++) r = molora__st_load_shard(st, (int)i, names[i]);
         if (!r) r = molora__st_index(st);
@@ -3077,6 +3076,7 @@ struct molora_adapter {
     float *zeros;                /* zero gates for single-expert PEFT layers               */
     size_t n_ignored;
     const char **ignored;
+    molora__module **by_name;    /* (n_mod) sorted by path without base_model.model.       */
 };
 
 static const char *const molora__layout_names[MOLORA_LAYOUT_COUNT] = {"peft_lora", "adamole", "mole", "mola", "molora"};
@@ -3108,7 +3108,14 @@ static int molora__cmp_natural(const char *a, const char *b)
 }
 static int molora__cmp_module(const void *a, const void *b)
 {
-    return molora__cmp_natural(((const molora__module *)a)->name, ((const molora__module *)b)->name);
+    const char *x = ((const molora__module *)a)->name, *y = ((const molora__module *)b)->name;
+    int c = molora__cmp_natural(x, y);
+    return c ? c : strcmp(x, y);   /* layers.01 and layers.1: a fixed order */
+}
+static int molora__cmp_f64(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
 }
 
 /* First ".<digits>." component of a module path: the decoder layer. */
@@ -3250,52 +3257,140 @@ MOLORA__PRIVATE int molora__classify(const char *name, size_t *plen, int *idx, i
         if (!strcmp(q + 1, ".weight")) { *style = 1; return kind; }
         if (!strcmp(q + 1, ".bias")) { *why = "a LoRA bias (lora_bias) is not supported"; return MOLORA__K_REFUSE; }
         if (*r >= '0' && *r <= '9') {
-            while (*r >= '0' && *r <= '9' && v <= 65536) v = v * 10 + (*r++ - '0');
-            if (v <= 65536 && !strcmp(r, ".weight")) { *idx = (int)v; *style = q[1] == '.' ? 2 : 3; return kind; }
+            while (*r >= '0' && *r <= '9' && v <= 65535) v = v * 10 + (*r++ - '0');
+            if (v > 65535 || (*r >= '0' && *r <= '9')) { *why = "expert index above 65535"; return MOLORA__K_REFUSE; }
+            if (!strcmp(r, ".weight")) { *idx = (int)v; *style = q[1] == '.' ? 2 : 3; return kind; }
         }
     }
     *why = "unrecognised LoRA tensor (an unstripped adapter name such as .default?)";
     return MOLORA__K_REFUSE;
 }
 
-MOLORA__PRIVATE molora__module *molora__module_get(molora_adapter *a, const char *name, size_t plen)
+/* One LoRA tensor before grouping: modules are runs of equal paths after sorting, so building
+   them is O(n log n) and each module's expert arrays are sized by its own tensors, never by an
+   index written in a name. */
+typedef struct molora__rec { const char *name; size_t plen; long t; int kind, idx, style; } molora__rec;
+static int molora__cmp_rec(const void *a, const void *b)
 {
-    int i;
-    molora__module *m;
-    for (i = a->n_mod - 1; i >= 0; i--)
-        if (strlen(a->mods[i].name) == plen && !strncmp(a->mods[i].name, name, plen)) return &a->mods[i];
-    if (a->n_mod == a->cap_mod) {
-        int cap = a->cap_mod ? 2 * a->cap_mod : 16;
-        molora__module *nm = (molora__module *)molora__calloc(&a->io, (size_t)cap, sizeof *nm);
-        if (!nm) return NULL;
-        if (a->n_mod) memcpy(nm, a->mods, (size_t)a->n_mod * sizeof *nm);
-        molora__mfree(&a->io, a->mods);
-        a->mods = nm; a->cap_mod = cap;
-    }
-    m = &a->mods[a->n_mod];
-    memset(m, 0, sizeof *m);
-    m->name = (char *)molora__malloc(&a->io, plen + 1);
-    if (!m->name) return NULL;
-    memcpy(m->name, name, plen);
-    m->name[plen] = 0;
-    m->dec_layer = molora__decoder_layer(molora__strip(m->name));
-    m->gate = m->gate_bias = m->thr_w = m->thr_b = m->mole_gate = -1;
-    a->n_mod++;
-    return m;
+    const molora__rec *x = (const molora__rec *)a, *y = (const molora__rec *)b;
+    int c = memcmp(x->name, y->name, x->plen < y->plen ? x->plen : y->plen);
+    if (c) return c;
+    if (x->plen != y->plen) return x->plen < y->plen ? -1 : 1;
+    return x->t < y->t ? -1 : x->t > y->t;
 }
-MOLORA__PRIVATE int molora__module_expert(molora_adapter *a, molora__module *m, int idx)
+MOLORA__PRIVATE int molora__same_module(const molora__rec *x, const molora__rec *y)
 {
-    if (idx >= m->cap) {
-        int cap = idx + 1 > 2 * m->cap ? idx + 1 : 2 * m->cap, i;
-        long *nA = (long *)molora__calloc(&a->io, (size_t)cap, sizeof(long));
-        long *nB = (long *)molora__calloc(&a->io, (size_t)cap, sizeof(long));
-        if (!nA || !nB) { molora__mfree(&a->io, nA); molora__mfree(&a->io, nB); return 0; }
-        for (i = 0; i < cap; i++) nA[i] = nB[i] = -1;
-        if (m->cap) { memcpy(nA, m->A, (size_t)m->cap * sizeof(long)); memcpy(nB, m->B, (size_t)m->cap * sizeof(long)); }
-        molora__mfree(&a->io, m->A); molora__mfree(&a->io, m->B);
-        m->A = nA; m->B = nB; m->cap = cap;
+    return x->plen == y->plen && !memcmp(x->name, y->name, x->plen);
+}
+/* Module from its k tensors; expert indices must lie below the module's count of A/B tensors. */
+MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molora__rec *rc, size_t k, int *any_mola)
+{
+    molora__module *m = &a->mods[a->n_mod++];
+    size_t i, n_ab = 0;
+    int n = 0, e;
+    m->gate = m->gate_bias = m->thr_w = m->thr_b = m->mole_gate = -1;
+    if (!(m->name = (char *)molora__malloc(&a->io, rc->plen + 1))) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    memcpy(m->name, rc->name, rc->plen);
+    m->name[rc->plen] = 0;
+    m->dec_layer = molora__decoder_layer(molora__strip(m->name));
+    for (i = 0; i < k; i++) n_ab += rc[i].kind == MOLORA__K_A || rc[i].kind == MOLORA__K_B;
+    for (i = 0; i < k; i++) {
+        if (rc[i].kind != MOLORA__K_A && rc[i].kind != MOLORA__K_B) continue;
+        if ((size_t)rc[i].idx >= n_ab)
+            return molora__fail(&a->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: tensor \"%s\" has expert index %d but the module has %zu lora_A / lora_B tensors (experts are numbered 0..N-1)",
+                                m->name, rc[i].name, rc[i].idx, n_ab);
+        if (rc[i].idx + 1 > n) n = rc[i].idx + 1;
     }
-    if (idx + 1 > m->n) m->n = idx + 1;
+    if (n) {
+        m->A = (long *)molora__calloc(&a->io, (size_t)n, sizeof(long));
+        m->B = (long *)molora__calloc(&a->io, (size_t)n, sizeof(long));
+        if (!m->A || !m->B) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        for (e = 0; e < n; e++) m->A[e] = m->B[e] = -1;
+    }
+    m->n = m->cap = n;
+    for (i = 0; i < k; i++) {
+        long t = rc[i].t;
+        switch (rc[i].kind) {
+        case MOLORA__K_A: case MOLORA__K_B:
+            if (rc[i].style == 1) m->peft_style = 1; else if (rc[i].style == 2) m->idx_style = 1; else { m->mola_style = 1; *any_mola = 1; }
+            if (rc[i].kind == MOLORA__K_A) m->A[rc[i].idx] = t; else m->B[rc[i].idx] = t;
+            break;
+        case MOLORA__K_GATE: m->gate = t; break;
+        case MOLORA__K_GATE_BIAS: m->gate_bias = t; break;
+        case MOLORA__K_THR_W: m->thr_w = t; break;
+        case MOLORA__K_THR_B: m->thr_b = t; break;
+        case MOLORA__K_MOLE_GATE: m->mole_gate = t; break;
+        default: m->gate = t; *any_mola = 1; break;   /* router.router.weight */
+        }
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Tensors -> modules: refused names first (file order), ignored ones listed, the rest grouped. */
+MOLORA__PRIVATE molora_result molora__modules_collect(molora_adapter *a, int *any_mola)
+{
+    size_t i, n_t = a->st->n, n_r = 0, g, e, groups = 0;
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    molora__rec *rec;
+    if (!n_t) return MOLORA_RESULT_SUCCESS;
+    if (!(rec = (molora__rec *)molora__calloc(&a->io, n_t, sizeof *rec))) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    for (i = 0; i < n_t; i++) {
+        molora__rec *x = &rec[n_r];
+        const char *why;
+        x->name = a->st->all[i]->name;
+        x->t = (long)i;
+        x->kind = molora__classify(x->name, &x->plen, &x->idx, &x->style, &why);
+        if (x->kind == MOLORA__K_REFUSE) { r = molora__fail(&a->io.lg, MOLORA_RESULT_UNSUPPORTED, "module %.*s: tensor \"%s\": %s", (int)x->plen, x->name, x->name, why); goto done; }
+        if (x->kind == MOLORA__K_IGNORE) a->ignored[a->n_ignored++] = x->name;
+        else n_r++;
+    }
+    if (n_r > 1) qsort(rec, n_r, sizeof *rec, molora__cmp_rec);
+    for (g = 0; g < n_r; g++) groups += g == 0 || !molora__same_module(&rec[g - 1], &rec[g]);
+    if (groups > 0x7ffffffe) { r = molora__fail(&a->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "adapter: too many modules"); goto done; }
+    if (groups && !(a->mods = (molora__module *)molora__calloc(&a->io, groups, sizeof *a->mods))) { r = molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto done; }
+    a->cap_mod = (int)groups;
+    for (g = 0; g < n_r && !r; g = e) {
+        for (e = g + 1; e < n_r && molora__same_module(&rec[g], &rec[e]); e++) {}
+        r = molora__module_make(a, rec + g, e - g, any_mola);
+    }
+done:
+    molora__mfree(&a->io, rec);
+    return r;
+}
+
+/* layers_to_transform as a sorted list of decoder layers (an int, or a list of ints) */
+MOLORA__PRIVATE molora_result molora__layer_list(const molora__io *io, const molora__json *js, size_t t, double **out, size_t *n)
+{
+    size_t i;
+    *out = NULL; *n = 0;
+    if (js->tok[t].type == MOLORA__J_NUM) {
+        if (!(*out = (double *)molora__calloc(io, 1, sizeof(double)))) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        molora__jnum(js, &js->tok[t], *out);
+        *n = 1;
+    } else {
+        if (!molora__jlist_f64(io, js, t, out)) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        *n = js->tok[t].size;
+    }
+    for (i = 0; i < *n; i++)
+        if (!((*out)[i] == floor((*out)[i])) || (*out)[i] < 0 || (*out)[i] > 2147483647.0)
+            return molora__fail(&io->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"layers_to_transform\" entry %zu is not a layer number (a non-negative integer)", i);
+    if (*n > 1) qsort(*out, *n, sizeof **out, molora__cmp_f64);
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE int molora__layer_listed(const double *v, size_t n, int layer)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] == (double)layer) return 1;
+        if (v[mid] < (double)layer) lo = mid + 1; else hi = mid;
+    }
+    return 0;
+}
+/* entry `layer` of a per-layer list converted by molora__jlist_f64 (NaN entries do not count) */
+MOLORA__PRIVATE int molora__layer_entry(const double *v, size_t n, int layer, double *out)
+{
+    if (layer < 0 || (size_t)layer >= n || v[layer] != v[layer]) return 0;
+    *out = v[layer];
     return 1;
 }
 
@@ -3309,6 +3404,7 @@ MOLORA_API void molora_adapter_free(molora_adapter *a)
         molora__mfree(&a->io, a->mods[i].B);
     }
     molora__mfree(&a->io, a->mods);
+    molora__mfree(&a->io, a->by_name);
     molora__mfree(&a->io, a->layers);
     molora__mfree(&a->io, a->experts);
     molora__mfree(&a->io, a->dtypes);
@@ -3393,13 +3489,14 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     molora__json js;
     molora__cfg c;
     molora_result r;
-    size_t i, t_pt, n_t = a->st->n, n_exp = 0, max_din = 1;
+    size_t t_pt, n_exp = 0, max_din = 1;
     int l, style_want = 0, any_mola = 0, peft = 0;
     double lora_alpha = 8, r_cfg = 8, dv;
     int use_rslora, rank_cfg = 8, num_experts = 0, top_k_set = 0, thr_set = 0, tau_set = 0, temp_set = 0;
     double top_k_v = 0, thr_v = 0, tau_v = 0, temp_v = 1;
     int routing = MOLORA_ROUTING_DENSE;
-    size_t ltt = 0, r_list = 0, k_list = 0, scal = 0;
+    size_t ltt = 0, r_list = 0, k_list = 0, scal = 0, ltt_n = 0;
+    double *ltt_v = NULL, *r_v = NULL, *k_v = NULL;   /* layers_to_transform (sorted), MoLA r and top_k per layer */
     char ptype[32];
 
     if (!molora__utf8_valid((const unsigned char *)cfg_text, cfg_size)) return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not valid UTF-8");
@@ -3416,28 +3513,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     }
 
     /* tensors -> modules */
-    for (i = 0; i < n_t; i++) {
-        const char *name = a->st->all[i]->name, *why;
-        size_t plen;
-        int idx, style, kind = molora__classify(name, &plen, &idx, &style, &why);
-        molora__module *m;
-        if (kind == MOLORA__K_REFUSE) { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "module %.*s: tensor \"%s\": %s", (int)plen, name, name, why); goto out; }
-        if (kind == MOLORA__K_IGNORE) { a->ignored[a->n_ignored++] = name; continue; }
-        if (!(m = molora__module_get(a, name, plen))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
-        switch (kind) {
-        case MOLORA__K_A: case MOLORA__K_B:
-            if (!molora__module_expert(a, m, idx)) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
-            if (style == 1) m->peft_style = 1; else if (style == 2) m->idx_style = 1; else { m->mola_style = 1; any_mola = 1; }
-            if (kind == MOLORA__K_A) m->A[idx] = (long)i; else m->B[idx] = (long)i;
-            break;
-        case MOLORA__K_GATE: m->gate = (long)i; break;
-        case MOLORA__K_GATE_BIAS: m->gate_bias = (long)i; break;
-        case MOLORA__K_THR_W: m->thr_w = (long)i; break;
-        case MOLORA__K_THR_B: m->thr_b = (long)i; break;
-        case MOLORA__K_MOLE_GATE: m->mole_gate = (long)i; break;
-        default: m->gate = (long)i; any_mola = 1; break;   /* router.router.weight */
-        }
-    }
+    if ((r = molora__modules_collect(a, &any_mola)) != MOLORA_RESULT_SUCCESS) goto out;
     if (!strcmp(ptype, "LORA")) { a->layout = any_mola ? MOLORA_LAYOUT_MOLA : MOLORA_LAYOUT_PEFT_LORA; style_want = any_mola ? 3 : 1; }
     else if (!strcmp(ptype, "ADAMOLE")) { a->layout = MOLORA_LAYOUT_ADAMOLE; style_want = 2; }
     else if (!strcmp(ptype, "MOLE")) { a->layout = MOLORA_LAYOUT_MOLE; style_want = 2; }
@@ -3455,6 +3531,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
             k_list = molora__jget(&js, 0, "top_k");
             if (k_list && js.tok[k_list].type == MOLORA__J_NULL) k_list = 0;
             if (k_list && js.tok[k_list].type != MOLORA__J_ARR) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"top_k\" must be a list per layer"); goto out; }
+            if ((r_list && !molora__jlist_f64(&a->io, &js, r_list, &r_v)) || (k_list && !molora__jlist_f64(&a->io, &js, k_list, &k_v))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
         }
     } else {
         if ((r = molora__cfg_num(&c, "lora_alpha", a->layout != MOLORA_LAYOUT_MOLORA, 8, &lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
@@ -3489,16 +3566,15 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
         if (ltt && js.tok[ltt].type != MOLORA__J_ARR && js.tok[ltt].type != MOLORA__J_NUM) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"layers_to_transform\" must be an int or a list of ints"); goto out; }
     }
 
-    qsort(a->mods, (size_t)a->n_mod, sizeof *a->mods, molora__cmp_module);
+    if (a->n_mod > 1) qsort(a->mods, (size_t)a->n_mod, sizeof *a->mods, molora__cmp_module);
     /* layers_to_transform: modules of other decoder layers are ignored, as PEFT would skip them */
     if (ltt) {
         int w = 0;
+        if ((r = molora__layer_list(&a->io, &js, ltt, &ltt_v, &ltt_n)) != MOLORA_RESULT_SUCCESS) goto out;
         for (l = 0; l < a->n_mod; l++) {
             molora__module *m = &a->mods[l];
-            int keep = 0, e;
-            if (js.tok[ltt].type == MOLORA__J_NUM) keep = molora__jint(&js, &js.tok[ltt], &e) && e == m->dec_layer;
-            else for (i = 0; i < js.tok[ltt].size; i++) keep |= molora__jlist_num(&js, ltt, i, &dv) && dv == m->dec_layer;
-            if (keep) { a->mods[w++] = *m; continue; }
+            int e;
+            if (molora__layer_listed(ltt_v, ltt_n, m->dec_layer)) { a->mods[w++] = *m; continue; }
             for (e = 0; e < m->n; e++) {
                 if (m->A[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->A[e]]->name;
                 if (m->B[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->B[e]]->name;
@@ -3506,6 +3582,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
             molora__mfree(&a->io, m->name); molora__mfree(&a->io, m->A); molora__mfree(&a->io, m->B);
         }
         a->n_mod = w;
+        if (w < a->cap_mod) memset(a->mods + w, 0, (size_t)(a->cap_mod - w) * sizeof *a->mods);
     }
 
     /* experts: every index has A and B with matching shapes */
@@ -3568,14 +3645,14 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
         }
         if (a->layout == MOLORA_LAYOUT_MOLA) {
             double rr = r_cfg, kk;
-            if (r_list && !molora__jlist_num(&js, r_list, (size_t)(m->dec_layer < 0 ? 0x7fffffff : m->dec_layer), &rr)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"r\" has no entry for decoder layer %d", m->name, m->dec_layer); goto out; }
+            if (r_list && !molora__layer_entry(r_v, js.tok[r_list].size, m->dec_layer, &rr)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"r\" has no entry for decoder layer %d", m->name, m->dec_layer); goto out; }
             for (e = 0; e < n; e++) {
                 if (rr != ex[e].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d has rank %d but the config says r = %g", m->name, e, ex[e].rank, rr); goto out; }
                 ex[e].scaling = (float)(lora_alpha / rr);
             }
             L->routing = MOLORA_ROUTING_TOPK;
             if (k_list) {
-                if (!molora__jlist_num(&js, k_list, (size_t)(m->dec_layer < 0 ? 0x7fffffff : m->dec_layer), &kk) || kk != floor(kk) || kk < 1 || kk > n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" entry for decoder layer %d missing or outside 1..%d", m->name, m->dec_layer, n); goto out; }
+                if (!molora__layer_entry(k_v, js.tok[k_list].size, m->dec_layer, &kk) || kk != floor(kk) || kk < 1 || kk > n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" entry for decoder layer %d missing or outside 1..%d", m->name, m->dec_layer, n); goto out; }
                 L->top_k = (int)kk;
             }
             if (m->gate < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: router.router.weight is missing", m->name); goto out; }
@@ -3634,8 +3711,29 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     }
     r = MOLORA_RESULT_SUCCESS;
 out:
+    molora__mfree(&a->io, ltt_v);
+    molora__mfree(&a->io, r_v);
+    molora__mfree(&a->io, k_v);
     molora__json_free(&a->io, &js);
     return r;
+}
+
+static int molora__cmp_stripped(const void *a, const void *b)
+{
+    const molora__module *x = *(molora__module *const *)a, *y = *(molora__module *const *)b;
+    int c = strcmp(molora__strip(x->name), molora__strip(y->name));
+    return c ? c : (x < y ? -1 : x > y);
+}
+/* the index molora_adapter_find_module searches (binary search: 20k lookups stay near-linear) */
+MOLORA__PRIVATE molora_result molora__adapter_index(molora_adapter *a)
+{
+    int l;
+    if (!a->n_mod) return MOLORA_RESULT_SUCCESS;
+    a->by_name = (molora__module **)molora__calloc(&a->io, (size_t)a->n_mod, sizeof *a->by_name);
+    if (!a->by_name) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    for (l = 0; l < a->n_mod; l++) a->by_name[l] = &a->mods[l];
+    if (a->n_mod > 1) qsort(a->by_name, (size_t)a->n_mod, sizeof *a->by_name, molora__cmp_stripped);
+    return MOLORA_RESULT_SUCCESS;
 }
 
 MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, size_t config_size,
@@ -3655,6 +3753,7 @@ MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, siz
     a->ignored = (const char **)molora__calloc(&io, weights->n + 1, sizeof(char *));
     if (!a->ignored) { molora_adapter_free(a); return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); }
     r = molora__adapter_build(a, config_json ? config_json : "", config_size);
+    if (!r) r = molora__adapter_index(a);
     if (r) { molora_adapter_free(a); return r; }
     *out = a;
     return MOLORA_RESULT_SUCCESS;
@@ -3724,11 +3823,15 @@ MOLORA_API molora_dtype molora_adapter_module_dtype(const molora_adapter *a, int
 }
 MOLORA_API int molora_adapter_find_module(const molora_adapter *a, const char *path)
 {
-    int l;
-    if (!a || !path) return -1;
+    size_t lo = 0, hi;
+    if (!a || !path || !a->by_name) return -1;
     path = molora__strip(path);
-    for (l = 0; l < a->n_mod; l++)
-        if (!strcmp(molora__strip(a->mods[l].name), path)) return l;
+    hi = (size_t)a->n_mod;
+    while (lo < hi) {   /* the first (lowest layer) of equal stripped names */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(molora__strip(a->by_name[mid]->name), path) < 0) lo = mid + 1; else hi = mid;
+    }
+    if (lo < (size_t)a->n_mod && !strcmp(molora__strip(a->by_name[lo]->name), path)) return (int)(a->by_name[lo] - a->mods);
     return -1;
 }
 MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *a) { return a ? a->n_ignored : 0; }
