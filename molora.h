@@ -3137,23 +3137,43 @@ MOLORA__PRIVATE const char *molora__strip(const char *p)
     return strncmp(p, molora__prefix, sizeof molora__prefix - 1) ? p : p + sizeof molora__prefix - 1;
 }
 
-/* ---- a small regex for rank_pattern / alpha_pattern keys (PEFT v0.20.0 get_pattern_key:
-   re.match(rf"(.*\.)?({key})$", module), first key in dict order wins). Supported: literals,
-   '.', classes [...], escapes \d \w \s \. etc., quantifiers * + ?, alternation |.
-   Anything else (groups, {m,n}, anchors) is refused, never guessed. */
-MOLORA__PRIVATE int molora__re_atom_len(const char *p)
+/* ---- rank_pattern / alpha_pattern keys: PEFT v0.20.0 get_pattern_key, i.e. Python's
+   re.match(rf"(.*\.)?({key})$", module), first key in dict order wins. The key is compiled to a
+   Thompson NFA and run as a Pike VM over the module name's code points, all threads in step, so a
+   match costs O(len(key) * len(name)) whatever the key (no backtracking: `((a*)*)*b` is linear).
+   Supported, with Python's meaning: literals (UTF-8), `.`, classes `[...]` (ranges, negation,
+   escapes), `\d \w \s \D \W \S` (ASCII: a
+   key using them is refused for a name with non-ASCII characters), escaped punctuation, `\t \n \r \f \v \a`,
+   `* + ?` and their lazy forms (same yes/no answer), `|`, groups `(...)` and `(?:...)`.
+   Anything else (`{m,n}`, `^`, `$`, back-references, `\b`, look-arounds, other `(?` forms, a
+   repeated quantifier) is refused as UNSUPPORTED, never guessed. */
+enum { MOLORA__RE_EMPTY, MOLORA__RE_LIT, MOLORA__RE_ANY, MOLORA__RE_CLASS, MOLORA__RE_CAT, MOLORA__RE_ALT,
+       MOLORA__RE_STAR, MOLORA__RE_PLUS, MOLORA__RE_QUEST, MOLORA__RE_SPLIT, MOLORA__RE_JMP, MOLORA__RE_MATCH };
+#define MOLORA__RE_MAX 2048                     /* nodes and instructions; keys are < 512 bytes */
+typedef struct molora__re_node { int type, a, b; unsigned c; const char *cls; int cls_len; } molora__re_node;
+typedef struct molora__re_inst { int op, x, y; unsigned c; const char *cls; int cls_len; } molora__re_inst;
+typedef struct molora__re {
+    const char *p;                              /* parse cursor into the key                    */
+    int ok, n_node, n_inst;
+    int ascii_classes;                          /* the key uses \d \w \s ...: ASCII names only */
+    molora__re_node node[MOLORA__RE_MAX];
+    molora__re_inst inst[MOLORA__RE_MAX];
+    int mark[MOLORA__RE_MAX], gen;              /* Pike VM: thread already on the list          */
+    int list[2][MOLORA__RE_MAX], n_list[2];
+} molora__re;
+
+/* next code point of a valid UTF-8 string */
+MOLORA__PRIVATE unsigned molora__utf8_next(const char **s)
 {
-    if (*p == '\\') return p[1] ? 2 : -1;
-    if (*p == '[') {
-        const char *q = p + 1;
-        if (*q == '^') q++;
-        if (*q == ']') q++;
-        while (*q && *q != ']') q += (*q == '\\' && q[1]) ? 2 : 1;
-        return *q ? (int)(q - p + 1) : -1;
-    }
-    return 1;
+    const unsigned char *u = (const unsigned char *)*s;
+    unsigned c = u[0];
+    int k = c < 0x80 ? 0 : c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3, i;
+    if (k) c &= 0x3Fu >> k;
+    for (i = 1; i <= k && u[i]; i++) c = (c << 6) | (u[i] & 0x3F);
+    *s += i;
+    return c;
 }
-MOLORA__PRIVATE int molora__re_class1(char e, char c)
+MOLORA__PRIVATE int molora__re_class1(char e, unsigned c)
 {
     switch (e) {
     case 'd': return c >= '0' && c <= '9';
@@ -3162,69 +3182,252 @@ MOLORA__PRIVATE int molora__re_class1(char e, char c)
     case 'W': return !molora__re_class1('w', c);
     case 's': return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
     case 'S': return !molora__re_class1('s', c);
-    default: return e == c;
+    default: return 0;
     }
 }
-MOLORA__PRIVATE int molora__re_atom(const char *p, int len, char c)
+/* the character an escape \e stands for (0: a class letter or unsupported) */
+MOLORA__PRIVATE unsigned molora__re_escape(char e)
 {
-    if (*p == '.') return c != '\n';
-    if (*p == '\\') return molora__re_class1(p[1], c);
+    static const char ctl[] = "t\tn\nr\rf\fv\va\a";
+    const char *q;
+    if (!e || strchr("dDwWsS", e)) return 0;
+    if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9')) {
+        for (q = ctl; *q; q += 2) if (*q == e) return (unsigned char)q[1];
+        return 0;                               /* \b \A \1 ...: not supported                   */
+    }
+    return (unsigned char)e;
+}
+/* does class [p, p + len) (brackets included) hold c? */
+MOLORA__PRIVATE int molora__re_in_class(const char *p, int len, unsigned c)
+{
+    const char *q = p + 1, *end = p + len - 1;
+    int neg = 0, hit = 0, first = 1;
+    if (*q == '^') { neg = 1; q++; }
+    while (q < end) {
+        unsigned lo, hi;
+        int cls = 0;
+        if (*q == '\\') { cls = molora__re_escape(q[1]) == 0; lo = cls ? (unsigned char)q[1] : molora__re_escape(q[1]); q += 2; }
+        else if (*q == ']' && first) { lo = ']'; q++; }
+        else lo = molora__utf8_next(&q);
+        first = 0;
+        if (cls) { hit |= molora__re_class1((char)lo, c); continue; }
+        if (*q == '-' && q + 1 < end) {
+            q++;
+            if (*q == '\\') { hi = molora__re_escape(q[1]); q += 2; } else hi = molora__utf8_next(&q);
+            hit |= c >= lo && c <= hi;
+        } else hit |= c == lo;
+    }
+    return hit != neg;
+}
+/* length of the class starting at p, or -1 if unterminated or using an unsupported escape */
+MOLORA__PRIVATE int molora__re_class_len(const char *p)
+{
+    const char *q = p + 1;
+    if (*q == '^') q++;
+    if (*q == ']') q++;
+    while (*q && *q != ']') {
+        if (*q == '\\') { if (!q[1] || (!molora__re_escape(q[1]) && !strchr("dDwWsS", q[1]))) return -1; q += 2; }
+        else if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) return -1;   /* POSIX-looking: Python warns */
+        else q++;
+    }
+    return *q ? (int)(q - p + 1) : -1;
+}
+MOLORA__PRIVATE int molora__re_new(molora__re *re, int type, int a, int b)
+{
+    molora__re_node *n;
+    if (re->n_node >= MOLORA__RE_MAX) { re->ok = 0; return 0; }
+    n = &re->node[re->n_node];
+    memset(n, 0, sizeof *n);
+    n->type = type; n->a = a; n->b = b;
+    return re->n_node++;
+}
+MOLORA__PRIVATE int molora__re_alt(molora__re *re, int depth);
+MOLORA__PRIVATE int molora__re_atom(molora__re *re, int depth)
+{
+    const char *p = re->p;
+    int n;
+    if (*p == '(') {
+        if (p[1] == '?') { if (p[2] != ':') { re->ok = 0; return 0; } re->p += 3; } else re->p++;
+        n = molora__re_alt(re, depth + 1);
+        if (*re->p != ')') { re->ok = 0; return 0; }
+        re->p++;
+        return n;
+    }
+    if (*p == ')' || strchr("*+?{}^$", *p)) { re->ok = 0; return 0; }
+    if (*p == '.') { re->p++; return molora__re_new(re, MOLORA__RE_ANY, 0, 0); }
     if (*p == '[') {
-        const char *q = p + 1, *end = p + len - 1;
-        int neg = 0, hit = 0;
-        if (*q == '^') { neg = 1; q++; }
-        while (q < end) {
-            char lo = *q;
-            int esc = 0;
-            if (*q == '\\') { esc = 1; lo = q[1]; q += 2; } else q++;
-            if (!esc && *q == '-' && q + 1 < end) {
-                char hi = q[1];
-                q += 2;
-                if (c >= lo && c <= hi) hit = 1;
-            } else if (esc ? molora__re_class1(lo, c) : lo == c) hit = 1;
-        }
-        return hit != neg;
+        int len = molora__re_class_len(p), k;
+        if (len < 0) { re->ok = 0; return 0; }
+        n = molora__re_new(re, MOLORA__RE_CLASS, 0, 0);
+        re->node[n].cls = p; re->node[n].cls_len = len;
+        for (k = 1; k < len; k++) re->ascii_classes |= p[k - 1] == '\\' && strchr("dDwWsS", p[k]) != NULL;
+        re->p += len;
+        return n;
     }
-    return *p == c;
+    n = molora__re_new(re, MOLORA__RE_LIT, 0, 0);
+    if (*p == '\\') {
+        if (p[1] && strchr("dDwWsS", p[1])) {   /* \d and friends: a class without brackets */
+            re->ascii_classes = 1;
+            re->node[n].type = MOLORA__RE_CLASS; re->node[n].c = (unsigned char)p[1];
+            re->p += 2;
+            return n;
+        }
+        if (!(re->node[n].c = molora__re_escape(p[1]))) { re->ok = 0; return 0; }
+        re->p += 2;
+        return n;
+    }
+    re->node[n].c = molora__utf8_next(&re->p);
+    return n;
 }
-/* full match of pattern [p, pe) against s */
-MOLORA__PRIVATE int molora__re_here(const char *p, const char *pe, const char *s)
+MOLORA__PRIVATE int molora__re_repeat(molora__re *re, int depth)
 {
-    int al;
-    char q;
-    if (p == pe) return *s == 0;
-    al = molora__re_atom_len(p);
-    q = p + al < pe ? p[al] : 0;
-    if (q == '*' || q == '+' || q == '?') {
-        const char *rest = p + al + 1;
-        size_t k = 0, max = (q == '?') ? 1 : (size_t)-1;
-        while (k < max && s[k] && molora__re_atom(p, al, s[k])) k++;   /* greedy, then back off */
-        for (;; k--) {
-            if ((q != '+' || k >= 1) && molora__re_here(rest, pe, s + k)) return 1;
-            if (k == 0) return 0;
-        }
-    }
-    return *s && molora__re_atom(p, al, *s) && molora__re_here(p + al, pe, s + 1);
+    int n = molora__re_atom(re, depth);
+    const char *q = re->p;
+    if (!re->ok || !(*q == '*' || *q == '+' || *q == '?')) return n;
+    n = molora__re_new(re, *q == '*' ? MOLORA__RE_STAR : *q == '+' ? MOLORA__RE_PLUS : MOLORA__RE_QUEST, n, 0);
+    re->p++;
+    if (*re->p == '?') re->p++;                 /* lazy: the same yes / no answer            */
+    if (*re->p == '*' || *re->p == '+' || *re->p == '?' || *re->p == '{') re->ok = 0;   /* multiple repeat */
+    return n;
 }
-/* 1 match, 0 no match, -1 unsupported pattern */
-MOLORA__PRIVATE int molora__re_pattern_key(const char *key, const char *name)
+MOLORA__PRIVATE int molora__re_cat(molora__re *re, int depth)
 {
-    const char *p, *alt;
-    for (p = key; *p; p++) {
-        int al = molora__re_atom_len(p);
-        if (al < 0 || (al == 1 && strchr("(){}^$", *p))) return -1;
-        p += al - 1;
+    int n = -1;
+    while (re->ok && *re->p && *re->p != '|' && !(*re->p == ')' && depth > 0)) {
+        int r = molora__re_repeat(re, depth);
+        n = n < 0 ? r : molora__re_new(re, MOLORA__RE_CAT, n, r);
     }
-    for (alt = key;;) {
-        const char *e = alt, *s;
-        while (*e && *e != '|') e += molora__re_atom_len(e);
-        for (s = name; *s; s++) {
-            if ((s == name || s[-1] == '.') && molora__re_here(alt, e, s)) return 1;
+    return n < 0 ? molora__re_new(re, MOLORA__RE_EMPTY, 0, 0) : n;
+}
+MOLORA__PRIVATE int molora__re_alt(molora__re *re, int depth)
+{
+    int n;
+    if (depth > 100) { re->ok = 0; return 0; }  /* Python's own limit is near here too     */
+    n = molora__re_cat(re, depth);
+    while (re->ok && *re->p == '|') {
+        re->p++;
+        n = molora__re_new(re, MOLORA__RE_ALT, n, molora__re_cat(re, depth));
+    }
+    return n;
+}
+MOLORA__PRIVATE int molora__re_emit(molora__re *re, int op)
+{
+    molora__re_inst *i;
+    if (re->n_inst >= MOLORA__RE_MAX) { re->ok = 0; return 0; }
+    i = &re->inst[re->n_inst];
+    memset(i, 0, sizeof *i);
+    i->op = op;
+    return re->n_inst++;
+}
+/* Thompson's construction, node by node */
+MOLORA__PRIVATE void molora__re_code(molora__re *re, int n)
+{
+    const molora__re_node *d = &re->node[n];
+    int s, j;
+    if (!re->ok) return;
+    switch (d->type) {
+    case MOLORA__RE_EMPTY: break;
+    case MOLORA__RE_LIT: case MOLORA__RE_ANY: case MOLORA__RE_CLASS:
+        s = molora__re_emit(re, d->type);
+        re->inst[s].c = d->c; re->inst[s].cls = d->cls; re->inst[s].cls_len = d->cls_len;
+        break;
+    case MOLORA__RE_CAT: molora__re_code(re, d->a); molora__re_code(re, d->b); break;
+    case MOLORA__RE_ALT:
+        s = molora__re_emit(re, MOLORA__RE_SPLIT);
+        re->inst[s].x = re->n_inst; molora__re_code(re, d->a);
+        j = molora__re_emit(re, MOLORA__RE_JMP);
+        re->inst[s].y = re->n_inst; molora__re_code(re, d->b);
+        re->inst[j].x = re->n_inst;
+        break;
+    case MOLORA__RE_QUEST:
+        s = molora__re_emit(re, MOLORA__RE_SPLIT);
+        re->inst[s].x = re->n_inst; molora__re_code(re, d->a);
+        re->inst[s].y = re->n_inst;
+        break;
+    case MOLORA__RE_STAR:
+        s = molora__re_emit(re, MOLORA__RE_SPLIT);
+        re->inst[s].x = re->n_inst; molora__re_code(re, d->a);
+        j = molora__re_emit(re, MOLORA__RE_JMP);
+        re->inst[j].x = s;
+        re->inst[s].y = re->n_inst;
+        break;
+    default:   /* PLUS */
+        j = re->n_inst; molora__re_code(re, d->a);
+        s = molora__re_emit(re, MOLORA__RE_SPLIT);
+        re->inst[s].x = j; re->inst[s].y = re->n_inst;
+        break;
+    }
+}
+/* 1: compiled into re->inst (ending in MATCH), 0: unsupported */
+MOLORA__PRIVATE int molora__re_compile(molora__re *re, const char *key)
+{
+    int root;
+    re->p = key; re->ok = 1; re->n_node = re->n_inst = 0; re->ascii_classes = 0;
+    root = molora__re_alt(re, 0);
+    if (!re->ok || *re->p) return 0;            /* a ')' without '('                            */
+    molora__re_code(re, root);
+    molora__re_emit(re, MOLORA__RE_MATCH);
+    return re->ok;
+}
+MOLORA__PRIVATE void molora__re_add(molora__re *re, int l, int pc, size_t *steps)
+{
+    const molora__re_inst *i;
+    if (re->mark[pc] == re->gen) return;
+    re->mark[pc] = re->gen;
+    if (steps) (*steps)++;
+    i = &re->inst[pc];
+    if (i->op == MOLORA__RE_JMP) { molora__re_add(re, l, i->x, steps); return; }
+    if (i->op == MOLORA__RE_SPLIT) { molora__re_add(re, l, i->x, steps); molora__re_add(re, l, i->y, steps); return; }
+    re->list[l][re->n_list[l]++] = pc;
+}
+MOLORA__PRIVATE int molora__re_step_ok(const molora__re_inst *i, unsigned c)
+{
+    if (i->op == MOLORA__RE_LIT) return c == i->c;
+    if (i->op == MOLORA__RE_ANY) return c != '\n';
+    if (i->op == MOLORA__RE_CLASS) return i->cls ? molora__re_in_class(i->cls, i->cls_len, c) : molora__re_class1((char)i->c, c);
+    return 0;
+}
+MOLORA__PRIVATE int molora__re_matched(const molora__re *re, int l)
+{
+    int k;
+    for (k = 0; k < re->n_list[l]; k++) if (re->inst[re->list[l][k]].op == MOLORA__RE_MATCH) return 1;
+    return 0;
+}
+/* Runs the compiled key over name: a new thread starts at 0 and after every '.' not preceded
+   by a newline ((.*\.)? of the wrapper); accepts at the end or before a final "\n" ($). */
+MOLORA__PRIVATE int molora__re_run(molora__re *re, const char *name, size_t *steps)
+{
+    int cur = 0, k, newline = 0;
+    const char *s = name;
+    memset(re->mark, 0, (size_t)re->n_inst * sizeof re->mark[0]);
+    re->gen = 1; re->n_list[0] = 0;
+    molora__re_add(re, 0, 0, steps);
+    for (;;) {
+        unsigned c;
+        if ((!*s || (s[0] == '\n' && !s[1])) && molora__re_matched(re, cur)) return 1;
+        if (!*s) return 0;
+        c = molora__utf8_next(&s);
+        re->gen++;
+        re->n_list[!cur] = 0;
+        for (k = 0; k < re->n_list[cur]; k++) {
+            int pc = re->list[cur][k];
+            if (steps) (*steps)++;
+            if (molora__re_step_ok(&re->inst[pc], c)) molora__re_add(re, !cur, pc + 1, steps);
         }
-        if (!*name && molora__re_here(alt, e, name)) return 1;
-        if (!*e) return 0;
-        alt = e + 1;
+        if (c == '\n') newline = 1;
+        if (c == '.' && !newline) molora__re_add(re, !cur, 0, steps);
+        cur = !cur;
     }
+}
+/* 1 match, 0 no match, -1 unsupported pattern; re is scratch (about 100 KiB); *steps (optional)
+   counts VM steps, which the tests use to show the cost is linear */
+MOLORA__PRIVATE int molora__re_match(molora__re *re, const char *key, const char *name, size_t *steps)
+{
+    const char *s;
+    if (!molora__re_compile(re, key)) return -1;
+    if (re->ascii_classes)   /* Python's \w, \d, \s are Unicode-aware: not guessed for non-ASCII names */
+        for (s = name; *s; s++) if ((unsigned char)*s >= 0x80) return -1;
+    return molora__re_run(re, name, steps);
 }
 
 /* ---- loader ---------------------------------------------------------------------------- */
@@ -3415,7 +3618,7 @@ MOLORA_API void molora_adapter_free(molora_adapter *a)
 }
 
 /* config helpers: every error names the key */
-typedef struct molora__cfg { const molora__json *js; const molora__logger *lg; } molora__cfg;
+typedef struct molora__cfg { const molora__json *js; const molora__logger *lg; molora__re *re; } molora__cfg;
 MOLORA__PRIVATE molora_result molora__cfg_num(const molora__cfg *c, const char *key, int required, double def, double *v, int *present)
 {
     size_t t = molora__jget(c->js, 0, key);
@@ -3457,8 +3660,8 @@ MOLORA__PRIVATE molora_result molora__pattern(const molora__cfg *c, const char *
         int m;
         if (c->js->tok[k].end - c->js->tok[k].start >= sizeof key) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: a \"%s\" key is too long", obj);
         molora__jstr(c->js, &c->js->tok[k], key);
-        m = molora__re_pattern_key(key, module);
-        if (m < 0) return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: %s key \"%s\": regex features beyond . [] \\d * + ? | are not supported", obj, key);
+        m = molora__re_match(c->re, key, module, NULL);
+        if (m < 0) return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: %s key \"%s\": regex features beyond . [] \\d \\w \\s ( ) (?: ) * + ? | are not supported", obj, key);
         if (m) {
             if (!molora__jnum(c->js, &c->js->tok[k + 1], v)) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s[\"%s\"] must be a number", obj, key);
             *hit = 1;
@@ -3501,7 +3704,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
 
     if (!molora__utf8_valid((const unsigned char *)cfg_text, cfg_size)) return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not valid UTF-8");
     if ((r = molora__json_parse(&a->io, cfg_text, cfg_size, &js, "adapter_config.json", MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) return r;
-    c.js = &js; c.lg = lg;
+    c.js = &js; c.lg = lg; c.re = NULL;
     if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not a JSON object"); goto out; }
     t_pt = molora__jget(&js, 0, "peft_type");
     if (!t_pt || js.tok[t_pt].type != MOLORA__J_STR || js.tok[t_pt].end - js.tok[t_pt].start >= sizeof ptype) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"peft_type\" missing or not a string"); goto out; }
@@ -3520,6 +3723,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     else if (!strcmp(ptype, "MOLORA")) { a->layout = MOLORA_LAYOUT_MOLORA; style_want = 2; }
     else { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"peft_type\" \"%s\" is not one of LORA, ADAMOLE, MOLE, MOLORA", ptype); goto out; }
     peft = a->layout == MOLORA_LAYOUT_PEFT_LORA;
+    if (peft && !(c.re = (molora__re *)molora__malloc(&a->io, sizeof *c.re))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
 
     /* config keys per layout */
     if (peft || a->layout == MOLORA_LAYOUT_MOLA) {
@@ -3711,6 +3915,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     }
     r = MOLORA_RESULT_SUCCESS;
 out:
+    molora__mfree(&a->io, c.re);
     molora__mfree(&a->io, ltt_v);
     molora__mfree(&a->io, r_v);
     molora__mfree(&a->io, k_v);

@@ -591,7 +591,13 @@ static void test_pattern_rule(void **state)
         {"{\"layers\\\\.\\\\d+\\\\.mlp\\\\.down_proj\": 4}", 13, 4, MOLORA_RESULT_SUCCESS},
         {"{\"model.layers.3.mlp.down_proj\": 4, \"down_proj\": 8}", 3, 4, MOLORA_RESULT_SUCCESS},  /* first wins */
         {"{\"up_proj|down_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
-        {"{\"(down)_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"(down)_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},           /* groups, as Python's re */
+        {"{\"(?:up|down)_pro[a-j]\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
+        {"{\"((((d*)*o)*w)*)n_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
+        {"{\"down_proj{1}\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},      /* never guessed */
+        {"{\"^down_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"\\\\bdown_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"down_proj**\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
     };
     size_t i;
     (void)state;
