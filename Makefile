@@ -85,7 +85,7 @@ demo-engine: deps $(B)/engine
 	  $(ENGINE) -a $(DEMO_MODEL)/mole -g "$$p" -n 120 || exit 1; echo; done
 
 # ---- tests -------------------------------------------------------------------------------
-TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
+TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/test_bounds $(B)/molora \
         $(B)/test_catalogue \
         $(B)/test_alpha $(B)/test_alpha_noblas $(B)/engine
 
@@ -97,6 +97,7 @@ test: deps-test
 	MOLORA_TEST_SECONDS=1 ./$(B)/test_threads
 	./$(B)/test_files
 	./$(B)/test_files_noblas
+	./$(B)/test_bounds
 	sh tests/test_cli.sh $(B)/molora
 	sh tests/test_convert.sh $(B)/molora
 	./$(B)/test_catalogue $(B)/molora
@@ -130,6 +131,10 @@ $(B)/test_files: tests/test_files.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_files.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
 $(B)/test_files_noblas: tests/test_files.c $(B)/molora_impl_noblas.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_files.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
+
+# the loader's cost against the input's size (compiles the implementation itself: counts VM steps)
+$(B)/test_bounds: tests/test_bounds.c molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_bounds.c -o $@ -lcmocka -lm
 
 $(B)/test_catalogue: tests/test_catalogue.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
