@@ -354,8 +354,9 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
    The in-memory API is always compiled; the parts that open files (mmap, directories, sharded
    models) are compiled out by MOLORA_NO_STDIO.
 
-   safetensors validation: every check of huggingface/safetensors v0.7.0 `safetensors/src/tensor.rs`
-   (`SafeTensors::read_metadata` + `Metadata::validate`), in the same order, plus duplicate names.
+   safetensors validation: every check of huggingface/safetensors 0.8 `safetensors/src/tensor.rs`
+   (`SafeTensors::read_metadata` + `Metadata::validate`, the same as in v0.7.0 apart from the two
+   FNUZ dtypes), in the same order, plus duplicate names.
    Reference error kind                 molora result
    ------------------------------------ -----------------------------------------------------
    HeaderTooSmall (< 8 bytes)           MOLORA_RESULT_HEADER_TOO_SMALL
@@ -384,12 +385,22 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
    molora_safetensors_get_f32() may allocate a converted copy and must not run concurrently
    with itself on the same object. */
 
+/* Every dtype name huggingface/safetensors 0.8 accepts, with its size in bits (a file whose
+   tensors use any of them opens; molora converts only F32, F16 and BF16 to float32, and any other
+   dtype is UNSUPPORTED_DTYPE naming the tensor only when something reads it as float):
+     BOOL 8   F4 4   F6_E2M3 6   F6_E3M2 6   U8 8   I8 8   F8_E5M2 8   F8_E4M3 8   F8_E8M0 8
+     F8_E4M3FNUZ 8   F8_E5M2FNUZ 8   I16 16   U16 16   F16 16   BF16 16   I32 32   U32 32
+     F32 32   C64 64   F64 64   I64 64   U64 64
+   Sub-byte dtypes (F4, F6_*) must fill whole bytes (TENSOR_INVALID_INFO otherwise, as upstream's
+   MisalignedSlice). The two FNUZ names are new in 0.8 and appended here, so older values keep
+   their numbers. */
 typedef enum molora_dtype {
     MOLORA_DTYPE_BOOL = 0, MOLORA_DTYPE_F4, MOLORA_DTYPE_F6_E2M3, MOLORA_DTYPE_F6_E3M2,
     MOLORA_DTYPE_U8, MOLORA_DTYPE_I8, MOLORA_DTYPE_F8_E5M2, MOLORA_DTYPE_F8_E4M3,
     MOLORA_DTYPE_F8_E8M0, MOLORA_DTYPE_I16, MOLORA_DTYPE_U16, MOLORA_DTYPE_F16, MOLORA_DTYPE_BF16,
     MOLORA_DTYPE_I32, MOLORA_DTYPE_U32, MOLORA_DTYPE_F32, MOLORA_DTYPE_C64, MOLORA_DTYPE_F64,
     MOLORA_DTYPE_I64, MOLORA_DTYPE_U64,
+    MOLORA_DTYPE_F8_E4M3FNUZ, MOLORA_DTYPE_F8_E5M2FNUZ,   /* safetensors 0.8 */
     MOLORA_DTYPE_COUNT
 } molora_dtype;
 
@@ -1900,9 +1911,9 @@ MOLORA__PRIVATE int molora__ends_with(const char *s, const char *suffix)
 /* ---- [dtypes] ---------------------------------------------------------------------------- */
 static const char *const molora__dtype_names[MOLORA_DTYPE_COUNT] = {
     "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16",
-    "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64"};
+    "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64", "F8_E4M3FNUZ", "F8_E5M2FNUZ"};
 static const unsigned char molora__dtype_bits[MOLORA_DTYPE_COUNT] = {
-    8, 4, 6, 6, 8, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64};
+    8, 4, 6, 6, 8, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64, 8, 8};
 
 MOLORA_API const char *molora_dtype_name(molora_dtype d)
 {

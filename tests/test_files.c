@@ -70,6 +70,7 @@ static void test_reference_valid(void **state)
     assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,0],\"data_offsets\":[0, 0]}}")), MOLORA_RESULT_SUCCESS);
     assert_int_equal(open_bytes(S("\x06\x00\x00\x00\x00\x00\x00\x00{}\x0D\x20\x09\x0A")), MOLORA_RESULT_SUCCESS);
     assert_int_equal(open_bytes(S("\x08\x00\x00\x00\x00\x00\x00\x00{}      ")), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(open_bytes(S("\x06\x00\x00\x00\x00\x00\x00\x00\x09\x0A{}\x0D\x20")), MOLORA_RESULT_SUCCESS);   /* 0.8: leading whitespace */
     {
         static const unsigned char ser[] = {40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116, 97, 95,
             95, 34, 58, 123, 34, 102, 114, 97, 109, 101, 119, 111, 114, 107, 34, 58, 34, 112,
@@ -280,6 +281,77 @@ static void test_truncation(void **state)
         assert_int_not_equal(open_bytes(t, k), MOLORA_RESULT_SUCCESS);
         free(t);
     }
+}
+
+/* every dtype safetensors 0.8 accepts opens (sizes in bits as its Dtype::bitsize, checked with
+   the 0.8 package); only F32 / F16 / BF16 read as float */
+static void test_every_dtype(void **state)
+{
+    static const struct { const char *name; int bits; } dt[] = {
+        {"BOOL", 8}, {"F4", 4}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8}, {"I8", 8}, {"F8_E5M2", 8},
+        {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8}, {"I16", 16}, {"U16", 16},
+        {"F16", 16}, {"BF16", 16}, {"I32", 32}, {"U32", 32}, {"F32", 32}, {"C64", 64}, {"F64", 64},
+        {"I64", 64}, {"U64", 64}};
+    char h[4096], name[32];
+    size_t n = 0, off = 0, idx, i;
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    (void)state;
+    assert_int_equal(sizeof dt / sizeof dt[0], MOLORA_DTYPE_COUNT);
+    n += (size_t)sprintf(h + n, "{");
+    for (i = 0; i < sizeof dt / sizeof dt[0]; i++) {
+        int count = dt[i].bits < 8 ? 8 : 2;
+        size_t bytes = (size_t)(dt[i].bits * count / 8);
+        n += (size_t)sprintf(h + n, "%s\"t_%s\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}", i ? "," : "", dt[i].name, dt[i].name, count, off, off + bytes);
+        off += bytes;
+    }
+    strcpy(h + n, "}");
+    n = build(h, off, 0);
+    g_log[0] = 0;
+    if (molora_safetensors_open_memory(g_buf, n, &d, &st) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
+    assert_int_equal(molora_safetensors_n_tensors(st), MOLORA_DTYPE_COUNT);
+    for (i = 0; i < sizeof dt / sizeof dt[0]; i++) {
+        molora_tensor_info ti;
+        float v[8];
+        int fl = !strcmp(dt[i].name, "F32") || !strcmp(dt[i].name, "F16") || !strcmp(dt[i].name, "BF16");
+        snprintf(name, sizeof name, "t_%s", dt[i].name);
+        assert_int_equal(molora_safetensors_find(st, name, &idx), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_get_info(st, idx, &ti), MOLORA_RESULT_SUCCESS);
+        assert_string_equal(molora_dtype_name(ti.dtype), dt[i].name);
+        assert_int_equal(ti.n_bytes, (size_t)(dt[i].bits * (dt[i].bits < 8 ? 8 : 2) / 8));
+        g_log[0] = 0;
+        assert_int_equal(molora_safetensors_read_f32(st, idx, v, (size_t)ti.n_elements), fl ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_UNSUPPORTED_DTYPE);
+        if (!fl) assert_non_null(strstr(g_log, name));
+    }
+    molora_safetensors_free(st);
+    /* an adapter loads while a tensor it does not use is F8_E4M3FNUZ; used, it is refused by name */
+    {
+        static const char cfg[] = "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":1}";
+        static const char *const hdr[2] = {
+            "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[8,16]},"
+            "\"m.scale\":{\"dtype\":\"F8_E4M3FNUZ\",\"shape\":[2],\"data_offsets\":[16,18]}}",
+            "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F8_E5M2FNUZ\",\"shape\":[2,1],\"data_offsets\":[8,10]}}"};
+        int k;
+        for (k = 0; k < 2; k++) {
+            molora_adapter *a;
+            molora_model_desc md;
+            molora_model *m;
+            n = build(hdr[k], k ? 10 : 18, 0);
+            assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
+            g_log[0] = 0;
+            assert_int_equal(molora_adapter_load_memory(cfg, sizeof cfg - 1, st, &d, &a), k ? MOLORA_RESULT_UNSUPPORTED_DTYPE : MOLORA_RESULT_SUCCESS);
+            if (!k) {
+                assert_int_equal(molora_adapter_n_ignored(a), 1);
+                assert_string_equal(molora_adapter_ignored_name(a, 0), "m.scale");
+                molora_adapter_get_desc(a, &md);
+                assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+                molora_model_free(m);
+                molora_adapter_free(a);
+            } else assert_non_null(strstr(g_log, "m.lora_B.weight"));
+            molora_safetensors_free(st);
+        }
+    }
+    assert_int_equal(g_live, 0);
 }
 
 static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -630,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_json_depth),
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_conversion),
+        cmocka_unit_test(test_every_dtype),
         cmocka_unit_test(test_sharded),
         cmocka_unit_test(test_not_regular),
         cmocka_unit_test(test_layouts),
