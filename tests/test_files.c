@@ -504,6 +504,56 @@ static void test_not_regular(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* every refusal names its key or tensor, and a file's path once */
+static int count_of(const char *hay, const char *needle)
+{
+    int k = 0;
+    for (hay = strstr(hay, needle); hay; hay = strstr(hay + 1, needle)) k++;
+    return k;
+}
+static void test_messages(void **state)
+{
+    static const char hdr[] = "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[8,16]}}";
+    static const struct { const char *cfg; molora_result r; const char *needle; } c[] = {
+        {"{\"peft_type\":\"LORA\",\"lora_rank\":2,\"lora_alpha\":8}", MOLORA_RESULT_SUCCESS, ""},   /* AdaMoLE's LoRA baseline */
+        {"{\"peft_type\":\"LORA\",\"lora_rank\":4,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "\"lora_rank\" gives 4"},
+        {"{\"peft_type\":\"LORA\",\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "\"r\" (absent: PEFT's default) gives 8"},
+        {"{\"peft_type\":\"LORA\",\"r\":3,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "\"r\" gives 3"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m\":5}}", MOLORA_RESULT_INVALID_SHAPE, "\"rank_pattern\" entry gives 5"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"layers_to_transform\":[0,1.5]}", MOLORA_RESULT_INVALID_CONFIG, "\"layers_to_transform\" entry 1"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m{2}\":5}}", MOLORA_RESULT_UNSUPPORTED, "rank_pattern key \"m{2}\""},
+    };
+    char dir[] = "/tmp/molora_msg_XXXXXX", p[256];
+    size_t i, n;
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    molora_adapter *a;
+    (void)state;
+    n = build(hdr, 16, 0);
+    assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
+    for (i = 0; i < sizeof c / sizeof c[0]; i++) {
+        molora_model_desc md;
+        g_log[0] = 0;
+        if (molora_adapter_load_memory(c[i].cfg, strlen(c[i].cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
+        if (!strstr(g_log, c[i].needle)) fail_msg("case %zu: log \"%s\" does not say %s", i, g_log, c[i].needle);
+        if (c[i].r) continue;
+        molora_adapter_get_desc(a, &md);
+        assert_true(md.layers[0].experts[0].scaling == 4.0f);   /* lora_alpha / lora_rank */
+        molora_adapter_free(a);
+    }
+    molora_safetensors_free(st);
+    /* a bad shard: its path appears once in the line */
+    assert_non_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    write_file(p, g_buf, n - 1);
+    g_log[0] = 0;
+    assert_int_equal(molora_safetensors_open(p, &d, &st), MOLORA_RESULT_INCOMPLETE_BUFFER);
+    assert_int_equal(count_of(g_log, dir), 1);
+    unlink(p);
+    assert_int_equal(rmdir(dir), 0);
+    assert_int_equal(g_live, 0);
+}
+
 /* ---- adapters ---------------------------------------------------------------------------- */
 static float *npy_load(const char *path, int *rows, int *cols)
 {
@@ -705,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_every_dtype),
         cmocka_unit_test(test_sharded),
         cmocka_unit_test(test_not_regular),
+        cmocka_unit_test(test_messages),
         cmocka_unit_test(test_layouts),
         cmocka_unit_test(test_adapter_details),
         cmocka_unit_test(test_refusals),
