@@ -1,4 +1,4 @@
-/* File tests: the safetensors reader against every check of huggingface/safetensors v0.7.0
+/* File tests: the safetensors reader against every check of huggingface/safetensors 0.8
    (its unit-test byte strings and the shapes of its attacks/ scripts, built here), conversion,
    alignment, the JSON limits, sharded models and every adapter layout through the loader and
    molora_forward against float64 expectations written by tests/fixtures/make_fixtures.py.
@@ -275,12 +275,60 @@ static void test_truncation(void **state)
     n = build("{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[24,30]}}", 30, 0);
     memcpy(copy, g_buf, n);
     assert_int_equal(open_bytes(copy, n), MOLORA_RESULT_SUCCESS);
-    for (k = 0; k < n; k++) {
+    for (k = 0; k < n; k++) {   /* the exact code for each cut: length word, header, data */
         unsigned char *t = (unsigned char *)malloc(k + 1);
+        molora_result want = k < 8 ? MOLORA_RESULT_HEADER_TOO_SMALL : k < n - 30 ? MOLORA_RESULT_INVALID_HEADER_LENGTH : MOLORA_RESULT_INCOMPLETE_BUFFER;
         memcpy(t, copy, k);
-        assert_int_not_equal(open_bytes(t, k), MOLORA_RESULT_SUCCESS);
+        if (open_bytes(t, k) != want) fail_msg("prefix of %zu bytes: %s", k, g_log);
         free(t);
     }
+}
+
+/* a header length 1..8 bytes short of (or past) its real end, each at its exact code */
+static void test_header_length_boundaries(void **state)
+{
+    static const char tight[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    static const char padded[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}        ";
+    size_t n, j, len;
+    (void)state;
+    len = strlen(padded);
+    n = build(padded, 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SUCCESS);
+    for (j = 1; j <= 8; j++) {
+        /* padded: the cut takes only spaces, which become data: the tensors no longer cover it */
+        n = build(padded, 4, len - j);
+        if (open_bytes(g_buf, n) != MOLORA_RESULT_INCOMPLETE_BUFFER) fail_msg("padded, %zu short: %s", j, g_log);
+        /* tight: the cut takes the JSON's end */
+        n = build(tight, 4, strlen(tight) - j);
+        if (open_bytes(g_buf, n) != MOLORA_RESULT_INVALID_JSON) fail_msg("tight, %zu short: %s", j, g_log);
+        /* past the end: into the 4 data bytes (zeros: not JSON), then past the file */
+        n = build(tight, 4, strlen(tight) + j);
+        if (open_bytes(g_buf, n) != (j <= 4 ? MOLORA_RESULT_INVALID_JSON : MOLORA_RESULT_INVALID_HEADER_LENGTH)) fail_msg("tight, %zu long: %s", j, g_log);
+    }
+}
+
+/* UTF-8 in the header at each edge of the ranges (Rust str::from_utf8, as the reference) */
+static void test_utf8_edges(void **state)
+{
+    static const struct { const char *bytes; int ok; } c[] = {
+        {"\xf4\x8f\xbf\xbf", 1}, {"\xf4\x90\x80\x80", 0}, {"\xf0\x90\x80\x80", 1}, {"\xf0\x8f\xbf\xbf", 0},
+        {"\xf5\x80\x80\x80", 0}, {"\xf8\x88\x80\x80\x80", 0}, {"\xfe", 0}, {"\xff", 0},
+        {"\xc0\xaf", 0}, {"\xc1\xbf", 0}, {"\xc2\x80", 1}, {"\xdf\xbf", 1},
+        {"\xe0\x80\x80", 0}, {"\xe0\x9f\xbf", 0}, {"\xe0\xa0\x80", 1},
+        {"\xed\x9f\xbf", 1}, {"\xed\xa0\x80", 0}, {"\xed\xbf\xbf", 0}, {"\xee\x80\x80", 1},
+        {"\x80", 0}, {"\xbf", 0}, {"\xe2\x82", 0}, {"\xf0\x9f\x98", 0}, {"\xc3", 0}, {"\xe2\x28\xa1", 0},
+    };
+    char h[64];
+    size_t i, n;
+    (void)state;
+    for (i = 0; i < sizeof c / sizeof c[0]; i++) {
+        snprintf(h, sizeof h, "{\"__metadata__\":{\"k\":\"%s\"}}", c[i].bytes);
+        n = build(h, 0, 0);
+        if (open_bytes(g_buf, n) != (c[i].ok ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_INVALID_UTF8)) fail_msg("case %zu: %s", i, g_log);
+    }
+    /* a sequence cut by the end of the header itself */
+    n = build("{}\xe2\x82", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_UTF8);
 }
 
 /* every dtype safetensors 0.8 accepts opens (sizes in bits as its Dtype::bitsize, checked with
@@ -501,6 +549,32 @@ static void test_not_regular(void **state)
     expect_open(dir, MOLORA_RESULT_IO_ERROR, "index.json: is a FIFO");
     expect_open(p, MOLORA_RESULT_IO_ERROR, "index.json: is a FIFO");
     unlink(p);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* the same tensor name in two shards: DUPLICATE_NAME, also through an index */
+static void test_duplicate_across_shards(void **state)
+{
+    static const char ha[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    static const char hb[] = "{\"v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    static const char idx[] = "{\"metadata\":{},\"weight_map\":{\"w\":\"a.safetensors\",\"v\":\"b.safetensors\"}}";
+    static const char idx_dup[] = "{\"weight_map\":{\"w\":\"a.safetensors\",\"\\u0077\":\"b.safetensors\"}}";
+    char dir[] = "/tmp/molora_shards_XXXXXX", pa[256], pb[256], pi[256];
+    size_t n;
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(pa, sizeof pa, "%s/a.safetensors", dir);
+    snprintf(pb, sizeof pb, "%s/b.safetensors", dir);
+    snprintf(pi, sizeof pi, "%s/model.safetensors.index.json", dir);
+    n = build(ha, 4, 0); write_file(pa, g_buf, n);
+    n = build(hb, 8, 0); write_file(pb, g_buf, n);
+    expect_open(dir, MOLORA_RESULT_DUPLICATE_NAME, "\"w\" appears in shards 0 and 1");
+    write_file(pi, idx, sizeof idx - 1);
+    expect_open(pi, MOLORA_RESULT_DUPLICATE_NAME, "\"w\" appears in shards 0 and 1");
+    expect_open(dir, MOLORA_RESULT_DUPLICATE_NAME, "\"w\" appears in shards 0 and 1");
+    write_file(pi, idx_dup, sizeof idx_dup - 1);
+    expect_open(pi, MOLORA_RESULT_INVALID_JSON, "key \"w\" appears twice");
+    unlink(pi); unlink(pa); unlink(pb);
     assert_int_equal(rmdir(dir), 0);
 }
 
@@ -751,10 +825,13 @@ int main(void)
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_json_depth),
         cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_header_length_boundaries),
+        cmocka_unit_test(test_utf8_edges),
         cmocka_unit_test(test_conversion),
         cmocka_unit_test(test_every_dtype),
         cmocka_unit_test(test_sharded),
         cmocka_unit_test(test_not_regular),
+        cmocka_unit_test(test_duplicate_across_shards),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_layouts),
         cmocka_unit_test(test_adapter_details),
