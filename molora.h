@@ -2488,7 +2488,6 @@ MOLORA__PRIVATE char *molora__path_join(const molora__io *io, const char *dir, c
     memcpy(p + a + 1, name, b + 1);
     return p;
 }
-static int molora__cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 #endif
 
 /* ---- [safetensors] ------------------------------------------------------------------------ */
@@ -2906,6 +2905,54 @@ MOLORA_API molora_result molora_safetensors_get_f32(molora_safetensors *st, size
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* ---- [index] model.safetensors.index.json: the weight_map, parsed from memory ---------------- */
+static int molora__cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+typedef struct molora__index {
+    molora__json js;
+    size_t wm, nw;                /* weight_map token, its members                          */
+    char **files;                 /* (nf) distinct shard file names, sorted                 */
+    size_t nf;
+    char *pool;                   /* their decoded text                                     */
+} molora__index;
+MOLORA__PRIVATE void molora__index_free(const molora__io *io, molora__index *x)
+{
+    molora__json_free(io, &x->js);
+    molora__mfree(io, x->files);
+    molora__mfree(io, x->pool);
+    memset(x, 0, sizeof *x);
+}
+/* Parses an index text (strict JSON, no key twice) into x: the weight_map must be an object of
+   plain file names (no '/', not empty, not "." or ".."). what names the file in messages. */
+MOLORA__PRIVATE molora_result molora__index_parse(const molora__io *io, const char *text, size_t size, const char *what, molora__index *x)
+{
+    molora__json *js = &x->js;
+    molora_result r;
+    size_t i, k;
+    char *p;
+    memset(x, 0, sizeof *x);
+    if (!molora__utf8_valid((const unsigned char *)text, size)) return molora__fail(&io->lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", what);
+    if ((r = molora__json_parse(io, text, size, js, what, MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) return r;
+    x->wm = molora__jget(js, 0, "weight_map");
+    if (!x->wm || js->tok[x->wm].type != MOLORA__J_OBJ) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", what); goto fail; }
+    x->nw = js->tok[x->wm].size;
+    x->files = (char **)molora__calloc(io, x->nw + 1, sizeof(char *));
+    x->pool = (char *)molora__malloc(io, size + x->nw + 1);
+    if (!x->files || !x->pool) { r = molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", what); goto fail; }
+    for (i = 0, k = x->wm + 1, p = x->pool; i < x->nw; i++, k += 2) {
+        char *f = p;
+        if (js->tok[k + 1].type != MOLORA__J_STR) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: weight_map value of \"%.*s\" is not a string", what, (int)(js->tok[k].end - js->tok[k].start), js->s + js->tok[k].start); goto fail; }
+        p += molora__jstr(js, &js->tok[k + 1], p) + 1;
+        if (strchr(f, '/') || !f[0] || !strcmp(f, ".") || !strcmp(f, "..")) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name", what, f); goto fail; }
+        x->files[i] = f;
+    }
+    if (x->nw > 1) qsort(x->files, x->nw, sizeof *x->files, molora__cmp_str);
+    for (i = 0; i < x->nw; i++) if (i == 0 || strcmp(x->files[i], x->files[x->nf - 1])) x->files[x->nf++] = x->files[i];
+    return MOLORA_RESULT_SUCCESS;
+fail:
+    molora__index_free(io, x);
+    return r;
+}
+
 #ifndef MOLORA_NO_STDIO
 /* Maps and parses shard s of st from path. */
 MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int s, const char *path)
@@ -2923,37 +2970,21 @@ MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int 
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* The shard files named by an index .json's weight_map (distinct, sorted). Each listed tensor
-   must be present in the shard the index names. */
+/* The shard files an index .json's weight_map names, each loaded once; every listed tensor must
+   be present in the shard the index names. */
 MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molora_load_desc *desc, molora_safetensors **out)
 {
     molora__io io;
-    molora__json js;
+    molora__index x;
     molora_result r;
-    char *text = NULL, **files = NULL, *dir = NULL, *pool = NULL, *slash;
-    size_t size, wm, i, k, nf = 0, nw;
+    char *text = NULL, **files, *dir = NULL, *slash;
+    size_t size, i, k, nf, nw, wm;
     molora_safetensors *st = NULL;
+    const molora__json *js;
     if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
     if ((r = molora__slurp(&io, path, &text, &size)) != MOLORA_RESULT_SUCCESS) return r;
-    if (!molora__utf8_valid((const unsigned char *)text, size)) { molora__mfree(&io, text); return molora__fail(&io.lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", path); }
-    if ((r = molora__json_parse(&io, text, size, &js, path, MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) { molora__mfree(&io, text); return r; }
-    wm = molora__jget(&js, 0, "weight_map");
-    if (!wm || js.tok[wm].type != MOLORA__J_OBJ) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", path); goto done; }
-    nw = js.tok[wm].size;
-    files = (char **)molora__calloc(&io, nw + 1, sizeof(char *));
-    pool = (char *)molora__malloc(&io, size + nw + 1);
-    if (!files || !pool) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
-    {
-        char *p = pool;
-        for (i = 0, k = wm + 1; i < nw; i++, k += 2) {
-            if (js.tok[k + 1].type != MOLORA__J_STR) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: weight_map value of \"%.*s\" is not a string", path, (int)(js.tok[k].end - js.tok[k].start), js.s + js.tok[k].start); goto done; }
-            files[i] = p;
-            p += molora__jstr(&js, &js.tok[k + 1], p) + 1;
-            if (strchr(files[i], '/') || !files[i][0] || !strcmp(files[i], ".") || !strcmp(files[i], "..")) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name", path, files[i]); goto done; }
-        }
-    }
-    if (nw > 1) qsort(files, nw, sizeof *files, molora__cmp_str);
-    for (i = 0; i < nw; i++) if (i == 0 || strcmp(files[i], files[nf - 1])) files[nf++] = files[i];
+    if ((r = molora__index_parse(&io, text, size, path, &x)) != MOLORA_RESULT_SUCCESS) { molora__mfree(&io, text); return r; }
+    files = x.files; nf = x.nf; nw = x.nw; wm = x.wm; js = &x.js;
     dir = (char *)molora__malloc(&io, strlen(path) + 1);
     if (!dir) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
     strcpy(dir, path);
@@ -2971,12 +3002,12 @@ MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molo
     /* every tensor of the weight_map is in the shard it names */
     for (i = 0, k = wm + 1; i < nw; i++, k += 2) {
         size_t idx, s;
-        char *name = (char *)molora__malloc(&io, js.tok[k].end - js.tok[k].start + 1);
-        char *file = (char *)molora__malloc(&io, js.tok[k + 1].end - js.tok[k + 1].start + 1);
+        char *name = (char *)molora__malloc(&io, js->tok[k].end - js->tok[k].start + 1);
+        char *file = (char *)molora__malloc(&io, js->tok[k + 1].end - js->tok[k + 1].start + 1);
         int ok = 0;
         if (!name || !file) { molora__mfree(&io, name); molora__mfree(&io, file); r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
-        molora__jstr(&js, &js.tok[k], name);
-        molora__jstr(&js, &js.tok[k + 1], file);
+        molora__jstr(js, &js->tok[k], name);
+        molora__jstr(js, &js->tok[k + 1], file);
         if (!molora_safetensors_find(st, name, &idx)) {
             char **hit = (char **)bsearch(&file, files, nf, sizeof *files, molora__cmp_str);
             s = hit ? (size_t)(hit - files) : nf;
@@ -2990,10 +3021,8 @@ MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molo
 done:
     if (r) { molora__st_release(st); st = NULL; }
     *out = st;
-    molora__json_free(&io, &js);
+    molora__index_free(&io, &x);
     molora__mfree(&io, text);
-    molora__mfree(&io, files);
-    molora__mfree(&io, pool);
     molora__mfree(&io, dir);
     return r;
 }
