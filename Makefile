@@ -153,10 +153,12 @@ FUZZ_CC      ?= clang
 FUZZ_FLAGS    = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 $(B)/fuzz_%: tests/fuzz/fuzz_%.c molora.h | $(B)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -I. $< -o $@ -lm
-fuzz: deps-san $(B)/fuzz_safetensors $(B)/fuzz_config
-	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json
+fuzz: deps-san $(B)/fuzz_safetensors $(B)/fuzz_config $(B)/fuzz_adapter $(B)/fuzz_index
+	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json $(B)/fuzz_corpus_adapter $(B)/fuzz_corpus_index
 	./$(B)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_safetensors tests/fuzz/corpus_safetensors
 	./$(B)/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_json tests/fuzz/corpus_json
+	./$(B)/fuzz_adapter -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(B)/fuzz_corpus_adapter tests/fuzz/corpus_adapter
+	./$(B)/fuzz_index -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_index tests/fuzz/corpus_index
 $(B)/test_alpha: tests/test_alpha.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_alpha.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
 $(B)/test_alpha_noblas: tests/test_alpha.c $(B)/molora_impl_noblas.o molora.h | $(B)
