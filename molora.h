@@ -372,12 +372,28 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
    MetadataIncompleteBuffer             MOLORA_RESULT_INCOMPLETE_BUFFER
    TensorNotFound(name)                 MOLORA_RESULT_TENSOR_NOT_FOUND
    IoError                              MOLORA_RESULT_IO_ERROR
-   InvalidHeaderStart, InvalidTensorView  (not raised by the reference reader / writer-only)
+   InvalidTensorView                    (writer-only; 0.8 dropped InvalidHeaderStart: leading
+                                          whitespace before the header's `{` is accepted)
    (molora) the same name twice         MOLORA_RESULT_DUPLICATE_NAME (logged with the name)
    (molora) dtype not F32/F16/BF16      MOLORA_RESULT_UNSUPPORTED_DTYPE when read as float
    Stricter than the reference (documented, all still refused with INVALID_JSON / DUPLICATE_NAME):
    duplicate keys anywhere in the header, a tensor entry written as a JSON array, `\u0000` in a
    string. Unknown keys inside a tensor entry are ignored, as the reference does.
+
+   JSON (one parser for the header, adapter_config.json and model.safetensors.index.json): strict
+   RFC 8259, nesting up to MOLORA_JSON_MAX_DEPTH, texts under 4 GiB. A key given twice in ANY
+   object (also `__metadata__`, a tensor entry, objects inside arrays), compared after decoding
+   escapes ("lora_alpha" and "lora_\u0061lpha" are one key; Python's json would keep the last
+   silently), is refused naming the key: DUPLICATE_NAME for a tensor name at the header's top
+   level, INVALID_JSON everywhere else (config and index included, as for any other JSON error;
+   a config that is valid JSON but wrong in content is INVALID_CONFIG). Cost: O(n log n) time,
+   memory about the text's size (objects' members are 20-byte tokens, arrays one token).
+
+   Files: every file is opened with O_NONBLOCK | O_CLOEXEC and fstat'ed before a byte is read; a
+   FIFO, device or directory where a file is expected is IO_ERROR ("...: is a FIFO, expected a
+   regular file"). A .safetensors file is mapped read-only: it must not change while the object
+   lives (molora's own writers replace files by rename, never in place). Log lines name the file
+   once ("path: what is wrong").
 
    Ownership: molora_safetensors_open_memory() BORROWS the bytes: keep them alive and unchanged
    until molora_safetensors_free(). Pointers returned by getters live until the free.
@@ -465,7 +481,19 @@ MOLORA_API molora_result molora_safetensors_get_f32(molora_safetensors *st, size
 /* ---- adapters ---------------------------------------------------------------------------------
    An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts of
    DESIGN.md 4.1 becomes one model layer per adapted module, in natural name order (layer
-   numbers compared as numbers). See README "Files" for the config keys each layout uses. */
+   numbers compared as numbers). See README "Files" for the config keys each layout uses.
+   - Experts are numbered 0..N-1 in the names (lora_A.{i}, lora_A_{i}); an index at or above the
+     module's count of lora_A / lora_B tensors is MISSING_WEIGHTS, one above 65535 UNSUPPORTED,
+     both naming the tensor, before anything is sized by it.
+   - PEFT rank: "r"; a config without "r" but with "lora_rank" (AdaMoLE's LoRA baseline, also
+     peft_type LORA) takes "lora_rank"; neither: PEFT's default 8. rank_pattern / alpha_pattern
+     keys follow PEFT v0.20.0 get_pattern_key (Python's re.match(rf"(.*\.)?({key})$", module),
+     first key wins), matched without backtracking; the supported regex subset is listed at
+     molora__re_match. layers_to_transform: an int or a list of non-negative ints.
+   - A directory holding adapter_model.bin but no adapter_model.safetensors is IO_ERROR naming
+     tools/convert_pickle.py (molora never reads pickle).
+   - Cost: O(n log n) in the number of tensors and modules (sorting, binary-search lookups),
+     memory proportional to the file's header. */
 typedef enum molora_layout {
     MOLORA_LAYOUT_PEFT_LORA = 0,   /* peft_type LORA, P.lora_A.weight                          */
     MOLORA_LAYOUT_ADAMOLE,         /* peft_type ADAMOLE                                        */
