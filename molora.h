@@ -3635,7 +3635,7 @@ MOLORA__PRIVATE molora_result molora__layer_list(const molora__io *io, const mol
     *out = NULL; *n = 0;
     if (js->tok[t].type == MOLORA__J_NUM) {
         if (!(*out = (double *)molora__calloc(io, 1, sizeof(double)))) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
-        molora__jnum(js, &js->tok[t], *out);
+        if (!molora__jnum(js, &js->tok[t], *out)) **out = NAN;
         *n = 1;
     } else {
         if (!molora__jlist_f64(io, js, t, out)) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
