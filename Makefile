@@ -242,6 +242,7 @@ san-run:
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_core.c $(B)/$(SAN)/impl_noblas.o -o $(B)/$(SAN)/test_core_noblas $(WRAP) -lcmocka -lm
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_threads -lcmocka $(LIBS) -lpthread
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_files.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_files -lcmocka $(LIBS)
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_bounds.c -o $(B)/$(SAN)/test_bounds -lcmocka -lm
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tools/molora.c -o $(B)/$(SAN)/molora $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_catalogue -lcmocka $(LIBS)
 	$(SANENV) ./$(B)/$(SAN)/test_core
@@ -249,6 +250,7 @@ san-run:
 	$(SANENV) ./$(B)/$(SAN)/test_core_noblas
 	$(SANENV) MOLORA_TEST_SECONDS=2 ./$(B)/$(SAN)/test_threads
 	$(SANENV) ./$(B)/$(SAN)/test_files
+	$(SANENV) ./$(B)/$(SAN)/test_bounds
 	$(SANENV) sh tests/test_cli.sh $(B)/$(SAN)/molora
 	$(SANENV) ./$(B)/$(SAN)/test_catalogue $(B)/$(SAN)/molora
 	$(SANENV) sh tests/test_hostile.sh $(B)/$(SAN)/molora

@@ -3769,7 +3769,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     size_t ltt = 0, r_list = 0, k_list = 0, scal = 0, ltt_n = 0;
     double *ltt_v = NULL, *r_v = NULL, *k_v = NULL;   /* layers_to_transform (sorted), MoLA r and top_k per layer */
     char ptype[32];
-    const char *r_key = "\"r\"";   /* the config key the PEFT rank came from, for messages */
+    const char *r_key = "key \"r\"";   /* where the PEFT rank came from, for messages */
 
     if (!molora__utf8_valid((const unsigned char *)cfg_text, cfg_size)) return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not valid UTF-8");
     if ((r = molora__json_parse(&a->io, cfg_text, cfg_size, &js, "adapter_config.json", MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) return r;
@@ -3800,8 +3800,8 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
         if (a->layout == MOLORA_LAYOUT_MOLA && tr && js.tok[tr].type == MOLORA__J_ARR) r_list = tr;
         else {   /* PEFT's "r"; AdaMoLE's LoRA baseline (peft_type LORA too) writes "lora_rank" instead */
             int lora_rank = !tr && peft && molora__jget(&js, 0, "lora_rank");
-            if (lora_rank) r_key = "\"lora_rank\"";
-            else if (!tr) r_key = "\"r\" (absent: PEFT's default)";
+            if (lora_rank) r_key = "key \"lora_rank\"";
+            else if (!tr) r_key = "PEFT's default: the config has no \"r\"";
             if ((r = molora__cfg_num(&c, lora_rank ? "lora_rank" : "r", 0, 8, &r_cfg, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
         }
         if ((r = molora__cfg_num(&c, "lora_alpha", 0, 8, &lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
@@ -3915,7 +3915,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
             if (hit) { rr = dv; rk = "its \"rank_pattern\" entry"; }
             if ((r = molora__pattern(&c, "alpha_pattern", bare, &dv, &hit))) goto out;
             if (hit) al = dv;
-            if (rr != ex[0].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: lora_A has rank %d but %s gives %g", m->name, ex[0].rank, rk, rr); goto out; }
+            if (rr != ex[0].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: lora_A has rank %d but the config gives r = %g (from %s)", m->name, ex[0].rank, rr, rk); goto out; }
             ex[0].scaling = (float)(use_rslora ? al / sqrt(rr) : al / rr);
             if (ex[0].scaling == 0.0f || !isfinite(ex[0].scaling)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: lora_alpha %g gives scaling %g", m->name, al, (double)ex[0].scaling); goto out; }
             L->routing = MOLORA_ROUTING_DENSE;       /* one expert, weight 1 from a zero gate */

@@ -590,10 +590,10 @@ static void test_messages(void **state)
     static const char hdr[] = "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[8,16]}}";
     static const struct { const char *cfg; molora_result r; const char *needle; } c[] = {
         {"{\"peft_type\":\"LORA\",\"lora_rank\":2,\"lora_alpha\":8}", MOLORA_RESULT_SUCCESS, ""},   /* AdaMoLE's LoRA baseline */
-        {"{\"peft_type\":\"LORA\",\"lora_rank\":4,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "\"lora_rank\" gives 4"},
-        {"{\"peft_type\":\"LORA\",\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "\"r\" (absent: PEFT's default) gives 8"},
-        {"{\"peft_type\":\"LORA\",\"r\":3,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "\"r\" gives 3"},
-        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m\":5}}", MOLORA_RESULT_INVALID_SHAPE, "\"rank_pattern\" entry gives 5"},
+        {"{\"peft_type\":\"LORA\",\"lora_rank\":4,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "r = 4 (from key \"lora_rank\")"},
+        {"{\"peft_type\":\"LORA\",\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "r = 8 (from PEFT's default: the config has no \"r\")"},
+        {"{\"peft_type\":\"LORA\",\"r\":3,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "r = 3 (from key \"r\")"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m\":5}}", MOLORA_RESULT_INVALID_SHAPE, "r = 5 (from its \"rank_pattern\" entry)"},
         {"{\"peft_type\":\"LORA\",\"r\":2,\"layers_to_transform\":[0,1.5]}", MOLORA_RESULT_INVALID_CONFIG, "\"layers_to_transform\" entry 1"},
         {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m{2}\":5}}", MOLORA_RESULT_UNSUPPORTED, "rank_pattern key \"m{2}\""},
     };
