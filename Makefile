@@ -85,7 +85,7 @@ demo-engine: deps $(B)/engine
 	  $(ENGINE) -a $(DEMO_MODEL)/mole -g "$$p" -n 120 || exit 1; echo; done
 
 # ---- tests -------------------------------------------------------------------------------
-TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/molora \
+TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/test_bounds $(B)/molora \
         $(B)/test_catalogue $(B)/test_types $(B)/test_types_noblas $(B)/test_npy \
         $(B)/test_alpha $(B)/test_alpha_noblas $(B)/engine
 
@@ -100,6 +100,7 @@ test: deps-test
 	MOLORA_TEST_SECONDS=1 ./$(B)/test_threads
 	./$(B)/test_files
 	./$(B)/test_files_noblas
+	./$(B)/test_bounds
 	sh tests/test_cli.sh $(B)/molora
 	sh tests/test_convert.sh $(B)/molora
 	./$(B)/test_catalogue $(B)/molora
@@ -141,6 +142,10 @@ $(B)/test_files: tests/test_files.c $(B)/molora_impl.o molora.h | $(B)
 $(B)/test_files_noblas: tests/test_files.c $(B)/molora_impl_noblas.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_files.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
 
+# the loader's cost against the input's size (compiles the implementation itself: counts VM steps)
+$(B)/test_bounds: tests/test_bounds.c molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_bounds.c -o $@ -lcmocka -lm
+
 $(B)/test_catalogue: tests/test_catalogue.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
 
@@ -164,12 +169,12 @@ $(B)/fuzz_%: tests/fuzz/fuzz_%.c molora.h | $(B)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -I. $< -o $@ -lm
 $(B)/fuzz_npy: tools/molora_npy.h
 $(B)/fuzz_args: tools/molora_cli.h
-fuzz: deps-san $(B)/fuzz_safetensors $(B)/fuzz_config $(B)/fuzz_npy $(B)/fuzz_args
-	@mkdir -p $(B)/fuzz_corpus_safetensors $(B)/fuzz_corpus_json $(B)/fuzz_corpus_npy $(B)/fuzz_corpus_args
-	./$(B)/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_safetensors tests/fuzz/corpus_safetensors
-	./$(B)/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_json tests/fuzz/corpus_json
-	./$(B)/fuzz_npy -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_npy tests/fuzz/corpus_npy
-	./$(B)/fuzz_args -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz_corpus_args tests/fuzz/corpus_args
+# harness:seed corpus (tests/fuzz/corpus_*); each runs FUZZ_SECONDS, new inputs go to build/fuzz_corpus_*
+FUZZERS = safetensors:safetensors config:json npy:npy args:args adapter:adapter index:index
+fuzz: deps-san $(foreach f,$(FUZZERS),$(B)/fuzz_$(firstword $(subst :, ,$(f))))
+	@for f in $(FUZZERS); do h=$${f%%:*}; c=$${f#*:}; mkdir -p $(B)/fuzz_corpus_$$c || exit 1; \
+	  echo "./$(B)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(B)/fuzz_corpus_$$c tests/fuzz/corpus_$$c"; \
+	  ./$(B)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(B)/fuzz_corpus_$$c tests/fuzz/corpus_$$c || exit 1; done
 $(B)/test_alpha: tests/test_alpha.c $(B)/molora_impl.o molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_alpha.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
 $(B)/test_alpha_noblas: tests/test_alpha.c $(B)/molora_impl_noblas.o molora.h | $(B)
@@ -256,6 +261,7 @@ san-run:
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_files.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_files -lcmocka $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_types.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_types -lcmocka $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_types.c $(B)/$(SAN)/impl_noblas.o -o $(B)/$(SAN)/test_types_noblas -lcmocka -lm
+	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_bounds.c -o $(B)/$(SAN)/test_bounds -lcmocka -lm
 	clang -O1 -g $(SANFLAGS) -std=c99 -I. tools/molora.c -o $(B)/$(SAN)/molora $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_catalogue -lcmocka $(LIBS)
 	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_npy.c -o $(B)/$(SAN)/test_npy -lcmocka
@@ -268,6 +274,7 @@ san-run:
 	$(SANENV) ./$(B)/$(SAN)/test_types
 	$(SANENV) MOLORA_PORTABLE=1 ./$(B)/$(SAN)/test_types
 	$(SANENV) ./$(B)/$(SAN)/test_types_noblas
+	$(SANENV) ./$(B)/$(SAN)/test_bounds
 	$(SANENV) sh tests/test_cli.sh $(B)/$(SAN)/molora
 	$(SANENV) ./$(B)/$(SAN)/test_catalogue $(B)/$(SAN)/molora
 	$(SANENV) PYTHON=$(PYTHON) ./$(B)/$(SAN)/test_npy

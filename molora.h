@@ -408,8 +408,9 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
    The in-memory API is always compiled; the parts that open files (mmap, directories, sharded
    models) are compiled out by MOLORA_NO_STDIO.
 
-   safetensors validation: every check of huggingface/safetensors v0.7.0 `safetensors/src/tensor.rs`
-   (`SafeTensors::read_metadata` + `Metadata::validate`), in the same order, plus duplicate names.
+   safetensors validation: every check of huggingface/safetensors 0.8 `safetensors/src/tensor.rs`
+   (`SafeTensors::read_metadata` + `Metadata::validate`, the same as in v0.7.0 apart from the two
+   FNUZ dtypes), in the same order, plus duplicate names.
    Reference error kind                 molora result
    ------------------------------------ -----------------------------------------------------
    HeaderTooSmall (< 8 bytes)           MOLORA_RESULT_HEADER_TOO_SMALL
@@ -425,12 +426,28 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
    MetadataIncompleteBuffer             MOLORA_RESULT_INCOMPLETE_BUFFER
    TensorNotFound(name)                 MOLORA_RESULT_TENSOR_NOT_FOUND
    IoError                              MOLORA_RESULT_IO_ERROR
-   InvalidHeaderStart, InvalidTensorView  (not raised by the reference reader / writer-only)
+   InvalidTensorView                    (writer-only; 0.8 dropped InvalidHeaderStart: leading
+                                          whitespace before the header's `{` is accepted)
    (molora) the same name twice         MOLORA_RESULT_DUPLICATE_NAME (logged with the name)
    (molora) dtype not F32/F16/BF16      MOLORA_RESULT_UNSUPPORTED_DTYPE when read as float or typed
    Stricter than the reference (documented, all still refused with INVALID_JSON / DUPLICATE_NAME):
    duplicate keys anywhere in the header, a tensor entry written as a JSON array, `\u0000` in a
    string. Unknown keys inside a tensor entry are ignored, as the reference does.
+
+   JSON (one parser for the header, adapter_config.json and model.safetensors.index.json): strict
+   RFC 8259, nesting up to MOLORA_JSON_MAX_DEPTH, texts under 4 GiB. A key given twice in ANY
+   object (also `__metadata__`, a tensor entry, objects inside arrays), compared after decoding
+   escapes ("lora_alpha" and "lora_\u0061lpha" are one key; Python's json would keep the last
+   silently), is refused naming the key: DUPLICATE_NAME for a tensor name at the header's top
+   level, INVALID_JSON everywhere else (config and index included, as for any other JSON error;
+   a config that is valid JSON but wrong in content is INVALID_CONFIG). Cost: O(n log n) time,
+   memory about the text's size (objects' members are 20-byte tokens, arrays one token).
+
+   Files: every file is opened with O_NONBLOCK | O_CLOEXEC and fstat'ed before a byte is read; a
+   FIFO, device or directory where a file is expected is IO_ERROR ("...: is a FIFO, expected a
+   regular file"). A .safetensors file is mapped read-only: it must not change while the object
+   lives (molora's own writers replace files by rename, never in place). Log lines name the file
+   once ("path: what is wrong").
 
    Ownership: molora_safetensors_open_memory() BORROWS the bytes: keep them alive and unchanged
    until molora_safetensors_free(). Pointers returned by getters live until the free.
@@ -438,12 +455,22 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
    molora_safetensors_get_f32() may allocate a converted copy and must not run concurrently
    with itself on the same object. */
 
+/* Every dtype name huggingface/safetensors 0.8 accepts, with its size in bits (a file whose
+   tensors use any of them opens; molora converts only F32, F16 and BF16 to float32, and any other
+   dtype is UNSUPPORTED_DTYPE naming the tensor only when something reads it as float):
+     BOOL 8   F4 4   F6_E2M3 6   F6_E3M2 6   U8 8   I8 8   F8_E5M2 8   F8_E4M3 8   F8_E8M0 8
+     F8_E4M3FNUZ 8   F8_E5M2FNUZ 8   I16 16   U16 16   F16 16   BF16 16   I32 32   U32 32
+     F32 32   C64 64   F64 64   I64 64   U64 64
+   Sub-byte dtypes (F4, F6_*) must fill whole bytes (TENSOR_INVALID_INFO otherwise, as upstream's
+   MisalignedSlice). The two FNUZ names are new in 0.8 and appended here, so older values keep
+   their numbers. */
 typedef enum molora_dtype {
     MOLORA_DTYPE_BOOL = 0, MOLORA_DTYPE_F4, MOLORA_DTYPE_F6_E2M3, MOLORA_DTYPE_F6_E3M2,
     MOLORA_DTYPE_U8, MOLORA_DTYPE_I8, MOLORA_DTYPE_F8_E5M2, MOLORA_DTYPE_F8_E4M3,
     MOLORA_DTYPE_F8_E8M0, MOLORA_DTYPE_I16, MOLORA_DTYPE_U16, MOLORA_DTYPE_F16, MOLORA_DTYPE_BF16,
     MOLORA_DTYPE_I32, MOLORA_DTYPE_U32, MOLORA_DTYPE_F32, MOLORA_DTYPE_C64, MOLORA_DTYPE_F64,
     MOLORA_DTYPE_I64, MOLORA_DTYPE_U64,
+    MOLORA_DTYPE_F8_E4M3FNUZ, MOLORA_DTYPE_F8_E5M2FNUZ,   /* safetensors 0.8 */
     MOLORA_DTYPE_COUNT
 } molora_dtype;
 
@@ -514,7 +541,19 @@ MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, si
 /* ---- adapters ---------------------------------------------------------------------------------
    An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts of
    DESIGN.md 4.1 becomes one model layer per adapted module, in natural name order (layer
-   numbers compared as numbers). See README "Files" for the config keys each layout uses. */
+   numbers compared as numbers). See README "Files" for the config keys each layout uses.
+   - Experts are numbered 0..N-1 in the names (lora_A.{i}, lora_A_{i}); an index at or above the
+     module's count of lora_A / lora_B tensors is MISSING_WEIGHTS, one above 65535 UNSUPPORTED,
+     both naming the tensor, before anything is sized by it.
+   - PEFT rank: "r"; a config without "r" but with "lora_rank" (AdaMoLE's LoRA baseline, also
+     peft_type LORA) takes "lora_rank"; neither: PEFT's default 8. rank_pattern / alpha_pattern
+     keys follow PEFT v0.20.0 get_pattern_key (Python's re.match(rf"(.*\.)?({key})$", module),
+     first key wins), matched without backtracking; the supported regex subset is listed at
+     molora__re_match. layers_to_transform: an int or a list of non-negative ints.
+   - A directory holding adapter_model.bin but no adapter_model.safetensors is IO_ERROR naming
+     tools/convert_pickle.py (molora never reads pickle).
+   - Cost: O(n log n) in the number of tensors and modules (sorting, binary-search lookups),
+     memory proportional to the file's header. */
 typedef enum molora_layout {
     MOLORA_LAYOUT_PEFT_LORA = 0,   /* peft_type LORA, P.lora_A.weight                          */
     MOLORA_LAYOUT_ADAMOLE,         /* peft_type ADAMOLE                                        */
@@ -2124,9 +2163,9 @@ MOLORA__PRIVATE int molora__ends_with(const char *s, const char *suffix)
 /* ---- [dtypes] ---------------------------------------------------------------------------- */
 static const char *const molora__dtype_names[MOLORA_DTYPE_COUNT] = {
     "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16",
-    "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64"};
+    "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64", "F8_E4M3FNUZ", "F8_E5M2FNUZ"};
 static const unsigned char molora__dtype_bits[MOLORA_DTYPE_COUNT] = {
-    8, 4, 6, 6, 8, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64};
+    8, 4, 6, 6, 8, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64, 8, 8};
 
 MOLORA_API const char *molora_dtype_name(molora_dtype d)
 {
@@ -2155,22 +2194,34 @@ MOLORA__PRIVATE int molora__utf8_valid(const unsigned char *s, size_t n)
     return 1;
 }
 
-/* ---- [json] strict RFC 8259 parser into a flat token array (jsmn-like) ---------------------- */
+/* ---- [json] strict RFC 8259 parser into a flat token array (jsmn-like) ----------------------
+   Memory is proportional to the text: objects and their members are tokens of 20 bytes (a
+   member is at least 5 bytes of text), an array is ONE token whatever it holds (its items are
+   read back from the validated text with molora__jitem), so `[0,0,...]` costs nothing per item.
+   Every object, also inside arrays, is checked for a key given twice, compared after decoding
+   escapes (sorted per object: O(n log n)). Texts are limited to 4 GiB - 1 (offsets are 32-bit). */
 enum { MOLORA__J_OBJ = 1, MOLORA__J_ARR, MOLORA__J_STR, MOLORA__J_NUM, MOLORA__J_TRUE,
        MOLORA__J_FALSE, MOLORA__J_NULL };
 typedef struct molora__jtok {
-    int type;
-    size_t start, end;    /* raw span; strings: between the quotes                            */
-    size_t size;          /* OBJ: members, ARR: items                                          */
-    size_t skip;          /* tokens in this subtree, itself included                           */
+    uint32_t start, end;  /* raw span; strings: between the quotes                            */
+    uint32_t size;        /* OBJ: members, ARR: items                                          */
+    uint32_t skip;        /* tokens in this subtree, itself included (an array: 1)             */
+    unsigned char type;
 } molora__jtok;
+typedef struct molora__jkey { const char *s; size_t n; } molora__jkey;   /* raw key span     */
 typedef struct molora__json {
     const char *s;
     size_t n, pos;
     molora__jtok *tok;    /* NULL while counting                                               */
     size_t ntok;
+    int quiet;            /* > 0 inside an array: no tokens                                    */
     const char *err;      /* what went wrong, at err_pos                                       */
     size_t err_pos;
+    const molora__io *io; /* key stack for the duplicate check (first pass only)             */
+    molora__jkey *keys;
+    size_t n_keys, cap_keys;
+    int check_dups, dup_depth, oom;
+    molora__jkey dup;     /* the repeated key (raw), at object depth dup_depth                 */
 } molora__json;
 
 MOLORA__PRIVATE int molora__jerr(molora__json *p, const char *what)
@@ -2200,12 +2251,18 @@ MOLORA__PRIVATE int molora__jhex4(const char *s, unsigned *v)
 }
 MOLORA__PRIVATE size_t molora__jpush(molora__json *p, int type, size_t start)
 {
-    size_t i = p->ntok++;
+    size_t i = p->ntok;
+    if (p->quiet) return (size_t)-1;
+    p->ntok++;
     if (p->tok) {
-        p->tok[i].type = type; p->tok[i].start = start; p->tok[i].end = start;
+        p->tok[i].type = (unsigned char)type; p->tok[i].start = (uint32_t)start; p->tok[i].end = (uint32_t)start;
         p->tok[i].size = 0; p->tok[i].skip = 1;
     }
     return i;
+}
+MOLORA__PRIVATE void molora__jset_end(molora__json *p, size_t t, size_t end)
+{
+    if (p->tok && t != (size_t)-1) p->tok[t].end = (uint32_t)end;
 }
 MOLORA__PRIVATE int molora__jstring(molora__json *p)
 {
@@ -2215,7 +2272,7 @@ MOLORA__PRIVATE int molora__jstring(molora__json *p)
     while (p->pos < p->n) {
         unsigned char c = (unsigned char)p->s[p->pos];
         if (c == '"') {
-            if (p->tok) p->tok[t].end = p->pos;
+            molora__jset_end(p, t, p->pos);
             p->pos++;
             return 1;
         }
@@ -2263,77 +2320,11 @@ MOLORA__PRIVATE int molora__jnumber(molora__json *p)
         while (p->pos < p->n && c[p->pos] >= '0' && c[p->pos] <= '9') p->pos++;
     }
     t = molora__jpush(p, MOLORA__J_NUM, s);
-    if (p->tok) p->tok[t].end = p->pos;
+    molora__jset_end(p, t, p->pos);
     return 1;
 }
-MOLORA__PRIVATE int molora__jvalue(molora__json *p, int depth)
-{
-    char c;
-    molora__jws(p);
-    if (p->pos >= p->n) return molora__jerr(p, "unexpected end");
-    c = p->s[p->pos];
-    if (c == '{' || c == '[') {
-        int obj = c == '{';
-        size_t t, count = 0;
-        if (depth >= MOLORA_JSON_MAX_DEPTH) return molora__jerr(p, "nesting too deep");
-        t = molora__jpush(p, obj ? MOLORA__J_OBJ : MOLORA__J_ARR, p->pos);
-        p->pos++;
-        molora__jws(p);
-        if (p->pos < p->n && p->s[p->pos] == (obj ? '}' : ']')) p->pos++;
-        else for (;;) {
-            if (obj) {
-                molora__jws(p);
-                if (p->pos >= p->n || p->s[p->pos] != '"') return molora__jerr(p, "expected a key");
-                if (!molora__jstring(p)) return 0;
-                molora__jws(p);
-                if (p->pos >= p->n || p->s[p->pos] != ':') return molora__jerr(p, "expected ':'");
-                p->pos++;
-            }
-            if (!molora__jvalue(p, depth + 1)) return 0;
-            count++;
-            molora__jws(p);
-            if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
-            if (p->pos < p->n && p->s[p->pos] == (obj ? '}' : ']')) { p->pos++; break; }
-            return molora__jerr(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
-        }
-        if (p->tok) { p->tok[t].size = count; p->tok[t].end = p->pos; p->tok[t].skip = p->ntok - t; }
-        return 1;
-    }
-    if (c == '"') return molora__jstring(p);
-    if (c == '-' || (c >= '0' && c <= '9')) return molora__jnumber(p);
-    if (p->n - p->pos >= 4 && !memcmp(p->s + p->pos, "true", 4)) { molora__jpush(p, MOLORA__J_TRUE, p->pos); p->pos += 4; return 1; }
-    if (p->n - p->pos >= 5 && !memcmp(p->s + p->pos, "false", 5)) { molora__jpush(p, MOLORA__J_FALSE, p->pos); p->pos += 5; return 1; }
-    if (p->n - p->pos >= 4 && !memcmp(p->s + p->pos, "null", 4)) { molora__jpush(p, MOLORA__J_NULL, p->pos); p->pos += 4; return 1; }
-    return molora__jerr(p, "unexpected character");
-}
-/* One pass counts the tokens, the second fills them. The text must be valid UTF-8 already. */
-MOLORA__PRIVATE molora_result molora__json_parse(const molora__io *io, const char *s, size_t n,
-                                                 molora__json *p, const char *what)
-{
-    int pass;
-    memset(p, 0, sizeof *p);
-    p->s = s; p->n = n;
-    for (pass = 0; pass < 2; pass++) {
-        p->pos = 0; p->ntok = 0;
-        if (!molora__jvalue(p, 0)) goto bad;
-        molora__jws(p);
-        if (p->pos != n) { molora__jerr(p, "trailing characters"); goto bad; }
-        if (pass == 0) {
-            p->tok = (molora__jtok *)molora__calloc(io, p->ntok, sizeof *p->tok);
-            if (!p->tok) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu JSON tokens: out of memory", what, p->ntok);
-        }
-    }
-    return MOLORA_RESULT_SUCCESS;
-bad:
-    molora__mfree(io, p->tok);
-    p->tok = NULL;
-    return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: invalid JSON at byte %zu: %s", what, p->err_pos, p->err);
-}
-MOLORA__PRIVATE void molora__json_free(const molora__io *io, molora__json *p)
-{
-    molora__mfree(io, p->tok);
-    p->tok = NULL;
-}
+
+/* ---- [json keys] decoded comparison, duplicate check -------------------------------------- */
 MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
 {
     unsigned char *o = (unsigned char *)*d;
@@ -2343,35 +2334,210 @@ MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
     else { *o++ = (unsigned char)(0xF0 | (v >> 18)); *o++ = (unsigned char)(0x80 | ((v >> 12) & 63)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
     *d = (char *)o;
 }
+/* Decodes one character of a validated string body at *s into d (1..4 bytes); advances both. */
+MOLORA__PRIVATE void molora__jchar(const char **s, char **d)
+{
+    const char *q = *s;
+    if (*q != '\\') { *(*d)++ = *q; *s = q + 1; return; }
+    q++;
+    switch (*q) {
+    case 'b': *(*d)++ = '\b'; q++; break;
+    case 'f': *(*d)++ = '\f'; q++; break;
+    case 'n': *(*d)++ = '\n'; q++; break;
+    case 'r': *(*d)++ = '\r'; q++; break;
+    case 't': *(*d)++ = '\t'; q++; break;
+    case 'u': {
+        unsigned v, w;
+        molora__jhex4(q + 1, &v);
+        q += 5;
+        if (v >= 0xD800 && v <= 0xDBFF) {
+            molora__jhex4(q + 2, &w);
+            v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
+            q += 6;
+        }
+        molora__utf8_put(d, v);
+        break;
+    }
+    default: *(*d)++ = *q++; break;
+    }
+    *s = q;
+}
+/* a cursor over the decoded bytes of a raw key */
+typedef struct molora__jcur { const char *s, *e; char b[4]; int n, i; } molora__jcur;
+MOLORA__PRIVATE int molora__jcur_byte(molora__jcur *c)
+{
+    if (c->i == c->n) {
+        char *d = c->b;
+        if (c->s >= c->e) return -1;
+        molora__jchar(&c->s, &d);
+        c->n = (int)(d - c->b); c->i = 0;
+    }
+    return (unsigned char)c->b[c->i++];
+}
+static int molora__cmp_jkey(const void *a, const void *b)
+{
+    const molora__jkey *x = (const molora__jkey *)a, *y = (const molora__jkey *)b;
+    molora__jcur u, v;
+    u.s = x->s; u.e = x->s + x->n; u.n = u.i = 0;
+    v.s = y->s; v.e = y->s + y->n; v.n = v.i = 0;
+    for (;;) {
+        int cu = molora__jcur_byte(&u), cv = molora__jcur_byte(&v);
+        if (cu != cv) return cu < cv ? -1 : 1;
+        if (cu < 0) return 0;
+    }
+}
+MOLORA__PRIVATE int molora__jkey_push(molora__json *p, size_t start, size_t end)
+{
+    if (!p->check_dups) return 1;
+    if (p->n_keys == p->cap_keys) {
+        size_t cap = p->cap_keys ? 2 * p->cap_keys : 64;
+        molora__jkey *nk = (molora__jkey *)molora__calloc(p->io, cap, sizeof *nk);
+        if (!nk) { p->oom = 1; return molora__jerr(p, "out of memory"); }
+        if (p->n_keys) memcpy(nk, p->keys, p->n_keys * sizeof *nk);
+        molora__mfree(p->io, p->keys);
+        p->keys = nk; p->cap_keys = cap;
+    }
+    p->keys[p->n_keys].s = p->s + start;
+    p->keys[p->n_keys].n = end - start;
+    p->n_keys++;
+    return 1;
+}
+/* The keys of the object just closed are keys[base..n_keys): sort them, look for a twin, pop. */
+MOLORA__PRIVATE int molora__jkeys_close(molora__json *p, size_t base, int depth)
+{
+    size_t i, k;
+    if (!p->check_dups) return 1;
+    k = p->n_keys - base;
+    if (k > 1) {
+        qsort(p->keys + base, k, sizeof *p->keys, molora__cmp_jkey);
+        for (i = base + 1; i < p->n_keys; i++)
+            if (!molora__cmp_jkey(&p->keys[i - 1], &p->keys[i])) {
+                p->dup = p->keys[i]; p->dup_depth = depth;
+                return molora__jerr(p, "duplicate key");
+            }
+    }
+    p->n_keys = base;
+    return 1;
+}
+
+MOLORA__PRIVATE int molora__jvalue(molora__json *p, int depth);
+MOLORA__PRIVATE int molora__jmember(molora__json *p, int depth)
+{
+    size_t ks;
+    molora__jws(p);
+    if (p->pos >= p->n || p->s[p->pos] != '"') return molora__jerr(p, "expected a key");
+    ks = p->pos + 1;
+    if (!molora__jstring(p) || !molora__jkey_push(p, ks, p->pos - 1)) return 0;
+    molora__jws(p);
+    if (p->pos >= p->n || p->s[p->pos] != ':') return molora__jerr(p, "expected ':'");
+    p->pos++;
+    return molora__jvalue(p, depth + 1);
+}
+/* object or array at p->pos; an array's items are validated but not stored */
+MOLORA__PRIVATE int molora__jcontainer(molora__json *p, int depth)
+{
+    int obj = p->s[p->pos] == '{';
+    char close = obj ? '}' : ']';
+    size_t t, count = 0, base = p->n_keys;
+    if (depth >= MOLORA_JSON_MAX_DEPTH) return molora__jerr(p, "nesting too deep");
+    t = molora__jpush(p, obj ? MOLORA__J_OBJ : MOLORA__J_ARR, p->pos);
+    p->pos++;
+    if (!obj) p->quiet++;
+    molora__jws(p);
+    if (p->pos < p->n && p->s[p->pos] == close) p->pos++;
+    else for (;;) {
+        if (!(obj ? molora__jmember(p, depth) : molora__jvalue(p, depth + 1))) return 0;
+        count++;
+        molora__jws(p);
+        if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
+        if (p->pos < p->n && p->s[p->pos] == close) { p->pos++; break; }
+        return molora__jerr(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+    if (!obj) p->quiet--;
+    if (obj && !molora__jkeys_close(p, base, depth)) return 0;
+    if (p->tok && t != (size_t)-1) { p->tok[t].size = (uint32_t)count; p->tok[t].end = (uint32_t)p->pos; p->tok[t].skip = (uint32_t)(p->ntok - t); }
+    return 1;
+}
+MOLORA__PRIVATE int molora__jliteral(molora__json *p, const char *lit, int type)
+{
+    size_t n = strlen(lit);
+    if (p->n - p->pos < n || memcmp(p->s + p->pos, lit, n)) return molora__jerr(p, "unexpected character");
+    molora__jset_end(p, molora__jpush(p, type, p->pos), p->pos + n);
+    p->pos += n;
+    return 1;
+}
+MOLORA__PRIVATE int molora__jvalue(molora__json *p, int depth)
+{
+    char c;
+    molora__jws(p);
+    if (p->pos >= p->n) return molora__jerr(p, "unexpected end");
+    c = p->s[p->pos];
+    if (c == '{' || c == '[') return molora__jcontainer(p, depth);
+    if (c == '"') return molora__jstring(p);
+    if (c == '-' || (c >= '0' && c <= '9')) return molora__jnumber(p);
+    if (c == 't') return molora__jliteral(p, "true", MOLORA__J_TRUE);
+    if (c == 'f') return molora__jliteral(p, "false", MOLORA__J_FALSE);
+    return molora__jliteral(p, "null", MOLORA__J_NULL);
+}
+/* The duplicate key, decoded, control characters shown as '?', cut at 200 bytes. */
+MOLORA__PRIVATE void molora__jdup_text(const molora__json *p, char *out, size_t cap)
+{
+    molora__jcur c;
+    size_t k = 0;
+    int b;
+    c.s = p->dup.s; c.e = p->dup.s + p->dup.n; c.n = c.i = 0;
+    while (k + 1 < cap && (b = molora__jcur_byte(&c)) >= 0) out[k++] = (char)(b < 0x20 ? '?' : b);
+    out[k] = 0;
+}
+/* One pass checks the syntax and duplicate keys and counts the tokens, the second fills them.
+   The text must be valid UTF-8 already. A key given twice is INVALID_JSON, except among the
+   members of the root object when root_dup (the header's tensor names) is given: then root_dup. */
+MOLORA__PRIVATE molora_result molora__json_parse(const molora__io *io, const char *s, size_t n,
+                                                 molora__json *p, const char *what, molora_result root_dup)
+{
+    int pass;
+    memset(p, 0, sizeof *p);
+    p->s = s; p->n = n; p->io = io;
+    if (n >= 0xFFFFFFFFu) return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: %zu bytes of JSON is too large", what, n);
+    for (pass = 0; pass < 2; pass++) {
+        p->pos = 0; p->ntok = 0; p->check_dups = pass == 0;
+        if (!molora__jvalue(p, 0)) goto bad;
+        molora__jws(p);
+        if (p->pos != n) { molora__jerr(p, "trailing characters"); goto bad; }
+        if (pass == 0) {
+            molora__mfree(io, p->keys);
+            p->keys = NULL;
+            p->tok = (molora__jtok *)molora__calloc(io, p->ntok, sizeof *p->tok);
+            if (!p->tok) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu JSON tokens: out of memory", what, p->ntok);
+        }
+    }
+    return MOLORA_RESULT_SUCCESS;
+bad:
+    molora__mfree(io, p->tok);
+    molora__mfree(io, p->keys);
+    p->tok = NULL; p->keys = NULL;
+    if (p->oom) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory for the JSON keys", what);
+    if (p->dup.s) {
+        char key[201];
+        int names = root_dup != MOLORA_RESULT_INVALID_JSON && p->dup_depth == 0;
+        molora__jdup_text(p, key, sizeof key);
+        names = names && strcmp(key, "__metadata__") != 0;
+        return molora__fail(&io->lg, names ? root_dup : MOLORA_RESULT_INVALID_JSON, "%s: %s \"%s\" appears twice (at byte %zu; keys are compared after decoding escapes)",
+                            what, names ? "tensor" : "key", key, (size_t)(p->dup.s - s));
+    }
+    return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: invalid JSON at byte %zu: %s", what, p->err_pos, p->err);
+}
+MOLORA__PRIVATE void molora__json_free(const molora__io *io, molora__json *p)
+{
+    molora__mfree(io, p->tok);
+    p->tok = NULL;
+}
 /* Decodes a validated string token into dst (room for end - start + 1 bytes); returns length. */
 MOLORA__PRIVATE size_t molora__jstr(const molora__json *p, const molora__jtok *t, char *dst)
 {
     const char *s = p->s + t->start, *e = p->s + t->end;
     char *d = dst;
-    while (s < e) {
-        if (*s != '\\') { *d++ = *s++; continue; }
-        s++;
-        switch (*s) {
-        case 'b': *d++ = '\b'; s++; break;
-        case 'f': *d++ = '\f'; s++; break;
-        case 'n': *d++ = '\n'; s++; break;
-        case 'r': *d++ = '\r'; s++; break;
-        case 't': *d++ = '\t'; s++; break;
-        case 'u': {
-            unsigned v, w;
-            molora__jhex4(s + 1, &v);
-            s += 5;
-            if (v >= 0xD800 && v <= 0xDBFF) {
-                molora__jhex4(s + 2, &w);
-                v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
-                s += 6;
-            }
-            molora__utf8_put(&d, v);
-            break;
-        }
-        default: *d++ = *s++; break;
-        }
-    }
+    while (s < e) molora__jchar(&s, &d);
     *d = 0;
     return (size_t)(d - dst);
 }
@@ -2396,6 +2562,41 @@ MOLORA__PRIVATE size_t molora__jget(const molora__json *p, size_t o, const char 
         k += 1 + p->tok[k + 1].skip;
     }
     return 0;
+}
+/* Next item of array token arr, read back from the validated text into *item (a scalar, or an
+   OBJ / ARR span whose members are not tokens: never pass it to molora__jget). *pos starts at 0. */
+MOLORA__PRIVATE int molora__jitem(const molora__json *p, const molora__jtok *arr, size_t *pos, molora__jtok *item)
+{
+    const char *s = p->s;
+    size_t i = *pos ? *pos : arr->start + 1;
+    while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == ',') i++;
+    if (s[i] == ']') return 0;
+    memset(item, 0, sizeof *item);
+    item->skip = 1;
+    if (s[i] == '"') {
+        item->type = MOLORA__J_STR;
+        item->start = (uint32_t)++i;
+        while (s[i] != '"') i += s[i] == '\\' ? 2 : 1;
+        item->end = (uint32_t)i++;
+    } else if (s[i] == '{' || s[i] == '[') {
+        int depth = 0;
+        item->type = s[i] == '{' ? MOLORA__J_OBJ : MOLORA__J_ARR;
+        item->start = (uint32_t)i;
+        do {
+            if (s[i] == '"') { for (i++; s[i] != '"'; i += s[i] == '\\' ? 2 : 1) {} }
+            else if (s[i] == '{' || s[i] == '[') depth++;
+            else if (s[i] == '}' || s[i] == ']') depth--;
+            i++;
+        } while (depth > 0);
+        item->end = (uint32_t)i;
+    } else {
+        item->type = s[i] == 't' ? MOLORA__J_TRUE : s[i] == 'f' ? MOLORA__J_FALSE : s[i] == 'n' ? MOLORA__J_NULL : MOLORA__J_NUM;
+        item->start = (uint32_t)i;
+        while (i < arr->end && strchr("+-.eE0123456789truefalsn", s[i]) && s[i]) i++;
+        item->end = (uint32_t)i;
+    }
+    *pos = i;
+    return 1;
 }
 /* Non-negative integer without fraction or exponent that fits in 64 bits. */
 MOLORA__PRIVATE int molora__ju64(const molora__json *p, const molora__jtok *t, uint64_t *v)
@@ -2429,25 +2630,35 @@ MOLORA__PRIVATE int molora__jint(const molora__json *p, const molora__jtok *t, i
     *v = (int)d;
     return 1;
 }
-/* Rejects duplicate keys in every object of the document (O(n^2) per object, keys are few). */
-MOLORA__PRIVATE int molora__jdup(const molora__json *p, size_t *dup_key)
+/* Item i of array token t as a finite number (O(i): for short lists). */
+MOLORA__PRIVATE int molora__jlist_num(const molora__json *js, size_t t, size_t i, double *v)
 {
-    size_t o;
-    for (o = 0; o < p->ntok; o++) {
-        size_t i, j, ki, kj;
-        if (p->tok[o].type != MOLORA__J_OBJ || p->tok[o].size < 2 || p->tok[o].size > 64) continue;
-        for (i = 0, ki = o + 1; i < p->tok[o].size; i++, ki += 1 + p->tok[ki + 1].skip)
-            for (j = i + 1, kj = ki + 1 + p->tok[ki + 1].skip; j < p->tok[o].size; j++, kj += 1 + p->tok[kj + 1].skip) {
-                size_t li = p->tok[ki].end - p->tok[ki].start, lj = p->tok[kj].end - p->tok[kj].start;
-                if (li == lj && !memcmp(p->s + p->tok[ki].start, p->s + p->tok[kj].start, li)) { *dup_key = ki; return 1; }
-            }
+    size_t pos = 0;
+    molora__jtok it;
+    if (!t || js->tok[t].type != MOLORA__J_ARR || i >= js->tok[t].size) return 0;
+    do { if (!molora__jitem(js, &js->tok[t], &pos, &it)) return 0; } while (i-- > 0);
+    return molora__jnum(js, &it, v) && isfinite(*v);
+}
+/* Every item of array token t as a double (NaN for an item that is not a finite number), in one
+   pass; *out is owned by the caller (NULL for an empty array). 0: out of memory. */
+MOLORA__PRIVATE int molora__jlist_f64(const molora__io *io, const molora__json *js, size_t t, double **out)
+{
+    size_t pos = 0, i = 0;
+    molora__jtok it;
+    *out = NULL;
+    if (!js->tok[t].size) return 1;
+    if (!(*out = (double *)molora__calloc(io, js->tok[t].size, sizeof(double)))) return 0;
+    while (molora__jitem(js, &js->tok[t], &pos, &it)) {
+        double v;
+        (*out)[i++] = molora__jnum(js, &it, &v) && isfinite(v) ? v : NAN;
     }
-    return 0;
+    return 1;
 }
 
 /* ---- [files] mapping and reading (compiled out by MOLORA_NO_STDIO) ------------------------ */
 #ifndef MOLORA_NO_STDIO
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -2457,18 +2668,46 @@ MOLORA__PRIVATE void molora__unmap(void *p, size_t n)
 {
     if (p && n) munmap(p, n);
 }
+#ifdef O_CLOEXEC
+#define MOLORA__O_CLOEXEC O_CLOEXEC
+#else                                          /* hidden by -std=c99 without _POSIX_C_SOURCE */
+#define MOLORA__O_CLOEXEC 0
+#endif
+MOLORA__PRIVATE const char *molora__file_kind(mode_t m)
+{
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+    return "not a regular file";
+}
+/* Opens path for reading without blocking (a FIFO would block in open) and refuses anything but
+   a regular file before a byte is read. */
+MOLORA__PRIVATE molora_result molora__open_regular(const molora__logger *lg, const char *path, int *fd, struct stat *sb)
+{
+    *fd = open(path, O_RDONLY | O_NONBLOCK | MOLORA__O_CLOEXEC);
+    if (*fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
+#ifndef O_CLOEXEC
+    (void)fcntl(*fd, F_SETFD, FD_CLOEXEC);
+#endif
+    if (fstat(*fd, sb) != 0) { close(*fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot stat: %s", path, strerror(errno)); }
+    if (!S_ISREG(sb->st_mode)) {
+        close(*fd);
+        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: is %s, expected a regular file", path, molora__file_kind(sb->st_mode));
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
 /* Maps a whole regular file read-only. An empty file gives (NULL, 0). */
 MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *path, void **map, size_t *size)
 {
     struct stat sb;
-    int fd = open(path, O_RDONLY);
+    int fd;
+    molora_result r = molora__open_regular(lg, path, &fd, &sb);
     *map = NULL; *size = 0;
-    if (fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open", path);
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: not a regular file", path); }
+    if (r) return r;
     if ((uint64_t)sb.st_size > (uint64_t)PTRDIFF_MAX) { close(fd); return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: too large to map", path); }
     if (sb.st_size > 0) {
         void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map", path); }
+        if (p == MAP_FAILED) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map: %s", path, strerror(errno)); }
         *map = p; *size = (size_t)sb.st_size;
     }
     close(fd);
@@ -2501,7 +2740,6 @@ MOLORA__PRIVATE char *molora__path_join(const molora__io *io, const char *dir, c
     memcpy(p + a + 1, name, b + 1);
     return p;
 }
-static int molora__cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 #endif
 
 /* ---- [safetensors] ------------------------------------------------------------------------ */
@@ -2514,6 +2752,7 @@ typedef struct molora__tensor {
     const unsigned char *data;
     size_t n_bytes;
     float *f32;                   /* converted copy owned by the object, or NULL            */
+    size_t index;                 /* position in file order over all shards                 */
 } molora__tensor;
 
 typedef struct molora__shard {
@@ -2556,7 +2795,7 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
     molora__json js;
     molora_result r;
     uint64_t n64, start;
-    size_t n, i, k, nt = 0, nmeta = 0, ndims = 0, pool, bytes = 0, dup;
+    size_t n, i, k, nt = 0, nmeta = 0, ndims = 0, pool, bytes = 0;
     size_t meta_tok = 0;
     unsigned char *blk, *cur;
     char *str;
@@ -2569,23 +2808,14 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
     n = (size_t)n64;
     if (n > size - 8) return molora__fail(lg, MOLORA_RESULT_INVALID_HEADER_LENGTH, "%s: header length %zu but only %zu bytes follow", what, n, size - 8);
     if (!molora__utf8_valid(buf + 8, n)) return molora__fail(lg, MOLORA_RESULT_INVALID_UTF8, "%s: header is not valid UTF-8", what);
-    r = molora__json_parse(io, (const char *)buf + 8, n, &js, what);
+    r = molora__json_parse(io, (const char *)buf + 8, n, &js, what, MOLORA_RESULT_DUPLICATE_NAME);
     if (r) return r;
     if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: header is not a JSON object", what); goto out; }
-    if (molora__jdup(&js, &dup)) {   /* a repeated top-level key is a repeated tensor name */
-        int top = 0;
-        for (i = 0, k = 1; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) top |= k == dup;
-        top = top && !molora__jeq(&js, &js.tok[dup], "__metadata__");
-        r = molora__fail(lg, top ? MOLORA_RESULT_DUPLICATE_NAME : MOLORA_RESULT_INVALID_JSON, "%s: %s \"%.*s\" appears twice", what,
-                         top ? "tensor" : "key", (int)(js.tok[dup].end - js.tok[dup].start), js.s + js.tok[dup].start);
-        goto out;
-    }
     /* sizes: tensors, dims, strings (decoded <= raw) */
     for (i = 0, k = 1; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
         size_t v = k + 1;
         if (molora__jeq(&js, &js.tok[k], "__metadata__")) {
             size_t j, e;
-            if (meta_tok) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: duplicate key \"__metadata__\"", what); goto out; }
             meta_tok = v;
             if (js.tok[v].type == MOLORA__J_NULL) continue;
             if (js.tok[v].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: __metadata__ must be an object of strings", what); goto out; }
@@ -2632,7 +2862,8 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
     }
     /* tensor entries: field types and dtypes (all JSON errors in the reference) */
     for (i = 0, k = 1, nt = 0; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
-        size_t v = k + 1, fd, fs, fo, j;
+        size_t v = k + 1, fd, fs, fo, j, pos;
+        molora__jtok item;
         molora__tensor *t;
         int d;
         if (molora__jeq(&js, &js.tok[k], "__metadata__")) continue;
@@ -2653,21 +2884,23 @@ MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsig
         if (js.tok[fs].type != MOLORA__J_ARR || js.tok[fs].size > 0x7fffffff) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape is not an array", what, t->name); goto fail; }
         t->n_dims = (int)js.tok[fs].size;
         t->shape = dims;
-        for (j = 0; j < js.tok[fs].size; j++)
-            if (!molora__ju64(&js, &js.tok[fs + 1 + j], dims++)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape[%zu] is not an unsigned 64-bit integer", what, t->name, j); goto fail; }
+        for (j = 0, pos = 0; molora__jitem(&js, &js.tok[fs], &pos, &item); j++)
+            if (!molora__ju64(&js, &item, dims++)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape[%zu] is not an unsigned 64-bit integer", what, t->name, j); goto fail; }
+        pos = 0;
         if (js.tok[fo].type != MOLORA__J_ARR || js.tok[fo].size != 2 ||
-            !molora__ju64(&js, &js.tok[fo + 1], &t->begin) || !molora__ju64(&js, &js.tok[fo + 2], &t->end)) {
+            !molora__jitem(&js, &js.tok[fo], &pos, &item) || !molora__ju64(&js, &item, &t->begin) ||
+            !molora__jitem(&js, &js.tok[fo], &pos, &item) || !molora__ju64(&js, &item, &t->end)) {
             r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": data_offsets must be two unsigned 64-bit integers", what, t->name);
             goto fail;
         }
     }
     sh->n_t = nt;
     /* duplicate names (molora's extra check; the reference keeps the last one silently) */
-    qsort(order, nt, sizeof *order, molora__cmp_name);
+    if (nt > 1) qsort(order, nt, sizeof *order, molora__cmp_name);
     for (i = 1; i < nt; i++)
         if (!strcmp(order[i - 1]->name, order[i]->name)) { r = molora__fail(lg, MOLORA_RESULT_DUPLICATE_NAME, "%s: tensor \"%s\" appears twice", what, order[i]->name); goto fail; }
     /* Metadata::validate: offsets contiguous from 0 in offset order, sizes overflow-checked */
-    qsort(order, nt, sizeof *order, molora__cmp_off);
+    if (nt > 1) qsort(order, nt, sizeof *order, molora__cmp_off);
     for (i = 0, start = 0; i < nt; i++) {
         molora__tensor *t = order[i];
         uint64_t el = 1, bits;
@@ -2741,9 +2974,9 @@ MOLORA__PRIVATE molora_result molora__st_index(molora_safetensors *st)
     st->by_name = (molora__tensor **)molora__calloc(&st->io, st->n, sizeof(molora__tensor *));
     if (!st->all || !st->by_name) return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: index of %zu tensors", st->n);
     for (s = 0; s < st->n_shards; s++)
-        for (i = 0; i < st->shards[s].n_t; i++) st->all[k++] = &st->shards[s].t[i];
+        for (i = 0; i < st->shards[s].n_t; i++) { st->shards[s].t[i].index = k; st->all[k++] = &st->shards[s].t[i]; }
     if (st->n) memcpy(st->by_name, st->all, st->n * sizeof *st->all);
-    qsort(st->by_name, st->n, sizeof *st->by_name, molora__cmp_name);
+    if (st->n > 1) qsort(st->by_name, st->n, sizeof *st->by_name, molora__cmp_name);
     for (i = 1; i < st->n; i++)
         if (!strcmp(st->by_name[i - 1]->name, st->by_name[i]->name))
             return molora__fail(&st->io.lg, MOLORA_RESULT_DUPLICATE_NAME, "safetensors: tensor \"%s\" appears in shards %d and %d",
@@ -2799,16 +3032,13 @@ MOLORA_API molora_result molora_safetensors_get_info(const molora_safetensors *s
 
 MOLORA_API molora_result molora_safetensors_find(const molora_safetensors *st, const char *name, size_t *index)
 {
-    size_t lo = 0, hi, i;
+    size_t lo = 0, hi;
     if (!st || !name || !index) return MOLORA_RESULT_INVALID_ARGUMENT;
     hi = st->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(st->by_name[mid]->name, name);
-        if (c == 0) {
-            for (i = 0; i < st->n; i++)
-                if (st->all[i] == st->by_name[mid]) { *index = i; return MOLORA_RESULT_SUCCESS; }
-        }
+        if (c == 0) { *index = st->by_name[mid]->index; return MOLORA_RESULT_SUCCESS; }
         if (c < 0) lo = mid + 1; else hi = mid;
     }
     return MOLORA_RESULT_TENSOR_NOT_FOUND;
@@ -2931,6 +3161,54 @@ MOLORA_API molora_result molora_safetensors_get_f32(molora_safetensors *st, size
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* ---- [index] model.safetensors.index.json: the weight_map, parsed from memory ---------------- */
+static int molora__cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+typedef struct molora__index {
+    molora__json js;
+    size_t wm, nw;                /* weight_map token, its members                          */
+    char **files;                 /* (nf) distinct shard file names, sorted                 */
+    size_t nf;
+    char *pool;                   /* their decoded text                                     */
+} molora__index;
+MOLORA__PRIVATE void molora__index_free(const molora__io *io, molora__index *x)
+{
+    molora__json_free(io, &x->js);
+    molora__mfree(io, x->files);
+    molora__mfree(io, x->pool);
+    memset(x, 0, sizeof *x);
+}
+/* Parses an index text (strict JSON, no key twice) into x: the weight_map must be an object of
+   plain file names (no '/', not empty, not "." or ".."). what names the file in messages. */
+MOLORA__PRIVATE molora_result molora__index_parse(const molora__io *io, const char *text, size_t size, const char *what, molora__index *x)
+{
+    molora__json *js = &x->js;
+    molora_result r;
+    size_t i, k;
+    char *p;
+    memset(x, 0, sizeof *x);
+    if (!molora__utf8_valid((const unsigned char *)text, size)) return molora__fail(&io->lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", what);
+    if ((r = molora__json_parse(io, text, size, js, what, MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) return r;
+    x->wm = molora__jget(js, 0, "weight_map");
+    if (!x->wm || js->tok[x->wm].type != MOLORA__J_OBJ) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", what); goto fail; }
+    x->nw = js->tok[x->wm].size;
+    x->files = (char **)molora__calloc(io, x->nw + 1, sizeof(char *));
+    x->pool = (char *)molora__malloc(io, size + x->nw + 1);
+    if (!x->files || !x->pool) { r = molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", what); goto fail; }
+    for (i = 0, k = x->wm + 1, p = x->pool; i < x->nw; i++, k += 2) {
+        char *f = p;
+        if (js->tok[k + 1].type != MOLORA__J_STR) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: weight_map value of \"%.*s\" is not a string", what, (int)(js->tok[k].end - js->tok[k].start), js->s + js->tok[k].start); goto fail; }
+        p += molora__jstr(js, &js->tok[k + 1], p) + 1;
+        if (strchr(f, '/') || !f[0] || !strcmp(f, ".") || !strcmp(f, "..")) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name", what, f); goto fail; }
+        x->files[i] = f;
+    }
+    if (x->nw > 1) qsort(x->files, x->nw, sizeof *x->files, molora__cmp_str);
+    for (i = 0; i < x->nw; i++) if (i == 0 || strcmp(x->files[i], x->files[x->nf - 1])) x->files[x->nf++] = x->files[i];
+    return MOLORA_RESULT_SUCCESS;
+fail:
+    molora__index_free(io, x);
+    return r;
+}
+
 #ifndef MOLORA_NO_STDIO
 /* Maps and parses shard s of st from path. */
 MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int s, const char *path)
@@ -2948,37 +3226,21 @@ MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int 
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* The shard files named by an index .json's weight_map (distinct, sorted). Each listed tensor
-   must be present in the shard the index names. */
+/* The shard files an index .json's weight_map names, each loaded once; every listed tensor must
+   be present in the shard the index names. */
 MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molora_load_desc *desc, molora_safetensors **out)
 {
     molora__io io;
-    molora__json js;
+    molora__index x;
     molora_result r;
-    char *text = NULL, **files = NULL, *dir = NULL, *pool = NULL, *slash;
-    size_t size, wm, i, k, nf = 0, nw;
+    char *text = NULL, **files, *dir = NULL, *slash;
+    size_t size, i, k, nf, nw, wm;
     molora_safetensors *st = NULL;
+    const molora__json *js;
     if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
     if ((r = molora__slurp(&io, path, &text, &size)) != MOLORA_RESULT_SUCCESS) return r;
-    if (!molora__utf8_valid((const unsigned char *)text, size)) { molora__mfree(&io, text); return molora__fail(&io.lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", path); }
-    if ((r = molora__json_parse(&io, text, size, &js, path)) != MOLORA_RESULT_SUCCESS) { molora__mfree(&io, text); return r; }
-    wm = molora__jget(&js, 0, "weight_map");
-    if (!wm || js.tok[wm].type != MOLORA__J_OBJ) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", path); goto done; }
-    nw = js.tok[wm].size;
-    files = (char **)molora__calloc(&io, nw + 1, sizeof(char *));
-    pool = (char *)molora__malloc(&io, size + nw + 1);
-    if (!files || !pool) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
-    {
-        char *p = pool;
-        for (i = 0, k = wm + 1; i < nw; i++, k += 2) {
-            if (js.tok[k + 1].type != MOLORA__J_STR) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: weight_map value of \"%.*s\" is not a string", path, (int)(js.tok[k].end - js.tok[k].start), js.s + js.tok[k].start); goto done; }
-            files[i] = p;
-            p += molora__jstr(&js, &js.tok[k + 1], p) + 1;
-            if (strchr(files[i], '/') || !files[i][0] || !strcmp(files[i], ".") || !strcmp(files[i], "..")) { r = molora__fail(&io.lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name", path, files[i]); goto done; }
-        }
-    }
-    qsort(files, nw, sizeof *files, molora__cmp_str);
-    for (i = 0; i < nw; i++) if (i == 0 || strcmp(files[i], files[nf - 1])) files[nf++] = files[i];
+    if ((r = molora__index_parse(&io, text, size, path, &x)) != MOLORA_RESULT_SUCCESS) { molora__mfree(&io, text); return r; }
+    files = x.files; nf = x.nf; nw = x.nw; wm = x.wm; js = &x.js;
     dir = (char *)molora__malloc(&io, strlen(path) + 1);
     if (!dir) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
     strcpy(dir, path);
@@ -2996,14 +3258,15 @@ MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molo
     /* every tensor of the weight_map is in the shard it names */
     for (i = 0, k = wm + 1; i < nw; i++, k += 2) {
         size_t idx, s;
-        char *name = (char *)molora__malloc(&io, js.tok[k].end - js.tok[k].start + 1);
-        char *file = (char *)molora__malloc(&io, js.tok[k + 1].end - js.tok[k + 1].start + 1);
+        char *name = (char *)molora__malloc(&io, js->tok[k].end - js->tok[k].start + 1);
+        char *file = (char *)molora__malloc(&io, js->tok[k + 1].end - js->tok[k + 1].start + 1);
         int ok = 0;
         if (!name || !file) { molora__mfree(&io, name); molora__mfree(&io, file); r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
-        molora__jstr(&js, &js.tok[k], name);
-        molora__jstr(&js, &js.tok[k + 1], file);
+        molora__jstr(js, &js->tok[k], name);
+        molora__jstr(js, &js->tok[k + 1], file);
         if (!molora_safetensors_find(st, name, &idx)) {
-            for (s = 0; s < nf; s++) if (!strcmp(files[s], file)) break;
+            char **hit = (char **)bsearch(&file, files, nf, sizeof *files, molora__cmp_str);
+            s = hit ? (size_t)(hit - files) : nf;
             ok = (int)s == st->all[idx]->shard;
         }
         if (!ok) r = molora__fail(&io.lg, MOLORA_RESULT_TENSOR_NOT_FOUND, "%s: tensor \"%s\" is not in shard %s", path, name, file);
@@ -3014,10 +3277,8 @@ MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molo
 done:
     if (r) { molora__st_release(st); st = NULL; }
     *out = st;
-    molora__json_free(&io, &js);
+    molora__index_free(&io, &x);
     molora__mfree(&io, text);
-    molora__mfree(&io, files);
-    molora__mfree(&io, pool);
     molora__mfree(&io, dir);
     return r;
 }
@@ -3055,7 +3316,7 @@ MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora
     if (r) molora__fail(&io.lg, r, "%s: out of memory", path);
     else if (n == 0) r = molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: no .safetensors files in the directory", path);
     if (!r) {
-        qsort(names, n, sizeof *names, molora__cmp_str);
+        if (n > 1) qsort(names, n, sizeof *names, molora__cmp_str);
         if (!(r = molora__st_new(desc, (int)n, &st)))
             for (i = 0; i < n && !r; i++) r = molora__st_load_shard(st, (int)i, names[i]);
         if (!r) r = molora__st_index(st);
@@ -3076,7 +3337,7 @@ MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_
     if (!out) return MOLORA_RESULT_INVALID_ARGUMENT;
     *out = NULL;
     if (!path || molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
-    if (stat(path, &sb) != 0) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: no such file or directory", path);
+    if (stat(path, &sb) != 0) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) return molora__st_open_dir(path, desc, out);
     if (molora__ends_with(path, ".json")) return molora__st_open_index(path, desc, out);
     if ((r = molora__st_new(desc, 1, &st)) != MOLORA_RESULT_SUCCESS) return r;
@@ -3111,6 +3372,7 @@ struct molora_adapter {
     float *zeros;                /* zero gates for single-expert PEFT layers               */
     size_t n_ignored;
     const char **ignored;
+    molora__module **by_name;    /* (n_mod) sorted by path without base_model.model.       */
 };
 
 static const char *const molora__layout_names[MOLORA_LAYOUT_COUNT] = {"peft_lora", "adamole", "mole", "mola", "molora"};
@@ -3142,7 +3404,14 @@ static int molora__cmp_natural(const char *a, const char *b)
 }
 static int molora__cmp_module(const void *a, const void *b)
 {
-    return molora__cmp_natural(((const molora__module *)a)->name, ((const molora__module *)b)->name);
+    const char *x = ((const molora__module *)a)->name, *y = ((const molora__module *)b)->name;
+    int c = molora__cmp_natural(x, y);
+    return c ? c : strcmp(x, y);   /* layers.01 and layers.1: a fixed order */
+}
+static int molora__cmp_f64(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
 }
 
 /* First ".<digits>." component of a module path: the decoder layer. */
@@ -3164,23 +3433,43 @@ MOLORA__PRIVATE const char *molora__strip(const char *p)
     return strncmp(p, molora__prefix, sizeof molora__prefix - 1) ? p : p + sizeof molora__prefix - 1;
 }
 
-/* ---- a small regex for rank_pattern / alpha_pattern keys (PEFT v0.20.0 get_pattern_key:
-   re.match(rf"(.*\.)?({key})$", module), first key in dict order wins). Supported: literals,
-   '.', classes [...], escapes \d \w \s \. etc., quantifiers * + ?, alternation |.
-   Anything else (groups, {m,n}, anchors) is refused, never guessed. */
-MOLORA__PRIVATE int molora__re_atom_len(const char *p)
+/* ---- rank_pattern / alpha_pattern keys: PEFT v0.20.0 get_pattern_key, i.e. Python's
+   re.match(rf"(.*\.)?({key})$", module), first key in dict order wins. The key is compiled to a
+   Thompson NFA and run as a Pike VM over the module name's code points, all threads in step, so a
+   match costs O(len(key) * len(name)) whatever the key (no backtracking: `((a*)*)*b` is linear).
+   Supported, with Python's meaning: literals (UTF-8), `.`, classes `[...]` (ranges, negation,
+   escapes), `\d \w \s \D \W \S` (ASCII: a
+   key using them is refused for a name with non-ASCII characters), escaped punctuation, `\t \n \r \f \v \a`,
+   `* + ?` and their lazy forms (same yes/no answer), `|`, groups `(...)` and `(?:...)`.
+   Anything else (`{m,n}`, `^`, `$`, back-references, `\b`, look-arounds, other `(?` forms, a
+   repeated quantifier) is refused as UNSUPPORTED, never guessed. */
+enum { MOLORA__RE_EMPTY, MOLORA__RE_LIT, MOLORA__RE_ANY, MOLORA__RE_CLASS, MOLORA__RE_CAT, MOLORA__RE_ALT,
+       MOLORA__RE_STAR, MOLORA__RE_PLUS, MOLORA__RE_QUEST, MOLORA__RE_SPLIT, MOLORA__RE_JMP, MOLORA__RE_MATCH };
+#define MOLORA__RE_MAX 2048                     /* nodes and instructions; keys are < 512 bytes */
+typedef struct molora__re_node { int type, a, b; unsigned c; const char *cls; int cls_len; } molora__re_node;
+typedef struct molora__re_inst { int op, x, y; unsigned c; const char *cls; int cls_len; } molora__re_inst;
+typedef struct molora__re {
+    const char *p;                              /* parse cursor into the key                    */
+    int ok, n_node, n_inst;
+    int ascii_classes;                          /* the key uses \d \w \s ...: ASCII names only */
+    molora__re_node node[MOLORA__RE_MAX];
+    molora__re_inst inst[MOLORA__RE_MAX];
+    int mark[MOLORA__RE_MAX], gen;              /* Pike VM: thread already on the list          */
+    int list[2][MOLORA__RE_MAX], n_list[2];
+} molora__re;
+
+/* next code point of a valid UTF-8 string */
+MOLORA__PRIVATE unsigned molora__utf8_next(const char **s)
 {
-    if (*p == '\\') return p[1] ? 2 : -1;
-    if (*p == '[') {
-        const char *q = p + 1;
-        if (*q == '^') q++;
-        if (*q == ']') q++;
-        while (*q && *q != ']') q += (*q == '\\' && q[1]) ? 2 : 1;
-        return *q ? (int)(q - p + 1) : -1;
-    }
-    return 1;
+    const unsigned char *u = (const unsigned char *)*s;
+    unsigned c = u[0];
+    int k = c < 0x80 ? 0 : c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3, i;
+    if (k) c &= 0x3Fu >> k;
+    for (i = 1; i <= k && u[i]; i++) c = (c << 6) | (u[i] & 0x3F);
+    *s += i;
+    return c;
 }
-MOLORA__PRIVATE int molora__re_class1(char e, char c)
+MOLORA__PRIVATE int molora__re_class1(char e, unsigned c)
 {
     switch (e) {
     case 'd': return c >= '0' && c <= '9';
@@ -3189,69 +3478,252 @@ MOLORA__PRIVATE int molora__re_class1(char e, char c)
     case 'W': return !molora__re_class1('w', c);
     case 's': return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
     case 'S': return !molora__re_class1('s', c);
-    default: return e == c;
+    default: return 0;
     }
 }
-MOLORA__PRIVATE int molora__re_atom(const char *p, int len, char c)
+/* the character an escape \e stands for (0: a class letter or unsupported) */
+MOLORA__PRIVATE unsigned molora__re_escape(char e)
 {
-    if (*p == '.') return c != '\n';
-    if (*p == '\\') return molora__re_class1(p[1], c);
+    static const char ctl[] = "t\tn\nr\rf\fv\va\a";
+    const char *q;
+    if (!e || strchr("dDwWsS", e)) return 0;
+    if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9')) {
+        for (q = ctl; *q; q += 2) if (*q == e) return (unsigned char)q[1];
+        return 0;                               /* \b \A \1 ...: not supported                   */
+    }
+    return (unsigned char)e;
+}
+/* does class [p, p + len) (brackets included) hold c? */
+MOLORA__PRIVATE int molora__re_in_class(const char *p, int len, unsigned c)
+{
+    const char *q = p + 1, *end = p + len - 1;
+    int neg = 0, hit = 0, first = 1;
+    if (*q == '^') { neg = 1; q++; }
+    while (q < end) {
+        unsigned lo, hi;
+        int cls = 0;
+        if (*q == '\\') { cls = molora__re_escape(q[1]) == 0; lo = cls ? (unsigned char)q[1] : molora__re_escape(q[1]); q += 2; }
+        else if (*q == ']' && first) { lo = ']'; q++; }
+        else lo = molora__utf8_next(&q);
+        first = 0;
+        if (cls) { hit |= molora__re_class1((char)lo, c); continue; }
+        if (*q == '-' && q + 1 < end) {
+            q++;
+            if (*q == '\\') { hi = molora__re_escape(q[1]); q += 2; } else hi = molora__utf8_next(&q);
+            hit |= c >= lo && c <= hi;
+        } else hit |= c == lo;
+    }
+    return hit != neg;
+}
+/* length of the class starting at p, or -1 if unterminated or using an unsupported escape */
+MOLORA__PRIVATE int molora__re_class_len(const char *p)
+{
+    const char *q = p + 1;
+    if (*q == '^') q++;
+    if (*q == ']') q++;
+    while (*q && *q != ']') {
+        if (*q == '\\') { if (!q[1] || (!molora__re_escape(q[1]) && !strchr("dDwWsS", q[1]))) return -1; q += 2; }
+        else if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) return -1;   /* POSIX-looking: Python warns */
+        else q++;
+    }
+    return *q ? (int)(q - p + 1) : -1;
+}
+MOLORA__PRIVATE int molora__re_new(molora__re *re, int type, int a, int b)
+{
+    molora__re_node *n;
+    if (re->n_node >= MOLORA__RE_MAX) { re->ok = 0; return 0; }
+    n = &re->node[re->n_node];
+    memset(n, 0, sizeof *n);
+    n->type = type; n->a = a; n->b = b;
+    return re->n_node++;
+}
+MOLORA__PRIVATE int molora__re_alt(molora__re *re, int depth);
+MOLORA__PRIVATE int molora__re_atom(molora__re *re, int depth)
+{
+    const char *p = re->p;
+    int n;
+    if (*p == '(') {
+        if (p[1] == '?') { if (p[2] != ':') { re->ok = 0; return 0; } re->p += 3; } else re->p++;
+        n = molora__re_alt(re, depth + 1);
+        if (*re->p != ')') { re->ok = 0; return 0; }
+        re->p++;
+        return n;
+    }
+    if (*p == ')' || strchr("*+?{}^$", *p)) { re->ok = 0; return 0; }
+    if (*p == '.') { re->p++; return molora__re_new(re, MOLORA__RE_ANY, 0, 0); }
     if (*p == '[') {
-        const char *q = p + 1, *end = p + len - 1;
-        int neg = 0, hit = 0;
-        if (*q == '^') { neg = 1; q++; }
-        while (q < end) {
-            char lo = *q;
-            int esc = 0;
-            if (*q == '\\') { esc = 1; lo = q[1]; q += 2; } else q++;
-            if (!esc && *q == '-' && q + 1 < end) {
-                char hi = q[1];
-                q += 2;
-                if (c >= lo && c <= hi) hit = 1;
-            } else if (esc ? molora__re_class1(lo, c) : lo == c) hit = 1;
-        }
-        return hit != neg;
+        int len = molora__re_class_len(p), k;
+        if (len < 0) { re->ok = 0; return 0; }
+        n = molora__re_new(re, MOLORA__RE_CLASS, 0, 0);
+        re->node[n].cls = p; re->node[n].cls_len = len;
+        for (k = 1; k < len; k++) re->ascii_classes |= p[k - 1] == '\\' && strchr("dDwWsS", p[k]) != NULL;
+        re->p += len;
+        return n;
     }
-    return *p == c;
+    n = molora__re_new(re, MOLORA__RE_LIT, 0, 0);
+    if (*p == '\\') {
+        if (p[1] && strchr("dDwWsS", p[1])) {   /* \d and friends: a class without brackets */
+            re->ascii_classes = 1;
+            re->node[n].type = MOLORA__RE_CLASS; re->node[n].c = (unsigned char)p[1];
+            re->p += 2;
+            return n;
+        }
+        if (!(re->node[n].c = molora__re_escape(p[1]))) { re->ok = 0; return 0; }
+        re->p += 2;
+        return n;
+    }
+    re->node[n].c = molora__utf8_next(&re->p);
+    return n;
 }
-/* full match of pattern [p, pe) against s */
-MOLORA__PRIVATE int molora__re_here(const char *p, const char *pe, const char *s)
+MOLORA__PRIVATE int molora__re_repeat(molora__re *re, int depth)
 {
-    int al;
-    char q;
-    if (p == pe) return *s == 0;
-    al = molora__re_atom_len(p);
-    q = p + al < pe ? p[al] : 0;
-    if (q == '*' || q == '+' || q == '?') {
-        const char *rest = p + al + 1;
-        size_t k = 0, max = (q == '?') ? 1 : (size_t)-1;
-        while (k < max && s[k] && molora__re_atom(p, al, s[k])) k++;   /* greedy, then back off */
-        for (;; k--) {
-            if ((q != '+' || k >= 1) && molora__re_here(rest, pe, s + k)) return 1;
-            if (k == 0) return 0;
-        }
-    }
-    return *s && molora__re_atom(p, al, *s) && molora__re_here(p + al, pe, s + 1);
+    int n = molora__re_atom(re, depth);
+    const char *q = re->p;
+    if (!re->ok || !(*q == '*' || *q == '+' || *q == '?')) return n;
+    n = molora__re_new(re, *q == '*' ? MOLORA__RE_STAR : *q == '+' ? MOLORA__RE_PLUS : MOLORA__RE_QUEST, n, 0);
+    re->p++;
+    if (*re->p == '?') re->p++;                 /* lazy: the same yes / no answer            */
+    if (*re->p == '*' || *re->p == '+' || *re->p == '?' || *re->p == '{') re->ok = 0;   /* multiple repeat */
+    return n;
 }
-/* 1 match, 0 no match, -1 unsupported pattern */
-MOLORA__PRIVATE int molora__re_pattern_key(const char *key, const char *name)
+MOLORA__PRIVATE int molora__re_cat(molora__re *re, int depth)
 {
-    const char *p, *alt;
-    for (p = key; *p; p++) {
-        int al = molora__re_atom_len(p);
-        if (al < 0 || (al == 1 && strchr("(){}^$", *p))) return -1;
-        p += al - 1;
+    int n = -1;
+    while (re->ok && *re->p && *re->p != '|' && !(*re->p == ')' && depth > 0)) {
+        int r = molora__re_repeat(re, depth);
+        n = n < 0 ? r : molora__re_new(re, MOLORA__RE_CAT, n, r);
     }
-    for (alt = key;;) {
-        const char *e = alt, *s;
-        while (*e && *e != '|') e += molora__re_atom_len(e);
-        for (s = name; *s; s++) {
-            if ((s == name || s[-1] == '.') && molora__re_here(alt, e, s)) return 1;
+    return n < 0 ? molora__re_new(re, MOLORA__RE_EMPTY, 0, 0) : n;
+}
+MOLORA__PRIVATE int molora__re_alt(molora__re *re, int depth)
+{
+    int n;
+    if (depth > 100) { re->ok = 0; return 0; }  /* Python's own limit is near here too     */
+    n = molora__re_cat(re, depth);
+    while (re->ok && *re->p == '|') {
+        re->p++;
+        n = molora__re_new(re, MOLORA__RE_ALT, n, molora__re_cat(re, depth));
+    }
+    return n;
+}
+MOLORA__PRIVATE int molora__re_emit(molora__re *re, int op)
+{
+    molora__re_inst *i;
+    if (re->n_inst >= MOLORA__RE_MAX) { re->ok = 0; return 0; }
+    i = &re->inst[re->n_inst];
+    memset(i, 0, sizeof *i);
+    i->op = op;
+    return re->n_inst++;
+}
+/* Thompson's construction, node by node */
+MOLORA__PRIVATE void molora__re_code(molora__re *re, int n)
+{
+    const molora__re_node *d = &re->node[n];
+    int s, j;
+    if (!re->ok) return;
+    switch (d->type) {
+    case MOLORA__RE_EMPTY: break;
+    case MOLORA__RE_LIT: case MOLORA__RE_ANY: case MOLORA__RE_CLASS:
+        s = molora__re_emit(re, d->type);
+        re->inst[s].c = d->c; re->inst[s].cls = d->cls; re->inst[s].cls_len = d->cls_len;
+        break;
+    case MOLORA__RE_CAT: molora__re_code(re, d->a); molora__re_code(re, d->b); break;
+    case MOLORA__RE_ALT:
+        s = molora__re_emit(re, MOLORA__RE_SPLIT);
+        re->inst[s].x = re->n_inst; molora__re_code(re, d->a);
+        j = molora__re_emit(re, MOLORA__RE_JMP);
+        re->inst[s].y = re->n_inst; molora__re_code(re, d->b);
+        re->inst[j].x = re->n_inst;
+        break;
+    case MOLORA__RE_QUEST:
+        s = molora__re_emit(re, MOLORA__RE_SPLIT);
+        re->inst[s].x = re->n_inst; molora__re_code(re, d->a);
+        re->inst[s].y = re->n_inst;
+        break;
+    case MOLORA__RE_STAR:
+        s = molora__re_emit(re, MOLORA__RE_SPLIT);
+        re->inst[s].x = re->n_inst; molora__re_code(re, d->a);
+        j = molora__re_emit(re, MOLORA__RE_JMP);
+        re->inst[j].x = s;
+        re->inst[s].y = re->n_inst;
+        break;
+    default:   /* PLUS */
+        j = re->n_inst; molora__re_code(re, d->a);
+        s = molora__re_emit(re, MOLORA__RE_SPLIT);
+        re->inst[s].x = j; re->inst[s].y = re->n_inst;
+        break;
+    }
+}
+/* 1: compiled into re->inst (ending in MATCH), 0: unsupported */
+MOLORA__PRIVATE int molora__re_compile(molora__re *re, const char *key)
+{
+    int root;
+    re->p = key; re->ok = 1; re->n_node = re->n_inst = 0; re->ascii_classes = 0;
+    root = molora__re_alt(re, 0);
+    if (!re->ok || *re->p) return 0;            /* a ')' without '('                            */
+    molora__re_code(re, root);
+    molora__re_emit(re, MOLORA__RE_MATCH);
+    return re->ok;
+}
+MOLORA__PRIVATE void molora__re_add(molora__re *re, int l, int pc, size_t *steps)
+{
+    const molora__re_inst *i;
+    if (re->mark[pc] == re->gen) return;
+    re->mark[pc] = re->gen;
+    if (steps) (*steps)++;
+    i = &re->inst[pc];
+    if (i->op == MOLORA__RE_JMP) { molora__re_add(re, l, i->x, steps); return; }
+    if (i->op == MOLORA__RE_SPLIT) { molora__re_add(re, l, i->x, steps); molora__re_add(re, l, i->y, steps); return; }
+    re->list[l][re->n_list[l]++] = pc;
+}
+MOLORA__PRIVATE int molora__re_step_ok(const molora__re_inst *i, unsigned c)
+{
+    if (i->op == MOLORA__RE_LIT) return c == i->c;
+    if (i->op == MOLORA__RE_ANY) return c != '\n';
+    if (i->op == MOLORA__RE_CLASS) return i->cls ? molora__re_in_class(i->cls, i->cls_len, c) : molora__re_class1((char)i->c, c);
+    return 0;
+}
+MOLORA__PRIVATE int molora__re_matched(const molora__re *re, int l)
+{
+    int k;
+    for (k = 0; k < re->n_list[l]; k++) if (re->inst[re->list[l][k]].op == MOLORA__RE_MATCH) return 1;
+    return 0;
+}
+/* Runs the compiled key over name: a new thread starts at 0 and after every '.' not preceded
+   by a newline ((.*\.)? of the wrapper); accepts at the end or before a final "\n" ($). */
+MOLORA__PRIVATE int molora__re_run(molora__re *re, const char *name, size_t *steps)
+{
+    int cur = 0, k, newline = 0;
+    const char *s = name;
+    memset(re->mark, 0, (size_t)re->n_inst * sizeof re->mark[0]);
+    re->gen = 1; re->n_list[0] = 0;
+    molora__re_add(re, 0, 0, steps);
+    for (;;) {
+        unsigned c;
+        if ((!*s || (s[0] == '\n' && !s[1])) && molora__re_matched(re, cur)) return 1;
+        if (!*s) return 0;
+        c = molora__utf8_next(&s);
+        re->gen++;
+        re->n_list[!cur] = 0;
+        for (k = 0; k < re->n_list[cur]; k++) {
+            int pc = re->list[cur][k];
+            if (steps) (*steps)++;
+            if (molora__re_step_ok(&re->inst[pc], c)) molora__re_add(re, !cur, pc + 1, steps);
         }
-        if (!*name && molora__re_here(alt, e, name)) return 1;
-        if (!*e) return 0;
-        alt = e + 1;
+        if (c == '\n') newline = 1;
+        if (c == '.' && !newline) molora__re_add(re, !cur, 0, steps);
+        cur = !cur;
     }
+}
+/* 1 match, 0 no match, -1 unsupported pattern; re is scratch (about 100 KiB); *steps (optional)
+   counts VM steps, which the tests use to show the cost is linear */
+MOLORA__PRIVATE int molora__re_match(molora__re *re, const char *key, const char *name, size_t *steps)
+{
+    const char *s;
+    if (!molora__re_compile(re, key)) return -1;
+    if (re->ascii_classes)   /* Python's \w, \d, \s are Unicode-aware: not guessed for non-ASCII names */
+        for (s = name; *s; s++) if ((unsigned char)*s >= 0x80) return -1;
+    return molora__re_run(re, name, steps);
 }
 
 /* ---- loader ---------------------------------------------------------------------------- */
@@ -3284,52 +3756,140 @@ MOLORA__PRIVATE int molora__classify(const char *name, size_t *plen, int *idx, i
         if (!strcmp(q + 1, ".weight")) { *style = 1; return kind; }
         if (!strcmp(q + 1, ".bias")) { *why = "a LoRA bias (lora_bias) is not supported"; return MOLORA__K_REFUSE; }
         if (*r >= '0' && *r <= '9') {
-            while (*r >= '0' && *r <= '9' && v <= 65536) v = v * 10 + (*r++ - '0');
-            if (v <= 65536 && !strcmp(r, ".weight")) { *idx = (int)v; *style = q[1] == '.' ? 2 : 3; return kind; }
+            while (*r >= '0' && *r <= '9' && v <= 65535) v = v * 10 + (*r++ - '0');
+            if (v > 65535 || (*r >= '0' && *r <= '9')) { *why = "expert index above 65535"; return MOLORA__K_REFUSE; }
+            if (!strcmp(r, ".weight")) { *idx = (int)v; *style = q[1] == '.' ? 2 : 3; return kind; }
         }
     }
     *why = "unrecognised LoRA tensor (an unstripped adapter name such as .default?)";
     return MOLORA__K_REFUSE;
 }
 
-MOLORA__PRIVATE molora__module *molora__module_get(molora_adapter *a, const char *name, size_t plen)
+/* One LoRA tensor before grouping: modules are runs of equal paths after sorting, so building
+   them is O(n log n) and each module's expert arrays are sized by its own tensors, never by an
+   index written in a name. */
+typedef struct molora__rec { const char *name; size_t plen; long t; int kind, idx, style; } molora__rec;
+static int molora__cmp_rec(const void *a, const void *b)
 {
-    int i;
-    molora__module *m;
-    for (i = a->n_mod - 1; i >= 0; i--)
-        if (strlen(a->mods[i].name) == plen && !strncmp(a->mods[i].name, name, plen)) return &a->mods[i];
-    if (a->n_mod == a->cap_mod) {
-        int cap = a->cap_mod ? 2 * a->cap_mod : 16;
-        molora__module *nm = (molora__module *)molora__calloc(&a->io, (size_t)cap, sizeof *nm);
-        if (!nm) return NULL;
-        if (a->n_mod) memcpy(nm, a->mods, (size_t)a->n_mod * sizeof *nm);
-        molora__mfree(&a->io, a->mods);
-        a->mods = nm; a->cap_mod = cap;
-    }
-    m = &a->mods[a->n_mod];
-    memset(m, 0, sizeof *m);
-    m->name = (char *)molora__malloc(&a->io, plen + 1);
-    if (!m->name) return NULL;
-    memcpy(m->name, name, plen);
-    m->name[plen] = 0;
-    m->dec_layer = molora__decoder_layer(molora__strip(m->name));
-    m->gate = m->gate_bias = m->thr_w = m->thr_b = m->mole_gate = -1;
-    a->n_mod++;
-    return m;
+    const molora__rec *x = (const molora__rec *)a, *y = (const molora__rec *)b;
+    int c = memcmp(x->name, y->name, x->plen < y->plen ? x->plen : y->plen);
+    if (c) return c;
+    if (x->plen != y->plen) return x->plen < y->plen ? -1 : 1;
+    return x->t < y->t ? -1 : x->t > y->t;
 }
-MOLORA__PRIVATE int molora__module_expert(molora_adapter *a, molora__module *m, int idx)
+MOLORA__PRIVATE int molora__same_module(const molora__rec *x, const molora__rec *y)
 {
-    if (idx >= m->cap) {
-        int cap = idx + 1 > 2 * m->cap ? idx + 1 : 2 * m->cap, i;
-        long *nA = (long *)molora__calloc(&a->io, (size_t)cap, sizeof(long));
-        long *nB = (long *)molora__calloc(&a->io, (size_t)cap, sizeof(long));
-        if (!nA || !nB) { molora__mfree(&a->io, nA); molora__mfree(&a->io, nB); return 0; }
-        for (i = 0; i < cap; i++) nA[i] = nB[i] = -1;
-        if (m->cap) { memcpy(nA, m->A, (size_t)m->cap * sizeof(long)); memcpy(nB, m->B, (size_t)m->cap * sizeof(long)); }
-        molora__mfree(&a->io, m->A); molora__mfree(&a->io, m->B);
-        m->A = nA; m->B = nB; m->cap = cap;
+    return x->plen == y->plen && !memcmp(x->name, y->name, x->plen);
+}
+/* Module from its k tensors; expert indices must lie below the module's count of A/B tensors. */
+MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molora__rec *rc, size_t k, int *any_mola)
+{
+    molora__module *m = &a->mods[a->n_mod++];
+    size_t i, n_ab = 0;
+    int n = 0, e;
+    m->gate = m->gate_bias = m->thr_w = m->thr_b = m->mole_gate = -1;
+    if (!(m->name = (char *)molora__malloc(&a->io, rc->plen + 1))) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    memcpy(m->name, rc->name, rc->plen);
+    m->name[rc->plen] = 0;
+    m->dec_layer = molora__decoder_layer(molora__strip(m->name));
+    for (i = 0; i < k; i++) n_ab += rc[i].kind == MOLORA__K_A || rc[i].kind == MOLORA__K_B;
+    for (i = 0; i < k; i++) {
+        if (rc[i].kind != MOLORA__K_A && rc[i].kind != MOLORA__K_B) continue;
+        if ((size_t)rc[i].idx >= n_ab)
+            return molora__fail(&a->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: tensor \"%s\" has expert index %d but the module has %zu lora_A / lora_B tensors (experts are numbered 0..N-1)",
+                                m->name, rc[i].name, rc[i].idx, n_ab);
+        if (rc[i].idx + 1 > n) n = rc[i].idx + 1;
     }
-    if (idx + 1 > m->n) m->n = idx + 1;
+    if (n) {
+        m->A = (long *)molora__calloc(&a->io, (size_t)n, sizeof(long));
+        m->B = (long *)molora__calloc(&a->io, (size_t)n, sizeof(long));
+        if (!m->A || !m->B) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        for (e = 0; e < n; e++) m->A[e] = m->B[e] = -1;
+    }
+    m->n = m->cap = n;
+    for (i = 0; i < k; i++) {
+        long t = rc[i].t;
+        switch (rc[i].kind) {
+        case MOLORA__K_A: case MOLORA__K_B:
+            if (rc[i].style == 1) m->peft_style = 1; else if (rc[i].style == 2) m->idx_style = 1; else { m->mola_style = 1; *any_mola = 1; }
+            if (rc[i].kind == MOLORA__K_A) m->A[rc[i].idx] = t; else m->B[rc[i].idx] = t;
+            break;
+        case MOLORA__K_GATE: m->gate = t; break;
+        case MOLORA__K_GATE_BIAS: m->gate_bias = t; break;
+        case MOLORA__K_THR_W: m->thr_w = t; break;
+        case MOLORA__K_THR_B: m->thr_b = t; break;
+        case MOLORA__K_MOLE_GATE: m->mole_gate = t; break;
+        default: m->gate = t; *any_mola = 1; break;   /* router.router.weight */
+        }
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Tensors -> modules: refused names first (file order), ignored ones listed, the rest grouped. */
+MOLORA__PRIVATE molora_result molora__modules_collect(molora_adapter *a, int *any_mola)
+{
+    size_t i, n_t = a->st->n, n_r = 0, g, e, groups = 0;
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    molora__rec *rec;
+    if (!n_t) return MOLORA_RESULT_SUCCESS;
+    if (!(rec = (molora__rec *)molora__calloc(&a->io, n_t, sizeof *rec))) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    for (i = 0; i < n_t; i++) {
+        molora__rec *x = &rec[n_r];
+        const char *why;
+        x->name = a->st->all[i]->name;
+        x->t = (long)i;
+        x->kind = molora__classify(x->name, &x->plen, &x->idx, &x->style, &why);
+        if (x->kind == MOLORA__K_REFUSE) { r = molora__fail(&a->io.lg, MOLORA_RESULT_UNSUPPORTED, "module %.*s: tensor \"%s\": %s", (int)x->plen, x->name, x->name, why); goto done; }
+        if (x->kind == MOLORA__K_IGNORE) a->ignored[a->n_ignored++] = x->name;
+        else n_r++;
+    }
+    if (n_r > 1) qsort(rec, n_r, sizeof *rec, molora__cmp_rec);
+    for (g = 0; g < n_r; g++) groups += g == 0 || !molora__same_module(&rec[g - 1], &rec[g]);
+    if (groups > 0x7ffffffe) { r = molora__fail(&a->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "adapter: too many modules"); goto done; }
+    if (groups && !(a->mods = (molora__module *)molora__calloc(&a->io, groups, sizeof *a->mods))) { r = molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto done; }
+    a->cap_mod = (int)groups;
+    for (g = 0; g < n_r && !r; g = e) {
+        for (e = g + 1; e < n_r && molora__same_module(&rec[g], &rec[e]); e++) {}
+        r = molora__module_make(a, rec + g, e - g, any_mola);
+    }
+done:
+    molora__mfree(&a->io, rec);
+    return r;
+}
+
+/* layers_to_transform as a sorted list of decoder layers (an int, or a list of ints) */
+MOLORA__PRIVATE molora_result molora__layer_list(const molora__io *io, const molora__json *js, size_t t, double **out, size_t *n)
+{
+    size_t i;
+    *out = NULL; *n = 0;
+    if (js->tok[t].type == MOLORA__J_NUM) {
+        if (!(*out = (double *)molora__calloc(io, 1, sizeof(double)))) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        if (!molora__jnum(js, &js->tok[t], *out)) **out = NAN;
+        *n = 1;
+    } else {
+        if (!molora__jlist_f64(io, js, t, out)) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        *n = js->tok[t].size;
+    }
+    for (i = 0; i < *n; i++)
+        if (!((*out)[i] == floor((*out)[i])) || (*out)[i] < 0 || (*out)[i] > 2147483647.0)
+            return molora__fail(&io->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"layers_to_transform\" entry %zu is not a layer number (a non-negative integer)", i);
+    if (*n > 1) qsort(*out, *n, sizeof **out, molora__cmp_f64);
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE int molora__layer_listed(const double *v, size_t n, int layer)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] == (double)layer) return 1;
+        if (v[mid] < (double)layer) lo = mid + 1; else hi = mid;
+    }
+    return 0;
+}
+/* entry `layer` of a per-layer list converted by molora__jlist_f64 (NaN entries do not count) */
+MOLORA__PRIVATE int molora__layer_entry(const double *v, size_t n, int layer, double *out)
+{
+    if (layer < 0 || (size_t)layer >= n || v[layer] != v[layer]) return 0;
+    *out = v[layer];
     return 1;
 }
 
@@ -3343,6 +3903,7 @@ MOLORA_API void molora_adapter_free(molora_adapter *a)
         molora__mfree(&a->io, a->mods[i].B);
     }
     molora__mfree(&a->io, a->mods);
+    molora__mfree(&a->io, a->by_name);
     molora__mfree(&a->io, a->layers);
     molora__mfree(&a->io, a->experts);
     molora__mfree(&a->io, a->dtypes);
@@ -3353,7 +3914,7 @@ MOLORA_API void molora_adapter_free(molora_adapter *a)
 }
 
 /* config helpers: every error names the key */
-typedef struct molora__cfg { const molora__json *js; const molora__logger *lg; } molora__cfg;
+typedef struct molora__cfg { const molora__json *js; const molora__logger *lg; molora__re *re; } molora__cfg;
 MOLORA__PRIVATE molora_result molora__cfg_num(const molora__cfg *c, const char *key, int required, double def, double *v, int *present)
 {
     size_t t = molora__jget(c->js, 0, key);
@@ -3383,14 +3944,6 @@ MOLORA__PRIVATE int molora__cfg_true(const molora__cfg *c, const char *key)
     size_t t = molora__jget(c->js, 0, key);
     return t && c->js->tok[t].type == MOLORA__J_TRUE;
 }
-/* list element i (number) of key, or of a nested value token */
-MOLORA__PRIVATE int molora__jlist_num(const molora__json *js, size_t t, size_t i, double *v)
-{
-    size_t k;
-    if (!t || js->tok[t].type != MOLORA__J_ARR || i >= js->tok[t].size) return 0;
-    for (k = t + 1; i > 0; i--) k += js->tok[k].skip;
-    return molora__jnum(js, &js->tok[k], v) && isfinite(*v);
-}
 /* value of the first key of pattern object `obj` matching module (PEFT get_pattern_key) */
 MOLORA__PRIVATE molora_result molora__pattern(const molora__cfg *c, const char *obj, const char *module, double *v, int *hit)
 {
@@ -3403,8 +3956,8 @@ MOLORA__PRIVATE molora_result molora__pattern(const molora__cfg *c, const char *
         int m;
         if (c->js->tok[k].end - c->js->tok[k].start >= sizeof key) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: a \"%s\" key is too long", obj);
         molora__jstr(c->js, &c->js->tok[k], key);
-        m = molora__re_pattern_key(key, module);
-        if (m < 0) return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: %s key \"%s\": regex features beyond . [] \\d * + ? | are not supported", obj, key);
+        m = molora__re_match(c->re, key, module, NULL);
+        if (m < 0) return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: %s key \"%s\": regex features beyond . [] \\d \\w \\s ( ) (?: ) * + ? | are not supported", obj, key);
         if (m) {
             if (!molora__jnum(c->js, &c->js->tok[k + 1], v)) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s[\"%s\"] must be a number", obj, key);
             *hit = 1;
@@ -3440,18 +3993,20 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     molora__json js;
     molora__cfg c;
     molora_result r;
-    size_t i, t_pt, n_t = a->st->n, n_exp = 0, max_din = 1;
+    size_t t_pt, n_exp = 0, max_din = 1;
     int l, style_want = 0, any_mola = 0, peft = 0;
     double lora_alpha = 8, r_cfg = 8, dv;
     int use_rslora, fan_in_fan_out, rank_cfg = 8, num_experts = 0, top_k_set = 0, thr_set = 0, tau_set = 0, temp_set = 0;
     double top_k_v = 0, thr_v = 0, tau_v = 0, temp_v = 1;
     int routing = MOLORA_ROUTING_DENSE;
-    size_t ltt = 0, r_list = 0, k_list = 0, scal = 0;
+    size_t ltt = 0, r_list = 0, k_list = 0, scal = 0, ltt_n = 0;
+    double *ltt_v = NULL, *r_v = NULL, *k_v = NULL;   /* layers_to_transform (sorted), MoLA r and top_k per layer */
     char ptype[32];
+    const char *r_key = "key \"r\"";   /* where the PEFT rank came from, for messages */
 
     if (!molora__utf8_valid((const unsigned char *)cfg_text, cfg_size)) return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not valid UTF-8");
-    if ((r = molora__json_parse(&a->io, cfg_text, cfg_size, &js, "adapter_config.json")) != MOLORA_RESULT_SUCCESS) return r;
-    c.js = &js; c.lg = lg;
+    if ((r = molora__json_parse(&a->io, cfg_text, cfg_size, &js, "adapter_config.json", MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) return r;
+    c.js = &js; c.lg = lg; c.re = NULL;
     if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not a JSON object"); goto out; }
     t_pt = molora__jget(&js, 0, "peft_type");
     if (!t_pt || js.tok[t_pt].type != MOLORA__J_STR || js.tok[t_pt].end - js.tok[t_pt].start >= sizeof ptype) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"peft_type\" missing or not a string"); goto out; }
@@ -3463,45 +4018,31 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     }
 
     /* tensors -> modules */
-    for (i = 0; i < n_t; i++) {
-        const char *name = a->st->all[i]->name, *why;
-        size_t plen;
-        int idx, style, kind = molora__classify(name, &plen, &idx, &style, &why);
-        molora__module *m;
-        if (kind == MOLORA__K_REFUSE) { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "module %.*s: tensor \"%s\": %s", (int)plen, name, name, why); goto out; }
-        if (kind == MOLORA__K_IGNORE) { a->ignored[a->n_ignored++] = name; continue; }
-        if (!(m = molora__module_get(a, name, plen))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
-        switch (kind) {
-        case MOLORA__K_A: case MOLORA__K_B:
-            if (!molora__module_expert(a, m, idx)) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
-            if (style == 1) m->peft_style = 1; else if (style == 2) m->idx_style = 1; else { m->mola_style = 1; any_mola = 1; }
-            if (kind == MOLORA__K_A) m->A[idx] = (long)i; else m->B[idx] = (long)i;
-            break;
-        case MOLORA__K_GATE: m->gate = (long)i; break;
-        case MOLORA__K_GATE_BIAS: m->gate_bias = (long)i; break;
-        case MOLORA__K_THR_W: m->thr_w = (long)i; break;
-        case MOLORA__K_THR_B: m->thr_b = (long)i; break;
-        case MOLORA__K_MOLE_GATE: m->mole_gate = (long)i; break;
-        default: m->gate = (long)i; any_mola = 1; break;   /* router.router.weight */
-        }
-    }
+    if ((r = molora__modules_collect(a, &any_mola)) != MOLORA_RESULT_SUCCESS) goto out;
     if (!strcmp(ptype, "LORA")) { a->layout = any_mola ? MOLORA_LAYOUT_MOLA : MOLORA_LAYOUT_PEFT_LORA; style_want = any_mola ? 3 : 1; }
     else if (!strcmp(ptype, "ADAMOLE")) { a->layout = MOLORA_LAYOUT_ADAMOLE; style_want = 2; }
     else if (!strcmp(ptype, "MOLE")) { a->layout = MOLORA_LAYOUT_MOLE; style_want = 2; }
     else if (!strcmp(ptype, "MOLORA")) { a->layout = MOLORA_LAYOUT_MOLORA; style_want = 2; }
     else { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"peft_type\" \"%s\" is not one of LORA, ADAMOLE, MOLE, MOLORA", ptype); goto out; }
     peft = a->layout == MOLORA_LAYOUT_PEFT_LORA;
+    if (peft && !(c.re = (molora__re *)molora__malloc(&a->io, sizeof *c.re))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
 
     /* config keys per layout */
     if (peft || a->layout == MOLORA_LAYOUT_MOLA) {
         size_t tr = molora__jget(&js, 0, "r");
         if (a->layout == MOLORA_LAYOUT_MOLA && tr && js.tok[tr].type == MOLORA__J_ARR) r_list = tr;
-        else if ((r = molora__cfg_num(&c, "r", 0, 8, &r_cfg, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
+        else {   /* PEFT's "r"; AdaMoLE's LoRA baseline (peft_type LORA too) writes "lora_rank" instead */
+            int lora_rank = !tr && peft && molora__jget(&js, 0, "lora_rank");
+            if (lora_rank) r_key = "key \"lora_rank\"";
+            else if (!tr) r_key = "PEFT's default: the config has no \"r\"";
+            if ((r = molora__cfg_num(&c, lora_rank ? "lora_rank" : "r", 0, 8, &r_cfg, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
+        }
         if ((r = molora__cfg_num(&c, "lora_alpha", 0, 8, &lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
         if (a->layout == MOLORA_LAYOUT_MOLA) {
             k_list = molora__jget(&js, 0, "top_k");
             if (k_list && js.tok[k_list].type == MOLORA__J_NULL) k_list = 0;
             if (k_list && js.tok[k_list].type != MOLORA__J_ARR) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"top_k\" must be a list per layer"); goto out; }
+            if ((r_list && !molora__jlist_f64(&a->io, &js, r_list, &r_v)) || (k_list && !molora__jlist_f64(&a->io, &js, k_list, &k_v))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
         }
     } else {
         if ((r = molora__cfg_num(&c, "lora_alpha", a->layout != MOLORA_LAYOUT_MOLORA, 8, &lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
@@ -3537,16 +4078,15 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
         if (ltt && js.tok[ltt].type != MOLORA__J_ARR && js.tok[ltt].type != MOLORA__J_NUM) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"layers_to_transform\" must be an int or a list of ints"); goto out; }
     }
 
-    qsort(a->mods, (size_t)a->n_mod, sizeof *a->mods, molora__cmp_module);
+    if (a->n_mod > 1) qsort(a->mods, (size_t)a->n_mod, sizeof *a->mods, molora__cmp_module);
     /* layers_to_transform: modules of other decoder layers are ignored, as PEFT would skip them */
     if (ltt) {
         int w = 0;
+        if ((r = molora__layer_list(&a->io, &js, ltt, &ltt_v, &ltt_n)) != MOLORA_RESULT_SUCCESS) goto out;
         for (l = 0; l < a->n_mod; l++) {
             molora__module *m = &a->mods[l];
-            int keep = 0, e;
-            if (js.tok[ltt].type == MOLORA__J_NUM) keep = molora__jint(&js, &js.tok[ltt], &e) && e == m->dec_layer;
-            else for (i = 0; i < js.tok[ltt].size; i++) keep |= molora__jlist_num(&js, ltt, i, &dv) && dv == m->dec_layer;
-            if (keep) { a->mods[w++] = *m; continue; }
+            int e;
+            if (molora__layer_listed(ltt_v, ltt_n, m->dec_layer)) { a->mods[w++] = *m; continue; }
             for (e = 0; e < m->n; e++) {
                 if (m->A[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->A[e]]->name;
                 if (m->B[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->B[e]]->name;
@@ -3554,6 +4094,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
             molora__mfree(&a->io, m->name); molora__mfree(&a->io, m->A); molora__mfree(&a->io, m->B);
         }
         a->n_mod = w;
+        if (w < a->cap_mod) memset(a->mods + w, 0, (size_t)(a->cap_mod - w) * sizeof *a->mods);
     }
 
     /* experts: every index has A and B with matching shapes */
@@ -3604,11 +4145,12 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
         if (peft) {
             double rr = r_cfg, al = lora_alpha;
             int hit;
+            const char *rk = r_key;
             if ((r = molora__pattern(&c, "rank_pattern", bare, &dv, &hit))) goto out;
-            if (hit) rr = dv;
+            if (hit) { rr = dv; rk = "its \"rank_pattern\" entry"; }
             if ((r = molora__pattern(&c, "alpha_pattern", bare, &dv, &hit))) goto out;
             if (hit) al = dv;
-            if (rr != ex[0].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: lora_A has rank %d but the config says r = %g", m->name, ex[0].rank, rr); goto out; }
+            if (rr != ex[0].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: lora_A has rank %d but the config gives r = %g (from %s)", m->name, ex[0].rank, rr, rk); goto out; }
             ex[0].scaling = (float)(use_rslora ? al / sqrt(rr) : al / rr);
             if (ex[0].scaling == 0.0f || !isfinite(ex[0].scaling)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: lora_alpha %g gives scaling %g", m->name, al, (double)ex[0].scaling); goto out; }
             L->routing = MOLORA_ROUTING_DENSE;       /* one expert, weight 1 from a zero gate */
@@ -3617,14 +4159,14 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
         }
         if (a->layout == MOLORA_LAYOUT_MOLA) {
             double rr = r_cfg, kk;
-            if (r_list && !molora__jlist_num(&js, r_list, (size_t)(m->dec_layer < 0 ? 0x7fffffff : m->dec_layer), &rr)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"r\" has no entry for decoder layer %d", m->name, m->dec_layer); goto out; }
+            if (r_list && !molora__layer_entry(r_v, js.tok[r_list].size, m->dec_layer, &rr)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"r\" has no entry for decoder layer %d", m->name, m->dec_layer); goto out; }
             for (e = 0; e < n; e++) {
                 if (rr != ex[e].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d has rank %d but the config says r = %g", m->name, e, ex[e].rank, rr); goto out; }
                 ex[e].scaling = (float)(lora_alpha / rr);
             }
             L->routing = MOLORA_ROUTING_TOPK;
             if (k_list) {
-                if (!molora__jlist_num(&js, k_list, (size_t)(m->dec_layer < 0 ? 0x7fffffff : m->dec_layer), &kk) || kk != floor(kk) || kk < 1 || kk > n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" entry for decoder layer %d missing or outside 1..%d", m->name, m->dec_layer, n); goto out; }
+                if (!molora__layer_entry(k_v, js.tok[k_list].size, m->dec_layer, &kk) || kk != floor(kk) || kk < 1 || kk > n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" entry for decoder layer %d missing or outside 1..%d", m->name, m->dec_layer, n); goto out; }
                 L->top_k = (int)kk;
             }
             if (m->gate < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: router.router.weight is missing", m->name); goto out; }
@@ -3683,8 +4225,30 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     }
     r = MOLORA_RESULT_SUCCESS;
 out:
+    molora__mfree(&a->io, c.re);
+    molora__mfree(&a->io, ltt_v);
+    molora__mfree(&a->io, r_v);
+    molora__mfree(&a->io, k_v);
     molora__json_free(&a->io, &js);
     return r;
+}
+
+static int molora__cmp_stripped(const void *a, const void *b)
+{
+    const molora__module *x = *(molora__module *const *)a, *y = *(molora__module *const *)b;
+    int c = strcmp(molora__strip(x->name), molora__strip(y->name));
+    return c ? c : (x < y ? -1 : x > y);
+}
+/* the index molora_adapter_find_module searches (binary search: 20k lookups stay near-linear) */
+MOLORA__PRIVATE molora_result molora__adapter_index(molora_adapter *a)
+{
+    int l;
+    if (!a->n_mod) return MOLORA_RESULT_SUCCESS;
+    a->by_name = (molora__module **)molora__calloc(&a->io, (size_t)a->n_mod, sizeof *a->by_name);
+    if (!a->by_name) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    for (l = 0; l < a->n_mod; l++) a->by_name[l] = &a->mods[l];
+    if (a->n_mod > 1) qsort(a->by_name, (size_t)a->n_mod, sizeof *a->by_name, molora__cmp_stripped);
+    return MOLORA_RESULT_SUCCESS;
 }
 
 MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, size_t config_size,
@@ -3704,12 +4268,27 @@ MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, siz
     a->ignored = (const char **)molora__calloc(&io, weights->n + 1, sizeof(char *));
     if (!a->ignored) { molora_adapter_free(a); return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); }
     r = molora__adapter_build(a, config_json ? config_json : "", config_size);
+    if (!r) r = molora__adapter_index(a);
     if (r) { molora_adapter_free(a); return r; }
     *out = a;
     return MOLORA_RESULT_SUCCESS;
 }
 
 #ifndef MOLORA_NO_STDIO
+/* A directory with adapter_model.bin but no adapter_model.safetensors: say how to convert it. */
+MOLORA__PRIVATE molora_result molora__no_pickle_only(const molora__io *io, const char *dir, const char *st_path)
+{
+    struct stat sb;
+    char *bin;
+    int pickle;
+    if (stat(st_path, &sb) == 0 || errno != ENOENT) return MOLORA_RESULT_SUCCESS;
+    if (!(bin = molora__path_join(io, dir, "adapter_model.bin"))) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", dir);
+    pickle = stat(bin, &sb) == 0;
+    molora__mfree(io, bin);
+    if (!pickle) return MOLORA_RESULT_SUCCESS;
+    return molora__fail(&io->lg, MOLORA_RESULT_IO_ERROR, "%s: no adapter_model.safetensors, only adapter_model.bin (a torch pickle, never read by molora): "
+                        "convert it with tools/convert_pickle.py", dir);
+}
 MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_desc *desc, molora_adapter **out)
 {
     molora__io io;
@@ -3723,7 +4302,8 @@ MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_
     cfg_path = molora__path_join(&io, dir, "adapter_config.json");
     st_path = molora__path_join(&io, dir, "adapter_model.safetensors");
     if (!cfg_path || !st_path) r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", dir);
-    else if (!(r = molora__slurp(&io, cfg_path, &text, &size)) && !(r = molora_safetensors_open(st_path, desc, &st))) {
+    else if (!(r = molora__slurp(&io, cfg_path, &text, &size)) && !(r = molora__no_pickle_only(&io, dir, st_path)) &&
+             !(r = molora_safetensors_open(st_path, desc, &st))) {
         r = molora_adapter_load_memory(text, size, st, desc, out);
         if (!r) (*out)->own_st = 1;
         else molora_safetensors_free(st);
@@ -3758,11 +4338,15 @@ MOLORA_API molora_dtype molora_adapter_module_dtype(const molora_adapter *a, int
 }
 MOLORA_API int molora_adapter_find_module(const molora_adapter *a, const char *path)
 {
-    int l;
-    if (!a || !path) return -1;
+    size_t lo = 0, hi;
+    if (!a || !path || !a->by_name) return -1;
     path = molora__strip(path);
-    for (l = 0; l < a->n_mod; l++)
-        if (!strcmp(molora__strip(a->mods[l].name), path)) return l;
+    hi = (size_t)a->n_mod;
+    while (lo < hi) {   /* the first (lowest layer) of equal stripped names */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(molora__strip(a->by_name[mid]->name), path) < 0) lo = mid + 1; else hi = mid;
+    }
+    if (lo < (size_t)a->n_mod && !strcmp(molora__strip(a->by_name[lo]->name), path)) return (int)(a->by_name[lo] - a->mods);
     return -1;
 }
 MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *a) { return a ? a->n_ignored : 0; }

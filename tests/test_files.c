@@ -1,8 +1,9 @@
-/* File tests: the safetensors reader against every check of huggingface/safetensors v0.7.0
+/* File tests: the safetensors reader against every check of huggingface/safetensors 0.8
    (its unit-test byte strings and the shapes of its attacks/ scripts, built here), conversion,
    alignment, the JSON limits, sharded models and every adapter layout through the loader and
    molora_forward against float64 expectations written by tests/fixtures/make_fixtures.py.
    Run from the repository root (fixture paths are relative). */
+#define _POSIX_C_SOURCE 200809L   /* mkfifo, mkdtemp */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "molora.h"
 
@@ -66,6 +70,7 @@ static void test_reference_valid(void **state)
     assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,0],\"data_offsets\":[0, 0]}}")), MOLORA_RESULT_SUCCESS);
     assert_int_equal(open_bytes(S("\x06\x00\x00\x00\x00\x00\x00\x00{}\x0D\x20\x09\x0A")), MOLORA_RESULT_SUCCESS);
     assert_int_equal(open_bytes(S("\x08\x00\x00\x00\x00\x00\x00\x00{}      ")), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(open_bytes(S("\x06\x00\x00\x00\x00\x00\x00\x00\x09\x0A{}\x0D\x20")), MOLORA_RESULT_SUCCESS);   /* 0.8: leading whitespace */
     {
         static const unsigned char ser[] = {40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116, 97, 95,
             95, 34, 58, 123, 34, 102, 114, 97, 109, 101, 119, 111, 114, 107, 34, 58, 34, 112,
@@ -201,6 +206,49 @@ static void test_attacks(void **state)
     assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_UTF8);
 }
 
+/* a key given twice in any object, compared after decoding escapes, at any object size */
+static void test_duplicate_keys(void **state)
+{
+    static const char *const headers[] = {
+        "{\"__metadata__\":{\"a\":\"1\",\"\\u0061\":\"2\"}}",
+        "{\"t\":{\"dtype\":\"F32\",\"d\\u0074ype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+        "{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[{\"k\":1,\"k\":2}]}}",
+        "{\"__metadata__\":null,\"__metad\\u0061ta__\":null}",
+    };
+    char h[8192], cfg[256];
+    size_t n, i;
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    molora_adapter *a;
+    (void)state;
+    for (i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+        n = build(headers[i], strstr(headers[i], "data_offsets") ? 4 : 0, 0);
+        if (open_bytes(g_buf, n) != MOLORA_RESULT_INVALID_JSON) fail_msg("header %zu: %s", i, g_log);
+        assert_non_null(strstr(g_log, "appears twice"));
+    }
+    /* 100 metadata keys, the twin of the first one last (v0.1 skipped objects over 64 members) */
+    n = (size_t)sprintf(h, "{\"__metadata__\":{");
+    for (i = 0; i < 100; i++) n += (size_t)sprintf(h + n, "%s\"k%zu\":\"v\"", i ? "," : "", i % 99);
+    strcpy(h + n, "}}");
+    n = build(h, 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
+    assert_non_null(strstr(g_log, "\"k0\""));
+    /* adapter_config.json: Python keeps the last value, molora refuses */
+    n = build("{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[0,4]},\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[4,8]}}", 8, 0);
+    assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
+    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"lora_\\u0061lpha\":400}");
+    g_log[0] = 0;
+    assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_JSON);
+    assert_non_null(strstr(g_log, "\"lora_alpha\" appears twice"));
+    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"rank_pattern\":{\"m\":1,\"\\u006d\":2}}");
+    assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_JSON);
+    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"lora_alpha_\":400}");
+    assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_SUCCESS);
+    molora_adapter_free(a);
+    molora_safetensors_free(st);
+    assert_int_equal(g_live, 0);
+}
+
 static void test_json_depth(void **state)
 {
     char h[4096];
@@ -227,12 +275,131 @@ static void test_truncation(void **state)
     n = build("{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[24,30]}}", 30, 0);
     memcpy(copy, g_buf, n);
     assert_int_equal(open_bytes(copy, n), MOLORA_RESULT_SUCCESS);
-    for (k = 0; k < n; k++) {
+    for (k = 0; k < n; k++) {   /* the exact code for each cut: length word, header, data */
         unsigned char *t = (unsigned char *)malloc(k + 1);
+        molora_result want = k < 8 ? MOLORA_RESULT_HEADER_TOO_SMALL : k < n - 30 ? MOLORA_RESULT_INVALID_HEADER_LENGTH : MOLORA_RESULT_INCOMPLETE_BUFFER;
         memcpy(t, copy, k);
-        assert_int_not_equal(open_bytes(t, k), MOLORA_RESULT_SUCCESS);
+        if (open_bytes(t, k) != want) fail_msg("prefix of %zu bytes: %s", k, g_log);
         free(t);
     }
+}
+
+/* a header length 1..8 bytes short of (or past) its real end, each at its exact code */
+static void test_header_length_boundaries(void **state)
+{
+    static const char tight[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    static const char padded[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}        ";
+    size_t n, j, len;
+    (void)state;
+    len = strlen(padded);
+    n = build(padded, 4, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SUCCESS);
+    for (j = 1; j <= 8; j++) {
+        /* padded: the cut takes only spaces, which become data: the tensors no longer cover it */
+        n = build(padded, 4, len - j);
+        if (open_bytes(g_buf, n) != MOLORA_RESULT_INCOMPLETE_BUFFER) fail_msg("padded, %zu short: %s", j, g_log);
+        /* tight: the cut takes the JSON's end */
+        n = build(tight, 4, strlen(tight) - j);
+        if (open_bytes(g_buf, n) != MOLORA_RESULT_INVALID_JSON) fail_msg("tight, %zu short: %s", j, g_log);
+        /* past the end: into the 4 data bytes (zeros: not JSON), then past the file */
+        n = build(tight, 4, strlen(tight) + j);
+        if (open_bytes(g_buf, n) != (j <= 4 ? MOLORA_RESULT_INVALID_JSON : MOLORA_RESULT_INVALID_HEADER_LENGTH)) fail_msg("tight, %zu long: %s", j, g_log);
+    }
+}
+
+/* UTF-8 in the header at each edge of the ranges (Rust str::from_utf8, as the reference) */
+static void test_utf8_edges(void **state)
+{
+    static const struct { const char *bytes; int ok; } c[] = {
+        {"\xf4\x8f\xbf\xbf", 1}, {"\xf4\x90\x80\x80", 0}, {"\xf0\x90\x80\x80", 1}, {"\xf0\x8f\xbf\xbf", 0},
+        {"\xf5\x80\x80\x80", 0}, {"\xf8\x88\x80\x80\x80", 0}, {"\xfe", 0}, {"\xff", 0},
+        {"\xc0\xaf", 0}, {"\xc1\xbf", 0}, {"\xc2\x80", 1}, {"\xdf\xbf", 1},
+        {"\xe0\x80\x80", 0}, {"\xe0\x9f\xbf", 0}, {"\xe0\xa0\x80", 1},
+        {"\xed\x9f\xbf", 1}, {"\xed\xa0\x80", 0}, {"\xed\xbf\xbf", 0}, {"\xee\x80\x80", 1},
+        {"\x80", 0}, {"\xbf", 0}, {"\xe2\x82", 0}, {"\xf0\x9f\x98", 0}, {"\xc3", 0}, {"\xe2\x28\xa1", 0},
+    };
+    char h[64];
+    size_t i, n;
+    (void)state;
+    for (i = 0; i < sizeof c / sizeof c[0]; i++) {
+        snprintf(h, sizeof h, "{\"__metadata__\":{\"k\":\"%s\"}}", c[i].bytes);
+        n = build(h, 0, 0);
+        if (open_bytes(g_buf, n) != (c[i].ok ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_INVALID_UTF8)) fail_msg("case %zu: %s", i, g_log);
+    }
+    /* a sequence cut by the end of the header itself */
+    n = build("{}\xe2\x82", 0, 0);
+    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_UTF8);
+}
+
+/* every dtype safetensors 0.8 accepts opens (sizes in bits as its Dtype::bitsize, checked with
+   the 0.8 package); only F32 / F16 / BF16 read as float */
+static void test_every_dtype(void **state)
+{
+    static const struct { const char *name; int bits; } dt[] = {
+        {"BOOL", 8}, {"F4", 4}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8}, {"I8", 8}, {"F8_E5M2", 8},
+        {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8}, {"I16", 16}, {"U16", 16},
+        {"F16", 16}, {"BF16", 16}, {"I32", 32}, {"U32", 32}, {"F32", 32}, {"C64", 64}, {"F64", 64},
+        {"I64", 64}, {"U64", 64}};
+    char h[4096], name[32];
+    size_t n = 0, off = 0, idx, i;
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    (void)state;
+    assert_int_equal(sizeof dt / sizeof dt[0], MOLORA_DTYPE_COUNT);
+    n += (size_t)sprintf(h + n, "{");
+    for (i = 0; i < sizeof dt / sizeof dt[0]; i++) {
+        int count = dt[i].bits < 8 ? 8 : 2;
+        size_t bytes = (size_t)(dt[i].bits * count / 8);
+        n += (size_t)sprintf(h + n, "%s\"t_%s\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}", i ? "," : "", dt[i].name, dt[i].name, count, off, off + bytes);
+        off += bytes;
+    }
+    strcpy(h + n, "}");
+    n = build(h, off, 0);
+    g_log[0] = 0;
+    if (molora_safetensors_open_memory(g_buf, n, &d, &st) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
+    assert_int_equal(molora_safetensors_n_tensors(st), MOLORA_DTYPE_COUNT);
+    for (i = 0; i < sizeof dt / sizeof dt[0]; i++) {
+        molora_tensor_info ti;
+        float v[8];
+        int fl = !strcmp(dt[i].name, "F32") || !strcmp(dt[i].name, "F16") || !strcmp(dt[i].name, "BF16");
+        snprintf(name, sizeof name, "t_%s", dt[i].name);
+        assert_int_equal(molora_safetensors_find(st, name, &idx), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_get_info(st, idx, &ti), MOLORA_RESULT_SUCCESS);
+        assert_string_equal(molora_dtype_name(ti.dtype), dt[i].name);
+        assert_int_equal(ti.n_bytes, (size_t)(dt[i].bits * (dt[i].bits < 8 ? 8 : 2) / 8));
+        g_log[0] = 0;
+        assert_int_equal(molora_safetensors_read_f32(st, idx, v, (size_t)ti.n_elements), fl ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_UNSUPPORTED_DTYPE);
+        if (!fl) assert_non_null(strstr(g_log, name));
+    }
+    molora_safetensors_free(st);
+    /* an adapter loads while a tensor it does not use is F8_E4M3FNUZ; used, it is refused by name */
+    {
+        static const char cfg[] = "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":1}";
+        static const char *const hdr[2] = {
+            "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[8,16]},"
+            "\"m.scale\":{\"dtype\":\"F8_E4M3FNUZ\",\"shape\":[2],\"data_offsets\":[16,18]}}",
+            "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F8_E5M2FNUZ\",\"shape\":[2,1],\"data_offsets\":[8,10]}}"};
+        int k;
+        for (k = 0; k < 2; k++) {
+            molora_adapter *a;
+            molora_model_desc md;
+            molora_model *m;
+            n = build(hdr[k], k ? 10 : 18, 0);
+            assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
+            g_log[0] = 0;
+            assert_int_equal(molora_adapter_load_memory(cfg, sizeof cfg - 1, st, &d, &a), k ? MOLORA_RESULT_UNSUPPORTED_DTYPE : MOLORA_RESULT_SUCCESS);
+            if (!k) {
+                assert_int_equal(molora_adapter_n_ignored(a), 1);
+                assert_string_equal(molora_adapter_ignored_name(a, 0), "m.scale");
+                molora_adapter_get_desc(a, &md);
+                assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+                molora_model_free(m);
+                molora_adapter_free(a);
+            } else assert_non_null(strstr(g_log, "m.lora_B.weight"));
+            molora_safetensors_free(st);
+        }
+    }
+    assert_int_equal(g_live, 0);
 }
 
 static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -320,6 +487,145 @@ static void test_sharded(void **state)
         assert_int_equal(molora_safetensors_open("tests/fixtures/peft/adapter_config.json", &d, &st), MOLORA_RESULT_INVALID_JSON);
         assert_int_equal(g_live, 0);
     }
+}
+
+/* ---- inputs that are not regular files: refused at open, without blocking ---------------- */
+static void write_file(const char *path, const void *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+static void expect_load(const char *dir, molora_result want, const char *needle)
+{
+    molora_load_desc d = desc();
+    molora_adapter *a;
+    g_log[0] = 0;
+    assert_int_equal(molora_adapter_load(dir, &d, &a), want);
+    if (!strstr(g_log, needle)) fail_msg("%s: log \"%s\" does not say %s", dir, g_log, needle);
+    assert_int_equal(g_live, 0);
+}
+static void expect_open(const char *path, molora_result want, const char *needle)
+{
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    g_log[0] = 0;
+    assert_int_equal(molora_safetensors_open(path, &d, &st), want);
+    if (!strstr(g_log, needle)) fail_msg("%s: log \"%s\" does not say %s", path, g_log, needle);
+    assert_int_equal(g_live, 0);
+}
+static void test_not_regular(void **state)
+{
+    static const char cfg[] = "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":1}";
+    char dir[] = "/tmp/molora_files_XXXXXX", p[256], q[256];
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    /* FIFO as adapter_config.json (an open() without O_NONBLOCK would hang here) */
+    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    expect_load(dir, MOLORA_RESULT_IO_ERROR, "adapter_config.json: is a FIFO");
+    unlink(p);
+    /* a directory as adapter_config.json */
+    assert_int_equal(mkdir(p, 0700), 0);
+    expect_load(dir, MOLORA_RESULT_IO_ERROR, "adapter_config.json: is a directory");
+    rmdir(p);
+    write_file(p, cfg, sizeof cfg - 1);
+    /* adapter_model.bin alone names the converter */
+    snprintf(q, sizeof q, "%s/adapter_model.bin", dir);
+    write_file(q, "PK", 2);
+    expect_load(dir, MOLORA_RESULT_IO_ERROR, "tools/convert_pickle.py");
+    unlink(q);
+    /* FIFO as adapter_model.safetensors, as a model file, as an index, /dev/null as a model */
+    snprintf(q, sizeof q, "%s/adapter_model.safetensors", dir);
+    assert_int_equal(mkfifo(q, 0600), 0);
+    expect_load(dir, MOLORA_RESULT_IO_ERROR, "adapter_model.safetensors: is a FIFO");
+    expect_open(q, MOLORA_RESULT_IO_ERROR, "is a FIFO");
+    expect_open("/dev/null", MOLORA_RESULT_IO_ERROR, "is a device");
+    unlink(q);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    expect_open(dir, MOLORA_RESULT_IO_ERROR, "index.json: is a FIFO");
+    expect_open(p, MOLORA_RESULT_IO_ERROR, "index.json: is a FIFO");
+    unlink(p);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* the same tensor name in two shards: DUPLICATE_NAME, also through an index */
+static void test_duplicate_across_shards(void **state)
+{
+    static const char ha[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    static const char hb[] = "{\"v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    static const char idx[] = "{\"metadata\":{},\"weight_map\":{\"w\":\"a.safetensors\",\"v\":\"b.safetensors\"}}";
+    static const char idx_dup[] = "{\"weight_map\":{\"w\":\"a.safetensors\",\"\\u0077\":\"b.safetensors\"}}";
+    char dir[] = "/tmp/molora_shards_XXXXXX", pa[256], pb[256], pi[256];
+    size_t n;
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(pa, sizeof pa, "%s/a.safetensors", dir);
+    snprintf(pb, sizeof pb, "%s/b.safetensors", dir);
+    snprintf(pi, sizeof pi, "%s/model.safetensors.index.json", dir);
+    n = build(ha, 4, 0); write_file(pa, g_buf, n);
+    n = build(hb, 8, 0); write_file(pb, g_buf, n);
+    expect_open(dir, MOLORA_RESULT_DUPLICATE_NAME, "\"w\" appears in shards 0 and 1");
+    write_file(pi, idx, sizeof idx - 1);
+    expect_open(pi, MOLORA_RESULT_DUPLICATE_NAME, "\"w\" appears in shards 0 and 1");
+    expect_open(dir, MOLORA_RESULT_DUPLICATE_NAME, "\"w\" appears in shards 0 and 1");
+    write_file(pi, idx_dup, sizeof idx_dup - 1);
+    expect_open(pi, MOLORA_RESULT_INVALID_JSON, "key \"w\" appears twice");
+    unlink(pi); unlink(pa); unlink(pb);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* every refusal names its key or tensor, and a file's path once */
+static int count_of(const char *hay, const char *needle)
+{
+    int k = 0;
+    for (hay = strstr(hay, needle); hay; hay = strstr(hay + 1, needle)) k++;
+    return k;
+}
+static void test_messages(void **state)
+{
+    static const char hdr[] = "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[8,16]}}";
+    static const struct { const char *cfg; molora_result r; const char *needle; } c[] = {
+        {"{\"peft_type\":\"LORA\",\"lora_rank\":2,\"lora_alpha\":8}", MOLORA_RESULT_SUCCESS, ""},   /* AdaMoLE's LoRA baseline */
+        {"{\"peft_type\":\"LORA\",\"lora_rank\":4,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "r = 4 (from key \"lora_rank\")"},
+        {"{\"peft_type\":\"LORA\",\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "r = 8 (from PEFT's default: the config has no \"r\")"},
+        {"{\"peft_type\":\"LORA\",\"r\":3,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "r = 3 (from key \"r\")"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m\":5}}", MOLORA_RESULT_INVALID_SHAPE, "r = 5 (from its \"rank_pattern\" entry)"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"layers_to_transform\":[0,1.5]}", MOLORA_RESULT_INVALID_CONFIG, "\"layers_to_transform\" entry 1"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m{2}\":5}}", MOLORA_RESULT_UNSUPPORTED, "rank_pattern key \"m{2}\""},
+    };
+    char dir[] = "/tmp/molora_msg_XXXXXX", p[256];
+    size_t i, n;
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    molora_adapter *a;
+    (void)state;
+    n = build(hdr, 16, 0);
+    assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
+    for (i = 0; i < sizeof c / sizeof c[0]; i++) {
+        molora_model_desc md;
+        g_log[0] = 0;
+        if (molora_adapter_load_memory(c[i].cfg, strlen(c[i].cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
+        if (!strstr(g_log, c[i].needle)) fail_msg("case %zu: log \"%s\" does not say %s", i, g_log, c[i].needle);
+        if (c[i].r) continue;
+        molora_adapter_get_desc(a, &md);
+        assert_true(md.layers[0].experts[0].scaling == 4.0f);   /* lora_alpha / lora_rank */
+        molora_adapter_free(a);
+    }
+    molora_safetensors_free(st);
+    /* a bad shard: its path appears once in the line */
+    assert_non_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    write_file(p, g_buf, n - 1);
+    g_log[0] = 0;
+    assert_int_equal(molora_safetensors_open(p, &d, &st), MOLORA_RESULT_INCOMPLETE_BUFFER);
+    assert_int_equal(count_of(g_log, dir), 1);
+    unlink(p);
+    assert_int_equal(rmdir(dir), 0);
+    assert_int_equal(g_live, 0);
 }
 
 /* ---- adapters ---------------------------------------------------------------------------- */
@@ -481,7 +787,13 @@ static void test_pattern_rule(void **state)
         {"{\"layers\\\\.\\\\d+\\\\.mlp\\\\.down_proj\": 4}", 13, 4, MOLORA_RESULT_SUCCESS},
         {"{\"model.layers.3.mlp.down_proj\": 4, \"down_proj\": 8}", 3, 4, MOLORA_RESULT_SUCCESS},  /* first wins */
         {"{\"up_proj|down_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
-        {"{\"(down)_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"(down)_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},           /* groups, as Python's re */
+        {"{\"(?:up|down)_pro[a-j]\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
+        {"{\"((((d*)*o)*w)*)n_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
+        {"{\"down_proj{1}\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},      /* never guessed */
+        {"{\"^down_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"\\\\bdown_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"down_proj**\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
     };
     size_t i;
     (void)state;
@@ -510,10 +822,17 @@ int main(void)
         cmocka_unit_test(test_reference_valid),
         cmocka_unit_test(test_reference_errors),
         cmocka_unit_test(test_attacks),
+        cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_json_depth),
         cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_header_length_boundaries),
+        cmocka_unit_test(test_utf8_edges),
         cmocka_unit_test(test_conversion),
+        cmocka_unit_test(test_every_dtype),
         cmocka_unit_test(test_sharded),
+        cmocka_unit_test(test_not_regular),
+        cmocka_unit_test(test_duplicate_across_shards),
+        cmocka_unit_test(test_messages),
         cmocka_unit_test(test_layouts),
         cmocka_unit_test(test_adapter_details),
         cmocka_unit_test(test_refusals),
