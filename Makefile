@@ -152,7 +152,7 @@ $(B)/test_catalogue: tests/test_catalogue.c $(B)/molora_impl.o molora.h | $(B)
 $(B)/test_npy: tests/test_npy.c tools/molora_npy.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_npy.c -o $@ -lcmocka
 
-# ---- the molora command (DESIGN.md 4.2) ---------------------------------------------------------
+# ---- the molora command ---------------------------------------------------------------------
 $(B)/molora: tools/molora.c tools/molora_npy.h tools/molora_cli.h molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tools/molora.c -o $@ $(LIBS)
 

@@ -1,5 +1,5 @@
 /* molora_bench: the mixture-of-LoRA-experts layer against the frozen layer alone, measured side
-   by side in one process (DESIGN.md 4.3).
+   by side in one process.
      molora_bench [--shapes S1,S2,...] [--tokens 1,8,64,512] [--threads 1,2]
                   [--routing dense,adamole,topk:2] [--json FILE] [--reps N] [--smoke]
    Every variant runs interleaved; weights rotate through >= 192 MiB so decode reads come from

@@ -3,7 +3,7 @@
 
     /usr/bin/python3 bench/torch_adamole.py build/bench.json     (needs Debian's python3-torch)
 
-The module is written here from reference-math.md 2.1 to match the upstream forward pass of
+The module is written here to match the upstream forward pass of
 zefang-liu/AdaMoLE (src/adamole/layer.py: AdaMoeLayer.forward and LinearAdaMoleLayer.forward):
 the frozen nn.Linear, then softmax gate, threshold network, p - tau where p >= tau, weights
 renormalised, and the per-expert Python loop over torch.where(selected). torch runs with as many

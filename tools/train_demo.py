@@ -31,7 +31,7 @@ Writes:
   <outdir>/mola/                            MoLA layout (lora_A_{i}, router.router), logits.mola
   <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
 
-The AdaMoLE forward is reference-math.md section 2.1; the training loss adds the section 2.3
+The AdaMoLE forward is molora's ADAMOLE rule (zefang-liu/AdaMoLE src/adamole/layer.py); the training loss adds the
 load-balancing loss. Seeds are fixed; torch runs on 2 threads.
 """
 import json, math, os, re, struct, sys, time
@@ -110,7 +110,7 @@ def apply_rope(x, cos, sin):
 
 
 class AdaMoLE(nn.Module):
-    """reference-math.md 2.1 around a frozen nn.Linear; records routing for the tie check."""
+    """AdaMoLE's forward (src/adamole/layer.py) around a frozen nn.Linear; records routing for the tie check."""
 
     def __init__(self, base, n, r, alpha):
         super().__init__()
@@ -584,7 +584,7 @@ if os.environ.get("DEMO_SMOKE"):
 
 
 class MoLATopK(nn.Module):
-    """reference-math.md 4: p = softmax(Wr x); top-k; w = v / sum v (lower index wins ties)."""
+    """AlphaLoRA's MoLA routing: p = softmax(Wr x); top-k; w = v / sum v (lower index wins ties)."""
 
     def __init__(self, base, n, k, r, alpha):
         super().__init__()
@@ -639,7 +639,7 @@ def mola_stage():
     params = [p for l in mods.values() for p in l.parameters() if p.requires_grad]
     log(f"mola: {sum(p.numel() for p in params)} trainable parameters, {MOLA}")
 
-    def aux():   # reference-math 4: per decoder layer, the routed projections' logits concatenated
+    def aux():   # AlphaLoRA's aux loss: per decoder layer, the routed projections' logits concatenated
         tot = 0.0
         for L in range(len(m.layers)):
             ps = torch.cat([mods[(L, n)].last[0] for n in names])
