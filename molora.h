@@ -1,4 +1,4 @@
-/* molora.h - mixture-of-LoRA-experts inference in one C header.  v0.1.0
+/* molora.h - mixture-of-LoRA-experts inference in one C header.  v0.2.0
    MIT licence at the end of the file.
 
    WHAT IT DOES
@@ -7,7 +7,7 @@
 
          y = W0 x + b + sum_i w_i(x) * s_i * B_i (A_i x)
 
-     Routing rules (exact formulas: shared/reference-math.md, checked against upstream code):
+     Routing rules (checked against the upstream code: zefang-liu/AdaMoLE, peijunallin/alphalora):
        MOLORA_ROUTING_DENSE        softmax(Wg x / temperature)                  (MoLE, token level)
        MOLORA_ROUTING_TOPK         top-k of the softmax, renormalised, ties to the lowest index (MoLA)
        MOLORA_ROUTING_THRESHOLD    p_i >= threshold, weights p_i renormalised (AdaMoLE repo baseline)
@@ -174,9 +174,9 @@
 #include <stdint.h>
 
 #define MOLORA_VERSION_MAJOR 0
-#define MOLORA_VERSION_MINOR 1
+#define MOLORA_VERSION_MINOR 2
 #define MOLORA_VERSION_PATCH 0
-#define MOLORA_VERSION_STRING "0.1.0"
+#define MOLORA_VERSION_STRING "0.2.0"
 
 #ifndef MOLORA_API
 #  ifdef MOLORA_STATIC
@@ -539,8 +539,8 @@ MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, si
                                                       const void **data, molora_type *type);
 
 /* ---- adapters ---------------------------------------------------------------------------------
-   An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts of
-   DESIGN.md 4.1 becomes one model layer per adapted module, in natural name order (layer
+   An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts below
+   (MOLORA_LAYOUT_*) becomes one model layer per adapted module, in natural name order (layer
    numbers compared as numbers). See README "Files" for the config keys each layout uses.
    - Experts are numbered 0..N-1 in the names (lora_A.{i}, lora_A_{i}); an index at or above the
      module's count of lora_A / lora_B tensors is MISSING_WEIGHTS, one above 65535 UNSUPPORTED,

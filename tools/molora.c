@@ -1,4 +1,4 @@
-/* molora: the command of DESIGN.md 4.2 (inspect, forward, compose; alpha comes later).
+/* molora: the command (inspect, forward, compose, alpha; README "Files").
    Every bad input ends with a non-zero exit and one line on stderr naming the file, tensor or
    key and what is wrong. Build: make (build/molora). */
 #define _GNU_SOURCE   /* mkstemp, mkdtemp, fsync, realpath, fchmod, renameat2 */
@@ -905,7 +905,7 @@ static int cmd_compose(int argc, char **argv)
     return run_compose(&o);
 }
 
-/* ---- alpha (DESIGN.md 4.2) ------------------------------------------------------------------
+/* ---- alpha --------------------------------------------------------------------------------
    molora alpha MODEL [--method fix_finger|ww|ww077] [--budget N] [--beta B] [--prefix P]
                       [--layers PATTERN] [--upstream-fp16] [--json]
    Decoder layers are found by a name pattern with {L} (molora_alpha_layer_index): --layers, or
@@ -1215,7 +1215,7 @@ done:
 
 static int run_command(int argc, char **argv)
 {
-    if (argc < 2) return die("usage: molora inspect|forward|compose|alpha ... (see DESIGN.md 4.2)");
+    if (argc < 2) return die("usage: molora inspect|forward|compose|alpha ... (see README.md)");
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "forward")) return cmd_forward(argc - 2, argv + 2);
     if (!strcmp(argv[1], "compose")) return cmd_compose(argc - 2, argv + 2);
