@@ -75,10 +75,12 @@ static double ref_scaling(const fix *f, int i)
 }
 
 /* delta of expert i on token x, double: s_i B_i (A_i x) */
+#define MAXR 256   /* largest rank the reference takes: above every blocking size of molora.h */
 static void ref_expert(const fix *f, int i, const float *x, double *out)
 {
-    double h[64];
+    double h[MAXR];
     int j, k, o;
+    assert_true(f->rank[i] <= MAXR);
     for (j = 0; j < f->rank[i]; j++) {
         h[j] = 0;
         for (k = 0; k < f->d_in; k++) h[j] += (double)f->A[i][j * f->d_in + k] * x[k];
@@ -270,64 +272,133 @@ static molora_model *fix_model(const fix *f)
     return m;
 }
 
-static void *ws_for(const molora_model *m, int T, size_t *size)
+/* ---- canaries: CANARY bytes of a pattern after every buffer molora writes ----------------- */
+#define CANARY 64
+static void canary_fill(unsigned char *p)
 {
-    assert_int_equal(molora_workspace_size(m, T, size), MOLORA_RESULT_SUCCESS);
-    return malloc(*size ? *size : 1);
+    int i;
+    for (i = 0; i < CANARY; i++) p[i] = (unsigned char)(0xA5 ^ i);
+}
+static void canary_check(const unsigned char *p, const char *what)
+{
+    int i;
+    for (i = 0; i < CANARY; i++)
+        if (p[i] != (unsigned char)(0xA5 ^ i)) fail_msg("%s: byte %d past its end was written", what, i);
+}
+/* n random floats in [-1, 1), then a canary */
+static float *buf_new(size_t n)
+{
+    unsigned char *p = malloc(n * sizeof(float) + CANARY);
+    size_t i;
+    for (i = 0; i < n; i++) ((float *)p)[i] = (float)rnd();
+    canary_fill(p + n * sizeof(float));
+    return (float *)p;
+}
+static void buf_free(void *p, size_t bytes, const char *what)
+{
+    canary_check((unsigned char *)p + bytes, what);
+    free(p);
 }
 
-/* One comparison run: molora vs reference; adds to ew (weights) and ey (outputs). */
-typedef struct run_opts { int T, mask_mode, fixed_mode, full; } run_opts;
+/* a workspace of molora_workspace_size(T) bytes and a canary after it: free with ws_free */
+static void *ws_for(const molora_model *m, int T, size_t *size)
+{
+    unsigned char *ws;
+    assert_int_equal(molora_workspace_size(m, T, size), MOLORA_RESULT_SUCCESS);
+    ws = malloc(*size + CANARY);
+    canary_fill(ws + *size);
+    return ws;
+}
+static void ws_free(void *ws, size_t size) { buf_free(ws, size, "workspace"); }
+
+/* One forward call as a caller makes it, checked against the reference: weights (to 2e-5, or
+   bit-equal with exact_w), outputs (to 2e-5 of the row's largest value), counts, the path taken,
+   and canaries after the workspace, Y, weights_out and counts_out. */
+typedef struct call {
+    int T, full, nth;               /* nth > 1: split over nth callers, run one after the other   */
+    const uint8_t *mask; int mask_pt;
+    const float *fixed; int fixed_pt;
+    const float *X;                 /* (T, d_in), or NULL for random rows                         */
+    int noskip, exact_w;            /* compare tokens at a tie too; weights equal to the reference */
+    int path;                       /* expected path_out, or -1                                   */
+} call;
 static long g_skipped;
+
+static void check_call(const fix *f, const molora_model *m, const call *c, err *ew, err *ey)
+{
+    int T = c->T, n = f->n, O = f->d_out, t, i, j, k, nth = c->nth > 1 ? c->nth : 1;
+    size_t wsz, ny = (size_t)T * O, nw = (size_t)T * n;
+    void *ws = ws_for(m, T, &wsz);
+    float *Xr = c->X ? NULL : rnd_vec((size_t)T * f->d_in + 1, 1.0);
+    const float *X = c->X ? c->X : Xr;
+    float *Y = buf_new(ny), *Wm = buf_new(nw), *Yin = malloc(sizeof(float) * (ny + 1));
+    int32_t *counts = (int32_t *)buf_new((size_t)n);
+    double *Yr = malloc(sizeof(double) * (ny + 1)), *Wr = malloc(sizeof(double) * (nw + 1));
+    double *margin = malloc(sizeof(double) * ((size_t)T + 1));
+    molora_path path;
+    molora_forward_args a;
+    memcpy(Yin, Y, sizeof(float) * ny);
+    memset(&a, 0, sizeof a);
+    a.layer = 0; a.n_tokens = T; a.x = X; a.y = Y;
+    a.output = c->full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
+    a.expert_mask = c->mask; a.mask_per_token = c->mask_pt;
+    a.weights = c->fixed; a.weights_per_token = c->fixed_pt;
+    a.weights_out = Wm; a.counts_out = counts;
+    a.workspace = ws; a.workspace_size = wsz; a.path_out = &path;
+    for (k = 0; k < nth; k++) {
+        a.ith = k; a.nth = nth > 1 ? nth : 0;
+        assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+        if (c->path >= 0 && (int)path != c->path)
+            fail_msg("T = %d, caller %d of %d: path %d, expected %d", T, k, nth, (int)path, c->path);
+    }
+    ref_forward(f, T, X, c->mask, c->mask_pt, c->fixed, c->fixed_pt, c->full, Yin, Yr, Wr, margin);
+    for (i = 0; i < n; i++) {
+        int cnt = 0;
+        for (t = 0; t < T; t++) cnt += Wm[(size_t)t * n + i] != 0.0f;
+        assert_int_equal(counts[i], cnt);
+    }
+    for (t = 0; t < T; t++) {
+        double scale = 0;
+        if (!c->noskip && margin[t] < 1e-5) { g_skipped++; continue; }   /* decision within float rounding */
+        for (i = 0; i < n; i++) {
+            size_t q = (size_t)t * n + i;
+            if (c->exact_w && (double)Wm[q] != Wr[q])
+                fail_msg("T = %d token %d expert %d: weight %.9g, reference %.17g", T, t, i, (double)Wm[q], Wr[q]);
+            err_add(ew, Wm[q], Wr[q], 1.0);
+        }
+        for (j = 0; j < O; j++) scale = fmax(scale, fabs(Yr[(size_t)t * O + j]));
+        for (j = 0; j < O; j++) err_add(ey, Y[(size_t)t * O + j], Yr[(size_t)t * O + j], scale + 1e-3);
+    }
+    ws_free(ws, wsz);
+    buf_free(Y, ny * sizeof(float), "y"); buf_free(Wm, nw * sizeof(float), "weights_out");
+    buf_free(counts, (size_t)n * sizeof(int32_t), "counts_out");
+    free(Xr); free(Yin); free(Yr); free(Wr); free(margin);
+}
+
+/* One grid run: masks none / batch / per token (allocated to their exact size), fixed weights
+   none / batch / per token, random rows. */
+typedef struct run_opts { int T, mask_mode, fixed_mode, full; } run_opts;
 
 static void run_one(const fix *f, const molora_model *m, run_opts o, err *ew, err *ey)
 {
-    int T = o.T, n = f->n, t, i, j;
-    size_t wsz;
-    void *ws = ws_for(m, T, &wsz);
-    float *X = rnd_vec((size_t)T * f->d_in + 1, 1.0);
-    float *Y = rnd_vec((size_t)T * f->d_out + 1, 1.0);
-    float *Yin = malloc(sizeof(float) * ((size_t)T * f->d_out + 1));
-    float *Wm = malloc(sizeof(float) * ((size_t)T * n + 1));
+    int T = o.T, n = f->n, t, i;
     float *fixed = NULL;
-    double *Yr = malloc(sizeof(double) * ((size_t)T * f->d_out + 1));
-    double *Wr = malloc(sizeof(double) * ((size_t)T * n + 1));
-    double *margin = malloc(sizeof(double) * ((size_t)T + 1));
     uint8_t *mask = NULL;
-    int32_t counts[MAXN];
-    molora_forward_args a;
-    memcpy(Yin, Y, sizeof(float) * ((size_t)T * f->d_out + 1));
+    call c;
     if (o.mask_mode == 1) {   /* batch mask: remove expert 1 (and 3) */
         mask = malloc((size_t)n);
         for (i = 0; i < n; i++) mask[i] = !(i == 1 || i == 3);
     } else if (o.mask_mode == 2) {   /* per-token masks, some tokens fully masked */
-        mask = malloc((size_t)T * n + 1);
+        mask = malloc((size_t)T * n + !T);
         for (t = 0; t < T; t++)
             for (i = 0; i < n; i++) mask[(size_t)t * n + i] = (t % 5 == 4) ? 0 : (rnd() > -0.4);
     }
     if (o.fixed_mode) fixed = rnd_vec((o.fixed_mode == 2 ? (size_t)T * n : (size_t)n) + 1, 1.0);
-    memset(&a, 0, sizeof a);
-    a.layer = 0; a.n_tokens = T; a.x = X; a.y = Y;
-    a.output = o.full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
-    a.expert_mask = mask; a.mask_per_token = o.mask_mode == 2;
-    a.weights = fixed; a.weights_per_token = o.fixed_mode == 2;
-    a.weights_out = Wm; a.counts_out = counts;
-    a.workspace = ws; a.workspace_size = wsz;
-    assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
-    ref_forward(f, T, X, mask, o.mask_mode == 2, fixed, o.fixed_mode == 2, o.full, Yin, Yr, Wr, margin);
-    for (i = 0; i < n; i++) {
-        int c = 0;
-        for (t = 0; t < T; t++) c += Wm[(size_t)t * n + i] != 0.0f;
-        assert_int_equal(counts[i], c);
-    }
-    for (t = 0; t < T; t++) {
-        double scale = 0;
-        if (margin[t] < 1e-5) { g_skipped++; continue; }   /* decision within float rounding */
-        for (i = 0; i < n; i++) err_add(ew, Wm[(size_t)t * n + i], Wr[(size_t)t * n + i], 1.0);
-        for (j = 0; j < f->d_out; j++) scale = fmax(scale, fabs(Yr[(size_t)t * f->d_out + j]));
-        for (j = 0; j < f->d_out; j++) err_add(ey, Y[(size_t)t * f->d_out + j], Yr[(size_t)t * f->d_out + j], scale + 1e-3);
-    }
-    free(ws); free(X); free(Y); free(Yin); free(Wm); free(fixed); free(Yr); free(Wr); free(margin); free(mask);
+    memset(&c, 0, sizeof c);
+    c.T = T; c.full = o.full; c.mask = mask; c.mask_pt = o.mask_mode == 2;
+    c.fixed = fixed; c.fixed_pt = o.fixed_mode == 2; c.path = -1;
+    check_call(f, m, &c, ew, ey);
+    free(fixed); free(mask);
 }
 
 /* The grid of the issue: N in {1,2,8}, ranks {1},{4},{16}, mixed; T in {0,1,7,64}; d not a
@@ -400,15 +471,18 @@ static molora_result tiny_run(const molora_layer_desc *ld, const uint8_t *mask, 
     molora_model *m;
     molora_forward_args a;
     molora_result r;
-    char ws[4096];
+    size_t wsz;
+    void *ws;
     memset(&md, 0, sizeof md);
     md.n_layers = 1; md.layers = ld;
     r = molora_model_init(&md, &m);
-    if (r) return r;
+    if (r != MOLORA_RESULT_SUCCESS) return r;
+    ws = ws_for(m, T, &wsz);
     memset(&a, 0, sizeof a);
     a.n_tokens = T; a.x = x; a.y = y; a.expert_mask = mask; a.weights_out = w; a.counts_out = counts;
-    a.workspace = ws; a.workspace_size = sizeof ws;
+    a.workspace = ws; a.workspace_size = wsz;
     r = molora_forward(m, &a);
+    ws_free(ws, wsz);
     molora_model_free(m);
     return r;
 }
@@ -492,7 +566,7 @@ static void test_topk_k_equals_n_is_dense(void **s)
     a.weights_out = W1; assert_int_equal(molora_route(m1, &a), 0);
     a.weights_out = W2; assert_int_equal(molora_route(m2, &a), 0);
     for (i = 0; i < T * 8; i++) assert_true(fabsf(W1[i] - W2[i]) < 1e-6f);
-    free(X); free(W1); free(W2); free(ws);
+    free(X); free(W1); free(W2); ws_free(ws, wsz);
     molora_model_free(m1); molora_model_free(m2); fix_free(&f);
 }
 
@@ -631,7 +705,7 @@ static void test_route_matches_forward(void **s)
         a.y = Y2; a.weights = W2; a.weights_per_token = 1; a.weights_out = NULL;
         assert_int_equal(molora_forward(m, &a), 0);
         for (i = 0; i < T * 23; i++) assert_true(fabsf(Y[i] - Y2[i]) <= 1e-5f * (1 + fabsf(Y[i])));
-        free(X); free(Y); free(Y2); free(W1); free(W2); free(ws);
+        free(X); free(Y); free(Y2); free(W1); free(W2); ws_free(ws, wsz);
         molora_model_free(m); fix_free(&f);
     }
 }
@@ -760,7 +834,7 @@ static void test_mixed_layers_model(void **s)
         CHECK_ERR(e, 2e-5, "mixed model layer");
         free(X); free(Y); free(Yr); free(Wr);
     }
-    free(ws);
+    ws_free(ws, wsz);
     molora_model_free(m);
     for (l = 0; l < 3; l++) fix_free(&f[l]);
 }
@@ -1000,7 +1074,7 @@ static void test_zero_allocations_on_forward(void **s)
                 assert_int_equal(molora_route(m, &a), 0);
             }
         total += g_allocs - before;
-        free(X); free(Y); free(W); free(ws);
+        free(X); free(Y); free(W); ws_free(ws, wsz);
         molora_model_free(m); fix_free(&f);
     }
     assert_int_equal(total, 0);
@@ -1055,7 +1129,7 @@ static void run_blocks(const molora_model *m, const float *X, int T, int d_in, i
             assert_int_equal(molora_forward(m, &a), 0);
         }
     }
-    free(ws);
+    ws_free(ws, wsz);
 }
 
 static void test_workspace_covers_every_batch(void **s)
@@ -1085,7 +1159,7 @@ static void test_workspace_covers_every_batch(void **s)
                 assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
                 calls++;
             }
-            free(ws);
+            ws_free(ws, wsz);
         }
         free(X); free(Y);
         molora_model_free(m); fix_free(&f);
@@ -1147,7 +1221,7 @@ static void test_thread_split_args(void **s)
     a.ith = 1; a.nth = 0; assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
     a.ith = 0; a.nth = -2; assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
     a.ith = 4; a.nth = 5; assert_int_equal(molora_forward(m, &a), 0);   /* more callers than columns: a no-op share */
-    free(ws); molora_model_free(m); fix_free(&f);
+    ws_free(ws, wsz); molora_model_free(m); fix_free(&f);
 }
 
 int main(void)
