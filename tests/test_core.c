@@ -321,6 +321,7 @@ typedef struct call {
     const float *X;                 /* (T, d_in), or NULL for random rows                         */
     int noskip, exact_w;            /* compare tokens at a tie too; weights equal to the reference */
     int path;                       /* expected path_out, or -1                                   */
+    double floor;                   /* least output scale for the relative error (0: 1e-3)        */
 } call;
 static long g_skipped;
 
@@ -329,7 +330,7 @@ static void check_call(const fix *f, const molora_model *m, const call *c, err *
     int T = c->T, n = f->n, O = f->d_out, t, i, j, k, nth = c->nth > 1 ? c->nth : 1;
     size_t wsz, ny = (size_t)T * O, nw = (size_t)T * n;
     void *ws = ws_for(m, T, &wsz);
-    float *Xr = c->X ? NULL : rnd_vec((size_t)T * f->d_in + 1, 1.0);
+    float *Xr = c->X ? NULL : rnd_vec((size_t)T * f->d_in, 1.0);
     const float *X = c->X ? c->X : Xr;
     float *Y = buf_new(ny), *Wm = buf_new(nw), *Yin = malloc(sizeof(float) * (ny + 1));
     int32_t *counts = (int32_t *)buf_new((size_t)n);
@@ -367,7 +368,8 @@ static void check_call(const fix *f, const molora_model *m, const call *c, err *
             err_add(ew, Wm[q], Wr[q], 1.0);
         }
         for (j = 0; j < O; j++) scale = fmax(scale, fabs(Yr[(size_t)t * O + j]));
-        for (j = 0; j < O; j++) err_add(ey, Y[(size_t)t * O + j], Yr[(size_t)t * O + j], scale + 1e-3);
+        scale = c->floor > 0 ? fmax(scale, c->floor) : scale + 1e-3;
+        for (j = 0; j < O; j++) err_add(ey, Y[(size_t)t * O + j], Yr[(size_t)t * O + j], scale);
     }
     ws_free(ws, wsz);
     buf_free(Y, ny * sizeof(float), "y"); buf_free(Wm, nw * sizeof(float), "weights_out");
@@ -393,7 +395,7 @@ static void run_one(const fix *f, const molora_model *m, run_opts o, err *ew, er
         for (t = 0; t < T; t++)
             for (i = 0; i < n; i++) mask[(size_t)t * n + i] = (t % 5 == 4) ? 0 : (rnd() > -0.4);
     }
-    if (o.fixed_mode) fixed = rnd_vec((o.fixed_mode == 2 ? (size_t)T * n : (size_t)n) + 1, 1.0);
+    if (o.fixed_mode) fixed = rnd_vec((o.fixed_mode == 2 ? (size_t)T * n : (size_t)n), 1.0);
     memset(&c, 0, sizeof c);
     c.T = T; c.full = o.full; c.mask = mask; c.mask_pt = o.mask_mode == 2;
     c.fixed = fixed; c.fixed_pt = o.fixed_mode == 2; c.path = -1;
@@ -1103,7 +1105,7 @@ static void fix_exact(fix *f, int n, const int *ranks, int routing, const float 
 /* T random rows whose first value cycles through us (the threshold-net input u) */
 static float *rows_u(int T, int d_in, const float *us, int nu)
 {
-    float *X = rnd_vec((size_t)T * d_in + 1, 1.0);
+    float *X = rnd_vec((size_t)T * d_in, 1.0);
     int t;
     for (t = 0; t < T && nu > 0; t++) X[(size_t)t * d_in] = us[t % nu];
     return X;
@@ -1504,6 +1506,71 @@ static void test_bound_merge_ranks(void **s)
     CHECK_ERR(e, 1e-5, "merged weights");
 }
 
+static void test_bound_panels(void **s)
+{   /* X is packed in 16-float panels at W0's 64-byte phase for T <= 16, B^T columns go 16 at a
+       time, Y's columns are split in chunks of 16 over callers: d_in and d_out around 16 and
+       32, W0 at phases 0, 1, 7 and 15 floats, T around 8 and 16, one and three callers */
+    static const int d_ins[] = {1, 15, 16, 17, 31, 32, 33}, d_outs[] = {1, 15, 16, 17, 33};
+    static const int phases[] = {0, 1, 7, 15}, Ts[] = {1, 2, 8, 9, 16, 17};
+    int ranks[MAXN] = {1, 3, 8}, a, b, q, c;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (a = 0; a < 7; a++)
+        for (b = 0; b < 5; b++)
+            for (q = 0; q < 4; q++) {
+                fix f;
+                molora_model *m;
+                float *own, *raw;
+                size_t nw0 = (size_t)d_ins[a] * d_outs[b];
+                fix_make(&f, d_ins[a], d_outs[b], 3, ranks, MOLORA_ROUTING_DENSE);
+                raw = malloc(sizeof(float) * (nw0 + 32));
+                own = (float *)(((uintptr_t)raw + 63) & ~(uintptr_t)63) + phases[q];
+                memcpy(own, f.W0, sizeof(float) * nw0);
+                free(f.W0);
+                f.W0 = own;   /* borrowed by the model at this phase */
+                m = fix_model(&f);
+                for (c = 0; c < 6; c++) {
+                    call k;
+                    memset(&k, 0, sizeof k);
+                    k.T = Ts[c]; k.full = 1; k.nth = c % 2 ? 3 : 0; k.path = path_of(Ts[c]);
+                    k.floor = 0.5;   /* a row of one or a few values can sit near 0 by chance */
+                    check_call(&f, m, &k, &ew, &ey);
+                }
+                molora_model_free(m);
+                f.W0 = rnd_vec(1, 1);
+                free(raw); fix_free(&f);
+            }
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+}
+
+static void test_bound_gate_width(void **s)
+{   /* up to 32 gate rows (N, or N + 1 with AdaMoLE's threshold row) take molora's own kernel
+       outside the packed path, more take the packed kernel or BLAS: N = 31, 32, 33 */
+    static const int Ns[] = {31, 32, 33}, rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_ADAMOLE};
+    static const int Ts[] = {1, 7, 17};
+    int ranks[MAXN], i, a, r, c;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (i = 0; i < MAXN; i++) ranks[i] = 1 + i % 3;
+    for (a = 0; a < 3; a++)
+        for (r = 0; r < 2; r++) {
+            fix f;
+            molora_model *m;
+            fix_make(&f, 37, 50, Ns[a], ranks, rules[r]);
+            m = fix_model(&f);
+            for (c = 0; c < 3; c++) {
+                call k;
+                memset(&k, 0, sizeof k);
+                k.T = Ts[c]; k.full = c & 1; k.path = -1;
+                check_call(&f, m, &k, &ew, &ey);
+            }
+            molora_model_free(m); fix_free(&f);
+        }
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+}
+
 /* Smallest workspace_size a call of T tokens accepts (the size check is monotone). */
 static size_t ws_minimum(const molora_model *m, molora_forward_args a, size_t hi)
 {
@@ -1848,6 +1915,8 @@ int main(void)
         cmocka_unit_test(test_bound_sparse_switch),
         cmocka_unit_test(test_bound_rank_paths),
         cmocka_unit_test(test_bound_merge_ranks),
+        cmocka_unit_test(test_bound_panels),
+        cmocka_unit_test(test_bound_gate_width),
         cmocka_unit_test(test_bound_workspace),
         cmocka_unit_test(test_bound_indices),
         cmocka_unit_test(test_bound_mask_last),
