@@ -17,9 +17,9 @@ OPENBLAS_ENV = $(if $(OPENBLAS_CORETYPE),,$(if $(shell grep -qw avx512f /proc/cp
 
 # Debian packages each goal needs (checked with dpkg-query, installed with apt-get as root)
 PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
-PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3
+PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3 clang libclang-rt-14-dev
 
-.PHONY: all demo demo-engine test deps deps-test install uninstall clean check-compile fuzz fixtures bench-alpha
+.PHONY: all demo demo-engine test test-san deps deps-test install uninstall clean check-compile fuzz fixtures bench-alpha
 
 all: $(B)/quickstart $(B)/molora
 
@@ -116,6 +116,7 @@ test: deps-test
 	  ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done
 	sh tests/test_engine.sh $(B)/engine $(DEMO_MODEL)
 	./$(B)/check_static
+	@$(MAKE) --no-print-directory test-san
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench
 	./$(B)/molora_bench --smoke
@@ -151,6 +152,40 @@ $(B)/test_catalogue: tests/test_catalogue.c $(B)/molora_impl.o molora.h | $(B)
 
 $(B)/test_npy: tests/test_npy.c tools/molora_npy.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_npy.c -o $@ -lcmocka
+
+# ---- the core and file suites and the command under ASan + UBSan, part of make test ------------
+# A write past a buffer or undefined behaviour then fails the run on the spot, not when the
+# allocator happens to notice. (make asan / ubsan / tsan rebuild every suite, one tool each.)
+SAN_DIR   = $(B)/san
+SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_BINS  = $(SAN_DIR)/test_core $(SAN_DIR)/test_core_noblas $(SAN_DIR)/test_types $(SAN_DIR)/test_files \
+            $(SAN_DIR)/test_bounds $(SAN_DIR)/molora
+$(SAN_DIR):
+	mkdir -p $@
+$(SAN_DIR)/impl.o: tests/molora_impl.c molora.h | $(SAN_DIR)
+	clang $(SAN_FLAGS) -std=c99 -I. -c $< -o $@
+$(SAN_DIR)/impl_noblas.o: tests/molora_impl.c molora.h | $(SAN_DIR)
+	clang $(SAN_FLAGS) -std=c99 -DMOLORA_NO_BLAS -I. -c $< -o $@
+$(SAN_DIR)/test_core: tests/test_core.c $(SAN_DIR)/impl.o molora.h
+	clang $(SAN_FLAGS) -std=c99 -I. tests/test_core.c $(SAN_DIR)/impl.o -o $@ $(WRAP) -lcmocka $(LIBS)
+$(SAN_DIR)/test_core_noblas: tests/test_core.c $(SAN_DIR)/impl_noblas.o molora.h
+	clang $(SAN_FLAGS) -std=c99 -I. tests/test_core.c $(SAN_DIR)/impl_noblas.o -o $@ $(WRAP) -lcmocka -lm
+$(SAN_DIR)/test_files: tests/test_files.c $(SAN_DIR)/impl.o molora.h
+	clang $(SAN_FLAGS) -std=c99 -I. tests/test_files.c $(SAN_DIR)/impl.o -o $@ -lcmocka $(LIBS)
+$(SAN_DIR)/test_types: tests/test_types.c $(SAN_DIR)/impl.o molora.h
+	clang $(SAN_FLAGS) -std=c99 -I. tests/test_types.c $(SAN_DIR)/impl.o -o $@ -lcmocka $(LIBS)
+$(SAN_DIR)/test_bounds: tests/test_bounds.c molora.h | $(SAN_DIR)
+	clang $(SAN_FLAGS) -std=c99 -I. tests/test_bounds.c -o $@ -lcmocka -lm
+$(SAN_DIR)/molora: tools/molora.c tools/molora_npy.h tools/molora_cli.h molora.h | $(SAN_DIR)
+	clang $(SAN_FLAGS) -std=c99 -I. tools/molora.c -o $@ $(LIBS)
+test-san: deps-test
+	@$(MAKE) --no-print-directory $(SAN_BINS)
+	./$(SAN_DIR)/test_core
+	./$(SAN_DIR)/test_core_noblas
+	./$(SAN_DIR)/test_types
+	./$(SAN_DIR)/test_files
+	./$(SAN_DIR)/test_bounds
+	sh tests/test_cli.sh $(SAN_DIR)/molora
 
 # ---- the molora command ---------------------------------------------------------------------
 $(B)/molora: tools/molora.c tools/molora_npy.h tools/molora_cli.h molora.h | $(B)
@@ -242,7 +277,7 @@ bench: deps
 # (TSan runs OpenBLAS with one thread: its worker threads are not instrumented, and their
 #  spin-wait hand-over of results shows up as false races)
 .PHONY: asan ubsan tsan valgrind san-run deps-san
-PKGS_SAN = $(PKGS_TEST) clang libclang-rt-14-dev valgrind
+PKGS_SAN = $(PKGS_TEST) valgrind
 deps-san:
 	$(call ensure_pkgs,$(PKGS_SAN))
 asan: deps-san

@@ -1655,13 +1655,15 @@ MOLORA_API molora_result molora_expert_get(const molora_model *m, int layer, int
    Each rule works on one token: z (n) gate logits with bias, allowed(i) from the mask. */
 
 /* v (n): in, the logits, NaN for experts that take no part; out, softmax of v / temperature
-   over the others (0 for the rest). Logits are NaN-checked before, so NaN is free as a marker. */
-MOLORA__PRIVATE void molora__softmax(float *v, int n, float inv_t)
+   over the others (0 for the rest). Logits are NaN-checked before, so NaN is free as a marker.
+   Divided, not multiplied by 1 / temperature: below 1 / FLT_MAX that reciprocal is inf and a
+   logit of 0 would become 0 * inf = NaN. */
+MOLORA__PRIVATE void molora__softmax(float *v, int n, float temperature)
 {
     int i, any = 0, n_top = 0;
     float mx = 0.0f, sum = 0.0f;
     for (i = 0; i < n; i++)
-        if (!isnan(v[i])) { v[i] *= inv_t; if (!any || v[i] > mx) mx = v[i]; any = 1; }
+        if (!isnan(v[i])) { v[i] /= temperature; if (!any || v[i] > mx) mx = v[i]; any = 1; }
     if (!any) { for (i = 0; i < n; i++) v[i] = 0.0f; return; }
     if (isinf(mx)) {   /* logits at +inf share the weight; all at -inf: uniform */
         for (i = 0; i < n; i++) { v[i] = v[i] == mx ? 1.0f : 0.0f; n_top += v[i] != 0.0f; }
@@ -1694,11 +1696,11 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
             w[best] = 1.0f;
         }
         for (i = 0; i < n; i++) w[i] = w[i] == 1.0f ? z[i] : NAN;
-        molora__softmax(w, n, 1.0f / L->temperature);
+        molora__softmax(w, n, L->temperature);
         return;
     }
     for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? z[i] : NAN;
-    molora__softmax(w, n, 1.0f / L->temperature);
+    molora__softmax(w, n, L->temperature);
     if (L->routing == MOLORA_ROUTING_THRESHOLD) {      /* p_i >= threshold, renormalised */
         for (i = 0; i < n; i++) { if (!(w[i] >= L->threshold) || w[i] == 0.0f) w[i] = 0.0f; s += w[i]; }
         if (s == 0.0f) return;
@@ -1804,7 +1806,7 @@ MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const m
             if (isnan(wt[i])) return MOLORA_RESULT_NON_FINITE;
             if (allow && !allow[i]) wt[i] = NAN;
         }
-        molora__softmax(wt, n, 1.0f / L->temperature);
+        molora__softmax(wt, n, L->temperature);
     }
     return MOLORA_RESULT_SUCCESS;
 }

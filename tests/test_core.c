@@ -75,10 +75,12 @@ static double ref_scaling(const fix *f, int i)
 }
 
 /* delta of expert i on token x, double: s_i B_i (A_i x) */
+#define MAXR 256   /* largest rank the reference takes: above every blocking size of molora.h */
 static void ref_expert(const fix *f, int i, const float *x, double *out)
 {
-    double h[64];
+    double h[MAXR];
     int j, k, o;
+    assert_true(f->rank[i] <= MAXR);
     for (j = 0; j < f->rank[i]; j++) {
         h[j] = 0;
         for (k = 0; k < f->d_in; k++) h[j] += (double)f->A[i][j * f->d_in + k] * x[k];
@@ -270,64 +272,135 @@ static molora_model *fix_model(const fix *f)
     return m;
 }
 
-static void *ws_for(const molora_model *m, int T, size_t *size)
+/* ---- canaries: CANARY bytes of a pattern after every buffer molora writes ----------------- */
+#define CANARY 64
+static void canary_fill(unsigned char *p)
 {
-    assert_int_equal(molora_workspace_size(m, T, size), MOLORA_RESULT_SUCCESS);
-    return malloc(*size ? *size : 1);
+    int i;
+    for (i = 0; i < CANARY; i++) p[i] = (unsigned char)(0xA5 ^ i);
+}
+static void canary_check(const unsigned char *p, const char *what)
+{
+    int i;
+    for (i = 0; i < CANARY; i++)
+        if (p[i] != (unsigned char)(0xA5 ^ i)) fail_msg("%s: byte %d past its end was written", what, i);
+}
+/* n random floats in [-1, 1), then a canary */
+static float *buf_new(size_t n)
+{
+    unsigned char *p = malloc(n * sizeof(float) + CANARY);
+    size_t i;
+    for (i = 0; i < n; i++) ((float *)p)[i] = (float)rnd();
+    canary_fill(p + n * sizeof(float));
+    return (float *)p;
+}
+static void buf_free(void *p, size_t bytes, const char *what)
+{
+    canary_check((unsigned char *)p + bytes, what);
+    free(p);
 }
 
-/* One comparison run: molora vs reference; adds to ew (weights) and ey (outputs). */
-typedef struct run_opts { int T, mask_mode, fixed_mode, full; } run_opts;
+/* a workspace of molora_workspace_size(T) bytes and a canary after it: free with ws_free */
+static void *ws_for(const molora_model *m, int T, size_t *size)
+{
+    unsigned char *ws;
+    assert_int_equal(molora_workspace_size(m, T, size), MOLORA_RESULT_SUCCESS);
+    ws = malloc(*size + CANARY);
+    canary_fill(ws + *size);
+    return ws;
+}
+static void ws_free(void *ws, size_t size) { buf_free(ws, size, "workspace"); }
+
+/* One forward call as a caller makes it, checked against the reference: weights (to 2e-5, or
+   bit-equal with exact_w), outputs (to 2e-5 of the row's largest value), counts, the path taken,
+   and canaries after the workspace, Y, weights_out and counts_out. */
+typedef struct call {
+    int T, full, nth;               /* nth > 1: split over nth callers, run one after the other   */
+    const uint8_t *mask; int mask_pt;
+    const float *fixed; int fixed_pt;
+    const float *X;                 /* (T, d_in), or NULL for random rows                         */
+    int noskip, exact_w;            /* compare tokens at a tie too; weights equal to the reference */
+    int path;                       /* expected path_out, or -1                                   */
+    double floor;                   /* least output scale for the relative error (0: 1e-3)        */
+} call;
 static long g_skipped;
+
+static void check_call(const fix *f, const molora_model *m, const call *c, err *ew, err *ey)
+{
+    int T = c->T, n = f->n, O = f->d_out, t, i, j, k, nth = c->nth > 1 ? c->nth : 1;
+    size_t wsz, ny = (size_t)T * O, nw = (size_t)T * n;
+    void *ws = ws_for(m, T, &wsz);
+    float *Xr = c->X ? NULL : rnd_vec((size_t)T * f->d_in, 1.0);
+    const float *X = c->X ? c->X : Xr;
+    float *Y = buf_new(ny), *Wm = buf_new(nw), *Yin = malloc(sizeof(float) * (ny + 1));
+    int32_t *counts = (int32_t *)buf_new((size_t)n);
+    double *Yr = malloc(sizeof(double) * (ny + 1)), *Wr = malloc(sizeof(double) * (nw + 1));
+    double *margin = malloc(sizeof(double) * ((size_t)T + 1));
+    molora_path path;
+    molora_forward_args a;
+    memcpy(Yin, Y, sizeof(float) * ny);
+    memset(&a, 0, sizeof a);
+    a.layer = 0; a.n_tokens = T; a.x = X; a.y = Y;
+    a.output = c->full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
+    a.expert_mask = c->mask; a.mask_per_token = c->mask_pt;
+    a.weights = c->fixed; a.weights_per_token = c->fixed_pt;
+    a.weights_out = Wm; a.counts_out = counts;
+    a.workspace = ws; a.workspace_size = wsz; a.path_out = &path;
+    for (k = 0; k < nth; k++) {
+        a.ith = k; a.nth = nth > 1 ? nth : 0;
+        assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+        if (c->path >= 0 && (int)path != c->path)
+            fail_msg("T = %d, caller %d of %d: path %d, expected %d", T, k, nth, (int)path, c->path);
+    }
+    ref_forward(f, T, X, c->mask, c->mask_pt, c->fixed, c->fixed_pt, c->full, Yin, Yr, Wr, margin);
+    for (i = 0; i < n; i++) {
+        int cnt = 0;
+        for (t = 0; t < T; t++) cnt += Wm[(size_t)t * n + i] != 0.0f;
+        assert_int_equal(counts[i], cnt);
+    }
+    for (t = 0; t < T; t++) {
+        double scale = 0;
+        if (!c->noskip && margin[t] < 1e-5) { g_skipped++; continue; }   /* decision within float rounding */
+        for (i = 0; i < n; i++) {
+            size_t q = (size_t)t * n + i;
+            if (c->exact_w && (double)Wm[q] != Wr[q])
+                fail_msg("T = %d token %d expert %d: weight %.9g, reference %.17g", T, t, i, (double)Wm[q], Wr[q]);
+            err_add(ew, Wm[q], Wr[q], 1.0);
+        }
+        for (j = 0; j < O; j++) scale = fmax(scale, fabs(Yr[(size_t)t * O + j]));
+        scale = c->floor > 0 ? fmax(scale, c->floor) : scale + 1e-3;
+        for (j = 0; j < O; j++) err_add(ey, Y[(size_t)t * O + j], Yr[(size_t)t * O + j], scale);
+    }
+    ws_free(ws, wsz);
+    buf_free(Y, ny * sizeof(float), "y"); buf_free(Wm, nw * sizeof(float), "weights_out");
+    buf_free(counts, (size_t)n * sizeof(int32_t), "counts_out");
+    free(Xr); free(Yin); free(Yr); free(Wr); free(margin);
+}
+
+/* One grid run: masks none / batch / per token (allocated to their exact size), fixed weights
+   none / batch / per token, random rows. */
+typedef struct run_opts { int T, mask_mode, fixed_mode, full; } run_opts;
 
 static void run_one(const fix *f, const molora_model *m, run_opts o, err *ew, err *ey)
 {
-    int T = o.T, n = f->n, t, i, j;
-    size_t wsz;
-    void *ws = ws_for(m, T, &wsz);
-    float *X = rnd_vec((size_t)T * f->d_in + 1, 1.0);
-    float *Y = rnd_vec((size_t)T * f->d_out + 1, 1.0);
-    float *Yin = malloc(sizeof(float) * ((size_t)T * f->d_out + 1));
-    float *Wm = malloc(sizeof(float) * ((size_t)T * n + 1));
+    int T = o.T, n = f->n, t, i;
     float *fixed = NULL;
-    double *Yr = malloc(sizeof(double) * ((size_t)T * f->d_out + 1));
-    double *Wr = malloc(sizeof(double) * ((size_t)T * n + 1));
-    double *margin = malloc(sizeof(double) * ((size_t)T + 1));
     uint8_t *mask = NULL;
-    int32_t counts[MAXN];
-    molora_forward_args a;
-    memcpy(Yin, Y, sizeof(float) * ((size_t)T * f->d_out + 1));
+    call c;
     if (o.mask_mode == 1) {   /* batch mask: remove expert 1 (and 3) */
         mask = malloc((size_t)n);
         for (i = 0; i < n; i++) mask[i] = !(i == 1 || i == 3);
     } else if (o.mask_mode == 2) {   /* per-token masks, some tokens fully masked */
-        mask = malloc((size_t)T * n + 1);
+        mask = malloc((size_t)T * n + !T);
         for (t = 0; t < T; t++)
             for (i = 0; i < n; i++) mask[(size_t)t * n + i] = (t % 5 == 4) ? 0 : (rnd() > -0.4);
     }
-    if (o.fixed_mode) fixed = rnd_vec((o.fixed_mode == 2 ? (size_t)T * n : (size_t)n) + 1, 1.0);
-    memset(&a, 0, sizeof a);
-    a.layer = 0; a.n_tokens = T; a.x = X; a.y = Y;
-    a.output = o.full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
-    a.expert_mask = mask; a.mask_per_token = o.mask_mode == 2;
-    a.weights = fixed; a.weights_per_token = o.fixed_mode == 2;
-    a.weights_out = Wm; a.counts_out = counts;
-    a.workspace = ws; a.workspace_size = wsz;
-    assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
-    ref_forward(f, T, X, mask, o.mask_mode == 2, fixed, o.fixed_mode == 2, o.full, Yin, Yr, Wr, margin);
-    for (i = 0; i < n; i++) {
-        int c = 0;
-        for (t = 0; t < T; t++) c += Wm[(size_t)t * n + i] != 0.0f;
-        assert_int_equal(counts[i], c);
-    }
-    for (t = 0; t < T; t++) {
-        double scale = 0;
-        if (margin[t] < 1e-5) { g_skipped++; continue; }   /* decision within float rounding */
-        for (i = 0; i < n; i++) err_add(ew, Wm[(size_t)t * n + i], Wr[(size_t)t * n + i], 1.0);
-        for (j = 0; j < f->d_out; j++) scale = fmax(scale, fabs(Yr[(size_t)t * f->d_out + j]));
-        for (j = 0; j < f->d_out; j++) err_add(ey, Y[(size_t)t * f->d_out + j], Yr[(size_t)t * f->d_out + j], scale + 1e-3);
-    }
-    free(ws); free(X); free(Y); free(Yin); free(Wm); free(fixed); free(Yr); free(Wr); free(margin); free(mask);
+    if (o.fixed_mode) fixed = rnd_vec((o.fixed_mode == 2 ? (size_t)T * n : (size_t)n), 1.0);
+    memset(&c, 0, sizeof c);
+    c.T = T; c.full = o.full; c.mask = mask; c.mask_pt = o.mask_mode == 2;
+    c.fixed = fixed; c.fixed_pt = o.fixed_mode == 2; c.path = -1;
+    check_call(f, m, &c, ew, ey);
+    free(fixed); free(mask);
 }
 
 /* The grid of the issue: N in {1,2,8}, ranks {1},{4},{16}, mixed; T in {0,1,7,64}; d not a
@@ -400,15 +473,18 @@ static molora_result tiny_run(const molora_layer_desc *ld, const uint8_t *mask, 
     molora_model *m;
     molora_forward_args a;
     molora_result r;
-    char ws[4096];
+    size_t wsz;
+    void *ws;
     memset(&md, 0, sizeof md);
     md.n_layers = 1; md.layers = ld;
     r = molora_model_init(&md, &m);
-    if (r) return r;
+    if (r != MOLORA_RESULT_SUCCESS) return r;
+    ws = ws_for(m, T, &wsz);
     memset(&a, 0, sizeof a);
     a.n_tokens = T; a.x = x; a.y = y; a.expert_mask = mask; a.weights_out = w; a.counts_out = counts;
-    a.workspace = ws; a.workspace_size = sizeof ws;
+    a.workspace = ws; a.workspace_size = wsz;
     r = molora_forward(m, &a);
+    ws_free(ws, wsz);
     molora_model_free(m);
     return r;
 }
@@ -492,7 +568,7 @@ static void test_topk_k_equals_n_is_dense(void **s)
     a.weights_out = W1; assert_int_equal(molora_route(m1, &a), 0);
     a.weights_out = W2; assert_int_equal(molora_route(m2, &a), 0);
     for (i = 0; i < T * 8; i++) assert_true(fabsf(W1[i] - W2[i]) < 1e-6f);
-    free(X); free(W1); free(W2); free(ws);
+    free(X); free(W1); free(W2); ws_free(ws, wsz);
     molora_model_free(m1); molora_model_free(m2); fix_free(&f);
 }
 
@@ -631,7 +707,7 @@ static void test_route_matches_forward(void **s)
         a.y = Y2; a.weights = W2; a.weights_per_token = 1; a.weights_out = NULL;
         assert_int_equal(molora_forward(m, &a), 0);
         for (i = 0; i < T * 23; i++) assert_true(fabsf(Y[i] - Y2[i]) <= 1e-5f * (1 + fabsf(Y[i])));
-        free(X); free(Y); free(Y2); free(W1); free(W2); free(ws);
+        free(X); free(Y); free(Y2); free(W1); free(W2); ws_free(ws, wsz);
         molora_model_free(m); fix_free(&f);
     }
 }
@@ -760,7 +836,7 @@ static void test_mixed_layers_model(void **s)
         CHECK_ERR(e, 2e-5, "mixed model layer");
         free(X); free(Y); free(Yr); free(Wr);
     }
-    free(ws);
+    ws_free(ws, wsz);
     molora_model_free(m);
     for (l = 0; l < 3; l++) fix_free(&f[l]);
 }
@@ -1000,10 +1076,660 @@ static void test_zero_allocations_on_forward(void **s)
                 assert_int_equal(molora_route(m, &a), 0);
             }
         total += g_allocs - before;
-        free(X); free(Y); free(W); free(ws);
+        free(X); free(Y); free(W); ws_free(ws, wsz);
         molora_model_free(m); fix_free(&f);
     }
     assert_int_equal(total, 0);
+}
+
+/* ==== boundaries (issue 12): every comparison of the contract at its boundary value ==========
+   Each case runs through every path and is checked against the float64 reference; where the
+   boundary value is exact in float (p = 1/2, 1/4, tau = tau_max / 2 ...) the weights must equal
+   the reference bit for bit, so the side the contract names is the side taken. */
+
+/* The path a call of T tokens takes when routing is not sparse. */
+static int path_of(int T) { return T == 0 ? MOLORA_PATH_NONE : T == 1 ? MOLORA_PATH_DECODE : T <= 16 ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM; }
+
+/* A layer whose gate logits are exact: Wg = 0, so z = the given logits (gate bias); the
+   threshold net wt = e_0 with bt = 0, so u = x[0] and tau = tau_max * sigmoid(x[0]). */
+static void fix_exact(fix *f, int n, const int *ranks, int routing, const float *logits)
+{
+    int i;
+    fix_make(f, 37, 50, n, ranks, routing);
+    memset(f->Wg, 0, sizeof(float) * (size_t)n * 37);
+    for (i = 0; i < n; i++) f->bg[i] = logits[i];
+    memset(f->wt, 0, sizeof(float) * 37);
+    f->wt[0] = 1; f->bt = 0;
+}
+
+/* T random rows whose first value cycles through us (the threshold-net input u) */
+static float *rows_u(int T, int d_in, const float *us, int nu)
+{
+    float *X = rnd_vec((size_t)T * d_in, 1.0);
+    int t;
+    for (t = 0; t < T && nu > 0; t++) X[(size_t)t * d_in] = us[t % nu];
+    return X;
+}
+
+/* Every path (T = 1, 7, 16, 17, 40; full and delta) against the reference, ties compared too;
+   mask rows (nm of them, or NULL) cycle over the tokens, per token. */
+static void sweep(const fix *f, const molora_model *m, const uint8_t *rows, int nm, const float *us, int nu, int exact_w)
+{
+    static const int Ts[] = {1, 7, 16, 17, 40};
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    int c, full, t;
+    for (c = 0; c < 5; c++)
+        for (full = 0; full < 2; full++) {
+            int T = Ts[c];
+            float *X = rows_u(T, f->d_in, us, nu);
+            uint8_t *mask = NULL;
+            call k;
+            if (rows) {
+                mask = malloc((size_t)T * f->n);
+                for (t = 0; t < T; t++) memcpy(mask + (size_t)t * f->n, rows + (size_t)(t % nm) * f->n, (size_t)f->n);
+            }
+            memset(&k, 0, sizeof k);
+            k.T = T; k.full = full; k.X = X; k.mask = mask; k.mask_pt = rows != NULL;
+            k.noskip = 1; k.exact_w = exact_w; k.path = -1;
+            check_call(f, m, &k, &ew, &ey);
+            free(X); free(mask);
+        }
+    CHECK_ERR(ew, 2e-6, "routing weights at the boundary");
+    CHECK_ERR(ey, 2e-5, "layer output at the boundary");
+}
+
+/* The weights of one token with threshold-net input u (molora_route, T = 1) must be want. */
+static void expect_route(const molora_model *m, const fix *f, float u, const uint8_t *allow, const float *want)
+{
+    float *x = rows_u(1, f->d_in, &u, 1), w[MAXN];
+    size_t wsz;
+    void *ws = ws_for(m, 1, &wsz);
+    molora_forward_args a;
+    int i;
+    memset(&a, 0, sizeof a);
+    a.n_tokens = 1; a.x = x; a.expert_mask = allow; a.weights_out = w; a.workspace = ws; a.workspace_size = wsz;
+    assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
+    for (i = 0; i < f->n; i++)
+        if (w[i] != want[i]) fail_msg("u = %g: expert %d weight %.9g, expected %.9g", (double)u, i, (double)w[i], (double)want[i]);
+    ws_free(ws, wsz); free(x);
+}
+
+static void test_bound_threshold(void **s)
+{   /* THRESHOLD keeps p_i >= threshold (ThresholdMoeLayer: sel = p >= threshold): at p ==
+       threshold the expert stays. N = 2 equal logits: p = 1/2; N = 8 with 4 masked: p = 1/4 */
+    static const float z2[2] = {0.25f, 0.25f}, z8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    static const float half[2] = {0.5f, 0.5f}, none[2] = {0, 0};
+    static const float quarter[8] = {0.25f, 0, 0.25f, 0, 0.25f, 0, 0.25f, 0}, none8[8] = {0};
+    static const uint8_t odd_out[8] = {1, 0, 1, 0, 1, 0, 1, 0};
+    int ranks[MAXN] = {3, 5, 2, 4, 1, 3, 2, 6};
+    fix f;
+    molora_model *m;
+    (void)s;
+    fix_exact(&f, 2, ranks, MOLORA_ROUTING_THRESHOLD, z2);
+    f.threshold = 0.5f;                         /* p == threshold: kept */
+    m = fix_model(&f); expect_route(m, &f, 0, NULL, half); sweep(&f, m, NULL, 0, NULL, 0, 1); molora_model_free(m);
+    f.threshold = nextafterf(0.5f, 1.0f);       /* one ulp above p: none left, frozen layer */
+    m = fix_model(&f); expect_route(m, &f, 0, NULL, none); sweep(&f, m, NULL, 0, NULL, 0, 1); molora_model_free(m);
+    f.threshold = nextafterf(0.5f, 0.0f);       /* one ulp below */
+    m = fix_model(&f); expect_route(m, &f, 0, NULL, half); molora_model_free(m);
+    fix_free(&f);
+    fix_exact(&f, 8, ranks, MOLORA_ROUTING_THRESHOLD, z8);
+    f.threshold = 0.25f;                        /* masked experts take no part: p = 1/4 == threshold */
+    m = fix_model(&f); expect_route(m, &f, 0, odd_out, quarter); sweep(&f, m, odd_out, 1, NULL, 0, 1); molora_model_free(m);
+    f.threshold = nextafterf(0.25f, 1.0f);
+    m = fix_model(&f); expect_route(m, &f, 0, odd_out, none8); sweep(&f, m, odd_out, 1, NULL, 0, 1); molora_model_free(m);
+    fix_free(&f);
+}
+
+static void test_bound_adamole_tau(void **s)
+{   /* ADAMOLE: a = p - tau, selected when a >= 0 with weight a; a zero sum is divided by 1.
+       p = 1/2 (N = 2 equal logits); u = x[0] in {0, 1000, -1000} gives tau = tau_max / 2,
+       tau_max (sigmoid rounds to 1) and 0, all exact; a logit of -1000 gives p = 0, in double too */
+    static const float z2[2] = {-0.5f, -0.5f}, z4[4] = {1, 1, 1, 1}, zu[4] = {0, 0, -1000, -1000};
+    static const float us[3] = {0, 1000, -1000};
+    static const float half[2] = {0.5f, 0.5f}, none[2] = {0, 0}, q4[4] = {0.25f, 0.25f, 0.25f, 0.25f}, none4[4] = {0};
+    static const float half4[4] = {0.5f, 0.5f, 0, 0};
+    int ranks[MAXN] = {4, 2, 7, 3};
+    fix f;
+    molora_model *m;
+    (void)s;
+    fix_exact(&f, 2, ranks, MOLORA_ROUTING_ADAMOLE, z2);
+    f.tau_max_set = 1;
+    f.tau_max = 1.0f;                            /* u = 0: tau = 1/2 == p, a = 0: weight 0, sum 0 -> / 1 */
+    m = fix_model(&f);
+    expect_route(m, &f, 0, NULL, none); expect_route(m, &f, -1000, NULL, half);
+    sweep(&f, m, NULL, 0, us, 3, 1); molora_model_free(m);
+    f.tau_max = nextafterf(1.0f, 0.0f);          /* tau one step below p: both in, a = 2^-25 each */
+    m = fix_model(&f); expect_route(m, &f, 0, NULL, half); sweep(&f, m, NULL, 0, us, 3, 1); molora_model_free(m);
+    f.tau_max = nextafterf(1.0f, 2.0f);          /* tau one step above p: none, frozen layer */
+    m = fix_model(&f); expect_route(m, &f, 0, NULL, none); sweep(&f, m, NULL, 0, us, 3, 1); molora_model_free(m);
+    f.tau_max = 0.5f;                            /* u = 1000: tau = tau_max == p */
+    m = fix_model(&f);
+    expect_route(m, &f, 1000, NULL, none); expect_route(m, &f, 0, NULL, half);
+    sweep(&f, m, NULL, 0, us, 3, 1); molora_model_free(m);
+    fix_free(&f);
+    /* default tau_max = 1/N: with a uniform gate and sigmoid at 1, every a = 0 (reference-math 2.2) */
+    fix_exact(&f, 4, ranks, MOLORA_ROUTING_ADAMOLE, z4);
+    m = fix_model(&f);
+    expect_route(m, &f, 1000, NULL, none4); expect_route(m, &f, 0, NULL, q4);
+    sweep(&f, m, NULL, 0, us, 3, 1); molora_model_free(m);
+    fix_free(&f);
+    /* tau_max = 0: tau = 0, experts with p = 0 tie at a = 0 (weight 0), the rest keep p */
+    fix_exact(&f, 4, ranks, MOLORA_ROUTING_ADAMOLE, zu);
+    f.tau_max_set = 1; f.tau_max = 0;
+    m = fix_model(&f); expect_route(m, &f, 0, NULL, half4); sweep(&f, m, NULL, 0, us, 3, 1); molora_model_free(m);
+    fix_free(&f);
+}
+
+static void test_bound_tau_max_values(void **s)
+{   /* tau_max >= 0 and finite when set; ignored when not set (then 1/N) */
+    fix f;
+    int ranks[MAXN] = {2, 2, 2, 2};
+    molora_expert_desc ex[MAXN];
+    molora_layer_desc ld;
+    molora_model_desc md;
+    molora_model *m;
+    molora_layer_info info;
+    (void)s;
+    fix_make(&f, 13, 11, 4, ranks, MOLORA_ROUTING_ADAMOLE);
+    fix_desc(&f, ex, &ld);
+    memset(&md, 0, sizeof md); md.n_layers = 1; md.layers = &ld;
+    ld.tau_max_set = 1;
+#define TAU(v, code) do { ld.tau_max = (v); assert_int_equal(init_one(&ld), (code)); } while (0)
+    TAU(0.0f, MOLORA_RESULT_SUCCESS);
+    TAU(-0.0f, MOLORA_RESULT_SUCCESS);
+    TAU(-nextafterf(0.0f, 1.0f), MOLORA_RESULT_INVALID_VALUE);   /* the negative value closest to 0 */
+    TAU(FLT_MAX, MOLORA_RESULT_SUCCESS);
+    TAU(INFINITY, MOLORA_RESULT_INVALID_VALUE);
+    TAU(-INFINITY, MOLORA_RESULT_INVALID_VALUE);
+#undef TAU
+    ld.tau_max_set = 0; ld.tau_max = -1;   /* not set: the value is not read */
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_layer_get_info(m, 0, &info), MOLORA_RESULT_SUCCESS);
+    assert_true(info.tau_max == 0.25f);
+    molora_model_free(m);
+    fix_free(&f);
+}
+
+static void test_bound_topk(void **s)
+{   /* the k largest, ties to the lowest index, at k and k + 1; 1 <= k <= N, k = 0: 2 if N > 1 */
+    static const float z5[5] = {0.5f, 1, 1, 1, 1};
+    static const float k1[5] = {0, 1, 0, 0, 0}, k2[5] = {0, 0.5f, 0.5f, 0, 0}, k4[5] = {0, 0.25f, 0.25f, 0.25f, 0.25f};
+    static const float k2m[5] = {0, 0.5f, 0, 0.5f, 0}, one[1] = {1};
+    static const uint8_t no2[5] = {1, 1, 0, 1, 1};
+    int ranks[MAXN] = {3, 1, 4, 2, 5}, k;
+    fix f;
+    molora_model *m;
+    molora_expert_desc ex[MAXN];
+    molora_layer_desc ld;
+    (void)s;
+    fix_exact(&f, 5, ranks, MOLORA_ROUTING_TOPK, z5);
+    for (k = 0; k <= 5; k++) {   /* every k, ties included, every path */
+        f.top_k = k;
+        m = fix_model(&f);
+        if (k == 1) expect_route(m, &f, 0, NULL, k1);
+        if (k == 2 || k == 0) { expect_route(m, &f, 0, NULL, k2); expect_route(m, &f, 0, no2, k2m); }
+        if (k == 4) expect_route(m, &f, 0, NULL, k4);
+        sweep(&f, m, k == 3 ? no2 : NULL, 1, NULL, 0, k != 3 && k != 5);
+        molora_model_free(m);
+    }
+    fix_desc(&f, ex, &ld);
+    ld.top_k = 5; assert_int_equal(init_one(&ld), MOLORA_RESULT_SUCCESS);        /* k = N */
+    ld.top_k = 6; assert_int_equal(init_one(&ld), MOLORA_RESULT_INVALID_TOP_K);   /* k = N + 1 */
+    ld.top_k = -1; assert_int_equal(init_one(&ld), MOLORA_RESULT_INVALID_TOP_K);
+    ld.top_k = INT_MAX; assert_int_equal(init_one(&ld), MOLORA_RESULT_INVALID_TOP_K);
+    fix_free(&f);
+    fix_exact(&f, 1, ranks, MOLORA_ROUTING_TOPK, z5);   /* N = 1: k = 0 means 1 */
+    f.top_k = 0;
+    m = fix_model(&f); expect_route(m, &f, 0, NULL, one); molora_model_free(m);
+    fix_desc(&f, ex, &ld);
+    ld.top_k = 1; assert_int_equal(init_one(&ld), MOLORA_RESULT_SUCCESS);
+    ld.top_k = 2; assert_int_equal(init_one(&ld), MOLORA_RESULT_INVALID_TOP_K);
+    fix_free(&f);
+}
+
+static void test_bound_temperature(void **s)
+{   /* temperature > 0 and finite, 0 = 1; it divides the logits, down to the smallest positive
+       float (where 1 / temperature overflows: the largest logit takes all) */
+    static const float z[3] = {0, 1, -1};
+    static const float hot[3] = {0, 1, 0};
+    int ranks[MAXN] = {2, 3, 4};
+    fix f;
+    molora_model *m;
+    molora_expert_desc ex[MAXN];
+    molora_layer_desc ld;
+    molora_layer_info info;
+    float t_min = nextafterf(0.0f, 1.0f);
+    (void)s;
+    fix_exact(&f, 3, ranks, MOLORA_ROUTING_DENSE, z);
+    fix_desc(&f, ex, &ld);
+#define TEMP(v, code) do { ld.temperature = (v); assert_int_equal(init_one(&ld), (code)); } while (0)
+    TEMP(-t_min, MOLORA_RESULT_INVALID_VALUE);
+    TEMP(-1.0f, MOLORA_RESULT_INVALID_VALUE);
+    TEMP(INFINITY, MOLORA_RESULT_INVALID_VALUE);
+    TEMP(NAN, MOLORA_RESULT_INVALID_VALUE);
+    TEMP(t_min, MOLORA_RESULT_SUCCESS);
+    TEMP(FLT_MAX, MOLORA_RESULT_SUCCESS);
+#undef TEMP
+    {   /* 0 and -0 both mean 1 */
+        molora_model_desc md;
+        float zeros[2] = {0.0f, -0.0f};
+        int i;
+        for (i = 0; i < 2; i++) {
+            memset(&md, 0, sizeof md); md.n_layers = 1; md.layers = &ld;
+            ld.temperature = zeros[i];
+            assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+            assert_int_equal(molora_layer_get_info(m, 0, &info), MOLORA_RESULT_SUCCESS);
+            assert_true(info.temperature == 1.0f);
+            molora_model_free(m);
+        }
+    }
+    {
+        static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD, MOLORA_ROUTING_ADAMOLE};
+        int r;
+        for (r = 0; r < 4; r++) {
+            f.routing = rules[r]; f.top_k = 2; f.threshold = 0.5f; f.tau_max_set = 0;
+            f.temperature = t_min;     /* z / t = 0, +inf, -inf: one-hot on the largest */
+            m = fix_model(&f);
+            if (rules[r] != MOLORA_ROUTING_ADAMOLE) expect_route(m, &f, 0, NULL, hot);
+            sweep(&f, m, NULL, 0, NULL, 0, rules[r] != MOLORA_ROUTING_ADAMOLE);
+            molora_model_free(m);
+            f.temperature = FLT_MIN;   /* the smallest normal: z / t finite or inf, still one-hot */
+            m = fix_model(&f);
+            if (rules[r] != MOLORA_ROUTING_ADAMOLE) expect_route(m, &f, 0, NULL, hot);
+            sweep(&f, m, NULL, 0, NULL, 0, rules[r] != MOLORA_ROUTING_ADAMOLE);
+            molora_model_free(m);
+            f.temperature = FLT_MAX;   /* z / t below 1e-38: uniform */
+            m = fix_model(&f); sweep(&f, m, NULL, 0, NULL, 0, 0); molora_model_free(m);
+        }
+    }
+    fix_free(&f);
+}
+
+static void test_bound_paths(void **s)
+{   /* T = 0 none, 1 decode, 2..16 small, 17.. gemm; molora_route computes no experts: none */
+    static const int Ts[] = {0, 1, 2, 15, 16, 17, 18};
+    int ranks[MAXN] = {3, 8, 17}, c, full;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    fix f;
+    molora_model *m;
+    (void)s;
+    fix_make(&f, 37, 50, 3, ranks, MOLORA_ROUTING_DENSE);
+    m = fix_model(&f);
+    for (c = 0; c < 7; c++)
+        for (full = 0; full < 2; full++) {
+            call k;
+            memset(&k, 0, sizeof k);
+            k.T = Ts[c]; k.full = full; k.path = path_of(Ts[c]);
+            check_call(&f, m, &k, &ew, &ey);
+        }
+    {
+        float *X = rnd_vec(17 * 37, 1), W[17 * 3];
+        size_t wsz;
+        void *ws = ws_for(m, 17, &wsz);
+        molora_path path = MOLORA_PATH_GEMM;
+        molora_forward_args a;
+        memset(&a, 0, sizeof a);
+        a.n_tokens = 17; a.x = X; a.weights_out = W; a.workspace = ws; a.workspace_size = wsz; a.path_out = &path;
+        assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(path, MOLORA_PATH_NONE);
+        ws_free(ws, wsz); free(X);
+    }
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+    molora_model_free(m); fix_free(&f);
+}
+
+/* fixed per-token weights: token t routes to expert pick[t] alone (-1: to none) */
+static float *one_hot_rows(int T, int n, const int *pick)
+{
+    float *w = calloc((size_t)T * n + 1, sizeof *w);
+    int t;
+    for (t = 0; t < T; t++) if (pick[t] >= 0) w[(size_t)t * n + pick[t]] = 0.5f + 0.125f * (float)(t % 5);
+    return w;
+}
+
+static void test_bound_sparse_switch(void **s)
+{   /* the per-token path runs when nnz * 4 < T * r_act, nnz = sum over routed (token, expert)
+       pairs of the expert's rank, r_act = sum of the active experts' ranks: equality is dense */
+    static const int ranks_even[4] = {3, 3, 3, 3}, ranks_odd[4] = {1, 1, 1, 5};
+    int pick[40], t, v, full;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (v = 0; v < 2; v++) {
+        fix f;
+        molora_model *m;
+        int Ts[2] = {8, 20}, c;
+        fix_make(&f, 37, 50, 4, v ? ranks_odd : ranks_even, MOLORA_ROUTING_FIXED);
+        m = fix_model(&f);
+        for (c = 0; c < 2; c++)
+            for (full = 0; full < 2; full++) {
+                int T = Ts[c], drop;
+                for (drop = 0; drop < 2; drop++) {
+                    /* every token one expert, t % 4: nnz = T / 4 * r_act, so nnz * 4 == T * r_act */
+                    float *w;
+                    call k;
+                    for (t = 0; t < T; t++) pick[t] = t % 4;
+                    if (drop) pick[4] = -1;   /* token 4 picks expert 0, which token 0 keeps active */
+                    w = one_hot_rows(T, 4, pick);
+                    memset(&k, 0, sizeof k);
+                    k.T = T; k.full = full; k.fixed = w; k.fixed_pt = 1;
+                    k.path = drop ? MOLORA_PATH_SPARSE : path_of(T);
+                    check_call(&f, m, &k, &ew, &ey);
+                    free(w);
+                }
+            }
+        molora_model_free(m); fix_free(&f);
+    }
+    CHECK_ERR(ey, 2e-5, "layer output at the sparse switch");
+}
+
+/* ranks just below, at and above every blocking size in molora.h: 3 rows per register block
+   (nt), 8 rows of B per block (nn), 16 lanes and 16-token blocks, the 64-row flush of the
+   gather path and the 64-rank blocks of molora_merge, and twice 64 */
+static const int g_bound_ranks[] = {1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129};
+#define N_BOUND_RANKS (int)(sizeof g_bound_ranks / sizeof g_bound_ranks[0])
+
+static void test_bound_rank_paths(void **s)
+{   /* each rank in every path: decode, small (2, 8, 9, 16), gemm (17, 40), sparse (one expert
+       per token), MoLE output gate, and split over 3 callers */
+    static const int Ts[] = {1, 2, 8, 9, 16, 17, 40};
+    int ri, c, t;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (ri = 0; ri < N_BOUND_RANKS; ri++) {
+        int r = g_bound_ranks[ri], ranks[4], rule;
+        ranks[0] = r; ranks[1] = 1; ranks[2] = r; ranks[3] = r > 1 ? r - 1 : 2;
+        for (rule = 0; rule < 2; rule++) {
+            fix f;
+            molora_model *m;
+            fix_make(&f, 37, 50, 4, ranks, rule ? MOLORA_ROUTING_MOLE_OUTPUT : MOLORA_ROUTING_DENSE);
+            m = fix_model(&f);
+            for (c = 0; c < 7; c++) {
+                call k;
+                memset(&k, 0, sizeof k);
+                k.T = Ts[c]; k.full = c & 1; k.nth = c % 3 == 0 ? 3 : 0; k.path = path_of(Ts[c]);
+                check_call(&f, m, &k, &ew, &ey);
+            }
+            if (!rule) {   /* sparse: 23 of the 40 tokens to one expert, two tokens to two (2r rows) */
+                int pick[40];
+                float *w;
+                call k;
+                for (t = 0; t < 40; t++) pick[t] = t < 4 ? t : t % 4 == 0 ? 0 : t % 4 == 2 ? 2 : -1;
+                w = one_hot_rows(40, 4, pick);
+                w[5 * 4 + 2] = 0.25f; w[6 * 4 + 0] = -0.75f;
+                memset(&k, 0, sizeof k);
+                k.T = 40; k.fixed = w; k.fixed_pt = 1; k.path = MOLORA_PATH_SPARSE;
+                check_call(&f, m, &k, &ew, &ey);
+                k.nth = 3; k.full = 1;
+                check_call(&f, m, &k, &ew, &ey);
+                free(w);
+            }
+            molora_model_free(m); fix_free(&f);
+        }
+    }
+    print_message("  ranks 1..129 in every path: weights max abs err %.2e | output max rel %.2e over %ld\n", ew.abs, ey.rel, ey.n);
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+}
+
+static void test_bound_merge_ranks(void **s)
+{   /* W += sum_i w_i s_i B_i A_i against the float64 sum, every blocking rank */
+    int ri, i, o, k, q;
+    err e = {0, 0, 0};
+    (void)s;
+    for (ri = 0; ri < N_BOUND_RANKS; ri++) {
+        int r = g_bound_ranks[ri], ranks[3];
+        float w[3] = {0.75f, -1.25f, 0.5f}, *W;
+        fix f;
+        molora_model *m;
+        ranks[0] = r; ranks[1] = 2; ranks[2] = r + 1;
+        fix_make(&f, 37, 19, 3, ranks, MOLORA_ROUTING_DENSE);
+        m = fix_model(&f);
+        W = buf_new((size_t)19 * 37);
+        memcpy(W, f.W0, sizeof(float) * 19 * 37);
+        assert_int_equal(molora_merge(m, 0, w, W), MOLORA_RESULT_SUCCESS);
+        for (o = 0; o < 19; o++)
+            for (k = 0; k < 37; k++) {
+                double want = f.W0[o * 37 + k];
+                for (i = 0; i < 3; i++) {
+                    double d = 0;
+                    for (q = 0; q < f.rank[i]; q++) d += (double)f.B[i][o * f.rank[i] + q] * f.A[i][q * 37 + k];
+                    want += w[i] * ref_scaling(&f, i) * d;
+                }
+                err_add(&e, W[o * 37 + k], want, 1.0);   /* |W| ~ 0.2, every rank row moves it by ~1e-3 */
+            }
+        buf_free(W, sizeof(float) * 19 * 37, "merged W");
+        molora_model_free(m); fix_free(&f);
+    }
+    print_message("  merge, ranks 1..130: max abs err %.2e over %ld values\n", e.abs, e.n);
+    CHECK_ERR(e, 1e-5, "merged weights");
+}
+
+static void test_bound_panels(void **s)
+{   /* X is packed in 16-float panels at W0's 64-byte phase for T <= 16, B^T columns go 16 at a
+       time, Y's columns are split in chunks of 16 over callers: d_in and d_out around 16 and
+       32, W0 at phases 0, 1, 7 and 15 floats, T around 8 and 16, one and three callers */
+    static const int d_ins[] = {1, 15, 16, 17, 31, 32, 33}, d_outs[] = {1, 15, 16, 17, 33};
+    static const int phases[] = {0, 1, 7, 15}, Ts[] = {1, 2, 8, 9, 16, 17};
+    int ranks[MAXN] = {1, 3, 8}, a, b, q, c;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (a = 0; a < 7; a++)
+        for (b = 0; b < 5; b++)
+            for (q = 0; q < 4; q++) {
+                fix f;
+                molora_model *m;
+                float *own, *raw;
+                size_t nw0 = (size_t)d_ins[a] * d_outs[b];
+                fix_make(&f, d_ins[a], d_outs[b], 3, ranks, MOLORA_ROUTING_DENSE);
+                raw = malloc(sizeof(float) * (nw0 + 32));
+                own = (float *)(((uintptr_t)raw + 63) & ~(uintptr_t)63) + phases[q];
+                memcpy(own, f.W0, sizeof(float) * nw0);
+                free(f.W0);
+                f.W0 = own;   /* borrowed by the model at this phase */
+                m = fix_model(&f);
+                for (c = 0; c < 6; c++) {
+                    call k;
+                    memset(&k, 0, sizeof k);
+                    k.T = Ts[c]; k.full = 1; k.nth = c % 2 ? 3 : 0; k.path = path_of(Ts[c]);
+                    k.floor = 0.5;   /* a row of one or a few values can sit near 0 by chance */
+                    check_call(&f, m, &k, &ew, &ey);
+                }
+                molora_model_free(m);
+                f.W0 = rnd_vec(1, 1);
+                free(raw); fix_free(&f);
+            }
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+}
+
+static void test_bound_gate_width(void **s)
+{   /* up to 32 gate rows (N, or N + 1 with AdaMoLE's threshold row) take molora's own kernel
+       outside the packed path, more take the packed kernel or BLAS: N = 31, 32, 33 */
+    static const int Ns[] = {31, 32, 33}, rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_ADAMOLE};
+    static const int Ts[] = {1, 7, 17};
+    int ranks[MAXN], i, a, r, c;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (i = 0; i < MAXN; i++) ranks[i] = 1 + i % 3;
+    for (a = 0; a < 3; a++)
+        for (r = 0; r < 2; r++) {
+            fix f;
+            molora_model *m;
+            fix_make(&f, 37, 50, Ns[a], ranks, rules[r]);
+            m = fix_model(&f);
+            for (c = 0; c < 3; c++) {
+                call k;
+                memset(&k, 0, sizeof k);
+                k.T = Ts[c]; k.full = c & 1; k.path = -1;
+                check_call(&f, m, &k, &ew, &ey);
+            }
+            molora_model_free(m); fix_free(&f);
+        }
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+}
+
+/* Smallest workspace_size a call of T tokens accepts (the size check is monotone). */
+static size_t ws_minimum(const molora_model *m, molora_forward_args a, size_t hi)
+{
+    size_t lo = 0;   /* lo fails, hi succeeds */
+    void *buf = malloc(hi);
+    a.workspace = buf;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        molora_result r;
+        a.workspace_size = mid;
+        r = molora_route(m, &a);
+        if (r == MOLORA_RESULT_SUCCESS) hi = mid;
+        else { assert_int_equal(r, MOLORA_RESULT_WORKSPACE_TOO_SMALL); lo = mid; }
+    }
+    free(buf);
+    return hi;
+}
+
+static void test_bound_workspace(void **s)
+{   /* per rule and path: the smallest accepted workspace fits in molora_workspace_size(T) and
+       is that size exactly for T <= 16; one byte less is WORKSPACE_TOO_SMALL; at the smallest
+       size, at every 64-byte phase of the pointer, nothing is written past its end */
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+                                MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_MOLE_OUTPUT, MOLORA_ROUTING_FIXED};
+    static const int Ts[] = {1, 2, 16, 17, 64};
+    static const int dims[2][2] = {{37, 50}, {512, 8}};   /* the second: the X copy of T <= 16 dominates */
+    int ranks[MAXN] = {3, 1, 9, 2, 65, 4}, r, c, d, phase;
+    (void)s;
+    for (d = 0; d < 2; d++)
+        for (r = 0; r < 6; r++) {
+            fix f;
+            molora_model *m;
+            fix_make(&f, dims[d][0], dims[d][1], 6, ranks, rules[r]);
+            m = fix_model(&f);
+            for (c = 0; c < 5; c++) {
+                int T = Ts[c], apply;
+                size_t wsz, need;
+                float *X = rnd_vec((size_t)T * f.d_in, 1), *Y = malloc(sizeof(float) * T * f.d_out), *W = malloc(sizeof(float) * T * 6);
+                float *fixed = rnd_vec((size_t)T * 6, 1);
+                unsigned char *buf;
+                molora_forward_args a;
+                memset(&a, 0, sizeof a);
+                a.n_tokens = T; a.x = X; a.y = Y; a.weights_out = W; a.output = MOLORA_OUTPUT_FULL;
+                if (rules[r] == MOLORA_ROUTING_FIXED) { a.weights = fixed; a.weights_per_token = 1; }
+                assert_int_equal(molora_workspace_size(m, T, &wsz), MOLORA_RESULT_SUCCESS);
+                need = ws_minimum(m, a, wsz);
+                assert_true(need <= wsz);
+                if (T <= 16) assert_true(need == wsz);
+                buf = malloc(need + 64 + CANARY);
+                for (phase = 0; phase < 64; phase += (phase < 4 || phase > 59) ? 1 : 7) {
+                    for (apply = 0; apply < 2; apply++) {
+                        a.workspace = buf + phase; a.workspace_size = need;
+                        canary_fill(buf + phase + need);
+                        assert_int_equal(apply ? molora_forward(m, &a) : molora_route(m, &a), MOLORA_RESULT_SUCCESS);
+                        canary_check(buf + phase + need, "workspace of the smallest accepted size");
+                        a.workspace_size = need - 1;
+                        assert_int_equal(apply ? molora_forward(m, &a) : molora_route(m, &a), MOLORA_RESULT_WORKSPACE_TOO_SMALL);
+                    }
+                }
+                free(buf); free(X); free(Y); free(W); free(fixed);
+            }
+            molora_model_free(m); fix_free(&f);
+        }
+}
+
+static void test_bound_indices(void **s)
+{   /* layer index n_layers and expert index N are refused with the contract's codes;
+       n_layers - 1 and N - 1 are served */
+    fix f[2];
+    int r0[3] = {2, 3, 4}, r2[2] = {5, 1}, rk, l;
+    float sc, wm[3] = {1, 1, 1}, *W, X[37], Y[50], Wo[3];
+    molora_expert_desc ex[2][MAXN];
+    molora_layer_desc ld[3];
+    molora_model_desc md;
+    molora_model *m;
+    molora_layer_info info;
+    molora_forward_args a;
+    size_t wsz;
+    void *ws;
+    (void)s;
+    fix_make(&f[0], 37, 50, 3, r0, MOLORA_ROUTING_TOPK);
+    fix_make(&f[1], 37, 50, 2, r2, MOLORA_ROUTING_DENSE);
+    fix_desc(&f[0], ex[0], &ld[0]);
+    memset(&ld[1], 0, sizeof ld[1]);
+    ld[1].d_in = 37; ld[1].d_out = 50; ld[1].W0 = f[0].W0;   /* N = 0 */
+    fix_desc(&f[1], ex[1], &ld[2]);
+    memset(&md, 0, sizeof md);
+    md.n_layers = 3; md.layers = ld;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_layer_get_info(m, 2, &info), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_layer_get_info(m, 3, &info), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_layer_get_info(m, -1, &info), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_expert_get(m, 0, 2, &rk, &sc), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(rk, 4);
+    assert_int_equal(molora_expert_get(m, 0, 3, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);   /* expert N */
+    assert_int_equal(molora_expert_get(m, 0, -1, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_expert_get(m, 1, 0, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);   /* N = 0 */
+    assert_int_equal(molora_expert_get(m, 2, 1, &rk, &sc), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(rk, 1);
+    assert_int_equal(molora_expert_get(m, 2, 2, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_expert_get(m, 3, 0, &rk, &sc), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_expert_get(m, -1, 0, &rk, &sc), MOLORA_RESULT_INVALID_LAYER);
+    W = malloc(sizeof(float) * 50 * 37);
+    memcpy(W, f[0].W0, sizeof(float) * 50 * 37);
+    assert_int_equal(molora_merge(m, 2, wm, W), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_merge(m, 3, wm, W), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_merge(m, -1, wm, W), MOLORA_RESULT_INVALID_LAYER);
+    memcpy(W, f[0].W0, sizeof(float) * 50 * 37);
+    assert_int_equal(molora_merge(m, 1, NULL, W), MOLORA_RESULT_SUCCESS);   /* N = 0: nothing to merge */
+    assert_int_equal(memcmp(W, f[0].W0, sizeof(float) * 50 * 37), 0);
+    ws = ws_for(m, 1, &wsz);
+    for (l = 0; l < 37; l++) X[l] = (float)rnd();
+    memset(&a, 0, sizeof a);
+    a.n_tokens = 1; a.x = X; a.y = Y; a.weights_out = Wo; a.workspace = ws; a.workspace_size = wsz;
+    for (l = -1; l <= 3; l++) {
+        molora_result want = l >= 0 && l < 3 ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_INVALID_LAYER;
+        a.layer = l;
+        assert_int_equal(molora_forward(m, &a), want);
+        assert_int_equal(molora_route(m, &a), want);
+    }
+    ws_free(ws, wsz); free(W);
+    molora_model_free(m); fix_free(&f[0]); fix_free(&f[1]);
+}
+
+static void test_bound_mask_last(void **s)
+{   /* the mask's last entry (index N - 1) and the row boundary of per-token masks, every rule:
+       token t masks expert N - 1 when t is even and expert 0 when t % 3 == 1, so a row read one
+       byte off (index N is the next row's first) changes the result */
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+                                MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_MOLE_OUTPUT, MOLORA_ROUTING_FIXED};
+    static const int Ts[] = {1, 6, 16, 17, 40};
+    int ranks[MAXN] = {2, 7, 1, 3, 9}, r, c, t, i, n = 5;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (r = 0; r < 6; r++) {
+        fix f;
+        molora_model *m;
+        fix_make(&f, 37, 50, n, ranks, rules[r]);
+        f.threshold = 0.15f;
+        m = fix_model(&f);
+        for (c = 0; c < 5; c++) {
+            int T = Ts[c], pt;
+            for (pt = 0; pt < 2; pt++) {
+                uint8_t *mask = malloc(pt ? (size_t)T * n : (size_t)n);   /* exact size: index N is past the end */
+                float *fixed = rules[r] == MOLORA_ROUTING_FIXED ? rnd_vec((size_t)n, 1) : NULL;
+                call k;
+                for (t = 0; t < (pt ? T : 1); t++)
+                    for (i = 0; i < n; i++)
+                        mask[(size_t)t * n + i] = !((i == n - 1 && (pt ? t % 2 == 0 : 1)) || (pt && i == 0 && t % 3 == 1));
+                memset(&k, 0, sizeof k);
+                k.T = T; k.full = c & 1; k.mask = mask; k.mask_pt = pt; k.fixed = fixed; k.path = -1;
+                check_call(&f, m, &k, &ew, &ey);
+                free(mask); free(fixed);
+            }
+        }
+        molora_model_free(m); fix_free(&f);
+    }
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
 }
 
 /* ---- the speed paths: sparse per-token path, batch-size independence, ith/nth split ------- */
@@ -1055,7 +1781,7 @@ static void run_blocks(const molora_model *m, const float *X, int T, int d_in, i
             assert_int_equal(molora_forward(m, &a), 0);
         }
     }
-    free(ws);
+    ws_free(ws, wsz);
 }
 
 static void test_workspace_covers_every_batch(void **s)
@@ -1085,7 +1811,7 @@ static void test_workspace_covers_every_batch(void **s)
                 assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
                 calls++;
             }
-            free(ws);
+            ws_free(ws, wsz);
         }
         free(X); free(Y);
         molora_model_free(m); fix_free(&f);
@@ -1147,7 +1873,7 @@ static void test_thread_split_args(void **s)
     a.ith = 1; a.nth = 0; assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
     a.ith = 0; a.nth = -2; assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
     a.ith = 4; a.nth = 5; assert_int_equal(molora_forward(m, &a), 0);   /* more callers than columns: a no-op share */
-    free(ws); molora_model_free(m); fix_free(&f);
+    ws_free(ws, wsz); molora_model_free(m); fix_free(&f);
 }
 
 int main(void)
@@ -1180,6 +1906,20 @@ int main(void)
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_error_leaves_output_unchanged),
         cmocka_unit_test(test_zero_allocations_on_forward),
+        cmocka_unit_test(test_bound_threshold),
+        cmocka_unit_test(test_bound_adamole_tau),
+        cmocka_unit_test(test_bound_tau_max_values),
+        cmocka_unit_test(test_bound_topk),
+        cmocka_unit_test(test_bound_temperature),
+        cmocka_unit_test(test_bound_paths),
+        cmocka_unit_test(test_bound_sparse_switch),
+        cmocka_unit_test(test_bound_rank_paths),
+        cmocka_unit_test(test_bound_merge_ranks),
+        cmocka_unit_test(test_bound_panels),
+        cmocka_unit_test(test_bound_gate_width),
+        cmocka_unit_test(test_bound_workspace),
+        cmocka_unit_test(test_bound_indices),
+        cmocka_unit_test(test_bound_mask_last),
         cmocka_unit_test(test_sparse_many_experts),
         cmocka_unit_test(test_workspace_covers_every_batch),
         cmocka_unit_test(test_batch_size_independence),

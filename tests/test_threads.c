@@ -55,6 +55,22 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* a workspace of ws_size bytes followed by CANARY bytes of 0xA5 that no call may touch */
+enum { CANARY = 64 };
+static void *ws_new(size_t ws_size)
+{
+    unsigned char *ws = malloc(ws_size + CANARY);
+    memset(ws + ws_size, 0xA5, CANARY);
+    return ws;
+}
+static int canary_intact(const void *ws, size_t ws_size)
+{
+    const unsigned char *c = (const unsigned char *)ws + ws_size;
+    int i;
+    for (i = 0; i < CANARY; i++) if (c[i] != 0xA5) return 0;
+    return 1;
+}
+
 /* run job j (all nth shares, one after the other) into Y and W with workspace ws */
 static molora_result run_job(const job *jb, void *ws, size_t ws_size, float *Y, float *W)
 {
@@ -79,13 +95,13 @@ static void *worker(void *arg)
     void *ws;
     float *Y = malloc(sizeof(float) * T_MAX * D_OUT), *W = malloc(sizeof(float) * T_MAX * N_EXP);
     double end = now_s() + g_seconds;
-    molora_workspace_size(g_model, T_MAX, &ws_size);
-    ws = malloc(ws_size);
+    if (molora_workspace_size(g_model, T_MAX, &ws_size) != MOLORA_RESULT_SUCCESS) { g_bad[id]++; free(Y); free(W); return NULL; }
+    ws = ws_new(ws_size);
     while (now_s() < end) {
         const job *jb = &g_jobs[j % N_JOBS];
         if (run_job(jb, ws, ws_size, Y, W) != MOLORA_RESULT_SUCCESS ||
             memcmp(Y, jb->Y_ref, sizeof(float) * jb->T * D_OUT) != 0 ||
-            memcmp(W, jb->W_ref, sizeof(float) * jb->T * N_EXP) != 0)
+            memcmp(W, jb->W_ref, sizeof(float) * jb->T * N_EXP) != 0 || !canary_intact(ws, ws_size))
             g_bad[id]++;
         g_runs[id]++;
         j += 1 + id;
@@ -132,8 +148,8 @@ static void test_shared_model_many_threads(void **state)
     md.n_layers = N_LAYERS; md.layers = ld;
     assert_int_equal(molora_model_init(&md, &g_model), MOLORA_RESULT_SUCCESS);
     /* the jobs and their single-threaded results */
-    molora_workspace_size(g_model, T_MAX, &ws_size);
-    ws = malloc(ws_size);
+    assert_int_equal(molora_workspace_size(g_model, T_MAX, &ws_size), MOLORA_RESULT_SUCCESS);
+    ws = ws_new(ws_size);
     for (j = 0; j < N_JOBS; j++) {
         job *jb = &g_jobs[j];
         static const int Ts[] = {1, 2, 7, 16, 17, 40};
@@ -147,12 +163,13 @@ static void test_shared_model_many_threads(void **state)
             for (q = 0; q < nm; q++) jb->mask[q] = rnd() > -0.5f;
         }
         assert_int_equal(run_job(jb, ws, ws_size, jb->Y_ref, jb->W_ref), MOLORA_RESULT_SUCCESS);
+        assert_true(canary_intact(ws, ws_size));
     }
     free(ws);
     for (i = 0; i < N_THREADS; i++) pthread_create(&th[i], NULL, worker, (void *)(size_t)i);
     for (i = 0; i < N_THREADS; i++) pthread_join(th[i], NULL);
     for (i = 0; i < N_THREADS; i++) { runs += g_runs[i]; bad += g_bad[i]; }
-    print_message("  %d threads, %.1f s: %ld forward calls, %ld differed from the single-threaded run\n",
+    print_message("  %d threads, %.1f s: %ld forward calls, %ld differed from the single-threaded run or wrote past the workspace\n",
                   N_THREADS, g_seconds, runs, bad);
     assert_true(runs > N_THREADS);
     assert_int_equal(bad, 0);
