@@ -165,18 +165,20 @@ static double load_modules(int n_mod, int n_ltt, int *kept)
     free(f); free(h.p); free(c.p);
     return best;
 }
+/* 5k -> 20k modules: near-linear work grows about 4x (n log n: 4.6x), quadratic 16x. The bound 8
+   sits between the two with room for a loaded machine or a sanitizer's cache effects. */
 static void test_modules_near_linear(void **state)
 {
     int k1, k2;
     double t1, t2;
     (void)state;
-    t1 = load_modules(10000, 100000, &k1);
+    t1 = load_modules(5000, 50000, &k1);
     t2 = load_modules(20000, 200000, &k2);
-    assert_int_equal(k1, 5000);
+    assert_int_equal(k1, 2500);
     assert_int_equal(k2, 10000);
-    printf("figure: 10k / 20k modules with 100k / 200k layers_to_transform entries, parse + load + every find_module: %.1f / %.1f ms (ratio %.2f)\n",
+    printf("figure: 5k / 20k modules with 50k / 200k layers_to_transform entries, parse + load + every find_module: %.1f / %.1f ms (ratio %.2f for 4x the input)\n",
            t1, t2, t2 / t1);
-    assert_true(t2 / t1 < 3.0);
+    assert_true(t2 / t1 < 8.0);
 }
 
 /* ---- zero-size tensors and absurd expert indices: memory follows the file -------------------- */
