@@ -517,7 +517,8 @@ MOLORA_API molora_result molora_safetensors_open_memory(const void *data, size_t
                                                         const molora_load_desc *desc,
                                                         molora_safetensors **out);
 #ifndef MOLORA_NO_STDIO
-/* path: a .safetensors file (mapped read-only, never read twice), a directory of shards (its
+/* path: a .safetensors file (mapped read-only, or read into memory with MOLORA_LOAD_READ; never
+   read twice), a directory of shards (its
    model.safetensors.index.json if present, else every *.safetensors in it), or an index .json
    whose weight_map names the shards. A sharded model is one tensor namespace. */
 MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_load_desc *desc,
