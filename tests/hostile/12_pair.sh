@@ -11,7 +11,6 @@ old_pair() { # DIR_Y DIR_W
     cp $1/y.npy $P/y.orig && cp $2/w.npy $P/w.orig
 }
 pair_intact() { same $1/y.npy $P/y.orig; same $2/w.npy $P/w.orig; no_temp $1; no_temp $2; }
-no_temp() { if ls -A "$1" | grep -q 'molora-'; then bad "temporary file left in $1: $(ls -A "$1")"; else ok; fi; }
 
 # ---- both complete: both replaced
 old_pair $P $P
