@@ -446,7 +446,11 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
    Files: every file is opened with O_NONBLOCK | O_CLOEXEC and fstat'ed before a byte is read; a
    FIFO, device or directory where a file is expected is IO_ERROR ("...: is a FIFO, expected a
    regular file"). A .safetensors file is mapped read-only: it must not change while the object
-   lives (molora's own writers replace files by rename, never in place). Log lines name the file
+   lives (molora's own writers replace files by rename, never in place). When another writer
+   might change it, set MOLORA_LOAD_READ in molora_load_desc.flags: the file is read whole into
+   memory from the memory hook (read in bounded pieces, retried on EINTR and short reads, the
+   size read checked against fstat's), after which the file may be deleted or overwritten.
+   adapter_config.json and index files are always read, never mapped. Log lines name the file
    once ("path: what is wrong").
 
    Ownership: molora_safetensors_open_memory() BORROWS the bytes: keep them alive and unchanged
@@ -478,10 +482,21 @@ typedef enum molora_dtype {
 MOLORA_API const char *molora_dtype_name(molora_dtype dtype);
 
 /* Options for everything that loads (zero = defaults). */
+enum {
+    MOLORA_LOAD_READ = 1                 /* read each file into memory instead of mapping it    */
+};
+/* flags: 0 (the default) maps every .safetensors file read-only; a mapped file must not change
+   while the object lives (truncating it makes a later read fault with SIGBUS; rewriting it in
+   place changes the tensors under you). molora's own command never rewrites a file in place (it
+   writes a temporary file and renames it over the target), but other writers may: when a file
+   might change while in use, give MOLORA_LOAD_READ. Each file is then read into memory allocated
+   through `memory` (counted against it, freed by molora_safetensors_free()), and a file whose
+   size changes while it is read is IO_ERROR naming it. Any other bit is INVALID_ARGUMENT. */
 typedef struct molora_load_desc {
     molora_memory memory;                /* default malloc / free                               */
     molora_log_fn log;                   /* optional: one line of detail per error              */
     void *log_user;
+    unsigned flags;                      /* MOLORA_LOAD_READ or 0 (map)                         */
 } molora_load_desc;
 
 typedef struct molora_safetensors molora_safetensors;   /* opaque */
@@ -502,7 +517,8 @@ MOLORA_API molora_result molora_safetensors_open_memory(const void *data, size_t
                                                         const molora_load_desc *desc,
                                                         molora_safetensors **out);
 #ifndef MOLORA_NO_STDIO
-/* path: a .safetensors file (mapped read-only, never read twice), a directory of shards (its
+/* path: a .safetensors file (mapped read-only, or read into memory with MOLORA_LOAD_READ; never
+   read twice), a directory of shards (its
    model.safetensors.index.json if present, else every *.safetensors in it), or an index .json
    whose weight_map names the shards. A sharded model is one tensor namespace. */
 MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_load_desc *desc,
@@ -2122,14 +2138,16 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
 #endif
 #define MOLORA__ST_MAX_HEADER 100000000u      /* safetensors MAX_HEADER_SIZE                    */
 
-typedef struct molora__io { molora_memory mem; molora__logger lg; } molora__io;
+typedef struct molora__io { molora_memory mem; molora__logger lg; unsigned flags; } molora__io;
 
 MOLORA__PRIVATE molora_result molora__io_init(const molora_load_desc *d, molora__io *io)
 {
     memset(io, 0, sizeof *io);
     if (!d) return MOLORA_RESULT_SUCCESS;
     if (!d->memory.alloc != !d->memory.free) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (d->flags & ~(unsigned)MOLORA_LOAD_READ) return MOLORA_RESULT_INVALID_ARGUMENT;
     io->mem = d->memory;
+    io->flags = d->flags;
     io->lg.fn = d->log;
     io->lg.user = d->log_user;
     return MOLORA_RESULT_SUCCESS;
@@ -2715,22 +2733,51 @@ MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *
     close(fd);
     return MOLORA_RESULT_SUCCESS;
 }
+#define MOLORA__READ_CHUNK ((size_t)1 << 30)   /* one read() asks for at most this much        */
+/* Reads exactly n bytes of fd into buf (bounded pieces, EINTR and short reads retried), then
+   checks the file ends there: a file shorter or longer than fstat said changed while read. */
+MOLORA__PRIVATE molora_result molora__read_exact(const molora__logger *lg, const char *path, int fd, unsigned char *buf, size_t n)
+{
+    size_t got = 0;
+    unsigned char extra;
+    ssize_t k;
+    while (got < n) {
+        k = read(fd, buf + got, n - got < MOLORA__READ_CHUNK ? n - got : MOLORA__READ_CHUNK);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
+        if (k == 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (%zu of %zu bytes)", path, got, n);
+        got += (size_t)k;
+    }
+    do k = read(fd, &extra, 1); while (k < 0 && errno == EINTR);
+    if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
+    if (k > 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (longer than %zu bytes)", path, n);
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Reads a whole regular file of at most max bytes into memory from the hook, NUL-terminated
+   (*out owned by the caller, freed with molora__mfree); a larger file is too_large. */
+MOLORA__PRIVATE molora_result molora__read_file(const molora__io *io, const char *path, size_t max, molora_result too_large,
+                                                char **out, size_t *size)
+{
+    struct stat sb;
+    int fd;
+    size_t n;
+    molora_result r = molora__open_regular(&io->lg, path, &fd, &sb);
+    *out = NULL; *size = 0;
+    if (r) return r;
+    if ((uint64_t)sb.st_size > (uint64_t)max) { close(fd); return molora__fail(&io->lg, too_large, "%s: %llu bytes is too large to read", path, (unsigned long long)sb.st_size); }
+    n = (size_t)sb.st_size;
+    if (!(*out = (char *)molora__malloc(io, n + 1))) { close(fd); return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, n); }
+    r = molora__read_exact(&io->lg, path, fd, (unsigned char *)*out, n);
+    close(fd);
+    if (r) { molora__mfree(io, *out); *out = NULL; return r; }
+    (*out)[n] = 0;
+    *size = n;
+    return MOLORA_RESULT_SUCCESS;
+}
 /* Reads a small text file (config, index) into memory owned by the caller, NUL-terminated. */
 MOLORA__PRIVATE molora_result molora__slurp(const molora__io *io, const char *path, char **out, size_t *size)
 {
-    void *map;
-    size_t n;
-    molora_result r = molora__map(&io->lg, path, &map, &n);
-    *out = NULL;
-    if (r) return r;
-    if (n > MOLORA__ST_MAX_HEADER) { molora__unmap(map, n); return molora__fail(&io->lg, MOLORA_RESULT_HEADER_TOO_LARGE, "%s: %zu bytes is too large for a JSON file", path, n); }
-    *out = (char *)molora__malloc(io, n + 1);
-    if (!*out) { molora__unmap(map, n); return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); }
-    if (n) memcpy(*out, map, n);
-    (*out)[n] = 0;
-    *size = n;
-    molora__unmap(map, n);
-    return MOLORA_RESULT_SUCCESS;
+    return molora__read_file(io, path, MOLORA__ST_MAX_HEADER, MOLORA_RESULT_HEADER_TOO_LARGE, out, size);
 }
 MOLORA__PRIVATE char *molora__path_join(const molora__io *io, const char *dir, const char *name)
 {
@@ -2764,7 +2811,7 @@ typedef struct molora__shard {
     const char **meta;            /* (2 * n_meta) key, value                                */
     void *map;                    /* mapping (files) or NULL (memory)                       */
     size_t map_size;
-    void *owned;                  /* bytes read into memory (index-less fallback), or NULL  */
+    void *owned;                  /* file read into memory (MOLORA_LOAD_READ), or NULL      */
 } molora__shard;
 
 struct molora_safetensors {
@@ -3212,18 +3259,22 @@ fail:
 }
 
 #ifndef MOLORA_NO_STDIO
-/* Maps and parses shard s of st from path. */
+/* Reads (MOLORA_LOAD_READ) or maps shard s of st from path and parses it. */
 MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int s, const char *path)
 {
     molora__shard *sh = &st->shards[s];
-    void *map;
+    void *map = NULL;
+    char *owned = NULL;
     size_t size;
-    molora_result r = molora__map(&st->io.lg, path, &map, &size);
+    molora_result r;
+    if (st->io.flags & MOLORA_LOAD_READ) r = molora__read_file(&st->io, path, (size_t)PTRDIFF_MAX - 1, MOLORA_RESULT_SIZE_OVERFLOW, &owned, &size);
+    else r = molora__map(&st->io.lg, path, &map, &size);
     if (r) return r;
-    r = molora__st_parse(&st->io, (const unsigned char *)(map ? map : ""), size, s, path, sh);
-    if (r) { molora__unmap(map, size); return r; }
+    r = molora__st_parse(&st->io, (const unsigned char *)(owned ? owned : map ? (const char *)map : ""), size, s, path, sh);
+    if (r) { molora__unmap(map, size); molora__mfree(&st->io, owned); return r; }
     sh->map = map;
-    sh->map_size = size;
+    sh->map_size = map ? size : 0;
+    sh->owned = owned;
     st->n_shards = s + 1;
     return MOLORA_RESULT_SUCCESS;
 }

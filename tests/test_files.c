@@ -21,8 +21,9 @@
 #include "molora.h"
 
 /* ---- a counting memory hook: every path must free what it allocates --------------------- */
-static long g_live;
-static void *cnt_alloc(size_t n, void *u) { (void)u; g_live++; return malloc(n); }
+static long g_live, g_allocs;
+static unsigned g_flags;          /* molora_load_desc.flags every desc() gets */
+static void *cnt_alloc(size_t n, void *u) { (void)u; g_live++; g_allocs++; return malloc(n); }
 static void cnt_free(void *p, void *u) { (void)u; if (p) g_live--; free(p); }
 static char g_log[512];
 static void cnt_log(void *u, molora_result r, const char *m) { (void)u; (void)r; snprintf(g_log, sizeof g_log, "%s", m); }
@@ -31,6 +32,7 @@ static molora_load_desc desc(void)
     molora_load_desc d;
     memset(&d, 0, sizeof d);
     d.memory.alloc = cnt_alloc; d.memory.free = cnt_free; d.log = cnt_log;
+    d.flags = g_flags;
     return d;
 }
 
@@ -552,6 +554,259 @@ static void test_not_regular(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* the same refusals when files are read instead of mapped */
+static void test_not_regular_read(void **state)
+{
+    g_flags = MOLORA_LOAD_READ;
+    test_not_regular(state);
+    g_flags = 0;
+}
+
+/* ---- MOLORA_LOAD_READ: the same tensors as the mapping, in memory from the hook ----------- */
+static void read_whole(const char *path, unsigned char **b, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    long len;
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    len = ftell(f);
+    assert_true(len >= 0);
+    rewind(f);
+    *n = (size_t)len;
+    *b = (unsigned char *)malloc(*n + 1);
+    assert_non_null(*b);
+    assert_int_equal(fread(*b, 1, *n, f), *n);
+    fclose(f);
+}
+static void copy_file(const char *from, const char *to)
+{
+    unsigned char *b;
+    size_t n;
+    read_whole(from, &b, &n);
+    write_file(to, b, n);
+    free(b);
+}
+/* opens path with flags; *allocs: hook allocations the open made */
+static molora_safetensors *open_flags(const char *path, unsigned flags, long *allocs)
+{
+    molora_load_desc d = desc();
+    molora_safetensors *st = NULL;
+    d.flags = flags;
+    g_allocs = 0;
+    assert_int_equal(molora_safetensors_open(path, &d, &st), MOLORA_RESULT_SUCCESS);
+    *allocs = g_allocs;
+    return st;
+}
+static void assert_same_tensors(const molora_safetensors *a, const molora_safetensors *b)
+{
+    size_t i, n = molora_safetensors_n_tensors(a);
+    int k;
+    assert_true(n > 0);
+    assert_int_equal(molora_safetensors_n_tensors(b), n);
+    for (i = 0; i < n; i++) {
+        molora_tensor_info x, y;
+        assert_int_equal(molora_safetensors_get_info(a, i, &x), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_get_info(b, i, &y), MOLORA_RESULT_SUCCESS);
+        assert_string_equal(x.name, y.name);
+        assert_int_equal(x.dtype, y.dtype);
+        assert_int_equal(x.n_dims, y.n_dims);
+        for (k = 0; k < x.n_dims; k++) assert_int_equal(x.shape[k], y.shape[k]);
+        assert_int_equal(x.shard, y.shard);
+        assert_int_equal(x.n_bytes, y.n_bytes);
+        assert_true(x.data != y.data || x.n_bytes == 0);
+        assert_memory_equal(x.data, y.data, x.n_bytes);
+    }
+    assert_int_equal(molora_safetensors_n_metadata(b), molora_safetensors_n_metadata(a));
+}
+static void test_load_read_same_tensors(void **state)
+{
+    char dir[] = "/tmp/molora_read_XXXXXX", p[256];
+    static const char *const shards[] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    struct { const char *path; long n_files; } c[4];
+    int i;
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    for (i = 0; i < 2; i++) {   /* a directory of shards without an index */
+        char from[256];
+        snprintf(from, sizeof from, "tests/fixtures/base/%s", shards[i]);
+        snprintf(p, sizeof p, "%s/%s", dir, shards[i]);
+        copy_file(from, p);
+    }
+    c[0].path = "tests/fixtures/peft/adapter_model.safetensors"; c[0].n_files = 1;
+    c[1].path = dir; c[1].n_files = 2;
+    c[2].path = "tests/fixtures/base/model.safetensors.index.json"; c[2].n_files = 2;
+    c[3].path = "tests/fixtures/base"; c[3].n_files = 2;
+    for (i = 0; i < 4; i++) {
+        long mapped, read;
+        molora_safetensors *a = open_flags(c[i].path, 0, &mapped);
+        molora_safetensors *b = open_flags(c[i].path, MOLORA_LOAD_READ, &read);
+        assert_same_tensors(a, b);
+        assert_int_equal(read, mapped + c[i].n_files);   /* one hook buffer per file read */
+        molora_safetensors_free(a);
+        molora_safetensors_free(b);
+        assert_int_equal(g_live, 0);
+    }
+    for (i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, shards[i]);
+        assert_int_equal(unlink(p), 0);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+static void assert_same_floats(const float *a, const float *b, size_t n)
+{
+    if (!a || !b) { assert_true(a == b); return; }
+    assert_memory_equal(a, b, n * sizeof(float));
+}
+static size_t type_size(molora_type t) { return t == MOLORA_TYPE_F32 ? 4 : 2; }
+static void assert_same_layer(const molora_layer_desc *x, const molora_layer_desc *y)
+{
+    int e;
+    assert_int_equal(x->d_in, y->d_in);
+    assert_int_equal(x->d_out, y->d_out);
+    assert_int_equal(x->n_experts, y->n_experts);
+    assert_int_equal(x->routing, y->routing);
+    for (e = 0; e < x->n_experts; e++) {
+        const molora_expert_desc *a = &x->experts[e], *b = &y->experts[e];
+        assert_int_equal(a->rank, b->rank);
+        assert_int_equal(a->A_type, b->A_type);
+        assert_int_equal(a->B_type, b->B_type);
+        assert_true(a->scaling == b->scaling && a->lora_alpha == b->lora_alpha);
+        assert_memory_equal(a->A, b->A, (size_t)a->rank * (size_t)x->d_in * type_size(a->A_type));
+        assert_memory_equal(a->B, b->B, (size_t)x->d_out * (size_t)a->rank * type_size(a->B_type));
+    }
+    assert_same_floats(x->gate_weight, y->gate_weight, (size_t)x->n_experts * (size_t)x->d_in);
+    assert_same_floats(x->threshold_weight, y->threshold_weight, (size_t)x->d_in);
+    assert_true(x->threshold_bias == y->threshold_bias);
+}
+static void test_load_read_same_adapters(void **state)
+{
+    static const char *const dirs[] = {"tests/fixtures/peft", "tests/fixtures/adamole", "tests/fixtures/mole",
+                                       "tests/fixtures/mola", "tests/fixtures/molora", "tests/fixtures/gpt2/adapter"};
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        molora_load_desc d = desc();
+        molora_adapter *a, *b;
+        molora_model_desc ma, mb;
+        long mapped;
+        int l;
+        g_allocs = 0;
+        assert_int_equal(molora_adapter_load(dirs[i], &d, &a), MOLORA_RESULT_SUCCESS);
+        mapped = g_allocs;
+        d.flags = MOLORA_LOAD_READ;
+        g_allocs = 0;
+        assert_int_equal(molora_adapter_load(dirs[i], &d, &b), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(g_allocs, mapped + 1);   /* adapter_model.safetensors read into the hook's memory */
+        assert_int_equal(molora_adapter_layout(a), molora_adapter_layout(b));
+        assert_int_equal(molora_adapter_get_desc(a, &ma), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_adapter_get_desc(b, &mb), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(ma.n_layers, mb.n_layers);
+        assert_true(ma.n_layers > 0);
+        for (l = 0; l < ma.n_layers; l++) {
+            assert_string_equal(molora_adapter_module_name(a, l), molora_adapter_module_name(b, l));
+            assert_same_layer(&ma.layers[l], &mb.layers[l]);
+        }
+        molora_adapter_free(a);
+        molora_adapter_free(b);
+        assert_int_equal(g_live, 0);
+    }
+}
+
+/* after an open with MOLORA_LOAD_READ the file may be overwritten in place, truncated and deleted */
+static void test_load_read_file_may_change(void **state)
+{
+    char dir[] = "/tmp/molora_read_XXXXXX", p[256];
+    unsigned char *orig, *zero;
+    size_t n;
+    molora_safetensors *st;
+    long allocs;
+    FILE *f;
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/m.safetensors", dir);
+    copy_file("tests/fixtures/peft/adapter_model.safetensors", p);
+    read_whole(p, &orig, &n);
+    st = open_flags(p, MOLORA_LOAD_READ, &allocs);
+    zero = (unsigned char *)calloc(n, 1);
+    assert_non_null(zero);
+    assert_non_null(f = fopen(p, "r+b"));       /* in place: a private mapping would see this */
+    assert_int_equal(fwrite(zero, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(truncate(p, 0), 0);        /* a mapping would now fault (SIGBUS) */
+    assert_int_equal(unlink(p), 0);
+    {   /* the tensors still hold the bytes the file had at open */
+        molora_load_desc d = desc();
+        molora_safetensors *old;
+        assert_int_equal(molora_safetensors_open_memory(orig, n, &d, &old), MOLORA_RESULT_SUCCESS);
+        assert_same_tensors(old, st);
+        molora_safetensors_free(old);
+    }
+    molora_safetensors_free(st);
+    assert_int_equal(g_live, 0);
+    free(zero);
+    free(orig);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* a file that shrinks or grows between fstat and the read is IO_ERROR naming it: the memory
+   hook changes the file when molora asks for the buffer it is about to read it into */
+static const char *g_change_path;
+static size_t g_change_at;
+static long g_change_to;
+static void *changing_alloc(size_t n, void *u)
+{
+    if (n == g_change_at) assert_int_equal(truncate(g_change_path, g_change_to), 0);
+    return cnt_alloc(n, u);
+}
+static void test_load_read_size_changes(void **state)
+{
+    char dir[] = "/tmp/molora_read_XXXXXX", p[256];
+    unsigned char *orig;
+    size_t n;
+    long to[2];
+    int k;
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/m.safetensors", dir);
+    read_whole("tests/fixtures/peft/adapter_model.safetensors", &orig, &n);
+    to[0] = (long)n - 1; to[1] = (long)n + 1;
+    for (k = 0; k < 2; k++) {
+        molora_load_desc d = desc();
+        molora_safetensors *st;
+        write_file(p, orig, n);
+        d.memory.alloc = changing_alloc;
+        d.flags = MOLORA_LOAD_READ;
+        g_change_path = p; g_change_at = n + 1; g_change_to = to[k];
+        g_log[0] = 0;
+        assert_int_equal(molora_safetensors_open(p, &d, &st), MOLORA_RESULT_IO_ERROR);
+        assert_null(st);
+        if (!strstr(g_log, p) || !strstr(g_log, "changed size while read")) fail_msg("log \"%s\"", g_log);
+        assert_int_equal(g_live, 0);
+    }
+    g_change_at = 0;
+    assert_int_equal(unlink(p), 0);
+    free(orig);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* flags other than MOLORA_LOAD_READ are refused by every loader */
+static void test_load_flags_unknown(void **state)
+{
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    molora_adapter *a;
+    static const unsigned char empty[] = {2, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
+    (void)state;
+    d.flags = 2;
+    assert_int_equal(molora_safetensors_open("tests/fixtures/peft/adapter_model.safetensors", &d, &st), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_safetensors_open_memory(empty, sizeof empty, &d, &st), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_adapter_load("tests/fixtures/peft", &d, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    d.flags = MOLORA_LOAD_READ;
+    assert_int_equal(molora_safetensors_open_memory(empty, sizeof empty, &d, &st), MOLORA_RESULT_SUCCESS);
+    molora_safetensors_free(st);
+    assert_int_equal(g_live, 0);
+}
+
 /* the same tensor name in two shards: DUPLICATE_NAME, also through an index */
 static void test_duplicate_across_shards(void **state)
 {
@@ -831,6 +1086,12 @@ int main(void)
         cmocka_unit_test(test_every_dtype),
         cmocka_unit_test(test_sharded),
         cmocka_unit_test(test_not_regular),
+        cmocka_unit_test(test_not_regular_read),
+        cmocka_unit_test(test_load_read_same_tensors),
+        cmocka_unit_test(test_load_read_same_adapters),
+        cmocka_unit_test(test_load_read_file_may_change),
+        cmocka_unit_test(test_load_read_size_changes),
+        cmocka_unit_test(test_load_flags_unknown),
         cmocka_unit_test(test_duplicate_across_shards),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_layouts),

@@ -25,6 +25,8 @@ accept() {
     "$@" >/dev/null 2>$T/err; rc=$?
     if [ $rc -eq 0 ]; then ok; else bad "rc=$rc '$*' stderr: $(head -c 600 $T/err)"; fi
 }
+# no_temp DIR: no .NAME.molora-XXXXXX left in DIR
+no_temp() { if ls -A "$1" | grep -q 'molora-'; then bad "temporary file left in $1: $(ls -A "$1")"; else ok; fi; }
 # same FILE_A FILE_B: byte-identical
 same() { if cmp -s "$1" "$2"; then ok; else bad "$1 differs from $2"; fi; }
 for c in tests/hostile/*.sh; do

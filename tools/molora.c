@@ -138,7 +138,8 @@ static int out_sync_dir(const char *dir)
     close(fd);
     return rc;
 }
-static int out_commit(out_file *o)
+/* the temporary file complete on disk: flushed, fsync'd and closed (still under its own name) */
+static int out_finish(out_file *o)
 {
     int fd;
     if (o->err) return out_fail(o, "write failed");
@@ -148,16 +149,24 @@ static int out_commit(out_file *o)
     if (fsync(fd) != 0) return out_fail(o, "cannot sync");
     if (fclose(o->f) != 0) { o->f = NULL; return out_fail(o, "write failed"); }
     o->f = NULL;
+    return 0;
+}
+/* a finished temporary file renamed over the target, then the directory fsync'd */
+static int out_replace(out_file *o)
+{
     if (rename(o->tmp, o->path) != 0) return out_fail(o, "cannot replace");
     o->tmp[0] = 0;
     if (out_sync_dir(o->dir) != 0 && errno != EINVAL) return die("%s: cannot sync its directory: %s", o->shown, strerror(errno));
     return 0;
 }
-static molora_load_desc load_desc(void)
+static int out_commit(out_file *o) { return out_finish(o) || out_replace(o); }
+/* read: --read was given, so files are read into memory rather than mapped */
+static molora_load_desc load_desc(int read)
 {
     molora_load_desc d;
     memset(&d, 0, sizeof d);
     d.log = on_log;
+    d.flags = read ? MOLORA_LOAD_READ : 0;
     return d;
 }
 
@@ -169,12 +178,22 @@ static int npy_read(const char *path, float **data, int *rows, int *cols)
     if (molora_npy_read(path, data, rows, cols, err, sizeof err)) return die("%s: %s", path, err);
     return 0;
 }
-static int npy_write(const char *path, const float *data, int rows, int cols)
+/* a .npy written to its temporary file and finished, not yet renamed over path */
+static int npy_stage(out_file *o, const char *path, const float *data, int rows, int cols)
 {
-    out_file o;
-    if (out_open(&o, path)) return 1;
-    if (molora_npy_write(o.f, data, rows, cols)) o.err = errno ? errno : EIO;
-    return out_commit(&o);
+    if (out_open(o, path)) return 1;
+    if (molora_npy_write(o->f, data, rows, cols)) o->err = errno ? errno : EIO;
+    return out_finish(o);
+}
+/* Y (and W when wpath is given) staged first, renamed only when both are complete: a failure
+   while writing either leaves both old files as they were */
+static int npy_write_pair(const char *ypath, const float *Y, int rows, int ycols, const char *wpath, const float *W, int wcols)
+{
+    out_file y, w;
+    if (npy_stage(&y, ypath, Y, rows, ycols)) return 1;
+    if (wpath && npy_stage(&w, wpath, W, rows, wcols)) return out_abort(&y);
+    if (out_replace(&y)) { if (wpath) out_abort(&w); return 1; }
+    return wpath ? out_replace(&w) : 0;
 }
 
 /* ---- JSON output ------------------------------------------------------------------------- */
@@ -424,9 +443,10 @@ static int cmd_inspect(int argc, char **argv)
     int json, l, n;
     molora_adapter *a;
     molora_model_desc md;
-    molora_load_desc ld = load_desc();
+    molora_load_desc ld;
     molora_result r;
     if (cli_parse_inspect(argc, argv, &o)) return die("%s", o.err);
+    ld = load_desc(o.read);
     dir = o.dir; json = o.json;
     if ((r = molora_adapter_load(dir, &ld, &a))) return die_lib(dir, r);
     molora_adapter_get_desc(a, &md);
@@ -512,7 +532,7 @@ static int run_forward(const cli_forward_opts *o)
     molora_model_desc md, one;
     molora_layer_desc L;
     molora_forward_args fa;
-    molora_load_desc ld = load_desc();
+    molora_load_desc ld = load_desc(o->read);
     molora_result r;
     if ((r = molora_adapter_load(dir, &ld, &a))) return die_lib(dir, r);
     layer = molora_adapter_find_module(a, module);
@@ -556,8 +576,7 @@ static int run_forward(const cli_forward_opts *o)
     fa.weights_out = L.n_experts ? W : NULL;
     fa.workspace = ws; fa.workspace_size = wsz;
     if ((r = molora_forward(m, &fa))) { die_lib(in, r); goto done; }
-    if (npy_write(outp, Y, T, L.d_out)) goto done;
-    if (wout && npy_write(wout, W, T, L.n_experts)) goto done;
+    if (npy_write_pair(outp, Y, T, L.d_out, wout, W, L.n_experts)) goto done;
     rc = 0;
 done:
     free(X); free(Y); free(W); free(ws); free(msk);
@@ -776,9 +795,9 @@ static int compose_write(const out_dir *d, const char *outd, const out_tensor *o
     return write_text(path, shown, cfg);
 }
 /* the written adapter must load and initialise through molora before it replaces DIR */
-static int compose_load_back(const out_dir *d, const char *outd)
+static int compose_load_back(const out_dir *d, const char *outd, int read)
 {
-    molora_load_desc ld = load_desc();
+    molora_load_desc ld = load_desc(read);
     molora_adapter *a = NULL;
     molora_model *m = NULL;
     molora_model_desc md;
@@ -818,7 +837,7 @@ static int run_compose(const cli_compose_opts *o)
     molora_adapter *ad[MAXEXP];
     molora_model *mods[MAXEXP];
     molora_safetensors *gst = NULL;
-    molora_load_desc ld = load_desc();
+    molora_load_desc ld = load_desc(o->read);
     molora_result r;
     out_tensor *ot = NULL;
     float *scal = NULL;
@@ -887,7 +906,7 @@ static int run_compose(const cli_compose_opts *o)
         }
     }
     if (compose_config(&cfg, o, ad[0], scal, same)) goto done;
-    if (outdir_open(&od, outd) || compose_write(&od, outd, ot, nt, &cfg) || compose_load_back(&od, outd) || outdir_commit(&od, outd)) goto done;
+    if (outdir_open(&od, outd) || compose_write(&od, outd, ot, nt, &cfg) || compose_load_back(&od, outd, o->read) || outdir_commit(&od, outd)) goto done;
     rc = 0;
 done:
     if (ot) for (i = 0; i < nt + 1; i++) { free(ot[i].name); free(ot[i].own); }
@@ -917,7 +936,7 @@ static int cmd_compose(int argc, char **argv)
 
 typedef struct alpha_args {
     const char *model, *prefix, *method, *layers;
-    int budget, json, fp16;
+    int budget, json, fp16, read;
     double beta;
     molora_alpha_options o;
 } alpha_args;
@@ -934,7 +953,7 @@ static int alpha_parse(int argc, char **argv, alpha_args *A)
     memset(A, 0, sizeof *A);
     if (cli_parse_alpha(argc, argv, &ao)) return die("%s", ao.err);
     A->model = ao.model; A->prefix = ao.prefix; A->method = ao.method; A->layers = ao.layers;
-    A->json = ao.json; A->fp16 = ao.fp16;
+    A->json = ao.json; A->fp16 = ao.fp16; A->read = ao.read;
     A->budget = ao.budget_set ? ao.budget : MOLORA_ALPHA_DEFAULT_BUDGET;
     A->beta = ao.beta_set ? ao.beta : MOLORA_ALPHA_DEFAULT_BETA;
     A->o.method = !strcmp(A->method, "ww") ? MOLORA_ALPHA_WW : !strcmp(A->method, "ww077") ? MOLORA_ALPHA_WW_077
@@ -1182,7 +1201,7 @@ static int cmd_alpha(int argc, char **argv)
     alpha_args A;
     alpha_sets S;
     alpha_plan P;
-    molora_load_desc d = load_desc();
+    molora_load_desc d;
     molora_safetensors *st = NULL;
     molora_result r, res = MOLORA_RESULT_SUCCESS;
     void *ws = NULL;
@@ -1190,6 +1209,7 @@ static int cmd_alpha(int argc, char **argv)
     int i, rc = 1;
     memset(&P, 0, sizeof P);
     if (alpha_parse(argc, argv, &A)) return 1;
+    d = load_desc(A.read);
     if ((r = molora_safetensors_open(A.model, &d, &st)) != MOLORA_RESULT_SUCCESS) return die_lib(A.model, r);
     if (alpha_pick_sets(&A, st, &S) || alpha_select(&A, st, &S, &P)) goto done;
     if (P.ws_bytes && !(ws = malloc(P.ws_bytes))) { die("alpha: out of memory (%zu bytes of workspace)", P.ws_bytes); goto done; }

@@ -26,9 +26,10 @@ typedef struct {
     const char *text;      /* the spec as given, for messages */
 } cli_routing;
 
+/* read: --read given (load files with MOLORA_LOAD_READ instead of mapping them) */
 typedef struct {
     const char *dir;
-    int json;
+    int json, read;
     char err[CLI_ERR_SIZE];
 } cli_inspect_opts;
 
@@ -37,6 +38,7 @@ typedef struct {
     cli_routing routing;
     const char *tau_text, *temperature_text, *mask_text;   /* as given (NULL: not given) */
     float tau_max, temperature;
+    int read;
     int mask_max;                                            /* largest masked index, -1: none */
     unsigned char mask_bits[CLI_MASK_LIMIT / 8];             /* bit e set: expert e masked */
     char err[CLI_ERR_SIZE];
@@ -47,12 +49,13 @@ typedef struct {
     int n_experts;
     const char *gate, *out;
     cli_routing routing;   /* NONE means dense */
+    int read;
     char err[CLI_ERR_SIZE];
 } cli_compose_opts;
 
 typedef struct {
     const char *model, *prefix, *method, *layers;
-    int budget, json, fp16, budget_set, beta_set;
+    int budget, json, fp16, read, budget_set, beta_set;
     double beta;
     char err[CLI_ERR_SIZE];
 } cli_alpha_opts;
@@ -192,7 +195,7 @@ static int cli_mask_parse(cli_args *c, const char *s, cli_forward_opts *o)
 }
 
 /* ---- the commands ------------------------------------------------------------------------- */
-/* molora inspect ADAPTER_DIR [--json] */
+/* molora inspect ADAPTER_DIR [--json] [--read] */
 static int cli_parse_inspect(int argc, char **argv, cli_inspect_opts *o)
 {
     cli_args c;
@@ -200,14 +203,15 @@ static int cli_parse_inspect(int argc, char **argv, cli_inspect_opts *o)
     cli_init(&c, argc, argv, "inspect", o->err);
     for (; c.i < argc; c.i++) {
         if (cli_is(&c, "--json")) { if (cli_switch(&c, &o->json)) return -1; }
+        else if (cli_is(&c, "--read")) { if (cli_switch(&c, &o->read)) return -1; }
         else if (cli_positional(&c, &o->dir, "ADAPTER_DIR")) return -1;
     }
-    if (!o->dir) return cli_fail(&c, "usage: molora inspect ADAPTER_DIR [--json]");
+    if (!o->dir) return cli_fail(&c, "usage: molora inspect ADAPTER_DIR [--json] [--read]");
     return 0;
 }
 
 /* molora forward ADAPTER_DIR --module NAME --input X.npy --output Y.npy [--base MODEL]
-   [--routing R] [--tau-max V] [--temperature V] [--mask I,J,...] [--weights-out W.npy] */
+   [--routing R] [--tau-max V] [--temperature V] [--mask I,J,...] [--weights-out W.npy] [--read] */
 static int cli_parse_forward(int argc, char **argv, cli_forward_opts *o)
 {
     cli_args c;
@@ -217,6 +221,7 @@ static int cli_parse_forward(int argc, char **argv, cli_forward_opts *o)
     cli_init(&c, argc, argv, "forward", o->err);
     for (; c.i < argc; c.i++) {
         const char **slot = NULL;
+        if (cli_is(&c, "--read")) { if (cli_switch(&c, &o->read)) return -1; continue; }
         if (cli_is(&c, "--module")) slot = &o->module;
         else if (cli_is(&c, "--input")) slot = &o->input;
         else if (cli_is(&c, "--output")) slot = &o->output;
@@ -240,7 +245,7 @@ static int cli_parse_forward(int argc, char **argv, cli_forward_opts *o)
     return 0;
 }
 
-/* molora compose --expert DIR [--expert DIR ...] --gate GATE.safetensors --out DIR [--routing R] */
+/* molora compose --expert DIR [--expert DIR ...] --gate GATE.safetensors --out DIR [--routing R] [--read] */
 static int cli_parse_compose(int argc, char **argv, cli_compose_opts *o)
 {
     cli_args c;
@@ -256,6 +261,7 @@ static int cli_parse_compose(int argc, char **argv, cli_compose_opts *o)
         } else if (cli_is(&c, "--gate")) { if (cli_value(&c, &o->gate)) return -1; }
         else if (cli_is(&c, "--out")) { if (cli_value(&c, &o->out)) return -1; }
         else if (cli_is(&c, "--routing")) { if (cli_value(&c, &routing)) return -1; }
+        else if (cli_is(&c, "--read")) { if (cli_switch(&c, &o->read)) return -1; }
         else if (cli_arg(&c)[0] == '-') return cli_fail(&c, "unknown option %s", cli_arg(&c));
         else return cli_fail(&c, "unexpected argument %s", cli_arg(&c));
     }
@@ -268,7 +274,7 @@ static int cli_parse_compose(int argc, char **argv, cli_compose_opts *o)
 }
 
 /* molora alpha MODEL [--method fix_finger|ww|ww077] [--layers PATTERN] [--upstream-fp16] [--budget N] [--beta B]
-                      [--prefix P] [--json] */
+                      [--prefix P] [--json] [--read] */
 static int cli_parse_alpha(int argc, char **argv, cli_alpha_opts *o)
 {
     cli_args c;
@@ -280,6 +286,7 @@ static int cli_parse_alpha(int argc, char **argv, cli_alpha_opts *o)
         const char **slot = NULL;
         if (cli_is(&c, "--json")) { if (cli_switch(&c, &o->json)) return -1; continue; }
         if (cli_is(&c, "--upstream-fp16")) { if (cli_switch(&c, &o->fp16)) return -1; continue; }
+        if (cli_is(&c, "--read")) { if (cli_switch(&c, &o->read)) return -1; continue; }
         if (cli_is(&c, "--method")) slot = &o->method;
         else if (cli_is(&c, "--layers")) slot = &o->layers;
         else if (cli_is(&c, "--prefix")) slot = &o->prefix;
@@ -289,7 +296,7 @@ static int cli_parse_alpha(int argc, char **argv, cli_alpha_opts *o)
         else if (cli_positional(&c, &o->model, "MODEL")) return -1;
     }
     if (!o->model) return cli_fail(&c, "usage: molora alpha MODEL [--method fix_finger|ww|ww077] [--layers PATTERN] [--upstream-fp16] "
-                                        "[--budget N] [--beta B] [--prefix P] [--json]");
+                                        "[--budget N] [--beta B] [--prefix P] [--json] [--read]");
     if (!o->method) o->method = "fix_finger";
     if (!o->prefix) o->prefix = "";
     if (strcmp(o->method, "fix_finger") && strcmp(o->method, "ww") && strcmp(o->method, "ww077"))

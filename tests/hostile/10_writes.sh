@@ -4,8 +4,6 @@
 W=$T/10_writes
 mkdir -p $W
 M=model.layers.0.self_attn.k_proj
-# no_temp DIR: no .NAME.molora-XXXXXX left in DIR
-no_temp() { if ls -A "$1" | grep -q 'molora-'; then bad "temporary file left in $1: $(ls -A "$1")"; else ok; fi; }
 # big.npy: 20000 x 5 float32 input, so Y (20000 x 4) is 320 KB, past every limit below
 python3 -c "
 import struct, sys
