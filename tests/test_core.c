@@ -490,7 +490,7 @@ static molora_result tiny_run(const molora_layer_desc *ld, const uint8_t *mask, 
 }
 
 static void test_mask_worked_example(void **s)
-{   /* DESIGN.md 1: softmax, logits 0, ln 2, ln 3, mask out expert 1 -> 1/4, 0, 3/4 */
+{   /* the dense rule: softmax, logits 0, ln 2, ln 3, mask out expert 1 -> 1/4, 0, 3/4 */
     float bias[3], x[2] = {1, 0}, y[2], w[3];
     uint8_t mask[3] = {1, 0, 1};
     tiny z;
