@@ -17,7 +17,7 @@ OPENBLAS_ENV = $(if $(OPENBLAS_CORETYPE),,$(if $(shell grep -qw avx512f /proc/cp
 
 # Debian packages each goal needs (checked with dpkg-query, installed with apt-get as root)
 PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
-PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3 clang libclang-rt-14-dev
+PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3 python3-numpy clang libclang-rt-14-dev
 
 .PHONY: all demo demo-engine test test-san deps deps-test install uninstall clean check-compile fuzz fixtures bench-alpha
 
