@@ -144,5 +144,9 @@ refuse 'exactly one {L}' $B alpha $A/bert.safetensors --layers 'encoder.layer.'
 refuse 'exactly one {L}' $B alpha $A/bert.safetensors --layers 'h.{L}.{L}'
 refuse "method" $B alpha $M --method ww0.7.7
 refuse "overflows float16" $B alpha $A/big.safetensors --upstream-fp16
+# the GPT-2 model PEFT's Conv1D fixture was written against: Conv1D weights (in, out) taken as stored
+if $B alpha tests/fixtures/gpt2/base --json >$T/g.json 2>$T/err &&
+   python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['family'] == 'gpt2' and len(j['layers']) == 2 and all(l['alpha'] > 1 for l in j['layers'])" $T/g.json
+then ok; else bad "alpha on the GPT-2 Conv1D fixture: $(cat $T/err)"; fi
 echo "alpha-cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
