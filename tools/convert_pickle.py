@@ -9,7 +9,7 @@ it loads with weights_only=True where torch supports it, drops AdaMoLE's duplica
 BF16 tensors unchanged in dtype, and copies adapter_config.json next to them (OUT_DIR defaults to
 ADAPTER_DIR). Exit 1 with one line on stderr on bad input.
 """
-import json, os, shutil, struct, sys
+import json, os, struct, sys, tempfile
 
 DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
@@ -17,6 +17,34 @@ DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 def fail(msg):
     sys.stderr.write("convert_pickle: %s\n" % msg)
     sys.exit(1)
+
+
+def write_replacing(path, chunks):
+    """Writes chunks to a temporary file beside path (the mode a new file would get), fsyncs it,
+    renames it over path and fsyncs the directory: on any failure the old file stays as it was."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".convert-", dir=d)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            for c in chunks:
+                f.write(c)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.realpath(path) if os.path.islink(path) else path)
+        dfd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        fail("%s: write failed: %s" % (path, e.strerror or e))
 
 
 def main(argv):
@@ -29,10 +57,11 @@ def main(argv):
     except ImportError:
         fail("needs PyTorch (Debian: apt-get install python3-torch)")
     binp, cfgp = os.path.join(src, "adapter_model.bin"), os.path.join(src, "adapter_config.json")
-    if not os.path.isfile(binp):
-        fail("%s: not found" % binp)
-    if not os.path.isfile(cfgp):
-        fail("%s: not found" % cfgp)
+    for p in (binp, cfgp):
+        if not os.path.exists(p):
+            fail("%s: not found" % p)
+        if not os.path.isfile(p):
+            fail("%s: not a regular file" % p)
     try:
         sd = torch.load(binp, map_location="cpu", weights_only=True)
     except TypeError:  # torch without weights_only
@@ -61,14 +90,16 @@ def main(argv):
     h += b" " * ((8 - len(h) % 8) % 8)
     os.makedirs(out, exist_ok=True)
     dst = os.path.join(out, "adapter_model.safetensors")
-    with open(dst + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(dst + ".tmp", dst)
-    if os.path.abspath(out) != os.path.abspath(src):
-        shutil.copy(cfgp, os.path.join(out, "adapter_config.json"))
+    out_cfg = os.path.join(out, "adapter_config.json")
+    copy_cfg = not (os.path.exists(out_cfg) and os.path.samefile(out_cfg, cfgp))
+    for path in [dst] + ([out_cfg] if copy_cfg else []):
+        for inp in (binp, cfgp):
+            if os.path.exists(path) and os.path.samefile(path, inp):
+                fail("%s is the input %s: choose another OUT_DIR" % (path, inp))
+    write_replacing(dst, [struct.pack("<Q", len(h)), h] + blobs)
+    if copy_cfg:
+        with open(cfgp, "rb") as f:
+            write_replacing(out_cfg, [f.read()])
     print("%s: %d tensors written, %d moe_layer.experts.* aliases dropped" % (dst, len(header), dropped))
 
 
