@@ -1672,21 +1672,32 @@ MOLORA_API molora_result molora_expert_get(const molora_model *m, int layer, int
 
 /* v (n): in, the logits, NaN for experts that take no part; out, softmax of v / temperature
    over the others (0 for the rest). Logits are NaN-checked before, so NaN is free as a marker.
-   Divided, not multiplied by 1 / temperature: below 1 / FLT_MAX that reciprocal is inf and a
-   logit of 0 would become 0 * inf = NaN. */
+   Computed as exp((v_i - v_max) / temperature): the maximum is subtracted BEFORE dividing, so a
+   tiny temperature (down to the smallest subnormal) sends every non-maximal entry to exp(-inf) = 0
+   and the maxima to exp(0) = 1 (ties share equally) instead of overflowing v / temperature to
+   +-inf. At temperature 1 this is bit-identical to exp(v_i / 1 - v_max / 1); elsewhere it differs
+   from dividing first by float rounding only. Divided, not multiplied by 1 / temperature: below
+   1 / FLT_MAX that reciprocal is inf. */
 MOLORA__PRIVATE void molora__softmax(float *v, int n, float temperature)
 {
-    int i, any = 0, n_top = 0;
+    int i, any = 0;
     float mx = 0.0f, sum = 0.0f;
     for (i = 0; i < n; i++)
-        if (!isnan(v[i])) { v[i] /= temperature; if (!any || v[i] > mx) mx = v[i]; any = 1; }
+        if (!isnan(v[i])) { if (!any || v[i] > mx) mx = v[i]; any = 1; }
     if (!any) { for (i = 0; i < n; i++) v[i] = 0.0f; return; }
-    if (isinf(mx)) {   /* logits at +inf share the weight; all at -inf: uniform */
+    if (isinf(mx)) {   /* logits at +inf (a gate overflow) share the weight; all at -inf: uniform */
+        int n_top = 0;
         for (i = 0; i < n; i++) { v[i] = v[i] == mx ? 1.0f : 0.0f; n_top += v[i] != 0.0f; }
         for (i = 0; i < n; i++) v[i] /= (float)n_top;
         return;
     }
-    for (i = 0; i < n; i++) { v[i] = isnan(v[i]) ? 0.0f : expf(v[i] - mx); sum += v[i]; }
+    for (i = 0; i < n; i++) {
+        float d = v[i] - mx;   /* in [-inf, 0]: -inf only when the difference overflows float */
+        if (isinf(d)) d = v[i] / temperature - mx / temperature;   /* then divide first (FLT_MAX at T > 2) */
+        else d /= temperature;
+        v[i] = isnan(v[i]) ? 0.0f : expf(d);
+        sum += v[i];
+    }
     for (i = 0; i < n; i++) v[i] /= sum;
 }
 
