@@ -220,7 +220,7 @@ typedef enum molora_result {
     MOLORA_RESULT_TENSOR_INVALID_INFO, /* shape x dtype size differs from data_offsets          */
     MOLORA_RESULT_INCOMPLETE_BUFFER,   /* tensors do not cover the data section exactly          */
     MOLORA_RESULT_TENSOR_NOT_FOUND,
-    MOLORA_RESULT_DUPLICATE_NAME,      /* a tensor name appears twice                            */
+    MOLORA_RESULT_DUPLICATE_NAME,      /* a tensor name (or an expert's lora_A / lora_B) twice   */
     MOLORA_RESULT_UNSUPPORTED_DTYPE,   /* read as float: only F32, F16, BF16                     */
     MOLORA_RESULT_INVALID_CONFIG,      /* adapter_config.json: missing key, bad value or type    */
     MOLORA_RESULT_DEGENERATE_SPECTRUM, /* alpha: zero matrix, eigenvalue <= 0 (fix_finger) or
@@ -559,8 +559,10 @@ MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, si
    (MOLORA_LAYOUT_*) becomes one model layer per adapted module, in natural name order (layer
    numbers compared as numbers). See README "Files" for the config keys each layout uses.
    - Experts are numbered 0..N-1 in the names (lora_A.{i}, lora_A_{i}); an index at or above the
-     module's count of lora_A / lora_B tensors is MISSING_WEIGHTS, one above 65535 UNSUPPORTED,
-     both naming the tensor, before anything is sized by it.
+     module's count of lora_A / lora_B tensors is MISSING_WEIGHTS, one above 65535 or written
+     with a leading zero (lora_A_01; "0" itself is fine) UNSUPPORTED, and an expert's lora_A or
+     lora_B given by two tensors (lora_A.0 beside lora_A_0) DUPLICATE_NAME naming both; each
+     names the tensor, before anything is sized by it.
    - PEFT rank: "r"; a config without "r" but with "lora_rank" (AdaMoLE's LoRA baseline, also
      peft_type LORA) takes "lora_rank"; neither: PEFT's default 8. rank_pattern / alpha_pattern
      keys follow PEFT v0.20.0 get_pattern_key (Python's re.match(rf"(.*\.)?({key})$", module),
@@ -3820,6 +3822,7 @@ MOLORA__PRIVATE int molora__classify(const char *name, size_t *plen, int *idx, i
         if (!strcmp(q + 1, ".weight")) { *style = 1; return kind; }
         if (!strcmp(q + 1, ".bias")) { *why = "a LoRA bias (lora_bias) is not supported"; return MOLORA__K_REFUSE; }
         if (*r >= '0' && *r <= '9') {
+            if (r[0] == '0' && r[1] >= '0' && r[1] <= '9') { *why = "expert index with a leading zero (experts are written 0, 1, ..., never 01)"; return MOLORA__K_REFUSE; }
             while (*r >= '0' && *r <= '9' && v <= 65535) v = v * 10 + (*r++ - '0');
             if (v > 65535 || (*r >= '0' && *r <= '9')) { *why = "expert index above 65535"; return MOLORA__K_REFUSE; }
             if (!strcmp(r, ".weight")) { *idx = (int)v; *style = q[1] == '.' ? 2 : 3; return kind; }
@@ -3876,7 +3879,13 @@ MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molor
         switch (rc[i].kind) {
         case MOLORA__K_A: case MOLORA__K_B:
             if (rc[i].style == 1) m->peft_style = 1; else if (rc[i].style == 2) m->idx_style = 1; else { m->mola_style = 1; *any_mola = 1; }
-            if (rc[i].kind == MOLORA__K_A) m->A[rc[i].idx] = t; else m->B[rc[i].idx] = t;
+            {   /* one tensor per expert and matrix: a second one (lora_A.0 beside lora_A_0) is refused, never dropped */
+                long *slot = rc[i].kind == MOLORA__K_A ? &m->A[rc[i].idx] : &m->B[rc[i].idx];
+                if (*slot >= 0)
+                    return molora__fail(&a->io.lg, MOLORA_RESULT_DUPLICATE_NAME, "module %s: expert %d's lora_%s is given twice: tensors \"%s\" and \"%s\"",
+                                        m->name, rc[i].idx, rc[i].kind == MOLORA__K_A ? "A" : "B", a->st->all[*slot]->name, rc[i].name);
+                *slot = t;
+            }
             break;
         case MOLORA__K_GATE: m->gate = t; break;
         case MOLORA__K_GATE_BIAS: m->gate_bias = t; break;

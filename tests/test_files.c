@@ -1071,6 +1071,56 @@ static void test_pattern_rule(void **state)
     }
 }
 
+/* An in-memory adapter: every tensor F32 (2, 2), named prefix + names[i]; loads cfg. */
+static molora_result load_names(const char *prefix, const char *const *names, size_t k, const char *cfg, molora_adapter **out)
+{
+    static char h[1 << 15];
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    molora_result r;
+    size_t i, len = 0, n;
+    len += (size_t)snprintf(h + len, sizeof h - len, "{");
+    for (i = 0; i < k; i++)
+        len += (size_t)snprintf(h + len, sizeof h - len, "%s\"%s%s\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[%zu,%zu]}",
+                                i ? "," : "", prefix, names[i], 16 * i, 16 * i + 16);
+    snprintf(h + len, sizeof h - len, "}");
+    n = build(h, 16 * k, 0);
+    assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
+    g_log[0] = 0;
+    *out = NULL;
+    r = molora_adapter_load_memory(cfg, strlen(cfg), st, &d, out);
+    if (r == MOLORA_RESULT_SUCCESS) molora_adapter_free(*out);
+    molora_safetensors_free(st);
+    assert_int_equal(g_live, 0);
+    return r;
+}
+
+/* An expert index is written once and without leading zeros: lora_A_01 beside lora_A_1 (or
+   lora_A.0 beside lora_A_0) is refused naming the tensor, never dropped or overwritten */
+static void test_expert_index_once(void **state)
+{
+    static const char pre[] = "base_model.model.model.layers.0.self_attn.q_proj.";
+    static const char *const mola_lead[] = {"lora_A_0.weight", "lora_B_0.weight", "lora_A_1.weight", "lora_B_1.weight", "lora_A_01.weight", "lora_B_01.weight"};
+    static const char *const mole_lead[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_A.01.weight", "lora_B.01.weight"};
+    static const char *const mola_ok[] = {"lora_A_0.weight", "lora_B_0.weight", "lora_A_1.weight", "lora_B_1.weight", "router.router.weight"};
+    static const char *const mixed[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_A_0.weight", "lora_B_0.weight"};
+    static const char *const mixed_b[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_B_0.weight", "lora_A.1.weight", "lora_B.1.weight"};
+    static const char mola_cfg[] = "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":4}";
+    static const char mole_cfg[] = "{\"peft_type\":\"MOLE\",\"lora_rank\":2,\"lora_alpha\":2,\"top_k\":1,\"threshold\":null}";
+    molora_adapter *a;
+    (void)state;
+    assert_int_equal(load_names(pre, mola_lead, 6, mola_cfg, &a), MOLORA_RESULT_UNSUPPORTED);
+    if (!strstr(g_log, "lora_A_01.weight") || !strstr(g_log, "leading zero")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, mole_lead, 4, mole_cfg, &a), MOLORA_RESULT_UNSUPPORTED);
+    if (!strstr(g_log, "lora_A.01.weight") || !strstr(g_log, "leading zero")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, mola_ok, 5, mola_cfg, &a), MOLORA_RESULT_SUCCESS);   /* "0" itself is an index */
+    if (strstr(g_log, "leading zero")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, mixed, 4, mole_cfg, &a), MOLORA_RESULT_DUPLICATE_NAME);
+    if (!strstr(g_log, "lora_A.0.weight") || !strstr(g_log, "lora_A_0.weight") || !strstr(g_log, "twice")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, mixed_b, 5, mole_cfg, &a), MOLORA_RESULT_DUPLICATE_NAME);
+    if (!strstr(g_log, "lora_B.0.weight") || !strstr(g_log, "lora_B_0.weight")) fail_msg("log \"%s\"", g_log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1098,6 +1148,7 @@ int main(void)
         cmocka_unit_test(test_adapter_details),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_pattern_rule),
+        cmocka_unit_test(test_expert_index_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
