@@ -563,6 +563,8 @@ MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, si
      with a leading zero (lora_A_01; "0" itself is fine) UNSUPPORTED, and an expert's lora_A or
      lora_B given by two tensors (lora_A.0 beside lora_A_0) DUPLICATE_NAME naming both; each
      names the tensor, before anything is sized by it.
+   - Rank (lora_A's first dimension) is at most 65536, molora's limit: a larger one is
+     INVALID_SHAPE ("rank R above molora's limit 65536", naming the tensor).
    - PEFT rank: "r"; a config without "r" but with "lora_rank" (AdaMoLE's LoRA baseline, also
      peft_type LORA) takes "lora_rank"; neither: PEFT's default 8. rank_pattern / alpha_pattern
      keys follow PEFT v0.20.0 get_pattern_key (Python's re.match(rf"(.*\.)?({key})$", module),
@@ -4183,6 +4185,10 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
             const molora__tensor *A, *B;
             if (m->A[e] < 0 || m->B[e] < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: expert %d has no lora_%s", m->name, e, m->A[e] < 0 ? "A" : "B"); goto out; }
             A = a->st->all[m->A[e]]; B = a->st->all[m->B[e]];
+            if (A->n_dims == 2 && A->shape[0] > 65536) {
+                r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d: lora_A %s: rank %llu above molora's limit 65536", m->name, e, A->name, (unsigned long long)A->shape[0]);
+                goto out;
+            }
             if (A->n_dims != 2 || B->n_dims != 2 || A->shape[0] < 1 || A->shape[0] > 65536 || A->shape[1] < 1 || A->shape[1] > 0x7fffffff ||
                 B->shape[0] < 1 || B->shape[0] > 0x7fffffff || B->shape[1] != A->shape[0] ||
                 A->shape[1] != a->st->all[m->A[0]]->shape[1] || B->shape[0] != a->st->all[m->B[0]]->shape[0]) {

@@ -1121,6 +1121,44 @@ static void test_expert_index_once(void **state)
     if (!strstr(g_log, "lora_B.0.weight") || !strstr(g_log, "lora_B_0.weight")) fail_msg("log \"%s\"", g_log);
 }
 
+/* Rank (lora_A's rows) is at most 65536: 65537 is refused naming the tensor and the limit */
+static void test_rank_limit(void **state)
+{
+    static const char fmt[] = "{\"base_model.model.model.layers.0.mlp.down_proj.lora_A.weight\":{\"dtype\":\"BF16\",\"shape\":[%d,1],\"data_offsets\":[0,%d]},"
+                              "\"base_model.model.model.layers.0.mlp.down_proj.lora_B.weight\":{\"dtype\":\"BF16\",\"shape\":[1,%d],\"data_offsets\":[%d,%d]}}";
+    int rk;
+    (void)state;
+    for (rk = 65536; rk <= 65537; rk++) {
+        molora_load_desc d = desc();
+        molora_safetensors *st;
+        molora_adapter *a = NULL;
+        char h[512], cfg[128];
+        size_t hn, n;
+        unsigned char *b;
+        int i;
+        snprintf(h, sizeof h, fmt, rk, 2 * rk, rk, 2 * rk, 4 * rk);
+        hn = strlen(h);
+        n = 8 + hn + 4 * (size_t)rk;
+        b = calloc(1, n);
+        assert_non_null(b);
+        for (i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)hn >> (8 * i));
+        memcpy(b + 8, h, hn);
+        assert_int_equal(molora_safetensors_open_memory(b, n, &d, &st), MOLORA_RESULT_SUCCESS);
+        snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":%d,\"lora_alpha\":8}", rk);
+        g_log[0] = 0;
+        if (rk == 65536) {
+            assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_SUCCESS);
+            molora_adapter_free(a);
+        } else {
+            assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_SHAPE);
+            if (!strstr(g_log, "rank 65537 above molora's limit 65536") || !strstr(g_log, "down_proj.lora_A.weight")) fail_msg("log \"%s\"", g_log);
+        }
+        molora_safetensors_free(st);
+        free(b);
+        assert_int_equal(g_live, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1149,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_pattern_rule),
         cmocka_unit_test(test_expert_index_once),
+        cmocka_unit_test(test_rank_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
