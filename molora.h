@@ -2576,16 +2576,26 @@ MOLORA__PRIVATE size_t molora__jstr(const molora__json *p, const molora__jtok *t
     *d = 0;
     return (size_t)(d - dst);
 }
+/* Compares the decoded raw JSON string s (n bytes, validated, escapes allowed) with lit, byte by
+   byte as unsigned char, without a buffer (any length): < 0, 0 or > 0. */
+MOLORA__PRIVATE int molora__jcmp_lit(const char *s, size_t n, const char *lit)
+{
+    const unsigned char *l = (const unsigned char *)lit;
+    molora__jcur u;
+    u.s = s; u.e = s + n; u.n = u.i = 0;
+    for (;; l++) {
+        int c = molora__jcur_byte(&u);
+        if (c < 0) return *l ? -1 : 0;
+        if (c != *l) return c < *l ? -1 : 1;   /* *l == 0 lands here too: the key is longer */
+    }
+}
 /* Does string token t equal the literal lit? */
 MOLORA__PRIVATE int molora__jeq(const molora__json *p, const molora__jtok *t, const char *lit)
 {
-    char buf[96];
     size_t n = t->end - t->start;
     if (t->type != MOLORA__J_STR) return 0;
     if (!memchr(p->s + t->start, '\\', n)) return strlen(lit) == n && !memcmp(p->s + t->start, lit, n);
-    if (n >= sizeof buf) return 0;
-    molora__jstr(p, t, buf);
-    return !strcmp(buf, lit);
+    return molora__jcmp_lit(p->s + t->start, n, lit) == 0;
 }
 /* Member `key` of object token o (index), or 0 if absent. Tokens are indices into p->tok. */
 MOLORA__PRIVATE size_t molora__jget(const molora__json *p, size_t o, const char *key)

@@ -1071,8 +1071,10 @@ static void test_pattern_rule(void **state)
     }
 }
 
-/* An in-memory adapter: every tensor F32 (2, 2), named prefix + names[i]; loads cfg. */
-static molora_result load_names(const char *prefix, const char *const *names, size_t k, const char *cfg, molora_adapter **out)
+/* An in-memory adapter: every tensor F32 (2, 2), named prefix + names[i]; loads cfg; check (or
+   NULL) sees a loaded adapter before it is freed. */
+static molora_result load_names_check(const char *prefix, const char *const *names, size_t k, const char *cfg, molora_adapter **out,
+                                      void (*check)(molora_adapter *))
 {
     static char h[1 << 15];
     molora_load_desc d = desc();
@@ -1089,10 +1091,15 @@ static molora_result load_names(const char *prefix, const char *const *names, si
     g_log[0] = 0;
     *out = NULL;
     r = molora_adapter_load_memory(cfg, strlen(cfg), st, &d, out);
+    if (r == MOLORA_RESULT_SUCCESS && check) check(*out);
     if (r == MOLORA_RESULT_SUCCESS) molora_adapter_free(*out);
     molora_safetensors_free(st);
     assert_int_equal(g_live, 0);
     return r;
+}
+static molora_result load_names(const char *prefix, const char *const *names, size_t k, const char *cfg, molora_adapter **out)
+{
+    return load_names_check(prefix, names, k, cfg, out, NULL);
 }
 
 /* An expert index is written once and without leading zeros: lora_A_01 beside lora_A_1 (or
@@ -1159,6 +1166,41 @@ static void test_rank_limit(void **state)
     }
 }
 
+/* expert_scaling object keys longer than any fixed buffer, written with escapes, still match
+   their modules (compared decoded, incrementally) */
+#define LONG_MOD "base_model.model.model.layers.0.self_attn.%s_proj_padding_padding_padding_padding_padding_padding_padding_padding"
+static void check_long_keys(molora_adapter *a)
+{
+    molora_model_desc md;
+    assert_int_equal(molora_adapter_get_desc(a, &md), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(md.n_layers, 2);
+    assert_true(strstr(molora_adapter_module_name(a, 0), "k_proj") != NULL);
+    assert_true(md.layers[0].experts[0].scaling == 0.5f && md.layers[0].experts[1].scaling == 2.0f);
+    assert_true(md.layers[1].experts[0].scaling == 3.0f && md.layers[1].experts[1].scaling == 4.0f);
+}
+static void test_long_escaped_keys(void **state)
+{
+    static const char *const parts[] = {".lora_A.0.weight", ".lora_B.0.weight", ".lora_A.1.weight", ".lora_B.1.weight", ".lora_gating.weight"};
+    char names[10][256], cfg[1024], key_k[256], key_q[256];
+    const char *np[10];
+    molora_adapter *a;
+    int i, j;
+    (void)state;
+    for (i = 0; i < 2; i++)
+        for (j = 0; j < 5; j++) {
+            char mod[200];
+            snprintf(mod, sizeof mod, LONG_MOD, i ? "q" : "k");
+            snprintf(names[5 * i + j], sizeof names[0], "%s%s", mod, parts[j]);
+            np[5 * i + j] = names[5 * i + j];
+        }
+    /* "self\u005fattn" is "self_attn"; "\u0070roj" is "proj": 110+ bytes raw, escapes inside */
+    snprintf(key_k, sizeof key_k, "base_model.model.model.layers.0.self\\u005fattn.k_\\u0070roj_padding_padding_padding_padding_padding_padding_padding_padding");
+    snprintf(key_q, sizeof key_q, "base_model.model.model.layers.0.self\\u005fattn.q_\\u0070roj_padding_padding_padding_padding_padding_padding_padding_padding");
+    assert_true(strlen(key_k) >= 110 && strlen(key_q) >= 110);
+    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"MOLORA\",\"routing\":\"dense\",\"expert_scaling\":{\"%s\":[3,4],\"%s\":[0.5,2]}}", key_q, key_k);
+    if (load_names_check("", np, 10, cfg, &a, check_long_keys) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1188,6 +1230,7 @@ int main(void)
         cmocka_unit_test(test_pattern_rule),
         cmocka_unit_test(test_expert_index_once),
         cmocka_unit_test(test_rank_limit),
+        cmocka_unit_test(test_long_escaped_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
