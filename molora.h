@@ -572,8 +572,11 @@ MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, si
      molora__re_match. layers_to_transform: an int or a list of non-negative ints.
    - A directory holding adapter_model.bin but no adapter_model.safetensors is IO_ERROR naming
      tools/convert_pickle.py (molora never reads pickle).
-   - Cost: O(n log n) in the number of tensors and modules (sorting, binary-search lookups),
-     memory proportional to the file's header. */
+   - Cost: O(n log n) in the number of tensors and modules (sorting, binary-search lookups; a
+     MOLORA expert_scaling object is indexed by key once), memory proportional to the file's
+     header. One exception, as in PEFT: rank_pattern / alpha_pattern keys are regexes tried in
+     file order per module, O(modules x keys) (a pattern with one key per module is quadratic
+     in PEFT too). */
 typedef enum molora_layout {
     MOLORA_LAYOUT_PEFT_LORA = 0,   /* peft_type LORA, P.lora_A.weight                          */
     MOLORA_LAYOUT_ADAMOLE,         /* peft_type ADAMOLE                                        */
@@ -4072,6 +4075,36 @@ MOLORA__PRIVATE molora_result molora__typed(molora_adapter *a, long t, const voi
     return molora_safetensors_get_typed(a->st, (size_t)t, p, type);
 }
 
+/* A sorted index of an object's members by decoded key, built once (O(m log m)) so a lookup per
+   module is a binary search: the expert_scaling object has one key per module, and scanning it
+   per module was O(modules^2). (rank_pattern / alpha_pattern keys are regexes, tried in file
+   order per module as PEFT's get_pattern_key does: O(modules x keys), as in PEFT.) */
+typedef struct molora__jkv { molora__jkey k; size_t val; } molora__jkv;   /* k first: molora__cmp_jkey */
+MOLORA__PRIVATE molora__jkv *molora__jindex(const molora__io *io, const molora__json *p, size_t o)
+{
+    size_t i, k = o + 1, n = p->tok[o].size;
+    molora__jkv *x = (molora__jkv *)molora__calloc(io, n ? n : 1, sizeof *x);
+    if (!x) return NULL;
+    for (i = 0; i < n; i++) {
+        x[i].k.s = p->s + p->tok[k].start; x[i].k.n = p->tok[k].end - p->tok[k].start; x[i].val = k + 1;
+        k += 1 + p->tok[k + 1].skip;
+    }
+    if (n > 1) qsort(x, n, sizeof *x, molora__cmp_jkey);
+    return x;
+}
+/* value token of `key` in an index of n members, or 0 (keys are unique: the parser refuses twins) */
+MOLORA__PRIVATE size_t molora__jindex_get(const molora__jkv *x, size_t n, const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = molora__jcmp_lit(x[mid].k.s, x[mid].k.n, key);
+        if (!c) return x[mid].val;
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return 0;
+}
+
 MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const char *cfg_text, size_t cfg_size)
 {
     const molora__logger *lg = &a->io.lg;
@@ -4083,6 +4116,8 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     double lora_alpha = 8, r_cfg = 8, dv;
     int use_rslora, fan_in_fan_out, rank_cfg = 8, num_experts = 0, top_k_set = 0, thr_set = 0, tau_set = 0, temp_set = 0;
     double top_k_v = 0, thr_v = 0, tau_v = 0, temp_v = 1;
+    molora__jkv *scal_idx = NULL;   /* expert_scaling object, sorted by key */
+    size_t scal_n = 0;
     int routing = MOLORA_ROUTING_DENSE;
     size_t ltt = 0, r_list = 0, k_list = 0, scal = 0, ltt_n = 0;
     double *ltt_v = NULL, *r_v = NULL, *k_v = NULL;   /* layers_to_transform (sorted), MoLA r and top_k per layer */
@@ -4268,8 +4303,12 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
             if (a->layout == MOLORA_LAYOUT_MOLORA) {
                 size_t list = scal;
                 if (js.tok[scal].type == MOLORA__J_OBJ) {
-                    list = molora__jget(&js, scal, m->name);
-                    if (!list) list = molora__jget(&js, scal, bare);
+                    if (!scal_idx) {
+                        scal_n = js.tok[scal].size;
+                        if (!(scal_idx = molora__jindex(&a->io, &js, scal))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
+                    }
+                    list = molora__jindex_get(scal_idx, scal_n, m->name);
+                    if (!list) list = molora__jindex_get(scal_idx, scal_n, bare);
                 }
                 if (!list || js.tok[list].type != MOLORA__J_ARR || js.tok[list].size != (size_t)n || !molora__jlist_num(&js, list, (size_t)e, &dv) || dv <= 0) {
                     r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"expert_scaling\" must give %d positive numbers", m->name, n);
@@ -4314,6 +4353,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     }
     r = MOLORA_RESULT_SUCCESS;
 out:
+    molora__mfree(&a->io, scal_idx);
     molora__mfree(&a->io, c.re);
     molora__mfree(&a->io, ltt_v);
     molora__mfree(&a->io, r_v);
