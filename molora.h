@@ -3523,7 +3523,10 @@ MOLORA__PRIVATE const char *molora__strip(const char *p)
    key using them is refused for a name with non-ASCII characters), escaped punctuation, `\t \n \r \f \v \a`,
    `* + ?` and their lazy forms (same yes/no answer), `|`, groups `(...)` and `(?:...)`.
    Anything else (`{m,n}`, `^`, `$`, back-references, `\b`, look-arounds, other `(?` forms, a
-   repeated quantifier) is refused as UNSUPPORTED, never guessed. */
+   possessive quantifier) is refused as UNSUPPORTED, never guessed. A key Python's re.compile
+   itself refuses (PEFT would raise) is INVALID_CONFIG, naming the key and Python's reason:
+   unbalanced parentheses, nothing to repeat (`*a`), a multiple repeat (`a**`), `{m,n}` with
+   m > n, a bad character range (`[z-a]`, `[\d-z]`), an unterminated class, a trailing `\`. */
 enum { MOLORA__RE_EMPTY, MOLORA__RE_LIT, MOLORA__RE_ANY, MOLORA__RE_CLASS, MOLORA__RE_CAT, MOLORA__RE_ALT,
        MOLORA__RE_STAR, MOLORA__RE_PLUS, MOLORA__RE_QUEST, MOLORA__RE_SPLIT, MOLORA__RE_JMP, MOLORA__RE_MATCH };
 #define MOLORA__RE_MAX 2048                     /* nodes and instructions; keys are < 512 bytes */
@@ -3533,6 +3536,7 @@ typedef struct molora__re {
     const char *p;                              /* parse cursor into the key                    */
     int ok, n_node, n_inst;
     int ascii_classes;                          /* the key uses \d \w \s ...: ASCII names only */
+    const char *key, *bad;                      /* the key; why Python's re refuses it (or NULL) */
     molora__re_node node[MOLORA__RE_MAX];
     molora__re_inst inst[MOLORA__RE_MAX];
     int mark[MOLORA__RE_MAX], gen;              /* Pike VM: thread already on the list          */
@@ -3607,7 +3611,42 @@ MOLORA__PRIVATE int molora__re_class_len(const char *p)
         else if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) return -1;   /* POSIX-looking: Python warns */
         else q++;
     }
-    return *q ? (int)(q - p + 1) : -1;
+    return *q ? (int)(q - p + 1) : -2;
+}
+/* why Python refuses class [p, p + len) (a range whose ends are reversed or a class escape), or NULL */
+MOLORA__PRIVATE const char *molora__re_class_bad(const char *p, int len)
+{
+    const char *q = p + 1, *end = p + len - 1;
+    int first = 1;
+    if (*q == '^') q++;
+    while (q < end) {
+        unsigned lo, hi;
+        int cls = 0;
+        if (*q == '\\') { cls = molora__re_escape(q[1]) == 0; lo = cls ? 0 : molora__re_escape(q[1]); q += 2; }
+        else if (*q == ']' && first) { lo = ']'; q++; }
+        else lo = molora__utf8_next(&q);
+        first = 0;
+        if (*q == '-' && q + 1 < end) {
+            q++;
+            if (*q == '\\') { if (!(hi = molora__re_escape(q[1]))) return "bad character range (a class escape as a range end)"; q += 2; }
+            else hi = molora__utf8_next(&q);
+            if (cls) return "bad character range (a class escape as a range end)";
+            if (lo > hi) return "bad character range (its start is above its end)";
+        }
+    }
+    return NULL;
+}
+/* are the key's parentheses (outside classes and escapes) unbalanced in number? */
+MOLORA__PRIVATE int molora__re_parens_unbalanced(const char *q)
+{
+    long d = 0;
+    while (*q) {
+        if (*q == '\\') { if (!q[1]) return 0; q += 2; continue; }
+        if (*q == '[') { int len = molora__re_class_len(q); if (len < 0) return 0; q += len; continue; }
+        d += *q == '(' ? 1 : *q == ')' ? -1 : 0;
+        q++;
+    }
+    return d != 0;
 }
 MOLORA__PRIVATE int molora__re_new(molora__re *re, int type, int a, int b)
 {
@@ -3626,15 +3665,20 @@ MOLORA__PRIVATE int molora__re_atom(molora__re *re, int depth)
     if (*p == '(') {
         if (p[1] == '?') { if (p[2] != ':') { re->ok = 0; return 0; } re->p += 3; } else re->p++;
         n = molora__re_alt(re, depth + 1);
+        if (re->ok && !*re->p) re->bad = "missing ), unterminated subpattern";
         if (*re->p != ')') { re->ok = 0; return 0; }
         re->p++;
         return n;
     }
+    if (*p == '*' || *p == '+' || (*p == '?' && p != re->key)) re->bad = "nothing to repeat";
+    if (*p == ')' && molora__re_parens_unbalanced(re->key)) re->bad = "unbalanced parenthesis";
     if (*p == ')' || strchr("*+?{}^$", *p)) { re->ok = 0; return 0; }
     if (*p == '.') { re->p++; return molora__re_new(re, MOLORA__RE_ANY, 0, 0); }
     if (*p == '[') {
         int len = molora__re_class_len(p), k;
+        if (len == -2) re->bad = "unterminated character set";
         if (len < 0) { re->ok = 0; return 0; }
+        if ((re->bad = molora__re_class_bad(p, len)) != NULL) { re->ok = 0; return 0; }
         n = molora__re_new(re, MOLORA__RE_CLASS, 0, 0);
         re->node[n].cls = p; re->node[n].cls_len = len;
         for (k = 1; k < len; k++) re->ascii_classes |= p[k - 1] == '\\' && strchr("dDwWsS", p[k]) != NULL;
@@ -3649,6 +3693,7 @@ MOLORA__PRIVATE int molora__re_atom(molora__re *re, int depth)
             re->p += 2;
             return n;
         }
+        if (!p[1]) re->bad = "bad escape (end of pattern)";
         if (!(re->node[n].c = molora__re_escape(p[1]))) { re->ok = 0; return 0; }
         re->p += 2;
         return n;
@@ -3660,11 +3705,23 @@ MOLORA__PRIVATE int molora__re_repeat(molora__re *re, int depth)
 {
     int n = molora__re_atom(re, depth);
     const char *q = re->p;
+    if (re->ok && *q == '{') {   /* {m,n} is unsupported; with m > n Python refuses it */
+        const char *t = q + 1;
+        unsigned long lo = 0, hi = 0;
+        int dl = 0, dh = 0;
+        while (*t >= '0' && *t <= '9' && dl < 9) { lo = lo * 10 + (unsigned long)(*t++ - '0'); dl++; }
+        if (*t == ',') { t++; while (*t >= '0' && *t <= '9' && dh < 9) { hi = hi * 10 + (unsigned long)(*t++ - '0'); dh++; } }
+        if (*t == '}' && dl && dh && lo > hi) re->bad = "min repeat greater than max repeat";
+    }
     if (!re->ok || !(*q == '*' || *q == '+' || *q == '?')) return n;
     n = molora__re_new(re, *q == '*' ? MOLORA__RE_STAR : *q == '+' ? MOLORA__RE_PLUS : MOLORA__RE_QUEST, n, 0);
     re->p++;
-    if (*re->p == '?') re->p++;                 /* lazy: the same yes / no answer            */
-    if (*re->p == '*' || *re->p == '+' || *re->p == '?' || *re->p == '{') re->ok = 0;   /* multiple repeat */
+    if (*re->p == '?') {                        /* lazy: the same yes / no answer            */
+        re->p++;
+        if (*re->p == '?' || *re->p == '*' || *re->p == '+') re->bad = "multiple repeat";
+    }
+    if (*re->p == '*') re->bad = "multiple repeat";   /* a '+' here is possessive (Python 3.11): unsupported */
+    if (*re->p == '*' || *re->p == '+' || *re->p == '?' || *re->p == '{') re->ok = 0;
     return n;
 }
 MOLORA__PRIVATE int molora__re_cat(molora__re *re, int depth)
@@ -3740,6 +3797,7 @@ MOLORA__PRIVATE int molora__re_compile(molora__re *re, const char *key)
 {
     int root;
     re->p = key; re->ok = 1; re->n_node = re->n_inst = 0; re->ascii_classes = 0;
+    re->key = key; re->bad = NULL;
     root = molora__re_alt(re, 0);
     if (!re->ok || *re->p) return 0;            /* a ')' without '('                            */
     molora__re_code(re, root);
@@ -3796,12 +3854,13 @@ MOLORA__PRIVATE int molora__re_run(molora__re *re, const char *name, size_t *ste
         cur = !cur;
     }
 }
-/* 1 match, 0 no match, -1 unsupported pattern; re is scratch (about 100 KiB); *steps (optional)
-   counts VM steps, which the tests use to show the cost is linear */
+/* 1 match, 0 no match, -1 unsupported pattern, -2 a pattern Python refuses (re->bad says why);
+   re is scratch (about 100 KiB); *steps (optional) counts VM steps, which the tests use to show
+   the cost is linear */
 MOLORA__PRIVATE int molora__re_match(molora__re *re, const char *key, const char *name, size_t *steps)
 {
     const char *s;
-    if (!molora__re_compile(re, key)) return -1;
+    if (!molora__re_compile(re, key)) return re->bad ? -2 : -1;
     if (re->ascii_classes)   /* Python's \w, \d, \s are Unicode-aware: not guessed for non-ASCII names */
         for (s = name; *s; s++) if ((unsigned char)*s >= 0x80) return -1;
     return molora__re_run(re, name, steps);
@@ -4045,6 +4104,7 @@ MOLORA__PRIVATE molora_result molora__pattern(const molora__cfg *c, const char *
         if (c->js->tok[k].end - c->js->tok[k].start >= sizeof key) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: a \"%s\" key is too long", obj);
         molora__jstr(c->js, &c->js->tok[k], key);
         m = molora__re_match(c->re, key, module, NULL);
+        if (m == -2) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s key \"%s\" is not a valid regular expression (Python's re.compile refuses it: %s)", obj, key, c->re->bad);
         if (m < 0) return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: %s key \"%s\": regex features beyond . [] \\d \\w \\s ( ) (?: ) * + ? | are not supported", obj, key);
         if (m) {
             if (!molora__jnum(c->js, &c->js->tok[k + 1], v)) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s[\"%s\"] must be a number", obj, key);

@@ -1048,7 +1048,28 @@ static void test_pattern_rule(void **state)
         {"{\"down_proj{1}\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},      /* never guessed */
         {"{\"^down_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
         {"{\"\\\\bdown_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
-        {"{\"down_proj**\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"down_proj**\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},   /* Python: multiple repeat */
+        {"{\"down_proj*+\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},     /* possessive (Python 3.11) */
+        {"{\"down_proj{2}\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"?:down_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},     /* (?:down_proj) once wrapped */
+        {"{\"down)|(proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},     /* balanced once wrapped */
+        /* keys Python's re.compile refuses (PEFT would raise): INVALID_CONFIG naming the key */
+        {"{\"[z-a]\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"(a\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a)\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"*a\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a{2,1}\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"down_pro[z-a]\": 4, \"down_proj\": 8}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},   /* before a later match */
+        {"{\"[\\\\d-z]\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"[a-\\\\d]\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"[]\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"[a\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a|*b\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a|?b\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"(?:+a)\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a*??\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a+*\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a\\\\\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
     };
     size_t i;
     (void)state;
@@ -1065,6 +1086,8 @@ static void test_pattern_rule(void **state)
         snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":8,\"rank_pattern\":%s}", c[i].patterns);
         g_log[0] = 0;
         if (molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
+        if (c[i].r == MOLORA_RESULT_INVALID_CONFIG && (!strstr(g_log, "not a valid regular expression") || !strstr(g_log, "rank_pattern key")))
+            fail_msg("case %zu: log \"%s\"", i, g_log);
         if (c[i].r == MOLORA_RESULT_SUCCESS) molora_adapter_free(a);
         molora_safetensors_free(st);
         assert_int_equal(g_live, 0);
