@@ -220,7 +220,7 @@ typedef enum molora_result {
     MOLORA_RESULT_TENSOR_INVALID_INFO, /* shape x dtype size differs from data_offsets          */
     MOLORA_RESULT_INCOMPLETE_BUFFER,   /* tensors do not cover the data section exactly          */
     MOLORA_RESULT_TENSOR_NOT_FOUND,
-    MOLORA_RESULT_DUPLICATE_NAME,      /* a tensor name appears twice                            */
+    MOLORA_RESULT_DUPLICATE_NAME,      /* a tensor name (or an expert's lora_A / lora_B) twice   */
     MOLORA_RESULT_UNSUPPORTED_DTYPE,   /* read as float: only F32, F16, BF16                     */
     MOLORA_RESULT_INVALID_CONFIG,      /* adapter_config.json: missing key, bad value or type    */
     MOLORA_RESULT_DEGENERATE_SPECTRUM, /* alpha: zero matrix, eigenvalue <= 0 (fix_finger) or
@@ -559,8 +559,12 @@ MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, si
    (MOLORA_LAYOUT_*) becomes one model layer per adapted module, in natural name order (layer
    numbers compared as numbers). See README "Files" for the config keys each layout uses.
    - Experts are numbered 0..N-1 in the names (lora_A.{i}, lora_A_{i}); an index at or above the
-     module's count of lora_A / lora_B tensors is MISSING_WEIGHTS, one above 65535 UNSUPPORTED,
-     both naming the tensor, before anything is sized by it.
+     module's count of lora_A / lora_B tensors is MISSING_WEIGHTS, one above 65535 or written
+     with a leading zero (lora_A_01; "0" itself is fine) UNSUPPORTED, and an expert's lora_A or
+     lora_B given by two tensors (lora_A.0 beside lora_A_0) DUPLICATE_NAME naming both; each
+     names the tensor, before anything is sized by it.
+   - Rank (lora_A's first dimension) is at most 65536, molora's limit: a larger one is
+     INVALID_SHAPE ("rank R above molora's limit 65536", naming the tensor).
    - PEFT rank: "r"; a config without "r" but with "lora_rank" (AdaMoLE's LoRA baseline, also
      peft_type LORA) takes "lora_rank"; neither: PEFT's default 8. rank_pattern / alpha_pattern
      keys follow PEFT v0.20.0 get_pattern_key (Python's re.match(rf"(.*\.)?({key})$", module),
@@ -568,8 +572,11 @@ MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, si
      molora__re_match. layers_to_transform: an int or a list of non-negative ints.
    - A directory holding adapter_model.bin but no adapter_model.safetensors is IO_ERROR naming
      tools/convert_pickle.py (molora never reads pickle).
-   - Cost: O(n log n) in the number of tensors and modules (sorting, binary-search lookups),
-     memory proportional to the file's header. */
+   - Cost: O(n log n) in the number of tensors and modules (sorting, binary-search lookups; a
+     MOLORA expert_scaling object is indexed by key once), memory proportional to the file's
+     header. One exception, as in PEFT: rank_pattern / alpha_pattern keys are regexes tried in
+     file order per module, O(modules x keys) (a pattern with one key per module is quadratic
+     in PEFT too). */
 typedef enum molora_layout {
     MOLORA_LAYOUT_PEFT_LORA = 0,   /* peft_type LORA, P.lora_A.weight                          */
     MOLORA_LAYOUT_ADAMOLE,         /* peft_type ADAMOLE                                        */
@@ -1672,21 +1679,32 @@ MOLORA_API molora_result molora_expert_get(const molora_model *m, int layer, int
 
 /* v (n): in, the logits, NaN for experts that take no part; out, softmax of v / temperature
    over the others (0 for the rest). Logits are NaN-checked before, so NaN is free as a marker.
-   Divided, not multiplied by 1 / temperature: below 1 / FLT_MAX that reciprocal is inf and a
-   logit of 0 would become 0 * inf = NaN. */
+   Computed as exp((v_i - v_max) / temperature): the maximum is subtracted BEFORE dividing, so a
+   tiny temperature (down to the smallest subnormal) sends every non-maximal entry to exp(-inf) = 0
+   and the maxima to exp(0) = 1 (ties share equally) instead of overflowing v / temperature to
+   +-inf. At temperature 1 this is bit-identical to exp(v_i / 1 - v_max / 1); elsewhere it differs
+   from dividing first by float rounding only. Divided, not multiplied by 1 / temperature: below
+   1 / FLT_MAX that reciprocal is inf. */
 MOLORA__PRIVATE void molora__softmax(float *v, int n, float temperature)
 {
-    int i, any = 0, n_top = 0;
+    int i, any = 0;
     float mx = 0.0f, sum = 0.0f;
     for (i = 0; i < n; i++)
-        if (!isnan(v[i])) { v[i] /= temperature; if (!any || v[i] > mx) mx = v[i]; any = 1; }
+        if (!isnan(v[i])) { if (!any || v[i] > mx) mx = v[i]; any = 1; }
     if (!any) { for (i = 0; i < n; i++) v[i] = 0.0f; return; }
-    if (isinf(mx)) {   /* logits at +inf share the weight; all at -inf: uniform */
+    if (isinf(mx)) {   /* logits at +inf (a gate overflow) share the weight; all at -inf: uniform */
+        int n_top = 0;
         for (i = 0; i < n; i++) { v[i] = v[i] == mx ? 1.0f : 0.0f; n_top += v[i] != 0.0f; }
         for (i = 0; i < n; i++) v[i] /= (float)n_top;
         return;
     }
-    for (i = 0; i < n; i++) { v[i] = isnan(v[i]) ? 0.0f : expf(v[i] - mx); sum += v[i]; }
+    for (i = 0; i < n; i++) {
+        float d = v[i] - mx;   /* in [-inf, 0]: -inf only when the difference overflows float */
+        if (isinf(d)) d = v[i] / temperature - mx / temperature;   /* then divide first (FLT_MAX at T > 2) */
+        else d /= temperature;
+        v[i] = isnan(v[i]) ? 0.0f : expf(d);
+        sum += v[i];
+    }
     for (i = 0; i < n; i++) v[i] /= sum;
 }
 
@@ -2561,16 +2579,26 @@ MOLORA__PRIVATE size_t molora__jstr(const molora__json *p, const molora__jtok *t
     *d = 0;
     return (size_t)(d - dst);
 }
+/* Compares the decoded raw JSON string s (n bytes, validated, escapes allowed) with lit, byte by
+   byte as unsigned char, without a buffer (any length): < 0, 0 or > 0. */
+MOLORA__PRIVATE int molora__jcmp_lit(const char *s, size_t n, const char *lit)
+{
+    const unsigned char *l = (const unsigned char *)lit;
+    molora__jcur u;
+    u.s = s; u.e = s + n; u.n = u.i = 0;
+    for (;; l++) {
+        int c = molora__jcur_byte(&u);
+        if (c < 0) return *l ? -1 : 0;
+        if (c != *l) return c < *l ? -1 : 1;   /* *l == 0 lands here too: the key is longer */
+    }
+}
 /* Does string token t equal the literal lit? */
 MOLORA__PRIVATE int molora__jeq(const molora__json *p, const molora__jtok *t, const char *lit)
 {
-    char buf[96];
     size_t n = t->end - t->start;
     if (t->type != MOLORA__J_STR) return 0;
     if (!memchr(p->s + t->start, '\\', n)) return strlen(lit) == n && !memcmp(p->s + t->start, lit, n);
-    if (n >= sizeof buf) return 0;
-    molora__jstr(p, t, buf);
-    return !strcmp(buf, lit);
+    return molora__jcmp_lit(p->s + t->start, n, lit) == 0;
 }
 /* Member `key` of object token o (index), or 0 if absent. Tokens are indices into p->tok. */
 MOLORA__PRIVATE size_t molora__jget(const molora__json *p, size_t o, const char *key)
@@ -3495,7 +3523,10 @@ MOLORA__PRIVATE const char *molora__strip(const char *p)
    key using them is refused for a name with non-ASCII characters), escaped punctuation, `\t \n \r \f \v \a`,
    `* + ?` and their lazy forms (same yes/no answer), `|`, groups `(...)` and `(?:...)`.
    Anything else (`{m,n}`, `^`, `$`, back-references, `\b`, look-arounds, other `(?` forms, a
-   repeated quantifier) is refused as UNSUPPORTED, never guessed. */
+   possessive quantifier) is refused as UNSUPPORTED, never guessed. A key Python's re.compile
+   itself refuses (PEFT would raise) is INVALID_CONFIG, naming the key and Python's reason:
+   unbalanced parentheses, nothing to repeat (`*a`), a multiple repeat (`a**`), `{m,n}` with
+   m > n, a bad character range (`[z-a]`, `[\d-z]`), an unterminated class, a trailing `\`. */
 enum { MOLORA__RE_EMPTY, MOLORA__RE_LIT, MOLORA__RE_ANY, MOLORA__RE_CLASS, MOLORA__RE_CAT, MOLORA__RE_ALT,
        MOLORA__RE_STAR, MOLORA__RE_PLUS, MOLORA__RE_QUEST, MOLORA__RE_SPLIT, MOLORA__RE_JMP, MOLORA__RE_MATCH };
 #define MOLORA__RE_MAX 2048                     /* nodes and instructions; keys are < 512 bytes */
@@ -3505,6 +3536,7 @@ typedef struct molora__re {
     const char *p;                              /* parse cursor into the key                    */
     int ok, n_node, n_inst;
     int ascii_classes;                          /* the key uses \d \w \s ...: ASCII names only */
+    const char *key, *bad;                      /* the key; why Python's re refuses it (or NULL) */
     molora__re_node node[MOLORA__RE_MAX];
     molora__re_inst inst[MOLORA__RE_MAX];
     int mark[MOLORA__RE_MAX], gen;              /* Pike VM: thread already on the list          */
@@ -3579,7 +3611,42 @@ MOLORA__PRIVATE int molora__re_class_len(const char *p)
         else if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) return -1;   /* POSIX-looking: Python warns */
         else q++;
     }
-    return *q ? (int)(q - p + 1) : -1;
+    return *q ? (int)(q - p + 1) : -2;
+}
+/* why Python refuses class [p, p + len) (a range whose ends are reversed or a class escape), or NULL */
+MOLORA__PRIVATE const char *molora__re_class_bad(const char *p, int len)
+{
+    const char *q = p + 1, *end = p + len - 1;
+    int first = 1;
+    if (*q == '^') q++;
+    while (q < end) {
+        unsigned lo, hi;
+        int cls = 0;
+        if (*q == '\\') { cls = molora__re_escape(q[1]) == 0; lo = cls ? 0 : molora__re_escape(q[1]); q += 2; }
+        else if (*q == ']' && first) { lo = ']'; q++; }
+        else lo = molora__utf8_next(&q);
+        first = 0;
+        if (*q == '-' && q + 1 < end) {
+            q++;
+            if (*q == '\\') { if (!(hi = molora__re_escape(q[1]))) return "bad character range (a class escape as a range end)"; q += 2; }
+            else hi = molora__utf8_next(&q);
+            if (cls) return "bad character range (a class escape as a range end)";
+            if (lo > hi) return "bad character range (its start is above its end)";
+        }
+    }
+    return NULL;
+}
+/* are the key's parentheses (outside classes and escapes) unbalanced in number? */
+MOLORA__PRIVATE int molora__re_parens_unbalanced(const char *q)
+{
+    long d = 0;
+    while (*q) {
+        if (*q == '\\') { if (!q[1]) return 0; q += 2; continue; }
+        if (*q == '[') { int len = molora__re_class_len(q); if (len < 0) return 0; q += len; continue; }
+        d += *q == '(' ? 1 : *q == ')' ? -1 : 0;
+        q++;
+    }
+    return d != 0;
 }
 MOLORA__PRIVATE int molora__re_new(molora__re *re, int type, int a, int b)
 {
@@ -3598,15 +3665,20 @@ MOLORA__PRIVATE int molora__re_atom(molora__re *re, int depth)
     if (*p == '(') {
         if (p[1] == '?') { if (p[2] != ':') { re->ok = 0; return 0; } re->p += 3; } else re->p++;
         n = molora__re_alt(re, depth + 1);
+        if (re->ok && !*re->p) re->bad = "missing ), unterminated subpattern";
         if (*re->p != ')') { re->ok = 0; return 0; }
         re->p++;
         return n;
     }
+    if (*p == '*' || *p == '+' || (*p == '?' && p != re->key)) re->bad = "nothing to repeat";
+    if (*p == ')' && molora__re_parens_unbalanced(re->key)) re->bad = "unbalanced parenthesis";
     if (*p == ')' || strchr("*+?{}^$", *p)) { re->ok = 0; return 0; }
     if (*p == '.') { re->p++; return molora__re_new(re, MOLORA__RE_ANY, 0, 0); }
     if (*p == '[') {
         int len = molora__re_class_len(p), k;
+        if (len == -2) re->bad = "unterminated character set";
         if (len < 0) { re->ok = 0; return 0; }
+        if ((re->bad = molora__re_class_bad(p, len)) != NULL) { re->ok = 0; return 0; }
         n = molora__re_new(re, MOLORA__RE_CLASS, 0, 0);
         re->node[n].cls = p; re->node[n].cls_len = len;
         for (k = 1; k < len; k++) re->ascii_classes |= p[k - 1] == '\\' && strchr("dDwWsS", p[k]) != NULL;
@@ -3621,6 +3693,7 @@ MOLORA__PRIVATE int molora__re_atom(molora__re *re, int depth)
             re->p += 2;
             return n;
         }
+        if (!p[1]) re->bad = "bad escape (end of pattern)";
         if (!(re->node[n].c = molora__re_escape(p[1]))) { re->ok = 0; return 0; }
         re->p += 2;
         return n;
@@ -3632,11 +3705,23 @@ MOLORA__PRIVATE int molora__re_repeat(molora__re *re, int depth)
 {
     int n = molora__re_atom(re, depth);
     const char *q = re->p;
+    if (re->ok && *q == '{') {   /* {m,n} is unsupported; with m > n Python refuses it */
+        const char *t = q + 1;
+        unsigned long lo = 0, hi = 0;
+        int dl = 0, dh = 0;
+        while (*t >= '0' && *t <= '9' && dl < 9) { lo = lo * 10 + (unsigned long)(*t++ - '0'); dl++; }
+        if (*t == ',') { t++; while (*t >= '0' && *t <= '9' && dh < 9) { hi = hi * 10 + (unsigned long)(*t++ - '0'); dh++; } }
+        if (*t == '}' && dl && dh && lo > hi) re->bad = "min repeat greater than max repeat";
+    }
     if (!re->ok || !(*q == '*' || *q == '+' || *q == '?')) return n;
     n = molora__re_new(re, *q == '*' ? MOLORA__RE_STAR : *q == '+' ? MOLORA__RE_PLUS : MOLORA__RE_QUEST, n, 0);
     re->p++;
-    if (*re->p == '?') re->p++;                 /* lazy: the same yes / no answer            */
-    if (*re->p == '*' || *re->p == '+' || *re->p == '?' || *re->p == '{') re->ok = 0;   /* multiple repeat */
+    if (*re->p == '?') {                        /* lazy: the same yes / no answer            */
+        re->p++;
+        if (*re->p == '?' || *re->p == '*' || *re->p == '+') re->bad = "multiple repeat";
+    }
+    if (*re->p == '*') re->bad = "multiple repeat";   /* a '+' here is possessive (Python 3.11): unsupported */
+    if (*re->p == '*' || *re->p == '+' || *re->p == '?' || *re->p == '{') re->ok = 0;
     return n;
 }
 MOLORA__PRIVATE int molora__re_cat(molora__re *re, int depth)
@@ -3712,6 +3797,7 @@ MOLORA__PRIVATE int molora__re_compile(molora__re *re, const char *key)
 {
     int root;
     re->p = key; re->ok = 1; re->n_node = re->n_inst = 0; re->ascii_classes = 0;
+    re->key = key; re->bad = NULL;
     root = molora__re_alt(re, 0);
     if (!re->ok || *re->p) return 0;            /* a ')' without '('                            */
     molora__re_code(re, root);
@@ -3768,12 +3854,13 @@ MOLORA__PRIVATE int molora__re_run(molora__re *re, const char *name, size_t *ste
         cur = !cur;
     }
 }
-/* 1 match, 0 no match, -1 unsupported pattern; re is scratch (about 100 KiB); *steps (optional)
-   counts VM steps, which the tests use to show the cost is linear */
+/* 1 match, 0 no match, -1 unsupported pattern, -2 a pattern Python refuses (re->bad says why);
+   re is scratch (about 100 KiB); *steps (optional) counts VM steps, which the tests use to show
+   the cost is linear */
 MOLORA__PRIVATE int molora__re_match(molora__re *re, const char *key, const char *name, size_t *steps)
 {
     const char *s;
-    if (!molora__re_compile(re, key)) return -1;
+    if (!molora__re_compile(re, key)) return re->bad ? -2 : -1;
     if (re->ascii_classes)   /* Python's \w, \d, \s are Unicode-aware: not guessed for non-ASCII names */
         for (s = name; *s; s++) if ((unsigned char)*s >= 0x80) return -1;
     return molora__re_run(re, name, steps);
@@ -3809,6 +3896,7 @@ MOLORA__PRIVATE int molora__classify(const char *name, size_t *plen, int *idx, i
         if (!strcmp(q + 1, ".weight")) { *style = 1; return kind; }
         if (!strcmp(q + 1, ".bias")) { *why = "a LoRA bias (lora_bias) is not supported"; return MOLORA__K_REFUSE; }
         if (*r >= '0' && *r <= '9') {
+            if (r[0] == '0' && r[1] >= '0' && r[1] <= '9') { *why = "expert index with a leading zero (experts are written 0, 1, ..., never 01)"; return MOLORA__K_REFUSE; }
             while (*r >= '0' && *r <= '9' && v <= 65535) v = v * 10 + (*r++ - '0');
             if (v > 65535 || (*r >= '0' && *r <= '9')) { *why = "expert index above 65535"; return MOLORA__K_REFUSE; }
             if (!strcmp(r, ".weight")) { *idx = (int)v; *style = q[1] == '.' ? 2 : 3; return kind; }
@@ -3865,7 +3953,13 @@ MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molor
         switch (rc[i].kind) {
         case MOLORA__K_A: case MOLORA__K_B:
             if (rc[i].style == 1) m->peft_style = 1; else if (rc[i].style == 2) m->idx_style = 1; else { m->mola_style = 1; *any_mola = 1; }
-            if (rc[i].kind == MOLORA__K_A) m->A[rc[i].idx] = t; else m->B[rc[i].idx] = t;
+            {   /* one tensor per expert and matrix: a second one (lora_A.0 beside lora_A_0) is refused, never dropped */
+                long *slot = rc[i].kind == MOLORA__K_A ? &m->A[rc[i].idx] : &m->B[rc[i].idx];
+                if (*slot >= 0)
+                    return molora__fail(&a->io.lg, MOLORA_RESULT_DUPLICATE_NAME, "module %s: expert %d's lora_%s is given twice: tensors \"%s\" and \"%s\"",
+                                        m->name, rc[i].idx, rc[i].kind == MOLORA__K_A ? "A" : "B", a->st->all[*slot]->name, rc[i].name);
+                *slot = t;
+            }
             break;
         case MOLORA__K_GATE: m->gate = t; break;
         case MOLORA__K_GATE_BIAS: m->gate_bias = t; break;
@@ -4010,6 +4104,7 @@ MOLORA__PRIVATE molora_result molora__pattern(const molora__cfg *c, const char *
         if (c->js->tok[k].end - c->js->tok[k].start >= sizeof key) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: a \"%s\" key is too long", obj);
         molora__jstr(c->js, &c->js->tok[k], key);
         m = molora__re_match(c->re, key, module, NULL);
+        if (m == -2) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s key \"%s\" is not a valid regular expression (Python's re.compile refuses it: %s)", obj, key, c->re->bad);
         if (m < 0) return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: %s key \"%s\": regex features beyond . [] \\d \\w \\s ( ) (?: ) * + ? | are not supported", obj, key);
         if (m) {
             if (!molora__jnum(c->js, &c->js->tok[k + 1], v)) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s[\"%s\"] must be a number", obj, key);
@@ -4040,6 +4135,36 @@ MOLORA__PRIVATE molora_result molora__typed(molora_adapter *a, long t, const voi
     return molora_safetensors_get_typed(a->st, (size_t)t, p, type);
 }
 
+/* A sorted index of an object's members by decoded key, built once (O(m log m)) so a lookup per
+   module is a binary search: the expert_scaling object has one key per module, and scanning it
+   per module was O(modules^2). (rank_pattern / alpha_pattern keys are regexes, tried in file
+   order per module as PEFT's get_pattern_key does: O(modules x keys), as in PEFT.) */
+typedef struct molora__jkv { molora__jkey k; size_t val; } molora__jkv;   /* k first: molora__cmp_jkey */
+MOLORA__PRIVATE molora__jkv *molora__jindex(const molora__io *io, const molora__json *p, size_t o)
+{
+    size_t i, k = o + 1, n = p->tok[o].size;
+    molora__jkv *x = (molora__jkv *)molora__calloc(io, n ? n : 1, sizeof *x);
+    if (!x) return NULL;
+    for (i = 0; i < n; i++) {
+        x[i].k.s = p->s + p->tok[k].start; x[i].k.n = p->tok[k].end - p->tok[k].start; x[i].val = k + 1;
+        k += 1 + p->tok[k + 1].skip;
+    }
+    if (n > 1) qsort(x, n, sizeof *x, molora__cmp_jkey);
+    return x;
+}
+/* value token of `key` in an index of n members, or 0 (keys are unique: the parser refuses twins) */
+MOLORA__PRIVATE size_t molora__jindex_get(const molora__jkv *x, size_t n, const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = molora__jcmp_lit(x[mid].k.s, x[mid].k.n, key);
+        if (!c) return x[mid].val;
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return 0;
+}
+
 MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const char *cfg_text, size_t cfg_size)
 {
     const molora__logger *lg = &a->io.lg;
@@ -4051,6 +4176,8 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     double lora_alpha = 8, r_cfg = 8, dv;
     int use_rslora, fan_in_fan_out, rank_cfg = 8, num_experts = 0, top_k_set = 0, thr_set = 0, tau_set = 0, temp_set = 0;
     double top_k_v = 0, thr_v = 0, tau_v = 0, temp_v = 1;
+    molora__jkv *scal_idx = NULL;   /* expert_scaling object, sorted by key */
+    size_t scal_n = 0;
     int routing = MOLORA_ROUTING_DENSE;
     size_t ltt = 0, r_list = 0, k_list = 0, scal = 0, ltt_n = 0;
     double *ltt_v = NULL, *r_v = NULL, *k_v = NULL;   /* layers_to_transform (sorted), MoLA r and top_k per layer */
@@ -4163,6 +4290,10 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
             const molora__tensor *A, *B;
             if (m->A[e] < 0 || m->B[e] < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: expert %d has no lora_%s", m->name, e, m->A[e] < 0 ? "A" : "B"); goto out; }
             A = a->st->all[m->A[e]]; B = a->st->all[m->B[e]];
+            if (A->n_dims == 2 && A->shape[0] > 65536) {
+                r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d: lora_A %s: rank %llu above molora's limit 65536", m->name, e, A->name, (unsigned long long)A->shape[0]);
+                goto out;
+            }
             if (A->n_dims != 2 || B->n_dims != 2 || A->shape[0] < 1 || A->shape[0] > 65536 || A->shape[1] < 1 || A->shape[1] > 0x7fffffff ||
                 B->shape[0] < 1 || B->shape[0] > 0x7fffffff || B->shape[1] != A->shape[0] ||
                 A->shape[1] != a->st->all[m->A[0]]->shape[1] || B->shape[0] != a->st->all[m->B[0]]->shape[0]) {
@@ -4232,8 +4363,12 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
             if (a->layout == MOLORA_LAYOUT_MOLORA) {
                 size_t list = scal;
                 if (js.tok[scal].type == MOLORA__J_OBJ) {
-                    list = molora__jget(&js, scal, m->name);
-                    if (!list) list = molora__jget(&js, scal, bare);
+                    if (!scal_idx) {
+                        scal_n = js.tok[scal].size;
+                        if (!(scal_idx = molora__jindex(&a->io, &js, scal))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
+                    }
+                    list = molora__jindex_get(scal_idx, scal_n, m->name);
+                    if (!list) list = molora__jindex_get(scal_idx, scal_n, bare);
                 }
                 if (!list || js.tok[list].type != MOLORA__J_ARR || js.tok[list].size != (size_t)n || !molora__jlist_num(&js, list, (size_t)e, &dv) || dv <= 0) {
                     r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"expert_scaling\" must give %d positive numbers", m->name, n);
@@ -4278,6 +4413,7 @@ MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const cha
     }
     r = MOLORA_RESULT_SUCCESS;
 out:
+    molora__mfree(&a->io, scal_idx);
     molora__mfree(&a->io, c.re);
     molora__mfree(&a->io, ltt_v);
     molora__mfree(&a->io, r_v);

@@ -1346,6 +1346,46 @@ static void test_bound_temperature(void **s)
     fix_free(&f);
 }
 
+static void test_bound_tiny_temperature(void **s)
+{   /* 1e-45 (subnormal), FLT_MIN and 1e-38: softmax is exp((z - zmax) / t), so the largest
+       logit takes all (ties share equally) even where z / t would overflow to +-inf for several
+       logits (all positive, all negative), for every rule that uses the softmax */
+    static const float zs[4][3] = {{1, 2, 0.5f}, {-3, -1, -2}, {0.25f, 3, 2.5f}, {2, 2, 1}};
+    static const float hot[3] = {0, 1, 0}, tie[3] = {0.5f, 0.5f, 0};
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD, MOLORA_ROUTING_ADAMOLE};
+    float temps[3];
+    int ranks[MAXN] = {2, 3, 4};
+    int zi, ti, r;
+    (void)s;
+    temps[0] = 1e-45f; temps[1] = FLT_MIN; temps[2] = 1e-38f;
+    assert_true(temps[0] > 0.0f);
+    for (zi = 0; zi < 4; zi++)
+        for (ti = 0; ti < 3; ti++)
+            for (r = 0; r < 4; r++) {
+                fix f;
+                molora_model *m;
+                fix_exact(&f, 3, ranks, rules[r], zs[zi]);
+                f.top_k = 2; f.threshold = 0.5f; f.tau_max_set = 0;
+                f.temperature = temps[ti];
+                m = fix_model(&f);
+                if (rules[r] != MOLORA_ROUTING_ADAMOLE) expect_route(m, &f, 0, NULL, zi == 3 ? tie : hot);
+                sweep(&f, m, NULL, 0, NULL, 0, rules[r] != MOLORA_ROUTING_ADAMOLE);
+                molora_model_free(m);
+                fix_free(&f);
+            }
+    {   /* z - zmax overflowing float (logits near +-FLT_MAX): divided first there, as before */
+        static const float big[3] = {3e38f, -3e38f, 0};
+        fix f;
+        molora_model *m;
+        fix_exact(&f, 3, ranks, MOLORA_ROUTING_DENSE, big);
+        f.temperature = FLT_MAX;
+        m = fix_model(&f);
+        sweep(&f, m, NULL, 0, NULL, 0, 0);
+        molora_model_free(m);
+        fix_free(&f);
+    }
+}
+
 static void test_bound_paths(void **s)
 {   /* T = 0 none, 1 decode, 2..16 small, 17.. gemm; molora_route computes no experts: none */
     static const int Ts[] = {0, 1, 2, 15, 16, 17, 18};
@@ -1911,6 +1951,7 @@ int main(void)
         cmocka_unit_test(test_bound_tau_max_values),
         cmocka_unit_test(test_bound_topk),
         cmocka_unit_test(test_bound_temperature),
+        cmocka_unit_test(test_bound_tiny_temperature),
         cmocka_unit_test(test_bound_paths),
         cmocka_unit_test(test_bound_sparse_switch),
         cmocka_unit_test(test_bound_rank_paths),

@@ -1048,7 +1048,28 @@ static void test_pattern_rule(void **state)
         {"{\"down_proj{1}\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},      /* never guessed */
         {"{\"^down_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
         {"{\"\\\\bdown_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
-        {"{\"down_proj**\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"down_proj**\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},   /* Python: multiple repeat */
+        {"{\"down_proj*+\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},     /* possessive (Python 3.11) */
+        {"{\"down_proj{2}\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},
+        {"{\"?:down_proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},     /* (?:down_proj) once wrapped */
+        {"{\"down)|(proj\": 4}", 3, 0, MOLORA_RESULT_UNSUPPORTED},     /* balanced once wrapped */
+        /* keys Python's re.compile refuses (PEFT would raise): INVALID_CONFIG naming the key */
+        {"{\"[z-a]\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"(a\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a)\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"*a\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a{2,1}\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"down_pro[z-a]\": 4, \"down_proj\": 8}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},   /* before a later match */
+        {"{\"[\\\\d-z]\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"[a-\\\\d]\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"[]\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"[a\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a|*b\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a|?b\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"(?:+a)\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a*??\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a+*\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
+        {"{\"a\\\\\": 4}", 3, 0, MOLORA_RESULT_INVALID_CONFIG},
     };
     size_t i;
     (void)state;
@@ -1065,10 +1086,142 @@ static void test_pattern_rule(void **state)
         snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":8,\"rank_pattern\":%s}", c[i].patterns);
         g_log[0] = 0;
         if (molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
+        if (c[i].r == MOLORA_RESULT_INVALID_CONFIG && (!strstr(g_log, "not a valid regular expression") || !strstr(g_log, "rank_pattern key")))
+            fail_msg("case %zu: log \"%s\"", i, g_log);
         if (c[i].r == MOLORA_RESULT_SUCCESS) molora_adapter_free(a);
         molora_safetensors_free(st);
         assert_int_equal(g_live, 0);
     }
+}
+
+/* An in-memory adapter: every tensor F32 (2, 2), named prefix + names[i]; loads cfg; check (or
+   NULL) sees a loaded adapter before it is freed. */
+static molora_result load_names_check(const char *prefix, const char *const *names, size_t k, const char *cfg, molora_adapter **out,
+                                      void (*check)(molora_adapter *))
+{
+    static char h[1 << 15];
+    molora_load_desc d = desc();
+    molora_safetensors *st;
+    molora_result r;
+    size_t i, len = 0, n;
+    len += (size_t)snprintf(h + len, sizeof h - len, "{");
+    for (i = 0; i < k; i++)
+        len += (size_t)snprintf(h + len, sizeof h - len, "%s\"%s%s\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[%zu,%zu]}",
+                                i ? "," : "", prefix, names[i], 16 * i, 16 * i + 16);
+    snprintf(h + len, sizeof h - len, "}");
+    n = build(h, 16 * k, 0);
+    assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
+    g_log[0] = 0;
+    *out = NULL;
+    r = molora_adapter_load_memory(cfg, strlen(cfg), st, &d, out);
+    if (r == MOLORA_RESULT_SUCCESS && check) check(*out);
+    if (r == MOLORA_RESULT_SUCCESS) molora_adapter_free(*out);
+    molora_safetensors_free(st);
+    assert_int_equal(g_live, 0);
+    return r;
+}
+static molora_result load_names(const char *prefix, const char *const *names, size_t k, const char *cfg, molora_adapter **out)
+{
+    return load_names_check(prefix, names, k, cfg, out, NULL);
+}
+
+/* An expert index is written once and without leading zeros: lora_A_01 beside lora_A_1 (or
+   lora_A.0 beside lora_A_0) is refused naming the tensor, never dropped or overwritten */
+static void test_expert_index_once(void **state)
+{
+    static const char pre[] = "base_model.model.model.layers.0.self_attn.q_proj.";
+    static const char *const mola_lead[] = {"lora_A_0.weight", "lora_B_0.weight", "lora_A_1.weight", "lora_B_1.weight", "lora_A_01.weight", "lora_B_01.weight"};
+    static const char *const mole_lead[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_A.01.weight", "lora_B.01.weight"};
+    static const char *const mola_ok[] = {"lora_A_0.weight", "lora_B_0.weight", "lora_A_1.weight", "lora_B_1.weight", "router.router.weight"};
+    static const char *const mixed[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_A_0.weight", "lora_B_0.weight"};
+    static const char *const mixed_b[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_B_0.weight", "lora_A.1.weight", "lora_B.1.weight"};
+    static const char mola_cfg[] = "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":4}";
+    static const char mole_cfg[] = "{\"peft_type\":\"MOLE\",\"lora_rank\":2,\"lora_alpha\":2,\"top_k\":1,\"threshold\":null}";
+    molora_adapter *a;
+    (void)state;
+    assert_int_equal(load_names(pre, mola_lead, 6, mola_cfg, &a), MOLORA_RESULT_UNSUPPORTED);
+    if (!strstr(g_log, "lora_A_01.weight") || !strstr(g_log, "leading zero")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, mole_lead, 4, mole_cfg, &a), MOLORA_RESULT_UNSUPPORTED);
+    if (!strstr(g_log, "lora_A.01.weight") || !strstr(g_log, "leading zero")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, mola_ok, 5, mola_cfg, &a), MOLORA_RESULT_SUCCESS);   /* "0" itself is an index */
+    if (strstr(g_log, "leading zero")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, mixed, 4, mole_cfg, &a), MOLORA_RESULT_DUPLICATE_NAME);
+    if (!strstr(g_log, "lora_A.0.weight") || !strstr(g_log, "lora_A_0.weight") || !strstr(g_log, "twice")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, mixed_b, 5, mole_cfg, &a), MOLORA_RESULT_DUPLICATE_NAME);
+    if (!strstr(g_log, "lora_B.0.weight") || !strstr(g_log, "lora_B_0.weight")) fail_msg("log \"%s\"", g_log);
+}
+
+/* Rank (lora_A's rows) is at most 65536: 65537 is refused naming the tensor and the limit */
+static void test_rank_limit(void **state)
+{
+    static const char fmt[] = "{\"base_model.model.model.layers.0.mlp.down_proj.lora_A.weight\":{\"dtype\":\"BF16\",\"shape\":[%d,1],\"data_offsets\":[0,%d]},"
+                              "\"base_model.model.model.layers.0.mlp.down_proj.lora_B.weight\":{\"dtype\":\"BF16\",\"shape\":[1,%d],\"data_offsets\":[%d,%d]}}";
+    int rk;
+    (void)state;
+    for (rk = 65536; rk <= 65537; rk++) {
+        molora_load_desc d = desc();
+        molora_safetensors *st;
+        molora_adapter *a = NULL;
+        char h[512], cfg[128];
+        size_t hn, n;
+        unsigned char *b;
+        int i;
+        snprintf(h, sizeof h, fmt, rk, 2 * rk, rk, 2 * rk, 4 * rk);
+        hn = strlen(h);
+        n = 8 + hn + 4 * (size_t)rk;
+        b = calloc(1, n);
+        assert_non_null(b);
+        for (i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)hn >> (8 * i));
+        memcpy(b + 8, h, hn);
+        assert_int_equal(molora_safetensors_open_memory(b, n, &d, &st), MOLORA_RESULT_SUCCESS);
+        snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":%d,\"lora_alpha\":8}", rk);
+        g_log[0] = 0;
+        if (rk == 65536) {
+            assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_SUCCESS);
+            molora_adapter_free(a);
+        } else {
+            assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_SHAPE);
+            if (!strstr(g_log, "rank 65537 above molora's limit 65536") || !strstr(g_log, "down_proj.lora_A.weight")) fail_msg("log \"%s\"", g_log);
+        }
+        molora_safetensors_free(st);
+        free(b);
+        assert_int_equal(g_live, 0);
+    }
+}
+
+/* expert_scaling object keys longer than any fixed buffer, written with escapes, still match
+   their modules (compared decoded, incrementally) */
+#define LONG_MOD "base_model.model.model.layers.0.self_attn.%s_proj_padding_padding_padding_padding_padding_padding_padding_padding"
+static void check_long_keys(molora_adapter *a)
+{
+    molora_model_desc md;
+    assert_int_equal(molora_adapter_get_desc(a, &md), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(md.n_layers, 2);
+    assert_true(strstr(molora_adapter_module_name(a, 0), "k_proj") != NULL);
+    assert_true(md.layers[0].experts[0].scaling == 0.5f && md.layers[0].experts[1].scaling == 2.0f);
+    assert_true(md.layers[1].experts[0].scaling == 3.0f && md.layers[1].experts[1].scaling == 4.0f);
+}
+static void test_long_escaped_keys(void **state)
+{
+    static const char *const parts[] = {".lora_A.0.weight", ".lora_B.0.weight", ".lora_A.1.weight", ".lora_B.1.weight", ".lora_gating.weight"};
+    char names[10][256], cfg[1024], key_k[256], key_q[256];
+    const char *np[10];
+    molora_adapter *a;
+    int i, j;
+    (void)state;
+    for (i = 0; i < 2; i++)
+        for (j = 0; j < 5; j++) {
+            char mod[200];
+            snprintf(mod, sizeof mod, LONG_MOD, i ? "q" : "k");
+            snprintf(names[5 * i + j], sizeof names[0], "%s%s", mod, parts[j]);
+            np[5 * i + j] = names[5 * i + j];
+        }
+    /* "self\u005fattn" is "self_attn"; "\u0070roj" is "proj": 110+ bytes raw, escapes inside */
+    snprintf(key_k, sizeof key_k, "base_model.model.model.layers.0.self\\u005fattn.k_\\u0070roj_padding_padding_padding_padding_padding_padding_padding_padding");
+    snprintf(key_q, sizeof key_q, "base_model.model.model.layers.0.self\\u005fattn.q_\\u0070roj_padding_padding_padding_padding_padding_padding_padding_padding");
+    assert_true(strlen(key_k) >= 110 && strlen(key_q) >= 110);
+    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"MOLORA\",\"routing\":\"dense\",\"expert_scaling\":{\"%s\":[3,4],\"%s\":[0.5,2]}}", key_q, key_k);
+    if (load_names_check("", np, 10, cfg, &a, check_long_keys) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
 }
 
 int main(void)
@@ -1098,6 +1251,9 @@ int main(void)
         cmocka_unit_test(test_adapter_details),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_pattern_rule),
+        cmocka_unit_test(test_expert_index_once),
+        cmocka_unit_test(test_rank_limit),
+        cmocka_unit_test(test_long_escaped_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
