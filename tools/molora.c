@@ -639,13 +639,16 @@ static int write_st(const char *path, const char *shown, const out_tensor *t, in
     return out_commit(&o);
 }
 /* adapter_config.json of the MOLORA layout: numbers from the parsed values, strings escaped */
-static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *ad0, const float *scal, int same)
+/* fifo: the experts' fan_in_fan_out (GPT-2 Conv1D: W0 stored (in, out)), kept so forward --base
+   reads W0 as the experts do */
+static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *ad0, const float *scal, int same, int fifo)
 {
     int e, l, n = o->n_experts, nm = molora_adapter_n_modules(ad0);
     cli_route_kind k = o->routing.kind;
     sb_printf(c, "{\n \"peft_type\": \"MOLORA\",\n \"routing\": \"%s\",\n", k == CLI_ROUTE_TOPK ? "topk" : k == CLI_ROUTE_THRESHOLD ? "threshold" : "dense");
     if (k == CLI_ROUTE_TOPK) sb_printf(c, " \"top_k\": %d,\n", o->routing.top_k);
     if (k == CLI_ROUTE_THRESHOLD) sb_printf(c, " \"threshold\": %.9g,\n", (double)o->routing.threshold);
+    if (fifo) sb_printf(c, " \"fan_in_fan_out\": true,\n");
     sb_printf(c, " \"experts\": [");
     for (e = 0; e < n; e++) {
         if (e) sb_printf(c, ", ");
@@ -833,7 +836,7 @@ static int compose_check_paths(const cli_compose_opts *o)
 static int run_compose(const cli_compose_opts *o)
 {
     const char *const *exp_dirs = o->experts, *gate = o->gate, *outd = o->out;
-    int n = o->n_experts, i, l, e, nm, rc = 1, nt = 0, same = 1;
+    int n = o->n_experts, i, l, e, nm, rc = 1, nt = 0, same = 1, fifo = 0;
     molora_adapter *ad[MAXEXP];
     molora_model *mods[MAXEXP];
     molora_safetensors *gst = NULL;
@@ -877,6 +880,8 @@ static int run_compose(const cli_compose_opts *o)
             if (le < 0) { die("%s: module %s is not adapted (all experts must adapt the same modules)", exp_dirs[e], name); goto done; }
             molora_adapter_get_desc(ad[e], &de);
             Le = &de.layers[le];
+            if (!Le->fan_in_fan_out != !L0->fan_in_fan_out) { die("compose: module %s: %s has fan_in_fan_out %s, %s has %s (the experts must agree)", name, exp_dirs[e], Le->fan_in_fan_out ? "true" : "false", exp_dirs[0], L0->fan_in_fan_out ? "true" : "false"); goto done; }
+            if (L0->fan_in_fan_out) fifo = 1;
             if (Le->d_in != L0->d_in || Le->d_out != L0->d_out) { die("%s: module %s is (%d, %d), %s has (%d, %d)", exp_dirs[e], name, Le->d_out, Le->d_in, exp_dirs[0], L0->d_out, L0->d_in); goto done; }
             molora_expert_get(mods[e], le, 0, NULL, &s);
             scal[(size_t)l * (size_t)n + (size_t)e] = s;
@@ -905,7 +910,7 @@ static int run_compose(const cli_compose_opts *o)
             ot[nt].rows = 0; ot[nt].cols = n; ot[nt].n = (size_t)n; nt++;
         }
     }
-    if (compose_config(&cfg, o, ad[0], scal, same)) goto done;
+    if (compose_config(&cfg, o, ad[0], scal, same, fifo)) goto done;
     if (outdir_open(&od, outd) || compose_write(&od, outd, ot, nt, &cfg) || compose_load_back(&od, outd, o->read) || outdir_commit(&od, outd)) goto done;
     rc = 0;
 done:

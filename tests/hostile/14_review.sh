@@ -1,0 +1,66 @@
+# The attacker's review of the command (changes/fixcli.md): compose keeps fan_in_fan_out, outputs
+# that are not regular files and dangling links decided before computing, every file of --base and
+# of a sharded adapter_model.safetensors directory protected, an existing compose --out holding
+# anything else refused, output names up to NAME_MAX, --base names without the model's prefix.
+R=$T/14_review
+mkdir -p $R
+G=$F/gpt2
+GM=transformer.h.0.attn.c_attn
+GFWD="$B forward $G/adapter --module $GM --input $G/x32.t5.npy"
+# a safetensors file of float32 tensors: gate.py OUT d_in NAME...  (each NAME (2, d_in) zeros)
+cat >$R/gate.py <<'PY'
+import json, struct, sys
+out, din, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+h, off, data = {}, 0, b""
+for n in names:
+    d = struct.pack("<%df" % (2 * din), *([0.0] * (2 * din)))
+    h[n] = {"dtype": "F32", "shape": [2, din], "data_offsets": [off, off + len(d)]}
+    off += len(d); data += d
+j = json.dumps(h).encode(); j += b" " * ((8 - len(j) % 8) % 8)
+open(out, "wb").write(struct.pack("<Q", len(j)) + j + data)
+PY
+# names stripped of their first component ("transformer."): strip.py IN OUT [RENAME_FROM RENAME_TO]
+cat >$R/strip.py <<'PY'
+import json, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+b = open(src, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+o = {}
+for k, v in h.items():
+    if k != "__metadata__" and k.startswith("transformer."): k = k[len("transformer."):]
+    if len(sys.argv) > 4 and k == sys.argv[3]: k = sys.argv[4]
+    o[k] = v
+j = json.dumps(o).encode(); j += b" " * ((8 - len(j) % 8) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(j)) + j + b[8 + n:])
+PY
+names=""
+for l in 0 1; do
+    for m in attn.c_attn attn.c_proj mlp.c_fc; do names="$names base_model.model.transformer.h.$l.$m.lora_gating.weight"; done
+done
+python3 $R/gate.py $R/g32.safetensors 32 $names
+python3 $R/gate.py $R/g128.safetensors 128 base_model.model.transformer.h.0.mlp.c_proj.lora_gating.weight base_model.model.transformer.h.1.mlp.c_proj.lora_gating.weight
+python3 - $R/g32.safetensors $R/g128.safetensors $R/gate.safetensors <<'PY'
+import json, struct, sys
+h, data = {}, b""
+for p in sys.argv[1:3]:
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+    for k, v in json.loads(b[8:8 + n]).items():
+        s, e = v["data_offsets"]; v["data_offsets"] = [len(data), len(data) + e - s]; h[k] = v
+        data += b[8 + n + s:8 + n + e]
+j = json.dumps(h).encode(); j += b" " * ((8 - len(j) % 8) % 8)
+open(sys.argv[3], "wb").write(struct.pack("<Q", len(j)) + j + data)
+PY
+
+# ---- 1. compose keeps fan_in_fan_out: two copies of the GPT-2 adapter with an all-zero gate
+#      (weights 1/2 each) give the adapter's own full output on the Conv1D base
+accept $B compose --expert $G/adapter --expert $G/adapter --gate $R/gate.safetensors --out $R/c1
+if $B inspect $R/c1 --json 2>$T/err | grep -q '"fan_in_fan_out": true'; then ok; else bad "14: composed GPT-2 adapter lost fan_in_fan_out: $(cat $T/err)"; fi
+for m in h.0.attn.c_proj h.0.attn.c_attn; do
+    if $B forward $R/c1 --module transformer.$m --input $G/x32.t5.npy --base $G/base --output $R/y1.npy 2>$T/err &&
+       python3 tests/npy_close.py $R/y1.npy $G/full.$m.t5.npy 2e-6 >/dev/null; then ok; else bad "14: composed forward --base $m: $(cat $T/err)"; fi
+done
+# experts that disagree are refused, naming both
+cp -r $G/adapter $R/nofifo
+sed 's/"fan_in_fan_out": true/"fan_in_fan_out": false/' $G/adapter/adapter_config.json >$R/nofifo/adapter_config.json
+refuse "$R/nofifo has fan_in_fan_out false, $G/adapter has true" $B compose --expert $G/adapter --expert $R/nofifo --gate $R/gate.safetensors --out $R/c1b
+[ -e $R/c1b ] && bad "14: --out created for disagreeing experts" || ok
+
