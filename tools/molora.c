@@ -497,8 +497,17 @@ static int base_weights(molora_safetensors *bst, const char *base, const char *m
     size_t idx;
     molora_tensor_info ti;
     molora_result r;
+    const char *dot = strchr(bare, '.');
     snprintf(name, sizeof name, "%s.weight", bare);
-    if (molora_safetensors_find(bst, name, &idx)) return die("%s: tensor %s not found", base, name);
+    if (molora_safetensors_find(bst, name, &idx)) {
+        /* a model saved without its head stores the names without transformers' base_model_prefix
+           (GPT2Model: "h.0...", not "transformer.h.0..."): the name without its first component */
+        if (!dot || !dot[1] || molora_safetensors_find(bst, (snprintf(name, sizeof name, "%s.weight", dot + 1), name), &idx)) {
+            if (dot && dot[1]) return die("%s: tensor %s.weight not found (tried %s.weight and %s.weight)", base, bare, bare, dot + 1);
+            return die("%s: tensor %s.weight not found", base, bare);
+        }
+        bare = dot + 1;
+    }
     molora_safetensors_get_info(bst, idx, &ti);
     if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)r0 || ti.shape[1] != (uint64_t)r1)
         return die("%s: tensor %s has the wrong shape for module %s: want (%d, %d)%s", base, name, module, r0, r1,

@@ -64,3 +64,12 @@ sed 's/"fan_in_fan_out": true/"fan_in_fan_out": false/' $G/adapter/adapter_confi
 refuse "$R/nofifo has fan_in_fan_out false, $G/adapter has true" $B compose --expert $G/adapter --expert $R/nofifo --gate $R/gate.safetensors --out $R/c1b
 [ -e $R/c1b ] && bad "14: --out created for disagreeing experts" || ok
 
+# ---- 9. --base names without the model's base prefix (GPT2Model: "h.0...", no "transformer.")
+mkdir -p $R/base9
+python3 $R/strip.py $G/base/model.safetensors $R/base9/model.safetensors
+for m in h.0.attn.c_attn h.0.attn.c_proj; do
+    if $B forward $G/adapter --module transformer.$m --input $G/x32.t5.npy --base $R/base9/model.safetensors --output $R/y9.npy 2>$T/err &&
+       python3 tests/npy_close.py $R/y9.npy $G/full.$m.t5.npy 2e-6 >/dev/null; then ok; else bad "14: forward --base without the prefix $m: $(cat $T/err)"; fi
+done
+python3 $R/strip.py $G/base/model.safetensors $R/base9/renamed.safetensors h.0.attn.c_attn.weight h.0.attn.c_attn.w
+refuse "tried transformer.h.0.attn.c_attn.weight and h.0.attn.c_attn.weight" $GFWD --base $R/base9/renamed.safetensors --output $R/y9.npy
