@@ -328,16 +328,22 @@ static int io_has_suffix(const char *s, const char *suf)
     size_t n = strlen(s), k = strlen(suf);
     return n >= k && !strcmp(s + n - k, suf);
 }
-/* every .safetensors (and .json when want_json) in dir: the shards and index a model reads */
-static int io_add_dir_files(io_inputs *in, const char *flag, const char *arg, const char *dir, int want_json)
+/* every regular file in dir (whatever its name: a loader may read any of them, and no output
+   may replace one) */
+static int io_add_dir_files(io_inputs *in, const char *flag, const char *arg, const char *dir)
 {
     DIR *d = opendir(dir);
     struct dirent *de;
     int rc = 0;
     if (!d) return 0;
-    while (!rc && (de = readdir(d)))
-        if (io_has_suffix(de->d_name, ".safetensors") || (want_json && io_has_suffix(de->d_name, ".json")))
-            rc = io_add(in, flag, arg, io_join(dir, de->d_name));
+    while (!rc && (de = readdir(d))) {
+        struct stat st;
+        char *p;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        if (!(p = io_join(dir, de->d_name))) { rc = die("out of memory"); break; }
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) rc = io_add(in, flag, arg, p);
+        else free(p);
+    }
     closedir(d);
     return rc;
 }
@@ -347,14 +353,14 @@ static int io_add_model(io_inputs *in, const char *flag, const char *path)
     struct stat st;
     if (io_add(in, flag, path, io_dup(path))) return 1;
     if (stat(path, &st) != 0) return 0;
-    if (S_ISDIR(st.st_mode)) return io_add_dir_files(in, flag, path, path, 1);
+    if (S_ISDIR(st.st_mode)) return io_add_dir_files(in, flag, path, path);
     if (io_has_suffix(path, ".json")) {
         char *dir = io_dup(path), *slash;
         int rc;
         if (!dir) return die("out of memory");
         slash = strrchr(dir, '/');
         if (slash) *slash = 0;
-        rc = io_add_dir_files(in, flag, path, slash ? dir : ".", 0);
+        rc = io_add_dir_files(in, flag, path, slash ? dir : ".");
         free(dir);
         return rc;
     }

@@ -64,6 +64,18 @@ sed 's/"fan_in_fan_out": true/"fan_in_fan_out": false/' $G/adapter/adapter_confi
 refuse "$R/nofifo has fan_in_fan_out false, $G/adapter has true" $B compose --expert $G/adapter --expert $R/nofifo --gate $R/gate.safetensors --out $R/c1b
 [ -e $R/c1b ] && bad "14: --out created for disagreeing experts" || ok
 
+# ---- 3. every regular file of a --base directory (and of an index .json's directory), whatever
+#      its name, is an input
+mkdir -p $R/base3 $R/base3j
+cp $G/base/* $R/base3/ && cp $G/base/model.safetensors $R/base3/weights.bin
+cp $R/base3/weights.bin $R/w3.orig
+refuse "is the input --base $R/base3" $GFWD --base $R/base3 --output $R/base3/weights.bin
+same $R/base3/weights.bin $R/w3.orig
+cp $G/base/model.safetensors $R/base3j/shard.bin
+printf '{"metadata": {}, "weight_map": {}}' >$R/base3j/index.json
+refuse "is the input --base $R/base3j/index.json" $GFWD --base $R/base3j/index.json --output $R/base3j/shard.bin
+same $R/base3j/shard.bin $R/w3.orig
+
 # ---- 9. --base names without the model's base prefix (GPT2Model: "h.0...", no "transformer.")
 mkdir -p $R/base9
 python3 $R/strip.py $G/base/model.safetensors $R/base9/model.safetensors
