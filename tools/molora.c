@@ -318,11 +318,6 @@ static char *io_dup(const char *s)
     if (p) strcpy(p, s);
     return p;
 }
-static int io_add_adapter(io_inputs *in, const char *flag, const char *dir)
-{
-    return io_add(in, flag, dir, io_dup(dir)) || io_add(in, flag, dir, io_join(dir, "adapter_config.json")) ||
-           io_add(in, flag, dir, io_join(dir, "adapter_model.safetensors"));
-}
 static int io_has_suffix(const char *s, const char *suf)
 {
     size_t n = strlen(s), k = strlen(suf);
@@ -345,6 +340,18 @@ static int io_add_dir_files(io_inputs *in, const char *flag, const char *arg, co
         else free(p);
     }
     closedir(d);
+    return rc;
+}
+/* an adapter directory, its config and weights; weights given as a directory of shards: the
+   files inside it too */
+static int io_add_adapter(io_inputs *in, const char *flag, const char *dir)
+{
+    char *w = io_join(dir, "adapter_model.safetensors");
+    struct stat st;
+    int rc;
+    if (!w) return die("out of memory");
+    rc = io_add(in, flag, dir, io_dup(dir)) || io_add(in, flag, dir, io_join(dir, "adapter_config.json")) ||
+         (stat(w, &st) == 0 && S_ISDIR(st.st_mode) && io_add_dir_files(in, flag, dir, w)) || io_add(in, flag, dir, w);
     return rc;
 }
 /* MODEL: a .safetensors file, a directory of shards, or an index .json naming shards beside it */

@@ -76,6 +76,13 @@ printf '{"metadata": {}, "weight_map": {}}' >$R/base3j/index.json
 refuse "is the input --base $R/base3j/index.json" $GFWD --base $R/base3j/index.json --output $R/base3j/shard.bin
 same $R/base3j/shard.bin $R/w3.orig
 
+# ---- 4. adapter_model.safetensors as a directory of shards: its files are inputs
+mkdir -p $R/ad4/adapter_model.safetensors
+cp $G/adapter/adapter_config.json $R/ad4/
+cp $G/adapter/adapter_model.safetensors $R/ad4/adapter_model.safetensors/a.safetensors
+refuse "is the input ADAPTER_DIR $R/ad4" $B forward $R/ad4 --module $GM --input $G/x32.t5.npy --output $R/ad4/adapter_model.safetensors/a.safetensors
+same $R/ad4/adapter_model.safetensors/a.safetensors $G/adapter/adapter_model.safetensors
+
 # ---- 9. --base names without the model's base prefix (GPT2Model: "h.0...", no "transformer.")
 mkdir -p $R/base9
 python3 $R/strip.py $G/base/model.safetensors $R/base9/model.safetensors
