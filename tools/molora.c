@@ -70,6 +70,21 @@ static int out_fail(out_file *o, const char *what)
     out_abort(o);
     return die("%s: %s: %s", o->shown, what, strerror(e));
 }
+/* what an existing non-regular file is, for the refusal */
+static const char *out_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device" :
+           S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
+}
+/* an existing output must be a regular file (or a symbolic link to one) */
+static int out_target(const char *path, const char *shown, char *res, size_t cap)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return die("%s is %s, not a regular file", shown, out_kind(st.st_mode));
+    if (strlen(path) >= cap) return die("%s: path too long", shown);
+    strcpy(res, path);
+    return 0;
+}
 /* the file a symlinked target names, so the rename replaces that file, not the link */
 static int out_resolve(out_file *o, const char *path)
 {
@@ -495,6 +510,12 @@ static int forward_check_paths(const cli_forward_opts *o)
          (o->base && io_add_model(&in, "--base", o->base)) || io_check_output(&in, "forward", "--output", o->output) ||
          (o->weights_out && io_check_output(&in, "forward", "--weights-out", o->weights_out));
     io_free(&in);
+    /* each target a regular file, a new name in an existing directory or a link to either,
+       checked before anything is computed */
+    if (!rc) {
+        char t[PATH_MAX];
+        rc = out_target(o->output, o->output, t, sizeof t) || (o->weights_out && out_target(o->weights_out, o->weights_out, t, sizeof t));
+    }
     if (!rc && o->weights_out && io_same_file(o->output, o->weights_out))
         rc = die("forward: --weights-out %s is the same file as --output %s", o->weights_out, o->output);
     return rc;

@@ -64,6 +64,18 @@ sed 's/"fan_in_fan_out": true/"fan_in_fan_out": false/' $G/adapter/adapter_confi
 refuse "$R/nofifo has fan_in_fan_out false, $G/adapter has true" $B compose --expert $G/adapter --expert $R/nofifo --gate $R/gate.safetensors --out $R/c1b
 [ -e $R/c1b ] && bad "14: --out created for disagreeing experts" || ok
 
+# ---- 2. an output that is not a regular file: refused before computing (a wrong-width --input
+#      would otherwise be the error), the FIFO or directory untouched; the old y.npy kept
+accept $GFWD --output $R/y2.npy && cp $R/y2.npy $R/y2.orig
+mkfifo $R/fifo
+refuse "$R/fifo is a FIFO, not a regular file" $B forward $G/adapter --module $GM --input $G/x128.t5.npy --output $R/fifo
+[ -p $R/fifo ] && ok || bad "14: $R/fifo replaced"
+refuse "$R/fifo is a FIFO, not a regular file" $GFWD --output $R/y2.npy --weights-out $R/fifo
+same $R/y2.npy $R/y2.orig
+ln -s fifo $R/fifolink
+refuse "$R/fifolink is a FIFO, not a regular file" $GFWD --output $R/fifolink
+mkdir -p $R/odir
+refuse "$R/odir is a directory, not a regular file" $B forward $G/adapter --module $GM --input $G/x128.t5.npy --output $R/odir
 # ---- 3. every regular file of a --base directory (and of an index .json's directory), whatever
 #      its name, is an input
 mkdir -p $R/base3 $R/base3j
