@@ -200,15 +200,45 @@ static int npy_stage(out_file *o, const char *path, const float *data, int rows,
     if (molora_npy_write(o->f, data, rows, cols)) o->err = errno ? errno : EIO;
     return out_finish(o);
 }
-/* Y (and W when wpath is given) staged first, renamed only when both are complete: a failure
-   while writing either leaves both old files as they were */
+/* Y (and W when wpath is given) staged first, renamed only when both are complete (both targets
+   were checked before computing: forward_check_paths). Before Y is replaced its old file gets a
+   second name (a hard link beside it), so when W's rename still fails the old Y is put back (or
+   the new Y removed when there was none): a failure in either leaves both old files. Only on a
+   file system without hard links can a failed rename of W (after Y's) leave the new Y. */
 static int npy_write_pair(const char *ypath, const float *Y, int rows, int ycols, const char *wpath, const float *W, int wcols)
 {
     out_file y, w;
+    char keep[sizeof y.tmp];
+    int had, e;
+    struct stat st;
     if (npy_stage(&y, ypath, Y, rows, ycols)) return 1;
-    if (wpath && npy_stage(&w, wpath, W, rows, wcols)) return out_abort(&y);
-    if (out_replace(&y)) { if (wpath) out_abort(&w); return 1; }
-    return wpath ? out_replace(&w) : 0;
+    if (!wpath) return out_replace(&y);
+    if (npy_stage(&w, wpath, W, rows, wcols)) return out_abort(&y);
+    keep[0] = 0;
+    had = lstat(y.path, &st) == 0;
+    if (had) {   /* the old Y's second name: a fresh unique name, then the link made under it */
+        int fd;
+        snprintf(keep, sizeof keep, "%s", y.tmp);
+        strcpy(keep + strlen(keep) - 6, "XXXXXX");
+        if ((fd = mkstemp(keep)) < 0) keep[0] = 0;
+        else if (close(fd) != 0 || unlink(keep) != 0 || link(y.path, keep) != 0) { unlink(keep); keep[0] = 0; }
+    }
+    if (had && !keep[0]) {   /* no hard link here (a file system without them): W's target checked once more */
+        char t[PATH_MAX];
+        if (out_target(w.path, wpath, t, sizeof t)) { out_abort(&w); return out_abort(&y); }
+    }
+    if (out_replace(&y)) { out_abort(&w); if (keep[0]) unlink(keep); return 1; }
+    if (rename(w.tmp, w.path) != 0) {
+        e = errno;
+        if (keep[0]) rename(keep, y.path); else if (!had) unlink(y.path);
+        out_abort(&w);
+        if (had && !keep[0]) return die("%s: cannot replace: %s (%s was already replaced)", wpath, strerror(e), ypath);
+        return die("%s: cannot replace: %s (%s left as it was)", wpath, strerror(e), ypath);
+    }
+    w.tmp[0] = 0;
+    if (keep[0]) unlink(keep);
+    if (out_sync_dir(w.dir) != 0 && errno != EINVAL) return die("%s: cannot sync its directory: %s", wpath, strerror(errno));
+    return 0;
 }
 
 /* ---- JSON output ------------------------------------------------------------------------- */

@@ -76,6 +76,12 @@ ln -s fifo $R/fifolink
 refuse "$R/fifolink is a FIFO, not a regular file" $GFWD --output $R/fifolink
 mkdir -p $R/odir
 refuse "$R/odir is a directory, not a regular file" $B forward $G/adapter --module $GM --input $G/x128.t5.npy --output $R/odir
+# ---- 6. --weights-out a directory: refused before y.npy is replaced
+refuse "$R/odir is a directory, not a regular file" $GFWD --output $R/y2.npy --weights-out $R/odir
+same $R/y2.npy $R/y2.orig
+[ -d $R/odir ] && [ -z "$(ls -A $R/odir)" ] && ok || bad "14: $R/odir changed"
+no_temp $R
+
 # ---- 3. every regular file of a --base directory (and of an index .json's directory), whatever
 #      its name, is an input
 mkdir -p $R/base3 $R/base3j
