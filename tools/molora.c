@@ -76,30 +76,55 @@ static const char *out_kind(mode_t m)
     return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device" :
            S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
 }
-/* an existing output must be a regular file (or a symbolic link to one) */
+/* The file an output path names, following symbolic links (a dangling link names the file it
+   points to, which is created, like cp, when its directory exists). 0 with the path in res, else
+   one line naming `shown` (an existing target that is not a regular file, a missing directory). */
 static int out_target(const char *path, const char *shown, char *res, size_t cap)
 {
+    char cur[PATH_MAX], link[PATH_MAX], dir[PATH_MAX], *slash;
     struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return die("%s is %s, not a regular file", shown, out_kind(st.st_mode));
-    if (strlen(path) >= cap) return die("%s: path too long", shown);
-    strcpy(res, path);
+    int hops;
+    ssize_t k;
+    if (strlen(path) >= sizeof cur) return die("%s: path too long", shown);
+    strcpy(cur, path);
+    for (hops = 0;; hops++) {
+        if (lstat(cur, &st) != 0) {
+            if (errno != ENOENT) return die("%s: %s", shown, strerror(errno));
+            break;   /* a new file: its directory must exist */
+        }
+        if (!S_ISLNK(st.st_mode)) {
+            if (!S_ISREG(st.st_mode)) return die("%s is %s, not a regular file", shown, out_kind(st.st_mode));
+            break;
+        }
+        if (hops >= 40) return die("%s: too many levels of symbolic links", shown);
+        if ((k = readlink(cur, link, sizeof link - 1)) < 0) return die("%s: cannot read the symbolic link: %s", shown, strerror(errno));
+        link[k] = 0;
+        if (link[0] == '/' || !strchr(cur, '/')) {
+            if (strlen(link) >= sizeof cur) return die("%s: path too long", shown);
+            strcpy(cur, link);
+        } else {
+            slash = strrchr(cur, '/');
+            slash[1] = 0;
+            if (strlen(cur) + strlen(link) >= sizeof cur) return die("%s: path too long", shown);
+            strcat(cur, link);
+        }
+    }
+    strcpy(dir, cur);
+    slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return die("%s: the directory %s does not exist", shown, dir);
+    if (strlen(cur) >= cap) return die("%s: path too long", shown);
+    strcpy(res, cur);
     return 0;
 }
-/* the file a symlinked target names, so the rename replaces that file, not the link */
+/* the target resolved (see out_target), its directory beside it */
 static int out_resolve(out_file *o, const char *path)
 {
-    struct stat st;
     char *slash;
-    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-        char real[PATH_MAX];
-        if (!realpath(path, real)) return die("%s: cannot follow the symbolic link: %s", path, strerror(errno));
-        path = real;
-        if (strlen(path) >= sizeof o->path) return die("%s: path too long", path);
-        strcpy(o->path, path);
-    } else {
-        if (strlen(path) >= sizeof o->path) return die("%s: path too long", path);
-        strcpy(o->path, path);
-    }
+    if (out_target(path, o->shown, o->path, sizeof o->path)) return 1;
     strcpy(o->dir, o->path);
     slash = strrchr(o->dir, '/');
     if (!slash) strcpy(o->dir, ".");

@@ -101,6 +101,15 @@ cp $G/adapter/adapter_model.safetensors $R/ad4/adapter_model.safetensors/a.safet
 refuse "is the input ADAPTER_DIR $R/ad4" $B forward $R/ad4 --module $GM --input $G/x32.t5.npy --output $R/ad4/adapter_model.safetensors/a.safetensors
 same $R/ad4/adapter_model.safetensors/a.safetensors $G/adapter/adapter_model.safetensors
 
+# ---- 7. a dangling symbolic link: the file it names is created when its directory exists,
+#      else refused before computing
+rm -f $R/new7.npy && ln -s new7.npy $R/link7
+accept $GFWD --output $R/link7
+[ -L $R/link7 ] && [ -f $R/new7.npy ] && ok || bad "14: dangling $R/link7: the file it names was not created"
+ln -s nodir7/y.npy $R/link7b
+refuse "$R/link7b: the directory $R/nodir7 does not exist" $B forward $G/adapter --module $GM --input $G/x128.t5.npy --output $R/link7b
+[ -L $R/link7b ] && [ ! -e $R/nodir7 ] && ok || bad "14: $R/link7b changed"
+
 # ---- 9. --base names without the model's base prefix (GPT2Model: "h.0...", no "transformer.")
 mkdir -p $R/base9
 python3 $R/strip.py $G/base/model.safetensors $R/base9/model.safetensors
