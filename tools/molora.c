@@ -781,25 +781,36 @@ static int write_text(const char *path, const char *shown, const strbuf *t)
    The new adapter is written into a temporary directory beside DIR (".NAME.molora-XXXXXX"),
    loaded back, then exchanged with DIR by one renameat2(RENAME_EXCHANGE) (a rename when DIR is
    new; two renames where the file system cannot exchange) and the old copy removed. An existing
-   DIR may hold only the files compose writes, so nothing else is ever deleted. On any failure
-   DIR stays as it was and the temporary directory is removed. */
+   DIR may hold only adapter_config.json and adapter_model.safetensors as regular files (anything
+   else, a leftover ".*.molora-*" entry included, is refused before anything is written), so only
+   those two old files and what this run created are ever deleted. On any failure DIR stays as it
+   was and this run's temporary directory is removed with everything in it. */
 static const char *const compose_files[] = {"adapter_config.json", "adapter_model.safetensors"};
 typedef struct out_dir { char path[PATH_MAX], parent[PATH_MAX], name[PATH_MAX], tmp[2 * PATH_MAX + 32]; int exists; } out_dir;
 
-static int outdir_is_ours(const char *n)
-{
-    return !strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, compose_files[0]) || !strcmp(n, compose_files[1]) ||
-           (n[0] == '.' && strstr(n, ".molora-"));   /* a temporary file an interrupted run left */
-}
+/* an entry of an existing DIR: only the two files compose writes, as regular files */
 static int outdir_only_ours(const char *shown, const char *path)
 {
     DIR *d = opendir(path);
     struct dirent *de;
     int rc = 0;
     if (!d) return die("compose: --out %s: cannot read the directory: %s", shown, strerror(errno));
-    while (!rc && (de = readdir(d)))
-        if (!outdir_is_ours(de->d_name))
-            rc = die("compose: --out %s holds %s, which compose does not write (refusing to replace the directory)", shown, de->d_name);
+    while (!rc && (de = readdir(d))) {
+        const char *n = de->d_name;
+        struct stat st;
+        char *p;
+        if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
+        if (strcmp(n, compose_files[0]) && strcmp(n, compose_files[1])) {
+            rc = die("compose: --out %s holds %s, which compose does not write (refusing to replace the directory)", shown, n);
+            break;
+        }
+        if (!(p = io_join(path, n))) { rc = die("out of memory"); break; }
+        if (lstat(p, &st) != 0) rc = die("compose: --out %s: %s: %s", shown, n, strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+            rc = die("compose: --out %s holds %s, which is %s, not a regular file (refusing to replace the directory)", shown, n,
+                     S_ISLNK(st.st_mode) ? "a symbolic link" : out_kind(st.st_mode));
+        free(p);
+    }
     closedir(d);
     return rc;
 }
@@ -927,6 +938,10 @@ static int compose_check_paths(const cli_compose_opts *o)
          io_check_output(&in, "compose", "--out", cfg) || io_check_output(&in, "compose", "--out", st);
     io_free(&in);
     free(cfg); free(st);
+    if (!rc) {   /* an existing --out: a directory holding only what compose writes, checked before reading the experts */
+        struct stat sd;
+        if (stat(o->out, &sd) == 0) rc = !S_ISDIR(sd.st_mode) ? die("compose: --out %s is not a directory", o->out) : outdir_only_ours(o->out, o->out);
+    }
     return rc;
 }
 

@@ -101,6 +101,22 @@ cp $G/adapter/adapter_model.safetensors $R/ad4/adapter_model.safetensors/a.safet
 refuse "is the input ADAPTER_DIR $R/ad4" $B forward $R/ad4 --module $GM --input $G/x32.t5.npy --output $R/ad4/adapter_model.safetensors/a.safetensors
 same $R/ad4/adapter_model.safetensors/a.safetensors $G/adapter/adapter_model.safetensors
 
+# ---- 5. an existing compose --out holds only the two files, as regular files; nothing else is
+#      deleted and no temporary directory is left beside it
+C="$B compose --expert $G/adapter --expert $G/adapter"
+for n in .gate.molora-1 .hidden.molora-old-ABC; do
+    rm -rf $R/o5 && mkdir -p $R/o5 && cp $R/gate.safetensors $R/o5/$n
+    refuse "holds $n, which compose does not write" $C --gate $R/o5/.gate.molora-1 --out $R/o5
+    same $R/o5/$n $R/gate.safetensors
+done
+rm -rf $R/o5 && mkdir -p $R/o5/.x.molora-dir
+refuse "holds .x.molora-dir, which compose does not write" $C --gate $R/gate.safetensors --out $R/o5
+[ -d $R/o5/.x.molora-dir ] && ok || bad "14: $R/o5/.x.molora-dir removed"
+rm -rf $R/o5 && mkdir -p $R/o5 && ln -s $R/g128.safetensors $R/o5/adapter_model.safetensors
+refuse "adapter_model.safetensors, which is a symbolic link, not a regular file" $C --gate $R/gate.safetensors --out $R/o5
+[ -L $R/o5/adapter_model.safetensors ] && ok || bad "14: $R/o5/adapter_model.safetensors replaced"
+no_temp $R
+
 # ---- 7. a dangling symbolic link: the file it names is created when its directory exists,
 #      else refused before computing
 rm -f $R/new7.npy && ln -s new7.npy $R/link7
