@@ -153,7 +153,9 @@ static int out_open_shown(out_file *o, const char *path, const char *shown)
     snprintf(o->shown, sizeof o->shown, "%s", shown);
     if (out_resolve(o, path)) return 1;
     base = strrchr(o->path, '/') ? strrchr(o->path, '/') + 1 : o->path;
-    snprintf(o->tmp, sizeof o->tmp, "%s/.%s.molora-XXXXXX", o->dir, base);
+    if (strlen(base) + sizeof ".molora-XXXXXX" + 1 > NAME_MAX + 1)   /* ".NAME.molora-XXXXXX" would not fit */
+        snprintf(o->tmp, sizeof o->tmp, "%s/.molora-XXXXXX", o->dir);
+    else snprintf(o->tmp, sizeof o->tmp, "%s/.%s.molora-XXXXXX", o->dir, base);
     if ((fd = mkstemp(o->tmp)) < 0) { o->tmp[0] = 0; return die("%s: cannot create a temporary file: %s", o->shown, strerror(errno)); }
     if (fchmod(fd, out_mode(o->path)) != 0 || !(o->f = fdopen(fd, "wb"))) {
         o->err = errno;
@@ -814,6 +816,13 @@ static int outdir_only_ours(const char *shown, const char *path)
     closedir(d);
     return rc;
 }
+/* a temporary name beside DIR: ".NAME.molora-TAGXXXXXX", or ".molora-TAGXXXXXX" when that would
+   not fit in a file name */
+static void outdir_tmpname(char *buf, size_t cap, const out_dir *d, const char *tag)
+{
+    if (strlen(d->name) + strlen(tag) + sizeof ".molora-XXXXXX" + 1 > NAME_MAX + 1) snprintf(buf, cap, "%s/.molora-%sXXXXXX", d->parent, tag);
+    else snprintf(buf, cap, "%s/.%s.molora-%sXXXXXX", d->parent, d->name, tag);
+}
 /* a directory of plain files (an old or unfinished copy), removed */
 static void outdir_remove(const char *dir)
 {
@@ -853,7 +862,7 @@ static int outdir_open(out_dir *d, const char *path)
         d->exists = 1;
     } else strcpy(d->path, path);
     outdir_split(d);
-    snprintf(d->tmp, sizeof d->tmp, "%s/.%s.molora-XXXXXX", d->parent, d->name);
+    outdir_tmpname(d->tmp, sizeof d->tmp, d, "");
     if (!mkdtemp(d->tmp)) { d->tmp[0] = 0; return die("compose: --out %s: cannot create a temporary directory beside it: %s", path, strerror(errno)); }
     if (chmod(d->tmp, d->exists ? st.st_mode & 07777 : 0777 & ~out_umask()) != 0) return die("compose: --out %s: %s", path, strerror(errno));
     return 0;
@@ -867,7 +876,7 @@ static void outdir_abort(out_dir *d)
 static int outdir_swap_by_rename(out_dir *d, const char *shown)
 {
     char old[2 * PATH_MAX + 32];
-    snprintf(old, sizeof old, "%s/.%s.molora-old-XXXXXX", d->parent, d->name);
+    outdir_tmpname(old, sizeof old, d, "old-");
     if (!mkdtemp(old)) return die("compose: --out %s: cannot move the old directory aside: %s", shown, strerror(errno));
     if (rename(d->path, old) != 0) {
         int e = errno;

@@ -126,6 +126,15 @@ ln -s nodir7/y.npy $R/link7b
 refuse "$R/link7b: the directory $R/nodir7 does not exist" $B forward $G/adapter --module $GM --input $G/x128.t5.npy --output $R/link7b
 [ -L $R/link7b ] && [ ! -e $R/nodir7 ] && ok || bad "14: $R/link7b changed"
 
+# ---- 8. output names of 241..255 bytes: a shorter temporary name
+long=$(printf 'y%.0s' $(seq 1 251)).npy
+accept $GFWD --output $R/$long
+accept $GFWD --output $R/$long --weights-out $R/w$(printf 'w%.0s' $(seq 1 250)).npy
+longd=$(printf 'd%.0s' $(seq 1 250))
+accept $C --gate $R/gate.safetensors --out $R/$longd
+accept $C --gate $R/gate.safetensors --out $R/$longd
+no_temp $R
+
 # ---- 9. --base names without the model's base prefix (GPT2Model: "h.0...", no "transformer.")
 mkdir -p $R/base9
 python3 $R/strip.py $G/base/model.safetensors $R/base9/model.safetensors
