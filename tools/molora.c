@@ -569,12 +569,12 @@ static int forward_check_paths(const cli_forward_opts *o)
     io_free(&in);
     /* each target a regular file, a new name in an existing directory or a link to either,
        checked before anything is computed */
-    if (!rc) {
-        char t[PATH_MAX];
-        rc = out_target(o->output, o->output, t, sizeof t) || (o->weights_out && out_target(o->weights_out, o->weights_out, t, sizeof t));
+    if (!rc) {   /* the files the targets name, so two links to one new file are the same output */
+        char ty[PATH_MAX], tw[PATH_MAX];
+        rc = out_target(o->output, o->output, ty, sizeof ty) || (o->weights_out && out_target(o->weights_out, o->weights_out, tw, sizeof tw));
+        if (!rc && o->weights_out && (io_same_file(o->output, o->weights_out) || io_same_file(ty, tw)))
+            rc = die("forward: --weights-out %s is the same file as --output %s", o->weights_out, o->output);
     }
-    if (!rc && o->weights_out && io_same_file(o->output, o->weights_out))
-        rc = die("forward: --weights-out %s is the same file as --output %s", o->weights_out, o->output);
     return rc;
 }
 /* The module's frozen weight and bias from a base model. W0 stays as stored (typed, not

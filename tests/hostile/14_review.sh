@@ -122,6 +122,10 @@ no_temp $R
 rm -f $R/new7.npy && ln -s new7.npy $R/link7
 accept $GFWD --output $R/link7
 [ -L $R/link7 ] && [ -f $R/new7.npy ] && ok || bad "14: dangling $R/link7: the file it names was not created"
+# two dangling links to one new file are the same output
+ln -s same7.npy $R/link7y && ln -s same7.npy $R/link7w
+refuse "is the same file as --output $R/link7y" $GFWD --output $R/link7y --weights-out $R/link7w
+[ -e $R/same7.npy ] && bad "14: $R/same7.npy created" || ok
 ln -s nodir7/y.npy $R/link7b
 refuse "$R/link7b: the directory $R/nodir7 does not exist" $B forward $G/adapter --module $GM --input $G/x128.t5.npy --output $R/link7b
 [ -L $R/link7b ] && [ ! -e $R/nodir7 ] && ok || bad "14: $R/link7b changed"
