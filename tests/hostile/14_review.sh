@@ -80,6 +80,35 @@ refuse "$R/odir is a directory, not a regular file" $B forward $G/adapter --modu
 refuse "$R/odir is a directory, not a regular file" $GFWD --output $R/y2.npy --weights-out $R/odir
 same $R/y2.npy $R/y2.orig
 [ -d $R/odir ] && [ -z "$(ls -A $R/odir)" ] && ok || bad "14: $R/odir changed"
+# W's rename failing after Y's (an LD_PRELOAD rename that fails for */w.npy): the old Y is back,
+# or no Y when there was none
+mkdir -p $R/p6
+cat >$R/p6/shim.c <<'CEOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+int rename(const char *a, const char *b)
+{
+    static int (*real)(const char *, const char *);
+    size_t n = strlen(b);
+    if (n >= 5 && !strcmp(b + n - 5, "w.npy")) { errno = EIO; return -1; }
+    if (!real) *(void **)&real = dlsym(RTLD_NEXT, "rename");
+    return real(a, b);
+}
+CEOF
+if cc -shared -fPIC $R/p6/shim.c -o $R/p6/shim.so -ldl 2>/dev/null && [ "$(LD_PRELOAD=$R/p6/shim.so sh -c 'echo x')" = x ]; then
+    accept $GFWD --output $R/p6/y.npy --weights-out $R/p6/w.npy --mask 0
+    cp $R/p6/y.npy $R/y6.orig && cp $R/p6/w.npy $R/w6.orig
+    refuse "$R/p6/w.npy: cannot replace: Input/output error ($R/p6/y.npy left as it was)" env LD_PRELOAD=$R/p6/shim.so $GFWD --output $R/p6/y.npy --weights-out $R/p6/w.npy
+    same $R/p6/y.npy $R/y6.orig; same $R/p6/w.npy $R/w6.orig; no_temp $R/p6
+    rm -f $R/p6/y.npy $R/p6/w.npy
+    refuse "$R/p6/w.npy: cannot replace" env LD_PRELOAD=$R/p6/shim.so $GFWD --output $R/p6/y.npy --weights-out $R/p6/w.npy
+    [ -e $R/p6/y.npy ] && bad "14: $R/p6/y.npy left after W failed" || ok
+    no_temp $R/p6
+else
+    skip "14_review: no cc or LD_PRELOAD: the failed-W-rename case not run"
+fi
 no_temp $R
 
 # ---- 3. every regular file of a --base directory (and of an index .json's directory), whatever
