@@ -50,8 +50,8 @@ static int die_lib(const char *what, molora_result r)
 }
 
 /* ---- safe writes ---------------------------------------------------------------------------
-   out_open creates a temporary file beside the target (".NAME.molora-XXXXXX", the mode the
-   target has or would get); out_write records the first error; out_commit flushes,
+   out_open creates a temporary file beside the target (".NAME.molora-XXXXXX", or ".molora-XXXXXX"
+   when that would not fit in NAME_MAX; the mode the target has or would get); out_write records the first error; out_commit flushes,
    fsyncs, closes and renames it over the target, then fsyncs the directory. Any failure removes
    the temporary file, leaves the old target as it was and prints one line naming the target. */
 typedef struct out_file { FILE *f; int err; char path[PATH_MAX], tmp[2 * PATH_MAX + 32], dir[PATH_MAX], shown[PATH_MAX]; } out_file;
@@ -568,8 +568,9 @@ static int forward_check_paths(const cli_forward_opts *o)
          (o->weights_out && io_check_output(&in, "forward", "--weights-out", o->weights_out));
     io_free(&in);
     /* each target a regular file, a new name in an existing directory or a link to either,
-       checked before anything is computed */
-    if (!rc) {   /* the files the targets name, so two links to one new file are the same output */
+       checked before anything is computed; the files they name compared, so two links to one
+       new file are the same output */
+    if (!rc) {
         char ty[PATH_MAX], tw[PATH_MAX];
         rc = out_target(o->output, o->output, ty, sizeof ty) || (o->weights_out && out_target(o->weights_out, o->weights_out, tw, sizeof tw));
         if (!rc && o->weights_out && (io_same_file(o->output, o->weights_out) || io_same_file(ty, tw)))
@@ -738,8 +739,8 @@ static int write_st(const char *path, const char *shown, const out_tensor *t, in
     for (i = 0; i < n; i++) out_write(&o, t[i].data, sizeof(float) * t[i].n);
     return out_commit(&o);
 }
-/* adapter_config.json of the MOLORA layout: numbers from the parsed values, strings escaped */
-/* fifo: the experts' fan_in_fan_out (GPT-2 Conv1D: W0 stored (in, out)), kept so forward --base
+/* adapter_config.json of the MOLORA layout: numbers from the parsed values, strings escaped;
+   fifo: the experts' fan_in_fan_out (GPT-2 Conv1D: W0 stored (in, out)), kept so forward --base
    reads W0 as the experts do */
 static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *ad0, const float *scal, int same, int fifo)
 {
@@ -780,7 +781,8 @@ static int write_text(const char *path, const char *shown, const strbuf *t)
     return out_commit(&o);
 }
 /* ---- compose --out: the whole directory replaced at once -----------------------------------
-   The new adapter is written into a temporary directory beside DIR (".NAME.molora-XXXXXX"),
+   The new adapter is written into a temporary directory beside DIR (".NAME.molora-XXXXXX", or
+   ".molora-XXXXXX" for a long NAME),
    loaded back, then exchanged with DIR by one renameat2(RENAME_EXCHANGE) (a rename when DIR is
    new; two renames where the file system cannot exchange) and the old copy removed. An existing
    DIR may hold only adapter_config.json and adapter_model.safetensors as regular files (anything
