@@ -50,8 +50,8 @@ static int die_lib(const char *what, molora_result r)
 }
 
 /* ---- safe writes ---------------------------------------------------------------------------
-   out_open creates a temporary file beside the target (".NAME.molora-XXXXXX", the mode the
-   target has or would get); out_write records the first error; out_commit flushes,
+   out_open creates a temporary file beside the target (".NAME.molora-XXXXXX", or ".molora-XXXXXX"
+   when that would not fit in NAME_MAX; the mode the target has or would get); out_write records the first error; out_commit flushes,
    fsyncs, closes and renames it over the target, then fsyncs the directory. Any failure removes
    the temporary file, leaves the old target as it was and prints one line naming the target. */
 typedef struct out_file { FILE *f; int err; char path[PATH_MAX], tmp[2 * PATH_MAX + 32], dir[PATH_MAX], shown[PATH_MAX]; } out_file;
@@ -70,21 +70,61 @@ static int out_fail(out_file *o, const char *what)
     out_abort(o);
     return die("%s: %s: %s", o->shown, what, strerror(e));
 }
-/* the file a symlinked target names, so the rename replaces that file, not the link */
+/* what an existing non-regular file is, for the refusal */
+static const char *out_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device" :
+           S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
+}
+/* The file an output path names, following symbolic links (a dangling link names the file it
+   points to, which is created, like cp, when its directory exists). 0 with the path in res, else
+   one line naming `shown` (an existing target that is not a regular file, a missing directory). */
+static int out_target(const char *path, const char *shown, char *res, size_t cap)
+{
+    char cur[PATH_MAX], link[PATH_MAX], dir[PATH_MAX], *slash;
+    struct stat st;
+    int hops;
+    ssize_t k;
+    if (strlen(path) >= sizeof cur) return die("%s: path too long", shown);
+    strcpy(cur, path);
+    for (hops = 0;; hops++) {
+        if (lstat(cur, &st) != 0) {
+            if (errno != ENOENT) return die("%s: %s", shown, strerror(errno));
+            break;   /* a new file: its directory must exist */
+        }
+        if (!S_ISLNK(st.st_mode)) {
+            if (!S_ISREG(st.st_mode)) return die("%s is %s, not a regular file", shown, out_kind(st.st_mode));
+            break;
+        }
+        if (hops >= 40) return die("%s: too many levels of symbolic links", shown);
+        if ((k = readlink(cur, link, sizeof link - 1)) < 0) return die("%s: cannot read the symbolic link: %s", shown, strerror(errno));
+        link[k] = 0;
+        if (link[0] == '/' || !strchr(cur, '/')) {
+            if (strlen(link) >= sizeof cur) return die("%s: path too long", shown);
+            strcpy(cur, link);
+        } else {
+            slash = strrchr(cur, '/');
+            slash[1] = 0;
+            if (strlen(cur) + strlen(link) >= sizeof cur) return die("%s: path too long", shown);
+            strcat(cur, link);
+        }
+    }
+    strcpy(dir, cur);
+    slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return die("%s: the directory %s does not exist", shown, dir);
+    if (strlen(cur) >= cap) return die("%s: path too long", shown);
+    strcpy(res, cur);
+    return 0;
+}
+/* the target resolved (see out_target), its directory beside it */
 static int out_resolve(out_file *o, const char *path)
 {
-    struct stat st;
     char *slash;
-    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-        char real[PATH_MAX];
-        if (!realpath(path, real)) return die("%s: cannot follow the symbolic link: %s", path, strerror(errno));
-        path = real;
-        if (strlen(path) >= sizeof o->path) return die("%s: path too long", path);
-        strcpy(o->path, path);
-    } else {
-        if (strlen(path) >= sizeof o->path) return die("%s: path too long", path);
-        strcpy(o->path, path);
-    }
+    if (out_target(path, o->shown, o->path, sizeof o->path)) return 1;
     strcpy(o->dir, o->path);
     slash = strrchr(o->dir, '/');
     if (!slash) strcpy(o->dir, ".");
@@ -113,7 +153,9 @@ static int out_open_shown(out_file *o, const char *path, const char *shown)
     snprintf(o->shown, sizeof o->shown, "%s", shown);
     if (out_resolve(o, path)) return 1;
     base = strrchr(o->path, '/') ? strrchr(o->path, '/') + 1 : o->path;
-    snprintf(o->tmp, sizeof o->tmp, "%s/.%s.molora-XXXXXX", o->dir, base);
+    if (strlen(base) + sizeof ".molora-XXXXXX" + 1 > NAME_MAX + 1)   /* ".NAME.molora-XXXXXX" would not fit */
+        snprintf(o->tmp, sizeof o->tmp, "%s/.molora-XXXXXX", o->dir);
+    else snprintf(o->tmp, sizeof o->tmp, "%s/.%s.molora-XXXXXX", o->dir, base);
     if ((fd = mkstemp(o->tmp)) < 0) { o->tmp[0] = 0; return die("%s: cannot create a temporary file: %s", o->shown, strerror(errno)); }
     if (fchmod(fd, out_mode(o->path)) != 0 || !(o->f = fdopen(fd, "wb"))) {
         o->err = errno;
@@ -185,15 +227,45 @@ static int npy_stage(out_file *o, const char *path, const float *data, int rows,
     if (molora_npy_write(o->f, data, rows, cols)) o->err = errno ? errno : EIO;
     return out_finish(o);
 }
-/* Y (and W when wpath is given) staged first, renamed only when both are complete: a failure
-   while writing either leaves both old files as they were */
+/* Y (and W when wpath is given) staged first, renamed only when both are complete (both targets
+   were checked before computing: forward_check_paths). Before Y is replaced its old file gets a
+   second name (a hard link beside it), so when W's rename still fails the old Y is put back (or
+   the new Y removed when there was none): a failure in either leaves both old files. Only on a
+   file system without hard links can a failed rename of W (after Y's) leave the new Y. */
 static int npy_write_pair(const char *ypath, const float *Y, int rows, int ycols, const char *wpath, const float *W, int wcols)
 {
     out_file y, w;
+    char keep[sizeof y.tmp];
+    int had, e;
+    struct stat st;
     if (npy_stage(&y, ypath, Y, rows, ycols)) return 1;
-    if (wpath && npy_stage(&w, wpath, W, rows, wcols)) return out_abort(&y);
-    if (out_replace(&y)) { if (wpath) out_abort(&w); return 1; }
-    return wpath ? out_replace(&w) : 0;
+    if (!wpath) return out_replace(&y);
+    if (npy_stage(&w, wpath, W, rows, wcols)) return out_abort(&y);
+    keep[0] = 0;
+    had = lstat(y.path, &st) == 0;
+    if (had) {   /* the old Y's second name: a fresh unique name, then the link made under it */
+        int fd;
+        snprintf(keep, sizeof keep, "%s", y.tmp);
+        strcpy(keep + strlen(keep) - 6, "XXXXXX");
+        if ((fd = mkstemp(keep)) < 0) keep[0] = 0;
+        else if (close(fd) != 0 || unlink(keep) != 0 || link(y.path, keep) != 0) { unlink(keep); keep[0] = 0; }
+    }
+    if (had && !keep[0]) {   /* no hard link here (a file system without them): W's target checked once more */
+        char t[PATH_MAX];
+        if (out_target(w.path, wpath, t, sizeof t)) { out_abort(&w); return out_abort(&y); }
+    }
+    if (out_replace(&y)) { out_abort(&w); if (keep[0]) unlink(keep); return 1; }
+    if (rename(w.tmp, w.path) != 0) {
+        e = errno;
+        if (keep[0]) rename(keep, y.path); else if (!had) unlink(y.path);
+        out_abort(&w);
+        if (had && !keep[0]) return die("%s: cannot replace: %s (%s was already replaced)", wpath, strerror(e), ypath);
+        return die("%s: cannot replace: %s (%s left as it was)", wpath, strerror(e), ypath);
+    }
+    w.tmp[0] = 0;
+    if (keep[0]) unlink(keep);
+    if (out_sync_dir(w.dir) != 0 && errno != EINVAL) return die("%s: cannot sync its directory: %s", wpath, strerror(errno));
+    return 0;
 }
 
 /* ---- JSON output ------------------------------------------------------------------------- */
@@ -318,27 +390,40 @@ static char *io_dup(const char *s)
     if (p) strcpy(p, s);
     return p;
 }
-static int io_add_adapter(io_inputs *in, const char *flag, const char *dir)
-{
-    return io_add(in, flag, dir, io_dup(dir)) || io_add(in, flag, dir, io_join(dir, "adapter_config.json")) ||
-           io_add(in, flag, dir, io_join(dir, "adapter_model.safetensors"));
-}
 static int io_has_suffix(const char *s, const char *suf)
 {
     size_t n = strlen(s), k = strlen(suf);
     return n >= k && !strcmp(s + n - k, suf);
 }
-/* every .safetensors (and .json when want_json) in dir: the shards and index a model reads */
-static int io_add_dir_files(io_inputs *in, const char *flag, const char *arg, const char *dir, int want_json)
+/* every regular file in dir (whatever its name: a loader may read any of them, and no output
+   may replace one) */
+static int io_add_dir_files(io_inputs *in, const char *flag, const char *arg, const char *dir)
 {
     DIR *d = opendir(dir);
     struct dirent *de;
     int rc = 0;
     if (!d) return 0;
-    while (!rc && (de = readdir(d)))
-        if (io_has_suffix(de->d_name, ".safetensors") || (want_json && io_has_suffix(de->d_name, ".json")))
-            rc = io_add(in, flag, arg, io_join(dir, de->d_name));
+    while (!rc && (de = readdir(d))) {
+        struct stat st;
+        char *p;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        if (!(p = io_join(dir, de->d_name))) { rc = die("out of memory"); break; }
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) rc = io_add(in, flag, arg, p);
+        else free(p);
+    }
     closedir(d);
+    return rc;
+}
+/* an adapter directory, its config and weights; weights given as a directory of shards: the
+   files inside it too */
+static int io_add_adapter(io_inputs *in, const char *flag, const char *dir)
+{
+    char *w = io_join(dir, "adapter_model.safetensors");
+    struct stat st;
+    int rc;
+    if (!w) return die("out of memory");
+    rc = io_add(in, flag, dir, io_dup(dir)) || io_add(in, flag, dir, io_join(dir, "adapter_config.json")) ||
+         (stat(w, &st) == 0 && S_ISDIR(st.st_mode) && io_add_dir_files(in, flag, dir, w)) || io_add(in, flag, dir, w);
     return rc;
 }
 /* MODEL: a .safetensors file, a directory of shards, or an index .json naming shards beside it */
@@ -347,14 +432,14 @@ static int io_add_model(io_inputs *in, const char *flag, const char *path)
     struct stat st;
     if (io_add(in, flag, path, io_dup(path))) return 1;
     if (stat(path, &st) != 0) return 0;
-    if (S_ISDIR(st.st_mode)) return io_add_dir_files(in, flag, path, path, 1);
+    if (S_ISDIR(st.st_mode)) return io_add_dir_files(in, flag, path, path);
     if (io_has_suffix(path, ".json")) {
         char *dir = io_dup(path), *slash;
         int rc;
         if (!dir) return die("out of memory");
         slash = strrchr(dir, '/');
         if (slash) *slash = 0;
-        rc = io_add_dir_files(in, flag, path, slash ? dir : ".", 0);
+        rc = io_add_dir_files(in, flag, path, slash ? dir : ".");
         free(dir);
         return rc;
     }
@@ -482,8 +567,15 @@ static int forward_check_paths(const cli_forward_opts *o)
          (o->base && io_add_model(&in, "--base", o->base)) || io_check_output(&in, "forward", "--output", o->output) ||
          (o->weights_out && io_check_output(&in, "forward", "--weights-out", o->weights_out));
     io_free(&in);
-    if (!rc && o->weights_out && io_same_file(o->output, o->weights_out))
-        rc = die("forward: --weights-out %s is the same file as --output %s", o->weights_out, o->output);
+    /* each target a regular file, a new name in an existing directory or a link to either,
+       checked before anything is computed; the files they name compared, so two links to one
+       new file are the same output */
+    if (!rc) {
+        char ty[PATH_MAX], tw[PATH_MAX];
+        rc = out_target(o->output, o->output, ty, sizeof ty) || (o->weights_out && out_target(o->weights_out, o->weights_out, tw, sizeof tw));
+        if (!rc && o->weights_out && (io_same_file(o->output, o->weights_out) || io_same_file(ty, tw)))
+            rc = die("forward: --weights-out %s is the same file as --output %s", o->weights_out, o->output);
+    }
     return rc;
 }
 /* The module's frozen weight and bias from a base model. W0 stays as stored (typed, not
@@ -497,8 +589,17 @@ static int base_weights(molora_safetensors *bst, const char *base, const char *m
     size_t idx;
     molora_tensor_info ti;
     molora_result r;
+    const char *dot = strchr(bare, '.');
     snprintf(name, sizeof name, "%s.weight", bare);
-    if (molora_safetensors_find(bst, name, &idx)) return die("%s: tensor %s not found", base, name);
+    if (molora_safetensors_find(bst, name, &idx)) {
+        /* a model saved without its head stores the names without transformers' base_model_prefix
+           (GPT2Model: "h.0...", not "transformer.h.0..."): the name without its first component */
+        if (!dot || !dot[1] || molora_safetensors_find(bst, (snprintf(name, sizeof name, "%s.weight", dot + 1), name), &idx)) {
+            if (dot && dot[1]) return die("%s: tensor %s.weight not found (tried %s.weight and %s.weight)", base, bare, bare, dot + 1);
+            return die("%s: tensor %s.weight not found", base, bare);
+        }
+        bare = dot + 1;
+    }
     molora_safetensors_get_info(bst, idx, &ti);
     if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)r0 || ti.shape[1] != (uint64_t)r1)
         return die("%s: tensor %s has the wrong shape for module %s: want (%d, %d)%s", base, name, module, r0, r1,
@@ -638,14 +739,17 @@ static int write_st(const char *path, const char *shown, const out_tensor *t, in
     for (i = 0; i < n; i++) out_write(&o, t[i].data, sizeof(float) * t[i].n);
     return out_commit(&o);
 }
-/* adapter_config.json of the MOLORA layout: numbers from the parsed values, strings escaped */
-static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *ad0, const float *scal, int same)
+/* adapter_config.json of the MOLORA layout: numbers from the parsed values, strings escaped;
+   fifo: the experts' fan_in_fan_out (GPT-2 Conv1D: W0 stored (in, out)), kept so forward --base
+   reads W0 as the experts do */
+static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *ad0, const float *scal, int same, int fifo)
 {
     int e, l, n = o->n_experts, nm = molora_adapter_n_modules(ad0);
     cli_route_kind k = o->routing.kind;
     sb_printf(c, "{\n \"peft_type\": \"MOLORA\",\n \"routing\": \"%s\",\n", k == CLI_ROUTE_TOPK ? "topk" : k == CLI_ROUTE_THRESHOLD ? "threshold" : "dense");
     if (k == CLI_ROUTE_TOPK) sb_printf(c, " \"top_k\": %d,\n", o->routing.top_k);
     if (k == CLI_ROUTE_THRESHOLD) sb_printf(c, " \"threshold\": %.9g,\n", (double)o->routing.threshold);
+    if (fifo) sb_printf(c, " \"fan_in_fan_out\": true,\n");
     sb_printf(c, " \"experts\": [");
     for (e = 0; e < n; e++) {
         if (e) sb_printf(c, ", ");
@@ -677,30 +781,49 @@ static int write_text(const char *path, const char *shown, const strbuf *t)
     return out_commit(&o);
 }
 /* ---- compose --out: the whole directory replaced at once -----------------------------------
-   The new adapter is written into a temporary directory beside DIR (".NAME.molora-XXXXXX"),
+   The new adapter is written into a temporary directory beside DIR (".NAME.molora-XXXXXX", or
+   ".molora-XXXXXX" for a long NAME),
    loaded back, then exchanged with DIR by one renameat2(RENAME_EXCHANGE) (a rename when DIR is
    new; two renames where the file system cannot exchange) and the old copy removed. An existing
-   DIR may hold only the files compose writes, so nothing else is ever deleted. On any failure
-   DIR stays as it was and the temporary directory is removed. */
+   DIR may hold only adapter_config.json and adapter_model.safetensors as regular files (anything
+   else, a leftover ".*.molora-*" entry included, is refused before anything is written), so only
+   those two old files and what this run created are ever deleted. On any failure DIR stays as it
+   was and this run's temporary directory is removed with everything in it. */
 static const char *const compose_files[] = {"adapter_config.json", "adapter_model.safetensors"};
 typedef struct out_dir { char path[PATH_MAX], parent[PATH_MAX], name[PATH_MAX], tmp[2 * PATH_MAX + 32]; int exists; } out_dir;
 
-static int outdir_is_ours(const char *n)
-{
-    return !strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, compose_files[0]) || !strcmp(n, compose_files[1]) ||
-           (n[0] == '.' && strstr(n, ".molora-"));   /* a temporary file an interrupted run left */
-}
+/* an entry of an existing DIR: only the two files compose writes, as regular files */
 static int outdir_only_ours(const char *shown, const char *path)
 {
     DIR *d = opendir(path);
     struct dirent *de;
     int rc = 0;
     if (!d) return die("compose: --out %s: cannot read the directory: %s", shown, strerror(errno));
-    while (!rc && (de = readdir(d)))
-        if (!outdir_is_ours(de->d_name))
-            rc = die("compose: --out %s holds %s, which compose does not write (refusing to replace the directory)", shown, de->d_name);
+    while (!rc && (de = readdir(d))) {
+        const char *n = de->d_name;
+        struct stat st;
+        char *p;
+        if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
+        if (strcmp(n, compose_files[0]) && strcmp(n, compose_files[1])) {
+            rc = die("compose: --out %s holds %s, which compose does not write (refusing to replace the directory)", shown, n);
+            break;
+        }
+        if (!(p = io_join(path, n))) { rc = die("out of memory"); break; }
+        if (lstat(p, &st) != 0) rc = die("compose: --out %s: %s: %s", shown, n, strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+            rc = die("compose: --out %s holds %s, which is %s, not a regular file (refusing to replace the directory)", shown, n,
+                     S_ISLNK(st.st_mode) ? "a symbolic link" : out_kind(st.st_mode));
+        free(p);
+    }
     closedir(d);
     return rc;
+}
+/* a temporary name beside DIR: ".NAME.molora-TAGXXXXXX", or ".molora-TAGXXXXXX" when that would
+   not fit in a file name */
+static void outdir_tmpname(char *buf, size_t cap, const out_dir *d, const char *tag)
+{
+    if (strlen(d->name) + strlen(tag) + sizeof ".molora-XXXXXX" + 1 > NAME_MAX + 1) snprintf(buf, cap, "%s/.molora-%sXXXXXX", d->parent, tag);
+    else snprintf(buf, cap, "%s/.%s.molora-%sXXXXXX", d->parent, d->name, tag);
 }
 /* a directory of plain files (an old or unfinished copy), removed */
 static void outdir_remove(const char *dir)
@@ -741,7 +864,7 @@ static int outdir_open(out_dir *d, const char *path)
         d->exists = 1;
     } else strcpy(d->path, path);
     outdir_split(d);
-    snprintf(d->tmp, sizeof d->tmp, "%s/.%s.molora-XXXXXX", d->parent, d->name);
+    outdir_tmpname(d->tmp, sizeof d->tmp, d, "");
     if (!mkdtemp(d->tmp)) { d->tmp[0] = 0; return die("compose: --out %s: cannot create a temporary directory beside it: %s", path, strerror(errno)); }
     if (chmod(d->tmp, d->exists ? st.st_mode & 07777 : 0777 & ~out_umask()) != 0) return die("compose: --out %s: %s", path, strerror(errno));
     return 0;
@@ -755,7 +878,7 @@ static void outdir_abort(out_dir *d)
 static int outdir_swap_by_rename(out_dir *d, const char *shown)
 {
     char old[2 * PATH_MAX + 32];
-    snprintf(old, sizeof old, "%s/.%s.molora-old-XXXXXX", d->parent, d->name);
+    outdir_tmpname(old, sizeof old, d, "old-");
     if (!mkdtemp(old)) return die("compose: --out %s: cannot move the old directory aside: %s", shown, strerror(errno));
     if (rename(d->path, old) != 0) {
         int e = errno;
@@ -826,6 +949,10 @@ static int compose_check_paths(const cli_compose_opts *o)
          io_check_output(&in, "compose", "--out", cfg) || io_check_output(&in, "compose", "--out", st);
     io_free(&in);
     free(cfg); free(st);
+    if (!rc) {   /* an existing --out: a directory holding only what compose writes, checked before reading the experts */
+        struct stat sd;
+        if (stat(o->out, &sd) == 0) rc = !S_ISDIR(sd.st_mode) ? die("compose: --out %s is not a directory", o->out) : outdir_only_ours(o->out, o->out);
+    }
     return rc;
 }
 
@@ -833,7 +960,7 @@ static int compose_check_paths(const cli_compose_opts *o)
 static int run_compose(const cli_compose_opts *o)
 {
     const char *const *exp_dirs = o->experts, *gate = o->gate, *outd = o->out;
-    int n = o->n_experts, i, l, e, nm, rc = 1, nt = 0, same = 1;
+    int n = o->n_experts, i, l, e, nm, rc = 1, nt = 0, same = 1, fifo = 0;
     molora_adapter *ad[MAXEXP];
     molora_model *mods[MAXEXP];
     molora_safetensors *gst = NULL;
@@ -877,6 +1004,8 @@ static int run_compose(const cli_compose_opts *o)
             if (le < 0) { die("%s: module %s is not adapted (all experts must adapt the same modules)", exp_dirs[e], name); goto done; }
             molora_adapter_get_desc(ad[e], &de);
             Le = &de.layers[le];
+            if (!Le->fan_in_fan_out != !L0->fan_in_fan_out) { die("compose: module %s: %s has fan_in_fan_out %s, %s has %s (the experts must agree)", name, exp_dirs[e], Le->fan_in_fan_out ? "true" : "false", exp_dirs[0], L0->fan_in_fan_out ? "true" : "false"); goto done; }
+            if (L0->fan_in_fan_out) fifo = 1;
             if (Le->d_in != L0->d_in || Le->d_out != L0->d_out) { die("%s: module %s is (%d, %d), %s has (%d, %d)", exp_dirs[e], name, Le->d_out, Le->d_in, exp_dirs[0], L0->d_out, L0->d_in); goto done; }
             molora_expert_get(mods[e], le, 0, NULL, &s);
             scal[(size_t)l * (size_t)n + (size_t)e] = s;
@@ -905,7 +1034,7 @@ static int run_compose(const cli_compose_opts *o)
             ot[nt].rows = 0; ot[nt].cols = n; ot[nt].n = (size_t)n; nt++;
         }
     }
-    if (compose_config(&cfg, o, ad[0], scal, same)) goto done;
+    if (compose_config(&cfg, o, ad[0], scal, same, fifo)) goto done;
     if (outdir_open(&od, outd) || compose_write(&od, outd, ot, nt, &cfg) || compose_load_back(&od, outd, o->read) || outdir_commit(&od, outd)) goto done;
     rc = 0;
 done:

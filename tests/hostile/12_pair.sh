@@ -21,7 +21,7 @@ no_temp $P
 
 # ---- W cannot be created (its directory is missing) after Y was written: Y stays old
 old_pair $P $P
-refuse "$P/nodir/w.npy: cannot create a temporary file" $FWD --input $F/x.npy --output $P/y.npy --weights-out $P/nodir/w.npy
+refuse "$P/nodir/w.npy: the directory $P/nodir does not exist" $FWD --input $F/x.npy --output $P/y.npy --weights-out $P/nodir/w.npy
 pair_intact $P $P
 
 # ---- a file-size limit that Y (5000 x 4 floats, 80 KB) exceeds and W (5000 x 3, 60 KB) fits
