@@ -89,10 +89,10 @@
            torch.histc bins, first argmin), WW (WeightWatcher 0.7.5.5's default, threshold
            1e-5) or WW_077 (WeightWatcher 0.7.7: its small-N fit below 20 eigenvalues, min_evals
            8). opt.round_to_f16 rounds W to float16 first, as AlphaLoRA loads its model.
-       molora_alpha_layer_index(name, "encoder.layer.{L}.")   the layer a tensor belongs to;
+       molora_alpha_block_index(name, "encoder.layer.{L}.")   the layer a tensor belongs to;
            molora_alpha_families() / molora_alpha_family_detect(): llama, bert, gpt2, and t5
            and bart (two stacks, numbered encoder first, one budget) by tensor names
-       molora_alpha_layer_mean()     alpha of a decoder layer = mean over its matrices
+       molora_alpha_block_mean()     alpha of a decoder layer = mean over its matrices
        molora_alpha_allocate()       experts per layer, the exact integers of upstream
                                      exponential_scaling (budget 160, beta 2.5 by default)
        molora_alpha_plan_apply()     writes n_experts, top_k and TOPK routing into layer descs
@@ -242,6 +242,8 @@ typedef enum molora_routing {
     MOLORA_ROUTING_FIXED,
     MOLORA_ROUTING_COUNT
 } molora_routing;
+/* "dense", "topk", "threshold", "adamole", "mole_output", "fixed"; "?" for any other value. */
+MOLORA_API const char *molora_routing_name(molora_routing routing);
 
 /* One memory hook for the model: both functions or neither (then malloc / free). */
 typedef struct molora_memory {
@@ -343,10 +345,10 @@ typedef struct molora_layer_info {
 } molora_layer_info;
 
 MOLORA_API int molora_model_n_layers(const molora_model *model);
-MOLORA_API molora_result molora_layer_get_info(const molora_model *model, int layer,
+MOLORA_API molora_result molora_model_layer_info(const molora_model *model, int layer,
                                                molora_layer_info *info);
 /* Rank and scaling of one expert (either out pointer may be NULL). */
-MOLORA_API molora_result molora_expert_get(const molora_model *model, int layer, int expert,
+MOLORA_API molora_result molora_model_expert(const molora_model *model, int layer, int expert,
                                            int *rank, float *scaling);
 
 /* ---- forward ------------------------------------------------------------------------------ */
@@ -456,7 +458,7 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
    Ownership: molora_safetensors_open_memory() BORROWS the bytes: keep them alive and unchanged
    until molora_safetensors_free(). Pointers returned by getters live until the free.
    Thread safety: getters and molora_safetensors_read_f32() may run concurrently;
-   molora_safetensors_get_f32() may allocate a converted copy and must not run concurrently
+   molora_safetensors_tensor_f32() may allocate a converted copy and must not run concurrently
    with itself on the same object. */
 
 /* Every dtype name huggingface/safetensors 0.8 accepts, with its size in bits (a file whose
@@ -528,14 +530,14 @@ MOLORA_API void molora_safetensors_free(molora_safetensors *st);   /* NULL is a 
 
 /* Tensors in file order (shard, then data offset). */
 MOLORA_API size_t molora_safetensors_n_tensors(const molora_safetensors *st);
-MOLORA_API molora_result molora_safetensors_get_info(const molora_safetensors *st, size_t index,
+MOLORA_API molora_result molora_safetensors_tensor_info(const molora_safetensors *st, size_t index,
                                                      molora_tensor_info *info);
 /* Exact name lookup (binary search): SUCCESS or TENSOR_NOT_FOUND. */
 MOLORA_API molora_result molora_safetensors_find(const molora_safetensors *st, const char *name,
                                                  size_t *index);
 /* __metadata__ (string -> string) of every shard, in file order. */
 MOLORA_API size_t molora_safetensors_n_metadata(const molora_safetensors *st);
-MOLORA_API molora_result molora_safetensors_get_metadata(const molora_safetensors *st, size_t i,
+MOLORA_API molora_result molora_safetensors_metadata(const molora_safetensors *st, size_t i,
                                                          const char **key, const char **value);
 MOLORA_API const char *molora_safetensors_find_metadata(const molora_safetensors *st,
                                                         const char *key);   /* NULL: absent */
@@ -545,13 +547,13 @@ MOLORA_API molora_result molora_safetensors_read_f32(const molora_safetensors *s
                                                      float *dst, size_t n_elements);
 /* Float32 view of tensor `index`: borrowed from the file when it is F32, 4-byte aligned and the
    host is little-endian, else converted once into a copy that st owns. Valid until the free. */
-MOLORA_API molora_result molora_safetensors_get_f32(molora_safetensors *st, size_t index,
+MOLORA_API molora_result molora_safetensors_tensor_f32(molora_safetensors *st, size_t index,
                                                     const float **data);
 /* Tensor `index` as a typed descriptor pointer, NOT converted: the file's bytes (any alignment)
    with their molora_type for F32, F16 and BF16 on a little-endian host, so a descriptor built
    from it costs nothing until molora_model_init() packs its layer. A big-endian host gets
-   molora_safetensors_get_f32()'s float32 copy (type F32). Other dtypes: UNSUPPORTED_DTYPE. */
-MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, size_t index,
+   molora_safetensors_tensor_f32()'s float32 copy (type F32). Other dtypes: UNSUPPORTED_DTYPE. */
+MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, size_t index,
                                                       const void **data, molora_type *type);
 
 /* ---- adapters ---------------------------------------------------------------------------------
@@ -591,18 +593,18 @@ typedef struct molora_adapter molora_adapter;   /* opaque */
 
 /* Builds an adapter from its config text and its opened weights. `weights` is BORROWED (keep it
    until molora_adapter_free()). Expert A and B are not converted: the descriptors point at the
-   file's bytes with their type (molora_safetensors_get_typed), and molora_model_init()
+   file's bytes with their type (molora_safetensors_tensor_data), and molora_model_init()
    converts the layers it packs. Gates, threshold nets and the MoLE gate (small) are converted
    to float32 at load, cached in `weights`. `fan_in_fan_out` in the config (GPT-2 Conv1D)
    sets every layer's fan_in_fan_out (PEFT applies it to every Conv1D target; a model mixing
    Linear and Conv1D targets under one config is not distinguished). */
-MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, size_t config_size,
+MOLORA_API molora_result molora_adapter_open_memory(const char *config_json, size_t config_size,
                                                     molora_safetensors *weights,
                                                     const molora_load_desc *desc,
                                                     molora_adapter **out);
 #ifndef MOLORA_NO_STDIO
 /* dir: a directory with adapter_config.json and adapter_model.safetensors (owned by the adapter). */
-MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_desc *desc,
+MOLORA_API molora_result molora_adapter_open(const char *dir, const molora_load_desc *desc,
                                              molora_adapter **out);
 #endif
 MOLORA_API void molora_adapter_free(molora_adapter *adapter);   /* NULL is a no-op */
@@ -614,15 +616,15 @@ MOLORA_API molora_layout molora_adapter_layout(const molora_adapter *adapter);
    layers you use (copy one layer desc into a one-layer model desc). W0 and bias are NULL: set
    them from the base model (W0 as stored, in the layout fan_in_fan_out says), or use
    MOLORA_OUTPUT_DELTA. memory and log come from the load desc. */
-MOLORA_API molora_result molora_adapter_get_desc(const molora_adapter *adapter,
+MOLORA_API molora_result molora_adapter_model_desc(const molora_adapter *adapter,
                                                  molora_model_desc *desc);
-MOLORA_API int molora_adapter_n_modules(const molora_adapter *adapter);
+MOLORA_API int molora_adapter_n_layers(const molora_adapter *adapter);
 /* Module path of a layer as written in the file (e.g. base_model.model.model.layers.3.self_attn.q_proj). */
-MOLORA_API const char *molora_adapter_module_name(const molora_adapter *adapter, int layer);
+MOLORA_API const char *molora_adapter_layer_name(const molora_adapter *adapter, int layer);
 /* Dtype of the layer's expert A matrices as stored in the file. */
-MOLORA_API molora_dtype molora_adapter_module_dtype(const molora_adapter *adapter, int layer);
+MOLORA_API molora_dtype molora_adapter_layer_dtype(const molora_adapter *adapter, int layer);
 /* Layer of a module path, with or without the `base_model.model.` prefix; -1 if none. */
-MOLORA_API int molora_adapter_find_module(const molora_adapter *adapter, const char *path);
+MOLORA_API int molora_adapter_find_layer(const molora_adapter *adapter, const char *path);
 /* Tensors the loader did not use (modules_to_save, AdaMoLE's moe_layer.experts.* aliases,
    layers outside layers_to_transform), in file order. */
 MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *adapter);
@@ -630,7 +632,7 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter
 /* ==== [end files] ========================================================================== */
 /* ---- AlphaLoRA: ESD power-law alpha and expert allocation -----------------------------------
    Needs LAPACK from OpenBLAS; with MOLORA_NO_BLAS every function here except
-   molora_alpha_fit_spectrum, molora_alpha_layer_mean, molora_alpha_allocate and
+   molora_alpha_fit_spectrum, molora_alpha_block_mean, molora_alpha_allocate and
    molora_alpha_plan_apply returns MOLORA_RESULT_UNSUPPORTED. Nothing here is on the forward
    path: scratch memory comes from options.workspace or the options.memory hook. */
 typedef enum molora_alpha_method {
@@ -647,24 +649,24 @@ typedef enum molora_alpha_method {
 } molora_alpha_method;
 
 /* How the eigenvalues of W^T W are computed (see ALPHA in the doc block for measurements). */
-typedef enum molora_alpha_route {
-    MOLORA_ALPHA_ROUTE_DEFAULT = 0,     /* fastest route within 1e-4 of float64: GRAM64 when
+typedef enum molora_alpha_solver {
+    MOLORA_ALPHA_SOLVER_DEFAULT = 0,     /* fastest solver within 1e-4 of float64: GRAM64 when
                                            min(rows, cols) < 2048, else GRAM64_2STAGE            */
-    MOLORA_ALPHA_ROUTE_GRAM64,          /* Gram in double (dsyrk) + dsyevd                        */
-    MOLORA_ALPHA_ROUTE_GRAM64_2STAGE,   /* Gram in double (dsyrk) + dsyevd_2stage                 */
-    MOLORA_ALPHA_ROUTE_SGESDD,          /* float32 SVD, as torch.linalg.svdvals: ~1e-4 off in WW  */
-    MOLORA_ALPHA_ROUTE_DGESDD,          /* float64 singular values: the reference, slowest         */
-    MOLORA_ALPHA_ROUTE_FAST,            /* APPROXIMATE: float32 Gram (ssyrk) + ssyevd_2stage; wrong
+    MOLORA_ALPHA_SOLVER_GRAM64,          /* Gram in double (dsyrk) + dsyevd                        */
+    MOLORA_ALPHA_SOLVER_GRAM64_2STAGE,   /* Gram in double (dsyrk) + dsyevd_2stage                 */
+    MOLORA_ALPHA_SOLVER_SGESDD,          /* float32 SVD, as torch.linalg.svdvals: ~1e-4 off in WW  */
+    MOLORA_ALPHA_SOLVER_DGESDD,          /* float64 singular values: the reference, slowest         */
+    MOLORA_ALPHA_SOLVER_FAST,            /* APPROXIMATE: float32 Gram (ssyrk) + ssyevd_2stage; wrong
                                            for ill-conditioned W (small eigenvalues lost)         */
-    MOLORA_ALPHA_ROUTE_COUNT
-} molora_alpha_route;
+    MOLORA_ALPHA_SOLVER_COUNT
+} molora_alpha_solver;
 
 #define MOLORA_ALPHA_DEFAULT_BUDGET 160    /* AlphaLoRA --target_sum */
 #define MOLORA_ALPHA_DEFAULT_BETA   2.5    /* AlphaLoRA --beta       */
 
-typedef struct molora_alpha_options {   /* every zero field means its default */
+typedef struct molora_alpha_args {   /* every zero field means its default */
     molora_alpha_method method;         /* default FIX_FINGER                                     */
-    molora_alpha_route route;           /* default MOLORA_ALPHA_ROUTE_DEFAULT                     */
+    molora_alpha_solver solver;           /* default MOLORA_ALPHA_SOLVER_DEFAULT                     */
     int bins;                           /* fix_finger histogram bins; 0 = 100                     */
     double evals_thresh;                /* eigenvalues <= this are dropped before the fit;
                                            0 = method default (WW 1e-5, FIX_FINGER none, as
@@ -677,7 +679,7 @@ typedef struct molora_alpha_options {   /* every zero field means its default */
     molora_memory memory;               /* both functions or neither                              */
     molora_log_fn log;                  /* optional detail on errors                              */
     void *log_user;
-} molora_alpha_options;
+} molora_alpha_args;
 
 enum {
     MOLORA_ALPHA_FLAG_EQUAL_TAIL = 1,   /* the chosen tail is all equal values: alpha = +inf,
@@ -703,28 +705,28 @@ typedef struct molora_alpha_fit {
 
 /* Bytes of scratch molora_alpha_matrix() / molora_alpha_eigenvalues() need for a (rows, cols)
    matrix with these options (NULL = defaults). Includes the eigenvalue buffer. */
-MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const molora_alpha_options *options,
+MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const molora_alpha_args *options,
                                                      size_t *size);
 /* evals (min(rows, cols)), ascending: the eigenvalues of W^T W (squared singular values) of W
    (rows, cols), row-major float32 (e.g. a torch nn.Linear weight (d_out, d_in)).
    Errors: NON_FINITE for NaN/Inf in W, INVALID_SHAPE, OUT_OF_MEMORY, WORKSPACE_TOO_SMALL,
    UNSUPPORTED (MOLORA_NO_BLAS). Thread safety: reentrant; OpenBLAS threads as configured. */
 MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int cols,
-                                                  const molora_alpha_options *options, double *evals);
+                                                  const molora_alpha_args *options, double *evals);
 /* The power-law fit of a spectrum: evals (n), any order, is sorted ascending IN PLACE.
    Uses options->method / bins / evals_thresh and allocates nothing.
    Errors: DEGENERATE_SPECTRUM (fewer than 2 eigenvalues after the threshold, or an eigenvalue
    <= 0 with FIX_FINGER: pass evals_thresh, e.g. upstream's 1e-4, to drop them), NON_FINITE. */
-MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const molora_alpha_options *options,
+MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const molora_alpha_args *options,
                                                    molora_alpha_fit *fit);
 /* Eigenvalues + fit of one weight matrix W (rows, cols), row-major float32. */
-MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols, const molora_alpha_options *options,
+MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols, const molora_alpha_args *options,
                                              molora_alpha_fit *fit);
 /* Per-layer alpha: layer_alpha[l] = mean of matrix_alpha[i] over the matrices with
    matrix_layer[i] == l (AlphaLoRA: the 7 projections of decoder layer l). matrix_layer may be
    NULL when every matrix is its own layer (n_matrices == n_layers). A layer with no matrix,
    a layer index outside 0..n_layers-1 or a non-finite alpha is an error. */
-MOLORA_API molora_result molora_alpha_layer_mean(const double *matrix_alpha, const int *matrix_layer, int n_matrices,
+MOLORA_API molora_result molora_alpha_block_mean(const double *matrix_alpha, const int *matrix_layer, int n_matrices,
                                                  int n_layers, double *layer_alpha);
 /* AlphaLoRA allocation (exponential_scaling): s_l = alpha_l^beta, n_l = rint(s_l / sum s * budget)
    (half to even), then one expert at a time to the first argmin (add) / argmax (remove) of
@@ -749,7 +751,7 @@ MOLORA_API molora_result molora_alpha_plan_apply(const int *experts, const int *
    linear in the lengths of name and pattern (KMP, no backtracking); nothing is allocated.
    Returns the layer index, or -1 when nothing matches or the pattern is invalid. */
 #define MOLORA_ALPHA_PATTERN_MAX 256   /* longest pattern, bytes without the terminator */
-MOLORA_API int molora_alpha_layer_index(const char *name, const char *pattern);
+MOLORA_API int molora_alpha_block_index(const char *name, const char *pattern);
 /* INVALID_ARGUMENT unless pattern holds exactly one "{L}" and is 1..MOLORA_ALPHA_PATTERN_MAX long. */
 MOLORA_API molora_result molora_alpha_pattern_check(const char *pattern);
 
@@ -801,6 +803,12 @@ MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n);
 #define MOLORA__ALIGN 64
 
 /* ---- [results] ------------------------------------------------------------------------------ */
+MOLORA_API const char *molora_routing_name(molora_routing routing)
+{
+    static const char *const names[] = {"dense", "topk", "threshold", "adamole", "mole_output", "fixed"};
+    return (int)routing >= 0 && routing < MOLORA_ROUTING_COUNT ? names[routing] : "?";
+}
+
 MOLORA_API const char *molora_result_string(molora_result r)
 {
     switch (r) {
@@ -862,6 +870,18 @@ struct molora_model {
     void *log_user;
     void *block;                 /* the one allocation                                         */
 };
+
+/* The memory hook, called from here only: the caller's alloc/free when set, else malloc/free. */
+MOLORA__PRIVATE void *molora__mem_alloc(const molora_memory *mem, size_t bytes)
+{
+    return mem->alloc ? mem->alloc(bytes, mem->user) : malloc(bytes);
+}
+MOLORA__PRIVATE void molora__mem_free(const molora_memory *mem, void *p)
+{
+    if (!p) return;
+    if (mem->free) mem->free(p, mem->user);
+    else free(p);
+}
 
 typedef struct molora__logger { molora_log_fn fn; void *user; } molora__logger;
 
@@ -1621,7 +1641,7 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
     }
     if (!molora__add(bytes, MOLORA__ALIGN, &bytes))
         return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "model: total size overflows");
-    block = mem.alloc ? mem.alloc(bytes, mem.user) : malloc(bytes);
+    block = molora__mem_alloc(&mem, bytes);
     if (!block) return molora__fail(&lg, MOLORA_RESULT_OUT_OF_MEMORY, "model: cannot allocate %zu bytes", bytes);
     cur = molora__align_up(block);
     m = (molora_model *)molora__carve(&cur, 1, sizeof(molora_model));
@@ -1638,14 +1658,12 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
 
 MOLORA_API void molora_model_free(molora_model *m)
 {
-    if (!m) return;
-    if (m->memory.free) m->memory.free(m->block, m->memory.user);
-    else free(m->block);
+    if (m) molora__mem_free(&m->memory, m->block);
 }
 
 MOLORA_API int molora_model_n_layers(const molora_model *m) { return m ? m->n_layers : 0; }
 
-MOLORA_API molora_result molora_layer_get_info(const molora_model *m, int layer, molora_layer_info *info)
+MOLORA_API molora_result molora_model_layer_info(const molora_model *m, int layer, molora_layer_info *info)
 {
     const molora__layer *L;
     if (!m || !info) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -1662,7 +1680,7 @@ MOLORA_API molora_result molora_layer_get_info(const molora_model *m, int layer,
     return MOLORA_RESULT_SUCCESS;
 }
 
-MOLORA_API molora_result molora_expert_get(const molora_model *m, int layer, int expert, int *rank, float *scaling)
+MOLORA_API molora_result molora_model_expert(const molora_model *m, int layer, int expert, int *rank, float *scaling)
 {
     const molora__layer *L;
     if (!m) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -2173,13 +2191,11 @@ MOLORA__PRIVATE molora_result molora__io_init(const molora_load_desc *d, molora_
 MOLORA__PRIVATE void *molora__malloc(const molora__io *io, size_t n)
 {
     if (n == 0) n = 1;
-    return io->mem.alloc ? io->mem.alloc(n, io->mem.user) : malloc(n);
+    return molora__mem_alloc(&io->mem, n);
 }
 MOLORA__PRIVATE void molora__mfree(const molora__io *io, void *p)
 {
-    if (!p) return;
-    if (io->mem.free) io->mem.free(p, io->mem.user);
-    else free(p);
+    molora__mem_free(&io->mem, p);
 }
 /* zeroed n * elem bytes, NULL on overflow or out of memory */
 MOLORA__PRIVATE void *molora__calloc(const molora__io *io, size_t n, size_t elem)
@@ -3095,7 +3111,7 @@ MOLORA_API molora_result molora_safetensors_open_memory(const void *data, size_t
 MOLORA_API void molora_safetensors_free(molora_safetensors *st) { molora__st_release(st); }
 MOLORA_API size_t molora_safetensors_n_tensors(const molora_safetensors *st) { return st ? st->n : 0; }
 
-MOLORA_API molora_result molora_safetensors_get_info(const molora_safetensors *st, size_t index,
+MOLORA_API molora_result molora_safetensors_tensor_info(const molora_safetensors *st, size_t index,
                                                      molora_tensor_info *info)
 {
     const molora__tensor *t;
@@ -3129,7 +3145,7 @@ MOLORA_API size_t molora_safetensors_n_metadata(const molora_safetensors *st)
     for (s = 0; s < st->n_shards; s++) n += st->shards[s].n_meta;
     return n;
 }
-MOLORA_API molora_result molora_safetensors_get_metadata(const molora_safetensors *st, size_t i,
+MOLORA_API molora_result molora_safetensors_metadata(const molora_safetensors *st, size_t i,
                                                          const char **key, const char **value)
 {
     int s;
@@ -3150,7 +3166,7 @@ MOLORA_API const char *molora_safetensors_find_metadata(const molora_safetensors
     const char *k, *v;
     if (!key) return NULL;
     for (i = 0; i < n; i++)
-        if (!molora_safetensors_get_metadata(st, i, &k, &v) && !strcmp(k, key)) return v;
+        if (!molora_safetensors_metadata(st, i, &k, &v) && !strcmp(k, key)) return v;
     return NULL;
 }
 
@@ -3195,7 +3211,7 @@ MOLORA_API molora_result molora_safetensors_read_f32(const molora_safetensors *s
     return MOLORA_RESULT_SUCCESS;
 }
 
-MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, size_t index, const void **data,
+MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, size_t index, const void **data,
                                                       molora_type *type)
 {
     const molora__tensor *t;
@@ -3209,13 +3225,13 @@ MOLORA_API molora_result molora_safetensors_get_typed(molora_safetensors *st, si
         *type = t->dtype == MOLORA_DTYPE_F32 ? MOLORA_TYPE_F32 : t->dtype == MOLORA_DTYPE_F16 ? MOLORA_TYPE_F16 : MOLORA_TYPE_BF16;
         return MOLORA_RESULT_SUCCESS;
     }
-    r = molora_safetensors_get_f32(st, index, &f);   /* big-endian host: a converted copy */
+    r = molora_safetensors_tensor_f32(st, index, &f);   /* big-endian host: a converted copy */
     *data = f;
     *type = MOLORA_TYPE_F32;
     return r;
 }
 
-MOLORA_API molora_result molora_safetensors_get_f32(molora_safetensors *st, size_t index, const float **data)
+MOLORA_API molora_result molora_safetensors_tensor_f32(molora_safetensors *st, size_t index, const float **data)
 {
     molora__tensor *t;
     if (!st || !data) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -4127,12 +4143,12 @@ MOLORA__PRIVATE molora_result molora__shape2(const molora_adapter *a, const molo
 }
 MOLORA__PRIVATE molora_result molora__f32(molora_adapter *a, long t, const float **p)
 {
-    return molora_safetensors_get_f32(a->st, (size_t)t, p);
+    return molora_safetensors_tensor_f32(a->st, (size_t)t, p);
 }
-/* tensor t as a typed descriptor pointer (see molora_safetensors_get_typed) */
+/* tensor t as a typed descriptor pointer (see molora_safetensors_tensor_data) */
 MOLORA__PRIVATE molora_result molora__typed(molora_adapter *a, long t, const void **p, molora_type *type)
 {
-    return molora_safetensors_get_typed(a->st, (size_t)t, p, type);
+    return molora_safetensors_tensor_data(a->st, (size_t)t, p, type);
 }
 
 /* A sorted index of an object's members by decoded key, built once (O(m log m)) so a lookup per
@@ -4428,7 +4444,7 @@ static int molora__cmp_stripped(const void *a, const void *b)
     int c = strcmp(molora__strip(x->name), molora__strip(y->name));
     return c ? c : (x < y ? -1 : x > y);
 }
-/* the index molora_adapter_find_module searches (binary search: 20k lookups stay near-linear) */
+/* the index molora_adapter_find_layer searches (binary search: 20k lookups stay near-linear) */
 MOLORA__PRIVATE molora_result molora__adapter_index(molora_adapter *a)
 {
     int l;
@@ -4440,7 +4456,7 @@ MOLORA__PRIVATE molora_result molora__adapter_index(molora_adapter *a)
     return MOLORA_RESULT_SUCCESS;
 }
 
-MOLORA_API molora_result molora_adapter_load_memory(const char *config_json, size_t config_size,
+MOLORA_API molora_result molora_adapter_open_memory(const char *config_json, size_t config_size,
                                                     molora_safetensors *weights,
                                                     const molora_load_desc *desc, molora_adapter **out)
 {
@@ -4478,7 +4494,7 @@ MOLORA__PRIVATE molora_result molora__no_pickle_only(const molora__io *io, const
     return molora__fail(&io->lg, MOLORA_RESULT_IO_ERROR, "%s: no adapter_model.safetensors, only adapter_model.bin (a torch pickle, never read by molora): "
                         "convert it with tools/convert_pickle.py", dir);
 }
-MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_desc *desc, molora_adapter **out)
+MOLORA_API molora_result molora_adapter_open(const char *dir, const molora_load_desc *desc, molora_adapter **out)
 {
     molora__io io;
     char *cfg_path, *st_path, *text = NULL;
@@ -4493,7 +4509,7 @@ MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_
     if (!cfg_path || !st_path) r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", dir);
     else if (!(r = molora__slurp(&io, cfg_path, &text, &size)) && !(r = molora__no_pickle_only(&io, dir, st_path)) &&
              !(r = molora_safetensors_open(st_path, desc, &st))) {
-        r = molora_adapter_load_memory(text, size, st, desc, out);
+        r = molora_adapter_open_memory(text, size, st, desc, out);
         if (!r) (*out)->own_st = 1;
         else molora_safetensors_free(st);
     }
@@ -4505,8 +4521,8 @@ MOLORA_API molora_result molora_adapter_load(const char *dir, const molora_load_
 #endif
 
 MOLORA_API molora_layout molora_adapter_layout(const molora_adapter *a) { return a ? a->layout : MOLORA_LAYOUT_COUNT; }
-MOLORA_API int molora_adapter_n_modules(const molora_adapter *a) { return a ? a->n_mod : 0; }
-MOLORA_API molora_result molora_adapter_get_desc(const molora_adapter *a, molora_model_desc *d)
+MOLORA_API int molora_adapter_n_layers(const molora_adapter *a) { return a ? a->n_mod : 0; }
+MOLORA_API molora_result molora_adapter_model_desc(const molora_adapter *a, molora_model_desc *d)
 {
     if (!a || !d) return MOLORA_RESULT_INVALID_ARGUMENT;
     memset(d, 0, sizeof *d);
@@ -4517,15 +4533,15 @@ MOLORA_API molora_result molora_adapter_get_desc(const molora_adapter *a, molora
     d->log_user = a->io.lg.user;
     return MOLORA_RESULT_SUCCESS;
 }
-MOLORA_API const char *molora_adapter_module_name(const molora_adapter *a, int layer)
+MOLORA_API const char *molora_adapter_layer_name(const molora_adapter *a, int layer)
 {
     return (a && layer >= 0 && layer < a->n_mod) ? a->mods[layer].name : NULL;
 }
-MOLORA_API molora_dtype molora_adapter_module_dtype(const molora_adapter *a, int layer)
+MOLORA_API molora_dtype molora_adapter_layer_dtype(const molora_adapter *a, int layer)
 {
     return (a && layer >= 0 && layer < a->n_mod) ? a->dtypes[layer] : MOLORA_DTYPE_COUNT;
 }
-MOLORA_API int molora_adapter_find_module(const molora_adapter *a, const char *path)
+MOLORA_API int molora_adapter_find_layer(const molora_adapter *a, const char *path)
 {
     size_t lo = 0, hi;
     if (!a || !path || !a->by_name) return -1;
@@ -4573,18 +4589,18 @@ void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int 
 
 /* DEFAULT: the two-stage tridiagonalisation wins from m ~ 2048 (0.59 vs 0.60 s there, 4.3 vs
    6.8 s at 4096), the one-stage below (0.08 vs 0.11 s at 1024); both match float64 to 1e-13. */
-MOLORA__PRIVATE molora_alpha_route molora__alpha_route(const molora_alpha_options *o, int rows, int cols)
+MOLORA__PRIVATE molora_alpha_solver molora__alpha_solver(const molora_alpha_args *o, int rows, int cols)
 {
-    if (o->route != MOLORA_ALPHA_ROUTE_DEFAULT) return o->route;
-    return (rows < cols ? rows : cols) >= 2048 ? MOLORA_ALPHA_ROUTE_GRAM64_2STAGE : MOLORA_ALPHA_ROUTE_GRAM64;
+    if (o->solver != MOLORA_ALPHA_SOLVER_DEFAULT) return o->solver;
+    return (rows < cols ? rows : cols) >= 2048 ? MOLORA_ALPHA_SOLVER_GRAM64_2STAGE : MOLORA_ALPHA_SOLVER_GRAM64;
 }
 
-MOLORA__PRIVATE molora_result molora__alpha_check_options(const molora_alpha_options *o, const molora__logger *lg)
+MOLORA__PRIVATE molora_result molora__alpha_check_options(const molora_alpha_args *o, const molora__logger *lg)
 {
     if ((int)o->method < 0 || (int)o->method >= MOLORA_ALPHA_METHOD_COUNT)
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: unknown method %d", (int)o->method);
-    if ((int)o->route < 0 || (int)o->route >= MOLORA_ALPHA_ROUTE_COUNT)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: unknown route %d", (int)o->route);
+    if ((int)o->solver < 0 || (int)o->solver >= MOLORA_ALPHA_SOLVER_COUNT)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: unknown solver %d", (int)o->solver);
     if (o->bins < 0)
         return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "alpha: bins %d (must be >= 1, or 0 for 100)", o->bins);
     if (isnan(o->evals_thresh))
@@ -4594,7 +4610,7 @@ MOLORA__PRIVATE molora_result molora__alpha_check_options(const molora_alpha_opt
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* Scratch of one route for a (rows, cols) matrix, in elements of each part. */
+/* Scratch of one solver for a (rows, cols) matrix, in elements of each part. */
 typedef struct molora__alpha_ws {
     size_t a, panel, work, iwork, vals;   /* a: Gram or copy; vals: float eigen/singular values */
     int elem;                             /* sizeof(double) or sizeof(float) for a, panel, work, vals */
@@ -4610,25 +4626,25 @@ MOLORA__PRIVATE int molora__alpha_lwork(double q, int minimum)
     return v > 2147483647.0 ? -1 : (int)v;
 }
 
-MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_alpha_route route, int f16, molora__alpha_ws *ws)
+MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_alpha_solver solver, int f16, molora__alpha_ws *ws)
 {
     int m = rows < cols ? rows : cols, mx = rows < cols ? cols : rows, q1 = -1, info = 0, iq = 0, one = 1;
     size_t mm;
     memset(ws, 0, sizeof *ws);
     if (!molora__mul((size_t)m, (size_t)m, &mm)) return MOLORA_RESULT_SIZE_OVERFLOW;
-    if (route == MOLORA_ALPHA_ROUTE_GRAM64 || route == MOLORA_ALPHA_ROUTE_GRAM64_2STAGE) {
+    if (solver == MOLORA_ALPHA_SOLVER_GRAM64 || solver == MOLORA_ALPHA_SOLVER_GRAM64_2STAGE) {
         double dq = 0, dummy = 0;
         ws->elem = (int)sizeof(double);
         ws->a = mm;
         if (!molora__mul((size_t)m, (size_t)(mx < MOLORA__ALPHA_PANEL ? mx : MOLORA__ALPHA_PANEL), &ws->panel))
             return MOLORA_RESULT_SIZE_OVERFLOW;
-        if (route == MOLORA_ALPHA_ROUTE_GRAM64)
+        if (solver == MOLORA_ALPHA_SOLVER_GRAM64)
             dsyevd_("N", "L", &m, &dummy, &m, &dummy, &dq, &q1, &iq, &q1, &info, 1, 1);
         else
             dsyevd_2stage_("N", "L", &m, &dummy, &m, &dummy, &dq, &q1, &iq, &q1, &info, 1, 1);
         ws->lwork = molora__alpha_lwork(dq, 2 * m + 1);
         ws->liwork = iq > 1 ? iq : 1;
-    } else if (route == MOLORA_ALPHA_ROUTE_FAST) {
+    } else if (solver == MOLORA_ALPHA_SOLVER_FAST) {
         float fq = 0, dummy = 0;
         ws->elem = (int)sizeof(float);
         ws->a = mm;
@@ -4640,7 +4656,7 @@ MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_al
     } else {   /* SGESDD, DGESDD on the column-major view W^T (cols, rows) */
         int minimum = 3 * m + (mx > 7 * m ? mx : 7 * m);
         if (!molora__mul((size_t)rows, (size_t)cols, &ws->a)) return MOLORA_RESULT_SIZE_OVERFLOW;
-        if (route == MOLORA_ALPHA_ROUTE_SGESDD) {
+        if (solver == MOLORA_ALPHA_SOLVER_SGESDD) {
             float fq = 0, dummy = 0;
             ws->elem = (int)sizeof(float);
             ws->vals = (size_t)m;
@@ -4660,7 +4676,7 @@ MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_al
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* Bytes of the route's scratch plus `extra` doubles, 64-byte aligned parts. */
+/* Bytes of the solver's scratch plus `extra` doubles, 64-byte aligned parts. */
 MOLORA__PRIVATE int molora__alpha_bytes(const molora__alpha_ws *ws, size_t extra, size_t *bytes)
 {
     *bytes = MOLORA__ALIGN;
@@ -4711,7 +4727,7 @@ MOLORA__PRIVATE void molora__alpha_gram64(const float *W, int rows, int cols, in
 }
 
 /* evals (m) ascending, from scratch laid out by molora__alpha_layout. */
-MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int cols, molora_alpha_route route, int f16,
+MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int cols, molora_alpha_solver solver, int f16,
                                                 const molora__alpha_ws *ws, unsigned char *cur, double *evals,
                                                 const molora__logger *lg)
 {
@@ -4722,16 +4738,16 @@ MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int co
     void *work = molora__carve(&cur, ws->work, (size_t)ws->elem);
     float *vals = (float *)molora__carve(&cur, ws->vals, (size_t)ws->elem);
     int *iwork = (int *)molora__carve(&cur, ws->iwork, sizeof(int));
-    switch (route) {
-    case MOLORA_ALPHA_ROUTE_GRAM64:
-    case MOLORA_ALPHA_ROUTE_GRAM64_2STAGE:
+    switch (solver) {
+    case MOLORA_ALPHA_SOLVER_GRAM64:
+    case MOLORA_ALPHA_SOLVER_GRAM64_2STAGE:
         molora__alpha_gram64(W, rows, cols, f16, (double *)a, (double *)panel);
-        if (route == MOLORA_ALPHA_ROUTE_GRAM64)
+        if (solver == MOLORA_ALPHA_SOLVER_GRAM64)
             dsyevd_("N", "L", &m, (double *)a, &m, evals, (double *)work, &ws->lwork, iwork, &ws->liwork, &info, 1, 1);
         else
             dsyevd_2stage_("N", "L", &m, (double *)a, &m, evals, (double *)work, &ws->lwork, iwork, &ws->liwork, &info, 1, 1);
         break;
-    case MOLORA_ALPHA_ROUTE_FAST:
+    case MOLORA_ALPHA_SOLVER_FAST:
         if (f16) {   /* panel holds the rounded copy of W */
             for (n = 0; n < ws->panel; n++) ((float *)panel)[n] = molora__f16_round(W[n]);
             W = (const float *)panel;
@@ -4741,7 +4757,7 @@ MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int co
         ssyevd_2stage_("N", "L", &m, (float *)a, &m, vals, (float *)work, &ws->lwork, iwork, &ws->liwork, &info, 1, 1);
         for (i = 0; i < m; i++) evals[i] = (double)vals[i];
         break;
-    case MOLORA_ALPHA_ROUTE_SGESDD: {
+    case MOLORA_ALPHA_SOLVER_SGESDD: {
         float dummy = 0;
         memcpy(a, W, ws->a * sizeof(float));
         if (f16) for (n = 0; n < ws->a; n++) ((float *)a)[n] = molora__f16_round(((float *)a)[n]);
@@ -4759,12 +4775,12 @@ MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int co
     }
     }
     if (info != 0)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "alpha: LAPACK route %d failed to converge (info %d)", (int)route, info);
+        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "alpha: LAPACK solver %d failed to converge (info %d)", (int)solver, info);
     return MOLORA_RESULT_SUCCESS;
 }
 #endif /* MOLORA_NO_BLAS */
 
-MOLORA__PRIVATE molora_result molora__alpha_prepare(const float *W, int rows, int cols, const molora_alpha_options *o,
+MOLORA__PRIVATE molora_result molora__alpha_prepare(const float *W, int rows, int cols, const molora_alpha_args *o,
                                                     const molora__logger *lg)
 {
     size_t n;
@@ -4790,9 +4806,9 @@ MOLORA__PRIVATE molora_result molora__alpha_prepare(const float *W, int rows, in
 #endif
 }
 
-MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const molora_alpha_options *options, size_t *size)
+MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const molora_alpha_args *options, size_t *size)
 {
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_result r;
     if (size) *size = 0;
     if (!size) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -4805,7 +4821,7 @@ MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const m
     {
         molora__alpha_ws ws;
         size_t m = (size_t)(rows < cols ? rows : cols);
-        if ((r = molora__alpha_layout(rows, cols, molora__alpha_route(&o, rows, cols), o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS) return r;
+        if ((r = molora__alpha_layout(rows, cols, molora__alpha_solver(&o, rows, cols), o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS) return r;
         if (!molora__alpha_bytes(&ws, 2 * m + MOLORA__ALIGN / sizeof(double), size)) return MOLORA_RESULT_SIZE_OVERFLOW;
         return MOLORA_RESULT_SUCCESS;
     }
@@ -4813,31 +4829,29 @@ MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const m
 }
 
 /* Scratch from options->workspace or the memory hook; *owned is what to free. */
-MOLORA__PRIVATE void *molora__alpha_scratch(const molora_alpha_options *o, size_t bytes, void **owned)
+MOLORA__PRIVATE void *molora__alpha_scratch(const molora_alpha_args *o, size_t bytes, void **owned)
 {
     *owned = NULL;
     if (o->workspace) return o->workspace_size >= bytes ? o->workspace : NULL;
-    *owned = o->memory.alloc ? o->memory.alloc(bytes, o->memory.user) : malloc(bytes);
+    *owned = molora__mem_alloc(&o->memory, bytes);
     return *owned;
 }
-MOLORA__PRIVATE void molora__alpha_release(const molora_alpha_options *o, void *owned)
+MOLORA__PRIVATE void molora__alpha_release(const molora_alpha_args *o, void *owned)
 {
-    if (!owned) return;
-    if (o->memory.free) o->memory.free(owned, o->memory.user);
-    else free(owned);
+    molora__mem_free(&o->memory, owned);
 }
 
-MOLORA__PRIVATE molora_result molora__alpha_scratch_fail(const molora_alpha_options *o, const molora__logger *lg, size_t bytes)
+MOLORA__PRIVATE molora_result molora__alpha_scratch_fail(const molora_alpha_args *o, const molora__logger *lg, size_t bytes)
 {
     if (o->workspace)
         return molora__fail(lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL, "alpha: workspace %zu bytes, need %zu", o->workspace_size, bytes);
     return molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "alpha: cannot allocate %zu bytes of scratch", bytes);
 }
 
-MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int cols, const molora_alpha_options *options,
+MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int cols, const molora_alpha_args *options,
                                                   double *evals)
 {
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora__logger lg;
     molora_result r;
     if (options) o = *options; else memset(&o, 0, sizeof o);
@@ -4851,11 +4865,11 @@ MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int 
         molora__alpha_ws ws;
         size_t bytes;
         void *owned, *p;
-        molora_alpha_route route = molora__alpha_route(&o, rows, cols);
-        if ((r = molora__alpha_layout(rows, cols, route, o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS || !molora__alpha_bytes(&ws, 0, &bytes))
+        molora_alpha_solver solver = molora__alpha_solver(&o, rows, cols);
+        if ((r = molora__alpha_layout(rows, cols, solver, o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS || !molora__alpha_bytes(&ws, 0, &bytes))
             return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "alpha: scratch for (%d, %d) overflows", rows, cols);
         if (!(p = molora__alpha_scratch(&o, bytes, &owned))) return molora__alpha_scratch_fail(&o, &lg, bytes);
-        r = molora__alpha_run(W, rows, cols, route, o.round_to_f16 != 0, &ws, molora__align_up(p), evals, &lg);
+        r = molora__alpha_run(W, rows, cols, solver, o.round_to_f16 != 0, &ws, molora__align_up(p), evals, &lg);
         molora__alpha_release(&o, owned);
         return r;
     }
@@ -4884,7 +4898,7 @@ MOLORA__PRIVATE double molora__alpha_ks(const double *lg, int n, double a)
 }
 
 /* The fit of lam (N, ascending, all > 0) with lg = ln lam as scratch. */
-MOLORA__PRIVATE void molora__alpha_fit_sorted(const double *lam, int N, double *lg, const molora_alpha_options *o,
+MOLORA__PRIVATE void molora__alpha_fit_sorted(const double *lam, int N, double *lg, const molora_alpha_args *o,
                                               molora_alpha_fit *fit)
 {
     int i, lo_i = 0, hi_i = N - 1, best = -1;
@@ -4972,7 +4986,7 @@ MOLORA__PRIVATE void molora__alpha_fit_small(const double *lam, int N, const dou
 }
 
 /* Sorts, filters and fits evals (n) with lg (n) as scratch. */
-MOLORA__PRIVATE molora_result molora__alpha_fit(double *evals, int n, double *lg, const molora_alpha_options *o,
+MOLORA__PRIVATE molora_result molora__alpha_fit(double *evals, int n, double *lg, const molora_alpha_args *o,
                                                 const molora__logger *lg_, molora_alpha_fit *fit)
 {
     int i, k = 0;
@@ -5004,10 +5018,10 @@ MOLORA__PRIVATE molora_result molora__alpha_fit(double *evals, int n, double *lg
     return MOLORA_RESULT_SUCCESS;
 }
 
-MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const molora_alpha_options *options,
+MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const molora_alpha_args *options,
                                                    molora_alpha_fit *fit)
 {
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora__logger lg;
     molora_result r;
     size_t bytes = MOLORA__ALIGN;
@@ -5026,10 +5040,10 @@ MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const m
     return r;
 }
 
-MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols, const molora_alpha_options *options,
+MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols, const molora_alpha_args *options,
                                              molora_alpha_fit *fit)
 {
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora__logger lg;
     molora_result r;
     if (options) o = *options; else memset(&o, 0, sizeof o);
@@ -5046,15 +5060,15 @@ MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols,
         void *owned, *p;
         unsigned char *cur;
         double *evals, *lgv;
-        molora_alpha_route route = molora__alpha_route(&o, rows, cols);
-        if ((r = molora__alpha_layout(rows, cols, route, o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS ||
+        molora_alpha_solver solver = molora__alpha_solver(&o, rows, cols);
+        if ((r = molora__alpha_layout(rows, cols, solver, o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS ||
             !molora__alpha_bytes(&ws, 2 * m + MOLORA__ALIGN / sizeof(double), &bytes))
             return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "alpha: scratch for (%d, %d) overflows", rows, cols);
         if (!(p = molora__alpha_scratch(&o, bytes, &owned))) return molora__alpha_scratch_fail(&o, &lg, bytes);
         cur = molora__align_up(p);
         evals = (double *)molora__carve(&cur, m, sizeof(double));
         lgv = (double *)molora__carve(&cur, m, sizeof(double));
-        r = molora__alpha_run(W, rows, cols, route, o.round_to_f16 != 0, &ws, cur, evals, &lg);
+        r = molora__alpha_run(W, rows, cols, solver, o.round_to_f16 != 0, &ws, cur, evals, &lg);
         if (r == MOLORA_RESULT_SUCCESS) r = molora__alpha_fit(evals, (int)m, lgv, &o, &lg, fit);
         fit->n_eigs = (int)m;
         molora__alpha_release(&o, owned);
@@ -5063,7 +5077,7 @@ MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols,
 #endif
 }
 
-MOLORA_API molora_result molora_alpha_layer_mean(const double *matrix_alpha, const int *matrix_layer, int n_matrices,
+MOLORA_API molora_result molora_alpha_block_mean(const double *matrix_alpha, const int *matrix_layer, int n_matrices,
                                                  int n_layers, double *layer_alpha)
 {
     int i, l;
@@ -5205,7 +5219,7 @@ MOLORA__PRIVATE int molora__kmp_step(const char *p, int n, const short *f, int k
    occurrence that starts a component and is followed by the start of a digit run [e, q), the
    second KMP stream (P2, the part after {L}) is advanced to q + |P2| and tells whether P2 starts
    at q. Runs start at distinct, increasing e, so both streams only move forward. */
-MOLORA_API int molora_alpha_layer_index(const char *name, const char *pattern)
+MOLORA_API int molora_alpha_block_index(const char *name, const char *pattern)
 {
     short f1[MOLORA_ALPHA_PATTERN_MAX], f2[MOLORA_ALPHA_PATTERN_MAX];
     const char *p1 = pattern, *p2;
@@ -5252,7 +5266,7 @@ MOLORA_API const molora_alpha_family *molora_alpha_families(int *count)
 MOLORA__PRIVATE size_t molora__alpha_family_hits(const molora_alpha_family *f, int set, const char *const *names, size_t n)
 {
     size_t i, hits = 0;
-    for (i = 0; i < n; i++) hits += names[i] && molora_alpha_layer_index(names[i], f->sets[set]) >= 0;
+    for (i = 0; i < n; i++) hits += names[i] && molora_alpha_block_index(names[i], f->sets[set]) >= 0;
     return hits;
 }
 

@@ -1,7 +1,7 @@
-/* AlphaLoRA spectrum benchmark: every eigenvalue route of molora_alpha_eigenvalues() on one
+/* AlphaLoRA spectrum benchmark: every eigenvalue solver of molora_alpha_eigenvalues() on one
    4096x4096 and one 4096x11008 weight-like matrix at 1 and 2 OpenBLAS threads, side by side
    with torch.linalg.svdvals (what AlphaLoRA calls) and numpy.linalg.svd(compute_uv=False) at
-   the same thread count, plus each route's accuracy against the float64 SVD (dgesdd):
+   the same thread count, plus each solver's accuracy against the float64 SVD (dgesdd):
    the relative error of the fix_finger and WeightWatcher alphas and of the eigenvalues.
 
    build/alpha_bench [--quick]        (--quick: 1024x1024 and 1024x2752, for a smoke run)
@@ -56,7 +56,7 @@ static float *realistic(int rows, int cols)
 static void fits(const double *e, int m, double *ff, double *ww)
 {
     double *c = (double *)malloc(sizeof(double) * m);
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_alpha_fit f;
     memset(&o, 0, sizeof o);
     memcpy(c, e, sizeof(double) * m);
@@ -87,8 +87,8 @@ static int python_times(int rows, int cols, int threads, double *torch_s, double
 int main(int argc, char **argv)
 {
     static const char *names[] = {"default", "gram64+dsyevd", "gram64+dsyevd_2stage", "sgesdd", "dgesdd", "FAST gram32+ssyevd_2stage"};
-    const molora_alpha_route routes[] = {MOLORA_ALPHA_ROUTE_GRAM64, MOLORA_ALPHA_ROUTE_GRAM64_2STAGE,
-                                         MOLORA_ALPHA_ROUTE_SGESDD, MOLORA_ALPHA_ROUTE_FAST};
+    const molora_alpha_solver solvers[] = {MOLORA_ALPHA_SOLVER_GRAM64, MOLORA_ALPHA_SOLVER_GRAM64_2STAGE,
+                                         MOLORA_ALPHA_SOLVER_SGESDD, MOLORA_ALPHA_SOLVER_FAST};
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     int shapes[2][2] = {{4096, 4096}, {4096, 11008}}, k, th, r, j;
     if (quick) { shapes[0][0] = shapes[0][1] = shapes[1][0] = 1024; shapes[1][1] = 2752; }
@@ -98,17 +98,17 @@ int main(int argc, char **argv)
         float *W = realistic(R, C);
         double *ref = (double *)malloc(sizeof(double) * m), *e = (double *)malloc(sizeof(double) * m);
         double rff, rww, t;
-        molora_alpha_options o;
+        molora_alpha_args o;
         memset(&o, 0, sizeof o);
         openblas_set_num_threads(2);
-        o.route = MOLORA_ALPHA_ROUTE_DGESDD;
+        o.solver = MOLORA_ALPHA_SOLVER_DGESDD;
         t = now();
         if (molora_alpha_eigenvalues(W, R, C, &o, ref) != MOLORA_RESULT_SUCCESS) { puts("dgesdd failed"); return 1; }
         t = now() - t;
         fits(ref, m, &rff, &rww);
         printf("\n%dx%d  float64 reference (dgesdd, 2 threads, %.2f s): fix_finger alpha %.6f, ww alpha %.6f, "
                "lambda %.3g..%.3g\n", R, C, t, rff, rww, ref[0], ref[m - 1]);
-        printf("%-8s %-28s %9s %9s %12s %12s %12s\n", "threads", "route", "seconds", "/torch", "ff rel err", "ww rel err", "lambda err");
+        printf("%-8s %-28s %9s %9s %12s %12s %12s\n", "threads", "solver", "seconds", "/torch", "ff rel err", "ww rel err", "lambda err");
         for (th = 1; th <= 2; th++) {
             double ts, ns;
             openblas_set_num_threads(th);
@@ -117,13 +117,13 @@ int main(int argc, char **argv)
             if (!isnan(ns)) printf("%-8d %-28s %9.2f %9.2f\n", th, "numpy.linalg.svd (f32)", ns, ns / ts);
             for (r = 0; r < 4; r++) {
                 double ff, ww, emax = 0;
-                o.route = routes[r];
+                o.solver = solvers[r];
                 t = now();
-                if (molora_alpha_eigenvalues(W, R, C, &o, e) != MOLORA_RESULT_SUCCESS) { printf("%s failed\n", names[routes[r]]); continue; }
+                if (molora_alpha_eigenvalues(W, R, C, &o, e) != MOLORA_RESULT_SUCCESS) { printf("%s failed\n", names[solvers[r]]); continue; }
                 t = now() - t;
                 for (j = 0; j < m; j++) emax = fmax(emax, fabs(e[j] - ref[j]) / fabs(ref[j]));
                 fits(e, m, &ff, &ww);
-                printf("%-8d %-28s %9.2f %9.2f %12.2e %12.2e %12.2e\n", th, names[routes[r]], t, isnan(ts) ? NAN : t / ts,
+                printf("%-8d %-28s %9.2f %9.2f %12.2e %12.2e %12.2e\n", th, names[solvers[r]], t, isnan(ts) ? NAN : t / ts,
                        fabs(ff - rff) / rff, fabs(ww - rww) / rww, emax);
                 fflush(stdout);
             }

@@ -83,9 +83,9 @@ static const float *tensor(Engine *e, const char *name, uint64_t rows, uint64_t 
     const float *p;
     molora_result r;
     if ((r = molora_safetensors_find(e->st, name, &i))) die(name, r);
-    molora_safetensors_get_info(e->st, i, &info);
+    molora_safetensors_tensor_info(e->st, i, &info);
     if (info.n_elements != rows * cols) { fprintf(stderr, "engine: %s: wrong size\n", name); exit(1); }
-    if ((r = molora_safetensors_get_f32(e->st, i, &p))) die(name, r);
+    if ((r = molora_safetensors_tensor_f32(e->st, i, &p))) die(name, r);
     return p;
 }
 
@@ -170,14 +170,14 @@ static void engine_load(Engine *e, const char *model_path, const char *adapter_d
     }
     if (adapter_dir) {
         molora_model_desc md;
-        if ((r = molora_adapter_load(adapter_dir, NULL, &e->ad))) die(adapter_dir, r);
-        if ((r = molora_adapter_get_desc(e->ad, &md))) die(adapter_dir, r);
+        if ((r = molora_adapter_open(adapter_dir, NULL, &e->ad))) die(adapter_dir, r);
+        if ((r = molora_adapter_model_desc(e->ad, &md))) die(adapter_dir, r);
         if ((r = molora_model_init(&md, &e->moe))) die(adapter_dir, r);
         e->n_moe = md.n_layers;
         for (j = 0; j < md.n_layers; j++) {
             if (md.layers[j].d_in != D || md.layers[j].d_out != D) {
                 fprintf(stderr, "engine: %s: module %s does not fit the model\n", adapter_dir,
-                        molora_adapter_module_name(e->ad, j));
+                        molora_adapter_layer_name(e->ad, j));
                 exit(1);
             }
             if (md.layers[j].n_experts > e->max_experts) e->max_experts = md.layers[j].n_experts;
@@ -185,7 +185,7 @@ static void engine_load(Engine *e, const char *model_path, const char *adapter_d
         for (L = 0; L < e->n_layers; L++)
             for (j = 0; j < NPROJ; j++) {
                 snprintf(name, sizeof name, "model.layers.%d.self_attn.%s", L, proj_name[j]);
-                e->layers[L].ml[j] = molora_adapter_find_module(e->ad, name);
+                e->layers[L].ml[j] = molora_adapter_find_layer(e->ad, name);
             }
         if ((r = molora_workspace_size(e->moe, S, &e->ws_size))) die("workspace", r);
         e->ws = xcalloc(1, e->ws_size + 1);
@@ -269,7 +269,7 @@ static void projection(Engine *e, int L, int j, float *out, const float *in, int
         a.weights_out = e->route;
         a.workspace = e->ws; a.workspace_size = e->ws_size;
         if ((r = molora_forward(e->moe, &a))) die("molora_forward", r);
-        molora_layer_get_info(e->moe, ml, &info);
+        molora_model_layer_info(e->moe, ml, &info);
         for (t = 0; t < T; t++) {            /* routing statistics for the demo's table */
             const float *w = e->route + (size_t)t * info.n_experts;
             int best = 0, active = 0;
@@ -367,11 +367,11 @@ static int parity(Engine *e, const char *path, const char *key)
     double md = 0.0, mdd = 0.0;
     if ((r = molora_safetensors_open(path, NULL, &st))) die(path, r);
     if ((r = molora_safetensors_find(st, "prompts", &ip)) || (r = molora_safetensors_find(st, key, &il))) die(key, r);
-    molora_safetensors_get_info(st, ip, &pi);
-    molora_safetensors_get_info(st, il, &li);
+    molora_safetensors_tensor_info(st, ip, &pi);
+    molora_safetensors_tensor_info(st, il, &li);
     n = (int)pi.shape[0]; T = (int)pi.shape[1];
     if (li.n_elements != (uint64_t)n * T * e->vocab || T > e->seq_len) { fprintf(stderr, "engine: %s: bad shapes\n", path); return 1; }
-    if ((r = molora_safetensors_get_f32(st, il, &ref))) die(key, r);
+    if ((r = molora_safetensors_tensor_f32(st, il, &ref))) die(key, r);
     for (j = 0; j < n; j++) {
         const unsigned char *tok = (const unsigned char *)pi.data + (size_t)j * T;
         const float *rj = ref + (size_t)j * T * e->vocab;
@@ -484,7 +484,7 @@ static void routing_table(Engine *e, FileStats *fs, int nf, int merged)
 {
     int L, j, f, i, same = 1, col = 4 * e->max_experts + 2;
     molora_layer_info info, first;
-    molora_layer_get_info(e->moe, 0, &first);
+    molora_model_layer_info(e->moe, 0, &first);
     printf("mean routing weight per expert, %% of each token's total (* = the largest)\n%-13s", "module");
     for (f = 0; f < nf; f++) printf(" %-*s", col, fs[f].name);
     printf("\n");
@@ -492,7 +492,7 @@ static void routing_table(Engine *e, FileStats *fs, int nf, int merged)
         for (j = 0; j < NPROJ; j++) {
             int ml = e->layers[L].ml[j];
             if (ml < 0) continue;
-            molora_layer_get_info(e->moe, ml, &info);
+            molora_model_layer_info(e->moe, ml, &info);
             same &= info.n_experts == first.n_experts;
             printf("L%d %-10s", L, proj_name[j]);
             for (f = 0; f < nf; f++)
@@ -545,7 +545,7 @@ static void route_map(Engine *e, const char *path, int width, int merged)
         printf("|\n");
     } else
         for (j = 0; j < e->n_moe; j++) {
-            const char *name = molora_adapter_module_name(e->ad, j);
+            const char *name = molora_adapter_layer_name(e->ad, j);
             const char *p = strstr(name, "layers.");
             const char *q = strrchr(name, '.');
             printf("  L%d %-9s|", p ? atoi(p + 7) : 0, q ? q + 1 : name);

@@ -1,4 +1,4 @@
-/* AlphaLoRA tests: the ESD power-law fits and their boundaries, the eigenvalue routes against
+/* AlphaLoRA tests: the ESD power-law fits and their boundaries, the eigenvalue solvers against
    a float64 SVD, float16 rounding, the expert allocation, the layer-name patterns and a model
    built from a plan.
    Built twice: against OpenBLAS and with MOLORA_NO_BLAS (the LAPACK parts must then say
@@ -107,7 +107,7 @@ static void test_powerlaw_recovered(void **s)
     (void)s;
     for (k = 0; k < 4; k++)
         for (m = 0; m < 2; m++) {
-            molora_alpha_options o;
+            molora_alpha_args o;
             molora_alpha_fit f;
             memset(&o, 0, sizeof o);
             o.method = m ? MOLORA_ALPHA_WW : MOLORA_ALPHA_FIX_FINGER;
@@ -131,7 +131,7 @@ static void test_powerlaw_recovered(void **s)
 static void test_pinned_lo_quirk(void **s)
 {
     double lam[220];
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_alpha_fit f;
     int j;
     (void)s;
@@ -148,12 +148,12 @@ static void test_pinned_lo_quirk(void **s)
 #ifndef MOLORA_NO_BLAS
     {   /* the same spectrum as a (220, 300) matrix: W = [diag(sqrt(lam)) 0] */
         float *W = calloc(220 * 300, sizeof *W);
-        molora_alpha_route r;
+        molora_alpha_solver r;
         for (j = 0; j < 220; j++) W[j * 300 + j] = (float)sqrt(lam[j]);
-        for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r < MOLORA_ALPHA_ROUTE_COUNT; r = (molora_alpha_route)(r + 1)) {
-            o.route = r;
+        for (r = MOLORA_ALPHA_SOLVER_DEFAULT; r < MOLORA_ALPHA_SOLVER_COUNT; r = (molora_alpha_solver)(r + 1)) {
+            o.solver = r;
             assert_int_equal(molora_alpha_matrix(W, 220, 300, &o, &f), MOLORA_RESULT_SUCCESS);
-            if (rel(f.alpha, 1.9285808565860507) > 1e-5) fail_msg("route %d: alpha %.17g", (int)r, f.alpha);
+            if (rel(f.alpha, 1.9285808565860507) > 1e-5) fail_msg("solver %d: alpha %.17g", (int)r, f.alpha);
             assert_int_equal(f.n_eigs, 220);
         }
         free(W);
@@ -164,7 +164,7 @@ static void test_pinned_lo_quirk(void **s)
 static void test_equal_tail_flag(void **s)
 {
     double lam[10];
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_alpha_fit f;
     int j, m;
     (void)s;
@@ -196,7 +196,7 @@ static void test_no_candidate(void **s)
 static void test_spectrum_threshold_and_order(void **s)
 {
     double lam[60], copy[60];
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_alpha_fit f, g;
     int j;
     (void)s;
@@ -238,9 +238,9 @@ static void test_spectrum_threshold_and_order(void **s)
 }
 
 /* ---- thresholds and windows at their boundary values ----------------------------------------- */
-static molora_alpha_options opts(molora_alpha_method m, double thresh, int bins)
+static molora_alpha_args opts(molora_alpha_method m, double thresh, int bins)
 {
-    molora_alpha_options o;
+    molora_alpha_args o;
     memset(&o, 0, sizeof o);
     o.method = m; o.evals_thresh = thresh; o.bins = bins;
     return o;
@@ -252,8 +252,8 @@ static void test_evals_thresh_boundaries(void **s)
 {
     const double below = nextafter(1e-5, 0.0), above = nextafter(1e-5, 1.0);
     double lam[44], c[44];
-    molora_alpha_options ww = opts(MOLORA_ALPHA_WW, 0, 0), ww7 = opts(MOLORA_ALPHA_WW_077, 0, 0);
-    molora_alpha_options ff = opts(MOLORA_ALPHA_FIX_FINGER, 1e-4, 0);
+    molora_alpha_args ww = opts(MOLORA_ALPHA_WW, 0, 0), ww7 = opts(MOLORA_ALPHA_WW_077, 0, 0);
+    molora_alpha_args ff = opts(MOLORA_ALPHA_FIX_FINGER, 1e-4, 0);
     molora_alpha_fit f;
     (void)s;
     pareto(lam, 40, 0.5, 3.0);
@@ -288,7 +288,7 @@ static void ff_window(double *lam, double *lo, double *hi)
 static void test_fix_finger_window_edges(void **s)
 {
     double lam[6] = {1e-3, 0, 20, 30, 50, 1e5}, c[6], lo, hi;
-    molora_alpha_options o = opts(MOLORA_ALPHA_FIX_FINGER, 0, 2);
+    molora_alpha_args o = opts(MOLORA_ALPHA_FIX_FINGER, 0, 2);
     molora_alpha_fit f;
     (void)s;
     ff_window(lam, &lo, &hi);
@@ -322,7 +322,7 @@ static void test_fix_finger_window_edges(void **s)
 static void test_ww077_small_n_switch(void **s)
 {
     double lam[20], a[20], b[20];
-    molora_alpha_options ww = opts(MOLORA_ALPHA_WW, 0, 0), ww7 = opts(MOLORA_ALPHA_WW_077, 0, 0);
+    molora_alpha_args ww = opts(MOLORA_ALPHA_WW, 0, 0), ww7 = opts(MOLORA_ALPHA_WW_077, 0, 0);
     molora_alpha_fit f, g;
     (void)s;
     pareto(lam, 20, 0.1, 2.5);
@@ -354,7 +354,7 @@ static void test_ww077_small_n_switch(void **s)
 static void test_ww077_min_evals(void **s)
 {
     double lam[8], c[8], S = 0;
-    molora_alpha_options ww7 = opts(MOLORA_ALPHA_WW_077, 0, 0);
+    molora_alpha_args ww7 = opts(MOLORA_ALPHA_WW_077, 0, 0);
     molora_alpha_fit f;
     int j;
     (void)s;
@@ -384,7 +384,7 @@ static void test_ww077_min_evals(void **s)
    eigenvalues through the fit, and the matrices through molora's eigenvalues. */
 static void test_ww077_against_weightwatcher(void **s)
 {
-    molora_alpha_options o = opts(MOLORA_ALPHA_WW_077, 0, 0);
+    molora_alpha_args o = opts(MOLORA_ALPHA_WW_077, 0, 0);
     size_t k;
     (void)s;
     for (k = 0; k < sizeof ww077_cases / sizeof ww077_cases[0]; k++) {
@@ -411,8 +411,8 @@ static void test_ww077_against_weightwatcher(void **s)
         size_t i;
         assert_int_equal(molora_safetensors_open("examples/demo_model/base.safetensors", NULL, &st), MOLORA_RESULT_SUCCESS);
         assert_int_equal(molora_safetensors_find(st, "model.layers.0.mlp.down_proj.weight", &i), MOLORA_RESULT_SUCCESS);
-        molora_safetensors_get_info(st, i, &ti);
-        assert_int_equal(molora_safetensors_get_f32(st, i, &W), MOLORA_RESULT_SUCCESS);
+        molora_safetensors_tensor_info(st, i, &ti);
+        assert_int_equal(molora_safetensors_tensor_f32(st, i, &W), MOLORA_RESULT_SUCCESS);
         assert_int_equal(molora_alpha_matrix(W, (int)ti.shape[0], (int)ti.shape[1], &o, &f), MOLORA_RESULT_SUCCESS);
         assert_true(rel(f.alpha, ww077_demo_alpha) < 1e-12 && rel(f.xmin, ww077_demo_xmin) < 1e-12);
         assert_true(fabs(f.ks - ww077_demo_D) < 1e-12);
@@ -455,8 +455,8 @@ static void test_layer_index(void **s)
     size_t i;
     (void)s;
     for (i = 0; i < sizeof t / sizeof t[0]; i++)
-        if (molora_alpha_layer_index(t[i].name, t[i].pattern) != t[i].want)
-            fail_msg("%s ~ %s: got %d, want %d", t[i].name, t[i].pattern, molora_alpha_layer_index(t[i].name, t[i].pattern), t[i].want);
+        if (molora_alpha_block_index(t[i].name, t[i].pattern) != t[i].want)
+            fail_msg("%s ~ %s: got %d, want %d", t[i].name, t[i].pattern, molora_alpha_block_index(t[i].name, t[i].pattern), t[i].want);
     assert_int_equal(molora_alpha_pattern_check("h.x."), MOLORA_RESULT_INVALID_ARGUMENT);
     assert_int_equal(molora_alpha_pattern_check(NULL), MOLORA_RESULT_INVALID_ARGUMENT);
     assert_int_equal(molora_alpha_pattern_check("{L}"), MOLORA_RESULT_SUCCESS);
@@ -465,7 +465,7 @@ static void test_layer_index(void **s)
     assert_int_equal(molora_alpha_pattern_check(longp), MOLORA_RESULT_SUCCESS);
     longp[MOLORA_ALPHA_PATTERN_MAX] = 'a'; longp[MOLORA_ALPHA_PATTERN_MAX + 1] = 0;
     assert_int_equal(molora_alpha_pattern_check(longp), MOLORA_RESULT_INVALID_ARGUMENT);
-    assert_int_equal(molora_alpha_layer_index(NULL, "h.{L}."), -1);
+    assert_int_equal(molora_alpha_block_index(NULL, "h.{L}."), -1);
 }
 
 static void test_family_detect(void **s)
@@ -495,15 +495,15 @@ static void test_family_detect(void **s)
     assert_int_equal(molora_alpha_family_detect(NULL, 2), -1);
 }
 
-/* ---- matrices: routes against the float64 SVD ---------------------------------------------- */
+/* ---- matrices: solvers against the float64 SVD ---------------------------------------------- */
 #ifndef MOLORA_NO_BLAS
-static double *evals_of(const float *W, int rows, int cols, molora_alpha_route route)
+static double *evals_of(const float *W, int rows, int cols, molora_alpha_solver solver)
 {
-    molora_alpha_options o;
+    molora_alpha_args o;
     int m = rows < cols ? rows : cols;
     double *e = malloc(sizeof(double) * (size_t)m);
     memset(&o, 0, sizeof o);
-    o.route = route;
+    o.solver = solver;
     assert_int_equal(molora_alpha_eigenvalues(W, rows, cols, &o, e), MOLORA_RESULT_SUCCESS);
     return e;
 }
@@ -516,26 +516,26 @@ static void test_routes_realistic_nonsquare(void **s)
     for (k = 0; k < 4; k++) {
         int rows = shapes[k][0], cols = shapes[k][1], n = rows < cols ? rows : cols;
         float *W = realistic(rows, cols);
-        double *ref = evals_of(W, rows, cols, MOLORA_ALPHA_ROUTE_DGESDD);
+        double *ref = evals_of(W, rows, cols, MOLORA_ALPHA_SOLVER_DGESDD);
         for (j = 1; j < n; j++) assert_true(ref[j - 1] <= ref[j]);
         for (m = 0; m < 2; m++) {
-            molora_alpha_options o;
+            molora_alpha_args o;
             molora_alpha_fit want, got;
             memset(&o, 0, sizeof o);
             o.method = m ? MOLORA_ALPHA_WW : MOLORA_ALPHA_FIX_FINGER;
-            o.route = MOLORA_ALPHA_ROUTE_DGESDD;
+            o.solver = MOLORA_ALPHA_SOLVER_DGESDD;
             assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &want), MOLORA_RESULT_SUCCESS);
             assert_int_equal(want.n_eigs, n);
-            for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r < MOLORA_ALPHA_ROUTE_COUNT; r++) {
-                double *e = evals_of(W, rows, cols, (molora_alpha_route)r), emax = 0;
+            for (r = MOLORA_ALPHA_SOLVER_DEFAULT; r < MOLORA_ALPHA_SOLVER_COUNT; r++) {
+                double *e = evals_of(W, rows, cols, (molora_alpha_solver)r), emax = 0;
                 for (j = 0; j < n; j++) emax = fmax(emax, rel(e[j], ref[j]));
-                o.route = (molora_alpha_route)r;
+                o.solver = (molora_alpha_solver)r;
                 assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &got), MOLORA_RESULT_SUCCESS);
-                if (r != MOLORA_ALPHA_ROUTE_FAST) {   /* the fast route is approximate by design */
+                if (r != MOLORA_ALPHA_SOLVER_FAST) {   /* the fast solver is approximate by design */
                     if (rel(got.alpha, want.alpha) > 1e-4)
-                        fail_msg("(%d, %d) method %d route %d: alpha %.9g, float64 %.9g", rows, cols, m, r, got.alpha, want.alpha);
-                    if (emax > (r == MOLORA_ALPHA_ROUTE_SGESDD ? 1e-4 : 1e-9))
-                        fail_msg("(%d, %d) route %d: eigenvalues max rel err %.3g", rows, cols, r, emax);
+                        fail_msg("(%d, %d) method %d solver %d: alpha %.9g, float64 %.9g", rows, cols, m, r, got.alpha, want.alpha);
+                    if (emax > (r == MOLORA_ALPHA_SOLVER_SGESDD ? 1e-4 : 1e-9))
+                        fail_msg("(%d, %d) solver %d: eigenvalues max rel err %.3g", rows, cols, r, emax);
                 }
                 free(e);
             }
@@ -550,16 +550,16 @@ static void test_ill_conditioned(void **s)
 {
     const int rows = 160, cols = 96;
     double sigma[96], *ref, *fast, *def, emax = 0, fmax_err = 0;
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_alpha_fit want, got;
     float *W;
     int j, r;
     (void)s;
     for (j = 0; j < 96; j++) sigma[j] = pow(10.0, -5.0 * j / 95.0);
     W = with_singular_values(rows, cols, sigma);
-    ref = evals_of(W, rows, cols, MOLORA_ALPHA_ROUTE_DGESDD);
-    def = evals_of(W, rows, cols, MOLORA_ALPHA_ROUTE_DEFAULT);
-    fast = evals_of(W, rows, cols, MOLORA_ALPHA_ROUTE_FAST);
+    ref = evals_of(W, rows, cols, MOLORA_ALPHA_SOLVER_DGESDD);
+    def = evals_of(W, rows, cols, MOLORA_ALPHA_SOLVER_DEFAULT);
+    fast = evals_of(W, rows, cols, MOLORA_ALPHA_SOLVER_FAST);
     assert_true(rel(ref[0], 1e-10) < 1e-2);    /* the float32 W still has sigma_min ~ 1e-5 */
     for (j = 0; j < 96; j++) {
         emax = fmax(emax, rel(def[j], ref[j]));
@@ -568,15 +568,15 @@ static void test_ill_conditioned(void **s)
     if (emax > 1e-5) fail_msg("double Gram: eigenvalue max rel err %.3g", emax);
     if (!(fmax_err > 0.5)) fail_msg("float32 Gram unexpectedly accurate: max rel err %.3g", fmax_err);
     memset(&o, 0, sizeof o);
-    o.route = MOLORA_ALPHA_ROUTE_DGESDD;
+    o.solver = MOLORA_ALPHA_SOLVER_DGESDD;
     assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &want), MOLORA_RESULT_SUCCESS);
-    for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r <= MOLORA_ALPHA_ROUTE_GRAM64_2STAGE; r++) {
-        o.route = (molora_alpha_route)r;
+    for (r = MOLORA_ALPHA_SOLVER_DEFAULT; r <= MOLORA_ALPHA_SOLVER_GRAM64_2STAGE; r++) {
+        o.solver = (molora_alpha_solver)r;
         assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &got), MOLORA_RESULT_SUCCESS);
-        if (rel(got.alpha, want.alpha) > 1e-6) fail_msg("route %d: alpha %.9g, float64 %.9g", r, got.alpha, want.alpha);
+        if (rel(got.alpha, want.alpha) > 1e-6) fail_msg("solver %d: alpha %.9g, float64 %.9g", r, got.alpha, want.alpha);
     }
-    /* the fast route: an error (eigenvalue <= 0) or a different histogram range */
-    o.route = MOLORA_ALPHA_ROUTE_FAST;
+    /* the fast solver: an error (eigenvalue <= 0) or a different histogram range */
+    o.solver = MOLORA_ALPHA_SOLVER_FAST;
     {
         molora_result res = molora_alpha_matrix(W, rows, cols, &o, &got);
         assert_true(res == MOLORA_RESULT_DEGENERATE_SPECTRUM || (res == MOLORA_RESULT_SUCCESS && rel(got.lambda_min, want.lambda_min) > 0.5));
@@ -587,7 +587,7 @@ static void test_ill_conditioned(void **s)
 static void test_known_singular_values(void **s)
 {
     double sigma[120], lam[120];
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_alpha_fit f, g;
     float *W;
     int j;
@@ -608,7 +608,7 @@ static void test_matrix_errors(void **s)
 {
     float W[12 * 20];
     double e[12];
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_alpha_fit f;
     size_t need;
     int m;
@@ -628,7 +628,7 @@ static void test_matrix_errors(void **s)
     assert_int_equal(molora_alpha_matrix(W, 0, 20, &o, &f), MOLORA_RESULT_INVALID_SHAPE);
     assert_int_equal(molora_alpha_matrix(NULL, 12, 20, &o, &f), MOLORA_RESULT_INVALID_ARGUMENT);
     assert_int_equal(molora_alpha_matrix(W, 12, 20, &o, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
-    o.route = (molora_alpha_route)99;
+    o.solver = (molora_alpha_solver)99;
     assert_int_equal(molora_alpha_matrix(W, 12, 20, &o, &f), MOLORA_RESULT_INVALID_ARGUMENT);
     assert_int_equal(molora_alpha_workspace_size(12, 20, &o, &need), MOLORA_RESULT_INVALID_ARGUMENT);
 }
@@ -647,16 +647,16 @@ static void hook_free(void *p, void *u) { ((hook *)u)->frees++; free(p); }
 static void test_scratch(void **s)
 {
     float *W = realistic(64, 100);
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_alpha_fit f, g;
     hook h = {0, 0, -1};
     size_t need;
     void *ws;
     int r;
     (void)s;
-    for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r < MOLORA_ALPHA_ROUTE_COUNT; r++) {
+    for (r = MOLORA_ALPHA_SOLVER_DEFAULT; r < MOLORA_ALPHA_SOLVER_COUNT; r++) {
         memset(&o, 0, sizeof o);
-        o.route = (molora_alpha_route)r;
+        o.solver = (molora_alpha_solver)r;
         o.memory.alloc = hook_alloc; o.memory.free = hook_free; o.memory.user = &h;
         h.allocs = h.frees = 0; h.fail_after = -1;
         assert_int_equal(molora_alpha_matrix(W, 64, 100, &o, &f), MOLORA_RESULT_SUCCESS);
@@ -684,7 +684,7 @@ static void test_scratch(void **s)
 }
 
 /* round_to_f16: every weight rounded to float16, ties to even, before the eigenvalues, in every
-   route. A diagonal W has eigenvalues w_ii^2, exact in double for float16 values. */
+   solver. A diagonal W has eigenvalues w_ii^2, exact in double for float16 values. */
 static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
 
 static void test_round_to_f16(void **s)
@@ -696,7 +696,7 @@ static void test_round_to_f16(void **s)
     const float out[9] = { 1.0f, 1.0f + 0x1p-9f, 65504.0f, 0.0999755859375f, 1000.5f, 2.5f, 0x1p-23f, 0.0f, 0x1p-14f };
     float W[81];
     double want[9], got[9];
-    molora_alpha_options o;
+    molora_alpha_args o;
     molora_alpha_fit f;
     int i, r;
     (void)s;
@@ -705,15 +705,15 @@ static void test_round_to_f16(void **s)
     qsort(want, 9, sizeof *want, cmp_d);
     memset(&o, 0, sizeof o);
     o.round_to_f16 = 1;
-    for (r = MOLORA_ALPHA_ROUTE_DEFAULT; r < MOLORA_ALPHA_ROUTE_COUNT; r++) {
-        o.route = (molora_alpha_route)r;
+    for (r = MOLORA_ALPHA_SOLVER_DEFAULT; r < MOLORA_ALPHA_SOLVER_COUNT; r++) {
+        o.solver = (molora_alpha_solver)r;
         assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_SUCCESS);
         for (i = 0; i < 9; i++) {
-            if (r == MOLORA_ALPHA_ROUTE_DEFAULT || r == MOLORA_ALPHA_ROUTE_GRAM64) assert_true(got[i] == want[i]);
+            if (r == MOLORA_ALPHA_SOLVER_DEFAULT || r == MOLORA_ALPHA_SOLVER_GRAM64) assert_true(got[i] == want[i]);
             else if (want[i] > 1e-3) assert_true(rel(got[i], want[i]) < 1e-6);
         }
     }
-    o.route = MOLORA_ALPHA_ROUTE_DEFAULT;
+    o.solver = MOLORA_ALPHA_SOLVER_DEFAULT;
     o.round_to_f16 = 0;   /* off: the float32 values themselves */
     assert_int_equal(molora_alpha_eigenvalues(W, 9, 9, &o, got), MOLORA_RESULT_SUCCESS);
     assert_true(got[8] == 65519.0 * 65519.0);
@@ -738,12 +738,12 @@ static void test_round_to_f16(void **s)
         assert_true(f.alpha != h.alpha);                                                           /* rounding moved it */
         {
             size_t ws = 0, ws0 = 0;
-            o.route = MOLORA_ALPHA_ROUTE_FAST;
+            o.solver = MOLORA_ALPHA_SOLVER_FAST;
             assert_int_equal(molora_alpha_workspace_size(40, 56, &o, &ws), MOLORA_RESULT_SUCCESS);
             o.round_to_f16 = 0;
             assert_int_equal(molora_alpha_workspace_size(40, 56, &o, &ws0), MOLORA_RESULT_SUCCESS);
             assert_true(ws >= ws0 + 40 * 56 * sizeof(float));                                      /* FAST needs a copy */
-            o.route = MOLORA_ALPHA_ROUTE_DEFAULT;
+            o.solver = MOLORA_ALPHA_SOLVER_DEFAULT;
         }
         free(R); free(Q);
     }
@@ -771,14 +771,14 @@ static void test_layer_mean(void **s)
     int bad[] = {0, 0, 1, 1, 1, 3};
     double out[3], nan_a[] = {2.0, NAN, 3.0};
     (void)s;
-    assert_int_equal(molora_alpha_layer_mean(a, layer, 6, 3, out), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_alpha_block_mean(a, layer, 6, 3, out), MOLORA_RESULT_SUCCESS);
     assert_true(out[0] == 3.0 && out[1] == 5.0 && out[2] == 3.5);
-    assert_int_equal(molora_alpha_layer_mean(a, NULL, 3, 3, out), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_alpha_block_mean(a, NULL, 3, 3, out), MOLORA_RESULT_SUCCESS);
     assert_true(out[0] == 2.0 && out[1] == 4.0 && out[2] == 3.0);
-    assert_int_equal(molora_alpha_layer_mean(a, bad, 6, 3, out), MOLORA_RESULT_INVALID_LAYER);
-    assert_int_equal(molora_alpha_layer_mean(a, layer, 5, 3, out), MOLORA_RESULT_INVALID_LAYER);   /* layer 2 empty */
-    assert_int_equal(molora_alpha_layer_mean(nan_a, NULL, 3, 3, out), MOLORA_RESULT_NON_FINITE);
-    assert_int_equal(molora_alpha_layer_mean(a, NULL, 6, 3, out), MOLORA_RESULT_INVALID_SHAPE);
+    assert_int_equal(molora_alpha_block_mean(a, bad, 6, 3, out), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_alpha_block_mean(a, layer, 5, 3, out), MOLORA_RESULT_INVALID_LAYER);   /* layer 2 empty */
+    assert_int_equal(molora_alpha_block_mean(nan_a, NULL, 3, 3, out), MOLORA_RESULT_NON_FINITE);
+    assert_int_equal(molora_alpha_block_mean(a, NULL, 6, 3, out), MOLORA_RESULT_INVALID_SHAPE);
 }
 
 static void expect_alloc(const double *a, int n, int budget, double beta, molora_result want_r, const int *want,
@@ -899,7 +899,7 @@ static void test_plan_end_to_end(void **s)
         molora_layer_info info;
         molora_forward_args fa;
         int n = ld[i].n_experts, kk = top_k[layer_of[i]];
-        assert_int_equal(molora_layer_get_info(m, i, &info), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_model_layer_info(m, i, &info), MOLORA_RESULT_SUCCESS);
         assert_int_equal(info.n_experts, n);
         if (n) { assert_int_equal(info.routing, MOLORA_ROUTING_TOPK); assert_int_equal(info.top_k, kk); }
         memset(&fa, 0, sizeof fa);

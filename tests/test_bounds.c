@@ -150,11 +150,11 @@ static double load_modules(int n_mod, int n_ltt, int *kept)
         double t0 = now_ms(), ms;
         char name[96];
         assert_int_equal(molora_safetensors_open_memory(f, n, &d, &st), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(molora_adapter_load_memory(c.p, c.n, st, &d, &a), MOLORA_RESULT_SUCCESS);
-        *kept = molora_adapter_n_modules(a);
+        assert_int_equal(molora_adapter_open_memory(c.p, c.n, st, &d, &a), MOLORA_RESULT_SUCCESS);
+        *kept = molora_adapter_n_layers(a);
         for (i = 0; i < n_mod; i++) {                /* every module looked up once */
             snprintf(name, sizeof name, "model.layers.%d.q", i);
-            if ((molora_adapter_find_module(a, name) >= 0) != (i % 2 == 0)) fail_msg("find_module %s", name);
+            if ((molora_adapter_find_layer(a, name) >= 0) != (i % 2 == 0)) fail_msg("find_module %s", name);
         }
         ms = now_ms() - t0;
         if (ms < best) best = ms;
@@ -208,17 +208,17 @@ static double load_scaling(int n_mod)
         molora_model_desc md;
         double t0 = now_ms(), ms;
         assert_int_equal(molora_safetensors_open_memory(f, n, &d, &st), MOLORA_RESULT_SUCCESS);
-        if (molora_adapter_load_memory(c.p, c.n, st, &d, &a) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
+        if (molora_adapter_open_memory(c.p, c.n, st, &d, &a) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
         ms = now_ms() - t0;
         if (ms < best) best = ms;
         memset(&md, 0, sizeof md);
-        assert_int_equal(molora_adapter_get_desc(a, &md), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_adapter_model_desc(a, &md), MOLORA_RESULT_SUCCESS);
         assert_int_equal(md.n_layers, n_mod);
         for (i = 0; i < n_mod; i += 997) {
             char name[96];
             int l;
             snprintf(name, sizeof name, "model.layers.%d.q", i);
-            l = molora_adapter_find_module(a, name);
+            l = molora_adapter_find_layer(a, name);
             assert_true(l >= 0);
             assert_true(md.layers[l].experts[0].scaling == (float)(i % 7 + 1) + 0.5f);
         }
@@ -260,7 +260,7 @@ static size_t load_peak(int n_t, const char *fmt, molora_result want, size_t *fi
     g_peak = 0;
     assert_int_equal(molora_safetensors_open_memory(f, n, &d, &st), MOLORA_RESULT_SUCCESS);
     g_log[0] = 0;
-    if (molora_adapter_load_memory(cfg, sizeof cfg - 1, st, &d, &a) != want) fail_msg("%s: %s", fmt, g_log);
+    if (molora_adapter_open_memory(cfg, sizeof cfg - 1, st, &d, &a) != want) fail_msg("%s: %s", fmt, g_log);
     molora_safetensors_free(st);
     assert_int_equal(g_cur, 0);
     *file = n;

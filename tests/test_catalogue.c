@@ -277,7 +277,7 @@ static molora_result st_json(const char *json, size_t data_len, int read_first_a
     memcpy(b + 8, json, n);
     memset(b + 8 + n, 0, data_len);
     r = molora_safetensors_open_memory(b, 8 + n + data_len, NULL, &st);
-    if (r == MOLORA_RESULT_SUCCESS && read_first_as_f32) r = molora_safetensors_get_f32(st, 0, &p);
+    if (r == MOLORA_RESULT_SUCCESS && read_first_as_f32) r = molora_safetensors_tensor_f32(st, 0, &p);
     molora_safetensors_free(st);
     return r;
 }
@@ -308,7 +308,7 @@ static molora_result s_deep_json(void)
 static molora_result adapter_dir(const char *dir)
 {
     molora_adapter *a = NULL;
-    molora_result r = molora_adapter_load(dir, NULL, &a);
+    molora_result r = molora_adapter_open(dir, NULL, &a);
     molora_adapter_free(a);
     return r;
 }

@@ -809,18 +809,18 @@ static void test_mixed_layers_model(void **s)
     md.n_layers = 4; md.layers = ld;
     assert_int_equal(molora_model_init(&md, &m), 0);
     assert_int_equal(molora_model_n_layers(m), 4);
-    assert_int_equal(molora_layer_get_info(m, 0, &info), 0);
+    assert_int_equal(molora_model_layer_info(m, 0, &info), 0);
     assert_true(info.n_experts == 8 && info.top_k == 2 && info.rank_total == 32 && info.routing == MOLORA_ROUTING_TOPK);
-    assert_int_equal(molora_layer_get_info(m, 1, &info), 0);
+    assert_int_equal(molora_model_layer_info(m, 1, &info), 0);
     assert_true(info.tau_max == 1.0f && info.d_in == 40);
-    assert_int_equal(molora_layer_get_info(m, 3, &info), 0);
+    assert_int_equal(molora_model_layer_info(m, 3, &info), 0);
     assert_true(info.n_experts == 0);
-    assert_int_equal(molora_layer_get_info(m, 4, &info), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_model_layer_info(m, 4, &info), MOLORA_RESULT_INVALID_LAYER);
     {
         int rk; float sc;
-        assert_int_equal(molora_expert_get(m, 2, 2, &rk, &sc), 0);
+        assert_int_equal(molora_model_expert(m, 2, 2, &rk, &sc), 0);
         assert_true(rk == 2 && fabsf(sc - 8.0f / sqrtf(2.0f)) < 1e-6f);
-        assert_int_equal(molora_expert_get(m, 2, 3, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);
+        assert_int_equal(molora_model_expert(m, 2, 3, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);
     }
     ws = ws_for(m, T, &wsz);
     for (l = 0; l < 3; l++) {
@@ -1245,7 +1245,7 @@ static void test_bound_tau_max_values(void **s)
 #undef TAU
     ld.tau_max_set = 0; ld.tau_max = -1;   /* not set: the value is not read */
     assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(molora_layer_get_info(m, 0, &info), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_layer_info(m, 0, &info), MOLORA_RESULT_SUCCESS);
     assert_true(info.tau_max == 0.25f);
     molora_model_free(m);
     fix_free(&f);
@@ -1319,7 +1319,7 @@ static void test_bound_temperature(void **s)
             memset(&md, 0, sizeof md); md.n_layers = 1; md.layers = &ld;
             ld.temperature = zeros[i];
             assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
-            assert_int_equal(molora_layer_get_info(m, 0, &info), MOLORA_RESULT_SUCCESS);
+            assert_int_equal(molora_model_layer_info(m, 0, &info), MOLORA_RESULT_SUCCESS);
             assert_true(info.temperature == 1.0f);
             molora_model_free(m);
         }
@@ -1700,19 +1700,19 @@ static void test_bound_indices(void **s)
     memset(&md, 0, sizeof md);
     md.n_layers = 3; md.layers = ld;
     assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(molora_layer_get_info(m, 2, &info), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(molora_layer_get_info(m, 3, &info), MOLORA_RESULT_INVALID_LAYER);
-    assert_int_equal(molora_layer_get_info(m, -1, &info), MOLORA_RESULT_INVALID_LAYER);
-    assert_int_equal(molora_expert_get(m, 0, 2, &rk, &sc), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_layer_info(m, 2, &info), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_layer_info(m, 3, &info), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_model_layer_info(m, -1, &info), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_model_expert(m, 0, 2, &rk, &sc), MOLORA_RESULT_SUCCESS);
     assert_int_equal(rk, 4);
-    assert_int_equal(molora_expert_get(m, 0, 3, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);   /* expert N */
-    assert_int_equal(molora_expert_get(m, 0, -1, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);
-    assert_int_equal(molora_expert_get(m, 1, 0, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);   /* N = 0 */
-    assert_int_equal(molora_expert_get(m, 2, 1, &rk, &sc), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_expert(m, 0, 3, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);   /* expert N */
+    assert_int_equal(molora_model_expert(m, 0, -1, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_model_expert(m, 1, 0, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);   /* N = 0 */
+    assert_int_equal(molora_model_expert(m, 2, 1, &rk, &sc), MOLORA_RESULT_SUCCESS);
     assert_int_equal(rk, 1);
-    assert_int_equal(molora_expert_get(m, 2, 2, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);
-    assert_int_equal(molora_expert_get(m, 3, 0, &rk, &sc), MOLORA_RESULT_INVALID_LAYER);
-    assert_int_equal(molora_expert_get(m, -1, 0, &rk, &sc), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_model_expert(m, 2, 2, &rk, &sc), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_model_expert(m, 3, 0, &rk, &sc), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_model_expert(m, -1, 0, &rk, &sc), MOLORA_RESULT_INVALID_LAYER);
     W = malloc(sizeof(float) * 50 * 37);
     memcpy(W, f[0].W0, sizeof(float) * 50 * 37);
     assert_int_equal(molora_merge(m, 2, wm, W), MOLORA_RESULT_SUCCESS);

@@ -100,7 +100,7 @@ static void test_reference_valid(void **state)
         assert_int_equal(molora_safetensors_open_memory(ser, sizeof ser, &d, &st), MOLORA_RESULT_SUCCESS);
         assert_int_equal(molora_safetensors_find(st, "attn.0", &idx), MOLORA_RESULT_SUCCESS);
         assert_int_equal(molora_safetensors_find(st, "attn.1", &idx), MOLORA_RESULT_TENSOR_NOT_FOUND);
-        assert_int_equal(molora_safetensors_get_info(st, 0, &ti), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_tensor_info(st, 0, &ti), MOLORA_RESULT_SUCCESS);
         assert_int_equal(ti.n_dims, 3);
         assert_int_equal(ti.shape[2], 3);
         assert_int_equal(ti.dtype, MOLORA_DTYPE_F32);
@@ -240,12 +240,12 @@ static void test_duplicate_keys(void **state)
     assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
     snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"lora_\\u0061lpha\":400}");
     g_log[0] = 0;
-    assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_JSON);
+    assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_JSON);
     assert_non_null(strstr(g_log, "\"lora_alpha\" appears twice"));
     snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"rank_pattern\":{\"m\":1,\"\\u006d\":2}}");
-    assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_JSON);
+    assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_JSON);
     snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"lora_alpha_\":400}");
-    assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_SUCCESS);
     molora_adapter_free(a);
     molora_safetensors_free(st);
     assert_int_equal(g_live, 0);
@@ -366,7 +366,7 @@ static void test_every_dtype(void **state)
         int fl = !strcmp(dt[i].name, "F32") || !strcmp(dt[i].name, "F16") || !strcmp(dt[i].name, "BF16");
         snprintf(name, sizeof name, "t_%s", dt[i].name);
         assert_int_equal(molora_safetensors_find(st, name, &idx), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(molora_safetensors_get_info(st, idx, &ti), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_tensor_info(st, idx, &ti), MOLORA_RESULT_SUCCESS);
         assert_string_equal(molora_dtype_name(ti.dtype), dt[i].name);
         assert_int_equal(ti.n_bytes, (size_t)(dt[i].bits * (dt[i].bits < 8 ? 8 : 2) / 8));
         g_log[0] = 0;
@@ -389,11 +389,11 @@ static void test_every_dtype(void **state)
             n = build(hdr[k], k ? 10 : 18, 0);
             assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
             g_log[0] = 0;
-            assert_int_equal(molora_adapter_load_memory(cfg, sizeof cfg - 1, st, &d, &a), k ? MOLORA_RESULT_UNSUPPORTED_DTYPE : MOLORA_RESULT_SUCCESS);
+            assert_int_equal(molora_adapter_open_memory(cfg, sizeof cfg - 1, st, &d, &a), k ? MOLORA_RESULT_UNSUPPORTED_DTYPE : MOLORA_RESULT_SUCCESS);
             if (!k) {
                 assert_int_equal(molora_adapter_n_ignored(a), 1);
                 assert_string_equal(molora_adapter_ignored_name(a, 0), "m.scale");
-                molora_adapter_get_desc(a, &md);
+                molora_adapter_model_desc(a, &md);
                 assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
                 molora_model_free(m);
                 molora_adapter_free(a);
@@ -432,11 +432,11 @@ static void test_conversion(void **state)
     assert_true(f2u(v[7]) == 0x80000000u && v[8] == 65504.0f);
     assert_int_equal(molora_safetensors_read_f32(st, idx, v, 8), MOLORA_RESULT_INVALID_SHAPE);
     assert_int_equal(molora_safetensors_find(st, "b", &idx), 0);
-    assert_int_equal(molora_safetensors_get_f32(st, idx, &p), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_safetensors_tensor_f32(st, idx, &p), MOLORA_RESULT_SUCCESS);
     assert_true(p[0] == 1.0f && f2u(p[1]) == 0x00010000u && isinf(p[2]) && isnan(p[3]) && f2u(p[4]) == 0x80000000u);
     assert_int_equal(molora_safetensors_find(st, "i", &idx), 0);
     g_log[0] = 0;
-    assert_int_equal(molora_safetensors_get_f32(st, idx, &p), MOLORA_RESULT_UNSUPPORTED_DTYPE);
+    assert_int_equal(molora_safetensors_tensor_f32(st, idx, &p), MOLORA_RESULT_UNSUPPORTED_DTYPE);
     assert_non_null(strstr(g_log, "\"i\""));
     assert_int_equal(molora_safetensors_read_f32(st, idx, v, 1), MOLORA_RESULT_UNSUPPORTED_DTYPE);
     molora_safetensors_free(st);
@@ -452,7 +452,7 @@ static void test_conversion(void **state)
         memcpy(g_buf + n - 8, want, 8);
         memcpy(b, g_buf, n);
         assert_int_equal(molora_safetensors_open_memory(b, n, &d, &st), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(molora_safetensors_get_f32(st, 0, &p), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_tensor_f32(st, 0, &p), MOLORA_RESULT_SUCCESS);
         assert_true(p[0] == 1.5f && p[1] == -3.25f);
         if (((uintptr_t)(b + n - 8) & 3) == 0) assert_ptr_equal(p, b + n - 8);
         else assert_ptr_not_equal((const void *)p, (const void *)(b + n - 8));
@@ -476,7 +476,7 @@ static void test_sharded(void **state)
         assert_int_equal(molora_safetensors_open(paths[k], &d, &st), MOLORA_RESULT_SUCCESS);
         assert_int_equal(molora_safetensors_n_tensors(st), 2);
         assert_int_equal(molora_safetensors_find(st, "model.layers.0.self_attn.k_proj.bias", &idx), 0);
-        molora_safetensors_get_info(st, idx, &ti);
+        molora_safetensors_tensor_info(st, idx, &ti);
         assert_int_equal(ti.shard, 1);
         assert_int_equal(molora_safetensors_n_metadata(st), 2);
         molora_safetensors_free(st);
@@ -504,7 +504,7 @@ static void expect_load(const char *dir, molora_result want, const char *needle)
     molora_load_desc d = desc();
     molora_adapter *a;
     g_log[0] = 0;
-    assert_int_equal(molora_adapter_load(dir, &d, &a), want);
+    assert_int_equal(molora_adapter_open(dir, &d, &a), want);
     if (!strstr(g_log, needle)) fail_msg("%s: log \"%s\" does not say %s", dir, g_log, needle);
     assert_int_equal(g_live, 0);
 }
@@ -605,8 +605,8 @@ static void assert_same_tensors(const molora_safetensors *a, const molora_safete
     assert_int_equal(molora_safetensors_n_tensors(b), n);
     for (i = 0; i < n; i++) {
         molora_tensor_info x, y;
-        assert_int_equal(molora_safetensors_get_info(a, i, &x), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(molora_safetensors_get_info(b, i, &y), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_tensor_info(a, i, &x), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_tensor_info(b, i, &y), MOLORA_RESULT_SUCCESS);
         assert_string_equal(x.name, y.name);
         assert_int_equal(x.dtype, y.dtype);
         assert_int_equal(x.n_dims, y.n_dims);
@@ -691,19 +691,19 @@ static void test_load_read_same_adapters(void **state)
         long mapped;
         int l;
         g_allocs = 0;
-        assert_int_equal(molora_adapter_load(dirs[i], &d, &a), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_adapter_open(dirs[i], &d, &a), MOLORA_RESULT_SUCCESS);
         mapped = g_allocs;
         d.flags = MOLORA_LOAD_READ;
         g_allocs = 0;
-        assert_int_equal(molora_adapter_load(dirs[i], &d, &b), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_adapter_open(dirs[i], &d, &b), MOLORA_RESULT_SUCCESS);
         assert_int_equal(g_allocs, mapped + 1);   /* adapter_model.safetensors read into the hook's memory */
         assert_int_equal(molora_adapter_layout(a), molora_adapter_layout(b));
-        assert_int_equal(molora_adapter_get_desc(a, &ma), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(molora_adapter_get_desc(b, &mb), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_adapter_model_desc(a, &ma), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_adapter_model_desc(b, &mb), MOLORA_RESULT_SUCCESS);
         assert_int_equal(ma.n_layers, mb.n_layers);
         assert_true(ma.n_layers > 0);
         for (l = 0; l < ma.n_layers; l++) {
-            assert_string_equal(molora_adapter_module_name(a, l), molora_adapter_module_name(b, l));
+            assert_string_equal(molora_adapter_layer_name(a, l), molora_adapter_layer_name(b, l));
             assert_same_layer(&ma.layers[l], &mb.layers[l]);
         }
         molora_adapter_free(a);
@@ -800,7 +800,7 @@ static void test_load_flags_unknown(void **state)
     d.flags = 2;
     assert_int_equal(molora_safetensors_open("tests/fixtures/peft/adapter_model.safetensors", &d, &st), MOLORA_RESULT_INVALID_ARGUMENT);
     assert_int_equal(molora_safetensors_open_memory(empty, sizeof empty, &d, &st), MOLORA_RESULT_INVALID_ARGUMENT);
-    assert_int_equal(molora_adapter_load("tests/fixtures/peft", &d, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_adapter_open("tests/fixtures/peft", &d, &a), MOLORA_RESULT_INVALID_ARGUMENT);
     d.flags = MOLORA_LOAD_READ;
     assert_int_equal(molora_safetensors_open_memory(empty, sizeof empty, &d, &st), MOLORA_RESULT_SUCCESS);
     molora_safetensors_free(st);
@@ -863,10 +863,10 @@ static void test_messages(void **state)
     for (i = 0; i < sizeof c / sizeof c[0]; i++) {
         molora_model_desc md;
         g_log[0] = 0;
-        if (molora_adapter_load_memory(c[i].cfg, strlen(c[i].cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
+        if (molora_adapter_open_memory(c[i].cfg, strlen(c[i].cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
         if (!strstr(g_log, c[i].needle)) fail_msg("case %zu: log \"%s\" does not say %s", i, g_log, c[i].needle);
         if (c[i].r) continue;
-        molora_adapter_get_desc(a, &md);
+        molora_adapter_model_desc(a, &md);
         assert_true(md.layers[0].experts[0].scaling == 4.0f);   /* lora_alpha / lora_rank */
         molora_adapter_free(a);
     }
@@ -919,13 +919,13 @@ static void check_forward(const char *dir, const char *module, const char *expec
     double maxerr = 0;
     X = npy_load("tests/fixtures/x.npy", &T, &din);
     E = npy_load(expected, &rows, &cols);
-    assert_int_equal(molora_adapter_load(dir, &d, &a), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_adapter_open(dir, &d, &a), MOLORA_RESULT_SUCCESS);
     assert_int_equal(molora_adapter_layout(a), layout);
-    assert_int_equal(molora_adapter_n_modules(a), n_modules);
-    l = molora_adapter_find_module(a, module);
+    assert_int_equal(molora_adapter_n_layers(a), n_modules);
+    l = molora_adapter_find_layer(a, module);
     assert_true(l >= 0);
-    assert_int_equal(molora_adapter_find_module(a, molora_adapter_module_name(a, l)), l);
-    assert_int_equal(molora_adapter_get_desc(a, &md), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_adapter_find_layer(a, molora_adapter_layer_name(a, l)), l);
+    assert_int_equal(molora_adapter_model_desc(a, &md), MOLORA_RESULT_SUCCESS);
     assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
     assert_int_equal(md.layers[l].d_out, cols);
     Y = (float *)calloc((size_t)T * (size_t)cols, sizeof(float));
@@ -973,17 +973,17 @@ static void test_adapter_details(void **state)
     molora_model_desc md;
     (void)state;
     /* MoLA: N per layer from the tensors, default top-k rule, BF16 */
-    assert_int_equal(molora_adapter_load("tests/fixtures/mola", &d, &a), MOLORA_RESULT_SUCCESS);
-    molora_adapter_get_desc(a, &md);
+    assert_int_equal(molora_adapter_open("tests/fixtures/mola", &d, &a), MOLORA_RESULT_SUCCESS);
+    molora_adapter_model_desc(a, &md);
     assert_int_equal(md.layers[0].n_experts, 2);
     assert_int_equal(md.layers[1].n_experts, 3);
     assert_int_equal(md.layers[1].routing, MOLORA_ROUTING_TOPK);
-    assert_int_equal(molora_adapter_module_dtype(a, 1), MOLORA_DTYPE_BF16);
-    assert_int_equal(molora_adapter_find_module(a, "model.layers.7.self_attn.o_proj"), -1);
+    assert_int_equal(molora_adapter_layer_dtype(a, 1), MOLORA_DTYPE_BF16);
+    assert_int_equal(molora_adapter_find_layer(a, "model.layers.7.self_attn.o_proj"), -1);
     molora_adapter_free(a);
     /* PEFT: rank_pattern / alpha_pattern scalings, modules_to_save ignored */
-    assert_int_equal(molora_adapter_load("tests/fixtures/peft", &d, &a), MOLORA_RESULT_SUCCESS);
-    molora_adapter_get_desc(a, &md);
+    assert_int_equal(molora_adapter_open("tests/fixtures/peft", &d, &a), MOLORA_RESULT_SUCCESS);
+    molora_adapter_model_desc(a, &md);
     assert_int_equal(md.layers[0].experts[0].rank, 4);
     assert_true(md.layers[0].experts[0].scaling == 1.0f);
     assert_true(md.layers[3].experts[0].scaling == 1.5f);
@@ -991,8 +991,8 @@ static void test_adapter_details(void **state)
     assert_string_equal(molora_adapter_ignored_name(a, 0), "base_model.model.lm_head.weight");
     molora_adapter_free(a);
     /* AdaMoLE: tau_max 1/N by default, aliases ignored */
-    assert_int_equal(molora_adapter_load("tests/fixtures/adamole", &d, &a), MOLORA_RESULT_SUCCESS);
-    molora_adapter_get_desc(a, &md);
+    assert_int_equal(molora_adapter_open("tests/fixtures/adamole", &d, &a), MOLORA_RESULT_SUCCESS);
+    molora_adapter_model_desc(a, &md);
     assert_int_equal(md.layers[0].routing, MOLORA_ROUTING_ADAMOLE);
     assert_int_equal(md.layers[0].tau_max_set, 0);
     assert_true(md.layers[0].threshold_bias == 0.25f);
@@ -1022,7 +1022,7 @@ static void test_refusals(void **state)
         char p[256];
         snprintf(p, sizeof p, "tests/fixtures/bad/%s", c[i].dir);
         g_log[0] = 0;
-        assert_int_equal(molora_adapter_load(p, &d, &a), c[i].r);
+        assert_int_equal(molora_adapter_open(p, &d, &a), c[i].r);
         assert_null(a);
         if (!strstr(g_log, c[i].needle)) fail_msg("%s: log \"%s\" does not name %s", c[i].dir, g_log, c[i].needle);
         assert_int_equal(g_live, 0);
@@ -1085,7 +1085,7 @@ static void test_pattern_rule(void **state)
         assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
         snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":8,\"rank_pattern\":%s}", c[i].patterns);
         g_log[0] = 0;
-        if (molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
+        if (molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
         if (c[i].r == MOLORA_RESULT_INVALID_CONFIG && (!strstr(g_log, "not a valid regular expression") || !strstr(g_log, "rank_pattern key")))
             fail_msg("case %zu: log \"%s\"", i, g_log);
         if (c[i].r == MOLORA_RESULT_SUCCESS) molora_adapter_free(a);
@@ -1113,7 +1113,7 @@ static molora_result load_names_check(const char *prefix, const char *const *nam
     assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
     g_log[0] = 0;
     *out = NULL;
-    r = molora_adapter_load_memory(cfg, strlen(cfg), st, &d, out);
+    r = molora_adapter_open_memory(cfg, strlen(cfg), st, &d, out);
     if (r == MOLORA_RESULT_SUCCESS && check) check(*out);
     if (r == MOLORA_RESULT_SUCCESS) molora_adapter_free(*out);
     molora_safetensors_free(st);
@@ -1177,10 +1177,10 @@ static void test_rank_limit(void **state)
         snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":%d,\"lora_alpha\":8}", rk);
         g_log[0] = 0;
         if (rk == 65536) {
-            assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_SUCCESS);
+            assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_SUCCESS);
             molora_adapter_free(a);
         } else {
-            assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_SHAPE);
+            assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_SHAPE);
             if (!strstr(g_log, "rank 65537 above molora's limit 65536") || !strstr(g_log, "down_proj.lora_A.weight")) fail_msg("log \"%s\"", g_log);
         }
         molora_safetensors_free(st);
@@ -1195,9 +1195,9 @@ static void test_rank_limit(void **state)
 static void check_long_keys(molora_adapter *a)
 {
     molora_model_desc md;
-    assert_int_equal(molora_adapter_get_desc(a, &md), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_adapter_model_desc(a, &md), MOLORA_RESULT_SUCCESS);
     assert_int_equal(md.n_layers, 2);
-    assert_true(strstr(molora_adapter_module_name(a, 0), "k_proj") != NULL);
+    assert_true(strstr(molora_adapter_layer_name(a, 0), "k_proj") != NULL);
     assert_true(md.layers[0].experts[0].scaling == 0.5f && md.layers[0].experts[1].scaling == 2.0f);
     assert_true(md.layers[1].experts[0].scaling == 3.0f && md.layers[1].experts[1].scaling == 4.0f);
 }

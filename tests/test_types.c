@@ -315,7 +315,7 @@ static void test_fan_in_fan_out_forward(void **state)
     (void)state;
     typed_layer_make(&z, MOLORA_TYPE_F32, 1, MOLORA_ROUTING_DENSE);
     m = init_one(&z.ld_f, 0);                     /* borrowed, read in place */
-    assert_int_equal(molora_layer_get_info(m, 0, &li), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_layer_info(m, 0, &li), MOLORA_RESULT_SUCCESS);
     assert_int_equal(li.fan_in_fan_out, 1);
     for (i = 0; i < 5; i++) { check_in_out(&z, m, Ts[i], 0); check_in_out(&z, m, Ts[i], 2); }
     molora_model_free(m);
@@ -382,10 +382,10 @@ static void check_loaded(const char *cfg, int want_fifo)
     molora_model_desc md;
     molora_tensor_info ti;
     assert_int_equal(molora_safetensors_open_memory(buf, n, NULL, &st), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(molora_adapter_load_memory(cfg, strlen(cfg), st, NULL, &a), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(molora_adapter_get_desc(a, &md), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, NULL, &a), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_adapter_model_desc(a, &md), MOLORA_RESULT_SUCCESS);
     assert_int_equal(molora_safetensors_find(st, "base_model.model.h.0.attn.c_attn.lora_A.weight", &ia), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(molora_safetensors_get_info(st, ia, &ti), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_safetensors_tensor_info(st, ia, &ti), MOLORA_RESULT_SUCCESS);
     assert_int_equal(md.layers[0].experts[0].A_type, MOLORA_TYPE_BF16);
     assert_int_equal(md.layers[0].experts[0].B_type, MOLORA_TYPE_BF16);
     assert_ptr_equal(md.layers[0].experts[0].A, ti.data);   /* the file's bytes, not a copy */

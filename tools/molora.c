@@ -342,12 +342,6 @@ static int sb_json_str(strbuf *b, const char *s)
     sb_put(b, "\"", 1);
     return 0;
 }
-static const char *routing_name(molora_routing r)
-{
-    static const char *const n[] = {"dense", "topk", "threshold", "adamole", "mole_output", "fixed"};
-    return (int)r >= 0 && r < MOLORA_ROUTING_COUNT ? n[r] : "?";
-}
-
 /* ---- no output over an input ----------------------------------------------------------------
    Every input file (and adapter directory) is recorded by device and inode, including the files
    the loaders will open inside directories; every output that already exists is compared with
@@ -501,25 +495,25 @@ static void inspect_json(const molora_adapter *a, const molora_layer_desc *L, in
 {
     int e;
     printf("%s\n  {\"name\": ", l ? "," : "");
-    jstr(stdout, molora_adapter_module_name(a, l));
+    jstr(stdout, molora_adapter_layer_name(a, l));
     printf(", \"layer\": %d, \"d_in\": %d, \"d_out\": %d, \"n_experts\": %d, \"ranks\": [", l, L->d_in, L->d_out, L->n_experts);
     for (e = 0; e < L->n_experts; e++) printf("%s%d", e ? ", " : "", L->experts[e].rank);
     printf("], \"scaling\": [");
     for (e = 0; e < L->n_experts; e++) printf("%s%.9g", e ? ", " : "", (double)desc_scaling(&L->experts[e]));
     printf("], \"routing\": \"%s\", \"top_k\": %d, \"threshold\": %.9g, \"tau_max\": %.9g, \"dtype\": \"%s\", \"fan_in_fan_out\": %s}",
-           routing_name(L->routing), desc_top_k(L), (double)L->threshold, (double)desc_tau_max(L),
-           molora_dtype_name(molora_adapter_module_dtype(a, l)), L->fan_in_fan_out ? "true" : "false");
+           molora_routing_name(L->routing), desc_top_k(L), (double)L->threshold, (double)desc_tau_max(L),
+           molora_dtype_name(molora_adapter_layer_dtype(a, l)), L->fan_in_fan_out ? "true" : "false");
 }
 static void inspect_text(const molora_adapter *a, const molora_layer_desc *L, int l)
 {
     int e;
-    printf("%3d %s  d_in %d d_out %d  N %d  ranks", l, molora_adapter_module_name(a, l), L->d_in, L->d_out, L->n_experts);
+    printf("%3d %s  d_in %d d_out %d  N %d  ranks", l, molora_adapter_layer_name(a, l), L->d_in, L->d_out, L->n_experts);
     for (e = 0; e < L->n_experts; e++) printf(" %d(s=%g)", L->experts[e].rank, (double)desc_scaling(&L->experts[e]));
-    printf("  %s", routing_name(L->routing));
+    printf("  %s", molora_routing_name(L->routing));
     if (L->routing == MOLORA_ROUTING_TOPK) printf(" k=%d", desc_top_k(L));
     if (L->routing == MOLORA_ROUTING_THRESHOLD) printf(" threshold=%g", (double)L->threshold);
     if (L->routing == MOLORA_ROUTING_ADAMOLE) printf(" tau_max=%g", (double)desc_tau_max(L));
-    printf("  %s%s\n", molora_dtype_name(molora_adapter_module_dtype(a, l)), L->fan_in_fan_out ? "  fan_in_fan_out" : "");
+    printf("  %s%s\n", molora_dtype_name(molora_adapter_layer_dtype(a, l)), L->fan_in_fan_out ? "  fan_in_fan_out" : "");
 }
 static int cmd_inspect(int argc, char **argv)
 {
@@ -533,9 +527,9 @@ static int cmd_inspect(int argc, char **argv)
     if (cli_parse_inspect(argc, argv, &o)) return die("%s", o.err);
     ld = load_desc(o.read);
     dir = o.dir; json = o.json;
-    if ((r = molora_adapter_load(dir, &ld, &a))) return die_lib(dir, r);
-    molora_adapter_get_desc(a, &md);
-    n = molora_adapter_n_modules(a);
+    if ((r = molora_adapter_open(dir, &ld, &a))) return die_lib(dir, r);
+    molora_adapter_model_desc(a, &md);
+    n = molora_adapter_n_layers(a);
     if (json) printf("{\"layout\": \"%s\", \"modules\": [", molora_layout_name(molora_adapter_layout(a)));
     else printf("layout %s, %d modules\n", molora_layout_name(molora_adapter_layout(a)), n);
     for (l = 0; l < n; l++) {
@@ -600,16 +594,16 @@ static int base_weights(molora_safetensors *bst, const char *base, const char *m
         }
         bare = dot + 1;
     }
-    molora_safetensors_get_info(bst, idx, &ti);
+    molora_safetensors_tensor_info(bst, idx, &ti);
     if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)r0 || ti.shape[1] != (uint64_t)r1)
         return die("%s: tensor %s has the wrong shape for module %s: want (%d, %d)%s", base, name, module, r0, r1,
                    L->fan_in_fan_out ? " (fan_in_fan_out: stored (in, out))" : "");
-    if ((r = molora_safetensors_get_typed(bst, idx, &L->W0, &L->W0_type))) return die_lib(base, r);
+    if ((r = molora_safetensors_tensor_data(bst, idx, &L->W0, &L->W0_type))) return die_lib(base, r);
     snprintf(name, sizeof name, "%s.bias", bare);
     if (molora_safetensors_find(bst, name, &idx)) return 0;
-    molora_safetensors_get_info(bst, idx, &ti);
+    molora_safetensors_tensor_info(bst, idx, &ti);
     if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)L->d_out) return die("%s: tensor %s should have shape (%d)", base, name, L->d_out);
-    if ((r = molora_safetensors_get_f32(bst, idx, &L->bias))) return die_lib(base, r);
+    if ((r = molora_safetensors_tensor_f32(bst, idx, &L->bias))) return die_lib(base, r);
     return 0;
 }
 
@@ -635,10 +629,10 @@ static int run_forward(const cli_forward_opts *o)
     molora_forward_args fa;
     molora_load_desc ld = load_desc(o->read);
     molora_result r;
-    if ((r = molora_adapter_load(dir, &ld, &a))) return die_lib(dir, r);
-    layer = molora_adapter_find_module(a, module);
+    if ((r = molora_adapter_open(dir, &ld, &a))) return die_lib(dir, r);
+    layer = molora_adapter_find_layer(a, module);
     if (layer < 0) { die("%s: no adapted module %s", dir, module); goto done; }
-    molora_adapter_get_desc(a, &md);
+    molora_adapter_model_desc(a, &md);
     L = md.layers[layer];
     if (routing) {
         L.routing = forward_routing(o->routing.kind);
@@ -744,7 +738,7 @@ static int write_st(const char *path, const char *shown, const out_tensor *t, in
    reads W0 as the experts do */
 static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *ad0, const float *scal, int same, int fifo)
 {
-    int e, l, n = o->n_experts, nm = molora_adapter_n_modules(ad0);
+    int e, l, n = o->n_experts, nm = molora_adapter_n_layers(ad0);
     cli_route_kind k = o->routing.kind;
     sb_printf(c, "{\n \"peft_type\": \"MOLORA\",\n \"routing\": \"%s\",\n", k == CLI_ROUTE_TOPK ? "topk" : k == CLI_ROUTE_THRESHOLD ? "threshold" : "dense");
     if (k == CLI_ROUTE_TOPK) sb_printf(c, " \"top_k\": %d,\n", o->routing.top_k);
@@ -764,7 +758,7 @@ static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *
         sb_printf(c, "{");
         for (l = 0; l < nm; l++) {
             sb_printf(c, "%s\n  ", l ? "," : "");
-            if (sb_json_str(c, molora_adapter_module_name(ad0, l))) return die("compose: module name %s is not valid UTF-8", molora_adapter_module_name(ad0, l));
+            if (sb_json_str(c, molora_adapter_layer_name(ad0, l))) return die("compose: module name %s is not valid UTF-8", molora_adapter_layer_name(ad0, l));
             sb_printf(c, ": [");
             for (e = 0; e < n; e++) sb_printf(c, "%s%.9g", e ? ", " : "", (double)scal[(size_t)l * (size_t)n + (size_t)e]);
             sb_printf(c, "]");
@@ -926,8 +920,8 @@ static int compose_load_back(const out_dir *d, const char *outd, int read)
     molora_model_desc md;
     molora_result r;
     g_detail[0] = 0;
-    if (!(r = molora_adapter_load(d->tmp, &ld, &a))) {
-        molora_adapter_get_desc(a, &md);
+    if (!(r = molora_adapter_open(d->tmp, &ld, &a))) {
+        molora_adapter_model_desc(a, &md);
         r = molora_model_init(&md, &m);
     }
     molora_model_free(m);
@@ -975,39 +969,39 @@ static int run_compose(const cli_compose_opts *o)
     memset(mods, 0, sizeof mods);
     for (i = 0; i < n; i++) {
         molora_model_desc md;
-        if ((r = molora_adapter_load(exp_dirs[i], &ld, &ad[i]))) { die_lib(exp_dirs[i], r); goto done; }
+        if ((r = molora_adapter_open(exp_dirs[i], &ld, &ad[i]))) { die_lib(exp_dirs[i], r); goto done; }
         if (molora_adapter_layout(ad[i]) != MOLORA_LAYOUT_PEFT_LORA) { die("%s: layout %s is not a plain PEFT LoRA adapter", exp_dirs[i], molora_layout_name(molora_adapter_layout(ad[i]))); goto done; }
-        molora_adapter_get_desc(ad[i], &md);
+        molora_adapter_model_desc(ad[i], &md);
         if ((r = molora_model_init(&md, &mods[i]))) { die_lib(exp_dirs[i], r); goto done; }
-        if (molora_adapter_n_modules(ad[i]) != molora_adapter_n_modules(ad[0])) { die("%s: adapts %d modules, %s adapts %d (all experts must adapt the same modules)", exp_dirs[i], molora_adapter_n_modules(ad[i]), exp_dirs[0], molora_adapter_n_modules(ad[0])); goto done; }
+        if (molora_adapter_n_layers(ad[i]) != molora_adapter_n_layers(ad[0])) { die("%s: adapts %d modules, %s adapts %d (all experts must adapt the same modules)", exp_dirs[i], molora_adapter_n_layers(ad[i]), exp_dirs[0], molora_adapter_n_layers(ad[0])); goto done; }
     }
     if ((r = molora_safetensors_open(gate, &ld, &gst))) { die_lib(gate, r); goto done; }
-    nm = molora_adapter_n_modules(ad[0]);
+    nm = molora_adapter_n_layers(ad[0]);
     ot = (out_tensor *)calloc((size_t)nm * (size_t)(2 * n + 2) + 1, sizeof *ot);
     scal = (float *)calloc((size_t)nm * (size_t)n + 1, sizeof *scal);
     if (!ot || !scal) { die("compose: out of memory"); goto done; }
     for (l = 0; l < nm; l++) {
-        const char *name = molora_adapter_module_name(ad[0], l);
+        const char *name = molora_adapter_layer_name(ad[0], l);
         const char *bare = strncmp(name, "base_model.model.", 17) ? name : name + 17;
         molora_model_desc d0;
         const molora_layer_desc *L0;
         char gname[1200];
         size_t gi;
         molora_tensor_info ti;
-        molora_adapter_get_desc(ad[0], &d0);
+        molora_adapter_model_desc(ad[0], &d0);
         L0 = &d0.layers[l];
         for (e = 0; e < n; e++) {
             molora_model_desc de;
             const molora_layer_desc *Le;
-            int le = molora_adapter_find_module(ad[e], name);
+            int le = molora_adapter_find_layer(ad[e], name);
             float s = 0;
             if (le < 0) { die("%s: module %s is not adapted (all experts must adapt the same modules)", exp_dirs[e], name); goto done; }
-            molora_adapter_get_desc(ad[e], &de);
+            molora_adapter_model_desc(ad[e], &de);
             Le = &de.layers[le];
             if (!Le->fan_in_fan_out != !L0->fan_in_fan_out) { die("compose: module %s: %s has fan_in_fan_out %s, %s has %s (the experts must agree)", name, exp_dirs[e], Le->fan_in_fan_out ? "true" : "false", exp_dirs[0], L0->fan_in_fan_out ? "true" : "false"); goto done; }
             if (L0->fan_in_fan_out) fifo = 1;
             if (Le->d_in != L0->d_in || Le->d_out != L0->d_out) { die("%s: module %s is (%d, %d), %s has (%d, %d)", exp_dirs[e], name, Le->d_out, Le->d_in, exp_dirs[0], L0->d_out, L0->d_in); goto done; }
-            molora_expert_get(mods[e], le, 0, NULL, &s);
+            molora_model_expert(mods[e], le, 0, NULL, &s);
             scal[(size_t)l * (size_t)n + (size_t)e] = s;
             if (s != scal[e]) same = 0;
             ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_A.%d.weight", name, e);
@@ -1020,17 +1014,17 @@ static int run_compose(const cli_compose_opts *o)
             snprintf(gname, sizeof gname, "%s.lora_gating.weight", bare);
             if (molora_safetensors_find(gst, gname, &gi)) { die("%s: tensor %s.lora_gating.weight not found", gate, name); goto done; }
         }
-        molora_safetensors_get_info(gst, gi, &ti);
+        molora_safetensors_tensor_info(gst, gi, &ti);
         if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)n || ti.shape[1] != (uint64_t)L0->d_in) { die("%s: tensor %s should be (%d, %d)", gate, gname, n, L0->d_in); goto done; }
         ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_gating.weight", name);
-        if ((r = molora_safetensors_get_f32(gst, gi, &ot[nt].data))) { die_lib(gate, r); goto done; }
+        if ((r = molora_safetensors_tensor_f32(gst, gi, &ot[nt].data))) { die_lib(gate, r); goto done; }
         ot[nt].rows = n; ot[nt].cols = L0->d_in; ot[nt].n = (size_t)n * (size_t)L0->d_in; nt++;
         snprintf(gname + strlen(gname) - 6, 8, "bias");
         if (!molora_safetensors_find(gst, gname, &gi)) {
-            molora_safetensors_get_info(gst, gi, &ti);
+            molora_safetensors_tensor_info(gst, gi, &ti);
             if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)n) { die("%s: tensor %s should be (%d)", gate, gname, n); goto done; }
             ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_gating.bias", name);
-            if ((r = molora_safetensors_get_f32(gst, gi, &ot[nt].data))) { die_lib(gate, r); goto done; }
+            if ((r = molora_safetensors_tensor_f32(gst, gi, &ot[nt].data))) { die_lib(gate, r); goto done; }
             ot[nt].rows = 0; ot[nt].cols = n; ot[nt].n = (size_t)n; nt++;
         }
     }
@@ -1056,7 +1050,7 @@ static int cmd_compose(int argc, char **argv)
 /* ---- alpha --------------------------------------------------------------------------------
    molora alpha MODEL [--method fix_finger|ww|ww077] [--budget N] [--beta B] [--prefix P]
                       [--layers PATTERN] [--upstream-fp16] [--json]
-   Decoder layers are found by a name pattern with {L} (molora_alpha_layer_index): --layers, or
+   Decoder layers are found by a name pattern with {L} (molora_alpha_block_index): --layers, or
    the family molora_alpha_family_detect picks (t5, bart, bert, llama, gpt2). A layer's matrices are its
    2-D float tensors named "...weight" (not "weight" of a norm, an embedding or T5's
    relative_attention_bias); a matrix whose smaller side is under the method's minimum (10, or
@@ -1067,7 +1061,7 @@ typedef struct alpha_args {
     const char *model, *prefix, *method, *layers;
     int budget, json, fp16, read;
     double beta;
-    molora_alpha_options o;
+    molora_alpha_args o;
 } alpha_args;
 
 typedef struct alpha_sets {
@@ -1114,7 +1108,7 @@ static int alpha_pick_sets(const alpha_args *A, molora_safetensors *st, alpha_se
     if (!(names = (const char **)calloc(nt + 1, sizeof *names))) return die("alpha: out of memory");
     for (k = 0; k < nt; k++) {
         molora_tensor_info ti;
-        molora_safetensors_get_info(st, k, &ti);
+        molora_safetensors_tensor_info(st, k, &ti);
         if ((names[n] = alpha_strip(ti.name, A->prefix))) n++;
     }
     f = molora_alpha_family_detect(names, n);
@@ -1137,7 +1131,7 @@ static int alpha_layer(const alpha_sets *S, const char *name, int *set)
 {
     int s, L;
     for (s = 0; s < S->n; s++)
-        if ((L = molora_alpha_layer_index(name, S->pat[s])) >= 0) { *set = s; return L; }
+        if ((L = molora_alpha_block_index(name, S->pat[s])) >= 0) { *set = s; return L; }
     return -1;
 }
 
@@ -1200,7 +1194,7 @@ static int alpha_select(const alpha_args *A, molora_safetensors *st, alpha_sets 
         const char *nm;
         int L = -1;
         size_t b = 0;
-        molora_safetensors_get_info(st, k, &ti);
+        molora_safetensors_tensor_info(st, k, &ti);
         if ((nm = alpha_strip(ti.name, A->prefix))) L = alpha_layer(S, nm, &s);
         if (ti.n_dims != 2 || L < 0 || !alpha_is_matrix_name(nm)) continue;
         if ((ti.dtype != MOLORA_DTYPE_F32 && ti.dtype != MOLORA_DTYPE_F16 && ti.dtype != MOLORA_DTYPE_BF16) ||
@@ -1230,11 +1224,11 @@ static int alpha_fit_all(const alpha_args *A, molora_safetensors *st, alpha_plan
     for (i = 0; i < P->n_mat; i++) {
         molora_tensor_info ti;
         const float *w = NULL;
-        molora_safetensors_get_info(st, P->mat[i], &ti);
+        molora_safetensors_tensor_info(st, P->mat[i], &ti);
         if (progress) fprintf(stderr, "alpha: [%d/%d] %s (%llu x %llu)\n", i + 1, P->n_mat, ti.name,
                               (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
         g_detail[0] = 0;
-        if ((r = molora_safetensors_get_f32(st, P->mat[i], &w)) != MOLORA_RESULT_SUCCESS) return die_lib(ti.name, r);
+        if ((r = molora_safetensors_tensor_f32(st, P->mat[i], &w)) != MOLORA_RESULT_SUCCESS) return die_lib(ti.name, r);
         if ((r = molora_alpha_matrix(w, (int)ti.shape[0], (int)ti.shape[1], &A->o, &P->fits[i])) != MOLORA_RESULT_SUCCESS)
             return die_lib(ti.name, r);
         P->malpha[i] = P->fits[i].alpha;
@@ -1252,7 +1246,7 @@ static int alpha_allocate(const alpha_args *A, const alpha_sets *S, alpha_plan *
     P->experts = (int *)calloc((size_t)L, sizeof *P->experts); P->topk = (int *)calloc((size_t)L, sizeof *P->topk);
     if (!P->lalpha || !P->experts || !P->topk) return die("alpha: out of memory");
     g_detail[0] = 0;
-    if ((r = molora_alpha_layer_mean(P->malpha, P->mlayer, P->n_mat, L, P->lalpha)) != MOLORA_RESULT_SUCCESS) {
+    if ((r = molora_alpha_block_mean(P->malpha, P->mlayer, P->n_mat, L, P->lalpha)) != MOLORA_RESULT_SUCCESS) {
         for (i = 0; i < L; i++) {
             int any = 0, si = i >= S->first[1];
             for (j = 0; j < P->n_mat; j++) any |= P->mlayer[j] == i;
@@ -1276,7 +1270,7 @@ static void alpha_print_json(const alpha_args *A, const alpha_sets *S, const alp
     for (i = 0; i < P->n_mat; i++) {
         molora_tensor_info ti;
         const molora_alpha_fit *f = &P->fits[i];
-        molora_safetensors_get_info(st, P->mat[i], &ti);
+        molora_safetensors_tensor_info(st, P->mat[i], &ti);
         printf("%s\n  {\"name\": ", i ? "," : "");
         jstr(stdout, ti.name);
         printf(", \"layer\": %d, \"alpha\": %.17g, \"xmin\": %.17g, \"ks\": %.17g, \"n_eigs\": %d, \"n_tail\": %d}",
@@ -1293,7 +1287,7 @@ static void alpha_print_json(const alpha_args *A, const alpha_sets *S, const alp
     printf("],\n \"skipped\": [");
     for (i = 0; i < P->n_skip; i++) {
         molora_tensor_info ti;
-        molora_safetensors_get_info(st, P->skip[i], &ti);
+        molora_safetensors_tensor_info(st, P->skip[i], &ti);
         printf("%s", i ? ", " : "");
         jstr(stdout, ti.name);
     }
@@ -1309,7 +1303,7 @@ static void alpha_print_table(const alpha_args *A, const alpha_sets *S, const al
         molora_tensor_info ti;
         const molora_alpha_fit *f = &P->fits[i];
         char shape[32];
-        molora_safetensors_get_info(st, P->mat[i], &ti);
+        molora_safetensors_tensor_info(st, P->mat[i], &ti);
         snprintf(shape, sizeof shape, "%llux%llu", (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
         printf("%-56s %5d %13s %9.4f %11.4g %8.4f %6d %6d\n", ti.name, P->mlayer[i], shape, f->alpha, f->xmin, f->ks,
                f->n_eigs, f->n_tail);
@@ -1319,7 +1313,7 @@ static void alpha_print_table(const alpha_args *A, const alpha_sets *S, const al
     for (i = 0; i < P->n_layers; i++) printf("%5d %9.4f %7d %5d\n", i, P->lalpha[i], P->experts[i], P->topk[i]);
     for (i = 0; i < P->n_skip; i++) {
         molora_tensor_info ti;
-        molora_safetensors_get_info(st, P->skip[i], &ti);
+        molora_safetensors_tensor_info(st, P->skip[i], &ti);
         printf("%s%s", i ? ", " : "\nskipped (a side under the method's minimum, or not float): ", ti.name);
     }
     if (P->n_skip) printf("\n");
@@ -1345,7 +1339,7 @@ static int cmd_alpha(int argc, char **argv)
     A.o.workspace = ws; A.o.workspace_size = P.ws_bytes;
     for (i = 0; i < P.n_mat; i++) {
         molora_tensor_info ti;
-        molora_safetensors_get_info(st, P.mat[i], &ti);
+        molora_safetensors_tensor_info(st, P.mat[i], &ti);
         total += (double)ti.shape[0] * (double)ti.shape[1];
     }
     if (alpha_fit_all(&A, st, &P, total) || alpha_allocate(&A, &S, &P, &res)) goto done;

@@ -29,12 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     molora_adapter *a;
     if (!g_n) build();
     if (molora_safetensors_open_memory(g_st, g_n, NULL, &st) != MOLORA_RESULT_SUCCESS) __builtin_trap();
-    if (molora_adapter_load_memory((const char *)data, size, st, NULL, &a) == MOLORA_RESULT_SUCCESS) {
+    if (molora_adapter_open_memory((const char *)data, size, st, NULL, &a) == MOLORA_RESULT_SUCCESS) {
         molora_model_desc md;
         molora_model *m;
-        molora_adapter_get_desc(a, &md);
+        molora_adapter_model_desc(a, &md);
         if (molora_model_init(&md, &m) == MOLORA_RESULT_SUCCESS) molora_model_free(m);
-        molora_adapter_find_module(a, "m.layers.0.q");
+        molora_adapter_find_layer(a, "m.layers.0.q");
         molora_adapter_free(a);
     }
     molora_safetensors_free(st);

@@ -12,9 +12,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         molora_tensor_info ti;
         const float *p;
         size_t j;
-        molora_safetensors_get_info(st, i, &ti);
+        molora_safetensors_tensor_info(st, i, &ti);
         if (molora_safetensors_find(st, ti.name, &j) != MOLORA_RESULT_SUCCESS || j != i) __builtin_trap();
-        if (molora_safetensors_get_f32(st, i, &p) == MOLORA_RESULT_SUCCESS && ti.n_elements)
+        if (molora_safetensors_tensor_f32(st, i, &p) == MOLORA_RESULT_SUCCESS && ti.n_elements)
             if (p[ti.n_elements - 1] != p[ti.n_elements - 1] && 0) __builtin_trap();
     }
     molora_safetensors_free(st);
