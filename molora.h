@@ -630,11 +630,15 @@ MOLORA_API int molora_adapter_find_layer(const molora_adapter *adapter, const ch
 MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *adapter);
 MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter, size_t i);
 /* ==== [end files] ========================================================================== */
-/* ---- AlphaLoRA: ESD power-law alpha and expert allocation -----------------------------------
-   Needs LAPACK from OpenBLAS; with MOLORA_NO_BLAS every function here except
+/* >>api_alpha  AlphaLoRA: ESD power-law alpha per matrix, per block, expert allocation, block patterns */
+/* AlphaLoRA gives each block (decoder layer) of a network a number of LoRA experts from the
+   heavy-tailed eigenvalue spectrum of its frozen weights: eigenvalues of W^T W (a solver), a
+   power-law fit of their tail (a method), the mean alpha of each block, then integer expert
+   counts under a budget. Formulas and upstream sources: docs/maths.md, "AlphaLoRA".
+   The eigenvalues need LAPACK from OpenBLAS; with MOLORA_NO_BLAS every function here except
    molora_alpha_fit_spectrum, molora_alpha_block_mean, molora_alpha_allocate and
    molora_alpha_plan_apply returns MOLORA_RESULT_UNSUPPORTED. Nothing here is on the forward
-   path: scratch memory comes from options.workspace or the options.memory hook. */
+   path: scratch memory comes from args.workspace or the args.memory hook. */
 typedef enum molora_alpha_method {
     MOLORA_ALPHA_FIX_FINGER = 0,  /* default: AlphaLoRA's fix_finger (ESD peak window, KS, MLE)   */
     MOLORA_ALPHA_WW,              /* WeightWatcher 0.7.5.5 default: every eigenvalue > 1e-5 tried
@@ -648,7 +652,8 @@ typedef enum molora_alpha_method {
     MOLORA_ALPHA_METHOD_COUNT
 } molora_alpha_method;
 
-/* How the eigenvalues of W^T W are computed (see ALPHA in the doc block for measurements). */
+/* The solver: how the eigenvalues of W^T W are computed (the trade-offs: docs/design.md,
+   "AlphaLoRA solvers"; their speed: README, AlphaLoRA bench). */
 typedef enum molora_alpha_solver {
     MOLORA_ALPHA_SOLVER_DEFAULT = 0,     /* fastest solver within 1e-4 of float64: GRAM64 when
                                            min(rows, cols) < 2048, else GRAM64_2STAGE            */
@@ -666,7 +671,7 @@ typedef enum molora_alpha_solver {
 
 typedef struct molora_alpha_args {   /* every zero field means its default */
     molora_alpha_method method;         /* default FIX_FINGER                                     */
-    molora_alpha_solver solver;           /* default MOLORA_ALPHA_SOLVER_DEFAULT                     */
+    molora_alpha_solver solver;         /* default MOLORA_ALPHA_SOLVER_DEFAULT                    */
     int bins;                           /* fix_finger histogram bins; 0 = 100                     */
     double evals_thresh;                /* eigenvalues <= this are dropped before the fit;
                                            0 = method default (WW 1e-5, FIX_FINGER none, as
@@ -704,66 +709,67 @@ typedef struct molora_alpha_fit {
 } molora_alpha_fit;
 
 /* Bytes of scratch molora_alpha_matrix() / molora_alpha_eigenvalues() need for a (rows, cols)
-   matrix with these options (NULL = defaults). Includes the eigenvalue buffer. */
-MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const molora_alpha_args *options,
+   matrix with these args (NULL = defaults). Includes the eigenvalue buffer. */
+MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const molora_alpha_args *args,
                                                      size_t *size);
 /* evals (min(rows, cols)), ascending: the eigenvalues of W^T W (squared singular values) of W
    (rows, cols), row-major float32 (e.g. a torch nn.Linear weight (d_out, d_in)).
    Errors: NON_FINITE for NaN/Inf in W, INVALID_SHAPE, OUT_OF_MEMORY, WORKSPACE_TOO_SMALL,
    UNSUPPORTED (MOLORA_NO_BLAS). Thread safety: reentrant; OpenBLAS threads as configured. */
 MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int cols,
-                                                  const molora_alpha_args *options, double *evals);
+                                                  const molora_alpha_args *args, double *evals);
 /* The power-law fit of a spectrum: evals (n), any order, is sorted ascending IN PLACE.
-   Uses options->method / bins / evals_thresh and allocates nothing.
+   Uses args->method / bins / evals_thresh; its n doubles of scratch come from args->workspace
+   or args->memory.
    Errors: DEGENERATE_SPECTRUM (fewer than 2 eigenvalues after the threshold, or an eigenvalue
    <= 0 with FIX_FINGER: pass evals_thresh, e.g. upstream's 1e-4, to drop them), NON_FINITE. */
-MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const molora_alpha_args *options,
+MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const molora_alpha_args *args,
                                                    molora_alpha_fit *fit);
 /* Eigenvalues + fit of one weight matrix W (rows, cols), row-major float32. */
-MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols, const molora_alpha_args *options,
+MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols, const molora_alpha_args *args,
                                              molora_alpha_fit *fit);
-/* Per-layer alpha: layer_alpha[l] = mean of matrix_alpha[i] over the matrices with
-   matrix_layer[i] == l (AlphaLoRA: the 7 projections of decoder layer l). matrix_layer may be
-   NULL when every matrix is its own layer (n_matrices == n_layers). A layer with no matrix,
-   a layer index outside 0..n_layers-1 or a non-finite alpha is an error. */
-MOLORA_API molora_result molora_alpha_block_mean(const double *matrix_alpha, const int *matrix_layer, int n_matrices,
-                                                 int n_layers, double *layer_alpha);
-/* AlphaLoRA allocation (exponential_scaling): s_l = alpha_l^beta, n_l = rint(s_l / sum s * budget)
+/* Alpha of each block: block_alpha[b] = mean of matrix_alpha[i] over the matrices with
+   matrix_block[i] == b (AlphaLoRA: the 7 projections of decoder layer b). matrix_block may be
+   NULL when every matrix is its own block (n_matrices == n_blocks). A block with no matrix,
+   a block index outside 0..n_blocks-1 or a non-finite alpha is an error. */
+MOLORA_API molora_result molora_alpha_block_mean(const double *matrix_alpha, const int *matrix_block, int n_matrices,
+                                                 int n_blocks, double *block_alpha);
+/* AlphaLoRA allocation (exponential_scaling): s_b = alpha_b^beta, n_b = rint(s_b / sum s * budget)
    (half to even), then one expert at a time to the first argmin (add) / argmax (remove) of
-   s_l - n_l until sum n = budget; top_k_l = 2 if n_l > 1 else 1. experts (n_layers) required,
-   top_k (n_layers) optional. budget >= 0 (default MOLORA_ALPHA_DEFAULT_BUDGET), beta finite
+   s_b - n_b until sum n = budget; top_k_b = 2 if n_b > 1 else 1. experts (n_blocks) required,
+   top_k (n_blocks) optional. budget >= 0 (default MOLORA_ALPHA_DEFAULT_BUDGET), beta finite
    (default MOLORA_ALPHA_DEFAULT_BETA), every alpha finite and > 0. A count of 0 is valid (the
-   layer keeps only its frozen weights). If the upstream rule ends with a negative count the
+   block keeps only its frozen weights). If the upstream rule ends with a negative count the
    counts are still written, exactly as upstream, and NEGATIVE_EXPERTS is returned. */
-MOLORA_API molora_result molora_alpha_allocate(const double *layer_alpha, int n_layers, int budget, double beta,
+MOLORA_API molora_result molora_alpha_allocate(const double *block_alpha, int n_blocks, int budget, double beta,
                                                int *experts, int *top_k);
-/* Writes a plan into model descriptors: for each descriptor i, l = layer_of[i] (NULL: l = i),
-   descs[i].n_experts = experts[l], descs[i].top_k = top_k[l] (NULL: AlphaLoRA's rule) and
-   routing = MOLORA_ROUTING_TOPK when experts[l] > 0. The experts, gate_weight etc. stay the
-   caller's to set (for n_experts entries). Errors: negative count, l out of range. */
-MOLORA_API molora_result molora_alpha_plan_apply(const int *experts, const int *top_k, int n_layers,
-                                                 const int *layer_of, molora_layer_desc *descs, int n_descs);
+/* Writes a plan into layer descriptors: for each descriptor i, b = block_of[i] (NULL: b = i),
+   descs[i].n_experts = experts[b], descs[i].top_k = top_k[b] (NULL: AlphaLoRA's rule) and
+   routing = MOLORA_ROUTING_TOPK when experts[b] > 0. The experts, gate_weight etc. stay the
+   caller's to set (for n_experts entries). Errors: negative count, b out of range. */
+MOLORA_API molora_result molora_alpha_plan_apply(const int *experts, const int *top_k, int n_blocks,
+                                                 const int *block_of, molora_layer_desc *descs, int n_descs);
 
-/* Which decoder layer a tensor belongs to, by name. A pattern is a name fragment with exactly one
+/* Which block a tensor belongs to, by name. A pattern is a name fragment with exactly one
    "{L}", e.g. "encoder.layer.{L}." or "transformer.h.{L}.": it must match at the start of the
    name or right after a '.' (so "h.{L}." matches "transformer.h.3.mlp" but not "ch.3.mlp"), and
    {L} is the whole run of decimal digits there (value < 1000000). The first match wins. Time is
    linear in the lengths of name and pattern (KMP, no backtracking); nothing is allocated.
-   Returns the layer index, or -1 when nothing matches or the pattern is invalid. */
+   Returns the block index, or -1 when nothing matches or the pattern is invalid. */
 #define MOLORA_ALPHA_PATTERN_MAX 256   /* longest pattern, bytes without the terminator */
 MOLORA_API int molora_alpha_block_index(const char *name, const char *pattern);
 /* INVALID_ARGUMENT unless pattern holds exactly one "{L}" and is 1..MOLORA_ALPHA_PATTERN_MAX long. */
 MOLORA_API molora_result molora_alpha_pattern_check(const char *pattern);
 
-/* The Hugging Face families molora recognises by tensor name. A family has one or two layer sets;
-   with two (T5: encoder, then decoder stack), an AlphaLoRA plan numbers the layers of the first
+/* The Hugging Face families molora recognises by tensor name. A family has one or two block sets;
+   with two (T5: encoder, then decoder stack), an AlphaLoRA plan numbers the blocks of the first
    set 0..n1-1 and of the second n1..n1+n2-1 and allocates ONE budget over all of them (the
-   allocation compares alpha^beta across every layer; splitting the budget per stack would need
+   allocation compares alpha^beta across every block; splitting the budget per stack would need
    a rule AlphaLoRA does not have). Table order: t5, bart, bert, llama, gpt2. */
 typedef struct molora_alpha_family {
     const char *name;          /* "t5", "bart" (also Whisper, Marian), "bert", "llama" (also
                                   Mistral, Qwen, OPT), "gpt2" (also Falcon)                   */
-    const char *sets[2];       /* layer patterns; sets[1] NULL for one stack                  */
+    const char *sets[2];       /* block patterns; sets[1] NULL for one stack                  */
 } molora_alpha_family;
 MOLORA_API const molora_alpha_family *molora_alpha_families(int *count);
 /* The family whose patterns match the most of names (n), among those with every set matching at
@@ -771,6 +777,7 @@ MOLORA_API const molora_alpha_family *molora_alpha_families(int *count);
    decoder.layers.{L}. before Llama's layers.{L}., which would merge the two stacks), then the
    first in table order. -1 when no family matches. */
 MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n);
+/* <<api_alpha */
 
 #ifdef __cplusplus
 }
@@ -4561,9 +4568,12 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *a, size
 }
 /* ==== [end files] ========================================================================== */
 /* ---- [alpha] ---------------------------------------------------------------------------------
-   AlphaLoRA: eigenvalues of W^T W through LAPACK, the power-law fits (WeightWatcher's WWFit of
-   0.7.5.5 and 0.7.7, AlphaLoRA's fix_finger), the per-layer mean, the allocation
-   (exponential_scaling) and the tensor-name layer patterns. */
+   AlphaLoRA, in four parts (tags): alpha_solvers (eigenvalues of W^T W through LAPACK), alpha_fit
+   (the power-law fits: AlphaLoRA's fix_finger, WeightWatcher's WWFit of 0.7.5.5 and 0.7.7),
+   alpha_plan (the mean per block, the allocation exponential_scaling, the plan into layer
+   descriptors) and alpha_patterns (which tensors form block L). Maths: docs/maths.md. */
+
+/* >>alpha_solvers  eigenvalues of W^T W: solver choice, LAPACK scratch, Gram in double, the SVDs */
 #ifndef MOLORA_NO_BLAS
 #ifdef __cplusplus
 extern "C" {
@@ -4573,13 +4583,17 @@ extern "C" {
 void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w, double *work,
              const int *lwork, int *iwork, const int *liwork, int *info, size_t ljobz, size_t luplo);
 void dsyevd_2stage_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
-                    double *work, const int *lwork, int *iwork, const int *liwork, int *info, size_t ljobz, size_t luplo);
+                    double *work, const int *lwork, int *iwork, const int *liwork, int *info,
+                    size_t ljobz, size_t luplo);
 void ssyevd_2stage_(const char *jobz, const char *uplo, const int *n, float *a, const int *lda, float *w,
-                    float *work, const int *lwork, int *iwork, const int *liwork, int *info, size_t ljobz, size_t luplo);
-void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u, const int *ldu,
-             float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info, size_t ljobz);
-void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda, double *s, double *u, const int *ldu,
-             double *vt, const int *ldvt, double *work, const int *lwork, int *iwork, int *info, size_t ljobz);
+                    float *work, const int *lwork, int *iwork, const int *liwork, int *info,
+                    size_t ljobz, size_t luplo);
+void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s,
+             float *u, const int *ldu, float *vt, const int *ldvt, float *work, const int *lwork, int *iwork,
+             int *info, size_t ljobz);
+void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda, double *s,
+             double *u, const int *ldu, double *vt, const int *ldvt, double *work, const int *lwork, int *iwork,
+             int *info, size_t ljobz);
 #ifdef __cplusplus
 }
 #endif
@@ -4587,15 +4601,16 @@ void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int 
 
 #define MOLORA__ALPHA_PANEL 256   /* columns (or rows) of W converted to double per dsyrk update */
 
-/* DEFAULT: the two-stage tridiagonalisation wins from m ~ 2048 (0.59 vs 0.60 s there, 4.3 vs
-   6.8 s at 4096), the one-stage below (0.08 vs 0.11 s at 1024); both match float64 to 1e-13. */
+/* DEFAULT: both Gram solvers agree with a float64 SVD to rounding; the two-stage reduction to
+   tridiagonal form (dsyevd_2stage) pays a fixed cost that only a large Gram earns back, so it
+   takes over from m = 2048, where `make bench-alpha` put the crossover. */
 MOLORA__PRIVATE molora_alpha_solver molora__alpha_solver(const molora_alpha_args *o, int rows, int cols)
 {
     if (o->solver != MOLORA_ALPHA_SOLVER_DEFAULT) return o->solver;
     return (rows < cols ? rows : cols) >= 2048 ? MOLORA_ALPHA_SOLVER_GRAM64_2STAGE : MOLORA_ALPHA_SOLVER_GRAM64;
 }
 
-MOLORA__PRIVATE molora_result molora__alpha_check_options(const molora_alpha_args *o, const molora__logger *lg)
+MOLORA__PRIVATE molora_result molora__alpha_check_args(const molora_alpha_args *o, const molora__logger *lg)
 {
     if ((int)o->method < 0 || (int)o->method >= MOLORA_ALPHA_METHOD_COUNT)
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: unknown method %d", (int)o->method);
@@ -4626,7 +4641,8 @@ MOLORA__PRIVATE int molora__alpha_lwork(double q, int minimum)
     return v > 2147483647.0 ? -1 : (int)v;
 }
 
-MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_alpha_solver solver, int f16, molora__alpha_ws *ws)
+MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_alpha_solver solver, int f16,
+                                                   molora__alpha_ws *ws)
 {
     int m = rows < cols ? rows : cols, mx = rows < cols ? cols : rows, q1 = -1, info = 0, iq = 0, one = 1;
     size_t mm;
@@ -4649,7 +4665,8 @@ MOLORA__PRIVATE molora_result molora__alpha_layout(int rows, int cols, molora_al
         ws->elem = (int)sizeof(float);
         ws->a = mm;
         ws->vals = (size_t)m;
-        if (f16 && !molora__mul((size_t)rows, (size_t)cols, &ws->panel)) return MOLORA_RESULT_SIZE_OVERFLOW;   /* rounded W */
+        if (f16 && !molora__mul((size_t)rows, (size_t)cols, &ws->panel))   /* panel: the rounded W */
+            return MOLORA_RESULT_SIZE_OVERFLOW;
         ssyevd_2stage_("N", "L", &m, &dummy, &m, &dummy, &fq, &q1, &iq, &q1, &info, 1, 1);
         ws->lwork = molora__alpha_lwork((double)fq, 2 * m + 1);
         ws->liwork = iq > 1 ? iq : 1;
@@ -4712,7 +4729,8 @@ MOLORA__PRIVATE void molora__alpha_gram64(const float *W, int rows, int cols, in
         for (k0 = 0; k0 < cols; k0 += k) {
             k = cols - k0 < MOLORA__ALPHA_PANEL ? cols - k0 : MOLORA__ALPHA_PANEL;
             for (i = 0; i < rows; i++)
-                for (j = 0; j < k; j++) P[(size_t)i * k + j] = molora__alpha_w(W, (size_t)i * cols + k0 + j, f16);
+                for (j = 0; j < k; j++)
+                    P[(size_t)i * k + j] = molora__alpha_w(W, (size_t)i * cols + k0 + j, f16);
             cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, rows, k, 1.0, P, k, k0 ? 1.0 : 0.0, G, rows);
         }
     } else {
@@ -4727,9 +4745,9 @@ MOLORA__PRIVATE void molora__alpha_gram64(const float *W, int rows, int cols, in
 }
 
 /* evals (m) ascending, from scratch laid out by molora__alpha_layout. */
-MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int cols, molora_alpha_solver solver, int f16,
-                                                const molora__alpha_ws *ws, unsigned char *cur, double *evals,
-                                                const molora__logger *lg)
+MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int cols, molora_alpha_solver solver,
+                                                int f16, const molora__alpha_ws *ws, unsigned char *cur,
+                                                double *evals, const molora__logger *lg)
 {
     int m = rows < cols ? rows : cols, info = 0, one = 1, i;
     size_t n;
@@ -4743,51 +4761,61 @@ MOLORA__PRIVATE molora_result molora__alpha_run(const float *W, int rows, int co
     case MOLORA_ALPHA_SOLVER_GRAM64_2STAGE:
         molora__alpha_gram64(W, rows, cols, f16, (double *)a, (double *)panel);
         if (solver == MOLORA_ALPHA_SOLVER_GRAM64)
-            dsyevd_("N", "L", &m, (double *)a, &m, evals, (double *)work, &ws->lwork, iwork, &ws->liwork, &info, 1, 1);
+            dsyevd_("N", "L", &m, (double *)a, &m, evals, (double *)work, &ws->lwork, iwork, &ws->liwork,
+                    &info, 1, 1);
         else
-            dsyevd_2stage_("N", "L", &m, (double *)a, &m, evals, (double *)work, &ws->lwork, iwork, &ws->liwork, &info, 1, 1);
+            dsyevd_2stage_("N", "L", &m, (double *)a, &m, evals, (double *)work, &ws->lwork, iwork, &ws->liwork,
+                           &info, 1, 1);
         break;
     case MOLORA_ALPHA_SOLVER_FAST:
         if (f16) {   /* panel holds the rounded copy of W */
             for (n = 0; n < ws->panel; n++) ((float *)panel)[n] = molora__f16_round(W[n]);
             W = (const float *)panel;
         }
-        if (rows <= cols) cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, cols, 1.0f, W, cols, 0.0f, (float *)a, m);
-        else              cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, m, rows, 1.0f, W, cols, 0.0f, (float *)a, m);
-        ssyevd_2stage_("N", "L", &m, (float *)a, &m, vals, (float *)work, &ws->lwork, iwork, &ws->liwork, &info, 1, 1);
+        if (rows <= cols)
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, cols, 1.0f, W, cols, 0.0f, (float *)a, m);
+        else
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, m, rows, 1.0f, W, cols, 0.0f, (float *)a, m);
+        ssyevd_2stage_("N", "L", &m, (float *)a, &m, vals, (float *)work, &ws->lwork, iwork, &ws->liwork,
+                       &info, 1, 1);
         for (i = 0; i < m; i++) evals[i] = (double)vals[i];
         break;
     case MOLORA_ALPHA_SOLVER_SGESDD: {
         float dummy = 0;
         memcpy(a, W, ws->a * sizeof(float));
         if (f16) for (n = 0; n < ws->a; n++) ((float *)a)[n] = molora__f16_round(((float *)a)[n]);
-        sgesdd_("N", &cols, &rows, (float *)a, &cols, vals, &dummy, &one, &dummy, &one, (float *)work, &ws->lwork, iwork, &info, 1);
+        sgesdd_("N", &cols, &rows, (float *)a, &cols, vals, &dummy, &one, &dummy, &one, (float *)work, &ws->lwork,
+                iwork, &info, 1);
         for (i = 0; i < m; i++) evals[i] = (double)vals[m - 1 - i] * (double)vals[m - 1 - i];
         break;
     }
     default: {   /* DGESDD */
         double dummy = 0, *A = (double *)a;
         for (n = 0; n < ws->a; n++) A[n] = molora__alpha_w(W, n, f16);
-        dgesdd_("N", &cols, &rows, A, &cols, evals, &dummy, &one, &dummy, &one, (double *)work, &ws->lwork, iwork, &info, 1);
+        dgesdd_("N", &cols, &rows, A, &cols, evals, &dummy, &one, &dummy, &one, (double *)work, &ws->lwork,
+                iwork, &info, 1);
         for (i = 0; i < m / 2; i++) { double t = evals[i]; evals[i] = evals[m - 1 - i]; evals[m - 1 - i] = t; }
         for (i = 0; i < m; i++) evals[i] *= evals[i];
         break;
     }
     }
     if (info != 0)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "alpha: LAPACK solver %d failed to converge (info %d)", (int)solver, info);
+        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "alpha: LAPACK solver %d failed to converge (info %d)",
+                            (int)solver, info);
     return MOLORA_RESULT_SUCCESS;
 }
 #endif /* MOLORA_NO_BLAS */
 
+/* The checks shared by the functions that take a matrix: args, shape, finite weights, float16 range. */
 MOLORA__PRIVATE molora_result molora__alpha_prepare(const float *W, int rows, int cols, const molora_alpha_args *o,
                                                     const molora__logger *lg)
 {
     size_t n;
-    molora_result r = molora__alpha_check_options(o, lg);
+    molora_result r = molora__alpha_check_args(o, lg);
     if (r != MOLORA_RESULT_SUCCESS) return r;
     if (rows < 1 || cols < 1)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "alpha: matrix (%d, %d) must have rows, cols >= 1", rows, cols);
+        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "alpha: matrix (%d, %d) must have rows, cols >= 1",
+                            rows, cols);
     if (!W) return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: W is NULL");
     if (!molora__floats((size_t)rows, (size_t)cols, &n))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "alpha: matrix (%d, %d) overflows", rows, cols);
@@ -4800,20 +4828,22 @@ MOLORA__PRIVATE molora_result molora__alpha_prepare(const float *W, int rows, in
         size_t i;
         for (i = 0; i < n; i++)
             if (!(fabsf(W[i]) < 65520.0f))
-                return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "alpha: weight %zu (%g) overflows float16 (round_to_f16)", i, (double)W[i]);
+                return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "alpha: weight %zu (%g) overflows float16 "
+                                    "(round_to_f16)", i, (double)W[i]);
     }
     return MOLORA_RESULT_SUCCESS;
 #endif
 }
 
-MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const molora_alpha_args *options, size_t *size)
+MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const molora_alpha_args *args,
+                                                     size_t *size)
 {
     molora_alpha_args o;
     molora_result r;
     if (size) *size = 0;
     if (!size) return MOLORA_RESULT_INVALID_ARGUMENT;
-    if (options) o = *options; else memset(&o, 0, sizeof o);
-    if ((r = molora__alpha_check_options(&o, NULL)) != MOLORA_RESULT_SUCCESS) return r;
+    if (args) o = *args; else memset(&o, 0, sizeof o);
+    if ((r = molora__alpha_check_args(&o, NULL)) != MOLORA_RESULT_SUCCESS) return r;
     if (rows < 1 || cols < 1) return MOLORA_RESULT_INVALID_SHAPE;
 #ifdef MOLORA_NO_BLAS
     return MOLORA_RESULT_UNSUPPORTED;
@@ -4821,14 +4851,15 @@ MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const m
     {
         molora__alpha_ws ws;
         size_t m = (size_t)(rows < cols ? rows : cols);
-        if ((r = molora__alpha_layout(rows, cols, molora__alpha_solver(&o, rows, cols), o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS) return r;
+        r = molora__alpha_layout(rows, cols, molora__alpha_solver(&o, rows, cols), o.round_to_f16 != 0, &ws);
+        if (r != MOLORA_RESULT_SUCCESS) return r;
         if (!molora__alpha_bytes(&ws, 2 * m + MOLORA__ALIGN / sizeof(double), size)) return MOLORA_RESULT_SIZE_OVERFLOW;
         return MOLORA_RESULT_SUCCESS;
     }
 #endif
 }
 
-/* Scratch from options->workspace or the memory hook; *owned is what to free. */
+/* Scratch from args->workspace or the memory hook; *owned is what to free. */
 MOLORA__PRIVATE void *molora__alpha_scratch(const molora_alpha_args *o, size_t bytes, void **owned)
 {
     *owned = NULL;
@@ -4841,20 +4872,22 @@ MOLORA__PRIVATE void molora__alpha_release(const molora_alpha_args *o, void *own
     molora__mem_free(&o->memory, owned);
 }
 
-MOLORA__PRIVATE molora_result molora__alpha_scratch_fail(const molora_alpha_args *o, const molora__logger *lg, size_t bytes)
+MOLORA__PRIVATE molora_result molora__alpha_scratch_fail(const molora_alpha_args *o, const molora__logger *lg,
+                                                         size_t bytes)
 {
     if (o->workspace)
-        return molora__fail(lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL, "alpha: workspace %zu bytes, need %zu", o->workspace_size, bytes);
+        return molora__fail(lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL, "alpha: workspace %zu bytes, need %zu",
+                            o->workspace_size, bytes);
     return molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "alpha: cannot allocate %zu bytes of scratch", bytes);
 }
 
-MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int cols, const molora_alpha_args *options,
+MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int cols, const molora_alpha_args *args,
                                                   double *evals)
 {
     molora_alpha_args o;
     molora__logger lg;
     molora_result r;
-    if (options) o = *options; else memset(&o, 0, sizeof o);
+    if (args) o = *args; else memset(&o, 0, sizeof o);
     lg.fn = o.log; lg.user = o.log_user;
     if (!evals) return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: evals is NULL");
     if ((r = molora__alpha_prepare(W, rows, cols, &o, &lg)) != MOLORA_RESULT_SUCCESS) return r;
@@ -4866,7 +4899,8 @@ MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int 
         size_t bytes;
         void *owned, *p;
         molora_alpha_solver solver = molora__alpha_solver(&o, rows, cols);
-        if ((r = molora__alpha_layout(rows, cols, solver, o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS || !molora__alpha_bytes(&ws, 0, &bytes))
+        if ((r = molora__alpha_layout(rows, cols, solver, o.round_to_f16 != 0, &ws)) != MOLORA_RESULT_SUCCESS ||
+            !molora__alpha_bytes(&ws, 0, &bytes))
             return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "alpha: scratch for (%d, %d) overflows", rows, cols);
         if (!(p = molora__alpha_scratch(&o, bytes, &owned))) return molora__alpha_scratch_fail(&o, &lg, bytes);
         r = molora__alpha_run(W, rows, cols, solver, o.round_to_f16 != 0, &ws, molora__align_up(p), evals, &lg);
@@ -4875,7 +4909,9 @@ MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int 
     }
 #endif
 }
+/* <<alpha_solvers */
 
+/* >>alpha_fit  the power-law fit of a spectrum: MLE alpha and KS distance over candidate xmin */
 MOLORA__PRIVATE int molora__alpha_cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -4897,38 +4933,58 @@ MOLORA__PRIVATE double molora__alpha_ks(const double *lg, int n, double a)
     return d;
 }
 
-/* The fit of lam (N, ascending, all > 0) with lg = ln lam as scratch. */
+/* fix_finger's window of candidate xmin indices [*lo_i, *hi_i) in lam (N, ascending, all > 0):
+   the histogram of log10 lam over [min, max] in `bins` bins (torch.histc), its first peak bin,
+   that bin's lower edge xmin2; candidates are lam in [log10(0.95 xmin2), 1.5 xmin2]. */
+MOLORA__PRIVATE void molora__alpha_fix_finger_window(const double *lam, int N, int bins, int *lo_i, int *hi_i)
+{
+    int i, ih = 0, cur = -1, cnt = 0, best_cnt = 0, lo_k = 0, hi_k;
+    double hmin = log10(lam[0]), hmax = log10(lam[N - 1]), edge = hmin, xmin2, lo, hi;
+    if (hmax > hmin) {
+        double step = (hmax - hmin) / bins;
+        for (i = 0; i <= N; i++) {   /* lam sorted: bins come in runs */
+            int b = -2;
+            if (i < N) {
+                b = (int)((log10(lam[i]) - hmin) * bins / (hmax - hmin));
+                if (b >= bins) b = bins - 1;
+            }
+            if (b == cur) { cnt++; continue; }
+            if (cur >= 0 && cnt > best_cnt) { best_cnt = cnt; ih = cur; }
+            cur = b; cnt = 1;
+        }
+        edge = ih < (bins + 1) / 2 ? hmin + step * ih : hmax - step * (bins - ih);   /* torch.linspace */
+    }
+    xmin2 = pow(10.0, edge);
+    lo = log10(0.95 * xmin2);   /* sic: upstream compares this log10 value with raw eigenvalues */
+    hi = 1.5 * xmin2;
+    while (lo_k < N - 1 && lam[lo_k] < lo) lo_k++;
+    hi_k = lo_k;
+    while (hi_k < N - 1 && !(lam[hi_k] > hi)) hi_k++;
+    *lo_i = lo_k;
+    *hi_i = hi_k;
+}
+
+/* The chosen fit: the tail lam[best..N-1] with exponent a and KS distance D. */
+MOLORA__PRIVATE void molora__alpha_fit_store(const double *lam, int N, int best, double a, double D,
+                                             molora_alpha_fit *fit)
+{
+    fit->alpha = a;
+    fit->ks = D;
+    fit->xmin = lam[best];
+    fit->n_tail = N - best;
+    fit->sigma = (a - 1.0) / sqrt((double)(N - best));
+}
+
+/* The fit of lam (N, ascending, all > 0) with lg = ln lam as scratch: WW tries every xmin but the
+   largest, fix_finger those in its window. */
 MOLORA__PRIVATE void molora__alpha_fit_sorted(const double *lam, int N, double *lg, const molora_alpha_args *o,
                                               molora_alpha_fit *fit)
 {
     int i, lo_i = 0, hi_i = N - 1, best = -1;
     double S = 0.0, best_D = 2.0, best_a = 0.0;
     for (i = 0; i < N; i++) lg[i] = log(lam[i]);
-    if (o->method == MOLORA_ALPHA_FIX_FINGER) {
-        /* histogram of log10 lam over [min, max] (torch.histc), first peak bin, its lower edge */
-        int bins = o->bins ? o->bins : 100, ih = 0, cur = -1, cnt = 0, best_cnt = 0;
-        double hmin = log10(lam[0]), hmax = log10(lam[N - 1]), edge = hmin, xmin2, lo, hi;
-        if (hmax > hmin) {
-            double step = (hmax - hmin) / bins;
-            for (i = 0; i <= N; i++) {   /* lam sorted: bins come in runs */
-                int b = -2;
-                if (i < N) {
-                    b = (int)((log10(lam[i]) - hmin) * bins / (hmax - hmin));
-                    if (b >= bins) b = bins - 1;
-                }
-                if (b == cur) { cnt++; continue; }
-                if (cur >= 0 && cnt > best_cnt) { best_cnt = cnt; ih = cur; }
-                cur = b; cnt = 1;
-            }
-            edge = ih < (bins + 1) / 2 ? hmin + step * ih : hmax - step * (bins - ih);   /* torch.linspace */
-        }
-        xmin2 = pow(10.0, edge);
-        lo = log10(0.95 * xmin2);   /* sic: upstream compares this log10 value with raw eigenvalues */
-        hi = 1.5 * xmin2;
-        while (lo_i < N - 1 && lam[lo_i] < lo) lo_i++;
-        hi_i = lo_i;
-        while (hi_i < N - 1 && !(lam[hi_i] > hi)) hi_i++;
-    }
+    if (o->method == MOLORA_ALPHA_FIX_FINGER)
+        molora__alpha_fix_finger_window(lam, N, o->bins ? o->bins : 100, &lo_i, &hi_i);
     /* candidates lo_i..hi_i-1, from the top so the tail sums accumulate like upstream's */
     for (i = N - 1; i >= hi_i; i--) S += lg[i];
     for (i = hi_i - 1; i >= lo_i; i--) {
@@ -4939,13 +4995,12 @@ MOLORA__PRIVATE void molora__alpha_fit_sorted(const double *lam, int N, double *
         if (D <= best_D) { best_D = D; best_a = a; best = i; }   /* <=: the first index wins ties */
     }
     /* unvisited slots hold alpha 0, D 1: slot 0 wins if nothing beats 1 */
-    if (best < 0 || (best_D >= 1.0 && lo_i > 0)) { best = 0; best_a = 0.0; best_D = 1.0; fit->flags |= MOLORA_ALPHA_FLAG_NO_CANDIDATE; }
+    if (best < 0 || (best_D >= 1.0 && lo_i > 0)) {
+        best = 0; best_a = 0.0; best_D = 1.0;
+        fit->flags |= MOLORA_ALPHA_FLAG_NO_CANDIDATE;
+    }
     if (isinf(best_a)) fit->flags |= MOLORA_ALPHA_FLAG_EQUAL_TAIL;
-    fit->alpha = best_a;
-    fit->ks = best_D;
-    fit->xmin = lam[best];
-    fit->n_tail = N - best;
-    fit->sigma = (best_a - 1.0) / sqrt((double)(N - best));
+    molora__alpha_fit_store(lam, N, best, best_a, best_D, fit);
 }
 
 /* WeightWatcher 0.7.7 below 20 eigenvalues: WWFit.fit_powerlaw_smallN fills alphas / Ds for tails
@@ -4978,11 +5033,7 @@ MOLORA__PRIVATE void molora__alpha_fit_small(const double *lam, int N, const dou
         if (D < 2.0) { best_D = D; best_a = a; } else fit->flags |= MOLORA_ALPHA_FLAG_NO_CANDIDATE;
     }
     fit->flags |= MOLORA_ALPHA_FLAG_SMALL_N;
-    fit->alpha = best_a;
-    fit->ks = best_D;
-    fit->xmin = lam[best];
-    fit->n_tail = N - best;
-    fit->sigma = (best_a - 1.0) / sqrt((double)(N - best));
+    molora__alpha_fit_store(lam, N, best, best_a, best_D, fit);
 }
 
 /* Sorts, filters and fits evals (n) with lg (n) as scratch. */
@@ -4994,7 +5045,8 @@ MOLORA__PRIVATE molora_result molora__alpha_fit(double *evals, int n, double *lg
     memset(fit, 0, sizeof *fit);
     fit->n_eigs = n;
     for (i = 0; i < n; i++)
-        if (!isfinite(evals[i])) return molora__fail(lg_, MOLORA_RESULT_NON_FINITE, "alpha: eigenvalue %d is NaN or Inf", i);
+        if (!isfinite(evals[i]))
+            return molora__fail(lg_, MOLORA_RESULT_NON_FINITE, "alpha: eigenvalue %d is NaN or Inf", i);
     for (i = 1; i < n && evals[i - 1] <= evals[i]; i++) {}
     if (i < n) qsort(evals, (size_t)n, sizeof *evals, molora__alpha_cmp);
     if (n > 0) { fit->lambda_min = evals[0]; fit->lambda_max = evals[n - 1]; }
@@ -5005,10 +5057,11 @@ MOLORA__PRIVATE molora_result molora__alpha_fit(double *evals, int n, double *lg
     if (thresh >= 0.0) while (k < n && !(evals[k] > thresh)) k++;
     fit->n_used = n - k;
     if (n - k < 2)
-        return molora__fail(lg_, MOLORA_RESULT_DEGENERATE_SPECTRUM, "alpha: %d of %d eigenvalues above %g; a fit needs 2 (zero matrix?)",
-                            n - k, n, thresh);
+        return molora__fail(lg_, MOLORA_RESULT_DEGENERATE_SPECTRUM, "alpha: %d of %d eigenvalues above %g; "
+                            "a fit needs 2 (zero matrix?)", n - k, n, thresh);
     if (!(evals[k] > 0.0))
-        return molora__fail(lg_, MOLORA_RESULT_DEGENERATE_SPECTRUM, "alpha: eigenvalue %g <= 0 (rank-deficient matrix); "
+        return molora__fail(lg_, MOLORA_RESULT_DEGENERATE_SPECTRUM,
+                            "alpha: eigenvalue %g <= 0 (rank-deficient matrix); "
                             "set evals_thresh (upstream filter_zeros uses 1e-4)", evals[k]);
     if (o->method == MOLORA_ALPHA_WW_077 && n - k < MOLORA__ALPHA_SMALL_N) {
         for (i = k; i < n; i++) lg[i - k] = log(evals[i]);
@@ -5018,7 +5071,7 @@ MOLORA__PRIVATE molora_result molora__alpha_fit(double *evals, int n, double *lg
     return MOLORA_RESULT_SUCCESS;
 }
 
-MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const molora_alpha_args *options,
+MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const molora_alpha_args *args,
                                                    molora_alpha_fit *fit)
 {
     molora_alpha_args o;
@@ -5026,12 +5079,13 @@ MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const m
     molora_result r;
     size_t bytes = MOLORA__ALIGN;
     void *owned, *p;
-    if (options) o = *options; else memset(&o, 0, sizeof o);
+    if (args) o = *args; else memset(&o, 0, sizeof o);
     lg.fn = o.log; lg.user = o.log_user;
     if (!fit) return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: fit is NULL");
     memset(fit, 0, sizeof *fit);
-    if ((r = molora__alpha_check_options(&o, &lg)) != MOLORA_RESULT_SUCCESS) return r;
-    if (n < 0 || (n > 0 && !evals)) return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: %d eigenvalues at %p", n, (void *)evals);
+    if ((r = molora__alpha_check_args(&o, &lg)) != MOLORA_RESULT_SUCCESS) return r;
+    if (n < 0 || (n > 0 && !evals))
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: %d eigenvalues at %p", n, (void *)evals);
     if (!molora__reserve(&bytes, (size_t)n, sizeof(double)))
         return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "alpha: %d eigenvalues overflow", n);
     if (!(p = molora__alpha_scratch(&o, bytes, &owned))) return molora__alpha_scratch_fail(&o, &lg, bytes);
@@ -5040,13 +5094,13 @@ MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const m
     return r;
 }
 
-MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols, const molora_alpha_args *options,
+MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols, const molora_alpha_args *args,
                                              molora_alpha_fit *fit)
 {
     molora_alpha_args o;
     molora__logger lg;
     molora_result r;
-    if (options) o = *options; else memset(&o, 0, sizeof o);
+    if (args) o = *args; else memset(&o, 0, sizeof o);
     lg.fn = o.log; lg.user = o.log_user;
     if (!fit) return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: fit is NULL");
     memset(fit, 0, sizeof *fit);
@@ -5076,26 +5130,29 @@ MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols,
     }
 #endif
 }
+/* <<alpha_fit */
 
-MOLORA_API molora_result molora_alpha_block_mean(const double *matrix_alpha, const int *matrix_layer, int n_matrices,
-                                                 int n_layers, double *layer_alpha)
+/* >>alpha_plan  the alpha of each block, AlphaLoRA's expert allocation, the plan into layer descriptors */
+MOLORA_API molora_result molora_alpha_block_mean(const double *matrix_alpha, const int *matrix_block, int n_matrices,
+                                                 int n_blocks, double *block_alpha)
 {
-    int i, l;
-    if (!layer_alpha || n_matrices < 0 || n_layers < 0 || (n_matrices > 0 && !matrix_alpha)) return MOLORA_RESULT_INVALID_ARGUMENT;
-    if (!matrix_layer && n_matrices != n_layers) return MOLORA_RESULT_INVALID_SHAPE;
-    for (l = 0; l < n_layers; l++) {
+    int i, b;
+    if (!block_alpha || n_matrices < 0 || n_blocks < 0 || (n_matrices > 0 && !matrix_alpha))
+        return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (!matrix_block && n_matrices != n_blocks) return MOLORA_RESULT_INVALID_SHAPE;
+    for (b = 0; b < n_blocks; b++) {
         double s = 0.0;
         int c = 0;
         for (i = 0; i < n_matrices; i++) {
-            int li = matrix_layer ? matrix_layer[i] : i;
-            if (li < 0 || li >= n_layers) return MOLORA_RESULT_INVALID_LAYER;
-            if (li != l) continue;
+            int bi = matrix_block ? matrix_block[i] : i;
+            if (bi < 0 || bi >= n_blocks) return MOLORA_RESULT_INVALID_LAYER;
+            if (bi != b) continue;
             if (!isfinite(matrix_alpha[i])) return MOLORA_RESULT_NON_FINITE;
             s += matrix_alpha[i];
             c++;
         }
         if (c == 0) return MOLORA_RESULT_INVALID_LAYER;
-        layer_alpha[l] = s / c;
+        block_alpha[b] = s / c;
     }
     return MOLORA_RESULT_SUCCESS;
 }
@@ -5125,66 +5182,68 @@ MOLORA__PRIVATE double molora__alpha_pow_sum(const double *a, int n, double beta
     }
 }
 
-MOLORA_API molora_result molora_alpha_allocate(const double *layer_alpha, int n_layers, int budget, double beta,
+MOLORA_API molora_result molora_alpha_allocate(const double *block_alpha, int n_blocks, int budget, double beta,
                                                int *experts, int *top_k)
 {
-    int l, i, sum = 0;
+    int b, i, sum = 0;
     double S;
     molora_result r = MOLORA_RESULT_SUCCESS;
-    if (!layer_alpha || !experts) return MOLORA_RESULT_INVALID_ARGUMENT;
-    if (n_layers < 1) return MOLORA_RESULT_INVALID_SHAPE;
+    if (!block_alpha || !experts) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (n_blocks < 1) return MOLORA_RESULT_INVALID_SHAPE;
     if (budget < 0 || !isfinite(beta)) return MOLORA_RESULT_INVALID_VALUE;
-    for (l = 0; l < n_layers; l++) {
-        if (!isfinite(layer_alpha[l])) return MOLORA_RESULT_NON_FINITE;
-        if (!(layer_alpha[l] > 0.0)) return MOLORA_RESULT_INVALID_VALUE;
-        if (!isfinite(pow(layer_alpha[l], beta))) return MOLORA_RESULT_NON_FINITE;
+    for (b = 0; b < n_blocks; b++) {
+        if (!isfinite(block_alpha[b])) return MOLORA_RESULT_NON_FINITE;
+        if (!(block_alpha[b] > 0.0)) return MOLORA_RESULT_INVALID_VALUE;
+        if (!isfinite(pow(block_alpha[b], beta))) return MOLORA_RESULT_NON_FINITE;
     }
-    S = molora__alpha_pow_sum(layer_alpha, n_layers, beta);   /* sum of s_l = alpha_l^beta */
+    S = molora__alpha_pow_sum(block_alpha, n_blocks, beta);   /* sum of s_b = alpha_b^beta */
     if (!isfinite(S) || !(S > 0.0)) return MOLORA_RESULT_NON_FINITE;
-    for (l = 0; l < n_layers; l++) {   /* np.round((s / S) * T): half to even */
-        experts[l] = (int)nearbyint(pow(layer_alpha[l], beta) / S * (double)budget);
-        sum += experts[l];
+    for (b = 0; b < n_blocks; b++) {   /* np.round((s / S) * T): half to even */
+        experts[b] = (int)nearbyint(pow(block_alpha[b], beta) / S * (double)budget);
+        sum += experts[b];
     }
     while (sum != budget) {   /* one at a time: unnormalised s against the counts, first index */
         int add = budget > sum, pick = 0;
-        double best = pow(layer_alpha[0], beta) - (double)experts[0];
-        for (i = 1; i < n_layers; i++) {
-            double v = pow(layer_alpha[i], beta) - (double)experts[i];
+        double best = pow(block_alpha[0], beta) - (double)experts[0];
+        for (i = 1; i < n_blocks; i++) {
+            double v = pow(block_alpha[i], beta) - (double)experts[i];
             if (add ? v < best : v > best) { best = v; pick = i; }
         }
         experts[pick] += add ? 1 : -1;
         sum += add ? 1 : -1;
     }
-    for (l = 0; l < n_layers; l++) {
-        if (experts[l] < 0) r = MOLORA_RESULT_NEGATIVE_EXPERTS;
-        if (top_k) top_k[l] = experts[l] > 1 ? 2 : 1;
+    for (b = 0; b < n_blocks; b++) {
+        if (experts[b] < 0) r = MOLORA_RESULT_NEGATIVE_EXPERTS;
+        if (top_k) top_k[b] = experts[b] > 1 ? 2 : 1;
     }
     return r;
 }
 
-MOLORA_API molora_result molora_alpha_plan_apply(const int *experts, const int *top_k, int n_layers, const int *layer_of,
-                                                 molora_layer_desc *descs, int n_descs)
+MOLORA_API molora_result molora_alpha_plan_apply(const int *experts, const int *top_k, int n_blocks,
+                                                 const int *block_of, molora_layer_desc *descs, int n_descs)
 {
-    int i, l;
-    if (!experts || n_layers < 0 || n_descs < 0 || (n_descs > 0 && !descs)) return MOLORA_RESULT_INVALID_ARGUMENT;
-    if (!layer_of && n_descs > n_layers) return MOLORA_RESULT_INVALID_SHAPE;
+    int i, b;
+    if (!experts || n_blocks < 0 || n_descs < 0 || (n_descs > 0 && !descs)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (!block_of && n_descs > n_blocks) return MOLORA_RESULT_INVALID_SHAPE;
     for (i = 0; i < n_descs; i++) {   /* validate everything before writing anything */
-        l = layer_of ? layer_of[i] : i;
-        if (l < 0 || l >= n_layers) return MOLORA_RESULT_INVALID_LAYER;
-        if (experts[l] < 0) return MOLORA_RESULT_NEGATIVE_EXPERTS;
-        if (top_k && experts[l] > 0 && (top_k[l] < 1 || top_k[l] > experts[l])) return MOLORA_RESULT_INVALID_TOP_K;
+        b = block_of ? block_of[i] : i;
+        if (b < 0 || b >= n_blocks) return MOLORA_RESULT_INVALID_LAYER;
+        if (experts[b] < 0) return MOLORA_RESULT_NEGATIVE_EXPERTS;
+        if (top_k && experts[b] > 0 && (top_k[b] < 1 || top_k[b] > experts[b])) return MOLORA_RESULT_INVALID_TOP_K;
     }
     for (i = 0; i < n_descs; i++) {
-        l = layer_of ? layer_of[i] : i;
-        descs[i].n_experts = experts[l];
-        if (experts[l] == 0) { descs[i].top_k = 0; continue; }
+        b = block_of ? block_of[i] : i;
+        descs[i].n_experts = experts[b];
+        if (experts[b] == 0) { descs[i].top_k = 0; continue; }
         descs[i].routing = MOLORA_ROUTING_TOPK;
-        descs[i].top_k = top_k ? top_k[l] : (experts[l] > 1 ? 2 : 1);
+        descs[i].top_k = top_k ? top_k[b] : (experts[b] > 1 ? 2 : 1);
     }
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* ---- layer patterns and families: which tensors form decoder layer L ---------------------- */
+/* <<alpha_plan */
+
+/* >>alpha_patterns  which tensors form block L: name patterns with {L} (KMP), the model families */
 MOLORA_API molora_result molora_alpha_pattern_check(const char *pattern)
 {
     const char *L = pattern ? strstr(pattern, "{L}") : NULL;
@@ -5263,7 +5322,8 @@ MOLORA_API const molora_alpha_family *molora_alpha_families(int *count)
 }
 
 /* Names (n) matching set `set` of family f. */
-MOLORA__PRIVATE size_t molora__alpha_family_hits(const molora_alpha_family *f, int set, const char *const *names, size_t n)
+MOLORA__PRIVATE size_t molora__alpha_family_hits(const molora_alpha_family *f, int set, const char *const *names,
+                                                 size_t n)
 {
     size_t i, hits = 0;
     for (i = 0; i < n; i++) hits += names[i] && molora_alpha_block_index(names[i], f->sets[set]) >= 0;
@@ -5284,6 +5344,7 @@ MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n)
     }
     return best;
 }
+/* <<alpha_patterns */
 
 #endif /* MOLORA__IMPLEMENTED */
 #endif /* MOLORA_IMPLEMENTATION */
