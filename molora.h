@@ -1,28 +1,47 @@
 /* molora.h - mixture-of-LoRA-experts inference in one C header.  v0.2.0
-   MIT licence at the end of the file.
+   MIT licence at the end of the file. Maths: docs/maths.md; design: docs/design.md; files:
+   docs/formats.md; measured speed: README.md, "Measured".
 
-   WHAT IT DOES
-     A frozen linear layer y = W0 x (+ b) carries N LoRA experts dW_i = s_i B_i A_i,
-     mixed per token by routing weights w_i(x):
+   WHAT IT IS
+     A frozen linear layer y = W0 x (+ b) carries N LoRA experts dW_i = s_i B_i A_i, mixed per
+     token by routing weights w_i(x):
 
          y = W0 x + b + sum_i w_i(x) * s_i * B_i (A_i x)
 
-     Routing rules (checked against the upstream code: zefang-liu/AdaMoLE, peijunallin/alphalora):
-       MOLORA_ROUTING_DENSE        softmax(Wg x / temperature)                  (MoLE, token level)
-       MOLORA_ROUTING_TOPK         top-k of the softmax, renormalised, ties to the lowest index (MoLA)
-       MOLORA_ROUTING_THRESHOLD    p_i >= threshold, weights p_i renormalised (AdaMoLE repo baseline)
-       MOLORA_ROUTING_ADAMOLE      tau = tau_max * sigmoid(wt.x + bt); weights p_i - tau where
-                                   p_i >= tau, renormalised; an all-zero row is the frozen layer
-       MOLORA_ROUTING_MOLE_OUTPUT  MoLE paper Eq. 9-11 per token: the experts' deltas s_i B_i A_i x
-                                   concatenated, L2-normalised, times e, softmax with temperature
-       MOLORA_ROUTING_FIXED        weights given by the caller per call (per batch or per token)
-     Any layer also takes caller-given weights per call (X-LoRA-style scalings), and
-     molora_route() returns the routing weights without applying the experts, so an engine can
-     route once per prompt and pass the result as fixed weights while it generates.
+     molora runs the routing rules of MoLE, AdaMoLE and MoLA / AlphaLoRA as their upstream code
+     does, reads their checkpoints (safetensors), and computes AlphaLoRA's expert plan.
 
-     Masks make an expert not exist for a token (the rule runs over the allowed experts only);
-     a token whose experts are all masked gets the frozen layer. Two output modes: the full
-     layer, or delta-only (Y += delta) for an engine that runs its own base matmul.
+   MAP  (each part below is a section between the banners >>TAG and <<TAG: search for >>TAG)
+     declarations
+       api_core          results, descriptors, molora_model_init, molora_forward / route / merge
+       api_safetensors   the strict safetensors reader (its error table), dtypes, load options
+       api_adapters      adapter layouts and molora_adapter_open
+       api_alpha         AlphaLoRA: alpha per matrix and block, allocation, plan, block patterns
+     implementation
+       common            memory hook, logger and molora__fail, size arithmetic, workspace carving
+       types             F16 / BF16 to float32 conversion
+       kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C), chosen once per CPU
+       seam              molora__sgemm: every GEMM, BLAS or the own kernels (MOLORA_NO_BLAS)
+       init              validation and packing of each layer
+       routing           every rule: DENSE, TOPK, THRESHOLD, ADAMOLE, MOLE_OUTPUT; softmax, masks
+       forward           one call: gate -> route (or FIXED weights) -> frozen -> experts, and the
+                         choice of path: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE
+       merge             molora_merge
+       files             everything that reads files (compiled out by MOLORA_NO_FILES):
+         json              the one strict JSON parser
+         io                open, fstat, mmap or read whole (MOLORA_LOAD_READ), directories
+         safetensors       header validation, tensor lookup
+         conversion        tensors to float32 or typed descriptor pointers
+         index             sharded models: model.safetensors.index.json
+         config            adapter_config.json keys per layout
+         patterns          PEFT rank_pattern / alpha_pattern keys (linear-time regex)
+         modules           tensor names -> modules and experts
+         builders          layouts -> layer descriptors (PEFT LoRA, AdaMoLE, MOLE, MoLA, MOLORA)
+       alpha             AlphaLoRA (compiled out by MOLORA_NO_ALPHA):
+         alpha_solvers     eigenvalues of W^T W through LAPACK
+         alpha_fit         fix_finger, WeightWatcher 0.7.5.5 and 0.7.7 power-law fits
+         alpha_plan        mean per block, exponential_scaling allocation, plan into descriptors
+         alpha_patterns    which tensors form block L; model families
 
    QUICK START
        #define MOLORA_IMPLEMENTATION      // in exactly one .c file
@@ -39,133 +58,70 @@
        fa.layer = 0; fa.n_tokens = T; fa.x = X; fa.y = Y; fa.workspace = w; fa.workspace_size = ws;
        r = molora_forward(m, &fa);        // Y (T, d_out) = X W0^T + delta (fan_in_fan_out: X W0)
        ...  molora_model_free(m);
+     From files: molora_adapter_open(dir) then molora_adapter_model_desc() gives the descriptor
+     (set W0 from the base model, or use MOLORA_OUTPUT_DELTA). examples/quickstart.c runs it all.
+
+   ROUTING RULES (molora_routing; formulas, defaults, edge cases: docs/maths.md)
+     DENSE        softmax((Wg x + bg) / temperature)               MoLE, token level
+     TOPK         the k best of the softmax, renormalised; ties to the lowest index     MoLA
+     THRESHOLD    p_i >= threshold, renormalised                   AdaMoLE repo's baseline
+     ADAMOLE      p_i - tau where p_i >= tau, tau = tau_max sigmoid(wt.x + bt), tau_max 1/N
+     MOLE_OUTPUT  softmax of e^T (the experts' deltas, concatenated, L2-normalised)   MoLE paper
+     FIXED        weights given per call (any layer also takes them: X-LoRA-style scalings)
+     A mask removes experts for a token (the rule runs over the rest); a token with every
+     expert masked, or with nothing selected, gets the frozen layer. Output: the full layer, or
+     the delta only (Y += delta) for an engine that runs its own base matmul.
 
    MEMORY AND OWNERSHIP
-     - Expert matrices (A, B), the gate Wg and its bias, and the threshold net are packed into
-       memory the model owns at init (stacked A with the gate and threshold rows appended,
-       each expert's B transposed); the caller may free them right after molora_model_init().
-     - W0, the bias and the MoLE output gate e are BORROWED by default: you must keep them alive
-       and unchanged until molora_model_free(). Set MOLORA_MODEL_COPY_WEIGHTS to copy them.
-       A W0 that is F16 / BF16, or F32 but not 4-byte aligned, is always converted into a
-       float32 copy the model owns.
-     - Element types (molora_type): expert A and B and W0 are typed pointers (F32, the zero
-       default, F16 or BF16) of any alignment, e.g. straight into a mapped safetensors file.
-       Init converts (exactly) only the layers it packs, so a descriptor costs nothing until
-       then; the packed experts are float32 today (the type tag leaves room for keeping BF16
-       experts as BF16 later). The gate, threshold net, biases and MoLE gate are float32; the
-       adapter loader converts those small tensors when it loads.
-     - fan_in_fan_out (GPT-2 Conv1D, PEFT's flag): W0 is stored (d_in, d_out) and the full
-       layer computes X W0 + b. W0 is read IN PLACE, not transposed at init: a transposed copy
-       would double the memory of the largest matrix and drop the borrowing, while the stored
-       layout is what the kernels need anyway for a row-major product X W0 (T = 1: BLAS sgemv
-       with CblasTrans; 2..16 tokens: molora's nn kernel, each W0 row read once for all tokens;
-       more: sgemm NN; an ith/nth share is a column slice of W0's rows). molora_merge adds into
-       W in that layout, so a merged Conv1D weight comes out (in, out).
-     - Every allocation goes through desc.memory (default malloc/free), in one block per model.
-     - The forward path allocates nothing: size a workspace with molora_workspace_size() and
-       pass it to molora_forward() / molora_route().
+     - Experts (A, B), the gate and the threshold net are packed into memory the model owns at
+       init; the caller may free them right after molora_model_init().
+     - W0, the bias and the MoLE gate e are BORROWED: keep them alive and unchanged until
+       molora_model_free(), or set MOLORA_MODEL_COPY_WEIGHTS. A W0 that is F16 / BF16, or F32 but
+       not 4-byte aligned, is converted into a float32 copy the model owns.
+     - Typed matrices (molora_type F32, F16, BF16) may have any alignment, e.g. straight into a
+       mapped safetensors file; init converts exactly, only the layers it packs.
+     - Every allocation goes through desc.memory (default malloc / free), one block per model.
+       The forward path allocates nothing: size a workspace with molora_workspace_size().
+     - Loaders: pointers from getters live until the object's free; see api_safetensors.
 
    THREAD SAFETY
      - A model is immutable after init: any number of threads may call molora_forward(),
-       molora_route(), molora_merge() and the getters on one model at once, each with its OWN
-       workspace. A workspace must not be shared between concurrent calls.
+       molora_route(), molora_merge() and the getters at once, each with its OWN workspace.
+     - molora's kernels are single-threaded; split one call with molora_forward_args.ith / nth.
+       molora never changes OpenBLAS's thread count: keep it at one thread while you split.
      - molora_model_init() and molora_model_free() are not concurrent with other use of the
        same model. The logger may be called from any thread that uses the model.
-     - molora never changes OpenBLAS's thread count; OpenBLAS threads as you configured it.
 
    ERRORS
      Every fallible call returns molora_result; molora_result_string() names it. The library
-     never prints, exits or aborts on bad data: detail (which layer, expert, field) goes to the
-     optional logger in the model descriptor. On an error nothing is half-built or leaked, and
-     a forward call that fails leaves Y unchanged.
+     never prints, exits or aborts on bad data: detail (which layer, expert, tensor, key, file)
+     goes to the optional logger of the descriptor. On an error nothing is half-built or
+     leaked, and a forward call that fails leaves Y unchanged.
 
-   ALPHALORA (molora_alpha_*, needs LAPACK: UNSUPPORTED under MOLORA_NO_BLAS)
-     AlphaLoRA gives each decoder layer a number of LoRA experts from the heavy-tailed spectrum
-     of its frozen weights (formulas and upstream quirks: AlphaLoRA's expert_number.py at
-     peijunallin/alphalora 41cb6e2, weightwatcher's WW_powerlaw.py 0.7.5.5 and 0.7.7):
-       molora_alpha_matrix(W, rows, cols, &opt, &fit)   eigenvalues of W^T W, then a power-law
-           fit of the tail: alpha, xmin, KS distance, n_eigs, n_tail. opt.method FIX_FINGER
-           (default, AlphaLoRA's estimator: ESD-peak window with upstream's log10 lower bound,
-           torch.histc bins, first argmin), WW (WeightWatcher 0.7.5.5's default, threshold
-           1e-5) or WW_077 (WeightWatcher 0.7.7: its small-N fit below 20 eigenvalues, min_evals
-           8). opt.round_to_f16 rounds W to float16 first, as AlphaLoRA loads its model.
-       molora_alpha_block_index(name, "encoder.layer.{L}.")   the layer a tensor belongs to;
-           molora_alpha_families() / molora_alpha_family_detect(): llama, bert, gpt2, and t5
-           and bart (two stacks, numbered encoder first, one budget) by tensor names
-       molora_alpha_block_mean()     alpha of a decoder layer = mean over its matrices
-       molora_alpha_allocate()       experts per layer, the exact integers of upstream
-                                     exponential_scaling (budget 160, beta 2.5 by default)
-       molora_alpha_plan_apply()     writes n_experts, top_k and TOPK routing into layer descs
-     Eigenvalue routes, measured on weight-like matrices (Gaussian + Student-t + spikes) by
-     `make bench-alpha` (one run, 2-core AMD EPYC shared with other jobs, OpenBLAS 0.3.21;
-     seconds at 1 thread, ratio to torch.linalg.svdvals 1.13 at the same thread count, and the
-     max relative alpha error, fix_finger / WW, against a float64 SVD):
-                               4096x4096                  4096x11008
-       GRAM64_2STAGE       4.25 s  0.55x  1e-14/1e-14   6.76 s  0.45x  5e-15/6e-14   (default)
-       GRAM64              6.76 s  0.87x  7e-15/2e-14   8.53 s  0.57x  3e-15/6e-14   (default < 2048)
-       SGESDD              7.32 s  0.94x  5e-6/1.1e-4   11.1 s  0.75x  1e-5/1.1e-4   (too coarse)
-       FAST (approximate)  2.33 s  0.30x  0.29/8e-6     3.20 s  0.21x  3e-6/2.7e-4
-       torch svdvals f32   7.76 s  1.00x               14.9 s  1.00x
-     At 2 threads (same run, machine loaded): default 0.59x and 0.63x of torch. The Gram is
-     formed in double from float32 panels (dsyrk), so its condition-number squaring costs
-     nothing that matters (eigenvalue error ~1e-16 * cond(W)^2 relative); a float32 Gram
-     (FAST) loses every eigenvalue below ~1e-7 lambda_max, which moves fix_finger's histogram:
-     use FAST only for a quick look, never for a plan. Scratch: one block of about
-     8 min(rows,cols)^2 + 2 KiB * min(rows,cols) bytes (GRAM64), from opt.workspace
-     (molora_alpha_workspace_size()) or opt.memory; freed before return, also on errors.
-     Upstream reproduced: fix_finger on 40 random matrices within 5e-8 (upstream keeps alphas
-     in float32), the allocation on 3000 random draws with ties: identical integers.
-
-   CONFIGURATION MACROS (define before including)
+   BUILD OPTIONS (define before including)
      MOLORA_IMPLEMENTATION  compile the implementation in this translation unit
      MOLORA_STATIC          make every function static (a private copy per translation unit)
      MOLORA_API             override the linkage of the public functions
-     MOLORA_NO_BLAS         no OpenBLAS: molora's own kernels for every size, same results within
-                            float tolerance
+     MOLORA_NO_BLAS         no OpenBLAS / LAPACK: molora's own kernels for every size (same results
+                            within float tolerance); AlphaLoRA's eigenvalues return UNSUPPORTED
      MOLORA_NO_SIMD         compile only the portable C kernels (no AVX2 / AVX-512 code)
+     MOLORA_NO_STDIO        no file access (open, mmap, directories): only the in-memory loaders
+     MOLORA_NO_FILES        no JSON parser, safetensors reader or adapter loaders: the core layer
+                            only (api_safetensors, api_adapters and files compiled out)
+     MOLORA_NO_ALPHA        no AlphaLoRA (api_alpha and alpha compiled out)
      MOLORA_ASSERT(c)       assertion for programmer errors only (default: assert from assert.h)
-     MOLORA_NO_STDIO        no file access (mmap, directories): only the in-memory loaders
      MOLORA_JSON_MAX_DEPTH  nesting limit of the JSON parser (default 128, as serde_json)
+     Environment: MOLORA_PORTABLE=1 forces the portable kernels at run time (valgrind cannot run
+     AVX-512 code); otherwise AVX-512, AVX2+FMA or portable is chosen from the CPU once.
 
-   Environment: MOLORA_PORTABLE=1 forces the portable kernels at run time (valgrind cannot run
-   AVX-512 code); otherwise AVX-512, AVX2+FMA or portable is chosen from the CPU once.
-
-   PERFORMANCE (how a call runs; measured numbers are in README.md, from bench/molora_bench)
-     - Init packs each layer: [A_0; ...; A_{N-1}; Wg; wt] stacked (N*r + N + 1 rows) and B
-       transposed per expert, so an expert's A and B rows are contiguous (F16 / BF16 converted
-       on the way; the converted model is bit-identical to one built from float32 copies).
-     - Every call computes the gate logits first (one narrow product), routes, and computes only
-       the experts some token of the batch selects (top-k, AdaMoLE and masks skip the rest).
-     - T = 1 (decode): OpenBLAS sgemv for W0 and for the selected experts' A and B^T rows.
-       2 <= T <= 16: molora's own multi-token kernels (X packed in 16-float panels, 3 rows x 8
-       tokens in registers, W prefetched); OpenBLAS sgemm is 4-5x above the memory floor here.
-       T > 16: OpenBLAS GEMMs over each run of selected experts.
-       When routing selects fewer than 1 in 4 of the (token, rank) pairs (e.g. top-8 of 64
-       rank-1 experts), a per-token path gathers just the selected rows instead.
-     - A token's result does not depend on the batch it comes in, nor on an ith/nth split,
-       beyond float rounding: the tests bound the difference at 1e-5 of the row's largest
-       value (measured: 1.1e-6).
-     - Threads: molora's kernels are single-threaded; split one call over threads with
-       molora_forward_args.ith / nth (each thread its own workspace), and keep OpenBLAS at one
-       thread meanwhile (colliding pools cost 1.5-3.5x). molora never changes OpenBLAS threads.
-
-   WHAT WORKS TODAY (v0.1.0)
-     Everything above, tested against an independent naive reference (tests/test_core.c), with
-     the SIMD kernels and with the portable ones.
-     Files: a strict safetensors reader and an adapter loader for PEFT LoRA, AdaMoLE, the MOLE
-     baseline, MoLA / AlphaLoRA and molora's composed layout (section [files] below;
-     tests/test_files.c). AlphaLoRA: ESD alpha per matrix (fix_finger and WeightWatcher fits),
-     per-layer mean, expert allocation and the plan helper (section [alpha]; tests/test_alpha.c,
-     cross-checked by hand with tools/alpha_ref.py).
-
-   DOES NOT (yet)
+   DOES NOT
      - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
-     - a caller-supplied parallel-for hook (only the ith/nth split exists);
-     - AVX2 versions of the packed small-batch and gather kernels (AVX2 CPUs use row-major and
-       portable ones; only AVX-512 was measured);
-     - quantised weights, or F16 / BF16 experts kept in 16 bits at run time (init converts
+     - take a caller-supplied parallel-for hook (only the ith / nth split exists);
+     - have AVX2 versions of the packed small-batch and gather kernels (AVX2 CPUs use the
+       row-major and portable ones);
+     - keep quantised weights, or F16 / BF16 experts in 16 bits at run time (init converts
        them to float32);
-     - training, gradients, dropout: inference only.
+     - train: no gradients, dropout or auxiliary losses; inference only.
 */
 #ifndef MOLORA_H
 #define MOLORA_H
