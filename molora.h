@@ -2879,160 +2879,293 @@ static int molora__cmp_name(const void *a, const void *b)
     return strcmp((*(molora__tensor *const *)a)->name, (*(molora__tensor *const *)b)->name);
 }
 
-/* Parses and validates one file image into sh (reference order of checks, then duplicates). */
-MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsigned char *buf,
-                                               size_t size, int shard, const char *what,
-                                               molora__shard *sh)
-{
-    const molora__logger *lg = &io->lg;
-    molora__json js;
-    molora_result r;
-    uint64_t n64, start;
-    size_t n, i, k, nt = 0, nmeta = 0, ndims = 0, pool, bytes = 0;
-    size_t meta_tok = 0;
-    unsigned char *blk, *cur;
-    char *str;
-    molora__tensor **order = NULL;
-    uint64_t *dims;
+/* One file image being parsed: the JSON header and what the sizing pass counted, then the parts of
+   the shard's block that the entries are decoded into. */
+typedef struct molora__st_reader {
+    const molora__io *io;
+    const char *what;             /* the file, as log lines name it                         */
+    molora__json js;              /* the header                                             */
+    size_t n;                     /* header length: the data section starts at 8 + n        */
+    size_t nt, ndims, nmeta;      /* tensors, their dimensions, __metadata__ entries        */
+    size_t meta_tok;              /* __metadata__'s value token, 0 when absent              */
+    uint64_t *dims;               /* next free dimension in the block                       */
+    molora__tensor **order;       /* (nt) the tensors, sorted by name, then by offsets      */
+    char *str;                    /* next free byte for the decoded strings                 */
+} molora__st_reader;
 
-    if (size < 8) return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_SMALL, "%s: %zu bytes, a safetensors file needs at least 8", what, size);
+/* SafeTensors::read_metadata up to the JSON: the 8-byte little-endian header length n and its
+   bounds, then n bytes of UTF-8 text parsed into rd->js, which must be an object. */
+MOLORA__PRIVATE molora_result molora__st_read_header(molora__st_reader *rd, const unsigned char *buf, size_t size)
+{
+    const molora__logger *lg = &rd->io->lg;
+    const char *what = rd->what;
+    uint64_t n64;
+    size_t i;
+    molora_result r;
+    if (size < 8)
+        return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_SMALL, "%s: %zu bytes, a safetensors file needs at least 8",
+                            what, size);
     for (n64 = 0, i = 8; i-- > 0;) n64 = (n64 << 8) | buf[i];
-    if (n64 > MOLORA__ST_MAX_HEADER) return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_LARGE, "%s: header length %llu exceeds 100000000", what, (unsigned long long)n64);
-    n = (size_t)n64;
-    if (n > size - 8) return molora__fail(lg, MOLORA_RESULT_INVALID_HEADER_LENGTH, "%s: header length %zu but only %zu bytes follow", what, n, size - 8);
-    if (!molora__utf8_valid(buf + 8, n)) return molora__fail(lg, MOLORA_RESULT_INVALID_UTF8, "%s: header is not valid UTF-8", what);
-    r = molora__json_parse(io, (const char *)buf + 8, n, &js, what, MOLORA_RESULT_DUPLICATE_NAME);
+    if (n64 > MOLORA__ST_MAX_HEADER)
+        return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_LARGE, "%s: header length %llu exceeds 100000000", what,
+                            (unsigned long long)n64);
+    rd->n = (size_t)n64;
+    if (rd->n > size - 8)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_HEADER_LENGTH, "%s: header length %zu but only %zu bytes follow",
+                            what, rd->n, size - 8);
+    if (!molora__utf8_valid(buf + 8, rd->n))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_UTF8, "%s: header is not valid UTF-8", what);
+    r = molora__json_parse(rd->io, (const char *)buf + 8, rd->n, &rd->js, what, MOLORA_RESULT_DUPLICATE_NAME);
     if (r) return r;
-    if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: header is not a JSON object", what); goto out; }
-    /* sizes: tensors, dims, strings (decoded <= raw) */
-    for (i = 0, k = 1; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
+    if (rd->js.tok[0].type != MOLORA__J_OBJ) {
+        r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: header is not a JSON object", what);
+        molora__json_free(rd->io, &rd->js);
+        return r;
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Sizing pass over the header's members, for one allocation: the tensors, their dimensions and
+   the __metadata__ entries, whose values must all be strings (HashMetadata in the reference). */
+MOLORA__PRIVATE molora_result molora__st_count(molora__st_reader *rd)
+{
+    const molora__json *js = &rd->js;
+    size_t i, k, j, e;
+    for (i = 0, k = 1; i < js->tok[0].size; i++, k += 1 + js->tok[k + 1].skip) {
         size_t v = k + 1;
-        if (molora__jeq(&js, &js.tok[k], "__metadata__")) {
-            size_t j, e;
-            meta_tok = v;
-            if (js.tok[v].type == MOLORA__J_NULL) continue;
-            if (js.tok[v].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: __metadata__ must be an object of strings", what); goto out; }
-            for (j = 0, e = v + 1; j < js.tok[v].size; j++, e += 2)
-                if (js.tok[e + 1].type != MOLORA__J_STR) {
-                    r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: __metadata__ value of \"%.*s\" is not a string", what,
-                                     (int)(js.tok[e].end - js.tok[e].start), js.s + js.tok[e].start);
-                    goto out;
-                }
-            nmeta = js.tok[v].size;
+        if (!molora__jeq(js, &js->tok[k], "__metadata__")) {
+            size_t shape = js->tok[v].type == MOLORA__J_OBJ ? molora__jget(js, v, "shape") : 0;
+            rd->nt++;
+            if (shape && js->tok[shape].type == MOLORA__J_ARR) rd->ndims += js->tok[shape].size;
             continue;
         }
-        nt++;
-        if (js.tok[v].type == MOLORA__J_OBJ) {
-            size_t sh_tok = molora__jget(&js, v, "shape");
-            if (sh_tok && js.tok[sh_tok].type == MOLORA__J_ARR) ndims += js.tok[sh_tok].size;
-        }
+        rd->meta_tok = v;
+        if (js->tok[v].type == MOLORA__J_NULL) continue;
+        if (js->tok[v].type != MOLORA__J_OBJ)
+            return molora__fail(&rd->io->lg, MOLORA_RESULT_INVALID_JSON,
+                                "%s: __metadata__ must be an object of strings", rd->what);
+        for (j = 0, e = v + 1; j < js->tok[v].size; j++, e += 2)
+            if (js->tok[e + 1].type != MOLORA__J_STR)
+                return molora__fail(&rd->io->lg, MOLORA_RESULT_INVALID_JSON,
+                                    "%s: __metadata__ value of \"%.*s\" is not a string", rd->what,
+                                    (int)(js->tok[e].end - js->tok[e].start), js->s + js->tok[e].start);
+        rd->nmeta = js->tok[v].size;
     }
-    pool = n + 2 * (js.tok[0].size + nmeta) + 1;
-    if (!molora__reserve(&bytes, nt, sizeof(molora__tensor)) || !molora__reserve(&bytes, ndims, sizeof(uint64_t)) ||
-        !molora__reserve(&bytes, 2 * nmeta, sizeof(char *)) || !molora__reserve(&bytes, nt, sizeof(molora__tensor *)) ||
-        !molora__reserve(&bytes, pool, 1) || !molora__add(bytes, MOLORA__ALIGN, &bytes)) {
-        r = molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: header sizes overflow", what);
-        goto out;
-    }
-    blk = (unsigned char *)molora__malloc(io, bytes);
-    if (!blk) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu bytes for the header", what, bytes); goto out; }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* One block for the shard: tensors, dimensions, metadata pointers, the sort order, then the
+   decoded strings (decoding never lengthens a string, so the header's length bounds them). */
+MOLORA__PRIVATE molora_result molora__st_carve(molora__st_reader *rd, molora__shard *sh)
+{
+    size_t bytes = 0, pool = rd->n + 2 * (rd->js.tok[0].size + rd->nmeta) + 1;
+    unsigned char *blk, *cur;
+    if (!molora__reserve(&bytes, rd->nt, sizeof(molora__tensor)) ||
+        !molora__reserve(&bytes, rd->ndims, sizeof(uint64_t)) ||
+        !molora__reserve(&bytes, 2 * rd->nmeta, sizeof(char *)) ||
+        !molora__reserve(&bytes, rd->nt, sizeof(molora__tensor *)) ||
+        !molora__reserve(&bytes, pool, 1) || !molora__add(bytes, MOLORA__ALIGN, &bytes))
+        return molora__fail(&rd->io->lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: header sizes overflow", rd->what);
+    blk = (unsigned char *)molora__malloc(rd->io, bytes);
+    if (!blk)
+        return molora__fail(&rd->io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu bytes for the header", rd->what, bytes);
     memset(sh, 0, sizeof *sh);
     sh->block = blk;
     cur = molora__align_up(blk);
-    sh->t = (molora__tensor *)molora__carve(&cur, nt, sizeof(molora__tensor));
-    dims = (uint64_t *)molora__carve(&cur, ndims, sizeof(uint64_t));
-    sh->meta = (const char **)molora__carve(&cur, 2 * nmeta, sizeof(char *));
-    order = (molora__tensor **)molora__carve(&cur, nt, sizeof(molora__tensor *));
-    str = (char *)cur;
-    memset(sh->t, 0, nt * sizeof(molora__tensor));
-    if (meta_tok && js.tok[meta_tok].type == MOLORA__J_OBJ) {
-        size_t j, e;
-        for (j = 0, e = meta_tok + 1; j < nmeta; j++, e += 2) {
-            sh->meta[2 * j] = str; str += molora__jstr(&js, &js.tok[e], str) + 1;
-            sh->meta[2 * j + 1] = str; str += molora__jstr(&js, &js.tok[e + 1], str) + 1;
-        }
-        sh->n_meta = nmeta;
+    sh->t = (molora__tensor *)molora__carve(&cur, rd->nt, sizeof(molora__tensor));
+    rd->dims = (uint64_t *)molora__carve(&cur, rd->ndims, sizeof(uint64_t));
+    sh->meta = (const char **)molora__carve(&cur, 2 * rd->nmeta, sizeof(char *));
+    rd->order = (molora__tensor **)molora__carve(&cur, rd->nt, sizeof(molora__tensor *));
+    rd->str = (char *)cur;
+    memset(sh->t, 0, rd->nt * sizeof(molora__tensor));
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* __metadata__ (string -> string), decoded into the block in file order. */
+MOLORA__PRIVATE void molora__st_metadata(molora__st_reader *rd, molora__shard *sh)
+{
+    const molora__json *js = &rd->js;
+    size_t j, e;
+    if (!rd->meta_tok || js->tok[rd->meta_tok].type != MOLORA__J_OBJ) return;
+    for (j = 0, e = rd->meta_tok + 1; j < rd->nmeta; j++, e += 2) {
+        sh->meta[2 * j] = rd->str;
+        rd->str += molora__jstr(js, &js->tok[e], rd->str) + 1;
+        sh->meta[2 * j + 1] = rd->str;
+        rd->str += molora__jstr(js, &js->tok[e + 1], rd->str) + 1;
     }
-    /* tensor entries: field types and dtypes (all JSON errors in the reference) */
-    for (i = 0, k = 1, nt = 0; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
-        size_t v = k + 1, fd, fs, fo, j, pos;
-        molora__jtok item;
+    sh->n_meta = rd->nmeta;
+}
+
+/* One tensor entry, key token k: its name, then dtype, shape and data_offsets. A missing field or
+   a field of the wrong type is a JSON error, as serde's TensorInfo makes it in the reference. */
+MOLORA__PRIVATE molora_result molora__st_entry(molora__st_reader *rd, molora__tensor *t, size_t k)
+{
+    const molora__json *js = &rd->js;
+    const molora__logger *lg = &rd->io->lg;
+    const char *what = rd->what;
+    size_t v = k + 1, fd, fs, fo, j, pos;
+    molora__jtok item;
+    int d;
+    t->name = rd->str;
+    rd->str += molora__jstr(js, &js->tok[k], rd->str) + 1;
+    if (js->tok[v].type != MOLORA__J_OBJ)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": entry is not an object", what, t->name);
+    fd = molora__jget(js, v, "dtype");
+    fs = molora__jget(js, v, "shape");
+    fo = molora__jget(js, v, "data_offsets");
+    if (!fd || !fs || !fo)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": missing field \"%s\"", what, t->name,
+                            !fd ? "dtype" : !fs ? "shape" : "data_offsets");
+    for (d = 0; d < MOLORA_DTYPE_COUNT; d++)
+        if (molora__jeq(js, &js->tok[fd], molora__dtype_names[d])) break;
+    if (d == MOLORA_DTYPE_COUNT)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": unknown dtype", what, t->name);
+    t->dtype = (molora_dtype)d;
+    if (js->tok[fs].type != MOLORA__J_ARR || js->tok[fs].size > 0x7fffffff)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape is not an array", what, t->name);
+    t->n_dims = (int)js->tok[fs].size;
+    t->shape = rd->dims;
+    for (j = 0, pos = 0; molora__jitem(js, &js->tok[fs], &pos, &item); j++)
+        if (!molora__ju64(js, &item, rd->dims++))
+            return molora__fail(lg, MOLORA_RESULT_INVALID_JSON,
+                                "%s: tensor \"%s\": shape[%zu] is not an unsigned 64-bit integer", what, t->name, j);
+    pos = 0;
+    if (js->tok[fo].type != MOLORA__J_ARR || js->tok[fo].size != 2 ||
+        !molora__jitem(js, &js->tok[fo], &pos, &item) || !molora__ju64(js, &item, &t->begin) ||
+        !molora__jitem(js, &js->tok[fo], &pos, &item) || !molora__ju64(js, &item, &t->end))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON,
+                            "%s: tensor \"%s\": data_offsets must be two unsigned 64-bit integers", what, t->name);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* The tensor entries in header order (the reference's deserialisation into HashMetadata). */
+MOLORA__PRIVATE molora_result molora__st_entries(molora__st_reader *rd, molora__shard *sh, int shard)
+{
+    const molora__json *js = &rd->js;
+    size_t i, k, nt = 0;
+    molora_result r;
+    for (i = 0, k = 1; i < js->tok[0].size; i++, k += 1 + js->tok[k + 1].skip) {
         molora__tensor *t;
-        int d;
-        if (molora__jeq(&js, &js.tok[k], "__metadata__")) continue;
+        if (molora__jeq(js, &js->tok[k], "__metadata__")) continue;
         t = &sh->t[nt];
-        order[nt++] = t;
-        t->name = str; str += molora__jstr(&js, &js.tok[k], str) + 1;
+        rd->order[nt++] = t;
         t->shard = shard;
-        if (js.tok[v].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": entry is not an object", what, t->name); goto fail; }
-        fd = molora__jget(&js, v, "dtype"); fs = molora__jget(&js, v, "shape"); fo = molora__jget(&js, v, "data_offsets");
-        if (!fd || !fs || !fo) {
-            r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": missing field \"%s\"", what, t->name, !fd ? "dtype" : !fs ? "shape" : "data_offsets");
-            goto fail;
-        }
-        for (d = 0; d < MOLORA_DTYPE_COUNT; d++)
-            if (molora__jeq(&js, &js.tok[fd], molora__dtype_names[d])) break;
-        if (d == MOLORA_DTYPE_COUNT) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": unknown dtype", what, t->name); goto fail; }
-        t->dtype = (molora_dtype)d;
-        if (js.tok[fs].type != MOLORA__J_ARR || js.tok[fs].size > 0x7fffffff) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape is not an array", what, t->name); goto fail; }
-        t->n_dims = (int)js.tok[fs].size;
-        t->shape = dims;
-        for (j = 0, pos = 0; molora__jitem(&js, &js.tok[fs], &pos, &item); j++)
-            if (!molora__ju64(&js, &item, dims++)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape[%zu] is not an unsigned 64-bit integer", what, t->name, j); goto fail; }
-        pos = 0;
-        if (js.tok[fo].type != MOLORA__J_ARR || js.tok[fo].size != 2 ||
-            !molora__jitem(&js, &js.tok[fo], &pos, &item) || !molora__ju64(&js, &item, &t->begin) ||
-            !molora__jitem(&js, &js.tok[fo], &pos, &item) || !molora__ju64(&js, &item, &t->end)) {
-            r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": data_offsets must be two unsigned 64-bit integers", what, t->name);
-            goto fail;
-        }
+        if ((r = molora__st_entry(rd, t, k)) != MOLORA_RESULT_SUCCESS) return r;
     }
     sh->n_t = nt;
-    /* duplicate names (molora's extra check; the reference keeps the last one silently) */
-    if (nt > 1) qsort(order, nt, sizeof *order, molora__cmp_name);
-    for (i = 1; i < nt; i++)
-        if (!strcmp(order[i - 1]->name, order[i]->name)) { r = molora__fail(lg, MOLORA_RESULT_DUPLICATE_NAME, "%s: tensor \"%s\" appears twice", what, order[i]->name); goto fail; }
-    /* Metadata::validate: offsets contiguous from 0 in offset order, sizes overflow-checked */
-    if (nt > 1) qsort(order, nt, sizeof *order, molora__cmp_off);
-    for (i = 0, start = 0; i < nt; i++) {
-        molora__tensor *t = order[i];
-        uint64_t el = 1, bits;
-        int d;
-        if (t->begin != start || t->end < t->begin) { r = molora__fail(lg, MOLORA_RESULT_INVALID_OFFSET, "%s: tensor \"%s\": data_offsets [%llu, %llu] (expected to start at %llu)", what, t->name, (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)start); goto fail; }
-        start = t->end;
-        for (d = 0; d < t->n_dims; d++) {
-            if (t->shape[d] != 0 && el > UINT64_MAX / t->shape[d]) { r = molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": shape product overflows", what, t->name); goto fail; }
-            el *= t->shape[d];
-        }
-        if (el > (uint64_t)(SIZE_MAX) || el > UINT64_MAX / molora__dtype_bits[t->dtype]) { r = molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": byte size overflows", what, t->name); goto fail; }
-        bits = el * molora__dtype_bits[t->dtype];
-        if (bits % 8) { r = molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO, "%s: tensor \"%s\": %llu elements of %s do not fill whole bytes", what, t->name, (unsigned long long)el, molora__dtype_names[t->dtype]); goto fail; }
-        if (t->end - t->begin != bits / 8) { r = molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO, "%s: tensor \"%s\": %s shape needs %llu bytes, data_offsets give %llu", what, t->name, molora__dtype_names[t->dtype], (unsigned long long)(bits / 8), (unsigned long long)(t->end - t->begin)); goto fail; }
-        t->n_el = el;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* molora's extra check, before the validation: a tensor name given twice (the reference keeps the
+   last one silently). */
+MOLORA__PRIVATE molora_result molora__st_unique(molora__st_reader *rd)
+{
+    size_t i;
+    if (rd->nt > 1) qsort(rd->order, rd->nt, sizeof *rd->order, molora__cmp_name);
+    for (i = 1; i < rd->nt; i++)
+        if (!strcmp(rd->order[i - 1]->name, rd->order[i]->name))
+            return molora__fail(&rd->io->lg, MOLORA_RESULT_DUPLICATE_NAME, "%s: tensor \"%s\" appears twice", rd->what,
+                                rd->order[i]->name);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* The body of Metadata::validate's loop for tensor t: it starts where the previous one ended
+   (*start, then moved to its end), and holds exactly shape x dtype bytes, overflow-checked. */
+MOLORA__PRIVATE molora_result molora__st_validate_tensor(const molora__st_reader *rd, molora__tensor *t,
+                                                         uint64_t *start)
+{
+    const molora__logger *lg = &rd->io->lg;
+    const char *what = rd->what, *dtype = molora__dtype_names[t->dtype];
+    uint64_t el = 1, bits;
+    int d;
+    if (t->begin != *start || t->end < t->begin)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_OFFSET,
+                            "%s: tensor \"%s\": data_offsets [%llu, %llu] (expected to start at %llu)", what, t->name,
+                            (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)*start);
+    *start = t->end;
+    for (d = 0; d < t->n_dims; d++) {
+        if (t->shape[d] != 0 && el > UINT64_MAX / t->shape[d])
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": shape product overflows", what,
+                                t->name);
+        el *= t->shape[d];
     }
-    if (start != (uint64_t)(size - 8 - n)) {
-        r = molora__fail(lg, MOLORA_RESULT_INCOMPLETE_BUFFER, "%s: tensors cover %llu data bytes, the file has %zu", what, (unsigned long long)start, size - 8 - n);
-        goto fail;
-    }
+    if (el > (uint64_t)(SIZE_MAX) || el > UINT64_MAX / molora__dtype_bits[t->dtype])
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": byte size overflows", what, t->name);
+    bits = el * molora__dtype_bits[t->dtype];
+    if (bits % 8)
+        return molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO,
+                            "%s: tensor \"%s\": %llu elements of %s do not fill whole bytes", what, t->name,
+                            (unsigned long long)el, dtype);
+    if (t->end - t->begin != bits / 8)
+        return molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO,
+                            "%s: tensor \"%s\": %s shape needs %llu bytes, data_offsets give %llu", what, t->name,
+                            dtype, (unsigned long long)(bits / 8), (unsigned long long)(t->end - t->begin));
+    t->n_el = el;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Metadata::validate: in offset order the tensors tile the data section from 0, without a gap or
+   an overlap; *end is where the last one ends. */
+MOLORA__PRIVATE molora_result molora__st_validate(molora__st_reader *rd, uint64_t *end)
+{
+    size_t i;
+    molora_result r;
+    *end = 0;
+    if (rd->nt > 1) qsort(rd->order, rd->nt, sizeof *rd->order, molora__cmp_off);
+    for (i = 0; i < rd->nt; i++)
+        if ((r = molora__st_validate_tensor(rd, rd->order[i], end)) != MOLORA_RESULT_SUCCESS) return r;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Points each tensor at its bytes in the data section, then stores the tensors in file (offset)
+   order, the order molora_safetensors_tensor_info() counts in. */
+MOLORA__PRIVATE molora_result molora__st_place(molora__st_reader *rd, molora__shard *sh, const unsigned char *data)
+{
+    size_t i, nt = rd->nt;
+    molora__tensor *tmp;
     for (i = 0; i < nt; i++) {
-        order[i]->data = buf + 8 + n + (size_t)order[i]->begin;
-        order[i]->n_bytes = (size_t)(order[i]->end - order[i]->begin);
+        rd->order[i]->data = data + (size_t)rd->order[i]->begin;
+        rd->order[i]->n_bytes = (size_t)(rd->order[i]->end - rd->order[i]->begin);
     }
-    /* file order for iteration */
-    {
-        molora__tensor *tmp = (molora__tensor *)molora__calloc(io, nt, sizeof *tmp);
-        if (!tmp && nt) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", what); goto fail; }
-        for (i = 0; i < nt; i++) tmp[i] = *order[i];
-        if (nt) memcpy(sh->t, tmp, nt * sizeof *tmp);
-        molora__mfree(io, tmp);
+    tmp = (molora__tensor *)molora__calloc(rd->io, nt, sizeof *tmp);
+    if (!tmp && nt) return molora__fail(&rd->io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", rd->what);
+    for (i = 0; i < nt; i++) tmp[i] = *rd->order[i];
+    if (nt) memcpy(sh->t, tmp, nt * sizeof *tmp);
+    molora__mfree(rd->io, tmp);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Parses and validates one file image into sh (what names it in log lines), with the reference's
+   checks in its order: read_metadata (header, entries), molora's duplicate names, then
+   Metadata::validate, and read_metadata's last check that the tensors cover the whole data
+   section. On failure sh is left empty. The format: docs/formats.md. */
+MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsigned char *buf, size_t size, int shard,
+                                               const char *what, molora__shard *sh)
+{
+    molora__st_reader rd;
+    molora_result r;
+    uint64_t end = 0;
+    memset(&rd, 0, sizeof rd);
+    rd.io = io;
+    rd.what = what;
+    if ((r = molora__st_read_header(&rd, buf, size)) != MOLORA_RESULT_SUCCESS) return r;
+    r = molora__st_count(&rd);
+    if (!r) r = molora__st_carve(&rd, sh);
+    if (r) { molora__json_free(io, &rd.js); return r; }   /* nothing allocated into sh yet */
+    molora__st_metadata(&rd, sh);
+    r = molora__st_entries(&rd, sh, shard);
+    if (!r) r = molora__st_unique(&rd);
+    if (!r) r = molora__st_validate(&rd, &end);
+    if (!r && end != (uint64_t)(size - 8 - rd.n))
+        r = molora__fail(&io->lg, MOLORA_RESULT_INCOMPLETE_BUFFER,
+                         "%s: tensors cover %llu data bytes, the file has %zu", what, (unsigned long long)end,
+                         size - 8 - rd.n);
+    if (!r) r = molora__st_place(&rd, sh, buf + 8 + rd.n);
+    if (r) {
+        molora__mfree(io, sh->block);
+        memset(sh, 0, sizeof *sh);
     }
-    r = MOLORA_RESULT_SUCCESS;
-    goto out;
-fail:
-    molora__mfree(io, sh->block);
-    memset(sh, 0, sizeof *sh);
-out:
-    molora__json_free(io, &js);
+    molora__json_free(io, &rd.js);
     return r;
 }
 
