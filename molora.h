@@ -406,9 +406,11 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
                                       float *W);
 
 /* ==== [files] safetensors, adapters ========================================================== */
+/* >>api_safetensors  safetensors files and sharded models: checks, loading options, tensor getters */
 /* Reading real checkpoints (safetensors + adapter_config.json) into model descriptors.
    The in-memory API is always compiled; the parts that open files (mmap, directories, sharded
-   models) are compiled out by MOLORA_NO_STDIO.
+   models) are compiled out by MOLORA_NO_STDIO. The contract is below; the formats in full
+   (safetensors, index files, adapter layouts) are described in docs/formats.md.
 
    safetensors validation: every check of huggingface/safetensors 0.8 `safetensors/src/tensor.rs`
    (`SafeTensors::read_metadata` + `Metadata::validate`, the same as in v0.7.0 apart from the two
@@ -555,6 +557,7 @@ MOLORA_API molora_result molora_safetensors_tensor_f32(molora_safetensors *st, s
    molora_safetensors_tensor_f32()'s float32 copy (type F32). Other dtypes: UNSUPPORTED_DTYPE. */
 MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, size_t index,
                                                       const void **data, molora_type *type);
+/* <<api_safetensors */
 
 /* ---- adapters ---------------------------------------------------------------------------------
    An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts below
@@ -2169,9 +2172,13 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
 }
 
 /* ==== [files] safetensors, JSON, adapters ==================================================== */
-#ifndef MOLORA_JSON_MAX_DEPTH
-#define MOLORA_JSON_MAX_DEPTH 128            /* serde_json's recursion limit                   */
-#endif
+/* In tags: io (the memory hook, mapping and reading files), dtypes, utf8, json (the one parser for
+   safetensors headers, adapter_config.json and index files), safetensors (the header's checks,
+   the object and its getters), conversion (F16 / BF16 / F32 bytes to float) and index (sharded
+   models: model.safetensors.index.json, directories, molora_safetensors_open()). The formats
+   and their contracts in full: docs/formats.md. */
+
+/* >>io  loading options, the memory hook, opening, mapping and reading files */
 #define MOLORA__ST_MAX_HEADER 100000000u      /* safetensors MAX_HEADER_SIZE                    */
 
 typedef struct molora__io { molora_memory mem; molora__logger lg; unsigned flags; } molora__io;
@@ -2214,7 +2221,126 @@ MOLORA__PRIVATE int molora__ends_with(const char *s, const char *suffix)
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* ---- [dtypes] ---------------------------------------------------------------------------- */
+/* Files (compiled out by MOLORA_NO_STDIO): each opened without blocking and fstat'ed before a
+   byte is read, then mapped read-only or read whole into memory from the hook. */
+#ifndef MOLORA_NO_STDIO
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+MOLORA__PRIVATE void molora__unmap(void *p, size_t n)
+{
+    if (p && n) munmap(p, n);
+}
+#ifdef O_CLOEXEC
+#define MOLORA__O_CLOEXEC O_CLOEXEC
+#else                                          /* hidden by -std=c99 without _POSIX_C_SOURCE */
+#define MOLORA__O_CLOEXEC 0
+#endif
+MOLORA__PRIVATE const char *molora__file_kind(mode_t m)
+{
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+    return "not a regular file";
+}
+/* Opens path for reading without blocking (a FIFO would block in open) and refuses anything but
+   a regular file before a byte is read. */
+MOLORA__PRIVATE molora_result molora__open_regular(const molora__logger *lg, const char *path, int *fd, struct stat *sb)
+{
+    *fd = open(path, O_RDONLY | O_NONBLOCK | MOLORA__O_CLOEXEC);
+    if (*fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
+#ifndef O_CLOEXEC
+    (void)fcntl(*fd, F_SETFD, FD_CLOEXEC);
+#endif
+    if (fstat(*fd, sb) != 0) { close(*fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot stat: %s", path, strerror(errno)); }
+    if (!S_ISREG(sb->st_mode)) {
+        close(*fd);
+        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: is %s, expected a regular file", path, molora__file_kind(sb->st_mode));
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Maps a whole regular file read-only. An empty file gives (NULL, 0). */
+MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *path, void **map, size_t *size)
+{
+    struct stat sb;
+    int fd;
+    molora_result r = molora__open_regular(lg, path, &fd, &sb);
+    *map = NULL; *size = 0;
+    if (r) return r;
+    if ((uint64_t)sb.st_size > (uint64_t)PTRDIFF_MAX) { close(fd); return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: too large to map", path); }
+    if (sb.st_size > 0) {
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map: %s", path, strerror(errno)); }
+        *map = p; *size = (size_t)sb.st_size;
+    }
+    close(fd);
+    return MOLORA_RESULT_SUCCESS;
+}
+#define MOLORA__READ_CHUNK ((size_t)1 << 30)   /* one read() asks for at most this much        */
+/* Reads exactly n bytes of fd into buf (bounded pieces, EINTR and short reads retried), then
+   checks the file ends there: a file shorter or longer than fstat said changed while read. */
+MOLORA__PRIVATE molora_result molora__read_exact(const molora__logger *lg, const char *path, int fd, unsigned char *buf, size_t n)
+{
+    size_t got = 0;
+    unsigned char extra;
+    ssize_t k;
+    while (got < n) {
+        k = read(fd, buf + got, n - got < MOLORA__READ_CHUNK ? n - got : MOLORA__READ_CHUNK);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
+        if (k == 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (%zu of %zu bytes)", path, got, n);
+        got += (size_t)k;
+    }
+    do k = read(fd, &extra, 1); while (k < 0 && errno == EINTR);
+    if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
+    if (k > 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (longer than %zu bytes)", path, n);
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Reads a whole regular file of at most max bytes into memory from the hook, NUL-terminated
+   (*out owned by the caller, freed with molora__mfree); a larger file is too_large. */
+MOLORA__PRIVATE molora_result molora__read_file(const molora__io *io, const char *path, size_t max, molora_result too_large,
+                                                char **out, size_t *size)
+{
+    struct stat sb;
+    int fd;
+    size_t n;
+    molora_result r = molora__open_regular(&io->lg, path, &fd, &sb);
+    *out = NULL; *size = 0;
+    if (r) return r;
+    if ((uint64_t)sb.st_size > (uint64_t)max) { close(fd); return molora__fail(&io->lg, too_large, "%s: %llu bytes is too large to read", path, (unsigned long long)sb.st_size); }
+    n = (size_t)sb.st_size;
+    if (!(*out = (char *)molora__malloc(io, n + 1))) { close(fd); return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, n); }
+    r = molora__read_exact(&io->lg, path, fd, (unsigned char *)*out, n);
+    close(fd);
+    if (r) { molora__mfree(io, *out); *out = NULL; return r; }
+    (*out)[n] = 0;
+    *size = n;
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Reads a small text file (config, index) into memory owned by the caller, NUL-terminated. */
+MOLORA__PRIVATE molora_result molora__slurp(const molora__io *io, const char *path, char **out, size_t *size)
+{
+    return molora__read_file(io, path, MOLORA__ST_MAX_HEADER, MOLORA_RESULT_HEADER_TOO_LARGE, out, size);
+}
+MOLORA__PRIVATE char *molora__path_join(const molora__io *io, const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = (char *)molora__malloc(io, a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+#endif
+
+/* <<io */
+
+/* >>dtypes  safetensors dtype names and sizes */
 static const char *const molora__dtype_names[MOLORA_DTYPE_COUNT] = {
     "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16",
     "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64", "F8_E4M3FNUZ", "F8_E5M2FNUZ"};
@@ -2225,8 +2351,9 @@ MOLORA_API const char *molora_dtype_name(molora_dtype d)
 {
     return ((int)d >= 0 && d < MOLORA_DTYPE_COUNT) ? molora__dtype_names[d] : "?";
 }
+/* <<dtypes */
 
-/* ---- [utf-8] strict: no overlongs, no surrogates, <= U+10FFFF (Rust str::from_utf8) -------- */
+/* >>utf8  strict UTF-8: no overlongs, no surrogates, <= U+10FFFF (Rust str::from_utf8) */
 MOLORA__PRIVATE int molora__utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0;
@@ -2247,9 +2374,22 @@ MOLORA__PRIVATE int molora__utf8_valid(const unsigned char *s, size_t n)
     }
     return 1;
 }
+MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
+{
+    unsigned char *o = (unsigned char *)*d;
+    if (v < 0x80) *o++ = (unsigned char)v;
+    else if (v < 0x800) { *o++ = (unsigned char)(0xC0 | (v >> 6)); *o++ = (unsigned char)(0x80 | (v & 63)); }
+    else if (v < 0x10000) { *o++ = (unsigned char)(0xE0 | (v >> 12)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
+    else { *o++ = (unsigned char)(0xF0 | (v >> 18)); *o++ = (unsigned char)(0x80 | ((v >> 12) & 63)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
+    *d = (char *)o;
+}
+/* <<utf8 */
 
-/* ---- [json] strict RFC 8259 parser into a flat token array (jsmn-like) ----------------------
-   Memory is proportional to the text: objects and their members are tokens of 20 bytes (a
+/* >>json  strict RFC 8259 parser into a flat token array (jsmn-like), then readers of its tokens */
+#ifndef MOLORA_JSON_MAX_DEPTH
+#define MOLORA_JSON_MAX_DEPTH 128            /* serde_json's recursion limit                   */
+#endif
+/*    Memory is proportional to the text: objects and their members are tokens of 20 bytes (a
    member is at least 5 bytes of text), an array is ONE token whatever it holds (its items are
    read back from the validated text with molora__jitem), so `[0,0,...]` costs nothing per item.
    Every object, also inside arrays, is checked for a key given twice, compared after decoding
@@ -2378,16 +2518,7 @@ MOLORA__PRIVATE int molora__jnumber(molora__json *p)
     return 1;
 }
 
-/* ---- [json keys] decoded comparison, duplicate check -------------------------------------- */
-MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
-{
-    unsigned char *o = (unsigned char *)*d;
-    if (v < 0x80) *o++ = (unsigned char)v;
-    else if (v < 0x800) { *o++ = (unsigned char)(0xC0 | (v >> 6)); *o++ = (unsigned char)(0x80 | (v & 63)); }
-    else if (v < 0x10000) { *o++ = (unsigned char)(0xE0 | (v >> 12)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
-    else { *o++ = (unsigned char)(0xF0 | (v >> 18)); *o++ = (unsigned char)(0x80 | ((v >> 12) & 63)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
-    *d = (char *)o;
-}
+/* Keys: decoded comparison and the duplicate check. */
 /* Decodes one character of a validated string body at *s into d (1..4 bytes); advances both. */
 MOLORA__PRIVATE void molora__jchar(const char **s, char **d)
 {
@@ -2718,124 +2849,9 @@ MOLORA__PRIVATE int molora__jlist_f64(const molora__io *io, const molora__json *
     }
     return 1;
 }
+/* <<json */
 
-/* ---- [files] mapping and reading (compiled out by MOLORA_NO_STDIO) ------------------------ */
-#ifndef MOLORA_NO_STDIO
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-MOLORA__PRIVATE void molora__unmap(void *p, size_t n)
-{
-    if (p && n) munmap(p, n);
-}
-#ifdef O_CLOEXEC
-#define MOLORA__O_CLOEXEC O_CLOEXEC
-#else                                          /* hidden by -std=c99 without _POSIX_C_SOURCE */
-#define MOLORA__O_CLOEXEC 0
-#endif
-MOLORA__PRIVATE const char *molora__file_kind(mode_t m)
-{
-    if (S_ISDIR(m)) return "a directory";
-    if (S_ISFIFO(m)) return "a FIFO";
-    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
-    return "not a regular file";
-}
-/* Opens path for reading without blocking (a FIFO would block in open) and refuses anything but
-   a regular file before a byte is read. */
-MOLORA__PRIVATE molora_result molora__open_regular(const molora__logger *lg, const char *path, int *fd, struct stat *sb)
-{
-    *fd = open(path, O_RDONLY | O_NONBLOCK | MOLORA__O_CLOEXEC);
-    if (*fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
-#ifndef O_CLOEXEC
-    (void)fcntl(*fd, F_SETFD, FD_CLOEXEC);
-#endif
-    if (fstat(*fd, sb) != 0) { close(*fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot stat: %s", path, strerror(errno)); }
-    if (!S_ISREG(sb->st_mode)) {
-        close(*fd);
-        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: is %s, expected a regular file", path, molora__file_kind(sb->st_mode));
-    }
-    return MOLORA_RESULT_SUCCESS;
-}
-/* Maps a whole regular file read-only. An empty file gives (NULL, 0). */
-MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *path, void **map, size_t *size)
-{
-    struct stat sb;
-    int fd;
-    molora_result r = molora__open_regular(lg, path, &fd, &sb);
-    *map = NULL; *size = 0;
-    if (r) return r;
-    if ((uint64_t)sb.st_size > (uint64_t)PTRDIFF_MAX) { close(fd); return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: too large to map", path); }
-    if (sb.st_size > 0) {
-        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map: %s", path, strerror(errno)); }
-        *map = p; *size = (size_t)sb.st_size;
-    }
-    close(fd);
-    return MOLORA_RESULT_SUCCESS;
-}
-#define MOLORA__READ_CHUNK ((size_t)1 << 30)   /* one read() asks for at most this much        */
-/* Reads exactly n bytes of fd into buf (bounded pieces, EINTR and short reads retried), then
-   checks the file ends there: a file shorter or longer than fstat said changed while read. */
-MOLORA__PRIVATE molora_result molora__read_exact(const molora__logger *lg, const char *path, int fd, unsigned char *buf, size_t n)
-{
-    size_t got = 0;
-    unsigned char extra;
-    ssize_t k;
-    while (got < n) {
-        k = read(fd, buf + got, n - got < MOLORA__READ_CHUNK ? n - got : MOLORA__READ_CHUNK);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
-        if (k == 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (%zu of %zu bytes)", path, got, n);
-        got += (size_t)k;
-    }
-    do k = read(fd, &extra, 1); while (k < 0 && errno == EINTR);
-    if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
-    if (k > 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (longer than %zu bytes)", path, n);
-    return MOLORA_RESULT_SUCCESS;
-}
-/* Reads a whole regular file of at most max bytes into memory from the hook, NUL-terminated
-   (*out owned by the caller, freed with molora__mfree); a larger file is too_large. */
-MOLORA__PRIVATE molora_result molora__read_file(const molora__io *io, const char *path, size_t max, molora_result too_large,
-                                                char **out, size_t *size)
-{
-    struct stat sb;
-    int fd;
-    size_t n;
-    molora_result r = molora__open_regular(&io->lg, path, &fd, &sb);
-    *out = NULL; *size = 0;
-    if (r) return r;
-    if ((uint64_t)sb.st_size > (uint64_t)max) { close(fd); return molora__fail(&io->lg, too_large, "%s: %llu bytes is too large to read", path, (unsigned long long)sb.st_size); }
-    n = (size_t)sb.st_size;
-    if (!(*out = (char *)molora__malloc(io, n + 1))) { close(fd); return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, n); }
-    r = molora__read_exact(&io->lg, path, fd, (unsigned char *)*out, n);
-    close(fd);
-    if (r) { molora__mfree(io, *out); *out = NULL; return r; }
-    (*out)[n] = 0;
-    *size = n;
-    return MOLORA_RESULT_SUCCESS;
-}
-/* Reads a small text file (config, index) into memory owned by the caller, NUL-terminated. */
-MOLORA__PRIVATE molora_result molora__slurp(const molora__io *io, const char *path, char **out, size_t *size)
-{
-    return molora__read_file(io, path, MOLORA__ST_MAX_HEADER, MOLORA_RESULT_HEADER_TOO_LARGE, out, size);
-}
-MOLORA__PRIVATE char *molora__path_join(const molora__io *io, const char *dir, const char *name)
-{
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = (char *)molora__malloc(io, a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, name, b + 1);
-    return p;
-}
-#endif
-
-/* ---- [safetensors] ------------------------------------------------------------------------ */
+/* >>safetensors  one file image: the header checks of the reference reader, the object, its getters */
 typedef struct molora__tensor {
     const char *name;
     molora_dtype dtype;
@@ -3302,8 +3318,9 @@ MOLORA_API const char *molora_safetensors_find_metadata(const molora_safetensors
         if (!molora_safetensors_metadata(st, i, &k, &v) && !strcmp(k, key)) return v;
     return NULL;
 }
+/* <<safetensors */
 
-/* ---- [conversion] F16 / BF16 / F32 little-endian bytes -> float (scalar converters: [types]) */
+/* >>conversion  F16 / BF16 / F32 little-endian bytes to float (scalar converters: [types]) */
 MOLORA__PRIVATE int molora__little_endian(void)
 {
     const uint16_t one = 1;
@@ -3386,8 +3403,9 @@ MOLORA_API molora_result molora_safetensors_tensor_f32(molora_safetensors *st, s
     *data = t->f32;
     return MOLORA_RESULT_SUCCESS;
 }
+/* <<conversion */
 
-/* ---- [index] model.safetensors.index.json: the weight_map, parsed from memory ---------------- */
+/* >>index  sharded models: model.safetensors.index.json, directories of shards, opening a path */
 static int molora__cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 typedef struct molora__index {
     molora__json js;
@@ -3578,6 +3596,7 @@ MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_
     return MOLORA_RESULT_SUCCESS;
 }
 #endif /* MOLORA_NO_STDIO */
+/* <<index */
 
 /* ---- [adapters] ---------------------------------------------------------------------------- */
 typedef struct molora__module {
