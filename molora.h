@@ -2249,17 +2249,22 @@ MOLORA__PRIVATE const char *molora__file_kind(mode_t m)
 }
 /* Opens path for reading without blocking (a FIFO would block in open) and refuses anything but
    a regular file before a byte is read. */
-MOLORA__PRIVATE molora_result molora__open_regular(const molora__logger *lg, const char *path, int *fd, struct stat *sb)
+MOLORA__PRIVATE molora_result molora__open_regular(const molora__logger *lg, const char *path, int *fd,
+                                                   struct stat *sb)
 {
     *fd = open(path, O_RDONLY | O_NONBLOCK | MOLORA__O_CLOEXEC);
     if (*fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
 #ifndef O_CLOEXEC
     (void)fcntl(*fd, F_SETFD, FD_CLOEXEC);
 #endif
-    if (fstat(*fd, sb) != 0) { close(*fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot stat: %s", path, strerror(errno)); }
+    if (fstat(*fd, sb) != 0) {
+        close(*fd);
+        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot stat: %s", path, strerror(errno));
+    }
     if (!S_ISREG(sb->st_mode)) {
         close(*fd);
-        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: is %s, expected a regular file", path, molora__file_kind(sb->st_mode));
+        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: is %s, expected a regular file", path,
+                            molora__file_kind(sb->st_mode));
     }
     return MOLORA_RESULT_SUCCESS;
 }
@@ -2271,10 +2276,16 @@ MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *
     molora_result r = molora__open_regular(lg, path, &fd, &sb);
     *map = NULL; *size = 0;
     if (r) return r;
-    if ((uint64_t)sb.st_size > (uint64_t)PTRDIFF_MAX) { close(fd); return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: too large to map", path); }
+    if ((uint64_t)sb.st_size > (uint64_t)PTRDIFF_MAX) {
+        close(fd);
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: too large to map", path);
+    }
     if (sb.st_size > 0) {
         void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map: %s", path, strerror(errno)); }
+        if (p == MAP_FAILED) {
+            close(fd);
+            return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map: %s", path, strerror(errno));
+        }
         *map = p; *size = (size_t)sb.st_size;
     }
     close(fd);
@@ -2283,7 +2294,8 @@ MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *
 #define MOLORA__READ_CHUNK ((size_t)1 << 30)   /* one read() asks for at most this much        */
 /* Reads exactly n bytes of fd into buf (bounded pieces, EINTR and short reads retried), then
    checks the file ends there: a file shorter or longer than fstat said changed while read. */
-MOLORA__PRIVATE molora_result molora__read_exact(const molora__logger *lg, const char *path, int fd, unsigned char *buf, size_t n)
+MOLORA__PRIVATE molora_result molora__read_exact(const molora__logger *lg, const char *path, int fd,
+                                                 unsigned char *buf, size_t n)
 {
     size_t got = 0;
     unsigned char extra;
@@ -2292,18 +2304,21 @@ MOLORA__PRIVATE molora_result molora__read_exact(const molora__logger *lg, const
         k = read(fd, buf + got, n - got < MOLORA__READ_CHUNK ? n - got : MOLORA__READ_CHUNK);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
-        if (k == 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (%zu of %zu bytes)", path, got, n);
+        if (k == 0)
+            return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (%zu of %zu bytes)", path,
+                                got, n);
         got += (size_t)k;
     }
     do k = read(fd, &extra, 1); while (k < 0 && errno == EINTR);
     if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
-    if (k > 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (longer than %zu bytes)", path, n);
+    if (k > 0)
+        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (longer than %zu bytes)", path, n);
     return MOLORA_RESULT_SUCCESS;
 }
 /* Reads a whole regular file of at most max bytes into memory from the hook, NUL-terminated
    (*out owned by the caller, freed with molora__mfree); a larger file is too_large. */
-MOLORA__PRIVATE molora_result molora__read_file(const molora__io *io, const char *path, size_t max, molora_result too_large,
-                                                char **out, size_t *size)
+MOLORA__PRIVATE molora_result molora__read_file(const molora__io *io, const char *path, size_t max,
+                                                molora_result too_large, char **out, size_t *size)
 {
     struct stat sb;
     int fd;
@@ -2311,9 +2326,16 @@ MOLORA__PRIVATE molora_result molora__read_file(const molora__io *io, const char
     molora_result r = molora__open_regular(&io->lg, path, &fd, &sb);
     *out = NULL; *size = 0;
     if (r) return r;
-    if ((uint64_t)sb.st_size > (uint64_t)max) { close(fd); return molora__fail(&io->lg, too_large, "%s: %llu bytes is too large to read", path, (unsigned long long)sb.st_size); }
+    if ((uint64_t)sb.st_size > (uint64_t)max) {
+        close(fd);
+        return molora__fail(&io->lg, too_large, "%s: %llu bytes is too large to read", path,
+                            (unsigned long long)sb.st_size);
+    }
     n = (size_t)sb.st_size;
-    if (!(*out = (char *)molora__malloc(io, n + 1))) { close(fd); return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, n); }
+    if (!(*out = (char *)molora__malloc(io, n + 1))) {
+        close(fd);
+        return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, n);
+    }
     r = molora__read_exact(&io->lg, path, fd, (unsigned char *)*out, n);
     close(fd);
     if (r) { molora__mfree(io, *out); *out = NULL; return r; }
@@ -2374,13 +2396,25 @@ MOLORA__PRIVATE int molora__utf8_valid(const unsigned char *s, size_t n)
     }
     return 1;
 }
+/* Encodes code point v (<= U+10FFFF, no surrogate) at *d as 1 to 4 bytes; advances *d. */
 MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
 {
     unsigned char *o = (unsigned char *)*d;
-    if (v < 0x80) *o++ = (unsigned char)v;
-    else if (v < 0x800) { *o++ = (unsigned char)(0xC0 | (v >> 6)); *o++ = (unsigned char)(0x80 | (v & 63)); }
-    else if (v < 0x10000) { *o++ = (unsigned char)(0xE0 | (v >> 12)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
-    else { *o++ = (unsigned char)(0xF0 | (v >> 18)); *o++ = (unsigned char)(0x80 | ((v >> 12) & 63)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
+    if (v < 0x80) {
+        *o++ = (unsigned char)v;
+    } else if (v < 0x800) {
+        *o++ = (unsigned char)(0xC0 | (v >> 6));
+        *o++ = (unsigned char)(0x80 | (v & 63));
+    } else if (v < 0x10000) {
+        *o++ = (unsigned char)(0xE0 | (v >> 12));
+        *o++ = (unsigned char)(0x80 | ((v >> 6) & 63));
+        *o++ = (unsigned char)(0x80 | (v & 63));
+    } else {
+        *o++ = (unsigned char)(0xF0 | (v >> 18));
+        *o++ = (unsigned char)(0x80 | ((v >> 12) & 63));
+        *o++ = (unsigned char)(0x80 | ((v >> 6) & 63));
+        *o++ = (unsigned char)(0x80 | (v & 63));
+    }
     *d = (char *)o;
 }
 /* <<utf8 */
@@ -2425,7 +2459,8 @@ MOLORA__PRIVATE int molora__jerr(molora__json *p, const char *what)
 }
 MOLORA__PRIVATE void molora__jws(molora__json *p)
 {
-    while (p->pos < p->n && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' || p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
+    while (p->pos < p->n &&
+           (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' || p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
         p->pos++;
 }
 MOLORA__PRIVATE int molora__jhex4(const char *s, unsigned *v)
@@ -2499,9 +2534,13 @@ MOLORA__PRIVATE int molora__jnumber(molora__json *p)
     const char *c = p->s;
     if (p->pos < p->n && c[p->pos] == '-') p->pos++;
     if (p->pos >= p->n) return molora__jerr(p, "bad number");
-    if (c[p->pos] == '0') p->pos++;
-    else if (c[p->pos] >= '1' && c[p->pos] <= '9') { while (p->pos < p->n && c[p->pos] >= '0' && c[p->pos] <= '9') p->pos++; }
-    else return molora__jerr(p, "bad number");
+    if (c[p->pos] == '0') {
+        p->pos++;
+    } else if (c[p->pos] >= '1' && c[p->pos] <= '9') {
+        while (p->pos < p->n && c[p->pos] >= '0' && c[p->pos] <= '9') p->pos++;
+    } else {
+        return molora__jerr(p, "bad number");
+    }
     if (p->pos < p->n && c[p->pos] == '.') {
         p->pos++;
         if (p->pos >= p->n || c[p->pos] < '0' || c[p->pos] > '9') return molora__jerr(p, "bad fraction");
@@ -2640,7 +2679,11 @@ MOLORA__PRIVATE int molora__jcontainer(molora__json *p, int depth)
     }
     if (!obj) p->quiet--;
     if (obj && !molora__jkeys_close(p, base, depth)) return 0;
-    if (p->tok && t != (size_t)-1) { p->tok[t].size = (uint32_t)count; p->tok[t].end = (uint32_t)p->pos; p->tok[t].skip = (uint32_t)(p->ntok - t); }
+    if (p->tok && t != (size_t)-1) {
+        p->tok[t].size = (uint32_t)count;
+        p->tok[t].end = (uint32_t)p->pos;
+        p->tok[t].skip = (uint32_t)(p->ntok - t);
+    }
     return 1;
 }
 MOLORA__PRIVATE int molora__jliteral(molora__json *p, const char *lit, int type)
@@ -2683,7 +2726,8 @@ MOLORA__PRIVATE molora_result molora__json_parse(const molora__io *io, const cha
     int pass;
     memset(p, 0, sizeof *p);
     p->s = s; p->n = n; p->io = io;
-    if (n >= 0xFFFFFFFFu) return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: %zu bytes of JSON is too large", what, n);
+    if (n >= 0xFFFFFFFFu)
+        return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: %zu bytes of JSON is too large", what, n);
     for (pass = 0; pass < 2; pass++) {
         p->pos = 0; p->ntok = 0; p->check_dups = pass == 0;
         if (!molora__jvalue(p, 0)) goto bad;
@@ -2693,7 +2737,9 @@ MOLORA__PRIVATE molora_result molora__json_parse(const molora__io *io, const cha
             molora__mfree(io, p->keys);
             p->keys = NULL;
             p->tok = (molora__jtok *)molora__calloc(io, p->ntok, sizeof *p->tok);
-            if (!p->tok) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu JSON tokens: out of memory", what, p->ntok);
+            if (!p->tok)
+                return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu JSON tokens: out of memory", what,
+                                    p->ntok);
         }
     }
     return MOLORA_RESULT_SUCCESS;
@@ -2707,10 +2753,12 @@ bad:
         int names = root_dup != MOLORA_RESULT_INVALID_JSON && p->dup_depth == 0;
         molora__jdup_text(p, key, sizeof key);
         names = names && strcmp(key, "__metadata__") != 0;
-        return molora__fail(&io->lg, names ? root_dup : MOLORA_RESULT_INVALID_JSON, "%s: %s \"%s\" appears twice (at byte %zu; keys are compared after decoding escapes)",
+        return molora__fail(&io->lg, names ? root_dup : MOLORA_RESULT_INVALID_JSON,
+                            "%s: %s \"%s\" appears twice (at byte %zu; keys are compared after decoding escapes)",
                             what, names ? "tensor" : "key", key, (size_t)(p->dup.s - s));
     }
-    return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: invalid JSON at byte %zu: %s", what, p->err_pos, p->err);
+    return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: invalid JSON at byte %zu: %s", what, p->err_pos,
+                        p->err);
 }
 MOLORA__PRIVATE void molora__json_free(const molora__io *io, molora__json *p)
 {
@@ -2785,7 +2833,8 @@ MOLORA__PRIVATE int molora__jitem(const molora__json *p, const molora__jtok *arr
         } while (depth > 0);
         item->end = (uint32_t)i;
     } else {
-        item->type = s[i] == 't' ? MOLORA__J_TRUE : s[i] == 'f' ? MOLORA__J_FALSE : s[i] == 'n' ? MOLORA__J_NULL : MOLORA__J_NUM;
+        item->type = s[i] == 't' ? MOLORA__J_TRUE : s[i] == 'f' ? MOLORA__J_FALSE
+                   : s[i] == 'n' ? MOLORA__J_NULL : MOLORA__J_NUM;
         item->start = (uint32_t)i;
         while (i < arr->end && strchr("+-.eE0123456789truefalsn", s[i]) && s[i]) i++;
         item->end = (uint32_t)i;
@@ -3205,8 +3254,9 @@ MOLORA__PRIVATE void molora__st_release(molora_safetensors *st)
     molora__mfree(&st->io, st);
 }
 
-/* Builds the combined index over st->shards; rejects a name present in two shards. */
-MOLORA__PRIVATE molora_result molora__st_index(molora_safetensors *st)
+/* Builds the lookup tables over all of st's shards (file order, and sorted by name for
+   molora_safetensors_find()); a name present in two shards is refused. */
+MOLORA__PRIVATE molora_result molora__st_lookup(molora_safetensors *st)
 {
     size_t i, k = 0;
     int s;
@@ -3214,18 +3264,24 @@ MOLORA__PRIVATE molora_result molora__st_index(molora_safetensors *st)
     for (s = 0; s < st->n_shards; s++) st->n += st->shards[s].n_t;
     st->all = (molora__tensor **)molora__calloc(&st->io, st->n, sizeof(molora__tensor *));
     st->by_name = (molora__tensor **)molora__calloc(&st->io, st->n, sizeof(molora__tensor *));
-    if (!st->all || !st->by_name) return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: index of %zu tensors", st->n);
+    if (!st->all || !st->by_name)
+        return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: index of %zu tensors", st->n);
     for (s = 0; s < st->n_shards; s++)
-        for (i = 0; i < st->shards[s].n_t; i++) { st->shards[s].t[i].index = k; st->all[k++] = &st->shards[s].t[i]; }
+        for (i = 0; i < st->shards[s].n_t; i++) {
+            st->shards[s].t[i].index = k;
+            st->all[k++] = &st->shards[s].t[i];
+        }
     if (st->n) memcpy(st->by_name, st->all, st->n * sizeof *st->all);
     if (st->n > 1) qsort(st->by_name, st->n, sizeof *st->by_name, molora__cmp_name);
     for (i = 1; i < st->n; i++)
         if (!strcmp(st->by_name[i - 1]->name, st->by_name[i]->name))
-            return molora__fail(&st->io.lg, MOLORA_RESULT_DUPLICATE_NAME, "safetensors: tensor \"%s\" appears in shards %d and %d",
-                                st->by_name[i]->name, st->by_name[i - 1]->shard, st->by_name[i]->shard);
+            return molora__fail(&st->io.lg, MOLORA_RESULT_DUPLICATE_NAME,
+                                "safetensors: tensor \"%s\" appears in shards %d and %d", st->by_name[i]->name,
+                                st->by_name[i - 1]->shard, st->by_name[i]->shard);
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* An empty object with room for n_shards shards (at least one). */
 MOLORA__PRIVATE molora_result molora__st_new(const molora_load_desc *desc, int n_shards, molora_safetensors **out)
 {
     molora__io io;
@@ -3235,7 +3291,10 @@ MOLORA__PRIVATE molora_result molora__st_new(const molora_load_desc *desc, int n
     if (!st) return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: out of memory");
     st->io = io;
     st->shards = (molora__shard *)molora__calloc(&io, (size_t)(n_shards > 0 ? n_shards : 1), sizeof(molora__shard));
-    if (!st->shards) { molora__mfree(&io, st); return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: out of memory"); }
+    if (!st->shards) {
+        molora__mfree(&io, st);
+        return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: out of memory");
+    }
     *out = st;
     return MOLORA_RESULT_SUCCESS;
 }
@@ -3251,7 +3310,7 @@ MOLORA_API molora_result molora_safetensors_open_memory(const void *data, size_t
     if (!data && size) return MOLORA_RESULT_INVALID_ARGUMENT;
     if ((r = molora__st_new(desc, 1, &st)) != MOLORA_RESULT_SUCCESS) return r;
     r = molora__st_parse(&st->io, (const unsigned char *)(data ? data : ""), size, 0, "safetensors", &st->shards[0]);
-    if (!r) { st->n_shards = 1; r = molora__st_index(st); }
+    if (!r) { st->n_shards = 1; r = molora__st_lookup(st); }
     if (r) { molora__st_release(st); return r; }
     *out = st;
     return MOLORA_RESULT_SUCCESS;
@@ -3328,13 +3387,19 @@ MOLORA__PRIVATE int molora__little_endian(void)
     memcpy(&b, &one, 1);
     return b == 1;
 }
+/* Tensor t (F32, F16 or BF16) into dst, n_el floats; F32 on a little-endian host is a copy. */
 MOLORA__PRIVATE void molora__convert(const molora__tensor *t, float *dst)
 {
     const unsigned char *p = t->data;
     size_t i, n = (size_t)t->n_el;
     if (t->dtype == MOLORA_DTYPE_F32) {
-        if (molora__little_endian()) { if (n) memcpy(dst, p, n * 4); }
-        else for (i = 0; i < n; i++) dst[i] = molora__bits_f32((uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24);
+        if (molora__little_endian()) {
+            if (n) memcpy(dst, p, n * 4);
+        } else {
+            for (i = 0; i < n; i++)
+                dst[i] = molora__bits_f32((uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+                                          (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24);
+        }
     } else if (t->dtype == MOLORA_DTYPE_F16) {
         for (i = 0; i < n; i++) dst[i] = molora__f16_f32((unsigned)p[2 * i] | (unsigned)p[2 * i + 1] << 8);
     } else {
@@ -3345,18 +3410,27 @@ MOLORA__PRIVATE int molora__is_float(molora_dtype d)
 {
     return d == MOLORA_DTYPE_F32 || d == MOLORA_DTYPE_F16 || d == MOLORA_DTYPE_BF16;
 }
+/* UNSUPPORTED_DTYPE, logged with the tensor's name, unless t converts to float. */
+MOLORA__PRIVATE molora_result molora__need_float(const molora_safetensors *st, const molora__tensor *t)
+{
+    if (molora__is_float(t->dtype)) return MOLORA_RESULT_SUCCESS;
+    return molora__fail(&st->io.lg, MOLORA_RESULT_UNSUPPORTED_DTYPE,
+                        "tensor \"%s\": unsupported dtype %s (F32, F16 or BF16 only)", t->name,
+                        molora__dtype_names[t->dtype]);
+}
 
 MOLORA_API molora_result molora_safetensors_read_f32(const molora_safetensors *st, size_t index,
                                                      float *dst, size_t n_elements)
 {
     const molora__tensor *t;
+    molora_result r;
     if (!st || (!dst && n_elements)) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (index >= st->n) return MOLORA_RESULT_TENSOR_NOT_FOUND;
     t = st->all[index];
-    if (!molora__is_float(t->dtype))
-        return molora__fail(&st->io.lg, MOLORA_RESULT_UNSUPPORTED_DTYPE, "tensor \"%s\": unsupported dtype %s (F32, F16 or BF16 only)", t->name, molora__dtype_names[t->dtype]);
+    if ((r = molora__need_float(st, t)) != MOLORA_RESULT_SUCCESS) return r;
     if (n_elements != t->n_el)
-        return molora__fail(&st->io.lg, MOLORA_RESULT_INVALID_SHAPE, "tensor \"%s\": has %llu elements, buffer has %zu", t->name, (unsigned long long)t->n_el, n_elements);
+        return molora__fail(&st->io.lg, MOLORA_RESULT_INVALID_SHAPE, "tensor \"%s\": has %llu elements, buffer has %zu",
+                            t->name, (unsigned long long)t->n_el, n_elements);
     molora__convert(t, dst);
     return MOLORA_RESULT_SUCCESS;
 }
@@ -3372,7 +3446,8 @@ MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, 
     t = st->all[index];
     if (molora__is_float(t->dtype) && molora__little_endian()) {
         *data = t->data;
-        *type = t->dtype == MOLORA_DTYPE_F32 ? MOLORA_TYPE_F32 : t->dtype == MOLORA_DTYPE_F16 ? MOLORA_TYPE_F16 : MOLORA_TYPE_BF16;
+        *type = t->dtype == MOLORA_DTYPE_F32 ? MOLORA_TYPE_F32
+              : t->dtype == MOLORA_DTYPE_F16 ? MOLORA_TYPE_F16 : MOLORA_TYPE_BF16;
         return MOLORA_RESULT_SUCCESS;
     }
     r = molora_safetensors_tensor_f32(st, index, &f);   /* big-endian host: a converted copy */
@@ -3384,20 +3459,22 @@ MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, 
 MOLORA_API molora_result molora_safetensors_tensor_f32(molora_safetensors *st, size_t index, const float **data)
 {
     molora__tensor *t;
+    molora_result r;
     if (!st || !data) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (index >= st->n) return MOLORA_RESULT_TENSOR_NOT_FOUND;
     t = st->all[index];
-    if (!molora__is_float(t->dtype))
-        return molora__fail(&st->io.lg, MOLORA_RESULT_UNSUPPORTED_DTYPE, "tensor \"%s\": unsupported dtype %s (F32, F16 or BF16 only)", t->name, molora__dtype_names[t->dtype]);
+    if ((r = molora__need_float(st, t)) != MOLORA_RESULT_SUCCESS) return r;
     if (t->dtype == MOLORA_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0 && molora__little_endian()) {
         *data = (const float *)(const void *)t->data;
         return MOLORA_RESULT_SUCCESS;
     }
     if (!t->f32) {
         size_t nf;
-        if (!molora__floats((size_t)t->n_el, 1, &nf)) return molora__fail(&st->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "tensor \"%s\": too large", t->name);
+        if (!molora__floats((size_t)t->n_el, 1, &nf))
+            return molora__fail(&st->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "tensor \"%s\": too large", t->name);
         t->f32 = (float *)molora__calloc(&st->io, nf, sizeof(float));
-        if (!t->f32) return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "tensor \"%s\": %zu floats", t->name, nf);
+        if (!t->f32)
+            return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "tensor \"%s\": %zu floats", t->name, nf);
         molora__convert(t, t->f32);
     }
     *data = t->f32;
@@ -3421,35 +3498,52 @@ MOLORA__PRIVATE void molora__index_free(const molora__io *io, molora__index *x)
     molora__mfree(io, x->pool);
     memset(x, 0, sizeof *x);
 }
-/* Parses an index text (strict JSON, no key twice) into x: the weight_map must be an object of
-   plain file names (no '/', not empty, not "." or ".."). what names the file in messages. */
-MOLORA__PRIVATE molora_result molora__index_parse(const molora__io *io, const char *text, size_t size, const char *what, molora__index *x)
+/* The weight_map's values decoded into x->pool, each a plain file name, then sorted and made
+   distinct into x->files[0..nf). */
+MOLORA__PRIVATE molora_result molora__index_files(const molora__io *io, const char *what, molora__index *x)
 {
-    molora__json *js = &x->js;
-    molora_result r;
+    const molora__json *js = &x->js;
     size_t i, k;
     char *p;
-    memset(x, 0, sizeof *x);
-    if (!molora__utf8_valid((const unsigned char *)text, size)) return molora__fail(&io->lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", what);
-    if ((r = molora__json_parse(io, text, size, js, what, MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) return r;
-    x->wm = molora__jget(js, 0, "weight_map");
-    if (!x->wm || js->tok[x->wm].type != MOLORA__J_OBJ) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", what); goto fail; }
-    x->nw = js->tok[x->wm].size;
-    x->files = (char **)molora__calloc(io, x->nw + 1, sizeof(char *));
-    x->pool = (char *)molora__malloc(io, size + x->nw + 1);
-    if (!x->files || !x->pool) { r = molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", what); goto fail; }
     for (i = 0, k = x->wm + 1, p = x->pool; i < x->nw; i++, k += 2) {
         char *f = p;
-        if (js->tok[k + 1].type != MOLORA__J_STR) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: weight_map value of \"%.*s\" is not a string", what, (int)(js->tok[k].end - js->tok[k].start), js->s + js->tok[k].start); goto fail; }
+        if (js->tok[k + 1].type != MOLORA__J_STR)
+            return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: weight_map value of \"%.*s\" is not a string",
+                                what, (int)(js->tok[k].end - js->tok[k].start), js->s + js->tok[k].start);
         p += molora__jstr(js, &js->tok[k + 1], p) + 1;
-        if (strchr(f, '/') || !f[0] || !strcmp(f, ".") || !strcmp(f, "..")) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name", what, f); goto fail; }
+        if (strchr(f, '/') || !f[0] || !strcmp(f, ".") || !strcmp(f, ".."))
+            return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name",
+                                what, f);
         x->files[i] = f;
     }
     if (x->nw > 1) qsort(x->files, x->nw, sizeof *x->files, molora__cmp_str);
-    for (i = 0; i < x->nw; i++) if (i == 0 || strcmp(x->files[i], x->files[x->nf - 1])) x->files[x->nf++] = x->files[i];
+    for (i = 0; i < x->nw; i++)
+        if (i == 0 || strcmp(x->files[i], x->files[x->nf - 1])) x->files[x->nf++] = x->files[i];
     return MOLORA_RESULT_SUCCESS;
-fail:
-    molora__index_free(io, x);
+}
+/* Parses an index text (strict JSON, no key twice) into x: the weight_map must be an object of
+   plain file names (no '/', not empty, not "." or ".."). what names the file in messages. */
+MOLORA__PRIVATE molora_result molora__index_parse(const molora__io *io, const char *text, size_t size, const char *what,
+                                                  molora__index *x)
+{
+    molora__json *js = &x->js;
+    molora_result r;
+    memset(x, 0, sizeof *x);
+    if (!molora__utf8_valid((const unsigned char *)text, size))
+        return molora__fail(&io->lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", what);
+    r = molora__json_parse(io, text, size, js, what, MOLORA_RESULT_INVALID_JSON);
+    if (r) return r;
+    x->wm = molora__jget(js, 0, "weight_map");
+    if (!x->wm || js->tok[x->wm].type != MOLORA__J_OBJ) {
+        r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", what);
+    } else {
+        x->nw = js->tok[x->wm].size;
+        x->files = (char **)molora__calloc(io, x->nw + 1, sizeof(char *));
+        x->pool = (char *)molora__malloc(io, size + x->nw + 1);
+        if (!x->files || !x->pool) r = molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", what);
+        else r = molora__index_files(io, what, x);
+    }
+    if (r) molora__index_free(io, x);
     return r;
 }
 
@@ -3460,12 +3554,16 @@ MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int 
     molora__shard *sh = &st->shards[s];
     void *map = NULL;
     char *owned = NULL;
+    const char *image;
     size_t size;
     molora_result r;
-    if (st->io.flags & MOLORA_LOAD_READ) r = molora__read_file(&st->io, path, (size_t)PTRDIFF_MAX - 1, MOLORA_RESULT_SIZE_OVERFLOW, &owned, &size);
-    else r = molora__map(&st->io.lg, path, &map, &size);
+    if (st->io.flags & MOLORA_LOAD_READ)
+        r = molora__read_file(&st->io, path, (size_t)PTRDIFF_MAX - 1, MOLORA_RESULT_SIZE_OVERFLOW, &owned, &size);
+    else
+        r = molora__map(&st->io.lg, path, &map, &size);
     if (r) return r;
-    r = molora__st_parse(&st->io, (const unsigned char *)(owned ? owned : map ? (const char *)map : ""), size, s, path, sh);
+    image = owned ? owned : map ? (const char *)map : "";
+    r = molora__st_parse(&st->io, (const unsigned char *)image, size, s, path, sh);
     if (r) { molora__unmap(map, size); molora__mfree(&st->io, owned); return r; }
     sh->map = map;
     sh->map_size = map ? size : 0;
@@ -3474,54 +3572,72 @@ MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int 
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* The shard files an index .json's weight_map names, each loaded once; every listed tensor must
-   be present in the shard the index names. */
-MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molora_load_desc *desc, molora_safetensors **out)
+/* Every tensor the weight_map lists is present, in the shard the index names for it. */
+MOLORA__PRIVATE molora_result molora__index_check(const molora__io *io, const char *path, const molora__index *x,
+                                                  const molora_safetensors *st)
+{
+    const molora__json *js = &x->js;
+    size_t i, k;
+    for (i = 0, k = x->wm + 1; i < x->nw; i++, k += 2) {
+        size_t idx, s;
+        char *name = (char *)molora__malloc(io, js->tok[k].end - js->tok[k].start + 1);
+        char *file = (char *)molora__malloc(io, js->tok[k + 1].end - js->tok[k + 1].start + 1);
+        molora_result r = MOLORA_RESULT_SUCCESS;
+        int ok = 0;
+        if (!name || !file) {
+            molora__mfree(io, name);
+            molora__mfree(io, file);
+            return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path);
+        }
+        molora__jstr(js, &js->tok[k], name);
+        molora__jstr(js, &js->tok[k + 1], file);
+        if (!molora_safetensors_find(st, name, &idx)) {
+            char **hit = (char **)bsearch(&file, x->files, x->nf, sizeof *x->files, molora__cmp_str);
+            s = hit ? (size_t)(hit - x->files) : x->nf;
+            ok = (int)s == st->all[idx]->shard;
+        }
+        if (!ok)
+            r = molora__fail(&io->lg, MOLORA_RESULT_TENSOR_NOT_FOUND, "%s: tensor \"%s\" is not in shard %s", path,
+                             name, file);
+        molora__mfree(io, name);
+        molora__mfree(io, file);
+        if (r) return r;
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* The shard files an index .json's weight_map names, each loaded once from the index's
+   directory, then checked against the weight_map. */
+MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molora_load_desc *desc,
+                                                    molora_safetensors **out)
 {
     molora__io io;
     molora__index x;
     molora_result r;
-    char *text = NULL, **files, *dir = NULL, *slash;
-    size_t size, i, k, nf, nw, wm;
+    char *text = NULL, *dir = NULL, *slash;
+    size_t size, i;
     molora_safetensors *st = NULL;
-    const molora__json *js;
     if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
     if ((r = molora__slurp(&io, path, &text, &size)) != MOLORA_RESULT_SUCCESS) return r;
-    if ((r = molora__index_parse(&io, text, size, path, &x)) != MOLORA_RESULT_SUCCESS) { molora__mfree(&io, text); return r; }
-    files = x.files; nf = x.nf; nw = x.nw; wm = x.wm; js = &x.js;
+    if ((r = molora__index_parse(&io, text, size, path, &x)) != MOLORA_RESULT_SUCCESS) {
+        molora__mfree(&io, text);
+        return r;
+    }
     dir = (char *)molora__malloc(&io, strlen(path) + 1);
     if (!dir) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
     strcpy(dir, path);
     slash = strrchr(dir, '/');
     if (slash) *slash = 0; else strcpy(dir, ".");
-    if ((r = molora__st_new(desc, (int)nf, &st)) != MOLORA_RESULT_SUCCESS) goto done;
-    for (i = 0; i < nf; i++) {
-        char *fp = molora__path_join(&io, dir, files[i]);
+    if ((r = molora__st_new(desc, (int)x.nf, &st)) != MOLORA_RESULT_SUCCESS) goto done;
+    for (i = 0; i < x.nf; i++) {
+        char *fp = molora__path_join(&io, dir, x.files[i]);
         if (!fp) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
         r = molora__st_load_shard(st, (int)i, fp);
         molora__mfree(&io, fp);
         if (r) goto done;
     }
-    if ((r = molora__st_index(st)) != MOLORA_RESULT_SUCCESS) goto done;
-    /* every tensor of the weight_map is in the shard it names */
-    for (i = 0, k = wm + 1; i < nw; i++, k += 2) {
-        size_t idx, s;
-        char *name = (char *)molora__malloc(&io, js->tok[k].end - js->tok[k].start + 1);
-        char *file = (char *)molora__malloc(&io, js->tok[k + 1].end - js->tok[k + 1].start + 1);
-        int ok = 0;
-        if (!name || !file) { molora__mfree(&io, name); molora__mfree(&io, file); r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
-        molora__jstr(js, &js->tok[k], name);
-        molora__jstr(js, &js->tok[k + 1], file);
-        if (!molora_safetensors_find(st, name, &idx)) {
-            char **hit = (char **)bsearch(&file, files, nf, sizeof *files, molora__cmp_str);
-            s = hit ? (size_t)(hit - files) : nf;
-            ok = (int)s == st->all[idx]->shard;
-        }
-        if (!ok) r = molora__fail(&io.lg, MOLORA_RESULT_TENSOR_NOT_FOUND, "%s: tensor \"%s\" is not in shard %s", path, name, file);
-        molora__mfree(&io, name);
-        molora__mfree(&io, file);
-        if (r) goto done;
-    }
+    if ((r = molora__st_lookup(st)) != MOLORA_RESULT_SUCCESS) goto done;
+    r = molora__index_check(&io, path, &x, st);
 done:
     if (r) { molora__st_release(st); st = NULL; }
     *out = st;
@@ -3531,14 +3647,45 @@ done:
     return r;
 }
 
-MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora_load_desc *desc, molora_safetensors **out)
+/* The paths of the *.safetensors files in directory path (hidden files skipped), in readdir's
+   order; *names (n of them, also on failure) is the caller's to free. */
+MOLORA__PRIVATE molora_result molora__list_shards(const molora__io *io, const char *path, char ***names, size_t *n)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    size_t cap = 0;
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    *names = NULL;
+    *n = 0;
+    if (!d) return molora__fail(&io->lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open directory", path);
+    while ((e = readdir(d)) != NULL) {
+        if (!molora__ends_with(e->d_name, ".safetensors") || e->d_name[0] == '.') continue;
+        if (*n == cap) {
+            char **nn = (char **)molora__calloc(io, cap = cap ? 2 * cap : 16, sizeof(char *));
+            if (!nn) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
+            if (*n) memcpy(nn, *names, *n * sizeof **names);
+            molora__mfree(io, *names);
+            *names = nn;
+        }
+        if (!((*names)[*n] = molora__path_join(io, path, e->d_name))) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
+        (*n)++;
+    }
+    closedir(d);
+    if (r) return molora__fail(&io->lg, r, "%s: out of memory", path);
+    if (*n == 0)
+        return molora__fail(&io->lg, MOLORA_RESULT_IO_ERROR, "%s: no .safetensors files in the directory", path);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* A directory: its model.safetensors.index.json when present, else every *.safetensors in it,
+   loaded in name order. */
+MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora_load_desc *desc,
+                                                  molora_safetensors **out)
 {
     molora__io io;
-    DIR *d;
-    struct dirent *e;
     char **names = NULL, *idx;
-    size_t n = 0, cap = 0, i;
-    molora_result r = MOLORA_RESULT_SUCCESS;
+    size_t n = 0, i;
+    molora_result r;
     molora_safetensors *st = NULL;
     struct stat sb;
     if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -3546,28 +3693,12 @@ MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora
     if (!idx) return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path);
     if (stat(idx, &sb) == 0) { r = molora__st_open_index(idx, desc, out); molora__mfree(&io, idx); return r; }
     molora__mfree(&io, idx);
-    d = opendir(path);
-    if (!d) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open directory", path);
-    while ((e = readdir(d)) != NULL) {
-        if (!molora__ends_with(e->d_name, ".safetensors") || e->d_name[0] == '.') continue;
-        if (n == cap) {
-            char **nn = (char **)molora__calloc(&io, cap = cap ? 2 * cap : 16, sizeof(char *));
-            if (!nn) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
-            if (n) memcpy(nn, names, n * sizeof *names);
-            molora__mfree(&io, names);
-            names = nn;
-        }
-        if (!(names[n] = molora__path_join(&io, path, e->d_name))) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
-        n++;
-    }
-    closedir(d);
-    if (r) molora__fail(&io.lg, r, "%s: out of memory", path);
-    else if (n == 0) r = molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: no .safetensors files in the directory", path);
+    r = molora__list_shards(&io, path, &names, &n);
     if (!r) {
         if (n > 1) qsort(names, n, sizeof *names, molora__cmp_str);
         if (!(r = molora__st_new(desc, (int)n, &st)))
             for (i = 0; i < n && !r; i++) r = molora__st_load_shard(st, (int)i, names[i]);
-        if (!r) r = molora__st_index(st);
+        if (!r) r = molora__st_lookup(st);
         if (r) { molora__st_release(st); st = NULL; }
     }
     for (i = 0; i < n; i++) molora__mfree(&io, names[i]);
@@ -3576,7 +3707,8 @@ MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora
     return r;
 }
 
-MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_load_desc *desc, molora_safetensors **out)
+MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_load_desc *desc,
+                                                 molora_safetensors **out)
 {
     struct stat sb;
     molora_safetensors *st;
@@ -3585,12 +3717,13 @@ MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_
     if (!out) return MOLORA_RESULT_INVALID_ARGUMENT;
     *out = NULL;
     if (!path || molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
-    if (stat(path, &sb) != 0) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0)
+        return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) return molora__st_open_dir(path, desc, out);
     if (molora__ends_with(path, ".json")) return molora__st_open_index(path, desc, out);
     if ((r = molora__st_new(desc, 1, &st)) != MOLORA_RESULT_SUCCESS) return r;
     r = molora__st_load_shard(st, 0, path);
-    if (!r) r = molora__st_index(st);
+    if (!r) r = molora__st_lookup(st);
     if (r) { molora__st_release(st); return r; }
     *out = st;
     return MOLORA_RESULT_SUCCESS;
