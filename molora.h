@@ -362,9 +362,11 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
                                       float *W);
 
 /* ==== [files] safetensors, adapters ========================================================== */
+/* >>api_safetensors  safetensors files and sharded models: checks, loading options, tensor getters */
 /* Reading real checkpoints (safetensors + adapter_config.json) into model descriptors.
    The in-memory API is always compiled; the parts that open files (mmap, directories, sharded
-   models) are compiled out by MOLORA_NO_STDIO.
+   models) are compiled out by MOLORA_NO_STDIO. The contract is below; the formats in full
+   (safetensors, index files, adapter layouts) are described in docs/formats.md.
 
    safetensors validation: every check of huggingface/safetensors 0.8 `safetensors/src/tensor.rs`
    (`SafeTensors::read_metadata` + `Metadata::validate`, the same as in v0.7.0 apart from the two
@@ -511,6 +513,7 @@ MOLORA_API molora_result molora_safetensors_tensor_f32(molora_safetensors *st, s
    molora_safetensors_tensor_f32()'s float32 copy (type F32). Other dtypes: UNSUPPORTED_DTYPE. */
 MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, size_t index,
                                                       const void **data, molora_type *type);
+/* <<api_safetensors */
 
 /* ---- adapters ---------------------------------------------------------------------------------
    An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts below
@@ -2132,9 +2135,13 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
 }
 
 /* ==== [files] safetensors, JSON, adapters ==================================================== */
-#ifndef MOLORA_JSON_MAX_DEPTH
-#define MOLORA_JSON_MAX_DEPTH 128            /* serde_json's recursion limit                   */
-#endif
+/* In tags: io (the memory hook, mapping and reading files), dtypes, utf8, json (the one parser for
+   safetensors headers, adapter_config.json and index files), safetensors (the header's checks,
+   the object and its getters), conversion (F16 / BF16 / F32 bytes to float) and index (sharded
+   models: model.safetensors.index.json, directories, molora_safetensors_open()). The formats
+   and their contracts in full: docs/formats.md. */
+
+/* >>io  loading options, the memory hook, opening, mapping and reading files */
 #define MOLORA__ST_MAX_HEADER 100000000u      /* safetensors MAX_HEADER_SIZE                    */
 
 typedef struct molora__io { molora_memory mem; molora__logger lg; unsigned flags; } molora__io;
@@ -2177,7 +2184,148 @@ MOLORA__PRIVATE int molora__ends_with(const char *s, const char *suffix)
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* ---- [dtypes] ---------------------------------------------------------------------------- */
+/* Files (compiled out by MOLORA_NO_STDIO): each opened without blocking and fstat'ed before a
+   byte is read, then mapped read-only or read whole into memory from the hook. */
+#ifndef MOLORA_NO_STDIO
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+MOLORA__PRIVATE void molora__unmap(void *p, size_t n)
+{
+    if (p && n) munmap(p, n);
+}
+#ifdef O_CLOEXEC
+#define MOLORA__O_CLOEXEC O_CLOEXEC
+#else                                          /* hidden by -std=c99 without _POSIX_C_SOURCE */
+#define MOLORA__O_CLOEXEC 0
+#endif
+MOLORA__PRIVATE const char *molora__file_kind(mode_t m)
+{
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+    return "not a regular file";
+}
+/* Opens path for reading without blocking (a FIFO would block in open) and refuses anything but
+   a regular file before a byte is read. */
+MOLORA__PRIVATE molora_result molora__open_regular(const molora__logger *lg, const char *path, int *fd,
+                                                   struct stat *sb)
+{
+    *fd = open(path, O_RDONLY | O_NONBLOCK | MOLORA__O_CLOEXEC);
+    if (*fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
+#ifndef O_CLOEXEC
+    (void)fcntl(*fd, F_SETFD, FD_CLOEXEC);
+#endif
+    if (fstat(*fd, sb) != 0) {
+        close(*fd);
+        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(sb->st_mode)) {
+        close(*fd);
+        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: is %s, expected a regular file", path,
+                            molora__file_kind(sb->st_mode));
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Maps a whole regular file read-only. An empty file gives (NULL, 0). */
+MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *path, void **map, size_t *size)
+{
+    struct stat sb;
+    int fd;
+    molora_result r = molora__open_regular(lg, path, &fd, &sb);
+    *map = NULL; *size = 0;
+    if (r) return r;
+    if ((uint64_t)sb.st_size > (uint64_t)PTRDIFF_MAX) {
+        close(fd);
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: too large to map", path);
+    }
+    if (sb.st_size > 0) {
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map: %s", path, strerror(errno));
+        }
+        *map = p; *size = (size_t)sb.st_size;
+    }
+    close(fd);
+    return MOLORA_RESULT_SUCCESS;
+}
+#define MOLORA__READ_CHUNK ((size_t)1 << 30)   /* one read() asks for at most this much        */
+/* Reads exactly n bytes of fd into buf (bounded pieces, EINTR and short reads retried), then
+   checks the file ends there: a file shorter or longer than fstat said changed while read. */
+MOLORA__PRIVATE molora_result molora__read_exact(const molora__logger *lg, const char *path, int fd,
+                                                 unsigned char *buf, size_t n)
+{
+    size_t got = 0;
+    unsigned char extra;
+    ssize_t k;
+    while (got < n) {
+        k = read(fd, buf + got, n - got < MOLORA__READ_CHUNK ? n - got : MOLORA__READ_CHUNK);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
+        if (k == 0)
+            return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (%zu of %zu bytes)", path,
+                                got, n);
+        got += (size_t)k;
+    }
+    do k = read(fd, &extra, 1); while (k < 0 && errno == EINTR);
+    if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
+    if (k > 0)
+        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (longer than %zu bytes)", path, n);
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Reads a whole regular file of at most max bytes into memory from the hook, NUL-terminated
+   (*out owned by the caller, freed with molora__mfree); a larger file is too_large. */
+MOLORA__PRIVATE molora_result molora__read_file(const molora__io *io, const char *path, size_t max,
+                                                molora_result too_large, char **out, size_t *size)
+{
+    struct stat sb;
+    int fd;
+    size_t n;
+    molora_result r = molora__open_regular(&io->lg, path, &fd, &sb);
+    *out = NULL; *size = 0;
+    if (r) return r;
+    if ((uint64_t)sb.st_size > (uint64_t)max) {
+        close(fd);
+        return molora__fail(&io->lg, too_large, "%s: %llu bytes is too large to read", path,
+                            (unsigned long long)sb.st_size);
+    }
+    n = (size_t)sb.st_size;
+    if (!(*out = (char *)molora__malloc(io, n + 1))) {
+        close(fd);
+        return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, n);
+    }
+    r = molora__read_exact(&io->lg, path, fd, (unsigned char *)*out, n);
+    close(fd);
+    if (r) { molora__mfree(io, *out); *out = NULL; return r; }
+    (*out)[n] = 0;
+    *size = n;
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Reads a small text file (config, index) into memory owned by the caller, NUL-terminated. */
+MOLORA__PRIVATE molora_result molora__slurp(const molora__io *io, const char *path, char **out, size_t *size)
+{
+    return molora__read_file(io, path, MOLORA__ST_MAX_HEADER, MOLORA_RESULT_HEADER_TOO_LARGE, out, size);
+}
+MOLORA__PRIVATE char *molora__path_join(const molora__io *io, const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = (char *)molora__malloc(io, a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+#endif
+
+/* <<io */
+
+/* >>dtypes  safetensors dtype names and sizes */
 static const char *const molora__dtype_names[MOLORA_DTYPE_COUNT] = {
     "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16",
     "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64", "F8_E4M3FNUZ", "F8_E5M2FNUZ"};
@@ -2188,8 +2336,9 @@ MOLORA_API const char *molora_dtype_name(molora_dtype d)
 {
     return ((int)d >= 0 && d < MOLORA_DTYPE_COUNT) ? molora__dtype_names[d] : "?";
 }
+/* <<dtypes */
 
-/* ---- [utf-8] strict: no overlongs, no surrogates, <= U+10FFFF (Rust str::from_utf8) -------- */
+/* >>utf8  strict UTF-8: no overlongs, no surrogates, <= U+10FFFF (Rust str::from_utf8) */
 MOLORA__PRIVATE int molora__utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0;
@@ -2210,9 +2359,34 @@ MOLORA__PRIVATE int molora__utf8_valid(const unsigned char *s, size_t n)
     }
     return 1;
 }
+/* Encodes code point v (<= U+10FFFF, no surrogate) at *d as 1 to 4 bytes; advances *d. */
+MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
+{
+    unsigned char *o = (unsigned char *)*d;
+    if (v < 0x80) {
+        *o++ = (unsigned char)v;
+    } else if (v < 0x800) {
+        *o++ = (unsigned char)(0xC0 | (v >> 6));
+        *o++ = (unsigned char)(0x80 | (v & 63));
+    } else if (v < 0x10000) {
+        *o++ = (unsigned char)(0xE0 | (v >> 12));
+        *o++ = (unsigned char)(0x80 | ((v >> 6) & 63));
+        *o++ = (unsigned char)(0x80 | (v & 63));
+    } else {
+        *o++ = (unsigned char)(0xF0 | (v >> 18));
+        *o++ = (unsigned char)(0x80 | ((v >> 12) & 63));
+        *o++ = (unsigned char)(0x80 | ((v >> 6) & 63));
+        *o++ = (unsigned char)(0x80 | (v & 63));
+    }
+    *d = (char *)o;
+}
+/* <<utf8 */
 
-/* ---- [json] strict RFC 8259 parser into a flat token array (jsmn-like) ----------------------
-   Memory is proportional to the text: objects and their members are tokens of 20 bytes (a
+/* >>json  strict RFC 8259 parser into a flat token array (jsmn-like), then readers of its tokens */
+#ifndef MOLORA_JSON_MAX_DEPTH
+#define MOLORA_JSON_MAX_DEPTH 128            /* serde_json's recursion limit                   */
+#endif
+/*    Memory is proportional to the text: objects and their members are tokens of 20 bytes (a
    member is at least 5 bytes of text), an array is ONE token whatever it holds (its items are
    read back from the validated text with molora__jitem), so `[0,0,...]` costs nothing per item.
    Every object, also inside arrays, is checked for a key given twice, compared after decoding
@@ -2248,7 +2422,8 @@ MOLORA__PRIVATE int molora__jerr(molora__json *p, const char *what)
 }
 MOLORA__PRIVATE void molora__jws(molora__json *p)
 {
-    while (p->pos < p->n && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' || p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
+    while (p->pos < p->n &&
+           (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' || p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
         p->pos++;
 }
 MOLORA__PRIVATE int molora__jhex4(const char *s, unsigned *v)
@@ -2322,9 +2497,13 @@ MOLORA__PRIVATE int molora__jnumber(molora__json *p)
     const char *c = p->s;
     if (p->pos < p->n && c[p->pos] == '-') p->pos++;
     if (p->pos >= p->n) return molora__jerr(p, "bad number");
-    if (c[p->pos] == '0') p->pos++;
-    else if (c[p->pos] >= '1' && c[p->pos] <= '9') { while (p->pos < p->n && c[p->pos] >= '0' && c[p->pos] <= '9') p->pos++; }
-    else return molora__jerr(p, "bad number");
+    if (c[p->pos] == '0') {
+        p->pos++;
+    } else if (c[p->pos] >= '1' && c[p->pos] <= '9') {
+        while (p->pos < p->n && c[p->pos] >= '0' && c[p->pos] <= '9') p->pos++;
+    } else {
+        return molora__jerr(p, "bad number");
+    }
     if (p->pos < p->n && c[p->pos] == '.') {
         p->pos++;
         if (p->pos >= p->n || c[p->pos] < '0' || c[p->pos] > '9') return molora__jerr(p, "bad fraction");
@@ -2341,16 +2520,7 @@ MOLORA__PRIVATE int molora__jnumber(molora__json *p)
     return 1;
 }
 
-/* ---- [json keys] decoded comparison, duplicate check -------------------------------------- */
-MOLORA__PRIVATE void molora__utf8_put(char **d, unsigned v)
-{
-    unsigned char *o = (unsigned char *)*d;
-    if (v < 0x80) *o++ = (unsigned char)v;
-    else if (v < 0x800) { *o++ = (unsigned char)(0xC0 | (v >> 6)); *o++ = (unsigned char)(0x80 | (v & 63)); }
-    else if (v < 0x10000) { *o++ = (unsigned char)(0xE0 | (v >> 12)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
-    else { *o++ = (unsigned char)(0xF0 | (v >> 18)); *o++ = (unsigned char)(0x80 | ((v >> 12) & 63)); *o++ = (unsigned char)(0x80 | ((v >> 6) & 63)); *o++ = (unsigned char)(0x80 | (v & 63)); }
-    *d = (char *)o;
-}
+/* Keys: decoded comparison and the duplicate check. */
 /* Decodes one character of a validated string body at *s into d (1..4 bytes); advances both. */
 MOLORA__PRIVATE void molora__jchar(const char **s, char **d)
 {
@@ -2472,7 +2642,11 @@ MOLORA__PRIVATE int molora__jcontainer(molora__json *p, int depth)
     }
     if (!obj) p->quiet--;
     if (obj && !molora__jkeys_close(p, base, depth)) return 0;
-    if (p->tok && t != (size_t)-1) { p->tok[t].size = (uint32_t)count; p->tok[t].end = (uint32_t)p->pos; p->tok[t].skip = (uint32_t)(p->ntok - t); }
+    if (p->tok && t != (size_t)-1) {
+        p->tok[t].size = (uint32_t)count;
+        p->tok[t].end = (uint32_t)p->pos;
+        p->tok[t].skip = (uint32_t)(p->ntok - t);
+    }
     return 1;
 }
 MOLORA__PRIVATE int molora__jliteral(molora__json *p, const char *lit, int type)
@@ -2515,7 +2689,8 @@ MOLORA__PRIVATE molora_result molora__json_parse(const molora__io *io, const cha
     int pass;
     memset(p, 0, sizeof *p);
     p->s = s; p->n = n; p->io = io;
-    if (n >= 0xFFFFFFFFu) return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: %zu bytes of JSON is too large", what, n);
+    if (n >= 0xFFFFFFFFu)
+        return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: %zu bytes of JSON is too large", what, n);
     for (pass = 0; pass < 2; pass++) {
         p->pos = 0; p->ntok = 0; p->check_dups = pass == 0;
         if (!molora__jvalue(p, 0)) goto bad;
@@ -2525,7 +2700,9 @@ MOLORA__PRIVATE molora_result molora__json_parse(const molora__io *io, const cha
             molora__mfree(io, p->keys);
             p->keys = NULL;
             p->tok = (molora__jtok *)molora__calloc(io, p->ntok, sizeof *p->tok);
-            if (!p->tok) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu JSON tokens: out of memory", what, p->ntok);
+            if (!p->tok)
+                return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu JSON tokens: out of memory", what,
+                                    p->ntok);
         }
     }
     return MOLORA_RESULT_SUCCESS;
@@ -2539,10 +2716,12 @@ bad:
         int names = root_dup != MOLORA_RESULT_INVALID_JSON && p->dup_depth == 0;
         molora__jdup_text(p, key, sizeof key);
         names = names && strcmp(key, "__metadata__") != 0;
-        return molora__fail(&io->lg, names ? root_dup : MOLORA_RESULT_INVALID_JSON, "%s: %s \"%s\" appears twice (at byte %zu; keys are compared after decoding escapes)",
+        return molora__fail(&io->lg, names ? root_dup : MOLORA_RESULT_INVALID_JSON,
+                            "%s: %s \"%s\" appears twice (at byte %zu; keys are compared after decoding escapes)",
                             what, names ? "tensor" : "key", key, (size_t)(p->dup.s - s));
     }
-    return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: invalid JSON at byte %zu: %s", what, p->err_pos, p->err);
+    return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: invalid JSON at byte %zu: %s", what, p->err_pos,
+                        p->err);
 }
 MOLORA__PRIVATE void molora__json_free(const molora__io *io, molora__json *p)
 {
@@ -2617,7 +2796,8 @@ MOLORA__PRIVATE int molora__jitem(const molora__json *p, const molora__jtok *arr
         } while (depth > 0);
         item->end = (uint32_t)i;
     } else {
-        item->type = s[i] == 't' ? MOLORA__J_TRUE : s[i] == 'f' ? MOLORA__J_FALSE : s[i] == 'n' ? MOLORA__J_NULL : MOLORA__J_NUM;
+        item->type = s[i] == 't' ? MOLORA__J_TRUE : s[i] == 'f' ? MOLORA__J_FALSE
+                   : s[i] == 'n' ? MOLORA__J_NULL : MOLORA__J_NUM;
         item->start = (uint32_t)i;
         while (i < arr->end && strchr("+-.eE0123456789truefalsn", s[i]) && s[i]) i++;
         item->end = (uint32_t)i;
@@ -2681,124 +2861,9 @@ MOLORA__PRIVATE int molora__jlist_f64(const molora__io *io, const molora__json *
     }
     return 1;
 }
+/* <<json */
 
-/* ---- [files] mapping and reading (compiled out by MOLORA_NO_STDIO) ------------------------ */
-#ifndef MOLORA_NO_STDIO
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-MOLORA__PRIVATE void molora__unmap(void *p, size_t n)
-{
-    if (p && n) munmap(p, n);
-}
-#ifdef O_CLOEXEC
-#define MOLORA__O_CLOEXEC O_CLOEXEC
-#else                                          /* hidden by -std=c99 without _POSIX_C_SOURCE */
-#define MOLORA__O_CLOEXEC 0
-#endif
-MOLORA__PRIVATE const char *molora__file_kind(mode_t m)
-{
-    if (S_ISDIR(m)) return "a directory";
-    if (S_ISFIFO(m)) return "a FIFO";
-    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
-    return "not a regular file";
-}
-/* Opens path for reading without blocking (a FIFO would block in open) and refuses anything but
-   a regular file before a byte is read. */
-MOLORA__PRIVATE molora_result molora__open_regular(const molora__logger *lg, const char *path, int *fd, struct stat *sb)
-{
-    *fd = open(path, O_RDONLY | O_NONBLOCK | MOLORA__O_CLOEXEC);
-    if (*fd < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
-#ifndef O_CLOEXEC
-    (void)fcntl(*fd, F_SETFD, FD_CLOEXEC);
-#endif
-    if (fstat(*fd, sb) != 0) { close(*fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot stat: %s", path, strerror(errno)); }
-    if (!S_ISREG(sb->st_mode)) {
-        close(*fd);
-        return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: is %s, expected a regular file", path, molora__file_kind(sb->st_mode));
-    }
-    return MOLORA_RESULT_SUCCESS;
-}
-/* Maps a whole regular file read-only. An empty file gives (NULL, 0). */
-MOLORA__PRIVATE molora_result molora__map(const molora__logger *lg, const char *path, void **map, size_t *size)
-{
-    struct stat sb;
-    int fd;
-    molora_result r = molora__open_regular(lg, path, &fd, &sb);
-    *map = NULL; *size = 0;
-    if (r) return r;
-    if ((uint64_t)sb.st_size > (uint64_t)PTRDIFF_MAX) { close(fd); return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: too large to map", path); }
-    if (sb.st_size > 0) {
-        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) { close(fd); return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: cannot map: %s", path, strerror(errno)); }
-        *map = p; *size = (size_t)sb.st_size;
-    }
-    close(fd);
-    return MOLORA_RESULT_SUCCESS;
-}
-#define MOLORA__READ_CHUNK ((size_t)1 << 30)   /* one read() asks for at most this much        */
-/* Reads exactly n bytes of fd into buf (bounded pieces, EINTR and short reads retried), then
-   checks the file ends there: a file shorter or longer than fstat said changed while read. */
-MOLORA__PRIVATE molora_result molora__read_exact(const molora__logger *lg, const char *path, int fd, unsigned char *buf, size_t n)
-{
-    size_t got = 0;
-    unsigned char extra;
-    ssize_t k;
-    while (got < n) {
-        k = read(fd, buf + got, n - got < MOLORA__READ_CHUNK ? n - got : MOLORA__READ_CHUNK);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
-        if (k == 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (%zu of %zu bytes)", path, got, n);
-        got += (size_t)k;
-    }
-    do k = read(fd, &extra, 1); while (k < 0 && errno == EINTR);
-    if (k < 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: read failed: %s", path, strerror(errno));
-    if (k > 0) return molora__fail(lg, MOLORA_RESULT_IO_ERROR, "%s: changed size while read (longer than %zu bytes)", path, n);
-    return MOLORA_RESULT_SUCCESS;
-}
-/* Reads a whole regular file of at most max bytes into memory from the hook, NUL-terminated
-   (*out owned by the caller, freed with molora__mfree); a larger file is too_large. */
-MOLORA__PRIVATE molora_result molora__read_file(const molora__io *io, const char *path, size_t max, molora_result too_large,
-                                                char **out, size_t *size)
-{
-    struct stat sb;
-    int fd;
-    size_t n;
-    molora_result r = molora__open_regular(&io->lg, path, &fd, &sb);
-    *out = NULL; *size = 0;
-    if (r) return r;
-    if ((uint64_t)sb.st_size > (uint64_t)max) { close(fd); return molora__fail(&io->lg, too_large, "%s: %llu bytes is too large to read", path, (unsigned long long)sb.st_size); }
-    n = (size_t)sb.st_size;
-    if (!(*out = (char *)molora__malloc(io, n + 1))) { close(fd); return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, n); }
-    r = molora__read_exact(&io->lg, path, fd, (unsigned char *)*out, n);
-    close(fd);
-    if (r) { molora__mfree(io, *out); *out = NULL; return r; }
-    (*out)[n] = 0;
-    *size = n;
-    return MOLORA_RESULT_SUCCESS;
-}
-/* Reads a small text file (config, index) into memory owned by the caller, NUL-terminated. */
-MOLORA__PRIVATE molora_result molora__slurp(const molora__io *io, const char *path, char **out, size_t *size)
-{
-    return molora__read_file(io, path, MOLORA__ST_MAX_HEADER, MOLORA_RESULT_HEADER_TOO_LARGE, out, size);
-}
-MOLORA__PRIVATE char *molora__path_join(const molora__io *io, const char *dir, const char *name)
-{
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = (char *)molora__malloc(io, a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, name, b + 1);
-    return p;
-}
-#endif
-
-/* ---- [safetensors] ------------------------------------------------------------------------ */
+/* >>safetensors  one file image: the header checks of the reference reader, the object, its getters */
 typedef struct molora__tensor {
     const char *name;
     molora_dtype dtype;
@@ -2842,160 +2907,293 @@ static int molora__cmp_name(const void *a, const void *b)
     return strcmp((*(molora__tensor *const *)a)->name, (*(molora__tensor *const *)b)->name);
 }
 
-/* Parses and validates one file image into sh (reference order of checks, then duplicates). */
-MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsigned char *buf,
-                                               size_t size, int shard, const char *what,
-                                               molora__shard *sh)
-{
-    const molora__logger *lg = &io->lg;
-    molora__json js;
-    molora_result r;
-    uint64_t n64, start;
-    size_t n, i, k, nt = 0, nmeta = 0, ndims = 0, pool, bytes = 0;
-    size_t meta_tok = 0;
-    unsigned char *blk, *cur;
-    char *str;
-    molora__tensor **order = NULL;
-    uint64_t *dims;
+/* One file image being parsed: the JSON header and what the sizing pass counted, then the parts of
+   the shard's block that the entries are decoded into. */
+typedef struct molora__st_reader {
+    const molora__io *io;
+    const char *what;             /* the file, as log lines name it                         */
+    molora__json js;              /* the header                                             */
+    size_t n;                     /* header length: the data section starts at 8 + n        */
+    size_t nt, ndims, nmeta;      /* tensors, their dimensions, __metadata__ entries        */
+    size_t meta_tok;              /* __metadata__'s value token, 0 when absent              */
+    uint64_t *dims;               /* next free dimension in the block                       */
+    molora__tensor **order;       /* (nt) the tensors, sorted by name, then by offsets      */
+    char *str;                    /* next free byte for the decoded strings                 */
+} molora__st_reader;
 
-    if (size < 8) return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_SMALL, "%s: %zu bytes, a safetensors file needs at least 8", what, size);
+/* SafeTensors::read_metadata up to the JSON: the 8-byte little-endian header length n and its
+   bounds, then n bytes of UTF-8 text parsed into rd->js, which must be an object. */
+MOLORA__PRIVATE molora_result molora__st_read_header(molora__st_reader *rd, const unsigned char *buf, size_t size)
+{
+    const molora__logger *lg = &rd->io->lg;
+    const char *what = rd->what;
+    uint64_t n64;
+    size_t i;
+    molora_result r;
+    if (size < 8)
+        return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_SMALL, "%s: %zu bytes, a safetensors file needs at least 8",
+                            what, size);
     for (n64 = 0, i = 8; i-- > 0;) n64 = (n64 << 8) | buf[i];
-    if (n64 > MOLORA__ST_MAX_HEADER) return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_LARGE, "%s: header length %llu exceeds 100000000", what, (unsigned long long)n64);
-    n = (size_t)n64;
-    if (n > size - 8) return molora__fail(lg, MOLORA_RESULT_INVALID_HEADER_LENGTH, "%s: header length %zu but only %zu bytes follow", what, n, size - 8);
-    if (!molora__utf8_valid(buf + 8, n)) return molora__fail(lg, MOLORA_RESULT_INVALID_UTF8, "%s: header is not valid UTF-8", what);
-    r = molora__json_parse(io, (const char *)buf + 8, n, &js, what, MOLORA_RESULT_DUPLICATE_NAME);
+    if (n64 > MOLORA__ST_MAX_HEADER)
+        return molora__fail(lg, MOLORA_RESULT_HEADER_TOO_LARGE, "%s: header length %llu exceeds 100000000", what,
+                            (unsigned long long)n64);
+    rd->n = (size_t)n64;
+    if (rd->n > size - 8)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_HEADER_LENGTH, "%s: header length %zu but only %zu bytes follow",
+                            what, rd->n, size - 8);
+    if (!molora__utf8_valid(buf + 8, rd->n))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_UTF8, "%s: header is not valid UTF-8", what);
+    r = molora__json_parse(rd->io, (const char *)buf + 8, rd->n, &rd->js, what, MOLORA_RESULT_DUPLICATE_NAME);
     if (r) return r;
-    if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: header is not a JSON object", what); goto out; }
-    /* sizes: tensors, dims, strings (decoded <= raw) */
-    for (i = 0, k = 1; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
+    if (rd->js.tok[0].type != MOLORA__J_OBJ) {
+        r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: header is not a JSON object", what);
+        molora__json_free(rd->io, &rd->js);
+        return r;
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Sizing pass over the header's members, for one allocation: the tensors, their dimensions and
+   the __metadata__ entries, whose values must all be strings (HashMetadata in the reference). */
+MOLORA__PRIVATE molora_result molora__st_count(molora__st_reader *rd)
+{
+    const molora__json *js = &rd->js;
+    size_t i, k, j, e;
+    for (i = 0, k = 1; i < js->tok[0].size; i++, k += 1 + js->tok[k + 1].skip) {
         size_t v = k + 1;
-        if (molora__jeq(&js, &js.tok[k], "__metadata__")) {
-            size_t j, e;
-            meta_tok = v;
-            if (js.tok[v].type == MOLORA__J_NULL) continue;
-            if (js.tok[v].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: __metadata__ must be an object of strings", what); goto out; }
-            for (j = 0, e = v + 1; j < js.tok[v].size; j++, e += 2)
-                if (js.tok[e + 1].type != MOLORA__J_STR) {
-                    r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: __metadata__ value of \"%.*s\" is not a string", what,
-                                     (int)(js.tok[e].end - js.tok[e].start), js.s + js.tok[e].start);
-                    goto out;
-                }
-            nmeta = js.tok[v].size;
+        if (!molora__jeq(js, &js->tok[k], "__metadata__")) {
+            size_t shape = js->tok[v].type == MOLORA__J_OBJ ? molora__jget(js, v, "shape") : 0;
+            rd->nt++;
+            if (shape && js->tok[shape].type == MOLORA__J_ARR) rd->ndims += js->tok[shape].size;
             continue;
         }
-        nt++;
-        if (js.tok[v].type == MOLORA__J_OBJ) {
-            size_t sh_tok = molora__jget(&js, v, "shape");
-            if (sh_tok && js.tok[sh_tok].type == MOLORA__J_ARR) ndims += js.tok[sh_tok].size;
-        }
+        rd->meta_tok = v;
+        if (js->tok[v].type == MOLORA__J_NULL) continue;
+        if (js->tok[v].type != MOLORA__J_OBJ)
+            return molora__fail(&rd->io->lg, MOLORA_RESULT_INVALID_JSON,
+                                "%s: __metadata__ must be an object of strings", rd->what);
+        for (j = 0, e = v + 1; j < js->tok[v].size; j++, e += 2)
+            if (js->tok[e + 1].type != MOLORA__J_STR)
+                return molora__fail(&rd->io->lg, MOLORA_RESULT_INVALID_JSON,
+                                    "%s: __metadata__ value of \"%.*s\" is not a string", rd->what,
+                                    (int)(js->tok[e].end - js->tok[e].start), js->s + js->tok[e].start);
+        rd->nmeta = js->tok[v].size;
     }
-    pool = n + 2 * (js.tok[0].size + nmeta) + 1;
-    if (!molora__reserve(&bytes, nt, sizeof(molora__tensor)) || !molora__reserve(&bytes, ndims, sizeof(uint64_t)) ||
-        !molora__reserve(&bytes, 2 * nmeta, sizeof(char *)) || !molora__reserve(&bytes, nt, sizeof(molora__tensor *)) ||
-        !molora__reserve(&bytes, pool, 1) || !molora__add(bytes, MOLORA__ALIGN, &bytes)) {
-        r = molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: header sizes overflow", what);
-        goto out;
-    }
-    blk = (unsigned char *)molora__malloc(io, bytes);
-    if (!blk) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu bytes for the header", what, bytes); goto out; }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* One block for the shard: tensors, dimensions, metadata pointers, the sort order, then the
+   decoded strings (decoding never lengthens a string, so the header's length bounds them). */
+MOLORA__PRIVATE molora_result molora__st_carve(molora__st_reader *rd, molora__shard *sh)
+{
+    size_t bytes = 0, pool = rd->n + 2 * (rd->js.tok[0].size + rd->nmeta) + 1;
+    unsigned char *blk, *cur;
+    if (!molora__reserve(&bytes, rd->nt, sizeof(molora__tensor)) ||
+        !molora__reserve(&bytes, rd->ndims, sizeof(uint64_t)) ||
+        !molora__reserve(&bytes, 2 * rd->nmeta, sizeof(char *)) ||
+        !molora__reserve(&bytes, rd->nt, sizeof(molora__tensor *)) ||
+        !molora__reserve(&bytes, pool, 1) || !molora__add(bytes, MOLORA__ALIGN, &bytes))
+        return molora__fail(&rd->io->lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: header sizes overflow", rd->what);
+    blk = (unsigned char *)molora__malloc(rd->io, bytes);
+    if (!blk)
+        return molora__fail(&rd->io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: %zu bytes for the header", rd->what, bytes);
     memset(sh, 0, sizeof *sh);
     sh->block = blk;
     cur = molora__align_up(blk);
-    sh->t = (molora__tensor *)molora__carve(&cur, nt, sizeof(molora__tensor));
-    dims = (uint64_t *)molora__carve(&cur, ndims, sizeof(uint64_t));
-    sh->meta = (const char **)molora__carve(&cur, 2 * nmeta, sizeof(char *));
-    order = (molora__tensor **)molora__carve(&cur, nt, sizeof(molora__tensor *));
-    str = (char *)cur;
-    memset(sh->t, 0, nt * sizeof(molora__tensor));
-    if (meta_tok && js.tok[meta_tok].type == MOLORA__J_OBJ) {
-        size_t j, e;
-        for (j = 0, e = meta_tok + 1; j < nmeta; j++, e += 2) {
-            sh->meta[2 * j] = str; str += molora__jstr(&js, &js.tok[e], str) + 1;
-            sh->meta[2 * j + 1] = str; str += molora__jstr(&js, &js.tok[e + 1], str) + 1;
-        }
-        sh->n_meta = nmeta;
+    sh->t = (molora__tensor *)molora__carve(&cur, rd->nt, sizeof(molora__tensor));
+    rd->dims = (uint64_t *)molora__carve(&cur, rd->ndims, sizeof(uint64_t));
+    sh->meta = (const char **)molora__carve(&cur, 2 * rd->nmeta, sizeof(char *));
+    rd->order = (molora__tensor **)molora__carve(&cur, rd->nt, sizeof(molora__tensor *));
+    rd->str = (char *)cur;
+    memset(sh->t, 0, rd->nt * sizeof(molora__tensor));
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* __metadata__ (string -> string), decoded into the block in file order. */
+MOLORA__PRIVATE void molora__st_metadata(molora__st_reader *rd, molora__shard *sh)
+{
+    const molora__json *js = &rd->js;
+    size_t j, e;
+    if (!rd->meta_tok || js->tok[rd->meta_tok].type != MOLORA__J_OBJ) return;
+    for (j = 0, e = rd->meta_tok + 1; j < rd->nmeta; j++, e += 2) {
+        sh->meta[2 * j] = rd->str;
+        rd->str += molora__jstr(js, &js->tok[e], rd->str) + 1;
+        sh->meta[2 * j + 1] = rd->str;
+        rd->str += molora__jstr(js, &js->tok[e + 1], rd->str) + 1;
     }
-    /* tensor entries: field types and dtypes (all JSON errors in the reference) */
-    for (i = 0, k = 1, nt = 0; i < js.tok[0].size; i++, k += 1 + js.tok[k + 1].skip) {
-        size_t v = k + 1, fd, fs, fo, j, pos;
-        molora__jtok item;
+    sh->n_meta = rd->nmeta;
+}
+
+/* One tensor entry, key token k: its name, then dtype, shape and data_offsets. A missing field or
+   a field of the wrong type is a JSON error, as serde's TensorInfo makes it in the reference. */
+MOLORA__PRIVATE molora_result molora__st_entry(molora__st_reader *rd, molora__tensor *t, size_t k)
+{
+    const molora__json *js = &rd->js;
+    const molora__logger *lg = &rd->io->lg;
+    const char *what = rd->what;
+    size_t v = k + 1, fd, fs, fo, j, pos;
+    molora__jtok item;
+    int d;
+    t->name = rd->str;
+    rd->str += molora__jstr(js, &js->tok[k], rd->str) + 1;
+    if (js->tok[v].type != MOLORA__J_OBJ)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": entry is not an object", what, t->name);
+    fd = molora__jget(js, v, "dtype");
+    fs = molora__jget(js, v, "shape");
+    fo = molora__jget(js, v, "data_offsets");
+    if (!fd || !fs || !fo)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": missing field \"%s\"", what, t->name,
+                            !fd ? "dtype" : !fs ? "shape" : "data_offsets");
+    for (d = 0; d < MOLORA_DTYPE_COUNT; d++)
+        if (molora__jeq(js, &js->tok[fd], molora__dtype_names[d])) break;
+    if (d == MOLORA_DTYPE_COUNT)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": unknown dtype", what, t->name);
+    t->dtype = (molora_dtype)d;
+    if (js->tok[fs].type != MOLORA__J_ARR || js->tok[fs].size > 0x7fffffff)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape is not an array", what, t->name);
+    t->n_dims = (int)js->tok[fs].size;
+    t->shape = rd->dims;
+    for (j = 0, pos = 0; molora__jitem(js, &js->tok[fs], &pos, &item); j++)
+        if (!molora__ju64(js, &item, rd->dims++))
+            return molora__fail(lg, MOLORA_RESULT_INVALID_JSON,
+                                "%s: tensor \"%s\": shape[%zu] is not an unsigned 64-bit integer", what, t->name, j);
+    pos = 0;
+    if (js->tok[fo].type != MOLORA__J_ARR || js->tok[fo].size != 2 ||
+        !molora__jitem(js, &js->tok[fo], &pos, &item) || !molora__ju64(js, &item, &t->begin) ||
+        !molora__jitem(js, &js->tok[fo], &pos, &item) || !molora__ju64(js, &item, &t->end))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_JSON,
+                            "%s: tensor \"%s\": data_offsets must be two unsigned 64-bit integers", what, t->name);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* The tensor entries in header order (the reference's deserialisation into HashMetadata). */
+MOLORA__PRIVATE molora_result molora__st_entries(molora__st_reader *rd, molora__shard *sh, int shard)
+{
+    const molora__json *js = &rd->js;
+    size_t i, k, nt = 0;
+    molora_result r;
+    for (i = 0, k = 1; i < js->tok[0].size; i++, k += 1 + js->tok[k + 1].skip) {
         molora__tensor *t;
-        int d;
-        if (molora__jeq(&js, &js.tok[k], "__metadata__")) continue;
+        if (molora__jeq(js, &js->tok[k], "__metadata__")) continue;
         t = &sh->t[nt];
-        order[nt++] = t;
-        t->name = str; str += molora__jstr(&js, &js.tok[k], str) + 1;
+        rd->order[nt++] = t;
         t->shard = shard;
-        if (js.tok[v].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": entry is not an object", what, t->name); goto fail; }
-        fd = molora__jget(&js, v, "dtype"); fs = molora__jget(&js, v, "shape"); fo = molora__jget(&js, v, "data_offsets");
-        if (!fd || !fs || !fo) {
-            r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": missing field \"%s\"", what, t->name, !fd ? "dtype" : !fs ? "shape" : "data_offsets");
-            goto fail;
-        }
-        for (d = 0; d < MOLORA_DTYPE_COUNT; d++)
-            if (molora__jeq(&js, &js.tok[fd], molora__dtype_names[d])) break;
-        if (d == MOLORA_DTYPE_COUNT) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": unknown dtype", what, t->name); goto fail; }
-        t->dtype = (molora_dtype)d;
-        if (js.tok[fs].type != MOLORA__J_ARR || js.tok[fs].size > 0x7fffffff) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape is not an array", what, t->name); goto fail; }
-        t->n_dims = (int)js.tok[fs].size;
-        t->shape = dims;
-        for (j = 0, pos = 0; molora__jitem(&js, &js.tok[fs], &pos, &item); j++)
-            if (!molora__ju64(&js, &item, dims++)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": shape[%zu] is not an unsigned 64-bit integer", what, t->name, j); goto fail; }
-        pos = 0;
-        if (js.tok[fo].type != MOLORA__J_ARR || js.tok[fo].size != 2 ||
-            !molora__jitem(&js, &js.tok[fo], &pos, &item) || !molora__ju64(&js, &item, &t->begin) ||
-            !molora__jitem(&js, &js.tok[fo], &pos, &item) || !molora__ju64(&js, &item, &t->end)) {
-            r = molora__fail(lg, MOLORA_RESULT_INVALID_JSON, "%s: tensor \"%s\": data_offsets must be two unsigned 64-bit integers", what, t->name);
-            goto fail;
-        }
+        if ((r = molora__st_entry(rd, t, k)) != MOLORA_RESULT_SUCCESS) return r;
     }
     sh->n_t = nt;
-    /* duplicate names (molora's extra check; the reference keeps the last one silently) */
-    if (nt > 1) qsort(order, nt, sizeof *order, molora__cmp_name);
-    for (i = 1; i < nt; i++)
-        if (!strcmp(order[i - 1]->name, order[i]->name)) { r = molora__fail(lg, MOLORA_RESULT_DUPLICATE_NAME, "%s: tensor \"%s\" appears twice", what, order[i]->name); goto fail; }
-    /* Metadata::validate: offsets contiguous from 0 in offset order, sizes overflow-checked */
-    if (nt > 1) qsort(order, nt, sizeof *order, molora__cmp_off);
-    for (i = 0, start = 0; i < nt; i++) {
-        molora__tensor *t = order[i];
-        uint64_t el = 1, bits;
-        int d;
-        if (t->begin != start || t->end < t->begin) { r = molora__fail(lg, MOLORA_RESULT_INVALID_OFFSET, "%s: tensor \"%s\": data_offsets [%llu, %llu] (expected to start at %llu)", what, t->name, (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)start); goto fail; }
-        start = t->end;
-        for (d = 0; d < t->n_dims; d++) {
-            if (t->shape[d] != 0 && el > UINT64_MAX / t->shape[d]) { r = molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": shape product overflows", what, t->name); goto fail; }
-            el *= t->shape[d];
-        }
-        if (el > (uint64_t)(SIZE_MAX) || el > UINT64_MAX / molora__dtype_bits[t->dtype]) { r = molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": byte size overflows", what, t->name); goto fail; }
-        bits = el * molora__dtype_bits[t->dtype];
-        if (bits % 8) { r = molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO, "%s: tensor \"%s\": %llu elements of %s do not fill whole bytes", what, t->name, (unsigned long long)el, molora__dtype_names[t->dtype]); goto fail; }
-        if (t->end - t->begin != bits / 8) { r = molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO, "%s: tensor \"%s\": %s shape needs %llu bytes, data_offsets give %llu", what, t->name, molora__dtype_names[t->dtype], (unsigned long long)(bits / 8), (unsigned long long)(t->end - t->begin)); goto fail; }
-        t->n_el = el;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* molora's extra check, before the validation: a tensor name given twice (the reference keeps the
+   last one silently). */
+MOLORA__PRIVATE molora_result molora__st_unique(molora__st_reader *rd)
+{
+    size_t i;
+    if (rd->nt > 1) qsort(rd->order, rd->nt, sizeof *rd->order, molora__cmp_name);
+    for (i = 1; i < rd->nt; i++)
+        if (!strcmp(rd->order[i - 1]->name, rd->order[i]->name))
+            return molora__fail(&rd->io->lg, MOLORA_RESULT_DUPLICATE_NAME, "%s: tensor \"%s\" appears twice", rd->what,
+                                rd->order[i]->name);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* The body of Metadata::validate's loop for tensor t: it starts where the previous one ended
+   (*start, then moved to its end), and holds exactly shape x dtype bytes, overflow-checked. */
+MOLORA__PRIVATE molora_result molora__st_validate_tensor(const molora__st_reader *rd, molora__tensor *t,
+                                                         uint64_t *start)
+{
+    const molora__logger *lg = &rd->io->lg;
+    const char *what = rd->what, *dtype = molora__dtype_names[t->dtype];
+    uint64_t el = 1, bits;
+    int d;
+    if (t->begin != *start || t->end < t->begin)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_OFFSET,
+                            "%s: tensor \"%s\": data_offsets [%llu, %llu] (expected to start at %llu)", what, t->name,
+                            (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)*start);
+    *start = t->end;
+    for (d = 0; d < t->n_dims; d++) {
+        if (t->shape[d] != 0 && el > UINT64_MAX / t->shape[d])
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": shape product overflows", what,
+                                t->name);
+        el *= t->shape[d];
     }
-    if (start != (uint64_t)(size - 8 - n)) {
-        r = molora__fail(lg, MOLORA_RESULT_INCOMPLETE_BUFFER, "%s: tensors cover %llu data bytes, the file has %zu", what, (unsigned long long)start, size - 8 - n);
-        goto fail;
-    }
+    if (el > (uint64_t)(SIZE_MAX) || el > UINT64_MAX / molora__dtype_bits[t->dtype])
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "%s: tensor \"%s\": byte size overflows", what, t->name);
+    bits = el * molora__dtype_bits[t->dtype];
+    if (bits % 8)
+        return molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO,
+                            "%s: tensor \"%s\": %llu elements of %s do not fill whole bytes", what, t->name,
+                            (unsigned long long)el, dtype);
+    if (t->end - t->begin != bits / 8)
+        return molora__fail(lg, MOLORA_RESULT_TENSOR_INVALID_INFO,
+                            "%s: tensor \"%s\": %s shape needs %llu bytes, data_offsets give %llu", what, t->name,
+                            dtype, (unsigned long long)(bits / 8), (unsigned long long)(t->end - t->begin));
+    t->n_el = el;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Metadata::validate: in offset order the tensors tile the data section from 0, without a gap or
+   an overlap; *end is where the last one ends. */
+MOLORA__PRIVATE molora_result molora__st_validate(molora__st_reader *rd, uint64_t *end)
+{
+    size_t i;
+    molora_result r;
+    *end = 0;
+    if (rd->nt > 1) qsort(rd->order, rd->nt, sizeof *rd->order, molora__cmp_off);
+    for (i = 0; i < rd->nt; i++)
+        if ((r = molora__st_validate_tensor(rd, rd->order[i], end)) != MOLORA_RESULT_SUCCESS) return r;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Points each tensor at its bytes in the data section, then stores the tensors in file (offset)
+   order, the order molora_safetensors_tensor_info() counts in. */
+MOLORA__PRIVATE molora_result molora__st_place(molora__st_reader *rd, molora__shard *sh, const unsigned char *data)
+{
+    size_t i, nt = rd->nt;
+    molora__tensor *tmp;
     for (i = 0; i < nt; i++) {
-        order[i]->data = buf + 8 + n + (size_t)order[i]->begin;
-        order[i]->n_bytes = (size_t)(order[i]->end - order[i]->begin);
+        rd->order[i]->data = data + (size_t)rd->order[i]->begin;
+        rd->order[i]->n_bytes = (size_t)(rd->order[i]->end - rd->order[i]->begin);
     }
-    /* file order for iteration */
-    {
-        molora__tensor *tmp = (molora__tensor *)molora__calloc(io, nt, sizeof *tmp);
-        if (!tmp && nt) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", what); goto fail; }
-        for (i = 0; i < nt; i++) tmp[i] = *order[i];
-        if (nt) memcpy(sh->t, tmp, nt * sizeof *tmp);
-        molora__mfree(io, tmp);
+    tmp = (molora__tensor *)molora__calloc(rd->io, nt, sizeof *tmp);
+    if (!tmp && nt) return molora__fail(&rd->io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", rd->what);
+    for (i = 0; i < nt; i++) tmp[i] = *rd->order[i];
+    if (nt) memcpy(sh->t, tmp, nt * sizeof *tmp);
+    molora__mfree(rd->io, tmp);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Parses and validates one file image into sh (what names it in log lines), with the reference's
+   checks in its order: read_metadata (header, entries), molora's duplicate names, then
+   Metadata::validate, and read_metadata's last check that the tensors cover the whole data
+   section. On failure sh is left empty. The format: docs/formats.md. */
+MOLORA__PRIVATE molora_result molora__st_parse(const molora__io *io, const unsigned char *buf, size_t size, int shard,
+                                               const char *what, molora__shard *sh)
+{
+    molora__st_reader rd;
+    molora_result r;
+    uint64_t end = 0;
+    memset(&rd, 0, sizeof rd);
+    rd.io = io;
+    rd.what = what;
+    if ((r = molora__st_read_header(&rd, buf, size)) != MOLORA_RESULT_SUCCESS) return r;
+    r = molora__st_count(&rd);
+    if (!r) r = molora__st_carve(&rd, sh);
+    if (r) { molora__json_free(io, &rd.js); return r; }   /* nothing allocated into sh yet */
+    molora__st_metadata(&rd, sh);
+    r = molora__st_entries(&rd, sh, shard);
+    if (!r) r = molora__st_unique(&rd);
+    if (!r) r = molora__st_validate(&rd, &end);
+    if (!r && end != (uint64_t)(size - 8 - rd.n))
+        r = molora__fail(&io->lg, MOLORA_RESULT_INCOMPLETE_BUFFER,
+                         "%s: tensors cover %llu data bytes, the file has %zu", what, (unsigned long long)end,
+                         size - 8 - rd.n);
+    if (!r) r = molora__st_place(&rd, sh, buf + 8 + rd.n);
+    if (r) {
+        molora__mfree(io, sh->block);
+        memset(sh, 0, sizeof *sh);
     }
-    r = MOLORA_RESULT_SUCCESS;
-    goto out;
-fail:
-    molora__mfree(io, sh->block);
-    memset(sh, 0, sizeof *sh);
-out:
-    molora__json_free(io, &js);
+    molora__json_free(io, &rd.js);
     return r;
 }
 
@@ -3019,8 +3217,9 @@ MOLORA__PRIVATE void molora__st_release(molora_safetensors *st)
     molora__mfree(&st->io, st);
 }
 
-/* Builds the combined index over st->shards; rejects a name present in two shards. */
-MOLORA__PRIVATE molora_result molora__st_index(molora_safetensors *st)
+/* Builds the lookup tables over all of st's shards (file order, and sorted by name for
+   molora_safetensors_find()); a name present in two shards is refused. */
+MOLORA__PRIVATE molora_result molora__st_lookup(molora_safetensors *st)
 {
     size_t i, k = 0;
     int s;
@@ -3028,18 +3227,24 @@ MOLORA__PRIVATE molora_result molora__st_index(molora_safetensors *st)
     for (s = 0; s < st->n_shards; s++) st->n += st->shards[s].n_t;
     st->all = (molora__tensor **)molora__calloc(&st->io, st->n, sizeof(molora__tensor *));
     st->by_name = (molora__tensor **)molora__calloc(&st->io, st->n, sizeof(molora__tensor *));
-    if (!st->all || !st->by_name) return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: index of %zu tensors", st->n);
+    if (!st->all || !st->by_name)
+        return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: index of %zu tensors", st->n);
     for (s = 0; s < st->n_shards; s++)
-        for (i = 0; i < st->shards[s].n_t; i++) { st->shards[s].t[i].index = k; st->all[k++] = &st->shards[s].t[i]; }
+        for (i = 0; i < st->shards[s].n_t; i++) {
+            st->shards[s].t[i].index = k;
+            st->all[k++] = &st->shards[s].t[i];
+        }
     if (st->n) memcpy(st->by_name, st->all, st->n * sizeof *st->all);
     if (st->n > 1) qsort(st->by_name, st->n, sizeof *st->by_name, molora__cmp_name);
     for (i = 1; i < st->n; i++)
         if (!strcmp(st->by_name[i - 1]->name, st->by_name[i]->name))
-            return molora__fail(&st->io.lg, MOLORA_RESULT_DUPLICATE_NAME, "safetensors: tensor \"%s\" appears in shards %d and %d",
-                                st->by_name[i]->name, st->by_name[i - 1]->shard, st->by_name[i]->shard);
+            return molora__fail(&st->io.lg, MOLORA_RESULT_DUPLICATE_NAME,
+                                "safetensors: tensor \"%s\" appears in shards %d and %d", st->by_name[i]->name,
+                                st->by_name[i - 1]->shard, st->by_name[i]->shard);
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* An empty object with room for n_shards shards (at least one). */
 MOLORA__PRIVATE molora_result molora__st_new(const molora_load_desc *desc, int n_shards, molora_safetensors **out)
 {
     molora__io io;
@@ -3049,7 +3254,10 @@ MOLORA__PRIVATE molora_result molora__st_new(const molora_load_desc *desc, int n
     if (!st) return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: out of memory");
     st->io = io;
     st->shards = (molora__shard *)molora__calloc(&io, (size_t)(n_shards > 0 ? n_shards : 1), sizeof(molora__shard));
-    if (!st->shards) { molora__mfree(&io, st); return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: out of memory"); }
+    if (!st->shards) {
+        molora__mfree(&io, st);
+        return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "safetensors: out of memory");
+    }
     *out = st;
     return MOLORA_RESULT_SUCCESS;
 }
@@ -3065,7 +3273,7 @@ MOLORA_API molora_result molora_safetensors_open_memory(const void *data, size_t
     if (!data && size) return MOLORA_RESULT_INVALID_ARGUMENT;
     if ((r = molora__st_new(desc, 1, &st)) != MOLORA_RESULT_SUCCESS) return r;
     r = molora__st_parse(&st->io, (const unsigned char *)(data ? data : ""), size, 0, "safetensors", &st->shards[0]);
-    if (!r) { st->n_shards = 1; r = molora__st_index(st); }
+    if (!r) { st->n_shards = 1; r = molora__st_lookup(st); }
     if (r) { molora__st_release(st); return r; }
     *out = st;
     return MOLORA_RESULT_SUCCESS;
@@ -3132,8 +3340,9 @@ MOLORA_API const char *molora_safetensors_find_metadata(const molora_safetensors
         if (!molora_safetensors_metadata(st, i, &k, &v) && !strcmp(k, key)) return v;
     return NULL;
 }
+/* <<safetensors */
 
-/* ---- [conversion] F16 / BF16 / F32 little-endian bytes -> float (scalar converters: [types]) */
+/* >>conversion  F16 / BF16 / F32 little-endian bytes to float (scalar converters: [types]) */
 MOLORA__PRIVATE int molora__little_endian(void)
 {
     const uint16_t one = 1;
@@ -3141,13 +3350,19 @@ MOLORA__PRIVATE int molora__little_endian(void)
     memcpy(&b, &one, 1);
     return b == 1;
 }
+/* Tensor t (F32, F16 or BF16) into dst, n_el floats; F32 on a little-endian host is a copy. */
 MOLORA__PRIVATE void molora__convert(const molora__tensor *t, float *dst)
 {
     const unsigned char *p = t->data;
     size_t i, n = (size_t)t->n_el;
     if (t->dtype == MOLORA_DTYPE_F32) {
-        if (molora__little_endian()) { if (n) memcpy(dst, p, n * 4); }
-        else for (i = 0; i < n; i++) dst[i] = molora__bits_f32((uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24);
+        if (molora__little_endian()) {
+            if (n) memcpy(dst, p, n * 4);
+        } else {
+            for (i = 0; i < n; i++)
+                dst[i] = molora__bits_f32((uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+                                          (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24);
+        }
     } else if (t->dtype == MOLORA_DTYPE_F16) {
         for (i = 0; i < n; i++) dst[i] = molora__f16_f32((unsigned)p[2 * i] | (unsigned)p[2 * i + 1] << 8);
     } else {
@@ -3158,18 +3373,27 @@ MOLORA__PRIVATE int molora__is_float(molora_dtype d)
 {
     return d == MOLORA_DTYPE_F32 || d == MOLORA_DTYPE_F16 || d == MOLORA_DTYPE_BF16;
 }
+/* UNSUPPORTED_DTYPE, logged with the tensor's name, unless t converts to float. */
+MOLORA__PRIVATE molora_result molora__need_float(const molora_safetensors *st, const molora__tensor *t)
+{
+    if (molora__is_float(t->dtype)) return MOLORA_RESULT_SUCCESS;
+    return molora__fail(&st->io.lg, MOLORA_RESULT_UNSUPPORTED_DTYPE,
+                        "tensor \"%s\": unsupported dtype %s (F32, F16 or BF16 only)", t->name,
+                        molora__dtype_names[t->dtype]);
+}
 
 MOLORA_API molora_result molora_safetensors_read_f32(const molora_safetensors *st, size_t index,
                                                      float *dst, size_t n_elements)
 {
     const molora__tensor *t;
+    molora_result r;
     if (!st || (!dst && n_elements)) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (index >= st->n) return MOLORA_RESULT_TENSOR_NOT_FOUND;
     t = st->all[index];
-    if (!molora__is_float(t->dtype))
-        return molora__fail(&st->io.lg, MOLORA_RESULT_UNSUPPORTED_DTYPE, "tensor \"%s\": unsupported dtype %s (F32, F16 or BF16 only)", t->name, molora__dtype_names[t->dtype]);
+    if ((r = molora__need_float(st, t)) != MOLORA_RESULT_SUCCESS) return r;
     if (n_elements != t->n_el)
-        return molora__fail(&st->io.lg, MOLORA_RESULT_INVALID_SHAPE, "tensor \"%s\": has %llu elements, buffer has %zu", t->name, (unsigned long long)t->n_el, n_elements);
+        return molora__fail(&st->io.lg, MOLORA_RESULT_INVALID_SHAPE, "tensor \"%s\": has %llu elements, buffer has %zu",
+                            t->name, (unsigned long long)t->n_el, n_elements);
     molora__convert(t, dst);
     return MOLORA_RESULT_SUCCESS;
 }
@@ -3185,7 +3409,8 @@ MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, 
     t = st->all[index];
     if (molora__is_float(t->dtype) && molora__little_endian()) {
         *data = t->data;
-        *type = t->dtype == MOLORA_DTYPE_F32 ? MOLORA_TYPE_F32 : t->dtype == MOLORA_DTYPE_F16 ? MOLORA_TYPE_F16 : MOLORA_TYPE_BF16;
+        *type = t->dtype == MOLORA_DTYPE_F32 ? MOLORA_TYPE_F32
+              : t->dtype == MOLORA_DTYPE_F16 ? MOLORA_TYPE_F16 : MOLORA_TYPE_BF16;
         return MOLORA_RESULT_SUCCESS;
     }
     r = molora_safetensors_tensor_f32(st, index, &f);   /* big-endian host: a converted copy */
@@ -3197,27 +3422,30 @@ MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, 
 MOLORA_API molora_result molora_safetensors_tensor_f32(molora_safetensors *st, size_t index, const float **data)
 {
     molora__tensor *t;
+    molora_result r;
     if (!st || !data) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (index >= st->n) return MOLORA_RESULT_TENSOR_NOT_FOUND;
     t = st->all[index];
-    if (!molora__is_float(t->dtype))
-        return molora__fail(&st->io.lg, MOLORA_RESULT_UNSUPPORTED_DTYPE, "tensor \"%s\": unsupported dtype %s (F32, F16 or BF16 only)", t->name, molora__dtype_names[t->dtype]);
+    if ((r = molora__need_float(st, t)) != MOLORA_RESULT_SUCCESS) return r;
     if (t->dtype == MOLORA_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0 && molora__little_endian()) {
         *data = (const float *)(const void *)t->data;
         return MOLORA_RESULT_SUCCESS;
     }
     if (!t->f32) {
         size_t nf;
-        if (!molora__floats((size_t)t->n_el, 1, &nf)) return molora__fail(&st->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "tensor \"%s\": too large", t->name);
+        if (!molora__floats((size_t)t->n_el, 1, &nf))
+            return molora__fail(&st->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "tensor \"%s\": too large", t->name);
         t->f32 = (float *)molora__calloc(&st->io, nf, sizeof(float));
-        if (!t->f32) return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "tensor \"%s\": %zu floats", t->name, nf);
+        if (!t->f32)
+            return molora__fail(&st->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "tensor \"%s\": %zu floats", t->name, nf);
         molora__convert(t, t->f32);
     }
     *data = t->f32;
     return MOLORA_RESULT_SUCCESS;
 }
+/* <<conversion */
 
-/* ---- [index] model.safetensors.index.json: the weight_map, parsed from memory ---------------- */
+/* >>index  sharded models: model.safetensors.index.json, directories of shards, opening a path */
 static int molora__cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 typedef struct molora__index {
     molora__json js;
@@ -3233,35 +3461,52 @@ MOLORA__PRIVATE void molora__index_free(const molora__io *io, molora__index *x)
     molora__mfree(io, x->pool);
     memset(x, 0, sizeof *x);
 }
-/* Parses an index text (strict JSON, no key twice) into x: the weight_map must be an object of
-   plain file names (no '/', not empty, not "." or ".."). what names the file in messages. */
-MOLORA__PRIVATE molora_result molora__index_parse(const molora__io *io, const char *text, size_t size, const char *what, molora__index *x)
+/* The weight_map's values decoded into x->pool, each a plain file name, then sorted and made
+   distinct into x->files[0..nf). */
+MOLORA__PRIVATE molora_result molora__index_files(const molora__io *io, const char *what, molora__index *x)
 {
-    molora__json *js = &x->js;
-    molora_result r;
+    const molora__json *js = &x->js;
     size_t i, k;
     char *p;
-    memset(x, 0, sizeof *x);
-    if (!molora__utf8_valid((const unsigned char *)text, size)) return molora__fail(&io->lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", what);
-    if ((r = molora__json_parse(io, text, size, js, what, MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) return r;
-    x->wm = molora__jget(js, 0, "weight_map");
-    if (!x->wm || js->tok[x->wm].type != MOLORA__J_OBJ) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", what); goto fail; }
-    x->nw = js->tok[x->wm].size;
-    x->files = (char **)molora__calloc(io, x->nw + 1, sizeof(char *));
-    x->pool = (char *)molora__malloc(io, size + x->nw + 1);
-    if (!x->files || !x->pool) { r = molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", what); goto fail; }
     for (i = 0, k = x->wm + 1, p = x->pool; i < x->nw; i++, k += 2) {
         char *f = p;
-        if (js->tok[k + 1].type != MOLORA__J_STR) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: weight_map value of \"%.*s\" is not a string", what, (int)(js->tok[k].end - js->tok[k].start), js->s + js->tok[k].start); goto fail; }
+        if (js->tok[k + 1].type != MOLORA__J_STR)
+            return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: weight_map value of \"%.*s\" is not a string",
+                                what, (int)(js->tok[k].end - js->tok[k].start), js->s + js->tok[k].start);
         p += molora__jstr(js, &js->tok[k + 1], p) + 1;
-        if (strchr(f, '/') || !f[0] || !strcmp(f, ".") || !strcmp(f, "..")) { r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name", what, f); goto fail; }
+        if (strchr(f, '/') || !f[0] || !strcmp(f, ".") || !strcmp(f, ".."))
+            return molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: shard name \"%s\" must be a plain file name",
+                                what, f);
         x->files[i] = f;
     }
     if (x->nw > 1) qsort(x->files, x->nw, sizeof *x->files, molora__cmp_str);
-    for (i = 0; i < x->nw; i++) if (i == 0 || strcmp(x->files[i], x->files[x->nf - 1])) x->files[x->nf++] = x->files[i];
+    for (i = 0; i < x->nw; i++)
+        if (i == 0 || strcmp(x->files[i], x->files[x->nf - 1])) x->files[x->nf++] = x->files[i];
     return MOLORA_RESULT_SUCCESS;
-fail:
-    molora__index_free(io, x);
+}
+/* Parses an index text (strict JSON, no key twice) into x: the weight_map must be an object of
+   plain file names (no '/', not empty, not "." or ".."). what names the file in messages. */
+MOLORA__PRIVATE molora_result molora__index_parse(const molora__io *io, const char *text, size_t size, const char *what,
+                                                  molora__index *x)
+{
+    molora__json *js = &x->js;
+    molora_result r;
+    memset(x, 0, sizeof *x);
+    if (!molora__utf8_valid((const unsigned char *)text, size))
+        return molora__fail(&io->lg, MOLORA_RESULT_INVALID_UTF8, "%s: not valid UTF-8", what);
+    r = molora__json_parse(io, text, size, js, what, MOLORA_RESULT_INVALID_JSON);
+    if (r) return r;
+    x->wm = molora__jget(js, 0, "weight_map");
+    if (!x->wm || js->tok[x->wm].type != MOLORA__J_OBJ) {
+        r = molora__fail(&io->lg, MOLORA_RESULT_INVALID_JSON, "%s: key \"weight_map\" missing or not an object", what);
+    } else {
+        x->nw = js->tok[x->wm].size;
+        x->files = (char **)molora__calloc(io, x->nw + 1, sizeof(char *));
+        x->pool = (char *)molora__malloc(io, size + x->nw + 1);
+        if (!x->files || !x->pool) r = molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", what);
+        else r = molora__index_files(io, what, x);
+    }
+    if (r) molora__index_free(io, x);
     return r;
 }
 
@@ -3272,12 +3517,16 @@ MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int 
     molora__shard *sh = &st->shards[s];
     void *map = NULL;
     char *owned = NULL;
+    const char *image;
     size_t size;
     molora_result r;
-    if (st->io.flags & MOLORA_LOAD_READ) r = molora__read_file(&st->io, path, (size_t)PTRDIFF_MAX - 1, MOLORA_RESULT_SIZE_OVERFLOW, &owned, &size);
-    else r = molora__map(&st->io.lg, path, &map, &size);
+    if (st->io.flags & MOLORA_LOAD_READ)
+        r = molora__read_file(&st->io, path, (size_t)PTRDIFF_MAX - 1, MOLORA_RESULT_SIZE_OVERFLOW, &owned, &size);
+    else
+        r = molora__map(&st->io.lg, path, &map, &size);
     if (r) return r;
-    r = molora__st_parse(&st->io, (const unsigned char *)(owned ? owned : map ? (const char *)map : ""), size, s, path, sh);
+    image = owned ? owned : map ? (const char *)map : "";
+    r = molora__st_parse(&st->io, (const unsigned char *)image, size, s, path, sh);
     if (r) { molora__unmap(map, size); molora__mfree(&st->io, owned); return r; }
     sh->map = map;
     sh->map_size = map ? size : 0;
@@ -3286,54 +3535,72 @@ MOLORA__PRIVATE molora_result molora__st_load_shard(molora_safetensors *st, int 
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* The shard files an index .json's weight_map names, each loaded once; every listed tensor must
-   be present in the shard the index names. */
-MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molora_load_desc *desc, molora_safetensors **out)
+/* Every tensor the weight_map lists is present, in the shard the index names for it. */
+MOLORA__PRIVATE molora_result molora__index_check(const molora__io *io, const char *path, const molora__index *x,
+                                                  const molora_safetensors *st)
+{
+    const molora__json *js = &x->js;
+    size_t i, k;
+    for (i = 0, k = x->wm + 1; i < x->nw; i++, k += 2) {
+        size_t idx, s;
+        char *name = (char *)molora__malloc(io, js->tok[k].end - js->tok[k].start + 1);
+        char *file = (char *)molora__malloc(io, js->tok[k + 1].end - js->tok[k + 1].start + 1);
+        molora_result r = MOLORA_RESULT_SUCCESS;
+        int ok = 0;
+        if (!name || !file) {
+            molora__mfree(io, name);
+            molora__mfree(io, file);
+            return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path);
+        }
+        molora__jstr(js, &js->tok[k], name);
+        molora__jstr(js, &js->tok[k + 1], file);
+        if (!molora_safetensors_find(st, name, &idx)) {
+            char **hit = (char **)bsearch(&file, x->files, x->nf, sizeof *x->files, molora__cmp_str);
+            s = hit ? (size_t)(hit - x->files) : x->nf;
+            ok = (int)s == st->all[idx]->shard;
+        }
+        if (!ok)
+            r = molora__fail(&io->lg, MOLORA_RESULT_TENSOR_NOT_FOUND, "%s: tensor \"%s\" is not in shard %s", path,
+                             name, file);
+        molora__mfree(io, name);
+        molora__mfree(io, file);
+        if (r) return r;
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* The shard files an index .json's weight_map names, each loaded once from the index's
+   directory, then checked against the weight_map. */
+MOLORA__PRIVATE molora_result molora__st_open_index(const char *path, const molora_load_desc *desc,
+                                                    molora_safetensors **out)
 {
     molora__io io;
     molora__index x;
     molora_result r;
-    char *text = NULL, **files, *dir = NULL, *slash;
-    size_t size, i, k, nf, nw, wm;
+    char *text = NULL, *dir = NULL, *slash;
+    size_t size, i;
     molora_safetensors *st = NULL;
-    const molora__json *js;
     if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
     if ((r = molora__slurp(&io, path, &text, &size)) != MOLORA_RESULT_SUCCESS) return r;
-    if ((r = molora__index_parse(&io, text, size, path, &x)) != MOLORA_RESULT_SUCCESS) { molora__mfree(&io, text); return r; }
-    files = x.files; nf = x.nf; nw = x.nw; wm = x.wm; js = &x.js;
+    if ((r = molora__index_parse(&io, text, size, path, &x)) != MOLORA_RESULT_SUCCESS) {
+        molora__mfree(&io, text);
+        return r;
+    }
     dir = (char *)molora__malloc(&io, strlen(path) + 1);
     if (!dir) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
     strcpy(dir, path);
     slash = strrchr(dir, '/');
     if (slash) *slash = 0; else strcpy(dir, ".");
-    if ((r = molora__st_new(desc, (int)nf, &st)) != MOLORA_RESULT_SUCCESS) goto done;
-    for (i = 0; i < nf; i++) {
-        char *fp = molora__path_join(&io, dir, files[i]);
+    if ((r = molora__st_new(desc, (int)x.nf, &st)) != MOLORA_RESULT_SUCCESS) goto done;
+    for (i = 0; i < x.nf; i++) {
+        char *fp = molora__path_join(&io, dir, x.files[i]);
         if (!fp) { r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
         r = molora__st_load_shard(st, (int)i, fp);
         molora__mfree(&io, fp);
         if (r) goto done;
     }
-    if ((r = molora__st_index(st)) != MOLORA_RESULT_SUCCESS) goto done;
-    /* every tensor of the weight_map is in the shard it names */
-    for (i = 0, k = wm + 1; i < nw; i++, k += 2) {
-        size_t idx, s;
-        char *name = (char *)molora__malloc(&io, js->tok[k].end - js->tok[k].start + 1);
-        char *file = (char *)molora__malloc(&io, js->tok[k + 1].end - js->tok[k + 1].start + 1);
-        int ok = 0;
-        if (!name || !file) { molora__mfree(&io, name); molora__mfree(&io, file); r = molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path); goto done; }
-        molora__jstr(js, &js->tok[k], name);
-        molora__jstr(js, &js->tok[k + 1], file);
-        if (!molora_safetensors_find(st, name, &idx)) {
-            char **hit = (char **)bsearch(&file, files, nf, sizeof *files, molora__cmp_str);
-            s = hit ? (size_t)(hit - files) : nf;
-            ok = (int)s == st->all[idx]->shard;
-        }
-        if (!ok) r = molora__fail(&io.lg, MOLORA_RESULT_TENSOR_NOT_FOUND, "%s: tensor \"%s\" is not in shard %s", path, name, file);
-        molora__mfree(&io, name);
-        molora__mfree(&io, file);
-        if (r) goto done;
-    }
+    if ((r = molora__st_lookup(st)) != MOLORA_RESULT_SUCCESS) goto done;
+    r = molora__index_check(&io, path, &x, st);
 done:
     if (r) { molora__st_release(st); st = NULL; }
     *out = st;
@@ -3343,14 +3610,45 @@ done:
     return r;
 }
 
-MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora_load_desc *desc, molora_safetensors **out)
+/* The paths of the *.safetensors files in directory path (hidden files skipped), in readdir's
+   order; *names (n of them, also on failure) is the caller's to free. */
+MOLORA__PRIVATE molora_result molora__list_shards(const molora__io *io, const char *path, char ***names, size_t *n)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    size_t cap = 0;
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    *names = NULL;
+    *n = 0;
+    if (!d) return molora__fail(&io->lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open directory", path);
+    while ((e = readdir(d)) != NULL) {
+        if (!molora__ends_with(e->d_name, ".safetensors") || e->d_name[0] == '.') continue;
+        if (*n == cap) {
+            char **nn = (char **)molora__calloc(io, cap = cap ? 2 * cap : 16, sizeof(char *));
+            if (!nn) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
+            if (*n) memcpy(nn, *names, *n * sizeof **names);
+            molora__mfree(io, *names);
+            *names = nn;
+        }
+        if (!((*names)[*n] = molora__path_join(io, path, e->d_name))) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
+        (*n)++;
+    }
+    closedir(d);
+    if (r) return molora__fail(&io->lg, r, "%s: out of memory", path);
+    if (*n == 0)
+        return molora__fail(&io->lg, MOLORA_RESULT_IO_ERROR, "%s: no .safetensors files in the directory", path);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* A directory: its model.safetensors.index.json when present, else every *.safetensors in it,
+   loaded in name order. */
+MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora_load_desc *desc,
+                                                  molora_safetensors **out)
 {
     molora__io io;
-    DIR *d;
-    struct dirent *e;
     char **names = NULL, *idx;
-    size_t n = 0, cap = 0, i;
-    molora_result r = MOLORA_RESULT_SUCCESS;
+    size_t n = 0, i;
+    molora_result r;
     molora_safetensors *st = NULL;
     struct stat sb;
     if (molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -3358,28 +3656,12 @@ MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora
     if (!idx) return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", path);
     if (stat(idx, &sb) == 0) { r = molora__st_open_index(idx, desc, out); molora__mfree(&io, idx); return r; }
     molora__mfree(&io, idx);
-    d = opendir(path);
-    if (!d) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: cannot open directory", path);
-    while ((e = readdir(d)) != NULL) {
-        if (!molora__ends_with(e->d_name, ".safetensors") || e->d_name[0] == '.') continue;
-        if (n == cap) {
-            char **nn = (char **)molora__calloc(&io, cap = cap ? 2 * cap : 16, sizeof(char *));
-            if (!nn) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
-            if (n) memcpy(nn, names, n * sizeof *names);
-            molora__mfree(&io, names);
-            names = nn;
-        }
-        if (!(names[n] = molora__path_join(&io, path, e->d_name))) { r = MOLORA_RESULT_OUT_OF_MEMORY; break; }
-        n++;
-    }
-    closedir(d);
-    if (r) molora__fail(&io.lg, r, "%s: out of memory", path);
-    else if (n == 0) r = molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: no .safetensors files in the directory", path);
+    r = molora__list_shards(&io, path, &names, &n);
     if (!r) {
         if (n > 1) qsort(names, n, sizeof *names, molora__cmp_str);
         if (!(r = molora__st_new(desc, (int)n, &st)))
             for (i = 0; i < n && !r; i++) r = molora__st_load_shard(st, (int)i, names[i]);
-        if (!r) r = molora__st_index(st);
+        if (!r) r = molora__st_lookup(st);
         if (r) { molora__st_release(st); st = NULL; }
     }
     for (i = 0; i < n; i++) molora__mfree(&io, names[i]);
@@ -3388,7 +3670,8 @@ MOLORA__PRIVATE molora_result molora__st_open_dir(const char *path, const molora
     return r;
 }
 
-MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_load_desc *desc, molora_safetensors **out)
+MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_load_desc *desc,
+                                                 molora_safetensors **out)
 {
     struct stat sb;
     molora_safetensors *st;
@@ -3397,17 +3680,19 @@ MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_
     if (!out) return MOLORA_RESULT_INVALID_ARGUMENT;
     *out = NULL;
     if (!path || molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
-    if (stat(path, &sb) != 0) return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0)
+        return molora__fail(&io.lg, MOLORA_RESULT_IO_ERROR, "%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) return molora__st_open_dir(path, desc, out);
     if (molora__ends_with(path, ".json")) return molora__st_open_index(path, desc, out);
     if ((r = molora__st_new(desc, 1, &st)) != MOLORA_RESULT_SUCCESS) return r;
     r = molora__st_load_shard(st, 0, path);
-    if (!r) r = molora__st_index(st);
+    if (!r) r = molora__st_lookup(st);
     if (r) { molora__st_release(st); return r; }
     *out = st;
     return MOLORA_RESULT_SUCCESS;
 }
 #endif /* MOLORA_NO_STDIO */
+/* <<index */
 
 /* ---- [adapters] ---------------------------------------------------------------------------- */
 typedef struct molora__module {

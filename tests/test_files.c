@@ -1224,6 +1224,78 @@ static void test_long_escaped_keys(void **state)
     if (load_names_check("", np, 10, cfg, &a, check_long_keys) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
 }
 
+/* ---- the safetensors parse in steps: header, entries, names, validation (issue 13) --------- */
+/* When a header breaks several rules at once, the step that runs first reports it: the header
+   itself, the sizing pass (__metadata__), each entry in header order (dtype, shape,
+   data_offsets), then Metadata::validate in offset order, and last the data section's size. */
+static void expect_first(const char *header, size_t data_len, molora_result want, const char *needle)
+{
+    size_t n = build(header, data_len, 0);
+    assert_int_equal(open_bytes(g_buf, n), want);
+    if (!strstr(g_log, needle)) fail_msg("expected \"%s\" in \"%s\"", needle, g_log);
+}
+#define T32(name, shape, b, e) "\"" name "\":{\"dtype\":\"F32\",\"shape\":" shape ",\"data_offsets\":[" b "," e "]}"
+static void test_parse_step_order(void **state)
+{
+    (void)state;
+    expect_first("[]", 0, MOLORA_RESULT_INVALID_JSON, "header is not a JSON object");
+    expect_first("{\"a\":1,\"__metadata__\":{\"k\":2}}", 0, MOLORA_RESULT_INVALID_JSON,
+                 "__metadata__ value of \"k\" is not a string");
+    expect_first("{" T32("b", "[1]", "4", "8") ",\"a\":{\"dtype\":\"X\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8,
+                 MOLORA_RESULT_INVALID_JSON, "tensor \"a\": unknown dtype");
+    expect_first("{\"a\":{\"shape\":[1]}}", 0, MOLORA_RESULT_INVALID_JSON, "tensor \"a\": missing field \"dtype\"");
+    expect_first("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, MOLORA_RESULT_INVALID_JSON,
+                 "missing field \"shape\"");
+    expect_first("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0]}}", 4, MOLORA_RESULT_INVALID_JSON,
+                 "tensor \"a\": shape[0] is not an unsigned 64-bit integer");
+    expect_first("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4, MOLORA_RESULT_INVALID_JSON,
+                 "data_offsets must be two unsigned 64-bit integers");
+    /* offset order, not header order: "z" at [0, 8) is checked before "a" at [8, 12) */
+    expect_first("{" T32("a", "[1]", "8", "12") "," T32("z", "[1]", "0", "8") "}", 12,
+                 MOLORA_RESULT_TENSOR_INVALID_INFO, "tensor \"z\": F32 shape needs 4 bytes, data_offsets give 8");
+    expect_first("{" T32("a", "[1]", "0", "4") "," T32("b", "[1]", "8", "12") "}", 12, MOLORA_RESULT_INVALID_OFFSET,
+                 "tensor \"b\": data_offsets [8, 12] (expected to start at 4)");
+    expect_first("{" T32("a", "[4294967296,4294967296]", "0", "4") "}", 4, MOLORA_RESULT_SIZE_OVERFLOW,
+                 "tensor \"a\": shape product overflows");
+    expect_first("{\"a\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,1]}}", 1,
+                 MOLORA_RESULT_TENSOR_INVALID_INFO, "3 elements of F4 do not fill whole bytes");
+    expect_first("{" T32("a", "[1]", "0", "4") "}", 8, MOLORA_RESULT_INCOMPLETE_BUFFER,
+                 "tensors cover 4 data bytes, the file has 8");
+}
+/* Each allocation of the parse failing in turn: OUT_OF_MEMORY with nothing left allocated, until
+   every allocation succeeds and the tensors come out in file order with their metadata. */
+static long g_oom_left;
+static void *oom_alloc(size_t n, void *u) { (void)u; if (g_oom_left-- <= 0) return NULL; g_live++; return malloc(n); }
+static void test_parse_out_of_memory(void **state)
+{
+    size_t n = build("{\"__metadata__\":{\"k\":\"v\"},\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[4,8]},"
+                     T32("a", "[1]", "0", "4") "}", 8, 0);
+    molora_result r = MOLORA_RESULT_OUT_OF_MEMORY;
+    molora_safetensors *st = NULL;
+    molora_tensor_info ti;
+    long k;
+    (void)state;
+    for (k = 0; r == MOLORA_RESULT_OUT_OF_MEMORY; k++) {
+        molora_load_desc d = desc();
+        d.memory.alloc = oom_alloc;
+        g_oom_left = k;
+        r = molora_safetensors_open_memory(g_buf, n, &d, &st);
+        if (r == MOLORA_RESULT_OUT_OF_MEMORY) assert_int_equal(g_live, 0);
+    }
+    assert_int_equal(r, MOLORA_RESULT_SUCCESS);
+    assert_true(k > 4);
+    assert_int_equal(molora_safetensors_n_tensors(st), 2);
+    assert_int_equal(molora_safetensors_tensor_info(st, 0, &ti), MOLORA_RESULT_SUCCESS);
+    assert_string_equal(ti.name, "a");
+    assert_int_equal(molora_safetensors_tensor_info(st, 1, &ti), MOLORA_RESULT_SUCCESS);
+    assert_string_equal(ti.name, "b");
+    assert_true(ti.n_elements == 2 && ti.n_bytes == 4 && ti.data == g_buf + n - 4);
+    assert_string_equal(molora_safetensors_find_metadata(st, "k"), "v");
+    molora_safetensors_free(st);
+    assert_int_equal(g_live, 0);
+}
+#undef T32
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1254,6 +1326,8 @@ int main(void)
         cmocka_unit_test(test_expert_index_once),
         cmocka_unit_test(test_rank_limit),
         cmocka_unit_test(test_long_escaped_keys),
+        cmocka_unit_test(test_parse_step_order),
+        cmocka_unit_test(test_parse_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
