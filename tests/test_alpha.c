@@ -5,11 +5,8 @@
    UNSUPPORTED). The library is compiled once in tests/molora_impl.c. Pinned values come from
    the float64 reference tools/alpha_ref.py and from the upstream functions run on the same
    spectra (values quoted in the comments). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
+#include "test_util.h"   /* cmocka, rnd */
 
 #include <float.h>
 #include <math.h>
@@ -20,12 +17,6 @@
 #include "molora.h"
 
 /* ---- random numbers and matrices ----------------------------------------------------------- */
-static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-static double rnd(void) /* uniform in [-1, 1) */
-{
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return (double)(g_rng >> 11) / (double)(1ull << 52) - 1.0;
-}
 #ifndef MOLORA_NO_BLAS
 static double gauss(void)
 {

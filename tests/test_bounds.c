@@ -5,11 +5,7 @@
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime */
 #define MOLORA_IMPLEMENTATION
 #define MOLORA_NO_BLAS
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "test_util.h"   /* cmocka, now_ms */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,12 +43,6 @@ static molora_load_desc desc(void)
     memset(&d, 0, sizeof d);
     d.memory.alloc = peak_alloc; d.memory.free = peak_free; d.log = keep_log;
     return d;
-}
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
 /* ---- a growing text buffer ---------------------------------------------------------------- */

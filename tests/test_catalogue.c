@@ -3,11 +3,7 @@
    command's .npy inputs, in one table. Detailed tests of each part live in test_core.c,
    test_files.c and test_cli.sh; this is the index a reviewer reads.
    Usage: test_catalogue [path/to/molora]   (default build/molora) */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "test_util.h"   /* cmocka */
 
 #include <float.h>
 #include <limits.h>

@@ -2,11 +2,8 @@
    reference written here, apart from the library (per token, per expert, no packing).
    Built twice: against OpenBLAS and with MOLORA_NO_BLAS. The library is compiled once in
    tests/molora_impl.c, so this file sees only the public declarations. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
+#include "test_util.h"   /* cmocka, rnd / rnd_vec, err_add / CHECK_ERR */
 
 #include <float.h>
 #include <limits.h>
@@ -25,36 +22,6 @@ static long g_allocs;
 void *__wrap_malloc(size_t n) { g_allocs++; return __real_malloc(n); }
 void *__wrap_calloc(size_t n, size_t m) { g_allocs++; return __real_calloc(n, m); }
 void *__wrap_realloc(void *p, size_t n) { g_allocs++; return __real_realloc(p, n); }
-
-/* ---- random numbers ----------------------------------------------------------------------- */
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static double rnd(void) /* uniform in [-1, 1) */
-{
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return (double)(g_rng >> 11) / (double)(1ull << 52) - 1.0;
-}
-static float *rnd_vec(size_t n, double scale)
-{
-    float *v = malloc(n * sizeof *v);
-    size_t i;
-    for (i = 0; i < n; i++) v[i] = (float)(rnd() * scale);
-    return v;
-}
-
-/* ---- float comparison that reports the max abs / rel error -------------------------------- */
-typedef struct err { double abs, rel; long n; } err;
-static void err_add(err *e, double got, double want, double scale)
-{
-    double a = fabs(got - want), r = a / (scale > 1e-30 ? scale : 1e-30);
-    if (a > e->abs) e->abs = a;
-    if (r > e->rel) e->rel = r;
-    e->n++;
-}
-#define CHECK_ERR(e, tol, what)                                                                  \
-    do {                                                                                         \
-        if ((e).rel > (tol)) fail_msg("%s: max abs err %.3g, max rel err %.3g over %ld values (tol %.1g)", \
-                                      (what), (e).abs, (e).rel, (e).n, (double)(tol));            \
-    } while (0)
 
 /* ---- the test layer: one set of random arrays, seen by the reference and by molora -------- */
 #define MAXN 64

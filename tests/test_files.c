@@ -4,11 +4,7 @@
    molora_forward against float64 expectations written by tests/fixtures/make_fixtures.py.
    Run from the repository root (fixture paths are relative). */
 #define _POSIX_C_SOURCE 200809L   /* mkfifo, mkdtemp */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "test_util.h"   /* cmocka */
 
 #include <math.h>
 #include <stdio.h>

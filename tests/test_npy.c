@@ -1,11 +1,7 @@
 /* tools/molora_npy.h: the header parser on every form numpy accepts and every one it (or molora,
    on purpose) refuses, each refusal checked at its message; the size checks before allocation;
    the reader on files; the writer against np.save's bytes (when /usr/bin/python3 has numpy). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "test_util.h"   /* cmocka */
 
 #include "tools/molora_npy.h"
 
