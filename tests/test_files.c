@@ -139,69 +139,74 @@ static void test_reference_errors(void **state)
 }
 
 /* ---- attacks/ shapes and more -------------------------------------------------------------- */
+/* one hostile file per row: build(header, data_len, claimed) must open to `want`, and where
+   `log` is set the logger's message must name it */
+typedef struct attack {
+    const char *name, *header;
+    size_t data_len;
+    uint64_t claimed;            /* the header length written in the first 8 bytes (0: the true one) */
+    molora_result want;
+    const char *log;
+} attack;
+#define TF "{\"a\":{\"dtype\":\"F32\","   /* the start of a header whose one tensor is "a" */
+static const attack ATTACKS[] = {
+    /* attempt 1: a valid 2x2 F32 file whose header length says 1000 */
+    {"header length past the file", "{\"weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}",
+     16, 1000, MOLORA_RESULT_INVALID_HEADER_LENGTH, NULL},
+    {"header length 2^63", "{}", 0, (uint64_t)1 << 63, MOLORA_RESULT_HEADER_TOO_LARGE, NULL},
+    {"header length just over 100 MB", "{}", 0, 100000001, MOLORA_RESULT_HEADER_TOO_LARGE, NULL},
+    /* overlapping offsets */
+    {"overlapping offsets", TF "\"shape\":[2],\"data_offsets\":[0,8]},"
+                            "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+     12, 0, MOLORA_RESULT_INVALID_OFFSET, "\"b\""},
+    /* gap, not starting at 0, end before begin, beyond the file */
+    {"data not starting at 0", TF "\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0, MOLORA_RESULT_INVALID_OFFSET, NULL},
+    {"end before begin", TF "\"shape\":[0],\"data_offsets\":[8,4]}}", 8, 0, MOLORA_RESULT_INVALID_OFFSET, NULL},
+    {"data beyond the file", TF "\"shape\":[4],\"data_offsets\":[0,16]}}", 8, 0, MOLORA_RESULT_INCOMPLETE_BUFFER, NULL},
+    /* offsets that overflow 64 bits, or sit at the top of the range */
+    {"offset 2^64", TF "\"shape\":[1],\"data_offsets\":[0,18446744073709551616]}}", 4, 0,
+     MOLORA_RESULT_INVALID_JSON, NULL},
+    {"U8 of 2^64-1 elements", "{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],"
+                              "\"data_offsets\":[0,18446744073709551615]}}",
+     4, 0, MOLORA_RESULT_SIZE_OVERFLOW, NULL},   /* bits = n * 8 overflows, as upstream */
+    {"offset 2^64-1 for 8 bytes", TF "\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, 0,
+     MOLORA_RESULT_TENSOR_INVALID_INFO, NULL},
+    {"shape of 2^62 floats", TF "\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 0, 0,
+     MOLORA_RESULT_SIZE_OVERFLOW, NULL},
+    /* field types and dtypes */
+    {"dtype F33", "{\"a\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0,
+     MOLORA_RESULT_INVALID_JSON, NULL},
+    {"shape of a float", TF "\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"negative shape", TF "\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"three offsets", TF "\"shape\":[1],\"data_offsets\":[0,4,8]}}", 4, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"no offsets", TF "\"shape\":[1]}}", 4, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"an extra field", TF "\"shape\":[1],\"data_offsets\":[0,4],\"extra\":{\"ignored\":[1,2]}}}", 4, 0,
+     MOLORA_RESULT_SUCCESS, NULL},
+    {"metadata value not a string", "{\"__metadata__\":{\"k\":1}}", 0, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"metadata null", "{\"__metadata__\":null}", 0, 0, MOLORA_RESULT_SUCCESS, NULL},
+    {"an array, not an object", "[]", 0, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"text after the object", "{} x", 0, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"a lone surrogate escape", "{\"a\\ud800\":1}", 0, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    /* duplicate names, rejected by name (also when written with an escape) */
+    {"a name twice, once escaped", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                                   "\"\\u0077\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+     8, 0, MOLORA_RESULT_DUPLICATE_NAME, "\"w\""},
+    /* overlong UTF-8, surrogate in UTF-8 */
+    {"overlong UTF-8", "{\"\xc0\xaf\":1}", 0, 0, MOLORA_RESULT_INVALID_UTF8, NULL},
+    {"a surrogate in UTF-8", "{\"\xed\xa0\x80\":1}", 0, 0, MOLORA_RESULT_INVALID_UTF8, NULL},
+};
+#undef TF
 static void test_attacks(void **state)
 {
-    size_t n;
+    size_t i;
     (void)state;
-    /* attempt 1: a valid 2x2 F32 file whose header length says 1000 */
-    n = build("{\"weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16, 1000);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_HEADER_LENGTH);
-    n = build("{}", 0, (uint64_t)1 << 63);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_HEADER_TOO_LARGE);
-    n = build("{}", 0, 100000001);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_HEADER_TOO_LARGE);
-    /* overlapping offsets */
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
-    assert_non_null(strstr(g_log, "\"b\""));
-    /* gap, not starting at 0, end before begin, beyond the file */
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INCOMPLETE_BUFFER);
-    /* offsets that overflow 64 bits, or sit at the top of the range */
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,18446744073709551616]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],\"data_offsets\":[0,18446744073709551615]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SIZE_OVERFLOW);   /* bits = n * 8 overflows, as upstream */
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_TENSOR_INVALID_INFO);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SIZE_OVERFLOW);
-    /* field types and dtypes */
-    n = build("{\"a\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":{\"ignored\":[1,2]}}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SUCCESS);
-    n = build("{\"__metadata__\":{\"k\":1}}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"__metadata__\":null}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SUCCESS);
-    n = build("[]", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{} x", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\\ud800\":1}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    /* duplicate names, rejected by name (also when written with an escape) */
-    n = build("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"\\u0077\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_DUPLICATE_NAME);
-    assert_non_null(strstr(g_log, "\"w\""));
-    /* overlong UTF-8, surrogate in UTF-8 */
-    n = build("{\"\xc0\xaf\":1}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_UTF8);
-    n = build("{\"\xed\xa0\x80\":1}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_UTF8);
+    for (i = 0; i < sizeof ATTACKS / sizeof ATTACKS[0]; i++) {
+        const attack *at = &ATTACKS[i];
+        molora_result r = open_bytes(g_buf, build(at->header, at->data_len, at->claimed));
+        if (r != at->want)
+            fail_msg("%s: %s, want %s (log: %s)", at->name, molora_result_string(r), molora_result_string(at->want), g_log);
+        if (at->log && !strstr(g_log, at->log)) fail_msg("%s: the log '%s' lacks %s", at->name, g_log, at->log);
+    }
 }
 
 /* a key given twice in any object, compared after decoding escapes, at any object size */
