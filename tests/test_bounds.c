@@ -36,7 +36,11 @@ static void peak_free(void *q, void *u)
     free(p);
 }
 static char g_log[512];
-static void keep_log(void *u, molora_result r, const char *m) { (void)u; (void)r; snprintf(g_log, sizeof g_log, "%s", m); }
+static void keep_log(void *u, molora_result r, const char *m)
+{
+    (void)u; (void)r;
+    snprintf(g_log, sizeof g_log, "%s", m);
+}
 static molora_load_desc desc(void)
 {
     molora_load_desc d;
@@ -104,14 +108,16 @@ static void test_pattern_linear(void **state)
     s2 = re_steps(&re, nested, 8000, 0, &hit);
     ms = now_ms() - t0;
     assert_int_equal(hit, 0);
-    printf("figure: 12-level nested-quantifier key %s on 4000 / 8000 'a's: %zu / %zu VM steps (ratio %.2f), %.3f ms for 8000\n",
+    printf("figure: 12-level nested-quantifier key %s on 4000 / 8000 'a's: %zu / %zu VM steps (ratio %.2f), %.3f ms "
+           "for 8000\n",
            nested, s1, s2, (double)s2 / (double)s1, ms);
     assert_true((double)s2 / (double)s1 < 2.5);
     re_steps(&re, nested, 8000, 1, &hit);
     assert_int_equal(hit, 1);
     s1 = re_steps(&re, flat, 4000, 0, &hit);
     s2 = re_steps(&re, flat, 8000, 0, &hit);
-    printf("figure: 12 flat quantifiers a*a*...b on 4000 / 8000 'a's: %zu / %zu VM steps (ratio %.2f)\n", s1, s2, (double)s2 / (double)s1);
+    printf("figure: 12 flat quantifiers a*a*...b on 4000 / 8000 'a's: %zu / %zu VM steps (ratio %.2f)\n", s1, s2,
+           (double)s2 / (double)s1);
     assert_true((double)s2 / (double)s1 < 2.5);
 }
 
@@ -126,8 +132,10 @@ static double load_modules(int n_mod, int n_ltt, int *kept)
     molora_load_desc d = desc();
     put(&h, "{");
     for (i = 0; i < n_mod; i++)
-        put(&h, "%s\"base_model.model.model.layers.%d.q.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]},"
-                "\"base_model.model.model.layers.%d.q.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]}",
+        put(&h, "%s\"base_model.model.model.layers.%d.q.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
+                "\"data_offsets\":[%d,%d]},"
+                "\"base_model.model.model.layers.%d.q.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
+                "\"data_offsets\":[%d,%d]}",
             i ? "," : "", i, 8 * i, 8 * i + 4, i, 8 * i + 4, 8 * i + 8);
     put(&h, "}");
     f = image(&h, (size_t)n_mod * 8, &n);
@@ -166,7 +174,8 @@ static void test_modules_near_linear(void **state)
     t2 = load_modules(20000, 200000, &k2);
     assert_int_equal(k1, 2500);
     assert_int_equal(k2, 10000);
-    printf("figure: 5k / 20k modules with 50k / 200k layers_to_transform entries, parse + load + every find_module: %.1f / %.1f ms (ratio %.2f for 4x the input)\n",
+    printf("figure: 5k / 20k modules with 50k / 200k layers_to_transform entries, parse + load + every find_module: "
+           "%.1f / %.1f ms (ratio %.2f for 4x the input)\n",
            t1, t2, t2 / t1);
     assert_true(t2 / t1 < 8.0);
 }
@@ -182,15 +191,19 @@ static double load_scaling(int n_mod)
     molora_load_desc d = desc();
     put(&h, "{");
     for (i = 0; i < n_mod; i++)
-        put(&h, "%s\"base_model.model.model.layers.%d.q.lora_A.0.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]},"
-                "\"base_model.model.model.layers.%d.q.lora_B.0.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]},"
-                "\"base_model.model.model.layers.%d.q.lora_gating.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]}",
+        put(&h, "%s\"base_model.model.model.layers.%d.q.lora_A.0.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
+                "\"data_offsets\":[%d,%d]},"
+                "\"base_model.model.model.layers.%d.q.lora_B.0.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
+                "\"data_offsets\":[%d,%d]},"
+                "\"base_model.model.model.layers.%d.q.lora_gating.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
+                "\"data_offsets\":[%d,%d]}",
             i ? "," : "", i, 12 * i, 12 * i + 4, i, 12 * i + 4, 12 * i + 8, i, 12 * i + 8, 12 * i + 12);
     put(&h, "}");
     f = image(&h, (size_t)n_mod * 12, &n);
     put(&c, "{\"peft_type\":\"MOLORA\",\"routing\":\"dense\",\"expert_scaling\":{");
     for (i = n_mod - 1; i >= 0; i--)   /* reverse order, half with the prefix: the index sorts */
-        put(&c, "%s\"%smodel.layers.%d.q\":[%d.5]", i < n_mod - 1 ? "," : "", i % 2 ? "base_model.model." : "", i, i % 7 + 1);
+        put(&c, "%s\"%smodel.layers.%d.q\":[%d.5]", i < n_mod - 1 ? "," : "", i % 2 ? "base_model.model." : "", i,
+            i % 7 + 1);
     put(&c, "}}");
     for (run = 0; run < 3; run++) {
         molora_safetensors *st;
@@ -227,7 +240,8 @@ static void test_scaling_object_near_linear(void **state)
     (void)state;
     t1 = load_scaling(10000);
     t2 = load_scaling(40000);
-    printf("figure: 10k / 40k modules with a per-module expert_scaling object, parse + load: %.1f / %.1f ms (ratio %.2f for 4x the input)\n",
+    printf("figure: 10k / 40k modules with a per-module expert_scaling object, parse + load: %.1f / %.1f ms (ratio "
+           "%.2f for 4x the input)\n",
            t1, t2, t2 / t1);
     assert_true(t2 / t1 < 8.0);
 }
@@ -260,16 +274,20 @@ static size_t load_peak(int n_t, const char *fmt, molora_result want, size_t *fi
 static void test_zero_size_proportional(void **state)
 {
     static const struct { const char *fmt; molora_result r; const char *what; } c[] = {
-        {"\"m%d.q.lora_A.65535.weight\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]}", MOLORA_RESULT_MISSING_WEIGHTS, "index 65535"},
-        {"\"m%d.q.lora_A_1000000000.weight\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}", MOLORA_RESULT_UNSUPPORTED, "index 10^9"},
-        {"\"m%d.q.lora_A.0.weight\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]}", MOLORA_RESULT_MISSING_WEIGHTS, "rank 0, no B"},
+        {"\"m%d.q.lora_A.65535.weight\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]}",
+         MOLORA_RESULT_MISSING_WEIGHTS, "index 65535"},
+        {"\"m%d.q.lora_A_1000000000.weight\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}",
+         MOLORA_RESULT_UNSUPPORTED, "index 10^9"},
+        {"\"m%d.q.lora_A.0.weight\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]}",
+         MOLORA_RESULT_MISSING_WEIGHTS, "rank 0, no B"},
     };
     size_t i, f1, f2, p1, p2;
     (void)state;
     for (i = 0; i < sizeof c / sizeof c[0]; i++) {
         p1 = load_peak(3000, c[i].fmt, c[i].r, &f1);
         p2 = load_peak(6000, c[i].fmt, c[i].r, &f2);
-        printf("figure: 3,000 / 6,000 zero-size tensors (%s): file %zu / %zu bytes, peak allocation %zu / %zu bytes (%.1f / %.1f per file byte)\n",
+        printf("figure: 3,000 / 6,000 zero-size tensors (%s): file %zu / %zu bytes, peak allocation %zu / %zu bytes "
+               "(%.1f / %.1f per file byte)\n",
                c[i].what, f1, f2, p1, p2, (double)p1 / (double)f1, (double)p2 / (double)f2);
         assert_true(p1 < 8 * f1 && p2 < 8 * f2);
         assert_true((double)p2 / (double)p1 < 2.5);
@@ -277,7 +295,8 @@ static void test_zero_size_proportional(void **state)
 }
 
 /* ---- parser memory follows the header's content --------------------------------------------- */
-static size_t header_peak(size_t items, const char *pre, const char *item, const char *post, molora_result want, size_t *file)
+static size_t header_peak(size_t items, const char *pre, const char *item, const char *post, molora_result want,
+                          size_t *file)
 {
     buf h = {0};
     unsigned char *f;
@@ -301,9 +320,12 @@ static void test_parser_memory(void **state)
 {
     static const struct { const char *pre, *item, *post; molora_result r; double bound; const char *what; } c[] = {
         {"[", "0", "]", MOLORA_RESULT_INVALID_JSON, 0.1, "a header [0,0,...]"},
-        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[", "0", "]}}", MOLORA_RESULT_SUCCESS, 1.5, "an ignored field [0,0,...]"},
-        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[", "{}", "]}}", MOLORA_RESULT_SUCCESS, 1.5, "an ignored field [{},{},...]"},
-        {"{\"t\":{\"dtype\":\"U8\",\"data_offsets\":[0,4],\"shape\":[4,", "1", "]}}", MOLORA_RESULT_SUCCESS, 6.0, "a shape [4,1,1,...]"},
+        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[", "0", "]}}", MOLORA_RESULT_SUCCESS,
+         1.5, "an ignored field [0,0,...]"},
+        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[", "{}", "]}}", MOLORA_RESULT_SUCCESS,
+         1.5, "an ignored field [{},{},...]"},
+        {"{\"t\":{\"dtype\":\"U8\",\"data_offsets\":[0,4],\"shape\":[4,", "1", "]}}", MOLORA_RESULT_SUCCESS, 6.0,
+         "a shape [4,1,1,...]"},
     };
     size_t i, f1, f2, p1, p2;
     (void)state;

@@ -71,7 +71,10 @@ static void *worker(void *arg)
     void *ws;
     float *Y = malloc(sizeof(float) * T_MAX * D_OUT), *W = malloc(sizeof(float) * T_MAX * N_EXP);
     double end = now_ms() + g_seconds * 1e3;
-    if (molora_workspace_size(g_model, T_MAX, &ws_size) != MOLORA_RESULT_SUCCESS) { g_bad[id]++; free(Y); free(W); return NULL; }
+    if (molora_workspace_size(g_model, T_MAX, &ws_size) != MOLORA_RESULT_SUCCESS) {
+        g_bad[id]++; free(Y); free(W);
+        return NULL;
+    }
     ws = ws_new(ws_size);
     while (now_ms() < end) {
         const job *jb = &g_jobs[j % N_JOBS];
@@ -129,7 +132,8 @@ static void test_shared_model_many_threads(void **state)
     for (j = 0; j < N_JOBS; j++) {
         job *jb = &g_jobs[j];
         static const int Ts[] = {1, 2, 7, 16, 17, 40};
-        jb->layer = j % N_LAYERS; jb->T = Ts[(j / N_LAYERS) % 6]; jb->mask_mode = (j / 30) % 3; jb->nth = (j % 4 == 3) ? 3 : 0;
+        jb->layer = j % N_LAYERS; jb->T = Ts[(j / N_LAYERS) % 6]; jb->mask_mode = (j / 30) % 3;
+        jb->nth = (j % 4 == 3) ? 3 : 0;
         jb->X = rnd_vec_f((size_t)jb->T * D_IN, 1.0f);
         jb->Y_ref = malloc(sizeof(float) * jb->T * D_OUT); jb->W_ref = malloc(sizeof(float) * jb->T * N_EXP);
         jb->mask = NULL;
@@ -145,11 +149,14 @@ static void test_shared_model_many_threads(void **state)
     for (i = 0; i < N_THREADS; i++) pthread_create(&th[i], NULL, worker, (void *)(size_t)i);
     for (i = 0; i < N_THREADS; i++) pthread_join(th[i], NULL);
     for (i = 0; i < N_THREADS; i++) { runs += g_runs[i]; bad += g_bad[i]; }
-    print_message("  %d threads, %.1f s: %ld forward calls, %ld differed from the single-threaded run or wrote past the workspace\n",
+    print_message("  %d threads, %.1f s: %ld forward calls, %ld differed from the single-threaded run or wrote past "
+                  "the workspace\n",
                   N_THREADS, g_seconds, runs, bad);
     assert_true(runs > N_THREADS);
     assert_int_equal(bad, 0);
-    for (j = 0; j < N_JOBS; j++) { free(g_jobs[j].X); free(g_jobs[j].Y_ref); free(g_jobs[j].W_ref); free(g_jobs[j].mask); }
+    for (j = 0; j < N_JOBS; j++) {
+        free(g_jobs[j].X); free(g_jobs[j].Y_ref); free(g_jobs[j].W_ref); free(g_jobs[j].mask);
+    }
     for (i = 0; i < N_EXP; i++) { free(A[i]); free(B[i]); }
     free(W0); free(Wg); free(wt); free(e);
     molora_model_free(g_model);

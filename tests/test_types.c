@@ -291,7 +291,7 @@ static void check_in_out(const typed_layer *z, const molora_model *m, int T, int
         ref_token(z, X + (size_t)t * z->d_in, W + (size_t)t * NE, y);
         for (o = 0; o < z->d_out; o++) mx = fabs(y[o]) > mx ? fabs(y[o]) : mx;
         snprintf(what, sizeof what, "T %d nth %d token %d, col", T, nth, t);
-        check_close(what, Y + (size_t)t * z->d_out, y, (size_t)z->d_out, 1e-5 * mx, 0);   /* relative to the row's max */
+        check_close(what, Y + (size_t)t * z->d_out, y, (size_t)z->d_out, 1e-5 * mx, 0);  /* relative to the row's max */
     }
     free(X); free(Y); free(W);
 }
@@ -340,7 +340,8 @@ static void test_fan_in_fan_out_merge(void **state)
             double want = z.f32[2 * NE][k * z.d_out + o];
             for (i = 0; i < NE; i++)
                 for (q = 0; q < z.rank[i]; q++)
-                    want += w[i] * (2.0 / z.rank[i]) * z.f32[2 * i + 1][o * z.rank[i] + q] * z.f32[2 * i][q * z.d_in + k];
+                    want += w[i] * (2.0 / z.rank[i]) * z.f32[2 * i + 1][o * z.rank[i] + q]
+                            * z.f32[2 * i][q * z.d_in + k];
             if (fabs(W[k * z.d_out + o] - want) > 1e-5 * (1 + fabs(want)))
                 fail_msg("merge (d_in, d_out) [%d][%d]: %.9g, reference %.9g", k, o, (double)W[k * z.d_out + o], want);
         }
@@ -353,8 +354,10 @@ static void test_fan_in_fan_out_merge(void **state)
 /* a safetensors buffer with a BF16 lora_A (2, 3) and lora_B (4, 2), data at an odd offset */
 static size_t bf16_adapter_file(unsigned char *buf)
 {
-    static const char hdr[] = "{\"base_model.model.h.0.attn.c_attn.lora_A.weight\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]},"
-                              "\"base_model.model.h.0.attn.c_attn.lora_B.weight\":{\"dtype\":\"BF16\",\"shape\":[4,2],\"data_offsets\":[12,28]}}";
+    static const char hdr[] = "{\"base_model.model.h.0.attn.c_attn.lora_A.weight\":{\"dtype\":\"BF16\",\"shape\":[2,3],"
+                              "\"data_offsets\":[0,12]},"
+                              "\"base_model.model.h.0.attn.c_attn.lora_B.weight\":{\"dtype\":\"BF16\",\"shape\":[4,2],"
+                              "\"data_offsets\":[12,28]}}";
     size_t hl = sizeof hdr - 1, i;
     if (hl % 2 == 0) hl++;                          /* 8 + hl odd: unaligned data */
     memset(buf, ' ', 8 + hl);
@@ -374,7 +377,8 @@ static void check_loaded(const char *cfg, int want_fifo)
     assert_int_equal(molora_safetensors_open_memory(buf, n, NULL, &st), MOLORA_RESULT_SUCCESS);
     assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, NULL, &a), MOLORA_RESULT_SUCCESS);
     assert_int_equal(molora_adapter_model_desc(a, &md), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(molora_safetensors_find(st, "base_model.model.h.0.attn.c_attn.lora_A.weight", &ia), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_safetensors_find(st, "base_model.model.h.0.attn.c_attn.lora_A.weight", &ia),
+                     MOLORA_RESULT_SUCCESS);
     assert_int_equal(molora_safetensors_tensor_info(st, ia, &ti), MOLORA_RESULT_SUCCESS);
     assert_int_equal(md.layers[0].experts[0].A_type, MOLORA_TYPE_BF16);
     assert_int_equal(md.layers[0].experts[0].B_type, MOLORA_TYPE_BF16);
