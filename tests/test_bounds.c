@@ -77,6 +77,25 @@ static unsigned char *image(const buf *h, size_t data, size_t *n)
     *n = 8 + h->n + data;
     return f;
 }
+/* the image of n_mod modules "base_model.model.model.layers.<i>.q", each with the 1x1 F32 tensors
+   named by parts, their data back to back */
+static unsigned char *modules_image(int n_mod, const char *const *parts, int n_parts, size_t *n)
+{
+    buf h = {0};
+    unsigned char *f;
+    int i, k;
+    put(&h, "{");
+    for (i = 0; i < n_mod; i++)
+        for (k = 0; k < n_parts; k++) {
+            int off = 4 * (n_parts * i + k);
+            put(&h, "%s\"base_model.model.model.layers.%d.q.%s\":{\"dtype\":\"F32\",\"shape\":[1,1],"
+                    "\"data_offsets\":[%d,%d]}", i || k ? "," : "", i, parts[k], off, off + 4);
+        }
+    put(&h, "}");
+    f = image(&h, (size_t)n_mod * n_parts * 4, n);
+    free(h.p);
+    return f;
+}
 
 /* ---- rank_pattern keys: VM steps grow linearly with the name, whatever the nesting ------------- */
 static size_t re_steps(molora__re *re, const char *key, size_t len, int tail_b, int *hit)
@@ -124,21 +143,14 @@ static void test_pattern_linear(void **state)
 /* ---- 2n modules and 2n layers_to_transform entries cost about twice n ------------------------ */
 static double load_modules(int n_mod, int n_ltt, int *kept)
 {
-    buf h = {0}, c = {0};
+    static const char *const parts[] = {"lora_A.weight", "lora_B.weight"};
+    buf c = {0};
     unsigned char *f;
     size_t n;
     int i, run;
     double best = 1e30;
     molora_load_desc d = desc();
-    put(&h, "{");
-    for (i = 0; i < n_mod; i++)
-        put(&h, "%s\"base_model.model.model.layers.%d.q.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
-                "\"data_offsets\":[%d,%d]},"
-                "\"base_model.model.model.layers.%d.q.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
-                "\"data_offsets\":[%d,%d]}",
-            i ? "," : "", i, 8 * i, 8 * i + 4, i, 8 * i + 4, 8 * i + 8);
-    put(&h, "}");
-    f = image(&h, (size_t)n_mod * 8, &n);
+    f = modules_image(n_mod, parts, 2, &n);
     put(&c, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":1,\"layers_to_transform\":[");
     for (i = 0; i < n_ltt; i++) put(&c, "%s%d", i ? "," : "", 2 * i);   /* even layers */
     put(&c, "]}");
@@ -160,7 +172,7 @@ static double load_modules(int n_mod, int n_ltt, int *kept)
         molora_safetensors_free(st);
         assert_int_equal(g_cur, 0);
     }
-    free(f); free(h.p); free(c.p);
+    free(f); free(c.p);
     return best;
 }
 /* 5k -> 20k modules: near-linear work grows about 4x (n log n: 4.6x), quadratic 16x. The bound 8
@@ -183,23 +195,14 @@ static void test_modules_near_linear(void **state)
 /* ---- a MOLORA expert_scaling object (one key per module) is indexed once, not scanned per module */
 static double load_scaling(int n_mod)
 {
-    buf h = {0}, c = {0};
+    static const char *const parts[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_gating.weight"};
+    buf c = {0};
     unsigned char *f;
     size_t n;
     int i, run;
     double best = 1e30;
     molora_load_desc d = desc();
-    put(&h, "{");
-    for (i = 0; i < n_mod; i++)
-        put(&h, "%s\"base_model.model.model.layers.%d.q.lora_A.0.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
-                "\"data_offsets\":[%d,%d]},"
-                "\"base_model.model.model.layers.%d.q.lora_B.0.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
-                "\"data_offsets\":[%d,%d]},"
-                "\"base_model.model.model.layers.%d.q.lora_gating.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],"
-                "\"data_offsets\":[%d,%d]}",
-            i ? "," : "", i, 12 * i, 12 * i + 4, i, 12 * i + 4, 12 * i + 8, i, 12 * i + 8, 12 * i + 12);
-    put(&h, "}");
-    f = image(&h, (size_t)n_mod * 12, &n);
+    f = modules_image(n_mod, parts, 3, &n);
     put(&c, "{\"peft_type\":\"MOLORA\",\"routing\":\"dense\",\"expert_scaling\":{");
     for (i = n_mod - 1; i >= 0; i--)   /* reverse order, half with the prefix: the index sorts */
         put(&c, "%s\"%smodel.layers.%d.q\":[%d.5]", i < n_mod - 1 ? "," : "", i % 2 ? "base_model.model." : "", i,
@@ -229,7 +232,7 @@ static double load_scaling(int n_mod)
         molora_safetensors_free(st);
         assert_int_equal(g_cur, 0);
     }
-    free(f); free(h.p); free(c.p);
+    free(f); free(c.p);
     return best;
 }
 /* 10k -> 40k modules (each with its expert_scaling key): near-linear about 4x, quadratic 16x
