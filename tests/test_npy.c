@@ -181,8 +181,8 @@ static const refusal REFUSED[] = {
     {"{'descr': {'a': 1}, 'fortran_order': False, 'shape': (3, 5)}", "header: a dict inside the header dict", 0},
     {"{'descr': b'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a bytes or f-string literal", 0},
     {"{'descr': f'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a bytes or f-string literal", 0},
-    {"{'descr': ur'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a name that is not True, False or None",
-     0},
+    {"{'descr': ur'<f4', 'fortran_order': False, 'shape': (3, 5)}",
+     "header: a name that is not True, False or None", 0},
     {"{'descr': '<f4, 'fortran_order': False, 'shape': (3, 5)}", "header: expected ',' or '}'", 0},
     {"{'descr': '<f4", "header: unexpected end (unterminated string)", 0},
     {"{'descr': '<f4\n', 'fortran_order': False, 'shape': (3, 5)}", "header: newline in a string", 0},
@@ -208,7 +208,7 @@ static void test_refuses_what_numpy_refuses(void **state)
     refuse_bytes(npy_make_n(1, D("(3, 5)") "\0", sizeof D("(3, 5)"), 60), "header: a NUL byte", "NUL at the end");
     refuse_bytes(npy_make_n(1, "{'descr': '<f4'\0, 'fortran_order': False, 'shape': (3, 5)}",
                             sizeof "{'descr': '<f4'\0, 'fortran_order': False, 'shape': (3, 5)}" - 1, 60),
-                                "header: a NUL byte", "NUL inside");
+                 "header: a NUL byte", "NUL inside");
 }
 /* a key given twice: numpy keeps the last; molora refuses the lie, whatever its spelling */
 static const char *const DUPLICATES[] = {
