@@ -5,11 +5,8 @@
    UNSUPPORTED). The library is compiled once in tests/molora_impl.c. Pinned values come from
    the float64 reference tools/alpha_ref.py and from the upstream functions run on the same
    spectra (values quoted in the comments). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
+#include "test_util.h"   /* cmocka, rnd */
 
 #include <float.h>
 #include <math.h>
@@ -20,12 +17,6 @@
 #include "molora.h"
 
 /* ---- random numbers and matrices ----------------------------------------------------------- */
-static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-static double rnd(void) /* uniform in [-1, 1) */
-{
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return (double)(g_rng >> 11) / (double)(1ull << 52) - 1.0;
-}
 #ifndef MOLORA_NO_BLAS
 static double gauss(void)
 {
@@ -113,7 +104,8 @@ static void test_powerlaw_recovered(void **s)
             o.method = m ? MOLORA_ALPHA_WW : MOLORA_ALPHA_FIX_FINGER;
             pareto(lam, 4000, 0.37, as[k]);
             assert_int_equal(molora_alpha_fit_spectrum(lam, 4000, &o, &f), MOLORA_RESULT_SUCCESS);
-            if (rel(f.alpha, as[k]) > 0.02) fail_msg("method %d: alpha %.5f for a power law of exponent %.2f", m, f.alpha, as[k]);
+            if (rel(f.alpha, as[k]) > 0.02)
+                fail_msg("method %d: alpha %.5f for a power law of exponent %.2f", m, f.alpha, as[k]);
             assert_true(rel(f.xmin, 0.37) < 0.05);
             assert_int_equal(f.n_eigs, 4000);
             assert_int_equal(f.n_used, 4000);
@@ -409,7 +401,8 @@ static void test_ww077_against_weightwatcher(void **s)
         molora_alpha_fit f;
         const float *W;
         size_t i;
-        assert_int_equal(molora_safetensors_open("examples/demo_model/base.safetensors", NULL, &st), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_safetensors_open("examples/demo_model/base.safetensors", NULL, &st),
+                         MOLORA_RESULT_SUCCESS);
         assert_int_equal(molora_safetensors_find(st, "model.layers.0.mlp.down_proj.weight", &i), MOLORA_RESULT_SUCCESS);
         molora_safetensors_tensor_info(st, i, &ti);
         assert_int_equal(molora_safetensors_tensor_f32(st, i, &W), MOLORA_RESULT_SUCCESS);
@@ -456,7 +449,8 @@ static void test_layer_index(void **s)
     (void)s;
     for (i = 0; i < sizeof t / sizeof t[0]; i++)
         if (molora_alpha_block_index(t[i].name, t[i].pattern) != t[i].want)
-            fail_msg("%s ~ %s: got %d, want %d", t[i].name, t[i].pattern, molora_alpha_block_index(t[i].name, t[i].pattern), t[i].want);
+            fail_msg("%s ~ %s: got %d, want %d", t[i].name, t[i].pattern,
+                     molora_alpha_block_index(t[i].name, t[i].pattern), t[i].want);
     assert_int_equal(molora_alpha_pattern_check("h.x."), MOLORA_RESULT_INVALID_ARGUMENT);
     assert_int_equal(molora_alpha_pattern_check(NULL), MOLORA_RESULT_INVALID_ARGUMENT);
     assert_int_equal(molora_alpha_pattern_check("{L}"), MOLORA_RESULT_SUCCESS);
@@ -472,13 +466,17 @@ static void test_family_detect(void **s)
 {
     static const char *t5[] = { "shared.weight", "encoder.block.0.layer.0.SelfAttention.q.weight",
                                 "decoder.block.0.layer.1.EncDecAttention.k.weight", "encoder.final_layer_norm.weight" };
-    static const char *bert[] = { "bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.attention.self.query.weight",
+    static const char *bert[] = { "bert.embeddings.word_embeddings.weight",
+                                  "bert.encoder.layer.0.attention.self.query.weight",
                                   "bert.encoder.layer.1.output.dense.weight" };
-    static const char *gpt2[] = { "transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_proj.weight" };
-    static const char *llama[] = { "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "lm_head.weight" };
+    static const char *gpt2[] = { "transformer.wte.weight", "transformer.h.0.attn.c_attn.weight",
+                                  "transformer.h.1.mlp.c_proj.weight" };
+    static const char *llama[] = { "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+                                   "lm_head.weight" };
     static const char *bart[] = { "model.encoder.layers.0.self_attn.q_proj.weight", "model.decoder.layers.0.fc1.weight",
                                   "model.decoder.layers.1.fc1.weight" };
-    static const char *opt[] = { "model.decoder.layers.0.self_attn.q_proj.weight", "model.decoder.layers.1.fc1.weight" };
+    static const char *opt[] = { "model.decoder.layers.0.self_attn.q_proj.weight",
+                                 "model.decoder.layers.1.fc1.weight" };
     static const char *none[] = { "w1", "w2" };
     int n, f;
     const molora_alpha_family *t = molora_alpha_families(&n);
@@ -488,9 +486,10 @@ static void test_family_detect(void **s)
     f = molora_alpha_family_detect(bert, 3); assert_true(f >= 0 && !strcmp(t[f].name, "bert") && !t[f].sets[1]);
     f = molora_alpha_family_detect(gpt2, 3); assert_true(f >= 0 && !strcmp(t[f].name, "gpt2"));
     f = molora_alpha_family_detect(llama, 3); assert_true(f >= 0 && !strcmp(t[f].name, "llama"));
-    f = molora_alpha_family_detect(bart, 3); assert_true(f >= 0 && !strcmp(t[f].name, "bart"));   /* not llama: a tie, 2 sets */
+    /* not llama: a tie, 2 sets */
+    f = molora_alpha_family_detect(bart, 3); assert_true(f >= 0 && !strcmp(t[f].name, "bart"));
     f = molora_alpha_family_detect(opt, 2); assert_true(f >= 0 && !strcmp(t[f].name, "llama"));   /* no encoder stack */
-    assert_int_equal(molora_alpha_family_detect(t5 + 2, 2), -1);                                   /* T5 without its encoder */
+    assert_int_equal(molora_alpha_family_detect(t5 + 2, 2), -1);                            /* T5 without its encoder */
     assert_int_equal(molora_alpha_family_detect(none, 2), -1);
     assert_int_equal(molora_alpha_family_detect(NULL, 2), -1);
 }
@@ -533,7 +532,8 @@ static void test_routes_realistic_nonsquare(void **s)
                 assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &got), MOLORA_RESULT_SUCCESS);
                 if (r != MOLORA_ALPHA_SOLVER_FAST) {   /* the fast solver is approximate by design */
                     if (rel(got.alpha, want.alpha) > 1e-4)
-                        fail_msg("(%d, %d) method %d solver %d: alpha %.9g, float64 %.9g", rows, cols, m, r, got.alpha, want.alpha);
+                        fail_msg("(%d, %d) method %d solver %d: alpha %.9g, float64 %.9g", rows, cols, m, r, got.alpha,
+                                 want.alpha);
                     if (emax > (r == MOLORA_ALPHA_SOLVER_SGESDD ? 1e-4 : 1e-9))
                         fail_msg("(%d, %d) solver %d: eigenvalues max rel err %.3g", rows, cols, r, emax);
                 }
@@ -573,13 +573,15 @@ static void test_ill_conditioned(void **s)
     for (r = MOLORA_ALPHA_SOLVER_DEFAULT; r <= MOLORA_ALPHA_SOLVER_GRAM64_2STAGE; r++) {
         o.solver = (molora_alpha_solver)r;
         assert_int_equal(molora_alpha_matrix(W, rows, cols, &o, &got), MOLORA_RESULT_SUCCESS);
-        if (rel(got.alpha, want.alpha) > 1e-6) fail_msg("solver %d: alpha %.9g, float64 %.9g", r, got.alpha, want.alpha);
+        if (rel(got.alpha, want.alpha) > 1e-6)
+            fail_msg("solver %d: alpha %.9g, float64 %.9g", r, got.alpha, want.alpha);
     }
     /* the fast solver: an error (eigenvalue <= 0) or a different histogram range */
     o.solver = MOLORA_ALPHA_SOLVER_FAST;
     {
         molora_result res = molora_alpha_matrix(W, rows, cols, &o, &got);
-        assert_true(res == MOLORA_RESULT_DEGENERATE_SPECTRUM || (res == MOLORA_RESULT_SUCCESS && rel(got.lambda_min, want.lambda_min) > 0.5));
+        assert_true(res == MOLORA_RESULT_DEGENERATE_SPECTRUM ||
+                    (res == MOLORA_RESULT_SUCCESS && rel(got.lambda_min, want.lambda_min) > 0.5));
     }
     free(ref); free(def); free(fast); free(W);
 }
@@ -685,7 +687,11 @@ static void test_scratch(void **s)
 
 /* round_to_f16: every weight rounded to float16, ties to even, before the eigenvalues, in every
    solver. A diagonal W has eigenvalues w_ii^2, exact in double for float16 values. */
-static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
 
 static void test_round_to_f16(void **s)
 {
@@ -735,14 +741,14 @@ static void test_round_to_f16(void **s)
         o.round_to_f16 = 1;
         assert_int_equal(molora_alpha_matrix(R, 40, 56, &o, &f), MOLORA_RESULT_SUCCESS);
         for (i = 0; i < 40 * 56; i++) assert_true(Q[i] == R[i]);                                  /* W not modified */
-        assert_true(f.alpha != h.alpha);                                                           /* rounding moved it */
+        assert_true(f.alpha != h.alpha);                                                         /* rounding moved it */
         {
             size_t ws = 0, ws0 = 0;
             o.solver = MOLORA_ALPHA_SOLVER_FAST;
             assert_int_equal(molora_alpha_workspace_size(40, 56, &o, &ws), MOLORA_RESULT_SUCCESS);
             o.round_to_f16 = 0;
             assert_int_equal(molora_alpha_workspace_size(40, 56, &o, &ws0), MOLORA_RESULT_SUCCESS);
-            assert_true(ws >= ws0 + 40 * 56 * sizeof(float));                                      /* FAST needs a copy */
+            assert_true(ws >= ws0 + 40 * 56 * sizeof(float));                                    /* FAST needs a copy */
             o.solver = MOLORA_ALPHA_SOLVER_DEFAULT;
         }
         free(R); free(Q);
@@ -787,7 +793,8 @@ static void expect_alloc(const double *a, int n, int budget, double beta, molora
     int e[64], k[64], l;
     assert_int_equal(molora_alpha_allocate(a, n, budget, beta, e, k), want_r);
     for (l = 0; l < n; l++) {
-        if (e[l] != want[l]) fail_msg("layer %d: %d experts, want %d (budget %d, beta %g)", l, e[l], want[l], budget, beta);
+        if (e[l] != want[l])
+            fail_msg("layer %d: %d experts, want %d (budget %d, beta %g)", l, e[l], want[l], budget, beta);
         assert_int_equal(k[l], want_k ? want_k[l] : (want[l] > 1 ? 2 : 1));
     }
 }
@@ -807,7 +814,8 @@ static void test_allocate_reference_cases(void **s)
 static void test_allocate_ties_zero_one(void **s)
 {
     const double t3[] = {3, 3, 3}, o3[] = {1, 1, 1}, one[] = {4.2};
-    const int w_up[] = {4, 3, 3}, w_down[] = {1, 2, 2}, zero[] = {0, 0, 0}, w_one[] = {7}, w_one1[] = {1}, w_one0[] = {0};
+    const int w_up[] = {4, 3, 3}, w_down[] = {1, 2, 2}, zero[] = {0, 0, 0}, w_one[] = {7}, w_one1[] = {1},
+        w_one0[] = {0};
     double a32[32];
     int e[32], l, sum = 0;
     (void)s;
@@ -860,7 +868,8 @@ static void test_plan_end_to_end(void **s)
     void *ws;
     size_t wsz;
     (void)s;
-    assert_int_equal(molora_alpha_allocate(alpha, L, 8, MOLORA_ALPHA_DEFAULT_BETA, experts, top_k), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_alpha_allocate(alpha, L, 8, MOLORA_ALPHA_DEFAULT_BETA, experts, top_k),
+                     MOLORA_RESULT_SUCCESS);
     /* s = [5.66, 15.59, 43.05], sum 64.30: rint([0.70, 1.94, 5.36]) = [1, 2, 5] */
     assert_int_equal(experts[0], 1); assert_int_equal(experts[1], 2); assert_int_equal(experts[2], 5);
     assert_int_equal(top_k[0], 1); assert_int_equal(top_k[1], 2); assert_int_equal(top_k[2], 2);

@@ -5,11 +5,7 @@
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime */
 #define MOLORA_IMPLEMENTATION
 #define MOLORA_NO_BLAS
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "test_util.h"   /* cmocka, now_ms */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,19 +36,17 @@ static void peak_free(void *q, void *u)
     free(p);
 }
 static char g_log[512];
-static void keep_log(void *u, molora_result r, const char *m) { (void)u; (void)r; snprintf(g_log, sizeof g_log, "%s", m); }
+static void keep_log(void *u, molora_result r, const char *m)
+{
+    (void)u; (void)r;
+    snprintf(g_log, sizeof g_log, "%s", m);
+}
 static molora_load_desc desc(void)
 {
     molora_load_desc d;
     memset(&d, 0, sizeof d);
     d.memory.alloc = peak_alloc; d.memory.free = peak_free; d.log = keep_log;
     return d;
-}
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
 /* ---- a growing text buffer ---------------------------------------------------------------- */
@@ -81,6 +75,25 @@ static unsigned char *image(const buf *h, size_t data, size_t *n)
     for (i = 0; i < 8; i++) f[i] = (unsigned char)((uint64_t)h->n >> (8 * i));
     memcpy(f + 8, h->p, h->n);
     *n = 8 + h->n + data;
+    return f;
+}
+/* the image of n_mod modules "base_model.model.model.layers.<i>.q", each with the 1x1 F32 tensors
+   named by parts, their data back to back */
+static unsigned char *modules_image(int n_mod, const char *const *parts, int n_parts, size_t *n)
+{
+    buf h = {0};
+    unsigned char *f;
+    int i, k;
+    put(&h, "{");
+    for (i = 0; i < n_mod; i++)
+        for (k = 0; k < n_parts; k++) {
+            int off = 4 * (n_parts * i + k);
+            put(&h, "%s\"base_model.model.model.layers.%d.q.%s\":{\"dtype\":\"F32\",\"shape\":[1,1],"
+                    "\"data_offsets\":[%d,%d]}", i || k ? "," : "", i, parts[k], off, off + 4);
+        }
+    put(&h, "}");
+    f = image(&h, (size_t)n_mod * n_parts * 4, n);
+    free(h.p);
     return f;
 }
 
@@ -114,33 +127,30 @@ static void test_pattern_linear(void **state)
     s2 = re_steps(&re, nested, 8000, 0, &hit);
     ms = now_ms() - t0;
     assert_int_equal(hit, 0);
-    printf("figure: 12-level nested-quantifier key %s on 4000 / 8000 'a's: %zu / %zu VM steps (ratio %.2f), %.3f ms for 8000\n",
+    printf("figure: 12-level nested-quantifier key %s on 4000 / 8000 'a's: %zu / %zu VM steps (ratio %.2f), %.3f ms "
+           "for 8000\n",
            nested, s1, s2, (double)s2 / (double)s1, ms);
     assert_true((double)s2 / (double)s1 < 2.5);
     re_steps(&re, nested, 8000, 1, &hit);
     assert_int_equal(hit, 1);
     s1 = re_steps(&re, flat, 4000, 0, &hit);
     s2 = re_steps(&re, flat, 8000, 0, &hit);
-    printf("figure: 12 flat quantifiers a*a*...b on 4000 / 8000 'a's: %zu / %zu VM steps (ratio %.2f)\n", s1, s2, (double)s2 / (double)s1);
+    printf("figure: 12 flat quantifiers a*a*...b on 4000 / 8000 'a's: %zu / %zu VM steps (ratio %.2f)\n", s1, s2,
+           (double)s2 / (double)s1);
     assert_true((double)s2 / (double)s1 < 2.5);
 }
 
 /* ---- 2n modules and 2n layers_to_transform entries cost about twice n ------------------------ */
 static double load_modules(int n_mod, int n_ltt, int *kept)
 {
-    buf h = {0}, c = {0};
+    static const char *const parts[] = {"lora_A.weight", "lora_B.weight"};
+    buf c = {0};
     unsigned char *f;
     size_t n;
     int i, run;
     double best = 1e30;
     molora_load_desc d = desc();
-    put(&h, "{");
-    for (i = 0; i < n_mod; i++)
-        put(&h, "%s\"base_model.model.model.layers.%d.q.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]},"
-                "\"base_model.model.model.layers.%d.q.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]}",
-            i ? "," : "", i, 8 * i, 8 * i + 4, i, 8 * i + 4, 8 * i + 8);
-    put(&h, "}");
-    f = image(&h, (size_t)n_mod * 8, &n);
+    f = modules_image(n_mod, parts, 2, &n);
     put(&c, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":1,\"layers_to_transform\":[");
     for (i = 0; i < n_ltt; i++) put(&c, "%s%d", i ? "," : "", 2 * i);   /* even layers */
     put(&c, "]}");
@@ -162,7 +172,7 @@ static double load_modules(int n_mod, int n_ltt, int *kept)
         molora_safetensors_free(st);
         assert_int_equal(g_cur, 0);
     }
-    free(f); free(h.p); free(c.p);
+    free(f); free(c.p);
     return best;
 }
 /* 5k -> 20k modules: near-linear work grows about 4x (n log n: 4.6x), quadratic 16x. The bound 8
@@ -176,7 +186,8 @@ static void test_modules_near_linear(void **state)
     t2 = load_modules(20000, 200000, &k2);
     assert_int_equal(k1, 2500);
     assert_int_equal(k2, 10000);
-    printf("figure: 5k / 20k modules with 50k / 200k layers_to_transform entries, parse + load + every find_module: %.1f / %.1f ms (ratio %.2f for 4x the input)\n",
+    printf("figure: 5k / 20k modules with 50k / 200k layers_to_transform entries, parse + load + every find_module: "
+           "%.1f / %.1f ms (ratio %.2f for 4x the input)\n",
            t1, t2, t2 / t1);
     assert_true(t2 / t1 < 8.0);
 }
@@ -184,23 +195,18 @@ static void test_modules_near_linear(void **state)
 /* ---- a MOLORA expert_scaling object (one key per module) is indexed once, not scanned per module */
 static double load_scaling(int n_mod)
 {
-    buf h = {0}, c = {0};
+    static const char *const parts[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_gating.weight"};
+    buf c = {0};
     unsigned char *f;
     size_t n;
     int i, run;
     double best = 1e30;
     molora_load_desc d = desc();
-    put(&h, "{");
-    for (i = 0; i < n_mod; i++)
-        put(&h, "%s\"base_model.model.model.layers.%d.q.lora_A.0.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]},"
-                "\"base_model.model.model.layers.%d.q.lora_B.0.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]},"
-                "\"base_model.model.model.layers.%d.q.lora_gating.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[%d,%d]}",
-            i ? "," : "", i, 12 * i, 12 * i + 4, i, 12 * i + 4, 12 * i + 8, i, 12 * i + 8, 12 * i + 12);
-    put(&h, "}");
-    f = image(&h, (size_t)n_mod * 12, &n);
+    f = modules_image(n_mod, parts, 3, &n);
     put(&c, "{\"peft_type\":\"MOLORA\",\"routing\":\"dense\",\"expert_scaling\":{");
     for (i = n_mod - 1; i >= 0; i--)   /* reverse order, half with the prefix: the index sorts */
-        put(&c, "%s\"%smodel.layers.%d.q\":[%d.5]", i < n_mod - 1 ? "," : "", i % 2 ? "base_model.model." : "", i, i % 7 + 1);
+        put(&c, "%s\"%smodel.layers.%d.q\":[%d.5]", i < n_mod - 1 ? "," : "", i % 2 ? "base_model.model." : "", i,
+            i % 7 + 1);
     put(&c, "}}");
     for (run = 0; run < 3; run++) {
         molora_safetensors *st;
@@ -226,7 +232,7 @@ static double load_scaling(int n_mod)
         molora_safetensors_free(st);
         assert_int_equal(g_cur, 0);
     }
-    free(f); free(h.p); free(c.p);
+    free(f); free(c.p);
     return best;
 }
 /* 10k -> 40k modules (each with its expert_scaling key): near-linear about 4x, quadratic 16x
@@ -237,7 +243,8 @@ static void test_scaling_object_near_linear(void **state)
     (void)state;
     t1 = load_scaling(10000);
     t2 = load_scaling(40000);
-    printf("figure: 10k / 40k modules with a per-module expert_scaling object, parse + load: %.1f / %.1f ms (ratio %.2f for 4x the input)\n",
+    printf("figure: 10k / 40k modules with a per-module expert_scaling object, parse + load: %.1f / %.1f ms (ratio "
+           "%.2f for 4x the input)\n",
            t1, t2, t2 / t1);
     assert_true(t2 / t1 < 8.0);
 }
@@ -270,16 +277,20 @@ static size_t load_peak(int n_t, const char *fmt, molora_result want, size_t *fi
 static void test_zero_size_proportional(void **state)
 {
     static const struct { const char *fmt; molora_result r; const char *what; } c[] = {
-        {"\"m%d.q.lora_A.65535.weight\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]}", MOLORA_RESULT_MISSING_WEIGHTS, "index 65535"},
-        {"\"m%d.q.lora_A_1000000000.weight\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}", MOLORA_RESULT_UNSUPPORTED, "index 10^9"},
-        {"\"m%d.q.lora_A.0.weight\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]}", MOLORA_RESULT_MISSING_WEIGHTS, "rank 0, no B"},
+        {"\"m%d.q.lora_A.65535.weight\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]}",
+         MOLORA_RESULT_MISSING_WEIGHTS, "index 65535"},
+        {"\"m%d.q.lora_A_1000000000.weight\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}",
+         MOLORA_RESULT_UNSUPPORTED, "index 10^9"},
+        {"\"m%d.q.lora_A.0.weight\":{\"dtype\":\"F32\",\"shape\":[0,4],\"data_offsets\":[0,0]}",
+         MOLORA_RESULT_MISSING_WEIGHTS, "rank 0, no B"},
     };
     size_t i, f1, f2, p1, p2;
     (void)state;
     for (i = 0; i < sizeof c / sizeof c[0]; i++) {
         p1 = load_peak(3000, c[i].fmt, c[i].r, &f1);
         p2 = load_peak(6000, c[i].fmt, c[i].r, &f2);
-        printf("figure: 3,000 / 6,000 zero-size tensors (%s): file %zu / %zu bytes, peak allocation %zu / %zu bytes (%.1f / %.1f per file byte)\n",
+        printf("figure: 3,000 / 6,000 zero-size tensors (%s): file %zu / %zu bytes, peak allocation %zu / %zu bytes "
+               "(%.1f / %.1f per file byte)\n",
                c[i].what, f1, f2, p1, p2, (double)p1 / (double)f1, (double)p2 / (double)f2);
         assert_true(p1 < 8 * f1 && p2 < 8 * f2);
         assert_true((double)p2 / (double)p1 < 2.5);
@@ -287,7 +298,8 @@ static void test_zero_size_proportional(void **state)
 }
 
 /* ---- parser memory follows the header's content --------------------------------------------- */
-static size_t header_peak(size_t items, const char *pre, const char *item, const char *post, molora_result want, size_t *file)
+static size_t header_peak(size_t items, const char *pre, const char *item, const char *post, molora_result want,
+                          size_t *file)
 {
     buf h = {0};
     unsigned char *f;
@@ -311,9 +323,12 @@ static void test_parser_memory(void **state)
 {
     static const struct { const char *pre, *item, *post; molora_result r; double bound; const char *what; } c[] = {
         {"[", "0", "]", MOLORA_RESULT_INVALID_JSON, 0.1, "a header [0,0,...]"},
-        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[", "0", "]}}", MOLORA_RESULT_SUCCESS, 1.5, "an ignored field [0,0,...]"},
-        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[", "{}", "]}}", MOLORA_RESULT_SUCCESS, 1.5, "an ignored field [{},{},...]"},
-        {"{\"t\":{\"dtype\":\"U8\",\"data_offsets\":[0,4],\"shape\":[4,", "1", "]}}", MOLORA_RESULT_SUCCESS, 6.0, "a shape [4,1,1,...]"},
+        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[", "0", "]}}", MOLORA_RESULT_SUCCESS,
+         1.5, "an ignored field [0,0,...]"},
+        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":[", "{}", "]}}", MOLORA_RESULT_SUCCESS,
+         1.5, "an ignored field [{},{},...]"},
+        {"{\"t\":{\"dtype\":\"U8\",\"data_offsets\":[0,4],\"shape\":[4,", "1", "]}}", MOLORA_RESULT_SUCCESS, 6.0,
+         "a shape [4,1,1,...]"},
     };
     size_t i, f1, f2, p1, p2;
     (void)state;

@@ -3,11 +3,7 @@
    command's .npy inputs, in one table. Detailed tests of each part live in test_core.c,
    test_files.c and test_cli.sh; this is the index a reviewer reads.
    Usage: test_catalogue [path/to/molora]   (default build/molora) */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "test_util.h"   /* cmocka */
 
 #include <float.h>
 #include <limits.h>
@@ -204,7 +200,8 @@ static molora_result d_all_masked(void)
     memset(g.mask, 0, sizeof g.mask);
     g.fa.expert_mask = g.mask; g.fa.mask_per_token = 1;
     r = init_and(do_forward);
-    return (r == MOLORA_RESULT_SUCCESS && frozen_rows(TT) && g.W[0] == 0 && g.W[TT * NE - 1] == 0) ? r : MOLORA_RESULT_COUNT;
+    return (r == MOLORA_RESULT_SUCCESS && frozen_rows(TT) && g.W[0] == 0 &&
+            g.W[TT * NE - 1] == 0) ? r : MOLORA_RESULT_COUNT;
 }
 static molora_result d_no_experts(void)
 {
@@ -231,7 +228,8 @@ static molora_result d_subnormal_inputs(void)
     base_make();
     for (i = 0; i < TT * DI; i++) g.X[i] = (i % 2 ? 1 : -1) * FLT_MIN / 64;
     r = init_and(do_forward);
-    for (i = 0; i < TT * DO; i++) if (!isfinite(g.Y[i]) || fabsf(g.Y[i] - g.bias[i % DO]) > 1e-30f) return MOLORA_RESULT_COUNT;
+    for (i = 0; i < TT * DO; i++)
+        if (!isfinite(g.Y[i]) || fabsf(g.Y[i] - g.bias[i % DO]) > 1e-30f) return MOLORA_RESULT_COUNT;
     return r;
 }
 static molora_result d_near_flt_max(void)
@@ -283,13 +281,17 @@ static molora_result st_json(const char *json, size_t data_len, int read_first_a
 }
 #define SJ(name, json, data_len) static molora_result name(void) { return st_json(json, data_len, 0); }
 SJ(s_json_types, "{\"t\":{\"dtype\":3,\"shape\":[1],\"data_offsets\":[0,4]}}", 4)
-SJ(s_dup_name, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8)
-SJ(s_gap, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12)
-SJ(s_overlap, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8)
+SJ(s_dup_name, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],"
+               "\"data_offsets\":[4,8]}}", 8)
+SJ(s_gap, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],"
+          "\"data_offsets\":[8,12]}}", 12)
+SJ(s_overlap, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],"
+              "\"data_offsets\":[4,8]}}", 8)
 SJ(s_shape_mismatch, "{\"t\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8)
 SJ(s_not_covered, "{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12)
 SJ(s_truncated, "{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4)
-ST(s_size_overflow, H("N") "{\"test\":{\"dtype\":\"I32\",\"shape\":[2,9223372036854775807],\"data_offsets\":[0,16]}}" "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0")
+ST(s_size_overflow, H("N") "{\"test\":{\"dtype\":\"I32\",\"shape\":[2,9223372036854775807],"
+                           "\"data_offsets\":[0,16]}}" "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0")
 static molora_result s_unsupported_dtype(void)
 {   /* a valid I32 tensor opens; reading it as float is refused by name */
     return st_json("{\"t\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, 1);
@@ -335,7 +337,8 @@ static molora_result npy_case(const char *bytes, size_t n)
     fwrite(bytes, 1, n, f);
     fclose(f);
     snprintf(cmd, sizeof cmd, "%s forward tests/fixtures/peft --module model.layers.0.self_attn.q_proj "
-             "--input build/catalogue_bad.npy --output build/catalogue_y.npy 2>build/catalogue_err.txt >/dev/null", g_cli);
+             "--input build/catalogue_bad.npy --output build/catalogue_y.npy 2>build/catalogue_err.txt >/dev/null",
+                 g_cli);
     rc = system(cmd);
     if ((err = fopen("build/catalogue_err.txt", "r")) != NULL) {
         while (fgets(line, sizeof line, err)) lines++;
@@ -431,7 +434,8 @@ static const row CATALOGUE[] = {
     {"forward: full output, layer without W0", f_full_no_w0, MOLORA_RESULT_MISSING_WEIGHTS},
     {"forward: ith 2 of nth 2", f_ith_bad, MOLORA_RESULT_INVALID_ARGUMENT},
     {"forward: nth -1", f_nth_neg, MOLORA_RESULT_INVALID_ARGUMENT},
-    {"forward: x near FLT_MAX makes gate logits inf - inf (documented error)", f_logits_inf_minus_inf, MOLORA_RESULT_NON_FINITE},
+    {"forward: x near FLT_MAX makes gate logits inf - inf (documented error)", f_logits_inf_minus_inf,
+     MOLORA_RESULT_NON_FINITE},
     {"route: weights_out NULL", r_no_weights_out, MOLORA_RESULT_INVALID_ARGUMENT},
     {"merge: NaN weight", m_merge_nan, MOLORA_RESULT_NON_FINITE},
     {"workspace_size: -1 tokens", w_neg_tokens, MOLORA_RESULT_INVALID_SHAPE},
@@ -489,7 +493,8 @@ static void test_catalogue(void **state)
         int ok = got == CATALOGUE[i].want;
         const char *name = got == MOLORA_RESULT_COUNT ? "a wrong or undefined result" : molora_result_string(got);
         if (!ok) bad++;
-        print_message("  %-4s %-66s -> %s\n", ok ? "ok" : "FAIL", CATALOGUE[i].what, ok ? molora_result_string(got) : name);
+        print_message("  %-4s %-66s -> %s\n", ok ? "ok" : "FAIL", CATALOGUE[i].what,
+                      ok ? molora_result_string(got) : name);
         if (!ok) print_message("       expected %s\n", molora_result_string(CATALOGUE[i].want));
     }
     print_message("  catalogue: %zu inputs, %zu as expected\n", n, n - bad);

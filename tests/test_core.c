@@ -2,11 +2,8 @@
    reference written here, apart from the library (per token, per expert, no packing).
    Built twice: against OpenBLAS and with MOLORA_NO_BLAS. The library is compiled once in
    tests/molora_impl.c, so this file sees only the public declarations. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
+#include "test_util.h"   /* cmocka, rnd / rnd_vec, err_add / CHECK_ERR */
 
 #include <float.h>
 #include <limits.h>
@@ -25,36 +22,6 @@ static long g_allocs;
 void *__wrap_malloc(size_t n) { g_allocs++; return __real_malloc(n); }
 void *__wrap_calloc(size_t n, size_t m) { g_allocs++; return __real_calloc(n, m); }
 void *__wrap_realloc(void *p, size_t n) { g_allocs++; return __real_realloc(p, n); }
-
-/* ---- random numbers ----------------------------------------------------------------------- */
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static double rnd(void) /* uniform in [-1, 1) */
-{
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return (double)(g_rng >> 11) / (double)(1ull << 52) - 1.0;
-}
-static float *rnd_vec(size_t n, double scale)
-{
-    float *v = malloc(n * sizeof *v);
-    size_t i;
-    for (i = 0; i < n; i++) v[i] = (float)(rnd() * scale);
-    return v;
-}
-
-/* ---- float comparison that reports the max abs / rel error -------------------------------- */
-typedef struct err { double abs, rel; long n; } err;
-static void err_add(err *e, double got, double want, double scale)
-{
-    double a = fabs(got - want), r = a / (scale > 1e-30 ? scale : 1e-30);
-    if (a > e->abs) e->abs = a;
-    if (r > e->rel) e->rel = r;
-    e->n++;
-}
-#define CHECK_ERR(e, tol, what)                                                                  \
-    do {                                                                                         \
-        if ((e).rel > (tol)) fail_msg("%s: max abs err %.3g, max rel err %.3g over %ld values (tol %.1g)", \
-                                      (what), (e).abs, (e).rel, (e).n, (double)(tol));            \
-    } while (0)
 
 /* ---- the test layer: one set of random arrays, seen by the reference and by molora -------- */
 #define MAXN 64
@@ -434,7 +401,8 @@ static void grid(int routing, int fixed_mode, const char *name)
                 molora_model_free(m);
                 fix_free(&f);
             }
-    print_message("  %-12s weights: max abs err %.2e over %ld | output: max abs %.2e, max rel %.2e over %ld | %ld tokens skipped (margin < 1e-5)\n",
+    print_message("  %-12s weights: max abs err %.2e over %ld | output: max abs %.2e, max rel %.2e over %ld | %ld "
+                  "tokens skipped (margin < 1e-5)\n",
                   name, ew.abs, ew.n, ey.abs, ey.rel, ey.n, g_skipped);
     CHECK_ERR(ew, 2e-5, "routing weights");
     CHECK_ERR(ey, 2e-5, "layer output");
@@ -452,7 +420,11 @@ static void test_grid_override(void **s) { (void)s; grid(MOLORA_ROUTING_ADAMOLE,
 /* ---- a tiny hand-built layer for exact edge cases ----------------------------------------- */
 /* d_in = d_out = 2, W0 = I, experts rank 1 with A_i = e_0^T, B_i = (i+1) e_1, scaling 1, so the
    delta of token x is (0, x0 * sum_i w_i (i+1)). Gate weight 0: the logits are the gate bias. */
-typedef struct tiny { molora_expert_desc ex[MAXN]; float A[2], B[MAXN][2], W0[4], Wg[2 * MAXN], wt[2]; molora_layer_desc ld; } tiny;
+typedef struct tiny {
+    molora_expert_desc ex[MAXN];
+    float A[2], B[MAXN][2], W0[4], Wg[2 * MAXN], wt[2];
+    molora_layer_desc ld;
+} tiny;
 static void tiny_make(tiny *z, int n, int routing, const float *bias)
 {
     int i;
@@ -782,7 +754,8 @@ static void test_copy_weights(void **s)
     memset(f.Wg, 0, sizeof(float) * 2 * 13); memset(f.bg, 0, sizeof(float) * 2);
     a.y = Y2;
     assert_int_equal(molora_forward(mc, &a), 0);
-    for (i = 0; i < T * 11; i++) assert_true(fabsf(Y1[i] - Y2[i]) <= 1e-5f * (1 + fabsf(Y1[i])));   /* summation order follows W0's alignment */
+    /* summation order follows W0's alignment */
+    for (i = 0; i < T * 11; i++) assert_true(fabsf(Y1[i] - Y2[i]) <= 1e-5f * (1 + fabsf(Y1[i])));
     free(X); free(Y1); free(Y2); free(ws);
     molora_model_free(mc); molora_model_free(mb); fix_free(&f);
 }
@@ -865,7 +838,13 @@ static void count_log(void *user, molora_result r, const char *msg)
 }
 
 static long g_hook_allocs, g_hook_frees, g_hook_fail;
-static void *hook_alloc(size_t n, void *user) { (void)user; if (g_hook_fail) return NULL; g_hook_allocs++; return malloc(n); }
+static void *hook_alloc(size_t n, void *user)
+{
+    (void)user;
+    if (g_hook_fail) return NULL;
+    g_hook_allocs++;
+    return malloc(n);
+}
 static void hook_free(void *p, void *user) { (void)user; g_hook_frees++; free(p); }
 
 static void test_init_errors(void **s)
@@ -888,8 +867,10 @@ static void test_init_errors(void **s)
     assert_int_equal(molora_model_init(&md, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
     md.n_layers = -1; assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
     md.n_layers = 2; md.layers = NULL; assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
-    md.n_layers = 1; md.layers = &ld; md.flags = 0x80; assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
-    md.flags = 0; md.memory.free = hook_free; assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
+    md.n_layers = 1; md.layers = &ld; md.flags = 0x80;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
+    md.flags = 0; md.memory.free = hook_free;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_INVALID_ARGUMENT);
     md.memory.free = NULL;
     md.n_layers = 0; assert_int_equal(molora_model_init(&md, &m), 0); molora_model_free(m);   /* empty model is valid */
     /* shapes and ranks */
@@ -904,7 +885,8 @@ static void test_init_errors(void **s)
     RESET(); ld.routing = (molora_routing)99; EXPECT(MOLORA_RESULT_INVALID_ARGUMENT);
     RESET(); ld.routing = (molora_routing)-1; EXPECT(MOLORA_RESULT_INVALID_ARGUMENT);
     /* sizes whose products overflow: checked before any byte is read */
-    RESET(); ld.d_in = INT_MAX; ld.d_out = INT_MAX; ld.W0 = NULL; ex[0].rank = INT_MAX; EXPECT(MOLORA_RESULT_SIZE_OVERFLOW);
+    RESET(); ld.d_in = INT_MAX; ld.d_out = INT_MAX; ld.W0 = NULL; ex[0].rank = INT_MAX;
+    EXPECT(MOLORA_RESULT_SIZE_OVERFLOW);
     RESET(); ld.d_in = INT_MAX; ld.d_out = INT_MAX; EXPECT(MOLORA_RESULT_SIZE_OVERFLOW);
     /* routing parameters */
     RESET(); ld.routing = MOLORA_ROUTING_TOPK; ld.top_k = 4; EXPECT(MOLORA_RESULT_INVALID_TOP_K);
@@ -924,7 +906,11 @@ static void test_init_errors(void **s)
     RESET(); ld.routing = MOLORA_ROUTING_FIXED; ld.gate_weight = NULL; EXPECT(MOLORA_RESULT_SUCCESS);
     RESET(); ld.W0 = NULL; EXPECT(MOLORA_RESULT_SUCCESS);   /* delta-only layer */
     /* NaN / Inf anywhere */
-#define POISON(arr, idx, code) do { RESET(); saved = (arr)[idx]; (arr)[idx] = NAN; EXPECT(code); (arr)[idx] = INFINITY; EXPECT(code); (arr)[idx] = saved; } while (0)
+#define POISON(arr, idx, code)                                                                    \
+    do {                                                                                          \
+        RESET(); saved = (arr)[idx]; (arr)[idx] = NAN; EXPECT(code);                              \
+        (arr)[idx] = INFINITY; EXPECT(code); (arr)[idx] = saved;                                  \
+    } while (0)
     POISON(f.A[1], 7, MOLORA_RESULT_NON_FINITE);
     POISON(f.B[2], 43, MOLORA_RESULT_NON_FINITE);
     POISON(f.W0, 100, MOLORA_RESULT_NON_FINITE);
@@ -1001,7 +987,8 @@ static void test_forward_errors(void **s)
     CALL(a.workspace = NULL, MOLORA_RESULT_WORKSPACE_TOO_SMALL);
     CALL(a.workspace_size = wsz - 1, MOLORA_RESULT_WORKSPACE_TOO_SMALL);   /* one byte short */
     CALL(a.n_tokens = T + 1, MOLORA_RESULT_WORKSPACE_TOO_SMALL);
-    X[17] = NAN; CALL((void)0, MOLORA_RESULT_NON_FINITE); X[17] = INFINITY; CALL((void)0, MOLORA_RESULT_NON_FINITE); X[17] = 0;
+    X[17] = NAN; CALL((void)0, MOLORA_RESULT_NON_FINITE); X[17] = INFINITY; CALL((void)0, MOLORA_RESULT_NON_FINITE);
+    X[17] = 0;
     w[1] = NAN; CALL(a.weights = w, MOLORA_RESULT_NON_FINITE); w[1] = 1;
     CALL(a.weights = w, MOLORA_RESULT_SUCCESS);
     /* route-only needs weights_out */
@@ -1030,7 +1017,8 @@ static void test_forward_errors(void **s)
     /* every result has a name */
     {
         int r;
-        for (r = 0; r <= MOLORA_RESULT_COUNT; r++) assert_non_null(strstr(molora_result_string((molora_result)r), "MOLORA_RESULT_"));
+        for (r = 0; r <= MOLORA_RESULT_COUNT; r++)
+            assert_non_null(strstr(molora_result_string((molora_result)r), "MOLORA_RESULT_"));
     }
     free(X); free(Y); free(ws);
     molora_model_free(m); fix_free(&f);
@@ -1088,7 +1076,10 @@ static void test_zero_allocations_on_forward(void **s)
    the reference bit for bit, so the side the contract names is the side taken. */
 
 /* The path a call of T tokens takes when routing is not sparse. */
-static int path_of(int T) { return T == 0 ? MOLORA_PATH_NONE : T == 1 ? MOLORA_PATH_DECODE : T <= 16 ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM; }
+static int path_of(int T)
+{
+    return T == 0 ? MOLORA_PATH_NONE : T == 1 ? MOLORA_PATH_DECODE : T <= 16 ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
+}
 
 /* A layer whose gate logits are exact: Wg = 0, so z = the given logits (gate bias); the
    threshold net wt = e_0 with bt = 0, so u = x[0] and tau = tau_max * sigmoid(x[0]). */
@@ -1113,7 +1104,8 @@ static float *rows_u(int T, int d_in, const float *us, int nu)
 
 /* Every path (T = 1, 7, 16, 17, 40; full and delta) against the reference, ties compared too;
    mask rows (nm of them, or NULL) cycle over the tokens, per token. */
-static void sweep(const fix *f, const molora_model *m, const uint8_t *rows, int nm, const float *us, int nu, int exact_w)
+static void sweep(const fix *f, const molora_model *m, const uint8_t *rows, int nm, const float *us, int nu,
+                  int exact_w)
 {
     static const int Ts[] = {1, 7, 16, 17, 40};
     err ew = {0, 0, 0}, ey = {0, 0, 0};
@@ -1150,7 +1142,8 @@ static void expect_route(const molora_model *m, const fix *f, float u, const uin
     a.n_tokens = 1; a.x = x; a.expert_mask = allow; a.weights_out = w; a.workspace = ws; a.workspace_size = wsz;
     assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
     for (i = 0; i < f->n; i++)
-        if (w[i] != want[i]) fail_msg("u = %g: expert %d weight %.9g, expected %.9g", (double)u, i, (double)w[i], (double)want[i]);
+        if (w[i] != want[i])
+            fail_msg("u = %g: expert %d weight %.9g, expected %.9g", (double)u, i, (double)w[i], (double)want[i]);
     ws_free(ws, wsz); free(x);
 }
 
@@ -1175,9 +1168,11 @@ static void test_bound_threshold(void **s)
     fix_free(&f);
     fix_exact(&f, 8, ranks, MOLORA_ROUTING_THRESHOLD, z8);
     f.threshold = 0.25f;                        /* masked experts take no part: p = 1/4 == threshold */
-    m = fix_model(&f); expect_route(m, &f, 0, odd_out, quarter); sweep(&f, m, odd_out, 1, NULL, 0, 1); molora_model_free(m);
+    m = fix_model(&f); expect_route(m, &f, 0, odd_out, quarter); sweep(&f, m, odd_out, 1, NULL, 0, 1);
+    molora_model_free(m);
     f.threshold = nextafterf(0.25f, 1.0f);
-    m = fix_model(&f); expect_route(m, &f, 0, odd_out, none8); sweep(&f, m, odd_out, 1, NULL, 0, 1); molora_model_free(m);
+    m = fix_model(&f); expect_route(m, &f, 0, odd_out, none8); sweep(&f, m, odd_out, 1, NULL, 0, 1);
+    molora_model_free(m);
     fix_free(&f);
 }
 
@@ -1325,7 +1320,8 @@ static void test_bound_temperature(void **s)
         }
     }
     {
-        static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD, MOLORA_ROUTING_ADAMOLE};
+        static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+                                    MOLORA_ROUTING_ADAMOLE};
         int r;
         for (r = 0; r < 4; r++) {
             f.routing = rules[r]; f.top_k = 2; f.threshold = 0.5f; f.tau_max_set = 0;
@@ -1352,7 +1348,8 @@ static void test_bound_tiny_temperature(void **s)
        logits (all positive, all negative), for every rule that uses the softmax */
     static const float zs[4][3] = {{1, 2, 0.5f}, {-3, -1, -2}, {0.25f, 3, 2.5f}, {2, 2, 1}};
     static const float hot[3] = {0, 1, 0}, tie[3] = {0.5f, 0.5f, 0};
-    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD, MOLORA_ROUTING_ADAMOLE};
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+                                MOLORA_ROUTING_ADAMOLE};
     float temps[3];
     int ranks[MAXN] = {2, 3, 4};
     int zi, ti, r;
@@ -1508,7 +1505,8 @@ static void test_bound_rank_paths(void **s)
             molora_model_free(m); fix_free(&f);
         }
     }
-    print_message("  ranks 1..129 in every path: weights max abs err %.2e | output max rel %.2e over %ld\n", ew.abs, ey.rel, ey.n);
+    print_message("  ranks 1..129 in every path: weights max abs err %.2e | output max rel %.2e over %ld\n", ew.abs,
+                  ey.rel, ey.n);
     CHECK_ERR(ew, 2e-5, "routing weights");
     CHECK_ERR(ey, 2e-5, "layer output");
 }
@@ -1648,7 +1646,8 @@ static void test_bound_workspace(void **s)
             for (c = 0; c < 5; c++) {
                 int T = Ts[c], apply;
                 size_t wsz, need;
-                float *X = rnd_vec((size_t)T * f.d_in, 1), *Y = malloc(sizeof(float) * T * f.d_out), *W = malloc(sizeof(float) * T * 6);
+                float *X = rnd_vec((size_t)T * f.d_in, 1), *Y = malloc(sizeof(float) * T * f.d_out),
+                    *W = malloc(sizeof(float) * T * 6);
                 float *fixed = rnd_vec((size_t)T * 6, 1);
                 unsigned char *buf;
                 molora_forward_args a;
@@ -1667,7 +1666,8 @@ static void test_bound_workspace(void **s)
                         assert_int_equal(apply ? molora_forward(m, &a) : molora_route(m, &a), MOLORA_RESULT_SUCCESS);
                         canary_check(buf + phase + need, "workspace of the smallest accepted size");
                         a.workspace_size = need - 1;
-                        assert_int_equal(apply ? molora_forward(m, &a) : molora_route(m, &a), MOLORA_RESULT_WORKSPACE_TOO_SMALL);
+                        assert_int_equal(apply ? molora_forward(m, &a) : molora_route(m, &a),
+                                         MOLORA_RESULT_WORKSPACE_TOO_SMALL);
                     }
                 }
                 free(buf); free(X); free(Y); free(W); free(fixed);
@@ -1759,7 +1759,8 @@ static void test_bound_mask_last(void **s)
                 call k;
                 for (t = 0; t < (pt ? T : 1); t++)
                     for (i = 0; i < n; i++)
-                        mask[(size_t)t * n + i] = !((i == n - 1 && (pt ? t % 2 == 0 : 1)) || (pt && i == 0 && t % 3 == 1));
+                        mask[(size_t)t * n + i] = !((i == n - 1 && (pt ? t % 2 == 0 : 1)) ||
+                                                    (pt && i == 0 && t % 3 == 1));
                 memset(&k, 0, sizeof k);
                 k.T = T; k.full = c & 1; k.mask = mask; k.mask_pt = pt; k.fixed = fixed; k.path = -1;
                 check_call(&f, m, &k, &ew, &ey);

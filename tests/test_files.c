@@ -4,11 +4,7 @@
    molora_forward against float64 expectations written by tests/fixtures/make_fixtures.py.
    Run from the repository root (fixture paths are relative). */
 #define _POSIX_C_SOURCE 200809L   /* mkfifo, mkdtemp */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "test_util.h"   /* cmocka */
 
 #include <math.h>
 #include <stdio.h>
@@ -26,7 +22,11 @@ static unsigned g_flags;          /* molora_load_desc.flags every desc() gets */
 static void *cnt_alloc(size_t n, void *u) { (void)u; g_live++; g_allocs++; return malloc(n); }
 static void cnt_free(void *p, void *u) { (void)u; if (p) g_live--; free(p); }
 static char g_log[512];
-static void cnt_log(void *u, molora_result r, const char *m) { (void)u; (void)r; snprintf(g_log, sizeof g_log, "%s", m); }
+static void cnt_log(void *u, molora_result r, const char *m)
+{
+    (void)u; (void)r;
+    snprintf(g_log, sizeof g_log, "%s", m);
+}
 static molora_load_desc desc(void)
 {
     molora_load_desc d;
@@ -66,15 +66,22 @@ static size_t build(const char *header, size_t data_len, uint64_t claimed)
 static void test_reference_valid(void **state)
 {
     (void)state;
-    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],"
+                                  "\"data_offsets\":[0,16]}}"
+                                  "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")),
+                     MOLORA_RESULT_SUCCESS);
     /* empty shape = scalar, zero-sized tensor, whitespace-padded header, empty file with metadata */
-    assert_int_equal(open_bytes(S("8\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[],\"data_offsets\":[0,4]}}\x00\x00\x00\x00")), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,0],\"data_offsets\":[0, 0]}}")), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(open_bytes(S("8\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[],"
+                                  "\"data_offsets\":[0,4]}}\x00\x00\x00\x00")), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,0],"
+                                  "\"data_offsets\":[0, 0]}}")), MOLORA_RESULT_SUCCESS);
     assert_int_equal(open_bytes(S("\x06\x00\x00\x00\x00\x00\x00\x00{}\x0D\x20\x09\x0A")), MOLORA_RESULT_SUCCESS);
     assert_int_equal(open_bytes(S("\x08\x00\x00\x00\x00\x00\x00\x00{}      ")), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(open_bytes(S("\x06\x00\x00\x00\x00\x00\x00\x00\x09\x0A{}\x0D\x20")), MOLORA_RESULT_SUCCESS);   /* 0.8: leading whitespace */
+    /* 0.8: leading whitespace */
+    assert_int_equal(open_bytes(S("\x06\x00\x00\x00\x00\x00\x00\x00\x09\x0A{}\x0D\x20")), MOLORA_RESULT_SUCCESS);
     {
-        static const unsigned char ser[] = {40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116, 97, 95,
+        static const unsigned char ser[] = {40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116,
+                                            97, 95,
             95, 34, 58, 123, 34, 102, 114, 97, 109, 101, 119, 111, 114, 107, 34, 58, 34, 112,
             116, 34, 125, 125, 32, 32, 32, 32, 32};
         molora_load_desc d = desc();
@@ -86,7 +93,8 @@ static void test_reference_valid(void **state)
         molora_safetensors_free(st);
     }
     {   /* test_serialization's exact bytes: F32 (1, 2, 3) = 0..5 */
-        static const unsigned char ser[] = {64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58, 123, 34, 100,
+        static const unsigned char ser[] = {64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58, 123,
+                                            34, 100,
             116, 121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44, 34, 115, 104, 97, 112, 101, 34,
             58, 91, 49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102, 115,
             101, 116, 115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125, 0, 0, 0, 0, 0, 0, 128, 63,
@@ -119,18 +127,36 @@ static void test_reference_errors(void **state)
     (void)state;
     assert_int_equal(open_bytes("", 0), MOLORA_RESULT_HEADER_TOO_SMALL);
     assert_int_equal(open_bytes(S("\x01\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_HEADER_TOO_SMALL);
-    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\xff\xff\xff{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_HEADER_TOO_LARGE);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\xff\xff\xff{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],"
+                                  "\"data_offsets\":[0,16]}}"
+                                  "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")),
+                     MOLORA_RESULT_HEADER_TOO_LARGE);
     assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_INVALID_HEADER_LENGTH);
     assert_int_equal(open_bytes(S("\x01\x00\x00\x00\x00\x00\x00\x00\xff")), MOLORA_RESULT_INVALID_UTF8);
     assert_int_equal(open_bytes(S("\x01\x00\x00\x00\x00\x00\x00\x00{")), MOLORA_RESULT_INVALID_JSON);
-    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0, 4]}}")), MOLORA_RESULT_TENSOR_INVALID_INFO);
-    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00extra_bogus_data_for_polyglot_file")), MOLORA_RESULT_INCOMPLETE_BUFFER);
-    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_INCOMPLETE_BUFFER);
-    assert_int_equal(open_bytes(S("O\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,18446744073709551614],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_SIZE_OVERFLOW);
-    assert_int_equal(open_bytes(S("N\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,9223372036854775807],\"data_offsets\":[0,16]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")), MOLORA_RESULT_SIZE_OVERFLOW);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],"
+                                  "\"data_offsets\":[0, 4]}}")), MOLORA_RESULT_TENSOR_INVALID_INFO);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],"
+                                  "\"data_offsets\":[0,16]}}"
+                                  "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00extra_bogus_data_for"
+                                  "_polyglot_file")), MOLORA_RESULT_INCOMPLETE_BUFFER);
+    assert_int_equal(open_bytes(S("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],"
+                                  "\"data_offsets\":[0,16]}}"
+                                  "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")),
+                     MOLORA_RESULT_INCOMPLETE_BUFFER);
+    assert_int_equal(open_bytes(S("O\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,"
+                                  "18446744073709551614],\"data_offsets\":[0,16]}}"
+                                  "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")),
+                     MOLORA_RESULT_SIZE_OVERFLOW);
+    assert_int_equal(open_bytes(S("N\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,"
+                                  "9223372036854775807],\"data_offsets\":[0,16]}}"
+                                  "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")),
+                     MOLORA_RESULT_SIZE_OVERFLOW);
     /* test_json_attack: ten tensors all at [0, 16] */
     n = (size_t)sprintf(h, "{");
-    for (i = 0; i < 10; i++) n += (size_t)sprintf(h + n, "%s\"weight_%d\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}", i ? "," : "", i);
+    for (i = 0; i < 10; i++)
+        n += (size_t)sprintf(h + n, "%s\"weight_%d\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}",
+                             i ? "," : "", i);
     sprintf(h + n, "}");
     n = build(h, 16, 0);
     assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
@@ -143,69 +169,75 @@ static void test_reference_errors(void **state)
 }
 
 /* ---- attacks/ shapes and more -------------------------------------------------------------- */
+/* one hostile file per row: build(header, data_len, claimed) must open to `want`, and where
+   `log` is set the logger's message must name it */
+typedef struct attack {
+    const char *name, *header;
+    size_t data_len;
+    uint64_t claimed;            /* the header length written in the first 8 bytes (0: the true one) */
+    molora_result want;
+    const char *log;
+} attack;
+#define TF "{\"a\":{\"dtype\":\"F32\","   /* the start of a header whose one tensor is "a" */
+static const attack ATTACKS[] = {
+    /* attempt 1: a valid 2x2 F32 file whose header length says 1000 */
+    {"header length past the file", "{\"weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}",
+     16, 1000, MOLORA_RESULT_INVALID_HEADER_LENGTH, NULL},
+    {"header length 2^63", "{}", 0, (uint64_t)1 << 63, MOLORA_RESULT_HEADER_TOO_LARGE, NULL},
+    {"header length just over 100 MB", "{}", 0, 100000001, MOLORA_RESULT_HEADER_TOO_LARGE, NULL},
+    /* overlapping offsets */
+    {"overlapping offsets", TF "\"shape\":[2],\"data_offsets\":[0,8]},"
+                            "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+     12, 0, MOLORA_RESULT_INVALID_OFFSET, "\"b\""},
+    /* gap, not starting at 0, end before begin, beyond the file */
+    {"data not starting at 0", TF "\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0, MOLORA_RESULT_INVALID_OFFSET, NULL},
+    {"end before begin", TF "\"shape\":[0],\"data_offsets\":[8,4]}}", 8, 0, MOLORA_RESULT_INVALID_OFFSET, NULL},
+    {"data beyond the file", TF "\"shape\":[4],\"data_offsets\":[0,16]}}", 8, 0, MOLORA_RESULT_INCOMPLETE_BUFFER, NULL},
+    /* offsets that overflow 64 bits, or sit at the top of the range */
+    {"offset 2^64", TF "\"shape\":[1],\"data_offsets\":[0,18446744073709551616]}}", 4, 0,
+     MOLORA_RESULT_INVALID_JSON, NULL},
+    {"U8 of 2^64-1 elements", "{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],"
+                              "\"data_offsets\":[0,18446744073709551615]}}",
+     4, 0, MOLORA_RESULT_SIZE_OVERFLOW, NULL},   /* bits = n * 8 overflows, as upstream */
+    {"offset 2^64-1 for 8 bytes", TF "\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, 0,
+     MOLORA_RESULT_TENSOR_INVALID_INFO, NULL},
+    {"shape of 2^62 floats", TF "\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 0, 0,
+     MOLORA_RESULT_SIZE_OVERFLOW, NULL},
+    /* field types and dtypes */
+    {"dtype F33", "{\"a\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0,
+     MOLORA_RESULT_INVALID_JSON, NULL},
+    {"shape of a float", TF "\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"negative shape", TF "\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"three offsets", TF "\"shape\":[1],\"data_offsets\":[0,4,8]}}", 4, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"no offsets", TF "\"shape\":[1]}}", 4, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"an extra field", TF "\"shape\":[1],\"data_offsets\":[0,4],\"extra\":{\"ignored\":[1,2]}}}", 4, 0,
+     MOLORA_RESULT_SUCCESS, NULL},
+    {"metadata value not a string", "{\"__metadata__\":{\"k\":1}}", 0, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"metadata null", "{\"__metadata__\":null}", 0, 0, MOLORA_RESULT_SUCCESS, NULL},
+    {"an array, not an object", "[]", 0, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"text after the object", "{} x", 0, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    {"a lone surrogate escape", "{\"a\\ud800\":1}", 0, 0, MOLORA_RESULT_INVALID_JSON, NULL},
+    /* duplicate names, rejected by name (also when written with an escape) */
+    {"a name twice, once escaped", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                                   "\"\\u0077\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+     8, 0, MOLORA_RESULT_DUPLICATE_NAME, "\"w\""},
+    /* overlong UTF-8, surrogate in UTF-8 */
+    {"overlong UTF-8", "{\"\xc0\xaf\":1}", 0, 0, MOLORA_RESULT_INVALID_UTF8, NULL},
+    {"a surrogate in UTF-8", "{\"\xed\xa0\x80\":1}", 0, 0, MOLORA_RESULT_INVALID_UTF8, NULL},
+};
+#undef TF
 static void test_attacks(void **state)
 {
-    size_t n;
+    size_t i;
     (void)state;
-    /* attempt 1: a valid 2x2 F32 file whose header length says 1000 */
-    n = build("{\"weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16, 1000);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_HEADER_LENGTH);
-    n = build("{}", 0, (uint64_t)1 << 63);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_HEADER_TOO_LARGE);
-    n = build("{}", 0, 100000001);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_HEADER_TOO_LARGE);
-    /* overlapping offsets */
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
-    assert_non_null(strstr(g_log, "\"b\""));
-    /* gap, not starting at 0, end before begin, beyond the file */
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_OFFSET);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INCOMPLETE_BUFFER);
-    /* offsets that overflow 64 bits, or sit at the top of the range */
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,18446744073709551616]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],\"data_offsets\":[0,18446744073709551615]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SIZE_OVERFLOW);   /* bits = n * 8 overflows, as upstream */
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_TENSOR_INVALID_INFO);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SIZE_OVERFLOW);
-    /* field types and dtypes */
-    n = build("{\"a\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":{\"ignored\":[1,2]}}}", 4, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SUCCESS);
-    n = build("{\"__metadata__\":{\"k\":1}}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"__metadata__\":null}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_SUCCESS);
-    n = build("[]", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{} x", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    n = build("{\"a\\ud800\":1}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
-    /* duplicate names, rejected by name (also when written with an escape) */
-    n = build("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"\\u0077\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_DUPLICATE_NAME);
-    assert_non_null(strstr(g_log, "\"w\""));
-    /* overlong UTF-8, surrogate in UTF-8 */
-    n = build("{\"\xc0\xaf\":1}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_UTF8);
-    n = build("{\"\xed\xa0\x80\":1}", 0, 0);
-    assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_UTF8);
+    for (i = 0; i < sizeof ATTACKS / sizeof ATTACKS[0]; i++) {
+        const attack *at = &ATTACKS[i];
+        molora_result r = open_bytes(g_buf, build(at->header, at->data_len, at->claimed));
+        if (r != at->want)
+            fail_msg("%s: %s, want %s (log: %s)", at->name, molora_result_string(r), molora_result_string(at->want),
+                     g_log);
+        if (at->log && !strstr(g_log, at->log)) fail_msg("%s: the log '%s' lacks %s", at->name, g_log, at->log);
+    }
 }
 
 /* a key given twice in any object, compared after decoding escapes, at any object size */
@@ -236,13 +268,15 @@ static void test_duplicate_keys(void **state)
     assert_int_equal(open_bytes(g_buf, n), MOLORA_RESULT_INVALID_JSON);
     assert_non_null(strstr(g_log, "\"k0\""));
     /* adapter_config.json: Python keeps the last value, molora refuses */
-    n = build("{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[0,4]},\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[4,8]}}", 8, 0);
+    n = build("{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[0,4]},\"m.lora_B.weight\":"
+              "{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[4,8]}}", 8, 0);
     assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
     snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"lora_\\u0061lpha\":400}");
     g_log[0] = 0;
     assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_JSON);
     assert_non_null(strstr(g_log, "\"lora_alpha\" appears twice"));
-    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"rank_pattern\":{\"m\":1,\"\\u006d\":2}}");
+    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"rank_pattern\":{\"m\":1,"
+                              "\"\\u006d\":2}}");
     assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_JSON);
     snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":4,\"lora_alpha_\":400}");
     assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_SUCCESS);
@@ -274,12 +308,14 @@ static void test_truncation(void **state)
     size_t n, k;
     static unsigned char copy[4096];
     (void)state;
-    n = build("{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[24,30]}}", 30, 0);
+    n = build("{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+              "\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[24,30]}}", 30, 0);
     memcpy(copy, g_buf, n);
     assert_int_equal(open_bytes(copy, n), MOLORA_RESULT_SUCCESS);
     for (k = 0; k < n; k++) {   /* the exact code for each cut: length word, header, data */
         unsigned char *t = (unsigned char *)malloc(k + 1);
-        molora_result want = k < 8 ? MOLORA_RESULT_HEADER_TOO_SMALL : k < n - 30 ? MOLORA_RESULT_INVALID_HEADER_LENGTH : MOLORA_RESULT_INCOMPLETE_BUFFER;
+        molora_result want = k < 8 ? MOLORA_RESULT_HEADER_TOO_SMALL
+                           : k < n - 30 ? MOLORA_RESULT_INVALID_HEADER_LENGTH : MOLORA_RESULT_INCOMPLETE_BUFFER;
         memcpy(t, copy, k);
         if (open_bytes(t, k) != want) fail_msg("prefix of %zu bytes: %s", k, g_log);
         free(t);
@@ -305,7 +341,8 @@ static void test_header_length_boundaries(void **state)
         if (open_bytes(g_buf, n) != MOLORA_RESULT_INVALID_JSON) fail_msg("tight, %zu short: %s", j, g_log);
         /* past the end: into the 4 data bytes (zeros: not JSON), then past the file */
         n = build(tight, 4, strlen(tight) + j);
-        if (open_bytes(g_buf, n) != (j <= 4 ? MOLORA_RESULT_INVALID_JSON : MOLORA_RESULT_INVALID_HEADER_LENGTH)) fail_msg("tight, %zu long: %s", j, g_log);
+        if (open_bytes(g_buf, n) != (j <= 4 ? MOLORA_RESULT_INVALID_JSON : MOLORA_RESULT_INVALID_HEADER_LENGTH))
+            fail_msg("tight, %zu long: %s", j, g_log);
     }
 }
 
@@ -326,7 +363,8 @@ static void test_utf8_edges(void **state)
     for (i = 0; i < sizeof c / sizeof c[0]; i++) {
         snprintf(h, sizeof h, "{\"__metadata__\":{\"k\":\"%s\"}}", c[i].bytes);
         n = build(h, 0, 0);
-        if (open_bytes(g_buf, n) != (c[i].ok ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_INVALID_UTF8)) fail_msg("case %zu: %s", i, g_log);
+        if (open_bytes(g_buf, n) != (c[i].ok ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_INVALID_UTF8))
+            fail_msg("case %zu: %s", i, g_log);
     }
     /* a sequence cut by the end of the header itself */
     n = build("{}\xe2\x82", 0, 0);
@@ -352,7 +390,8 @@ static void test_every_dtype(void **state)
     for (i = 0; i < sizeof dt / sizeof dt[0]; i++) {
         int count = dt[i].bits < 8 ? 8 : 2;
         size_t bytes = (size_t)(dt[i].bits * count / 8);
-        n += (size_t)sprintf(h + n, "%s\"t_%s\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}", i ? "," : "", dt[i].name, dt[i].name, count, off, off + bytes);
+        n += (size_t)sprintf(h + n, "%s\"t_%s\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}",
+                             i ? "," : "", dt[i].name, dt[i].name, count, off, off + bytes);
         off += bytes;
     }
     strcpy(h + n, "}");
@@ -370,7 +409,8 @@ static void test_every_dtype(void **state)
         assert_string_equal(molora_dtype_name(ti.dtype), dt[i].name);
         assert_int_equal(ti.n_bytes, (size_t)(dt[i].bits * (dt[i].bits < 8 ? 8 : 2) / 8));
         g_log[0] = 0;
-        assert_int_equal(molora_safetensors_read_f32(st, idx, v, (size_t)ti.n_elements), fl ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_UNSUPPORTED_DTYPE);
+        assert_int_equal(molora_safetensors_read_f32(st, idx, v, (size_t)ti.n_elements),
+                         fl ? MOLORA_RESULT_SUCCESS : MOLORA_RESULT_UNSUPPORTED_DTYPE);
         if (!fl) assert_non_null(strstr(g_log, name));
     }
     molora_safetensors_free(st);
@@ -378,9 +418,11 @@ static void test_every_dtype(void **state)
     {
         static const char cfg[] = "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":1}";
         static const char *const hdr[2] = {
-            "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[8,16]},"
+            "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},\"m.lora_B.weight\":"
+            "{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[8,16]},"
             "\"m.scale\":{\"dtype\":\"F8_E4M3FNUZ\",\"shape\":[2],\"data_offsets\":[16,18]}}",
-            "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F8_E5M2FNUZ\",\"shape\":[2,1],\"data_offsets\":[8,10]}}"};
+            "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},\"m.lora_B.weight\":"
+            "{\"dtype\":\"F8_E5M2FNUZ\",\"shape\":[2,1],\"data_offsets\":[8,10]}}"};
         int k;
         for (k = 0; k < 2; k++) {
             molora_adapter *a;
@@ -389,7 +431,8 @@ static void test_every_dtype(void **state)
             n = build(hdr[k], k ? 10 : 18, 0);
             assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
             g_log[0] = 0;
-            assert_int_equal(molora_adapter_open_memory(cfg, sizeof cfg - 1, st, &d, &a), k ? MOLORA_RESULT_UNSUPPORTED_DTYPE : MOLORA_RESULT_SUCCESS);
+            assert_int_equal(molora_adapter_open_memory(cfg, sizeof cfg - 1, st, &d, &a),
+                             k ? MOLORA_RESULT_UNSUPPORTED_DTYPE : MOLORA_RESULT_SUCCESS);
             if (!k) {
                 assert_int_equal(molora_adapter_n_ignored(a), 1);
                 assert_string_equal(molora_adapter_ignored_name(a, 0), "m.scale");
@@ -420,9 +463,15 @@ static void test_conversion(void **state)
     molora_safetensors *st;
     const float *p;
     (void)state;
-    n = build("{\"h\":{\"dtype\":\"F16\",\"shape\":[9],\"data_offsets\":[0,18]},\"b\":{\"dtype\":\"BF16\",\"shape\":[5],\"data_offsets\":[18,28]},\"i\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[28,32]}}", 32, 0);
-    for (i = 0; i < 9; i++) { g_buf[n - 32 + 2 * i] = (unsigned char)h16[i]; g_buf[n - 32 + 2 * i + 1] = (unsigned char)(h16[i] >> 8); }
-    for (i = 0; i < 5; i++) { g_buf[n - 14 + 2 * i] = (unsigned char)b16[i]; g_buf[n - 14 + 2 * i + 1] = (unsigned char)(b16[i] >> 8); }
+    n = build("{\"h\":{\"dtype\":\"F16\",\"shape\":[9],\"data_offsets\":[0,18]},\"b\":{\"dtype\":\"BF16\","
+              "\"shape\":[5],\"data_offsets\":[18,28]},\"i\":{\"dtype\":\"I32\",\"shape\":[1],"
+              "\"data_offsets\":[28,32]}}", 32, 0);
+    for (i = 0; i < 9; i++) {
+        g_buf[n - 32 + 2 * i] = (unsigned char)h16[i]; g_buf[n - 32 + 2 * i + 1] = (unsigned char)(h16[i] >> 8);
+    }
+    for (i = 0; i < 5; i++) {
+        g_buf[n - 14 + 2 * i] = (unsigned char)b16[i]; g_buf[n - 14 + 2 * i + 1] = (unsigned char)(b16[i] >> 8);
+    }
     assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
     assert_int_equal(molora_safetensors_find(st, "h", &idx), 0);
     assert_int_equal(molora_safetensors_read_f32(st, idx, v, 9), MOLORA_RESULT_SUCCESS);
@@ -486,7 +535,8 @@ static void test_sharded(void **state)
         molora_load_desc d = desc();
         molora_safetensors *st;
         assert_int_equal(molora_safetensors_open("tests/fixtures/nope", &d, &st), MOLORA_RESULT_IO_ERROR);
-        assert_int_equal(molora_safetensors_open("tests/fixtures/peft/adapter_config.json", &d, &st), MOLORA_RESULT_INVALID_JSON);
+        assert_int_equal(molora_safetensors_open("tests/fixtures/peft/adapter_config.json", &d, &st),
+                         MOLORA_RESULT_INVALID_JSON);
         assert_int_equal(g_live, 0);
     }
 }
@@ -798,7 +848,8 @@ static void test_load_flags_unknown(void **state)
     static const unsigned char empty[] = {2, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
     (void)state;
     d.flags = 2;
-    assert_int_equal(molora_safetensors_open("tests/fixtures/peft/adapter_model.safetensors", &d, &st), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_safetensors_open("tests/fixtures/peft/adapter_model.safetensors", &d, &st),
+                     MOLORA_RESULT_INVALID_ARGUMENT);
     assert_int_equal(molora_safetensors_open_memory(empty, sizeof empty, &d, &st), MOLORA_RESULT_INVALID_ARGUMENT);
     assert_int_equal(molora_adapter_open("tests/fixtures/peft", &d, &a), MOLORA_RESULT_INVALID_ARGUMENT);
     d.flags = MOLORA_LOAD_READ;
@@ -811,7 +862,8 @@ static void test_load_flags_unknown(void **state)
 static void test_duplicate_across_shards(void **state)
 {
     static const char ha[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
-    static const char hb[] = "{\"v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    static const char hb[] = "{\"v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"w\":{\"dtype\":\"F32\","
+                             "\"shape\":[1],\"data_offsets\":[4,8]}}";
     static const char idx[] = "{\"metadata\":{},\"weight_map\":{\"w\":\"a.safetensors\",\"v\":\"b.safetensors\"}}";
     static const char idx_dup[] = "{\"weight_map\":{\"w\":\"a.safetensors\",\"\\u0077\":\"b.safetensors\"}}";
     char dir[] = "/tmp/molora_shards_XXXXXX", pa[256], pb[256], pi[256];
@@ -842,15 +894,22 @@ static int count_of(const char *hay, const char *needle)
 }
 static void test_messages(void **state)
 {
-    static const char hdr[] = "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[0,8]},\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[8,16]}}";
+    static const char hdr[] = "{\"m.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[0,8]},"
+                              "\"m.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[8,16]}}";
     static const struct { const char *cfg; molora_result r; const char *needle; } c[] = {
-        {"{\"peft_type\":\"LORA\",\"lora_rank\":2,\"lora_alpha\":8}", MOLORA_RESULT_SUCCESS, ""},   /* AdaMoLE's LoRA baseline */
-        {"{\"peft_type\":\"LORA\",\"lora_rank\":4,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "r = 4 (from key \"lora_rank\")"},
-        {"{\"peft_type\":\"LORA\",\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "r = 8 (from PEFT's default: the config has no \"r\")"},
+        /* AdaMoLE's LoRA baseline */
+        {"{\"peft_type\":\"LORA\",\"lora_rank\":2,\"lora_alpha\":8}", MOLORA_RESULT_SUCCESS, ""},
+        {"{\"peft_type\":\"LORA\",\"lora_rank\":4,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE,
+         "r = 4 (from key \"lora_rank\")"},
+        {"{\"peft_type\":\"LORA\",\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE,
+         "r = 8 (from PEFT's default: the config has no \"r\")"},
         {"{\"peft_type\":\"LORA\",\"r\":3,\"lora_alpha\":8}", MOLORA_RESULT_INVALID_SHAPE, "r = 3 (from key \"r\")"},
-        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m\":5}}", MOLORA_RESULT_INVALID_SHAPE, "r = 5 (from its \"rank_pattern\" entry)"},
-        {"{\"peft_type\":\"LORA\",\"r\":2,\"layers_to_transform\":[0,1.5]}", MOLORA_RESULT_INVALID_CONFIG, "\"layers_to_transform\" entry 1"},
-        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m{2}\":5}}", MOLORA_RESULT_UNSUPPORTED, "rank_pattern key \"m{2}\""},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m\":5}}", MOLORA_RESULT_INVALID_SHAPE,
+         "r = 5 (from its \"rank_pattern\" entry)"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"layers_to_transform\":[0,1.5]}", MOLORA_RESULT_INVALID_CONFIG,
+         "\"layers_to_transform\" entry 1"},
+        {"{\"peft_type\":\"LORA\",\"r\":2,\"rank_pattern\":{\"m{2}\":5}}", MOLORA_RESULT_UNSUPPORTED,
+         "rank_pattern key \"m{2}\""},
     };
     char dir[] = "/tmp/molora_msg_XXXXXX", p[256];
     size_t i, n;
@@ -863,7 +922,8 @@ static void test_messages(void **state)
     for (i = 0; i < sizeof c / sizeof c[0]; i++) {
         molora_model_desc md;
         g_log[0] = 0;
-        if (molora_adapter_open_memory(c[i].cfg, strlen(c[i].cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
+        if (molora_adapter_open_memory(c[i].cfg, strlen(c[i].cfg), st, &d, &a) != c[i].r)
+            fail_msg("case %zu: %s", i, g_log);
         if (!strstr(g_log, c[i].needle)) fail_msg("case %zu: log \"%s\" does not say %s", i, g_log, c[i].needle);
         if (c[i].r) continue;
         molora_adapter_model_desc(a, &md);
@@ -905,7 +965,8 @@ static float *npy_load(const char *path, int *rows, int *cols)
 }
 
 /* loads dir, runs module on tests/fixtures/x.npy, compares with expected (mask: optional) */
-static void check_forward(const char *dir, const char *module, const char *expected, molora_layout layout, int n_modules, const uint8_t *mask)
+static void check_forward(const char *dir, const char *module, const char *expected, molora_layout layout,
+                          int n_modules, const uint8_t *mask)
 {
     molora_load_desc d = desc();
     molora_adapter *a;
@@ -952,17 +1013,21 @@ static void test_layouts(void **state)
     const char *F = "tests/fixtures";
     char a[256], b[256];
     (void)state;
-#define CASE(dir, mod, exp, layout, n, mask) \
-    snprintf(a, sizeof a, "%s/%s", F, dir); snprintf(b, sizeof b, "%s/%s/%s", F, dir, exp); check_forward(a, mod, b, layout, n, mask)
+#define CASE(dir, mod, exp, layout, n, mask)                                                          \
+    snprintf(a, sizeof a, "%s/%s", F, dir); snprintf(b, sizeof b, "%s/%s/%s", F, dir, exp);         \
+    check_forward(a, mod, b, layout, n, mask)
     CASE("peft", "model.layers.0.self_attn.q_proj", "expected.layers.0.q_proj.npy", MOLORA_LAYOUT_PEFT_LORA, 4, NULL);
-    CASE("peft", "base_model.model.model.layers.1.self_attn.v_proj", "expected.layers.1.v_proj.npy", MOLORA_LAYOUT_PEFT_LORA, 4, NULL);
-    CASE("peft_rslora", "model.layers.1.self_attn.q_proj", "expected.layers.1.q_proj.npy", MOLORA_LAYOUT_PEFT_LORA, 1, NULL);
+    CASE("peft", "base_model.model.model.layers.1.self_attn.v_proj", "expected.layers.1.v_proj.npy",
+         MOLORA_LAYOUT_PEFT_LORA, 4, NULL);
+    CASE("peft_rslora", "model.layers.1.self_attn.q_proj", "expected.layers.1.q_proj.npy", MOLORA_LAYOUT_PEFT_LORA, 1,
+         NULL);
     CASE("adamole", "model.layers.0.self_attn.q_proj", "expected.layers.0.q_proj.npy", MOLORA_LAYOUT_ADAMOLE, 1, NULL);
     CASE("mole", "model.layers.0.self_attn.v_proj", "expected.layers.0.v_proj.npy", MOLORA_LAYOUT_MOLE, 1, NULL);
     CASE("mola", "model.layers.0.self_attn.o_proj", "expected.layers.0.o_proj.npy", MOLORA_LAYOUT_MOLA, 2, NULL);
     CASE("mola", "model.layers.1.self_attn.o_proj", "expected.layers.1.o_proj.npy", MOLORA_LAYOUT_MOLA, 2, NULL);
     CASE("molora", "model.layers.0.self_attn.k_proj", "expected.layers.0.k_proj.npy", MOLORA_LAYOUT_MOLORA, 1, NULL);
-    CASE("molora", "model.layers.0.self_attn.k_proj", "expected.layers.0.k_proj.mask02.npy", MOLORA_LAYOUT_MOLORA, 1, mask02);
+    CASE("molora", "model.layers.0.self_attn.k_proj", "expected.layers.0.k_proj.mask02.npy", MOLORA_LAYOUT_MOLORA, 1,
+         mask02);
 #undef CASE
 }
 
@@ -1032,8 +1097,10 @@ static void test_refusals(void **state)
 /* PEFT's rank_pattern key rule: re.match(rf"(.*\.)?({key})$", module), first key wins */
 static void test_pattern_rule(void **state)
 {
-    static const char st_fmt[] = "{\"base_model.model.model.layers.%d.mlp.down_proj.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[%d,2],\"data_offsets\":[0,%d]},"
-                                 "\"base_model.model.model.layers.%d.mlp.down_proj.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[2,%d],\"data_offsets\":[%d,%d]}}";
+    static const char st_fmt[] = "{\"base_model.model.model.layers.%d.mlp.down_proj.lora_A.weight\":{\"dtype\":\"F32\","
+                                 "\"shape\":[%d,2],\"data_offsets\":[0,%d]},"
+                                 "\"base_model.model.model.layers.%d.mlp.down_proj.lora_B.weight\":{\"dtype\":\"F32\","
+                                 "\"shape\":[2,%d],\"data_offsets\":[%d,%d]}}";
     static const struct { const char *patterns; int layer, want_rank; molora_result r; } c[] = {
         {"{\"down_proj\": 4}", 3, 4, MOLORA_RESULT_SUCCESS},
         {"{\"own_proj\": 4}", 3, 2, MOLORA_RESULT_SUCCESS},                 /* only whole components */
@@ -1083,10 +1150,12 @@ static void test_pattern_rule(void **state)
         snprintf(h, sizeof h, st_fmt, c[i].layer, r, 8 * r, c[i].layer, r, 8 * r, 16 * r);
         n = build(h, (size_t)(16 * r), 0);
         assert_int_equal(molora_safetensors_open_memory(g_buf, n, &d, &st), MOLORA_RESULT_SUCCESS);
-        snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":8,\"rank_pattern\":%s}", c[i].patterns);
+        snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":8,\"rank_pattern\":%s}",
+                 c[i].patterns);
         g_log[0] = 0;
         if (molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a) != c[i].r) fail_msg("case %zu: %s", i, g_log);
-        if (c[i].r == MOLORA_RESULT_INVALID_CONFIG && (!strstr(g_log, "not a valid regular expression") || !strstr(g_log, "rank_pattern key")))
+        if (c[i].r == MOLORA_RESULT_INVALID_CONFIG &&
+            (!strstr(g_log, "not a valid regular expression") || !strstr(g_log, "rank_pattern key")))
             fail_msg("case %zu: log \"%s\"", i, g_log);
         if (c[i].r == MOLORA_RESULT_SUCCESS) molora_adapter_free(a);
         molora_safetensors_free(st);
@@ -1096,7 +1165,8 @@ static void test_pattern_rule(void **state)
 
 /* An in-memory adapter: every tensor F32 (2, 2), named prefix + names[i]; loads cfg; check (or
    NULL) sees a loaded adapter before it is freed. */
-static molora_result load_names_check(const char *prefix, const char *const *names, size_t k, const char *cfg, molora_adapter **out,
+static molora_result load_names_check(const char *prefix, const char *const *names, size_t k, const char *cfg,
+                                      molora_adapter **out,
                                       void (*check)(molora_adapter *))
 {
     static char h[1 << 15];
@@ -1106,7 +1176,8 @@ static molora_result load_names_check(const char *prefix, const char *const *nam
     size_t i, len = 0, n;
     len += (size_t)snprintf(h + len, sizeof h - len, "{");
     for (i = 0; i < k; i++)
-        len += (size_t)snprintf(h + len, sizeof h - len, "%s\"%s%s\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[%zu,%zu]}",
+        len += (size_t)snprintf(h + len, sizeof h - len,
+                                "%s\"%s%s\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[%zu,%zu]}",
                                 i ? "," : "", prefix, names[i], 16 * i, 16 * i + 16);
     snprintf(h + len, sizeof h - len, "}");
     n = build(h, 16 * k, 0);
@@ -1120,7 +1191,8 @@ static molora_result load_names_check(const char *prefix, const char *const *nam
     assert_int_equal(g_live, 0);
     return r;
 }
-static molora_result load_names(const char *prefix, const char *const *names, size_t k, const char *cfg, molora_adapter **out)
+static molora_result load_names(const char *prefix, const char *const *names, size_t k, const char *cfg,
+                                molora_adapter **out)
 {
     return load_names_check(prefix, names, k, cfg, out, NULL);
 }
@@ -1130,13 +1202,18 @@ static molora_result load_names(const char *prefix, const char *const *names, si
 static void test_expert_index_once(void **state)
 {
     static const char pre[] = "base_model.model.model.layers.0.self_attn.q_proj.";
-    static const char *const mola_lead[] = {"lora_A_0.weight", "lora_B_0.weight", "lora_A_1.weight", "lora_B_1.weight", "lora_A_01.weight", "lora_B_01.weight"};
-    static const char *const mole_lead[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_A.01.weight", "lora_B.01.weight"};
-    static const char *const mola_ok[] = {"lora_A_0.weight", "lora_B_0.weight", "lora_A_1.weight", "lora_B_1.weight", "router.router.weight"};
+    static const char *const mola_lead[] = {"lora_A_0.weight", "lora_B_0.weight", "lora_A_1.weight", "lora_B_1.weight",
+                                            "lora_A_01.weight", "lora_B_01.weight"};
+    static const char *const mole_lead[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_A.01.weight",
+                                            "lora_B.01.weight"};
+    static const char *const mola_ok[] = {"lora_A_0.weight", "lora_B_0.weight", "lora_A_1.weight", "lora_B_1.weight",
+                                          "router.router.weight"};
     static const char *const mixed[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_A_0.weight", "lora_B_0.weight"};
-    static const char *const mixed_b[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_B_0.weight", "lora_A.1.weight", "lora_B.1.weight"};
+    static const char *const mixed_b[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_B_0.weight", "lora_A.1.weight",
+                                          "lora_B.1.weight"};
     static const char mola_cfg[] = "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":4}";
-    static const char mole_cfg[] = "{\"peft_type\":\"MOLE\",\"lora_rank\":2,\"lora_alpha\":2,\"top_k\":1,\"threshold\":null}";
+    static const char mole_cfg[] = "{\"peft_type\":\"MOLE\",\"lora_rank\":2,\"lora_alpha\":2,\"top_k\":1,"
+                                   "\"threshold\":null}";
     molora_adapter *a;
     (void)state;
     assert_int_equal(load_names(pre, mola_lead, 6, mola_cfg, &a), MOLORA_RESULT_UNSUPPORTED);
@@ -1146,7 +1223,8 @@ static void test_expert_index_once(void **state)
     assert_int_equal(load_names(pre, mola_ok, 5, mola_cfg, &a), MOLORA_RESULT_SUCCESS);   /* "0" itself is an index */
     if (strstr(g_log, "leading zero")) fail_msg("log \"%s\"", g_log);
     assert_int_equal(load_names(pre, mixed, 4, mole_cfg, &a), MOLORA_RESULT_DUPLICATE_NAME);
-    if (!strstr(g_log, "lora_A.0.weight") || !strstr(g_log, "lora_A_0.weight") || !strstr(g_log, "twice")) fail_msg("log \"%s\"", g_log);
+    if (!strstr(g_log, "lora_A.0.weight") || !strstr(g_log, "lora_A_0.weight") || !strstr(g_log, "twice"))
+        fail_msg("log \"%s\"", g_log);
     assert_int_equal(load_names(pre, mixed_b, 5, mole_cfg, &a), MOLORA_RESULT_DUPLICATE_NAME);
     if (!strstr(g_log, "lora_B.0.weight") || !strstr(g_log, "lora_B_0.weight")) fail_msg("log \"%s\"", g_log);
 }
@@ -1154,8 +1232,10 @@ static void test_expert_index_once(void **state)
 /* Rank (lora_A's rows) is at most 65536: 65537 is refused naming the tensor and the limit */
 static void test_rank_limit(void **state)
 {
-    static const char fmt[] = "{\"base_model.model.model.layers.0.mlp.down_proj.lora_A.weight\":{\"dtype\":\"BF16\",\"shape\":[%d,1],\"data_offsets\":[0,%d]},"
-                              "\"base_model.model.model.layers.0.mlp.down_proj.lora_B.weight\":{\"dtype\":\"BF16\",\"shape\":[1,%d],\"data_offsets\":[%d,%d]}}";
+    static const char fmt[] = "{\"base_model.model.model.layers.0.mlp.down_proj.lora_A.weight\":{\"dtype\":\"BF16\","
+                              "\"shape\":[%d,1],\"data_offsets\":[0,%d]},"
+                              "\"base_model.model.model.layers.0.mlp.down_proj.lora_B.weight\":{\"dtype\":\"BF16\","
+                              "\"shape\":[1,%d],\"data_offsets\":[%d,%d]}}";
     int rk;
     (void)state;
     for (rk = 65536; rk <= 65537; rk++) {
@@ -1181,7 +1261,8 @@ static void test_rank_limit(void **state)
             molora_adapter_free(a);
         } else {
             assert_int_equal(molora_adapter_open_memory(cfg, strlen(cfg), st, &d, &a), MOLORA_RESULT_INVALID_SHAPE);
-            if (!strstr(g_log, "rank 65537 above molora's limit 65536") || !strstr(g_log, "down_proj.lora_A.weight")) fail_msg("log \"%s\"", g_log);
+            if (!strstr(g_log, "rank 65537 above molora's limit 65536") || !strstr(g_log, "down_proj.lora_A.weight"))
+                fail_msg("log \"%s\"", g_log);
         }
         molora_safetensors_free(st);
         free(b);
@@ -1191,7 +1272,8 @@ static void test_rank_limit(void **state)
 
 /* expert_scaling object keys longer than any fixed buffer, written with escapes, still match
    their modules (compared decoded, incrementally) */
-#define LONG_MOD "base_model.model.model.layers.0.self_attn.%s_proj_padding_padding_padding_padding_padding_padding_padding_padding"
+#define LONG_MOD "base_model.model.model.layers.0.self_attn.%s_proj" \
+                 "_padding_padding_padding_padding_padding_padding_padding_padding"
 static void check_long_keys(molora_adapter *a)
 {
     molora_model_desc md;
@@ -1203,7 +1285,8 @@ static void check_long_keys(molora_adapter *a)
 }
 static void test_long_escaped_keys(void **state)
 {
-    static const char *const parts[] = {".lora_A.0.weight", ".lora_B.0.weight", ".lora_A.1.weight", ".lora_B.1.weight", ".lora_gating.weight"};
+    static const char *const parts[] = {".lora_A.0.weight", ".lora_B.0.weight", ".lora_A.1.weight", ".lora_B.1.weight",
+                                        ".lora_gating.weight"};
     char names[10][256], cfg[1024], key_k[256], key_q[256];
     const char *np[10];
     molora_adapter *a;
@@ -1217,10 +1300,13 @@ static void test_long_escaped_keys(void **state)
             np[5 * i + j] = names[5 * i + j];
         }
     /* "self\u005fattn" is "self_attn"; "\u0070roj" is "proj": 110+ bytes raw, escapes inside */
-    snprintf(key_k, sizeof key_k, "base_model.model.model.layers.0.self\\u005fattn.k_\\u0070roj_padding_padding_padding_padding_padding_padding_padding_padding");
-    snprintf(key_q, sizeof key_q, "base_model.model.model.layers.0.self\\u005fattn.q_\\u0070roj_padding_padding_padding_padding_padding_padding_padding_padding");
+    snprintf(key_k, sizeof key_k, "base_model.model.model.layers.0.self\\u005fattn.k_\\u0070roj_padding_padding_padding"
+                                  "_padding_padding_padding_padding_padding");
+    snprintf(key_q, sizeof key_q, "base_model.model.model.layers.0.self\\u005fattn.q_\\u0070roj_padding_padding_padding"
+                                  "_padding_padding_padding_padding_padding");
     assert_true(strlen(key_k) >= 110 && strlen(key_q) >= 110);
-    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"MOLORA\",\"routing\":\"dense\",\"expert_scaling\":{\"%s\":[3,4],\"%s\":[0.5,2]}}", key_q, key_k);
+    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"MOLORA\",\"routing\":\"dense\",\"expert_scaling\":{\"%s\":[3,4],"
+                              "\"%s\":[0.5,2]}}", key_q, key_k);
     if (load_names_check("", np, 10, cfg, &a, check_long_keys) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
 }
 

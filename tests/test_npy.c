@@ -1,11 +1,7 @@
 /* tools/molora_npy.h: the header parser on every form numpy accepts and every one it (or molora,
    on purpose) refuses, each refusal checked at its message; the size checks before allocation;
    the reader on files; the writer against np.save's bytes (when /usr/bin/python3 has numpy). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "test_util.h"   /* cmocka */
 
 #include "tools/molora_npy.h"
 
@@ -35,7 +31,8 @@ static void accept_dict(int version, const char *dict, int rows, int cols)
     float *x = NULL;
     int r = -1, c = -1;
     size_t n = npy_make(version, dict, (size_t)rows * (size_t)cols * 4);
-    if (molora_npy_load_memory(g_buf, n, &x, &r, &c, err, sizeof err)) fail_msg("refused (v%d) %s: %s", version, dict, err);
+    if (molora_npy_load_memory(g_buf, n, &x, &r, &c, err, sizeof err))
+        fail_msg("refused (v%d) %s: %s", version, dict, err);
     assert_int_equal(r, rows);
     assert_int_equal(c, cols);
     if (rows > 0 && cols > 0) assert_true(x[0] == 0.5f && x[rows * cols - 1] == 0.5f);
@@ -102,8 +99,9 @@ static void test_accepts_numpy_forms(void **state)
     accept_dict(1, D("(3L, 5L)"), 3, 5);                                    /* Python 2 longs in 1.0, 2.0 */
     accept_dict(2, D("(3 L, 0x5L)"), 3, 5);
     accept_dict(1, D("(1_5, 1)"), 15, 1);
-    accept_dict(3, "{'descr': '<f4', # caf\xc3\xa9\n'fortran_order': False, 'shape': (3, 5)}", 3, 5);  /* UTF-8 in 3.0 */
-    accept_dict(1, "{'descr': '<f4', # caf\xe9\n'fortran_order': False, 'shape': (3, 5)}", 3, 5);      /* latin-1 in 1.0 */
+    /* UTF-8 in 3.0 */
+    accept_dict(3, "{'descr': '<f4', # caf\xc3\xa9\n'fortran_order': False, 'shape': (3, 5)}", 3, 5);
+    accept_dict(1, "{'descr': '<f4', # caf\xe9\n'fortran_order': False, 'shape': (3, 5)}", 3, 5);   /* latin-1 in 1.0 */
 }
 /* numpy's limit is 10000 characters of header (UTF-8 characters in format 3.0) */
 static void test_header_size_limit(void **state)
@@ -132,22 +130,26 @@ static const refusal REFUSED[] = {
     {"{'descr': '<f4', 'fortran_order': False}", "header: no key 'shape'", 0},
     {"{'fortran_order': False, 'shape': (3, 5)}", "header: no key 'descr'", 0},
     {"{}", "header: no key 'descr'", 0},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), 'x': 1}", "header: key 'x' is not one of 'descr', 'fortran_order', 'shape'", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), 'x': 1}",
+     "header: key 'x' is not one of 'descr', 'fortran_order', 'shape'", 0},
     {"{'Descr': '<f4', 'fortran_order': False, 'shape': (3, 5)}", "key 'Descr' is not one of", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), 3: 1}", "header: a key at byte 58 is not a string", 0},
     {"{'descr': '<f4', 'fortran_order': 0, 'shape': (3, 5)}", "header: fortran_order is not a bool (True or False)", 0},
     {"{'descr': '<f4', 'fortran_order': None, 'shape': (3, 5)}", "header: fortran_order is not a bool", 0},
     {"{'descr': '<f4', 'fortran_order': 'False', 'shape': (3, 5)}", "header: fortran_order is not a bool", 0},
-    {"{'descr': '<f4', 'fortran_order': false, 'shape': (3, 5)}", "header: a name that is not True, False or None at byte 34", 0},
+    {"{'descr': '<f4', 'fortran_order': false, 'shape': (3, 5)}",
+     "header: a name that is not True, False or None at byte 34", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': 15}", "header: shape is not a tuple of ints", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (3L)}", "header: shape is not a tuple of ints", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (True, 15)}", "header: shape is not a tuple of ints", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': ('3', 5)}", "header: shape is not a tuple of ints", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': ((3, 5),)}", "header: shape is not a tuple of ints", 0},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': [3, 5]}", "header: a list (not part of a float32 header) at byte 50", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': [3, 5]}",
+     "header: a list (not part of a float32 header) at byte 50", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 5)}", "header: shape has a negative dimension (-1)", 1},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, - 5)}", "header: shape has a negative dimension (-5)", 1},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3.0, 5)}", "header: a float or complex number (dims must be ints) at byte 52", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (3.0, 5)}",
+     "header: a float or complex number (dims must be ints) at byte 52", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (3e0, 5)}", "header: a float or complex number", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (3j, 5)}", "header: a float or complex number", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (.3, 5)}", "header: a float (dims must be ints)", 0},
@@ -161,7 +163,8 @@ static const refusal REFUSED[] = {
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (3 5)}", "header: expected ',' or ')'", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5,,)}", "header: an unexpected character at byte 56", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5),,}", "header: an unexpected character", 0},
-    {"{'descr': '<f4' 'fortran_order': False, 'shape': (3, 5)}", "header: expected ',' or '}' at byte 31", 0},   /* '<f4fortran_order' */
+    /* '<f4fortran_order' */
+    {"{'descr': '<f4' 'fortran_order': False, 'shape': (3, 5)}", "header: expected ',' or '}' at byte 31", 0},
     {"{'descr': '<f4', 'fortran_order': False 'shape': (3, 5)}", "header: expected ',' or '}'", 0},
     {"{'descr', 'fortran_order', 'shape'}", "header: expected ':' after a key", 0},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5)", "header: unexpected end (expected ',' or '}')", 0},
@@ -178,17 +181,22 @@ static const refusal REFUSED[] = {
     {"{'descr': {'a': 1}, 'fortran_order': False, 'shape': (3, 5)}", "header: a dict inside the header dict", 0},
     {"{'descr': b'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a bytes or f-string literal", 0},
     {"{'descr': f'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a bytes or f-string literal", 0},
-    {"{'descr': ur'<f4', 'fortran_order': False, 'shape': (3, 5)}", "header: a name that is not True, False or None", 0},
+    {"{'descr': ur'<f4', 'fortran_order': False, 'shape': (3, 5)}",
+     "header: a name that is not True, False or None", 0},
     {"{'descr': '<f4, 'fortran_order': False, 'shape': (3, 5)}", "header: expected ',' or '}'", 0},
     {"{'descr': '<f4", "header: unexpected end (unterminated string)", 0},
     {"{'descr': '<f4\n', 'fortran_order': False, 'shape': (3, 5)}", "header: newline in a string", 0},
     {"{'descr': '\\x3', 'fortran_order': False, 'shape': (3, 5)}", "header: truncated \\x, \\u or \\U escape", 0},
     {"{'descr': '\\U00110000', 'fortran_order': False, 'shape': (3, 5)}", "header: escape past U+10FFFF", 0},
-    {"{'descr': '\\N{LESS-THAN SIGN}f4', 'fortran_order': False, 'shape': (3, 5)}", "header: \\N{...} escapes are not supported", 1},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551616, 5)}", "header: shape has a dimension of 2^64 or more", 0},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1)}",
+    {"{'descr': '\\N{LESS-THAN SIGN}f4', 'fortran_order': False, 'shape': (3, 5)}",
+     "header: \\N{...} escapes are not supported", 1},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551616, 5)}",
+     "header: shape has a dimension of 2^64 or more", 0},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+     "1,1,1)}",
      "header: shape has 33 dimensions (numpy's limit is 32)", 0},
-    {"{'descr': '<f4', 'fortran_order': False, 'shape': (((((((((((((((((((((((((((((((((3))))))))))))))))))))))))))))))))), 5)}",
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': "
+     "(((((((((((((((((((((((((((((((((3))))))))))))))))))))))))))))))))), 5)}",
      "header: nesting deeper than 32", 0},
 };
 static void test_refuses_what_numpy_refuses(void **state)
@@ -199,7 +207,8 @@ static void test_refuses_what_numpy_refuses(void **state)
     refuse_dict(3, D("(3L, 5)"), 60, "header: a malformed number");          /* no Python 2 filter in 3.0 */
     refuse_bytes(npy_make_n(1, D("(3, 5)") "\0", sizeof D("(3, 5)"), 60), "header: a NUL byte", "NUL at the end");
     refuse_bytes(npy_make_n(1, "{'descr': '<f4'\0, 'fortran_order': False, 'shape': (3, 5)}",
-                            sizeof "{'descr': '<f4'\0, 'fortran_order': False, 'shape': (3, 5)}" - 1, 60), "header: a NUL byte", "NUL inside");
+                            sizeof "{'descr': '<f4'\0, 'fortran_order': False, 'shape': (3, 5)}" - 1, 60),
+                 "header: a NUL byte", "NUL inside");
 }
 /* a key given twice: numpy keeps the last; molora refuses the lie, whatever its spelling */
 static const char *const DUPLICATES[] = {
@@ -267,18 +276,28 @@ static void test_refuses_bad_utf8_in_format_3(void **state)
 static void test_refuses_what_molora_cannot_use(void **state)
 {
     (void)state;
-    refuse_dict(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 5)}", 120, "dtype <f8 is not float32 ('<f4')");
+    refuse_dict(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 5)}", 120,
+                "dtype <f8 is not float32 ('<f4')");
     refuse_dict(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (3, 5)}", 60, "dtype >f4 is not float32");
-    refuse_dict(1, "{'descr': ('<f4', (2,)), 'fortran_order': False, 'shape': (3, 5)}", 60, "dtype (not a string) is not float32");
-    refuse_dict(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 5)}", 60, "Fortran-order arrays are not supported (need C order)");
-    refuse_dict(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 5)}", 60, "array must have rank 2 (T, d_in), not 3");
-    refuse_dict(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (15,)}", 60, "array must have rank 2 (T, d_in), not 1");
-    refuse_dict(1, "{'descr': '<f4', 'fortran_order': False, 'shape': ()}", 4, "array must have rank 2 (T, d_in), not 0");
-    refuse_dict(1, D("(3, 5)"), 59, "data size does not match shape (3, 5): it needs 60 bytes, the file has 59 after the header");
-    refuse_dict(1, D("(3, 5)"), 61, "data size does not match shape (3, 5): it needs 60 bytes, the file has 61 after the header");
+    refuse_dict(1, "{'descr': ('<f4', (2,)), 'fortran_order': False, 'shape': (3, 5)}", 60,
+                "dtype (not a string) is not float32");
+    refuse_dict(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 5)}", 60,
+                "Fortran-order arrays are not supported (need C order)");
+    refuse_dict(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 5)}", 60,
+                "array must have rank 2 (T, d_in), not 3");
+    refuse_dict(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (15,)}", 60,
+                "array must have rank 2 (T, d_in), not 1");
+    refuse_dict(1, "{'descr': '<f4', 'fortran_order': False, 'shape': ()}", 4,
+                "array must have rank 2 (T, d_in), not 0");
+    refuse_dict(1, D("(3, 5)"), 59, "data size does not match shape (3, 5): it needs 60 bytes, the file has 59 after "
+                                    "the header");
+    refuse_dict(1, D("(3, 5)"), 61, "data size does not match shape (3, 5): it needs 60 bytes, the file has 61 after "
+                                    "the header");
     refuse_dict(1, D("(3, 5)"), 0, "it needs 60 bytes, the file has 0 after the header");
-    refuse_dict(1, D("(16777216, 16777216)"), 60, "data size does not match shape (16777216, 16777216): it needs 1125899906842624 bytes, the file has 60");
-    refuse_dict(1, D("(4611686018427387904, 4)"), 60, "shape (4611686018427387904, 4) overflows: more than 2^64 bytes of data");
+    refuse_dict(1, D("(16777216, 16777216)"), 60, "data size does not match shape (16777216, 16777216): it needs "
+                                                  "1125899906842624 bytes, the file has 60");
+    refuse_dict(1, D("(4611686018427387904, 4)"), 60,
+                "shape (4611686018427387904, 4) overflows: more than 2^64 bytes of data");
     refuse_dict(1, D("(4611686018427387904, 1)"), 60, "shape (4611686018427387904, 1) overflows");
     refuse_dict(1, D("(18446744073709551615, 18446744073709551615)"), 60, "overflows");
     refuse_dict(1, D("(3, 0)"), 0, "shape (3, 0) out of range");
@@ -380,7 +399,8 @@ static void test_reader_checks_size_before_allocating(void **state)
     assert_int_equal(fwrite(g_buf, 1, n, f), n);
     assert_int_equal(fclose(f), 0);
     assert_int_not_equal(molora_npy_read(path, &x, &r, &c, err, sizeof err), 0);
-    assert_string_equal(err, "data size does not match shape (16777216, 16777216): it needs 1125899906842624 bytes, the file has 60 after the header");
+    assert_string_equal(err, "data size does not match shape (16777216, 16777216): it needs 1125899906842624 bytes, "
+                             "the file has 60 after the header");
     assert_null(x);
     remove(path);
 }
@@ -392,7 +412,7 @@ static void test_writer_header_is_np_save_layout(void **state)
     int n;
     (void)state;
     n = molora_npy_header(h, sizeof h, 3, 5);
-    assert_int_equal(n, 128);                                               /* np.save: 60 + 20 growth spaces, pad to 128 */
+    assert_int_equal(n, 128);                                           /* np.save: 60 + 20 growth spaces, pad to 128 */
     memset(want, ' ', sizeof want);
     memcpy(want, "\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), }", 69);
     want[127] = '\n';
@@ -442,11 +462,15 @@ static int numpy_present(void)
 }
 static void test_writer_matches_np_save(void **state)
 {
-    static const int shapes[][2] = {{1, 1}, {3, 5}, {1000, 7}, {0, 3}, {7, 0}, {1, 123456}, {2147483647, 0}, {0, 2147483647}};
+    static const int shapes[][2] = {{1, 1}, {3, 5}, {1000, 7}, {0, 3}, {7, 0}, {1, 123456}, {2147483647, 0},
+                                    {0, 2147483647}};
     char cmd[1024], a_path[] = "build/test_npy_mine.npy", b_path[] = "build/test_npy_numpy.npy";
     size_t i;
     (void)state;
-    if (!numpy_present()) { print_message("skip: %s has no numpy (Debian: apt-get install python3-numpy)\n", python()); skip(); }
+    if (!numpy_present()) {
+        print_message("skip: %s has no numpy (Debian: apt-get install python3-numpy)\n", python());
+        skip();
+    }
     for (i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         int r = shapes[i][0], c = shapes[i][1];
         size_t n = (size_t)r * (size_t)c, k, na, nb;
@@ -464,7 +488,9 @@ static void test_writer_matches_np_save(void **state)
         assert_int_equal(system(cmd), 0);
         assert_non_null(f = fopen(a_path, "rb")); na = fread(fa, 1, sizeof fa, f); fclose(f);
         assert_non_null(f = fopen(b_path, "rb")); nb = fread(fb, 1, sizeof fb, f); fclose(f);
-        if (na != nb || memcmp(fa, fb, na)) fail_msg("shape (%d, %d): %lu bytes from molora, %lu from np.save, not the same", r, c, (unsigned long)na, (unsigned long)nb);
+        if (na != nb || memcmp(fa, fb, na))
+            fail_msg("shape (%d, %d): %lu bytes from molora, %lu from np.save, not the same", r, c, (unsigned long)na,
+                     (unsigned long)nb);
     }
     remove(a_path);
     remove(b_path);
@@ -488,7 +514,8 @@ static int dump_cases(const char *dir)
         for (v = 1; v <= 3; v++) dump_case(dir, "accept", i, v, ACCEPTED[i], 60);
     for (i = 0; i < sizeof REFUSED / sizeof *REFUSED; i++)
         dump_case(dir, REFUSED[i].numpy_accepts ? "stricter" : "refuse", i, 1, REFUSED[i].dict, 60);
-    for (i = 0; i < sizeof DUPLICATES / sizeof *DUPLICATES; i++) dump_case(dir, "stricter", 100 + i, 1, DUPLICATES[i], 60);
+    for (i = 0; i < sizeof DUPLICATES / sizeof *DUPLICATES; i++)
+        dump_case(dir, "stricter", 100 + i, 1, DUPLICATES[i], 60);
     return 0;
 }
 

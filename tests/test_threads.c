@@ -2,11 +2,8 @@
    with different routing rules, masks, batch sizes and ith/nth splits for a few seconds
    (MOLORA_TEST_SECONDS, default 2); every result must equal the single-threaded run bit for bit.
    OpenBLAS is set to one thread here, by the test: the library never changes it. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#define TEST_RNG_SEED 0x1234567887654321ull
+#include "test_util.h"   /* cmocka, rnd / rnd_vec_f (this suite draws in float), now_ms */
 
 #include <math.h>
 #include <pthread.h>
@@ -23,20 +20,6 @@ void openblas_set_num_threads(int);
 
 enum { N_LAYERS = 5, N_EXP = 8, D_IN = 67, D_OUT = 53, T_MAX = 40, N_JOBS = 60, N_THREADS = 8 };
 
-static uint64_t g_rng = 0x1234567887654321ull;
-static float rnd(void)
-{
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) / (double)(1ull << 52) - 1.0);
-}
-static float *rnd_vec(size_t n, float scale)
-{
-    float *v = malloc(n * sizeof *v);
-    size_t i;
-    for (i = 0; i < n; i++) v[i] = rnd() * scale;
-    return v;
-}
-
 typedef struct job {
     int layer, T, mask_mode, nth;
     float *X, *Y_ref, *W_ref;
@@ -47,13 +30,6 @@ static molora_model *g_model;
 static job g_jobs[N_JOBS];
 static double g_seconds = 2.0;
 static long g_runs[N_THREADS], g_bad[N_THREADS];
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* a workspace of ws_size bytes followed by CANARY bytes of 0xA5 that no call may touch */
 enum { CANARY = 64 };
@@ -94,10 +70,13 @@ static void *worker(void *arg)
     size_t ws_size;
     void *ws;
     float *Y = malloc(sizeof(float) * T_MAX * D_OUT), *W = malloc(sizeof(float) * T_MAX * N_EXP);
-    double end = now_s() + g_seconds;
-    if (molora_workspace_size(g_model, T_MAX, &ws_size) != MOLORA_RESULT_SUCCESS) { g_bad[id]++; free(Y); free(W); return NULL; }
+    double end = now_ms() + g_seconds * 1e3;
+    if (molora_workspace_size(g_model, T_MAX, &ws_size) != MOLORA_RESULT_SUCCESS) {
+        g_bad[id]++; free(Y); free(W);
+        return NULL;
+    }
     ws = ws_new(ws_size);
-    while (now_s() < end) {
+    while (now_ms() < end) {
         const job *jb = &g_jobs[j % N_JOBS];
         if (run_job(jb, ws, ws_size, Y, W) != MOLORA_RESULT_SUCCESS ||
             memcmp(Y, jb->Y_ref, sizeof(float) * jb->T * D_OUT) != 0 ||
@@ -131,13 +110,13 @@ static void test_shared_model_many_threads(void **state)
     openblas_set_num_threads(1);
 #endif
     for (i = 0; i < N_EXP; i++) {
-        A[i] = rnd_vec((size_t)ranks[i] * D_IN, 0.3f);
-        B[i] = rnd_vec((size_t)D_OUT * ranks[i], 0.3f);
+        A[i] = rnd_vec_f((size_t)ranks[i] * D_IN, 0.3f);
+        B[i] = rnd_vec_f((size_t)D_OUT * ranks[i], 0.3f);
         memset(&ex[i], 0, sizeof ex[i]);
         ex[i].rank = ranks[i]; ex[i].A = A[i]; ex[i].B = B[i]; ex[i].lora_alpha = 8;
     }
-    W0 = rnd_vec((size_t)D_OUT * D_IN, 0.2f); Wg = rnd_vec((size_t)N_EXP * D_IN, 0.5f);
-    wt = rnd_vec(D_IN, 0.3f); e = rnd_vec((size_t)N_EXP * N_EXP * D_OUT, 1.0f);
+    W0 = rnd_vec_f((size_t)D_OUT * D_IN, 0.2f); Wg = rnd_vec_f((size_t)N_EXP * D_IN, 0.5f);
+    wt = rnd_vec_f(D_IN, 0.3f); e = rnd_vec_f((size_t)N_EXP * N_EXP * D_OUT, 1.0f);
     for (l = 0; l < N_LAYERS; l++) {
         memset(&ld[l], 0, sizeof ld[l]);
         ld[l].d_in = D_IN; ld[l].d_out = D_OUT; ld[l].n_experts = N_EXP; ld[l].experts = ex; ld[l].W0 = W0;
@@ -153,14 +132,15 @@ static void test_shared_model_many_threads(void **state)
     for (j = 0; j < N_JOBS; j++) {
         job *jb = &g_jobs[j];
         static const int Ts[] = {1, 2, 7, 16, 17, 40};
-        jb->layer = j % N_LAYERS; jb->T = Ts[(j / N_LAYERS) % 6]; jb->mask_mode = (j / 30) % 3; jb->nth = (j % 4 == 3) ? 3 : 0;
-        jb->X = rnd_vec((size_t)jb->T * D_IN, 1.0f);
+        jb->layer = j % N_LAYERS; jb->T = Ts[(j / N_LAYERS) % 6]; jb->mask_mode = (j / 30) % 3;
+        jb->nth = (j % 4 == 3) ? 3 : 0;
+        jb->X = rnd_vec_f((size_t)jb->T * D_IN, 1.0f);
         jb->Y_ref = malloc(sizeof(float) * jb->T * D_OUT); jb->W_ref = malloc(sizeof(float) * jb->T * N_EXP);
         jb->mask = NULL;
         if (jb->mask_mode) {
             size_t nm = jb->mask_mode == 2 ? (size_t)jb->T * N_EXP : N_EXP, q;
             jb->mask = malloc(nm);
-            for (q = 0; q < nm; q++) jb->mask[q] = rnd() > -0.5f;
+            for (q = 0; q < nm; q++) jb->mask[q] = (float)rnd() > -0.5f;
         }
         assert_int_equal(run_job(jb, ws, ws_size, jb->Y_ref, jb->W_ref), MOLORA_RESULT_SUCCESS);
         assert_true(canary_intact(ws, ws_size));
@@ -169,11 +149,14 @@ static void test_shared_model_many_threads(void **state)
     for (i = 0; i < N_THREADS; i++) pthread_create(&th[i], NULL, worker, (void *)(size_t)i);
     for (i = 0; i < N_THREADS; i++) pthread_join(th[i], NULL);
     for (i = 0; i < N_THREADS; i++) { runs += g_runs[i]; bad += g_bad[i]; }
-    print_message("  %d threads, %.1f s: %ld forward calls, %ld differed from the single-threaded run or wrote past the workspace\n",
+    print_message("  %d threads, %.1f s: %ld forward calls, %ld differed from the single-threaded run or wrote past "
+                  "the workspace\n",
                   N_THREADS, g_seconds, runs, bad);
     assert_true(runs > N_THREADS);
     assert_int_equal(bad, 0);
-    for (j = 0; j < N_JOBS; j++) { free(g_jobs[j].X); free(g_jobs[j].Y_ref); free(g_jobs[j].W_ref); free(g_jobs[j].mask); }
+    for (j = 0; j < N_JOBS; j++) {
+        free(g_jobs[j].X); free(g_jobs[j].Y_ref); free(g_jobs[j].W_ref); free(g_jobs[j].mask);
+    }
     for (i = 0; i < N_EXP; i++) { free(A[i]); free(B[i]); }
     free(W0); free(Wg); free(wt); free(e);
     molora_model_free(g_model);

@@ -14,7 +14,8 @@ static void build(void)
                     "\"m.layers.0.q.lora_A.1.weight\":{\"dtype\":\"BF16\",\"shape\":[1,2],\"data_offsets\":[16,20]},"
                     "\"m.layers.0.q.lora_B.1.weight\":{\"dtype\":\"F16\",\"shape\":[2,1],\"data_offsets\":[20,24]},"
                     "\"m.layers.0.q.lora_gating.weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[24,40]},"
-                    "\"m.layers.0.q.lora_threshold.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[40,48]},"
+                    "\"m.layers.0.q.lora_threshold.weight\":{\"dtype\":\"F32\",\"shape\":[1,2],"
+                    "\"data_offsets\":[40,48]},"
                     "\"m.layers.0.q.lora_threshold.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[48,52]}}";
     size_t n = strlen(h), i;
     for (i = 0; i < 8; i++) g_st[i] = (unsigned char)((uint64_t)n >> (8 * i));

@@ -15,7 +15,8 @@ static int g_fd = -1;
 static int read_as_file(const uint8_t *data, size_t size, float **x, int *r, int *c, char *err, size_t errlen)
 {
     if (g_fd < 0 && (g_fd = memfd_create("fuzz_npy", 0)) < 0) __builtin_trap();
-    if (ftruncate(g_fd, 0) != 0 || (size && pwrite(g_fd, data, size, 0) != (ssize_t)size) || lseek(g_fd, 0, SEEK_SET) != 0) __builtin_trap();
+    if (ftruncate(g_fd, 0) != 0 || (size && pwrite(g_fd, data, size, 0) != (ssize_t)size) ||
+        lseek(g_fd, 0, SEEK_SET) != 0) __builtin_trap();
     return molora_npy_read_fd(g_fd, x, r, c, err, errlen);
 }
 static void check_message(const char *err)
@@ -29,7 +30,8 @@ static void check_writer(int r, int c)
     molora_npy_info in;
     int n = molora_npy_header(h, sizeof h, r, c);
     if (n < 0 || n % 64 || molora_npy_parse_header(h, (size_t)n, &in, err, sizeof err)) __builtin_trap();
-    if (in.ndim != 2 || in.shape[0] != (unsigned long long)r || in.shape[1] != (unsigned long long)c || in.data_offset != (size_t)n) __builtin_trap();
+    if (in.ndim != 2 || in.shape[0] != (unsigned long long)r || in.shape[1] != (unsigned long long)c ||
+        in.data_offset != (size_t)n) __builtin_trap();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
