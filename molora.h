@@ -1062,7 +1062,6 @@ MOLORA__PRIVATE void molora__pack_x(const float *X, int ldx, int T, int K, int q
     }
 }
 MOLORA__PRIVATE size_t molora__pack_floats(int T, int K) { return (size_t)T * (((size_t)K + 31) & ~(size_t)15); }
-#define MOLORA__SMALL_T 16   /* up to this many tokens the own kernels beat OpenBLAS sgemm here */
 
 MOLORA__PRIVATE void molora__nt_c(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
                                   int ldw, float *Y, int ldy, int acc)
@@ -1411,46 +1410,162 @@ MOLORA__PRIVATE int molora__finite_typed(const void *p, molora_type t, size_t n)
     return molora__all_finite((const float *)p, n);   /* unaligned-safe: memcpy / loadu */
 }
 
-/* ---- [gemm seam] ---------------------------------------------------------------------------
-   C (M, N) = alpha * A (M, K) * op(B) + beta * C, row-major, A never transposed, beta 0 or 1.
-   transb != 0: B is (N, K) and op(B) = B^T;  transb == 0: B is (K, N).  beta == 0 never reads C.
-   M <= MOLORA__SMALL_T goes to the own kernels, larger M to BLAS (or, without BLAS, to the own
-   kernels in blocks of MOLORA__SMALL_T rows). */
-MOLORA__PRIVATE void molora__sgemm(int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                                   const float *B, int ldb, float beta, float *C, int ldc)
+/* >>seam  the one place that picks the kernel of every product ---------------------------------
+   Every product of the forward pass and of merge has one of two row-major forms:
+     nt: C (M, N) = A (M, K) B (N, K)^T (+ C)   X W0^T, X A^T, gate logits, MoLE logits
+     nn: C (M, N) = A (M, K) B (K, N)   (+ C)   H B^T, X W0 for W0 stored (d_in, d_out), MoLE deltas
+   molora__pick chooses the kernel from the rows M and what the product allows; molora__product
+   runs it, and holds the only BLAS calls of the forward pass:
+     M = 1, sgemv allowed       BLAS sgemv: decode streams each matrix once (sgemm does not for one row)
+     X packed (nt only)         molora's ntp kernel: small batches on kernels that have it
+     narrow nt (the gate rows)  molora's nt kernel at every M: too few rows for BLAS to pay off
+     M <= MOLORA__SMALL_T       molora's nt / nn kernels: W streamed once for every row of X, where
+                                BLAS sgemm packs its operands first and that dominates few rows
+     M > MOLORA__SMALL_T        BLAS sgemm (K > 0); without BLAS, the own kernels 16 rows at a time
+   The per-token gather products of the sparse path (dots, axpys) are molora__gather below. */
+#define MOLORA__SMALL_T 16   /* rows up to which molora's own kernels run instead of BLAS sgemm */
+
+typedef enum molora__kernel {
+    MOLORA__KERNEL_OWN = 0,  /* molora's nt / nn kernels, MOLORA__SMALL_T rows per call        */
+    MOLORA__KERNEL_OWN_ALL,  /* molora's nt kernel over all M rows in one call                   */
+    MOLORA__KERNEL_PACKED,   /* molora's ntp kernel over X packed by molora__pack_x              */
+    MOLORA__KERNEL_GEMV,     /* BLAS sgemv (M = 1)                                               */
+    MOLORA__KERNEL_GEMM      /* BLAS sgemm                                                       */
+} molora__kernel;
+
+/* what a product allows besides the default kernels */
+enum { MOLORA__ALLOW_GEMV = 1, MOLORA__ALLOW_NARROW = 2 };
+
+/* X of a small batch, packed for the ntp kernel: p0 at phase 0, pw at phase qw (or NULL) */
+typedef struct molora__xpack { int qw; const float *p0, *pw; } molora__xpack;
+
+MOLORA__PRIVATE molora__kernel molora__pick(int transb, int M, int K, int allow, int packed)
+{
+#ifndef MOLORA_NO_BLAS
+    if (M == 1 && (allow & MOLORA__ALLOW_GEMV)) return MOLORA__KERNEL_GEMV;
+#endif
+    if (transb && packed) return MOLORA__KERNEL_PACKED;
+    if (transb && (allow & MOLORA__ALLOW_NARROW)) return MOLORA__KERNEL_OWN_ALL;
+#ifndef MOLORA_NO_BLAS
+    if (M > MOLORA__SMALL_T && K > 0) return MOLORA__KERNEL_GEMM;
+#endif
+    (void)M; (void)K;
+    return MOLORA__KERNEL_OWN;
+}
+
+/* C = A op(B) (+ C if acc) on kernel k. transb: B is (N, K) and op(B) = B^T, else B is (K, N).
+   Without acc C is never read. xp: the packed A for MOLORA__KERNEL_PACKED (A itself unused). */
+MOLORA__PRIVATE void molora__product(molora__kernel k, int transb, int M, int N, int K, const float *A, int lda,
+                                     const float *B, int ldb, int acc, float *C, int ldc, const molora__xpack *xp)
 {
     const molora__kernels *kr = molora__get_kernels();
-    int m0;
-    MOLORA_ASSERT(beta == 0.0f || beta == 1.0f);
+    int m0, t;
     if (M <= 0 || N <= 0) return;
+    switch (k) {
 #ifndef MOLORA_NO_BLAS
-    if (M > MOLORA__SMALL_T && K > 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                    B, ldb, beta, C, ldc);
+    case MOLORA__KERNEL_GEMV:
+        if (transb) cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, B, ldb, A, 1, acc ? 1.0f : 0.0f, C, 1);
+        else cblas_sgemv(CblasRowMajor, CblasTrans, K, N, 1.0f, B, ldb, A, 1, acc ? 1.0f : 0.0f, C, 1);
+        return;
+    case MOLORA__KERNEL_GEMM:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda,
+                    B, ldb, acc ? 1.0f : 0.0f, C, ldc);
+        return;
+#endif
+    case MOLORA__KERNEL_PACKED: {
+        int q = molora__phase(B);
+        if (q != 0 && (q != xp->qw || !xp->pw)) q = 0;   /* no panel at B's phase: unaligned B loads */
+        kr->ntp(M, N, K, q, 1.0f, q ? xp->pw : xp->p0, B, ldb, C, ldc, acc);
         return;
     }
-#endif
+    case MOLORA__KERNEL_OWN_ALL:
+        kr->nt(M, N, K, 1.0f, A, lda, B, ldb, C, ldc, acc);
+        return;
+    default:
+        break;
+    }
     for (m0 = 0; m0 < M; m0 += MOLORA__SMALL_T) {
-        int mb = M - m0 < MOLORA__SMALL_T ? M - m0 : MOLORA__SMALL_T, t;
+        int mb = M - m0 < MOLORA__SMALL_T ? M - m0 : MOLORA__SMALL_T;
         const float *a = A + (size_t)m0 * lda;
         float *c = C + (size_t)m0 * ldc;
-        if (transb) { kr->nt(mb, N, K, alpha, a, lda, B, ldb, c, ldc, beta != 0.0f); continue; }
-        if (beta == 0.0f) for (t = 0; t < mb; t++) memset(c + (size_t)t * ldc, 0, (size_t)N * sizeof *c);
-        if (alpha == 1.0f) { kr->nn(mb, N, K, a, lda, B, ldb, c, ldc); continue; }
-        {   /* alpha != 1 (merge only): scale a copy of A's rows, one at a time */
-            int k;
-            float tmp[256];
-            for (t = 0; t < mb; t++) {
-                int k0;
-                for (k0 = 0; k0 < K; k0 += 256) {
-                    int kb = K - k0 < 256 ? K - k0 : 256;
-                    for (k = 0; k < kb; k++) tmp[k] = alpha * a[(size_t)t * lda + k0 + k];
-                    kr->nn(1, N, kb, tmp, kb, B + (size_t)k0 * ldb, ldb, c + (size_t)t * ldc, ldc);
-                }
-            }
-        }
+        if (transb) { kr->nt(mb, N, K, 1.0f, a, lda, B, ldb, c, ldc, acc); continue; }
+        if (!acc) for (t = 0; t < mb; t++) memset(c + (size_t)t * ldc, 0, (size_t)N * sizeof *c);
+        kr->nn(mb, N, K, a, lda, B, ldb, c, ldc);
     }
 }
+
+/* C (M, N) = A B^T (+ C) for B (N, K), A a plain row-major matrix */
+MOLORA__PRIVATE void molora__mul_abt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int acc,
+                                     float *C, int ldc)
+{
+    molora__product(molora__pick(1, M, K, 0, 0), 1, M, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
+}
+/* C (M, N) = A B (+ C) for B (K, N); allow: MOLORA__ALLOW_GEMV or 0 */
+MOLORA__PRIVATE void molora__mul_ab(int allow, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                    int acc, float *C, int ldc)
+{
+    molora__product(molora__pick(0, M, K, allow, 0), 0, M, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
+}
+
+/* row stride of X copied row-major for the small-batch kernels */
+MOLORA__PRIVATE size_t molora__xa_ld(int d_in) { return ((size_t)d_in + 15) & ~(size_t)15; }
+
+/* A call's input X (T, K) as the kernels read it */
+typedef struct molora__input {
+    int T, K;
+    const float *x;          /* the caller's X, row-major (T, K): what sgemv reads               */
+    const float *X;          /* X for the row-major kernels: x, or a copy at W0's 64-byte phase  */
+    int ldx;
+    molora__xpack xp;        /* packed panels for the ntp kernel, or p0 == NULL                  */
+} molora__input;
+
+/* Lays out X (T <= MOLORA__SMALL_T, xa: the workspace part for it) for the small-batch kernels:
+   packed panels when the kernels have ntp (phase 0, and W0's phase qw when it differs), else
+   X row-major at W0's 64-byte phase so the nt kernel's loads are aligned. w0: W0's first row of
+   this call's columns when the frozen layer streams it as (d_out, d_in), else NULL. */
+MOLORA__PRIVATE void molora__input_small(molora__input *in, const float *w0, float *xa)
+{
+    const molora__kernels *kr = molora__get_kernels();
+    int T = in->T, K = in->K, t;
+    if (kr->ntp) {
+        size_t half = (molora__pack_floats(T, K) + 15) & ~(size_t)15;
+        in->xp.p0 = xa;
+        molora__pack_x(in->x, K, T, K, 0, xa);
+        if (w0 && T > 1) {
+            in->xp.qw = molora__phase(w0);
+            if (in->xp.qw) { molora__pack_x(in->x, K, T, K, in->xp.qw, xa + half); in->xp.pw = xa + half; }
+        }
+    } else {
+        size_t ldxa = molora__xa_ld(K), phase = 0;
+        if (w0 && ((uintptr_t)w0 & 3) == 0 && K % 16 == 0) phase = ((uintptr_t)w0 & 63) / 4;
+        for (t = 0; t < T; t++) memcpy(xa + phase + (size_t)t * ldxa, in->x + (size_t)t * K, (size_t)K * sizeof(float));
+        in->X = xa + phase;
+        in->ldx = (int)ldxa;
+    }
+}
+
+/* Y (T, N) = X W^T (+ Y) for the call's input X and W (N, K); allow: MOLORA__ALLOW_* */
+MOLORA__PRIVATE void molora__mul_xwt(const molora__input *in, int allow, int N, const float *W, int acc,
+                                     float *Y, int ldy)
+{
+    molora__kernel k = molora__pick(1, in->T, in->K, allow, in->xp.p0 != NULL);
+    const float *X = k == MOLORA__KERNEL_GEMV ? in->x : in->X;
+    molora__product(k, 1, in->T, N, in->K, X, in->ldx, W, in->K, acc, Y, ldy, &in->xp);
+}
+
+/* y (N) += sum_q cf[q] (arow[q] . x) brow[q] over m <= 64 gathered rows of A and B^T: the
+   per-token products of the sparse path */
+MOLORA__PRIVATE void molora__gather(int m, const float *const *arow, const float *const *brow, const float *cf,
+                                    const float *x, int K, float *y, int N)
+{
+    const molora__kernels *kr = molora__get_kernels();
+    float h[64];
+    int q;
+    kr->dots(m, arow, x, K, h);
+    for (q = 0; q < m; q++) h[q] *= cf[q];
+    kr->axpys(m, brow, h, y, N);
+}
+/* <<seam */
 
 /* ---- [init] ------------------------------------------------------------------------------- */
 MOLORA__PRIVATE int molora__needs_gate(int routing)
@@ -1769,11 +1884,11 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
     }
 }
 
-/* ---- [forward] ----------------------------------------------------------------------------- */
-MOLORA__PRIVATE size_t molora__xa_ld(int d_in) { return ((size_t)d_in + 15) & ~(size_t)15; }
+/* >>forward  molora_forward: check, gate logits, route, frozen layer, experts, MoLE mix ----------
+   See docs/maths.md for the formulas and docs/design.md for the paths and the workspace. */
 
 /* workspace parts, in floats: gate logits (T, n_rows - r_total), expert inputs H (T, r_total),
-   weights (T, n), MoLE deltas (T, n * d_out), active flags (n) */
+   weights (T, n), MoLE deltas (T, n * d_out), active flags (n), X laid out for the kernels */
 typedef struct molora__ws { size_t g, h, w, d, act, xa, total; } molora__ws;
 
 MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__ws *ws)
@@ -1824,38 +1939,189 @@ MOLORA_API molora_result molora_workspace_size(const molora_model *m, int max_to
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* MoLE output gate: D_i = s_i H_i B_i^T (T, d_out) per expert, logits = e^T D / ||D||, softmax.
-   H holds every expert's inputs; it is scaled by s_i in place. */
-MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const molora_forward_args *a,
-                                                 float *H, float *D, float *w)
+/* One forward or route call: what every step reads and writes */
+typedef struct molora__call {
+    const molora__layer *L;
+    const molora_forward_args *args;
+    molora__logger lg;
+    int apply;                 /* 1: molora_forward, 0: molora_route                           */
+    int T, n, ith, nth;
+    int o0, O;                 /* this caller's output columns o0 .. o0 + O - 1                 */
+    molora__input in;          /* X as the kernels read it                                     */
+    float *G;                  /* (T, ng) gate logits (n of them), then the threshold logit     */
+    float *H;                  /* (T, r_total) expert inputs X A_i^T, then scaled by w_i s_i    */
+    float *w;                  /* (T, n) routing weights                                       */
+    float *D;                  /* (T, n * d_out) MoLE output gate: the experts' deltas          */
+    int *act;                  /* (n) 1 when some token routes to expert i                      */
+    float *Y;                  /* y at column o0 (forward), NULL (route)                        */
+    molora_path path;          /* chosen once after routing: what path_out reports             */
+} molora__call;
+
+/* mask row of token t, or NULL when every expert is allowed */
+MOLORA__PRIVATE const uint8_t *molora__allow(const molora_forward_args *a, int t, int n)
 {
-    int T = a->n_tokens, n = L->n, O = L->d_out, t, i, j;
+    return a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
+}
+
+/* The checks that leave every output untouched when they fail; fills the call's fields. */
+MOLORA__PRIVATE molora_result molora__call_check(molora__call *c, const molora_model *m, const molora_forward_args *a,
+                                                 int apply)
+{
+    const molora__logger *lg = &c->lg;
+    memset(c, 0, sizeof *c);
+    if (!m || !a) return MOLORA_RESULT_INVALID_ARGUMENT;
+    c->lg.fn = m->log; c->lg.user = m->log_user;
+    c->args = a; c->apply = apply; c->path = MOLORA_PATH_NONE;
+    if (a->layer < 0 || a->layer >= m->n_layers)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_LAYER, "forward: layer %d outside 0..%d",
+                            a->layer, m->n_layers - 1);
+    c->L = &m->layers[a->layer];
+    c->T = a->n_tokens;
+    c->n = c->L->n;
+    if (c->T < 0) return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "forward: n_tokens %d < 0", c->T);
+    if (a->nth < 0 || (a->nth == 0 && a->ith != 0) || (a->nth > 0 && (a->ith < 0 || a->ith >= a->nth)))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: ith %d / nth %d (need 0 <= ith < nth)",
+                            a->ith, a->nth);
+    c->ith = a->nth > 0 ? a->ith : 0;
+    c->nth = a->nth > 0 ? a->nth : 1;
+    if ((int)a->output != MOLORA_OUTPUT_FULL && (int)a->output != MOLORA_OUTPUT_DELTA)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: unknown output mode %d", (int)a->output);
+    if (apply && a->output == MOLORA_OUTPUT_FULL && !c->L->W0)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "forward: layer %d has no W0; use MOLORA_OUTPUT_DELTA",
+                            a->layer);
+    if (!apply && !a->weights_out)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "route: weights_out is NULL");
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Checks the inputs of a call with T > 0, carves the workspace and lays X out for the kernels. */
+MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
+{
+    const molora_forward_args *a = c->args;
+    const molora__layer *L = c->L;
+    const molora__logger *lg = &c->lg;
+    int T = c->T, n = c->n, chunks;
+    molora__ws ws;
+    unsigned char *cur;
+    size_t nx;
+    if (!a->x || (c->apply && !a->y))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: x or y is NULL");
+    if (n > 0 && L->routing == MOLORA_ROUTING_FIXED && !a->weights)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS,
+                            "forward: layer %d has FIXED routing but no weights were given", a->layer);
+    if (!molora__ws_layout(L, (size_t)T, &ws) || !molora__mul((size_t)T, (size_t)L->d_in, &nx))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "forward: %d tokens overflow the workspace size", T);
+    if (!a->workspace || a->workspace_size < ws.total)
+        return molora__fail(lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL,
+                            "forward: workspace %zu bytes, %d tokens on layer %d need %zu",
+                            a->workspace ? a->workspace_size : (size_t)0, T, a->layer, ws.total);
+    if (!molora__all_finite(a->x, nx))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
+    if (n > 0 && a->weights && !molora__all_finite(a->weights, a->weights_per_token ? (size_t)T * n : (size_t)n))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "forward: fixed weights have NaN or Inf");
+    cur = molora__align_up(a->workspace);
+    c->G = (float *)molora__carve(&cur, ws.g, sizeof(float));
+    c->H = (float *)molora__carve(&cur, ws.h, sizeof(float));
+    c->w = (float *)molora__carve(&cur, ws.w, sizeof(float));
+    c->D = (float *)molora__carve(&cur, ws.d, sizeof(float));
+    c->act = (int *)molora__carve(&cur, ws.act, sizeof(int));
+    /* this call's share of the output columns: chunks of 16, split over nth callers */
+    chunks = (L->d_out + 15) / 16;
+    c->o0 = (int)((long long)chunks * c->ith / c->nth) * 16; if (c->o0 > L->d_out) c->o0 = L->d_out;
+    c->O = (int)((long long)chunks * (c->ith + 1) / c->nth) * 16; if (c->O > L->d_out) c->O = L->d_out;
+    c->O -= c->o0;
+    c->Y = c->apply ? a->y + c->o0 : NULL;
+    c->in.T = T; c->in.K = L->d_in; c->in.x = c->in.X = a->x; c->in.ldx = L->d_in;
+    if (ws.xa) {   /* W0 streamed as (d_out, d_in): the frozen layer's panel at its phase */
+        int w0_nt = L->W0 && !L->w0_in_out && a->output == MOLORA_OUTPUT_FULL;
+        molora__input_small(&c->in, w0_nt ? L->W0 + (size_t)c->o0 * L->d_in : NULL,
+                            (float *)molora__carve(&cur, ws.xa, sizeof(float)));
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* G (T, ng) = X [Wg; wt]^T: the gate logits and the threshold-net logit, all routing reads of X */
+MOLORA__PRIVATE void molora__gate_logits(molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int ng = L->n_rows - L->r_total;
+    if (ng > 0)   /* a narrow product: the own kernel beats BLAS at every T */
+        molora__mul_xwt(&c->in, ng <= 32 ? MOLORA__ALLOW_NARROW : 0, ng, L->A + (size_t)L->r_total * L->d_in, 0,
+                        c->G, ng);
+}
+
+/* w = the given weights, masked entries 0 */
+MOLORA__PRIVATE void molora__route_fixed(molora__call *c)
+{
+    const molora_forward_args *a = c->args;
+    int t, i, n = c->n;
+    for (t = 0; t < c->T; t++) {
+        const uint8_t *allow = molora__allow(a, t, n);
+        const float *v = a->weights + (a->weights_per_token ? (size_t)t * n : 0);
+        for (i = 0; i < n; i++) c->w[(size_t)t * n + i] = (!allow || allow[i]) ? v[i] : 0.0f;
+    }
+}
+
+/* w from the gate logits z + gate bias (and the threshold logit u) by the layer's rule */
+MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int t, i, n = c->n, ng = L->n_rows - L->r_total;
+    for (t = 0; t < c->T; t++) {
+        float *z = c->G + (size_t)t * ng;
+        float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+        for (i = 0; i < n; i++) {
+            if (L->gate_bias) z[i] += L->gate_bias[i];
+            if (isnan(z[i]))
+                return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
+                                    "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
+        }
+        if (isnan(u))
+            return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
+                                c->args->layer);
+        molora__route_token(L, z, u, molora__allow(c->args, t, n), c->w + (size_t)t * n);
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* MoLE output gate: D_i = s_i H_i B_i^T (T, d_out) per expert, logits = e^T D / ||D||, softmax.
+   H = X A^T holds every expert's inputs; it is scaled by s_i in place. */
+MOLORA__PRIVATE molora_result molora__route_mole(molora__call *c)
+{
+    const molora__layer *L = c->L;
+    const molora_forward_args *a = c->args;
+    int T = c->T, n = c->n, O = L->d_out, t, i, j;
     size_t ld = (size_t)n * (size_t)O, o;
+    molora__mul_xwt(&c->in, 0, L->r_total, L->A, 0, c->H, L->r_total);
     for (i = 0; i < n; i++) {
+        float *Di = c->D + (size_t)i * O;
         if (a->expert_mask && !a->mask_per_token && !a->expert_mask[i]) {
-            for (t = 0; t < T; t++) memset(D + (size_t)t * ld + (size_t)i * O, 0, (size_t)O * sizeof(float));
+            for (t = 0; t < T; t++) memset(Di + (size_t)t * ld, 0, (size_t)O * sizeof(float));
             continue;
         }
         for (t = 0; t < T; t++)
-            for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++) H[(size_t)t * L->r_total + j] *= L->scaling[i];
-        molora__sgemm(0, T, O, L->rank[i], 1.0f, H + L->offset[i], L->r_total,
-                      L->BT + (size_t)L->offset[i] * O, O, 0.0f, D + (size_t)i * O, (int)ld);
+            for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++) c->H[(size_t)t * L->r_total + j] *= L->scaling[i];
+        molora__mul_ab(0, T, O, L->rank[i], c->H + L->offset[i], L->r_total, L->BT + (size_t)L->offset[i] * O, O, 0,
+                       Di, (int)ld);
     }
     if (a->expert_mask && a->mask_per_token)
         for (t = 0; t < T; t++)
             for (i = 0; i < n; i++)
-                if (!a->expert_mask[(size_t)t * n + i]) memset(D + (size_t)t * ld + (size_t)i * O, 0, (size_t)O * sizeof(float));
-    molora__sgemm(1, T, n, (int)ld, 1.0f, D, (int)ld, L->mole_gate, (int)ld, 0.0f, w, n);
+                if (!a->expert_mask[(size_t)t * n + i])
+                    memset(c->D + (size_t)t * ld + (size_t)i * O, 0, (size_t)O * sizeof(float));
+    molora__mul_abt(T, n, (int)ld, c->D, (int)ld, L->mole_gate, (int)ld, 0, c->w, n);
     for (t = 0; t < T; t++) {
-        const float *d = D + (size_t)t * ld;
-        const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
-        float *wt = w + (size_t)t * n;
+        const float *d = c->D + (size_t)t * ld;
+        const uint8_t *allow = molora__allow(a, t, n);
+        float *wt = c->w + (size_t)t * n;
         double ss = 0.0, norm;
         for (o = 0; o < ld; o++) ss += (double)d[o] * d[o];
         norm = sqrt(ss) > 1e-12 ? sqrt(ss) : 1e-12;   /* F.normalize: v / max(||v||, eps) */
         for (i = 0; i < n; i++) {
             wt[i] = (float)(wt[i] / norm) + (L->gate_bias ? L->gate_bias[i] : 0.0f);
-            if (isnan(wt[i])) return MOLORA_RESULT_NON_FINITE;
+            if (isnan(wt[i]))
+                return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
+                                    "forward: layer %d MoLE output-gate logits are NaN (inputs too large)", a->layer);
             if (allow && !allow[i]) wt[i] = NAN;
         }
         molora__softmax(wt, n, L->temperature);
@@ -1863,289 +2129,190 @@ MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const m
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* X of a small batch, packed for the ntp kernel: p0 at phase 0, pw at phase qw (or NULL) */
-typedef struct molora__xpack { int T, K, qw; const float *p0, *pw; } molora__xpack;
-
-/* Y (T, N) = X W^T (+ Y if acc) for W (N, K): packed kernel when X is packed, else the seam */
-MOLORA__PRIVATE void molora__xwt(const molora__kernels *kr, const molora__xpack *xp, const float *X, int ldx, int T,
-                                 int N, int K, const float *W, int ldw, float *Y, int ldy, int acc)
+/* weights_out and counts_out, written by caller 0 of a split */
+MOLORA__PRIVATE void molora__report(const molora__call *c)
 {
-    if (xp->p0 && N > 0) {
-        int q = molora__phase(W);
-        if (q != 0 && (q != xp->qw || !xp->pw)) q = 0;   /* no panel at W's phase: unaligned W loads */
-        kr->ntp(T, N, K, q, 1.0f, q ? xp->pw : xp->p0, W, ldw, Y, ldy, acc);
-        return;
-    }
-    molora__sgemm(1, T, N, K, 1.0f, X, ldx, W, ldw, acc ? 1.0f : 0.0f, Y, ldy);
-}
-
-/* y (N) += sum_q cf[q] * (arow[q] . x) * brow[q] over m <= 64 gathered rows of A and B^T */
-MOLORA__PRIVATE void molora__gather_apply(const molora__kernels *kr, int m, const float *const *arow,
-                                          const float *const *brow, const float *cf, const float *x, int K,
-                                          float *y, int N)
-{
-    float h[64];
-    int q;
-    kr->dots(m, arow, x, K, h);
-    for (q = 0; q < m; q++) h[q] *= cf[q];
-    kr->axpys(m, brow, h, y, N);
-}
-
-/* Y (T, O) = X (T, d_in) W0[:, o0:o0+O] for W0 stored (d_in, d_out), read in place: rows of W0
-   are contiguous runs of output columns, so every product streams W0 row by row (sgemv with
-   CblasTrans at T = 1, molora's nn kernel for small batches, sgemm NN for large ones) */
-MOLORA__PRIVATE void molora__frozen_in_out(const molora__layer *L, const float *X, int ldx, int T, int o0, int O, float *Y)
-{
-#ifndef MOLORA_NO_BLAS
-    if (T == 1) {
-        cblas_sgemv(CblasRowMajor, CblasTrans, L->d_in, O, 1.0f, L->W0 + o0, L->d_out, X, 1, 0.0f, Y, 1);
-        return;
-    }
-#endif
-    molora__sgemm(0, T, O, L->d_in, 1.0f, X, ldx, L->W0 + o0, L->d_out, 0.0f, Y, L->d_out);
+    const molora_forward_args *a = c->args;
+    int t, i, n = c->n;
+    if (c->ith != 0) return;
+    if (a->counts_out)
+        for (t = 0; t < c->T; t++)
+            for (i = 0; i < n; i++) a->counts_out[i] += c->w[(size_t)t * n + i] != 0.0f;
+    if (a->weights_out) memcpy(a->weights_out, c->w, (size_t)c->T * n * sizeof(float));
 }
 
 /* A per-token path beats the dense products when fewer than 1 in MOLORA__SPARSE_RATIO of the
    (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
 #define MOLORA__SPARSE_RATIO 4
 
-MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_forward_args *a, int apply)
+/* The path, chosen once after routing: by T (decode, small, gemm), or SPARSE when the experts
+   will run per token; marks the experts some token routes to in c->act. */
+MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
 {
-    molora__logger lg;
-    const molora__layer *L;
-    const molora__kernels *kr = molora__get_kernels();
-    molora__ws ws;
-    float *G, *H, *W, *D, *Y;
-    const float *X = a ? a->x : NULL;
-    int *act, ldx = 0;
-    molora__xpack xp;
-    unsigned char *cur;
-    int T, n, t, i, j, ith, nth, o0, o1, O, chunks, ng, r_act = 0;
-    size_t nx, nnz = 0;
-    molora_result r;
-    if (!m || !a) return MOLORA_RESULT_INVALID_ARGUMENT;
-    lg.fn = m->log; lg.user = m->log_user;
-    if (a->layer < 0 || a->layer >= m->n_layers)
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_LAYER, "forward: layer %d outside 0..%d", a->layer, m->n_layers - 1);
-    L = &m->layers[a->layer];
-    T = a->n_tokens;
-    n = L->n;
-    if (T < 0) return molora__fail(&lg, MOLORA_RESULT_INVALID_SHAPE, "forward: n_tokens %d < 0", T);
-    if (a->nth < 0 || (a->nth == 0 && a->ith != 0) || (a->nth > 0 && (a->ith < 0 || a->ith >= a->nth)))
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: ith %d / nth %d (need 0 <= ith < nth)", a->ith, a->nth);
-    ith = a->nth > 0 ? a->ith : 0;
-    nth = a->nth > 0 ? a->nth : 1;
-    if ((int)a->output != MOLORA_OUTPUT_FULL && (int)a->output != MOLORA_OUTPUT_DELTA)
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: unknown output mode %d", (int)a->output);
-    if (apply && a->output == MOLORA_OUTPUT_FULL && !L->W0)
-        return molora__fail(&lg, MOLORA_RESULT_MISSING_WEIGHTS, "forward: layer %d has no W0; use MOLORA_OUTPUT_DELTA", a->layer);
-    if (!apply && !a->weights_out)
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "route: weights_out is NULL");
-    if (a->counts_out && ith == 0) for (i = 0; i < n; i++) a->counts_out[i] = 0;
-    if (a->path_out) *a->path_out = MOLORA_PATH_NONE;
-    if (T == 0) return MOLORA_RESULT_SUCCESS;
-    if (!a->x || (apply && !a->y))
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: x or y is NULL");
-    if (n > 0 && L->routing == MOLORA_ROUTING_FIXED && !a->weights)
-        return molora__fail(&lg, MOLORA_RESULT_MISSING_WEIGHTS, "forward: layer %d has FIXED routing but no weights were given", a->layer);
-    if (!molora__ws_layout(L, (size_t)T, &ws) || !molora__mul((size_t)T, (size_t)L->d_in, &nx))
-        return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "forward: %d tokens overflow the workspace size", T);
-    if (!a->workspace || a->workspace_size < ws.total)
-        return molora__fail(&lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL, "forward: workspace %zu bytes, %d tokens on layer %d need %zu",
-                            a->workspace ? a->workspace_size : (size_t)0, T, a->layer, ws.total);
-    if (!molora__all_finite(a->x, nx))
-        return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
-    if (n > 0 && a->weights && !molora__all_finite(a->weights, a->weights_per_token ? (size_t)T * n : (size_t)n))
-        return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: fixed weights have NaN or Inf");
-    memset(&xp, 0, sizeof xp);
-    cur = molora__align_up(a->workspace);
-    G = (float *)molora__carve(&cur, ws.g, sizeof(float));
-    H = (float *)molora__carve(&cur, ws.h, sizeof(float));
-    W = (float *)molora__carve(&cur, ws.w, sizeof(float));
-    D = (float *)molora__carve(&cur, ws.d, sizeof(float));
-    act = (int *)molora__carve(&cur, ws.act, sizeof(int));
-    ng = L->n_rows - L->r_total;
-    if (!ws.xa) ldx = L->d_in;
-    /* this call's share of the output columns: chunks of 16, split over nth callers */
-    chunks = (L->d_out + 15) / 16;
-    o0 = (int)((long long)chunks * ith / nth) * 16; if (o0 > L->d_out) o0 = L->d_out;
-    o1 = (int)((long long)chunks * (ith + 1) / nth) * 16; if (o1 > L->d_out) o1 = L->d_out;
-    O = o1 - o0;
-    Y = apply ? a->y + o0 : NULL;
-    if (ws.xa && kr->ntp) {   /* small batch, packed panels: phase 0, and W0's phase if it differs */
-        float *xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
-        size_t half = (molora__pack_floats(T, L->d_in) + 15) & ~(size_t)15;
-        xp.T = T; xp.K = L->d_in; xp.p0 = xa;
-        ldx = L->d_in;   /* the sparse path still reads X row by row */
-        molora__pack_x(a->x, L->d_in, T, L->d_in, 0, xa);
-        if (L->W0 && !L->w0_in_out && a->output == MOLORA_OUTPUT_FULL && T > 1) {
-            xp.qw = molora__phase(L->W0 + (size_t)o0 * L->d_in);
-            if (xp.qw) { molora__pack_x(a->x, L->d_in, T, L->d_in, xp.qw, xa + half); xp.pw = xa + half; }
-        }
-    } else if (ws.xa) {   /* small batch: X row-major at W0's phase, so the kernels' loads are aligned */
-        size_t ldxa = molora__xa_ld(L->d_in), phase = 0;
-        float *xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
-        if (L->W0 && !L->w0_in_out && a->output == MOLORA_OUTPUT_FULL && ((uintptr_t)L->W0 & 3) == 0 && L->d_in % 16 == 0)
-            phase = ((uintptr_t)L->W0 & 63) / 4;
-        for (t = 0; t < T; t++) memcpy(xa + phase + (size_t)t * ldxa, a->x + (size_t)t * L->d_in, (size_t)L->d_in * sizeof(float));
-        X = xa + phase;
-        ldx = (int)ldxa;
+    const molora__layer *L = c->L;
+    molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
+    size_t pairs = 0, r_act = 0;
+    int t, i;
+    if (!c->apply) return MOLORA_PATH_NONE;
+    if (c->O == 0 || c->n == 0 || (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights)) return by_t;
+    for (i = 0; i < c->n; i++) {
+        c->act[i] = 0;
+        for (t = 0; t < c->T; t++)
+            if (c->w[(size_t)t * c->n + i] != 0.0f) { c->act[i] = 1; pairs += (size_t)L->rank[i]; }
+        if (c->act[i]) r_act += (size_t)L->rank[i];
     }
-    if (a->path_out) *a->path_out = !apply ? MOLORA_PATH_NONE : T == 1 ? MOLORA_PATH_DECODE
-                                  : T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
+    if (r_act > 0 && c->T > 1 && pairs * MOLORA__SPARSE_RATIO < (size_t)c->T * r_act) return MOLORA_PATH_SPARSE;
+    return by_t;
+}
 
-    if (n > 0) {
-        /* 1. gate and threshold logits G = X [Wg; wt]^T (T, ng): routing needs nothing else */
-        if (ng > 0 && !xp.p0 && ng <= 32)   /* a narrow product: the own kernel beats BLAS at every T here */
-            kr->nt(T, ng, L->d_in, 1.0f, X, ldx, L->A + (size_t)L->r_total * L->d_in, L->d_in, G, ng, 0);
-        else if (ng > 0)
-            molora__xwt(kr, &xp, X, ldx, T, ng, L->d_in, L->A + (size_t)L->r_total * L->d_in, L->d_in, G, ng, 0);
-        /* 2. routing weights W (T, n) */
-        if (a->weights) {
-            for (t = 0; t < T; t++) {
-                const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
-                for (i = 0; i < n; i++)
-                    W[(size_t)t * n + i] = (!allow || allow[i]) ? a->weights[(a->weights_per_token ? (size_t)t * n : 0) + i] : 0.0f;
-            }
-        } else if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
-            molora__xwt(kr, &xp, X, ldx, T, L->r_total, L->d_in, L->A, L->d_in, H, L->r_total, 0);
-            r = molora__route_mole(L, a, H, D, W);
-            if (r != MOLORA_RESULT_SUCCESS)
-                return molora__fail(&lg, r, "forward: layer %d MoLE output-gate logits are NaN (inputs too large)", a->layer);
-        } else {
-            for (t = 0; t < T; t++) {
-                float *z = G + (size_t)t * ng;
-                const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
-                float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
-                for (i = 0; i < n; i++) {
-                    if (L->gate_bias) z[i] += L->gate_bias[i];
-                    if (isnan(z[i])) return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d gate logits are NaN (inputs too large)", a->layer);
-                }
-                if (isnan(u)) return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN", a->layer);
-                molora__route_token(L, z, u, allow, W + (size_t)t * n);
+/* Y = X W0^T + b, or X W0 + b for W0 stored (d_in, d_out), on this caller's columns */
+MOLORA__PRIVATE void molora__frozen(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int t, j;
+    if (L->w0_in_out)   /* rows of W0 are runs of output columns: the nn form streams them */
+        molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, L->d_in, c->in.X, c->in.ldx, L->W0 + c->o0, L->d_out, 0,
+                       c->Y, L->d_out);
+    else
+        molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, c->O, L->W0 + (size_t)c->o0 * L->d_in, 0, c->Y, L->d_out);
+    if (L->bias)
+        for (t = 0; t < c->T; t++)
+            for (j = 0; j < c->O; j++) c->Y[(size_t)t * L->d_out + j] += L->bias[c->o0 + j];
+}
+
+/* MoLE output mix: Y += sum_i w_i D_i, the deltas already computed by the routing */
+MOLORA__PRIVATE void molora__mole_mix(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    size_t ld = (size_t)c->n * L->d_out;
+    int t, i, j;
+    for (t = 0; t < c->T; t++)
+        for (i = 0; i < c->n; i++) {
+            float wi = c->w[(size_t)t * c->n + i];
+            const float *d = c->D + (size_t)t * ld + (size_t)i * L->d_out + c->o0;
+            float *y = c->Y + (size_t)t * L->d_out;
+            if (wi == 0.0f) continue;
+            for (j = 0; j < c->O; j++) y[j] += wi * d[j];
+        }
+}
+
+/* Experts per token: y_t += sum over the routed experts' rank rows of w_i s_i (a_q . x_t) b_q,
+   gathered 64 rows at a time */
+MOLORA__PRIVATE void molora__experts_gather(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int t, i, j;
+    for (t = 0; t < c->T; t++) {
+        const float *x = c->in.X + (size_t)t * c->in.ldx, *arow[64], *brow[64];
+        float *y = c->Y + (size_t)t * L->d_out, cf[64];
+        int m = 0;
+        for (i = 0; i < c->n; i++) {
+            float coef = c->w[(size_t)t * c->n + i] * L->scaling[i];
+            if (coef == 0.0f) continue;
+            for (j = 0; j < L->rank[i]; j++) {
+                if (m == 64) { molora__gather(m, arow, brow, cf, x, L->d_in, y, c->O); m = 0; }
+                arow[m] = L->A + (size_t)(L->offset[i] + j) * L->d_in;
+                brow[m] = L->BT + (size_t)(L->offset[i] + j) * L->d_out + c->o0;
+                cf[m++] = coef;
             }
         }
-        if (ith == 0 && a->counts_out)
-            for (t = 0; t < T; t++)
-                for (i = 0; i < n; i++) a->counts_out[i] += W[(size_t)t * n + i] != 0.0f;
-        if (ith == 0 && a->weights_out) memcpy(a->weights_out, W, (size_t)T * n * sizeof(float));
+        if (m > 0) molora__gather(m, arow, brow, cf, x, L->d_in, y, c->O);
     }
-    if (!apply || O == 0) return MOLORA_RESULT_SUCCESS;
+}
 
-    /* 3. frozen layer: Y = X W0^T + b, or X W0 + b for W0 (d_in, d_out) (this caller's columns) */
-    if (a->output == MOLORA_OUTPUT_FULL) {
-        if (L->w0_in_out) molora__frozen_in_out(L, X, ldx, T, o0, O, Y);
-        else {
-#ifndef MOLORA_NO_BLAS
-        if (T == 1)   /* decode: sgemv streams W0 at memory speed (sgemm with one row is ~4x slower) */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, O, L->d_in, 1.0f, L->W0 + (size_t)o0 * L->d_in, L->d_in, a->x, 1, 0.0f, Y, 1);
-        else
-#endif
-        molora__xwt(kr, &xp, X, ldx, T, O, L->d_in, L->W0 + (size_t)o0 * L->d_in, L->d_in, Y, L->d_out, 0);
-        }
-        if (L->bias)
-            for (t = 0; t < T; t++)
-                for (j = 0; j < O; j++) Y[(size_t)t * L->d_out + j] += L->bias[o0 + j];
-    }
-    if (n == 0) return MOLORA_RESULT_SUCCESS;
-
-    /* 4a. MoLE output gate: Y += sum_i w_i D_i, the deltas are already there */
-    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights) {
-        size_t ld = (size_t)n * L->d_out;
-        for (t = 0; t < T; t++)
-            for (i = 0; i < n; i++) {
-                float wi = W[(size_t)t * n + i];
-                const float *d = D + (size_t)t * ld + (size_t)i * L->d_out + o0;
-                float *y = Y + (size_t)t * L->d_out;
-                if (wi == 0.0f) continue;
-                for (j = 0; j < O; j++) y[j] += wi * d[j];
-            }
-        return MOLORA_RESULT_SUCCESS;
-    }
-
-    /* 4b. experts: only those some token routes to; per token when routing is sparse enough */
-    for (i = 0; i < n; i++) {
-        act[i] = 0;
-        for (t = 0; t < T; t++)
-            if (W[(size_t)t * n + i] != 0.0f) { act[i] = 1; nnz += (size_t)L->rank[i]; }
-        if (act[i]) r_act += L->rank[i];
-    }
-    if (r_act == 0) return MOLORA_RESULT_SUCCESS;
-    if (T > 1 && nnz * MOLORA__SPARSE_RATIO < (size_t)T * (size_t)r_act) {
-        if (a->path_out) *a->path_out = MOLORA_PATH_SPARSE;
-        for (t = 0; t < T; t++) {   /* per token: the selected experts' rows, 64 at a time */
-            const float *x = X + (size_t)t * ldx, *arow[64], *brow[64];
-            float *y = Y + (size_t)t * L->d_out, cf[64];
-            int m_ = 0;
-            for (i = 0; i < n; i++) {
-                float c = W[(size_t)t * n + i] * L->scaling[i];
-                if (c == 0.0f) continue;
-                for (j = 0; j < L->rank[i]; j++) {
-                    if (m_ == 64) { molora__gather_apply(kr, m_, arow, brow, cf, x, L->d_in, y, O); m_ = 0; }
-                    arow[m_] = L->A + (size_t)(L->offset[i] + j) * L->d_in;
-                    brow[m_] = L->BT + (size_t)(L->offset[i] + j) * L->d_out + o0;
-                    cf[m_++] = c;
-                }
-            }
-            if (m_ > 0) molora__gather_apply(kr, m_, arow, brow, cf, x, L->d_in, y, O);
-        }
-        return MOLORA_RESULT_SUCCESS;
-    }
-    for (i = 0; i < n; ) {   /* dense over each run of consecutive active experts */
-        int i1 = i, off = L->offset[i], rr = 0;
-        if (!act[i]) { i++; continue; }
-        while (i1 < n && act[i1]) rr += L->rank[i1++];
-#ifndef MOLORA_NO_BLAS
-        if (T == 1)   /* decode: sgemv streams the selected experts' A at memory speed */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, rr, L->d_in, 1.0f, L->A + (size_t)off * L->d_in, L->d_in, a->x, 1, 0.0f, H + off, 1);
-        else
-#endif
-        molora__xwt(kr, &xp, X, ldx, T, rr, L->d_in, L->A + (size_t)off * L->d_in, L->d_in, H + off, L->r_total, 0);
-        for (t = 0; t < T; t++)
+/* Experts dense, over each run i .. i1-1 of consecutive active experts:
+   H = X A^T, H_i *= w_i s_i per token, Y += H B^T */
+MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int i, i1, j, t, q;
+    for (i = 0; i < c->n; i = i1) {
+        int off = L->offset[i], rr = 0;
+        float *H = c->H + off;
+        for (i1 = i; i1 < c->n && c->act[i1]; i1++) rr += L->rank[i1];
+        if (i1 == i) { i1++; continue; }
+        molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, L->A + (size_t)off * L->d_in, 0, H, L->r_total);
+        for (t = 0; t < c->T; t++)
             for (j = i; j < i1; j++) {
-                float c = W[(size_t)t * n + j] * L->scaling[j];
-                float *h = H + (size_t)t * L->r_total + L->offset[j];
-                int q;
-                for (q = 0; q < L->rank[j]; q++) h[q] *= c;
+                float coef = c->w[(size_t)t * c->n + j] * L->scaling[j];
+                float *h = c->H + (size_t)t * L->r_total + L->offset[j];
+                for (q = 0; q < L->rank[j]; q++) h[q] *= coef;
             }
-#ifndef MOLORA_NO_BLAS
-        if (T == 1)   /* ... and their B^T rows (measured: S3 decode 1.13x frozen, own kernel 1.37x) */
-            cblas_sgemv(CblasRowMajor, CblasTrans, rr, O, 1.0f, L->BT + (size_t)off * L->d_out + o0, L->d_out, H + off, 1, 1.0f, Y, 1);
-        else
-#endif
-        molora__sgemm(0, T, O, rr, 1.0f, H + off, L->r_total, L->BT + (size_t)off * L->d_out + o0, L->d_out, 1.0f, Y, L->d_out);
-        i = i1;
+        molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, rr, H, L->r_total, L->BT + (size_t)off * L->d_out + c->o0,
+                       L->d_out, 1, c->Y, L->d_out);
     }
+}
+
+/* The forward pass of one call, after molora__call_check */
+MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
+{
+    const molora__layer *L = c->L;
+    const molora_forward_args *a = c->args;
+    molora_result r;
+    int i;
+    if (a->counts_out && c->ith == 0) for (i = 0; i < c->n; i++) a->counts_out[i] = 0;
+    if (c->T == 0) return MOLORA_RESULT_SUCCESS;
+    /* check the inputs, carve the workspace, lay X out for the kernels */
+    r = molora__call_setup(c);
+    if (r != MOLORA_RESULT_SUCCESS) return r;
+    if (c->n > 0) {
+        /* gate logits G = X [Wg; wt]^T */
+        molora__gate_logits(c);
+        /* route: the weights w (T, n), given, from the MoLE output gate, or by the layer's gate rule */
+        r = a->weights ? (molora__route_fixed(c), MOLORA_RESULT_SUCCESS)
+          : L->routing == MOLORA_ROUTING_MOLE_OUTPUT ? molora__route_mole(c) : molora__route_gates(c);
+        if (r != MOLORA_RESULT_SUCCESS) return r;
+        /* weights_out and counts_out */
+        molora__report(c);
+    }
+    /* the path, chosen once: by T, or per token when routing selects few (token, rank) pairs */
+    c->path = molora__choose_path(c);
+    if (!c->apply || c->O == 0) return MOLORA_RESULT_SUCCESS;
+    /* frozen layer: Y = X W0^T + b */
+    if (a->output == MOLORA_OUTPUT_FULL) molora__frozen(c);
+    if (c->n == 0) return MOLORA_RESULT_SUCCESS;
+    /* MoLE output mix: Y += sum_i w_i D_i */
+    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights) molora__mole_mix(c);
+    /* experts: Y += sum_i w_i s_i X A_i^T B_i^T, per token (sparse) or dense */
+    else if (c->path == MOLORA_PATH_SPARSE) molora__experts_gather(c);
+    else molora__experts_dense(c);
     return MOLORA_RESULT_SUCCESS;
 }
 
-MOLORA_API molora_result molora_forward(const molora_model *m, const molora_forward_args *a) { return molora__run(m, a, 1); }
-MOLORA_API molora_result molora_route(const molora_model *m, const molora_forward_args *a) { return molora__run(m, a, 0); }
-
-/* W (d_out, d_in) += c B_i A_i = c BT_i^T A_i, one output row at a time */
-MOLORA__PRIVATE void molora__merge_out_in(const molora__layer *L, int i, float c, float *W)
+/* molora_forward (apply = 1) and molora_route (apply = 0); path_out is written once, at the end */
+MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_forward_args *a, int apply)
 {
-    const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
+    molora__call c;
+    molora_result r = molora__call_check(&c, m, a, apply);
+    if (r != MOLORA_RESULT_SUCCESS) return r;
+    r = molora__forward_pass(&c);
+    if (a->path_out) *a->path_out = c.path;
+    return r;
+}
+
+MOLORA_API molora_result molora_forward(const molora_model *m, const molora_forward_args *a)
+{
+    return molora__run(m, a, 1);
+}
+MOLORA_API molora_result molora_route(const molora_model *m, const molora_forward_args *a)
+{
+    return molora__run(m, a, 0);
+}
+/* <<forward */
+
+/* >>merge  molora_merge: W += sum_i w_i s_i B_i A_i, in W0's stored layout ---------------------- */
+/* W (rows, cols) += c P^T Q for P (rank, rows) and Q (rank, cols) with row strides ldp and ldq:
+   one row of W at a time, 64 ranks per own-kernel call */
+MOLORA__PRIVATE void molora__add_ptq(int rows, int cols, int rank, float c, const float *P, int ldp, const float *Q,
+                                     int ldq, float *W)
+{
     float coef[64];
     int o, q0, q;
-    for (o = 0; o < L->d_out; o++)
-        for (q0 = 0; q0 < L->rank[i]; q0 += 64) {
-            int qb = L->rank[i] - q0 < 64 ? L->rank[i] - q0 : 64;
-            for (q = 0; q < qb; q++) coef[q] = c * BT[(size_t)(q0 + q) * L->d_out + o];
-            molora__get_kernels()->nn(1, L->d_in, qb, coef, qb, A + (size_t)q0 * L->d_in, L->d_in, W + (size_t)o * L->d_in, L->d_in);
-        }
-}
-/* W (d_in, d_out) += c (B_i A_i)^T = c A_i^T BT_i, one input row at a time (Conv1D layout) */
-MOLORA__PRIVATE void molora__merge_in_out(const molora__layer *L, int i, float c, float *W)
-{
-    const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
-    float coef[64];
-    int k, q0, q;
-    for (k = 0; k < L->d_in; k++)
-        for (q0 = 0; q0 < L->rank[i]; q0 += 64) {
-            int qb = L->rank[i] - q0 < 64 ? L->rank[i] - q0 : 64;
-            for (q = 0; q < qb; q++) coef[q] = c * A[(size_t)(q0 + q) * L->d_in + k];
-            molora__get_kernels()->nn(1, L->d_out, qb, coef, qb, BT + (size_t)q0 * L->d_out, L->d_out, W + (size_t)k * L->d_out, L->d_out);
+    for (o = 0; o < rows; o++)
+        for (q0 = 0; q0 < rank; q0 += 64) {
+            int qb = rank - q0 < 64 ? rank - q0 : 64;
+            for (q = 0; q < qb; q++) coef[q] = c * P[(size_t)(q0 + q) * ldp + o];
+            molora__mul_ab(0, 1, cols, qb, coef, qb, Q + (size_t)q0 * ldq, ldq, 1, W + (size_t)o * cols, cols);
         }
 }
 
@@ -2160,13 +2327,17 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
     if (!weights) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (!molora__all_finite(weights, (size_t)L->n)) return MOLORA_RESULT_NON_FINITE;
     for (i = 0; i < L->n; i++) {
+        const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
         float c = weights[i] * L->scaling[i];
         if (c == 0.0f) continue;
-        if (L->w0_in_out) molora__merge_in_out(L, i, c, W);
-        else molora__merge_out_in(L, i, c, W);
+        if (L->w0_in_out)   /* W (d_in, d_out) += c A_i^T B_i^T (Conv1D layout) */
+            molora__add_ptq(L->d_in, L->d_out, L->rank[i], c, A, L->d_in, BT, L->d_out, W);
+        else                /* W (d_out, d_in) += c B_i A_i = c (B_i^T)^T A_i */
+            molora__add_ptq(L->d_out, L->d_in, L->rank[i], c, BT, L->d_out, A, L->d_in, W);
     }
     return MOLORA_RESULT_SUCCESS;
 }
+/* <<merge */
 
 /* ==== [files] safetensors, JSON, adapters ==================================================== */
 #ifndef MOLORA_JSON_MAX_DEPTH
