@@ -1109,6 +1109,25 @@ MOLORA__PRIVATE void molora__axpys_c(int R, const float *const *rows, const floa
         for (n = 0; n < N; n++) y[n] += coef[r] * rows[r][n];
 }
 
+/* ntp's naive twin: the same product read from the packed panels one (token, row) at a time.
+   Not dispatched (the portable table keeps nt on row-major X); it is the reference the test
+   checks every ntp kernel against (molora__kernel_check). */
+MOLORA__PRIVATE void molora__ntp_c(int T, int N, int K, int q, float alpha, const float *P, const float *W, int ldw,
+                                   float *Y, int ldy, int acc)
+{
+    int nc = (K + q + 15) / 16, t, n, k;
+    for (t = 0; t < T; t++) {
+        int t0 = t - t % 8, tb = T - t0 < 8 ? T - t0 : 8;
+        const float *xt = P + (size_t)t0 * nc * 16 + (size_t)(t - t0) * 16;   /* chunk c at xt + c * tb * 16 */
+        for (n = 0; n < N; n++) {
+            const float *w = W + (size_t)n * ldw;
+            float s = 0.0f, *y = Y + (size_t)t * ldy + n;
+            for (k = 0; k < K; k++) s += xt[(size_t)((k + q) / 16) * tb * 16 + (k + q) % 16] * w[k];
+            *y = (acc ? *y : 0.0f) + alpha * s;
+        }
+    }
+}
+
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(MOLORA_NO_SIMD)
 #define MOLORA__X86 1
 #include <immintrin.h>
@@ -1408,6 +1427,59 @@ MOLORA__PRIVATE int molora__finite_typed(const void *p, molora_type t, size_t n)
     if (t == MOLORA_TYPE_F16) return molora__finite16(p, n, 0x7c00u);
     if (t == MOLORA_TYPE_BF16) return molora__finite16(p, n, 0x7f80u);
     return molora__all_finite((const float *)p, n);   /* unaligned-safe: memcpy / loadu */
+}
+
+/* pseudo-random floats in [-1, 1) for molora__kernel_check (xorshift32) */
+MOLORA__PRIVATE void molora__check_fill(float *v, size_t n, uint32_t *s)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        *s ^= *s << 13; *s ^= *s >> 17; *s ^= *s << 5;
+        v[i] = (float)(*s >> 8) / 8388608.0f - 1.0f;
+    }
+}
+
+/* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
+   1 nt, 2 nn) and its naive twin on one shape, W (B for nn) at 64-byte phase q (0..15).
+   Returns max |fast - twin| / (sum_k |x_k w_k| + |y|) over Y, -1 when the CPU has no fast
+   kernel of that kind, -2 when out of memory. Allocates; the library never calls it. */
+MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, int acc)
+{
+    const molora__kernels *kr = molora__get_kernels();
+    size_t np = (molora__pack_floats(T, K) + 15) & ~(size_t)15, nx = (size_t)T * K, nw = (size_t)N * K;
+    size_t ny = (size_t)T * N, nxw = (nx + 15) & ~(size_t)15;
+    float *buf, *P, *X, *W, *Y1, *Y2;
+    double worst = 0.0;
+    uint32_t s = 2463534242u;
+    int t, n, k;
+    if ((kernel == 0 && !kr->ntp) || (kernel != 0 && kr->nt == molora__nt_c)) return -1.0;
+    buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
+    if (!buf) return -2.0;
+    P = (float *)molora__align_up(buf);
+    X = P + np; W = X + nxw + q; Y1 = W + nw; Y2 = Y1 + ny;
+    molora__check_fill(X, nx, &s); molora__check_fill(W, nw, &s); molora__check_fill(Y1, ny, &s);
+    memcpy(Y2, Y1, ny * sizeof(float));
+    if (kernel == 0) {
+        molora__pack_x(X, K, T, K, q, P);
+        kr->ntp(T, N, K, q, 0.5f, P, W, K, Y1, N, acc);
+        molora__ntp_c(T, N, K, q, 0.5f, P, W, K, Y2, N, acc);
+    } else if (kernel == 1) {
+        kr->nt(T, N, K, 0.5f, X, K, W, K, Y1, N, acc);
+        molora__nt_c(T, N, K, 0.5f, X, K, W, K, Y2, N, acc);
+    } else {   /* Y (T, N) += X (T, K) B (K, N), B = W */
+        kr->nn(T, N, K, X, K, W, N, Y1, N);
+        molora__nn_c(T, N, K, X, K, W, N, Y2, N);
+    }
+    for (t = 0; t < T; t++)
+        for (n = 0; n < N; n++) {
+            double mag = fabs((double)Y2[(size_t)t * N + n]), e;
+            for (k = 0; k < K; k++)
+                mag += fabs((double)X[(size_t)t * K + k] * (kernel == 2 ? W[(size_t)k * N + n] : W[(size_t)n * K + k]));
+            e = fabs((double)Y1[(size_t)t * N + n] - Y2[(size_t)t * N + n]) / (mag + 1e-30);
+            if (!(e <= worst)) worst = e == e ? e : 1e30;
+        }
+    free(buf);
+    return worst;
 }
 
 /* >>seam  the one place that picks the kernel of every product ---------------------------------
