@@ -194,7 +194,8 @@
 extern "C" {
 #endif
 
-/* ---- results ----------------------------------------------------------------------------- */
+/* >>api_core  results, descriptors, model init, forward, route and merge ---------------------- */
+/* ---- results ---------------------------------------------------------------------------- */
 typedef enum molora_result {
     MOLORA_RESULT_SUCCESS = 0,
     MOLORA_RESULT_INVALID_ARGUMENT,    /* NULL where not allowed, bad enum or flag value        */
@@ -404,6 +405,7 @@ MOLORA_API molora_result molora_route(const molora_model *model, const molora_fo
    merged GPT-2 Conv1D weight comes out (in, out), ready to save as Conv1D.weight. */
 MOLORA_API molora_result molora_merge(const molora_model *model, int layer, const float *weights,
                                       float *W);
+/* <<api_core */
 
 /* ==== [files] safetensors, adapters ========================================================== */
 /* Reading real checkpoints (safetensors + adapter_config.json) into model descriptors.
@@ -802,7 +804,7 @@ MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n);
 #endif
 #define MOLORA__ALIGN 64
 
-/* ---- [results] ------------------------------------------------------------------------------ */
+/* >>common  result strings, the internal layer type, the memory hook, the logger, size maths --- */
 MOLORA_API const char *molora_routing_name(molora_routing routing)
 {
     static const char *const names[] = {"dense", "topk", "threshold", "adamole", "mole_output", "fixed"};
@@ -827,24 +829,32 @@ MOLORA_API const char *molora_result_string(molora_result r)
     case MOLORA_RESULT_UNSUPPORTED: return "MOLORA_RESULT_UNSUPPORTED: not supported by this build";
     case MOLORA_RESULT_IO_ERROR: return "MOLORA_RESULT_IO_ERROR: cannot open, stat or map a file";
     case MOLORA_RESULT_HEADER_TOO_SMALL: return "MOLORA_RESULT_HEADER_TOO_SMALL: safetensors file shorter than 8 bytes";
-    case MOLORA_RESULT_HEADER_TOO_LARGE: return "MOLORA_RESULT_HEADER_TOO_LARGE: safetensors header larger than 100000000 bytes";
-    case MOLORA_RESULT_INVALID_HEADER_LENGTH: return "MOLORA_RESULT_INVALID_HEADER_LENGTH: safetensors header length beyond the end of the file";
+    case MOLORA_RESULT_HEADER_TOO_LARGE:
+        return "MOLORA_RESULT_HEADER_TOO_LARGE: safetensors header larger than 100000000 bytes";
+    case MOLORA_RESULT_INVALID_HEADER_LENGTH:
+        return "MOLORA_RESULT_INVALID_HEADER_LENGTH: safetensors header length beyond the end of the file";
     case MOLORA_RESULT_INVALID_UTF8: return "MOLORA_RESULT_INVALID_UTF8: header is not valid UTF-8";
     case MOLORA_RESULT_INVALID_JSON: return "MOLORA_RESULT_INVALID_JSON: invalid JSON or wrong field types";
     case MOLORA_RESULT_INVALID_OFFSET: return "MOLORA_RESULT_INVALID_OFFSET: tensor data_offsets not contiguous";
-    case MOLORA_RESULT_TENSOR_INVALID_INFO: return "MOLORA_RESULT_TENSOR_INVALID_INFO: tensor shape and dtype do not match its data_offsets";
-    case MOLORA_RESULT_INCOMPLETE_BUFFER: return "MOLORA_RESULT_INCOMPLETE_BUFFER: tensors do not cover the data exactly";
+    case MOLORA_RESULT_TENSOR_INVALID_INFO:
+        return "MOLORA_RESULT_TENSOR_INVALID_INFO: tensor shape and dtype do not match its data_offsets";
+    case MOLORA_RESULT_INCOMPLETE_BUFFER:
+        return "MOLORA_RESULT_INCOMPLETE_BUFFER: tensors do not cover the data exactly";
     case MOLORA_RESULT_TENSOR_NOT_FOUND: return "MOLORA_RESULT_TENSOR_NOT_FOUND: no such tensor";
     case MOLORA_RESULT_DUPLICATE_NAME: return "MOLORA_RESULT_DUPLICATE_NAME: tensor name appears twice";
-    case MOLORA_RESULT_UNSUPPORTED_DTYPE: return "MOLORA_RESULT_UNSUPPORTED_DTYPE: unsupported dtype (F32, F16, BF16 only)";
+    case MOLORA_RESULT_UNSUPPORTED_DTYPE:
+        return "MOLORA_RESULT_UNSUPPORTED_DTYPE: unsupported dtype (F32, F16, BF16 only)";
     case MOLORA_RESULT_INVALID_CONFIG: return "MOLORA_RESULT_INVALID_CONFIG: invalid adapter configuration";
-    case MOLORA_RESULT_DEGENERATE_SPECTRUM: return "MOLORA_RESULT_DEGENERATE_SPECTRUM: no power law can be fitted (zero matrix, eigenvalue <= 0, or < 2 eigenvalues above the threshold)";
-    case MOLORA_RESULT_NEGATIVE_EXPERTS: return "MOLORA_RESULT_NEGATIVE_EXPERTS: the expert budget would need a negative count in some layer";
+    case MOLORA_RESULT_DEGENERATE_SPECTRUM:
+        return "MOLORA_RESULT_DEGENERATE_SPECTRUM: no power law can be fitted (zero matrix, eigenvalue <= 0, or < 2 "
+               "eigenvalues above the threshold)";
+    case MOLORA_RESULT_NEGATIVE_EXPERTS:
+        return "MOLORA_RESULT_NEGATIVE_EXPERTS: the expert budget would need a negative count in some layer";
     default: return "MOLORA_RESULT_UNKNOWN: unknown result code";
     }
 }
 
-/* ---- [internal types] ----------------------------------------------------------------------- */
+/* ---- the packed layer and the model ------------------------------------------------------- */
 typedef struct molora__layer {
     int d_in, d_out, n;          /* n = number of experts                                      */
     int routing, top_k;
@@ -898,7 +908,7 @@ MOLORA__PRIVATE molora_result molora__fail(const molora__logger *lg, molora_resu
     return r;
 }
 
-/* ---- [size maths] ---------------------------------------------------------------------------- */
+/* ---- size maths: overflow-checked products and sums, 64-byte carving --------------------- */
 MOLORA__PRIVATE int molora__mul(size_t a, size_t b, size_t *out)
 {
     if (a != 0 && b > (size_t)-1 / a) return 0;
@@ -955,9 +965,9 @@ MOLORA__PRIVATE int molora__all_finite_c(const float *v, size_t n)
     }
     return 1;
 }
+/* <<common */
 
-
-/* ---- [types] F32 / F16 / BF16 elements of typed descriptor pointers, any alignment ----------- */
+/* >>types  F32 / F16 / BF16 elements of typed descriptor pointers, any alignment ------------- */
 MOLORA__PRIVATE float molora__bits_f32(uint32_t u)
 {
     float f;
@@ -1011,14 +1021,17 @@ MOLORA_API molora_result molora_convert_f32(const void *src, molora_type type, s
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* ---- [kernels] ------------------------------------------------------------------------------
-   Two small-batch kernels, each in a portable, an AVX2 and an AVX-512 version picked at run
+/* <<types */
+
+/* >>kernels  molora's own small-batch kernels: portable, AVX2, AVX-512, picked at run time ---- */
+/* Each kernel has a portable version, its naive twin, and AVX2 / AVX-512 versions picked at run
    time (a plain -O2 build still uses the wide units; MOLORA_PORTABLE=1 in the environment or
    the MOLORA_NO_SIMD macro forces the portable one, e.g. for valgrind):
      nt: Y (T, N) = alpha * X (T, K) W (N, K)^T (+ Y if acc)    T <= 16 rows of X stream W once
      nn: Y (T, N) += H (T, K) B (K, N)                           B rows read once for all T
-   They are the decode and small-batch paths, where OpenBLAS sgemm is 4-5x above the
-   memory floor; large batches go to BLAS. */
+   Small batches are memory-bound: every token multiplies the same W, so these kernels read W
+   once for all T tokens held in registers, where a general sgemm packs panels of W first and
+   that overhead dominates at a few rows. The seam below sends large batches to BLAS. */
 typedef void (*molora__nt_fn)(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
                               int ldw, float *Y, int ldy, int acc);
 typedef void (*molora__nn_fn)(int T, int N, int K, const float *H, int ldh, const float *B, int ldb,
@@ -1182,7 +1195,7 @@ MOLORA__T512 static inline float molora__hsum512(__m512 v)
 #define MOLORA__TBMAX 8
 #define MOLORA__RMAX 3
 #ifndef MOLORA__PFD
-#define MOLORA__PFD 512   /* W prefetch distance in floats: 4.3 ms vs 5.2 ms at T=8, d=4096 here */
+#define MOLORA__PFD 512   /* W prefetch distance in floats: far enough ahead to cover DRAM latency */
 #endif
 MOLORA__INLINE MOLORA__T512 void molora__nt512_rows(const int TB, const int R, int K, float alpha, const float *X,
                                                     int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
@@ -1206,14 +1219,17 @@ MOLORA__INLINE MOLORA__T256 void molora__nt256_tb(const int TB, int N, int K, fl
                                                   const float *W, int ldw, float *Y, int ldy, int acc)
 {
     int n = 0;
-    if (TB <= 4) for (; n + 2 <= N; n += 2) molora__nt256_rows(TB, 2, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
+    if (TB <= 4)
+        for (; n + 2 <= N; n += 2)
+            molora__nt256_rows(TB, 2, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
     for (; n < N; n++) molora__nt256_rows(TB, 1, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
 }
 
 /* ntp: TB tokens x R rows over packed X; W read from W - q in aligned 16-float chunks, the
    first and last chunks masked (masked lanes are never touched, so reading before the row is safe) */
 MOLORA__INLINE MOLORA__T512 void molora__ntp512_rows(const int TB, const int R, int K, int q, float alpha,
-                                                     const float *P, const float *W, int ldw, float *Y, int ldy, int acc)
+                                                     const float *P, const float *W, int ldw, float *Y, int ldy,
+                                                     int acc)
 {
     int c, t, r, nc = (K + q + 15) / 16;
     __m512 acc_[MOLORA__RMAX][MOLORA__TBMAX];
@@ -1275,7 +1291,7 @@ MOLORA__PRIVATE MOLORA__T512 void molora__ntp_avx512(int T, int N, int K, int q,
 
 /* dispatch TB = 1..8 to constant-folded copies of the body */
 #ifndef MOLORA__NT_KBLOCK
-#define MOLORA__NT_KBLOCK (1 << 30)   /* K per pass; blocking K (to keep X in L1) measured slower: it fragments the W streams */
+#define MOLORA__NT_KBLOCK (1 << 30)   /* K per pass: one pass, so each row of W is one unbroken stream */
 #endif
 #define MOLORA__NT_DISPATCH(FN)                                                                        \
     int t0, k0;                                                                                    \
@@ -1324,7 +1340,8 @@ MOLORA__PRIVATE MOLORA__T512 void molora__nn_avx512(int T, int N, int K, const f
                 for (k = 0; k < kb; k++) b[k] = _mm512_maskz_loadu_ps(m, B + (size_t)(k0 + k) * ldb + n);
                 for (t = 0; t < tb; t++) {
                     acc[t] = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);
-                    for (k = 0; k < kb; k++) acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc[t]);
+                    for (k = 0; k < kb; k++)
+                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc[t]);
                     _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc[t]);
                 }
             }
@@ -1352,7 +1369,8 @@ MOLORA__PRIVATE MOLORA__T256 void molora__nn_avx2(int T, int N, int K, const flo
     }
 }
 /* gather kernels: 8 rows share each load of x; all rows share each load and store of y */
-MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const *rows, const float *x, int K, float *out)
+MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const *rows, const float *x, int K,
+                                                      float *out)
 {
     int r0, r, k, kk;
     for (r0 = 0; r0 < R; r0 += 8) {
@@ -1370,13 +1388,15 @@ MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const 
         }
     }
 }
-MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const *rows, const float *coef, float *y, int N)
+MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const *rows, const float *coef, float *y,
+                                                       int N)
 {
     int r, n;
     for (n = 0; n < N; n += 16) {
         __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
         __m512 acc = _mm512_maskz_loadu_ps(m, y + n);
-        for (r = 0; r < R; r++) acc = _mm512_fmadd_ps(_mm512_set1_ps(coef[r]), _mm512_maskz_loadu_ps(m, rows[r] + n), acc);
+        for (r = 0; r < R; r++)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(coef[r]), _mm512_maskz_loadu_ps(m, rows[r] + n), acc);
         _mm512_mask_storeu_ps(y + n, m, acc);
     }
 }
@@ -1401,7 +1421,8 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2"};
-    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512,
+    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
+                                           molora__axpys_avx512,
                                            molora__ntp_avx512, molora__all_finite_avx512, "avx512"};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -1410,7 +1431,8 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
         const char *env = getenv("MOLORA_PORTABLE");
         __builtin_cpu_init();
         if (env && env[0] && env[0] != '0') k = &portable;
-        else if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k = &avx512;
+        else if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            k = &avx512;
         else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k = &avx2;
         else k = &portable;
     }
@@ -1482,8 +1504,10 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     return worst;
 }
 
-/* >>seam  the one place that picks the kernel of every product ---------------------------------
-   Every product of the forward pass and of merge has one of two row-major forms:
+/* <<kernels */
+
+/* >>seam  the one place that picks the kernel of every product, and the only BLAS calls ------- */
+/* Every product of the forward pass and of merge has one of two row-major forms:
      nt: C (M, N) = A (M, K) B (N, K)^T (+ C)   X W0^T, X A^T, gate logits, MoLE logits
      nn: C (M, N) = A (M, K) B (K, N)   (+ C)   H B^T, X W0 for W0 stored (d_in, d_out), MoLE deltas
    molora__pick chooses the kernel from the rows M and what the product allows; molora__product
@@ -1639,7 +1663,7 @@ MOLORA__PRIVATE void molora__gather(int m, const float *const *arow, const float
 }
 /* <<seam */
 
-/* ---- [init] ------------------------------------------------------------------------------- */
+/* >>init  molora_model_init: validate every layer, pack the experts into one block ------------ */
 MOLORA__PRIVATE int molora__needs_gate(int routing)
 {
     return routing == MOLORA_ROUTING_DENSE || routing == MOLORA_ROUTING_TOPK ||
@@ -1653,18 +1677,95 @@ MOLORA__PRIVATE int molora__owns_w0(const molora_layer_desc *L, int copy)
     return copy || L->W0_type != MOLORA_TYPE_F32 || ((uintptr_t)L->W0 & 3) != 0;
 }
 
-/* Validates one layer and adds its memory to *bytes. */
+/* Validates the experts of layer l; *rt = the sum of their ranks. */
+MOLORA__PRIVATE molora_result molora__check_experts(const molora_layer_desc *L, int l, const molora__logger *lg,
+                                                    size_t *rt)
+{
+    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out;
+    int i;
+    for (i = 0; i < L->n_experts; i++) {
+        const molora_expert_desc *e = &L->experts[i];
+        size_t na, nb;
+        if (e->rank < 1)
+            return molora__fail(lg, MOLORA_RESULT_INVALID_RANK, "layer %d expert %d: rank %d (must be >= 1)",
+                                l, i, e->rank);
+        if (!e->A || !e->B)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d expert %d: A or B is NULL", l, i);
+        if (!molora__type_ok(e->A_type) || !molora__type_ok(e->B_type))
+            return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT,
+                                "layer %d expert %d: unknown A_type %d or B_type %d",
+                                l, i, (int)e->A_type, (int)e->B_type);
+        if (!isfinite(e->scaling) || !isfinite(e->lora_alpha))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: scaling or lora_alpha is NaN/Inf",
+                                l, i);
+        if (!molora__add(*rt, (size_t)e->rank, rt) || *rt > 0x7fffffff ||
+            !molora__floats((size_t)e->rank, din, &na) || !molora__floats((size_t)e->rank, dout, &nb))
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d expert %d: rank %d overflows",
+                                l, i, e->rank);
+        if (!molora__finite_typed(e->A, e->A_type, na) || !molora__finite_typed(e->B, e->B_type, nb))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: A or B has NaN or Inf", l, i);
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Validates the routing rule of layer l (n >= 1 experts) and adds a copied mole_gate to *bytes. */
+MOLORA__PRIVATE molora_result molora__check_routing(const molora_layer_desc *L, int l, int copy,
+                                                    const molora__logger *lg, size_t *bytes)
+{
+    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, ng = 0, ne;
+    int n = L->n_experts, gated = molora__needs_gate(L->routing);
+    if (gated && !L->gate_weight)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: routing needs gate_weight (N, d_in)", l);
+    if (gated && !molora__floats((size_t)n, din, &ng))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: gate size overflows", l);
+    if (gated && !molora__all_finite(L->gate_weight, ng))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_weight has NaN or Inf", l);
+    if (L->gate_bias && !molora__all_finite(L->gate_bias, (size_t)n))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_bias has NaN or Inf", l);
+    if (!(L->temperature >= 0.0f) || !isfinite(L->temperature))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: temperature %g (must be > 0, or 0 for 1)",
+                            l, (double)L->temperature);
+    if (L->routing == MOLORA_ROUTING_TOPK && (L->top_k < 0 || L->top_k > n))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_TOP_K, "layer %d: top_k %d outside 1..%d", l, L->top_k, n);
+    if (L->routing == MOLORA_ROUTING_THRESHOLD && !isfinite(L->threshold))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: threshold is NaN or Inf", l);
+    if (L->routing == MOLORA_ROUTING_ADAMOLE) {
+        if (L->tau_max_set && (!(L->tau_max >= 0.0f) || !isfinite(L->tau_max)))
+            return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: tau_max %g (must be finite and >= 0)",
+                                l, (double)L->tau_max);
+        if (!L->threshold_weight)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: ADAMOLE needs threshold_weight (d_in)",
+                                l);
+        if (!molora__all_finite(L->threshold_weight, din) || !isfinite(L->threshold_bias))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: threshold net has NaN or Inf", l);
+    }
+    if (L->routing != MOLORA_ROUTING_MOLE_OUTPUT) return MOLORA_RESULT_SUCCESS;
+    if (!L->mole_gate)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: MOLE_OUTPUT needs mole_gate (N, N*d_out)", l);
+    if (!molora__floats((size_t)n * (size_t)n, dout, &ne) || ne / (size_t)n > 0x7fffffff)
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
+    if (!molora__all_finite(L->mole_gate, ne))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: mole_gate has NaN or Inf", l);
+    if (copy && !molora__reserve(bytes, ne, sizeof(float)))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Validates one layer and adds its memory to *bytes: the frozen layer, the experts, the routing
+   rule, then the packed experts' size (A rows, B^T, rank / offset / scaling, gate bias). */
 MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, int l, int copy,
                                                   const molora__logger *lg, size_t *bytes)
 {
-    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, rt = 0, nrows, sz, ng = 0;
-    int i, n = L->n_experts;
+    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, rt = 0, nrows, sz, n = (size_t)L->n_experts;
+    molora_result r;
     if (L->d_in < 1 || L->d_out < 1)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: d_in %d, d_out %d (must be >= 1)", l, L->d_in, L->d_out);
-    if (n < 0)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: n_experts %d (must be >= 0)", l, n);
+        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: d_in %d, d_out %d (must be >= 1)",
+                            l, L->d_in, L->d_out);
+    if (L->n_experts < 0)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: n_experts %d (must be >= 0)", l, L->n_experts);
     if (n > 0 && !L->experts)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: n_experts %d but experts is NULL", l, n);
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: n_experts %d but experts is NULL",
+                            l, L->n_experts);
     if (!molora__floats(din, dout, &sz))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: d_out * d_in overflows", l);
     if (!molora__type_ok(L->W0_type))
@@ -1680,60 +1781,13 @@ MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, in
     if (n == 0) return MOLORA_RESULT_SUCCESS;
     if ((int)L->routing < 0 || (int)L->routing >= MOLORA_ROUTING_COUNT)
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: unknown routing %d", l, (int)L->routing);
-    for (i = 0; i < n; i++) {
-        const molora_expert_desc *e = &L->experts[i];
-        size_t na, nb;
-        if (e->rank < 1)
-            return molora__fail(lg, MOLORA_RESULT_INVALID_RANK, "layer %d expert %d: rank %d (must be >= 1)", l, i, e->rank);
-        if (!e->A || !e->B)
-            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d expert %d: A or B is NULL", l, i);
-        if (!molora__type_ok(e->A_type) || !molora__type_ok(e->B_type))
-            return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d expert %d: unknown A_type %d or B_type %d", l, i, (int)e->A_type, (int)e->B_type);
-        if (!isfinite(e->scaling) || !isfinite(e->lora_alpha))
-            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: scaling or lora_alpha is NaN/Inf", l, i);
-        if (!molora__add(rt, (size_t)e->rank, &rt) || rt > 0x7fffffff || !molora__floats((size_t)e->rank, din, &na) ||
-            !molora__floats((size_t)e->rank, dout, &nb))
-            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d expert %d: rank %d overflows", l, i, e->rank);
-        if (!molora__finite_typed(e->A, e->A_type, na) || !molora__finite_typed(e->B, e->B_type, nb))
-            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: A or B has NaN or Inf", l, i);
-    }
-    if (molora__needs_gate(L->routing) && !L->gate_weight)
-        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: routing needs gate_weight (N, d_in)", l);
-    if (molora__needs_gate(L->routing) && !molora__floats((size_t)n, din, &ng))
-        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: gate size overflows", l);
-    if (molora__needs_gate(L->routing) && !molora__all_finite(L->gate_weight, ng))
-        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_weight has NaN or Inf", l);
-    if (L->gate_bias && !molora__all_finite(L->gate_bias, (size_t)n))
-        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_bias has NaN or Inf", l);
-    if (!(L->temperature >= 0.0f) || !isfinite(L->temperature))
-        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: temperature %g (must be > 0, or 0 for 1)", l, (double)L->temperature);
-    if (L->routing == MOLORA_ROUTING_TOPK && (L->top_k < 0 || L->top_k > n))
-        return molora__fail(lg, MOLORA_RESULT_INVALID_TOP_K, "layer %d: top_k %d outside 1..%d", l, L->top_k, n);
-    if (L->routing == MOLORA_ROUTING_THRESHOLD && !isfinite(L->threshold))
-        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: threshold is NaN or Inf", l);
-    if (L->routing == MOLORA_ROUTING_ADAMOLE) {
-        if (L->tau_max_set && (!(L->tau_max >= 0.0f) || !isfinite(L->tau_max)))
-            return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: tau_max %g (must be finite and >= 0)", l, (double)L->tau_max);
-        if (!L->threshold_weight)
-            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: ADAMOLE needs threshold_weight (d_in)", l);
-        if (!molora__all_finite(L->threshold_weight, din) || !isfinite(L->threshold_bias))
-            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: threshold net has NaN or Inf", l);
-    }
-    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
-        size_t ne;
-        if (!L->mole_gate)
-            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: MOLE_OUTPUT needs mole_gate (N, N*d_out)", l);
-        if (!molora__floats((size_t)n * (size_t)n, dout, &ne) || ne / (size_t)n > 0x7fffffff)
-            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
-        if (!molora__all_finite(L->mole_gate, ne))
-            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: mole_gate has NaN or Inf", l);
-        if (copy && !molora__reserve(bytes, ne, sizeof(float)))
-            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
-    }
-    nrows = rt + (molora__needs_gate(L->routing) ? (size_t)n : 0) + (L->routing == MOLORA_ROUTING_ADAMOLE);
-    if (nrows > 0x7fffffff || !molora__reserve(bytes, nrows, din * sizeof(float)) || !molora__reserve(bytes, dout, rt * sizeof(float)) ||
-        !molora__reserve(bytes, (size_t)n, sizeof(int)) || !molora__reserve(bytes, (size_t)n, sizeof(int)) ||
-        !molora__reserve(bytes, (size_t)n, sizeof(float)) || (L->gate_bias && !molora__reserve(bytes, (size_t)n, sizeof(float))))
+    if ((r = molora__check_experts(L, l, lg, &rt)) != MOLORA_RESULT_SUCCESS) return r;
+    if ((r = molora__check_routing(L, l, copy, lg, bytes)) != MOLORA_RESULT_SUCCESS) return r;
+    nrows = rt + (molora__needs_gate(L->routing) ? n : 0) + (L->routing == MOLORA_ROUTING_ADAMOLE);
+    if (nrows > 0x7fffffff || !molora__reserve(bytes, nrows, din * sizeof(float)) ||
+        !molora__reserve(bytes, dout, rt * sizeof(float)) || !molora__reserve(bytes, n, sizeof(int)) ||
+        !molora__reserve(bytes, n, sizeof(int)) || !molora__reserve(bytes, n, sizeof(float)) ||
+        (L->gate_bias && !molora__reserve(bytes, n, sizeof(float))))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: packed expert size overflows", l);
     return MOLORA_RESULT_SUCCESS;
 }
@@ -1752,7 +1806,8 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
         molora__to_f32(L->W0, L->W0_type, din * dout, w);
         P->W0 = w;
     }
-    if (copy && L->bias) P->bias = (const float *)memcpy(molora__carve(cur, dout, sizeof(float)), L->bias, dout * sizeof(float));
+    if (copy && L->bias)
+        P->bias = (const float *)memcpy(molora__carve(cur, dout, sizeof(float)), L->bias, dout * sizeof(float));
     if (n == 0) { P->routing = MOLORA_ROUTING_FIXED; return; }
     P->routing = (int)L->routing;
     P->temperature = L->temperature > 0.0f ? L->temperature : 1.0f;
@@ -1811,7 +1866,8 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
     if (!desc || !out) return MOLORA_RESULT_INVALID_ARGUMENT;
     lg.fn = desc->log; lg.user = desc->log_user;
     if (desc->n_layers < 0 || (desc->n_layers > 0 && !desc->layers))
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: n_layers %d with layers %p", desc->n_layers, (const void *)desc->layers);
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: n_layers %d with layers %p", desc->n_layers,
+                            (const void *)desc->layers);
     if ((desc->flags & ~(unsigned)MOLORA_MODEL_COPY_WEIGHTS) != 0)
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: unknown flags 0x%x", desc->flags);
     if (!desc->memory.alloc != !desc->memory.free)
@@ -1879,8 +1935,10 @@ MOLORA_API molora_result molora_model_expert(const molora_model *m, int layer, i
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* ---- [routing] -----------------------------------------------------------------------------
-   Each rule works on one token: z (n) gate logits with bias, allowed(i) from the mask. */
+/* <<init */
+
+/* >>routing  the routing rules of one token: softmax, top-k, threshold, AdaMoLE ---------------- */
+/* Each rule works on one token: z (n) gate logits with bias, allowed(i) from the mask. */
 
 /* v (n): in, the logits, NaN for experts that take no part; out, softmax of v / temperature
    over the others (0 for the rest). Logits are NaN-checked before, so NaN is free as a marker.
@@ -1921,7 +1979,8 @@ MOLORA__PRIVATE float molora__sigmoid(float u)
 
 /* Weights w (n) of one token for the gate rules: z gate logits (bias added), u the
    threshold-net logit (ADAMOLE), allow the mask row or NULL. */
-MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z, float u, const uint8_t *allow, float *w)
+MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z, float u, const uint8_t *allow,
+                                         float *w)
 {
     int i, c, n = L->n;
     float s = 0.0f;
@@ -1956,8 +2015,10 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
     }
 }
 
-/* >>forward  molora_forward: check, gate logits, route, frozen layer, experts, MoLE mix ----------
-   See docs/maths.md for the formulas and docs/design.md for the paths and the workspace. */
+/* <<routing */
+
+/* >>forward  molora_forward: check, gate logits, route, frozen layer, experts, MoLE mix -------- */
+/* See docs/maths.md for the formulas and docs/design.md for the paths and the workspace. */
 
 /* workspace parts, in floats: gate logits (T, n_rows - r_total), expert inputs H (T, r_total),
    weights (T, n), MoLE deltas (T, n * d_out), active flags (n), X laid out for the kernels */
@@ -2117,7 +2178,7 @@ MOLORA__PRIVATE void molora__gate_logits(molora__call *c)
 {
     const molora__layer *L = c->L;
     int ng = L->n_rows - L->r_total;
-    if (ng > 0)   /* a narrow product: the own kernel beats BLAS at every T */
+    if (ng > 0)   /* n + 1 rows at most: too narrow for BLAS's packing to pay off at any T */
         molora__mul_xwt(&c->in, ng <= 32 ? MOLORA__ALLOW_NARROW : 0, ng, L->A + (size_t)L->r_total * L->d_in, 0,
                         c->G, ng);
 }
@@ -2172,7 +2233,8 @@ MOLORA__PRIVATE molora_result molora__route_mole(molora__call *c)
             continue;
         }
         for (t = 0; t < T; t++)
-            for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++) c->H[(size_t)t * L->r_total + j] *= L->scaling[i];
+            for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++)
+                c->H[(size_t)t * L->r_total + j] *= L->scaling[i];
         molora__mul_ab(0, T, O, L->rank[i], c->H + L->offset[i], L->r_total, L->BT + (size_t)L->offset[i] * O, O, 0,
                        Di, (int)ld);
     }
@@ -2213,8 +2275,9 @@ MOLORA__PRIVATE void molora__report(const molora__call *c)
     if (a->weights_out) memcpy(a->weights_out, c->w, (size_t)c->T * n * sizeof(float));
 }
 
-/* A per-token path beats the dense products when fewer than 1 in MOLORA__SPARSE_RATIO of the
-   (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
+/* The per-token path reads only the routed experts' rows for each token, the dense products
+   every active expert's rows once for all tokens: per token wins when fewer than 1 in
+   MOLORA__SPARSE_RATIO of the (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
 #define MOLORA__SPARSE_RATIO 4
 
 /* The path, chosen once after routing: by T (decode, small, gemm), or SPARSE when the experts
