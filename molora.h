@@ -1462,7 +1462,9 @@ MOLORA__PRIVATE void molora__check_fill(float *v, size_t n, uint32_t *s)
 }
 
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
-   1 nt, 2 nn) and its naive twin on one shape, W (B for nn) at 64-byte phase q (0..15).
+   1 nt, 2 nn, 3 dots, 4 axpys) and its naive twin on one shape, W (B for nn) at 64-byte phase
+   q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's first row
+   (K coefficients) times the K rows of W read as (K, N); both use T = 1.
    Returns max |fast - twin| / (sum_k |x_k w_k| + |y|) over Y, -1 when the CPU has no fast
    kernel of that kind, -2 when out of memory. Allocates; the library never calls it. */
 MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, int acc)
@@ -1471,12 +1473,16 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     size_t np = (molora__pack_floats(T, K) + 15) & ~(size_t)15, nx = (size_t)T * K, nw = (size_t)N * K;
     size_t ny = (size_t)T * N, nxw = (nx + 15) & ~(size_t)15;
     float *buf, *P, *X, *W, *Y1, *Y2;
+    const float **rows;
     double worst = 0.0;
     uint32_t s = 2463534242u;
-    int t, n, k;
-    if ((kernel == 0 && !kr->ntp) || (kernel != 0 && kr->nt == molora__nt_c)) return -1.0;
+    int t, n, k, gather = kernel == 3 || kernel == 4;
+    if ((kernel == 0 && !kr->ntp) || ((kernel == 1 || kernel == 2) && kr->nt == molora__nt_c) ||
+        (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c)) return -1.0;
+    if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
     buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
-    if (!buf) return -2.0;
+    rows = (const float **)malloc(((size_t)N + (size_t)K + 1) * sizeof *rows);
+    if (!buf || !rows) { free(buf); free(rows); return -2.0; }
     P = (float *)molora__align_up(buf);
     X = P + np; W = X + nxw + q; Y1 = W + nw; Y2 = Y1 + ny;
     molora__check_fill(X, nx, &s); molora__check_fill(W, nw, &s); molora__check_fill(Y1, ny, &s);
@@ -1488,19 +1494,29 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     } else if (kernel == 1) {
         kr->nt(T, N, K, 0.5f, X, K, W, K, Y1, N, acc);
         molora__nt_c(T, N, K, 0.5f, X, K, W, K, Y2, N, acc);
-    } else {   /* Y (T, N) += X (T, K) B (K, N), B = W */
+    } else if (kernel == 2) {   /* Y (T, N) += X (T, K) B (K, N), B = W */
         kr->nn(T, N, K, X, K, W, N, Y1, N);
         molora__nn_c(T, N, K, X, K, W, N, Y2, N);
+    } else if (kernel == 3) {   /* Y (N) = W (N, K) x */
+        for (n = 0; n < N; n++) rows[n] = W + (size_t)n * K;
+        kr->dots(N, rows, X, K, Y1);
+        molora__dots_c(N, rows, X, K, Y2);
+    } else {                    /* Y (N) += sum_k x_k W[k, :] */
+        for (k = 0; k < K; k++) rows[k] = W + (size_t)k * N;
+        kr->axpys(K, rows, X, Y1, N);
+        molora__axpys_c(K, rows, X, Y2, N);
     }
     for (t = 0; t < T; t++)
         for (n = 0; n < N; n++) {
             double mag = fabs((double)Y2[(size_t)t * N + n]), e;
             for (k = 0; k < K; k++)
-                mag += fabs((double)X[(size_t)t * K + k] * (kernel == 2 ? W[(size_t)k * N + n] : W[(size_t)n * K + k]));
+                mag += fabs((double)X[(size_t)t * K + k] * (kernel == 2 || kernel == 4 ? W[(size_t)k * N + n]
+                                                                                     : W[(size_t)n * K + k]));
             e = fabs((double)Y1[(size_t)t * N + n] - Y2[(size_t)t * N + n]) / (mag + 1e-30);
             if (!(e <= worst)) worst = e == e ? e : 1e30;
         }
     free(buf);
+    free(rows);
     return worst;
 }
 
@@ -2263,6 +2279,14 @@ MOLORA__PRIVATE molora_result molora__route_mole(molora__call *c)
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* w (T, n): the given weights, the MoLE output gate's, or the layer's gate rule's */
+MOLORA__PRIVATE molora_result molora__route(molora__call *c)
+{
+    if (c->args->weights) { molora__route_fixed(c); return MOLORA_RESULT_SUCCESS; }
+    if (c->L->routing == MOLORA_ROUTING_MOLE_OUTPUT) return molora__route_mole(c);
+    return molora__route_gates(c);
+}
+
 /* weights_out and counts_out, written by caller 0 of a split */
 MOLORA__PRIVATE void molora__report(const molora__call *c)
 {
@@ -2385,6 +2409,7 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     const molora_forward_args *a = c->args;
     molora_result r;
     int i;
+    /* counts_out starts at 0, also for T = 0 */
     if (a->counts_out && c->ith == 0) for (i = 0; i < c->n; i++) a->counts_out[i] = 0;
     if (c->T == 0) return MOLORA_RESULT_SUCCESS;
     /* check the inputs, carve the workspace, lay X out for the kernels */
@@ -2393,11 +2418,10 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     if (c->n > 0) {
         /* gate logits G = X [Wg; wt]^T */
         molora__gate_logits(c);
-        /* route: the weights w (T, n), given, from the MoLE output gate, or by the layer's gate rule */
-        r = a->weights ? (molora__route_fixed(c), MOLORA_RESULT_SUCCESS)
-          : L->routing == MOLORA_ROUTING_MOLE_OUTPUT ? molora__route_mole(c) : molora__route_gates(c);
+        /* route: the weights w (T, n) */
+        r = molora__route(c);
         if (r != MOLORA_RESULT_SUCCESS) return r;
-        /* weights_out and counts_out */
+        /* report w and the per-expert counts */
         molora__report(c);
     }
     /* the path, chosen once: by T, or per token when routing selects few (token, rank) pairs */
