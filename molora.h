@@ -1528,7 +1528,9 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
      nn: C (M, N) = A (M, K) B (K, N)   (+ C)   H B^T, X W0 for W0 stored (d_in, d_out), MoLE deltas
    molora__pick chooses the kernel from the rows M and what the product allows; molora__product
    runs it, and holds the only BLAS calls of the forward pass:
-     M = 1, sgemv allowed       BLAS sgemv: decode streams each matrix once (sgemm does not for one row)
+     M = 1, sgemv allowed       BLAS sgemv: decode streams each matrix once (sgemm does not for one
+                                row); allowed for the frozen layer and the dense experts, while
+                                the gate and MoLE products keep the rules below at T = 1 too
      X packed (nt only)         molora's ntp kernel: small batches on kernels that have it
      narrow nt (the gate rows)  molora's nt kernel at every M: too few rows for BLAS to pay off
      M <= MOLORA__SMALL_T       molora's nt / nn kernels: W streamed once for every row of X, where
