@@ -150,7 +150,8 @@
 extern "C" {
 #endif
 
-/* ---- results ----------------------------------------------------------------------------- */
+/* >>api_core  results, descriptors, model init, forward, route and merge ---------------------- */
+/* ---- results ---------------------------------------------------------------------------- */
 typedef enum molora_result {
     MOLORA_RESULT_SUCCESS = 0,
     MOLORA_RESULT_INVALID_ARGUMENT,    /* NULL where not allowed, bad enum or flag value        */
@@ -360,6 +361,7 @@ MOLORA_API molora_result molora_route(const molora_model *model, const molora_fo
    merged GPT-2 Conv1D weight comes out (in, out), ready to save as Conv1D.weight. */
 MOLORA_API molora_result molora_merge(const molora_model *model, int layer, const float *weights,
                                       float *W);
+/* <<api_core */
 
 /* ==== [files] safetensors, adapters ========================================================== */
 /* >>api_safetensors  safetensors files and sharded models: checks, loading options, tensor getters */
@@ -768,7 +770,7 @@ MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n);
 #endif
 #define MOLORA__ALIGN 64
 
-/* ---- [results] ------------------------------------------------------------------------------ */
+/* >>common  result strings, the internal layer type, the memory hook, the logger, size maths --- */
 MOLORA_API const char *molora_routing_name(molora_routing routing)
 {
     static const char *const names[] = {"dense", "topk", "threshold", "adamole", "mole_output", "fixed"};
@@ -793,24 +795,32 @@ MOLORA_API const char *molora_result_string(molora_result r)
     case MOLORA_RESULT_UNSUPPORTED: return "MOLORA_RESULT_UNSUPPORTED: not supported by this build";
     case MOLORA_RESULT_IO_ERROR: return "MOLORA_RESULT_IO_ERROR: cannot open, stat or map a file";
     case MOLORA_RESULT_HEADER_TOO_SMALL: return "MOLORA_RESULT_HEADER_TOO_SMALL: safetensors file shorter than 8 bytes";
-    case MOLORA_RESULT_HEADER_TOO_LARGE: return "MOLORA_RESULT_HEADER_TOO_LARGE: safetensors header larger than 100000000 bytes";
-    case MOLORA_RESULT_INVALID_HEADER_LENGTH: return "MOLORA_RESULT_INVALID_HEADER_LENGTH: safetensors header length beyond the end of the file";
+    case MOLORA_RESULT_HEADER_TOO_LARGE:
+        return "MOLORA_RESULT_HEADER_TOO_LARGE: safetensors header larger than 100000000 bytes";
+    case MOLORA_RESULT_INVALID_HEADER_LENGTH:
+        return "MOLORA_RESULT_INVALID_HEADER_LENGTH: safetensors header length beyond the end of the file";
     case MOLORA_RESULT_INVALID_UTF8: return "MOLORA_RESULT_INVALID_UTF8: header is not valid UTF-8";
     case MOLORA_RESULT_INVALID_JSON: return "MOLORA_RESULT_INVALID_JSON: invalid JSON or wrong field types";
     case MOLORA_RESULT_INVALID_OFFSET: return "MOLORA_RESULT_INVALID_OFFSET: tensor data_offsets not contiguous";
-    case MOLORA_RESULT_TENSOR_INVALID_INFO: return "MOLORA_RESULT_TENSOR_INVALID_INFO: tensor shape and dtype do not match its data_offsets";
-    case MOLORA_RESULT_INCOMPLETE_BUFFER: return "MOLORA_RESULT_INCOMPLETE_BUFFER: tensors do not cover the data exactly";
+    case MOLORA_RESULT_TENSOR_INVALID_INFO:
+        return "MOLORA_RESULT_TENSOR_INVALID_INFO: tensor shape and dtype do not match its data_offsets";
+    case MOLORA_RESULT_INCOMPLETE_BUFFER:
+        return "MOLORA_RESULT_INCOMPLETE_BUFFER: tensors do not cover the data exactly";
     case MOLORA_RESULT_TENSOR_NOT_FOUND: return "MOLORA_RESULT_TENSOR_NOT_FOUND: no such tensor";
     case MOLORA_RESULT_DUPLICATE_NAME: return "MOLORA_RESULT_DUPLICATE_NAME: tensor name appears twice";
-    case MOLORA_RESULT_UNSUPPORTED_DTYPE: return "MOLORA_RESULT_UNSUPPORTED_DTYPE: unsupported dtype (F32, F16, BF16 only)";
+    case MOLORA_RESULT_UNSUPPORTED_DTYPE:
+        return "MOLORA_RESULT_UNSUPPORTED_DTYPE: unsupported dtype (F32, F16, BF16 only)";
     case MOLORA_RESULT_INVALID_CONFIG: return "MOLORA_RESULT_INVALID_CONFIG: invalid adapter configuration";
-    case MOLORA_RESULT_DEGENERATE_SPECTRUM: return "MOLORA_RESULT_DEGENERATE_SPECTRUM: no power law can be fitted (zero matrix, eigenvalue <= 0, or < 2 eigenvalues above the threshold)";
-    case MOLORA_RESULT_NEGATIVE_EXPERTS: return "MOLORA_RESULT_NEGATIVE_EXPERTS: the expert budget would need a negative count in some layer";
+    case MOLORA_RESULT_DEGENERATE_SPECTRUM:
+        return "MOLORA_RESULT_DEGENERATE_SPECTRUM: no power law can be fitted (zero matrix, eigenvalue <= 0, or < 2 "
+               "eigenvalues above the threshold)";
+    case MOLORA_RESULT_NEGATIVE_EXPERTS:
+        return "MOLORA_RESULT_NEGATIVE_EXPERTS: the expert budget would need a negative count in some layer";
     default: return "MOLORA_RESULT_UNKNOWN: unknown result code";
     }
 }
 
-/* ---- [internal types] ----------------------------------------------------------------------- */
+/* ---- the packed layer and the model ------------------------------------------------------- */
 typedef struct molora__layer {
     int d_in, d_out, n;          /* n = number of experts                                      */
     int routing, top_k;
@@ -864,7 +874,7 @@ MOLORA__PRIVATE molora_result molora__fail(const molora__logger *lg, molora_resu
     return r;
 }
 
-/* ---- [size maths] ---------------------------------------------------------------------------- */
+/* ---- size maths: overflow-checked products and sums, 64-byte carving --------------------- */
 MOLORA__PRIVATE int molora__mul(size_t a, size_t b, size_t *out)
 {
     if (a != 0 && b > (size_t)-1 / a) return 0;
@@ -921,9 +931,9 @@ MOLORA__PRIVATE int molora__all_finite_c(const float *v, size_t n)
     }
     return 1;
 }
+/* <<common */
 
-
-/* ---- [types] F32 / F16 / BF16 elements of typed descriptor pointers, any alignment ----------- */
+/* >>types  F32 / F16 / BF16 elements of typed descriptor pointers, any alignment ------------- */
 MOLORA__PRIVATE float molora__bits_f32(uint32_t u)
 {
     float f;
@@ -977,14 +987,17 @@ MOLORA_API molora_result molora_convert_f32(const void *src, molora_type type, s
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* ---- [kernels] ------------------------------------------------------------------------------
-   Two small-batch kernels, each in a portable, an AVX2 and an AVX-512 version picked at run
+/* <<types */
+
+/* >>kernels  molora's own small-batch kernels: portable, AVX2, AVX-512, picked at run time ---- */
+/* Each kernel has a portable version, its naive twin, and AVX2 / AVX-512 versions picked at run
    time (a plain -O2 build still uses the wide units; MOLORA_PORTABLE=1 in the environment or
    the MOLORA_NO_SIMD macro forces the portable one, e.g. for valgrind):
      nt: Y (T, N) = alpha * X (T, K) W (N, K)^T (+ Y if acc)    T <= 16 rows of X stream W once
      nn: Y (T, N) += H (T, K) B (K, N)                           B rows read once for all T
-   They are the decode and small-batch paths, where OpenBLAS sgemm is 4-5x above the
-   memory floor; large batches go to BLAS. */
+   Small batches are memory-bound: every token multiplies the same W, so these kernels read W
+   once for all T tokens held in registers, where a general sgemm packs panels of W first and
+   that overhead dominates at a few rows. The seam below sends large batches to BLAS. */
 typedef void (*molora__nt_fn)(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
                               int ldw, float *Y, int ldy, int acc);
 typedef void (*molora__nn_fn)(int T, int N, int K, const float *H, int ldh, const float *B, int ldb,
@@ -1028,7 +1041,6 @@ MOLORA__PRIVATE void molora__pack_x(const float *X, int ldx, int T, int K, int q
     }
 }
 MOLORA__PRIVATE size_t molora__pack_floats(int T, int K) { return (size_t)T * (((size_t)K + 31) & ~(size_t)15); }
-#define MOLORA__SMALL_T 16   /* up to this many tokens the own kernels beat OpenBLAS sgemm here */
 
 MOLORA__PRIVATE void molora__nt_c(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
                                   int ldw, float *Y, int ldy, int acc)
@@ -1074,6 +1086,25 @@ MOLORA__PRIVATE void molora__axpys_c(int R, const float *const *rows, const floa
     int r, n;
     for (r = 0; r < R; r++)
         for (n = 0; n < N; n++) y[n] += coef[r] * rows[r][n];
+}
+
+/* ntp's naive twin: the same product read from the packed panels one (token, row) at a time.
+   Not dispatched (the portable table keeps nt on row-major X); it is the reference the test
+   checks every ntp kernel against (molora__kernel_check). */
+MOLORA__PRIVATE void molora__ntp_c(int T, int N, int K, int q, float alpha, const float *P, const float *W, int ldw,
+                                   float *Y, int ldy, int acc)
+{
+    int nc = (K + q + 15) / 16, t, n, k;
+    for (t = 0; t < T; t++) {
+        int t0 = t - t % 8, tb = T - t0 < 8 ? T - t0 : 8;
+        const float *xt = P + (size_t)t0 * nc * 16 + (size_t)(t - t0) * 16;   /* chunk c at xt + c * tb * 16 */
+        for (n = 0; n < N; n++) {
+            const float *w = W + (size_t)n * ldw;
+            float s = 0.0f, *y = Y + (size_t)t * ldy + n;
+            for (k = 0; k < K; k++) s += xt[(size_t)((k + q) / 16) * tb * 16 + (k + q) % 16] * w[k];
+            *y = (acc ? *y : 0.0f) + alpha * s;
+        }
+    }
 }
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(MOLORA_NO_SIMD)
@@ -1130,7 +1161,7 @@ MOLORA__T512 static inline float molora__hsum512(__m512 v)
 #define MOLORA__TBMAX 8
 #define MOLORA__RMAX 3
 #ifndef MOLORA__PFD
-#define MOLORA__PFD 512   /* W prefetch distance in floats: 4.3 ms vs 5.2 ms at T=8, d=4096 here */
+#define MOLORA__PFD 512   /* W prefetch distance in floats: far enough ahead to cover DRAM latency */
 #endif
 MOLORA__INLINE MOLORA__T512 void molora__nt512_rows(const int TB, const int R, int K, float alpha, const float *X,
                                                     int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
@@ -1154,14 +1185,17 @@ MOLORA__INLINE MOLORA__T256 void molora__nt256_tb(const int TB, int N, int K, fl
                                                   const float *W, int ldw, float *Y, int ldy, int acc)
 {
     int n = 0;
-    if (TB <= 4) for (; n + 2 <= N; n += 2) molora__nt256_rows(TB, 2, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
+    if (TB <= 4)
+        for (; n + 2 <= N; n += 2)
+            molora__nt256_rows(TB, 2, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
     for (; n < N; n++) molora__nt256_rows(TB, 1, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
 }
 
 /* ntp: TB tokens x R rows over packed X; W read from W - q in aligned 16-float chunks, the
    first and last chunks masked (masked lanes are never touched, so reading before the row is safe) */
 MOLORA__INLINE MOLORA__T512 void molora__ntp512_rows(const int TB, const int R, int K, int q, float alpha,
-                                                     const float *P, const float *W, int ldw, float *Y, int ldy, int acc)
+                                                     const float *P, const float *W, int ldw, float *Y, int ldy,
+                                                     int acc)
 {
     int c, t, r, nc = (K + q + 15) / 16;
     __m512 acc_[MOLORA__RMAX][MOLORA__TBMAX];
@@ -1223,7 +1257,7 @@ MOLORA__PRIVATE MOLORA__T512 void molora__ntp_avx512(int T, int N, int K, int q,
 
 /* dispatch TB = 1..8 to constant-folded copies of the body */
 #ifndef MOLORA__NT_KBLOCK
-#define MOLORA__NT_KBLOCK (1 << 30)   /* K per pass; blocking K (to keep X in L1) measured slower: it fragments the W streams */
+#define MOLORA__NT_KBLOCK (1 << 30)   /* K per pass: one pass, so each row of W is one unbroken stream */
 #endif
 #define MOLORA__NT_DISPATCH(FN)                                                                        \
     int t0, k0;                                                                                    \
@@ -1272,7 +1306,8 @@ MOLORA__PRIVATE MOLORA__T512 void molora__nn_avx512(int T, int N, int K, const f
                 for (k = 0; k < kb; k++) b[k] = _mm512_maskz_loadu_ps(m, B + (size_t)(k0 + k) * ldb + n);
                 for (t = 0; t < tb; t++) {
                     acc[t] = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);
-                    for (k = 0; k < kb; k++) acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc[t]);
+                    for (k = 0; k < kb; k++)
+                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc[t]);
                     _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc[t]);
                 }
             }
@@ -1300,7 +1335,8 @@ MOLORA__PRIVATE MOLORA__T256 void molora__nn_avx2(int T, int N, int K, const flo
     }
 }
 /* gather kernels: 8 rows share each load of x; all rows share each load and store of y */
-MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const *rows, const float *x, int K, float *out)
+MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const *rows, const float *x, int K,
+                                                      float *out)
 {
     int r0, r, k, kk;
     for (r0 = 0; r0 < R; r0 += 8) {
@@ -1318,13 +1354,15 @@ MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const 
         }
     }
 }
-MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const *rows, const float *coef, float *y, int N)
+MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const *rows, const float *coef, float *y,
+                                                       int N)
 {
     int r, n;
     for (n = 0; n < N; n += 16) {
         __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
         __m512 acc = _mm512_maskz_loadu_ps(m, y + n);
-        for (r = 0; r < R; r++) acc = _mm512_fmadd_ps(_mm512_set1_ps(coef[r]), _mm512_maskz_loadu_ps(m, rows[r] + n), acc);
+        for (r = 0; r < R; r++)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(coef[r]), _mm512_maskz_loadu_ps(m, rows[r] + n), acc);
         _mm512_mask_storeu_ps(y + n, m, acc);
     }
 }
@@ -1349,7 +1387,8 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2"};
-    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512,
+    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
+                                           molora__axpys_avx512,
                                            molora__ntp_avx512, molora__all_finite_avx512, "avx512"};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -1358,7 +1397,8 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
         const char *env = getenv("MOLORA_PORTABLE");
         __builtin_cpu_init();
         if (env && env[0] && env[0] != '0') k = &portable;
-        else if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k = &avx512;
+        else if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            k = &avx512;
         else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k = &avx2;
         else k = &portable;
     }
@@ -1377,48 +1417,237 @@ MOLORA__PRIVATE int molora__finite_typed(const void *p, molora_type t, size_t n)
     return molora__all_finite((const float *)p, n);   /* unaligned-safe: memcpy / loadu */
 }
 
-/* ---- [gemm seam] ---------------------------------------------------------------------------
-   C (M, N) = alpha * A (M, K) * op(B) + beta * C, row-major, A never transposed, beta 0 or 1.
-   transb != 0: B is (N, K) and op(B) = B^T;  transb == 0: B is (K, N).  beta == 0 never reads C.
-   M <= MOLORA__SMALL_T goes to the own kernels, larger M to BLAS (or, without BLAS, to the own
-   kernels in blocks of MOLORA__SMALL_T rows). */
-MOLORA__PRIVATE void molora__sgemm(int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                                   const float *B, int ldb, float beta, float *C, int ldc)
+/* pseudo-random floats in [-1, 1) for molora__kernel_check (xorshift32) */
+MOLORA__PRIVATE void molora__check_fill(float *v, size_t n, uint32_t *s)
 {
-    const molora__kernels *kr = molora__get_kernels();
-    int m0;
-    MOLORA_ASSERT(beta == 0.0f || beta == 1.0f);
-    if (M <= 0 || N <= 0) return;
-#ifndef MOLORA_NO_BLAS
-    if (M > MOLORA__SMALL_T && K > 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                    B, ldb, beta, C, ldc);
-        return;
-    }
-#endif
-    for (m0 = 0; m0 < M; m0 += MOLORA__SMALL_T) {
-        int mb = M - m0 < MOLORA__SMALL_T ? M - m0 : MOLORA__SMALL_T, t;
-        const float *a = A + (size_t)m0 * lda;
-        float *c = C + (size_t)m0 * ldc;
-        if (transb) { kr->nt(mb, N, K, alpha, a, lda, B, ldb, c, ldc, beta != 0.0f); continue; }
-        if (beta == 0.0f) for (t = 0; t < mb; t++) memset(c + (size_t)t * ldc, 0, (size_t)N * sizeof *c);
-        if (alpha == 1.0f) { kr->nn(mb, N, K, a, lda, B, ldb, c, ldc); continue; }
-        {   /* alpha != 1 (merge only): scale a copy of A's rows, one at a time */
-            int k;
-            float tmp[256];
-            for (t = 0; t < mb; t++) {
-                int k0;
-                for (k0 = 0; k0 < K; k0 += 256) {
-                    int kb = K - k0 < 256 ? K - k0 : 256;
-                    for (k = 0; k < kb; k++) tmp[k] = alpha * a[(size_t)t * lda + k0 + k];
-                    kr->nn(1, N, kb, tmp, kb, B + (size_t)k0 * ldb, ldb, c + (size_t)t * ldc, ldc);
-                }
-            }
-        }
+    size_t i;
+    for (i = 0; i < n; i++) {
+        *s ^= *s << 13; *s ^= *s >> 17; *s ^= *s << 5;
+        v[i] = (float)(*s >> 8) / 8388608.0f - 1.0f;
     }
 }
 
-/* ---- [init] ------------------------------------------------------------------------------- */
+/* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
+   1 nt, 2 nn, 3 dots, 4 axpys) and its naive twin on one shape, W (B for nn) at 64-byte phase
+   q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's first row
+   (K coefficients) times the K rows of W read as (K, N); both use T = 1.
+   Returns max |fast - twin| / (sum_k |x_k w_k| + |y|) over Y, -1 when the CPU has no fast
+   kernel of that kind, -2 when out of memory. Allocates; the library never calls it. */
+MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, int acc)
+{
+    const molora__kernels *kr = molora__get_kernels();
+    size_t np = (molora__pack_floats(T, K) + 15) & ~(size_t)15, nx = (size_t)T * K, nw = (size_t)N * K;
+    size_t ny = (size_t)T * N, nxw = (nx + 15) & ~(size_t)15;
+    float *buf, *P, *X, *W, *Y1, *Y2;
+    const float **rows;
+    double worst = 0.0;
+    uint32_t s = 2463534242u;
+    int t, n, k, gather = kernel == 3 || kernel == 4;
+    if ((kernel == 0 && !kr->ntp) || ((kernel == 1 || kernel == 2) && kr->nt == molora__nt_c) ||
+        (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c)) return -1.0;
+    if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
+    buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
+    rows = (const float **)malloc(((size_t)N + (size_t)K + 1) * sizeof *rows);
+    if (!buf || !rows) { free(buf); free(rows); return -2.0; }
+    P = (float *)molora__align_up(buf);
+    X = P + np; W = X + nxw + q; Y1 = W + nw; Y2 = Y1 + ny;
+    molora__check_fill(X, nx, &s); molora__check_fill(W, nw, &s); molora__check_fill(Y1, ny, &s);
+    memcpy(Y2, Y1, ny * sizeof(float));
+    if (kernel == 0) {
+        molora__pack_x(X, K, T, K, q, P);
+        kr->ntp(T, N, K, q, 0.5f, P, W, K, Y1, N, acc);
+        molora__ntp_c(T, N, K, q, 0.5f, P, W, K, Y2, N, acc);
+    } else if (kernel == 1) {
+        kr->nt(T, N, K, 0.5f, X, K, W, K, Y1, N, acc);
+        molora__nt_c(T, N, K, 0.5f, X, K, W, K, Y2, N, acc);
+    } else if (kernel == 2) {   /* Y (T, N) += X (T, K) B (K, N), B = W */
+        kr->nn(T, N, K, X, K, W, N, Y1, N);
+        molora__nn_c(T, N, K, X, K, W, N, Y2, N);
+    } else if (kernel == 3) {   /* Y (N) = W (N, K) x */
+        for (n = 0; n < N; n++) rows[n] = W + (size_t)n * K;
+        kr->dots(N, rows, X, K, Y1);
+        molora__dots_c(N, rows, X, K, Y2);
+    } else {                    /* Y (N) += sum_k x_k W[k, :] */
+        for (k = 0; k < K; k++) rows[k] = W + (size_t)k * N;
+        kr->axpys(K, rows, X, Y1, N);
+        molora__axpys_c(K, rows, X, Y2, N);
+    }
+    for (t = 0; t < T; t++)
+        for (n = 0; n < N; n++) {
+            double mag = fabs((double)Y2[(size_t)t * N + n]), e;
+            for (k = 0; k < K; k++)
+                mag += fabs((double)X[(size_t)t * K + k] * (kernel == 2 || kernel == 4 ? W[(size_t)k * N + n]
+                                                                                     : W[(size_t)n * K + k]));
+            e = fabs((double)Y1[(size_t)t * N + n] - Y2[(size_t)t * N + n]) / (mag + 1e-30);
+            if (!(e <= worst)) worst = e == e ? e : 1e30;
+        }
+    free(buf);
+    free(rows);
+    return worst;
+}
+
+/* <<kernels */
+
+/* >>seam  the one place that picks the kernel of every product, and the only BLAS calls ------- */
+/* Every product of the forward pass and of merge has one of two row-major forms:
+     nt: C (M, N) = A (M, K) B (N, K)^T (+ C)   X W0^T, X A^T, gate logits, MoLE logits
+     nn: C (M, N) = A (M, K) B (K, N)   (+ C)   H B^T, X W0 for W0 stored (d_in, d_out), MoLE deltas
+   molora__pick chooses the kernel from the rows M and what the product allows; molora__product
+   runs it, and holds the only BLAS calls of the forward pass:
+     M = 1, sgemv allowed       BLAS sgemv: decode streams each matrix once (sgemm does not for one
+                                row); allowed for the frozen layer and the dense experts, while
+                                the gate and MoLE products keep the rules below at T = 1 too
+     X packed (nt only)         molora's ntp kernel: small batches on kernels that have it
+     narrow nt (the gate rows)  molora's nt kernel at every M: too few rows for BLAS to pay off
+     M <= MOLORA__SMALL_T       molora's nt / nn kernels: W streamed once for every row of X, where
+                                BLAS sgemm packs its operands first and that dominates few rows
+     M > MOLORA__SMALL_T        BLAS sgemm (K > 0); without BLAS, the own kernels 16 rows at a time
+   The per-token gather products of the sparse path (dots, axpys) are molora__gather below. */
+#define MOLORA__SMALL_T 16   /* rows up to which molora's own kernels run instead of BLAS sgemm */
+
+typedef enum molora__kernel {
+    MOLORA__KERNEL_OWN = 0,  /* molora's nt / nn kernels, MOLORA__SMALL_T rows per call        */
+    MOLORA__KERNEL_OWN_ALL,  /* molora's nt kernel over all M rows in one call                   */
+    MOLORA__KERNEL_PACKED,   /* molora's ntp kernel over X packed by molora__pack_x              */
+    MOLORA__KERNEL_GEMV,     /* BLAS sgemv (M = 1)                                               */
+    MOLORA__KERNEL_GEMM      /* BLAS sgemm                                                       */
+} molora__kernel;
+
+/* what a product allows besides the default kernels */
+enum { MOLORA__ALLOW_GEMV = 1, MOLORA__ALLOW_NARROW = 2 };
+
+/* X of a small batch, packed for the ntp kernel: p0 at phase 0, pw at phase qw (or NULL) */
+typedef struct molora__xpack { int qw; const float *p0, *pw; } molora__xpack;
+
+MOLORA__PRIVATE molora__kernel molora__pick(int transb, int M, int K, int allow, int packed)
+{
+#ifndef MOLORA_NO_BLAS
+    if (M == 1 && (allow & MOLORA__ALLOW_GEMV)) return MOLORA__KERNEL_GEMV;
+#endif
+    if (transb && packed) return MOLORA__KERNEL_PACKED;
+    if (transb && (allow & MOLORA__ALLOW_NARROW)) return MOLORA__KERNEL_OWN_ALL;
+#ifndef MOLORA_NO_BLAS
+    if (M > MOLORA__SMALL_T && K > 0) return MOLORA__KERNEL_GEMM;
+#endif
+    (void)M; (void)K;
+    return MOLORA__KERNEL_OWN;
+}
+
+/* C = A op(B) (+ C if acc) on kernel k. transb: B is (N, K) and op(B) = B^T, else B is (K, N).
+   Without acc C is never read. xp: the packed A for MOLORA__KERNEL_PACKED (A itself unused). */
+MOLORA__PRIVATE void molora__product(molora__kernel k, int transb, int M, int N, int K, const float *A, int lda,
+                                     const float *B, int ldb, int acc, float *C, int ldc, const molora__xpack *xp)
+{
+    const molora__kernels *kr = molora__get_kernels();
+    int m0, t;
+    if (M <= 0 || N <= 0) return;
+    switch (k) {
+#ifndef MOLORA_NO_BLAS
+    case MOLORA__KERNEL_GEMV:
+        if (transb) cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, B, ldb, A, 1, acc ? 1.0f : 0.0f, C, 1);
+        else cblas_sgemv(CblasRowMajor, CblasTrans, K, N, 1.0f, B, ldb, A, 1, acc ? 1.0f : 0.0f, C, 1);
+        return;
+    case MOLORA__KERNEL_GEMM:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda,
+                    B, ldb, acc ? 1.0f : 0.0f, C, ldc);
+        return;
+#endif
+    case MOLORA__KERNEL_PACKED: {
+        int q = molora__phase(B);
+        if (q != 0 && (q != xp->qw || !xp->pw)) q = 0;   /* no panel at B's phase: unaligned B loads */
+        kr->ntp(M, N, K, q, 1.0f, q ? xp->pw : xp->p0, B, ldb, C, ldc, acc);
+        return;
+    }
+    case MOLORA__KERNEL_OWN_ALL:
+        kr->nt(M, N, K, 1.0f, A, lda, B, ldb, C, ldc, acc);
+        return;
+    default:
+        break;
+    }
+    for (m0 = 0; m0 < M; m0 += MOLORA__SMALL_T) {
+        int mb = M - m0 < MOLORA__SMALL_T ? M - m0 : MOLORA__SMALL_T;
+        const float *a = A + (size_t)m0 * lda;
+        float *c = C + (size_t)m0 * ldc;
+        if (transb) { kr->nt(mb, N, K, 1.0f, a, lda, B, ldb, c, ldc, acc); continue; }
+        if (!acc) for (t = 0; t < mb; t++) memset(c + (size_t)t * ldc, 0, (size_t)N * sizeof *c);
+        kr->nn(mb, N, K, a, lda, B, ldb, c, ldc);
+    }
+}
+
+/* C (M, N) = A B^T (+ C) for B (N, K), A a plain row-major matrix */
+MOLORA__PRIVATE void molora__mul_abt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int acc,
+                                     float *C, int ldc)
+{
+    molora__product(molora__pick(1, M, K, 0, 0), 1, M, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
+}
+/* C (M, N) = A B (+ C) for B (K, N); allow: MOLORA__ALLOW_GEMV or 0 */
+MOLORA__PRIVATE void molora__mul_ab(int allow, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                    int acc, float *C, int ldc)
+{
+    molora__product(molora__pick(0, M, K, allow, 0), 0, M, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
+}
+
+/* row stride of X copied row-major for the small-batch kernels */
+MOLORA__PRIVATE size_t molora__xa_ld(int d_in) { return ((size_t)d_in + 15) & ~(size_t)15; }
+
+/* A call's input X (T, K) as the kernels read it */
+typedef struct molora__input {
+    int T, K;
+    const float *x;          /* the caller's X, row-major (T, K): what sgemv reads               */
+    const float *X;          /* X for the row-major kernels: x, or a copy at W0's 64-byte phase  */
+    int ldx;
+    molora__xpack xp;        /* packed panels for the ntp kernel, or p0 == NULL                  */
+} molora__input;
+
+/* Lays out X (T <= MOLORA__SMALL_T, xa: the workspace part for it) for the small-batch kernels:
+   packed panels when the kernels have ntp (phase 0, and W0's phase qw when it differs), else
+   X row-major at W0's 64-byte phase so the nt kernel's loads are aligned. w0: W0's first row of
+   this call's columns when the frozen layer streams it as (d_out, d_in), else NULL. */
+MOLORA__PRIVATE void molora__input_small(molora__input *in, const float *w0, float *xa)
+{
+    const molora__kernels *kr = molora__get_kernels();
+    int T = in->T, K = in->K, t;
+    if (kr->ntp) {
+        size_t half = (molora__pack_floats(T, K) + 15) & ~(size_t)15;
+        in->xp.p0 = xa;
+        molora__pack_x(in->x, K, T, K, 0, xa);
+        if (w0 && T > 1) {
+            in->xp.qw = molora__phase(w0);
+            if (in->xp.qw) { molora__pack_x(in->x, K, T, K, in->xp.qw, xa + half); in->xp.pw = xa + half; }
+        }
+    } else {
+        size_t ldxa = molora__xa_ld(K), phase = 0;
+        if (w0 && ((uintptr_t)w0 & 3) == 0 && K % 16 == 0) phase = ((uintptr_t)w0 & 63) / 4;
+        for (t = 0; t < T; t++) memcpy(xa + phase + (size_t)t * ldxa, in->x + (size_t)t * K, (size_t)K * sizeof(float));
+        in->X = xa + phase;
+        in->ldx = (int)ldxa;
+    }
+}
+
+/* Y (T, N) = X W^T (+ Y) for the call's input X and W (N, K); allow: MOLORA__ALLOW_* */
+MOLORA__PRIVATE void molora__mul_xwt(const molora__input *in, int allow, int N, const float *W, int acc,
+                                     float *Y, int ldy)
+{
+    molora__kernel k = molora__pick(1, in->T, in->K, allow, in->xp.p0 != NULL);
+    const float *X = k == MOLORA__KERNEL_GEMV ? in->x : in->X;
+    molora__product(k, 1, in->T, N, in->K, X, in->ldx, W, in->K, acc, Y, ldy, &in->xp);
+}
+
+/* y (N) += sum_q cf[q] (arow[q] . x) brow[q] over m <= 64 gathered rows of A and B^T: the
+   per-token products of the sparse path */
+MOLORA__PRIVATE void molora__gather(int m, const float *const *arow, const float *const *brow, const float *cf,
+                                    const float *x, int K, float *y, int N)
+{
+    const molora__kernels *kr = molora__get_kernels();
+    float h[64];
+    int q;
+    kr->dots(m, arow, x, K, h);
+    for (q = 0; q < m; q++) h[q] *= cf[q];
+    kr->axpys(m, brow, h, y, N);
+}
+/* <<seam */
+
+/* >>init  molora_model_init: validate every layer, pack the experts into one block ------------ */
 MOLORA__PRIVATE int molora__needs_gate(int routing)
 {
     return routing == MOLORA_ROUTING_DENSE || routing == MOLORA_ROUTING_TOPK ||
@@ -1432,18 +1661,95 @@ MOLORA__PRIVATE int molora__owns_w0(const molora_layer_desc *L, int copy)
     return copy || L->W0_type != MOLORA_TYPE_F32 || ((uintptr_t)L->W0 & 3) != 0;
 }
 
-/* Validates one layer and adds its memory to *bytes. */
+/* Validates the experts of layer l; *rt = the sum of their ranks. */
+MOLORA__PRIVATE molora_result molora__check_experts(const molora_layer_desc *L, int l, const molora__logger *lg,
+                                                    size_t *rt)
+{
+    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out;
+    int i;
+    for (i = 0; i < L->n_experts; i++) {
+        const molora_expert_desc *e = &L->experts[i];
+        size_t na, nb;
+        if (e->rank < 1)
+            return molora__fail(lg, MOLORA_RESULT_INVALID_RANK, "layer %d expert %d: rank %d (must be >= 1)",
+                                l, i, e->rank);
+        if (!e->A || !e->B)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d expert %d: A or B is NULL", l, i);
+        if (!molora__type_ok(e->A_type) || !molora__type_ok(e->B_type))
+            return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT,
+                                "layer %d expert %d: unknown A_type %d or B_type %d",
+                                l, i, (int)e->A_type, (int)e->B_type);
+        if (!isfinite(e->scaling) || !isfinite(e->lora_alpha))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: scaling or lora_alpha is NaN/Inf",
+                                l, i);
+        if (!molora__add(*rt, (size_t)e->rank, rt) || *rt > 0x7fffffff ||
+            !molora__floats((size_t)e->rank, din, &na) || !molora__floats((size_t)e->rank, dout, &nb))
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d expert %d: rank %d overflows",
+                                l, i, e->rank);
+        if (!molora__finite_typed(e->A, e->A_type, na) || !molora__finite_typed(e->B, e->B_type, nb))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: A or B has NaN or Inf", l, i);
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Validates the routing rule of layer l (n >= 1 experts) and adds a copied mole_gate to *bytes. */
+MOLORA__PRIVATE molora_result molora__check_routing(const molora_layer_desc *L, int l, int copy,
+                                                    const molora__logger *lg, size_t *bytes)
+{
+    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, ng = 0, ne;
+    int n = L->n_experts, gated = molora__needs_gate(L->routing);
+    if (gated && !L->gate_weight)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: routing needs gate_weight (N, d_in)", l);
+    if (gated && !molora__floats((size_t)n, din, &ng))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: gate size overflows", l);
+    if (gated && !molora__all_finite(L->gate_weight, ng))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_weight has NaN or Inf", l);
+    if (L->gate_bias && !molora__all_finite(L->gate_bias, (size_t)n))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_bias has NaN or Inf", l);
+    if (!(L->temperature >= 0.0f) || !isfinite(L->temperature))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: temperature %g (must be > 0, or 0 for 1)",
+                            l, (double)L->temperature);
+    if (L->routing == MOLORA_ROUTING_TOPK && (L->top_k < 0 || L->top_k > n))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_TOP_K, "layer %d: top_k %d outside 1..%d", l, L->top_k, n);
+    if (L->routing == MOLORA_ROUTING_THRESHOLD && !isfinite(L->threshold))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: threshold is NaN or Inf", l);
+    if (L->routing == MOLORA_ROUTING_ADAMOLE) {
+        if (L->tau_max_set && (!(L->tau_max >= 0.0f) || !isfinite(L->tau_max)))
+            return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: tau_max %g (must be finite and >= 0)",
+                                l, (double)L->tau_max);
+        if (!L->threshold_weight)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: ADAMOLE needs threshold_weight (d_in)",
+                                l);
+        if (!molora__all_finite(L->threshold_weight, din) || !isfinite(L->threshold_bias))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: threshold net has NaN or Inf", l);
+    }
+    if (L->routing != MOLORA_ROUTING_MOLE_OUTPUT) return MOLORA_RESULT_SUCCESS;
+    if (!L->mole_gate)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: MOLE_OUTPUT needs mole_gate (N, N*d_out)", l);
+    if (!molora__floats((size_t)n * (size_t)n, dout, &ne) || ne / (size_t)n > 0x7fffffff)
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
+    if (!molora__all_finite(L->mole_gate, ne))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: mole_gate has NaN or Inf", l);
+    if (copy && !molora__reserve(bytes, ne, sizeof(float)))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Validates one layer and adds its memory to *bytes: the frozen layer, the experts, the routing
+   rule, then the packed experts' size (A rows, B^T, rank / offset / scaling, gate bias). */
 MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, int l, int copy,
                                                   const molora__logger *lg, size_t *bytes)
 {
-    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, rt = 0, nrows, sz, ng = 0;
-    int i, n = L->n_experts;
+    size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, rt = 0, nrows, sz, n = (size_t)L->n_experts;
+    molora_result r;
     if (L->d_in < 1 || L->d_out < 1)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: d_in %d, d_out %d (must be >= 1)", l, L->d_in, L->d_out);
-    if (n < 0)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: n_experts %d (must be >= 0)", l, n);
+        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: d_in %d, d_out %d (must be >= 1)",
+                            l, L->d_in, L->d_out);
+    if (L->n_experts < 0)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: n_experts %d (must be >= 0)", l, L->n_experts);
     if (n > 0 && !L->experts)
-        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: n_experts %d but experts is NULL", l, n);
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: n_experts %d but experts is NULL",
+                            l, L->n_experts);
     if (!molora__floats(din, dout, &sz))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: d_out * d_in overflows", l);
     if (!molora__type_ok(L->W0_type))
@@ -1459,60 +1765,13 @@ MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, in
     if (n == 0) return MOLORA_RESULT_SUCCESS;
     if ((int)L->routing < 0 || (int)L->routing >= MOLORA_ROUTING_COUNT)
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: unknown routing %d", l, (int)L->routing);
-    for (i = 0; i < n; i++) {
-        const molora_expert_desc *e = &L->experts[i];
-        size_t na, nb;
-        if (e->rank < 1)
-            return molora__fail(lg, MOLORA_RESULT_INVALID_RANK, "layer %d expert %d: rank %d (must be >= 1)", l, i, e->rank);
-        if (!e->A || !e->B)
-            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d expert %d: A or B is NULL", l, i);
-        if (!molora__type_ok(e->A_type) || !molora__type_ok(e->B_type))
-            return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d expert %d: unknown A_type %d or B_type %d", l, i, (int)e->A_type, (int)e->B_type);
-        if (!isfinite(e->scaling) || !isfinite(e->lora_alpha))
-            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: scaling or lora_alpha is NaN/Inf", l, i);
-        if (!molora__add(rt, (size_t)e->rank, &rt) || rt > 0x7fffffff || !molora__floats((size_t)e->rank, din, &na) ||
-            !molora__floats((size_t)e->rank, dout, &nb))
-            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d expert %d: rank %d overflows", l, i, e->rank);
-        if (!molora__finite_typed(e->A, e->A_type, na) || !molora__finite_typed(e->B, e->B_type, nb))
-            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: A or B has NaN or Inf", l, i);
-    }
-    if (molora__needs_gate(L->routing) && !L->gate_weight)
-        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: routing needs gate_weight (N, d_in)", l);
-    if (molora__needs_gate(L->routing) && !molora__floats((size_t)n, din, &ng))
-        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: gate size overflows", l);
-    if (molora__needs_gate(L->routing) && !molora__all_finite(L->gate_weight, ng))
-        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_weight has NaN or Inf", l);
-    if (L->gate_bias && !molora__all_finite(L->gate_bias, (size_t)n))
-        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: gate_bias has NaN or Inf", l);
-    if (!(L->temperature >= 0.0f) || !isfinite(L->temperature))
-        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: temperature %g (must be > 0, or 0 for 1)", l, (double)L->temperature);
-    if (L->routing == MOLORA_ROUTING_TOPK && (L->top_k < 0 || L->top_k > n))
-        return molora__fail(lg, MOLORA_RESULT_INVALID_TOP_K, "layer %d: top_k %d outside 1..%d", l, L->top_k, n);
-    if (L->routing == MOLORA_ROUTING_THRESHOLD && !isfinite(L->threshold))
-        return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: threshold is NaN or Inf", l);
-    if (L->routing == MOLORA_ROUTING_ADAMOLE) {
-        if (L->tau_max_set && (!(L->tau_max >= 0.0f) || !isfinite(L->tau_max)))
-            return molora__fail(lg, MOLORA_RESULT_INVALID_VALUE, "layer %d: tau_max %g (must be finite and >= 0)", l, (double)L->tau_max);
-        if (!L->threshold_weight)
-            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: ADAMOLE needs threshold_weight (d_in)", l);
-        if (!molora__all_finite(L->threshold_weight, din) || !isfinite(L->threshold_bias))
-            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: threshold net has NaN or Inf", l);
-    }
-    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
-        size_t ne;
-        if (!L->mole_gate)
-            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: MOLE_OUTPUT needs mole_gate (N, N*d_out)", l);
-        if (!molora__floats((size_t)n * (size_t)n, dout, &ne) || ne / (size_t)n > 0x7fffffff)
-            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
-        if (!molora__all_finite(L->mole_gate, ne))
-            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: mole_gate has NaN or Inf", l);
-        if (copy && !molora__reserve(bytes, ne, sizeof(float)))
-            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: mole_gate size overflows", l);
-    }
-    nrows = rt + (molora__needs_gate(L->routing) ? (size_t)n : 0) + (L->routing == MOLORA_ROUTING_ADAMOLE);
-    if (nrows > 0x7fffffff || !molora__reserve(bytes, nrows, din * sizeof(float)) || !molora__reserve(bytes, dout, rt * sizeof(float)) ||
-        !molora__reserve(bytes, (size_t)n, sizeof(int)) || !molora__reserve(bytes, (size_t)n, sizeof(int)) ||
-        !molora__reserve(bytes, (size_t)n, sizeof(float)) || (L->gate_bias && !molora__reserve(bytes, (size_t)n, sizeof(float))))
+    if ((r = molora__check_experts(L, l, lg, &rt)) != MOLORA_RESULT_SUCCESS) return r;
+    if ((r = molora__check_routing(L, l, copy, lg, bytes)) != MOLORA_RESULT_SUCCESS) return r;
+    nrows = rt + (molora__needs_gate(L->routing) ? n : 0) + (L->routing == MOLORA_ROUTING_ADAMOLE);
+    if (nrows > 0x7fffffff || !molora__reserve(bytes, nrows, din * sizeof(float)) ||
+        !molora__reserve(bytes, dout, rt * sizeof(float)) || !molora__reserve(bytes, n, sizeof(int)) ||
+        !molora__reserve(bytes, n, sizeof(int)) || !molora__reserve(bytes, n, sizeof(float)) ||
+        (L->gate_bias && !molora__reserve(bytes, n, sizeof(float))))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: packed expert size overflows", l);
     return MOLORA_RESULT_SUCCESS;
 }
@@ -1531,7 +1790,8 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
         molora__to_f32(L->W0, L->W0_type, din * dout, w);
         P->W0 = w;
     }
-    if (copy && L->bias) P->bias = (const float *)memcpy(molora__carve(cur, dout, sizeof(float)), L->bias, dout * sizeof(float));
+    if (copy && L->bias)
+        P->bias = (const float *)memcpy(molora__carve(cur, dout, sizeof(float)), L->bias, dout * sizeof(float));
     if (n == 0) { P->routing = MOLORA_ROUTING_FIXED; return; }
     P->routing = (int)L->routing;
     P->temperature = L->temperature > 0.0f ? L->temperature : 1.0f;
@@ -1590,7 +1850,8 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
     if (!desc || !out) return MOLORA_RESULT_INVALID_ARGUMENT;
     lg.fn = desc->log; lg.user = desc->log_user;
     if (desc->n_layers < 0 || (desc->n_layers > 0 && !desc->layers))
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: n_layers %d with layers %p", desc->n_layers, (const void *)desc->layers);
+        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: n_layers %d with layers %p", desc->n_layers,
+                            (const void *)desc->layers);
     if ((desc->flags & ~(unsigned)MOLORA_MODEL_COPY_WEIGHTS) != 0)
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: unknown flags 0x%x", desc->flags);
     if (!desc->memory.alloc != !desc->memory.free)
@@ -1658,8 +1919,10 @@ MOLORA_API molora_result molora_model_expert(const molora_model *m, int layer, i
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* ---- [routing] -----------------------------------------------------------------------------
-   Each rule works on one token: z (n) gate logits with bias, allowed(i) from the mask. */
+/* <<init */
+
+/* >>routing  the routing rules of one token: softmax, top-k, threshold, AdaMoLE ---------------- */
+/* Each rule works on one token: z (n) gate logits with bias, allowed(i) from the mask. */
 
 /* v (n): in, the logits, NaN for experts that take no part; out, softmax of v / temperature
    over the others (0 for the rest). Logits are NaN-checked before, so NaN is free as a marker.
@@ -1700,7 +1963,8 @@ MOLORA__PRIVATE float molora__sigmoid(float u)
 
 /* Weights w (n) of one token for the gate rules: z gate logits (bias added), u the
    threshold-net logit (ADAMOLE), allow the mask row or NULL. */
-MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z, float u, const uint8_t *allow, float *w)
+MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z, float u, const uint8_t *allow,
+                                         float *w)
 {
     int i, c, n = L->n;
     float s = 0.0f;
@@ -1735,11 +1999,13 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
     }
 }
 
-/* ---- [forward] ----------------------------------------------------------------------------- */
-MOLORA__PRIVATE size_t molora__xa_ld(int d_in) { return ((size_t)d_in + 15) & ~(size_t)15; }
+/* <<routing */
+
+/* >>forward  molora_forward: check, gate logits, route, frozen layer, experts, MoLE mix -------- */
+/* See docs/maths.md for the formulas and docs/design.md for the paths and the workspace. */
 
 /* workspace parts, in floats: gate logits (T, n_rows - r_total), expert inputs H (T, r_total),
-   weights (T, n), MoLE deltas (T, n * d_out), active flags (n) */
+   weights (T, n), MoLE deltas (T, n * d_out), active flags (n), X laid out for the kernels */
 typedef struct molora__ws { size_t g, h, w, d, act, xa, total; } molora__ws;
 
 MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__ws *ws)
@@ -1790,38 +2056,190 @@ MOLORA_API molora_result molora_workspace_size(const molora_model *m, int max_to
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* MoLE output gate: D_i = s_i H_i B_i^T (T, d_out) per expert, logits = e^T D / ||D||, softmax.
-   H holds every expert's inputs; it is scaled by s_i in place. */
-MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const molora_forward_args *a,
-                                                 float *H, float *D, float *w)
+/* One forward or route call: what every step reads and writes */
+typedef struct molora__call {
+    const molora__layer *L;
+    const molora_forward_args *args;
+    molora__logger lg;
+    int apply;                 /* 1: molora_forward, 0: molora_route                           */
+    int T, n, ith, nth;
+    int o0, O;                 /* this caller's output columns o0 .. o0 + O - 1                 */
+    molora__input in;          /* X as the kernels read it                                     */
+    float *G;                  /* (T, ng) gate logits (n of them), then the threshold logit     */
+    float *H;                  /* (T, r_total) expert inputs X A_i^T, then scaled by w_i s_i    */
+    float *w;                  /* (T, n) routing weights                                       */
+    float *D;                  /* (T, n * d_out) MoLE output gate: the experts' deltas          */
+    int *act;                  /* (n) 1 when some token routes to expert i                      */
+    float *Y;                  /* y at column o0 (forward), NULL (route)                        */
+    molora_path path;          /* chosen once after routing: what path_out reports             */
+} molora__call;
+
+/* mask row of token t, or NULL when every expert is allowed */
+MOLORA__PRIVATE const uint8_t *molora__allow(const molora_forward_args *a, int t, int n)
 {
-    int T = a->n_tokens, n = L->n, O = L->d_out, t, i, j;
+    return a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
+}
+
+/* The checks that leave every output untouched when they fail; fills the call's fields. */
+MOLORA__PRIVATE molora_result molora__call_check(molora__call *c, const molora_model *m, const molora_forward_args *a,
+                                                 int apply)
+{
+    const molora__logger *lg = &c->lg;
+    memset(c, 0, sizeof *c);
+    if (!m || !a) return MOLORA_RESULT_INVALID_ARGUMENT;
+    c->lg.fn = m->log; c->lg.user = m->log_user;
+    c->args = a; c->apply = apply; c->path = MOLORA_PATH_NONE;
+    if (a->layer < 0 || a->layer >= m->n_layers)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_LAYER, "forward: layer %d outside 0..%d",
+                            a->layer, m->n_layers - 1);
+    c->L = &m->layers[a->layer];
+    c->T = a->n_tokens;
+    c->n = c->L->n;
+    if (c->T < 0) return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "forward: n_tokens %d < 0", c->T);
+    if (a->nth < 0 || (a->nth == 0 && a->ith != 0) || (a->nth > 0 && (a->ith < 0 || a->ith >= a->nth)))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: ith %d / nth %d (need 0 <= ith < nth)",
+                            a->ith, a->nth);
+    c->ith = a->nth > 0 ? a->ith : 0;
+    c->nth = a->nth > 0 ? a->nth : 1;
+    if ((int)a->output != MOLORA_OUTPUT_FULL && (int)a->output != MOLORA_OUTPUT_DELTA)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: unknown output mode %d", (int)a->output);
+    if (apply && a->output == MOLORA_OUTPUT_FULL && !c->L->W0)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "forward: layer %d has no W0; use MOLORA_OUTPUT_DELTA",
+                            a->layer);
+    if (!apply && !a->weights_out)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "route: weights_out is NULL");
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Checks the inputs of a call with T > 0, carves the workspace and lays X out for the kernels. */
+MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
+{
+    const molora_forward_args *a = c->args;
+    const molora__layer *L = c->L;
+    const molora__logger *lg = &c->lg;
+    int T = c->T, n = c->n, chunks;
+    molora__ws ws;
+    unsigned char *cur;
+    size_t nx;
+    if (!a->x || (c->apply && !a->y))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: x or y is NULL");
+    if (n > 0 && L->routing == MOLORA_ROUTING_FIXED && !a->weights)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS,
+                            "forward: layer %d has FIXED routing but no weights were given", a->layer);
+    if (!molora__ws_layout(L, (size_t)T, &ws) || !molora__mul((size_t)T, (size_t)L->d_in, &nx))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "forward: %d tokens overflow the workspace size", T);
+    if (!a->workspace || a->workspace_size < ws.total)
+        return molora__fail(lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL,
+                            "forward: workspace %zu bytes, %d tokens on layer %d need %zu",
+                            a->workspace ? a->workspace_size : (size_t)0, T, a->layer, ws.total);
+    if (!molora__all_finite(a->x, nx))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
+    if (n > 0 && a->weights && !molora__all_finite(a->weights, a->weights_per_token ? (size_t)T * n : (size_t)n))
+        return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "forward: fixed weights have NaN or Inf");
+    cur = molora__align_up(a->workspace);
+    c->G = (float *)molora__carve(&cur, ws.g, sizeof(float));
+    c->H = (float *)molora__carve(&cur, ws.h, sizeof(float));
+    c->w = (float *)molora__carve(&cur, ws.w, sizeof(float));
+    c->D = (float *)molora__carve(&cur, ws.d, sizeof(float));
+    c->act = (int *)molora__carve(&cur, ws.act, sizeof(int));
+    /* this call's share of the output columns: chunks of 16, split over nth callers */
+    chunks = (L->d_out + 15) / 16;
+    c->o0 = (int)((long long)chunks * c->ith / c->nth) * 16; if (c->o0 > L->d_out) c->o0 = L->d_out;
+    c->O = (int)((long long)chunks * (c->ith + 1) / c->nth) * 16; if (c->O > L->d_out) c->O = L->d_out;
+    c->O -= c->o0;
+    c->Y = c->apply ? a->y + c->o0 : NULL;
+    c->in.T = T; c->in.K = L->d_in; c->in.x = c->in.X = a->x; c->in.ldx = L->d_in;
+    if (ws.xa) {   /* W0 streamed as (d_out, d_in): the frozen layer's panel at its phase */
+        int w0_nt = L->W0 && !L->w0_in_out && a->output == MOLORA_OUTPUT_FULL;
+        molora__input_small(&c->in, w0_nt ? L->W0 + (size_t)c->o0 * L->d_in : NULL,
+                            (float *)molora__carve(&cur, ws.xa, sizeof(float)));
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* G (T, ng) = X [Wg; wt]^T: the gate logits and the threshold-net logit, all routing reads of X */
+MOLORA__PRIVATE void molora__gate_logits(molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int ng = L->n_rows - L->r_total;
+    if (ng > 0)   /* n + 1 rows at most: too narrow for BLAS's packing to pay off at any T */
+        molora__mul_xwt(&c->in, ng <= 32 ? MOLORA__ALLOW_NARROW : 0, ng, L->A + (size_t)L->r_total * L->d_in, 0,
+                        c->G, ng);
+}
+
+/* w = the given weights, masked entries 0 */
+MOLORA__PRIVATE void molora__route_fixed(molora__call *c)
+{
+    const molora_forward_args *a = c->args;
+    int t, i, n = c->n;
+    for (t = 0; t < c->T; t++) {
+        const uint8_t *allow = molora__allow(a, t, n);
+        const float *v = a->weights + (a->weights_per_token ? (size_t)t * n : 0);
+        for (i = 0; i < n; i++) c->w[(size_t)t * n + i] = (!allow || allow[i]) ? v[i] : 0.0f;
+    }
+}
+
+/* w from the gate logits z + gate bias (and the threshold logit u) by the layer's rule */
+MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int t, i, n = c->n, ng = L->n_rows - L->r_total;
+    for (t = 0; t < c->T; t++) {
+        float *z = c->G + (size_t)t * ng;
+        float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+        for (i = 0; i < n; i++) {
+            if (L->gate_bias) z[i] += L->gate_bias[i];
+            if (isnan(z[i]))
+                return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
+                                    "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
+        }
+        if (isnan(u))
+            return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
+                                c->args->layer);
+        molora__route_token(L, z, u, molora__allow(c->args, t, n), c->w + (size_t)t * n);
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* MoLE output gate: D_i = s_i H_i B_i^T (T, d_out) per expert, logits = e^T D / ||D||, softmax.
+   H = X A^T holds every expert's inputs; it is scaled by s_i in place. */
+MOLORA__PRIVATE molora_result molora__route_mole(molora__call *c)
+{
+    const molora__layer *L = c->L;
+    const molora_forward_args *a = c->args;
+    int T = c->T, n = c->n, O = L->d_out, t, i, j;
     size_t ld = (size_t)n * (size_t)O, o;
+    molora__mul_xwt(&c->in, 0, L->r_total, L->A, 0, c->H, L->r_total);
     for (i = 0; i < n; i++) {
+        float *Di = c->D + (size_t)i * O;
         if (a->expert_mask && !a->mask_per_token && !a->expert_mask[i]) {
-            for (t = 0; t < T; t++) memset(D + (size_t)t * ld + (size_t)i * O, 0, (size_t)O * sizeof(float));
+            for (t = 0; t < T; t++) memset(Di + (size_t)t * ld, 0, (size_t)O * sizeof(float));
             continue;
         }
         for (t = 0; t < T; t++)
-            for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++) H[(size_t)t * L->r_total + j] *= L->scaling[i];
-        molora__sgemm(0, T, O, L->rank[i], 1.0f, H + L->offset[i], L->r_total,
-                      L->BT + (size_t)L->offset[i] * O, O, 0.0f, D + (size_t)i * O, (int)ld);
+            for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++)
+                c->H[(size_t)t * L->r_total + j] *= L->scaling[i];
+        molora__mul_ab(0, T, O, L->rank[i], c->H + L->offset[i], L->r_total, L->BT + (size_t)L->offset[i] * O, O, 0,
+                       Di, (int)ld);
     }
     if (a->expert_mask && a->mask_per_token)
         for (t = 0; t < T; t++)
             for (i = 0; i < n; i++)
-                if (!a->expert_mask[(size_t)t * n + i]) memset(D + (size_t)t * ld + (size_t)i * O, 0, (size_t)O * sizeof(float));
-    molora__sgemm(1, T, n, (int)ld, 1.0f, D, (int)ld, L->mole_gate, (int)ld, 0.0f, w, n);
+                if (!a->expert_mask[(size_t)t * n + i])
+                    memset(c->D + (size_t)t * ld + (size_t)i * O, 0, (size_t)O * sizeof(float));
+    molora__mul_abt(T, n, (int)ld, c->D, (int)ld, L->mole_gate, (int)ld, 0, c->w, n);
     for (t = 0; t < T; t++) {
-        const float *d = D + (size_t)t * ld;
-        const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
-        float *wt = w + (size_t)t * n;
+        const float *d = c->D + (size_t)t * ld;
+        const uint8_t *allow = molora__allow(a, t, n);
+        float *wt = c->w + (size_t)t * n;
         double ss = 0.0, norm;
         for (o = 0; o < ld; o++) ss += (double)d[o] * d[o];
         norm = sqrt(ss) > 1e-12 ? sqrt(ss) : 1e-12;   /* F.normalize: v / max(||v||, eps) */
         for (i = 0; i < n; i++) {
             wt[i] = (float)(wt[i] / norm) + (L->gate_bias ? L->gate_bias[i] : 0.0f);
-            if (isnan(wt[i])) return MOLORA_RESULT_NON_FINITE;
+            if (isnan(wt[i]))
+                return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
+                                    "forward: layer %d MoLE output-gate logits are NaN (inputs too large)", a->layer);
             if (allow && !allow[i]) wt[i] = NAN;
         }
         molora__softmax(wt, n, L->temperature);
@@ -1829,289 +2247,199 @@ MOLORA__PRIVATE molora_result molora__route_mole(const molora__layer *L, const m
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* X of a small batch, packed for the ntp kernel: p0 at phase 0, pw at phase qw (or NULL) */
-typedef struct molora__xpack { int T, K, qw; const float *p0, *pw; } molora__xpack;
-
-/* Y (T, N) = X W^T (+ Y if acc) for W (N, K): packed kernel when X is packed, else the seam */
-MOLORA__PRIVATE void molora__xwt(const molora__kernels *kr, const molora__xpack *xp, const float *X, int ldx, int T,
-                                 int N, int K, const float *W, int ldw, float *Y, int ldy, int acc)
+/* w (T, n): the given weights, the MoLE output gate's, or the layer's gate rule's */
+MOLORA__PRIVATE molora_result molora__route(molora__call *c)
 {
-    if (xp->p0 && N > 0) {
-        int q = molora__phase(W);
-        if (q != 0 && (q != xp->qw || !xp->pw)) q = 0;   /* no panel at W's phase: unaligned W loads */
-        kr->ntp(T, N, K, q, 1.0f, q ? xp->pw : xp->p0, W, ldw, Y, ldy, acc);
-        return;
-    }
-    molora__sgemm(1, T, N, K, 1.0f, X, ldx, W, ldw, acc ? 1.0f : 0.0f, Y, ldy);
+    if (c->args->weights) { molora__route_fixed(c); return MOLORA_RESULT_SUCCESS; }
+    if (c->L->routing == MOLORA_ROUTING_MOLE_OUTPUT) return molora__route_mole(c);
+    return molora__route_gates(c);
 }
 
-/* y (N) += sum_q cf[q] * (arow[q] . x) * brow[q] over m <= 64 gathered rows of A and B^T */
-MOLORA__PRIVATE void molora__gather_apply(const molora__kernels *kr, int m, const float *const *arow,
-                                          const float *const *brow, const float *cf, const float *x, int K,
-                                          float *y, int N)
+/* weights_out and counts_out, written by caller 0 of a split */
+MOLORA__PRIVATE void molora__report(const molora__call *c)
 {
-    float h[64];
-    int q;
-    kr->dots(m, arow, x, K, h);
-    for (q = 0; q < m; q++) h[q] *= cf[q];
-    kr->axpys(m, brow, h, y, N);
+    const molora_forward_args *a = c->args;
+    int t, i, n = c->n;
+    if (c->ith != 0) return;
+    if (a->counts_out)
+        for (t = 0; t < c->T; t++)
+            for (i = 0; i < n; i++) a->counts_out[i] += c->w[(size_t)t * n + i] != 0.0f;
+    if (a->weights_out) memcpy(a->weights_out, c->w, (size_t)c->T * n * sizeof(float));
 }
 
-/* Y (T, O) = X (T, d_in) W0[:, o0:o0+O] for W0 stored (d_in, d_out), read in place: rows of W0
-   are contiguous runs of output columns, so every product streams W0 row by row (sgemv with
-   CblasTrans at T = 1, molora's nn kernel for small batches, sgemm NN for large ones) */
-MOLORA__PRIVATE void molora__frozen_in_out(const molora__layer *L, const float *X, int ldx, int T, int o0, int O, float *Y)
-{
-#ifndef MOLORA_NO_BLAS
-    if (T == 1) {
-        cblas_sgemv(CblasRowMajor, CblasTrans, L->d_in, O, 1.0f, L->W0 + o0, L->d_out, X, 1, 0.0f, Y, 1);
-        return;
-    }
-#endif
-    molora__sgemm(0, T, O, L->d_in, 1.0f, X, ldx, L->W0 + o0, L->d_out, 0.0f, Y, L->d_out);
-}
-
-/* A per-token path beats the dense products when fewer than 1 in MOLORA__SPARSE_RATIO of the
-   (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
+/* The per-token path reads only the routed experts' rows for each token, the dense products
+   every active expert's rows once for all tokens: per token wins when fewer than 1 in
+   MOLORA__SPARSE_RATIO of the (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
 #define MOLORA__SPARSE_RATIO 4
 
-MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_forward_args *a, int apply)
+/* The path, chosen once after routing: by T (decode, small, gemm), or SPARSE when the experts
+   will run per token; marks the experts some token routes to in c->act. */
+MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
 {
-    molora__logger lg;
-    const molora__layer *L;
-    const molora__kernels *kr = molora__get_kernels();
-    molora__ws ws;
-    float *G, *H, *W, *D, *Y;
-    const float *X = a ? a->x : NULL;
-    int *act, ldx = 0;
-    molora__xpack xp;
-    unsigned char *cur;
-    int T, n, t, i, j, ith, nth, o0, o1, O, chunks, ng, r_act = 0;
-    size_t nx, nnz = 0;
-    molora_result r;
-    if (!m || !a) return MOLORA_RESULT_INVALID_ARGUMENT;
-    lg.fn = m->log; lg.user = m->log_user;
-    if (a->layer < 0 || a->layer >= m->n_layers)
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_LAYER, "forward: layer %d outside 0..%d", a->layer, m->n_layers - 1);
-    L = &m->layers[a->layer];
-    T = a->n_tokens;
-    n = L->n;
-    if (T < 0) return molora__fail(&lg, MOLORA_RESULT_INVALID_SHAPE, "forward: n_tokens %d < 0", T);
-    if (a->nth < 0 || (a->nth == 0 && a->ith != 0) || (a->nth > 0 && (a->ith < 0 || a->ith >= a->nth)))
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: ith %d / nth %d (need 0 <= ith < nth)", a->ith, a->nth);
-    ith = a->nth > 0 ? a->ith : 0;
-    nth = a->nth > 0 ? a->nth : 1;
-    if ((int)a->output != MOLORA_OUTPUT_FULL && (int)a->output != MOLORA_OUTPUT_DELTA)
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: unknown output mode %d", (int)a->output);
-    if (apply && a->output == MOLORA_OUTPUT_FULL && !L->W0)
-        return molora__fail(&lg, MOLORA_RESULT_MISSING_WEIGHTS, "forward: layer %d has no W0; use MOLORA_OUTPUT_DELTA", a->layer);
-    if (!apply && !a->weights_out)
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "route: weights_out is NULL");
-    if (a->counts_out && ith == 0) for (i = 0; i < n; i++) a->counts_out[i] = 0;
-    if (a->path_out) *a->path_out = MOLORA_PATH_NONE;
-    if (T == 0) return MOLORA_RESULT_SUCCESS;
-    if (!a->x || (apply && !a->y))
-        return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: x or y is NULL");
-    if (n > 0 && L->routing == MOLORA_ROUTING_FIXED && !a->weights)
-        return molora__fail(&lg, MOLORA_RESULT_MISSING_WEIGHTS, "forward: layer %d has FIXED routing but no weights were given", a->layer);
-    if (!molora__ws_layout(L, (size_t)T, &ws) || !molora__mul((size_t)T, (size_t)L->d_in, &nx))
-        return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "forward: %d tokens overflow the workspace size", T);
-    if (!a->workspace || a->workspace_size < ws.total)
-        return molora__fail(&lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL, "forward: workspace %zu bytes, %d tokens on layer %d need %zu",
-                            a->workspace ? a->workspace_size : (size_t)0, T, a->layer, ws.total);
-    if (!molora__all_finite(a->x, nx))
-        return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
-    if (n > 0 && a->weights && !molora__all_finite(a->weights, a->weights_per_token ? (size_t)T * n : (size_t)n))
-        return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: fixed weights have NaN or Inf");
-    memset(&xp, 0, sizeof xp);
-    cur = molora__align_up(a->workspace);
-    G = (float *)molora__carve(&cur, ws.g, sizeof(float));
-    H = (float *)molora__carve(&cur, ws.h, sizeof(float));
-    W = (float *)molora__carve(&cur, ws.w, sizeof(float));
-    D = (float *)molora__carve(&cur, ws.d, sizeof(float));
-    act = (int *)molora__carve(&cur, ws.act, sizeof(int));
-    ng = L->n_rows - L->r_total;
-    if (!ws.xa) ldx = L->d_in;
-    /* this call's share of the output columns: chunks of 16, split over nth callers */
-    chunks = (L->d_out + 15) / 16;
-    o0 = (int)((long long)chunks * ith / nth) * 16; if (o0 > L->d_out) o0 = L->d_out;
-    o1 = (int)((long long)chunks * (ith + 1) / nth) * 16; if (o1 > L->d_out) o1 = L->d_out;
-    O = o1 - o0;
-    Y = apply ? a->y + o0 : NULL;
-    if (ws.xa && kr->ntp) {   /* small batch, packed panels: phase 0, and W0's phase if it differs */
-        float *xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
-        size_t half = (molora__pack_floats(T, L->d_in) + 15) & ~(size_t)15;
-        xp.T = T; xp.K = L->d_in; xp.p0 = xa;
-        ldx = L->d_in;   /* the sparse path still reads X row by row */
-        molora__pack_x(a->x, L->d_in, T, L->d_in, 0, xa);
-        if (L->W0 && !L->w0_in_out && a->output == MOLORA_OUTPUT_FULL && T > 1) {
-            xp.qw = molora__phase(L->W0 + (size_t)o0 * L->d_in);
-            if (xp.qw) { molora__pack_x(a->x, L->d_in, T, L->d_in, xp.qw, xa + half); xp.pw = xa + half; }
-        }
-    } else if (ws.xa) {   /* small batch: X row-major at W0's phase, so the kernels' loads are aligned */
-        size_t ldxa = molora__xa_ld(L->d_in), phase = 0;
-        float *xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
-        if (L->W0 && !L->w0_in_out && a->output == MOLORA_OUTPUT_FULL && ((uintptr_t)L->W0 & 3) == 0 && L->d_in % 16 == 0)
-            phase = ((uintptr_t)L->W0 & 63) / 4;
-        for (t = 0; t < T; t++) memcpy(xa + phase + (size_t)t * ldxa, a->x + (size_t)t * L->d_in, (size_t)L->d_in * sizeof(float));
-        X = xa + phase;
-        ldx = (int)ldxa;
+    const molora__layer *L = c->L;
+    molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
+    size_t pairs = 0, r_act = 0;
+    int t, i;
+    if (!c->apply) return MOLORA_PATH_NONE;
+    if (c->O == 0 || c->n == 0 || (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights)) return by_t;
+    for (i = 0; i < c->n; i++) {
+        c->act[i] = 0;
+        for (t = 0; t < c->T; t++)
+            if (c->w[(size_t)t * c->n + i] != 0.0f) { c->act[i] = 1; pairs += (size_t)L->rank[i]; }
+        if (c->act[i]) r_act += (size_t)L->rank[i];
     }
-    if (a->path_out) *a->path_out = !apply ? MOLORA_PATH_NONE : T == 1 ? MOLORA_PATH_DECODE
-                                  : T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
+    if (r_act > 0 && c->T > 1 && pairs * MOLORA__SPARSE_RATIO < (size_t)c->T * r_act) return MOLORA_PATH_SPARSE;
+    return by_t;
+}
 
-    if (n > 0) {
-        /* 1. gate and threshold logits G = X [Wg; wt]^T (T, ng): routing needs nothing else */
-        if (ng > 0 && !xp.p0 && ng <= 32)   /* a narrow product: the own kernel beats BLAS at every T here */
-            kr->nt(T, ng, L->d_in, 1.0f, X, ldx, L->A + (size_t)L->r_total * L->d_in, L->d_in, G, ng, 0);
-        else if (ng > 0)
-            molora__xwt(kr, &xp, X, ldx, T, ng, L->d_in, L->A + (size_t)L->r_total * L->d_in, L->d_in, G, ng, 0);
-        /* 2. routing weights W (T, n) */
-        if (a->weights) {
-            for (t = 0; t < T; t++) {
-                const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
-                for (i = 0; i < n; i++)
-                    W[(size_t)t * n + i] = (!allow || allow[i]) ? a->weights[(a->weights_per_token ? (size_t)t * n : 0) + i] : 0.0f;
-            }
-        } else if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
-            molora__xwt(kr, &xp, X, ldx, T, L->r_total, L->d_in, L->A, L->d_in, H, L->r_total, 0);
-            r = molora__route_mole(L, a, H, D, W);
-            if (r != MOLORA_RESULT_SUCCESS)
-                return molora__fail(&lg, r, "forward: layer %d MoLE output-gate logits are NaN (inputs too large)", a->layer);
-        } else {
-            for (t = 0; t < T; t++) {
-                float *z = G + (size_t)t * ng;
-                const uint8_t *allow = a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
-                float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
-                for (i = 0; i < n; i++) {
-                    if (L->gate_bias) z[i] += L->gate_bias[i];
-                    if (isnan(z[i])) return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d gate logits are NaN (inputs too large)", a->layer);
-                }
-                if (isnan(u)) return molora__fail(&lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN", a->layer);
-                molora__route_token(L, z, u, allow, W + (size_t)t * n);
+/* Y = X W0^T + b, or X W0 + b for W0 stored (d_in, d_out), on this caller's columns */
+MOLORA__PRIVATE void molora__frozen(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int t, j;
+    if (L->w0_in_out)   /* rows of W0 are runs of output columns: the nn form streams them */
+        molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, L->d_in, c->in.X, c->in.ldx, L->W0 + c->o0, L->d_out, 0,
+                       c->Y, L->d_out);
+    else
+        molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, c->O, L->W0 + (size_t)c->o0 * L->d_in, 0, c->Y, L->d_out);
+    if (L->bias)
+        for (t = 0; t < c->T; t++)
+            for (j = 0; j < c->O; j++) c->Y[(size_t)t * L->d_out + j] += L->bias[c->o0 + j];
+}
+
+/* MoLE output mix: Y += sum_i w_i D_i, the deltas already computed by the routing */
+MOLORA__PRIVATE void molora__mole_mix(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    size_t ld = (size_t)c->n * L->d_out;
+    int t, i, j;
+    for (t = 0; t < c->T; t++)
+        for (i = 0; i < c->n; i++) {
+            float wi = c->w[(size_t)t * c->n + i];
+            const float *d = c->D + (size_t)t * ld + (size_t)i * L->d_out + c->o0;
+            float *y = c->Y + (size_t)t * L->d_out;
+            if (wi == 0.0f) continue;
+            for (j = 0; j < c->O; j++) y[j] += wi * d[j];
+        }
+}
+
+/* Experts per token: y_t += sum over the routed experts' rank rows of w_i s_i (a_q . x_t) b_q,
+   gathered 64 rows at a time */
+MOLORA__PRIVATE void molora__experts_gather(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int t, i, j;
+    for (t = 0; t < c->T; t++) {
+        const float *x = c->in.X + (size_t)t * c->in.ldx, *arow[64], *brow[64];
+        float *y = c->Y + (size_t)t * L->d_out, cf[64];
+        int m = 0;
+        for (i = 0; i < c->n; i++) {
+            float coef = c->w[(size_t)t * c->n + i] * L->scaling[i];
+            if (coef == 0.0f) continue;
+            for (j = 0; j < L->rank[i]; j++) {
+                if (m == 64) { molora__gather(m, arow, brow, cf, x, L->d_in, y, c->O); m = 0; }
+                arow[m] = L->A + (size_t)(L->offset[i] + j) * L->d_in;
+                brow[m] = L->BT + (size_t)(L->offset[i] + j) * L->d_out + c->o0;
+                cf[m++] = coef;
             }
         }
-        if (ith == 0 && a->counts_out)
-            for (t = 0; t < T; t++)
-                for (i = 0; i < n; i++) a->counts_out[i] += W[(size_t)t * n + i] != 0.0f;
-        if (ith == 0 && a->weights_out) memcpy(a->weights_out, W, (size_t)T * n * sizeof(float));
+        if (m > 0) molora__gather(m, arow, brow, cf, x, L->d_in, y, c->O);
     }
-    if (!apply || O == 0) return MOLORA_RESULT_SUCCESS;
+}
 
-    /* 3. frozen layer: Y = X W0^T + b, or X W0 + b for W0 (d_in, d_out) (this caller's columns) */
-    if (a->output == MOLORA_OUTPUT_FULL) {
-        if (L->w0_in_out) molora__frozen_in_out(L, X, ldx, T, o0, O, Y);
-        else {
-#ifndef MOLORA_NO_BLAS
-        if (T == 1)   /* decode: sgemv streams W0 at memory speed (sgemm with one row is ~4x slower) */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, O, L->d_in, 1.0f, L->W0 + (size_t)o0 * L->d_in, L->d_in, a->x, 1, 0.0f, Y, 1);
-        else
-#endif
-        molora__xwt(kr, &xp, X, ldx, T, O, L->d_in, L->W0 + (size_t)o0 * L->d_in, L->d_in, Y, L->d_out, 0);
-        }
-        if (L->bias)
-            for (t = 0; t < T; t++)
-                for (j = 0; j < O; j++) Y[(size_t)t * L->d_out + j] += L->bias[o0 + j];
-    }
-    if (n == 0) return MOLORA_RESULT_SUCCESS;
-
-    /* 4a. MoLE output gate: Y += sum_i w_i D_i, the deltas are already there */
-    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights) {
-        size_t ld = (size_t)n * L->d_out;
-        for (t = 0; t < T; t++)
-            for (i = 0; i < n; i++) {
-                float wi = W[(size_t)t * n + i];
-                const float *d = D + (size_t)t * ld + (size_t)i * L->d_out + o0;
-                float *y = Y + (size_t)t * L->d_out;
-                if (wi == 0.0f) continue;
-                for (j = 0; j < O; j++) y[j] += wi * d[j];
-            }
-        return MOLORA_RESULT_SUCCESS;
-    }
-
-    /* 4b. experts: only those some token routes to; per token when routing is sparse enough */
-    for (i = 0; i < n; i++) {
-        act[i] = 0;
-        for (t = 0; t < T; t++)
-            if (W[(size_t)t * n + i] != 0.0f) { act[i] = 1; nnz += (size_t)L->rank[i]; }
-        if (act[i]) r_act += L->rank[i];
-    }
-    if (r_act == 0) return MOLORA_RESULT_SUCCESS;
-    if (T > 1 && nnz * MOLORA__SPARSE_RATIO < (size_t)T * (size_t)r_act) {
-        if (a->path_out) *a->path_out = MOLORA_PATH_SPARSE;
-        for (t = 0; t < T; t++) {   /* per token: the selected experts' rows, 64 at a time */
-            const float *x = X + (size_t)t * ldx, *arow[64], *brow[64];
-            float *y = Y + (size_t)t * L->d_out, cf[64];
-            int m_ = 0;
-            for (i = 0; i < n; i++) {
-                float c = W[(size_t)t * n + i] * L->scaling[i];
-                if (c == 0.0f) continue;
-                for (j = 0; j < L->rank[i]; j++) {
-                    if (m_ == 64) { molora__gather_apply(kr, m_, arow, brow, cf, x, L->d_in, y, O); m_ = 0; }
-                    arow[m_] = L->A + (size_t)(L->offset[i] + j) * L->d_in;
-                    brow[m_] = L->BT + (size_t)(L->offset[i] + j) * L->d_out + o0;
-                    cf[m_++] = c;
-                }
-            }
-            if (m_ > 0) molora__gather_apply(kr, m_, arow, brow, cf, x, L->d_in, y, O);
-        }
-        return MOLORA_RESULT_SUCCESS;
-    }
-    for (i = 0; i < n; ) {   /* dense over each run of consecutive active experts */
-        int i1 = i, off = L->offset[i], rr = 0;
-        if (!act[i]) { i++; continue; }
-        while (i1 < n && act[i1]) rr += L->rank[i1++];
-#ifndef MOLORA_NO_BLAS
-        if (T == 1)   /* decode: sgemv streams the selected experts' A at memory speed */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, rr, L->d_in, 1.0f, L->A + (size_t)off * L->d_in, L->d_in, a->x, 1, 0.0f, H + off, 1);
-        else
-#endif
-        molora__xwt(kr, &xp, X, ldx, T, rr, L->d_in, L->A + (size_t)off * L->d_in, L->d_in, H + off, L->r_total, 0);
-        for (t = 0; t < T; t++)
+/* Experts dense, over each run i .. i1-1 of consecutive active experts:
+   H = X A^T, H_i *= w_i s_i per token, Y += H B^T */
+MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int i, i1, j, t, q;
+    for (i = 0; i < c->n; i = i1) {
+        int off = L->offset[i], rr = 0;
+        float *H = c->H + off;
+        for (i1 = i; i1 < c->n && c->act[i1]; i1++) rr += L->rank[i1];
+        if (i1 == i) { i1++; continue; }
+        molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, L->A + (size_t)off * L->d_in, 0, H, L->r_total);
+        for (t = 0; t < c->T; t++)
             for (j = i; j < i1; j++) {
-                float c = W[(size_t)t * n + j] * L->scaling[j];
-                float *h = H + (size_t)t * L->r_total + L->offset[j];
-                int q;
-                for (q = 0; q < L->rank[j]; q++) h[q] *= c;
+                float coef = c->w[(size_t)t * c->n + j] * L->scaling[j];
+                float *h = c->H + (size_t)t * L->r_total + L->offset[j];
+                for (q = 0; q < L->rank[j]; q++) h[q] *= coef;
             }
-#ifndef MOLORA_NO_BLAS
-        if (T == 1)   /* ... and their B^T rows (measured: S3 decode 1.13x frozen, own kernel 1.37x) */
-            cblas_sgemv(CblasRowMajor, CblasTrans, rr, O, 1.0f, L->BT + (size_t)off * L->d_out + o0, L->d_out, H + off, 1, 1.0f, Y, 1);
-        else
-#endif
-        molora__sgemm(0, T, O, rr, 1.0f, H + off, L->r_total, L->BT + (size_t)off * L->d_out + o0, L->d_out, 1.0f, Y, L->d_out);
-        i = i1;
+        molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, rr, H, L->r_total, L->BT + (size_t)off * L->d_out + c->o0,
+                       L->d_out, 1, c->Y, L->d_out);
     }
+}
+
+/* The forward pass of one call, after molora__call_check */
+MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
+{
+    const molora__layer *L = c->L;
+    const molora_forward_args *a = c->args;
+    molora_result r;
+    int i;
+    /* counts_out starts at 0, also for T = 0 */
+    if (a->counts_out && c->ith == 0) for (i = 0; i < c->n; i++) a->counts_out[i] = 0;
+    if (c->T == 0) return MOLORA_RESULT_SUCCESS;
+    /* check the inputs, carve the workspace, lay X out for the kernels */
+    r = molora__call_setup(c);
+    if (r != MOLORA_RESULT_SUCCESS) return r;
+    if (c->n > 0) {
+        /* gate logits G = X [Wg; wt]^T */
+        molora__gate_logits(c);
+        /* route: the weights w (T, n) */
+        r = molora__route(c);
+        if (r != MOLORA_RESULT_SUCCESS) return r;
+        /* report w and the per-expert counts */
+        molora__report(c);
+    }
+    /* the path, chosen once: by T, or per token when routing selects few (token, rank) pairs */
+    c->path = molora__choose_path(c);
+    if (!c->apply || c->O == 0) return MOLORA_RESULT_SUCCESS;
+    /* frozen layer: Y = X W0^T + b */
+    if (a->output == MOLORA_OUTPUT_FULL) molora__frozen(c);
+    if (c->n == 0) return MOLORA_RESULT_SUCCESS;
+    /* MoLE output mix: Y += sum_i w_i D_i */
+    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights) molora__mole_mix(c);
+    /* experts: Y += sum_i w_i s_i X A_i^T B_i^T, per token (sparse) or dense */
+    else if (c->path == MOLORA_PATH_SPARSE) molora__experts_gather(c);
+    else molora__experts_dense(c);
     return MOLORA_RESULT_SUCCESS;
 }
 
-MOLORA_API molora_result molora_forward(const molora_model *m, const molora_forward_args *a) { return molora__run(m, a, 1); }
-MOLORA_API molora_result molora_route(const molora_model *m, const molora_forward_args *a) { return molora__run(m, a, 0); }
-
-/* W (d_out, d_in) += c B_i A_i = c BT_i^T A_i, one output row at a time */
-MOLORA__PRIVATE void molora__merge_out_in(const molora__layer *L, int i, float c, float *W)
+/* molora_forward (apply = 1) and molora_route (apply = 0); path_out is written once, at the end */
+MOLORA__PRIVATE molora_result molora__run(const molora_model *m, const molora_forward_args *a, int apply)
 {
-    const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
+    molora__call c;
+    molora_result r = molora__call_check(&c, m, a, apply);
+    if (r != MOLORA_RESULT_SUCCESS) return r;
+    r = molora__forward_pass(&c);
+    if (a->path_out) *a->path_out = c.path;
+    return r;
+}
+
+MOLORA_API molora_result molora_forward(const molora_model *m, const molora_forward_args *a)
+{
+    return molora__run(m, a, 1);
+}
+MOLORA_API molora_result molora_route(const molora_model *m, const molora_forward_args *a)
+{
+    return molora__run(m, a, 0);
+}
+/* <<forward */
+
+/* >>merge  molora_merge: W += sum_i w_i s_i B_i A_i, in W0's stored layout ---------------------- */
+/* W (rows, cols) += c P^T Q for P (rank, rows) and Q (rank, cols) with row strides ldp and ldq:
+   one row of W at a time, 64 ranks per own-kernel call */
+MOLORA__PRIVATE void molora__add_ptq(int rows, int cols, int rank, float c, const float *P, int ldp, const float *Q,
+                                     int ldq, float *W)
+{
     float coef[64];
     int o, q0, q;
-    for (o = 0; o < L->d_out; o++)
-        for (q0 = 0; q0 < L->rank[i]; q0 += 64) {
-            int qb = L->rank[i] - q0 < 64 ? L->rank[i] - q0 : 64;
-            for (q = 0; q < qb; q++) coef[q] = c * BT[(size_t)(q0 + q) * L->d_out + o];
-            molora__get_kernels()->nn(1, L->d_in, qb, coef, qb, A + (size_t)q0 * L->d_in, L->d_in, W + (size_t)o * L->d_in, L->d_in);
-        }
-}
-/* W (d_in, d_out) += c (B_i A_i)^T = c A_i^T BT_i, one input row at a time (Conv1D layout) */
-MOLORA__PRIVATE void molora__merge_in_out(const molora__layer *L, int i, float c, float *W)
-{
-    const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
-    float coef[64];
-    int k, q0, q;
-    for (k = 0; k < L->d_in; k++)
-        for (q0 = 0; q0 < L->rank[i]; q0 += 64) {
-            int qb = L->rank[i] - q0 < 64 ? L->rank[i] - q0 : 64;
-            for (q = 0; q < qb; q++) coef[q] = c * A[(size_t)(q0 + q) * L->d_in + k];
-            molora__get_kernels()->nn(1, L->d_out, qb, coef, qb, BT + (size_t)q0 * L->d_out, L->d_out, W + (size_t)k * L->d_out, L->d_out);
+    for (o = 0; o < rows; o++)
+        for (q0 = 0; q0 < rank; q0 += 64) {
+            int qb = rank - q0 < 64 ? rank - q0 : 64;
+            for (q = 0; q < qb; q++) coef[q] = c * P[(size_t)(q0 + q) * ldp + o];
+            molora__mul_ab(0, 1, cols, qb, coef, qb, Q + (size_t)q0 * ldq, ldq, 1, W + (size_t)o * cols, cols);
         }
 }
 
@@ -2126,13 +2454,17 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
     if (!weights) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (!molora__all_finite(weights, (size_t)L->n)) return MOLORA_RESULT_NON_FINITE;
     for (i = 0; i < L->n; i++) {
+        const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
         float c = weights[i] * L->scaling[i];
         if (c == 0.0f) continue;
-        if (L->w0_in_out) molora__merge_in_out(L, i, c, W);
-        else molora__merge_out_in(L, i, c, W);
+        if (L->w0_in_out)   /* W (d_in, d_out) += c A_i^T B_i^T (Conv1D layout) */
+            molora__add_ptq(L->d_in, L->d_out, L->rank[i], c, A, L->d_in, BT, L->d_out, W);
+        else                /* W (d_out, d_in) += c B_i A_i = c (B_i^T)^T A_i */
+            molora__add_ptq(L->d_out, L->d_in, L->rank[i], c, BT, L->d_out, A, L->d_in, W);
     }
     return MOLORA_RESULT_SUCCESS;
 }
+/* <<merge */
 
 /* ==== [files] safetensors, JSON, adapters ==================================================== */
 /* In tags: io (the memory hook, mapping and reading files), dtypes, utf8, json (the one parser for

@@ -1917,6 +1917,39 @@ static void test_thread_split_args(void **s)
     ws_free(ws, wsz); molora_model_free(m); fix_free(&f);
 }
 
+
+/* ---- the fast kernels against their naive twins in the header ------------------------------
+   molora__kernel_check (a test hook in molora.h, not public API) runs this CPU's fast kernel
+   (ntp, nt, nn, and the sparse path's dots and axpys) and its naive twin on one shape:
+   T = 1..16 rows, N and K on both sides of every blocking size (3 / 2 rows, 8 tokens, 16-float
+   chunks, 64 ranks), W at 64-byte phase 0 and off it, acc on and off. Both sum K products in
+   float, so they may differ by 2 K rounding errors of the magnitude. */
+double molora__kernel_check(int kernel, int T, int N, int K, int q, int acc);
+
+static void test_kernels_match_twins(void **state)
+{
+    static const int Ns[] = {1, 2, 3, 4, 5, 8, 17, 67};
+    static const int Ks[] = {1, 3, 8, 15, 16, 17, 33, 64, 100, 257};
+    static const int qs[] = {0, 1, 7, 15};
+    int kernel, T, ni, ki, qi, acc, ran[5] = {0, 0, 0, 0, 0};
+    (void)state;
+    for (kernel = 0; kernel < 5; kernel++)
+        for (T = 1; T <= (kernel >= 3 ? 1 : 16); T++)
+            for (ni = 0; ni < 8; ni++)
+                for (ki = 0; ki < 10; ki++)
+                    for (qi = 0; qi < 4; qi++)
+                        for (acc = 0; acc < 2; acc++) {
+                            double e = molora__kernel_check(kernel, T, Ns[ni], Ks[ki], qs[qi], acc);
+                            if (e == -1.0) continue;   /* no fast kernel of this kind on this CPU */
+                            if (!(e >= 0.0) || e > (2.0 * Ks[ki] + 4.0) * FLT_EPSILON)
+                                fail_msg("kernel %d T %d N %d K %d q %d acc %d: error %g", kernel, T, Ns[ni],
+                                         Ks[ki], qs[qi], acc, e);
+                            ran[kernel]++;
+                        }
+    print_message("kernel checks run: ntp %d, nt %d, nn %d, dots %d, axpys %d\n", ran[0], ran[1], ran[2], ran[3],
+                  ran[4]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1966,6 +1999,7 @@ int main(void)
         cmocka_unit_test(test_workspace_covers_every_batch),
         cmocka_unit_test(test_batch_size_independence),
         cmocka_unit_test(test_thread_split_args),
+        cmocka_unit_test(test_kernels_match_twins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
