@@ -556,10 +556,10 @@ MOLORA_API molora_result molora_safetensors_tensor_f32(molora_safetensors *st, s
 MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, size_t index,
                                                       const void **data, molora_type *type);
 
-/* ---- adapters ---------------------------------------------------------------------------------
-   An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts below
-   (MOLORA_LAYOUT_*) becomes one model layer per adapted module, in natural name order (layer
-   numbers compared as numbers). See README "Files" for the config keys each layout uses.
+/* >>api_adapters  adapters: adapter_config.json + adapter_model.safetensors as model layers ------ */
+/* An adapter in one of the layouts below (MOLORA_LAYOUT_*) becomes one model layer per adapted
+   module, in natural name order (layer numbers compared as numbers). docs/formats.md gives the
+   file layouts and the config keys each layout uses.
    - Experts are numbered 0..N-1 in the names (lora_A.{i}, lora_A_{i}); an index at or above the
      module's count of lora_A / lora_B tensors is MISSING_WEIGHTS, one above 65535 or written
      with a leading zero (lora_A_01; "0" itself is fine) UNSUPPORTED, and an expert's lora_A or
@@ -570,8 +570,8 @@ MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, 
    - PEFT rank: "r"; a config without "r" but with "lora_rank" (AdaMoLE's LoRA baseline, also
      peft_type LORA) takes "lora_rank"; neither: PEFT's default 8. rank_pattern / alpha_pattern
      keys follow PEFT v0.20.0 get_pattern_key (Python's re.match(rf"(.*\.)?({key})$", module),
-     first key wins), matched without backtracking; the supported regex subset is listed at
-     molora__re_match. layers_to_transform: an int or a list of non-negative ints.
+     first key wins), matched without backtracking; the supported regex subset is listed in the
+     implementation's patterns section. layers_to_transform: an int or a list of non-negative ints.
    - A directory holding adapter_model.bin but no adapter_model.safetensors is IO_ERROR naming
      tools/convert_pickle.py (molora never reads pickle).
    - Cost: O(n log n) in the number of tensors and modules (sorting, binary-search lookups; a
@@ -625,10 +625,12 @@ MOLORA_API const char *molora_adapter_layer_name(const molora_adapter *adapter, 
 MOLORA_API molora_dtype molora_adapter_layer_dtype(const molora_adapter *adapter, int layer);
 /* Layer of a module path, with or without the `base_model.model.` prefix; -1 if none. */
 MOLORA_API int molora_adapter_find_layer(const molora_adapter *adapter, const char *path);
-/* Tensors the loader did not use (modules_to_save, AdaMoLE's moe_layer.experts.* aliases,
-   layers outside layers_to_transform), in file order. */
+/* Tensors the loader did not use: modules_to_save, AdaMoLE's moe_layer.experts.* aliases and
+   other tensors without a LoRA name, in file order; then the lora_A / lora_B of layers outside
+   layers_to_transform, in layer order. */
 MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *adapter);
 MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter, size_t i);
+/* <<api_adapters */
 /* ==== [end files] ========================================================================== */
 /* ---- AlphaLoRA: ESD power-law alpha and expert allocation -----------------------------------
    Needs LAPACK from OpenBLAS; with MOLORA_NO_BLAS every function here except
@@ -4097,8 +4099,8 @@ MOLORA__PRIVATE int molora__re_run(molora__re *re, const char *name, size_t *ste
     }
 }
 /* 1 match, 0 no match, -1 unsupported pattern, -2 a pattern Python refuses (re->bad says why);
-   re is scratch (about 100 KiB); *steps (optional) counts VM steps, which the tests use to show
-   the cost is linear */
+   re is scratch sized by MOLORA__RE_MAX (one per adapter, reused for every key); *steps
+   (optional) counts VM steps, which the tests use to show the cost is linear */
 MOLORA__PRIVATE int molora__re_match(molora__re *re, const char *key, const char *name, size_t *steps)
 {
     const char *s;
