@@ -4203,7 +4203,7 @@ enum { MOLORA__STYLE_PEFT = 1,   /* P.lora_A.weight: PEFT LoRA, one expert      
        MOLORA__STYLE_DOT,        /* P.lora_A.{i}.weight: AdaMoLE, MoLE, molora       */
        MOLORA__STYLE_MOLA };     /* P.lora_A_{i}.weight: MoLA                        */
 
-/* kind and expert index of lora_A / lora_B tensor `name`, whose ".lora_" starts at q - 6 */
+/* Kind, expert index and naming style of a lora_A / lora_B tensor; q: its name after ".lora_". */
 MOLORA__PRIVATE int molora__classify_ab(const char *q, int *idx, int *style, const char **why)
 {
     int kind = q[0] == 'A' ? MOLORA__K_A : MOLORA__K_B;
