@@ -3456,7 +3456,7 @@ MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_
 typedef struct molora__module {
     char *name;                  /* module path P as in the file                          */
     int dec_layer;               /* decoder layer index parsed from P, -1 if none         */
-    int n, cap;                  /* experts seen (max index + 1), capacity of A/B         */
+    int n;                       /* experts: highest index + 1, the length of A and B     */
     long *A, *B;                 /* tensor index per expert, -1 = missing                 */
     long gate, gate_bias, thr_w, thr_b, mole_gate;
     unsigned styles;             /* bit s: an A / B tensor named in style s (MOLORA__STYLE_*) */
@@ -4311,7 +4311,7 @@ MOLORA__PRIVATE molora_result molora__module_alloc(molora_adapter *a, molora__mo
         if (!m->A || !m->B) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
         for (e = 0; e < n; e++) m->A[e] = m->B[e] = -1;
     }
-    m->n = m->cap = n;
+    m->n = n;
     return MOLORA_RESULT_SUCCESS;
 }
 /* Module from its k tensors (one run of equal paths). */
