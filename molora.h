@@ -517,10 +517,10 @@ MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, 
                                                       const void **data, molora_type *type);
 /* <<api_safetensors */
 
-/* ---- adapters ---------------------------------------------------------------------------------
-   An adapter (adapter_config.json + adapter_model.safetensors) in one of the layouts below
-   (MOLORA_LAYOUT_*) becomes one model layer per adapted module, in natural name order (layer
-   numbers compared as numbers). See README "Files" for the config keys each layout uses.
+/* >>api_adapters  adapters: adapter_config.json + adapter_model.safetensors as model layers ------ */
+/* An adapter in one of the layouts below (MOLORA_LAYOUT_*) becomes one model layer per adapted
+   module, in natural name order (layer numbers compared as numbers). docs/formats.md gives the
+   file layouts and the config keys each layout uses.
    - Experts are numbered 0..N-1 in the names (lora_A.{i}, lora_A_{i}); an index at or above the
      module's count of lora_A / lora_B tensors is MISSING_WEIGHTS, one above 65535 or written
      with a leading zero (lora_A_01; "0" itself is fine) UNSUPPORTED, and an expert's lora_A or
@@ -531,8 +531,8 @@ MOLORA_API molora_result molora_safetensors_tensor_data(molora_safetensors *st, 
    - PEFT rank: "r"; a config without "r" but with "lora_rank" (AdaMoLE's LoRA baseline, also
      peft_type LORA) takes "lora_rank"; neither: PEFT's default 8. rank_pattern / alpha_pattern
      keys follow PEFT v0.20.0 get_pattern_key (Python's re.match(rf"(.*\.)?({key})$", module),
-     first key wins), matched without backtracking; the supported regex subset is listed at
-     molora__re_match. layers_to_transform: an int or a list of non-negative ints.
+     first key wins), matched without backtracking; the supported regex subset is listed in the
+     implementation's patterns section. layers_to_transform: an int or a list of non-negative ints.
    - A directory holding adapter_model.bin but no adapter_model.safetensors is IO_ERROR naming
      tools/convert_pickle.py (molora never reads pickle).
    - Cost: O(n log n) in the number of tensors and modules (sorting, binary-search lookups; a
@@ -586,10 +586,12 @@ MOLORA_API const char *molora_adapter_layer_name(const molora_adapter *adapter, 
 MOLORA_API molora_dtype molora_adapter_layer_dtype(const molora_adapter *adapter, int layer);
 /* Layer of a module path, with or without the `base_model.model.` prefix; -1 if none. */
 MOLORA_API int molora_adapter_find_layer(const molora_adapter *adapter, const char *path);
-/* Tensors the loader did not use (modules_to_save, AdaMoLE's moe_layer.experts.* aliases,
-   layers outside layers_to_transform), in file order. */
+/* Tensors the loader did not use: modules_to_save, AdaMoLE's moe_layer.experts.* aliases and
+   other tensors without a LoRA name, in file order; then the lora_A / lora_B of layers outside
+   layers_to_transform, in layer order. */
 MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *adapter);
 MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter, size_t i);
+/* <<api_adapters */
 /* ==== [end files] ========================================================================== */
 /* >>api_alpha  AlphaLoRA: ESD power-law alpha per matrix, per block, expert allocation, block patterns */
 /* AlphaLoRA gives each block (decoder layer) of a network a number of LoRA experts from the
@@ -4027,13 +4029,17 @@ MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_
 /* <<index */
 
 /* ---- [adapters] ---------------------------------------------------------------------------- */
+/* Loading is split the way cgltf splits parsing: the config section reads adapter_config.json
+   into one struct; the modules section groups the tensors into modules, detects the layout,
+   filters the layers and checks the experts; the builders section turns each module into a layer
+   descriptor, one builder per layout. The file layouts: docs/formats.md. */
 typedef struct molora__module {
     char *name;                  /* module path P as in the file                          */
     int dec_layer;               /* decoder layer index parsed from P, -1 if none         */
-    int n, cap;                  /* experts seen (max index + 1), capacity of A/B         */
+    int n;                       /* experts: highest index + 1, the length of A and B     */
     long *A, *B;                 /* tensor index per expert, -1 = missing                 */
     long gate, gate_bias, thr_w, thr_b, mole_gate;
-    int peft_style, idx_style, mola_style;   /* which A/B naming the module uses          */
+    unsigned styles;             /* bit s: an A / B tensor named in style s (MOLORA__STYLE_*) */
 } molora__module;
 
 struct molora_adapter {
@@ -4052,72 +4058,281 @@ struct molora_adapter {
     molora__module **by_name;    /* (n_mod) sorted by path without base_model.model.       */
 };
 
-static const char *const molora__layout_names[MOLORA_LAYOUT_COUNT] = {"peft_lora", "adamole", "mole", "mola", "molora"};
+static const char *const molora__layout_names[MOLORA_LAYOUT_COUNT] = {
+    "peft_lora", "adamole", "mole", "mola", "molora"};
 MOLORA_API const char *molora_layout_name(molora_layout l)
 {
     return ((int)l >= 0 && l < MOLORA_LAYOUT_COUNT) ? molora__layout_names[l] : "?";
 }
 
-/* Natural order: digit runs compare as numbers (layers.2 before layers.10). */
-static int molora__cmp_natural(const char *a, const char *b)
+/* >>config  adapter_config.json: every key the layouts use, read into one struct ---------------- */
+/* peft_type, use_dora and bias are read first (molora__config_open), so a refused config fails
+   before any tensor is looked at; the layout's own keys after the tensors are grouped
+   (molora__config_read), since a LORA config is PEFT LoRA or MoLA by its tensor names. Every
+   error names its key. */
+typedef struct molora__re molora__re;   /* a compiled key and its Pike VM (the patterns section) */
+MOLORA__PRIVATE molora__re *molora__re_alloc(const molora__io *io);
+
+/* A sorted index of an object's members by decoded key, built once (O(m log m)) so a lookup per
+   module is a binary search: molora's expert_scaling object has one key per module, and scanning
+   it per module would be O(modules^2). (rank_pattern / alpha_pattern keys are regexes, tried in
+   file order per module as PEFT's get_pattern_key does: O(modules x keys), as in PEFT.) */
+typedef struct molora__jkv { molora__jkey k; size_t val; } molora__jkv;   /* k first: molora__cmp_jkey */
+MOLORA__PRIVATE molora__jkv *molora__jindex(const molora__io *io, const molora__json *p, size_t o)
 {
-    while (*a && *b) {
-        if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
-            const char *x = a, *y = b;
-            size_t la, lb;
-            while (*x == '0' && x[1] >= '0' && x[1] <= '9') x++;
-            while (*y == '0' && y[1] >= '0' && y[1] <= '9') y++;
-            for (a = x; *a >= '0' && *a <= '9'; a++) {}
-            for (b = y; *b >= '0' && *b <= '9'; b++) {}
-            la = (size_t)(a - x); lb = (size_t)(b - y);
-            if (la != lb) return la < lb ? -1 : 1;
-            if (memcmp(x, y, la)) return memcmp(x, y, la);
-            continue;
-        }
-        if (*a != *b) return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
-        a++; b++;
+    size_t i, k = o + 1, n = p->tok[o].size;
+    molora__jkv *x = (molora__jkv *)molora__calloc(io, n ? n : 1, sizeof *x);
+    if (!x) return NULL;
+    for (i = 0; i < n; i++) {
+        x[i].k.s = p->s + p->tok[k].start; x[i].k.n = p->tok[k].end - p->tok[k].start; x[i].val = k + 1;
+        k += 1 + p->tok[k + 1].skip;
     }
-    return (unsigned char)*a - (unsigned char)*b;
+    if (n > 1) qsort(x, n, sizeof *x, molora__cmp_jkey);
+    return x;
 }
-static int molora__cmp_module(const void *a, const void *b)
+/* value token of `key` in an index of n members, or 0 (keys are unique: the parser refuses twins) */
+MOLORA__PRIVATE size_t molora__jindex_get(const molora__jkv *x, size_t n, const char *key)
 {
-    const char *x = ((const molora__module *)a)->name, *y = ((const molora__module *)b)->name;
-    int c = molora__cmp_natural(x, y);
-    return c ? c : strcmp(x, y);   /* layers.01 and layers.1: a fixed order */
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = molora__jcmp_lit(x[mid].k.s, x[mid].k.n, key);
+        if (!c) return x[mid].val;
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return 0;
 }
+
+/* The config as the builders use it; a zero field is absent (tokens index js.tok, 0 = none). */
+typedef struct molora__adapter_config {
+    molora__json js;                  /* the parsed text                                          */
+    const molora__logger *lg;
+    char peft_type[32];
+    /* PEFT LoRA and MoLA */
+    double r, lora_alpha;             /* "r" (or "lora_rank"), "lora_alpha": PEFT's default 8      */
+    const char *r_from;               /* where r came from, for messages                          */
+    int use_rslora, fan_in_fan_out;   /* fan_in_fan_out: GPT-2 Conv1D, W0 is (in, out)            */
+    molora__re *re;                   /* rank_pattern / alpha_pattern scratch (PEFT only)         */
+    size_t layers_to_transform;       /* token; its layers sorted in ltt (n_ltt)                  */
+    double *ltt;
+    size_t n_ltt;
+    size_t r_list, top_k_list;        /* MoLA: "r" and "top_k" as lists per decoder layer ...     */
+    double *r_per_layer, *top_k_per_layer;   /* ... converted (NaN: not a number)                 */
+    /* AdaMoLE, MoLE and molora */
+    int lora_rank, num_experts;       /* AdaMoLE and MoLE; num_experts 0 = not checked            */
+    int routing;                      /* molora_routing                                           */
+    double top_k, threshold, max_threshold, temperature;
+    int top_k_set, threshold_set, max_threshold_set;
+    size_t expert_scaling;            /* molora: a list, or an object module -> list ...          */
+    molora__jkv *scaling_index;       /* ... indexed by key at its first use                      */
+    size_t n_scaling_index;
+} molora__adapter_config;
+
+MOLORA__PRIVATE molora_result molora__cfg_num(const molora__adapter_config *c, const char *key, int required,
+                                              double def, double *v, int *present)
+{
+    size_t t = molora__jget(&c->js, 0, key);
+    if (present) *present = 0;
+    *v = def;
+    if (!t || c->js.tok[t].type == MOLORA__J_NULL) {
+        if (required)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"%s\" is missing", key);
+        return MOLORA_RESULT_SUCCESS;
+    }
+    if (!molora__jnum(&c->js, &c->js.tok[t], v) || !isfinite(*v))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"%s\" must be a number",
+                            key);
+    if (present) *present = 1;
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE molora_result molora__cfg_int(const molora__adapter_config *c, const char *key, int required,
+                                              int def, int *v, int *present)
+{
+    double d;
+    molora_result r = molora__cfg_num(c, key, required, def, &d, present);
+    if (r) return r;
+    if (d != floor(d) || d < -2147483647.0 || d > 2147483647.0)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"%s\" must be an integer",
+                            key);
+    *v = (int)d;
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE int molora__cfg_true(const molora__adapter_config *c, const char *key)
+{
+    size_t t = molora__jget(&c->js, 0, key);
+    return t && c->js.tok[t].type == MOLORA__J_TRUE;
+}
+
+/* The text parsed, then the keys every layout shares: peft_type, use_dora, bias. */
+MOLORA__PRIVATE molora_result molora__config_open(const molora__io *io, molora__adapter_config *c,
+                                                  const char *text, size_t size)
+{
+    const molora__json *js = &c->js;
+    size_t t;
+    molora_result r;
+    c->lg = &io->lg;
+    if (!molora__utf8_valid((const unsigned char *)text, size))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not valid UTF-8");
+    r = molora__json_parse(io, text, size, &c->js, "adapter_config.json", MOLORA_RESULT_INVALID_JSON);
+    if (r != MOLORA_RESULT_SUCCESS) return r;
+    if (js->tok[0].type != MOLORA__J_OBJ)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not a JSON object");
+    t = molora__jget(js, 0, "peft_type");
+    if (!t || js->tok[t].type != MOLORA__J_STR || js->tok[t].end - js->tok[t].start >= sizeof c->peft_type)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG,
+                            "adapter_config.json: key \"peft_type\" missing or not a string");
+    molora__jstr(js, &js->tok[t], c->peft_type);
+    if (molora__cfg_true(c, "use_dora"))
+        return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED,
+                            "adapter_config.json: \"use_dora\": DoRA adapters are not supported");
+    t = molora__jget(js, 0, "bias");
+    if (t && js->tok[t].type != MOLORA__J_NULL && !molora__jeq(js, &js->tok[t], "none"))
+        return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED,
+                            "adapter_config.json: \"bias\" must be \"none\" (trained biases are not supported)");
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* PEFT LoRA and MoLA: r (MoLA: also a list per layer), lora_alpha, MoLA's top_k per layer. */
+MOLORA__PRIVATE molora_result molora__config_lora(const molora__io *io, molora__adapter_config *c, int mola)
+{
+    const molora__json *js = &c->js;
+    size_t t = molora__jget(js, 0, "r");
+    molora_result r;
+    c->r = 8; c->lora_alpha = 8;
+    c->r_from = "key \"r\"";
+    if (mola && t && js->tok[t].type == MOLORA__J_ARR) c->r_list = t;
+    else {   /* PEFT's "r"; AdaMoLE's LoRA baseline (peft_type LORA too) writes "lora_rank" instead */
+        int lora_rank = !t && !mola && molora__jget(js, 0, "lora_rank");
+        if (lora_rank) c->r_from = "key \"lora_rank\"";
+        else if (!t) c->r_from = "PEFT's default: the config has no \"r\"";
+        r = molora__cfg_num(c, lora_rank ? "lora_rank" : "r", 0, 8, &c->r, NULL);
+        if (r != MOLORA_RESULT_SUCCESS) return r;
+    }
+    if ((r = molora__cfg_num(c, "lora_alpha", 0, 8, &c->lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) return r;
+    if (!mola) return MOLORA_RESULT_SUCCESS;
+    t = molora__jget(js, 0, "top_k");
+    c->top_k_list = t && js->tok[t].type != MOLORA__J_NULL ? t : 0;
+    if (c->top_k_list && js->tok[t].type != MOLORA__J_ARR)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG,
+                            "adapter_config.json: \"top_k\" must be a list per layer");
+    if ((c->r_list && !molora__jlist_f64(io, js, c->r_list, &c->r_per_layer)) ||
+        (c->top_k_list && !molora__jlist_f64(io, js, c->top_k_list, &c->top_k_per_layer)))
+        return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* molora compose: the routing rule by name and the experts' scalings. */
+MOLORA__PRIVATE molora_result molora__config_compose(molora__adapter_config *c)
+{
+    static const char *const names[] = {"dense", "topk", "threshold", "adamole", "mole_output"};
+    const molora__json *js = &c->js;
+    size_t t = molora__jget(js, 0, "routing");
+    int k;
+    if (!t) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"routing\" is missing");
+    for (k = 0; k < 5; k++) if (molora__jeq(js, &js->tok[t], names[k])) break;
+    if (k == 5)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG,
+                            "adapter_config.json: \"routing\" must be dense, topk, threshold, adamole or mole_output");
+    c->routing = k;   /* same order as molora_routing */
+    t = c->expert_scaling = molora__jget(js, 0, "expert_scaling");
+    if (!t || (js->tok[t].type != MOLORA__J_ARR && js->tok[t].type != MOLORA__J_OBJ))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"expert_scaling\" must be "
+                            "a list of N numbers (or an object: module -> list)");
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* AdaMoLE, MoLE and molora: lora_alpha, lora_rank and num_experts (not molora's), the routing. */
+MOLORA__PRIVATE molora_result molora__config_moe(molora__adapter_config *c, molora_layout layout)
+{
+    int compose = layout == MOLORA_LAYOUT_MOLORA;
+    molora_result r;
+    c->lora_alpha = 8; c->lora_rank = 8;
+    if ((r = molora__cfg_num(c, "lora_alpha", !compose, 8, &c->lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) return r;
+    if (!compose) {
+        if ((r = molora__cfg_int(c, "lora_rank", 1, 8, &c->lora_rank, NULL)) != MOLORA_RESULT_SUCCESS) return r;
+        if ((r = molora__cfg_int(c, "num_experts", 1, 0, &c->num_experts, NULL)) != MOLORA_RESULT_SUCCESS) return r;
+    }
+    if ((r = molora__cfg_num(c, "top_k", 0, 0, &c->top_k, &c->top_k_set)) ||
+        (r = molora__cfg_num(c, "threshold", 0, 0, &c->threshold, &c->threshold_set)) ||
+        (r = molora__cfg_num(c, "max_threshold", 0, 0, &c->max_threshold, &c->max_threshold_set)) ||
+        (r = molora__cfg_num(c, "temperature", 0, 1, &c->temperature, NULL)))
+        return r;
+    if (layout == MOLORA_LAYOUT_ADAMOLE) c->routing = MOLORA_ROUTING_ADAMOLE;
+    else if (layout == MOLORA_LAYOUT_MOLE) {
+        if (c->top_k_set == c->threshold_set)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG,
+                                "adapter_config.json: MOLE needs exactly one of \"top_k\" and \"threshold\"");
+        c->routing = c->top_k_set ? MOLORA_ROUTING_TOPK : MOLORA_ROUTING_THRESHOLD;
+    } else return molora__config_compose(c);
+    return MOLORA_RESULT_SUCCESS;
+}
+
 static int molora__cmp_f64(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
-
-/* First ".<digits>." component of a module path: the decoder layer. */
-MOLORA__PRIVATE int molora__decoder_layer(const char *p)
+/* layers_to_transform (PEFT only): an int or a list of non-negative ints, kept sorted */
+MOLORA__PRIVATE molora_result molora__config_layers(const molora__io *io, molora__adapter_config *c)
 {
-    for (; *p; p++) {
-        const char *q = p + 1;
-        long v = 0;
-        if (*p != '.' || !(*q >= '0' && *q <= '9')) continue;
-        while (*q >= '0' && *q <= '9' && v < 100000000) v = v * 10 + (*q++ - '0');
-        if (*q == '.' || *q == 0) return (int)v;
+    const molora__json *js = &c->js;
+    size_t t = molora__jget(js, 0, "layers_to_transform"), i;
+    if (!t || js->tok[t].type == MOLORA__J_NULL) return MOLORA_RESULT_SUCCESS;
+    if (js->tok[t].type != MOLORA__J_ARR && js->tok[t].type != MOLORA__J_NUM)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG,
+                            "adapter_config.json: \"layers_to_transform\" must be an int or a list of ints");
+    c->layers_to_transform = t;
+    if (js->tok[t].type == MOLORA__J_NUM) {
+        if (!(c->ltt = (double *)molora__calloc(io, 1, sizeof(double))))
+            return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        if (!molora__jnum(js, &js->tok[t], c->ltt)) c->ltt[0] = NAN;
+        c->n_ltt = 1;
+    } else {
+        if (!molora__jlist_f64(io, js, t, &c->ltt))
+            return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        c->n_ltt = js->tok[t].size;
     }
-    return -1;
+    for (i = 0; i < c->n_ltt; i++)
+        if (!(c->ltt[i] == floor(c->ltt[i])) || c->ltt[i] < 0 || c->ltt[i] > 2147483647.0)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"layers_to_transform\" "
+                                "entry %zu is not a layer number (a non-negative integer)", i);
+    if (c->n_ltt > 1) qsort(c->ltt, c->n_ltt, sizeof *c->ltt, molora__cmp_f64);
+    return MOLORA_RESULT_SUCCESS;
 }
 
-static const char molora__prefix[] = "base_model.model.";
-MOLORA__PRIVATE const char *molora__strip(const char *p)
+/* The layout's keys, in the order they have always been checked (the first error stays first). */
+MOLORA__PRIVATE molora_result molora__config_read(const molora__io *io, molora__adapter_config *c, molora_layout layout)
 {
-    return strncmp(p, molora__prefix, sizeof molora__prefix - 1) ? p : p + sizeof molora__prefix - 1;
+    int peft = layout == MOLORA_LAYOUT_PEFT_LORA;
+    molora_result r;
+    if (peft && !(c->re = molora__re_alloc(io)))
+        return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    if (peft || layout == MOLORA_LAYOUT_MOLA) r = molora__config_lora(io, c, layout == MOLORA_LAYOUT_MOLA);
+    else r = molora__config_moe(c, layout);
+    if (r != MOLORA_RESULT_SUCCESS) return r;
+    c->use_rslora = peft && molora__cfg_true(c, "use_rslora");
+    c->fan_in_fan_out = molora__cfg_true(c, "fan_in_fan_out");
+    return peft ? molora__config_layers(io, c) : MOLORA_RESULT_SUCCESS;
 }
+MOLORA__PRIVATE void molora__config_free(const molora__io *io, molora__adapter_config *c)
+{
+    molora__mfree(io, c->scaling_index);
+    molora__mfree(io, c->re);
+    molora__mfree(io, c->ltt);
+    molora__mfree(io, c->r_per_layer);
+    molora__mfree(io, c->top_k_per_layer);
+    molora__json_free(io, &c->js);
+}
+/* <<config */
 
-/* ---- rank_pattern / alpha_pattern keys: PEFT v0.20.0 get_pattern_key, i.e. Python's
-   re.match(rf"(.*\.)?({key})$", module), first key in dict order wins. The key is compiled to a
-   Thompson NFA and run as a Pike VM over the module name's code points, all threads in step, so a
-   match costs O(len(key) * len(name)) whatever the key (no backtracking: `((a*)*)*b` is linear).
-   Supported, with Python's meaning: literals (UTF-8), `.`, classes `[...]` (ranges, negation,
-   escapes), `\d \w \s \D \W \S` (ASCII: a
-   key using them is refused for a name with non-ASCII characters), escaped punctuation, `\t \n \r \f \v \a`,
-   `* + ?` and their lazy forms (same yes/no answer), `|`, groups `(...)` and `(?:...)`.
+/* >>patterns  rank_pattern / alpha_pattern keys matched as PEFT v0.20.0 get_pattern_key does ----- */
+/* That is Python's re.match(rf"(.*\.)?({key})$", module), first key in dict order wins. The key is
+   compiled to a Thompson NFA and run as a Pike VM over the module name's code points, all threads
+   in step, so a match costs O(len(key) * len(name)) whatever the key (no backtracking: `((a*)*)*b`
+   is linear). Supported, with Python's meaning: literals (UTF-8), `.`, classes `[...]` (ranges,
+   negation, escapes), `\d \w \s \D \W \S` (ASCII: a key using them is refused for a name with
+   non-ASCII characters), escaped punctuation, `\t \n \r \f \v \a`, `* + ?` and their lazy forms
+   (same yes/no answer), `|`, groups `(...)` and `(?:...)`.
    Anything else (`{m,n}`, `^`, `$`, back-references, `\b`, look-arounds, other `(?` forms, a
    possessive quantifier) is refused as UNSUPPORTED, never guessed. A key Python's re.compile
    itself refuses (PEFT would raise) is INVALID_CONFIG, naming the key and Python's reason:
@@ -4128,7 +4343,7 @@ enum { MOLORA__RE_EMPTY, MOLORA__RE_LIT, MOLORA__RE_ANY, MOLORA__RE_CLASS, MOLOR
 #define MOLORA__RE_MAX 2048                     /* nodes and instructions; keys are < 512 bytes */
 typedef struct molora__re_node { int type, a, b; unsigned c; const char *cls; int cls_len; } molora__re_node;
 typedef struct molora__re_inst { int op, x, y; unsigned c; const char *cls; int cls_len; } molora__re_inst;
-typedef struct molora__re {
+struct molora__re {                             /* typedef'd in the config section             */
     const char *p;                              /* parse cursor into the key                    */
     int ok, n_node, n_inst;
     int ascii_classes;                          /* the key uses \d \w \s ...: ASCII names only */
@@ -4137,7 +4352,12 @@ typedef struct molora__re {
     molora__re_inst inst[MOLORA__RE_MAX];
     int mark[MOLORA__RE_MAX], gen;              /* Pike VM: thread already on the list          */
     int list[2][MOLORA__RE_MAX], n_list[2];
-} molora__re;
+};
+
+MOLORA__PRIVATE molora__re *molora__re_alloc(const molora__io *io)
+{
+    return (molora__re *)molora__malloc(io, sizeof(molora__re));
+}
 
 /* next code point of a valid UTF-8 string */
 MOLORA__PRIVATE unsigned molora__utf8_next(const char **s)
@@ -4183,8 +4403,11 @@ MOLORA__PRIVATE int molora__re_in_class(const char *p, int len, unsigned c)
     while (q < end) {
         unsigned lo, hi;
         int cls = 0;
-        if (*q == '\\') { cls = molora__re_escape(q[1]) == 0; lo = cls ? (unsigned char)q[1] : molora__re_escape(q[1]); q += 2; }
-        else if (*q == ']' && first) { lo = ']'; q++; }
+        if (*q == '\\') {
+            cls = molora__re_escape(q[1]) == 0;
+            lo = cls ? (unsigned char)q[1] : molora__re_escape(q[1]);
+            q += 2;
+        } else if (*q == ']' && first) { lo = ']'; q++; }
         else lo = molora__utf8_next(&q);
         first = 0;
         if (cls) { hit |= molora__re_class1((char)lo, c); continue; }
@@ -4204,11 +4427,12 @@ MOLORA__PRIVATE int molora__re_class_len(const char *p)
     if (*q == ']') q++;
     while (*q && *q != ']') {
         if (*q == '\\') { if (!q[1] || (!molora__re_escape(q[1]) && !strchr("dDwWsS", q[1]))) return -1; q += 2; }
-        else if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) return -1;   /* POSIX-looking: Python warns */
+        else if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) return -1;   /* POSIX-like: Python warns */
         else q++;
     }
     return *q ? (int)(q - p + 1) : -2;
 }
+static const char molora__re_bad_range_class[] = "bad character range (a class escape as a range end)";
 /* why Python refuses class [p, p + len) (a range whose ends are reversed or a class escape), or NULL */
 MOLORA__PRIVATE const char *molora__re_class_bad(const char *p, int len)
 {
@@ -4224,9 +4448,11 @@ MOLORA__PRIVATE const char *molora__re_class_bad(const char *p, int len)
         first = 0;
         if (*q == '-' && q + 1 < end) {
             q++;
-            if (*q == '\\') { if (!(hi = molora__re_escape(q[1]))) return "bad character range (a class escape as a range end)"; q += 2; }
-            else hi = molora__utf8_next(&q);
-            if (cls) return "bad character range (a class escape as a range end)";
+            if (*q == '\\') {
+                if (!(hi = molora__re_escape(q[1]))) return molora__re_bad_range_class;
+                q += 2;
+            } else hi = molora__utf8_next(&q);
+            if (cls) return molora__re_bad_range_class;
             if (lo > hi) return "bad character range (its start is above its end)";
         }
     }
@@ -4306,7 +4532,8 @@ MOLORA__PRIVATE int molora__re_repeat(molora__re *re, int depth)
         unsigned long lo = 0, hi = 0;
         int dl = 0, dh = 0;
         while (*t >= '0' && *t <= '9' && dl < 9) { lo = lo * 10 + (unsigned long)(*t++ - '0'); dl++; }
-        if (*t == ',') { t++; while (*t >= '0' && *t <= '9' && dh < 9) { hi = hi * 10 + (unsigned long)(*t++ - '0'); dh++; } }
+        if (*t == ',')
+            for (t++; *t >= '0' && *t <= '9' && dh < 9; dh++) hi = hi * 10 + (unsigned long)(*t++ - '0');
         if (*t == '}' && dl && dh && lo > hi) re->bad = "min repeat greater than max repeat";
     }
     if (!re->ok || !(*q == '*' || *q == '+' || *q == '?')) return n;
@@ -4415,7 +4642,8 @@ MOLORA__PRIVATE int molora__re_step_ok(const molora__re_inst *i, unsigned c)
 {
     if (i->op == MOLORA__RE_LIT) return c == i->c;
     if (i->op == MOLORA__RE_ANY) return c != '\n';
-    if (i->op == MOLORA__RE_CLASS) return i->cls ? molora__re_in_class(i->cls, i->cls_len, c) : molora__re_class1((char)i->c, c);
+    if (i->op == MOLORA__RE_CLASS)
+        return i->cls ? molora__re_in_class(i->cls, i->cls_len, c) : molora__re_class1((char)i->c, c);
     return 0;
 }
 MOLORA__PRIVATE int molora__re_matched(const molora__re *re, int l)
@@ -4451,8 +4679,8 @@ MOLORA__PRIVATE int molora__re_run(molora__re *re, const char *name, size_t *ste
     }
 }
 /* 1 match, 0 no match, -1 unsupported pattern, -2 a pattern Python refuses (re->bad says why);
-   re is scratch (about 100 KiB); *steps (optional) counts VM steps, which the tests use to show
-   the cost is linear */
+   re is scratch sized by MOLORA__RE_MAX (one per adapter, reused for every key); *steps
+   (optional) counts VM steps, which the tests use to show the cost is linear */
 MOLORA__PRIVATE int molora__re_match(molora__re *re, const char *key, const char *name, size_t *steps)
 {
     const char *s;
@@ -4462,10 +4690,123 @@ MOLORA__PRIVATE int molora__re_match(molora__re *re, const char *key, const char
     return molora__re_run(re, name, steps);
 }
 
-/* ---- loader ---------------------------------------------------------------------------- */
+/* Value of the first key of pattern object `obj` (rank_pattern, alpha_pattern) matching module:
+   PEFT's get_pattern_key, keys tried in file order. */
+MOLORA__PRIVATE molora_result molora__pattern(const molora__adapter_config *c, const char *obj, const char *module,
+                                              double *v, int *hit)
+{
+    const molora__json *js = &c->js;
+    size_t o = molora__jget(js, 0, obj), i, k;
+    *hit = 0;
+    if (!o || js->tok[o].type == MOLORA__J_NULL) return MOLORA_RESULT_SUCCESS;
+    if (js->tok[o].type != MOLORA__J_OBJ)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"%s\" must be an object", obj);
+    for (i = 0, k = o + 1; i < js->tok[o].size; i++, k += 1 + js->tok[k + 1].skip) {
+        char key[512];
+        int m;
+        if (js->tok[k].end - js->tok[k].start >= sizeof key)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: a \"%s\" key is too long",
+                                obj);
+        molora__jstr(js, &js->tok[k], key);
+        m = molora__re_match(c->re, key, module, NULL);
+        if (m == -2)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s key \"%s\" is not "
+                                "a valid regular expression (Python's re.compile refuses it: %s)",
+                                obj, key, c->re->bad);
+        if (m < 0)
+            return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: %s key \"%s\": regex features "
+                                "beyond . [] \\d \\w \\s ( ) (?: ) * + ? | are not supported", obj, key);
+        if (m) {
+            if (!molora__jnum(js, &js->tok[k + 1], v))
+                return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG,
+                                    "adapter_config.json: %s[\"%s\"] must be a number", obj, key);
+            *hit = 1;
+            return MOLORA_RESULT_SUCCESS;
+        }
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* <<patterns */
+
+/* >>modules  tensors into modules, layout detection, layers_to_transform, the expert checks ----- */
+/* Natural order: digit runs compare as numbers (layers.2 before layers.10). */
+static int molora__cmp_natural(const char *a, const char *b)
+{
+    while (*a && *b) {
+        if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+            const char *x = a, *y = b;
+            size_t la, lb;
+            while (*x == '0' && x[1] >= '0' && x[1] <= '9') x++;
+            while (*y == '0' && y[1] >= '0' && y[1] <= '9') y++;
+            for (a = x; *a >= '0' && *a <= '9'; a++) {}
+            for (b = y; *b >= '0' && *b <= '9'; b++) {}
+            la = (size_t)(a - x); lb = (size_t)(b - y);
+            if (la != lb) return la < lb ? -1 : 1;
+            if (memcmp(x, y, la)) return memcmp(x, y, la);
+            continue;
+        }
+        if (*a != *b) return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+        a++; b++;
+    }
+    return (unsigned char)*a - (unsigned char)*b;
+}
+static int molora__cmp_module(const void *a, const void *b)
+{
+    const char *x = ((const molora__module *)a)->name, *y = ((const molora__module *)b)->name;
+    int c = molora__cmp_natural(x, y);
+    return c ? c : strcmp(x, y);   /* layers.01 and layers.1: a fixed order */
+}
+
+/* First ".<digits>." component of a module path: the decoder layer. */
+MOLORA__PRIVATE int molora__decoder_layer(const char *p)
+{
+    for (; *p; p++) {
+        const char *q = p + 1;
+        long v = 0;
+        if (*p != '.' || !(*q >= '0' && *q <= '9')) continue;
+        while (*q >= '0' && *q <= '9' && v < 100000000) v = v * 10 + (*q++ - '0');
+        if (*q == '.' || *q == 0) return (int)v;
+    }
+    return -1;
+}
+
+static const char molora__prefix[] = "base_model.model.";
+MOLORA__PRIVATE const char *molora__strip(const char *p)
+{
+    return strncmp(p, molora__prefix, sizeof molora__prefix - 1) ? p : p + sizeof molora__prefix - 1;
+}
+
+/* What a tensor is to its module, and how its A / B name spells the expert. */
 enum { MOLORA__K_IGNORE = 0, MOLORA__K_A, MOLORA__K_B, MOLORA__K_GATE, MOLORA__K_GATE_BIAS,
        MOLORA__K_THR_W, MOLORA__K_THR_B, MOLORA__K_MOLE_GATE, MOLORA__K_ROUTER, MOLORA__K_REFUSE };
+enum { MOLORA__STYLE_PEFT = 1,   /* P.lora_A.weight: PEFT LoRA, one expert           */
+       MOLORA__STYLE_DOT,        /* P.lora_A.{i}.weight: AdaMoLE, MoLE, molora       */
+       MOLORA__STYLE_MOLA };     /* P.lora_A_{i}.weight: MoLA                        */
 
+/* Kind, expert index and naming style of a lora_A / lora_B tensor; q: its name after ".lora_". */
+MOLORA__PRIVATE int molora__classify_ab(const char *q, int *idx, int *style, const char **why)
+{
+    int kind = q[0] == 'A' ? MOLORA__K_A : MOLORA__K_B;
+    const char *r = q + 2;
+    long v = 0;
+    if (!strcmp(q + 1, ".weight")) { *style = MOLORA__STYLE_PEFT; return kind; }
+    if (!strcmp(q + 1, ".bias")) { *why = "a LoRA bias (lora_bias) is not supported"; return MOLORA__K_REFUSE; }
+    if (*r >= '0' && *r <= '9') {
+        if (r[0] == '0' && r[1] >= '0' && r[1] <= '9') {
+            *why = "expert index with a leading zero (experts are written 0, 1, ..., never 01)";
+            return MOLORA__K_REFUSE;
+        }
+        while (*r >= '0' && *r <= '9' && v <= 65535) v = v * 10 + (*r++ - '0');
+        if (v > 65535 || (*r >= '0' && *r <= '9')) { *why = "expert index above 65535"; return MOLORA__K_REFUSE; }
+        if (!strcmp(r, ".weight")) {
+            *idx = (int)v;
+            *style = q[1] == '.' ? MOLORA__STYLE_DOT : MOLORA__STYLE_MOLA;
+            return kind;
+        }
+    }
+    *why = "unrecognised LoRA tensor (an unstripped adapter name such as .default?)";
+    return MOLORA__K_REFUSE;
+}
 /* Splits a tensor name into module path length, kind, expert index and naming style. */
 MOLORA__PRIVATE int molora__classify(const char *name, size_t *plen, int *idx, int *style, const char **why)
 {
@@ -4483,21 +4824,12 @@ MOLORA__PRIVATE int molora__classify(const char *name, size_t *plen, int *idx, i
     if (!last) return MOLORA__K_IGNORE;
     *plen = (size_t)(last - name);
     q = last + 6;
-    if (!strncmp(q, "magnitude_vector", 16)) { *why = "DoRA (lora_magnitude_vector) is not supported"; return MOLORA__K_REFUSE; }
-    if (!strncmp(q, "embedding_", 10)) { *why = "embedding LoRA is not supported"; return MOLORA__K_REFUSE; }
-    if ((q[0] == 'A' || q[0] == 'B') && (q[1] == '.' || q[1] == '_')) {
-        int kind = q[0] == 'A' ? MOLORA__K_A : MOLORA__K_B;
-        const char *r = q + 2;
-        long v = 0;
-        if (!strcmp(q + 1, ".weight")) { *style = 1; return kind; }
-        if (!strcmp(q + 1, ".bias")) { *why = "a LoRA bias (lora_bias) is not supported"; return MOLORA__K_REFUSE; }
-        if (*r >= '0' && *r <= '9') {
-            if (r[0] == '0' && r[1] >= '0' && r[1] <= '9') { *why = "expert index with a leading zero (experts are written 0, 1, ..., never 01)"; return MOLORA__K_REFUSE; }
-            while (*r >= '0' && *r <= '9' && v <= 65535) v = v * 10 + (*r++ - '0');
-            if (v > 65535 || (*r >= '0' && *r <= '9')) { *why = "expert index above 65535"; return MOLORA__K_REFUSE; }
-            if (!strcmp(r, ".weight")) { *idx = (int)v; *style = q[1] == '.' ? 2 : 3; return kind; }
-        }
+    if (!strncmp(q, "magnitude_vector", 16)) {
+        *why = "DoRA (lora_magnitude_vector) is not supported";
+        return MOLORA__K_REFUSE;
     }
+    if (!strncmp(q, "embedding_", 10)) { *why = "embedding LoRA is not supported"; return MOLORA__K_REFUSE; }
+    if ((q[0] == 'A' || q[0] == 'B') && (q[1] == '.' || q[1] == '_')) return molora__classify_ab(q, idx, style, why);
     *why = "unrecognised LoRA tensor (an unstripped adapter name such as .default?)";
     return MOLORA__K_REFUSE;
 }
@@ -4518,14 +4850,29 @@ MOLORA__PRIVATE int molora__same_module(const molora__rec *x, const molora__rec 
 {
     return x->plen == y->plen && !memcmp(x->name, y->name, x->plen);
 }
-/* Module from its k tensors; expert indices must lie below the module's count of A/B tensors. */
-MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molora__rec *rc, size_t k, int *any_mola)
+/* An expert's lora_A or lora_B into its slot: a second tensor for it (lora_A.0 beside lora_A_0)
+   is refused, never dropped. */
+MOLORA__PRIVATE molora_result molora__module_put_ab(const molora_adapter *a, molora__module *m, const molora__rec *x)
 {
-    molora__module *m = &a->mods[a->n_mod++];
+    long *slot = x->kind == MOLORA__K_A ? &m->A[x->idx] : &m->B[x->idx];
+    m->styles |= 1u << x->style;
+    if (*slot >= 0)
+        return molora__fail(&a->io.lg, MOLORA_RESULT_DUPLICATE_NAME,
+                            "module %s: expert %d's lora_%s is given twice: tensors \"%s\" and \"%s\"", m->name, x->idx,
+                            x->kind == MOLORA__K_A ? "A" : "B", a->st->all[*slot]->name, x->name);
+    *slot = x->t;
+    return MOLORA_RESULT_SUCCESS;
+}
+/* The module's name and expert arrays: N = highest index + 1, every index below the module's
+   count of A / B tensors (so N is bounded by the file, never by a number in a name). */
+MOLORA__PRIVATE molora_result molora__module_alloc(molora_adapter *a, molora__module *m, const molora__rec *rc,
+                                                   size_t k)
+{
     size_t i, n_ab = 0;
     int n = 0, e;
     m->gate = m->gate_bias = m->thr_w = m->thr_b = m->mole_gate = -1;
-    if (!(m->name = (char *)molora__malloc(&a->io, rc->plen + 1))) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    if (!(m->name = (char *)molora__malloc(&a->io, rc->plen + 1)))
+        return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
     memcpy(m->name, rc->name, rc->plen);
     m->name[rc->plen] = 0;
     m->dec_layer = molora__decoder_layer(molora__strip(m->name));
@@ -4533,7 +4880,8 @@ MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molor
     for (i = 0; i < k; i++) {
         if (rc[i].kind != MOLORA__K_A && rc[i].kind != MOLORA__K_B) continue;
         if ((size_t)rc[i].idx >= n_ab)
-            return molora__fail(&a->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: tensor \"%s\" has expert index %d but the module has %zu lora_A / lora_B tensors (experts are numbered 0..N-1)",
+            return molora__fail(&a->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: tensor \"%s\" has expert index "
+                                "%d but the module has %zu lora_A / lora_B tensors (experts are numbered 0..N-1)",
                                 m->name, rc[i].name, rc[i].idx, n_ab);
         if (rc[i].idx + 1 > n) n = rc[i].idx + 1;
     }
@@ -4543,19 +4891,22 @@ MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molor
         if (!m->A || !m->B) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
         for (e = 0; e < n; e++) m->A[e] = m->B[e] = -1;
     }
-    m->n = m->cap = n;
+    m->n = n;
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Module from its k tensors (one run of equal paths). */
+MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molora__rec *rc, size_t k, int *any_mola)
+{
+    molora__module *m = &a->mods[a->n_mod++];
+    molora_result r;
+    size_t i;
+    if ((r = molora__module_alloc(a, m, rc, k)) != MOLORA_RESULT_SUCCESS) return r;
     for (i = 0; i < k; i++) {
         long t = rc[i].t;
         switch (rc[i].kind) {
         case MOLORA__K_A: case MOLORA__K_B:
-            if (rc[i].style == 1) m->peft_style = 1; else if (rc[i].style == 2) m->idx_style = 1; else { m->mola_style = 1; *any_mola = 1; }
-            {   /* one tensor per expert and matrix: a second one (lora_A.0 beside lora_A_0) is refused, never dropped */
-                long *slot = rc[i].kind == MOLORA__K_A ? &m->A[rc[i].idx] : &m->B[rc[i].idx];
-                if (*slot >= 0)
-                    return molora__fail(&a->io.lg, MOLORA_RESULT_DUPLICATE_NAME, "module %s: expert %d's lora_%s is given twice: tensors \"%s\" and \"%s\"",
-                                        m->name, rc[i].idx, rc[i].kind == MOLORA__K_A ? "A" : "B", a->st->all[*slot]->name, rc[i].name);
-                *slot = t;
-            }
+            if (rc[i].style == MOLORA__STYLE_MOLA) *any_mola = 1;
+            if ((r = molora__module_put_ab(a, m, &rc[i])) != MOLORA_RESULT_SUCCESS) return r;
             break;
         case MOLORA__K_GATE: m->gate = t; break;
         case MOLORA__K_GATE_BIAS: m->gate_bias = t; break;
@@ -4567,28 +4918,40 @@ MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molor
     }
     return MOLORA_RESULT_SUCCESS;
 }
-/* Tensors -> modules: refused names first (file order), ignored ones listed, the rest grouped. */
+/* Tensors -> modules: refused names first (file order), ignored ones listed, the rest grouped.
+   *any_mola: a lora_A_{i} / lora_B_{i} or router tensor was seen (a LORA config is then MoLA). */
 MOLORA__PRIVATE molora_result molora__modules_collect(molora_adapter *a, int *any_mola)
 {
     size_t i, n_t = a->st->n, n_r = 0, g, e, groups = 0;
     molora_result r = MOLORA_RESULT_SUCCESS;
     molora__rec *rec;
     if (!n_t) return MOLORA_RESULT_SUCCESS;
-    if (!(rec = (molora__rec *)molora__calloc(&a->io, n_t, sizeof *rec))) return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    if (!(rec = (molora__rec *)molora__calloc(&a->io, n_t, sizeof *rec)))
+        return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
     for (i = 0; i < n_t; i++) {
         molora__rec *x = &rec[n_r];
         const char *why;
         x->name = a->st->all[i]->name;
         x->t = (long)i;
         x->kind = molora__classify(x->name, &x->plen, &x->idx, &x->style, &why);
-        if (x->kind == MOLORA__K_REFUSE) { r = molora__fail(&a->io.lg, MOLORA_RESULT_UNSUPPORTED, "module %.*s: tensor \"%s\": %s", (int)x->plen, x->name, x->name, why); goto done; }
+        if (x->kind == MOLORA__K_REFUSE) {
+            r = molora__fail(&a->io.lg, MOLORA_RESULT_UNSUPPORTED, "module %.*s: tensor \"%s\": %s", (int)x->plen,
+                             x->name, x->name, why);
+            goto done;
+        }
         if (x->kind == MOLORA__K_IGNORE) a->ignored[a->n_ignored++] = x->name;
         else n_r++;
     }
     if (n_r > 1) qsort(rec, n_r, sizeof *rec, molora__cmp_rec);
     for (g = 0; g < n_r; g++) groups += g == 0 || !molora__same_module(&rec[g - 1], &rec[g]);
-    if (groups > 0x7ffffffe) { r = molora__fail(&a->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "adapter: too many modules"); goto done; }
-    if (groups && !(a->mods = (molora__module *)molora__calloc(&a->io, groups, sizeof *a->mods))) { r = molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto done; }
+    if (groups > 0x7ffffffe) {
+        r = molora__fail(&a->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "adapter: too many modules");
+        goto done;
+    }
+    if (groups && !(a->mods = (molora__module *)molora__calloc(&a->io, groups, sizeof *a->mods))) {
+        r = molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        goto done;
+    }
     a->cap_mod = (int)groups;
     for (g = 0; g < n_r && !r; g = e) {
         for (e = g + 1; e < n_r && molora__same_module(&rec[g], &rec[e]); e++) {}
@@ -4599,25 +4962,19 @@ done:
     return r;
 }
 
-/* layers_to_transform as a sorted list of decoder layers (an int, or a list of ints) */
-MOLORA__PRIVATE molora_result molora__layer_list(const molora__io *io, const molora__json *js, size_t t, double **out, size_t *n)
+/* The layout: peft_type, and for LORA the tensor names (lora_A_{i} or a router: MoLA). */
+MOLORA__PRIVATE molora_result molora__layout_detect(const molora__adapter_config *c, int any_mola, molora_layout *out)
 {
-    size_t i;
-    *out = NULL; *n = 0;
-    if (js->tok[t].type == MOLORA__J_NUM) {
-        if (!(*out = (double *)molora__calloc(io, 1, sizeof(double)))) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
-        if (!molora__jnum(js, &js->tok[t], *out)) **out = NAN;
-        *n = 1;
-    } else {
-        if (!molora__jlist_f64(io, js, t, out)) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
-        *n = js->tok[t].size;
-    }
-    for (i = 0; i < *n; i++)
-        if (!((*out)[i] == floor((*out)[i])) || (*out)[i] < 0 || (*out)[i] > 2147483647.0)
-            return molora__fail(&io->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"layers_to_transform\" entry %zu is not a layer number (a non-negative integer)", i);
-    if (*n > 1) qsort(*out, *n, sizeof **out, molora__cmp_f64);
+    const char *p = c->peft_type;
+    if (!strcmp(p, "LORA")) *out = any_mola ? MOLORA_LAYOUT_MOLA : MOLORA_LAYOUT_PEFT_LORA;
+    else if (!strcmp(p, "ADAMOLE")) *out = MOLORA_LAYOUT_ADAMOLE;
+    else if (!strcmp(p, "MOLE")) *out = MOLORA_LAYOUT_MOLE;
+    else if (!strcmp(p, "MOLORA")) *out = MOLORA_LAYOUT_MOLORA;
+    else return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED,
+                             "adapter_config.json: \"peft_type\" \"%s\" is not one of LORA, ADAMOLE, MOLE, MOLORA", p);
     return MOLORA_RESULT_SUCCESS;
 }
+
 MOLORA__PRIVATE int molora__layer_listed(const double *v, size_t n, int layer)
 {
     size_t lo = 0, hi = n;
@@ -4628,12 +4985,355 @@ MOLORA__PRIVATE int molora__layer_listed(const double *v, size_t n, int layer)
     }
     return 0;
 }
+/* layers_to_transform: modules of other decoder layers are dropped, as PEFT would skip them, and
+   their lora_A / lora_B tensors join the ignored list. */
+MOLORA__PRIVATE void molora__layers_filter(molora_adapter *a, const molora__adapter_config *c)
+{
+    int l, w = 0;
+    if (!c->layers_to_transform) return;
+    for (l = 0; l < a->n_mod; l++) {
+        molora__module *m = &a->mods[l];
+        int e;
+        if (molora__layer_listed(c->ltt, c->n_ltt, m->dec_layer)) { a->mods[w++] = *m; continue; }
+        for (e = 0; e < m->n; e++) {
+            if (m->A[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->A[e]]->name;
+            if (m->B[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->B[e]]->name;
+        }
+        molora__mfree(&a->io, m->name); molora__mfree(&a->io, m->A); molora__mfree(&a->io, m->B);
+    }
+    a->n_mod = w;
+    if (w < a->cap_mod) memset(a->mods + w, 0, (size_t)(a->cap_mod - w) * sizeof *a->mods);
+}
+
+/* lora_A (r, d_in) and lora_B (d_out, r) of one expert: 2-D, in range, and the d_in / d_out of
+   the module's expert 0 */
+MOLORA__PRIVATE int molora__expert_fits(const molora__tensor *A, const molora__tensor *B,
+                                        const molora__tensor *A0, const molora__tensor *B0)
+{
+    return A->n_dims == 2 && B->n_dims == 2 && A->shape[0] >= 1 && A->shape[0] <= 65536 && A->shape[1] >= 1 &&
+           A->shape[1] <= 0x7fffffff && B->shape[0] >= 1 && B->shape[0] <= 0x7fffffff && B->shape[1] == A->shape[0] &&
+           A->shape[1] == A0->shape[1] && B->shape[0] == B0->shape[0];
+}
+/* One module: named the layout's way, every expert 0..N-1 with a lora_A and a lora_B that fit. */
+MOLORA__PRIVATE molora_result molora__module_check(const molora_adapter *a, const molora__module *m, int style)
+{
+    const molora__logger *lg = &a->io.lg;
+    int e;
+    if (m->n == 0)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS,
+                            "module %s: gate or router tensors but no lora_A / lora_B", m->name);
+    if (m->styles != 1u << style)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: lora_A / lora_B naming does not match the %s "
+                            "layout", m->name, molora__layout_names[a->layout]);
+    for (e = 0; e < m->n; e++) {
+        const molora__tensor *A, *B;
+        if (m->A[e] < 0 || m->B[e] < 0)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: expert %d has no lora_%s", m->name, e,
+                                m->A[e] < 0 ? "A" : "B");
+        A = a->st->all[m->A[e]]; B = a->st->all[m->B[e]];
+        if (A->n_dims == 2 && A->shape[0] > 65536)
+            return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d: lora_A %s: rank %llu above "
+                                "molora's limit 65536", m->name, e, A->name, (unsigned long long)A->shape[0]);
+        if (!molora__expert_fits(A, B, a->st->all[m->A[0]], a->st->all[m->B[0]]))
+            return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d: lora_A %s and lora_B %s shapes "
+                                "do not fit (r, d_in) and (d_out, r)", m->name, e, A->name, B->name);
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Every module checked; *n_exp: experts in all, *max_din: the widest d_in (the zero gate's size). */
+MOLORA__PRIVATE molora_result molora__experts_check(const molora_adapter *a, size_t *n_exp, size_t *max_din)
+{
+    int style = a->layout == MOLORA_LAYOUT_PEFT_LORA ? MOLORA__STYLE_PEFT
+              : a->layout == MOLORA_LAYOUT_MOLA ? MOLORA__STYLE_MOLA : MOLORA__STYLE_DOT;
+    int l;
+    molora_result r;
+    *n_exp = 0; *max_din = 1;
+    for (l = 0; l < a->n_mod; l++) {
+        const molora__module *m = &a->mods[l];
+        if ((r = molora__module_check(a, m, style)) != MOLORA_RESULT_SUCCESS) return r;
+        *n_exp += (size_t)m->n;
+        if (a->st->all[m->A[0]]->shape[1] > *max_din) *max_din = (size_t)a->st->all[m->A[0]]->shape[1];
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* <<modules */
+
+/* >>builders  one builder per layout fills the layer descriptors; the public adapter functions --- */
+/* tensor t of the module: 2-D (rows, cols) or 1-D (cols, rows = 1 given) check */
+MOLORA__PRIVATE molora_result molora__shape2(const molora_adapter *a, const molora__module *m, long t, uint64_t rows,
+                                             uint64_t cols, int one_d_ok, const char *what)
+{
+    const molora__tensor *x = a->st->all[t];
+    int ok = (x->n_dims == 2 && x->shape[0] == rows && x->shape[1] == cols) ||
+             (one_d_ok && x->n_dims == 1 && rows == 1 && x->shape[0] == cols) ||
+             (one_d_ok && x->n_dims == 0 && rows == 1 && cols == 1);
+    if (!ok)
+        return molora__fail(&a->io.lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: %s \"%s\" should be (%llu, %llu)",
+                            m->name, what, x->name, (unsigned long long)rows, (unsigned long long)cols);
+    return MOLORA_RESULT_SUCCESS;
+}
+/* tensor t checked as (rows, cols), then converted to float32 (small: gates, threshold nets) */
+MOLORA__PRIVATE molora_result molora__f32_shaped(molora_adapter *a, const molora__module *m, long t, uint64_t rows,
+                                                 uint64_t cols, int one_d_ok, const char *what, const float **p)
+{
+    molora_result r = molora__shape2(a, m, t, rows, cols, one_d_ok, what);
+    return r ? r : molora_safetensors_tensor_f32(a->st, (size_t)t, p);
+}
 /* entry `layer` of a per-layer list converted by molora__jlist_f64 (NaN entries do not count) */
 MOLORA__PRIVATE int molora__layer_entry(const double *v, size_t n, int layer, double *out)
 {
     if (layer < 0 || (size_t)layer >= n || v[layer] != v[layer]) return 0;
     *out = v[layer];
     return 1;
+}
+
+/* A builder fills layer L (shape and expert pointers already set) from module m and the config. */
+typedef molora_result (*molora__builder)(molora_adapter *a, molora__adapter_config *c, const molora__module *m,
+                                         molora_layer_desc *L, molora_expert_desc *ex);
+
+/* PEFT LoRA: one expert of rank r (rank_pattern's or the config's), scaled alpha / r (rsLoRA:
+   alpha / sqrt(r)), weight 1 from a shared zero gate under DENSE routing. */
+MOLORA__PRIVATE molora_result molora__build_peft(molora_adapter *a, molora__adapter_config *c, const molora__module *m,
+                                                 molora_layer_desc *L, molora_expert_desc *ex)
+{
+    const char *bare = molora__strip(m->name), *r_from = c->r_from;
+    double rank = c->r, alpha = c->lora_alpha, v;
+    int hit;
+    molora_result r;
+    if ((r = molora__pattern(c, "rank_pattern", bare, &v, &hit)) != MOLORA_RESULT_SUCCESS) return r;
+    if (hit) { rank = v; r_from = "its \"rank_pattern\" entry"; }
+    if ((r = molora__pattern(c, "alpha_pattern", bare, &v, &hit)) != MOLORA_RESULT_SUCCESS) return r;
+    if (hit) alpha = v;
+    if (rank != ex[0].rank)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: lora_A has rank %d but the config gives "
+                            "r = %g (from %s)", m->name, ex[0].rank, rank, r_from);
+    ex[0].scaling = (float)(c->use_rslora ? alpha / sqrt(rank) : alpha / rank);
+    if (ex[0].scaling == 0.0f || !isfinite(ex[0].scaling))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: lora_alpha %g gives scaling %g", m->name,
+                            alpha, (double)ex[0].scaling);
+    L->routing = MOLORA_ROUTING_DENSE;
+    L->gate_weight = a->zeros;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* MoLA (AlphaLoRA): experts of the decoder layer's r, scaled lora_alpha / r, top-k (the layer's
+   top_k, or AlphaLoRA's rule) over router.router.weight. */
+MOLORA__PRIVATE molora_result molora__build_mola(molora_adapter *a, molora__adapter_config *c, const molora__module *m,
+                                                 molora_layer_desc *L, molora_expert_desc *ex)
+{
+    double rank = c->r, k;
+    int e, n = m->n;
+    if (c->r_list && !molora__layer_entry(c->r_per_layer, c->js.tok[c->r_list].size, m->dec_layer, &rank))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"r\" has no entry for decoder layer %d",
+                            m->name, m->dec_layer);
+    for (e = 0; e < n; e++) {
+        if (rank != ex[e].rank)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d has rank %d but the config "
+                                "says r = %g", m->name, e, ex[e].rank, rank);
+        ex[e].scaling = (float)(c->lora_alpha / rank);
+    }
+    L->routing = MOLORA_ROUTING_TOPK;
+    if (c->top_k_list) {
+        if (!molora__layer_entry(c->top_k_per_layer, c->js.tok[c->top_k_list].size, m->dec_layer, &k) ||
+            k != floor(k) || k < 1 || k > n)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" entry for decoder layer %d "
+                                "missing or outside 1..%d", m->name, m->dec_layer, n);
+        L->top_k = (int)k;
+    }
+    if (m->gate < 0)
+        return molora__fail(c->lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: router.router.weight is missing",
+                            m->name);
+    return molora__f32_shaped(a, m, m->gate, (uint64_t)n, (uint64_t)L->d_in, 0, "router", &L->gate_weight);
+}
+
+/* The router tensors of an AdaMoLE, MoLE or molora layer: the gate (not for mole_output), its
+   bias, AdaMoLE's threshold network, the mole_output gate over the experts' outputs. */
+MOLORA__PRIVATE molora_result molora__router_tensors(molora_adapter *a, const molora__module *m, molora_layer_desc *L)
+{
+    const molora__logger *lg = &a->io.lg;
+    uint64_t n = (uint64_t)m->n, din = (uint64_t)L->d_in;
+    molora_result r;
+    if (m->gate >= 0) {
+        if ((r = molora__f32_shaped(a, m, m->gate, n, din, 0, "lora_gating.weight", &L->gate_weight))) return r;
+    } else if (L->routing != MOLORA_ROUTING_MOLE_OUTPUT)
+        return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: lora_gating.weight is missing", m->name);
+    if (m->gate_bias >= 0 && (r = molora__f32_shaped(a, m, m->gate_bias, 1, n, 1, "lora_gating.bias", &L->gate_bias)))
+        return r;
+    if (L->routing == MOLORA_ROUTING_ADAMOLE) {
+        const float *b;
+        if (m->thr_w < 0 || m->thr_b < 0)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: lora_threshold.%s is missing", m->name,
+                                m->thr_w < 0 ? "weight" : "bias");
+        if ((r = molora__f32_shaped(a, m, m->thr_w, 1, din, 1, "lora_threshold.weight", &L->threshold_weight)) ||
+            (r = molora__f32_shaped(a, m, m->thr_b, 1, 1, 1, "lora_threshold.bias", &b)))
+            return r;
+        L->threshold_bias = b[0];
+    }
+    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT) {
+        if (m->mole_gate < 0)
+            return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: mole_gate.weight is missing (routing "
+                                "mole_output)", m->name);
+        return molora__f32_shaped(a, m, m->mole_gate, n, n * (uint64_t)L->d_out, 0, "mole_gate.weight", &L->mole_gate);
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* The routing rule of an AdaMoLE, MoLE or molora layer and its parameters, then its tensors. */
+MOLORA__PRIVATE molora_result molora__build_routing(molora_adapter *a, const molora__adapter_config *c,
+                                                    const molora__module *m, molora_layer_desc *L)
+{
+    int n = m->n;
+    L->routing = (molora_routing)c->routing;
+    L->temperature = (float)c->temperature;
+    if (c->routing == MOLORA_ROUTING_TOPK) {
+        if (c->top_k != floor(c->top_k) || c->top_k < 1 || c->top_k > n)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" %g outside 1..%d", m->name,
+                                c->top_k, n);
+        L->top_k = (int)c->top_k;
+    }
+    if (c->routing == MOLORA_ROUTING_THRESHOLD) {
+        if (!c->threshold_set)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"threshold\" is missing", m->name);
+        L->threshold = (float)c->threshold;
+    }
+    if (c->routing == MOLORA_ROUTING_ADAMOLE && c->max_threshold_set) {
+        L->tau_max_set = 1;
+        L->tau_max = (float)c->max_threshold;
+    }
+    return molora__router_tensors(a, m, L);
+}
+
+/* AdaMoLE, and MoLE (the same tensors, routed top-k or by a threshold): num_experts experts of
+   rank lora_rank, scaled lora_alpha / lora_rank. */
+MOLORA__PRIVATE molora_result molora__build_adamole(molora_adapter *a, molora__adapter_config *c,
+                                                    const molora__module *m, molora_layer_desc *L,
+                                                    molora_expert_desc *ex)
+{
+    int e, n = m->n;
+    if (c->num_experts && c->num_experts != n)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_SHAPE,
+                            "module %s: %d experts in the tensors, num_experts = %d", m->name, n, c->num_experts);
+    for (e = 0; e < n; e++) {
+        if (ex[e].rank != c->lora_rank)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d has rank %d, lora_rank = %d",
+                                m->name, e, ex[e].rank, c->lora_rank);
+        ex[e].scaling = (float)(c->lora_alpha / c->lora_rank);
+    }
+    return molora__build_routing(a, c, m, L);
+}
+
+/* molora compose: each expert scaled by its expert_scaling entry (one list for every module, or
+   an object module -> list, looked up by the path as written, then without base_model.model.). */
+MOLORA__PRIVATE molora_result molora__build_compose(molora_adapter *a, molora__adapter_config *c,
+                                                    const molora__module *m, molora_layer_desc *L,
+                                                    molora_expert_desc *ex)
+{
+    const molora__json *js = &c->js;
+    size_t list = c->expert_scaling;
+    int e, n = m->n;
+    double s;
+    if (js->tok[list].type == MOLORA__J_OBJ) {
+        if (!c->scaling_index) {
+            c->n_scaling_index = js->tok[list].size;
+            if (!(c->scaling_index = molora__jindex(&a->io, js, list)))
+                return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+        }
+        list = molora__jindex_get(c->scaling_index, c->n_scaling_index, m->name);
+        if (!list) list = molora__jindex_get(c->scaling_index, c->n_scaling_index, molora__strip(m->name));
+    }
+    for (e = 0; e < n; e++) {
+        if (!list || js->tok[list].type != MOLORA__J_ARR || js->tok[list].size != (size_t)n ||
+            !molora__jlist_num(js, list, (size_t)e, &s) || s <= 0)
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"expert_scaling\" must give %d "
+                                "positive numbers", m->name, n);
+        ex[e].scaling = (float)s;
+    }
+    return molora__build_routing(a, c, m, L);
+}
+
+/* Room for the layer descriptors, their dtypes, every layer's experts (one array) and the zero
+   gate PEFT's single-expert layers share. */
+MOLORA__PRIVATE molora_result molora__descs_alloc(molora_adapter *a, size_t n_exp, size_t max_din)
+{
+    size_t n_layers = (size_t)(a->n_mod ? a->n_mod : 1);
+    int peft = a->layout == MOLORA_LAYOUT_PEFT_LORA;
+    a->layers = (molora_layer_desc *)molora__calloc(&a->io, n_layers, sizeof(molora_layer_desc));
+    a->dtypes = (molora_dtype *)molora__calloc(&a->io, n_layers, sizeof(molora_dtype));
+    a->experts = (molora_expert_desc *)molora__calloc(&a->io, n_exp ? n_exp : 1, sizeof(molora_expert_desc));
+    a->zeros = peft ? (float *)molora__calloc(&a->io, max_din, sizeof(float)) : NULL;
+    if (!a->layers || !a->dtypes || !a->experts || (peft && !a->zeros))
+        return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Layer l's shape and its experts' typed pointers into the file: A and B are not converted here
+   (molora_model_init converts the layers it packs). */
+MOLORA__PRIVATE molora_result molora__layer_experts(molora_adapter *a, const molora__adapter_config *c, int l,
+                                                    molora_expert_desc *ex)
+{
+    const molora__module *m = &a->mods[l];
+    molora_layer_desc *L = &a->layers[l];
+    int e;
+    molora_result r;
+    L->d_in = (int)a->st->all[m->A[0]]->shape[1];
+    L->d_out = (int)a->st->all[m->B[0]]->shape[0];
+    L->n_experts = m->n;
+    L->experts = ex;
+    L->fan_in_fan_out = c->fan_in_fan_out;
+    a->dtypes[l] = a->st->all[m->A[0]]->dtype;
+    for (e = 0; e < m->n; e++) {
+        ex[e].rank = (int)a->st->all[m->A[e]]->shape[0];
+        if ((r = molora_safetensors_tensor_data(a->st, (size_t)m->A[e], &ex[e].A, &ex[e].A_type)) ||
+            (r = molora_safetensors_tensor_data(a->st, (size_t)m->B[e], &ex[e].B, &ex[e].B_type)))
+            return r;
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* Every layer, module by module: its shape and experts, then its layout's builder. */
+MOLORA__PRIVATE molora_result molora__layers_build(molora_adapter *a, molora__adapter_config *c)
+{
+    static const molora__builder build[MOLORA_LAYOUT_COUNT] = {
+        molora__build_peft, molora__build_adamole, molora__build_adamole /* MOLE */, molora__build_mola,
+        molora__build_compose};
+    size_t n_exp = 0;
+    int l;
+    molora_result r;
+    for (l = 0; l < a->n_mod; l++) {
+        molora_expert_desc *ex = a->experts + n_exp;
+        n_exp += (size_t)a->mods[l].n;
+        if ((r = molora__layer_experts(a, c, l, ex)) != MOLORA_RESULT_SUCCESS ||
+            (r = build[a->layout](a, c, &a->mods[l], &a->layers[l], ex)) != MOLORA_RESULT_SUCCESS)
+            return r;
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* Config and tensors -> layer descriptors, one step at a time; each step's checks run in the
+   order they always have, so the first error found is the same. */
+MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const char *cfg_text, size_t cfg_size)
+{
+    molora__adapter_config c;
+    size_t n_exp = 0, max_din = 1;
+    int any_mola = 0;
+    molora_result r;
+    memset(&c, 0, sizeof c);
+    /* peft_type, use_dora, bias: a refused config fails before the tensors are looked at */
+    if ((r = molora__config_open(&a->io, &c, cfg_text, cfg_size)) != MOLORA_RESULT_SUCCESS) goto out;
+    /* tensors -> modules; refused tensor names fail here, in file order */
+    if ((r = molora__modules_collect(a, &any_mola)) != MOLORA_RESULT_SUCCESS) goto out;
+    /* the layout: peft_type, and for LORA whether the names are MoLA's */
+    if ((r = molora__layout_detect(&c, any_mola, &a->layout)) != MOLORA_RESULT_SUCCESS) goto out;
+    /* the layout's own config keys */
+    if ((r = molora__config_read(&a->io, &c, a->layout)) != MOLORA_RESULT_SUCCESS) goto out;
+    /* natural name order (layers.2 before layers.10), then only the layers_to_transform */
+    if (a->n_mod > 1) qsort(a->mods, (size_t)a->n_mod, sizeof *a->mods, molora__cmp_module);
+    molora__layers_filter(a, &c);
+    /* experts: every index with a lora_A and a lora_B that fit, named the layout's way */
+    if ((r = molora__experts_check(a, &n_exp, &max_din)) != MOLORA_RESULT_SUCCESS) goto out;
+    if ((r = molora__descs_alloc(a, n_exp, max_din)) != MOLORA_RESULT_SUCCESS) goto out;
+    /* one builder per layout fills each layer's descriptor */
+    r = molora__layers_build(a, &c);
+out:
+    molora__config_free(&a->io, &c);
+    return r;
 }
 
 MOLORA_API void molora_adapter_free(molora_adapter *a)
@@ -4656,375 +5356,14 @@ MOLORA_API void molora_adapter_free(molora_adapter *a)
     molora__mfree(&a->io, a);
 }
 
-/* config helpers: every error names the key */
-typedef struct molora__cfg { const molora__json *js; const molora__logger *lg; molora__re *re; } molora__cfg;
-MOLORA__PRIVATE molora_result molora__cfg_num(const molora__cfg *c, const char *key, int required, double def, double *v, int *present)
-{
-    size_t t = molora__jget(c->js, 0, key);
-    if (present) *present = 0;
-    *v = def;
-    if (!t || c->js->tok[t].type == MOLORA__J_NULL) {
-        if (required) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"%s\" is missing", key);
-        return MOLORA_RESULT_SUCCESS;
-    }
-    if (!molora__jnum(c->js, &c->js->tok[t], v) || !isfinite(*v))
-        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"%s\" must be a number", key);
-    if (present) *present = 1;
-    return MOLORA_RESULT_SUCCESS;
-}
-MOLORA__PRIVATE molora_result molora__cfg_int(const molora__cfg *c, const char *key, int required, int def, int *v, int *present)
-{
-    double d;
-    molora_result r = molora__cfg_num(c, key, required, def, &d, present);
-    if (r) return r;
-    if (d != floor(d) || d < -2147483647.0 || d > 2147483647.0)
-        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"%s\" must be an integer", key);
-    *v = (int)d;
-    return MOLORA_RESULT_SUCCESS;
-}
-MOLORA__PRIVATE int molora__cfg_true(const molora__cfg *c, const char *key)
-{
-    size_t t = molora__jget(c->js, 0, key);
-    return t && c->js->tok[t].type == MOLORA__J_TRUE;
-}
-/* value of the first key of pattern object `obj` matching module (PEFT get_pattern_key) */
-MOLORA__PRIVATE molora_result molora__pattern(const molora__cfg *c, const char *obj, const char *module, double *v, int *hit)
-{
-    size_t o = molora__jget(c->js, 0, obj), i, k;
-    *hit = 0;
-    if (!o || c->js->tok[o].type == MOLORA__J_NULL) return MOLORA_RESULT_SUCCESS;
-    if (c->js->tok[o].type != MOLORA__J_OBJ) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"%s\" must be an object", obj);
-    for (i = 0, k = o + 1; i < c->js->tok[o].size; i++, k += 1 + c->js->tok[k + 1].skip) {
-        char key[512];
-        int m;
-        if (c->js->tok[k].end - c->js->tok[k].start >= sizeof key) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: a \"%s\" key is too long", obj);
-        molora__jstr(c->js, &c->js->tok[k], key);
-        m = molora__re_match(c->re, key, module, NULL);
-        if (m == -2) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s key \"%s\" is not a valid regular expression (Python's re.compile refuses it: %s)", obj, key, c->re->bad);
-        if (m < 0) return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: %s key \"%s\": regex features beyond . [] \\d \\w \\s ( ) (?: ) * + ? | are not supported", obj, key);
-        if (m) {
-            if (!molora__jnum(c->js, &c->js->tok[k + 1], v)) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: %s[\"%s\"] must be a number", obj, key);
-            *hit = 1;
-            return MOLORA_RESULT_SUCCESS;
-        }
-    }
-    return MOLORA_RESULT_SUCCESS;
-}
-
-/* tensor t of the module: 2-D (rows, cols) or 1-D (cols, rows = 1 given) check */
-MOLORA__PRIVATE molora_result molora__shape2(const molora_adapter *a, const molora__module *m, long t, uint64_t rows, uint64_t cols, int one_d_ok, const char *what)
-{
-    const molora__tensor *x = a->st->all[t];
-    int ok = (x->n_dims == 2 && x->shape[0] == rows && x->shape[1] == cols) ||
-             (one_d_ok && x->n_dims == 1 && rows == 1 && x->shape[0] == cols) ||
-             (one_d_ok && x->n_dims == 0 && rows == 1 && cols == 1);
-    if (!ok) return molora__fail(&a->io.lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: %s \"%s\" should be (%llu, %llu)", m->name, what, x->name, (unsigned long long)rows, (unsigned long long)cols);
-    return MOLORA_RESULT_SUCCESS;
-}
-MOLORA__PRIVATE molora_result molora__f32(molora_adapter *a, long t, const float **p)
-{
-    return molora_safetensors_tensor_f32(a->st, (size_t)t, p);
-}
-/* tensor t as a typed descriptor pointer (see molora_safetensors_tensor_data) */
-MOLORA__PRIVATE molora_result molora__typed(molora_adapter *a, long t, const void **p, molora_type *type)
-{
-    return molora_safetensors_tensor_data(a->st, (size_t)t, p, type);
-}
-
-/* A sorted index of an object's members by decoded key, built once (O(m log m)) so a lookup per
-   module is a binary search: the expert_scaling object has one key per module, and scanning it
-   per module was O(modules^2). (rank_pattern / alpha_pattern keys are regexes, tried in file
-   order per module as PEFT's get_pattern_key does: O(modules x keys), as in PEFT.) */
-typedef struct molora__jkv { molora__jkey k; size_t val; } molora__jkv;   /* k first: molora__cmp_jkey */
-MOLORA__PRIVATE molora__jkv *molora__jindex(const molora__io *io, const molora__json *p, size_t o)
-{
-    size_t i, k = o + 1, n = p->tok[o].size;
-    molora__jkv *x = (molora__jkv *)molora__calloc(io, n ? n : 1, sizeof *x);
-    if (!x) return NULL;
-    for (i = 0; i < n; i++) {
-        x[i].k.s = p->s + p->tok[k].start; x[i].k.n = p->tok[k].end - p->tok[k].start; x[i].val = k + 1;
-        k += 1 + p->tok[k + 1].skip;
-    }
-    if (n > 1) qsort(x, n, sizeof *x, molora__cmp_jkey);
-    return x;
-}
-/* value token of `key` in an index of n members, or 0 (keys are unique: the parser refuses twins) */
-MOLORA__PRIVATE size_t molora__jindex_get(const molora__jkv *x, size_t n, const char *key)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = molora__jcmp_lit(x[mid].k.s, x[mid].k.n, key);
-        if (!c) return x[mid].val;
-        if (c < 0) lo = mid + 1; else hi = mid;
-    }
-    return 0;
-}
-
-MOLORA__PRIVATE molora_result molora__adapter_build(molora_adapter *a, const char *cfg_text, size_t cfg_size)
-{
-    const molora__logger *lg = &a->io.lg;
-    molora__json js;
-    molora__cfg c;
-    molora_result r;
-    size_t t_pt, n_exp = 0, max_din = 1;
-    int l, style_want = 0, any_mola = 0, peft = 0;
-    double lora_alpha = 8, r_cfg = 8, dv;
-    int use_rslora, fan_in_fan_out, rank_cfg = 8, num_experts = 0, top_k_set = 0, thr_set = 0, tau_set = 0, temp_set = 0;
-    double top_k_v = 0, thr_v = 0, tau_v = 0, temp_v = 1;
-    molora__jkv *scal_idx = NULL;   /* expert_scaling object, sorted by key */
-    size_t scal_n = 0;
-    int routing = MOLORA_ROUTING_DENSE;
-    size_t ltt = 0, r_list = 0, k_list = 0, scal = 0, ltt_n = 0;
-    double *ltt_v = NULL, *r_v = NULL, *k_v = NULL;   /* layers_to_transform (sorted), MoLA r and top_k per layer */
-    char ptype[32];
-    const char *r_key = "key \"r\"";   /* where the PEFT rank came from, for messages */
-
-    if (!molora__utf8_valid((const unsigned char *)cfg_text, cfg_size)) return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not valid UTF-8");
-    if ((r = molora__json_parse(&a->io, cfg_text, cfg_size, &js, "adapter_config.json", MOLORA_RESULT_INVALID_JSON)) != MOLORA_RESULT_SUCCESS) return r;
-    c.js = &js; c.lg = lg; c.re = NULL;
-    if (js.tok[0].type != MOLORA__J_OBJ) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: not a JSON object"); goto out; }
-    t_pt = molora__jget(&js, 0, "peft_type");
-    if (!t_pt || js.tok[t_pt].type != MOLORA__J_STR || js.tok[t_pt].end - js.tok[t_pt].start >= sizeof ptype) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"peft_type\" missing or not a string"); goto out; }
-    molora__jstr(&js, &js.tok[t_pt], ptype);
-    if (molora__cfg_true(&c, "use_dora")) { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"use_dora\": DoRA adapters are not supported"); goto out; }
-    {
-        size_t tb = molora__jget(&js, 0, "bias");
-        if (tb && js.tok[tb].type != MOLORA__J_NULL && !molora__jeq(&js, &js.tok[tb], "none")) { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"bias\" must be \"none\" (trained biases are not supported)"); goto out; }
-    }
-
-    /* tensors -> modules */
-    if ((r = molora__modules_collect(a, &any_mola)) != MOLORA_RESULT_SUCCESS) goto out;
-    if (!strcmp(ptype, "LORA")) { a->layout = any_mola ? MOLORA_LAYOUT_MOLA : MOLORA_LAYOUT_PEFT_LORA; style_want = any_mola ? 3 : 1; }
-    else if (!strcmp(ptype, "ADAMOLE")) { a->layout = MOLORA_LAYOUT_ADAMOLE; style_want = 2; }
-    else if (!strcmp(ptype, "MOLE")) { a->layout = MOLORA_LAYOUT_MOLE; style_want = 2; }
-    else if (!strcmp(ptype, "MOLORA")) { a->layout = MOLORA_LAYOUT_MOLORA; style_want = 2; }
-    else { r = molora__fail(lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"peft_type\" \"%s\" is not one of LORA, ADAMOLE, MOLE, MOLORA", ptype); goto out; }
-    peft = a->layout == MOLORA_LAYOUT_PEFT_LORA;
-    if (peft && !(c.re = (molora__re *)molora__malloc(&a->io, sizeof *c.re))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
-
-    /* config keys per layout */
-    if (peft || a->layout == MOLORA_LAYOUT_MOLA) {
-        size_t tr = molora__jget(&js, 0, "r");
-        if (a->layout == MOLORA_LAYOUT_MOLA && tr && js.tok[tr].type == MOLORA__J_ARR) r_list = tr;
-        else {   /* PEFT's "r"; AdaMoLE's LoRA baseline (peft_type LORA too) writes "lora_rank" instead */
-            int lora_rank = !tr && peft && molora__jget(&js, 0, "lora_rank");
-            if (lora_rank) r_key = "key \"lora_rank\"";
-            else if (!tr) r_key = "PEFT's default: the config has no \"r\"";
-            if ((r = molora__cfg_num(&c, lora_rank ? "lora_rank" : "r", 0, 8, &r_cfg, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
-        }
-        if ((r = molora__cfg_num(&c, "lora_alpha", 0, 8, &lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
-        if (a->layout == MOLORA_LAYOUT_MOLA) {
-            k_list = molora__jget(&js, 0, "top_k");
-            if (k_list && js.tok[k_list].type == MOLORA__J_NULL) k_list = 0;
-            if (k_list && js.tok[k_list].type != MOLORA__J_ARR) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"top_k\" must be a list per layer"); goto out; }
-            if ((r_list && !molora__jlist_f64(&a->io, &js, r_list, &r_v)) || (k_list && !molora__jlist_f64(&a->io, &js, k_list, &k_v))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
-        }
-    } else {
-        if ((r = molora__cfg_num(&c, "lora_alpha", a->layout != MOLORA_LAYOUT_MOLORA, 8, &lora_alpha, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
-        if (a->layout != MOLORA_LAYOUT_MOLORA) {
-            if ((r = molora__cfg_int(&c, "lora_rank", 1, 8, &rank_cfg, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
-            if ((r = molora__cfg_int(&c, "num_experts", 1, 0, &num_experts, NULL)) != MOLORA_RESULT_SUCCESS) goto out;
-        }
-        if ((r = molora__cfg_num(&c, "top_k", 0, 0, &top_k_v, &top_k_set)) != MOLORA_RESULT_SUCCESS) goto out;
-        if ((r = molora__cfg_num(&c, "threshold", 0, 0, &thr_v, &thr_set)) != MOLORA_RESULT_SUCCESS) goto out;
-        if ((r = molora__cfg_num(&c, "max_threshold", 0, 0, &tau_v, &tau_set)) != MOLORA_RESULT_SUCCESS) goto out;
-        if ((r = molora__cfg_num(&c, "temperature", 0, 1, &temp_v, &temp_set)) != MOLORA_RESULT_SUCCESS) goto out;
-        if (a->layout == MOLORA_LAYOUT_ADAMOLE) routing = MOLORA_ROUTING_ADAMOLE;
-        else if (a->layout == MOLORA_LAYOUT_MOLE) {
-            if (top_k_set == thr_set) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: MOLE needs exactly one of \"top_k\" and \"threshold\""); goto out; }
-            routing = top_k_set ? MOLORA_ROUTING_TOPK : MOLORA_ROUTING_THRESHOLD;
-        } else {
-            static const char *const rn[] = {"dense", "topk", "threshold", "adamole", "mole_output"};
-            size_t tr = molora__jget(&js, 0, "routing");
-            int k;
-            if (!tr) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"routing\" is missing"); goto out; }
-            for (k = 0; k < 5; k++) if (molora__jeq(&js, &js.tok[tr], rn[k])) break;
-            if (k == 5) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"routing\" must be dense, topk, threshold, adamole or mole_output"); goto out; }
-            routing = k;   /* same order as molora_routing */
-            scal = molora__jget(&js, 0, "expert_scaling");
-            if (!scal || (js.tok[scal].type != MOLORA__J_ARR && js.tok[scal].type != MOLORA__J_OBJ)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"expert_scaling\" must be a list of N numbers (or an object: module -> list)"); goto out; }
-        }
-    }
-    use_rslora = peft && molora__cfg_true(&c, "use_rslora");
-    fan_in_fan_out = molora__cfg_true(&c, "fan_in_fan_out");   /* GPT-2 Conv1D: W0 is (in, out) */
-    if (peft) {
-        ltt = molora__jget(&js, 0, "layers_to_transform");
-        if (ltt && js.tok[ltt].type == MOLORA__J_NULL) ltt = 0;
-        if (ltt && js.tok[ltt].type != MOLORA__J_ARR && js.tok[ltt].type != MOLORA__J_NUM) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"layers_to_transform\" must be an int or a list of ints"); goto out; }
-    }
-
-    if (a->n_mod > 1) qsort(a->mods, (size_t)a->n_mod, sizeof *a->mods, molora__cmp_module);
-    /* layers_to_transform: modules of other decoder layers are ignored, as PEFT would skip them */
-    if (ltt) {
-        int w = 0;
-        if ((r = molora__layer_list(&a->io, &js, ltt, &ltt_v, &ltt_n)) != MOLORA_RESULT_SUCCESS) goto out;
-        for (l = 0; l < a->n_mod; l++) {
-            molora__module *m = &a->mods[l];
-            int e;
-            if (molora__layer_listed(ltt_v, ltt_n, m->dec_layer)) { a->mods[w++] = *m; continue; }
-            for (e = 0; e < m->n; e++) {
-                if (m->A[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->A[e]]->name;
-                if (m->B[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->B[e]]->name;
-            }
-            molora__mfree(&a->io, m->name); molora__mfree(&a->io, m->A); molora__mfree(&a->io, m->B);
-        }
-        a->n_mod = w;
-        if (w < a->cap_mod) memset(a->mods + w, 0, (size_t)(a->cap_mod - w) * sizeof *a->mods);
-    }
-
-    /* experts: every index has A and B with matching shapes */
-    for (l = 0; l < a->n_mod; l++) {
-        molora__module *m = &a->mods[l];
-        int e;
-        if (m->n == 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: gate or router tensors but no lora_A / lora_B", m->name); goto out; }
-        if ((m->peft_style + m->idx_style + m->mola_style) != 1 || (style_want == 1 && !m->peft_style) || (style_want == 2 && !m->idx_style) || (style_want == 3 && !m->mola_style)) {
-            r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: lora_A / lora_B naming does not match the %s layout", m->name, molora__layout_names[a->layout]);
-            goto out;
-        }
-        for (e = 0; e < m->n; e++) {
-            const molora__tensor *A, *B;
-            if (m->A[e] < 0 || m->B[e] < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: expert %d has no lora_%s", m->name, e, m->A[e] < 0 ? "A" : "B"); goto out; }
-            A = a->st->all[m->A[e]]; B = a->st->all[m->B[e]];
-            if (A->n_dims == 2 && A->shape[0] > 65536) {
-                r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d: lora_A %s: rank %llu above molora's limit 65536", m->name, e, A->name, (unsigned long long)A->shape[0]);
-                goto out;
-            }
-            if (A->n_dims != 2 || B->n_dims != 2 || A->shape[0] < 1 || A->shape[0] > 65536 || A->shape[1] < 1 || A->shape[1] > 0x7fffffff ||
-                B->shape[0] < 1 || B->shape[0] > 0x7fffffff || B->shape[1] != A->shape[0] ||
-                A->shape[1] != a->st->all[m->A[0]]->shape[1] || B->shape[0] != a->st->all[m->B[0]]->shape[0]) {
-                r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d: lora_A %s and lora_B %s shapes do not fit (r, d_in) and (d_out, r)", m->name, e, A->name, B->name);
-                goto out;
-            }
-        }
-        n_exp += (size_t)m->n;
-        if (a->st->all[m->A[0]]->shape[1] > max_din) max_din = (size_t)a->st->all[m->A[0]]->shape[1];
-    }
-    a->layers = (molora_layer_desc *)molora__calloc(&a->io, (size_t)(a->n_mod ? a->n_mod : 1), sizeof(molora_layer_desc));
-    a->dtypes = (molora_dtype *)molora__calloc(&a->io, (size_t)(a->n_mod ? a->n_mod : 1), sizeof(molora_dtype));
-    a->experts = (molora_expert_desc *)molora__calloc(&a->io, n_exp ? n_exp : 1, sizeof(molora_expert_desc));
-    a->zeros = peft ? (float *)molora__calloc(&a->io, max_din, sizeof(float)) : NULL;
-    if (!a->layers || !a->dtypes || !a->experts || (peft && !a->zeros)) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
-
-    n_exp = 0;
-    for (l = 0; l < a->n_mod; l++) {
-        molora__module *m = &a->mods[l];
-        molora_layer_desc *L = &a->layers[l];
-        molora_expert_desc *ex = a->experts + n_exp;
-        const char *bare = molora__strip(m->name);
-        int e, n = m->n;
-        uint64_t din = a->st->all[m->A[0]]->shape[1], dout = a->st->all[m->B[0]]->shape[0];
-        n_exp += (size_t)n;
-        L->d_in = (int)din; L->d_out = (int)dout; L->n_experts = n; L->experts = ex;
-        L->fan_in_fan_out = fan_in_fan_out;
-        a->dtypes[l] = a->st->all[m->A[0]]->dtype;
-        for (e = 0; e < n; e++) {
-            ex[e].rank = (int)a->st->all[m->A[e]]->shape[0];
-            if ((r = molora__typed(a, m->A[e], &ex[e].A, &ex[e].A_type)) || (r = molora__typed(a, m->B[e], &ex[e].B, &ex[e].B_type))) goto out;
-        }
-        if (peft) {
-            double rr = r_cfg, al = lora_alpha;
-            int hit;
-            const char *rk = r_key;
-            if ((r = molora__pattern(&c, "rank_pattern", bare, &dv, &hit))) goto out;
-            if (hit) { rr = dv; rk = "its \"rank_pattern\" entry"; }
-            if ((r = molora__pattern(&c, "alpha_pattern", bare, &dv, &hit))) goto out;
-            if (hit) al = dv;
-            if (rr != ex[0].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: lora_A has rank %d but the config gives r = %g (from %s)", m->name, ex[0].rank, rr, rk); goto out; }
-            ex[0].scaling = (float)(use_rslora ? al / sqrt(rr) : al / rr);
-            if (ex[0].scaling == 0.0f || !isfinite(ex[0].scaling)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: lora_alpha %g gives scaling %g", m->name, al, (double)ex[0].scaling); goto out; }
-            L->routing = MOLORA_ROUTING_DENSE;       /* one expert, weight 1 from a zero gate */
-            L->gate_weight = a->zeros;
-            continue;
-        }
-        if (a->layout == MOLORA_LAYOUT_MOLA) {
-            double rr = r_cfg, kk;
-            if (r_list && !molora__layer_entry(r_v, js.tok[r_list].size, m->dec_layer, &rr)) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"r\" has no entry for decoder layer %d", m->name, m->dec_layer); goto out; }
-            for (e = 0; e < n; e++) {
-                if (rr != ex[e].rank) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d has rank %d but the config says r = %g", m->name, e, ex[e].rank, rr); goto out; }
-                ex[e].scaling = (float)(lora_alpha / rr);
-            }
-            L->routing = MOLORA_ROUTING_TOPK;
-            if (k_list) {
-                if (!molora__layer_entry(k_v, js.tok[k_list].size, m->dec_layer, &kk) || kk != floor(kk) || kk < 1 || kk > n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" entry for decoder layer %d missing or outside 1..%d", m->name, m->dec_layer, n); goto out; }
-                L->top_k = (int)kk;
-            }
-            if (m->gate < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: router.router.weight is missing", m->name); goto out; }
-            if ((r = molora__shape2(a, m, m->gate, (uint64_t)n, din, 0, "router")) || (r = molora__f32(a, m->gate, &L->gate_weight))) goto out;
-            continue;
-        }
-        /* ADAMOLE, MOLE, MOLORA */
-        if (num_experts && num_experts != n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: %d experts in the tensors, num_experts = %d", m->name, n, num_experts); goto out; }
-        for (e = 0; e < n; e++) {
-            if (a->layout == MOLORA_LAYOUT_MOLORA) {
-                size_t list = scal;
-                if (js.tok[scal].type == MOLORA__J_OBJ) {
-                    if (!scal_idx) {
-                        scal_n = js.tok[scal].size;
-                        if (!(scal_idx = molora__jindex(&a->io, &js, scal))) { r = molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); goto out; }
-                    }
-                    list = molora__jindex_get(scal_idx, scal_n, m->name);
-                    if (!list) list = molora__jindex_get(scal_idx, scal_n, bare);
-                }
-                if (!list || js.tok[list].type != MOLORA__J_ARR || js.tok[list].size != (size_t)n || !molora__jlist_num(&js, list, (size_t)e, &dv) || dv <= 0) {
-                    r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"expert_scaling\" must give %d positive numbers", m->name, n);
-                    goto out;
-                }
-                ex[e].scaling = (float)dv;
-            } else {
-                if (ex[e].rank != rank_cfg) { r = molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d has rank %d, lora_rank = %d", m->name, e, ex[e].rank, rank_cfg); goto out; }
-                ex[e].scaling = (float)(lora_alpha / rank_cfg);
-            }
-        }
-        L->routing = (molora_routing)routing;
-        L->temperature = (float)temp_v;
-        if (routing == MOLORA_ROUTING_TOPK) {
-            if (top_k_v != floor(top_k_v) || top_k_v < 1 || top_k_v > n) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" %g outside 1..%d", m->name, top_k_v, n); goto out; }
-            L->top_k = (int)top_k_v;
-        }
-        if (routing == MOLORA_ROUTING_THRESHOLD) {
-            if (!thr_set) { r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"threshold\" is missing", m->name); goto out; }
-            L->threshold = (float)thr_v;
-        }
-        if (routing == MOLORA_ROUTING_ADAMOLE && tau_set) { L->tau_max_set = 1; L->tau_max = (float)tau_v; }
-        if (m->gate >= 0) {
-            if ((r = molora__shape2(a, m, m->gate, (uint64_t)n, din, 0, "lora_gating.weight")) || (r = molora__f32(a, m->gate, &L->gate_weight))) goto out;
-        } else if (routing != MOLORA_ROUTING_MOLE_OUTPUT) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: lora_gating.weight is missing", m->name); goto out; }
-        if (m->gate_bias >= 0) {
-            if ((r = molora__shape2(a, m, m->gate_bias, 1, (uint64_t)n, 1, "lora_gating.bias")) || (r = molora__f32(a, m->gate_bias, &L->gate_bias))) goto out;
-        }
-        if (routing == MOLORA_ROUTING_ADAMOLE) {
-            const float *b;
-            if (m->thr_w < 0 || m->thr_b < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: lora_threshold.%s is missing", m->name, m->thr_w < 0 ? "weight" : "bias"); goto out; }
-            if ((r = molora__shape2(a, m, m->thr_w, 1, din, 1, "lora_threshold.weight")) || (r = molora__f32(a, m->thr_w, &L->threshold_weight))) goto out;
-            if ((r = molora__shape2(a, m, m->thr_b, 1, 1, 1, "lora_threshold.bias")) || (r = molora__f32(a, m->thr_b, &b))) goto out;
-            L->threshold_bias = b[0];
-        }
-        if (routing == MOLORA_ROUTING_MOLE_OUTPUT) {
-            uint64_t cols;
-            if (m->mole_gate < 0) { r = molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: mole_gate.weight is missing (routing mole_output)", m->name); goto out; }
-            cols = (uint64_t)n * dout;
-            if ((r = molora__shape2(a, m, m->mole_gate, (uint64_t)n, cols, 0, "mole_gate.weight")) || (r = molora__f32(a, m->mole_gate, &L->mole_gate))) goto out;
-        }
-    }
-    r = MOLORA_RESULT_SUCCESS;
-out:
-    molora__mfree(&a->io, scal_idx);
-    molora__mfree(&a->io, c.re);
-    molora__mfree(&a->io, ltt_v);
-    molora__mfree(&a->io, r_v);
-    molora__mfree(&a->io, k_v);
-    molora__json_free(&a->io, &js);
-    return r;
-}
-
 static int molora__cmp_stripped(const void *a, const void *b)
 {
     const molora__module *x = *(molora__module *const *)a, *y = *(molora__module *const *)b;
     int c = strcmp(molora__strip(x->name), molora__strip(y->name));
     return c ? c : (x < y ? -1 : x > y);
 }
-/* the index molora_adapter_find_layer searches (binary search: 20k lookups stay near-linear) */
+/* the index molora_adapter_find_layer searches: module pointers sorted by stripped path, so a
+   lookup is a binary search */
 MOLORA__PRIVATE molora_result molora__adapter_index(molora_adapter *a)
 {
     int l;
@@ -5051,7 +5390,10 @@ MOLORA_API molora_result molora_adapter_open_memory(const char *config_json, siz
     a->io = io;
     a->st = weights;
     a->ignored = (const char **)molora__calloc(&io, weights->n + 1, sizeof(char *));
-    if (!a->ignored) { molora_adapter_free(a); return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory"); }
+    if (!a->ignored) {
+        molora_adapter_free(a);
+        return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
+    }
     r = molora__adapter_build(a, config_json ? config_json : "", config_size);
     if (!r) r = molora__adapter_index(a);
     if (r) { molora_adapter_free(a); return r; }
@@ -5067,12 +5409,13 @@ MOLORA__PRIVATE molora_result molora__no_pickle_only(const molora__io *io, const
     char *bin;
     int pickle;
     if (stat(st_path, &sb) == 0 || errno != ENOENT) return MOLORA_RESULT_SUCCESS;
-    if (!(bin = molora__path_join(io, dir, "adapter_model.bin"))) return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", dir);
+    if (!(bin = molora__path_join(io, dir, "adapter_model.bin")))
+        return molora__fail(&io->lg, MOLORA_RESULT_OUT_OF_MEMORY, "%s: out of memory", dir);
     pickle = stat(bin, &sb) == 0;
     molora__mfree(io, bin);
     if (!pickle) return MOLORA_RESULT_SUCCESS;
-    return molora__fail(&io->lg, MOLORA_RESULT_IO_ERROR, "%s: no adapter_model.safetensors, only adapter_model.bin (a torch pickle, never read by molora): "
-                        "convert it with tools/convert_pickle.py", dir);
+    return molora__fail(&io->lg, MOLORA_RESULT_IO_ERROR, "%s: no adapter_model.safetensors, only adapter_model.bin "
+                        "(a torch pickle, never read by molora): convert it with tools/convert_pickle.py", dir);
 }
 MOLORA_API molora_result molora_adapter_open(const char *dir, const molora_load_desc *desc, molora_adapter **out)
 {
@@ -5131,7 +5474,8 @@ MOLORA_API int molora_adapter_find_layer(const molora_adapter *a, const char *pa
         size_t mid = lo + (hi - lo) / 2;
         if (strcmp(molora__strip(a->by_name[mid]->name), path) < 0) lo = mid + 1; else hi = mid;
     }
-    if (lo < (size_t)a->n_mod && !strcmp(molora__strip(a->by_name[lo]->name), path)) return (int)(a->by_name[lo] - a->mods);
+    if (lo < (size_t)a->n_mod && !strcmp(molora__strip(a->by_name[lo]->name), path))
+        return (int)(a->by_name[lo] - a->mods);
     return -1;
 }
 MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *a) { return a ? a->n_ignored : 0; }
@@ -5139,6 +5483,7 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *a, size
 {
     return (a && i < a->n_ignored) ? a->ignored[i] : NULL;
 }
+/* <<builders */
 /* ==== [end files] ========================================================================== */
 /* ---- [alpha] ---------------------------------------------------------------------------------
    AlphaLoRA, in four parts (tags): alpha_solvers (eigenvalues of W^T W through LAPACK), alpha_fit

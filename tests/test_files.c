@@ -1382,6 +1382,92 @@ static void test_parse_out_of_memory(void **state)
 }
 #undef T32
 
+/* The loader's steps keep their order, so the first error found stays the same: the config's
+   shared keys (use_dora) before the tensor names, the tensor names before peft_type's value, the
+   layout's keys (MOLE's top_k / threshold, layers_to_transform) before the expert checks. */
+static void test_check_order(void **state)
+{
+    static const char pre[] = "base_model.model.model.layers.0.self_attn.q_proj.";
+    static const char *const dora[] = {"lora_A.weight", "lora_B.weight", "lora_magnitude_vector"};
+    static const char *const no_b[] = {"lora_A.0.weight", "lora_gating.weight"};
+    static const char *const peft_no_b[] = {"lora_A.weight"};
+    static const char mole_neither[] = "{\"peft_type\":\"MOLE\",\"lora_rank\":2,\"lora_alpha\":2,\"num_experts\":1}";
+    molora_adapter *a;
+    (void)state;
+    assert_int_equal(load_names(pre, dora, 3, "{\"peft_type\":\"LORA\",\"use_dora\":true}", &a),
+                     MOLORA_RESULT_UNSUPPORTED);
+    if (!strstr(g_log, "\"use_dora\"")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, dora, 3, "{\"peft_type\":\"X\"}", &a), MOLORA_RESULT_UNSUPPORTED);
+    if (!strstr(g_log, "lora_magnitude_vector")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, peft_no_b, 1, "{\"peft_type\":\"X\"}", &a), MOLORA_RESULT_UNSUPPORTED);
+    if (!strstr(g_log, "is not one of")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, no_b, 2, mole_neither, &a), MOLORA_RESULT_INVALID_CONFIG);
+    if (!strstr(g_log, "exactly one")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, peft_no_b, 1, "{\"peft_type\":\"LORA\",\"layers_to_transform\":[0,-1]}", &a),
+                     MOLORA_RESULT_INVALID_CONFIG);
+    if (!strstr(g_log, "\"layers_to_transform\" entry 1")) fail_msg("log \"%s\"", g_log);
+    assert_int_equal(load_names(pre, peft_no_b, 1, "{\"peft_type\":\"LORA\",\"layers_to_transform\":[0]}", &a),
+                     MOLORA_RESULT_MISSING_WEIGHTS);
+    if (!strstr(g_log, "has no lora_B")) fail_msg("log \"%s\"", g_log);
+}
+
+/* The ignored list: tensors without a LoRA name in file order, then the lora_A / lora_B of the
+   layers layers_to_transform leaves out, in layer order. */
+static void check_ignored_order(molora_adapter *a)
+{
+    assert_int_equal(molora_adapter_n_layers(a), 1);
+    assert_true(strstr(molora_adapter_layer_name(a, 0), "layers.1.") != NULL);
+    assert_int_equal(molora_adapter_n_ignored(a), 5);
+    assert_string_equal(molora_adapter_ignored_name(a, 0), "base_model.model.lm_head.weight");
+    assert_string_equal(molora_adapter_ignored_name(a, 1), "base_model.model.model.layers.2.q.lora_A.weight");
+    assert_string_equal(molora_adapter_ignored_name(a, 2), "base_model.model.model.layers.2.q.lora_B.weight");
+    assert_string_equal(molora_adapter_ignored_name(a, 3), "base_model.model.model.layers.10.q.lora_A.weight");
+    assert_string_equal(molora_adapter_ignored_name(a, 4), "base_model.model.model.layers.10.q.lora_B.weight");
+    assert_null(molora_adapter_ignored_name(a, 5));
+}
+static void test_ignored_order(void **state)
+{
+    static const char *const names[] = {
+        "model.layers.10.q.lora_B.weight", "model.layers.10.q.lora_A.weight", "model.layers.1.q.lora_A.weight",
+        "model.layers.1.q.lora_B.weight", "model.layers.2.q.lora_A.weight", "model.layers.2.q.lora_B.weight",
+        "lm_head.weight"};
+    static const char cfg[] = "{\"peft_type\":\"LORA\",\"r\":2,\"layers_to_transform\":1}";
+    molora_adapter *a;
+    (void)state;
+    if (load_names_check("base_model.model.", names, 7, cfg, &a, check_ignored_order) != MOLORA_RESULT_SUCCESS)
+        fail_msg("%s", g_log);
+}
+
+/* MoLE shares AdaMoLE's builder: experts scaled lora_alpha / lora_rank, the threshold rule and its
+   gate from the file, the temperature defaulting to 1. */
+static void check_mole_threshold(molora_adapter *a)
+{
+    molora_model_desc md;
+    assert_int_equal(molora_adapter_layout(a), MOLORA_LAYOUT_MOLE);
+    assert_int_equal(molora_adapter_model_desc(a, &md), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(md.n_layers, 1);
+    assert_int_equal(md.layers[0].n_experts, 2);
+    assert_int_equal(md.layers[0].routing, MOLORA_ROUTING_THRESHOLD);
+    assert_true(md.layers[0].threshold == 0.25f && md.layers[0].temperature == 1.0f && md.layers[0].top_k == 0);
+    assert_true(md.layers[0].experts[0].scaling == 2.0f && md.layers[0].experts[1].scaling == 2.0f);
+    assert_non_null(md.layers[0].gate_weight);
+    assert_null(md.layers[0].gate_bias);
+    assert_null(md.layers[0].threshold_weight);
+}
+static void test_mole_builder(void **state)
+{
+    static const char pre[] = "base_model.model.model.layers.0.self_attn.q_proj.";
+    static const char *const names[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_A.1.weight", "lora_B.1.weight",
+                                        "lora_gating.weight"};
+    static const char cfg[] = "{\"peft_type\":\"MOLE\",\"lora_rank\":2,\"lora_alpha\":4,\"num_experts\":2,"
+                              "\"threshold\":0.25}";
+    molora_adapter *a;
+    (void)state;
+    if (load_names_check(pre, names, 5, cfg, &a, check_mole_threshold) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
+    assert_int_equal(load_names(pre, names, 4, cfg, &a), MOLORA_RESULT_MISSING_WEIGHTS);
+    if (!strstr(g_log, "lora_gating.weight is missing")) fail_msg("log \"%s\"", g_log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1414,6 +1500,9 @@ int main(void)
         cmocka_unit_test(test_long_escaped_keys),
         cmocka_unit_test(test_parse_step_order),
         cmocka_unit_test(test_parse_out_of_memory),
+        cmocka_unit_test(test_check_order),
+        cmocka_unit_test(test_ignored_order),
+        cmocka_unit_test(test_mole_builder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
