@@ -14,28 +14,35 @@
    MAP  (each part below is a section between the banners >>TAG and <<TAG: search for >>TAG)
      declarations
        api_core          results, descriptors, molora_model_init, molora_forward / route / merge
-       api_safetensors   the strict safetensors reader (its error table), dtypes, load options
-       api_adapters      adapter layouts and molora_adapter_open
+       api_files         the file declarations (out with MOLORA_NO_FILES):
+         api_safetensors   the strict safetensors reader (its error table), dtypes, load options
+         api_adapters      adapter layouts and molora_adapter_open
        api_alpha         AlphaLoRA: alpha per matrix and block, allocation, plan, block patterns
      implementation
-       common            memory hook, logger and molora__fail, size arithmetic, workspace carving
+       common            result strings, memory hook, logger and molora__fail, size arithmetic
        types             F16 / BF16 to float32 conversion
-       kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C), chosen once per CPU
-       seam              molora__sgemm: every GEMM, BLAS or the own kernels (MOLORA_NO_BLAS)
+       kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C) with their naive twins,
+                         chosen once per CPU
+       seam              molora__pick / molora__product: which kernel runs each product (BLAS
+                         sgemv / sgemm, the own multi-token kernels, MOLORA_NO_BLAS fallbacks)
        init              validation and packing of each layer
-       routing           every rule: DENSE, TOPK, THRESHOLD, ADAMOLE, MOLE_OUTPUT; softmax, masks
-       forward           one call: gate -> route (or FIXED weights) -> frozen -> experts, and the
-                         choice of path: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE
+       routing           the rules of one token: DENSE softmax, TOPK, THRESHOLD, ADAMOLE, masks
+       forward           one call (molora__forward_pass): check and set up, gate logits, route
+                         (FIXED weights, or the MOLE_OUTPUT gate over the experts' deltas), the
+                         path chosen once: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE;
+                         frozen layer, experts, MoLE output mix
        merge             molora_merge
        files             everything that reads files (compiled out by MOLORA_NO_FILES):
-         json              the one strict JSON parser
          io                open, fstat, mmap or read whole (MOLORA_LOAD_READ), directories
-         safetensors       header validation, tensor lookup
+         dtypes, utf8      safetensors dtype names and sizes; strict UTF-8
+         json              the one strict JSON parser
+         safetensors       header validation (read_metadata, Metadata::validate), tensor lookup
          conversion        tensors to float32 or typed descriptor pointers
          index             sharded models: model.safetensors.index.json
+         adapter_types     the adapter object, its modules, layout names
          config            adapter_config.json keys per layout
          patterns          PEFT rank_pattern / alpha_pattern keys (linear-time regex)
-         modules           tensor names -> modules and experts
+         modules           tensor names -> modules and experts; layout detection; checks
          builders          layouts -> layer descriptors (PEFT LoRA, AdaMoLE, MOLE, MoLA, MOLORA)
        alpha             AlphaLoRA (compiled out by MOLORA_NO_ALPHA):
          alpha_solvers     eigenvalues of W^T W through LAPACK
@@ -166,7 +173,7 @@ typedef enum molora_result {
     MOLORA_RESULT_WORKSPACE_TOO_SMALL,
     MOLORA_RESULT_INVALID_LAYER,       /* layer index outside 0..n_layers-1                      */
     MOLORA_RESULT_UNSUPPORTED,
-    /* files (safetensors, adapters): see the table in the [files] declarations */
+    /* files (safetensors, adapters): see the table in api_safetensors */
     MOLORA_RESULT_IO_ERROR,            /* cannot open, stat or map a file                        */
     MOLORA_RESULT_HEADER_TOO_SMALL,    /* safetensors: fewer than 8 bytes                        */
     MOLORA_RESULT_HEADER_TOO_LARGE,    /* safetensors: header length > 100,000,000              */
@@ -363,7 +370,8 @@ MOLORA_API molora_result molora_merge(const molora_model *model, int layer, cons
                                       float *W);
 /* <<api_core */
 
-/* ==== [files] safetensors, adapters ========================================================== */
+/* >>api_files  everything that reads files: safetensors and adapters (out with MOLORA_NO_FILES) */
+#ifndef MOLORA_NO_FILES
 /* >>api_safetensors  safetensors files and sharded models: checks, loading options, tensor getters */
 /* Reading real checkpoints (safetensors + adapter_config.json) into model descriptors.
    The in-memory API is always compiled; the parts that open files (mmap, directories, sharded
@@ -592,7 +600,10 @@ MOLORA_API int molora_adapter_find_layer(const molora_adapter *adapter, const ch
 MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *adapter);
 MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter, size_t i);
 /* <<api_adapters */
-/* ==== [end files] ========================================================================== */
+#endif /* MOLORA_NO_FILES */
+/* <<api_files */
+
+#ifndef MOLORA_NO_ALPHA
 /* >>api_alpha  AlphaLoRA: ESD power-law alpha per matrix, per block, expert allocation, block patterns */
 /* AlphaLoRA gives each block (decoder layer) of a network a number of LoRA experts from the
    heavy-tailed eigenvalue spectrum of its frozen weights: eigenvalues of W^T W (a solver), a
@@ -741,6 +752,7 @@ MOLORA_API const molora_alpha_family *molora_alpha_families(int *count);
    first in table order. -1 when no family matches. */
 MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n);
 /* <<api_alpha */
+#endif /* MOLORA_NO_ALPHA */
 
 #ifdef __cplusplus
 }
@@ -2468,7 +2480,8 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
 }
 /* <<merge */
 
-/* ==== [files] safetensors, JSON, adapters ==================================================== */
+/* >>files  everything that reads files (compiled out by MOLORA_NO_FILES) --------------------- */
+#ifndef MOLORA_NO_FILES
 /* In tags: io (the memory hook, mapping and reading files), dtypes, utf8, json (the one parser for
    safetensors headers, adapter_config.json and index files), safetensors (the header's checks,
    the object and its getters), conversion (F16 / BF16 / F32 bytes to float) and index (sharded
@@ -3676,7 +3689,7 @@ MOLORA_API const char *molora_safetensors_find_metadata(const molora_safetensors
 }
 /* <<safetensors */
 
-/* >>conversion  F16 / BF16 / F32 little-endian bytes to float (scalar converters: [types]) */
+/* >>conversion  F16 / BF16 / F32 little-endian bytes to float (scalar converters: types) */
 MOLORA__PRIVATE int molora__little_endian(void)
 {
     const uint16_t one = 1;
@@ -4028,7 +4041,7 @@ MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_
 #endif /* MOLORA_NO_STDIO */
 /* <<index */
 
-/* ---- [adapters] ---------------------------------------------------------------------------- */
+/* >>adapter_types  the adapter object, its modules and the layout names ------------------------ */
 /* Loading is split the way cgltf splits parsing: the config section reads adapter_config.json
    into one struct; the modules section groups the tensors into modules, detects the layout,
    filters the layers and checks the experts; the builders section turns each module into a layer
@@ -4064,6 +4077,8 @@ MOLORA_API const char *molora_layout_name(molora_layout l)
 {
     return ((int)l >= 0 && l < MOLORA_LAYOUT_COUNT) ? molora__layout_names[l] : "?";
 }
+
+/* <<adapter_types */
 
 /* >>config  adapter_config.json: every key the layouts use, read into one struct ---------------- */
 /* peft_type, use_dora and bias are read first (molora__config_open), so a refused config fails
@@ -5484,12 +5499,15 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *a, size
     return (a && i < a->n_ignored) ? a->ignored[i] : NULL;
 }
 /* <<builders */
-/* ==== [end files] ========================================================================== */
-/* ---- [alpha] ---------------------------------------------------------------------------------
+#endif /* MOLORA_NO_FILES */
+/* <<files */
+
+/* >>alpha  AlphaLoRA (compiled out by MOLORA_NO_ALPHA) ---------------------------------------
    AlphaLoRA, in four parts (tags): alpha_solvers (eigenvalues of W^T W through LAPACK), alpha_fit
    (the power-law fits: AlphaLoRA's fix_finger, WeightWatcher's WWFit of 0.7.5.5 and 0.7.7),
    alpha_plan (the mean per block, the allocation exponential_scaling, the plan into layer
    descriptors) and alpha_patterns (which tensors form block L). Maths: docs/maths.md. */
+#ifndef MOLORA_NO_ALPHA
 
 /* >>alpha_solvers  eigenvalues of W^T W: solver choice, LAPACK scratch, Gram in double, the SVDs */
 #ifndef MOLORA_NO_BLAS
@@ -6263,6 +6281,9 @@ MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n)
     return best;
 }
 /* <<alpha_patterns */
+
+#endif /* MOLORA_NO_ALPHA */
+/* <<alpha */
 
 #endif /* MOLORA__IMPLEMENTED */
 #endif /* MOLORA_IMPLEMENTATION */
