@@ -708,7 +708,7 @@ static int forward_mask(const cli_forward_opts *o, const molora_layer_desc *L, u
         return die("forward: --mask %s: index %d is not an expert of module %s (N = %d: indices 0..%d)", o->mask_text,
                    o->mask_max, o->module, n, n - 1);
     if (!(*mask = (uint8_t *)malloc((size_t)n + 1))) return die("forward: out of memory");
-    for (e = 0; e < n; e++) (*mask)[e] = !(o->mask_bits[e / 8] & (1u << (e % 8)));
+    for (e = 0; e < n; e++) (*mask)[e] = !cli_mask_has(o, e);
     return 0;
 }
 /* X (T, d_in) through the one-layer model: *Y (T, d_out) and, with experts, the routing weights
@@ -723,7 +723,8 @@ static int forward_apply(molora_model *m, const molora_layer_desc *L, const cli_
     int rc = 0;
     *Y = (float *)calloc((size_t)T * (size_t)L->d_out + 1, sizeof(float));
     *W = (float *)calloc((size_t)T * (size_t)(L->n_experts ? L->n_experts : 1) + 1, sizeof(float));
-    if (!*Y || !*W || molora_workspace_size(m, T, &wsz) || !(ws = malloc(wsz + 1))) return die("forward: out of memory");
+    if (!*Y || !*W || molora_workspace_size(m, T, &wsz) || !(ws = malloc(wsz + 1)))
+        return die("forward: out of memory");
     memset(&fa, 0, sizeof fa);
     fa.layer = 0; fa.n_tokens = T; fa.x = X; fa.y = *Y;
     fa.output = o->base ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
@@ -762,7 +763,10 @@ static int run_forward(const cli_forward_opts *o)
     one.layers = &L;
     if ((r = molora_model_init(&one, &m))) { die_lib(dir, r); goto done; }
     if (npy_read(o->input, &X, &T, &din)) goto done;
-    if (din != L.d_in) { die("%s: width %d does not match d_in %d of module %s", o->input, din, L.d_in, o->module); goto done; }
+    if (din != L.d_in) {
+        die("%s: width %d does not match d_in %d of module %s", o->input, din, L.d_in, o->module);
+        goto done;
+    }
     if (forward_apply(m, &L, o, mask, X, T, &Y, &W)) goto done;
     if (npy_write_pair(o->output, Y, T, L.d_out, o->weights_out, W, L.n_experts)) goto done;
     rc = 0;
@@ -852,10 +856,11 @@ static int compose_config_scaling(strbuf *c, molora_adapter *ad0, int n, const f
     sb_printf(c, "{");
     for (l = 0; l < n_layers; l++) {
         const char *name = molora_adapter_layer_name(ad0, l);
+        const float *row = scaling + (size_t)l * (size_t)n;
         sb_printf(c, "%s\n  ", l ? "," : "");
         if (sb_json_str(c, name)) return die("compose: module name %s is not valid UTF-8", name);
         sb_printf(c, ": [");
-        for (e = 0; e < n; e++) sb_printf(c, "%s%.9g", e ? ", " : "", (double)scaling[(size_t)l * (size_t)n + (size_t)e]);
+        for (e = 0; e < n; e++) sb_printf(c, "%s%.9g", e ? ", " : "", (double)row[e]);
         sb_printf(c, "]");
     }
     sb_printf(c, "\n }\n}\n");
@@ -1071,6 +1076,7 @@ static int compose_check_paths(const cli_compose_opts *o)
 {
     io_inputs in;
     char *cfg = io_join(o->out, compose_files[0]), *st = io_join(o->out, compose_files[1]);
+    struct stat sd;
     int i, rc = !cfg || !st ? die("out of memory") : 0;
     memset(&in, 0, sizeof in);
     for (i = 0; !rc && i < o->n_experts; i++) rc = io_add_adapter(&in, "--expert", o->experts[i]);
@@ -1078,11 +1084,10 @@ static int compose_check_paths(const cli_compose_opts *o)
          io_check_output(&in, "compose", "--out", cfg) || io_check_output(&in, "compose", "--out", st);
     io_free(&in);
     free(cfg); free(st);
-    if (!rc) {   /* an existing --out: a directory holding only what compose writes, checked before reading the experts */
-        struct stat sd;
-        if (stat(o->out, &sd) == 0)
-            rc = !S_ISDIR(sd.st_mode) ? die("compose: --out %s is not a directory", o->out) : outdir_only_ours(o->out, o->out);
-    }
+    /* an existing --out: a directory holding only what compose writes, checked before reading the experts */
+    if (!rc && stat(o->out, &sd) == 0)
+        rc = S_ISDIR(sd.st_mode) ? outdir_only_ours(o->out, o->out)
+                                 : die("compose: --out %s is not a directory", o->out);
     return rc;
 }
 
@@ -1259,24 +1264,25 @@ static int cmd_compose(int argc, char **argv)
 /* ---- alpha --------------------------------------------------------------------------------
    molora alpha MODEL [--method fix_finger|ww|ww077] [--budget N] [--beta B] [--prefix P]
                       [--layers PATTERN] [--upstream-fp16] [--json]
-   Decoder layers are found by a name pattern with {L} (molora_alpha_block_index): --layers, or
-   the family molora_alpha_family_detect picks (t5, bart, bert, llama, gpt2). A layer's matrices are its
-   2-D float tensors named "...weight" (not "weight" of a norm, an embedding or T5's
-   relative_attention_bias); a matrix whose smaller side is under the method's minimum (10, or
-   WeightWatcher 0.7.7's min_evals 8 for ww077) is skipped and listed. With two layer sets (T5)
-   the layers are numbered first set first and share one budget. */
+   The blocks (decoder layers) are found by a name pattern with {L} (molora_alpha_block_index):
+   --layers, or the family molora_alpha_family_detect picks (t5, bart, bert, llama, gpt2). A
+   block's matrices are its 2-D float tensors named "...weight" (not "weight" of a norm, an
+   embedding or T5's relative_attention_bias); a matrix whose smaller side is under the method's
+   minimum (10, or WeightWatcher 0.7.7's min_evals 8 for ww077) is skipped and listed. With two
+   block sets (T5) the blocks are numbered first set first and share one budget. The output
+   calls a block a "layer", as AlphaLoRA does. */
 
 typedef struct alpha_args {
     const char *model, *prefix, *method, *layers;
     int budget, json, fp16, read;
     double beta;
-    molora_alpha_args o;
+    molora_alpha_args lib;        /* the library's args for every matrix */
 } alpha_args;
 
 typedef struct alpha_sets {
     const char *family;           /* NULL with --layers */
     const char *pat[2];
-    int n, first[3];              /* layer numbers of set s: first[s] .. first[s + 1] - 1 */
+    int n, first[3];              /* block numbers of set s: first[s] .. first[s + 1] - 1 */
 } alpha_sets;
 
 static int alpha_parse(int argc, char **argv, alpha_args *A)
@@ -1288,13 +1294,13 @@ static int alpha_parse(int argc, char **argv, alpha_args *A)
     A->json = ao.json; A->fp16 = ao.fp16; A->read = ao.read;
     A->budget = ao.budget_set ? ao.budget : MOLORA_ALPHA_DEFAULT_BUDGET;
     A->beta = ao.beta_set ? ao.beta : MOLORA_ALPHA_DEFAULT_BETA;
-    A->o.method = !strcmp(A->method, "ww") ? MOLORA_ALPHA_WW : !strcmp(A->method, "ww077") ? MOLORA_ALPHA_WW_077
-                                                                                            : MOLORA_ALPHA_FIX_FINGER;
+    A->lib.method = !strcmp(A->method, "ww") ? MOLORA_ALPHA_WW
+                  : !strcmp(A->method, "ww077") ? MOLORA_ALPHA_WW_077 : MOLORA_ALPHA_FIX_FINGER;
     if (A->layers && molora_alpha_pattern_check(A->layers) != MOLORA_RESULT_SUCCESS)
-        return die("alpha: --layers \"%s\": want a name pattern with exactly one {L} for the layer index (at most %d bytes), "
-                   "e.g. \"encoder.layer.{L}.\"", A->layers, MOLORA_ALPHA_PATTERN_MAX);
-    A->o.round_to_f16 = A->fp16;
-    A->o.log = on_log;
+        return die("alpha: --layers \"%s\": want a name pattern with exactly one {L} for the layer index "
+                   "(at most %d bytes), e.g. \"encoder.layer.{L}.\"", A->layers, MOLORA_ALPHA_PATTERN_MAX);
+    A->lib.round_to_f16 = A->fp16;
+    A->lib.log = on_log;
     return 0;
 }
 
@@ -1305,7 +1311,7 @@ static const char *alpha_strip(const char *name, const char *prefix)
     return strncmp(name, prefix, n) ? NULL : name + n;
 }
 
-/* The layer sets: --layers, or the family whose patterns match the most names. */
+/* The block sets: --layers, or the family whose patterns match the most names. */
 static int alpha_pick_sets(const alpha_args *A, molora_safetensors *st, alpha_sets *S)
 {
     size_t nt = molora_safetensors_n_tensors(st), k, n = 0;
@@ -1335,16 +1341,16 @@ static int alpha_pick_sets(const alpha_args *A, molora_safetensors *st, alpha_se
     return 0;
 }
 
-/* Set and local layer of a name (-1: none). */
-static int alpha_layer(const alpha_sets *S, const char *name, int *set)
+/* The set and the block (within the set) of a name; -1: in no block. */
+static int alpha_block(const alpha_sets *S, const char *name, int *set)
 {
-    int s, L;
+    int s, b;
     for (s = 0; s < S->n; s++)
-        if ((L = molora_alpha_block_index(name, S->pat[s])) >= 0) { *set = s; return L; }
+        if ((b = molora_alpha_block_index(name, S->pat[s])) >= 0) { *set = s; return b; }
     return -1;
 }
 
-/* A layer matrix by name: "...weight", not a norm, an embedding or T5's relative position table. */
+/* A block matrix by name: "...weight", not a norm, an embedding or T5's relative position table. */
 static int alpha_is_matrix_name(const char *name)
 {
     size_t n = strlen(name);
@@ -1371,100 +1377,143 @@ static void alpha_json_sets(const alpha_sets *S)
     printf("],\n");
 }
 
-/* What cmd_alpha found and computed; arrays of nt + 1 entries (matrices) or n_layers (layers). */
+/* What cmd_alpha found and computed; arrays of nt + 1 entries (matrices) or n_blocks (blocks). */
 typedef struct alpha_plan {
-    size_t *mat, *skip;           /* tensor indices of the layer matrices, of the skipped ones */
-    int *mlayer, *mset;           /* each matrix's global layer and its set                   */
+    size_t *mat, *skip;           /* tensor indices of the block matrices, of the skipped ones */
+    int *mblock, *mset;           /* each matrix's global block and its set                   */
     molora_alpha_fit *fits;
-    double *malpha, *lalpha;
-    int *experts, *topk;
-    int n_mat, n_skip, n_layers;
+    double *mat_alpha, *block_alpha;
+    int *experts, *topk;          /* per block                                                */
+    int n_mat, n_skip, n_blocks;
     size_t ws_bytes;              /* scratch of the largest matrix                            */
 } alpha_plan;
 
 static void alpha_plan_free(alpha_plan *P)
 {
-    free(P->mat); free(P->skip); free(P->mlayer); free(P->mset); free(P->fits); free(P->malpha);
-    free(P->lalpha); free(P->experts); free(P->topk);
+    free(P->mat); free(P->skip); free(P->mblock); free(P->mset); free(P->fits); free(P->mat_alpha);
+    free(P->block_alpha); free(P->experts); free(P->topk);
 }
-
-/* 1. which tensors are layer matrices, by set and local layer; then global layer numbers */
-static int alpha_select(const alpha_args *A, molora_safetensors *st, alpha_sets *S, alpha_plan *P)
+static int alpha_plan_alloc_matrices(alpha_plan *P, size_t nt)
 {
-    size_t nt = molora_safetensors_n_tensors(st), k;
-    int i, s = 0, nl[2] = {0, 0}, min_side = A->o.method == MOLORA_ALPHA_WW_077 ? 8 : 10;
+    P->mat = (size_t *)calloc(nt + 1, sizeof *P->mat);
+    P->skip = (size_t *)calloc(nt + 1, sizeof *P->skip);
+    P->mblock = (int *)calloc(nt + 1, sizeof *P->mblock);
+    P->mset = (int *)calloc(nt + 1, sizeof *P->mset);
+    P->mat_alpha = (double *)calloc(nt + 1, sizeof *P->mat_alpha);
+    P->fits = (molora_alpha_fit *)calloc(nt + 1, sizeof *P->fits);
+    if (!P->mat || !P->skip || !P->mblock || !P->mset || !P->mat_alpha || !P->fits) return die("alpha: out of memory");
+    return 0;
+}
+/* tensor k (ti), a matrix of block b of set s, recorded; the workspace grown to fit it */
+static int alpha_add_matrix(const alpha_args *A, alpha_plan *P, size_t k, const molora_tensor_info *ti, int b, int s)
+{
+    size_t bytes = 0;
     molora_result r;
-    P->mat = (size_t *)calloc(nt + 1, sizeof *P->mat); P->skip = (size_t *)calloc(nt + 1, sizeof *P->skip);
-    P->mlayer = (int *)calloc(nt + 1, sizeof *P->mlayer); P->mset = (int *)calloc(nt + 1, sizeof *P->mset);
-    P->malpha = (double *)calloc(nt + 1, sizeof *P->malpha); P->fits = (molora_alpha_fit *)calloc(nt + 1, sizeof *P->fits);
-    if (!P->mat || !P->skip || !P->mlayer || !P->mset || !P->malpha || !P->fits) return die("alpha: out of memory");
-    for (k = 0; k < nt; k++) {
-        molora_tensor_info ti;
-        const char *nm;
-        int L = -1;
-        size_t b = 0;
-        molora_safetensors_tensor_info(st, k, &ti);
-        if ((nm = alpha_strip(ti.name, A->prefix))) L = alpha_layer(S, nm, &s);
-        if (ti.n_dims != 2 || L < 0 || !alpha_is_matrix_name(nm)) continue;
-        if ((ti.dtype != MOLORA_DTYPE_F32 && ti.dtype != MOLORA_DTYPE_F16 && ti.dtype != MOLORA_DTYPE_BF16) ||
-            ti.shape[0] < (uint64_t)min_side || ti.shape[1] < (uint64_t)min_side) { P->skip[P->n_skip++] = k; continue; }
-        if (ti.shape[0] > 1000000 || ti.shape[1] > 1000000)
-            return die("alpha: %s: %s: %llu x %llu is too large", A->model, ti.name, (unsigned long long)ti.shape[0],
-                       (unsigned long long)ti.shape[1]);
-        P->mat[P->n_mat] = k; P->mlayer[P->n_mat] = L; P->mset[P->n_mat++] = s;
-        if (L + 1 > nl[s]) nl[s] = L + 1;
-        if ((r = molora_alpha_workspace_size((int)ti.shape[0], (int)ti.shape[1], &A->o, &b)) != MOLORA_RESULT_SUCCESS) return die_lib(ti.name, r);
-        if (b > P->ws_bytes) P->ws_bytes = b;
-    }
-    if (P->n_mat == 0)
-        return die("alpha: %s: no 2-D weight matches %s \"%s%s\"%s with both sides >= %d", A->model,
-                   A->layers ? "--layers" : "the detected pattern", A->prefix, S->pat[0], S->n > 1 ? " (or its second stack)" : "", min_side);
-    S->first[0] = 0; S->first[1] = nl[0]; S->first[2] = nl[0] + nl[1];
-    P->n_layers = S->first[S->n];
-    for (i = 0; i < P->n_mat; i++) P->mlayer[i] += S->first[P->mset[i]];   /* first set first */
+    if (ti->shape[0] > 1000000 || ti->shape[1] > 1000000)
+        return die("alpha: %s: %s: %llu x %llu is too large", A->model, ti->name, (unsigned long long)ti->shape[0],
+                   (unsigned long long)ti->shape[1]);
+    P->mat[P->n_mat] = k; P->mblock[P->n_mat] = b; P->mset[P->n_mat++] = s;
+    r = molora_alpha_workspace_size((int)ti->shape[0], (int)ti->shape[1], &A->lib, &bytes);
+    if (r != MOLORA_RESULT_SUCCESS) return die_lib(ti->name, r);
+    if (bytes > P->ws_bytes) P->ws_bytes = bytes;
     return 0;
 }
 
-/* 2. alpha of every matrix */
-static int alpha_fit_all(const alpha_args *A, molora_safetensors *st, alpha_plan *P, double total)
+/* 1. which tensors are block matrices, by set and block; then global block numbers */
+static int alpha_select(const alpha_args *A, molora_safetensors *st, alpha_sets *S, alpha_plan *P)
 {
-    int i, progress = total > 3e7;   /* large models: a line per matrix on stderr */
+    size_t nt = molora_safetensors_n_tensors(st), k;
+    int i, s = 0, nb[2] = {0, 0}, min_side = A->lib.method == MOLORA_ALPHA_WW_077 ? 8 : 10;
+    if (alpha_plan_alloc_matrices(P, nt)) return 1;
+    for (k = 0; k < nt; k++) {
+        molora_tensor_info ti;
+        const char *nm;
+        int b = -1, is_float;
+        molora_safetensors_tensor_info(st, k, &ti);
+        if ((nm = alpha_strip(ti.name, A->prefix))) b = alpha_block(S, nm, &s);
+        if (ti.n_dims != 2 || b < 0 || !alpha_is_matrix_name(nm)) continue;
+        is_float = ti.dtype == MOLORA_DTYPE_F32 || ti.dtype == MOLORA_DTYPE_F16 || ti.dtype == MOLORA_DTYPE_BF16;
+        if (!is_float || ti.shape[0] < (uint64_t)min_side || ti.shape[1] < (uint64_t)min_side) {
+            P->skip[P->n_skip++] = k;
+            continue;
+        }
+        if (alpha_add_matrix(A, P, k, &ti, b, s)) return 1;
+        if (b + 1 > nb[s]) nb[s] = b + 1;
+    }
+    if (P->n_mat == 0)
+        return die("alpha: %s: no 2-D weight matches %s \"%s%s\"%s with both sides >= %d", A->model,
+                   A->layers ? "--layers" : "the detected pattern", A->prefix, S->pat[0],
+                   S->n > 1 ? " (or its second stack)" : "", min_side);
+    S->first[0] = 0; S->first[1] = nb[0]; S->first[2] = nb[0] + nb[1];
+    P->n_blocks = S->first[S->n];
+    for (i = 0; i < P->n_mat; i++) P->mblock[i] += S->first[P->mset[i]];   /* first set first */
+    return 0;
+}
+
+/* the number of weights of all the matrices (a large model shows its progress) */
+static double alpha_total_weights(molora_safetensors *st, const alpha_plan *P)
+{
+    double total = 0;
+    int i;
+    for (i = 0; i < P->n_mat; i++) {
+        molora_tensor_info ti;
+        molora_safetensors_tensor_info(st, P->mat[i], &ti);
+        total += (double)ti.shape[0] * (double)ti.shape[1];
+    }
+    return total;
+}
+
+/* 2. alpha of every matrix */
+static int alpha_fit_all(const alpha_args *A, molora_safetensors *st, alpha_plan *P)
+{
+    int i, progress = alpha_total_weights(st, P) > 3e7;   /* large models: a line per matrix on stderr */
     molora_result r;
     for (i = 0; i < P->n_mat; i++) {
         molora_tensor_info ti;
         const float *w = NULL;
+        int rows, cols;
         molora_safetensors_tensor_info(st, P->mat[i], &ti);
+        rows = (int)ti.shape[0]; cols = (int)ti.shape[1];
         if (progress) fprintf(stderr, "alpha: [%d/%d] %s (%llu x %llu)\n", i + 1, P->n_mat, ti.name,
                               (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
         g_detail[0] = 0;
         if ((r = molora_safetensors_tensor_f32(st, P->mat[i], &w)) != MOLORA_RESULT_SUCCESS) return die_lib(ti.name, r);
-        if ((r = molora_alpha_matrix(w, (int)ti.shape[0], (int)ti.shape[1], &A->o, &P->fits[i])) != MOLORA_RESULT_SUCCESS)
+        if ((r = molora_alpha_matrix(w, rows, cols, &A->lib, &P->fits[i])) != MOLORA_RESULT_SUCCESS)
             return die_lib(ti.name, r);
-        P->malpha[i] = P->fits[i].alpha;
-        if (!isfinite(P->malpha[i])) return die("alpha: %s: the fitted tail is all equal values (alpha is infinite)", ti.name);
+        P->mat_alpha[i] = P->fits[i].alpha;
+        if (!isfinite(P->mat_alpha[i]))
+            return die("alpha: %s: the fitted tail is all equal values (alpha is infinite)", ti.name);
     }
     return 0;
 }
 
-/* 3. per-layer mean and the allocation; NEGATIVE_EXPERTS is kept in *res (printed, then refused) */
+/* the first block with no matrix (what makes the per-block mean fail), named by its set */
+static int alpha_empty_block(const alpha_args *A, const alpha_sets *S, const alpha_plan *P)
+{
+    int i, j;
+    for (i = 0; i < P->n_blocks; i++) {
+        int any = 0, si = i >= S->first[1];
+        for (j = 0; j < P->n_mat; j++) any |= P->mblock[j] == i;
+        if (!any)
+            return die("alpha: %s: layer %d of \"%s\" has no weight matrix (layers 0..%d expected)", A->model,
+                       i - S->first[si], S->pat[si], S->first[si + 1] - S->first[si] - 1);
+    }
+    return 0;
+}
+
+/* 3. per-block mean and the allocation; NEGATIVE_EXPERTS is kept in *res (printed, then refused) */
 static int alpha_allocate(const alpha_args *A, const alpha_sets *S, alpha_plan *P, molora_result *res)
 {
-    int i, j, L = P->n_layers;
+    int nb = P->n_blocks;
     molora_result r;
-    P->lalpha = (double *)calloc((size_t)L, sizeof *P->lalpha);
-    P->experts = (int *)calloc((size_t)L, sizeof *P->experts); P->topk = (int *)calloc((size_t)L, sizeof *P->topk);
-    if (!P->lalpha || !P->experts || !P->topk) return die("alpha: out of memory");
+    P->block_alpha = (double *)calloc((size_t)nb, sizeof *P->block_alpha);
+    P->experts = (int *)calloc((size_t)nb, sizeof *P->experts);
+    P->topk = (int *)calloc((size_t)nb, sizeof *P->topk);
+    if (!P->block_alpha || !P->experts || !P->topk) return die("alpha: out of memory");
     g_detail[0] = 0;
-    if ((r = molora_alpha_block_mean(P->malpha, P->mlayer, P->n_mat, L, P->lalpha)) != MOLORA_RESULT_SUCCESS) {
-        for (i = 0; i < L; i++) {
-            int any = 0, si = i >= S->first[1];
-            for (j = 0; j < P->n_mat; j++) any |= P->mlayer[j] == i;
-            if (!any) return die("alpha: %s: layer %d of \"%s\" has no weight matrix (layers 0..%d expected)", A->model,
-                                 i - S->first[si], S->pat[si], S->first[si + 1] - S->first[si] - 1);
-        }
-        return die_lib("alpha: per-layer mean", r);
-    }
-    r = molora_alpha_allocate(P->lalpha, L, A->budget, A->beta, P->experts, P->topk);
+    r = molora_alpha_block_mean(P->mat_alpha, P->mblock, P->n_mat, nb, P->block_alpha);
+    if (r != MOLORA_RESULT_SUCCESS) return alpha_empty_block(A, S, P) || die_lib("alpha: per-layer mean", r);
+    r = molora_alpha_allocate(P->block_alpha, nb, A->budget, A->beta, P->experts, P->topk);
     if (r != MOLORA_RESULT_SUCCESS && r != MOLORA_RESULT_NEGATIVE_EXPERTS) return die_lib("alpha: allocation", r);
     *res = r;
     return 0;
@@ -1483,15 +1532,15 @@ static void alpha_print_json(const alpha_args *A, const alpha_sets *S, const alp
         printf("%s\n  {\"name\": ", i ? "," : "");
         jstr(stdout, ti.name);
         printf(", \"layer\": %d, \"alpha\": %.17g, \"xmin\": %.17g, \"ks\": %.17g, \"n_eigs\": %d, \"n_tail\": %d}",
-               P->mlayer[i], f->alpha, f->xmin, f->ks, f->n_eigs, f->n_tail);
+               P->mblock[i], f->alpha, f->xmin, f->ks, f->n_eigs, f->n_tail);
     }
     printf("],\n \"layers\": [");
-    for (i = 0; i < P->n_layers; i++) {
+    for (i = 0; i < P->n_blocks; i++) {
         int si = i >= S->first[1];
         printf("%s\n  {\"layer\": %d, \"set\": ", i ? "," : "", i);
         jstr(stdout, S->pat[si]);
-        printf(", \"index\": %d, \"alpha\": %.17g, \"experts\": %d, \"top_k\": %d}", i - S->first[si], P->lalpha[i],
-               P->experts[i], P->topk[i]);
+        printf(", \"index\": %d, \"alpha\": %.17g, \"experts\": %d, \"top_k\": %d}", i - S->first[si],
+               P->block_alpha[i], P->experts[i], P->topk[i]);
     }
     printf("],\n \"skipped\": [");
     for (i = 0; i < P->n_skip; i++) {
@@ -1507,19 +1556,20 @@ static void alpha_print_table(const alpha_args *A, const alpha_sets *S, const al
 {
     int i;
     alpha_print_sets(S);
-    printf("%-56s %5s %13s %9s %11s %8s %6s %6s\n", "matrix", "layer", "shape", "alpha", "xmin", "ks", "n_eigs", "n_tail");
+    printf("%-56s %5s %13s %9s %11s %8s %6s %6s\n", "matrix", "layer", "shape", "alpha", "xmin", "ks", "n_eigs",
+           "n_tail");
     for (i = 0; i < P->n_mat; i++) {
         molora_tensor_info ti;
         const molora_alpha_fit *f = &P->fits[i];
         char shape[32];
         molora_safetensors_tensor_info(st, P->mat[i], &ti);
         snprintf(shape, sizeof shape, "%llux%llu", (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
-        printf("%-56s %5d %13s %9.4f %11.4g %8.4f %6d %6d\n", ti.name, P->mlayer[i], shape, f->alpha, f->xmin, f->ks,
+        printf("%-56s %5d %13s %9.4f %11.4g %8.4f %6d %6d\n", ti.name, P->mblock[i], shape, f->alpha, f->xmin, f->ks,
                f->n_eigs, f->n_tail);
     }
     printf("\n%5s %9s %7s %5s    (method %s%s, budget %d, beta %g)\n", "layer", "alpha", "experts", "top_k", A->method,
            A->fp16 ? ", weights rounded to float16" : "", A->budget, A->beta);
-    for (i = 0; i < P->n_layers; i++) printf("%5d %9.4f %7d %5d\n", i, P->lalpha[i], P->experts[i], P->topk[i]);
+    for (i = 0; i < P->n_blocks; i++) printf("%5d %9.4f %7d %5d\n", i, P->block_alpha[i], P->experts[i], P->topk[i]);
     for (i = 0; i < P->n_skip; i++) {
         molora_tensor_info ti;
         molora_safetensors_tensor_info(st, P->skip[i], &ti);
@@ -1537,24 +1587,22 @@ static int cmd_alpha(int argc, char **argv)
     molora_safetensors *st = NULL;
     molora_result r, res = MOLORA_RESULT_SUCCESS;
     void *ws = NULL;
-    double total = 0;
-    int i, rc = 1;
+    int rc = 1;
     memset(&P, 0, sizeof P);
     if (alpha_parse(argc, argv, &A)) return 1;
     d = load_desc(A.read);
     if ((r = molora_safetensors_open(A.model, &d, &st)) != MOLORA_RESULT_SUCCESS) return die_lib(A.model, r);
     if (alpha_pick_sets(&A, st, &S) || alpha_select(&A, st, &S, &P)) goto done;
-    if (P.ws_bytes && !(ws = malloc(P.ws_bytes))) { die("alpha: out of memory (%zu bytes of workspace)", P.ws_bytes); goto done; }
-    A.o.workspace = ws; A.o.workspace_size = P.ws_bytes;
-    for (i = 0; i < P.n_mat; i++) {
-        molora_tensor_info ti;
-        molora_safetensors_tensor_info(st, P.mat[i], &ti);
-        total += (double)ti.shape[0] * (double)ti.shape[1];
+    if (P.ws_bytes && !(ws = malloc(P.ws_bytes))) {
+        die("alpha: out of memory (%zu bytes of workspace)", P.ws_bytes);
+        goto done;
     }
-    if (alpha_fit_all(&A, st, &P, total) || alpha_allocate(&A, &S, &P, &res)) goto done;
+    A.lib.workspace = ws; A.lib.workspace_size = P.ws_bytes;
+    if (alpha_fit_all(&A, st, &P) || alpha_allocate(&A, &S, &P, &res)) goto done;
     if (A.json) alpha_print_json(&A, &S, &P, st); else alpha_print_table(&A, &S, &P, st);
     if (res == MOLORA_RESULT_NEGATIVE_EXPERTS) {
-        die("alpha: budget %d with beta %g needs a negative expert count (printed as upstream computes it)", A.budget, A.beta);
+        die("alpha: budget %d with beta %g needs a negative expert count (printed as upstream computes it)", A.budget,
+            A.beta);
         goto done;
     }
     rc = 0;
@@ -1578,7 +1626,8 @@ static int run_command(int argc, char **argv)
 static int stdout_flushed(void)
 {
     errno = 0;
-    if (fflush(stdout) != 0 || ferror(stdout)) return die("standard output: write failed: %s", strerror(errno ? errno : EIO));
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return die("standard output: write failed: %s", strerror(errno ? errno : EIO));
     return 0;
 }
 int main(int argc, char **argv)
