@@ -8,6 +8,9 @@
    at once; generation hands it one token per step (molora's decode path). When the context is
    full (seq_len bytes) generation keeps the last half and prefills it again.
 
+   Words: a block is one decoder layer of the model (L0, L1, ... in the output); a molora layer is
+   one adapted projection of a block (molora's layer index, -1 for a projection not adapted).
+
    Build:  cc -O2 -I. examples/engine.c -o build/engine -lopenblas -lm
    Usage:  engine MODEL.safetensors [-a ADAPTER_DIR [-t] [-m]] COMMAND
      -a DIR                      load a PEFT / AdaMoLE / MoLA / composed-MoLE adapter from DIR
@@ -16,7 +19,7 @@
      -p PARITY.safetensors KEY   compare the logits of the prompts in PARITY with its tensor KEY
                                  (exit 1 if max |diff| > 1e-4)
      -e FILE...                  bits per byte on each file, for the base alone and with the
-                                 adapter, prefill tokens/s of both, active experts per layer
+                                 adapter, prefill tokens/s of both, active experts per block
      -r FILE...                  routing map: each adapted module's top expert for the first 96 bytes
      -g PROMPT [-n N] [-s SEED]  generate N bytes after PROMPT (temperature 0.8 sampling), then
                                  time the same generation without the adapter */
@@ -72,7 +75,7 @@ typedef struct {            /* what -e found on one file */
 } FileStats;
 
 /* the one stderr line, then exit 1 */
-static void fail(const char *fmt, ...)
+static void die(const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "engine: ");
@@ -83,9 +86,10 @@ static void fail(const char *fmt, ...)
     exit(1);
 }
 
-static void die(const char *what, molora_result r)
+/* the one line for a library error: what failed and the result's name */
+static void die_lib(const char *what, molora_result r)
 {
-    fail("%s: %s", what, molora_result_string(r));
+    die("%s: %s", what, molora_result_string(r));
 }
 
 static const float *tensor(Engine *e, const char *name, uint64_t rows, uint64_t cols)
@@ -94,17 +98,17 @@ static const float *tensor(Engine *e, const char *name, uint64_t rows, uint64_t 
     molora_tensor_info info;
     const float *p;
     molora_result r;
-    if ((r = molora_safetensors_find(e->st, name, &i))) die(name, r);
+    if ((r = molora_safetensors_find(e->st, name, &i))) die_lib(name, r);
     molora_safetensors_tensor_info(e->st, i, &info);
-    if (info.n_elements != rows * cols) fail("%s: wrong size", name);
-    if ((r = molora_safetensors_tensor_f32(e->st, i, &p))) die(name, r);
+    if (info.n_elements != rows * cols) die("%s: wrong size", name);
+    if ((r = molora_safetensors_tensor_f32(e->st, i, &p))) die_lib(name, r);
     return p;
 }
 
 static const char *meta(Engine *e, const char *key)
 {
     const char *v = molora_safetensors_find_metadata(e->st, key);
-    if (!v) fail("base model has no metadata '%s'", key);
+    if (!v) die("base model has no metadata '%s'", key);
     return v;
 }
 
@@ -115,7 +119,7 @@ static int meta_int(Engine *e, const char *key, long lo, long hi)
     char *end;
     long x = strtol(v, &end, 10);
     if (end == v || *end || x < lo || x > hi)
-        fail("base model metadata %s = '%s' is not an integer in [%ld, %ld]", key, v, lo, hi);
+        die("base model metadata %s = '%s' is not an integer in [%ld, %ld]", key, v, lo, hi);
     return (int)x;
 }
 
@@ -125,14 +129,14 @@ static float meta_float(Engine *e, const char *key)
     char *end;
     double x = strtod(v, &end);
     if (end == v || *end || !(x > 0.0) || x > 1e30)
-        fail("base model metadata %s = '%s' is not a positive number", key, v);
+        die("base model metadata %s = '%s' is not a positive number", key, v);
     return (float)x;
 }
 
 static void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n, size);
-    if (!p) fail("out of memory");
+    if (!p) die("out of memory");
     return p;
 }
 
@@ -146,7 +150,7 @@ static void engine_read_config(Engine *e)
     e->rope_theta = meta_float(e, "rope_theta");
     e->norm_eps = meta_float(e, "norm_eps");
     if (e->dim % e->n_heads || (e->dim / e->n_heads) % 2)
-        fail("base model: dim %d is not n_heads %d times an even head size", e->dim, e->n_heads);
+        die("base model: dim %d is not n_heads %d times an even head size", e->dim, e->n_heads);
 }
 
 /* the weights of block b (HF Llama names), none of its projections adapted yet */
@@ -180,13 +184,13 @@ static void engine_load_adapter(Engine *e, const char *adapter_dir)
     molora_result r;
     char name[160];
     int b, j, D = e->dim, S = e->seq_len;
-    if ((r = molora_adapter_open(adapter_dir, NULL, &e->adapter))) die(adapter_dir, r);
-    if ((r = molora_adapter_model_desc(e->adapter, &md))) die(adapter_dir, r);
-    if ((r = molora_model_init(&md, &e->model))) die(adapter_dir, r);
+    if ((r = molora_adapter_open(adapter_dir, NULL, &e->adapter))) die_lib(adapter_dir, r);
+    if ((r = molora_adapter_model_desc(e->adapter, &md))) die_lib(adapter_dir, r);
+    if ((r = molora_model_init(&md, &e->model))) die_lib(adapter_dir, r);
     e->n_layers = md.n_layers;
     for (j = 0; j < md.n_layers; j++) {
         if (md.layers[j].d_in != D || md.layers[j].d_out != D)
-            fail("%s: module %s does not fit the model", adapter_dir, molora_adapter_layer_name(e->adapter, j));
+            die("%s: module %s does not fit the model", adapter_dir, molora_adapter_layer_name(e->adapter, j));
         if (md.layers[j].n_experts > e->max_experts) e->max_experts = md.layers[j].n_experts;
     }
     for (b = 0; b < e->n_blocks; b++)
@@ -194,7 +198,7 @@ static void engine_load_adapter(Engine *e, const char *adapter_dir)
             snprintf(name, sizeof name, "model.layers.%d.self_attn.%s", b, proj_name[j]);
             e->blocks[b].layer[j] = molora_adapter_find_layer(e->adapter, name);
         }
-    if ((r = molora_workspace_size(e->model, S, &e->ws_size))) die("workspace", r);
+    if ((r = molora_workspace_size(e->model, S, &e->ws_size))) die_lib("workspace", r);
     e->ws = xcalloc(1, e->ws_size + 1);
     e->route = xcalloc((size_t)S * (size_t)(e->max_experts + 1), sizeof(float));
     e->active_sum = xcalloc((size_t)e->n_layers, sizeof(double));
@@ -209,7 +213,7 @@ static void engine_load(Engine *e, const char *model_path, const char *adapter_d
     molora_result r;
     int b, S, D, H;
     memset(e, 0, sizeof *e);
-    if ((r = molora_safetensors_open(model_path, NULL, &e->st))) die(model_path, r);
+    if ((r = molora_safetensors_open(model_path, NULL, &e->st))) die_lib(model_path, r);
     engine_read_config(e);
     D = e->dim; H = e->hidden; S = e->seq_len;
     e->embed = tensor(e, "model.embed_tokens.weight", e->vocab, D);
@@ -310,7 +314,7 @@ static void projection(Engine *e, int b, int j, float *out, const float *in, int
         a.output = MOLORA_OUTPUT_DELTA;
         a.weights_out = e->route;
         a.workspace = e->ws; a.workspace_size = e->ws_size;
-        if ((r = molora_forward(e->model, &a))) die("molora_forward", r);
+        if ((r = molora_forward(e->model, &a))) die_lib("molora_forward", r);
         molora_model_layer_info(e->model, layer, &info);
         record_routing(e, layer, info.n_experts, T);
     }
@@ -391,10 +395,10 @@ static unsigned char *read_file(const char *path, long *n)
 {
     FILE *f = fopen(path, "rb");
     unsigned char *buf;
-    if (!f) fail("cannot open %s", path);
-    if (fseek(f, 0, SEEK_END) || (*n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) fail("cannot read %s", path);
+    if (!f) die("cannot open %s", path);
+    if (fseek(f, 0, SEEK_END) || (*n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) die("cannot read %s", path);
     buf = xcalloc((size_t)*n + 1, 1);
-    if (fread(buf, 1, (size_t)*n, f) != (size_t)*n) fail("cannot read %s", path);
+    if (fread(buf, 1, (size_t)*n, f) != (size_t)*n) die("cannot read %s", path);
     fclose(f);
     return buf;
 }
@@ -419,8 +423,9 @@ static int parity(Engine *e, const char *path, const char *key)
     molora_result r;
     int n, T, j, ok;
     double md = 0.0, mdd = 0.0;
-    if ((r = molora_safetensors_open(path, NULL, &st))) die(path, r);
-    if ((r = molora_safetensors_find(st, "prompts", &ip)) || (r = molora_safetensors_find(st, key, &il))) die(key, r);
+    if ((r = molora_safetensors_open(path, NULL, &st))) die_lib(path, r);
+    if ((r = molora_safetensors_find(st, "prompts", &ip)) || (r = molora_safetensors_find(st, key, &il)))
+        die_lib(key, r);
     molora_safetensors_tensor_info(st, ip, &pi);
     molora_safetensors_tensor_info(st, il, &li);
     n = (int)pi.shape[0]; T = (int)pi.shape[1];
@@ -428,7 +433,7 @@ static int parity(Engine *e, const char *path, const char *key)
         fprintf(stderr, "engine: %s: bad shapes\n", path);
         return 1;
     }
-    if ((r = molora_safetensors_tensor_f32(st, il, &ref))) die(key, r);
+    if ((r = molora_safetensors_tensor_f32(st, il, &ref))) die_lib(key, r);
     for (j = 0; j < n; j++) {
         const unsigned char *tok = (const unsigned char *)pi.data + (size_t)j * T;
         const float *rj = ref + (size_t)j * T * e->vocab;
@@ -614,7 +619,7 @@ static void route_map(Engine *e, const char *path, int width, int merged)
     int T, t;
     unsigned char *buf = read_file(path, &n);
     const char *base = strrchr(path, '/');
-    if (!e->model) fail("-r needs an adapter (-a)");
+    if (!e->model) die("-r needs an adapter (-a)");
     T = (int)(n < width ? n : width);
     if (T > e->seq_len) T = e->seq_len;
     memset(e->token_weight, 0, (size_t)e->seq_len * e->max_experts * sizeof(double));

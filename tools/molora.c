@@ -1,6 +1,12 @@
 /* molora: the command (inspect, forward, compose, alpha; README "Files").
    Every bad input ends with a non-zero exit and one line on stderr naming the file, tensor or
-   key and what is wrong. Build: make (build/molora). */
+   key and what is wrong. Build: make (build/molora).
+
+   Top to bottom: the one stderr line (die, die_lib); safe writes (out_*: a temporary file renamed
+   over the target); .npy in and out; JSON text; no output over an input (io_*); then one section
+   per command, each ending in cmd_NAME; main. The arguments are parsed in molora_cli.h, .npy
+   files in molora_npy.h. Words: a layer is one molora layer (one adapted module, named by the
+   model's module name: --module); a block is a decoder layer (alpha; its output says "layer"). */
 #define _GNU_SOURCE   /* mkstemp, mkdtemp, fsync, realpath, fchmod, renameat2 */
 #define MOLORA_IMPLEMENTATION
 #include "molora.h"
