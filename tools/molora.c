@@ -317,6 +317,8 @@ static int npy_write_pair(const char *ypath, const float *Y, int rows, int ycols
 }
 
 /* ---- JSON output ------------------------------------------------------------------------- */
+/* a JSON string to a stream, for what inspect and alpha print (compose's sb_json_str below also
+   refuses text that is not UTF-8: what it writes is read back by parsers) */
 static void jstr(FILE *o, const char *s)
 {
     fputc('"', o);
