@@ -71,7 +71,7 @@ static int molora__npy_verr(char *err, size_t errlen, const char *fmt, va_list a
     if (err && errlen) vsnprintf(err, errlen, fmt, ap);
     return -1;
 }
-/* the one line into err (when there is room for it); always -1 */
+/* the one line into err (when the caller gave one); always -1 */
 static int molora__npy_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -339,8 +339,7 @@ static void molora__npy_tuple_add(molora__npy_val *t, const molora__npy_val *e)
     else if (e->neg) {
         int below_min = e->big || e->u > (unsigned long long)LLONG_MAX;   /* shown as LLONG_MIN */
         if (t->first_neg == 0) t->first_neg = below_min ? LLONG_MIN : -(long long)e->u;
-    }
-    else if (e->big) t->any_big = 1;
+    } else if (e->big) t->any_big = 1;
     if (t->n < MOLORA_NPY_MAX_DIMS && e->kind == MOLORA__NPY_INT) t->dims[t->n] = e->u;
     t->n++;
 }
