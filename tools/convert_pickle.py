@@ -82,7 +82,9 @@ def main(argv):
         if dt is None:
             fail("%s: tensor %s has dtype %s (F32, F16, BF16 only)" % (binp, name, t.dtype))
         t = t.detach().contiguous()
-        raw = (t.view(torch.int16) if dt == "BF16" else t).numpy().astype("<" + ("i2" if dt == "BF16" else t.numpy().dtype.str[1:]), copy=False).tobytes()
+        # numpy has no bfloat16: BF16 goes out as its int16 bit pattern; every dtype little-endian
+        arr = (t.view(torch.int16) if dt == "BF16" else t).numpy()
+        raw = arr.astype("<" + ("i2" if dt == "BF16" else t.numpy().dtype.str[1:]), copy=False).tobytes()
         header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
         blobs.append(raw)
         off += len(raw)

@@ -1,6 +1,12 @@
 /* molora: the command (inspect, forward, compose, alpha; README "Files").
    Every bad input ends with a non-zero exit and one line on stderr naming the file, tensor or
-   key and what is wrong. Build: make (build/molora). */
+   key and what is wrong. Build: make (build/molora).
+
+   Top to bottom: the one stderr line (die, die_lib); safe writes (out_*: a temporary file renamed
+   over the target); .npy in and out; JSON text; no output over an input (io_*); then one section
+   per command, each ending in cmd_NAME; main. The arguments are parsed in molora_cli.h, .npy
+   files in molora_npy.h. Words: a layer is one molora layer (one adapted module, named by the
+   model's module name: --module); a block is a decoder layer (alpha; its output says "layer"). */
 #define _GNU_SOURCE   /* mkstemp, mkdtemp, fsync, realpath, fchmod, renameat2 */
 #define MOLORA_IMPLEMENTATION
 #include "molora.h"
@@ -41,20 +47,26 @@ static int die(const char *fmt, ...)
    repeated), else `what` and the result name */
 static int die_lib(const char *what, molora_result r)
 {
+    const char *name = molora_result_string(r);
     int rc;
-    if (g_detail[0] && strstr(g_detail, what)) rc = die("%s (%s)", g_detail, molora_result_string(r));
-    else if (g_detail[0]) rc = die("%s: %s (%s)", what, g_detail, molora_result_string(r));
-    else rc = die("%s: %s", what, molora_result_string(r));
+    if (g_detail[0] && strstr(g_detail, what)) rc = die("%s (%s)", g_detail, name);
+    else if (g_detail[0]) rc = die("%s: %s (%s)", what, g_detail, name);
+    else rc = die("%s: %s", what, name);
     g_detail[0] = 0;
     return rc;
 }
 
 /* ---- safe writes ---------------------------------------------------------------------------
    out_open creates a temporary file beside the target (".NAME.molora-XXXXXX", or ".molora-XXXXXX"
-   when that would not fit in NAME_MAX; the mode the target has or would get); out_write records the first error; out_commit flushes,
-   fsyncs, closes and renames it over the target, then fsyncs the directory. Any failure removes
-   the temporary file, leaves the old target as it was and prints one line naming the target. */
-typedef struct out_file { FILE *f; int err; char path[PATH_MAX], tmp[2 * PATH_MAX + 32], dir[PATH_MAX], shown[PATH_MAX]; } out_file;
+   when that would not fit in NAME_MAX; the mode the target has or would get); out_write records
+   the first error; out_commit flushes, fsyncs, closes and renames it over the target, then fsyncs
+   the directory. Any failure removes the temporary file, leaves the old target as it was and
+   prints one line naming the target. */
+typedef struct out_file {
+    FILE *f;
+    int err;   /* the first write error (errno), sticky */
+    char path[PATH_MAX], tmp[2 * PATH_MAX + 32], dir[PATH_MAX], shown[PATH_MAX];
+} out_file;
 
 static int out_abort(out_file *o)
 {
@@ -70,50 +82,77 @@ static int out_fail(out_file *o, const char *what)
     out_abort(o);
     return die("%s: %s: %s", o->shown, what, strerror(e));
 }
+/* dir = the directory part of path (shorter than PATH_MAX): "." without a slash, "/" for "/NAME" */
+static void path_parent(const char *path, char *dir)
+{
+    char *slash;
+    strcpy(dir, path);
+    slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+}
+/* the name after the last slash */
+static const char *path_base(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
 /* what an existing non-regular file is, for the refusal */
 static const char *out_kind(mode_t m)
 {
     return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device" :
            S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a plain file";
 }
+/* cur (a symbolic link whose text is link) replaced by what it points to: an absolute or
+   slash-free link as it is, a relative one beside the link */
+static int out_link_step(char cur[PATH_MAX], const char *link, const char *shown)
+{
+    if (link[0] == '/' || !strchr(cur, '/')) {
+        if (strlen(link) >= PATH_MAX) return die("%s: path too long", shown);
+        strcpy(cur, link);
+    } else {
+        char *slash = strrchr(cur, '/');
+        slash[1] = 0;
+        if (strlen(cur) + strlen(link) >= PATH_MAX) return die("%s: path too long", shown);
+        strcat(cur, link);
+    }
+    return 0;
+}
+/* cur followed through symbolic links to a regular file or a name that does not exist yet */
+static int out_follow_links(char cur[PATH_MAX], const char *shown)
+{
+    char link[PATH_MAX];
+    struct stat st;
+    int hops;
+    ssize_t k;
+    for (hops = 0;; hops++) {
+        if (lstat(cur, &st) != 0) {
+            if (errno != ENOENT) return die("%s: %s", shown, strerror(errno));
+            return 0;   /* a new file: its directory must exist */
+        }
+        if (!S_ISLNK(st.st_mode)) {
+            if (!S_ISREG(st.st_mode)) return die("%s is %s, not a regular file", shown, out_kind(st.st_mode));
+            return 0;
+        }
+        if (hops >= 40) return die("%s: too many levels of symbolic links", shown);
+        if ((k = readlink(cur, link, sizeof link - 1)) < 0)
+            return die("%s: cannot read the symbolic link: %s", shown, strerror(errno));
+        link[k] = 0;
+        if (out_link_step(cur, link, shown)) return 1;
+    }
+}
 /* The file an output path names, following symbolic links (a dangling link names the file it
    points to, which is created, like cp, when its directory exists). 0 with the path in res, else
    one line naming `shown` (an existing target that is not a regular file, a missing directory). */
 static int out_target(const char *path, const char *shown, char *res, size_t cap)
 {
-    char cur[PATH_MAX], link[PATH_MAX], dir[PATH_MAX], *slash;
+    char cur[PATH_MAX], dir[PATH_MAX];
     struct stat st;
-    int hops;
-    ssize_t k;
     if (strlen(path) >= sizeof cur) return die("%s: path too long", shown);
     strcpy(cur, path);
-    for (hops = 0;; hops++) {
-        if (lstat(cur, &st) != 0) {
-            if (errno != ENOENT) return die("%s: %s", shown, strerror(errno));
-            break;   /* a new file: its directory must exist */
-        }
-        if (!S_ISLNK(st.st_mode)) {
-            if (!S_ISREG(st.st_mode)) return die("%s is %s, not a regular file", shown, out_kind(st.st_mode));
-            break;
-        }
-        if (hops >= 40) return die("%s: too many levels of symbolic links", shown);
-        if ((k = readlink(cur, link, sizeof link - 1)) < 0) return die("%s: cannot read the symbolic link: %s", shown, strerror(errno));
-        link[k] = 0;
-        if (link[0] == '/' || !strchr(cur, '/')) {
-            if (strlen(link) >= sizeof cur) return die("%s: path too long", shown);
-            strcpy(cur, link);
-        } else {
-            slash = strrchr(cur, '/');
-            slash[1] = 0;
-            if (strlen(cur) + strlen(link) >= sizeof cur) return die("%s: path too long", shown);
-            strcat(cur, link);
-        }
-    }
-    strcpy(dir, cur);
-    slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
+    if (out_follow_links(cur, shown)) return 1;
+    path_parent(cur, dir);
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return die("%s: the directory %s does not exist", shown, dir);
     if (strlen(cur) >= cap) return die("%s: path too long", shown);
@@ -123,13 +162,8 @@ static int out_target(const char *path, const char *shown, char *res, size_t cap
 /* the target resolved (see out_target), its directory beside it */
 static int out_resolve(out_file *o, const char *path)
 {
-    char *slash;
     if (out_target(path, o->shown, o->path, sizeof o->path)) return 1;
-    strcpy(o->dir, o->path);
-    slash = strrchr(o->dir, '/');
-    if (!slash) strcpy(o->dir, ".");
-    else if (slash == o->dir) o->dir[1] = 0;
-    else *slash = 0;
+    path_parent(o->path, o->dir);
     return 0;
 }
 static mode_t out_umask(void)
@@ -152,11 +186,14 @@ static int out_open_shown(out_file *o, const char *path, const char *shown)
     memset(o, 0, sizeof *o);
     snprintf(o->shown, sizeof o->shown, "%s", shown);
     if (out_resolve(o, path)) return 1;
-    base = strrchr(o->path, '/') ? strrchr(o->path, '/') + 1 : o->path;
+    base = path_base(o->path);
     if (strlen(base) + sizeof ".molora-XXXXXX" + 1 > NAME_MAX + 1)   /* ".NAME.molora-XXXXXX" would not fit */
         snprintf(o->tmp, sizeof o->tmp, "%s/.molora-XXXXXX", o->dir);
     else snprintf(o->tmp, sizeof o->tmp, "%s/.%s.molora-XXXXXX", o->dir, base);
-    if ((fd = mkstemp(o->tmp)) < 0) { o->tmp[0] = 0; return die("%s: cannot create a temporary file: %s", o->shown, strerror(errno)); }
+    if ((fd = mkstemp(o->tmp)) < 0) {
+        o->tmp[0] = 0;
+        return die("%s: cannot create a temporary file: %s", o->shown, strerror(errno));
+    }
     if (fchmod(fd, out_mode(o->path)) != 0 || !(o->f = fdopen(fd, "wb"))) {
         o->err = errno;
         if (!o->f) close(fd);
@@ -193,13 +230,19 @@ static int out_finish(out_file *o)
     o->f = NULL;
     return 0;
 }
+/* the directory of a replaced file fsync'd (EINVAL: a file system that cannot sync directories) */
+static int out_sync_parent(const char *dir, const char *shown)
+{
+    if (out_sync_dir(dir) != 0 && errno != EINVAL)
+        return die("%s: cannot sync its directory: %s", shown, strerror(errno));
+    return 0;
+}
 /* a finished temporary file renamed over the target, then the directory fsync'd */
 static int out_replace(out_file *o)
 {
     if (rename(o->tmp, o->path) != 0) return out_fail(o, "cannot replace");
     o->tmp[0] = 0;
-    if (out_sync_dir(o->dir) != 0 && errno != EINVAL) return die("%s: cannot sync its directory: %s", o->shown, strerror(errno));
-    return 0;
+    return out_sync_parent(o->dir, o->shown);
 }
 static int out_commit(out_file *o) { return out_finish(o) || out_replace(o); }
 /* read: --read was given, so files are read into memory rather than mapped */
@@ -232,7 +275,20 @@ static int npy_stage(out_file *o, const char *path, const float *data, int rows,
    second name (a hard link beside it), so when W's rename still fails the old Y is put back (or
    the new Y removed when there was none): a failure in either leaves both old files. Only on a
    file system without hard links can a failed rename of W (after Y's) leave the new Y. */
-static int npy_write_pair(const char *ypath, const float *Y, int rows, int ycols, const char *wpath, const float *W, int wcols)
+/* the old Y's second name in keep (sizeof y->tmp): a fresh unique name beside it, then the hard
+   link made under it; keep[0] == 0 when there is none (no old Y, or no hard links here) */
+static void npy_keep_old(const out_file *y, char *keep, int had)
+{
+    int fd;
+    keep[0] = 0;
+    if (!had) return;
+    snprintf(keep, sizeof y->tmp, "%s", y->tmp);
+    strcpy(keep + strlen(keep) - 6, "XXXXXX");
+    if ((fd = mkstemp(keep)) < 0) keep[0] = 0;
+    else if (close(fd) != 0 || unlink(keep) != 0 || link(y->path, keep) != 0) { unlink(keep); keep[0] = 0; }
+}
+static int npy_write_pair(const char *ypath, const float *Y, int rows, int ycols,
+                          const char *wpath, const float *W, int wcols)
 {
     out_file y, w;
     char keep[sizeof y.tmp];
@@ -241,21 +297,14 @@ static int npy_write_pair(const char *ypath, const float *Y, int rows, int ycols
     if (npy_stage(&y, ypath, Y, rows, ycols)) return 1;
     if (!wpath) return out_replace(&y);
     if (npy_stage(&w, wpath, W, rows, wcols)) return out_abort(&y);
-    keep[0] = 0;
     had = lstat(y.path, &st) == 0;
-    if (had) {   /* the old Y's second name: a fresh unique name, then the link made under it */
-        int fd;
-        snprintf(keep, sizeof keep, "%s", y.tmp);
-        strcpy(keep + strlen(keep) - 6, "XXXXXX");
-        if ((fd = mkstemp(keep)) < 0) keep[0] = 0;
-        else if (close(fd) != 0 || unlink(keep) != 0 || link(y.path, keep) != 0) { unlink(keep); keep[0] = 0; }
-    }
+    npy_keep_old(&y, keep, had);
     if (had && !keep[0]) {   /* no hard link here (a file system without them): W's target checked once more */
         char t[PATH_MAX];
         if (out_target(w.path, wpath, t, sizeof t)) { out_abort(&w); return out_abort(&y); }
     }
     if (out_replace(&y)) { out_abort(&w); if (keep[0]) unlink(keep); return 1; }
-    if (rename(w.tmp, w.path) != 0) {
+    if (rename(w.tmp, w.path) != 0) {   /* the old Y back (or the new one removed), then the one line */
         e = errno;
         if (keep[0]) rename(keep, y.path); else if (!had) unlink(y.path);
         out_abort(&w);
@@ -264,11 +313,12 @@ static int npy_write_pair(const char *ypath, const float *Y, int rows, int ycols
     }
     w.tmp[0] = 0;
     if (keep[0]) unlink(keep);
-    if (out_sync_dir(w.dir) != 0 && errno != EINVAL) return die("%s: cannot sync its directory: %s", wpath, strerror(errno));
-    return 0;
+    return out_sync_parent(w.dir, wpath);
 }
 
 /* ---- JSON output ------------------------------------------------------------------------- */
+/* a JSON string to a stream, for what inspect and alpha print (compose's sb_json_str below also
+   refuses text that is not UTF-8: what it writes is read back by parsers) */
 static void jstr(FILE *o, const char *s)
 {
     fputc('"', o);
@@ -308,7 +358,8 @@ static void sb_printf(strbuf *b, const char *fmt, ...)
     if (n < 0 || n >= (int)sizeof tmp) { b->oom = 1; return; }
     sb_put(b, tmp, (size_t)n);
 }
-/* length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, surrogates or > U+10FFFF), 0 if invalid */
+/* length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, surrogates or > U+10FFFF),
+   0 if invalid */
 static int utf8_len(const unsigned char *s)
 {
     int n, i;
@@ -417,7 +468,8 @@ static int io_add_adapter(io_inputs *in, const char *flag, const char *dir)
     int rc;
     if (!w) return die("out of memory");
     rc = io_add(in, flag, dir, io_dup(dir)) || io_add(in, flag, dir, io_join(dir, "adapter_config.json")) ||
-         (stat(w, &st) == 0 && S_ISDIR(st.st_mode) && io_add_dir_files(in, flag, dir, w)) || io_add(in, flag, dir, w);
+         (stat(w, &st) == 0 && S_ISDIR(st.st_mode) && io_add_dir_files(in, flag, dir, w)) ||
+         io_add(in, flag, dir, w);
     return rc;
 }
 /* MODEL: a .safetensors file, a directory of shards, or an index .json naming shards beside it */
@@ -448,7 +500,8 @@ static int io_check_output(const io_inputs *in, const char *cmd, const char *fla
     for (i = 0; i < in->n; i++) {
         const io_entry *e = &in->e[i];
         if (e->dev != st.st_dev || e->ino != st.st_ino) continue;
-        if (!strcmp(e->path, e->arg)) return die("%s: %s %s is the input %s %s", cmd, flag, path, e->flag, e->arg);
+        if (!strcmp(e->path, e->arg))
+            return die("%s: %s %s is the input %s %s", cmd, flag, path, e->flag, e->arg);
         return die("%s: %s %s is the input %s %s (%s)", cmd, flag, path, e->flag, e->arg, e->path);
     }
     return 0;
@@ -457,11 +510,10 @@ static int io_check_output(const io_inputs *in, const char *cmd, const char *fla
 static int io_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
-    const char *na = strrchr(a, '/') ? strrchr(a, '/') + 1 : a, *nb = strrchr(b, '/') ? strrchr(b, '/') + 1 : b;
     char *da, *db;
     int same = 0;
     if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    if (strcmp(na, nb)) return 0;
+    if (strcmp(path_base(a), path_base(b))) return 0;
     da = io_dup(a); db = io_dup(b);
     if (da && db) {
         char *sla = strrchr(da, '/'), *slb = strrchr(db, '/');
@@ -496,55 +548,66 @@ static void inspect_json(const molora_adapter *a, const molora_layer_desc *L, in
     int e;
     printf("%s\n  {\"name\": ", l ? "," : "");
     jstr(stdout, molora_adapter_layer_name(a, l));
-    printf(", \"layer\": %d, \"d_in\": %d, \"d_out\": %d, \"n_experts\": %d, \"ranks\": [", l, L->d_in, L->d_out, L->n_experts);
+    printf(", \"layer\": %d, \"d_in\": %d, \"d_out\": %d, \"n_experts\": %d, \"ranks\": [",
+           l, L->d_in, L->d_out, L->n_experts);
     for (e = 0; e < L->n_experts; e++) printf("%s%d", e ? ", " : "", L->experts[e].rank);
     printf("], \"scaling\": [");
     for (e = 0; e < L->n_experts; e++) printf("%s%.9g", e ? ", " : "", (double)desc_scaling(&L->experts[e]));
-    printf("], \"routing\": \"%s\", \"top_k\": %d, \"threshold\": %.9g, \"tau_max\": %.9g, \"dtype\": \"%s\", \"fan_in_fan_out\": %s}",
+    printf("], \"routing\": \"%s\", \"top_k\": %d, \"threshold\": %.9g, \"tau_max\": %.9g, "
+           "\"dtype\": \"%s\", \"fan_in_fan_out\": %s}",
            molora_routing_name(L->routing), desc_top_k(L), (double)L->threshold, (double)desc_tau_max(L),
            molora_dtype_name(molora_adapter_layer_dtype(a, l)), L->fan_in_fan_out ? "true" : "false");
 }
 static void inspect_text(const molora_adapter *a, const molora_layer_desc *L, int l)
 {
     int e;
-    printf("%3d %s  d_in %d d_out %d  N %d  ranks", l, molora_adapter_layer_name(a, l), L->d_in, L->d_out, L->n_experts);
+    printf("%3d %s  d_in %d d_out %d  N %d  ranks", l, molora_adapter_layer_name(a, l), L->d_in, L->d_out,
+           L->n_experts);
     for (e = 0; e < L->n_experts; e++) printf(" %d(s=%g)", L->experts[e].rank, (double)desc_scaling(&L->experts[e]));
     printf("  %s", molora_routing_name(L->routing));
     if (L->routing == MOLORA_ROUTING_TOPK) printf(" k=%d", desc_top_k(L));
     if (L->routing == MOLORA_ROUTING_THRESHOLD) printf(" threshold=%g", (double)L->threshold);
     if (L->routing == MOLORA_ROUTING_ADAMOLE) printf(" tau_max=%g", (double)desc_tau_max(L));
-    printf("  %s%s\n", molora_dtype_name(molora_adapter_layer_dtype(a, l)), L->fan_in_fan_out ? "  fan_in_fan_out" : "");
+    printf("  %s%s\n", molora_dtype_name(molora_adapter_layer_dtype(a, l)),
+           L->fan_in_fan_out ? "  fan_in_fan_out" : "");
+}
+/* the tensors the loader did not use: a JSON list closing the document, or a line each */
+static void inspect_ignored(const molora_adapter *a, int json, int n_layers)
+{
+    size_t k;
+    if (json) {
+        printf("%s], \"ignored\": [", n_layers ? "\n" : "");
+        for (k = 0; k < molora_adapter_n_ignored(a); k++) {
+            printf("%s", k ? ", " : "");
+            jstr(stdout, molora_adapter_ignored_name(a, k));
+        }
+        printf("]}\n");
+    } else {
+        for (k = 0; k < molora_adapter_n_ignored(a); k++) printf("ignored %s\n", molora_adapter_ignored_name(a, k));
+    }
 }
 static int cmd_inspect(int argc, char **argv)
 {
     cli_inspect_opts o;
-    const char *dir;
-    int json, l, n;
+    int l, n;
     molora_adapter *a;
     molora_model_desc md;
     molora_load_desc ld;
     molora_result r;
+    const char *layout;
     if (cli_parse_inspect(argc, argv, &o)) return die("%s", o.err);
     ld = load_desc(o.read);
-    dir = o.dir; json = o.json;
-    if ((r = molora_adapter_open(dir, &ld, &a))) return die_lib(dir, r);
+    if ((r = molora_adapter_open(o.dir, &ld, &a))) return die_lib(o.dir, r);
     molora_adapter_model_desc(a, &md);
     n = molora_adapter_n_layers(a);
-    if (json) printf("{\"layout\": \"%s\", \"modules\": [", molora_layout_name(molora_adapter_layout(a)));
-    else printf("layout %s, %d modules\n", molora_layout_name(molora_adapter_layout(a)), n);
+    layout = molora_layout_name(molora_adapter_layout(a));
+    if (o.json) printf("{\"layout\": \"%s\", \"modules\": [", layout);
+    else printf("layout %s, %d modules\n", layout, n);
     for (l = 0; l < n; l++) {
-        if (json) inspect_json(a, &md.layers[l], l);
+        if (o.json) inspect_json(a, &md.layers[l], l);
         else inspect_text(a, &md.layers[l], l);
     }
-    if (json) {
-        size_t k;
-        printf("%s], \"ignored\": [", n ? "\n" : "");
-        for (k = 0; k < molora_adapter_n_ignored(a); k++) { printf("%s", k ? ", " : ""); jstr(stdout, molora_adapter_ignored_name(a, k)); }
-        printf("]}\n");
-    } else {
-        size_t k;
-        for (k = 0; k < molora_adapter_n_ignored(a); k++) printf("ignored %s\n", molora_adapter_ignored_name(a, k));
-    }
+    inspect_ignored(a, o.json, n);
     molora_adapter_free(a);
     return 0;
 }
@@ -558,7 +621,8 @@ static int forward_check_paths(const cli_forward_opts *o)
     int rc;
     memset(&in, 0, sizeof in);
     rc = io_add_adapter(&in, "ADAPTER_DIR", o->dir) || io_add(&in, "--input", o->input, io_dup(o->input)) ||
-         (o->base && io_add_model(&in, "--base", o->base)) || io_check_output(&in, "forward", "--output", o->output) ||
+         (o->base && io_add_model(&in, "--base", o->base)) ||
+         io_check_output(&in, "forward", "--output", o->output) ||
          (o->weights_out && io_check_output(&in, "forward", "--weights-out", o->weights_out));
     io_free(&in);
     /* each target a regular file, a new name in an existing directory or a link to either,
@@ -566,11 +630,28 @@ static int forward_check_paths(const cli_forward_opts *o)
        new file are the same output */
     if (!rc) {
         char ty[PATH_MAX], tw[PATH_MAX];
-        rc = out_target(o->output, o->output, ty, sizeof ty) || (o->weights_out && out_target(o->weights_out, o->weights_out, tw, sizeof tw));
+        rc = out_target(o->output, o->output, ty, sizeof ty) ||
+             (o->weights_out && out_target(o->weights_out, o->weights_out, tw, sizeof tw));
         if (!rc && o->weights_out && (io_same_file(o->output, o->weights_out) || io_same_file(ty, tw)))
             rc = die("forward: --weights-out %s is the same file as --output %s", o->weights_out, o->output);
     }
     return rc;
+}
+/* "BARE.weight" in the base model into name and *idx; else, for a model saved without its head
+   (it stores the names without transformers' base_model_prefix: GPT2Model "h.0...", not
+   "transformer.h.0..."), the name without its first component, *bare moved past it */
+static int base_find_weight(molora_safetensors *bst, const char *base, const char **bare, char *name, size_t cap,
+                            size_t *idx)
+{
+    const char *dot = strchr(*bare, '.');
+    snprintf(name, cap, "%s.weight", *bare);
+    if (!molora_safetensors_find(bst, name, idx)) return 0;
+    if (!dot || !dot[1]) return die("%s: tensor %s.weight not found", base, *bare);
+    snprintf(name, cap, "%s.weight", dot + 1);
+    if (molora_safetensors_find(bst, name, idx))
+        return die("%s: tensor %s.weight not found (tried %s.weight and %s.weight)", base, *bare, *bare, dot + 1);
+    *bare = dot + 1;
+    return 0;
 }
 /* The module's frozen weight and bias from a base model. W0 stays as stored (typed, not
    converted: init converts the one layer it packs): (d_out, d_in), or (d_in, d_out) for a
@@ -583,17 +664,7 @@ static int base_weights(molora_safetensors *bst, const char *base, const char *m
     size_t idx;
     molora_tensor_info ti;
     molora_result r;
-    const char *dot = strchr(bare, '.');
-    snprintf(name, sizeof name, "%s.weight", bare);
-    if (molora_safetensors_find(bst, name, &idx)) {
-        /* a model saved without its head stores the names without transformers' base_model_prefix
-           (GPT2Model: "h.0...", not "transformer.h.0..."): the name without its first component */
-        if (!dot || !dot[1] || molora_safetensors_find(bst, (snprintf(name, sizeof name, "%s.weight", dot + 1), name), &idx)) {
-            if (dot && dot[1]) return die("%s: tensor %s.weight not found (tried %s.weight and %s.weight)", base, bare, bare, dot + 1);
-            return die("%s: tensor %s.weight not found", base, bare);
-        }
-        bare = dot + 1;
-    }
+    if (base_find_weight(bst, base, &bare, name, sizeof name, &idx)) return 1;
     molora_safetensors_tensor_info(bst, idx, &ti);
     if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)r0 || ti.shape[1] != (uint64_t)r1)
         return die("%s: tensor %s has the wrong shape for module %s: want (%d, %d)%s", base, name, module, r0, r1,
@@ -602,7 +673,8 @@ static int base_weights(molora_safetensors *bst, const char *base, const char *m
     snprintf(name, sizeof name, "%s.bias", bare);
     if (molora_safetensors_find(bst, name, &idx)) return 0;
     molora_safetensors_tensor_info(bst, idx, &ti);
-    if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)L->d_out) return die("%s: tensor %s should have shape (%d)", base, name, L->d_out);
+    if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)L->d_out)
+        return die("%s: tensor %s should have shape (%d)", base, name, L->d_out);
     if ((r = molora_safetensors_tensor_f32(bst, idx, &L->bias))) return die_lib(base, r);
     return 0;
 }
@@ -612,69 +684,102 @@ static molora_routing forward_routing(cli_route_kind k)
     return k == CLI_ROUTE_TOPK ? MOLORA_ROUTING_TOPK : k == CLI_ROUTE_THRESHOLD ? MOLORA_ROUTING_THRESHOLD :
            k == CLI_ROUTE_ADAMOLE ? MOLORA_ROUTING_ADAMOLE : MOLORA_ROUTING_DENSE;
 }
+/* *L = the layer --module names with --routing, --tau-max and --temperature applied; the gate
+   (and for adamole the threshold network) the routing needs must be there */
+static int forward_layer(const cli_forward_opts *o, const molora_model_desc *md, int layer, molora_layer_desc *L)
+{
+    const char *dir = o->dir, *module = o->module, *routing = o->routing.text;
+    *L = md->layers[layer];
+    if (o->routing.kind) {
+        L->routing = forward_routing(o->routing.kind);
+        if (o->routing.kind == CLI_ROUTE_TOPK) L->top_k = o->routing.top_k;
+        if (o->routing.kind == CLI_ROUTE_THRESHOLD) L->threshold = o->routing.threshold;
+        if (!L->gate_weight)
+            return die("%s: module %s has no gate (lora_gating / router) for --routing %s", dir, module, routing);
+        if (L->routing == MOLORA_ROUTING_TOPK && L->top_k > L->n_experts)
+            return die("forward: --routing %s: k must be in 1..%d (module %s has %d experts)", routing, L->n_experts,
+                       module, L->n_experts);
+        if (L->routing == MOLORA_ROUTING_ADAMOLE && !L->threshold_weight)
+            return die("%s: module %s has no threshold network (lora_threshold) for --routing adamole", dir, module);
+    }
+    if (o->tau_text) { L->tau_max = o->tau_max; L->tau_max_set = 1; }
+    if (o->temperature_text) L->temperature = o->temperature;
+    return 0;
+}
+/* *mask = molora's expert_mask for --mask (1: the expert stays on), NULL without --mask */
+static int forward_mask(const cli_forward_opts *o, const molora_layer_desc *L, uint8_t **mask)
+{
+    int e, n = L->n_experts;
+    *mask = NULL;
+    if (!o->mask_text) return 0;
+    if (o->mask_max >= n)
+        return die("forward: --mask %s: index %d is not an expert of module %s (N = %d: indices 0..%d)", o->mask_text,
+                   o->mask_max, o->module, n, n - 1);
+    if (!(*mask = (uint8_t *)malloc((size_t)n + 1))) return die("forward: out of memory");
+    for (e = 0; e < n; e++) (*mask)[e] = !cli_mask_has(o, e);
+    return 0;
+}
+/* X (T, d_in) through the one-layer model: *Y (T, d_out) and, with experts, the routing weights
+   *W (T, N) (both the caller's to free); the full layer with --base, else the experts' delta */
+static int forward_apply(molora_model *m, const molora_layer_desc *L, const cli_forward_opts *o, const uint8_t *mask,
+                         const float *X, int T, float **Y, float **W)
+{
+    molora_forward_args fa;
+    molora_result r;
+    void *ws = NULL;
+    size_t wsz;
+    int rc = 0;
+    *Y = (float *)calloc((size_t)T * (size_t)L->d_out + 1, sizeof(float));
+    *W = (float *)calloc((size_t)T * (size_t)(L->n_experts ? L->n_experts : 1) + 1, sizeof(float));
+    if (!*Y || !*W || molora_workspace_size(m, T, &wsz) || !(ws = malloc(wsz + 1)))
+        return die("forward: out of memory");
+    memset(&fa, 0, sizeof fa);
+    fa.layer = 0; fa.n_tokens = T; fa.x = X; fa.y = *Y;
+    fa.output = o->base ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
+    fa.expert_mask = mask;
+    fa.weights_out = L->n_experts ? *W : NULL;
+    fa.workspace = ws; fa.workspace_size = wsz;
+    if ((r = molora_forward(m, &fa))) rc = die_lib(o->input, r);
+    free(ws);
+    return rc;
+}
 static int run_forward(const cli_forward_opts *o)
 {
-    const char *dir = o->dir, *module = o->module, *in = o->input, *outp = o->output, *base = o->base, *wout = o->weights_out;
-    const char *routing = o->routing.kind ? o->routing.text : NULL;
+    const char *dir = o->dir, *base = o->base;
     int layer, T = 0, din = 0, rc = 1;
     float *X = NULL, *Y = NULL, *W = NULL;
-    void *ws = NULL;
-    uint8_t *msk = NULL;
-    size_t wsz;
+    uint8_t *mask = NULL;
     molora_adapter *a = NULL;
     molora_safetensors *bst = NULL;
     molora_model *m = NULL;
     molora_model_desc md, one;
     molora_layer_desc L;
-    molora_forward_args fa;
     molora_load_desc ld = load_desc(o->read);
     molora_result r;
     if ((r = molora_adapter_open(dir, &ld, &a))) return die_lib(dir, r);
-    layer = molora_adapter_find_layer(a, module);
-    if (layer < 0) { die("%s: no adapted module %s", dir, module); goto done; }
+    layer = molora_adapter_find_layer(a, o->module);
+    if (layer < 0) { die("%s: no adapted module %s", dir, o->module); goto done; }
     molora_adapter_model_desc(a, &md);
-    L = md.layers[layer];
-    if (routing) {
-        L.routing = forward_routing(o->routing.kind);
-        if (o->routing.kind == CLI_ROUTE_TOPK) L.top_k = o->routing.top_k;
-        if (o->routing.kind == CLI_ROUTE_THRESHOLD) L.threshold = o->routing.threshold;
-        if (!L.gate_weight) { die("%s: module %s has no gate (lora_gating / router) for --routing %s", dir, module, routing); goto done; }
-        if (L.routing == MOLORA_ROUTING_TOPK && L.top_k > L.n_experts) { die("forward: --routing %s: k must be in 1..%d (module %s has %d experts)", routing, L.n_experts, module, L.n_experts); goto done; }
-        if (L.routing == MOLORA_ROUTING_ADAMOLE && !L.threshold_weight) { die("%s: module %s has no threshold network (lora_threshold) for --routing adamole", dir, module); goto done; }
-    }
-    if (o->tau_text) { L.tau_max = o->tau_max; L.tau_max_set = 1; }
-    if (o->temperature_text) L.temperature = o->temperature;
-    if (base && ((r = molora_safetensors_open(base, &ld, &bst)) || base_weights(bst, base, module, &L))) {
+    if (forward_layer(o, &md, layer, &L)) goto done;
+    if (base && ((r = molora_safetensors_open(base, &ld, &bst)) || base_weights(bst, base, o->module, &L))) {
         if (r) die_lib(base, r);
         goto done;
     }
-    if (o->mask_text) {
-        int e;
-        if (o->mask_max >= L.n_experts) { die("forward: --mask %s: index %d is not an expert of module %s (N = %d: indices 0..%d)", o->mask_text, o->mask_max, module, L.n_experts, L.n_experts - 1); goto done; }
-        msk = (uint8_t *)malloc((size_t)L.n_experts + 1);
-        if (!msk) { die("forward: out of memory"); goto done; }
-        for (e = 0; e < L.n_experts; e++) msk[e] = !(o->mask_bits[e / 8] & (1u << (e % 8)));
-    }
-    one = md;
+    if (forward_mask(o, &L, &mask)) goto done;
+    one = md;   /* the model of the one layer: init packs (and converts) no other */
     one.n_layers = 1;
     one.layers = &L;
     if ((r = molora_model_init(&one, &m))) { die_lib(dir, r); goto done; }
-    if (npy_read(in, &X, &T, &din)) goto done;
-    if (din != L.d_in) { die("%s: width %d does not match d_in %d of module %s", in, din, L.d_in, module); goto done; }
-    Y = (float *)calloc((size_t)T * (size_t)L.d_out + 1, sizeof(float));
-    W = (float *)calloc((size_t)T * (size_t)(L.n_experts ? L.n_experts : 1) + 1, sizeof(float));
-    if (!Y || !W || (r = molora_workspace_size(m, T, &wsz)) || !(ws = malloc(wsz + 1))) { die("forward: out of memory"); goto done; }
-    memset(&fa, 0, sizeof fa);
-    fa.layer = 0; fa.n_tokens = T; fa.x = X; fa.y = Y;
-    fa.output = base ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
-    fa.expert_mask = msk;
-    fa.weights_out = L.n_experts ? W : NULL;
-    fa.workspace = ws; fa.workspace_size = wsz;
-    if ((r = molora_forward(m, &fa))) { die_lib(in, r); goto done; }
-    if (npy_write_pair(outp, Y, T, L.d_out, wout, W, L.n_experts)) goto done;
+    if (npy_read(o->input, &X, &T, &din)) goto done;
+    if (din != L.d_in) {
+        die("%s: width %d does not match d_in %d of module %s", o->input, din, L.d_in, o->module);
+        goto done;
+    }
+    if (forward_apply(m, &L, o, mask, X, T, &Y, &W)) goto done;
+    if (npy_write_pair(o->output, Y, T, L.d_out, o->weights_out, W, L.n_experts)) goto done;
     rc = 0;
 done:
-    free(X); free(Y); free(W); free(ws); free(msk);
+    free(X); free(Y); free(W); free(mask);
     molora_model_free(m);
     molora_safetensors_free(bst);
     molora_adapter_free(a);
@@ -689,8 +794,18 @@ static int cmd_forward(int argc, char **argv)
 }
 
 /* ---- compose ----------------------------------------------------------------------------- */
+/* one tensor of the composed adapter; own: the float32 copy compose made (else data is borrowed) */
 typedef struct out_tensor { char *name; const float *data; size_t n; int rows, cols; float *own; } out_tensor;
 
+/* t->name = LAYER.lora_PART.E.weight (an expert's A or B) or, with e < 0, LAYER.lora_PART */
+static int out_name(out_tensor *t, const char *layer, const char *part, int e)
+{
+    size_t cap = strlen(layer) + 32;
+    if (!(t->name = (char *)malloc(cap))) return die("compose: out of memory");
+    if (e >= 0) snprintf(t->name, cap, "%s.lora_%s.%d.weight", layer, part, e);
+    else snprintf(t->name, cap, "%s.lora_%s", layer, part);
+    return 0;
+}
 /* t->data = a float32 copy of a typed descriptor matrix (rows, cols): compose writes F32 */
 static int out_f32(out_tensor *t, const void *src, molora_type type, int rows, int cols)
 {
@@ -708,11 +823,14 @@ static int st_header(strbuf *h, const out_tensor *t, int n)
     int i;
     sb_put(h, "{", 1);
     for (i = 0; i < n; i++) {
+        size_t end = off + 4 * t[i].n;
         if (i) sb_put(h, ",", 1);
         if (sb_json_str(h, t[i].name)) return die("compose: tensor name %s is not valid UTF-8", t[i].name);
-        if (t[i].rows > 0) sb_printf(h, ":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}", t[i].rows, t[i].cols, off, off + 4 * t[i].n);
-        else sb_printf(h, ":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}", t[i].cols, off, off + 4 * t[i].n);
-        off += 4 * t[i].n;
+        if (t[i].rows > 0)
+            sb_printf(h, ":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}", t[i].rows, t[i].cols,
+                      off, end);
+        else sb_printf(h, ":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}", t[i].cols, off, end);
+        off = end;
     }
     sb_put(h, "}", 1);
     while (h->n % 8) sb_put(h, " ", 1);
@@ -733,38 +851,51 @@ static int write_st(const char *path, const char *shown, const out_tensor *t, in
     for (i = 0; i < n; i++) out_write(&o, t[i].data, sizeof(float) * t[i].n);
     return out_commit(&o);
 }
+/* "expert_scaling": one list when every layer has the same scalings, else a list per layer name */
+static int compose_config_scaling(strbuf *c, molora_adapter *ad0, int n, const float *scaling, int same)
+{
+    int e, l, n_layers = molora_adapter_n_layers(ad0);
+    if (same) {
+        sb_printf(c, "[");
+        for (e = 0; e < n; e++) sb_printf(c, "%s%.9g", e ? ", " : "", (double)scaling[e]);
+        sb_printf(c, "]\n}\n");
+        return 0;
+    }
+    sb_printf(c, "{");
+    for (l = 0; l < n_layers; l++) {
+        const char *name = molora_adapter_layer_name(ad0, l);
+        const float *row = scaling + (size_t)l * (size_t)n;
+        sb_printf(c, "%s\n  ", l ? "," : "");
+        if (sb_json_str(c, name)) return die("compose: module name %s is not valid UTF-8", name);
+        sb_printf(c, ": [");
+        for (e = 0; e < n; e++) sb_printf(c, "%s%.9g", e ? ", " : "", (double)row[e]);
+        sb_printf(c, "]");
+    }
+    sb_printf(c, "\n }\n}\n");
+    return 0;
+}
 /* adapter_config.json of the MOLORA layout: numbers from the parsed values, strings escaped;
    fifo: the experts' fan_in_fan_out (GPT-2 Conv1D: W0 stored (in, out)), kept so forward --base
    reads W0 as the experts do */
-static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *ad0, const float *scal, int same, int fifo)
+static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *ad0, const float *scaling, int same,
+                          int fifo)
 {
-    int e, l, n = o->n_experts, nm = molora_adapter_n_layers(ad0);
+    int e, n = o->n_experts;
     cli_route_kind k = o->routing.kind;
-    sb_printf(c, "{\n \"peft_type\": \"MOLORA\",\n \"routing\": \"%s\",\n", k == CLI_ROUTE_TOPK ? "topk" : k == CLI_ROUTE_THRESHOLD ? "threshold" : "dense");
+    const char *routing = k == CLI_ROUTE_TOPK ? "topk" : k == CLI_ROUTE_THRESHOLD ? "threshold" : "dense";
+    sb_printf(c, "{\n \"peft_type\": \"MOLORA\",\n \"routing\": \"%s\",\n", routing);
     if (k == CLI_ROUTE_TOPK) sb_printf(c, " \"top_k\": %d,\n", o->routing.top_k);
     if (k == CLI_ROUTE_THRESHOLD) sb_printf(c, " \"threshold\": %.9g,\n", (double)o->routing.threshold);
     if (fifo) sb_printf(c, " \"fan_in_fan_out\": true,\n");
     sb_printf(c, " \"experts\": [");
     for (e = 0; e < n; e++) {
         if (e) sb_printf(c, ", ");
-        if (sb_json_str(c, o->experts[e])) return die("compose: --expert %s: the path is not valid UTF-8 (it is recorded in adapter_config.json)", o->experts[e]);
+        if (sb_json_str(c, o->experts[e]))
+            return die("compose: --expert %s: the path is not valid UTF-8 (it is recorded in adapter_config.json)",
+                       o->experts[e]);
     }
     sb_printf(c, "],\n \"expert_scaling\": ");
-    if (same) {
-        sb_printf(c, "[");
-        for (e = 0; e < n; e++) sb_printf(c, "%s%.9g", e ? ", " : "", (double)scal[e]);
-        sb_printf(c, "]\n}\n");
-    } else {
-        sb_printf(c, "{");
-        for (l = 0; l < nm; l++) {
-            sb_printf(c, "%s\n  ", l ? "," : "");
-            if (sb_json_str(c, molora_adapter_layer_name(ad0, l))) return die("compose: module name %s is not valid UTF-8", molora_adapter_layer_name(ad0, l));
-            sb_printf(c, ": [");
-            for (e = 0; e < n; e++) sb_printf(c, "%s%.9g", e ? ", " : "", (double)scal[(size_t)l * (size_t)n + (size_t)e]);
-            sb_printf(c, "]");
-        }
-        sb_printf(c, "\n }\n}\n");
-    }
+    if (compose_config_scaling(c, ad0, n, scaling, same)) return 1;
     return c->oom ? die("compose: out of memory") : 0;
 }
 static int write_text(const char *path, const char *shown, const strbuf *t)
@@ -776,17 +907,37 @@ static int write_text(const char *path, const char *shown, const strbuf *t)
 }
 /* ---- compose --out: the whole directory replaced at once -----------------------------------
    The new adapter is written into a temporary directory beside DIR (".NAME.molora-XXXXXX", or
-   ".molora-XXXXXX" for a long NAME),
-   loaded back, then exchanged with DIR by one renameat2(RENAME_EXCHANGE) (a rename when DIR is
-   new; two renames where the file system cannot exchange) and the old copy removed. An existing
-   DIR may hold only adapter_config.json and adapter_model.safetensors as regular files (anything
-   else, a leftover ".*.molora-*" entry included, is refused before anything is written), so only
-   those two old files and what this run created are ever deleted. On any failure DIR stays as it
-   was and this run's temporary directory is removed with everything in it. */
+   ".molora-XXXXXX" for a long NAME), loaded back, then exchanged with DIR by one
+   renameat2(RENAME_EXCHANGE) (a rename when DIR is new; two renames where the file system cannot
+   exchange) and the old copy removed. An existing DIR may hold only adapter_config.json and
+   adapter_model.safetensors as regular files (anything else, a leftover ".*.molora-*" entry
+   included, is refused before anything is written), so only those two old files and what this
+   run created are ever deleted. On any failure DIR stays as it was and this run's temporary
+   directory is removed with everything in it. */
 static const char *const compose_files[] = {"adapter_config.json", "adapter_model.safetensors"};
-typedef struct out_dir { char path[PATH_MAX], parent[PATH_MAX], name[PATH_MAX], tmp[2 * PATH_MAX + 32]; int exists; } out_dir;
+typedef struct out_dir {
+    char path[PATH_MAX], parent[PATH_MAX], name[PATH_MAX], tmp[2 * PATH_MAX + 32];
+    int exists;
+} out_dir;
 
-/* an entry of an existing DIR: only the two files compose writes, as regular files */
+/* one entry n of an existing DIR: only the two files compose writes, as regular files */
+static int outdir_check_entry(const char *shown, const char *path, const char *n)
+{
+    struct stat st;
+    char *p;
+    int rc = 0;
+    if (strcmp(n, compose_files[0]) && strcmp(n, compose_files[1]))
+        return die("compose: --out %s holds %s, which compose does not write (refusing to replace the directory)",
+                   shown, n);
+    if (!(p = io_join(path, n))) return die("out of memory");
+    if (lstat(p, &st) != 0) rc = die("compose: --out %s: %s: %s", shown, n, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = die("compose: --out %s holds %s, which is %s, not a regular file (refusing to replace the directory)",
+                 shown, n, S_ISLNK(st.st_mode) ? "a symbolic link" : out_kind(st.st_mode));
+    free(p);
+    return rc;
+}
+/* every entry of an existing DIR (see outdir_check_entry) */
 static int outdir_only_ours(const char *shown, const char *path)
 {
     DIR *d = opendir(path);
@@ -794,20 +945,8 @@ static int outdir_only_ours(const char *shown, const char *path)
     int rc = 0;
     if (!d) return die("compose: --out %s: cannot read the directory: %s", shown, strerror(errno));
     while (!rc && (de = readdir(d))) {
-        const char *n = de->d_name;
-        struct stat st;
-        char *p;
-        if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
-        if (strcmp(n, compose_files[0]) && strcmp(n, compose_files[1])) {
-            rc = die("compose: --out %s holds %s, which compose does not write (refusing to replace the directory)", shown, n);
-            break;
-        }
-        if (!(p = io_join(path, n))) { rc = die("out of memory"); break; }
-        if (lstat(p, &st) != 0) rc = die("compose: --out %s: %s: %s", shown, n, strerror(errno));
-        else if (!S_ISREG(st.st_mode))
-            rc = die("compose: --out %s holds %s, which is %s, not a regular file (refusing to replace the directory)", shown, n,
-                     S_ISLNK(st.st_mode) ? "a symbolic link" : out_kind(st.st_mode));
-        free(p);
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        rc = outdir_check_entry(shown, path, de->d_name);
     }
     closedir(d);
     return rc;
@@ -816,7 +955,8 @@ static int outdir_only_ours(const char *shown, const char *path)
    not fit in a file name */
 static void outdir_tmpname(char *buf, size_t cap, const out_dir *d, const char *tag)
 {
-    if (strlen(d->name) + strlen(tag) + sizeof ".molora-XXXXXX" + 1 > NAME_MAX + 1) snprintf(buf, cap, "%s/.molora-%sXXXXXX", d->parent, tag);
+    if (strlen(d->name) + strlen(tag) + sizeof ".molora-XXXXXX" + 1 > NAME_MAX + 1)
+        snprintf(buf, cap, "%s/.molora-%sXXXXXX", d->parent, tag);
     else snprintf(buf, cap, "%s/.%s.molora-%sXXXXXX", d->parent, d->name, tag);
 }
 /* a directory of plain files (an old or unfinished copy), removed */
@@ -834,21 +974,18 @@ static void outdir_remove(const char *dir)
     }
     rmdir(dir);
 }
+/* DIR without trailing slashes, split into its parent directory and its name */
 static void outdir_split(out_dir *d)
 {
     size_t n = strlen(d->path);
-    char *slash;
     while (n > 1 && d->path[n - 1] == '/') d->path[--n] = 0;
-    strcpy(d->parent, d->path);
-    slash = strrchr(d->parent, '/');
-    strcpy(d->name, slash ? slash + 1 : d->path);
-    if (!slash) strcpy(d->parent, ".");
-    else if (slash == d->parent) d->parent[1] = 0;
-    else *slash = 0;
+    strcpy(d->name, path_base(d->path));
+    path_parent(d->path, d->parent);
 }
 static int outdir_open(out_dir *d, const char *path)
 {
     struct stat st;
+    mode_t mode;
     memset(d, 0, sizeof *d);
     if (strlen(path) >= sizeof d->path) return die("compose: --out %s: path too long", path);
     if (stat(path, &st) == 0) {
@@ -859,8 +996,12 @@ static int outdir_open(out_dir *d, const char *path)
     } else strcpy(d->path, path);
     outdir_split(d);
     outdir_tmpname(d->tmp, sizeof d->tmp, d, "");
-    if (!mkdtemp(d->tmp)) { d->tmp[0] = 0; return die("compose: --out %s: cannot create a temporary directory beside it: %s", path, strerror(errno)); }
-    if (chmod(d->tmp, d->exists ? st.st_mode & 07777 : 0777 & ~out_umask()) != 0) return die("compose: --out %s: %s", path, strerror(errno));
+    if (!mkdtemp(d->tmp)) {
+        d->tmp[0] = 0;
+        return die("compose: --out %s: cannot create a temporary directory beside it: %s", path, strerror(errno));
+    }
+    mode = d->exists ? st.st_mode & 07777 : 0777 & ~out_umask();   /* the mode DIR has or would get */
+    if (chmod(d->tmp, mode) != 0) return die("compose: --out %s: %s", path, strerror(errno));
     return 0;
 }
 static void outdir_abort(out_dir *d)
@@ -890,14 +1031,17 @@ static int outdir_swap_by_rename(out_dir *d, const char *shown)
 static int outdir_commit(out_dir *d, const char *shown)
 {
     if (!d->exists) {
-        if (rename(d->tmp, d->path) != 0) return die("compose: --out %s: cannot rename the new directory into place: %s", shown, strerror(errno));
+        if (rename(d->tmp, d->path) != 0)
+            return die("compose: --out %s: cannot rename the new directory into place: %s", shown, strerror(errno));
         d->tmp[0] = 0;
     } else if (renameat2(AT_FDCWD, d->tmp, AT_FDCWD, d->path, RENAME_EXCHANGE) != 0) {
-        if (errno != EINVAL && errno != ENOSYS) return die("compose: --out %s: cannot exchange the new directory with it: %s", shown, strerror(errno));
+        if (errno != EINVAL && errno != ENOSYS)
+            return die("compose: --out %s: cannot exchange the new directory with it: %s", shown, strerror(errno));
         if (outdir_swap_by_rename(d, shown)) return 1;
     }
     outdir_abort(d);   /* after the exchange the temporary name holds the old copy */
-    if (out_sync_dir(d->parent) != 0 && errno != EINVAL) return die("compose: --out %s: cannot sync its directory: %s", shown, strerror(errno));
+    if (out_sync_dir(d->parent) != 0 && errno != EINVAL)
+        return die("compose: --out %s: cannot sync its directory: %s", shown, strerror(errno));
     return 0;
 }
 /* both files into the temporary directory, messages naming DIR/FILE */
@@ -926,7 +1070,11 @@ static int compose_load_back(const out_dir *d, const char *outd, int read)
     }
     molora_model_free(m);
     molora_adapter_free(a);
-    if (r) { die("compose: %s: the composed adapter does not load back: %s (%s)", outd, g_detail, molora_result_string(r)); g_detail[0] = 0; return 1; }
+    if (r) {
+        die("compose: %s: the composed adapter does not load back: %s (%s)", outd, g_detail, molora_result_string(r));
+        g_detail[0] = 0;
+        return 1;
+    }
     return 0;
 }
 
@@ -935,7 +1083,8 @@ static int compose_load_back(const out_dir *d, const char *outd, int read)
 static int compose_check_paths(const cli_compose_opts *o)
 {
     io_inputs in;
-    char *cfg = io_join(o->out, "adapter_config.json"), *st = io_join(o->out, "adapter_model.safetensors");
+    char *cfg = io_join(o->out, compose_files[0]), *st = io_join(o->out, compose_files[1]);
+    struct stat sd;
     int i, rc = !cfg || !st ? die("out of memory") : 0;
     memset(&in, 0, sizeof in);
     for (i = 0; !rc && i < o->n_experts; i++) rc = io_add_adapter(&in, "--expert", o->experts[i]);
@@ -943,100 +1092,173 @@ static int compose_check_paths(const cli_compose_opts *o)
          io_check_output(&in, "compose", "--out", cfg) || io_check_output(&in, "compose", "--out", st);
     io_free(&in);
     free(cfg); free(st);
-    if (!rc) {   /* an existing --out: a directory holding only what compose writes, checked before reading the experts */
-        struct stat sd;
-        if (stat(o->out, &sd) == 0) rc = !S_ISDIR(sd.st_mode) ? die("compose: --out %s is not a directory", o->out) : outdir_only_ours(o->out, o->out);
-    }
+    /* an existing --out: a directory holding only what compose writes, checked before reading the experts */
+    if (!rc && stat(o->out, &sd) == 0)
+        rc = S_ISDIR(sd.st_mode) ? outdir_only_ours(o->out, o->out)
+                                 : die("compose: --out %s is not a directory", o->out);
     return rc;
 }
 
-#define MAXEXP CLI_MAX_EXPERTS
+/* What compose reads and builds: the experts (plain LoRAs), the gate file and the output tensors. */
+typedef struct compose_plan {
+    const cli_compose_opts *o;
+    molora_adapter *adapters[CLI_MAX_EXPERTS];
+    molora_model *models[CLI_MAX_EXPERTS];   /* each expert initialised: its scaling as molora resolves it */
+    molora_safetensors *gate;
+    int n_layers;                            /* the layers of expert 0, the order of the output */
+    out_tensor *tensors;                     /* n_layers * (2N + 2) + 1: the last one only for cleanup */
+    int n_tensors;
+    float *scaling;                          /* (n_layers, N) */
+    int same_scaling, fan_in_fan_out;
+} compose_plan;
+
+static void compose_plan_free(compose_plan *P)
+{
+    int i;
+    if (P->tensors)
+        for (i = 0; i < P->n_tensors + 1; i++) { free(P->tensors[i].name); free(P->tensors[i].own); }
+    free(P->tensors); free(P->scaling);
+    molora_safetensors_free(P->gate);
+    for (i = 0; i < P->o->n_experts; i++) { molora_model_free(P->models[i]); molora_adapter_free(P->adapters[i]); }
+}
+/* every --expert: a plain PEFT LoRA that loads and initialises, adapting as many modules as the first */
+static int compose_open_experts(compose_plan *P, const molora_load_desc *ld)
+{
+    const char *const *dirs = P->o->experts;
+    int i;
+    molora_result r;
+    for (i = 0; i < P->o->n_experts; i++) {
+        molora_model_desc md;
+        molora_adapter *a;
+        if ((r = molora_adapter_open(dirs[i], ld, &P->adapters[i]))) return die_lib(dirs[i], r);
+        a = P->adapters[i];
+        if (molora_adapter_layout(a) != MOLORA_LAYOUT_PEFT_LORA)
+            return die("%s: layout %s is not a plain PEFT LoRA adapter", dirs[i],
+                       molora_layout_name(molora_adapter_layout(a)));
+        molora_adapter_model_desc(a, &md);
+        if ((r = molora_model_init(&md, &P->models[i]))) return die_lib(dirs[i], r);
+        if (molora_adapter_n_layers(a) != molora_adapter_n_layers(P->adapters[0]))
+            return die("%s: adapts %d modules, %s adapts %d (all experts must adapt the same modules)", dirs[i],
+                       molora_adapter_n_layers(a), dirs[0], molora_adapter_n_layers(P->adapters[0]));
+    }
+    return 0;
+}
+/* layer l of an adapter's descriptor (the layers belong to the adapter) */
+static const molora_layer_desc *adapter_layer(const molora_adapter *a, int l)
+{
+    molora_model_desc md;
+    memset(&md, 0, sizeof md);
+    molora_adapter_model_desc(a, &md);
+    return &md.layers[l];
+}
+/* expert e's A (r, d_in) and B (d_out, r) of LAYER, as float32 output tensors */
+static int compose_expert_tensors(compose_plan *P, const char *layer, int e, const molora_layer_desc *Le)
+{
+    const molora_expert_desc *x = &Le->experts[0];
+    out_tensor *t = &P->tensors[P->n_tensors];
+    if (out_name(t, layer, "A", e)) return 1;
+    P->n_tensors++;
+    if (out_f32(t, x->A, x->A_type, x->rank, Le->d_in)) return 1;
+    if (out_name(t + 1, layer, "B", e)) return 1;
+    P->n_tensors++;
+    return out_f32(t + 1, x->B, x->B_type, Le->d_out, x->rank);
+}
+/* expert e's copy of layer l (named as in expert 0, L0): the same fan_in_fan_out and shape; its
+   scaling recorded, its A and B added to the output */
+static int compose_expert(compose_plan *P, int l, int e, const char *name, const molora_layer_desc *L0)
+{
+    const char *const *dirs = P->o->experts;
+    int n = P->o->n_experts, le = molora_adapter_find_layer(P->adapters[e], name);
+    const molora_layer_desc *Le;
+    float s = 0;
+    if (le < 0) return die("%s: module %s is not adapted (all experts must adapt the same modules)", dirs[e], name);
+    Le = adapter_layer(P->adapters[e], le);
+    if (!Le->fan_in_fan_out != !L0->fan_in_fan_out)
+        return die("compose: module %s: %s has fan_in_fan_out %s, %s has %s (the experts must agree)", name, dirs[e],
+                   Le->fan_in_fan_out ? "true" : "false", dirs[0], L0->fan_in_fan_out ? "true" : "false");
+    if (L0->fan_in_fan_out) P->fan_in_fan_out = 1;
+    if (Le->d_in != L0->d_in || Le->d_out != L0->d_out)
+        return die("%s: module %s is (%d, %d), %s has (%d, %d)", dirs[e], name, Le->d_out, Le->d_in, dirs[0], L0->d_out,
+                   L0->d_in);
+    molora_model_expert(P->models[e], le, 0, NULL, &s);
+    P->scaling[(size_t)l * (size_t)n + (size_t)e] = s;
+    if (s != P->scaling[e]) P->same_scaling = 0;
+    return compose_expert_tensors(P, name, e, Le);
+}
+/* the gate file's tensor idx as the output tensor LAYER.lora_PART, borrowed (rows 0: 1-D of cols) */
+static int compose_gate_tensor(compose_plan *P, size_t idx, const char *layer, const char *part, int rows, int cols)
+{
+    out_tensor *t = &P->tensors[P->n_tensors];
+    molora_result r;
+    if (out_name(t, layer, part, -1)) return 1;
+    if ((r = molora_safetensors_tensor_f32(P->gate, idx, &t->data))) return die_lib(P->o->gate, r);
+    t->rows = rows; t->cols = cols; t->n = (size_t)(rows ? rows : 1) * (size_t)cols;
+    P->n_tensors++;
+    return 0;
+}
+/* LAYER.lora_gating.weight (N, d_in) from --gate (found under LAYER without "base_model.model."
+   too) and its bias (N) when the file has one */
+static int compose_gate(compose_plan *P, const char *layer, const molora_layer_desc *L0)
+{
+    const char *gate = P->o->gate, *bare = strncmp(layer, "base_model.model.", 17) ? layer : layer + 17;
+    int n = P->o->n_experts;
+    char gname[1200];
+    size_t gi;
+    molora_tensor_info ti;
+    snprintf(gname, sizeof gname, "%s.lora_gating.weight", layer);
+    if (molora_safetensors_find(P->gate, gname, &gi)) {
+        snprintf(gname, sizeof gname, "%s.lora_gating.weight", bare);
+        if (molora_safetensors_find(P->gate, gname, &gi))
+            return die("%s: tensor %s.lora_gating.weight not found", gate, layer);
+    }
+    molora_safetensors_tensor_info(P->gate, gi, &ti);
+    if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)n || ti.shape[1] != (uint64_t)L0->d_in)
+        return die("%s: tensor %s should be (%d, %d)", gate, gname, n, L0->d_in);
+    if (compose_gate_tensor(P, gi, layer, "gating.weight", n, L0->d_in)) return 1;
+    snprintf(gname + strlen(gname) - 6, 8, "bias");   /* the same prefix as the weight found */
+    if (molora_safetensors_find(P->gate, gname, &gi)) return 0;
+    molora_safetensors_tensor_info(P->gate, gi, &ti);
+    if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)n) return die("%s: tensor %s should be (%d)", gate, gname, n);
+    return compose_gate_tensor(P, gi, layer, "gating.bias", 0, n);
+}
+/* layer l of expert 0, its copy in every expert, then its gate */
+static int compose_layer(compose_plan *P, int l)
+{
+    const char *name = molora_adapter_layer_name(P->adapters[0], l);
+    const molora_layer_desc *L0 = adapter_layer(P->adapters[0], l);
+    int e;
+    for (e = 0; e < P->o->n_experts; e++)
+        if (compose_expert(P, l, e, name, L0)) return 1;
+    return compose_gate(P, name, L0);
+}
 static int run_compose(const cli_compose_opts *o)
 {
-    const char *const *exp_dirs = o->experts, *gate = o->gate, *outd = o->out;
-    int n = o->n_experts, i, l, e, nm, rc = 1, nt = 0, same = 1, fifo = 0;
-    molora_adapter *ad[MAXEXP];
-    molora_model *mods[MAXEXP];
-    molora_safetensors *gst = NULL;
+    compose_plan P;
     molora_load_desc ld = load_desc(o->read);
     molora_result r;
-    out_tensor *ot = NULL;
-    float *scal = NULL;
     strbuf cfg = {0};
     out_dir od;
+    int l, n = o->n_experts, rc = 1;
+    memset(&P, 0, sizeof P);
     memset(&od, 0, sizeof od);
-    memset(ad, 0, sizeof ad);
-    memset(mods, 0, sizeof mods);
-    for (i = 0; i < n; i++) {
-        molora_model_desc md;
-        if ((r = molora_adapter_open(exp_dirs[i], &ld, &ad[i]))) { die_lib(exp_dirs[i], r); goto done; }
-        if (molora_adapter_layout(ad[i]) != MOLORA_LAYOUT_PEFT_LORA) { die("%s: layout %s is not a plain PEFT LoRA adapter", exp_dirs[i], molora_layout_name(molora_adapter_layout(ad[i]))); goto done; }
-        molora_adapter_model_desc(ad[i], &md);
-        if ((r = molora_model_init(&md, &mods[i]))) { die_lib(exp_dirs[i], r); goto done; }
-        if (molora_adapter_n_layers(ad[i]) != molora_adapter_n_layers(ad[0])) { die("%s: adapts %d modules, %s adapts %d (all experts must adapt the same modules)", exp_dirs[i], molora_adapter_n_layers(ad[i]), exp_dirs[0], molora_adapter_n_layers(ad[0])); goto done; }
-    }
-    if ((r = molora_safetensors_open(gate, &ld, &gst))) { die_lib(gate, r); goto done; }
-    nm = molora_adapter_n_layers(ad[0]);
-    ot = (out_tensor *)calloc((size_t)nm * (size_t)(2 * n + 2) + 1, sizeof *ot);
-    scal = (float *)calloc((size_t)nm * (size_t)n + 1, sizeof *scal);
-    if (!ot || !scal) { die("compose: out of memory"); goto done; }
-    for (l = 0; l < nm; l++) {
-        const char *name = molora_adapter_layer_name(ad[0], l);
-        const char *bare = strncmp(name, "base_model.model.", 17) ? name : name + 17;
-        molora_model_desc d0;
-        const molora_layer_desc *L0;
-        char gname[1200];
-        size_t gi;
-        molora_tensor_info ti;
-        molora_adapter_model_desc(ad[0], &d0);
-        L0 = &d0.layers[l];
-        for (e = 0; e < n; e++) {
-            molora_model_desc de;
-            const molora_layer_desc *Le;
-            int le = molora_adapter_find_layer(ad[e], name);
-            float s = 0;
-            if (le < 0) { die("%s: module %s is not adapted (all experts must adapt the same modules)", exp_dirs[e], name); goto done; }
-            molora_adapter_model_desc(ad[e], &de);
-            Le = &de.layers[le];
-            if (!Le->fan_in_fan_out != !L0->fan_in_fan_out) { die("compose: module %s: %s has fan_in_fan_out %s, %s has %s (the experts must agree)", name, exp_dirs[e], Le->fan_in_fan_out ? "true" : "false", exp_dirs[0], L0->fan_in_fan_out ? "true" : "false"); goto done; }
-            if (L0->fan_in_fan_out) fifo = 1;
-            if (Le->d_in != L0->d_in || Le->d_out != L0->d_out) { die("%s: module %s is (%d, %d), %s has (%d, %d)", exp_dirs[e], name, Le->d_out, Le->d_in, exp_dirs[0], L0->d_out, L0->d_in); goto done; }
-            molora_model_expert(mods[e], le, 0, NULL, &s);
-            scal[(size_t)l * (size_t)n + (size_t)e] = s;
-            if (s != scal[e]) same = 0;
-            ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_A.%d.weight", name, e);
-            if (out_f32(&ot[nt++], Le->experts[0].A, Le->experts[0].A_type, Le->experts[0].rank, Le->d_in)) goto done;
-            ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_B.%d.weight", name, e);
-            if (out_f32(&ot[nt++], Le->experts[0].B, Le->experts[0].B_type, Le->d_out, Le->experts[0].rank)) goto done;
-        }
-        snprintf(gname, sizeof gname, "%s.lora_gating.weight", name);
-        if (molora_safetensors_find(gst, gname, &gi)) {
-            snprintf(gname, sizeof gname, "%s.lora_gating.weight", bare);
-            if (molora_safetensors_find(gst, gname, &gi)) { die("%s: tensor %s.lora_gating.weight not found", gate, name); goto done; }
-        }
-        molora_safetensors_tensor_info(gst, gi, &ti);
-        if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)n || ti.shape[1] != (uint64_t)L0->d_in) { die("%s: tensor %s should be (%d, %d)", gate, gname, n, L0->d_in); goto done; }
-        ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_gating.weight", name);
-        if ((r = molora_safetensors_tensor_f32(gst, gi, &ot[nt].data))) { die_lib(gate, r); goto done; }
-        ot[nt].rows = n; ot[nt].cols = L0->d_in; ot[nt].n = (size_t)n * (size_t)L0->d_in; nt++;
-        snprintf(gname + strlen(gname) - 6, 8, "bias");
-        if (!molora_safetensors_find(gst, gname, &gi)) {
-            molora_safetensors_tensor_info(gst, gi, &ti);
-            if (ti.n_dims != 1 || ti.shape[0] != (uint64_t)n) { die("%s: tensor %s should be (%d)", gate, gname, n); goto done; }
-            ot[nt].name = (char *)malloc(strlen(name) + 32); sprintf(ot[nt].name, "%s.lora_gating.bias", name);
-            if ((r = molora_safetensors_tensor_f32(gst, gi, &ot[nt].data))) { die_lib(gate, r); goto done; }
-            ot[nt].rows = 0; ot[nt].cols = n; ot[nt].n = (size_t)n; nt++;
-        }
-    }
-    if (compose_config(&cfg, o, ad[0], scal, same, fifo)) goto done;
-    if (outdir_open(&od, outd) || compose_write(&od, outd, ot, nt, &cfg) || compose_load_back(&od, outd, o->read) || outdir_commit(&od, outd)) goto done;
+    P.o = o;
+    P.same_scaling = 1;
+    if (compose_open_experts(&P, &ld)) goto done;
+    if ((r = molora_safetensors_open(o->gate, &ld, &P.gate))) { die_lib(o->gate, r); goto done; }
+    P.n_layers = molora_adapter_n_layers(P.adapters[0]);
+    P.tensors = (out_tensor *)calloc((size_t)P.n_layers * (size_t)(2 * n + 2) + 1, sizeof *P.tensors);
+    P.scaling = (float *)calloc((size_t)P.n_layers * (size_t)n + 1, sizeof *P.scaling);
+    if (!P.tensors || !P.scaling) { die("compose: out of memory"); goto done; }
+    for (l = 0; l < P.n_layers; l++)
+        if (compose_layer(&P, l)) goto done;
+    if (compose_config(&cfg, o, P.adapters[0], P.scaling, P.same_scaling, P.fan_in_fan_out)) goto done;
+    if (outdir_open(&od, o->out) || compose_write(&od, o->out, P.tensors, P.n_tensors, &cfg) ||
+        compose_load_back(&od, o->out, o->read) || outdir_commit(&od, o->out)) goto done;
     rc = 0;
 done:
-    if (ot) for (i = 0; i < nt + 1; i++) { free(ot[i].name); free(ot[i].own); }
+    compose_plan_free(&P);
     outdir_abort(&od);
-    free(ot); free(scal); free(cfg.p);
-    molora_safetensors_free(gst);
-    for (i = 0; i < n; i++) { molora_model_free(mods[i]); molora_adapter_free(ad[i]); }
+    free(cfg.p);
     return rc;
 }
 static int cmd_compose(int argc, char **argv)
@@ -1050,24 +1272,25 @@ static int cmd_compose(int argc, char **argv)
 /* ---- alpha --------------------------------------------------------------------------------
    molora alpha MODEL [--method fix_finger|ww|ww077] [--budget N] [--beta B] [--prefix P]
                       [--layers PATTERN] [--upstream-fp16] [--json]
-   Decoder layers are found by a name pattern with {L} (molora_alpha_block_index): --layers, or
-   the family molora_alpha_family_detect picks (t5, bart, bert, llama, gpt2). A layer's matrices are its
-   2-D float tensors named "...weight" (not "weight" of a norm, an embedding or T5's
-   relative_attention_bias); a matrix whose smaller side is under the method's minimum (10, or
-   WeightWatcher 0.7.7's min_evals 8 for ww077) is skipped and listed. With two layer sets (T5)
-   the layers are numbered first set first and share one budget. */
+   The blocks (decoder layers) are found by a name pattern with {L} (molora_alpha_block_index):
+   --layers, or the family molora_alpha_family_detect picks (t5, bart, bert, llama, gpt2). A
+   block's matrices are its 2-D float tensors named "...weight" (not "weight" of a norm, an
+   embedding or T5's relative_attention_bias); a matrix whose smaller side is under the method's
+   minimum (10, or WeightWatcher 0.7.7's min_evals 8 for ww077) is skipped and listed. With two
+   block sets (T5) the blocks are numbered first set first and share one budget. The output
+   calls a block a "layer", as AlphaLoRA does. */
 
 typedef struct alpha_args {
     const char *model, *prefix, *method, *layers;
     int budget, json, fp16, read;
     double beta;
-    molora_alpha_args o;
+    molora_alpha_args lib;        /* the library's args for every matrix */
 } alpha_args;
 
 typedef struct alpha_sets {
     const char *family;           /* NULL with --layers */
     const char *pat[2];
-    int n, first[3];              /* layer numbers of set s: first[s] .. first[s + 1] - 1 */
+    int n, first[3];              /* block numbers of set s: first[s] .. first[s + 1] - 1 */
 } alpha_sets;
 
 static int alpha_parse(int argc, char **argv, alpha_args *A)
@@ -1079,13 +1302,13 @@ static int alpha_parse(int argc, char **argv, alpha_args *A)
     A->json = ao.json; A->fp16 = ao.fp16; A->read = ao.read;
     A->budget = ao.budget_set ? ao.budget : MOLORA_ALPHA_DEFAULT_BUDGET;
     A->beta = ao.beta_set ? ao.beta : MOLORA_ALPHA_DEFAULT_BETA;
-    A->o.method = !strcmp(A->method, "ww") ? MOLORA_ALPHA_WW : !strcmp(A->method, "ww077") ? MOLORA_ALPHA_WW_077
-                                                                                            : MOLORA_ALPHA_FIX_FINGER;
+    A->lib.method = !strcmp(A->method, "ww") ? MOLORA_ALPHA_WW
+                  : !strcmp(A->method, "ww077") ? MOLORA_ALPHA_WW_077 : MOLORA_ALPHA_FIX_FINGER;
     if (A->layers && molora_alpha_pattern_check(A->layers) != MOLORA_RESULT_SUCCESS)
-        return die("alpha: --layers \"%s\": want a name pattern with exactly one {L} for the layer index (at most %d bytes), "
-                   "e.g. \"encoder.layer.{L}.\"", A->layers, MOLORA_ALPHA_PATTERN_MAX);
-    A->o.round_to_f16 = A->fp16;
-    A->o.log = on_log;
+        return die("alpha: --layers \"%s\": want a name pattern with exactly one {L} for the layer index "
+                   "(at most %d bytes), e.g. \"encoder.layer.{L}.\"", A->layers, MOLORA_ALPHA_PATTERN_MAX);
+    A->lib.round_to_f16 = A->fp16;
+    A->lib.log = on_log;
     return 0;
 }
 
@@ -1096,7 +1319,7 @@ static const char *alpha_strip(const char *name, const char *prefix)
     return strncmp(name, prefix, n) ? NULL : name + n;
 }
 
-/* The layer sets: --layers, or the family whose patterns match the most names. */
+/* The block sets: --layers, or the family whose patterns match the most names. */
 static int alpha_pick_sets(const alpha_args *A, molora_safetensors *st, alpha_sets *S)
 {
     size_t nt = molora_safetensors_n_tensors(st), k, n = 0;
@@ -1126,16 +1349,16 @@ static int alpha_pick_sets(const alpha_args *A, molora_safetensors *st, alpha_se
     return 0;
 }
 
-/* Set and local layer of a name (-1: none). */
-static int alpha_layer(const alpha_sets *S, const char *name, int *set)
+/* The set and the block (within the set) of a name; -1: in no block. */
+static int alpha_block(const alpha_sets *S, const char *name, int *set)
 {
-    int s, L;
+    int s, b;
     for (s = 0; s < S->n; s++)
-        if ((L = molora_alpha_block_index(name, S->pat[s])) >= 0) { *set = s; return L; }
+        if ((b = molora_alpha_block_index(name, S->pat[s])) >= 0) { *set = s; return b; }
     return -1;
 }
 
-/* A layer matrix by name: "...weight", not a norm, an embedding or T5's relative position table. */
+/* A block matrix by name: "...weight", not a norm, an embedding or T5's relative position table. */
 static int alpha_is_matrix_name(const char *name)
 {
     size_t n = strlen(name);
@@ -1162,100 +1385,143 @@ static void alpha_json_sets(const alpha_sets *S)
     printf("],\n");
 }
 
-/* What cmd_alpha found and computed; arrays of nt + 1 entries (matrices) or n_layers (layers). */
+/* What cmd_alpha found and computed; arrays of nt + 1 entries (matrices) or n_blocks (blocks). */
 typedef struct alpha_plan {
-    size_t *mat, *skip;           /* tensor indices of the layer matrices, of the skipped ones */
-    int *mlayer, *mset;           /* each matrix's global layer and its set                   */
+    size_t *mat, *skip;           /* tensor indices of the block matrices, of the skipped ones */
+    int *mblock, *mset;           /* each matrix's global block and its set                   */
     molora_alpha_fit *fits;
-    double *malpha, *lalpha;
-    int *experts, *topk;
-    int n_mat, n_skip, n_layers;
+    double *mat_alpha, *block_alpha;
+    int *experts, *topk;          /* per block                                                */
+    int n_mat, n_skip, n_blocks;
     size_t ws_bytes;              /* scratch of the largest matrix                            */
 } alpha_plan;
 
 static void alpha_plan_free(alpha_plan *P)
 {
-    free(P->mat); free(P->skip); free(P->mlayer); free(P->mset); free(P->fits); free(P->malpha);
-    free(P->lalpha); free(P->experts); free(P->topk);
+    free(P->mat); free(P->skip); free(P->mblock); free(P->mset); free(P->fits); free(P->mat_alpha);
+    free(P->block_alpha); free(P->experts); free(P->topk);
 }
-
-/* 1. which tensors are layer matrices, by set and local layer; then global layer numbers */
-static int alpha_select(const alpha_args *A, molora_safetensors *st, alpha_sets *S, alpha_plan *P)
+static int alpha_plan_alloc_matrices(alpha_plan *P, size_t nt)
 {
-    size_t nt = molora_safetensors_n_tensors(st), k;
-    int i, s = 0, nl[2] = {0, 0}, min_side = A->o.method == MOLORA_ALPHA_WW_077 ? 8 : 10;
+    P->mat = (size_t *)calloc(nt + 1, sizeof *P->mat);
+    P->skip = (size_t *)calloc(nt + 1, sizeof *P->skip);
+    P->mblock = (int *)calloc(nt + 1, sizeof *P->mblock);
+    P->mset = (int *)calloc(nt + 1, sizeof *P->mset);
+    P->mat_alpha = (double *)calloc(nt + 1, sizeof *P->mat_alpha);
+    P->fits = (molora_alpha_fit *)calloc(nt + 1, sizeof *P->fits);
+    if (!P->mat || !P->skip || !P->mblock || !P->mset || !P->mat_alpha || !P->fits) return die("alpha: out of memory");
+    return 0;
+}
+/* tensor k (ti), a matrix of block b of set s, recorded; the workspace grown to fit it */
+static int alpha_add_matrix(const alpha_args *A, alpha_plan *P, size_t k, const molora_tensor_info *ti, int b, int s)
+{
+    size_t bytes = 0;
     molora_result r;
-    P->mat = (size_t *)calloc(nt + 1, sizeof *P->mat); P->skip = (size_t *)calloc(nt + 1, sizeof *P->skip);
-    P->mlayer = (int *)calloc(nt + 1, sizeof *P->mlayer); P->mset = (int *)calloc(nt + 1, sizeof *P->mset);
-    P->malpha = (double *)calloc(nt + 1, sizeof *P->malpha); P->fits = (molora_alpha_fit *)calloc(nt + 1, sizeof *P->fits);
-    if (!P->mat || !P->skip || !P->mlayer || !P->mset || !P->malpha || !P->fits) return die("alpha: out of memory");
-    for (k = 0; k < nt; k++) {
-        molora_tensor_info ti;
-        const char *nm;
-        int L = -1;
-        size_t b = 0;
-        molora_safetensors_tensor_info(st, k, &ti);
-        if ((nm = alpha_strip(ti.name, A->prefix))) L = alpha_layer(S, nm, &s);
-        if (ti.n_dims != 2 || L < 0 || !alpha_is_matrix_name(nm)) continue;
-        if ((ti.dtype != MOLORA_DTYPE_F32 && ti.dtype != MOLORA_DTYPE_F16 && ti.dtype != MOLORA_DTYPE_BF16) ||
-            ti.shape[0] < (uint64_t)min_side || ti.shape[1] < (uint64_t)min_side) { P->skip[P->n_skip++] = k; continue; }
-        if (ti.shape[0] > 1000000 || ti.shape[1] > 1000000)
-            return die("alpha: %s: %s: %llu x %llu is too large", A->model, ti.name, (unsigned long long)ti.shape[0],
-                       (unsigned long long)ti.shape[1]);
-        P->mat[P->n_mat] = k; P->mlayer[P->n_mat] = L; P->mset[P->n_mat++] = s;
-        if (L + 1 > nl[s]) nl[s] = L + 1;
-        if ((r = molora_alpha_workspace_size((int)ti.shape[0], (int)ti.shape[1], &A->o, &b)) != MOLORA_RESULT_SUCCESS) return die_lib(ti.name, r);
-        if (b > P->ws_bytes) P->ws_bytes = b;
-    }
-    if (P->n_mat == 0)
-        return die("alpha: %s: no 2-D weight matches %s \"%s%s\"%s with both sides >= %d", A->model,
-                   A->layers ? "--layers" : "the detected pattern", A->prefix, S->pat[0], S->n > 1 ? " (or its second stack)" : "", min_side);
-    S->first[0] = 0; S->first[1] = nl[0]; S->first[2] = nl[0] + nl[1];
-    P->n_layers = S->first[S->n];
-    for (i = 0; i < P->n_mat; i++) P->mlayer[i] += S->first[P->mset[i]];   /* first set first */
+    if (ti->shape[0] > 1000000 || ti->shape[1] > 1000000)
+        return die("alpha: %s: %s: %llu x %llu is too large", A->model, ti->name, (unsigned long long)ti->shape[0],
+                   (unsigned long long)ti->shape[1]);
+    P->mat[P->n_mat] = k; P->mblock[P->n_mat] = b; P->mset[P->n_mat++] = s;
+    r = molora_alpha_workspace_size((int)ti->shape[0], (int)ti->shape[1], &A->lib, &bytes);
+    if (r != MOLORA_RESULT_SUCCESS) return die_lib(ti->name, r);
+    if (bytes > P->ws_bytes) P->ws_bytes = bytes;
     return 0;
 }
 
-/* 2. alpha of every matrix */
-static int alpha_fit_all(const alpha_args *A, molora_safetensors *st, alpha_plan *P, double total)
+/* 1. which tensors are block matrices, by set and block; then global block numbers */
+static int alpha_select(const alpha_args *A, molora_safetensors *st, alpha_sets *S, alpha_plan *P)
 {
-    int i, progress = total > 3e7;   /* large models: a line per matrix on stderr */
+    size_t nt = molora_safetensors_n_tensors(st), k;
+    int i, s = 0, nb[2] = {0, 0}, min_side = A->lib.method == MOLORA_ALPHA_WW_077 ? 8 : 10;
+    if (alpha_plan_alloc_matrices(P, nt)) return 1;
+    for (k = 0; k < nt; k++) {
+        molora_tensor_info ti;
+        const char *nm;
+        int b = -1, is_float;
+        molora_safetensors_tensor_info(st, k, &ti);
+        if ((nm = alpha_strip(ti.name, A->prefix))) b = alpha_block(S, nm, &s);
+        if (ti.n_dims != 2 || b < 0 || !alpha_is_matrix_name(nm)) continue;
+        is_float = ti.dtype == MOLORA_DTYPE_F32 || ti.dtype == MOLORA_DTYPE_F16 || ti.dtype == MOLORA_DTYPE_BF16;
+        if (!is_float || ti.shape[0] < (uint64_t)min_side || ti.shape[1] < (uint64_t)min_side) {
+            P->skip[P->n_skip++] = k;
+            continue;
+        }
+        if (alpha_add_matrix(A, P, k, &ti, b, s)) return 1;
+        if (b + 1 > nb[s]) nb[s] = b + 1;
+    }
+    if (P->n_mat == 0)
+        return die("alpha: %s: no 2-D weight matches %s \"%s%s\"%s with both sides >= %d", A->model,
+                   A->layers ? "--layers" : "the detected pattern", A->prefix, S->pat[0],
+                   S->n > 1 ? " (or its second stack)" : "", min_side);
+    S->first[0] = 0; S->first[1] = nb[0]; S->first[2] = nb[0] + nb[1];
+    P->n_blocks = S->first[S->n];
+    for (i = 0; i < P->n_mat; i++) P->mblock[i] += S->first[P->mset[i]];   /* first set first */
+    return 0;
+}
+
+/* the number of weights of all the matrices (a large model shows its progress) */
+static double alpha_total_weights(molora_safetensors *st, const alpha_plan *P)
+{
+    double total = 0;
+    int i;
+    for (i = 0; i < P->n_mat; i++) {
+        molora_tensor_info ti;
+        molora_safetensors_tensor_info(st, P->mat[i], &ti);
+        total += (double)ti.shape[0] * (double)ti.shape[1];
+    }
+    return total;
+}
+
+/* 2. alpha of every matrix */
+static int alpha_fit_all(const alpha_args *A, molora_safetensors *st, alpha_plan *P)
+{
+    int i, progress = alpha_total_weights(st, P) > 3e7;   /* large models: a line per matrix on stderr */
     molora_result r;
     for (i = 0; i < P->n_mat; i++) {
         molora_tensor_info ti;
         const float *w = NULL;
+        int rows, cols;
         molora_safetensors_tensor_info(st, P->mat[i], &ti);
+        rows = (int)ti.shape[0]; cols = (int)ti.shape[1];
         if (progress) fprintf(stderr, "alpha: [%d/%d] %s (%llu x %llu)\n", i + 1, P->n_mat, ti.name,
                               (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
         g_detail[0] = 0;
         if ((r = molora_safetensors_tensor_f32(st, P->mat[i], &w)) != MOLORA_RESULT_SUCCESS) return die_lib(ti.name, r);
-        if ((r = molora_alpha_matrix(w, (int)ti.shape[0], (int)ti.shape[1], &A->o, &P->fits[i])) != MOLORA_RESULT_SUCCESS)
+        if ((r = molora_alpha_matrix(w, rows, cols, &A->lib, &P->fits[i])) != MOLORA_RESULT_SUCCESS)
             return die_lib(ti.name, r);
-        P->malpha[i] = P->fits[i].alpha;
-        if (!isfinite(P->malpha[i])) return die("alpha: %s: the fitted tail is all equal values (alpha is infinite)", ti.name);
+        P->mat_alpha[i] = P->fits[i].alpha;
+        if (!isfinite(P->mat_alpha[i]))
+            return die("alpha: %s: the fitted tail is all equal values (alpha is infinite)", ti.name);
     }
     return 0;
 }
 
-/* 3. per-layer mean and the allocation; NEGATIVE_EXPERTS is kept in *res (printed, then refused) */
+/* the first block with no matrix (what makes the per-block mean fail), named by its set */
+static int alpha_empty_block(const alpha_args *A, const alpha_sets *S, const alpha_plan *P)
+{
+    int i, j;
+    for (i = 0; i < P->n_blocks; i++) {
+        int any = 0, si = i >= S->first[1];
+        for (j = 0; j < P->n_mat; j++) any |= P->mblock[j] == i;
+        if (!any)
+            return die("alpha: %s: layer %d of \"%s\" has no weight matrix (layers 0..%d expected)", A->model,
+                       i - S->first[si], S->pat[si], S->first[si + 1] - S->first[si] - 1);
+    }
+    return 0;
+}
+
+/* 3. per-block mean and the allocation; NEGATIVE_EXPERTS is kept in *res (printed, then refused) */
 static int alpha_allocate(const alpha_args *A, const alpha_sets *S, alpha_plan *P, molora_result *res)
 {
-    int i, j, L = P->n_layers;
+    int nb = P->n_blocks;
     molora_result r;
-    P->lalpha = (double *)calloc((size_t)L, sizeof *P->lalpha);
-    P->experts = (int *)calloc((size_t)L, sizeof *P->experts); P->topk = (int *)calloc((size_t)L, sizeof *P->topk);
-    if (!P->lalpha || !P->experts || !P->topk) return die("alpha: out of memory");
+    P->block_alpha = (double *)calloc((size_t)nb, sizeof *P->block_alpha);
+    P->experts = (int *)calloc((size_t)nb, sizeof *P->experts);
+    P->topk = (int *)calloc((size_t)nb, sizeof *P->topk);
+    if (!P->block_alpha || !P->experts || !P->topk) return die("alpha: out of memory");
     g_detail[0] = 0;
-    if ((r = molora_alpha_block_mean(P->malpha, P->mlayer, P->n_mat, L, P->lalpha)) != MOLORA_RESULT_SUCCESS) {
-        for (i = 0; i < L; i++) {
-            int any = 0, si = i >= S->first[1];
-            for (j = 0; j < P->n_mat; j++) any |= P->mlayer[j] == i;
-            if (!any) return die("alpha: %s: layer %d of \"%s\" has no weight matrix (layers 0..%d expected)", A->model,
-                                 i - S->first[si], S->pat[si], S->first[si + 1] - S->first[si] - 1);
-        }
-        return die_lib("alpha: per-layer mean", r);
-    }
-    r = molora_alpha_allocate(P->lalpha, L, A->budget, A->beta, P->experts, P->topk);
+    r = molora_alpha_block_mean(P->mat_alpha, P->mblock, P->n_mat, nb, P->block_alpha);
+    if (r != MOLORA_RESULT_SUCCESS) return alpha_empty_block(A, S, P) || die_lib("alpha: per-layer mean", r);
+    r = molora_alpha_allocate(P->block_alpha, nb, A->budget, A->beta, P->experts, P->topk);
     if (r != MOLORA_RESULT_SUCCESS && r != MOLORA_RESULT_NEGATIVE_EXPERTS) return die_lib("alpha: allocation", r);
     *res = r;
     return 0;
@@ -1274,15 +1540,15 @@ static void alpha_print_json(const alpha_args *A, const alpha_sets *S, const alp
         printf("%s\n  {\"name\": ", i ? "," : "");
         jstr(stdout, ti.name);
         printf(", \"layer\": %d, \"alpha\": %.17g, \"xmin\": %.17g, \"ks\": %.17g, \"n_eigs\": %d, \"n_tail\": %d}",
-               P->mlayer[i], f->alpha, f->xmin, f->ks, f->n_eigs, f->n_tail);
+               P->mblock[i], f->alpha, f->xmin, f->ks, f->n_eigs, f->n_tail);
     }
     printf("],\n \"layers\": [");
-    for (i = 0; i < P->n_layers; i++) {
+    for (i = 0; i < P->n_blocks; i++) {
         int si = i >= S->first[1];
         printf("%s\n  {\"layer\": %d, \"set\": ", i ? "," : "", i);
         jstr(stdout, S->pat[si]);
-        printf(", \"index\": %d, \"alpha\": %.17g, \"experts\": %d, \"top_k\": %d}", i - S->first[si], P->lalpha[i],
-               P->experts[i], P->topk[i]);
+        printf(", \"index\": %d, \"alpha\": %.17g, \"experts\": %d, \"top_k\": %d}", i - S->first[si],
+               P->block_alpha[i], P->experts[i], P->topk[i]);
     }
     printf("],\n \"skipped\": [");
     for (i = 0; i < P->n_skip; i++) {
@@ -1298,19 +1564,20 @@ static void alpha_print_table(const alpha_args *A, const alpha_sets *S, const al
 {
     int i;
     alpha_print_sets(S);
-    printf("%-56s %5s %13s %9s %11s %8s %6s %6s\n", "matrix", "layer", "shape", "alpha", "xmin", "ks", "n_eigs", "n_tail");
+    printf("%-56s %5s %13s %9s %11s %8s %6s %6s\n", "matrix", "layer", "shape", "alpha", "xmin", "ks", "n_eigs",
+           "n_tail");
     for (i = 0; i < P->n_mat; i++) {
         molora_tensor_info ti;
         const molora_alpha_fit *f = &P->fits[i];
         char shape[32];
         molora_safetensors_tensor_info(st, P->mat[i], &ti);
         snprintf(shape, sizeof shape, "%llux%llu", (unsigned long long)ti.shape[0], (unsigned long long)ti.shape[1]);
-        printf("%-56s %5d %13s %9.4f %11.4g %8.4f %6d %6d\n", ti.name, P->mlayer[i], shape, f->alpha, f->xmin, f->ks,
+        printf("%-56s %5d %13s %9.4f %11.4g %8.4f %6d %6d\n", ti.name, P->mblock[i], shape, f->alpha, f->xmin, f->ks,
                f->n_eigs, f->n_tail);
     }
     printf("\n%5s %9s %7s %5s    (method %s%s, budget %d, beta %g)\n", "layer", "alpha", "experts", "top_k", A->method,
            A->fp16 ? ", weights rounded to float16" : "", A->budget, A->beta);
-    for (i = 0; i < P->n_layers; i++) printf("%5d %9.4f %7d %5d\n", i, P->lalpha[i], P->experts[i], P->topk[i]);
+    for (i = 0; i < P->n_blocks; i++) printf("%5d %9.4f %7d %5d\n", i, P->block_alpha[i], P->experts[i], P->topk[i]);
     for (i = 0; i < P->n_skip; i++) {
         molora_tensor_info ti;
         molora_safetensors_tensor_info(st, P->skip[i], &ti);
@@ -1328,24 +1595,22 @@ static int cmd_alpha(int argc, char **argv)
     molora_safetensors *st = NULL;
     molora_result r, res = MOLORA_RESULT_SUCCESS;
     void *ws = NULL;
-    double total = 0;
-    int i, rc = 1;
+    int rc = 1;
     memset(&P, 0, sizeof P);
     if (alpha_parse(argc, argv, &A)) return 1;
     d = load_desc(A.read);
     if ((r = molora_safetensors_open(A.model, &d, &st)) != MOLORA_RESULT_SUCCESS) return die_lib(A.model, r);
     if (alpha_pick_sets(&A, st, &S) || alpha_select(&A, st, &S, &P)) goto done;
-    if (P.ws_bytes && !(ws = malloc(P.ws_bytes))) { die("alpha: out of memory (%zu bytes of workspace)", P.ws_bytes); goto done; }
-    A.o.workspace = ws; A.o.workspace_size = P.ws_bytes;
-    for (i = 0; i < P.n_mat; i++) {
-        molora_tensor_info ti;
-        molora_safetensors_tensor_info(st, P.mat[i], &ti);
-        total += (double)ti.shape[0] * (double)ti.shape[1];
+    if (P.ws_bytes && !(ws = malloc(P.ws_bytes))) {
+        die("alpha: out of memory (%zu bytes of workspace)", P.ws_bytes);
+        goto done;
     }
-    if (alpha_fit_all(&A, st, &P, total) || alpha_allocate(&A, &S, &P, &res)) goto done;
+    A.lib.workspace = ws; A.lib.workspace_size = P.ws_bytes;
+    if (alpha_fit_all(&A, st, &P) || alpha_allocate(&A, &S, &P, &res)) goto done;
     if (A.json) alpha_print_json(&A, &S, &P, st); else alpha_print_table(&A, &S, &P, st);
     if (res == MOLORA_RESULT_NEGATIVE_EXPERTS) {
-        die("alpha: budget %d with beta %g needs a negative expert count (printed as upstream computes it)", A.budget, A.beta);
+        die("alpha: budget %d with beta %g needs a negative expert count (printed as upstream computes it)", A.budget,
+            A.beta);
         goto done;
     }
     rc = 0;
@@ -1369,7 +1634,8 @@ static int run_command(int argc, char **argv)
 static int stdout_flushed(void)
 {
     errno = 0;
-    if (fflush(stdout) != 0 || ferror(stdout)) return die("standard output: write failed: %s", strerror(errno ? errno : EIO));
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return die("standard output: write failed: %s", strerror(errno ? errno : EIO));
     return 0;
 }
 int main(int argc, char **argv)

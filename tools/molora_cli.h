@@ -168,8 +168,16 @@ static int cli_routing_parse(cli_args *c, const char *s, int allow_adamole, cli_
     } else if (!strncmp(s, "threshold:", 10)) {
         if (!cli_float(s + 10, &r->threshold)) return cli_fail(c, "--routing %s: V must be a finite decimal number", s);
         r->kind = CLI_ROUTE_THRESHOLD;
-    } else return cli_fail(c, "--routing %s: expected %s", s, allow_adamole ? "dense, topk:K, threshold:V or adamole" : "dense, topk:K or threshold:V");
+    } else {
+        const char *want = allow_adamole ? "dense, topk:K, threshold:V or adamole" : "dense, topk:K or threshold:V";
+        return cli_fail(c, "--routing %s: expected %s", s, want);
+    }
     return 0;
+}
+/* expert e is in the --mask set (e < CLI_MASK_LIMIT) */
+static int cli_mask_has(const cli_forward_opts *o, long e)
+{
+    return (o->mask_bits[e / 8] & (1u << (e % 8))) != 0;
 }
 /* I,J,...: decimal indices, no empty item, sign or space, no index twice */
 static int cli_mask_parse(cli_args *c, const char *s, cli_forward_opts *o)
@@ -182,11 +190,16 @@ static int cli_mask_parse(cli_args *c, const char *s, cli_forward_opts *o)
         const char *start = p;
         for (; *p >= '0' && *p <= '9'; p++) {
             e = e * 10 + (*p - '0');
-            if (e >= CLI_MASK_LIMIT) return cli_fail(c, "--mask %s: expert index %.*s is too large", s, (int)strspn(start, "0123456789"), start);
+            if (e >= CLI_MASK_LIMIT) {
+                int digits = (int)strspn(start, "0123456789");
+                return cli_fail(c, "--mask %s: expert index %.*s is too large", s, digits, start);
+            }
         }
-        if (p == start) return cli_fail(c, "--mask %s: %s", s, *p == ',' || !*p ? "empty item (indices separated by single commas)" : "indices are digits only (no spaces or signs)");
-        if (*p && *p != ',') return cli_fail(c, "--mask %s: indices are digits only (no spaces or signs)", s);
-        if (o->mask_bits[e / 8] & (1u << (e % 8))) return cli_fail(c, "--mask %s: index %ld given twice", s, e);
+        if (p == start && (*p == ',' || !*p))
+            return cli_fail(c, "--mask %s: empty item (indices separated by single commas)", s);
+        if (p == start || (*p && *p != ','))
+            return cli_fail(c, "--mask %s: indices are digits only (no spaces or signs)", s);
+        if (cli_mask_has(o, e)) return cli_fail(c, "--mask %s: index %ld given twice", s, e);
         o->mask_bits[e / 8] |= (unsigned char)(1u << (e % 8));
         if (e > o->mask_max) o->mask_max = (int)e;
         if (!*p) return 0;
@@ -266,15 +279,16 @@ static int cli_parse_compose(int argc, char **argv, cli_compose_opts *o)
         else return cli_fail(&c, "unexpected argument %s", cli_arg(&c));
     }
     if (!o->n_experts || !o->gate || !o->out)
-        return cli_fail(&c, "usage: molora compose --expert DIR [--expert DIR ...] --gate GATE.safetensors --out DIR [--routing ...]");
+        return cli_fail(&c, "usage: molora compose --expert DIR [--expert DIR ...] --gate GATE.safetensors --out DIR "
+                            "[--routing ...]");
     if (routing && cli_routing_parse(&c, routing, 0, &o->routing)) return -1;
     if (o->routing.kind == CLI_ROUTE_TOPK && o->routing.top_k > o->n_experts)
         return cli_fail(&c, "--routing %s: k must be in 1..%d", routing, o->n_experts);
     return 0;
 }
 
-/* molora alpha MODEL [--method fix_finger|ww|ww077] [--layers PATTERN] [--upstream-fp16] [--budget N] [--beta B]
-                      [--prefix P] [--json] [--read] */
+/* molora alpha MODEL [--method fix_finger|ww|ww077] [--layers PATTERN] [--upstream-fp16] [--budget N]
+                      [--beta B] [--prefix P] [--json] [--read] */
 static int cli_parse_alpha(int argc, char **argv, cli_alpha_opts *o)
 {
     cli_args c;
@@ -295,15 +309,18 @@ static int cli_parse_alpha(int argc, char **argv, cli_alpha_opts *o)
         if (slot) { if (cli_value(&c, slot)) return -1; }
         else if (cli_positional(&c, &o->model, "MODEL")) return -1;
     }
-    if (!o->model) return cli_fail(&c, "usage: molora alpha MODEL [--method fix_finger|ww|ww077] [--layers PATTERN] [--upstream-fp16] "
-                                        "[--budget N] [--beta B] [--prefix P] [--json] [--read]");
+    if (!o->model)
+        return cli_fail(&c, "usage: molora alpha MODEL [--method fix_finger|ww|ww077] [--layers PATTERN] "
+                            "[--upstream-fp16] [--budget N] [--beta B] [--prefix P] [--json] [--read]");
     if (!o->method) o->method = "fix_finger";
     if (!o->prefix) o->prefix = "";
     if (strcmp(o->method, "fix_finger") && strcmp(o->method, "ww") && strcmp(o->method, "ww077"))
         return cli_fail(&c, "--method %s: want fix_finger, ww or ww077", o->method);
-    if (budget && !cli_int(budget, 0, 1000000, &b)) return cli_fail(&c, "--budget %s: want an integer 0..1000000", budget);
+    if (budget && !cli_int(budget, 0, 1000000, &b))
+        return cli_fail(&c, "--budget %s: want an integer 0..1000000", budget);
     if (budget) { o->budget = (int)b; o->budget_set = 1; }
-    if (beta && (!cli_real(beta, &o->beta) || o->beta <= 0)) return cli_fail(&c, "--beta %s: want a finite number > 0", beta);
+    if (beta && (!cli_real(beta, &o->beta) || o->beta <= 0))
+        return cli_fail(&c, "--beta %s: want a finite number > 0", beta);
     o->beta_set = beta != NULL;
     return 0;
 }

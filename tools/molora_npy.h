@@ -66,14 +66,18 @@ typedef struct molora_npy_info {
 } molora_npy_info;
 
 /* ---- errors ---------------------------------------------------------------------------------- */
+static int molora__npy_verr(char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    return -1;
+}
+/* the one line into err (when the caller gave one); always -1 */
 static int molora__npy_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    molora__npy_verr(err, errlen, fmt, ap);
+    va_end(ap);
     return -1;
 }
 
@@ -108,14 +112,33 @@ typedef struct molora__npy_parser {
     size_t errlen;
 } molora__npy_parser;
 
+/* the parser's error: the whole message */
+static int molora__npy_perr(const molora__npy_parser *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    molora__npy_verr(p->err, p->errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+/* the parser's error at the cursor: what was found there, or the end it ran into */
 static int molora__npy_fail(molora__npy_parser *p, const char *what)
 {
-    if (p->i >= p->n) return molora__npy_err(p->err, p->errlen, "header: unexpected end (%s)", what);
-    return molora__npy_err(p->err, p->errlen, "header: %s at byte %lu", what, (unsigned long)p->i);
+    if (p->i >= p->n) return molora__npy_perr(p, "header: unexpected end (%s)", what);
+    return molora__npy_perr(p, "header: %s at byte %lu", what, (unsigned long)p->i);
 }
 static int molora__npy_at(const molora__npy_parser *p, size_t k) { return p->i + k < p->n ? p->s[p->i + k] : -1; }
 static int molora__npy_is_newline(int c) { return c == '\n' || c == '\r'; }
-static int molora__npy_is_ident(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c >= 0x80; }
+static int molora__npy_is_digit(int c) { return c >= '0' && c <= '9'; }
+static int molora__npy_is_ident(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || molora__npy_is_digit(c) || c == '_' || c >= 0x80;
+}
+/* a '#' comment: to the end of its line (the newline stays) */
+static void molora__npy_skip_comment(molora__npy_parser *p)
+{
+    while (p->i < p->n && !molora__npy_is_newline(p->s[p->i])) p->i++;
+}
 static int molora__npy_hexval(int c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -130,7 +153,7 @@ static void molora__npy_skip_space(molora__npy_parser *p)
     for (;;) {
         int c = molora__npy_at(p, 0);
         if (c == ' ' || c == '\t' || c == '\f' || molora__npy_is_newline(c)) p->i++;
-        else if (c == '#') { while (p->i < p->n && !molora__npy_is_newline(p->s[p->i])) p->i++; }
+        else if (c == '#') molora__npy_skip_comment(p);
         else if (c == '\\' && molora__npy_is_newline(molora__npy_at(p, 1))) {
             p->i += (molora__npy_at(p, 1) == '\r' && molora__npy_at(p, 2) == '\n') ? 3 : 2;
         } else return;
@@ -172,7 +195,8 @@ static int molora__npy_escape(molora__npy_parser *p, molora__npy_val *v)
     if (c == '\r') { if (molora__npy_at(p, 0) == '\n') p->i++; return 0; }
     if (c >= '0' && c <= '7') {
         unsigned long cp = (unsigned long)(c - '0');
-        for (k = 0; k < 2 && molora__npy_at(p, 0) >= '0' && molora__npy_at(p, 0) <= '7'; k++) cp = cp * 8 + (unsigned long)(p->s[p->i++] - '0');
+        for (k = 0; k < 2 && molora__npy_at(p, 0) >= '0' && molora__npy_at(p, 0) <= '7'; k++)
+            cp = cp * 8 + (unsigned long)(p->s[p->i++] - '0');
         molora__npy_put(v, cp);
         return 0;
     }
@@ -193,7 +217,10 @@ static int molora__npy_quoted(molora__npy_parser *p, molora__npy_val *v, int raw
     for (;;) {
         int c = molora__npy_at(p, 0);
         if (c < 0) return molora__npy_fail(p, "unterminated string");
-        if (c == q && (!triple || (molora__npy_at(p, 1) == q && molora__npy_at(p, 2) == q))) { p->i += triple ? 3 : 1; return 0; }
+        if (c == q && (!triple || (molora__npy_at(p, 1) == q && molora__npy_at(p, 2) == q))) {
+            p->i += triple ? 3 : 1;
+            return 0;
+        }
         if (!triple && molora__npy_is_newline(c)) return molora__npy_fail(p, "newline in a string");
         p->i++;
         if (c != '\\') molora__npy_put(v, (unsigned long)c);
@@ -212,7 +239,8 @@ static int molora__npy_prefix(const molora__npy_parser *p, int *raw, int *plain)
     while (k < 2) {
         int c = molora__npy_at(p, (size_t)k);
         if (c == 'r' || c == 'R') r++;
-        else if (c == 'u' || c == 'U' || c == 'b' || c == 'B' || c == 'f' || c == 'F') bad += (c == 'u' || c == 'U') ? 10 : 1;
+        else if (c == 'u' || c == 'U') bad += 10;
+        else if (c == 'b' || c == 'B' || c == 'f' || c == 'F') bad += 1;
         else break;
         k++;
     }
@@ -242,8 +270,8 @@ static int molora__npy_digits(molora__npy_parser *p, molora__npy_val *v, int bas
 {
     int count = 0;
     for (;;) {
-        int c = molora__npy_at(p, 0), d = molora__npy_hexval(c);
-        if (c == '_' && count && molora__npy_hexval(molora__npy_at(p, 1)) >= 0 && molora__npy_hexval(molora__npy_at(p, 1)) < base) { p->i++; continue; }
+        int c = molora__npy_at(p, 0), d = molora__npy_hexval(c), next = molora__npy_hexval(molora__npy_at(p, 1));
+        if (c == '_' && count && next >= 0 && next < base) { p->i++; continue; }   /* 1_000: one '_' between digits */
         if (d < 0 || d >= base) return count;
         if (v->u > (~0ull - (unsigned long long)d) / (unsigned long long)base) v->big = 1;
         v->u = v->u * (unsigned long long)base + (unsigned long long)d;
@@ -268,7 +296,7 @@ static int molora__npy_int(molora__npy_parser *p, molora__npy_val *v)
     if (molora__npy_at(p, 0) == '+' || molora__npy_at(p, 0) == '-') {
         sign = p->s[p->i++] == '-';
         molora__npy_skip_space(p);
-        if (molora__npy_at(p, 0) < '0' || molora__npy_at(p, 0) > '9') return molora__npy_fail(p, "a sign not followed by a number");
+        if (!molora__npy_is_digit(molora__npy_at(p, 0))) return molora__npy_fail(p, "a sign not followed by a number");
     }
     c = molora__npy_at(p, 1);
     if (molora__npy_at(p, 0) == '0' && (c == 'x' || c == 'X' || c == 'o' || c == 'O' || c == 'b' || c == 'B')) {
@@ -282,7 +310,8 @@ static int molora__npy_int(molora__npy_parser *p, molora__npy_val *v)
         if (leading_zero && v->u) return molora__npy_fail(p, "leading zeros in a decimal int");
     }
     nd = molora__npy_at(p, 0);
-    if (nd == '.' || nd == 'e' || nd == 'E' || nd == 'j' || nd == 'J') return molora__npy_fail(p, "a float or complex number (dims must be ints)");
+    if (nd == '.' || nd == 'e' || nd == 'E' || nd == 'j' || nd == 'J')
+        return molora__npy_fail(p, "a float or complex number (dims must be ints)");
     molora__npy_skip_long_suffix(p);
     if (molora__npy_is_ident(molora__npy_at(p, 0))) return molora__npy_fail(p, "a malformed number");
     v->neg = sign && v->u;
@@ -307,8 +336,10 @@ static int molora__npy_value(molora__npy_parser *p, molora__npy_val *v, int dept
 static void molora__npy_tuple_add(molora__npy_val *t, const molora__npy_val *e)
 {
     if (e->kind != MOLORA__NPY_INT) t->ints = 0;
-    else if (e->neg) { if (t->first_neg == 0) t->first_neg = e->big || e->u > (unsigned long long)LLONG_MAX ? LLONG_MIN : -(long long)e->u; }
-    else if (e->big) t->any_big = 1;
+    else if (e->neg) {
+        int below_min = e->big || e->u > (unsigned long long)LLONG_MAX;   /* shown as LLONG_MIN */
+        if (t->first_neg == 0) t->first_neg = below_min ? LLONG_MIN : -(long long)e->u;
+    } else if (e->big) t->any_big = 1;
     if (t->n < MOLORA_NPY_MAX_DIMS && e->kind == MOLORA__NPY_INT) t->dims[t->n] = e->u;
     t->n++;
 }
@@ -333,30 +364,40 @@ static int molora__npy_paren(molora__npy_parser *p, molora__npy_val *v, int dept
     return 0;
 }
 
+/* shape: a tuple of non-negative ints under 2^64, at most MOLORA_NPY_MAX_DIMS of them */
+static int molora__npy_shape(molora__npy_parser *p, const molora__npy_val *v)
+{
+    int d;
+    if (v->kind != MOLORA__NPY_TUPLE || !v->ints) return molora__npy_perr(p, "header: shape is not a tuple of ints");
+    if (v->first_neg) return molora__npy_perr(p, "header: shape has a negative dimension (%lld)", v->first_neg);
+    if (v->any_big) return molora__npy_perr(p, "header: shape has a dimension of 2^64 or more");
+    if (v->n > MOLORA_NPY_MAX_DIMS)
+        return molora__npy_perr(p, "header: shape has %d dimensions (numpy's limit is 32)", v->n);
+    p->out->ndim = v->n;
+    for (d = 0; d < v->n; d++) p->out->shape[d] = v->dims[d];
+    return 0;
+}
 /* records one key: value of the header dict; a known key twice is a lying header */
 static int molora__npy_entry(molora__npy_parser *p, const molora__npy_val *k, const molora__npy_val *v)
 {
     molora_npy_info *o = p->out;
     int key;
-    if (k->kind != MOLORA__NPY_STR) return molora__npy_err(p->err, p->errlen, "header: a key at byte %lu is not a string", (unsigned long)k->at);
+    if (k->kind != MOLORA__NPY_STR)
+        return molora__npy_perr(p, "header: a key at byte %lu is not a string", (unsigned long)k->at);
     for (key = 0; key < MOLORA__NPY_KEYS; key++) if (k->s_exact && !strcmp(k->s, molora__npy_keys[key])) break;
-    if (key == MOLORA__NPY_KEYS) return molora__npy_err(p->err, p->errlen, "header: key '%s' is not one of 'descr', 'fortran_order', 'shape'", k->s);
-    if (p->seen[key]++) return molora__npy_err(p->err, p->errlen, "header: key '%s' given twice (numpy would keep the last one; refused as a lying header)", k->s);
+    if (key == MOLORA__NPY_KEYS)
+        return molora__npy_perr(p, "header: key '%s' is not one of 'descr', 'fortran_order', 'shape'", k->s);
+    if (p->seen[key]++)
+        return molora__npy_perr(p, "header: key '%s' given twice (numpy would keep the last one; refused as a lying "
+                                   "header)", k->s);
     if (key == MOLORA__NPY_KEY_DESCR) {
         o->descr_is_str = v->kind == MOLORA__NPY_STR;
         memcpy(o->descr, v->kind == MOLORA__NPY_STR ? v->s : "?", v->kind == MOLORA__NPY_STR ? v->slen + 1 : 2);
     } else if (key == MOLORA__NPY_KEY_FORTRAN) {
-        if (v->kind != MOLORA__NPY_BOOL) return molora__npy_err(p->err, p->errlen, "header: fortran_order is not a bool (True or False)");
+        if (v->kind != MOLORA__NPY_BOOL)
+            return molora__npy_perr(p, "header: fortran_order is not a bool (True or False)");
         o->fortran_order = v->b;
-    } else {
-        int d;
-        if (v->kind != MOLORA__NPY_TUPLE || !v->ints) return molora__npy_err(p->err, p->errlen, "header: shape is not a tuple of ints");
-        if (v->first_neg) return molora__npy_err(p->err, p->errlen, "header: shape has a negative dimension (%lld)", v->first_neg);
-        if (v->any_big) return molora__npy_err(p->err, p->errlen, "header: shape has a dimension of 2^64 or more");
-        if (v->n > MOLORA_NPY_MAX_DIMS) return molora__npy_err(p->err, p->errlen, "header: shape has %d dimensions (numpy's limit is 32)", v->n);
-        o->ndim = v->n;
-        for (d = 0; d < v->n; d++) o->shape[d] = v->dims[d];
-    }
+    } else return molora__npy_shape(p, v);
     return 0;
 }
 /* { key: value, ... }: only as the top value */
@@ -406,7 +447,7 @@ static int molora__npy_lead(molora__npy_parser *p)
         size_t line = p->i;
         int indented = 0;
         while ((c = molora__npy_at(p, 0)) == ' ' || c == '\t' || c == '\f') { indented |= c != '\f'; p->i++; }
-        if (c == '#') while (p->i < p->n && !molora__npy_is_newline(p->s[p->i])) p->i++;
+        if (c == '#') molora__npy_skip_comment(p);
         c = molora__npy_at(p, 0);
         if (molora__npy_is_newline(c)) { p->i += (c == '\r' && molora__npy_at(p, 1) == '\n') ? 2 : 1; continue; }
         if (c < 0) { p->i = line; return 0; }
@@ -421,7 +462,7 @@ static int molora__npy_trail(molora__npy_parser *p)
         int c = molora__npy_at(p, 0);
         if (c < 0) return 0;
         if (c == ' ' || c == '\t' || c == '\f' || molora__npy_is_newline(c)) p->i++;
-        else if (c == '#') { while (p->i < p->n && !molora__npy_is_newline(p->s[p->i])) p->i++; }
+        else if (c == '#') molora__npy_skip_comment(p);
         else return molora__npy_fail(p, "text after the dict");
     }
 }
@@ -429,12 +470,12 @@ static int molora__npy_text(molora__npy_parser *p)
 {
     molora__npy_val v;
     int key;
-    if (memchr(p->s, 0, p->n)) return molora__npy_err(p->err, p->errlen, "header: a NUL byte");
+    if (memchr(p->s, 0, p->n)) return molora__npy_perr(p, "header: a NUL byte");
     if (molora__npy_lead(p) || molora__npy_value(p, &v, 0, 1)) return -1;
-    if (v.kind != MOLORA__NPY_DICT) return molora__npy_err(p->err, p->errlen, "header is not a dict");
+    if (v.kind != MOLORA__NPY_DICT) return molora__npy_perr(p, "header is not a dict");
     if (molora__npy_trail(p)) return -1;
     for (key = 0; key < MOLORA__NPY_KEYS; key++)
-        if (!p->seen[key]) return molora__npy_err(p->err, p->errlen, "header: no key '%s'", molora__npy_keys[key]);
+        if (!p->seen[key]) return molora__npy_perr(p, "header: no key '%s'", molora__npy_keys[key]);
     return 0;
 }
 
@@ -456,7 +497,8 @@ static long molora__npy_utf8_chars(const unsigned char *s, size_t n)
             if (i + k >= n || (s[i + k] & 0xC0) != 0x80) return -1;
             cp = cp << 6 | (s[i + k] & 0x3F);
         }
-        if ((need == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (need == 3 && (cp < 0x10000 || cp > 0x10FFFF))) return -1;
+        if (need == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return -1;   /* overlong or a surrogate */
+        if (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) return -1;                 /* overlong or past U+10FFFF */
         i += need + 1;
         chars++;
     }
@@ -473,19 +515,27 @@ MOLORA_NPY_FN int molora_npy_parse_header(const char *buf, size_t n, molora_npy_
     molora__npy_parser p;
     memset(out, 0, sizeof *out);
     if (n < 8 || memcmp(b, "\x93NUMPY", 6)) return molora__npy_err(err, errlen, "not a .npy file (bad magic)");
-    if (b[6] < 1 || b[6] > 3 || b[7] != 0) return molora__npy_err(err, errlen, ".npy format version %d.%d not supported (1.0-3.0)", b[6], b[7]);
+    if (b[6] < 1 || b[6] > 3 || b[7] != 0)
+        return molora__npy_err(err, errlen, ".npy format version %d.%d not supported (1.0-3.0)", b[6], b[7]);
     out->version = b[6];
     pre = out->version == 1 ? 10 : 12;
     if (n < pre) return molora__npy_err(err, errlen, "truncated .npy header (%lu bytes)", (unsigned long)n);
     hlen = (size_t)b[8] | (size_t)b[9] << 8;
     if (out->version > 1) hlen |= (size_t)b[10] << 16 | (size_t)b[11] << 24;
-    limit = out->version == 3 ? 4 * MOLORA_NPY_MAX_HEADER : MOLORA_NPY_MAX_HEADER;   /* UTF-8: up to 4 bytes a character */
-    if (hlen > limit) return molora__npy_err(err, errlen, "header of %lu bytes is over numpy's limit of %d characters", (unsigned long)hlen, MOLORA_NPY_MAX_HEADER);
-    if (hlen > n - pre) return molora__npy_err(err, errlen, "header length %lu runs past the end of the file (%lu bytes after the preamble)", (unsigned long)hlen, (unsigned long)(n - pre));
+    /* format 3.0 is UTF-8: up to 4 bytes a character (the characters are counted below) */
+    limit = out->version == 3 ? 4 * MOLORA_NPY_MAX_HEADER : MOLORA_NPY_MAX_HEADER;
+    if (hlen > limit)
+        return molora__npy_err(err, errlen, "header of %lu bytes is over numpy's limit of %d characters",
+                               (unsigned long)hlen, MOLORA_NPY_MAX_HEADER);
+    if (hlen > n - pre)
+        return molora__npy_err(err, errlen, "header length %lu runs past the end of the file "
+                               "(%lu bytes after the preamble)", (unsigned long)hlen, (unsigned long)(n - pre));
     if (out->version == 3) {
         long chars = molora__npy_utf8_chars(b + pre, hlen);
         if (chars < 0) return molora__npy_err(err, errlen, "header is not valid UTF-8 (format 3.0)");
-        if (chars > MOLORA_NPY_MAX_HEADER) return molora__npy_err(err, errlen, "header of %ld characters is over numpy's limit of %d characters", chars, MOLORA_NPY_MAX_HEADER);
+        if (chars > MOLORA_NPY_MAX_HEADER)
+            return molora__npy_err(err, errlen, "header of %ld characters is over numpy's limit of %d characters",
+                                   chars, MOLORA_NPY_MAX_HEADER);
     }
     memset(&p, 0, sizeof p);
     p.s = b + pre; p.n = hlen; p.version = out->version; p.out = out; p.err = err; p.errlen = errlen;
@@ -511,25 +561,29 @@ static int molora__npy_data_bytes(const molora_npy_info *in, unsigned long long 
 
 /* Accepts what molora reads: descr '<f4' or '|f4', C order, rank 2, rows in 0..2^24 and cols in
    1..2^24, and exactly rows * cols * 4 bytes of data (data_bytes: the bytes after the header). */
-MOLORA_NPY_FN int molora_npy_check_f32_2d(const molora_npy_info *in, unsigned long long data_bytes, char *err, size_t errlen)
+MOLORA_NPY_FN int molora_npy_check_f32_2d(const molora_npy_info *in, unsigned long long data_bytes, char *err,
+                                          size_t errlen)
 {
     unsigned long long need;
     if (!in->descr_is_str || (strcmp(in->descr, "<f4") && strcmp(in->descr, "|f4")))
-        return molora__npy_err(err, errlen, "dtype %s is not float32 ('<f4')", in->descr_is_str ? in->descr : "(not a string)");
+        return molora__npy_err(err, errlen, "dtype %s is not float32 ('<f4')",
+                               in->descr_is_str ? in->descr : "(not a string)");
     if (in->fortran_order) return molora__npy_err(err, errlen, "Fortran-order arrays are not supported (need C order)");
     if (in->ndim != 2) return molora__npy_err(err, errlen, "array must have rank 2 (T, d_in), not %d", in->ndim);
     if (molora__npy_data_bytes(in, 4, &need))
-        return molora__npy_err(err, errlen, "shape (%llu, %llu) overflows: more than 2^64 bytes of data", in->shape[0], in->shape[1]);
+        return molora__npy_err(err, errlen, "shape (%llu, %llu) overflows: more than 2^64 bytes of data", in->shape[0],
+                               in->shape[1]);
     if (need != data_bytes)
-        return molora__npy_err(err, errlen, "data size does not match shape (%llu, %llu): it needs %llu bytes, the file has %llu after the header",
-                               in->shape[0], in->shape[1], need, data_bytes);
+        return molora__npy_err(err, errlen, "data size does not match shape (%llu, %llu): it needs %llu bytes, "
+                               "the file has %llu after the header", in->shape[0], in->shape[1], need, data_bytes);
     if (in->shape[0] > 1u << 24 || in->shape[1] < 1 || in->shape[1] > 1u << 24)
         return molora__npy_err(err, errlen, "shape (%llu, %llu) out of range", in->shape[0], in->shape[1]);
     return 0;
 }
 
 /* A whole .npy file in memory to *data (malloc'd, the caller frees; NULL on failure). */
-MOLORA_NPY_FN int molora_npy_load_memory(const void *buf, size_t n, float **data, int *rows, int *cols, char *err, size_t errlen)
+MOLORA_NPY_FN int molora_npy_load_memory(const void *buf, size_t n, float **data, int *rows, int *cols, char *err,
+                                         size_t errlen)
 {
     molora_npy_info in;
     size_t bytes;
@@ -580,8 +634,8 @@ static int molora__npy_read_header(int fd, unsigned long long size, molora_npy_i
     return molora_npy_parse_header(head, (size_t)got, in, err, errlen);
 }
 
-/* An open regular file (read from its start, wherever its offset is) to *data (malloc'd, the caller frees). The shape is
-   checked against the file's size before anything is allocated. */
+/* An open regular file (read from its start, wherever its offset is) to *data (malloc'd, the
+   caller frees). The shape is checked against the file's size before anything is allocated. */
 MOLORA_NPY_FN int molora_npy_read_fd(int fd, float **data, int *rows, int *cols, char *err, size_t errlen)
 {
     struct stat sb;
@@ -591,13 +645,15 @@ MOLORA_NPY_FN int molora_npy_read_fd(int fd, float **data, int *rows, int *cols,
     char extra;
     *data = NULL;
     if (fstat(fd, &sb) != 0) return molora__npy_err(err, errlen, "cannot stat: %s", strerror(errno));
-    if (!S_ISREG(sb.st_mode)) return molora__npy_err(err, errlen, "%s, not a regular file", molora__npy_file_kind(sb.st_mode));
+    if (!S_ISREG(sb.st_mode))
+        return molora__npy_err(err, errlen, "%s, not a regular file", molora__npy_file_kind(sb.st_mode));
     size = (unsigned long long)sb.st_size;
     if (molora__npy_read_header(fd, size, &in, err, errlen) ||
         molora_npy_check_f32_2d(&in, size - in.data_offset, err, errlen)) return -1;
     if (size - in.data_offset > (unsigned long long)(size_t)-1) return molora__npy_err(err, errlen, "out of memory");
     bytes = (size_t)(size - in.data_offset);
-    if (lseek(fd, (off_t)in.data_offset, SEEK_SET) < 0) return molora__npy_err(err, errlen, "cannot seek: %s", strerror(errno));
+    if (lseek(fd, (off_t)in.data_offset, SEEK_SET) < 0)
+        return molora__npy_err(err, errlen, "cannot seek: %s", strerror(errno));
     if (!(*data = (float *)malloc(bytes ? bytes : 1))) return molora__npy_err(err, errlen, "out of memory");
     if (molora__npy_read_all(fd, *data, bytes) != (long long)bytes || molora__npy_read_all(fd, &extra, 1) != 0) {
         free(*data); *data = NULL;

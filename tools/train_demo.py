@@ -291,7 +291,8 @@ def train(m, params, corpus, steps, lr, seed, aux_layers=None, log=None, aux_fn=
         opt.step()
         run, nrun = run + loss.item(), nrun + 1
         if (step + 1) % 100 == 0 or step == steps - 1:
-            log(f"  steps {step + 1 - nrun:5d}..{step:5d}  mean loss {run / nrun:.4f}  ({run / nrun / math.log(2):.3f} bits/byte)")
+            mean = run / nrun
+            log(f"  steps {step + 1 - nrun:5d}..{step:5d}  mean loss {mean:.4f}  ({mean / math.log(2):.3f} bits/byte)")
             run, nrun = 0.0, 0
 
 
@@ -562,7 +563,8 @@ def mole_stage():
     cmd = ["build/molora", "compose"]
     for d in DOMAINS:
         cmd += ["--expert", os.path.join(rel, "lora_" + d)]
-    cmd += ["--gate", os.path.join(rel, "mole_gate.safetensors"), "--out", os.path.join(rel, "mole"), "--routing", "dense"]
+    cmd += ["--gate", os.path.join(rel, "mole_gate.safetensors"), "--out", os.path.join(rel, "mole"),
+            "--routing", "dense"]
     log("$ " + " ".join(cmd))
     subprocess.run(cmd, check=True, cwd=ROOT)
     os.remove(gpath)
