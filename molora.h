@@ -1431,6 +1431,7 @@ MOLORA__PRIVATE int molora__finite_typed(const void *p, molora_type t, size_t n)
     return molora__all_finite((const float *)p, n);   /* unaligned-safe: memcpy / loadu */
 }
 
+#ifdef MOLORA_TEST_HOOKS   /* defined by the tests' implementation unit only */
 /* pseudo-random floats in [-1, 1) for molora__kernel_check (xorshift32) */
 MOLORA__PRIVATE void molora__check_fill(float *v, size_t n, uint32_t *s)
 {
@@ -1499,6 +1500,7 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     free(rows);
     return worst;
 }
+#endif /* MOLORA_TEST_HOOKS */
 
 /* <<kernels */
 
