@@ -6,11 +6,7 @@
 # bad inputs exit non-zero with one line on stderr.  Usage: tests/test_alpha_cli.sh [build/molora]
 B=${1:-build/molora}
 M=tests/fixtures/alpha_model
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. tests/lib.sh
 
 for method in fix_finger ww; do
     if $B alpha $M --json --method $method --budget 12 >$T/dir.json 2>$T/err &&
@@ -125,11 +121,6 @@ if $B alpha $A/bert.safetensors --json --layers 'layer.{L}.' | sed 's/"family": 
 
 # table output, and bad inputs: non-zero exit, exactly one stderr line
 if $B alpha $M >$T/table 2>$T/err && grep -q "experts" $T/table && [ ! -s $T/err ]; then ok; else bad "alpha table"; fi
-refuse() { want=$1; shift
-    "$@" >/dev/null 2>$T/err; rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l <$T/err)" -eq 1 ] && grep -q -- "$want" $T/err; then ok
-    else bad "refuse '$want' (rc $rc): $(cat $T/err)"; fi
-}
 refuse "budget" $B alpha $M --budget -1
 refuse "beta" $B alpha $M --beta 0
 refuse "beta" $B alpha $M --beta nan
@@ -148,5 +139,4 @@ refuse "overflows float16" $B alpha $A/big.safetensors --upstream-fp16
 if $B alpha tests/fixtures/gpt2/base --json >$T/g.json 2>$T/err &&
    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['family'] == 'gpt2' and len(j['layers']) == 2 and all(l['alpha'] > 1 for l in j['layers'])" $T/g.json
 then ok; else bad "alpha on the GPT-2 Conv1D fixture: $(cat $T/err)"; fi
-echo "alpha-cli: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish alpha-cli

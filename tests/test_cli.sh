@@ -4,21 +4,11 @@
 # Usage: tests/test_cli.sh [build/molora]   (from the repository root)
 B=${1:-build/molora}
 F=tests/fixtures
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. tests/lib.sh
 fwd() { # dir module expected [extra args...]
     d=$1; m=$2; e=$3; shift 3
     if $B forward "$d" --module "$m" --input $F/x.npy --output $T/y.npy "$@" 2>$T/err &&
        python3 tests/npy_close.py $T/y.npy "$e" >/dev/null; then ok; else bad "forward $d $m $*: $(cat $T/err)"; fi
-}
-refuse() { # expected-substring command...
-    want=$1; shift
-    "$@" >/dev/null 2>$T/err; rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l <$T/err)" -eq 1 ] && grep -q -- "$want" $T/err; then ok
-    else bad "rc=$rc '$*' stderr: $(cat $T/err)"; fi
 }
 fwd $F/peft model.layers.0.self_attn.q_proj $F/peft/expected.layers.0.q_proj.npy
 fwd $F/peft base_model.model.model.layers.1.self_attn.v_proj $F/peft/expected.layers.1.v_proj.npy
@@ -86,5 +76,4 @@ if $B inspect $G/adapter --json >$T/j && python3 -c "import json,sys; j=json.loa
 mkdir -p $T/nofifo && cp $G/adapter/adapter_model.safetensors $T/nofifo/ &&
     sed 's/"fan_in_fan_out": true/"fan_in_fan_out": false/' $G/adapter/adapter_config.json >$T/nofifo/adapter_config.json
 refuse "want (96, 32)" $B forward $T/nofifo --module transformer.h.0.attn.c_attn --input $G/x32.t5.npy --output $T/y.npy --base $G/base
-echo "cli: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli
