@@ -1,12 +1,15 @@
 /* molora_bench: the mixture-of-LoRA-experts layer against the frozen layer alone, measured side
    by side in one process.
      molora_bench [--shapes S1,S2,...] [--tokens 1,8,64,512] [--threads 1,2]
-                  [--routing dense,adamole,topk:2] [--json FILE] [--reps N] [--smoke]
+                  [--routing dense,adamole,topk:2,threshold:0.15] [--json FILE] [--reps N]
+                  [--smoke | --quickstart]
    Every variant runs interleaved; weights rotate through >= 192 MiB so decode reads come from
    memory. --threads t: OpenBLAS gets t threads for frozen_ms / naive_ms; molora splits one call
    over t threads (ith/nth) with OpenBLAS at 1 thread. S6 adds topk:8 (its goal is top-8 of 64).
    --smoke: a seconds-long run of small shapes that checks molora against the naive loop and that
-   every timing is finite and positive; it asserts no speed (make test runs it on busy machines). */
+   every timing is finite and positive; it asserts no speed (make test runs it on busy machines).
+   --quickstart: the layer of examples/quickstart.c's old timing table (S1: d = 4096, 8 experts of
+   rank 8) under dense, top-2, threshold and AdaMoLE routing, 1 and 64 tokens, one thread. */
 #define _POSIX_C_SOURCE 200809L
 #define MOLORA_IMPLEMENTATION
 #include "molora.h"
@@ -139,7 +142,7 @@ static double stream_gbps(const float *buf, size_t n, int t)
 }
 
 /* ---- one shape's weights, rotated through copies ----------------------------------------- */
-typedef struct routing { char name[16]; molora_routing rule; int k; } routing;
+typedef struct routing { char name[16]; molora_routing rule; int k; float threshold; } routing;
 typedef struct bench {
     shape s;
     int copies, n_rt;
@@ -180,7 +183,7 @@ static void bench_build(bench *b, const shape *s, const routing *rt, int n_rt)
         for (l = 0; l < n_rt; l++) {
             molora_layer_desc *L = &ld[c * n_rt + l];
             L->d_in = s->d; L->d_out = s->d; L->n_experts = s->n; L->experts = &ex[c * s->n];
-            L->W0 = b->W0[c]; L->routing = rt[l].rule; L->top_k = rt[l].k;
+            L->W0 = b->W0[c]; L->routing = rt[l].rule; L->top_k = rt[l].k; L->threshold = rt[l].threshold;
             L->gate_weight = b->Wg[c]; L->threshold_weight = b->wt[c];
         }
     }
@@ -247,6 +250,7 @@ int main(int argc, char **argv)
 {
     const char *shapes_arg = "S1,S2,S3,S4,S5,S6", *json_path = NULL, *rt_arg = "dense,adamole,topk:2";
     int tokens[16] = {1, 8, 64, 512}, n_tok = 4, threads[8] = {1, 2}, n_thr = 2, reps_arg = 0, smoke = 0, i, fails = 0;
+    int quickstart = 0;
     FILE *json = NULL;
     int first_rec = 1;
     float *sbuf;
@@ -259,7 +263,17 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps_arg = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--smoke")) smoke = 1;
-        else { fprintf(stderr, "usage: %s [--shapes S1,..] [--tokens 1,8,..] [--threads 1,2] [--routing dense,adamole,topk:K] [--json FILE] [--reps N] [--smoke]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--quickstart")) quickstart = 1;
+        else {
+            fprintf(stderr, "usage: %s [--shapes S1,..] [--tokens 1,8,..] [--threads 1,2] "
+                    "[--routing dense,adamole,topk:K,threshold:V] [--json FILE] [--reps N] [--smoke | --quickstart]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (quickstart) {
+        shapes_arg = "S1"; rt_arg = "dense,topk:2,threshold:0.15,adamole";
+        n_tok = parse_list("1,64", tokens, 16); n_thr = parse_list("1", threads, 8);
     }
     if (smoke) { shapes_arg = "S5"; n_tok = parse_list("1,8,64", tokens, 16); n_thr = parse_list("1", threads, 8); sn /= 16; }
     for (i = 0; i < n_thr; i++) if (threads[i] < 1 || threads[i] > 16) { fprintf(stderr, "molora_bench: threads 1..16\n"); return 2; }
@@ -269,7 +283,7 @@ int main(int argc, char **argv)
     sbuf = rnd_vec(sn, 1.0f);
     printf("molora %s bench: ratios measured side by side in one run (median); OpenBLAS %s, core %s\n",
            MOLORA_VERSION_STRING, openblas_get_config(), openblas_get_corename());
-    printf("%-3s %4s %3s %3s %5s %3s %-8s %-7s %9s %9s %8s %8s %9s %7s %7s %6s %6s %6s\n", "sh", "d", "N", "r", "T", "thr",
+    printf("%-3s %4s %3s %3s %5s %3s %-14s %-7s %9s %9s %8s %8s %9s %7s %7s %6s %6s %6s\n", "sh", "d", "N", "r", "T", "thr",
            "routing", "path", "frozen_ms", "molora_ms", "delta_ms", "gate_ms", "naive_ms", "ratio", "floor", "naive/", "active", "GB/s");
 
     for (i = 0; i < (int)(sizeof SHAPES / sizeof *SHAPES); i++) {
@@ -288,6 +302,7 @@ int main(int argc, char **argv)
             if (!strncmp(p, "dense", 5)) r->rule = MOLORA_ROUTING_DENSE;
             else if (!strncmp(p, "adamole", 7)) r->rule = MOLORA_ROUTING_ADAMOLE;
             else if (!strncmp(p, "topk:", 5)) { r->rule = MOLORA_ROUTING_TOPK; r->k = atoi(p + 5); }
+            else if (!strncmp(p, "threshold:", 10)) { r->rule = MOLORA_ROUTING_THRESHOLD; r->threshold = (float)atof(p + 10); }
             else { fprintf(stderr, "molora_bench: unknown routing '%s'\n", r->name); return 2; }
             if (r->rule == MOLORA_ROUTING_TOPK && (r->k < 1 || r->k > s->n)) { p += len + (p[len] == ','); continue; }
             n_rt++;
@@ -385,7 +400,7 @@ int main(int argc, char **argv)
                         double mm = median(tm[l], reps), dm = median(td[l], reps), gm = median(tg[l], reps);
                         double bytes = 4.0 * ((double)d * d + (s->n + 1.0) * d + act[l] * s->r * 2.0 * d);
                         double mgbps = T == 1 ? bytes / mm / 1e6 : NAN, ratio = mm / frozen_ms;
-                        printf("%-3s %4d %3d %3d %5d %3d %-8s %-7s %9.3f %9.3f %8.3f %8.4f %9.2f %7.3f %7.3f %6.1f %6.2f %6.1f\n",
+                        printf("%-3s %4d %3d %3d %5d %3d %-14s %-7s %9.3f %9.3f %8.3f %8.4f %9.2f %7.3f %7.3f %6.1f %6.2f %6.1f\n",
                                s->name, d, s->n, s->r, T, nth, rt[l].name, path_name(path[l]), frozen_ms, mm, dm, gm, naive_ms,
                                ratio, floor, naive_ms / mm, act[l], T == 1 ? mgbps : gbps);
                         if (smoke && !(ratio > 0 && isfinite(ratio))) { fprintf(stderr, "molora_bench: smoke: ratio %g is not a time\n", ratio); fails++; }
