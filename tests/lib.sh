@@ -2,7 +2,7 @@
 # test_hostile.sh), run from the repository root:
 #   T                      a scratch directory, removed on exit
 #   ok, bad MSG, skip MSG  count a check (bad and skip print MSG); figure MSG prints a measured figure
-#   refuse, accept, same, no_temp   run or compare and count the outcome (below)
+#   refuse, accept, same, no_temp   run or compare and count the outcome (below); json_holds tests a JSON file
 #   finish NAME            the closing "NAME: N passed, M failed" line; the suite's exit status
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
@@ -28,6 +28,8 @@ accept() {
 no_temp() {
     if ls -A "$1" | grep -q -- "${2:-molora-}"; then bad "temporary file left in $1: $(ls -A "$1")"; else ok; fi
 }
+# json_holds FILE EXPR: the Python expression EXPR holds for j, the JSON value in FILE (the status only)
+json_holds() { python3 -c "import json, sys; j = json.load(open(sys.argv[1])); assert $2" "$1"; }
 # same FILE_A FILE_B: byte-identical
 same() { if cmp -s "$1" "$2"; then ok; else bad "$1 differs from $2"; fi; }
 # finish NAME: the count line (and the skips, if any); exit status 0 only when nothing failed

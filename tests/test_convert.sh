@@ -19,7 +19,8 @@ sd[P + ".lora_gating.weight"] = torch.randn(2, 5).to(torch.bfloat16)
 sd[P + ".lora_threshold.weight"] = torch.randn(1, 5).half()
 sd[P + ".lora_threshold.bias"] = torch.randn(1)
 torch.save(sd, T + "/adapter_model.bin")
-json.dump({"peft_type": "ADAMOLE", "lora_rank": 2, "lora_alpha": 4, "num_experts": 2, "max_threshold": None}, open(T + "/adapter_config.json", "w"))
+json.dump({"peft_type": "ADAMOLE", "lora_rank": 2, "lora_alpha": 4, "num_experts": 2, "max_threshold": None},
+          open(T + "/adapter_config.json", "w"))
 subprocess.run([sys.executable, "tools/convert_pickle.py", T, T + "/out"], check=True, stdout=subprocess.DEVNULL)
 b = open(T + "/out/adapter_model.safetensors", "rb").read()
 n = struct.unpack("<Q", b[:8])[0]
