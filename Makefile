@@ -1,4 +1,4 @@
-# molora: the one entry point.  make demo | make test | make install | make clean
+# molora: the one entry point.  make demo | make test | make install | make clean   (make help lists every target)
 CC      ?= cc
 CXX     ?= c++
 CFLAGS  ?= -O2 -g
@@ -9,19 +9,47 @@ B        = build
 BLAS     = -lopenblas
 LIBS     = $(BLAS) -lm
 WRAP     = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+POSIX    = -D_POSIX_C_SOURCE=200809L
+JOBS    ?= 2
+PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
 # OpenBLAS 0.3.21 (Debian 12) detects AVX-512 AMD CPUs (Zen 4/5) as Haswell and runs its AVX2
 # kernels at half speed; its own OPENBLAS_CORETYPE setting picks the AVX-512 ones. The demo and the
 # benchmark set it when the CPU has AVX-512 and you have not set it (molora itself never does).
-OPENBLAS_ENV = $(if $(OPENBLAS_CORETYPE),,$(if $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo y),OPENBLAS_CORETYPE=SkylakeX))
+HAS_AVX512   = $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo y)
+OPENBLAS_ENV = $(if $(OPENBLAS_CORETYPE),,$(if $(HAS_AVX512),OPENBLAS_CORETYPE=SkylakeX))
 
 # Debian packages each goal needs (checked with dpkg-query, installed with apt-get as root)
 PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
 PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3 python3-numpy clang libclang-rt-14-dev
+PKGS_SAN   = $(PKGS_TEST) valgrind
 
-.PHONY: all demo demo-engine test test-san deps deps-test install uninstall clean check-compile fuzz fixtures bench-alpha
+.PHONY: all help deps deps-test deps-san demo demo-engine test test-san asan ubsan tsan valgrind fuzz \
+        bench bench-alpha fixtures install uninstall check-install check-compile clean
 
 all: $(B)/quickstart $(B)/molora
+
+help:
+	@echo "make                 build build/quickstart and build/molora (the command)"
+	@echo "make demo            install what is missing, run the engine demo, then the quickstart"
+	@echo "make demo-engine     the engine demo alone: the trained tiny Llama with its adapters"
+	@echo "make test            install what is missing, build and run every test (TEST_RUNS), test-san too"
+	@echo "make test-san        the quick subset of TEST_RUNS under ASan+UBSan (part of make test)"
+	@echo "make asan            every test run under ASan+UBSan (build/san)"
+	@echo "make ubsan           the same runs and build as make asan (one ASan+UBSan build serves both)"
+	@echo "make tsan            every test run under TSan (build/tsan), OpenBLAS at one thread"
+	@echo "make valgrind        the C suites under memcheck, portable kernels (build/vg)"
+	@echo "make fuzz            each libFuzzer harness for FUZZ_SECONDS (default 60)"
+	@echo "make bench           the benchmark (bench/molora_bench.c) into build/bench.json; minutes"
+	@echo "make bench-alpha     the AlphaLoRA spectrum benchmark; minutes"
+	@echo "make fixtures        regenerate the committed test fixtures (Python stdlib only)"
+	@echo "make install         install molora.h and molora.pc (PREFIX=/usr/local, DESTDIR=)"
+	@echo "make uninstall       remove what make install installed"
+	@echo "make check-install   install into build/stage and build the quickstart against it"
+	@echo "make check-compile   the header as C99 and C++11 under every configuration macro"
+	@echo "make deps            install the Debian packages the build needs (deps-test, deps-san: tests)"
+	@echo "make clean           remove build/"
+	@echo "make help            this list"
 
 # ---- dependencies: install what is missing (root) or print the exact command ----------------
 define ensure_pkgs
@@ -44,22 +72,22 @@ deps:
 	$(call ensure_pkgs,$(PKGS_BUILD))
 deps-test:
 	$(call ensure_pkgs,$(PKGS_TEST))
+deps-san:
+	$(call ensure_pkgs,$(PKGS_SAN))
 
 # ---- the main example --------------------------------------------------------------------
 demo: deps
 	@$(MAKE) --no-print-directory $(B)/quickstart $(B)/engine
 	@$(MAKE) --no-print-directory demo-engine
-	@echo "== examples/quickstart.c: one molora layer on random weights"
-	$(OPENBLAS_ENV) ./$(B)/quickstart
+	@echo "== examples/quickstart.c: one molora layer on random weights, checked against the formula"
+	./$(B)/quickstart
 
 $(B)/quickstart: examples/quickstart.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 
-# ---- the end-to-end engine (issue 8): a tiny byte-level Llama with trained expert adapters -------
+# ---- the end-to-end engine (issue 8): a tiny byte-level Llama with trained expert adapters -----
 DEMO_MODEL = examples/demo_model
 DEMO_DATA  = examples/demo_data/prose.txt examples/demo_data/c.txt examples/demo_data/python.txt
-$(B)/engine: examples/engine.c molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 ENGINE = $(OPENBLAS_ENV) ./$(B)/engine $(DEMO_MODEL)/base.safetensors
 demo-engine: deps $(B)/engine
 	@echo "== held-out text the training never saw, 4096 bytes per domain: $(DEMO_DATA)"
@@ -84,113 +112,156 @@ demo-engine: deps $(B)/engine
 	@for p in "This License " "#include <" "def "; do \
 	  $(ENGINE) -a $(DEMO_MODEL)/mole -g "$$p" -n 120 || exit 1; echo; done
 
-# ---- tests -------------------------------------------------------------------------------
-TESTS = $(B)/test_core $(B)/test_core_noblas $(B)/test_threads $(B)/test_files $(B)/test_files_noblas $(B)/test_bounds $(B)/molora \
-        $(B)/test_catalogue $(B)/test_types $(B)/test_types_noblas $(B)/test_npy \
-        $(B)/test_alpha $(B)/test_alpha_noblas $(B)/engine
+# ---- the suites' builds: the same pattern rules in every build directory ------------------------
+# Each build directory has its compiler and flags: $(B) the plain build, $(B)/san ASan+UBSan (make
+# test-san, asan and ubsan share it), $(B)/tsan TSan, $(B)/vg for valgrind (no sanitizer).
+TEST_H   = molora.h $(wildcard tests/*.h)
+CLI_H    = molora.h tools/molora_npy.h tools/molora_cli.h
+SAN_DIRS = $(B)/san $(B)/tsan $(B)/vg
+CC_$(B)        = $(CC)
+FLAGS_$(B)     = $(CFLAGS) $(WARN) -std=c99 -I.
+CC_$(B)/san    = clang
+FLAGS_$(B)/san = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -std=c99 -I.
+CC_$(B)/tsan   = clang
+FLAGS_$(B)/tsan = -O1 -g -fsanitize=thread -std=c99 -I.
+CC_$(B)/vg     = $(CC)
+FLAGS_$(B)/vg  = -O1 -g -std=c99 -I.
+# what single suites add: test_core replaces malloc to count allocations; two need POSIX and threads
+SUITE_FLAGS_threads   = $(POSIX)
+SUITE_FLAGS_catalogue = $(POSIX)
+SUITE_LINK_core       = $(WRAP)
+SUITE_LINK_threads    = -lpthread
+
+# build_rules DIR: the library compiled once (with and without BLAS), each tests/test_X.c linked to
+# it as DIR/test_X and DIR/test_X_noblas, the command and the engine
+define build_rules
+$(1):
+	mkdir -p $$@
+$(1)/impl.o: tests/molora_impl.c molora.h | $(1)
+	$$(CC_$(1)) $$(FLAGS_$(1)) -c $$< -o $$@
+$(1)/impl_noblas.o: tests/molora_impl.c molora.h | $(1)
+	$$(CC_$(1)) $$(FLAGS_$(1)) -DMOLORA_NO_BLAS -c $$< -o $$@
+$(1)/test_%: tests/test_%.c $(1)/impl.o $(TEST_H)
+	$$(CC_$(1)) $$(FLAGS_$(1)) $$(SUITE_FLAGS_$$*) $$< $(1)/impl.o -o $$@ $$(SUITE_LINK_$$*) -lcmocka $(LIBS)
+$(1)/test_%_noblas: tests/test_%.c $(1)/impl_noblas.o $(TEST_H)
+	$$(CC_$(1)) $$(FLAGS_$(1)) -DMOLORA_NO_BLAS $$< $(1)/impl_noblas.o -o $$@ $$(SUITE_LINK_$$*) -lcmocka -lm
+# the loader's cost against the input's size: compiles the implementation itself (counts VM steps)
+$(1)/test_bounds: tests/test_bounds.c $(TEST_H) | $(1)
+	$$(CC_$(1)) $$(FLAGS_$(1)) $$< -o $$@ -lcmocka -lm
+$(1)/test_npy: tests/test_npy.c tools/molora_npy.h $(TEST_H) | $(1)
+	$$(CC_$(1)) $$(FLAGS_$(1)) $(POSIX) $$< -o $$@ -lcmocka
+$(1)/molora: tools/molora.c $(CLI_H) | $(1)
+	$$(CC_$(1)) $$(FLAGS_$(1)) $$< -o $$@ $(LIBS)
+$(1)/engine: examples/engine.c molora.h | $(1)
+	$$(CC_$(1)) $$(FLAGS_$(1)) $$< -o $$@ $(LIBS)
+endef
+$(foreach d,$(B) $(SAN_DIRS),$(eval $(call build_rules,$(d))))
+
+# ---- the one list of test runs: make test, test-san, asan, ubsan, tsan and valgrind all use it ----
+# run_NAME DIR WRAP: one run of a suite built in DIR; WRAP (valgrind) goes in front of a suite binary
+TEST_RUNS = core core_portable core_noblas types types_portable types_noblas threads files files_noblas \
+            bounds cli convert catalogue npy npy_numpy alpha_cli hostile alpha alpha_noblas parity engine
+THREAD_SECONDS = 1
+ENGINE_ADAPTERS = adamole lora_prose lora_c lora_python mole mola
+PARITY = $(DEMO_MODEL)/parity.safetensors
+run_core           = $(2) ./$(1)/test_core
+run_core_portable  = MOLORA_PORTABLE=1 $(2) ./$(1)/test_core
+run_core_noblas    = $(2) ./$(1)/test_core_noblas
+run_types          = $(2) ./$(1)/test_types
+run_types_portable = MOLORA_PORTABLE=1 $(2) ./$(1)/test_types
+run_types_noblas   = $(2) ./$(1)/test_types_noblas
+run_threads        = MOLORA_TEST_SECONDS=$(THREAD_SECONDS) $(2) ./$(1)/test_threads
+run_files          = $(2) ./$(1)/test_files
+run_files_noblas   = $(2) ./$(1)/test_files_noblas
+run_bounds         = $(2) ./$(1)/test_bounds
+run_cli            = sh tests/test_cli.sh $(1)/molora
+run_convert        = sh tests/test_convert.sh $(1)/molora
+run_catalogue      = $(2) ./$(1)/test_catalogue $(1)/molora
+run_npy            = PYTHON=$(PYTHON) $(2) ./$(1)/test_npy
+run_npy_numpy      = rm -rf $(1)/npy_cases && mkdir -p $(1)/npy_cases && \
+                     $(2) ./$(1)/test_npy --dump $(1)/npy_cases && $(PYTHON) tests/npy_numpy_agree.py $(1)/npy_cases
+run_alpha_cli      = sh tests/test_alpha_cli.sh $(1)/molora
+run_hostile        = sh tests/test_hostile.sh $(1)/molora
+run_alpha          = $(2) ./$(1)/test_alpha
+run_alpha_noblas   = $(2) ./$(1)/test_alpha_noblas
+run_parity         = $(2) ./$(1)/engine $(DEMO_MODEL)/base.safetensors -p $(PARITY) logits.base && \
+                     for a in $(ENGINE_ADAPTERS); do $(2) ./$(1)/engine $(DEMO_MODEL)/base.safetensors \
+                       -a $(DEMO_MODEL)/$$a -p $(PARITY) logits.$$a || exit 1; done
+run_engine         = sh tests/test_engine.sh $(1)/engine $(DEMO_MODEL)
+# what each run needs built
+bins_core = test_core
+bins_core_portable = test_core
+bins_core_noblas = test_core_noblas
+bins_types = test_types
+bins_types_portable = test_types
+bins_types_noblas = test_types_noblas
+bins_threads = test_threads
+bins_files = test_files
+bins_files_noblas = test_files_noblas
+bins_bounds = test_bounds
+bins_cli = molora
+bins_convert = molora
+bins_catalogue = test_catalogue molora
+bins_npy = test_npy
+bins_npy_numpy = test_npy
+bins_alpha_cli = molora
+bins_hostile = molora
+bins_alpha = test_alpha
+bins_alpha_noblas = test_alpha_noblas
+bins_parity = engine
+bins_engine = engine
+
+define newline
+
+
+endef
+# test_bins DIR RUNS: what RUNS need built in DIR;  test_runs DIR WRAP RUNS: one recipe line per run
+test_bins = $(sort $(addprefix $(1)/,$(foreach r,$(2),$(bins_$(r)))))
+test_runs = $(foreach r,$(3),$(call run_$(r),$(1),$(2))$(newline))
+
+# the runs under a tool: build what they need (JOBS at a time), then run them in list order
+# (tool_check DIR WRAP RUNS)
+define tool_check
+	@$(MAKE) --no-print-directory -j$(JOBS) $(call test_bins,$(1),$(3))
+	$(call test_runs,$(1),$(2),$(3))
+endef
 
 test: deps-test
-	@$(MAKE) --no-print-directory $(TESTS) check-compile
-	./$(B)/test_core
-	MOLORA_PORTABLE=1 ./$(B)/test_core
-	./$(B)/test_core_noblas
-	./$(B)/test_types
-	MOLORA_PORTABLE=1 ./$(B)/test_types
-	./$(B)/test_types_noblas
-	MOLORA_TEST_SECONDS=1 ./$(B)/test_threads
-	./$(B)/test_files
-	./$(B)/test_files_noblas
-	./$(B)/test_bounds
-	sh tests/test_cli.sh $(B)/molora
-	sh tests/test_convert.sh $(B)/molora
-	./$(B)/test_catalogue $(B)/molora
-	PYTHON=$(PYTHON) ./$(B)/test_npy
-	rm -rf $(B)/npy_cases && mkdir -p $(B)/npy_cases && ./$(B)/test_npy --dump $(B)/npy_cases && $(PYTHON) tests/npy_numpy_agree.py $(B)/npy_cases
-	sh tests/test_alpha_cli.sh $(B)/molora
-	sh tests/test_hostile.sh $(B)/molora
-	./$(B)/test_alpha
-	./$(B)/test_alpha_noblas
-	./$(B)/engine $(DEMO_MODEL)/base.safetensors -p $(DEMO_MODEL)/parity.safetensors logits.base
-	./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/adamole -p $(DEMO_MODEL)/parity.safetensors logits.adamole
-	for a in lora_prose lora_c lora_python mole mola; do \
-	  ./$(B)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done
-	sh tests/test_engine.sh $(B)/engine $(DEMO_MODEL)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(call test_bins,$(B),$(TEST_RUNS)) $(B)/check_static check-compile
+	$(call test_runs,$(B),,$(TEST_RUNS))
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory test-san
 	@$(MAKE) --no-print-directory check-install
 	@$(MAKE) --no-print-directory $(B)/molora_bench
 	./$(B)/molora_bench --smoke
 
-$(B)/molora_impl.o: tests/molora_impl.c molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. -c $< -o $@
-$(B)/molora_impl_noblas.o: tests/molora_impl.c molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -DMOLORA_NO_BLAS -I. -c $< -o $@
-
-$(B)/test_core: tests/test_core.c $(B)/molora_impl.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_core.c $(B)/molora_impl.o -o $@ $(WRAP) -lcmocka $(LIBS)
-$(B)/test_core_noblas: tests/test_core.c $(B)/molora_impl_noblas.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_core.c $(B)/molora_impl_noblas.o -o $@ $(WRAP) -lcmocka -lm
-
-$(B)/test_types: tests/test_types.c $(B)/molora_impl.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_types.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
-$(B)/test_types_noblas: tests/test_types.c $(B)/molora_impl_noblas.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_types.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
-
-$(B)/test_threads: tests/test_threads.c $(B)/molora_impl.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS) -lpthread
-$(B)/test_files: tests/test_files.c $(B)/molora_impl.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_files.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
-$(B)/test_files_noblas: tests/test_files.c $(B)/molora_impl_noblas.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_files.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
-
-# the loader's cost against the input's size (compiles the implementation itself: counts VM steps)
-$(B)/test_bounds: tests/test_bounds.c molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_bounds.c -o $@ -lcmocka -lm
-
-$(B)/test_catalogue: tests/test_catalogue.c $(B)/molora_impl.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
-
-$(B)/test_npy: tests/test_npy.c tools/molora_npy.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_npy.c -o $@ -lcmocka
-
-# ---- the core and file suites and the command under ASan + UBSan, part of make test ------------
+# ---- sanitizers and valgrind: the runs of TEST_RUNS rebuilt under each tool -------------------
 # A write past a buffer or undefined behaviour then fails the run on the spot, not when the
-# allocator happens to notice. (make asan / ubsan / tsan rebuild every suite, one tool each.)
-SAN_DIR   = $(B)/san
-SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-SAN_BINS  = $(SAN_DIR)/test_core $(SAN_DIR)/test_core_noblas $(SAN_DIR)/test_types $(SAN_DIR)/test_files \
-            $(SAN_DIR)/test_bounds $(SAN_DIR)/molora
-$(SAN_DIR):
-	mkdir -p $@
-$(SAN_DIR)/impl.o: tests/molora_impl.c molora.h | $(SAN_DIR)
-	clang $(SAN_FLAGS) -std=c99 -I. -c $< -o $@
-$(SAN_DIR)/impl_noblas.o: tests/molora_impl.c molora.h | $(SAN_DIR)
-	clang $(SAN_FLAGS) -std=c99 -DMOLORA_NO_BLAS -I. -c $< -o $@
-$(SAN_DIR)/test_core: tests/test_core.c $(SAN_DIR)/impl.o molora.h
-	clang $(SAN_FLAGS) -std=c99 -I. tests/test_core.c $(SAN_DIR)/impl.o -o $@ $(WRAP) -lcmocka $(LIBS)
-$(SAN_DIR)/test_core_noblas: tests/test_core.c $(SAN_DIR)/impl_noblas.o molora.h
-	clang $(SAN_FLAGS) -std=c99 -I. tests/test_core.c $(SAN_DIR)/impl_noblas.o -o $@ $(WRAP) -lcmocka -lm
-$(SAN_DIR)/test_files: tests/test_files.c $(SAN_DIR)/impl.o molora.h
-	clang $(SAN_FLAGS) -std=c99 -I. tests/test_files.c $(SAN_DIR)/impl.o -o $@ -lcmocka $(LIBS)
-$(SAN_DIR)/test_types: tests/test_types.c $(SAN_DIR)/impl.o molora.h
-	clang $(SAN_FLAGS) -std=c99 -I. tests/test_types.c $(SAN_DIR)/impl.o -o $@ -lcmocka $(LIBS)
-$(SAN_DIR)/test_bounds: tests/test_bounds.c molora.h | $(SAN_DIR)
-	clang $(SAN_FLAGS) -std=c99 -I. tests/test_bounds.c -o $@ -lcmocka -lm
-$(SAN_DIR)/molora: tools/molora.c tools/molora_npy.h tools/molora_cli.h molora.h | $(SAN_DIR)
-	clang $(SAN_FLAGS) -std=c99 -I. tools/molora.c -o $@ $(LIBS)
+# allocator happens to notice. The sanitizers slow the suites, so the thread test runs longer.
+# test-san, inside make test: the core and file suites and the command (the quick part of the list)
+SAN_QUICK = core core_noblas types files bounds cli
 test-san: deps-test
-	@$(MAKE) --no-print-directory $(SAN_BINS)
-	./$(SAN_DIR)/test_core
-	./$(SAN_DIR)/test_core_noblas
-	./$(SAN_DIR)/test_types
-	./$(SAN_DIR)/test_files
-	./$(SAN_DIR)/test_bounds
-	sh tests/test_cli.sh $(SAN_DIR)/molora
+	$(call tool_check,$(B)/san,,$(SAN_QUICK))
+test-san asan ubsan tsan: THREAD_SECONDS = 2
+# one ASan+UBSan build serves both: the two sanitizers combine, and one build and run costs half
+asan ubsan: deps-san
+	$(call tool_check,$(B)/san,,$(TEST_RUNS))
+# TSan runs OpenBLAS at one thread: its worker threads are not instrumented, and their spin-wait
+# hand-over of results shows up as false races
+tsan: export OPENBLAS_NUM_THREADS = 1
+tsan: deps-san
+	$(call tool_check,$(B)/tsan,,$(TEST_RUNS))
+# memcheck with the portable kernels forced: valgrind 3.19 cannot run AVX-512 code, so the
+# MOLORA_PORTABLE runs would repeat the plain ones. The shell suites, the parity and engine runs
+# start the command or the engine hundreds of times, each start costly under valgrind's JIT, and
+# run under ASan+UBSan and TSan instead; valgrind covers the C suites.
+VG_SKIP  = core_portable types_portable cli convert alpha_cli hostile parity engine npy_numpy
+VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
+valgrind: export MOLORA_PORTABLE = 1
+valgrind: deps-san
+	$(call tool_check,$(B)/vg,$(VALGRIND),$(filter-out $(VG_SKIP),$(TEST_RUNS)))
 
 # ---- the molora command ---------------------------------------------------------------------
-$(B)/molora: tools/molora.c tools/molora_npy.h tools/molora_cli.h molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tools/molora.c -o $@ $(LIBS)
-
 # regenerate the committed test fixtures (Python stdlib only)
 fixtures:
 	python3 tests/fixtures/make_fixtures.py
@@ -204,66 +275,63 @@ $(B)/fuzz_%: tests/fuzz/fuzz_%.c molora.h | $(B)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -I. $< -o $@ -lm
 $(B)/fuzz_npy: tools/molora_npy.h
 $(B)/fuzz_args: tools/molora_cli.h
-# harness:seed corpus (tests/fuzz/corpus_*); each runs FUZZ_SECONDS, new inputs go to build/fuzz_corpus_*
+# harness:seed corpus (tests/fuzz/corpus_*); each runs FUZZ_SECONDS, new inputs go to build/fuzz_corpus_*;
+# the harnesses build JOBS at a time (each is a whole ASan+UBSan compile of the header)
 FUZZERS = safetensors:safetensors config:json npy:npy args:args adapter:adapter index:index
-fuzz: deps-san $(foreach f,$(FUZZERS),$(B)/fuzz_$(firstword $(subst :, ,$(f))))
+fuzz: deps-san
+	@$(MAKE) --no-print-directory -j$(JOBS) $(foreach f,$(FUZZERS),$(B)/fuzz_$(firstword $(subst :, ,$(f))))
 	@for f in $(FUZZERS); do h=$${f%%:*}; c=$${f#*:}; mkdir -p $(B)/fuzz_corpus_$$c || exit 1; \
-	  echo "./$(B)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(B)/fuzz_corpus_$$c tests/fuzz/corpus_$$c"; \
-	  ./$(B)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(B)/fuzz_corpus_$$c tests/fuzz/corpus_$$c || exit 1; done
-$(B)/test_alpha: tests/test_alpha.c $(B)/molora_impl.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/test_alpha.c $(B)/molora_impl.o -o $@ -lcmocka $(LIBS)
-$(B)/test_alpha_noblas: tests/test_alpha.c $(B)/molora_impl_noblas.o molora.h | $(B)
-	$(CC) $(CFLAGS) $(WARN) -std=c99 -DMOLORA_NO_BLAS -I. tests/test_alpha.c $(B)/molora_impl_noblas.o -o $@ -lcmocka -lm
+	  set -- ./$(B)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(B)/fuzz_corpus_$$c tests/fuzz/corpus_$$c; \
+	  echo "$$*"; "$$@" || exit 1; done
 
-# the header as C99 and as C++11, and two MOLORA_STATIC units linked together
-check-compile: $(B)/check_static
-	$(CC) $(WARN) -std=c99 -I. -c tests/compile/check_c99.c -o $(B)/check_c99.o
-	$(CC) $(WARN) -std=c99 -DMOLORA_NO_BLAS -I. -c tests/compile/check_c99.c -o $(B)/check_c99_noblas.o
-	$(CC) $(WARN) -std=c99 -DMOLORA_NO_SIMD -I. -c tests/compile/check_c99.c -o $(B)/check_c99_nosimd.o
-	$(CC) $(WARN) -std=c99 -DMOLORA_NO_BLAS -DMOLORA_NO_STDIO -I. -c tests/compile/check_c99.c -o $(B)/check_c99_nostdio.o
-	$(CXX) $(WARN) -std=c++11 -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11.o
-	$(CXX) $(WARN) -std=c++11 -DMOLORA_NO_BLAS -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11_noblas.o
-	$(CXX) $(WARN) -std=c++11 -DMOLORA_NO_BLAS -DMOLORA_NO_STDIO -I. -c tests/compile/check_cpp11.cpp -o $(B)/check_cpp11_nostdio.o
+# the header as C99 and as C++11 under each configuration macro, alone and together, and two
+# MOLORA_STATIC units linked together
+CHECKS_C99   = plain noblas nosimd nostdio nofiles noalpha nofiles_noalpha
+CHECKS_CPP11 = plain noblas nostdio nofiles noalpha nofiles_noalpha
+CHECK_plain           =
+CHECK_noblas          = -DMOLORA_NO_BLAS
+CHECK_nosimd          = -DMOLORA_NO_SIMD
+CHECK_nostdio         = -DMOLORA_NO_BLAS -DMOLORA_NO_STDIO
+CHECK_nofiles         = -DMOLORA_NO_FILES
+CHECK_noalpha         = -DMOLORA_NO_ALPHA
+CHECK_nofiles_noalpha = -DMOLORA_NO_FILES -DMOLORA_NO_ALPHA
+$(B)/check/c99_%.o: tests/compile/check_c99.c molora.h | $(B)/check
+	$(CC) $(WARN) -std=c99 $(CHECK_$*) -I. -c $< -o $@
+$(B)/check/cpp11_%.o: tests/compile/check_cpp11.cpp molora.h | $(B)/check
+	$(CXX) $(WARN) -std=c++11 $(CHECK_$*) -I. -c $< -o $@
+$(B)/check:
+	mkdir -p $@
+check-compile: $(B)/check_static $(CHECKS_C99:%=$(B)/check/c99_%.o) $(CHECKS_CPP11:%=$(B)/check/cpp11_%.o)
 	$(CXX) $(WARN) -std=c++11 -fsyntax-only -x c++ tools/molora_npy.h
 $(B)/check_static: tests/compile/static_a.c tests/compile/static_b.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. tests/compile/static_a.c tests/compile/static_b.c -o $@ $(LIBS)
 
 # make install into a staging directory, then build the example against the installed files
+STAGE_PC = PKG_CONFIG_LIBDIR=$(CURDIR)/$(B)/stage/usr/lib/pkgconfig
 check-install:
 	@rm -rf $(B)/stage
 	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(B)/stage PREFIX=/usr >/dev/null
-	$(CC) -std=c99 $$(PKG_CONFIG_SYSROOT_DIR=$(CURDIR)/$(B)/stage PKG_CONFIG_LIBDIR=$(CURDIR)/$(B)/stage/usr/lib/pkgconfig \
-	  pkg-config --cflags molora) examples/quickstart.c -o $(B)/stage/quickstart \
-	  $$(PKG_CONFIG_LIBDIR=$(CURDIR)/$(B)/stage/usr/lib/pkgconfig pkg-config --libs molora)
+	$(CC) -std=c99 $$(PKG_CONFIG_SYSROOT_DIR=$(CURDIR)/$(B)/stage $(STAGE_PC) pkg-config --cflags molora) \
+	  examples/quickstart.c -o $(B)/stage/quickstart $$($(STAGE_PC) pkg-config --libs molora)
 	@echo "install: header and molora.pc usable: 1 passed, 0 failed"
 
-# ---- AlphaLoRA spectrum benchmark (minutes; never part of make test) ----------------------
-PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
-bench-alpha: deps
-	@$(MAKE) --no-print-directory $(B)/alpha_bench
-	PYTHON=$(PYTHON) ./$(B)/alpha_bench $(BENCH_ARGS)
-
-$(B)/alpha_bench: bench/alpha_bench.c molora.h | $(B)
-	$(CC) -O2 $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -I. $< -o $@ $(LIBS)
-
 # ---- install -----------------------------------------------------------------------------
+PC_TEXT = prefix=%s\nincludedir=$${prefix}/include\n\nName: molora\n\
+Description: mixture-of-LoRA-experts inference in one C header\nVersion: %s\nCflags: -I$${includedir}\n\
+Libs: -lopenblas -lm\n
 install:
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 molora.h $(DESTDIR)$(PREFIX)/include/molora.h
-	printf 'prefix=%s\nincludedir=$${prefix}/include\n\nName: molora\nDescription: mixture-of-LoRA-experts inference in one C header\nVersion: %s\nCflags: -I$${includedir}\nLibs: -lopenblas -lm\n' \
-	  '$(PREFIX)' "$$(sed -n 's/^#define MOLORA_VERSION_STRING "\(.*\)"/\1/p' molora.h)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/molora.pc
+	printf '$(PC_TEXT)' '$(PREFIX)' "$$(sed -n 's/^#define MOLORA_VERSION_STRING "\(.*\)"/\1/p' molora.h)" \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/molora.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/molora.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/molora.pc
 
-$(B):
-	mkdir -p $@
-
 clean:
 	rm -rf $(B)
 
-# ---- benchmarks (never part of the timed tests) -------------------------------------------
-.PHONY: bench
+# ---- benchmarks (minutes; never part of the timed tests) --------------------------------------
 $(B)/molora_bench: bench/molora_bench.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS) -lpthread
 bench: deps
@@ -273,60 +341,9 @@ bench: deps
 	  $(OPENBLAS_ENV) /usr/bin/python3 bench/torch_adamole.py $(B)/bench.json; \
 	else echo "torch_ms: Debian's python3-torch is not installed (apt-get install -y python3-torch); column skipped"; fi
 
-# ---- sanitizers and valgrind: the whole suite rebuilt under each tool ----------------------
-# (TSan runs OpenBLAS with one thread: its worker threads are not instrumented, and their
-#  spin-wait hand-over of results shows up as false races)
-.PHONY: asan ubsan tsan valgrind san-run deps-san
-PKGS_SAN = $(PKGS_TEST) valgrind
-deps-san:
-	$(call ensure_pkgs,$(PKGS_SAN))
-asan: deps-san
-	@$(MAKE) --no-print-directory san-run SAN=asan SANFLAGS="-fsanitize=address -fno-omit-frame-pointer"
-ubsan: deps-san
-	@$(MAKE) --no-print-directory san-run SAN=ubsan SANFLAGS="-fsanitize=undefined -fno-sanitize-recover=all"
-tsan: deps-san
-	@$(MAKE) --no-print-directory san-run SAN=tsan SANFLAGS="-fsanitize=thread" SANENV="OPENBLAS_NUM_THREADS=1"
-san-run:
-	@mkdir -p $(B)/$(SAN)
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. -c tests/molora_impl.c -o $(B)/$(SAN)/impl.o
-	clang -O1 -g $(SANFLAGS) -std=c99 -DMOLORA_NO_BLAS -I. -c tests/molora_impl.c -o $(B)/$(SAN)/impl_noblas.o
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_core.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_core $(WRAP) -lcmocka $(LIBS)
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_core.c $(B)/$(SAN)/impl_noblas.o -o $(B)/$(SAN)/test_core_noblas $(WRAP) -lcmocka -lm
-	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_threads -lcmocka $(LIBS) -lpthread
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_files.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_files -lcmocka $(LIBS)
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_types.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_types -lcmocka $(LIBS)
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_types.c $(B)/$(SAN)/impl_noblas.o -o $(B)/$(SAN)/test_types_noblas -lcmocka -lm
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_bounds.c -o $(B)/$(SAN)/test_bounds -lcmocka -lm
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. tools/molora.c -o $(B)/$(SAN)/molora $(LIBS)
-	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_catalogue.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_catalogue -lcmocka $(LIBS)
-	clang -O1 -g $(SANFLAGS) -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_npy.c -o $(B)/$(SAN)/test_npy -lcmocka
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. tests/test_alpha.c $(B)/$(SAN)/impl.o -o $(B)/$(SAN)/test_alpha -lcmocka $(LIBS)
-	$(SANENV) ./$(B)/$(SAN)/test_core
-	$(SANENV) MOLORA_PORTABLE=1 ./$(B)/$(SAN)/test_core
-	$(SANENV) ./$(B)/$(SAN)/test_core_noblas
-	$(SANENV) MOLORA_TEST_SECONDS=2 ./$(B)/$(SAN)/test_threads
-	$(SANENV) ./$(B)/$(SAN)/test_files
-	$(SANENV) ./$(B)/$(SAN)/test_types
-	$(SANENV) MOLORA_PORTABLE=1 ./$(B)/$(SAN)/test_types
-	$(SANENV) ./$(B)/$(SAN)/test_types_noblas
-	$(SANENV) ./$(B)/$(SAN)/test_bounds
-	$(SANENV) sh tests/test_cli.sh $(B)/$(SAN)/molora
-	$(SANENV) ./$(B)/$(SAN)/test_catalogue $(B)/$(SAN)/molora
-	$(SANENV) PYTHON=$(PYTHON) ./$(B)/$(SAN)/test_npy
-	$(SANENV) sh tests/test_hostile.sh $(B)/$(SAN)/molora
-	$(SANENV) ./$(B)/$(SAN)/test_alpha
-	$(SANENV) sh tests/test_alpha_cli.sh $(B)/$(SAN)/molora
-	clang -O1 -g $(SANFLAGS) -std=c99 -I. examples/engine.c -o $(B)/$(SAN)/engine $(LIBS)
-	for a in adamole mole mola; do $(SANENV) ./$(B)/$(SAN)/engine $(DEMO_MODEL)/base.safetensors -a $(DEMO_MODEL)/$$a \
-	  -p $(DEMO_MODEL)/parity.safetensors logits.$$a || exit 1; done
-	$(SANENV) sh tests/test_engine.sh $(B)/$(SAN)/engine $(DEMO_MODEL)
-
-# memcheck with the portable kernels forced (valgrind 3.19 cannot run AVX-512 code)
-valgrind: deps-san
-	@mkdir -p $(B)/vg
-	$(CC) -O1 -g -std=c99 -I. tests/test_core.c tests/molora_impl.c -o $(B)/vg/test_core $(WRAP) -lcmocka $(LIBS)
-	$(CC) -O1 -g -std=c99 -D_POSIX_C_SOURCE=200809L -I. tests/test_threads.c tests/molora_impl.c -o $(B)/vg/test_threads -lcmocka $(LIBS) -lpthread
-	MOLORA_PORTABLE=1 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect ./$(B)/vg/test_core
-	MOLORA_PORTABLE=1 MOLORA_TEST_SECONDS=1 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect ./$(B)/vg/test_threads
-	$(CC) -O1 -g -std=c99 -I. tests/test_files.c tests/molora_impl.c -o $(B)/vg/test_files -lcmocka $(LIBS)
-	MOLORA_PORTABLE=1 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect ./$(B)/vg/test_files
+# the AlphaLoRA spectrum benchmark
+bench-alpha: deps
+	@$(MAKE) --no-print-directory $(B)/alpha_bench
+	PYTHON=$(PYTHON) ./$(B)/alpha_bench $(BENCH_ARGS)
+$(B)/alpha_bench: bench/alpha_bench.c molora.h | $(B)
+	$(CC) -O2 $(WARN) -std=c99 $(POSIX) -I. $< -o $@ $(LIBS)

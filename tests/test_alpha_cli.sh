@@ -6,11 +6,7 @@
 # bad inputs exit non-zero with one line on stderr.  Usage: tests/test_alpha_cli.sh [build/molora]
 B=${1:-build/molora}
 M=tests/fixtures/alpha_model
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. tests/lib.sh
 
 for method in fix_finger ww; do
     if $B alpha $M --json --method $method --budget 12 >$T/dir.json 2>$T/err &&
@@ -47,7 +43,9 @@ if /usr/bin/python3 -c "import numpy" 2>/dev/null; then
     if /usr/bin/python3 - $M $T/ff.json $T/ww.json tools/alpha_ref.py <<'PY'
 import json, struct, sys, importlib.util
 M, ff, ww, ref = sys.argv[1:5]
-spec = importlib.util.spec_from_file_location("ref", ref); R = importlib.util.module_from_spec(spec); spec.loader.exec_module(R)
+spec = importlib.util.spec_from_file_location("ref", ref)
+R = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(R)
 import numpy as np
 idx = json.load(open(M + "/model.safetensors.index.json"))["weight_map"]
 def tensor(name):
@@ -80,7 +78,8 @@ check() { model=$1 method=$2 exp=$3 tol=$4; shift 4
     if $B alpha $A/$model.safetensors --json --budget 12 --method $method "$@" >$T/a.json 2>$T/err &&
        python3 - $T/a.json $A/$exp $model $method $tol <<'PY'
 import json, sys
-got, exp, model, method, tol = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3], sys.argv[4], float(sys.argv[5])
+got, exp = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+model, method, tol = sys.argv[3], sys.argv[4], float(sys.argv[5])
 want = exp[model][method] if method in exp[model] else exp[model]
 pats = json.load(open(sys.argv[2].replace("fp16", "ww")))[model]["patterns"]
 assert got["family"] == model and got["patterns"] == pats, (got["family"], got["patterns"])
@@ -89,12 +88,13 @@ assert [l["experts"] for l in L] == want["experts"], ([l["experts"] for l in L],
 for l, a in zip(L, want["layer_alpha"]):
     assert abs(l["alpha"] - a) <= tol * a, (l, a)
 assert sorted(m["name"] for m in got["matrices"]) == sorted(want["matrix_alpha"]), "matrix set"
-worst = max(abs(m["alpha"] - want["matrix_alpha"][m["name"]]) / want["matrix_alpha"][m["name"]] for m in got["matrices"])
+ref_alpha = want["matrix_alpha"]
+worst = max(abs(m["alpha"] - ref_alpha[m["name"]]) / ref_alpha[m["name"]] for m in got["matrices"])
 assert worst <= tol, worst
 first = {p: min(l["layer"] for l in L if l["set"] == p) for p in pats}
 assert all(l["index"] == l["layer"] - first[l["set"]] for l in L)
-print("alpha-cli: %s %s%s: max rel err %.1e over %d matrices" % (model, method, " --upstream-fp16" if "fp16" in sys.argv[2] else "",
-                                                               worst, len(got["matrices"])))
+fp16 = " --upstream-fp16" if "fp16" in sys.argv[2] else ""
+print("alpha-cli: %s %s%s: max rel err %.1e over %d matrices" % (model, method, fp16, worst, len(got["matrices"])))
 PY
     then ok; else bad "alpha $model $method $*: $(cat $T/err)"; fi
 }
@@ -105,10 +105,13 @@ for model in bert gpt2 t5; do
     check $model fix_finger expected_fp16.json 1e-5 --upstream-fp16
 done
 # the text output names the detected pattern(s)
-if $B alpha $A/t5.safetensors >$T/t5.txt && grep -q '^layers: t5 "encoder.block.{L}." = layers 0..1, "decoder.block.{L}." = layers 2..3' $T/t5.txt &&
-   $B alpha $A/gpt2.safetensors | grep -q '^layers: gpt2 "h.{L}." = layers 0..2$'; then ok; else bad "alpha: detected pattern in the table"; fi
+if $B alpha $A/t5.safetensors >$T/t5.txt && grep -q \
+    '^layers: t5 "encoder.block.{L}." = layers 0..1, "decoder.block.{L}." = layers 2..3' $T/t5.txt &&
+   $B alpha $A/gpt2.safetensors | grep -q '^layers: gpt2 "h.{L}." = layers 0..2$'; then ok; \
+       else bad "alpha: detected pattern in the table"; fi
 # --layers overrides: T5's decoder stack alone is layers 0..1 with the decoder's alphas
-if $B alpha $A/t5.safetensors --json --layers 'decoder.block.{L}.' --budget 12 >$T/dec.json && python3 - $T/dec.json $A/expected_ww.json <<'PY'
+if $B alpha $A/t5.safetensors --json --layers 'decoder.block.{L}.' --budget 12 >$T/dec.json && python3 \
+    - $T/dec.json $A/expected_ww.json <<'PY'
 import json, sys
 got, exp = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))["t5"]["fix_finger"]
 assert got["family"] is None and got["patterns"] == ["decoder.block.{L}."]
@@ -120,16 +123,13 @@ PY
 then ok; else bad "alpha --layers decoder.block.{L}."; fi
 # a looser pattern for BERT gives the same answer as the detected one
 $B alpha $A/bert.safetensors --json >$T/b1.json
-if $B alpha $A/bert.safetensors --json --layers 'layer.{L}.' | sed 's/"family": null, "patterns": \["layer.{L}."\]/"family": "bert", "patterns": ["encoder.layer.{L}."]/; s/"set": "layer.{L}."/"set": "encoder.layer.{L}."/' |
+if $B alpha $A/bert.safetensors --json --layers 'layer.{L}.' |
+   sed -e 's/"family": null, "patterns": \["layer.{L}."\]/"family": "bert", "patterns": ["encoder.layer.{L}."]/' \
+       -e 's/"set": "layer.{L}."/"set": "encoder.layer.{L}."/' |
    cmp -s - $T/b1.json; then ok; else bad "alpha --layers layer.{L}. differs from the detected pattern"; fi
 
 # table output, and bad inputs: non-zero exit, exactly one stderr line
 if $B alpha $M >$T/table 2>$T/err && grep -q "experts" $T/table && [ ! -s $T/err ]; then ok; else bad "alpha table"; fi
-refuse() { want=$1; shift
-    "$@" >/dev/null 2>$T/err; rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l <$T/err)" -eq 1 ] && grep -q -- "$want" $T/err; then ok
-    else bad "refuse '$want' (rc $rc): $(cat $T/err)"; fi
-}
 refuse "budget" $B alpha $M --budget -1
 refuse "beta" $B alpha $M --beta 0
 refuse "beta" $B alpha $M --beta nan
@@ -146,7 +146,6 @@ refuse "method" $B alpha $M --method ww0.7.7
 refuse "overflows float16" $B alpha $A/big.safetensors --upstream-fp16
 # the GPT-2 model PEFT's Conv1D fixture was written against: Conv1D weights (in, out) taken as stored
 if $B alpha tests/fixtures/gpt2/base --json >$T/g.json 2>$T/err &&
-   python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['family'] == 'gpt2' and len(j['layers']) == 2 and all(l['alpha'] > 1 for l in j['layers'])" $T/g.json
+   json_holds $T/g.json "j['family'] == 'gpt2' and len(j['layers']) == 2 and all(l['alpha'] > 1 for l in j['layers'])"
 then ok; else bad "alpha on the GPT-2 Conv1D fixture: $(cat $T/err)"; fi
-echo "alpha-cli: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish alpha-cli

@@ -4,21 +4,11 @@
 # Usage: tests/test_cli.sh [build/molora]   (from the repository root)
 B=${1:-build/molora}
 F=tests/fixtures
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. tests/lib.sh
 fwd() { # dir module expected [extra args...]
     d=$1; m=$2; e=$3; shift 3
     if $B forward "$d" --module "$m" --input $F/x.npy --output $T/y.npy "$@" 2>$T/err &&
        python3 tests/npy_close.py $T/y.npy "$e" >/dev/null; then ok; else bad "forward $d $m $*: $(cat $T/err)"; fi
-}
-refuse() { # expected-substring command...
-    want=$1; shift
-    "$@" >/dev/null 2>$T/err; rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l <$T/err)" -eq 1 ] && grep -q -- "$want" $T/err; then ok
-    else bad "rc=$rc '$*' stderr: $(cat $T/err)"; fi
 }
 fwd $F/peft model.layers.0.self_attn.q_proj $F/peft/expected.layers.0.q_proj.npy
 fwd $F/peft base_model.model.model.layers.1.self_attn.v_proj $F/peft/expected.layers.1.v_proj.npy
@@ -28,26 +18,35 @@ fwd $F/mole model.layers.0.self_attn.v_proj $F/mole/expected.layers.0.v_proj.npy
 fwd $F/mola model.layers.0.self_attn.o_proj $F/mola/expected.layers.0.o_proj.npy
 fwd $F/mola model.layers.1.self_attn.o_proj $F/mola/expected.layers.1.o_proj.npy
 fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected.layers.0.k_proj.npy
-fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected.layers.0.k_proj.mask02.npy --mask 1 --weights-out $T/w.npy
+fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected.layers.0.k_proj.mask02.npy --mask 1 \
+    --weights-out $T/w.npy
 fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected_full.layers.0.k_proj.npy --base $F/base
-fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected_full.layers.0.k_proj.npy --base $F/base/model.safetensors.index.json
+fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected_full.layers.0.k_proj.npy \
+    --base $F/base/model.safetensors.index.json
 for v in x_v2 x_v3; do
     if $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/$v.npy --output $T/y.npy &&
-       python3 tests/npy_close.py $T/y.npy $F/molora/expected.layers.0.k_proj.npy >/dev/null; then ok; else bad "npy $v"; fi
+       python3 tests/npy_close.py $T/y.npy $F/molora/expected.layers.0.k_proj.npy >/dev/null; then ok; \
+           else bad "npy $v"; fi
 done
 for d in peft peft_rslora adamole mole mola molora; do
-    if $B inspect $F/$d --json >$T/j && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['layout'] and j['modules']" $T/j; then ok; else bad "inspect --json $d"; fi
+    if $B inspect $F/$d --json >$T/j && python3 -c \
+        "import json,sys; j=json.load(open(sys.argv[1])); assert j['layout'] and j['modules']" $T/j; then ok; \
+        else bad "inspect --json $d"; fi
 done
 # compose two independently trained PEFT adapters with ranks 1 and 3, then run the result
-if $B compose --expert $F/compose_e0 --expert $F/compose_e1 --gate $F/compose_gate.safetensors --out $T/comp 2>$T/err; then ok; else bad "compose: $(cat $T/err)"; fi
+if $B compose --expert $F/compose_e0 --expert $F/compose_e1 --gate $F/compose_gate.safetensors --out $T/comp 2>$T/err; \
+    then ok; else bad "compose: $(cat $T/err)"; fi
 fwd $T/comp model.layers.0.self_attn.q_proj $F/compose_expected.layers.0.q_proj.npy
 # refusals: one line naming the file / tensor / key
-refuse "Fortran" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x_fortran.npy --output $T/y.npy
+refuse "Fortran" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x_fortran.npy \
+    --output $T/y.npy
 refuse "<f8" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x_f64.npy --output $T/y.npy
 refuse "width 6" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x_wide.npy --output $T/y.npy
 refuse "no adapted module" $B forward $F/molora --module model.layers.9.q_proj --input $F/x.npy --output $T/y.npy
-refuse "--mask" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x.npy --output $T/y.npy --mask 7
-refuse "lora_gating" $B compose --expert $F/compose_e0 --expert $F/compose_e1 --gate $F/base/model-00001-of-00002.safetensors --out $T/c2
+refuse "--mask" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x.npy --output $T/y.npy \
+    --mask 7
+refuse "lora_gating" $B compose --expert $F/compose_e0 --expert $F/compose_e1 \
+    --gate $F/base/model-00001-of-00002.safetensors --out $T/c2
 refuse "not a plain PEFT" $B compose --expert $F/mola --gate $F/compose_gate.safetensors --out $T/c3
 refuse "use_dora" $B inspect $F/bad/dora
 refuse "bias" $B inspect $F/bad/bias
@@ -70,7 +69,8 @@ G=$F/gpt2
 gfwd() { # module input expected [extra args...]
     m=$1; x=$2; e=$3; shift 3
     if $B forward $G/adapter --module "transformer.$m" --input $G/$x --output $T/y.npy "$@" 2>$T/err &&
-       python3 tests/npy_close.py $T/y.npy $G/$e 2e-6 >/dev/null; then ok; else bad "gpt2 forward $m $x $*: $(cat $T/err)"; fi
+       python3 tests/npy_close.py $T/y.npy $G/$e 2e-6 >/dev/null; then ok; \
+           else bad "gpt2 forward $m $x $*: $(cat $T/err)"; fi
 }
 for m in h.0.attn.c_attn h.0.attn.c_proj h.0.mlp.c_fc h.1.attn.c_attn h.1.attn.c_proj h.1.mlp.c_fc; do
     gfwd $m x32.t5.npy full.$m.t5.npy --base $G/base
@@ -79,12 +79,15 @@ done
 for m in h.0.mlp.c_proj h.1.mlp.c_proj; do gfwd $m x128.t5.npy full.$m.t5.npy --base $G/base/model.safetensors; done
 gfwd h.0.attn.c_attn x32.t1.npy full.h.0.attn.c_attn.t1.npy --base $G/base
 gfwd h.0.attn.c_attn x32.t20.npy full.h.0.attn.c_attn.t20.npy --base $G/base
-if $B inspect $G/adapter --json >$T/j && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert len(j['modules']) == 8 and all(m['fan_in_fan_out'] is True for m in j['modules'])" $T/j &&
-   $B inspect $F/peft --json >$T/j && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert all(m['fan_in_fan_out'] is False for m in j['modules'])" $T/j &&
-   [ "$($B inspect $G/adapter | grep -c ' F32  fan_in_fan_out$')" -eq 8 ]; then ok; else bad "inspect fan_in_fan_out"; fi
+if $B inspect $G/adapter --json >$T/j &&
+   json_holds $T/j "len(j['modules']) == 8 and all(m['fan_in_fan_out'] is True for m in j['modules'])" &&
+   $B inspect $F/peft --json >$T/j && json_holds $T/j "all(m['fan_in_fan_out'] is False for m in j['modules'])" &&
+   [ "$($B inspect $G/adapter | grep -c ' F32  fan_in_fan_out$')" -eq 8 ]
+then ok; else bad "inspect fan_in_fan_out"; fi
 # the same Conv1D base without fan_in_fan_out in the config: (out, in) expected, refused by shape
 mkdir -p $T/nofifo && cp $G/adapter/adapter_model.safetensors $T/nofifo/ &&
-    sed 's/"fan_in_fan_out": true/"fan_in_fan_out": false/' $G/adapter/adapter_config.json >$T/nofifo/adapter_config.json
-refuse "want (96, 32)" $B forward $T/nofifo --module transformer.h.0.attn.c_attn --input $G/x32.t5.npy --output $T/y.npy --base $G/base
-echo "cli: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+    sed 's/"fan_in_fan_out": true/"fan_in_fan_out": false/' $G/adapter/adapter_config.json \
+        >$T/nofifo/adapter_config.json
+refuse "want (96, 32)" $B forward $T/nofifo --module transformer.h.0.attn.c_attn --input $G/x32.t5.npy \
+    --output $T/y.npy --base $G/base
+finish cli

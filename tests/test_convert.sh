@@ -4,7 +4,7 @@
 PY=${PYTHON:-/usr/bin/python3}
 B=${1:-build/molora}
 if ! $PY -c "import torch" 2>/dev/null; then echo "convert: skipped (no python3-torch)"; exit 0; fi
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. tests/lib.sh
 $PY - "$T" <<'PYEOF' || exit 1
 import json, struct, subprocess, sys, torch
 T = sys.argv[1]
@@ -19,7 +19,8 @@ sd[P + ".lora_gating.weight"] = torch.randn(2, 5).to(torch.bfloat16)
 sd[P + ".lora_threshold.weight"] = torch.randn(1, 5).half()
 sd[P + ".lora_threshold.bias"] = torch.randn(1)
 torch.save(sd, T + "/adapter_model.bin")
-json.dump({"peft_type": "ADAMOLE", "lora_rank": 2, "lora_alpha": 4, "num_experts": 2, "max_threshold": None}, open(T + "/adapter_config.json", "w"))
+json.dump({"peft_type": "ADAMOLE", "lora_rank": 2, "lora_alpha": 4, "num_experts": 2, "max_threshold": None},
+          open(T + "/adapter_config.json", "w"))
 subprocess.run([sys.executable, "tools/convert_pickle.py", T, T + "/out"], check=True, stdout=subprocess.DEVNULL)
 b = open(T + "/out/adapter_model.safetensors", "rb").read()
 n = struct.unpack("<Q", b[:8])[0]
@@ -31,24 +32,23 @@ for k, v in h.items():
     assert b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] == ref, k
 PYEOF
 $B inspect "$T/out" >/dev/null || exit 1
-pass=1; fail=0
+ok
 # a write failing half-way (file-size limit; Python ignores SIGXFSZ) leaves the old output intact,
 # no temporary file, a non-zero exit and one stderr line
 cp "$T/out/adapter_model.safetensors" "$T/old.safetensors"
 ( ulimit -f 1; exec $PY tools/convert_pickle.py "$T" "$T/out" ) >/dev/null 2>"$T/err"; rc=$?
 if [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "write failed" "$T/err" &&
    cmp -s "$T/out/adapter_model.safetensors" "$T/old.safetensors" && [ -z "$(ls -A "$T/out" | grep convert-)" ]
-then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: convert under ulimit -f: rc=$rc $(cat "$T/err")"; fi
+then ok; else bad "convert under ulimit -f: rc=$rc $(cat "$T/err")"; fi
 # an output that is an input (adapter_model.safetensors hard-linked to the .bin) is refused
 mkdir "$T/link" && ln "$T/adapter_model.bin" "$T/link/adapter_model.safetensors"
 $PY tools/convert_pickle.py "$T" "$T/link" >/dev/null 2>"$T/err"; rc=$?
 if [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "is the input" "$T/err" &&
    cmp -s "$T/link/adapter_model.safetensors" "$T/adapter_model.bin"
-then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: convert over its input: rc=$rc $(cat "$T/err")"; fi
+then ok; else bad "convert over its input: rc=$rc $(cat "$T/err")"; fi
 # a FIFO as the pickle is refused, not waited on
 mkdir "$T/fifo" && mkfifo "$T/fifo/adapter_model.bin" && cp "$T/adapter_config.json" "$T/fifo/"
 timeout 20 $PY tools/convert_pickle.py "$T/fifo" "$T/fifo_out" >/dev/null 2>"$T/err"; rc=$?
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "not a regular file" "$T/err"
-then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: convert of a FIFO: rc=$rc $(cat "$T/err")"; fi
-echo "convert: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+then ok; else bad "convert of a FIFO: rc=$rc $(cat "$T/err")"; fi
+finish convert

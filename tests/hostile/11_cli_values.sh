@@ -11,8 +11,8 @@ for r in topk:2abc topk:4294967298 topk: "topk: 1" "topk:+1" topk:0 topk:-1 "top
     refuse "forward: --routing $r: K must be a whole number >= 1" $FWD --routing "$r"
     refuse "compose: --routing $r: K must be a whole number >= 1" $CMP --out $V/c --routing "$r"
 done
-for r in threshold:nan threshold:NaN threshold:inf threshold:-inf threshold:1e39 threshold:1e-50 threshold: "threshold: 0.1" \
-         "threshold:+0.1" "threshold:0.1x" threshold:0x1p-2 'threshold:0.1, "peft_type": "LORA"'; do
+for r in threshold:nan threshold:NaN threshold:inf threshold:-inf threshold:1e39 threshold:1e-50 threshold: \
+         "threshold: 0.1" "threshold:+0.1" "threshold:0.1x" threshold:0x1p-2 'threshold:0.1, "peft_type": "LORA"'; do
     refuse "forward: --routing $r: V must be a finite decimal number" $FWD --routing "$r"
     refuse "compose: --routing $r: V must be a finite decimal number" $CMP --out $V/c --routing "$r"
 done
@@ -29,7 +29,8 @@ python3 -c "
 import json, sys
 c = json.load(open(sys.argv[1]))
 assert c['routing'] == 'threshold' and abs(c['threshold'] - 0.1) < 1e-8 and c['peft_type'] == 'MOLORA', c
-" $V/ct/adapter_config.json && ok || bad "compose threshold:0.1...: adapter_config.json $(cat $V/ct/adapter_config.json)"
+" $V/ct/adapter_config.json && ok ||
+    bad "compose threshold:0.1...: adapter_config.json $(cat $V/ct/adapter_config.json)"
 accept $B inspect $V/ct
 # ---- --tau-max, --temperature: finite, in the library's ranges
 for v in -0.1 nan inf 1e39 " 1" +1 1x ""; do
@@ -41,7 +42,8 @@ done
 accept $FWD --temperature 0.5
 # ---- --mask: indices 0..N-1 (N = 3 here), no empty items, duplicates, spaces or signs
 for m in "1," ",1" "1,,2" ","; do refuse "forward: --mask $m: empty item" $FWD --mask "$m"; done
-for m in " 1" "1 " "+1" "-1" "1, 2" "1;2" "0x1" "a"; do refuse "forward: --mask $m: indices are digits only" $FWD --mask "$m"; done
+for m in " 1" "1 " "+1" "-1" "1, 2" "1;2" "0x1" "a"; do refuse "forward: --mask $m: indices are digits only" $FWD \
+    --mask "$m"; done
 refuse "forward: --mask 1,1: index 1 given twice" $FWD --mask 1,1
 refuse "forward: --mask 0,2,0: index 0 given twice" $FWD --mask 0,2,0
 refuse "forward: --mask 3: index 3 is not an expert of module $M (N = 3: indices 0..2)" $FWD --mask 3
@@ -55,7 +57,8 @@ for f in --module --input --output --routing --tau-max --temperature --mask --we
 done
 for f in --gate --out --routing; do refuse "compose: $f given twice" $CMP --out $V/c2 $f a $f b; done
 refuse "inspect: --json given twice" $B inspect $F/molora --json --json
-for f in --method --budget --beta --prefix --layers; do refuse "alpha: $f given twice" $B alpha $F/alpha_model $f a $f b; done
+for f in --method --budget --beta --prefix --layers; do refuse "alpha: $f given twice" $B alpha $F/alpha_model $f a $f \
+    b; done
 refuse "alpha: --json given twice" $B alpha $F/alpha_model --json --json
 refuse "alpha: --upstream-fp16 given twice" $B alpha $F/alpha_model --upstream-fp16 --upstream-fp16
 refuse "forward: unknown option --mdule" $B forward $F/molora --mdule $M --input $F/x.npy --output $V/y.npy
@@ -69,15 +72,18 @@ for f in --module --input --output --routing --tau-max --temperature --mask --we
     refuse "forward: $f needs a value" $B forward $F/molora $f ""
 done
 for f in --expert --gate --out --routing; do refuse "compose: $f needs a value" $B compose $f; done
-for f in --method --budget --beta --prefix --layers; do refuse "alpha: $f needs a value" $B alpha $F/alpha_model $f; done
+for f in --method --budget --beta --prefix --layers; do refuse "alpha: $f needs a value" $B alpha $F/alpha_model $f; \
+    done
 for v in 2abc 4294967298 " 1" +1 -1 1000001 ""; do refuse "alpha: --budget" $B alpha $F/alpha_model --budget "$v"; done
-for v in 0 -1 nan inf " 1" +1 1x; do refuse "alpha: --beta $v: want a finite number > 0" $B alpha $F/alpha_model --beta "$v"; done
+for v in 0 -1 nan inf " 1" +1 1x; do refuse "alpha: --beta $v: want a finite number > 0" $B alpha $F/alpha_model \
+    --beta "$v"; done
 refuse "alpha: --method svd: want fix_finger, ww or ww077" $B alpha $F/alpha_model --method svd
 refuse "compose: usage" $B compose --expert $F/compose_e0 --expert $F/compose_e1 --out $V/c
 refuse "forward: usage" $B forward $F/molora --module $M --input $F/x.npy
 
 # ---- compose: odd but valid names are escaped and load back; invalid UTF-8 refused
-python3 tests/hostile/make_odd_adapters.py $V/odd "$(printf 'model.layers.0.q"\\\t\001\177\302\251\342\202\254\360\237\230\200_proj')"
+python3 tests/hostile/make_odd_adapters.py $V/odd \
+    "$(printf 'model.layers.0.q"\\\t\001\177\302\251\342\202\254\360\237\230\200_proj')"
 E0="$V/odd/ex\"p\\	é0"; E1="$V/odd/$(printf 'line\nbreak')1"
 mv $V/odd/e0 "$E0" && mv $V/odd/e1 "$E1"
 accept $B compose --expert "$E0" --expert "$E1" --gate $V/odd/gate.safetensors --out $V/odd/c
@@ -91,10 +97,12 @@ names = [m['name'] for m in e['modules']]
 assert [m['name'] for m in c['modules']] == names and [m['scaling'] for m in c['modules']] == [[2, 4], [2, 8]], (c, e)
 assert cfg['experts'] == [sys.argv[4], sys.argv[5]], cfg['experts']
 assert sorted(cfg['expert_scaling']) == sorted(names), cfg
-" $V/odd/e0.json $V/odd/c.json $V/odd/c/adapter_config.json "$E0" "$E1" && ok || bad "compose of odd names does not load back: $(cat $V/err)"
+" $V/odd/e0.json $V/odd/c.json $V/odd/c/adapter_config.json "$E0" "$E1" && ok ||
+    bad "compose of odd names does not load back: $(cat $V/err)"
 BADUTF="$V/odd/$(printf 'bad\377name')"
 cp -r "$E0" "$BADUTF"
-refuse "compose: --expert $BADUTF: the path is not valid UTF-8" $B compose --expert "$BADUTF" --expert "$E1" --gate $V/odd/gate.safetensors --out $V/odd/c_bad
+refuse "compose: --expert $BADUTF: the path is not valid UTF-8" $B compose --expert "$BADUTF" --expert "$E1" \
+    --gate $V/odd/gate.safetensors --out $V/odd/c_bad
 [ ! -e $V/odd/c_bad ] && ok || bad "compose created $V/odd/c_bad although it refused"
 # ---- a newline (or other control character) in an echoed argument keeps the message on one line
 NL="$(printf 'a\nb')"

@@ -21,7 +21,8 @@ no_temp $P
 
 # ---- W cannot be created (its directory is missing) after Y was written: Y stays old
 old_pair $P $P
-refuse "$P/nodir/w.npy: the directory $P/nodir does not exist" $FWD --input $F/x.npy --output $P/y.npy --weights-out $P/nodir/w.npy
+refuse "$P/nodir/w.npy: the directory $P/nodir does not exist" $FWD --input $F/x.npy --output $P/y.npy \
+    --weights-out $P/nodir/w.npy
 pair_intact $P $P
 
 # ---- a file-size limit that Y (5000 x 4 floats, 80 KB) exceeds and W (5000 x 3, 60 KB) fits
@@ -30,10 +31,12 @@ import struct, sys
 T, d = 5000, 5
 h = \"{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }\" % (T, d)
 h += ' ' * ((64 - (10 + len(h) + 1) % 64) % 64) + '\n'
-open(sys.argv[1], 'wb').write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(h)) + h.encode() + struct.pack('<%df' % (T * d), *([0.25] * (T * d))))
+open(sys.argv[1], 'wb').write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(h)) + h.encode() +
+                              struct.pack('<%df' % (T * d), *([0.25] * (T * d))))
 " $P/mid.npy
 old_pair $P $P
-refuse "y.npy: write failed: File too large" sh -c 'ulimit -f 64; exec "$0" "$@"' $FWD --input $P/mid.npy --output $P/y.npy --weights-out $P/w.npy
+refuse "y.npy: write failed: File too large" sh -c 'ulimit -f 64; exec "$0" "$@"' $FWD --input $P/mid.npy \
+    --output $P/y.npy --weights-out $P/w.npy
 pair_intact $P $P
 
 # ---- a full file system (root: a 16 KB tmpfs) under W while Y fits on disk, then under Y
@@ -41,12 +44,14 @@ mkdir -p $P/mnt
 if mount -t tmpfs -o size=16k tmpfs $P/mnt 2>/dev/null; then
     old_pair $P $P/mnt
     dd if=/dev/zero of=$P/mnt/fill bs=1024 count=64 2>/dev/null
-    refuse "mnt/w.npy: write failed: No space left on device" $FWD --input $F/x.npy --output $P/y.npy --weights-out $P/mnt/w.npy
+    refuse "mnt/w.npy: write failed: No space left on device" $FWD --input $F/x.npy --output $P/y.npy \
+        --weights-out $P/mnt/w.npy
     pair_intact $P $P/mnt
     rm -f $P/mnt/fill $P/mnt/w.npy
     old_pair $P/mnt $P
     dd if=/dev/zero of=$P/mnt/fill bs=1024 count=64 2>/dev/null
-    refuse "mnt/y.npy: write failed: No space left on device" $FWD --input $F/x.npy --output $P/mnt/y.npy --weights-out $P/w.npy
+    refuse "mnt/y.npy: write failed: No space left on device" $FWD --input $F/x.npy --output $P/mnt/y.npy \
+        --weights-out $P/w.npy
     pair_intact $P/mnt $P
     umount $P/mnt
 else

@@ -6,13 +6,15 @@ M=model.layers.0.self_attn.k_proj
 # same_out NAME CMD...: stdout of CMD and of CMD --read byte-identical
 same_out() {
     name=$1; shift
-    "$@" >$R/$name.map 2>$R/err && "$@" --read >$R/$name.read 2>>$R/err && cmp -s $R/$name.map $R/$name.read && [ -s $R/$name.map ] && ok ||
+    "$@" >$R/$name.map 2>$R/err && "$@" --read >$R/$name.read 2>>$R/err && cmp -s $R/$name.map $R/$name.read && [ \
+        -s $R/$name.map ] && ok ||
         bad "'$* --read' differs from the mapped run: $(head -c 300 $R/err)"
 }
 same_out inspect $B inspect $F/mola --json
 same_out alpha $B alpha $F/alpha_model --json
 accept $B forward $F/molora --module $M --input $F/x.npy --output $R/y.map.npy --weights-out $R/w.map.npy --base $F/base
-accept $B forward $F/molora --module $M --input $F/x.npy --output $R/y.read.npy --weights-out $R/w.read.npy --base $F/base --read
+accept $B forward $F/molora --module $M --input $F/x.npy --output $R/y.read.npy --weights-out $R/w.read.npy \
+    --base $F/base --read
 same $R/y.map.npy $R/y.read.npy
 same $R/w.map.npy $R/w.read.npy
 CMP="$B compose --expert $F/compose_e0 --expert $F/compose_e1 --gate $F/compose_gate.safetensors"

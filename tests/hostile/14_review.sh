@@ -34,10 +34,12 @@ open(dst, "wb").write(struct.pack("<Q", len(j)) + j + b[8 + n:])
 PY
 names=""
 for l in 0 1; do
-    for m in attn.c_attn attn.c_proj mlp.c_fc; do names="$names base_model.model.transformer.h.$l.$m.lora_gating.weight"; done
+    for m in attn.c_attn attn.c_proj mlp.c_fc; do \
+        names="$names base_model.model.transformer.h.$l.$m.lora_gating.weight"; done
 done
 python3 $R/gate.py $R/g32.safetensors 32 $names
-python3 $R/gate.py $R/g128.safetensors 128 base_model.model.transformer.h.0.mlp.c_proj.lora_gating.weight base_model.model.transformer.h.1.mlp.c_proj.lora_gating.weight
+python3 $R/gate.py $R/g128.safetensors 128 base_model.model.transformer.h.0.mlp.c_proj.lora_gating.weight \
+    base_model.model.transformer.h.1.mlp.c_proj.lora_gating.weight
 python3 - $R/g32.safetensors $R/g128.safetensors $R/gate.safetensors <<'PY'
 import json, struct, sys
 h, data = {}, b""
@@ -53,29 +55,34 @@ PY
 # ---- 1. compose keeps fan_in_fan_out: two copies of the GPT-2 adapter with an all-zero gate
 #      (weights 1/2 each) give the adapter's own full output on the Conv1D base
 accept $B compose --expert $G/adapter --expert $G/adapter --gate $R/gate.safetensors --out $R/c1
-if $B inspect $R/c1 --json 2>$T/err | grep -q '"fan_in_fan_out": true'; then ok; else bad "14: composed GPT-2 adapter lost fan_in_fan_out: $(cat $T/err)"; fi
+if $B inspect $R/c1 --json 2>$T/err | grep -q '"fan_in_fan_out": true'; then ok; \
+    else bad "14: composed GPT-2 adapter lost fan_in_fan_out: $(cat $T/err)"; fi
 for m in h.0.attn.c_proj h.0.attn.c_attn; do
     if $B forward $R/c1 --module transformer.$m --input $G/x32.t5.npy --base $G/base --output $R/y1.npy 2>$T/err &&
-       python3 tests/npy_close.py $R/y1.npy $G/full.$m.t5.npy 2e-6 >/dev/null; then ok; else bad "14: composed forward --base $m: $(cat $T/err)"; fi
+       python3 tests/npy_close.py $R/y1.npy $G/full.$m.t5.npy 2e-6 >/dev/null; then ok; \
+           else bad "14: composed forward --base $m: $(cat $T/err)"; fi
 done
 # experts that disagree are refused, naming both
 cp -r $G/adapter $R/nofifo
 sed 's/"fan_in_fan_out": true/"fan_in_fan_out": false/' $G/adapter/adapter_config.json >$R/nofifo/adapter_config.json
-refuse "$R/nofifo has fan_in_fan_out false, $G/adapter has true" $B compose --expert $G/adapter --expert $R/nofifo --gate $R/gate.safetensors --out $R/c1b
+refuse "$R/nofifo has fan_in_fan_out false, $G/adapter has true" $B compose --expert $G/adapter --expert $R/nofifo \
+    --gate $R/gate.safetensors --out $R/c1b
 [ -e $R/c1b ] && bad "14: --out created for disagreeing experts" || ok
 
 # ---- 2. an output that is not a regular file: refused before computing (a wrong-width --input
 #      would otherwise be the error), the FIFO or directory untouched; the old y.npy kept
 accept $GFWD --output $R/y2.npy && cp $R/y2.npy $R/y2.orig
 mkfifo $R/fifo
-refuse "$R/fifo is a FIFO, not a regular file" $B forward $G/adapter --module $GM --input $G/x128.t5.npy --output $R/fifo
+refuse "$R/fifo is a FIFO, not a regular file" $B forward $G/adapter --module $GM --input $G/x128.t5.npy \
+    --output $R/fifo
 [ -p $R/fifo ] && ok || bad "14: $R/fifo replaced"
 refuse "$R/fifo is a FIFO, not a regular file" $GFWD --output $R/y2.npy --weights-out $R/fifo
 same $R/y2.npy $R/y2.orig
 ln -s fifo $R/fifolink
 refuse "$R/fifolink is a FIFO, not a regular file" $GFWD --output $R/fifolink
 mkdir -p $R/odir
-refuse "$R/odir is a directory, not a regular file" $B forward $G/adapter --module $GM --input $G/x128.t5.npy --output $R/odir
+refuse "$R/odir is a directory, not a regular file" $B forward $G/adapter --module $GM --input $G/x128.t5.npy \
+    --output $R/odir
 # ---- 6. --weights-out a directory: refused before y.npy is replaced
 refuse "$R/odir is a directory, not a regular file" $GFWD --output $R/y2.npy --weights-out $R/odir
 same $R/y2.npy $R/y2.orig
@@ -97,13 +104,16 @@ int rename(const char *a, const char *b)
     return real(a, b);
 }
 CEOF
-if cc -shared -fPIC $R/p6/shim.c -o $R/p6/shim.so -ldl 2>/dev/null && [ "$(LD_PRELOAD=$R/p6/shim.so sh -c 'echo x')" = x ]; then
+if cc -shared -fPIC $R/p6/shim.c -o $R/p6/shim.so -ldl 2>/dev/null && [ "$(LD_PRELOAD=$R/p6/shim.so sh -c 'echo x')" = \
+    x ]; then
     accept $GFWD --output $R/p6/y.npy --weights-out $R/p6/w.npy --mask 0
     cp $R/p6/y.npy $R/y6.orig && cp $R/p6/w.npy $R/w6.orig
-    refuse "$R/p6/w.npy: cannot replace: Input/output error ($R/p6/y.npy left as it was)" env LD_PRELOAD=$R/p6/shim.so $GFWD --output $R/p6/y.npy --weights-out $R/p6/w.npy
+    refuse "$R/p6/w.npy: cannot replace: Input/output error ($R/p6/y.npy left as it was)" env LD_PRELOAD=$R/p6/shim.so \
+        $GFWD --output $R/p6/y.npy --weights-out $R/p6/w.npy
     same $R/p6/y.npy $R/y6.orig; same $R/p6/w.npy $R/w6.orig; no_temp $R/p6
     rm -f $R/p6/y.npy $R/p6/w.npy
-    refuse "$R/p6/w.npy: cannot replace" env LD_PRELOAD=$R/p6/shim.so $GFWD --output $R/p6/y.npy --weights-out $R/p6/w.npy
+    refuse "$R/p6/w.npy: cannot replace" env LD_PRELOAD=$R/p6/shim.so $GFWD --output $R/p6/y.npy \
+        --weights-out $R/p6/w.npy
     [ -e $R/p6/y.npy ] && bad "14: $R/p6/y.npy left after W failed" || ok
     no_temp $R/p6
 else
@@ -127,7 +137,8 @@ same $R/base3j/shard.bin $R/w3.orig
 mkdir -p $R/ad4/adapter_model.safetensors
 cp $G/adapter/adapter_config.json $R/ad4/
 cp $G/adapter/adapter_model.safetensors $R/ad4/adapter_model.safetensors/a.safetensors
-refuse "is the input ADAPTER_DIR $R/ad4" $B forward $R/ad4 --module $GM --input $G/x32.t5.npy --output $R/ad4/adapter_model.safetensors/a.safetensors
+refuse "is the input ADAPTER_DIR $R/ad4" $B forward $R/ad4 --module $GM --input $G/x32.t5.npy \
+    --output $R/ad4/adapter_model.safetensors/a.safetensors
 same $R/ad4/adapter_model.safetensors/a.safetensors $G/adapter/adapter_model.safetensors
 
 # ---- 5. an existing compose --out holds only the two files, as regular files; nothing else is
@@ -142,7 +153,8 @@ rm -rf $R/o5 && mkdir -p $R/o5/.x.molora-dir
 refuse "holds .x.molora-dir, which compose does not write" $C --gate $R/gate.safetensors --out $R/o5
 [ -d $R/o5/.x.molora-dir ] && ok || bad "14: $R/o5/.x.molora-dir removed"
 rm -rf $R/o5 && mkdir -p $R/o5 && ln -s $R/g128.safetensors $R/o5/adapter_model.safetensors
-refuse "adapter_model.safetensors, which is a symbolic link, not a regular file" $C --gate $R/gate.safetensors --out $R/o5
+refuse "adapter_model.safetensors, which is a symbolic link, not a regular file" $C --gate $R/gate.safetensors \
+    --out $R/o5
 [ -L $R/o5/adapter_model.safetensors ] && ok || bad "14: $R/o5/adapter_model.safetensors replaced"
 no_temp $R
 
@@ -156,7 +168,8 @@ ln -s same7.npy $R/link7y && ln -s same7.npy $R/link7w
 refuse "is the same file as --output $R/link7y" $GFWD --output $R/link7y --weights-out $R/link7w
 [ -e $R/same7.npy ] && bad "14: $R/same7.npy created" || ok
 ln -s nodir7/y.npy $R/link7b
-refuse "$R/link7b: the directory $R/nodir7 does not exist" $B forward $G/adapter --module $GM --input $G/x128.t5.npy --output $R/link7b
+refuse "$R/link7b: the directory $R/nodir7 does not exist" $B forward $G/adapter --module $GM --input $G/x128.t5.npy \
+    --output $R/link7b
 [ -L $R/link7b ] && [ ! -e $R/nodir7 ] && ok || bad "14: $R/link7b changed"
 
 # ---- 8. output names of 241..255 bytes: a shorter temporary name
@@ -172,8 +185,11 @@ no_temp $R
 mkdir -p $R/base9
 python3 $R/strip.py $G/base/model.safetensors $R/base9/model.safetensors
 for m in h.0.attn.c_attn h.0.attn.c_proj; do
-    if $B forward $G/adapter --module transformer.$m --input $G/x32.t5.npy --base $R/base9/model.safetensors --output $R/y9.npy 2>$T/err &&
-       python3 tests/npy_close.py $R/y9.npy $G/full.$m.t5.npy 2e-6 >/dev/null; then ok; else bad "14: forward --base without the prefix $m: $(cat $T/err)"; fi
+    if $B forward $G/adapter --module transformer.$m --input $G/x32.t5.npy --base $R/base9/model.safetensors \
+        --output $R/y9.npy 2>$T/err &&
+       python3 tests/npy_close.py $R/y9.npy $G/full.$m.t5.npy 2e-6 >/dev/null; then ok; \
+           else bad "14: forward --base without the prefix $m: $(cat $T/err)"; fi
 done
 python3 $R/strip.py $G/base/model.safetensors $R/base9/renamed.safetensors h.0.attn.c_attn.weight h.0.attn.c_attn.w
-refuse "tried transformer.h.0.attn.c_attn.weight and h.0.attn.c_attn.weight" $GFWD --base $R/base9/renamed.safetensors --output $R/y9.npy
+refuse "tried transformer.h.0.attn.c_attn.weight and h.0.attn.c_attn.weight" $GFWD --base $R/base9/renamed.safetensors \
+    --output $R/y9.npy

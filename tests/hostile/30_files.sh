@@ -6,7 +6,8 @@ mkdir -p $H
 Q=model.layers.0.self_attn.q_proj
 
 # a copy of the PEFT fixture whose config or weights the cases replace
-peft_copy() { rm -rf "$H/$1"; mkdir -p "$H/$1"; cp $F/peft/adapter_config.json $F/peft/adapter_model.safetensors "$H/$1/"; }
+peft_copy() { rm -rf "$H/$1"; mkdir -p "$H/$1"; cp $F/peft/adapter_config.json $F/peft/adapter_model.safetensors \
+    "$H/$1/"; }
 
 # FIFOs as adapter_config.json, adapter_model.safetensors and --base: refused at once, no hang
 peft_copy fifo_cfg; rm $H/fifo_cfg/adapter_config.json; mkfifo $H/fifo_cfg/adapter_config.json
@@ -14,7 +15,8 @@ refuse "adapter_config.json: is a FIFO" timeout 10 $B inspect $H/fifo_cfg
 peft_copy fifo_st; rm $H/fifo_st/adapter_model.safetensors; mkfifo $H/fifo_st/adapter_model.safetensors
 refuse "adapter_model.safetensors: is a FIFO" timeout 10 $B inspect $H/fifo_st
 mkfifo $H/base.safetensors
-refuse "base.safetensors: is a FIFO" timeout 10 $B forward $F/peft --module $Q --input $F/x.npy --output $H/y.npy --base $H/base.safetensors
+refuse "base.safetensors: is a FIFO" timeout 10 $B forward $F/peft --module $Q --input $F/x.npy --output $H/y.npy \
+    --base $H/base.safetensors
 peft_copy dir_cfg; rm $H/dir_cfg/adapter_config.json; mkdir $H/dir_cfg/adapter_config.json
 refuse "adapter_config.json: is a directory" $B inspect $H/dir_cfg
 

@@ -10,7 +10,8 @@ if kb=$(lz_rss $B inspect $lz/adapter); then ok; else bad "inspect of the 1 GiB 
 figure "inspect of a 1 GiB BF16 adapter (256 modules, sparse file): peak RSS $((kb / 1024)) MiB"
 if [ $lz_plain = 0 ]; then skip "RSS bound of inspect (sanitizer build)"
 elif [ "$kb" -lt 102400 ]; then ok; else bad "inspect peak RSS $kb KiB >= 100 MiB"; fi
-if kb=$(lz_rss $B forward $lz/adapter --module model.layers.63.self_attn.o_proj --input $lz/x.npy --output $lz/y.npy); then ok
+if kb=$(lz_rss $B forward $lz/adapter --module model.layers.63.self_attn.o_proj --input $lz/x.npy --output $lz/y.npy); \
+    then ok
 else bad "forward on one module of the 1 GiB BF16 adapter: $(cat $T/err)"; fi
 figure "forward of one module (r 256, 4096 x 4096) of that adapter: peak RSS $((kb / 1024)) MiB"
 if [ $lz_plain = 0 ]; then skip "RSS bound of forward (sanitizer build)"
