@@ -593,7 +593,7 @@ static void test_adamole_edges(void **s)
     assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, counts), 0);
     assert_true(w[0] == 1.0f && y[1] == 1.0f);
     /* ... unless sigmoid rounds to exactly 1 (logit >= ~17): a = p - tau = 0 is selected with
-       weight 0, the row sums to 0 and upstream divides by 1: zero delta (reference-math 2.2) */
+       weight 0, the row sums to 0 and upstream divides by 1: zero delta (docs/maths.md, ADAMOLE) */
     z.ld.threshold_bias = 30.0f;
     assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, counts), 0);
     assert_true(w[0] == 0.0f && y[1] == 0.0f && counts[0] == 0);
@@ -1203,7 +1203,7 @@ static void test_bound_adamole_tau(void **s)
     expect_route(m, &f, 1000, NULL, none); expect_route(m, &f, 0, NULL, half);
     sweep(&f, m, NULL, 0, us, 3, 1); molora_model_free(m);
     fix_free(&f);
-    /* default tau_max = 1/N: with a uniform gate and sigmoid at 1, every a = 0 (reference-math 2.2) */
+    /* default tau_max = 1/N: with a uniform gate and sigmoid at 1, every a = 0 (docs/maths.md, ADAMOLE) */
     fix_exact(&f, 4, ranks, MOLORA_ROUTING_ADAMOLE, z4);
     m = fix_model(&f);
     expect_route(m, &f, 1000, NULL, none4); expect_route(m, &f, 0, NULL, q4);
