@@ -5797,6 +5797,14 @@ MOLORA_API molora_result molora_alpha_workspace_size(int rows, int cols, const m
 #endif
 }
 
+/* A call's arguments (the defaults for NULL) and its logger. */
+MOLORA__PRIVATE void molora__alpha_begin(const molora_alpha_args *args, molora_alpha_args *o, molora__logger *lg)
+{
+    if (args) *o = *args;
+    else memset(o, 0, sizeof *o);
+    lg->fn = o->log;
+    lg->user = o->log_user;
+}
 /* Scratch from args->workspace or the memory hook; *owned is what to free. */
 MOLORA__PRIVATE void *molora__alpha_scratch(const molora_alpha_args *o, size_t bytes, void **owned)
 {
@@ -5825,8 +5833,7 @@ MOLORA_API molora_result molora_alpha_eigenvalues(const float *W, int rows, int 
     molora_alpha_args o;
     molora__logger lg;
     molora_result r;
-    if (args) o = *args; else memset(&o, 0, sizeof o);
-    lg.fn = o.log; lg.user = o.log_user;
+    molora__alpha_begin(args, &o, &lg);
     if (!evals) return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: evals is NULL");
     if ((r = molora__alpha_prepare(W, rows, cols, &o, &lg)) != MOLORA_RESULT_SUCCESS) return r;
 #ifdef MOLORA_NO_BLAS
@@ -6017,8 +6024,7 @@ MOLORA_API molora_result molora_alpha_fit_spectrum(double *evals, int n, const m
     molora_result r;
     size_t bytes = MOLORA__ALIGN;
     void *owned, *p;
-    if (args) o = *args; else memset(&o, 0, sizeof o);
-    lg.fn = o.log; lg.user = o.log_user;
+    molora__alpha_begin(args, &o, &lg);
     if (!fit) return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: fit is NULL");
     memset(fit, 0, sizeof *fit);
     if ((r = molora__alpha_check_args(&o, &lg)) != MOLORA_RESULT_SUCCESS) return r;
@@ -6038,8 +6044,7 @@ MOLORA_API molora_result molora_alpha_matrix(const float *W, int rows, int cols,
     molora_alpha_args o;
     molora__logger lg;
     molora_result r;
-    if (args) o = *args; else memset(&o, 0, sizeof o);
-    lg.fn = o.log; lg.user = o.log_user;
+    molora__alpha_begin(args, &o, &lg);
     if (!fit) return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "alpha: fit is NULL");
     memset(fit, 0, sizeof *fit);
     if ((r = molora__alpha_prepare(W, rows, cols, &o, &lg)) != MOLORA_RESULT_SUCCESS) return r;

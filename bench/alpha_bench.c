@@ -86,7 +86,8 @@ static int python_times(int rows, int cols, int threads, double *torch_s, double
 
 int main(int argc, char **argv)
 {
-    static const char *names[] = {"default", "gram64+dsyevd", "gram64+dsyevd_2stage", "sgesdd", "dgesdd", "FAST gram32+ssyevd_2stage"};
+    static const char *names[] = {"default", "gram64+dsyevd", "gram64+dsyevd_2stage", "sgesdd", "dgesdd",
+                                  "FAST gram32+ssyevd_2stage"};
     const molora_alpha_solver solvers[] = {MOLORA_ALPHA_SOLVER_GRAM64, MOLORA_ALPHA_SOLVER_GRAM64_2STAGE,
                                          MOLORA_ALPHA_SOLVER_SGESDD, MOLORA_ALPHA_SOLVER_FAST};
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
@@ -108,7 +109,8 @@ int main(int argc, char **argv)
         fits(ref, m, &rff, &rww);
         printf("\n%dx%d  float64 reference (dgesdd, 2 threads, %.2f s): fix_finger alpha %.6f, ww alpha %.6f, "
                "lambda %.3g..%.3g\n", R, C, t, rff, rww, ref[0], ref[m - 1]);
-        printf("%-8s %-28s %9s %9s %12s %12s %12s\n", "threads", "solver", "seconds", "/torch", "ff rel err", "ww rel err", "lambda err");
+        printf("%-8s %-28s %9s %9s %12s %12s %12s\n", "threads", "solver", "seconds", "/torch", "ff rel err",
+               "ww rel err", "lambda err");
         for (th = 1; th <= 2; th++) {
             double ts, ns;
             openblas_set_num_threads(th);
@@ -119,11 +121,15 @@ int main(int argc, char **argv)
                 double ff, ww, emax = 0;
                 o.solver = solvers[r];
                 t = now();
-                if (molora_alpha_eigenvalues(W, R, C, &o, e) != MOLORA_RESULT_SUCCESS) { printf("%s failed\n", names[solvers[r]]); continue; }
+                if (molora_alpha_eigenvalues(W, R, C, &o, e) != MOLORA_RESULT_SUCCESS) {
+                    printf("%s failed\n", names[solvers[r]]);
+                    continue;
+                }
                 t = now() - t;
                 for (j = 0; j < m; j++) emax = fmax(emax, fabs(e[j] - ref[j]) / fabs(ref[j]));
                 fits(e, m, &ff, &ww);
-                printf("%-8d %-28s %9.2f %9.2f %12.2e %12.2e %12.2e\n", th, names[solvers[r]], t, isnan(ts) ? NAN : t / ts,
+                printf("%-8d %-28s %9.2f %9.2f %12.2e %12.2e %12.2e\n", th, names[solvers[r]], t,
+                       isnan(ts) ? NAN : t / ts,
                        fabs(ff - rff) / rff, fabs(ww - rww) / rww, emax);
                 fflush(stdout);
             }

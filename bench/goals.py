@@ -37,7 +37,8 @@ def main():
         print(__doc__)
         return 2
     recs = load(sys.argv[1:])
-    print(f"{'sh':3} {'T':>4} {'thr':>3} {'routing':8} {'path':7} {'frozen':>8} {'molora':>8} {'ratio':>6} {'floor':>6} "
+    print(f"{'sh':3} {'T':>4} {'thr':>3} {'routing':8} {'path':7} {'frozen':>8} {'molora':>8} {'ratio':>6} "
+          f"{'floor':>6} "
           f"{'naive/':>6} {'gate%':>6} {'GB/s':>6} {'stream':>6} {'torch/':>6}")
     for k in sorted(recs, key=lambda k: (k[0], k[2], k[1], k[3])):
         r = recs[k]
@@ -69,10 +70,12 @@ def main():
         line("S1 naive_over_molora at T=512", worst(S("S1", 512), "naive_over_molora", min), ">= 8", lambda v: v >= 8)
         line("S1 naive_over_molora at T=64", worst(S("S1", 64), "naive_over_molora", min), ">= 5", lambda v: v >= 5)
         line("S1 torch_ms / molora_ms at T=1 (adamole)",
-             worst(lambda r: S("S1", 1)(r) and r.get("torch_ms"), lambda r: r["torch_ms"] / r["molora_ms"], min), ">= 3.5",
+             worst(lambda r: S("S1", 1)(r) and r.get("torch_ms"), lambda r: r["torch_ms"] / r["molora_ms"], min),
+             ">= 3.5",
              lambda v: v >= 3.5)
         line("S1 torch_ms / molora_ms at T=512 (adamole)",
-             worst(lambda r: S("S1", 512)(r) and r.get("torch_ms"), lambda r: r["torch_ms"] / r["molora_ms"], min), ">= 1.3",
+             worst(lambda r: S("S1", 512)(r) and r.get("torch_ms"), lambda r: r["torch_ms"] / r["molora_ms"], min),
+             ">= 1.3",
              lambda v: v >= 1.3)
         line("S1 gate_ms / frozen_ms (d4096, N=8)", worst(S("S1"), lambda r: r["gate_ms"] / r["frozen_ms"]),
              "<= 0.01", lambda v: v <= 0.01)

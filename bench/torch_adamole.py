@@ -20,7 +20,8 @@ try:
     import torch.nn as nn
     import torch.nn.functional as F
 except ImportError:
-    print("torch_adamole: python3-torch is not installed (apt-get install -y python3-torch); skipping the PyTorch column")
+    print("torch_adamole: python3-torch is not installed (apt-get install -y python3-torch); "
+          "skipping the PyTorch column")
     sys.exit(0)
 
 
@@ -89,14 +90,16 @@ def main():
         key = (rec["d"], rec["n_experts"], rec["rank"], rec["tokens"], rec["threads"])
         if key not in cache:
             cache[key] = time_layer(*key)
-            print(f"torch_adamole: {rec['shape']} T={rec['tokens']} threads={rec['threads']}: {cache[key]:.3f} ms", file=sys.stderr)
+            print(f"torch_adamole: {rec['shape']} T={rec['tokens']} threads={rec['threads']}: {cache[key]:.3f} ms",
+                  file=sys.stderr)
         rec["torch_ms"] = cache[key]
     with open(path, "w") as f:
         json.dump(records, f, indent=1)
     print(f"{'sh':3} {'T':>5} {'thr':>3} {'torch_ms':>9} {'molora_ms':>9} {'torch/molora':>12}")
     for rec in records:
         if rec.get("torch_ms") is not None:
-            print(f"{rec['shape']:3} {rec['tokens']:5d} {rec['threads']:3d} {rec['torch_ms']:9.3f} {rec['molora_ms']:9.3f} "
+            print(f"{rec['shape']:3} {rec['tokens']:5d} {rec['threads']:3d} {rec['torch_ms']:9.3f} "
+                  f"{rec['molora_ms']:9.3f} "
                   f"{rec['torch_ms'] / rec['molora_ms']:12.2f}")
     return 0
 

@@ -21,7 +21,9 @@ for e in range(2):
     json.dump(cfg, open(os.path.join(d, "adapter_config.json"), "w"))
     t = []
     for m in (name, "model.layers.1.v_proj"):
-        t += [("base_model.model.%s.lora_A.weight" % m, [1, 3], [0.1 * (e + 1)] * 3), ("base_model.model.%s.lora_B.weight" % m, [2, 1], [0.5, -0.5])]
+        t += [("base_model.model.%s.lora_A.weight" % m, [1, 3], [0.1 * (e + 1)] * 3),
+              ("base_model.model.%s.lora_B.weight" % m, [2, 1], [0.5, -0.5])]
     st(os.path.join(d, "adapter_model.safetensors"), t)
-st(os.path.join(out, "gate.safetensors"), [("base_model.model.%s.lora_gating.weight" % m, [2, 3], [0.1, 0.2, 0.3, -0.1, 0.0, 0.4])
+st(os.path.join(out, "gate.safetensors"),
+   [("base_model.model.%s.lora_gating.weight" % m, [2, 3], [0.1, 0.2, 0.3, -0.1, 0.0, 0.4])
                                            for m in (name, "model.layers.1.v_proj")])
