@@ -261,7 +261,7 @@ valgrind: export MOLORA_PORTABLE = 1
 valgrind: deps-san
 	$(call tool_check,$(B)/vg,$(VALGRIND),$(filter-out $(VG_SKIP),$(TEST_RUNS)))
 
-# ---- the molora command ---------------------------------------------------------------------
+# ---- fixtures ----------------------------------------------------------------------------------
 # regenerate the committed test fixtures (Python stdlib only)
 fixtures:
 	python3 tests/fixtures/make_fixtures.py

@@ -113,8 +113,8 @@
                             within float tolerance); AlphaLoRA's eigenvalues return UNSUPPORTED
      MOLORA_NO_SIMD         compile only the portable C kernels (no AVX2 / AVX-512 code)
      MOLORA_NO_STDIO        no file access (open, mmap, directories): only the in-memory loaders
-     MOLORA_NO_FILES        no JSON parser, safetensors reader or adapter loaders: the core layer
-                            only (api_safetensors, api_adapters and files compiled out)
+     MOLORA_NO_FILES        no JSON parser, safetensors reader or adapter loaders (api_files and
+                            files compiled out); with MOLORA_NO_ALPHA too: the core layer only
      MOLORA_NO_ALPHA        no AlphaLoRA (api_alpha and alpha compiled out)
      MOLORA_ASSERT(c)       assertion for programmer errors only (default: assert from assert.h)
      MOLORA_JSON_MAX_DEPTH  nesting limit of the JSON parser (default 128, as serde_json)
@@ -323,7 +323,8 @@ typedef enum molora_output {
 
 /* Which kernels a forward call used (reported through molora_forward_args.path_out). */
 typedef enum molora_path {
-    MOLORA_PATH_NONE = 0,      /* nothing to compute (T = 0, or routing only)                  */
+    MOLORA_PATH_NONE = 0,      /* nothing ran: T = 0, routing only, or DELTA output with no expert
+                                  routed (with FULL output the frozen layer runs on the path of T) */
     MOLORA_PATH_DECODE,        /* T = 1: matrix-vector, only the selected experts are read     */
     MOLORA_PATH_SMALL,         /* 2 <= T <= 16: molora's own SIMD multi-token kernels           */
     MOLORA_PATH_GEMM,          /* T > 16: BLAS GEMMs over the experts some token selects        */
@@ -2178,7 +2179,7 @@ MOLORA__PRIVATE void molora__gate_logits(molora__call *c)
 {
     const molora__layer *L = c->L;
     int ng = L->n_rows - L->r_total;
-    if (ng > 0)   /* n + 1 rows at most: too narrow for BLAS's packing to pay off at any T */
+    if (ng > 0)   /* up to 32 rows (N + 1): too narrow for BLAS's packing to pay off at any T; wider gates use BLAS */
         molora__mul_xwt(&c->in, ng <= 32 ? MOLORA__ALLOW_NARROW : 0, ng, L->A + (size_t)L->r_total * L->d_in, 0,
                         c->G, ng);
 }
@@ -2295,16 +2296,19 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
     const molora__layer *L = c->L;
     molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
     size_t pairs = 0, r_act = 0;
-    int t, i;
-    if (!c->apply) return MOLORA_PATH_NONE;
-    if (c->O == 0 || c->n == 0 || (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights)) return by_t;
+    int t, i, full = c->args->output == MOLORA_OUTPUT_FULL;
+    if (!c->apply) return MOLORA_PATH_NONE;   /* routing only */
+    if (c->n == 0) return full ? by_t : MOLORA_PATH_NONE;
+    if (c->O == 0) return by_t;   /* an ith/nth caller without columns reports the call's path */
+    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights) return by_t;
     for (i = 0; i < c->n; i++) {
         c->act[i] = 0;
         for (t = 0; t < c->T; t++)
             if (c->w[(size_t)t * c->n + i] != 0.0f) { c->act[i] = 1; pairs += (size_t)L->rank[i]; }
         if (c->act[i]) r_act += (size_t)L->rank[i];
     }
-    if (r_act > 0 && c->T > 1 && pairs * MOLORA__SPARSE_RATIO < (size_t)c->T * r_act) return MOLORA_PATH_SPARSE;
+    if (r_act == 0) return full ? by_t : MOLORA_PATH_NONE;   /* no expert routed: the frozen layer or nothing */
+    if (c->T > 1 && pairs * MOLORA__SPARSE_RATIO < (size_t)c->T * r_act) return MOLORA_PATH_SPARSE;
     return by_t;
 }
 
@@ -4241,13 +4245,13 @@ MOLORA__PRIVATE molora_result molora__config_lora(const molora__io *io, molora__
 /* molora compose: the routing rule by name and the experts' scalings. */
 MOLORA__PRIVATE molora_result molora__config_compose(molora__adapter_config *c)
 {
-    static const char *const names[] = {"dense", "topk", "threshold", "adamole", "mole_output"};
     const molora__json *js = &c->js;
     size_t t = molora__jget(js, 0, "routing");
-    int k;
+    int k;   /* every rule by its molora_routing_name but FIXED, which a file cannot hold */
     if (!t) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"routing\" is missing");
-    for (k = 0; k < 5; k++) if (molora__jeq(js, &js->tok[t], names[k])) break;
-    if (k == 5)
+    for (k = 0; k < MOLORA_ROUTING_FIXED; k++)
+        if (molora__jeq(js, &js->tok[t], molora_routing_name((molora_routing)k))) break;
+    if (k == MOLORA_ROUTING_FIXED)
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG,
                             "adapter_config.json: \"routing\" must be dense, topk, threshold, adamole or mole_output");
     c->routing = k;   /* same order as molora_routing */

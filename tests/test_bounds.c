@@ -164,7 +164,7 @@ static double load_modules(int n_mod, int n_ltt, int *kept)
         *kept = molora_adapter_n_layers(a);
         for (i = 0; i < n_mod; i++) {                /* every module looked up once */
             snprintf(name, sizeof name, "model.layers.%d.q", i);
-            if ((molora_adapter_find_layer(a, name) >= 0) != (i % 2 == 0)) fail_msg("find_module %s", name);
+            if ((molora_adapter_find_layer(a, name) >= 0) != (i % 2 == 0)) fail_msg("find_layer %s", name);
         }
         ms = now_ms() - t0;
         if (ms < best) best = ms;
@@ -186,7 +186,7 @@ static void test_modules_near_linear(void **state)
     t2 = load_modules(20000, 200000, &k2);
     assert_int_equal(k1, 2500);
     assert_int_equal(k2, 10000);
-    printf("figure: 5k / 20k modules with 50k / 200k layers_to_transform entries, parse + load + every find_module: "
+    printf("figure: 5k / 20k modules with 50k / 200k layers_to_transform entries, parse + load + every find_layer: "
            "%.1f / %.1f ms (ratio %.2f for 4x the input)\n",
            t1, t2, t2 / t1);
     assert_true(t2 / t1 < 8.0);

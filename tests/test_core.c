@@ -1417,6 +1417,40 @@ static void test_bound_paths(void **s)
     molora_model_free(m); fix_free(&f);
 }
 
+/* path_out is the path that ran: with every expert masked, FULL runs the frozen layer on the
+   path of T, DELTA runs nothing (NONE); the same for a layer without experts */
+static void test_path_when_nothing_runs(void **s)
+{
+    static const int Ts[] = {1, 2, 17};
+    int ranks[MAXN] = {3, 8}, n, c, full;
+    uint8_t none[2] = {0, 0};
+    (void)s;
+    for (n = 0; n <= 2; n += 2) {
+        fix f;
+        molora_model *m;
+        fix_make(&f, 37, 50, n, ranks, MOLORA_ROUTING_DENSE);
+        m = fix_model(&f);
+        for (c = 0; c < 3; c++)
+            for (full = 0; full < 2; full++) {
+                int T = Ts[c];
+                float *X = rnd_vec((size_t)T * 37, 1), *Y = calloc((size_t)T * 50, sizeof(float));
+                size_t wsz;
+                void *ws = ws_for(m, T, &wsz);
+                molora_path path = MOLORA_PATH_SPARSE;
+                molora_forward_args a;
+                memset(&a, 0, sizeof a);
+                a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz; a.path_out = &path;
+                a.output = full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
+                a.expert_mask = n ? none : NULL;
+                assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+                if ((int)path != (full ? path_of(T) : MOLORA_PATH_NONE))
+                    fail_msg("n = %d, T = %d, %s: path %d", n, T, full ? "full" : "delta", (int)path);
+                ws_free(ws, wsz); free(X); free(Y);
+            }
+        molora_model_free(m); fix_free(&f);
+    }
+}
+
 /* fixed per-token weights: token t routes to expert pick[t] alone (-1: to none) */
 static float *one_hot_rows(int T, int n, const int *pick)
 {
@@ -1987,6 +2021,7 @@ int main(void)
         cmocka_unit_test(test_bound_temperature),
         cmocka_unit_test(test_bound_tiny_temperature),
         cmocka_unit_test(test_bound_paths),
+        cmocka_unit_test(test_path_when_nothing_runs),
         cmocka_unit_test(test_bound_sparse_switch),
         cmocka_unit_test(test_bound_rank_paths),
         cmocka_unit_test(test_bound_merge_ranks),
