@@ -254,8 +254,11 @@ tsan: deps-san
 # memcheck with the portable kernels forced: valgrind 3.19 cannot run AVX-512 code, so the
 # MOLORA_PORTABLE runs would repeat the plain ones. The shell suites, the parity and engine runs
 # start the command or the engine hundreds of times, each start costly under valgrind's JIT, and
-# run under ASan+UBSan and TSan instead; valgrind covers the C suites.
-VG_SKIP  = core_portable types_portable cli convert alpha_cli hostile parity engine npy_numpy
+# run under ASan+UBSan and TSan instead; valgrind covers the C suites. Their MOLORA_NO_BLAS twins
+# and test_bounds (cost against input size: large inputs, slow under valgrind) also run under
+# ASan+UBSan and TSan only, which keeps .ci/run inside its 30 minutes.
+VG_SKIP  = core_portable types_portable cli convert alpha_cli hostile parity engine npy_numpy \
+           core_noblas types_noblas files_noblas alpha_noblas bounds
 VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
 valgrind: export MOLORA_PORTABLE = 1
 valgrind: deps-san
