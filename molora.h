@@ -4054,7 +4054,7 @@ MOLORA_API molora_result molora_safetensors_open(const char *path, const molora_
    descriptor, one builder per layout. The file layouts: docs/formats.md. */
 typedef struct molora__module {
     char *name;                  /* module path P as in the file                          */
-    int dec_layer;               /* decoder layer index parsed from P, -1 if none         */
+    int block;                   /* block (decoder layer) index parsed from P, -1 if none */
     int n;                       /* experts: highest index + 1, the length of A and B     */
     long *A, *B;                 /* tensor index per expert, -1 = missing                 */
     long gate, gate_bias, thr_w, thr_b, mole_gate;
@@ -4778,8 +4778,8 @@ static int molora__cmp_module(const void *a, const void *b)
     return c ? c : strcmp(x, y);   /* layers.01 and layers.1: a fixed order */
 }
 
-/* First ".<digits>." component of a module path: the decoder layer. */
-MOLORA__PRIVATE int molora__decoder_layer(const char *p)
+/* First ".<digits>." component of a module path: the block (decoder layer). */
+MOLORA__PRIVATE int molora__block_of(const char *p)
 {
     for (; *p; p++) {
         const char *q = p + 1;
@@ -4896,7 +4896,7 @@ MOLORA__PRIVATE molora_result molora__module_alloc(molora_adapter *a, molora__mo
         return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
     memcpy(m->name, rc->name, rc->plen);
     m->name[rc->plen] = 0;
-    m->dec_layer = molora__decoder_layer(molora__strip(m->name));
+    m->block = molora__block_of(molora__strip(m->name));
     for (i = 0; i < k; i++) n_ab += rc[i].kind == MOLORA__K_A || rc[i].kind == MOLORA__K_B;
     for (i = 0; i < k; i++) {
         if (rc[i].kind != MOLORA__K_A && rc[i].kind != MOLORA__K_B) continue;
@@ -4996,13 +4996,13 @@ MOLORA__PRIVATE molora_result molora__layout_detect(const molora__adapter_config
     return MOLORA_RESULT_SUCCESS;
 }
 
-MOLORA__PRIVATE int molora__layer_listed(const double *v, size_t n, int layer)
+MOLORA__PRIVATE int molora__block_listed(const double *v, size_t n, int block)
 {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (v[mid] == (double)layer) return 1;
-        if (v[mid] < (double)layer) lo = mid + 1; else hi = mid;
+        if (v[mid] == (double)block) return 1;
+        if (v[mid] < (double)block) lo = mid + 1; else hi = mid;
     }
     return 0;
 }
@@ -5015,7 +5015,7 @@ MOLORA__PRIVATE void molora__layers_filter(molora_adapter *a, const molora__adap
     for (l = 0; l < a->n_mod; l++) {
         molora__module *m = &a->mods[l];
         int e;
-        if (molora__layer_listed(c->ltt, c->n_ltt, m->dec_layer)) { a->mods[w++] = *m; continue; }
+        if (molora__block_listed(c->ltt, c->n_ltt, m->block)) { a->mods[w++] = *m; continue; }
         for (e = 0; e < m->n; e++) {
             if (m->A[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->A[e]]->name;
             if (m->B[e] >= 0) a->ignored[a->n_ignored++] = a->st->all[m->B[e]]->name;
@@ -5100,11 +5100,11 @@ MOLORA__PRIVATE molora_result molora__f32_shaped(molora_adapter *a, const molora
     molora_result r = molora__shape2(a, m, t, rows, cols, one_d_ok, what);
     return r ? r : molora_safetensors_tensor_f32(a->st, (size_t)t, p);
 }
-/* entry `layer` of a per-layer list converted by molora__jlist_f64 (NaN entries do not count) */
-MOLORA__PRIVATE int molora__layer_entry(const double *v, size_t n, int layer, double *out)
+/* entry `block` of a per-block list converted by molora__jlist_f64 (NaN entries do not count) */
+MOLORA__PRIVATE int molora__block_entry(const double *v, size_t n, int block, double *out)
 {
-    if (layer < 0 || (size_t)layer >= n || v[layer] != v[layer]) return 0;
-    *out = v[layer];
+    if (block < 0 || (size_t)block >= n || v[block] != v[block]) return 0;
+    *out = v[block];
     return 1;
 }
 
@@ -5144,9 +5144,9 @@ MOLORA__PRIVATE molora_result molora__build_mola(molora_adapter *a, molora__adap
 {
     double rank = c->r, k;
     int e, n = m->n;
-    if (c->r_list && !molora__layer_entry(c->r_per_layer, c->js.tok[c->r_list].size, m->dec_layer, &rank))
+    if (c->r_list && !molora__block_entry(c->r_per_layer, c->js.tok[c->r_list].size, m->block, &rank))
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"r\" has no entry for decoder layer %d",
-                            m->name, m->dec_layer);
+                            m->name, m->block);
     for (e = 0; e < n; e++) {
         if (rank != ex[e].rank)
             return molora__fail(c->lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: expert %d has rank %d but the config "
@@ -5155,10 +5155,10 @@ MOLORA__PRIVATE molora_result molora__build_mola(molora_adapter *a, molora__adap
     }
     L->routing = MOLORA_ROUTING_TOPK;
     if (c->top_k_list) {
-        if (!molora__layer_entry(c->top_k_per_layer, c->js.tok[c->top_k_list].size, m->dec_layer, &k) ||
+        if (!molora__block_entry(c->top_k_per_layer, c->js.tok[c->top_k_list].size, m->block, &k) ||
             k != floor(k) || k < 1 || k > n)
             return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" entry for decoder layer %d "
-                                "missing or outside 1..%d", m->name, m->dec_layer, n);
+                                "missing or outside 1..%d", m->name, m->block, n);
         L->top_k = (int)k;
     }
     if (m->gate < 0)
