@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void openblas_set_num_threads(int);
 char *openblas_get_corename(void);
@@ -805,16 +806,29 @@ static void stream_of(context *cx, const float *buf, size_t n, int t)
            cx->rot_mib, cx->stream_kernel, cx->stream_sgemv);
 }
 
+/* OpenBLAS's idle threads spin for 2^28 cycles (about 0.1 s here) after each multi-threaded call,
+   and would take a core from molora's split, timed right after the t-thread baseline. With
+   OPENBLAS_THREAD_TIMEOUT=4 they sleep at once (the next call wakes them: microseconds, the same
+   in the bench and in the standalone check). OpenBLAS reads it when it loads, so the bench starts
+   itself again with it set, unless you set it. */
+static void quiet_openblas_threads(char **argv)
+{
+    if (getenv("OPENBLAS_THREAD_TIMEOUT")) return;
+    if (setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1) == 0) execv("/proc/self/exe", argv);
+    fprintf(stderr, "molora_bench: could not restart with OPENBLAS_THREAD_TIMEOUT=4; OpenBLAS's threads spin\n");
+}
+
 int main(int argc, char **argv)
 {
     options o;
     FILE *json = NULL;
     context cx;
     double llc;
-    int first_rec = 1, i, fails = 0, rc = parse_options(argc, argv, &o);
+    int first_rec = 1, i, fails = 0, rc;
     size_t sn;
     float *sbuf;
-    if (rc) return rc < 0 ? 0 : rc;
+    quiet_openblas_threads(argv);
+    if ((rc = parse_options(argc, argv, &o))) return rc < 0 ? 0 : rc;
     if (o.json_path && !(json = fopen(o.json_path, "w"))) {
         fprintf(stderr, "molora_bench: cannot write %s\n", o.json_path);
         return 1;
@@ -828,7 +842,8 @@ int main(int argc, char **argv)
     uptime_line(cx.uptime, sizeof cx.uptime);
     printf("molora %s bench: ratios measured side by side in one run (median); OpenBLAS %s, core %s\n",
            MOLORA_VERSION_STRING, openblas_get_config(), openblas_get_corename());
-    printf("rotation %.0f MiB (LLC %.0f MiB from sysfs); uptime at start: %s\n", cx.rot_mib, cx.llc_mib, cx.uptime);
+    printf("rotation %.0f MiB (LLC %.0f MiB from sysfs); OPENBLAS_THREAD_TIMEOUT=%s; uptime at start: %s\n",
+           cx.rot_mib, cx.llc_mib, getenv("OPENBLAS_THREAD_TIMEOUT"), cx.uptime);
     printf("%-3s %4s %3s %3s %5s %3s %-14s %-7s %-11s %9s %9s %8s %8s %9s %7s %7s %6s %6s %6s\n", "sh", "d", "N", "r",
            "T", "thr", "routing", "path", "baseline", "frozen_ms", "molora_ms", "delta_ms", "gate_ms", "naive_ms",
            "ratio", "floor", "naive/", "active", "GB/s");
