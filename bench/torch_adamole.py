@@ -10,7 +10,9 @@ renormalised, and the per-expert Python loop over torch.where(selected). float32
 
 Threads: torch.set_num_threads does not reach the OpenBLAS that Debian's torch calls for nn.Linear,
 so each thread count runs in its own process with OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS) set
-to the record's `threads`; threadpoolctl, when installed, checks (and if need be sets) it.
+to the record's `threads`; threadpoolctl, when installed, checks (and if need be sets) it. torch's
+own OpenMP threads then wait passively (OMP_WAIT_POLICY=PASSIVE unless set): spinning, they took the
+second core from OpenBLAS's thread and S5 T=8 with 2 threads measured 119 ms instead of 1.2 ms.
 Layers rotate through the record's rotation_mib (twice the last-level cache, as the C bench), so a
 T = 1 call reads its weights from DRAM. Two figures, attached to the records of routing "adamole":
 torch_ms, the whole layer, and torch_lora_ms, the same forward without the frozen nn.Linear (the
@@ -100,12 +102,24 @@ def uptime():
         return open("/proc/loadavg").read().strip()
 
 
+_layers = {}
+
+
+def rotation(d, n, r, rot_bytes):
+    """The copies of one shape's layer, built once per process (every T of the shape reuses them)."""
+    key = (d, n, r, rot_bytes)
+    if key not in _layers:
+        _layers.clear()
+        per = d * d * 4 + n * r * d * 8
+        _layers[key] = [AdaMoleLinear(d, n, r, 2.0 * r).eval() for _ in range(max(2, -(-rot_bytes // per)))]
+    return _layers[key]
+
+
 def time_layer(d, n, r, tokens, threads, rot_bytes):
     """Medians in ms of the whole layer and of its LoRA branch, interleaved, each call on the next copy."""
     torch.set_num_threads(threads)
-    per = d * d * 4 + n * r * d * 8
-    copies = max(2, -(-rot_bytes // per))
-    layers = [AdaMoleLinear(d, n, r, 2.0 * r).eval() for _ in range(copies)]
+    layers = rotation(d, n, r, rot_bytes)
+    copies = len(layers)
     x = torch.randn(tokens, d)
     reps = 31 if 2 * tokens * d * d < 1e8 else 11 if 2 * tokens * d * d < 2e9 else 5
     times = {True: [], False: []}
@@ -165,7 +179,8 @@ def main():
     keys = sorted({key_of(rec) for rec in records if rec["routing"] == "adamole"})
     results = {}
     for threads in sorted({k[4] for k in keys}):
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                   OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
         mine = [list(k) for k in keys if k[4] == threads]
         done = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", str(threads), json.dumps(mine)],
                               env=env, stdout=subprocess.PIPE, check=True)
