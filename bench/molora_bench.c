@@ -2,15 +2,22 @@
    by side in one process.
      molora_bench [--shapes S1,S2,...] [--tokens 1,8,64,512] [--threads 1,2]
                   [--routing dense,adamole,topk:2,threshold:0.15] [--json FILE] [--reps N]
-                  [--smoke | --quickstart]
-   Every variant runs interleaved; weights rotate through >= 192 MiB so decode reads come from
-   memory. --threads t: OpenBLAS gets t threads for frozen_ms / naive_ms; molora splits one call
-   over t threads (ith/nth) with OpenBLAS at 1 thread. S6 adds topk:8 (its goal is top-8 of 64).
-   --smoke: a seconds-long run of small shapes that checks molora against the naive loop and that
-   every timing is finite and positive; it asserts no speed (make test runs it on busy machines).
+                  [--smoke | --quickstart | --corename]
+   Every variant runs interleaved; weights and the stream buffer rotate through twice the
+   last-level cache (sysfs; at most a quarter of MemAvailable) so T = 1 calls read from DRAM.
+   A row with t threads: molora splits one call over t pinned threads (ith/nth) with OpenBLAS at
+   1 thread inside; frozen_ms, its baseline, is the best of OpenBLAS with t threads (sgemm, or
+   T x sgemv for T <= 16) and the same t-way split of the 1-thread frozen layer (`baseline` names
+   the winner). The pool's threads sleep while OpenBLAS runs; with t > 1 the t-thread sgemm is
+   also timed before the pool exists, and the two must agree within noise (printed per case).
+   S6 adds topk:8 (its goal is top-8 of 64).
+   --smoke: a seconds-long run of small shapes (16 MiB rotation) that checks molora against the
+   naive loop and that every timing is finite and positive; it asserts no speed (make test runs it
+   on busy machines).
    --quickstart: the layer of examples/quickstart.c's old timing table (S1: d = 4096, 8 experts of
-   rank 8) under dense, top-2, threshold and AdaMoLE routing, 1 and 64 tokens, one thread. */
-#define _POSIX_C_SOURCE 200809L
+   rank 8) under dense, top-2, threshold and AdaMoLE routing, 1 and 64 tokens, one thread.
+   --corename: print OpenBLAS's detected core and exit (the Makefile checks it, see its bench). */
+#define _GNU_SOURCE   /* pthread_setaffinity_np: the pool's threads pinned, see pool_cpu */
 #define MOLORA_IMPLEMENTATION
 #include "molora.h"
 
@@ -22,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void openblas_set_num_threads(int);
 char *openblas_get_corename(void);
@@ -30,7 +38,7 @@ char *openblas_get_config(void);
 typedef struct shape { const char *name; int d, n, r; } shape;
 static const shape SHAPES[] = {{"S1", 4096, 8, 8},  {"S2", 4096, 8, 16}, {"S3", 4096, 16, 16},
                                {"S4", 2048, 8, 8},  {"S5", 768, 8, 8},   {"S6", 4096, 64, 1}};
-#define ROT_BYTES (192.0 * 1024 * 1024)
+static double g_rot_bytes;   /* the rotation: rotation_bytes() */
 #define MAXR 8
 
 static unsigned long long rng = 0x2545F4914F6CDD1Dull;
@@ -60,94 +68,281 @@ static int cmpd(const void *a, const void *b)
 }
 static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmpd); return n ? v[n / 2] : NAN; }
 
-/* ---- a spinning pool: molora_forward split over t threads with ith/nth ------------------- */
+/* ---- the bench's pool: molora_forward (or the frozen layer) split over t threads ------------
+   The workers spin only while the bench times split calls; whenever a baseline runs they sleep on
+   a condition variable (pool_spin(p, 0)), so OpenBLAS's own threads get the cores: a spinning pool
+   once doubled the 2-thread sgemm baseline (83 ms instead of 45.5 ms at S1 T=512). */
+enum { JOB_FORWARD, JOB_ROUTE, JOB_SPLIT_GEMM, JOB_SPLIT_GEMV };
 typedef struct pool {
-    int nth;
+    int nth, job, spin, quit, done, parked;
+    unsigned gen;
     pthread_t th[16];
-    volatile int gen, done, quit;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, asleep;
+    cpu_set_t saved;   /* the main thread's affinity before the pool */
+    int pinned;
     const molora_model *m;
     molora_forward_args args[16];
-    int route_only;
+    const float *W0, *X;   /* the split frozen layer: Y (T, d) = X W0^T, columns split as molora does */
+    float *Y;
+    int T, d;
 } pool;
+static void frozen_sgemm(const float *W0, const float *X, float *Y, int T, int d, int d_out);
+static void frozen_sgemv(const float *W0, const float *X, float *Y, int T, int d, int d_out);
 static void pool_job(pool *p, int ith)
 {
     molora_result r;
-    if (p->route_only && ith > 0) return;   /* routing alone: one caller */
-    r = p->route_only ? molora_route(p->m, &p->args[ith]) : molora_forward(p->m, &p->args[ith]);
+    if (p->job == JOB_SPLIT_GEMM || p->job == JOB_SPLIT_GEMV) {   /* molora's split: chunks of 16 columns */
+        int chunks = (p->d + 15) / 16, o0 = chunks * ith / p->nth * 16, o1 = chunks * (ith + 1) / p->nth * 16;
+        if (o1 > p->d) o1 = p->d;
+        if (o1 > o0)
+            (p->job == JOB_SPLIT_GEMM ? frozen_sgemm : frozen_sgemv)(p->W0 + (size_t)o0 * p->d, p->X, p->Y + o0,
+                                                                    p->T, p->d, o1 - o0);
+        return;
+    }
+    if (p->job == JOB_ROUTE && ith > 0) return;   /* routing alone: one caller */
+    r = p->job == JOB_ROUTE ? molora_route(p->m, &p->args[ith]) : molora_forward(p->m, &p->args[ith]);
     if (r != MOLORA_RESULT_SUCCESS) { fprintf(stderr, "molora_bench: %s\n", molora_result_string(r)); exit(1); }
 }
 static pool *g_pool;
+/* Caller ith runs on the ith CPU the process may use. Unpinned, a worker woken from the condition
+   variable lands on its waker's CPU, and the two spinning threads then share one core: every split
+   call waited a scheduler tick (8 ms at S5 T=1). Only when there are CPUs enough. */
+static int pool_cpu(const cpu_set_t *allowed, int ith)
+{
+    int cpu, seen = 0;
+    for (cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, allowed) && seen++ == ith) return cpu;
+    return -1;
+}
+static void pin_to(pthread_t th, int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pthread_setaffinity_np(th, sizeof one, &one);
+}
 static void *pool_main(void *arg)
 {
-    int ith = (int)(size_t)arg, seen = 0;
+    pool *p = g_pool;
+    int ith = (int)(size_t)arg;
+    unsigned seen = 0;
     for (;;) {
-        long spins = 0;
-        while (__atomic_load_n(&g_pool->gen, __ATOMIC_ACQUIRE) == seen)
-            if (++spins > 2000000) { sched_yield(); spins = 0; }
-        seen = __atomic_load_n(&g_pool->gen, __ATOMIC_ACQUIRE);
-        if (g_pool->quit) return NULL;
-        pool_job(g_pool, ith);
-        __atomic_add_fetch(&g_pool->done, 1, __ATOMIC_ACQ_REL);
+        while (__atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) == seen) {
+            if (__atomic_load_n(&p->spin, __ATOMIC_ACQUIRE)) { __builtin_ia32_pause(); continue; }
+            pthread_mutex_lock(&p->mu);   /* parked: no cycles taken from a baseline */
+            p->parked++;
+            pthread_cond_signal(&p->asleep);
+            while (__atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) == seen && !__atomic_load_n(&p->spin, __ATOMIC_ACQUIRE))
+                pthread_cond_wait(&p->wake, &p->mu);
+            p->parked--;
+            pthread_mutex_unlock(&p->mu);
+        }
+        seen = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) return NULL;
+        pool_job(p, ith);
+        __atomic_add_fetch(&p->done, 1, __ATOMIC_ACQ_REL);
     }
+}
+/* spin = 1 before timing split calls (a sleeping worker would add its wake-up to every call);
+   spin = 0 parks every worker and returns once they all sleep, the main thread unpinned as it is
+   for the standalone sgemm, so OpenBLAS's threads run as they would without the pool */
+static void pool_spin(pool *p, int spin)
+{
+    if (p->pinned && spin) pin_to(pthread_self(), pool_cpu(&p->saved, 0));
+    if (p->pinned && !spin) pthread_setaffinity_np(pthread_self(), sizeof p->saved, &p->saved);
+    pthread_mutex_lock(&p->mu);
+    __atomic_store_n(&p->spin, spin, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&p->wake);
+    while (!spin && p->parked < p->nth - 1) pthread_cond_wait(&p->asleep, &p->mu);
+    pthread_mutex_unlock(&p->mu);
 }
 static void pool_start(pool *p, int nth)
 {
     int i;
     memset(p, 0, sizeof *p);
     p->nth = nth;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->asleep, NULL);
     g_pool = p;
-    for (i = 1; i < nth; i++) pthread_create(&p->th[i], NULL, pool_main, (void *)(size_t)i);
+    p->pinned = nth > 1 && !pthread_getaffinity_np(pthread_self(), sizeof p->saved, &p->saved)
+                && CPU_COUNT(&p->saved) >= nth;
+    for (i = 1; i < nth; i++) {
+        pthread_create(&p->th[i], NULL, pool_main, (void *)(size_t)i);
+        if (p->pinned) pin_to(p->th[i], pool_cpu(&p->saved, i));
+    }
+    pool_spin(p, 0);
 }
-static void pool_run(pool *p)
+static void pool_run(pool *p, int job)
 {
+    p->job = job;
     __atomic_store_n(&p->done, 0, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&p->mu);
     __atomic_add_fetch(&p->gen, 1, __ATOMIC_ACQ_REL);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
     pool_job(p, 0);
-    while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < p->nth - 1) { }
+    while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < p->nth - 1) __builtin_ia32_pause();
 }
 static void pool_stop(pool *p)
 {
     int i;
-    p->quit = 1;
+    __atomic_store_n(&p->quit, 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&p->mu);
     __atomic_add_fetch(&p->gen, 1, __ATOMIC_ACQ_REL);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
     for (i = 1; i < p->nth; i++) pthread_join(p->th[i], NULL);
+    if (p->pinned) pthread_setaffinity_np(pthread_self(), sizeof p->saved, &p->saved);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->asleep);
 }
 
-/* ---- stream read bandwidth with t threads ------------------------------------------------ */
-typedef struct sarg { const float *p; size_t n; float sum; } sarg;
-__attribute__((target("avx2"))) static void *stream_part(void *v)
+/* ---- read bandwidth of the stream buffer with t threads ----------------------------------
+   The decode figure is compared with it, so it must be what this machine can read: the larger of
+   a read kernel (64-byte aligned loads, eight accumulators, threads started before the clock) and
+   cblas_sgemv with t OpenBLAS threads over the same buffer. The buffer is the rotation size, at
+   least twice the last-level cache, so both read DRAM. */
+typedef struct sarg { const float *p; size_t n; float sum; pthread_barrier_t *bar; double t0, t1; } sarg;
+__attribute__((target("avx512f"))) static float read_avx512(const float *p, size_t n)
+{
+    typedef float v16 __attribute__((vector_size(64)));
+    v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+    size_t i;
+    for (i = 0; i + 128 <= n; i += 128) {
+        const v16 *q = (const v16 *)(const void *)(p + i);   /* the buffer is 64-byte aligned */
+        a0 += q[0]; a1 += q[1]; a2 += q[2]; a3 += q[3]; a4 += q[4]; a5 += q[5]; a6 += q[6]; a7 += q[7];
+    }
+    a0 += a1 + a2 + a3 + a4 + a5 + a6 + a7;
+    return a0[0] + a0[15];
+}
+__attribute__((target("avx2"))) static float read_avx2(const float *p, size_t n)
 {
     typedef float v8 __attribute__((vector_size(32)));
-    sarg *s = (sarg *)v;
     v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     size_t i;
-    for (i = 0; i + 32 <= s->n; i += 32) {
-        v8 x0, x1, x2, x3;
-        memcpy(&x0, s->p + i, 32); memcpy(&x1, s->p + i + 8, 32);
-        memcpy(&x2, s->p + i + 16, 32); memcpy(&x3, s->p + i + 24, 32);
-        a0 += x0; a1 += x1; a2 += x2; a3 += x3;
+    for (i = 0; i + 32 <= n; i += 32) {
+        const v8 *q = (const v8 *)(const void *)(p + i);
+        a0 += q[0]; a1 += q[1]; a2 += q[2]; a3 += q[3];
     }
     a0 += a1 + a2 + a3;
-    s->sum = a0[0] + a0[7];
+    return a0[0] + a0[7];
+}
+static void *stream_part(void *v)
+{
+    sarg *s = (sarg *)v;
+    pthread_barrier_wait(s->bar);
+    s->t0 = now_ms();
+    s->sum = __builtin_cpu_supports("avx512f") ? read_avx512(s->p, s->n) : read_avx2(s->p, s->n);
+    s->t1 = now_ms();
     return NULL;
 }
-static double stream_gbps(const float *buf, size_t n, int t)
+static double stream_kernel_gbps(const float *buf, size_t n, int t)
 {
     double best = 0;
     int rep, i;
     for (rep = 0; rep < 3; rep++) {
         pthread_t th[16];
         sarg a[16];
-        double t0 = now_ms();
+        pthread_barrier_t bar;
+        double t0 = INFINITY, t1 = 0;
+        size_t part = n / t / 128 * 128;
+        pthread_barrier_init(&bar, NULL, (unsigned)t);
         for (i = 0; i < t; i++) {
-            a[i].p = buf + n / t * i; a[i].n = n / t;
+            a[i].p = buf + part * i; a[i].n = part; a[i].bar = &bar;
             pthread_create(&th[i], NULL, stream_part, &a[i]);
         }
-        for (i = 0; i < t; i++) pthread_join(th[i], NULL);
-        t0 = now_ms() - t0;
-        if (n * 4.0 / t0 / 1e6 > best) best = n * 4.0 / t0 / 1e6;
+        for (i = 0; i < t; i++) {
+            pthread_join(th[i], NULL);
+            t0 = fmin(t0, a[i].t0); t1 = fmax(t1, a[i].t1);
+        }
+        pthread_barrier_destroy(&bar);
+        best = fmax(best, part * t * 4.0 / (t1 - t0) / 1e6);
     }
     return best;
+}
+static double stream_sgemv_gbps(const float *buf, size_t n, int t)
+{
+    int rows = (int)(n / 4096), rep;
+    float *x = rnd_vec(4096, 1.0f), *y = (float *)malloc((size_t)rows * 4);
+    double best = 0;
+    openblas_set_num_threads(t);
+    for (rep = 0; rep < 3; rep++) {
+        double t0 = now_ms();
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, 4096, 1.0f, buf, 4096, x, 1, 0.0f, y, 1);
+        best = fmax(best, rows * 4096.0 * 4 / (now_ms() - t0) / 1e6);
+    }
+    free(x); free(y);
+    return best;
+}
+
+/* ---- the rotation: at least twice the last-level cache, so T = 1 calls read from DRAM --------- */
+static double sysfs_size(const char *path)   /* "307200K" -> bytes; 0 when unreadable */
+{
+    FILE *f = fopen(path, "r");
+    double v = 0;
+    char unit = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%lf%c", &v, &unit) < 1) v = 0;
+    fclose(f);
+    return v * (unit == 'K' ? 1024.0 : unit == 'M' ? 1048576.0 : unit == 'G' ? 1073741824.0 : 1.0);
+}
+/* the largest cache level of cpu0 (level 3 where there is one) */
+static double llc_bytes(void)
+{
+    double best = 0;
+    int i, level, best_level = 0;
+    for (i = 0; i < 16; i++) {
+        char path[96];
+        FILE *f;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+        if (!(f = fopen(path, "r"))) break;
+        if (fscanf(f, "%d", &level) != 1) level = 0;
+        fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        if (level > best_level) { best_level = level; best = sysfs_size(path); }
+        else if (level == best_level) best = fmax(best, sysfs_size(path));
+    }
+    return best;
+}
+static double mem_available(void)   /* bytes, from /proc/meminfo; 0 when unknown */
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    double kb = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
+/* 2 x LLC (256 MiB when sysfs says nothing), at most a quarter of MemAvailable: the weights and the
+   stream buffer each take this much, the torch script as much again. --smoke: 16 MiB (no speed asserted). */
+static double rotation_bytes(int smoke, double *llc)
+{
+    double rot, avail = mem_available();
+    *llc = llc_bytes();
+    if (smoke) return 16.0 * 1048576;
+    rot = *llc > 0 ? 2.0 * *llc : 256.0 * 1048576;
+    if (avail > 0 && rot > avail / 4) rot = avail / 4;
+    return rot;
+}
+
+static void uptime_line(char *out, size_t size)   /* `uptime`, or /proc/loadavg without it */
+{
+    FILE *f = popen("uptime 2>/dev/null", "r");
+    size_t n;
+    out[0] = 0;
+    if (f) { if (!fgets(out, (int)size, f)) out[0] = 0; pclose(f); }
+    if (!out[0] && (f = fopen("/proc/loadavg", "r"))) {
+        if (!fgets(out, (int)size, f)) out[0] = 0;
+        fclose(f);
+    }
+    n = strlen(out);
+    while (n && (out[n - 1] == '\n' || out[n - 1] == ' ')) out[--n] = 0;
+    for (n = 0; out[n]; n++) if (out[n] == '"' || out[n] == '\\') out[n] = ' ';   /* JSON-safe */
 }
 
 /* ---- one shape's weights, rotated through copies ----------------------------------------- */
@@ -169,7 +364,7 @@ static void bench_build(bench *b, const shape *s, const routing *rt, int n_rt)
     molora_model_desc md;
     memset(b, 0, sizeof *b);
     b->s = *s;
-    b->copies = (int)ceil(ROT_BYTES / (double)per);
+    b->copies = (int)ceil(g_rot_bytes / (double)per);
     if (b->copies < 2) b->copies = 2;
     b->n_rt = n_rt;
     memcpy(b->rt, rt, sizeof(routing) * n_rt);
@@ -214,17 +409,18 @@ static void bench_free(bench *b)
     free(b->W0); free(b->A); free(b->B); free(b->Wg); free(b->wt);
 }
 
-/* frozen: the faster of cblas_sgemm and T x cblas_sgemv (the latter only tried for T <= 16) */
-static void frozen_sgemm(const float *W0, const float *X, float *Y, int T, int d)
+/* the frozen layer on d_out rows of W0 (all d, or one caller's share of a split): Y (T, d_out),
+   row stride d. Timed both ways; the faster counts (sgemv only for T <= 16). */
+static void frozen_sgemm(const float *W0, const float *X, float *Y, int T, int d, int d_out)
 {
-    if (T == 1) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, d, d, 1.0f, X, d, W0, d, 0.0f, Y, d);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, d, d, 1.0f, X, d, W0, d, 0.0f, Y, d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, d_out, d, 1.0f, X, d, W0, d, 0.0f, Y, d);
 }
-static void frozen_sgemv(const float *W0, const float *X, float *Y, int T, int d)
+static void frozen_sgemv(const float *W0, const float *X, float *Y, int T, int d, int d_out)
 {
     int t;
     for (t = 0; t < T; t++)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, d, d, 1.0f, W0, d, X + (size_t)t * d, 1, 0.0f, Y + (size_t)t * d, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d, 1.0f, W0, d, X + (size_t)t * d, 1, 0.0f,
+                    Y + (size_t)t * d, 1);
 }
 /* naive: per token, sgemv for W0 then per expert two sgemv (dense weights w) */
 static void naive(const bench *b, int c, const float *X, float *Y, const float *w, int T, float *h)
@@ -267,7 +463,7 @@ typedef struct options {
     int tokens[16], n_tok, threads[8], n_thr, reps, smoke;
 } options;
 
-static int parse_options(int argc, char **argv, options *o)   /* 0, or the exit status */
+static int parse_options(int argc, char **argv, options *o)   /* 0, the exit status, or -1: exit 0 */
 {
     int i, quickstart = 0;
     memset(o, 0, sizeof *o);
@@ -282,9 +478,11 @@ static int parse_options(int argc, char **argv, options *o)   /* 0, or the exit 
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) o->reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--smoke")) o->smoke = 1;
         else if (!strcmp(argv[i], "--quickstart")) quickstart = 1;
+        else if (!strcmp(argv[i], "--corename")) { printf("%s\n", openblas_get_corename()); return -1; }
         else {
             fprintf(stderr, "usage: %s [--shapes S1,..] [--tokens 1,8,..] [--threads 1,2] "
-                    "[--routing dense,adamole,topk:K,threshold:V] [--json FILE] [--reps N] [--smoke | --quickstart]\n",
+                    "[--routing dense,adamole,topk:K,threshold:V] [--json FILE] [--reps N]\n"
+                    "       [--smoke | --quickstart | --corename]\n",
                     argv[0]);
             return 2;
         }
@@ -341,55 +539,101 @@ typedef struct run {   /* the buffers and timings of one case */
     int32_t counts[64];
     void *ws[16];
     size_t ws_size;
-    double gemm[64], gemv[64], full[MAXR][64], delta[MAXR][64], gate[MAXR][64], active[MAXR], naive_ms;
+    double gemm[64], gemv[64], split_gemm[64], split_gemv[64], alone[64];
+    double full[MAXR][64], delta[MAXR][64], gate[MAXR][64], active[MAXR], naive_ms;
     molora_path path[MAXR];
 } run;
 
-/* interleaved rounds: frozen (both forms), then each routing in full, delta and gate modes; each
-   call on the next copy of the weights, so a decode call reads them from memory */
-static void time_rounds(const bench *b, run *u)
+/* the check of the baselines: the t-thread cblas_sgemm with no pool thread alive, on the same
+   rotation; the bench's own figure for it (pool parked) must agree within noise. As many untimed
+   calls as timed ones first: after one warm-up call, S1 T=512 alone still read 76 ms against 67 in
+   the bench, and 63 against 64 after a full warm-up pass. */
+static void time_alone(const bench *b, run *u)
 {
-    int T = u->T, nth = u->nth, d = b->s.d, rep, c = 0, l, k, mode;
-    pool pl;
-    pool_start(&pl, nth);
-    pl.m = b->m;
-    for (rep = -1; rep < u->reps; rep++) {
-        double t0;
-        openblas_set_num_threads(nth);
-        t0 = now_ms(); frozen_sgemm(b->W0[c], u->X, u->Y, T, d); t0 = now_ms() - t0;
-        if (rep >= 0) u->gemm[rep] = t0;
+    int rep, c = 0;
+    openblas_set_num_threads(u->nth);
+    for (rep = -u->reps; rep < u->reps; rep++) {
+        double t0 = now_ms();
+        frozen_sgemm(b->W0[c], u->X, u->Y, u->T, b->s.d, b->s.d);
+        if (rep >= 0) u->alone[rep] = now_ms() - t0;
         c = (c + 1) % b->copies;
-        if (T <= 16) {
-            t0 = now_ms(); frozen_sgemv(b->W0[c], u->X, u->Y, T, d); t0 = now_ms() - t0;
-            if (rep >= 0) u->gemv[rep] = t0;
+    }
+}
+
+/* one round of the baselines, each call on the next copy: OpenBLAS with t threads (the pool
+   parked), then with t > 1 the t-way split of the 1-thread frozen layer (the pool spinning, as
+   for molora). Returns the next copy. */
+static int time_frozen(const bench *b, run *u, pool *pl, int c, int rep)
+{
+    int T = u->T, d = b->s.d, form;
+    double t0;
+    pool_spin(pl, 0);
+    openblas_set_num_threads(u->nth);
+    for (form = 0; form < 2 && (form == 0 || T <= 16); form++) {
+        t0 = now_ms();
+        (form ? frozen_sgemv : frozen_sgemm)(b->W0[c], u->X, u->Y, T, d, d);
+        t0 = now_ms() - t0;
+        if (rep >= 0) (form ? u->gemv : u->gemm)[rep] = t0;
+        c = (c + 1) % b->copies;
+    }
+    openblas_set_num_threads(1);
+    if (u->nth < 2) return c;
+    pool_spin(pl, 1);
+    pl->X = u->X; pl->Y = u->Y; pl->T = T; pl->d = d;
+    for (form = 0; form < 2 && (form == 0 || T <= 16); form++) {
+        pl->W0 = b->W0[c];
+        t0 = now_ms(); pool_run(pl, form ? JOB_SPLIT_GEMV : JOB_SPLIT_GEMM); t0 = now_ms() - t0;
+        if (rep >= 0) (form ? u->split_gemv : u->split_gemm)[rep] = t0;
+        c = (c + 1) % b->copies;
+    }
+    return c;
+}
+
+/* one round of molora: each routing in full, delta and gate (route only) modes, split over the
+   spinning pool with OpenBLAS at one thread. Returns the next copy. */
+static int time_molora(const bench *b, run *u, pool *pl, int c, int rep)
+{
+    int l, k, mode, nth = u->nth;
+    pool_spin(pl, 1);
+    for (l = 0; l < b->n_rt; l++) {
+        for (mode = 0; mode < 3; mode++) {
+            double t0;
+            for (k = 0; k < nth; k++) {
+                molora_forward_args *a = &pl->args[k];
+                memset(a, 0, sizeof *a);
+                a->layer = c * b->n_rt + l; a->n_tokens = u->T; a->x = u->X; a->y = u->Y;
+                a->output = mode == 1 ? MOLORA_OUTPUT_DELTA : MOLORA_OUTPUT_FULL;
+                a->workspace = u->ws[k]; a->workspace_size = u->ws_size;
+                a->ith = k; a->nth = nth > 1 ? nth : 0;
+                if (k == 0) {   /* the first caller reports the weights, counts and path */
+                    a->weights_out = u->Wt; a->counts_out = u->counts;
+                    if (mode == 0) a->path_out = &u->path[l];
+                }
+            }
+            t0 = now_ms(); pool_run(pl, mode == 2 ? JOB_ROUTE : JOB_FORWARD); t0 = now_ms() - t0;
+            if (rep >= 0) (mode == 0 ? u->full : mode == 1 ? u->delta : u->gate)[l][rep] = t0;
+            if (mode == 0) {
+                int e, tot = 0;
+                for (e = 0; e < b->s.n; e++) tot += u->counts[e];
+                u->active[l] = (double)tot / u->T;
+            }
             c = (c + 1) % b->copies;
         }
-        openblas_set_num_threads(1);
-        for (l = 0; l < b->n_rt; l++) {
-            for (mode = 0; mode < 3; mode++) {   /* full, delta, gate (route only) */
-                for (k = 0; k < nth; k++) {
-                    molora_forward_args *a = &pl.args[k];
-                    memset(a, 0, sizeof *a);
-                    a->layer = c * b->n_rt + l; a->n_tokens = T; a->x = u->X; a->y = u->Y;
-                    a->output = mode == 1 ? MOLORA_OUTPUT_DELTA : MOLORA_OUTPUT_FULL;
-                    a->workspace = u->ws[k]; a->workspace_size = u->ws_size;
-                    a->ith = k; a->nth = nth > 1 ? nth : 0;
-                    if (k == 0) {   /* the first caller reports the weights, counts and path */
-                        a->weights_out = u->Wt; a->counts_out = u->counts;
-                        if (mode == 0) a->path_out = &u->path[l];
-                    }
-                }
-                pl.route_only = mode == 2;
-                t0 = now_ms(); pool_run(&pl); t0 = now_ms() - t0;
-                if (rep >= 0) (mode == 0 ? u->full : mode == 1 ? u->delta : u->gate)[l][rep] = t0;
-                if (mode == 0) {
-                    int e, tot = 0;
-                    for (e = 0; e < b->s.n; e++) tot += u->counts[e];
-                    u->active[l] = (double)tot / T;
-                }
-                c = (c + 1) % b->copies;
-            }
-        }
+    }
+    return c;
+}
+
+/* the standalone check first (no pool yet), then interleaved rounds of baselines and molora */
+static void time_rounds(const bench *b, run *u)
+{
+    int rep, c = 0;
+    pool pl;
+    if (u->nth > 1) time_alone(b, u);
+    pool_start(&pl, u->nth);
+    pl.m = b->m;
+    for (rep = -1; rep < u->reps; rep++) {
+        c = time_frozen(b, u, &pl, c, rep);
+        c = time_molora(b, u, &pl, c, rep);
     }
     pool_stop(&pl);
 }
@@ -419,46 +663,109 @@ static int time_naive(const bench *b, run *u, int smoke)
     return 1;
 }
 
+/* the run's context, in every JSON record */
+typedef struct context {
+    double stream, stream_kernel, stream_sgemv, rot_mib, llc_mib;   /* stream: the larger of the two */
+    char uptime[160];
+} context;
+
+/* the baselines of one case (medians); frozen_ms is the best of them */
+typedef struct baselines {
+    double gemm, gemv, split_gemm, split_gemv, alone, frozen, openblas, split;
+    const char *name;
+    int noise;   /* the check: in-bench t-thread sgemm vs alone within 3 % or the spread (IQR) of alone */
+} baselines;
+
+static double iqr(const double *sorted, int n) { return n ? sorted[3 * n / 4] - sorted[n / 4] : 0; }
+
+static void baselines_of(run *u, baselines *bs)
+{
+    int n = u->reps, small = u->T <= 16, split = u->nth > 1;
+    bs->gemm = median(u->gemm, n);
+    bs->gemv = small ? median(u->gemv, n) : INFINITY;
+    bs->split_gemm = split ? median(u->split_gemm, n) : INFINITY;
+    bs->split_gemv = split && small ? median(u->split_gemv, n) : INFINITY;
+    bs->alone = split ? median(u->alone, n) : NAN;
+    bs->openblas = fmin(bs->gemm, bs->gemv); bs->split = fmin(bs->split_gemm, bs->split_gemv);
+    bs->frozen = fmin(bs->openblas, bs->split);
+    bs->name = bs->frozen == bs->gemm ? "sgemm" : bs->frozen == bs->gemv ? "sgemv"
+             : bs->frozen == bs->split_gemm ? "split_sgemm" : "split_sgemv";
+    bs->noise = !split || fabs(bs->gemm - bs->alone) <= fmax(0.03 * bs->alone, iqr(u->alone, n));
+}
+
+static void json_num(char *out, size_t size, double v)   /* a number, or null when not measured */
+{
+    if (isfinite(v)) snprintf(out, size, "%.6f", v); else snprintf(out, size, "null");
+}
+
+static void json_record(FILE *json, const bench *b, const run *u, int l, const baselines *bs, const context *cx,
+                        double mm, double dm, double gm, double mgbps, int first)
+{
+    const shape *s = &b->s;
+    char sgemv[32], mg[32], sg[32], sv[32], al[32], sp[32];
+    json_num(sgemv, sizeof sgemv, bs->gemv); json_num(mg, sizeof mg, u->T == 1 ? mgbps : NAN);
+    json_num(sg, sizeof sg, bs->split_gemm); json_num(sv, sizeof sv, bs->split_gemv);
+    json_num(al, sizeof al, bs->alone); json_num(sp, sizeof sp, bs->split);
+    fprintf(json, "%s  {\"shape\": \"%s\", \"d\": %d, \"n_experts\": %d, \"rank\": %d, \"tokens\": %d, "
+            "\"threads\": %d, \"routing\": \"%s\", \"path\": \"%s\", \"frozen_ms\": %.6f, \"molora_ms\": %.6f, "
+            "\"delta_ms\": %.6f, \"gate_ms\": %.6f, \"naive_ms\": %.6f, \"torch_ms\": null, \"torch_lora_ms\": null, "
+            "\"ratio_vs_frozen\": %.6f, \"naive_over_molora\": %.6f, \"active_experts_mean\": %.4f, "
+            "\"stream_gbps\": %.3f, \"floor\": %.6f, \"frozen_sgemm_ms\": %.6f, \"frozen_sgemv_ms\": %s, "
+            "\"molora_gbps\": %s, \"baseline\": \"%s\", \"frozen_openblas_ms\": %.6f, \"frozen_split_ms\": %s, "
+            "\"frozen_split_sgemm_ms\": %s, \"frozen_split_sgemv_ms\": %s, \"frozen_sgemm_standalone_ms\": %s, "
+            "\"baseline_check\": \"%s\", \"stream_kernel_gbps\": %.3f, \"stream_sgemv_gbps\": %.3f, "
+            "\"rotation_mib\": %.1f, \"llc_mib\": %.1f, \"reps\": %d, \"uptime\": \"%s\"}",
+            first ? "" : ",\n", s->name, s->d, s->n, s->r, u->T, u->nth, b->rt[l].name, path_name(u->path[l]),
+            bs->frozen, mm, dm, gm, u->naive_ms, mm / bs->frozen, u->naive_ms / mm, u->active[l], cx->stream,
+            1.0 + 2.0 * s->n * s->r / s->d, bs->gemm, sgemv, mg, bs->name, bs->openblas, sp, sg, sv, al,
+            u->nth < 2 ? "n/a" : bs->noise ? "noise" : "differs", cx->stream_kernel, cx->stream_sgemv, cx->rot_mib,
+            cx->llc_mib, u->reps, cx->uptime);
+}
+
+/* the case's baselines on one line: the check of the t-thread sgemm against it alone */
+static void print_baselines(const bench *b, const run *u, const baselines *bs)
+{
+    printf("    %s T=%d thr=%d baselines (ms): OpenBLAS %d-thread sgemm %.3f", b->s.name, u->T, u->nth, u->nth,
+           bs->gemm);
+    if (u->T <= 16) printf(", sgemv %.3f", bs->gemv);
+    if (u->nth > 1) {
+        printf("; %d-way split of 1-thread sgemm %.3f", u->nth, bs->split_gemm);
+        if (u->T <= 16) printf(", sgemv %.3f", bs->split_gemv);
+        printf("; check: sgemm alone %.3f, in the bench %.3f (%+.1f %%): %s", bs->alone, bs->gemm,
+               100.0 * (bs->gemm / bs->alone - 1), bs->noise ? "noise" : "DIFFERS");
+    }
+    printf("; frozen_ms = %s\n", bs->name);
+}
+
 /* one row per routing (and a JSON record); the medians of the rounds. Returns the failures. */
-static int report(const bench *b, run *u, double gbps, int smoke, FILE *json, int *first_rec)
+static int report(const bench *b, run *u, const context *cx, int smoke, FILE *json, int *first_rec)
 {
     const shape *s = &b->s;
     int T = u->T, d = s->d, l, fails = 0;
-    double fg = median(u->gemm, u->reps), fv = T <= 16 ? median(u->gemv, u->reps) : INFINITY;
-    double frozen_ms = fg < fv ? fg : fv, floor = 1.0 + 2.0 * s->n * s->r / d;
+    double floor = 1.0 + 2.0 * s->n * s->r / d;
+    baselines bs;
+    baselines_of(u, &bs);
     for (l = 0; l < b->n_rt; l++) {
         double mm = median(u->full[l], u->reps), dm = median(u->delta[l], u->reps), gm = median(u->gate[l], u->reps);
         double bytes = 4.0 * ((double)d * d + (s->n + 1.0) * d + u->active[l] * s->r * 2.0 * d);
-        double mgbps = T == 1 ? bytes / mm / 1e6 : NAN, ratio = mm / frozen_ms;
-        printf("%-3s %4d %3d %3d %5d %3d %-14s %-7s %9.3f %9.3f %8.3f %8.4f %9.2f %7.3f %7.3f %6.1f %6.2f %6.1f\n",
-               s->name, d, s->n, s->r, T, u->nth, b->rt[l].name, path_name(u->path[l]), frozen_ms, mm, dm, gm,
-               u->naive_ms, ratio, floor, u->naive_ms / mm, u->active[l], T == 1 ? mgbps : gbps);
+        double mgbps = T == 1 ? bytes / mm / 1e6 : NAN, ratio = mm / bs.frozen;
+        printf("%-3s %4d %3d %3d %5d %3d %-14s %-7s %-11s %9.3f %9.3f %8.3f %8.4f %9.2f %7.3f %7.3f %6.1f %6.2f "
+               "%6.1f\n",
+               s->name, d, s->n, s->r, T, u->nth, b->rt[l].name, path_name(u->path[l]), bs.name, bs.frozen, mm, dm,
+               gm, u->naive_ms, ratio, floor, u->naive_ms / mm, u->active[l], T == 1 ? mgbps : cx->stream);
         if (smoke && !(ratio > 0 && isfinite(ratio))) {
             fprintf(stderr, "molora_bench: smoke: ratio %g is not a time\n", ratio);
             fails++;
         }
-        if (json) {
-            char sgemv[32] = "null", mg[32] = "null";
-            if (T <= 16) snprintf(sgemv, sizeof sgemv, "%.6f", fv);
-            if (T == 1) snprintf(mg, sizeof mg, "%.3f", mgbps);
-            fprintf(json, "%s  {\"shape\": \"%s\", \"d\": %d, \"n_experts\": %d, \"rank\": %d, \"tokens\": %d, "
-                    "\"threads\": %d, \"routing\": \"%s\", \"path\": \"%s\", \"frozen_ms\": %.6f, \"molora_ms\": %.6f, "
-                    "\"delta_ms\": %.6f, \"gate_ms\": %.6f, \"naive_ms\": %.6f, \"torch_ms\": null, "
-                    "\"ratio_vs_frozen\": %.6f, \"naive_over_molora\": %.6f, \"active_experts_mean\": %.4f, "
-                    "\"stream_gbps\": %.3f, \"floor\": %.6f, \"frozen_sgemm_ms\": %.6f, \"frozen_sgemv_ms\": %s, "
-                    "\"molora_gbps\": %s}",
-                    *first_rec ? "" : ",\n", s->name, d, s->n, s->r, T, u->nth, b->rt[l].name, path_name(u->path[l]),
-                    frozen_ms, mm, dm, gm, u->naive_ms, ratio, u->naive_ms / mm, u->active[l], gbps, floor, fg,
-                    sgemv, mg);
-            *first_rec = 0;
-        }
+        if (json) { json_record(json, b, u, l, &bs, cx, mm, dm, gm, mgbps, *first_rec); *first_rec = 0; }
     }
+    print_baselines(b, u, &bs);
     fflush(stdout);
     return fails;
 }
 
 /* time one case: buffers, the interleaved rounds, the naive loop, the report */
-static int run_case(const bench *b, const options *o, int T, int nth, double gbps, FILE *json, int *first_rec)
+static int run_case(const bench *b, const options *o, int T, int nth, const context *cx, FILE *json, int *first_rec)
 {
     run *u = (run *)calloc(1, sizeof *u);
     int k, fails;
@@ -476,31 +783,72 @@ static int run_case(const bench *b, const options *o, int T, int nth, double gbp
     for (k = 0; k < nth; k++) u->ws[k] = malloc(u->ws_size);
     time_rounds(b, u);
     fails = time_naive(b, u, o->smoke);
-    fails += report(b, u, gbps, o->smoke, json, first_rec);
+    fails += report(b, u, cx, o->smoke, json, first_rec);
     for (k = 0; k < nth; k++) free(u->ws[k]);
     free(u->X); free(u->Y); free(u->Y2); free(u->Wt); free(u->h); free(u);
     return fails;
+}
+
+/* the stream buffer: the rotation size, 64-byte aligned for the read kernel */
+static float *stream_buffer(size_t n)
+{
+    void *p = NULL;
+    size_t i;
+    if (posix_memalign(&p, 4096, n * sizeof(float))) { fprintf(stderr, "molora_bench: out of memory\n"); exit(1); }
+    for (i = 0; i < n; i++) ((float *)p)[i] = rnd();
+    return (float *)p;
+}
+
+static void stream_of(context *cx, const float *buf, size_t n, int t)
+{
+    cx->stream_kernel = stream_kernel_gbps(buf, n, t);
+    cx->stream_sgemv = stream_sgemv_gbps(buf, n, t);
+    cx->stream = fmax(cx->stream_kernel, cx->stream_sgemv);
+    printf("    stream, %d thread%s, %.0f MiB: read kernel %.1f GB/s, cblas_sgemv %.1f GB/s\n", t, t > 1 ? "s" : "",
+           cx->rot_mib, cx->stream_kernel, cx->stream_sgemv);
+}
+
+/* OpenBLAS's idle threads spin for 2^28 cycles (about 0.1 s here) after each multi-threaded call,
+   and would take a core from molora's split, timed right after the t-thread baseline. With
+   OPENBLAS_THREAD_TIMEOUT=4 they sleep at once (the next call wakes them: microseconds, the same
+   in the bench and in the standalone check). OpenBLAS reads it when it loads, so the bench starts
+   itself again with it set, unless you set it. */
+static void quiet_openblas_threads(char **argv)
+{
+    if (getenv("OPENBLAS_THREAD_TIMEOUT")) return;
+    if (setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1) == 0) execv("/proc/self/exe", argv);
+    fprintf(stderr, "molora_bench: could not restart with OPENBLAS_THREAD_TIMEOUT=4; OpenBLAS's threads spin\n");
 }
 
 int main(int argc, char **argv)
 {
     options o;
     FILE *json = NULL;
-    int first_rec = 1, i, fails = 0, rc = parse_options(argc, argv, &o);
-    size_t sn = (size_t)256 * 1024 * 1024 / 4 / (o.smoke ? 16 : 1);   /* the stream buffer */
+    context cx;
+    double llc;
+    int first_rec = 1, i, fails = 0, rc;
+    size_t sn;
     float *sbuf;
-    if (rc) return rc;
+    quiet_openblas_threads(argv);
+    if ((rc = parse_options(argc, argv, &o))) return rc < 0 ? 0 : rc;
     if (o.json_path && !(json = fopen(o.json_path, "w"))) {
         fprintf(stderr, "molora_bench: cannot write %s\n", o.json_path);
         return 1;
     }
     if (json) fprintf(json, "[\n");
-    sbuf = rnd_vec(sn, 1.0f);
+    memset(&cx, 0, sizeof cx);
+    g_rot_bytes = rotation_bytes(o.smoke, &llc);
+    cx.rot_mib = g_rot_bytes / 1048576; cx.llc_mib = llc / 1048576;
+    sn = (size_t)(g_rot_bytes / 4) / 4096 * 4096;
+    sbuf = stream_buffer(sn);
+    uptime_line(cx.uptime, sizeof cx.uptime);
     printf("molora %s bench: ratios measured side by side in one run (median); OpenBLAS %s, core %s\n",
            MOLORA_VERSION_STRING, openblas_get_config(), openblas_get_corename());
-    printf("%-3s %4s %3s %3s %5s %3s %-14s %-7s %9s %9s %8s %8s %9s %7s %7s %6s %6s %6s\n", "sh", "d", "N", "r", "T",
-           "thr", "routing", "path", "frozen_ms", "molora_ms", "delta_ms", "gate_ms", "naive_ms", "ratio", "floor",
-           "naive/", "active", "GB/s");
+    printf("rotation %.0f MiB (LLC %.0f MiB from sysfs); OPENBLAS_THREAD_TIMEOUT=%s; uptime at start: %s\n",
+           cx.rot_mib, cx.llc_mib, getenv("OPENBLAS_THREAD_TIMEOUT"), cx.uptime);
+    printf("%-3s %4s %3s %3s %5s %3s %-14s %-7s %-11s %9s %9s %8s %8s %9s %7s %7s %6s %6s %6s\n", "sh", "d", "N", "r",
+           "T", "thr", "routing", "path", "baseline", "frozen_ms", "molora_ms", "delta_ms", "gate_ms", "naive_ms",
+           "ratio", "floor", "naive/", "active", "GB/s");
     for (i = 0; i < (int)(sizeof SHAPES / sizeof *SHAPES); i++) {
         const shape *s = &SHAPES[i];
         routing rt[MAXR];
@@ -510,14 +858,19 @@ int main(int argc, char **argv)
         if ((n_rt = parse_routings(o.routings, s, rt)) < 0) return 2;
         bench_build(&b, s, rt, n_rt);
         for (hi = 0; hi < o.n_thr; hi++) {
-            double gbps = stream_gbps(sbuf, sn, o.threads[hi]);
+            stream_of(&cx, sbuf, sn, o.threads[hi]);
             for (ti = 0; ti < o.n_tok; ti++)
-                fails += run_case(&b, &o, o.tokens[ti], o.threads[hi], gbps, json, &first_rec);
+                fails += run_case(&b, &o, o.tokens[ti], o.threads[hi], &cx, json, &first_rec);
         }
         bench_free(&b);
     }
     if (json) { fprintf(json, "\n]\n"); fclose(json); }
     free(sbuf);
+    {
+        char end[160];
+        uptime_line(end, sizeof end);
+        printf("uptime at the end: %s\n", end);
+    }
     if (o.smoke) printf("bench smoke: %d passed, %d failed\n", fails ? 0 : 1, fails ? 1 : 0);
     return fails ? 1 : 0;
 }
