@@ -140,38 +140,61 @@ static void test_pattern_linear(void **state)
     assert_true((double)s2 / (double)s1 < 2.5);
 }
 
-/* ---- 2n modules and 2n layers_to_transform entries cost about twice n ------------------------ */
-static double load_modules(int n_mod, int n_ltt, int *kept)
+/* ---- the time of parse + load, best of 3 --------------------------------------------------- */
+/* Opens the image f as safetensors and the config c as its adapter, three times; `timed` runs on
+   the adapter inside the timed part (the lookups the test prices), `check` after it (asserts only).
+   Returns the best time in ms; every run must free all it allocated. */
+typedef void (*adapter_fn)(const molora_adapter *a, void *ctx);
+static double best_load_ms(const unsigned char *f, size_t n, const buf *c, adapter_fn timed, adapter_fn check,
+                           void *ctx)
 {
-    static const char *const parts[] = {"lora_A.weight", "lora_B.weight"};
-    buf c = {0};
-    unsigned char *f;
-    size_t n;
-    int i, run;
     double best = 1e30;
+    int run;
     molora_load_desc d = desc();
-    f = modules_image(n_mod, parts, 2, &n);
-    put(&c, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":1,\"layers_to_transform\":[");
-    for (i = 0; i < n_ltt; i++) put(&c, "%s%d", i ? "," : "", 2 * i);   /* even layers */
-    put(&c, "]}");
     for (run = 0; run < 3; run++) {
         molora_safetensors *st;
         molora_adapter *a;
         double t0 = now_ms(), ms;
-        char name[96];
         assert_int_equal(molora_safetensors_open_memory(f, n, &d, &st), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(molora_adapter_open_memory(c.p, c.n, st, &d, &a), MOLORA_RESULT_SUCCESS);
-        *kept = molora_adapter_n_layers(a);
-        for (i = 0; i < n_mod; i++) {                /* every module looked up once */
-            snprintf(name, sizeof name, "model.layers.%d.q", i);
-            if ((molora_adapter_find_layer(a, name) >= 0) != (i % 2 == 0)) fail_msg("find_layer %s", name);
-        }
+        if (molora_adapter_open_memory(c->p, c->n, st, &d, &a) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
+        if (timed) timed(a, ctx);
         ms = now_ms() - t0;
         if (ms < best) best = ms;
+        if (check) check(a, ctx);
         molora_adapter_free(a);
         molora_safetensors_free(st);
         assert_int_equal(g_cur, 0);
     }
+    return best;
+}
+
+/* ---- 2n modules and 2n layers_to_transform entries cost about twice n ------------------------ */
+typedef struct modules_case { int n_mod, kept; } modules_case;
+static void find_every_module(const molora_adapter *a, void *ctx)   /* the even layers are kept */
+{
+    modules_case *m = (modules_case *)ctx;
+    char name[96];
+    int i;
+    m->kept = molora_adapter_n_layers(a);
+    for (i = 0; i < m->n_mod; i++) {
+        snprintf(name, sizeof name, "model.layers.%d.q", i);
+        if ((molora_adapter_find_layer(a, name) >= 0) != (i % 2 == 0)) fail_msg("find_layer %s", name);
+    }
+}
+static double load_modules(int n_mod, int n_ltt, int *kept)
+{
+    static const char *const parts[] = {"lora_A.weight", "lora_B.weight"};
+    buf c = {0};
+    size_t n;
+    int i;
+    double best;
+    modules_case m = {n_mod, 0};
+    unsigned char *f = modules_image(n_mod, parts, 2, &n);
+    put(&c, "{\"peft_type\":\"LORA\",\"r\":1,\"lora_alpha\":1,\"layers_to_transform\":[");
+    for (i = 0; i < n_ltt; i++) put(&c, "%s%d", i ? "," : "", 2 * i);   /* even layers */
+    put(&c, "]}");
+    best = best_load_ms(f, n, &c, find_every_module, NULL, &m);
+    *kept = m.kept;
     free(f); free(c.p);
     return best;
 }
@@ -193,45 +216,36 @@ static void test_modules_near_linear(void **state)
 }
 
 /* ---- a MOLORA expert_scaling object (one key per module) is indexed once, not scanned per module */
+static void check_scalings(const molora_adapter *a, void *ctx)   /* every 997th module's s = i % 7 + 1.5 */
+{
+    int n_mod = *(const int *)ctx, i;
+    molora_model_desc md;
+    memset(&md, 0, sizeof md);
+    assert_int_equal(molora_adapter_model_desc(a, &md), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(md.n_layers, n_mod);
+    for (i = 0; i < n_mod; i += 997) {
+        char name[96];
+        int l;
+        snprintf(name, sizeof name, "model.layers.%d.q", i);
+        l = molora_adapter_find_layer(a, name);
+        assert_true(l >= 0);
+        assert_true(md.layers[l].experts[0].scaling == (float)(i % 7 + 1) + 0.5f);
+    }
+}
 static double load_scaling(int n_mod)
 {
     static const char *const parts[] = {"lora_A.0.weight", "lora_B.0.weight", "lora_gating.weight"};
     buf c = {0};
-    unsigned char *f;
     size_t n;
-    int i, run;
-    double best = 1e30;
-    molora_load_desc d = desc();
-    f = modules_image(n_mod, parts, 3, &n);
+    int i;
+    double best;
+    unsigned char *f = modules_image(n_mod, parts, 3, &n);
     put(&c, "{\"peft_type\":\"MOLORA\",\"routing\":\"dense\",\"expert_scaling\":{");
     for (i = n_mod - 1; i >= 0; i--)   /* reverse order, half with the prefix: the index sorts */
         put(&c, "%s\"%smodel.layers.%d.q\":[%d.5]", i < n_mod - 1 ? "," : "", i % 2 ? "base_model.model." : "", i,
             i % 7 + 1);
     put(&c, "}}");
-    for (run = 0; run < 3; run++) {
-        molora_safetensors *st;
-        molora_adapter *a;
-        molora_model_desc md;
-        double t0 = now_ms(), ms;
-        assert_int_equal(molora_safetensors_open_memory(f, n, &d, &st), MOLORA_RESULT_SUCCESS);
-        if (molora_adapter_open_memory(c.p, c.n, st, &d, &a) != MOLORA_RESULT_SUCCESS) fail_msg("%s", g_log);
-        ms = now_ms() - t0;
-        if (ms < best) best = ms;
-        memset(&md, 0, sizeof md);
-        assert_int_equal(molora_adapter_model_desc(a, &md), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(md.n_layers, n_mod);
-        for (i = 0; i < n_mod; i += 997) {
-            char name[96];
-            int l;
-            snprintf(name, sizeof name, "model.layers.%d.q", i);
-            l = molora_adapter_find_layer(a, name);
-            assert_true(l >= 0);
-            assert_true(md.layers[l].experts[0].scaling == (float)(i % 7 + 1) + 0.5f);
-        }
-        molora_adapter_free(a);
-        molora_safetensors_free(st);
-        assert_int_equal(g_cur, 0);
-    }
+    best = best_load_ms(f, n, &c, NULL, check_scalings, &n_mod);
     free(f); free(c.p);
     return best;
 }
