@@ -94,8 +94,34 @@
    THREAD SAFETY
      - A model is immutable after init: any number of threads may call molora_forward(),
        molora_route(), molora_merge() and the getters at once, each with its OWN workspace.
-     - molora's kernels are single-threaded; split one call with molora_forward_args.ith / nth.
-       molora never changes OpenBLAS's thread count: keep it at one thread while you split.
+     - molora's kernels are single-threaded. One call is split over threads either by the
+       caller (ith / nth: nth calls, each with its own workspace) or by molora through the
+       caller's pool (parallel_for, n_tasks, below). molora never changes OpenBLAS's thread
+       count: keep it at one thread while either split runs.
+     - parallel_for: molora_forward checks the arguments, computes the gate logits, the routing
+       (weights_out, counts_out) and the path once, on the calling thread, then calls
+       parallel_for(parallel_user, n_tasks, task, ctx) exactly once, from that thread, when
+       there is work: not for T = 0, after an error, for an ith / nth caller without columns,
+       or for DELTA output with no expert routed (molora_route never calls it). The hook must call
+       task(ctx, ith, n_tasks) exactly once for every ith in 0..n_tasks-1, on any threads
+       (the calling one included), in any order, at once or one after another, and return only
+       after every task has returned, its writes visible to the calling thread (any pool that
+       joins with a mutex, a condition variable or acquire/release atomics does). ctx is valid
+       only until parallel_for returns. A task never fails, never blocks on another task, never
+       calls the hook or the logger, and allocates nothing: task ith writes only its share of
+       Y's columns (chunks of 16; with more tasks than chunks some have none and return at once)
+       and slice ith of the workspace. molora does not nest calls to the hook, but several
+       molora_forward calls (one per thread, each with its own workspace) may call it at once,
+       and a pool thread may run other molora calls while it waits: molora keeps no state
+       between calls. The workspace holds one slice per task: molora_workspace_size_tasks().
+     - Results: a call split into n_tasks tasks is bitwise equal to the same call split by
+       ith / nth with nth = n_tasks, whatever the order and threads the tasks ran on. The
+       routing (weights_out, counts_out, path_out) is bitwise the same for every split; Y agrees
+       with the one-task call within float rounding (the tests bound it at 1e-5 of the row's
+       largest value) but is not promised bitwise: a narrower block of columns may be blocked
+       differently by BLAS or the kernels. n_tasks = 1 through the hook is the plain call, bitwise.
+     - Both at once: caller ith of nth with n_tasks tasks computes shares ith * n_tasks .. ith *
+       n_tasks + n_tasks - 1 of an nth * n_tasks split, and equals that split bitwise.
      - molora_model_init() and molora_model_free() are not concurrent with other use of the
        same model. The logger may be called from any thread that uses the model.
 
@@ -123,7 +149,9 @@
 
    DOES NOT
      - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
-     - take a caller-supplied parallel-for hook (only the ith / nth split exists);
+     - run the routing (gate logits, rule, MoLE output gate) or the experts' A products in
+       parallel: the routing runs once on the calling thread, and each task computes H = X A^T
+       for the experts some token routes to, as every ith / nth caller does;
      - have AVX2 versions of the packed small-batch and gather kernels (AVX2 CPUs use the
        row-major and portable ones);
      - keep quantised weights, or F16 / BF16 experts in 16 bits at run time (init converts
@@ -356,7 +384,8 @@ typedef struct molora_forward_args {
     int ith, nth;                  /* optional split of one call over nth threads (0 = none):
                                       caller ith of nth writes its share of Y's columns; each
                                       needs its own workspace; weights_out / counts_out are
-                                      written by ith 0. The routing is computed by every caller. */
+                                      written by ith 0. The routing is computed by every caller.
+                                      With parallel_for too: caller ith's share is split again. */
     molora_path *path_out;         /* optional: the path this call took                        */
     /* optional: the caller's thread pool, through which molora splits this call into n_tasks
        tasks (contract: THREADS in the doc block); NULL runs the call on the calling thread */
@@ -2204,8 +2233,8 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
                             "forward: layer %d has FIXED routing but no weights were given", a->layer);
     if (!molora__ws_layout(L, (size_t)T, c->apply ? (size_t)c->n_tasks : 1, &ws) ||
         !molora__mul((size_t)T, (size_t)L->d_in, &nx))
-        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "forward: %d tokens in %d tasks overflow the workspace size",
-                            T, c->n_tasks);
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW,
+                            "forward: %d tokens in %d task(s) overflow the workspace size", T, c->n_tasks);
     if (!a->workspace || a->workspace_size < ws.total)
         return molora__fail(lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL,
                             "forward: workspace %zu bytes, %d tokens in %d task(s) on layer %d need %zu",
