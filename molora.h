@@ -30,7 +30,7 @@
        forward           one call (molora__forward_pass): check and set up, gate logits, route
                          (FIXED weights, or the MOLE_OUTPUT gate over the experts' deltas), the
                          path chosen once: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE;
-                         frozen layer, experts, MoLE output mix
+                         frozen layer, experts, MoLE output mix, in n_tasks tasks (parallel_for)
        merge             molora_merge
        files             everything that reads files (compiled out by MOLORA_NO_FILES):
          io                open, fstat, mmap or read whole (MOLORA_LOAD_READ), directories
@@ -88,7 +88,8 @@
      - Typed matrices (molora_type F32, F16, BF16) may have any alignment, e.g. straight into a
        mapped safetensors file; init converts exactly, only the layers it packs.
      - Every allocation goes through desc.memory (default malloc / free), one block per model.
-       The forward path allocates nothing: size a workspace with molora_workspace_size().
+       The forward path allocates nothing: size a workspace with molora_workspace_size()
+       (molora_workspace_size_tasks() for a call split through parallel_for).
      - Loaders: pointers from getters live until the object's free; see api_safetensors.
 
    THREAD SAFETY
