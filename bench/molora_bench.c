@@ -8,8 +8,9 @@
    A row with t threads: molora splits one call over t pinned threads (the bench's pool is the
    call's parallel_for, n_tasks = t) with OpenBLAS at 1 thread inside; frozen_ms, its baseline, is
    the best of OpenBLAS with t threads (sgemm, or T x sgemv for T <= 16) and the same t-way split
-   of the 1-thread frozen layer (`baseline` names the winner). The pool's threads sleep while OpenBLAS runs; with t > 1 the t-thread sgemm is
-   also timed before the pool exists, and the two must agree within noise (printed per case).
+   of the 1-thread frozen layer (`baseline` names the winner). The pool's threads sleep while
+   OpenBLAS runs; with t > 1 the t-thread sgemm is also timed before the pool exists, and the two
+   must agree within noise (printed per case).
    S6 adds topk:8 (its goal is top-8 of 64).
    --smoke: a seconds-long run of small shapes (16 MiB rotation), 1 and 2 threads (the pool as
    parallel_for), that checks molora against the naive loop and that every timing is finite and
