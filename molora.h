@@ -103,7 +103,8 @@
        (weights_out, counts_out) and the path once, on the calling thread, then calls
        parallel_for(parallel_user, n_tasks, task, ctx) exactly once, from that thread, when
        there is work: not for T = 0, after an error, for an ith / nth caller without columns,
-       or for DELTA output with no expert routed (molora_route never calls it). The hook must call
+       or for DELTA output with no expert routed (molora_route checks the fields but never calls
+       it, and needs only molora_workspace_size()'s workspace). The hook must call
        task(ctx, ith, n_tasks) exactly once for every ith in 0..n_tasks-1, on any threads
        (the calling one included), in any order, at once or one after another, and return only
        after every task has returned, its writes visible to the calling thread (any pool that
@@ -360,8 +361,8 @@ typedef enum molora_path {
     MOLORA_PATH_SPARSE         /* per-token expert products: routing selects few (token, expert) pairs */
 } molora_path;
 
-/* A caller's parallel-for (see THREADS in the doc block): run task(ctx, ith, n_tasks) once for
-   every ith in 0..n_tasks-1, on any threads, and return when all have returned. */
+/* A caller's parallel-for (see THREAD SAFETY in the doc block): run task(ctx, ith, n_tasks)
+   once for every ith in 0..n_tasks-1, on any threads, and return when all have returned. */
 typedef void (*molora_task_fn)(void *ctx, int ith, int nth);
 typedef void (*molora_parallel_for_fn)(void *user, int n_tasks, molora_task_fn task, void *ctx);
 
@@ -380,7 +381,8 @@ typedef struct molora_forward_args {
     int weights_per_token;
     float *weights_out;            /* optional (T, N): the routing weights applied             */
     int32_t *counts_out;           /* optional (N): tokens with a nonzero weight per expert    */
-    void *workspace;               /* molora_workspace_size() bytes for at least T tokens      */
+    void *workspace;               /* molora_workspace_size() bytes for at least T tokens
+                                      (molora_workspace_size_tasks() with parallel_for)        */
     size_t workspace_size;
     int ith, nth;                  /* optional split of one call over nth threads (0 = none):
                                       caller ith of nth writes its share of Y's columns; each
@@ -389,7 +391,7 @@ typedef struct molora_forward_args {
                                       With parallel_for too: caller ith's share is split again. */
     molora_path *path_out;         /* optional: the path this call took                        */
     /* optional: the caller's thread pool, through which molora splits this call into n_tasks
-       tasks (contract: THREADS in the doc block); NULL runs the call on the calling thread */
+       tasks (contract: THREAD SAFETY in the doc block); NULL runs the call on the calling thread */
     molora_parallel_for_fn parallel_for;
     void *parallel_user;           /* passed to parallel_for as user                           */
     int n_tasks;                   /* with parallel_for: >= 1; without it: 0 or 1              */
