@@ -30,7 +30,7 @@
        forward           one call (molora__forward_pass): check and set up, gate logits, route
                          (FIXED weights, or the MOLE_OUTPUT gate over the experts' deltas), the
                          path chosen once: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE;
-                         frozen layer, experts, MoLE output mix
+                         frozen layer, experts, MoLE output mix, in n_tasks tasks (parallel_for)
        merge             molora_merge
        files             everything that reads files (compiled out by MOLORA_NO_FILES):
          io                open, fstat, mmap or read whole (MOLORA_LOAD_READ), directories
@@ -88,14 +88,42 @@
      - Typed matrices (molora_type F32, F16, BF16) may have any alignment, e.g. straight into a
        mapped safetensors file; init converts exactly, only the layers it packs.
      - Every allocation goes through desc.memory (default malloc / free), one block per model.
-       The forward path allocates nothing: size a workspace with molora_workspace_size().
+       The forward path allocates nothing: size a workspace with molora_workspace_size()
+       (molora_workspace_size_tasks() for a call split through parallel_for).
      - Loaders: pointers from getters live until the object's free; see api_safetensors.
 
    THREAD SAFETY
      - A model is immutable after init: any number of threads may call molora_forward(),
        molora_route(), molora_merge() and the getters at once, each with its OWN workspace.
-     - molora's kernels are single-threaded; split one call with molora_forward_args.ith / nth.
-       molora never changes OpenBLAS's thread count: keep it at one thread while you split.
+     - molora's kernels are single-threaded. One call is split over threads either by the
+       caller (ith / nth: nth calls, each with its own workspace) or by molora through the
+       caller's pool (parallel_for, n_tasks, below). molora never changes OpenBLAS's thread
+       count: keep it at one thread while either split runs.
+     - parallel_for: molora_forward checks the arguments, computes the gate logits, the routing
+       (weights_out, counts_out) and the path once, on the calling thread, then calls
+       parallel_for(parallel_user, n_tasks, task, ctx) exactly once, from that thread, when
+       there is work: not for T = 0, after an error, for an ith / nth caller without columns,
+       or for DELTA output with no expert routed (molora_route checks the fields but never calls
+       it, and needs only molora_workspace_size()'s workspace). The hook must call
+       task(ctx, ith, n_tasks) exactly once for every ith in 0..n_tasks-1, on any threads
+       (the calling one included), in any order, at once or one after another, and return only
+       after every task has returned, its writes visible to the calling thread (any pool that
+       joins with a mutex, a condition variable or acquire/release atomics does). ctx is valid
+       only until parallel_for returns. A task never fails, never blocks on another task, never
+       calls the hook or the logger, and allocates nothing: task ith writes only its share of
+       Y's columns (chunks of 16; with more tasks than chunks some have none and return at once)
+       and slice ith of the workspace. molora does not nest calls to the hook, but several
+       molora_forward calls (one per thread, each with its own workspace) may call it at once,
+       and a pool thread may run other molora calls while it waits: molora keeps no state
+       between calls. The workspace holds one slice per task: molora_workspace_size_tasks().
+     - Results: a call split into n_tasks tasks is bitwise equal to the same call split by
+       ith / nth with nth = n_tasks, whatever the order and threads the tasks ran on. The
+       routing (weights_out, counts_out, path_out) is bitwise the same for every split; Y agrees
+       with the one-task call within float rounding (the tests bound it at 1e-5 of the row's
+       largest value) but is not promised bitwise: a narrower block of columns may be blocked
+       differently by BLAS or the kernels. n_tasks = 1 through the hook is the plain call, bitwise.
+     - Both at once: caller ith of nth with n_tasks tasks computes shares ith * n_tasks .. ith *
+       n_tasks + n_tasks - 1 of an nth * n_tasks split, and equals that split bitwise.
      - molora_model_init() and molora_model_free() are not concurrent with other use of the
        same model. The logger may be called from any thread that uses the model.
 
@@ -123,7 +151,9 @@
 
    DOES NOT
      - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
-     - take a caller-supplied parallel-for hook (only the ith / nth split exists);
+     - run the routing (gate logits, rule, MoLE output gate) or the experts' A products in
+       parallel: the routing runs once on the calling thread, and each task computes H = X A^T
+       for the experts some token routes to, as every ith / nth caller does;
      - have AVX2 versions of the packed small-batch and gather kernels (AVX2 CPUs use the
        row-major and portable ones);
      - keep quantised weights, or F16 / BF16 experts in 16 bits at run time (init converts
@@ -331,6 +361,11 @@ typedef enum molora_path {
     MOLORA_PATH_SPARSE         /* per-token expert products: routing selects few (token, expert) pairs */
 } molora_path;
 
+/* A caller's parallel-for (see THREAD SAFETY in the doc block): run task(ctx, ith, n_tasks)
+   once for every ith in 0..n_tasks-1, on any threads, and return when all have returned. */
+typedef void (*molora_task_fn)(void *ctx, int ith, int nth);
+typedef void (*molora_parallel_for_fn)(void *user, int n_tasks, molora_task_fn task, void *ctx);
+
 typedef struct molora_forward_args {
     int layer;                     /* 0..n_layers-1                                            */
     int n_tokens;                  /* T >= 0; T = 0 is a no-op                                 */
@@ -346,18 +381,29 @@ typedef struct molora_forward_args {
     int weights_per_token;
     float *weights_out;            /* optional (T, N): the routing weights applied             */
     int32_t *counts_out;           /* optional (N): tokens with a nonzero weight per expert    */
-    void *workspace;               /* molora_workspace_size() bytes for at least T tokens      */
+    void *workspace;               /* molora_workspace_size() bytes for at least T tokens
+                                      (molora_workspace_size_tasks() with parallel_for)        */
     size_t workspace_size;
     int ith, nth;                  /* optional split of one call over nth threads (0 = none):
                                       caller ith of nth writes its share of Y's columns; each
                                       needs its own workspace; weights_out / counts_out are
-                                      written by ith 0. The routing is computed by every caller. */
+                                      written by ith 0. The routing is computed by every caller.
+                                      With parallel_for too: caller ith's share is split again. */
     molora_path *path_out;         /* optional: the path this call took                        */
+    /* optional: the caller's thread pool, through which molora splits this call into n_tasks
+       tasks (contract: THREAD SAFETY in the doc block); NULL runs the call on the calling thread */
+    molora_parallel_for_fn parallel_for;
+    void *parallel_user;           /* passed to parallel_for as user                           */
+    int n_tasks;                   /* with parallel_for: >= 1; without it: 0 or 1              */
 } molora_forward_args;
 
 /* Bytes of workspace for calls of up to max_tokens tokens on any layer of the model. */
 MOLORA_API molora_result molora_workspace_size(const molora_model *model, int max_tokens,
                                                size_t *size);
+/* The same for calls split into n_tasks tasks through parallel_for: one slice per task
+   (n_tasks = 1 gives molora_workspace_size's figure). n_tasks < 1: INVALID_ARGUMENT. */
+MOLORA_API molora_result molora_workspace_size_tasks(const molora_model *model, int max_tokens, int n_tasks,
+                                                     size_t *size);
 /* One forward call of one layer over T tokens. Thread safety: see the doc block. */
 MOLORA_API molora_result molora_forward(const molora_model *model, const molora_forward_args *args);
 /* Routing only: fills args->weights_out (required) and counts_out; y and output are ignored. */
@@ -2021,13 +2067,14 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
 /* >>forward  molora_forward: check, gate logits, route, frozen layer, experts, MoLE mix -------- */
 /* See docs/maths.md for the formulas and docs/design.md for the paths and the workspace. */
 
-/* workspace parts, in floats: gate logits (T, n_rows - r_total), expert inputs H (T, r_total),
-   weights (T, n), MoLE deltas (T, n * d_out), active flags (n), X laid out for the kernels */
-typedef struct molora__ws { size_t g, h, w, d, act, xa, total; } molora__ws;
+/* workspace parts, in floats: shared by the call's tasks: gate logits (T, n_rows - r_total),
+   weights (T, n), MoLE deltas (T, n * d_out), active flags (n); then one slice per task: expert
+   inputs H (T, r_total) and X laid out for the kernels. slice, h: bytes of a slice and of its H. */
+typedef struct molora__ws { size_t g, h, w, d, act, xa, slice, h_bytes, total; } molora__ws;
 
-MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__ws *ws)
+MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t tasks, molora__ws *ws)
 {
-    size_t bytes = MOLORA__ALIGN;
+    size_t bytes = MOLORA__ALIGN, slices;
     memset(ws, 0, sizeof *ws);
     if (!molora__mul(T, (size_t)(L->n_rows - L->r_total), &ws->g) || !molora__mul(T, (size_t)L->r_total, &ws->h) ||
         !molora__mul(T, (size_t)L->n, &ws->w)) return 0;
@@ -2042,21 +2089,22 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__
         a2 = 2 * molora__pack_floats((int)T, L->d_in) + 32;
         ws->xa = a1 > a2 ? a1 : a2;
     }
-    if (!molora__reserve(&bytes, ws->g, sizeof(float)) || !molora__reserve(&bytes, ws->h, sizeof(float)) ||
-        !molora__reserve(&bytes, ws->xa, sizeof(float)) ||
-        !molora__reserve(&bytes, ws->w, sizeof(float)) || !molora__reserve(&bytes, ws->d, sizeof(float)) ||
-        !molora__reserve(&bytes, ws->act, sizeof(int)))
+    if (!molora__reserve(&bytes, ws->g, sizeof(float)) || !molora__reserve(&bytes, ws->w, sizeof(float)) ||
+        !molora__reserve(&bytes, ws->d, sizeof(float)) || !molora__reserve(&bytes, ws->act, sizeof(int)) ||
+        !molora__reserve(&ws->h_bytes, ws->h, sizeof(float)) || !molora__reserve(&ws->slice, ws->h, sizeof(float)) ||
+        !molora__reserve(&ws->slice, ws->xa, sizeof(float)) || !molora__mul(tasks, ws->slice, &slices) ||
+        !molora__add(bytes, slices, &ws->total))
         return 0;
-    ws->total = bytes;
     return 1;
 }
 
-MOLORA_API molora_result molora_workspace_size(const molora_model *m, int max_tokens, size_t *size)
+/* the largest layout over the model's layers for up to max_tokens tokens and n_tasks slices */
+MOLORA__PRIVATE molora_result molora__workspace_max(const molora_model *m, int max_tokens, int n_tasks, size_t *size)
 {
     int l;
     size_t best = 0;
     if (size) *size = 0;
-    if (!m || !size) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (!m || !size || n_tasks < 1) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (max_tokens < 0) return MOLORA_RESULT_INVALID_SHAPE;
     for (l = 0; l < m->n_layers; l++) {
         /* every part grows with T, but batches of at most MOLORA__SMALL_T tokens also copy X for
@@ -2064,13 +2112,22 @@ MOLORA_API molora_result molora_workspace_size(const molora_model *m, int max_to
            layout at T = max_tokens, so "enough for max_tokens" must cover both */
         molora__ws ws, small;
         size_t ts = max_tokens < MOLORA__SMALL_T ? (size_t)max_tokens : (size_t)MOLORA__SMALL_T;
-        if (!molora__ws_layout(&m->layers[l], (size_t)max_tokens, &ws) ||
-            !molora__ws_layout(&m->layers[l], ts, &small)) return MOLORA_RESULT_SIZE_OVERFLOW;
+        if (!molora__ws_layout(&m->layers[l], (size_t)max_tokens, (size_t)n_tasks, &ws) ||
+            !molora__ws_layout(&m->layers[l], ts, (size_t)n_tasks, &small)) return MOLORA_RESULT_SIZE_OVERFLOW;
         if (ws.total > best) best = ws.total;
         if (small.total > best) best = small.total;
     }
     *size = best;
     return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API molora_result molora_workspace_size(const molora_model *m, int max_tokens, size_t *size)
+{
+    return molora__workspace_max(m, max_tokens, 1, size);
+}
+MOLORA_API molora_result molora_workspace_size_tasks(const molora_model *m, int max_tokens, int n_tasks, size_t *size)
+{
+    return molora__workspace_max(m, max_tokens, n_tasks, size);
 }
 
 /* One forward or route call: what every step reads and writes */
@@ -2080,7 +2137,8 @@ typedef struct molora__call {
     molora__logger lg;
     int apply;                 /* 1: molora_forward, 0: molora_route                           */
     int T, n, ith, nth;
-    int o0, O;                 /* this caller's output columns o0 .. o0 + O - 1                 */
+    int n_tasks;               /* tasks of this call: args->n_tasks with parallel_for, else 1   */
+    int o0, O;                 /* this caller's (or task's) output columns o0 .. o0 + O - 1     */
     molora__input in;          /* X as the kernels read it                                     */
     float *G;                  /* (T, ng) gate logits (n of them), then the threshold logit     */
     float *H;                  /* (T, r_total) expert inputs X A_i^T, then scaled by w_i s_i    */
@@ -2089,12 +2147,37 @@ typedef struct molora__call {
     int *act;                  /* (n) 1 when some token routes to expert i                      */
     float *Y;                  /* y at column o0 (forward), NULL (route)                        */
     molora_path path;          /* chosen once after routing: what path_out reports             */
+    unsigned char *slices;     /* the per-task workspace slices: H, then X for the kernels      */
+    size_t slice, h_bytes;     /* bytes of one slice and of its H                               */
 } molora__call;
 
 /* mask row of token t, or NULL when every expert is allowed */
 MOLORA__PRIVATE const uint8_t *molora__allow(const molora_forward_args *a, int t, int n)
 {
     return a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
+}
+
+/* c's output columns o0 .. o0 + O - 1: share s of ns over chunks of 16 columns, so that share
+   ith * n_tasks + k of nth * n_tasks is task k's part of caller ith's columns */
+MOLORA__PRIVATE void molora__share(molora__call *c, int s, int ns)
+{
+    int chunks = (c->L->d_out + 15) / 16;
+    c->o0 = (int)((long long)chunks * s / ns) * 16; if (c->o0 > c->L->d_out) c->o0 = c->L->d_out;
+    c->O = (int)((long long)chunks * (s + 1) / ns) * 16; if (c->O > c->L->d_out) c->O = c->L->d_out;
+    c->O -= c->o0;
+    c->Y = c->apply ? c->args->y + c->o0 : NULL;
+}
+
+/* X as the kernels read it; small batches copy it into the slice, after H, with W0's panel at
+   the phase of c's first column when the frozen layer streams W0 as (d_out, d_in) */
+MOLORA__PRIVATE void molora__lay_input(molora__call *c, unsigned char *slice)
+{
+    const molora__layer *L = c->L;
+    int w0_nt = L->W0 && !L->w0_in_out && c->args->output == MOLORA_OUTPUT_FULL;
+    memset(&c->in, 0, sizeof c->in);
+    c->in.T = c->T; c->in.K = L->d_in; c->in.x = c->in.X = c->args->x; c->in.ldx = L->d_in;
+    if (c->T <= MOLORA__SMALL_T)   /* the layout's condition for the copy (molora__ws_layout) */
+        molora__input_small(&c->in, w0_nt ? L->W0 + (size_t)c->o0 * L->d_in : NULL, (float *)(slice + c->h_bytes));
 }
 
 /* The checks that leave every output untouched when they fail; fills the call's fields. */
@@ -2118,6 +2201,14 @@ MOLORA__PRIVATE molora_result molora__call_check(molora__call *c, const molora_m
                             a->ith, a->nth);
     c->ith = a->nth > 0 ? a->ith : 0;
     c->nth = a->nth > 0 ? a->nth : 1;
+    if (a->parallel_for ? a->n_tasks < 1 : (a->n_tasks < 0 || a->n_tasks > 1))
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: n_tasks %d %s", a->n_tasks,
+                            a->parallel_for ? "with parallel_for (need n_tasks >= 1)"
+                                            : "without parallel_for (need 0 or 1)");
+    c->n_tasks = a->parallel_for ? a->n_tasks : 1;
+    if (c->n_tasks > 0x7fffffff / c->nth)   /* the call's shares: nth x n_tasks, an int */
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: nth %d x n_tasks %d shares overflow int",
+                            c->nth, c->n_tasks);
     if ((int)a->output != MOLORA_OUTPUT_FULL && (int)a->output != MOLORA_OUTPUT_DELTA)
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: unknown output mode %d", (int)a->output);
     if (apply && a->output == MOLORA_OUTPUT_FULL && !c->L->W0)
@@ -2134,7 +2225,7 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     const molora_forward_args *a = c->args;
     const molora__layer *L = c->L;
     const molora__logger *lg = &c->lg;
-    int T = c->T, n = c->n, chunks;
+    int T = c->T, n = c->n;
     molora__ws ws;
     unsigned char *cur;
     size_t nx;
@@ -2143,34 +2234,29 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     if (n > 0 && L->routing == MOLORA_ROUTING_FIXED && !a->weights)
         return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS,
                             "forward: layer %d has FIXED routing but no weights were given", a->layer);
-    if (!molora__ws_layout(L, (size_t)T, &ws) || !molora__mul((size_t)T, (size_t)L->d_in, &nx))
-        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "forward: %d tokens overflow the workspace size", T);
+    if (!molora__ws_layout(L, (size_t)T, c->apply ? (size_t)c->n_tasks : 1, &ws) ||
+        !molora__mul((size_t)T, (size_t)L->d_in, &nx))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW,
+                            "forward: %d tokens in %d task(s) overflow the workspace size", T, c->n_tasks);
     if (!a->workspace || a->workspace_size < ws.total)
         return molora__fail(lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL,
-                            "forward: workspace %zu bytes, %d tokens on layer %d need %zu",
-                            a->workspace ? a->workspace_size : (size_t)0, T, a->layer, ws.total);
+                            "forward: workspace %zu bytes, %d tokens in %d task(s) on layer %d need %zu",
+                            a->workspace ? a->workspace_size : (size_t)0, T, c->apply ? c->n_tasks : 1, a->layer,
+                            ws.total);
     if (!molora__all_finite(a->x, nx))
         return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
     if (n > 0 && a->weights && !molora__all_finite(a->weights, a->weights_per_token ? (size_t)T * n : (size_t)n))
         return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "forward: fixed weights have NaN or Inf");
     cur = molora__align_up(a->workspace);
     c->G = (float *)molora__carve(&cur, ws.g, sizeof(float));
-    c->H = (float *)molora__carve(&cur, ws.h, sizeof(float));
     c->w = (float *)molora__carve(&cur, ws.w, sizeof(float));
     c->D = (float *)molora__carve(&cur, ws.d, sizeof(float));
     c->act = (int *)molora__carve(&cur, ws.act, sizeof(int));
-    /* this call's share of the output columns: chunks of 16, split over nth callers */
-    chunks = (L->d_out + 15) / 16;
-    c->o0 = (int)((long long)chunks * c->ith / c->nth) * 16; if (c->o0 > L->d_out) c->o0 = L->d_out;
-    c->O = (int)((long long)chunks * (c->ith + 1) / c->nth) * 16; if (c->O > L->d_out) c->O = L->d_out;
-    c->O -= c->o0;
-    c->Y = c->apply ? a->y + c->o0 : NULL;
-    c->in.T = T; c->in.K = L->d_in; c->in.x = c->in.X = a->x; c->in.ldx = L->d_in;
-    if (ws.xa) {   /* W0 streamed as (d_out, d_in): the frozen layer's panel at its phase */
-        int w0_nt = L->W0 && !L->w0_in_out && a->output == MOLORA_OUTPUT_FULL;
-        molora__input_small(&c->in, w0_nt ? L->W0 + (size_t)c->o0 * L->d_in : NULL,
-                            (float *)molora__carve(&cur, ws.xa, sizeof(float)));
-    }
+    c->slices = cur; c->slice = ws.slice; c->h_bytes = ws.h_bytes;
+    /* this caller's share of the output columns (ith of nth), then its routing input in slice 0 */
+    molora__share(c, c->ith, c->nth);
+    c->H = (float *)c->slices;
+    molora__lay_input(c, c->slices);
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -2390,10 +2476,44 @@ MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
     }
 }
 
-/* The forward pass of one call, after molora__call_check */
+/* The products on c's columns: frozen layer, then the MoLE output mix or the experts */
+MOLORA__PRIVATE void molora__apply(const molora__call *c)
+{
+    const molora_forward_args *a = c->args;
+    /* frozen layer: Y = X W0^T + b */
+    if (a->output == MOLORA_OUTPUT_FULL) molora__frozen(c);
+    if (c->n == 0) return;
+    /* MoLE output mix: Y += sum_i w_i D_i */
+    if (c->L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights) molora__mole_mix(c);
+    /* experts: Y += sum_i w_i s_i X A_i^T B_i^T, per token (sparse) or dense */
+    else if (c->path == MOLORA_PATH_SPARSE) molora__experts_gather(c);
+    else molora__experts_dense(c);
+}
+
+/* Task k of n_tasks (molora_task_fn): share ith * n_tasks + k of the call's nth * n_tasks, with
+   workspace slice k for H and X. Reads the routing the call left in the shared workspace; writes
+   only its slice and its columns of Y, so the tasks of a call run in any order, at once or not. */
+MOLORA__PRIVATE void molora__task(void *ctx, int k, int n_tasks)
+{
+    const molora__call *c = (const molora__call *)ctx;
+    molora__call t = *c;
+    unsigned char *slice;
+    MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
+    if (k < 0 || k >= c->n_tasks) return;
+    molora__share(&t, c->ith * c->n_tasks + k, c->nth * c->n_tasks);
+    if (t.O == 0) return;
+    slice = c->slices + (size_t)k * c->slice;
+    t.H = (float *)slice;
+    /* task 0 keeps the call's input: slice 0 already holds X at the phase of its first column */
+    if (k > 0) molora__lay_input(&t, slice);
+    molora__apply(&t);
+}
+
+/* The forward pass of one call, after molora__call_check: the checks, gate logits, routing and
+   path once, on the calling thread; then the products in n_tasks tasks, through the caller's
+   parallel_for when there is one */
 MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
 {
-    const molora__layer *L = c->L;
     const molora_forward_args *a = c->args;
     molora_result r;
     int i;
@@ -2414,15 +2534,10 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     }
     /* the path, chosen once: by T, or per token when routing selects few (token, rank) pairs */
     c->path = molora__choose_path(c);
-    if (!c->apply || c->O == 0) return MOLORA_RESULT_SUCCESS;
-    /* frozen layer: Y = X W0^T + b */
-    if (a->output == MOLORA_OUTPUT_FULL) molora__frozen(c);
-    if (c->n == 0) return MOLORA_RESULT_SUCCESS;
-    /* MoLE output mix: Y += sum_i w_i D_i */
-    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights) molora__mole_mix(c);
-    /* experts: Y += sum_i w_i s_i X A_i^T B_i^T, per token (sparse) or dense */
-    else if (c->path == MOLORA_PATH_SPARSE) molora__experts_gather(c);
-    else molora__experts_dense(c);
+    /* nothing to compute: routing only, no columns for this caller, or DELTA with nothing routed */
+    if (!c->apply || c->O == 0 || c->path == MOLORA_PATH_NONE) return MOLORA_RESULT_SUCCESS;
+    if (a->parallel_for) a->parallel_for(a->parallel_user, c->n_tasks, molora__task, c);
+    else molora__task(c, 0, 1);
     return MOLORA_RESULT_SUCCESS;
 }
 

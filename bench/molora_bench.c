@@ -5,15 +5,16 @@
                   [--smoke | --quickstart | --corename]
    Every variant runs interleaved; weights and the stream buffer rotate through twice the
    last-level cache (sysfs; at most a quarter of MemAvailable) so T = 1 calls read from DRAM.
-   A row with t threads: molora splits one call over t pinned threads (ith/nth) with OpenBLAS at
-   1 thread inside; frozen_ms, its baseline, is the best of OpenBLAS with t threads (sgemm, or
-   T x sgemv for T <= 16) and the same t-way split of the 1-thread frozen layer (`baseline` names
-   the winner). The pool's threads sleep while OpenBLAS runs; with t > 1 the t-thread sgemm is
-   also timed before the pool exists, and the two must agree within noise (printed per case).
+   A row with t threads: molora splits one call over t pinned threads (the bench's pool is the
+   call's parallel_for, n_tasks = t) with OpenBLAS at 1 thread inside; frozen_ms, its baseline, is
+   the best of OpenBLAS with t threads (sgemm, or T x sgemv for T <= 16) and the same t-way split
+   of the 1-thread frozen layer (`baseline` names the winner). The pool's threads sleep while
+   OpenBLAS runs; with t > 1 the t-thread sgemm is also timed before the pool exists, and the two
+   must agree within noise (printed per case).
    S6 adds topk:8 (its goal is top-8 of 64).
-   --smoke: a seconds-long run of small shapes (16 MiB rotation) that checks molora against the
-   naive loop and that every timing is finite and positive; it asserts no speed (make test runs it
-   on busy machines).
+   --smoke: a seconds-long run of small shapes (16 MiB rotation), 1 and 2 threads (the pool as
+   parallel_for), that checks molora against the naive loop and that every timing is finite and
+   positive; it asserts no speed (make test runs it on busy machines).
    --quickstart: the layer of examples/quickstart.c's old timing table (S1: d = 4096, 8 experts of
    rank 8) under dense, top-2, threshold and AdaMoLE routing, 1 and 64 tokens, one thread.
    --corename: print OpenBLAS's detected core and exit (the Makefile checks it, see its bench). */
@@ -68,11 +69,13 @@ static int cmpd(const void *a, const void *b)
 }
 static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmpd); return n ? v[n / 2] : NAN; }
 
-/* ---- the bench's pool: molora_forward (or the frozen layer) split over t threads ------------
-   The workers spin only while the bench times split calls; whenever a baseline runs they sleep on
-   a condition variable (pool_spin(p, 0)), so OpenBLAS's own threads get the cores: a spinning pool
-   once doubled the 2-thread sgemm baseline (83 ms instead of 45.5 ms at S1 T=512). */
-enum { JOB_FORWARD, JOB_ROUTE, JOB_SPLIT_GEMM, JOB_SPLIT_GEMV };
+/* ---- the bench's pool: molora's tasks (or the frozen layer) split over t threads -------------
+   molora_forward runs on the main thread and hands its tasks to pool_parallel_for, the call's
+   parallel_for hook: worker ith runs tasks ith, ith + t, ... The workers spin only while the bench
+   times split calls; whenever a baseline runs they sleep on a condition variable (pool_spin(p, 0)),
+   so OpenBLAS's own threads get the cores: a spinning pool once doubled the 2-thread sgemm baseline
+   (83 ms instead of 45.5 ms at S1 T=512). */
+enum { JOB_TASKS, JOB_SPLIT_GEMM, JOB_SPLIT_GEMV };
 typedef struct pool {
     int nth, job, spin, quit, done, parked;
     unsigned gen;
@@ -81,8 +84,9 @@ typedef struct pool {
     pthread_cond_t wake, asleep;
     cpu_set_t saved;   /* the main thread's affinity before the pool */
     int pinned;
-    const molora_model *m;
-    molora_forward_args args[16];
+    molora_task_fn task;   /* JOB_TASKS: molora's tasks of the current call */
+    void *ctx;
+    int n_tasks;
     const float *W0, *X;   /* the split frozen layer: Y (T, d) = X W0^T, columns split as molora does */
     float *Y;
     int T, d;
@@ -91,7 +95,7 @@ static void frozen_sgemm(const float *W0, const float *X, float *Y, int T, int d
 static void frozen_sgemv(const float *W0, const float *X, float *Y, int T, int d, int d_out);
 static void pool_job(pool *p, int ith)
 {
-    molora_result r;
+    int k;
     if (p->job == JOB_SPLIT_GEMM || p->job == JOB_SPLIT_GEMV) {   /* molora's split: chunks of 16 columns */
         int chunks = (p->d + 15) / 16, o0 = chunks * ith / p->nth * 16, o1 = chunks * (ith + 1) / p->nth * 16;
         if (o1 > p->d) o1 = p->d;
@@ -100,9 +104,7 @@ static void pool_job(pool *p, int ith)
                                                                     p->T, p->d, o1 - o0);
         return;
     }
-    if (p->job == JOB_ROUTE && ith > 0) return;   /* routing alone: one caller */
-    r = p->job == JOB_ROUTE ? molora_route(p->m, &p->args[ith]) : molora_forward(p->m, &p->args[ith]);
-    if (r != MOLORA_RESULT_SUCCESS) { fprintf(stderr, "molora_bench: %s\n", molora_result_string(r)); exit(1); }
+    for (k = ith; k < p->n_tasks; k += p->nth) p->task(p->ctx, k, p->n_tasks);
 }
 static pool *g_pool;
 /* Caller ith runs on the ith CPU the process may use. Unpinned, a worker woken from the condition
@@ -184,6 +186,13 @@ static void pool_run(pool *p, int job)
     pthread_mutex_unlock(&p->mu);
     pool_job(p, 0);
     while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < p->nth - 1) __builtin_ia32_pause();
+}
+/* molora_forward_args.parallel_for: the call's tasks over the spinning pool, main thread included */
+static void pool_parallel_for(void *user, int n_tasks, molora_task_fn task, void *ctx)
+{
+    pool *p = (pool *)user;
+    p->task = task; p->ctx = ctx; p->n_tasks = n_tasks;
+    pool_run(p, JOB_TASKS);
 }
 static void pool_stop(pool *p)
 {
@@ -493,7 +502,7 @@ static int parse_options(int argc, char **argv, options *o)   /* 0, the exit sta
     }
     if (o->smoke) {
         o->shapes = "S5";
-        o->n_tok = parse_list("1,8,64", o->tokens, 16); o->n_thr = parse_list("1", o->threads, 8);
+        o->n_tok = parse_list("1,8,64", o->tokens, 16); o->n_thr = parse_list("1,2", o->threads, 8);
     }
     for (i = 0; i < o->n_thr; i++)
         if (o->threads[i] < 1 || o->threads[i] > 16) { fprintf(stderr, "molora_bench: threads 1..16\n"); return 2; }
@@ -537,7 +546,7 @@ typedef struct run {   /* the buffers and timings of one case */
     int T, nth, reps;
     float *X, *Y, *Y2, *Wt, *h;
     int32_t counts[64];
-    void *ws[16];
+    void *ws;   /* one workspace, a slice per task */
     size_t ws_size;
     double gemm[64], gemv[64], split_gemm[64], split_gemv[64], alone[64];
     double full[MAXR][64], delta[MAXR][64], gate[MAXR][64], active[MAXR], naive_ms;
@@ -589,28 +598,29 @@ static int time_frozen(const bench *b, run *u, pool *pl, int c, int rep)
     return c;
 }
 
-/* one round of molora: each routing in full, delta and gate (route only) modes, split over the
-   spinning pool with OpenBLAS at one thread. Returns the next copy. */
+/* one round of molora: each routing in full, delta and gate (route only) modes, one call on the
+   main thread split into t tasks over the spinning pool (its parallel_for) with OpenBLAS at one
+   thread; the gate mode routes on the main thread alone. Returns the next copy. */
 static int time_molora(const bench *b, run *u, pool *pl, int c, int rep)
 {
-    int l, k, mode, nth = u->nth;
+    int l, mode, nth = u->nth;
     pool_spin(pl, 1);
     for (l = 0; l < b->n_rt; l++) {
         for (mode = 0; mode < 3; mode++) {
+            molora_forward_args a;
+            molora_result r;
             double t0;
-            for (k = 0; k < nth; k++) {
-                molora_forward_args *a = &pl->args[k];
-                memset(a, 0, sizeof *a);
-                a->layer = c * b->n_rt + l; a->n_tokens = u->T; a->x = u->X; a->y = u->Y;
-                a->output = mode == 1 ? MOLORA_OUTPUT_DELTA : MOLORA_OUTPUT_FULL;
-                a->workspace = u->ws[k]; a->workspace_size = u->ws_size;
-                a->ith = k; a->nth = nth > 1 ? nth : 0;
-                if (k == 0) {   /* the first caller reports the weights, counts and path */
-                    a->weights_out = u->Wt; a->counts_out = u->counts;
-                    if (mode == 0) a->path_out = &u->path[l];
-                }
-            }
-            t0 = now_ms(); pool_run(pl, mode == 2 ? JOB_ROUTE : JOB_FORWARD); t0 = now_ms() - t0;
+            memset(&a, 0, sizeof a);
+            a.layer = c * b->n_rt + l; a.n_tokens = u->T; a.x = u->X; a.y = u->Y;
+            a.output = mode == 1 ? MOLORA_OUTPUT_DELTA : MOLORA_OUTPUT_FULL;
+            a.workspace = u->ws; a.workspace_size = u->ws_size;
+            if (nth > 1) { a.parallel_for = pool_parallel_for; a.parallel_user = pl; a.n_tasks = nth; }
+            a.weights_out = u->Wt; a.counts_out = u->counts;
+            if (mode == 0) a.path_out = &u->path[l];
+            t0 = now_ms();
+            r = mode == 2 ? molora_route(b->m, &a) : molora_forward(b->m, &a);
+            t0 = now_ms() - t0;
+            if (r != MOLORA_RESULT_SUCCESS) { fprintf(stderr, "molora_bench: %s\n", molora_result_string(r)); exit(1); }
             if (rep >= 0) (mode == 0 ? u->full : mode == 1 ? u->delta : u->gate)[l][rep] = t0;
             if (mode == 0) {
                 int e, tot = 0;
@@ -630,7 +640,6 @@ static void time_rounds(const bench *b, run *u)
     pool pl;
     if (u->nth > 1) time_alone(b, u);
     pool_start(&pl, u->nth);
-    pl.m = b->m;
     for (rep = -1; rep < u->reps; rep++) {
         c = time_frozen(b, u, &pl, c, rep);
         c = time_molora(b, u, &pl, c, rep);
@@ -648,7 +657,7 @@ static int time_naive(const bench *b, run *u, int smoke)
     size_t q, n = (size_t)u->T * b->s.d;
     openblas_set_num_threads(u->nth);
     memset(&a, 0, sizeof a);
-    a.layer = 0; a.n_tokens = u->T; a.x = u->X; a.y = u->Y2; a.workspace = u->ws[0]; a.workspace_size = u->ws_size;
+    a.layer = 0; a.n_tokens = u->T; a.x = u->X; a.y = u->Y2; a.workspace = u->ws; a.workspace_size = u->ws_size;
     a.weights_out = u->Wt;
     molora_forward(b->m, &a);   /* layer 0 = copy 0, first routing: Y2 = molora */
     for (rep = 0; rep < nr; rep++) {
@@ -768,7 +777,7 @@ static int report(const bench *b, run *u, const context *cx, int smoke, FILE *js
 static int run_case(const bench *b, const options *o, int T, int nth, const context *cx, FILE *json, int *first_rec)
 {
     run *u = (run *)calloc(1, sizeof *u);
-    int k, fails;
+    int fails;
     size_t d = (size_t)b->s.d;
     double work = 2.0 * T * d * d;   /* frozen flops, to size the repetitions */
     if (!u) { fprintf(stderr, "molora_bench: out of memory\n"); exit(1); }
@@ -779,12 +788,12 @@ static int run_case(const bench *b, const options *o, int T, int nth, const cont
     u->X = rnd_vec((size_t)T * d, 1.0f);
     u->Y = (float *)malloc((size_t)T * d * 4); u->Y2 = (float *)malloc((size_t)T * d * 4);
     u->Wt = (float *)malloc((size_t)T * b->s.n * 4); u->h = (float *)malloc((size_t)b->s.r * 4);
-    molora_workspace_size(b->m, T, &u->ws_size);
-    for (k = 0; k < nth; k++) u->ws[k] = malloc(u->ws_size);
+    molora_workspace_size_tasks(b->m, T, nth, &u->ws_size);   /* one slice per task of the pool */
+    u->ws = malloc(u->ws_size);
     time_rounds(b, u);
     fails = time_naive(b, u, o->smoke);
     fails += report(b, u, cx, o->smoke, json, first_rec);
-    for (k = 0; k < nth; k++) free(u->ws[k]);
+    free(u->ws);
     free(u->X); free(u->Y); free(u->Y2); free(u->Wt); free(u->h); free(u);
     return fails;
 }

@@ -1952,6 +1952,99 @@ static void test_thread_split_args(void **s)
 }
 
 
+/* ---- the caller's parallel_for: argument errors at their codes, with a logged message ------- */
+static long g_pf_calls;
+static void serial_for(void *user, int n_tasks, molora_task_fn task, void *ctx)
+{
+    int k;
+    (void)user;
+    g_pf_calls++;
+    for (k = n_tasks - 1; k >= 0; k--) task(ctx, k, n_tasks);
+}
+
+static void test_parallel_for_args(void **s)
+{
+    fix f;
+    int ranks[2] = {4, 4};
+    molora_expert_desc ex[MAXN];
+    molora_layer_desc ld;
+    molora_model_desc md;
+    molora_model *m = NULL;
+    molora_forward_args a;
+    float X[4 * 13], Y[4 * 11], Y0[4 * 11];
+    size_t w1, w3, wsz;
+    unsigned char *ws;
+    long before;
+    int i;
+    (void)s;
+    for (i = 0; i < 4 * 13; i++) X[i] = (float)rnd();
+    fix_make(&f, 13, 11, 2, ranks, MOLORA_ROUTING_DENSE);
+    fix_desc(&f, ex, &ld);
+    memset(&md, 0, sizeof md);
+    md.n_layers = 1; md.layers = &ld; md.log = count_log;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+    /* the size query: n_tasks = 1 is molora_workspace_size; < 1 refused; overflow named */
+    assert_int_equal(molora_workspace_size(m, 4, &w1), 0);
+    assert_int_equal(molora_workspace_size_tasks(m, 4, 1, &wsz), 0);
+    assert_true(wsz == w1);
+    assert_int_equal(molora_workspace_size_tasks(m, 4, 3, &w3), 0);
+    assert_true(w3 > w1);
+    wsz = 7;
+    assert_int_equal(molora_workspace_size_tasks(m, 4, 0, &wsz), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_true(wsz == 0);
+    assert_int_equal(molora_workspace_size_tasks(m, 4, -1, &wsz), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_workspace_size_tasks(NULL, 4, 2, &wsz), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_workspace_size_tasks(m, 4, 2, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_workspace_size_tasks(m, -1, 2, &wsz), MOLORA_RESULT_INVALID_SHAPE);
+    assert_int_equal(molora_workspace_size_tasks(m, 0x7fffffff, 0x7fffffff, &wsz), MOLORA_RESULT_SIZE_OVERFLOW);
+    ws = (unsigned char *)malloc(w3);
+    memset(&a, 0, sizeof a);
+    a.n_tokens = 4; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = w3;
+    assert_int_equal(molora_forward(m, &a), 0);
+    memcpy(Y0, Y, sizeof Y);
+#define PF_EXPECT(code, calls)                                                                      \
+    do {                                                                                            \
+        g_logged = 0; g_pf_calls = 0; memset(Y, 0x7f, sizeof Y);                                     \
+        assert_int_equal(molora_forward(m, &a), code);                                              \
+        assert_int_equal(g_logged, (code) != 0); assert_int_equal(g_pf_calls, calls);               \
+        if (code) for (i = 0; i < 4 * 11; i++) assert_true(((uint32_t *)Y)[i] == 0x7f7f7f7fu);     \
+    } while (0)
+    /* a task count without a hook, a hook without a task count */
+    a.n_tasks = 2; PF_EXPECT(MOLORA_RESULT_INVALID_ARGUMENT, 0);
+    a.n_tasks = -1; PF_EXPECT(MOLORA_RESULT_INVALID_ARGUMENT, 0);
+    a.n_tasks = 1; PF_EXPECT(0, 0);
+    a.parallel_for = serial_for;
+    a.n_tasks = 0; PF_EXPECT(MOLORA_RESULT_INVALID_ARGUMENT, 0);
+    a.n_tasks = -3; PF_EXPECT(MOLORA_RESULT_INVALID_ARGUMENT, 0);
+    /* nth x n_tasks shares must fit in an int: 2 x 0x3fffffff does, 2 x 0x40000000 does not */
+    a.nth = 2; a.n_tasks = 0x40000000; PF_EXPECT(MOLORA_RESULT_INVALID_ARGUMENT, 0);
+    a.n_tasks = 0x3fffffff; PF_EXPECT(MOLORA_RESULT_WORKSPACE_TOO_SMALL, 0);
+    a.nth = 0;
+    /* the workspace holds one slice per task: one byte short for 3 tasks, or sized for 1 */
+    a.n_tasks = 3; a.workspace_size = w3 - 1; PF_EXPECT(MOLORA_RESULT_WORKSPACE_TOO_SMALL, 0);
+    a.workspace_size = w1; PF_EXPECT(MOLORA_RESULT_WORKSPACE_TOO_SMALL, 0);
+    a.workspace_size = w3; PF_EXPECT(0, 1);
+    assert_memory_equal(Y, Y0, sizeof Y);   /* 11 columns: one chunk, task 0 computes it all */
+    /* route checks the hook fields but never calls it, and needs the one-task workspace */
+    a.workspace_size = w1; a.weights_out = Y;
+    g_pf_calls = 0; assert_int_equal(molora_route(m, &a), 0); assert_int_equal(g_pf_calls, 0);
+    a.n_tasks = 0; assert_int_equal(molora_route(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    a.weights_out = NULL; a.n_tasks = 3; a.workspace_size = w3;
+    /* no work, no call: T = 0; DELTA with every expert masked */
+    a.n_tokens = 0; PF_EXPECT(0, 0);
+    {
+        uint8_t none[2] = {0, 0};
+        a.n_tokens = 4; a.expert_mask = none; a.output = MOLORA_OUTPUT_DELTA; PF_EXPECT(0, 0);
+        a.expert_mask = NULL; a.output = MOLORA_OUTPUT_FULL;
+    }
+    /* and no allocation through the hook either */
+    before = g_allocs;
+    for (i = 0; i < 100; i++) assert_int_equal(molora_forward(m, &a), 0);
+    assert_int_equal(g_allocs - before, 0);
+#undef PF_EXPECT
+    free(ws); molora_model_free(m); fix_free(&f);
+}
+
 /* ---- the fast kernels against their naive twins in the header ------------------------------
    molora__kernel_check (a test hook in molora.h, not public API) runs this CPU's fast kernel
    (ntp, nt, nn, and the sparse path's dots and axpys) and its naive twin on one shape:
@@ -2034,6 +2127,7 @@ int main(void)
         cmocka_unit_test(test_workspace_covers_every_batch),
         cmocka_unit_test(test_batch_size_independence),
         cmocka_unit_test(test_thread_split_args),
+        cmocka_unit_test(test_parallel_for_args),
         cmocka_unit_test(test_kernels_match_twins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* Thread safety: one model shared by 8 threads, each with its own workspace, running forward
-   with different routing rules, masks, batch sizes and ith/nth splits for a few seconds
-   (MOLORA_TEST_SECONDS, default 2); every result must equal the single-threaded run bit for bit.
+   with different routing rules, masks, batch sizes, ith/nth splits and parallel_for hooks for a few
+   seconds (MOLORA_TEST_SECONDS, default 2); every result must equal the single-threaded run bit for
+   bit. Then the parallel_for hook through a pthread pool (see its section).
    OpenBLAS is set to one thread here, by the test: the library never changes it. */
 #define TEST_RNG_SEED 0x1234567887654321ull
 #include "test_util.h"   /* cmocka, rnd / rnd_vec_f (this suite draws in float), now_ms */
@@ -21,7 +22,7 @@ void openblas_set_num_threads(int);
 enum { N_LAYERS = 5, N_EXP = 8, D_IN = 67, D_OUT = 53, T_MAX = 40, N_JOBS = 60, N_THREADS = 8 };
 
 typedef struct job {
-    int layer, T, mask_mode, nth;
+    int layer, T, mask_mode, nth, hook;   /* hook: 3 tasks through reverse_for, against nth = 3 */
     float *X, *Y_ref, *W_ref;
     uint8_t *mask;
 } job;
@@ -47,18 +48,22 @@ static int canary_intact(const void *ws, size_t ws_size)
     return 1;
 }
 
-/* run job j (all nth shares, one after the other) into Y and W with workspace ws */
-static molora_result run_job(const job *jb, void *ws, size_t ws_size, float *Y, float *W)
+static void reverse_for(void *user, int n_tasks, molora_task_fn task, void *ctx);
+
+/* run job j (all nth shares, one after the other, or its hook's tasks with use_hook) into Y and W
+   with workspace ws */
+static molora_result run_job(const job *jb, int use_hook, void *ws, size_t ws_size, float *Y, float *W)
 {
     molora_forward_args a;
     molora_result r = MOLORA_RESULT_SUCCESS;
-    int k;
+    int k, nth = jb->hook ? (use_hook ? 0 : 3) : jb->nth;
     memset(&a, 0, sizeof a);
     a.layer = jb->layer; a.n_tokens = jb->T; a.x = jb->X; a.y = Y; a.weights_out = W;
     a.expert_mask = jb->mask; a.mask_per_token = jb->mask_mode == 2;
     a.workspace = ws; a.workspace_size = ws_size;
-    for (k = 0; k < (jb->nth ? jb->nth : 1) && r == MOLORA_RESULT_SUCCESS; k++) {
-        a.ith = k; a.nth = jb->nth;
+    if (jb->hook && use_hook) { a.parallel_for = reverse_for; a.n_tasks = 3; }
+    for (k = 0; k < (nth ? nth : 1) && r == MOLORA_RESULT_SUCCESS; k++) {
+        a.ith = k; a.nth = nth;
         r = molora_forward(g_model, &a);
     }
     return r;
@@ -71,14 +76,14 @@ static void *worker(void *arg)
     void *ws;
     float *Y = malloc(sizeof(float) * T_MAX * D_OUT), *W = malloc(sizeof(float) * T_MAX * N_EXP);
     double end = now_ms() + g_seconds * 1e3;
-    if (molora_workspace_size(g_model, T_MAX, &ws_size) != MOLORA_RESULT_SUCCESS) {
+    if (molora_workspace_size_tasks(g_model, T_MAX, 3, &ws_size) != MOLORA_RESULT_SUCCESS) {
         g_bad[id]++; free(Y); free(W);
         return NULL;
     }
     ws = ws_new(ws_size);
     while (now_ms() < end) {
         const job *jb = &g_jobs[j % N_JOBS];
-        if (run_job(jb, ws, ws_size, Y, W) != MOLORA_RESULT_SUCCESS ||
+        if (run_job(jb, 1, ws, ws_size, Y, W) != MOLORA_RESULT_SUCCESS ||
             memcmp(Y, jb->Y_ref, sizeof(float) * jb->T * D_OUT) != 0 ||
             memcmp(W, jb->W_ref, sizeof(float) * jb->T * N_EXP) != 0 || !canary_intact(ws, ws_size))
             g_bad[id]++;
@@ -134,6 +139,7 @@ static void test_shared_model_many_threads(void **state)
         static const int Ts[] = {1, 2, 7, 16, 17, 40};
         jb->layer = j % N_LAYERS; jb->T = Ts[(j / N_LAYERS) % 6]; jb->mask_mode = (j / 30) % 3;
         jb->nth = (j % 4 == 3) ? 3 : 0;
+        jb->hook = j % 4 == 1;
         jb->X = rnd_vec_f((size_t)jb->T * D_IN, 1.0f);
         jb->Y_ref = malloc(sizeof(float) * jb->T * D_OUT); jb->W_ref = malloc(sizeof(float) * jb->T * N_EXP);
         jb->mask = NULL;
@@ -142,7 +148,7 @@ static void test_shared_model_many_threads(void **state)
             jb->mask = malloc(nm);
             for (q = 0; q < nm; q++) jb->mask[q] = (float)rnd() > -0.5f;
         }
-        assert_int_equal(run_job(jb, ws, ws_size, jb->Y_ref, jb->W_ref), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(run_job(jb, 0, ws, ws_size, jb->Y_ref, jb->W_ref), MOLORA_RESULT_SUCCESS);
         assert_true(canary_intact(ws, ws_size));
     }
     free(ws);
@@ -162,8 +168,383 @@ static void test_shared_model_many_threads(void **state)
     molora_model_free(g_model);
 }
 
+/* ---- the caller's parallel_for --------------------------------------------------------------
+   A pthread pool implements the hook: the calling thread and the workers take tasks from one
+   counter under a mutex, so tasks land on any thread in any order. Each call through it must equal
+   the ith/nth split with nth = n_tasks bit for bit (the header's contract), and the one-task call
+   within 1e-5 of the row's largest value, with the same weights, counts and path bit for bit; the
+   one-task call itself is checked against a naive double loop over the weights it reports. */
+enum { TP_THREADS = 4, TP_MAX_TASKS = 256 };
+typedef struct tpool {
+    pthread_t th[TP_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t go, idle;
+    unsigned gen;
+    int quit, n_tasks, next, finished;
+    molora_task_fn task;
+    void *ctx;
+    long calls, bad;                 /* parallel_for calls; tasks run other than once each */
+    int ran[TP_MAX_TASKS];
+} tpool;
+
+/* with p->mu held: run the call's remaining tasks, the lock dropped while each runs */
+static void tp_work(tpool *p)
+{
+    while (p->next < p->n_tasks) {
+        int k = p->next++, n = p->n_tasks;
+        molora_task_fn task = p->task;
+        void *ctx = p->ctx;
+        pthread_mutex_unlock(&p->mu);
+        task(ctx, k, n);
+        pthread_mutex_lock(&p->mu);
+        if (k < TP_MAX_TASKS) p->ran[k]++;
+        if (++p->finished == p->n_tasks) pthread_cond_broadcast(&p->idle);
+    }
+}
+static void *tp_main(void *arg)
+{
+    tpool *p = (tpool *)arg;
+    unsigned seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit) break;
+        seen = p->gen;
+        tp_work(p);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+static void tp_parallel_for(void *user, int n_tasks, molora_task_fn task, void *ctx)
+{
+    tpool *p = (tpool *)user;
+    int k;
+    pthread_mutex_lock(&p->mu);
+    p->calls++;
+    p->task = task; p->ctx = ctx; p->n_tasks = n_tasks; p->next = 0; p->finished = 0;
+    for (k = 0; k < TP_MAX_TASKS; k++) p->ran[k] = 0;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    tp_work(p);
+    while (p->finished < p->n_tasks) pthread_cond_wait(&p->idle, &p->mu);
+    for (k = 0; k < n_tasks && k < TP_MAX_TASKS; k++) p->bad += p->ran[k] != 1;
+    pthread_mutex_unlock(&p->mu);
+}
+static void tp_start(tpool *p)
+{
+    int i;
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->idle, NULL);
+    for (i = 0; i < TP_THREADS; i++) pthread_create(&p->th[i], NULL, tp_main, p);
+}
+static void tp_stop(tpool *p)
+{
+    int i;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (i = 0; i < TP_THREADS; i++) pthread_join(p->th[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->idle);
+}
+/* the other extreme: every task on the calling thread, the last first */
+static void reverse_for(void *user, int n_tasks, molora_task_fn task, void *ctx)
+{
+    int k;
+    if (user) (*(long *)user)++;   /* NULL from the shared-model test's threads */
+    for (k = n_tasks - 1; k >= 0; k--) task(ctx, k, n_tasks);
+}
+
+/* the hook's model: every routing rule, a layer per token-sparse top-1 (the SPARSE path at large T),
+   fixed weights, a fan_in_fan_out W0 and a layer without experts; d_in 67 (W0 rows at every 64-byte
+   phase), d_out 200 (13 chunks of 16, the last one partial) */
+enum { HL = 9, HN = 8, HD_IN = 67, HD_OUT = 200, HT_MAX = 200 };
+typedef struct hfix {
+    molora_model *m;
+    float *A[HN], *B[HN], *W0, *W0t, *bias, *Wg, *bg, *wt, *e;
+    int ranks[HN];
+} hfix;
+
+static void hfix_make(hfix *h)
+{
+    static const int ranks[HN] = {4, 8, 1, 16, 4, 2, 8, 3};
+    static const molora_routing rules[HL] = {
+        MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+        MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_MOLE_OUTPUT, MOLORA_ROUTING_FIXED, MOLORA_ROUTING_DENSE,
+        MOLORA_ROUTING_DENSE};
+    molora_expert_desc ex[HN];
+    molora_layer_desc ld[HL];
+    molora_model_desc md;
+    int i, l, o;
+    for (i = 0; i < HN; i++) {
+        h->ranks[i] = ranks[i];
+        h->A[i] = rnd_vec_f((size_t)ranks[i] * HD_IN, 0.3f);
+        h->B[i] = rnd_vec_f((size_t)HD_OUT * ranks[i], 0.3f);
+        memset(&ex[i], 0, sizeof ex[i]);
+        ex[i].rank = ranks[i]; ex[i].A = h->A[i]; ex[i].B = h->B[i]; ex[i].lora_alpha = 8;
+    }
+    h->W0 = rnd_vec_f((size_t)HD_OUT * HD_IN, 0.2f); h->bias = rnd_vec_f(HD_OUT, 0.5f);
+    h->W0t = malloc(sizeof(float) * HD_OUT * HD_IN);
+    for (o = 0; o < HD_OUT; o++)
+        for (i = 0; i < HD_IN; i++) h->W0t[(size_t)i * HD_OUT + o] = h->W0[(size_t)o * HD_IN + i];
+    h->Wg = rnd_vec_f((size_t)HN * HD_IN, 0.5f); h->bg = rnd_vec_f(HN, 0.3f);
+    h->wt = rnd_vec_f(HD_IN, 0.3f); h->e = rnd_vec_f((size_t)HN * HN * HD_OUT, 1.0f);
+    for (l = 0; l < HL; l++) {
+        molora_layer_desc *d = &ld[l];
+        memset(d, 0, sizeof *d);
+        d->d_in = HD_IN; d->d_out = HD_OUT; d->n_experts = l == HL - 1 ? 0 : HN; d->experts = ex;
+        d->W0 = l == 7 ? h->W0t : h->W0; d->fan_in_fan_out = l == 7; d->bias = h->bias;
+        d->routing = rules[l]; d->gate_weight = h->Wg; d->gate_bias = l == 0 ? h->bg : NULL;
+        d->threshold_weight = h->wt; d->mole_gate = h->e;
+        d->top_k = l == 2 ? 1 : 3; d->threshold = 0.1f;
+    }
+    memset(&md, 0, sizeof md);
+    md.n_layers = HL; md.layers = ld;
+    assert_int_equal(molora_model_init(&md, &h->m), MOLORA_RESULT_SUCCESS);
+}
+static void hfix_free(hfix *h)
+{
+    int i;
+    for (i = 0; i < HN; i++) { free(h->A[i]); free(h->B[i]); }
+    free(h->W0); free(h->W0t); free(h->bias); free(h->Wg); free(h->bg); free(h->wt); free(h->e);
+    molora_model_free(h->m);
+}
+
+/* y (T, d_out) = Y_in (DELTA) or W0 x + b (FULL), + sum_i w_i s_i B_i A_i x, in double, for the
+   weights W (T, N) the call reported; the largest error relative to each row's largest value */
+static double naive_error(const hfix *h, int layer, int T, const float *X, const float *W, const float *Y_in,
+                          int full, const float *Y)
+{
+    double worst = 0, ax[16], y[HD_OUT];
+    int t, i, o, q, k, n = layer == HL - 1 ? 0 : HN;
+    for (t = 0; t < T; t++) {
+        const float *x = X + (size_t)t * HD_IN;
+        double big = 1e-30, err = 0;
+        for (o = 0; o < HD_OUT; o++) {
+            double v = full ? h->bias[o] : Y_in[(size_t)t * HD_OUT + o];
+            if (full) for (k = 0; k < HD_IN; k++) v += (double)h->W0[(size_t)o * HD_IN + k] * x[k];
+            y[o] = v;
+        }
+        for (i = 0; i < n; i++) {
+            double c = (double)W[(size_t)t * n + i] * 8.0 / h->ranks[i];
+            if (c == 0) continue;
+            for (q = 0; q < h->ranks[i]; q++) {
+                ax[q] = 0;
+                for (k = 0; k < HD_IN; k++) ax[q] += (double)h->A[i][(size_t)q * HD_IN + k] * x[k];
+            }
+            for (o = 0; o < HD_OUT; o++)
+                for (q = 0; q < h->ranks[i]; q++) y[o] += c * h->B[i][(size_t)o * h->ranks[i] + q] * ax[q];
+        }
+        for (o = 0; o < HD_OUT; o++) {
+            big = fmax(big, fabs(y[o]));
+            err = fmax(err, fabs(y[o] - Y[(size_t)t * HD_OUT + o]));
+        }
+        worst = fmax(worst, err / big);
+    }
+    return worst;
+}
+
+/* one case of the grid: the inputs of a call */
+typedef struct hcase {
+    int layer, T, full;
+    const float *X, *Y_in, *fixed;
+    const uint8_t *mask;
+} hcase;
+
+/* one call (nth = 0) or an nth-way split run caller after caller, with the hook and n_tasks
+   given (or none), into Y (starting from Y_in), W, counts and path */
+static molora_result hcall(const hfix *h, const hcase *hc, int nth, molora_parallel_for_fn pf, void *user,
+                           int n_tasks, void *ws, size_t ws_size, float *Y, float *W, int32_t *counts,
+                           molora_path *path)
+{
+    molora_forward_args a;
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    int k;
+    memcpy(Y, hc->Y_in, sizeof(float) * hc->T * HD_OUT);
+    memset(&a, 0, sizeof a);
+    a.layer = hc->layer; a.n_tokens = hc->T; a.x = hc->X; a.y = Y;
+    a.output = hc->full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
+    a.expert_mask = hc->mask; a.mask_per_token = 1; a.weights = hc->fixed; a.weights_per_token = 1;
+    a.weights_out = W; a.counts_out = counts; a.path_out = path;
+    a.workspace = ws; a.workspace_size = ws_size;
+    a.parallel_for = pf; a.parallel_user = user; a.n_tasks = n_tasks;
+    for (k = 0; k < (nth ? nth : 1) && r == MOLORA_RESULT_SUCCESS; k++) {
+        a.ith = k; a.nth = nth;
+        r = molora_forward(h->m, &a);
+    }
+    return r;
+}
+
+/* the outputs of one call, kept for comparing */
+typedef struct hout { float *Y, *W; int32_t counts[HN]; molora_path path; } hout;
+
+static int hout_equal(const hout *x, const hout *y, int T)
+{
+    return memcmp(x->Y, y->Y, sizeof(float) * T * HD_OUT) == 0 && memcmp(x->W, y->W, sizeof(float) * T * HN) == 0 &&
+           memcmp(x->counts, y->counts, sizeof x->counts) == 0 && x->path == y->path;
+}
+
+static double rel_diff(const float *a, const float *b, int T)
+{
+    double worst = 0;
+    int t, o;
+    for (t = 0; t < T; t++) {
+        double big = 1e-30, err = 0;
+        for (o = 0; o < HD_OUT; o++) {
+            big = fmax(big, fabs(a[(size_t)t * HD_OUT + o]));
+            err = fmax(err, fabs((double)a[(size_t)t * HD_OUT + o] - b[(size_t)t * HD_OUT + o]));
+        }
+        worst = fmax(worst, err / big);
+    }
+    return worst;
+}
+
+static void test_parallel_for_hook(void **state)
+{
+    static const int Ts[] = {1, 2, 16, 17, 200}, tasks[] = {1, 2, 3, 7, HD_OUT + 1};
+    hfix h;
+    tpool pool;
+    hout plain, split, hooked, rev;
+    float *X, *Y_in, *fixed;
+    uint8_t *mask;
+    size_t ws1;
+    void *ws1p;
+    int l, ti, ki, full, masked, bitwise = 0, cases = 0, paths[5] = {0, 0, 0, 0, 0};
+    long rev_calls = 0;
+    double worst_plain = 0, worst_naive = 0;
+    (void)state;
+#ifndef MOLORA_NO_BLAS
+    openblas_set_num_threads(1);
+#endif
+    hfix_make(&h);
+    tp_start(&pool);
+    X = rnd_vec_f((size_t)HT_MAX * HD_IN, 1.0f); Y_in = rnd_vec_f((size_t)HT_MAX * HD_OUT, 1.0f);
+    fixed = rnd_vec_f((size_t)HT_MAX * HN, 1.0f);
+    mask = malloc((size_t)HT_MAX * HN);
+    for (l = 0; l < HT_MAX * HN; l++) {
+        mask[l] = rnd() > -0.6;
+        if (l % 5 == 0) fixed[l] = 0;
+    }
+    memset(mask + 3 * HN, 0, HN);   /* token 3: every expert masked */
+    plain.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); plain.W = malloc(sizeof(float) * HT_MAX * HN);
+    split.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); split.W = malloc(sizeof(float) * HT_MAX * HN);
+    hooked.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); hooked.W = malloc(sizeof(float) * HT_MAX * HN);
+    rev.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); rev.W = malloc(sizeof(float) * HT_MAX * HN);
+    assert_int_equal(molora_workspace_size(h.m, HT_MAX, &ws1), MOLORA_RESULT_SUCCESS);
+    ws1p = ws_new(ws1);
+    for (l = 0; l < HL; l++)
+        for (ti = 0; ti < 5; ti++)
+            for (full = 0; full < 2; full++)
+                for (masked = 0; masked < 2; masked++) {
+                    hcase hc;
+                    hc.layer = l; hc.T = Ts[ti]; hc.full = full; hc.X = X; hc.Y_in = Y_in;
+                    hc.fixed = l == 6 ? fixed : NULL; hc.mask = masked ? mask : NULL;
+                    assert_int_equal(hcall(&h, &hc, 0, NULL, NULL, 0, ws1p, ws1, plain.Y, plain.W, plain.counts,
+                                           &plain.path), MOLORA_RESULT_SUCCESS);
+                    worst_naive = fmax(worst_naive, naive_error(&h, l, hc.T, X, plain.W, Y_in, full, plain.Y));
+                    for (ki = 0; ki < 5; ki++) {
+                        int k = tasks[ki];
+                        long calls = pool.calls;
+                        size_t wsk;
+                        void *wskp;
+                        assert_int_equal(molora_workspace_size_tasks(h.m, hc.T, k, &wsk), MOLORA_RESULT_SUCCESS);
+                        wskp = ws_new(wsk);
+                        assert_int_equal(hcall(&h, &hc, k == 1 ? 0 : k, NULL, NULL, 0, ws1p, ws1, split.Y, split.W,
+                                               split.counts, &split.path), MOLORA_RESULT_SUCCESS);
+                        assert_int_equal(hcall(&h, &hc, 0, tp_parallel_for, &pool, k, wskp, wsk, hooked.Y, hooked.W,
+                                               hooked.counts, &hooked.path), MOLORA_RESULT_SUCCESS);
+                        assert_int_equal(hcall(&h, &hc, 0, reverse_for, &rev_calls, k, wskp, wsk, rev.Y, rev.W,
+                                               rev.counts, &rev.path), MOLORA_RESULT_SUCCESS);
+                        assert_true(canary_intact(wskp, wsk));
+                        /* one hook call when there is work: the path is NONE only for DELTA with
+                           nothing routed */
+                        assert_int_equal(pool.calls - calls, plain.path != MOLORA_PATH_NONE);
+                        if (!hout_equal(&hooked, &split, hc.T) || !hout_equal(&rev, &hooked, hc.T))
+                            fail_msg("layer %d T %d full %d masked %d n_tasks %d: differs from the nth split", l,
+                                     hc.T, full, masked, k);
+                        if (memcmp(hooked.W, plain.W, sizeof(float) * hc.T * HN) ||
+                            memcmp(hooked.counts, plain.counts, sizeof plain.counts) || hooked.path != plain.path)
+                            fail_msg("layer %d T %d n_tasks %d: routing differs from the one-task call", l, hc.T, k);
+                        worst_plain = fmax(worst_plain, rel_diff(plain.Y, hooked.Y, hc.T));
+                        bitwise += memcmp(plain.Y, hooked.Y, sizeof(float) * hc.T * HD_OUT) == 0;
+                        cases++;
+                        paths[(int)hooked.path]++;
+                        /* one byte short of n_tasks slices: refused, Y untouched, no hook call
+                           (on the MoLE layer, whose need sizes the query; not at T = 17, where the
+                           query covers T = 16's copies of X, larger with many tasks) */
+                        if (k > 1 && l == 5 && hc.T != 17) {
+                            calls = pool.calls;
+                            memcpy(hooked.Y, Y_in, sizeof(float) * hc.T * HD_OUT);
+                            assert_int_equal(hcall(&h, &hc, 0, tp_parallel_for, &pool, k, wskp, wsk - 1, hooked.Y,
+                                                   hooked.W, hooked.counts, NULL),
+                                             MOLORA_RESULT_WORKSPACE_TOO_SMALL);
+                            assert_int_equal(pool.calls, calls);
+                            assert_memory_equal(hooked.Y, Y_in, sizeof(float) * hc.T * HD_OUT);
+                        }
+                        free(wskp);
+                    }
+                }
+    print_message("  parallel_for: %d cases (9 layers, T 1/2/16/17/200, n_tasks 1/2/3/7/%d, full/delta, "
+                  "masks): equal to the nth split bit for bit; vs one task max rel %.1e (%d of %d bitwise); "
+                  "one task vs naive max rel %.1e\n",
+                  cases, HD_OUT + 1, worst_plain, bitwise, cases, worst_naive);
+    for (l = 0; l < 5; l++) assert_true(paths[l] > 0);   /* NONE, DECODE, SMALL, GEMM, SPARSE all ran */
+    assert_int_equal(pool.bad, 0);
+    assert_true(worst_plain <= 1e-5);
+    assert_true(worst_naive <= 2e-5);
+    free(ws1p); free(X); free(Y_in); free(fixed); free(mask);
+    free(plain.Y); free(plain.W); free(split.Y); free(split.W); free(hooked.Y); free(hooked.W);
+    free(rev.Y); free(rev.W);
+    tp_stop(&pool);
+    hfix_free(&h);
+}
+
+/* ith/nth and the hook together: caller ith of nth with n_tasks tasks is share ith * n_tasks + k
+   of an nth * n_tasks split, bit for bit */
+static void test_parallel_for_with_ith_nth(void **state)
+{
+    static const int Ts[] = {1, 16, 17, 200};
+    hfix h;
+    tpool pool;
+    hout a, b;
+    float *X, *Y_in;
+    size_t ws1, ws3;
+    void *w1, *w3;
+    int l, ti;
+    (void)state;
+    hfix_make(&h);
+    tp_start(&pool);
+    X = rnd_vec_f((size_t)HT_MAX * HD_IN, 1.0f); Y_in = rnd_vec_f((size_t)HT_MAX * HD_OUT, 1.0f);
+    a.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); a.W = malloc(sizeof(float) * HT_MAX * HN);
+    b.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); b.W = malloc(sizeof(float) * HT_MAX * HN);
+    assert_int_equal(molora_workspace_size(h.m, HT_MAX, &ws1), 0);
+    assert_int_equal(molora_workspace_size_tasks(h.m, HT_MAX, 3, &ws3), 0);
+    w1 = ws_new(ws1); w3 = ws_new(ws3);
+    for (l = 0; l < HL; l++)
+        for (ti = 0; ti < 4; ti++) {
+            hcase hc;
+            memset(&hc, 0, sizeof hc);
+            hc.layer = l; hc.T = Ts[ti]; hc.full = 1; hc.X = X; hc.Y_in = Y_in;
+            hc.fixed = l == 6 ? Y_in : NULL;   /* any finite weights */
+            assert_int_equal(hcall(&h, &hc, 6, NULL, NULL, 0, w1, ws1, a.Y, a.W, a.counts, &a.path), 0);
+            assert_int_equal(hcall(&h, &hc, 2, tp_parallel_for, &pool, 3, w3, ws3, b.Y, b.W, b.counts, &b.path), 0);
+            if (!hout_equal(&a, &b, hc.T)) fail_msg("layer %d T %d: 2 callers x 3 tasks differ from nth 6", l, hc.T);
+            assert_true(canary_intact(w3, ws3));
+        }
+    assert_int_equal(pool.bad, 0);
+    free(w1); free(w3); free(X); free(Y_in); free(a.Y); free(a.W); free(b.Y); free(b.W);
+    tp_stop(&pool);
+    hfix_free(&h);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_shared_model_many_threads)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_shared_model_many_threads),
+                                       cmocka_unit_test(test_parallel_for_hook),
+                                       cmocka_unit_test(test_parallel_for_with_ith_nth)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
