@@ -2,7 +2,8 @@
    tests/fixtures/make_arrow.py with PEFT's create_arrow_model on a tiny random Llama): with
    PEFT's prototypes given, each module's output equals PEFT's within 1e-5 for GenKnowSub off and
    on and (temperature, k) in {(1, 2), (0.3, 3), (2, 1)}; the prototypes molora computes equal
-   numpy's SVD within 1e-5 up to sign. It prints how far PEFT's power-iteration prototypes are from
+   numpy's SVD within 1e-5 up to sign, and with them the outputs equal PEFT's when PEFT is given
+   numpy's exact prototypes. It prints how far PEFT's power-iteration prototypes are from
    the exact ones and what the exact ones change in the outputs. Built with and without BLAS. */
 #define TEST_RNG_SEED 0x41727277ull
 #include "test_util.h"
@@ -154,26 +155,30 @@ static void test_arrow_peft_parity(void **s)
             char name[200];
             float *Pp, *Pe, Pm[N * 16], Y[T * 16], Yx[T * 16];
             double cosv[N], dy = 0, ymax = 0;
-            err ep = {0, 0, 0}, eo = {0, 0, 0};
+            err ep = {0, 0, 0}, eo = {0, 0, 0}, ex = {0, 0, 0};
             mod_load(&M, mo, g, base);
             snprintf(name, sizeof name, "peft.g%d.%s", g, modules[mo]);
             Pp = tensor(ref, name, (size_t)N * M.d_in);
             snprintf(name, sizeof name, "exact.g%d.%s", g, modules[mo]);
             Pe = tensor(ref, name, (size_t)N * M.d_in);
             for (c = 0; c < 3; c++) {
-                float *Yp;
+                float *Yp, *Ye;
                 snprintf(name, sizeof name, "y.g%d.%s.%s", g, configs[c].tag, modules[mo]);
                 Yp = tensor(ref, name, (size_t)T * M.d_out);
+                snprintf(name, sizeof name, "yexact.g%d.%s.%s", g, configs[c].tag, modules[mo]);
+                Ye = tensor(ref, name, (size_t)T * M.d_out);
                 run(&M, Pp, configs[c].temp, configs[c].k, X, Y, NULL);
                 run(&M, NULL, configs[c].temp, configs[c].k, X, Yx, Pm);
                 for (i = 0; i < T * M.d_out; i++) {
                     err_add(&eo, Y[i], Yp[i], 1 + fabs(Yp[i]));
+                    err_add(&ex, Yx[i], Ye[i], 1 + fabs(Ye[i]));
                     dy = fmax(dy, fabs(Yx[i] - Yp[i]));
                     ymax = fmax(ymax, fabs(Yp[i]));
                 }
-                free(Yp);
+                free(Yp); free(Ye);
             }
             CHECK_ERR(eo, 1e-5, "outputs with PEFT's prototypes vs PEFT");
+            CHECK_ERR(ex, 1e-5, "outputs with molora's exact prototypes vs PEFT run with numpy's exact ones");
             for (e = 0; e < N; e++) {   /* exact prototypes vs numpy's SVD, sign free */
                 double dot = 0, pn = 0, sg;
                 for (i = 0; i < M.d_in; i++) {
