@@ -37,8 +37,8 @@ st $H/missing.safetensors $PQ.arrow_prototypes:F32:3:16
 refuse "missing.safetensors: tensor model.layers.0.self_attn.v_proj.arrow_prototypes not found" \
     $B compose $AX --routing arrow --prototypes $H/missing.safetensors --out $H/out
 st $H/shape.safetensors $PQ.arrow_prototypes:F32:2:16 $PV.arrow_prototypes:F32:3:16
-refuse "should be (3, 16): one prototype per --expert" $B compose $AX --routing arrow --prototypes $H/shape.safetensors \
-    --out $H/out
+refuse "should be (3, 16): one prototype per --expert" $B compose $AX --routing arrow \
+    --prototypes $H/shape.safetensors --out $H/out
 st $H/cols.safetensors $PQ.arrow_prototypes:F32:3:8 $PV.arrow_prototypes:F32:3:16
 refuse "should be (3, 16)" $B compose $AX --routing arrow --prototypes $H/cols.safetensors --out $H/out
 st $H/nan.safetensors $PQ.arrow_prototypes:F32:3:16 $PV.arrow_prototypes:F32:3:16:nan
