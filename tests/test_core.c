@@ -2077,12 +2077,15 @@ static void arw_check(const arw *z, int T, const uint8_t *mask, int per_token)
     void *ws;
     err e = {0, 0, 0};
     int t, i;
+    long before;
     assert_int_equal(arw_init(&z->ld, &m), MOLORA_RESULT_SUCCESS);
     ws = ws_for(m, T ? T : 1, &wsz);
     memset(&a, 0, sizeof a);
     a.n_tokens = T; a.x = X; a.y = Y; a.output = MOLORA_OUTPUT_DELTA; a.weights_out = W;
     a.workspace = ws; a.workspace_size = wsz; a.expert_mask = mask; a.mask_per_token = per_token;
+    before = g_allocs;   /* ARROW's forward allocates nothing either */
     assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(g_allocs, before);
     for (t = 0; t < T; t++) {
         double w[8], y[64];
         arw_ref(z, z->P, X + (size_t)t * z->d_in, mask ? mask + (per_token ? (size_t)t * z->n : 0) : NULL, w, y);
