@@ -25,8 +25,9 @@
                          chosen once per CPU
        seam              molora__pick / molora__product: which kernel runs each product (BLAS
                          sgemv / sgemm, the own multi-token kernels, MOLORA_NO_BLAS fallbacks)
-       init              validation and packing of each layer
-       routing           the rules of one token: DENSE softmax, TOPK, THRESHOLD, ADAMOLE, masks
+       eigen             cyclic Jacobi (symmetric, double) and ARROW's exact prototypes
+       init              validation and packing of each layer (ARROW's prototypes computed here)
+       routing           the rules of one token: DENSE softmax, TOPK, THRESHOLD, ADAMOLE, ARROW, masks
        forward           one call (molora__forward_pass): check and set up, gate logits, route
                          (FIXED weights, or the MOLE_OUTPUT gate over the experts' deltas), the
                          path chosen once: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE;
@@ -75,6 +76,11 @@
      ADAMOLE      p_i - tau where p_i >= tau, tau = tau_max sigmoid(wt.x + bt), tau_max 1/N
      MOLE_OUTPUT  softmax of e^T (the experts' deltas, concatenated, L2-normalised)   MoLE paper
      FIXED        weights given per call (any layer also takes them: X-LoRA-style scalings)
+     ARROW        top-k of |p_e . x| over per-expert prototypes P (N, d_in), softmax with the
+                  temperature over the k kept; default k 3; no gate, no gate bias   PEFT's Arrow
+                  P given (layer desc `prototypes`), or computed at init: each expert's exact
+                  top right singular vector of B_e A_e, from a thin QR of A_e^T and a Jacobi
+                  eigen-solver on the r x r core (no BLAS or LAPACK needed; B_e A_e = 0 gives 0)
      A mask removes experts for a token (the rule runs over the rest); a token with every
      expert masked, or with nothing selected, gets the frozen layer. Output: the full layer, or
      the delta only (Y += delta) for an engine that runs its own base matmul.
@@ -2191,7 +2197,7 @@ MOLORA_API molora_result molora_model_expert(const molora_model *m, int layer, i
 
 /* <<init */
 
-/* >>routing  the routing rules of one token: softmax, top-k, threshold, AdaMoLE ---------------- */
+/* >>routing  the routing rules of one token: softmax, top-k, threshold, AdaMoLE, Arrow ---------- */
 /* Each rule works on one token: z (n) gate logits with bias, allowed(i) from the mask. */
 
 /* v (n): in, the logits, NaN for experts that take no part; out, softmax of v / temperature
