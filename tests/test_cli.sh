@@ -113,6 +113,26 @@ for c in 1:2 0.3:3 2:1; do
         afwd $T/arrow_x$g $A/yexact.g$g.$tag.q.npy
     done
 done
+# a composed arrow file without arrow_prototypes: computed at init, the same outputs
+python3 - $T/arrow_x0 $T/arrow_np <<'EOF'
+import json, os, shutil, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+shutil.copytree(src, dst)
+raw = open(os.path.join(src, "adapter_model.safetensors"), "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+out, blob = {}, b""
+for k, v in sorted(hdr.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+    if k.endswith(".arrow_prototypes"):
+        continue
+    a, b = v["data_offsets"]
+    out[k] = dict(v, data_offsets=[len(blob), len(blob) + b - a])
+    blob += data[a:b]
+h = json.dumps(out).encode()
+h += b" " * (-len(h) % 8)
+open(os.path.join(dst, "adapter_model.safetensors"), "wb").write(struct.pack("<Q", len(h)) + h + blob)
+EOF
+afwd $T/arrow_np $A/yexact.g0.t2.k1.q.npy
 # the config says what was composed; inspect names the rule; the default k is 3, T 1
 accept $B compose $AX --routing arrow --general $A/general_0 --general $A/general_1 --out $T/arrow_d
 if json_holds $T/arrow_d/adapter_config.json "j['routing'] == 'arrow' and j['top_k'] == 3 and j['temperature'] == 1 \
