@@ -67,6 +67,17 @@ h += b" " * (-len(h) % 8)
 open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + b"\0" * 16)
 PY
 refuse "absurd.safetensors" $B compose $AX --routing arrow --prototypes $H/absurd.safetensors --out $H/out
+# the same tensor name twice in the header (a JSON key given twice): refused by the reader
+python3 - $H/dup.safetensors <<'PY'
+import struct, sys
+e = '{"dtype": "F32", "shape": [3, 16], "data_offsets": [%d, %d]}'
+k = "base_model.model.model.layers.0.self_attn.%s_proj.arrow_prototypes"
+h = ('{"%s": %s, "%s": %s, "%s": %s}' % (k % "q", e % (0, 192), k % "v", e % (192, 384),
+                                        k % "q", e % (384, 576))).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(576))
+PY
+refuse "arrow_prototypes\" appears twice" $B compose $AX --routing arrow --prototypes $H/dup.safetensors --out $H/out
 [ -e $H/out ] && bad "40_arrow: a refused compose left its --out" || ok
 no_temp $H
 
