@@ -331,7 +331,7 @@ MOLORA_API molora_result molora_model_expert(const molora_model *model, int laye
    INVALID_ARGUMENT for NULL pointers or a layer whose routing is not ARROW. */
 MOLORA_API molora_result molora_model_prototypes(const molora_model *model, int layer, float *P);
 /* Eigen-decomposition of a symmetric n x n matrix A (row-major, double; only its upper triangle
-   is read; A is overwritten) by cyclic Jacobi: values (n) in descending order, vectors (n, n)
+   is read; A is overwritten, scaled) by cyclic Jacobi: values (n) in descending order, vectors (n, n)
    with row j the unit eigenvector of values[j] (optional: NULL). No allocation. The solver of
    ARROW's prototypes (always compiled, no BLAS or LAPACK). INVALID_ARGUMENT for n < 1, NULL
    A or values; NON_FINITE for NaN / Inf in A; UNSUPPORTED if 100 sweeps do not converge. */
@@ -1715,11 +1715,11 @@ MOLORA__PRIVATE void molora__jacobi_rotate(int n, double *A, double *V, int p, i
     A[(size_t)p * n + q] = A[(size_t)q * n + p] = 0.0;   /* zero by construction; rounding removed */
 }
 
-/* values sorted descending (ties keep index order), the rows of V with them */
-MOLORA__PRIVATE void molora__eigen_sort(int n, const double *A, double *w, double *V)
+/* values (the diagonal times scale) sorted descending, the rows of V with them */
+MOLORA__PRIVATE void molora__eigen_sort(int n, const double *A, double scale, double *w, double *V)
 {
     int i, j, k;
-    for (i = 0; i < n; i++) w[i] = A[(size_t)i * n + i];
+    for (i = 0; i < n; i++) w[i] = A[(size_t)i * n + i] * scale;
     for (i = 0; i < n; i++) {
         int best = i;
         for (j = i + 1; j < n; j++) if (w[j] > w[best]) best = j;
@@ -1737,12 +1737,17 @@ MOLORA__PRIVATE void molora__eigen_sort(int n, const double *A, double *w, doubl
 MOLORA_API molora_result molora_eigen_sym(int n, double *A, double *w, double *V)
 {
     int i, j, sweep;
+    size_t q;
+    double scale = 0.0;
     if (n < 1 || !A || !w) return MOLORA_RESULT_INVALID_ARGUMENT;
     for (i = 0; i < n; i++)
         for (j = i; j < n; j++) {
             if (!isfinite(A[(size_t)i * n + j])) return MOLORA_RESULT_NON_FINITE;
             A[(size_t)j * n + i] = A[(size_t)i * n + j];   /* the upper triangle mirrored */
+            if (fabs(A[(size_t)i * n + j]) > scale) scale = fabs(A[(size_t)i * n + j]);
         }
+    if (scale == 0.0) scale = 1.0;
+    for (q = 0; q < (size_t)n * (size_t)n; q++) A[q] /= scale;   /* in [-1, 1]: no square below overflows */
     if (V)
         for (i = 0; i < n; i++)
             for (j = 0; j < n; j++) V[(size_t)i * n + j] = i == j;
@@ -1755,7 +1760,7 @@ MOLORA_API molora_result molora_eigen_sym(int n, double *A, double *w, double *V
                 if (i != j) off += a;
             }
         /* converged once the off-diagonal part is below double rounding of the whole */
-        if (off <= 1e-34 * all) { molora__eigen_sort(n, A, w, V); return MOLORA_RESULT_SUCCESS; }
+        if (off <= 1e-34 * all) { molora__eigen_sort(n, A, scale, w, V); return MOLORA_RESULT_SUCCESS; }
         for (i = 0; i < n; i++)
             for (j = i + 1; j < n; j++) {
                 double a = fabs(A[(size_t)i * n + j]);

@@ -2280,6 +2280,10 @@ static void test_eigen_known_spectra(void **s)
         eigen_check(n, G, 1e-12);
         free(X);
     }
+    {   /* entries near DBL_MAX: their squares would overflow without the solver's scaling */
+        double H[9] = {1e307, 2e307, 0, 2e307, -3e307, 1e307, 0, 1e307, 5e306};
+        eigen_check(3, H, 1e-13);
+    }
     memset(A, 0, sizeof(double) * 9);   /* zero matrix */
     eigen_check(3, A, 0);
     assert_int_equal(molora_eigen_sym(0, A, w, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
