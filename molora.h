@@ -307,7 +307,8 @@ typedef struct molora_model molora_model;   /* opaque, immutable after init */
 /* Validates the whole descriptor, packs the experts and returns the model in *out.
    Return Value: SUCCESS, or the first problem found (*out is then NULL, nothing leaked).
    Checks: shapes, ranks, k, temperature, tau_max, threshold, missing matrices, NaN/Inf in
-   every weight (W0 included), size overflow. */
+   every weight (W0 included), size overflow. ARROW layers without prototypes get them computed
+   here (one scratch allocation through the memory hook, freed before returning). */
 MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora_model **out);
 MOLORA_API void molora_model_free(molora_model *model);   /* NULL is a no-op */
 
