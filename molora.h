@@ -365,7 +365,8 @@ MOLORA_API molora_result molora_model_prototypes(const molora_model *model, int 
    is read; A is overwritten, scaled) by cyclic Jacobi: values (n) in descending order, vectors (n, n)
    with row j the unit eigenvector of values[j] (optional: NULL). No allocation. The solver of
    ARROW's prototypes (always compiled, no BLAS or LAPACK). INVALID_ARGUMENT for n < 1, NULL
-   A or values; NON_FINITE for NaN / Inf in A; UNSUPPORTED if 100 sweeps do not converge. */
+   A or values; NON_FINITE for NaN / Inf in A or an eigenvalue beyond double's range (entries near
+   DBL_MAX); UNSUPPORTED if 100 sweeps do not converge. */
 MOLORA_API molora_result molora_eigen_sym(int n, double *A, double *values, double *vectors);
 
 /* ---- forward ------------------------------------------------------------------------------ */
@@ -1807,7 +1808,12 @@ MOLORA_API molora_result molora_eigen_sym(int n, double *A, double *w, double *V
                 if (i != j) off += a;
             }
         /* converged once the off-diagonal part is below double rounding of the whole */
-        if (off <= 1e-34 * all) { molora__eigen_sort(n, A, scale, w, V); return MOLORA_RESULT_SUCCESS; }
+        if (off <= 1e-34 * all) {
+            molora__eigen_sort(n, A, scale, w, V);
+            for (i = 0; i < n; i++)   /* |lambda| <= n max|a_ij|: scaled back it can overflow double */
+                if (!isfinite(w[i])) return MOLORA_RESULT_NON_FINITE;
+            return MOLORA_RESULT_SUCCESS;
+        }
         for (i = 0; i < n; i++)
             for (j = i + 1; j < n; j++) {
                 double a = fabs(A[(size_t)i * n + j]);
@@ -1828,8 +1834,9 @@ MOLORA__PRIVATE int molora__proto_scratch(size_t r, size_t din, size_t *n)
 }
 
 /* Thin QR of A^T = Q R (A (r, d_in) float): modified Gram-Schmidt run twice per column, in double.
-   Row j of Q is column j of the maths' Q; a row of A in the span of the earlier ones (to double
-   rounding) gets q_j = 0 and R[j][j] = 0, so A^T = Q R holds for rank-deficient A too. */
+   Row j of Q is column j of the maths' Q; a row of A whose part outside the span of the earlier
+   ones is below 1e-10 of its norm (far below the float32 rounding of A itself) counts as in that
+   span: q_j = 0 and R[j][j] = 0, so A^T = Q R holds for rank-deficient A too. */
 MOLORA__PRIVATE void molora__thin_qr(const float *A, int r, int din, double *Q, double *R)
 {
     int i, j, k, pass;
@@ -4526,6 +4533,8 @@ typedef struct molora__adapter_config {
     int routing;                      /* molora_routing                                           */
     double top_k, threshold, max_threshold, temperature;
     int top_k_set, threshold_set, max_threshold_set;
+    int protos_given;                 /* molora arrow: "arrow_prototypes": "given" (every module
+                                         must then hold its tensor: they cannot be recomputed)   */
     size_t expert_scaling;            /* molora: a list, or an object module -> list ...          */
     molora__jkv *scaling_index;       /* ... indexed by key at its first use                      */
     size_t n_scaling_index;
@@ -4637,6 +4646,10 @@ MOLORA__PRIVATE molora_result molora__config_compose(molora__adapter_config *c)
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"routing\" must be dense, "
                             "topk, threshold, adamole, mole_output or arrow");
     c->routing = k;   /* same order as molora_routing */
+    t = molora__jget(js, 0, "arrow_prototypes");
+    if (t && !molora__jeq(js, &js->tok[t], "exact") && !(c->protos_given = molora__jeq(js, &js->tok[t], "given")))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"arrow_prototypes\" must be "
+                            "\"given\" or \"exact\"");
     t = c->expert_scaling = molora__jget(js, 0, "expert_scaling");
     if (!t || (js->tok[t].type != MOLORA__J_ARR && js->tok[t].type != MOLORA__J_OBJ))
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"expert_scaling\" must be "
@@ -4660,6 +4673,9 @@ MOLORA__PRIVATE molora_result molora__config_moe(molora__adapter_config *c, molo
         (r = molora__cfg_num(c, "max_threshold", 0, 0, &c->max_threshold, &c->max_threshold_set)) ||
         (r = molora__cfg_num(c, "temperature", 0, 1, &c->temperature, NULL)))
         return r;
+    if (!((float)c->temperature > 0) || isinf((float)c->temperature))   /* 0 would read as the default 1 */
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"temperature\" %g must be "
+                            "> 0 and finite as a float32", c->temperature);
     if (layout == MOLORA_LAYOUT_ADAMOLE) c->routing = MOLORA_ROUTING_ADAMOLE;
     else if (layout == MOLORA_LAYOUT_MOLE) {
         if (c->top_k_set == c->threshold_set)
@@ -5554,13 +5570,17 @@ MOLORA__PRIVATE molora_result molora__build_mola(molora_adapter *a, molora__adap
 
 /* routing arrow: the prototypes P.arrow_prototypes (N, d_in) when the file has them (else computed
    at init); no gate, threshold net or MoLE gate */
-MOLORA__PRIVATE molora_result molora__arrow_tensors(molora_adapter *a, const molora__module *m, molora_layer_desc *L)
+MOLORA__PRIVATE molora_result molora__arrow_tensors(molora_adapter *a, const molora__module *m, int given,
+                                                    molora_layer_desc *L)
 {
     const float *p;
     molora_result r;
     if (m->gate >= 0 || m->gate_bias >= 0 || m->thr_w >= 0 || m->thr_b >= 0 || m->mole_gate >= 0)
         return molora__fail(&a->io.lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: routing arrow takes no gate, "
                             "threshold or mole_gate tensors", m->name);
+    if (m->protos < 0 && given)
+        return molora__fail(&a->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "module %s: arrow_prototypes is missing (the "
+                            "config says \"given\": they came from --prototypes and cannot be recomputed)", m->name);
     if (m->protos < 0) return MOLORA_RESULT_SUCCESS;
     if ((r = molora__f32_shaped(a, m, m->protos, (uint64_t)m->n, (uint64_t)L->d_in, 0, "arrow_prototypes", &p)))
         return r;
@@ -5572,12 +5592,13 @@ MOLORA__PRIVATE molora_result molora__arrow_tensors(molora_adapter *a, const mol
 }
 /* The router tensors of an AdaMoLE, MoLE or molora layer: the gate (not for mole_output), its
    bias, AdaMoLE's threshold network, the mole_output gate over the experts' outputs. */
-MOLORA__PRIVATE molora_result molora__router_tensors(molora_adapter *a, const molora__module *m, molora_layer_desc *L)
+MOLORA__PRIVATE molora_result molora__router_tensors(molora_adapter *a, const molora__adapter_config *c,
+                                                    const molora__module *m, molora_layer_desc *L)
 {
     const molora__logger *lg = &a->io.lg;
     uint64_t n = (uint64_t)m->n, din = (uint64_t)L->d_in;
     molora_result r;
-    if (L->routing == MOLORA_ROUTING_ARROW) return molora__arrow_tensors(a, m, L);
+    if (L->routing == MOLORA_ROUTING_ARROW) return molora__arrow_tensors(a, m, c->protos_given, L);
     if (m->protos >= 0)
         return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: arrow_prototypes with routing %s (only "
                             "arrow reads them)", m->name, molora_routing_name(L->routing));
@@ -5630,7 +5651,7 @@ MOLORA__PRIVATE molora_result molora__build_routing(molora_adapter *a, const mol
         L->tau_max_set = 1;
         L->tau_max = (float)c->max_threshold;
     }
-    return molora__router_tensors(a, m, L);
+    return molora__router_tensors(a, c, m, L);
 }
 
 /* AdaMoLE, and MoLE (the same tensors, routed top-k or by a threshold): num_experts experts of

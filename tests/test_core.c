@@ -2377,6 +2377,12 @@ static void test_eigen_known_spectra(void **s)
         double H[9] = {1e307, 2e307, 0, 2e307, -3e307, 1e307, 0, 1e307, 5e306};
         eigen_check(3, H, 1e-13);
     }
+    {   /* every entry 1.7e308: the top eigenvalue 16 x 1.7e308 is beyond double, refused, not inf */
+        static double Hm[16 * 16];
+        double wm[16];
+        for (i = 0; i < 16 * 16; i++) Hm[i] = 1.7e308;
+        assert_int_equal(molora_eigen_sym(16, Hm, wm, NULL), MOLORA_RESULT_NON_FINITE);
+    }
     memset(A, 0, sizeof(double) * 9);   /* zero matrix */
     eigen_check(3, A, 0);
     assert_int_equal(molora_eigen_sym(0, A, w, NULL), MOLORA_RESULT_INVALID_ARGUMENT);

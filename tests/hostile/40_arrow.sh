@@ -119,9 +119,22 @@ h3[key.replace("arrow_prototypes", "lora_gating.weight")] = {"dtype": "F32", "sh
                                                             "data_offsets": [len(data), len(data) + 192]}
 write("proto_gate", h3, data + bytes(192))
 write("proto_dense", hdr, data, {"routing": "dense"})                 # prototypes in a dense file
+h4 = json.loads(json.dumps(hdr)); del h4[key]                         # "given", one module without them
+a4, b4 = hdr[key]["data_offsets"]
+for t in h4.values():
+    if isinstance(t, dict) and "data_offsets" in t and t["data_offsets"][0] >= b4:
+        t["data_offsets"] = [t["data_offsets"][0] - (b4 - a4), t["data_offsets"][1] - (b4 - a4)]
+write("proto_given_missing", h4, data[:a4] + data[b4:], {"arrow_prototypes": "given"})
+write("proto_word", hdr, data, {"arrow_prototypes": "approximate"})
+write("temp_zero", hdr, data, {"temperature": 0})                     # 0 must not read as the default 1
+write("temp_underflow", hdr, data, {"temperature": 1e-50})            # > 0, but 0 as a float32
 PY
 refuse "arrow_prototypes \"$PQ.arrow_prototypes\" should be (3, 16)" $B inspect $H/proto_shape
 refuse "module $PQ: arrow_prototypes has NaN or Inf" $B forward $H/proto_nan --module $PQ --input $A/x.npy \
     --output $H/y.npy
 refuse "routing arrow takes no gate, threshold or mole_gate tensors" $B inspect $H/proto_gate
 refuse "arrow_prototypes with routing dense" $B inspect $H/proto_dense
+refuse "module $PQ: arrow_prototypes is missing (the config says \"given\"" $B inspect $H/proto_given_missing
+refuse "\"arrow_prototypes\" must be \"given\" or \"exact\"" $B inspect $H/proto_word
+refuse "\"temperature\" 0 must be > 0 and finite as a float32" $B inspect $H/temp_zero
+refuse "\"temperature\" 1e-50 must be > 0" $B inspect $H/temp_underflow
