@@ -131,6 +131,8 @@ FLAGS_$(B)/vg  = -O1 -g -std=c99 -I.
 SUITE_FLAGS_threads   = $(POSIX)
 SUITE_FLAGS_catalogue = $(POSIX)
 SUITE_LINK_core       = $(WRAP)
+SUITE_LINK_xlora      = $(WRAP)
+SUITE_FLAGS_xlora     = $(POSIX)
 SUITE_LINK_threads    = -lpthread
 
 # build_rules DIR: the library compiled once (with and without BLAS), each tests/test_X.c linked to
@@ -161,7 +163,8 @@ $(foreach d,$(B) $(SAN_DIRS),$(eval $(call build_rules,$(d))))
 # ---- the one list of test runs: make test, test-san, asan, ubsan, tsan and valgrind all use it ----
 # run_NAME DIR WRAP: one run of a suite built in DIR; WRAP (valgrind) goes in front of a suite binary
 TEST_RUNS = core core_portable core_noblas types types_portable types_noblas threads files files_noblas \
-            bounds cli convert catalogue npy npy_numpy alpha_cli hostile alpha alpha_noblas parity engine
+            bounds cli convert catalogue npy npy_numpy alpha_cli hostile alpha alpha_noblas parity engine \
+            xlora xlora_noblas
 THREAD_SECONDS = 1
 ENGINE_ADAPTERS = adamole lora_prose lora_c lora_python mole mola
 PARITY = $(DEMO_MODEL)/parity.safetensors
@@ -174,6 +177,8 @@ run_types_noblas   = $(2) ./$(1)/test_types_noblas
 run_threads        = MOLORA_TEST_SECONDS=$(THREAD_SECONDS) $(2) ./$(1)/test_threads
 run_files          = $(2) ./$(1)/test_files
 run_files_noblas   = $(2) ./$(1)/test_files_noblas
+run_xlora          = $(2) ./$(1)/test_xlora
+run_xlora_noblas   = $(2) ./$(1)/test_xlora_noblas
 run_bounds         = $(2) ./$(1)/test_bounds
 run_cli            = sh tests/test_cli.sh $(1)/molora
 run_convert        = sh tests/test_convert.sh $(1)/molora
@@ -199,6 +204,8 @@ bins_types_noblas = test_types_noblas
 bins_threads = test_threads
 bins_files = test_files
 bins_files_noblas = test_files_noblas
+bins_xlora = test_xlora
+bins_xlora_noblas = test_xlora_noblas
 bins_bounds = test_bounds
 bins_cli = molora
 bins_convert = molora
