@@ -164,7 +164,7 @@ $(foreach d,$(B) $(SAN_DIRS),$(eval $(call build_rules,$(d))))
 # run_NAME DIR WRAP: one run of a suite built in DIR; WRAP (valgrind) goes in front of a suite binary
 TEST_RUNS = core core_portable core_noblas types types_portable types_noblas threads files files_noblas \
             bounds cli convert catalogue npy npy_numpy alpha_cli hostile alpha alpha_noblas parity engine \
-            xlora xlora_noblas
+            xlora xlora_noblas xlora_cli
 THREAD_SECONDS = 1
 ENGINE_ADAPTERS = adamole lora_prose lora_c lora_python mole mola
 PARITY = $(DEMO_MODEL)/parity.safetensors
@@ -181,6 +181,7 @@ run_xlora          = $(2) ./$(1)/test_xlora
 run_xlora_noblas   = $(2) ./$(1)/test_xlora_noblas
 run_bounds         = $(2) ./$(1)/test_bounds
 run_cli            = sh tests/test_cli.sh $(1)/molora
+run_xlora_cli      = sh tests/test_xlora_cli.sh $(1)/molora
 run_convert        = sh tests/test_convert.sh $(1)/molora
 run_catalogue      = $(2) ./$(1)/test_catalogue $(1)/molora
 run_npy            = PYTHON=$(PYTHON) $(2) ./$(1)/test_npy
@@ -208,6 +209,7 @@ bins_xlora = test_xlora
 bins_xlora_noblas = test_xlora_noblas
 bins_bounds = test_bounds
 bins_cli = molora
+bins_xlora_cli = molora
 bins_convert = molora
 bins_catalogue = test_catalogue molora
 bins_npy = test_npy
