@@ -5652,8 +5652,8 @@ MOLORA__PRIVATE molora_result molora__xl_num(const molora__adapter_config *c, co
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" must be %s", f, key,
                             integer ? "an integer" : "a number");
     if (!(*v >= lo && *v <= hi))
-        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" is %g, outside %g..%g", f, key, *v,
-                            lo, hi);
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" is %.15g, outside %.15g..%.15g", f,
+                            key, *v, lo, hi);
     return MOLORA_RESULT_SUCCESS;
 }
 /* The classifier's options; softmax_temperature must be > 0 (PEFT divides by it: 0 gives NaN),
