@@ -69,6 +69,8 @@
        ...  molora_model_free(m);
      From files: molora_adapter_open(dir) then molora_adapter_model_desc() gives the descriptor
      (set W0 from the base model, or use MOLORA_OUTPUT_DELTA). examples/quickstart.c runs it all.
+     X-LoRA: molora_xlora_open(dir), its molora_xlora_adapter() as above, and per call
+     molora_xlora_scalings() (T, L, N) as each module's per-token FIXED weights (api_xlora).
 
    ROUTING RULES (molora_routing; formulas, defaults, edge cases: docs/maths.md)
      DENSE        softmax((Wg x + bg) / temperature)               MoLE, token level
