@@ -249,7 +249,8 @@ test: deps-test
 # A write past a buffer or undefined behaviour then fails the run on the spot, not when the
 # allocator happens to notice. The sanitizers slow the suites, so the thread test runs longer.
 # test-san, inside make test: the core and file suites and the command (the quick part of the list)
-SAN_QUICK = core core_noblas types files bounds cli
+SAN_QUICK = core core_noblas types files bounds cli \
+            xlora xlora_cli
 test-san: deps-test
 	$(call tool_check,$(B)/san,,$(SAN_QUICK))
 test-san asan ubsan tsan: THREAD_SECONDS = 2
@@ -268,7 +269,8 @@ tsan: deps-san
 # and test_bounds (cost against input size: large inputs, slow under valgrind) also run under
 # ASan+UBSan and TSan only, which keeps .ci/run inside its 30 minutes.
 VG_SKIP  = core_portable types_portable cli convert alpha_cli hostile parity engine npy_numpy \
-           core_noblas types_noblas files_noblas alpha_noblas bounds
+           core_noblas types_noblas files_noblas alpha_noblas bounds \
+           xlora_cli xlora_noblas
 VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
 valgrind: export MOLORA_PORTABLE = 1
 valgrind: deps-san

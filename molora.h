@@ -5087,6 +5087,9 @@ MOLORA__PRIVATE molora_result molora__layout_detect(const molora__adapter_config
     else if (!strcmp(p, "ADAMOLE")) *out = MOLORA_LAYOUT_ADAMOLE;
     else if (!strcmp(p, "MOLE")) *out = MOLORA_LAYOUT_MOLE;
     else if (!strcmp(p, "MOLORA")) *out = MOLORA_LAYOUT_MOLORA;
+    else if (!strcmp(p, "XLORA"))
+        return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"peft_type\" \"XLORA\" is an "
+                            "X-LoRA adapter: open it with molora_xlora_open");
     else return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED,
                              "adapter_config.json: \"peft_type\" \"%s\" is not one of LORA, ADAMOLE, MOLE, MOLORA", p);
     return MOLORA_RESULT_SUCCESS;
@@ -5617,6 +5620,7 @@ struct molora_xlora {
     int xlora_pkg;                     /* the original package's layout                          */
     int n, n_mod, hidden, depth, size, layerwise, softmax, softmax_topk, top_k, use_bias, relu;
     float temperature, spv, gsw, dropout_p;
+    int dropout;                       /* PEFT: xlora_dropout_p > 0 (a Dropout after each ReLU)   */
     const char *order;                 /* "llama", "caller" or NULL                              */
     char **names, **paths;             /* (n) adapter keys, resolved directories                 */
     molora_adapter **ads;              /* (n) the LoRAs                                          */
@@ -5702,6 +5706,7 @@ MOLORA__PRIVATE molora_result molora__xl_options(molora_xlora *xl, const molora_
                             isfinite((float)spv) ? "global_scaling_weight" : "scaling_pass_value");
     xl->top_k = null_k ? 0 : (int)k;
     xl->temperature = (float)temp; xl->spv = (float)spv; xl->gsw = (float)gsw; xl->dropout_p = (float)p;
+    xl->dropout = p > 0.0;
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -5778,8 +5783,7 @@ MOLORA__PRIVATE void molora__xl_tensor_name(const molora_xlora *xl, int k, int b
         if (k == xl->depth - 1) snprintf(buf, cap, "last.%s", part);
         else snprintf(buf, cap, "inner.%d.%s", xl->relu ? 3 * k : k, part);
     } else {
-        snprintf(buf, cap, "base_model.internal_xlora_classifier.layers.%d.%s", xl->dropout_p > 0 ? 3 * k : 2 * k,
-                 part);
+        snprintf(buf, cap, "base_model.internal_xlora_classifier.layers.%d.%s", xl->dropout ? 3 * k : 2 * k, part);
     }
 }
 /* every tensor the classifier needs is there; else one message naming the missing ones */
@@ -5851,11 +5855,11 @@ MOLORA__PRIVATE int molora__xl_is_dir(const char *p)
 MOLORA__PRIVATE molora_result molora__xl_resolve(molora_xlora *xl, const char *dir, int i, int *fallback)
 {
     char *cand[3] = {NULL, NULL, NULL};
-    int c, n = 0;
+    int c, n = 0, key = -1;
     *fallback = 0;
     if (!xl->xlora_pkg) cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
-    if (xl->paths[i][0] != '/') cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
-    if (!xl->xlora_pkg) cand[n++] = molora__path_join(&xl->io, dir, xl->names[i]);
+    if (xl->xlora_pkg || xl->paths[i][0] != '/') cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
+    if (!xl->xlora_pkg) { key = n; cand[n++] = molora__path_join(&xl->io, dir, xl->names[i]); }
     for (c = 0; c < n; c++)
         if (!cand[c]) { while (n) molora__mfree(&xl->io, cand[--n]); return molora__fail(&xl->io.lg,
                         MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory"); }
@@ -5867,7 +5871,7 @@ MOLORA__PRIVATE molora_result molora__xl_resolve(molora_xlora *xl, const char *d
         while (n) molora__mfree(&xl->io, cand[--n]);
         return MOLORA_RESULT_IO_ERROR;
     }
-    *fallback = !xl->xlora_pkg && c == n - 1 && n == 3;
+    *fallback = c == key;
     molora__mfree(&xl->io, xl->paths[i]);
     xl->paths[i] = cand[c];
     while (n) { if (--n != c) molora__mfree(&xl->io, cand[n]); }

@@ -6,6 +6,7 @@
 # Usage: tests/test_xlora_cli.sh [build/molora]   (from the repository root)
 B=${1:-build/molora}
 X=tests/fixtures/xlora
+F=tests/fixtures
 . tests/lib.sh
 close() { # got want [tol]
     if python3 tests/npy_close.py "$1" "$2" ${3:-1e-5} >/dev/null 2>$T/cmp; then ok; else bad "$(cat $T/cmp)"; fi
@@ -59,6 +60,56 @@ j['xlora']['top_k_lora'] == 2 and j['xlora']['module_order'] == 'llama' and \
 [m['name'] for m in j['modules']] == [l.strip() for l in open('$X/d1_topk_sm/order.txt')] and \
 j['xlora']['global_scaling_weight'] == 0.5 and j['xlora']['enable_softmax'] is False"
 then ok; else bad "inspect --json x-lora"; fi
+# a model without an order table (GPT-2 names): broadcast runs, layer-wise needs --module-order
+python3 - "$T/g2" <<'PY'
+import json, os, struct, sys
+d = sys.argv[1]
+def st(path, tensors):
+    h, data = {}, b""
+    for name, shape, vals in tensors:
+        h[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + 4 * len(vals)]}
+        data += struct.pack("<%df" % len(vals), *vals)
+    hb = json.dumps(h).encode()
+    open(path, "wb").write(struct.pack("<Q", len(hb)) + hb + data)
+def npy(path, shape, vals):
+    h = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % ", ".join(map(str, shape))
+    h += " " * (63 - (10 + len(h)) % 64) + "\n"
+    open(path, "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() +
+                           struct.pack("<%df" % len(vals), *vals))
+os.makedirs(d + "/0")
+p = "base_model.model.transformer.h.%d.attn.c_attn.lora_%s.weight"
+st(d + "/0/adapter_model.safetensors", [(p % (b, ab), [1, 8] if ab == "A" else [8, 1], [0.5] * 8)
+                                        for b in (0, 1) for ab in "AB"])
+json.dump({"peft_type": "LORA", "r": 1, "lora_alpha": 2}, open(d + "/0/adapter_config.json", "w"))
+W = [0.25 * (k + 1) for k in range(16)]
+st(d + "/adapter_model.safetensors", [("base_model.internal_xlora_classifier.layers.0.weight", [2, 8], W),
+                                      ("base_model.internal_xlora_classifier.layers.0.bias", [2], [0.5, -1.0])])
+json.dump({"peft_type": "XLORA", "hidden_size": 8, "adapters": {"0": "gone"}, "layerwise_scalings": True,
+           "enable_softmax": False}, open(d + "/adapter_config.json", "w"))
+npy(d + "/../h.npy", (1, 8), [1.0] + [0.0] * 7)
+npy(d + "/../want.npy", (1, 2, 1), [W[0] + 0.5, W[8] - 1.0])   # row l of the classifier for module l
+os.makedirs(d + "b")
+os.link(d + "/0/adapter_model.safetensors", d + "b/adapter_model.safetensors")   # an adapter beside it
+json.dump({"peft_type": "LORA", "r": 1, "lora_alpha": 2}, open(d + "b/adapter_config.json", "w"))
+st(d + "b/xlora_classifier.safetensors", [("last.weight", [1, 8], W[:8])])
+json.dump({"hidden_size": 8, "adapters": ["."], "use_bias": False, "enable_softmax": False},
+          open(d + "b/xlora_config.json", "w"))
+open(d + "/../order", "w").write("transformer.h.1.attn.c_attn\ntransformer.h.0.attn.c_attn\n")
+PY
+if $B inspect $T/g2 >$T/i && grep -q "^module order: unknown" $T/i; then ok; else bad "inspect g2: $(cat $T/i)"; fi
+refuse "layer-wise scalings need X-LoRA's module order, which its module names do not give (not the Llama layout)" \
+    $B xlora $T/g2 --hidden $T/h.npy --output $T/s.npy
+if $B xlora $T/g2 --hidden $T/h.npy --output $T/s.npy --module-order $T/order && close $T/s.npy $T/want.npy &&
+   $B inspect $T/g2 --module-order $T/order | grep -q "^  0 base_model.model.transformer.h.1.attn.c_attn"
+then ok; else bad "xlora --module-order"; fi
+printf 'transformer.h.1.attn.c_attn\n\ntransformer.h.0.attn.c_attn\n' >$T/order_gap
+refuse "line 2 is empty" $B xlora $T/g2 --hidden $T/h.npy --output $T/s.npy --module-order $T/order_gap
+# broadcast needs no order (the xlora package's layout, no bias, its adapter in "."): (1, 2, 1) = 0.25 twice
+if $B xlora $T/g2b --hidden $T/h.npy --output $T/s.npy && python3 -c "
+import struct; b = open('$T/s.npy', 'rb').read(); assert struct.unpack('<2f', b[-8:]) == (0.25, 0.25)"
+then ok; else bad "xlora broadcast without an order"; fi
+refuse "peft_type\" \"XLORA\" is an X-LoRA adapter" $B compose --expert $X/d1_bcast --gate $F/compose_gate.safetensors \
+    --out $T/c
 printf 'base_model.model.model.layers.1.self_attn.q_proj\n' >$T/order1
 # refusals
 refuse "lacks 2 tensors: base_model.internal_xlora_classifier.layers.0.weight" $B xlora $X/peft_save \

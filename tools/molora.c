@@ -993,6 +993,7 @@ static int cmd_xlora(int argc, char **argv)
     void *ws = NULL;
     size_t wsz;
     int T = 0, h = 0, L, N, rc = 1;
+    molora_xlora_info info;
     molora_result r;
     if (cli_parse_xlora(argc, argv, &o)) return die("%s", o.err);
     if (xlora_check_paths(&o) || xlora_open(o.dir, o.read, o.module_order, &xl)) return 1;
@@ -1002,6 +1003,12 @@ static int cmd_xlora(int argc, char **argv)
         goto done;
     }
     L = molora_xlora_n_modules(xl); N = molora_xlora_n_adapters(xl);
+    molora_xlora_get_info(xl, &info);
+    if (info.layerwise && !info.module_order) {
+        die("xlora: %s: layer-wise scalings need X-LoRA's module order, which its module names do not give "
+            "(not the Llama layout): --module-order FILE", o.dir);
+        goto done;
+    }
     if ((r = molora_xlora_workspace_size(xl, T, &wsz))) { die_lib(o.dir, r); goto done; }
     S = (float *)malloc((size_t)T * (size_t)L * (size_t)N * sizeof(float) + 1);
     ws = malloc(wsz + 1);
