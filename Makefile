@@ -292,7 +292,7 @@ $(B)/fuzz_npy: tools/molora_npy.h
 $(B)/fuzz_args: tools/molora_cli.h
 # harness:seed corpus (tests/fuzz/corpus_*); each runs FUZZ_SECONDS, new inputs go to build/fuzz_corpus_*;
 # the harnesses build JOBS at a time (each is a whole ASan+UBSan compile of the header)
-FUZZERS = safetensors:safetensors config:json npy:npy args:args adapter:adapter index:index
+FUZZERS = safetensors:safetensors config:json npy:npy args:args adapter:adapter index:index xlora:xlora
 fuzz: deps-san
 	@$(MAKE) --no-print-directory -j$(JOBS) $(foreach f,$(FUZZERS),$(B)/fuzz_$(firstword $(subst :, ,$(f))))
 	@for f in $(FUZZERS); do h=$${f%%:*}; c=$${f#*:}; mkdir -p $(B)/fuzz_corpus_$$c || exit 1; \
