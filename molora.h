@@ -622,8 +622,9 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter
      the classifier layers whose index j is an adapter's name ("0".."N-1"); such a save is
      refused naming the missing tensors (PEFT would initialise them at random on load).
    - Config: every field is checked: softmax_temperature > 0, 1 <= top_k_lora <= N (or null),
-     xlora_depth >= 1, hidden_size equal to the classifier's input; wrong types, a NaN (refused by
-     the JSON parser) and a bad value are INVALID_CONFIG naming the key. PEFT's adapter keys must
+     xlora_depth >= 1, hidden_size equal to the classifier's input (INVALID_SHAPE otherwise); a
+     wrong type or value is INVALID_CONFIG naming the key, a NaN INVALID_JSON (not JSON: the
+     parser refuses it), a missing classifier tensor MISSING_WEIGHTS. PEFT's adapter keys must
      be "0".."N-1" in order: PEFT loads adapter i under the name "i" and looks its columns up by
      the keys, so any other key fails there at the first forward.
    - Adapters (PEFT LoRAs, one expert each): each config path is tried as given, then relative
