@@ -138,3 +138,6 @@ refuse "module $PQ: arrow_prototypes is missing (the config says \"given\"" $B i
 refuse "\"arrow_prototypes\" must be \"given\" or \"exact\"" $B inspect $H/proto_word
 refuse "\"temperature\" 0 must be > 0 and finite as a float32" $B inspect $H/temp_zero
 refuse "\"temperature\" 1e-50 must be > 0" $B inspect $H/temp_underflow
+# inspect reports the k an arrow layer runs with: as written (3) and PEFT's default 3 when absent
+$B inspect $H/out_ok | grep -q "arrow k=3" && ok || bad "40_arrow: inspect does not print arrow k=3"
+$B inspect --json $H/no_k | grep -q '"routing": "arrow", "top_k": 3' && ok || bad "40_arrow: inspect --json top_k of no_k"
