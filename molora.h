@@ -1471,27 +1471,39 @@ MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const 
         }
     }
 }
-/* nng: 16 rows of B per block held in registers, each gathered Y row loaded and stored once per
-   block (once in all for rank <= 16: Y is the largest stream of an adapter pool's batch) */
-MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512(int T, int N, int K, const float *const *H, const float *B,
-                                                     int ldb, float *const *Y)
+/* nng: KB <= 16 rows of B per block held in registers (KB a constant after inlining), each
+   gathered Y row loaded and stored once per block (once in all for rank <= 16: Y is the largest
+   stream of an adapter pool's batch) */
+MOLORA__INLINE MOLORA__T512 void molora__nng512_blk(const int KB, int T, int N, int k0, const float *const *H,
+                                                    const float *B, int ldb, float *const *Y)
 {
-    int t, n, k0, k;
-    for (k0 = 0; k0 < K; k0 += 16) {
-        int kb = K - k0 >= 16 ? 16 : K - k0;
-        for (n = 0; n < N; n += 16) {
-            __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
-            __m512 b[16];
-            for (k = 0; k < kb; k++) b[k] = _mm512_maskz_loadu_ps(m, B + (size_t)(k0 + k) * ldb + n);
-            for (t = 0; t < T; t++) {
-                const float *h = H[t] + k0;
-                __m512 acc = _mm512_maskz_loadu_ps(m, Y[t] + n);
-                for (k = 0; k < kb; k++) acc = _mm512_fmadd_ps(_mm512_set1_ps(h[k]), b[k], acc);
-                _mm512_mask_storeu_ps(Y[t] + n, m, acc);
-            }
+    int t, n, k;
+    for (n = 0; n < N; n += 16) {
+        __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
+        __m512 b[16];
+        MOLORA__UNROLL for (k = 0; k < KB; k++) b[k] = _mm512_maskz_loadu_ps(m, B + (size_t)(k0 + k) * ldb + n);
+        for (t = 0; t < T; t++) {
+            const float *h = H[t] + k0;
+            __m512 acc = _mm512_maskz_loadu_ps(m, Y[t] + n);
+            MOLORA__UNROLL for (k = 0; k < KB; k++) acc = _mm512_fmadd_ps(_mm512_set1_ps(h[k]), b[k], acc);
+            _mm512_mask_storeu_ps(Y[t] + n, m, acc);
         }
     }
 }
+#define MOLORA__NNG_CASE(KB) case KB: molora__nng512_blk(KB, T, N, k0, H, B, ldb, Y); break;
+MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512(int T, int N, int K, const float *const *H, const float *B,
+                                                     int ldb, float *const *Y)
+{
+    int k0;
+    for (k0 = 0; k0 < K; k0 += 16)
+        switch (K - k0 >= 16 ? 16 : K - k0) {
+        MOLORA__NNG_CASE(1) MOLORA__NNG_CASE(2) MOLORA__NNG_CASE(3) MOLORA__NNG_CASE(4) MOLORA__NNG_CASE(5)
+        MOLORA__NNG_CASE(6) MOLORA__NNG_CASE(7) MOLORA__NNG_CASE(8) MOLORA__NNG_CASE(9) MOLORA__NNG_CASE(10)
+        MOLORA__NNG_CASE(11) MOLORA__NNG_CASE(12) MOLORA__NNG_CASE(13) MOLORA__NNG_CASE(14) MOLORA__NNG_CASE(15)
+        default: molora__nng512_blk(16, T, N, k0, H, B, ldb, Y); break;
+        }
+}
+#undef MOLORA__NNG_CASE
 MOLORA__PRIVATE MOLORA__T512 int molora__all_finite_avx512(const float *v, size_t n)
 {
     const __m512 inf = _mm512_set1_ps(INFINITY);
