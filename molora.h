@@ -331,8 +331,9 @@ typedef enum molora_path {
     MOLORA_PATH_SMALL,         /* 2 <= T <= 16: molora's own SIMD multi-token kernels           */
     MOLORA_PATH_GEMM,          /* T > 16: BLAS GEMMs over the experts some token selects        */
     MOLORA_PATH_SPARSE         /* T > 1, tokens grouped by expert: routing selects fewer than 1 in 4 of the
-                                  (token, active rank) pairs, and only those are computed (grouped
-                                  GEMM / SGMV: each active expert's rows against its own tokens) */
+                                  (token, active rank) pairs (1 in 6 when tokens select more than 2
+                                  experts on average), and only those are computed (grouped GEMM /
+                                  SGMV: each active expert's rows against its own tokens) */
 } molora_path;
 
 typedef struct molora_forward_args {
@@ -2160,7 +2161,7 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, molora__
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && L->n > 0 &&
         !molora__mul(T, (size_t)L->n * (size_t)L->d_out, &ws->d)) return 0;
     ws->act = (size_t)L->n;
-    if (!molora__mul(T + 1, (size_t)L->n + 1, &ws->grp)) return 0;
+    if (!molora__mul(T + 1, (size_t)L->n + 1, &ws->grp) || ws->grp > 0x7fffffff) return 0;   /* int entries */
     /* small batches: X copied for the kernels: row-major at W0's 64-byte phase, or two packed
        panels (phase 0 for the experts and gate, W0's phase for the frozen layer) */
     if (T <= MOLORA__SMALL_T) {
@@ -2218,6 +2219,7 @@ typedef struct molora__call {
                                   to expert j (by expert) or the experts of token j (by token)  */
     float *Y;                  /* y at column o0 (forward), NULL (route)                        */
     molora_path path;          /* chosen once after routing: what path_out reports             */
+    int by_token;              /* the grouped path's order: by token (more than 2 experts per token) */
 } molora__call;
 
 /* mask row of token t, or NULL when every expert is allowed */
@@ -2448,8 +2450,22 @@ MOLORA__PRIVATE void molora__report(const molora__call *c)
 
 /* The per-token path reads only the routed experts' rows for each token, the dense products
    every active expert's rows once for all tokens: per token wins when fewer than 1 in
-   MOLORA__SPARSE_RATIO of the (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
+   MOLORA__SPARSE_RATIO of the (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say).
+   The grouped path's by-token order (tokens selecting more than 2 experts on average) costs more
+   per pair than its by-expert order, so it needs fewer: 1 in MOLORA__SPARSE_RATIO_BY_TOKEN. */
 #define MOLORA__SPARSE_RATIO 4
+#define MOLORA__SPARSE_RATIO_BY_TOKEN 6
+
+/* the tokens with some expert routed */
+MOLORA__PRIVATE size_t molora__routed_tokens(const molora__call *c)
+{
+    size_t routed = 0;
+    int t, i;
+    for (t = 0; t < c->T; t++)
+        for (i = 0; i < c->n; i++)
+            if (c->w[(size_t)t * c->n + i] != 0.0f) { routed++; break; }
+    return routed;
+}
 
 /* The path, chosen once after routing: by T (decode, small, gemm), or SPARSE when the experts
    will run per token; marks the experts some token routes to in c->act. */
@@ -2457,7 +2473,7 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
 {
     const molora__layer *L = c->L;
     molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
-    size_t pairs = 0, r_act = 0;
+    size_t pairs = 0, r_act = 0, e_pairs = 0;
     int t, i, full = c->args->output == MOLORA_OUTPUT_FULL;
     if (!c->apply) return MOLORA_PATH_NONE;   /* routing only */
     if (c->n == 0) return full ? by_t : MOLORA_PATH_NONE;
@@ -2466,11 +2482,13 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
     for (i = 0; i < c->n; i++) {
         c->act[i] = 0;
         for (t = 0; t < c->T; t++)
-            if (c->w[(size_t)t * c->n + i] != 0.0f) { c->act[i] = 1; pairs += (size_t)L->rank[i]; }
+            if (c->w[(size_t)t * c->n + i] != 0.0f) { c->act[i] = 1; pairs += (size_t)L->rank[i]; e_pairs++; }
         if (c->act[i]) r_act += (size_t)L->rank[i];
     }
     if (r_act == 0) return full ? by_t : MOLORA_PATH_NONE;   /* no expert routed: the frozen layer or nothing */
-    if (c->T > 1 && pairs * MOLORA__SPARSE_RATIO < (size_t)c->T * r_act) return MOLORA_PATH_SPARSE;
+    c->by_token = e_pairs > 2 * molora__routed_tokens(c);
+    if (c->T > 1 && pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act)
+        return MOLORA_PATH_SPARSE;
     return by_t;
 }
 
@@ -2621,14 +2639,12 @@ MOLORA__PRIVATE void molora__grouped_by_token(const molora__call *c)
         for (t = 0; t < c->T; t++) molora__token_rows(c, t, k0, c->O - k0 < nc ? c->O - k0 : nc, 1);
 }
 
-/* Experts grouped: the order by how many experts the routed tokens select on average */
+/* Experts grouped, in the order molora__choose_path picked from how many experts a token selects */
 MOLORA__PRIVATE void molora__experts_grouped(const molora__call *c)
 {
-    int pairs = molora__group_lists(c, 1), routed = 0, t;
-    for (t = 0; t < c->T; t++) routed += c->gs[t + 1] > c->gs[t];
-    if (pairs > 2 * routed) { molora__grouped_by_token(c); return; }
-    molora__group_lists(c, 0);
-    molora__grouped_by_expert(c);
+    molora__group_lists(c, c->by_token);
+    if (c->by_token) molora__grouped_by_token(c);
+    else molora__grouped_by_expert(c);
 }
 
 /* Experts dense, over each run i .. i1-1 of consecutive active experts:

@@ -1994,18 +1994,22 @@ static void test_kernels_match_twins(void **state)
 
 /* ---- the grouped sparse path and adapter pools ---------------------------------------------- */
 /* the path molora's rule picks for per-token weights w (T, n): grouped when fewer than 1 in 4 of
-   the (token, active rank) pairs are routed (test_bound_sparse_switch checks the switch itself) */
+   the (token, active rank) pairs are routed, 1 in 6 when the routed tokens select more than 2
+   experts on average (test_bound_sparse_switch checks the first switch itself) */
 static int expected_path(const fix *f, int T, const float *w)
 {
-    size_t pairs = 0, r_act = 0;
+    size_t pairs = 0, r_act = 0, e_pairs = 0, routed = 0;
     int t, i;
     for (i = 0; i < f->n; i++) {
         int act = 0;
         for (t = 0; t < T; t++)
-            if (w[(size_t)t * f->n + i] != 0.0f) { act = 1; pairs += (size_t)f->rank[i]; }
+            if (w[(size_t)t * f->n + i] != 0.0f) { act = 1; pairs += (size_t)f->rank[i]; e_pairs++; }
         r_act += act ? (size_t)f->rank[i] : 0;
     }
-    if (T > 1 && r_act > 0 && pairs * 4 < (size_t)T * r_act) return MOLORA_PATH_SPARSE;
+    for (t = 0; t < T; t++)
+        for (i = 0; i < f->n; i++)
+            if (w[(size_t)t * f->n + i] != 0.0f) { routed++; break; }
+    if (T > 1 && r_act > 0 && pairs * (e_pairs > 2 * routed ? 6 : 4) < (size_t)T * r_act) return MOLORA_PATH_SPARSE;
     return path_of(T);
 }
 
@@ -2035,9 +2039,9 @@ static float *sparse_rows(int T, int n, int k, int idle, int one)
 static void test_grouped_path(void **s)
 {   /* 40 experts, ranks above every blocking size (3 rows, 8 / 16 tokens and rows, 64-row flush),
        d_in and d_out above the 256-float tile of the by-token order and not multiples of 16:
-       1, 2 (by expert), 3 and 8 (by token) experts per token, one expert idle, all tokens on one
+       1, 2 (by expert), 3 and 5 (by token) experts per token, one expert idle, all tokens on one
        expert, split over 3 callers; T at the batch-size boundaries */
-    static const int Ts[] = {2, 15, 16, 17, 64, 200}, ks[] = {1, 2, 3, 8}, rk[] = {1, 3, 17, 33, 65, 2, 8, 16};
+    static const int Ts[] = {2, 15, 16, 17, 64, 200}, ks[] = {1, 2, 3, 5}, rk[] = {1, 3, 17, 33, 65, 2, 8, 16};
     int ranks[MAXN], i, ti, ki, grouped = 0, calls = 0;
     err ew = {0, 0, 0}, ey = {0, 0, 0};
     fix f;
@@ -2063,6 +2067,35 @@ static void test_grouped_path(void **s)
                   ey.n);
     assert_true(grouped >= 20);
     CHECK_ERR(ey, 2e-5, "layer output, grouped path");
+}
+
+static void test_bound_by_token_switch(void **s)
+{   /* 3 experts per token (the by-token order): grouped when pairs * 6 < T * r_act. 19 experts of
+       rank 2, token t on t, t + 1, t + 2 (mod u): u = 18 active is equality (dense), u = 19 grouped */
+    int ranks[MAXN], i, u, t, full;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    fix f;
+    molora_model *m;
+    (void)s;
+    for (i = 0; i < 19; i++) ranks[i] = 2;
+    fix_make(&f, 290, 270, 19, ranks, MOLORA_ROUTING_FIXED);
+    m = fix_model(&f);
+    for (u = 18; u <= 19; u++)
+        for (full = 0; full < 2; full++) {
+            int T = 38;
+            float *w = calloc((size_t)T * 19, sizeof *w);
+            call c;
+            for (t = 0; t < T; t++)
+                for (i = 0; i < 3; i++) w[(size_t)t * 19 + (t + i) % u] = 0.3f + 0.1f * (float)i;
+            memset(&c, 0, sizeof c);
+            c.T = T; c.full = full; c.fixed = w; c.fixed_pt = 1;
+            c.path = u == 18 ? MOLORA_PATH_GEMM : MOLORA_PATH_SPARSE;
+            assert_int_equal(expected_path(&f, T, w), c.path);
+            check_call(&f, m, &c, &ew, &ey);
+            free(w);
+        }
+    molora_model_free(m); fix_free(&f);
+    CHECK_ERR(ey, 2e-5, "layer output at the by-token switch");
 }
 
 static void test_grouped_routing_rules(void **s)
@@ -2327,6 +2360,7 @@ int main(void)
         cmocka_unit_test(test_thread_split_args),
         cmocka_unit_test(test_kernels_match_twins),
         cmocka_unit_test(test_grouped_path),
+        cmocka_unit_test(test_bound_by_token_switch),
         cmocka_unit_test(test_grouped_routing_rules),
         cmocka_unit_test(test_adapter_pool),
         cmocka_unit_test(test_adapter_index_errors),
