@@ -1569,6 +1569,25 @@ MOLORA__PRIVATE void molora__check_fill(float *v, size_t n, uint32_t *s)
     }
 }
 
+/* molora__kernel_check's grouped kernels (ntg 5, nng 6): row t of X (H) and Y through pointer T - 1 - t */
+MOLORA__PRIVATE void molora__check_grouped(const molora__kernels *kr, int kernel, int T, int N, int K, const float *X,
+                                           const float *W, float *Y1, float *Y2, int acc)
+{
+    const float *xp[16] = {0};
+    float *y1p[16] = {0}, *y2p[16] = {0};
+    int t;
+    for (t = 0; t < T; t++) {
+        xp[T - 1 - t] = X + (size_t)t * K; y1p[T - 1 - t] = Y1 + (size_t)t * N; y2p[T - 1 - t] = Y2 + (size_t)t * N;
+    }
+    if (kernel == 5) {
+        kr->ntg(T, N, K, xp, W, K, y1p, acc);
+        molora__ntg_c(T, N, K, xp, W, K, y2p, acc);
+    } else {
+        kr->nng(T, N, K, xp, W, N, y1p);
+        molora__nng_c(T, N, K, xp, W, N, y2p);
+    }
+}
+
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng) and its naive twin on one shape, W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
@@ -1581,8 +1600,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     const molora__kernels *kr = molora__get_kernels();
     size_t np = (molora__pack_floats(T, K) + 15) & ~(size_t)15, nx = (size_t)T * K, nw = (size_t)N * K;
     size_t ny = (size_t)T * N, nxw = (nx + 15) & ~(size_t)15;
-    float *buf, *P, *X, *W, *Y1, *Y2, *y1p[16], *y2p[16];
-    const float **rows, *xp[16];
+    float *buf, *P, *X, *W, *Y1, *Y2;
+    const float **rows;
     double worst = 0.0;
     uint32_t s = 2463534242u;
     int t, n, k, gather = kernel == 3 || kernel == 4, kn = kernel == 2 || kernel == 4 || kernel == 6;
@@ -1607,17 +1626,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     } else if (kernel == 2) {   /* Y (T, N) += X (T, K) B (K, N), B = W */
         kr->nn(T, N, K, X, K, W, N, Y1, N);
         molora__nn_c(T, N, K, X, K, W, N, Y2, N);
-    } else if (kernel == 5 || kernel == 6) {   /* row t of X (H) and Y through pointer T - 1 - t */
-        for (t = 0; t < T; t++) {
-            xp[T - 1 - t] = X + (size_t)t * K; y1p[T - 1 - t] = Y1 + (size_t)t * N; y2p[T - 1 - t] = Y2 + (size_t)t * N;
-        }
-        if (kernel == 5) {
-            kr->ntg(T, N, K, xp, W, K, y1p, acc);
-            molora__ntg_c(T, N, K, xp, W, K, y2p, acc);
-        } else {
-            kr->nng(T, N, K, xp, W, N, y1p);
-            molora__nng_c(T, N, K, xp, W, N, y2p);
-        }
+    } else if (kernel == 5 || kernel == 6) {
+        molora__check_grouped(kr, kernel, T, N, K, X, W, Y1, Y2, acc);
     } else if (kernel == 3) {   /* Y (N) = W (N, K) x */
         for (n = 0; n < N; n++) rows[n] = W + (size_t)n * K;
         kr->dots(N, rows, X, K, Y1);
