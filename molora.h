@@ -31,8 +31,9 @@
        routing           the rules of one token: DENSE softmax, TOPK, THRESHOLD, ADAMOLE, ARROW, masks
        forward           one call (molora__forward_pass): check and set up, gate logits, route
                          (FIXED weights, or the MOLE_OUTPUT gate over the experts' deltas), the
-                         path chosen once: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE;
-                         frozen layer, experts, MoLE output mix, in n_tasks tasks (parallel_for)
+                         path chosen once: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE
+                         (tokens grouped by expert); frozen layer, experts, MoLE output mix, in
+                         n_tasks tasks (parallel_for); the adapter index of adapter pools
        merge             molora_merge
        files             everything that reads files (compiled out by MOLORA_NO_FILES):
          io                open, fstat, mmap or read whole (MOLORA_LOAD_READ), directories
@@ -85,6 +86,7 @@
                   P given (layer desc `prototypes`), or computed at init: each expert's exact
                   top right singular vector of B_e A_e, from a thin QR of A_e^T and a Jacobi
                   eigen-solver on the r x r core (no BLAS or LAPACK needed; B_e A_e = 0 gives 0)
+     adapter_index  one expert per token at weight 1, -1 for none: adapter pools (any layer)
      A mask removes experts for a token (the rule runs over the rest); a token with every
      expert masked, or with nothing selected, gets the frozen layer. Output: the full layer, or
      the delta only (Y += delta) for an engine that runs its own base matmul.
@@ -164,8 +166,8 @@
      - run the routing (gate logits, rule, MoLE output gate) or the experts' A products in
        parallel: the routing runs once on the calling thread, and each task computes H = X A^T
        for the experts some token routes to, as every ith / nth caller does;
-     - have AVX2 versions of the packed small-batch and gather kernels (AVX2 CPUs use the
-       row-major and portable ones);
+     - have AVX2 versions of the packed small-batch, gather and grouped kernels (AVX2 CPUs use
+       the row-major and portable ones);
      - keep quantised weights, or F16 / BF16 experts in 16 bits at run time (init converts
        them to float32);
      - train: no gradients, dropout or auxiliary losses; inference only.
@@ -386,7 +388,10 @@ typedef enum molora_path {
     MOLORA_PATH_DECODE,        /* T = 1: matrix-vector, only the selected experts are read     */
     MOLORA_PATH_SMALL,         /* 2 <= T <= 16: molora's own SIMD multi-token kernels           */
     MOLORA_PATH_GEMM,          /* T > 16: BLAS GEMMs over the experts some token selects        */
-    MOLORA_PATH_SPARSE         /* per-token expert products: routing selects few (token, expert) pairs */
+    MOLORA_PATH_SPARSE         /* T > 1, tokens grouped by expert: routing selects fewer than 1 in 4 of the
+                                  (token, active rank) pairs (1 in 6 when tokens select more than 2
+                                  experts on average), and only those are computed (grouped GEMM /
+                                  SGMV: each active expert's rows against its own tokens) */
 } molora_path;
 
 /* A caller's parallel-for (see THREAD SAFETY in the doc block): run task(ctx, ith, n_tasks)
@@ -423,7 +428,22 @@ typedef struct molora_forward_args {
     molora_parallel_for_fn parallel_for;
     void *parallel_user;           /* passed to parallel_for as user                           */
     int n_tasks;                   /* with parallel_for: >= 1; without it: 0 or 1              */
+    const int32_t *adapter_index;  /* optional (T): one expert per token, -1 for none (below)  */
 } molora_forward_args;
+
+/* Adapter pools (adapter_index; the S-LoRA / Punica serving case, N adapters in one layer and a
+   batch of requests each on its own adapter): token t gets expert i = adapter_index[t] alone at
+   weight 1, y_t = W0 x_t + b + s_i B_i A_i x_t, or the frozen layer alone for -1.
+   - It replaces the router: the layer's rule (any, FIXED included: no weights are needed) does
+     not run and no gate is read; on a MOLE_OUTPUT layer the output gate does not run either
+     (as with fixed weights). Masks and temperature play no part.
+   - One source of routing per call: adapter_index with `weights` or with `expert_mask` is
+     INVALID_ARGUMENT. An entry outside -1..N-1 (N = 0: only -1) is INVALID_ARGUMENT, logged
+     with the token ("adapter_index[5] = 8 outside -1..7"); like every check, before Y is written.
+   - weights_out gets the one-hot rows, counts_out the tokens per adapter, as for any call;
+     molora_route takes it too. The forward reads only the adapters its tokens use: spread over
+     more than 4 adapters they run grouped (MOLORA_PATH_SPARSE), else the path of T over the
+     few used. Init and memory are linear in the pool (every adapter is packed, once). */
 
 /* Bytes of workspace for calls of up to max_tokens tokens on any layer of the model. */
 MOLORA_API molora_result molora_workspace_size(const molora_model *model, int max_tokens,
@@ -1188,6 +1208,12 @@ typedef void (*molora__nn_fn)(int T, int N, int K, const float *H, int ldh, cons
    y (N) += sum_r coef[r] * rows[r] (N) */
 typedef void (*molora__dots_fn)(int R, const float *const *rows, const float *x, int K, float *out);
 typedef void (*molora__axpys_fn)(int R, const float *const *rows, const float *coef, float *y, int N);
+/* grouped forms for the grouped sparse path, over T <= 16 token rows given by pointers (the tokens
+   routed to one expert): ntg: Y[t] (N) = X[t] (K) W (N, K)^T (+ Y[t] if acc); nng: Y[t] (N) +=
+   H[t] (K) B (K, N). The caller tiles K and N so the rows it gathers stay in cache. */
+typedef void (*molora__ntg_fn)(int T, int N, int K, const float *const *X, const float *W, int ldw, float *const *Y,
+                               int acc);
+typedef void (*molora__nng_fn)(int T, int N, int K, const float *const *H, const float *B, int ldb, float *const *Y);
 /* ntp: nt with X packed by molora__pack_x (panels of 16 floats per token, W's 64-byte phase q),
    so the hot loop reads X through one pointer at constant offsets and W with aligned loads */
 typedef void (*molora__ntp_fn)(int T, int N, int K, int q, float alpha, const float *P, const float *W, int ldw,
@@ -1197,6 +1223,7 @@ typedef struct molora__kernels {
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
     int (*finite)(const float *v, size_t n);
     const char *name;
+    molora__ntg_fn ntg; molora__nng_fn nng;   /* the grouped sparse path */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -1268,6 +1295,20 @@ MOLORA__PRIVATE void molora__axpys_c(int R, const float *const *rows, const floa
     int r, n;
     for (r = 0; r < R; r++)
         for (n = 0; n < N; n++) y[n] += coef[r] * rows[r][n];
+}
+
+/* the grouped kernels' portable versions and naive twins: one token row at a time */
+MOLORA__PRIVATE void molora__ntg_c(int T, int N, int K, const float *const *X, const float *W, int ldw,
+                                   float *const *Y, int acc)
+{
+    int t;
+    for (t = 0; t < T; t++) molora__nt_c(1, N, K, 1.0f, X[t], K, W, ldw, Y[t], N, acc);
+}
+MOLORA__PRIVATE void molora__nng_c(int T, int N, int K, const float *const *H, const float *B, int ldb,
+                                   float *const *Y)
+{
+    int t;
+    for (t = 0; t < T; t++) molora__nn_c(1, N, K, H[t], K, B, ldb, Y[t], N);
 }
 
 /* ntp's naive twin: the same product read from the packed panels one (token, row) at a time.
@@ -1548,6 +1589,89 @@ MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const
         _mm512_mask_storeu_ps(y + n, m, acc);
     }
 }
+/* ntg: TB gathered tokens x R rows of W in registers, K in 16-lane steps (the last one masked) */
+MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, int K, const float *const *X,
+                                                     const float *W, int ldw, float *const *Y, int n0, int acc)
+{
+    int t, k, r;
+    const float *xp[MOLORA__TBMAX];
+    __m512 acc_[MOLORA__RMAX][MOLORA__TBMAX];
+    MOLORA__UNROLL for (t = 0; t < TB; t++) xp[t] = X[t];
+    MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = _mm512_setzero_ps();
+    for (k = 0; k < K; k += 16) {
+        __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+        __m512 v_[MOLORA__RMAX];
+        MOLORA__UNROLL for (r = 0; r < R; r++) v_[r] = _mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + k);
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            __m512 x = _mm512_maskz_loadu_ps(m, xp[t] + k);
+            MOLORA__UNROLL for (r = 0; r < R; r++) acc_[r][t] = _mm512_fmadd_ps(v_[r], x, acc_[r][t]);
+        }
+    }
+    MOLORA__UNROLL for (r = 0; r < R; r++)
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            float *y = Y[t] + n0 + r;
+            y[0] = (acc ? y[0] : 0.0f) + molora__hsum512(acc_[r][t]);
+        }
+}
+MOLORA__INLINE MOLORA__T512 void molora__ntg512_tb(const int TB, int N, int K, const float *const *X, const float *W,
+                                                   int ldw, float *const *Y, int acc)
+{
+    int n = 0;
+    for (; n + 3 <= N; n += 3) molora__ntg512_rows(TB, 3, K, X, W + (size_t)n * ldw, ldw, Y, n, acc);
+    for (; n < N; n++) molora__ntg512_rows(TB, 1, K, X, W + (size_t)n * ldw, ldw, Y, n, acc);
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const float *const *X, const float *W,
+                                                     int ldw, float *const *Y, int acc)
+{
+    int t0;
+    for (t0 = 0; t0 < T; t0 += 8) {
+        const float *const *x = X + t0;
+        float *const *y = Y + t0;
+        switch (T - t0 >= 8 ? 8 : T - t0) {
+        case 1: molora__ntg512_tb(1, N, K, x, W, ldw, y, acc); break;
+        case 2: molora__ntg512_tb(2, N, K, x, W, ldw, y, acc); break;
+        case 3: molora__ntg512_tb(3, N, K, x, W, ldw, y, acc); break;
+        case 4: molora__ntg512_tb(4, N, K, x, W, ldw, y, acc); break;
+        case 5: molora__ntg512_tb(5, N, K, x, W, ldw, y, acc); break;
+        case 6: molora__ntg512_tb(6, N, K, x, W, ldw, y, acc); break;
+        case 7: molora__ntg512_tb(7, N, K, x, W, ldw, y, acc); break;
+        default: molora__ntg512_tb(8, N, K, x, W, ldw, y, acc); break;
+        }
+    }
+}
+/* nng: KB <= 16 rows of B per block held in registers (KB a constant after inlining), each
+   gathered Y row loaded and stored once per block (once in all for rank <= 16: Y is the largest
+   stream of an adapter pool's batch) */
+MOLORA__INLINE MOLORA__T512 void molora__nng512_blk(const int KB, int T, int N, int k0, const float *const *H,
+                                                    const float *B, int ldb, float *const *Y)
+{
+    int t, n, k;
+    for (n = 0; n < N; n += 16) {
+        __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
+        __m512 b[16];
+        MOLORA__UNROLL for (k = 0; k < KB; k++) b[k] = _mm512_maskz_loadu_ps(m, B + (size_t)(k0 + k) * ldb + n);
+        for (t = 0; t < T; t++) {
+            const float *h = H[t] + k0;
+            __m512 acc = _mm512_maskz_loadu_ps(m, Y[t] + n);
+            MOLORA__UNROLL for (k = 0; k < KB; k++) acc = _mm512_fmadd_ps(_mm512_set1_ps(h[k]), b[k], acc);
+            _mm512_mask_storeu_ps(Y[t] + n, m, acc);
+        }
+    }
+}
+#define MOLORA__NNG_CASE(KB) case KB: molora__nng512_blk(KB, T, N, k0, H, B, ldb, Y); break;
+MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512(int T, int N, int K, const float *const *H, const float *B,
+                                                     int ldb, float *const *Y)
+{
+    int k0;
+    for (k0 = 0; k0 < K; k0 += 16)
+        switch (K - k0 >= 16 ? 16 : K - k0) {
+        MOLORA__NNG_CASE(1) MOLORA__NNG_CASE(2) MOLORA__NNG_CASE(3) MOLORA__NNG_CASE(4) MOLORA__NNG_CASE(5)
+        MOLORA__NNG_CASE(6) MOLORA__NNG_CASE(7) MOLORA__NNG_CASE(8) MOLORA__NNG_CASE(9) MOLORA__NNG_CASE(10)
+        MOLORA__NNG_CASE(11) MOLORA__NNG_CASE(12) MOLORA__NNG_CASE(13) MOLORA__NNG_CASE(14) MOLORA__NNG_CASE(15)
+        default: molora__nng512_blk(16, T, N, k0, H, B, ldb, Y); break;
+        }
+}
+#undef MOLORA__NNG_CASE
 MOLORA__PRIVATE MOLORA__T512 int molora__all_finite_avx512(const float *v, size_t n)
 {
     const __m512 inf = _mm512_set1_ps(INFINITY);
@@ -1565,13 +1689,15 @@ MOLORA__PRIVATE MOLORA__T512 int molora__all_finite_avx512(const float *v, size_
 MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
     static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
-                                             molora__all_finite_c, "portable"};
+                                             molora__all_finite_c, "portable", molora__ntg_c,
+                                             molora__nng_c};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
-                                         molora__all_finite_c, "avx2"};
+                                         molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c};
     static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
                                            molora__axpys_avx512,
-                                           molora__ntp_avx512, molora__all_finite_avx512, "avx512"};
+                                           molora__ntp_avx512, molora__all_finite_avx512, "avx512",
+                                           molora__ntg_avx512, molora__nng_avx512};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -1610,10 +1736,30 @@ MOLORA__PRIVATE void molora__check_fill(float *v, size_t n, uint32_t *s)
     }
 }
 
+/* molora__kernel_check's grouped kernels (ntg 5, nng 6): row t of X (H) and Y through pointer T - 1 - t */
+MOLORA__PRIVATE void molora__check_grouped(const molora__kernels *kr, int kernel, int T, int N, int K, const float *X,
+                                           const float *W, float *Y1, float *Y2, int acc)
+{
+    const float *xp[16] = {0};
+    float *y1p[16] = {0}, *y2p[16] = {0};
+    int t;
+    for (t = 0; t < T; t++) {
+        xp[T - 1 - t] = X + (size_t)t * K; y1p[T - 1 - t] = Y1 + (size_t)t * N; y2p[T - 1 - t] = Y2 + (size_t)t * N;
+    }
+    if (kernel == 5) {
+        kr->ntg(T, N, K, xp, W, K, y1p, acc);
+        molora__ntg_c(T, N, K, xp, W, K, y2p, acc);
+    } else {
+        kr->nng(T, N, K, xp, W, N, y1p);
+        molora__nng_c(T, N, K, xp, W, N, y2p);
+    }
+}
+
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
-   1 nt, 2 nn, 3 dots, 4 axpys) and its naive twin on one shape, W (B for nn) at 64-byte phase
-   q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's first row
-   (K coefficients) times the K rows of W read as (K, N); both use T = 1.
+   1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng) and its naive twin on one shape, W (B for nn) at
+   64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
+   first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
+   nt / nn with X's (H's) and Y's rows passed as pointers, in reverse order.
    Returns max |fast - twin| / (sum_k |x_k w_k| + |y|) over Y, -1 when the CPU has no fast
    kernel of that kind, -2 when out of memory. Allocates; the library never calls it. */
 MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, int acc)
@@ -1625,9 +1771,10 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     const float **rows;
     double worst = 0.0;
     uint32_t s = 2463534242u;
-    int t, n, k, gather = kernel == 3 || kernel == 4;
+    int t, n, k, gather = kernel == 3 || kernel == 4, kn = kernel == 2 || kernel == 4 || kernel == 6;
     if ((kernel == 0 && !kr->ntp) || ((kernel == 1 || kernel == 2) && kr->nt == molora__nt_c) ||
-        (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c)) return -1.0;
+        (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c) ||
+        (kernel == 5 && kr->ntg == molora__ntg_c) || (kernel == 6 && kr->nng == molora__nng_c) || T > 16) return -1.0;
     if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
     buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
     rows = (const float **)malloc(((size_t)N + (size_t)K + 1) * sizeof *rows);
@@ -1646,6 +1793,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     } else if (kernel == 2) {   /* Y (T, N) += X (T, K) B (K, N), B = W */
         kr->nn(T, N, K, X, K, W, N, Y1, N);
         molora__nn_c(T, N, K, X, K, W, N, Y2, N);
+    } else if (kernel == 5 || kernel == 6) {
+        molora__check_grouped(kr, kernel, T, N, K, X, W, Y1, Y2, acc);
     } else if (kernel == 3) {   /* Y (N) = W (N, K) x */
         for (n = 0; n < N; n++) rows[n] = W + (size_t)n * K;
         kr->dots(N, rows, X, K, Y1);
@@ -1659,8 +1808,7 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
         for (n = 0; n < N; n++) {
             double mag = fabs((double)Y2[(size_t)t * N + n]), e;
             for (k = 0; k < K; k++)
-                mag += fabs((double)X[(size_t)t * K + k] * (kernel == 2 || kernel == 4 ? W[(size_t)k * N + n]
-                                                                                     : W[(size_t)n * K + k]));
+                mag += fabs((double)X[(size_t)t * K + k] * (kn ? W[(size_t)k * N + n] : W[(size_t)n * K + k]));
             e = fabs((double)Y1[(size_t)t * N + n] - Y2[(size_t)t * N + n]) / (mag + 1e-30);
             if (!(e <= worst)) worst = e == e ? e : 1e30;
         }
@@ -1686,7 +1834,7 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
      M <= MOLORA__SMALL_T       molora's nt / nn kernels: W streamed once for every row of X, where
                                 BLAS sgemm packs its operands first and that dominates few rows
      M > MOLORA__SMALL_T        BLAS sgemm (K > 0); without BLAS, the own kernels 16 rows at a time
-   The per-token gather products of the sparse path (dots, axpys) are molora__gather below. */
+   The grouped sparse path calls its kernels (ntg, nng; dots, axpys) directly, from >>forward. */
 #define MOLORA__SMALL_T 16   /* rows up to which molora's own kernels run instead of BLAS sgemm */
 
 typedef enum molora__kernel {
@@ -1817,18 +1965,6 @@ MOLORA__PRIVATE void molora__mul_xwt(const molora__input *in, int allow, int N, 
     molora__product(k, 1, in->T, N, in->K, X, in->ldx, W, in->K, acc, Y, ldy, &in->xp);
 }
 
-/* y (N) += sum_q cf[q] (arow[q] . x) brow[q] over m <= 64 gathered rows of A and B^T: the
-   per-token products of the sparse path */
-MOLORA__PRIVATE void molora__gather(int m, const float *const *arow, const float *const *brow, const float *cf,
-                                    const float *x, int K, float *y, int N)
-{
-    const molora__kernels *kr = molora__get_kernels();
-    float h[64];
-    int q;
-    kr->dots(m, arow, x, K, h);
-    for (q = 0; q < m; q++) h[q] *= cf[q];
-    kr->axpys(m, brow, h, y, N);
-}
 /* <<seam */
 
 /* >>eigen  cyclic Jacobi for symmetric matrices, in double; ARROW's exact prototypes ----------- */
@@ -2438,9 +2574,11 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
 /* See docs/maths.md for the formulas and docs/design.md for the paths and the workspace. */
 
 /* workspace parts, in floats: shared by the call's tasks: gate logits (T, n_rows - r_total),
-   weights (T, n), MoLE deltas (T, n * d_out), active flags (n); then one slice per task: expert
-   inputs H (T, r_total) and X laid out for the kernels. slice, h: bytes of a slice and of its H. */
-typedef struct molora__ws { size_t g, h, w, d, act, xa, slice, h_bytes, total; } molora__ws;
+   weights (T, n), MoLE deltas (T, n * d_out), active flags (n), in ints the grouped path's lists
+   ((T + 1) (n + 1): starts, then up to T * n routed pairs); then one slice per task: expert
+   inputs H (T, r_total) and X laid out for the kernels. slice, h_bytes: bytes of a slice and of
+   its H. */
+typedef struct molora__ws { size_t g, h, w, d, act, grp, xa, slice, h_bytes, total; } molora__ws;
 
 MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t tasks, molora__ws *ws)
 {
@@ -2451,6 +2589,7 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t t
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && L->n > 0 &&
         !molora__mul(T, (size_t)L->n * (size_t)L->d_out, &ws->d)) return 0;
     ws->act = (size_t)L->n;
+    if (!molora__mul(T + 1, (size_t)L->n + 1, &ws->grp) || ws->grp > 0x7fffffff) return 0;   /* int entries */
     /* small batches: X copied for the kernels: row-major at W0's 64-byte phase, or two packed
        panels (phase 0 for the experts and gate, W0's phase for the frozen layer) */
     if (T <= MOLORA__SMALL_T) {
@@ -2461,6 +2600,7 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t t
     }
     if (!molora__reserve(&bytes, ws->g, sizeof(float)) || !molora__reserve(&bytes, ws->w, sizeof(float)) ||
         !molora__reserve(&bytes, ws->d, sizeof(float)) || !molora__reserve(&bytes, ws->act, sizeof(int)) ||
+        !molora__reserve(&bytes, ws->grp, sizeof(int)) ||
         !molora__reserve(&ws->h_bytes, ws->h, sizeof(float)) || !molora__reserve(&ws->slice, ws->h, sizeof(float)) ||
         !molora__reserve(&ws->slice, ws->xa, sizeof(float)) || !molora__mul(tasks, ws->slice, &slices) ||
         !molora__add(bytes, slices, &ws->total))
@@ -2515,10 +2655,13 @@ typedef struct molora__call {
     float *w;                  /* (T, n) routing weights                                       */
     float *D;                  /* (T, n * d_out) MoLE output gate: the experts' deltas          */
     int *act;                  /* (n) 1 when some token routes to expert i                      */
+    int *gs, *gl;              /* grouped path: list j is gl[gs[j] .. gs[j + 1] - 1], the tokens routed
+                                  to expert j (by expert) or the experts of token j (by token)  */
     float *Y;                  /* y at column o0 (forward), NULL (route)                        */
     molora_path path;          /* chosen once after routing: what path_out reports             */
     unsigned char *slices;     /* the per-task workspace slices: H, then X for the kernels      */
     size_t slice, h_bytes;     /* bytes of one slice and of its H                               */
+    int by_token;              /* the grouped path's order: by token (more than 2 experts per token) */
 } molora__call;
 
 /* mask row of token t, or NULL when every expert is allowed */
@@ -2589,6 +2732,23 @@ MOLORA__PRIVATE molora_result molora__call_check(molora__call *c, const molora_m
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* adapter_index: alone in place of the router (no weights, no mask), each entry -1 or an expert */
+MOLORA__PRIVATE molora_result molora__check_index(const molora__call *c)
+{
+    const molora_forward_args *a = c->args;
+    int t;
+    if (a->weights || a->expert_mask)
+        return molora__fail(&c->lg, MOLORA_RESULT_INVALID_ARGUMENT,
+                            "forward: adapter_index replaces the router and its weights: give no %s with it",
+                            a->weights ? "weights" : "expert_mask");
+    for (t = 0; t < c->T; t++)
+        if (a->adapter_index[t] < -1 || a->adapter_index[t] >= c->n)
+            return molora__fail(&c->lg, MOLORA_RESULT_INVALID_ARGUMENT,
+                                "forward: adapter_index[%d] = %ld outside -1..%d (layer %d has %d experts)", t,
+                                (long)a->adapter_index[t], c->n - 1, a->layer, c->n);
+    return MOLORA_RESULT_SUCCESS;
+}
+
 /* Checks the inputs of a call with T > 0, carves the workspace and lays X out for the kernels. */
 MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
 {
@@ -2601,9 +2761,13 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     size_t nx;
     if (!a->x || (c->apply && !a->y))
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "forward: x or y is NULL");
-    if (n > 0 && L->routing == MOLORA_ROUTING_FIXED && !a->weights)
+    if (n > 0 && L->routing == MOLORA_ROUTING_FIXED && !a->weights && !a->adapter_index)
         return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS,
                             "forward: layer %d has FIXED routing but no weights were given", a->layer);
+    if (a->adapter_index) {
+        molora_result r = molora__check_index(c);
+        if (r != MOLORA_RESULT_SUCCESS) return r;
+    }
     if (!molora__ws_layout(L, (size_t)T, c->apply ? (size_t)c->n_tasks : 1, &ws) ||
         !molora__mul((size_t)T, (size_t)L->d_in, &nx))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW,
@@ -2622,6 +2786,8 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     c->w = (float *)molora__carve(&cur, ws.w, sizeof(float));
     c->D = (float *)molora__carve(&cur, ws.d, sizeof(float));
     c->act = (int *)molora__carve(&cur, ws.act, sizeof(int));
+    c->gs = (int *)molora__carve(&cur, ws.grp, sizeof(int));
+    c->gl = c->gs + (T > n ? T : n) + 1;
     c->slices = cur; c->slice = ws.slice; c->h_bytes = ws.h_bytes;
     /* this caller's share of the output columns (ith of nth), then its routing input in slice 0 */
     molora__share(c, c->ith, c->nth);
@@ -2720,9 +2886,19 @@ MOLORA__PRIVATE molora_result molora__route_mole(molora__call *c)
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* w (T, n): the given weights, the MoLE output gate's, or the layer's gate rule's */
+/* w = one-hot rows: weight 1 on token t's adapter, none for -1 */
+MOLORA__PRIVATE void molora__route_index(molora__call *c)
+{
+    int t, n = c->n;
+    memset(c->w, 0, (size_t)c->T * n * sizeof(float));
+    for (t = 0; t < c->T; t++)
+        if (c->args->adapter_index[t] >= 0) c->w[(size_t)t * n + c->args->adapter_index[t]] = 1.0f;
+}
+
+/* w (T, n): the adapter index's, the given weights, the MoLE output gate's, or the layer's gate rule's */
 MOLORA__PRIVATE molora_result molora__route(molora__call *c)
 {
+    if (c->args->adapter_index) { molora__route_index(c); return MOLORA_RESULT_SUCCESS; }
     if (c->args->weights) { molora__route_fixed(c); return MOLORA_RESULT_SUCCESS; }
     if (c->L->routing == MOLORA_ROUTING_MOLE_OUTPUT) return molora__route_mole(c);
     return molora__route_gates(c);
@@ -2742,8 +2918,22 @@ MOLORA__PRIVATE void molora__report(const molora__call *c)
 
 /* The per-token path reads only the routed experts' rows for each token, the dense products
    every active expert's rows once for all tokens: per token wins when fewer than 1 in
-   MOLORA__SPARSE_RATIO of the (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say). */
+   MOLORA__SPARSE_RATIO of the (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say).
+   The grouped path's by-token order (tokens selecting more than 2 experts on average) costs more
+   per pair than its by-expert order, so it needs fewer: 1 in MOLORA__SPARSE_RATIO_BY_TOKEN. */
 #define MOLORA__SPARSE_RATIO 4
+#define MOLORA__SPARSE_RATIO_BY_TOKEN 6
+
+/* the tokens with some expert routed */
+MOLORA__PRIVATE size_t molora__routed_tokens(const molora__call *c)
+{
+    size_t routed = 0;
+    int t, i;
+    for (t = 0; t < c->T; t++)
+        for (i = 0; i < c->n; i++)
+            if (c->w[(size_t)t * c->n + i] != 0.0f) { routed++; break; }
+    return routed;
+}
 
 /* The path, chosen once after routing: by T (decode, small, gemm), or SPARSE when the experts
    will run per token; marks the experts some token routes to in c->act. */
@@ -2751,20 +2941,22 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
 {
     const molora__layer *L = c->L;
     molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
-    size_t pairs = 0, r_act = 0;
+    size_t pairs = 0, r_act = 0, e_pairs = 0;
     int t, i, full = c->args->output == MOLORA_OUTPUT_FULL;
     if (!c->apply) return MOLORA_PATH_NONE;   /* routing only */
     if (c->n == 0) return full ? by_t : MOLORA_PATH_NONE;
     if (c->O == 0) return by_t;   /* an ith/nth caller without columns reports the call's path */
-    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights) return by_t;
+    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index) return by_t;
     for (i = 0; i < c->n; i++) {
         c->act[i] = 0;
         for (t = 0; t < c->T; t++)
-            if (c->w[(size_t)t * c->n + i] != 0.0f) { c->act[i] = 1; pairs += (size_t)L->rank[i]; }
+            if (c->w[(size_t)t * c->n + i] != 0.0f) { c->act[i] = 1; pairs += (size_t)L->rank[i]; e_pairs++; }
         if (c->act[i]) r_act += (size_t)L->rank[i];
     }
     if (r_act == 0) return full ? by_t : MOLORA_PATH_NONE;   /* no expert routed: the frozen layer or nothing */
-    if (c->T > 1 && pairs * MOLORA__SPARSE_RATIO < (size_t)c->T * r_act) return MOLORA_PATH_SPARSE;
+    c->by_token = e_pairs > 2 * molora__routed_tokens(c);
+    if (c->T > 1 && pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act)
+        return MOLORA_PATH_SPARSE;
     return by_t;
 }
 
@@ -2799,28 +2991,127 @@ MOLORA__PRIVATE void molora__mole_mix(const molora__call *c)
         }
 }
 
-/* Experts per token: y_t += sum over the routed experts' rank rows of w_i s_i (a_q . x_t) b_q,
-   gathered 64 rows at a time */
-MOLORA__PRIVATE void molora__experts_gather(const molora__call *c)
+/* The grouped sparse path (grouped GEMM, Punica's SGMV): only the routed (token, expert) pairs
+   are computed, in the order that reads least, chosen by how many experts a token selects:
+   - by expert (up to 2 experts per token, e.g. adapter pools): each expert's tokens in blocks
+     of 16 against its rows of A, then of B^T, in registers (ntg, nng): the expert's rows are
+     read once per block, each row of X and Y once per expert of its token;
+   - by token (more, e.g. top-8 of 64): each token against its experts' rows (dots, axpys), K
+     and d_out in tiles so that the tile of every active expert's rows stays in L2 while the
+     tokens stream past it: each row of X and Y is read once, however many experts it selects. */
+
+/* the lists: by token, list t holds the experts token t routes to; by expert, list i holds the
+   tokens routed to expert i (counting sort of w's nonzero entries). Returns the pairs. */
+MOLORA__PRIVATE int molora__group_lists(const molora__call *c, int by_token)
+{
+    int t, i, p = 0, n = c->n;
+    if (by_token) {
+        for (t = 0; t < c->T; t++) {
+            c->gs[t] = p;
+            for (i = 0; i < n; i++)
+                if (c->w[(size_t)t * n + i] != 0.0f) c->gl[p++] = i;
+        }
+        c->gs[c->T] = p;
+        return p;
+    }
+    for (i = 0; i < n; i++) {
+        c->gs[i] = p;
+        if (c->act[i])
+            for (t = 0; t < c->T; t++)
+                if (c->w[(size_t)t * n + i] != 0.0f) c->gl[p++] = t;
+    }
+    c->gs[n] = p;
+    return p;
+}
+
+/* by expert: h = X_b A_i^T for a block b of 16 of expert i's tokens, h *= w s_i, Y_b += h B_i^T */
+MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
 {
     const molora__layer *L = c->L;
-    int t, i, j;
-    for (t = 0; t < c->T; t++) {
-        const float *x = c->in.X + (size_t)t * c->in.ldx, *arow[64], *brow[64];
-        float *y = c->Y + (size_t)t * L->d_out, cf[64];
-        int m = 0;
-        for (i = 0; i < c->n; i++) {
-            float coef = c->w[(size_t)t * c->n + i] * L->scaling[i];
-            if (coef == 0.0f) continue;
-            for (j = 0; j < L->rank[i]; j++) {
-                if (m == 64) { molora__gather(m, arow, brow, cf, x, L->d_in, y, c->O); m = 0; }
-                arow[m] = L->A + (size_t)(L->offset[i] + j) * L->d_in;
-                brow[m] = L->BT + (size_t)(L->offset[i] + j) * L->d_out + c->o0;
-                cf[m++] = coef;
+    const molora__kernels *kr = molora__get_kernels();
+    int i, p, j, q;
+    for (i = 0; i < c->n; i++)
+        for (p = c->gs[i]; p < c->gs[i + 1]; p += 16) {
+            const float *xp[16], *hc[16];
+            float *hp[16], *yp[16];
+            int tb = c->gs[i + 1] - p < 16 ? c->gs[i + 1] - p : 16, off = L->offset[i];
+            for (j = 0; j < tb; j++) {
+                int t = c->gl[p + j];
+                xp[j] = c->in.X + (size_t)t * c->in.ldx;
+                hp[j] = c->H + (size_t)t * L->r_total + off; hc[j] = hp[j];
+                yp[j] = c->Y + (size_t)t * L->d_out;
             }
+            kr->ntg(tb, L->rank[i], L->d_in, xp, L->A + (size_t)off * L->d_in, L->d_in, hp, 0);
+            for (j = 0; j < tb; j++) {
+                float coef = c->w[(size_t)c->gl[p + j] * c->n + i] * L->scaling[i];
+                for (q = 0; q < L->rank[i]; q++) hp[j][q] *= coef;
+            }
+            kr->nng(tb, c->O, L->rank[i], hc, L->BT + (size_t)off * L->d_out + c->o0, L->d_out, yp);
         }
-        if (m > 0) molora__gather(m, arow, brow, cf, x, L->d_in, y, c->O);
+}
+
+/* floats of the active experts' rows in one tile of the by-token order: a tile stays in L2 */
+#define MOLORA__GROUP_TILE ((size_t)1 << 16)
+MOLORA__PRIVATE int molora__group_tile(size_t rows, int K)
+{
+    size_t kc = (MOLORA__GROUP_TILE / (rows ? rows : 1)) & ~(size_t)15;
+    if (kc < 256) kc = 256;
+    return kc < (size_t)K ? (int)kc : K;
+}
+
+/* by token, token t on columns c0 .. c0 + cb - 1, its rows 64 at a time: shrink h (= or +=) A x,
+   or expand y += h B^T */
+MOLORA__PRIVATE void molora__token_rows(const molora__call *c, int t, int c0, int cb, int expand)
+{
+    const molora__layer *L = c->L;
+    const molora__kernels *kr = molora__get_kernels();
+    const float *rows[64], *x = c->in.X + (size_t)t * c->in.ldx + c0;
+    float part[64], *hq[64], *y = expand ? c->Y + (size_t)t * L->d_out + c0 : NULL;
+    int p, q, j, m = 0;
+    for (p = c->gs[t]; p <= c->gs[t + 1]; p++) {
+        int i = p < c->gs[t + 1] ? c->gl[p] : -1;
+        for (q = 0; q < (i >= 0 ? L->rank[i] : 1); q++) {
+            if (m == 64 || (i < 0 && m > 0)) {   /* flush: 64 rows gathered, or the token's last */
+                if (!expand) kr->dots(m, rows, x, cb, part);
+                for (j = 0; j < m; j++) {
+                    if (expand) part[j] = *hq[j];
+                    else *hq[j] = c0 > 0 ? *hq[j] + part[j] : part[j];
+                }
+                if (expand) kr->axpys(m, rows, part, y, cb);
+                m = 0;
+            }
+            if (i < 0) break;
+            hq[m] = c->H + (size_t)t * L->r_total + L->offset[i] + q;
+            rows[m++] = expand ? L->BT + (size_t)(L->offset[i] + q) * L->d_out + c->o0 + c0
+                               : L->A + (size_t)(L->offset[i] + q) * L->d_in + c0;
+        }
     }
+}
+
+MOLORA__PRIVATE void molora__grouped_by_token(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    size_t r_act = 0;
+    int i, t, p, q, k0, kc, nc;
+    for (i = 0; i < c->n; i++) r_act += c->act[i] ? (size_t)L->rank[i] : 0;
+    kc = molora__group_tile(r_act, L->d_in); nc = molora__group_tile(r_act, c->O);
+    for (k0 = 0; k0 < L->d_in; k0 += kc)
+        for (t = 0; t < c->T; t++) molora__token_rows(c, t, k0, L->d_in - k0 < kc ? L->d_in - k0 : kc, 0);
+    for (t = 0; t < c->T; t++)
+        for (p = c->gs[t]; p < c->gs[t + 1]; p++) {
+            float coef = c->w[(size_t)t * c->n + c->gl[p]] * L->scaling[c->gl[p]];
+            float *h = c->H + (size_t)t * L->r_total + L->offset[c->gl[p]];
+            for (q = 0; q < L->rank[c->gl[p]]; q++) h[q] *= coef;
+        }
+    for (k0 = 0; k0 < c->O; k0 += nc)
+        for (t = 0; t < c->T; t++) molora__token_rows(c, t, k0, c->O - k0 < nc ? c->O - k0 : nc, 1);
+}
+
+/* Experts grouped, in the order molora__choose_path picked from how many experts a token selects */
+MOLORA__PRIVATE void molora__experts_grouped(const molora__call *c)
+{
+    if (c->by_token) molora__grouped_by_token(c);
+    else molora__grouped_by_expert(c);
 }
 
 /* Experts dense, over each run i .. i1-1 of consecutive active experts:
@@ -2854,9 +3145,9 @@ MOLORA__PRIVATE void molora__apply(const molora__call *c)
     if (a->output == MOLORA_OUTPUT_FULL) molora__frozen(c);
     if (c->n == 0) return;
     /* MoLE output mix: Y += sum_i w_i D_i */
-    if (c->L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights) molora__mole_mix(c);
-    /* experts: Y += sum_i w_i s_i X A_i^T B_i^T, per token (sparse) or dense */
-    else if (c->path == MOLORA_PATH_SPARSE) molora__experts_gather(c);
+    if (c->L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights && !a->adapter_index) molora__mole_mix(c);
+    /* experts: Y += sum_i w_i s_i X A_i^T B_i^T, tokens grouped by expert (sparse) or dense */
+    else if (c->path == MOLORA_PATH_SPARSE) molora__experts_grouped(c);
     else molora__experts_dense(c);
 }
 
@@ -2894,8 +3185,8 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     r = molora__call_setup(c);
     if (r != MOLORA_RESULT_SUCCESS) return r;
     if (c->n > 0) {
-        /* gate logits G = X [Wg; wt]^T */
-        molora__gate_logits(c);
+        /* gate logits G = X [Wg; wt]^T (none with an adapter index: it replaces the router) */
+        if (!a->adapter_index) molora__gate_logits(c);
         /* route: the weights w (T, n) */
         r = molora__route(c);
         if (r != MOLORA_RESULT_SUCCESS) return r;
@@ -2906,6 +3197,8 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     c->path = molora__choose_path(c);
     /* nothing to compute: routing only, no columns for this caller, or DELTA with nothing routed */
     if (!c->apply || c->O == 0 || c->path == MOLORA_PATH_NONE) return MOLORA_RESULT_SUCCESS;
+    /* the grouped path's lists, once: the tasks read them */
+    if (c->path == MOLORA_PATH_SPARSE) molora__group_lists(c, c->by_token);
     if (a->parallel_for) a->parallel_for(a->parallel_user, c->n_tasks, molora__task, c);
     else molora__task(c, 0, 1);
     return MOLORA_RESULT_SUCCESS;

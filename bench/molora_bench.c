@@ -11,7 +11,10 @@
    of the 1-thread frozen layer (`baseline` names the winner). The pool's threads sleep while
    OpenBLAS runs; with t > 1 the t-thread sgemm is also timed before the pool exists, and the two
    must agree within noise (printed per case).
-   S6 adds topk:8 (its goal is top-8 of 64).
+   S6 adds topk:8 (its goal is top-8 of 64). S7 is an adapter pool (256 adapters of rank 16 in
+   one layer, every token on one adapter through adapter_index, the batch spread over min(16, T)
+   adapters, round robin): its rows are "pool" and "lora16", one rank-16 LoRA applied to every
+   token of the same batch, the denominator of its goal with the adapters' bytes / stream.
    --smoke: a seconds-long run of small shapes (16 MiB rotation), 1 and 2 threads (the pool as
    parallel_for), that checks molora against the naive loop and that every timing is finite and
    positive; it asserts no speed (make test runs it on busy machines).
@@ -38,7 +41,8 @@ char *openblas_get_config(void);
 
 typedef struct shape { const char *name; int d, n, r; } shape;
 static const shape SHAPES[] = {{"S1", 4096, 8, 8},  {"S2", 4096, 8, 16}, {"S3", 4096, 16, 16},
-                               {"S4", 2048, 8, 8},  {"S5", 768, 8, 8},   {"S6", 4096, 64, 1}};
+                               {"S4", 2048, 8, 8},  {"S5", 768, 8, 8},   {"S6", 4096, 64, 1},
+                               {"S7", 4096, 256, 16}};
 static double g_rot_bytes;   /* the rotation: rotation_bytes() */
 #define MAXR 8
 
@@ -355,7 +359,8 @@ static void uptime_line(char *out, size_t size)   /* `uptime`, or /proc/loadavg 
 }
 
 /* ---- one shape's weights, rotated through copies ----------------------------------------- */
-typedef struct routing { char name[16]; molora_routing rule; int k; float threshold; } routing;
+/* kind: 0 a routing rule; S7's 1 the pool (adapter_index), 2 one rank-16 LoRA on every token */
+typedef struct routing { char name[16]; molora_routing rule; int k; float threshold; int kind; } routing;
 typedef struct bench {
     shape s;
     int copies, n_rt;
@@ -397,7 +402,7 @@ static void bench_build(bench *b, const shape *s, const routing *rt, int n_rt)
         }
         for (l = 0; l < n_rt; l++) {
             molora_layer_desc *L = &ld[c * n_rt + l];
-            L->d_in = s->d; L->d_out = s->d; L->n_experts = s->n; L->experts = &ex[c * s->n];
+            L->d_in = s->d; L->d_out = s->d; L->n_experts = rt[l].kind == 2 ? 1 : s->n; L->experts = &ex[c * s->n];
             L->W0 = b->W0[c]; L->routing = rt[l].rule; L->top_k = rt[l].k; L->threshold = rt[l].threshold;
             L->gate_weight = b->Wg[c]; L->threshold_weight = b->wt[c];
         }
@@ -442,6 +447,7 @@ static void naive(const bench *b, int c, const float *X, float *Y, const float *
         cblas_sgemv(CblasRowMajor, CblasNoTrans, d, d, 1.0f, b->W0[c], d, x, 1, 0.0f, y, 1);
         for (i = 0; i < b->s.n; i++) {
             const float *A = b->A[c] + (size_t)i * r * d, *B = b->B[c] + (size_t)i * r * d;
+            if (b->rt[0].kind == 1 && w[(size_t)t * b->s.n + i] == 0.0f) continue;   /* S7: one adapter per token */
             cblas_sgemv(CblasRowMajor, CblasNoTrans, r, d, 1.0f, A, d, x, 1, 0.0f, h, 1);
             cblas_sgemv(CblasRowMajor, CblasNoTrans, d, r, w[(size_t)t * b->s.n + i] * s, B, r, h, 1, 1.0f, y, 1);
         }
@@ -476,7 +482,7 @@ static int parse_options(int argc, char **argv, options *o)   /* 0, the exit sta
 {
     int i, quickstart = 0;
     memset(o, 0, sizeof *o);
-    o->shapes = "S1,S2,S3,S4,S5,S6"; o->routings = "dense,adamole,topk:2";
+    o->shapes = "S1,S2,S3,S4,S5,S6,S7"; o->routings = "dense,adamole,topk:2";
     o->n_tok = parse_list("1,8,64,512", o->tokens, 16); o->n_thr = parse_list("1,2", o->threads, 8);
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shapes") && i + 1 < argc) o->shapes = argv[++i];
@@ -515,6 +521,12 @@ static int parse_options(int argc, char **argv, options *o)   /* 0, the exit sta
 static int parse_routings(const char *p, const shape *s, routing *rt)
 {
     int n_rt = 0, l;
+    if (!strcmp(s->name, "S7")) {   /* the pool and its reference, whatever the routings asked */
+        memset(rt, 0, 2 * sizeof *rt);
+        strcpy(rt[0].name, "pool"); rt[0].rule = MOLORA_ROUTING_FIXED; rt[0].kind = 1;
+        strcpy(rt[1].name, "lora16"); rt[1].rule = MOLORA_ROUTING_FIXED; rt[1].kind = 2;
+        return 2;
+    }
     while (*p && n_rt < MAXR - 1) {
         routing *r = &rt[n_rt];
         int len = 0;
@@ -545,7 +557,7 @@ static int parse_routings(const char *p, const shape *s, routing *rt)
 typedef struct run {   /* the buffers and timings of one case */
     int T, nth, reps;
     float *X, *Y, *Y2, *Wt, *h;
-    int32_t counts[64];
+    int32_t counts[256], *idx;   /* idx: S7's adapter per token */
     void *ws;   /* one workspace, a slice per task */
     size_t ws_size;
     double gemm[64], gemv[64], split_gemm[64], split_gemv[64], alone[64];
@@ -598,6 +610,9 @@ static int time_frozen(const bench *b, run *u, pool *pl, int c, int rep)
     return c;
 }
 
+static const float g_one = 1.0f;   /* S7's lora16: the weight of its one expert */
+static int pool_used(int T) { return T < 16 ? T : 16; }   /* S7: the adapters a batch of T tokens uses */
+
 /* one round of molora: each routing in full, delta and gate (route only) modes, one call on the
    main thread split into t tasks over the spinning pool (its parallel_for) with OpenBLAS at one
    thread; the gate mode routes on the main thread alone. Returns the next copy. */
@@ -615,6 +630,8 @@ static int time_molora(const bench *b, run *u, pool *pl, int c, int rep)
             a.output = mode == 1 ? MOLORA_OUTPUT_DELTA : MOLORA_OUTPUT_FULL;
             a.workspace = u->ws; a.workspace_size = u->ws_size;
             if (nth > 1) { a.parallel_for = pool_parallel_for; a.parallel_user = pl; a.n_tasks = nth; }
+            if (b->rt[l].kind == 1) a.adapter_index = u->idx;
+            if (b->rt[l].kind == 2) a.weights = &g_one;
             a.weights_out = u->Wt; a.counts_out = u->counts;
             if (mode == 0) a.path_out = &u->path[l];
             t0 = now_ms();
@@ -624,7 +641,7 @@ static int time_molora(const bench *b, run *u, pool *pl, int c, int rep)
             if (rep >= 0) (mode == 0 ? u->full : mode == 1 ? u->delta : u->gate)[l][rep] = t0;
             if (mode == 0) {
                 int e, tot = 0;
-                for (e = 0; e < b->s.n; e++) tot += u->counts[e];
+                for (e = 0; e < (b->rt[l].kind == 2 ? 1 : b->s.n); e++) tot += u->counts[e];
                 u->active[l] = (double)tot / u->T;
             }
             c = (c + 1) % b->copies;
@@ -659,7 +676,11 @@ static int time_naive(const bench *b, run *u, int smoke)
     memset(&a, 0, sizeof a);
     a.layer = 0; a.n_tokens = u->T; a.x = u->X; a.y = u->Y2; a.workspace = u->ws; a.workspace_size = u->ws_size;
     a.weights_out = u->Wt;
-    molora_forward(b->m, &a);   /* layer 0 = copy 0, first routing: Y2 = molora */
+    if (b->rt[0].kind == 1) a.adapter_index = u->idx;
+    if (molora_forward(b->m, &a) != MOLORA_RESULT_SUCCESS) {   /* layer 0 = copy 0, first routing: Y2 = molora */
+        fprintf(stderr, "molora_bench: %s T=%d: molora_forward failed\n", b->s.name, u->T);
+        return 1;
+    }
     for (rep = 0; rep < nr; rep++) {
         double t0 = now_ms();
         naive(b, 0, u->X, u->Y, u->Wt, u->T, u->h);
@@ -708,7 +729,7 @@ static void json_num(char *out, size_t size, double v)   /* a number, or null wh
 }
 
 static void json_record(FILE *json, const bench *b, const run *u, int l, const baselines *bs, const context *cx,
-                        double mm, double dm, double gm, double mgbps, int first)
+                        double mm, double dm, double gm, double mgbps, int first, const char *extra)
 {
     const shape *s = &b->s;
     char sgemv[32], mg[32], sg[32], sv[32], al[32], sp[32];
@@ -723,12 +744,12 @@ static void json_record(FILE *json, const bench *b, const run *u, int l, const b
             "\"molora_gbps\": %s, \"baseline\": \"%s\", \"frozen_openblas_ms\": %.6f, \"frozen_split_ms\": %s, "
             "\"frozen_split_sgemm_ms\": %s, \"frozen_split_sgemv_ms\": %s, \"frozen_sgemm_standalone_ms\": %s, "
             "\"baseline_check\": \"%s\", \"stream_kernel_gbps\": %.3f, \"stream_sgemv_gbps\": %.3f, "
-            "\"rotation_mib\": %.1f, \"llc_mib\": %.1f, \"reps\": %d, \"uptime\": \"%s\"}",
+            "\"rotation_mib\": %.1f, \"llc_mib\": %.1f, \"reps\": %d, \"uptime\": \"%s\"%s}",
             first ? "" : ",\n", s->name, s->d, s->n, s->r, u->T, u->nth, b->rt[l].name, path_name(u->path[l]),
             bs->frozen, mm, dm, gm, u->naive_ms, mm / bs->frozen, u->naive_ms / mm, u->active[l], cx->stream,
             1.0 + 2.0 * s->n * s->r / s->d, bs->gemm, sgemv, mg, bs->name, bs->openblas, sp, sg, sv, al,
             u->nth < 2 ? "n/a" : bs->noise ? "noise" : "differs", cx->stream_kernel, cx->stream_sgemv, cx->rot_mib,
-            cx->llc_mib, u->reps, cx->uptime);
+            cx->llc_mib, u->reps, cx->uptime, extra);
 }
 
 /* the case's baselines on one line: the check of the t-thread sgemm against it alone */
@@ -746,6 +767,20 @@ static void print_baselines(const bench *b, const run *u, const baselines *bs)
     printf("; frozen_ms = %s\n", bs->name);
 }
 
+/* S7's goal: the pool's delta against max(one rank-16 LoRA on every token, the used adapters'
+   bytes / the stream rate), printed and added to its JSON records */
+static void pool_goal(const bench *b, run *u, const context *cx, char *extra, size_t size)
+{
+    double pool = median(u->delta[0], u->reps), lora = median(u->delta[1], u->reps);
+    double bytes = (double)pool_used(u->T) * b->s.r * b->s.d * 2.0 * sizeof(float);
+    double stream_ms = bytes / (cx->stream * 1e6), denom = fmax(lora, stream_ms);
+    printf("    S7 T=%d thr=%d: pool delta_ms %.3f; one rank-16 LoRA on every token %.3f ms; %d adapters used, "
+           "%.1f MiB / %.1f GB/s = %.3f ms; goal delta <= 1.5 x %.3f = %.3f ms: %.2f x\n", u->T, u->nth, pool, lora,
+           pool_used(u->T), bytes / 1048576, cx->stream, stream_ms, denom, 1.5 * denom, pool / denom);
+    snprintf(extra, size, ", \"pool_lora_delta_ms\": %.6f, \"pool_adapter_bytes\": %.0f, \"pool_stream_ms\": %.6f, "
+             "\"pool_denominator_ms\": %.6f", lora, bytes, stream_ms, denom);
+}
+
 /* one row per routing (and a JSON record); the medians of the rounds. Returns the failures. */
 static int report(const bench *b, run *u, const context *cx, int smoke, FILE *json, int *first_rec)
 {
@@ -753,7 +788,9 @@ static int report(const bench *b, run *u, const context *cx, int smoke, FILE *js
     int T = u->T, d = s->d, l, fails = 0;
     double floor = 1.0 + 2.0 * s->n * s->r / d;
     baselines bs;
+    char extra[256] = "";
     baselines_of(u, &bs);
+    if (b->rt[0].kind == 1) pool_goal(b, u, cx, extra, sizeof extra);
     for (l = 0; l < b->n_rt; l++) {
         double mm = median(u->full[l], u->reps), dm = median(u->delta[l], u->reps), gm = median(u->gate[l], u->reps);
         double bytes = 4.0 * ((double)d * d + (s->n + 1.0) * d + u->active[l] * s->r * 2.0 * d);
@@ -766,7 +803,7 @@ static int report(const bench *b, run *u, const context *cx, int smoke, FILE *js
             fprintf(stderr, "molora_bench: smoke: ratio %g is not a time\n", ratio);
             fails++;
         }
-        if (json) { json_record(json, b, u, l, &bs, cx, mm, dm, gm, mgbps, *first_rec); *first_rec = 0; }
+        if (json) { json_record(json, b, u, l, &bs, cx, mm, dm, gm, mgbps, *first_rec, extra); *first_rec = 0; }
     }
     print_baselines(b, u, &bs);
     fflush(stdout);
@@ -777,7 +814,7 @@ static int report(const bench *b, run *u, const context *cx, int smoke, FILE *js
 static int run_case(const bench *b, const options *o, int T, int nth, const context *cx, FILE *json, int *first_rec)
 {
     run *u = (run *)calloc(1, sizeof *u);
-    int fails;
+    int k, fails;
     size_t d = (size_t)b->s.d;
     double work = 2.0 * T * d * d;   /* frozen flops, to size the repetitions */
     if (!u) { fprintf(stderr, "molora_bench: out of memory\n"); exit(1); }
@@ -788,13 +825,15 @@ static int run_case(const bench *b, const options *o, int T, int nth, const cont
     u->X = rnd_vec((size_t)T * d, 1.0f);
     u->Y = (float *)malloc((size_t)T * d * 4); u->Y2 = (float *)malloc((size_t)T * d * 4);
     u->Wt = (float *)malloc((size_t)T * b->s.n * 4); u->h = (float *)malloc((size_t)b->s.r * 4);
+    u->idx = (int32_t *)malloc((size_t)T * sizeof(int32_t));
+    for (k = 0; k < T; k++) u->idx[k] = (k % pool_used(T)) * (b->s.n / 16);   /* round robin over the used */
     molora_workspace_size_tasks(b->m, T, nth, &u->ws_size);   /* one slice per task of the pool */
     u->ws = malloc(u->ws_size);
     time_rounds(b, u);
     fails = time_naive(b, u, o->smoke);
     fails += report(b, u, cx, o->smoke, json, first_rec);
     free(u->ws);
-    free(u->X); free(u->Y); free(u->Y2); free(u->Wt); free(u->h); free(u);
+    free(u->X); free(u->Y); free(u->Y2); free(u->Wt); free(u->h); free(u->idx); free(u);
     return fails;
 }
 

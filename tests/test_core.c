@@ -24,7 +24,7 @@ void *__wrap_calloc(size_t n, size_t m) { g_allocs++; return __real_calloc(n, m)
 void *__wrap_realloc(void *p, size_t n) { g_allocs++; return __real_realloc(p, n); }
 
 /* ---- the test layer: one set of random arrays, seen by the reference and by molora -------- */
-#define MAXN 64
+#define MAXN 256   /* the adapter-pool test: 256 experts */
 typedef struct fix {
     int d_in, d_out, n, routing, top_k, tau_max_set;
     int rank[MAXN];
@@ -289,6 +289,7 @@ typedef struct call {
     int noskip, exact_w;            /* compare tokens at a tie too; weights equal to the reference */
     int path;                       /* expected path_out, or -1                                   */
     double floor;                   /* least output scale for the relative error (0: 1e-3)        */
+    const int32_t *index;           /* adapter_index (T), or NULL; the reference takes it one-hot  */
 } call;
 static long g_skipped;
 
@@ -305,21 +306,28 @@ static void check_call(const fix *f, const molora_model *m, const call *c, err *
     double *margin = malloc(sizeof(double) * ((size_t)T + 1));
     molora_path path;
     molora_forward_args a;
+    float *fixed_hot = NULL;
     memcpy(Yin, Y, sizeof(float) * ny);
     memset(&a, 0, sizeof a);
     a.layer = 0; a.n_tokens = T; a.x = X; a.y = Y;
     a.output = c->full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
     a.expert_mask = c->mask; a.mask_per_token = c->mask_pt;
     a.weights = c->fixed; a.weights_per_token = c->fixed_pt;
-    a.weights_out = Wm; a.counts_out = counts;
+    a.weights_out = Wm; a.counts_out = counts; a.adapter_index = c->index;
     a.workspace = ws; a.workspace_size = wsz; a.path_out = &path;
+    if (c->index) {   /* the reference: weight 1 on the token's adapter, none for -1 */
+        float *hot = calloc(nw + 1, sizeof *hot);
+        for (t = 0; t < T; t++) if (c->index[t] >= 0) hot[(size_t)t * n + c->index[t]] = 1.0f;
+        fixed_hot = hot;
+    }
     for (k = 0; k < nth; k++) {
         a.ith = k; a.nth = nth > 1 ? nth : 0;
         assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
         if (c->path >= 0 && (int)path != c->path)
             fail_msg("T = %d, caller %d of %d: path %d, expected %d", T, k, nth, (int)path, c->path);
     }
-    ref_forward(f, T, X, c->mask, c->mask_pt, c->fixed, c->fixed_pt, c->full, Yin, Yr, Wr, margin);
+    ref_forward(f, T, X, c->mask, c->mask_pt, fixed_hot ? fixed_hot : c->fixed, fixed_hot ? 1 : c->fixed_pt, c->full,
+                Yin, Yr, Wr, margin);
     for (i = 0; i < n; i++) {
         int cnt = 0;
         for (t = 0; t < T; t++) cnt += Wm[(size_t)t * n + i] != 0.0f;
@@ -341,7 +349,7 @@ static void check_call(const fix *f, const molora_model *m, const call *c, err *
     ws_free(ws, wsz);
     buf_free(Y, ny * sizeof(float), "y"); buf_free(Wm, nw * sizeof(float), "weights_out");
     buf_free(counts, (size_t)n * sizeof(int32_t), "counts_out");
-    free(Xr); free(Yin); free(Yr); free(Wr); free(margin);
+    free(Xr); free(Yin); free(Yr); free(Wr); free(margin); free(fixed_hot);
 }
 
 /* One grid run: masks none / batch / per token (allocated to their exact size), fixed weights
@@ -2432,6 +2440,322 @@ static void test_arrow_exact_prototypes(void **s)
     arw_free(&z);
 }
 
+/* ---- the grouped sparse path and adapter pools ---------------------------------------------- */
+/* the path molora's rule picks for per-token weights w (T, n): grouped when fewer than 1 in 4 of
+   the (token, active rank) pairs are routed, 1 in 6 when the routed tokens select more than 2
+   experts on average (test_bound_sparse_switch checks the first switch itself) */
+static int expected_path(const fix *f, int T, const float *w)
+{
+    size_t pairs = 0, r_act = 0, e_pairs = 0, routed = 0;
+    int t, i;
+    for (i = 0; i < f->n; i++) {
+        int act = 0;
+        for (t = 0; t < T; t++)
+            if (w[(size_t)t * f->n + i] != 0.0f) { act = 1; pairs += (size_t)f->rank[i]; e_pairs++; }
+        r_act += act ? (size_t)f->rank[i] : 0;
+    }
+    for (t = 0; t < T; t++)
+        for (i = 0; i < f->n; i++)
+            if (w[(size_t)t * f->n + i] != 0.0f) { routed++; break; }
+    if (T > 1 && r_act > 0 && pairs * (e_pairs > 2 * routed ? 6 : 4) < (size_t)T * r_act) return MOLORA_PATH_SPARSE;
+    return path_of(T);
+}
+
+/* per-token weights: k experts per token (every 7th token none; expert `idle` never), or with
+   one >= 0 every token on expert `one` and token 0 on k more */
+static float *sparse_rows(int T, int n, int k, int idle, int one)
+{
+    float *w = calloc((size_t)T * n + 1, sizeof *w);
+    int t, j;
+    for (t = 0; t < T; t++) {
+        float *wt = w + (size_t)t * n;
+        if (one >= 0) {
+            wt[one] = 0.6f + 0.1f * (float)(t % 3);
+            for (j = 0; t == 0 && j < k; j++) wt[(one + 1 + j) % n] = 0.3f;
+            continue;
+        }
+        if (t % 7 == 6) continue;
+        for (j = 0; j < k; j++) {
+            int i = (t * 5 + j * 11) % n;
+            if (i == idle) i = (i + 1) % n;
+            wt[i] += 0.2f + 0.05f * (float)j;
+        }
+    }
+    return w;
+}
+
+static void test_grouped_path(void **s)
+{   /* 40 experts, ranks above every blocking size (3 rows, 8 / 16 tokens and rows, 64-row flush),
+       d_in and d_out above the 256-float tile of the by-token order and not multiples of 16:
+       1, 2 (by expert), 3 and 5 (by token) experts per token, one expert idle, all tokens on one
+       expert, split over 3 callers; T at the batch-size boundaries */
+    static const int Ts[] = {2, 15, 16, 17, 64, 200}, ks[] = {1, 2, 3, 5}, rk[] = {1, 3, 17, 33, 65, 2, 8, 16};
+    int ranks[MAXN], i, ti, ki, grouped = 0, calls = 0;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    fix f;
+    molora_model *m;
+    (void)s;
+    for (i = 0; i < 40; i++) ranks[i] = rk[i % 8];
+    fix_make(&f, 300, 530, 40, ranks, MOLORA_ROUTING_FIXED);
+    m = fix_model(&f);
+    for (ti = 0; ti < 6; ti++)
+        for (ki = 0; ki < 5; ki++) {
+            int T = Ts[ti];
+            float *w = ki < 4 ? sparse_rows(T, 40, ks[ki], 7, -1) : sparse_rows(T, 40, 5, -1, 4);
+            call c;
+            memset(&c, 0, sizeof c);
+            c.T = T; c.full = (ti + ki) & 1; c.fixed = w; c.fixed_pt = 1; c.nth = ki == 2 ? 3 : 1;
+            c.path = expected_path(&f, T, w);
+            grouped += c.path == MOLORA_PATH_SPARSE; calls++;
+            check_call(&f, m, &c, &ew, &ey);
+            free(w);
+        }
+    molora_model_free(m); fix_free(&f);
+    print_message("  grouped path: %d of %d calls grouped | output: max rel %.2e over %ld\n", grouped, calls, ey.rel,
+                  ey.n);
+    assert_true(grouped >= 20);
+    CHECK_ERR(ey, 2e-5, "layer output, grouped path");
+}
+
+static void test_bound_by_token_switch(void **s)
+{   /* 3 experts per token (the by-token order): grouped when pairs * 6 < T * r_act. 19 experts of
+       rank 2, token t on t, t + 1, t + 2 (mod u): u = 18 active is equality (dense), u = 19 grouped */
+    int ranks[MAXN], i, u, t, full;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    fix f;
+    molora_model *m;
+    (void)s;
+    for (i = 0; i < 19; i++) ranks[i] = 2;
+    fix_make(&f, 290, 270, 19, ranks, MOLORA_ROUTING_FIXED);
+    m = fix_model(&f);
+    for (u = 18; u <= 19; u++)
+        for (full = 0; full < 2; full++) {
+            int T = 38;
+            float *w = calloc((size_t)T * 19, sizeof *w);
+            call c;
+            for (t = 0; t < T; t++)
+                for (i = 0; i < 3; i++) w[(size_t)t * 19 + (t + i) % u] = 0.3f + 0.1f * (float)i;
+            memset(&c, 0, sizeof c);
+            c.T = T; c.full = full; c.fixed = w; c.fixed_pt = 1;
+            c.path = u == 18 ? MOLORA_PATH_GEMM : MOLORA_PATH_SPARSE;
+            assert_int_equal(expected_path(&f, T, w), c.path);
+            check_call(&f, m, &c, &ew, &ey);
+            free(w);
+        }
+    molora_model_free(m); fix_free(&f);
+    CHECK_ERR(ey, 2e-5, "layer output at the by-token switch");
+}
+
+static void test_grouped_routing_rules(void **s)
+{   /* the gates' own rules on 40 experts: top-8, threshold, AdaMoLE, and MoLE's output gate with
+       fixed sparse weights; T at the boundaries, masks none / batch / per token */
+    static const int rules[] = {MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD, MOLORA_ROUTING_ADAMOLE,
+                                MOLORA_ROUTING_MOLE_OUTPUT};
+    static const int Ts[] = {2, 15, 16, 17, 64, 200};
+    int ranks[MAXN], r, ti, i;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (i = 0; i < 40; i++) ranks[i] = 1 + (i % 5 == 2) * 16 + (i % 9 == 4) * 2;
+    for (r = 0; r < 4; r++) {
+        fix f;
+        molora_model *m;
+        fix_make(&f, 270, 260, 40, ranks, rules[r]);
+        f.top_k = 8; f.threshold = 0.03f; f.tau_max_set = 1; f.tau_max = 0.03f;
+        m = fix_model(&f);
+        for (ti = 0; ti < 6; ti++) {
+            if (rules[r] == MOLORA_ROUTING_MOLE_OUTPUT) {
+                float *w = sparse_rows(Ts[ti], 40, 3, 0, -1);
+                call c;
+                memset(&c, 0, sizeof c);
+                c.T = Ts[ti]; c.full = ti & 1; c.fixed = w; c.fixed_pt = 1; c.path = expected_path(&f, Ts[ti], w);
+                check_call(&f, m, &c, &ew, &ey);
+                free(w);
+            } else {
+                run_opts o;
+                o.T = Ts[ti]; o.mask_mode = ti % 3; o.fixed_mode = 0; o.full = ti & 1;
+                run_one(&f, m, o, &ew, &ey);
+            }
+        }
+        molora_model_free(m); fix_free(&f);
+    }
+    print_message("  rules on the grouped path  weights: max abs err %.2e | output: max rel %.2e over %ld\n", ew.abs,
+                  ey.rel, ey.n);
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+}
+
+/* the pool's index patterns: 0 spread over min(16, T) adapters with -1 and N - 1 among them,
+   1 every token on adapter N - 1, 2 every token -1 */
+static int32_t *pool_index(int T, int n, int pattern)
+{
+    int32_t *idx = malloc(sizeof(int32_t) * ((size_t)T + 1));
+    int t, used = T < 16 ? T : 16;
+    for (t = 0; t < T; t++) {
+        if (pattern == 1) idx[t] = n - 1;
+        else if (pattern == 2) idx[t] = -1;
+        else idx[t] = t % 9 == 8 ? -1 : t % used == 0 ? n - 1 : (int32_t)((t % used) * 37 % n);
+    }
+    return idx;
+}
+
+static void test_adapter_pool(void **s)
+{   /* 256 adapters of rank 16 (one of rank 1, one of 17), one adapter per token through
+       adapter_index; every routing rule of the layer is replaced; T = 1 reads one adapter */
+    static const int Ts[] = {1, 2, 16, 17, 64, 200};
+    static const int rules[] = {MOLORA_ROUTING_FIXED, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_MOLE_OUTPUT};
+    int ranks[MAXN], i, ti, pat, r;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (i = 0; i < 256; i++) ranks[i] = i == 0 ? 1 : i == 255 ? 17 : 16;
+    for (r = 0; r < 3; r++) {
+        fix f;
+        molora_model *m;
+        fix_make(&f, 40, 33, 256, ranks, rules[r]);
+        m = fix_model(&f);
+        for (ti = 0; ti < 6; ti++)
+            for (pat = 0; pat < 3; pat++) {
+                int T = Ts[ti];
+                int32_t *idx = pool_index(T, 256, pat);
+                float *hot = calloc((size_t)T * 256, sizeof *hot);
+                call c;
+                int t;
+                for (t = 0; t < T; t++) if (idx[t] >= 0) hot[(size_t)t * 256 + idx[t]] = 1.0f;
+                memset(&c, 0, sizeof c);
+                c.T = T; c.full = (ti + pat + r) & 1; c.index = idx; c.exact_w = 1; c.nth = ti == 3 ? 2 : 1;
+                c.path = pat == 2 && !c.full ? MOLORA_PATH_NONE : expected_path(&f, T, hot);
+                if (pat == 0 && T >= 16) assert_int_equal(c.path, MOLORA_PATH_SPARSE);
+                check_call(&f, m, &c, &ew, &ey);
+                free(idx); free(hot);
+            }
+        molora_model_free(m); fix_free(&f);
+    }
+    print_message("  pool of 256  weights: max abs err %.2e | output: max rel %.2e over %ld\n", ew.abs, ey.rel, ey.n);
+    CHECK_ERR(ey, 2e-5, "layer output, adapter pool");
+}
+
+static char g_last_log[512];
+static void keep_log(void *user, molora_result r, const char *msg)
+{
+    (void)user; (void)r;
+    snprintf(g_last_log, sizeof g_last_log, "%s", msg);
+}
+
+static void test_adapter_index_errors(void **s)
+{   /* refused before Y is touched, each at its code, the log naming the token or the clash */
+    static const int32_t bad[][3] = {{0, 4, 1}, {0, -2, 1}, {0, 1, INT32_MAX}, {INT32_MIN, 0, 0}};
+    static const int bad_t[] = {1, 1, 2, 0};
+    int ranks[MAXN] = {4, 4, 4, 4}, k;
+    fix f;
+    molora_expert_desc ex[MAXN];
+    molora_layer_desc ld;
+    molora_model_desc md;
+    molora_model *m = NULL;
+    molora_forward_args a, good;
+    float X[3 * 20], Y[3 * 10], Ysave[3 * 10], Wout[3 * 4], fw[4] = {1, 0, 0, 0};
+    int32_t idx[3] = {3, -1, 0};
+    uint8_t mask[4] = {1, 1, 1, 1};
+    size_t wsz;
+    void *ws;
+    char want[64];
+    (void)s;
+    fix_make(&f, 20, 10, 4, ranks, MOLORA_ROUTING_FIXED);
+    fix_desc(&f, ex, &ld);
+    memset(&md, 0, sizeof md);
+    md.n_layers = 1; md.layers = &ld; md.log = keep_log;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+    ws = ws_for(m, 3, &wsz);
+    for (k = 0; k < 60; k++) X[k] = (float)rnd();
+    for (k = 0; k < 30; k++) Ysave[k] = Y[k] = (float)rnd();
+    memset(&good, 0, sizeof good);
+    good.n_tokens = 3; good.x = X; good.y = Y; good.workspace = ws; good.workspace_size = wsz;
+    good.adapter_index = idx; good.weights_out = Wout;
+    a = good;   /* FIXED routing needs no weights with an index; molora_route fills the one-hot rows */
+    assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
+    assert_true(Wout[3] == 1.0f && Wout[4 + 0] == 0.0f && Wout[4 + 3] == 0.0f && Wout[8] == 1.0f);
+    for (k = 0; k < 4; k++) {
+        a = good; a.adapter_index = bad[k];
+        assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+        snprintf(want, sizeof want, "adapter_index[%d] = %ld", bad_t[k], (long)bad[k][bad_t[k]]);
+        if (!strstr(g_last_log, want)) fail_msg("log '%s' does not name '%s'", g_last_log, want);
+        assert_memory_equal(Y, Ysave, sizeof Y);
+    }
+    a = good; a.weights = fw;
+    assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_non_null(strstr(g_last_log, "weights"));
+    a = good; a.expert_mask = mask;
+    assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_non_null(strstr(g_last_log, "expert_mask"));
+    assert_memory_equal(Y, Ysave, sizeof Y);
+    a = good; a.n_tokens = 0; a.adapter_index = bad[0];   /* T = 0 reads no index */
+    assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+    ws_free(ws, wsz); molora_model_free(m); fix_free(&f);
+    {   /* a layer without experts takes -1 only */
+        int32_t none[2] = {-1, -1}, zero[2] = {-1, 0};
+        fix z;
+        molora_model *m0;
+        float X0[2 * 5], Y0[2 * 6];
+        void *w0;
+        fix_make(&z, 5, 6, 0, ranks, MOLORA_ROUTING_DENSE);
+        m0 = fix_model(&z);
+        w0 = ws_for(m0, 2, &wsz);
+        memset(X0, 0, sizeof X0);
+        memset(&a, 0, sizeof a);
+        a.n_tokens = 2; a.x = X0; a.y = Y0; a.workspace = w0; a.workspace_size = wsz; a.adapter_index = none;
+        assert_int_equal(molora_forward(m0, &a), MOLORA_RESULT_SUCCESS);
+        a.adapter_index = zero;
+        assert_int_equal(molora_forward(m0, &a), MOLORA_RESULT_INVALID_ARGUMENT);
+        ws_free(w0, wsz); molora_model_free(m0); fix_free(&z);
+    }
+}
+
+static void test_adapter_pool_no_allocations(void **s)
+{   /* the pool's forward allocates nothing, at every T and pattern */
+    int ranks[MAXN], i, T, pat;
+    long before;
+    fix f;
+    molora_model *m;
+    float *X, *Y;
+    size_t wsz;
+    void *ws;
+    molora_forward_args a;
+    (void)s;
+    for (i = 0; i < 256; i++) ranks[i] = 16;
+    fix_make(&f, 24, 20, 256, ranks, MOLORA_ROUTING_FIXED);
+    m = fix_model(&f);
+    X = rnd_vec(64 * 24, 1); Y = malloc(sizeof(float) * 64 * 20);
+    ws = ws_for(m, 64, &wsz);
+    for (T = 1; T <= 64; T += 9)
+        for (pat = 0; pat < 3; pat++) {
+            int32_t *idx = pool_index(T, 256, pat);
+            memset(&a, 0, sizeof a);
+            a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz; a.adapter_index = idx;
+            before = g_allocs;
+            assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+            assert_int_equal(g_allocs - before, 0);
+            free(idx);
+        }
+    free(X); free(Y); ws_free(ws, wsz); molora_model_free(m); fix_free(&f);
+}
+
+static void test_grouped_kernels_match_twins(void **state)
+{   /* the grouped path's ntg and nng (rows through pointers) against their twins, as above */
+    static const int Ns[] = {1, 2, 3, 4, 16, 17, 67}, Ks[] = {1, 3, 8, 15, 16, 17, 33, 64, 257};
+    int kernel, T, ni, ki, acc, ran[2] = {0, 0};
+    (void)state;
+    for (kernel = 5; kernel < 7; kernel++)
+        for (T = 1; T <= 16; T++)
+            for (ni = 0; ni < 7; ni++)
+                for (ki = 0; ki < 9; ki++)
+                    for (acc = 0; acc < 2; acc++) {
+                        double e = molora__kernel_check(kernel, T, Ns[ni], Ks[ki], (ki + ni) % 16, acc);
+                        if (e == -1.0) continue;
+                        if (!(e >= 0.0) || e > (2.0 * Ks[ki] + 4.0) * FLT_EPSILON)
+                            fail_msg("kernel %d T %d N %d K %d acc %d: error %g", kernel, T, Ns[ni], Ks[ki], acc, e);
+                        ran[kernel - 5]++;
+                    }
+    print_message("grouped kernel checks run: ntg %d, nng %d\n", ran[0], ran[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2489,6 +2813,13 @@ int main(void)
         cmocka_unit_test(test_arrow_ties),
         cmocka_unit_test(test_eigen_known_spectra),
         cmocka_unit_test(test_arrow_exact_prototypes),
+        cmocka_unit_test(test_grouped_path),
+        cmocka_unit_test(test_bound_by_token_switch),
+        cmocka_unit_test(test_grouped_routing_rules),
+        cmocka_unit_test(test_adapter_pool),
+        cmocka_unit_test(test_adapter_index_errors),
+        cmocka_unit_test(test_adapter_pool_no_allocations),
+        cmocka_unit_test(test_grouped_kernels_match_twins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
