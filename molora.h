@@ -396,7 +396,7 @@ typedef enum molora_path {
 
 /* A caller's parallel-for (see THREAD SAFETY in the doc block): run task(ctx, ith, n_tasks)
    once for every ith in 0..n_tasks-1, on any threads, and return when all have returned. */
-typedef void (*molora_task_fn)(void *ctx, int ith, int nth);
+typedef void (*molora_task_fn)(void *ctx, int ith, int n_tasks);
 typedef void (*molora_parallel_for_fn)(void *user, int n_tasks, molora_task_fn task, void *ctx);
 
 typedef struct molora_forward_args {
@@ -2575,10 +2575,10 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
 
 /* workspace parts, in floats: shared by the call's tasks: gate logits (T, n_rows - r_total),
    weights (T, n), MoLE deltas (T, n * d_out), active flags (n), in ints the grouped path's lists
-   ((T + 1) (n + 1): starts, then up to T * n routed pairs); then one slice per task: expert
-   inputs H (T, r_total) and X laid out for the kernels. slice, h_bytes: bytes of a slice and of
-   its H. */
-typedef struct molora__ws { size_t g, h, w, d, act, grp, xa, slice, h_bytes, total; } molora__ws;
+   ((T + 1) (n + 1): starts, then up to T * n routed pairs), X laid out for the kernels (the same
+   for every task: a share starts at a multiple of 16 columns, so W0's panel keeps its 64-byte
+   phase); then one slice per task: its expert inputs H (T, r_total). slice: bytes of a slice. */
+typedef struct molora__ws { size_t g, h, w, d, act, grp, xa, slice, total; } molora__ws;
 
 MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t tasks, molora__ws *ws)
 {
@@ -2600,9 +2600,8 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t t
     }
     if (!molora__reserve(&bytes, ws->g, sizeof(float)) || !molora__reserve(&bytes, ws->w, sizeof(float)) ||
         !molora__reserve(&bytes, ws->d, sizeof(float)) || !molora__reserve(&bytes, ws->act, sizeof(int)) ||
-        !molora__reserve(&bytes, ws->grp, sizeof(int)) ||
-        !molora__reserve(&ws->h_bytes, ws->h, sizeof(float)) || !molora__reserve(&ws->slice, ws->h, sizeof(float)) ||
-        !molora__reserve(&ws->slice, ws->xa, sizeof(float)) || !molora__mul(tasks, ws->slice, &slices) ||
+        !molora__reserve(&bytes, ws->grp, sizeof(int)) || !molora__reserve(&bytes, ws->xa, sizeof(float)) ||
+        !molora__reserve(&ws->slice, ws->h, sizeof(float)) || !molora__mul(tasks, ws->slice, &slices) ||
         !molora__add(bytes, slices, &ws->total))
         return 0;
     return 1;
@@ -2659,8 +2658,9 @@ typedef struct molora__call {
                                   to expert j (by expert) or the experts of token j (by token)  */
     float *Y;                  /* y at column o0 (forward), NULL (route)                        */
     molora_path path;          /* chosen once after routing: what path_out reports             */
-    unsigned char *slices;     /* the per-task workspace slices: H, then X for the kernels      */
-    size_t slice, h_bytes;     /* bytes of one slice and of its H                               */
+    float *xa;                 /* small batches: the copy of X the kernels read (shared)        */
+    unsigned char *slices;     /* the per-task workspace slices: each task's H                  */
+    size_t slice;              /* bytes of one slice                                           */
     int by_token;              /* the grouped path's order: by token (more than 2 experts per token) */
 } molora__call;
 
@@ -2681,16 +2681,17 @@ MOLORA__PRIVATE void molora__share(molora__call *c, int s, int ns)
     c->Y = c->apply ? c->args->y + c->o0 : NULL;
 }
 
-/* X as the kernels read it; small batches copy it into the slice, after H, with W0's panel at
-   the phase of c's first column when the frozen layer streams W0 as (d_out, d_in) */
-MOLORA__PRIVATE void molora__lay_input(molora__call *c, unsigned char *slice)
+/* X as the kernels read it; small batches copy it into c->xa, at the 64-byte phase of W0's
+   panel when the frozen layer streams W0 as (d_out, d_in). Every share starts at a multiple of
+   16 columns, so the copy is the same for every task and is made once. */
+MOLORA__PRIVATE void molora__lay_input(molora__call *c)
 {
     const molora__layer *L = c->L;
     int w0_nt = L->W0 && !L->w0_in_out && c->args->output == MOLORA_OUTPUT_FULL;
     memset(&c->in, 0, sizeof c->in);
     c->in.T = c->T; c->in.K = L->d_in; c->in.x = c->in.X = c->args->x; c->in.ldx = L->d_in;
     if (c->T <= MOLORA__SMALL_T)   /* the layout's condition for the copy (molora__ws_layout) */
-        molora__input_small(&c->in, w0_nt ? L->W0 + (size_t)c->o0 * L->d_in : NULL, (float *)(slice + c->h_bytes));
+        molora__input_small(&c->in, w0_nt ? L->W0 + (size_t)c->o0 * L->d_in : NULL, c->xa);
 }
 
 /* The checks that leave every output untouched when they fail; fills the call's fields. */
@@ -2771,7 +2772,7 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     if (!molora__ws_layout(L, (size_t)T, c->apply ? (size_t)c->n_tasks : 1, &ws) ||
         !molora__mul((size_t)T, (size_t)L->d_in, &nx))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW,
-                            "forward: %d tokens in %d task(s) overflow the workspace size", T, c->n_tasks);
+                            "forward: %d tokens in %d task(s) overflow the workspace size", T, c->apply ? c->n_tasks : 1);
     if (!a->workspace || a->workspace_size < ws.total)
         return molora__fail(lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL,
                             "forward: workspace %zu bytes, %d tokens in %d task(s) on layer %d need %zu",
@@ -2788,11 +2789,12 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     c->act = (int *)molora__carve(&cur, ws.act, sizeof(int));
     c->gs = (int *)molora__carve(&cur, ws.grp, sizeof(int));
     c->gl = c->gs + (T > n ? T : n) + 1;
-    c->slices = cur; c->slice = ws.slice; c->h_bytes = ws.h_bytes;
-    /* this caller's share of the output columns (ith of nth), then its routing input in slice 0 */
+    c->xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
+    c->slices = cur; c->slice = ws.slice;
+    /* this caller's share of the output columns (ith of nth), then X for the kernels, once */
     molora__share(c, c->ith, c->nth);
     c->H = (float *)c->slices;
-    molora__lay_input(c, c->slices);
+    molora__lay_input(c);
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -2945,8 +2947,8 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
     int t, i, full = c->args->output == MOLORA_OUTPUT_FULL;
     if (!c->apply) return MOLORA_PATH_NONE;   /* routing only */
     if (c->n == 0) return full ? by_t : MOLORA_PATH_NONE;
-    if (c->O == 0) return by_t;   /* an ith/nth caller without columns reports the call's path */
-    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index) return by_t;
+    /* computed from the routing alone, so every ith / nth caller (one without columns too) and
+       every split reports the same path */
     for (i = 0; i < c->n; i++) {
         c->act[i] = 0;
         for (t = 0; t < c->T; t++)
@@ -2954,6 +2956,8 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
         if (c->act[i]) r_act += (size_t)L->rank[i];
     }
     if (r_act == 0) return full ? by_t : MOLORA_PATH_NONE;   /* no expert routed: the frozen layer or nothing */
+    if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index)
+        return by_t;   /* the output gate mixes the deltas routing already computed */
     c->by_token = e_pairs > 2 * molora__routed_tokens(c);
     if (c->T > 1 && pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act)
         return MOLORA_PATH_SPARSE;
@@ -3152,21 +3156,17 @@ MOLORA__PRIVATE void molora__apply(const molora__call *c)
 }
 
 /* Task k of n_tasks (molora_task_fn): share ith * n_tasks + k of the call's nth * n_tasks, with
-   workspace slice k for H and X. Reads the routing the call left in the shared workspace; writes
+   workspace slice k for its H. Reads the routing the call left in the shared workspace; writes
    only its slice and its columns of Y, so the tasks of a call run in any order, at once or not. */
 MOLORA__PRIVATE void molora__task(void *ctx, int k, int n_tasks)
 {
     const molora__call *c = (const molora__call *)ctx;
     molora__call t = *c;
-    unsigned char *slice;
     MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
     if (k < 0 || k >= c->n_tasks) return;
     molora__share(&t, c->ith * c->n_tasks + k, c->nth * c->n_tasks);
     if (t.O == 0) return;
-    slice = c->slices + (size_t)k * c->slice;
-    t.H = (float *)slice;
-    /* task 0 keeps the call's input: slice 0 already holds X at the phase of its first column */
-    if (k > 0) molora__lay_input(&t, slice);
+    t.H = (float *)(c->slices + (size_t)k * c->slice);   /* the shared X in t.in is read only */
     molora__apply(&t);
 }
 

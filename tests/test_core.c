@@ -1426,35 +1426,43 @@ static void test_bound_paths(void **s)
 }
 
 /* path_out is the path that ran: with every expert masked, FULL runs the frozen layer on the
-   path of T, DELTA runs nothing (NONE); the same for a layer without experts */
+   path of T, DELTA runs nothing (NONE); the same for a layer without experts and for MoLE's
+   output gate. Every caller of an ith / nth split (nth 5 over 4 chunks of 16 columns: one caller
+   has none) reports that same path. */
 static void test_path_when_nothing_runs(void **s)
 {
     static const int Ts[] = {1, 2, 17};
-    int ranks[MAXN] = {3, 8}, n, c, full;
+    static const int routings[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_DENSE, MOLORA_ROUTING_MOLE_OUTPUT};
+    static const int ns[] = {0, 2, 2};
+    int ranks[MAXN] = {3, 8}, v, c, full, ith;
     uint8_t none[2] = {0, 0};
     (void)s;
-    for (n = 0; n <= 2; n += 2) {
+    for (v = 0; v < 3; v++) {
         fix f;
         molora_model *m;
-        fix_make(&f, 37, 50, n, ranks, MOLORA_ROUTING_DENSE);
+        int n = ns[v];
+        fix_make(&f, 37, 50, n, ranks, routings[v]);
         m = fix_model(&f);
         for (c = 0; c < 3; c++)
-            for (full = 0; full < 2; full++) {
-                int T = Ts[c];
-                float *X = rnd_vec((size_t)T * 37, 1), *Y = calloc((size_t)T * 50, sizeof(float));
-                size_t wsz;
-                void *ws = ws_for(m, T, &wsz);
-                molora_path path = MOLORA_PATH_SPARSE;
-                molora_forward_args a;
-                memset(&a, 0, sizeof a);
-                a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz; a.path_out = &path;
-                a.output = full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
-                a.expert_mask = n ? none : NULL;
-                assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
-                if ((int)path != (full ? path_of(T) : MOLORA_PATH_NONE))
-                    fail_msg("n = %d, T = %d, %s: path %d", n, T, full ? "full" : "delta", (int)path);
-                ws_free(ws, wsz); free(X); free(Y);
-            }
+            for (full = 0; full < 2; full++)
+                for (ith = -1; ith < 5; ith++) {   /* -1: one caller; else caller ith of 5 */
+                    int T = Ts[c];
+                    float *X = rnd_vec((size_t)T * 37, 1), *Y = calloc((size_t)T * 50, sizeof(float));
+                    size_t wsz;
+                    void *ws = ws_for(m, T, &wsz);
+                    molora_path path = MOLORA_PATH_SPARSE;
+                    molora_forward_args a;
+                    memset(&a, 0, sizeof a);
+                    a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz; a.path_out = &path;
+                    a.output = full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
+                    a.expert_mask = n ? none : NULL;
+                    if (ith >= 0) { a.ith = ith; a.nth = 5; }
+                    assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+                    if ((int)path != (full ? path_of(T) : MOLORA_PATH_NONE))
+                        fail_msg("%s n = %d, T = %d, %s, ith %d of 5: path %d", v == 2 ? "mole_output" : "dense", n, T,
+                                 full ? "full" : "delta", ith, (int)path);
+                    ws_free(ws, wsz); free(X); free(Y);
+                }
         molora_model_free(m); fix_free(&f);
     }
 }
