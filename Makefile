@@ -161,7 +161,8 @@ $(foreach d,$(B) $(SAN_DIRS),$(eval $(call build_rules,$(d))))
 # ---- the one list of test runs: make test, test-san, asan, ubsan, tsan and valgrind all use it ----
 # run_NAME DIR WRAP: one run of a suite built in DIR; WRAP (valgrind) goes in front of a suite binary
 TEST_RUNS = core core_portable core_noblas types types_portable types_noblas threads files files_noblas \
-            bounds cli convert catalogue npy npy_numpy alpha_cli hostile alpha alpha_noblas parity engine
+            bounds cli convert catalogue npy npy_numpy alpha_cli hostile alpha alpha_noblas parity engine \
+            arrow arrow_noblas
 THREAD_SECONDS = 1
 ENGINE_ADAPTERS = adamole lora_prose lora_c lora_python mole mola
 PARITY = $(DEMO_MODEL)/parity.safetensors
@@ -185,6 +186,8 @@ run_alpha_cli      = sh tests/test_alpha_cli.sh $(1)/molora
 run_hostile        = sh tests/test_hostile.sh $(1)/molora
 run_alpha          = $(2) ./$(1)/test_alpha
 run_alpha_noblas   = $(2) ./$(1)/test_alpha_noblas
+run_arrow          = $(2) ./$(1)/test_arrow
+run_arrow_noblas   = $(2) ./$(1)/test_arrow_noblas
 run_parity         = $(2) ./$(1)/engine $(DEMO_MODEL)/base.safetensors -p $(PARITY) logits.base && \
                      for a in $(ENGINE_ADAPTERS); do $(2) ./$(1)/engine $(DEMO_MODEL)/base.safetensors \
                        -a $(DEMO_MODEL)/$$a -p $(PARITY) logits.$$a || exit 1; done
@@ -209,6 +212,8 @@ bins_alpha_cli = molora
 bins_hostile = molora
 bins_alpha = test_alpha
 bins_alpha_noblas = test_alpha_noblas
+bins_arrow = test_arrow
+bins_arrow_noblas = test_arrow_noblas
 bins_parity = engine
 bins_engine = engine
 

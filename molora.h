@@ -25,8 +25,9 @@
                          chosen once per CPU
        seam              molora__pick / molora__product: which kernel runs each product (BLAS
                          sgemv / sgemm, the own multi-token kernels, MOLORA_NO_BLAS fallbacks)
-       init              validation and packing of each layer
-       routing           the rules of one token: DENSE softmax, TOPK, THRESHOLD, ADAMOLE, masks
+       eigen             cyclic Jacobi (symmetric, double) and ARROW's exact prototypes
+       init              validation and packing of each layer (ARROW's prototypes computed here)
+       routing           the rules of one token: DENSE softmax, TOPK, THRESHOLD, ADAMOLE, ARROW, masks
        forward           one call (molora__forward_pass): check and set up, gate logits, route
                          (FIXED weights, or the MOLE_OUTPUT gate over the experts' deltas), the
                          path chosen once: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE;
@@ -75,6 +76,11 @@
      ADAMOLE      p_i - tau where p_i >= tau, tau = tau_max sigmoid(wt.x + bt), tau_max 1/N
      MOLE_OUTPUT  softmax of e^T (the experts' deltas, concatenated, L2-normalised)   MoLE paper
      FIXED        weights given per call (any layer also takes them: X-LoRA-style scalings)
+     ARROW        top-k of |p_e . x| over per-expert prototypes P (N, d_in), softmax with the
+                  temperature over the k kept; default k 3; no gate, no gate bias   PEFT's Arrow
+                  P given (layer desc `prototypes`), or computed at init: each expert's exact
+                  top right singular vector of B_e A_e, from a thin QR of A_e^T and a Jacobi
+                  eigen-solver on the r x r core (no BLAS or LAPACK needed; B_e A_e = 0 gives 0)
      A mask removes experts for a token (the rule runs over the rest); a token with every
      expert masked, or with nothing selected, gets the frozen layer. Output: the full layer, or
      the delta only (Y += delta) for an engine that runs its own base matmul.
@@ -204,9 +210,10 @@ typedef enum molora_routing {
     MOLORA_ROUTING_ADAMOLE,
     MOLORA_ROUTING_MOLE_OUTPUT,
     MOLORA_ROUTING_FIXED,
+    MOLORA_ROUTING_ARROW,         /* top-k of |p_e . x| over per-expert prototypes (PEFT's Arrow) */
     MOLORA_ROUTING_COUNT
 } molora_routing;
-/* "dense", "topk", "threshold", "adamole", "mole_output", "fixed"; "?" for any other value. */
+/* "dense", "topk", "threshold", "adamole", "mole_output", "fixed", "arrow"; "?" for any other value. */
 MOLORA_API const char *molora_routing_name(molora_routing routing);
 
 /* One memory hook for the model: both functions or neither (then malloc / free). */
@@ -274,6 +281,12 @@ typedef struct molora_layer_desc {
                                             X W0 + b, read in place (no transposed copy), and
                                             molora_merge adds into W in that layout. The experts'
                                             A (r, d_in) and B (d_out, r) are stored as usual.  */
+    const float *prototypes;             /* ARROW: P (n_experts, d_in), used as given (finite);
+                                            NULL = computed at init: each expert's exact top
+                                            right singular vector of B_e A_e (zero when B_e A_e
+                                            = 0). ARROW reads neither gate_weight nor gate_bias
+                                            (a gate_bias is refused: INVALID_ARGUMENT); top_k
+                                            0 = 3, above N: INVALID_TOP_K                      */
 } molora_layer_desc;
 
 enum {
@@ -294,7 +307,8 @@ typedef struct molora_model molora_model;   /* opaque, immutable after init */
 /* Validates the whole descriptor, packs the experts and returns the model in *out.
    Return Value: SUCCESS, or the first problem found (*out is then NULL, nothing leaked).
    Checks: shapes, ranks, k, temperature, tau_max, threshold, missing matrices, NaN/Inf in
-   every weight (W0 included), size overflow. */
+   every weight (W0 included), size overflow. ARROW layers without prototypes get them computed
+   here (one scratch allocation through the memory hook, freed before returning). */
 MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora_model **out);
 MOLORA_API void molora_model_free(molora_model *model);   /* NULL is a no-op */
 
@@ -314,6 +328,15 @@ MOLORA_API molora_result molora_model_layer_info(const molora_model *model, int 
 /* Rank and scaling of one expert (either out pointer may be NULL). */
 MOLORA_API molora_result molora_model_expert(const molora_model *model, int layer, int expert,
                                            int *rank, float *scaling);
+/* An ARROW layer's prototypes P (n_experts, d_in), as given or as computed at init.
+   INVALID_ARGUMENT for NULL pointers or a layer whose routing is not ARROW. */
+MOLORA_API molora_result molora_model_prototypes(const molora_model *model, int layer, float *P);
+/* Eigen-decomposition of a symmetric n x n matrix A (row-major, double; only its upper triangle
+   is read; A is overwritten, scaled) by cyclic Jacobi: values (n) in descending order, vectors (n, n)
+   with row j the unit eigenvector of values[j] (optional: NULL). No allocation. The solver of
+   ARROW's prototypes (always compiled, no BLAS or LAPACK). INVALID_ARGUMENT for n < 1, NULL
+   A or values; NON_FINITE for NaN / Inf in A; UNSUPPORTED if 100 sweeps do not converge. */
+MOLORA_API molora_result molora_eigen_sym(int n, double *A, double *values, double *vectors);
 
 /* ---- forward ------------------------------------------------------------------------------ */
 typedef enum molora_output {
@@ -788,7 +811,7 @@ MOLORA_API int molora_alpha_family_detect(const char *const *names, size_t n);
 /* >>common  result strings, the internal layer type, the memory hook, the logger, size maths --- */
 MOLORA_API const char *molora_routing_name(molora_routing routing)
 {
-    static const char *const names[] = {"dense", "topk", "threshold", "adamole", "mole_output", "fixed"};
+    static const char *const names[] = {"dense", "topk", "threshold", "adamole", "mole_output", "fixed", "arrow"};
     return (int)routing >= 0 && routing < MOLORA_ROUTING_COUNT ? names[routing] : "?";
 }
 
@@ -1664,11 +1687,205 @@ MOLORA__PRIVATE void molora__gather(int m, const float *const *arow, const float
 }
 /* <<seam */
 
+/* >>eigen  cyclic Jacobi for symmetric matrices, in double; ARROW's exact prototypes ----------- */
+/* One Jacobi rotation in the (p, q) plane that zeroes A[p][q]: A = J^T A J, rows of V by J^T. */
+MOLORA__PRIVATE void molora__jacobi_rotate(int n, double *A, double *V, int p, int q)
+{
+    double apq = A[(size_t)p * n + q], theta, t, c, s;
+    int k;
+    theta = (A[(size_t)q * n + q] - A[(size_t)p * n + p]) / (2.0 * apq);
+    t = fabs(theta) > 1e150 ? 0.5 / theta   /* theta^2 would overflow: t = tan(phi) ~ 1 / (2 theta) */
+                            : (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
+    c = 1.0 / sqrt(t * t + 1.0);
+    s = t * c;
+    for (k = 0; k < n; k++) {   /* columns p and q: A J */
+        double akp = A[(size_t)k * n + p], akq = A[(size_t)k * n + q];
+        A[(size_t)k * n + p] = c * akp - s * akq;
+        A[(size_t)k * n + q] = s * akp + c * akq;
+    }
+    for (k = 0; k < n; k++) {   /* rows p and q: J^T (A J), and the eigenvector rows of V */
+        double apk = A[(size_t)p * n + k], aqk = A[(size_t)q * n + k];
+        A[(size_t)p * n + k] = c * apk - s * aqk;
+        A[(size_t)q * n + k] = s * apk + c * aqk;
+        if (V) {
+            double vp = V[(size_t)p * n + k], vq = V[(size_t)q * n + k];
+            V[(size_t)p * n + k] = c * vp - s * vq;
+            V[(size_t)q * n + k] = s * vp + c * vq;
+        }
+    }
+    A[(size_t)p * n + q] = A[(size_t)q * n + p] = 0.0;   /* zero by construction; rounding removed */
+}
+
+/* values (the diagonal times scale) sorted descending, the rows of V with them */
+MOLORA__PRIVATE void molora__eigen_sort(int n, const double *A, double scale, double *w, double *V)
+{
+    int i, j, k;
+    for (i = 0; i < n; i++) w[i] = A[(size_t)i * n + i] * scale;
+    for (i = 0; i < n; i++) {
+        int best = i;
+        for (j = i + 1; j < n; j++) if (w[j] > w[best]) best = j;
+        if (best == i) continue;
+        { double t = w[i]; w[i] = w[best]; w[best] = t; }
+        if (V)
+            for (k = 0; k < n; k++) {
+                double t = V[(size_t)i * n + k];
+                V[(size_t)i * n + k] = V[(size_t)best * n + k];
+                V[(size_t)best * n + k] = t;
+            }
+    }
+}
+
+MOLORA_API molora_result molora_eigen_sym(int n, double *A, double *w, double *V)
+{
+    int i, j, sweep;
+    size_t q;
+    double scale = 0.0;
+    if (n < 1 || !A || !w) return MOLORA_RESULT_INVALID_ARGUMENT;
+    for (i = 0; i < n; i++)
+        for (j = i; j < n; j++) {
+            if (!isfinite(A[(size_t)i * n + j])) return MOLORA_RESULT_NON_FINITE;
+            A[(size_t)j * n + i] = A[(size_t)i * n + j];   /* the upper triangle mirrored */
+            if (fabs(A[(size_t)i * n + j]) > scale) scale = fabs(A[(size_t)i * n + j]);
+        }
+    if (scale == 0.0) scale = 1.0;
+    for (q = 0; q < (size_t)n * (size_t)n; q++) A[q] /= scale;   /* in [-1, 1]: no square below overflows */
+    if (V)
+        for (i = 0; i < n; i++)
+            for (j = 0; j < n; j++) V[(size_t)i * n + j] = i == j;
+    for (sweep = 0; sweep < 100; sweep++) {
+        double off = 0.0, all = 0.0;
+        for (i = 0; i < n; i++)
+            for (j = 0; j < n; j++) {
+                double a = A[(size_t)i * n + j] * A[(size_t)i * n + j];
+                all += a;
+                if (i != j) off += a;
+            }
+        /* converged once the off-diagonal part is below double rounding of the whole */
+        if (off <= 1e-34 * all) { molora__eigen_sort(n, A, scale, w, V); return MOLORA_RESULT_SUCCESS; }
+        for (i = 0; i < n; i++)
+            for (j = i + 1; j < n; j++) {
+                double a = fabs(A[(size_t)i * n + j]);
+                if (sweep > 3 && a < 1e-18 * fabs(A[(size_t)i * n + i]) && a < 1e-18 * fabs(A[(size_t)j * n + j]))
+                    A[(size_t)i * n + j] = A[(size_t)j * n + i] = 0.0;   /* below the diagonal's rounding */
+                else if (a != 0.0) molora__jacobi_rotate(n, A, V, i, j);
+            }
+    }
+    return MOLORA_RESULT_UNSUPPORTED;
+}
+
+/* doubles of scratch for one expert of rank r: Q (r, d_in), R, M, RM, V (r, r), w (r), v (d_in) */
+MOLORA__PRIVATE int molora__proto_scratch(size_t r, size_t din, size_t *n)
+{
+    size_t a, b;
+    return molora__mul(r, din, &a) && molora__mul(r, r, &b) && molora__mul(b, 4, &b) && molora__add(a, b, n) &&
+           molora__add(*n, r + din, n);
+}
+
+/* Thin QR of A^T = Q R (A (r, d_in) float): modified Gram-Schmidt run twice per column, in double.
+   Row j of Q is column j of the maths' Q; a row of A in the span of the earlier ones (to double
+   rounding) gets q_j = 0 and R[j][j] = 0, so A^T = Q R holds for rank-deficient A too. */
+MOLORA__PRIVATE void molora__thin_qr(const float *A, int r, int din, double *Q, double *R)
+{
+    int i, j, k, pass;
+    memset(R, 0, (size_t)r * r * sizeof(double));
+    for (j = 0; j < r; j++) {
+        double *q = Q + (size_t)j * din, n0 = 0.0, nr = 0.0;
+        for (k = 0; k < din; k++) { q[k] = A[(size_t)j * din + k]; n0 += q[k] * q[k]; }
+        for (pass = 0; pass < 2; pass++)
+            for (i = 0; i < j; i++) {
+                const double *qi = Q + (size_t)i * din;
+                double c = 0.0;
+                for (k = 0; k < din; k++) c += qi[k] * q[k];
+                R[(size_t)i * r + j] += c;
+                for (k = 0; k < din; k++) q[k] -= c * qi[k];
+            }
+        for (k = 0; k < din; k++) nr += q[k] * q[k];
+        nr = sqrt(nr);
+        if (!(nr > 1e-10 * sqrt(n0))) { memset(q, 0, (size_t)din * sizeof(double)); continue; }
+        R[(size_t)j * r + j] = nr;
+        for (k = 0; k < din; k++) q[k] /= nr;
+    }
+}
+
+/* p (d_in) = the unit top right singular vector of B A for expert e of the packed layer, through
+   the r x r core: (B A)^T (B A) = Q C Q^T with C = R (B^T B) R^T, so v = Q u, u C's top
+   eigenvector. B A = 0 gives p = 0. Sign: the largest |p_k| (the first of equals) is positive. */
+MOLORA__PRIVATE molora_result molora__arrow_prototype(const molora__layer *L, int e, double *s, float *p)
+{
+    int r = L->rank[e], din = L->d_in, dout = L->d_out, i, j, k, big = 0;
+    size_t rr = (size_t)r * r;
+    const float *A = L->A + (size_t)L->offset[e] * din, *BT = L->BT + (size_t)L->offset[e] * dout;
+    double *Q = s, *R = Q + (size_t)r * din, *M = R + rr, *RM = M + rr, *V = RM + rr, *w = V + rr, *v = w + r, nv = 0;
+    molora_result res;
+    molora__thin_qr(A, r, din, Q, R);
+    for (i = 0; i < r; i++)   /* M = B^T B */
+        for (j = 0; j < r; j++) {
+            double m = 0.0;
+            for (k = 0; k < dout; k++) m += (double)BT[(size_t)i * dout + k] * BT[(size_t)j * dout + k];
+            M[(size_t)i * r + j] = m;
+        }
+    for (i = 0; i < r; i++)   /* RM = R M, then M = C = RM R^T */
+        for (j = 0; j < r; j++) {
+            double m = 0.0;
+            for (k = i; k < r; k++) m += R[(size_t)i * r + k] * M[(size_t)k * r + j];
+            RM[(size_t)i * r + j] = m;
+        }
+    for (i = 0; i < r; i++)
+        for (j = 0; j < r; j++) {
+            double m = 0.0;
+            for (k = j; k < r; k++) m += RM[(size_t)i * r + k] * R[(size_t)j * r + k];
+            M[(size_t)i * r + j] = m;
+        }
+    if ((res = molora_eigen_sym(r, M, w, V)) != MOLORA_RESULT_SUCCESS) return res;
+    for (k = 0; k < din; k++) {
+        v[k] = 0.0;
+        if (w[0] > 0.0)
+            for (j = 0; j < r; j++) v[k] += V[j] * Q[(size_t)j * din + k];
+        nv += v[k] * v[k];
+        if (fabs(v[k]) > fabs(v[big])) big = k;
+    }
+    nv = nv > 0.0 ? (v[big] < 0 ? -1.0 : 1.0) / sqrt(nv) : 0.0;
+    for (k = 0; k < din; k++) p[k] = (float)(v[k] * nv);
+    return MOLORA_RESULT_SUCCESS;
+}
+/* <<eigen */
+
 /* >>init  molora_model_init: validate every layer, pack the experts into one block ------------ */
 MOLORA__PRIVATE int molora__needs_gate(int routing)
 {
     return routing == MOLORA_ROUTING_DENSE || routing == MOLORA_ROUTING_TOPK ||
-           routing == MOLORA_ROUTING_THRESHOLD || routing == MOLORA_ROUTING_ADAMOLE;
+           routing == MOLORA_ROUTING_THRESHOLD || routing == MOLORA_ROUTING_ADAMOLE ||
+           routing == MOLORA_ROUTING_ARROW;   /* ARROW packs its prototypes where the gate goes */
+}
+
+/* ARROW: the prototypes as given (finite), else the scratch (doubles) to compute them at init;
+   no gate bias; k = top_k, or 3, within 1..N (PEFT's top_k default and its k > N error). */
+MOLORA__PRIVATE molora_result molora__check_arrow(const molora_layer_desc *L, int l, const molora__logger *lg,
+                                                  size_t *scratch)
+{
+    size_t ng, need;
+    int i, n = L->n_experts, k = L->top_k ? L->top_k : 3;
+    if (L->gate_bias)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: ARROW takes no gate_bias (its logits are "
+                            "|p_e . x|)", l);
+    if (L->top_k < 0 || k > n)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_TOP_K, "layer %d: ARROW top_k %d%s outside 1..%d", l, k,
+                            L->top_k ? "" : " (the default)", n);
+    if (!molora__floats((size_t)n, (size_t)L->d_in, &ng))
+        return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: prototypes size overflows", l);
+    if (L->prototypes) {
+        if (!molora__all_finite(L->prototypes, ng))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d: prototypes have NaN or Inf", l);
+        return MOLORA_RESULT_SUCCESS;
+    }
+    for (i = 0; i < n; i++) {
+        if (!molora__proto_scratch((size_t)L->experts[i].rank, (size_t)L->d_in, &need) ||
+            !molora__mul(need, sizeof(double), &need))
+            return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d expert %d: prototype scratch overflows",
+                                l, i);
+        if (need > *scratch) *scratch = need;
+    }
+    return MOLORA_RESULT_SUCCESS;
 }
 
 /* 1 when the model holds its own float32 W0: copied on request, converted from F16 / BF16,
@@ -1714,7 +1931,7 @@ MOLORA__PRIVATE molora_result molora__check_routing(const molora_layer_desc *L, 
                                                     const molora__logger *lg, size_t *bytes)
 {
     size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, ng = 0, ne;
-    int n = L->n_experts, gated = molora__needs_gate(L->routing);
+    int n = L->n_experts, gated = molora__needs_gate(L->routing) && L->routing != MOLORA_ROUTING_ARROW;
     if (gated && !L->gate_weight)
         return molora__fail(lg, MOLORA_RESULT_MISSING_WEIGHTS, "layer %d: routing needs gate_weight (N, d_in)", l);
     if (gated && !molora__floats((size_t)n, din, &ng))
@@ -1755,7 +1972,7 @@ MOLORA__PRIVATE molora_result molora__check_routing(const molora_layer_desc *L, 
 /* Validates one layer and adds its memory to *bytes: the frozen layer, the experts, the routing
    rule, then the packed experts' size (A rows, B^T, rank / offset / scaling, gate bias). */
 MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, int l, int copy,
-                                                  const molora__logger *lg, size_t *bytes)
+                                                  const molora__logger *lg, size_t *bytes, size_t *scratch)
 {
     size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, rt = 0, nrows, sz, n = (size_t)L->n_experts;
     molora_result r;
@@ -1784,6 +2001,8 @@ MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, in
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: unknown routing %d", l, (int)L->routing);
     if ((r = molora__check_experts(L, l, lg, &rt)) != MOLORA_RESULT_SUCCESS) return r;
     if ((r = molora__check_routing(L, l, copy, lg, bytes)) != MOLORA_RESULT_SUCCESS) return r;
+    if (L->routing == MOLORA_ROUTING_ARROW && (r = molora__check_arrow(L, l, lg, scratch)) != MOLORA_RESULT_SUCCESS)
+        return r;
     nrows = rt + (molora__needs_gate(L->routing) ? n : 0) + (L->routing == MOLORA_ROUTING_ADAMOLE);
     if (nrows > 0x7fffffff || !molora__reserve(bytes, nrows, din * sizeof(float)) ||
         !molora__reserve(bytes, dout, rt * sizeof(float)) || !molora__reserve(bytes, n, sizeof(int)) ||
@@ -1791,6 +2010,19 @@ MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, in
         (L->gate_bias && !molora__reserve(bytes, n, sizeof(float))))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: packed expert size overflows", l);
     return MOLORA_RESULT_SUCCESS;
+}
+
+/* the rule's parameters with their defaults resolved (n >= 1 experts) */
+MOLORA__PRIVATE void molora__pack_rule(molora__layer *P, const molora_layer_desc *L)
+{
+    int n = L->n_experts;
+    P->routing = (int)L->routing;
+    P->temperature = L->temperature > 0.0f ? L->temperature : 1.0f;
+    P->top_k = L->routing == MOLORA_ROUTING_TOPK ? (L->top_k ? L->top_k : (n > 1 ? 2 : 1))
+             : L->routing == MOLORA_ROUTING_ARROW ? (L->top_k ? L->top_k : 3) : 0;   /* PEFT's default 3 */
+    P->threshold = L->threshold;
+    P->tau_max = L->tau_max_set ? L->tau_max : 1.0f / (float)n;
+    P->thr_bias = L->threshold_bias;
 }
 
 MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_desc *L, int copy, unsigned char **cur)
@@ -1810,12 +2042,7 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
     if (copy && L->bias)
         P->bias = (const float *)memcpy(molora__carve(cur, dout, sizeof(float)), L->bias, dout * sizeof(float));
     if (n == 0) { P->routing = MOLORA_ROUTING_FIXED; return; }
-    P->routing = (int)L->routing;
-    P->temperature = L->temperature > 0.0f ? L->temperature : 1.0f;
-    P->top_k = L->routing == MOLORA_ROUTING_TOPK ? (L->top_k ? L->top_k : (n > 1 ? 2 : 1)) : 0;
-    P->threshold = L->threshold;
-    P->tau_max = L->tau_max_set ? L->tau_max : 1.0f / (float)n;
-    P->thr_bias = L->threshold_bias;
+    molora__pack_rule(P, L);
     for (i = 0; i < n; i++) P->r_total += L->experts[i].rank;
     P->n_rows = P->r_total;
     if (molora__needs_gate(P->routing)) { P->gate_row = P->n_rows; P->n_rows += n; }
@@ -1840,7 +2067,10 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
         }
         off += e->rank;
     }
-    if (P->gate_row >= 0) memcpy(P->A + (size_t)P->gate_row * din, L->gate_weight, (size_t)n * din * sizeof(float));
+    if (P->gate_row >= 0) {   /* the gate, or ARROW's given prototypes (else computed once packed) */
+        const float *g = P->routing == MOLORA_ROUTING_ARROW ? L->prototypes : L->gate_weight;
+        if (g) memcpy(P->A + (size_t)P->gate_row * din, g, (size_t)n * din * sizeof(float));
+    }
     if (P->thr_row >= 0) memcpy(P->A + (size_t)P->thr_row * din, L->threshold_weight, din * sizeof(float));
     if (L->gate_bias) {
         P->gate_bias = (float *)molora__carve(cur, (size_t)n, sizeof(float));
@@ -1853,11 +2083,31 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
     }
 }
 
+/* ARROW layers without given prototypes: each expert's exact prototype into the gate rows, in a
+   scratch block of init (freed here; the forward path never sees it). */
+MOLORA__PRIVATE molora_result molora__arrow_init(molora_model *m, const molora_model_desc *desc, size_t scratch,
+                                                 const molora__logger *lg)
+{
+    double *s = (double *)molora__mem_alloc(&m->memory, scratch);
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    int l, e;
+    if (!s) return molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "model: cannot allocate %zu bytes", scratch);
+    for (l = 0; l < m->n_layers && !r; l++) {
+        molora__layer *L = &m->layers[l];
+        if (L->n == 0 || L->routing != MOLORA_ROUTING_ARROW || desc->layers[l].prototypes) continue;
+        for (e = 0; e < L->n && !r; e++)
+            if ((r = molora__arrow_prototype(L, e, s, L->A + (size_t)(L->gate_row + e) * L->d_in)))
+                molora__fail(lg, r, "layer %d expert %d: the prototype's eigen-solver did not converge", l, e);
+    }
+    molora__mem_free(&m->memory, s);
+    return r;
+}
+
 MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora_model **out)
 {
     molora__logger lg;
     molora_memory mem;
-    size_t bytes = 0;
+    size_t bytes = 0, scratch = 0;
     int l, copy;
     unsigned char *cur;
     void *block;
@@ -1880,7 +2130,7 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
         !molora__reserve(&bytes, (size_t)desc->n_layers, sizeof(molora__layer)))
         return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "model: layer table overflows");
     for (l = 0; l < desc->n_layers; l++) {
-        r = molora__check_layer(&desc->layers[l], l, copy, &lg, &bytes);
+        r = molora__check_layer(&desc->layers[l], l, copy, &lg, &bytes, &scratch);
         if (r != MOLORA_RESULT_SUCCESS) return r;
     }
     if (!molora__add(bytes, MOLORA__ALIGN, &bytes))
@@ -1896,6 +2146,10 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
     m->block = block;
     for (l = 0; l < desc->n_layers; l++) molora__pack_layer(&m->layers[l], &desc->layers[l], copy, &cur);
     MOLORA_ASSERT((size_t)(cur - (unsigned char *)block) <= bytes);
+    if (scratch && (r = molora__arrow_init(m, desc, scratch, &lg)) != MOLORA_RESULT_SUCCESS) {
+        molora__mem_free(&mem, block);
+        return r;
+    }
     *out = m;
     return MOLORA_RESULT_SUCCESS;
 }
@@ -1924,6 +2178,17 @@ MOLORA_API molora_result molora_model_layer_info(const molora_model *m, int laye
     return MOLORA_RESULT_SUCCESS;
 }
 
+MOLORA_API molora_result molora_model_prototypes(const molora_model *m, int layer, float *P)
+{
+    const molora__layer *L;
+    if (!m || !P) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (layer < 0 || layer >= m->n_layers) return MOLORA_RESULT_INVALID_LAYER;
+    L = &m->layers[layer];
+    if (L->n == 0 || L->routing != MOLORA_ROUTING_ARROW) return MOLORA_RESULT_INVALID_ARGUMENT;
+    memcpy(P, L->A + (size_t)L->gate_row * L->d_in, (size_t)L->n * L->d_in * sizeof(float));
+    return MOLORA_RESULT_SUCCESS;
+}
+
 MOLORA_API molora_result molora_model_expert(const molora_model *m, int layer, int expert, int *rank, float *scaling)
 {
     const molora__layer *L;
@@ -1938,7 +2203,7 @@ MOLORA_API molora_result molora_model_expert(const molora_model *m, int layer, i
 
 /* <<init */
 
-/* >>routing  the routing rules of one token: softmax, top-k, threshold, AdaMoLE ---------------- */
+/* >>routing  the routing rules of one token: softmax, top-k, threshold, AdaMoLE, Arrow ---------- */
 /* Each rule works on one token: z (n) gate logits with bias, allowed(i) from the mask. */
 
 /* v (n): in, the logits, NaN for experts that take no part; out, softmax of v / temperature
@@ -1985,16 +2250,17 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
 {
     int i, c, n = L->n;
     float s = 0.0f;
-    if (L->routing == MOLORA_ROUTING_TOPK) {   /* keep the k best allowed, ties to the lowest index */
+    if (L->routing == MOLORA_ROUTING_TOPK || L->routing == MOLORA_ROUTING_ARROW) {
+        int arrow = L->routing == MOLORA_ROUTING_ARROW;   /* ARROW: the same over |p_e . x| */
         for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? 0.0f : -1.0f;   /* 0 candidate, 1 chosen */
-        for (c = 0; c < L->top_k; c++) {
+        for (c = 0; c < L->top_k; c++) {   /* keep the k best allowed, ties to the lowest index */
             int best = -1;
             for (i = 0; i < n; i++)
-                if (w[i] == 0.0f && (best < 0 || z[i] > z[best])) best = i;
+                if (w[i] == 0.0f && (best < 0 || (arrow ? fabsf(z[i]) > fabsf(z[best]) : z[i] > z[best]))) best = i;
             if (best < 0) break;
             w[best] = 1.0f;
         }
-        for (i = 0; i < n; i++) w[i] = w[i] == 1.0f ? z[i] : NAN;
+        for (i = 0; i < n; i++) w[i] = w[i] == 1.0f ? (arrow ? fabsf(z[i]) : z[i]) : NAN;
         molora__softmax(w, n, L->temperature);
         return;
     }
@@ -4058,6 +4324,7 @@ typedef struct molora__module {
     int n;                       /* experts: highest index + 1, the length of A and B     */
     long *A, *B;                 /* tensor index per expert, -1 = missing                 */
     long gate, gate_bias, thr_w, thr_b, mole_gate;
+    long protos;                 /* molora's arrow_prototypes (N, d_in), -1 = none         */
     unsigned styles;             /* bit s: an A / B tensor named in style s (MOLORA__STYLE_*) */
 } molora__module;
 
@@ -4249,11 +4516,11 @@ MOLORA__PRIVATE molora_result molora__config_compose(molora__adapter_config *c)
     size_t t = molora__jget(js, 0, "routing");
     int k;   /* every rule by its molora_routing_name but FIXED, which a file cannot hold */
     if (!t) return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: key \"routing\" is missing");
-    for (k = 0; k < MOLORA_ROUTING_FIXED; k++)
-        if (molora__jeq(js, &js->tok[t], molora_routing_name((molora_routing)k))) break;
-    if (k == MOLORA_ROUTING_FIXED)
-        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG,
-                            "adapter_config.json: \"routing\" must be dense, topk, threshold, adamole or mole_output");
+    for (k = 0; k < MOLORA_ROUTING_COUNT; k++)
+        if (k != MOLORA_ROUTING_FIXED && molora__jeq(js, &js->tok[t], molora_routing_name((molora_routing)k))) break;
+    if (k == MOLORA_ROUTING_COUNT)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "adapter_config.json: \"routing\" must be dense, "
+                            "topk, threshold, adamole, mole_output or arrow");
     c->routing = k;   /* same order as molora_routing */
     t = c->expert_scaling = molora__jget(js, 0, "expert_scaling");
     if (!t || (js->tok[t].type != MOLORA__J_ARR && js->tok[t].type != MOLORA__J_OBJ))
@@ -4799,7 +5066,8 @@ MOLORA__PRIVATE const char *molora__strip(const char *p)
 
 /* What a tensor is to its module, and how its A / B name spells the expert. */
 enum { MOLORA__K_IGNORE = 0, MOLORA__K_A, MOLORA__K_B, MOLORA__K_GATE, MOLORA__K_GATE_BIAS,
-       MOLORA__K_THR_W, MOLORA__K_THR_B, MOLORA__K_MOLE_GATE, MOLORA__K_ROUTER, MOLORA__K_REFUSE };
+       MOLORA__K_THR_W, MOLORA__K_THR_B, MOLORA__K_MOLE_GATE, MOLORA__K_ROUTER, MOLORA__K_REFUSE,
+       MOLORA__K_PROTOS };
 enum { MOLORA__STYLE_PEFT = 1,   /* P.lora_A.weight: PEFT LoRA, one expert           */
        MOLORA__STYLE_DOT,        /* P.lora_A.{i}.weight: AdaMoLE, MoLE, molora       */
        MOLORA__STYLE_MOLA };     /* P.lora_A_{i}.weight: MoLA                        */
@@ -4834,7 +5102,8 @@ MOLORA__PRIVATE int molora__classify(const char *name, size_t *plen, int *idx, i
     static const struct { const char *suffix; int kind; } fixed[] = {
         {".lora_gating.weight", MOLORA__K_GATE}, {".lora_gating.bias", MOLORA__K_GATE_BIAS},
         {".lora_threshold.weight", MOLORA__K_THR_W}, {".lora_threshold.bias", MOLORA__K_THR_B},
-        {".mole_gate.weight", MOLORA__K_MOLE_GATE}, {".router.router.weight", MOLORA__K_ROUTER}};
+        {".mole_gate.weight", MOLORA__K_MOLE_GATE}, {".router.router.weight", MOLORA__K_ROUTER},
+        {".arrow_prototypes", MOLORA__K_PROTOS}};
     const char *q, *last = NULL;
     size_t i, n = strlen(name);
     *idx = 0; *style = 0; *why = NULL;
@@ -4891,7 +5160,7 @@ MOLORA__PRIVATE molora_result molora__module_alloc(molora_adapter *a, molora__mo
 {
     size_t i, n_ab = 0;
     int n = 0, e;
-    m->gate = m->gate_bias = m->thr_w = m->thr_b = m->mole_gate = -1;
+    m->gate = m->gate_bias = m->thr_w = m->thr_b = m->mole_gate = m->protos = -1;
     if (!(m->name = (char *)molora__malloc(&a->io, rc->plen + 1)))
         return molora__fail(&a->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "adapter: out of memory");
     memcpy(m->name, rc->name, rc->plen);
@@ -4934,6 +5203,7 @@ MOLORA__PRIVATE molora_result molora__module_make(molora_adapter *a, const molor
         case MOLORA__K_THR_W: m->thr_w = t; break;
         case MOLORA__K_THR_B: m->thr_b = t; break;
         case MOLORA__K_MOLE_GATE: m->mole_gate = t; break;
+        case MOLORA__K_PROTOS: m->protos = t; break;
         default: m->gate = t; *any_mola = 1; break;   /* router.router.weight */
         }
     }
@@ -5167,6 +5437,24 @@ MOLORA__PRIVATE molora_result molora__build_mola(molora_adapter *a, molora__adap
     return molora__f32_shaped(a, m, m->gate, (uint64_t)n, (uint64_t)L->d_in, 0, "router", &L->gate_weight);
 }
 
+/* routing arrow: the prototypes P.arrow_prototypes (N, d_in) when the file has them (else computed
+   at init); no gate, threshold net or MoLE gate */
+MOLORA__PRIVATE molora_result molora__arrow_tensors(molora_adapter *a, const molora__module *m, molora_layer_desc *L)
+{
+    const float *p;
+    molora_result r;
+    if (m->gate >= 0 || m->gate_bias >= 0 || m->thr_w >= 0 || m->thr_b >= 0 || m->mole_gate >= 0)
+        return molora__fail(&a->io.lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: routing arrow takes no gate, "
+                            "threshold or mole_gate tensors", m->name);
+    if (m->protos < 0) return MOLORA_RESULT_SUCCESS;
+    if ((r = molora__f32_shaped(a, m, m->protos, (uint64_t)m->n, (uint64_t)L->d_in, 0, "arrow_prototypes", &p)))
+        return r;
+    if (!molora__all_finite(p, (size_t)m->n * (size_t)L->d_in))
+        return molora__fail(&a->io.lg, MOLORA_RESULT_NON_FINITE, "module %s: arrow_prototypes has NaN or Inf",
+                            m->name);
+    L->prototypes = p;
+    return MOLORA_RESULT_SUCCESS;
+}
 /* The router tensors of an AdaMoLE, MoLE or molora layer: the gate (not for mole_output), its
    bias, AdaMoLE's threshold network, the mole_output gate over the experts' outputs. */
 MOLORA__PRIVATE molora_result molora__router_tensors(molora_adapter *a, const molora__module *m, molora_layer_desc *L)
@@ -5174,6 +5462,10 @@ MOLORA__PRIVATE molora_result molora__router_tensors(molora_adapter *a, const mo
     const molora__logger *lg = &a->io.lg;
     uint64_t n = (uint64_t)m->n, din = (uint64_t)L->d_in;
     molora_result r;
+    if (L->routing == MOLORA_ROUTING_ARROW) return molora__arrow_tensors(a, m, L);
+    if (m->protos >= 0)
+        return molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: arrow_prototypes with routing %s (only "
+                            "arrow reads them)", m->name, molora_routing_name(L->routing));
     if (m->gate >= 0) {
         if ((r = molora__f32_shaped(a, m, m->gate, n, din, 0, "lora_gating.weight", &L->gate_weight))) return r;
     } else if (L->routing != MOLORA_ROUTING_MOLE_OUTPUT)
@@ -5205,12 +5497,15 @@ MOLORA__PRIVATE molora_result molora__build_routing(molora_adapter *a, const mol
     int n = m->n;
     L->routing = (molora_routing)c->routing;
     L->temperature = (float)c->temperature;
-    if (c->routing == MOLORA_ROUTING_TOPK) {
+    if (c->routing == MOLORA_ROUTING_TOPK || (c->routing == MOLORA_ROUTING_ARROW && c->top_k_set)) {
         if (c->top_k != floor(c->top_k) || c->top_k < 1 || c->top_k > n)
             return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"top_k\" %g outside 1..%d", m->name,
                                 c->top_k, n);
         L->top_k = (int)c->top_k;
     }
+    if (c->routing == MOLORA_ROUTING_ARROW && !c->top_k_set && n < 3)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: routing arrow without \"top_k\" means "
+                            "k = 3, but the module has %d experts", m->name, n);
     if (c->routing == MOLORA_ROUTING_THRESHOLD) {
         if (!c->threshold_set)
             return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "module %s: \"threshold\" is missing", m->name);

@@ -134,6 +134,19 @@ F(f_ith_bad, g.fa.ith = 2; g.fa.nth = 2)
 F(f_nth_neg, g.fa.nth = -1)
 F(f_logits_inf_minus_inf, g.X[0] = 3e38f; g.X[1] = 3e38f; g.Wg[0] = 1e10f; g.Wg[1] = -1e10f)
 R(r_no_weights_out, g.fa.weights_out = NULL)
+/* ARROW: the base with its routing switched, gate bias dropped, prototypes given (the gate's rows) or computed */
+#define ARROW_ON g.ld.routing = MOLORA_ROUTING_ARROW; g.ld.gate_bias = NULL; g.ld.prototypes = g.Wg
+I(i_arrow_ok, ARROW_ON)
+I(i_arrow_exact, ARROW_ON; g.ld.prototypes = NULL)
+I(i_arrow_k_big, ARROW_ON; g.ld.top_k = NE + 1)
+I(i_arrow_k_neg, ARROW_ON; g.ld.top_k = -1)
+I(i_arrow_default_k_big, ARROW_ON; g.ld.n_experts = 2)
+I(i_arrow_gate_bias, ARROW_ON; g.ld.gate_bias = g.bg)
+I(i_arrow_nan_proto, ARROW_ON; g.Wg[5] = NAN)
+I(i_arrow_inf_proto, ARROW_ON; g.Wg[0] = -INFINITY)
+I(i_arrow_nan_b_exact, ARROW_ON; g.ld.prototypes = NULL; g.B[1][2] = NAN)
+F(f_arrow_ok, ARROW_ON)
+F(f_arrow_zero_x, ARROW_ON; memset(g.X, 0, sizeof g.X))
 
 /* workspace one byte short of what molora_workspace_size() asked for */
 static molora_result f_ws_one_short(void)
@@ -437,6 +450,17 @@ static const row CATALOGUE[] = {
     {"forward: x near FLT_MAX makes gate logits inf - inf (documented error)", f_logits_inf_minus_inf,
      MOLORA_RESULT_NON_FINITE},
     {"route: weights_out NULL", r_no_weights_out, MOLORA_RESULT_INVALID_ARGUMENT},
+    {"ARROW, prototypes given (control)", i_arrow_ok, MOLORA_RESULT_SUCCESS},
+    {"ARROW, prototypes computed at init (control)", i_arrow_exact, MOLORA_RESULT_SUCCESS},
+    {"ARROW: top_k N + 1", i_arrow_k_big, MOLORA_RESULT_INVALID_TOP_K},
+    {"ARROW: top_k -1", i_arrow_k_neg, MOLORA_RESULT_INVALID_TOP_K},
+    {"ARROW: top_k 0 (k = 3) with N = 2", i_arrow_default_k_big, MOLORA_RESULT_INVALID_TOP_K},
+    {"ARROW: a gate bias", i_arrow_gate_bias, MOLORA_RESULT_INVALID_ARGUMENT},
+    {"ARROW: NaN in prototypes", i_arrow_nan_proto, MOLORA_RESULT_NON_FINITE},
+    {"ARROW: -Inf in prototypes", i_arrow_inf_proto, MOLORA_RESULT_NON_FINITE},
+    {"ARROW: NaN in B, prototypes computed", i_arrow_nan_b_exact, MOLORA_RESULT_NON_FINITE},
+    {"ARROW forward (control)", f_arrow_ok, MOLORA_RESULT_SUCCESS},
+    {"ARROW forward: x = 0 (weights 1/k, delta 0)", f_arrow_zero_x, MOLORA_RESULT_SUCCESS},
     {"merge: NaN weight", m_merge_nan, MOLORA_RESULT_NON_FINITE},
     {"workspace_size: -1 tokens", w_neg_tokens, MOLORA_RESULT_INVALID_SHAPE},
     {"defined: T = 0 writes nothing", d_zero_tokens, MOLORA_RESULT_SUCCESS},

@@ -90,4 +90,82 @@ mkdir -p $T/nofifo && cp $G/adapter/adapter_model.safetensors $T/nofifo/ &&
         >$T/nofifo/adapter_config.json
 refuse "want (96, 32)" $B forward $T/nofifo --module transformer.h.0.attn.c_attn --input $G/x32.t5.npy \
     --output $T/y.npy --base $G/base
+# Arrow (issue 15): compose PEFT LoRAs with no gate, against PEFT 0.20's own Arrow model
+# (tests/fixtures/make_arrow.py): PEFT's prototypes given (--prototypes), GenKnowSub off and on
+# (--general), (T, k) = (1, 2), (0.3, 3), (2, 1); and molora's exact prototypes against PEFT run
+# with numpy's exact ones
+A=$F/arrow
+AX="--expert $A/task_0 --expert $A/task_1 --expert $A/task_2"
+AQ=model.layers.0.self_attn.q_proj
+afwd() { # composed-dir expected.npy
+    if $B forward "$1" --module $AQ --input $A/x.npy --output $T/y.npy --base $A/base.safetensors 2>$T/err &&
+       python3 tests/npy_close.py $T/y.npy "$2" 1e-5 >/dev/null; then ok
+    else bad "arrow forward $1 vs $2: $(cat $T/err)"; fi
+}
+for c in 1:2 0.3:3 2:1; do
+    tag=t${c%%:*}.k${c#*:}
+    for g in 0 1; do
+        gen=; [ $g = 1 ] && gen="--general $A/general_0 --general $A/general_1"
+        accept $B compose $AX --routing arrow:${c#*:}:${c%%:*} --prototypes $A/protos.g$g.safetensors $gen \
+            --out $T/arrow_p$g
+        afwd $T/arrow_p$g $A/y.g$g.$tag.q.npy
+        accept $B compose $AX --routing arrow:${c#*:}:${c%%:*} $gen --out $T/arrow_x$g
+        afwd $T/arrow_x$g $A/yexact.g$g.$tag.q.npy
+    done
+done
+# a composed arrow file without arrow_prototypes: computed at init, the same outputs
+python3 - $T/arrow_x0 $T/arrow_np <<'EOF'
+import json, os, shutil, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+shutil.copytree(src, dst)
+raw = open(os.path.join(src, "adapter_model.safetensors"), "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+out, blob = {}, b""
+for k, v in sorted(hdr.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+    if k.endswith(".arrow_prototypes"):
+        continue
+    a, b = v["data_offsets"]
+    out[k] = dict(v, data_offsets=[len(blob), len(blob) + b - a])
+    blob += data[a:b]
+h = json.dumps(out).encode()
+h += b" " * (-len(h) % 8)
+open(os.path.join(dst, "adapter_model.safetensors"), "wb").write(struct.pack("<Q", len(h)) + h + blob)
+EOF
+afwd $T/arrow_np $A/yexact.g0.t2.k1.q.npy
+# the config says what was composed; inspect names the rule; the default k is 3, T 1
+accept $B compose $AX --routing arrow --general $A/general_0 --general $A/general_1 --out $T/arrow_d
+if json_holds $T/arrow_d/adapter_config.json "j['routing'] == 'arrow' and j['top_k'] == 3 and j['temperature'] == 1 \
+   and j['arrow_prototypes'] == 'exact' and len(j['general']) == 2 and j['expert_scaling'] == [1, 2, 4]" &&
+   [ "$($B inspect $T/arrow_d | grep -c ' arrow ')" -eq 2 ]; then ok; else bad "arrow config / inspect"; fi
+# mixed ranks (1 and 3) are allowed without --general; k = N = 2 is a dense softmax over |z|
+accept $B compose --expert $F/compose_e0 --expert $F/compose_e1 --routing arrow:2 --out $T/arrow_mixed
+accept $B forward $T/arrow_mixed --module $AQ --input $F/x.npy --output $T/y.npy
+# refusals of the options
+refuse "--gate is not used with --routing arrow" $B compose $AX --routing arrow --gate $F/compose_gate.safetensors \
+    --out $T/c4
+refuse "--prototypes needs --routing arrow" $B compose $AX --gate $F/compose_gate.safetensors \
+    --prototypes $A/protos.g0.safetensors --out $T/c4
+refuse "--general needs --routing arrow" $B compose $AX --gate $F/compose_gate.safetensors --general $A/general_0 \
+    --out $T/c4
+refuse "usage: molora compose" $B compose $AX --out $T/c4
+refuse "k = 4 but there are 3 experts" $B compose $AX --routing arrow:4 --out $T/c4
+refuse "k = 3 but there are 2 experts" $B compose --expert $A/task_0 --expert $A/task_1 --routing arrow --out $T/c4
+refuse "K must be a whole number" $B compose $AX --routing arrow:0 --out $T/c4
+refuse "K must be a whole number" $B compose $AX --routing arrow: --out $T/c4
+refuse "T must be a finite decimal number > 0" $B compose $AX --routing arrow:2:0 --out $T/c4
+refuse "T must be a finite decimal number > 0" $B compose $AX --routing arrow:2:-1 --out $T/c4
+refuse "T must be a finite decimal number > 0" $B compose $AX --routing arrow:2:nan --out $T/c4
+refuse "expected arrow, arrow:K or arrow:K:T" $B compose $AX --routing arrows --out $T/c4
+refuse "rank 3, tests/fixtures/compose_e0 has rank 1" $B compose --expert $F/compose_e0 --expert $F/compose_e1 \
+    --routing arrow:1 --general $F/compose_e0 --out $T/c4
+refuse "is (4, 5) of rank 3, the experts' is (4, 5) of rank 1" $B compose --expert $F/compose_e0 --routing arrow:1 \
+    --general $F/compose_e1 --out $T/c4
+refuse "adapts 2 modules, tests/fixtures/compose_e0 adapts 1" $B compose --expert $F/compose_e0 --routing arrow:1 \
+    --general $A/general_0 --out $T/c4
+refuse "not a plain PEFT LoRA adapter (--general)" $B compose $AX --routing arrow --general $F/mola --out $T/c4
+refuse "--out $A/task_0 is the input --expert" $B compose $AX --routing arrow --out $A/task_0
+refuse "is the input --prototypes" $B compose $AX --routing arrow --prototypes $A/protos.g0.safetensors \
+    --out $A/protos.g0.safetensors
+[ -d $T/c4 ] && bad "a refused compose left --out behind" || ok
 finish cli

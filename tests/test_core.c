@@ -1984,6 +1984,355 @@ static void test_kernels_match_twins(void **state)
                   ran[4]);
 }
 
+/* ---- ARROW: top-k of |p_e . x| over prototypes, and the exact prototypes (the eigen section) ---- */
+typedef struct arw {
+    int d_in, d_out, n, top_k;
+    float temperature;
+    int rank[8];
+    float scaling[8];
+    float *A[8], *B[8], *P;
+    molora_expert_desc ex[8];
+    molora_layer_desc ld;
+} arw;
+
+static void arw_make(arw *z, int d_in, int d_out, int n, int top_k, float temperature)
+{
+    int i;
+    memset(z, 0, sizeof *z);
+    z->d_in = d_in; z->d_out = d_out; z->n = n; z->top_k = top_k; z->temperature = temperature;
+    for (i = 0; i < n; i++) {
+        z->rank[i] = 1 + i % 3;
+        z->scaling[i] = 0.5f + 0.25f * (float)i;
+        z->A[i] = rnd_vec((size_t)z->rank[i] * d_in, 1);
+        z->B[i] = rnd_vec((size_t)d_out * z->rank[i], 1);
+        z->ex[i].rank = z->rank[i]; z->ex[i].A = z->A[i]; z->ex[i].B = z->B[i]; z->ex[i].scaling = z->scaling[i];
+    }
+    z->P = rnd_vec((size_t)n * d_in, 1);
+    z->ld.d_in = d_in; z->ld.d_out = d_out; z->ld.n_experts = n; z->ld.experts = z->ex;
+    z->ld.routing = MOLORA_ROUTING_ARROW; z->ld.top_k = top_k; z->ld.temperature = temperature;
+    z->ld.prototypes = z->P;
+}
+static void arw_free(arw *z)
+{
+    int i;
+    for (i = 0; i < z->n; i++) { free(z->A[i]); free(z->B[i]); }
+    free(z->P);
+}
+static molora_result arw_init(const molora_layer_desc *L, molora_model **m)
+{
+    molora_model_desc md;
+    memset(&md, 0, sizeof md);
+    md.n_layers = 1; md.layers = L;
+    return molora_model_init(&md, m);
+}
+
+/* the naive rule of one token: z = |P x|, the k largest allowed (lower index first on ties),
+   softmax of z / T over them; then y = sum_e w_e s_e B_e A_e x */
+static void arw_ref(const arw *z, const float *P, const float *x, const uint8_t *allow, double *w, double *y)
+{
+    double lg[8], mx = -1, sum = 0;
+    int kept[8] = {0}, i, c, j, o, k = z->top_k ? z->top_k : 3;
+    for (i = 0; i < z->n; i++) {
+        double d = 0;
+        for (j = 0; j < z->d_in; j++) d += (double)P[i * z->d_in + j] * x[j];
+        lg[i] = fabs(d);
+        w[i] = 0;
+    }
+    for (c = 0; c < k; c++) {
+        int best = -1;
+        for (i = 0; i < z->n; i++)
+            if ((!allow || allow[i]) && !kept[i] && (best < 0 || lg[i] > lg[best])) best = i;
+        if (best < 0) break;
+        kept[best] = 1;
+        if (lg[best] > mx) mx = lg[best];
+    }
+    for (i = 0; i < z->n; i++)
+        if (kept[i]) { w[i] = exp((lg[i] - mx) / (z->temperature > 0 ? z->temperature : 1)); sum += w[i]; }
+    for (i = 0; i < z->n; i++) if (sum > 0) w[i] /= sum;
+    for (o = 0; o < z->d_out; o++) y[o] = 0;
+    for (i = 0; i < z->n; i++) {
+        double h[3];
+        if (w[i] == 0) continue;
+        for (j = 0; j < z->rank[i]; j++) {
+            int q;
+            h[j] = 0;
+            for (q = 0; q < z->d_in; q++) h[j] += (double)z->A[i][j * z->d_in + q] * x[q];
+        }
+        for (o = 0; o < z->d_out; o++) {
+            double s = 0;
+            for (j = 0; j < z->rank[i]; j++) s += (double)z->B[i][o * z->rank[i] + j] * h[j];
+            y[o] += w[i] * z->scaling[i] * s;
+        }
+    }
+}
+
+/* forward (DELTA) and weights_out of T tokens against arw_ref; mask: (T, N) per token or NULL */
+static void arw_check(const arw *z, int T, const uint8_t *mask, int per_token)
+{
+    molora_model *m;
+    molora_forward_args a;
+    float *X = rnd_vec((size_t)(T ? T : 1) * z->d_in, 1), *Y = calloc((size_t)(T ? T : 1) * z->d_out, sizeof(float));
+    float *W = calloc((size_t)(T ? T : 1) * z->n, sizeof(float));
+    size_t wsz;
+    void *ws;
+    err e = {0, 0, 0};
+    int t, i;
+    long before;
+    assert_int_equal(arw_init(&z->ld, &m), MOLORA_RESULT_SUCCESS);
+    ws = ws_for(m, T ? T : 1, &wsz);
+    memset(&a, 0, sizeof a);
+    a.n_tokens = T; a.x = X; a.y = Y; a.output = MOLORA_OUTPUT_DELTA; a.weights_out = W;
+    a.workspace = ws; a.workspace_size = wsz; a.expert_mask = mask; a.mask_per_token = per_token;
+    before = g_allocs;   /* ARROW's forward allocates nothing either */
+    assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(g_allocs, before);
+    for (t = 0; t < T; t++) {
+        double w[8], y[64];
+        arw_ref(z, z->P, X + (size_t)t * z->d_in, mask ? mask + (per_token ? (size_t)t * z->n : 0) : NULL, w, y);
+        for (i = 0; i < z->n; i++) err_add(&e, W[t * z->n + i], w[i], 1);
+        for (i = 0; i < z->d_out; i++) err_add(&e, Y[t * z->d_out + i], y[i], 1 + fabs(y[i]));
+    }
+    CHECK_ERR(e, 1e-5, "arrow forward vs the naive rule");
+    molora_model_free(m);
+    free(ws); free(X); free(Y); free(W);
+}
+
+static void test_arrow_rule(void **s)
+{
+    static const int Ts[] = {0, 1, 2, 16, 17, 40};
+    static const struct { int k; float temp; } kt[] = {{1, 1}, {2, 1}, {0, 0.3f}, {3, 2}, {5, 1}, {2, 0}};
+    arw z;
+    int i, j, t;
+    (void)s;
+    for (i = 0; i < (int)(sizeof kt / sizeof kt[0]); i++)
+        for (j = 0; j < (int)(sizeof Ts / sizeof Ts[0]); j++) {
+            arw_make(&z, 13, 11, 5, kt[i].k, kt[i].temp);
+            arw_check(&z, Ts[j], NULL, 0);
+            arw_free(&z);
+        }
+    /* masks: one for the batch, and one per token (a token with every expert masked gets nothing) */
+    {
+        uint8_t batch[5] = {1, 0, 1, 1, 0}, tok[17 * 5];
+        for (t = 0; t < 17 * 5; t++) tok[t] = (uint8_t)((t * 7 + t / 5) % 3 != 0);
+        for (t = 0; t < 5; t++) tok[3 * 5 + t] = 0;
+        arw_make(&z, 13, 11, 5, 3, 1);
+        arw_check(&z, 17, batch, 0);
+        arw_check(&z, 17, tok, 1);
+        arw_check(&z, 1, tok, 1);
+        arw_free(&z);
+    }
+    arw_make(&z, 9, 4, 1, 1, 1);   /* N = 1: weight 1 */
+    arw_check(&z, 17, NULL, 0);
+    arw_free(&z);
+}
+
+/* k = N, N + 1, the default 3 against N, the gate bias, NaN prototypes: each at its code */
+static void test_arrow_bounds(void **s)
+{
+    arw z;
+    molora_model *m = NULL;
+    molora_layer_info info;
+    float bias[4] = {0};
+    (void)s;
+    arw_make(&z, 6, 5, 4, 4, 1);   /* k = N: a softmax over all of |z| */
+    arw_check(&z, 16, NULL, 0);
+    z.ld.top_k = 5;
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_INVALID_TOP_K);
+    assert_null(m);
+    z.ld.top_k = -1;
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_INVALID_TOP_K);
+    z.ld.top_k = 0;   /* the default k = 3 */
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_layer_info(m, 0, &info), 0);
+    assert_int_equal(info.top_k, 3);
+    assert_int_equal(info.routing, MOLORA_ROUTING_ARROW);
+    assert_string_equal(molora_routing_name(MOLORA_ROUTING_ARROW), "arrow");
+    molora_model_free(m); m = NULL;
+    z.ld.n_experts = 2;   /* the default 3 with N = 2: PEFT's "k out of range", here at init */
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_INVALID_TOP_K);
+    z.ld.top_k = 2;
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_SUCCESS);
+    molora_model_free(m); m = NULL;
+    z.ld.n_experts = 4;
+    z.ld.gate_bias = bias;
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_INVALID_ARGUMENT);
+    z.ld.gate_bias = NULL;
+    z.P[7] = NAN;
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_NON_FINITE);
+    z.P[7] = INFINITY;
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_NON_FINITE);
+    z.P[7] = 0;
+    z.ld.temperature = -1;
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_INVALID_VALUE);
+    z.ld.temperature = 1;
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_prototypes(m, 1, z.P), MOLORA_RESULT_INVALID_LAYER);
+    assert_int_equal(molora_model_prototypes(m, 0, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    molora_model_free(m); m = NULL;
+    z.ld.routing = MOLORA_ROUTING_FIXED;   /* not ARROW: no prototypes to give */
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_prototypes(m, 0, z.P), MOLORA_RESULT_INVALID_ARGUMENT);
+    molora_model_free(m);
+    arw_free(&z);
+}
+
+/* ties go to the lower index, |.| makes p and -p equal, and x = 0 gives 1/k on the first k */
+static void test_arrow_ties(void **s)
+{
+    arw z;
+    molora_model *m;
+    molora_forward_args a;
+    float x[4] = {1, 2, 0, 0}, y[3], w[4], zero[4] = {0};
+    size_t wsz;
+    void *ws;
+    int j;
+    (void)s;
+    arw_make(&z, 4, 3, 4, 2, 1);
+    for (j = 0; j < 4; j++) {   /* p1 = -p0 = p3 (one tie of three), p2 smaller */
+        z.P[0 * 4 + j] = (float)(j + 1);
+        z.P[1 * 4 + j] = -(float)(j + 1);
+        z.P[2 * 4 + j] = 0.5f * (float)(j + 1);
+        z.P[3 * 4 + j] = (float)(j + 1);
+    }
+    assert_int_equal(arw_init(&z.ld, &m), 0);
+    ws = ws_for(m, 1, &wsz);
+    memset(&a, 0, sizeof a);
+    a.n_tokens = 1; a.x = x; a.y = y; a.output = MOLORA_OUTPUT_DELTA; a.weights_out = w;
+    a.workspace = ws; a.workspace_size = wsz;
+    memset(y, 0, sizeof y);
+    assert_int_equal(molora_forward(m, &a), 0);
+    assert_true(w[0] == 0.5f && w[1] == 0.5f && w[2] == 0 && w[3] == 0);
+    a.x = zero;
+    memset(y, 0, sizeof y);   /* DELTA output adds into y */
+    assert_int_equal(molora_forward(m, &a), 0);
+    assert_true(w[0] == 0.5f && w[1] == 0.5f && w[2] == 0 && w[3] == 0);
+    assert_true(y[0] == 0 && y[1] == 0 && y[2] == 0);
+    free(ws);
+    molora_model_free(m);
+    arw_free(&z);
+}
+
+/* the eigen-solver: A v = lambda v and V V^T = I to double precision, values descending */
+static void eigen_check(int n, const double *A0, double tol)
+{
+    double *A = malloc(sizeof(double) * n * n), *V = malloc(sizeof(double) * n * n), *w = malloc(sizeof(double) * n);
+    double scale = 0, worst = 0;
+    int i, j, k;
+    memcpy(A, A0, sizeof(double) * n * n);
+    assert_int_equal(molora_eigen_sym(n, A, w, V), MOLORA_RESULT_SUCCESS);
+    for (i = 0; i < n * n; i++) scale = fmax(scale, fabs(A0[i]));
+    for (k = 0; k < n; k++) {
+        if (k) assert_true(w[k] <= w[k - 1]);
+        for (i = 0; i < n; i++) {
+            double r = 0;
+            for (j = 0; j < n; j++) r += A0[i * n + j] * V[k * n + j];
+            worst = fmax(worst, fabs(r - w[k] * V[k * n + i]) / (scale > 0 ? scale : 1));
+        }
+        for (j = 0; j < n; j++) {
+            double d = 0;
+            for (i = 0; i < n; i++) d += V[k * n + i] * V[j * n + i];
+            worst = fmax(worst, fabs(d - (j == k)));
+        }
+    }
+    if (worst > tol) fail_msg("eigen n = %d: residual %g > %g", n, worst, tol);
+    free(A); free(V); free(w);
+}
+static void test_eigen_known_spectra(void **s)
+{
+    double D[16] = {0}, A[64 * 64], Q[3 * 3], w[64], one = 7.5, v1 = 0;
+    int i, j, k, n;
+    (void)s;
+    D[0] = 1; D[5] = 3; D[10] = -2; D[15] = 3;   /* diagonal, 3 twice */
+    memcpy(A, D, sizeof D);
+    assert_int_equal(molora_eigen_sym(4, A, w, NULL), 0);
+    assert_true(w[0] == 3 && w[1] == 3 && w[2] == 1 && w[3] == -2);
+    eigen_check(4, D, 1e-14);
+    assert_int_equal(molora_eigen_sym(1, &one, w, &v1), 0);   /* r = 1 */
+    assert_true(w[0] == 7.5 && v1 == 1);
+    /* repeated eigenvalues in a rotated basis: Q diag(2, 2, -1) Q^T, Q a Householder reflection */
+    {
+        double u[3] = {1, 2, 2}, lam[3] = {2, 2, -1}, B[9];
+        for (i = 0; i < 3; i++) for (j = 0; j < 3; j++) Q[i * 3 + j] = (i == j) - 2 * u[i] * u[j] / 9;
+        for (i = 0; i < 3; i++)
+            for (j = 0; j < 3; j++) {
+                B[i * 3 + j] = 0;
+                for (k = 0; k < 3; k++) B[i * 3 + j] += Q[i * 3 + k] * lam[k] * Q[j * 3 + k];
+            }
+        eigen_check(3, B, 1e-14);
+        memcpy(A, B, sizeof B);
+        assert_int_equal(molora_eigen_sym(3, A, w, NULL), 0);
+        assert_true(fabs(w[0] - 2) < 1e-14 && fabs(w[1] - 2) < 1e-14 && fabs(w[2] + 1) < 1e-14);
+    }
+    /* rank-deficient: G = X X^T with X (64, 5): 59 zero eigenvalues; and random symmetric r = 64 */
+    for (n = 2; n <= 64; n *= 2) {
+        double *X = malloc(sizeof(double) * n * 5), G[64 * 64];
+        for (i = 0; i < n * 5; i++) X[i] = rnd();
+        for (i = 0; i < n; i++)
+            for (j = 0; j < n; j++) {
+                G[i * n + j] = 0;
+                for (k = 0; k < 5; k++) G[i * n + j] += X[i * 5 + k] * X[j * 5 + k];
+            }
+        eigen_check(n, G, 1e-12);
+        memcpy(A, G, sizeof(double) * n * n);
+        assert_int_equal(molora_eigen_sym(n, A, w, NULL), 0);
+        for (i = 5; i < n; i++) assert_true(fabs(w[i]) < 1e-12 * w[0]);
+        for (i = 0; i < n; i++) for (j = i; j < n; j++) G[i * n + j] = G[j * n + i] = rnd();
+        eigen_check(n, G, 1e-12);
+        free(X);
+    }
+    {   /* entries near DBL_MAX: their squares would overflow without the solver's scaling */
+        double H[9] = {1e307, 2e307, 0, 2e307, -3e307, 1e307, 0, 1e307, 5e306};
+        eigen_check(3, H, 1e-13);
+    }
+    memset(A, 0, sizeof(double) * 9);   /* zero matrix */
+    eigen_check(3, A, 0);
+    assert_int_equal(molora_eigen_sym(0, A, w, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    assert_int_equal(molora_eigen_sym(2, NULL, w, NULL), MOLORA_RESULT_INVALID_ARGUMENT);
+    A[0] = 1; A[1] = NAN; A[3] = 1;
+    assert_int_equal(molora_eigen_sym(2, A, w, NULL), MOLORA_RESULT_NON_FINITE);
+}
+
+/* exact prototypes against a naive reference: power iteration in double on (BA)^T (BA), run to
+   convergence (a separated spectrum), sign-free: |cos| = 1 to 1e-6; B = 0 gives p = 0, a rank-1
+   expert gives A's row; rank-deficient A (a repeated row) still gives the top direction */
+static void test_arrow_exact_prototypes(void **s)
+{
+    arw z;
+    molora_model *m;
+    float P[5 * 17];
+    int e, it, j, o, q;
+    (void)s;
+    arw_make(&z, 17, 9, 5, 2, 1);
+    z.ld.prototypes = NULL;
+    memset(z.B[4], 0, sizeof(float) * 9 * z.rank[4]);   /* an untrained expert: B = 0 */
+    memcpy(z.A[2] + 17, z.A[2], sizeof(float) * 17);     /* expert 2 (rank 3): row 1 = row 0 */
+    assert_int_equal(arw_init(&z.ld, &m), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_model_prototypes(m, 0, P), MOLORA_RESULT_SUCCESS);
+    for (e = 0; e < 5; e++) {
+        double v[17], u[17], h[3], bh[9], nv = 0, c = 0, np = 0;
+        int r = z.rank[e];
+        for (j = 0; j < 17; j++) v[j] = 1.0 + 0.1 * j;
+        for (it = 0; it < 3000; it++) {   /* v <- A^T B^T B A v, normalised */
+            double n2 = 0;
+            for (q = 0; q < r; q++) { h[q] = 0; for (j = 0; j < 17; j++) h[q] += z.A[e][q * 17 + j] * v[j]; }
+            for (o = 0; o < 9; o++) { bh[o] = 0; for (q = 0; q < r; q++) bh[o] += z.B[e][o * r + q] * h[q]; }
+            for (q = 0; q < r; q++) { h[q] = 0; for (o = 0; o < 9; o++) h[q] += z.B[e][o * r + q] * bh[o]; }
+            for (j = 0; j < 17; j++) { u[j] = 0; for (q = 0; q < r; q++) u[j] += z.A[e][q * 17 + j] * h[q]; }
+            for (j = 0; j < 17; j++) n2 += u[j] * u[j];
+            if (n2 == 0) break;
+            for (j = 0; j < 17; j++) v[j] = u[j] / sqrt(n2);
+        }
+        for (j = 0; j < 17; j++) {
+            c += v[j] * P[e * 17 + j]; nv += v[j] * v[j]; np += (double)P[e * 17 + j] * P[e * 17 + j];
+        }
+        if (e == 4) { assert_true(np == 0); continue; }
+        if (fabs(fabs(c) / sqrt(nv * np) - 1) > 1e-6 || fabs(np - 1) > 1e-6)
+            fail_msg("expert %d: |cos| %.9f, |p|^2 %.9f", e, fabs(c) / sqrt(nv * np), np);
+    }
+    molora_model_free(m);
+    arw_free(&z);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2035,6 +2384,11 @@ int main(void)
         cmocka_unit_test(test_batch_size_independence),
         cmocka_unit_test(test_thread_split_args),
         cmocka_unit_test(test_kernels_match_twins),
+        cmocka_unit_test(test_arrow_rule),
+        cmocka_unit_test(test_arrow_bounds),
+        cmocka_unit_test(test_arrow_ties),
+        cmocka_unit_test(test_eigen_known_spectra),
+        cmocka_unit_test(test_arrow_exact_prototypes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

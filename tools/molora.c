@@ -874,6 +874,21 @@ static int compose_config_scaling(strbuf *c, molora_adapter *ad0, int n, const f
     sb_printf(c, "\n }\n}\n");
     return 0;
 }
+/* "KEY": [the directories], informational (GenKnowSub's general adapters) */
+static int compose_config_paths(strbuf *c, const char *key, const char *const *dirs, int n)
+{
+    int i;
+    if (!n) return 0;
+    sb_printf(c, " \"%s\": [", key);
+    for (i = 0; i < n; i++) {
+        if (i) sb_printf(c, ", ");
+        if (sb_json_str(c, dirs[i]))
+            return die("compose: --%s %s: the path is not valid UTF-8 (it is recorded in adapter_config.json)", key,
+                       dirs[i]);
+    }
+    sb_printf(c, "],\n");
+    return 0;
+}
 /* adapter_config.json of the MOLORA layout: numbers from the parsed values, strings escaped;
    fifo: the experts' fan_in_fan_out (GPT-2 Conv1D: W0 stored (in, out)), kept so forward --base
    reads W0 as the experts do */
@@ -882,9 +897,15 @@ static int compose_config(strbuf *c, const cli_compose_opts *o, molora_adapter *
 {
     int e, n = o->n_experts;
     cli_route_kind k = o->routing.kind;
-    const char *routing = k == CLI_ROUTE_TOPK ? "topk" : k == CLI_ROUTE_THRESHOLD ? "threshold" : "dense";
+    const char *routing = k == CLI_ROUTE_TOPK ? "topk" : k == CLI_ROUTE_THRESHOLD ? "threshold"
+                        : k == CLI_ROUTE_ARROW ? "arrow" : "dense";
     sb_printf(c, "{\n \"peft_type\": \"MOLORA\",\n \"routing\": \"%s\",\n", routing);
-    if (k == CLI_ROUTE_TOPK) sb_printf(c, " \"top_k\": %d,\n", o->routing.top_k);
+    if (k == CLI_ROUTE_TOPK || k == CLI_ROUTE_ARROW) sb_printf(c, " \"top_k\": %d,\n", o->routing.top_k);
+    if (k == CLI_ROUTE_ARROW) {
+        sb_printf(c, " \"temperature\": %.9g,\n \"arrow_prototypes\": \"%s\",\n", (double)o->routing.temperature,
+                  o->prototypes ? "given" : "exact");
+        if (compose_config_paths(c, "general", o->generals, o->n_general)) return 1;
+    }
     if (k == CLI_ROUTE_THRESHOLD) sb_printf(c, " \"threshold\": %.9g,\n", (double)o->routing.threshold);
     if (fifo) sb_printf(c, " \"fan_in_fan_out\": true,\n");
     sb_printf(c, " \"experts\": [");
@@ -1088,7 +1109,10 @@ static int compose_check_paths(const cli_compose_opts *o)
     int i, rc = !cfg || !st ? die("out of memory") : 0;
     memset(&in, 0, sizeof in);
     for (i = 0; !rc && i < o->n_experts; i++) rc = io_add_adapter(&in, "--expert", o->experts[i]);
-    rc = rc || io_add(&in, "--gate", o->gate, io_dup(o->gate)) || io_check_output(&in, "compose", "--out", o->out) ||
+    for (i = 0; !rc && i < o->n_general; i++) rc = io_add_adapter(&in, "--general", o->generals[i]);
+    rc = rc || (o->gate && io_add(&in, "--gate", o->gate, io_dup(o->gate))) ||
+         (o->prototypes && io_add(&in, "--prototypes", o->prototypes, io_dup(o->prototypes))) ||
+         io_check_output(&in, "compose", "--out", o->out) ||
          io_check_output(&in, "compose", "--out", cfg) || io_check_output(&in, "compose", "--out", st);
     io_free(&in);
     free(cfg); free(st);
@@ -1105,6 +1129,9 @@ typedef struct compose_plan {
     molora_adapter *adapters[CLI_MAX_EXPERTS];
     molora_model *models[CLI_MAX_EXPERTS];   /* each expert initialised: its scaling as molora resolves it */
     molora_safetensors *gate;
+    molora_adapter *generals[CLI_MAX_EXPERTS];   /* arrow's --general adapters (GenKnowSub)         */
+    molora_safetensors *protos;              /* arrow's --prototypes file, or NULL                */
+    size_t protos_used;                      /* its tensors read (every one must be)              */
     int n_layers;                            /* the layers of expert 0, the order of the output */
     out_tensor *tensors;                     /* n_layers * (2N + 2) + 1: the last one only for cleanup */
     int n_tensors;
@@ -1119,6 +1146,8 @@ static void compose_plan_free(compose_plan *P)
         for (i = 0; i < P->n_tensors + 1; i++) { free(P->tensors[i].name); free(P->tensors[i].own); }
     free(P->tensors); free(P->scaling);
     molora_safetensors_free(P->gate);
+    molora_safetensors_free(P->protos);
+    for (i = 0; i < P->o->n_general; i++) molora_adapter_free(P->generals[i]);
     for (i = 0; i < P->o->n_experts; i++) { molora_model_free(P->models[i]); molora_adapter_free(P->adapters[i]); }
 }
 /* every --expert: a plain PEFT LoRA that loads and initialises, adapting as many modules as the first */
@@ -1231,6 +1260,167 @@ static int compose_layer(compose_plan *P, int l)
         if (compose_expert(P, l, e, name, L0)) return 1;
     return compose_gate(P, name, L0);
 }
+/* ---- compose --routing arrow: GenKnowSub and the prototypes ----------------------------------
+   PEFT's Arrow (create_arrow_model): no gate; per module P.arrow_prototypes (N, d_in), from
+   --prototypes or the exact ones molora computes from the written factors. With --general
+   (GenKnowSub) every expert's A and B become A - mean_g A_g and B - mean_g B_g, as PEFT's code
+   does it (the factors' means, s_e unchanged), so the file holds the subtracted factors. Ranks may
+   differ between experts, except with --general: the subtraction needs one rank per module. */
+
+/* every --general: a plain PEFT LoRA that loads, adapting as many modules as the first expert */
+static int compose_open_generals(compose_plan *P, const molora_load_desc *ld)
+{
+    const char *const *dirs = P->o->generals;
+    int i;
+    molora_result r;
+    for (i = 0; i < P->o->n_general; i++) {
+        if ((r = molora_adapter_open(dirs[i], ld, &P->generals[i]))) return die_lib(dirs[i], r);
+        if (molora_adapter_layout(P->generals[i]) != MOLORA_LAYOUT_PEFT_LORA)
+            return die("%s: layout %s is not a plain PEFT LoRA adapter (--general)", dirs[i],
+                       molora_layout_name(molora_adapter_layout(P->generals[i])));
+        if (molora_adapter_n_layers(P->generals[i]) != molora_adapter_n_layers(P->adapters[0]))
+            return die("%s: adapts %d modules, %s adapts %d (--general adapters must adapt the experts' modules)",
+                       dirs[i], molora_adapter_n_layers(P->generals[i]), P->o->experts[0],
+                       molora_adapter_n_layers(P->adapters[0]));
+    }
+    return 0;
+}
+/* mean (na + nb doubles) += general g's A and B of module NAME: rank r, the experts' shape */
+static int compose_gks_add(compose_plan *P, int g, const char *name, const molora_layer_desc *L0, int r,
+                           double *mean, float *tmp)
+{
+    const char *dir = P->o->generals[g];
+    int lg = molora_adapter_find_layer(P->generals[g], name);
+    const molora_layer_desc *Lg;
+    size_t na = (size_t)r * (size_t)L0->d_in, nb = (size_t)L0->d_out * (size_t)r, i;
+    if (lg < 0) return die("%s: module %s is not adapted (--general adapters must adapt the experts' modules)", dir,
+                           name);
+    Lg = adapter_layer(P->generals[g], lg);
+    if (Lg->d_in != L0->d_in || Lg->d_out != L0->d_out || Lg->experts[0].rank != r)
+        return die("%s: module %s is (%d, %d) of rank %d, the experts' is (%d, %d) of rank %d (GenKnowSub subtracts "
+                   "the factors: one shape and rank)", dir, name, Lg->d_out, Lg->d_in, Lg->experts[0].rank,
+                   L0->d_out, L0->d_in, r);
+    molora_convert_f32(Lg->experts[0].A, Lg->experts[0].A_type, na, tmp);
+    for (i = 0; i < na; i++) mean[i] += tmp[i];
+    molora_convert_f32(Lg->experts[0].B, Lg->experts[0].B_type, nb, tmp);
+    for (i = 0; i < nb; i++) mean[na + i] += tmp[i];
+    return 0;
+}
+/* GenKnowSub on module NAME: the experts' A and B (tensors from index first) minus the means */
+static int compose_gks(compose_plan *P, const char *name, const molora_layer_desc *L0, int first)
+{
+    out_tensor *t = &P->tensors[first];
+    int n = P->o->n_experts, G = P->o->n_general, r = t[0].rows, e, g, rc = 0;
+    size_t na = (size_t)r * (size_t)L0->d_in, nb = (size_t)L0->d_out * (size_t)r, i;
+    double *mean = (double *)calloc(na + nb, sizeof(double));
+    float *tmp = (float *)malloc(sizeof(float) * (na > nb ? na : nb));
+    if (!mean || !tmp) rc = die("compose: out of memory");
+    for (e = 1; !rc && e < n; e++)
+        if (t[2 * e].rows != r)
+            rc = die("compose: module %s: %s has rank %d, %s has rank %d (GenKnowSub, --general, subtracts the "
+                     "factors: one rank for every expert)", name, P->o->experts[e], t[2 * e].rows, P->o->experts[0], r);
+    for (g = 0; !rc && g < G; g++) rc = compose_gks_add(P, g, name, L0, r, mean, tmp);
+    for (i = 0; !rc && i < na + nb; i++) {   /* the mean rounded to float once, then subtracted in float */
+        float m = (float)(mean[i] / G);
+        for (e = 0; e < n; e++) t[2 * e + (i >= na)].own[i >= na ? i - na : i] -= m;
+    }
+    free(mean); free(tmp);
+    return rc;
+}
+/* the prototypes of LAYER from --prototypes: LAYER.arrow_prototypes, found with or without
+   "base_model.model." (not both), F32 (N, d_in), finite */
+static int compose_protos_given(compose_plan *P, const char *layer, const molora_layer_desc *L0, out_tensor *t)
+{
+    const char *file = P->o->prototypes, *bare = strncmp(layer, "base_model.model.", 17) ? layer : layer + 17;
+    char full[1200], short_[1200];
+    size_t i = 0, ib = 0, k;
+    int has, has_b;
+    molora_tensor_info ti;
+    const float *p;
+    molora_result r;
+    snprintf(full, sizeof full, "%s.arrow_prototypes", layer);
+    snprintf(short_, sizeof short_, "%s.arrow_prototypes", bare);
+    has = !molora_safetensors_find(P->protos, full, &i);
+    has_b = bare != layer && !molora_safetensors_find(P->protos, short_, &ib);
+    if (!has && !has_b) return die("%s: tensor %s.arrow_prototypes not found (module %s)", file, bare, layer);
+    if (has && has_b) return die("%s: tensors %s and %s both give module %s", file, full, short_, layer);
+    if (has_b) i = ib;
+    molora_safetensors_tensor_info(P->protos, i, &ti);
+    if (ti.dtype != MOLORA_DTYPE_F32)
+        return die("%s: tensor %s is %s, not F32", file, ti.name, molora_dtype_name(ti.dtype));
+    if (ti.n_dims != 2 || ti.shape[0] != (uint64_t)P->o->n_experts || ti.shape[1] != (uint64_t)L0->d_in)
+        return die("%s: tensor %s should be (%d, %d): one prototype per --expert", file, ti.name, P->o->n_experts,
+                   L0->d_in);
+    if ((r = molora_safetensors_tensor_f32(P->protos, i, &p))) return die_lib(file, r);
+    for (k = 0; k < t->n; k++)
+        if (!isfinite(p[k])) return die("%s: tensor %s has NaN or Inf", file, ti.name);
+    memcpy(t->own, p, t->n * sizeof(float));
+    P->protos_used++;
+    return 0;
+}
+/* every tensor of --prototypes was used: else name the first one that gives no adapted module */
+static int compose_protos_extra(const compose_plan *P)
+{
+    size_t i, n = molora_safetensors_n_tensors(P->protos);
+    char name[1200];
+    molora_tensor_info ti;
+    if (P->protos_used == n) return 0;
+    for (i = 0; i < n; i++) {
+        size_t len;
+        molora_safetensors_tensor_info(P->protos, i, &ti);
+        len = strlen(ti.name);
+        if (len < 17 || len - 17 >= sizeof name || strcmp(ti.name + len - 17, ".arrow_prototypes"))
+            return die("%s: tensor %s is not named <module path>.arrow_prototypes", P->o->prototypes, ti.name);
+        memcpy(name, ti.name, len - 17); name[len - 17] = 0;
+        if (molora_adapter_find_layer(P->adapters[0], name) < 0)
+            return die("%s: tensor %s: module %s is not adapted by the experts", P->o->prototypes, ti.name, name);
+    }
+    return die("%s: %zu tensors for %zu modules", P->o->prototypes, n, P->protos_used);
+}
+/* the exact prototypes of LAYER: molora's ARROW init on the factors written (after GenKnowSub) */
+static int compose_protos_exact(compose_plan *P, const char *layer, const molora_layer_desc *L0, int first,
+                                out_tensor *t)
+{
+    molora_expert_desc ex[CLI_MAX_EXPERTS];
+    molora_layer_desc ld;
+    molora_model_desc md;
+    molora_model *m;
+    molora_result r;
+    int e, n = P->o->n_experts;
+    memset(ex, 0, sizeof ex); memset(&ld, 0, sizeof ld); memset(&md, 0, sizeof md);
+    for (e = 0; e < n; e++) {
+        ex[e].rank = P->tensors[first + 2 * e].rows; ex[e].scaling = 1;
+        ex[e].A = P->tensors[first + 2 * e].own; ex[e].B = P->tensors[first + 2 * e + 1].own;
+    }
+    ld.d_in = L0->d_in; ld.d_out = L0->d_out; ld.n_experts = n; ld.experts = ex;
+    ld.routing = MOLORA_ROUTING_ARROW; ld.top_k = 1;
+    md.n_layers = 1; md.layers = &ld; md.log = on_log;
+    g_detail[0] = 0;
+    if ((r = molora_model_init(&md, &m))) return die("compose: module %s: prototypes: %s (%s)", layer, g_detail,
+                                                     molora_result_string(r));
+    r = molora_model_prototypes(m, 0, t->own);
+    molora_model_free(m);
+    return r ? die("compose: module %s: prototypes: %s", layer, molora_result_string(r)) : 0;
+}
+/* layer l under arrow: every expert's factors (GenKnowSub applied), then LAYER.arrow_prototypes */
+static int compose_arrow_layer(compose_plan *P, int l)
+{
+    const char *name = molora_adapter_layer_name(P->adapters[0], l);
+    const molora_layer_desc *L0 = adapter_layer(P->adapters[0], l);
+    int e, first = P->n_tensors, n = P->o->n_experts;
+    size_t cap = strlen(name) + 32;
+    out_tensor *t;
+    for (e = 0; e < n; e++)
+        if (compose_expert(P, l, e, name, L0)) return 1;
+    if (P->o->n_general && compose_gks(P, name, L0, first)) return 1;
+    t = &P->tensors[P->n_tensors++];
+    t->rows = n; t->cols = L0->d_in; t->n = (size_t)n * (size_t)L0->d_in;
+    if (!(t->name = (char *)malloc(cap)) || !(t->own = (float *)malloc(t->n * sizeof(float) + 1)))
+        return die("compose: out of memory");
+    snprintf(t->name, cap, "%s.arrow_prototypes", name);
+    t->data = t->own;
+    return P->protos ? compose_protos_given(P, name, L0, t) : compose_protos_exact(P, name, L0, first, t);
+}
 static int run_compose(const cli_compose_opts *o)
 {
     compose_plan P;
@@ -1238,19 +1428,24 @@ static int run_compose(const cli_compose_opts *o)
     molora_result r;
     strbuf cfg = {0};
     out_dir od;
-    int l, n = o->n_experts, rc = 1;
+    int l, n = o->n_experts, rc = 1, arrow = o->routing.kind == CLI_ROUTE_ARROW;
     memset(&P, 0, sizeof P);
     memset(&od, 0, sizeof od);
     P.o = o;
     P.same_scaling = 1;
-    if (compose_open_experts(&P, &ld)) goto done;
-    if ((r = molora_safetensors_open(o->gate, &ld, &P.gate))) { die_lib(o->gate, r); goto done; }
+    if (compose_open_experts(&P, &ld) || (arrow && compose_open_generals(&P, &ld))) goto done;
+    if ((r = !arrow ? molora_safetensors_open(o->gate, &ld, &P.gate)
+                    : o->prototypes ? molora_safetensors_open(o->prototypes, &ld, &P.protos) : MOLORA_RESULT_SUCCESS)) {
+        die_lib(arrow ? o->prototypes : o->gate, r);
+        goto done;
+    }
     P.n_layers = molora_adapter_n_layers(P.adapters[0]);
     P.tensors = (out_tensor *)calloc((size_t)P.n_layers * (size_t)(2 * n + 2) + 1, sizeof *P.tensors);
     P.scaling = (float *)calloc((size_t)P.n_layers * (size_t)n + 1, sizeof *P.scaling);
     if (!P.tensors || !P.scaling) { die("compose: out of memory"); goto done; }
     for (l = 0; l < P.n_layers; l++)
-        if (compose_layer(&P, l)) goto done;
+        if (arrow ? compose_arrow_layer(&P, l) : compose_layer(&P, l)) goto done;
+    if (P.protos && compose_protos_extra(&P)) goto done;
     if (compose_config(&cfg, o, P.adapters[0], P.scaling, P.same_scaling, P.fan_in_fan_out)) goto done;
     if (outdir_open(&od, o->out) || compose_write(&od, o->out, P.tensors, P.n_tensors, &cfg) ||
         compose_load_back(&od, o->out, o->read) || outdir_commit(&od, o->out)) goto done;

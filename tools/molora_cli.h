@@ -18,12 +18,14 @@
 #define CLI_MAX_EXPERTS 64
 #define CLI_MASK_LIMIT  65536   /* mask indices are checked against N after load; this bounds the set */
 
-typedef enum { CLI_ROUTE_NONE, CLI_ROUTE_DENSE, CLI_ROUTE_TOPK, CLI_ROUTE_THRESHOLD, CLI_ROUTE_ADAMOLE } cli_route_kind;
+typedef enum { CLI_ROUTE_NONE, CLI_ROUTE_DENSE, CLI_ROUTE_TOPK, CLI_ROUTE_THRESHOLD, CLI_ROUTE_ADAMOLE,
+               CLI_ROUTE_ARROW } cli_route_kind;
 typedef struct {
     cli_route_kind kind;   /* NONE: not given */
     int top_k;             /* TOPK: >= 1 (forward checks <= N after load, compose against --expert count) */
     float threshold;       /* THRESHOLD: finite */
     const char *text;      /* the spec as given, for messages */
+    float temperature;     /* ARROW (compose): > 0, default 1; its top_k defaults to 3 */
 } cli_routing;
 
 /* read: --read given (load files with MOLORA_LOAD_READ instead of mapping them) */
@@ -51,6 +53,9 @@ typedef struct {
     cli_routing routing;   /* NONE means dense */
     int read;
     char err[CLI_ERR_SIZE];
+    const char *prototypes;                   /* ARROW: --prototypes FILE, or NULL (exact ones)     */
+    const char *generals[CLI_MAX_EXPERTS];    /* ARROW: --general DIR ... (GenKnowSub)              */
+    int n_general;
 } cli_compose_opts;
 
 typedef struct {
@@ -258,7 +263,46 @@ static int cli_parse_forward(int argc, char **argv, cli_forward_opts *o)
     return 0;
 }
 
-/* molora compose --expert DIR [--expert DIR ...] --gate GATE.safetensors --out DIR [--routing R] [--read] */
+/* compose's arrow[:K[:T]]: K a whole number >= 1 (default 3), T a finite number > 0 (default 1) */
+static int cli_arrow_parse(cli_args *c, const char *s, cli_routing *r)
+{
+    const char *k = s[5] == ':' ? s + 6 : NULL, *t = k ? strchr(k, ':') : NULL;
+    char kbuf[24];
+    long v;
+    r->text = s; r->kind = CLI_ROUTE_ARROW; r->top_k = 3; r->temperature = 1;
+    if (s[5] && !k) return cli_fail(c, "--routing %s: expected arrow, arrow:K or arrow:K:T", s);
+    if (k) {
+        size_t n = t ? (size_t)(t - k) : strlen(k);
+        if (n >= sizeof kbuf) return cli_fail(c, "--routing %s: K must be a whole number >= 1", s);
+        memcpy(kbuf, k, n); kbuf[n] = 0;
+        if (!cli_int(kbuf, 1, INT_MAX, &v)) return cli_fail(c, "--routing %s: K must be a whole number >= 1", s);
+        r->top_k = (int)v;
+    }
+    if (t && (!cli_float(t + 1, &r->temperature) || !(r->temperature > 0)))
+        return cli_fail(c, "--routing %s: T must be a finite decimal number > 0", s);
+    return 0;
+}
+/* the flags of Arrow: --gate only without it, --prototypes and --general only with it, k <= N */
+static int cli_compose_check(cli_args *c, cli_compose_opts *o, const char *routing)
+{
+    if (o->routing.kind != CLI_ROUTE_ARROW) {
+        if (o->prototypes || o->n_general)
+            return cli_fail(c, "%s needs --routing arrow", o->prototypes ? "--prototypes" : "--general");
+        if (o->routing.kind == CLI_ROUTE_TOPK && o->routing.top_k > o->n_experts)
+            return cli_fail(c, "--routing %s: k must be in 1..%d", routing, o->n_experts);
+        return 0;
+    }
+    if (o->gate)
+        return cli_fail(c, "--gate is not used with --routing arrow (it routes by the experts' prototypes)");
+    if (o->routing.top_k > o->n_experts)
+        return cli_fail(c, "--routing %s: k = %d but there are %d experts (k must be in 1..%d; the default is 3)",
+                        routing, o->routing.top_k, o->n_experts, o->n_experts);
+    return 0;
+}
+
+/* molora compose --expert DIR [--expert DIR ...] --gate GATE.safetensors --out DIR [--routing R] [--read]
+   molora compose --expert DIR [--expert DIR ...] --routing arrow[:K[:T]] [--prototypes FILE]
+                  [--general DIR ...] --out DIR [--read] */
 static int cli_parse_compose(int argc, char **argv, cli_compose_opts *o)
 {
     cli_args c;
@@ -271,20 +315,25 @@ static int cli_parse_compose(int argc, char **argv, cli_compose_opts *o)
             if (o->n_experts == CLI_MAX_EXPERTS) return cli_fail(&c, "at most %d experts", CLI_MAX_EXPERTS);
             if (cli_value(&c, &e)) return -1;
             o->experts[o->n_experts++] = e;
-        } else if (cli_is(&c, "--gate")) { if (cli_value(&c, &o->gate)) return -1; }
+        } else if (cli_is(&c, "--general")) {
+            const char *g = NULL;
+            if (o->n_general == CLI_MAX_EXPERTS) return cli_fail(&c, "at most %d general adapters", CLI_MAX_EXPERTS);
+            if (cli_value(&c, &g)) return -1;
+            o->generals[o->n_general++] = g;
+        } else if (cli_is(&c, "--prototypes")) { if (cli_value(&c, &o->prototypes)) return -1; }
+        else if (cli_is(&c, "--gate")) { if (cli_value(&c, &o->gate)) return -1; }
         else if (cli_is(&c, "--out")) { if (cli_value(&c, &o->out)) return -1; }
         else if (cli_is(&c, "--routing")) { if (cli_value(&c, &routing)) return -1; }
         else if (cli_is(&c, "--read")) { if (cli_switch(&c, &o->read)) return -1; }
         else if (cli_arg(&c)[0] == '-') return cli_fail(&c, "unknown option %s", cli_arg(&c));
         else return cli_fail(&c, "unexpected argument %s", cli_arg(&c));
     }
-    if (!o->n_experts || !o->gate || !o->out)
+    if (routing && !strncmp(routing, "arrow", 5)) { if (cli_arrow_parse(&c, routing, &o->routing)) return -1; }
+    else if (routing && cli_routing_parse(&c, routing, 0, &o->routing)) return -1;
+    if (!o->n_experts || !o->out || (!o->gate && o->routing.kind != CLI_ROUTE_ARROW))
         return cli_fail(&c, "usage: molora compose --expert DIR [--expert DIR ...] --gate GATE.safetensors --out DIR "
-                            "[--routing ...]");
-    if (routing && cli_routing_parse(&c, routing, 0, &o->routing)) return -1;
-    if (o->routing.kind == CLI_ROUTE_TOPK && o->routing.top_k > o->n_experts)
-        return cli_fail(&c, "--routing %s: k must be in 1..%d", routing, o->n_experts);
-    return 0;
+                            "[--routing ...] (or --routing arrow[:K[:T]] without --gate)");
+    return cli_compose_check(&c, o, routing);
 }
 
 /* molora alpha MODEL [--method fix_finger|ww|ww077] [--layers PATTERN] [--upstream-fp16] [--budget N]

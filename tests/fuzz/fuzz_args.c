@@ -33,7 +33,13 @@ static void run_compose(int argc, char **argv)
 {
     static cli_compose_opts o;
     if (cli_parse_compose(argc, argv, &o)) { check_message(o.err); return; }
-    if (o.n_experts < 1 || o.n_experts > CLI_MAX_EXPERTS || !o.gate || !o.out) __builtin_trap();
+    if (o.n_experts < 1 || o.n_experts > CLI_MAX_EXPERTS || !o.out) __builtin_trap();
+    if (!o.gate != (o.routing.kind == CLI_ROUTE_ARROW)) __builtin_trap();   /* --gate exactly when not arrow */
+    if (o.routing.kind != CLI_ROUTE_ARROW && (o.prototypes || o.n_general)) __builtin_trap();
+    if (o.routing.kind == CLI_ROUTE_ARROW &&
+        (o.routing.top_k < 1 || o.routing.top_k > o.n_experts || !(o.routing.temperature > 0) ||
+         !isfinite(o.routing.temperature)))
+        __builtin_trap();
     check_routing(&o.routing, o.n_experts);
 }
 static void run_inspect(int argc, char **argv)
