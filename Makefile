@@ -131,6 +131,8 @@ FLAGS_$(B)/vg  = -O1 -g -std=c99 -I.
 SUITE_FLAGS_threads   = $(POSIX)
 SUITE_FLAGS_catalogue = $(POSIX)
 SUITE_LINK_core       = $(WRAP)
+SUITE_LINK_xlora      = $(WRAP)
+SUITE_FLAGS_xlora     = $(POSIX)
 SUITE_LINK_threads    = -lpthread
 
 # build_rules DIR: the library compiled once (with and without BLAS), each tests/test_X.c linked to
@@ -162,7 +164,8 @@ $(foreach d,$(B) $(SAN_DIRS),$(eval $(call build_rules,$(d))))
 # run_NAME DIR WRAP: one run of a suite built in DIR; WRAP (valgrind) goes in front of a suite binary
 TEST_RUNS = core core_portable core_noblas types types_portable types_noblas threads files files_noblas \
             bounds cli convert catalogue npy npy_numpy alpha_cli hostile alpha alpha_noblas parity engine \
-            arrow arrow_noblas
+            arrow arrow_noblas \
+            xlora xlora_noblas xlora_cli
 THREAD_SECONDS = 1
 ENGINE_ADAPTERS = adamole lora_prose lora_c lora_python mole mola
 PARITY = $(DEMO_MODEL)/parity.safetensors
@@ -175,8 +178,11 @@ run_types_noblas   = $(2) ./$(1)/test_types_noblas
 run_threads        = MOLORA_TEST_SECONDS=$(THREAD_SECONDS) $(2) ./$(1)/test_threads
 run_files          = $(2) ./$(1)/test_files
 run_files_noblas   = $(2) ./$(1)/test_files_noblas
+run_xlora          = $(2) ./$(1)/test_xlora
+run_xlora_noblas   = $(2) ./$(1)/test_xlora_noblas
 run_bounds         = $(2) ./$(1)/test_bounds
 run_cli            = sh tests/test_cli.sh $(1)/molora
+run_xlora_cli      = sh tests/test_xlora_cli.sh $(1)/molora
 run_convert        = sh tests/test_convert.sh $(1)/molora
 run_catalogue      = $(2) ./$(1)/test_catalogue $(1)/molora
 run_npy            = PYTHON=$(PYTHON) $(2) ./$(1)/test_npy
@@ -202,8 +208,11 @@ bins_types_noblas = test_types_noblas
 bins_threads = test_threads
 bins_files = test_files
 bins_files_noblas = test_files_noblas
+bins_xlora = test_xlora
+bins_xlora_noblas = test_xlora_noblas
 bins_bounds = test_bounds
 bins_cli = molora
+bins_xlora_cli = molora
 bins_convert = molora
 bins_catalogue = test_catalogue molora
 bins_npy = test_npy
@@ -245,7 +254,8 @@ test: deps-test
 # A write past a buffer or undefined behaviour then fails the run on the spot, not when the
 # allocator happens to notice. The sanitizers slow the suites, so the thread test runs longer.
 # test-san, inside make test: the core and file suites and the command (the quick part of the list)
-SAN_QUICK = core core_noblas types files bounds cli
+SAN_QUICK = core core_noblas types files bounds cli \
+            xlora xlora_cli
 test-san: deps-test
 	$(call tool_check,$(B)/san,,$(SAN_QUICK))
 test-san asan ubsan tsan: THREAD_SECONDS = 2
@@ -264,7 +274,8 @@ tsan: deps-san
 # and test_bounds (cost against input size: large inputs, slow under valgrind) also run under
 # ASan+UBSan and TSan only, which keeps .ci/run inside its 30 minutes.
 VG_SKIP  = core_portable types_portable cli convert alpha_cli hostile parity engine npy_numpy \
-           core_noblas types_noblas files_noblas alpha_noblas bounds
+           core_noblas types_noblas files_noblas alpha_noblas bounds \
+           xlora_cli xlora_noblas
 VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
 valgrind: export MOLORA_PORTABLE = 1
 valgrind: deps-san
@@ -286,7 +297,7 @@ $(B)/fuzz_npy: tools/molora_npy.h
 $(B)/fuzz_args: tools/molora_cli.h
 # harness:seed corpus (tests/fuzz/corpus_*); each runs FUZZ_SECONDS, new inputs go to build/fuzz_corpus_*;
 # the harnesses build JOBS at a time (each is a whole ASan+UBSan compile of the header)
-FUZZERS = safetensors:safetensors config:json npy:npy args:args adapter:adapter index:index
+FUZZERS = safetensors:safetensors config:json npy:npy args:args adapter:adapter index:index xlora:xlora
 fuzz: deps-san
 	@$(MAKE) --no-print-directory -j$(JOBS) $(foreach f,$(FUZZERS),$(B)/fuzz_$(firstword $(subst :, ,$(f))))
 	@for f in $(FUZZERS); do h=$${f%%:*}; c=$${f#*:}; mkdir -p $(B)/fuzz_corpus_$$c || exit 1; \

@@ -17,6 +17,7 @@
        api_files         the file declarations (out with MOLORA_NO_FILES):
          api_safetensors   the strict safetensors reader (its error table), dtypes, load options
          api_adapters      adapter layouts and molora_adapter_open
+         api_xlora         X-LoRA checkpoints, their modules, the classifier's weights
        api_alpha         AlphaLoRA: alpha per matrix and block, allocation, plan, block patterns
      implementation
        common            result strings, memory hook, logger and molora__fail, size arithmetic
@@ -45,6 +46,7 @@
          patterns          PEFT rank_pattern / alpha_pattern keys (linear-time regex)
          modules           tensor names -> modules and experts; layout detection; checks
          builders          layouts -> layer descriptors (PEFT LoRA, AdaMoLE, MOLE, MoLA, MOLORA)
+         xlora             X-LoRA: config, classifier tensors, adapters, module order, scalings
        alpha             AlphaLoRA (compiled out by MOLORA_NO_ALPHA):
          alpha_solvers     eigenvalues of W^T W through LAPACK
          alpha_fit         fix_finger, WeightWatcher 0.7.5.5 and 0.7.7 power-law fits
@@ -68,6 +70,8 @@
        ...  molora_model_free(m);
      From files: molora_adapter_open(dir) then molora_adapter_model_desc() gives the descriptor
      (set W0 from the base model, or use MOLORA_OUTPUT_DELTA). examples/quickstart.c runs it all.
+     X-LoRA: molora_xlora_open(dir), its molora_xlora_adapter() as above, and per call
+     molora_xlora_scalings() (T, L, N) as each module's per-token FIXED weights (api_xlora).
 
    ROUTING RULES (molora_routing; formulas, defaults, edge cases: docs/maths.md)
      DENSE        softmax((Wg x + bg) / temperature)               MoLE, token level
@@ -578,6 +582,7 @@ typedef enum molora_layout {
     MOLORA_LAYOUT_MOLE,            /* peft_type MOLE (AdaMoLE repo's top-k / threshold baseline) */
     MOLORA_LAYOUT_MOLA,            /* P.lora_A_{i}.weight + P.router.router.weight (AlphaLoRA)  */
     MOLORA_LAYOUT_MOLORA,          /* peft_type MOLORA: molora compose                         */
+    MOLORA_LAYOUT_XLORA,           /* molora_xlora_adapter: X-LoRA's modules (api_xlora)       */
     MOLORA_LAYOUT_COUNT
 } molora_layout;
 MOLORA_API const char *molora_layout_name(molora_layout layout);   /* "peft_lora", "adamole", ... */
@@ -624,6 +629,98 @@ MOLORA_API int molora_adapter_find_layer(const molora_adapter *adapter, const ch
 MOLORA_API size_t molora_adapter_n_ignored(const molora_adapter *adapter);
 MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter, size_t i);
 /* <<api_adapters */
+
+/* >>api_xlora  X-LoRA: a classifier over the final hidden state gives every module's weights ---- */
+/* X-LoRA (PEFT's XLORA, arXiv 2402.07148): N frozen LoRAs on the same model, mixed per token and
+   per adapted module by a small classifier (Linear / ReLU stack) over the model's final hidden
+   state h (T, H), the last layer's output after the final norm. One model call is two passes:
+   pass 1 with every weight at scaling_pass_value (the default 0 is the base model), the
+   classifier on pass 1's h, then pass 2 with the classifier's weights. molora provides the
+   layers, the classifier and both passes' weights; the engine runs the two passes (formulas:
+   docs/maths.md; layouts and the module order: docs/formats.md).
+   - Layouts: PEFT's (adapter_config.json with peft_type XLORA, the classifier in
+     adapter_model.safetensors as base_model.internal_xlora_classifier.layers.{j}.*) and the
+     original xlora package's (xlora_config.json, xlora_classifier.safetensors inner.{j}.*,
+     last.*, with use_bias and enable_relu_and_dropout). PEFT 0.20's own save_pretrained drops
+     the classifier layers whose index j is an adapter's name ("0".."N-1"); such a save is
+     refused naming the missing tensors (PEFT would initialise them at random on load).
+   - Config: every field is checked: softmax_temperature > 0, 1 <= top_k_lora <= N (or null),
+     xlora_depth >= 1, hidden_size equal to the classifier's input (INVALID_SHAPE otherwise); a
+     wrong type or value is INVALID_CONFIG naming the key, a NaN INVALID_JSON (not JSON: the
+     parser refuses it), a missing classifier tensor MISSING_WEIGHTS. PEFT's adapter keys must
+     be "0".."N-1" in order: PEFT loads adapter i under the name "i" and looks its columns up by
+     the keys, so any other key fails there at the first forward.
+   - Adapters (PEFT LoRAs, one expert each): each config path is tried as given, then relative
+     to the X-LoRA directory, then the directory's `{key}/` folder; none: IO_ERROR naming all
+     three. A `{key}/` folder written by PEFT 0.20's X-LoRA save holds base-model tensors and has
+     lost the LoRA tensors of decoder layers numbered like another adapter: it is refused
+     (MISSING_WEIGHTS). Embedding and DoRA LoRAs are refused as molora_adapter_open refuses them.
+   - Modules: the union of the adapters' targets, in X-LoRA's order (the order the model
+     registers its modules, which no file stores): for module paths of the Llama layout
+     (Llama, Mistral, Qwen2: model.layers.{b}.self_attn.{q,k,v,o}_proj and mlp.{gate,up,down}_proj)
+     decoder layer ascending, then q, k, v, o, gate, up, down. Any other model: layer-wise
+     scalings are UNSUPPORTED until molora_xlora_set_module_order(); broadcast scalings (one row
+     for every module) need no order. */
+typedef struct molora_xlora molora_xlora;   /* opaque */
+
+#ifndef MOLORA_NO_STDIO
+/* dir: an X-LoRA directory in either layout; the adapters are opened as molora_adapter_open does
+   (desc's flags, memory and logger). No memory variant: the adapters are directories. */
+MOLORA_API molora_result molora_xlora_open(const char *dir, const molora_load_desc *desc, molora_xlora **out);
+#endif
+MOLORA_API void molora_xlora_free(molora_xlora *xl);   /* NULL is a no-op */
+
+MOLORA_API int molora_xlora_n_adapters(const molora_xlora *xl);   /* N */
+MOLORA_API int molora_xlora_n_modules(const molora_xlora *xl);    /* L */
+MOLORA_API int molora_xlora_hidden_size(const molora_xlora *xl);  /* H */
+/* Adapter i's key (PEFT: "i"; xlora package: its name) and the directory it was opened from. */
+MOLORA_API const char *molora_xlora_adapter_name(const molora_xlora *xl, int i);
+MOLORA_API const char *molora_xlora_adapter_path(const molora_xlora *xl, int i);
+
+typedef struct molora_xlora_info {
+    const char *layout;               /* "peft" or "xlora" (the original package)             */
+    const char *module_order;         /* "llama" (the table), "caller", or NULL: unknown        */
+    int n_adapters, n_modules, hidden_size;
+    int depth, size;                  /* xlora_depth, xlora_size (the hidden width, depth > 1)  */
+    int layerwise, enable_softmax, enable_softmax_topk;
+    int top_k;                        /* top_k_lora; 0 = none                                   */
+    int use_bias, relu;               /* PEFT: both 1; xlora: use_bias, enable_relu_and_dropout */
+    float temperature, scaling_pass_value, global_scaling_weight, dropout_p;
+} molora_xlora_info;
+MOLORA_API molora_result molora_xlora_get_info(const molora_xlora *xl, molora_xlora_info *info);
+
+/* The L modules as an adapter (owned by xl; do not free it): layer l is X-LoRA's module l, with
+   N experts, expert i being adapter i's LoRA there (its own rank and s_i = lora_alpha / r, or
+   / sqrt(r) with rsLoRA). An adapter that does not target module l keeps its column there as a
+   rank-1 expert whose A and B are zero, so its delta is exactly 0 whatever its weight. Routing
+   is FIXED: pass each call's weights (T, N) with weights_per_token. Use it with
+   molora_adapter_model_desc, molora_model_init, molora_adapter_find_layer like any adapter. */
+MOLORA_API const molora_adapter *molora_xlora_adapter(const molora_xlora *xl);
+/* X-LoRA's module order given by the caller: `paths` (n = L) are the module paths (with or
+   without base_model.model.) in the order the model registers them. It reorders the adapter's
+   layers (descriptors taken before are stale) and enables layer-wise scalings.
+   INVALID_ARGUMENT (logged) for n != L, a path that is no module, a path given twice. */
+MOLORA_API molora_result molora_xlora_set_module_order(molora_xlora *xl, const char *const *paths, int n);
+
+/* Bytes of workspace for molora_xlora_scalings over up to max_tokens tokens. */
+MOLORA_API molora_result molora_xlora_workspace_size(const molora_xlora *xl, int max_tokens, size_t *size);
+/* scalings (T, L, N) = every module's final weights for hidden (T, H): the classifier, its
+   softmax with temperature (enable_softmax), broadcast or layer-wise, then per module the top-k
+   mask without renormalisation (top_k_lora; ties: the lower index), the softmax over the
+   non-zero entries (enable_softmax_topk), times global_scaling_weight. Row (t, l) is what module
+   l's forward takes as token t's weights. Allocates nothing. NON_FINITE for NaN / Inf in hidden
+   (or logits that overflow); UNSUPPORTED for layer-wise scalings without a module order;
+   WORKSPACE_TOO_SMALL; INVALID_SHAPE for n_tokens < 0. T = 0 is a no-op. */
+MOLORA_API molora_result molora_xlora_scalings(const molora_xlora *xl, int n_tokens, const float *hidden,
+                                               float *scalings, void *workspace, size_t workspace_size);
+/* Pass 1's weights (T, L, N): every entry scaling_pass_value, then the same per-module steps
+   and global_scaling_weight. */
+MOLORA_API molora_result molora_xlora_scaling_pass(const molora_xlora *xl, int n_tokens, float *scalings);
+/* Nonzero when pass 1's weights are all 0 (scaling_pass_value 0, or global_scaling_weight 0):
+   pass 1 is then the base model, and molora_forward with those weights skips the experts (no
+   expert work: DELTA output does nothing, FULL runs the frozen layer alone). */
+MOLORA_API int molora_xlora_scaling_pass_is_base(const molora_xlora *xl);
+/* <<api_xlora */
 #endif /* MOLORA_NO_FILES */
 /* <<api_files */
 
@@ -4345,7 +4442,7 @@ struct molora_adapter {
 };
 
 static const char *const molora__layout_names[MOLORA_LAYOUT_COUNT] = {
-    "peft_lora", "adamole", "mole", "mola", "molora"};
+    "peft_lora", "adamole", "mole", "mola", "molora", "xlora"};
 MOLORA_API const char *molora_layout_name(molora_layout l)
 {
     return ((int)l >= 0 && l < MOLORA_LAYOUT_COUNT) ? molora__layout_names[l] : "?";
@@ -5261,6 +5358,9 @@ MOLORA__PRIVATE molora_result molora__layout_detect(const molora__adapter_config
     else if (!strcmp(p, "ADAMOLE")) *out = MOLORA_LAYOUT_ADAMOLE;
     else if (!strcmp(p, "MOLE")) *out = MOLORA_LAYOUT_MOLE;
     else if (!strcmp(p, "MOLORA")) *out = MOLORA_LAYOUT_MOLORA;
+    else if (!strcmp(p, "XLORA"))
+        return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED, "adapter_config.json: \"peft_type\" \"XLORA\" is an "
+                            "X-LoRA adapter: open it with molora_xlora_open");
     else return molora__fail(c->lg, MOLORA_RESULT_UNSUPPORTED,
                              "adapter_config.json: \"peft_type\" \"%s\" is not one of LORA, ADAMOLE, MOLE, MOLORA", p);
     return MOLORA_RESULT_SUCCESS;
@@ -5800,6 +5900,736 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *a, size
     return (a && i < a->n_ignored) ? a->ignored[i] : NULL;
 }
 /* <<builders */
+
+/* >>xlora  X-LoRA: config, classifier tensors, adapters, module order, the scalings ----------- */
+/* One X-LoRA directory: its config (either layout) read and checked into the object, the
+   classifier's tensors found and converted to float32, each adapter opened as a PEFT LoRA, the
+   union of their modules built as one adapter in X-LoRA's module order; then the per-token
+   classifier and the per-module post-processing of PEFT 0.20's XLoraClassifier.forward and
+   XLoraLayer.get_maybe_topk_scalings. */
+#define MOLORA__XLORA_MAX_N 65536      /* adapters: molora's expert limit                        */
+#define MOLORA__XLORA_MAX_DEPTH 64     /* classifier layers                                      */
+#define MOLORA__XLORA_MAX_WIDTH (1 << 24)
+
+struct molora_xlora {
+    molora__io io;
+    int xlora_pkg;                     /* the original package's layout                          */
+    int n, n_mod, hidden, depth, size, layerwise, softmax, softmax_topk, top_k, use_bias, relu;
+    float temperature, spv, gsw, dropout_p;
+    int dropout;                       /* PEFT: xlora_dropout_p > 0 (a Dropout after each ReLU)   */
+    const char *order;                 /* "llama", "caller" or NULL                              */
+    char **names, **paths;             /* (n) adapter keys, resolved directories                 */
+    molora_adapter **ads;              /* (n) the LoRAs                                          */
+    molora_adapter *un;                /* the union of their modules                             */
+    molora_safetensors *clf_st;
+    const float **W, **b;              /* (depth) layer k: W (out_k, in_k), b (out_k) or NULL    */
+    int *dim;                          /* (depth + 1): in_0 = H, ..., out_{D-1}                   */
+    float *zeros;                      /* the zero A and B of the modules an adapter skips       */
+};
+
+#ifndef MOLORA_NO_STDIO
+/* ---- config ---------------------------------------------------------------------------- */
+/* key as a bool (absent: def); anything but true / false is INVALID_CONFIG */
+MOLORA__PRIVATE molora_result molora__xl_bool(const molora__adapter_config *c, const char *f, const char *key, int def,
+                                              int *v)
+{
+    size_t t = molora__jget(&c->js, 0, key);
+    *v = def;
+    if (!t) return MOLORA_RESULT_SUCCESS;
+    if (c->js.tok[t].type != MOLORA__J_TRUE && c->js.tok[t].type != MOLORA__J_FALSE)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" must be true or false", f, key);
+    *v = c->js.tok[t].type == MOLORA__J_TRUE;
+    return MOLORA_RESULT_SUCCESS;
+}
+/* key as a finite number in [lo, hi] (absent: def; null refused unless null_ok, then *is_null) */
+MOLORA__PRIVATE molora_result molora__xl_num(const molora__adapter_config *c, const char *f, const char *key,
+                                             double def, double lo, double hi, int integer, double *v, int *is_null)
+{
+    size_t t = molora__jget(&c->js, 0, key);
+    *v = def;
+    if (is_null) *is_null = 0;
+    if (!t) return MOLORA_RESULT_SUCCESS;
+    if (c->js.tok[t].type == MOLORA__J_NULL && is_null) { *is_null = 1; return MOLORA_RESULT_SUCCESS; }
+    if (!molora__jnum(&c->js, &c->js.tok[t], v) || !isfinite(*v) || (integer && *v != floor(*v)))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" must be %s", f, key,
+                            integer ? "an integer" : "a number");
+    if (!(*v >= lo && *v <= hi))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" is %.15g, outside %.15g..%.15g", f,
+                            key, *v, lo, hi);
+    return MOLORA_RESULT_SUCCESS;
+}
+/* The classifier's options; softmax_temperature must be > 0 (PEFT divides by it: 0 gives NaN),
+   top_k_lora 1..N (PEFT: < 1 silently gives the base model, > N fails at the first forward). */
+MOLORA__PRIVATE molora_result molora__xl_options(molora_xlora *xl, const molora__adapter_config *c, const char *f)
+{
+    double v, temp, spv, gsw, p, k;
+    int null_k, null_spv, trainable;
+    molora_result r;
+    if ((r = molora__xl_num(c, f, "hidden_size", 0, 1, MOLORA__XLORA_MAX_WIDTH, 1, &v, NULL))) return r;
+    if (!molora__jget(&c->js, 0, "hidden_size"))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"hidden_size\" is missing", f);
+    xl->hidden = (int)v;
+    if ((r = molora__xl_num(c, f, "xlora_depth", 1, 1, MOLORA__XLORA_MAX_DEPTH, 1, &v, NULL))) return r;
+    xl->depth = (int)v;
+    if ((r = molora__xl_num(c, f, "xlora_size", 2048, 1, MOLORA__XLORA_MAX_WIDTH, 1, &v, NULL))) return r;
+    xl->size = (int)v;
+    if ((r = molora__xl_bool(c, f, "enable_softmax", 1, &xl->softmax)) ||
+        (r = molora__xl_bool(c, f, "enable_softmax_topk", 0, &xl->softmax_topk)) ||
+        (r = molora__xl_bool(c, f, "layerwise_scalings", 0, &xl->layerwise)) ||
+        (r = molora__xl_bool(c, f, "use_trainable_adapters", 0, &trainable)) ||
+        (r = molora__xl_bool(c, f, "use_bias", 1, &xl->use_bias)) ||
+        (r = molora__xl_bool(c, f, "enable_relu_and_dropout", 1, &xl->relu)))
+        return r;
+    if (!xl->xlora_pkg && (!xl->use_bias || !xl->relu))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"use_bias\" and \"enable_relu_and_dropout\" "
+                            "are the xlora package's keys (xlora_config.json); PEFT's classifier has both", f);
+    if ((r = molora__xl_num(c, f, "xlora_dropout_p", 0.2, 0, 1, 0, &p, NULL)) ||
+        (r = molora__xl_num(c, f, "softmax_temperature", 1, -HUGE_VAL, HUGE_VAL, 0, &temp, NULL)) ||
+        (r = molora__xl_num(c, f, "top_k_lora", 0, -HUGE_VAL, HUGE_VAL, 1, &k, &null_k)) ||
+        (r = molora__xl_num(c, f, "scaling_pass_value", 0, -HUGE_VAL, HUGE_VAL, 0, &spv, &null_spv)) ||
+        (r = molora__xl_num(c, f, "global_scaling_weight", 1, -HUGE_VAL, HUGE_VAL, 0, &gsw, NULL)))
+        return r;
+    if (!(temp > 0) || !isfinite((float)temp) || (float)temp == 0.0f)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"softmax_temperature\" %g must be > 0 (PEFT "
+                            "divides the logits by it)", f, temp);
+    if (!null_k && molora__jget(&c->js, 0, "top_k_lora") && (k < 1 || k > xl->n))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"top_k_lora\" %g outside 1..%d (the adapters)",
+                            f, k, xl->n);
+    if (null_spv)   /* PEFT's set_scaling_pass_value(None) stores 1/N, never null */
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"scaling_pass_value\" must be a number", f);
+    if (!isfinite((float)spv) || !isfinite((float)gsw))
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"%s\" does not fit a float", f,
+                            isfinite((float)spv) ? "global_scaling_weight" : "scaling_pass_value");
+    xl->top_k = null_k ? 0 : (int)k;
+    xl->temperature = (float)temp; xl->spv = (float)spv; xl->gsw = (float)gsw; xl->dropout_p = (float)p;
+    xl->dropout = p > 0.0;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA__PRIVATE char *molora__xl_strdup(const molora__io *io, const char *s, size_t n)
+{
+    char *d = (char *)molora__malloc(io, n + 1);
+    if (d) { memcpy(d, s, n); d[n] = 0; }
+    return d;
+}
+/* adapter i's key and path from "adapters": PEFT's object key -> path (keys "0".."N-1"), or the
+   xlora package's list of names (each in the folder of its name) */
+MOLORA__PRIVATE molora_result molora__xl_adapter_entry(molora_xlora *xl, const molora__adapter_config *c,
+                                                       const char *f, const molora__jtok *key,
+                                                       const molora__jtok *val, size_t i)
+{
+    const molora__json *js = &c->js;
+    char num[24];
+    if (!xl->xlora_pkg) {
+        snprintf(num, sizeof num, "%zu", i);
+        if (!molora__jeq(js, key, num))
+            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" key %zu must be \"%s\": PEFT "
+                                "loads adapter i under the name \"i\" and looks it up by its key, so any other key "
+                                "fails at PEFT's first forward", f, i, num);
+    }
+    if (val->type != MOLORA__J_STR || val->end == val->start)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" entry %zu must be a non-empty %s",
+                            f, i, xl->xlora_pkg ? "name" : "path");
+    xl->names[i] = (char *)molora__malloc(&xl->io, key->end - key->start + 1);
+    xl->paths[i] = (char *)molora__malloc(&xl->io, val->end - val->start + 1);
+    if (!xl->names[i] || !xl->paths[i])
+        return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    molora__jstr(js, key, xl->names[i]);
+    molora__jstr(js, val, xl->paths[i]);
+    return MOLORA_RESULT_SUCCESS;
+}
+/* "adapters": N >= 1 entries, their keys and paths */
+MOLORA__PRIVATE molora_result molora__xl_adapters(molora_xlora *xl, const molora__adapter_config *c, const char *f)
+{
+    const molora__json *js = &c->js;
+    size_t t = molora__jget(js, 0, "adapters"), k, i, pos = 0;
+    molora__jtok it;
+    molora_result r;
+    int want = xl->xlora_pkg ? MOLORA__J_ARR : MOLORA__J_OBJ;
+    if (!t || js->tok[t].type != want || js->tok[t].size == 0 || js->tok[t].size > MOLORA__XLORA_MAX_N)
+        return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" must be %s of 1..%d adapters", f,
+                            xl->xlora_pkg ? "a list of the names" : "an object \"0\": path, ...", MOLORA__XLORA_MAX_N);
+    xl->n = (int)js->tok[t].size;
+    xl->names = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof(char *));
+    xl->paths = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof(char *));
+    xl->ads = (molora_adapter **)molora__calloc(&xl->io, (size_t)xl->n, sizeof(molora_adapter *));
+    if (!xl->names || !xl->paths || !xl->ads)
+        return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    for (i = 0, k = t + 1; i < (size_t)xl->n; i++) {
+        if (xl->xlora_pkg) {   /* list items are read back from the text (not tokens) */
+            molora__jitem(js, &js->tok[t], &pos, &it);
+            r = molora__xl_adapter_entry(xl, c, f, &it, &it, i);
+        } else {
+            r = molora__xl_adapter_entry(xl, c, f, &js->tok[k], &js->tok[k + 1], i);
+            k += 1 + js->tok[k + 1].skip;
+        }
+        if (r) return r;
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* ---- the classifier's tensors ------------------------------------------------------------ */
+/* name of layer k's weight (bias: 1) in the layout: PEFT's nn.Sequential index j = 3k with
+   dropout (Linear, ReLU, Dropout), else 2k; the package's inner.{j} (j = 3k with its ReLU and
+   Dropout, else k) and last */
+MOLORA__PRIVATE void molora__xl_tensor_name(const molora_xlora *xl, int k, int bias, char *buf, size_t cap)
+{
+    const char *part = bias ? "bias" : "weight";
+    if (xl->xlora_pkg) {
+        if (k == xl->depth - 1) snprintf(buf, cap, "last.%s", part);
+        else snprintf(buf, cap, "inner.%d.%s", xl->relu ? 3 * k : k, part);
+    } else {
+        snprintf(buf, cap, "base_model.internal_xlora_classifier.layers.%d.%s", xl->dropout ? 3 * k : 2 * k, part);
+    }
+}
+/* every tensor the classifier needs is there; else one message naming the missing ones */
+MOLORA__PRIVATE molora_result molora__xl_tensors_present(molora_xlora *xl, const char *file)
+{
+    char name[96], miss[200];
+    size_t idx, used = 0;
+    int k, bias, n_miss = 0;
+    miss[0] = 0;
+    for (k = 0; k < xl->depth; k++)
+        for (bias = 0; bias <= xl->use_bias; bias++) {
+            molora__xl_tensor_name(xl, k, bias, name, sizeof name);
+            if (!molora_safetensors_find(xl->clf_st, name, &idx)) continue;
+            if (n_miss++ < 2 && used + strlen(name) + 3 < sizeof miss)
+                used += (size_t)snprintf(miss + used, sizeof miss - used, "%s%s", n_miss > 1 ? ", " : "", name);
+        }
+    if (!n_miss) return MOLORA_RESULT_SUCCESS;
+    return molora__fail(&xl->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "%s: the classifier lacks %d tensor%s: %s%s%s", file,
+                        n_miss, n_miss > 1 ? "s" : "", miss, n_miss > 2 ? ", ..." : "",
+                        xl->xlora_pkg ? "" : " (PEFT 0.20's save drops classifier layers numbered like an adapter)");
+}
+/* shapes (now that L is known), finite values, float32 views */
+MOLORA__PRIVATE molora_result molora__xl_tensors_load(molora_xlora *xl, const char *file)
+{
+    char name[96];
+    size_t idx;
+    int k, bias;
+    molora_tensor_info ti;
+    molora_result r;
+    for (k = 0; k < xl->depth; k++) {
+        xl->dim[k] = k == 0 ? xl->hidden : xl->size;
+        xl->dim[k + 1] = k < xl->depth - 1 ? xl->size : xl->n * (xl->layerwise ? xl->n_mod : 1);
+    }
+    for (k = 0; k < xl->depth; k++)
+        for (bias = 0; bias <= xl->use_bias; bias++) {
+            const float **dst = bias ? &xl->b[k] : &xl->W[k];
+            uint64_t rows = (uint64_t)xl->dim[k + 1], cols = (uint64_t)xl->dim[k];
+            molora__xl_tensor_name(xl, k, bias, name, sizeof name);
+            molora_safetensors_find(xl->clf_st, name, &idx);
+            molora_safetensors_tensor_info(xl->clf_st, idx, &ti);
+            if (bias && (ti.n_dims != 1 || ti.shape[0] != rows))
+                return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_SHAPE, "%s: %s should be (%llu)", file, name,
+                                    (unsigned long long)rows);
+            if (!bias && (ti.n_dims != 2 || ti.shape[0] != rows || ti.shape[1] != cols))
+                return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_SHAPE, "%s: %s should be (%llu, %llu)%s", file,
+                                    name, (unsigned long long)rows, (unsigned long long)cols,
+                                    k == 0 ? " (hidden_size 2nd)" : "");
+            if ((r = molora_safetensors_tensor_f32(xl->clf_st, idx, dst))) return r;
+            if (!molora__all_finite(*dst, (size_t)ti.n_elements))
+                return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "%s: %s holds NaN or Inf", file, name);
+        }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* ---- adapters ------------------------------------------------------------------------------ */
+/* an adapter's own log lines, prefixed with which X-LoRA adapter it is */
+typedef struct molora__xl_log { const molora__logger *up; const char *name; } molora__xl_log;
+static void molora__xl_log_fn(void *user, molora_result r, const char *msg)
+{
+    const molora__xl_log *x = (const molora__xl_log *)user;
+    molora__fail(x->up, r, "X-LoRA adapter \"%s\": %s", x->name, msg);
+}
+MOLORA__PRIVATE int molora__xl_is_dir(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+/* the directory of adapter i: its path as given, else relative to dir, else dir/{key}/ */
+MOLORA__PRIVATE molora_result molora__xl_resolve(molora_xlora *xl, const char *dir, int i, int *fallback)
+{
+    char *cand[3] = {NULL, NULL, NULL};
+    int c, n = 0, key = -1;
+    *fallback = 0;
+    if (!xl->xlora_pkg) cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
+    if (xl->xlora_pkg || xl->paths[i][0] != '/') cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
+    if (!xl->xlora_pkg) { key = n; cand[n++] = molora__path_join(&xl->io, dir, xl->names[i]); }
+    for (c = 0; c < n; c++)
+        if (!cand[c]) { while (n) molora__mfree(&xl->io, cand[--n]); return molora__fail(&xl->io.lg,
+                        MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory"); }
+    for (c = 0; c < n && !molora__xl_is_dir(cand[c]); c++) {}
+    if (c == n) {
+        molora__fail(&xl->io.lg, MOLORA_RESULT_IO_ERROR, "%s: X-LoRA adapter \"%s\": no directory %s%s%s%s%s", dir,
+                     xl->names[i], cand[0], n > 1 ? ", " : "", n > 1 ? cand[1] : "", n > 2 ? " or " : "",
+                     n > 2 ? cand[2] : "");
+        while (n) molora__mfree(&xl->io, cand[--n]);
+        return MOLORA_RESULT_IO_ERROR;
+    }
+    *fallback = c == key;
+    molora__mfree(&xl->io, xl->paths[i]);
+    xl->paths[i] = cand[c];
+    while (n) { if (--n != c) molora__mfree(&xl->io, cand[n]); }
+    return MOLORA_RESULT_SUCCESS;
+}
+/* a {key}/ copy written by PEFT 0.20's X-LoRA save holds the base model's tensors and has lost
+   the LoRA tensors of decoder layers numbered like another adapter: refused */
+MOLORA__PRIVATE molora_result molora__xl_copy_check(molora_xlora *xl, int i, const molora_load_desc *desc)
+{
+    char *p = molora__path_join(&xl->io, xl->paths[i], "adapter_model.safetensors");
+    molora_safetensors *st = NULL;
+    molora_load_desc quiet = *desc;
+    molora_tensor_info ti;
+    size_t k;
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    if (!p) return molora__fail(&xl->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    quiet.log = NULL;   /* a file that does not open is reported by molora_adapter_open next */
+    if (!molora_safetensors_open(p, &quiet, &st))
+        for (k = 0; !r && k < molora_safetensors_n_tensors(st); k++) {
+            molora_safetensors_tensor_info(st, k, &ti);
+            if (strstr(ti.name, ".base_layer.") || strstr(ti.name, "internal_xlora_classifier"))
+                r = molora__fail(&xl->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "%s: X-LoRA adapter \"%s\": this copy "
+                                 "from PEFT's X-LoRA save holds %s and lost the LoRA tensors of decoder layers "
+                                 "numbered like another adapter; give the adapter's own directory", xl->paths[i],
+                                 xl->names[i], ti.name);
+        }
+    molora_safetensors_free(st);
+    molora__mfree(&xl->io, p);
+    return r;
+}
+MOLORA__PRIVATE molora_result molora__xl_open_adapters(molora_xlora *xl, const char *dir, const molora_load_desc *desc)
+{
+    int i, fallback;
+    molora_result r;
+    for (i = 0; i < xl->n; i++) {
+        molora_load_desc d = *desc;
+        molora__xl_log x;
+        x.up = &xl->io.lg; x.name = xl->names[i];
+        d.log = xl->io.lg.fn ? molora__xl_log_fn : NULL;
+        d.log_user = &x;
+        if ((r = molora__xl_resolve(xl, dir, i, &fallback))) return r;
+        if (fallback && (r = molora__xl_copy_check(xl, i, desc))) return r;
+        if ((r = molora_adapter_open(xl->paths[i], &d, &xl->ads[i]))) return r;
+        if (molora_adapter_layout(xl->ads[i]) != MOLORA_LAYOUT_PEFT_LORA)
+            return molora__fail(&xl->io.lg, MOLORA_RESULT_UNSUPPORTED, "%s: X-LoRA adapter \"%s\" is a %s adapter, "
+                                "not a PEFT LoRA", xl->paths[i], xl->names[i],
+                                molora_layout_name(molora_adapter_layout(xl->ads[i])));
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* ---- the union of the modules, in X-LoRA's order -------------------------------------------- */
+/* rank of a module in the Llama layout's registration order (decoder layer, then q, k, v, o,
+   gate, up, down), or -1 when the path is not of that layout */
+MOLORA__PRIVATE long molora__xl_llama_rank(const char *path)
+{
+    static const char *const proj[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                        "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    const char *p = molora__strip(path);
+    long b = 0;
+    int j, digits = 0;
+    if (strncmp(p, "model.layers.", 13)) return -1;
+    for (p += 13; *p >= '0' && *p <= '9' && digits < 9; p++, digits++) b = b * 10 + (*p - '0');
+    if (!digits || *p != '.' || (digits > 1 && p[-digits] == '0')) return -1;
+    for (j = 0; j < 7; j++)
+        if (!strcmp(p + 1, proj[j])) return b * 7 + j;
+    return -1;
+}
+static int molora__xl_cmp_llama(const void *a, const void *b)
+{
+    long x = molora__xl_llama_rank(((const molora__module *)a)->name);
+    long y = molora__xl_llama_rank(((const molora__module *)b)->name);
+    return x < y ? -1 : x > y;
+}
+static int molora__xl_cmp_stripped(const void *a, const void *b)
+{
+    return strcmp(molora__strip(((const molora__module *)a)->name), molora__strip(((const molora__module *)b)->name));
+}
+/* every adapter's module paths once each (compared without base_model.model.) into un->mods */
+MOLORA__PRIVATE molora_result molora__xl_collect(molora_xlora *xl)
+{
+    molora_adapter *u = xl->un;
+    size_t total = 0;
+    int i, l, m = 0, known = 1;
+    for (i = 0; i < xl->n; i++) total += (size_t)molora_adapter_n_layers(xl->ads[i]);
+    if (!(u->mods = (molora__module *)molora__calloc(&xl->io, total ? total : 1, sizeof *u->mods)))
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    for (i = 0; i < xl->n; i++)
+        for (l = 0; l < molora_adapter_n_layers(xl->ads[i]); l++) u->mods[m++].name = (char *)
+            molora_adapter_layer_name(xl->ads[i], l);   /* borrowed until copied below */
+    if (m > 1) qsort(u->mods, (size_t)m, sizeof *u->mods, molora__xl_cmp_stripped);
+    for (i = 0, l = 0; i < m; i++)
+        if (!l || molora__xl_cmp_stripped(&u->mods[l - 1], &u->mods[i])) u->mods[l++] = u->mods[i];
+    u->n_mod = 0;
+    for (i = 0; i < l; i++) {
+        const char *s = u->mods[i].name;
+        if (!(u->mods[i].name = molora__xl_strdup(&xl->io, s, strlen(s)))) {
+            for (; i < l; i++) u->mods[i].name = NULL;
+            return molora__fail(&xl->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+        }
+        u->n_mod = i + 1;
+        u->mods[i].block = molora__block_of(molora__strip(u->mods[i].name));
+        known = known && molora__xl_llama_rank(u->mods[i].name) >= 0;
+    }
+    if (!l) return molora__fail(&xl->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "x-lora: the adapters adapt no module");
+    if (known) { qsort(u->mods, (size_t)l, sizeof *u->mods, molora__xl_cmp_llama); xl->order = "llama"; }
+    else if (l > 1) qsort(u->mods, (size_t)l, sizeof *u->mods, molora__cmp_module);
+    xl->n_mod = l;
+    return MOLORA_RESULT_SUCCESS;
+}
+/* layer l of the union: adapter i's expert where it adapts module l, else a zero rank-1 one */
+MOLORA__PRIVATE molora_result molora__xl_layer(molora_xlora *xl, int l)
+{
+    molora_adapter *u = xl->un;
+    molora_layer_desc *L = &u->layers[l];
+    molora_expert_desc *ex = u->experts + (size_t)l * (size_t)xl->n;
+    const char *name = u->mods[l].name;
+    int i, first = 1;
+    for (i = 0; i < xl->n; i++) {
+        molora_model_desc md;
+        const molora_layer_desc *S;
+        int k = molora_adapter_find_layer(xl->ads[i], name);
+        if (k < 0 || molora_adapter_model_desc(xl->ads[i], &md)) continue;
+        S = &md.layers[k];
+        if (first) {
+            L->d_in = S->d_in; L->d_out = S->d_out; L->fan_in_fan_out = S->fan_in_fan_out;
+            u->dtypes[l] = molora_adapter_layer_dtype(xl->ads[i], k);
+            first = 0;
+        } else if (S->d_in != L->d_in || S->d_out != L->d_out || S->fan_in_fan_out != L->fan_in_fan_out)
+            return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_SHAPE, "module %s: X-LoRA adapter \"%s\" has it "
+                                "(%d, %d)%s, another adapter (%d, %d)%s", name, xl->names[i], S->d_out, S->d_in,
+                                S->fan_in_fan_out ? " fan_in_fan_out" : "", L->d_out, L->d_in,
+                                L->fan_in_fan_out ? " fan_in_fan_out" : "");
+        ex[i] = S->experts[0];
+    }
+    for (i = 0; i < xl->n; i++)
+        if (!ex[i].A) { ex[i].rank = 1; ex[i].A = xl->zeros; ex[i].B = xl->zeros; ex[i].scaling = 1.0f; }
+    L->n_experts = xl->n;
+    L->experts = ex;
+    L->routing = MOLORA_ROUTING_FIXED;
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA__PRIVATE molora_result molora__xl_union(molora_xlora *xl)
+{
+    molora_adapter *u;
+    size_t n_exp, max_d = 1;
+    int l, i;
+    molora_result r;
+    if (!(u = xl->un = (molora_adapter *)molora__calloc(&xl->io, 1, sizeof *u)))
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    u->io = xl->io;
+    u->layout = MOLORA_LAYOUT_XLORA;
+    if ((r = molora__xl_collect(xl))) return r;
+    for (i = 0; i < xl->n; i++)
+        for (l = 0; l < molora_adapter_n_layers(xl->ads[i]); l++) {
+            molora_model_desc md;
+            molora_adapter_model_desc(xl->ads[i], &md);
+            if ((size_t)md.layers[l].d_in > max_d) max_d = (size_t)md.layers[l].d_in;
+            if ((size_t)md.layers[l].d_out > max_d) max_d = (size_t)md.layers[l].d_out;
+        }
+    if (!molora__mul((size_t)u->n_mod, (size_t)xl->n, &n_exp))
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_SIZE_OVERFLOW, "x-lora: %d modules x %d adapters", u->n_mod,
+                            xl->n);
+    u->layers = (molora_layer_desc *)molora__calloc(&xl->io, (size_t)u->n_mod, sizeof *u->layers);
+    u->dtypes = (molora_dtype *)molora__calloc(&xl->io, (size_t)u->n_mod, sizeof *u->dtypes);
+    u->experts = (molora_expert_desc *)molora__calloc(&xl->io, n_exp, sizeof *u->experts);
+    xl->zeros = (float *)molora__calloc(&xl->io, max_d, sizeof(float));
+    if (!u->layers || !u->dtypes || !u->experts || !xl->zeros)
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    for (l = 0; l < u->n_mod; l++)
+        if ((r = molora__xl_layer(xl, l))) return r;
+    return molora__adapter_index(u);
+}
+
+/* ---- open, free, getters ------------------------------------------------------------------- */
+/* the config file of either layout: its text parsed, the options and the adapters read */
+MOLORA__PRIVATE molora_result molora__xl_config(molora_xlora *xl, const char *dir, const char **clf_file)
+{
+    molora__adapter_config c;
+    char *path = molora__path_join(&xl->io, dir, "xlora_config.json"), *text = NULL;
+    const char *f;
+    size_t size = 0;
+    molora_result r;
+    memset(&c, 0, sizeof c);
+    c.lg = &xl->io.lg;
+    if (!path) return molora__fail(&xl->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    xl->xlora_pkg = molora__xl_is_dir(dir) && access(path, F_OK) == 0;
+    if (!xl->xlora_pkg) {
+        molora__mfree(&xl->io, path);
+        if (!(path = molora__path_join(&xl->io, dir, "adapter_config.json")))
+            return molora__fail(&xl->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    }
+    f = xl->xlora_pkg ? "xlora_config.json" : "adapter_config.json";
+    *clf_file = xl->xlora_pkg ? "xlora_classifier.safetensors" : "adapter_model.safetensors";
+    if (!(r = molora__slurp(&xl->io, path, &text, &size))) {
+        if (!molora__utf8_valid((const unsigned char *)text, size))
+            r = molora__fail(c.lg, MOLORA_RESULT_INVALID_CONFIG, "%s: not valid UTF-8", f);
+        else if (!(r = molora__json_parse(&xl->io, text, size, &c.js, f, MOLORA_RESULT_INVALID_JSON)) &&
+                 c.js.tok[0].type != MOLORA__J_OBJ)
+            r = molora__fail(c.lg, MOLORA_RESULT_INVALID_CONFIG, "%s: not a JSON object", f);
+    }
+    if (!r && !xl->xlora_pkg) {
+        size_t t = molora__jget(&c.js, 0, "peft_type");
+        if (!t || !molora__jeq(&c.js, &c.js.tok[t], "XLORA"))
+            r = molora__fail(c.lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"peft_type\" is not \"XLORA\" (and there is "
+                             "no xlora_config.json): not an X-LoRA adapter", f);
+    }
+    if (!r) r = molora__xl_adapters(xl, &c, f);
+    if (!r) r = molora__xl_options(xl, &c, f);
+    molora__json_free(&xl->io, &c.js);
+    molora__mfree(&xl->io, text);
+    molora__mfree(&xl->io, path);
+    return r;
+}
+MOLORA__PRIVATE molora_result molora__xl_build(molora_xlora *xl, const char *dir, const molora_load_desc *desc)
+{
+    const char *clf = "adapter_model.safetensors";
+    char *path;
+    molora_result r;
+    if ((r = molora__xl_config(xl, dir, &clf))) return r;
+    xl->W = (const float **)molora__calloc(&xl->io, (size_t)xl->depth, sizeof(float *));
+    xl->b = (const float **)molora__calloc(&xl->io, (size_t)xl->depth, sizeof(float *));
+    xl->dim = (int *)molora__calloc(&xl->io, (size_t)xl->depth + 1, sizeof(int));
+    if (!xl->W || !xl->b || !xl->dim || !(path = molora__path_join(&xl->io, dir, clf)))
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    r = molora_safetensors_open(path, desc, &xl->clf_st);
+    molora__mfree(&xl->io, path);
+    if (r || (r = molora__xl_tensors_present(xl, clf))) return r;
+    if ((r = molora__xl_open_adapters(xl, dir, desc)) || (r = molora__xl_union(xl))) return r;
+    return molora__xl_tensors_load(xl, clf);
+}
+MOLORA_API molora_result molora_xlora_open(const char *dir, const molora_load_desc *desc, molora_xlora **out)
+{
+    molora__io io;
+    molora_load_desc d;
+    molora_xlora *xl;
+    molora_result r;
+    if (!out) return MOLORA_RESULT_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!dir || molora__io_init(desc, &io)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (desc) d = *desc; else memset(&d, 0, sizeof d);
+    if (!(xl = (molora_xlora *)molora__calloc(&io, 1, sizeof *xl)))
+        return molora__fail(&io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    xl->io = io;
+    if ((r = molora__xl_build(xl, dir, &d))) { molora_xlora_free(xl); return r; }
+    *out = xl;
+    return MOLORA_RESULT_SUCCESS;
+}
+#endif /* MOLORA_NO_STDIO */
+MOLORA_API void molora_xlora_free(molora_xlora *xl)
+{
+    int i;
+    if (!xl) return;
+    for (i = 0; i < xl->n; i++) {
+        if (xl->ads) molora_adapter_free(xl->ads[i]);
+        if (xl->names) molora__mfree(&xl->io, xl->names[i]);
+        if (xl->paths) molora__mfree(&xl->io, xl->paths[i]);
+    }
+    molora_adapter_free(xl->un);
+    molora_safetensors_free(xl->clf_st);
+    molora__mfree(&xl->io, xl->ads);
+    molora__mfree(&xl->io, xl->names);
+    molora__mfree(&xl->io, xl->paths);
+    molora__mfree(&xl->io, (void *)xl->W);
+    molora__mfree(&xl->io, (void *)xl->b);
+    molora__mfree(&xl->io, xl->dim);
+    molora__mfree(&xl->io, xl->zeros);
+    molora__mfree(&xl->io, xl);
+}
+MOLORA_API int molora_xlora_n_adapters(const molora_xlora *xl) { return xl ? xl->n : 0; }
+MOLORA_API int molora_xlora_n_modules(const molora_xlora *xl) { return xl ? xl->n_mod : 0; }
+MOLORA_API int molora_xlora_hidden_size(const molora_xlora *xl) { return xl ? xl->hidden : 0; }
+MOLORA_API const char *molora_xlora_adapter_name(const molora_xlora *xl, int i)
+{
+    return xl && i >= 0 && i < xl->n ? xl->names[i] : NULL;
+}
+MOLORA_API const char *molora_xlora_adapter_path(const molora_xlora *xl, int i)
+{
+    return xl && i >= 0 && i < xl->n ? xl->paths[i] : NULL;
+}
+MOLORA_API const molora_adapter *molora_xlora_adapter(const molora_xlora *xl) { return xl ? xl->un : NULL; }
+MOLORA_API molora_result molora_xlora_get_info(const molora_xlora *xl, molora_xlora_info *o)
+{
+    if (!xl || !o) return MOLORA_RESULT_INVALID_ARGUMENT;
+    memset(o, 0, sizeof *o);
+    o->layout = xl->xlora_pkg ? "xlora" : "peft";
+    o->module_order = xl->order;
+    o->n_adapters = xl->n; o->n_modules = xl->n_mod; o->hidden_size = xl->hidden;
+    o->depth = xl->depth; o->size = xl->size;
+    o->layerwise = xl->layerwise; o->enable_softmax = xl->softmax; o->enable_softmax_topk = xl->softmax_topk;
+    o->top_k = xl->top_k; o->use_bias = xl->use_bias; o->relu = xl->relu;
+    o->temperature = xl->temperature; o->scaling_pass_value = xl->spv; o->global_scaling_weight = xl->gsw;
+    o->dropout_p = xl->dropout_p;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* the caller's order: paths[k] is X-LoRA's module k; the union's layers permuted to it */
+MOLORA_API molora_result molora_xlora_set_module_order(molora_xlora *xl, const char *const *paths, int n)
+{
+    molora_adapter *u;
+    molora__module *mods;
+    molora_layer_desc *layers;
+    molora_dtype *dt;
+    int k, *from;
+    if (!xl || !paths) return MOLORA_RESULT_INVALID_ARGUMENT;
+    u = xl->un;
+    if (n != u->n_mod)
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_ARGUMENT, "x-lora: the module order names %d modules, "
+                            "the adapters adapt %d", n, u->n_mod);
+    mods = (molora__module *)molora__calloc(&xl->io, (size_t)n, sizeof *mods);
+    layers = (molora_layer_desc *)molora__calloc(&xl->io, (size_t)n, sizeof *layers);
+    dt = (molora_dtype *)molora__calloc(&xl->io, (size_t)n, sizeof *dt);
+    from = (int *)molora__calloc(&xl->io, (size_t)n, sizeof *from);
+    if (!mods || !layers || !dt || !from) {
+        molora__mfree(&xl->io, mods); molora__mfree(&xl->io, layers); molora__mfree(&xl->io, dt);
+        molora__mfree(&xl->io, from);
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    }
+    for (k = 0; k < n; k++) {
+        int l = paths[k] ? molora_adapter_find_layer(u, paths[k]) : -1;
+        if (l < 0 || from[l])
+            break;
+        from[l] = k + 1;
+        mods[k] = u->mods[l]; layers[k] = u->layers[l]; dt[k] = u->dtypes[l];
+    }
+    if (k < n) {
+        molora__mfree(&xl->io, mods); molora__mfree(&xl->io, layers); molora__mfree(&xl->io, dt);
+        molora__mfree(&xl->io, from);
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_ARGUMENT, "x-lora: module order entry %d (%s) is %s", k,
+                            paths[k] ? paths[k] : "NULL", paths[k] && molora_adapter_find_layer(u, paths[k]) >= 0 ?
+                            "given twice" : "not an adapted module");
+    }
+    molora__mfree(&xl->io, u->mods); molora__mfree(&xl->io, u->layers); molora__mfree(&xl->io, u->dtypes);
+    molora__mfree(&xl->io, from);
+    molora__mfree(&xl->io, u->by_name);
+    u->mods = mods; u->layers = layers; u->dtypes = dt; u->by_name = NULL;
+    xl->order = "caller";
+    return molora__adapter_index(u);
+}
+
+/* ---- the scalings -------------------------------------------------------------------------- */
+MOLORA__PRIVATE int molora__xl_width(const molora_xlora *xl)
+{
+    int k, w = 1;
+    for (k = 1; k <= xl->depth; k++) if (xl->dim[k] > w) w = xl->dim[k];
+    return w;
+}
+MOLORA_API molora_result molora_xlora_workspace_size(const molora_xlora *xl, int max_tokens, size_t *size)
+{
+    size_t one, acc = MOLORA__ALIGN;
+    if (!xl || !size || max_tokens < 0) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (!molora__floats((size_t)(max_tokens ? max_tokens : 1), (size_t)molora__xl_width(xl), &one) ||
+        !molora__reserve(&acc, one, sizeof(float)) || !molora__reserve(&acc, one, sizeof(float)))
+        return MOLORA_RESULT_SIZE_OVERFLOW;
+    *size = acc;
+    return MOLORA_RESULT_SUCCESS;
+}
+/* softmax of v (n) / temp in place, as torch.softmax: the maximum subtracted first */
+MOLORA__PRIVATE void molora__xl_softmax(float *v, int n, float temp)
+{
+    float m = v[0] / temp, s = 0.0f;
+    int i;
+    for (i = 1; i < n; i++) if (v[i] / temp > m) m = v[i] / temp;
+    for (i = 0; i < n; i++) s += (v[i] = expf(v[i] / temp - m));
+    for (i = 0; i < n; i++) v[i] /= s;
+}
+/* one module's row w (N): the top-k mask (no renormalisation; ties: the lower index), the
+   softmax over its non-zero entries (the zeros stay 0, an all-zero row stays 0), times gsw */
+MOLORA__PRIVATE void molora__xl_post(const molora_xlora *xl, float *w)
+{
+    int i, j, n = xl->n;
+    if (xl->top_k && xl->top_k < n) {
+        float vk = w[0];
+        int gt = 0, c, k = xl->top_k;
+        for (i = 0; i < n; i++) {   /* vk: the k-th largest value counted with repeats, gt above it */
+            int g = 0, ge = 0;
+            for (j = 0; j < n; j++) { g += w[j] > w[i]; ge += w[j] >= w[i]; }
+            if (g < k && ge >= k) { vk = w[i]; gt = g; break; }
+        }
+        c = k - gt;   /* of the entries equal to vk, the first c stay */
+        for (i = 0; i < n; i++)
+            if (w[i] < vk || (w[i] == vk && c-- <= 0)) w[i] = 0.0f;
+    }
+    if (xl->softmax_topk) {
+        float m = -HUGE_VALF, s = 0.0f;
+        for (i = 0; i < n; i++) if (w[i] != 0.0f && w[i] > m) m = w[i];
+        for (i = 0; i < n; i++) if (w[i] != 0.0f) s += (w[i] = expf(w[i] - m));
+        for (i = 0; i < n; i++) if (w[i] != 0.0f) w[i] /= s;
+    }
+    for (i = 0; i < n; i++) w[i] *= xl->gsw;
+}
+/* logits z (T, out) of the Linear / ReLU stack over hidden (T, H), in the workspace */
+MOLORA__PRIVATE const float *molora__xl_classify(const molora_xlora *xl, int T, const float *hidden, float *buf0,
+                                                 float *buf1)
+{
+    const float *cur = hidden;
+    int k, t, j;
+    for (k = 0; k < xl->depth; k++) {
+        int in = xl->dim[k], out = xl->dim[k + 1];
+        float *y = (k & 1) ? buf1 : buf0;
+        molora__mul_abt(T, out, in, cur, in, xl->W[k], in, 0, y, out);
+        for (t = 0; t < T; t++) {
+            float *row = y + (size_t)t * out;
+            if (xl->b[k]) for (j = 0; j < out; j++) row[j] += xl->b[k][j];
+            if (k < xl->depth - 1 && xl->relu) for (j = 0; j < out; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+        }
+        cur = y;
+    }
+    return cur;
+}
+MOLORA_API molora_result molora_xlora_scalings(const molora_xlora *xl, int n_tokens, const float *hidden,
+                                               float *scalings, void *workspace, size_t workspace_size)
+{
+    size_t need, one;
+    int t, l, n, L, outw;
+    const float *z;
+    float *b0;
+    if (!xl || (n_tokens > 0 && (!hidden || !scalings || !workspace))) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (n_tokens < 0) return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_SHAPE, "x-lora: n_tokens %d < 0", n_tokens);
+    if (n_tokens == 0) return MOLORA_RESULT_SUCCESS;
+    if (xl->layerwise && !xl->order)
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_UNSUPPORTED, "x-lora: layer-wise scalings need X-LoRA's module "
+                            "order, which this model's module names do not give: molora_xlora_set_module_order");
+    if (molora_xlora_workspace_size(xl, n_tokens, &need) || workspace_size < need)
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL, "x-lora: workspace of %zu bytes, %d tokens "
+                            "need %zu", workspace_size, n_tokens, need);
+    if (!molora__all_finite(hidden, (size_t)n_tokens * (size_t)xl->hidden))
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: the hidden states hold NaN or Inf");
+    n = xl->n; L = xl->n_mod; outw = xl->dim[xl->depth];
+    one = (((size_t)n_tokens * (size_t)molora__xl_width(xl) * sizeof(float)) + MOLORA__ALIGN - 1) &
+          ~(size_t)(MOLORA__ALIGN - 1);
+    b0 = (float *)molora__align_up(workspace);
+    z = molora__xl_classify(xl, n_tokens, hidden, b0, (float *)((unsigned char *)b0 + one));
+    if (!molora__all_finite(z, (size_t)n_tokens * (size_t)outw))
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: the classifier's logits overflow");
+    for (t = 0; t < n_tokens; t++)
+        for (l = 0; l < L; l++) {
+            float *w = scalings + ((size_t)t * L + l) * n;
+            memcpy(w, z + (size_t)t * outw + (xl->layerwise ? (size_t)l * n : 0), (size_t)n * sizeof(float));
+            if (xl->softmax) molora__xl_softmax(w, n, xl->temperature);
+            molora__xl_post(xl, w);
+        }
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA_API molora_result molora_xlora_scaling_pass(const molora_xlora *xl, int n_tokens, float *scalings)
+{
+    size_t k, row;
+    int i;
+    if (!xl || n_tokens < 0 || (n_tokens > 0 && !scalings)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (n_tokens == 0) return MOLORA_RESULT_SUCCESS;
+    row = (size_t)xl->n;
+    for (i = 0; i < xl->n; i++) scalings[i] = xl->spv;
+    molora__xl_post(xl, scalings);   /* every row is the same: the first, copied */
+    for (k = 1; k < (size_t)n_tokens * (size_t)xl->n_mod; k++)
+        memcpy(scalings + k * row, scalings, row * sizeof(float));
+    return MOLORA_RESULT_SUCCESS;
+}
+MOLORA_API int molora_xlora_scaling_pass_is_base(const molora_xlora *xl)
+{
+    return xl && (xl->spv == 0.0f || xl->gsw == 0.0f);
+}
+/* <<xlora */
 #endif /* MOLORA_NO_FILES */
 /* <<files */
 

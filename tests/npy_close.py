@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""npy_close.py GOT.npy WANT.npy [TOL]: exit 0 when two float32 2-D .npy files agree (stdlib only).
+"""npy_close.py GOT.npy WANT.npy [TOL]: exit 0 when two float32 .npy files agree (stdlib only);
+rank 1 to 4 (the command writes (T, d_out) outputs and X-LoRA's (T, L, N) scalings).
 
 Both headers are read strictly, as numpy reads them but refusing a key given twice: magic and
 version 1.0-3.0, a dict of exactly 'descr', 'fortran_order' and 'shape', the data exactly the
@@ -36,9 +37,11 @@ def load(path):
     shape = h["shape"]
     if h["descr"] != "<f4" or h["fortran_order"] is not False:
         sys.exit("%s: descr %r fortran_order %r, want '<f4' and False" % (path, h["descr"], h["fortran_order"]))
-    if not isinstance(shape, tuple) or len(shape) != 2 or not all(type(s) is int and s >= 0 for s in shape):
-        sys.exit("%s: shape %r is not (rows, cols)" % (path, shape))
-    n = shape[0] * shape[1]
+    if not isinstance(shape, tuple) or not 1 <= len(shape) <= 4 or not all(type(s) is int and s >= 0 for s in shape):
+        sys.exit("%s: shape %r is not a tuple of 1 to 4 sizes" % (path, shape))
+    n = 1
+    for s in shape:
+        n *= s
     if len(b) - off - hl != 4 * n:
         sys.exit("%s: %d data bytes for shape %r (want %d)" % (path, len(b) - off - hl, shape, 4 * n))
     return h, struct.unpack("<%df" % n, b[off + hl:])

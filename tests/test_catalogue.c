@@ -338,6 +338,33 @@ AD(a_rank, "tests/fixtures/bad/rank")
 AD(a_i32, "tests/fixtures/bad/i32")
 AD(a_config_json, "tests/fixtures/bad/config_json")
 AD(a_peft_type, "tests/fixtures/bad/peft_type")
+AD(a_xlora_as_adapter, "tests/fixtures/xlora/d1_bcast")
+/* X-LoRA directories (tests/fixtures/xlora; the config refusals are in tests/test_xlora.c) */
+static molora_result xlora_dir(const char *dir)
+{
+    molora_xlora *xl = NULL;
+    molora_result r = molora_xlora_open(dir, NULL, &xl);
+    molora_xlora_free(xl);
+    return r;
+}
+#define XD(name, dir) static molora_result name(void) { return xlora_dir(dir); }
+XD(x_ok, "tests/fixtures/xlora/d2_layer")
+XD(x_peft_save, "tests/fixtures/xlora/peft_save")
+XD(x_plain_lora, "tests/fixtures/xlora/lora0")
+static molora_result x_nan_hidden(void)
+{
+    molora_xlora *xl = NULL;
+    float h[32] = {0}, s[8 * 3];
+    char ws[4096];
+    size_t need;
+    molora_result r = molora_xlora_open("tests/fixtures/xlora/d1_bcast", NULL, &xl);
+    if (r) return r;
+    h[7] = NAN;
+    r = molora_xlora_workspace_size(xl, 1, &need);
+    if (!r) r = need > sizeof ws ? MOLORA_RESULT_WORKSPACE_TOO_SMALL : molora_xlora_scalings(xl, 1, h, s, ws, need);
+    molora_xlora_free(xl);
+    return r;
+}
 
 /* ---- the molora command on bad .npy inputs: non-zero exit, exactly one line on stderr ------- */
 static const char *g_cli = "build/molora";
@@ -495,6 +522,11 @@ static const row CATALOGUE[] = {
     {"adapter: I32 weights", a_i32, MOLORA_RESULT_UNSUPPORTED_DTYPE},
     {"adapter: adapter_config.json not JSON", a_config_json, MOLORA_RESULT_INVALID_JSON},
     {"adapter: peft_type IA3", a_peft_type, MOLORA_RESULT_UNSUPPORTED},
+    {"adapter: an X-LoRA directory given to molora_adapter_open", a_xlora_as_adapter, MOLORA_RESULT_UNSUPPORTED},
+    {"x-lora: valid directory (control)", x_ok, MOLORA_RESULT_SUCCESS},
+    {"x-lora: PEFT 0.20's own save (classifier layers dropped)", x_peft_save, MOLORA_RESULT_MISSING_WEIGHTS},
+    {"x-lora: a plain LoRA directory", x_plain_lora, MOLORA_RESULT_INVALID_CONFIG},
+    {"x-lora: NaN in the hidden states", x_nan_hidden, MOLORA_RESULT_NON_FINITE},
     {"molora forward: empty .npy", n_empty, MOLORA_RESULT_INVALID_ARGUMENT},
     {"molora forward: .npy bad magic", n_magic, MOLORA_RESULT_INVALID_ARGUMENT},
     {"molora forward: valid .npy (control)", n_control, MOLORA_RESULT_SUCCESS},

@@ -525,6 +525,87 @@ static int io_same_file(const char *a, const char *b)
     return same;
 }
 
+/* ---- X-LoRA -------------------------------------------------------------------------------- */
+/* dir holds an X-LoRA adapter: xlora_config.json (the xlora package), or an adapter_config.json
+   whose "peft_type" is "XLORA" (a quick look; molora_xlora_open checks the file in full) */
+static int is_xlora(const char *dir)
+{
+    char *p = io_join(dir, "xlora_config.json"), buf[1 << 16];
+    const char *k;
+    struct stat st;
+    FILE *f;
+    size_t n;
+    int yes = p && stat(p, &st) == 0;
+    free(p);
+    if (yes || !(p = io_join(dir, "adapter_config.json"))) return yes;
+    f = stat(p, &st) == 0 && S_ISREG(st.st_mode) ? fopen(p, "rb") : NULL;
+    free(p);
+    if (!f) return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    if (!(k = strstr(buf, "\"peft_type\""))) return 0;
+    for (k += 11; *k == ' ' || *k == '\t' || *k == '\n' || *k == '\r' || *k == ':'; k++) {}
+    return !strncmp(k, "\"XLORA\"", 7);
+}
+/* --module-order FILE: one module path a line, in the order the model registers them */
+static int xlora_order(molora_xlora *xl, const char *path)
+{
+    FILE *f;
+    char *text, **line;
+    long size;
+    int n = 0, rc = 0;
+    molora_result r;
+    struct stat st;
+    if (stat(path, &st) != 0) return die("%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return die("%s: %s, expected a regular file", path, out_kind(st.st_mode));
+    if (!(f = fopen(path, "rb"))) return die("%s: cannot open: %s", path, strerror(errno));
+    if (st.st_size > (1 << 24)) { fclose(f); return die("%s: %lld bytes is too large", path, (long long)st.st_size); }
+    size = (long)st.st_size;
+    text = (char *)malloc((size_t)size + 1);
+    line = (char **)malloc(((size_t)size / 2 + 2) * sizeof *line);
+    if (!text || !line || fread(text, 1, (size_t)size, f) != (size_t)size) rc = die("%s: cannot read", path);
+    fclose(f);
+    if (!rc) {
+        char *p = text, *e;
+        text[size] = 0;
+        if (size && text[size - 1] == '\n') text[size - 1] = 0;
+        while (!rc) {
+            e = strchr(p, '\n');
+            if (e) *e = 0;
+            if (!*p) rc = die("%s: line %d is empty (one module path a line)", path, n + 1);
+            line[n++] = p;
+            if (!e) break;
+            p = e + 1;
+        }
+    }
+    if (!rc && (r = molora_xlora_set_module_order(xl, (const char *const *)line, n))) rc = die_lib(path, r);
+    free(text); free(line);
+    return rc;
+}
+static int xlora_open(const char *dir, int read, const char *order, molora_xlora **xl)
+{
+    molora_load_desc ld = load_desc(read);
+    molora_result r = molora_xlora_open(dir, &ld, xl);
+    if (r) return die_lib(dir, r);
+    if (order && xlora_order(*xl, order)) { molora_xlora_free(*xl); *xl = NULL; return 1; }
+    return 0;
+}
+/* an output must not be a file of the X-LoRA directory or of any of its adapters */
+static int xlora_check_output(const molora_xlora *xl, const char *dir, const char *cmd, const char *flag,
+                              const char *path)
+{
+    io_inputs in;
+    int i, rc;
+    memset(&in, 0, sizeof in);
+    rc = io_add(&in, "XLORA_DIR", dir, io_dup(dir)) || io_add_dir_files(&in, "XLORA_DIR", dir, dir);
+    for (i = 0; !rc && i < molora_xlora_n_adapters(xl); i++)
+        rc = io_add_adapter(&in, "adapter", molora_xlora_adapter_path(xl, i));
+    if (!rc) rc = io_check_output(&in, cmd, flag, path);
+    io_free(&in);
+    return rc;
+}
+
 /* ---- inspect ----------------------------------------------------------------------------- */
 /* What molora_model_init would resolve, read from the descriptor alone: inspect converts no
    weight and initialises no model, so its cost is the header's, not the tensors'. */
@@ -586,29 +667,86 @@ static void inspect_ignored(const molora_adapter *a, int json, int n_layers)
         for (k = 0; k < molora_adapter_n_ignored(a); k++) printf("ignored %s\n", molora_adapter_ignored_name(a, k));
     }
 }
+/* an X-LoRA adapter's options, adapters and module order, before its modules */
+static const char *xlora_order_text(const molora_xlora_info *in)
+{
+    if (!in->module_order) return "unknown: not a Llama-layout model, layer-wise scalings need --module-order";
+    if (!strcmp(in->module_order, "llama")) return "llama (decoder layer, then q, k, v, o, gate, up, down)";
+    return "caller (--module-order)";
+}
+static void inspect_xlora_head(const molora_xlora *xl, int json)
+{
+    molora_xlora_info in;
+    int i;
+    molora_xlora_get_info(xl, &in);
+    if (json) {
+        printf("{\"layout\": \"xlora\", \"xlora\": {\"files\": \"%s\", \"module_order\": ", in.layout);
+        if (in.module_order) printf("\"%s\"", in.module_order); else printf("null");
+        printf(", \"n_adapters\": %d, \"n_modules\": %d, \"hidden_size\": %d, \"xlora_depth\": %d, "
+               "\"xlora_size\": %d, \"layerwise_scalings\": %s, \"enable_softmax\": %s, \"enable_softmax_topk\": %s, "
+               "\"top_k_lora\": ", in.n_adapters, in.n_modules, in.hidden_size, in.depth, in.size,
+               in.layerwise ? "true" : "false", in.enable_softmax ? "true" : "false",
+               in.enable_softmax_topk ? "true" : "false");
+        if (in.top_k) printf("%d", in.top_k); else printf("null");
+        printf(", \"softmax_temperature\": %.9g, \"scaling_pass_value\": %.9g, \"global_scaling_weight\": %.9g, "
+               "\"use_bias\": %s, \"enable_relu_and_dropout\": %s, \"adapters\": [", (double)in.temperature,
+               (double)in.scaling_pass_value, (double)in.global_scaling_weight, in.use_bias ? "true" : "false",
+               in.relu ? "true" : "false");
+        for (i = 0; i < in.n_adapters; i++) {
+            printf("%s{\"name\": ", i ? ", " : "");
+            jstr(stdout, molora_xlora_adapter_name(xl, i));
+            printf(", \"path\": ");
+            jstr(stdout, molora_xlora_adapter_path(xl, i));
+            printf("}");
+        }
+        printf("]}, \"modules\": [");
+        return;
+    }
+    printf("x-lora (%s files): %d adapters, %d modules, hidden size %d\n", in.layout, in.n_adapters, in.n_modules,
+           in.hidden_size);
+    printf("classifier: depth %d%s%d, %s, softmax %s (temperature %g), softmax_topk %s, top_k_lora ", in.depth,
+           in.depth > 1 ? ", width " : "", in.depth > 1 ? in.size : 0, in.layerwise ? "layer-wise" : "broadcast",
+           in.enable_softmax ? "on" : "off", (double)in.temperature, in.enable_softmax_topk ? "on" : "off");
+    if (in.top_k) printf("%d", in.top_k); else printf("none");
+    printf(", scaling_pass_value %g%s, global_scaling_weight %g%s%s\n", (double)in.scaling_pass_value,
+           molora_xlora_scaling_pass_is_base(xl) ? " (pass 1 = the base model)" : "",
+           (double)in.global_scaling_weight, in.use_bias ? "" : ", no bias", in.relu ? "" : ", no ReLU");
+    for (i = 0; i < in.n_adapters; i++)
+        printf("adapter %d \"%s\": %s\n", i, molora_xlora_adapter_name(xl, i), molora_xlora_adapter_path(xl, i));
+    printf("module order: %s\n", xlora_order_text(&in));
+}
 static int cmd_inspect(int argc, char **argv)
 {
     cli_inspect_opts o;
     int l, n;
-    molora_adapter *a;
+    molora_adapter *own = NULL;
+    const molora_adapter *a;
+    molora_xlora *xl = NULL;
     molora_model_desc md;
     molora_load_desc ld;
     molora_result r;
     const char *layout;
     if (cli_parse_inspect(argc, argv, &o)) return die("%s", o.err);
     ld = load_desc(o.read);
-    if ((r = molora_adapter_open(o.dir, &ld, &a))) return die_lib(o.dir, r);
+    if (is_xlora(o.dir)) {
+        if (xlora_open(o.dir, o.read, o.module_order, &xl)) return 1;
+        a = molora_xlora_adapter(xl);
+    } else if (o.module_order) return die("inspect: --module-order is for X-LoRA adapters; %s is not one", o.dir);
+    else if ((r = molora_adapter_open(o.dir, &ld, &own))) return die_lib(o.dir, r);
+    else a = own;
     molora_adapter_model_desc(a, &md);
     n = molora_adapter_n_layers(a);
     layout = molora_layout_name(molora_adapter_layout(a));
-    if (o.json) printf("{\"layout\": \"%s\", \"modules\": [", layout);
+    if (xl) inspect_xlora_head(xl, o.json);
+    else if (o.json) printf("{\"layout\": \"%s\", \"modules\": [", layout);
     else printf("layout %s, %d modules\n", layout, n);
     for (l = 0; l < n; l++) {
         if (o.json) inspect_json(a, &md.layers[l], l);
         else inspect_text(a, &md.layers[l], l);
     }
     inspect_ignored(a, o.json, n);
-    molora_adapter_free(a);
+    molora_adapter_free(own);
+    molora_xlora_free(xl);
     return 0;
 }
 
@@ -622,6 +760,8 @@ static int forward_check_paths(const cli_forward_opts *o)
     memset(&in, 0, sizeof in);
     rc = io_add_adapter(&in, "ADAPTER_DIR", o->dir) || io_add(&in, "--input", o->input, io_dup(o->input)) ||
          (o->base && io_add_model(&in, "--base", o->base)) ||
+         (o->weights && io_add(&in, "--weights", o->weights, io_dup(o->weights))) ||
+         (is_xlora(o->dir) && io_add_dir_files(&in, "ADAPTER_DIR", o->dir, o->dir)) ||
          io_check_output(&in, "forward", "--output", o->output) ||
          (o->weights_out && io_check_output(&in, "forward", "--weights-out", o->weights_out));
     io_free(&in);
@@ -722,7 +862,7 @@ static int forward_mask(const cli_forward_opts *o, const molora_layer_desc *L, u
 /* X (T, d_in) through the one-layer model: *Y (T, d_out) and, with experts, the routing weights
    *W (T, N) (both the caller's to free); the full layer with --base, else the experts' delta */
 static int forward_apply(molora_model *m, const molora_layer_desc *L, const cli_forward_opts *o, const uint8_t *mask,
-                         const float *X, int T, float **Y, float **W)
+                         const float *X, int T, const float *wts, float **Y, float **W)
 {
     molora_forward_args fa;
     molora_result r;
@@ -737,26 +877,61 @@ static int forward_apply(molora_model *m, const molora_layer_desc *L, const cli_
     fa.layer = 0; fa.n_tokens = T; fa.x = X; fa.y = *Y;
     fa.output = o->base ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
     fa.expert_mask = mask;
+    fa.weights = wts;   /* --weights: (T, N), used as given */
+    fa.weights_per_token = wts != NULL;
     fa.weights_out = L->n_experts ? *W : NULL;
     fa.workspace = ws; fa.workspace_size = wsz;
     if ((r = molora_forward(m, &fa))) rc = die_lib(o->input, r);
     free(ws);
     return rc;
 }
+/* --weights W.npy: (T, N) for the T rows of --input and the module's N experts */
+static int forward_weights(const cli_forward_opts *o, const molora_layer_desc *L, int T, float **wts)
+{
+    int rows, cols;
+    *wts = NULL;
+    if (!o->weights) return 0;
+    if (npy_read(o->weights, wts, &rows, &cols)) return 1;
+    if (rows != T || cols != L->n_experts)
+        return die("%s: shape (%d, %d), want (%d, %d): a row per row of %s, a column per expert of module %s",
+                   o->weights, rows, cols, T, L->n_experts, o->input, o->module);
+    return 0;
+}
+/* the adapter: a plain one, or an X-LoRA directory's modules (then --weights is required) */
+static int forward_open(const cli_forward_opts *o, molora_adapter **own, molora_xlora **xl, const molora_adapter **a)
+{
+    molora_load_desc ld = load_desc(o->read);
+    molora_result r;
+    if (is_xlora(o->dir)) {
+        if (!o->weights)
+            return die("forward: %s is an X-LoRA adapter: give the module's weights with --weights W.npy (T, N), "
+                       "e.g. from molora xlora", o->dir);
+        if (o->routing.kind) return die("forward: an X-LoRA module takes --weights, not --routing");
+        if (xlora_open(o->dir, o->read, NULL, xl)) return 1;
+        *a = molora_xlora_adapter(*xl);
+        return xlora_check_output(*xl, o->dir, "forward", "--output", o->output) ||
+               (o->weights_out && xlora_check_output(*xl, o->dir, "forward", "--weights-out", o->weights_out));
+    }
+    if ((r = molora_adapter_open(o->dir, &ld, own))) return die_lib(o->dir, r);
+    *a = *own;
+    return 0;
+}
 static int run_forward(const cli_forward_opts *o)
 {
     const char *dir = o->dir, *base = o->base;
     int layer, T = 0, din = 0, rc = 1;
-    float *X = NULL, *Y = NULL, *W = NULL;
+    float *X = NULL, *Y = NULL, *W = NULL, *wts = NULL;
     uint8_t *mask = NULL;
-    molora_adapter *a = NULL;
+    molora_adapter *own = NULL;
+    molora_xlora *xl = NULL;
+    const molora_adapter *a = NULL;
     molora_safetensors *bst = NULL;
     molora_model *m = NULL;
     molora_model_desc md, one;
     molora_layer_desc L;
     molora_load_desc ld = load_desc(o->read);
-    molora_result r;
-    if ((r = molora_adapter_open(dir, &ld, &a))) return die_lib(dir, r);
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    if (forward_open(o, &own, &xl, &a)) goto done;
     layer = molora_adapter_find_layer(a, o->module);
     if (layer < 0) { die("%s: no adapted module %s", dir, o->module); goto done; }
     molora_adapter_model_desc(a, &md);
@@ -775,14 +950,74 @@ static int run_forward(const cli_forward_opts *o)
         die("%s: width %d does not match d_in %d of module %s", o->input, din, L.d_in, o->module);
         goto done;
     }
-    if (forward_apply(m, &L, o, mask, X, T, &Y, &W)) goto done;
+    if (forward_weights(o, &L, T, &wts)) goto done;
+    if (forward_apply(m, &L, o, mask, X, T, wts, &Y, &W)) goto done;
     if (npy_write_pair(o->output, Y, T, L.d_out, o->weights_out, W, L.n_experts)) goto done;
     rc = 0;
 done:
-    free(X); free(Y); free(W); free(mask);
+    free(X); free(Y); free(W); free(mask); free(wts);
     molora_model_free(m);
     molora_safetensors_free(bst);
-    molora_adapter_free(a);
+    molora_adapter_free(own);
+    molora_xlora_free(xl);
+    return rc;
+}
+
+/* ---- xlora: the scalings (T, L, N) of hidden states (T, H) ---------------------------------- */
+static int xlora_check_paths(const cli_xlora_opts *o)
+{
+    io_inputs in;
+    char t[PATH_MAX];
+    int rc;
+    memset(&in, 0, sizeof in);
+    rc = io_add(&in, "--hidden", o->hidden, io_dup(o->hidden)) ||
+         (o->module_order && io_add(&in, "--module-order", o->module_order, io_dup(o->module_order))) ||
+         io_check_output(&in, "xlora", "--output", o->output);
+    io_free(&in);
+    return rc || out_target(o->output, o->output, t, sizeof t);
+}
+static int xlora_write(const char *path, const float *S, int T, int L, int N)
+{
+    out_file f;
+    int dims[3];
+    dims[0] = T; dims[1] = L; dims[2] = N;
+    if (out_open(&f, path)) return 1;
+    if (molora_npy_write_nd(f.f, S, 3, dims)) f.err = errno ? errno : EIO;
+    return out_commit(&f);
+}
+static int cmd_xlora(int argc, char **argv)
+{
+    cli_xlora_opts o;
+    molora_xlora *xl = NULL;
+    float *Hs = NULL, *S = NULL;
+    void *ws = NULL;
+    size_t wsz;
+    int T = 0, h = 0, L, N, rc = 1;
+    molora_xlora_info info;
+    molora_result r;
+    if (cli_parse_xlora(argc, argv, &o)) return die("%s", o.err);
+    if (xlora_check_paths(&o) || xlora_open(o.dir, o.read, o.module_order, &xl)) return 1;
+    if (xlora_check_output(xl, o.dir, "xlora", "--output", o.output) || npy_read(o.hidden, &Hs, &T, &h)) goto done;
+    if (h != molora_xlora_hidden_size(xl)) {
+        die("%s: width %d does not match the X-LoRA hidden_size %d", o.hidden, h, molora_xlora_hidden_size(xl));
+        goto done;
+    }
+    L = molora_xlora_n_modules(xl); N = molora_xlora_n_adapters(xl);
+    molora_xlora_get_info(xl, &info);
+    if (info.layerwise && !info.module_order) {
+        die("xlora: %s: layer-wise scalings need X-LoRA's module order, which its module names do not give "
+            "(not the Llama layout): --module-order FILE", o.dir);
+        goto done;
+    }
+    if ((r = molora_xlora_workspace_size(xl, T, &wsz))) { die_lib(o.dir, r); goto done; }
+    S = (float *)malloc((size_t)T * (size_t)L * (size_t)N * sizeof(float) + 1);
+    ws = malloc(wsz + 1);
+    if (!S || !ws) { die("xlora: out of memory"); goto done; }
+    if ((r = molora_xlora_scalings(xl, T, Hs, S, ws, wsz))) { die_lib(o.hidden, r); goto done; }
+    rc = xlora_write(o.output, S, T, L, N);
+done:
+    free(Hs); free(S); free(ws);
+    molora_xlora_free(xl);
     return rc;
 }
 static int cmd_forward(int argc, char **argv)
@@ -1818,12 +2053,13 @@ done:
 
 static int run_command(int argc, char **argv)
 {
-    if (argc < 2) return die("usage: molora inspect|forward|compose|alpha ... (see README.md)");
+    if (argc < 2) return die("usage: molora inspect|forward|compose|alpha|xlora ... (see README.md)");
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "forward")) return cmd_forward(argc - 2, argv + 2);
     if (!strcmp(argv[1], "compose")) return cmd_compose(argc - 2, argv + 2);
     if (!strcmp(argv[1], "alpha")) return cmd_alpha(argc - 2, argv + 2);
-    return die("unknown command %s (inspect, forward, compose, alpha)", argv[1]);
+    if (!strcmp(argv[1], "xlora")) return cmd_xlora(argc - 2, argv + 2);
+    return die("unknown command %s (inspect, forward, compose, alpha, xlora)", argv[1]);
 }
 /* what inspect and alpha print must have reached stdout (a redirect to a full disk is an error) */
 static int stdout_flushed(void)

@@ -32,11 +32,18 @@ typedef struct {
 typedef struct {
     const char *dir;
     int json, read;
+    const char *module_order;   /* X-LoRA: a file of module paths, one a line */
     char err[CLI_ERR_SIZE];
 } cli_inspect_opts;
+typedef struct {
+    const char *dir, *hidden, *output, *module_order;
+    int read;
+    char err[CLI_ERR_SIZE];
+} cli_xlora_opts;
 
 typedef struct {
     const char *dir, *module, *input, *output, *base, *weights_out;
+    const char *weights;                                     /* --weights W.npy (T, N), used as given */
     cli_routing routing;
     const char *tau_text, *temperature_text, *mask_text;   /* as given (NULL: not given) */
     float tau_max, temperature;
@@ -222,14 +229,36 @@ static int cli_parse_inspect(int argc, char **argv, cli_inspect_opts *o)
     for (; c.i < argc; c.i++) {
         if (cli_is(&c, "--json")) { if (cli_switch(&c, &o->json)) return -1; }
         else if (cli_is(&c, "--read")) { if (cli_switch(&c, &o->read)) return -1; }
+        else if (cli_is(&c, "--module-order")) { if (cli_value(&c, &o->module_order)) return -1; }
         else if (cli_positional(&c, &o->dir, "ADAPTER_DIR")) return -1;
     }
-    if (!o->dir) return cli_fail(&c, "usage: molora inspect ADAPTER_DIR [--json] [--read]");
+    if (!o->dir) return cli_fail(&c, "usage: molora inspect ADAPTER_DIR [--json] [--read] [--module-order FILE]");
+    return 0;
+}
+/* molora xlora XLORA_DIR --hidden H.npy --output S.npy [--module-order FILE] [--read] */
+static int cli_parse_xlora(int argc, char **argv, cli_xlora_opts *o)
+{
+    cli_args c;
+    memset(o, 0, sizeof *o);
+    cli_init(&c, argc, argv, "xlora", o->err);
+    for (; c.i < argc; c.i++) {
+        const char **slot = NULL;
+        if (cli_is(&c, "--read")) { if (cli_switch(&c, &o->read)) return -1; continue; }
+        if (cli_is(&c, "--hidden")) slot = &o->hidden;
+        else if (cli_is(&c, "--output")) slot = &o->output;
+        else if (cli_is(&c, "--module-order")) slot = &o->module_order;
+        if (slot) { if (cli_value(&c, slot)) return -1; }
+        else if (cli_positional(&c, &o->dir, "XLORA_DIR")) return -1;
+    }
+    if (!o->dir || !o->hidden || !o->output)
+        return cli_fail(&c, "usage: molora xlora XLORA_DIR --hidden H.npy --output S.npy [--module-order FILE] "
+                            "[--read]");
     return 0;
 }
 
 /* molora forward ADAPTER_DIR --module NAME --input X.npy --output Y.npy [--base MODEL]
-   [--routing R] [--tau-max V] [--temperature V] [--mask I,J,...] [--weights-out W.npy] [--read] */
+   [--routing R] [--tau-max V] [--temperature V] [--mask I,J,...] [--weights-out W.npy] [--weights W.npy]
+   [--read] */
 static int cli_parse_forward(int argc, char **argv, cli_forward_opts *o)
 {
     cli_args c;
@@ -249,6 +278,7 @@ static int cli_parse_forward(int argc, char **argv, cli_forward_opts *o)
         else if (cli_is(&c, "--temperature")) slot = &o->temperature_text;
         else if (cli_is(&c, "--mask")) slot = &o->mask_text;
         else if (cli_is(&c, "--weights-out")) slot = &o->weights_out;
+        else if (cli_is(&c, "--weights")) slot = &o->weights;
         if (slot) { if (cli_value(&c, slot)) return -1; }
         else if (cli_positional(&c, &o->dir, "ADAPTER_DIR")) return -1;
     }
@@ -260,6 +290,8 @@ static int cli_parse_forward(int argc, char **argv, cli_forward_opts *o)
     if (o->temperature_text && (!cli_float(o->temperature_text, &o->temperature) || o->temperature <= 0))
         return cli_fail(&c, "--temperature %s: expected a finite decimal number > 0", o->temperature_text);
     if (o->mask_text && cli_mask_parse(&c, o->mask_text, o)) return -1;
+    if (o->weights && (routing || o->tau_text || o->temperature_text))
+        return cli_fail(&c, "--weights replaces the routing: it takes no --routing, --tau-max or --temperature");
     return 0;
 }
 

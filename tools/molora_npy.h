@@ -715,4 +715,42 @@ MOLORA_NPY_FN int molora_npy_write(FILE *f, const float *data, int rows, int col
     return fflush(f) != 0 || ferror(f) ? -1 : 0;
 }
 
+/* np.save's header for a float32 C-order array of ndim (1..4) dimensions (the 2-D header above
+   is this one for two): the same padding rules. Returns its length, or -1. */
+MOLORA_NPY_FN int molora_npy_header_nd(char *h, size_t cap, int ndim, const int *dims)
+{
+    char dict[200], shape[120];
+    int i, len, digits, grow, hlen, pad, total, used = 0;
+    if (ndim < 1 || ndim > 4) return -1;
+    for (i = 0; i < ndim; i++) {
+        if (dims[i] < 0) return -1;
+        used += snprintf(shape + used, sizeof shape - (size_t)used, i ? " %d," : "%d,", dims[i]);
+    }
+    if (ndim > 1) shape[used - 1] = 0;   /* (3,) for one dimension, (2, 3) for more: numpy's repr */
+    len = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", shape);
+    digits = snprintf(NULL, 0, "%d", dims[0]);
+    grow = digits < 21 ? 21 - digits : 0;
+    hlen = len + grow + 1; pad = 64 - (10 + hlen) % 64; total = 10 + hlen + pad;
+    if (len < 0 || (size_t)total > cap) return -1;
+    memcpy(h, "\x93NUMPY\x01\x00", 8);
+    h[8] = (char)((hlen + pad) & 0xff);
+    h[9] = (char)((hlen + pad) >> 8);
+    memcpy(h + 10, dict, (size_t)len);
+    memset(h + 10 + len, ' ', (size_t)(grow + pad));
+    h[total - 1] = '\n';
+    return total;
+}
+/* Writes a float32 array of ndim dimensions as np.save would; nonzero if a write failed. */
+MOLORA_NPY_FN int molora_npy_write_nd(FILE *f, const float *data, int ndim, const int *dims)
+{
+    char h[320];
+    int len = molora_npy_header_nd(h, sizeof h, ndim, dims), i;
+    size_t n = 1;
+    if (len < 0) return -1;
+    for (i = 0; i < ndim; i++) n *= (size_t)dims[i];
+    if (fwrite(h, 1, (size_t)len, f) != (size_t)len) return -1;
+    if (n && fwrite(data, sizeof(float), n, f) != n) return -1;
+    return fflush(f) != 0 || ferror(f) ? -1 : 0;
+}
+
 #endif /* MOLORA_NPY_H */
