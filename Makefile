@@ -25,7 +25,7 @@ PKGS_BUILD = gcc g++ make libopenblas-dev pkg-config
 PKGS_TEST  = $(PKGS_BUILD) libcmocka-dev python3 python3-numpy clang libclang-rt-14-dev
 PKGS_SAN   = $(PKGS_TEST) valgrind
 
-.PHONY: all help deps deps-test deps-san demo demo-engine test test-san asan ubsan tsan valgrind fuzz \
+.PHONY: all help deps deps-test deps-san demo demo-engine demo-mixtures test test-san asan ubsan tsan valgrind fuzz \
         bench bench-alpha fixtures install uninstall check-install check-compile clean
 
 all: $(B)/quickstart $(B)/molora
@@ -34,6 +34,7 @@ help:
 	@echo "make                 build build/quickstart and build/molora (the command)"
 	@echo "make demo            install what is missing, run the engine demo, then the quickstart"
 	@echo "make demo-engine     the engine demo alone: the trained tiny Llama with its adapters"
+	@echo "make demo-mixtures   Arrow and X-LoRA against every single LoRA on the mixed held-out text"
 	@echo "make test            install what is missing, build and run every test (TEST_RUNS), test-san too"
 	@echo "make test-san        the quick subset of TEST_RUNS under ASan+UBSan (part of make test)"
 	@echo "make asan            every test run under ASan+UBSan (build/san)"
@@ -109,9 +110,36 @@ demo-engine: deps $(B)/engine
 	@echo "== MoLA top-2: experts per layer from molora alpha on the base weights (budget 16)"
 	@$(ENGINE) -a $(DEMO_MODEL)/mola -e $(DEMO_DATA)
 	@echo
+	@$(MAKE) --no-print-directory demo-mixtures
+	@echo
 	@echo "== samples with the MoLE adapter: 120 bytes per domain, temperature 0.8, fixed seed, KV cache"
 	@for p in "This License " "#include <" "def "; do \
 	  $(ENGINE) -a $(DEMO_MODEL)/mole -g "$$p" -n 120 || exit 1; echo; done
+
+# ---- issue 15: PEFT's mixtures of the three domain LoRAs on text that mixes the domains ----------
+DEMO_MIXED = examples/demo_data/mixed_select.txt examples/demo_data/mixed_report.txt
+DEMO_MIX_ROWS = lora_prose lora_c lora_python mole arrow adamole
+# one row: the "+experts" column of engine -e, per file (the base column with no adapter)
+demo_row = awk -v name="$(1)" 'BEGIN { printf "  %-14s", name } $$1 ~ /\.txt$$/ { printf " %12.4f", $$$(2) } \
+             END { printf "\n" }'
+demo-mixtures: deps $(B)/engine
+	@echo "== mixtures of the three LoRAs on two held-out texts that mix the domains (prose, then C, then"
+	@echo "   Python, 1365 bytes each): every setting was chosen on mixed_select.txt; mixed_report.txt played"
+	@echo "   no part in any choice. Arrow: $(DEMO_MODEL)/arrow, composed with no training; X-LoRA:"
+	@echo "   $(DEMO_MODEL)/xlora, PEFT's layout, both passes (the scaling pass is the base model)"
+	@printf "  %-14s" "b/B (C engine)"; for f in $(DEMO_DATA) $(DEMO_MIXED); do \
+	  printf " %12s" $$(basename $$f .txt); done; echo
+	@$(ENGINE) -e $(DEMO_DATA) $(DEMO_MIXED) | $(call demo_row,base,3)
+	@for a in $(DEMO_MIX_ROWS); do \
+	  $(ENGINE) -a $(DEMO_MODEL)/$$a -e $(DEMO_DATA) $(DEMO_MIXED) | $(call demo_row,$$a,5) || exit 1; done
+	@$(ENGINE) -x $(DEMO_MODEL)/xlora -e $(DEMO_DATA) $(DEMO_MIXED) | $(call demo_row,xlora,5)
+	@echo
+	@echo "== X-LoRA routing map of mixed_report.txt, every byte: the expert with the largest weight summed"
+	@echo "   over the 16 projections (0 = prose, 1 = C, 2 = Python), in the -e windows of 128 bytes"
+	@$(ENGINE) -x $(DEMO_MODEL)/xlora -R examples/demo_data/mixed_report.txt
+	@echo
+	@echo "== X-LoRA generation: both passes per byte, two KV caches, against the base alone"
+	@$(ENGINE) -x $(DEMO_MODEL)/xlora -g "/* Copy " -n 120
 
 # ---- the suites' builds: the same pattern rules in every build directory ------------------------
 # Each build directory has its compiler and flags: $(B) the plain build, $(B)/san ASan+UBSan (make
@@ -224,7 +252,7 @@ bins_alpha_noblas = test_alpha_noblas
 bins_arrow = test_arrow
 bins_arrow_noblas = test_arrow_noblas
 bins_parity = engine
-bins_engine = engine
+bins_engine = engine molora
 
 define newline
 

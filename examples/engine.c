@@ -8,12 +8,25 @@
    at once; generation hands it one token per step (molora's decode path). When the context is
    full (seq_len bytes) generation keeps the last half and prefills it again.
 
+   X-LoRA (-x) runs two passes over the same tokens, each with its own KV cache: pass 1 with every
+   weight equal to scaling_pass_value (at 0 it is the base model, and the experts are skipped), then
+   molora_xlora_scalings on pass 1's final hidden states (after the norm) gives each module its
+   per-token weights (T, N), FIXED routing in pass 2, whose logits are the output. PEFT recomputes
+   both passes over the whole sequence at every generated token; both are causal, so the two caches
+   give the same logits.
+
    Words: a block is one decoder layer of the model (L0, L1, ... in the output); a molora layer is
    one adapted projection of a block (molora's layer index, -1 for a projection not adapted).
 
    Build:  cc -O2 -I. examples/engine.c -o build/engine -lopenblas -lm
-   Usage:  engine MODEL.safetensors [-a ADAPTER_DIR [-t] [-m]] COMMAND
-     -a DIR                      load a PEFT / AdaMoLE / MoLA / composed-MoLE adapter from DIR
+   Usage:  engine MODEL.safetensors [-a ADAPTER_DIR | -x XLORA_DIR [-t] [-m]] COMMAND
+     -a DIR                      load a PEFT / AdaMoLE / MoLA / composed-MoLE / composed-Arrow
+                                 adapter from DIR
+     -x DIR                      load an X-LoRA adapter from DIR (PEFT's or the xlora package's
+                                 layout): every forward is two passes, the scaling pass (skipped
+                                 when it is the base model, scaling_pass_value 0), the classifier on
+                                 its final hidden states, then the real pass with each module's
+                                 per-token weights; each pass has its own KV cache
      -t                          with -e: also print the routing table (mean routing weight of
                                  every expert of every adapted module, per file)
      -p PARITY.safetensors KEY   compare the logits of the prompts in PARITY with its tensor KEY
@@ -21,6 +34,8 @@
      -e FILE...                  bits per byte on each file, for the base alone and with the
                                  adapter, prefill tokens/s of both, active experts per block
      -r FILE...                  routing map: each adapted module's top expert for the first 96 bytes
+     -R FILE...                  routing map of every byte (windows of seq_len bytes, as -e): the
+                                 expert with the largest weight summed over the modules
      -g PROMPT [-n N] [-s SEED]  generate N bytes after PROMPT (temperature 0.8 sampling), then
                                  time the same generation without the adapter */
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime */
@@ -50,7 +65,8 @@ typedef struct {
     Block *blocks;
     molora_safetensors *st;
     /* adapter (all NULL / 0 without one) */
-    molora_adapter *adapter;
+    molora_adapter *adapter;            /* owned (-a); NULL with -x */
+    const molora_adapter *view;         /* the adapter in use: e->adapter, or the X-LoRA's */
     molora_model *model;
     int n_layers;                       /* molora layers (adapted projections) */
     void *ws; size_t ws_size;
@@ -62,6 +78,15 @@ typedef struct {
     long routed_tokens;                 /* tokens that went through every molora layer */
     unsigned char *winner;              /* (n_layers, seq_len): each token's top expert, last forward */
     double *token_weight;               /* (seq_len, max_experts): weights summed over the layers */
+    /* X-LoRA (-x; all NULL / 0 without): pass 1 and 2 of each forward, each with its KV cache */
+    molora_xlora *xl;
+    int xpass;                          /* 1: the scaling pass, 2: the real pass, 0: no X-LoRA */
+    int pass1_base;                     /* pass 1 is the base model: no expert work at all */
+    float *pass1_w;                     /* (L, N): pass 1's weights, the same for every token */
+    float *scal;                        /* (seq_len, L, N): molora_xlora_scalings of pass 1 */
+    float *wtok;                        /* (seq_len, N): one module's rows of scal */
+    void *xws; size_t xws_size;
+    float *kc1, *vc1, *kc2, *vc2;       /* the caches of pass 1 and pass 2 */
     /* activations (seq_len rows) and the KV cache (n_blocks, seq_len, dim) */
     float *x, *h, *q, *att, *o, *g, *u, *logits;
     float *kc, *vc;
@@ -176,27 +201,49 @@ static void engine_load_block(Engine *e, int b)
     blk->down = tensor(e, name, D, H);
 }
 
-/* the adapter as a molora model, each projection's molora layer found by its module name, and
-   the workspace and routing statistics of seq_len tokens */
-static void engine_load_adapter(Engine *e, const char *adapter_dir)
+/* -x: the X-LoRA adapter, its classifier's workspace, pass 1's weights and the second KV cache */
+static void engine_open_xlora(Engine *e, const char *dir)
+{
+    molora_result r;
+    int L, N, S = e->seq_len;
+    if ((r = molora_xlora_open(dir, NULL, &e->xl))) die_lib(dir, r);
+    if (molora_xlora_hidden_size(e->xl) != e->dim)
+        die("%s: the classifier reads hidden states of %d, the model's are %d", dir, molora_xlora_hidden_size(e->xl),
+            e->dim);
+    e->view = molora_xlora_adapter(e->xl);
+    L = molora_xlora_n_modules(e->xl); N = molora_xlora_n_adapters(e->xl);
+    if ((r = molora_xlora_workspace_size(e->xl, S, &e->xws_size))) die_lib("X-LoRA workspace", r);
+    e->xws = xcalloc(1, e->xws_size + 1);
+    e->scal = xcalloc((size_t)S * L * N, sizeof(float));
+    e->wtok = xcalloc((size_t)S * N, sizeof(float));
+    e->pass1_w = xcalloc((size_t)L * N, sizeof(float));
+    if ((r = molora_xlora_scaling_pass(e->xl, 1, e->pass1_w))) die_lib("X-LoRA scaling pass", r);
+    e->pass1_base = molora_xlora_scaling_pass_is_base(e->xl);
+}
+
+/* the adapter (-a DIR) or the X-LoRA's (-x DIR) as a molora model, each projection's molora layer
+   found by its module name, and the workspace and routing statistics of seq_len tokens */
+static void engine_load_adapter(Engine *e, const char *adapter_dir, int xlora)
 {
     molora_model_desc md;
     molora_result r;
     char name[160];
     int b, j, D = e->dim, S = e->seq_len;
-    if ((r = molora_adapter_open(adapter_dir, NULL, &e->adapter))) die_lib(adapter_dir, r);
-    if ((r = molora_adapter_model_desc(e->adapter, &md))) die_lib(adapter_dir, r);
+    if (xlora) engine_open_xlora(e, adapter_dir);
+    else if ((r = molora_adapter_open(adapter_dir, NULL, &e->adapter))) die_lib(adapter_dir, r);
+    else e->view = e->adapter;
+    if ((r = molora_adapter_model_desc(e->view, &md))) die_lib(adapter_dir, r);
     if ((r = molora_model_init(&md, &e->model))) die_lib(adapter_dir, r);
     e->n_layers = md.n_layers;
     for (j = 0; j < md.n_layers; j++) {
         if (md.layers[j].d_in != D || md.layers[j].d_out != D)
-            die("%s: module %s does not fit the model", adapter_dir, molora_adapter_layer_name(e->adapter, j));
+            die("%s: module %s does not fit the model", adapter_dir, molora_adapter_layer_name(e->view, j));
         if (md.layers[j].n_experts > e->max_experts) e->max_experts = md.layers[j].n_experts;
     }
     for (b = 0; b < e->n_blocks; b++)
         for (j = 0; j < NPROJ; j++) {
             snprintf(name, sizeof name, "model.layers.%d.self_attn.%s", b, proj_name[j]);
-            e->blocks[b].layer[j] = molora_adapter_find_layer(e->adapter, name);
+            e->blocks[b].layer[j] = molora_adapter_find_layer(e->view, name);
         }
     if ((r = molora_workspace_size(e->model, S, &e->ws_size))) die_lib("workspace", r);
     e->ws = xcalloc(1, e->ws_size + 1);
@@ -208,7 +255,7 @@ static void engine_load_adapter(Engine *e, const char *adapter_dir)
     e->token_weight = xcalloc((size_t)S * (size_t)e->max_experts, sizeof(double));
 }
 
-static void engine_load(Engine *e, const char *model_path, const char *adapter_dir)
+static void engine_load(Engine *e, const char *model_path, const char *adapter_dir, int xlora)
 {
     molora_result r;
     int b, S, D, H;
@@ -221,11 +268,16 @@ static void engine_load(Engine *e, const char *model_path, const char *adapter_d
     e->lm_head = tensor(e, "lm_head.weight", e->vocab, D);
     e->blocks = xcalloc((size_t)e->n_blocks, sizeof *e->blocks);
     for (b = 0; b < e->n_blocks; b++) engine_load_block(e, b);
-    if (adapter_dir) engine_load_adapter(e, adapter_dir);
+    if (adapter_dir) engine_load_adapter(e, adapter_dir, xlora);
     e->x = xcalloc((size_t)S * D, sizeof(float)); e->h = xcalloc((size_t)S * D, sizeof(float));
     e->q = xcalloc((size_t)S * D, sizeof(float)); e->o = xcalloc((size_t)S * D, sizeof(float));
     e->kc = xcalloc((size_t)e->n_blocks * S * D, sizeof(float));
     e->vc = xcalloc((size_t)e->n_blocks * S * D, sizeof(float));
+    if (e->xl) {                        /* pass 2 gets the first cache, pass 1 its own */
+        e->kc2 = e->kc; e->vc2 = e->vc;
+        e->kc1 = xcalloc((size_t)e->n_blocks * S * D, sizeof(float));
+        e->vc1 = xcalloc((size_t)e->n_blocks * S * D, sizeof(float));
+    }
     e->att = xcalloc((size_t)S, sizeof(float));
     e->g = xcalloc((size_t)S * H, sizeof(float)); e->u = xcalloc((size_t)S * H, sizeof(float));
     e->logits = xcalloc((size_t)S * e->vocab, sizeof(float));
@@ -234,7 +286,10 @@ static void engine_load(Engine *e, const char *model_path, const char *adapter_d
 static void engine_free(Engine *e)
 {
     molora_model_free(e->model);
+    if (e->xl) { e->kc = e->kc2; e->vc = e->vc2; }
     molora_adapter_free(e->adapter);
+    molora_xlora_free(e->xl);
+    free(e->xws); free(e->scal); free(e->wtok); free(e->pass1_w); free(e->kc1); free(e->vc1);
     molora_safetensors_free(e->st);
     free(e->blocks); free(e->ws); free(e->route); free(e->active_sum); free(e->weight_sum); free(e->winner);
     free(e->token_weight);
@@ -305,18 +360,25 @@ static void projection(Engine *e, int b, int j, float *out, const float *in, int
 {
     int D = e->dim, layer = e->blocks[b].layer[j];
     matmul(out, in, e->blocks[b].proj[j], T, D, D);
-    if (layer >= 0 && e->use_adapter) {
+    if (layer >= 0 && e->use_adapter && !(e->xpass == 1 && e->pass1_base)) {
         molora_forward_args a;
         molora_layer_info info;
         molora_result r;
         memset(&a, 0, sizeof a);
+        molora_model_layer_info(e->model, layer, &info);
         a.layer = layer; a.n_tokens = T; a.x = in; a.y = out;
         a.output = MOLORA_OUTPUT_DELTA;
         a.weights_out = e->route;
         a.workspace = e->ws; a.workspace_size = e->ws_size;
+        if (e->xpass == 1) a.weights = e->pass1_w + (size_t)layer * info.n_experts;   /* one row for all */
+        if (e->xpass == 2) {            /* token t's row of module `layer` in the scalings (T, L, N) */
+            int t, L = e->n_layers, N = info.n_experts;
+            for (t = 0; t < T; t++)
+                memcpy(e->wtok + (size_t)t * N, e->scal + ((size_t)t * L + layer) * N, N * sizeof(float));
+            a.weights = e->wtok; a.weights_per_token = 1;
+        }
         if ((r = molora_forward(e->model, &a))) die_lib("molora_forward", r);
-        molora_model_layer_info(e->model, layer, &info);
-        record_routing(e, layer, info.n_experts, T);
+        if (e->xpass != 1) record_routing(e, layer, info.n_experts, T);
     }
 }
 
@@ -359,7 +421,7 @@ static void mlp(Engine *e, const Block *blk, int T)
 
 /* logits (T, vocab) for the bytes tok[0..T-1] at positions pos..pos+T-1, attending to the KV cache
    of positions 0..pos-1 (which an earlier call filled); pos + T <= seq_len */
-static void forward(Engine *e, const unsigned char *tok, int T, int pos)
+static void forward_pass(Engine *e, const unsigned char *tok, int T, int pos)
 {
     int D = e->dim, nh = e->n_heads, hd = D / nh, S = e->seq_len, b, t, i;
     for (t = 0; t < T; t++) memcpy(e->x + (size_t)t * D, e->embed + (size_t)tok[t] * D, D * sizeof(float));
@@ -381,7 +443,25 @@ static void forward(Engine *e, const unsigned char *tok, int T, int pos)
     }
     rmsnorm(e->h, e->x, e->norm, T, D, e->norm_eps);
     matmul(e->logits, e->h, e->lm_head, T, e->vocab, D);
-    if (e->model && e->use_adapter) e->routed_tokens += T;
+    if (e->model && e->use_adapter && e->xpass != 1) e->routed_tokens += T;
+}
+
+/* One forward: logits (T, vocab) as forward_pass; with X-LoRA (and the adapter on) its two passes,
+   each on its own KV cache, pass 1's final hidden states (e->h after the norm) giving pass 2's
+   per-module weights. */
+static void forward(Engine *e, const unsigned char *tok, int T, int pos)
+{
+    molora_result r;
+    if (!e->xl || !e->use_adapter) {    /* the base alone runs on pass 2's cache */
+        forward_pass(e, tok, T, pos);
+        return;
+    }
+    e->kc = e->kc1; e->vc = e->vc1; e->xpass = 1;
+    forward_pass(e, tok, T, pos);
+    if ((r = molora_xlora_scalings(e->xl, T, e->h, e->scal, e->xws, e->xws_size))) die_lib("X-LoRA scalings", r);
+    e->kc = e->kc2; e->vc = e->vc2; e->xpass = 2;
+    forward_pass(e, tok, T, pos);
+    e->xpass = 0;
 }
 
 static double now(void)
@@ -601,7 +681,7 @@ static void route_map_layers(const Engine *e, int T)
 {
     int t, j;
     for (j = 0; j < e->n_layers; j++) {
-        const char *name = molora_adapter_layer_name(e->adapter, j);
+        const char *name = molora_adapter_layer_name(e->view, j);
         const char *p = strstr(name, "layers.");
         const char *q = strrchr(name, '.');
         printf("  L%d %-9s|", p ? atoi(p + 7) : 0, q ? q + 1 : name);
@@ -629,6 +709,38 @@ static void route_map(Engine *e, const char *path, int width, int merged)
     printf("|\n");
     if (merged) route_map_merged(e, T);
     else route_map_layers(e, T);
+    free(buf);
+}
+
+/* -R: the routing map of a whole file, evaluated in windows of seq_len bytes as -e does: per byte
+   the expert with the largest weight summed over all modules, printed under the text in rows of
+   `width` bytes */
+static void route_map_file(Engine *e, const char *path, int width)
+{
+    long n, s, t;
+    int T, i;
+    unsigned char *buf = read_file(path, &n), *top = xcalloc((size_t)n + 1, 1);
+    if (!e->model) die("-R needs an adapter (-a or -x)");
+    for (s = 0; s < n; s += e->seq_len) {
+        T = (int)(n - s < e->seq_len ? n - s : e->seq_len);
+        memset(e->token_weight, 0, (size_t)e->seq_len * e->max_experts * sizeof(double));
+        forward(e, buf + s, T, 0);
+        for (t = 0; t < T; t++) {
+            const double *w = e->token_weight + (size_t)t * e->max_experts;
+            int best = 0;
+            for (i = 1; i < e->max_experts; i++) if (w[i] > w[best]) best = i;
+            top[s + t] = (unsigned char)expert_char(best);
+        }
+    }
+    for (s = 0; s < n; s += width) {
+        long m = n - s < width ? n - s : width;
+        printf("%6ld |", s);
+        for (t = 0; t < m; t++) putchar(buf[s + t] >= 32 && buf[s + t] < 127 ? buf[s + t] : ' ');
+        printf("|\n       |");
+        fwrite(top + s, 1, (size_t)m, stdout);
+        printf("|\n");
+    }
+    free(top);
     free(buf);
 }
 
@@ -727,19 +839,22 @@ int main(int argc, char **argv)
 {
     Engine e;
     const char *adapter = NULL;
-    int i = 2, rc = 0, table = 0, merged = 0;
+    int i = 2, rc = 0, table = 0, merged = 0, xlora = 0;
     if (argc < 3) {
-        fprintf(stderr, "usage: %s MODEL.safetensors [-a ADAPTER_DIR [-t] [-m]] "
-                "(-p PARITY KEY | -e FILE... | -r FILE... | -g PROMPT [-n N] [-s SEED])\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.safetensors [-a ADAPTER_DIR | -x XLORA_DIR [-t] [-m]] "
+                "(-p PARITY KEY | -e FILE... | -r FILE... | -R FILE... | -g PROMPT [-n N] [-s SEED])\n", argv[0]);
         return 2;
     }
-    if (!strcmp(argv[i], "-a") && i + 1 < argc) { adapter = argv[i + 1]; i += 2; }
+    if ((!strcmp(argv[i], "-a") || !strcmp(argv[i], "-x")) && i + 1 < argc) {
+        xlora = argv[i][1] == 'x'; adapter = argv[i + 1]; i += 2;
+    }
     for (; i < argc && (!strcmp(argv[i], "-t") || !strcmp(argv[i], "-m")); i++) {
         if (argv[i][1] == 't') table = 1; else merged = 1;
     }
-    engine_load(&e, argv[1], adapter);
+    engine_load(&e, argv[1], adapter, xlora);
     if (i + 2 < argc && !strcmp(argv[i], "-p")) rc = parity(&e, argv[i + 1], argv[i + 2]);
     else if (i + 1 < argc && !strcmp(argv[i], "-r")) { for (i++; i < argc; i++) route_map(&e, argv[i], 96, merged); }
+    else if (i + 1 < argc && !strcmp(argv[i], "-R")) { for (i++; i < argc; i++) route_map_file(&e, argv[i], 96); }
     else if (i + 1 < argc && !strcmp(argv[i], "-e")) run_evaluate(&e, argv + i + 1, argc - i - 1, table, merged);
     else if (i + 1 < argc && !strcmp(argv[i], "-g")) rc = run_generate(&e, argv[i + 1], argc - i - 2, argv + i + 2);
     else { fprintf(stderr, "engine: bad command\n"); rc = 2; }

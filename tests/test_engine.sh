@@ -3,15 +3,19 @@
 # full context (deterministic for a seed, exactly N bytes), the -e table (the base column does not
 # depend on the adapter; the change column is the difference), the parity check failing on the
 # wrong logits, and bad input (missing or truncated files, hostile config metadata, an adapter of
-# the wrong width, bad arguments) exiting non-zero with one line on stderr.
-# Usage: tests/test_engine.sh [build/engine] [examples/demo_model]
+# the wrong width, bad arguments) exiting non-zero with one line on stderr. Issue 15: PEFT 0.20's
+# Arrow (composed by the command: PEFT's prototypes and exact ones, GenKnowSub) and X-LoRA (-x: both
+# passes, two KV caches) against PEFT's logits on a tiny random Llama, prefill and decode, within
+# 1e-4 (tests/fixtures/xlora_arrow_model, from tests/fixtures/make_xlora_arrow_model.py).
+# Usage: tests/test_engine.sh [build/engine] [examples/demo_model]   (the command: next to the engine)
 E=${1:-build/engine}
 M=${2:-examples/demo_model}
+C=$(dirname "$E")/molora
 D=examples/demo_data
 . tests/lib.sh
 
 # generation: 300 bytes after a 5-byte prompt crosses the 128-byte context twice (refill path)
-for a in "" "-a $M/mole" "-a $M/adamole"; do
+for a in "" "-a $M/mole" "-a $M/adamole" "-a $M/arrow" "-x $M/xlora"; do
     if $E $M/base.safetensors $a -g "int m" -n 300 -s 7 >$T/g1 2>$T/err &&
        $E $M/base.safetensors $a -g "int m" -n 300 -s 7 >$T/g2 2>>$T/err &&
        sed '$d' $T/g1 >$T/t1 && sed '$d' $T/g2 >$T/t2 && cmp -s $T/t1 $T/t2 &&
@@ -83,5 +87,46 @@ open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + raw[8 + n:])
 PY
     expect_error "metadata $edit" $E $T/hostile.safetensors -e $D/c.txt
 done
+
+# issue 15: Arrow compositions and X-LoRA adapters against PEFT 0.20's own logits
+X=tests/fixtures/xlora_arrow_model
+parity_ok() {   # parity_ok WHAT ENGINE-ARGS...: the engine's parity line says ok
+    what=$1; shift
+    if $E $X/base.safetensors "$@" >$T/par 2>$T/err && grep -q "(ok, <= 1e-4)" $T/par; then ok
+    else bad "parity $what: $(cat $T/par $T/err)"; fi
+}
+G="--general $X/general_0 --general $X/general_1"
+while read -r name routing extra; do
+    eval "set -- $extra"
+    if $C compose --expert $X/lora_0 --expert $X/lora_1 --expert $X/lora_2 --routing "$routing" "$@" \
+            --out $T/arrow_$name >/dev/null 2>$T/err; then
+        parity_ok "arrow $name" -a $T/arrow_$name -p $X/expected.safetensors logits.arrow_$name
+    else bad "compose arrow $name: $(cat $T/err)"; fi
+done <<EOF2
+k2 arrow:2:1 --prototypes $X/arrow_k2.prototypes.safetensors
+k2_exact arrow:2:1
+k3_t05_exact arrow:3:0.5
+k1_t2_exact arrow:1:2
+gks_k2 arrow:2:1 --prototypes $X/arrow_gks_k2.prototypes.safetensors $G
+gks_k2_exact arrow:2:1 $G
+EOF2
+# X-LoRA: depth 1, 2, 3; broadcast and layer-wise; top-k with and without the top-k softmax;
+# temperature; global_scaling_weight; a non-zero scaling_pass_value (pass 1 is then no base model)
+for c in d1 d2 d2_topk d1_pass d3_raw; do
+    parity_ok "xlora $c" -x $X/xlora_$c -p $X/expected.safetensors logits.xlora_$c
+done
+# the base alone is not X-LoRA's logits: the check can fail
+if $E $X/base.safetensors -p $X/expected.safetensors logits.xlora_d1 >$T/par 2>&1; then bad "xlora parity accepted base"
+elif grep -q FAIL $T/par; then ok; else bad "xlora parity: $(cat $T/par)"; fi
+# PEFT 0.20's own save lost the classifier's layers.0: refused, never run with a random layer
+refuse MISSING_WEIGHTS $E $X/base.safetensors -x $X/xlora_raw -p $X/expected.safetensors logits.xlora_d2
+expect_error "-x on a plain LoRA" $E $X/base.safetensors -x $X/lora_0 -e $D/c.txt
+expect_error "-x on a missing directory" $E $X/base.safetensors -x $T/none -e $D/c.txt
+expect_error "X-LoRA of another hidden size" $E $M/base.safetensors -x $X/xlora_d1 -e $D/c.txt
+# the demo's X-LoRA: the table and the merged routing map run; one row per adapted projection
+if $E $M/base.safetensors -x $M/xlora -t -m -e $D/mixed_report.txt >$T/xe 2>$T/err &&
+   $E $M/base.safetensors -x $M/xlora -m -r $D/mixed_report.txt >$T/xr 2>>$T/err &&
+   [ "$(grep -c '^L' $T/xe)" -eq 16 ] && grep -q "top expert" $T/xr; then ok
+else bad "xlora -e / -r: $(cat $T/err)"; fi
 
 finish test_engine

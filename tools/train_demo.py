@@ -9,6 +9,10 @@ Run with Debian's torch (CPU), from any directory:
                                                          build/molora compose (make build/molora)
   /usr/bin/python3 tools/train_demo.py --mola [outdir]   then: MoLA top-k whose expert counts per
                                                          layer come from build/molora alpha (~10 min)
+  /usr/bin/python3 tools/train_demo.py --mix [outdir]    then: the two mixed held-out texts, an X-LoRA
+                                                         classifier over the three LoRAs, the Arrow
+                                                         composition (build/molora compose), and the
+                                                         bits/byte table of every mixture (~15 min)
   DEMO_SMOKE=1 ...                                       3 steps per stage: checks the script only
 Default outdir: examples/demo_model.  Nothing is downloaded: the training text is read from files
 every Debian 12 machine with python3.11 and libc6-dev has (the exact lists are TRAIN_FILES and
@@ -29,6 +33,11 @@ Writes:
   <outdir>/lora_{prose,c,python}/           PEFT LoRA (r 8, alpha 16) on q/k/v/o, one domain each
   <outdir>/mole/                            molora compose of the three, routing dense
   <outdir>/mola/                            MoLA layout (lora_A_{i}, router.router), logits.mola
+  examples/demo_data/mixed_{select,report}.txt   (--mix) held-out text mixing the domains: prose,
+                                            then C, then Python; settings are chosen on the first only
+  <outdir>/xlora/                           (--mix) PEFT's X-LoRA layout over ../lora_{prose,c,python}
+  <outdir>/arrow/                           (--mix) molora compose --routing arrow:K:T of the three
+  <outdir>/mix_table.json                   (--mix) the bits/byte table and the chosen settings
   <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
 
 The AdaMoLE forward is molora's ADAMOLE rule (zefang-liu/AdaMoLE src/adamole/layer.py); the training loss adds the
@@ -683,8 +692,343 @@ def mola_stage():
     save_safetensors(os.path.join(OUT, "parity.safetensors"), pt)
 
 
+# ---- stage 4 (--mix): PEFT's mixtures of the three domain LoRAs on mixed held-out text (issue 15) ----
+# Two held-out texts that mix the domains: each is three consecutive pieces, prose then C then Python,
+# from files (or byte ranges) that are in no training list and overlap none of the pure held-out
+# texts. MIX_SELECT chooses every setting; MIX_REPORT plays no part in any choice and is reported.
+MIX_PIECES = {
+    "mixed_select": [(LIC + "LGPL-3", 4096, rb""), (INC + "grp.h", 0, rb"(?m)^#"),
+                     (PY + "copy.py", 0, rb"(?m)^(class|def) ")],
+    "mixed_report": [(LIC + "LGPL-3", 4096 + 1365, rb""), (INC + "aio.h", 0, rb"(?m)^#"),
+                     (PY + "heapq.py", 0, rb"(?m)^def ")],
+}
+MIX_TEXTS = list(MIX_PIECES)
+XLORA = dict(xlora_depth=2, xlora_size=64, xlora_dropout_p=0.0, layerwise_scalings=False, rows=480, steps=1000,
+             lr=3e-3, switch_rows=0.5, lm_steps=0, lm_lr=1e-3)
+if os.environ.get("DEMO_SMOKE"):
+    XLORA.update(rows=32, steps=3, lm_steps=1)
+ARROW_GRID = [(1, 1.0)] + [(k, t) for k in (2, 3) for t in (0.5, 1.0, 2.0)]   # (T does nothing at k = 1)
+XLORA_TEMPS = [0.25, 0.5, 1.0]
+
+
+def mixed_text(name):
+    """three pieces of EVAL_BYTES // 3 bytes (the last one takes the rest)"""
+    out, n = b"", EVAL_BYTES // 3
+    for j, (path, skip, start) in enumerate(MIX_PIECES[name]):
+        b = read(path)[skip:]
+        m = re.search(start, b)
+        b = b[m.start():] if m else b
+        out += b[:n if j < 2 else EVAL_BYTES - 2 * n]
+    return out
+
+
+class Mix(nn.Module):
+    """One attention projection with the three domain LoRAs and every way of mixing them:
+    mode "base", ("lora", i), ("mole", Wg), ("arrow", k, T) with exact prototypes (the top right
+    singular vector of B_i A_i, as molora computes them), "xlora" (per-token weights set in self.w)."""
+
+    def __init__(self, base, loras):
+        super().__init__()
+        self.base = base
+        self.A = [l[0] for l in loras]
+        self.B = [l[1] for l in loras]
+        self.s = MOLE["lora_alpha"] / MOLE["r"]
+        P = []
+        for A, B in zip(self.A, self.B):
+            _, _, vt = torch.linalg.svd((B.double() @ A.double()))
+            P.append(vt[0].float())
+        self.P = torch.stack(P)
+        self.mode, self.w, self.record = "base", None, None
+
+    def weights(self, x):
+        m = self.mode
+        if m[0] == "lora":
+            w = torch.zeros(*x.shape[:-1], len(self.A))
+            w[..., m[1]] = 1.0
+            return w
+        if m[0] == "mole":
+            return F.softmax(F.linear(x, m[1]), dim=-1)
+        if m[0] == "arrow":                         # PEFT's arrow.py:248-254
+            z = F.linear(x, self.P).abs()
+            v, idx = torch.topk(z, m[1], dim=-1)
+            return torch.zeros_like(z).scatter(-1, idx, F.softmax(v / m[2], dim=-1))
+        return self.w                               # xlora: PEFT's layer.py:97-131, gsw 1
+
+    def forward(self, x):
+        y = self.base(x)
+        if self.mode == "base":
+            return y
+        w = self.weights(x)
+        if self.record is not None:
+            self.record.append(w.detach().reshape(-1, len(self.A)))
+        for i, (A, B) in enumerate(zip(self.A, self.B)):
+            y = y + w[..., i:i + 1] * (self.s * F.linear(F.linear(x, A), B))
+        return y
+
+
+class XLoraClassifier(nn.Module):
+    """PEFT's XLoraClassifier (peft/tuners/xlora/classifier.py:72-99, 127-171): Linear(H, S) ReLU
+    [Dropout] ... Linear(S, N) on the final hidden state (after the norm), broadcast to every module
+    or layer-wise, softmax with temperature."""
+
+    def __init__(self, h, n, n_layers, c):
+        super().__init__()
+        out = n * n_layers if c["layerwise_scalings"] else n
+        layers, d = [], h
+        for _ in range(c["xlora_depth"] - 1):
+            layers += [nn.Linear(d, c["xlora_size"]), nn.ReLU()]
+            if c["xlora_dropout_p"] > 0:
+                layers.append(nn.Dropout(c["xlora_dropout_p"]))
+            d = c["xlora_size"]
+        self.layers = nn.Sequential(*layers, nn.Linear(d, out))
+        self.n, self.L, self.c, self.temperature = n, n_layers, c, 1.0
+
+    def forward(self, hidden):
+        z = self.layers(hidden)
+        if self.c["layerwise_scalings"]:
+            z = z.reshape(*hidden.shape[:-1], self.L, self.n)
+        else:
+            z = z.unsqueeze(-2).expand(*hidden.shape[:-1], self.L, self.n)
+        return F.softmax(z / self.temperature, dim=-1)
+
+
+def mix_model():
+    """the base with a Mix on each of the 16 projections (X-LoRA's module order: block, then q, k, v, o)"""
+    m, _ = load_demo_model(False)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    ts = {d: load_safetensors(os.path.join(OUT, "lora_" + d, "adapter_model.safetensors")) for d in DOMAINS}
+    mixes = []
+    for L, b in enumerate(m.layers):
+        for n in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+            P = f"base_model.model.model.layers.{L}.self_attn.{n}"
+            mx = Mix(getattr(b, n), [(ts[d][P + ".lora_A.weight"], ts[d][P + ".lora_B.weight"]) for d in DOMAINS])
+            setattr(b, n, mx)
+            mixes.append(mx)
+    mg = load_safetensors(os.path.join(OUT, "mole", "adapter_model.safetensors"))
+    for j, mx in enumerate(mixes):
+        L, n = divmod(j, 4)
+        mx.mole_gate = mg[f"base_model.model.model.layers.{L}.self_attn.{['q_proj', 'k_proj', 'v_proj', 'o_proj'][n]}"
+                          ".lora_gating.weight"]
+    return m, mixes
+
+
+def hidden_of(m, idx):
+    """the final hidden state after the norm (X-LoRA's pass 1 at scaling_pass_value 0: the base model)"""
+    T = idx.shape[1]
+    cos, sin = rope_tables(T, m.c["dim"] // m.c["n_heads"], m.c["rope_theta"])
+    mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1)
+    x = m.embed(idx)
+    for b in m.layers:
+        x = b(x, cos, sin, mask)
+    return m.norm(x)
+
+
+class XLoraRun(nn.Module):
+    """X-LoRA's two passes (peft/tuners/xlora/model.py:355-382): pass 1 with every weight 0 is the
+    base model; the classifier's scalings then weight each module's LoRAs in pass 2."""
+
+    def __init__(self, m, mixes, clf):
+        super().__init__()
+        self.m, self.mixes, self.clf, self.c = m, mixes, clf, m.c
+
+    def forward(self, idx):
+        for mx in self.mixes:
+            mx.mode = "base"
+        with torch.no_grad():
+            h = hidden_of(self.m, idx)
+        S = self.clf(h)                                 # (B, T, L, N)
+        for l, mx in enumerate(self.mixes):
+            mx.mode, mx.w = "xlora", S[..., l, :]
+        return self.m(idx)
+
+
+def domain_windows(corpus, gen, rows, T, frac):
+    """`rows` training windows of T + 1 bytes, one domain each, a share `frac` of them switching to
+    another domain at a random point; with each byte's domain (0 prose, 1 C, 2 Python)"""
+    xs, ys = [], []
+    for j in range(rows):
+        d0 = j % 3
+        buf = corpus[DOMAINS[d0]]
+        s = int(torch.randint(0, len(buf) - T - 1, (1,), generator=gen))
+        x, y = buf[s:s + T + 1].clone(), torch.full((T + 1,), d0)
+        if j < rows * frac:
+            cut = int(torch.randint(16, T - 16, (1,), generator=gen))
+            d1 = (d0 + 1 + int(torch.randint(0, 2, (1,), generator=gen))) % 3
+            buf = corpus[DOMAINS[d1]]
+            s = int(torch.randint(0, len(buf) - T - 1, (1,), generator=gen))
+            x[cut:], y[cut:] = buf[s:s + T + 1 - cut], d1
+        xs.append(x)
+        ys.append(y)
+    return torch.stack(xs), torch.stack(ys)
+
+
+def train_xlora(m, mixes, corpus, log):
+    """The classifier learns, from the pass-1 hidden state of each byte (the base model's, pass 1 at
+    scaling_pass_value 0), which domain the byte is in: cross-entropy of its logits against the
+    domain over cached hidden states, cheap. (X-LoRA's own objective, the LM loss through pass 2,
+    costs about 10 s a step on the demo's shared 2 cores; XLORA["lm_steps"] of it follow.)"""
+    torch.manual_seed(500)
+    clf = XLoraClassifier(CFG["dim"], len(DOMAINS), len(mixes), XLORA)
+    run = XLoraRun(m, mixes, clf)
+    gen = torch.Generator().manual_seed(50)
+    T = CFG["seq_len"]
+    log(f"xlora: {sum(p.numel() for p in clf.parameters())} classifier parameters, {XLORA}")
+    t0 = time.time()
+    xs, ys = domain_windows(corpus, gen, XLORA["rows"], T, XLORA["switch_rows"])
+    for mx in mixes:
+        mx.mode = "base"
+    with torch.no_grad():
+        hs = torch.cat([hidden_of(m, xs[i:i + 32, :-1].long()) for i in range(0, len(xs), 32)])
+    hs, ys = hs.reshape(-1, CFG["dim"]), ys[:, :-1].reshape(-1)
+    log(f"  {len(xs)} windows of {T} bytes ({XLORA['switch_rows']:.0%} switching domain), hidden states in "
+        f"{time.time() - t0:.1f} s")
+    opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lr"], weight_decay=0.0)
+    clf.train()
+    tot, nrun = 0.0, 0
+    for step in range(XLORA["steps"]):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(XLORA["lr"], step, XLORA["steps"])
+        pick = torch.randint(0, len(ys), (1024,), generator=gen)
+        z = clf.layers(hs[pick])                     # broadcast logits (B, N)
+        loss = F.cross_entropy(z, ys[pick])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tot, nrun = tot + loss.item(), nrun + 1
+        if (step + 1) % 200 == 0 or step == XLORA["steps"] - 1:
+            with torch.no_grad():
+                acc = (clf.layers(hs).argmax(-1) == ys).float().mean().item()
+            log(f"  steps {step + 1 - nrun:5d}..{step:5d}  domain cross-entropy {tot / nrun:.4f}, accuracy {acc:.3f}")
+            tot, nrun = 0.0, 0
+    if XLORA["lm_steps"]:
+        opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lm_lr"], weight_decay=0.0)
+        for step in range(XLORA["lm_steps"]):
+            xb = xs[torch.randint(0, len(xs), (16,), generator=gen)]
+            loss = F.cross_entropy(run(xb[:, :-1].long()).reshape(-1, 256), xb[:, 1:].reshape(-1).long())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            log(f"  LM step {step}: loss {loss.item():.4f} ({loss.item() / math.log(2):.3f} bits/byte)")
+    clf.eval()
+    log(f"xlora classifier trained in {time.time() - t0:.1f} s")
+    return clf, run
+
+
+def export_xlora(clf, n_layers):
+    """PEFT's X-LoRA layout: adapter_config.json (peft_type XLORA, the adapters by relative paths) and
+    the classifier under PEFT's key names (Sequential index j of each Linear)"""
+    xdir = os.path.join(OUT, "xlora")
+    os.makedirs(xdir, exist_ok=True)
+    t = {f"base_model.internal_xlora_classifier.layers.{k}": v for k, v in clf.layers.state_dict().items()}
+    save_safetensors(os.path.join(xdir, "adapter_model.safetensors"), t)
+    conf = {"peft_type": "XLORA", "task_type": "CAUSAL_LM", "hidden_size": CFG["dim"],
+            "adapters": {str(i): "../lora_" + d for i, d in enumerate(DOMAINS)},
+            "enable_softmax": True, "enable_softmax_topk": False, "layerwise_scalings": XLORA["layerwise_scalings"],
+            "xlora_depth": XLORA["xlora_depth"], "xlora_size": XLORA["xlora_size"],
+            "xlora_dropout_p": XLORA["xlora_dropout_p"], "use_trainable_adapters": False,
+            "softmax_temperature": clf.temperature, "top_k_lora": None, "scaling_pass_value": 0.0,
+            "global_scaling_weight": 1.0, "base_model_name_or_path": None, "inference_mode": True}
+    with open(os.path.join(xdir, "adapter_config.json"), "w") as f:
+        json.dump(conf, f, indent=2, sort_keys=True)
+
+
+def mix_bpb(fn, texts):
+    return {d: bits_per_byte_fn(fn, texts[d], CFG["seq_len"]) for d in texts}
+
+
+@torch.no_grad()
+def bits_per_byte_fn(fn, data, T):
+    tot, n = 0.0, 0
+    for s in range(0, len(data) - 1, T):
+        w = data[s:s + T]
+        if len(w) < 2:
+            break
+        tot += F.cross_entropy(fn(w[None].long())[0, :-1], w[1:].long(), reduction="sum").item()
+        n += len(w) - 1
+    return tot / n / math.log(2)
+
+
+def set_mode(mixes, mode):
+    for mx in mixes:
+        mx.mode = ("mole", mx.mole_gate) if mode == "mole" else mode
+
+
+def mix_stage():
+    torch.set_num_threads(2)
+    log = open_log("a")
+    corpus, evald = load_texts()
+    for name in MIX_TEXTS:
+        b = mixed_text(name)
+        with open(os.path.join(DATA, name + ".txt"), "wb") as f:
+            f.write(b)
+        evald[name] = torch.tensor(list(b), dtype=torch.uint8)
+        log(f"[{name}] held out, three pieces of {EVAL_BYTES // 3} bytes: " +
+            ", ".join(f"{p} (after byte {k})" for p, k, _ in MIX_PIECES[name]))
+    m, mixes = mix_model()
+    clf, run = train_xlora(m, mixes, corpus, log)
+    ada, _ = load_demo_model(True)
+    rows = {}
+    set_mode(mixes, "base")
+    rows["base"] = mix_bpb(m, evald)
+    for i, d in enumerate(DOMAINS):
+        set_mode(mixes, ("lora", i))
+        rows["lora " + d] = mix_bpb(m, evald)
+    set_mode(mixes, "mole")
+    rows["MoLE"] = mix_bpb(m, evald)
+    sel = {"mixed_select": evald["mixed_select"]}
+    arrow = {}
+    for k, t in ARROW_GRID:                              # Arrow's settings, chosen on mixed_select only
+        set_mode(mixes, ("arrow", k, t))
+        arrow[(k, t)] = mix_bpb(m, sel)["mixed_select"]
+    k, t = min(arrow, key=arrow.get)
+    log("arrow on mixed_select, top_k x temperature: " +
+        "  ".join(f"k{a} T{b}: {v:.4f}" for (a, b), v in arrow.items()) + f" -> k {k}, T {t}")
+    set_mode(mixes, ("arrow", k, t))
+    rows[f"Arrow k{k} T{t}"] = mix_bpb(m, evald)
+    xl = {}
+    for temp in XLORA_TEMPS:                             # the softmax temperature, chosen on mixed_select
+        clf.temperature = temp
+        xl[temp] = mix_bpb(run, sel)["mixed_select"]
+    clf.temperature = min(xl, key=xl.get)
+    log("xlora on mixed_select, softmax temperature: " + "  ".join(f"T{a}: {v:.4f}" for a, v in xl.items()) +
+        f" -> T {clf.temperature}")
+    rows[f"X-LoRA T{clf.temperature}"] = mix_bpb(run, evald)
+    export_xlora(clf, len(mixes))
+    rows["AdaMoLE"] = mix_bpb(ada, evald)
+    cols = DOMAINS + MIX_TEXTS
+    log("bits/byte (PyTorch)   " + "".join(f"{c:>13s}" for c in cols))
+    for r, v in rows.items():
+        log(f"  {r:20s}" + "".join(f"{v[c]:13.4f}" for c in cols))
+    singles = [rows["base"]] + [rows["lora " + d] for d in DOMAINS]
+    for r in [r for r in rows if r.startswith(("Arrow", "X-LoRA", "MoLE"))]:
+        best = min(s["mixed_report"] for s in singles)
+        pure = max(rows[r][d] - rows["lora " + d][d] for d in DOMAINS)
+        log(f"{r}: mixed_report {rows[r]['mixed_report'] - best:+.4f} against the best single model; "
+            f"pure domains at most {pure:+.4f} from the domain's own LoRA (goal: < 0 and <= 0.01)")
+    with open(os.path.join(OUT, "mix_table.json"), "w") as f:
+        json.dump({"arrow": {"top_k": k, "router_temperature": t}, "xlora_temperature": clf.temperature,
+                   "rows": rows}, f, indent=2)
+    compose_arrow(log, k, t)
+
+
+def compose_arrow(log, k, t):
+    """Arrow needs no training: `molora compose --routing arrow:K:T` of the three LoRAs (exact
+    prototypes, computed by molora); expert paths relative, as for the MoLE composition"""
+    import subprocess
+    rel = os.path.relpath(OUT, ROOT)
+    cmd = ["build/molora", "compose"]
+    for d in DOMAINS:
+        cmd += ["--expert", os.path.join(rel, "lora_" + d)]
+    cmd += ["--routing", f"arrow:{k}:{t:g}", "--out", os.path.join(rel, "arrow")]
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
 if __name__ == "__main__":
-    if "--mola" in sys.argv:
+    if "--mix" in sys.argv:
+        mix_stage()
+    elif "--mola" in sys.argv:
         mola_stage()
     elif "--parity" in sys.argv:
         export_parity(open_log("a"))
