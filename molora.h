@@ -6937,6 +6937,86 @@ MOLORA_API molora_result molora_xlora_set_module_order(molora_xlora *xl, const c
     return molora__adapter_index(u);
 }
 
+/* ---- torch.topk's pick on CPU -------------------------------------------------------------- */
+/* PEFT keeps torch.topk(w, k).indices; with ties which equal entries stay is not the lower index
+   but what torch 1.13's CPU kernel (TopKImpl.h) leaves in front: the pairs (w_j, j) in index
+   order through libstdc++'s std::partial_sort (k * 64 <= n) or std::nth_element at k - 1, both
+   with comp(a, b) = a > b. The steps below are libstdc++'s, on ix (n): the indices as floats
+   (exact: n <= 2^16); w NULL is a constant row (comp always false). */
+#define MOLORA__XL_GT(w, a, b) ((w) && (w)[(int)(a)] > (w)[(int)(b)])
+MOLORA__PRIVATE void molora__xl_adjust_heap(const float *w, float *f, long hole, long len, float val)
+{
+    long top = hole, c = hole, parent;
+    while (c < (len - 1) / 2) {
+        c = 2 * (c + 1);
+        if (MOLORA__XL_GT(w, f[c], f[c - 1])) c--;
+        f[hole] = f[c]; hole = c;
+    }
+    if ((len & 1) == 0 && c == (len - 2) / 2) { c = 2 * (c + 1); f[hole] = f[c - 1]; hole = c - 1; }
+    for (parent = (hole - 1) / 2; hole > top && MOLORA__XL_GT(w, f[parent], val); parent = (hole - 1) / 2) {
+        f[hole] = f[parent]; hole = parent;
+    }
+    f[hole] = val;
+}
+/* std::__heap_select(f, f + mid, f + n): the heap of the first mid, then every later entry that
+   beats its top replaces it */
+MOLORA__PRIVATE void molora__xl_heap_select(const float *w, float *f, long mid, long n)
+{
+    long p, i;
+    float v;
+    if (mid >= 2)
+        for (p = (mid - 2) / 2; p >= 0; p--) molora__xl_adjust_heap(w, f, p, mid, f[p]);
+    for (i = mid; i < n; i++)
+        if (MOLORA__XL_GT(w, f[i], f[0])) { v = f[i]; f[i] = f[0]; molora__xl_adjust_heap(w, f, 0, mid, v); }
+}
+#define MOLORA__XL_SWAP(a, b) do { float s_ = (a); (a) = (b); (b) = s_; } while (0)
+/* std::__unguarded_partition_pivot over f[lo, hi): the median of three to lo, then Hoare */
+MOLORA__PRIVATE long molora__xl_partition(const float *w, float *f, long lo, long hi)
+{
+    long a = lo + 1, b = lo + (hi - lo) / 2, c = hi - 1, m, first = lo + 1, last = hi;
+    if (MOLORA__XL_GT(w, f[a], f[b]))
+        m = MOLORA__XL_GT(w, f[b], f[c]) ? b : MOLORA__XL_GT(w, f[a], f[c]) ? c : a;
+    else
+        m = MOLORA__XL_GT(w, f[a], f[c]) ? a : MOLORA__XL_GT(w, f[b], f[c]) ? c : b;
+    MOLORA__XL_SWAP(f[lo], f[m]);
+    for (;;) {
+        while (MOLORA__XL_GT(w, f[first], f[lo])) first++;
+        for (last--; MOLORA__XL_GT(w, f[lo], f[last]); last--) {}
+        if (first >= last) return first;
+        MOLORA__XL_SWAP(f[first], f[last]);
+        first++;
+    }
+}
+/* std::nth_element(f, f + nth, f + n) (libstdc++'s introselect, depth limit 2 floor(log2 n)) */
+MOLORA__PRIVATE void molora__xl_nth_element(const float *w, float *f, long nth, long n)
+{
+    long lo = 0, hi = n, depth = 0, i, j;
+    float v;
+    for (i = n; i > 1; i >>= 1) depth += 2;
+    while (hi - lo > 3) {
+        if (depth-- == 0) {
+            molora__xl_heap_select(w, f + lo, nth + 1 - lo, hi - lo);
+            MOLORA__XL_SWAP(f[lo], f[nth]);
+            return;
+        }
+        i = molora__xl_partition(w, f, lo, hi);
+        if (i <= nth) lo = i; else hi = i;
+    }
+    for (i = lo + 1; i < hi; i++) {   /* std::__insertion_sort */
+        v = f[i];
+        if (MOLORA__XL_GT(w, v, f[lo])) { memmove(f + lo + 1, f + lo, (size_t)(i - lo) * sizeof *f); f[lo] = v; }
+        else { for (j = i; MOLORA__XL_GT(w, v, f[j - 1]); j--) f[j] = f[j - 1]; f[j] = v; }
+    }
+}
+/* ix (n) = 0..n-1 reordered so that ix[0..k-1] are torch.topk(w, k)'s indices (0 < k < n) */
+MOLORA__PRIVATE void molora__xl_topk(const float *w, float *ix, int n, int k)
+{
+    int j;
+    for (j = 0; j < n; j++) ix[j] = (float)j;
+    if ((long)k * 64 <= n) molora__xl_heap_select(w, ix, k, n);   /* std::partial_sort's set */
+    else molora__xl_nth_element(w, ix, k - 1, n);
+}
+
 /* ---- the scalings -------------------------------------------------------------------------- */
 MOLORA__PRIVATE int molora__xl_width(const molora_xlora *xl)
 {
@@ -6944,12 +7024,16 @@ MOLORA__PRIVATE int molora__xl_width(const molora_xlora *xl)
     for (k = 1; k <= xl->depth; k++) if (xl->dim[k] > w) w = xl->dim[k];
     return w;
 }
+/* the workspace: two (T, width) buffers for the classifier's layers, then top-k's ix (N) */
 MOLORA_API molora_result molora_xlora_workspace_size(const molora_xlora *xl, int max_tokens, size_t *size)
 {
     size_t one, acc = MOLORA__ALIGN;
-    if (!xl || !size || max_tokens < 0) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (!xl || !size) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (max_tokens < 0)
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_SHAPE, "x-lora: max_tokens %d < 0", max_tokens);
     if (!molora__floats((size_t)(max_tokens ? max_tokens : 1), (size_t)molora__xl_width(xl), &one) ||
-        !molora__reserve(&acc, one, sizeof(float)) || !molora__reserve(&acc, one, sizeof(float)))
+        !molora__reserve(&acc, one, sizeof(float)) || !molora__reserve(&acc, one, sizeof(float)) ||
+        !molora__reserve(&acc, (size_t)xl->n, sizeof(float)))
         return MOLORA_RESULT_SIZE_OVERFLOW;
     *size = acc;
     return MOLORA_RESULT_SUCCESS;
@@ -6963,22 +7047,15 @@ MOLORA__PRIVATE void molora__xl_softmax(float *v, int n, float temp)
     for (i = 0; i < n; i++) s += (v[i] = expf(v[i] / temp - m));
     for (i = 0; i < n; i++) v[i] /= s;
 }
-/* one module's row w (N): the top-k mask (no renormalisation; ties: the lower index), the
-   softmax over its non-zero entries (the zeros stay 0, an all-zero row stays 0), times gsw */
-MOLORA__PRIVATE void molora__xl_post(const molora_xlora *xl, float *w)
+/* one module's row w (N): the top-k mask without renormalisation (torch.topk's pick; ix (N) its
+   scratch; NULL: the mask is done), the softmax over the non-zero entries (the zeros stay 0, an
+   all-zero row stays 0), times gsw */
+MOLORA__PRIVATE void molora__xl_post(const molora_xlora *xl, float *w, float *ix)
 {
-    int i, j, n = xl->n;
-    if (xl->top_k && xl->top_k < n) {
-        float vk = w[0];
-        int gt = 0, c, k = xl->top_k;
-        for (i = 0; i < n; i++) {   /* vk: the k-th largest value counted with repeats, gt above it */
-            int g = 0, ge = 0;
-            for (j = 0; j < n; j++) { g += w[j] > w[i]; ge += w[j] >= w[i]; }
-            if (g < k && ge >= k) { vk = w[i]; gt = g; break; }
-        }
-        c = k - gt;   /* of the entries equal to vk, the first c stay */
-        for (i = 0; i < n; i++)
-            if (w[i] < vk || (w[i] == vk && c-- <= 0)) w[i] = 0.0f;
+    int i, n = xl->n;
+    if (ix && xl->top_k && xl->top_k < n) {
+        molora__xl_topk(w, ix, n, xl->top_k);
+        for (i = xl->top_k; i < n; i++) w[(int)ix[i]] = 0.0f;
     }
     if (xl->softmax_topk) {
         float m = -HUGE_VALF, s = 0.0f;
@@ -7007,11 +7084,31 @@ MOLORA__PRIVATE const float *molora__xl_classify(const molora_xlora *xl, int T, 
     }
     return cur;
 }
+/* every module's row from the logits z: softmax (checked: logits / temperature may overflow),
+   then the post-processing (checked: global_scaling_weight may overflow) */
+MOLORA__PRIVATE molora_result molora__xl_rows(const molora_xlora *xl, int T, const float *z, float *scalings,
+                                              float *ix)
+{
+    int t, l, n = xl->n, L = xl->n_mod, outw = xl->dim[xl->depth];
+    for (t = 0; t < T; t++)
+        for (l = 0; l < L; l++) {
+            float *w = scalings + ((size_t)t * L + l) * n;
+            memcpy(w, z + (size_t)t * outw + (xl->layerwise ? (size_t)l * n : 0), (size_t)n * sizeof(float));
+            if (xl->softmax) molora__xl_softmax(w, n, xl->temperature);
+            if (!molora__all_finite(w, (size_t)n))
+                return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: token %d: the softmax of the "
+                                    "logits / softmax_temperature %g overflows", t, (double)xl->temperature);
+            molora__xl_post(xl, w, ix);
+            if (!molora__all_finite(w, (size_t)n))
+                return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: token %d: the scalings times "
+                                    "global_scaling_weight %g overflow", t, (double)xl->gsw);
+        }
+    return MOLORA_RESULT_SUCCESS;
+}
 MOLORA_API molora_result molora_xlora_scalings(const molora_xlora *xl, int n_tokens, const float *hidden,
                                                float *scalings, void *workspace, size_t workspace_size)
 {
     size_t need, one;
-    int t, l, n, L, outw;
     const float *z;
     float *b0;
     if (!xl || (n_tokens > 0 && (!hidden || !scalings || !workspace))) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -7025,31 +7122,38 @@ MOLORA_API molora_result molora_xlora_scalings(const molora_xlora *xl, int n_tok
                             "need %zu", workspace_size, n_tokens, need);
     if (!molora__all_finite(hidden, (size_t)n_tokens * (size_t)xl->hidden))
         return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: the hidden states hold NaN or Inf");
-    n = xl->n; L = xl->n_mod; outw = xl->dim[xl->depth];
     one = (((size_t)n_tokens * (size_t)molora__xl_width(xl) * sizeof(float)) + MOLORA__ALIGN - 1) &
           ~(size_t)(MOLORA__ALIGN - 1);
     b0 = (float *)molora__align_up(workspace);
     z = molora__xl_classify(xl, n_tokens, hidden, b0, (float *)((unsigned char *)b0 + one));
-    if (!molora__all_finite(z, (size_t)n_tokens * (size_t)outw))
+    if (!molora__all_finite(z, (size_t)n_tokens * (size_t)xl->dim[xl->depth]))
         return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: the classifier's logits overflow");
-    for (t = 0; t < n_tokens; t++)
-        for (l = 0; l < L; l++) {
-            float *w = scalings + ((size_t)t * L + l) * n;
-            memcpy(w, z + (size_t)t * outw + (xl->layerwise ? (size_t)l * n : 0), (size_t)n * sizeof(float));
-            if (xl->softmax) molora__xl_softmax(w, n, xl->temperature);
-            molora__xl_post(xl, w);
-        }
-    return MOLORA_RESULT_SUCCESS;
+    return molora__xl_rows(xl, n_tokens, z, scalings, (float *)((unsigned char *)b0 + 2 * one));
 }
+/* pass 1's row: constant, so torch.topk's pick depends on (N, k) alone; the row itself is ix,
+   the kept indices flagged by + N (exact as floats), then the values written */
 MOLORA_API molora_result molora_xlora_scaling_pass(const molora_xlora *xl, int n_tokens, float *scalings)
 {
     size_t k, row;
-    int i;
-    if (!xl || n_tokens < 0 || (n_tokens > 0 && !scalings)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    int i, n;
+    if (!xl || (n_tokens > 0 && !scalings)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (n_tokens < 0) return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_SHAPE, "x-lora: n_tokens %d < 0", n_tokens);
     if (n_tokens == 0) return MOLORA_RESULT_SUCCESS;
-    row = (size_t)xl->n;
-    for (i = 0; i < xl->n; i++) scalings[i] = xl->spv;
-    molora__xl_post(xl, scalings);   /* every row is the same: the first, copied */
+    row = (size_t)(n = xl->n);
+    if (xl->top_k && xl->top_k < n) {
+        molora__xl_topk(NULL, scalings, n, xl->top_k);
+        for (i = 0; i < xl->top_k; i++) {
+            float v = scalings[i];
+            scalings[(int)(v >= (float)n ? v - (float)n : v)] += (float)n;
+        }
+        for (i = 0; i < n; i++) scalings[i] = scalings[i] >= (float)n ? xl->spv : 0.0f;
+    } else {
+        for (i = 0; i < n; i++) scalings[i] = xl->spv;
+    }
+    molora__xl_post(xl, scalings, NULL);   /* every row is the same: the first, copied */
+    if (!molora__all_finite(scalings, row))
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: scaling_pass_value %g times "
+                            "global_scaling_weight %g overflows", (double)xl->spv, (double)xl->gsw);
     for (k = 1; k < (size_t)n_tokens * (size_t)xl->n_mod; k++)
         memcpy(scalings + k * row, scalings, row * sizeof(float));
     return MOLORA_RESULT_SUCCESS;

@@ -193,7 +193,14 @@ static void test_scalings_calls(void **state)
     assert_int_equal(molora_xlora_scalings(xl, 1, hidden + 5 * H, all, w, ws), MOLORA_RESULT_NON_FINITE);
     assert_non_null(strstr(g_log, "NaN or Inf"));
     assert_int_equal(molora_xlora_scaling_pass(xl, 0, NULL), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(molora_xlora_scaling_pass(xl, -1, s), MOLORA_RESULT_INVALID_ARGUMENT);
+    /* n < 0: INVALID_SHAPE (logged) from all three, as molora_forward */
+    assert_int_equal(molora_xlora_scaling_pass(xl, -1, s), MOLORA_RESULT_INVALID_SHAPE);
+    assert_non_null(strstr(g_log, "x-lora: n_tokens -1 < 0"));
+    assert_int_equal(molora_xlora_workspace_size(xl, -1, &ws), MOLORA_RESULT_INVALID_SHAPE);
+    assert_non_null(strstr(g_log, "x-lora: max_tokens -1 < 0"));
+    g_log[0] = 0;
+    assert_int_equal(molora_xlora_scalings(xl, -1, hidden, all, w, ws), MOLORA_RESULT_INVALID_SHAPE);
+    assert_non_null(strstr(g_log, "x-lora: n_tokens -1 < 0"));
     free(w); free(all); free(hidden);
     molora_xlora_free(xl);
 }
@@ -424,7 +431,8 @@ static const char *const g_keys[][2] = {
     {"enable_softmax_topk", "false"}, {"layerwise_scalings", "false"}, {"xlora_depth", "1"},
     {"xlora_size", "2048"}, {"xlora_dropout_p", "0.2"}, {"softmax_temperature", "1.0"}, {"top_k_lora", "null"},
     {"scaling_pass_value", "0.0"}, {"global_scaling_weight", "1.0"}, {"use_trainable_adapters", "false"}};
-static void write_cfg(const char *key, const char *val, const char *extra)
+/* ... and key2 set to val2 */
+static void write_cfg2(const char *key, const char *val, const char *key2, const char *val2, const char *extra)
 {
     char cfg[8192], adapters[2048], p[128], cwd[400];
     size_t i, n = 0;
@@ -435,11 +443,16 @@ static void write_cfg(const char *key, const char *val, const char *extra)
     for (i = 0; i < sizeof g_keys / sizeof g_keys[0]; i++) {
         const char *v = g_keys[i][1] ? g_keys[i][1] : adapters;
         if (!strcmp(g_keys[i][0], key)) v = val;
+        else if (!strcmp(g_keys[i][0], key2)) v = val2;
         if (v) n += (size_t)snprintf(cfg + n, sizeof cfg - n, "%s\"%s\": %s", n > 1 ? ", " : "", g_keys[i][0], v);
     }
     snprintf(cfg + n, sizeof cfg - n, "%s}", extra ? extra : "");
     snprintf(p, sizeof p, "%s/adapter_config.json", g_tmp);
     write_text(p, cfg);
+}
+static void write_cfg(const char *key, const char *val, const char *extra)
+{
+    write_cfg2(key, val, "", NULL, extra);
 }
 static void tmp_setup(void)
 {
@@ -666,6 +679,82 @@ static void test_classifier_nan(void **state)
     tmp_teardown();
 }
 
+/* ties in top-k (ties_n5, _n8, _n11 by make_xlora_ties.py): PEFT keeps torch.topk's pick, which
+   on torch 1.13's CPU kernel is not the lower indices (N = 5, k = 2 on pass 1's constant row:
+   columns 2 and 4); both passes against PEFT's numbers, the kept columns exactly. */
+static void test_topk_ties(void **state)
+{
+    static const int ns[] = {5, 8};
+    float *hidden = npy_case(NULL, "hidden.npy", T * H);
+    size_t j, ws;
+    int c;
+    (void)state;
+    for (c = 0; c < 2; c++) {
+        char dir[96], key[24];
+        int n = ns[c];
+        size_t cnt = (size_t)T * L * n;
+        float *want, *want1, *got = (float *)calloc(cnt, sizeof(float)), *got1 = (float *)calloc(cnt, sizeof(float));
+        void *w;
+        molora_xlora *xl;
+        snprintf(dir, sizeof dir, F "/ties_n%d", n);
+        xl = open_ok(dir);
+        assert_int_equal(molora_xlora_n_adapters(xl), n);
+        for (j = 0; j < (size_t)n; j++) {
+            snprintf(key, sizeof key, "%zu", j);
+            assert_string_equal(molora_xlora_adapter_name(xl, (int)j), key);
+            snprintf(key, sizeof key, "lora%zu", j % 3);
+            assert_non_null(strstr(molora_xlora_adapter_path(xl, (int)j), key));
+        }
+        snprintf(dir, sizeof dir, "ties_n%d", n);
+        want = npy_case(dir, "weights.npy", cnt);
+        want1 = npy_case(dir, "pass1.npy", cnt);
+        assert_int_equal(molora_xlora_workspace_size(xl, T, &ws), MOLORA_RESULT_SUCCESS);
+        w = malloc(ws);
+        assert_int_equal(molora_xlora_scalings(xl, T, hidden, got, w, ws), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_xlora_scaling_pass(xl, T, got1), MOLORA_RESULT_SUCCESS);
+        for (j = 0; j < cnt; j++) {
+            if ((got[j] == 0.0f) != (want[j] == 0.0f) || (got1[j] == 0.0f) != (want1[j] == 0.0f))
+                fail_msg("ties_n%d: entry %zu (column %zu) kept differently from torch.topk", n, j, j % (size_t)n);
+        }
+        xl_close(got, want, cnt, 1e-6, dir);
+        xl_close(got1, want1, cnt, 1e-6, dir);
+        if (n == 5) assert_true(got1[2] != 0.0f && got1[4] != 0.0f && got1[0] == 0.0f && got1[1] == 0.0f);
+        free(w); free(want); free(want1); free(got); free(got1);
+        molora_xlora_free(xl);
+    }
+    free(hidden);
+}
+/* overflow at every step is NON_FINITE naming the step, never NaN scalings with success */
+static void test_overflow(void **state)
+{
+    float *hidden = npy_case(NULL, "hidden.npy", T * H), s[L * N], *out = (float *)malloc(T * L * N * sizeof(float));
+    molora_xlora *xl;
+    size_t ws;
+    void *w;
+    (void)state;
+    tmp_setup();
+    write_cfg("softmax_temperature", "1e-40", NULL);   /* a float (subnormal), so > 0: accepted */
+    xl = open_ok(g_tmp);
+    molora_xlora_workspace_size(xl, T, &ws);
+    w = malloc(ws);
+    assert_int_equal(molora_xlora_scalings(xl, T, hidden, out, w, ws), MOLORA_RESULT_NON_FINITE);
+    assert_non_null(strstr(g_log, "x-lora: token 0: the softmax of the logits / softmax_temperature"));
+    molora_xlora_free(xl);
+    write_cfg2("enable_softmax", "false", "global_scaling_weight", "3.4e38", NULL);
+    xl = open_ok(g_tmp);   /* the raw logits times 3.4e38: those above 1.0001 overflow */
+    assert_int_equal(molora_xlora_scalings(xl, T, hidden, out, w, ws), MOLORA_RESULT_NON_FINITE);
+    assert_non_null(strstr(g_log, "the scalings times global_scaling_weight 3.4e+38 overflow"));
+    assert_int_equal(molora_xlora_scaling_pass(xl, 1, s), MOLORA_RESULT_SUCCESS);   /* spv 0: 0 */
+    molora_xlora_free(xl);
+    write_cfg2("scaling_pass_value", "1e30", "global_scaling_weight", "1e30", NULL);
+    xl = open_ok(g_tmp);
+    assert_int_equal(molora_xlora_scaling_pass(xl, 1, s), MOLORA_RESULT_NON_FINITE);
+    assert_non_null(strstr(g_log, "x-lora: scaling_pass_value 1e+30 times global_scaling_weight 1e+30 overflows"));
+    molora_xlora_free(xl);
+    free(w); free(out); free(hidden);
+    tmp_teardown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +769,8 @@ int main(void)
         cmocka_unit_test(test_module_order),
         cmocka_unit_test(test_key_folder),
         cmocka_unit_test(test_classifier_nan),
+        cmocka_unit_test(test_topk_ties),
+        cmocka_unit_test(test_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
