@@ -6370,6 +6370,15 @@ MOLORA__PRIVATE molora_result molora__xl_bool(const molora__adapter_config *c, c
     *v = c->js.tok[t].type == MOLORA__J_TRUE;
     return MOLORA_RESULT_SUCCESS;
 }
+/* number token t written as an integer: digits only (Python's json reads 2.0 and 2e0 as floats) */
+MOLORA__PRIVATE int molora__xl_int_text(const molora__adapter_config *c, size_t t)
+{
+    const molora__jtok *k = &c->js.tok[t];
+    uint32_t i;
+    for (i = k->start; i < k->end; i++)
+        if (c->js.s[i] == '.' || c->js.s[i] == 'e' || c->js.s[i] == 'E') return 0;
+    return 1;
+}
 /* key as a finite number in [lo, hi] (absent: def; null refused unless null_ok, then *is_null) */
 MOLORA__PRIVATE molora_result molora__xl_num(const molora__adapter_config *c, const char *f, const char *key,
                                              double def, double lo, double hi, int integer, double *v, int *is_null)
@@ -6379,9 +6388,9 @@ MOLORA__PRIVATE molora_result molora__xl_num(const molora__adapter_config *c, co
     if (is_null) *is_null = 0;
     if (!t) return MOLORA_RESULT_SUCCESS;
     if (c->js.tok[t].type == MOLORA__J_NULL && is_null) { *is_null = 1; return MOLORA_RESULT_SUCCESS; }
-    if (!molora__jnum(&c->js, &c->js.tok[t], v) || !isfinite(*v) || (integer && *v != floor(*v)))
+    if (!molora__jnum(&c->js, &c->js.tok[t], v) || !isfinite(*v) || (integer && !molora__xl_int_text(c, t)))
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" must be %s", f, key,
-                            integer ? "an integer" : "a number");
+                            integer ? "an integer (PEFT takes an int: 2.0 or 2e0 fails there)" : "a number");
     if (!(*v >= lo && *v <= hi))
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" is %.15g, outside %.15g..%.15g", f,
                             key, *v, lo, hi);
@@ -6441,31 +6450,67 @@ MOLORA__PRIVATE char *molora__xl_strdup(const molora__io *io, const char *s, siz
     if (d) { memcpy(d, s, n); d[n] = 0; }
     return d;
 }
-/* adapter i's key and path from "adapters": PEFT's object key -> path (keys "0".."N-1"), or the
-   xlora package's list of names (each in the folder of its name) */
+/* PEFT's key (decoded) as its column: "0".."N-1" in decimal without leading zeros, else -1 */
+MOLORA__PRIVATE int molora__xl_key_column(const char *key, int n)
+{
+    size_t len = strlen(key), j;
+    long v = 0;
+    if (len == 0 || len > 6 || (len > 1 && key[0] == '0')) return -1;
+    for (j = 0; j < len; j++) {
+        if (key[j] < '0' || key[j] > '9') return -1;
+        v = v * 10 + (key[j] - '0');
+    }
+    return v < n ? (int)v : -1;
+}
+/* the key and path of the i-th "adapters" entry: PEFT's object key -> path, the key "c" naming
+   column c (PEFT's save sorts the keys as strings: "0", "1", "10", "2", ...), or the xlora
+   package's list of names (each in the folder of its name), column i */
 MOLORA__PRIVATE molora_result molora__xl_adapter_entry(molora_xlora *xl, const molora__adapter_config *c,
                                                        const char *f, const molora__jtok *key,
                                                        const molora__jtok *val, size_t i)
 {
     const molora__json *js = &c->js;
-    char num[24];
-    if (!xl->xlora_pkg) {
-        snprintf(num, sizeof num, "%zu", i);
-        if (!molora__jeq(js, key, num))
-            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" key %zu must be \"%s\": PEFT "
-                                "loads adapter i under the name \"i\" and looks it up by its key, so any other key "
-                                "fails at PEFT's first forward", f, i, num);
-    }
+    char *name;
+    int col = (int)i;
     if (val->type != MOLORA__J_STR || val->end == val->start)
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" entry %zu must be a non-empty %s",
                             f, i, xl->xlora_pkg ? "name" : "path");
-    xl->names[i] = (char *)molora__malloc(&xl->io, key->end - key->start + 1);
-    xl->paths[i] = (char *)molora__malloc(&xl->io, val->end - val->start + 1);
-    if (!xl->names[i] || !xl->paths[i])
+    if (!(name = (char *)molora__malloc(&xl->io, key->end - key->start + 1)))
         return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
-    molora__jstr(js, key, xl->names[i]);
-    molora__jstr(js, val, xl->paths[i]);
+    molora__jstr(js, key, name);
+    if (!xl->xlora_pkg && (col = molora__xl_key_column(name, xl->n)) < 0) {
+        molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" key \"%.40s\" is not one of \"0\"..\"%d\": "
+                     "PEFT loads adapter i under the name \"i\" and looks its column up by the key, so any other key "
+                     "fails at PEFT's first forward", f, name, xl->n - 1);
+        molora__mfree(&xl->io, name);
+        return MOLORA_RESULT_INVALID_CONFIG;
+    }
+    if (xl->names[col]) {   /* PEFT's keys: the parser refuses a key twice; the package's list: here */
+        molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" names \"%.40s\" twice", f, name);
+        molora__mfree(&xl->io, name);
+        return MOLORA_RESULT_INVALID_CONFIG;
+    }
+    xl->names[col] = name;
+    if (!(xl->paths[col] = (char *)molora__malloc(&xl->io, val->end - val->start + 1)))
+        return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    molora__jstr(js, val, xl->paths[col]);
     return MOLORA_RESULT_SUCCESS;
+}
+static int molora__xl_cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+/* the package's names are its folders: each once (sorted copies compared, O(N log N)) */
+MOLORA__PRIVATE molora_result molora__xl_distinct(molora_xlora *xl, const molora__logger *lg, const char *f)
+{
+    char **s = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof *s);
+    int i;
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    if (!s) return molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    memcpy(s, xl->names, (size_t)xl->n * sizeof *s);
+    qsort(s, (size_t)xl->n, sizeof *s, molora__xl_cmp_str);
+    for (i = 1; i < xl->n && !r; i++)
+        if (!strcmp(s[i - 1], s[i]))
+            r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" names \"%.40s\" twice", f, s[i]);
+    molora__mfree(&xl->io, s);
+    return r;
 }
 /* "adapters": N >= 1 entries, their keys and paths */
 MOLORA__PRIVATE molora_result molora__xl_adapters(molora_xlora *xl, const molora__adapter_config *c, const char *f)
@@ -6494,7 +6539,7 @@ MOLORA__PRIVATE molora_result molora__xl_adapters(molora_xlora *xl, const molora
         }
         if (r) return r;
     }
-    return MOLORA_RESULT_SUCCESS;
+    return xl->xlora_pkg ? molora__xl_distinct(xl, c->lg, f) : MOLORA_RESULT_SUCCESS;
 }
 
 /* ---- the classifier's tensors ------------------------------------------------------------ */
