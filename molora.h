@@ -6556,6 +6556,29 @@ MOLORA__PRIVATE void molora__xl_tensor_name(const molora_xlora *xl, int k, int b
         snprintf(buf, cap, "base_model.internal_xlora_classifier.layers.%d.%s", xl->dropout ? 3 * k : 2 * k, part);
     }
 }
+/* every tensor of the file is one the classifier uses: an extra layer, bias (use_bias false) or
+   any other tensor means the config does not describe this classifier (INVALID_CONFIG) */
+MOLORA__PRIVATE molora_result molora__xl_tensors_expected(molora_xlora *xl, const char *file)
+{
+    char name[96];
+    size_t i;
+    int k, bias, ok;
+    molora_tensor_info ti;
+    for (i = 0; i < molora_safetensors_n_tensors(xl->clf_st); i++) {
+        molora_safetensors_tensor_info(xl->clf_st, i, &ti);
+        for (ok = 0, k = 0; !ok && k < xl->depth; k++)
+            for (bias = 0; !ok && bias <= 1; bias++) {
+                molora__xl_tensor_name(xl, k, bias, name, sizeof name);
+                ok = (bias <= xl->use_bias) && !strcmp(name, ti.name);
+            }
+        if (!ok)
+            return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_CONFIG, "%s: tensor %s is not part of the "
+                                "classifier the config describes (xlora_depth %d, %s%s)", file, ti.name, xl->depth,
+                                xl->xlora_pkg ? "use_bias " : "xlora_dropout_p ", xl->xlora_pkg ?
+                                (xl->use_bias ? "true" : "false") : (xl->dropout ? "> 0" : "0"));
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
 /* every tensor the classifier needs is there; else one message naming the missing ones */
 MOLORA__PRIVATE molora_result molora__xl_tensors_present(molora_xlora *xl, const char *file)
 {
@@ -6570,7 +6593,7 @@ MOLORA__PRIVATE molora_result molora__xl_tensors_present(molora_xlora *xl, const
             if (n_miss++ < 2 && used + strlen(name) + 3 < sizeof miss)
                 used += (size_t)snprintf(miss + used, sizeof miss - used, "%s%s", n_miss > 1 ? ", " : "", name);
         }
-    if (!n_miss) return MOLORA_RESULT_SUCCESS;
+    if (!n_miss) return molora__xl_tensors_expected(xl, file);
     return molora__fail(&xl->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "%s: the classifier lacks %d tensor%s: %s%s%s", file,
                         n_miss, n_miss > 1 ? "s" : "", miss, n_miss > 2 ? ", ..." : "",
                         xl->xlora_pkg ? "" : " (PEFT 0.20's save drops classifier layers numbered like an adapter)");
@@ -6621,23 +6644,26 @@ MOLORA__PRIVATE int molora__xl_is_dir(const char *p)
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
-/* the directory of adapter i: its path as given, else relative to dir, else dir/{key}/ */
+/* the directory of adapter i. PEFT: a relative path against dir, then dir/{key}/, then against
+   the current directory (as PEFT's loader takes it); an absolute one as given, then dir/{key}/.
+   The package: dir/{name}/ */
 MOLORA__PRIVATE molora_result molora__xl_resolve(molora_xlora *xl, const char *dir, int i, int *fallback)
 {
     char *cand[3] = {NULL, NULL, NULL};
-    int c, n = 0, key = -1;
+    int c, n = 0, key = -1, rel = xl->paths[i][0] != '/';
     *fallback = 0;
-    if (!xl->xlora_pkg) cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
-    if (xl->xlora_pkg || xl->paths[i][0] != '/') cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
+    if (xl->xlora_pkg || rel) cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
+    else cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
     if (!xl->xlora_pkg) { key = n; cand[n++] = molora__path_join(&xl->io, dir, xl->names[i]); }
+    if (!xl->xlora_pkg && rel) cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
     for (c = 0; c < n; c++)
         if (!cand[c]) { while (n) molora__mfree(&xl->io, cand[--n]); return molora__fail(&xl->io.lg,
                         MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory"); }
     for (c = 0; c < n && !molora__xl_is_dir(cand[c]); c++) {}
     if (c == n) {
         molora__fail(&xl->io.lg, MOLORA_RESULT_IO_ERROR, "%s: X-LoRA adapter \"%s\": no directory %s%s%s%s%s", dir,
-                     xl->names[i], cand[0], n > 1 ? ", " : "", n > 1 ? cand[1] : "", n > 2 ? " or " : "",
-                     n > 2 ? cand[2] : "");
+                     xl->names[i], cand[0], n > 2 ? ", " : n > 1 ? " or " : "", n > 1 ? cand[1] : "",
+                     n > 2 ? " or " : "", n > 2 ? cand[2] : "");
         while (n) molora__mfree(&xl->io, cand[--n]);
         return MOLORA_RESULT_IO_ERROR;
     }

@@ -538,7 +538,12 @@ static void test_config_refusals(void **state)
                "\"0\" appears twice");
     expect_cfg("adapters", "{\"0\": 5}", NULL, MOLORA_RESULT_INVALID_CONFIG, "entry 0 must be a non-empty path");
     expect_cfg("adapters", "{\"0\": \"no/such/dir\", \"1\": \"" F "/lora1\", \"2\": \"" F "/lora2\"}", NULL,
-               MOLORA_RESULT_IO_ERROR, "X-LoRA adapter \"0\": no directory no/such/dir");
+               MOLORA_RESULT_IO_ERROR, "X-LoRA adapter \"0\": no directory /tmp/molora_xlora_");
+    {   /* a relative path: the X-LoRA directory's, then its {key}/ folder, then the current one's */
+        char want[200];
+        snprintf(want, sizeof want, "no directory %s/no/such/dir, %s/0 or no/such/dir", g_tmp, g_tmp);
+        assert_non_null(strstr(g_log, want));
+    }
     expect_cfg("adapters", "{\"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"tests/fixtures/bad/embedding\"}",
                NULL, MOLORA_RESULT_UNSUPPORTED, "X-LoRA adapter \"2\": ");
     expect_cfg("adapters", "{\"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"tests/fixtures/mole\"}",
@@ -664,7 +669,7 @@ static void test_module_order(void **state)
 /* PEFT's {key}/ copy: a clean one is used, PEFT 0.20's own (base tensors, lost layers) refused */
 static void test_key_folder(void **state)
 {
-    char p[160], cmd[1024];
+    char p[256], cmd[1024];
     (void)state;
     tmp_setup();
     snprintf(p, sizeof p, "%s/adapter_model.safetensors", g_tmp);
@@ -678,7 +683,8 @@ static void test_key_folder(void **state)
     expect_open(g_tmp, MOLORA_RESULT_MISSING_WEIGHTS, "X-LoRA adapter \"1\": this copy from PEFT's X-LoRA save");
     snprintf(cmd, sizeof cmd, "rm -r %s/1", g_tmp);
     assert_int_equal(system(cmd), 0);
-    expect_open(g_tmp, MOLORA_RESULT_IO_ERROR, "X-LoRA adapter \"1\": no directory gone1, ");
+    snprintf(p, sizeof p, "X-LoRA adapter \"1\": no directory %s/gone1, %s/1 or gone1", g_tmp, g_tmp);
+    expect_open(g_tmp, MOLORA_RESULT_IO_ERROR, p);
     tmp_teardown();
 }
 /* a NaN in the classifier is refused naming the tensor */
@@ -774,6 +780,62 @@ static void test_overflow(void **state)
     tmp_teardown();
 }
 
+/* a classifier file with a tensor the config does not describe is refused naming it: an extra
+   layer, an unrelated tensor; the package's biases when its use_bias is false */
+static void test_extra_tensors(void **state)
+{
+    static const char *const extra[] = {"base_model.internal_xlora_classifier.layers.0.weight",
+                                        "base_model.internal_xlora_classifier.layers.0.bias",
+                                        "base_model.internal_xlora_classifier.layers.3.weight"};
+    static const char *const other[] = {"base_model.internal_xlora_classifier.layers.0.weight",
+                                        "base_model.internal_xlora_classifier.layers.0.bias", "lm_head.weight"};
+    static const int shape[][2] = {{3, 32}, {3, 0}, {3, 32}};
+    char p[256], cmd[768];
+    (void)state;
+    tmp_setup();
+    write_cfg("", NULL, NULL);
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", g_tmp);
+    write_st(p, 2, extra, shape, 1.0f);
+    molora_xlora_free(open_ok(g_tmp));   /* the two it needs: fine */
+    write_st(p, 3, extra, shape, 1.0f);
+    expect_open(g_tmp, MOLORA_RESULT_INVALID_CONFIG, "adapter_model.safetensors: tensor base_model."
+                "internal_xlora_classifier.layers.3.weight is not part of the classifier the config describes "
+                "(xlora_depth 1, xlora_dropout_p > 0)");
+    write_st(p, 3, other, shape, 1.0f);
+    expect_open(g_tmp, MOLORA_RESULT_INVALID_CONFIG, "tensor lm_head.weight is not part of the classifier");
+    tmp_teardown();
+    tmp_setup();
+    snprintf(cmd, sizeof cmd, "cp -r " F "/xlora_pkg/. %s/ && sed 's/\"use_bias\": true/\"use_bias\": false/' "
+             F "/xlora_pkg/xlora_config.json >%s/xlora_config.json", g_tmp, g_tmp);
+    assert_int_equal(system(cmd), 0);
+    expect_open(g_tmp, MOLORA_RESULT_INVALID_CONFIG, "xlora_classifier.safetensors: tensor ");
+    if (!strstr(g_log, ".bias is not part of the classifier the config describes (xlora_depth 2, use_bias false)"))
+        fail_msg("log: %s", g_log);
+    snprintf(cmd, sizeof cmd, "sed 's/\"python\"\\]/\"prose\"]/' " F "/xlora_pkg/xlora_config.json "
+             ">%s/xlora_config.json", g_tmp);
+    assert_int_equal(system(cmd), 0);
+    expect_open(g_tmp, MOLORA_RESULT_INVALID_CONFIG, "xlora_config.json: \"adapters\" names \"prose\" twice");
+    tmp_teardown();
+}
+/* a relative adapter path is the X-LoRA directory's before the current directory's: here both
+   hold tests/fixtures/xlora/lora1, the X-LoRA directory's (a copy of lora0) is the one taken */
+static void test_relative_paths(void **state)
+{
+    char cmd[768], want[256];
+    molora_xlora *xl;
+    (void)state;
+    tmp_setup();
+    write_cfg("adapters", "{\"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"" F "/lora2\"}", NULL);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/" F " && cp -r " F "/lora0 %s/" F "/lora1", g_tmp, g_tmp);
+    assert_int_equal(system(cmd), 0);
+    xl = open_ok(g_tmp);
+    snprintf(want, sizeof want, "%s/" F "/lora1", g_tmp);
+    assert_string_equal(molora_xlora_adapter_path(xl, 1), want);
+    assert_string_equal(molora_xlora_adapter_path(xl, 0), F "/lora0");   /* only the current directory's */
+    molora_xlora_free(xl);
+    tmp_teardown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,6 +852,8 @@ int main(void)
         cmocka_unit_test(test_classifier_nan),
         cmocka_unit_test(test_topk_ties),
         cmocka_unit_test(test_overflow),
+        cmocka_unit_test(test_extra_tensors),
+        cmocka_unit_test(test_relative_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
