@@ -6416,7 +6416,7 @@ MOLORA__PRIVATE molora_result molora__xl_options(molora_xlora *xl, const molora_
         (r = molora__xl_bool(c, f, "layerwise_scalings", 0, &xl->layerwise)) ||
         (r = molora__xl_bool(c, f, "use_trainable_adapters", 0, &trainable)) ||
         (r = molora__xl_bool(c, f, "use_bias", 1, &xl->use_bias)) ||
-        (r = molora__xl_bool(c, f, "enable_relu_and_dropout", 1, &xl->relu)))
+        (r = molora__xl_bool(c, f, "enable_relu_and_dropout", !xl->xlora_pkg, &xl->relu)))   /* package: False */
         return r;
     if (!xl->xlora_pkg && (!xl->use_bias || !xl->relu))
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"use_bias\" and \"enable_relu_and_dropout\" "
@@ -6519,10 +6519,14 @@ MOLORA__PRIVATE molora_result molora__xl_adapters(molora_xlora *xl, const molora
     size_t t = molora__jget(js, 0, "adapters"), k, i, pos = 0;
     molora__jtok it;
     molora_result r;
-    int want = xl->xlora_pkg ? MOLORA__J_ARR : MOLORA__J_OBJ;
-    if (!t || js->tok[t].type != want || js->tok[t].size == 0 || js->tok[t].size > MOLORA__XLORA_MAX_N)
+    int type = t ? js->tok[t].type : 0, list = type == MOLORA__J_ARR;
+    /* the package saves the list of names; its in-memory dict name -> path (some versions save it)
+       is taken by its keys: the package loads each from its {name}/ folder, whatever the path */
+    if (!t || (type != MOLORA__J_OBJ && !(xl->xlora_pkg && list)) || js->tok[t].size == 0 ||
+        js->tok[t].size > MOLORA__XLORA_MAX_N)
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" must be %s of 1..%d adapters", f,
-                            xl->xlora_pkg ? "a list of the names" : "an object \"0\": path, ...", MOLORA__XLORA_MAX_N);
+                            xl->xlora_pkg ? "a list of the names (or an object name: path)" : "an object \"0\": path, ...",
+                            MOLORA__XLORA_MAX_N);
     xl->n = (int)js->tok[t].size;
     xl->names = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof(char *));
     xl->paths = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof(char *));
@@ -6530,11 +6534,11 @@ MOLORA__PRIVATE molora_result molora__xl_adapters(molora_xlora *xl, const molora
     if (!xl->names || !xl->paths || !xl->ads)
         return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
     for (i = 0, k = t + 1; i < (size_t)xl->n; i++) {
-        if (xl->xlora_pkg) {   /* list items are read back from the text (not tokens) */
+        if (list) {   /* list items are read back from the text (not tokens) */
             molora__jitem(js, &js->tok[t], &pos, &it);
             r = molora__xl_adapter_entry(xl, c, f, &it, &it, i);
         } else {
-            r = molora__xl_adapter_entry(xl, c, f, &js->tok[k], &js->tok[k + 1], i);
+            r = molora__xl_adapter_entry(xl, c, f, &js->tok[k], &js->tok[k + (xl->xlora_pkg ? 0 : 1)], i);
             k += 1 + js->tok[k + 1].skip;
         }
         if (r) return r;

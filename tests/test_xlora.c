@@ -817,6 +817,37 @@ static void test_extra_tensors(void **state)
     expect_open(g_tmp, MOLORA_RESULT_INVALID_CONFIG, "xlora_config.json: \"adapters\" names \"prose\" twice");
     tmp_teardown();
 }
+/* the package's defaults and its other "adapters": enable_relu_and_dropout absent is the
+   package's False (no ReLU); "adapters" as its dict name -> path is taken by the names (the
+   package loads each from its {name}/ folder), the same scalings as the list */
+static void test_package_variants(void **state)
+{
+    float *hidden = npy_case(NULL, "hidden.npy", T * H), *want = npy_case("d2_layer", "weights.npy", T * L * N), *got;
+    char cmd[768];
+    molora_xlora_info info;
+    molora_xlora *xl;
+    (void)state;
+    tmp_setup();
+    snprintf(cmd, sizeof cmd, "cp -r " F "/xlora_pkg/. %s/ && sed 's/\"enable_relu_and_dropout\": true, //' "
+             F "/xlora_pkg/xlora_config.json >%s/xlora_config.json", g_tmp, g_tmp);
+    assert_int_equal(system(cmd), 0);
+    xl = open_ok(g_tmp);
+    molora_xlora_get_info(xl, &info);
+    assert_int_equal(info.relu, 0);
+    molora_xlora_free(xl);
+    snprintf(cmd, sizeof cmd, "sed 's/\\[\"prose\", \"c\", \"python\"\\]/{\"prose\": \"x\", \"c\": \"y\", "
+             "\"python\": \"zz\"}/' " F "/xlora_pkg/xlora_config.json >%s/xlora_config.json", g_tmp);
+    assert_int_equal(system(cmd), 0);
+    xl = open_ok(g_tmp);
+    molora_xlora_get_info(xl, &info);
+    assert_int_equal(info.relu, 1);
+    assert_string_equal(molora_xlora_adapter_name(xl, 2), "python");
+    got = scalings_of(xl, hidden, T);
+    xl_close(got, want, T * L * N, 1e-5, "xlora package, adapters as a dict");
+    free(got); free(want); free(hidden);
+    molora_xlora_free(xl);
+    tmp_teardown();
+}
 /* a relative adapter path is the X-LoRA directory's before the current directory's: here both
    hold tests/fixtures/xlora/lora1, the X-LoRA directory's (a copy of lora0) is the one taken */
 static void test_relative_paths(void **state)
@@ -854,6 +885,7 @@ int main(void)
         cmocka_unit_test(test_overflow),
         cmocka_unit_test(test_extra_tensors),
         cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_package_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
