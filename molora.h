@@ -6525,8 +6525,8 @@ MOLORA__PRIVATE molora_result molora__xl_adapters(molora_xlora *xl, const molora
     if (!t || (type != MOLORA__J_OBJ && !(xl->xlora_pkg && list)) || js->tok[t].size == 0 ||
         js->tok[t].size > MOLORA__XLORA_MAX_N)
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" must be %s of 1..%d adapters", f,
-                            xl->xlora_pkg ? "a list of the names (or an object name: path)" : "an object \"0\": path, ...",
-                            MOLORA__XLORA_MAX_N);
+                            xl->xlora_pkg ? "a list of the names (or an object name: path)" :
+                            "an object \"0\": path, ...", MOLORA__XLORA_MAX_N);
     xl->n = (int)js->tok[t].size;
     xl->names = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof(char *));
     xl->paths = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof(char *));
