@@ -708,18 +708,22 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter
    - Layouts: PEFT's (adapter_config.json with peft_type XLORA, the classifier in
      adapter_model.safetensors as base_model.internal_xlora_classifier.layers.{j}.*) and the
      original xlora package's (xlora_config.json, xlora_classifier.safetensors inner.{j}.*,
-     last.*, with use_bias and enable_relu_and_dropout). PEFT 0.20's own save_pretrained drops
+     last.*, with use_bias, default true, and enable_relu_and_dropout, default false as in the
+     package's xLoRAConfig). PEFT 0.20's own save_pretrained drops
      the classifier layers whose index j is an adapter's name ("0".."N-1"); such a save is
      refused naming the missing tensors (PEFT would initialise them at random on load).
    - Config: every field is checked: softmax_temperature > 0, 1 <= top_k_lora <= N (or null),
      xlora_depth >= 1, hidden_size equal to the classifier's input (INVALID_SHAPE otherwise); a
      wrong type or value is INVALID_CONFIG naming the key, a NaN INVALID_JSON (not JSON: the
-     parser refuses it), a missing classifier tensor MISSING_WEIGHTS. PEFT's adapter keys must
-     be "0".."N-1" in order: PEFT loads adapter i under the name "i" and looks its columns up by
-     the keys, so any other key fails there at the first forward.
-   - Adapters (PEFT LoRAs, one expert each): each config path is tried as given, then relative
-     to the X-LoRA directory, then the directory's `{key}/` folder; none: IO_ERROR naming all
-     three. A `{key}/` folder written by PEFT 0.20's X-LoRA save holds base-model tensors and has
+     parser refuses it), an integer key written as 2.0 INVALID_CONFIG (PEFT raises on a float),
+     a missing classifier tensor MISSING_WEIGHTS, one the config does not describe (an extra
+     layer, any other tensor, biases with use_bias false) INVALID_CONFIG naming it. PEFT's
+     adapter keys: exactly "0".."N-1", each once, in any order (its save sorts them as strings);
+     column c is key "c". The package's names: each once (its dict name -> path: the names).
+   - Adapters (PEFT LoRAs, one expert each): a relative config path p is tried as dir/p, then
+     the directory's `{key}/` folder, then p against the current directory; an absolute one as
+     given, then `{key}/`; the package's: dir/name. None: IO_ERROR naming the candidates in
+     that order. A `{key}/` folder written by PEFT 0.20's X-LoRA save holds base-model tensors and has
      lost the LoRA tensors of decoder layers numbered like another adapter: it is refused
      (MISSING_WEIGHTS). Embedding and DoRA LoRAs are refused as molora_adapter_open refuses them.
    - Modules: the union of the adapters' targets, in X-LoRA's order (the order the model
@@ -769,19 +773,24 @@ MOLORA_API const molora_adapter *molora_xlora_adapter(const molora_xlora *xl);
    INVALID_ARGUMENT (logged) for n != L, a path that is no module, a path given twice. */
 MOLORA_API molora_result molora_xlora_set_module_order(molora_xlora *xl, const char *const *paths, int n);
 
-/* Bytes of workspace for molora_xlora_scalings over up to max_tokens tokens. */
+/* Bytes of workspace for molora_xlora_scalings over up to max_tokens tokens (INVALID_SHAPE,
+   logged, for max_tokens < 0). */
 MOLORA_API molora_result molora_xlora_workspace_size(const molora_xlora *xl, int max_tokens, size_t *size);
 /* scalings (T, L, N) = every module's final weights for hidden (T, H): the classifier, its
    softmax with temperature (enable_softmax), broadcast or layer-wise, then per module the top-k
-   mask without renormalisation (top_k_lora; ties: the lower index), the softmax over the
-   non-zero entries (enable_softmax_topk), times global_scaling_weight. Row (t, l) is what module
-   l's forward takes as token t's weights. Allocates nothing. NON_FINITE for NaN / Inf in hidden
-   (or logits that overflow); UNSUPPORTED for layer-wise scalings without a module order;
-   WORKSPACE_TOO_SMALL; INVALID_SHAPE for n_tokens < 0. T = 0 is a no-op. */
+   mask without renormalisation (top_k_lora; ties: torch.topk's pick on torch 1.13's CPU
+   kernel, not the lower index: docs/maths.md), the softmax over the non-zero entries
+   (enable_softmax_topk), times global_scaling_weight. Row (t, l) is what module l's forward
+   takes as token t's weights. Allocates nothing. NON_FINITE for NaN / Inf in hidden, or when
+   the logits, the softmax (logits / temperature) or the final row overflow; UNSUPPORTED for
+   layer-wise scalings without a module order; WORKSPACE_TOO_SMALL; INVALID_SHAPE (logged) for
+   n_tokens < 0. T = 0 is a no-op. */
 MOLORA_API molora_result molora_xlora_scalings(const molora_xlora *xl, int n_tokens, const float *hidden,
                                                float *scalings, void *workspace, size_t workspace_size);
 /* Pass 1's weights (T, L, N): every entry scaling_pass_value, then the same per-module steps
-   and global_scaling_weight. */
+   and global_scaling_weight (with top-k < N every entry ties: N = 5, k = 2 keeps columns 2 and
+   4, as torch). NON_FINITE when scaling_pass_value times global_scaling_weight overflows;
+   INVALID_SHAPE (logged) for n_tokens < 0. */
 MOLORA_API molora_result molora_xlora_scaling_pass(const molora_xlora *xl, int n_tokens, float *scalings);
 /* Nonzero when pass 1's weights are all 0 (scaling_pass_value 0, or global_scaling_weight 0):
    pass 1 is then the base model, and molora_forward with those weights skips the experts (no
