@@ -708,18 +708,22 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter
    - Layouts: PEFT's (adapter_config.json with peft_type XLORA, the classifier in
      adapter_model.safetensors as base_model.internal_xlora_classifier.layers.{j}.*) and the
      original xlora package's (xlora_config.json, xlora_classifier.safetensors inner.{j}.*,
-     last.*, with use_bias and enable_relu_and_dropout). PEFT 0.20's own save_pretrained drops
+     last.*, with use_bias, default true, and enable_relu_and_dropout, default false as in the
+     package's xLoRAConfig). PEFT 0.20's own save_pretrained drops
      the classifier layers whose index j is an adapter's name ("0".."N-1"); such a save is
      refused naming the missing tensors (PEFT would initialise them at random on load).
    - Config: every field is checked: softmax_temperature > 0, 1 <= top_k_lora <= N (or null),
      xlora_depth >= 1, hidden_size equal to the classifier's input (INVALID_SHAPE otherwise); a
      wrong type or value is INVALID_CONFIG naming the key, a NaN INVALID_JSON (not JSON: the
-     parser refuses it), a missing classifier tensor MISSING_WEIGHTS. PEFT's adapter keys must
-     be "0".."N-1" in order: PEFT loads adapter i under the name "i" and looks its columns up by
-     the keys, so any other key fails there at the first forward.
-   - Adapters (PEFT LoRAs, one expert each): each config path is tried as given, then relative
-     to the X-LoRA directory, then the directory's `{key}/` folder; none: IO_ERROR naming all
-     three. A `{key}/` folder written by PEFT 0.20's X-LoRA save holds base-model tensors and has
+     parser refuses it), an integer key written as 2.0 INVALID_CONFIG (PEFT raises on a float),
+     a missing classifier tensor MISSING_WEIGHTS, one the config does not describe (an extra
+     layer, any other tensor, biases with use_bias false) INVALID_CONFIG naming it. PEFT's
+     adapter keys: exactly "0".."N-1", each once, in any order (its save sorts them as strings);
+     column c is key "c". The package's names: each once (its dict name -> path: the names).
+   - Adapters (PEFT LoRAs, one expert each): a relative config path p is tried as dir/p, then
+     the directory's `{key}/` folder, then p against the current directory; an absolute one as
+     given, then `{key}/`; the package's: dir/name. None: IO_ERROR naming the candidates in
+     that order. A `{key}/` folder written by PEFT 0.20's X-LoRA save holds base-model tensors and has
      lost the LoRA tensors of decoder layers numbered like another adapter: it is refused
      (MISSING_WEIGHTS). Embedding and DoRA LoRAs are refused as molora_adapter_open refuses them.
    - Modules: the union of the adapters' targets, in X-LoRA's order (the order the model
@@ -769,19 +773,24 @@ MOLORA_API const molora_adapter *molora_xlora_adapter(const molora_xlora *xl);
    INVALID_ARGUMENT (logged) for n != L, a path that is no module, a path given twice. */
 MOLORA_API molora_result molora_xlora_set_module_order(molora_xlora *xl, const char *const *paths, int n);
 
-/* Bytes of workspace for molora_xlora_scalings over up to max_tokens tokens. */
+/* Bytes of workspace for molora_xlora_scalings over up to max_tokens tokens (INVALID_SHAPE,
+   logged, for max_tokens < 0). */
 MOLORA_API molora_result molora_xlora_workspace_size(const molora_xlora *xl, int max_tokens, size_t *size);
 /* scalings (T, L, N) = every module's final weights for hidden (T, H): the classifier, its
    softmax with temperature (enable_softmax), broadcast or layer-wise, then per module the top-k
-   mask without renormalisation (top_k_lora; ties: the lower index), the softmax over the
-   non-zero entries (enable_softmax_topk), times global_scaling_weight. Row (t, l) is what module
-   l's forward takes as token t's weights. Allocates nothing. NON_FINITE for NaN / Inf in hidden
-   (or logits that overflow); UNSUPPORTED for layer-wise scalings without a module order;
-   WORKSPACE_TOO_SMALL; INVALID_SHAPE for n_tokens < 0. T = 0 is a no-op. */
+   mask without renormalisation (top_k_lora; ties: torch.topk's pick on torch 1.13's CPU
+   kernel, not the lower index: docs/maths.md), the softmax over the non-zero entries
+   (enable_softmax_topk), times global_scaling_weight. Row (t, l) is what module l's forward
+   takes as token t's weights. Allocates nothing. NON_FINITE for NaN / Inf in hidden, or when
+   the logits, the softmax (logits / temperature) or the final row overflow; UNSUPPORTED for
+   layer-wise scalings without a module order; WORKSPACE_TOO_SMALL; INVALID_SHAPE (logged) for
+   n_tokens < 0. T = 0 is a no-op. */
 MOLORA_API molora_result molora_xlora_scalings(const molora_xlora *xl, int n_tokens, const float *hidden,
                                                float *scalings, void *workspace, size_t workspace_size);
 /* Pass 1's weights (T, L, N): every entry scaling_pass_value, then the same per-module steps
-   and global_scaling_weight. */
+   and global_scaling_weight (with top-k < N every entry ties: N = 5, k = 2 keeps columns 2 and
+   4, as torch). NON_FINITE when scaling_pass_value times global_scaling_weight overflows;
+   INVALID_SHAPE (logged) for n_tokens < 0. */
 MOLORA_API molora_result molora_xlora_scaling_pass(const molora_xlora *xl, int n_tokens, float *scalings);
 /* Nonzero when pass 1's weights are all 0 (scaling_pass_value 0, or global_scaling_weight 0):
    pass 1 is then the base model, and molora_forward with those weights skips the experts (no
@@ -6370,6 +6379,15 @@ MOLORA__PRIVATE molora_result molora__xl_bool(const molora__adapter_config *c, c
     *v = c->js.tok[t].type == MOLORA__J_TRUE;
     return MOLORA_RESULT_SUCCESS;
 }
+/* number token t written as an integer: digits only (Python's json reads 2.0 and 2e0 as floats) */
+MOLORA__PRIVATE int molora__xl_int_text(const molora__adapter_config *c, size_t t)
+{
+    const molora__jtok *k = &c->js.tok[t];
+    uint32_t i;
+    for (i = k->start; i < k->end; i++)
+        if (c->js.s[i] == '.' || c->js.s[i] == 'e' || c->js.s[i] == 'E') return 0;
+    return 1;
+}
 /* key as a finite number in [lo, hi] (absent: def; null refused unless null_ok, then *is_null) */
 MOLORA__PRIVATE molora_result molora__xl_num(const molora__adapter_config *c, const char *f, const char *key,
                                              double def, double lo, double hi, int integer, double *v, int *is_null)
@@ -6379,9 +6397,9 @@ MOLORA__PRIVATE molora_result molora__xl_num(const molora__adapter_config *c, co
     if (is_null) *is_null = 0;
     if (!t) return MOLORA_RESULT_SUCCESS;
     if (c->js.tok[t].type == MOLORA__J_NULL && is_null) { *is_null = 1; return MOLORA_RESULT_SUCCESS; }
-    if (!molora__jnum(&c->js, &c->js.tok[t], v) || !isfinite(*v) || (integer && *v != floor(*v)))
+    if (!molora__jnum(&c->js, &c->js.tok[t], v) || !isfinite(*v) || (integer && !molora__xl_int_text(c, t)))
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" must be %s", f, key,
-                            integer ? "an integer" : "a number");
+                            integer ? "an integer (PEFT takes an int: 2.0 or 2e0 fails there)" : "a number");
     if (!(*v >= lo && *v <= hi))
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: key \"%s\" is %.15g, outside %.15g..%.15g", f,
                             key, *v, lo, hi);
@@ -6407,7 +6425,7 @@ MOLORA__PRIVATE molora_result molora__xl_options(molora_xlora *xl, const molora_
         (r = molora__xl_bool(c, f, "layerwise_scalings", 0, &xl->layerwise)) ||
         (r = molora__xl_bool(c, f, "use_trainable_adapters", 0, &trainable)) ||
         (r = molora__xl_bool(c, f, "use_bias", 1, &xl->use_bias)) ||
-        (r = molora__xl_bool(c, f, "enable_relu_and_dropout", 1, &xl->relu)))
+        (r = molora__xl_bool(c, f, "enable_relu_and_dropout", !xl->xlora_pkg, &xl->relu)))   /* package: False */
         return r;
     if (!xl->xlora_pkg && (!xl->use_bias || !xl->relu))
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"use_bias\" and \"enable_relu_and_dropout\" "
@@ -6441,31 +6459,67 @@ MOLORA__PRIVATE char *molora__xl_strdup(const molora__io *io, const char *s, siz
     if (d) { memcpy(d, s, n); d[n] = 0; }
     return d;
 }
-/* adapter i's key and path from "adapters": PEFT's object key -> path (keys "0".."N-1"), or the
-   xlora package's list of names (each in the folder of its name) */
+/* PEFT's key (decoded) as its column: "0".."N-1" in decimal without leading zeros, else -1 */
+MOLORA__PRIVATE int molora__xl_key_column(const char *key, int n)
+{
+    size_t len = strlen(key), j;
+    long v = 0;
+    if (len == 0 || len > 6 || (len > 1 && key[0] == '0')) return -1;
+    for (j = 0; j < len; j++) {
+        if (key[j] < '0' || key[j] > '9') return -1;
+        v = v * 10 + (key[j] - '0');
+    }
+    return v < n ? (int)v : -1;
+}
+/* the key and path of the i-th "adapters" entry: PEFT's object key -> path, the key "c" naming
+   column c (PEFT's save sorts the keys as strings: "0", "1", "10", "2", ...), or the xlora
+   package's list of names (each in the folder of its name), column i */
 MOLORA__PRIVATE molora_result molora__xl_adapter_entry(molora_xlora *xl, const molora__adapter_config *c,
                                                        const char *f, const molora__jtok *key,
                                                        const molora__jtok *val, size_t i)
 {
     const molora__json *js = &c->js;
-    char num[24];
-    if (!xl->xlora_pkg) {
-        snprintf(num, sizeof num, "%zu", i);
-        if (!molora__jeq(js, key, num))
-            return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" key %zu must be \"%s\": PEFT "
-                                "loads adapter i under the name \"i\" and looks it up by its key, so any other key "
-                                "fails at PEFT's first forward", f, i, num);
-    }
+    char *name;
+    int col = (int)i;
     if (val->type != MOLORA__J_STR || val->end == val->start)
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" entry %zu must be a non-empty %s",
                             f, i, xl->xlora_pkg ? "name" : "path");
-    xl->names[i] = (char *)molora__malloc(&xl->io, key->end - key->start + 1);
-    xl->paths[i] = (char *)molora__malloc(&xl->io, val->end - val->start + 1);
-    if (!xl->names[i] || !xl->paths[i])
+    if (!(name = (char *)molora__malloc(&xl->io, key->end - key->start + 1)))
         return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
-    molora__jstr(js, key, xl->names[i]);
-    molora__jstr(js, val, xl->paths[i]);
+    molora__jstr(js, key, name);
+    if (!xl->xlora_pkg && (col = molora__xl_key_column(name, xl->n)) < 0) {
+        molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" key \"%.40s\" is not one of \"0\"..\"%d\": "
+                     "PEFT loads adapter i under the name \"i\" and looks its column up by the key, so any other key "
+                     "fails at PEFT's first forward", f, name, xl->n - 1);
+        molora__mfree(&xl->io, name);
+        return MOLORA_RESULT_INVALID_CONFIG;
+    }
+    if (xl->names[col]) {   /* PEFT's keys: the parser refuses a key twice; the package's list: here */
+        molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" names \"%.40s\" twice", f, name);
+        molora__mfree(&xl->io, name);
+        return MOLORA_RESULT_INVALID_CONFIG;
+    }
+    xl->names[col] = name;
+    if (!(xl->paths[col] = (char *)molora__malloc(&xl->io, val->end - val->start + 1)))
+        return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    molora__jstr(js, val, xl->paths[col]);
     return MOLORA_RESULT_SUCCESS;
+}
+static int molora__xl_cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+/* the package's names are its folders: each once (sorted copies compared, O(N log N)) */
+MOLORA__PRIVATE molora_result molora__xl_distinct(molora_xlora *xl, const molora__logger *lg, const char *f)
+{
+    char **s = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof *s);
+    int i;
+    molora_result r = MOLORA_RESULT_SUCCESS;
+    if (!s) return molora__fail(lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
+    memcpy(s, xl->names, (size_t)xl->n * sizeof *s);
+    qsort(s, (size_t)xl->n, sizeof *s, molora__xl_cmp_str);
+    for (i = 1; i < xl->n && !r; i++)
+        if (!strcmp(s[i - 1], s[i]))
+            r = molora__fail(lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" names \"%.40s\" twice", f, s[i]);
+    molora__mfree(&xl->io, s);
+    return r;
 }
 /* "adapters": N >= 1 entries, their keys and paths */
 MOLORA__PRIVATE molora_result molora__xl_adapters(molora_xlora *xl, const molora__adapter_config *c, const char *f)
@@ -6474,10 +6528,14 @@ MOLORA__PRIVATE molora_result molora__xl_adapters(molora_xlora *xl, const molora
     size_t t = molora__jget(js, 0, "adapters"), k, i, pos = 0;
     molora__jtok it;
     molora_result r;
-    int want = xl->xlora_pkg ? MOLORA__J_ARR : MOLORA__J_OBJ;
-    if (!t || js->tok[t].type != want || js->tok[t].size == 0 || js->tok[t].size > MOLORA__XLORA_MAX_N)
+    int type = t ? js->tok[t].type : 0, list = type == MOLORA__J_ARR;
+    /* the package saves the list of names; its in-memory dict name -> path (some versions save it)
+       is taken by its keys: the package loads each from its {name}/ folder, whatever the path */
+    if (!t || (type != MOLORA__J_OBJ && !(xl->xlora_pkg && list)) || js->tok[t].size == 0 ||
+        js->tok[t].size > MOLORA__XLORA_MAX_N)
         return molora__fail(c->lg, MOLORA_RESULT_INVALID_CONFIG, "%s: \"adapters\" must be %s of 1..%d adapters", f,
-                            xl->xlora_pkg ? "a list of the names" : "an object \"0\": path, ...", MOLORA__XLORA_MAX_N);
+                            xl->xlora_pkg ? "a list of the names (or an object name: path)" :
+                            "an object \"0\": path, ...", MOLORA__XLORA_MAX_N);
     xl->n = (int)js->tok[t].size;
     xl->names = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof(char *));
     xl->paths = (char **)molora__calloc(&xl->io, (size_t)xl->n, sizeof(char *));
@@ -6485,16 +6543,16 @@ MOLORA__PRIVATE molora_result molora__xl_adapters(molora_xlora *xl, const molora
     if (!xl->names || !xl->paths || !xl->ads)
         return molora__fail(c->lg, MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory");
     for (i = 0, k = t + 1; i < (size_t)xl->n; i++) {
-        if (xl->xlora_pkg) {   /* list items are read back from the text (not tokens) */
+        if (list) {   /* list items are read back from the text (not tokens) */
             molora__jitem(js, &js->tok[t], &pos, &it);
             r = molora__xl_adapter_entry(xl, c, f, &it, &it, i);
         } else {
-            r = molora__xl_adapter_entry(xl, c, f, &js->tok[k], &js->tok[k + 1], i);
+            r = molora__xl_adapter_entry(xl, c, f, &js->tok[k], &js->tok[k + (xl->xlora_pkg ? 0 : 1)], i);
             k += 1 + js->tok[k + 1].skip;
         }
         if (r) return r;
     }
-    return MOLORA_RESULT_SUCCESS;
+    return xl->xlora_pkg ? molora__xl_distinct(xl, c->lg, f) : MOLORA_RESULT_SUCCESS;
 }
 
 /* ---- the classifier's tensors ------------------------------------------------------------ */
@@ -6511,6 +6569,29 @@ MOLORA__PRIVATE void molora__xl_tensor_name(const molora_xlora *xl, int k, int b
         snprintf(buf, cap, "base_model.internal_xlora_classifier.layers.%d.%s", xl->dropout ? 3 * k : 2 * k, part);
     }
 }
+/* every tensor of the file is one the classifier uses: an extra layer, bias (use_bias false) or
+   any other tensor means the config does not describe this classifier (INVALID_CONFIG) */
+MOLORA__PRIVATE molora_result molora__xl_tensors_expected(molora_xlora *xl, const char *file)
+{
+    char name[96];
+    size_t i;
+    int k, bias, ok;
+    molora_tensor_info ti;
+    for (i = 0; i < molora_safetensors_n_tensors(xl->clf_st); i++) {
+        molora_safetensors_tensor_info(xl->clf_st, i, &ti);
+        for (ok = 0, k = 0; !ok && k < xl->depth; k++)
+            for (bias = 0; !ok && bias <= 1; bias++) {
+                molora__xl_tensor_name(xl, k, bias, name, sizeof name);
+                ok = (bias <= xl->use_bias) && !strcmp(name, ti.name);
+            }
+        if (!ok)
+            return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_CONFIG, "%s: tensor %s is not part of the "
+                                "classifier the config describes (xlora_depth %d, %s%s)", file, ti.name, xl->depth,
+                                xl->xlora_pkg ? "use_bias " : "xlora_dropout_p ", xl->xlora_pkg ?
+                                (xl->use_bias ? "true" : "false") : (xl->dropout ? "> 0" : "0"));
+    }
+    return MOLORA_RESULT_SUCCESS;
+}
 /* every tensor the classifier needs is there; else one message naming the missing ones */
 MOLORA__PRIVATE molora_result molora__xl_tensors_present(molora_xlora *xl, const char *file)
 {
@@ -6525,7 +6606,7 @@ MOLORA__PRIVATE molora_result molora__xl_tensors_present(molora_xlora *xl, const
             if (n_miss++ < 2 && used + strlen(name) + 3 < sizeof miss)
                 used += (size_t)snprintf(miss + used, sizeof miss - used, "%s%s", n_miss > 1 ? ", " : "", name);
         }
-    if (!n_miss) return MOLORA_RESULT_SUCCESS;
+    if (!n_miss) return molora__xl_tensors_expected(xl, file);
     return molora__fail(&xl->io.lg, MOLORA_RESULT_MISSING_WEIGHTS, "%s: the classifier lacks %d tensor%s: %s%s%s", file,
                         n_miss, n_miss > 1 ? "s" : "", miss, n_miss > 2 ? ", ..." : "",
                         xl->xlora_pkg ? "" : " (PEFT 0.20's save drops classifier layers numbered like an adapter)");
@@ -6576,23 +6657,26 @@ MOLORA__PRIVATE int molora__xl_is_dir(const char *p)
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
-/* the directory of adapter i: its path as given, else relative to dir, else dir/{key}/ */
+/* the directory of adapter i. PEFT: a relative path against dir, then dir/{key}/, then against
+   the current directory (as PEFT's loader takes it); an absolute one as given, then dir/{key}/.
+   The package: dir/{name}/ */
 MOLORA__PRIVATE molora_result molora__xl_resolve(molora_xlora *xl, const char *dir, int i, int *fallback)
 {
     char *cand[3] = {NULL, NULL, NULL};
-    int c, n = 0, key = -1;
+    int c, n = 0, key = -1, rel = xl->paths[i][0] != '/';
     *fallback = 0;
-    if (!xl->xlora_pkg) cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
-    if (xl->xlora_pkg || xl->paths[i][0] != '/') cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
+    if (xl->xlora_pkg || rel) cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
+    else cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
     if (!xl->xlora_pkg) { key = n; cand[n++] = molora__path_join(&xl->io, dir, xl->names[i]); }
+    if (!xl->xlora_pkg && rel) cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
     for (c = 0; c < n; c++)
         if (!cand[c]) { while (n) molora__mfree(&xl->io, cand[--n]); return molora__fail(&xl->io.lg,
                         MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory"); }
     for (c = 0; c < n && !molora__xl_is_dir(cand[c]); c++) {}
     if (c == n) {
         molora__fail(&xl->io.lg, MOLORA_RESULT_IO_ERROR, "%s: X-LoRA adapter \"%s\": no directory %s%s%s%s%s", dir,
-                     xl->names[i], cand[0], n > 1 ? ", " : "", n > 1 ? cand[1] : "", n > 2 ? " or " : "",
-                     n > 2 ? cand[2] : "");
+                     xl->names[i], cand[0], n > 2 ? ", " : n > 1 ? " or " : "", n > 1 ? cand[1] : "",
+                     n > 2 ? " or " : "", n > 2 ? cand[2] : "");
         while (n) molora__mfree(&xl->io, cand[--n]);
         return MOLORA_RESULT_IO_ERROR;
     }
@@ -6937,6 +7021,86 @@ MOLORA_API molora_result molora_xlora_set_module_order(molora_xlora *xl, const c
     return molora__adapter_index(u);
 }
 
+/* ---- torch.topk's pick on CPU -------------------------------------------------------------- */
+/* PEFT keeps torch.topk(w, k).indices; with ties which equal entries stay is not the lower index
+   but what torch 1.13's CPU kernel (TopKImpl.h) leaves in front: the pairs (w_j, j) in index
+   order through libstdc++'s std::partial_sort (k * 64 <= n) or std::nth_element at k - 1, both
+   with comp(a, b) = a > b. The steps below are libstdc++'s, on ix (n): the indices as floats
+   (exact: n <= 2^16); w NULL is a constant row (comp always false). */
+#define MOLORA__XL_GT(w, a, b) ((w) && (w)[(int)(a)] > (w)[(int)(b)])
+MOLORA__PRIVATE void molora__xl_adjust_heap(const float *w, float *f, long hole, long len, float val)
+{
+    long top = hole, c = hole, parent;
+    while (c < (len - 1) / 2) {
+        c = 2 * (c + 1);
+        if (MOLORA__XL_GT(w, f[c], f[c - 1])) c--;
+        f[hole] = f[c]; hole = c;
+    }
+    if ((len & 1) == 0 && c == (len - 2) / 2) { c = 2 * (c + 1); f[hole] = f[c - 1]; hole = c - 1; }
+    for (parent = (hole - 1) / 2; hole > top && MOLORA__XL_GT(w, f[parent], val); parent = (hole - 1) / 2) {
+        f[hole] = f[parent]; hole = parent;
+    }
+    f[hole] = val;
+}
+/* std::__heap_select(f, f + mid, f + n): the heap of the first mid, then every later entry that
+   beats its top replaces it */
+MOLORA__PRIVATE void molora__xl_heap_select(const float *w, float *f, long mid, long n)
+{
+    long p, i;
+    float v;
+    if (mid >= 2)
+        for (p = (mid - 2) / 2; p >= 0; p--) molora__xl_adjust_heap(w, f, p, mid, f[p]);
+    for (i = mid; i < n; i++)
+        if (MOLORA__XL_GT(w, f[i], f[0])) { v = f[i]; f[i] = f[0]; molora__xl_adjust_heap(w, f, 0, mid, v); }
+}
+#define MOLORA__XL_SWAP(a, b) do { float s_ = (a); (a) = (b); (b) = s_; } while (0)
+/* std::__unguarded_partition_pivot over f[lo, hi): the median of three to lo, then Hoare */
+MOLORA__PRIVATE long molora__xl_partition(const float *w, float *f, long lo, long hi)
+{
+    long a = lo + 1, b = lo + (hi - lo) / 2, c = hi - 1, m, first = lo + 1, last = hi;
+    if (MOLORA__XL_GT(w, f[a], f[b]))
+        m = MOLORA__XL_GT(w, f[b], f[c]) ? b : MOLORA__XL_GT(w, f[a], f[c]) ? c : a;
+    else
+        m = MOLORA__XL_GT(w, f[a], f[c]) ? a : MOLORA__XL_GT(w, f[b], f[c]) ? c : b;
+    MOLORA__XL_SWAP(f[lo], f[m]);
+    for (;;) {
+        while (MOLORA__XL_GT(w, f[first], f[lo])) first++;
+        for (last--; MOLORA__XL_GT(w, f[lo], f[last]); last--) {}
+        if (first >= last) return first;
+        MOLORA__XL_SWAP(f[first], f[last]);
+        first++;
+    }
+}
+/* std::nth_element(f, f + nth, f + n) (libstdc++'s introselect, depth limit 2 floor(log2 n)) */
+MOLORA__PRIVATE void molora__xl_nth_element(const float *w, float *f, long nth, long n)
+{
+    long lo = 0, hi = n, depth = 0, i, j;
+    float v;
+    for (i = n; i > 1; i >>= 1) depth += 2;
+    while (hi - lo > 3) {
+        if (depth-- == 0) {
+            molora__xl_heap_select(w, f + lo, nth + 1 - lo, hi - lo);
+            MOLORA__XL_SWAP(f[lo], f[nth]);
+            return;
+        }
+        i = molora__xl_partition(w, f, lo, hi);
+        if (i <= nth) lo = i; else hi = i;
+    }
+    for (i = lo + 1; i < hi; i++) {   /* std::__insertion_sort */
+        v = f[i];
+        if (MOLORA__XL_GT(w, v, f[lo])) { memmove(f + lo + 1, f + lo, (size_t)(i - lo) * sizeof *f); f[lo] = v; }
+        else { for (j = i; MOLORA__XL_GT(w, v, f[j - 1]); j--) f[j] = f[j - 1]; f[j] = v; }
+    }
+}
+/* ix (n) = 0..n-1 reordered so that ix[0..k-1] are torch.topk(w, k)'s indices (0 < k < n) */
+MOLORA__PRIVATE void molora__xl_topk(const float *w, float *ix, int n, int k)
+{
+    int j;
+    for (j = 0; j < n; j++) ix[j] = (float)j;
+    if ((long)k * 64 <= n) molora__xl_heap_select(w, ix, k, n);   /* std::partial_sort's set */
+    else molora__xl_nth_element(w, ix, k - 1, n);
+}
+
 /* ---- the scalings -------------------------------------------------------------------------- */
 MOLORA__PRIVATE int molora__xl_width(const molora_xlora *xl)
 {
@@ -6944,12 +7108,16 @@ MOLORA__PRIVATE int molora__xl_width(const molora_xlora *xl)
     for (k = 1; k <= xl->depth; k++) if (xl->dim[k] > w) w = xl->dim[k];
     return w;
 }
+/* the workspace: two (T, width) buffers for the classifier's layers, then top-k's ix (N) */
 MOLORA_API molora_result molora_xlora_workspace_size(const molora_xlora *xl, int max_tokens, size_t *size)
 {
     size_t one, acc = MOLORA__ALIGN;
-    if (!xl || !size || max_tokens < 0) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (!xl || !size) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (max_tokens < 0)
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_SHAPE, "x-lora: max_tokens %d < 0", max_tokens);
     if (!molora__floats((size_t)(max_tokens ? max_tokens : 1), (size_t)molora__xl_width(xl), &one) ||
-        !molora__reserve(&acc, one, sizeof(float)) || !molora__reserve(&acc, one, sizeof(float)))
+        !molora__reserve(&acc, one, sizeof(float)) || !molora__reserve(&acc, one, sizeof(float)) ||
+        !molora__reserve(&acc, (size_t)xl->n, sizeof(float)))
         return MOLORA_RESULT_SIZE_OVERFLOW;
     *size = acc;
     return MOLORA_RESULT_SUCCESS;
@@ -6963,22 +7131,15 @@ MOLORA__PRIVATE void molora__xl_softmax(float *v, int n, float temp)
     for (i = 0; i < n; i++) s += (v[i] = expf(v[i] / temp - m));
     for (i = 0; i < n; i++) v[i] /= s;
 }
-/* one module's row w (N): the top-k mask (no renormalisation; ties: the lower index), the
-   softmax over its non-zero entries (the zeros stay 0, an all-zero row stays 0), times gsw */
-MOLORA__PRIVATE void molora__xl_post(const molora_xlora *xl, float *w)
+/* one module's row w (N): the top-k mask without renormalisation (torch.topk's pick; ix (N) its
+   scratch; NULL: the mask is done), the softmax over the non-zero entries (the zeros stay 0, an
+   all-zero row stays 0), times gsw */
+MOLORA__PRIVATE void molora__xl_post(const molora_xlora *xl, float *w, float *ix)
 {
-    int i, j, n = xl->n;
-    if (xl->top_k && xl->top_k < n) {
-        float vk = w[0];
-        int gt = 0, c, k = xl->top_k;
-        for (i = 0; i < n; i++) {   /* vk: the k-th largest value counted with repeats, gt above it */
-            int g = 0, ge = 0;
-            for (j = 0; j < n; j++) { g += w[j] > w[i]; ge += w[j] >= w[i]; }
-            if (g < k && ge >= k) { vk = w[i]; gt = g; break; }
-        }
-        c = k - gt;   /* of the entries equal to vk, the first c stay */
-        for (i = 0; i < n; i++)
-            if (w[i] < vk || (w[i] == vk && c-- <= 0)) w[i] = 0.0f;
+    int i, n = xl->n;
+    if (ix && xl->top_k && xl->top_k < n) {
+        molora__xl_topk(w, ix, n, xl->top_k);
+        for (i = xl->top_k; i < n; i++) w[(int)ix[i]] = 0.0f;
     }
     if (xl->softmax_topk) {
         float m = -HUGE_VALF, s = 0.0f;
@@ -7007,11 +7168,31 @@ MOLORA__PRIVATE const float *molora__xl_classify(const molora_xlora *xl, int T, 
     }
     return cur;
 }
+/* every module's row from the logits z: softmax (checked: logits / temperature may overflow),
+   then the post-processing (checked: global_scaling_weight may overflow) */
+MOLORA__PRIVATE molora_result molora__xl_rows(const molora_xlora *xl, int T, const float *z, float *scalings,
+                                              float *ix)
+{
+    int t, l, n = xl->n, L = xl->n_mod, outw = xl->dim[xl->depth];
+    for (t = 0; t < T; t++)
+        for (l = 0; l < L; l++) {
+            float *w = scalings + ((size_t)t * L + l) * n;
+            memcpy(w, z + (size_t)t * outw + (xl->layerwise ? (size_t)l * n : 0), (size_t)n * sizeof(float));
+            if (xl->softmax) molora__xl_softmax(w, n, xl->temperature);
+            if (!molora__all_finite(w, (size_t)n))
+                return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: token %d: the softmax of the "
+                                    "logits / softmax_temperature %g overflows", t, (double)xl->temperature);
+            molora__xl_post(xl, w, ix);
+            if (!molora__all_finite(w, (size_t)n))
+                return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: token %d: the scalings times "
+                                    "global_scaling_weight %g overflow", t, (double)xl->gsw);
+        }
+    return MOLORA_RESULT_SUCCESS;
+}
 MOLORA_API molora_result molora_xlora_scalings(const molora_xlora *xl, int n_tokens, const float *hidden,
                                                float *scalings, void *workspace, size_t workspace_size)
 {
     size_t need, one;
-    int t, l, n, L, outw;
     const float *z;
     float *b0;
     if (!xl || (n_tokens > 0 && (!hidden || !scalings || !workspace))) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -7025,31 +7206,38 @@ MOLORA_API molora_result molora_xlora_scalings(const molora_xlora *xl, int n_tok
                             "need %zu", workspace_size, n_tokens, need);
     if (!molora__all_finite(hidden, (size_t)n_tokens * (size_t)xl->hidden))
         return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: the hidden states hold NaN or Inf");
-    n = xl->n; L = xl->n_mod; outw = xl->dim[xl->depth];
     one = (((size_t)n_tokens * (size_t)molora__xl_width(xl) * sizeof(float)) + MOLORA__ALIGN - 1) &
           ~(size_t)(MOLORA__ALIGN - 1);
     b0 = (float *)molora__align_up(workspace);
     z = molora__xl_classify(xl, n_tokens, hidden, b0, (float *)((unsigned char *)b0 + one));
-    if (!molora__all_finite(z, (size_t)n_tokens * (size_t)outw))
+    if (!molora__all_finite(z, (size_t)n_tokens * (size_t)xl->dim[xl->depth]))
         return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: the classifier's logits overflow");
-    for (t = 0; t < n_tokens; t++)
-        for (l = 0; l < L; l++) {
-            float *w = scalings + ((size_t)t * L + l) * n;
-            memcpy(w, z + (size_t)t * outw + (xl->layerwise ? (size_t)l * n : 0), (size_t)n * sizeof(float));
-            if (xl->softmax) molora__xl_softmax(w, n, xl->temperature);
-            molora__xl_post(xl, w);
-        }
-    return MOLORA_RESULT_SUCCESS;
+    return molora__xl_rows(xl, n_tokens, z, scalings, (float *)((unsigned char *)b0 + 2 * one));
 }
+/* pass 1's row: constant, so torch.topk's pick depends on (N, k) alone; the row itself is ix,
+   the kept indices flagged by + N (exact as floats), then the values written */
 MOLORA_API molora_result molora_xlora_scaling_pass(const molora_xlora *xl, int n_tokens, float *scalings)
 {
     size_t k, row;
-    int i;
-    if (!xl || n_tokens < 0 || (n_tokens > 0 && !scalings)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    int i, n;
+    if (!xl || (n_tokens > 0 && !scalings)) return MOLORA_RESULT_INVALID_ARGUMENT;
+    if (n_tokens < 0) return molora__fail(&xl->io.lg, MOLORA_RESULT_INVALID_SHAPE, "x-lora: n_tokens %d < 0", n_tokens);
     if (n_tokens == 0) return MOLORA_RESULT_SUCCESS;
-    row = (size_t)xl->n;
-    for (i = 0; i < xl->n; i++) scalings[i] = xl->spv;
-    molora__xl_post(xl, scalings);   /* every row is the same: the first, copied */
+    row = (size_t)(n = xl->n);
+    if (xl->top_k && xl->top_k < n) {
+        molora__xl_topk(NULL, scalings, n, xl->top_k);
+        for (i = 0; i < xl->top_k; i++) {
+            float v = scalings[i];
+            scalings[(int)(v >= (float)n ? v - (float)n : v)] += (float)n;
+        }
+        for (i = 0; i < n; i++) scalings[i] = scalings[i] >= (float)n ? xl->spv : 0.0f;
+    } else {
+        for (i = 0; i < n; i++) scalings[i] = xl->spv;
+    }
+    molora__xl_post(xl, scalings, NULL);   /* every row is the same: the first, copied */
+    if (!molora__all_finite(scalings, row))
+        return molora__fail(&xl->io.lg, MOLORA_RESULT_NON_FINITE, "x-lora: scaling_pass_value %g times "
+                            "global_scaling_weight %g overflows", (double)xl->spv, (double)xl->gsw);
     for (k = 1; k < (size_t)n_tokens * (size_t)xl->n_mod; k++)
         memcpy(scalings + k * row, scalings, row * sizeof(float));
     return MOLORA_RESULT_SUCCESS;

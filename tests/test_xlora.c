@@ -193,7 +193,14 @@ static void test_scalings_calls(void **state)
     assert_int_equal(molora_xlora_scalings(xl, 1, hidden + 5 * H, all, w, ws), MOLORA_RESULT_NON_FINITE);
     assert_non_null(strstr(g_log, "NaN or Inf"));
     assert_int_equal(molora_xlora_scaling_pass(xl, 0, NULL), MOLORA_RESULT_SUCCESS);
-    assert_int_equal(molora_xlora_scaling_pass(xl, -1, s), MOLORA_RESULT_INVALID_ARGUMENT);
+    /* n < 0: INVALID_SHAPE (logged) from all three, as molora_forward */
+    assert_int_equal(molora_xlora_scaling_pass(xl, -1, s), MOLORA_RESULT_INVALID_SHAPE);
+    assert_non_null(strstr(g_log, "x-lora: n_tokens -1 < 0"));
+    assert_int_equal(molora_xlora_workspace_size(xl, -1, &ws), MOLORA_RESULT_INVALID_SHAPE);
+    assert_non_null(strstr(g_log, "x-lora: max_tokens -1 < 0"));
+    g_log[0] = 0;
+    assert_int_equal(molora_xlora_scalings(xl, -1, hidden, all, w, ws), MOLORA_RESULT_INVALID_SHAPE);
+    assert_non_null(strstr(g_log, "x-lora: n_tokens -1 < 0"));
     free(w); free(all); free(hidden);
     molora_xlora_free(xl);
 }
@@ -424,7 +431,8 @@ static const char *const g_keys[][2] = {
     {"enable_softmax_topk", "false"}, {"layerwise_scalings", "false"}, {"xlora_depth", "1"},
     {"xlora_size", "2048"}, {"xlora_dropout_p", "0.2"}, {"softmax_temperature", "1.0"}, {"top_k_lora", "null"},
     {"scaling_pass_value", "0.0"}, {"global_scaling_weight", "1.0"}, {"use_trainable_adapters", "false"}};
-static void write_cfg(const char *key, const char *val, const char *extra)
+/* ... and key2 set to val2 */
+static void write_cfg2(const char *key, const char *val, const char *key2, const char *val2, const char *extra)
 {
     char cfg[8192], adapters[2048], p[128], cwd[400];
     size_t i, n = 0;
@@ -435,11 +443,16 @@ static void write_cfg(const char *key, const char *val, const char *extra)
     for (i = 0; i < sizeof g_keys / sizeof g_keys[0]; i++) {
         const char *v = g_keys[i][1] ? g_keys[i][1] : adapters;
         if (!strcmp(g_keys[i][0], key)) v = val;
+        else if (!strcmp(g_keys[i][0], key2)) v = val2;
         if (v) n += (size_t)snprintf(cfg + n, sizeof cfg - n, "%s\"%s\": %s", n > 1 ? ", " : "", g_keys[i][0], v);
     }
     snprintf(cfg + n, sizeof cfg - n, "%s}", extra ? extra : "");
     snprintf(p, sizeof p, "%s/adapter_config.json", g_tmp);
     write_text(p, cfg);
+}
+static void write_cfg(const char *key, const char *val, const char *extra)
+{
+    write_cfg2(key, val, "", NULL, extra);
 }
 static void tmp_setup(void)
 {
@@ -500,14 +513,37 @@ static void test_config_refusals(void **state)
     expect_cfg("adapters", NULL, NULL, MOLORA_RESULT_INVALID_CONFIG, "\"adapters\"");
     expect_cfg("adapters", "[\"0\"]", NULL, MOLORA_RESULT_INVALID_CONFIG, "\"adapters\"");
     expect_cfg("adapters", "{\"math\": \"" F "/lora0\"}", NULL, MOLORA_RESULT_INVALID_CONFIG,
-               "\"adapters\" key 0 must be \"0\"");
-    expect_cfg("adapters", "{\"1\": \"" F "/lora0\", \"0\": \"" F "/lora1\"}", NULL, MOLORA_RESULT_INVALID_CONFIG,
-               "key 0 must be \"0\"");
+               "\"adapters\" key \"math\" is not one of \"0\"..\"0\"");
+    expect_cfg("adapters", "{\"1\": \"" F "/lora0\", \"3\": \"" F "/lora1\", \"0\": \"" F "/lora2\"}", NULL,
+               MOLORA_RESULT_INVALID_CONFIG, "key \"3\" is not one of \"0\"..\"2\"");   /* index N */
+    expect_cfg("adapters", "{\"01\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"" F "/lora2\"}", NULL,
+               MOLORA_RESULT_INVALID_CONFIG, "key \"01\" is not one of");
+    expect_cfg("adapters", "{\"-1\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"" F "/lora2\"}", NULL,
+               MOLORA_RESULT_INVALID_CONFIG, "key \"-1\" is not one of");
+    expect_cfg("adapters", "{\"\\u0030\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"0\": \"" F "/lora2\"}",
+               NULL, MOLORA_RESULT_INVALID_JSON, "appears twice");   /* "\u0030" is "0" */
+    /* any order of the keys "0".."N-1": column c is key "c" */
+    write_cfg("adapters", "{\"2\": \"" F "/lora2\", \"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\"}", NULL);
+    xl = open_ok(g_tmp);
+    assert_string_equal(molora_xlora_adapter_name(xl, 0), "0");
+    assert_non_null(strstr(molora_xlora_adapter_path(xl, 0), "/lora0"));
+    assert_string_equal(molora_xlora_adapter_name(xl, 2), "2");
+    assert_non_null(strstr(molora_xlora_adapter_path(xl, 2), "/lora2"));
+    molora_xlora_free(xl);
+    expect_cfg("top_k_lora", "2.0", NULL, MOLORA_RESULT_INVALID_CONFIG, "\"top_k_lora\" must be an integer (PEFT "
+               "takes an int");
+    expect_cfg("top_k_lora", "2e0", NULL, MOLORA_RESULT_INVALID_CONFIG, "\"top_k_lora\" must be an integer");
+    expect_cfg("hidden_size", "32.0", NULL, MOLORA_RESULT_INVALID_CONFIG, "\"hidden_size\" must be an integer");
     expect_cfg("adapters", "{\"0\": \"" F "/lora0\", \"0\": \"" F "/lora1\"}", NULL, MOLORA_RESULT_INVALID_JSON,
                "\"0\" appears twice");
     expect_cfg("adapters", "{\"0\": 5}", NULL, MOLORA_RESULT_INVALID_CONFIG, "entry 0 must be a non-empty path");
     expect_cfg("adapters", "{\"0\": \"no/such/dir\", \"1\": \"" F "/lora1\", \"2\": \"" F "/lora2\"}", NULL,
-               MOLORA_RESULT_IO_ERROR, "X-LoRA adapter \"0\": no directory no/such/dir");
+               MOLORA_RESULT_IO_ERROR, "X-LoRA adapter \"0\": no directory /tmp/molora_xlora_");
+    {   /* a relative path: the X-LoRA directory's, then its {key}/ folder, then the current one's */
+        char want[200];
+        snprintf(want, sizeof want, "no directory %s/no/such/dir, %s/0 or no/such/dir", g_tmp, g_tmp);
+        assert_non_null(strstr(g_log, want));
+    }
     expect_cfg("adapters", "{\"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"tests/fixtures/bad/embedding\"}",
                NULL, MOLORA_RESULT_UNSUPPORTED, "X-LoRA adapter \"2\": ");
     expect_cfg("adapters", "{\"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"tests/fixtures/mole\"}",
@@ -633,7 +669,7 @@ static void test_module_order(void **state)
 /* PEFT's {key}/ copy: a clean one is used, PEFT 0.20's own (base tensors, lost layers) refused */
 static void test_key_folder(void **state)
 {
-    char p[160], cmd[1024];
+    char p[256], cmd[1024];
     (void)state;
     tmp_setup();
     snprintf(p, sizeof p, "%s/adapter_model.safetensors", g_tmp);
@@ -647,7 +683,8 @@ static void test_key_folder(void **state)
     expect_open(g_tmp, MOLORA_RESULT_MISSING_WEIGHTS, "X-LoRA adapter \"1\": this copy from PEFT's X-LoRA save");
     snprintf(cmd, sizeof cmd, "rm -r %s/1", g_tmp);
     assert_int_equal(system(cmd), 0);
-    expect_open(g_tmp, MOLORA_RESULT_IO_ERROR, "X-LoRA adapter \"1\": no directory gone1, ");
+    snprintf(p, sizeof p, "X-LoRA adapter \"1\": no directory %s/gone1, %s/1 or gone1", g_tmp, g_tmp);
+    expect_open(g_tmp, MOLORA_RESULT_IO_ERROR, p);
     tmp_teardown();
 }
 /* a NaN in the classifier is refused naming the tensor */
@@ -666,6 +703,170 @@ static void test_classifier_nan(void **state)
     tmp_teardown();
 }
 
+/* ties in top-k (ties_n5, _n8, _n11 by make_xlora_ties.py): PEFT keeps torch.topk's pick, which
+   on torch 1.13's CPU kernel is not the lower indices (N = 5, k = 2 on pass 1's constant row:
+   columns 2 and 4); both passes against PEFT's numbers, the kept columns exactly. ties_n11's
+   keys come "0", "1", "10", "2", ... (PEFT's sort_keys): column c is key "c". */
+static void test_topk_ties(void **state)
+{
+    static const int ns[] = {5, 8, 11};
+    float *hidden = npy_case(NULL, "hidden.npy", T * H);
+    size_t j, ws;
+    int c;
+    (void)state;
+    for (c = 0; c < 3; c++) {
+        char dir[96], key[24];
+        int n = ns[c];
+        size_t cnt = (size_t)T * L * n;
+        float *want, *want1, *got = (float *)calloc(cnt, sizeof(float)), *got1 = (float *)calloc(cnt, sizeof(float));
+        void *w;
+        molora_xlora *xl;
+        snprintf(dir, sizeof dir, F "/ties_n%d", n);
+        xl = open_ok(dir);
+        assert_int_equal(molora_xlora_n_adapters(xl), n);
+        for (j = 0; j < (size_t)n; j++) {
+            snprintf(key, sizeof key, "%zu", j);
+            assert_string_equal(molora_xlora_adapter_name(xl, (int)j), key);
+            snprintf(key, sizeof key, "lora%zu", j % 3);
+            assert_non_null(strstr(molora_xlora_adapter_path(xl, (int)j), key));
+        }
+        snprintf(dir, sizeof dir, "ties_n%d", n);
+        want = npy_case(dir, "weights.npy", cnt);
+        want1 = npy_case(dir, "pass1.npy", cnt);
+        assert_int_equal(molora_xlora_workspace_size(xl, T, &ws), MOLORA_RESULT_SUCCESS);
+        w = malloc(ws);
+        assert_int_equal(molora_xlora_scalings(xl, T, hidden, got, w, ws), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_xlora_scaling_pass(xl, T, got1), MOLORA_RESULT_SUCCESS);
+        for (j = 0; j < cnt; j++) {
+            if ((got[j] == 0.0f) != (want[j] == 0.0f) || (got1[j] == 0.0f) != (want1[j] == 0.0f))
+                fail_msg("ties_n%d: entry %zu (column %zu) kept differently from torch.topk", n, j, j % (size_t)n);
+        }
+        xl_close(got, want, cnt, 1e-6, dir);
+        xl_close(got1, want1, cnt, 1e-6, dir);
+        if (n == 5) assert_true(got1[2] != 0.0f && got1[4] != 0.0f && got1[0] == 0.0f && got1[1] == 0.0f);
+        free(w); free(want); free(want1); free(got); free(got1);
+        molora_xlora_free(xl);
+    }
+    free(hidden);
+}
+/* overflow at every step is NON_FINITE naming the step, never NaN scalings with success */
+static void test_overflow(void **state)
+{
+    float *hidden = npy_case(NULL, "hidden.npy", T * H), s[L * N], *out = (float *)malloc(T * L * N * sizeof(float));
+    molora_xlora *xl;
+    size_t ws;
+    void *w;
+    (void)state;
+    tmp_setup();
+    write_cfg("softmax_temperature", "1e-40", NULL);   /* a float (subnormal), so > 0: accepted */
+    xl = open_ok(g_tmp);
+    molora_xlora_workspace_size(xl, T, &ws);
+    w = malloc(ws);
+    assert_int_equal(molora_xlora_scalings(xl, T, hidden, out, w, ws), MOLORA_RESULT_NON_FINITE);
+    assert_non_null(strstr(g_log, "x-lora: token 0: the softmax of the logits / softmax_temperature"));
+    molora_xlora_free(xl);
+    write_cfg2("enable_softmax", "false", "global_scaling_weight", "3.4e38", NULL);
+    xl = open_ok(g_tmp);   /* the raw logits times 3.4e38: those above 1.0001 overflow */
+    assert_int_equal(molora_xlora_scalings(xl, T, hidden, out, w, ws), MOLORA_RESULT_NON_FINITE);
+    assert_non_null(strstr(g_log, "the scalings times global_scaling_weight 3.4e+38 overflow"));
+    assert_int_equal(molora_xlora_scaling_pass(xl, 1, s), MOLORA_RESULT_SUCCESS);   /* spv 0: 0 */
+    molora_xlora_free(xl);
+    write_cfg2("scaling_pass_value", "1e30", "global_scaling_weight", "1e30", NULL);
+    xl = open_ok(g_tmp);
+    assert_int_equal(molora_xlora_scaling_pass(xl, 1, s), MOLORA_RESULT_NON_FINITE);
+    assert_non_null(strstr(g_log, "x-lora: scaling_pass_value 1e+30 times global_scaling_weight 1e+30 overflows"));
+    molora_xlora_free(xl);
+    free(w); free(out); free(hidden);
+    tmp_teardown();
+}
+
+/* a classifier file with a tensor the config does not describe is refused naming it: an extra
+   layer, an unrelated tensor; the package's biases when its use_bias is false */
+static void test_extra_tensors(void **state)
+{
+    static const char *const extra[] = {"base_model.internal_xlora_classifier.layers.0.weight",
+                                        "base_model.internal_xlora_classifier.layers.0.bias",
+                                        "base_model.internal_xlora_classifier.layers.3.weight"};
+    static const char *const other[] = {"base_model.internal_xlora_classifier.layers.0.weight",
+                                        "base_model.internal_xlora_classifier.layers.0.bias", "lm_head.weight"};
+    static const int shape[][2] = {{3, 32}, {3, 0}, {3, 32}};
+    char p[256], cmd[768];
+    (void)state;
+    tmp_setup();
+    write_cfg("", NULL, NULL);
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", g_tmp);
+    write_st(p, 2, extra, shape, 1.0f);
+    molora_xlora_free(open_ok(g_tmp));   /* the two it needs: fine */
+    write_st(p, 3, extra, shape, 1.0f);
+    expect_open(g_tmp, MOLORA_RESULT_INVALID_CONFIG, "adapter_model.safetensors: tensor base_model."
+                "internal_xlora_classifier.layers.3.weight is not part of the classifier the config describes "
+                "(xlora_depth 1, xlora_dropout_p > 0)");
+    write_st(p, 3, other, shape, 1.0f);
+    expect_open(g_tmp, MOLORA_RESULT_INVALID_CONFIG, "tensor lm_head.weight is not part of the classifier");
+    tmp_teardown();
+    tmp_setup();
+    snprintf(cmd, sizeof cmd, "cp -r " F "/xlora_pkg/. %s/ && sed 's/\"use_bias\": true/\"use_bias\": false/' "
+             F "/xlora_pkg/xlora_config.json >%s/xlora_config.json", g_tmp, g_tmp);
+    assert_int_equal(system(cmd), 0);
+    expect_open(g_tmp, MOLORA_RESULT_INVALID_CONFIG, "xlora_classifier.safetensors: tensor ");
+    if (!strstr(g_log, ".bias is not part of the classifier the config describes (xlora_depth 2, use_bias false)"))
+        fail_msg("log: %s", g_log);
+    snprintf(cmd, sizeof cmd, "sed 's/\"python\"\\]/\"prose\"]/' " F "/xlora_pkg/xlora_config.json "
+             ">%s/xlora_config.json", g_tmp);
+    assert_int_equal(system(cmd), 0);
+    expect_open(g_tmp, MOLORA_RESULT_INVALID_CONFIG, "xlora_config.json: \"adapters\" names \"prose\" twice");
+    tmp_teardown();
+}
+/* the package's defaults and its other "adapters": enable_relu_and_dropout absent is the
+   package's False (no ReLU); "adapters" as its dict name -> path is taken by the names (the
+   package loads each from its {name}/ folder), the same scalings as the list */
+static void test_package_variants(void **state)
+{
+    float *hidden = npy_case(NULL, "hidden.npy", T * H), *want = npy_case("d2_layer", "weights.npy", T * L * N), *got;
+    char cmd[768];
+    molora_xlora_info info;
+    molora_xlora *xl;
+    (void)state;
+    tmp_setup();
+    snprintf(cmd, sizeof cmd, "cp -r " F "/xlora_pkg/. %s/ && sed 's/\"enable_relu_and_dropout\": true, //' "
+             F "/xlora_pkg/xlora_config.json >%s/xlora_config.json", g_tmp, g_tmp);
+    assert_int_equal(system(cmd), 0);
+    xl = open_ok(g_tmp);
+    molora_xlora_get_info(xl, &info);
+    assert_int_equal(info.relu, 0);
+    molora_xlora_free(xl);
+    snprintf(cmd, sizeof cmd, "sed 's/\\[\"prose\", \"c\", \"python\"\\]/{\"prose\": \"x\", \"c\": \"y\", "
+             "\"python\": \"zz\"}/' " F "/xlora_pkg/xlora_config.json >%s/xlora_config.json", g_tmp);
+    assert_int_equal(system(cmd), 0);
+    xl = open_ok(g_tmp);
+    molora_xlora_get_info(xl, &info);
+    assert_int_equal(info.relu, 1);
+    assert_string_equal(molora_xlora_adapter_name(xl, 2), "python");
+    got = scalings_of(xl, hidden, T);
+    xl_close(got, want, T * L * N, 1e-5, "xlora package, adapters as a dict");
+    free(got); free(want); free(hidden);
+    molora_xlora_free(xl);
+    tmp_teardown();
+}
+/* a relative adapter path is the X-LoRA directory's before the current directory's: here both
+   hold tests/fixtures/xlora/lora1, the X-LoRA directory's (a copy of lora0) is the one taken */
+static void test_relative_paths(void **state)
+{
+    char cmd[768], want[256];
+    molora_xlora *xl;
+    (void)state;
+    tmp_setup();
+    write_cfg("adapters", "{\"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"" F "/lora2\"}", NULL);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/" F " && cp -r " F "/lora0 %s/" F "/lora1", g_tmp, g_tmp);
+    assert_int_equal(system(cmd), 0);
+    xl = open_ok(g_tmp);
+    snprintf(want, sizeof want, "%s/" F "/lora1", g_tmp);
+    assert_string_equal(molora_xlora_adapter_path(xl, 1), want);
+    assert_string_equal(molora_xlora_adapter_path(xl, 0), F "/lora0");   /* only the current directory's */
+    molora_xlora_free(xl);
+    tmp_teardown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +881,11 @@ int main(void)
         cmocka_unit_test(test_module_order),
         cmocka_unit_test(test_key_folder),
         cmocka_unit_test(test_classifier_nan),
+        cmocka_unit_test(test_topk_ties),
+        cmocka_unit_test(test_overflow),
+        cmocka_unit_test(test_extra_tensors),
+        cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_package_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

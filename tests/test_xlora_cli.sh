@@ -55,6 +55,10 @@ if $B inspect $X/d2_layer >$T/i &&
    grep -q "layer-wise, softmax on (temperature 0.5)" $T/i &&
    grep -q "^  5 base_model.model.model.layers.1.self_attn.k_proj" $T/i && grep -q " 1(s=1)  fixed" $T/i
 then ok; else bad "inspect x-lora: $(cat $T/i)"; fi
+# the classifier line: depth and (depth > 1 only) width, exactly
+if $B inspect $X/d1_bcast >$T/i && grep -q "^classifier: depth 1, broadcast, softmax on" $T/i &&
+   $B inspect $X/d2_layer >$T/i2 && grep -q "^classifier: depth 2, width 16, layer-wise, softmax on" $T/i2
+then ok; else bad "inspect x-lora classifier line: $(grep classifier $T/i $T/i2)"; fi
 if $B inspect $X/d1_topk_sm --json >$T/j && json_holds $T/j "j['layout'] == 'xlora' and \
 j['xlora']['top_k_lora'] == 2 and j['xlora']['module_order'] == 'llama' and \
 [m['name'] for m in j['modules']] == [l.strip() for l in open('$X/d1_topk_sm/order.txt')] and \
@@ -104,6 +108,9 @@ if $B xlora $T/g2 --hidden $T/h.npy --output $T/s.npy --module-order $T/order &&
 then ok; else bad "xlora --module-order"; fi
 printf 'transformer.h.1.attn.c_attn\n\ntransformer.h.0.attn.c_attn\n' >$T/order_gap
 refuse "line 2 is empty" $B xlora $T/g2 --hidden $T/h.npy --output $T/s.npy --module-order $T/order_gap
+printf 'transformer.h.1.attn.c_attn\ntransformer.h.0.attn\000.c_attn\n' >$T/order_nul
+refuse "order_nul: line 2 holds a NUL byte (one module path a line, text)" \
+    $B xlora $T/g2 --hidden $T/h.npy --output $T/s.npy --module-order $T/order_nul
 # broadcast needs no order (the xlora package's layout, no bias, its adapter in "."): (1, 2, 1) = 0.25 twice
 if $B xlora $T/g2b --hidden $T/h.npy --output $T/s.npy && python3 -c "
 import struct; b = open('$T/s.npy', 'rb').read(); assert struct.unpack('<2f', b[-8:]) == (0.25, 0.25)"

@@ -566,6 +566,12 @@ static int xlora_order(molora_xlora *xl, const char *path)
     line = (char **)malloc(((size_t)size / 2 + 2) * sizeof *line);
     if (!text || !line || fread(text, 1, (size_t)size, f) != (size_t)size) rc = die("%s: cannot read", path);
     fclose(f);
+    if (!rc && memchr(text, 0, (size_t)size)) {   /* the lines are C strings: a NUL would cut one short */
+        const char *z = (const char *)memchr(text, 0, (size_t)size), *q;
+        int ln = 1;
+        for (q = text; q < z; q++) ln += *q == '\n';
+        rc = die("%s: line %d holds a NUL byte (one module path a line, text)", path, ln);
+    }
     if (!rc) {
         char *p = text, *e;
         text[size] = 0;
@@ -705,9 +711,11 @@ static void inspect_xlora_head(const molora_xlora *xl, int json)
     }
     printf("x-lora (%s files): %d adapters, %d modules, hidden size %d\n", in.layout, in.n_adapters, in.n_modules,
            in.hidden_size);
-    printf("classifier: depth %d%s%d, %s, softmax %s (temperature %g), softmax_topk %s, top_k_lora ", in.depth,
-           in.depth > 1 ? ", width " : "", in.depth > 1 ? in.size : 0, in.layerwise ? "layer-wise" : "broadcast",
-           in.enable_softmax ? "on" : "off", (double)in.temperature, in.enable_softmax_topk ? "on" : "off");
+    printf("classifier: depth %d", in.depth);
+    if (in.depth > 1) printf(", width %d", in.size);   /* xlora_size is the hidden layers' width */
+    printf(", %s, softmax %s (temperature %g), softmax_topk %s, top_k_lora ",
+           in.layerwise ? "layer-wise" : "broadcast", in.enable_softmax ? "on" : "off", (double)in.temperature,
+           in.enable_softmax_topk ? "on" : "off");
     if (in.top_k) printf("%d", in.top_k); else printf("none");
     printf(", scaling_pass_value %g%s, global_scaling_weight %g%s%s\n", (double)in.scaling_pass_value,
            molora_xlora_scaling_pass_is_base(xl) ? " (pass 1 = the base model)" : "",

@@ -49,7 +49,27 @@ xcopy self; sed "s#\"$PWD/$XF/lora0\"#\"$XH/self\"#" $XH/ok/adapter_config.json 
 refuse "X-LoRA adapter \"0\": " xrun $XH/self
 xcopy loop; ln -s loop_b $XH/loop/loop_a; ln -s loop_a $XH/loop/loop_b
 sed "s#\"$PWD/$XF/lora0\"#\"loop_a\"#" $XH/ok/adapter_config.json >$XH/loop/adapter_config.json
-refuse "X-LoRA adapter \"0\": no directory loop_a" xrun $XH/loop
+refuse "X-LoRA adapter \"0\": no directory $XH/loop/loop_a, $XH/loop/0 or loop_a" xrun $XH/loop
+# a classifier tensor the config does not describe: an extra layer, an unrelated tensor
+python3 - $XF/d1_bcast/adapter_model.safetensors $XH <<'PY'
+import json, os, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+hdr, data = json.loads(b[8:8 + n]), b[8 + n:]
+for case, name in (("extra_layer", "base_model.internal_xlora_classifier.layers.3.weight"), ("extra_other", "lm_head")):
+    h = dict(hdr)
+    h[name] = {"dtype": "F32", "shape": [1], "data_offsets": [len(data), len(data) + 4]}
+    t = json.dumps(h).encode()
+    t += b" " * (-len(t) % 8)
+    open(os.path.join(sys.argv[2], case + ".st"), "wb").write(struct.pack("<Q", len(t)) + t + data + b"\0" * 4)
+PY
+xcopy extra_layer; mv $XH/extra_layer.st $XH/extra_layer/adapter_model.safetensors
+refuse "tensor base_model.internal_xlora_classifier.layers.3.weight is not part of the classifier" xrun $XH/extra_layer
+xcopy extra_other; mv $XH/extra_other.st $XH/extra_other/adapter_model.safetensors
+refuse "tensor lm_head is not part of the classifier the config describes" xrun $XH/extra_other
+# PEFT's keys in PEFT's save order (sorted as strings) are fine; a key out of 0..N-1 is not
+xcopy badkey; sed 's/"2": /"3": /' $XH/ok/adapter_config.json >$XH/badkey/adapter_config.json
+refuse "\"adapters\" key \"3\" is not one of \"0\"..\"2\"" xrun $XH/badkey
 # the adapters' text: not UTF-8, a NUL escape
 xcopy utf8; printf '{"peft_type": "XLORA", "hidden_size": 32, "adapters": {"0": "\377"}}' \
     >$XH/utf8/adapter_config.json
