@@ -758,7 +758,7 @@ typedef struct molora_xlora_info {
     int use_bias, relu;               /* PEFT: both 1; xlora: use_bias, enable_relu_and_dropout */
     float temperature, scaling_pass_value, global_scaling_weight, dropout_p;
 } molora_xlora_info;
-MOLORA_API molora_result molora_xlora_get_info(const molora_xlora *xl, molora_xlora_info *info);
+MOLORA_API molora_result molora_xlora_config(const molora_xlora *xl, molora_xlora_info *info);
 
 /* The L modules as an adapter (owned by xl; do not free it): layer l is X-LoRA's module l, with
    N experts, expert i being adapter i's LoRA there (its own rank and s_i = lora_alpha / r, or
@@ -2781,7 +2781,8 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     if (!molora__ws_layout(L, (size_t)T, c->apply ? (size_t)c->n_tasks : 1, &ws) ||
         !molora__mul((size_t)T, (size_t)L->d_in, &nx))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW,
-                            "forward: %d tokens in %d task(s) overflow the workspace size", T, c->apply ? c->n_tasks : 1);
+                            "forward: %d tokens in %d task(s) overflow the workspace size", T,
+                            c->apply ? c->n_tasks : 1);
     if (!a->workspace || a->workspace_size < ws.total)
         return molora__fail(lg, MOLORA_RESULT_WORKSPACE_TOO_SMALL,
                             "forward: workspace %zu bytes, %d tokens in %d task(s) on layer %d need %zu",
@@ -6962,7 +6963,7 @@ MOLORA_API const char *molora_xlora_adapter_path(const molora_xlora *xl, int i)
     return xl && i >= 0 && i < xl->n ? xl->paths[i] : NULL;
 }
 MOLORA_API const molora_adapter *molora_xlora_adapter(const molora_xlora *xl) { return xl ? xl->un : NULL; }
-MOLORA_API molora_result molora_xlora_get_info(const molora_xlora *xl, molora_xlora_info *o)
+MOLORA_API molora_result molora_xlora_config(const molora_xlora *xl, molora_xlora_info *o)
 {
     if (!xl || !o) return MOLORA_RESULT_INVALID_ARGUMENT;
     memset(o, 0, sizeof *o);

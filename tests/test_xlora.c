@@ -136,7 +136,7 @@ static void test_parity(void **state)
         assert_int_equal(molora_xlora_n_adapters(xl), N);
         assert_int_equal(molora_xlora_n_modules(xl), L);
         assert_int_equal(molora_xlora_hidden_size(xl), H);
-        assert_int_equal(molora_xlora_get_info(xl, &info), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_xlora_config(xl, &info), MOLORA_RESULT_SUCCESS);
         assert_string_equal(info.layout, "peft");
         assert_string_equal(info.module_order, "llama");
         snprintf(line, sizeof line, "%s/order.txt", dir);
@@ -385,7 +385,7 @@ static void test_xlora_package(void **state)
     molora_xlora *xl = open_ok(F "/xlora_pkg");
     molora_xlora_info info;
     (void)state;
-    molora_xlora_get_info(xl, &info);
+    molora_xlora_config(xl, &info);
     assert_string_equal(info.layout, "xlora");
     assert_string_equal(molora_xlora_adapter_name(xl, 0), "prose");
     assert_string_equal(molora_xlora_adapter_name(xl, 2), "python");
@@ -634,7 +634,7 @@ static void test_module_order(void **state)
     tmp_setup();
     write_gpt2ish(g_tmp, "false");
     xl = open_ok(g_tmp);
-    molora_xlora_get_info(xl, &info);
+    molora_xlora_config(xl, &info);
     assert_null(info.module_order);
     assert_int_equal(molora_xlora_n_modules(xl), 2);
     assert_string_equal(molora_adapter_layer_name(molora_xlora_adapter(xl), 0),
@@ -655,7 +655,7 @@ static void test_module_order(void **state)
     assert_int_equal(molora_xlora_set_module_order(xl, stranger, 2), MOLORA_RESULT_INVALID_ARGUMENT);
     assert_non_null(strstr(g_log, "transformer.h.2.attn.c_attn) is not an adapted module"));
     assert_int_equal(molora_xlora_set_module_order(xl, order, 2), MOLORA_RESULT_SUCCESS);
-    molora_xlora_get_info(xl, &info);
+    molora_xlora_config(xl, &info);
     assert_string_equal(info.module_order, "caller");
     assert_string_equal(molora_adapter_layer_name(molora_xlora_adapter(xl), 0),
                         "base_model.model.transformer.h.1.attn.c_attn");
@@ -832,14 +832,14 @@ static void test_package_variants(void **state)
              F "/xlora_pkg/xlora_config.json >%s/xlora_config.json", g_tmp, g_tmp);
     assert_int_equal(system(cmd), 0);
     xl = open_ok(g_tmp);
-    molora_xlora_get_info(xl, &info);
+    molora_xlora_config(xl, &info);
     assert_int_equal(info.relu, 0);
     molora_xlora_free(xl);
     snprintf(cmd, sizeof cmd, "sed 's/\\[\"prose\", \"c\", \"python\"\\]/{\"prose\": \"x\", \"c\": \"y\", "
              "\"python\": \"zz\"}/' " F "/xlora_pkg/xlora_config.json >%s/xlora_config.json", g_tmp);
     assert_int_equal(system(cmd), 0);
     xl = open_ok(g_tmp);
-    molora_xlora_get_info(xl, &info);
+    molora_xlora_config(xl, &info);
     assert_int_equal(info.relu, 1);
     assert_string_equal(molora_xlora_adapter_name(xl, 2), "python");
     got = scalings_of(xl, hidden, T);

@@ -685,7 +685,7 @@ static void inspect_xlora_head(const molora_xlora *xl, int json)
 {
     molora_xlora_info in;
     int i;
-    molora_xlora_get_info(xl, &in);
+    molora_xlora_config(xl, &in);
     if (json) {
         printf("{\"layout\": \"xlora\", \"xlora\": {\"files\": \"%s\", \"module_order\": ", in.layout);
         if (in.module_order) printf("\"%s\"", in.module_order); else printf("null");
@@ -1012,7 +1012,7 @@ static int cmd_xlora(int argc, char **argv)
         goto done;
     }
     L = molora_xlora_n_modules(xl); N = molora_xlora_n_adapters(xl);
-    molora_xlora_get_info(xl, &info);
+    molora_xlora_config(xl, &info);
     if (info.layerwise && !info.module_order) {
         die("xlora: %s: layer-wise scalings need X-LoRA's module order, which its module names do not give "
             "(not the Llama layout): --module-order FILE", o.dir);
