@@ -3,6 +3,7 @@
    Built twice: against OpenBLAS and with MOLORA_NO_BLAS. The library is compiled once in
    tests/molora_impl.c, so this file sees only the public declarations. */
 #define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
+#define TEST_COUNT_ALLOCS   /* linked with -Wl,--wrap=malloc,calloc,realloc */
 #include "test_util.h"   /* cmocka, rnd / rnd_vec, err_add / CHECK_ERR */
 
 #include <float.h>
@@ -14,14 +15,6 @@
 
 #include "molora.h"
 
-/* ---- allocation counter: the binary links with -Wl,--wrap=malloc,... -------------------- */
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-static long g_allocs;
-void *__wrap_malloc(size_t n) { g_allocs++; return __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t m) { g_allocs++; return __real_calloc(n, m); }
-void *__wrap_realloc(void *p, size_t n) { g_allocs++; return __real_realloc(p, n); }
 
 /* ---- the test layer: one set of random arrays, seen by the reference and by molora -------- */
 #define MAXN 256   /* the adapter-pool test: 256 experts */

@@ -103,4 +103,16 @@ static inline void check_close(const char *name, const float *got, const double 
                  name, bad, (double)got[bad], want[bad], atol, rtol, max_abs, max_rel, n);
 }
 
+/* ---- allocation counter (TEST_COUNT_ALLOCS): the suite links with -Wl,--wrap=malloc,calloc,realloc,
+   and g_allocs counts every allocation, so a test can check that a call allocates nothing ----- */
+#ifdef TEST_COUNT_ALLOCS
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+static long g_allocs;
+void *__wrap_malloc(size_t n) { g_allocs++; return __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t m) { g_allocs++; return __real_calloc(n, m); }
+void *__wrap_realloc(void *p, size_t n) { g_allocs++; return __real_realloc(p, n); }
+#endif
+
 #endif /* TEST_UTIL_H */

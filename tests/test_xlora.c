@@ -4,6 +4,7 @@
    order, one module's layer output; both layouts; every refusal at its code and message.
    Run from the repository root. The binary links with -Wl,--wrap=malloc,... to count
    allocations (the scalings allocate nothing). */
+#define TEST_COUNT_ALLOCS   /* linked with -Wl,--wrap=malloc,calloc,realloc */
 #include "test_util.h"   /* cmocka */
 
 #include <stdio.h>
@@ -13,13 +14,6 @@
 
 #include "molora.h"
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-static long g_allocs;
-void *__wrap_malloc(size_t n) { g_allocs++; return __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t m) { g_allocs++; return __real_calloc(n, m); }
-void *__wrap_realloc(void *p, size_t n) { g_allocs++; return __real_realloc(p, n); }
 
 #define F "tests/fixtures/xlora"
 enum { T = 17, H = 32, N = 3, L = 8 };

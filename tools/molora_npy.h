@@ -680,43 +680,10 @@ MOLORA_NPY_FN int molora_npy_read(const char *path, float **data, int *rows, int
     return rc;
 }
 
-/* np.save's header for a float32 (rows, cols) C-order array: format 1.0, the dict numpy writes,
-   spaces left for the first axis to grow to 21 digits, padded with spaces to a multiple of 64
-   (a full 64 when already aligned, as numpy 1.24's _wrap_header does), then '\n'. Returns its
-   length (a multiple of 64), or -1 if cap is short. */
-MOLORA_NPY_FN int molora_npy_header(char *h, size_t cap, int rows, int cols)
-{
-    char dict[160];
-    int len = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols);
-    int digits = snprintf(NULL, 0, "%d", rows);
-    int grow = digits < 21 ? 21 - digits : 0;
-    int hlen = len + grow + 1, pad = 64 - (10 + hlen) % 64, total = 10 + hlen + pad;
-    if (len < 0 || (size_t)total > cap) return -1;
-    memcpy(h, "\x93NUMPY\x01\x00", 8);
-    h[8] = (char)((hlen + pad) & 0xff);
-    h[9] = (char)((hlen + pad) >> 8);
-    memcpy(h + 10, dict, (size_t)len);
-    memset(h + 10 + len, ' ', (size_t)(grow + pad));
-    h[total - 1] = '\n';
-    return total;
-}
-
-/* Writes a float32 (rows, cols) array as np.save would; nonzero if any write (or the flush) failed.
-   The caller opens f ("wb") and must still check fclose. */
-MOLORA_NPY_FN int molora_npy_write(FILE *f, const float *data, int rows, int cols)
-{
-    char h[256];
-    int len = rows < 0 || cols < 0 ? -1 : molora_npy_header(h, sizeof h, rows, cols);
-    size_t n;
-    if (len < 0) return -1;
-    n = (size_t)rows * (size_t)cols;
-    if (fwrite(h, 1, (size_t)len, f) != (size_t)len) return -1;
-    if (n && fwrite(data, sizeof(float), n, f) != n) return -1;
-    return fflush(f) != 0 || ferror(f) ? -1 : 0;
-}
-
-/* np.save's header for a float32 C-order array of ndim (1..4) dimensions (the 2-D header above
-   is this one for two): the same padding rules. Returns its length, or -1. */
+/* np.save's header for a float32 C-order array of ndim (1..4) dimensions: format 1.0, the dict
+   numpy writes, spaces left for the first axis to grow to 21 digits, padded with spaces to a
+   multiple of 64 (a full 64 when already aligned, as numpy 1.24's _wrap_header does), then '\n'.
+   Returns its length (a multiple of 64), or -1 if cap is short or a dimension negative. */
 MOLORA_NPY_FN int molora_npy_header_nd(char *h, size_t cap, int ndim, const int *dims)
 {
     char dict[200], shape[120];
@@ -751,6 +718,23 @@ MOLORA_NPY_FN int molora_npy_write_nd(FILE *f, const float *data, int ndim, cons
     if (fwrite(h, 1, (size_t)len, f) != (size_t)len) return -1;
     if (n && fwrite(data, sizeof(float), n, f) != n) return -1;
     return fflush(f) != 0 || ferror(f) ? -1 : 0;
+}
+
+/* The same for a (rows, cols) array. */
+MOLORA_NPY_FN int molora_npy_header(char *h, size_t cap, int rows, int cols)
+{
+    int dims[2];
+    dims[0] = rows; dims[1] = cols;
+    return molora_npy_header_nd(h, cap, 2, dims);
+}
+
+/* Writes a float32 (rows, cols) array as np.save would; nonzero if any write (or the flush) failed.
+   The caller opens f ("wb") and must still check fclose. */
+MOLORA_NPY_FN int molora_npy_write(FILE *f, const float *data, int rows, int cols)
+{
+    int dims[2];
+    dims[0] = rows; dims[1] = cols;
+    return molora_npy_write_nd(f, data, 2, dims);
 }
 
 #endif /* MOLORA_NPY_H */
