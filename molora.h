@@ -720,10 +720,10 @@ MOLORA_API const char *molora_adapter_ignored_name(const molora_adapter *adapter
      layer, any other tensor, biases with use_bias false) INVALID_CONFIG naming it. PEFT's
      adapter keys: exactly "0".."N-1", each once, in any order (its save sorts them as strings);
      column c is key "c". The package's names: each once (its dict name -> path: the names).
-   - Adapters (PEFT LoRAs, one expert each): a relative config path p is tried as dir/p, then
-     the directory's `{key}/` folder, then p against the current directory; an absolute one as
-     given, then `{key}/`; the package's: dir/name. None: IO_ERROR naming the candidates in
-     that order. A `{key}/` folder written by PEFT 0.20's X-LoRA save holds base-model tensors and has
+   - Adapters (PEFT LoRAs, one expert each): a config path p is tried as given (a relative p
+     against the current directory, as PEFT reads it), then a relative p as dir/p, then the
+     directory's `{key}/` folder; the package's: dir/name. None: IO_ERROR naming the candidates
+     in that order. A `{key}/` folder written by PEFT 0.20's X-LoRA save holds base-model tensors and has
      lost the LoRA tensors of decoder layers numbered like another adapter: it is refused
      (MISSING_WEIGHTS). Embedding and DoRA LoRAs are refused as molora_adapter_open refuses them.
    - Modules: the union of the adapters' targets, in X-LoRA's order (the order the model
@@ -6658,18 +6658,20 @@ MOLORA__PRIVATE int molora__xl_is_dir(const char *p)
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
-/* the directory of adapter i. PEFT: a relative path against dir, then dir/{key}/, then against
-   the current directory (as PEFT's loader takes it); an absolute one as given, then dir/{key}/.
-   The package: dir/{name}/ */
+/* the directory of adapter i. PEFT: the path as given if it is a directory (a relative one
+   against the current directory, as PEFT's loader takes it), then a relative one against dir,
+   then dir/{key}/. The package: dir/{name}/ */
 MOLORA__PRIVATE molora_result molora__xl_resolve(molora_xlora *xl, const char *dir, int i, int *fallback)
 {
     char *cand[3] = {NULL, NULL, NULL};
     int c, n = 0, key = -1, rel = xl->paths[i][0] != '/';
     *fallback = 0;
-    if (xl->xlora_pkg || rel) cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
-    else cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
-    if (!xl->xlora_pkg) { key = n; cand[n++] = molora__path_join(&xl->io, dir, xl->names[i]); }
-    if (!xl->xlora_pkg && rel) cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
+    if (xl->xlora_pkg) cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
+    else {
+        cand[n++] = molora__xl_strdup(&xl->io, xl->paths[i], strlen(xl->paths[i]));
+        if (rel) cand[n++] = molora__path_join(&xl->io, dir, xl->paths[i]);
+        key = n; cand[n++] = molora__path_join(&xl->io, dir, xl->names[i]);
+    }
     for (c = 0; c < n; c++)
         if (!cand[c]) { while (n) molora__mfree(&xl->io, cand[--n]); return molora__fail(&xl->io.lg,
                         MOLORA_RESULT_OUT_OF_MEMORY, "x-lora: out of memory"); }

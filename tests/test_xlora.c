@@ -532,10 +532,10 @@ static void test_config_refusals(void **state)
                "\"0\" appears twice");
     expect_cfg("adapters", "{\"0\": 5}", NULL, MOLORA_RESULT_INVALID_CONFIG, "entry 0 must be a non-empty path");
     expect_cfg("adapters", "{\"0\": \"no/such/dir\", \"1\": \"" F "/lora1\", \"2\": \"" F "/lora2\"}", NULL,
-               MOLORA_RESULT_IO_ERROR, "X-LoRA adapter \"0\": no directory /tmp/molora_xlora_");
-    {   /* a relative path: the X-LoRA directory's, then its {key}/ folder, then the current one's */
+               MOLORA_RESULT_IO_ERROR, "X-LoRA adapter \"0\": no directory no/such/dir, /tmp/molora_xlora_");
+    {   /* a relative path: as given (the current directory's), the X-LoRA directory's, its {key}/ folder */
         char want[200];
-        snprintf(want, sizeof want, "no directory %s/no/such/dir, %s/0 or no/such/dir", g_tmp, g_tmp);
+        snprintf(want, sizeof want, "no directory no/such/dir, %s/no/such/dir or %s/0", g_tmp, g_tmp);
         assert_non_null(strstr(g_log, want));
     }
     expect_cfg("adapters", "{\"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"tests/fixtures/bad/embedding\"}",
@@ -677,7 +677,7 @@ static void test_key_folder(void **state)
     expect_open(g_tmp, MOLORA_RESULT_MISSING_WEIGHTS, "X-LoRA adapter \"1\": this copy from PEFT's X-LoRA save");
     snprintf(cmd, sizeof cmd, "rm -r %s/1", g_tmp);
     assert_int_equal(system(cmd), 0);
-    snprintf(p, sizeof p, "X-LoRA adapter \"1\": no directory %s/gone1, %s/1 or gone1", g_tmp, g_tmp);
+    snprintf(p, sizeof p, "X-LoRA adapter \"1\": no directory gone1, %s/gone1 or %s/1", g_tmp, g_tmp);
     expect_open(g_tmp, MOLORA_RESULT_IO_ERROR, p);
     tmp_teardown();
 }
@@ -842,21 +842,24 @@ static void test_package_variants(void **state)
     molora_xlora_free(xl);
     tmp_teardown();
 }
-/* a relative adapter path is the X-LoRA directory's before the current directory's: here both
-   hold tests/fixtures/xlora/lora1, the X-LoRA directory's (a copy of lora0) is the one taken */
+/* a relative adapter path is taken as given (against the current directory) first, then against
+   the X-LoRA directory: here both hold tests/fixtures/xlora/lora1 and the current directory's is
+   taken; lora3, only in the X-LoRA directory (a copy of lora0), is found there */
 static void test_relative_paths(void **state)
 {
     char cmd[768], want[256];
     molora_xlora *xl;
     (void)state;
     tmp_setup();
-    write_cfg("adapters", "{\"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"" F "/lora2\"}", NULL);
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/" F " && cp -r " F "/lora0 %s/" F "/lora1", g_tmp, g_tmp);
+    write_cfg("adapters", "{\"0\": \"" F "/lora0\", \"1\": \"" F "/lora1\", \"2\": \"" F "/lora3\"}", NULL);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/" F " && cp -r " F "/lora0 %s/" F "/lora1 && cp -r " F "/lora0 %s/" F
+             "/lora3", g_tmp, g_tmp, g_tmp);
     assert_int_equal(system(cmd), 0);
     xl = open_ok(g_tmp);
-    snprintf(want, sizeof want, "%s/" F "/lora1", g_tmp);
-    assert_string_equal(molora_xlora_adapter_path(xl, 1), want);
+    assert_string_equal(molora_xlora_adapter_path(xl, 1), F "/lora1");   /* both exist: as given */
     assert_string_equal(molora_xlora_adapter_path(xl, 0), F "/lora0");   /* only the current directory's */
+    snprintf(want, sizeof want, "%s/" F "/lora3", g_tmp);
+    assert_string_equal(molora_xlora_adapter_path(xl, 2), want);         /* only the X-LoRA directory's */
     molora_xlora_free(xl);
     tmp_teardown();
 }

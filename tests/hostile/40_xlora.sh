@@ -49,7 +49,7 @@ xcopy self; sed "s#\"$PWD/$XF/lora0\"#\"$XH/self\"#" $XH/ok/adapter_config.json 
 refuse "X-LoRA adapter \"0\": " xrun $XH/self
 xcopy loop; ln -s loop_b $XH/loop/loop_a; ln -s loop_a $XH/loop/loop_b
 sed "s#\"$PWD/$XF/lora0\"#\"loop_a\"#" $XH/ok/adapter_config.json >$XH/loop/adapter_config.json
-refuse "X-LoRA adapter \"0\": no directory $XH/loop/loop_a, $XH/loop/0 or loop_a" xrun $XH/loop
+refuse "X-LoRA adapter \"0\": no directory loop_a, $XH/loop/loop_a or $XH/loop/0" xrun $XH/loop
 # a classifier tensor the config does not describe: an extra layer, an unrelated tensor
 python3 - $XF/d1_bcast/adapter_model.safetensors $XH <<'PY'
 import json, os, struct, sys
