@@ -300,10 +300,11 @@ tsan: deps-san
 # start the command or the engine hundreds of times, each start costly under valgrind's JIT, and
 # run under ASan+UBSan and TSan instead; valgrind covers the C suites. Their MOLORA_NO_BLAS twins
 # and test_bounds (cost against input size: large inputs, slow under valgrind) also run under
-# ASan+UBSan and TSan only, which keeps .ci/run inside its 30 minutes.
+# ASan+UBSan and TSan only, which keeps .ci/run inside its 30 minutes; so does test_threads,
+# whose 900 parallel_for cases valgrind runs one thread at a time (more than 5 minutes).
 VG_SKIP  = core_portable types_portable cli convert alpha_cli hostile parity engine npy_numpy \
            core_noblas types_noblas files_noblas alpha_noblas bounds \
-           xlora_cli xlora_noblas
+           xlora_cli xlora_noblas threads
 VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
 valgrind: export MOLORA_PORTABLE = 1
 valgrind: deps-san
@@ -324,13 +325,12 @@ $(B)/fuzz_%: tests/fuzz/fuzz_%.c molora.h | $(B)
 $(B)/fuzz_npy: tools/molora_npy.h
 $(B)/fuzz_args: tools/molora_cli.h
 # harness:seed corpus (tests/fuzz/corpus_*); each runs FUZZ_SECONDS, new inputs go to build/fuzz_corpus_*;
-# the harnesses build JOBS at a time (each is a whole ASan+UBSan compile of the header)
+# the harnesses build and run JOBS at a time (each build is a whole ASan+UBSan compile of the
+# header; each run takes one core), tests/fuzz/run.sh printing each one's log as it ends
 FUZZERS = safetensors:safetensors config:json npy:npy args:args adapter:adapter index:index xlora:xlora
 fuzz: deps-san
 	@$(MAKE) --no-print-directory -j$(JOBS) $(foreach f,$(FUZZERS),$(B)/fuzz_$(firstword $(subst :, ,$(f))))
-	@for f in $(FUZZERS); do h=$${f%%:*}; c=$${f#*:}; mkdir -p $(B)/fuzz_corpus_$$c || exit 1; \
-	  set -- ./$(B)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(B)/fuzz_corpus_$$c tests/fuzz/corpus_$$c; \
-	  echo "$$*"; "$$@" || exit 1; done
+	@sh tests/fuzz/run.sh $(B) $(FUZZ_SECONDS) $(JOBS) $(FUZZERS)
 
 # the header as C99 and as C++11 under each configuration macro, alone and together, and two
 # MOLORA_STATIC units linked together
