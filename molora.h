@@ -2452,6 +2452,25 @@ MOLORA__PRIVATE void molora__pack_expert(molora__layer *P, const molora_expert_d
             P->BT[(size_t)(off + q) * dout + j] = molora__elem(e->B, e->B_type, (size_t)j * e->rank + q);
 }
 
+/* the packed rows: float32 A = [experts; routing rows] and B^T, or for BF16 experts the routing
+   rows alone in float32 (at their float32 layout's 64-byte phase, so the gate's products and the
+   routing are bitwise the float32 layer's), then A16 and BT16 */
+MOLORA__PRIVATE void molora__carve_rows(molora__layer *P, int bf16, unsigned char **cur)
+{
+    size_t din = (size_t)P->d_in, dout = (size_t)P->d_out, rt = (size_t)P->r_total;
+    P->bf16 = bf16;
+    if (bf16) {
+        P->A = (float *)molora__carve(cur, ((size_t)P->n_rows - rt) * din + 16, sizeof(float));
+        P->R = P->A + (rt * din) % 16;
+        P->A16 = (const uint16_t *)molora__carve(cur, rt * din, sizeof(uint16_t));
+        P->BT16 = (const uint16_t *)molora__carve(cur, dout * rt, sizeof(uint16_t));
+    } else {
+        P->A = (float *)molora__carve(cur, (size_t)P->n_rows * din, sizeof(float));
+        P->R = P->A + rt * din;
+        P->BT = (float *)molora__carve(cur, dout * rt, sizeof(float));
+    }
+}
+
 MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_desc *L, int copy, int bf16,
                                         unsigned char **cur)
 {
@@ -2481,18 +2500,7 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
     P->rank = (int *)molora__carve(cur, (size_t)n, sizeof(int));
     P->offset = (int *)molora__carve(cur, (size_t)n, sizeof(int));
     P->scaling = (float *)molora__carve(cur, (size_t)n, sizeof(float));
-    P->bf16 = bf16;
-    if (bf16) {   /* A holds the routing rows only, at their float32 layout's 64-byte phase, so the
-                     gate's products (and the routing) are bitwise the float32 layer's */
-        P->A = (float *)molora__carve(cur, (size_t)(P->n_rows - P->r_total) * din + 16, sizeof(float));
-        P->R = P->A + ((size_t)P->r_total * din) % 16;
-        P->A16 = (const uint16_t *)molora__carve(cur, (size_t)P->r_total * din, sizeof(uint16_t));
-        P->BT16 = (const uint16_t *)molora__carve(cur, dout * (size_t)P->r_total, sizeof(uint16_t));
-    } else {
-        P->A = (float *)molora__carve(cur, (size_t)P->n_rows * din, sizeof(float));
-        P->R = P->A + (size_t)P->r_total * din;
-        P->BT = (float *)molora__carve(cur, dout * (size_t)P->r_total, sizeof(float));
-    }
+    molora__carve_rows(P, bf16, cur);
     for (i = 0; i < n; i++) {
         const molora_expert_desc *e = &L->experts[i];
         float alpha = e->lora_alpha != 0.0f ? e->lora_alpha : (float)e->rank;
