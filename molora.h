@@ -1212,6 +1212,11 @@ MOLORA__PRIVATE int molora__finite16(const void *p, size_t n, uint16_t exp_mask)
     }
     return !bad;
 }
+/* float32 bits to BF16, round to nearest, ties to even (finite inputs; BF16's 0x7f80 is Inf) */
+MOLORA__PRIVATE uint16_t molora__bf16_round(uint32_t u)
+{
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 MOLORA_API molora_result molora_convert_f32(const void *src, molora_type type, size_t n, float *dst)
 {
     if (!molora__type_ok(type) || (n > 0 && (!src || !dst))) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -1248,6 +1253,12 @@ typedef void (*molora__nng_fn)(int T, int N, int K, const float *const *H, const
    so the hot loop reads X through one pointer at constant offsets and W with aligned loads */
 typedef void (*molora__ntp_fn)(int T, int N, int K, int q, float alpha, const float *P, const float *W, int ldw,
                                float *Y, int ldy, int acc);
+/* nt16 / nn16: nt (alpha 1, no acc) and nn with W / B stored as BF16, widened in registers
+   (exact; X and H stay float32), T <= 16: the small-batch and decode products of BF16 experts */
+typedef void (*molora__nt16_fn)(int T, int N, int K, const float *X, int ldx, const uint16_t *W, int ldw, float *Y,
+                                int ldy);
+typedef void (*molora__nn16_fn)(int T, int N, int K, const float *H, int ldh, const uint16_t *B, int ldb, float *Y,
+                                int ldy);
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
@@ -1255,6 +1266,7 @@ typedef struct molora__kernels {
     const char *name;
     molora__ntg_fn ntg; molora__nng_fn nng;   /* the grouped sparse path */
     void (*widen)(const uint16_t *src, size_t n, float *dst);   /* BF16 experts to float32 */
+    molora__nt16_fn nt16; molora__nn16_fn nn16;   /* BF16 W / B read directly; NULL: widen a tile */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -1336,6 +1348,30 @@ MOLORA__PRIVATE void molora__widen_c(const uint16_t *src, size_t n, float *dst)
         uint32_t u = (uint32_t)src[i] << 16;
         memcpy(dst + i, &u, sizeof u);
     }
+}
+
+/* nt16 / nn16's naive twins (not dispatched: without a fast version the seam widens a tile and
+   runs nt / nn; the tests check the fast ones against these) */
+MOLORA__PRIVATE float molora__bf(uint16_t h) { return molora__bits_f32((uint32_t)h << 16); }
+MOLORA__PRIVATE void molora__nt16_c(int T, int N, int K, const float *X, int ldx, const uint16_t *W, int ldw, float *Y,
+                                    int ldy)
+{
+    int t, n, k;
+    for (t = 0; t < T; t++)
+        for (n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (k = 0; k < K; k++) s += X[(size_t)t * ldx + k] * molora__bf(W[(size_t)n * ldw + k]);
+            Y[(size_t)t * ldy + n] = s;
+        }
+}
+MOLORA__PRIVATE void molora__nn16_c(int T, int N, int K, const float *H, int ldh, const uint16_t *B, int ldb, float *Y,
+                                    int ldy)
+{
+    int t, n, k;
+    for (t = 0; t < T; t++)
+        for (k = 0; k < K; k++)
+            for (n = 0; n < N; n++)
+                Y[(size_t)t * ldy + n] += H[(size_t)t * ldh + k] * molora__bf(B[(size_t)k * ldb + n]);
 }
 
 /* the grouped kernels' portable versions and naive twins: one token row at a time */
@@ -1713,6 +1749,103 @@ MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512(int T, int N, int K, const 
         }
 }
 #undef MOLORA__NNG_CASE
+/* 16 BF16 values at p as float32 (zero-extend, shift left 16: exact); n < 16 reads only n (rest 0) */
+MOLORA__INLINE MOLORA__T512 __m512 molora__ld16(const uint16_t *p)
+{
+    __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+MOLORA__INLINE MOLORA__T512 __m512 molora__ld16n(const uint16_t *p, int n)
+{
+    uint16_t b[16] = {0};
+    memcpy(b, p, (size_t)n * sizeof *b);
+    return molora__ld16(b);
+}
+/* nt16: TB tokens x R rows of BF16 W in registers, K in 16-lane steps, the K tail in scalar */
+MOLORA__INLINE MOLORA__T512 void molora__nt16_512_rows(const int TB, const int R, int K, const float *X, int ldx,
+                                                       const uint16_t *W, int ldw, float *Y, int ldy)
+{
+    int t, k, r, kk;
+    __m512 acc_[MOLORA__RMAX][MOLORA__TBMAX];
+    MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = _mm512_setzero_ps();
+    for (k = 0; k + 16 <= K; k += 16) {
+        __m512 v_[MOLORA__RMAX];
+        MOLORA__UNROLL for (r = 0; r < R; r++) {
+            v_[r] = molora__ld16(W + (size_t)r * ldw + k);
+#if MOLORA__PFD > 0
+            _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__PFD), _MM_HINT_T0);
+#endif
+        }
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            __m512 x = _mm512_loadu_ps(X + (size_t)t * ldx + k);
+            MOLORA__UNROLL for (r = 0; r < R; r++) acc_[r][t] = _mm512_fmadd_ps(v_[r], x, acc_[r][t]);
+        }
+    }
+    MOLORA__UNROLL for (r = 0; r < R; r++)
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            const uint16_t *w = W + (size_t)r * ldw;
+            const float *x = X + (size_t)t * ldx;
+            float s0 = molora__hsum512(acc_[r][t]);
+            for (kk = k; kk < K; kk++) s0 += x[kk] * molora__bf(w[kk]);
+            Y[(size_t)t * ldy + r] = s0;
+        }
+}
+MOLORA__INLINE MOLORA__T512 void molora__nt16_512_tb(const int TB, int N, int K, const float *X, int ldx,
+                                                     const uint16_t *W, int ldw, float *Y, int ldy)
+{
+    int n = 0;
+    for (; n + 3 <= N; n += 3) molora__nt16_512_rows(TB, 3, K, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy);
+    for (; n < N; n++) molora__nt16_512_rows(TB, 1, K, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy);
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__nt16_avx512(int T, int N, int K, const float *X, int ldx, const uint16_t *W,
+                                                      int ldw, float *Y, int ldy)
+{
+    int t0;
+    for (t0 = 0; t0 < T; t0 += 8) {
+        const float *x = X + (size_t)t0 * ldx;
+        float *y = Y + (size_t)t0 * ldy;
+        switch (T - t0 >= 8 ? 8 : T - t0) {
+        case 1: molora__nt16_512_tb(1, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 2: molora__nt16_512_tb(2, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 3: molora__nt16_512_tb(3, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 4: molora__nt16_512_tb(4, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 5: molora__nt16_512_tb(5, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 6: molora__nt16_512_tb(6, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 7: molora__nt16_512_tb(7, N, K, x, ldx, W, ldw, y, ldy); break;
+        default: molora__nt16_512_tb(8, N, K, x, ldx, W, ldw, y, ldy); break;
+        }
+    }
+}
+/* nn16: Y (T, N) += H (T, K) B (K, N), B BF16: 8 rows of B widened per block of 16 columns, shared by
+   up to 16 tokens' accumulators */
+MOLORA__PRIVATE MOLORA__T512 void molora__nn16_avx512(int T, int N, int K, const float *H, int ldh, const uint16_t *B,
+                                                      int ldb, float *Y, int ldy)
+{
+    int t0, t, n, k0, k;
+    for (t0 = 0; t0 < T; t0 += 16) {
+        int tb = T - t0 >= 16 ? 16 : T - t0;
+        const float *h = H + (size_t)t0 * ldh;
+        float *y = Y + (size_t)t0 * ldy;
+        for (k0 = 0; k0 < K; k0 += 8) {
+            int kb = K - k0 >= 8 ? 8 : K - k0;
+            for (n = 0; n < N; n += 16) {
+                int nb = N - n >= 16 ? 16 : N - n;
+                __mmask16 m = nb == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
+                __m512 acc, b[8];
+                for (k = 0; k < kb; k++) {
+                    const uint16_t *p = B + (size_t)(k0 + k) * ldb + n;
+                    b[k] = nb == 16 ? molora__ld16(p) : molora__ld16n(p, nb);
+                }
+                for (t = 0; t < tb; t++) {
+                    acc = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);
+                    for (k = 0; k < kb; k++)
+                        acc = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc);
+                    _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc);
+                }
+            }
+        }
+    }
+}
 /* BF16 to float32: zero-extend to 32 bits, shift left 16 (exact; no BF16 instruction rounds) */
 MOLORA__PRIVATE MOLORA__T512 void molora__widen_avx512(const uint16_t *src, size_t n, float *dst)
 {
@@ -1741,15 +1874,16 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
     static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
                                              molora__all_finite_c, "portable", molora__ntg_c,
-                                             molora__nng_c, molora__widen_c};
+                                             molora__nng_c, molora__widen_c, NULL, NULL};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
-                                         molora__widen_c};
+                                         molora__widen_c, NULL, NULL};
     static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
                                            molora__axpys_avx512,
                                            molora__ntp_avx512, molora__all_finite_avx512, "avx512",
-                                           molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512};
+                                           molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,
+                                           molora__nt16_avx512, molora__nn16_avx512};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -1807,6 +1941,30 @@ MOLORA__PRIVATE void molora__check_grouped(const molora__kernels *kr, int kernel
     }
 }
 
+/* molora__kernel_check's BF16 kernels (nt16 8, nn16 9): W rounded to BF16 in place first, so the
+   magnitudes the check divides by are those of the values the kernels read */
+MOLORA__PRIVATE void molora__check_bf16(const molora__kernels *kr, int kernel, int T, int N, int K, const float *X,
+                                        float *W, float *Y1, float *Y2)
+{
+    size_t i, nw = (size_t)N * K;
+    uint16_t *W16 = (uint16_t *)malloc(nw * sizeof *W16 + 1);
+    if (!W16) return;
+    for (i = 0; i < nw; i++) {
+        uint32_t u;
+        memcpy(&u, &W[i], 4);
+        W16[i] = molora__bf16_round(u);
+        W[i] = molora__bf(W16[i]);
+    }
+    if (kernel == 8) {
+        kr->nt16(T, N, K, X, K, W16, K, Y1, N);
+        molora__nt16_c(T, N, K, X, K, W16, K, Y2, N);
+    } else {   /* Y (T, N) += X (T, K) B (K, N) */
+        kr->nn16(T, N, K, X, K, W16, N, Y1, N);
+        molora__nn16_c(T, N, K, X, K, W16, N, Y2, N);
+    }
+    free(W16);
+}
+
 /* molora__kernel_check's widening (7): n random BF16 values (every bit pattern) widened by both;
    0 when the float32 bits agree, 1e30 when not */
 MOLORA__PRIVATE double molora__check_widen(const molora__kernels *kr, size_t n, int q)
@@ -1827,7 +1985,8 @@ MOLORA__PRIVATE double molora__check_widen(const molora__kernels *kr, size_t n, 
 
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
-   a random buffer) and its naive twin on one shape, W (B for nn) at
+   a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16) and its naive twin on one
+   shape, W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
    first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
    nt / nn with X's (H's) and Y's rows passed as pointers, in reverse order.
@@ -1842,11 +2001,11 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     const float **rows;
     double worst = 0.0;
     uint32_t s = 2463534242u;
-    int t, n, k, gather = kernel == 3 || kernel == 4, kn = kernel == 2 || kernel == 4 || kernel == 6;
+    int t, n, k, gather = kernel == 3 || kernel == 4, kn = kernel == 2 || kernel == 4 || kernel == 6 || kernel == 9;
     if ((kernel == 0 && !kr->ntp) || ((kernel == 1 || kernel == 2) && kr->nt == molora__nt_c) ||
         (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c) ||
         (kernel == 5 && kr->ntg == molora__ntg_c) || (kernel == 6 && kr->nng == molora__nng_c) ||
-        (kernel == 7 && kr->widen == molora__widen_c) || T > 16) return -1.0;
+        (kernel == 7 && kr->widen == molora__widen_c) || (kernel >= 8 && !kr->nt16) || T > 16) return -1.0;
     if (kernel == 7) return molora__check_widen(kr, (size_t)N * (size_t)K, q);
     if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
     buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
@@ -1866,6 +2025,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     } else if (kernel == 2) {   /* Y (T, N) += X (T, K) B (K, N), B = W */
         kr->nn(T, N, K, X, K, W, N, Y1, N);
         molora__nn_c(T, N, K, X, K, W, N, Y2, N);
+    } else if (kernel == 8 || kernel == 9) {
+        molora__check_bf16(kr, kernel, T, N, K, X, W, Y1, Y2);
     } else if (kernel == 5 || kernel == 6) {
         molora__check_grouped(kr, kernel, T, N, K, X, W, Y1, Y2, acc);
     } else if (kernel == 3) {   /* Y (N) = W (N, K) x */
@@ -2267,11 +2428,6 @@ MOLORA__PRIVATE int molora__layer_bf16(const molora_layer_desc *L, unsigned flag
     for (i = 0; i < L->n_experts; i++)
         if (L->experts[i].A_type != MOLORA_TYPE_BF16 || L->experts[i].B_type != MOLORA_TYPE_BF16) return 0;
     return 1;
-}
-/* float32 bits to BF16, round to nearest, ties to even (finite inputs; BF16's 0x7f80 is Inf) */
-MOLORA__PRIVATE uint16_t molora__bf16_round(uint32_t u)
-{
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 /* element i of p (type t) as BF16: BF16 kept, F32 and F16 (widened exactly) rounded */
 MOLORA__PRIVATE uint16_t molora__elem_bf16(const void *p, molora_type t, size_t i)
@@ -3355,25 +3511,34 @@ MOLORA__PRIVATE void molora__experts_grouped(const molora__call *c)
     else molora__grouped_by_expert(c);
 }
 
-/* Experts dense, over each run i .. i1-1 of consecutive active experts (one expert at a time
-   for BF16 experts, widened through the seam): H = X A^T, H_i *= w_i s_i per token, Y += H B^T */
+/* Experts dense, over each run i .. i1-1 of consecutive active experts: H = X A^T, H_i *= w_i s_i
+   per token, Y += H B^T. BF16 experts: up to MOLORA__SMALL_T tokens on kernels that read BF16
+   (nt16 / nn16), the run straight from the packed rows; else one expert at a time, widened
+   through the seam. */
 MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
 {
     const molora__layer *L = c->L;
-    int i, i1, j, t, q, ldb;
+    const molora__kernels *kr = molora__get_kernels();
+    int i, i1, j, t, q, ldb, direct = L->bf16 && c->T <= MOLORA__SMALL_T && kr->nt16;
     for (i = 0; i < c->n; i = i1) {
         int off = L->offset[i], rr = 0;
         float *H = c->H + off;
         const float *bt;
-        for (i1 = i; i1 < c->n && c->act[i1] && !(L->bf16 && i1 > i); i1++) rr += L->rank[i1];
+        for (i1 = i; i1 < c->n && c->act[i1] && !(L->bf16 && !direct && i1 > i); i1++) rr += L->rank[i1];
         if (i1 == i) { i1++; continue; }
-        molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, molora__rows_a(c, i), 0, H, L->r_total);
+        if (direct) kr->nt16(c->T, rr, L->d_in, c->in.X, c->in.ldx, L->A16 + (size_t)off * L->d_in, L->d_in, H,
+                             L->r_total);
+        else molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, molora__rows_a(c, i), 0, H, L->r_total);
         for (t = 0; t < c->T; t++)
             for (j = i; j < i1; j++) {
                 float coef = c->w[(size_t)t * c->n + j] * L->scaling[j];
                 float *h = c->H + (size_t)t * L->r_total + L->offset[j];
                 for (q = 0; q < L->rank[j]; q++) h[q] *= coef;
             }
+        if (direct) {
+            kr->nn16(c->T, c->O, rr, H, L->r_total, L->BT16 + (size_t)off * L->d_out + c->o0, L->d_out, c->Y, L->d_out);
+            continue;
+        }
         bt = molora__rows_bt(c, i, c->o0, c->O, &ldb);
         molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, rr, H, L->r_total, bt, ldb, 1, c->Y, L->d_out);
     }
