@@ -23,17 +23,19 @@
        common            result strings, memory hook, logger and molora__fail, size arithmetic
        types             F16 / BF16 to float32 conversion
        kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C) with their naive twins,
-                         chosen once per CPU
+                         chosen once per CPU; BF16 widening and the BF16 nt16 / nn16 kernels
        seam              molora__pick / molora__product: which kernel runs each product (BLAS
                          sgemv / sgemm, the own multi-token kernels, MOLORA_NO_BLAS fallbacks)
        eigen             cyclic Jacobi (symmetric, double) and ARROW's exact prototypes
-       init              validation and packing of each layer (ARROW's prototypes computed here)
+       init              validation and packing of each layer (ARROW's prototypes computed here),
+                         float32 or BF16 experts
        routing           the rules of one token: DENSE softmax, TOPK, THRESHOLD, ADAMOLE, ARROW, masks
        forward           one call (molora__forward_pass): check and set up, gate logits, route
                          (FIXED weights, or the MOLE_OUTPUT gate over the experts' deltas), the
                          path chosen once: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE
                          (tokens grouped by expert); frozen layer, experts, MoLE output mix, in
-                         n_tasks tasks (parallel_for); the adapter index of adapter pools
+                         n_tasks tasks (parallel_for); the adapter index of adapter pools; the
+                         experts' rows through molora__rows_a / _bt (BF16 widened into a tile)
        merge             molora_merge
        files             everything that reads files (compiled out by MOLORA_NO_FILES):
          io                open, fstat, mmap or read whole (MOLORA_LOAD_READ), directories
@@ -99,6 +101,17 @@
        not 4-byte aligned, is converted into a float32 copy the model owns.
      - Typed matrices (molora_type F32, F16, BF16) may have any alignment, e.g. straight into a
        mapped safetensors file; init converts exactly, only the layers it packs.
+     - Expert precision: the experts' A and B are packed as float32 (4 bytes an element), or
+       as BF16 (2 bytes) with MOLORA_MODEL_EXPERTS_BF16 (every layer; F32 / F16 values rounded
+       to the nearest BF16, ties to even) or MOLORA_MODEL_EXPERTS_KEEP_BF16 (the layers whose
+       experts are all BF16, kept bit for bit). W0, gates and threshold nets stay float32.
+       The kernels widen BF16 exactly and compute in float32 (X is never rounded; no BF16
+       dot-product instruction is used): a BF16 layer gives the float32 layer of the same
+       stored values within float rounding, and the same routing bit for bit (MoLE's output
+       gate, which reads the experts' deltas, within rounding). Its workspace holds, per task,
+       a tile of r_max (d_in + d_out) floats (r_max the layer's largest rank) into which the
+       paths that do not read BF16 directly widen one expert at a time. molora_model_memory()
+       gives the model's bytes and its experts' share.
      - Every allocation goes through desc.memory (default malloc / free), one block per model.
        The forward path allocates nothing: size a workspace with molora_workspace_size()
        (molora_workspace_size_tasks() for a call split through parallel_for).
@@ -168,8 +181,10 @@
        for the experts some token routes to, as every ith / nth caller does;
      - have AVX2 versions of the packed small-batch, gather and grouped kernels (AVX2 CPUs use
        the row-major and portable ones);
-     - keep quantised weights, or F16 / BF16 experts in 16 bits at run time (init converts
-       them to float32);
+     - keep quantised weights, or F16 experts in 16 bits at run time (init converts them to
+       float32, or to BF16 on request: see MEMORY AND OWNERSHIP);
+     - read BF16 experts in registers beyond AVX-512's decode and small-batch dense products:
+       T > 16, the grouped path, MoLE's output gate and other CPUs widen a tile first;
      - train: no gradients, dropout or auxiliary losses; inference only.
 */
 #ifndef MOLORA_H
@@ -268,7 +283,7 @@ typedef void (*molora_log_fn)(void *user, molora_result result, const char *mess
    Typed pointers may have ANY alignment (safetensors data is not aligned in general): init
    reads them byte-safely. Init converts F16 / BF16 to float32 exactly (every F16 and BF16
    value is a float32 value), so a typed descriptor gives the same model, bit for bit, as
-   its float32 conversion. */
+   its float32 conversion (experts may instead be stored as BF16: MOLORA_MODEL_EXPERTS_BF16). */
 typedef enum molora_type {
     MOLORA_TYPE_F32 = 0,
     MOLORA_TYPE_F16,
@@ -695,7 +710,9 @@ MOLORA_API molora_layout molora_adapter_layout(const molora_adapter *adapter);
    BF16, unaligned in general); nothing is converted until molora_model_init(), so init only the
    layers you use (copy one layer desc into a one-layer model desc). W0 and bias are NULL: set
    them from the base model (W0 as stored, in the layout fan_in_fan_out says), or use
-   MOLORA_OUTPUT_DELTA. memory and log come from the load desc. */
+   MOLORA_OUTPUT_DELTA. memory and log come from the load desc; flags are 0 (float32 experts):
+   add MOLORA_MODEL_EXPERTS_KEEP_BF16 to keep a BF16 file's experts in BF16 (half the memory),
+   as `molora forward` does by default. */
 MOLORA_API molora_result molora_adapter_model_desc(const molora_adapter *adapter,
                                                  molora_model_desc *desc);
 MOLORA_API int molora_adapter_n_layers(const molora_adapter *adapter);
