@@ -291,7 +291,7 @@ test: deps-test
 # allocator happens to notice. The sanitizers slow the suites, so the thread test runs longer.
 # test-san, inside make test: the core and file suites and the command (the quick part of the list)
 SAN_QUICK = core core_noblas types files bounds cli \
-            xlora xlora_cli
+            xlora xlora_cli bf16
 test-san: deps-test
 	$(call tool_check,$(B)/san,,$(SAN_QUICK))
 test-san asan ubsan tsan: THREAD_SECONDS = 2
@@ -312,7 +312,7 @@ tsan: deps-san
 # whose 900 parallel_for cases valgrind runs one thread at a time (more than 5 minutes).
 VG_SKIP  = core_portable types_portable cli convert alpha_cli hostile parity engine npy_numpy \
            core_noblas types_noblas files_noblas alpha_noblas bounds \
-           xlora_cli xlora_noblas threads
+           xlora_cli xlora_noblas threads bf16_portable bf16_noblas
 VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
 valgrind: export MOLORA_PORTABLE = 1
 valgrind: deps-san

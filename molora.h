@@ -3059,9 +3059,10 @@ MOLORA__PRIVATE const float *molora__rows_a(const molora__call *c, int i)
 MOLORA__PRIVATE const float *molora__rows_bt(const molora__call *c, int i, int o0, int O, int *ldb)
 {
     const molora__layer *L = c->L;
-    float *bt = c->tile + (size_t)L->r_max * L->d_in;
+    float *bt;
     int q;
     if (!L->bf16) { *ldb = L->d_out; return L->BT + (size_t)L->offset[i] * L->d_out + o0; }
+    bt = c->tile + (size_t)L->r_max * L->d_in;
     for (q = 0; q < L->rank[i]; q++)
         molora__get_kernels()->widen(L->BT16 + (size_t)(L->offset[i] + q) * L->d_out + o0, (size_t)O,
                                      bt + (size_t)q * O);
