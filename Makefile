@@ -162,6 +162,7 @@ SUITE_LINK_core       = $(WRAP)
 SUITE_LINK_xlora      = $(WRAP)
 SUITE_FLAGS_xlora     = $(POSIX)
 SUITE_LINK_threads    = -lpthread
+SUITE_LINK_bf16       = $(WRAP)
 
 # build_rules DIR: the library compiled once (with and without BLAS), each tests/test_X.c linked to
 # it as DIR/test_X and DIR/test_X_noblas, the command and the engine
@@ -194,7 +195,8 @@ $(foreach d,$(B) $(SAN_DIRS),$(eval $(call build_rules,$(d))))
 TEST_RUNS = core core_portable core_noblas types types_portable types_noblas threads files files_noblas \
             bounds cli convert catalogue npy npy_numpy alpha_cli hostile alpha alpha_noblas parity engine \
             arrow arrow_noblas \
-            xlora xlora_noblas xlora_cli
+            xlora xlora_noblas xlora_cli \
+            bf16 bf16_portable bf16_noblas
 THREAD_SECONDS = 1
 ENGINE_ADAPTERS = adamole lora_prose lora_c lora_python mole mola
 PARITY = $(DEMO_MODEL)/parity.safetensors
@@ -227,6 +229,9 @@ run_parity         = $(2) ./$(1)/engine $(DEMO_MODEL)/base.safetensors -p $(PARI
                      for a in $(ENGINE_ADAPTERS); do $(2) ./$(1)/engine $(DEMO_MODEL)/base.safetensors \
                        -a $(DEMO_MODEL)/$$a -p $(PARITY) logits.$$a || exit 1; done
 run_engine         = sh tests/test_engine.sh $(1)/engine $(DEMO_MODEL)
+run_bf16           = $(2) ./$(1)/test_bf16
+run_bf16_portable  = MOLORA_PORTABLE=1 $(2) ./$(1)/test_bf16
+run_bf16_noblas    = $(2) ./$(1)/test_bf16_noblas
 # what each run needs built
 bins_core = test_core
 bins_core_portable = test_core
@@ -254,6 +259,9 @@ bins_arrow = test_arrow
 bins_arrow_noblas = test_arrow_noblas
 bins_parity = engine
 bins_engine = engine molora
+bins_bf16 = test_bf16
+bins_bf16_portable = test_bf16
+bins_bf16_noblas = test_bf16_noblas
 
 define newline
 
@@ -284,7 +292,7 @@ test: deps-test
 # allocator happens to notice. The sanitizers slow the suites, so the thread test runs longer.
 # test-san, inside make test: the core and file suites and the command (the quick part of the list)
 SAN_QUICK = core core_noblas types files bounds cli \
-            xlora xlora_cli
+            xlora xlora_cli bf16
 test-san: deps-test
 	$(call tool_check,$(B)/san,,$(SAN_QUICK))
 test-san asan ubsan tsan: THREAD_SECONDS = 2
@@ -305,7 +313,7 @@ tsan: deps-san
 # whose 900 parallel_for cases valgrind runs one thread at a time (more than 5 minutes).
 VG_SKIP  = core_portable types_portable cli convert alpha_cli hostile parity engine npy_numpy \
            core_noblas types_noblas files_noblas alpha_noblas bounds \
-           xlora_cli xlora_noblas threads
+           xlora_cli xlora_noblas threads bf16_portable bf16_noblas
 VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
 valgrind: export MOLORA_PORTABLE = 1
 valgrind: deps-san

@@ -23,17 +23,19 @@
        common            result strings, memory hook, logger and molora__fail, size arithmetic
        types             F16 / BF16 to float32 conversion
        kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C) with their naive twins,
-                         chosen once per CPU
+                         chosen once per CPU; BF16 widening and the BF16 nt16 / nn16 kernels
        seam              molora__pick / molora__product: which kernel runs each product (BLAS
                          sgemv / sgemm, the own multi-token kernels, MOLORA_NO_BLAS fallbacks)
        eigen             cyclic Jacobi (symmetric, double) and ARROW's exact prototypes
-       init              validation and packing of each layer (ARROW's prototypes computed here)
+       init              validation and packing of each layer (ARROW's prototypes computed here),
+                         float32 or BF16 experts
        routing           the rules of one token: DENSE softmax, TOPK, THRESHOLD, ADAMOLE, ARROW, masks
        forward           one call (molora__forward_pass): check and set up, gate logits, route
                          (FIXED weights, or the MOLE_OUTPUT gate over the experts' deltas), the
                          path chosen once: DECODE (T = 1), SMALL (2..16), GEMM (> 16), SPARSE
                          (tokens grouped by expert); frozen layer, experts, MoLE output mix, in
-                         n_tasks tasks (parallel_for); the adapter index of adapter pools
+                         n_tasks tasks (parallel_for); the adapter index of adapter pools; the
+                         experts' rows through molora__rows_a / _bt (BF16 widened into a tile)
        merge             molora_merge
        files             everything that reads files (compiled out by MOLORA_NO_FILES):
          io                open, fstat, mmap or read whole (MOLORA_LOAD_READ), directories
@@ -99,6 +101,17 @@
        not 4-byte aligned, is converted into a float32 copy the model owns.
      - Typed matrices (molora_type F32, F16, BF16) may have any alignment, e.g. straight into a
        mapped safetensors file; init converts exactly, only the layers it packs.
+     - Expert precision: the experts' A and B are packed as float32 (4 bytes an element), or
+       as BF16 (2 bytes) with MOLORA_MODEL_EXPERTS_BF16 (every layer; F32 / F16 values rounded
+       to the nearest BF16, ties to even) or MOLORA_MODEL_EXPERTS_KEEP_BF16 (the layers whose
+       experts are all BF16, kept bit for bit). W0, gates and threshold nets stay float32.
+       The kernels widen BF16 exactly and compute in float32 (X is never rounded; no BF16
+       dot-product instruction is used): a BF16 layer gives the float32 layer of the same
+       stored values within float rounding, and the same routing bit for bit (MoLE's output
+       gate, which reads the experts' deltas, within rounding). Its workspace holds, per task,
+       a tile of r_max (d_in + d_out) floats (r_max the layer's largest rank) into which the
+       paths that do not read BF16 directly widen one expert at a time. molora_model_memory()
+       gives the model's bytes and its experts' share.
      - Every allocation goes through desc.memory (default malloc / free), one block per model.
        The forward path allocates nothing: size a workspace with molora_workspace_size()
        (molora_workspace_size_tasks() for a call split through parallel_for).
@@ -168,8 +181,10 @@
        for the experts some token routes to, as every ith / nth caller does;
      - have AVX2 versions of the packed small-batch, gather and grouped kernels (AVX2 CPUs use
        the row-major and portable ones);
-     - keep quantised weights, or F16 / BF16 experts in 16 bits at run time (init converts
-       them to float32);
+     - keep quantised weights, or F16 experts in 16 bits at run time (init converts them to
+       float32, or to BF16 on request: see MEMORY AND OWNERSHIP);
+     - read BF16 experts in registers beyond AVX-512's decode and small-batch dense products:
+       T > 16, the grouped path, MoLE's output gate and other CPUs widen a tile first;
      - train: no gradients, dropout or auxiliary losses; inference only.
 */
 #ifndef MOLORA_H
@@ -268,7 +283,7 @@ typedef void (*molora_log_fn)(void *user, molora_result result, const char *mess
    Typed pointers may have ANY alignment (safetensors data is not aligned in general): init
    reads them byte-safely. Init converts F16 / BF16 to float32 exactly (every F16 and BF16
    value is a float32 value), so a typed descriptor gives the same model, bit for bit, as
-   its float32 conversion. */
+   its float32 conversion (experts may instead be stored as BF16: MOLORA_MODEL_EXPERTS_BF16). */
 typedef enum molora_type {
     MOLORA_TYPE_F32 = 0,
     MOLORA_TYPE_F16,
@@ -326,7 +341,18 @@ typedef struct molora_layer_desc {
 } molora_layer_desc;
 
 enum {
-    MOLORA_MODEL_COPY_WEIGHTS = 1        /* copy W0, bias and mole_gate instead of borrowing    */
+    MOLORA_MODEL_COPY_WEIGHTS = 1,       /* copy W0, bias and mole_gate instead of borrowing    */
+    /* Expert precision (the experts' A and B only; W0, gates, threshold nets, prototypes and the
+       MoLE gate stay float32). Default: every expert stored as float32 (F16 / BF16 converted).
+       EXPERTS_BF16: every layer's experts stored as BF16, half the bytes: BF16 inputs kept bit
+       for bit, F32 and F16 inputs rounded to the nearest BF16 (ties to even); a finite F32 value
+       that rounds beyond BF16's range is NON_FINITE. EXPERTS_KEEP_BF16: a layer whose experts'
+       A and B are all BF16 stays BF16 (the natural choice for BF16 adapter files), the others
+       float32. The kernels widen BF16 to float32 exactly and compute in float32 (X is never
+       rounded), so a BF16 layer gives the float32 layer of the same stored values within
+       float rounding (the order of the sums may differ). */
+    MOLORA_MODEL_EXPERTS_BF16 = 2,
+    MOLORA_MODEL_EXPERTS_KEEP_BF16 = 4
 };
 
 typedef struct molora_model_desc {
@@ -356,11 +382,15 @@ typedef struct molora_layer_info {
     float temperature, threshold, tau_max;  /* effective values (tau_max resolved to 1/N)      */
     int has_W0, has_bias, has_gate_bias;
     int fan_in_fan_out;                  /* W0 (and merge's W) stored (d_in, d_out)             */
+    molora_type expert_type;             /* how the experts are stored: F32 or BF16             */
 } molora_layer_info;
 
 MOLORA_API int molora_model_n_layers(const molora_model *model);
 MOLORA_API molora_result molora_model_layer_info(const molora_model *model, int layer,
                                                molora_layer_info *info);
+/* Bytes of the model's one block (*bytes) and of its packed experts' A and B in it (*expert_bytes:
+   4 per element for F32 layers, 2 for BF16 ones); either pointer may be NULL. */
+MOLORA_API molora_result molora_model_memory(const molora_model *model, size_t *bytes, size_t *expert_bytes);
 /* Rank and scaling of one expert (either out pointer may be NULL). */
 MOLORA_API molora_result molora_model_expert(const molora_model *model, int layer, int expert,
                                            int *rank, float *scaling);
@@ -680,7 +710,9 @@ MOLORA_API molora_layout molora_adapter_layout(const molora_adapter *adapter);
    BF16, unaligned in general); nothing is converted until molora_model_init(), so init only the
    layers you use (copy one layer desc into a one-layer model desc). W0 and bias are NULL: set
    them from the base model (W0 as stored, in the layout fan_in_fan_out says), or use
-   MOLORA_OUTPUT_DELTA. memory and log come from the load desc. */
+   MOLORA_OUTPUT_DELTA. memory and log come from the load desc; flags are 0 (float32 experts):
+   add MOLORA_MODEL_EXPERTS_KEEP_BF16 to keep a BF16 file's experts in BF16 (half the memory),
+   as `molora forward` does by default. */
 MOLORA_API molora_result molora_adapter_model_desc(const molora_adapter *adapter,
                                                  molora_model_desc *desc);
 MOLORA_API int molora_adapter_n_layers(const molora_adapter *adapter);
@@ -1044,6 +1076,11 @@ typedef struct molora__layer {
     float *A;                    /* (n_rows, d_in)  [A_0; ...; A_{n-1}; Wg; wt]                */
     float *BT;                   /* (r_total, d_out) [B_0^T; ...; B_{n-1}^T]: an expert's B is
                                     contiguous, so decode reads only the selected experts       */
+    int bf16;                    /* experts stored as BF16: A16, BT16 (A holds the routing rows
+                                    only, BT is NULL); the kernels read them through the seam   */
+    const uint16_t *A16, *BT16;  /* (r_total, d_in), (r_total, d_out) as A and BT, or NULL      */
+    const float *R;              /* the routing rows [Wg; wt] (n_rows - r_total, d_in)          */
+    int r_max;                   /* largest rank: the widening tile holds r_max (d_in + d_out) */
     float *gate_bias;            /* (n) or NULL                                                */
     const float *W0, *bias, *mole_gate;
     int w0_in_out;               /* W0 stored (d_in, d_out) (fan_in_fan_out), read in place     */
@@ -1056,6 +1093,7 @@ struct molora_model {
     molora_log_fn log;
     void *log_user;
     void *block;                 /* the one allocation                                         */
+    size_t bytes;                /* its size                                                   */
 };
 
 /* The memory hook, called from here only: the caller's alloc/free when set, else malloc/free. */
@@ -1191,6 +1229,11 @@ MOLORA__PRIVATE int molora__finite16(const void *p, size_t n, uint16_t exp_mask)
     }
     return !bad;
 }
+/* float32 bits to BF16, round to nearest, ties to even (finite inputs; BF16's 0x7f80 is Inf) */
+MOLORA__PRIVATE uint16_t molora__bf16_round(uint32_t u)
+{
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 MOLORA_API molora_result molora_convert_f32(const void *src, molora_type type, size_t n, float *dst)
 {
     if (!molora__type_ok(type) || (n > 0 && (!src || !dst))) return MOLORA_RESULT_INVALID_ARGUMENT;
@@ -1227,12 +1270,20 @@ typedef void (*molora__nng_fn)(int T, int N, int K, const float *const *H, const
    so the hot loop reads X through one pointer at constant offsets and W with aligned loads */
 typedef void (*molora__ntp_fn)(int T, int N, int K, int q, float alpha, const float *P, const float *W, int ldw,
                                float *Y, int ldy, int acc);
+/* nt16 / nn16: nt (alpha 1, no acc) and nn with W / B stored as BF16, widened in registers
+   (exact; X and H stay float32), T <= 16: the small-batch and decode products of BF16 experts */
+typedef void (*molora__nt16_fn)(int T, int N, int K, const float *X, int ldx, const uint16_t *W, int ldw, float *Y,
+                                int ldy);
+typedef void (*molora__nn16_fn)(int T, int N, int K, const float *H, int ldh, const uint16_t *B, int ldb, float *Y,
+                                int ldy);
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
     int (*finite)(const float *v, size_t n);
     const char *name;
     molora__ntg_fn ntg; molora__nng_fn nng;   /* the grouped sparse path */
+    void (*widen)(const uint16_t *src, size_t n, float *dst);   /* BF16 experts to float32 */
+    molora__nt16_fn nt16; molora__nn16_fn nn16;   /* BF16 W / B read directly; NULL: widen a tile */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -1304,6 +1355,40 @@ MOLORA__PRIVATE void molora__axpys_c(int R, const float *const *rows, const floa
     int r, n;
     for (r = 0; r < R; r++)
         for (n = 0; n < N; n++) y[n] += coef[r] * rows[r][n];
+}
+
+/* BF16 to float32, exact: the 16 bits are the float's top half (the seam's widening tiles) */
+MOLORA__PRIVATE void molora__widen_c(const uint16_t *src, size_t n, float *dst)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &u, sizeof u);
+    }
+}
+
+/* nt16 / nn16's naive twins (not dispatched: without a fast version the seam widens a tile and
+   runs nt / nn; the tests check the fast ones against these) */
+MOLORA__PRIVATE float molora__bf(uint16_t h) { return molora__bits_f32((uint32_t)h << 16); }
+MOLORA__PRIVATE void molora__nt16_c(int T, int N, int K, const float *X, int ldx, const uint16_t *W, int ldw, float *Y,
+                                    int ldy)
+{
+    int t, n, k;
+    for (t = 0; t < T; t++)
+        for (n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (k = 0; k < K; k++) s += X[(size_t)t * ldx + k] * molora__bf(W[(size_t)n * ldw + k]);
+            Y[(size_t)t * ldy + n] = s;
+        }
+}
+MOLORA__PRIVATE void molora__nn16_c(int T, int N, int K, const float *H, int ldh, const uint16_t *B, int ldb, float *Y,
+                                    int ldy)
+{
+    int t, n, k;
+    for (t = 0; t < T; t++)
+        for (k = 0; k < K; k++)
+            for (n = 0; n < N; n++)
+                Y[(size_t)t * ldy + n] += H[(size_t)t * ldh + k] * molora__bf(B[(size_t)k * ldb + n]);
 }
 
 /* the grouped kernels' portable versions and naive twins: one token row at a time */
@@ -1681,6 +1766,113 @@ MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512(int T, int N, int K, const 
         }
 }
 #undef MOLORA__NNG_CASE
+/* 16 BF16 values at p as float32 (zero-extend, shift left 16: exact); n < 16 reads only n (rest 0) */
+MOLORA__INLINE MOLORA__T512 __m512 molora__ld16(const uint16_t *p)
+{
+    __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+MOLORA__INLINE MOLORA__T512 __m512 molora__ld16n(const uint16_t *p, int n)
+{
+    uint16_t b[16] = {0};
+    memcpy(b, p, (size_t)n * sizeof *b);
+    return molora__ld16(b);
+}
+/* nt16: TB tokens x R rows of BF16 W in registers, K in 16-lane steps, the K tail in scalar */
+MOLORA__INLINE MOLORA__T512 void molora__nt16_512_rows(const int TB, const int R, int K, const float *X, int ldx,
+                                                       const uint16_t *W, int ldw, float *Y, int ldy)
+{
+    int t, k, r, kk;
+    __m512 acc_[MOLORA__RMAX][MOLORA__TBMAX];
+    MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = _mm512_setzero_ps();
+    for (k = 0; k + 16 <= K; k += 16) {
+        __m512 v_[MOLORA__RMAX];
+        MOLORA__UNROLL for (r = 0; r < R; r++) {
+            v_[r] = molora__ld16(W + (size_t)r * ldw + k);
+#if MOLORA__PFD > 0
+            _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__PFD), _MM_HINT_T0);
+#endif
+        }
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            __m512 x = _mm512_loadu_ps(X + (size_t)t * ldx + k);
+            MOLORA__UNROLL for (r = 0; r < R; r++) acc_[r][t] = _mm512_fmadd_ps(v_[r], x, acc_[r][t]);
+        }
+    }
+    MOLORA__UNROLL for (r = 0; r < R; r++)
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            const uint16_t *w = W + (size_t)r * ldw;
+            const float *x = X + (size_t)t * ldx;
+            float s0 = molora__hsum512(acc_[r][t]);
+            for (kk = k; kk < K; kk++) s0 += x[kk] * molora__bf(w[kk]);
+            Y[(size_t)t * ldy + r] = s0;
+        }
+}
+MOLORA__INLINE MOLORA__T512 void molora__nt16_512_tb(const int TB, int N, int K, const float *X, int ldx,
+                                                     const uint16_t *W, int ldw, float *Y, int ldy)
+{
+    int n = 0;
+    for (; n + 3 <= N; n += 3) molora__nt16_512_rows(TB, 3, K, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy);
+    for (; n < N; n++) molora__nt16_512_rows(TB, 1, K, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy);
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__nt16_avx512(int T, int N, int K, const float *X, int ldx, const uint16_t *W,
+                                                      int ldw, float *Y, int ldy)
+{
+    int t0;
+    for (t0 = 0; t0 < T; t0 += 8) {
+        const float *x = X + (size_t)t0 * ldx;
+        float *y = Y + (size_t)t0 * ldy;
+        switch (T - t0 >= 8 ? 8 : T - t0) {
+        case 1: molora__nt16_512_tb(1, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 2: molora__nt16_512_tb(2, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 3: molora__nt16_512_tb(3, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 4: molora__nt16_512_tb(4, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 5: molora__nt16_512_tb(5, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 6: molora__nt16_512_tb(6, N, K, x, ldx, W, ldw, y, ldy); break;
+        case 7: molora__nt16_512_tb(7, N, K, x, ldx, W, ldw, y, ldy); break;
+        default: molora__nt16_512_tb(8, N, K, x, ldx, W, ldw, y, ldy); break;
+        }
+    }
+}
+/* nn16: Y (T, N) += H (T, K) B (K, N), B BF16: 8 rows of B widened per block of 16 columns, shared by
+   up to 16 tokens' accumulators */
+MOLORA__PRIVATE MOLORA__T512 void molora__nn16_avx512(int T, int N, int K, const float *H, int ldh, const uint16_t *B,
+                                                      int ldb, float *Y, int ldy)
+{
+    int t0, t, n, k0, k;
+    for (t0 = 0; t0 < T; t0 += 16) {
+        int tb = T - t0 >= 16 ? 16 : T - t0;
+        const float *h = H + (size_t)t0 * ldh;
+        float *y = Y + (size_t)t0 * ldy;
+        for (k0 = 0; k0 < K; k0 += 8) {
+            int kb = K - k0 >= 8 ? 8 : K - k0;
+            for (n = 0; n < N; n += 16) {
+                int nb = N - n >= 16 ? 16 : N - n;
+                __mmask16 m = nb == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
+                __m512 acc, b[8];
+                for (k = 0; k < kb; k++) {
+                    const uint16_t *p = B + (size_t)(k0 + k) * ldb + n;
+                    b[k] = nb == 16 ? molora__ld16(p) : molora__ld16n(p, nb);
+                }
+                for (t = 0; t < tb; t++) {
+                    acc = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);
+                    for (k = 0; k < kb; k++)
+                        acc = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc);
+                    _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc);
+                }
+            }
+        }
+    }
+}
+/* BF16 to float32: zero-extend to 32 bits, shift left 16 (exact; no BF16 instruction rounds) */
+MOLORA__PRIVATE MOLORA__T512 void molora__widen_avx512(const uint16_t *src, size_t n, float *dst)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(src + i)));
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+    }
+    molora__widen_c(src + i, n - i, dst + i);
+}
 MOLORA__PRIVATE MOLORA__T512 int molora__all_finite_avx512(const float *v, size_t n)
 {
     const __m512 inf = _mm512_set1_ps(INFINITY);
@@ -1699,14 +1891,16 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
     static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
                                              molora__all_finite_c, "portable", molora__ntg_c,
-                                             molora__nng_c};
+                                             molora__nng_c, molora__widen_c, NULL, NULL};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
-                                         molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c};
+                                         molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
+                                         molora__widen_c, NULL, NULL};
     static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
                                            molora__axpys_avx512,
                                            molora__ntp_avx512, molora__all_finite_avx512, "avx512",
-                                           molora__ntg_avx512, molora__nng_avx512};
+                                           molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,
+                                           molora__nt16_avx512, molora__nn16_avx512};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -1764,8 +1958,52 @@ MOLORA__PRIVATE void molora__check_grouped(const molora__kernels *kr, int kernel
     }
 }
 
+/* molora__kernel_check's BF16 kernels (nt16 8, nn16 9): W rounded to BF16 in place first, so the
+   magnitudes the check divides by are those of the values the kernels read */
+MOLORA__PRIVATE void molora__check_bf16(const molora__kernels *kr, int kernel, int T, int N, int K, const float *X,
+                                        float *W, float *Y1, float *Y2)
+{
+    size_t i, nw = (size_t)N * K;
+    uint16_t *W16 = (uint16_t *)malloc(nw * sizeof *W16 + 1);
+    if (!W16) return;
+    for (i = 0; i < nw; i++) {
+        uint32_t u;
+        memcpy(&u, &W[i], 4);
+        W16[i] = molora__bf16_round(u);
+        W[i] = molora__bf(W16[i]);
+    }
+    if (kernel == 8) {
+        kr->nt16(T, N, K, X, K, W16, K, Y1, N);
+        molora__nt16_c(T, N, K, X, K, W16, K, Y2, N);
+    } else {   /* Y (T, N) += X (T, K) B (K, N) */
+        kr->nn16(T, N, K, X, K, W16, N, Y1, N);
+        molora__nn16_c(T, N, K, X, K, W16, N, Y2, N);
+    }
+    free(W16);
+}
+
+/* molora__kernel_check's widening (7): n random BF16 values (every bit pattern) widened by both;
+   0 when the float32 bits agree, 1e30 when not */
+MOLORA__PRIVATE double molora__check_widen(const molora__kernels *kr, size_t n, int q)
+{
+    uint16_t *h = (uint16_t *)malloc((n + 16) * sizeof *h);
+    float *a = (float *)malloc(n * sizeof *a), *b = (float *)malloc(n * sizeof *b);
+    uint32_t s = 2463534242u;
+    size_t i;
+    double r;
+    if (!h || !a || !b) { free(h); free(a); free(b); return -2.0; }
+    for (i = 0; i < n + 16; i++) { s ^= s << 13; s ^= s >> 17; s ^= s << 5; h[i] = (uint16_t)(s >> 9); }
+    kr->widen(h + q, n, a);
+    molora__widen_c(h + q, n, b);
+    r = n && memcmp(a, b, n * sizeof *a) != 0 ? 1e30 : 0.0;
+    free(h); free(a); free(b);
+    return r;
+}
+
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
-   1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng) and its naive twin on one shape, W (B for nn) at
+   1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
+   a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16) and its naive twin on one
+   shape, W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
    first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
    nt / nn with X's (H's) and Y's rows passed as pointers, in reverse order.
@@ -1780,10 +2018,12 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     const float **rows;
     double worst = 0.0;
     uint32_t s = 2463534242u;
-    int t, n, k, gather = kernel == 3 || kernel == 4, kn = kernel == 2 || kernel == 4 || kernel == 6;
+    int t, n, k, gather = kernel == 3 || kernel == 4, kn = kernel == 2 || kernel == 4 || kernel == 6 || kernel == 9;
     if ((kernel == 0 && !kr->ntp) || ((kernel == 1 || kernel == 2) && kr->nt == molora__nt_c) ||
         (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c) ||
-        (kernel == 5 && kr->ntg == molora__ntg_c) || (kernel == 6 && kr->nng == molora__nng_c) || T > 16) return -1.0;
+        (kernel == 5 && kr->ntg == molora__ntg_c) || (kernel == 6 && kr->nng == molora__nng_c) ||
+        (kernel == 7 && kr->widen == molora__widen_c) || (kernel >= 8 && !kr->nt16) || T > 16) return -1.0;
+    if (kernel == 7) return molora__check_widen(kr, (size_t)N * (size_t)K, q);
     if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
     buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
     rows = (const float **)malloc(((size_t)N + (size_t)K + 1) * sizeof *rows);
@@ -1802,6 +2042,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     } else if (kernel == 2) {   /* Y (T, N) += X (T, K) B (K, N), B = W */
         kr->nn(T, N, K, X, K, W, N, Y1, N);
         molora__nn_c(T, N, K, X, K, W, N, Y2, N);
+    } else if (kernel == 8 || kernel == 9) {
+        molora__check_bf16(kr, kernel, T, N, K, X, W, Y1, Y2);
     } else if (kernel == 5 || kernel == 6) {
         molora__check_grouped(kr, kernel, T, N, K, X, W, Y1, Y2, acc);
     } else if (kernel == 3) {   /* Y (N) = W (N, K) x */
@@ -2155,8 +2397,8 @@ MOLORA__PRIVATE int molora__needs_gate(int routing)
 
 /* ARROW: the prototypes as given (finite), else the scratch (doubles) to compute them at init;
    no gate bias; k = top_k, or 3, within 1..N (PEFT's top_k default and its k > N error). */
-MOLORA__PRIVATE molora_result molora__check_arrow(const molora_layer_desc *L, int l, const molora__logger *lg,
-                                                  size_t *scratch)
+MOLORA__PRIVATE molora_result molora__check_arrow(const molora_layer_desc *L, int l, int bf16,
+                                                  const molora__logger *lg, size_t *scratch)
 {
     size_t ng, need;
     int i, n = L->n_experts, k = L->top_k ? L->top_k : 3;
@@ -2174,8 +2416,11 @@ MOLORA__PRIVATE molora_result molora__check_arrow(const molora_layer_desc *L, in
         return MOLORA_RESULT_SUCCESS;
     }
     for (i = 0; i < n; i++) {
+        size_t wide = 0;   /* BF16: the expert's A and B^T widened to float32 behind the doubles */
         if (!molora__proto_scratch((size_t)L->experts[i].rank, (size_t)L->d_in, &need) ||
-            !molora__mul(need, sizeof(double), &need))
+            !molora__mul(need, sizeof(double), &need) ||
+            (bf16 && (!molora__floats((size_t)L->experts[i].rank, (size_t)L->d_in + (size_t)L->d_out, &wide) ||
+                      !molora__mul(wide, sizeof(float), &wide) || !molora__add(need, wide, &need))))
             return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d expert %d: prototype scratch overflows",
                                 l, i);
         if (need > *scratch) *scratch = need;
@@ -2190,9 +2435,41 @@ MOLORA__PRIVATE int molora__owns_w0(const molora_layer_desc *L, int copy)
     return copy || L->W0_type != MOLORA_TYPE_F32 || ((uintptr_t)L->W0 & 3) != 0;
 }
 
+/* 1 when layer L's experts are stored as BF16: every layer's (EXPERTS_BF16), or a layer whose
+   experts' A and B are all BF16 already (EXPERTS_KEEP_BF16) */
+MOLORA__PRIVATE int molora__layer_bf16(const molora_layer_desc *L, unsigned flags)
+{
+    int i;
+    if (flags & MOLORA_MODEL_EXPERTS_BF16) return 1;
+    if (!(flags & MOLORA_MODEL_EXPERTS_KEEP_BF16) || L->n_experts < 1 || !L->experts) return 0;
+    for (i = 0; i < L->n_experts; i++)
+        if (L->experts[i].A_type != MOLORA_TYPE_BF16 || L->experts[i].B_type != MOLORA_TYPE_BF16) return 0;
+    return 1;
+}
+/* element i of p (type t) as BF16: BF16 kept, F32 and F16 (widened exactly) rounded */
+MOLORA__PRIVATE uint16_t molora__elem_bf16(const void *p, molora_type t, size_t i)
+{
+    uint16_t h;
+    uint32_t u;
+    float f;
+    if (t == MOLORA_TYPE_BF16) { memcpy(&h, (const unsigned char *)p + 2 * i, 2); return h; }
+    f = molora__elem(p, t, i);
+    memcpy(&u, &f, sizeof u);
+    return molora__bf16_round(u);
+}
+/* 1 when every element of a finite F32 matrix stays finite once rounded to BF16 (F16, BF16 always do) */
+MOLORA__PRIVATE int molora__bf16_fits(const void *p, molora_type t, size_t n)
+{
+    size_t i;
+    unsigned bad = 0;
+    if (t != MOLORA_TYPE_F32) return 1;
+    for (i = 0; i < n; i++) bad |= (molora__elem_bf16(p, t, i) & 0x7f80u) == 0x7f80u;
+    return !bad;
+}
+
 /* Validates the experts of layer l; *rt = the sum of their ranks. */
-MOLORA__PRIVATE molora_result molora__check_experts(const molora_layer_desc *L, int l, const molora__logger *lg,
-                                                    size_t *rt)
+MOLORA__PRIVATE molora_result molora__check_experts(const molora_layer_desc *L, int l, int bf16,
+                                                    const molora__logger *lg, size_t *rt)
 {
     size_t din = (size_t)L->d_in, dout = (size_t)L->d_out;
     int i;
@@ -2217,6 +2494,9 @@ MOLORA__PRIVATE molora_result molora__check_experts(const molora_layer_desc *L, 
                                 l, i, e->rank);
         if (!molora__finite_typed(e->A, e->A_type, na) || !molora__finite_typed(e->B, e->B_type, nb))
             return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: A or B has NaN or Inf", l, i);
+        if (bf16 && (!molora__bf16_fits(e->A, e->A_type, na) || !molora__bf16_fits(e->B, e->B_type, nb)))
+            return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "layer %d expert %d: %s has a value beyond BF16's range "
+                                "(it rounds to Inf in BF16)", l, i, molora__bf16_fits(e->A, e->A_type, na) ? "B" : "A");
     }
     return MOLORA_RESULT_SUCCESS;
 }
@@ -2266,10 +2546,11 @@ MOLORA__PRIVATE molora_result molora__check_routing(const molora_layer_desc *L, 
 
 /* Validates one layer and adds its memory to *bytes: the frozen layer, the experts, the routing
    rule, then the packed experts' size (A rows, B^T, rank / offset / scaling, gate bias). */
-MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, int l, int copy,
+MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, int l, int copy, int bf16,
                                                   const molora__logger *lg, size_t *bytes, size_t *scratch)
 {
     size_t din = (size_t)L->d_in, dout = (size_t)L->d_out, rt = 0, nrows, sz, n = (size_t)L->n_experts;
+    size_t elem = bf16 ? sizeof(uint16_t) : sizeof(float);
     molora_result r;
     if (L->d_in < 1 || L->d_out < 1)
         return molora__fail(lg, MOLORA_RESULT_INVALID_SHAPE, "layer %d: d_in %d, d_out %d (must be >= 1)",
@@ -2294,13 +2575,17 @@ MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, in
     if (n == 0) return MOLORA_RESULT_SUCCESS;
     if ((int)L->routing < 0 || (int)L->routing >= MOLORA_ROUTING_COUNT)
         return molora__fail(lg, MOLORA_RESULT_INVALID_ARGUMENT, "layer %d: unknown routing %d", l, (int)L->routing);
-    if ((r = molora__check_experts(L, l, lg, &rt)) != MOLORA_RESULT_SUCCESS) return r;
+    if ((r = molora__check_experts(L, l, bf16, lg, &rt)) != MOLORA_RESULT_SUCCESS) return r;
     if ((r = molora__check_routing(L, l, copy, lg, bytes)) != MOLORA_RESULT_SUCCESS) return r;
-    if (L->routing == MOLORA_ROUTING_ARROW && (r = molora__check_arrow(L, l, lg, scratch)) != MOLORA_RESULT_SUCCESS)
+    if (L->routing == MOLORA_ROUTING_ARROW && (r = molora__check_arrow(L, l, bf16, lg, scratch)))
         return r;
     nrows = rt + (molora__needs_gate(L->routing) ? n : 0) + (L->routing == MOLORA_ROUTING_ADAMOLE);
-    if (nrows > 0x7fffffff || !molora__reserve(bytes, nrows, din * sizeof(float)) ||
-        !molora__reserve(bytes, dout, rt * sizeof(float)) || !molora__reserve(bytes, n, sizeof(int)) ||
+    /* F32: A and the routing rows in one matrix; BF16: the routing rows (float32, 16 floats more
+       to place them at the 64-byte phase they have in the float32 layout), then A16 */
+    if (nrows > 0x7fffffff || !molora__mul(bf16 ? nrows - rt : nrows, din, &sz) ||
+        !molora__add(sz, bf16 ? 16 : 0, &sz) || !molora__reserve(bytes, sz, sizeof(float)) ||
+        (bf16 && !molora__reserve(bytes, rt, din * elem)) ||
+        !molora__reserve(bytes, dout, rt * elem) || !molora__reserve(bytes, n, sizeof(int)) ||
         !molora__reserve(bytes, n, sizeof(int)) || !molora__reserve(bytes, n, sizeof(float)) ||
         (L->gate_bias && !molora__reserve(bytes, n, sizeof(float))))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: packed expert size overflows", l);
@@ -2320,9 +2605,49 @@ MOLORA__PRIVATE void molora__pack_rule(molora__layer *P, const molora_layer_desc
     P->thr_bias = L->threshold_bias;
 }
 
-MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_desc *L, int copy, unsigned char **cur)
+/* Expert e's A (rank, d_in) and B^T (rank, d_out) into the packed rows at row off: float32
+   (converted exactly), or BF16 (rounded to nearest even, BF16 inputs kept) */
+MOLORA__PRIVATE void molora__pack_expert(molora__layer *P, const molora_expert_desc *e, int off)
 {
-    int i, j, n = L->n_experts, off = 0;
+    size_t din = (size_t)P->d_in, dout = (size_t)P->d_out, k;
+    int j, q;
+    if (P->bf16) {
+        uint16_t *A16 = (uint16_t *)P->A16 + (size_t)off * din, *BT16 = (uint16_t *)P->BT16;
+        for (k = 0; k < (size_t)e->rank * din; k++) A16[k] = molora__elem_bf16(e->A, e->A_type, k);
+        for (j = 0; j < P->d_out; j++)
+            for (q = 0; q < e->rank; q++)
+                BT16[(size_t)(off + q) * dout + j] = molora__elem_bf16(e->B, e->B_type, (size_t)j * e->rank + q);
+        return;
+    }
+    molora__to_f32(e->A, e->A_type, (size_t)e->rank * din, P->A + (size_t)off * din);
+    for (j = 0; j < P->d_out; j++)
+        for (q = 0; q < e->rank; q++)
+            P->BT[(size_t)(off + q) * dout + j] = molora__elem(e->B, e->B_type, (size_t)j * e->rank + q);
+}
+
+/* the packed rows: float32 A = [experts; routing rows] and B^T, or for BF16 experts the routing
+   rows alone in float32 (at their float32 layout's 64-byte phase, so the gate's products and the
+   routing are bitwise the float32 layer's), then A16 and BT16 */
+MOLORA__PRIVATE void molora__carve_rows(molora__layer *P, int bf16, unsigned char **cur)
+{
+    size_t din = (size_t)P->d_in, dout = (size_t)P->d_out, rt = (size_t)P->r_total;
+    P->bf16 = bf16;
+    if (bf16) {
+        P->A = (float *)molora__carve(cur, ((size_t)P->n_rows - rt) * din + 16, sizeof(float));
+        P->R = P->A + (rt * din) % 16;
+        P->A16 = (const uint16_t *)molora__carve(cur, rt * din, sizeof(uint16_t));
+        P->BT16 = (const uint16_t *)molora__carve(cur, dout * rt, sizeof(uint16_t));
+    } else {
+        P->A = (float *)molora__carve(cur, (size_t)P->n_rows * din, sizeof(float));
+        P->R = P->A + rt * din;
+        P->BT = (float *)molora__carve(cur, dout * rt, sizeof(float));
+    }
+}
+
+MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_desc *L, int copy, int bf16,
+                                        unsigned char **cur)
+{
+    int i, n = L->n_experts, off = 0;
     size_t din = (size_t)L->d_in, dout = (size_t)L->d_out;
     memset(P, 0, sizeof *P);
     P->d_in = L->d_in; P->d_out = L->d_out; P->n = n;
@@ -2338,15 +2663,17 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
         P->bias = (const float *)memcpy(molora__carve(cur, dout, sizeof(float)), L->bias, dout * sizeof(float));
     if (n == 0) { P->routing = MOLORA_ROUTING_FIXED; return; }
     molora__pack_rule(P, L);
-    for (i = 0; i < n; i++) P->r_total += L->experts[i].rank;
+    for (i = 0; i < n; i++) {
+        P->r_total += L->experts[i].rank;
+        if (L->experts[i].rank > P->r_max) P->r_max = L->experts[i].rank;
+    }
     P->n_rows = P->r_total;
     if (molora__needs_gate(P->routing)) { P->gate_row = P->n_rows; P->n_rows += n; }
     if (P->routing == MOLORA_ROUTING_ADAMOLE) { P->thr_row = P->n_rows; P->n_rows += 1; }
     P->rank = (int *)molora__carve(cur, (size_t)n, sizeof(int));
     P->offset = (int *)molora__carve(cur, (size_t)n, sizeof(int));
     P->scaling = (float *)molora__carve(cur, (size_t)n, sizeof(float));
-    P->A = (float *)molora__carve(cur, (size_t)P->n_rows * din, sizeof(float));
-    P->BT = (float *)molora__carve(cur, dout * (size_t)P->r_total, sizeof(float));
+    molora__carve_rows(P, bf16, cur);
     for (i = 0; i < n; i++) {
         const molora_expert_desc *e = &L->experts[i];
         float alpha = e->lora_alpha != 0.0f ? e->lora_alpha : (float)e->rank;
@@ -2354,19 +2681,15 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
         P->offset[i] = off;
         P->scaling[i] = e->scaling != 0.0f ? e->scaling
                       : (e->use_rslora ? alpha / sqrtf((float)e->rank) : alpha / (float)e->rank);
-        molora__to_f32(e->A, e->A_type, (size_t)e->rank * din, P->A + (size_t)off * din);
-        for (j = 0; j < L->d_out; j++) {
-            int q;
-            for (q = 0; q < e->rank; q++)
-                P->BT[(size_t)(off + q) * dout + j] = molora__elem(e->B, e->B_type, (size_t)j * e->rank + q);
-        }
+        molora__pack_expert(P, e, off);
         off += e->rank;
     }
     if (P->gate_row >= 0) {   /* the gate, or ARROW's given prototypes (else computed once packed) */
         const float *g = P->routing == MOLORA_ROUTING_ARROW ? L->prototypes : L->gate_weight;
-        if (g) memcpy(P->A + (size_t)P->gate_row * din, g, (size_t)n * din * sizeof(float));
+        if (g) memcpy((float *)P->R + (size_t)(P->gate_row - P->r_total) * din, g, (size_t)n * din * sizeof(float));
     }
-    if (P->thr_row >= 0) memcpy(P->A + (size_t)P->thr_row * din, L->threshold_weight, din * sizeof(float));
+    if (P->thr_row >= 0)
+        memcpy((float *)P->R + (size_t)(P->thr_row - P->r_total) * din, L->threshold_weight, din * sizeof(float));
     if (L->gate_bias) {
         P->gate_bias = (float *)molora__carve(cur, (size_t)n, sizeof(float));
         memcpy(P->gate_bias, L->gate_bias, (size_t)n * sizeof(float));
@@ -2376,6 +2699,24 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
         size_t ne = (size_t)n * (size_t)n * dout;
         P->mole_gate = (const float *)memcpy(molora__carve(cur, ne, sizeof(float)), L->mole_gate, ne * sizeof(float));
     }
+}
+
+/* ARROW: expert e's prototype into its gate row; BF16 experts are widened first (exactly) into the
+   scratch's end, as a one-expert float32 layer, so the prototype is that of the stored values */
+MOLORA__PRIVATE molora_result molora__arrow_expert(const molora__layer *L, int e, double *s, size_t scratch)
+{
+    float *p = (float *)L->R + (size_t)(L->gate_row - L->r_total + e) * L->d_in;
+    molora__layer one;
+    size_t na = (size_t)L->rank[e] * L->d_in, nb = (size_t)L->rank[e] * L->d_out;
+    int zero = 0;
+    if (!L->bf16) return molora__arrow_prototype(L, e, s, p);
+    one = *L;
+    one.A = (float *)((unsigned char *)s + scratch) - na - nb;
+    one.BT = one.A + na;
+    one.rank = (int *)L->rank + e; one.offset = &zero;
+    molora__widen_c(L->A16 + (size_t)L->offset[e] * L->d_in, na, one.A);
+    molora__widen_c(L->BT16 + (size_t)L->offset[e] * L->d_out, nb, one.BT);
+    return molora__arrow_prototype(&one, 0, s, p);
 }
 
 /* ARROW layers without given prototypes: each expert's exact prototype into the gate rows, in a
@@ -2391,7 +2732,7 @@ MOLORA__PRIVATE molora_result molora__arrow_init(molora_model *m, const molora_m
         molora__layer *L = &m->layers[l];
         if (L->n == 0 || L->routing != MOLORA_ROUTING_ARROW || desc->layers[l].prototypes) continue;
         for (e = 0; e < L->n && !r; e++)
-            if ((r = molora__arrow_prototype(L, e, s, L->A + (size_t)(L->gate_row + e) * L->d_in)))
+            if ((r = molora__arrow_expert(L, e, s, scratch)))
                 molora__fail(lg, r, "layer %d expert %d: the prototype's eigen-solver did not converge", l, e);
     }
     molora__mem_free(&m->memory, s);
@@ -2414,7 +2755,8 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
     if (desc->n_layers < 0 || (desc->n_layers > 0 && !desc->layers))
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: n_layers %d with layers %p", desc->n_layers,
                             (const void *)desc->layers);
-    if ((desc->flags & ~(unsigned)MOLORA_MODEL_COPY_WEIGHTS) != 0)
+    if ((desc->flags & ~(unsigned)(MOLORA_MODEL_COPY_WEIGHTS | MOLORA_MODEL_EXPERTS_BF16 |
+                                   MOLORA_MODEL_EXPERTS_KEEP_BF16)) != 0)
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: unknown flags 0x%x", desc->flags);
     if (!desc->memory.alloc != !desc->memory.free)
         return molora__fail(&lg, MOLORA_RESULT_INVALID_ARGUMENT, "model: memory hook needs both alloc and free");
@@ -2425,7 +2767,8 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
         !molora__reserve(&bytes, (size_t)desc->n_layers, sizeof(molora__layer)))
         return molora__fail(&lg, MOLORA_RESULT_SIZE_OVERFLOW, "model: layer table overflows");
     for (l = 0; l < desc->n_layers; l++) {
-        r = molora__check_layer(&desc->layers[l], l, copy, &lg, &bytes, &scratch);
+        r = molora__check_layer(&desc->layers[l], l, copy, molora__layer_bf16(&desc->layers[l], desc->flags), &lg,
+                                &bytes, &scratch);
         if (r != MOLORA_RESULT_SUCCESS) return r;
     }
     if (!molora__add(bytes, MOLORA__ALIGN, &bytes))
@@ -2439,7 +2782,10 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
     m->memory = mem;
     m->log = desc->log; m->log_user = desc->log_user;
     m->block = block;
-    for (l = 0; l < desc->n_layers; l++) molora__pack_layer(&m->layers[l], &desc->layers[l], copy, &cur);
+    m->bytes = bytes;
+    for (l = 0; l < desc->n_layers; l++)
+        molora__pack_layer(&m->layers[l], &desc->layers[l], copy, molora__layer_bf16(&desc->layers[l], desc->flags),
+                           &cur);
     MOLORA_ASSERT((size_t)(cur - (unsigned char *)block) <= bytes);
     if (scratch && (r = molora__arrow_init(m, desc, scratch, &lg)) != MOLORA_RESULT_SUCCESS) {
         molora__mem_free(&mem, block);
@@ -2470,6 +2816,21 @@ MOLORA_API molora_result molora_model_layer_info(const molora_model *m, int laye
     info->temperature = L->temperature; info->threshold = L->threshold; info->tau_max = L->tau_max;
     info->has_W0 = L->W0 != NULL; info->has_bias = L->bias != NULL; info->has_gate_bias = L->gate_bias != NULL;
     info->fan_in_fan_out = L->w0_in_out;
+    info->expert_type = L->bf16 ? MOLORA_TYPE_BF16 : MOLORA_TYPE_F32;
+    return MOLORA_RESULT_SUCCESS;
+}
+
+MOLORA_API molora_result molora_model_memory(const molora_model *m, size_t *bytes, size_t *expert_bytes)
+{
+    size_t e = 0;
+    int l;
+    if (!m) return MOLORA_RESULT_INVALID_ARGUMENT;
+    for (l = 0; l < m->n_layers; l++) {
+        const molora__layer *L = &m->layers[l];
+        e += (size_t)L->r_total * ((size_t)L->d_in + (size_t)L->d_out) * (L->bf16 ? 2 : 4);
+    }
+    if (bytes) *bytes = m->bytes;
+    if (expert_bytes) *expert_bytes = e;
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -2480,7 +2841,7 @@ MOLORA_API molora_result molora_model_prototypes(const molora_model *m, int laye
     if (layer < 0 || layer >= m->n_layers) return MOLORA_RESULT_INVALID_LAYER;
     L = &m->layers[layer];
     if (L->n == 0 || L->routing != MOLORA_ROUTING_ARROW) return MOLORA_RESULT_INVALID_ARGUMENT;
-    memcpy(P, L->A + (size_t)L->gate_row * L->d_in, (size_t)L->n * L->d_in * sizeof(float));
+    memcpy(P, L->R + (size_t)(L->gate_row - L->r_total) * L->d_in, (size_t)L->n * L->d_in * sizeof(float));
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -2586,8 +2947,9 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
    weights (T, n), MoLE deltas (T, n * d_out), active flags (n), in ints the grouped path's lists
    ((T + 1) (n + 1): starts, then up to T * n routed pairs), X laid out for the kernels (the same
    for every task: a share starts at a multiple of 16 columns, so W0's panel keeps its 64-byte
-   phase); then one slice per task: its expert inputs H (T, r_total). slice: bytes of a slice. */
-typedef struct molora__ws { size_t g, h, w, d, act, grp, xa, slice, total; } molora__ws;
+   phase); then one slice per task: its expert inputs H (T, r_total) and, for BF16 experts, the
+   tile one expert's A and B^T are widened into (r_max (d_in + d_out)). slice: bytes of a slice. */
+typedef struct molora__ws { size_t g, h, w, d, act, grp, xa, tile, slice, total; } molora__ws;
 
 MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t tasks, molora__ws *ws)
 {
@@ -2598,6 +2960,7 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t t
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && L->n > 0 &&
         !molora__mul(T, (size_t)L->n * (size_t)L->d_out, &ws->d)) return 0;
     ws->act = (size_t)L->n;
+    if (L->bf16 && !molora__mul((size_t)L->r_max, (size_t)L->d_in + (size_t)L->d_out, &ws->tile)) return 0;
     if (!molora__mul(T + 1, (size_t)L->n + 1, &ws->grp) || ws->grp > 0x7fffffff) return 0;   /* int entries */
     /* small batches: X copied for the kernels: row-major at W0's 64-byte phase, or two packed
        panels (phase 0 for the experts and gate, W0's phase for the frozen layer) */
@@ -2610,7 +2973,8 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t t
     if (!molora__reserve(&bytes, ws->g, sizeof(float)) || !molora__reserve(&bytes, ws->w, sizeof(float)) ||
         !molora__reserve(&bytes, ws->d, sizeof(float)) || !molora__reserve(&bytes, ws->act, sizeof(int)) ||
         !molora__reserve(&bytes, ws->grp, sizeof(int)) || !molora__reserve(&bytes, ws->xa, sizeof(float)) ||
-        !molora__reserve(&ws->slice, ws->h, sizeof(float)) || !molora__mul(tasks, ws->slice, &slices) ||
+        !molora__reserve(&ws->slice, ws->h, sizeof(float)) || !molora__reserve(&ws->slice, ws->tile, sizeof(float)) ||
+        !molora__mul(tasks, ws->slice, &slices) ||
         !molora__add(bytes, slices, &ws->total))
         return 0;
     return 1;
@@ -2670,6 +3034,8 @@ typedef struct molora__call {
     float *xa;                 /* small batches: the copy of X the kernels read (shared)        */
     unsigned char *slices;     /* the per-task workspace slices: each task's H                  */
     size_t slice;              /* bytes of one slice                                           */
+    float *tile;               /* BF16 experts: this task's widening tile (molora__rows_a), or NULL */
+    size_t tile_off;           /* its offset in a slice, in bytes                              */
     int by_token;              /* the grouped path's order: by token (more than 2 experts per token) */
 } molora__call;
 
@@ -2677,6 +3043,31 @@ typedef struct molora__call {
 MOLORA__PRIVATE const uint8_t *molora__allow(const molora_forward_args *a, int t, int n)
 {
     return a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
+}
+
+/* The seam of the experts' weights, the only reads of the packed A and B^T in the forward pass:
+   expert i's rows of A (rank, d_in), and of B^T's columns o0 .. o0 + O - 1 (rank, O, row stride
+   *ldb), as float32. A float32 layer gives its packed rows; a BF16 layer widens them (exactly)
+   into the task's tile, A at its start and B^T behind it: one expert's pair at a time. */
+MOLORA__PRIVATE const float *molora__rows_a(const molora__call *c, int i)
+{
+    const molora__layer *L = c->L;
+    if (!L->bf16) return L->A + (size_t)L->offset[i] * L->d_in;
+    molora__get_kernels()->widen(L->A16 + (size_t)L->offset[i] * L->d_in, (size_t)L->rank[i] * L->d_in, c->tile);
+    return c->tile;
+}
+MOLORA__PRIVATE const float *molora__rows_bt(const molora__call *c, int i, int o0, int O, int *ldb)
+{
+    const molora__layer *L = c->L;
+    float *bt;
+    int q;
+    if (!L->bf16) { *ldb = L->d_out; return L->BT + (size_t)L->offset[i] * L->d_out + o0; }
+    bt = c->tile + (size_t)L->r_max * L->d_in;
+    for (q = 0; q < L->rank[i]; q++)
+        molora__get_kernels()->widen(L->BT16 + (size_t)(L->offset[i] + q) * L->d_out + o0, (size_t)O,
+                                     bt + (size_t)q * O);
+    *ldb = O;
+    return bt;
 }
 
 /* c's output columns o0 .. o0 + O - 1: share s of ns over chunks of 16 columns, so that share
@@ -2801,6 +3192,8 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     c->gl = c->gs + (T > n ? T : n) + 1;
     c->xa = (float *)molora__carve(&cur, ws.xa, sizeof(float));
     c->slices = cur; c->slice = ws.slice;
+    c->tile_off = ((ws.h * sizeof(float) + MOLORA__ALIGN - 1) & ~(size_t)(MOLORA__ALIGN - 1));
+    c->tile = L->bf16 ? (float *)(c->slices + c->tile_off) : NULL;
     /* this caller's share of the output columns (ith of nth), then X for the kernels, once */
     molora__share(c, c->ith, c->nth);
     c->H = (float *)c->slices;
@@ -2814,8 +3207,7 @@ MOLORA__PRIVATE void molora__gate_logits(molora__call *c)
     const molora__layer *L = c->L;
     int ng = L->n_rows - L->r_total;
     if (ng > 0)   /* up to 32 rows (N + 1): too narrow for BLAS's packing to pay off at any T; wider gates use BLAS */
-        molora__mul_xwt(&c->in, ng <= 32 ? MOLORA__ALLOW_NARROW : 0, ng, L->A + (size_t)L->r_total * L->d_in, 0,
-                        c->G, ng);
+        molora__mul_xwt(&c->in, ng <= 32 ? MOLORA__ALLOW_NARROW : 0, ng, L->R, 0, c->G, ng);
 }
 
 /* w = the given weights, masked entries 0 */
@@ -2858,11 +3250,14 @@ MOLORA__PRIVATE molora_result molora__route_mole(molora__call *c)
 {
     const molora__layer *L = c->L;
     const molora_forward_args *a = c->args;
-    int T = c->T, n = c->n, O = L->d_out, t, i, j;
+    int T = c->T, n = c->n, O = L->d_out, t, i, j, ldb;
     size_t ld = (size_t)n * (size_t)O, o;
-    molora__mul_xwt(&c->in, 0, L->r_total, L->A, 0, c->H, L->r_total);
+    if (!L->bf16) molora__mul_xwt(&c->in, 0, L->r_total, L->A, 0, c->H, L->r_total);
     for (i = 0; i < n; i++) {
         float *Di = c->D + (size_t)i * O;
+        const float *bt;
+        if (L->bf16)   /* expert by expert through the tile */
+            molora__mul_xwt(&c->in, 0, L->rank[i], molora__rows_a(c, i), 0, c->H + L->offset[i], L->r_total);
         if (a->expert_mask && !a->mask_per_token && !a->expert_mask[i]) {
             for (t = 0; t < T; t++) memset(Di + (size_t)t * ld, 0, (size_t)O * sizeof(float));
             continue;
@@ -2870,8 +3265,8 @@ MOLORA__PRIVATE molora_result molora__route_mole(molora__call *c)
         for (t = 0; t < T; t++)
             for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++)
                 c->H[(size_t)t * L->r_total + j] *= L->scaling[i];
-        molora__mul_ab(0, T, O, L->rank[i], c->H + L->offset[i], L->r_total, L->BT + (size_t)L->offset[i] * O, O, 0,
-                       Di, (int)ld);
+        bt = molora__rows_bt(c, i, 0, O, &ldb);
+        molora__mul_ab(0, T, O, L->rank[i], c->H + L->offset[i], L->r_total, bt, ldb, 0, Di, (int)ld);
     }
     if (a->expert_mask && a->mask_per_token)
         for (t = 0; t < T; t++)
@@ -2969,8 +3364,11 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index)
         return by_t;   /* the output gate mixes the deltas routing already computed */
     c->by_token = e_pairs > 2 * molora__routed_tokens(c);
-    if (c->T > 1 && pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act)
+    if (c->T > 1 &&
+        pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act) {
+        if (L->bf16) c->by_token = 0;   /* BF16 experts run by expert: each expert's rows widened once */
         return MOLORA_PATH_SPARSE;
+    }
     return by_t;
 }
 
@@ -3043,8 +3441,10 @@ MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
 {
     const molora__layer *L = c->L;
     const molora__kernels *kr = molora__get_kernels();
-    int i, p, j, q;
-    for (i = 0; i < c->n; i++)
+    int i, p, j, q, ldb;
+    for (i = 0; i < c->n; i++) {
+        const float *a = c->gs[i] < c->gs[i + 1] ? molora__rows_a(c, i) : NULL, *bt = NULL;   /* the seam */
+        if (a) bt = molora__rows_bt(c, i, c->o0, c->O, &ldb);
         for (p = c->gs[i]; p < c->gs[i + 1]; p += 16) {
             const float *xp[16], *hc[16];
             float *hp[16], *yp[16];
@@ -3055,13 +3455,14 @@ MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
                 hp[j] = c->H + (size_t)t * L->r_total + off; hc[j] = hp[j];
                 yp[j] = c->Y + (size_t)t * L->d_out;
             }
-            kr->ntg(tb, L->rank[i], L->d_in, xp, L->A + (size_t)off * L->d_in, L->d_in, hp, 0);
+            kr->ntg(tb, L->rank[i], L->d_in, xp, a, L->d_in, hp, 0);
             for (j = 0; j < tb; j++) {
                 float coef = c->w[(size_t)c->gl[p + j] * c->n + i] * L->scaling[i];
                 for (q = 0; q < L->rank[i]; q++) hp[j][q] *= coef;
             }
-            kr->nng(tb, c->O, L->rank[i], hc, L->BT + (size_t)off * L->d_out + c->o0, L->d_out, yp);
+            kr->nng(tb, c->O, L->rank[i], hc, bt, ldb, yp);
         }
+    }
 }
 
 /* floats of the active experts' rows in one tile of the by-token order: a tile stays in L2 */
@@ -3128,26 +3529,36 @@ MOLORA__PRIVATE void molora__experts_grouped(const molora__call *c)
     else molora__grouped_by_expert(c);
 }
 
-/* Experts dense, over each run i .. i1-1 of consecutive active experts:
-   H = X A^T, H_i *= w_i s_i per token, Y += H B^T */
+/* Experts dense, over each run i .. i1-1 of consecutive active experts: H = X A^T, H_i *= w_i s_i
+   per token, Y += H B^T. BF16 experts: up to MOLORA__SMALL_T tokens on kernels that read BF16
+   (nt16 / nn16), the run straight from the packed rows; else one expert at a time, widened
+   through the seam. */
 MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
 {
     const molora__layer *L = c->L;
-    int i, i1, j, t, q;
+    const molora__kernels *kr = molora__get_kernels();
+    int i, i1, j, t, q, ldb, direct = L->bf16 && c->T <= MOLORA__SMALL_T && kr->nt16;
     for (i = 0; i < c->n; i = i1) {
         int off = L->offset[i], rr = 0;
         float *H = c->H + off;
-        for (i1 = i; i1 < c->n && c->act[i1]; i1++) rr += L->rank[i1];
+        const float *bt;
+        for (i1 = i; i1 < c->n && c->act[i1] && !(L->bf16 && !direct && i1 > i); i1++) rr += L->rank[i1];
         if (i1 == i) { i1++; continue; }
-        molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, L->A + (size_t)off * L->d_in, 0, H, L->r_total);
+        if (direct) kr->nt16(c->T, rr, L->d_in, c->in.X, c->in.ldx, L->A16 + (size_t)off * L->d_in, L->d_in, H,
+                             L->r_total);
+        else molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, molora__rows_a(c, i), 0, H, L->r_total);
         for (t = 0; t < c->T; t++)
             for (j = i; j < i1; j++) {
                 float coef = c->w[(size_t)t * c->n + j] * L->scaling[j];
                 float *h = c->H + (size_t)t * L->r_total + L->offset[j];
                 for (q = 0; q < L->rank[j]; q++) h[q] *= coef;
             }
-        molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, rr, H, L->r_total, L->BT + (size_t)off * L->d_out + c->o0,
-                       L->d_out, 1, c->Y, L->d_out);
+        if (direct) {
+            kr->nn16(c->T, c->O, rr, H, L->r_total, L->BT16 + (size_t)off * L->d_out + c->o0, L->d_out, c->Y, L->d_out);
+            continue;
+        }
+        bt = molora__rows_bt(c, i, c->o0, c->O, &ldb);
+        molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, rr, H, L->r_total, bt, ldb, 1, c->Y, L->d_out);
     }
 }
 
@@ -3177,6 +3588,7 @@ MOLORA__PRIVATE void molora__task(void *ctx, int k, int n_tasks)
     molora__share(&t, c->ith * c->n_tasks + k, c->nth * c->n_tasks);
     if (t.O == 0) return;
     t.H = (float *)(c->slices + (size_t)k * c->slice);   /* the shared X in t.in is read only */
+    if (c->tile) t.tile = (float *)(c->slices + (size_t)k * c->slice + c->tile_off);
     molora__apply(&t);
 }
 
@@ -3251,6 +3663,22 @@ MOLORA__PRIVATE void molora__add_ptq(int rows, int cols, int rank, float c, cons
         }
 }
 
+/* the same for BF16 P and Q, widened element by element (merge has no workspace for a tile) */
+MOLORA__PRIVATE void molora__add_ptq16(int rows, int cols, int rank, float c, const uint16_t *P, int ldp,
+                                       const uint16_t *Q, int ldq, float *W)
+{
+    int o, q, j;
+    for (o = 0; o < rows; o++) {
+        float *w = W + (size_t)o * cols;
+        for (q = 0; q < rank; q++) {
+            const uint16_t *qr = Q + (size_t)q * ldq;
+            float h = c * molora__bits_f32((uint32_t)P[(size_t)q * ldp + o] << 16);
+            if (h == 0.0f) continue;
+            for (j = 0; j < cols; j++) w[j] += h * molora__bits_f32((uint32_t)qr[j] << 16);
+        }
+    }
+}
+
 MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const float *weights, float *W)
 {
     const molora__layer *L;
@@ -3262,9 +3690,17 @@ MOLORA_API molora_result molora_merge(const molora_model *m, int layer, const fl
     if (!weights) return MOLORA_RESULT_INVALID_ARGUMENT;
     if (!molora__all_finite(weights, (size_t)L->n)) return MOLORA_RESULT_NON_FINITE;
     for (i = 0; i < L->n; i++) {
-        const float *A = L->A + (size_t)L->offset[i] * L->d_in, *BT = L->BT + (size_t)L->offset[i] * L->d_out;
+        const float *A, *BT;
         float c = weights[i] * L->scaling[i];
         if (c == 0.0f) continue;
+        if (L->bf16) {
+            const uint16_t *A16 = L->A16 + (size_t)L->offset[i] * L->d_in;
+            const uint16_t *BT16 = L->BT16 + (size_t)L->offset[i] * L->d_out;
+            if (L->w0_in_out) molora__add_ptq16(L->d_in, L->d_out, L->rank[i], c, A16, L->d_in, BT16, L->d_out, W);
+            else molora__add_ptq16(L->d_out, L->d_in, L->rank[i], c, BT16, L->d_out, A16, L->d_in, W);
+            continue;
+        }
+        A = L->A + (size_t)L->offset[i] * L->d_in; BT = L->BT + (size_t)L->offset[i] * L->d_out;
         if (L->w0_in_out)   /* W (d_in, d_out) += c A_i^T B_i^T (Conv1D layout) */
             molora__add_ptq(L->d_in, L->d_out, L->rank[i], c, A, L->d_in, BT, L->d_out, W);
         else                /* W (d_out, d_in) += c B_i A_i = c (B_i^T)^T A_i */

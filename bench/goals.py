@@ -3,8 +3,10 @@
 
     python3 bench/goals.py run1.json run2.json run3.json
 
-Each record key (shape, tokens, threads, routing) takes the median of every timing over the
-runs; ratios are recomputed from the medians. A goal's verdict says "(noise)" when the value is
+Each record key (shape, tokens, threads, routing, precision) takes the median of every timing over
+the runs (a record without "precision", from before BF16 experts, reads as "f32"); ratios are
+recomputed from the medians. The goals are checked on the f32 records; the bf16 ones are reported
+beside them (S1 / S7: memory, decode and T = 8 times in both precisions). A goal's verdict says "(noise)" when the value is
 within 3 % of the goal or the goal lies inside the spread of the value over the runs: such a
 verdict could flip on the next run. Standard library only."""
 import json
@@ -17,8 +19,16 @@ FIELDS = ["pool_adapter_bytes", "frozen_ms", "molora_ms", "delta_ms", "gate_ms",
 NOISE = 0.03   # a value within 3 % of its goal, or a goal inside the spread of the runs, is noise
 
 
+def key_of(r):
+    return (r["shape"], r["tokens"], r["threads"], r["routing"], r.get("precision", "f32"))
+
+
 def by_key(run):
-    return {(r["shape"], r["tokens"], r["threads"], r["routing"]): r for r in run}
+    return {key_of(r): r for r in run}
+
+
+def f32_only(recs):   # the goals' view: (shape, tokens, threads, routing) -> the f32 record
+    return {k[:4]: r for k, r in recs.items() if k[4] == "f32"}
 
 
 def load(paths):
@@ -26,8 +36,7 @@ def load(paths):
     merged = {}
     for run in runs:
         for r in run:
-            key = (r["shape"], r["tokens"], r["threads"], r["routing"])
-            merged.setdefault(key, []).append(r)
+            merged.setdefault(key_of(r), []).append(r)
     out = {}
     for key, recs in merged.items():
         m = dict(recs[0])
@@ -37,20 +46,40 @@ def load(paths):
         m["ratio_vs_frozen"] = m["molora_ms"] / m["frozen_ms"]
         m["naive_over_molora"] = m["naive_ms"] / m["molora_ms"]
         m["runs"] = len(recs)
+        m["precision"] = key[4]
         out[key] = m
     return out, [by_key(run) for run in runs]
+
+
+def bf16_report(recs):
+    """S1 / S7 (any shape run in both): the packed experts' memory, and molora_ms / delta_ms at T = 1
+    and 8 in both precisions, f32 over bf16 (above 1: bf16 faster)."""
+    pairs = sorted(k for k in recs if k[4] == "bf16" and k[:4] + ("f32",) in recs)
+    if not pairs:
+        return
+    print("\nBF16 experts against f32 (the same layer; medians):")
+    print(f"  {'sh':3} {'T':>4} {'thr':>3} {'routing':8} {'MiB f32':>8} {'bf16':>7} "
+          f"{'molora f32':>10} {'bf16':>8} {'f32/bf16':>8} {'delta f32':>9} {'bf16':>8} {'f32/bf16':>8}")
+    for k in sorted(pairs, key=lambda k: (k[0], k[2], k[1], k[3])):
+        if k[1] not in (1, 8):
+            continue
+        b, f = recs[k], recs[k[:4] + ("f32",)]
+        mib = lambda r: f"{r['expert_bytes'] / 1048576:8.2f}" if r.get("expert_bytes") is not None else "       -"
+        print(f"  {k[0]:3} {k[1]:4d} {k[2]:3d} {k[3]:8} {mib(f)} {mib(b)[1:]} {f['molora_ms']:10.3f} "
+              f"{b['molora_ms']:8.3f} {f['molora_ms'] / b['molora_ms']:8.3f} {f['delta_ms']:9.3f} "
+              f"{b['delta_ms']:8.3f} {f['delta_ms'] / b['delta_ms']:8.3f}")
 
 
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
         return 2
-    recs, runs = load(sys.argv[1:])
+    all_recs, all_runs = load(sys.argv[1:])
     print(f"{'sh':3} {'T':>4} {'thr':>3} {'routing':8} {'path':7} {'baseline':11} {'frozen':>8} {'molora':>8} "
           f"{'ratio':>6} {'floor':>6} "
-          f"{'naive/':>6} {'gate%':>6} {'GB/s':>6} {'stream':>6} {'torch/':>6} {'sgemm':>8} {'alone':>8}")
-    for k in sorted(recs, key=lambda k: (k[0], k[2], k[1], k[3])):
-        r = recs[k]
+          f"{'naive/':>6} {'gate%':>6} {'GB/s':>6} {'stream':>6} {'torch/':>6} {'sgemm':>8} {'alone':>8} {'prec':>4}")
+    for k in sorted(all_recs, key=lambda k: (k[0], k[4] != "f32", k[2], k[1], k[3])):
+        r = all_recs[k]
         torch = f"{r['torch_ms'] / r['molora_ms']:6.2f}" if r.get("torch_ms") else "     -"
         gb = f"{r['molora_gbps']:6.1f}" if r.get("molora_gbps") else "     -"
         alone = f"{r['frozen_sgemm_standalone_ms']:8.3f}" if r.get("frozen_sgemm_standalone_ms") else "       -"
@@ -58,7 +87,9 @@ def main():
               f"{r.get('baseline', 'sgemm'):11} {r['frozen_ms']:8.3f} "
               f"{r['molora_ms']:8.3f} {r['ratio_vs_frozen']:6.3f} {r['floor']:6.3f} {r['naive_over_molora']:6.1f} "
               f"{100 * r['gate_ms'] / r['frozen_ms']:6.2f} {gb} {r['stream_gbps']:6.1f} {torch} "
-              f"{r['frozen_sgemm_ms']:8.3f} {alone}")
+              f"{r['frozen_sgemm_ms']:8.3f} {alone} {k[4]:>4}")
+    bf16_report(all_recs)
+    recs, runs = f32_only(all_recs), [f32_only(run) for run in all_runs]
 
     def value(r, field):
         return r[field] if isinstance(field, str) else field(r)

@@ -2,7 +2,7 @@
    by side in one process.
      molora_bench [--shapes S1,S2,...] [--tokens 1,8,64,512] [--threads 1,2]
                   [--routing dense,adamole,topk:2,threshold:0.15] [--json FILE] [--reps N]
-                  [--smoke | --quickstart | --corename]
+                  [--precision f32,bf16] [--smoke | --quickstart | --corename]
    Every variant runs interleaved; weights and the stream buffer rotate through twice the
    last-level cache (sysfs; at most a quarter of MemAvailable) so T = 1 calls read from DRAM.
    A row with t threads: molora splits one call over t pinned threads (the bench's pool is the
@@ -15,6 +15,10 @@
    one layer, every token on one adapter through adapter_index, the batch spread over min(16, T)
    adapters, round robin): its rows are "pool" and "lora16", one rank-16 LoRA applied to every
    token of the same batch, the denominator of its goal with the adapters' bytes / stream.
+   --precision: the experts' storage, f32 and / or bf16 (MOLORA_MODEL_EXPERTS_BF16; the bench's
+   experts are rounded to BF16 first, so the naive loop reads the same values); default both for
+   S1 and S7, f32 for the other shapes (the smoke run: both). Every JSON record has "precision"
+   and "expert_bytes" (the packed experts of one copy of the layers, molora_model_memory).
    --smoke: a seconds-long run of small shapes (16 MiB rotation), 1 and 2 threads (the pool as
    parallel_for), that checks molora against the naive loop and that every timing is finite and
    positive; it asserts no speed (make test runs it on busy machines).
@@ -363,21 +367,35 @@ static void uptime_line(char *out, size_t size)   /* `uptime`, or /proc/loadavg 
 typedef struct routing { char name[16]; molora_routing rule; int k; float threshold; int kind; } routing;
 typedef struct bench {
     shape s;
-    int copies, n_rt;
+    int copies, n_rt, bf16;   /* bf16: the experts stored as BF16 (MOLORA_MODEL_EXPERTS_BF16) */
+    size_t expert_bytes;      /* one copy's packed experts (every routing's layer) */
     routing rt[MAXR];
     float **W0, **A, **B, **Wg, **wt;   /* per copy; A, B: n experts of (r, d), (d, r) each concatenated */
     molora_model *m;                    /* layer (copy * n_rt + routing) */
 } bench;
 
-static void bench_build(bench *b, const shape *s, const routing *rt, int n_rt)
+/* v rounded to the nearest BF16 (ties to even) in place: the values a BF16 model stores */
+static void round_bf16(float *v, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        memcpy(&v[i], &u, 4);
+    }
+}
+
+static void bench_build(bench *b, const shape *s, const routing *rt, int n_rt, int bf16)
 {
     int c, l, i;
-    size_t d = (size_t)s->d, per = d * d * 4 + (size_t)s->n * s->r * d * 8;
+    size_t d = (size_t)s->d, per = d * d * 4 + (size_t)s->n * s->r * d * (bf16 ? 4 : 8), total;
     molora_layer_desc *ld;
     molora_expert_desc *ex;
     molora_model_desc md;
     memset(b, 0, sizeof *b);
     b->s = *s;
+    b->bf16 = bf16;
     b->copies = (int)ceil(g_rot_bytes / (double)per);
     if (b->copies < 2) b->copies = 2;
     b->n_rt = n_rt;
@@ -393,6 +411,7 @@ static void bench_build(bench *b, const shape *s, const routing *rt, int n_rt)
         b->W0[c] = rnd_vec(d * d, 1.0f / sqrtf((float)d));
         b->A[c] = rnd_vec((size_t)s->n * s->r * d, 1.0f / sqrtf((float)d));
         b->B[c] = rnd_vec((size_t)s->n * s->r * d, 0.05f);
+        if (bf16) { round_bf16(b->A[c], (size_t)s->n * s->r * d); round_bf16(b->B[c], (size_t)s->n * s->r * d); }
         b->Wg[c] = rnd_vec((size_t)s->n * d, 3.0f / sqrtf((float)d));
         b->wt[c] = rnd_vec(d, 2.0f / sqrtf((float)d));
         for (i = 0; i < s->n; i++) {
@@ -408,11 +427,16 @@ static void bench_build(bench *b, const shape *s, const routing *rt, int n_rt)
         }
     }
     memset(&md, 0, sizeof md);
-    md.n_layers = b->copies * n_rt; md.layers = ld;
+    md.n_layers = b->copies * n_rt; md.layers = ld; md.flags = bf16 ? MOLORA_MODEL_EXPERTS_BF16 : 0;
     if (molora_model_init(&md, &b->m) != MOLORA_RESULT_SUCCESS) {
         fprintf(stderr, "molora_bench: init failed\n");
         exit(1);
     }
+    molora_model_memory(b->m, &total, &b->expert_bytes);
+    b->expert_bytes /= (size_t)b->copies;
+    printf("    %s %s: packed experts %.2f MiB per copy of its %d layer%s (model block %.1f MiB, %d copies)\n",
+           s->name, bf16 ? "bf16" : "f32", b->expert_bytes / 1048576.0, n_rt, n_rt > 1 ? "s" : "",
+           total / 1048576.0, b->copies);
     free(ld); free(ex);
 }
 static void bench_free(bench *b)
@@ -474,7 +498,7 @@ static int parse_list(const char *s, int *out, int max)
 
 /* ---- options ----------------------------------------------------------------------------- */
 typedef struct options {
-    const char *shapes, *routings, *json_path;
+    const char *shapes, *routings, *json_path, *precisions;   /* precisions: NULL = the default */
     int tokens[16], n_tok, threads[8], n_thr, reps, smoke;
 } options;
 
@@ -491,13 +515,14 @@ static int parse_options(int argc, char **argv, options *o)   /* 0, the exit sta
         else if (!strcmp(argv[i], "--routing") && i + 1 < argc) o->routings = argv[++i];
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) o->json_path = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) o->reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) o->precisions = argv[++i];
         else if (!strcmp(argv[i], "--smoke")) o->smoke = 1;
         else if (!strcmp(argv[i], "--quickstart")) quickstart = 1;
         else if (!strcmp(argv[i], "--corename")) { printf("%s\n", openblas_get_corename()); return -1; }
         else {
             fprintf(stderr, "usage: %s [--shapes S1,..] [--tokens 1,8,..] [--threads 1,2] "
                     "[--routing dense,adamole,topk:K,threshold:V] [--json FILE] [--reps N]\n"
-                    "       [--smoke | --quickstart | --corename]\n",
+                    "       [--precision f32,bf16] [--smoke | --quickstart | --corename]\n",
                     argv[0]);
             return 2;
         }
@@ -509,6 +534,18 @@ static int parse_options(int argc, char **argv, options *o)   /* 0, the exit sta
     if (o->smoke) {
         o->shapes = "S5";
         o->n_tok = parse_list("1,8,64", o->tokens, 16); o->n_thr = parse_list("1,2", o->threads, 8);
+        if (!o->precisions) o->precisions = "f32,bf16";
+    }
+    if (o->precisions) {
+        const char *p = o->precisions;
+        while (*p) {
+            size_t len = strcspn(p, ",");
+            if (!((len == 3 && !strncmp(p, "f32", 3)) || (len == 4 && !strncmp(p, "bf16", 4)))) {
+                fprintf(stderr, "molora_bench: unknown precision '%.*s' (f32, bf16)\n", (int)len, p);
+                return 2;
+            }
+            p += len + (p[len] == ',');
+        }
     }
     for (i = 0; i < o->n_thr; i++)
         if (o->threads[i] < 1 || o->threads[i] > 16) { fprintf(stderr, "molora_bench: threads 1..16\n"); return 2; }
@@ -744,12 +781,13 @@ static void json_record(FILE *json, const bench *b, const run *u, int l, const b
             "\"molora_gbps\": %s, \"baseline\": \"%s\", \"frozen_openblas_ms\": %.6f, \"frozen_split_ms\": %s, "
             "\"frozen_split_sgemm_ms\": %s, \"frozen_split_sgemv_ms\": %s, \"frozen_sgemm_standalone_ms\": %s, "
             "\"baseline_check\": \"%s\", \"stream_kernel_gbps\": %.3f, \"stream_sgemv_gbps\": %.3f, "
-            "\"rotation_mib\": %.1f, \"llc_mib\": %.1f, \"reps\": %d, \"uptime\": \"%s\"%s}",
+            "\"rotation_mib\": %.1f, \"llc_mib\": %.1f, \"reps\": %d, \"uptime\": \"%s\", \"precision\": \"%s\", "
+            "\"expert_bytes\": %zu%s}",
             first ? "" : ",\n", s->name, s->d, s->n, s->r, u->T, u->nth, b->rt[l].name, path_name(u->path[l]),
             bs->frozen, mm, dm, gm, u->naive_ms, mm / bs->frozen, u->naive_ms / mm, u->active[l], cx->stream,
             1.0 + 2.0 * s->n * s->r / s->d, bs->gemm, sgemv, mg, bs->name, bs->openblas, sp, sg, sv, al,
             u->nth < 2 ? "n/a" : bs->noise ? "noise" : "differs", cx->stream_kernel, cx->stream_sgemv, cx->rot_mib,
-            cx->llc_mib, u->reps, cx->uptime, extra);
+            cx->llc_mib, u->reps, cx->uptime, b->bf16 ? "bf16" : "f32", b->expert_bytes, extra);
 }
 
 /* the case's baselines on one line: the check of the t-thread sgemm against it alone */
@@ -772,7 +810,7 @@ static void print_baselines(const bench *b, const run *u, const baselines *bs)
 static void pool_goal(const bench *b, run *u, const context *cx, char *extra, size_t size)
 {
     double pool = median(u->delta[0], u->reps), lora = median(u->delta[1], u->reps);
-    double bytes = (double)pool_used(u->T) * b->s.r * b->s.d * 2.0 * sizeof(float);
+    double bytes = (double)pool_used(u->T) * b->s.r * b->s.d * 2.0 * (b->bf16 ? 2 : 4);
     double stream_ms = bytes / (cx->stream * 1e6), denom = fmax(lora, stream_ms);
     printf("    S7 T=%d thr=%d: pool delta_ms %.3f; one rank-16 LoRA on every token %.3f ms; %d adapters used, "
            "%.1f MiB / %.1f GB/s = %.3f ms; goal delta <= 1.5 x %.3f = %.3f ms: %.2f x\n", u->T, u->nth, pool, lora,
@@ -793,12 +831,13 @@ static int report(const bench *b, run *u, const context *cx, int smoke, FILE *js
     if (b->rt[0].kind == 1) pool_goal(b, u, cx, extra, sizeof extra);
     for (l = 0; l < b->n_rt; l++) {
         double mm = median(u->full[l], u->reps), dm = median(u->delta[l], u->reps), gm = median(u->gate[l], u->reps);
-        double bytes = 4.0 * ((double)d * d + (s->n + 1.0) * d + u->active[l] * s->r * 2.0 * d);
+        double bytes = 4.0 * ((double)d * d + (s->n + 1.0) * d) + (b->bf16 ? 2.0 : 4.0) * u->active[l] * s->r * 2.0 * d;
         double mgbps = T == 1 ? bytes / mm / 1e6 : NAN, ratio = mm / bs.frozen;
         printf("%-3s %4d %3d %3d %5d %3d %-14s %-7s %-11s %9.3f %9.3f %8.3f %8.4f %9.2f %7.3f %7.3f %6.1f %6.2f "
-               "%6.1f\n",
+               "%6.1f %4s\n",
                s->name, d, s->n, s->r, T, u->nth, b->rt[l].name, path_name(u->path[l]), bs.name, bs.frozen, mm, dm,
-               gm, u->naive_ms, ratio, floor, u->naive_ms / mm, u->active[l], T == 1 ? mgbps : cx->stream);
+               gm, u->naive_ms, ratio, floor, u->naive_ms / mm, u->active[l], T == 1 ? mgbps : cx->stream,
+               b->bf16 ? "bf16" : "f32");
         if (smoke && !(ratio > 0 && isfinite(ratio))) {
             fprintf(stderr, "molora_bench: smoke: ratio %g is not a time\n", ratio);
             fails++;
@@ -894,23 +933,28 @@ int main(int argc, char **argv)
            MOLORA_VERSION_STRING, openblas_get_config(), openblas_get_corename());
     printf("rotation %.0f MiB (LLC %.0f MiB from sysfs); OPENBLAS_THREAD_TIMEOUT=%s; uptime at start: %s\n",
            cx.rot_mib, cx.llc_mib, getenv("OPENBLAS_THREAD_TIMEOUT"), cx.uptime);
-    printf("%-3s %4s %3s %3s %5s %3s %-14s %-7s %-11s %9s %9s %8s %8s %9s %7s %7s %6s %6s %6s\n", "sh", "d", "N", "r",
-           "T", "thr", "routing", "path", "baseline", "frozen_ms", "molora_ms", "delta_ms", "gate_ms", "naive_ms",
-           "ratio", "floor", "naive/", "active", "GB/s");
+    printf("%-3s %4s %3s %3s %5s %3s %-14s %-7s %-11s %9s %9s %8s %8s %9s %7s %7s %6s %6s %6s %4s\n", "sh", "d", "N",
+           "r", "T", "thr", "routing", "path", "baseline", "frozen_ms", "molora_ms", "delta_ms", "gate_ms", "naive_ms",
+           "ratio", "floor", "naive/", "active", "GB/s", "prec");
     for (i = 0; i < (int)(sizeof SHAPES / sizeof *SHAPES); i++) {
         const shape *s = &SHAPES[i];
         routing rt[MAXR];
-        int n_rt, hi, ti;
+        int n_rt, hi, ti, pr;
+        const char *prec = o.precisions ? o.precisions : !strcmp(s->name, "S1") || !strcmp(s->name, "S7") ? "f32,bf16"
+                                                                                                      : "f32";
         bench b;
         if (!strstr(o.shapes, s->name)) continue;
         if ((n_rt = parse_routings(o.routings, s, rt)) < 0) return 2;
-        bench_build(&b, s, rt, n_rt);
-        for (hi = 0; hi < o.n_thr; hi++) {
-            stream_of(&cx, sbuf, sn, o.threads[hi]);
-            for (ti = 0; ti < o.n_tok; ti++)
-                fails += run_case(&b, &o, o.tokens[ti], o.threads[hi], &cx, json, &first_rec);
+        for (pr = 0; pr < 2; pr++) {   /* f32, then bf16, as asked */
+            if (!strstr(prec, pr ? "bf16" : "f32")) continue;
+            bench_build(&b, s, rt, n_rt, pr);
+            for (hi = 0; hi < o.n_thr; hi++) {
+                stream_of(&cx, sbuf, sn, o.threads[hi]);
+                for (ti = 0; ti < o.n_tok; ti++)
+                    fails += run_case(&b, &o, o.tokens[ti], o.threads[hi], &cx, json, &first_rec);
+            }
+            bench_free(&b);
         }
-        bench_free(&b);
     }
     if (json) { fprintf(json, "\n]\n"); fclose(json); }
     free(sbuf);

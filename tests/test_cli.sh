@@ -23,6 +23,12 @@ fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected.layers.0.k_proj
 fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected_full.layers.0.k_proj.npy --base $F/base
 fwd $F/molora model.layers.0.self_attn.k_proj $F/molora/expected_full.layers.0.k_proj.npy \
     --base $F/base/model.safetensors.index.json
+# --precision: a BF16 file stays BF16 (auto), f32 widens it, bf16 rounds an F32 file; all within the tolerance
+for p in auto f32 bf16; do
+    fwd $F/mola model.layers.1.self_attn.o_proj $F/mola/expected.layers.1.o_proj.npy --precision $p
+    fwd $F/peft_rslora model.layers.1.self_attn.q_proj $F/peft_rslora/expected.layers.1.q_proj.npy --precision $p
+done
+accept $B forward $F/peft --module model.layers.0.self_attn.q_proj --input $F/x.npy --output $T/y.npy --precision bf16
 for v in x_v2 x_v3; do
     if $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/$v.npy --output $T/y.npy &&
        python3 tests/npy_close.py $T/y.npy $F/molora/expected.layers.0.k_proj.npy >/dev/null; then ok; \
@@ -42,6 +48,8 @@ refuse "Fortran" $B forward $F/molora --module model.layers.0.self_attn.k_proj -
     --output $T/y.npy
 refuse "<f8" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x_f64.npy --output $T/y.npy
 refuse "width 6" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x_wide.npy --output $T/y.npy
+refuse "--precision f16: expected auto, f32 or bf16" $B forward $F/mola --module model.layers.1.self_attn.o_proj \
+    --input $F/x.npy --output $T/y.npy --precision f16
 refuse "no adapted module" $B forward $F/molora --module model.layers.9.q_proj --input $F/x.npy --output $T/y.npy
 refuse "--mask" $B forward $F/molora --module model.layers.0.self_attn.k_proj --input $F/x.npy --output $T/y.npy \
     --mask 7

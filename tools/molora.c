@@ -953,6 +953,8 @@ static int run_forward(const cli_forward_opts *o)
     one = md;   /* the model of the one layer: init packs (and converts) no other */
     one.n_layers = 1;
     one.layers = &L;
+    /* --precision: auto keeps a module whose experts are all BF16 in BF16, bf16 rounds any to it */
+    one.flags |= o->precision == 0 ? MOLORA_MODEL_EXPERTS_KEEP_BF16 : o->precision == 2 ? MOLORA_MODEL_EXPERTS_BF16 : 0;
     if ((r = molora_model_init(&one, &m))) { die_lib(dir, r); goto done; }
     if (npy_read(o->input, &X, &T, &din)) goto done;
     if (din != L.d_in) {

@@ -48,6 +48,7 @@ typedef struct {
     const char *tau_text, *temperature_text, *mask_text;   /* as given (NULL: not given) */
     float tau_max, temperature;
     int read;
+    int precision;                                           /* --precision: 0 auto, 1 f32, 2 bf16 */
     int mask_max;                                            /* largest masked index, -1: none */
     unsigned char mask_bits[CLI_MASK_LIMIT / 8];             /* bit e set: expert e masked */
     char err[CLI_ERR_SIZE];
@@ -258,11 +259,11 @@ static int cli_parse_xlora(int argc, char **argv, cli_xlora_opts *o)
 
 /* molora forward ADAPTER_DIR --module NAME --input X.npy --output Y.npy [--base MODEL]
    [--routing R] [--tau-max V] [--temperature V] [--mask I,J,...] [--weights-out W.npy] [--weights W.npy]
-   [--read] */
+   [--precision auto|f32|bf16] [--read] */
 static int cli_parse_forward(int argc, char **argv, cli_forward_opts *o)
 {
     cli_args c;
-    const char *routing = NULL;
+    const char *routing = NULL, *precision = NULL;
     memset(o, 0, sizeof *o);
     o->mask_max = -1;
     cli_init(&c, argc, argv, "forward", o->err);
@@ -279,11 +280,15 @@ static int cli_parse_forward(int argc, char **argv, cli_forward_opts *o)
         else if (cli_is(&c, "--mask")) slot = &o->mask_text;
         else if (cli_is(&c, "--weights-out")) slot = &o->weights_out;
         else if (cli_is(&c, "--weights")) slot = &o->weights;
+        else if (cli_is(&c, "--precision")) slot = &precision;
         if (slot) { if (cli_value(&c, slot)) return -1; }
         else if (cli_positional(&c, &o->dir, "ADAPTER_DIR")) return -1;
     }
     if (!o->dir || !o->module || !o->input || !o->output)
         return cli_fail(&c, "usage: molora forward ADAPTER_DIR --module NAME --input X.npy --output Y.npy [...]");
+    if (precision && strcmp(precision, "auto") && strcmp(precision, "f32") && strcmp(precision, "bf16"))
+        return cli_fail(&c, "--precision %s: expected auto, f32 or bf16", precision);
+    o->precision = !precision || !strcmp(precision, "auto") ? 0 : !strcmp(precision, "f32") ? 1 : 2;
     if (routing && cli_routing_parse(&c, routing, 1, &o->routing)) return -1;
     if (o->tau_text && (!cli_float(o->tau_text, &o->tau_max) || o->tau_max < 0))
         return cli_fail(&c, "--tau-max %s: expected a finite decimal number >= 0", o->tau_text);

@@ -51,6 +51,14 @@ refuse "forward: --mask 0,3: index 3 is not an expert" $FWD --mask 0,3
 refuse "forward: --mask 4294967296: expert index 4294967296 is too large" $FWD --mask 4294967296
 accept $FWD --mask 2
 accept $FWD --mask 0,1,2
+# ---- --precision: auto, f32 or bf16, spelt exactly (BF16 experts, issue 14 item 5)
+for v in BF16 F32 bf16x " bf16" "bf16 " f16 fp32 bfloat16 "bf16,f32" 1; do
+    refuse "forward: --precision $v: expected auto, f32 or bf16" $FWD --precision "$v"
+done
+refuse "forward: --precision given twice" $FWD --precision bf16 --precision f32
+refuse "forward: --precision needs a value" $B forward $F/molora --precision
+refuse "forward: --precision needs a value" $B forward $F/molora --precision ""
+for v in auto f32 bf16; do accept $FWD --precision $v; done
 # ---- repeated single-valued flags (list flags stay repeatable), unknown flags, missing values
 for f in --module --input --output --routing --tau-max --temperature --mask --weights-out --base; do
     refuse "forward: $f given twice" $B forward $F/molora --module $M --input $F/x.npy --output $V/y.npy $f a $f b
