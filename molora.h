@@ -1566,38 +1566,72 @@ MOLORA__PRIVATE MOLORA__T256 void molora__nn_avx2(int T, int N, int K, const flo
         if (n < N) molora__nn_c(tb, N - n, K, h, ldh, B + n, ldb, y + n, ldy);
     }
 }
-/* gather kernels: 8 rows share each load of x; all rows share each load and store of y */
+/* gather kernels, R <= 8 rows a block with R a constant after inlining, so the accumulators, the
+   row pointers and the coefficients stay in registers (a run-time R kept them on the stack, one
+   store-to-load round trip per FMA). dots: the R rows share each load of x; the last 16-float
+   step is masked. axpys: the R rows share each load and store of y; two 16-column steps at once
+   so two FMA chains overlap, and a column's sum does not depend on the step it falls in. */
+MOLORA__INLINE MOLORA__T512 void molora__dots512_blk(const int R, const float *const *rows, const float *x,
+                                                     float *out, int K)
+{
+    const float *p[8];
+    __m512 acc[8];
+    int r, k = 0;
+    MOLORA__UNROLL for (r = 0; r < R; r++) { p[r] = rows[r]; acc[r] = _mm512_setzero_ps(); }
+    for (; k + 16 <= K; k += 16) {
+        __m512 xv = _mm512_loadu_ps(x + k);
+        MOLORA__UNROLL for (r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(p[r] + k), xv, acc[r]);
+    }
+    if (k < K) {
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+        MOLORA__UNROLL for (r = 0; r < R; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p[r] + k), xv, acc[r]);
+    }
+    MOLORA__UNROLL for (r = 0; r < R; r++) out[r] = molora__hsum512(acc[r]);
+}
+MOLORA__INLINE MOLORA__T512 void molora__axpys512_blk(const int R, const float *const *rows, const float *coef,
+                                                      float *y, int N)
+{
+    const float *p[8];
+    __m512 c[8];
+    int r, n = 0;
+    MOLORA__UNROLL for (r = 0; r < R; r++) { p[r] = rows[r]; c[r] = _mm512_set1_ps(coef[r]); }
+    for (; n + 32 <= N; n += 32) {
+        __m512 a0 = _mm512_loadu_ps(y + n), a1 = _mm512_loadu_ps(y + n + 16);
+        MOLORA__UNROLL for (r = 0; r < R; r++) {
+            a0 = _mm512_fmadd_ps(c[r], _mm512_loadu_ps(p[r] + n), a0);
+            a1 = _mm512_fmadd_ps(c[r], _mm512_loadu_ps(p[r] + n + 16), a1);
+        }
+        _mm512_storeu_ps(y + n, a0); _mm512_storeu_ps(y + n + 16, a1);
+    }
+    for (; n < N; n += 16) {
+        __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
+        __m512 a0 = _mm512_maskz_loadu_ps(m, y + n);
+        MOLORA__UNROLL for (r = 0; r < R; r++) a0 = _mm512_fmadd_ps(c[r], _mm512_maskz_loadu_ps(m, p[r] + n), a0);
+        _mm512_mask_storeu_ps(y + n, m, a0);
+    }
+}
+#define MOLORA__GATHER_CASES(BLK, A3, A4)                                                               \
+    case 1: BLK(1, rows + r0, A3, A4, N_); break; case 2: BLK(2, rows + r0, A3, A4, N_); break;       \
+    case 3: BLK(3, rows + r0, A3, A4, N_); break; case 4: BLK(4, rows + r0, A3, A4, N_); break;       \
+    case 5: BLK(5, rows + r0, A3, A4, N_); break; case 6: BLK(6, rows + r0, A3, A4, N_); break;       \
+    case 7: BLK(7, rows + r0, A3, A4, N_); break; default: BLK(8, rows + r0, A3, A4, N_); break;
 MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const *rows, const float *x, int K,
                                                       float *out)
 {
-    int r0, r, k, kk;
-    for (r0 = 0; r0 < R; r0 += 8) {
-        int rb = R - r0 < 8 ? R - r0 : 8;
-        __m512 acc[8];
-        for (r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
-        for (k = 0; k + 16 <= K; k += 16) {
-            __m512 xv = _mm512_loadu_ps(x + k);
-            for (r = 0; r < rb; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(rows[r0 + r] + k), xv, acc[r]);
-        }
-        for (r = 0; r < rb; r++) {
-            float s0 = molora__hsum512(acc[r]);
-            for (kk = k; kk < K; kk++) s0 += rows[r0 + r][kk] * x[kk];
-            out[r0 + r] = s0;
-        }
-    }
+    int r0, N_ = K;
+    for (r0 = 0; r0 < R; r0 += 8)
+        switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__dots512_blk, x, out + r0) }
 }
 MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const *rows, const float *coef, float *y,
                                                        int N)
 {
-    int r, n;
-    for (n = 0; n < N; n += 16) {
-        __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
-        __m512 acc = _mm512_maskz_loadu_ps(m, y + n);
-        for (r = 0; r < R; r++)
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(coef[r]), _mm512_maskz_loadu_ps(m, rows[r] + n), acc);
-        _mm512_mask_storeu_ps(y + n, m, acc);
-    }
+    int r0, N_ = N;
+    for (r0 = 0; r0 < R; r0 += 8)
+        switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__axpys512_blk, coef + r0, y) }
 }
+#undef MOLORA__GATHER_CASES
 /* ntg: TB gathered tokens x R rows of W in registers, K in 16-lane steps (the last one masked) */
 MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, int K, const float *const *X,
                                                      const float *W, int ldw, float *const *Y, int n0, int acc)
@@ -1648,22 +1682,37 @@ MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const 
         }
     }
 }
-/* nng: KB <= 16 rows of B per block held in registers (KB a constant after inlining), each
-   gathered Y row loaded and stored once per block (once in all for rank <= 16: Y is the largest
-   stream of an adapter pool's batch) */
+/* nng: KB <= 16 rows of B per block (KB a constant after inlining), columns in tiles of
+   MOLORA__NNG_NT; per token the KB coefficients stay in registers while its Y row streams
+   through the tile, so B's tile is read from L1 once per token and each Y row is read and
+   written once per block, contiguously (rank <= 16: once in all; Y is the largest stream of an
+   adapter pool's batch). Per column the sum runs over k in order, whatever the tiling. */
+#define MOLORA__NNG_NT 256
 MOLORA__INLINE MOLORA__T512 void molora__nng512_blk(const int KB, int T, int N, int k0, const float *const *H,
                                                     const float *B, int ldb, float *const *Y)
 {
-    int t, n, k;
-    for (n = 0; n < N; n += 16) {
-        __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
-        __m512 b[16];
-        MOLORA__UNROLL for (k = 0; k < KB; k++) b[k] = _mm512_maskz_loadu_ps(m, B + (size_t)(k0 + k) * ldb + n);
+    int t, n, n0, k;
+    const float *b = B + (size_t)k0 * ldb;
+    for (n0 = 0; n0 < N; n0 += MOLORA__NNG_NT) {
+        int n1 = N - n0 < MOLORA__NNG_NT ? N : n0 + MOLORA__NNG_NT;
         for (t = 0; t < T; t++) {
             const float *h = H[t] + k0;
-            __m512 acc = _mm512_maskz_loadu_ps(m, Y[t] + n);
-            MOLORA__UNROLL for (k = 0; k < KB; k++) acc = _mm512_fmadd_ps(_mm512_set1_ps(h[k]), b[k], acc);
-            _mm512_mask_storeu_ps(Y[t] + n, m, acc);
+            float *y = Y[t];
+            __m512 hv[16], acc;
+            MOLORA__UNROLL for (k = 0; k < KB; k++) hv[k] = _mm512_set1_ps(h[k]);
+            for (n = n0; n + 16 <= n1; n += 16) {
+                acc = _mm512_loadu_ps(y + n);
+                MOLORA__UNROLL for (k = 0; k < KB; k++)
+                    acc = _mm512_fmadd_ps(hv[k], _mm512_loadu_ps(b + (size_t)k * ldb + n), acc);
+                _mm512_storeu_ps(y + n, acc);
+            }
+            if (n < n1) {
+                __mmask16 m = (__mmask16)((1u << (n1 - n)) - 1);
+                acc = _mm512_maskz_loadu_ps(m, y + n);
+                MOLORA__UNROLL for (k = 0; k < KB; k++)
+                    acc = _mm512_fmadd_ps(hv[k], _mm512_maskz_loadu_ps(m, b + (size_t)k * ldb + n), acc);
+                _mm512_mask_storeu_ps(y + n, m, acc);
+            }
         }
     }
 }
@@ -3038,12 +3087,16 @@ MOLORA__PRIVATE int molora__group_lists(const molora__call *c, int by_token)
     return p;
 }
 
-/* by expert: h = X_b A_i^T for a block b of 16 of expert i's tokens, h *= w s_i, Y_b += h B_i^T */
+/* by expert: h = X_b A_i^T for a block b of 16 of expert i's tokens, h *= w s_i, Y_b += h B_i^T.
+   The shrink runs over d_in in tiles of MOLORA__NTG_KT: the block's rows of X in the tile stay in
+   L1 while every rank row of A_i passes them (over all of d_in they were re-read from L2 for every
+   3 rank rows). */
+#define MOLORA__NTG_KT 512
 MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
 {
     const molora__layer *L = c->L;
     const molora__kernels *kr = molora__get_kernels();
-    int i, p, j, q;
+    int i, p, j, q, k0;
     for (i = 0; i < c->n; i++)
         for (p = c->gs[i]; p < c->gs[i + 1]; p += 16) {
             const float *xp[16], *hc[16];
@@ -3055,7 +3108,11 @@ MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
                 hp[j] = c->H + (size_t)t * L->r_total + off; hc[j] = hp[j];
                 yp[j] = c->Y + (size_t)t * L->d_out;
             }
-            kr->ntg(tb, L->rank[i], L->d_in, xp, L->A + (size_t)off * L->d_in, L->d_in, hp, 0);
+            for (k0 = 0; k0 < L->d_in; k0 += MOLORA__NTG_KT) {
+                int kb = L->d_in - k0 < MOLORA__NTG_KT ? L->d_in - k0 : MOLORA__NTG_KT;
+                if (k0 > 0) for (j = 0; j < tb; j++) xp[j] += MOLORA__NTG_KT;
+                kr->ntg(tb, L->rank[i], kb, xp, L->A + (size_t)off * L->d_in + k0, L->d_in, hp, k0 > 0);
+            }
             for (j = 0; j < tb; j++) {
                 float coef = c->w[(size_t)c->gl[p + j] * c->n + i] * L->scaling[i];
                 for (q = 0; q < L->rank[i]; q++) hp[j][q] *= coef;
