@@ -2587,6 +2587,27 @@ MOLORA__PRIVATE float molora__sigmoid(float u)
     { float e = expf(u); return e / (1.0f + e); }
 }
 
+/* top-k in one pass over the experts for k <= MOLORA__TOPK_ONE_PASS (the k selection passes
+   above cost k n compares per token: top-8 of 64 cost as much as the gate product's share):
+   the k best so far kept sorted, a newcomer placed after every entry not below it, so among
+   equal logits the lowest index stays first, as in the selection passes. Logits are not NaN
+   (checked before). w: 0 candidate, -1 masked in; the chosen get 1. */
+#define MOLORA__TOPK_ONE_PASS 64
+MOLORA__PRIVATE void molora__topk_one_pass(int k, int n, const float *z, int arrow, float *w)
+{
+    float val[MOLORA__TOPK_ONE_PASS];
+    int idx[MOLORA__TOPK_ONE_PASS], m = 0, i, j;
+    if (k < 1) return;
+    for (i = 0; i < n; i++) {
+        float v = arrow ? fabsf(z[i]) : z[i];
+        if (w[i] != 0.0f || (m == k && !(v > val[k - 1]))) continue;
+        j = m < k ? m++ : k - 1;   /* the slot freed at the end, then moved up past the smaller */
+        for (; j > 0 && v > val[j - 1]; j--) { val[j] = val[j - 1]; idx[j] = idx[j - 1]; }
+        val[j] = v; idx[j] = i;
+    }
+    for (j = 0; j < m; j++) w[idx[j]] = 1.0f;
+}
+
 /* Weights w (n) of one token for the gate rules: z gate logits (bias added), u the
    threshold-net logit (ADAMOLE), allow the mask row or NULL. */
 MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z, float u, const uint8_t *allow,
@@ -2597,13 +2618,16 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
     if (L->routing == MOLORA_ROUTING_TOPK || L->routing == MOLORA_ROUTING_ARROW) {
         int arrow = L->routing == MOLORA_ROUTING_ARROW;   /* ARROW: the same over |p_e . x| */
         for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? 0.0f : -1.0f;   /* 0 candidate, 1 chosen */
-        for (c = 0; c < L->top_k; c++) {   /* keep the k best allowed, ties to the lowest index */
-            int best = -1;
-            for (i = 0; i < n; i++)
-                if (w[i] == 0.0f && (best < 0 || (arrow ? fabsf(z[i]) > fabsf(z[best]) : z[i] > z[best]))) best = i;
-            if (best < 0) break;
-            w[best] = 1.0f;
-        }
+        if (L->top_k <= MOLORA__TOPK_ONE_PASS) molora__topk_one_pass(L->top_k, n, z, arrow, w);
+        else
+            for (c = 0; c < L->top_k; c++) {   /* keep the k best allowed, ties to the lowest index */
+                int best = -1;
+                for (i = 0; i < n; i++)
+                    if (w[i] == 0.0f && (best < 0 || (arrow ? fabsf(z[i]) > fabsf(z[best]) : z[i] > z[best])))
+                        best = i;
+                if (best < 0) break;
+                w[best] = 1.0f;
+            }
         for (i = 0; i < n; i++) w[i] = w[i] == 1.0f ? (arrow ? fabsf(z[i]) : z[i]) : NAN;
         molora__softmax(w, n, L->temperature);
         return;
