@@ -1219,7 +1219,8 @@ typedef void (*molora__dots_fn)(int R, const float *const *rows, const float *x,
 typedef void (*molora__axpys_fn)(int R, const float *const *rows, const float *coef, float *y, int N);
 /* grouped forms for the grouped sparse path, over T <= 16 token rows given by pointers (the tokens
    routed to one expert): ntg: Y[t] (N) = X[t] (K) W (N, K)^T (+ Y[t] if acc); nng: Y[t] (N) +=
-   H[t] (K) B (K, N). The caller tiles K and N so the rows it gathers stay in cache. */
+   H[t] (K) B (K, N). The caller tiles ntg's K (the kernel runs K whole); nng tiles N itself.
+   Every row is a float32 pointer, so a widening seam (BF16 experts) can hand in converted tiles. */
 typedef void (*molora__ntg_fn)(int T, int N, int K, const float *const *X, const float *W, int ldw, float *const *Y,
                                int acc);
 typedef void (*molora__nng_fn)(int T, int N, int K, const float *const *H, const float *B, int ldb, float *const *Y);
@@ -3081,8 +3082,9 @@ MOLORA__PRIVATE void molora__mole_mix(const molora__call *c)
 /* The grouped sparse path (grouped GEMM, Punica's SGMV): only the routed (token, expert) pairs
    are computed, in the order that reads least, chosen by how many experts a token selects:
    - by expert (up to 2 experts per token, e.g. adapter pools): each expert's tokens in blocks
-     of 16 against its rows of A, then of B^T, in registers (ntg, nng): the expert's rows are
-     read once per block, each row of X and Y once per expert of its token;
+     of 16 against its rows of A (ntg, d_in in tiles that keep the block's X in L1), then of B^T
+     (nng, d_out in tiles that keep B's in L1, each token's Y row streamed through them): the
+     expert's rows are read once per block, each row of X and Y once per expert of its token;
    - by token (more, e.g. top-8 of 64): each token against its experts' rows (dots, axpys), K
      and d_out in tiles so that the tile of every active expert's rows stays in L2 while the
      tokens stream past it: each row of X and Y is read once, however many experts it selects. */
