@@ -2589,7 +2589,7 @@ MOLORA__PRIVATE float molora__sigmoid(float u)
 }
 
 /* top-k in one pass over the experts for k <= MOLORA__TOPK_ONE_PASS (the k selection passes
-   above cost k n compares per token: top-8 of 64 cost as much as the gate product's share):
+   below cost k n compares per token: for top-8 of 64, about a third of the gate product's time):
    the k best so far kept sorted, a newcomer placed after every entry not below it, so among
    equal logits the lowest index stays first, as in the selection passes. Logits are not NaN
    (checked before). w: 0 candidate, -1 masked in; the chosen get 1. */
