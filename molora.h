@@ -1262,7 +1262,8 @@ typedef void (*molora__dots_fn)(int R, const float *const *rows, const float *x,
 typedef void (*molora__axpys_fn)(int R, const float *const *rows, const float *coef, float *y, int N);
 /* grouped forms for the grouped sparse path, over T <= 16 token rows given by pointers (the tokens
    routed to one expert): ntg: Y[t] (N) = X[t] (K) W (N, K)^T (+ Y[t] if acc); nng: Y[t] (N) +=
-   H[t] (K) B (K, N). The caller tiles K and N so the rows it gathers stay in cache. */
+   H[t] (K) B (K, N). The caller tiles ntg's K (the kernel runs K whole); nng tiles N itself.
+   Every row is a float32 pointer, so a widening seam (BF16 experts) can hand in converted tiles. */
 typedef void (*molora__ntg_fn)(int T, int N, int K, const float *const *X, const float *W, int ldw, float *const *Y,
                                int acc);
 typedef void (*molora__nng_fn)(int T, int N, int K, const float *const *H, const float *B, int ldb, float *const *Y);
@@ -1651,38 +1652,72 @@ MOLORA__PRIVATE MOLORA__T256 void molora__nn_avx2(int T, int N, int K, const flo
         if (n < N) molora__nn_c(tb, N - n, K, h, ldh, B + n, ldb, y + n, ldy);
     }
 }
-/* gather kernels: 8 rows share each load of x; all rows share each load and store of y */
+/* gather kernels, R <= 8 rows a block with R a constant after inlining, so the accumulators, the
+   row pointers and the coefficients stay in registers (a run-time R kept them on the stack, one
+   store-to-load round trip per FMA). dots: the R rows share each load of x; the last 16-float
+   step is masked. axpys: the R rows share each load and store of y; two 16-column steps at once
+   so two FMA chains overlap, and a column's sum does not depend on the step it falls in. */
+MOLORA__INLINE MOLORA__T512 void molora__dots512_blk(const int R, const float *const *rows, const float *x,
+                                                     float *out, int K)
+{
+    const float *p[8];
+    __m512 acc[8];
+    int r, k = 0;
+    MOLORA__UNROLL for (r = 0; r < R; r++) { p[r] = rows[r]; acc[r] = _mm512_setzero_ps(); }
+    for (; k + 16 <= K; k += 16) {
+        __m512 xv = _mm512_loadu_ps(x + k);
+        MOLORA__UNROLL for (r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(p[r] + k), xv, acc[r]);
+    }
+    if (k < K) {
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+        MOLORA__UNROLL for (r = 0; r < R; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p[r] + k), xv, acc[r]);
+    }
+    MOLORA__UNROLL for (r = 0; r < R; r++) out[r] = molora__hsum512(acc[r]);
+}
+MOLORA__INLINE MOLORA__T512 void molora__axpys512_blk(const int R, const float *const *rows, const float *coef,
+                                                      float *y, int N)
+{
+    const float *p[8];
+    __m512 c[8];
+    int r, n = 0;
+    MOLORA__UNROLL for (r = 0; r < R; r++) { p[r] = rows[r]; c[r] = _mm512_set1_ps(coef[r]); }
+    for (; n + 32 <= N; n += 32) {
+        __m512 a0 = _mm512_loadu_ps(y + n), a1 = _mm512_loadu_ps(y + n + 16);
+        MOLORA__UNROLL for (r = 0; r < R; r++) {
+            a0 = _mm512_fmadd_ps(c[r], _mm512_loadu_ps(p[r] + n), a0);
+            a1 = _mm512_fmadd_ps(c[r], _mm512_loadu_ps(p[r] + n + 16), a1);
+        }
+        _mm512_storeu_ps(y + n, a0); _mm512_storeu_ps(y + n + 16, a1);
+    }
+    for (; n < N; n += 16) {
+        __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
+        __m512 a0 = _mm512_maskz_loadu_ps(m, y + n);
+        MOLORA__UNROLL for (r = 0; r < R; r++) a0 = _mm512_fmadd_ps(c[r], _mm512_maskz_loadu_ps(m, p[r] + n), a0);
+        _mm512_mask_storeu_ps(y + n, m, a0);
+    }
+}
+#define MOLORA__GATHER_CASES(BLK, A3, A4)                                                               \
+    case 1: BLK(1, rows + r0, A3, A4, N_); break; case 2: BLK(2, rows + r0, A3, A4, N_); break;       \
+    case 3: BLK(3, rows + r0, A3, A4, N_); break; case 4: BLK(4, rows + r0, A3, A4, N_); break;       \
+    case 5: BLK(5, rows + r0, A3, A4, N_); break; case 6: BLK(6, rows + r0, A3, A4, N_); break;       \
+    case 7: BLK(7, rows + r0, A3, A4, N_); break; default: BLK(8, rows + r0, A3, A4, N_); break;
 MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const *rows, const float *x, int K,
                                                       float *out)
 {
-    int r0, r, k, kk;
-    for (r0 = 0; r0 < R; r0 += 8) {
-        int rb = R - r0 < 8 ? R - r0 : 8;
-        __m512 acc[8];
-        for (r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
-        for (k = 0; k + 16 <= K; k += 16) {
-            __m512 xv = _mm512_loadu_ps(x + k);
-            for (r = 0; r < rb; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(rows[r0 + r] + k), xv, acc[r]);
-        }
-        for (r = 0; r < rb; r++) {
-            float s0 = molora__hsum512(acc[r]);
-            for (kk = k; kk < K; kk++) s0 += rows[r0 + r][kk] * x[kk];
-            out[r0 + r] = s0;
-        }
-    }
+    int r0, N_ = K;
+    for (r0 = 0; r0 < R; r0 += 8)
+        switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__dots512_blk, x, out + r0) }
 }
 MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const *rows, const float *coef, float *y,
                                                        int N)
 {
-    int r, n;
-    for (n = 0; n < N; n += 16) {
-        __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
-        __m512 acc = _mm512_maskz_loadu_ps(m, y + n);
-        for (r = 0; r < R; r++)
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(coef[r]), _mm512_maskz_loadu_ps(m, rows[r] + n), acc);
-        _mm512_mask_storeu_ps(y + n, m, acc);
-    }
+    int r0, N_ = N;
+    for (r0 = 0; r0 < R; r0 += 8)
+        switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__axpys512_blk, coef + r0, y) }
 }
+#undef MOLORA__GATHER_CASES
 /* ntg: TB gathered tokens x R rows of W in registers, K in 16-lane steps (the last one masked) */
 MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, int K, const float *const *X,
                                                      const float *W, int ldw, float *const *Y, int n0, int acc)
@@ -1733,22 +1768,37 @@ MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const 
         }
     }
 }
-/* nng: KB <= 16 rows of B per block held in registers (KB a constant after inlining), each
-   gathered Y row loaded and stored once per block (once in all for rank <= 16: Y is the largest
-   stream of an adapter pool's batch) */
+/* nng: KB <= 16 rows of B per block (KB a constant after inlining), columns in tiles of
+   MOLORA__NNG_NT; per token the KB coefficients stay in registers while its Y row streams
+   through the tile, so B's tile is read from L1 once per token and each Y row is read and
+   written once per block, contiguously (rank <= 16: once in all; Y is the largest stream of an
+   adapter pool's batch). Per column the sum runs over k in order, whatever the tiling. */
+#define MOLORA__NNG_NT 256
 MOLORA__INLINE MOLORA__T512 void molora__nng512_blk(const int KB, int T, int N, int k0, const float *const *H,
                                                     const float *B, int ldb, float *const *Y)
 {
-    int t, n, k;
-    for (n = 0; n < N; n += 16) {
-        __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
-        __m512 b[16];
-        MOLORA__UNROLL for (k = 0; k < KB; k++) b[k] = _mm512_maskz_loadu_ps(m, B + (size_t)(k0 + k) * ldb + n);
+    int t, n, n0, k;
+    const float *b = B + (size_t)k0 * ldb;
+    for (n0 = 0; n0 < N; n0 += MOLORA__NNG_NT) {
+        int n1 = N - n0 < MOLORA__NNG_NT ? N : n0 + MOLORA__NNG_NT;
         for (t = 0; t < T; t++) {
             const float *h = H[t] + k0;
-            __m512 acc = _mm512_maskz_loadu_ps(m, Y[t] + n);
-            MOLORA__UNROLL for (k = 0; k < KB; k++) acc = _mm512_fmadd_ps(_mm512_set1_ps(h[k]), b[k], acc);
-            _mm512_mask_storeu_ps(Y[t] + n, m, acc);
+            float *y = Y[t];
+            __m512 hv[16], acc;
+            MOLORA__UNROLL for (k = 0; k < KB; k++) hv[k] = _mm512_set1_ps(h[k]);
+            for (n = n0; n + 16 <= n1; n += 16) {
+                acc = _mm512_loadu_ps(y + n);
+                MOLORA__UNROLL for (k = 0; k < KB; k++)
+                    acc = _mm512_fmadd_ps(hv[k], _mm512_loadu_ps(b + (size_t)k * ldb + n), acc);
+                _mm512_storeu_ps(y + n, acc);
+            }
+            if (n < n1) {
+                __mmask16 m = (__mmask16)((1u << (n1 - n)) - 1);
+                acc = _mm512_maskz_loadu_ps(m, y + n);
+                MOLORA__UNROLL for (k = 0; k < KB; k++)
+                    acc = _mm512_fmadd_ps(hv[k], _mm512_maskz_loadu_ps(m, b + (size_t)k * ldb + n), acc);
+                _mm512_mask_storeu_ps(y + n, m, acc);
+            }
         }
     }
 }
@@ -2899,6 +2949,27 @@ MOLORA__PRIVATE float molora__sigmoid(float u)
     { float e = expf(u); return e / (1.0f + e); }
 }
 
+/* top-k in one pass over the experts for k <= MOLORA__TOPK_ONE_PASS (the k selection passes
+   below cost k n compares per token: for top-8 of 64, about a third of the gate product's time):
+   the k best so far kept sorted, a newcomer placed after every entry not below it, so among
+   equal logits the lowest index stays first, as in the selection passes. Logits are not NaN
+   (checked before). w: 0 candidate, -1 masked in; the chosen get 1. */
+#define MOLORA__TOPK_ONE_PASS 64
+MOLORA__PRIVATE void molora__topk_one_pass(int k, int n, const float *z, int arrow, float *w)
+{
+    float val[MOLORA__TOPK_ONE_PASS];
+    int idx[MOLORA__TOPK_ONE_PASS], m = 0, i, j;
+    if (k < 1) return;
+    for (i = 0; i < n; i++) {
+        float v = arrow ? fabsf(z[i]) : z[i];
+        if (w[i] != 0.0f || (m == k && !(v > val[k - 1]))) continue;
+        j = m < k ? m++ : k - 1;   /* the slot freed at the end, then moved up past the smaller */
+        for (; j > 0 && v > val[j - 1]; j--) { val[j] = val[j - 1]; idx[j] = idx[j - 1]; }
+        val[j] = v; idx[j] = i;
+    }
+    for (j = 0; j < m; j++) w[idx[j]] = 1.0f;
+}
+
 /* Weights w (n) of one token for the gate rules: z gate logits (bias added), u the
    threshold-net logit (ADAMOLE), allow the mask row or NULL. */
 MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z, float u, const uint8_t *allow,
@@ -2909,13 +2980,16 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
     if (L->routing == MOLORA_ROUTING_TOPK || L->routing == MOLORA_ROUTING_ARROW) {
         int arrow = L->routing == MOLORA_ROUTING_ARROW;   /* ARROW: the same over |p_e . x| */
         for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? 0.0f : -1.0f;   /* 0 candidate, 1 chosen */
-        for (c = 0; c < L->top_k; c++) {   /* keep the k best allowed, ties to the lowest index */
-            int best = -1;
-            for (i = 0; i < n; i++)
-                if (w[i] == 0.0f && (best < 0 || (arrow ? fabsf(z[i]) > fabsf(z[best]) : z[i] > z[best]))) best = i;
-            if (best < 0) break;
-            w[best] = 1.0f;
-        }
+        if (L->top_k <= MOLORA__TOPK_ONE_PASS) molora__topk_one_pass(L->top_k, n, z, arrow, w);
+        else
+            for (c = 0; c < L->top_k; c++) {   /* keep the k best allowed, ties to the lowest index */
+                int best = -1;
+                for (i = 0; i < n; i++)
+                    if (w[i] == 0.0f && (best < 0 || (arrow ? fabsf(z[i]) > fabsf(z[best]) : z[i] > z[best])))
+                        best = i;
+                if (best < 0) break;
+                w[best] = 1.0f;
+            }
         for (i = 0; i < n; i++) w[i] = w[i] == 1.0f ? (arrow ? fabsf(z[i]) : z[i]) : NAN;
         molora__softmax(w, n, L->temperature);
         return;
@@ -3406,8 +3480,9 @@ MOLORA__PRIVATE void molora__mole_mix(const molora__call *c)
 /* The grouped sparse path (grouped GEMM, Punica's SGMV): only the routed (token, expert) pairs
    are computed, in the order that reads least, chosen by how many experts a token selects:
    - by expert (up to 2 experts per token, e.g. adapter pools): each expert's tokens in blocks
-     of 16 against its rows of A, then of B^T, in registers (ntg, nng): the expert's rows are
-     read once per block, each row of X and Y once per expert of its token;
+     of 16 against its rows of A (ntg, d_in in tiles that keep the block's X in L1), then of B^T
+     (nng, d_out in tiles that keep B's in L1, each token's Y row streamed through them): the
+     expert's rows are read once per block, each row of X and Y once per expert of its token;
    - by token (more, e.g. top-8 of 64): each token against its experts' rows (dots, axpys), K
      and d_out in tiles so that the tile of every active expert's rows stays in L2 while the
      tokens stream past it: each row of X and Y is read once, however many experts it selects. */
@@ -3436,12 +3511,16 @@ MOLORA__PRIVATE int molora__group_lists(const molora__call *c, int by_token)
     return p;
 }
 
-/* by expert: h = X_b A_i^T for a block b of 16 of expert i's tokens, h *= w s_i, Y_b += h B_i^T */
+/* by expert: h = X_b A_i^T for a block b of 16 of expert i's tokens, h *= w s_i, Y_b += h B_i^T.
+   The shrink runs over d_in in tiles of MOLORA__NTG_KT: the block's rows of X in the tile stay in
+   L1 while every rank row of A_i passes them (over all of d_in they were re-read from L2 for every
+   3 rank rows). */
+#define MOLORA__NTG_KT 512
 MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
 {
     const molora__layer *L = c->L;
     const molora__kernels *kr = molora__get_kernels();
-    int i, p, j, q, ldb;
+    int i, p, j, q, k0, ldb;
     for (i = 0; i < c->n; i++) {
         const float *a = c->gs[i] < c->gs[i + 1] ? molora__rows_a(c, i) : NULL, *bt = NULL;   /* the seam */
         if (a) bt = molora__rows_bt(c, i, c->o0, c->O, &ldb);
@@ -3455,7 +3534,11 @@ MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
                 hp[j] = c->H + (size_t)t * L->r_total + off; hc[j] = hp[j];
                 yp[j] = c->Y + (size_t)t * L->d_out;
             }
-            kr->ntg(tb, L->rank[i], L->d_in, xp, a, L->d_in, hp, 0);
+            for (k0 = 0; k0 < L->d_in; k0 += MOLORA__NTG_KT) {
+                int kb = L->d_in - k0 < MOLORA__NTG_KT ? L->d_in - k0 : MOLORA__NTG_KT;
+                if (k0 > 0) for (j = 0; j < tb; j++) xp[j] += MOLORA__NTG_KT;
+                kr->ntg(tb, L->rank[i], kb, xp, a + k0, L->d_in, hp, k0 > 0);
+            }
             for (j = 0; j < tb; j++) {
                 float coef = c->w[(size_t)c->gl[p + j] * c->n + i] * L->scaling[i];
                 for (q = 0; q < L->rank[i]; q++) hp[j][q] *= coef;

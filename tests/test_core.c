@@ -2757,6 +2757,104 @@ static void test_grouped_kernels_match_twins(void **state)
     print_message("grouped kernel checks run: ntg %d, nng %d\n", ran[0], ran[1]);
 }
 
+static void test_grouped_kernel_blocks(void **state)
+{   /* the blocking sizes of the gather and grouped kernels at their boundaries: dots and axpys in
+       blocks of 8 rows (7, 8, 9, 16, 17, 65 rows), axpys two 16-column steps at once (31, 32, 33
+       columns), nng's 256-column tile (255, 256, 257, 272, 513) with ranks on both sides of its
+       16-row block (15, 16, 17, 33) */
+    static const int Rs[] = {7, 8, 9, 16, 17, 65}, Cs[] = {1, 15, 16, 17, 31, 32, 33, 48, 1000};
+    static const int Ns[] = {255, 256, 257, 272, 513}, Ks[] = {1, 15, 16, 17, 33}, Ts[] = {1, 2, 8, 9, 16};
+    int ri, ci, ni, ki, ti, acc, ran = 0;
+    double e;
+    (void)state;
+    for (ri = 0; ri < 6; ri++)
+        for (ci = 0; ci < 9; ci++) {
+            /* dots: Rs rows of Cs floats; axpys: Rs coefficient rows into Cs columns */
+            e = molora__kernel_check(3, 1, Rs[ri], Cs[ci], 0, 0);
+            if (e != -1.0 && (!(e >= 0.0) || e > (2.0 * Cs[ci] + 4.0) * FLT_EPSILON))
+                fail_msg("dots R %d K %d: error %g", Rs[ri], Cs[ci], e);
+            ran += e != -1.0;
+            e = molora__kernel_check(4, 1, Cs[ci], Rs[ri], 0, 0);
+            if (e != -1.0 && (!(e >= 0.0) || e > (2.0 * Rs[ri] + 4.0) * FLT_EPSILON))
+                fail_msg("axpys R %d N %d: error %g", Rs[ri], Cs[ci], e);
+            ran += e != -1.0;
+        }
+    for (ni = 0; ni < 5; ni++)
+        for (ki = 0; ki < 5; ki++)
+            for (ti = 0; ti < 5; ti++)
+                for (acc = 0; acc < 2; acc++) {
+                    e = molora__kernel_check(6, Ts[ti], Ns[ni], Ks[ki], (ni + ki) % 16, acc);
+                    if (e != -1.0 && (!(e >= 0.0) || e > (2.0 * Ks[ki] + 4.0) * FLT_EPSILON))
+                        fail_msg("nng T %d N %d K %d: error %g", Ts[ti], Ns[ni], Ks[ki], e);
+                    ran += e != -1.0;
+                }
+    print_message("  grouped kernel blocks: %d checks\n", ran);
+}
+
+static void test_pool_tiles(void **s)
+{   /* adapter pools across the by-expert shrink's 512-float tiles of d_in (511, 512, 513, 1030)
+       and nng's 256-column tile of d_out (257): ranks 16, 17 and 1, T = 1 / 16 / 17 / 64, index
+       spread with -1 and N - 1 (grouped), all tokens on N - 1 (one expert: dense), and all -1 */
+    static const int Din[] = {511, 512, 513, 1030}, Ts[] = {1, 16, 17, 64};
+    int ranks[MAXN], i, di, ti, pat;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (i = 0; i < 20; i++) ranks[i] = i == 3 ? 1 : i == 19 ? 17 : 16;
+    for (di = 0; di < 4; di++) {
+        fix f;
+        molora_model *m;
+        fix_make(&f, Din[di], 257, 20, ranks, MOLORA_ROUTING_FIXED);
+        m = fix_model(&f);
+        for (ti = 0; ti < 4; ti++)
+            for (pat = 0; pat < 3; pat++) {
+                int T = Ts[ti], t;
+                int32_t *idx = pool_index(T, 20, pat);
+                float *hot = calloc((size_t)T * 20, sizeof *hot);
+                call c;
+                for (t = 0; t < T; t++) if (idx[t] >= 0) hot[(size_t)t * 20 + idx[t]] = 1.0f;
+                memset(&c, 0, sizeof c);
+                c.T = T; c.full = (ti + pat + di) & 1; c.index = idx; c.exact_w = 1; c.nth = ti == 2 ? 2 : 1;
+                c.path = pat == 2 && !c.full ? MOLORA_PATH_NONE : expected_path(&f, T, hot);
+                if (pat == 0 && T >= 16) assert_int_equal(c.path, MOLORA_PATH_SPARSE);
+                check_call(&f, m, &c, &ew, &ey);
+                free(idx); free(hot);
+            }
+        molora_model_free(m); fix_free(&f);
+    }
+    print_message("  pool tiles  output: max rel %.2e over %ld\n", ey.rel, ey.n);
+    CHECK_ERR(ey, 2e-5, "layer output, pool tiles");
+}
+
+static void test_topk_one_pass(void **s)
+{   /* top-k's one pass (k <= 64) and the selection passes (k = 65, 70) against a naive pick of
+       the k best, ties to the lowest index: 70 experts whose logits (the gate bias) take 5 values */
+    static const int ks[] = {1, 2, 8, 63, 64, 65, 69, 70};
+    float bias[70], x[2] = {1, 0}, y[2], w[70];
+    int ki, i, j;
+    tiny z;
+    (void)s;
+    for (i = 0; i < 70; i++) bias[i] = (float)((i * 7) % 5) - (i == 50 ? 3.0f : 0.0f);
+    tiny_make(&z, 70, MOLORA_ROUTING_TOPK, bias);
+    for (ki = 0; ki < 8; ki++) {
+        int k = ks[ki], chosen[70] = {0};
+        double sum = 0.0, mx = -1e30;
+        for (j = 0; j < k; j++) {   /* the naive pick: the best not yet chosen, lowest index first */
+            int best = -1;
+            for (i = 0; i < 70; i++) if (!chosen[i] && (best < 0 || bias[i] > bias[best])) best = i;
+            chosen[best] = 1;
+            if (bias[best] > mx) mx = bias[best];
+        }
+        for (i = 0; i < 70; i++) if (chosen[i]) sum += exp((double)bias[i] - mx);
+        z.ld.top_k = k;
+        assert_int_equal(tiny_run(&z.ld, NULL, x, 1, y, w, NULL), MOLORA_RESULT_SUCCESS);
+        for (i = 0; i < 70; i++) {
+            double ref = chosen[i] ? exp((double)bias[i] - mx) / sum : 0.0;
+            if (!chosen[i] ? w[i] != 0.0f : fabs(w[i] - ref) > 1e-6)
+                fail_msg("top-%d: w[%d] = %g, the naive pick %g", k, i, (double)w[i], ref);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2821,6 +2919,9 @@ int main(void)
         cmocka_unit_test(test_adapter_index_errors),
         cmocka_unit_test(test_adapter_pool_no_allocations),
         cmocka_unit_test(test_grouped_kernels_match_twins),
+        cmocka_unit_test(test_grouped_kernel_blocks),
+        cmocka_unit_test(test_pool_tiles),
+        cmocka_unit_test(test_topk_one_pass),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
