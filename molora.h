@@ -3119,8 +3119,9 @@ MOLORA__PRIVATE const uint8_t *molora__allow(const molora_forward_args *a, int t
     return a->expert_mask ? a->expert_mask + (a->mask_per_token ? (size_t)t * n : 0) : NULL;
 }
 
-/* The seam of the experts' weights, the only reads of the packed A and B^T in the forward pass:
-   expert i's rows of A (rank, d_in), and of B^T's columns o0 .. o0 + O - 1 (rank, O, row stride
+/* The seam of the experts' weights: every read of a BF16 layer's packed A and B^T in the forward
+   pass, but the T <= 16 dense kernels that read BF16 directly (nt16, nn16); float32-only paths
+   (the by-token grouped order, MoLE's output gate on float32 layers) read the packed rows. Expert i's rows of A (rank, d_in), and of B^T's columns o0 .. o0 + O - 1 (rank, O, row stride
    *ldb), as float32. A float32 layer gives its packed rows; a BF16 layer widens them (exactly)
    into the task's tile, A at its start and B^T behind it: one expert's pair at a time. */
 MOLORA__PRIVATE const float *molora__rows_a(const molora__call *c, int i)
@@ -3591,6 +3592,7 @@ MOLORA__PRIVATE void molora__grouped_by_token(const molora__call *c)
     const molora__layer *L = c->L;
     size_t r_act = 0;
     int i, t, p, q, k0, kc, nc;
+    MOLORA_ASSERT(!L->bf16);   /* molora__choose_path sends BF16 layers by expert, through the seam */
     for (i = 0; i < c->n; i++) r_act += c->act[i] ? (size_t)L->rank[i] : 0;
     kc = molora__group_tile(r_act, L->d_in); nc = molora__group_tile(r_act, c->O);
     for (k0 = 0; k0 < L->d_in; k0 += kc)
@@ -7320,7 +7322,7 @@ MOLORA__PRIVATE molora_result molora__xl_layer(molora_xlora *xl, int l)
     molora_layer_desc *L = &u->layers[l];
     molora_expert_desc *ex = u->experts + (size_t)l * (size_t)xl->n;
     const char *name = u->mods[l].name;
-    int i, first = 1;
+    int i, j, first = 1;
     for (i = 0; i < xl->n; i++) {
         molora_model_desc md;
         const molora_layer_desc *S;
@@ -7338,8 +7340,12 @@ MOLORA__PRIVATE molora_result molora__xl_layer(molora_xlora *xl, int l)
                                 L->fan_in_fan_out ? " fan_in_fan_out" : "");
         ex[i] = S->experts[0];
     }
-    for (i = 0; i < xl->n; i++)
-        if (!ex[i].A) { ex[i].rank = 1; ex[i].A = xl->zeros; ex[i].B = xl->zeros; ex[i].scaling = 1.0f; }
+    for (j = 0; j < xl->n && !ex[j].A; j++) {}
+    for (i = 0; i < xl->n; i++)   /* a zero rank-1 filler, of the present experts' types: zero bytes are 0 in each */
+        if (!ex[i].A) {
+            ex[i].rank = 1; ex[i].A = xl->zeros; ex[i].B = xl->zeros; ex[i].scaling = 1.0f;
+            if (j < xl->n) { ex[i].A_type = ex[j].A_type; ex[i].B_type = ex[j].B_type; }
+        }
     L->n_experts = xl->n;
     L->experts = ex;
     L->routing = MOLORA_ROUTING_FIXED;

@@ -864,6 +864,38 @@ static void test_relative_paths(void **state)
     tmp_teardown();
 }
 
+/* KEEP_BF16 on an X-LoRA of BF16 LoRAs keeps every module in BF16, the modules one LoRA skips
+   too: the union's zero filler expert takes the present experts' type (it read as F32, which made
+   the layer mixed and kept it in float32) */
+static void test_bf16_union_filler(void **state)
+{
+    molora_xlora *xl = open_ok("tests/fixtures/xlora/bf16/xlora");
+    const molora_adapter *ad = molora_xlora_adapter(xl);
+    molora_model_desc md;
+    int l, fillers = 0;
+    (void)state;
+    assert_int_equal(molora_adapter_model_desc(ad, &md), MOLORA_RESULT_SUCCESS);
+    for (l = 0; l < md.n_layers; l++) {
+        molora_model_desc one = md;
+        molora_model *m = NULL;
+        molora_layer_info li;
+        int e;
+        for (e = 0; e < md.layers[l].n_experts; e++) {
+            const molora_expert_desc *x = &md.layers[l].experts[e];
+            assert_int_equal(x->A_type, MOLORA_TYPE_BF16);
+            assert_int_equal(x->B_type, MOLORA_TYPE_BF16);
+            fillers += x->rank == 1;
+        }
+        one.n_layers = 1; one.layers = &md.layers[l]; one.flags = MOLORA_MODEL_EXPERTS_KEEP_BF16;
+        assert_int_equal(molora_model_init(&one, &m), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(molora_model_layer_info(m, 0, &li), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(li.expert_type, MOLORA_TYPE_BF16);
+        molora_model_free(m);
+    }
+    assert_true(fillers > 0);   /* the fixture has modules some LoRA skips */
+    molora_xlora_free(xl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -883,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_extra_tensors),
         cmocka_unit_test(test_relative_paths),
         cmocka_unit_test(test_package_variants),
+        cmocka_unit_test(test_bf16_union_filler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
