@@ -39,6 +39,8 @@ Writes:
   <outdir>/arrow/                           (--mix) molora compose --routing arrow:K:T of the three
   <outdir>/mix_table.json                   (--mix) the bits/byte table and the chosen settings
   <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
+Every file goes through write_file: a temporary file beside the target, written in full and fsync'd,
+then renamed over it (an interrupted run leaves the old file, never half of a new one).
 
 The AdaMoLE forward is molora's ADAMOLE rule (zefang-liu/AdaMoLE src/adamole/layer.py); the training loss adds the
 load-balancing loss. Seeds are fixed; torch runs on 2 threads.
@@ -93,6 +95,39 @@ if os.environ.get("DEMO_SMOKE"):   # check the script end to end in seconds (use
 def read(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def write_file(path, data):
+    """Every file this script writes goes through here: bytes (or str, as UTF-8) to a temporary file
+    beside path, written in full, fsync'd, then renamed over path (a failed or interrupted write
+    leaves the old file, and nothing is read back from a half-written one)."""
+    import tempfile
+    data = data.encode() if isinstance(data, str) else bytes(data)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        um = os.umask(0)
+        os.umask(um)
+        os.chmod(tmp, 0o666 & ~um)                       # mkstemp's 0600 is no mode for a committed file
+        with os.fdopen(fd, "wb") as f:
+            if f.write(data) != len(data):
+                raise OSError(f"{path}: short write")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    dfd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def write_json(path, obj, **kw):
+    write_file(path, json.dumps(obj, **kw))
 
 
 class RMSNorm(nn.Module):
@@ -222,11 +257,7 @@ def save_safetensors(path, tensors, metadata=None):
         off += len(raw)
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+    write_file(path, b"".join([struct.pack("<Q", len(h)), h] + blobs))
 
 
 def base_tensors(m):
@@ -306,13 +337,15 @@ def train(m, params, corpus, steps, lr, seed, aux_layers=None, log=None, aux_fn=
 
 
 def open_log(mode):
-    """a log function that prints and appends to <outdir>/train_log.txt (mode "w" starts it anew)"""
-    logf = open(os.path.join(OUT, "train_log.txt"), mode)
+    """a log function that prints and appends to <outdir>/train_log.txt (mode "w" starts it anew); each
+    line rewrites the whole log through write_file (a few hundred lines at most), so it is never half written"""
+    path = os.path.join(OUT, "train_log.txt")
+    lines = [read(path).decode()] if mode == "a" and os.path.exists(path) else []
 
     def log(s):
         print(s, flush=True)
-        logf.write(s + "\n")
-        logf.flush()
+        lines.append(s + "\n")
+        write_file(path, "".join(lines))
     return log
 
 
@@ -334,19 +367,19 @@ def main():
     os.makedirs(DATA, exist_ok=True)
     log = open_log("w")
     corpus, evald = {}, {}
-    with open(os.path.join(OUT, "files.txt"), "w") as f:
-        for d in DOMAINS:
-            raw = b"\n".join(read(p) for p in TRAIN_FILES[d])
-            corpus[d] = torch.tensor(list(raw), dtype=torch.uint8)
-            src = read(EVAL_FILES[d])
-            start = re.search(EVAL_START[d], src).start()
-            ev = src[start:start + EVAL_BYTES]
-            with open(os.path.join(DATA, d + ".txt"), "wb") as g:
-                g.write(ev)
-            evald[d] = torch.tensor(list(ev), dtype=torch.uint8)
-            f.write(f"[{d}] train ({len(raw)} bytes):\n" + "".join(f"  {p}\n" for p in TRAIN_FILES[d]))
-            f.write(f"[{d}] held out: bytes {start}..{start + len(ev)} of {EVAL_FILES[d]}\n")
-            log(f"{d}: {len(raw)} training bytes, held-out bytes {start}..{start + len(ev)} of {EVAL_FILES[d]}")
+    files = []
+    for d in DOMAINS:
+        raw = b"\n".join(read(p) for p in TRAIN_FILES[d])
+        corpus[d] = torch.tensor(list(raw), dtype=torch.uint8)
+        src = read(EVAL_FILES[d])
+        start = re.search(EVAL_START[d], src).start()
+        ev = src[start:start + EVAL_BYTES]
+        write_file(os.path.join(DATA, d + ".txt"), ev)
+        evald[d] = torch.tensor(list(ev), dtype=torch.uint8)
+        files.append(f"[{d}] train ({len(raw)} bytes):\n" + "".join(f"  {p}\n" for p in TRAIN_FILES[d]))
+        files.append(f"[{d}] held out: bytes {start}..{start + len(ev)} of {EVAL_FILES[d]}\n")
+        log(f"{d}: {len(raw)} training bytes, held-out bytes {start}..{start + len(ev)} of {EVAL_FILES[d]}")
+    write_file(os.path.join(OUT, "files.txt"), "".join(files))
 
     m = Model(CFG)
     log(f"base: {sum(p.numel() for p in m.parameters())} parameters, config {CFG}")
@@ -394,11 +427,11 @@ def main():
             at[f"{P}.lora_threshold.weight"] = l.thr.weight
             at[f"{P}.lora_threshold.bias"] = l.thr.bias
     save_safetensors(os.path.join(adir, "adapter_model.safetensors"), at)
-    with open(os.path.join(adir, "adapter_config.json"), "w") as f:
-        json.dump({"peft_type": "ADAMOLE", "lora_rank": ADA["lora_rank"], "lora_alpha": ADA["lora_alpha"],
-                   "num_experts": ADA["num_experts"], "max_threshold": None, "lora_dropout": 0.0,
-                   "bias": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
-                   "task_type": "CAUSAL_LM"}, f, indent=2, sort_keys=True)
+    write_json(os.path.join(adir, "adapter_config.json"),
+               {"peft_type": "ADAMOLE", "lora_rank": ADA["lora_rank"], "lora_alpha": ADA["lora_alpha"],
+                "num_experts": ADA["num_experts"], "max_threshold": None, "lora_dropout": 0.0,
+                "bias": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                "task_type": "CAUSAL_LM"}, indent=2, sort_keys=True)
 
     log(f"total training time {t_base + t_ada:.1f} s")
     export_parity(log)
@@ -547,9 +580,9 @@ def mole_stage():
             P = f"base_model.model.model.layers.{L}.self_attn.{n}"
             t[P + ".lora_A.weight"], t[P + ".lora_B.weight"] = l.A, l.B
         save_safetensors(os.path.join(ldir, "adapter_model.safetensors"), t)
-        with open(os.path.join(ldir, "adapter_config.json"), "w") as f:
-            json.dump({"peft_type": "LORA", "r": MOLE["r"], "lora_alpha": MOLE["lora_alpha"], "use_rslora": False,
-                       "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"}, f, indent=2, sort_keys=True)
+        write_json(os.path.join(ldir, "adapter_config.json"),
+                   {"peft_type": "LORA", "r": MOLE["r"], "lora_alpha": MOLE["lora_alpha"], "use_rslora": False,
+                    "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"}, indent=2, sort_keys=True)
         experts[d] = loras
     torch.manual_seed(300)
     moles = {}
@@ -675,10 +708,10 @@ def mola_stage():
             t[f"{P}.lora_A_{i}.weight"], t[f"{P}.lora_B_{i}.weight"] = l.A[i], l.B[i]
         t[f"{P}.router.router.weight"] = l.router.weight
     save_safetensors(os.path.join(mdir, "adapter_model.safetensors"), t)
-    with open(os.path.join(mdir, "adapter_config.json"), "w") as f:
-        json.dump({"peft_type": "LORA", "r": MOLA["r"], "lora_alpha": MOLA["lora_alpha"], "number_experts": experts,
-                   "top_k": top_k, "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"},
-                  f, indent=2, sort_keys=True)
+    write_json(os.path.join(mdir, "adapter_config.json"),
+               {"peft_type": "LORA", "r": MOLA["r"], "lora_alpha": MOLA["lora_alpha"], "number_experts": experts,
+                "top_k": top_k, "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"},
+               indent=2, sort_keys=True)
     pt = load_safetensors(os.path.join(OUT, "parity.safetensors"))
     prompts = pt["prompts"]
     with torch.no_grad():
@@ -929,8 +962,7 @@ def export_xlora(clf, n_layers):
             "xlora_dropout_p": XLORA["xlora_dropout_p"], "use_trainable_adapters": False,
             "softmax_temperature": clf.temperature, "top_k_lora": None, "scaling_pass_value": 0.0,
             "global_scaling_weight": 1.0, "base_model_name_or_path": None, "inference_mode": True}
-    with open(os.path.join(xdir, "adapter_config.json"), "w") as f:
-        json.dump(conf, f, indent=2, sort_keys=True)
+    write_json(os.path.join(xdir, "adapter_config.json"), conf, indent=2, sort_keys=True)
 
 
 def mix_bpb(fn, texts):
@@ -960,8 +992,7 @@ def mix_stage():
     corpus, evald = load_texts()
     for name in MIX_TEXTS:
         b = mixed_text(name)
-        with open(os.path.join(DATA, name + ".txt"), "wb") as f:
-            f.write(b)
+        write_file(os.path.join(DATA, name + ".txt"), b)
         evald[name] = torch.tensor(list(b), dtype=torch.uint8)
         log(f"[{name}] held out, three pieces of {EVAL_BYTES // 3} bytes: " +
             ", ".join(f"{p} (after byte {k})" for p, k, _ in MIX_PIECES[name]))
@@ -1006,9 +1037,8 @@ def mix_stage():
         pure = max(rows[r][d] - rows["lora " + d][d] for d in DOMAINS)
         log(f"{r}: mixed_report {rows[r]['mixed_report'] - best:+.4f} against the best single model; "
             f"pure domains at most {pure:+.4f} from the domain's own LoRA (goal: < 0 and <= 0.01)")
-    with open(os.path.join(OUT, "mix_table.json"), "w") as f:
-        json.dump({"arrow": {"top_k": k, "router_temperature": t}, "xlora_temperature": clf.temperature,
-                   "rows": rows}, f, indent=2)
+    write_json(os.path.join(OUT, "mix_table.json"), {"arrow": {"top_k": k, "router_temperature": t},
+                                                      "xlora_temperature": clf.temperature, "rows": rows}, indent=2)
     compose_arrow(log, k, t)
 
 
