@@ -10,10 +10,12 @@ Run with Debian's torch (CPU), from any directory:
   /usr/bin/python3 tools/train_demo.py --mola [outdir]   then: MoLA top-k whose expert counts per
                                                          layer come from build/molora alpha (~10 min)
   /usr/bin/python3 tools/train_demo.py --mix [outdir]    then: the two mixed held-out texts, an X-LoRA
-                                                         classifier over the three LoRAs, the Arrow
+                                                         classifier over the three LoRAs (domain labels,
+                                                         then X-LoRA's LM loss through pass 2), the Arrow
                                                          composition (build/molora compose), and the
-                                                         bits/byte table of every mixture (~15 min)
+                                                         bits/byte table of every mixture (~25 min)
   DEMO_SMOKE=1 ...                                       3 steps per stage: checks the script only
+  DEMO_THREADS=1 ...                                     --mix on 1 torch thread (a shared machine)
 Default outdir: examples/demo_model.  Nothing is downloaded: the training text is read from files
 every Debian 12 machine with python3.11 and libc6-dev has (the exact lists are TRAIN_FILES and
 EVAL_FILES below, and are written to <outdir>/files.txt).
@@ -736,10 +738,11 @@ MIX_PIECES = {
                      (PY + "heapq.py", 0, rb"(?m)^def ")],
 }
 MIX_TEXTS = list(MIX_PIECES)
-XLORA = dict(xlora_depth=2, xlora_size=64, xlora_dropout_p=0.0, layerwise_scalings=False, rows=480, steps=1000,
-             lr=3e-3, switch_rows=0.5, lm_steps=0, lm_lr=1e-3)
+XLORA = dict(xlora_depth=2, xlora_size=64, xlora_dropout_p=0.0, layerwise_scalings=False, rows=1500, steps=1000,
+             lr=3e-3, switch_rows=0.5, lm_steps=300, lm_lr=1e-3, lm_batch=16)
+VAL_WINDOWS = 24   # pure windows per domain from the last 5% of its training text (no classifier trains on them)
 if os.environ.get("DEMO_SMOKE"):
-    XLORA.update(rows=32, steps=3, lm_steps=1)
+    XLORA.update(rows=32, steps=3, lm_steps=2)
 ARROW_GRID = [(1, 1.0)] + [(k, t) for k in (2, 3) for t in (0.5, 1.0, 2.0)]   # (T does nothing at k = 1)
 XLORA_TEMPS = [0.25, 0.5, 1.0]
 
@@ -896,26 +899,24 @@ def domain_windows(corpus, gen, rows, T, frac):
     return torch.stack(xs), torch.stack(ys)
 
 
-def train_xlora(m, mixes, corpus, log):
-    """The classifier learns, from the pass-1 hidden state of each byte (the base model's, pass 1 at
-    scaling_pass_value 0), which domain the byte is in: cross-entropy of its logits against the
-    domain over cached hidden states, cheap. (X-LoRA's own objective, the LM loss through pass 2,
-    costs about 10 s a step on the demo's shared 2 cores; XLORA["lm_steps"] of it follow.)"""
-    torch.manual_seed(500)
-    clf = XLoraClassifier(CFG["dim"], len(DOMAINS), len(mixes), XLORA)
-    run = XLoraRun(m, mixes, clf)
-    gen = torch.Generator().manual_seed(50)
-    T = CFG["seq_len"]
-    log(f"xlora: {sum(p.numel() for p in clf.parameters())} classifier parameters, {XLORA}")
-    t0 = time.time()
-    xs, ys = domain_windows(corpus, gen, XLORA["rows"], T, XLORA["switch_rows"])
-    for mx in mixes:
-        mx.mode = "base"
+def xlora_data(m, mixes, corpus, gen):
+    """the classifier's training windows (from the first 95% of each domain's training text) with every
+    byte's domain and pass 1's hidden states, cached (pass 1 at scaling_pass_value 0 is the base model,
+    independent of the classifier); and VAL_WINDOWS pure windows per domain from the last 5%"""
+    cut = {d: int(len(corpus[d]) * 0.95) for d in DOMAINS}
+    xs, ys = domain_windows({d: corpus[d][:cut[d]] for d in DOMAINS}, gen, XLORA["rows"], CFG["seq_len"],
+                            XLORA["switch_rows"])
+    set_mode(mixes, "base")
     with torch.no_grad():
         hs = torch.cat([hidden_of(m, xs[i:i + 32, :-1].long()) for i in range(0, len(xs), 32)])
+    T = CFG["seq_len"]
+    val = {d: corpus[d][cut[d]:][:VAL_WINDOWS * T].reshape(VAL_WINDOWS, T) for d in DOMAINS}
+    return xs, ys, hs, val
+
+
+def train_domain(clf, hs, ys, gen, log):
+    """stage 1: cross-entropy of the classifier's logits against each byte's domain, on cached states"""
     hs, ys = hs.reshape(-1, CFG["dim"]), ys[:, :-1].reshape(-1)
-    log(f"  {len(xs)} windows of {T} bytes ({XLORA['switch_rows']:.0%} switching domain), hidden states in "
-        f"{time.time() - t0:.1f} s")
     opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lr"], weight_decay=0.0)
     clf.train()
     tot, nrun = 0.0, 0
@@ -923,8 +924,7 @@ def train_xlora(m, mixes, corpus, log):
         for g in opt.param_groups:
             g["lr"] = lr_at(XLORA["lr"], step, XLORA["steps"])
         pick = torch.randint(0, len(ys), (1024,), generator=gen)
-        z = clf.layers(hs[pick])                     # broadcast logits (B, N)
-        loss = F.cross_entropy(z, ys[pick])
+        loss = F.cross_entropy(clf.layers(hs[pick]), ys[pick])   # broadcast logits (B, N)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -934,18 +934,98 @@ def train_xlora(m, mixes, corpus, log):
                 acc = (clf.layers(hs).argmax(-1) == ys).float().mean().item()
             log(f"  steps {step + 1 - nrun:5d}..{step:5d}  domain cross-entropy {tot / nrun:.4f}, accuracy {acc:.3f}")
             tot, nrun = 0.0, 0
+
+
+def train_lm(clf, m, mixes, xs, hs, gen, log):
+    """stage 2, X-LoRA's own objective: the LM loss of pass 2 under the classifier's scalings, pass 1
+    read from the cache; only pass 2 runs forward and backward, and only the classifier learns"""
+    opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lm_lr"], weight_decay=0.0)
+    clf.train()
+    tot, nrun, t0 = 0.0, 0, time.time()
+    for step in range(XLORA["lm_steps"]):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(XLORA["lm_lr"], step, XLORA["lm_steps"])
+        pick = torch.randint(0, len(xs), (XLORA["lm_batch"],), generator=gen)
+        S = clf(hs[pick])                                # (B, T, L, N)
+        for l, mx in enumerate(mixes):
+            mx.mode, mx.w = "xlora", S[..., l, :]
+        xb = xs[pick]
+        loss = F.cross_entropy(m(xb[:, :-1].long()).reshape(-1, 256), xb[:, 1:].reshape(-1).long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tot, nrun = tot + loss.item(), nrun + 1
+        if (step + 1) % 100 == 0 or step == XLORA["lm_steps"] - 1:
+            log(f"  LM steps {step + 1 - nrun:5d}..{step:5d}  pass-2 loss {tot / nrun / math.log(2):.4f} bits/byte, "
+                f"{(time.time() - t0) / (step + 1):.2f} s a step")
+            tot, nrun = 0.0, 0
+
+
+def train_xlora(m, mixes, corpus, log):
+    """PEFT's XLoraClassifier in two stages: the domain of each byte from pass 1's hidden state (cheap,
+    on cached states), then XLORA["lm_steps"] of X-LoRA's own LM loss through pass 2 from there"""
+    torch.manual_seed(500)
+    clf = XLoraClassifier(CFG["dim"], len(DOMAINS), len(mixes), XLORA)
+    run = XLoraRun(m, mixes, clf)
+    gen = torch.Generator().manual_seed(50)
+    log(f"xlora: {sum(p.numel() for p in clf.parameters())} classifier parameters, {XLORA}")
+    t0 = time.time()
+    xs, ys, hs, val = xlora_data(m, mixes, corpus, gen)
+    log(f"  {len(xs)} windows of {CFG['seq_len']} bytes ({XLORA['switch_rows']:.0%} switching domain), hidden "
+        f"states in {time.time() - t0:.1f} s")
+    train_domain(clf, hs, ys, gen, log)
+    log(f"  after the domain stage: {xlora_val_line(run, m, mixes, val)}")
     if XLORA["lm_steps"]:
-        opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lm_lr"], weight_decay=0.0)
-        for step in range(XLORA["lm_steps"]):
-            xb = xs[torch.randint(0, len(xs), (16,), generator=gen)]
-            loss = F.cross_entropy(run(xb[:, :-1].long()).reshape(-1, 256), xb[:, 1:].reshape(-1).long())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            log(f"  LM step {step}: loss {loss.item():.4f} ({loss.item() / math.log(2):.3f} bits/byte)")
+        train_lm(clf, m, mixes, xs, hs, gen, log)
+        log(f"  after the LM stage: {xlora_val_line(run, m, mixes, val)}")
     clf.eval()
     log(f"xlora classifier trained in {time.time() - t0:.1f} s")
-    return clf, run
+    return clf, run, val
+
+
+@torch.no_grad()
+def xlora_val_line(run, m, mixes, val):
+    """bits/byte of X-LoRA minus each domain's own LoRA on the training text's held-out 5% (pure windows)"""
+    def bpb(fn, x):
+        return F.cross_entropy(fn(x.long())[:, :-1].reshape(-1, 256), x[:, 1:].reshape(-1).long()).item() / math.log(2)
+    out = []
+    for i, d in enumerate(DOMAINS):
+        set_mode(mixes, ("lora", i))
+        own = bpb(m, val[d])
+        out.append(f"{d} {bpb(run, val[d]) - own:+.4f}")
+    return "X-LoRA minus the own LoRA on the training text's held-out 5%: " + "  ".join(out)
+
+
+@torch.no_grad()
+def xlora_diagnose(run, m, mixes, texts, log):
+    """what limits X-LoRA (reported, chooses nothing): per text, the classifier's accuracy on each byte's
+    domain, overall and by position in the 128-byte window, its mean weight on the right LoRA, and the
+    bits/byte with oracle weights (1 on the byte's own domain's LoRA): the ceiling of any classifier"""
+    T, n3 = CFG["seq_len"], EVAL_BYTES // 3
+    for name, data in texts.items():
+        lab = torch.tensor([DOMAINS.index(name) if name in DOMAINS else min(i // n3, 2) for i in range(len(data))])
+        hit, conf, pos, tot, loss, n = [], [], torch.zeros(3), torch.zeros(3), 0.0, 0
+        for s in range(0, len(data) - 1, T):
+            w, y = data[s:s + T], lab[s:s + T]
+            if len(w) < 2:
+                break
+            set_mode(mixes, "base")
+            S = run.clf(hidden_of(m, w[None].long()))[0, :, 0, :]          # broadcast: module 0's weights
+            ok = (S.argmax(-1) == y).float()
+            hit.append(ok)
+            conf.append(S.gather(1, y[:, None])[:, 0])
+            for j, (a, b) in enumerate([(0, 16), (16, 64), (64, T)]):
+                pos[j] += ok[a:b].sum()
+                tot[j] += len(ok[a:b])
+            W = F.one_hot(y, len(DOMAINS)).float()[None]
+            for mx in mixes:
+                mx.mode, mx.w = "xlora", W
+            loss += F.cross_entropy(m(w[None].long())[0, :-1], w[1:].long(), reduction="sum").item()
+            n += len(w) - 1
+        oracle = loss / n / math.log(2)
+        log(f"  {name:13s} accuracy {torch.cat(hit).mean():.3f} (bytes 0-15 {pos[0] / tot[0]:.2f}, 16-63 "
+            f"{pos[1] / tot[1]:.2f}, 64-127 {pos[2] / tot[2]:.2f}), mean weight on the right LoRA "
+            f"{torch.cat(conf).mean():.3f}, oracle weights {oracle:.4f} bits/byte")
 
 
 def export_xlora(clf, n_layers):
@@ -987,7 +1067,7 @@ def set_mode(mixes, mode):
 
 
 def mix_stage():
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("DEMO_THREADS", "2")))   # 1 on a machine shared with others
     log = open_log("a")
     corpus, evald = load_texts()
     for name in MIX_TEXTS:
@@ -997,7 +1077,7 @@ def mix_stage():
         log(f"[{name}] held out, three pieces of {EVAL_BYTES // 3} bytes: " +
             ", ".join(f"{p} (after byte {k})" for p, k, _ in MIX_PIECES[name]))
     m, mixes = mix_model()
-    clf, run = train_xlora(m, mixes, corpus, log)
+    clf, run, _ = train_xlora(m, mixes, corpus, log)
     ada, _ = load_demo_model(True)
     rows = {}
     set_mode(mixes, "base")
@@ -1025,6 +1105,8 @@ def mix_stage():
     log("xlora on mixed_select, softmax temperature: " + "  ".join(f"T{a}: {v:.4f}" for a, v in xl.items()) +
         f" -> T {clf.temperature}")
     rows[f"X-LoRA T{clf.temperature}"] = mix_bpb(run, evald)
+    log("xlora, what limits it (every text, chooses nothing):")
+    xlora_diagnose(run, m, mixes, evald, log)
     export_xlora(clf, len(mixes))
     rows["AdaMoLE"] = mix_bpb(ada, evald)
     cols = DOMAINS + MIX_TEXTS
