@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define NPROJ 4
@@ -475,7 +476,10 @@ static unsigned char *read_file(const char *path, long *n)
 {
     FILE *f = fopen(path, "rb");
     unsigned char *buf;
+    struct stat sb;
     if (!f) die("cannot open %s", path);
+    /* a directory opens, and its size is no byte count: refused here, not as "out of memory" */
+    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) die("%s is not a regular file", path);
     if (fseek(f, 0, SEEK_END) || (*n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) die("cannot read %s", path);
     buf = xcalloc((size_t)*n + 1, 1);
     if (fread(buf, 1, (size_t)*n, f) != (size_t)*n) die("cannot read %s", path);
@@ -719,8 +723,12 @@ static void route_map_file(Engine *e, const char *path, int width)
 {
     long n, s, t;
     int T, i;
-    unsigned char *buf = read_file(path, &n), *top = xcalloc((size_t)n + 1, 1);
+    unsigned char *buf, *top;
     if (!e->model) die("-R needs an adapter (-a or -x)");
+    if (e->max_experts < 2) die("-R: the adapter has one expert per module, nothing is routed");
+    buf = read_file(path, &n);
+    if (n == 0) die("-R: %s is empty, no byte to map", path);
+    top = xcalloc((size_t)n + 1, 1);
     for (s = 0; s < n; s += e->seq_len) {
         T = (int)(n - s < e->seq_len ? n - s : e->seq_len);
         memset(e->token_weight, 0, (size_t)e->seq_len * e->max_experts * sizeof(double));

@@ -123,6 +123,41 @@ refuse MISSING_WEIGHTS $E $X/base.safetensors -x $X/xlora_raw -p $X/expected.saf
 expect_error "-x on a plain LoRA" $E $X/base.safetensors -x $X/lora_0 -e $D/c.txt
 expect_error "-x on a missing directory" $E $X/base.safetensors -x $T/none -e $D/c.txt
 expect_error "X-LoRA of another hidden size" $E $M/base.safetensors -x $X/xlora_d1 -e $D/c.txt
+# -R (the routing map of a whole file): exit status 1 and exactly this one stderr line
+refuse_line() {   # refuse_line LINE CMD...
+    want=$1; shift
+    "$@" >$T/out 2>$T/err; rc=$?
+    if [ $rc -eq 1 ] && [ "$(cat $T/err)" = "$want" ] && [ ! -s $T/out ]; then ok
+    else bad "rc=$rc '$*' stderr: $(head -c 600 $T/err)"; fi
+}
+: >$T/empty.txt
+mkdir $T/dir.txt
+refuse_line "engine: cannot open $T/none.txt" $E $M/base.safetensors -x $M/xlora -R $T/none.txt
+refuse_line "engine: -R: $T/empty.txt is empty, no byte to map" $E $M/base.safetensors -x $M/xlora -R $T/empty.txt
+refuse_line "engine: $T/dir.txt is not a regular file" $E $M/base.safetensors -x $M/xlora -R $T/dir.txt
+refuse_line "engine: -R: the adapter has one expert per module, nothing is routed" \
+    $E $M/base.safetensors -a $M/lora_c -R $D/c.txt
+refuse_line "engine: -R needs an adapter (-a or -x)" $E $M/base.safetensors -R $D/c.txt
+# a file longer than the context (300 bytes, seq_len 128): every byte mapped, in windows of 128 bytes
+# evaluated apart (the map of each window alone is the same), for X-LoRA and for MoLE
+head -c 300 $D/mixed_report.txt >$T/long.txt
+head -c 128 $T/long.txt >$T/w0.txt
+tail -c +129 $T/long.txt | head -c 128 >$T/w1.txt
+tail -c +257 $T/long.txt >$T/w2.txt
+for a in "-x $M/xlora" "-a $M/mole"; do
+    if $E $M/base.safetensors $a -R $T/long.txt >$T/rl 2>$T/err &&
+       $E $M/base.safetensors $a -R $T/w0.txt $T/w1.txt $T/w2.txt >$T/rw 2>>$T/err &&
+       python3 - $T/rl $T/rw <<'PY'
+import sys
+def top(path):   # the map rows (the lines under the text) joined
+    rows = [l.rstrip("\n") for l in open(path, encoding="latin-1")]
+    return "".join(l[8:-1] for l in rows if l.startswith("       |"))
+full, parts = top(sys.argv[1]), top(sys.argv[2])
+assert len(full) == 300 and full == parts, (len(full), full, parts)
+assert set(full) <= set("012"), set(full)
+PY
+    then ok; else bad "-R $a on 300 bytes: $(cat $T/err)"; fi
+done
 # the demo's X-LoRA: the table and the merged routing map run; one row per adapted projection
 if $E $M/base.safetensors -x $M/xlora -t -m -e $D/mixed_report.txt >$T/xe 2>$T/err &&
    $E $M/base.safetensors -x $M/xlora -m -r $D/mixed_report.txt >$T/xr 2>>$T/err &&

@@ -10,10 +10,12 @@ Run with Debian's torch (CPU), from any directory:
   /usr/bin/python3 tools/train_demo.py --mola [outdir]   then: MoLA top-k whose expert counts per
                                                          layer come from build/molora alpha (~10 min)
   /usr/bin/python3 tools/train_demo.py --mix [outdir]    then: the two mixed held-out texts, an X-LoRA
-                                                         classifier over the three LoRAs, the Arrow
+                                                         classifier over the three LoRAs (domain labels,
+                                                         then X-LoRA's LM loss through pass 2), the Arrow
                                                          composition (build/molora compose), and the
-                                                         bits/byte table of every mixture (~15 min)
+                                                         bits/byte table of every mixture (~25 min)
   DEMO_SMOKE=1 ...                                       3 steps per stage: checks the script only
+  DEMO_THREADS=1 ...                                     --mix on 1 torch thread (a shared machine)
 Default outdir: examples/demo_model.  Nothing is downloaded: the training text is read from files
 every Debian 12 machine with python3.11 and libc6-dev has (the exact lists are TRAIN_FILES and
 EVAL_FILES below, and are written to <outdir>/files.txt).
@@ -39,6 +41,8 @@ Writes:
   <outdir>/arrow/                           (--mix) molora compose --routing arrow:K:T of the three
   <outdir>/mix_table.json                   (--mix) the bits/byte table and the chosen settings
   <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
+Every file goes through write_file: a temporary file beside the target, written in full and fsync'd,
+then renamed over it (an interrupted run leaves the old file, never half of a new one).
 
 The AdaMoLE forward is molora's ADAMOLE rule (zefang-liu/AdaMoLE src/adamole/layer.py); the training loss adds the
 load-balancing loss. Seeds are fixed; torch runs on 2 threads.
@@ -93,6 +97,39 @@ if os.environ.get("DEMO_SMOKE"):   # check the script end to end in seconds (use
 def read(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def write_file(path, data):
+    """Every file this script writes goes through here: bytes (or str, as UTF-8) to a temporary file
+    beside path, written in full, fsync'd, then renamed over path (a failed or interrupted write
+    leaves the old file, and nothing is read back from a half-written one)."""
+    import tempfile
+    data = data.encode() if isinstance(data, str) else bytes(data)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        um = os.umask(0)
+        os.umask(um)
+        os.chmod(tmp, 0o666 & ~um)                       # mkstemp's 0600 is no mode for a committed file
+        with os.fdopen(fd, "wb") as f:
+            if f.write(data) != len(data):
+                raise OSError(f"{path}: short write")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    dfd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def write_json(path, obj, **kw):
+    write_file(path, json.dumps(obj, **kw))
 
 
 class RMSNorm(nn.Module):
@@ -222,11 +259,7 @@ def save_safetensors(path, tensors, metadata=None):
         off += len(raw)
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+    write_file(path, b"".join([struct.pack("<Q", len(h)), h] + blobs))
 
 
 def base_tensors(m):
@@ -306,13 +339,15 @@ def train(m, params, corpus, steps, lr, seed, aux_layers=None, log=None, aux_fn=
 
 
 def open_log(mode):
-    """a log function that prints and appends to <outdir>/train_log.txt (mode "w" starts it anew)"""
-    logf = open(os.path.join(OUT, "train_log.txt"), mode)
+    """a log function that prints and appends to <outdir>/train_log.txt (mode "w" starts it anew); each
+    line rewrites the whole log through write_file (a few hundred lines at most), so it is never half written"""
+    path = os.path.join(OUT, "train_log.txt")
+    lines = [read(path).decode()] if mode == "a" and os.path.exists(path) else []
 
     def log(s):
         print(s, flush=True)
-        logf.write(s + "\n")
-        logf.flush()
+        lines.append(s + "\n")
+        write_file(path, "".join(lines))
     return log
 
 
@@ -334,19 +369,19 @@ def main():
     os.makedirs(DATA, exist_ok=True)
     log = open_log("w")
     corpus, evald = {}, {}
-    with open(os.path.join(OUT, "files.txt"), "w") as f:
-        for d in DOMAINS:
-            raw = b"\n".join(read(p) for p in TRAIN_FILES[d])
-            corpus[d] = torch.tensor(list(raw), dtype=torch.uint8)
-            src = read(EVAL_FILES[d])
-            start = re.search(EVAL_START[d], src).start()
-            ev = src[start:start + EVAL_BYTES]
-            with open(os.path.join(DATA, d + ".txt"), "wb") as g:
-                g.write(ev)
-            evald[d] = torch.tensor(list(ev), dtype=torch.uint8)
-            f.write(f"[{d}] train ({len(raw)} bytes):\n" + "".join(f"  {p}\n" for p in TRAIN_FILES[d]))
-            f.write(f"[{d}] held out: bytes {start}..{start + len(ev)} of {EVAL_FILES[d]}\n")
-            log(f"{d}: {len(raw)} training bytes, held-out bytes {start}..{start + len(ev)} of {EVAL_FILES[d]}")
+    files = []
+    for d in DOMAINS:
+        raw = b"\n".join(read(p) for p in TRAIN_FILES[d])
+        corpus[d] = torch.tensor(list(raw), dtype=torch.uint8)
+        src = read(EVAL_FILES[d])
+        start = re.search(EVAL_START[d], src).start()
+        ev = src[start:start + EVAL_BYTES]
+        write_file(os.path.join(DATA, d + ".txt"), ev)
+        evald[d] = torch.tensor(list(ev), dtype=torch.uint8)
+        files.append(f"[{d}] train ({len(raw)} bytes):\n" + "".join(f"  {p}\n" for p in TRAIN_FILES[d]))
+        files.append(f"[{d}] held out: bytes {start}..{start + len(ev)} of {EVAL_FILES[d]}\n")
+        log(f"{d}: {len(raw)} training bytes, held-out bytes {start}..{start + len(ev)} of {EVAL_FILES[d]}")
+    write_file(os.path.join(OUT, "files.txt"), "".join(files))
 
     m = Model(CFG)
     log(f"base: {sum(p.numel() for p in m.parameters())} parameters, config {CFG}")
@@ -394,11 +429,11 @@ def main():
             at[f"{P}.lora_threshold.weight"] = l.thr.weight
             at[f"{P}.lora_threshold.bias"] = l.thr.bias
     save_safetensors(os.path.join(adir, "adapter_model.safetensors"), at)
-    with open(os.path.join(adir, "adapter_config.json"), "w") as f:
-        json.dump({"peft_type": "ADAMOLE", "lora_rank": ADA["lora_rank"], "lora_alpha": ADA["lora_alpha"],
-                   "num_experts": ADA["num_experts"], "max_threshold": None, "lora_dropout": 0.0,
-                   "bias": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
-                   "task_type": "CAUSAL_LM"}, f, indent=2, sort_keys=True)
+    write_json(os.path.join(adir, "adapter_config.json"),
+               {"peft_type": "ADAMOLE", "lora_rank": ADA["lora_rank"], "lora_alpha": ADA["lora_alpha"],
+                "num_experts": ADA["num_experts"], "max_threshold": None, "lora_dropout": 0.0,
+                "bias": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                "task_type": "CAUSAL_LM"}, indent=2, sort_keys=True)
 
     log(f"total training time {t_base + t_ada:.1f} s")
     export_parity(log)
@@ -547,9 +582,9 @@ def mole_stage():
             P = f"base_model.model.model.layers.{L}.self_attn.{n}"
             t[P + ".lora_A.weight"], t[P + ".lora_B.weight"] = l.A, l.B
         save_safetensors(os.path.join(ldir, "adapter_model.safetensors"), t)
-        with open(os.path.join(ldir, "adapter_config.json"), "w") as f:
-            json.dump({"peft_type": "LORA", "r": MOLE["r"], "lora_alpha": MOLE["lora_alpha"], "use_rslora": False,
-                       "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"}, f, indent=2, sort_keys=True)
+        write_json(os.path.join(ldir, "adapter_config.json"),
+                   {"peft_type": "LORA", "r": MOLE["r"], "lora_alpha": MOLE["lora_alpha"], "use_rslora": False,
+                    "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"}, indent=2, sort_keys=True)
         experts[d] = loras
     torch.manual_seed(300)
     moles = {}
@@ -675,10 +710,10 @@ def mola_stage():
             t[f"{P}.lora_A_{i}.weight"], t[f"{P}.lora_B_{i}.weight"] = l.A[i], l.B[i]
         t[f"{P}.router.router.weight"] = l.router.weight
     save_safetensors(os.path.join(mdir, "adapter_model.safetensors"), t)
-    with open(os.path.join(mdir, "adapter_config.json"), "w") as f:
-        json.dump({"peft_type": "LORA", "r": MOLA["r"], "lora_alpha": MOLA["lora_alpha"], "number_experts": experts,
-                   "top_k": top_k, "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"},
-                  f, indent=2, sort_keys=True)
+    write_json(os.path.join(mdir, "adapter_config.json"),
+               {"peft_type": "LORA", "r": MOLA["r"], "lora_alpha": MOLA["lora_alpha"], "number_experts": experts,
+                "top_k": top_k, "bias": "none", "target_modules": names, "task_type": "CAUSAL_LM"},
+               indent=2, sort_keys=True)
     pt = load_safetensors(os.path.join(OUT, "parity.safetensors"))
     prompts = pt["prompts"]
     with torch.no_grad():
@@ -703,10 +738,11 @@ MIX_PIECES = {
                      (PY + "heapq.py", 0, rb"(?m)^def ")],
 }
 MIX_TEXTS = list(MIX_PIECES)
-XLORA = dict(xlora_depth=2, xlora_size=64, xlora_dropout_p=0.0, layerwise_scalings=False, rows=480, steps=1000,
-             lr=3e-3, switch_rows=0.5, lm_steps=0, lm_lr=1e-3)
+XLORA = dict(xlora_depth=2, xlora_size=64, xlora_dropout_p=0.0, layerwise_scalings=False, rows=1500, steps=1000,
+             lr=3e-3, switch_rows=0.5, lm_steps=300, lm_lr=1e-3, lm_batch=16)
+VAL_WINDOWS = 24   # pure windows per domain from the last 5% of its training text (no classifier trains on them)
 if os.environ.get("DEMO_SMOKE"):
-    XLORA.update(rows=32, steps=3, lm_steps=1)
+    XLORA.update(rows=32, steps=3, lm_steps=2)
 ARROW_GRID = [(1, 1.0)] + [(k, t) for k in (2, 3) for t in (0.5, 1.0, 2.0)]   # (T does nothing at k = 1)
 XLORA_TEMPS = [0.25, 0.5, 1.0]
 
@@ -863,26 +899,24 @@ def domain_windows(corpus, gen, rows, T, frac):
     return torch.stack(xs), torch.stack(ys)
 
 
-def train_xlora(m, mixes, corpus, log):
-    """The classifier learns, from the pass-1 hidden state of each byte (the base model's, pass 1 at
-    scaling_pass_value 0), which domain the byte is in: cross-entropy of its logits against the
-    domain over cached hidden states, cheap. (X-LoRA's own objective, the LM loss through pass 2,
-    costs about 10 s a step on the demo's shared 2 cores; XLORA["lm_steps"] of it follow.)"""
-    torch.manual_seed(500)
-    clf = XLoraClassifier(CFG["dim"], len(DOMAINS), len(mixes), XLORA)
-    run = XLoraRun(m, mixes, clf)
-    gen = torch.Generator().manual_seed(50)
-    T = CFG["seq_len"]
-    log(f"xlora: {sum(p.numel() for p in clf.parameters())} classifier parameters, {XLORA}")
-    t0 = time.time()
-    xs, ys = domain_windows(corpus, gen, XLORA["rows"], T, XLORA["switch_rows"])
-    for mx in mixes:
-        mx.mode = "base"
+def xlora_data(m, mixes, corpus, gen):
+    """the classifier's training windows (from the first 95% of each domain's training text) with every
+    byte's domain and pass 1's hidden states, cached (pass 1 at scaling_pass_value 0 is the base model,
+    independent of the classifier); and VAL_WINDOWS pure windows per domain from the last 5%"""
+    cut = {d: int(len(corpus[d]) * 0.95) for d in DOMAINS}
+    xs, ys = domain_windows({d: corpus[d][:cut[d]] for d in DOMAINS}, gen, XLORA["rows"], CFG["seq_len"],
+                            XLORA["switch_rows"])
+    set_mode(mixes, "base")
     with torch.no_grad():
         hs = torch.cat([hidden_of(m, xs[i:i + 32, :-1].long()) for i in range(0, len(xs), 32)])
+    T = CFG["seq_len"]
+    val = {d: corpus[d][cut[d]:][:VAL_WINDOWS * T].reshape(VAL_WINDOWS, T) for d in DOMAINS}
+    return xs, ys, hs, val
+
+
+def train_domain(clf, hs, ys, gen, log):
+    """stage 1: cross-entropy of the classifier's logits against each byte's domain, on cached states"""
     hs, ys = hs.reshape(-1, CFG["dim"]), ys[:, :-1].reshape(-1)
-    log(f"  {len(xs)} windows of {T} bytes ({XLORA['switch_rows']:.0%} switching domain), hidden states in "
-        f"{time.time() - t0:.1f} s")
     opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lr"], weight_decay=0.0)
     clf.train()
     tot, nrun = 0.0, 0
@@ -890,8 +924,7 @@ def train_xlora(m, mixes, corpus, log):
         for g in opt.param_groups:
             g["lr"] = lr_at(XLORA["lr"], step, XLORA["steps"])
         pick = torch.randint(0, len(ys), (1024,), generator=gen)
-        z = clf.layers(hs[pick])                     # broadcast logits (B, N)
-        loss = F.cross_entropy(z, ys[pick])
+        loss = F.cross_entropy(clf.layers(hs[pick]), ys[pick])   # broadcast logits (B, N)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -901,18 +934,98 @@ def train_xlora(m, mixes, corpus, log):
                 acc = (clf.layers(hs).argmax(-1) == ys).float().mean().item()
             log(f"  steps {step + 1 - nrun:5d}..{step:5d}  domain cross-entropy {tot / nrun:.4f}, accuracy {acc:.3f}")
             tot, nrun = 0.0, 0
+
+
+def train_lm(clf, m, mixes, xs, hs, gen, log):
+    """stage 2, X-LoRA's own objective: the LM loss of pass 2 under the classifier's scalings, pass 1
+    read from the cache; only pass 2 runs forward and backward, and only the classifier learns"""
+    opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lm_lr"], weight_decay=0.0)
+    clf.train()
+    tot, nrun, t0 = 0.0, 0, time.time()
+    for step in range(XLORA["lm_steps"]):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(XLORA["lm_lr"], step, XLORA["lm_steps"])
+        pick = torch.randint(0, len(xs), (XLORA["lm_batch"],), generator=gen)
+        S = clf(hs[pick])                                # (B, T, L, N)
+        for l, mx in enumerate(mixes):
+            mx.mode, mx.w = "xlora", S[..., l, :]
+        xb = xs[pick]
+        loss = F.cross_entropy(m(xb[:, :-1].long()).reshape(-1, 256), xb[:, 1:].reshape(-1).long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tot, nrun = tot + loss.item(), nrun + 1
+        if (step + 1) % 100 == 0 or step == XLORA["lm_steps"] - 1:
+            log(f"  LM steps {step + 1 - nrun:5d}..{step:5d}  pass-2 loss {tot / nrun / math.log(2):.4f} bits/byte, "
+                f"{(time.time() - t0) / (step + 1):.2f} s a step")
+            tot, nrun = 0.0, 0
+
+
+def train_xlora(m, mixes, corpus, log):
+    """PEFT's XLoraClassifier in two stages: the domain of each byte from pass 1's hidden state (cheap,
+    on cached states), then XLORA["lm_steps"] of X-LoRA's own LM loss through pass 2 from there"""
+    torch.manual_seed(500)
+    clf = XLoraClassifier(CFG["dim"], len(DOMAINS), len(mixes), XLORA)
+    run = XLoraRun(m, mixes, clf)
+    gen = torch.Generator().manual_seed(50)
+    log(f"xlora: {sum(p.numel() for p in clf.parameters())} classifier parameters, {XLORA}")
+    t0 = time.time()
+    xs, ys, hs, val = xlora_data(m, mixes, corpus, gen)
+    log(f"  {len(xs)} windows of {CFG['seq_len']} bytes ({XLORA['switch_rows']:.0%} switching domain), hidden "
+        f"states in {time.time() - t0:.1f} s")
+    train_domain(clf, hs, ys, gen, log)
+    log(f"  after the domain stage: {xlora_val_line(run, m, mixes, val)}")
     if XLORA["lm_steps"]:
-        opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lm_lr"], weight_decay=0.0)
-        for step in range(XLORA["lm_steps"]):
-            xb = xs[torch.randint(0, len(xs), (16,), generator=gen)]
-            loss = F.cross_entropy(run(xb[:, :-1].long()).reshape(-1, 256), xb[:, 1:].reshape(-1).long())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            log(f"  LM step {step}: loss {loss.item():.4f} ({loss.item() / math.log(2):.3f} bits/byte)")
+        train_lm(clf, m, mixes, xs, hs, gen, log)
+        log(f"  after the LM stage: {xlora_val_line(run, m, mixes, val)}")
     clf.eval()
     log(f"xlora classifier trained in {time.time() - t0:.1f} s")
-    return clf, run
+    return clf, run, val
+
+
+@torch.no_grad()
+def xlora_val_line(run, m, mixes, val):
+    """bits/byte of X-LoRA minus each domain's own LoRA on the training text's held-out 5% (pure windows)"""
+    def bpb(fn, x):
+        return F.cross_entropy(fn(x.long())[:, :-1].reshape(-1, 256), x[:, 1:].reshape(-1).long()).item() / math.log(2)
+    out = []
+    for i, d in enumerate(DOMAINS):
+        set_mode(mixes, ("lora", i))
+        own = bpb(m, val[d])
+        out.append(f"{d} {bpb(run, val[d]) - own:+.4f}")
+    return "X-LoRA minus the own LoRA on the training text's held-out 5%: " + "  ".join(out)
+
+
+@torch.no_grad()
+def xlora_diagnose(run, m, mixes, texts, log):
+    """what limits X-LoRA (reported, chooses nothing): per text, the classifier's accuracy on each byte's
+    domain, overall and by position in the 128-byte window, its mean weight on the right LoRA, and the
+    bits/byte with oracle weights (1 on the byte's own domain's LoRA): the ceiling of any classifier"""
+    T, n3 = CFG["seq_len"], EVAL_BYTES // 3
+    for name, data in texts.items():
+        lab = torch.tensor([DOMAINS.index(name) if name in DOMAINS else min(i // n3, 2) for i in range(len(data))])
+        hit, conf, pos, tot, loss, n = [], [], torch.zeros(3), torch.zeros(3), 0.0, 0
+        for s in range(0, len(data) - 1, T):
+            w, y = data[s:s + T], lab[s:s + T]
+            if len(w) < 2:
+                break
+            set_mode(mixes, "base")
+            S = run.clf(hidden_of(m, w[None].long()))[0, :, 0, :]          # broadcast: module 0's weights
+            ok = (S.argmax(-1) == y).float()
+            hit.append(ok)
+            conf.append(S.gather(1, y[:, None])[:, 0])
+            for j, (a, b) in enumerate([(0, 16), (16, 64), (64, T)]):
+                pos[j] += ok[a:b].sum()
+                tot[j] += len(ok[a:b])
+            W = F.one_hot(y, len(DOMAINS)).float()[None]
+            for mx in mixes:
+                mx.mode, mx.w = "xlora", W
+            loss += F.cross_entropy(m(w[None].long())[0, :-1], w[1:].long(), reduction="sum").item()
+            n += len(w) - 1
+        oracle = loss / n / math.log(2)
+        log(f"  {name:13s} accuracy {torch.cat(hit).mean():.3f} (bytes 0-15 {pos[0] / tot[0]:.2f}, 16-63 "
+            f"{pos[1] / tot[1]:.2f}, 64-127 {pos[2] / tot[2]:.2f}), mean weight on the right LoRA "
+            f"{torch.cat(conf).mean():.3f}, oracle weights {oracle:.4f} bits/byte")
 
 
 def export_xlora(clf, n_layers):
@@ -929,8 +1042,7 @@ def export_xlora(clf, n_layers):
             "xlora_dropout_p": XLORA["xlora_dropout_p"], "use_trainable_adapters": False,
             "softmax_temperature": clf.temperature, "top_k_lora": None, "scaling_pass_value": 0.0,
             "global_scaling_weight": 1.0, "base_model_name_or_path": None, "inference_mode": True}
-    with open(os.path.join(xdir, "adapter_config.json"), "w") as f:
-        json.dump(conf, f, indent=2, sort_keys=True)
+    write_json(os.path.join(xdir, "adapter_config.json"), conf, indent=2, sort_keys=True)
 
 
 def mix_bpb(fn, texts):
@@ -955,18 +1067,17 @@ def set_mode(mixes, mode):
 
 
 def mix_stage():
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("DEMO_THREADS", "2")))   # 1 on a machine shared with others
     log = open_log("a")
     corpus, evald = load_texts()
     for name in MIX_TEXTS:
         b = mixed_text(name)
-        with open(os.path.join(DATA, name + ".txt"), "wb") as f:
-            f.write(b)
+        write_file(os.path.join(DATA, name + ".txt"), b)
         evald[name] = torch.tensor(list(b), dtype=torch.uint8)
         log(f"[{name}] held out, three pieces of {EVAL_BYTES // 3} bytes: " +
             ", ".join(f"{p} (after byte {k})" for p, k, _ in MIX_PIECES[name]))
     m, mixes = mix_model()
-    clf, run = train_xlora(m, mixes, corpus, log)
+    clf, run, _ = train_xlora(m, mixes, corpus, log)
     ada, _ = load_demo_model(True)
     rows = {}
     set_mode(mixes, "base")
@@ -994,6 +1105,8 @@ def mix_stage():
     log("xlora on mixed_select, softmax temperature: " + "  ".join(f"T{a}: {v:.4f}" for a, v in xl.items()) +
         f" -> T {clf.temperature}")
     rows[f"X-LoRA T{clf.temperature}"] = mix_bpb(run, evald)
+    log("xlora, what limits it (every text, chooses nothing):")
+    xlora_diagnose(run, m, mixes, evald, log)
     export_xlora(clf, len(mixes))
     rows["AdaMoLE"] = mix_bpb(ada, evald)
     cols = DOMAINS + MIX_TEXTS
@@ -1006,9 +1119,8 @@ def mix_stage():
         pure = max(rows[r][d] - rows["lora " + d][d] for d in DOMAINS)
         log(f"{r}: mixed_report {rows[r]['mixed_report'] - best:+.4f} against the best single model; "
             f"pure domains at most {pure:+.4f} from the domain's own LoRA (goal: < 0 and <= 0.01)")
-    with open(os.path.join(OUT, "mix_table.json"), "w") as f:
-        json.dump({"arrow": {"top_k": k, "router_temperature": t}, "xlora_temperature": clf.temperature,
-                   "rows": rows}, f, indent=2)
+    write_json(os.path.join(OUT, "mix_table.json"), {"arrow": {"top_k": k, "router_temperature": t},
+                                                      "xlora_temperature": clf.temperature, "rows": rows}, indent=2)
     compose_arrow(log, k, t)
 
 
