@@ -538,6 +538,7 @@ static int parse_options(int argc, char **argv, options *o)   /* 0, the exit sta
     }
     if (o->precisions) {
         const char *p = o->precisions;
+        if (!*p) { fprintf(stderr, "molora_bench: --precision needs f32, bf16 or both\n"); return 2; }
         while (*p) {
             size_t len = strcspn(p, ",");
             if (!((len == 3 && !strncmp(p, "f32", 3)) || (len == 4 && !strncmp(p, "bf16", 4)))) {
