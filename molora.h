@@ -3225,6 +3225,16 @@ MOLORA__PRIVATE molora_result molora__check_index(const molora__call *c)
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* 1 when the gate logits check X: a NaN or Inf anywhere in a row of X makes every logit of that
+   row NaN or Inf (0 * Inf and 0 * NaN are NaN), so a finite G (T, ng) proves X finite, and the
+   call reads X once less (at d 768 the separate check cost about a fifth of the routing). X is
+   read in full only when G is not finite, for the same error. Not for calls without the gate's
+   rows over X: FIXED weights, an adapter index, a gateless layer. */
+MOLORA__PRIVATE int molora__gate_checks_x(const molora__call *c)
+{
+    return c->n > 0 && !c->args->adapter_index && !c->args->weights && c->L->n_rows > c->L->r_total;
+}
+
 /* Checks the inputs of a call with T > 0, carves the workspace and lays X out for the kernels. */
 MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
 {
@@ -3254,7 +3264,7 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
                             "forward: workspace %zu bytes, %d tokens in %d task(s) on layer %d need %zu",
                             a->workspace ? a->workspace_size : (size_t)0, T, c->apply ? c->n_tasks : 1, a->layer,
                             ws.total);
-    if (!molora__all_finite(a->x, nx))
+    if (!molora__gate_checks_x(c) && !molora__all_finite(a->x, nx))
         return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
     if (n > 0 && a->weights && !molora__all_finite(a->weights, a->weights_per_token ? (size_t)T * n : (size_t)n))
         return molora__fail(lg, MOLORA_RESULT_NON_FINITE, "forward: fixed weights have NaN or Inf");
@@ -3276,13 +3286,18 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     return MOLORA_RESULT_SUCCESS;
 }
 
-/* G (T, ng) = X [Wg; wt]^T: the gate logits and the threshold-net logit, all routing reads of X */
-MOLORA__PRIVATE void molora__gate_logits(molora__call *c)
+/* G (T, ng) = X [Wg; wt]^T: the gate logits and the threshold-net logit, all routing reads of X;
+   then X's finiteness from G's (molora__gate_checks_x) */
+MOLORA__PRIVATE molora_result molora__gate_logits(molora__call *c)
 {
     const molora__layer *L = c->L;
     int ng = L->n_rows - L->r_total;
     if (ng > 0)   /* up to 32 rows (N + 1): too narrow for BLAS's packing to pay off at any T; wider gates use BLAS */
         molora__mul_xwt(&c->in, ng <= 32 ? MOLORA__ALLOW_NARROW : 0, ng, L->R, 0, c->G, ng);
+    if (molora__gate_checks_x(c) && !molora__all_finite(c->G, (size_t)c->T * (size_t)ng) &&
+        !molora__all_finite(c->args->x, (size_t)c->T * (size_t)L->d_in))
+        return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
+    return MOLORA_RESULT_SUCCESS;
 }
 
 /* w = the given weights, masked entries 0 */
@@ -3693,7 +3708,7 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     if (r != MOLORA_RESULT_SUCCESS) return r;
     if (c->n > 0) {
         /* gate logits G = X [Wg; wt]^T (none with an adapter index: it replaces the router) */
-        if (!a->adapter_index) molora__gate_logits(c);
+        if (!a->adapter_index && (r = molora__gate_logits(c)) != MOLORA_RESULT_SUCCESS) return r;
         /* route: the weights w (T, n) */
         r = molora__route(c);
         if (r != MOLORA_RESULT_SUCCESS) return r;

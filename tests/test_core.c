@@ -2855,6 +2855,73 @@ static void test_topk_one_pass(void **s)
     }
 }
 
+/* ---- X's NaN / Inf found through the gate logits (molora__gate_checks_x) ------------------------ */
+/* one bad element of X at every kind of place (first, last, a middle row's middle, each column of
+   a 16-wide step), for every rule with a gate, gates narrow (own kernel) and wide (BLAS at T > 16),
+   T across the paths: the same NON_FINITE and message as the separate check gave. A finite X whose
+   logits overflow still routes as before (X is then checked in full and found finite). */
+static void test_x_check_through_gate(void **s)
+{
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_THRESHOLD,
+                                MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_ARROW};
+    static const int Ts[] = {1, 5, 16, 17, 64};
+    static const int ns[] = {3, 40};
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    int ri, ti, ni, ranks[40], i;
+    (void)s;
+    for (i = 0; i < 40; i++) ranks[i] = 1 + i % 4;
+    for (ni = 0; ni < 2; ni++)
+        for (ri = 0; ri < 5; ri++) {
+            fix f;
+            molora_expert_desc ex[MAXN];
+            molora_layer_desc ld;
+            molora_model_desc md;
+            molora_model *m = NULL;
+            int d = 37, n = ns[ni];
+            fix_make(&f, d, 21, n, ranks, rules[ri] == MOLORA_ROUTING_ARROW ? MOLORA_ROUTING_TOPK : rules[ri]);
+            fix_desc(&f, ex, &ld);
+            if (rules[ri] == MOLORA_ROUTING_ARROW) {
+                ld.routing = MOLORA_ROUTING_ARROW; ld.prototypes = f.Wg; ld.gate_weight = NULL; ld.gate_bias = NULL;
+            }
+            memset(&md, 0, sizeof md); md.n_layers = 1; md.layers = &ld; md.log = keep_log;
+            assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+            for (ti = 0; ti < 5; ti++) {
+                int T = Ts[ti], pos[5], p, b, out;
+                float *X = rnd_vec((size_t)T * d, 1), *Y = malloc((size_t)T * 21 * sizeof(float));
+                float *wo = malloc((size_t)T * n * sizeof(float));
+                size_t wsz;
+                void *ws = ws_for(m, T, &wsz);
+                molora_forward_args a;
+                pos[0] = 0; pos[1] = T * d - 1; pos[2] = (T / 2) * d + d / 2; pos[3] = 15; pos[4] = 16;
+                memset(&a, 0, sizeof a);
+                a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz; a.weights_out = wo;
+                for (p = 0; p < 5; p++)
+                    for (b = 0; b < 3; b++)
+                        for (out = 0; out < 3; out++) {   /* full, delta, route only */
+                            float keep = X[pos[p]];
+                            molora_result r;
+                            X[pos[p]] = bad[b]; g_last_log[0] = 0;
+                            a.output = out == 1 ? MOLORA_OUTPUT_DELTA : MOLORA_OUTPUT_FULL;
+                            r = out == 2 ? molora_route(m, &a) : molora_forward(m, &a);
+                            if (r != MOLORA_RESULT_NON_FINITE)
+                                fail_msg("rule %d n %d T %d pos %d bad %d out %d: %d", rules[ri], n, T, pos[p], b, out,
+                                         (int)r);
+                            assert_string_equal(g_last_log, "forward: input x has NaN or Inf");
+                            X[pos[p]] = keep;
+                        }
+                a.output = MOLORA_OUTPUT_FULL;
+                assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+                for (i = 0; i < d; i++) X[i] = 3e38f;   /* finite, its logits overflow: not an x error */
+                g_last_log[0] = 0;
+                (void)molora_forward(m, &a);
+                assert_string_not_equal(g_last_log, "forward: input x has NaN or Inf");
+                ws_free(ws, wsz); free(X); free(Y); free(wo);
+            }
+            molora_model_free(m);
+            fix_free(&f);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2922,6 +2989,7 @@ int main(void)
         cmocka_unit_test(test_grouped_kernel_blocks),
         cmocka_unit_test(test_pool_tiles),
         cmocka_unit_test(test_topk_one_pass),
+        cmocka_unit_test(test_x_check_through_gate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
