@@ -3121,7 +3121,8 @@ MOLORA__PRIVATE const uint8_t *molora__allow(const molora_forward_args *a, int t
 
 /* The seam of the experts' weights: every read of a BF16 layer's packed A and B^T in the forward
    pass, but the T <= 16 dense kernels that read BF16 directly (nt16, nn16); float32-only paths
-   (the by-token grouped order, MoLE's output gate on float32 layers) read the packed rows. Expert i's rows of A (rank, d_in), and of B^T's columns o0 .. o0 + O - 1 (rank, O, row stride
+   (the by-token grouped order, MoLE's output gate on float32 layers) read the packed rows.
+   Expert i's rows of A (rank, d_in), and of B^T's columns o0 .. o0 + O - 1 (rank, O, row stride
    *ldb), as float32. A float32 layer gives its packed rows; a BF16 layer widens them (exactly)
    into the task's tile, A at its start and B^T behind it: one expert's pair at a time. */
 MOLORA__PRIVATE const float *molora__rows_a(const molora__call *c, int i)
