@@ -1698,24 +1698,25 @@ MOLORA__INLINE MOLORA__T512 void molora__axpys512_blk(const int R, const float *
         _mm512_mask_storeu_ps(y + n, m, a0);
     }
 }
-#define MOLORA__GATHER_CASES(BLK, A3, A4)                                                               \
-    case 1: BLK(1, rows + r0, A3, A4, N_); break; case 2: BLK(2, rows + r0, A3, A4, N_); break;       \
-    case 3: BLK(3, rows + r0, A3, A4, N_); break; case 4: BLK(4, rows + r0, A3, A4, N_); break;       \
-    case 5: BLK(5, rows + r0, A3, A4, N_); break; case 6: BLK(6, rows + r0, A3, A4, N_); break;       \
-    case 7: BLK(7, rows + r0, A3, A4, N_); break; default: BLK(8, rows + r0, A3, A4, N_); break;
+/* the cases R = 1..8 of a gather block BLK, with its arguments after the row count */
+#define MOLORA__GATHER_CASES(BLK, ROWS, A3, A4, LEN)                                                   \
+    case 1: BLK(1, ROWS, A3, A4, LEN); break; case 2: BLK(2, ROWS, A3, A4, LEN); break;               \
+    case 3: BLK(3, ROWS, A3, A4, LEN); break; case 4: BLK(4, ROWS, A3, A4, LEN); break;               \
+    case 5: BLK(5, ROWS, A3, A4, LEN); break; case 6: BLK(6, ROWS, A3, A4, LEN); break;               \
+    case 7: BLK(7, ROWS, A3, A4, LEN); break; default: BLK(8, ROWS, A3, A4, LEN); break;
 MOLORA__PRIVATE MOLORA__T512 void molora__dots_avx512(int R, const float *const *rows, const float *x, int K,
                                                       float *out)
 {
-    int r0, N_ = K;
+    int r0;
     for (r0 = 0; r0 < R; r0 += 8)
-        switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__dots512_blk, x, out + r0) }
+        switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__dots512_blk, rows + r0, x, out + r0, K) }
 }
 MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const *rows, const float *coef, float *y,
                                                        int N)
 {
-    int r0, N_ = N;
+    int r0;
     for (r0 = 0; r0 < R; r0 += 8)
-        switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__axpys512_blk, coef + r0, y) }
+        switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__axpys512_blk, rows + r0, coef + r0, y, N) }
 }
 #undef MOLORA__GATHER_CASES
 /* ntg: TB gathered tokens x R rows of W in registers, K in 16-lane steps (the last one masked) */
@@ -2953,12 +2954,13 @@ MOLORA__PRIVATE float molora__sigmoid(float u)
    below cost k n compares per token: for top-8 of 64, about a third of the gate product's time):
    the k best so far kept sorted, a newcomer placed after every entry not below it, so among
    equal logits the lowest index stays first, as in the selection passes. Logits are not NaN
-   (checked before). w: 0 candidate, -1 masked in; the chosen get 1. */
+   (checked before). w: 0 candidate, -1 masked out; the chosen get 1. */
 #define MOLORA__TOPK_ONE_PASS 64
 MOLORA__PRIVATE void molora__topk_one_pass(int k, int n, const float *z, int arrow, float *w)
 {
     float val[MOLORA__TOPK_ONE_PASS];
     int idx[MOLORA__TOPK_ONE_PASS], m = 0, i, j;
+    MOLORA_ASSERT(k <= MOLORA__TOPK_ONE_PASS);
     if (k < 1) return;
     for (i = 0; i < n; i++) {
         float v = arrow ? fabsf(z[i]) : z[i];
