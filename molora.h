@@ -1607,30 +1607,36 @@ MOLORA__PRIVATE MOLORA__T256 void molora__nt_avx2(int T, int N, int K, float alp
 }
 
 /* nn: blocks of 8 rows of B streamed along N together; per 16 (8) columns all T <= 16 (8)
-   tokens accumulate in registers, so Y is loaded and stored once per block of 8 rows */
+   tokens accumulate in registers, so Y is loaded and stored once per block of 8 rows.
+   MOLORA__NN512_BODY(LOAD_B): the AVX-512 loop for B of any element type; LOAD_B(p, nb, m) gives
+   the 16 columns at p as floats (nb of them valid, mask m) */
+#define MOLORA__NN512_BODY(LOAD_B)                                                                      \
+    int t0, t, n, k0, k;                                                                               \
+    for (t0 = 0; t0 < T; t0 += 16) {                                                                   \
+        int tb = T - t0 >= 16 ? 16 : T - t0;                                                           \
+        const float *h = H + (size_t)t0 * ldh;                                                         \
+        float *y = Y + (size_t)t0 * ldy;                                                               \
+        for (k0 = 0; k0 < K; k0 += 8) {                                                                \
+            int kb = K - k0 >= 8 ? 8 : K - k0;                                                         \
+            for (n = 0; n < N; n += 16) {                                                              \
+                int nb = N - n >= 16 ? 16 : N - n;                                                     \
+                __mmask16 m = nb == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);             \
+                __m512 acc, b[8];                                                                      \
+                for (k = 0; k < kb; k++) b[k] = LOAD_B(B + (size_t)(k0 + k) * ldb + n, nb, m);         \
+                for (t = 0; t < tb; t++) {                                                             \
+                    acc = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);                           \
+                    for (k = 0; k < kb; k++)                                                           \
+                        acc = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc);  \
+                    _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc);                            \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }
+#define MOLORA__NN512_LOAD_F32(p, nb, m) _mm512_maskz_loadu_ps((m), (p))
 MOLORA__PRIVATE MOLORA__T512 void molora__nn_avx512(int T, int N, int K, const float *H, int ldh, const float *B,
                                                     int ldb, float *Y, int ldy)
 {
-    int t0, t, n, k0, k;
-    for (t0 = 0; t0 < T; t0 += 16) {
-        int tb = T - t0 >= 16 ? 16 : T - t0;
-        const float *h = H + (size_t)t0 * ldh;
-        float *y = Y + (size_t)t0 * ldy;
-        for (k0 = 0; k0 < K; k0 += 8) {
-            int kb = K - k0 >= 8 ? 8 : K - k0;
-            for (n = 0; n < N; n += 16) {
-                __mmask16 m = N - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (N - n)) - 1);
-                __m512 acc[16], b[8];
-                for (k = 0; k < kb; k++) b[k] = _mm512_maskz_loadu_ps(m, B + (size_t)(k0 + k) * ldb + n);
-                for (t = 0; t < tb; t++) {
-                    acc[t] = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);
-                    for (k = 0; k < kb; k++)
-                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc[t]);
-                    _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc[t]);
-                }
-            }
-        }
-    }
+    MOLORA__NN512_BODY(MOLORA__NN512_LOAD_F32)
 }
 MOLORA__PRIVATE MOLORA__T256 void molora__nn_avx2(int T, int N, int K, const float *H, int ldh, const float *B,
                                                   int ldb, float *Y, int ldy)
@@ -1885,35 +1891,16 @@ MOLORA__PRIVATE MOLORA__T512 void molora__nt16_avx512(int T, int N, int K, const
     }
 }
 /* nn16: Y (T, N) += H (T, K) B (K, N), B BF16: 8 rows of B widened per block of 16 columns, shared by
-   up to 16 tokens' accumulators */
+   up to 16 tokens' accumulators (nn's loop) */
+#define MOLORA__NN512_LOAD_BF16(p, nb, m) ((nb) == 16 ? molora__ld16(p) : molora__ld16n((p), (nb)))
 MOLORA__PRIVATE MOLORA__T512 void molora__nn16_avx512(int T, int N, int K, const float *H, int ldh, const uint16_t *B,
                                                       int ldb, float *Y, int ldy)
 {
-    int t0, t, n, k0, k;
-    for (t0 = 0; t0 < T; t0 += 16) {
-        int tb = T - t0 >= 16 ? 16 : T - t0;
-        const float *h = H + (size_t)t0 * ldh;
-        float *y = Y + (size_t)t0 * ldy;
-        for (k0 = 0; k0 < K; k0 += 8) {
-            int kb = K - k0 >= 8 ? 8 : K - k0;
-            for (n = 0; n < N; n += 16) {
-                int nb = N - n >= 16 ? 16 : N - n;
-                __mmask16 m = nb == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
-                __m512 acc, b[8];
-                for (k = 0; k < kb; k++) {
-                    const uint16_t *p = B + (size_t)(k0 + k) * ldb + n;
-                    b[k] = nb == 16 ? molora__ld16(p) : molora__ld16n(p, nb);
-                }
-                for (t = 0; t < tb; t++) {
-                    acc = _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy + n);
-                    for (k = 0; k < kb; k++)
-                        acc = _mm512_fmadd_ps(_mm512_set1_ps(h[(size_t)t * ldh + k0 + k]), b[k], acc);
-                    _mm512_mask_storeu_ps(y + (size_t)t * ldy + n, m, acc);
-                }
-            }
-        }
-    }
+    MOLORA__NN512_BODY(MOLORA__NN512_LOAD_BF16)
 }
+#undef MOLORA__NN512_LOAD_BF16
+#undef MOLORA__NN512_LOAD_F32
+#undef MOLORA__NN512_BODY
 /* BF16 to float32: zero-extend to 32 bits, shift left 16 (exact; no BF16 instruction rounds) */
 MOLORA__PRIVATE MOLORA__T512 void molora__widen_avx512(const uint16_t *src, size_t n, float *dst)
 {
