@@ -24,8 +24,10 @@
        types             F16 / BF16 to float32 conversion
        kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C) with their naive twins,
                          chosen once per CPU; BF16 widening and the BF16 nt16 / nn16 kernels
+         gemv            the single-row kernels of decode (M = 1): gvt y = W x, gvn y = x W
        seam              molora__pick / molora__product: which kernel runs each product (BLAS
-                         sgemv / sgemm, the own multi-token kernels, MOLORA_NO_BLAS fallbacks)
+                         sgemv / sgemm, the own single-row and multi-token kernels, MOLORA_NO_BLAS
+                         fallbacks)
        eigen             cyclic Jacobi (symmetric, double) and ARROW's exact prototypes
        init              validation and packing of each layer (ARROW's prototypes computed here),
                          float32 or BF16 experts
