@@ -8,7 +8,7 @@
    A row with t threads: molora splits one call over t pinned threads (the bench's pool is the
    call's parallel_for, n_tasks = t) with OpenBLAS at 1 thread inside; frozen_ms, its baseline, is
    the best of OpenBLAS with t threads (sgemm, or T x sgemv for T <= 16), at T = 1 molora's own
-   single-row kernel (gvt, the one its decode runs on this CPU's table) on the same W0, and the
+   single-row kernel (gvt of this CPU's table; its decode runs it on AVX-512 CPUs) on the same W0, and the
    same t-way split of the 1-thread frozen layer (`baseline` names the winner). The pool's threads sleep while
    OpenBLAS runs; with t > 1 the t-thread sgemm is also timed before the pool exists, and the two
    must agree within noise (printed per case).
