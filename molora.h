@@ -24,8 +24,10 @@
        types             F16 / BF16 to float32 conversion
        kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C) with their naive twins,
                          chosen once per CPU; BF16 widening and the BF16 nt16 / nn16 kernels
+         gemv            the single-row kernels of decode (M = 1): gvt y = W x, gvn y = x W
        seam              molora__pick / molora__product: which kernel runs each product (BLAS
-                         sgemv / sgemm, the own multi-token kernels, MOLORA_NO_BLAS fallbacks)
+                         sgemv / sgemm, the own single-row and multi-token kernels, MOLORA_NO_BLAS
+                         fallbacks)
        eigen             cyclic Jacobi (symmetric, double) and ARROW's exact prototypes
        init              validation and packing of each layer (ARROW's prototypes computed here),
                          float32 or BF16 experts
@@ -1277,6 +1279,8 @@ typedef void (*molora__nt16_fn)(int T, int N, int K, const float *X, int ldx, co
                                 int ldy);
 typedef void (*molora__nn16_fn)(int T, int N, int K, const float *H, int ldh, const uint16_t *B, int ldb, float *Y,
                                 int ldy);
+/* gvt / gvn: the single-row forms (M = 1) of nt / nn, see >>gemv */
+typedef void (*molora__gv_fn)(int N, int K, const float *x, const float *W, int ldw, float *y, int acc);
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
@@ -1285,6 +1289,8 @@ typedef struct molora__kernels {
     molora__ntg_fn ntg; molora__nng_fn nng;   /* the grouped sparse path */
     void (*widen)(const uint16_t *src, size_t n, float *dst);   /* BF16 experts to float32 */
     molora__nt16_fn nt16; molora__nn16_fn nn16;   /* BF16 W / B read directly; NULL: widen a tile */
+    molora__gv_fn gvt, gvn;   /* decode: y = W x, y = x W (>>gemv) */
+    int gv_own;               /* 1: gvt / gvn beat BLAS sgemv on this CPU, the seam picks them at M = 1 */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -1924,21 +1930,195 @@ MOLORA__PRIVATE MOLORA__T512 int molora__all_finite_avx512(const float *v, size_
 }
 #endif /* MOLORA__X86 */
 
+/* >>gemv  single-row kernels (M = 1, decode): y = W x and y = x W, several rows of W in flight */
+/* Decode multiplies one row of X by each matrix, so the time is the matrix's bytes over the read
+   bandwidth. One row of W at a time is one stream, and a single stream does not keep enough
+   cache-line requests in flight to reach it; these kernels read 8 rows of W at once (8 streams),
+   each with its own accumulator, x (nt) or y (nn) shared by the 8 and held in L1.
+     gvt: y (N) = W (N, K) x (K) (+ y if acc)        the nt form: X W0^T, X A^T at T = 1
+     gvn: y (N) = x (K) W (K, N) (+ y if acc)        the nn form: X W0 (fan_in_fan_out), H B^T
+   Without acc y is never read. The seam picks them for M = 1 where the CPU's table says they beat
+   BLAS sgemv (gv_own), and in MOLORA_NO_BLAS builds on every CPU. */
+
+/* portable: 4 rows of W per pass, each with its own sum (the naive twins are nt_c / nn_c at T = 1) */
+MOLORA__PRIVATE void molora__gvt_c(int N, int K, const float *x, const float *W, int ldw, float *y, int acc)
+{
+    int n = 0, k;
+    for (; n + 4 <= N; n += 4) {
+        const float *w0 = W + (size_t)n * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (k = 0; k < K; k++) { s0 += w0[k] * x[k]; s1 += w1[k] * x[k]; s2 += w2[k] * x[k]; s3 += w3[k] * x[k]; }
+        y[n] = (acc ? y[n] : 0.0f) + s0; y[n + 1] = (acc ? y[n + 1] : 0.0f) + s1;
+        y[n + 2] = (acc ? y[n + 2] : 0.0f) + s2; y[n + 3] = (acc ? y[n + 3] : 0.0f) + s3;
+    }
+    for (; n < N; n++) {
+        const float *w = W + (size_t)n * ldw;
+        float s = 0;
+        for (k = 0; k < K; k++) s += w[k] * x[k];
+        y[n] = (acc ? y[n] : 0.0f) + s;
+    }
+}
+MOLORA__PRIVATE void molora__gvn_c(int N, int K, const float *x, const float *W, int ldw, float *y, int acc)
+{
+    int n, k = 0;
+    if (!acc) memset(y, 0, (size_t)N * sizeof *y);
+    for (; k + 4 <= K; k += 4) {
+        const float *w0 = W + (size_t)k * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        float c0 = x[k], c1 = x[k + 1], c2 = x[k + 2], c3 = x[k + 3];
+        for (n = 0; n < N; n++) y[n] += ((c0 * w0[n] + c1 * w1[n]) + (c2 * w2[n] + c3 * w3[n]));
+    }
+    for (; k < K; k++)
+        for (n = 0; n < N; n++) y[n] += x[k] * W[(size_t)k * ldw + n];
+}
+
+#ifdef MOLORA__X86
+/* gvt: R <= 8 rows of W, 16 floats of each per step against one load of x; the K tail masked.
+   W is prefetched MOLORA__PFD floats ahead along each row (a prefetch past the row never faults). */
+MOLORA__INLINE MOLORA__T512 void molora__gvt512_rows(const int R, int K, const float *x, const float *W, int ldw,
+                                                     float *y, int acc)
+{
+    __m512 a[8];
+    int r, k = 0;
+    MOLORA__UNROLL for (r = 0; r < R; r++) a[r] = _mm512_setzero_ps();
+    for (; k + 16 <= K; k += 16) {
+        __m512 xv = _mm512_loadu_ps(x + k);
+        MOLORA__UNROLL for (r = 0; r < R; r++) {
+            a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(W + (size_t)r * ldw + k), xv, a[r]);
+#if MOLORA__PFD > 0
+            _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__PFD), _MM_HINT_T0);
+#endif
+        }
+    }
+    if (k < K) {
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+        MOLORA__UNROLL for (r = 0; r < R; r++)
+            a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + k), xv, a[r]);
+    }
+    MOLORA__UNROLL for (r = 0; r < R; r++) y[r] = (acc ? y[r] : 0.0f) + molora__hsum512(a[r]);
+}
+/* gvn: R <= 8 rows of W (x's R values broadcast once) into y, 16 columns a step, the N tail
+   masked; init: the first block of rows stores into y without reading it */
+MOLORA__INLINE MOLORA__T512 void molora__gvn512_rows(const int R, int N, const float *x, const float *W, int ldw,
+                                                     float *y, int init)
+{
+    __m512 c[8];
+    int r, n = 0;
+    MOLORA__UNROLL for (r = 0; r < R; r++) c[r] = _mm512_set1_ps(x[r]);
+    for (; n + 16 <= N; n += 16) {
+        __m512 a = init ? _mm512_setzero_ps() : _mm512_loadu_ps(y + n);
+        MOLORA__UNROLL for (r = 0; r < R; r++) a = _mm512_fmadd_ps(c[r], _mm512_loadu_ps(W + (size_t)r * ldw + n), a);
+        _mm512_storeu_ps(y + n, a);
+    }
+    if (n < N) {
+        __mmask16 m = (__mmask16)((1u << (N - n)) - 1);
+        __m512 a = init ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + n);
+        MOLORA__UNROLL for (r = 0; r < R; r++)
+            a = _mm512_fmadd_ps(c[r], _mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + n), a);
+        _mm512_mask_storeu_ps(y + n, m, a);
+    }
+}
+/* the AVX2 versions: 8 floats a step, the tails in scalar */
+MOLORA__INLINE MOLORA__T256 void molora__gvt256_rows(const int R, int K, const float *x, const float *W, int ldw,
+                                                     float *y, int acc)
+{
+    __m256 a[8];
+    int r, k = 0, kk;
+    MOLORA__UNROLL for (r = 0; r < R; r++) a[r] = _mm256_setzero_ps();
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv = _mm256_loadu_ps(x + k);
+        MOLORA__UNROLL for (r = 0; r < R; r++)
+            a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(W + (size_t)r * ldw + k), xv, a[r]);
+    }
+    MOLORA__UNROLL for (r = 0; r < R; r++) {
+        float s = molora__hsum256(a[r]);
+        for (kk = k; kk < K; kk++) s += W[(size_t)r * ldw + kk] * x[kk];
+        y[r] = (acc ? y[r] : 0.0f) + s;
+    }
+}
+MOLORA__INLINE MOLORA__T256 void molora__gvn256_rows(const int R, int N, const float *x, const float *W, int ldw,
+                                                     float *y, int init)
+{
+    __m256 c[8];
+    int r, n = 0;
+    MOLORA__UNROLL for (r = 0; r < R; r++) c[r] = _mm256_set1_ps(x[r]);
+    for (; n + 8 <= N; n += 8) {
+        __m256 a = init ? _mm256_setzero_ps() : _mm256_loadu_ps(y + n);
+        MOLORA__UNROLL for (r = 0; r < R; r++) a = _mm256_fmadd_ps(c[r], _mm256_loadu_ps(W + (size_t)r * ldw + n), a);
+        _mm256_storeu_ps(y + n, a);
+    }
+    for (; n < N; n++) {
+        float s = init ? 0.0f : y[n];
+        for (r = 0; r < R; r++) s += x[r] * W[(size_t)r * ldw + n];
+        y[n] = s;
+    }
+}
+/* the 1..7 rows left after the blocks of 8, as one block of a constant R */
+#define MOLORA__GV_TAIL(FN, REST, LEN, X, W, Y, ARG)                                                   \
+    switch (REST) {                                                                                \
+    case 1: FN(1, LEN, X, W, ldw, Y, ARG); break;                                                  \
+    case 2: FN(2, LEN, X, W, ldw, Y, ARG); break;                                                  \
+    case 3: FN(3, LEN, X, W, ldw, Y, ARG); break;                                                  \
+    case 4: FN(4, LEN, X, W, ldw, Y, ARG); break;                                                  \
+    case 5: FN(5, LEN, X, W, ldw, Y, ARG); break;                                                  \
+    case 6: FN(6, LEN, X, W, ldw, Y, ARG); break;                                                  \
+    case 7: FN(7, LEN, X, W, ldw, Y, ARG); break;                                                  \
+    default: break;                                                                                \
+    }
+/* nt: blocks of 8 rows of W, each row its own output */
+#define MOLORA__GVT_BODY(FN)                                                                           \
+    int n = 0;                                                                                     \
+    for (; n + 8 <= N; n += 8) FN(8, K, x, W + (size_t)n * ldw, ldw, y + n, acc);                  \
+    MOLORA__GV_TAIL(FN, N - n, K, x, W + (size_t)n * ldw, y + n, acc)
+/* nn: blocks of 8 rows of W, all into y; without acc the first block stores y unread */
+#define MOLORA__GVN_BODY(FN)                                                                           \
+    int k = 0, init = !acc;                                                                        \
+    if (K <= 0) { if (init) memset(y, 0, (size_t)N * sizeof *y); return; }                         \
+    for (; k + 8 <= K; k += 8, init = 0) FN(8, N, x + k, W + (size_t)k * ldw, ldw, y, init);       \
+    MOLORA__GV_TAIL(FN, K - k, N, x + k, W + (size_t)k * ldw, y, init)
+MOLORA__PRIVATE MOLORA__T512 void molora__gvt_avx512(int N, int K, const float *x, const float *W, int ldw, float *y,
+                                                     int acc)
+{
+    MOLORA__GVT_BODY(molora__gvt512_rows)
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__gvn_avx512(int N, int K, const float *x, const float *W, int ldw, float *y,
+                                                     int acc)
+{
+    MOLORA__GVN_BODY(molora__gvn512_rows)
+}
+MOLORA__PRIVATE MOLORA__T256 void molora__gvt_avx2(int N, int K, const float *x, const float *W, int ldw, float *y,
+                                                   int acc)
+{
+    MOLORA__GVT_BODY(molora__gvt256_rows)
+}
+MOLORA__PRIVATE MOLORA__T256 void molora__gvn_avx2(int N, int K, const float *x, const float *W, int ldw, float *y,
+                                                   int acc)
+{
+    MOLORA__GVN_BODY(molora__gvn256_rows)
+}
+#undef MOLORA__GVN_BODY
+#undef MOLORA__GVT_BODY
+#undef MOLORA__GV_TAIL
+#endif /* MOLORA__X86 */
+/* <<gemv */
+
 /* The kernels for this CPU, chosen once (a benign race: every thread stores the same value). */
 MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
     static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
                                              molora__all_finite_c, "portable", molora__ntg_c,
-                                             molora__nng_c, molora__widen_c, NULL, NULL};
+                                             molora__nng_c, molora__widen_c, NULL, NULL, molora__gvt_c,
+                                             molora__gvn_c, 0};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
-                                         molora__widen_c, NULL, NULL};
+                                         molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0};
     static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
                                            molora__axpys_avx512,
                                            molora__ntp_avx512, molora__all_finite_avx512, "avx512",
                                            molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,
-                                           molora__nt16_avx512, molora__nn16_avx512};
+                                           molora__nt16_avx512, molora__nn16_avx512, molora__gvt_avx512,
+                                           molora__gvn_avx512, 1};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -2038,9 +2218,57 @@ MOLORA__PRIVATE double molora__check_widen(const molora__kernels *kr, size_t n, 
     return r;
 }
 
+/* molora__kernel_check's single-row kernels (gvt 10, gvn 11; their AVX2 versions 12, 13 on any AVX2
+   CPU) against nt_c / nn_c at T = 1: W (N, K) for gvt (nt), (K, N) for gvn, at 64-byte phase q, its
+   rows pad floats longer than they are wide; x at phase (16 - q) % 16 (both aligned at q = 0, both
+   off it otherwise); without acc y starts as NaN, which must not be read. Returns the check's
+   measure, as below. */
+MOLORA__PRIVATE double molora__check_gemv(molora__gv_fn gv, int nt, int N, int K, int q, int acc, int pad)
+{
+    int rows = nt ? N : K, ldw = (nt ? K : N) + pad, n, k;
+    size_t nw = (size_t)rows * ldw;
+    float *buf = (float *)malloc((nw + (size_t)K + 2 * (size_t)N + 64) * sizeof(float)), *W, *x, *y1, *y2;
+    uint32_t s = 2463534242u;
+    double worst = 0.0;
+    if (!buf) return -2.0;
+    W = (float *)molora__align_up(buf) + q;
+    x = (float *)molora__align_up(W + nw) + (16 - q) % 16;
+    y1 = x + K; y2 = y1 + N;
+    molora__check_fill(W, nw, &s); molora__check_fill(x, (size_t)K, &s); molora__check_fill(y2, (size_t)N, &s);
+    for (n = 0; n < N; n++) {
+        if (!acc) y2[n] = 0.0f;
+        y1[n] = acc ? y2[n] : NAN;
+    }
+    gv(N, K, x, W, ldw, y1, acc);
+    if (nt) molora__nt_c(1, N, K, 1.0f, x, K, W, ldw, y2, N, 1);
+    else molora__nn_c(1, N, K, x, K, W, ldw, y2, N);
+    for (n = 0; n < N; n++) {
+        double mag = acc ? fabs((double)y2[n]) : 0.0, e;
+        for (k = 0; k < K; k++)
+            mag += fabs((double)x[k] * (nt ? W[(size_t)n * ldw + k] : W[(size_t)k * ldw + n]));
+        e = fabs((double)y1[n] - y2[n]) / (mag + 1e-30);
+        if (!(e <= worst)) worst = e == e ? e : 1e30;
+    }
+    free(buf);
+    return worst;
+}
+
+/* kernel 10..13 of molora__kernel_check: the table's gvt / gvn, or the AVX2 ones (NULL: none here) */
+MOLORA__PRIVATE molora__gv_fn molora__check_gv_kernel(const molora__kernels *kr, int kernel)
+{
+    if (kernel < 12) return kernel == 10 ? kr->gvt : kernel == 11 ? kr->gvn : NULL;
+#ifdef MOLORA__X86
+    if (kernel <= 13 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return kernel == 12 ? molora__gvt_avx2 : molora__gvn_avx2;
+#endif
+    return NULL;
+}
+
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
-   a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16) and its naive twin on one
+   a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16, 10 gvt, 11 gvn, 12 / 13 their
+   AVX2 versions: the single-row kernels, N x K, rows T - 1 floats of padding, see
+   molora__check_gemv) and its naive twin on one
    shape, W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
    first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
@@ -2060,7 +2288,10 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     if ((kernel == 0 && !kr->ntp) || ((kernel == 1 || kernel == 2) && kr->nt == molora__nt_c) ||
         (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c) ||
         (kernel == 5 && kr->ntg == molora__ntg_c) || (kernel == 6 && kr->nng == molora__nng_c) ||
-        (kernel == 7 && kr->widen == molora__widen_c) || (kernel >= 8 && !kr->nt16) || T > 16) return -1.0;
+        (kernel == 7 && kr->widen == molora__widen_c) || (kernel >= 8 && kernel <= 9 && !kr->nt16) || T > 16 ||
+        (kernel >= 10 && !molora__check_gv_kernel(kr, kernel))) return -1.0;
+    if (kernel >= 10) return molora__check_gemv(molora__check_gv_kernel(kr, kernel), kernel % 2 == 0, N, K, q, acc,
+                                                T - 1);
     if (kernel == 7) return molora__check_widen(kr, (size_t)N * (size_t)K, q);
     if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
     buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
@@ -2115,7 +2346,9 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
      nn: C (M, N) = A (M, K) B (K, N)   (+ C)   H B^T, X W0 for W0 stored (d_in, d_out), MoLE deltas
    molora__pick chooses the kernel from the rows M and what the product allows; molora__product
    runs it, and holds the only BLAS calls of the forward pass:
-     M = 1, sgemv allowed       BLAS sgemv: decode streams each matrix once (sgemm does not for one
+     M = 1, sgemv allowed       molora's gvt / gvn (>>gemv) where the CPU's table says they beat
+                                BLAS sgemv (gv_own: the AVX-512 table) and without BLAS, else BLAS
+                                sgemv: decode streams each matrix once (sgemm does not for one
                                 row); allowed for the frozen layer and the dense experts, while
                                 the gate and MoLE products keep the rules below at T = 1 too
      X packed (nt only)         molora's ntp kernel: small batches on kernels that have it
@@ -2131,7 +2364,8 @@ typedef enum molora__kernel {
     MOLORA__KERNEL_OWN_ALL,  /* molora's nt kernel over all M rows in one call                   */
     MOLORA__KERNEL_PACKED,   /* molora's ntp kernel over X packed by molora__pack_x              */
     MOLORA__KERNEL_GEMV,     /* BLAS sgemv (M = 1)                                               */
-    MOLORA__KERNEL_GEMM      /* BLAS sgemm                                                       */
+    MOLORA__KERNEL_GEMM,     /* BLAS sgemm                                                       */
+    MOLORA__KERNEL_OWN_GEMV  /* molora's gvt / gvn (M = 1)                                       */
 } molora__kernel;
 
 /* what a product allows besides the default kernels */
@@ -2142,9 +2376,12 @@ typedef struct molora__xpack { int qw; const float *p0, *pw; } molora__xpack;
 
 MOLORA__PRIVATE molora__kernel molora__pick(int transb, int M, int K, int allow, int packed)
 {
+    if (M == 1 && (allow & MOLORA__ALLOW_GEMV)) {
 #ifndef MOLORA_NO_BLAS
-    if (M == 1 && (allow & MOLORA__ALLOW_GEMV)) return MOLORA__KERNEL_GEMV;
+        if (!molora__get_kernels()->gv_own) return MOLORA__KERNEL_GEMV;
 #endif
+        return MOLORA__KERNEL_OWN_GEMV;
+    }
     if (transb && packed) return MOLORA__KERNEL_PACKED;
     if (transb && (allow & MOLORA__ALLOW_NARROW)) return MOLORA__KERNEL_OWN_ALL;
 #ifndef MOLORA_NO_BLAS
@@ -2182,6 +2419,9 @@ MOLORA__PRIVATE void molora__product(molora__kernel k, int transb, int M, int N,
     case MOLORA__KERNEL_OWN_ALL:
         kr->nt(M, N, K, 1.0f, A, lda, B, ldb, C, ldc, acc);
         return;
+    case MOLORA__KERNEL_OWN_GEMV:   /* M = 1 */
+        (transb ? kr->gvt : kr->gvn)(N, K, A, B, ldb, C, acc);
+        return;
     default:
         break;
     }
@@ -2214,7 +2454,7 @@ MOLORA__PRIVATE size_t molora__xa_ld(int d_in) { return ((size_t)d_in + 15) & ~(
 /* A call's input X (T, K) as the kernels read it */
 typedef struct molora__input {
     int T, K;
-    const float *x;          /* the caller's X, row-major (T, K): what sgemv reads               */
+    const float *x;          /* the caller's X, row-major (T, K): what sgemv and gvt read        */
     const float *X;          /* X for the row-major kernels: x, or a copy at W0's 64-byte phase  */
     int ldx;
     molora__xpack xp;        /* packed panels for the ntp kernel, or p0 == NULL                  */
@@ -2250,7 +2490,7 @@ MOLORA__PRIVATE void molora__mul_xwt(const molora__input *in, int allow, int N, 
                                      float *Y, int ldy)
 {
     molora__kernel k = molora__pick(1, in->T, in->K, allow, in->xp.p0 != NULL);
-    const float *X = k == MOLORA__KERNEL_GEMV ? in->x : in->X;
+    const float *X = k == MOLORA__KERNEL_GEMV || k == MOLORA__KERNEL_OWN_GEMV ? in->x : in->X;
     molora__product(k, 1, in->T, N, in->K, X, in->ldx, W, in->K, acc, Y, ldy, &in->xp);
 }
 

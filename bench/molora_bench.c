@@ -7,8 +7,9 @@
    last-level cache (sysfs; at most a quarter of MemAvailable) so T = 1 calls read from DRAM.
    A row with t threads: molora splits one call over t pinned threads (the bench's pool is the
    call's parallel_for, n_tasks = t) with OpenBLAS at 1 thread inside; frozen_ms, its baseline, is
-   the best of OpenBLAS with t threads (sgemm, or T x sgemv for T <= 16) and the same t-way split
-   of the 1-thread frozen layer (`baseline` names the winner). The pool's threads sleep while
+   the best of OpenBLAS with t threads (sgemm, or T x sgemv for T <= 16), at T = 1 molora's own
+   single-row kernel (gvt of this CPU's table; its decode runs it on AVX-512 CPUs) on the same W0, and the
+   same t-way split of the 1-thread frozen layer (`baseline` names the winner). The pool's threads sleep while
    OpenBLAS runs; with t > 1 the t-thread sgemm is also timed before the pool exists, and the two
    must agree within noise (printed per case).
    S6 adds topk:8 (its goal is top-8 of 64). S7 is an adapter pool (256 adapters of rank 16 in
@@ -83,7 +84,7 @@ static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmpd); r
    times split calls; whenever a baseline runs they sleep on a condition variable (pool_spin(p, 0)),
    so OpenBLAS's own threads get the cores: a spinning pool once doubled the 2-thread sgemm baseline
    (83 ms instead of 45.5 ms at S1 T=512). */
-enum { JOB_TASKS, JOB_SPLIT_GEMM, JOB_SPLIT_GEMV };
+enum { JOB_TASKS, JOB_SPLIT_GEMM, JOB_SPLIT_GEMV, JOB_SPLIT_OWN };
 typedef struct pool {
     int nth, job, spin, quit, done, parked;
     unsigned gen;
@@ -101,15 +102,16 @@ typedef struct pool {
 } pool;
 static void frozen_sgemm(const float *W0, const float *X, float *Y, int T, int d, int d_out);
 static void frozen_sgemv(const float *W0, const float *X, float *Y, int T, int d, int d_out);
+static void frozen_own(const float *W0, const float *X, float *Y, int T, int d, int d_out);
+typedef void (*frozen_fn)(const float *W0, const float *X, float *Y, int T, int d, int d_out);
 static void pool_job(pool *p, int ith)
 {
     int k;
-    if (p->job == JOB_SPLIT_GEMM || p->job == JOB_SPLIT_GEMV) {   /* molora's split: chunks of 16 columns */
+    if (p->job != JOB_TASKS) {   /* molora's split: chunks of 16 columns */
         int chunks = (p->d + 15) / 16, o0 = chunks * ith / p->nth * 16, o1 = chunks * (ith + 1) / p->nth * 16;
+        frozen_fn f = p->job == JOB_SPLIT_GEMM ? frozen_sgemm : p->job == JOB_SPLIT_GEMV ? frozen_sgemv : frozen_own;
         if (o1 > p->d) o1 = p->d;
-        if (o1 > o0)
-            (p->job == JOB_SPLIT_GEMM ? frozen_sgemm : frozen_sgemv)(p->W0 + (size_t)o0 * p->d, p->X, p->Y + o0,
-                                                                    p->T, p->d, o1 - o0);
+        if (o1 > o0) f(p->W0 + (size_t)o0 * p->d, p->X, p->Y + o0, p->T, p->d, o1 - o0);
         return;
     }
     for (k = ith; k < p->n_tasks; k += p->nth) p->task(p->ctx, k, p->n_tasks);
@@ -460,6 +462,13 @@ static void frozen_sgemv(const float *W0, const float *X, float *Y, int T, int d
         cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d, 1.0f, W0, d, X + (size_t)t * d, 1, 0.0f,
                     Y + (size_t)t * d, 1);
 }
+/* molora's own single-row kernel (gvt, >>gemv in the header), per token: at T = 1 it is a frozen
+   layer as good as sgemv, so the baseline takes it too when it is faster */
+static void frozen_own(const float *W0, const float *X, float *Y, int T, int d, int d_out)
+{
+    int t;
+    for (t = 0; t < T; t++) molora__get_kernels()->gvt(d_out, d, X + (size_t)t * d, W0, d, Y + (size_t)t * d, 0);
+}
 /* naive: per token, sgemv for W0 then per expert two sgemv (dense weights w) */
 static void naive(const bench *b, int c, const float *X, float *Y, const float *w, int T, float *h)
 {
@@ -598,7 +607,7 @@ typedef struct run {   /* the buffers and timings of one case */
     int32_t counts[256], *idx;   /* idx: S7's adapter per token */
     void *ws;   /* one workspace, a slice per task */
     size_t ws_size;
-    double gemm[64], gemv[64], split_gemm[64], split_gemv[64], alone[64];
+    double gemm[64], gemv[64], split_gemm[64], split_gemv[64], alone[64], own[64], split_own[64];
     double full[MAXR][64], delta[MAXR][64], gate[MAXR][64], active[MAXR], naive_ms;
     molora_path path[MAXR];
 } run;
@@ -620,29 +629,34 @@ static void time_alone(const bench *b, run *u)
 }
 
 /* one round of the baselines, each call on the next copy: OpenBLAS with t threads (the pool
-   parked), then with t > 1 the t-way split of the 1-thread frozen layer (the pool spinning, as
-   for molora). Returns the next copy. */
+   parked) and at T = 1 molora's single-row kernel, then with t > 1 the t-way split of the 1-thread
+   frozen layer (the pool spinning, as for molora). Form 0 sgemm, 1 sgemv (T <= 16), 2 molora's
+   gvt (T = 1). Returns the next copy. */
 static int time_frozen(const bench *b, run *u, pool *pl, int c, int rep)
 {
-    int T = u->T, d = b->s.d, form;
-    double t0;
+    static const frozen_fn fn[3] = {frozen_sgemm, frozen_sgemv, frozen_own};
+    static const int job[3] = {JOB_SPLIT_GEMM, JOB_SPLIT_GEMV, JOB_SPLIT_OWN};
+    int T = u->T, d = b->s.d, form, forms = T == 1 ? 3 : T <= 16 ? 2 : 1;
+    double t0, *whole[3], *split[3];
+    whole[0] = u->gemm; whole[1] = u->gemv; whole[2] = u->own;
+    split[0] = u->split_gemm; split[1] = u->split_gemv; split[2] = u->split_own;
     pool_spin(pl, 0);
     openblas_set_num_threads(u->nth);
-    for (form = 0; form < 2 && (form == 0 || T <= 16); form++) {
+    for (form = 0; form < forms; form++) {
         t0 = now_ms();
-        (form ? frozen_sgemv : frozen_sgemm)(b->W0[c], u->X, u->Y, T, d, d);
+        fn[form](b->W0[c], u->X, u->Y, T, d, d);
         t0 = now_ms() - t0;
-        if (rep >= 0) (form ? u->gemv : u->gemm)[rep] = t0;
+        if (rep >= 0) whole[form][rep] = t0;
         c = (c + 1) % b->copies;
     }
     openblas_set_num_threads(1);
     if (u->nth < 2) return c;
     pool_spin(pl, 1);
     pl->X = u->X; pl->Y = u->Y; pl->T = T; pl->d = d;
-    for (form = 0; form < 2 && (form == 0 || T <= 16); form++) {
+    for (form = 0; form < forms; form++) {
         pl->W0 = b->W0[c];
-        t0 = now_ms(); pool_run(pl, form ? JOB_SPLIT_GEMV : JOB_SPLIT_GEMM); t0 = now_ms() - t0;
-        if (rep >= 0) (form ? u->split_gemv : u->split_gemm)[rep] = t0;
+        t0 = now_ms(); pool_run(pl, job[form]); t0 = now_ms() - t0;
+        if (rep >= 0) split[form][rep] = t0;
         c = (c + 1) % b->copies;
     }
     return c;
@@ -739,7 +753,7 @@ typedef struct context {
 
 /* the baselines of one case (medians); frozen_ms is the best of them */
 typedef struct baselines {
-    double gemm, gemv, split_gemm, split_gemv, alone, frozen, openblas, split;
+    double gemm, gemv, split_gemm, split_gemv, alone, frozen, openblas, split, own, split_own;   /* own: gvt */
     const char *name;
     int noise;   /* the check: in-bench t-thread sgemm vs alone within 3 % or the spread (IQR) of alone */
 } baselines;
@@ -754,10 +768,13 @@ static void baselines_of(run *u, baselines *bs)
     bs->split_gemm = split ? median(u->split_gemm, n) : INFINITY;
     bs->split_gemv = split && small ? median(u->split_gemv, n) : INFINITY;
     bs->alone = split ? median(u->alone, n) : NAN;
-    bs->openblas = fmin(bs->gemm, bs->gemv); bs->split = fmin(bs->split_gemm, bs->split_gemv);
-    bs->frozen = fmin(bs->openblas, bs->split);
+    bs->own = u->T == 1 ? median(u->own, n) : INFINITY;
+    bs->split_own = split && u->T == 1 ? median(u->split_own, n) : INFINITY;
+    bs->openblas = fmin(bs->gemm, bs->gemv); bs->split = fmin(fmin(bs->split_gemm, bs->split_gemv), bs->split_own);
+    bs->frozen = fmin(fmin(bs->openblas, bs->own), bs->split);
     bs->name = bs->frozen == bs->gemm ? "sgemm" : bs->frozen == bs->gemv ? "sgemv"
-             : bs->frozen == bs->split_gemm ? "split_sgemm" : "split_sgemv";
+             : bs->frozen == bs->own ? "molora_gemv" : bs->frozen == bs->split_gemm ? "split_sgemm"
+             : bs->frozen == bs->split_gemv ? "split_sgemv" : "split_molora_gemv";
     bs->noise = !split || fabs(bs->gemm - bs->alone) <= fmax(0.03 * bs->alone, iqr(u->alone, n));
 }
 
@@ -770,10 +787,11 @@ static void json_record(FILE *json, const bench *b, const run *u, int l, const b
                         double mm, double dm, double gm, double mgbps, int first, const char *extra)
 {
     const shape *s = &b->s;
-    char sgemv[32], mg[32], sg[32], sv[32], al[32], sp[32];
+    char sgemv[32], mg[32], sg[32], sv[32], al[32], sp[32], ow[32], so[32];
     json_num(sgemv, sizeof sgemv, bs->gemv); json_num(mg, sizeof mg, u->T == 1 ? mgbps : NAN);
     json_num(sg, sizeof sg, bs->split_gemm); json_num(sv, sizeof sv, bs->split_gemv);
     json_num(al, sizeof al, bs->alone); json_num(sp, sizeof sp, bs->split);
+    json_num(ow, sizeof ow, bs->own); json_num(so, sizeof so, bs->split_own);
     fprintf(json, "%s  {\"shape\": \"%s\", \"d\": %d, \"n_experts\": %d, \"rank\": %d, \"tokens\": %d, "
             "\"threads\": %d, \"routing\": \"%s\", \"path\": \"%s\", \"frozen_ms\": %.6f, \"molora_ms\": %.6f, "
             "\"delta_ms\": %.6f, \"gate_ms\": %.6f, \"naive_ms\": %.6f, \"torch_ms\": null, \"torch_lora_ms\": null, "
@@ -783,12 +801,12 @@ static void json_record(FILE *json, const bench *b, const run *u, int l, const b
             "\"frozen_split_sgemm_ms\": %s, \"frozen_split_sgemv_ms\": %s, \"frozen_sgemm_standalone_ms\": %s, "
             "\"baseline_check\": \"%s\", \"stream_kernel_gbps\": %.3f, \"stream_sgemv_gbps\": %.3f, "
             "\"rotation_mib\": %.1f, \"llc_mib\": %.1f, \"reps\": %d, \"uptime\": \"%s\", \"precision\": \"%s\", "
-            "\"expert_bytes\": %zu%s}",
+            "\"expert_bytes\": %zu, \"frozen_molora_gemv_ms\": %s, \"frozen_split_molora_gemv_ms\": %s%s}",
             first ? "" : ",\n", s->name, s->d, s->n, s->r, u->T, u->nth, b->rt[l].name, path_name(u->path[l]),
             bs->frozen, mm, dm, gm, u->naive_ms, mm / bs->frozen, u->naive_ms / mm, u->active[l], cx->stream,
             1.0 + 2.0 * s->n * s->r / s->d, bs->gemm, sgemv, mg, bs->name, bs->openblas, sp, sg, sv, al,
             u->nth < 2 ? "n/a" : bs->noise ? "noise" : "differs", cx->stream_kernel, cx->stream_sgemv, cx->rot_mib,
-            cx->llc_mib, u->reps, cx->uptime, b->bf16 ? "bf16" : "f32", b->expert_bytes, extra);
+            cx->llc_mib, u->reps, cx->uptime, b->bf16 ? "bf16" : "f32", b->expert_bytes, ow, so, extra);
 }
 
 /* the case's baselines on one line: the check of the t-thread sgemm against it alone */
@@ -797,9 +815,11 @@ static void print_baselines(const bench *b, const run *u, const baselines *bs)
     printf("    %s T=%d thr=%d baselines (ms): OpenBLAS %d-thread sgemm %.3f", b->s.name, u->T, u->nth, u->nth,
            bs->gemm);
     if (u->T <= 16) printf(", sgemv %.3f", bs->gemv);
+    if (u->T == 1) printf("; molora's gvt %.3f", bs->own);
     if (u->nth > 1) {
         printf("; %d-way split of 1-thread sgemm %.3f", u->nth, bs->split_gemm);
         if (u->T <= 16) printf(", sgemv %.3f", bs->split_gemv);
+        if (u->T == 1) printf(", molora's gvt %.3f", bs->split_own);
         printf("; check: sgemm alone %.3f, in the bench %.3f (%+.1f %%): %s", bs->alone, bs->gemm,
                100.0 * (bs->gemm / bs->alone - 1), bs->noise ? "noise" : "DIFFERS");
     }
