@@ -17,7 +17,7 @@ import sys
 
 FIELDS = ["pool_adapter_bytes", "frozen_ms", "molora_ms", "delta_ms", "gate_ms", "naive_ms", "torch_ms", "stream_gbps", "molora_gbps",
           "torch_lora_ms", "frozen_sgemm_ms", "frozen_openblas_ms", "frozen_split_ms", "frozen_sgemm_standalone_ms",
-          "stream_kernel_gbps", "stream_sgemv_gbps", "frozen_molora_gemv_ms", "frozen_split_molora_gemv_ms"]
+          "stream_kernel_gbps", "stream_sgemv_gbps", "stream_gvt_gbps", "frozen_molora_gemv_ms", "frozen_split_molora_gemv_ms"]
 NOISE = 0.03   # a value within 3 % of its goal, or a goal inside the spread of the runs, is noise
 
 

@@ -220,11 +220,12 @@ static void pool_stop(pool *p)
 }
 
 /* ---- read bandwidth of the stream buffer with t threads ----------------------------------
-   The decode figure is compared with it, so it must be what this machine can read: the larger of
-   a read kernel (64-byte aligned loads, eight accumulators, threads started before the clock) and
-   cblas_sgemv with t OpenBLAS threads over the same buffer. The buffer is the rotation size, at
+   The decode figure is compared with it, so it must be what this machine can read: the largest of
+   a read kernel (64-byte aligned loads, eight accumulators, threads started before the clock),
+   cblas_sgemv with t OpenBLAS threads and molora's own decode kernel gvt (t threads, as the read
+   kernel) over the same buffer. The buffer is the rotation size, at
    least twice the last-level cache, so both read DRAM. */
-typedef struct sarg { const float *p; size_t n; float sum; pthread_barrier_t *bar; double t0, t1; } sarg;
+typedef struct sarg { const float *p; size_t n; float sum; pthread_barrier_t *bar; double t0, t1; int gvt; } sarg;
 __attribute__((target("avx512f"))) static float read_avx512(const float *p, size_t n)
 {
     typedef float v16 __attribute__((vector_size(64)));
@@ -249,16 +250,31 @@ __attribute__((target("avx2"))) static float read_avx2(const float *p, size_t n)
     a0 += a1 + a2 + a3;
     return a0[0] + a0[7];
 }
+/* gvt reads its part as rows of 4096 floats against one x (the decode kernel itself) */
+static float read_gvt(const float *p, size_t n)
+{
+    static float x[4096], y[8192];
+    size_t r0, rows = n / 4096;
+    float s = 0;
+    for (r0 = 0; r0 < rows; r0 += 8192) {
+        int m = rows - r0 < 8192 ? (int)(rows - r0) : 8192;
+        molora__get_kernels()->gvt(m, 4096, x, p + r0 * 4096, 4096, y, 0);
+        s += y[0];
+    }
+    return s;
+}
 static void *stream_part(void *v)
 {
     sarg *s = (sarg *)v;
     pthread_barrier_wait(s->bar);
     s->t0 = now_ms();
-    s->sum = __builtin_cpu_supports("avx512f") ? read_avx512(s->p, s->n) : read_avx2(s->p, s->n);
+    if (s->gvt) s->sum = read_gvt(s->p, s->n);
+    else s->sum = __builtin_cpu_supports("avx512f") ? read_avx512(s->p, s->n) : read_avx2(s->p, s->n);
     s->t1 = now_ms();
     return NULL;
 }
-static double stream_kernel_gbps(const float *buf, size_t n, int t)
+/* gvt: 0 the read kernel, 1 molora's decode kernel gvt (parts of whole 4096-float rows) */
+static double stream_kernel_gbps(const float *buf, size_t n, int t, int gvt)
 {
     double best = 0;
     int rep, i;
@@ -267,10 +283,10 @@ static double stream_kernel_gbps(const float *buf, size_t n, int t)
         sarg a[16];
         pthread_barrier_t bar;
         double t0 = INFINITY, t1 = 0;
-        size_t part = n / t / 128 * 128;
+        size_t part = n / t / 4096 * 4096;
         pthread_barrier_init(&bar, NULL, (unsigned)t);
         for (i = 0; i < t; i++) {
-            a[i].p = buf + part * i; a[i].n = part; a[i].bar = &bar;
+            a[i].p = buf + part * i; a[i].n = part; a[i].bar = &bar; a[i].gvt = gvt;
             pthread_create(&th[i], NULL, stream_part, &a[i]);
         }
         for (i = 0; i < t; i++) {
@@ -747,7 +763,7 @@ static int time_naive(const bench *b, run *u, int smoke)
 
 /* the run's context, in every JSON record */
 typedef struct context {
-    double stream, stream_kernel, stream_sgemv, rot_mib, llc_mib;   /* stream: the larger of the two */
+    double stream, stream_kernel, stream_sgemv, stream_gvt, rot_mib, llc_mib;   /* stream: the largest of the three */
     char uptime[160];
 } context;
 
@@ -800,12 +816,14 @@ static void json_record(FILE *json, const bench *b, const run *u, int l, const b
             "\"molora_gbps\": %s, \"baseline\": \"%s\", \"frozen_openblas_ms\": %.6f, \"frozen_split_ms\": %s, "
             "\"frozen_split_sgemm_ms\": %s, \"frozen_split_sgemv_ms\": %s, \"frozen_sgemm_standalone_ms\": %s, "
             "\"baseline_check\": \"%s\", \"stream_kernel_gbps\": %.3f, \"stream_sgemv_gbps\": %.3f, "
+            "\"stream_gvt_gbps\": %.3f, "
             "\"rotation_mib\": %.1f, \"llc_mib\": %.1f, \"reps\": %d, \"uptime\": \"%s\", \"precision\": \"%s\", "
             "\"expert_bytes\": %zu, \"frozen_molora_gemv_ms\": %s, \"frozen_split_molora_gemv_ms\": %s%s}",
             first ? "" : ",\n", s->name, s->d, s->n, s->r, u->T, u->nth, b->rt[l].name, path_name(u->path[l]),
             bs->frozen, mm, dm, gm, u->naive_ms, mm / bs->frozen, u->naive_ms / mm, u->active[l], cx->stream,
             1.0 + 2.0 * s->n * s->r / s->d, bs->gemm, sgemv, mg, bs->name, bs->openblas, sp, sg, sv, al,
-            u->nth < 2 ? "n/a" : bs->noise ? "noise" : "differs", cx->stream_kernel, cx->stream_sgemv, cx->rot_mib,
+            u->nth < 2 ? "n/a" : bs->noise ? "noise" : "differs", cx->stream_kernel, cx->stream_sgemv, cx->stream_gvt,
+            cx->rot_mib,
             cx->llc_mib, u->reps, cx->uptime, b->bf16 ? "bf16" : "f32", b->expert_bytes, ow, so, extra);
 }
 
@@ -909,11 +927,12 @@ static float *stream_buffer(size_t n)
 
 static void stream_of(context *cx, const float *buf, size_t n, int t)
 {
-    cx->stream_kernel = stream_kernel_gbps(buf, n, t);
+    cx->stream_kernel = stream_kernel_gbps(buf, n, t, 0);
     cx->stream_sgemv = stream_sgemv_gbps(buf, n, t);
-    cx->stream = fmax(cx->stream_kernel, cx->stream_sgemv);
-    printf("    stream, %d thread%s, %.0f MiB: read kernel %.1f GB/s, cblas_sgemv %.1f GB/s\n", t, t > 1 ? "s" : "",
-           cx->rot_mib, cx->stream_kernel, cx->stream_sgemv);
+    cx->stream_gvt = stream_kernel_gbps(buf, n, t, 1);
+    cx->stream = fmax(fmax(cx->stream_kernel, cx->stream_sgemv), cx->stream_gvt);
+    printf("    stream, %d thread%s, %.0f MiB: read kernel %.1f GB/s, cblas_sgemv %.1f GB/s, molora's gvt %.1f GB/s\n",
+           t, t > 1 ? "s" : "", cx->rot_mib, cx->stream_kernel, cx->stream_sgemv, cx->stream_gvt);
 }
 
 /* OpenBLAS's idle threads spin for 2^28 cycles (about 0.1 s here) after each multi-threaded call,
