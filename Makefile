@@ -118,7 +118,7 @@ demo-engine: deps $(B)/engine
 
 # ---- issue 15: PEFT's mixtures of the three domain LoRAs on text that mixes the domains ----------
 DEMO_MIXED = examples/demo_data/mixed_select.txt examples/demo_data/mixed_report.txt
-DEMO_MIX_ROWS = lora_prose lora_c lora_python mole arrow adamole
+DEMO_MIX_ROWS = lora_prose lora_c lora_python mole arrow adamole mole_output
 # one row: the "+experts" column of engine -e, per file (the base column with no adapter)
 demo_row = awk -v name="$(1)" 'BEGIN { printf "  %-14s", name } $$1 ~ /\.txt$$/ { printf " %12.4f", $$$(2) } \
              END { printf "\n" }'
@@ -133,6 +133,9 @@ demo-mixtures: deps $(B)/engine
 	@for a in $(DEMO_MIX_ROWS); do \
 	  $(ENGINE) -a $(DEMO_MODEL)/$$a -e $(DEMO_DATA) $(DEMO_MIXED) | $(call demo_row,$$a,5) || exit 1; done
 	@$(ENGINE) -x $(DEMO_MODEL)/xlora -e $(DEMO_DATA) $(DEMO_MIXED) | $(call demo_row,xlora,5)
+	@$(ENGINE) -x $(DEMO_MODEL)/xlora_layerwise -e $(DEMO_DATA) $(DEMO_MIXED) | $(call demo_row,xlora_lw,5)
+	@echo "   the demo's mixture is xlora; mole_output (the MoLE paper's output gate) and xlora_lw (xlora_layerwise,"
+	@echo "   PEFT's layer-wise scalings) are attempts at the pure-domain goal that miss it (train_demo.py --mix-try)"
 	@echo
 	@echo "== X-LoRA routing map of mixed_report.txt, every byte: the expert with the largest weight summed"
 	@echo "   over the 16 projections (0 = prose, 1 = C, 2 = Python), in the -e windows of 128 bytes"
@@ -198,7 +201,7 @@ TEST_RUNS = core core_portable core_noblas types types_portable types_noblas thr
             xlora xlora_noblas xlora_cli \
             bf16 bf16_portable bf16_noblas
 THREAD_SECONDS = 1
-ENGINE_ADAPTERS = adamole lora_prose lora_c lora_python mole mola
+ENGINE_ADAPTERS = adamole lora_prose lora_c lora_python mole mola mole_output
 PARITY = $(DEMO_MODEL)/parity.safetensors
 run_core           = $(2) ./$(1)/test_core
 run_core_portable  = MOLORA_PORTABLE=1 $(2) ./$(1)/test_core

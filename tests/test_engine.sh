@@ -120,6 +120,11 @@ if $E $X/base.safetensors -p $X/expected.safetensors logits.xlora_d1 >$T/par 2>&
 elif grep -q FAIL $T/par; then ok; else bad "xlora parity: $(cat $T/par)"; fi
 # PEFT 0.20's own save lost the classifier's layers.0: refused, never run with a random layer
 refuse MISSING_WEIGHTS $E $X/base.safetensors -x $X/xlora_raw -p $X/expected.safetensors logits.xlora_d2
+# the demo's attempts at issue 15's pure-domain goal (tools/train_demo.py --mix-try): the engine equals the
+# PyTorch of train_demo.py on its layer-wise X-LoRA (both passes); the MoLE output gate runs in make test's parity
+if $E $M/base.safetensors -x $M/xlora_layerwise -p $M/parity.safetensors logits.xlora_layerwise >$T/par 2>$T/err &&
+   grep -q "(ok, <= 1e-4)" $T/par; then ok
+else bad "parity demo xlora_layerwise: $(cat $T/par $T/err)"; fi
 expect_error "-x on a plain LoRA" $E $X/base.safetensors -x $X/lora_0 -e $D/c.txt
 expect_error "-x on a missing directory" $E $X/base.safetensors -x $T/none -e $D/c.txt
 expect_error "X-LoRA of another hidden size" $E $M/base.safetensors -x $X/xlora_d1 -e $D/c.txt

@@ -14,6 +14,16 @@ Run with Debian's torch (CPU), from any directory:
                                                          then X-LoRA's LM loss through pass 2), the Arrow
                                                          composition (build/molora compose), and the
                                                          bits/byte table of every mixture (~25 min)
+  /usr/bin/python3 tools/train_demo.py --mix-try=WHAT [outdir]   then: one attempt at the pure-domain goal, on
+                                                         one torch thread, reported in train_log.txt and
+                                                         never the demo's choice (--mix's files untouched):
+      mole_output      the MoLE paper's output gate (Eq. 9-11, molora's mole_output rule) trained by the LM
+                       loss; writes <outdir>/mole_output (~10 min; DEMO_MOLE_OUT='{"lr": 0.1}' overrides
+                       MOLE_OUT, e.g. "balance" for the paper's gating balance loss)
+      xlora_layerwise  X-LoRA with PEFT's layerwise_scalings, domain then LM stage; <outdir>/xlora_layerwise
+                       (~11 min)
+      mole_diag        the dense MoLE gate of --mole: its weights, their entropy, the plain average (~1 min)
+      parity           only logits.mole_output / logits.xlora_layerwise from the exported files
   DEMO_SMOKE=1 ...                                       3 steps per stage: checks the script only
   DEMO_THREADS=1 ...                                     --mix on 1 torch thread (a shared machine)
 Default outdir: examples/demo_model.  Nothing is downloaded: the training text is read from files
@@ -40,6 +50,8 @@ Writes:
   <outdir>/xlora/                           (--mix) PEFT's X-LoRA layout over ../lora_{prose,c,python}
   <outdir>/arrow/                           (--mix) molora compose --routing arrow:K:T of the three
   <outdir>/mix_table.json                   (--mix) the bits/byte table and the chosen settings
+  <outdir>/mole_output/                     (--mix-try=mole_output) molora's layout, routing mole_output
+  <outdir>/xlora_layerwise/                 (--mix-try=xlora_layerwise) PEFT's X-LoRA layout, layer-wise
   <outdir>/train_log.txt                    losses, timings, bits per byte (PyTorch)
 Every file goes through write_file: a temporary file beside the target, written in full and fsync'd,
 then renamed over it (an interrupted run leaves the old file, never half of a new one).
@@ -790,9 +802,21 @@ class Mix(nn.Module):
             return torch.zeros_like(z).scatter(-1, idx, F.softmax(v / m[2], dim=-1))
         return self.w                               # xlora: PEFT's layer.py:97-131, gsw 1
 
+    def deltas(self, x):
+        return [self.s * F.linear(F.linear(x, A), B) for A, B in zip(self.A, self.B)]
+
     def forward(self, x):
         y = self.base(x)
         if self.mode == "base":
+            return y
+        if self.mode[0] == "mole_output":            # the MoLE paper's gate on the deltas themselves
+            D = self.deltas(x)
+            w = mole_output_weights(D, self.mode[1], self.mode[2])
+            self.w = w
+            if self.record is not None:
+                self.record.append(w.detach().reshape(-1, len(self.A)))
+            for i, d in enumerate(D):
+                y = y + w[..., i:i + 1] * d
             return y
         w = self.weights(x)
         if self.record is not None:
@@ -800,6 +824,13 @@ class Mix(nn.Module):
         for i, (A, B) in enumerate(zip(self.A, self.B)):
             y = y + w[..., i:i + 1] * (self.s * F.linear(F.linear(x, A), B))
         return y
+
+
+def mole_output_weights(D, e, temperature):
+    """MoLE paper Eq. 9-11 in molora's MOLE_OUTPUT form (docs/maths.md): the experts' deltas D_i
+    concatenated, L2-normalised (F.normalize, as the official code), eps = e^T E, softmax(eps / T)"""
+    E = F.normalize(torch.cat(D, dim=-1), dim=-1, eps=1e-12)
+    return F.softmax(F.linear(E, e) / temperature, dim=-1)
 
 
 class XLoraClassifier(nn.Module):
@@ -914,38 +945,47 @@ def xlora_data(m, mixes, corpus, gen):
     return xs, ys, hs, val
 
 
-def train_domain(clf, hs, ys, gen, log):
-    """stage 1: cross-entropy of the classifier's logits against each byte's domain, on cached states"""
+def domain_logits(clf, h):
+    """the classifier's logits (B, N) broadcast, or (B * L, N) layer-wise (every module's own logits)"""
+    return clf.layers(h).reshape(-1, clf.n)
+
+
+def train_domain(clf, hs, ys, gen, log, cfg=None):
+    """stage 1: cross-entropy of the classifier's logits against each byte's domain, on cached states
+    (layer-wise: every module's logits against the same label)"""
+    cfg = cfg or XLORA
+    rep = clf.L if cfg["layerwise_scalings"] else 1
     hs, ys = hs.reshape(-1, CFG["dim"]), ys[:, :-1].reshape(-1)
-    opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lr"], weight_decay=0.0)
+    opt = torch.optim.AdamW(clf.parameters(), lr=cfg["lr"], weight_decay=0.0)
     clf.train()
     tot, nrun = 0.0, 0
-    for step in range(XLORA["steps"]):
+    for step in range(cfg["steps"]):
         for g in opt.param_groups:
-            g["lr"] = lr_at(XLORA["lr"], step, XLORA["steps"])
+            g["lr"] = lr_at(cfg["lr"], step, cfg["steps"])
         pick = torch.randint(0, len(ys), (1024,), generator=gen)
-        loss = F.cross_entropy(clf.layers(hs[pick]), ys[pick])   # broadcast logits (B, N)
+        loss = F.cross_entropy(domain_logits(clf, hs[pick]), ys[pick].repeat_interleave(rep))
         opt.zero_grad()
         loss.backward()
         opt.step()
         tot, nrun = tot + loss.item(), nrun + 1
-        if (step + 1) % 200 == 0 or step == XLORA["steps"] - 1:
+        if (step + 1) % 200 == 0 or step == cfg["steps"] - 1:
             with torch.no_grad():
-                acc = (clf.layers(hs).argmax(-1) == ys).float().mean().item()
+                acc = (domain_logits(clf, hs).argmax(-1) == ys.repeat_interleave(rep)).float().mean().item()
             log(f"  steps {step + 1 - nrun:5d}..{step:5d}  domain cross-entropy {tot / nrun:.4f}, accuracy {acc:.3f}")
             tot, nrun = 0.0, 0
 
 
-def train_lm(clf, m, mixes, xs, hs, gen, log):
+def train_lm(clf, m, mixes, xs, hs, gen, log, cfg=None):
     """stage 2, X-LoRA's own objective: the LM loss of pass 2 under the classifier's scalings, pass 1
     read from the cache; only pass 2 runs forward and backward, and only the classifier learns"""
-    opt = torch.optim.AdamW(clf.parameters(), lr=XLORA["lm_lr"], weight_decay=0.0)
+    cfg = cfg or XLORA
+    opt = torch.optim.AdamW(clf.parameters(), lr=cfg["lm_lr"], weight_decay=0.0)
     clf.train()
     tot, nrun, t0 = 0.0, 0, time.time()
-    for step in range(XLORA["lm_steps"]):
+    for step in range(cfg["lm_steps"]):
         for g in opt.param_groups:
-            g["lr"] = lr_at(XLORA["lm_lr"], step, XLORA["lm_steps"])
-        pick = torch.randint(0, len(xs), (XLORA["lm_batch"],), generator=gen)
+            g["lr"] = lr_at(cfg["lm_lr"], step, cfg["lm_steps"])
+        pick = torch.randint(0, len(xs), (cfg["lm_batch"],), generator=gen)
         S = clf(hs[pick])                                # (B, T, L, N)
         for l, mx in enumerate(mixes):
             mx.mode, mx.w = "xlora", S[..., l, :]
@@ -955,28 +995,29 @@ def train_lm(clf, m, mixes, xs, hs, gen, log):
         loss.backward()
         opt.step()
         tot, nrun = tot + loss.item(), nrun + 1
-        if (step + 1) % 100 == 0 or step == XLORA["lm_steps"] - 1:
+        if (step + 1) % 100 == 0 or step == cfg["lm_steps"] - 1:
             log(f"  LM steps {step + 1 - nrun:5d}..{step:5d}  pass-2 loss {tot / nrun / math.log(2):.4f} bits/byte, "
                 f"{(time.time() - t0) / (step + 1):.2f} s a step")
             tot, nrun = 0.0, 0
 
 
-def train_xlora(m, mixes, corpus, log):
+def train_xlora(m, mixes, corpus, log, cfg=None):
     """PEFT's XLoraClassifier in two stages: the domain of each byte from pass 1's hidden state (cheap,
-    on cached states), then XLORA["lm_steps"] of X-LoRA's own LM loss through pass 2 from there"""
+    on cached states), then cfg["lm_steps"] of X-LoRA's own LM loss through pass 2 from there"""
+    cfg = cfg or XLORA
     torch.manual_seed(500)
-    clf = XLoraClassifier(CFG["dim"], len(DOMAINS), len(mixes), XLORA)
+    clf = XLoraClassifier(CFG["dim"], len(DOMAINS), len(mixes), cfg)
     run = XLoraRun(m, mixes, clf)
     gen = torch.Generator().manual_seed(50)
-    log(f"xlora: {sum(p.numel() for p in clf.parameters())} classifier parameters, {XLORA}")
+    log(f"xlora: {sum(p.numel() for p in clf.parameters())} classifier parameters, {cfg}")
     t0 = time.time()
     xs, ys, hs, val = xlora_data(m, mixes, corpus, gen)
-    log(f"  {len(xs)} windows of {CFG['seq_len']} bytes ({XLORA['switch_rows']:.0%} switching domain), hidden "
+    log(f"  {len(xs)} windows of {CFG['seq_len']} bytes ({cfg['switch_rows']:.0%} switching domain), hidden "
         f"states in {time.time() - t0:.1f} s")
-    train_domain(clf, hs, ys, gen, log)
+    train_domain(clf, hs, ys, gen, log, cfg)
     log(f"  after the domain stage: {xlora_val_line(run, m, mixes, val)}")
-    if XLORA["lm_steps"]:
-        train_lm(clf, m, mixes, xs, hs, gen, log)
+    if cfg["lm_steps"]:
+        train_lm(clf, m, mixes, xs, hs, gen, log, cfg)
         log(f"  after the LM stage: {xlora_val_line(run, m, mixes, val)}")
     clf.eval()
     log(f"xlora classifier trained in {time.time() - t0:.1f} s")
@@ -1010,7 +1051,7 @@ def xlora_diagnose(run, m, mixes, texts, log):
             if len(w) < 2:
                 break
             set_mode(mixes, "base")
-            S = run.clf(hidden_of(m, w[None].long()))[0, :, 0, :]          # broadcast: module 0's weights
+            S = run.clf(hidden_of(m, w[None].long()))[0].mean(1)           # the mean over the modules
             ok = (S.argmax(-1) == y).float()
             hit.append(ok)
             conf.append(S.gather(1, y[:, None])[:, 0])
@@ -1028,18 +1069,18 @@ def xlora_diagnose(run, m, mixes, texts, log):
             f"{torch.cat(conf).mean():.3f}, oracle weights {oracle:.4f} bits/byte")
 
 
-def export_xlora(clf, n_layers):
+def export_xlora(clf, n_layers, name="xlora"):
     """PEFT's X-LoRA layout: adapter_config.json (peft_type XLORA, the adapters by relative paths) and
     the classifier under PEFT's key names (Sequential index j of each Linear)"""
-    xdir = os.path.join(OUT, "xlora")
+    xdir, c = os.path.join(OUT, name), clf.c
     os.makedirs(xdir, exist_ok=True)
     t = {f"base_model.internal_xlora_classifier.layers.{k}": v for k, v in clf.layers.state_dict().items()}
     save_safetensors(os.path.join(xdir, "adapter_model.safetensors"), t)
     conf = {"peft_type": "XLORA", "task_type": "CAUSAL_LM", "hidden_size": CFG["dim"],
             "adapters": {str(i): "../lora_" + d for i, d in enumerate(DOMAINS)},
-            "enable_softmax": True, "enable_softmax_topk": False, "layerwise_scalings": XLORA["layerwise_scalings"],
-            "xlora_depth": XLORA["xlora_depth"], "xlora_size": XLORA["xlora_size"],
-            "xlora_dropout_p": XLORA["xlora_dropout_p"], "use_trainable_adapters": False,
+            "enable_softmax": True, "enable_softmax_topk": False, "layerwise_scalings": c["layerwise_scalings"],
+            "xlora_depth": c["xlora_depth"], "xlora_size": c["xlora_size"],
+            "xlora_dropout_p": c["xlora_dropout_p"], "use_trainable_adapters": False,
             "softmax_temperature": clf.temperature, "top_k_lora": None, "scaling_pass_value": 0.0,
             "global_scaling_weight": 1.0, "base_model_name_or_path": None, "inference_mode": True}
     write_json(os.path.join(xdir, "adapter_config.json"), conf, indent=2, sort_keys=True)
@@ -1137,8 +1178,265 @@ def compose_arrow(log, k, t):
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+# ---- --mix-try WHAT: the attempts at the pure-domain goal (issue 15), each reported, none the demo's choice ----
+# mole_output      the MoLE paper's gate on the experts' deltas (Eq. 9-11; molora's MOLE_OUTPUT rule), trained
+#                  by the LM loss (plus the paper's gating balance loss, Eq. 13, times MOLE_OUT["balance"])
+# xlora_layerwise  X-LoRA with PEFT's layerwise_scalings (one softmax per module), domain then LM stage
+# mole_diag        the dense MoLE gate of --mole: its weights, their entropy and the plain average
+MOLE_OUT = dict(steps=300, lr=1e-2, batch=16, balance=0.0, train_temperature=1.0)
+MOLE_OUT_TEMPS = [0.5, 1.0, 2.0]
+MOLE_OUT.update(json.loads(os.environ.get("DEMO_MOLE_OUT", "{}")))   # e.g. DEMO_MOLE_OUT='{"lr": 0.1}'
+if os.environ.get("DEMO_SMOKE"):
+    MOLE_OUT.update(steps=2)
+
+
+def mix_texts():
+    """the pure held-out texts and the two mixed ones, as committed (written by --mix)"""
+    _, evald = load_texts()
+    for name in MIX_TEXTS:
+        evald[name] = torch.tensor(list(read(os.path.join(DATA, name + ".txt"))), dtype=torch.uint8)
+    return evald
+
+
+def single_rows(m, mixes, texts):
+    rows = {}
+    set_mode(mixes, "base")
+    rows["base"] = mix_bpb(m, texts)
+    for i, d in enumerate(DOMAINS):
+        set_mode(mixes, ("lora", i))
+        rows["lora " + d] = mix_bpb(m, texts)
+    return rows
+
+
+def goal_line(rows, r):
+    best = min(rows[s]["mixed_report"] for s in ["base"] + ["lora " + d for d in DOMAINS])
+    gaps = "  ".join(f"{d} {rows[r][d] - rows['lora ' + d][d]:+.4f}" for d in DOMAINS)
+    return (f"{r}: mixed_report {rows[r]['mixed_report'] - best:+.4f} against the best single model; "
+            f"pure domains from the domain's own LoRA: {gaps} (goal: < 0 and each <= 0.01)")
+
+
+def log_rows(rows, log):
+    cols = DOMAINS + MIX_TEXTS
+    log("bits/byte (PyTorch)   " + "".join(f"{c:>13s}" for c in cols))
+    for r, v in rows.items():
+        log(f"  {r:20s}" + "".join(f"{v[c]:13.4f}" for c in cols))
+
+
+@torch.no_grad()
+def routing_diagnose(fn, mixes, texts, log):
+    """per text: the argmax of the weights averaged over the 16 modules against each byte's domain, the
+    mean weight on the right LoRA, the mean weight of each LoRA and the mean entropy of a module's weights"""
+    T, n3 = CFG["seq_len"], EVAL_BYTES // 3
+    for name, data in texts.items():
+        lab = torch.tensor([DOMAINS.index(name) if name in DOMAINS else min(i // n3, 2) for i in range(len(data))])
+        ws = []
+        for s in range(0, len(data) - 1, T):
+            for mx in mixes:
+                mx.record = []
+            fn(data[s:s + T][None].long())
+            ws.append(torch.stack([mx.record[-1] for mx in mixes], 1))     # (T, modules, N)
+        for mx in mixes:
+            mx.record = None
+        W = torch.cat(ws)
+        mean = W.mean(1)
+        ent = -(W.clamp_min(1e-12).log2() * W).sum(-1).mean()
+        log(f"  {name:13s} accuracy {(mean.argmax(-1) == lab).float().mean():.3f}, mean weight on the right LoRA "
+            f"{mean.gather(1, lab[:, None]).mean():.3f}, mean weights " +
+            " ".join(f"{v:.3f}" for v in mean.mean(0).tolist()) + f", entropy {ent:.3f} bits (of {math.log2(3):.3f})")
+
+
+def train_mole_output(m, mixes, xs, val, gen, log):
+    """e (N, N * d_out) per module from zero (the plain average), AdamW on the LM loss of the mixture, plus
+    the paper's balance loss -sum_i log q_i per module (q_i the mean weight of expert i in the batch)"""
+    es = [nn.Parameter(torch.zeros(len(DOMAINS), len(DOMAINS) * mx.base.out_features)) for mx in mixes]
+    c = MOLE_OUT
+    opt = torch.optim.AdamW(es, lr=c["lr"], weight_decay=0.0)
+    tot, nrun, t0 = 0.0, 0, time.time()
+    for step in range(c["steps"]):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(c["lr"], step, c["steps"])
+        for mx, e in zip(mixes, es):
+            mx.mode = ("mole_output", e, c["train_temperature"])
+        xb = xs[torch.randint(0, len(xs), (c["batch"],), generator=gen)]
+        loss = F.cross_entropy(m(xb[:, :-1].long()).reshape(-1, 256), xb[:, 1:].reshape(-1).long())
+        total = loss
+        if c["balance"]:
+            bal = sum(-mx.w.reshape(-1, len(DOMAINS)).mean(0).log().sum() for mx in mixes)
+            total = loss + c["balance"] * bal
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        tot, nrun = tot + loss.item(), nrun + 1
+        if (step + 1) % 100 == 0 or step == c["steps"] - 1:
+            log(f"  LM steps {step + 1 - nrun:5d}..{step:5d}  loss {tot / nrun / math.log(2):.4f} bits/byte, "
+                f"{(time.time() - t0) / (step + 1):.2f} s a step")
+            tot, nrun = 0.0, 0
+    es = [e.detach() for e in es]
+    for mx, e in zip(mixes, es):
+        mx.mode = ("mole_output", e, 1.0)
+    log("  " + val_line(m, mixes, val))
+    return es
+
+
+@torch.no_grad()
+def val_line(fn, mixes, val):
+    """bits/byte of the mixture fn (its modes set) minus each domain's own LoRA on the training text's held-out 5%"""
+    def bpb(f, x):
+        return F.cross_entropy(f(x.long())[:, :-1].reshape(-1, 256), x[:, 1:].reshape(-1).long()).item() / math.log(2)
+    modes = [mx.mode for mx in mixes]
+    mine = {d: bpb(fn, val[d]) for d in DOMAINS}
+    out = []
+    for i, d in enumerate(DOMAINS):
+        set_mode(mixes, ("lora", i))
+        out.append(f"{d} {mine[d] - bpb(fn, val[d]):+.4f}")
+        for mx, md in zip(mixes, modes):
+            mx.mode = md
+    return "minus the own LoRA on the training text's held-out 5%: " + "  ".join(out)
+
+
+def export_mole_output(es, temperature, name="mole_output"):
+    """molora's composed layout with routing mole_output: the three LoRAs as experts 0..2 and e as
+    P.mole_gate.weight (N, N * d_out); the expert paths (informational) relative to the directory"""
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    ts = {k: load_safetensors(os.path.join(OUT, "lora_" + k, "adapter_model.safetensors")) for k in DOMAINS}
+    t = {}
+    for j, e in enumerate(es):
+        L, n = divmod(j, 4)
+        P = f"base_model.model.model.layers.{L}.self_attn.{['q_proj', 'k_proj', 'v_proj', 'o_proj'][n]}"
+        for i, k in enumerate(DOMAINS):
+            t[f"{P}.lora_A.{i}.weight"] = ts[k][P + ".lora_A.weight"]
+            t[f"{P}.lora_B.{i}.weight"] = ts[k][P + ".lora_B.weight"]
+        t[f"{P}.mole_gate.weight"] = e
+    save_safetensors(os.path.join(d, "adapter_model.safetensors"), t)
+    write_json(os.path.join(d, "adapter_config.json"),
+               {"peft_type": "MOLORA", "routing": "mole_output", "temperature": temperature,
+                "experts": ["../lora_" + k for k in DOMAINS],
+                "expert_scaling": [MOLE["lora_alpha"] / MOLE["r"]] * len(DOMAINS)}, indent=1)
+
+
+def pick_temperature(set_t, fn, temps, texts, log, what):
+    """the temperature with the lowest bits/byte on mixed_select only"""
+    sel = {"mixed_select": texts["mixed_select"]}
+    got = {}
+    for t in temps:
+        set_t(t)
+        got[t] = mix_bpb(fn, sel)["mixed_select"]
+    best = min(got, key=got.get)
+    log(f"{what} on mixed_select, temperature: " + "  ".join(f"T{a}: {v:.4f}" for a, v in got.items()) +
+        f" -> T {best}")
+    set_t(best)
+    return best
+
+
+def mix_try_stage(what):
+    torch.set_num_threads(int(os.environ.get("DEMO_THREADS", "1")))
+    log = open_log("a")
+    corpus, _ = load_texts()
+    texts = mix_texts()
+    m, mixes = mix_model()
+    rows = single_rows(m, mixes, texts)
+    log(f"--mix-try {what}")
+    if what == "mole_output":
+        gen = torch.Generator().manual_seed(60)
+        cut, val = xlora_data_val(corpus)
+        xs, _ = domain_windows({d: corpus[d][:cut[d]] for d in DOMAINS}, gen, XLORA["rows"], CFG["seq_len"],
+                               XLORA["switch_rows"])
+        log(f"mole_output: {len(mixes)} gates of {len(DOMAINS)} x {len(DOMAINS) * CFG['dim']}, {MOLE_OUT}")
+        es = train_mole_output(m, mixes, xs, val, gen, log)
+
+        def set_t(t):
+            for mx, e in zip(mixes, es):
+                mx.mode = ("mole_output", e, t)
+        t = pick_temperature(set_t, m, MOLE_OUT_TEMPS, texts, log, "mole_output")
+        name = f"MoLE output gate T{t}"
+        rows[name] = mix_bpb(m, texts)
+        routing_diagnose(m, mixes, texts, log)
+        export_mole_output(es, t)
+    elif what == "xlora_layerwise":
+        cfg = dict(XLORA, layerwise_scalings=True)
+        clf, run, _ = train_xlora(m, mixes, corpus, log, cfg)
+
+        def set_t(t):
+            clf.temperature = t
+        t = pick_temperature(set_t, run, XLORA_TEMPS, texts, log, "xlora layer-wise")
+        name = f"X-LoRA layer-wise T{t}"
+        rows[name] = mix_bpb(run, texts)
+        routing_diagnose(run, mixes, texts, log)
+        export_xlora(clf, len(mixes), "xlora_layerwise")
+    elif what == "mole_diag":
+        _, val = xlora_data_val(corpus)
+        set_mode(mixes, "mole")
+        rows["MoLE"] = mix_bpb(m, texts)
+        log("  MoLE " + val_line(m, mixes, val))
+        routing_diagnose(m, mixes, texts, log)
+        for mx in mixes:
+            mx.mode, mx.w = "xlora", torch.full((len(DOMAINS),), 1.0 / len(DOMAINS))
+        rows["plain average"] = mix_bpb(m, texts)
+        log("  plain average " + val_line(m, mixes, val))
+        name = "MoLE"
+        train_text = {d: corpus[d][len(corpus[d]) // 2:][:EVAL_BYTES] for d in DOMAINS}
+        log(f"  on {EVAL_BYTES} bytes from the middle of each domain's training text (seen by the LoRAs and the gate):")
+        models = [("base", "base")] + [("lora " + d, ("lora", i)) for i, d in enumerate(DOMAINS)] + [("MoLE", "mole")]
+        for r, md in models:
+            set_mode(mixes, md)
+            v = mix_bpb(m, train_text)
+            log(f"    {r:12s}" + "".join(f"  {d} {v[d]:.4f}" for d in DOMAINS))
+    else:
+        raise SystemExit(f"--mix-try: {what}? (mole_output, xlora_layerwise or mole_diag)")
+    log_rows(rows, log)
+    log(goal_line(rows, name))
+    if what != "mole_diag":
+        mix_try_parity(log)
+
+
+@torch.no_grad()
+def mix_try_parity(log):
+    """logits.mole_output and logits.xlora_layerwise on the parity prompts, from the exported files read
+    back (what the C engine reads), for each of the two that exists in OUT"""
+    path = os.path.join(OUT, "parity.safetensors")
+    pt = load_safetensors(path)
+    prompts = pt["prompts"]
+    m, mixes = mix_model()
+    names = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    d = os.path.join(OUT, "mole_output")
+    if os.path.exists(d):
+        conf, t = json.loads(read(os.path.join(d, "adapter_config.json"))), load_safetensors(
+            os.path.join(d, "adapter_model.safetensors"))
+        for j, mx in enumerate(mixes):
+            P = f"base_model.model.model.layers.{j // 4}.self_attn.{names[j % 4]}"
+            mx.mode = ("mole_output", t[P + ".mole_gate.weight"], conf["temperature"])
+        pt["logits.mole_output"] = torch.stack([m(prompts[j:j + 1].long())[0] for j in range(len(prompts))])
+        log("parity: logits.mole_output from " + os.path.relpath(d, ROOT))
+    d = os.path.join(OUT, "xlora_layerwise")
+    if os.path.exists(d):
+        conf = json.loads(read(os.path.join(d, "adapter_config.json")))
+        clf = XLoraClassifier(CFG["dim"], len(DOMAINS), len(mixes), {k: conf[k] for k in
+                              ["layerwise_scalings", "xlora_depth", "xlora_size", "xlora_dropout_p"]})
+        pre = "base_model.internal_xlora_classifier.layers."
+        t = load_safetensors(os.path.join(d, "adapter_model.safetensors"))
+        clf.layers.load_state_dict({k[len(pre):]: v for k, v in t.items()})
+        clf.temperature = conf["softmax_temperature"]
+        clf.eval()
+        run = XLoraRun(m, mixes, clf)
+        pt["logits.xlora_layerwise"] = torch.stack([run(prompts[j:j + 1].long())[0] for j in range(len(prompts))])
+        log("parity: logits.xlora_layerwise from " + os.path.relpath(d, ROOT))
+    save_safetensors(path, pt)
+
+
+def xlora_data_val(corpus):
+    cut = {d: int(len(corpus[d]) * 0.95) for d in DOMAINS}
+    return cut, {d: corpus[d][cut[d]:][:VAL_WINDOWS * CFG["seq_len"]].reshape(VAL_WINDOWS, CFG["seq_len"])
+                 for d in DOMAINS}
+
+
 if __name__ == "__main__":
-    if "--mix" in sys.argv:
+    tries = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--mix-try=")]
+    if tries and tries[0] == "parity":
+        mix_try_parity(open_log("a"))
+    elif tries:
+        mix_try_stage(tries[0])
+    elif "--mix" in sys.argv:
         mix_stage()
     elif "--mola" in sys.argv:
         mola_stage()
