@@ -1775,54 +1775,65 @@ MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const 
         }
     }
 }
-/* nng: KB <= 16 rows of B per block (KB a constant after inlining), columns in tiles of
-   MOLORA__NNG_NT; per token the KB coefficients stay in registers while its Y row streams
-   through the tile, so B's tile is read from L1 once per token and each Y row is read and
-   written once per block, contiguously (rank <= 16: once in all; Y is the largest stream of an
-   adapter pool's batch). Per column the sum runs over k in order, whatever the tiling. */
-#define MOLORA__NNG_NT 256
-MOLORA__INLINE MOLORA__T512 void molora__nng512_blk(const int KB, int T, int N, int k0, const float *const *H,
-                                                    const float *B, int ldb, float *const *Y)
+/* nng: a register tile of TB <= 4 tokens x NV <= 4 vectors of 16 columns (TB, NV constants after
+   inlining): the 16 accumulators start from Y and take every row k of B in order, 4 loads of B
+   and TB broadcasts of H per 4 TB FMAs, 16 independent chains (one chain over k per column kept
+   a FMA's latency between every two rows). Column strips of 64 outside, token groups inside, so
+   the strip of B (K x 64) stays in L1 while the block's tokens pass it. Per column the sum runs
+   over k in order, y + h_0 b_0 + h_1 b_1 + ..., whatever the tiling. The last vector is masked
+   by m (0xFFFF when whole). */
+MOLORA__INLINE MOLORA__T512 void molora__nng512_tile(const int TB, const int NV, int K, const float *const *H,
+                                                     const float *B, int ldb, float *const *Y, int n, __mmask16 m,
+                                                     int pf)
 {
-    int t, n, n0, k;
-    const float *b = B + (size_t)k0 * ldb;
-    for (n0 = 0; n0 < N; n0 += MOLORA__NNG_NT) {
-        int n1 = N - n0 < MOLORA__NNG_NT ? N : n0 + MOLORA__NNG_NT;
-        for (t = 0; t < T; t++) {
-            const float *h = H[t] + k0;
-            float *y = Y[t];
-            __m512 hv[16], acc;
-            MOLORA__UNROLL for (k = 0; k < KB; k++) hv[k] = _mm512_set1_ps(h[k]);
-            for (n = n0; n + 16 <= n1; n += 16) {
-                acc = _mm512_loadu_ps(y + n);
-                MOLORA__UNROLL for (k = 0; k < KB; k++)
-                    acc = _mm512_fmadd_ps(hv[k], _mm512_loadu_ps(b + (size_t)k * ldb + n), acc);
-                _mm512_storeu_ps(y + n, acc);
-            }
-            if (n < n1) {
-                __mmask16 m = (__mmask16)((1u << (n1 - n)) - 1);
-                acc = _mm512_maskz_loadu_ps(m, y + n);
-                MOLORA__UNROLL for (k = 0; k < KB; k++)
-                    acc = _mm512_fmadd_ps(hv[k], _mm512_maskz_loadu_ps(m, b + (size_t)k * ldb + n), acc);
-                _mm512_mask_storeu_ps(y + n, m, acc);
-            }
+    __m512 acc[4][4];
+    int t, v, k;
+    MOLORA__UNROLL for (t = 0; t < TB; t++)
+        MOLORA__UNROLL for (v = 0; v < NV; v++) acc[t][v] = _mm512_maskz_loadu_ps(v == NV - 1 ? m : 0xFFFF,
+                                                                                  Y[t] + n + 16 * v);
+    for (k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb + n;
+        __m512 bv[4];
+        MOLORA__UNROLL for (v = 0; v < NV; v++) bv[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? m : 0xFFFF, b + 16 * v);
+        if (pf) MOLORA__UNROLL for (v = 0; v < 4; v++) _mm_prefetch((const char *)(b + 128 + 16 * v), _MM_HINT_T0);
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            __m512 h = _mm512_set1_ps(H[t][k]);
+            MOLORA__UNROLL for (v = 0; v < NV; v++) acc[t][v] = _mm512_fmadd_ps(h, bv[v], acc[t][v]);
         }
     }
+    MOLORA__UNROLL for (t = 0; t < TB; t++)
+        MOLORA__UNROLL for (v = 0; v < NV; v++) _mm512_mask_storeu_ps(Y[t] + n + 16 * v, v == NV - 1 ? m : 0xFFFF,
+                                                                      acc[t][v]);
 }
-#define MOLORA__NNG_CASE(KB) case KB: molora__nng512_blk(KB, T, N, k0, H, B, ldb, Y); break;
+/* one strip of NV vectors at column n, the tokens 4 at a time */
+MOLORA__INLINE MOLORA__T512 void molora__nng512_strip(const int NV, int T, int K, const float *const *H,
+                                                      const float *B, int ldb, float *const *Y, int n, __mmask16 m)
+{
+    int t0;
+    for (t0 = 0; t0 + 4 <= T; t0 += 4) molora__nng512_tile(4, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0);
+    switch (T - t0) {
+    case 3: molora__nng512_tile(3, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0); break;
+    case 2: molora__nng512_tile(2, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0); break;
+    case 1: molora__nng512_tile(1, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0); break;
+    default: break;
+    }
+}
 MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512(int T, int N, int K, const float *const *H, const float *B,
                                                      int ldb, float *const *Y)
 {
-    int k0;
-    for (k0 = 0; k0 < K; k0 += 16)
-        switch (K - k0 >= 16 ? 16 : K - k0) {
-        MOLORA__NNG_CASE(1) MOLORA__NNG_CASE(2) MOLORA__NNG_CASE(3) MOLORA__NNG_CASE(4) MOLORA__NNG_CASE(5)
-        MOLORA__NNG_CASE(6) MOLORA__NNG_CASE(7) MOLORA__NNG_CASE(8) MOLORA__NNG_CASE(9) MOLORA__NNG_CASE(10)
-        MOLORA__NNG_CASE(11) MOLORA__NNG_CASE(12) MOLORA__NNG_CASE(13) MOLORA__NNG_CASE(14) MOLORA__NNG_CASE(15)
-        default: molora__nng512_blk(16, T, N, k0, H, B, ldb, Y); break;
-        }
+    int n = 0, nv;
+    __mmask16 m;
+    for (; n + 64 <= N; n += 64) molora__nng512_strip(4, T, K, H, B, ldb, Y, n, 0xFFFF);
+    if (n == N) return;
+    nv = (N - n + 15) / 16;
+    m = (N - n) % 16 ? (__mmask16)((1u << ((N - n) % 16)) - 1) : (__mmask16)0xFFFF;
+    switch (nv) {
+    case 4: molora__nng512_strip(4, T, K, H, B, ldb, Y, n, m); break;
+    case 3: molora__nng512_strip(3, T, K, H, B, ldb, Y, n, m); break;
+    case 2: molora__nng512_strip(2, T, K, H, B, ldb, Y, n, m); break;
+    default: molora__nng512_strip(1, T, K, H, B, ldb, Y, n, m); break;
+    }
 }
-#undef MOLORA__NNG_CASE
 /* 16 BF16 values at p as float32 (zero-extend, shift left 16: exact); n < 16 reads only n (rest 0) */
 MOLORA__INLINE MOLORA__T512 __m512 molora__ld16(const uint16_t *p)
 {

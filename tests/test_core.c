@@ -2760,10 +2760,12 @@ static void test_grouped_kernels_match_twins(void **state)
 static void test_grouped_kernel_blocks(void **state)
 {   /* the blocking sizes of the gather and grouped kernels at their boundaries: dots and axpys in
        blocks of 8 rows (7, 8, 9, 16, 17, 65 rows), axpys two 16-column steps at once (31, 32, 33
-       columns), nng's 256-column tile (255, 256, 257, 272, 513) with ranks on both sides of its
-       16-row block (15, 16, 17, 33) */
+       columns), nng's strips of 64 columns and their masked last strip of 1..4 vectors (48, 63, 64,
+       65, 100, 255, 256, 257, 272, 513) with ranks 1, 15, 16, 17, 33, 64, tokens in groups of 4
+       (1, 2, 3, 4, 5, 7, 8, 9, 16) */
     static const int Rs[] = {7, 8, 9, 16, 17, 65}, Cs[] = {1, 15, 16, 17, 31, 32, 33, 48, 1000};
-    static const int Ns[] = {255, 256, 257, 272, 513}, Ks[] = {1, 15, 16, 17, 33}, Ts[] = {1, 2, 8, 9, 16};
+    static const int Ns[] = {48, 63, 64, 65, 100, 255, 256, 257, 272, 513}, Ks[] = {1, 15, 16, 17, 33, 64};
+    static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 16};
     int ri, ci, ni, ki, ti, acc, ran = 0;
     double e;
     (void)state;
@@ -2779,9 +2781,9 @@ static void test_grouped_kernel_blocks(void **state)
                 fail_msg("axpys R %d N %d: error %g", Rs[ri], Cs[ci], e);
             ran += e != -1.0;
         }
-    for (ni = 0; ni < 5; ni++)
-        for (ki = 0; ki < 5; ki++)
-            for (ti = 0; ti < 5; ti++)
+    for (ni = 0; ni < 10; ni++)
+        for (ki = 0; ki < 6; ki++)
+            for (ti = 0; ti < 9; ti++)
                 for (acc = 0; acc < 2; acc++) {
                     e = molora__kernel_check(6, Ts[ti], Ns[ni], Ks[ki], (ni + ki) % 16, acc);
                     if (e != -1.0 && (!(e >= 0.0) || e > (2.0 * Ks[ki] + 4.0) * FLT_EPSILON))
