@@ -1725,19 +1725,28 @@ MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const
         switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__axpys512_blk, rows + r0, coef + r0, y, N) }
 }
 #undef MOLORA__GATHER_CASES
-/* ntg: TB gathered tokens x R rows of W in registers, K in 16-lane steps (the last one masked) */
+/* ntg: TB <= 6 gathered tokens x R <= 4 rows of W in registers (24 accumulators, 10 loads per 24
+   FMAs; rank 16 is 4 x 4 rows with no single-row tail), K in 16-lane steps (the last one masked).
+   pf: the first token group prefetches each row MOLORA__NTG_PF floats ahead, the next tile of
+   the caller's d_in tiling, so a row's stream does not stall at every tile (an expert's rows
+   come from DRAM: the pool's batch touches each adapter once). Each dot is summed lane-wise over
+   k, then across lanes, whatever the grouping. */
+#define MOLORA__NTG_PF 512
 MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, int K, const float *const *X,
-                                                     const float *W, int ldw, float *const *Y, int n0, int acc)
+                                                     const float *W, int ldw, float *const *Y, int n0, int acc,
+                                                     int pf)
 {
     int t, k, r;
-    const float *xp[MOLORA__TBMAX];
-    __m512 acc_[MOLORA__RMAX][MOLORA__TBMAX];
+    const float *xp[6];
+    __m512 acc_[4][6];
     MOLORA__UNROLL for (t = 0; t < TB; t++) xp[t] = X[t];
     MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = _mm512_setzero_ps();
     for (k = 0; k < K; k += 16) {
         __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-        __m512 v_[MOLORA__RMAX];
+        __m512 v_[4];
         MOLORA__UNROLL for (r = 0; r < R; r++) v_[r] = _mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + k);
+        if (pf) MOLORA__UNROLL for (r = 0; r < R; r++)
+            _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__NTG_PF), _MM_HINT_T0);
         MOLORA__UNROLL for (t = 0; t < TB; t++) {
             __m512 x = _mm512_maskz_loadu_ps(m, xp[t] + k);
             MOLORA__UNROLL for (r = 0; r < R; r++) acc_[r][t] = _mm512_fmadd_ps(v_[r], x, acc_[r][t]);
@@ -1750,28 +1759,32 @@ MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, 
         }
 }
 MOLORA__INLINE MOLORA__T512 void molora__ntg512_tb(const int TB, int N, int K, const float *const *X, const float *W,
-                                                   int ldw, float *const *Y, int acc)
+                                                   int ldw, float *const *Y, int acc, int pf)
 {
     int n = 0;
-    for (; n + 3 <= N; n += 3) molora__ntg512_rows(TB, 3, K, X, W + (size_t)n * ldw, ldw, Y, n, acc);
-    for (; n < N; n++) molora__ntg512_rows(TB, 1, K, X, W + (size_t)n * ldw, ldw, Y, n, acc);
+    for (; n + 4 <= N; n += 4) molora__ntg512_rows(TB, 4, K, X, W + (size_t)n * ldw, ldw, Y, n, acc, pf);
+    switch (N - n) {
+    case 3: molora__ntg512_rows(TB, 3, K, X, W + (size_t)n * ldw, ldw, Y, n, acc, pf); break;
+    case 2: molora__ntg512_rows(TB, 2, K, X, W + (size_t)n * ldw, ldw, Y, n, acc, pf); break;
+    case 1: molora__ntg512_rows(TB, 1, K, X, W + (size_t)n * ldw, ldw, Y, n, acc, pf); break;
+    default: break;
+    }
 }
 MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const float *const *X, const float *W,
                                                      int ldw, float *const *Y, int acc)
 {
     int t0;
-    for (t0 = 0; t0 < T; t0 += 8) {
+    for (t0 = 0; t0 < T; t0 += 6) {
         const float *const *x = X + t0;
         float *const *y = Y + t0;
-        switch (T - t0 >= 8 ? 8 : T - t0) {
-        case 1: molora__ntg512_tb(1, N, K, x, W, ldw, y, acc); break;
-        case 2: molora__ntg512_tb(2, N, K, x, W, ldw, y, acc); break;
-        case 3: molora__ntg512_tb(3, N, K, x, W, ldw, y, acc); break;
-        case 4: molora__ntg512_tb(4, N, K, x, W, ldw, y, acc); break;
-        case 5: molora__ntg512_tb(5, N, K, x, W, ldw, y, acc); break;
-        case 6: molora__ntg512_tb(6, N, K, x, W, ldw, y, acc); break;
-        case 7: molora__ntg512_tb(7, N, K, x, W, ldw, y, acc); break;
-        default: molora__ntg512_tb(8, N, K, x, W, ldw, y, acc); break;
+        int pf = t0 == 0;
+        switch (T - t0 >= 6 ? 6 : T - t0) {
+        case 1: molora__ntg512_tb(1, N, K, x, W, ldw, y, acc, pf); break;
+        case 2: molora__ntg512_tb(2, N, K, x, W, ldw, y, acc, pf); break;
+        case 3: molora__ntg512_tb(3, N, K, x, W, ldw, y, acc, pf); break;
+        case 4: molora__ntg512_tb(4, N, K, x, W, ldw, y, acc, pf); break;
+        case 5: molora__ntg512_tb(5, N, K, x, W, ldw, y, acc, pf); break;
+        default: molora__ntg512_tb(6, N, K, x, W, ldw, y, acc, pf); break;
         }
     }
 }
