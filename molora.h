@@ -3435,15 +3435,32 @@ MOLORA__PRIVATE void molora__report(const molora__call *c)
 #define MOLORA__SPARSE_RATIO 4
 #define MOLORA__SPARSE_RATIO_BY_TOKEN 6
 
-/* the tokens with some expert routed */
-MOLORA__PRIVATE size_t molora__routed_tokens(const molora__call *c)
+/* The routing's counts: c->act[i] = 1 when some token routes to expert i; pairs: the routed
+   (token, rank) pairs; e_pairs: the routed (token, expert) pairs; routed: the tokens with some
+   expert. w is read in its own row order (by expert it was a stride of n floats per step: at a
+   pool's 256 experts each read a new cache line); an adapter index is counted from the index
+   alone, in O(T + n), as w is one-hot. */
+typedef struct molora__routed { size_t pairs, e_pairs, routed; } molora__routed;
+MOLORA__PRIVATE molora__routed molora__count_routed(const molora__call *c)
 {
-    size_t routed = 0;
+    const molora__layer *L = c->L;
+    const int32_t *idx = c->args->adapter_index;
+    molora__routed r = {0, 0, 0};
     int t, i;
-    for (t = 0; t < c->T; t++)
-        for (i = 0; i < c->n; i++)
-            if (c->w[(size_t)t * c->n + i] != 0.0f) { routed++; break; }
-    return routed;
+    for (i = 0; i < c->n; i++) c->act[i] = 0;
+    for (t = 0; t < c->T; t++) {
+        const float *wt = c->w + (size_t)t * c->n;
+        size_t e = 0;
+        if (idx) {
+            if (idx[t] < 0) continue;
+            c->act[idx[t]] = 1; r.pairs += (size_t)L->rank[idx[t]]; e = 1;
+        } else
+            for (i = 0; i < c->n; i++)
+                if (wt[i] != 0.0f) { c->act[i] = 1; r.pairs += (size_t)L->rank[i]; e++; }
+        r.e_pairs += e;
+        r.routed += e > 0;
+    }
+    return r;
 }
 
 /* The path, chosen once after routing: by T (decode, small, gemm), or SPARSE when the experts
@@ -3452,24 +3469,21 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
 {
     const molora__layer *L = c->L;
     molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
-    size_t pairs = 0, r_act = 0, e_pairs = 0;
-    int t, i, full = c->args->output == MOLORA_OUTPUT_FULL;
+    size_t r_act = 0;
+    molora__routed rc;
+    int i, full = c->args->output == MOLORA_OUTPUT_FULL;
     if (!c->apply) return MOLORA_PATH_NONE;   /* routing only */
     if (c->n == 0) return full ? by_t : MOLORA_PATH_NONE;
     /* computed from the routing alone, so every ith / nth caller (one without columns too) and
        every split reports the same path */
-    for (i = 0; i < c->n; i++) {
-        c->act[i] = 0;
-        for (t = 0; t < c->T; t++)
-            if (c->w[(size_t)t * c->n + i] != 0.0f) { c->act[i] = 1; pairs += (size_t)L->rank[i]; e_pairs++; }
-        if (c->act[i]) r_act += (size_t)L->rank[i];
-    }
+    rc = molora__count_routed(c);
+    for (i = 0; i < c->n; i++) r_act += c->act[i] ? (size_t)L->rank[i] : 0;
     if (r_act == 0) return full ? by_t : MOLORA_PATH_NONE;   /* no expert routed: the frozen layer or nothing */
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index)
         return by_t;   /* the output gate mixes the deltas routing already computed */
-    c->by_token = e_pairs > 2 * molora__routed_tokens(c);
+    c->by_token = rc.e_pairs > 2 * rc.routed;
     if (c->T > 1 &&
-        pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act) {
+        rc.pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act) {
         if (L->bf16) c->by_token = 0;   /* BF16 experts run by expert: each expert's rows widened once */
         return MOLORA_PATH_SPARSE;
     }
@@ -3531,13 +3545,25 @@ MOLORA__PRIVATE int molora__group_lists(const molora__call *c, int by_token)
         c->gs[c->T] = p;
         return p;
     }
-    for (i = 0; i < n; i++) {
-        c->gs[i] = p;
-        if (c->act[i])
-            for (t = 0; t < c->T; t++)
-                if (c->w[(size_t)t * n + i] != 0.0f) c->gl[p++] = t;
+    /* by expert: a counting sort in w's row order (an index's entries alone), tokens ascending
+       in each list: gs[i + 1] counts expert i's tokens, the prefix sums make gs[i] the start of
+       list i, which runs to its end while the list fills; then shifted back to the starts */
+    for (i = 0; i <= n; i++) c->gs[i] = 0;
+    for (t = 0; t < c->T; t++) {
+        const int32_t *idx = c->args->adapter_index;
+        if (idx) { if (idx[t] >= 0) c->gs[idx[t] + 1]++; continue; }
+        for (i = 0; i < n; i++) c->gs[i + 1] += c->w[(size_t)t * n + i] != 0.0f;
     }
-    c->gs[n] = p;
+    for (i = 0; i < n; i++) c->gs[i + 1] += c->gs[i];
+    p = c->gs[n];
+    for (t = 0; t < c->T; t++) {
+        const int32_t *idx = c->args->adapter_index;
+        if (idx) { if (idx[t] >= 0) c->gl[c->gs[idx[t]]++] = t; continue; }
+        for (i = 0; i < n; i++)
+            if (c->w[(size_t)t * n + i] != 0.0f) c->gl[c->gs[i]++] = t;
+    }
+    for (i = n; i > 0; i--) c->gs[i] = c->gs[i - 1];   /* the running ends back to the starts */
+    c->gs[0] = 0;
     return p;
 }
 
