@@ -3524,9 +3524,10 @@ MOLORA__PRIVATE void molora__mole_mix(const molora__call *c)
 /* The grouped sparse path (grouped GEMM, Punica's SGMV): only the routed (token, expert) pairs
    are computed, in the order that reads least, chosen by how many experts a token selects:
    - by expert (up to 2 experts per token, e.g. adapter pools): each expert's tokens in blocks
-     of 16 against its rows of A (ntg, d_in in tiles that keep the block's X in L1), then of B^T
-     (nng, d_out in tiles that keep B's in L1, each token's Y row streamed through them): the
-     expert's rows are read once per block, each row of X and Y once per expert of its token;
+     of 16 against its rows of A (ntg, d_in in tiles that keep the block's X in L1, 6 tokens x 4
+     rows in registers), then of B^T (nng, strips of 64 columns of B^T in L1, 4 tokens x 64
+     columns of Y in registers): the expert's rows are read once per block (from DRAM, prefetched
+     ahead, for the first), each row of X and Y once per expert of its token;
    - by token (more, e.g. top-8 of 64): each token against its experts' rows (dots, axpys), K
      and d_out in tiles so that the tile of every active expert's rows stays in L2 while the
      tokens stream past it: each row of X and Y is read once, however many experts it selects. */
