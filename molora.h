@@ -1731,19 +1731,28 @@ MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const
         switch (R - r0 < 8 ? R - r0 : 8) { MOLORA__GATHER_CASES(molora__axpys512_blk, rows + r0, coef + r0, y, N) }
 }
 #undef MOLORA__GATHER_CASES
-/* ntg: TB gathered tokens x R rows of W in registers, K in 16-lane steps (the last one masked) */
+/* ntg: TB <= 6 gathered tokens x R <= 4 rows of W in registers (24 accumulators, 10 loads per 24
+   FMAs; rank 16 is 4 x 4 rows with no single-row tail), K in 16-lane steps (the last one masked).
+   pf: the first token group prefetches each row MOLORA__NTG_PF floats ahead, the next tile of
+   the caller's d_in tiling, so a row's stream does not stall at every tile (an expert's rows
+   come from DRAM: the pool's batch touches each adapter once). Each dot is summed lane-wise over
+   k, then across lanes, whatever the grouping. */
+#define MOLORA__NTG_PF 512
 MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, int K, const float *const *X,
-                                                     const float *W, int ldw, float *const *Y, int n0, int acc)
+                                                     const float *W, int ldw, float *const *Y, int n0, int acc,
+                                                     int pf)
 {
     int t, k, r;
-    const float *xp[MOLORA__TBMAX];
-    __m512 acc_[MOLORA__RMAX][MOLORA__TBMAX];
+    const float *xp[6];
+    __m512 acc_[4][6];
     MOLORA__UNROLL for (t = 0; t < TB; t++) xp[t] = X[t];
     MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = _mm512_setzero_ps();
     for (k = 0; k < K; k += 16) {
         __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-        __m512 v_[MOLORA__RMAX];
+        __m512 v_[4];
         MOLORA__UNROLL for (r = 0; r < R; r++) v_[r] = _mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + k);
+        if (pf) MOLORA__UNROLL for (r = 0; r < R; r++)
+            _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__NTG_PF), _MM_HINT_T0);
         MOLORA__UNROLL for (t = 0; t < TB; t++) {
             __m512 x = _mm512_maskz_loadu_ps(m, xp[t] + k);
             MOLORA__UNROLL for (r = 0; r < R; r++) acc_[r][t] = _mm512_fmadd_ps(v_[r], x, acc_[r][t]);
@@ -1756,79 +1765,94 @@ MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, 
         }
 }
 MOLORA__INLINE MOLORA__T512 void molora__ntg512_tb(const int TB, int N, int K, const float *const *X, const float *W,
-                                                   int ldw, float *const *Y, int acc)
+                                                   int ldw, float *const *Y, int acc, int pf)
 {
     int n = 0;
-    for (; n + 3 <= N; n += 3) molora__ntg512_rows(TB, 3, K, X, W + (size_t)n * ldw, ldw, Y, n, acc);
-    for (; n < N; n++) molora__ntg512_rows(TB, 1, K, X, W + (size_t)n * ldw, ldw, Y, n, acc);
+    for (; n + 4 <= N; n += 4) molora__ntg512_rows(TB, 4, K, X, W + (size_t)n * ldw, ldw, Y, n, acc, pf);
+    switch (N - n) {
+    case 3: molora__ntg512_rows(TB, 3, K, X, W + (size_t)n * ldw, ldw, Y, n, acc, pf); break;
+    case 2: molora__ntg512_rows(TB, 2, K, X, W + (size_t)n * ldw, ldw, Y, n, acc, pf); break;
+    case 1: molora__ntg512_rows(TB, 1, K, X, W + (size_t)n * ldw, ldw, Y, n, acc, pf); break;
+    default: break;
+    }
 }
 MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const float *const *X, const float *W,
                                                      int ldw, float *const *Y, int acc)
 {
     int t0;
-    for (t0 = 0; t0 < T; t0 += 8) {
+    for (t0 = 0; t0 < T; t0 += 6) {
         const float *const *x = X + t0;
         float *const *y = Y + t0;
-        switch (T - t0 >= 8 ? 8 : T - t0) {
-        case 1: molora__ntg512_tb(1, N, K, x, W, ldw, y, acc); break;
-        case 2: molora__ntg512_tb(2, N, K, x, W, ldw, y, acc); break;
-        case 3: molora__ntg512_tb(3, N, K, x, W, ldw, y, acc); break;
-        case 4: molora__ntg512_tb(4, N, K, x, W, ldw, y, acc); break;
-        case 5: molora__ntg512_tb(5, N, K, x, W, ldw, y, acc); break;
-        case 6: molora__ntg512_tb(6, N, K, x, W, ldw, y, acc); break;
-        case 7: molora__ntg512_tb(7, N, K, x, W, ldw, y, acc); break;
-        default: molora__ntg512_tb(8, N, K, x, W, ldw, y, acc); break;
+        int pf = t0 == 0;
+        switch (T - t0 >= 6 ? 6 : T - t0) {
+        case 1: molora__ntg512_tb(1, N, K, x, W, ldw, y, acc, pf); break;
+        case 2: molora__ntg512_tb(2, N, K, x, W, ldw, y, acc, pf); break;
+        case 3: molora__ntg512_tb(3, N, K, x, W, ldw, y, acc, pf); break;
+        case 4: molora__ntg512_tb(4, N, K, x, W, ldw, y, acc, pf); break;
+        case 5: molora__ntg512_tb(5, N, K, x, W, ldw, y, acc, pf); break;
+        default: molora__ntg512_tb(6, N, K, x, W, ldw, y, acc, pf); break;
         }
     }
 }
-/* nng: KB <= 16 rows of B per block (KB a constant after inlining), columns in tiles of
-   MOLORA__NNG_NT; per token the KB coefficients stay in registers while its Y row streams
-   through the tile, so B's tile is read from L1 once per token and each Y row is read and
-   written once per block, contiguously (rank <= 16: once in all; Y is the largest stream of an
-   adapter pool's batch). Per column the sum runs over k in order, whatever the tiling. */
-#define MOLORA__NNG_NT 256
-MOLORA__INLINE MOLORA__T512 void molora__nng512_blk(const int KB, int T, int N, int k0, const float *const *H,
-                                                    const float *B, int ldb, float *const *Y)
+/* nng: a register tile of TB <= 4 tokens x NV <= 4 vectors of 16 columns (TB, NV constants after
+   inlining): the 16 accumulators start from Y and take every row k of B in order, 4 loads of B
+   and TB broadcasts of H per 4 TB FMAs, 16 independent chains (one chain over k per column kept
+   a FMA's latency between every two rows). Column strips of 64 outside, token groups inside, so
+   the strip of B (K x 64) stays in L1 while the block's tokens pass it. Per column the sum runs
+   over k in order, y + h_0 b_0 + h_1 b_1 + ..., whatever the tiling. The last vector is masked
+   by m (0xFFFF when whole). */
+MOLORA__INLINE MOLORA__T512 void molora__nng512_tile(const int TB, const int NV, int K, const float *const *H,
+                                                     const float *B, int ldb, float *const *Y, int n, __mmask16 m,
+                                                     int pf)
 {
-    int t, n, n0, k;
-    const float *b = B + (size_t)k0 * ldb;
-    for (n0 = 0; n0 < N; n0 += MOLORA__NNG_NT) {
-        int n1 = N - n0 < MOLORA__NNG_NT ? N : n0 + MOLORA__NNG_NT;
-        for (t = 0; t < T; t++) {
-            const float *h = H[t] + k0;
-            float *y = Y[t];
-            __m512 hv[16], acc;
-            MOLORA__UNROLL for (k = 0; k < KB; k++) hv[k] = _mm512_set1_ps(h[k]);
-            for (n = n0; n + 16 <= n1; n += 16) {
-                acc = _mm512_loadu_ps(y + n);
-                MOLORA__UNROLL for (k = 0; k < KB; k++)
-                    acc = _mm512_fmadd_ps(hv[k], _mm512_loadu_ps(b + (size_t)k * ldb + n), acc);
-                _mm512_storeu_ps(y + n, acc);
-            }
-            if (n < n1) {
-                __mmask16 m = (__mmask16)((1u << (n1 - n)) - 1);
-                acc = _mm512_maskz_loadu_ps(m, y + n);
-                MOLORA__UNROLL for (k = 0; k < KB; k++)
-                    acc = _mm512_fmadd_ps(hv[k], _mm512_maskz_loadu_ps(m, b + (size_t)k * ldb + n), acc);
-                _mm512_mask_storeu_ps(y + n, m, acc);
-            }
+    __m512 acc[4][4];
+    int t, v, k;
+    MOLORA__UNROLL for (t = 0; t < TB; t++)
+        MOLORA__UNROLL for (v = 0; v < NV; v++) acc[t][v] = _mm512_maskz_loadu_ps(v == NV - 1 ? m : 0xFFFF,
+                                                                                  Y[t] + n + 16 * v);
+    for (k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb + n;
+        __m512 bv[4];
+        MOLORA__UNROLL for (v = 0; v < NV; v++) bv[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? m : 0xFFFF, b + 16 * v);
+        if (pf) MOLORA__UNROLL for (v = 0; v < 4; v++) _mm_prefetch((const char *)(b + 128 + 16 * v), _MM_HINT_T0);
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            __m512 h = _mm512_set1_ps(H[t][k]);
+            MOLORA__UNROLL for (v = 0; v < NV; v++) acc[t][v] = _mm512_fmadd_ps(h, bv[v], acc[t][v]);
         }
     }
+    MOLORA__UNROLL for (t = 0; t < TB; t++)
+        MOLORA__UNROLL for (v = 0; v < NV; v++) _mm512_mask_storeu_ps(Y[t] + n + 16 * v, v == NV - 1 ? m : 0xFFFF,
+                                                                      acc[t][v]);
 }
-#define MOLORA__NNG_CASE(KB) case KB: molora__nng512_blk(KB, T, N, k0, H, B, ldb, Y); break;
+/* one strip of NV vectors at column n, the tokens 4 at a time */
+MOLORA__INLINE MOLORA__T512 void molora__nng512_strip(const int NV, int T, int K, const float *const *H,
+                                                      const float *B, int ldb, float *const *Y, int n, __mmask16 m)
+{
+    int t0;
+    for (t0 = 0; t0 + 4 <= T; t0 += 4) molora__nng512_tile(4, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0);
+    switch (T - t0) {
+    case 3: molora__nng512_tile(3, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0); break;
+    case 2: molora__nng512_tile(2, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0); break;
+    case 1: molora__nng512_tile(1, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0); break;
+    default: break;
+    }
+}
 MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512(int T, int N, int K, const float *const *H, const float *B,
                                                      int ldb, float *const *Y)
 {
-    int k0;
-    for (k0 = 0; k0 < K; k0 += 16)
-        switch (K - k0 >= 16 ? 16 : K - k0) {
-        MOLORA__NNG_CASE(1) MOLORA__NNG_CASE(2) MOLORA__NNG_CASE(3) MOLORA__NNG_CASE(4) MOLORA__NNG_CASE(5)
-        MOLORA__NNG_CASE(6) MOLORA__NNG_CASE(7) MOLORA__NNG_CASE(8) MOLORA__NNG_CASE(9) MOLORA__NNG_CASE(10)
-        MOLORA__NNG_CASE(11) MOLORA__NNG_CASE(12) MOLORA__NNG_CASE(13) MOLORA__NNG_CASE(14) MOLORA__NNG_CASE(15)
-        default: molora__nng512_blk(16, T, N, k0, H, B, ldb, Y); break;
-        }
+    int n = 0, nv;
+    __mmask16 m;
+    for (; n + 64 <= N; n += 64) molora__nng512_strip(4, T, K, H, B, ldb, Y, n, 0xFFFF);
+    if (n == N) return;
+    nv = (N - n + 15) / 16;
+    m = (N - n) % 16 ? (__mmask16)((1u << ((N - n) % 16)) - 1) : (__mmask16)0xFFFF;
+    switch (nv) {
+    case 4: molora__nng512_strip(4, T, K, H, B, ldb, Y, n, m); break;
+    case 3: molora__nng512_strip(3, T, K, H, B, ldb, Y, n, m); break;
+    case 2: molora__nng512_strip(2, T, K, H, B, ldb, Y, n, m); break;
+    default: molora__nng512_strip(1, T, K, H, B, ldb, Y, n, m); break;
+    }
 }
-#undef MOLORA__NNG_CASE
 /* 16 BF16 values at p as float32 (zero-extend, shift left 16: exact); n < 16 reads only n (rest 0) */
 MOLORA__INLINE MOLORA__T512 __m512 molora__ld16(const uint16_t *p)
 {
@@ -3651,15 +3675,32 @@ MOLORA__PRIVATE void molora__report(const molora__call *c)
 #define MOLORA__SPARSE_RATIO 4
 #define MOLORA__SPARSE_RATIO_BY_TOKEN 6
 
-/* the tokens with some expert routed */
-MOLORA__PRIVATE size_t molora__routed_tokens(const molora__call *c)
+/* The routing's counts: c->act[i] = 1 when some token routes to expert i; pairs: the routed
+   (token, rank) pairs; e_pairs: the routed (token, expert) pairs; routed: the tokens with some
+   expert. w is read in its own row order (by expert it was a stride of n floats per step: at a
+   pool's 256 experts each read a new cache line); an adapter index is counted from the index
+   alone, in O(T + n), as w is one-hot. */
+typedef struct molora__routed { size_t pairs, e_pairs, routed; } molora__routed;
+MOLORA__PRIVATE molora__routed molora__count_routed(const molora__call *c)
 {
-    size_t routed = 0;
+    const molora__layer *L = c->L;
+    const int32_t *idx = c->args->adapter_index;
+    molora__routed r = {0, 0, 0};
     int t, i;
-    for (t = 0; t < c->T; t++)
-        for (i = 0; i < c->n; i++)
-            if (c->w[(size_t)t * c->n + i] != 0.0f) { routed++; break; }
-    return routed;
+    for (i = 0; i < c->n; i++) c->act[i] = 0;
+    for (t = 0; t < c->T; t++) {
+        const float *wt = c->w + (size_t)t * c->n;
+        size_t e = 0;
+        if (idx) {
+            if (idx[t] < 0) continue;
+            c->act[idx[t]] = 1; r.pairs += (size_t)L->rank[idx[t]]; e = 1;
+        } else
+            for (i = 0; i < c->n; i++)
+                if (wt[i] != 0.0f) { c->act[i] = 1; r.pairs += (size_t)L->rank[i]; e++; }
+        r.e_pairs += e;
+        r.routed += e > 0;
+    }
+    return r;
 }
 
 /* The path, chosen once after routing: by T (decode, small, gemm), or SPARSE when the experts
@@ -3668,24 +3709,21 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
 {
     const molora__layer *L = c->L;
     molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
-    size_t pairs = 0, r_act = 0, e_pairs = 0;
-    int t, i, full = c->args->output == MOLORA_OUTPUT_FULL;
+    size_t r_act = 0;
+    molora__routed rc;
+    int i, full = c->args->output == MOLORA_OUTPUT_FULL;
     if (!c->apply) return MOLORA_PATH_NONE;   /* routing only */
     if (c->n == 0) return full ? by_t : MOLORA_PATH_NONE;
     /* computed from the routing alone, so every ith / nth caller (one without columns too) and
        every split reports the same path */
-    for (i = 0; i < c->n; i++) {
-        c->act[i] = 0;
-        for (t = 0; t < c->T; t++)
-            if (c->w[(size_t)t * c->n + i] != 0.0f) { c->act[i] = 1; pairs += (size_t)L->rank[i]; e_pairs++; }
-        if (c->act[i]) r_act += (size_t)L->rank[i];
-    }
+    rc = molora__count_routed(c);
+    for (i = 0; i < c->n; i++) r_act += c->act[i] ? (size_t)L->rank[i] : 0;
     if (r_act == 0) return full ? by_t : MOLORA_PATH_NONE;   /* no expert routed: the frozen layer or nothing */
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index)
         return by_t;   /* the output gate mixes the deltas routing already computed */
-    c->by_token = e_pairs > 2 * molora__routed_tokens(c);
+    c->by_token = rc.e_pairs > 2 * rc.routed;
     if (c->T > 1 &&
-        pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act) {
+        rc.pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act) {
         if (L->bf16) c->by_token = 0;   /* BF16 experts run by expert: each expert's rows widened once */
         return MOLORA_PATH_SPARSE;
     }
@@ -3726,9 +3764,10 @@ MOLORA__PRIVATE void molora__mole_mix(const molora__call *c)
 /* The grouped sparse path (grouped GEMM, Punica's SGMV): only the routed (token, expert) pairs
    are computed, in the order that reads least, chosen by how many experts a token selects:
    - by expert (up to 2 experts per token, e.g. adapter pools): each expert's tokens in blocks
-     of 16 against its rows of A (ntg, d_in in tiles that keep the block's X in L1), then of B^T
-     (nng, d_out in tiles that keep B's in L1, each token's Y row streamed through them): the
-     expert's rows are read once per block, each row of X and Y once per expert of its token;
+     of 16 against its rows of A (ntg, d_in in tiles that keep the block's X in L1, 6 tokens x 4
+     rows in registers), then of B^T (nng, strips of 64 columns of B^T in L1, 4 tokens x 64
+     columns of Y in registers): the expert's rows are read once per block (from DRAM, prefetched
+     ahead, for the first), each row of X and Y once per expert of its token;
    - by token (more, e.g. top-8 of 64): each token against its experts' rows (dots, axpys), K
      and d_out in tiles so that the tile of every active expert's rows stays in L2 while the
      tokens stream past it: each row of X and Y is read once, however many experts it selects. */
@@ -3747,13 +3786,25 @@ MOLORA__PRIVATE int molora__group_lists(const molora__call *c, int by_token)
         c->gs[c->T] = p;
         return p;
     }
-    for (i = 0; i < n; i++) {
-        c->gs[i] = p;
-        if (c->act[i])
-            for (t = 0; t < c->T; t++)
-                if (c->w[(size_t)t * n + i] != 0.0f) c->gl[p++] = t;
+    /* by expert: a counting sort in w's row order (an index's entries alone), tokens ascending
+       in each list: gs[i + 1] counts expert i's tokens, the prefix sums make gs[i] the start of
+       list i, which runs to its end while the list fills; then shifted back to the starts */
+    for (i = 0; i <= n; i++) c->gs[i] = 0;
+    for (t = 0; t < c->T; t++) {
+        const int32_t *idx = c->args->adapter_index;
+        if (idx) { if (idx[t] >= 0) c->gs[idx[t] + 1]++; continue; }
+        for (i = 0; i < n; i++) c->gs[i + 1] += c->w[(size_t)t * n + i] != 0.0f;
     }
-    c->gs[n] = p;
+    for (i = 0; i < n; i++) c->gs[i + 1] += c->gs[i];
+    p = c->gs[n];
+    for (t = 0; t < c->T; t++) {
+        const int32_t *idx = c->args->adapter_index;
+        if (idx) { if (idx[t] >= 0) c->gl[c->gs[idx[t]]++] = t; continue; }
+        for (i = 0; i < n; i++)
+            if (c->w[(size_t)t * n + i] != 0.0f) c->gl[c->gs[i]++] = t;
+    }
+    for (i = n; i > 0; i--) c->gs[i] = c->gs[i - 1];   /* the running ends back to the starts */
+    c->gs[0] = 0;
     return p;
 }
 

@@ -2791,10 +2791,12 @@ static void test_grouped_kernels_match_twins(void **state)
 static void test_grouped_kernel_blocks(void **state)
 {   /* the blocking sizes of the gather and grouped kernels at their boundaries: dots and axpys in
        blocks of 8 rows (7, 8, 9, 16, 17, 65 rows), axpys two 16-column steps at once (31, 32, 33
-       columns), nng's 256-column tile (255, 256, 257, 272, 513) with ranks on both sides of its
-       16-row block (15, 16, 17, 33) */
+       columns), nng's strips of 64 columns and their masked last strip of 1..4 vectors (48, 63, 64,
+       65, 100, 255, 256, 257, 272, 513) with ranks 1, 15, 16, 17, 33, 64, tokens in groups of 4
+       (1, 2, 3, 4, 5, 7, 8, 9, 16) */
     static const int Rs[] = {7, 8, 9, 16, 17, 65}, Cs[] = {1, 15, 16, 17, 31, 32, 33, 48, 1000};
-    static const int Ns[] = {255, 256, 257, 272, 513}, Ks[] = {1, 15, 16, 17, 33}, Ts[] = {1, 2, 8, 9, 16};
+    static const int Ns[] = {48, 63, 64, 65, 100, 255, 256, 257, 272, 513}, Ks[] = {1, 15, 16, 17, 33, 64};
+    static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 16};
     int ri, ci, ni, ki, ti, acc, ran = 0;
     double e;
     (void)state;
@@ -2810,9 +2812,9 @@ static void test_grouped_kernel_blocks(void **state)
                 fail_msg("axpys R %d N %d: error %g", Rs[ri], Cs[ci], e);
             ran += e != -1.0;
         }
-    for (ni = 0; ni < 5; ni++)
-        for (ki = 0; ki < 5; ki++)
-            for (ti = 0; ti < 5; ti++)
+    for (ni = 0; ni < 10; ni++)
+        for (ki = 0; ki < 6; ki++)
+            for (ti = 0; ti < 9; ti++)
                 for (acc = 0; acc < 2; acc++) {
                     e = molora__kernel_check(6, Ts[ti], Ns[ni], Ks[ki], (ni + ki) % 16, acc);
                     if (e != -1.0 && (!(e >= 0.0) || e > (2.0 * Ks[ki] + 4.0) * FLT_EPSILON))
@@ -2854,6 +2856,52 @@ static void test_pool_tiles(void **s)
     }
     print_message("  pool tiles  output: max rel %.2e over %ld\n", ey.rel, ey.n);
     CHECK_ERR(ey, 2e-5, "layer output, pool tiles");
+}
+
+static void test_pool_token_counts(void **s)
+{   /* the grouped kernels' edges through the forward: adapters holding 1, 7, 8, 9, 16 and 17
+       tokens (ntg's groups of 6, nng's of 4, the by-expert blocks of 16), ranks 1, 15, 16, 17
+       and 64 (ntg's rows in 4s), -1 between them, d_out 100 (nng's last strip 36 columns, masked)
+       and 64, over 1, 2 and 3 callers (shares of 16-column chunks) */
+    static const int counts[] = {1, 7, 8, 9, 16, 17}, Douts[] = {100, 64};
+    int ranks[12] = {1, 15, 16, 17, 64, 16, 16, 15, 17, 1, 16, 64}, di, nth, full, i, t, T = 0;
+    int32_t idx[160];
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    /* adapter i holds counts[i % 6] tokens, round robin while it has some left, -1 every 11th */
+    {
+        int left[12], any = 1;
+        for (i = 0; i < 12; i++) left[i] = counts[i % 6];
+        while (any) {
+            any = 0;
+            for (i = 0; i < 12; i++) {
+                if (left[i] == 0) continue;
+                if (T % 11 == 10) idx[T++] = -1;
+                idx[T++] = i; left[i]--; any = 1;
+            }
+        }
+    }
+    for (di = 0; di < 2; di++) {
+        fix f;
+        molora_model *m;
+        float *hot = calloc((size_t)T * 12, sizeof *hot);
+        fix_make(&f, 70, Douts[di], 12, ranks, MOLORA_ROUTING_FIXED);
+        m = fix_model(&f);
+        for (t = 0; t < T; t++) if (idx[t] >= 0) hot[(size_t)t * 12 + idx[t]] = 1.0f;
+        for (nth = 1; nth <= 3; nth++)
+            for (full = 0; full < 2; full++) {
+                call c;
+                memset(&c, 0, sizeof c);
+                c.T = T; c.full = full; c.index = idx; c.exact_w = 1; c.nth = nth;
+                c.path = expected_path(&f, T, hot);
+                assert_int_equal(c.path, MOLORA_PATH_SPARSE);
+                check_call(&f, m, &c, &ew, &ey);
+            }
+        free(hot);
+        molora_model_free(m); fix_free(&f);
+    }
+    print_message("  pool token counts (T = %d)  output: max rel %.2e over %ld\n", T, ey.rel, ey.n);
+    CHECK_ERR(ey, 2e-5, "layer output, pool token counts");
 }
 
 static void test_topk_one_pass(void **s)
@@ -3020,6 +3068,7 @@ int main(void)
         cmocka_unit_test(test_grouped_kernels_match_twins),
         cmocka_unit_test(test_grouped_kernel_blocks),
         cmocka_unit_test(test_pool_tiles),
+        cmocka_unit_test(test_pool_token_counts),
         cmocka_unit_test(test_topk_one_pass),
         cmocka_unit_test(test_x_check_through_gate),
     };
