@@ -24,6 +24,7 @@
        types             F16 / BF16 to float32 conversion
        kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C) with their naive twins,
                          chosen once per CPU; BF16 widening and the BF16 nt16 / nn16 kernels
+         narrow            ntn, the gate's narrow nt: 3 tokens x 9 rows in registers, at any T
        seam              molora__pick / molora__product: which kernel runs each product (BLAS
                          sgemv / sgemm, the own multi-token kernels, MOLORA_NO_BLAS fallbacks)
        eigen             cyclic Jacobi (symmetric, double) and ARROW's exact prototypes
@@ -1285,6 +1286,7 @@ typedef struct molora__kernels {
     molora__ntg_fn ntg; molora__nng_fn nng;   /* the grouped sparse path */
     void (*widen)(const uint16_t *src, size_t n, float *dst);   /* BF16 experts to float32 */
     molora__nt16_fn nt16; molora__nn16_fn nn16;   /* BF16 W / B read directly; NULL: widen a tile */
+    molora__nt_fn ntn;   /* nt for few rows of W (the gate) at any T (>>narrow); NULL: use nt */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -1924,21 +1926,184 @@ MOLORA__PRIVATE MOLORA__T512 int molora__all_finite_avx512(const float *v, size_
 }
 #endif /* MOLORA__X86 */
 
+/* >>narrow  ntn, the narrow nt of the gate: few rows of W (N + 1 <= 17) at any T, blocked over tokens */
+/* ntn: Y (T, N) = alpha * X (T, K) W (N, K)^T (+ Y if acc) for few rows N (the gate's N + 1), any T.
+   nt holds 3 rows x 8 tokens and reloads each token's X for every 3 rows; ntn holds TB tokens x R
+   rows (AVX-512 3 x 9: 27 accumulators, AVX2 2 x 5), so a 16-float step loads each row of W once for
+   TB tokens and each token's X once for all R rows. The last step is a masked load, never a scalar
+   tail, and there is no alignment peel: lane l sums k = l (mod 16) in order and the lanes are then
+   added in one fixed tree, so the result does not depend on where X or W sit in memory (a BF16
+   layer's float32 gate rows give the float32 layer's logits bit for bit at any phase).
+   molora__ntn_c is its naive twin (one plain sum a product, the tests' reference); the portable
+   table has no ntn (the seam runs nt there). */
+MOLORA__PRIVATE void molora__ntn_c(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
+                                   int ldw, float *Y, int ldy, int acc)
+{
+    int t, n, k;
+    for (t = 0; t < T; t++)
+        for (n = 0; n < N; n++) {
+            float s = 0.0f, *y = Y + (size_t)t * ldy + n;
+            for (k = 0; k < K; k++) s += X[(size_t)t * ldx + k] * W[(size_t)n * ldw + k];
+            *y = (acc ? *y : 0.0f) + alpha * s;
+        }
+}
+
+#ifdef MOLORA__X86
+#define MOLORA__NTN_TB 3   /* AVX-512: tokens x rows held at once (27 of the 32 registers) */
+#define MOLORA__NTN_RB 9
+/* v in a register: else GCC folds the load of W's row into each of the TB FMAs (TB loads, not one) */
+#define MOLORA__NTN_REG(v) __asm__("" : "+v"(v))
+/* TB tokens x R rows, both constants after inlining; MLOAD(p, m) loads the lanes of mask m (the K
+   tail: MASK(rem) builds it), FLUSH(acc_, ...) writes the TB x R sums */
+#define MOLORA__NTN_ROWS(VEC, LANES, ZERO, LOAD, MASKT, MASK, MLOAD, FMA, FLUSH)                     \
+    int t, k, r;                                                                                   \
+    VEC acc_[MOLORA__NTN_RB][MOLORA__NTN_TB];                                                      \
+    MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = ZERO; \
+    for (k = 0; k + LANES <= K; k += LANES) {                                                      \
+        VEC x_[MOLORA__NTN_TB];                                                                    \
+        MOLORA__UNROLL for (t = 0; t < TB; t++) x_[t] = LOAD(X + (size_t)t * ldx + k);             \
+        MOLORA__UNROLL for (r = 0; r < R; r++) {                                                   \
+            VEC v = LOAD(W + (size_t)r * ldw + k);                                                 \
+            MOLORA__NTN_REG(v);                                                                    \
+            MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = FMA(v, x_[t], acc_[r][t]);        \
+        }                                                                                          \
+    }                                                                                              \
+    if (k < K) {                                                                                   \
+        MASKT m_ = MASK(K - k);                                                                    \
+        VEC x_[MOLORA__NTN_TB];                                                                    \
+        MOLORA__UNROLL for (t = 0; t < TB; t++) x_[t] = MLOAD(X + (size_t)t * ldx + k, m_);        \
+        MOLORA__UNROLL for (r = 0; r < R; r++) {                                                   \
+            VEC v = MLOAD(W + (size_t)r * ldw + k, m_);                                            \
+            MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = FMA(v, x_[t], acc_[r][t]);        \
+        }                                                                                          \
+    }                                                                                              \
+    FLUSH(acc_, TB, R, alpha, Y, ldy, acc)
+
+/* the lane sums of up to 16 vectors v[0..n-1] as one vector, lane i the sum of v[i] (zeros past n):
+   pairs of lanes, then of pairs, then of 128-bit quarters (15 adds and 30 shuffles for 16 sums,
+   where one horizontal sum each takes 4 adds and 4 shuffles) */
+MOLORA__INLINE MOLORA__T512 __m512 molora__sum16(const int n, const __m512 *v)
+{
+    __m512 a[16], b[8], c[4], d[2];
+    int i;
+    MOLORA__UNROLL for (i = 0; i < 16; i++) a[i] = i < n ? v[i] : _mm512_setzero_ps();
+    MOLORA__UNROLL for (i = 0; i < 8; i++)   /* quarter q: [v0 0+2, v1 0+2, v0 1+3, v1 1+3] */
+        b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    MOLORA__UNROLL for (i = 0; i < 4; i++)   /* quarter q: the sums of quarter q of v0..v3 */
+        c[i] = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(b[2 * i]), _mm512_castps_pd(b[2 * i + 1]))),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(b[2 * i]), _mm512_castps_pd(b[2 * i + 1]))));
+    MOLORA__UNROLL for (i = 0; i < 2; i++)   /* [v0..3 q0+q1, v0..3 q2+q3, v4..7 q0+q1, v4..7 q2+q3] */
+        d[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+/* AVX-512 flush: token t's R sums in one tree, stored as R lanes of Y's row (contiguous) */
+#define MOLORA__NTN512_FLUSH(ACC, TB, R, ALPHA, Y, LDY, ACCUM)                                         \
+    MOLORA__UNROLL for (t = 0; t < TB; t++) {                                                      \
+        __m512 col_[MOLORA__NTN_RB], s_;                                                           \
+        __mmask16 ym_ = (__mmask16)((1u << R) - 1u);                                               \
+        float *y_ = Y + (size_t)t * LDY;                                                           \
+        MOLORA__UNROLL for (r = 0; r < R; r++) col_[r] = ACC[r][t];                                \
+        s_ = _mm512_mul_ps(_mm512_set1_ps(ALPHA), molora__sum16(R, col_));                         \
+        if (ACCUM) s_ = _mm512_add_ps(_mm512_maskz_loadu_ps(ym_, y_), s_);                        \
+        _mm512_mask_storeu_ps(y_, ym_, s_);                                                        \
+    }
+#define MOLORA__NTN512_MASK(rem) ((__mmask16)((1u << (rem)) - 1u))
+#define MOLORA__NTN512_MLOAD(p, m) _mm512_maskz_loadu_ps((m), (p))
+MOLORA__INLINE MOLORA__T512 void molora__ntn512_rows(const int TB, const int R, int K, float alpha, const float *X,
+                                                     int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NTN_ROWS(__m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, __mmask16, MOLORA__NTN512_MASK,
+                     MOLORA__NTN512_MLOAD, _mm512_fmadd_ps, MOLORA__NTN512_FLUSH)
+}
+/* AVX2 flush: one horizontal sum per (token, row) */
+#define MOLORA__NTN256_FLUSH(ACC, TB, R, ALPHA, Y, LDY, ACCUM)                                         \
+    MOLORA__UNROLL for (t = 0; t < TB; t++) MOLORA__UNROLL for (r = 0; r < R; r++) {                \
+        float *y_ = Y + (size_t)t * LDY + r;                                                       \
+        *y_ = (ACCUM ? *y_ : 0.0f) + ALPHA * molora__hsum256(ACC[r][t]);                           \
+    }
+#define MOLORA__NTN256_MASK(rem) _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define MOLORA__NTN256_MLOAD(p, m) _mm256_maskload_ps((p), (m))
+MOLORA__INLINE MOLORA__T256 void molora__ntn256_rows(const int TB, const int R, int K, float alpha, const float *X,
+                                                     int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NTN_ROWS(__m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, __m256i, MOLORA__NTN256_MASK,
+                     MOLORA__NTN256_MLOAD, _mm256_fmadd_ps, MOLORA__NTN256_FLUSH)
+}
+/* TB tokens, all N rows: RB at a time, then the rest (R a constant in every case) */
+#define MOLORA__NTN_TBODY(ROWS, RB)                                                                    \
+    int n = 0;                                                                                     \
+    for (; n + RB <= N; n += RB) ROWS(TB, RB, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc); \
+    W += (size_t)n * ldw; Y += n;                                                                  \
+    switch (N - n) {                                                                               \
+    case 1: ROWS(TB, 1, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                             \
+    case 2: ROWS(TB, 2, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                             \
+    case 3: ROWS(TB, 3, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                             \
+    case 4: ROWS(TB, 4, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                             \
+    case 5: if (RB > 5) ROWS(TB, 5, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                 \
+    case 6: if (RB > 6) ROWS(TB, 6, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                 \
+    case 7: if (RB > 7) ROWS(TB, 7, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                 \
+    case 8: if (RB > 8) ROWS(TB, 8, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                 \
+    default: break;                                                                                \
+    }
+MOLORA__INLINE MOLORA__T512 void molora__ntn512_tb(const int TB, int N, int K, float alpha, const float *X, int ldx,
+                                                   const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NTN_TBODY(molora__ntn512_rows, 9)
+}
+MOLORA__INLINE MOLORA__T256 void molora__ntn256_tb(const int TB, int N, int K, float alpha, const float *X, int ldx,
+                                                   const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NTN_TBODY(molora__ntn256_rows, 5)
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__ntn_avx512(int T, int N, int K, float alpha, const float *X, int ldx,
+                                                     const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    int t0 = 0;
+    for (; t0 + 3 <= T; t0 += 3)
+        molora__ntn512_tb(3, N, K, alpha, X + (size_t)t0 * ldx, ldx, W, ldw, Y + (size_t)t0 * ldy, ldy, acc);
+    X += (size_t)t0 * ldx; Y += (size_t)t0 * ldy;
+    if (T - t0 == 2) molora__ntn512_tb(2, N, K, alpha, X, ldx, W, ldw, Y, ldy, acc);
+    if (T - t0 == 1) molora__ntn512_tb(1, N, K, alpha, X, ldx, W, ldw, Y, ldy, acc);
+}
+MOLORA__PRIVATE MOLORA__T256 void molora__ntn_avx2(int T, int N, int K, float alpha, const float *X, int ldx,
+                                                   const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    int t0 = 0;
+    for (; t0 + 2 <= T; t0 += 2)
+        molora__ntn256_tb(2, N, K, alpha, X + (size_t)t0 * ldx, ldx, W, ldw, Y + (size_t)t0 * ldy, ldy, acc);
+    if (T - t0 == 1) molora__ntn256_tb(1, N, K, alpha, X + (size_t)t0 * ldx, ldx, W, ldw, Y + (size_t)t0 * ldy, ldy,
+                                       acc);
+}
+#undef MOLORA__NTN_TBODY
+#undef MOLORA__NTN256_MLOAD
+#undef MOLORA__NTN256_MASK
+#undef MOLORA__NTN256_FLUSH
+#undef MOLORA__NTN512_MLOAD
+#undef MOLORA__NTN512_MASK
+#undef MOLORA__NTN512_FLUSH
+#undef MOLORA__NTN_ROWS
+#undef MOLORA__NTN_REG
+#endif /* MOLORA__X86 */
+/* <<narrow */
+
 /* The kernels for this CPU, chosen once (a benign race: every thread stores the same value). */
 MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
     static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
                                              molora__all_finite_c, "portable", molora__ntg_c,
-                                             molora__nng_c, molora__widen_c, NULL, NULL};
+                                             molora__nng_c, molora__widen_c, NULL, NULL, NULL};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
-                                         molora__widen_c, NULL, NULL};
+                                         molora__widen_c, NULL, NULL, molora__ntn_avx2};
     static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
                                            molora__axpys_avx512,
                                            molora__ntp_avx512, molora__all_finite_avx512, "avx512",
                                            molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,
-                                           molora__nt16_avx512, molora__nn16_avx512};
+                                           molora__nt16_avx512, molora__nn16_avx512, molora__ntn_avx512};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -2038,10 +2203,35 @@ MOLORA__PRIVATE double molora__check_widen(const molora__kernels *kr, size_t n, 
     return r;
 }
 
+/* molora__kernel_check's narrow kernel (10): ntn against its twin, X's rows at a stride of K + q
+   (so rows start at every phase), W at phase q; on x86 the AVX2 ntn as well when the CPU runs
+   AVX-512 (that table is not chosen here): Y1 gets the worse of the two */
+MOLORA__PRIVATE void molora__check_narrow(const molora__kernels *kr, int T, int N, int K, int q, const float *X,
+                                          const float *W, float *Y1, float *Y2, int acc)
+{
+    int ldx = K + q, t;
+    size_t ny = (size_t)T * N, i;
+    float *Xs = (float *)malloc(((size_t)T * ldx + 1) * sizeof *Xs), *Y3 = (float *)malloc((ny + 1) * sizeof *Y3);
+    if (!Xs || !Y3) { free(Xs); free(Y3); return; }
+    for (t = 0; t < T; t++) memcpy(Xs + (size_t)t * ldx, X + (size_t)t * K, (size_t)K * sizeof *Xs);
+    memcpy(Y3, Y1, ny * sizeof *Y3);
+    kr->ntn(T, N, K, 0.5f, Xs, ldx, W, K, Y1, N, acc);
+    molora__ntn_c(T, N, K, 0.5f, Xs, ldx, W, K, Y2, N, acc);
+#ifdef MOLORA__X86
+    if (kr->ntn != molora__ntn_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        molora__ntn_avx2(T, N, K, 0.5f, Xs, ldx, W, K, Y3, N, acc);
+        for (i = 0; i < ny; i++)
+            if (!(fabsf(Y3[i] - Y2[i]) <= fabsf(Y1[i] - Y2[i]))) Y1[i] = Y3[i];
+    }
+#endif
+    (void)i;
+    free(Xs); free(Y3);
+}
+
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
-   a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16) and its naive twin on one
-   shape, W (B for nn) at
+   a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16, 10 ntn: nt at any T, X's rows
+   at every phase) and its naive twin on one shape, W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
    first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
    nt / nn with X's (H's) and Y's rows passed as pointers, in reverse order.
@@ -2060,7 +2250,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     if ((kernel == 0 && !kr->ntp) || ((kernel == 1 || kernel == 2) && kr->nt == molora__nt_c) ||
         (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c) ||
         (kernel == 5 && kr->ntg == molora__ntg_c) || (kernel == 6 && kr->nng == molora__nng_c) ||
-        (kernel == 7 && kr->widen == molora__widen_c) || (kernel >= 8 && !kr->nt16) || T > 16) return -1.0;
+        (kernel == 7 && kr->widen == molora__widen_c) || ((kernel == 8 || kernel == 9) && !kr->nt16) ||
+        (kernel == 10 && !kr->ntn) || kernel > 10 || (T > 16 && kernel != 10)) return -1.0;
     if (kernel == 7) return molora__check_widen(kr, (size_t)N * (size_t)K, q);
     if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
     buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
@@ -2082,6 +2273,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
         molora__nn_c(T, N, K, X, K, W, N, Y2, N);
     } else if (kernel == 8 || kernel == 9) {
         molora__check_bf16(kr, kernel, T, N, K, X, W, Y1, Y2);
+    } else if (kernel == 10) {
+        molora__check_narrow(kr, T, N, K, q, X, W, Y1, Y2, acc);
     } else if (kernel == 5 || kernel == 6) {
         molora__check_grouped(kr, kernel, T, N, K, X, W, Y1, Y2, acc);
     } else if (kernel == 3) {   /* Y (N) = W (N, K) x */
@@ -2118,8 +2311,9 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
      M = 1, sgemv allowed       BLAS sgemv: decode streams each matrix once (sgemm does not for one
                                 row); allowed for the frozen layer and the dense experts, while
                                 the gate and MoLE products keep the rules below at T = 1 too
+     narrow nt (the gate rows)  molora's ntn kernel (nt where the CPU has none) at every M: too few
+                                rows for BLAS to pay off, and ntn holds all of them for 3 tokens
      X packed (nt only)         molora's ntp kernel: small batches on kernels that have it
-     narrow nt (the gate rows)  molora's nt kernel at every M: too few rows for BLAS to pay off
      M <= MOLORA__SMALL_T       molora's nt / nn kernels: W streamed once for every row of X, where
                                 BLAS sgemm packs its operands first and that dominates few rows
      M > MOLORA__SMALL_T        BLAS sgemm (K > 0); without BLAS, the own kernels 16 rows at a time
@@ -2128,7 +2322,7 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
 
 typedef enum molora__kernel {
     MOLORA__KERNEL_OWN = 0,  /* molora's nt / nn kernels, MOLORA__SMALL_T rows per call        */
-    MOLORA__KERNEL_OWN_ALL,  /* molora's nt kernel over all M rows in one call                   */
+    MOLORA__KERNEL_OWN_ALL,  /* molora's narrow ntn (else nt) kernel over all M rows in one call */
     MOLORA__KERNEL_PACKED,   /* molora's ntp kernel over X packed by molora__pack_x              */
     MOLORA__KERNEL_GEMV,     /* BLAS sgemv (M = 1)                                               */
     MOLORA__KERNEL_GEMM      /* BLAS sgemm                                                       */
@@ -2145,8 +2339,8 @@ MOLORA__PRIVATE molora__kernel molora__pick(int transb, int M, int K, int allow,
 #ifndef MOLORA_NO_BLAS
     if (M == 1 && (allow & MOLORA__ALLOW_GEMV)) return MOLORA__KERNEL_GEMV;
 #endif
+    if (transb && (allow & MOLORA__ALLOW_NARROW)) return MOLORA__KERNEL_OWN_ALL;   /* ntn beats ntp at T <= 16 too */
     if (transb && packed) return MOLORA__KERNEL_PACKED;
-    if (transb && (allow & MOLORA__ALLOW_NARROW)) return MOLORA__KERNEL_OWN_ALL;
 #ifndef MOLORA_NO_BLAS
     if (M > MOLORA__SMALL_T && K > 0) return MOLORA__KERNEL_GEMM;
 #endif
@@ -2179,8 +2373,8 @@ MOLORA__PRIVATE void molora__product(molora__kernel k, int transb, int M, int N,
         kr->ntp(M, N, K, q, 1.0f, q ? xp->pw : xp->p0, B, ldb, C, ldc, acc);
         return;
     }
-    case MOLORA__KERNEL_OWN_ALL:
-        kr->nt(M, N, K, 1.0f, A, lda, B, ldb, C, ldc, acc);
+    case MOLORA__KERNEL_OWN_ALL:   /* the narrow kernel where the CPU has one */
+        (kr->ntn ? kr->ntn : kr->nt)(M, N, K, 1.0f, A, lda, B, ldb, C, ldc, acc);
         return;
     default:
         break;

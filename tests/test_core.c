@@ -2738,6 +2738,30 @@ static void test_adapter_pool_no_allocations(void **s)
     free(X); free(Y); ws_free(ws, wsz); molora_model_free(m); fix_free(&f);
 }
 
+static void test_narrow_kernel_matches_twin(void **state)
+{   /* ntn, the gate's narrow kernel (AVX-512 and AVX2 where the CPU has them), against its twin:
+       rows 1..17 (its 9-row block and 5-row AVX2 block on both sides), K around 16-float steps and
+       d 768, T 1..7 and 16, 17, 64 (3- and 2-token blocks), X's rows and W at phases 0, 1, 7, 15 */
+    static const int Ks[] = {1, 15, 16, 17, 767, 768, 769}, Ts[] = {1, 2, 3, 4, 5, 6, 7, 16, 17, 64};
+    static const int qs[] = {0, 1, 7, 15};
+    int ti, n, ki, qi, acc, ran = 0;
+    (void)state;
+    for (ti = 0; ti < 10; ti++)
+        for (n = 1; n <= 17; n++)
+            for (ki = 0; ki < 7; ki++)
+                for (qi = 0; qi < 4; qi++)
+                    for (acc = 0; acc < 2; acc++) {
+                        double e;
+                        if (Ts[ti] > 7 && (qi > 1 || ki < 4)) continue;   /* the long T: fewer shapes */
+                        e = molora__kernel_check(10, Ts[ti], n, Ks[ki], qs[qi], acc);
+                        if (e == -1.0) continue;
+                        if (!(e >= 0.0) || e > (2.0 * Ks[ki] + 4.0) * FLT_EPSILON)
+                            fail_msg("ntn T %d N %d K %d q %d acc %d: error %g", Ts[ti], n, Ks[ki], qs[qi], acc, e);
+                        ran++;
+                    }
+    print_message("narrow kernel checks run: ntn %d\n", ran);
+}
+
 static void test_grouped_kernels_match_twins(void **state)
 {   /* the grouped path's ntg and nng (rows through pointers) against their twins, as above */
     static const int Ns[] = {1, 2, 3, 4, 16, 17, 67}, Ks[] = {1, 3, 8, 15, 16, 17, 33, 64, 257};
@@ -2986,6 +3010,7 @@ int main(void)
         cmocka_unit_test(test_adapter_index_errors),
         cmocka_unit_test(test_adapter_pool_no_allocations),
         cmocka_unit_test(test_grouped_kernels_match_twins),
+        cmocka_unit_test(test_narrow_kernel_matches_twin),
         cmocka_unit_test(test_grouped_kernel_blocks),
         cmocka_unit_test(test_pool_tiles),
         cmocka_unit_test(test_topk_one_pass),
