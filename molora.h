@@ -3891,8 +3891,9 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     r = molora__call_setup(c);
     if (r != MOLORA_RESULT_SUCCESS) return r;
     if (c->n > 0) {
-        /* gate logits G = X [Wg; wt]^T (none with an adapter index: it replaces the router) */
-        if (!a->adapter_index && (r = molora__gate_logits(c)) != MOLORA_RESULT_SUCCESS) return r;
+        /* gate logits G = X [Wg; wt]^T (none with an adapter index or FIXED weights: they replace
+           the router, and X was checked on its own, molora__gate_checks_x) */
+        if (!a->adapter_index && !a->weights && (r = molora__gate_logits(c)) != MOLORA_RESULT_SUCCESS) return r;
         /* route: the weights w (T, n) */
         r = molora__route(c);
         if (r != MOLORA_RESULT_SUCCESS) return r;

@@ -2891,7 +2891,7 @@ static void test_x_check_through_gate(void **s)
     static const int Ts[] = {1, 5, 16, 17, 64};
     static const int ns[] = {3, 40};
     const float bad[] = {NAN, INFINITY, -INFINITY};
-    int ri, ti, ni, ranks[40], i;
+    int ri, ti, ni, ranks[40], i, fx;
     (void)s;
     for (i = 0; i < 40; i++) ranks[i] = 1 + i % 4;
     for (ni = 0; ni < 2; ni++)
@@ -2912,34 +2912,42 @@ static void test_x_check_through_gate(void **s)
             for (ti = 0; ti < 5; ti++) {
                 int T = Ts[ti], pos[5], p, b, out;
                 float *X = rnd_vec((size_t)T * d, 1), *Y = malloc((size_t)T * 21 * sizeof(float));
-                float *wo = malloc((size_t)T * n * sizeof(float));
+                float *wo = malloc((size_t)T * n * sizeof(float)), *wf = rnd_vec((size_t)T * n, 1);
                 size_t wsz;
                 void *ws = ws_for(m, T, &wsz);
                 molora_forward_args a;
                 pos[0] = 0; pos[1] = T * d - 1; pos[2] = (T / 2) * d + d / 2; pos[3] = 15; pos[4] = 16;
                 memset(&a, 0, sizeof a);
                 a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz; a.weights_out = wo;
-                for (p = 0; p < 5; p++)
-                    for (b = 0; b < 3; b++)
-                        for (out = 0; out < 3; out++) {   /* full, delta, route only */
-                            float keep = X[pos[p]];
-                            molora_result r;
-                            X[pos[p]] = bad[b]; g_last_log[0] = 0;
-                            a.output = out == 1 ? MOLORA_OUTPUT_DELTA : MOLORA_OUTPUT_FULL;
-                            r = out == 2 ? molora_route(m, &a) : molora_forward(m, &a);
-                            if (r != MOLORA_RESULT_NON_FINITE)
-                                fail_msg("rule %d n %d T %d pos %d bad %d out %d: %d", rules[ri], n, T, pos[p], b, out,
-                                         (int)r);
-                            assert_string_equal(g_last_log, "forward: input x has NaN or Inf");
-                            X[pos[p]] = keep;
-                        }
+                /* fx: the gate's rule; FIXED weights for all tokens, per token (they skip the gate
+                   product, so X is checked on its own) */
+                for (fx = 0; fx < 3; fx++)
+                    for (p = 0; p < 5; p++)
+                        for (b = 0; b < 3; b++)
+                            for (out = 0; out < 3; out++) {   /* full, delta, route only */
+                                float keep = X[pos[p]];
+                                molora_result r;
+                                X[pos[p]] = bad[b]; g_last_log[0] = 0;
+                                a.weights = fx ? wf : NULL; a.weights_per_token = fx == 2;
+                                a.output = out == 1 ? MOLORA_OUTPUT_DELTA : MOLORA_OUTPUT_FULL;
+                                r = out == 2 ? molora_route(m, &a) : molora_forward(m, &a);
+                                if (r != MOLORA_RESULT_NON_FINITE)
+                                    fail_msg("rule %d n %d T %d fx %d pos %d bad %d out %d: %d", rules[ri], n, T, fx,
+                                             pos[p], b, out, (int)r);
+                                assert_string_equal(g_last_log, "forward: input x has NaN or Inf");
+                                X[pos[p]] = keep;
+                            }
+                a.weights = wf; a.weights_per_token = 1;   /* FIXED: the given weights, the gate not run */
+                assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
+                assert_memory_equal(wo, wf, (size_t)T * n * sizeof(float));
+                a.weights = NULL; a.weights_per_token = 0;
                 a.output = MOLORA_OUTPUT_FULL;
                 assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
                 for (i = 0; i < d; i++) X[i] = 3e38f;   /* finite, its logits overflow: not an x error */
                 g_last_log[0] = 0;
                 (void)molora_forward(m, &a);
                 assert_string_not_equal(g_last_log, "forward: input x has NaN or Inf");
-                ws_free(ws, wsz); free(X); free(Y); free(wo);
+                ws_free(ws, wsz); free(X); free(Y); free(wo); free(wf);
             }
             molora_model_free(m);
             fix_free(&f);
