@@ -25,6 +25,7 @@
        kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C) with their naive twins,
                          chosen once per CPU; BF16 widening and the BF16 nt16 / nn16 kernels
          narrow            ntn, the gate's narrow nt: 3 tokens x 9 rows in registers, at any T
+         vexp              exp of a vector for the softmax (libm's expf, or AVX-512 within 1 ulp)
        seam              molora__pick / molora__product: which kernel runs each product (BLAS
                          sgemv / sgemm, the own multi-token kernels, MOLORA_NO_BLAS fallbacks)
        eigen             cyclic Jacobi (symmetric, double) and ARROW's exact prototypes
@@ -1287,6 +1288,7 @@ typedef struct molora__kernels {
     void (*widen)(const uint16_t *src, size_t n, float *dst);   /* BF16 experts to float32 */
     molora__nt16_fn nt16; molora__nn16_fn nn16;   /* BF16 W / B read directly; NULL: widen a tile */
     molora__nt_fn ntn;   /* nt for few rows of W (the gate) at any T (>>narrow); NULL: use nt */
+    void (*exps)(float *v, int n);   /* v = exp(v), the softmax's (>>vexp) */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -2089,21 +2091,65 @@ MOLORA__PRIVATE MOLORA__T256 void molora__ntn_avx2(int T, int N, int K, float al
 #endif /* MOLORA__X86 */
 /* <<narrow */
 
+/* >>vexp  exp of a vector for the routing's softmax: libm's expf, or 16 lanes at once (AVX-512) */
+/* v[i] = exp(v[i]) for i < n, used on v <= 0 (the softmax's shifted logits) but right for every
+   float: NaN stays NaN, -inf and anything below about -103.97 gives +0. The portable table runs
+   libm's expf; the AVX-512 one is expf's argument reduction x = k ln 2 + r (ln 2 in two parts,
+   |r| <= ln 2 / 2), Cephes' degree-7 polynomial for exp(r) by FMA, and vscalefps for 2^k (one
+   rounding, into the subnormals too). Measured over every float in [-104, 0] (1.12e9 of them)
+   against exp in double rounded to float: at most 1 ulp apart; exp(0) = 1 and exp(-inf) = 0
+   exactly, as the tie tests need (equal logits share exactly). */
+MOLORA__PRIVATE void molora__exps_c(float *v, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) v[i] = expf(v[i]);
+}
+#ifdef MOLORA__X86
+MOLORA__INLINE MOLORA__T512 __m512 molora__exp512(__m512 x)
+{
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), xc);   /* ln 2's top bits: k ln2hi exact */
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f), y;
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));   /* 1 + r + r^2 p(r) */
+    return _mm512_mask_blend_ps(nan, _mm512_scalef_ps(y, k), x);
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__exps_avx512(float *v, int n)
+{
+    int i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(v + i, m, molora__exp512(_mm512_maskz_loadu_ps(m, v + i)));
+    }
+}
+#endif /* MOLORA__X86 */
+/* <<vexp */
+
 /* The kernels for this CPU, chosen once (a benign race: every thread stores the same value). */
 MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
     static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
                                              molora__all_finite_c, "portable", molora__ntg_c,
-                                             molora__nng_c, molora__widen_c, NULL, NULL, NULL};
+                                             molora__nng_c, molora__widen_c, NULL, NULL, NULL,
+                                             molora__exps_c};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
-                                         molora__widen_c, NULL, NULL, molora__ntn_avx2};
+                                         molora__widen_c, NULL, NULL, molora__ntn_avx2, molora__exps_c};
     static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
                                            molora__axpys_avx512,
                                            molora__ntp_avx512, molora__all_finite_avx512, "avx512",
                                            molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,
-                                           molora__nt16_avx512, molora__nn16_avx512, molora__ntn_avx512};
+                                           molora__nt16_avx512, molora__nn16_avx512, molora__ntn_avx512,
+                                           molora__exps_avx512};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -3101,34 +3147,52 @@ MOLORA_API molora_result molora_model_expert(const molora_model *m, int layer, i
    and the maxima to exp(0) = 1 (ties share equally) instead of overflowing v / temperature to
    +-inf. At temperature 1 this is bit-identical to exp(v_i / 1 - v_max / 1); elsewhere it differs
    from dividing first by float rounding only. Divided, not multiplied by 1 / temperature: below
-   1 / FLT_MAX that reciprocal is inf. */
-MOLORA__PRIVATE void molora__softmax(float *v, int n, float temperature)
+   1 / FLT_MAX that reciprocal is inf. The exps run in the kernels' exps (>>vexp: with AVX-512
+   within 1 ulp of the exact value, not always libm's bits), for many tokens at once: softmax_shift
+   leaves the shifted logits (-inf for the experts that take no part) and returns 0, or, for a row
+   that needs no exp (nothing allowed, or a logit at +inf), the weights themselves and returns 1;
+   softmax_norm divides the exps by their sum. */
+MOLORA__PRIVATE int molora__softmax_shift(float *v, int n, float temperature)
 {
     int i, any = 0;
-    float mx = 0.0f, sum = 0.0f;
+    float mx = 0.0f;
     for (i = 0; i < n; i++)
         if (!isnan(v[i])) { if (!any || v[i] > mx) mx = v[i]; any = 1; }
-    if (!any) { for (i = 0; i < n; i++) v[i] = 0.0f; return; }
+    if (!any) { for (i = 0; i < n; i++) v[i] = 0.0f; return 1; }
     if (isinf(mx)) {   /* logits at +inf (a gate overflow) share the weight; all at -inf: uniform */
         int n_top = 0;
         for (i = 0; i < n; i++) { v[i] = v[i] == mx ? 1.0f : 0.0f; n_top += v[i] != 0.0f; }
         for (i = 0; i < n; i++) v[i] /= (float)n_top;
-        return;
+        return 1;
     }
     for (i = 0; i < n; i++) {
         float d = v[i] - mx;   /* in [-inf, 0]: -inf only when the difference overflows float */
+        if (isnan(v[i])) { v[i] = -INFINITY; continue; }   /* exp(-inf) = 0: takes no part */
         if (isinf(d)) d = v[i] / temperature - mx / temperature;   /* then divide first (FLT_MAX at T > 2) */
-        else d /= temperature;
-        v[i] = isnan(v[i]) ? 0.0f : expf(d);
-        sum += v[i];
+        else if (temperature != 1.0f) d /= temperature;            /* d / 1 is d */
+        v[i] = d;
     }
+    return 0;
+}
+/* the exps' row into weights: each over their sum, added in index order */
+MOLORA__PRIVATE void molora__softmax_norm(float *v, int n)
+{
+    int i;
+    float sum = 0.0f;
+    for (i = 0; i < n; i++) sum += v[i];
     for (i = 0; i < n; i++) v[i] /= sum;
 }
-
-MOLORA__PRIVATE float molora__sigmoid(float u)
+MOLORA__PRIVATE void molora__softmax(float *v, int n, float temperature)
 {
-    if (u >= 0.0f) return 1.0f / (1.0f + expf(-u));
-    { float e = expf(u); return e / (1.0f + e); }
+    if (molora__softmax_shift(v, n, temperature)) return;
+    molora__get_kernels()->exps(v, n);
+    molora__softmax_norm(v, n);
+}
+
+/* sigmoid(u) from e = exp(-|u|) (no overflow on either side) */
+MOLORA__PRIVATE float molora__sigmoid(float u, float e)
+{
+    return u >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
 /* top-k in one pass over the experts for k <= MOLORA__TOPK_ONE_PASS (the k selection passes
@@ -3153,13 +3217,14 @@ MOLORA__PRIVATE void molora__topk_one_pass(int k, int n, const float *z, int arr
     for (j = 0; j < m; j++) w[idx[j]] = 1.0f;
 }
 
-/* Weights w (n) of one token for the gate rules: z gate logits (bias added), u the
-   threshold-net logit (ADAMOLE), allow the mask row or NULL. */
-MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z, float u, const uint8_t *allow,
-                                         float *w)
+/* The weights w (n) of one token for the gate rules, in two steps around the exps (the exps of
+   a block of tokens run at once). route_shift: z gate logits (bias added), allow the mask row or
+   NULL; TOPK / ARROW select their k; returns molora__softmax_shift's flag. route_finish, after
+   the exps: the softmax's division, then THRESHOLD's or ADAMOLE's rule (sig: the threshold net's
+   sigmoid); done: route_shift's flag (w already holds the softmax). */
+MOLORA__PRIVATE int molora__route_shift(const molora__layer *L, const float *z, const uint8_t *allow, float *w)
 {
     int i, c, n = L->n;
-    float s = 0.0f;
     if (L->routing == MOLORA_ROUTING_TOPK || L->routing == MOLORA_ROUTING_ARROW) {
         int arrow = L->routing == MOLORA_ROUTING_ARROW;   /* ARROW: the same over |p_e . x| */
         for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? 0.0f : -1.0f;   /* 0 candidate, 1 chosen */
@@ -3174,17 +3239,22 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
                 w[best] = 1.0f;
             }
         for (i = 0; i < n; i++) w[i] = w[i] == 1.0f ? (arrow ? fabsf(z[i]) : z[i]) : NAN;
-        molora__softmax(w, n, L->temperature);
-        return;
+    } else {
+        for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? z[i] : NAN;
     }
-    for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? z[i] : NAN;
-    molora__softmax(w, n, L->temperature);
+    return molora__softmax_shift(w, n, L->temperature);
+}
+MOLORA__PRIVATE void molora__route_finish(const molora__layer *L, float sig, const uint8_t *allow, float *w, int done)
+{
+    int i, n = L->n;
+    float s = 0.0f;
+    if (!done) molora__softmax_norm(w, n);
     if (L->routing == MOLORA_ROUTING_THRESHOLD) {      /* p_i >= threshold, renormalised */
         for (i = 0; i < n; i++) { if (!(w[i] >= L->threshold) || w[i] == 0.0f) w[i] = 0.0f; s += w[i]; }
         if (s == 0.0f) return;
         for (i = 0; i < n; i++) w[i] /= s;
     } else if (L->routing == MOLORA_ROUTING_ADAMOLE) { /* p_i - tau where p_i >= tau, renormalised */
-        float tau = L->tau_max * molora__sigmoid(u);
+        float tau = L->tau_max * sig;
         for (i = 0; i < n; i++) {
             float a = w[i] - tau;
             w[i] = ((!allow || allow[i]) && a >= 0.0f) ? a : 0.0f;
@@ -3496,24 +3566,43 @@ MOLORA__PRIVATE void molora__route_fixed(molora__call *c)
     }
 }
 
-/* w from the gate logits z + gate bias (and the threshold logit u) by the layer's rule */
+/* w from the gate logits z + gate bias (and the threshold logit u) by the layer's rule, in blocks
+   of MOLORA__ROUTE_BLOCK tokens: each token's shifted logits, then one exps over the block's rows
+   (and one over its threshold nets' exp(-|u|)), then each token's division and rule. A row that
+   needs no exp (molora__softmax_shift's flag) is shifted again after the exps, which overwrote it. */
+#define MOLORA__ROUTE_BLOCK 64
 MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
 {
     const molora__layer *L = c->L;
-    int t, i, n = c->n, ng = L->n_rows - L->r_total;
-    for (t = 0; t < c->T; t++) {
-        float *z = c->G + (size_t)t * ng;
-        float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
-        for (i = 0; i < n; i++) {
-            if (L->gate_bias) z[i] += L->gate_bias[i];
-            if (isnan(z[i]))
-                return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
-                                    "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
+    const molora__kernels *kr = molora__get_kernels();
+    int t0, t, i, n = c->n, ng = L->n_rows - L->r_total, done[MOLORA__ROUTE_BLOCK];
+    float e[MOLORA__ROUTE_BLOCK];
+    for (t0 = 0; t0 < c->T; t0 += MOLORA__ROUTE_BLOCK) {
+        int tb = c->T - t0 < MOLORA__ROUTE_BLOCK ? c->T - t0 : MOLORA__ROUTE_BLOCK;
+        for (t = t0; t < t0 + tb; t++) {
+            float *z = c->G + (size_t)t * ng;
+            float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+            for (i = 0; i < n; i++) {
+                if (L->gate_bias) z[i] += L->gate_bias[i];
+                if (isnan(z[i]))
+                    return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
+                                        "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
+            }
+            if (isnan(u))
+                return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
+                                    c->args->layer);
+            e[t - t0] = -fabsf(u);
+            done[t - t0] = molora__route_shift(L, z, molora__allow(c->args, t, n), c->w + (size_t)t * n);
         }
-        if (isnan(u))
-            return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
-                                c->args->layer);
-        molora__route_token(L, z, u, molora__allow(c->args, t, n), c->w + (size_t)t * n);
+        kr->exps(c->w + (size_t)t0 * n, tb * n);
+        if (L->routing == MOLORA_ROUTING_ADAMOLE) kr->exps(e, tb);
+        for (t = t0; t < t0 + tb; t++) {
+            const float *z = c->G + (size_t)t * ng;
+            float *w = c->w + (size_t)t * n, u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+            const uint8_t *allow = molora__allow(c->args, t, n);
+            if (done[t - t0]) molora__route_shift(L, z, allow, w);
+            molora__route_finish(L, molora__sigmoid(u, e[t - t0]), allow, w, done[t - t0]);
+        }
     }
     return MOLORA_RESULT_SUCCESS;
 }
