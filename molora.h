@@ -3419,7 +3419,9 @@ MOLORA__PRIVATE void molora__lay_input(molora__call *c)
     int w0_nt = L->W0 && !L->w0_in_out && c->args->output == MOLORA_OUTPUT_FULL;
     memset(&c->in, 0, sizeof c->in);
     c->in.T = c->T; c->in.K = L->d_in; c->in.x = c->in.X = c->args->x; c->in.ldx = L->d_in;
-    if (c->T <= MOLORA__SMALL_T)   /* the layout's condition for the copy (molora__ws_layout) */
+    /* the layout's condition for the copy (molora__ws_layout); a route call reads X only in the gate's
+       ntn (row-major X as given) unless MoLE's output gate runs the experts */
+    if (c->T <= MOLORA__SMALL_T && (c->apply || L->routing == MOLORA_ROUTING_MOLE_OUTPUT))
         molora__input_small(&c->in, w0_nt ? L->W0 + (size_t)c->o0 * L->d_in : NULL, c->xa);
 }
 
