@@ -1251,6 +1251,7 @@ MOLORA_API molora_result molora_convert_f32(const void *src, molora_type type, s
    the MOLORA_NO_SIMD macro forces the portable one, e.g. for valgrind):
      nt: Y (T, N) = alpha * X (T, K) W (N, K)^T (+ Y if acc)    T <= 16 rows of X stream W once
      nn: Y (T, N) += H (T, K) B (K, N)                           B rows read once for all T
+     ntn: nt for few rows of W (the gate's N + 1) at any T      >>narrow: all rows x 3 tokens
    Small batches are memory-bound: every token multiplies the same W, so these kernels read W
    once for all T tokens held in registers, where a general sgemm packs panels of W first and
    that overhead dominates at a few rows. The seam below sends large batches to BLAS. */
