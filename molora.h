@@ -2275,6 +2275,41 @@ MOLORA__PRIVATE void molora__check_narrow(const molora__kernels *kr, int T, int 
     free(Xs); free(Y3);
 }
 
+/* Test hook, not public API: the kernels' exps on every step-th float from lo down in magnitude to
+   hi (lo <= hi <= -0), then on special values; returns the largest distance in ulps from exp in
+   double rounded to float, or 1e30 when a special value is wrong (exp(+-0) = 1, exp(-inf) = 0,
+   exp(NaN) NaN, 0 below -103.98, inf above 88.73). Allocates nothing; the library never calls it. */
+MOLORA_API double molora__exps_check(float lo, float hi, uint32_t step)
+{
+    static const float sp[] = {0.0f, -0.0f, -INFINITY, -1000.0f, -103.98f, 89.0f, INFINITY, NAN};
+    float v[64], r[64];
+    uint32_t u, end;
+    double worst = 0.0;
+    int i, m = 0;
+    memcpy(&u, &lo, 4); memcpy(&end, &hi, 4);
+    for (i = 0; i < 8; i++) v[i] = sp[i];
+    molora__get_kernels()->exps(v, 8);
+    if (v[0] != 1.0f || v[1] != 1.0f || v[2] != 0.0f || v[3] != 0.0f || v[4] != 0.0f || !isinf(v[5]) ||
+        !isinf(v[6]) || v[7] == v[7] || u < 0x80000000u || end < 0x80000000u || u < end) return 1e30;
+    for (;; u = u - end > step ? u - step : end) {   /* negative floats: smaller bits, smaller magnitude */
+        memcpy(&v[m], &u, 4); r[m] = v[m]; m++;
+        if (m == 64 || u == end) {
+            molora__get_kernels()->exps(v, m);
+            for (i = 0; i < m; i++) {
+                float want = (float)exp((double)r[i]);
+                int32_t a, b;
+                double d;
+                memcpy(&a, &v[i], 4); memcpy(&b, &want, 4);
+                d = fabs((double)a - (double)b);   /* both >= 0: ulps apart */
+                if (!(d <= worst)) worst = d == d ? d : 1e30;
+            }
+            m = 0;
+        }
+        if (u == end) break;
+    }
+    return worst;
+}
+
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
    a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16, 10 ntn: nt at any T, X's rows
