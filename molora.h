@@ -25,6 +25,8 @@
        kernels           SIMD and portable kernels (AVX-512, AVX2+FMA, C) with their naive twins,
                          chosen once per CPU; BF16 widening and the BF16 nt16 / nn16 kernels
          gemv            the single-row kernels of decode (M = 1): gvt y = W x, gvn y = x W
+         narrow          ntn, the gate's narrow nt: 3 tokens x 9 rows in registers, at any T
+         vexp            exp of a vector for the softmax (libm's expf, or AVX-512 within 1 ulp)
        seam              molora__pick / molora__product: which kernel runs each product (BLAS
                          sgemv / sgemm, the own single-row and multi-token kernels, MOLORA_NO_BLAS
                          fallbacks)
@@ -1251,6 +1253,7 @@ MOLORA_API molora_result molora_convert_f32(const void *src, molora_type type, s
    the MOLORA_NO_SIMD macro forces the portable one, e.g. for valgrind):
      nt: Y (T, N) = alpha * X (T, K) W (N, K)^T (+ Y if acc)    T <= 16 rows of X stream W once
      nn: Y (T, N) += H (T, K) B (K, N)                           B rows read once for all T
+     ntn: nt for few rows of W (the gate's N + 1) at any T      >>narrow: all rows x 3 tokens
    Small batches are memory-bound: every token multiplies the same W, so these kernels read W
    once for all T tokens held in registers, where a general sgemm packs panels of W first and
    that overhead dominates at a few rows. The seam below sends large batches to BLAS. */
@@ -1291,6 +1294,8 @@ typedef struct molora__kernels {
     molora__nt16_fn nt16; molora__nn16_fn nn16;   /* BF16 W / B read directly; NULL: widen a tile */
     molora__gv_fn gvt, gvn;   /* decode: y = W x, y = x W (>>gemv) */
     int gv_own;               /* 1: gvt / gvn beat BLAS sgemv on this CPU, the seam picks them at M = 1 */
+    molora__nt_fn ntn;   /* nt for few rows of W (the gate) at any T (>>narrow); NULL: use nt */
+    void (*exps)(float *v, int n);   /* v = exp(v), the softmax's (>>vexp) */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -2126,23 +2131,229 @@ MOLORA__PRIVATE MOLORA__T256 void molora__gvn_avx2(int N, int K, const float *x,
 #endif /* MOLORA__X86 */
 /* <<gemv */
 
+/* >>narrow  ntn, the narrow nt of the gate: few rows of W (N + 1 <= 17) at any T, blocked over tokens */
+/* ntn: Y (T, N) = alpha * X (T, K) W (N, K)^T (+ Y if acc) for few rows N (the gate's N + 1), any T.
+   nt holds 3 rows x 8 tokens and reloads each token's X for every 3 rows; ntn holds TB tokens x R
+   rows (AVX-512 3 x 9: 27 accumulators, AVX2 2 x 5), so a 16-float step loads each row of W once for
+   TB tokens and each token's X once for all R rows. The last step is a masked load, never a scalar
+   tail, and there is no alignment peel: lane l sums k = l (mod 16) in order and the lanes are then
+   added in one fixed tree, so the result does not depend on where X or W sit in memory (a BF16
+   layer's float32 gate rows give the float32 layer's logits bit for bit at any phase).
+   molora__ntn_c is its naive twin (one plain sum a product, the tests' reference); the portable
+   table has no ntn (the seam runs nt there). */
+MOLORA__PRIVATE void molora__ntn_c(int T, int N, int K, float alpha, const float *X, int ldx, const float *W,
+                                   int ldw, float *Y, int ldy, int acc)
+{
+    int t, n, k;
+    for (t = 0; t < T; t++)
+        for (n = 0; n < N; n++) {
+            float s = 0.0f, *y = Y + (size_t)t * ldy + n;
+            for (k = 0; k < K; k++) s += X[(size_t)t * ldx + k] * W[(size_t)n * ldw + k];
+            *y = (acc ? *y : 0.0f) + alpha * s;
+        }
+}
+
+#ifdef MOLORA__X86
+#define MOLORA__NTN_TB 3   /* AVX-512: tokens x rows held at once (27 of the 32 registers) */
+#define MOLORA__NTN_RB 9
+/* v in a register: else GCC folds the load of W's row into each of the TB FMAs (TB loads, not one) */
+#define MOLORA__NTN_REG(v) __asm__("" : "+v"(v))
+/* TB tokens x R rows, both constants after inlining; MLOAD(p, m) loads the lanes of mask m (the K
+   tail: MASK(rem) builds it), FLUSH(acc_, ...) writes the TB x R sums */
+#define MOLORA__NTN_ROWS(VEC, LANES, ZERO, LOAD, MASKT, MASK, MLOAD, FMA, FLUSH)                     \
+    int t, k, r;                                                                                   \
+    VEC acc_[MOLORA__NTN_RB][MOLORA__NTN_TB];                                                      \
+    MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = ZERO; \
+    for (k = 0; k + LANES <= K; k += LANES) {                                                      \
+        VEC x_[MOLORA__NTN_TB];                                                                    \
+        MOLORA__UNROLL for (t = 0; t < TB; t++) x_[t] = LOAD(X + (size_t)t * ldx + k);             \
+        MOLORA__UNROLL for (r = 0; r < R; r++) {                                                   \
+            VEC v = LOAD(W + (size_t)r * ldw + k);                                                 \
+            MOLORA__NTN_REG(v);                                                                    \
+            MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = FMA(v, x_[t], acc_[r][t]);        \
+        }                                                                                          \
+    }                                                                                              \
+    if (k < K) {                                                                                   \
+        MASKT m_ = MASK(K - k);                                                                    \
+        VEC x_[MOLORA__NTN_TB];                                                                    \
+        MOLORA__UNROLL for (t = 0; t < TB; t++) x_[t] = MLOAD(X + (size_t)t * ldx + k, m_);        \
+        MOLORA__UNROLL for (r = 0; r < R; r++) {                                                   \
+            VEC v = MLOAD(W + (size_t)r * ldw + k, m_);                                            \
+            MOLORA__UNROLL for (t = 0; t < TB; t++) acc_[r][t] = FMA(v, x_[t], acc_[r][t]);        \
+        }                                                                                          \
+    }                                                                                              \
+    FLUSH(acc_, TB, R, alpha, Y, ldy, acc)
+
+/* the lane sums of up to 16 vectors v[0..n-1] as one vector, lane i the sum of v[i] (zeros past n):
+   pairs of lanes, then of pairs, then of 128-bit quarters (15 adds and 30 shuffles for 16 sums,
+   where one horizontal sum each takes 4 adds and 4 shuffles) */
+MOLORA__INLINE MOLORA__T512 __m512 molora__sum16(const int n, const __m512 *v)
+{
+    __m512 a[16], b[8], c[4], d[2];
+    int i;
+    MOLORA__UNROLL for (i = 0; i < 16; i++) a[i] = i < n ? v[i] : _mm512_setzero_ps();
+    MOLORA__UNROLL for (i = 0; i < 8; i++)   /* quarter q: [v0 0+2, v1 0+2, v0 1+3, v1 1+3] */
+        b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    MOLORA__UNROLL for (i = 0; i < 4; i++)   /* quarter q: the sums of quarter q of v0..v3 */
+        c[i] = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(b[2 * i]), _mm512_castps_pd(b[2 * i + 1]))),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(b[2 * i]), _mm512_castps_pd(b[2 * i + 1]))));
+    MOLORA__UNROLL for (i = 0; i < 2; i++)   /* [v0..3 q0+q1, v0..3 q2+q3, v4..7 q0+q1, v4..7 q2+q3] */
+        d[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+/* AVX-512 flush: token t's R sums in one tree, stored as R lanes of Y's row (contiguous) */
+#define MOLORA__NTN512_FLUSH(ACC, TB, R, ALPHA, Y, LDY, ACCUM)                                         \
+    MOLORA__UNROLL for (t = 0; t < TB; t++) {                                                      \
+        __m512 col_[MOLORA__NTN_RB], s_;                                                           \
+        __mmask16 ym_ = (__mmask16)((1u << R) - 1u);                                               \
+        float *y_ = Y + (size_t)t * LDY;                                                           \
+        MOLORA__UNROLL for (r = 0; r < R; r++) col_[r] = ACC[r][t];                                \
+        s_ = _mm512_mul_ps(_mm512_set1_ps(ALPHA), molora__sum16(R, col_));                         \
+        if (ACCUM) s_ = _mm512_add_ps(_mm512_maskz_loadu_ps(ym_, y_), s_);                        \
+        _mm512_mask_storeu_ps(y_, ym_, s_);                                                        \
+    }
+#define MOLORA__NTN512_MASK(rem) ((__mmask16)((1u << (rem)) - 1u))
+#define MOLORA__NTN512_MLOAD(p, m) _mm512_maskz_loadu_ps((m), (p))
+MOLORA__INLINE MOLORA__T512 void molora__ntn512_rows(const int TB, const int R, int K, float alpha, const float *X,
+                                                     int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NTN_ROWS(__m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, __mmask16, MOLORA__NTN512_MASK,
+                     MOLORA__NTN512_MLOAD, _mm512_fmadd_ps, MOLORA__NTN512_FLUSH)
+}
+/* AVX2 flush: one horizontal sum per (token, row) */
+#define MOLORA__NTN256_FLUSH(ACC, TB, R, ALPHA, Y, LDY, ACCUM)                                         \
+    MOLORA__UNROLL for (t = 0; t < TB; t++) MOLORA__UNROLL for (r = 0; r < R; r++) {                \
+        float *y_ = Y + (size_t)t * LDY + r;                                                       \
+        *y_ = (ACCUM ? *y_ : 0.0f) + ALPHA * molora__hsum256(ACC[r][t]);                           \
+    }
+#define MOLORA__NTN256_MASK(rem) _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define MOLORA__NTN256_MLOAD(p, m) _mm256_maskload_ps((p), (m))
+MOLORA__INLINE MOLORA__T256 void molora__ntn256_rows(const int TB, const int R, int K, float alpha, const float *X,
+                                                     int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NTN_ROWS(__m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, __m256i, MOLORA__NTN256_MASK,
+                     MOLORA__NTN256_MLOAD, _mm256_fmadd_ps, MOLORA__NTN256_FLUSH)
+}
+/* TB tokens, all N rows: RB at a time, then the rest (R a constant in every case) */
+#define MOLORA__NTN_TBODY(ROWS, RB)                                                                    \
+    int n = 0;                                                                                     \
+    for (; n + RB <= N; n += RB) ROWS(TB, RB, K, alpha, X, ldx, W + (size_t)n * ldw, ldw, Y + n, ldy, acc); \
+    W += (size_t)n * ldw; Y += n;                                                                  \
+    switch (N - n) {                                                                               \
+    case 1: ROWS(TB, 1, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                             \
+    case 2: ROWS(TB, 2, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                             \
+    case 3: ROWS(TB, 3, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                             \
+    case 4: ROWS(TB, 4, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                             \
+    case 5: if (RB > 5) ROWS(TB, 5, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                 \
+    case 6: if (RB > 6) ROWS(TB, 6, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                 \
+    case 7: if (RB > 7) ROWS(TB, 7, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                 \
+    case 8: if (RB > 8) ROWS(TB, 8, K, alpha, X, ldx, W, ldw, Y, ldy, acc); break;                 \
+    default: break;                                                                                \
+    }
+MOLORA__INLINE MOLORA__T512 void molora__ntn512_tb(const int TB, int N, int K, float alpha, const float *X, int ldx,
+                                                   const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NTN_TBODY(molora__ntn512_rows, 9)
+}
+MOLORA__INLINE MOLORA__T256 void molora__ntn256_tb(const int TB, int N, int K, float alpha, const float *X, int ldx,
+                                                   const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    MOLORA__NTN_TBODY(molora__ntn256_rows, 5)
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__ntn_avx512(int T, int N, int K, float alpha, const float *X, int ldx,
+                                                     const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    int t0 = 0;
+    for (; t0 + 3 <= T; t0 += 3)
+        molora__ntn512_tb(3, N, K, alpha, X + (size_t)t0 * ldx, ldx, W, ldw, Y + (size_t)t0 * ldy, ldy, acc);
+    X += (size_t)t0 * ldx; Y += (size_t)t0 * ldy;
+    if (T - t0 == 2) molora__ntn512_tb(2, N, K, alpha, X, ldx, W, ldw, Y, ldy, acc);
+    if (T - t0 == 1) molora__ntn512_tb(1, N, K, alpha, X, ldx, W, ldw, Y, ldy, acc);
+}
+MOLORA__PRIVATE MOLORA__T256 void molora__ntn_avx2(int T, int N, int K, float alpha, const float *X, int ldx,
+                                                   const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    int t0 = 0;
+    for (; t0 + 2 <= T; t0 += 2)
+        molora__ntn256_tb(2, N, K, alpha, X + (size_t)t0 * ldx, ldx, W, ldw, Y + (size_t)t0 * ldy, ldy, acc);
+    if (T - t0 == 1) molora__ntn256_tb(1, N, K, alpha, X + (size_t)t0 * ldx, ldx, W, ldw, Y + (size_t)t0 * ldy, ldy,
+                                       acc);
+}
+#undef MOLORA__NTN_TBODY
+#undef MOLORA__NTN256_MLOAD
+#undef MOLORA__NTN256_MASK
+#undef MOLORA__NTN256_FLUSH
+#undef MOLORA__NTN512_MLOAD
+#undef MOLORA__NTN512_MASK
+#undef MOLORA__NTN512_FLUSH
+#undef MOLORA__NTN_ROWS
+#undef MOLORA__NTN_REG
+#endif /* MOLORA__X86 */
+/* <<narrow */
+
+/* >>vexp  exp of a vector for the routing's softmax: libm's expf, or 16 lanes at once (AVX-512) */
+/* v[i] = exp(v[i]) for i < n, used on v <= 0 (the softmax's shifted logits) but right for every
+   float: NaN stays NaN, -inf and anything below about -103.97 gives +0. The portable table runs
+   libm's expf; the AVX-512 one is expf's argument reduction x = k ln 2 + r (ln 2 in two parts,
+   |r| <= ln 2 / 2), Cephes' degree-7 polynomial for exp(r) by FMA, and vscalefps for 2^k (one
+   rounding, into the subnormals too). Measured over every float in [-104, 0] (1.12e9 of them)
+   against exp in double rounded to float: at most 1 ulp apart; exp(0) = 1 and exp(-inf) = 0
+   exactly, as the tie tests need (equal logits share exactly). */
+MOLORA__PRIVATE void molora__exps_c(float *v, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) v[i] = expf(v[i]);
+}
+#ifdef MOLORA__X86
+MOLORA__INLINE MOLORA__T512 __m512 molora__exp512(__m512 x)
+{
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), xc);   /* ln 2's top bits: k ln2hi exact */
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f), y;
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));   /* 1 + r + r^2 p(r) */
+    return _mm512_mask_blend_ps(nan, _mm512_scalef_ps(y, k), x);
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__exps_avx512(float *v, int n)
+{
+    int i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(v + i, m, molora__exp512(_mm512_maskz_loadu_ps(m, v + i)));
+    }
+}
+#endif /* MOLORA__X86 */
+/* <<vexp */
+
 /* The kernels for this CPU, chosen once (a benign race: every thread stores the same value). */
 MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
 {
     static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
                                              molora__all_finite_c, "portable", molora__ntg_c,
                                              molora__nng_c, molora__widen_c, NULL, NULL, molora__gvt_c,
-                                             molora__gvn_c, 0};
+                                             molora__gvn_c, 0, NULL, molora__exps_c};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
-                                         molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0};
+                                         molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
+                                         molora__ntn_avx2, molora__exps_c};
     static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
                                            molora__axpys_avx512,
                                            molora__ntp_avx512, molora__all_finite_avx512, "avx512",
                                            molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,
                                            molora__nt16_avx512, molora__nn16_avx512, molora__gvt_avx512,
-                                           molora__gvn_avx512, 1};
+                                           molora__gvn_avx512, 1, molora__ntn_avx512, molora__exps_avx512};
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -2288,11 +2499,71 @@ MOLORA__PRIVATE molora__gv_fn molora__check_gv_kernel(const molora__kernels *kr,
     return NULL;
 }
 
+/* molora__kernel_check's narrow kernel (14): ntn against its twin, X's rows at a stride of K + q
+   (so rows start at every phase), W at phase q; on x86 the AVX2 ntn as well when the CPU runs
+   AVX-512 (that table is not chosen here): Y1 gets the worse of the two */
+MOLORA__PRIVATE void molora__check_narrow(const molora__kernels *kr, int T, int N, int K, int q, const float *X,
+                                          const float *W, float *Y1, float *Y2, int acc)
+{
+    int ldx = K + q, t;
+    size_t ny = (size_t)T * N, i;
+    float *Xs = (float *)malloc(((size_t)T * ldx + 1) * sizeof *Xs), *Y3 = (float *)malloc((ny + 1) * sizeof *Y3);
+    if (!Xs || !Y3) { free(Xs); free(Y3); return; }
+    for (t = 0; t < T; t++) memcpy(Xs + (size_t)t * ldx, X + (size_t)t * K, (size_t)K * sizeof *Xs);
+    memcpy(Y3, Y1, ny * sizeof *Y3);
+    kr->ntn(T, N, K, 0.5f, Xs, ldx, W, K, Y1, N, acc);
+    molora__ntn_c(T, N, K, 0.5f, Xs, ldx, W, K, Y2, N, acc);
+#ifdef MOLORA__X86
+    if (kr->ntn != molora__ntn_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        molora__ntn_avx2(T, N, K, 0.5f, Xs, ldx, W, K, Y3, N, acc);
+        for (i = 0; i < ny; i++)
+            if (!(fabsf(Y3[i] - Y2[i]) <= fabsf(Y1[i] - Y2[i]))) Y1[i] = Y3[i];
+    }
+#endif
+    (void)i;
+    free(Xs); free(Y3);
+}
+
+/* Test hook, not public API: the kernels' exps on every step-th float from lo down in magnitude to
+   hi (lo <= hi <= -0), then on special values; returns the largest distance in ulps from exp in
+   double rounded to float, or 1e30 when a special value is wrong (exp(+-0) = 1, exp(-inf) = 0,
+   exp(NaN) NaN, 0 below -103.98, inf above 88.73). Allocates nothing; the library never calls it. */
+MOLORA_API double molora__exps_check(float lo, float hi, uint32_t step)
+{
+    static const float sp[] = {0.0f, -0.0f, -INFINITY, -1000.0f, -103.98f, 89.0f, INFINITY, NAN};
+    float v[64], r[64];
+    uint32_t u, end;
+    double worst = 0.0;
+    int i, m = 0;
+    memcpy(&u, &lo, 4); memcpy(&end, &hi, 4);
+    for (i = 0; i < 8; i++) v[i] = sp[i];
+    molora__get_kernels()->exps(v, 8);
+    if (v[0] != 1.0f || v[1] != 1.0f || v[2] != 0.0f || v[3] != 0.0f || v[4] != 0.0f || !isinf(v[5]) ||
+        !isinf(v[6]) || v[7] == v[7] || u < 0x80000000u || end < 0x80000000u || u < end) return 1e30;
+    for (;; u = u - end > step ? u - step : end) {   /* negative floats: smaller bits, smaller magnitude */
+        memcpy(&v[m], &u, 4); r[m] = v[m]; m++;
+        if (m == 64 || u == end) {
+            molora__get_kernels()->exps(v, m);
+            for (i = 0; i < m; i++) {
+                float want = (float)exp((double)r[i]);
+                int32_t a, b;
+                double d;
+                memcpy(&a, &v[i], 4); memcpy(&b, &want, 4);
+                d = fabs((double)a - (double)b);   /* both >= 0: ulps apart */
+                if (!(d <= worst)) worst = d == d ? d : 1e30;
+            }
+            m = 0;
+        }
+        if (u == end) break;
+    }
+    return worst;
+}
+
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
    a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16, 10 gvt, 11 gvn, 12 / 13 their
    AVX2 versions: the single-row kernels, N x K, rows T - 1 floats of padding, see
-   molora__check_gemv) and its naive twin on one
+   molora__check_gemv; 14 ntn: nt at any T, X's rows at every phase) and its naive twin on one
    shape, W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
    first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
@@ -2312,10 +2583,11 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     if ((kernel == 0 && !kr->ntp) || ((kernel == 1 || kernel == 2) && kr->nt == molora__nt_c) ||
         (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c) ||
         (kernel == 5 && kr->ntg == molora__ntg_c) || (kernel == 6 && kr->nng == molora__nng_c) ||
-        (kernel == 7 && kr->widen == molora__widen_c) || (kernel >= 8 && kernel <= 9 && !kr->nt16) || T > 16 ||
-        (kernel >= 10 && !molora__check_gv_kernel(kr, kernel))) return -1.0;
-    if (kernel >= 10) return molora__check_gemv(molora__check_gv_kernel(kr, kernel), kernel % 2 == 0, N, K, q, acc,
-                                                T - 1);
+        (kernel == 7 && kr->widen == molora__widen_c) || ((kernel == 8 || kernel == 9) && !kr->nt16) ||
+        (kernel >= 10 && kernel <= 13 && !molora__check_gv_kernel(kr, kernel)) || (kernel == 14 && !kr->ntn) ||
+        kernel > 14 || (T > 16 && kernel != 14)) return -1.0;
+    if (kernel >= 10 && kernel <= 13)
+        return molora__check_gemv(molora__check_gv_kernel(kr, kernel), kernel % 2 == 0, N, K, q, acc, T - 1);
     if (kernel == 7) return molora__check_widen(kr, (size_t)N * (size_t)K, q);
     if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
     buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
@@ -2337,6 +2609,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
         molora__nn_c(T, N, K, X, K, W, N, Y2, N);
     } else if (kernel == 8 || kernel == 9) {
         molora__check_bf16(kr, kernel, T, N, K, X, W, Y1, Y2);
+    } else if (kernel == 14) {
+        molora__check_narrow(kr, T, N, K, q, X, W, Y1, Y2, acc);
     } else if (kernel == 5 || kernel == 6) {
         molora__check_grouped(kr, kernel, T, N, K, X, W, Y1, Y2, acc);
     } else if (kernel == 3) {   /* Y (N) = W (N, K) x */
@@ -2375,8 +2649,9 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
                                 sgemv: decode streams each matrix once (sgemm does not for one
                                 row); allowed for the frozen layer and the dense experts, while
                                 the gate and MoLE products keep the rules below at T = 1 too
+     narrow nt (the gate rows)  molora's ntn kernel (nt where the CPU has none) at every M: too few
+                                rows for BLAS to pay off, and ntn holds all of them for 3 tokens
      X packed (nt only)         molora's ntp kernel: small batches on kernels that have it
-     narrow nt (the gate rows)  molora's nt kernel at every M: too few rows for BLAS to pay off
      M <= MOLORA__SMALL_T       molora's nt / nn kernels: W streamed once for every row of X, where
                                 BLAS sgemm packs its operands first and that dominates few rows
      M > MOLORA__SMALL_T        BLAS sgemm (K > 0); without BLAS, the own kernels 16 rows at a time
@@ -2385,7 +2660,7 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
 
 typedef enum molora__kernel {
     MOLORA__KERNEL_OWN = 0,  /* molora's nt / nn kernels, MOLORA__SMALL_T rows per call        */
-    MOLORA__KERNEL_OWN_ALL,  /* molora's nt kernel over all M rows in one call                   */
+    MOLORA__KERNEL_OWN_ALL,  /* molora's narrow ntn (else nt) kernel over all M rows in one call */
     MOLORA__KERNEL_PACKED,   /* molora's ntp kernel over X packed by molora__pack_x              */
     MOLORA__KERNEL_GEMV,     /* BLAS sgemv (M = 1)                                               */
     MOLORA__KERNEL_GEMM,     /* BLAS sgemm                                                       */
@@ -2406,8 +2681,8 @@ MOLORA__PRIVATE molora__kernel molora__pick(int transb, int M, int K, int allow,
 #endif
         return MOLORA__KERNEL_OWN_GEMV;
     }
+    if (transb && (allow & MOLORA__ALLOW_NARROW)) return MOLORA__KERNEL_OWN_ALL;   /* ntn beats ntp at T <= 16 too */
     if (transb && packed) return MOLORA__KERNEL_PACKED;
-    if (transb && (allow & MOLORA__ALLOW_NARROW)) return MOLORA__KERNEL_OWN_ALL;
 #ifndef MOLORA_NO_BLAS
     if (M > MOLORA__SMALL_T && K > 0) return MOLORA__KERNEL_GEMM;
 #endif
@@ -2440,8 +2715,8 @@ MOLORA__PRIVATE void molora__product(molora__kernel k, int transb, int M, int N,
         kr->ntp(M, N, K, q, 1.0f, q ? xp->pw : xp->p0, B, ldb, C, ldc, acc);
         return;
     }
-    case MOLORA__KERNEL_OWN_ALL:
-        kr->nt(M, N, K, 1.0f, A, lda, B, ldb, C, ldc, acc);
+    case MOLORA__KERNEL_OWN_ALL:   /* the narrow kernel where the CPU has one */
+        (kr->ntn ? kr->ntn : kr->nt)(M, N, K, 1.0f, A, lda, B, ldb, C, ldc, acc);
         return;
     case MOLORA__KERNEL_OWN_GEMV:   /* M = 1 */
         (transb ? kr->gvt : kr->gvn)(N, K, A, B, ldb, C, acc);
@@ -3171,34 +3446,52 @@ MOLORA_API molora_result molora_model_expert(const molora_model *m, int layer, i
    and the maxima to exp(0) = 1 (ties share equally) instead of overflowing v / temperature to
    +-inf. At temperature 1 this is bit-identical to exp(v_i / 1 - v_max / 1); elsewhere it differs
    from dividing first by float rounding only. Divided, not multiplied by 1 / temperature: below
-   1 / FLT_MAX that reciprocal is inf. */
-MOLORA__PRIVATE void molora__softmax(float *v, int n, float temperature)
+   1 / FLT_MAX that reciprocal is inf. The exps run in the kernels' exps (>>vexp: with AVX-512
+   within 1 ulp of the exact value, not always libm's bits), for many tokens at once: softmax_shift
+   leaves the shifted logits (-inf for the experts that take no part) and returns 0, or, for a row
+   that needs no exp (nothing allowed, or a logit at +inf), the weights themselves and returns 1;
+   softmax_norm divides the exps by their sum. */
+MOLORA__PRIVATE int molora__softmax_shift(float *v, int n, float temperature)
 {
     int i, any = 0;
-    float mx = 0.0f, sum = 0.0f;
+    float mx = 0.0f;
     for (i = 0; i < n; i++)
         if (!isnan(v[i])) { if (!any || v[i] > mx) mx = v[i]; any = 1; }
-    if (!any) { for (i = 0; i < n; i++) v[i] = 0.0f; return; }
+    if (!any) { for (i = 0; i < n; i++) v[i] = 0.0f; return 1; }
     if (isinf(mx)) {   /* logits at +inf (a gate overflow) share the weight; all at -inf: uniform */
         int n_top = 0;
         for (i = 0; i < n; i++) { v[i] = v[i] == mx ? 1.0f : 0.0f; n_top += v[i] != 0.0f; }
         for (i = 0; i < n; i++) v[i] /= (float)n_top;
-        return;
+        return 1;
     }
     for (i = 0; i < n; i++) {
         float d = v[i] - mx;   /* in [-inf, 0]: -inf only when the difference overflows float */
+        if (isnan(v[i])) { v[i] = -INFINITY; continue; }   /* exp(-inf) = 0: takes no part */
         if (isinf(d)) d = v[i] / temperature - mx / temperature;   /* then divide first (FLT_MAX at T > 2) */
-        else d /= temperature;
-        v[i] = isnan(v[i]) ? 0.0f : expf(d);
-        sum += v[i];
+        else if (temperature != 1.0f) d /= temperature;            /* d / 1 is d */
+        v[i] = d;
     }
+    return 0;
+}
+/* the exps' row into weights: each over their sum, added in index order */
+MOLORA__PRIVATE void molora__softmax_norm(float *v, int n)
+{
+    int i;
+    float sum = 0.0f;
+    for (i = 0; i < n; i++) sum += v[i];
     for (i = 0; i < n; i++) v[i] /= sum;
 }
-
-MOLORA__PRIVATE float molora__sigmoid(float u)
+MOLORA__PRIVATE void molora__softmax(float *v, int n, float temperature)
 {
-    if (u >= 0.0f) return 1.0f / (1.0f + expf(-u));
-    { float e = expf(u); return e / (1.0f + e); }
+    if (molora__softmax_shift(v, n, temperature)) return;
+    molora__get_kernels()->exps(v, n);
+    molora__softmax_norm(v, n);
+}
+
+/* sigmoid(u) from e = exp(-|u|) (no overflow on either side) */
+MOLORA__PRIVATE float molora__sigmoid(float u, float e)
+{
+    return u >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
 /* top-k in one pass over the experts for k <= MOLORA__TOPK_ONE_PASS (the k selection passes
@@ -3223,13 +3516,14 @@ MOLORA__PRIVATE void molora__topk_one_pass(int k, int n, const float *z, int arr
     for (j = 0; j < m; j++) w[idx[j]] = 1.0f;
 }
 
-/* Weights w (n) of one token for the gate rules: z gate logits (bias added), u the
-   threshold-net logit (ADAMOLE), allow the mask row or NULL. */
-MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z, float u, const uint8_t *allow,
-                                         float *w)
+/* The weights w (n) of one token for the gate rules, in two steps around the exps (the exps of
+   a block of tokens run at once). route_shift: z gate logits (bias added), allow the mask row or
+   NULL; TOPK / ARROW select their k; returns molora__softmax_shift's flag. route_finish, after
+   the exps: the softmax's division, then THRESHOLD's or ADAMOLE's rule (sig: the threshold net's
+   sigmoid); done: route_shift's flag (w already holds the softmax). */
+MOLORA__PRIVATE int molora__route_shift(const molora__layer *L, const float *z, const uint8_t *allow, float *w)
 {
     int i, c, n = L->n;
-    float s = 0.0f;
     if (L->routing == MOLORA_ROUTING_TOPK || L->routing == MOLORA_ROUTING_ARROW) {
         int arrow = L->routing == MOLORA_ROUTING_ARROW;   /* ARROW: the same over |p_e . x| */
         for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? 0.0f : -1.0f;   /* 0 candidate, 1 chosen */
@@ -3244,17 +3538,22 @@ MOLORA__PRIVATE void molora__route_token(const molora__layer *L, const float *z,
                 w[best] = 1.0f;
             }
         for (i = 0; i < n; i++) w[i] = w[i] == 1.0f ? (arrow ? fabsf(z[i]) : z[i]) : NAN;
-        molora__softmax(w, n, L->temperature);
-        return;
+    } else {
+        for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? z[i] : NAN;
     }
-    for (i = 0; i < n; i++) w[i] = (!allow || allow[i]) ? z[i] : NAN;
-    molora__softmax(w, n, L->temperature);
+    return molora__softmax_shift(w, n, L->temperature);
+}
+MOLORA__PRIVATE void molora__route_finish(const molora__layer *L, float sig, const uint8_t *allow, float *w, int done)
+{
+    int i, n = L->n;
+    float s = 0.0f;
+    if (!done) molora__softmax_norm(w, n);
     if (L->routing == MOLORA_ROUTING_THRESHOLD) {      /* p_i >= threshold, renormalised */
         for (i = 0; i < n; i++) { if (!(w[i] >= L->threshold) || w[i] == 0.0f) w[i] = 0.0f; s += w[i]; }
         if (s == 0.0f) return;
         for (i = 0; i < n; i++) w[i] /= s;
     } else if (L->routing == MOLORA_ROUTING_ADAMOLE) { /* p_i - tau where p_i >= tau, renormalised */
-        float tau = L->tau_max * molora__sigmoid(u);
+        float tau = L->tau_max * sig;
         for (i = 0; i < n; i++) {
             float a = w[i] - tau;
             w[i] = ((!allow || allow[i]) && a >= 0.0f) ? a : 0.0f;
@@ -3419,7 +3718,9 @@ MOLORA__PRIVATE void molora__lay_input(molora__call *c)
     int w0_nt = L->W0 && !L->w0_in_out && c->args->output == MOLORA_OUTPUT_FULL;
     memset(&c->in, 0, sizeof c->in);
     c->in.T = c->T; c->in.K = L->d_in; c->in.x = c->in.X = c->args->x; c->in.ldx = L->d_in;
-    if (c->T <= MOLORA__SMALL_T)   /* the layout's condition for the copy (molora__ws_layout) */
+    /* the layout's condition for the copy (molora__ws_layout); a route call reads X only in the gate's
+       ntn (row-major X as given) unless MoLE's output gate runs the experts */
+    if (c->T <= MOLORA__SMALL_T && (c->apply || L->routing == MOLORA_ROUTING_MOLE_OUTPUT))
         molora__input_small(&c->in, w0_nt ? L->W0 + (size_t)c->o0 * L->d_in : NULL, c->xa);
 }
 
@@ -3566,24 +3867,43 @@ MOLORA__PRIVATE void molora__route_fixed(molora__call *c)
     }
 }
 
-/* w from the gate logits z + gate bias (and the threshold logit u) by the layer's rule */
+/* w from the gate logits z + gate bias (and the threshold logit u) by the layer's rule, in blocks
+   of MOLORA__ROUTE_BLOCK tokens: each token's shifted logits, then one exps over the block's rows
+   (and one over its threshold nets' exp(-|u|)), then each token's division and rule. A row that
+   needs no exp (molora__softmax_shift's flag) is shifted again after the exps, which overwrote it. */
+#define MOLORA__ROUTE_BLOCK 64
 MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
 {
     const molora__layer *L = c->L;
-    int t, i, n = c->n, ng = L->n_rows - L->r_total;
-    for (t = 0; t < c->T; t++) {
-        float *z = c->G + (size_t)t * ng;
-        float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
-        for (i = 0; i < n; i++) {
-            if (L->gate_bias) z[i] += L->gate_bias[i];
-            if (isnan(z[i]))
-                return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
-                                    "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
+    const molora__kernels *kr = molora__get_kernels();
+    int t0, t, i, n = c->n, ng = L->n_rows - L->r_total, done[MOLORA__ROUTE_BLOCK];
+    float e[MOLORA__ROUTE_BLOCK];
+    for (t0 = 0; t0 < c->T; t0 += MOLORA__ROUTE_BLOCK) {
+        int tb = c->T - t0 < MOLORA__ROUTE_BLOCK ? c->T - t0 : MOLORA__ROUTE_BLOCK;
+        for (t = t0; t < t0 + tb; t++) {
+            float *z = c->G + (size_t)t * ng;
+            float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+            for (i = 0; i < n; i++) {
+                if (L->gate_bias) z[i] += L->gate_bias[i];
+                if (isnan(z[i]))
+                    return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
+                                        "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
+            }
+            if (isnan(u))
+                return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
+                                    c->args->layer);
+            e[t - t0] = -fabsf(u);
+            done[t - t0] = molora__route_shift(L, z, molora__allow(c->args, t, n), c->w + (size_t)t * n);
         }
-        if (isnan(u))
-            return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
-                                c->args->layer);
-        molora__route_token(L, z, u, molora__allow(c->args, t, n), c->w + (size_t)t * n);
+        kr->exps(c->w + (size_t)t0 * n, tb * n);
+        if (L->routing == MOLORA_ROUTING_ADAMOLE) kr->exps(e, tb);
+        for (t = t0; t < t0 + tb; t++) {
+            const float *z = c->G + (size_t)t * ng;
+            float *w = c->w + (size_t)t * n, u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+            const uint8_t *allow = molora__allow(c->args, t, n);
+            if (done[t - t0]) molora__route_shift(L, z, allow, w);
+            molora__route_finish(L, molora__sigmoid(u, e[t - t0]), allow, w, done[t - t0]);
+        }
     }
     return MOLORA_RESULT_SUCCESS;
 }
@@ -3988,8 +4308,9 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     r = molora__call_setup(c);
     if (r != MOLORA_RESULT_SUCCESS) return r;
     if (c->n > 0) {
-        /* gate logits G = X [Wg; wt]^T (none with an adapter index: it replaces the router) */
-        if (!a->adapter_index && (r = molora__gate_logits(c)) != MOLORA_RESULT_SUCCESS) return r;
+        /* gate logits G = X [Wg; wt]^T (none with an adapter index or FIXED weights: they replace
+           the router, and X was checked on its own, molora__gate_checks_x) */
+        if (!a->adapter_index && !a->weights && (r = molora__gate_logits(c)) != MOLORA_RESULT_SUCCESS) return r;
         /* route: the weights w (T, n) */
         r = molora__route(c);
         if (r != MOLORA_RESULT_SUCCESS) return r;
