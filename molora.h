@@ -2559,6 +2559,24 @@ MOLORA_API double molora__exps_check(float lo, float hi, uint32_t step)
     return worst;
 }
 
+/* molora__kernel_check: whether this CPU has a fast kernel number `kernel` to check at T rows */
+MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int T)
+{
+    if (kernel < 0 || kernel > 14 || (T > 16 && kernel != 14)) return 0;
+    switch (kernel) {
+    case 0: return kr->ntp != NULL;
+    case 1: case 2: return kr->nt != molora__nt_c;
+    case 3: return kr->dots != molora__dots_c;
+    case 4: return kr->axpys != molora__axpys_c;
+    case 5: return kr->ntg != molora__ntg_c;
+    case 6: return kr->nng != molora__nng_c;
+    case 7: return kr->widen != molora__widen_c;
+    case 8: case 9: return kr->nt16 != NULL;
+    case 14: return kr->ntn != NULL;
+    default: return molora__check_gv_kernel(kr, kernel) != NULL;   /* 10..13 */
+    }
+}
+
 /* Test hook, not public API (a test declares it itself): runs this CPU's fast kernel (0 ntp,
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
    a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16, 10 gvt, 11 gvn, 12 / 13 their
@@ -2580,12 +2598,7 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     double worst = 0.0;
     uint32_t s = 2463534242u;
     int t, n, k, gather = kernel == 3 || kernel == 4, kn = kernel == 2 || kernel == 4 || kernel == 6 || kernel == 9;
-    if ((kernel == 0 && !kr->ntp) || ((kernel == 1 || kernel == 2) && kr->nt == molora__nt_c) ||
-        (kernel == 3 && kr->dots == molora__dots_c) || (kernel == 4 && kr->axpys == molora__axpys_c) ||
-        (kernel == 5 && kr->ntg == molora__ntg_c) || (kernel == 6 && kr->nng == molora__nng_c) ||
-        (kernel == 7 && kr->widen == molora__widen_c) || ((kernel == 8 || kernel == 9) && !kr->nt16) ||
-        (kernel >= 10 && kernel <= 13 && !molora__check_gv_kernel(kr, kernel)) || (kernel == 14 && !kr->ntn) ||
-        kernel > 14 || (T > 16 && kernel != 14)) return -1.0;
+    if (!molora__check_has(kr, kernel, T)) return -1.0;
     if (kernel >= 10 && kernel <= 13)
         return molora__check_gemv(molora__check_gv_kernel(kr, kernel), kernel % 2 == 0, N, K, q, acc, T - 1);
     if (kernel == 7) return molora__check_widen(kr, (size_t)N * (size_t)K, q);
