@@ -2630,6 +2630,23 @@ static int32_t *pool_index(int T, int n, int pattern)
     return idx;
 }
 
+/* one pool call: T tokens over n adapters by pattern pat (pool_index), full or delta, nth callers;
+   the path is asserted SPARSE for the spread pattern from 16 tokens on */
+static void check_pool_call(fix *f, molora_model *m, int T, int n, int pat, int full, int nth, err *ew, err *ey)
+{
+    int32_t *idx = pool_index(T, n, pat);
+    float *hot = calloc((size_t)T * n, sizeof *hot);
+    call c;
+    int t;
+    for (t = 0; t < T; t++) if (idx[t] >= 0) hot[(size_t)t * n + idx[t]] = 1.0f;
+    memset(&c, 0, sizeof c);
+    c.T = T; c.full = full; c.index = idx; c.exact_w = 1; c.nth = nth;
+    c.path = pat == 2 && !c.full ? MOLORA_PATH_NONE : expected_path(f, T, hot);
+    if (pat == 0 && T >= 16) assert_int_equal(c.path, MOLORA_PATH_SPARSE);
+    check_call(f, m, &c, ew, ey);
+    free(idx); free(hot);
+}
+
 static void test_adapter_pool(void **s)
 {   /* 256 adapters of rank 16 (one of rank 1, one of 17), one adapter per token through
        adapter_index; every routing rule of the layer is replaced; T = 1 reads one adapter */
@@ -2645,20 +2662,8 @@ static void test_adapter_pool(void **s)
         fix_make(&f, 40, 33, 256, ranks, rules[r]);
         m = fix_model(&f);
         for (ti = 0; ti < 6; ti++)
-            for (pat = 0; pat < 3; pat++) {
-                int T = Ts[ti];
-                int32_t *idx = pool_index(T, 256, pat);
-                float *hot = calloc((size_t)T * 256, sizeof *hot);
-                call c;
-                int t;
-                for (t = 0; t < T; t++) if (idx[t] >= 0) hot[(size_t)t * 256 + idx[t]] = 1.0f;
-                memset(&c, 0, sizeof c);
-                c.T = T; c.full = (ti + pat + r) & 1; c.index = idx; c.exact_w = 1; c.nth = ti == 3 ? 2 : 1;
-                c.path = pat == 2 && !c.full ? MOLORA_PATH_NONE : expected_path(&f, T, hot);
-                if (pat == 0 && T >= 16) assert_int_equal(c.path, MOLORA_PATH_SPARSE);
-                check_call(&f, m, &c, &ew, &ey);
-                free(idx); free(hot);
-            }
+            for (pat = 0; pat < 3; pat++)
+                check_pool_call(&f, m, Ts[ti], 256, pat, (ti + pat + r) & 1, ti == 3 ? 2 : 1, &ew, &ey);
         molora_model_free(m); fix_free(&f);
     }
     print_message("  pool of 256  weights: max abs err %.2e | output: max rel %.2e over %ld\n", ew.abs, ey.rel, ey.n);
@@ -2881,19 +2886,8 @@ static void test_pool_tiles(void **s)
         fix_make(&f, Din[di], 257, 20, ranks, MOLORA_ROUTING_FIXED);
         m = fix_model(&f);
         for (ti = 0; ti < 4; ti++)
-            for (pat = 0; pat < 3; pat++) {
-                int T = Ts[ti], t;
-                int32_t *idx = pool_index(T, 20, pat);
-                float *hot = calloc((size_t)T * 20, sizeof *hot);
-                call c;
-                for (t = 0; t < T; t++) if (idx[t] >= 0) hot[(size_t)t * 20 + idx[t]] = 1.0f;
-                memset(&c, 0, sizeof c);
-                c.T = T; c.full = (ti + pat + di) & 1; c.index = idx; c.exact_w = 1; c.nth = ti == 2 ? 2 : 1;
-                c.path = pat == 2 && !c.full ? MOLORA_PATH_NONE : expected_path(&f, T, hot);
-                if (pat == 0 && T >= 16) assert_int_equal(c.path, MOLORA_PATH_SPARSE);
-                check_call(&f, m, &c, &ew, &ey);
-                free(idx); free(hot);
-            }
+            for (pat = 0; pat < 3; pat++)
+                check_pool_call(&f, m, Ts[ti], 20, pat, (ti + pat + di) & 1, ti == 2 ? 2 : 1, &ew, &ey);
         molora_model_free(m); fix_free(&f);
     }
     print_message("  pool tiles  output: max rel %.2e over %ld\n", ey.rel, ey.n);
