@@ -1439,8 +1439,15 @@ MOLORA__PRIVATE void molora__ntp_c(int T, int N, int K, int q, float alpha, cons
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(MOLORA_NO_SIMD)
 #define MOLORA__X86 1
 #include <immintrin.h>
-#define MOLORA__T512 __attribute__((target("avx512f,avx2,fma")))
-#define MOLORA__T256 __attribute__((target("avx2,fma")))
+/* MOLORA_KERNELS_NO_UBSAN (the test builds under ASan + UBSan set it): the SIMD kernels without
+   UBSan's checks (ASan's stay); instrumenting their unrolled intrinsics made one build 4 minutes */
+#ifdef MOLORA_KERNELS_NO_UBSAN
+#define MOLORA__KSAN , no_sanitize("undefined")
+#else
+#define MOLORA__KSAN
+#endif
+#define MOLORA__T512 __attribute__((target("avx512f,avx2,fma") MOLORA__KSAN))
+#define MOLORA__T256 __attribute__((target("avx2,fma") MOLORA__KSAN))
 #define MOLORA__INLINE static inline __attribute__((always_inline, unused))
 #define MOLORA__UNROLL _Pragma("GCC unroll 16")
 
@@ -2131,7 +2138,7 @@ MOLORA__PRIVATE MOLORA__T256 void molora__gvn_avx2(int N, int K, const float *x,
 #endif /* MOLORA__X86 */
 /* <<gemv */
 
-/* >>narrow  ntn, the narrow nt of the gate: few rows of W (N + 1 <= 17) at any T, blocked over tokens */
+/* >>narrow  ntn, the narrow nt of the gate: its rows (N + 1) in blocks of 9, any T, blocked over tokens */
 /* ntn: Y (T, N) = alpha * X (T, K) W (N, K)^T (+ Y if acc) for few rows N (the gate's N + 1), any T.
    nt holds 3 rows x 8 tokens and reloads each token's X for every 3 rows; ntn holds TB tokens x R
    rows (AVX-512 3 x 9: 27 accumulators, AVX2 2 x 5), so a 16-float step loads each row of W once for
@@ -3860,8 +3867,11 @@ MOLORA__PRIVATE molora_result molora__gate_logits(molora__call *c)
 {
     const molora__layer *L = c->L;
     int ng = L->n_rows - L->r_total;
-    if (ng > 0)   /* up to 32 rows (N + 1): too narrow for BLAS's packing to pay off at any T; wider gates use BLAS */
-        molora__mul_xwt(&c->in, ng <= 32 ? MOLORA__ALLOW_NARROW : 0, ng, L->R, 0, c->G, ng);
+    /* ntn for up to 32 rows (N + 1) at any T, too narrow for BLAS's packing to pay off, and for any
+       gate at T <= MOLORA__SMALL_T: molora_route does not pack X, so the gate must not depend on the
+       packed layout, or route and forward would differ in the last bits; wider gates above use BLAS */
+    if (ng > 0)
+        molora__mul_xwt(&c->in, ng <= 32 || c->T <= MOLORA__SMALL_T ? MOLORA__ALLOW_NARROW : 0, ng, L->R, 0, c->G, ng);
     if (molora__gate_checks_x(c) && !molora__all_finite(c->G, (size_t)c->T * (size_t)ng) &&
         !molora__all_finite(c->args->x, (size_t)c->T * (size_t)L->d_in))
         return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");

@@ -2776,19 +2776,22 @@ static void test_adapter_pool_no_allocations(void **s)
 
 static void test_narrow_kernel_matches_twin(void **state)
 {   /* ntn, the gate's narrow kernel (AVX-512 and AVX2 where the CPU has them), against its twin:
-       rows 1..17 (its 9-row block and 5-row AVX2 block on both sides), K around 16-float steps and
+       rows 1..17 (its 9-row block and 5-row AVX2 block on both sides), and the block edges to 65
+       (gates of any width run it at T <= 16), K around 16-float steps and
        d 768, T 1..7 and 16, 17, 64 (3- and 2-token blocks), X's rows and W at phases 0, 1, 7, 15 */
     static const int Ks[] = {1, 15, 16, 17, 767, 768, 769}, Ts[] = {1, 2, 3, 4, 5, 6, 7, 16, 17, 64};
     static const int qs[] = {0, 1, 7, 15};
     int ti, n, ki, qi, acc, ran = 0;
     (void)state;
     for (ti = 0; ti < 10; ti++)
-        for (n = 1; n <= 17; n++)
+        for (n = 1; n <= 65; n++)
             for (ki = 0; ki < 7; ki++)
                 for (qi = 0; qi < 4; qi++)
                     for (acc = 0; acc < 2; acc++) {
                         double e;
                         if (Ts[ti] > 7 && (qi > 1 || ki < 4)) continue;   /* the long T: fewer shapes */
+                        if (n > 17 && n % 9 != 0 && n % 9 != 1 && n % 5 != 0) continue;   /* wide gates: block edges */
+                        if (n > 17 && (qi > 1 || ki < 4)) continue;
                         e = molora__kernel_check(14, Ts[ti], n, Ks[ki], qs[qi], acc);
                         if (e == -1.0) continue;
                         if (!(e >= 0.0) || e > (2.0 * Ks[ki] + 4.0) * FLT_EPSILON)
@@ -2938,6 +2941,43 @@ static void test_pool_token_counts(void **s)
     }
     print_message("  pool token counts (T = %d)  output: max rel %.2e over %ld\n", T, ey.rel, ey.n);
     CHECK_ERR(ey, 2e-5, "layer output, pool token counts");
+}
+
+static void test_route_equals_forward(void **s)
+{   /* molora_route gives the routing weights molora_forward uses, bit for bit: gates of 9, 41 and
+       65 rows (narrow, and wider than the narrow kernel's 32 at every T), d_in 270 (rows off their
+       64-byte phase), T 1..17 and 40, every gated rule */
+    static const int Ns[] = {8, 40, 64}, Ts[] = {1, 2, 5, 16, 17, 40};
+    static const int rules[] = {MOLORA_ROUTING_DENSE, MOLORA_ROUTING_TOPK, MOLORA_ROUTING_ADAMOLE};
+    int ranks[MAXN], ni, ri, ti, i;
+    (void)s;
+    for (i = 0; i < MAXN; i++) ranks[i] = 1 + i % 4;
+    for (ni = 0; ni < 3; ni++)
+        for (ri = 0; ri < 3; ri++) {
+            fix f;
+            molora_model *m;
+            fix_make(&f, 270, 24, Ns[ni], ranks, rules[ri]);
+            if (rules[ri] == MOLORA_ROUTING_TOPK) f.top_k = 8;
+            m = fix_model(&f);
+            for (ti = 0; ti < 6; ti++) {
+                int T = Ts[ti], N = Ns[ni];
+                size_t wsz;
+                void *ws = ws_for(m, T, &wsz);
+                float *X = malloc(sizeof(float) * (size_t)T * 270), *Y = malloc(sizeof(float) * (size_t)T * 24);
+                float *w1 = malloc(sizeof(float) * (size_t)T * N), *w2 = malloc(sizeof(float) * (size_t)T * N);
+                molora_forward_args a;
+                for (i = 0; i < T * 270; i++) X[i] = (float)rnd();
+                memset(&a, 0, sizeof a);
+                a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz; a.weights_out = w1;
+                assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
+                a.weights_out = w2;
+                assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+                if (memcmp(w1, w2, sizeof(float) * (size_t)T * N) != 0)
+                    fail_msg("N %d rule %d T %d: route and forward route differently", N, rules[ri], T);
+                free(X); free(Y); free(w1); free(w2); ws_free(ws, wsz);
+            }
+            molora_model_free(m); fix_free(&f);
+        }
 }
 
 static void test_topk_one_pass(void **s)
@@ -3117,6 +3157,7 @@ int main(void)
         cmocka_unit_test(test_pool_token_counts),
         cmocka_unit_test(test_topk_one_pass),
         cmocka_unit_test(test_x_check_through_gate),
+        cmocka_unit_test(test_route_equals_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
