@@ -250,27 +250,30 @@ __attribute__((target("avx2"))) static float read_avx2(const float *p, size_t n)
     a0 += a1 + a2 + a3;
     return a0[0] + a0[7];
 }
-/* gvt reads its part as rows of 4096 floats against one x (the decode kernel itself) */
-static float read_gvt(const float *p, size_t n)
+/* gvt reads its part as rows of 4096 floats against one x (the decode kernel itself); xy: this
+   thread's own x (4096) and y (8192 rows) */
+static float read_gvt(const float *p, size_t n, float *xy)
 {
-    static float x[4096], y[8192];
     size_t r0, rows = n / 4096;
     float s = 0;
     for (r0 = 0; r0 < rows; r0 += 8192) {
         int m = rows - r0 < 8192 ? (int)(rows - r0) : 8192;
-        molora__get_kernels()->gvt(m, 4096, x, p + r0 * 4096, 4096, y, 0);
-        s += y[0];
+        molora__get_kernels()->gvt(m, 4096, xy, p + r0 * 4096, 4096, xy + 4096, 0);
+        s += xy[4096];
     }
     return s;
 }
 static void *stream_part(void *v)
 {
     sarg *s = (sarg *)v;
+    float *xy = s->gvt ? (float *)calloc(4096 + 8192, sizeof(float)) : NULL;
+    if (s->gvt && !xy) { fprintf(stderr, "molora_bench: out of memory\n"); exit(1); }
     pthread_barrier_wait(s->bar);
     s->t0 = now_ms();
-    if (s->gvt) s->sum = read_gvt(s->p, s->n);
+    if (s->gvt) s->sum = read_gvt(s->p, s->n, xy);
     else s->sum = __builtin_cpu_supports("avx512f") ? read_avx512(s->p, s->n) : read_avx2(s->p, s->n);
     s->t1 = now_ms();
+    free(xy);
     return NULL;
 }
 /* gvt: 0 the read kernel, 1 molora's decode kernel gvt (parts of whole 4096-float rows) */
@@ -478,12 +481,23 @@ static void frozen_sgemv(const float *W0, const float *X, float *Y, int T, int d
         cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d, 1.0f, W0, d, X + (size_t)t * d, 1, 0.0f,
                     Y + (size_t)t * d, 1);
 }
-/* molora's own single-row kernel (gvt, >>gemv in the header), per token: at T = 1 it is a frozen
-   layer as good as sgemv, so the baseline takes it too when it is faster */
+/* molora's own frozen layer for few tokens, the kernels its forward runs there: at T = 1 the
+   single-row gvt (>>gemv in the header), at 2..16 the small-batch ntp on X packed at W0's phase
+   (the packing timed with it), or nt where the CPU has no ntp. They read W0 once for all T
+   tokens, so the baseline takes them too when they are faster than OpenBLAS. */
 static void frozen_own(const float *W0, const float *X, float *Y, int T, int d, int d_out)
 {
-    int t;
-    for (t = 0; t < T; t++) molora__get_kernels()->gvt(d_out, d, X + (size_t)t * d, W0, d, Y + (size_t)t * d, 0);
+    const molora__kernels *kr = molora__get_kernels();
+    float *P;
+    int q;
+    if (T == 1) { kr->gvt(d_out, d, X, W0, d, Y, 0); return; }
+    if (!kr->ntp) { kr->nt(T, d_out, d, 1.0f, X, d, W0, d, Y, d, 0); return; }
+    q = molora__phase(W0);
+    P = (float *)aligned_alloc(64, (molora__pack_floats(T, d) * sizeof(float) + 63) / 64 * 64);
+    if (!P) { fprintf(stderr, "molora_bench: out of memory\n"); exit(1); }
+    molora__pack_x(X, d, T, d, q, P);
+    kr->ntp(T, d_out, d, q, 1.0f, P, W0, d, Y, d, 0);
+    free(P);
 }
 /* naive: per token, sgemv for W0 then per expert two sgemv (dense weights w) */
 static void naive(const bench *b, int c, const float *X, float *Y, const float *w, int T, float *h)
@@ -645,14 +659,14 @@ static void time_alone(const bench *b, run *u)
 }
 
 /* one round of the baselines, each call on the next copy: OpenBLAS with t threads (the pool
-   parked) and at T = 1 molora's single-row kernel, then with t > 1 the t-way split of the 1-thread
+   parked) and at T <= 16 molora's own frozen kernels, then with t > 1 the t-way split of the 1-thread
    frozen layer (the pool spinning, as for molora). Form 0 sgemm, 1 sgemv (T <= 16), 2 molora's
-   gvt (T = 1). Returns the next copy. */
+   gvt (T = 1) or ntp (2..16). Returns the next copy. */
 static int time_frozen(const bench *b, run *u, pool *pl, int c, int rep)
 {
     static const frozen_fn fn[3] = {frozen_sgemm, frozen_sgemv, frozen_own};
     static const int job[3] = {JOB_SPLIT_GEMM, JOB_SPLIT_GEMV, JOB_SPLIT_OWN};
-    int T = u->T, d = b->s.d, form, forms = T == 1 ? 3 : T <= 16 ? 2 : 1;
+    int T = u->T, d = b->s.d, form, forms = T <= 16 ? 3 : 1;
     double t0, *whole[3], *split[3];
     whole[0] = u->gemm; whole[1] = u->gemv; whole[2] = u->own;
     split[0] = u->split_gemm; split[1] = u->split_gemv; split[2] = u->split_own;
@@ -784,13 +798,14 @@ static void baselines_of(run *u, baselines *bs)
     bs->split_gemm = split ? median(u->split_gemm, n) : INFINITY;
     bs->split_gemv = split && small ? median(u->split_gemv, n) : INFINITY;
     bs->alone = split ? median(u->alone, n) : NAN;
-    bs->own = u->T == 1 ? median(u->own, n) : INFINITY;
-    bs->split_own = split && u->T == 1 ? median(u->split_own, n) : INFINITY;
+    bs->own = small ? median(u->own, n) : INFINITY;
+    bs->split_own = split && small ? median(u->split_own, n) : INFINITY;
     bs->openblas = fmin(bs->gemm, bs->gemv); bs->split = fmin(fmin(bs->split_gemm, bs->split_gemv), bs->split_own);
     bs->frozen = fmin(fmin(bs->openblas, bs->own), bs->split);
     bs->name = bs->frozen == bs->gemm ? "sgemm" : bs->frozen == bs->gemv ? "sgemv"
-             : bs->frozen == bs->own ? "molora_gemv" : bs->frozen == bs->split_gemm ? "split_sgemm"
-             : bs->frozen == bs->split_gemv ? "split_sgemv" : "split_molora_gemv";
+             : bs->frozen == bs->own ? (u->T == 1 ? "molora_gemv" : "molora_small")
+             : bs->frozen == bs->split_gemm ? "split_sgemm" : bs->frozen == bs->split_gemv ? "split_sgemv"
+             : u->T == 1 ? "split_molora_gemv" : "split_molora_small";
     bs->noise = !split || fabs(bs->gemm - bs->alone) <= fmax(0.03 * bs->alone, iqr(u->alone, n));
 }
 
@@ -833,11 +848,11 @@ static void print_baselines(const bench *b, const run *u, const baselines *bs)
     printf("    %s T=%d thr=%d baselines (ms): OpenBLAS %d-thread sgemm %.3f", b->s.name, u->T, u->nth, u->nth,
            bs->gemm);
     if (u->T <= 16) printf(", sgemv %.3f", bs->gemv);
-    if (u->T == 1) printf("; molora's gvt %.3f", bs->own);
+    if (u->T <= 16) printf("; molora's %s %.3f", u->T == 1 ? "gvt" : "ntp", bs->own);
     if (u->nth > 1) {
         printf("; %d-way split of 1-thread sgemm %.3f", u->nth, bs->split_gemm);
         if (u->T <= 16) printf(", sgemv %.3f", bs->split_gemv);
-        if (u->T == 1) printf(", molora's gvt %.3f", bs->split_own);
+        if (u->T <= 16) printf(", molora's %s %.3f", u->T == 1 ? "gvt" : "ntp", bs->split_own);
         printf("; check: sgemm alone %.3f, in the bench %.3f (%+.1f %%): %s", bs->alone, bs->gemm,
                100.0 * (bs->gemm / bs->alone - 1), bs->noise ? "noise" : "DIFFERS");
     }
