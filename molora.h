@@ -2009,9 +2009,11 @@ MOLORA__PRIVATE void molora__gvn_c(int N, int K, const float *x, const float *W,
 
 #ifdef MOLORA__X86
 /* gvt: R <= 8 rows of W, 16 floats of each per step against one load of x; the K tail masked.
-   W is prefetched MOLORA__PFD floats ahead along each row (a prefetch past the row never faults). */
-MOLORA__INLINE MOLORA__T512 void molora__gvt512_rows(const int R, int K, const float *x, const float *W, int ldw,
-                                                     float *y, int acc)
+   With PF, W is prefetched MOLORA__PFD floats ahead along each row (a prefetch past the row never
+   faults): Intel's cores read faster with it, AMD's Zen 4 slower (28.8 against 17.8 GB/s without
+   and with it, one thread), so the AMD table runs PF = 0 (molora__get_kernels). */
+MOLORA__INLINE MOLORA__T512 void molora__gvt512_rows(const int R, const int PF, int K, const float *x, const float *W,
+                                                     int ldw, float *y, int acc)
 {
     __m512 a[8];
     int r, k = 0;
@@ -2021,7 +2023,7 @@ MOLORA__INLINE MOLORA__T512 void molora__gvt512_rows(const int R, int K, const f
         MOLORA__UNROLL for (r = 0; r < R; r++) {
             a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(W + (size_t)r * ldw + k), xv, a[r]);
 #if MOLORA__PFD > 0
-            _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__PFD), _MM_HINT_T0);
+            if (PF) _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__PFD), _MM_HINT_T0);
 #endif
         }
     }
@@ -2112,11 +2114,21 @@ MOLORA__INLINE MOLORA__T256 void molora__gvn256_rows(const int R, int N, const f
     if (K <= 0) { if (init) memset(y, 0, (size_t)N * sizeof *y); return; }                         \
     for (; k + 8 <= K; k += 8, init = 0) FN(8, N, x + k, W + (size_t)k * ldw, ldw, y, init);       \
     MOLORA__GV_TAIL(FN, K - k, N, x + k, W + (size_t)k * ldw, y, init)
+#define molora__gvt512_pf_rows(R, ...) molora__gvt512_rows(R, 1, __VA_ARGS__)
+#define molora__gvt512_hw_rows(R, ...) molora__gvt512_rows(R, 0, __VA_ARGS__)
 MOLORA__PRIVATE MOLORA__T512 void molora__gvt_avx512(int N, int K, const float *x, const float *W, int ldw, float *y,
                                                      int acc)
 {
-    MOLORA__GVT_BODY(molora__gvt512_rows)
+    MOLORA__GVT_BODY(molora__gvt512_pf_rows)
 }
+/* the same without software prefetch (the hardware prefetchers alone): AMD's table */
+MOLORA__PRIVATE MOLORA__T512 void molora__gvt_avx512_hw(int N, int K, const float *x, const float *W, int ldw,
+                                                        float *y, int acc)
+{
+    MOLORA__GVT_BODY(molora__gvt512_hw_rows)
+}
+#undef molora__gvt512_pf_rows
+#undef molora__gvt512_hw_rows
 MOLORA__PRIVATE MOLORA__T512 void molora__gvn_avx512(int N, int K, const float *x, const float *W, int ldw, float *y,
                                                      int acc)
 {
@@ -2355,12 +2367,15 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
                                          molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
                                          molora__ntn_avx2, molora__exps_c};
-    static const molora__kernels avx512 = {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512,
-                                           molora__axpys_avx512,
-                                           molora__ntp_avx512, molora__all_finite_avx512, "avx512",
-                                           molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,
-                                           molora__nt16_avx512, molora__nn16_avx512, molora__gvt_avx512,
-                                           molora__gvn_avx512, 1, molora__ntn_avx512, molora__exps_avx512};
+/* the AVX-512 table; its decode kernel gvt differs by vendor (see molora__gvt512_rows) */
+#define MOLORA__AVX512_TABLE(NAME, GVT)                                                                \
+    {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, molora__ntp_avx512,     \
+     molora__all_finite_avx512, NAME, molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,          \
+     molora__nt16_avx512, molora__nn16_avx512, GVT, molora__gvn_avx512, 1, molora__ntn_avx512,             \
+     molora__exps_avx512}
+    static const molora__kernels avx512 = MOLORA__AVX512_TABLE("avx512", molora__gvt_avx512);
+    static const molora__kernels avx512_amd = MOLORA__AVX512_TABLE("avx512-amd", molora__gvt_avx512_hw);
+#undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (k) return k;
@@ -2369,7 +2384,7 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
         __builtin_cpu_init();
         if (env && env[0] && env[0] != '0') k = &portable;
         else if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            k = &avx512;
+            k = __builtin_cpu_is("amd") ? &avx512_amd : &avx512;
         else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k = &avx2;
         else k = &portable;
     }
@@ -2495,13 +2510,16 @@ MOLORA__PRIVATE double molora__check_gemv(molora__gv_fn gv, int nt, int N, int K
     return worst;
 }
 
-/* kernel 10..13 of molora__kernel_check: the table's gvt / gvn, or the AVX2 ones (NULL: none here) */
+/* kernel 10..13, 15 of molora__kernel_check: the table's gvt / gvn, the AVX2 ones, or (15) the
+   AVX-512 gvt of the other vendor's table, with or without software prefetch (NULL: none here) */
 MOLORA__PRIVATE molora__gv_fn molora__check_gv_kernel(const molora__kernels *kr, int kernel)
 {
     if (kernel < 12) return kernel == 10 ? kr->gvt : kernel == 11 ? kr->gvn : NULL;
 #ifdef MOLORA__X86
     if (kernel <= 13 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return kernel == 12 ? molora__gvt_avx2 : molora__gvn_avx2;
+    if (kernel == 15 && kr->gvt == molora__gvt_avx512) return molora__gvt_avx512_hw;
+    if (kernel == 15 && kr->gvt == molora__gvt_avx512_hw) return molora__gvt_avx512;
 #endif
     return NULL;
 }
@@ -2569,7 +2587,7 @@ MOLORA_API double molora__exps_check(float lo, float hi, uint32_t step)
 /* molora__kernel_check: whether this CPU has a fast kernel number `kernel` to check at T rows */
 MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int T)
 {
-    if (kernel < 0 || kernel > 14 || (T > 16 && kernel != 14)) return 0;
+    if (kernel < 0 || kernel > 15 || (T > 16 && kernel != 14)) return 0;
     switch (kernel) {
     case 0: return kr->ntp != NULL;
     case 1: case 2: return kr->nt != molora__nt_c;
@@ -2580,7 +2598,7 @@ MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int
     case 7: return kr->widen != molora__widen_c;
     case 8: case 9: return kr->nt16 != NULL;
     case 14: return kr->ntn != NULL;
-    default: return molora__check_gv_kernel(kr, kernel) != NULL;   /* 10..13 */
+    default: return molora__check_gv_kernel(kr, kernel) != NULL;   /* 10..13, 15 */
     }
 }
 
@@ -2588,7 +2606,8 @@ MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
    a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16, 10 gvt, 11 gvn, 12 / 13 their
    AVX2 versions: the single-row kernels, N x K, rows T - 1 floats of padding, see
-   molora__check_gemv; 14 ntn: nt at any T, X's rows at every phase) and its naive twin on one
+   molora__check_gemv; 14 ntn: nt at any T, X's rows at every phase; 15 the AVX-512 gvt of the
+   other vendor's table, as 10) and its naive twin on one
    shape, W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
    first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
@@ -2606,8 +2625,9 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     uint32_t s = 2463534242u;
     int t, n, k, gather = kernel == 3 || kernel == 4, kn = kernel == 2 || kernel == 4 || kernel == 6 || kernel == 9;
     if (!molora__check_has(kr, kernel, T)) return -1.0;
-    if (kernel >= 10 && kernel <= 13)
-        return molora__check_gemv(molora__check_gv_kernel(kr, kernel), kernel % 2 == 0, N, K, q, acc, T - 1);
+    if ((kernel >= 10 && kernel <= 13) || kernel == 15)
+        return molora__check_gemv(molora__check_gv_kernel(kr, kernel), kernel == 15 || kernel % 2 == 0, N, K, q, acc,
+                                  T - 1);
     if (kernel == 7) return molora__check_widen(kr, (size_t)N * (size_t)K, q);
     if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
     buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
