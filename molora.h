@@ -1749,7 +1749,9 @@ MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const
    the caller's d_in tiling, so a row's stream does not stall at every tile (an expert's rows
    come from DRAM: the pool's batch touches each adapter once). Each dot is summed lane-wise over
    k, then across lanes, whatever the grouping. */
+#ifndef MOLORA__NTG_PF
 #define MOLORA__NTG_PF 512
+#endif
 MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, int K, const float *const *X,
                                                      const float *W, int ldw, float *const *Y, int n0, int acc,
                                                      int pf)
@@ -4130,7 +4132,8 @@ MOLORA__PRIVATE void molora__mole_mix(const molora__call *c)
      of 16 against its rows of A (ntg, d_in in tiles that keep the block's X in L1, 6 tokens x 4
      rows in registers), then of B^T (nng, strips of 64 columns of B^T in L1, 4 tokens x 64
      columns of Y in registers): the expert's rows are read once per block (from DRAM, prefetched
-     ahead, for the first), each row of X and Y once per expert of its token;
+     ahead, for the first), each row of X and Y once per expert of its token; an expert with a
+     single token runs decode's kernels (gvt, gvn) on it;
    - by token (more, e.g. top-8 of 64): each token against its experts' rows (dots, axpys), K
      and d_out in tiles so that the tile of every active expert's rows stays in L2 while the
      tokens stream past it: each row of X and Y is read once, however many experts it selects. */
@@ -4176,6 +4179,20 @@ MOLORA__PRIVATE int molora__group_lists(const molora__call *c, int by_token)
    L1 while every rank row of A_i passes them (over all of d_in they were re-read from L2 for every
    3 rank rows). */
 #define MOLORA__NTG_KT 512
+/* by expert, an expert with a single token t (an adapter pool's request alone on its adapter):
+   decode's kernels, h = A_i x_t (gvt), h *= w s_i, y_t += h B_i^T (gvn), which stream the
+   expert's rows 8 at a time end to end, where the tiled kernels read B_i^T in 64-column strips */
+MOLORA__PRIVATE void molora__expert_one_token(const molora__call *c, int i, int t, const float *a, const float *bt,
+                                              int ldb)
+{
+    const molora__layer *L = c->L;
+    const molora__kernels *kr = molora__get_kernels();
+    float *h = c->H + (size_t)t * L->r_total + L->offset[i], coef = c->w[(size_t)t * c->n + i] * L->scaling[i];
+    int q;
+    kr->gvt(L->rank[i], L->d_in, c->in.X + (size_t)t * c->in.ldx, a, L->d_in, h, 0);
+    for (q = 0; q < L->rank[i]; q++) h[q] *= coef;
+    kr->gvn(c->O, L->rank[i], h, bt, ldb, c->Y + (size_t)t * L->d_out, 1);
+}
 MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
 {
     const molora__layer *L = c->L;
@@ -4184,6 +4201,7 @@ MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
     for (i = 0; i < c->n; i++) {
         const float *a = c->gs[i] < c->gs[i + 1] ? molora__rows_a(c, i) : NULL, *bt = NULL;   /* the seam */
         if (a) bt = molora__rows_bt(c, i, c->o0, c->O, &ldb);
+        if (c->gs[i + 1] - c->gs[i] == 1) { molora__expert_one_token(c, i, c->gl[c->gs[i]], a, bt, ldb); continue; }
         for (p = c->gs[i]; p < c->gs[i + 1]; p += 16) {
             const float *xp[16], *hc[16];
             float *hp[16], *yp[16];
