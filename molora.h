@@ -113,9 +113,10 @@
        dot-product instruction is used): a BF16 layer gives the float32 layer of the same
        stored values within float rounding, and the same routing bit for bit (MoLE's output
        gate, which reads the experts' deltas, within rounding). Its workspace holds, per task,
-       a tile of r_max (d_in + d_out) floats (r_max the layer's largest rank) into which the
-       paths that do not read BF16 directly widen one expert at a time. molora_model_memory()
-       gives the model's bytes and its experts' share.
+       a tile of R (d_in + d_out) floats into which the paths that do not read BF16 directly
+       widen the experts: R = r_max (the layer's largest rank, one expert at a time) for up to
+       16 tokens, beyond that min(r_total, 64) if larger (runs of consecutive experts, one GEMM
+       each). molora_model_memory() gives the model's bytes and its experts' share.
      - Every allocation goes through desc.memory (default malloc / free), one block per model.
        The forward path allocates nothing: size a workspace with molora_workspace_size()
        (molora_workspace_size_tasks() for a call split through parallel_for).
@@ -3616,8 +3617,20 @@ MOLORA__PRIVATE void molora__route_finish(const molora__layer *L, float sig, con
    ((T + 1) (n + 1): starts, then up to T * n routed pairs), X laid out for the kernels (the same
    for every task: a share starts at a multiple of 16 columns, so W0's panel keeps its 64-byte
    phase); then one slice per task: its expert inputs H (T, r_total) and, for BF16 experts, the
-   tile one expert's A and B^T are widened into (r_max (d_in + d_out)). slice: bytes of a slice. */
+   tile that BF16 experts' A and B^T are widened into (molora__tile_rows (d_in + d_out)). slice:
+   bytes of a slice. */
 typedef struct molora__ws { size_t g, h, w, d, act, grp, xa, tile, slice, total; } molora__ws;
+
+/* Rows of the BF16 widening tile: one expert (r_max) up to MOLORA__SMALL_T tokens; beyond, a run
+   of consecutive experts up to MOLORA__RUN_ROWS rows, so that the dense path runs one sgemm per
+   run, not per expert (eight of rank 8 each packing X again took S1's experts at T = 512 from
+   7.5 to 15.6 ms) */
+#define MOLORA__RUN_ROWS 64
+MOLORA__PRIVATE int molora__tile_rows(const molora__layer *L, size_t T)
+{
+    int run = L->r_total < MOLORA__RUN_ROWS ? L->r_total : MOLORA__RUN_ROWS;
+    return T > MOLORA__SMALL_T && run > L->r_max ? run : L->r_max;
+}
 
 MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t tasks, molora__ws *ws)
 {
@@ -3628,7 +3641,8 @@ MOLORA__PRIVATE int molora__ws_layout(const molora__layer *L, size_t T, size_t t
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && L->n > 0 &&
         !molora__mul(T, (size_t)L->n * (size_t)L->d_out, &ws->d)) return 0;
     ws->act = (size_t)L->n;
-    if (L->bf16 && !molora__mul((size_t)L->r_max, (size_t)L->d_in + (size_t)L->d_out, &ws->tile)) return 0;
+    if (L->bf16 && !molora__mul((size_t)molora__tile_rows(L, T), (size_t)L->d_in + (size_t)L->d_out, &ws->tile))
+        return 0;
     if (!molora__mul(T + 1, (size_t)L->n + 1, &ws->grp) || ws->grp > 0x7fffffff) return 0;   /* int entries */
     /* small batches: X copied for the kernels: row-major at W0's 64-byte phase, or two packed
        panels (phase 0 for the experts and gate, W0's phase for the frozen layer) */
@@ -3703,6 +3717,7 @@ typedef struct molora__call {
     unsigned char *slices;     /* the per-task workspace slices: each task's H                  */
     size_t slice;              /* bytes of one slice                                           */
     float *tile;               /* BF16 experts: this task's widening tile (molora__rows_a), or NULL */
+    int tile_rows;             /* its rows of A (molora__tile_rows), B^T's behind them          */
     size_t tile_off;           /* its offset in a slice, in bytes                              */
     int by_token;              /* the grouped path's order: by token (more than 2 experts per token) */
 } molora__call;
@@ -3716,24 +3731,27 @@ MOLORA__PRIVATE const uint8_t *molora__allow(const molora_forward_args *a, int t
 /* The seam of the experts' weights: every read of a BF16 layer's packed A and B^T in the forward
    pass, but the T <= 16 dense kernels that read BF16 directly (nt16, nn16); float32-only paths
    (the by-token grouped order, MoLE's output gate on float32 layers) read the packed rows.
-   Expert i's rows of A (rank, d_in), and of B^T's columns o0 .. o0 + O - 1 (rank, O, row stride
-   *ldb), as float32. A float32 layer gives its packed rows; a BF16 layer widens them (exactly)
-   into the task's tile, A at its start and B^T behind it: one expert's pair at a time. */
-MOLORA__PRIVATE const float *molora__rows_a(const molora__call *c, int i)
+   The rows of A (rows, d_in) from expert i's first, and of B^T's columns o0 .. o0 + O - 1 (rows,
+   O, row stride *ldb), as float32: expert i's rank, or a run of consecutive experts from i (rows
+   <= c->tile_rows). A float32 layer gives its packed rows; a BF16 layer widens them (exactly)
+   into the task's tile, A at its start and B^T behind it: one pair at a time. */
+MOLORA__PRIVATE const float *molora__rows_a(const molora__call *c, int i, int rows)
 {
     const molora__layer *L = c->L;
     if (!L->bf16) return L->A + (size_t)L->offset[i] * L->d_in;
-    molora__get_kernels()->widen(L->A16 + (size_t)L->offset[i] * L->d_in, (size_t)L->rank[i] * L->d_in, c->tile);
+    MOLORA_ASSERT(rows <= c->tile_rows);
+    molora__get_kernels()->widen(L->A16 + (size_t)L->offset[i] * L->d_in, (size_t)rows * L->d_in, c->tile);
     return c->tile;
 }
-MOLORA__PRIVATE const float *molora__rows_bt(const molora__call *c, int i, int o0, int O, int *ldb)
+MOLORA__PRIVATE const float *molora__rows_bt(const molora__call *c, int i, int rows, int o0, int O, int *ldb)
 {
     const molora__layer *L = c->L;
     float *bt;
     int q;
     if (!L->bf16) { *ldb = L->d_out; return L->BT + (size_t)L->offset[i] * L->d_out + o0; }
-    bt = c->tile + (size_t)L->r_max * L->d_in;
-    for (q = 0; q < L->rank[i]; q++)
+    MOLORA_ASSERT(rows <= c->tile_rows);
+    bt = c->tile + (size_t)c->tile_rows * L->d_in;
+    for (q = 0; q < rows; q++)
         molora__get_kernels()->widen(L->BT16 + (size_t)(L->offset[i] + q) * L->d_out + o0, (size_t)O,
                                      bt + (size_t)q * O);
     *ldb = O;
@@ -3876,6 +3894,7 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     c->slices = cur; c->slice = ws.slice;
     c->tile_off = ((ws.h * sizeof(float) + MOLORA__ALIGN - 1) & ~(size_t)(MOLORA__ALIGN - 1));
     c->tile = L->bf16 ? (float *)(c->slices + c->tile_off) : NULL;
+    c->tile_rows = molora__tile_rows(L, (size_t)T);
     /* this caller's share of the output columns (ith of nth), then X for the kernels, once */
     molora__share(c, c->ith, c->nth);
     c->H = (float *)c->slices;
@@ -3966,7 +3985,8 @@ MOLORA__PRIVATE molora_result molora__route_mole(molora__call *c)
         float *Di = c->D + (size_t)i * O;
         const float *bt;
         if (L->bf16)   /* expert by expert through the tile */
-            molora__mul_xwt(&c->in, 0, L->rank[i], molora__rows_a(c, i), 0, c->H + L->offset[i], L->r_total);
+            molora__mul_xwt(&c->in, 0, L->rank[i], molora__rows_a(c, i, L->rank[i]), 0, c->H + L->offset[i],
+                            L->r_total);
         if (a->expert_mask && !a->mask_per_token && !a->expert_mask[i]) {
             for (t = 0; t < T; t++) memset(Di + (size_t)t * ld, 0, (size_t)O * sizeof(float));
             continue;
@@ -3974,7 +3994,7 @@ MOLORA__PRIVATE molora_result molora__route_mole(molora__call *c)
         for (t = 0; t < T; t++)
             for (j = L->offset[i]; j < L->offset[i] + L->rank[i]; j++)
                 c->H[(size_t)t * L->r_total + j] *= L->scaling[i];
-        bt = molora__rows_bt(c, i, 0, O, &ldb);
+        bt = molora__rows_bt(c, i, L->rank[i], 0, O, &ldb);
         molora__mul_ab(0, T, O, L->rank[i], c->H + L->offset[i], L->r_total, bt, ldb, 0, Di, (int)ld);
     }
     if (a->expert_mask && a->mask_per_token)
@@ -4199,8 +4219,8 @@ MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
     const molora__kernels *kr = molora__get_kernels();
     int i, p, j, q, k0, ldb;
     for (i = 0; i < c->n; i++) {
-        const float *a = c->gs[i] < c->gs[i + 1] ? molora__rows_a(c, i) : NULL, *bt = NULL;   /* the seam */
-        if (a) bt = molora__rows_bt(c, i, c->o0, c->O, &ldb);
+        const float *a = c->gs[i] < c->gs[i + 1] ? molora__rows_a(c, i, L->rank[i]) : NULL, *bt = NULL;   /* seam */
+        if (a) bt = molora__rows_bt(c, i, L->rank[i], c->o0, c->O, &ldb);
         if (c->gs[i + 1] - c->gs[i] == 1) { molora__expert_one_token(c, i, c->gl[c->gs[i]], a, bt, ldb); continue; }
         for (p = c->gs[i]; p < c->gs[i + 1]; p += 16) {
             const float *xp[16], *hc[16];
@@ -4293,8 +4313,8 @@ MOLORA__PRIVATE void molora__experts_grouped(const molora__call *c)
 
 /* Experts dense, over each run i .. i1-1 of consecutive active experts: H = X A^T, H_i *= w_i s_i
    per token, Y += H B^T. BF16 experts: up to MOLORA__SMALL_T tokens on kernels that read BF16
-   (nt16 / nn16), the run straight from the packed rows; else one expert at a time, widened
-   through the seam. */
+   (nt16 / nn16), the run straight from the packed rows; else runs of up to the tile's rows
+   (one expert up to MOLORA__SMALL_T tokens, MOLORA__RUN_ROWS beyond), widened through the seam. */
 MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
 {
     const molora__layer *L = c->L;
@@ -4304,11 +4324,12 @@ MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
         int off = L->offset[i], rr = 0;
         float *H = c->H + off;
         const float *bt;
-        for (i1 = i; i1 < c->n && c->act[i1] && !(L->bf16 && !direct && i1 > i); i1++) rr += L->rank[i1];
+        for (i1 = i; i1 < c->n && c->act[i1] && !(L->bf16 && !direct && rr + L->rank[i1] > c->tile_rows); i1++)
+            rr += L->rank[i1];
         if (i1 == i) { i1++; continue; }
         if (direct) kr->nt16(c->T, rr, L->d_in, c->in.X, c->in.ldx, L->A16 + (size_t)off * L->d_in, L->d_in, H,
                              L->r_total);
-        else molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, molora__rows_a(c, i), 0, H, L->r_total);
+        else molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, molora__rows_a(c, i, rr), 0, H, L->r_total);
         for (t = 0; t < c->T; t++)
             for (j = i; j < i1; j++) {
                 float coef = c->w[(size_t)t * c->n + j] * L->scaling[j];
@@ -4319,7 +4340,7 @@ MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
             kr->nn16(c->T, c->O, rr, H, L->r_total, L->BT16 + (size_t)off * L->d_out + c->o0, L->d_out, c->Y, L->d_out);
             continue;
         }
-        bt = molora__rows_bt(c, i, c->o0, c->O, &ldb);
+        bt = molora__rows_bt(c, i, rr, c->o0, c->O, &ldb);
         molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, rr, H, L->r_total, bt, ldb, 1, c->Y, L->d_out);
     }
 }

@@ -250,6 +250,20 @@ static void test_paths_match_f32(void **s)
         h.n_tasks = 0; h.fixed = 1; check_case(&f, &h, "fixed weights");
     }
     fix_free(&f);
+    /* runs of experts widened together beyond 16 tokens (the tile's 64 rows): six of rank 16 (a
+       run of exactly 64 rows, then 32), and ranks 20..24 (runs of 63, 47 and 20 rows) */
+    for (i = 0; i < 2; i++) {
+        static const int Tr[] = {16, 17, 64};
+        size_t ti;
+        fix_make(&f, 70, 37, 6, i ? 20 : 16, i ? 24 : 16, MOLORA_ROUTING_DENSE, 0);
+        for (ti = 0; ti < 3; ti++) {
+            memset(&h, 0, sizeof h);
+            h.T = Tr[ti]; h.output = MOLORA_OUTPUT_FULL;
+            check_case(&f, &h, i ? "runs of ranks 20..24" : "runs of rank 16");
+            h.n_tasks = 2; h.output = MOLORA_OUTPUT_DELTA; check_case(&f, &h, "runs, parallel_for 2");
+        }
+        fix_free(&f);
+    }
     /* top-1 of 24 rank-1..3 experts: few routed pairs, the grouped (sparse) path at T > 1 */
     fix_make(&f, 64, 48, 24, 1, 3, MOLORA_ROUTING_TOPK, 0);
     f.ld.top_k = 1;
