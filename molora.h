@@ -3933,32 +3933,32 @@ MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
     const molora__layer *L = c->L;
     const molora__kernels *kr = molora__get_kernels();
     int t0, t, i, n = c->n, ng = L->n_rows - L->r_total, done[MOLORA__ROUTE_BLOCK];
-    float e[MOLORA__ROUTE_BLOCK];
+    float e[MOLORA__ROUTE_BLOCK], u[MOLORA__ROUTE_BLOCK];   /* per token: exp(-|u|), the threshold logit */
+    const uint8_t *allow[MOLORA__ROUTE_BLOCK];              /* per token: its mask row (molora__allow) */
     for (t0 = 0; t0 < c->T; t0 += MOLORA__ROUTE_BLOCK) {
         int tb = c->T - t0 < MOLORA__ROUTE_BLOCK ? c->T - t0 : MOLORA__ROUTE_BLOCK;
         for (t = t0; t < t0 + tb; t++) {
             float *z = c->G + (size_t)t * ng;
-            float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+            u[t - t0] = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+            allow[t - t0] = molora__allow(c->args, t, n);
             for (i = 0; i < n; i++) {
                 if (L->gate_bias) z[i] += L->gate_bias[i];
                 if (isnan(z[i]))
                     return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
                                         "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
             }
-            if (isnan(u))
+            if (isnan(u[t - t0]))
                 return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
                                     c->args->layer);
-            e[t - t0] = -fabsf(u);
-            done[t - t0] = molora__route_shift(L, z, molora__allow(c->args, t, n), c->w + (size_t)t * n);
+            e[t - t0] = -fabsf(u[t - t0]);
+            done[t - t0] = molora__route_shift(L, z, allow[t - t0], c->w + (size_t)t * n);
         }
         kr->exps(c->w + (size_t)t0 * n, tb * n);
         if (L->routing == MOLORA_ROUTING_ADAMOLE) kr->exps(e, tb);
         for (t = t0; t < t0 + tb; t++) {
-            const float *z = c->G + (size_t)t * ng;
-            float *w = c->w + (size_t)t * n, u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
-            const uint8_t *allow = molora__allow(c->args, t, n);
-            if (done[t - t0]) molora__route_shift(L, z, allow, w);
-            molora__route_finish(L, molora__sigmoid(u, e[t - t0]), allow, w, done[t - t0]);
+            float *w = c->w + (size_t)t * n;
+            if (done[t - t0]) molora__route_shift(L, c->G + (size_t)t * ng, allow[t - t0], w);
+            molora__route_finish(L, molora__sigmoid(u[t - t0], e[t - t0]), allow[t - t0], w, done[t - t0]);
         }
     }
     return MOLORA_RESULT_SUCCESS;
