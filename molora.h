@@ -2011,6 +2011,66 @@ MOLORA__PRIVATE void molora__gvn_c(int N, int K, const float *x, const float *W,
 }
 
 #ifdef MOLORA__X86
+/* gvt / gvn's row blocks, one body over the vector width: VEC the vector type, L its floats, ZERO /
+   LOAD / FMA / SET1 / STORE its intrinsics, TAIL() what follows the full steps (the K or N tail and,
+   for gvt, the sums into y). AVX-512 masks its tails; AVX2 does them in scalar, gvt adding its tail
+   to the horizontal sum. gvt's PF (AVX-512) prefetches W MOLORA__PFD floats ahead (PF 0: none). */
+#if MOLORA__PFD > 0
+#define MOLORA__GV_PREFETCH(p) _mm_prefetch((const char *)((p) + MOLORA__PFD), _MM_HINT_T0)
+#else
+#define MOLORA__GV_PREFETCH(p) ((void)0)
+#endif
+#define MOLORA__GVT_ROWS(VEC, L, ZERO, LOAD, FMA, PF, TAIL)                                             \
+    VEC a[8];                                                                                      \
+    int r, k = 0;                                                                                  \
+    MOLORA__UNROLL for (r = 0; r < R; r++) a[r] = ZERO;                                            \
+    for (; k + L <= K; k += L) {                                                                   \
+        VEC xv = LOAD(x + k);                                                                      \
+        MOLORA__UNROLL for (r = 0; r < R; r++) {                                                   \
+            a[r] = FMA(LOAD(W + (size_t)r * ldw + k), xv, a[r]);                                   \
+            if (PF) MOLORA__GV_PREFETCH(W + (size_t)r * ldw + k);                                  \
+        }                                                                                          \
+    }                                                                                              \
+    TAIL()
+#define MOLORA__GVT512_TAIL()                                                                          \
+    if (k < K) {                                                                                   \
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);                                            \
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + k);                                               \
+        MOLORA__UNROLL for (r = 0; r < R; r++)                                                     \
+            a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + k), xv, a[r]);   \
+    }                                                                                              \
+    MOLORA__UNROLL for (r = 0; r < R; r++) y[r] = (acc ? y[r] : 0.0f) + molora__hsum512(a[r]);
+#define MOLORA__GVT256_TAIL()                                                                          \
+    MOLORA__UNROLL for (r = 0; r < R; r++) {                                                       \
+        int kk;                                                                                    \
+        float s = molora__hsum256(a[r]);                                                           \
+        for (kk = k; kk < K; kk++) s += W[(size_t)r * ldw + kk] * x[kk];                           \
+        y[r] = (acc ? y[r] : 0.0f) + s;                                                            \
+    }
+#define MOLORA__GVN_ROWS(VEC, L, ZERO, LOAD, FMA, SET1, STORE, TAIL)                                    \
+    VEC c[8];                                                                                      \
+    int r, n = 0;                                                                                  \
+    MOLORA__UNROLL for (r = 0; r < R; r++) c[r] = SET1(x[r]);                                      \
+    for (; n + L <= N; n += L) {                                                                   \
+        VEC a = init ? ZERO : LOAD(y + n);                                                         \
+        MOLORA__UNROLL for (r = 0; r < R; r++) a = FMA(c[r], LOAD(W + (size_t)r * ldw + n), a);    \
+        STORE(y + n, a);                                                                           \
+    }                                                                                              \
+    TAIL()
+#define MOLORA__GVN512_TAIL()                                                                          \
+    if (n < N) {                                                                                   \
+        __mmask16 m = (__mmask16)((1u << (N - n)) - 1);                                            \
+        __m512 a = init ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + n);                   \
+        MOLORA__UNROLL for (r = 0; r < R; r++)                                                     \
+            a = _mm512_fmadd_ps(c[r], _mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + n), a);       \
+        _mm512_mask_storeu_ps(y + n, m, a);                                                        \
+    }
+#define MOLORA__GVN256_TAIL()                                                                          \
+    for (; n < N; n++) {                                                                           \
+        float s = init ? 0.0f : y[n];                                                              \
+        for (r = 0; r < R; r++) s += x[r] * W[(size_t)r * ldw + n];                                \
+        y[n] = s;                                                                                  \
+    }
 /* gvt: R <= 8 rows of W, 16 floats of each per step against one load of x; the K tail masked.
    With PF, W is prefetched MOLORA__PFD floats ahead along each row (a prefetch past the row never
    faults): Intel's cores read faster with it, AMD's Zen 4 slower (28.8 against 17.8 GB/s without
@@ -2018,82 +2078,35 @@ MOLORA__PRIVATE void molora__gvn_c(int N, int K, const float *x, const float *W,
 MOLORA__INLINE MOLORA__T512 void molora__gvt512_rows(const int R, const int PF, int K, const float *x, const float *W,
                                                      int ldw, float *y, int acc)
 {
-    __m512 a[8];
-    int r, k = 0;
-    MOLORA__UNROLL for (r = 0; r < R; r++) a[r] = _mm512_setzero_ps();
-    for (; k + 16 <= K; k += 16) {
-        __m512 xv = _mm512_loadu_ps(x + k);
-        MOLORA__UNROLL for (r = 0; r < R; r++) {
-            a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(W + (size_t)r * ldw + k), xv, a[r]);
-#if MOLORA__PFD > 0
-            if (PF) _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__PFD), _MM_HINT_T0);
-#endif
-        }
-    }
-    if (k < K) {
-        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
-        __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
-        MOLORA__UNROLL for (r = 0; r < R; r++)
-            a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + k), xv, a[r]);
-    }
-    MOLORA__UNROLL for (r = 0; r < R; r++) y[r] = (acc ? y[r] : 0.0f) + molora__hsum512(a[r]);
+    MOLORA__GVT_ROWS(__m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_fmadd_ps, PF, MOLORA__GVT512_TAIL)
 }
 /* gvn: R <= 8 rows of W (x's R values broadcast once) into y, 16 columns a step, the N tail
    masked; init: the first block of rows stores into y without reading it */
 MOLORA__INLINE MOLORA__T512 void molora__gvn512_rows(const int R, int N, const float *x, const float *W, int ldw,
                                                      float *y, int init)
 {
-    __m512 c[8];
-    int r, n = 0;
-    MOLORA__UNROLL for (r = 0; r < R; r++) c[r] = _mm512_set1_ps(x[r]);
-    for (; n + 16 <= N; n += 16) {
-        __m512 a = init ? _mm512_setzero_ps() : _mm512_loadu_ps(y + n);
-        MOLORA__UNROLL for (r = 0; r < R; r++) a = _mm512_fmadd_ps(c[r], _mm512_loadu_ps(W + (size_t)r * ldw + n), a);
-        _mm512_storeu_ps(y + n, a);
-    }
-    if (n < N) {
-        __mmask16 m = (__mmask16)((1u << (N - n)) - 1);
-        __m512 a = init ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + n);
-        MOLORA__UNROLL for (r = 0; r < R; r++)
-            a = _mm512_fmadd_ps(c[r], _mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + n), a);
-        _mm512_mask_storeu_ps(y + n, m, a);
-    }
+    MOLORA__GVN_ROWS(__m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_set1_ps,
+                     _mm512_storeu_ps, MOLORA__GVN512_TAIL)
 }
-/* the AVX2 versions: 8 floats a step, the tails in scalar */
+/* the AVX2 versions: 8 floats a step, no software prefetch, the tails in scalar */
 MOLORA__INLINE MOLORA__T256 void molora__gvt256_rows(const int R, int K, const float *x, const float *W, int ldw,
                                                      float *y, int acc)
 {
-    __m256 a[8];
-    int r, k = 0, kk;
-    MOLORA__UNROLL for (r = 0; r < R; r++) a[r] = _mm256_setzero_ps();
-    for (; k + 8 <= K; k += 8) {
-        __m256 xv = _mm256_loadu_ps(x + k);
-        MOLORA__UNROLL for (r = 0; r < R; r++)
-            a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(W + (size_t)r * ldw + k), xv, a[r]);
-    }
-    MOLORA__UNROLL for (r = 0; r < R; r++) {
-        float s = molora__hsum256(a[r]);
-        for (kk = k; kk < K; kk++) s += W[(size_t)r * ldw + kk] * x[kk];
-        y[r] = (acc ? y[r] : 0.0f) + s;
-    }
+    MOLORA__GVT_ROWS(__m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, 0, MOLORA__GVT256_TAIL)
 }
 MOLORA__INLINE MOLORA__T256 void molora__gvn256_rows(const int R, int N, const float *x, const float *W, int ldw,
                                                      float *y, int init)
 {
-    __m256 c[8];
-    int r, n = 0;
-    MOLORA__UNROLL for (r = 0; r < R; r++) c[r] = _mm256_set1_ps(x[r]);
-    for (; n + 8 <= N; n += 8) {
-        __m256 a = init ? _mm256_setzero_ps() : _mm256_loadu_ps(y + n);
-        MOLORA__UNROLL for (r = 0; r < R; r++) a = _mm256_fmadd_ps(c[r], _mm256_loadu_ps(W + (size_t)r * ldw + n), a);
-        _mm256_storeu_ps(y + n, a);
-    }
-    for (; n < N; n++) {
-        float s = init ? 0.0f : y[n];
-        for (r = 0; r < R; r++) s += x[r] * W[(size_t)r * ldw + n];
-        y[n] = s;
-    }
+    MOLORA__GVN_ROWS(__m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_set1_ps,
+                     _mm256_storeu_ps, MOLORA__GVN256_TAIL)
 }
+#undef MOLORA__GVN256_TAIL
+#undef MOLORA__GVN512_TAIL
+#undef MOLORA__GVN_ROWS
+#undef MOLORA__GVT256_TAIL
+#undef MOLORA__GVT512_TAIL
+#undef MOLORA__GVT_ROWS
+#undef MOLORA__GV_PREFETCH
 /* the 1..7 rows left after the blocks of 8, as one block of a constant R */
 #define MOLORA__GV_TAIL(FN, REST, LEN, X, W, Y, ARG)                                                   \
     switch (REST) {                                                                                \
@@ -3941,32 +3954,32 @@ MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
     const molora__layer *L = c->L;
     const molora__kernels *kr = molora__get_kernels();
     int t0, t, i, n = c->n, ng = L->n_rows - L->r_total, done[MOLORA__ROUTE_BLOCK];
-    float e[MOLORA__ROUTE_BLOCK];
+    float e[MOLORA__ROUTE_BLOCK], u[MOLORA__ROUTE_BLOCK];   /* per token: exp(-|u|), the threshold logit */
+    const uint8_t *allow[MOLORA__ROUTE_BLOCK];              /* per token: its mask row (molora__allow) */
     for (t0 = 0; t0 < c->T; t0 += MOLORA__ROUTE_BLOCK) {
         int tb = c->T - t0 < MOLORA__ROUTE_BLOCK ? c->T - t0 : MOLORA__ROUTE_BLOCK;
         for (t = t0; t < t0 + tb; t++) {
             float *z = c->G + (size_t)t * ng;
-            float u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+            u[t - t0] = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+            allow[t - t0] = molora__allow(c->args, t, n);
             for (i = 0; i < n; i++) {
                 if (L->gate_bias) z[i] += L->gate_bias[i];
                 if (isnan(z[i]))
                     return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
                                         "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
             }
-            if (isnan(u))
+            if (isnan(u[t - t0]))
                 return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
                                     c->args->layer);
-            e[t - t0] = -fabsf(u);
-            done[t - t0] = molora__route_shift(L, z, molora__allow(c->args, t, n), c->w + (size_t)t * n);
+            e[t - t0] = -fabsf(u[t - t0]);
+            done[t - t0] = molora__route_shift(L, z, allow[t - t0], c->w + (size_t)t * n);
         }
         kr->exps(c->w + (size_t)t0 * n, tb * n);
         if (L->routing == MOLORA_ROUTING_ADAMOLE) kr->exps(e, tb);
         for (t = t0; t < t0 + tb; t++) {
-            const float *z = c->G + (size_t)t * ng;
-            float *w = c->w + (size_t)t * n, u = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
-            const uint8_t *allow = molora__allow(c->args, t, n);
-            if (done[t - t0]) molora__route_shift(L, z, allow, w);
-            molora__route_finish(L, molora__sigmoid(u, e[t - t0]), allow, w, done[t - t0]);
+            float *w = c->w + (size_t)t * n;
+            if (done[t - t0]) molora__route_shift(L, c->G + (size_t)t * ng, allow[t - t0], w);
+            molora__route_finish(L, molora__sigmoid(u[t - t0], e[t - t0]), allow[t - t0], w, done[t - t0]);
         }
     }
     return MOLORA_RESULT_SUCCESS;

@@ -975,30 +975,41 @@ def train_domain(clf, hs, ys, gen, log, cfg=None):
             tot, nrun = 0.0, 0
 
 
+def lm_steps_log(opt, lr, steps, what, log, step_loss):
+    """the LM training loop both mixtures share: steps of opt on lr's schedule (lr_at), each on the
+    (loss, total) step_loss() gives (total backward; loss the logged LM loss), the mean of loss in
+    bits/byte logged every 100 steps and at the last as what"""
+    tot, nrun, t0 = 0.0, 0, time.time()
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(lr, step, steps)
+        loss, total = step_loss()
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        tot, nrun = tot + loss.item(), nrun + 1
+        if (step + 1) % 100 == 0 or step == steps - 1:
+            log(f"  LM steps {step + 1 - nrun:5d}..{step:5d}  {what} {tot / nrun / math.log(2):.4f} bits/byte, "
+                f"{(time.time() - t0) / (step + 1):.2f} s a step")
+            tot, nrun = 0.0, 0
+
+
 def train_lm(clf, m, mixes, xs, hs, gen, log, cfg=None):
     """stage 2, X-LoRA's own objective: the LM loss of pass 2 under the classifier's scalings, pass 1
     read from the cache; only pass 2 runs forward and backward, and only the classifier learns"""
     cfg = cfg or XLORA
     opt = torch.optim.AdamW(clf.parameters(), lr=cfg["lm_lr"], weight_decay=0.0)
     clf.train()
-    tot, nrun, t0 = 0.0, 0, time.time()
-    for step in range(cfg["lm_steps"]):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(cfg["lm_lr"], step, cfg["lm_steps"])
+
+    def step_loss():
         pick = torch.randint(0, len(xs), (cfg["lm_batch"],), generator=gen)
         S = clf(hs[pick])                                # (B, T, L, N)
         for l, mx in enumerate(mixes):
             mx.mode, mx.w = "xlora", S[..., l, :]
         xb = xs[pick]
         loss = F.cross_entropy(m(xb[:, :-1].long()).reshape(-1, 256), xb[:, 1:].reshape(-1).long())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        tot, nrun = tot + loss.item(), nrun + 1
-        if (step + 1) % 100 == 0 or step == cfg["lm_steps"] - 1:
-            log(f"  LM steps {step + 1 - nrun:5d}..{step:5d}  pass-2 loss {tot / nrun / math.log(2):.4f} bits/byte, "
-                f"{(time.time() - t0) / (step + 1):.2f} s a step")
-            tot, nrun = 0.0, 0
+        return loss, loss
+    lm_steps_log(opt, cfg["lm_lr"], cfg["lm_steps"], "pass-2 loss", log, step_loss)
 
 
 def train_xlora(m, mixes, corpus, log, cfg=None):
@@ -1251,10 +1262,8 @@ def train_mole_output(m, mixes, xs, val, gen, log):
     es = [nn.Parameter(torch.zeros(len(DOMAINS), len(DOMAINS) * mx.base.out_features)) for mx in mixes]
     c = MOLE_OUT
     opt = torch.optim.AdamW(es, lr=c["lr"], weight_decay=0.0)
-    tot, nrun, t0 = 0.0, 0, time.time()
-    for step in range(c["steps"]):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(c["lr"], step, c["steps"])
+
+    def step_loss():
         for mx, e in zip(mixes, es):
             mx.mode = ("mole_output", e, c["train_temperature"])
         xb = xs[torch.randint(0, len(xs), (c["batch"],), generator=gen)]
@@ -1263,14 +1272,8 @@ def train_mole_output(m, mixes, xs, val, gen, log):
         if c["balance"]:
             bal = sum(-mx.w.reshape(-1, len(DOMAINS)).mean(0).log().sum() for mx in mixes)
             total = loss + c["balance"] * bal
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        tot, nrun = tot + loss.item(), nrun + 1
-        if (step + 1) % 100 == 0 or step == c["steps"] - 1:
-            log(f"  LM steps {step + 1 - nrun:5d}..{step:5d}  loss {tot / nrun / math.log(2):.4f} bits/byte, "
-                f"{(time.time() - t0) / (step + 1):.2f} s a step")
-            tot, nrun = 0.0, 0
+        return loss, total
+    lm_steps_log(opt, c["lr"], c["steps"], "loss", log, step_loss)
     es = [e.detach() for e in es]
     for mx, e in zip(mixes, es):
         mx.mode = ("mole_output", e, 1.0)
