@@ -1500,6 +1500,19 @@ MOLORA__T512 static inline float molora__hsum512(__m512 v)
 #ifndef MOLORA__PFD
 #define MOLORA__PFD 512   /* W prefetch distance in floats: far enough ahead to cover DRAM latency */
 #endif
+/* Software prefetch of p + MOLORA__PFD floats, by the CPU's table (a constant PF in each kernel's
+   copy): 0 none, the hardware prefetchers alone; 1 into L1 (Intel: its streams read faster so);
+   2 into L2 (AMD Zen 4: ntp at T = 8 reads W from DRAM in 4.0 ms with it, 4.9 into L1, 5.4 with
+   none; its decode kernel gvt reads fastest with none). A prefetch past the row never faults. */
+#if MOLORA__PFD > 0
+#define MOLORA__PREFETCH(PF, p)                                                                       \
+    do {                                                                                           \
+        if ((PF) == 1) _mm_prefetch((const char *)((p) + MOLORA__PFD), _MM_HINT_T0);               \
+        else if ((PF) == 2) _mm_prefetch((const char *)((p) + MOLORA__PFD), _MM_HINT_T1);          \
+    } while (0)
+#else
+#define MOLORA__PREFETCH(PF, p) ((void)0)
+#endif
 MOLORA__INLINE MOLORA__T512 void molora__nt512_rows(const int TB, const int R, int K, float alpha, const float *X,
                                                     int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
 {
@@ -1530,9 +1543,9 @@ MOLORA__INLINE MOLORA__T256 void molora__nt256_tb(const int TB, int N, int K, fl
 
 /* ntp: TB tokens x R rows over packed X; W read from W - q in aligned 16-float chunks, the
    first and last chunks masked (masked lanes are never touched, so reading before the row is safe) */
-MOLORA__INLINE MOLORA__T512 void molora__ntp512_rows(const int TB, const int R, int K, int q, float alpha,
-                                                     const float *P, const float *W, int ldw, float *Y, int ldy,
-                                                     int acc)
+MOLORA__INLINE MOLORA__T512 void molora__ntp512_rows(const int TB, const int R, const int PF, int K, int q,
+                                                     float alpha, const float *P, const float *W, int ldw, float *Y,
+                                                     int ldy, int acc)
 {
     int c, t, r, nc = (K + q + 15) / 16;
     __m512 acc_[MOLORA__RMAX][MOLORA__TBMAX];
@@ -1550,9 +1563,7 @@ MOLORA__INLINE MOLORA__T512 void molora__ntp512_rows(const int TB, const int R, 
         }
         MOLORA__UNROLL for (r = 0; r < R; r++) {
             v_[r] = _mm512_maskz_loadu_ps(m, w0 + (size_t)r * ldw + 16 * c);
-#if MOLORA__PFD > 0
-            _mm_prefetch((const char *)(w0 + (size_t)r * ldw + 16 * c + MOLORA__PFD), _MM_HINT_T0);
-#endif
+            MOLORA__PREFETCH(PF, w0 + (size_t)r * ldw + 16 * c);
         }
         MOLORA__UNROLL for (t = 0; t < TB; t++) {
             __m512 x = _mm512_load_ps(xp + 16 * t);
@@ -1565,31 +1576,47 @@ MOLORA__INLINE MOLORA__T512 void molora__ntp512_rows(const int TB, const int R, 
             y[0] = (acc ? y[0] : 0.0f) + alpha * molora__hsum512(acc_[r][t]);
         }
 }
-MOLORA__INLINE MOLORA__T512 void molora__ntp512_tb(const int TB, int N, int K, int q, float alpha, const float *P,
-                                                   const float *W, int ldw, float *Y, int ldy, int acc)
+MOLORA__INLINE MOLORA__T512 void molora__ntp512_tb(const int TB, const int PF, int N, int K, int q, float alpha,
+                                                   const float *P, const float *W, int ldw, float *Y, int ldy, int acc)
 {
     int n = 0;
-    for (; n + 3 <= N; n += 3) molora__ntp512_rows(TB, 3, K, q, alpha, P, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
-    for (; n < N; n++) molora__ntp512_rows(TB, 1, K, q, alpha, P, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
+    for (; n + 3 <= N; n += 3)
+        molora__ntp512_rows(TB, 3, PF, K, q, alpha, P, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
+    for (; n < N; n++) molora__ntp512_rows(TB, 1, PF, K, q, alpha, P, W + (size_t)n * ldw, ldw, Y + n, ldy, acc);
 }
-MOLORA__PRIVATE MOLORA__T512 void molora__ntp_avx512(int T, int N, int K, int q, float alpha, const float *P,
-                                                     const float *W, int ldw, float *Y, int ldy, int acc)
+#define MOLORA__NTP512_CASE(TB, PF) molora__ntp512_tb(TB, PF, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+MOLORA__INLINE MOLORA__T512 void molora__ntp512_blocks(const int PF, int T, int N, int K, int q, float alpha,
+                                                       const float *P, const float *W, int ldw, float *Y, int ldy,
+                                                       int acc)
 {
     int t0, nc = (K + q + 15) / 16;
     for (t0 = 0; t0 < T; t0 += 8) {
         const float *p = P + (size_t)t0 * nc * 16;
         float *y = Y + (size_t)t0 * ldy;
         switch (T - t0 >= 8 ? 8 : T - t0) {
-        case 1: molora__ntp512_tb(1, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
-        case 2: molora__ntp512_tb(2, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
-        case 3: molora__ntp512_tb(3, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
-        case 4: molora__ntp512_tb(4, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
-        case 5: molora__ntp512_tb(5, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
-        case 6: molora__ntp512_tb(6, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
-        case 7: molora__ntp512_tb(7, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
-        default: molora__ntp512_tb(8, N, K, q, alpha, p, W, ldw, y, ldy, acc); break;
+        case 1: MOLORA__NTP512_CASE(1, PF)
+        case 2: MOLORA__NTP512_CASE(2, PF)
+        case 3: MOLORA__NTP512_CASE(3, PF)
+        case 4: MOLORA__NTP512_CASE(4, PF)
+        case 5: MOLORA__NTP512_CASE(5, PF)
+        case 6: MOLORA__NTP512_CASE(6, PF)
+        case 7: MOLORA__NTP512_CASE(7, PF)
+        default: MOLORA__NTP512_CASE(8, PF)
         }
     }
+}
+#undef MOLORA__NTP512_CASE
+/* Intel's table: W prefetched into L1 */
+MOLORA__PRIVATE MOLORA__T512 void molora__ntp_avx512(int T, int N, int K, int q, float alpha, const float *P,
+                                                     const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    molora__ntp512_blocks(1, T, N, K, q, alpha, P, W, ldw, Y, ldy, acc);
+}
+/* AMD's table: W prefetched into L2 */
+MOLORA__PRIVATE MOLORA__T512 void molora__ntp_avx512_l2(int T, int N, int K, int q, float alpha, const float *P,
+                                                        const float *W, int ldw, float *Y, int ldy, int acc)
+{
+    molora__ntp512_blocks(2, T, N, K, q, alpha, P, W, ldw, Y, ldy, acc);
 }
 
 /* dispatch TB = 1..8 to constant-folded copies of the body */
@@ -2014,12 +2041,7 @@ MOLORA__PRIVATE void molora__gvn_c(int N, int K, const float *x, const float *W,
 /* gvt / gvn's row blocks, one body over the vector width: VEC the vector type, L its floats, ZERO /
    LOAD / FMA / SET1 / STORE its intrinsics, TAIL() what follows the full steps (the K or N tail and,
    for gvt, the sums into y). AVX-512 masks its tails; AVX2 does them in scalar, gvt adding its tail
-   to the horizontal sum. gvt's PF (AVX-512) prefetches W MOLORA__PFD floats ahead (PF 0: none). */
-#if MOLORA__PFD > 0
-#define MOLORA__GV_PREFETCH(p) _mm_prefetch((const char *)((p) + MOLORA__PFD), _MM_HINT_T0)
-#else
-#define MOLORA__GV_PREFETCH(p) ((void)0)
-#endif
+   to the horizontal sum. gvt's PF (AVX-512) prefetches W as MOLORA__PREFETCH says (AVX2: 0, none). */
 #define MOLORA__GVT_ROWS(VEC, L, ZERO, LOAD, FMA, PF, TAIL)                                             \
     VEC a[8];                                                                                      \
     int r, k = 0;                                                                                  \
@@ -2028,7 +2050,7 @@ MOLORA__PRIVATE void molora__gvn_c(int N, int K, const float *x, const float *W,
         VEC xv = LOAD(x + k);                                                                      \
         MOLORA__UNROLL for (r = 0; r < R; r++) {                                                   \
             a[r] = FMA(LOAD(W + (size_t)r * ldw + k), xv, a[r]);                                   \
-            if (PF) MOLORA__GV_PREFETCH(W + (size_t)r * ldw + k);                                  \
+            MOLORA__PREFETCH(PF, W + (size_t)r * ldw + k);                                         \
         }                                                                                          \
     }                                                                                              \
     TAIL()
@@ -2072,9 +2094,8 @@ MOLORA__PRIVATE void molora__gvn_c(int N, int K, const float *x, const float *W,
         y[n] = s;                                                                                  \
     }
 /* gvt: R <= 8 rows of W, 16 floats of each per step against one load of x; the K tail masked.
-   With PF, W is prefetched MOLORA__PFD floats ahead along each row (a prefetch past the row never
-   faults): Intel's cores read faster with it, AMD's Zen 4 slower (28.8 against 17.8 GB/s without
-   and with it, one thread), so the AMD table runs PF = 0 (molora__get_kernels). */
+   PF as MOLORA__PREFETCH: Intel's table 1 (into L1); AMD's 0, as Zen 4 reads slower with any
+   (28.8 GB/s without, 17.8 into L1, one thread). */
 MOLORA__INLINE MOLORA__T512 void molora__gvt512_rows(const int R, const int PF, int K, const float *x, const float *W,
                                                      int ldw, float *y, int acc)
 {
@@ -2106,7 +2127,6 @@ MOLORA__INLINE MOLORA__T256 void molora__gvn256_rows(const int R, int N, const f
 #undef MOLORA__GVT256_TAIL
 #undef MOLORA__GVT512_TAIL
 #undef MOLORA__GVT_ROWS
-#undef MOLORA__GV_PREFETCH
 /* the 1..7 rows left after the blocks of 8, as one block of a constant R */
 #define MOLORA__GV_TAIL(FN, REST, LEN, X, W, Y, ARG)                                                   \
     switch (REST) {                                                                                \
@@ -2383,14 +2403,15 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
                                          molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
                                          molora__ntn_avx2, molora__exps_c};
-/* the AVX-512 table; its decode kernel gvt differs by vendor (see molora__gvt512_rows) */
-#define MOLORA__AVX512_TABLE(NAME, GVT)                                                                \
-    {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, molora__ntp_avx512,     \
+/* the AVX-512 table; its streaming kernels ntp and gvt prefetch W by vendor (MOLORA__PREFETCH) */
+#define MOLORA__AVX512_TABLE(NAME, NTP, GVT)                                                           \
+    {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, NTP,                    \
      molora__all_finite_avx512, NAME, molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,          \
      molora__nt16_avx512, molora__nn16_avx512, GVT, molora__gvn_avx512, 1, molora__ntn_avx512,             \
      molora__exps_avx512}
-    static const molora__kernels avx512 = MOLORA__AVX512_TABLE("avx512", molora__gvt_avx512);
-    static const molora__kernels avx512_amd = MOLORA__AVX512_TABLE("avx512-amd", molora__gvt_avx512_hw);
+    static const molora__kernels avx512 = MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512);
+    static const molora__kernels avx512_amd =
+        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw);
 #undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -2539,6 +2560,16 @@ MOLORA__PRIVATE molora__gv_fn molora__check_gv_kernel(const molora__kernels *kr,
 #endif
     return NULL;
 }
+/* kernel 0 / 16 of molora__kernel_check: the table's ntp, or the other vendor's AVX-512 ntp */
+MOLORA__PRIVATE molora__ntp_fn molora__check_ntp_kernel(const molora__kernels *kr, int kernel)
+{
+    if (kernel == 0) return kr->ntp;
+#ifdef MOLORA__X86
+    if (kr->ntp == molora__ntp_avx512) return molora__ntp_avx512_l2;
+    if (kr->ntp == molora__ntp_avx512_l2) return molora__ntp_avx512;
+#endif
+    return NULL;
+}
 
 /* molora__kernel_check's narrow kernel (14): ntn against its twin, X's rows at a stride of K + q
    (so rows start at every phase), W at phase q; on x86 the AVX2 ntn as well when the CPU runs
@@ -2603,9 +2634,9 @@ MOLORA_API double molora__exps_check(float lo, float hi, uint32_t step)
 /* molora__kernel_check: whether this CPU has a fast kernel number `kernel` to check at T rows */
 MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int T)
 {
-    if (kernel < 0 || kernel > 15 || (T > 16 && kernel != 14)) return 0;
+    if (kernel < 0 || kernel > 16 || (T > 16 && kernel != 14)) return 0;
     switch (kernel) {
-    case 0: return kr->ntp != NULL;
+    case 0: case 16: return molora__check_ntp_kernel(kr, kernel) != NULL;
     case 1: case 2: return kr->nt != molora__nt_c;
     case 3: return kr->dots != molora__dots_c;
     case 4: return kr->axpys != molora__axpys_c;
@@ -2622,8 +2653,8 @@ MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
    a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16, 10 gvt, 11 gvn, 12 / 13 their
    AVX2 versions: the single-row kernels, N x K, rows T - 1 floats of padding, see
-   molora__check_gemv; 14 ntn: nt at any T, X's rows at every phase; 15 the AVX-512 gvt of the
-   other vendor's table, as 10) and its naive twin on one
+   molora__check_gemv; 14 ntn: nt at any T, X's rows at every phase; 15 / 16 the AVX-512 gvt / ntp
+   of the other vendor's table, as 10 / 0) and its naive twin on one
    shape, W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
    first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
@@ -2653,9 +2684,9 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     X = P + np; W = X + nxw + q; Y1 = W + nw; Y2 = Y1 + ny;
     molora__check_fill(X, nx, &s); molora__check_fill(W, nw, &s); molora__check_fill(Y1, ny, &s);
     memcpy(Y2, Y1, ny * sizeof(float));
-    if (kernel == 0) {
+    if (kernel == 0 || kernel == 16) {
         molora__pack_x(X, K, T, K, q, P);
-        kr->ntp(T, N, K, q, 0.5f, P, W, K, Y1, N, acc);
+        molora__check_ntp_kernel(kr, kernel)(T, N, K, q, 0.5f, P, W, K, Y1, N, acc);
         molora__ntp_c(T, N, K, q, 0.5f, P, W, K, Y2, N, acc);
     } else if (kernel == 1) {
         kr->nt(T, N, K, 0.5f, X, K, W, K, Y1, N, acc);
