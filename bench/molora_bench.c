@@ -356,14 +356,18 @@ static double mem_available(void)   /* bytes, from /proc/meminfo; 0 when unknown
     fclose(f);
     return kb * 1024;
 }
-/* 2 x LLC (256 MiB when sysfs says nothing), at most a quarter of MemAvailable: the weights and the
-   stream buffer each take this much, the torch script as much again. --smoke: 16 MiB (no speed asserted). */
+/* 2 x LLC and at least 256 MiB, at most a quarter of MemAvailable: the weights and the stream
+   buffer each take this much, the torch script as much again. The floor: a virtual machine's
+   sysfs may report less cache than its host serves it (an AMD EPYC VM's 32 MiB L3: rotating 64
+   MiB, the 2-thread decode read W0 at 63 GB/s, twice what both cores stream; at 256 MiB, 33).
+   --smoke: 16 MiB (no speed asserted). */
 static double rotation_bytes(int smoke, double *llc)
 {
     double rot, avail = mem_available();
     *llc = llc_bytes();
     if (smoke) return 16.0 * 1048576;
-    rot = *llc > 0 ? 2.0 * *llc : 256.0 * 1048576;
+    rot = *llc > 0 ? 2.0 * *llc : 0;
+    if (rot < 256.0 * 1048576) rot = 256.0 * 1048576;
     if (avail > 0 && rot > avail / 4) rot = avail / 4;
     return rot;
 }

@@ -13,7 +13,7 @@ so each thread count runs in its own process with OPENBLAS_NUM_THREADS (and OMP_
 to the record's `threads`; threadpoolctl, when installed, checks (and if need be sets) it. torch's
 own OpenMP threads then wait passively (OMP_WAIT_POLICY=PASSIVE unless set): spinning, they took the
 second core from OpenBLAS's thread and S5 T=8 with 2 threads measured 119 ms instead of 1.2 ms.
-Layers rotate through the record's rotation_mib (twice the last-level cache, as the C bench), so a
+Layers rotate through the record's rotation_mib (twice the last-level cache, at least 256 MiB, as the C bench), so a
 T = 1 call reads its weights from DRAM. Two figures, attached to the records of routing "adamole":
 torch_ms, the whole layer, and torch_lora_ms, the same forward without the frozen nn.Linear (the
 LoRA branch alone, to compare with molora's delta_ms). The table is printed again with both, with
@@ -84,8 +84,9 @@ def llc_bytes():
 
 
 def rotation_bytes():
-    """2 x LLC, at most a quarter of MemAvailable (the C bench's rule, when the JSON lacks it)."""
-    rot = 2 * llc_bytes() or 256 * 2**20
+    """2 x LLC and at least 256 MiB, at most a quarter of MemAvailable (the C bench's rule, when the
+    JSON lacks it)."""
+    rot = max(2 * llc_bytes(), 256 * 2**20)
     try:
         for line in open("/proc/meminfo"):
             if line.startswith("MemAvailable:"):
