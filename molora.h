@@ -4245,17 +4245,27 @@ MOLORA__PRIVATE int molora__group_lists(const molora__call *c, int by_token)
 #define MOLORA__NTG_KT 512
 /* by expert, an expert with a single token t (an adapter pool's request alone on its adapter):
    decode's kernels, h = A_i x_t (gvt), h *= w s_i, y_t += h B_i^T (gvn), which stream the
-   expert's rows 8 at a time end to end, where the tiled kernels read B_i^T in 64-column strips */
-MOLORA__PRIVATE void molora__expert_one_token(const molora__call *c, int i, int t, const float *a, const float *bt,
-                                              int ldb)
+   expert's rows 8 at a time end to end, where the tiled kernels read B_i^T in 64-column strips;
+   BF16 rows straight from the packed bits where the CPU reads them in registers (nt16, nn16) */
+MOLORA__PRIVATE void molora__expert_one_token(const molora__call *c, int i, int t)
 {
     const molora__layer *L = c->L;
     const molora__kernels *kr = molora__get_kernels();
-    float *h = c->H + (size_t)t * L->r_total + L->offset[i], coef = c->w[(size_t)t * c->n + i] * L->scaling[i];
-    int q;
-    kr->gvt(L->rank[i], L->d_in, c->in.X + (size_t)t * c->in.ldx, a, L->d_in, h, 0);
-    for (q = 0; q < L->rank[i]; q++) h[q] *= coef;
-    kr->gvn(c->O, L->rank[i], h, bt, ldb, c->Y + (size_t)t * L->d_out, 1);
+    const float *x = c->in.X + (size_t)t * c->in.ldx, *a, *bt;
+    float *h = c->H + (size_t)t * L->r_total + L->offset[i], *y = c->Y + (size_t)t * L->d_out;
+    float coef = c->w[(size_t)t * c->n + i] * L->scaling[i];
+    int q, r = L->rank[i], ldb;
+    if (L->bf16 && kr->nt16) {
+        kr->nt16(1, r, L->d_in, x, c->in.ldx, L->A16 + (size_t)L->offset[i] * L->d_in, L->d_in, h, r);
+        for (q = 0; q < r; q++) h[q] *= coef;
+        kr->nn16(1, c->O, r, h, r, L->BT16 + (size_t)L->offset[i] * L->d_out + c->o0, L->d_out, y, L->d_out);
+        return;
+    }
+    a = molora__rows_a(c, i, r);
+    kr->gvt(r, L->d_in, x, a, L->d_in, h, 0);
+    for (q = 0; q < r; q++) h[q] *= coef;
+    bt = molora__rows_bt(c, i, r, c->o0, c->O, &ldb);
+    kr->gvn(c->O, r, h, bt, ldb, y, 1);
 }
 MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
 {
@@ -4263,9 +4273,13 @@ MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
     const molora__kernels *kr = molora__get_kernels();
     int i, p, j, q, k0, ldb;
     for (i = 0; i < c->n; i++) {
-        const float *a = c->gs[i] < c->gs[i + 1] ? molora__rows_a(c, i, L->rank[i]) : NULL, *bt = NULL;   /* seam */
-        if (a) bt = molora__rows_bt(c, i, L->rank[i], c->o0, c->O, &ldb);
-        if (c->gs[i + 1] - c->gs[i] == 1) { molora__expert_one_token(c, i, c->gl[c->gs[i]], a, bt, ldb); continue; }
+        const float *a, *bt;
+        if (c->gs[i + 1] - c->gs[i] <= 1) {   /* none, or one token */
+            if (c->gs[i + 1] > c->gs[i]) molora__expert_one_token(c, i, c->gl[c->gs[i]]);
+            continue;
+        }
+        a = molora__rows_a(c, i, L->rank[i]);   /* the seam */
+        bt = molora__rows_bt(c, i, L->rank[i], c->o0, c->O, &ldb);
         for (p = c->gs[i]; p < c->gs[i + 1]; p += 16) {
             const float *xp[16], *hc[16];
             float *hp[16], *yp[16];
