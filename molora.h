@@ -425,7 +425,8 @@ typedef enum molora_path {
     MOLORA_PATH_GEMM,          /* T > 16: BLAS GEMMs over the experts some token selects        */
     MOLORA_PATH_SPARSE         /* T > 1, tokens grouped by expert: routing selects fewer than 1 in 4 of the
                                   (token, active rank) pairs (1 in 6 when tokens select more than 2
-                                  experts on average), and only those are computed (grouped GEMM /
+                                  experts on average, 1 in 3 on AMD's AVX-512 CPUs), and only those
+                                  are computed (grouped GEMM /
                                   SGMV: each active expert's rows against its own tokens) */
 } molora_path;
 
@@ -1285,6 +1286,8 @@ typedef void (*molora__nn16_fn)(int T, int N, int K, const float *H, int ldh, co
                                 int ldy);
 /* gvt / gvn: the single-row forms (M = 1) of nt / nn, see >>gemv */
 typedef void (*molora__gv_fn)(int N, int K, const float *x, const float *W, int ldw, float *y, int acc);
+/* molora__kernels.by_token_ratio on Intel's AVX-512 CPUs (measured), AVX2 and portable ones */
+#define MOLORA__BY_TOKEN_RATIO 6
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
@@ -1297,6 +1300,8 @@ typedef struct molora__kernels {
     int gv_own;               /* 1: gvt / gvn beat BLAS sgemv on this CPU, the seam picks them at M = 1 */
     molora__nt_fn ntn;   /* nt for few rows of W (the gate) at any T (>>narrow); NULL: use nt */
     void (*exps)(float *v, int n);   /* v = exp(v), the softmax's (>>vexp) */
+    int by_token_ratio;   /* the grouped by-token order pays when fewer than 1 in this many pairs are
+                             routed (molora__choose_path): its kernels' cost per pair against BLAS's */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -2397,21 +2402,25 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
     static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
                                              molora__all_finite_c, "portable", molora__ntg_c,
                                              molora__nng_c, molora__widen_c, NULL, NULL, molora__gvt_c,
-                                             molora__gvn_c, 0, NULL, molora__exps_c};
+                                             molora__gvn_c, 0, NULL, molora__exps_c, MOLORA__BY_TOKEN_RATIO};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
                                          molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
-                                         molora__ntn_avx2, molora__exps_c};
-/* the AVX-512 table; its streaming kernels ntp and gvt prefetch W by vendor (MOLORA__PREFETCH) */
-#define MOLORA__AVX512_TABLE(NAME, NTP, GVT)                                                           \
+                                         molora__ntn_avx2, molora__exps_c, MOLORA__BY_TOKEN_RATIO};
+/* the AVX-512 table; its streaming kernels ntp and gvt prefetch W by vendor (MOLORA__PREFETCH), and
+   AMD's Zen 4 runs the by-token order's gathered kernels at about half Intel's cost per pair
+   against OpenBLAS (S6, 64 rank-1 experts: top-12 at T = 64 by token 1.14 ms, dense 1.64-1.71;
+   S3, 16 of rank 16: top-4 at T = 64 2.3-2.9 against 3.8-4.0), so it switches at 1 in 3 */
+#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, RATIO)                                                    \
     {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, NTP,                    \
      molora__all_finite_avx512, NAME, molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,          \
      molora__nt16_avx512, molora__nn16_avx512, GVT, molora__gvn_avx512, 1, molora__ntn_avx512,             \
-     molora__exps_avx512}
-    static const molora__kernels avx512 = MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512);
+     molora__exps_avx512, RATIO}
+    static const molora__kernels avx512 =
+        MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512, MOLORA__BY_TOKEN_RATIO);
     static const molora__kernels avx512_amd =
-        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw);
+        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, 3);
 #undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -2721,6 +2730,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     free(rows);
     return worst;
 }
+/* Test hook: the by-token switch of this CPU's table (molora__choose_path) */
+MOLORA_API int molora__by_token_ratio(void) { return molora__get_kernels()->by_token_ratio; }
 #endif /* MOLORA_TEST_HOOKS */
 
 /* <<kernels */
@@ -4100,9 +4111,9 @@ MOLORA__PRIVATE void molora__report(const molora__call *c)
    every active expert's rows once for all tokens: per token wins when fewer than 1 in
    MOLORA__SPARSE_RATIO of the (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say).
    The grouped path's by-token order (tokens selecting more than 2 experts on average) costs more
-   per pair than its by-expert order, so it needs fewer: 1 in MOLORA__SPARSE_RATIO_BY_TOKEN. */
+   per pair than its by-expert order, so it needs fewer: 1 in the CPU's table's by_token_ratio
+   (MOLORA__BY_TOKEN_RATIO, 6, but AMD's AVX-512 table's 3). */
 #define MOLORA__SPARSE_RATIO 4
-#define MOLORA__SPARSE_RATIO_BY_TOKEN 6
 
 /* The routing's counts: c->act[i] = 1 when some token routes to expert i; pairs: the routed
    (token, rank) pairs; e_pairs: the routed (token, expert) pairs; routed: the tokens with some
@@ -4152,7 +4163,8 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
         return by_t;   /* the output gate mixes the deltas routing already computed */
     c->by_token = rc.e_pairs > 2 * rc.routed;
     if (c->T > 1 &&
-        rc.pairs * (c->by_token ? MOLORA__SPARSE_RATIO_BY_TOKEN : MOLORA__SPARSE_RATIO) < (size_t)c->T * r_act) {
+        rc.pairs * (size_t)(c->by_token ? molora__get_kernels()->by_token_ratio : MOLORA__SPARSE_RATIO) <
+            (size_t)c->T * r_act) {
         if (L->bf16) c->by_token = 0;   /* BF16 experts run by expert: each expert's rows widened once */
         return MOLORA_PATH_SPARSE;
     }

@@ -2479,8 +2479,10 @@ static void test_arrow_exact_prototypes(void **s)
 
 /* ---- the grouped sparse path and adapter pools ---------------------------------------------- */
 /* the path molora's rule picks for per-token weights w (T, n): grouped when fewer than 1 in 4 of
-   the (token, active rank) pairs are routed, 1 in 6 when the routed tokens select more than 2
-   experts on average (test_bound_sparse_switch checks the first switch itself) */
+   the (token, active rank) pairs are routed, 1 in the CPU table's by-token ratio (6; AMD's
+   AVX-512 table 3) when the routed tokens select more than 2 experts on average
+   (test_bound_sparse_switch and test_bound_by_token_switch check the switches themselves) */
+int molora__by_token_ratio(void);   /* a test hook in molora.h */
 static int expected_path(const fix *f, int T, const float *w)
 {
     size_t pairs = 0, r_act = 0, e_pairs = 0, routed = 0;
@@ -2494,7 +2496,8 @@ static int expected_path(const fix *f, int T, const float *w)
     for (t = 0; t < T; t++)
         for (i = 0; i < f->n; i++)
             if (w[(size_t)t * f->n + i] != 0.0f) { routed++; break; }
-    if (T > 1 && r_act > 0 && pairs * (e_pairs > 2 * routed ? 6 : 4) < (size_t)T * r_act) return MOLORA_PATH_SPARSE;
+    if (T > 1 && r_act > 0 && pairs * (size_t)(e_pairs > 2 * routed ? molora__by_token_ratio() : 4) < (size_t)T * r_act)
+        return MOLORA_PATH_SPARSE;
     return path_of(T);
 }
 
@@ -2555,9 +2558,10 @@ static void test_grouped_path(void **s)
 }
 
 static void test_bound_by_token_switch(void **s)
-{   /* 3 experts per token (the by-token order): grouped when pairs * 6 < T * r_act. 19 experts of
-       rank 2, token t on t, t + 1, t + 2 (mod u): u = 18 active is equality (dense), u = 19 grouped */
-    int ranks[MAXN], i, u, t, full;
+{   /* 3 experts per token (the by-token order): grouped when pairs * ratio < T * r_act (ratio the
+       CPU table's, 3 to 6). 19 experts of rank 2, token t on t, t + 1, t + 2 (mod u): pairs = 6 T,
+       r_act = 2 u, so u = 3 ratio active is equality (dense), u = 3 ratio + 1 grouped */
+    int ranks[MAXN], i, u, t, full, ratio = molora__by_token_ratio();
     err ew = {0, 0, 0}, ey = {0, 0, 0};
     fix f;
     molora_model *m;
@@ -2565,7 +2569,8 @@ static void test_bound_by_token_switch(void **s)
     for (i = 0; i < 19; i++) ranks[i] = 2;
     fix_make(&f, 290, 270, 19, ranks, MOLORA_ROUTING_FIXED);
     m = fix_model(&f);
-    for (u = 18; u <= 19; u++)
+    assert_true(ratio >= 1 && 3 * ratio + 1 <= 19);
+    for (u = 3 * ratio; u <= 3 * ratio + 1; u++)
         for (full = 0; full < 2; full++) {
             int T = 38;
             float *w = calloc((size_t)T * 19, sizeof *w);
@@ -2574,7 +2579,7 @@ static void test_bound_by_token_switch(void **s)
                 for (i = 0; i < 3; i++) w[(size_t)t * 19 + (t + i) % u] = 0.3f + 0.1f * (float)i;
             memset(&c, 0, sizeof c);
             c.T = T; c.full = full; c.fixed = w; c.fixed_pt = 1;
-            c.path = u == 18 ? MOLORA_PATH_GEMM : MOLORA_PATH_SPARSE;
+            c.path = u == 3 * ratio ? MOLORA_PATH_GEMM : MOLORA_PATH_SPARSE;
             assert_int_equal(expected_path(&f, T, w), c.path);
             check_call(&f, m, &c, &ew, &ey);
             free(w);
