@@ -114,9 +114,9 @@
        stored values within float rounding, and the same routing bit for bit (MoLE's output
        gate, which reads the experts' deltas, within rounding). Its workspace holds, per task,
        a tile of R (d_in + d_out) floats into which the paths that do not read BF16 directly
-       widen the experts: R = r_max (the layer's largest rank, one expert at a time) for up to
-       16 tokens, beyond that min(r_total, 64) if larger (runs of consecutive experts, one GEMM
-       each). molora_model_memory() gives the model's bytes and its experts' share.
+       widen the experts: R = r_max (the layer's largest rank: a run of consecutive experts of
+       at most r_max rows at a time) for up to 16 tokens, beyond that min(r_total, 64) if
+       larger (runs of up to 64 rows, one GEMM each). molora_model_memory() gives the model's bytes and its experts' share.
      - Every allocation goes through desc.memory (default malloc / free), one block per model.
        The forward path allocates nothing: size a workspace with molora_workspace_size()
        (molora_workspace_size_tasks() for a call split through parallel_for).
@@ -1086,7 +1086,7 @@ typedef struct molora__layer {
                                     only, BT is NULL); the kernels read them through the seam   */
     const uint16_t *A16, *BT16;  /* (r_total, d_in), (r_total, d_out) as A and BT, or NULL      */
     const float *R;              /* the routing rows [Wg; wt] (n_rows - r_total, d_in)          */
-    int r_max;                   /* largest rank: the widening tile holds r_max (d_in + d_out) */
+    int r_max;                   /* largest rank: a widening tile holds at least r_max (d_in + d_out) */
     float *gate_bias;            /* (n) or NULL                                                */
     const float *W0, *bias, *mole_gate;
     int w0_in_out;               /* W0 stored (d_in, d_out) (fan_in_fan_out), read in place     */
@@ -1516,7 +1516,7 @@ MOLORA__T512 static inline float molora__hsum512(__m512 v)
         else if ((PF) == 2) _mm_prefetch((const char *)((p) + MOLORA__PFD), _MM_HINT_T1);          \
     } while (0)
 #else
-#define MOLORA__PREFETCH(PF, p) ((void)0)
+#define MOLORA__PREFETCH(PF, p) ((void)(PF), (void)(p))
 #endif
 MOLORA__INLINE MOLORA__T512 void molora__nt512_rows(const int TB, const int R, int K, float alpha, const float *X,
                                                     int ldx, const float *W, int ldw, float *Y, int ldy, int acc)
@@ -3784,7 +3784,8 @@ MOLORA__PRIVATE const uint8_t *molora__allow(const molora_forward_args *a, int t
 }
 
 /* The seam of the experts' weights: every read of a BF16 layer's packed A and B^T in the forward
-   pass, but the T <= 16 dense kernels that read BF16 directly (nt16, nn16); float32-only paths
+   pass, but the kernels that read BF16 directly (nt16, nn16: the dense path up to 16 tokens and
+   the grouped path's one-token experts); float32-only paths
    (the by-token grouped order, MoLE's output gate on float32 layers) read the packed rows.
    The rows of A (rows, d_in) from expert i's first, and of B^T's columns o0 .. o0 + O - 1 (rows,
    O, row stride *ldb), as float32: expert i's rank, or a run of consecutive experts from i (rows
@@ -4111,8 +4112,11 @@ MOLORA__PRIVATE void molora__report(const molora__call *c)
    every active expert's rows once for all tokens: per token wins when fewer than 1 in
    MOLORA__SPARSE_RATIO of the (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say).
    The grouped path's by-token order (tokens selecting more than 2 experts on average) costs more
-   per pair than its by-expert order, so it needs fewer: 1 in the CPU's table's by_token_ratio
-   (MOLORA__BY_TOKEN_RATIO, 6, but AMD's AVX-512 table's 3). */
+   per pair than its by-expert order where it was measured first (Intel), so there it needs fewer:
+   1 in the CPU's table's by_token_ratio (MOLORA__BY_TOKEN_RATIO, 6); AMD's AVX-512 table runs it
+   cheaper and switches at 1 in 3. A BF16 layer then runs by expert (its rows widened once per
+   expert), as measured on AMD faster than dense there too (S3, top-4 of 16 rank-16 experts: T = 64
+   1.3-1.8 ms against 4.0-4.1, T = 512 11-12 against 25-29). */
 #define MOLORA__SPARSE_RATIO 4
 
 /* The routing's counts: c->act[i] = 1 when some token routes to expert i; pairs: the routed

@@ -4,7 +4,8 @@
                   [--routing dense,adamole,topk:2,threshold:0.15] [--json FILE] [--reps N]
                   [--precision f32,bf16] [--smoke | --quickstart | --corename]
    Every variant runs interleaved; weights and the stream buffer rotate through twice the
-   last-level cache (sysfs; at most a quarter of MemAvailable) so T = 1 calls read from DRAM.
+   last-level cache (sysfs), at least 256 MiB (at most a quarter of MemAvailable) so T = 1 calls
+   read from DRAM.
    A row with t threads: molora splits one call over t pinned threads (the bench's pool is the
    call's parallel_for, n_tasks = t) with OpenBLAS at 1 thread inside; frozen_ms, its baseline, is
    the best of OpenBLAS with t threads (sgemm, or T x sgemv for T <= 16), at T = 1 molora's own
@@ -224,7 +225,7 @@ static void pool_stop(pool *p)
    a read kernel (64-byte aligned loads, eight accumulators, threads started before the clock),
    cblas_sgemv with t OpenBLAS threads and molora's own decode kernel gvt (t threads, as the read
    kernel) over the same buffer. The buffer is the rotation size, at
-   least twice the last-level cache, so both read DRAM. */
+   least twice the last-level cache and 256 MiB, so both read DRAM. */
 typedef struct sarg { const float *p; size_t n; float sum; pthread_barrier_t *bar; double t0, t1; int gvt; } sarg;
 __attribute__((target("avx512f"))) static float read_avx512(const float *p, size_t n)
 {
@@ -316,7 +317,7 @@ static double stream_sgemv_gbps(const float *buf, size_t n, int t)
     return best;
 }
 
-/* ---- the rotation: at least twice the last-level cache, so T = 1 calls read from DRAM --------- */
+/* ---- the rotation: 2 x LLC, at least 256 MiB, so T = 1 calls read from DRAM ------------------ */
 static double sysfs_size(const char *path)   /* "307200K" -> bytes; 0 when unreadable */
 {
     FILE *f = fopen(path, "r");

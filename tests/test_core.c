@@ -2569,7 +2569,7 @@ static void test_bound_by_token_switch(void **s)
     for (i = 0; i < 19; i++) ranks[i] = 2;
     fix_make(&f, 290, 270, 19, ranks, MOLORA_ROUTING_FIXED);
     m = fix_model(&f);
-    assert_true(ratio >= 1 && 3 * ratio + 1 <= 19);
+    assert_true(ratio == 6 || ratio == 3);   /* the tables': Intel / AVX2 / portable 6, AMD's AVX-512 3 */
     for (u = 3 * ratio; u <= 3 * ratio + 1; u++)
         for (full = 0; full < 2; full++) {
             int T = 38;
