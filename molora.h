@@ -1,4 +1,4 @@
-/* molora.h - mixture-of-LoRA-experts inference in one C header.  v0.6.0
+/* molora.h - mixture-of-LoRA-experts inference in one C header.  v0.7.0
    MIT licence at the end of the file. Maths: docs/maths.md; design: docs/design.md; files:
    docs/formats.md; measured speed: README.md, "Measured".
 
@@ -199,9 +199,9 @@
 #include <stdint.h>
 
 #define MOLORA_VERSION_MAJOR 0
-#define MOLORA_VERSION_MINOR 6
+#define MOLORA_VERSION_MINOR 7
 #define MOLORA_VERSION_PATCH 0
-#define MOLORA_VERSION_STRING "0.6.0"
+#define MOLORA_VERSION_STRING "0.7.0"
 
 #ifndef MOLORA_API
 #  ifdef MOLORA_STATIC
