@@ -116,7 +116,8 @@
        a tile of R (d_in + d_out) floats into which the paths that do not read BF16 directly
        widen the experts: R = r_max (the layer's largest rank: a run of consecutive experts of
        at most r_max rows at a time) for up to 16 tokens, beyond that min(r_total, 64) if
-       larger (runs of up to 64 rows, one GEMM each). molora_model_memory() gives the model's bytes and its experts' share.
+       larger (runs of up to 64 rows, one GEMM each). molora_model_memory() gives the model's
+       bytes and its experts' share.
      - Every allocation goes through desc.memory (default malloc / free), one block per model.
        The forward path allocates nothing: size a workspace with molora_workspace_size()
        (molora_workspace_size_tasks() for a call split through parallel_for).
