@@ -13,8 +13,9 @@ POSIX    = -D_POSIX_C_SOURCE=200809L
 JOBS    ?= 2
 PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
-# OpenBLAS 0.3.21 (Debian 12) detects AVX-512 AMD CPUs (Zen 4/5) as Haswell and runs its AVX2
-# kernels at half speed; its own OPENBLAS_CORETYPE setting picks the AVX-512 ones. The demo sets
+# OpenBLAS 0.3.21 (Debian 12) detected an earlier session's AMD Zen 4 VM as Haswell and ran its
+# AVX2 kernels at half speed (a later one, which shows AVX512_BF16, as Cooperlake); its own
+# OPENBLAS_CORETYPE setting picks the AVX-512 ones. The demo sets
 # it when the CPU has AVX-512 and you have not set it (molora itself never does); the benchmark
 # sets it only when OpenBLAS misdetects the core (see AVX512_CORES below).
 HAS_AVX512   = $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo y)
@@ -401,7 +402,7 @@ clean:
 # ---- benchmarks (minutes; never part of the timed tests) --------------------------------------
 $(B)/molora_bench: bench/molora_bench.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS) -lpthread
-# OpenBLAS 0.3.21 does not know every AVX-512 CPU: it runs AMD Zen 4/5 as Haswell (AVX2) and the
+# OpenBLAS 0.3.21 does not know every AVX-512 CPU: it ran an AMD Zen 4 VM as Haswell (AVX2) and the
 # Intel Xeon of family 6 model 207 as Prescott (SSE3), and its baselines would then measure a slow
 # kernel. The bench asks OpenBLAS which core it detected (molora_bench --corename) and sets
 # OPENBLAS_CORETYPE=SkylakeX only when the CPU has AVX-512 and that core is none of OpenBLAS's
