@@ -426,8 +426,8 @@ typedef enum molora_path {
     MOLORA_PATH_GEMM,          /* T > 16: BLAS GEMMs over the experts some token selects        */
     MOLORA_PATH_SPARSE         /* T > 1, tokens grouped by expert: routing selects fewer than 1 in 4 of the
                                   (token, active rank) pairs (1 in 6 when tokens select more than 2
-                                  experts on average, 1 in 3 on AMD's AVX-512 CPUs), and only those
-                                  are computed (grouped GEMM /
+                                  experts on average; 1 in 3 for both on AMD's AVX-512 CPUs), and only
+                                  those are computed (grouped GEMM /
                                   SGMV: each active expert's rows against its own tokens) */
 } molora_path;
 
@@ -1287,8 +1287,10 @@ typedef void (*molora__nn16_fn)(int T, int N, int K, const float *H, int ldh, co
                                 int ldy);
 /* gvt / gvn: the single-row forms (M = 1) of nt / nn, see >>gemv */
 typedef void (*molora__gv_fn)(int N, int K, const float *x, const float *W, int ldw, float *y, int acc);
-/* molora__kernels.by_token_ratio on Intel's AVX-512 CPUs (measured), AVX2 and portable ones */
+/* molora__kernels.by_token_ratio / by_expert_ratio on Intel's AVX-512 CPUs (measured there), AVX2
+   and portable ones */
 #define MOLORA__BY_TOKEN_RATIO 6
+#define MOLORA__BY_EXPERT_RATIO 4
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
@@ -1303,6 +1305,7 @@ typedef struct molora__kernels {
     void (*exps)(float *v, int n);   /* v = exp(v), the softmax's (>>vexp) */
     int by_token_ratio;   /* the grouped by-token order pays when fewer than 1 in this many pairs are
                              routed (molora__choose_path): its kernels' cost per pair against BLAS's */
+    int by_expert_ratio;  /* the same for the by-expert order */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -2403,25 +2406,30 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
     static const molora__kernels portable = {molora__nt_c, molora__nn_c, molora__dots_c, molora__axpys_c, NULL,
                                              molora__all_finite_c, "portable", molora__ntg_c,
                                              molora__nng_c, molora__widen_c, NULL, NULL, molora__gvt_c,
-                                             molora__gvn_c, 0, NULL, molora__exps_c, MOLORA__BY_TOKEN_RATIO};
+                                             molora__gvn_c, 0, NULL, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
+                                             MOLORA__BY_EXPERT_RATIO};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
                                          molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
-                                         molora__ntn_avx2, molora__exps_c, MOLORA__BY_TOKEN_RATIO};
+                                         molora__ntn_avx2, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
+                                         MOLORA__BY_EXPERT_RATIO};
 /* the AVX-512 table; its streaming kernels ntp and gvt prefetch W by vendor (MOLORA__PREFETCH), and
    AMD's Zen 4 runs the by-token order's gathered kernels at about half Intel's cost per pair
    against OpenBLAS (S6, 64 rank-1 experts: top-12 at T = 64 by token 1.14 ms, dense 1.64-1.71;
-   S3, 16 of rank 16: top-4 at T = 64 2.3-2.9 against 3.8-4.0), so it switches at 1 in 3 */
-#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, RATIO)                                                    \
+   S3, 16 of rank 16: top-4 at T = 64 2.3-2.9 against 3.8-4.0), so it switches at 1 in 3; its
+   by-expert order too (S1, top-2 of 8 rank-8 experts, 1 in 4: T = 64 0.49-0.52 ms against dense
+   1.15, T = 512 4.8-4.9 against 7.3-7.5, T = 8 0.14 against 0.20-0.22) */
+#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, RATIO, ERATIO)                                            \
     {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, NTP,                    \
      molora__all_finite_avx512, NAME, molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,          \
      molora__nt16_avx512, molora__nn16_avx512, GVT, molora__gvn_avx512, 1, molora__ntn_avx512,             \
-     molora__exps_avx512, RATIO}
+     molora__exps_avx512, RATIO, ERATIO}
     static const molora__kernels avx512 =
-        MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512, MOLORA__BY_TOKEN_RATIO);
+        MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512, MOLORA__BY_TOKEN_RATIO,
+                             MOLORA__BY_EXPERT_RATIO);
     static const molora__kernels avx512_amd =
-        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, 3);
+        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, 3, 3);
 #undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -2731,8 +2739,9 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     free(rows);
     return worst;
 }
-/* Test hook: the by-token switch of this CPU's table (molora__choose_path) */
+/* Test hooks: the by-token and by-expert switches of this CPU's table (molora__choose_path) */
 MOLORA_API int molora__by_token_ratio(void) { return molora__get_kernels()->by_token_ratio; }
+MOLORA_API int molora__by_expert_ratio(void) { return molora__get_kernels()->by_expert_ratio; }
 #endif /* MOLORA_TEST_HOOKS */
 
 /* <<kernels */
@@ -4109,16 +4118,15 @@ MOLORA__PRIVATE void molora__report(const molora__call *c)
     if (a->weights_out) memcpy(a->weights_out, c->w, (size_t)c->T * n * sizeof(float));
 }
 
-/* The per-token path reads only the routed experts' rows for each token, the dense products
-   every active expert's rows once for all tokens: per token wins when fewer than 1 in
-   MOLORA__SPARSE_RATIO of the (token, active rank) pairs are routed (top-8 of 64 rank-1 experts, say).
-   The grouped path's by-token order (tokens selecting more than 2 experts on average) costs more
+/* The grouped path reads only the routed experts' rows for each token, the dense products every
+   active expert's rows once for all tokens: grouped wins when fewer than 1 in the CPU's table's
+   by_expert_ratio of the (token, active rank) pairs are routed (MOLORA__BY_EXPERT_RATIO, 4; AMD's
+   AVX-512 table 3). Its by-token order (tokens selecting more than 2 experts on average) costs more
    per pair than its by-expert order where it was measured first (Intel), so there it needs fewer:
-   1 in the CPU's table's by_token_ratio (MOLORA__BY_TOKEN_RATIO, 6); AMD's AVX-512 table runs it
-   cheaper and switches at 1 in 3. A BF16 layer then runs by expert (its rows widened once per
-   expert), as measured on AMD faster than dense there too (S3, top-4 of 16 rank-16 experts: T = 64
-   1.3-1.8 ms against 4.0-4.1, T = 512 11-12 against 25-29). */
-#define MOLORA__SPARSE_RATIO 4
+   1 in by_token_ratio (MOLORA__BY_TOKEN_RATIO, 6); AMD's AVX-512 table runs it cheaper and
+   switches at 1 in 3. A BF16 layer then runs by expert (its rows widened once per expert), as
+   measured on AMD faster than dense there too (S3, top-4 of 16 rank-16 experts: T = 64 1.3-1.8 ms
+   against 4.0-4.1, T = 512 11-12 against 25-29). */
 
 /* The routing's counts: c->act[i] = 1 when some token routes to expert i; pairs: the routed
    (token, rank) pairs; e_pairs: the routed (token, expert) pairs; routed: the tokens with some
@@ -4156,7 +4164,7 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
     molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
     size_t r_act = 0;
     molora__routed rc;
-    int i, full = c->args->output == MOLORA_OUTPUT_FULL;
+    int i, ratio, full = c->args->output == MOLORA_OUTPUT_FULL;
     if (!c->apply) return MOLORA_PATH_NONE;   /* routing only */
     if (c->n == 0) return full ? by_t : MOLORA_PATH_NONE;
     /* computed from the routing alone, so every ith / nth caller (one without columns too) and
@@ -4167,9 +4175,8 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index)
         return by_t;   /* the output gate mixes the deltas routing already computed */
     c->by_token = rc.e_pairs > 2 * rc.routed;
-    if (c->T > 1 &&
-        rc.pairs * (size_t)(c->by_token ? molora__get_kernels()->by_token_ratio : MOLORA__SPARSE_RATIO) <
-            (size_t)c->T * r_act) {
+    ratio = c->by_token ? molora__get_kernels()->by_token_ratio : molora__get_kernels()->by_expert_ratio;
+    if (c->T > 1 && rc.pairs * (size_t)ratio < (size_t)c->T * r_act) {
         if (L->bf16) c->by_token = 0;   /* BF16 experts run by expert: each expert's rows widened once */
         return MOLORA_PATH_SPARSE;
     }

@@ -1469,29 +1469,32 @@ static float *one_hot_rows(int T, int n, const int *pick)
     return w;
 }
 
+int molora__by_expert_ratio(void);   /* a test hook in molora.h */
 static void test_bound_sparse_switch(void **s)
-{   /* the per-token path runs when nnz * 4 < T * r_act, nnz = sum over routed (token, expert)
-       pairs of the expert's rank, r_act = sum of the active experts' ranks: equality is dense */
-    static const int ranks_even[4] = {3, 3, 3, 3}, ranks_odd[4] = {1, 1, 1, 5};
-    int pick[40], t, v, full;
+{   /* the grouped path runs when nnz * ratio < T * r_act (ratio the CPU table's by-expert switch: 4,
+       AMD's AVX-512 table 3), nnz = sum over routed (token, expert) pairs of the expert's rank,
+       r_act = sum of the active experts' ranks: equality is dense. n = ratio experts. */
+    static const int ranks_even[4] = {3, 3, 3, 3}, ranks_odd[4] = {1, 1, 5, 1};
+    int pick[40], t, v, full, n = molora__by_expert_ratio();
     err ew = {0, 0, 0}, ey = {0, 0, 0};
     (void)s;
+    assert_true(n == 4 || n == 3);   /* the tables': Intel / AVX2 / portable 4, AMD's AVX-512 3 */
     for (v = 0; v < 2; v++) {
         fix f;
         molora_model *m;
-        int Ts[2] = {8, 20}, c;
-        fix_make(&f, 37, 50, 4, v ? ranks_odd : ranks_even, MOLORA_ROUTING_FIXED);
+        int Ts[2] = {12, 24}, c;   /* SMALL and GEMM, multiples of 3 and 4 */
+        fix_make(&f, 37, 50, n, v ? ranks_odd : ranks_even, MOLORA_ROUTING_FIXED);
         m = fix_model(&f);
         for (c = 0; c < 2; c++)
             for (full = 0; full < 2; full++) {
                 int T = Ts[c], drop;
                 for (drop = 0; drop < 2; drop++) {
-                    /* every token one expert, t % 4: nnz = T / 4 * r_act, so nnz * 4 == T * r_act */
+                    /* every token one expert, t % n: nnz = T / n * r_act, so nnz * n == T * r_act */
                     float *w;
                     call k;
-                    for (t = 0; t < T; t++) pick[t] = t % 4;
-                    if (drop) pick[4] = -1;   /* token 4 picks expert 0, which token 0 keeps active */
-                    w = one_hot_rows(T, 4, pick);
+                    for (t = 0; t < T; t++) pick[t] = t % n;
+                    if (drop) pick[4] = -1;   /* token 4's expert stays active through token 4 - n */
+                    w = one_hot_rows(T, n, pick);
                     memset(&k, 0, sizeof k);
                     k.T = T; k.full = full; k.fixed = w; k.fixed_pt = 1;
                     k.path = drop ? MOLORA_PATH_SPARSE : path_of(T);
@@ -2478,11 +2481,12 @@ static void test_arrow_exact_prototypes(void **s)
 }
 
 /* ---- the grouped sparse path and adapter pools ---------------------------------------------- */
-/* the path molora's rule picks for per-token weights w (T, n): grouped when fewer than 1 in 4 of
-   the (token, active rank) pairs are routed, 1 in the CPU table's by-token ratio (6; AMD's
-   AVX-512 table 3) when the routed tokens select more than 2 experts on average
-   (test_bound_sparse_switch and test_bound_by_token_switch check the switches themselves) */
-int molora__by_token_ratio(void);   /* a test hook in molora.h */
+/* the path molora's rule picks for per-token weights w (T, n): grouped when fewer than 1 in the
+   CPU table's by-expert ratio (4; AMD's AVX-512 table 3) of the (token, active rank) pairs are
+   routed, 1 in its by-token ratio (6; AMD's 3) when the routed tokens select more than 2 experts on
+   average (test_bound_sparse_switch and test_bound_by_token_switch check the switches themselves) */
+int molora__by_token_ratio(void);    /* test hooks in molora.h */
+int molora__by_expert_ratio(void);
 static int expected_path(const fix *f, int T, const float *w)
 {
     size_t pairs = 0, r_act = 0, e_pairs = 0, routed = 0;
@@ -2496,7 +2500,9 @@ static int expected_path(const fix *f, int T, const float *w)
     for (t = 0; t < T; t++)
         for (i = 0; i < f->n; i++)
             if (w[(size_t)t * f->n + i] != 0.0f) { routed++; break; }
-    if (T > 1 && r_act > 0 && pairs * (size_t)(e_pairs > 2 * routed ? molora__by_token_ratio() : 4) < (size_t)T * r_act)
+    if (T > 1 && r_act > 0 &&
+        pairs * (size_t)(e_pairs > 2 * routed ? molora__by_token_ratio() : molora__by_expert_ratio()) <
+            (size_t)T * r_act)
         return MOLORA_PATH_SPARSE;
     return path_of(T);
 }
