@@ -522,12 +522,13 @@ double molora__kernel_check(int kernel, int T, int N, int K, int q, int acc);
 /* nt16 (8) and nn16 (9) against their twins: T = 1..16, K and N across the 16-lane steps */
 static void check_bf16_kernels(void)
 {
-    static const int Ts[] = {1, 2, 7, 8, 9, 16}, Ks[] = {1, 8, 15, 16, 17, 100}, Ms[] = {1, 3, 16, 17, 50};
+    static const int Ts[] = {1, 2, 5, 7, 8, 9, 13, 16}, Ks[] = {1, 8, 15, 16, 17, 100};
+    static const int Ms[] = {1, 3, 16, 17, 50, 67, 130};   /* nn16: strips of 32 / 64 columns, masked tails */
     int q, ti, ki, mi;
     for (q = 8; q <= 9; q++)
-        for (ti = 0; ti < 6; ti++)
+        for (ti = 0; ti < 8; ti++)
             for (ki = 0; ki < 6; ki++)
-                for (mi = 0; mi < 5; mi++) {
+                for (mi = 0; mi < 7; mi++) {
                     double e = molora__kernel_check(q, Ts[ti], Ms[mi], Ks[ki], 0, 0);
                     if (e == -1.0) { print_message("no BF16 kernels on this CPU or build\n"); return; }
                     if (!(e <= 1e-6)) fail_msg("kernel %d T %d N %d K %d: %g", q, Ts[ti], Ms[mi], Ks[ki], e);

@@ -2068,14 +2068,14 @@ double molora__kernel_check(int kernel, int T, int N, int K, int q, int acc);
 
 static void test_kernels_match_twins(void **state)
 {
-    static const int Ns[] = {1, 2, 3, 4, 5, 8, 17, 67};
+    static const int Ns[] = {1, 2, 3, 4, 5, 8, 17, 50, 67, 130};   /* nn: strips of 32 / 64 and masked tails */
     static const int Ks[] = {1, 3, 8, 15, 16, 17, 33, 64, 100, 257};
     static const int qs[] = {0, 1, 7, 15};
     int kernel, T, ni, ki, qi, acc, ran[6] = {0, 0, 0, 0, 0, 0};
     (void)state;
     for (kernel = 0; kernel < 17; kernel = kernel == 4 ? 16 : kernel + 1)
         for (T = 1; T <= (kernel >= 3 && kernel <= 4 ? 1 : 16); T++)
-            for (ni = 0; ni < 8; ni++)
+            for (ni = 0; ni < 10; ni++)
                 for (ki = 0; ki < 10; ki++)
                     for (qi = 0; qi < 4; qi++)
                         for (acc = 0; acc < 2; acc++) {
