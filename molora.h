@@ -1291,6 +1291,9 @@ typedef void (*molora__gv_fn)(int N, int K, const float *x, const float *W, int 
    and portable ones */
 #define MOLORA__BY_TOKEN_RATIO 6
 #define MOLORA__BY_EXPERT_RATIO 4
+/* molora__kernels.by_token_rank there: the by-token order at any mean rank (as before AMD's
+   table, where higher ranks were measured faster by expert; unmeasured on Intel) */
+#define MOLORA__BY_TOKEN_RANK 0x7fffffff
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
@@ -1306,6 +1309,7 @@ typedef struct molora__kernels {
     int by_token_ratio;   /* the grouped by-token order pays when fewer than 1 in this many pairs are
                              routed (molora__choose_path): its kernels' cost per pair against BLAS's */
     int by_expert_ratio;  /* the same for the by-expert order */
+    int by_token_rank;    /* the by-token order only while the routed experts' mean rank is below this */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -2447,29 +2451,29 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
                                              molora__all_finite_c, "portable", molora__ntg_c,
                                              molora__nng_c, molora__widen_c, NULL, NULL, molora__gvt_c,
                                              molora__gvn_c, 0, NULL, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
-                                             MOLORA__BY_EXPERT_RATIO};
+                                             MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
                                          molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
                                          molora__ntn_avx2, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
-                                         MOLORA__BY_EXPERT_RATIO};
+                                         MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK};
 /* the AVX-512 table; its streaming kernels ntp and gvt prefetch W by vendor (MOLORA__PREFETCH), and
    AMD's Zen 4 runs the by-token order's gathered kernels at about half Intel's cost per pair
    against OpenBLAS (S6, 64 rank-1 experts: top-12 at T = 64 by token 1.14 ms, dense 1.64-1.71;
    S3, 16 of rank 16: top-4 at T = 64 2.3-2.9 against 3.8-4.0), so it switches at 1 in 3; its
    by-expert order too (S1, top-2 of 8 rank-8 experts, 1 in 4: T = 64 0.49-0.52 ms against dense
    1.15, T = 512 4.8-4.9 against 7.3-7.5, T = 8 0.14 against 0.20-0.22) */
-#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, RATIO, ERATIO)                                            \
+#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, RATIO, ERATIO, TRANK)                                     \
     {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, NTP,                    \
      molora__all_finite_avx512, NAME, molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,          \
      molora__nt16_avx512, molora__nn16_avx512, GVT, molora__gvn_avx512, 1, molora__ntn_avx512,             \
-     molora__exps_avx512, RATIO, ERATIO}
+     molora__exps_avx512, RATIO, ERATIO, TRANK}
     static const molora__kernels avx512 =
         MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512, MOLORA__BY_TOKEN_RATIO,
-                             MOLORA__BY_EXPERT_RATIO);
+                             MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK);
     static const molora__kernels avx512_amd =
-        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, 3, 3);
+        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, 3, 3, 2);
 #undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -2782,6 +2786,7 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
 /* Test hooks: the by-token and by-expert switches of this CPU's table (molora__choose_path) */
 MOLORA_API int molora__by_token_ratio(void) { return molora__get_kernels()->by_token_ratio; }
 MOLORA_API int molora__by_expert_ratio(void) { return molora__get_kernels()->by_expert_ratio; }
+MOLORA_API int molora__by_token_rank(void) { return molora__get_kernels()->by_token_rank; }
 #endif /* MOLORA_TEST_HOOKS */
 
 /* <<kernels */
@@ -4170,9 +4175,12 @@ MOLORA__PRIVATE void molora__report(const molora__call *c)
    AVX-512 table 3). Its by-token order (tokens selecting more than 2 experts on average) costs more
    per pair than its by-expert order where it was measured first (Intel), so there it needs fewer:
    1 in by_token_ratio (MOLORA__BY_TOKEN_RATIO, 6); AMD's AVX-512 table runs it cheaper and
-   switches at 1 in 3. A BF16 layer then runs by expert (its rows widened once per expert), as
-   measured on AMD faster than dense there too (S3, top-4 of 16 rank-16 experts: T = 64 1.3-1.8 ms
-   against 4.0-4.1, T = 512 11-12 against 25-29). */
+   switches at 1 in 3, and keeps that order to mean ranks below 2: by expert, where each expert's
+   rows are read once per 16 of its tokens, S3 top-4 (rank 16) takes 1.5-1.7 ms at T = 64 against
+   2.7 by token (T = 512 14.4-16.4 against 20.5-21), while S6's rank-1 top-8 is as fast at T = 64
+   and slower at T = 512 (8.6-9.6 against 6.9-7.4). A BF16 layer then runs by expert (its rows
+   widened once per expert), as measured on AMD faster than dense there too (S3, top-4 of 16
+   rank-16 experts: T = 64 1.3-1.8 ms against 4.0-4.1, T = 512 11-12 against 25-29). */
 
 /* The routing's counts: c->act[i] = 1 when some token routes to expert i; pairs: the routed
    (token, rank) pairs; e_pairs: the routed (token, expert) pairs; routed: the tokens with some
@@ -4208,6 +4216,7 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
 {
     const molora__layer *L = c->L;
     molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
+    const molora__kernels *kr = molora__get_kernels();
     size_t r_act = 0;
     molora__routed rc;
     int i, ratio, full = c->args->output == MOLORA_OUTPUT_FULL;
@@ -4220,8 +4229,10 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
     if (r_act == 0) return full ? by_t : MOLORA_PATH_NONE;   /* no expert routed: the frozen layer or nothing */
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index)
         return by_t;   /* the output gate mixes the deltas routing already computed */
-    c->by_token = rc.e_pairs > 2 * rc.routed;
-    ratio = c->by_token ? molora__get_kernels()->by_token_ratio : molora__get_kernels()->by_expert_ratio;
+    /* the order: by token when the routed tokens select more than 2 experts on average and their
+       mean rank is below the table's by_token_rank, else by expert */
+    c->by_token = rc.e_pairs > 2 * rc.routed && rc.pairs < (size_t)kr->by_token_rank * rc.e_pairs;
+    ratio = c->by_token ? kr->by_token_ratio : kr->by_expert_ratio;
     if (c->T > 1 && rc.pairs * (size_t)ratio < (size_t)c->T * r_act) {
         if (L->bf16) c->by_token = 0;   /* BF16 experts run by expert: each expert's rows widened once */
         return MOLORA_PATH_SPARSE;

@@ -2484,13 +2484,15 @@ static void test_arrow_exact_prototypes(void **s)
 /* the path molora's rule picks for per-token weights w (T, n): grouped when fewer than 1 in the
    CPU table's by-expert ratio (4; AMD's AVX-512 table 3) of the (token, active rank) pairs are
    routed, 1 in its by-token ratio (6; AMD's 3) when the routed tokens select more than 2 experts on
-   average (test_bound_sparse_switch and test_bound_by_token_switch check the switches themselves) */
+   average and their mean rank is below the table's by-token rank (any; AMD's 2)
+   (test_bound_sparse_switch, test_bound_by_token_switch and test_bound_order_rank check the switches) */
 int molora__by_token_ratio(void);    /* test hooks in molora.h */
 int molora__by_expert_ratio(void);
+int molora__by_token_rank(void);
 static int expected_path(const fix *f, int T, const float *w)
 {
     size_t pairs = 0, r_act = 0, e_pairs = 0, routed = 0;
-    int t, i;
+    int t, i, by_token;
     for (i = 0; i < f->n; i++) {
         int act = 0;
         for (t = 0; t < T; t++)
@@ -2500,9 +2502,9 @@ static int expected_path(const fix *f, int T, const float *w)
     for (t = 0; t < T; t++)
         for (i = 0; i < f->n; i++)
             if (w[(size_t)t * f->n + i] != 0.0f) { routed++; break; }
+    by_token = e_pairs > 2 * routed && pairs < (size_t)molora__by_token_rank() * e_pairs;
     if (T > 1 && r_act > 0 &&
-        pairs * (size_t)(e_pairs > 2 * routed ? molora__by_token_ratio() : molora__by_expert_ratio()) <
-            (size_t)T * r_act)
+        pairs * (size_t)(by_token ? molora__by_token_ratio() : molora__by_expert_ratio()) < (size_t)T * r_act)
         return MOLORA_PATH_SPARSE;
     return path_of(T);
 }
@@ -2592,6 +2594,39 @@ static void test_bound_by_token_switch(void **s)
         }
     molora_model_free(m); fix_free(&f);
     CHECK_ERR(ey, 2e-5, "layer output at the by-token switch");
+}
+
+static void test_bound_order_rank(void **s)
+{   /* the grouped path's order by the routed experts' mean rank: by token below the table's
+       by_token_rank (AMD's 2), by expert at it. 3 experts per token on 60 of rank 1 and 3: token t
+       on t, t + 1, t + 2 (mod 60) with ranks 1, 1, 3 (mean 5 / 3) or ranks 1, 2, 3 (mean 2, expert
+       ranks 1, 2, 3 in turn); T 40, so under a fifth of the pairs are routed and the path is
+       grouped in either order. The order does not change the path where both ratios are the same
+       (AMD's 3 and 3): then the test checks each order's output at the boundary */
+    int ranks[MAXN], i, t, v, rank = molora__by_token_rank();
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (v = 0; v < 2; v++) {
+        fix f;
+        molora_model *m;
+        int T = 40;
+        float *w = calloc((size_t)T * 60, sizeof *w);
+        call c;
+        for (i = 0; i < 60; i++) ranks[i] = v == 0 ? (i % 3 == 2 ? 3 : 1) : 1 + i % 3;
+        fix_make(&f, 290, 270, 60, ranks, MOLORA_ROUTING_FIXED);
+        m = fix_model(&f);
+        for (t = 0; t < T; t++)
+            for (i = 0; i < 3; i++) w[(size_t)t * 60 + (3 * t + i) % 60] = 0.3f + 0.1f * (float)i;
+        memset(&c, 0, sizeof c);
+        c.T = T; c.full = v; c.fixed = w; c.fixed_pt = 1;
+        c.path = expected_path(&f, T, w);
+        assert_int_equal(c.path, MOLORA_PATH_SPARSE);
+        check_call(&f, m, &c, &ew, &ey);
+        free(w);
+        molora_model_free(m); fix_free(&f);
+    }
+    assert_true(rank == 2 || rank == 0x7fffffff);   /* the tables': AMD's AVX-512 2, the others any rank */
+    CHECK_ERR(ey, 2e-5, "layer output at the order's rank switch");
 }
 
 static void test_grouped_routing_rules(void **s)
@@ -3161,6 +3196,7 @@ int main(void)
         cmocka_unit_test(test_arrow_exact_prototypes),
         cmocka_unit_test(test_grouped_path),
         cmocka_unit_test(test_bound_by_token_switch),
+        cmocka_unit_test(test_bound_order_rank),
         cmocka_unit_test(test_grouped_routing_rules),
         cmocka_unit_test(test_adapter_pool),
         cmocka_unit_test(test_adapter_index_errors),
