@@ -132,10 +132,14 @@
        count: keep it at one thread while either split runs.
      - parallel_for: molora_forward checks the arguments, computes the gate logits, the routing
        (weights_out, counts_out) and the path once, on the calling thread, then calls
-       parallel_for(parallel_user, n_tasks, task, ctx) exactly once, from that thread, when
-       there is work: not for T = 0, after an error, for an ith / nth caller without columns,
-       or for DELTA output with no expert routed (molora_route checks the fields but never calls
-       it, and needs only molora_workspace_size()'s workspace). The hook must call
+       parallel_for(parallel_user, n_tasks, task, ctx) once, from that thread, when there is
+       work: not for T = 0, after an error, for an ith / nth caller without columns, or for
+       DELTA output with no expert routed (molora_route checks the fields but never calls it,
+       and needs only molora_workspace_size()'s workspace). It calls it twice, one call after
+       the other, when the dense experts' inputs H = X A^T run first in blocks of tokens: 32
+       tokens or more on the dense path (PATH_GEMM) of a float32 layer with experts routed and
+       no MoLE output mix, n_tasks > 1. The first call's tasks write disjoint rows of H into
+       slice 0, which the second call's tasks only read. Each call is as follows. The hook must call
        task(ctx, ith, n_tasks) exactly once for every ith in 0..n_tasks-1, on any threads
        (the calling one included), in any order, at once or one after another, and return only
        after every task has returned, its writes visible to the calling thread (any pool that
@@ -143,10 +147,11 @@
        only until parallel_for returns. A task never fails, never blocks on another task, never
        calls the hook or the logger, and allocates nothing: task ith writes only its share of
        Y's columns (chunks of 16; with more tasks than chunks some have none and return at once)
-       and slice ith of the workspace. molora does not nest calls to the hook, but several
-       molora_forward calls (one per thread, each with its own workspace) may call it at once,
-       and a pool thread may run other molora calls while it waits: molora keeps no state
-       between calls. The workspace holds one slice per task: molora_workspace_size_tasks().
+       and slice ith of the workspace (in the first of two calls: its blocks of H in slice 0).
+       molora does not nest calls to the hook, but several molora_forward calls (one per thread,
+       each with its own workspace) may call it at once, and a pool thread may run other molora
+       calls while it waits: molora keeps no state between calls. The workspace holds one slice
+       per task: molora_workspace_size_tasks().
      - Results: a call split into n_tasks tasks is bitwise equal to the same call split by
        ith / nth with nth = n_tasks, whatever the order and threads the tasks ran on. The
        routing (weights_out, counts_out, path_out) is bitwise the same for every split; Y agrees
@@ -3836,6 +3841,8 @@ typedef struct molora__call {
     int tile_rows;             /* its rows of A (molora__tile_rows), B^T's behind them          */
     size_t tile_off;           /* its offset in a slice, in bytes                              */
     int by_token;              /* the grouped path's order: by token (more than 2 experts per token) */
+    int h_blocks;              /* the dense experts' H in this many token blocks (molora__h_blocks) */
+    int h_shared;              /* 1: the first parallel_for call left all of H in slice 0       */
 } molora__call;
 
 /* mask row of token t, or NULL when every expert is allowed */
@@ -4255,6 +4262,13 @@ MOLORA__PRIVATE void molora__frozen(const molora__call *c)
             for (j = 0; j < c->O; j++) c->Y[(size_t)t * L->d_out + j] += L->bias[c->o0 + j];
 }
 
+/* 1 when the layer's output is MoLE's output mix of the deltas routing computed (its gate routes:
+   no fixed weights or adapter index replace it) */
+MOLORA__PRIVATE int molora__mole_mixes(const molora__call *c)
+{
+    return c->L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index;
+}
+
 /* MoLE output mix: Y += sum_i w_i D_i, the deltas already computed by the routing */
 MOLORA__PRIVATE void molora__mole_mix(const molora__call *c)
 {
@@ -4454,27 +4468,103 @@ MOLORA__PRIVATE void molora__experts_grouped(const molora__call *c)
    per token, Y += H B^T. BF16 experts: up to MOLORA__SMALL_T tokens on kernels that read BF16
    (nt16 / nn16), the run straight from the packed rows; else runs of up to the tile's rows
    (one expert up to MOLORA__SMALL_T tokens, MOLORA__RUN_ROWS beyond), widened through the seam. */
+/* H's rows t0 .. t1 - 1 of experts i .. i1 - 1 (at column off) scaled by w s: h *= w_ti s_i */
+MOLORA__PRIVATE void molora__scale_h(const molora__call *c, int i, int i1, int t0, int t1)
+{
+    const molora__layer *L = c->L;
+    int t, j, q;
+    for (t = t0; t < t1; t++)
+        for (j = i; j < i1; j++) {
+            float coef = c->w[(size_t)t * c->n + j] * L->scaling[j];
+            float *h = c->H + (size_t)t * L->r_total + L->offset[j];
+            for (q = 0; q < L->rank[j]; q++) h[q] *= coef;
+        }
+}
+
+/* The next run of the dense experts from i: consecutive active experts (a BF16 layer's that are
+   widened: at most c->tile_rows rows). Returns its end i1 (i1 == i: expert i is not active), and
+   its rows in *rr. */
+MOLORA__PRIVATE int molora__dense_run(const molora__call *c, int i, int widened, int *rr)
+{
+    const molora__layer *L = c->L;
+    int i1;
+    *rr = 0;
+    for (i1 = i; i1 < c->n && c->act[i1] && !(widened && *rr + L->rank[i1] > c->tile_rows); i1++) *rr += L->rank[i1];
+    return i1;
+}
+
+/* The dense experts' shrink in token blocks: beyond MOLORA__SMALL_T tokens on a float32 layer, H's
+   rows are computed in as many blocks as the call has shares (nth x n_tasks; blocks of at least 16
+   tokens), the same products for every split of the call, so that the parallel_for hook can run
+   the blocks as tasks (molora__shrink_task) and still equal the ith / nth split bit for bit. */
+MOLORA__PRIVATE int molora__h_blocks(const molora__call *c)
+{
+    int i, any = 0, most = c->T / 16, shares = c->nth * c->n_tasks;
+    if (c->n == 0 || c->L->bf16 || c->path != MOLORA_PATH_GEMM || molora__mole_mixes(c)) return 1;
+    for (i = 0; i < c->n; i++) any |= c->act[i];
+    if (!any) return 1;
+    return shares < most ? shares : most;
+}
+MOLORA__PRIVATE void molora__shrink_block(const molora__call *c, int b)
+{
+    const molora__layer *L = c->L;
+    int t0 = (int)((long long)c->T * b / c->h_blocks), t1 = (int)((long long)c->T * (b + 1) / c->h_blocks), i, i1, rr;
+    molora__input in = c->in;
+    in.T = t1 - t0; in.x += (size_t)t0 * in.K; in.X += (size_t)t0 * in.ldx;
+    for (i = 0; i < c->n; i = i1 > i ? i1 : i + 1) {
+        i1 = molora__dense_run(c, i, 0, &rr);
+        if (i1 == i) continue;
+        molora__mul_xwt(&in, 0, rr, L->A + (size_t)L->offset[i] * L->d_in, 0,
+                        c->H + (size_t)t0 * L->r_total + L->offset[i], L->r_total);
+        molora__scale_h(c, i, i1, t0, t1);
+    }
+}
+/* The first parallel_for call's task k: H's blocks k, k + n_tasks, ... into slice 0, which every
+   task of the second call then reads (molora__task) */
+MOLORA__PRIVATE void molora__shrink_task(void *ctx, int k, int n_tasks)
+{
+    const molora__call *c = (const molora__call *)ctx;
+    molora__call t = *c;
+    int b;
+    MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
+    t.H = (float *)c->slices;
+    for (b = k; b < c->h_blocks; b += n_tasks) molora__shrink_block(&t, b);
+}
+
+/* dense experts, float32, beyond MOLORA__SMALL_T tokens: H in its token blocks (unless the hook's
+   first call left it in slice 0), then Y += H_run B_run^T per run */
+MOLORA__PRIVATE void molora__experts_dense_blocks(const molora__call *c)
+{
+    const molora__layer *L = c->L;
+    int i, i1, rr, b;
+    if (!c->h_shared)
+        for (b = 0; b < c->h_blocks; b++) molora__shrink_block(c, b);
+    for (i = 0; i < c->n; i = i1 > i ? i1 : i + 1) {
+        i1 = molora__dense_run(c, i, 0, &rr);
+        if (i1 == i) continue;
+        molora__mul_ab(0, c->T, c->O, rr, c->H + L->offset[i], L->r_total,
+                       L->BT + (size_t)L->offset[i] * L->d_out + c->o0, L->d_out, 1, c->Y, L->d_out);
+    }
+}
+
+/* dense experts: per run, H = X A_run^T, h *= w s, Y += H B_run^T; beyond MOLORA__SMALL_T tokens on
+   a float32 layer, molora__experts_dense_blocks */
 MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
 {
     const molora__layer *L = c->L;
     const molora__kernels *kr = molora__get_kernels();
-    int i, i1, j, t, q, ldb, direct = L->bf16 && c->T <= MOLORA__SMALL_T && kr->nt16;
-    for (i = 0; i < c->n; i = i1) {
-        int off = L->offset[i], rr = 0;
+    int i, i1, ldb, rr, direct = L->bf16 && c->T <= MOLORA__SMALL_T && kr->nt16;
+    if (!L->bf16 && c->T > MOLORA__SMALL_T) { molora__experts_dense_blocks(c); return; }
+    for (i = 0; i < c->n; i = i1 > i ? i1 : i + 1) {
+        int off = L->offset[i];
         float *H = c->H + off;
         const float *bt;
-        for (i1 = i; i1 < c->n && c->act[i1] && !(L->bf16 && !direct && rr + L->rank[i1] > c->tile_rows); i1++)
-            rr += L->rank[i1];
-        if (i1 == i) { i1++; continue; }
+        i1 = molora__dense_run(c, i, L->bf16 && !direct, &rr);
+        if (i1 == i) continue;
         if (direct) kr->nt16(c->T, rr, L->d_in, c->in.X, c->in.ldx, L->A16 + (size_t)off * L->d_in, L->d_in, H,
                              L->r_total);
         else molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, molora__rows_a(c, i, rr), 0, H, L->r_total);
-        for (t = 0; t < c->T; t++)
-            for (j = i; j < i1; j++) {
-                float coef = c->w[(size_t)t * c->n + j] * L->scaling[j];
-                float *h = c->H + (size_t)t * L->r_total + L->offset[j];
-                for (q = 0; q < L->rank[j]; q++) h[q] *= coef;
-            }
+        molora__scale_h(c, i, i1, 0, c->T);
         if (direct) {
             kr->nn16(c->T, c->O, rr, H, L->r_total, L->BT16 + (size_t)off * L->d_out + c->o0, L->d_out, c->Y, L->d_out);
             continue;
@@ -4487,12 +4577,11 @@ MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
 /* The products on c's columns: frozen layer, then the MoLE output mix or the experts */
 MOLORA__PRIVATE void molora__apply(const molora__call *c)
 {
-    const molora_forward_args *a = c->args;
     /* frozen layer: Y = X W0^T + b */
-    if (a->output == MOLORA_OUTPUT_FULL) molora__frozen(c);
+    if (c->args->output == MOLORA_OUTPUT_FULL) molora__frozen(c);
     if (c->n == 0) return;
     /* MoLE output mix: Y += sum_i w_i D_i */
-    if (c->L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !a->weights && !a->adapter_index) molora__mole_mix(c);
+    if (molora__mole_mixes(c)) molora__mole_mix(c);
     /* experts: Y += sum_i w_i s_i X A_i^T B_i^T, tokens grouped by expert (sparse) or dense */
     else if (c->path == MOLORA_PATH_SPARSE) molora__experts_grouped(c);
     else molora__experts_dense(c);
@@ -4509,7 +4598,8 @@ MOLORA__PRIVATE void molora__task(void *ctx, int k, int n_tasks)
     if (k < 0 || k >= c->n_tasks) return;
     molora__share(&t, c->ith * c->n_tasks + k, c->nth * c->n_tasks);
     if (t.O == 0) return;
-    t.H = (float *)(c->slices + (size_t)k * c->slice);   /* the shared X in t.in is read only */
+    /* the shared X in t.in is read only; so is H in slice 0 after the hook's first call */
+    t.H = (float *)(c->slices + (c->h_shared ? 0 : (size_t)k * c->slice));
     if (c->tile) t.tile = (float *)(c->slices + (size_t)k * c->slice + c->tile_off);
     molora__apply(&t);
 }
@@ -4544,6 +4634,12 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     if (!c->apply || c->O == 0 || c->path == MOLORA_PATH_NONE) return MOLORA_RESULT_SUCCESS;
     /* the grouped path's lists, once: the tasks read them */
     if (c->path == MOLORA_PATH_SPARSE) molora__group_lists(c, c->by_token);
+    /* the dense experts' H in token blocks; through the hook, first as tasks of their own */
+    c->h_blocks = molora__h_blocks(c);
+    if (a->parallel_for && c->n_tasks > 1 && c->h_blocks > 1) {
+        a->parallel_for(a->parallel_user, c->n_tasks, molora__shrink_task, c);
+        c->h_shared = 1;
+    }
     if (a->parallel_for) a->parallel_for(a->parallel_user, c->n_tasks, molora__task, c);
     else molora__task(c, 0, 1);
     return MOLORA_RESULT_SUCCESS;
