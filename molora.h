@@ -1670,10 +1670,13 @@ MOLORA__PRIVATE MOLORA__T256 void molora__nt_avx2(int T, int N, int K, float alp
     MOLORA__NT_DISPATCH(molora__nt256_tb)
 }
 
-/* nn: Y (T, N) += H (T, K) B (K, N). A register tile of TB tokens x NV vectors of 16 columns
-   accumulates over all of K, so each Y element is loaded and stored once and each row of B's strip
-   is loaded once per token block. TB and NV are constants after inlining (run-time counts left the
-   tile on the stack: 0.45 against 0.19 ms for K 256, N 4096, 8 tokens). Every sum runs over k in
+/* nn: Y (T, N) += H (T, K) B (K, N). Blocks of MOLORA__NN_KB rows of B are streamed along N
+   together (that many sequential reads, which the prefetchers follow; a tile over all of K walked
+   B's rows in 128-byte pieces and read DRAM at half the rate); per strip of 16 NV columns a
+   register tile of TB tokens x NV vectors accumulates the block's rows, so Y is loaded and stored
+   once per block of rows and each row of B once per token block. TB and NV are constants after
+   inlining (the old kernel's one accumulator per token ran its FMAs as one dependent chain: from
+   DRAM at K 256, N 4096, 8 tokens 0.46-0.63 ms against 0.37-0.45). Every sum runs over k in
    order, one FMA a step. Token blocks of up to 8: NV 4 (64 columns) up to 6 tokens, else NV 2.
    MOLORA__NN512_KERNEL(NAME, BT, LOAD_B): the kernel NAME for B of element type BT; LOAD_B(p, nb, m)
    gives the 16 columns at p as floats, nb (0 .. 16) of them valid under mask m. The last strip's
@@ -3835,12 +3838,12 @@ typedef struct molora__call {
     float *Y;                  /* y at column o0 (forward), NULL (route)                        */
     molora_path path;          /* chosen once after routing: what path_out reports             */
     float *xa;                 /* small batches: the copy of X the kernels read (shared)        */
-    unsigned char *slices;     /* the per-task workspace slices: each task's H                  */
+    unsigned char *slices;     /* the per-task workspace slices: each task's H (slice 0's when h_shared) */
     size_t slice;              /* bytes of one slice                                           */
     float *tile;               /* BF16 experts: this task's widening tile (molora__rows_a), or NULL */
     int tile_rows;             /* its rows of A (molora__tile_rows), B^T's behind them          */
     size_t tile_off;           /* its offset in a slice, in bytes                              */
-    int by_token;              /* the grouped path's order: by token (more than 2 experts per token) */
+    int by_token;              /* the grouped path's order: by token (molora__order_by_token)   */
     int h_blocks;              /* the dense experts' H in this many token blocks (molora__h_blocks) */
     int h_shared;              /* 1: the first parallel_for call left all of H in slice 0       */
 } molora__call;
@@ -4217,6 +4220,21 @@ MOLORA__PRIVATE molora__routed molora__count_routed(const molora__call *c)
     return r;
 }
 
+/* The grouped path's order from the routing's counts: by token when the routed tokens select
+   more than 2 experts on average and their mean rank is below the table's by_token_rank, else
+   by expert */
+MOLORA__PRIVATE int molora__order_by_token(size_t pairs, size_t e_pairs, size_t routed)
+{
+    return e_pairs > 2 * routed && pairs < (size_t)molora__get_kernels()->by_token_rank * e_pairs;
+}
+#ifdef MOLORA_TEST_HOOKS
+/* Test hook: the order from the counts (1: by token), as molora__choose_path takes it */
+MOLORA_API int molora__order_check(size_t pairs, size_t e_pairs, size_t routed)
+{
+    return molora__order_by_token(pairs, e_pairs, routed);
+}
+#endif
+
 /* The path, chosen once after routing: by T (decode, small, gemm), or SPARSE when the experts
    will run per token; marks the experts some token routes to in c->act. */
 MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
@@ -4236,9 +4254,7 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
     if (r_act == 0) return full ? by_t : MOLORA_PATH_NONE;   /* no expert routed: the frozen layer or nothing */
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index)
         return by_t;   /* the output gate mixes the deltas routing already computed */
-    /* the order: by token when the routed tokens select more than 2 experts on average and their
-       mean rank is below the table's by_token_rank, else by expert */
-    c->by_token = rc.e_pairs > 2 * rc.routed && rc.pairs < (size_t)kr->by_token_rank * rc.e_pairs;
+    c->by_token = molora__order_by_token(rc.pairs, rc.e_pairs, rc.routed);
     ratio = c->by_token ? kr->by_token_ratio : kr->by_expert_ratio;
     if (c->T > 1 && rc.pairs * (size_t)ratio < (size_t)c->T * r_act) {
         if (L->bf16) c->by_token = 0;   /* BF16 experts run by expert: each expert's rows widened once */
@@ -4457,7 +4473,7 @@ MOLORA__PRIVATE void molora__grouped_by_token(const molora__call *c)
         for (t = 0; t < c->T; t++) molora__token_rows(c, t, k0, c->O - k0 < nc ? c->O - k0 : nc, 1);
 }
 
-/* Experts grouped, in the order molora__choose_path picked from how many experts a token selects */
+/* Experts grouped, in the order molora__choose_path picked (molora__order_by_token) */
 MOLORA__PRIVATE void molora__experts_grouped(const molora__call *c)
 {
     if (c->by_token) molora__grouped_by_token(c);
@@ -4467,8 +4483,10 @@ MOLORA__PRIVATE void molora__experts_grouped(const molora__call *c)
 /* Experts dense, over each run i .. i1-1 of consecutive active experts: H = X A^T, H_i *= w_i s_i
    per token, Y += H B^T. BF16 experts: up to MOLORA__SMALL_T tokens on kernels that read BF16
    (nt16 / nn16), the run straight from the packed rows; else runs of up to the tile's rows
-   (one expert up to MOLORA__SMALL_T tokens, MOLORA__RUN_ROWS beyond), widened through the seam. */
-/* H's rows t0 .. t1 - 1 of experts i .. i1 - 1 (at column off) scaled by w s: h *= w_ti s_i */
+   (one expert up to MOLORA__SMALL_T tokens, MOLORA__RUN_ROWS beyond), widened through the seam.
+   Float32 experts beyond MOLORA__SMALL_T tokens: H in token blocks first, then the runs' expands. */
+
+/* H's rows t0 .. t1 - 1 of experts i .. i1 - 1 scaled by w s: h *= w_ti s_i */
 MOLORA__PRIVATE void molora__scale_h(const molora__call *c, int i, int i1, int t0, int t1)
 {
     const molora__layer *L = c->L;
@@ -4527,8 +4545,9 @@ MOLORA__PRIVATE void molora__shrink_task(void *ctx, int k, int n_tasks)
     molora__call t = *c;
     int b;
     MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
+    if (k < 0 || k >= c->n_tasks) return;
     t.H = (float *)c->slices;
-    for (b = k; b < c->h_blocks; b += n_tasks) molora__shrink_block(&t, b);
+    for (b = k; b < c->h_blocks; b += c->n_tasks) molora__shrink_block(&t, b);
 }
 
 /* dense experts, float32, beyond MOLORA__SMALL_T tokens: H in its token blocks (unless the hook's
@@ -4588,8 +4607,9 @@ MOLORA__PRIVATE void molora__apply(const molora__call *c)
 }
 
 /* Task k of n_tasks (molora_task_fn): share ith * n_tasks + k of the call's nth * n_tasks, with
-   workspace slice k for its H. Reads the routing the call left in the shared workspace; writes
-   only its slice and its columns of Y, so the tasks of a call run in any order, at once or not. */
+   workspace slice k for its H (or slice 0's H, read only, after molora__shrink_task's call).
+   Reads the routing the call left in the shared workspace; writes only its slice and its columns
+   of Y, so the tasks of a call run in any order, at once or not. */
 MOLORA__PRIVATE void molora__task(void *ctx, int k, int n_tasks)
 {
     const molora__call *c = (const molora__call *)ctx;

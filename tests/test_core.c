@@ -2596,16 +2596,27 @@ static void test_bound_by_token_switch(void **s)
     CHECK_ERR(ey, 2e-5, "layer output at the by-token switch");
 }
 
+int molora__order_check(size_t pairs, size_t e_pairs, size_t routed);   /* test hook: 1 by token */
 static void test_bound_order_rank(void **s)
-{   /* the grouped path's order by the routed experts' mean rank: by token below the table's
-       by_token_rank (AMD's 2), by expert at it. 3 experts per token on 60 of rank 1 and 3: token t
-       on t, t + 1, t + 2 (mod 60) with ranks 1, 1, 3 (mean 5 / 3) or ranks 1, 2, 3 (mean 2, expert
-       ranks 1, 2, 3 in turn); T 40, so under a fifth of the pairs are routed and the path is
-       grouped in either order. The order does not change the path where both ratios are the same
-       (AMD's 3 and 3): then the test checks each order's output at the boundary */
+{   /* the grouped path's order, by token only when the routed tokens select more than 2 experts on
+       average (e_pairs > 2 routed) and their mean rank is below the table's by_token_rank (AMD's
+       AVX-512 table 2, the others any): both comparisons at equality and one past it through the
+       hook that choose_path calls; then layers at the rank boundary through molora_forward: 60
+       experts, token t on 3t, 3t + 1, 3t + 2 (mod 60) with ranks 1, 1, 3 (mean 5 / 3) or 1, 2, 3
+       (mean 2), T 40, under a fifth of the pairs routed so the path is grouped in either order:
+       on AMD the first runs by token, the second by expert, elsewhere both by token */
     int ranks[MAXN], i, t, v, rank = molora__by_token_rank();
+    size_t big = rank == 0x7fffffff ? 1000 : (size_t)rank;
     err ew = {0, 0, 0}, ey = {0, 0, 0};
     (void)s;
+    assert_true(rank == 2 || rank == 0x7fffffff);   /* the tables': AMD's AVX-512 2, the others any rank */
+    /* experts per token: 3 per token over 10 tokens is 30 > 20 (by token), 2 per token is 20 (not) */
+    assert_int_equal(molora__order_check(30, 30, 10), 1);
+    assert_int_equal(molora__order_check(20, 20, 10), 0);
+    assert_int_equal(molora__order_check(21, 21, 10), 1);
+    /* the mean rank at the table's bound: pairs = rank e_pairs is by expert, one pair fewer by token */
+    assert_int_equal(molora__order_check(big * 30 - 1, 30, 10), 1);
+    assert_int_equal(molora__order_check(big * 30, 30, 10), rank == 0x7fffffff);
     for (v = 0; v < 2; v++) {
         fix f;
         molora_model *m;
@@ -2617,6 +2628,8 @@ static void test_bound_order_rank(void **s)
         m = fix_model(&f);
         for (t = 0; t < T; t++)
             for (i = 0; i < 3; i++) w[(size_t)t * 60 + (3 * t + i) % 60] = 0.3f + 0.1f * (float)i;
+        /* the counts of this routing: 120 (token, expert) pairs over 40 tokens, 200 or 240 rank pairs */
+        assert_int_equal(molora__order_check(v == 0 ? 200 : 240, 120, 40), v == 0 || rank == 0x7fffffff);
         memset(&c, 0, sizeof c);
         c.T = T; c.full = v; c.fixed = w; c.fixed_pt = 1;
         c.path = expected_path(&f, T, w);
@@ -2625,7 +2638,6 @@ static void test_bound_order_rank(void **s)
         free(w);
         molora_model_free(m); fix_free(&f);
     }
-    assert_true(rank == 2 || rank == 0x7fffffff);   /* the tables': AMD's AVX-512 2, the others any rank */
     CHECK_ERR(ey, 2e-5, "layer output at the order's rank switch");
 }
 
