@@ -405,7 +405,8 @@ static double rel_diff(const float *a, const float *b, int T)
 
 static void test_parallel_for_hook(void **state)
 {
-    static const int Ts[] = {1, 2, 16, 17, 200}, tasks[] = {1, 2, 3, 7, HD_OUT + 1};
+    /* T 31 / 32: one below and at the first token-block split of the dense experts' H */
+    static const int Ts[] = {1, 2, 16, 17, 31, 32, 200}, tasks[] = {1, 2, 3, 7, HD_OUT + 1};
     hfix h;
     tpool pool;
     hout plain, split, hooked, rev;
@@ -437,7 +438,7 @@ static void test_parallel_for_hook(void **state)
     assert_int_equal(molora_workspace_size(h.m, HT_MAX, &ws1), MOLORA_RESULT_SUCCESS);
     ws1p = ws_new(ws1);
     for (l = 0; l < HL; l++)
-        for (ti = 0; ti < 5; ti++)
+        for (ti = 0; ti < (int)(sizeof Ts / sizeof Ts[0]); ti++)
             for (full = 0; full < 2; full++)
                 for (masked = 0; masked < 2; masked++) {
                     hcase hc;
