@@ -404,16 +404,18 @@ $(B)/molora_bench: bench/molora_bench.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS) -lpthread
 # OpenBLAS 0.3.21 does not know every AVX-512 CPU: it ran an AMD Zen 4 VM as Haswell (AVX2) and the
 # Intel Xeon of family 6 model 207 as Prescott (SSE3), and its baselines would then measure a slow
-# kernel. The bench asks OpenBLAS which core it detected (molora_bench --corename) and sets
-# OPENBLAS_CORETYPE=SkylakeX only when the CPU has AVX-512 and that core is none of OpenBLAS's
-# AVX-512 ones; a CPU it detects right, or an OPENBLAS_CORETYPE you set, is left alone.
+# kernel. An OPENBLAS_CORETYPE set in the environment does the same: an AMD Zen 5 VM came with
+# OPENBLAS_CORETYPE=Haswell set, under which sgemm at S1 T = 512 took 164 ms against SkylakeX's 86.
+# The bench asks OpenBLAS which core it runs (molora_bench --corename, the detected one or the one
+# set) and, when the CPU has AVX-512 and that core is none of OpenBLAS's AVX-512 ones, runs with
+# OPENBLAS_CORETYPE=SkylakeX and says so: its baselines are OpenBLAS's fastest kernels here.
 AVX512_CORES = SkylakeX Cooperlake SapphireRapids
 bench: deps
 	@$(MAKE) --no-print-directory $(B)/molora_bench
 	@uptime
-	@env=""; if [ -z "$(OPENBLAS_CORETYPE)" ] && [ -n "$(HAS_AVX512)" ]; then \
+	@env=""; if [ -n "$(HAS_AVX512)" ]; then \
 	  core=$$(./$(B)/molora_bench --corename); case " $(AVX512_CORES) " in *" $$core "*) ;; \
-	  *) env="OPENBLAS_CORETYPE=SkylakeX"; echo "OpenBLAS detects this AVX-512 CPU as $$core: $$env";; esac; fi; \
+	  *) env="OPENBLAS_CORETYPE=SkylakeX"; echo "OpenBLAS runs this AVX-512 CPU as $$core: $$env";; esac; fi; \
 	echo "$$env ./$(B)/molora_bench --json $(B)/bench.json"; \
 	env $$env ./$(B)/molora_bench --json $(B)/bench.json || exit 1; \
 	if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import torch" 2>/dev/null; then \
