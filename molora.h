@@ -131,23 +131,30 @@
        caller's pool (parallel_for, n_tasks, below). molora never changes OpenBLAS's thread
        count: keep it at one thread while either split runs.
      - parallel_for: molora_forward checks the arguments, computes the gate logits, the routing
-       (weights_out, counts_out) and the path once, on the calling thread, then calls
-       parallel_for(parallel_user, n_tasks, task, ctx) once, from that thread, when there is
-       work: not for T = 0, after an error, for an ith / nth caller without columns, or for
-       DELTA output with no expert routed (molora_route checks the fields but never calls it,
-       and needs only molora_workspace_size()'s workspace). It calls it twice, one call after
-       the other, when the dense experts' inputs H = X A^T run first in blocks of tokens: 32
-       tokens or more on the dense path (PATH_GEMM) of a float32 layer with experts routed and
-       no MoLE output mix, n_tasks > 1. The first call's tasks write disjoint rows of H into
-       slice 0, which the second call's tasks only read. Each call is as follows. The hook must call
-       task(ctx, ith, n_tasks) exactly once for every ith in 0..n_tasks-1, on any threads
-       (the calling one included), in any order, at once or one after another, and return only
+       (weights_out, counts_out) and the path once, then calls parallel_for(parallel_user,
+       n_tasks, task, ctx) for the products once, from the calling thread, when there is work:
+       not for T = 0, after an error, for an ith / nth caller without columns, or for DELTA
+       output with no expert routed (molora_route checks the fields, never calls it for the
+       products, and needs only molora_workspace_size()'s workspace). Up to two calls come before that one,
+       one after the other, each with tasks of its own: (1) the gate routing in blocks of 64
+       tokens, from 128 tokens on a layer whose gate (with its threshold net) has up to 32 rows
+       and no MoLE output gate, when no weights or adapter index replace it, n_tasks > 1 (for
+       any caller, and the one call molora_route makes to the hook); its
+       tasks write disjoint tokens' gate logits and weights, and the calling thread then reports
+       the first error, if any, with the code and message of the call without the hook;
+       (2) the dense experts' inputs H = X A^T in blocks of tokens: 32 tokens or more on the
+       dense path (PATH_GEMM) of a float32 layer with experts routed and no MoLE output mix,
+       n_tasks > 1; its tasks write disjoint rows of H into slice 0, which the products' tasks
+       then only read. Each call is as follows. The hook must call task(ctx, ith, n_tasks)
+       exactly once for every ith in 0..n_tasks-1, on any threads (the calling one included),
+       in any order, at once or one after another, and return only
        after every task has returned, its writes visible to the calling thread (any pool that
        joins with a mutex, a condition variable or acquire/release atomics does). ctx is valid
        only until parallel_for returns. A task never fails, never blocks on another task, never
        calls the hook or the logger, and allocates nothing: task ith writes only its share of
        Y's columns (chunks of 16; with more tasks than chunks some have none and return at once)
-       and slice ith of the workspace (in the first of two calls: its blocks of H in slice 0).
+       and slice ith of the workspace (in call (2): its blocks of H in slice 0; in call (1): its
+       tokens' rows of the routing's part of the workspace).
        molora does not nest calls to the hook, but several molora_forward calls (one per thread,
        each with its own workspace) may call it at once, and a pool thread may run other molora
        calls while it waits: molora keeps no state between calls. The workspace holds one slice
@@ -4029,6 +4036,23 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* The gate routing's failures, found block by block (on any thread when the routing runs as the
+   hook's tasks) and logged by the calling thread (molora__route_fail) */
+#define MOLORA__ROUTE_OK 0
+#define MOLORA__ROUTE_GATE_NAN 1   /* a gate logit is NaN */
+#define MOLORA__ROUTE_THR_NAN 2    /* a threshold logit is NaN */
+#define MOLORA__ROUTE_X 3          /* x has NaN or Inf */
+MOLORA__PRIVATE molora_result molora__route_fail(const molora__call *c, int why)
+{
+    if (why == MOLORA__ROUTE_GATE_NAN)
+        return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
+                            "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
+    if (why == MOLORA__ROUTE_THR_NAN)
+        return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
+                            c->args->layer);
+    return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
+}
+
 /* G (T, ng) = X [Wg; wt]^T: the gate logits and the threshold-net logit, all routing reads of X;
    then X's finiteness from G's (molora__gate_checks_x) */
 MOLORA__PRIVATE molora_result molora__gate_logits(molora__call *c)
@@ -4042,7 +4066,7 @@ MOLORA__PRIVATE molora_result molora__gate_logits(molora__call *c)
         molora__mul_xwt(&c->in, ng <= 32 || c->T <= MOLORA__SMALL_T ? MOLORA__ALLOW_NARROW : 0, ng, L->R, 0, c->G, ng);
     if (molora__gate_checks_x(c) && !molora__all_finite(c->G, (size_t)c->T * (size_t)ng) &&
         !molora__all_finite(c->args->x, (size_t)c->T * (size_t)L->d_in))
-        return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
+        return molora__route_fail(c, MOLORA__ROUTE_X);
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -4058,44 +4082,94 @@ MOLORA__PRIVATE void molora__route_fixed(molora__call *c)
     }
 }
 
-/* w from the gate logits z + gate bias (and the threshold logit u) by the layer's rule, in blocks
-   of MOLORA__ROUTE_BLOCK tokens: each token's shifted logits, then one exps over the block's rows
-   (and one over its threshold nets' exp(-|u|)), then each token's division and rule. A row that
-   needs no exp (molora__softmax_shift's flag) is shifted again after the exps, which overwrote it. */
+/* w of tokens t0 .. t0 + tb - 1 (tb <= MOLORA__ROUTE_BLOCK) from their gate logits z + gate bias
+   (and threshold logit u) by the layer's rule: each token's shifted logits, then one exps over
+   the block's rows (and one over its threshold nets' exp(-|u|)), then each token's division and
+   rule. A row that needs no exp (molora__softmax_shift's flag) is shifted again after the exps,
+   which overwrote it. Writes only the block's rows of G and w; MOLORA__ROUTE_* */
 #define MOLORA__ROUTE_BLOCK 64
-MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
+MOLORA__PRIVATE int molora__route_block(const molora__call *c, int t0, int tb)
 {
     const molora__layer *L = c->L;
-    const molora__kernels *kr = molora__get_kernels();
-    int t0, t, i, n = c->n, ng = L->n_rows - L->r_total, done[MOLORA__ROUTE_BLOCK];
+    int t, i, n = c->n, ng = L->n_rows - L->r_total, done[MOLORA__ROUTE_BLOCK];
     float e[MOLORA__ROUTE_BLOCK], u[MOLORA__ROUTE_BLOCK];   /* per token: exp(-|u|), the threshold logit */
     const uint8_t *allow[MOLORA__ROUTE_BLOCK];              /* per token: its mask row (molora__allow) */
-    for (t0 = 0; t0 < c->T; t0 += MOLORA__ROUTE_BLOCK) {
-        int tb = c->T - t0 < MOLORA__ROUTE_BLOCK ? c->T - t0 : MOLORA__ROUTE_BLOCK;
-        for (t = t0; t < t0 + tb; t++) {
-            float *z = c->G + (size_t)t * ng;
-            u[t - t0] = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
-            allow[t - t0] = molora__allow(c->args, t, n);
-            for (i = 0; i < n; i++) {
-                if (L->gate_bias) z[i] += L->gate_bias[i];
-                if (isnan(z[i]))
-                    return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
-                                        "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
-            }
-            if (isnan(u[t - t0]))
-                return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
-                                    c->args->layer);
-            e[t - t0] = -fabsf(u[t - t0]);
-            done[t - t0] = molora__route_shift(L, z, allow[t - t0], c->w + (size_t)t * n);
+    for (t = t0; t < t0 + tb; t++) {
+        float *z = c->G + (size_t)t * ng;
+        u[t - t0] = L->thr_row >= 0 ? z[n] + L->thr_bias : 0.0f;
+        allow[t - t0] = molora__allow(c->args, t, n);
+        for (i = 0; i < n; i++) {
+            if (L->gate_bias) z[i] += L->gate_bias[i];
+            if (isnan(z[i])) return MOLORA__ROUTE_GATE_NAN;
         }
-        kr->exps(c->w + (size_t)t0 * n, tb * n);
-        if (L->routing == MOLORA_ROUTING_ADAMOLE) kr->exps(e, tb);
-        for (t = t0; t < t0 + tb; t++) {
-            float *w = c->w + (size_t)t * n;
-            if (done[t - t0]) molora__route_shift(L, c->G + (size_t)t * ng, allow[t - t0], w);
-            molora__route_finish(L, molora__sigmoid(u[t - t0], e[t - t0]), allow[t - t0], w, done[t - t0]);
-        }
+        if (isnan(u[t - t0])) return MOLORA__ROUTE_THR_NAN;
+        e[t - t0] = -fabsf(u[t - t0]);
+        done[t - t0] = molora__route_shift(L, z, allow[t - t0], c->w + (size_t)t * n);
     }
+    molora__get_kernels()->exps(c->w + (size_t)t0 * n, tb * n);
+    if (L->routing == MOLORA_ROUTING_ADAMOLE) molora__get_kernels()->exps(e, tb);
+    for (t = t0; t < t0 + tb; t++) {
+        float *w = c->w + (size_t)t * n;
+        if (done[t - t0]) molora__route_shift(L, c->G + (size_t)t * ng, allow[t - t0], w);
+        molora__route_finish(L, molora__sigmoid(u[t - t0], e[t - t0]), allow[t - t0], w, done[t - t0]);
+    }
+    return MOLORA__ROUTE_OK;
+}
+
+/* w from the gate logits by the layer's rule, block after block */
+MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
+{
+    int t0, why;
+    for (t0 = 0; t0 < c->T; t0 += MOLORA__ROUTE_BLOCK)
+        if ((why = molora__route_block(c, t0, c->T - t0 < MOLORA__ROUTE_BLOCK ? c->T - t0 : MOLORA__ROUTE_BLOCK)))
+            return molora__route_fail(c, why);
+    return MOLORA_RESULT_SUCCESS;
+}
+
+/* The gate routing as the hook's tasks, from 2 blocks of tokens up (before the products, in a hook
+   call of its own): block b's gate logits, its G's finiteness and its weights, the same products
+   and steps as on the calling thread (the narrow kernel, up to 32 gate rows, computes each token
+   alone), so the routing stays bitwise that of the one-task call. Task k runs blocks k, k + n_tasks,
+   ... and leaves each block's outcome in c->gs[b] (free until the grouped path's lists): its
+   MOLORA__ROUTE_* code, plus MOLORA__ROUTE_G_INF when its logits are not all finite. */
+#define MOLORA__ROUTE_G_INF 4
+MOLORA__PRIVATE int molora__route_splits(const molora__call *c)
+{
+    const molora_forward_args *a = c->args;
+    int ng = c->L->n_rows - c->L->r_total;
+    return a->parallel_for && c->n_tasks > 1 && c->n > 0 && ng > 0 && ng <= 32 &&
+           !a->adapter_index && !a->weights && c->L->routing != MOLORA_ROUTING_MOLE_OUTPUT &&
+           c->T >= 2 * MOLORA__ROUTE_BLOCK;
+}
+MOLORA__PRIVATE void molora__route_task(void *ctx, int k, int n_tasks)
+{
+    const molora__call *c = (const molora__call *)ctx;
+    int ng = c->L->n_rows - c->L->r_total, b, nb = (c->T + MOLORA__ROUTE_BLOCK - 1) / MOLORA__ROUTE_BLOCK;
+    MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
+    if (k < 0 || k >= c->n_tasks) return;
+    for (b = k; b < nb; b += c->n_tasks) {
+        int t0 = b * MOLORA__ROUTE_BLOCK, tb = c->T - t0 < MOLORA__ROUTE_BLOCK ? c->T - t0 : MOLORA__ROUTE_BLOCK;
+        float *G = c->G + (size_t)t0 * ng;
+        molora__input in = c->in;
+        in.T = tb; in.x += (size_t)t0 * in.K; in.X += (size_t)t0 * in.ldx;
+        molora__mul_xwt(&in, MOLORA__ALLOW_NARROW, ng, c->L->R, 0, G, ng);
+        c->gs[b] = molora__all_finite(G, (size_t)tb * ng) ? 0 : MOLORA__ROUTE_G_INF;
+        c->gs[b] |= molora__route_block(c, t0, tb);
+    }
+}
+/* The split routing's error, as the calling thread's routing would give it: x's first (a block
+   with logits not all finite, and x not finite), then the first block's */
+MOLORA__PRIVATE molora_result molora__route_split_result(const molora__call *c)
+{
+    int b, nb = (c->T + MOLORA__ROUTE_BLOCK - 1) / MOLORA__ROUTE_BLOCK;
+    for (b = 0; b < nb; b++)
+        if (c->gs[b] & MOLORA__ROUTE_G_INF) {
+            if (!molora__all_finite(c->args->x, (size_t)c->T * (size_t)c->L->d_in))
+                return molora__route_fail(c, MOLORA__ROUTE_X);
+            break;
+        }
+    for (b = 0; b < nb; b++)
+        if (c->gs[b] & ~MOLORA__ROUTE_G_INF) return molora__route_fail(c, c->gs[b] & ~MOLORA__ROUTE_G_INF);
     return MOLORA_RESULT_SUCCESS;
 }
 
@@ -4624,6 +4698,21 @@ MOLORA__PRIVATE void molora__task(void *ctx, int k, int n_tasks)
     molora__apply(&t);
 }
 
+/* The gate logits G = X [Wg; wt]^T (none with an adapter index or FIXED weights: they replace the
+   router, and X was checked on its own, molora__gate_checks_x), then the weights w (T, n): on the
+   calling thread, or through the hook in blocks of tokens, as tasks of their own */
+MOLORA__PRIVATE molora_result molora__gate_and_route(molora__call *c)
+{
+    const molora_forward_args *a = c->args;
+    molora_result r;
+    if (molora__route_splits(c)) {
+        a->parallel_for(a->parallel_user, c->n_tasks, molora__route_task, c);
+        return molora__route_split_result(c);
+    }
+    if (!a->adapter_index && !a->weights && (r = molora__gate_logits(c)) != MOLORA_RESULT_SUCCESS) return r;
+    return molora__route(c);
+}
+
 /* The forward pass of one call, after molora__call_check: the checks, gate logits, routing and
    path once, on the calling thread; then the products in n_tasks tasks, through the caller's
    parallel_for when there is one */
@@ -4639,11 +4728,8 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     r = molora__call_setup(c);
     if (r != MOLORA_RESULT_SUCCESS) return r;
     if (c->n > 0) {
-        /* gate logits G = X [Wg; wt]^T (none with an adapter index or FIXED weights: they replace
-           the router, and X was checked on its own, molora__gate_checks_x) */
-        if (!a->adapter_index && !a->weights && (r = molora__gate_logits(c)) != MOLORA_RESULT_SUCCESS) return r;
-        /* route: the weights w (T, n) */
-        r = molora__route(c);
+        /* gate logits and routing: the weights w (T, n) */
+        r = molora__gate_and_route(c);
         if (r != MOLORA_RESULT_SUCCESS) return r;
         /* report w and the per-expert counts */
         molora__report(c);

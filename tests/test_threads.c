@@ -269,6 +269,15 @@ typedef struct hfix {
     int ranks[HN];
 } hfix;
 
+/* the hook model's last logged error (its calls run on the calling thread: molora logs nothing
+   from a task) */
+static char g_hlog[256];
+static void h_log(void *user, molora_result r, const char *msg)
+{
+    (void)user; (void)r;
+    snprintf(g_hlog, sizeof g_hlog, "%s", msg);
+}
+
 static void hfix_make(hfix *h)
 {
     static const int ranks[HN] = {4, 8, 1, 16, 4, 2, 8, 3};
@@ -303,7 +312,7 @@ static void hfix_make(hfix *h)
         d->top_k = l == 2 ? 1 : 3; d->threshold = 0.1f;
     }
     memset(&md, 0, sizeof md);
-    md.n_layers = HL; md.layers = ld;
+    md.n_layers = HL; md.layers = ld; md.log = h_log;
     assert_int_equal(molora_model_init(&md, &h->m), MOLORA_RESULT_SUCCESS);
 }
 static void hfix_free(hfix *h)
@@ -379,6 +388,19 @@ static molora_result hcall(const hfix *h, const hcase *hc, int nth, molora_paral
     return r;
 }
 
+/* molora_route of hc's call through the hook (pf, n_tasks) into W and counts */
+static molora_result hroute(const hfix *h, const hcase *hc, molora_parallel_for_fn pf, void *user, int n_tasks,
+                            void *ws, size_t ws_size, float *W, int32_t *counts)
+{
+    molora_forward_args a;
+    memset(&a, 0, sizeof a);
+    a.layer = hc->layer; a.n_tokens = hc->T; a.x = hc->X;
+    a.expert_mask = hc->mask; a.mask_per_token = 1; a.weights = hc->fixed; a.weights_per_token = 1;
+    a.weights_out = W; a.counts_out = counts; a.workspace = ws; a.workspace_size = ws_size;
+    a.parallel_for = pf; a.parallel_user = user; a.n_tasks = n_tasks;
+    return molora_route(h->m, &a);
+}
+
 /* the outputs of one call, kept for comparing */
 typedef struct hout { float *Y, *W; int32_t counts[HN]; molora_path path; } hout;
 
@@ -414,7 +436,7 @@ static void test_parallel_for_hook(void **state)
     uint8_t *mask;
     size_t ws1;
     void *ws1p;
-    int l, ti, ki, full, masked, bitwise = 0, cases = 0, splits = 0, paths[5] = {0, 0, 0, 0, 0};
+    int l, ti, ki, full, masked, bitwise = 0, cases = 0, splits = 0, r_splits = 0, paths[5] = {0, 0, 0, 0, 0};
     long rev_calls = 0;
     double worst_plain = 0, worst_naive = 0;
     (void)state;
@@ -450,7 +472,7 @@ static void test_parallel_for_hook(void **state)
                     for (ki = 0; ki < 5; ki++) {
                         int k = tasks[ki];
                         long calls = pool.calls;
-                        int h_split;
+                        int h_split, r_split;
                         size_t wsk;
                         void *wskp;
                         assert_int_equal(molora_workspace_size_tasks(h.m, hc.T, k, &wsk), MOLORA_RESULT_SUCCESS);
@@ -462,19 +484,33 @@ static void test_parallel_for_hook(void **state)
                         assert_int_equal(hcall(&h, &hc, 0, reverse_for, &rev_calls, k, wskp, wsk, rev.Y, rev.W,
                                                rev.counts, &rev.path), MOLORA_RESULT_SUCCESS);
                         assert_true(canary_intact(wskp, wsk));
-                        /* one hook call when there is work (the path is NONE only for DELTA with
-                           nothing routed); two when the dense experts' H runs first in token blocks:
-                           the GEMM path on a layer with experts and no MoLE output mix, n_tasks > 1
-                           and at least two blocks of 16 tokens */
+                        /* one hook call for the products when there is work (the path is NONE
+                           only for DELTA with nothing routed); one before it when the dense
+                           experts' H runs first in token blocks: the GEMM path on a layer with
+                           experts and no MoLE output mix, n_tasks > 1 and at least two blocks of
+                           16 tokens; and one before both for the gate routing in blocks of 64
+                           tokens: a gate of up to 32 rows (all but the MoLE, FIXED and expertless
+                           layers), n_tasks > 1, two blocks or more */
                         h_split = hooked.path == MOLORA_PATH_GEMM && l != 5 && l != 8 && k > 1 && hc.T >= 32;
-                        assert_int_equal(pool.calls - calls, plain.path == MOLORA_PATH_NONE ? 0 : 1 + h_split);
-                        splits += h_split;
+                        r_split = l != 5 && l != 6 && l != 8 && k > 1 && hc.T >= 128;
+                        assert_int_equal(pool.calls - calls,
+                                         r_split + (plain.path == MOLORA_PATH_NONE ? 0 : 1 + h_split));
+                        splits += h_split; r_splits += r_split;
                         if (!hout_equal(&hooked, &split, hc.T) || !hout_equal(&rev, &hooked, hc.T))
                             fail_msg("layer %d T %d full %d masked %d n_tasks %d: differs from the nth split", l,
                                      hc.T, full, masked, k);
                         if (memcmp(hooked.W, plain.W, sizeof(float) * hc.T * HN) ||
                             memcmp(hooked.counts, plain.counts, sizeof plain.counts) || hooked.path != plain.path)
                             fail_msg("layer %d T %d n_tasks %d: routing differs from the one-task call", l, hc.T, k);
+                        /* molora_route through the hook: the routing's call alone, the same weights */
+                        calls = pool.calls;
+                        assert_int_equal(hroute(&h, &hc, tp_parallel_for, &pool, k, ws1p, ws1, split.W,
+                                                split.counts), MOLORA_RESULT_SUCCESS);
+                        assert_int_equal(pool.calls - calls, r_split);
+                        if (memcmp(split.W, plain.W, sizeof(float) * hc.T * HN) ||
+                            memcmp(split.counts, plain.counts, sizeof plain.counts))
+                            fail_msg("layer %d T %d n_tasks %d: molora_route differs from the one-task call", l,
+                                     hc.T, k);
                         worst_plain = fmax(worst_plain, rel_diff(plain.Y, hooked.Y, hc.T));
                         bitwise += memcmp(plain.Y, hooked.Y, sizeof(float) * hc.T * HD_OUT) == 0;
                         cases++;
@@ -494,11 +530,11 @@ static void test_parallel_for_hook(void **state)
                         free(wskp);
                     }
                 }
-    print_message("  parallel_for: %d cases (9 layers, T 1/2/16/17/200, n_tasks 1/2/3/7/%d, full/delta, "
-                  "masks; %d with H in token blocks first): equal to the nth split bit for bit; vs one task "
-                  "max rel %.1e (%d of %d bitwise); one task vs naive max rel %.1e\n",
-                  cases, HD_OUT + 1, splits, worst_plain, bitwise, cases, worst_naive);
-    assert_true(splits > 0);
+    print_message("  parallel_for: %d cases (9 layers, T 1/2/16/17/31/32/200, n_tasks 1/2/3/7/%d, full/delta, "
+                  "masks; %d with H in token blocks first, %d with the routing in blocks first): equal to the "
+                  "nth split bit for bit; vs one task max rel %.1e (%d of %d bitwise); one task vs naive max rel "
+                  "%.1e\n", cases, HD_OUT + 1, splits, r_splits, worst_plain, bitwise, cases, worst_naive);
+    assert_true(splits > 0 && r_splits > 0);
     for (l = 0; l < 5; l++) assert_true(paths[l] > 0);   /* NONE, DECODE, SMALL, GEMM, SPARSE all ran */
     assert_int_equal(pool.bad, 0);
     assert_true(worst_plain <= 1e-5);
@@ -548,10 +584,76 @@ static void test_parallel_for_with_ith_nth(void **state)
     hfix_free(&h);
 }
 
+/* The routing's errors when it runs as the hook's tasks (T = 200, 4 blocks of 64 tokens): the
+   same result code and message as the call without the hook, logged once by the calling thread,
+   Y untouched, the products' hook call never made. Poisons: a NaN in x in the third block (found
+   through that block's logits, x then read in full), a NaN there and huge finite x in the first
+   (x's error still first, as on the calling thread), x so large in the second block that its gate
+   logits are Inf - Inf = NaN, every routed layer with n_tasks 2, 3 and 7. */
+static void test_parallel_for_routing_errors(void **state)
+{
+    static const int tasks[] = {2, 3, 7};
+    hfix h;
+    tpool pool;
+    float *X, *Y_in, *Y, *W;
+    int32_t counts[HN];
+    size_t ws;
+    void *wsp;
+    int poison, l, ki, t, k;
+    (void)state;
+#ifndef MOLORA_NO_BLAS
+    openblas_set_num_threads(1);
+#endif
+    hfix_make(&h);
+    tp_start(&pool);
+    X = rnd_vec_f((size_t)HT_MAX * HD_IN, 1.0f); Y_in = rnd_vec_f((size_t)HT_MAX * HD_OUT, 1.0f);
+    Y = malloc(sizeof(float) * HT_MAX * HD_OUT); W = malloc(sizeof(float) * HT_MAX * HN);
+    assert_int_equal(molora_workspace_size_tasks(h.m, HT_MAX, 7, &ws), MOLORA_RESULT_SUCCESS);
+    wsp = ws_new(ws);
+    for (poison = 0; poison < 3; poison++) {
+        float *Xp = malloc(sizeof(float) * HT_MAX * HD_IN);
+        memcpy(Xp, X, sizeof(float) * HT_MAX * HD_IN);
+        if (poison == 0 || poison == 1) Xp[150 * HD_IN + 33] = NAN;
+        if (poison == 1) for (k = 0; k < HD_IN; k++) Xp[10 * HD_IN + k] = 3e38f;
+        if (poison == 2) for (k = 0; k < HD_IN; k++) Xp[70 * HD_IN + k] = k % 2 ? 3e38f : -3e38f;
+        for (l = 0; l < HL; l++) {
+            char want[256];
+            molora_result r0;
+            hcase hc;
+            if (l == 5 || l == 6 || l == HL - 1) continue;   /* MoLE, FIXED, no experts: no gate split */
+            memset(&hc, 0, sizeof hc);
+            hc.layer = l; hc.T = HT_MAX; hc.full = 1; hc.X = Xp; hc.Y_in = Y_in;
+            g_hlog[0] = 0;
+            r0 = hcall(&h, &hc, 0, NULL, NULL, 0, wsp, ws, Y, W, counts, NULL);
+            assert_int_equal(r0, MOLORA_RESULT_NON_FINITE);
+            snprintf(want, sizeof want, "%s", g_hlog);
+            if (poison < 2) assert_non_null(strstr(want, "input x has NaN or Inf"));
+            else assert_non_null(strstr(want, "gate logits are NaN"));
+            for (ki = 0; ki < 3; ki++) {
+                long calls = pool.calls;
+                g_hlog[0] = 0;
+                assert_int_equal(hcall(&h, &hc, 0, tp_parallel_for, &pool, tasks[ki], wsp, ws, Y, W, counts, NULL),
+                                 MOLORA_RESULT_NON_FINITE);
+                assert_int_equal(pool.calls - calls, 1);   /* the routing's call, not the products' */
+                if (strcmp(g_hlog, want)) fail_msg("layer %d n_tasks %d: logged \"%s\", not \"%s\"", l, tasks[ki],
+                                                   g_hlog, want);
+                for (t = 0; t < HT_MAX * HD_OUT; t++)
+                    if (memcmp(&Y[t], &Y_in[t], sizeof(float))) fail_msg("layer %d: y[%d] written", l, t);
+            }
+        }
+        free(Xp);
+    }
+    assert_int_equal(pool.bad, 0);
+    free(wsp); free(X); free(Y_in); free(Y); free(W);
+    tp_stop(&pool);
+    hfix_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_shared_model_many_threads),
                                        cmocka_unit_test(test_parallel_for_hook),
-                                       cmocka_unit_test(test_parallel_for_with_ith_nth)};
+                                       cmocka_unit_test(test_parallel_for_with_ith_nth),
+                                       cmocka_unit_test(test_parallel_for_routing_errors)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
