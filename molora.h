@@ -154,7 +154,7 @@
        calls the hook or the logger, and allocates nothing: task ith writes only its share of
        Y's columns (chunks of 16; with more tasks than chunks some have none and return at once)
        and slice ith of the workspace (in call (2): its blocks of H in slice 0; in call (1): its
-       tokens' rows of the routing's part of the workspace).
+       tokens' rows of the routing's part of the workspace and one int per block of tokens).
        molora does not nest calls to the hook, but several molora_forward calls (one per thread,
        each with its own workspace) may call it at once, and a pool thread may run other molora
        calls while it waits: molora keeps no state between calls. The workspace holds one slice
@@ -194,9 +194,10 @@
 
    DOES NOT
      - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
-     - run the routing (gate logits, rule, MoLE output gate) or the experts' A products in
-       parallel: the routing runs once on the calling thread, and each task computes H = X A^T
-       for the experts some token routes to, as every ith / nth caller does;
+     - split the routing over the hook's tasks below 128 tokens, for gates over 32 rows or for
+       the MoLE output gate (those run on the calling thread), or the experts' H = X A^T below
+       32 tokens, on BF16 layers and on the grouped path (each task computes it for the experts
+       some token routes to, as every ith / nth caller does);
      - have AVX2 versions of the packed small-batch, gather and grouped kernels (AVX2 CPUs use
        the row-major and portable ones);
      - keep quantised weights, or F16 experts in 16 bits at run time (init converts them to

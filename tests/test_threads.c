@@ -425,6 +425,17 @@ static double rel_diff(const float *a, const float *b, int T)
     return worst;
 }
 
+/* the hook tests' common start: OpenBLAS at one thread, the model, the pool, X and Y_in */
+static void hstart(hfix *h, tpool *pool, float **X, float **Y_in)
+{
+#ifndef MOLORA_NO_BLAS
+    openblas_set_num_threads(1);
+#endif
+    hfix_make(h);
+    tp_start(pool);
+    *X = rnd_vec_f((size_t)HT_MAX * HD_IN, 1.0f); *Y_in = rnd_vec_f((size_t)HT_MAX * HD_OUT, 1.0f);
+}
+
 static void test_parallel_for_hook(void **state)
 {
     /* T 31 / 32: one below and at the first token-block split of the dense experts' H */
@@ -440,12 +451,7 @@ static void test_parallel_for_hook(void **state)
     long rev_calls = 0;
     double worst_plain = 0, worst_naive = 0;
     (void)state;
-#ifndef MOLORA_NO_BLAS
-    openblas_set_num_threads(1);
-#endif
-    hfix_make(&h);
-    tp_start(&pool);
-    X = rnd_vec_f((size_t)HT_MAX * HD_IN, 1.0f); Y_in = rnd_vec_f((size_t)HT_MAX * HD_OUT, 1.0f);
+    hstart(&h, &pool, &X, &Y_in);
     fixed = rnd_vec_f((size_t)HT_MAX * HN, 1.0f);
     mask = malloc((size_t)HT_MAX * HN);
     for (l = 0; l < HT_MAX * HN; l++) {
@@ -559,9 +565,7 @@ static void test_parallel_for_with_ith_nth(void **state)
     void *w1, *w3;
     int l, ti;
     (void)state;
-    hfix_make(&h);
-    tp_start(&pool);
-    X = rnd_vec_f((size_t)HT_MAX * HD_IN, 1.0f); Y_in = rnd_vec_f((size_t)HT_MAX * HD_OUT, 1.0f);
+    hstart(&h, &pool, &X, &Y_in);
     a.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); a.W = malloc(sizeof(float) * HT_MAX * HN);
     b.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); b.W = malloc(sizeof(float) * HT_MAX * HN);
     assert_int_equal(molora_workspace_size(h.m, HT_MAX, &ws1), 0);
@@ -589,7 +593,8 @@ static void test_parallel_for_with_ith_nth(void **state)
    Y untouched, the products' hook call never made. Poisons: a NaN in x in the third block (found
    through that block's logits, x then read in full), a NaN there and huge finite x in the first
    (x's error still first, as on the calling thread), x so large in the second block that its gate
-   logits are Inf - Inf = NaN, every routed layer with n_tasks 2, 3 and 7. */
+   logits are Inf - Inf = NaN, every routed layer with n_tasks 2, 3 and 7. Then the split's
+   boundary in molora_route, and an adapter index, which never splits. */
 static void test_parallel_for_routing_errors(void **state)
 {
     static const int tasks[] = {2, 3, 7};
@@ -601,12 +606,7 @@ static void test_parallel_for_routing_errors(void **state)
     void *wsp;
     int poison, l, ki, t, k;
     (void)state;
-#ifndef MOLORA_NO_BLAS
-    openblas_set_num_threads(1);
-#endif
-    hfix_make(&h);
-    tp_start(&pool);
-    X = rnd_vec_f((size_t)HT_MAX * HD_IN, 1.0f); Y_in = rnd_vec_f((size_t)HT_MAX * HD_OUT, 1.0f);
+    hstart(&h, &pool, &X, &Y_in);
     Y = malloc(sizeof(float) * HT_MAX * HD_OUT); W = malloc(sizeof(float) * HT_MAX * HN);
     assert_int_equal(molora_workspace_size_tasks(h.m, HT_MAX, 7, &ws), MOLORA_RESULT_SUCCESS);
     wsp = ws_new(ws);
@@ -642,6 +642,37 @@ static void test_parallel_for_routing_errors(void **state)
             }
         }
         free(Xp);
+    }
+    /* the split's boundary: molora_route at T 127 / 128 / 129 calls the hook from 128 on, the
+       weights bitwise the plain call's; an adapter index at T = 200 replaces the router: no call */
+    for (t = 127; t <= 129; t++) {
+        float *W1 = malloc(sizeof(float) * HT_MAX * HN);
+        int32_t c1[HN];
+        long calls = pool.calls;
+        hcase hc;
+        memset(&hc, 0, sizeof hc);
+        hc.layer = 4; hc.T = t; hc.X = X; hc.Y_in = Y_in;
+        assert_int_equal(hroute(&h, &hc, NULL, NULL, 0, wsp, ws, W1, c1), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(hroute(&h, &hc, tp_parallel_for, &pool, 3, wsp, ws, W, counts), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(pool.calls - calls, t >= 128);
+        assert_memory_equal(W, W1, sizeof(float) * t * HN);
+        assert_memory_equal(counts, c1, sizeof c1);
+        free(W1);
+    }
+    {
+        int32_t idx[HT_MAX];
+        molora_forward_args a;
+        long calls = pool.calls;
+        for (t = 0; t < HT_MAX; t++) idx[t] = t % (HN + 1) - 1;
+        memset(&a, 0, sizeof a);
+        a.layer = 1; a.n_tokens = HT_MAX; a.x = X; a.adapter_index = idx; a.weights_out = W;
+        a.workspace = wsp; a.workspace_size = ws;
+        a.parallel_for = tp_parallel_for; a.parallel_user = &pool; a.n_tasks = 3;
+        assert_int_equal(molora_route(h.m, &a), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(pool.calls - calls, 0);
+        for (t = 0; t < HT_MAX; t++)
+            for (k = 0; k < HN; k++)
+                if (W[(size_t)t * HN + k] != (idx[t] == k ? 1.0f : 0.0f)) fail_msg("index token %d expert %d", t, k);
     }
     assert_int_equal(pool.bad, 0);
     free(wsp); free(X); free(Y_in); free(Y); free(W);
