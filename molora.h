@@ -4054,19 +4054,31 @@ MOLORA__PRIVATE molora_result molora__route_fail(const molora__call *c, int why)
     return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
 }
 
-/* G (T, ng) = X [Wg; wt]^T: the gate logits and the threshold-net logit, all routing reads of X;
-   then X's finiteness from G's (molora__gate_checks_x) */
+/* G's rows t0 .. t0 + tb - 1 = those of X [Wg; wt]^T: the gate logits and the threshold-net logit,
+   all routing reads of X; 1 when they are all finite. A block after the first only through the
+   narrow kernel (allow MOLORA__ALLOW_NARROW, gates of up to 32 rows), which reads X row by row:
+   X's packed panels hold every token. */
+MOLORA__PRIVATE int molora__gate_block(const molora__call *c, int t0, int tb, int allow)
+{
+    int ng = c->L->n_rows - c->L->r_total;
+    float *G = c->G + (size_t)t0 * ng;
+    molora__input in = c->in;
+    MOLORA_ASSERT(t0 == 0 || (allow == MOLORA__ALLOW_NARROW && ng <= 32));
+    in.T = tb; in.x += (size_t)t0 * in.K; in.X += (size_t)t0 * in.ldx;
+    molora__mul_xwt(&in, allow, ng, c->L->R, 0, G, ng);
+    return molora__all_finite(G, (size_t)tb * ng);
+}
+
+/* G (T, ng) for every token, then X's finiteness from G's (molora__gate_checks_x) */
 MOLORA__PRIVATE molora_result molora__gate_logits(molora__call *c)
 {
-    const molora__layer *L = c->L;
-    int ng = L->n_rows - L->r_total;
+    int ng = c->L->n_rows - c->L->r_total, finite;
     /* ntn for up to 32 rows (N + 1) at any T, too narrow for BLAS's packing to pay off, and for any
        gate at T <= MOLORA__SMALL_T: molora_route does not pack X, so the gate must not depend on the
        packed layout, or route and forward would differ in the last bits; wider gates above use BLAS */
-    if (ng > 0)
-        molora__mul_xwt(&c->in, ng <= 32 || c->T <= MOLORA__SMALL_T ? MOLORA__ALLOW_NARROW : 0, ng, L->R, 0, c->G, ng);
-    if (molora__gate_checks_x(c) && !molora__all_finite(c->G, (size_t)c->T * (size_t)ng) &&
-        !molora__all_finite(c->args->x, (size_t)c->T * (size_t)L->d_in))
+    if (ng == 0) return MOLORA_RESULT_SUCCESS;
+    finite = molora__gate_block(c, 0, c->T, ng <= 32 || c->T <= MOLORA__SMALL_T ? MOLORA__ALLOW_NARROW : 0);
+    if (molora__gate_checks_x(c) && !finite && !molora__all_finite(c->args->x, (size_t)c->T * (size_t)c->L->d_in))
         return molora__route_fail(c, MOLORA__ROUTE_X);
     return MOLORA_RESULT_SUCCESS;
 }
@@ -4089,6 +4101,12 @@ MOLORA__PRIVATE void molora__route_fixed(molora__call *c)
    rule. A row that needs no exp (molora__softmax_shift's flag) is shifted again after the exps,
    which overwrote it. Writes only the block's rows of G and w; MOLORA__ROUTE_* */
 #define MOLORA__ROUTE_BLOCK 64
+MOLORA__PRIVATE int molora__route_n_blocks(int T) { return (T + MOLORA__ROUTE_BLOCK - 1) / MOLORA__ROUTE_BLOCK; }
+/* the tokens of block b: MOLORA__ROUTE_BLOCK, the last block fewer */
+MOLORA__PRIVATE int molora__route_block_len(int T, int b)
+{
+    return T - b * MOLORA__ROUTE_BLOCK < MOLORA__ROUTE_BLOCK ? T - b * MOLORA__ROUTE_BLOCK : MOLORA__ROUTE_BLOCK;
+}
 MOLORA__PRIVATE int molora__route_block(const molora__call *c, int t0, int tb)
 {
     const molora__layer *L = c->L;
@@ -4120,9 +4138,9 @@ MOLORA__PRIVATE int molora__route_block(const molora__call *c, int t0, int tb)
 /* w from the gate logits by the layer's rule, block after block */
 MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
 {
-    int t0, why;
-    for (t0 = 0; t0 < c->T; t0 += MOLORA__ROUTE_BLOCK)
-        if ((why = molora__route_block(c, t0, c->T - t0 < MOLORA__ROUTE_BLOCK ? c->T - t0 : MOLORA__ROUTE_BLOCK)))
+    int b, why;
+    for (b = 0; b < molora__route_n_blocks(c->T); b++)
+        if ((why = molora__route_block(c, b * MOLORA__ROUTE_BLOCK, molora__route_block_len(c->T, b))))
             return molora__route_fail(c, why);
     return MOLORA_RESULT_SUCCESS;
 }
@@ -4145,16 +4163,12 @@ MOLORA__PRIVATE int molora__route_splits(const molora__call *c)
 MOLORA__PRIVATE void molora__route_task(void *ctx, int k, int n_tasks)
 {
     const molora__call *c = (const molora__call *)ctx;
-    int ng = c->L->n_rows - c->L->r_total, b, nb = (c->T + MOLORA__ROUTE_BLOCK - 1) / MOLORA__ROUTE_BLOCK;
+    int b;
     MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
     if (k < 0 || k >= c->n_tasks) return;
-    for (b = k; b < nb; b += c->n_tasks) {
-        int t0 = b * MOLORA__ROUTE_BLOCK, tb = c->T - t0 < MOLORA__ROUTE_BLOCK ? c->T - t0 : MOLORA__ROUTE_BLOCK;
-        float *G = c->G + (size_t)t0 * ng;
-        molora__input in = c->in;
-        in.T = tb; in.x += (size_t)t0 * in.K; in.X += (size_t)t0 * in.ldx;
-        molora__mul_xwt(&in, MOLORA__ALLOW_NARROW, ng, c->L->R, 0, G, ng);
-        c->gs[b] = molora__all_finite(G, (size_t)tb * ng) ? 0 : MOLORA__ROUTE_G_INF;
+    for (b = k; b < molora__route_n_blocks(c->T); b += c->n_tasks) {
+        int t0 = b * MOLORA__ROUTE_BLOCK, tb = molora__route_block_len(c->T, b);
+        c->gs[b] = molora__gate_block(c, t0, tb, MOLORA__ALLOW_NARROW) ? 0 : MOLORA__ROUTE_G_INF;
         c->gs[b] |= molora__route_block(c, t0, tb);
     }
 }
@@ -4162,7 +4176,7 @@ MOLORA__PRIVATE void molora__route_task(void *ctx, int k, int n_tasks)
    with logits not all finite, and x not finite), then the first block's */
 MOLORA__PRIVATE molora_result molora__route_split_result(const molora__call *c)
 {
-    int b, nb = (c->T + MOLORA__ROUTE_BLOCK - 1) / MOLORA__ROUTE_BLOCK;
+    int b, nb = molora__route_n_blocks(c->T);
     for (b = 0; b < nb; b++)
         if (c->gs[b] & MOLORA__ROUTE_G_INF) {
             if (!molora__all_finite(c->args->x, (size_t)c->T * (size_t)c->L->d_in))
