@@ -680,11 +680,119 @@ static void test_parallel_for_routing_errors(void **state)
     hfix_free(&h);
 }
 
+/* The routing split's edges on a model of its own (d_in 67, d_out 16, rank-1 experts):
+   - layer 0 (ADAMOLE, 8 experts) has gate and threshold weights of +-2 at chosen columns, so a
+     token whose x is 3e38 at columns 0 and 1 has a NaN threshold logit (2 x 3e38 = +inf against
+     -inf, in any order of the sums) and finite gate logits, and one with 3e38 at columns 2 and 3
+     NaN gate logits: two different errors in two blocks (or one block) give the first token's,
+     as the call without the hook does; the same code and message, one hook call, Y untouched;
+   - layers 1-4 have gates of 32 and 33 rows (DENSE with 32 / 33 experts, ADAMOLE with 31 / 32:
+     N + 1 rows): the routing splits up to 32 rows only, the weights bitwise the one-task call's. */
+enum { GD_IN = 67, GD_OUT = 16, GN = 33, GL = 5 };
+static void test_parallel_for_routing_edges(void **state)
+{
+    static const int n_exp[GL] = {8, 32, 33, 31, 32}, tasks[] = {2, 3, 7};
+    static const molora_routing rule[GL] = {MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_DENSE, MOLORA_ROUTING_DENSE,
+                                            MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_ADAMOLE};
+    /* (threshold token, gate token, the message wanted): -1 = none */
+    static const struct { int thr, gate, want_thr; } cases[] = {
+        {10, 150, 1}, {150, 10, 0}, {70, 195, 1}, {131, 130, 0}, {130, 131, 1}, {199, -1, 1}, {-1, 64, 0}};
+    const int T = HT_MAX;
+    float *A[GN], *B[GN], *Wg = rnd_vec_f((size_t)GN * GD_IN, 0.3f), *wt = rnd_vec_f(GD_IN, 0.3f);
+    float *W0 = rnd_vec_f((size_t)GD_OUT * GD_IN, 0.2f), *X = rnd_vec_f((size_t)T * GD_IN, 1.0f);
+    float *Xp = malloc(sizeof(float) * T * GD_IN), *Y = malloc(sizeof(float) * T * GD_OUT);
+    float *Y0 = rnd_vec_f((size_t)T * GD_OUT, 1.0f), *W = malloc(sizeof(float) * T * GN);
+    float *W1 = malloc(sizeof(float) * T * GN);
+    molora_expert_desc ex[GN];
+    molora_layer_desc ld[GL];
+    molora_model_desc md;
+    molora_model *m;
+    molora_forward_args a, ra;
+    tpool pool;
+    size_t ws;
+    void *wsp;
+    int i, l, ci, ki, t;
+    (void)state;
+#ifndef MOLORA_NO_BLAS
+    openblas_set_num_threads(1);
+#endif
+    for (i = 0; i < GN; i++) {
+        A[i] = rnd_vec_f(GD_IN, 0.3f); B[i] = rnd_vec_f(GD_OUT, 0.3f);
+        memset(&ex[i], 0, sizeof ex[i]);
+        ex[i].rank = 1; ex[i].A = A[i]; ex[i].B = B[i]; ex[i].lora_alpha = 1;
+    }
+    for (i = 0; i < 8; i++) {   /* layer 0's gate rows: 0.5, 0 at columns 0, 1; 2, -2 at 2, 3 */
+        Wg[(size_t)i * GD_IN] = 0.5f; Wg[(size_t)i * GD_IN + 1] = 0.0f;
+        Wg[(size_t)i * GD_IN + 2] = 2.0f; Wg[(size_t)i * GD_IN + 3] = -2.0f;
+    }
+    wt[0] = 2.0f; wt[1] = -2.0f; wt[2] = 0.1f; wt[3] = 0.1f;
+    for (l = 0; l < GL; l++) {
+        memset(&ld[l], 0, sizeof ld[l]);
+        ld[l].d_in = GD_IN; ld[l].d_out = GD_OUT; ld[l].n_experts = n_exp[l]; ld[l].experts = ex; ld[l].W0 = W0;
+        ld[l].routing = rule[l]; ld[l].gate_weight = Wg; ld[l].threshold_weight = wt;
+    }
+    memset(&md, 0, sizeof md);
+    md.n_layers = GL; md.layers = ld; md.log = h_log;
+    assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+    assert_int_equal(molora_workspace_size_tasks(m, T, 7, &ws), MOLORA_RESULT_SUCCESS);
+    wsp = ws_new(ws);
+    tp_start(&pool);
+    memset(&a, 0, sizeof a);
+    a.n_tokens = T; a.output = MOLORA_OUTPUT_FULL; a.workspace = wsp; a.workspace_size = ws;
+    for (ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++) {
+        char want[256];
+        memcpy(Xp, X, sizeof(float) * T * GD_IN);
+        if (cases[ci].thr >= 0) Xp[(size_t)cases[ci].thr * GD_IN] = Xp[(size_t)cases[ci].thr * GD_IN + 1] = 3e38f;
+        if (cases[ci].gate >= 0)
+            Xp[(size_t)cases[ci].gate * GD_IN + 2] = Xp[(size_t)cases[ci].gate * GD_IN + 3] = 3e38f;
+        a.layer = 0; a.x = Xp; a.y = Y; a.parallel_for = NULL; a.n_tasks = 0;
+        memcpy(Y, Y0, sizeof(float) * T * GD_OUT);
+        g_hlog[0] = 0;
+        assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_NON_FINITE);
+        snprintf(want, sizeof want, "%s", g_hlog);
+        if (!strstr(want, cases[ci].want_thr ? "layer 0 threshold logit is NaN" : "layer 0 gate logits are NaN"))
+            fail_msg("case %d: the one-task call logged \"%s\"", ci, want);
+        for (ki = 0; ki < 3; ki++) {
+            long calls = pool.calls;
+            a.parallel_for = tp_parallel_for; a.parallel_user = &pool; a.n_tasks = tasks[ki];
+            g_hlog[0] = 0;
+            assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_NON_FINITE);
+            assert_int_equal(pool.calls - calls, 1);   /* the routing's call, not the products' */
+            if (strcmp(g_hlog, want)) fail_msg("case %d n_tasks %d: \"%s\", not \"%s\"", ci, tasks[ki], g_hlog, want);
+            assert_memory_equal(Y, Y0, sizeof(float) * T * GD_OUT);
+            g_hlog[0] = 0;
+            ra = a; ra.weights_out = W;   /* molora_route needs weights_out, ignores y */
+            assert_int_equal(molora_route(m, &ra), MOLORA_RESULT_NON_FINITE);
+            if (strcmp(g_hlog, want)) fail_msg("case %d route n_tasks %d: \"%s\"", ci, tasks[ki], g_hlog);
+        }
+    }
+    for (l = 0; l < GL; l++) {   /* the gates of 32 and 33 rows */
+        int ng = n_exp[l] + (rule[l] == MOLORA_ROUTING_ADAMOLE), splits = ng <= 32;
+        long calls;
+        if (l == 0) continue;
+        a.layer = l; a.x = X; a.y = NULL; a.output = MOLORA_OUTPUT_DELTA; a.weights_out = W1; a.parallel_for = NULL; a.n_tasks = 0;
+        assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
+        a.weights_out = W; a.parallel_for = tp_parallel_for; a.parallel_user = &pool; a.n_tasks = 3;
+        calls = pool.calls;
+        assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
+        if (pool.calls - calls != splits) fail_msg("layer %d (gate of %d rows): %ld hook calls", l, ng, pool.calls - calls);
+        for (t = 0; t < T * n_exp[l]; t++)
+            if (memcmp(&W[t], &W1[t], sizeof(float))) fail_msg("layer %d: weight %d differs", l, t);
+        a.weights_out = NULL;
+    }
+    assert_int_equal(pool.bad, 0);
+    tp_stop(&pool);
+    molora_model_free(m);
+    for (i = 0; i < GN; i++) { free(A[i]); free(B[i]); }
+    free(Wg); free(wt); free(W0); free(X); free(Xp); free(Y); free(Y0); free(W); free(W1); free(wsp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_shared_model_many_threads),
                                        cmocka_unit_test(test_parallel_for_hook),
                                        cmocka_unit_test(test_parallel_for_with_ith_nth),
-                                       cmocka_unit_test(test_parallel_for_routing_errors)};
+                                       cmocka_unit_test(test_parallel_for_routing_errors),
+                                       cmocka_unit_test(test_parallel_for_routing_edges)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
