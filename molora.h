@@ -142,10 +142,11 @@
        any caller, and the one call molora_route makes to the hook); its
        tasks write disjoint tokens' gate logits and weights, and the calling thread then reports
        the first error, if any, with the code and message of the call without the hook;
-       (2) the dense experts' inputs H = X A^T in blocks of tokens: 32 tokens or more on the
-       dense path (PATH_GEMM) of a float32 layer with experts routed and no MoLE output mix,
-       n_tasks > 1; its tasks write disjoint rows of H into slice 0, which the products' tasks
-       then only read. Each call is as follows. The hook must call task(ctx, ith, n_tasks)
+       (2) the experts' inputs H = X A^T, n_tasks > 1, on a float32 layer with experts routed
+       and no MoLE output mix: on the dense path (PATH_GEMM) from 32 tokens, in blocks of
+       tokens, and on the grouped path by expert (PATH_SPARSE: an adapter pool, sparse routing)
+       in blocks of an expert's tokens; its tasks write disjoint parts of H into slice 0, which
+       the products' tasks then only read. Each call is as follows. The hook must call task(ctx, ith, n_tasks)
        exactly once for every ith in 0..n_tasks-1, on any threads (the calling one included),
        in any order, at once or one after another, and return only
        after every task has returned, its writes visible to the calling thread (any pool that
@@ -196,8 +197,9 @@
      - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
      - split the routing over the hook's tasks below 128 tokens, for gates over 32 rows or for
        the MoLE output gate (those run on the calling thread), or the experts' H = X A^T below
-       32 tokens, on BF16 layers and on the grouped path (each task computes it for the experts
-       some token routes to, as every ith / nth caller does);
+       32 tokens on the dense path, on BF16 layers and on the grouped path's by-token order
+       (each task computes it for the experts some token routes to, as every ith / nth caller
+       does);
      - have AVX2 versions of the packed small-batch, gather and grouped kernels (AVX2 CPUs use
        the row-major and portable ones);
      - keep quantised weights, or F16 experts in 16 bits at run time (init converts them to
@@ -4452,61 +4454,116 @@ MOLORA__PRIVATE int molora__group_lists(const molora__call *c, int by_token)
    decode's kernels, h = A_i x_t (gvt), h *= w s_i, y_t += h B_i^T (gvn), which stream the
    expert's rows 8 at a time end to end, where the tiled kernels read B_i^T in 64-column strips;
    BF16 rows straight from the packed bits where the CPU reads them in registers (nt16, nn16) */
+MOLORA__PRIVATE void molora__one_token_shrink(const molora__call *c, int i, int t)
+{   /* h = A_i x_t (gvt), h *= w s_i: float32 rows, or BF16 ones widened through the seam */
+    const molora__layer *L = c->L;
+    float *h = c->H + (size_t)t * L->r_total + L->offset[i], coef = c->w[(size_t)t * c->n + i] * L->scaling[i];
+    int q;
+    molora__get_kernels()->gvt(L->rank[i], L->d_in, c->in.X + (size_t)t * c->in.ldx, molora__rows_a(c, i, L->rank[i]),
+                               L->d_in, h, 0);
+    for (q = 0; q < L->rank[i]; q++) h[q] *= coef;
+}
 MOLORA__PRIVATE void molora__expert_one_token(const molora__call *c, int i, int t)
 {
     const molora__layer *L = c->L;
     const molora__kernels *kr = molora__get_kernels();
-    const float *x = c->in.X + (size_t)t * c->in.ldx, *a, *bt;
+    const float *x = c->in.X + (size_t)t * c->in.ldx, *bt;
     float *h = c->H + (size_t)t * L->r_total + L->offset[i], *y = c->Y + (size_t)t * L->d_out;
     float coef = c->w[(size_t)t * c->n + i] * L->scaling[i];
     int q, r = L->rank[i], ldb;
     if (L->bf16 && kr->nt16) {
+        MOLORA_ASSERT(!c->h_shared);
         kr->nt16(1, r, L->d_in, x, c->in.ldx, L->A16 + (size_t)L->offset[i] * L->d_in, L->d_in, h, r);
         for (q = 0; q < r; q++) h[q] *= coef;
         kr->nn16(1, c->O, r, h, r, L->BT16 + (size_t)L->offset[i] * L->d_out + c->o0, L->d_out, y, L->d_out);
         return;
     }
-    a = molora__rows_a(c, i, r);
-    kr->gvt(r, L->d_in, x, a, L->d_in, h, 0);
-    for (q = 0; q < r; q++) h[q] *= coef;
+    if (!c->h_shared) molora__one_token_shrink(c, i, t);   /* else the hook's first call left h in slice 0 */
     bt = molora__rows_bt(c, i, r, c->o0, c->O, &ldb);
     kr->gvn(c->O, r, h, bt, ldb, y, 1);
+}
+
+/* by expert, expert i's block of tokens gl[p .. p + tb - 1]: up to 16 of its tokens */
+MOLORA__PRIVATE int molora__group_block(const molora__call *c, int i, int p)
+{
+    return c->gs[i + 1] - p < 16 ? c->gs[i + 1] - p : 16;
+}
+/* the block's shrink: h = X_b A_i^T over d_in in tiles of MOLORA__NTG_KT (a: A_i's rows, the
+   seam's), then h *= w s_i */
+MOLORA__PRIVATE void molora__group_shrink(const molora__call *c, int i, int p, const float *a)
+{
+    const molora__layer *L = c->L;
+    const float *xp[16];
+    float *hp[16];
+    int j, q, k0, tb = molora__group_block(c, i, p);
+    for (j = 0; j < tb; j++) {
+        xp[j] = c->in.X + (size_t)c->gl[p + j] * c->in.ldx;
+        hp[j] = c->H + (size_t)c->gl[p + j] * L->r_total + L->offset[i];
+    }
+    for (k0 = 0; k0 < L->d_in; k0 += MOLORA__NTG_KT) {
+        int kb = L->d_in - k0 < MOLORA__NTG_KT ? L->d_in - k0 : MOLORA__NTG_KT;
+        if (k0 > 0) for (j = 0; j < tb; j++) xp[j] += MOLORA__NTG_KT;
+        molora__get_kernels()->ntg(tb, L->rank[i], kb, xp, a + k0, L->d_in, hp, k0 > 0);
+    }
+    for (j = 0; j < tb; j++) {
+        float coef = c->w[(size_t)c->gl[p + j] * c->n + i] * L->scaling[i];
+        for (q = 0; q < L->rank[i]; q++) hp[j][q] *= coef;
+    }
+}
+/* the block's expand on the call's columns: Y_b += h B_i^T (bt: B_i^T's columns, row stride ldb) */
+MOLORA__PRIVATE void molora__group_expand(const molora__call *c, int i, int p, const float *bt, int ldb)
+{
+    const molora__layer *L = c->L;
+    const float *hc[16];
+    float *yp[16];
+    int j, tb = molora__group_block(c, i, p);
+    for (j = 0; j < tb; j++) {
+        hc[j] = c->H + (size_t)c->gl[p + j] * L->r_total + L->offset[i];
+        yp[j] = c->Y + (size_t)c->gl[p + j] * L->d_out;
+    }
+    molora__get_kernels()->nng(tb, c->O, L->rank[i], hc, bt, ldb, yp);
 }
 MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
 {
     const molora__layer *L = c->L;
-    const molora__kernels *kr = molora__get_kernels();
-    int i, p, j, q, k0, ldb;
+    int i, p, ldb;
     for (i = 0; i < c->n; i++) {
         const float *a, *bt;
         if (c->gs[i + 1] - c->gs[i] <= 1) {   /* none, or one token */
             if (c->gs[i + 1] > c->gs[i]) molora__expert_one_token(c, i, c->gl[c->gs[i]]);
             continue;
         }
-        a = molora__rows_a(c, i, L->rank[i]);   /* the seam */
+        a = c->h_shared ? NULL : molora__rows_a(c, i, L->rank[i]);   /* the seam */
         bt = molora__rows_bt(c, i, L->rank[i], c->o0, c->O, &ldb);
         for (p = c->gs[i]; p < c->gs[i + 1]; p += 16) {
-            const float *xp[16], *hc[16];
-            float *hp[16], *yp[16];
-            int tb = c->gs[i + 1] - p < 16 ? c->gs[i + 1] - p : 16, off = L->offset[i];
-            for (j = 0; j < tb; j++) {
-                int t = c->gl[p + j];
-                xp[j] = c->in.X + (size_t)t * c->in.ldx;
-                hp[j] = c->H + (size_t)t * L->r_total + off; hc[j] = hp[j];
-                yp[j] = c->Y + (size_t)t * L->d_out;
-            }
-            for (k0 = 0; k0 < L->d_in; k0 += MOLORA__NTG_KT) {
-                int kb = L->d_in - k0 < MOLORA__NTG_KT ? L->d_in - k0 : MOLORA__NTG_KT;
-                if (k0 > 0) for (j = 0; j < tb; j++) xp[j] += MOLORA__NTG_KT;
-                kr->ntg(tb, L->rank[i], kb, xp, a + k0, L->d_in, hp, k0 > 0);
-            }
-            for (j = 0; j < tb; j++) {
-                float coef = c->w[(size_t)c->gl[p + j] * c->n + i] * L->scaling[i];
-                for (q = 0; q < L->rank[i]; q++) hp[j][q] *= coef;
-            }
-            kr->nng(tb, c->O, L->rank[i], hc, bt, ldb, yp);
+            if (!c->h_shared) molora__group_shrink(c, i, p, a);
+            molora__group_expand(c, i, p, bt, ldb);
         }
     }
+}
+
+/* The grouped path's shrink by expert as the hook's first call, on a float32 layer: its blocks
+   (an expert's one token, or up to 16 of its tokens) numbered in order, task k computing blocks
+   k, k + n_tasks, ... into slice 0's H with the kernels and rows of the one-task call (the same
+   bits), which every task of the second call then reads (molora__task) */
+MOLORA__PRIVATE int molora__group_h_splits(const molora__call *c)
+{
+    return c->path == MOLORA_PATH_SPARSE && !c->by_token && !c->L->bf16 && !molora__mole_mixes(c);
+}
+MOLORA__PRIVATE void molora__group_shrink_task(void *ctx, int k, int n_tasks)
+{
+    const molora__call *c = (const molora__call *)ctx;
+    molora__call t = *c;
+    int i, p, u = 0;
+    MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
+    if (k < 0 || k >= c->n_tasks) return;
+    t.H = (float *)c->slices;
+    for (i = 0; i < c->n; i++)
+        for (p = c->gs[i]; p < c->gs[i + 1]; p += 16, u++) {
+            if (u % c->n_tasks != k) continue;
+            if (c->gs[i + 1] - c->gs[i] == 1) molora__one_token_shrink(&t, i, c->gl[p]);
+            else molora__group_shrink(&t, i, p, molora__rows_a(&t, i, c->L->rank[i]));
+        }
 }
 
 /* floats of the active experts' rows in one tile of the by-token order: a tile stays in L2 */
@@ -4762,8 +4819,9 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     if (c->path == MOLORA_PATH_SPARSE) molora__group_lists(c, c->by_token);
     /* the dense experts' H in token blocks; through the hook, first as tasks of their own */
     c->h_blocks = molora__h_blocks(c);
-    if (a->parallel_for && c->n_tasks > 1 && c->h_blocks > 1) {
-        a->parallel_for(a->parallel_user, c->n_tasks, molora__shrink_task, c);
+    if (a->parallel_for && c->n_tasks > 1 && (c->h_blocks > 1 || molora__group_h_splits(c))) {
+        a->parallel_for(a->parallel_user, c->n_tasks, c->h_blocks > 1 ? molora__shrink_task : molora__group_shrink_task,
+                        c);
         c->h_shared = 1;
     }
     if (a->parallel_for) a->parallel_for(a->parallel_user, c->n_tasks, molora__task, c);

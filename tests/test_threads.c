@@ -251,6 +251,12 @@ static void tp_stop(tpool *p)
     pthread_cond_destroy(&p->go);
     pthread_cond_destroy(&p->idle);
 }
+/* one pool for every test of the group: a test that fails (cmocka jumps out of it) leaves no
+   worker waiting on a pool in its dead stack frame, which hung the next test's pool */
+static tpool g_pool;
+static int pool_setup(void **state) { (void)state; tp_start(&g_pool); return 0; }
+static int pool_teardown(void **state) { (void)state; tp_stop(&g_pool); return 0; }
+
 /* the other extreme: every task on the calling thread, the last first */
 static void reverse_for(void *user, int n_tasks, molora_task_fn task, void *ctx)
 {
@@ -404,6 +410,21 @@ static molora_result hroute(const hfix *h, const hcase *hc, molora_parallel_for_
 /* the outputs of one call, kept for comparing */
 typedef struct hout { float *Y, *W; int32_t counts[HN]; molora_path path; } hout;
 
+int molora__order_check(size_t pairs, size_t e_pairs, size_t routed);   /* test hook in molora.h */
+/* the grouped path's order for the weights a call reported (1: by token), as molora picks it */
+static int by_token(const hfix *h, const hout *o, int T)
+{
+    size_t pairs = 0, e_pairs = 0, routed = 0;
+    int t, i;
+    for (t = 0; t < T; t++) {
+        size_t e = 0;
+        for (i = 0; i < HN; i++)
+            if (o->W[(size_t)t * HN + i] != 0.0f) { pairs += (size_t)h->ranks[i]; e++; }
+        e_pairs += e; routed += e > 0;
+    }
+    return molora__order_check(pairs, e_pairs, routed);
+}
+
 static int hout_equal(const hout *x, const hout *y, int T)
 {
     return memcmp(x->Y, y->Y, sizeof(float) * T * HD_OUT) == 0 && memcmp(x->W, y->W, sizeof(float) * T * HN) == 0 &&
@@ -426,13 +447,12 @@ static double rel_diff(const float *a, const float *b, int T)
 }
 
 /* the hook tests' common start: OpenBLAS at one thread, the model, the pool, X and Y_in */
-static void hstart(hfix *h, tpool *pool, float **X, float **Y_in)
+static void hstart(hfix *h, float **X, float **Y_in)
 {
 #ifndef MOLORA_NO_BLAS
     openblas_set_num_threads(1);
 #endif
     hfix_make(h);
-    tp_start(pool);
     *X = rnd_vec_f((size_t)HT_MAX * HD_IN, 1.0f); *Y_in = rnd_vec_f((size_t)HT_MAX * HD_OUT, 1.0f);
 }
 
@@ -441,17 +461,18 @@ static void test_parallel_for_hook(void **state)
     /* T 31 / 32: one below and at the first token-block split of the dense experts' H */
     static const int Ts[] = {1, 2, 16, 17, 31, 32, 200}, tasks[] = {1, 2, 3, 7, HD_OUT + 1};
     hfix h;
-    tpool pool;
+    tpool *pool = &g_pool;
     hout plain, split, hooked, rev;
     float *X, *Y_in, *fixed;
     uint8_t *mask;
     size_t ws1;
     void *ws1p;
-    int l, ti, ki, full, masked, bitwise = 0, cases = 0, splits = 0, r_splits = 0, paths[5] = {0, 0, 0, 0, 0};
+    int l, ti, ki, full, masked, bitwise = 0, cases = 0, splits = 0, g_splits = 0, r_splits = 0;
+    int paths[5] = {0, 0, 0, 0, 0};
     long rev_calls = 0;
     double worst_plain = 0, worst_naive = 0;
     (void)state;
-    hstart(&h, &pool, &X, &Y_in);
+    hstart(&h, &X, &Y_in);
     fixed = rnd_vec_f((size_t)HT_MAX * HN, 1.0f);
     mask = malloc((size_t)HT_MAX * HN);
     for (l = 0; l < HT_MAX * HN; l++) {
@@ -477,7 +498,7 @@ static void test_parallel_for_hook(void **state)
                     worst_naive = fmax(worst_naive, naive_error(&h, l, hc.T, X, plain.W, Y_in, full, plain.Y));
                     for (ki = 0; ki < 5; ki++) {
                         int k = tasks[ki];
-                        long calls = pool.calls;
+                        long calls = pool->calls;
                         int h_split, r_split;
                         size_t wsk;
                         void *wskp;
@@ -485,21 +506,23 @@ static void test_parallel_for_hook(void **state)
                         wskp = ws_new(wsk);
                         assert_int_equal(hcall(&h, &hc, k == 1 ? 0 : k, NULL, NULL, 0, ws1p, ws1, split.Y, split.W,
                                                split.counts, &split.path), MOLORA_RESULT_SUCCESS);
-                        assert_int_equal(hcall(&h, &hc, 0, tp_parallel_for, &pool, k, wskp, wsk, hooked.Y, hooked.W,
+                        assert_int_equal(hcall(&h, &hc, 0, tp_parallel_for, pool, k, wskp, wsk, hooked.Y, hooked.W,
                                                hooked.counts, &hooked.path), MOLORA_RESULT_SUCCESS);
                         assert_int_equal(hcall(&h, &hc, 0, reverse_for, &rev_calls, k, wskp, wsk, rev.Y, rev.W,
                                                rev.counts, &rev.path), MOLORA_RESULT_SUCCESS);
                         assert_true(canary_intact(wskp, wsk));
                         /* one hook call for the products when there is work (the path is NONE
-                           only for DELTA with nothing routed); one before it when the dense
-                           experts' H runs first in token blocks: the GEMM path on a layer with
-                           experts and no MoLE output mix, n_tasks > 1 and at least two blocks of
-                           16 tokens; and one before both for the gate routing in blocks of 64
+                           only for DELTA with nothing routed); one before it when the experts' H
+                           runs first as tasks: on the GEMM path of a layer with experts and no
+                           MoLE output mix, n_tasks > 1 and at least two blocks of 16 tokens, or
+                           on the grouped path by expert (SPARSE, not MoLE, n_tasks > 1); and one before both for the gate routing in blocks of 64
                            tokens: a gate of up to 32 rows (all but the MoLE, FIXED and expertless
                            layers), n_tasks > 1, two blocks or more */
-                        h_split = hooked.path == MOLORA_PATH_GEMM && l != 5 && l != 8 && k > 1 && hc.T >= 32;
+                        h_split = (hooked.path == MOLORA_PATH_GEMM && l != 5 && l != 8 && k > 1 && hc.T >= 32) ||
+                                  (hooked.path == MOLORA_PATH_SPARSE && l != 5 && k > 1 && !by_token(&h, &plain, hc.T));
+                        g_splits += hooked.path == MOLORA_PATH_SPARSE && h_split;
                         r_split = l != 5 && l != 6 && l != 8 && k > 1 && hc.T >= 128;
-                        assert_int_equal(pool.calls - calls,
+                        assert_int_equal(pool->calls - calls,
                                          r_split + (plain.path == MOLORA_PATH_NONE ? 0 : 1 + h_split));
                         splits += h_split; r_splits += r_split;
                         if (!hout_equal(&hooked, &split, hc.T) || !hout_equal(&rev, &hooked, hc.T))
@@ -509,10 +532,10 @@ static void test_parallel_for_hook(void **state)
                             memcmp(hooked.counts, plain.counts, sizeof plain.counts) || hooked.path != plain.path)
                             fail_msg("layer %d T %d n_tasks %d: routing differs from the one-task call", l, hc.T, k);
                         /* molora_route through the hook: the routing's call alone, the same weights */
-                        calls = pool.calls;
-                        assert_int_equal(hroute(&h, &hc, tp_parallel_for, &pool, k, ws1p, ws1, split.W,
+                        calls = pool->calls;
+                        assert_int_equal(hroute(&h, &hc, tp_parallel_for, pool, k, ws1p, ws1, split.W,
                                                 split.counts), MOLORA_RESULT_SUCCESS);
-                        assert_int_equal(pool.calls - calls, r_split);
+                        assert_int_equal(pool->calls - calls, r_split);
                         if (memcmp(split.W, plain.W, sizeof(float) * hc.T * HN) ||
                             memcmp(split.counts, plain.counts, sizeof plain.counts))
                             fail_msg("layer %d T %d n_tasks %d: molora_route differs from the one-task call", l,
@@ -525,30 +548,29 @@ static void test_parallel_for_hook(void **state)
                            (on the MoLE layer, whose need sizes the query; not at T = 17, where the
                            query covers T = 16's copies of X, larger with many tasks) */
                         if (k > 1 && l == 5 && hc.T != 17) {
-                            calls = pool.calls;
+                            calls = pool->calls;
                             memcpy(hooked.Y, Y_in, sizeof(float) * hc.T * HD_OUT);
-                            assert_int_equal(hcall(&h, &hc, 0, tp_parallel_for, &pool, k, wskp, wsk - 1, hooked.Y,
+                            assert_int_equal(hcall(&h, &hc, 0, tp_parallel_for, pool, k, wskp, wsk - 1, hooked.Y,
                                                    hooked.W, hooked.counts, NULL),
                                              MOLORA_RESULT_WORKSPACE_TOO_SMALL);
-                            assert_int_equal(pool.calls, calls);
+                            assert_int_equal(pool->calls, calls);
                             assert_memory_equal(hooked.Y, Y_in, sizeof(float) * hc.T * HD_OUT);
                         }
                         free(wskp);
                     }
                 }
     print_message("  parallel_for: %d cases (9 layers, T 1/2/16/17/31/32/200, n_tasks 1/2/3/7/%d, full/delta, "
-                  "masks; %d with H in token blocks first, %d with the routing in blocks first): equal to the "
-                  "nth split bit for bit; vs one task max rel %.1e (%d of %d bitwise); one task vs naive max rel "
-                  "%.1e\n", cases, HD_OUT + 1, splits, r_splits, worst_plain, bitwise, cases, worst_naive);
-    assert_true(splits > 0 && r_splits > 0);
+                  "masks; %d with H first as tasks, %d of them grouped, %d with the routing in blocks first): equal "
+                  "to the nth split bit for bit; vs one task max rel %.1e (%d of %d bitwise); one task vs naive max "
+                  "rel %.1e\n", cases, HD_OUT + 1, splits, g_splits, r_splits, worst_plain, bitwise, cases, worst_naive);
+    assert_true(splits > g_splits && g_splits > 0 && r_splits > 0);
     for (l = 0; l < 5; l++) assert_true(paths[l] > 0);   /* NONE, DECODE, SMALL, GEMM, SPARSE all ran */
-    assert_int_equal(pool.bad, 0);
+    assert_int_equal(pool->bad, 0);
     assert_true(worst_plain <= 1e-5);
     assert_true(worst_naive <= 2e-5);
     free(ws1p); free(X); free(Y_in); free(fixed); free(mask);
     free(plain.Y); free(plain.W); free(split.Y); free(split.W); free(hooked.Y); free(hooked.W);
     free(rev.Y); free(rev.W);
-    tp_stop(&pool);
     hfix_free(&h);
 }
 
@@ -558,14 +580,14 @@ static void test_parallel_for_with_ith_nth(void **state)
 {
     static const int Ts[] = {1, 16, 17, 200};
     hfix h;
-    tpool pool;
+    tpool *pool = &g_pool;
     hout a, b;
     float *X, *Y_in;
     size_t ws1, ws3;
     void *w1, *w3;
     int l, ti;
     (void)state;
-    hstart(&h, &pool, &X, &Y_in);
+    hstart(&h, &X, &Y_in);
     a.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); a.W = malloc(sizeof(float) * HT_MAX * HN);
     b.Y = malloc(sizeof(float) * HT_MAX * HD_OUT); b.W = malloc(sizeof(float) * HT_MAX * HN);
     assert_int_equal(molora_workspace_size(h.m, HT_MAX, &ws1), 0);
@@ -578,13 +600,12 @@ static void test_parallel_for_with_ith_nth(void **state)
             hc.layer = l; hc.T = Ts[ti]; hc.full = 1; hc.X = X; hc.Y_in = Y_in;
             hc.fixed = l == 6 ? Y_in : NULL;   /* any finite weights */
             assert_int_equal(hcall(&h, &hc, 6, NULL, NULL, 0, w1, ws1, a.Y, a.W, a.counts, &a.path), 0);
-            assert_int_equal(hcall(&h, &hc, 2, tp_parallel_for, &pool, 3, w3, ws3, b.Y, b.W, b.counts, &b.path), 0);
+            assert_int_equal(hcall(&h, &hc, 2, tp_parallel_for, pool, 3, w3, ws3, b.Y, b.W, b.counts, &b.path), 0);
             if (!hout_equal(&a, &b, hc.T)) fail_msg("layer %d T %d: 2 callers x 3 tasks differ from nth 6", l, hc.T);
             assert_true(canary_intact(w3, ws3));
         }
-    assert_int_equal(pool.bad, 0);
+    assert_int_equal(pool->bad, 0);
     free(w1); free(w3); free(X); free(Y_in); free(a.Y); free(a.W); free(b.Y); free(b.W);
-    tp_stop(&pool);
     hfix_free(&h);
 }
 
@@ -599,14 +620,14 @@ static void test_parallel_for_routing_errors(void **state)
 {
     static const int tasks[] = {2, 3, 7};
     hfix h;
-    tpool pool;
+    tpool *pool = &g_pool;
     float *X, *Y_in, *Y, *W;
     int32_t counts[HN];
     size_t ws;
     void *wsp;
     int poison, l, ki, t, k;
     (void)state;
-    hstart(&h, &pool, &X, &Y_in);
+    hstart(&h, &X, &Y_in);
     Y = malloc(sizeof(float) * HT_MAX * HD_OUT); W = malloc(sizeof(float) * HT_MAX * HN);
     assert_int_equal(molora_workspace_size_tasks(h.m, HT_MAX, 7, &ws), MOLORA_RESULT_SUCCESS);
     wsp = ws_new(ws);
@@ -630,11 +651,11 @@ static void test_parallel_for_routing_errors(void **state)
             if (poison < 2) assert_non_null(strstr(want, "input x has NaN or Inf"));
             else assert_non_null(strstr(want, "gate logits are NaN"));
             for (ki = 0; ki < 3; ki++) {
-                long calls = pool.calls;
+                long calls = pool->calls;
                 g_hlog[0] = 0;
-                assert_int_equal(hcall(&h, &hc, 0, tp_parallel_for, &pool, tasks[ki], wsp, ws, Y, W, counts, NULL),
+                assert_int_equal(hcall(&h, &hc, 0, tp_parallel_for, pool, tasks[ki], wsp, ws, Y, W, counts, NULL),
                                  MOLORA_RESULT_NON_FINITE);
-                assert_int_equal(pool.calls - calls, 1);   /* the routing's call, not the products' */
+                assert_int_equal(pool->calls - calls, 1);   /* the routing's call, not the products' */
                 if (strcmp(g_hlog, want)) fail_msg("layer %d n_tasks %d: logged \"%s\", not \"%s\"", l, tasks[ki],
                                                    g_hlog, want);
                 for (t = 0; t < HT_MAX * HD_OUT; t++)
@@ -648,13 +669,13 @@ static void test_parallel_for_routing_errors(void **state)
     for (t = 127; t <= 129; t++) {
         float *W1 = malloc(sizeof(float) * HT_MAX * HN);
         int32_t c1[HN];
-        long calls = pool.calls;
+        long calls = pool->calls;
         hcase hc;
         memset(&hc, 0, sizeof hc);
         hc.layer = 4; hc.T = t; hc.X = X; hc.Y_in = Y_in;
         assert_int_equal(hroute(&h, &hc, NULL, NULL, 0, wsp, ws, W1, c1), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(hroute(&h, &hc, tp_parallel_for, &pool, 3, wsp, ws, W, counts), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(pool.calls - calls, t >= 128);
+        assert_int_equal(hroute(&h, &hc, tp_parallel_for, pool, 3, wsp, ws, W, counts), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(pool->calls - calls, t >= 128);
         assert_memory_equal(W, W1, sizeof(float) * t * HN);
         assert_memory_equal(counts, c1, sizeof c1);
         free(W1);
@@ -662,21 +683,72 @@ static void test_parallel_for_routing_errors(void **state)
     {
         int32_t idx[HT_MAX];
         molora_forward_args a;
-        long calls = pool.calls;
+        long calls = pool->calls;
         for (t = 0; t < HT_MAX; t++) idx[t] = t % (HN + 1) - 1;
         memset(&a, 0, sizeof a);
         a.layer = 1; a.n_tokens = HT_MAX; a.x = X; a.adapter_index = idx; a.weights_out = W;
         a.workspace = wsp; a.workspace_size = ws;
-        a.parallel_for = tp_parallel_for; a.parallel_user = &pool; a.n_tasks = 3;
+        a.parallel_for = tp_parallel_for; a.parallel_user = pool; a.n_tasks = 3;
         assert_int_equal(molora_route(h.m, &a), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(pool.calls - calls, 0);
+        assert_int_equal(pool->calls - calls, 0);
         for (t = 0; t < HT_MAX; t++)
             for (k = 0; k < HN; k++)
                 if (W[(size_t)t * HN + k] != (idx[t] == k ? 1.0f : 0.0f)) fail_msg("index token %d expert %d", t, k);
     }
-    assert_int_equal(pool.bad, 0);
+    assert_int_equal(pool->bad, 0);
     free(wsp); free(X); free(Y_in); free(Y); free(W);
-    tp_stop(&pool);
+    hfix_free(&h);
+}
+
+/* An adapter pool through the hook (one adapter index per token, the grouped path by expert):
+   8 tokens on 8 adapters (every expert a one-token one) and 200 tokens over 8 adapters and none;
+   the experts' H first as tasks of their own, then the products: Y bitwise the nth split's, two
+   hook calls, within 1e-5 of the one-task call */
+static void test_parallel_for_adapter_pool(void **state)
+{
+    static const int Ts[] = {8, 200}, tasks[] = {2, 3, 7};
+    hfix h;
+    tpool *pool = &g_pool;
+    float *X, *Y_in, *Y1, *Ys, *Yh;
+    int32_t idx[HT_MAX];
+    size_t ws;
+    void *wsp;
+    int ti, ki, t, k;
+    (void)state;
+    hstart(&h, &X, &Y_in);
+    Y1 = malloc(sizeof(float) * HT_MAX * HD_OUT); Ys = malloc(sizeof(float) * HT_MAX * HD_OUT);
+    Yh = malloc(sizeof(float) * HT_MAX * HD_OUT);
+    assert_int_equal(molora_workspace_size_tasks(h.m, HT_MAX, 7, &ws), MOLORA_RESULT_SUCCESS);
+    wsp = ws_new(ws);
+    for (ti = 0; ti < 2; ti++) {
+        int T = Ts[ti];
+        molora_forward_args a;
+        molora_path path;
+        for (t = 0; t < T; t++) idx[t] = T == 8 ? t : t % (HN + 1) - 1;
+        memset(&a, 0, sizeof a);
+        a.layer = 1; a.n_tokens = T; a.x = X; a.output = MOLORA_OUTPUT_FULL; a.adapter_index = idx;
+        a.workspace = wsp; a.workspace_size = ws; a.path_out = &path;
+        a.y = Y1;
+        assert_int_equal(molora_forward(h.m, &a), MOLORA_RESULT_SUCCESS);
+        assert_int_equal(path, MOLORA_PATH_SPARSE);
+        for (ki = 0; ki < 3; ki++) {
+            long calls = pool->calls;
+            a.y = Ys; a.nth = tasks[ki];
+            for (k = 0; k < tasks[ki]; k++) { a.ith = k; assert_int_equal(molora_forward(h.m, &a), 0); }
+            a.ith = 0; a.nth = 0;
+            a.y = Yh; a.parallel_for = tp_parallel_for; a.parallel_user = pool; a.n_tasks = tasks[ki];
+            memset(wsp, 0xFF, ws);   /* NaN: nothing the split left in the workspace can stand in for H */
+            assert_int_equal(molora_forward(h.m, &a), MOLORA_RESULT_SUCCESS);
+            assert_true(canary_intact(wsp, ws));
+            assert_int_equal(pool->calls - calls, 2);   /* H, then the products */
+            if (memcmp(Ys, Yh, sizeof(float) * T * HD_OUT)) fail_msg("T %d n_tasks %d: differs from the nth split", T,
+                                                                    tasks[ki]);
+            assert_true(rel_diff(Y1, Yh, T) <= 1e-5);
+            a.parallel_for = NULL; a.n_tasks = 0;
+        }
+    }
+    assert_int_equal(pool->bad, 0);
+    free(wsp); free(X); free(Y_in); free(Y1); free(Ys); free(Yh);
     hfix_free(&h);
 }
 
@@ -708,7 +780,7 @@ static void test_parallel_for_routing_edges(void **state)
     molora_model_desc md;
     molora_model *m;
     molora_forward_args a, ra;
-    tpool pool;
+    tpool *pool = &g_pool;
     size_t ws;
     void *wsp;
     int i, l, ci, ki, t;
@@ -736,7 +808,6 @@ static void test_parallel_for_routing_edges(void **state)
     assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
     assert_int_equal(molora_workspace_size_tasks(m, T, 7, &ws), MOLORA_RESULT_SUCCESS);
     wsp = ws_new(ws);
-    tp_start(&pool);
     memset(&a, 0, sizeof a);
     a.n_tokens = T; a.output = MOLORA_OUTPUT_FULL; a.workspace = wsp; a.workspace_size = ws;
     for (ci = 0; ci < (int)(sizeof cases / sizeof cases[0]); ci++) {
@@ -753,11 +824,11 @@ static void test_parallel_for_routing_edges(void **state)
         if (!strstr(want, cases[ci].want_thr ? "layer 0 threshold logit is NaN" : "layer 0 gate logits are NaN"))
             fail_msg("case %d: the one-task call logged \"%s\"", ci, want);
         for (ki = 0; ki < 3; ki++) {
-            long calls = pool.calls;
-            a.parallel_for = tp_parallel_for; a.parallel_user = &pool; a.n_tasks = tasks[ki];
+            long calls = pool->calls;
+            a.parallel_for = tp_parallel_for; a.parallel_user = pool; a.n_tasks = tasks[ki];
             g_hlog[0] = 0;
             assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_NON_FINITE);
-            assert_int_equal(pool.calls - calls, 1);   /* the routing's call, not the products' */
+            assert_int_equal(pool->calls - calls, 1);   /* the routing's call, not the products' */
             if (strcmp(g_hlog, want)) fail_msg("case %d n_tasks %d: \"%s\", not \"%s\"", ci, tasks[ki], g_hlog, want);
             assert_memory_equal(Y, Y0, sizeof(float) * T * GD_OUT);
             g_hlog[0] = 0;
@@ -772,16 +843,15 @@ static void test_parallel_for_routing_edges(void **state)
         if (l == 0) continue;
         a.layer = l; a.x = X; a.y = NULL; a.output = MOLORA_OUTPUT_DELTA; a.weights_out = W1; a.parallel_for = NULL; a.n_tasks = 0;
         assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
-        a.weights_out = W; a.parallel_for = tp_parallel_for; a.parallel_user = &pool; a.n_tasks = 3;
-        calls = pool.calls;
+        a.weights_out = W; a.parallel_for = tp_parallel_for; a.parallel_user = pool; a.n_tasks = 3;
+        calls = pool->calls;
         assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
-        if (pool.calls - calls != splits) fail_msg("layer %d (gate of %d rows): %ld hook calls", l, ng, pool.calls - calls);
+        if (pool->calls - calls != splits) fail_msg("layer %d (gate of %d rows): %ld hook calls", l, ng, pool->calls - calls);
         for (t = 0; t < T * n_exp[l]; t++)
             if (memcmp(&W[t], &W1[t], sizeof(float))) fail_msg("layer %d: weight %d differs", l, t);
         a.weights_out = NULL;
     }
-    assert_int_equal(pool.bad, 0);
-    tp_stop(&pool);
+    assert_int_equal(pool->bad, 0);
     molora_model_free(m);
     for (i = 0; i < GN; i++) { free(A[i]); free(B[i]); }
     free(Wg); free(wt); free(W0); free(X); free(Xp); free(Y); free(Y0); free(W); free(W1); free(wsp);
@@ -793,6 +863,7 @@ int main(void)
                                        cmocka_unit_test(test_parallel_for_hook),
                                        cmocka_unit_test(test_parallel_for_with_ith_nth),
                                        cmocka_unit_test(test_parallel_for_routing_errors),
-                                       cmocka_unit_test(test_parallel_for_routing_edges)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+                                       cmocka_unit_test(test_parallel_for_routing_edges),
+                                       cmocka_unit_test(test_parallel_for_adapter_pool)};
+    return cmocka_run_group_tests(tests, pool_setup, pool_teardown);
 }
