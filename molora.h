@@ -144,12 +144,12 @@
        the first error, if any, with the code and message of the call without the hook;
        (2) the experts' inputs H = X A^T, n_tasks > 1, on a float32 layer with experts routed
        and no MoLE output mix: on the dense path (PATH_GEMM) from 32 tokens, in blocks of
-       tokens, and on the grouped path by expert (PATH_SPARSE: an adapter pool, sparse routing)
-       in blocks of an expert's tokens; its tasks write disjoint parts of H into slice 0, which
-       the products' tasks then only read. Each call is as follows. The hook must call task(ctx, ith, n_tasks)
-       exactly once for every ith in 0..n_tasks-1, on any threads (the calling one included),
-       in any order, at once or one after another, and return only
-       after every task has returned, its writes visible to the calling thread (any pool that
+       tokens, and on the grouped path (PATH_SPARSE: an adapter pool, sparse routing) in
+       blocks of an expert's tokens or token by token (the path's order); its tasks write
+       disjoint parts of H into slice 0, which the products' tasks then only read. Each call
+       is as follows. The hook must call task(ctx, ith, n_tasks) exactly once for every ith in
+       0..n_tasks-1, on any threads (the calling one included), in any order, at once or one
+       after another, and return only after every task has returned, its writes visible to the calling thread (any pool that
        joins with a mutex, a condition variable or acquire/release atomics does). ctx is valid
        only until parallel_for returns. A task never fails, never blocks on another task, never
        calls the hook or the logger, and allocates nothing: task ith writes only its share of
@@ -197,9 +197,8 @@
      - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
      - split the routing over the hook's tasks below 128 tokens, for gates over 32 rows or for
        the MoLE output gate (those run on the calling thread), or the experts' H = X A^T below
-       32 tokens on the dense path, on BF16 layers and on the grouped path's by-token order
-       (each task computes it for the experts some token routes to, as every ith / nth caller
-       does);
+       32 tokens on the dense path or on BF16 layers (each task computes it for the experts
+       some token routes to, as every ith / nth caller does);
      - have AVX2 versions of the packed small-batch, gather and grouped kernels (AVX2 CPUs use
        the row-major and portable ones);
      - keep quantised weights, or F16 experts in 16 bits at run time (init converts them to
@@ -2687,7 +2686,8 @@ MOLORA__PRIVATE void molora__check_narrow(const molora__kernels *kr, int T, int 
 MOLORA_API double molora__exps_check(float lo, float hi, uint32_t step)
 {
     /* exact cases; -104.00001f: the first float below the AVX-512 exps' cut to +0 */
-    static const float sp[] = {0.0f, -0.0f, -INFINITY, -1000.0f, -103.98f, 89.0f, INFINITY, NAN, -104.00001f};
+    static const float sp[] = {0.0f, -0.0f, -INFINITY, -1000.0f, -103.98f, 89.0f, INFINITY, NAN,
+                               -104.00001f};
     float v[64], r[64];
     uint32_t u, end;
     double worst = 0.0;
@@ -2696,7 +2696,9 @@ MOLORA_API double molora__exps_check(float lo, float hi, uint32_t step)
     for (i = 0; i < 9; i++) v[i] = sp[i];
     molora__get_kernels()->exps(v, 9);
     if (v[0] != 1.0f || v[1] != 1.0f || v[2] != 0.0f || v[3] != 0.0f || v[4] != 0.0f || !isinf(v[5]) ||
-        !isinf(v[6]) || v[7] == v[7] || v[8] != 0.0f || signbit(v[2]) || signbit(v[8]) || u < 0x80000000u || end < 0x80000000u || u < end) return 1e30;
+        !isinf(v[6]) || v[7] == v[7] || v[8] != 0.0f || signbit(v[2]) || signbit(v[8]) || u < 0x80000000u ||
+        end < 0x80000000u || u < end)
+        return 1e30;
     for (;; u = u - end > step ? u - step : end) {   /* negative floats: smaller bits, smaller magnitude */
         memcpy(&v[m], &u, 4); r[m] = v[m]; m++;
         if (m == 64 || u == end) {
@@ -4542,30 +4544,14 @@ MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
     }
 }
 
-/* The grouped path's shrink by expert as the hook's first call, on a float32 layer: its blocks
-   (an expert's one token, or up to 16 of its tokens) numbered in order, task k computing blocks
-   k, k + n_tasks, ... into slice 0's H with the kernels and rows of the one-task call (the same
-   bits), which every task of the second call then reads (molora__task) */
-MOLORA__PRIVATE int molora__group_h_splits(const molora__call *c)
+/* the active experts' rank, summed */
+MOLORA__PRIVATE size_t molora__active_rank(const molora__call *c)
 {
-    return c->path == MOLORA_PATH_SPARSE && !c->by_token && !c->L->bf16 && !molora__mole_mixes(c);
+    size_t r_act = 0;
+    int i;
+    for (i = 0; i < c->n; i++) r_act += c->act[i] ? (size_t)c->L->rank[i] : 0;
+    return r_act;
 }
-MOLORA__PRIVATE void molora__group_shrink_task(void *ctx, int k, int n_tasks)
-{
-    const molora__call *c = (const molora__call *)ctx;
-    molora__call t = *c;
-    int i, p, u = 0;
-    MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
-    if (k < 0 || k >= c->n_tasks) return;
-    t.H = (float *)c->slices;
-    for (i = 0; i < c->n; i++)
-        for (p = c->gs[i]; p < c->gs[i + 1]; p += 16, u++) {
-            if (u % c->n_tasks != k) continue;
-            if (c->gs[i + 1] - c->gs[i] == 1) molora__one_token_shrink(&t, i, c->gl[p]);
-            else molora__group_shrink(&t, i, p, molora__rows_a(&t, i, c->L->rank[i]));
-        }
-}
-
 /* floats of the active experts' rows in one tile of the by-token order: a tile stays in L2 */
 #define MOLORA__GROUP_TILE ((size_t)1 << 16)
 MOLORA__PRIVATE int molora__group_tile(size_t rows, int K)
@@ -4604,24 +4590,55 @@ MOLORA__PRIVATE void molora__token_rows(const molora__call *c, int t, int c0, in
     }
 }
 
-MOLORA__PRIVATE void molora__grouped_by_token(const molora__call *c)
+/* by token, the shrink of tokens t0, t0 + dt, ...: h = A x over d_in in tiles that keep the
+   active experts' rows in L2, then h *= w s (the same operations for a token whichever tasks
+   share the tokens); then, for every token, the expand on the call's columns */
+MOLORA__PRIVATE void molora__token_shrink(const molora__call *c, int t0, int dt)
 {
     const molora__layer *L = c->L;
-    size_t r_act = 0;
-    int i, t, p, q, k0, kc, nc;
-    MOLORA_ASSERT(!L->bf16);   /* molora__choose_path sends BF16 layers by expert, through the seam */
-    for (i = 0; i < c->n; i++) r_act += c->act[i] ? (size_t)L->rank[i] : 0;
-    kc = molora__group_tile(r_act, L->d_in); nc = molora__group_tile(r_act, c->O);
+    int t, p, q, k0, kc = molora__group_tile(molora__active_rank(c), L->d_in);
     for (k0 = 0; k0 < L->d_in; k0 += kc)
-        for (t = 0; t < c->T; t++) molora__token_rows(c, t, k0, L->d_in - k0 < kc ? L->d_in - k0 : kc, 0);
-    for (t = 0; t < c->T; t++)
+        for (t = t0; t < c->T; t += dt) molora__token_rows(c, t, k0, L->d_in - k0 < kc ? L->d_in - k0 : kc, 0);
+    for (t = t0; t < c->T; t += dt)
         for (p = c->gs[t]; p < c->gs[t + 1]; p++) {
             float coef = c->w[(size_t)t * c->n + c->gl[p]] * L->scaling[c->gl[p]];
             float *h = c->H + (size_t)t * L->r_total + L->offset[c->gl[p]];
             for (q = 0; q < L->rank[c->gl[p]]; q++) h[q] *= coef;
         }
+}
+MOLORA__PRIVATE void molora__grouped_by_token(const molora__call *c)
+{
+    int t, k0, nc = molora__group_tile(molora__active_rank(c), c->O);
+    MOLORA_ASSERT(!c->L->bf16);   /* molora__choose_path sends BF16 layers by expert, through the seam */
+    if (!c->h_shared) molora__token_shrink(c, 0, 1);   /* else the hook's first call left H in slice 0 */
     for (k0 = 0; k0 < c->O; k0 += nc)
         for (t = 0; t < c->T; t++) molora__token_rows(c, t, k0, c->O - k0 < nc ? c->O - k0 : nc, 1);
+}
+
+/* The grouped path's shrink as the hook's first call, on a float32 layer, into slice 0's H, which
+   every task of the second call then reads (molora__task). By expert, its blocks (an expert's one
+   token, or up to 16 of its tokens) numbered in order, task k computing blocks k, k + n_tasks, ...;
+   by token, tokens k, k + n_tasks, ...; with the kernels and rows of the one-task call (the same
+   bits) */
+MOLORA__PRIVATE int molora__group_h_splits(const molora__call *c)
+{
+    return c->path == MOLORA_PATH_SPARSE && !c->L->bf16 && !molora__mole_mixes(c);
+}
+MOLORA__PRIVATE void molora__group_shrink_task(void *ctx, int k, int n_tasks)
+{
+    const molora__call *c = (const molora__call *)ctx;
+    molora__call t = *c;
+    int i, p, u = 0;
+    MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
+    if (k < 0 || k >= c->n_tasks) return;
+    t.H = (float *)c->slices;
+    if (c->by_token) { molora__token_shrink(&t, k, c->n_tasks); return; }
+    for (i = 0; i < c->n; i++)
+        for (p = c->gs[i]; p < c->gs[i + 1]; p += 16, u++) {
+            if (u % c->n_tasks != k) continue;
+            if (c->gs[i + 1] - c->gs[i] == 1) molora__one_token_shrink(&t, i, c->gl[p]);
+            else molora__group_shrink(&t, i, p, molora__rows_a(&t, i, c->L->rank[i]));
+        }
 }
 
 /* Experts grouped, in the order molora__choose_path picked (molora__order_by_token) */

@@ -410,21 +410,6 @@ static molora_result hroute(const hfix *h, const hcase *hc, molora_parallel_for_
 /* the outputs of one call, kept for comparing */
 typedef struct hout { float *Y, *W; int32_t counts[HN]; molora_path path; } hout;
 
-int molora__order_check(size_t pairs, size_t e_pairs, size_t routed);   /* test hook in molora.h */
-/* the grouped path's order for the weights a call reported (1: by token), as molora picks it */
-static int by_token(const hfix *h, const hout *o, int T)
-{
-    size_t pairs = 0, e_pairs = 0, routed = 0;
-    int t, i;
-    for (t = 0; t < T; t++) {
-        size_t e = 0;
-        for (i = 0; i < HN; i++)
-            if (o->W[(size_t)t * HN + i] != 0.0f) { pairs += (size_t)h->ranks[i]; e++; }
-        e_pairs += e; routed += e > 0;
-    }
-    return molora__order_check(pairs, e_pairs, routed);
-}
-
 static int hout_equal(const hout *x, const hout *y, int T)
 {
     return memcmp(x->Y, y->Y, sizeof(float) * T * HD_OUT) == 0 && memcmp(x->W, y->W, sizeof(float) * T * HN) == 0 &&
@@ -515,11 +500,11 @@ static void test_parallel_for_hook(void **state)
                            only for DELTA with nothing routed); one before it when the experts' H
                            runs first as tasks: on the GEMM path of a layer with experts and no
                            MoLE output mix, n_tasks > 1 and at least two blocks of 16 tokens, or
-                           on the grouped path by expert (SPARSE, not MoLE, n_tasks > 1); and one before both for the gate routing in blocks of 64
+                           on the grouped path (SPARSE, not MoLE, n_tasks > 1); and one before both for the gate routing in blocks of 64
                            tokens: a gate of up to 32 rows (all but the MoLE, FIXED and expertless
                            layers), n_tasks > 1, two blocks or more */
                         h_split = (hooked.path == MOLORA_PATH_GEMM && l != 5 && l != 8 && k > 1 && hc.T >= 32) ||
-                                  (hooked.path == MOLORA_PATH_SPARSE && l != 5 && k > 1 && !by_token(&h, &plain, hc.T));
+                                  (hooked.path == MOLORA_PATH_SPARSE && l != 5 && k > 1);
                         g_splits += hooked.path == MOLORA_PATH_SPARSE && h_split;
                         r_split = l != 5 && l != 6 && l != 8 && k > 1 && hc.T >= 128;
                         assert_int_equal(pool->calls - calls,
@@ -759,13 +744,16 @@ static void test_parallel_for_adapter_pool(void **state)
      NaN gate logits: two different errors in two blocks (or one block) give the first token's,
      as the call without the hook does; the same code and message, one hook call, Y untouched;
    - layers 1-4 have gates of 32 and 33 rows (DENSE with 32 / 33 experts, ADAMOLE with 31 / 32:
-     N + 1 rows): the routing splits up to 32 rows only, the weights bitwise the one-task call's. */
-enum { GD_IN = 67, GD_OUT = 16, GN = 33, GL = 5 };
+     N + 1 rows): the routing splits up to 32 rows only, the weights bitwise the one-task call's;
+   - layer 5 (top-3 of 33 rank-1 experts) takes the grouped path by token: through the hook its H
+     first as tasks of their own (token t on task t mod n_tasks), Y bitwise the nth split's. */
+enum { GD_IN = 67, GD_OUT = 16, GN = 33, GL = 6 };
+int molora__order_check(size_t pairs, size_t e_pairs, size_t routed);   /* test hook in molora.h */
 static void test_parallel_for_routing_edges(void **state)
 {
-    static const int n_exp[GL] = {8, 32, 33, 31, 32}, tasks[] = {2, 3, 7};
+    static const int n_exp[GL] = {8, 32, 33, 31, 32, 33}, tasks[] = {2, 3, 7};
     static const molora_routing rule[GL] = {MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_DENSE, MOLORA_ROUTING_DENSE,
-                                            MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_ADAMOLE};
+                                            MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_ADAMOLE, MOLORA_ROUTING_TOPK};
     /* (threshold token, gate token, the message wanted): -1 = none */
     static const struct { int thr, gate, want_thr; } cases[] = {
         {10, 150, 1}, {150, 10, 0}, {70, 195, 1}, {131, 130, 0}, {130, 131, 1}, {199, -1, 1}, {-1, 64, 0}};
@@ -801,7 +789,7 @@ static void test_parallel_for_routing_edges(void **state)
     for (l = 0; l < GL; l++) {
         memset(&ld[l], 0, sizeof ld[l]);
         ld[l].d_in = GD_IN; ld[l].d_out = GD_OUT; ld[l].n_experts = n_exp[l]; ld[l].experts = ex; ld[l].W0 = W0;
-        ld[l].routing = rule[l]; ld[l].gate_weight = Wg; ld[l].threshold_weight = wt;
+        ld[l].routing = rule[l]; ld[l].gate_weight = Wg; ld[l].threshold_weight = wt; ld[l].top_k = 3;
     }
     memset(&md, 0, sizeof md);
     md.n_layers = GL; md.layers = ld; md.log = h_log;
@@ -850,6 +838,36 @@ static void test_parallel_for_routing_edges(void **state)
         for (t = 0; t < T * n_exp[l]; t++)
             if (memcmp(&W[t], &W1[t], sizeof(float))) fail_msg("layer %d: weight %d differs", l, t);
         a.weights_out = NULL;
+    }
+    {   /* layer 5: by token */
+        float *Ys = malloc(sizeof(float) * T * GD_OUT);
+        size_t e_pairs = 0, routed = 0;
+        molora_path path;
+        a.layer = 5; a.x = X; a.output = MOLORA_OUTPUT_FULL; a.weights_out = W; a.path_out = &path;
+        a.parallel_for = NULL; a.n_tasks = 0;
+        for (ki = 0; ki < 3; ki++) {
+            long calls;
+            int k;
+            a.y = Ys; a.nth = tasks[ki];
+            for (k = 0; k < tasks[ki]; k++) { a.ith = k; assert_int_equal(molora_forward(m, &a), 0); }
+            a.ith = 0; a.nth = 0; a.y = Y;
+            a.parallel_for = tp_parallel_for; a.parallel_user = pool; a.n_tasks = tasks[ki];
+            memset(wsp, 0xFF, ws);   /* NaN: what the split left cannot stand in for H */
+            calls = pool->calls;
+            assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
+            assert_int_equal(pool->calls - calls, 2);   /* H, then the products (a gate of 33 rows) */
+            assert_int_equal(path, MOLORA_PATH_SPARSE);
+            if (memcmp(Y, Ys, sizeof(float) * T * GD_OUT)) fail_msg("by token, n_tasks %d: differs from nth", tasks[ki]);
+            a.parallel_for = NULL; a.n_tasks = 0;
+        }
+        for (t = 0; t < T; t++) {
+            size_t e = 0;
+            for (i = 0; i < GN; i++) e += W[(size_t)t * GN + i] != 0.0f;
+            e_pairs += e; routed += e > 0;
+        }
+        assert_int_equal(molora__order_check(e_pairs, e_pairs, routed), 1);   /* rank 1: pairs = e_pairs */
+        a.path_out = NULL; a.weights_out = NULL;
+        free(Ys);
     }
     assert_int_equal(pool->bad, 0);
     molora_model_free(m);
