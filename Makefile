@@ -292,8 +292,9 @@ test: deps-test
 	./$(B)/check_static
 	@$(MAKE) --no-print-directory test-san
 	@$(MAKE) --no-print-directory check-install
-	@$(MAKE) --no-print-directory $(B)/molora_bench
+	@$(MAKE) --no-print-directory $(B)/molora_bench $(B)/route_loop
 	./$(B)/molora_bench --smoke
+	./$(B)/route_loop route 64 4 topk 20 5 1 && ./$(B)/route_loop layer 64 4 20 3
 
 # ---- sanitizers and valgrind: the runs of TEST_RUNS rebuilt under each tool -------------------
 # A write past a buffer or undefined behaviour then fails the run on the spot, not when the
@@ -402,6 +403,9 @@ clean:
 # ---- benchmarks (minutes; never part of the timed tests) --------------------------------------
 $(B)/molora_bench: bench/molora_bench.c molora.h | $(B)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS) -lpthread
+# one layer's calls in a loop, with the caches warm or flushed between calls (see its head)
+$(B)/route_loop: bench/route_loop.c molora.h | $(B)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -I. $< -o $@ $(LIBS)
 # OpenBLAS 0.3.21 does not know every AVX-512 CPU: it ran an AMD Zen 4 VM as Haswell (AVX2) and the
 # Intel Xeon of family 6 model 207 as Prescott (SSE3), and its baselines would then measure a slow
 # kernel. An OPENBLAS_CORETYPE set in the environment does the same: an AMD Zen 5 VM came with
