@@ -149,8 +149,9 @@
        disjoint parts of H into slice 0, which the products' tasks then only read. Each call
        is as follows. The hook must call task(ctx, ith, n_tasks) exactly once for every ith in
        0..n_tasks-1, on any threads (the calling one included), in any order, at once or one
-       after another, and return only after every task has returned, its writes visible to the calling thread (any pool that
-       joins with a mutex, a condition variable or acquire/release atomics does). ctx is valid
+       after another, and return only after every task has returned, its writes visible to the
+       calling thread (any pool that joins with a mutex, a condition variable or acquire/release
+       atomics does). ctx is valid
        only until parallel_for returns. A task never fails, never blocks on another task, never
        calls the hook or the logger, and allocates nothing: task ith writes only its share of
        Y's columns (chunks of 16; with more tasks than chunks some have none and return at once)

@@ -500,8 +500,8 @@ static void test_parallel_for_hook(void **state)
                            only for DELTA with nothing routed); one before it when the experts' H
                            runs first as tasks: on the GEMM path of a layer with experts and no
                            MoLE output mix, n_tasks > 1 and at least two blocks of 16 tokens, or
-                           on the grouped path (SPARSE, not MoLE, n_tasks > 1); and one before both for the gate routing in blocks of 64
-                           tokens: a gate of up to 32 rows (all but the MoLE, FIXED and expertless
+                           on the grouped path (SPARSE, not MoLE, n_tasks > 1); and one before
+                           both for the gate routing in blocks of 64 tokens: a gate of up to 32 rows (all but the MoLE, FIXED and expertless
                            layers), n_tasks > 1, two blocks or more */
                         h_split = (hooked.path == MOLORA_PATH_GEMM && l != 5 && l != 8 && k > 1 && hc.T >= 32) ||
                                   (hooked.path == MOLORA_PATH_SPARSE && l != 5 && k > 1);
@@ -547,7 +547,8 @@ static void test_parallel_for_hook(void **state)
     print_message("  parallel_for: %d cases (9 layers, T 1/2/16/17/31/32/200, n_tasks 1/2/3/7/%d, full/delta, "
                   "masks; %d with H first as tasks, %d of them grouped, %d with the routing in blocks first): equal "
                   "to the nth split bit for bit; vs one task max rel %.1e (%d of %d bitwise); one task vs naive max "
-                  "rel %.1e\n", cases, HD_OUT + 1, splits, g_splits, r_splits, worst_plain, bitwise, cases, worst_naive);
+                  "rel %.1e\n", cases, HD_OUT + 1, splits, g_splits, r_splits, worst_plain, bitwise, cases,
+                  worst_naive);
     assert_true(splits > g_splits && g_splits > 0 && r_splits > 0);
     for (l = 0; l < 5; l++) assert_true(paths[l] > 0);   /* NONE, DECODE, SMALL, GEMM, SPARSE all ran */
     assert_int_equal(pool->bad, 0);
@@ -829,12 +830,14 @@ static void test_parallel_for_routing_edges(void **state)
         int ng = n_exp[l] + (rule[l] == MOLORA_ROUTING_ADAMOLE), splits = ng <= 32;
         long calls;
         if (l == 0) continue;
-        a.layer = l; a.x = X; a.y = NULL; a.output = MOLORA_OUTPUT_DELTA; a.weights_out = W1; a.parallel_for = NULL; a.n_tasks = 0;
+        a.layer = l; a.x = X; a.y = NULL; a.output = MOLORA_OUTPUT_DELTA; a.weights_out = W1;
+        a.parallel_for = NULL; a.n_tasks = 0;
         assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
         a.weights_out = W; a.parallel_for = tp_parallel_for; a.parallel_user = pool; a.n_tasks = 3;
         calls = pool->calls;
         assert_int_equal(molora_route(m, &a), MOLORA_RESULT_SUCCESS);
-        if (pool->calls - calls != splits) fail_msg("layer %d (gate of %d rows): %ld hook calls", l, ng, pool->calls - calls);
+        if (pool->calls - calls != splits)
+            fail_msg("layer %d (gate of %d rows): %ld hook calls", l, ng, pool->calls - calls);
         for (t = 0; t < T * n_exp[l]; t++)
             if (memcmp(&W[t], &W1[t], sizeof(float))) fail_msg("layer %d: weight %d differs", l, t);
         a.weights_out = NULL;
@@ -857,7 +860,8 @@ static void test_parallel_for_routing_edges(void **state)
             assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
             assert_int_equal(pool->calls - calls, 2);   /* H, then the products (a gate of 33 rows) */
             assert_int_equal(path, MOLORA_PATH_SPARSE);
-            if (memcmp(Y, Ys, sizeof(float) * T * GD_OUT)) fail_msg("by token, n_tasks %d: differs from nth", tasks[ki]);
+            if (memcmp(Y, Ys, sizeof(float) * T * GD_OUT))
+                fail_msg("by token, n_tasks %d: differs from nth", tasks[ki]);
             a.parallel_for = NULL; a.n_tasks = 0;
         }
         for (t = 0; t < T; t++) {
