@@ -501,8 +501,9 @@ static void test_parallel_for_hook(void **state)
                            runs first as tasks: on the GEMM path of a layer with experts and no
                            MoLE output mix, n_tasks > 1 and at least two blocks of 16 tokens, or
                            on the grouped path (SPARSE, not MoLE, n_tasks > 1); and one before
-                           both for the gate routing in blocks of 64 tokens: a gate of up to 32 rows (all but the MoLE, FIXED and expertless
-                           layers), n_tasks > 1, two blocks or more */
+                           both for the gate routing in blocks of 64 tokens: a gate of up to 32
+                           rows (all but the MoLE, FIXED and expertless layers), n_tasks > 1, two
+                           blocks or more */
                         h_split = (hooked.path == MOLORA_PATH_GEMM && l != 5 && l != 8 && k > 1 && hc.T >= 32) ||
                                   (hooked.path == MOLORA_PATH_SPARSE && l != 5 && k > 1);
                         g_splits += hooked.path == MOLORA_PATH_SPARSE && h_split;
