@@ -4319,6 +4319,15 @@ MOLORA__PRIVATE molora__routed molora__count_routed(const molora__call *c)
     return r;
 }
 
+/* the active experts' rank, summed */
+MOLORA__PRIVATE size_t molora__active_rank(const molora__call *c)
+{
+    size_t r_act = 0;
+    int i;
+    for (i = 0; i < c->n; i++) r_act += c->act[i] ? (size_t)c->L->rank[i] : 0;
+    return r_act;
+}
+
 /* The grouped path's order from the routing's counts: by token when the routed tokens select
    more than 2 experts on average and their mean rank is below the table's by_token_rank, else
    by expert */
@@ -4341,15 +4350,15 @@ MOLORA__PRIVATE molora_path molora__choose_path(molora__call *c)
     const molora__layer *L = c->L;
     molora_path by_t = c->T == 1 ? MOLORA_PATH_DECODE : c->T <= MOLORA__SMALL_T ? MOLORA_PATH_SMALL : MOLORA_PATH_GEMM;
     const molora__kernels *kr = molora__get_kernels();
-    size_t r_act = 0;
+    size_t r_act;
     molora__routed rc;
-    int i, ratio, full = c->args->output == MOLORA_OUTPUT_FULL;
+    int ratio, full = c->args->output == MOLORA_OUTPUT_FULL;
     if (!c->apply) return MOLORA_PATH_NONE;   /* routing only */
     if (c->n == 0) return full ? by_t : MOLORA_PATH_NONE;
     /* computed from the routing alone, so every ith / nth caller (one without columns too) and
        every split reports the same path */
     rc = molora__count_routed(c);
-    for (i = 0; i < c->n; i++) r_act += c->act[i] ? (size_t)L->rank[i] : 0;
+    r_act = molora__active_rank(c);
     if (r_act == 0) return full ? by_t : MOLORA_PATH_NONE;   /* no expert routed: the frozen layer or nothing */
     if (L->routing == MOLORA_ROUTING_MOLE_OUTPUT && !c->args->weights && !c->args->adapter_index)
         return by_t;   /* the output gate mixes the deltas routing already computed */
@@ -4486,18 +4495,19 @@ MOLORA__PRIVATE void molora__expert_one_token(const molora__call *c, int i, int 
     kr->gvn(c->O, r, h, bt, ldb, y, 1);
 }
 
-/* by expert, expert i's block of tokens gl[p .. p + tb - 1]: up to 16 of its tokens */
+/* by expert, expert i's block of tokens gl[p .. p + tb - 1]: up to MOLORA__GROUP_BLOCK of its tokens */
+#define MOLORA__GROUP_BLOCK 16
 MOLORA__PRIVATE int molora__group_block(const molora__call *c, int i, int p)
 {
-    return c->gs[i + 1] - p < 16 ? c->gs[i + 1] - p : 16;
+    return c->gs[i + 1] - p < MOLORA__GROUP_BLOCK ? c->gs[i + 1] - p : MOLORA__GROUP_BLOCK;
 }
 /* the block's shrink: h = X_b A_i^T over d_in in tiles of MOLORA__NTG_KT (a: A_i's rows, the
    seam's), then h *= w s_i */
 MOLORA__PRIVATE void molora__group_shrink(const molora__call *c, int i, int p, const float *a)
 {
     const molora__layer *L = c->L;
-    const float *xp[16];
-    float *hp[16];
+    const float *xp[MOLORA__GROUP_BLOCK];
+    float *hp[MOLORA__GROUP_BLOCK];
     int j, q, k0, tb = molora__group_block(c, i, p);
     for (j = 0; j < tb; j++) {
         xp[j] = c->in.X + (size_t)c->gl[p + j] * c->in.ldx;
@@ -4517,8 +4527,8 @@ MOLORA__PRIVATE void molora__group_shrink(const molora__call *c, int i, int p, c
 MOLORA__PRIVATE void molora__group_expand(const molora__call *c, int i, int p, const float *bt, int ldb)
 {
     const molora__layer *L = c->L;
-    const float *hc[16];
-    float *yp[16];
+    const float *hc[MOLORA__GROUP_BLOCK];
+    float *yp[MOLORA__GROUP_BLOCK];
     int j, tb = molora__group_block(c, i, p);
     for (j = 0; j < tb; j++) {
         hc[j] = c->H + (size_t)c->gl[p + j] * L->r_total + L->offset[i];
@@ -4538,21 +4548,13 @@ MOLORA__PRIVATE void molora__grouped_by_expert(const molora__call *c)
         }
         a = c->h_shared ? NULL : molora__rows_a(c, i, L->rank[i]);   /* the seam */
         bt = molora__rows_bt(c, i, L->rank[i], c->o0, c->O, &ldb);
-        for (p = c->gs[i]; p < c->gs[i + 1]; p += 16) {
+        for (p = c->gs[i]; p < c->gs[i + 1]; p += MOLORA__GROUP_BLOCK) {
             if (!c->h_shared) molora__group_shrink(c, i, p, a);
             molora__group_expand(c, i, p, bt, ldb);
         }
     }
 }
 
-/* the active experts' rank, summed */
-MOLORA__PRIVATE size_t molora__active_rank(const molora__call *c)
-{
-    size_t r_act = 0;
-    int i;
-    for (i = 0; i < c->n; i++) r_act += c->act[i] ? (size_t)c->L->rank[i] : 0;
-    return r_act;
-}
 /* floats of the active experts' rows in one tile of the by-token order: a tile stays in L2 */
 #define MOLORA__GROUP_TILE ((size_t)1 << 16)
 MOLORA__PRIVATE int molora__group_tile(size_t rows, int K)
@@ -4630,12 +4632,12 @@ MOLORA__PRIVATE void molora__group_shrink_task(void *ctx, int k, int n_tasks)
     const molora__call *c = (const molora__call *)ctx;
     molora__call t = *c;
     int i, p, u = 0;
-    MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks);
+    MOLORA_ASSERT(n_tasks == c->n_tasks && k >= 0 && k < n_tasks && !c->L->bf16);   /* one tile: slice 0's */
     if (k < 0 || k >= c->n_tasks) return;
     t.H = (float *)c->slices;
     if (c->by_token) { molora__token_shrink(&t, k, c->n_tasks); return; }
     for (i = 0; i < c->n; i++)
-        for (p = c->gs[i]; p < c->gs[i + 1]; p += 16, u++) {
+        for (p = c->gs[i]; p < c->gs[i + 1]; p += MOLORA__GROUP_BLOCK, u++) {
             if (u % c->n_tasks != k) continue;
             if (c->gs[i + 1] - c->gs[i] == 1) molora__one_token_shrink(&t, i, c->gl[p]);
             else molora__group_shrink(&t, i, p, molora__rows_a(&t, i, c->L->rank[i]));
@@ -4776,7 +4778,8 @@ MOLORA__PRIVATE void molora__apply(const molora__call *c)
 }
 
 /* Task k of n_tasks (molora_task_fn): share ith * n_tasks + k of the call's nth * n_tasks, with
-   workspace slice k for its H (or slice 0's H, read only, after molora__shrink_task's call).
+   workspace slice k for its H (or slice 0's H, read only, after the hook's H call:
+   molora__shrink_task or molora__group_shrink_task).
    Reads the routing the call left in the shared workspace; writes only its slice and its columns
    of Y, so the tasks of a call run in any order, at once or not. */
 MOLORA__PRIVATE void molora__task(void *ctx, int k, int n_tasks)
@@ -4835,7 +4838,8 @@ MOLORA__PRIVATE molora_result molora__forward_pass(molora__call *c)
     if (!c->apply || c->O == 0 || c->path == MOLORA_PATH_NONE) return MOLORA_RESULT_SUCCESS;
     /* the grouped path's lists, once: the tasks read them */
     if (c->path == MOLORA_PATH_SPARSE) molora__group_lists(c, c->by_token);
-    /* the dense experts' H in token blocks; through the hook, first as tasks of their own */
+    /* the experts' H: the dense path's in token blocks, the grouped path's by its order; through
+       the hook, first as tasks of their own */
     c->h_blocks = molora__h_blocks(c);
     if (a->parallel_for && c->n_tasks > 1 && (c->h_blocks > 1 || molora__group_h_splits(c))) {
         a->parallel_for(a->parallel_user, c->n_tasks, c->h_blocks > 1 ? molora__shrink_task : molora__group_shrink_task,

@@ -88,6 +88,10 @@ static int run_route(int d, int n, const char *rule, int T, int reps, int flush_
     char *flush = flush_mib > 0 ? malloc((size_t)flush_mib << 20) : NULL;
     double best = 1e30;
     int b, i;
+    if (flush_mib > 0 && !flush) return 1;
+#ifndef MOLORA_NO_BLAS
+    openblas_set_num_threads(1);   /* one thread, as molora's kernels (a gate over 32 rows is an sgemm) */
+#endif
     memset(&a, 0, sizeof a);
     a.n_tokens = T; a.x = rnd_vec((size_t)T * d, 1.0f); a.weights_out = malloc(sizeof(float) * T * n);
     a.workspace = workspace(m, T, &ws); a.workspace_size = ws;
