@@ -4462,10 +4462,6 @@ MOLORA__PRIVATE int molora__group_lists(const molora__call *c, int by_token)
    L1 while every rank row of A_i passes them (over all of d_in they were re-read from L2 for every
    3 rank rows). */
 #define MOLORA__NTG_KT 512
-/* by expert, an expert with a single token t (an adapter pool's request alone on its adapter):
-   decode's kernels, h = A_i x_t (gvt), h *= w s_i, y_t += h B_i^T (gvn), which stream the
-   expert's rows 8 at a time end to end, where the tiled kernels read B_i^T in 64-column strips;
-   BF16 rows straight from the packed bits where the CPU reads them in registers (nt16, nn16) */
 MOLORA__PRIVATE void molora__one_token_shrink(const molora__call *c, int i, int t)
 {   /* h = A_i x_t (gvt), h *= w s_i: float32 rows, or BF16 ones widened through the seam */
     const molora__layer *L = c->L;
@@ -4475,6 +4471,10 @@ MOLORA__PRIVATE void molora__one_token_shrink(const molora__call *c, int i, int 
                                L->d_in, h, 0);
     for (q = 0; q < L->rank[i]; q++) h[q] *= coef;
 }
+/* by expert, an expert with a single token t (an adapter pool's request alone on its adapter):
+   decode's kernels, h = A_i x_t (gvt), h *= w s_i, y_t += h B_i^T (gvn), which stream the
+   expert's rows 8 at a time end to end, where the tiled kernels read B_i^T in 64-column strips;
+   BF16 rows straight from the packed bits where the CPU reads them in registers (nt16, nn16) */
 MOLORA__PRIVATE void molora__expert_one_token(const molora__call *c, int i, int t)
 {
     const molora__layer *L = c->L;
@@ -4595,7 +4595,7 @@ MOLORA__PRIVATE void molora__token_rows(const molora__call *c, int t, int c0, in
 
 /* by token, the shrink of tokens t0, t0 + dt, ...: h = A x over d_in in tiles that keep the
    active experts' rows in L2, then h *= w s (the same operations for a token whichever tasks
-   share the tokens); then, for every token, the expand on the call's columns */
+   share the tokens) */
 MOLORA__PRIVATE void molora__token_shrink(const molora__call *c, int t0, int dt)
 {
     const molora__layer *L = c->L;
@@ -4609,6 +4609,8 @@ MOLORA__PRIVATE void molora__token_shrink(const molora__call *c, int t0, int dt)
             for (q = 0; q < L->rank[c->gl[p]]; q++) h[q] *= coef;
         }
 }
+/* by token: the shrink (unless the hook's first call did it), then every token's expand on the
+   call's columns */
 MOLORA__PRIVATE void molora__grouped_by_token(const molora__call *c)
 {
     int t, k0, nc = molora__group_tile(molora__active_rank(c), c->O);
