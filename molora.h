@@ -137,8 +137,8 @@
        output with no expert routed (molora_route checks the fields, never calls it for the
        products, and needs only molora_workspace_size()'s workspace). Up to two calls come before that one,
        one after the other, each with tasks of its own: (1) the gate routing in blocks of 64
-       tokens, from 128 tokens on a layer whose gate (with its threshold net) has up to 32 rows
-       and no MoLE output gate, when no weights or adapter index replace it, n_tasks > 1 (for
+       tokens, from 128 tokens on a layer whose gate (with its threshold net) has up to 32 rows,
+       or any number on AVX-512 CPUs (the gto kernel, >>outer), and no MoLE output gate, when no weights or adapter index replace it, n_tasks > 1 (for
        any caller, and the one call molora_route makes to the hook); its
        tasks write disjoint tokens' gate logits and weights, and the calling thread then reports
        the first error, if any, with the code and message of the call without the hook;
@@ -196,8 +196,8 @@
 
    DOES NOT
      - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
-     - split the routing over the hook's tasks below 128 tokens, for gates over 32 rows or for
-       the MoLE output gate (those run on the calling thread), or the experts' H = X A^T below
+     - split the routing over the hook's tasks below 128 tokens, for gates over 32 rows without
+       AVX-512 or for the MoLE output gate (those run on the calling thread), or the experts' H = X A^T below
        32 tokens on the dense path or on BF16 layers (each task computes it for the experts
        some token routes to, as every ith / nth caller does);
      - have AVX2 versions of the packed small-batch, gather and grouped kernels (AVX2 CPUs use
@@ -1102,6 +1102,7 @@ typedef struct molora__layer {
                                     only, BT is NULL); the kernels read them through the seam   */
     const uint16_t *A16, *BT16;  /* (r_total, d_in), (r_total, d_out) as A and BT, or NULL      */
     const float *R;              /* the routing rows [Wg; wt] (n_rows - r_total, d_in)          */
+    const float *GT;             /* their transpose as gto's strips (>>outer), or NULL          */
     int r_max;                   /* largest rank: a widening tile holds at least r_max (d_in + d_out) */
     float *gate_bias;            /* (n) or NULL                                                */
     const float *W0, *bias, *mole_gate;
@@ -1302,6 +1303,8 @@ typedef void (*molora__nn16_fn)(int T, int N, int K, const float *H, int ldh, co
                                 int ldy);
 /* gvt / gvn: the single-row forms (M = 1) of nt / nn, see >>gemv */
 typedef void (*molora__gv_fn)(int N, int K, const float *x, const float *W, int ldw, float *y, int acc);
+/* gto: Y (T, N) = X (T, K) Wg^T with Wg's transpose GT packed by molora__pack_gate_t, see >>outer */
+typedef void (*molora__gto_fn)(int T, int N, int K, const float *X, int ldx, const float *GT, float *Y, int ldy);
 /* molora__kernels.by_token_ratio / by_expert_ratio on Intel's AVX-512 CPUs (measured there), AVX2
    and portable ones */
 #define MOLORA__BY_TOKEN_RATIO 6
@@ -1325,6 +1328,7 @@ typedef struct molora__kernels {
                              routed (molora__choose_path): its kernels' cost per pair against BLAS's */
     int by_expert_ratio;  /* the same for the by-expert order */
     int by_token_rank;    /* the by-token order only while the routed experts' mean rank is below this */
+    molora__gto_fn gto;   /* the gate of many rows as outer products (>>outer); NULL: ntn / BLAS */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -2420,6 +2424,122 @@ MOLORA__PRIVATE MOLORA__T256 void molora__ntn_avx2(int T, int N, int K, float al
 #endif /* MOLORA__X86 */
 /* <<narrow */
 
+/* >>outer  gto, the gate as outer products: G (T, N) = X (T, K) GT for gates of many rows, any T */
+/* gto: Y (T, N) = X (T, K) Wg (N, K)^T from the transpose GT of Wg packed at init
+   (molora__pack_gate_t): strips of 64 columns (the last one's width rounded up to 16, zeros past
+   row N), each strip K rows of its width. A register tile holds TB tokens x V vectors of 16 logits
+   (6 x 4, 8 x 3, 12 x 2, 12 x 1; pairs and singles after) and takes, per k, V loads of GT's row k
+   and one broadcast of x[t, k] per token: ntn reloads a row of W for every 3 tokens, gto a row of
+   GT for every TB, and needs no lane sums. K runs in chunks of MOLORA__GTO_KC (GT's chunk stays in
+   L2 for every token tile); the accumulators go through Y between chunks, which is exact. So each
+   logit is one FMA chain over k = 0 .. K - 1 in order, whatever T, the tile or the chunk: the
+   same bits as molora__gto_c (the tests' twin, fmaf in the same order). AVX-512 only; the other
+   tables have none and keep ntn / BLAS. */
+#define MOLORA__GTO_STRIP 64   /* columns of one strip of GT */
+#define MOLORA__GTO_KC 256     /* k per chunk: a full strip's chunk is 64 KiB */
+/* A gate of ng rows (n, n + 1 for AdaMoLE) runs its first ng & ~15 rows on gto (from 16 rows up)
+   and the rest (up to 15) on ntn, also one token at a time: a strip of 16 columns costs gto as much
+   whatever its rows, and ntn's row is cheap. Measured on Zen 4, one core, 512 tokens of d 4096 in
+   cache (ms): 64 rows gto 2.42, ntn 4.08, sgemm 3.12; 65 rows gto 3.58 with the row in a strip of
+   its own, 64 + 1 on ntn 0.13; 16 rows 0.83 / 0.96 / 1.01; 48 rows 1.92 / 3.40 / 1.65. */
+#define MOLORA__GTO_MIN 16
+MOLORA__PRIVATE int molora__gto_rows(int ng) { return ng & ~15; }
+/* the width of strip s of an N-column GT: 64, the last one N's remainder rounded up to 16 */
+MOLORA__PRIVATE int molora__gto_width(int N, int s)
+{
+    int left = N - s * MOLORA__GTO_STRIP;
+    return left >= MOLORA__GTO_STRIP ? MOLORA__GTO_STRIP : (left + 15) & ~15;
+}
+/* the columns of GT: the strips' widths added */
+MOLORA__PRIVATE size_t molora__gto_cols(int N)
+{
+    return (size_t)(N / MOLORA__GTO_STRIP) * MOLORA__GTO_STRIP + (size_t)((N % MOLORA__GTO_STRIP + 15) & ~15);
+}
+/* GT (K, molora__gto_cols(N)) as strips from W (N, K) */
+MOLORA__PRIVATE void molora__pack_gate_t(int N, int K, const float *W, float *GT)
+{
+    int s, j, k;
+    for (s = 0; s * MOLORA__GTO_STRIP < N; s++) {
+        int ws = molora__gto_width(N, s), j0 = s * MOLORA__GTO_STRIP;
+        float *S = GT + (size_t)K * j0;
+        for (k = 0; k < K; k++)
+            for (j = 0; j < ws; j++) S[(size_t)k * ws + j] = j0 + j < N ? W[(size_t)(j0 + j) * K + k] : 0.0f;
+    }
+}
+/* the twin: logit (t, j) = fmaf over k in order from 0, reading GT as the kernel does */
+MOLORA__PRIVATE void molora__gto_c(int T, int N, int K, const float *X, int ldx, const float *GT, float *Y, int ldy)
+{
+    int t, j, k;
+    for (t = 0; t < T; t++)
+        for (j = 0; j < N; j++) {
+            int s = j / MOLORA__GTO_STRIP, ws = molora__gto_width(N, s);
+            const float *g = GT + (size_t)K * s * MOLORA__GTO_STRIP + j % MOLORA__GTO_STRIP;
+            float acc = 0.0f;
+            for (k = 0; k < K; k++) acc = fmaf(X[(size_t)t * ldx + k], g[(size_t)k * ws], acc);
+            Y[(size_t)t * ldy + j] = acc;
+        }
+}
+#ifdef MOLORA__X86
+/* TB tokens x V vectors of one strip (S: its row k0, width 16 V) over k0 .. k0 + kc - 1: the sums
+   so far from Y (first: none), back to Y's first n columns (masked) */
+MOLORA__INLINE MOLORA__T512 void molora__gto512_tile(const int TB, const int V, int n, int kc, int first,
+                                                     const float *X, int ldx, const float *S, float *Y, int ldy)
+{
+    __m512 acc[12][4];
+    __mmask16 m[4];
+    int t, v, k;
+    MOLORA__UNROLL for (v = 0; v < V; v++) {
+        int left = n - 16 * v;
+        m[v] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1u) : (__mmask16)0;
+    }
+    MOLORA__UNROLL for (t = 0; t < TB; t++) MOLORA__UNROLL for (v = 0; v < V; v++)
+        acc[t][v] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m[v], Y + (size_t)t * ldy + 16 * v);
+    for (k = 0; k < kc; k++) {
+        __m512 g[4];
+        MOLORA__UNROLL for (v = 0; v < V; v++) g[v] = _mm512_load_ps(S + (size_t)k * 16 * V + 16 * v);
+        MOLORA__UNROLL for (t = 0; t < TB; t++) {
+            __m512 x = _mm512_set1_ps(X[(size_t)t * ldx + k]);
+            MOLORA__UNROLL for (v = 0; v < V; v++) acc[t][v] = _mm512_fmadd_ps(x, g[v], acc[t][v]);
+        }
+    }
+    MOLORA__UNROLL for (t = 0; t < TB; t++) MOLORA__UNROLL for (v = 0; v < V; v++)
+        _mm512_mask_storeu_ps(Y + (size_t)t * ldy + 16 * v, m[v], acc[t][v]);
+}
+/* all T tokens of one strip of V vectors over one chunk: tiles of TB, then pairs, then one */
+MOLORA__INLINE MOLORA__T512 void molora__gto512_strip(const int TB, const int V, int T, int n, int kc, int first,
+                                                      const float *X, int ldx, const float *S, float *Y, int ldy)
+{
+    int t = 0;
+    for (; t + TB <= T; t += TB)
+        molora__gto512_tile(TB, V, n, kc, first, X + (size_t)t * ldx, ldx, S, Y + (size_t)t * ldy, ldy);
+    for (; t + 2 <= T; t += 2)
+        molora__gto512_tile(2, V, n, kc, first, X + (size_t)t * ldx, ldx, S, Y + (size_t)t * ldy, ldy);
+    if (t < T) molora__gto512_tile(1, V, n, kc, first, X + (size_t)t * ldx, ldx, S, Y + (size_t)t * ldy, ldy);
+}
+/* GT 64-byte aligned (the strips' rows then are too) */
+MOLORA__PRIVATE MOLORA__T512 void molora__gto_avx512(int T, int N, int K, const float *X, int ldx, const float *GT,
+                                                     float *Y, int ldy)
+{
+    int k0, s;
+    for (k0 = 0; k0 < K; k0 += MOLORA__GTO_KC) {
+        int kc = K - k0 < MOLORA__GTO_KC ? K - k0 : MOLORA__GTO_KC;
+        for (s = 0; s * MOLORA__GTO_STRIP < N; s++) {
+            int ws = molora__gto_width(N, s), j0 = s * MOLORA__GTO_STRIP, n = N - j0;
+            const float *S = GT + (size_t)K * j0 + (size_t)k0 * ws;
+            const float *x = X + k0;
+            float *y = Y + j0;
+            switch (ws / 16) {
+            case 4: molora__gto512_strip(6, 4, T, n, kc, k0 == 0, x, ldx, S, y, ldy); break;
+            case 3: molora__gto512_strip(8, 3, T, n, kc, k0 == 0, x, ldx, S, y, ldy); break;
+            case 2: molora__gto512_strip(12, 2, T, n, kc, k0 == 0, x, ldx, S, y, ldy); break;
+            default: molora__gto512_strip(12, 1, T, n, kc, k0 == 0, x, ldx, S, y, ldy); break;
+            }
+        }
+    }
+}
+#endif /* MOLORA__X86 */
+/* <<outer */
+
 /* >>vexp  exp of a vector for the routing's softmax: libm's expf, or 16 lanes at once (AVX-512) */
 /* v[i] = exp(v[i]) for i < n, used on v <= 0 (the softmax's shifted logits) but right for every
    float: NaN stays NaN, -inf and anything below about -103.97 gives +0. The portable table runs
@@ -2473,13 +2593,13 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
                                              molora__all_finite_c, "portable", molora__ntg_c,
                                              molora__nng_c, molora__widen_c, NULL, NULL, molora__gvt_c,
                                              molora__gvn_c, 0, NULL, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
-                                             MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK};
+                                             MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
                                          molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
                                          molora__ntn_avx2, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
-                                         MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK};
+                                         MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL};
 /* the AVX-512 table; its streaming kernels ntp and gvt prefetch W by vendor (MOLORA__PREFETCH), and
    AMD's Zen 4 runs the by-token order's gathered kernels at about half Intel's cost per pair
    against OpenBLAS (S6, 64 rank-1 experts: top-12 at T = 64 by token 1.14 ms, dense 1.64-1.71;
@@ -2490,7 +2610,7 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
     {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, NTP,                    \
      molora__all_finite_avx512, NAME, molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,          \
      molora__nt16_avx512, molora__nn16_avx512, GVT, molora__gvn_avx512, 1, molora__ntn_avx512,             \
-     molora__exps_avx512, RATIO, ERATIO, TRANK}
+     molora__exps_avx512, RATIO, ERATIO, TRANK, molora__gto_avx512}
     static const molora__kernels avx512 =
         MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512, MOLORA__BY_TOKEN_RATIO,
                              MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK);
@@ -2680,6 +2800,23 @@ MOLORA__PRIVATE void molora__check_narrow(const molora__kernels *kr, int T, int 
     free(Xs); free(Y3);
 }
 
+/* molora__kernel_check's outer kernel (17): gto against its twin on W packed as GT (64-byte
+   aligned), X's rows at a stride of K + q */
+MOLORA__PRIVATE void molora__check_outer(const molora__kernels *kr, int T, int N, int K, int q, const float *X,
+                                         const float *W, float *Y1, float *Y2)
+{
+    int ldx = K + q, t;
+    size_t ngt = molora__gto_cols(N) * (size_t)K;
+    float *Xs = (float *)malloc(((size_t)T * ldx + 1) * sizeof *Xs), *buf = (float *)malloc((ngt + 16) * sizeof *buf);
+    float *GT = buf ? (float *)molora__align_up(buf) : NULL;
+    if (!Xs || !buf) { free(Xs); free(buf); return; }
+    for (t = 0; t < T; t++) memcpy(Xs + (size_t)t * ldx, X + (size_t)t * K, (size_t)K * sizeof *Xs);
+    molora__pack_gate_t(N, K, W, GT);
+    kr->gto(T, N, K, Xs, ldx, GT, Y1, N);
+    molora__gto_c(T, N, K, Xs, ldx, GT, Y2, N);
+    free(Xs); free(buf);
+}
+
 /* Test hook, not public API: the kernels' exps on every step-th float from lo down in magnitude to
    hi (lo <= hi <= -0), then on special values; returns the largest distance in ulps from exp in
    double rounded to float, or 1e30 when a special value is wrong (exp(+-0) = 1, exp(-inf) = 0,
@@ -2722,7 +2859,7 @@ MOLORA_API double molora__exps_check(float lo, float hi, uint32_t step)
 /* molora__kernel_check: whether this CPU has a fast kernel number `kernel` to check at T rows */
 MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int T)
 {
-    if (kernel < 0 || kernel > 16 || (T > 16 && kernel != 14)) return 0;
+    if (kernel < 0 || kernel > 17 || (T > 16 && kernel != 14 && kernel != 17)) return 0;
     switch (kernel) {
     case 0: case 16: return molora__check_ntp_kernel(kr, kernel) != NULL;
     case 1: case 2: return kr->nt != molora__nt_c;
@@ -2733,6 +2870,7 @@ MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int
     case 7: return kr->widen != molora__widen_c;
     case 8: case 9: return kr->nt16 != NULL;
     case 14: return kr->ntn != NULL;
+    case 17: return kr->gto != NULL;
     default: return molora__check_gv_kernel(kr, kernel) != NULL;   /* 10..13, 15 */
     }
 }
@@ -2742,7 +2880,8 @@ MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int
    a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16, 10 gvt, 11 gvn, 12 / 13 their
    AVX2 versions: the single-row kernels, N x K, rows T - 1 floats of padding, see
    molora__check_gemv; 14 ntn: nt at any T, X's rows at every phase; 15 / 16 the AVX-512 gvt / ntp
-   of the other vendor's table, as 10 / 0) and its naive twin on one
+   of the other vendor's table, as 10 / 0; 17 gto: nt at any T, alpha 1, no acc, bitwise its twin
+   (0 when equal)) and its naive twin on one
    shape, W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
    first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
@@ -2786,6 +2925,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
         molora__check_bf16(kr, kernel, T, N, K, X, W, Y1, Y2);
     } else if (kernel == 14) {
         molora__check_narrow(kr, T, N, K, q, X, W, Y1, Y2, acc);
+    } else if (kernel == 17) {
+        molora__check_outer(kr, T, N, K, q, X, W, Y1, Y2);
     } else if (kernel == 5 || kernel == 6) {
         molora__check_grouped(kr, kernel, T, N, K, X, W, Y1, Y2, acc);
     } else if (kernel == 3) {   /* Y (N) = W (N, K) x */
@@ -2813,6 +2954,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
 MOLORA_API int molora__by_token_ratio(void) { return molora__get_kernels()->by_token_ratio; }
 MOLORA_API int molora__by_expert_ratio(void) { return molora__get_kernels()->by_expert_ratio; }
 MOLORA_API int molora__by_token_rank(void) { return molora__get_kernels()->by_token_rank; }
+/* Test hook: the fewest gate rows that get gto's GT on this CPU (0: its table has no gto) */
+MOLORA_API int molora__gto_min(void) { return molora__get_kernels()->gto ? MOLORA__GTO_MIN : 0; }
 #endif /* MOLORA_TEST_HOOKS */
 
 /* <<kernels */
@@ -3306,6 +3449,11 @@ MOLORA__PRIVATE molora_result molora__check_routing(const molora_layer_desc *L, 
     return MOLORA_RESULT_SUCCESS;
 }
 
+/* gates of at least MOLORA__GTO_MIN rows (>>outer) get GT, where this CPU's table has gto: the
+   transpose of their first molora__gto_rows(ng) rows, in molora__gto_floats(ng, d_in) floats */
+MOLORA__PRIVATE int molora__gate_outer(int ng) { return ng >= MOLORA__GTO_MIN && molora__get_kernels()->gto; }
+MOLORA__PRIVATE size_t molora__gto_floats(int ng, int d_in) { return molora__gto_cols(molora__gto_rows(ng)) * (size_t)d_in; }
+
 /* Validates one layer and adds its memory to *bytes: the frozen layer, the experts, the routing
    rule, then the packed experts' size (A rows, B^T, rank / offset / scaling, gate bias). */
 MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, int l, int copy, int bf16,
@@ -3349,7 +3497,9 @@ MOLORA__PRIVATE molora_result molora__check_layer(const molora_layer_desc *L, in
         (bf16 && !molora__reserve(bytes, rt, din * elem)) ||
         !molora__reserve(bytes, dout, rt * elem) || !molora__reserve(bytes, n, sizeof(int)) ||
         !molora__reserve(bytes, n, sizeof(int)) || !molora__reserve(bytes, n, sizeof(float)) ||
-        (L->gate_bias && !molora__reserve(bytes, n, sizeof(float))))
+        (L->gate_bias && !molora__reserve(bytes, n, sizeof(float))) ||
+        (molora__gate_outer((int)(nrows - rt)) &&
+         !molora__reserve(bytes, molora__gto_cols(molora__gto_rows((int)(nrows - rt))), din * sizeof(float))))
         return molora__fail(lg, MOLORA_RESULT_SIZE_OVERFLOW, "layer %d: packed expert size overflows", l);
     return MOLORA_RESULT_SUCCESS;
 }
@@ -3456,6 +3606,8 @@ MOLORA__PRIVATE void molora__pack_layer(molora__layer *P, const molora_layer_des
         P->gate_bias = (float *)molora__carve(cur, (size_t)n, sizeof(float));
         memcpy(P->gate_bias, L->gate_bias, (size_t)n * sizeof(float));
     }
+    if (molora__gate_outer(P->n_rows - P->r_total))   /* filled once ARROW's prototypes are in R */
+        P->GT = (const float *)molora__carve(cur, molora__gto_floats(P->n_rows - P->r_total, P->d_in), sizeof(float));
     P->mole_gate = L->mole_gate;
     if (P->routing == MOLORA_ROUTING_MOLE_OUTPUT && copy) {
         size_t ne = (size_t)n * (size_t)n * dout;
@@ -3552,6 +3704,10 @@ MOLORA_API molora_result molora_model_init(const molora_model_desc *desc, molora
     if (scratch && (r = molora__arrow_init(m, desc, scratch, &lg)) != MOLORA_RESULT_SUCCESS) {
         molora__mem_free(&mem, block);
         return r;
+    }
+    for (l = 0; l < m->n_layers; l++) {
+        const molora__layer *L = &m->layers[l];
+        if (L->GT) molora__pack_gate_t(molora__gto_rows(L->n_rows - L->r_total), L->d_in, L->R, (float *)L->GT);
     }
     *out = m;
     return MOLORA_RESULT_SUCCESS;
@@ -4064,18 +4220,33 @@ MOLORA__PRIVATE molora_result molora__route_fail(const molora__call *c, int why)
     return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
 }
 
+/* gto for the gate (>>outer) where the layer has GT: beyond MOLORA__SMALL_T tokens, and from 4
+   tokens on gates of 64 rows up. Measured in cache on Zen 4 (ms, d 4096): 64 rows at T = 8 gto
+   0.040, ntn 0.062; at T = 2 0.015 / 0.016; 16 rows at T = 8 0.018 / 0.014, T = 16 0.028 / 0.029 */
+MOLORA__PRIVATE int molora__gate_gto(const molora__call *c)
+{
+    int ng = c->L->n_rows - c->L->r_total;
+    return c->L->GT && (c->T > MOLORA__SMALL_T || (c->T >= 4 && ng >= MOLORA__GTO_STRIP));
+}
+
 /* G's rows t0 .. t0 + tb - 1 = those of X [Wg; wt]^T: the gate logits and the threshold-net logit,
-   all routing reads of X; 1 when they are all finite. A block after the first only through the
-   narrow kernel (allow MOLORA__ALLOW_NARROW, gates of up to 32 rows), which reads X row by row:
-   X's packed panels hold every token. */
+   all routing reads of X; 1 when they are all finite. A block after the first only through gto or
+   the narrow kernel (allow MOLORA__ALLOW_NARROW, gates of up to 32 rows), which read X row by row
+   and give each token's logits alone (X's packed panels hold every token). */
 MOLORA__PRIVATE int molora__gate_block(const molora__call *c, int t0, int tb, int allow)
 {
     int ng = c->L->n_rows - c->L->r_total;
     float *G = c->G + (size_t)t0 * ng;
     molora__input in = c->in;
-    MOLORA_ASSERT(t0 == 0 || (allow == MOLORA__ALLOW_NARROW && ng <= 32));
+    MOLORA_ASSERT(t0 == 0 || molora__gate_gto(c) || (allow == MOLORA__ALLOW_NARROW && ng <= 32));
     in.T = tb; in.x += (size_t)t0 * in.K; in.X += (size_t)t0 * in.ldx;
-    molora__mul_xwt(&in, allow, ng, c->L->R, 0, G, ng);
+    if (molora__gate_gto(c)) {   /* gto's rows, then the rest (up to 15) on ntn */
+        int ngt = molora__gto_rows(ng);
+        molora__get_kernels()->gto(tb, ngt, in.K, in.x, in.K, c->L->GT, G, ng);
+        if (ngt < ng) molora__mul_xwt(&in, MOLORA__ALLOW_NARROW, ng - ngt, c->L->R + (size_t)ngt * in.K, 0, G + ngt, ng);
+    } else {
+        molora__mul_xwt(&in, allow, ng, c->L->R, 0, G, ng);
+    }
     return molora__all_finite(G, (size_t)tb * ng);
 }
 
@@ -4083,9 +4254,10 @@ MOLORA__PRIVATE int molora__gate_block(const molora__call *c, int t0, int tb, in
 MOLORA__PRIVATE molora_result molora__gate_logits(molora__call *c)
 {
     int ng = c->L->n_rows - c->L->r_total, finite;
-    /* ntn for up to 32 rows (N + 1) at any T, too narrow for BLAS's packing to pay off, and for any
-       gate at T <= MOLORA__SMALL_T: molora_route does not pack X, so the gate must not depend on the
-       packed layout, or route and forward would differ in the last bits; wider gates above use BLAS */
+    /* gto where the layer has it beyond MOLORA__SMALL_T tokens; else ntn for up to 32 rows (N + 1) at
+       any T, too narrow for BLAS's packing to pay off, and for any gate at T <= MOLORA__SMALL_T:
+       molora_route does not pack X, so the gate must not depend on the packed layout, or route and
+       forward would differ in the last bits; wider gates above use BLAS */
     if (ng == 0) return MOLORA_RESULT_SUCCESS;
     finite = molora__gate_block(c, 0, c->T, ng <= 32 || c->T <= MOLORA__SMALL_T ? MOLORA__ALLOW_NARROW : 0);
     if (molora__gate_checks_x(c) && !finite && !molora__all_finite(c->args->x, (size_t)c->T * (size_t)c->L->d_in))
@@ -4158,7 +4330,7 @@ MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
 /* The gate routing as the hook's tasks, from 2 blocks of tokens up (before the products, in a hook
    call of its own): block b's gate logits, its G's finiteness and its weights, the same products
    and steps as on the calling thread (the narrow kernel, up to 32 gate rows, computes each token
-   alone), so the routing stays bitwise that of the one-task call. Task k runs blocks k, k + n_tasks,
+   alone, as does gto for wider gates), so the routing stays bitwise that of the one-task call. Task k runs blocks k, k + n_tasks,
    ... and leaves each block's outcome in c->gs[b] (free until the grouped path's lists): its
    MOLORA__ROUTE_* code, plus MOLORA__ROUTE_G_INF when its logits are not all finite. */
 #define MOLORA__ROUTE_G_INF 4
@@ -4166,7 +4338,7 @@ MOLORA__PRIVATE int molora__route_splits(const molora__call *c)
 {
     const molora_forward_args *a = c->args;
     int ng = c->L->n_rows - c->L->r_total;
-    return a->parallel_for && c->n_tasks > 1 && c->n > 0 && ng > 0 && ng <= 32 &&
+    return a->parallel_for && c->n_tasks > 1 && c->n > 0 && ng > 0 && (ng <= 32 || molora__gate_gto(c)) &&
            !a->adapter_index && !a->weights && c->L->routing != MOLORA_ROUTING_MOLE_OUTPUT &&
            c->T >= 2 * MOLORA__ROUTE_BLOCK;
 }

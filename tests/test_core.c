@@ -2865,6 +2865,31 @@ static void test_narrow_kernel_matches_twin(void **state)
     print_message("narrow kernel checks run: ntn %d\n", ran);
 }
 
+static void test_outer_kernel_matches_twin(void **state)
+{   /* gto, the gate as outer products (AVX-512 tables only), bitwise its twin (each logit one FMA
+       chain over k in order): columns 1..17 and every strip and vector edge to 130, K across the
+       256-float chunks (1, 255, 256, 257, 768, 769), T 1..13 (its 6-, 8- and 12-token tiles, the
+       pairs and the single) and 17, 64, X's rows at phases 0, 1, 15 */
+    static const int Ks[] = {1, 255, 256, 257, 768, 769}, Ts[] = {1, 2, 3, 5, 6, 7, 8, 9, 11, 12, 13, 17, 64};
+    static const int qs[] = {0, 1, 15};
+    int ti, n, ki, qi, ran = 0;
+    (void)state;
+    for (ti = 0; ti < 13; ti++)
+        for (n = 1; n <= 130; n++)
+            for (ki = 0; ki < 6; ki++)
+                for (qi = 0; qi < 3; qi++) {
+                    double e;
+                    int m = n % 16;
+                    if (n > 17 && m != 0 && m != 1 && m != 15) continue;   /* wide: the vectors' edges */
+                    if (Ts[ti] > 13 && (qi > 0 || ki < 3)) continue;
+                    e = molora__kernel_check(17, Ts[ti], n, Ks[ki], qs[qi], 0);
+                    if (e == -1.0) continue;
+                    if (e != 0.0) fail_msg("gto T %d N %d K %d q %d: error %g", Ts[ti], n, Ks[ki], qs[qi], e);
+                    ran++;
+                }
+    print_message("outer kernel checks run: gto %d\n", ran);
+}
+
 double molora__exps_check(float lo, float hi, uint32_t step);
 
 static void test_exps_within_one_ulp(void **state)
@@ -3215,7 +3240,7 @@ int main(void)
         cmocka_unit_test(test_adapter_index_errors),
         cmocka_unit_test(test_adapter_pool_no_allocations),
         cmocka_unit_test(test_grouped_kernels_match_twins),
-        cmocka_unit_test(test_narrow_kernel_matches_twin),
+        cmocka_unit_test(test_narrow_kernel_matches_twin), cmocka_unit_test(test_outer_kernel_matches_twin),
         cmocka_unit_test(test_exps_within_one_ulp),
         cmocka_unit_test(test_grouped_kernel_blocks),
         cmocka_unit_test(test_pool_tiles),

@@ -751,11 +751,14 @@ static void test_parallel_for_adapter_pool(void **state)
      NaN gate logits: two different errors in two blocks (or one block) give the first token's,
      as the call without the hook does; the same code and message, one hook call, Y untouched;
    - layers 1-4 have gates of 32 and 33 rows (DENSE with 32 / 33 experts, ADAMOLE with 31 / 32:
-     N + 1 rows): the routing splits up to 32 rows only, the weights bitwise the one-task call's;
+     N + 1 rows): the routing splits up to 32 rows, and wider gates where the CPU's table has gto
+     (>>outer: its rows, the rest on ntn, each token alone), the weights bitwise the one-task call's;
    - layer 5 (top-3 of 33 rank-1 experts) takes the grouped path by token: through the hook its H
-     first as tasks of their own (token t on task t mod n_tasks), Y bitwise the nth split's. */
+     first as tasks of their own (token t on task t mod n_tasks), Y bitwise the nth split's; with
+     gto its 33-row gate's routing is a hook call of its own too. */
 enum { GD_IN = 67, GD_OUT = 40, GN = 33, GL = 6 };   /* d_out: 3 chunks of 16 */
-int molora__order_check(size_t pairs, size_t e_pairs, size_t routed);   /* test hook in molora.h */
+int molora__order_check(size_t pairs, size_t e_pairs, size_t routed);   /* test hooks in molora.h */
+int molora__gto_min(void);
 static void test_parallel_for_routing_edges(void **state)
 {
     static const int n_exp[GL] = {8, 32, 33, 31, 32, 33}, tasks[] = {2, 3, 7};
@@ -834,7 +837,8 @@ static void test_parallel_for_routing_edges(void **state)
         }
     }
     for (l = 0; l < GL; l++) {   /* the gates of 32 and 33 rows */
-        int ng = n_exp[l] + (rule[l] == MOLORA_ROUTING_ADAMOLE), splits = ng <= 32;
+        int ng = n_exp[l] + (rule[l] == MOLORA_ROUTING_ADAMOLE);
+        int splits = ng <= 32 || (molora__gto_min() && ng >= molora__gto_min());
         long calls;
         if (l == 0) continue;
         a.layer = l; a.x = X; a.y = NULL; a.output = MOLORA_OUTPUT_DELTA; a.weights_out = W1;
@@ -865,7 +869,8 @@ static void test_parallel_for_routing_edges(void **state)
             memset(wsp, 0xFF, ws);   /* NaN: what the split left cannot stand in for H */
             calls = pool->calls;
             assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_SUCCESS);
-            assert_int_equal(pool->calls - calls, 2);   /* H, then the products (a gate of 33 rows) */
+            /* H, then the products (and first the routing: a gate of 33 rows splits on gto) */
+            assert_int_equal(pool->calls - calls, 2 + (molora__gto_min() > 0));
             assert_int_equal(path, MOLORA_PATH_SPARSE);
             if (memcmp(Y, Ys, sizeof(float) * T * GD_OUT))
                 fail_msg("by token, n_tasks %d: differs from nth", tasks[ki]);
