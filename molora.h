@@ -117,7 +117,9 @@
        widen the experts: R = r_max (the layer's largest rank: a run of consecutive experts of
        at most r_max rows at a time) for up to 16 tokens, beyond that min(r_total, 64) if
        larger (runs of up to 64 rows, one GEMM each). molora_model_memory() gives the model's
-       bytes and its experts' share.
+       bytes and its experts' share. On AVX-512 CPUs a gate of 16 rows or more (with AdaMoLE's
+       threshold row) also keeps a transpose of its rows for the gto kernel: about the gate's
+       own size again (a 64-expert gate over d_in 4096: 1 MiB).
      - Every allocation goes through desc.memory (default malloc / free), one block per model.
        The forward path allocates nothing: size a workspace with molora_workspace_size()
        (molora_workspace_size_tasks() for a call split through parallel_for).
@@ -138,9 +140,10 @@
        products, and needs only molora_workspace_size()'s workspace). Up to two calls come before that one,
        one after the other, each with tasks of its own: (1) the gate routing in blocks of 64
        tokens, from 128 tokens on a layer whose gate (with its threshold net) has up to 32 rows,
-       or any number on AVX-512 CPUs (the gto kernel, >>outer), and no MoLE output gate, when no weights or adapter index replace it, n_tasks > 1 (for
-       any caller, and the one call molora_route makes to the hook); its
-       tasks write disjoint tokens' gate logits and weights, and the calling thread then reports
+       or any number where the kernels have gto (>>outer: AVX-512 CPUs, not with
+       MOLORA_PORTABLE=1 or MOLORA_NO_SIMD), and no MoLE output gate, when no weights or adapter
+       index replace it, n_tasks > 1 (for any caller, and the one call molora_route makes to
+       the hook); its tasks write disjoint tokens' gate logits and weights, and the calling thread then reports
        the first error, if any, with the code and message of the call without the hook;
        (2) the experts' inputs H = X A^T, n_tasks > 1, on a float32 layer with experts routed
        and no MoLE output mix: on the dense path (PATH_GEMM) from 32 tokens, in blocks of
@@ -196,8 +199,9 @@
 
    DOES NOT
      - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
-     - split the routing over the hook's tasks below 128 tokens, for gates over 32 rows without
-       AVX-512 or for the MoLE output gate (those run on the calling thread), or the experts' H = X A^T below
+     - split the routing over the hook's tasks below 128 tokens, for gates over 32 rows where
+       the kernels have no gto (no AVX-512, MOLORA_PORTABLE=1, MOLORA_NO_SIMD) or for the MoLE
+       output gate (those run on the calling thread), or the experts' H = X A^T below
        32 tokens on the dense path or on BF16 layers (each task computes it for the experts
        some token routes to, as every ith / nth caller does);
      - have AVX2 versions of the packed small-batch, gather and grouped kernels (AVX2 CPUs use
@@ -3452,7 +3456,10 @@ MOLORA__PRIVATE molora_result molora__check_routing(const molora_layer_desc *L, 
 /* gates of at least MOLORA__GTO_MIN rows (>>outer) get GT, where this CPU's table has gto: the
    transpose of their first molora__gto_rows(ng) rows, in molora__gto_floats(ng, d_in) floats */
 MOLORA__PRIVATE int molora__gate_outer(int ng) { return ng >= MOLORA__GTO_MIN && molora__get_kernels()->gto; }
-MOLORA__PRIVATE size_t molora__gto_floats(int ng, int d_in) { return molora__gto_cols(molora__gto_rows(ng)) * (size_t)d_in; }
+MOLORA__PRIVATE size_t molora__gto_floats(int ng, int d_in)
+{
+    return molora__gto_cols(molora__gto_rows(ng)) * (size_t)d_in;
+}
 
 /* Validates one layer and adds its memory to *bytes: the frozen layer, the experts, the routing
    rule, then the packed experts' size (A rows, B^T, rank / offset / scaling, gate bias). */
@@ -3799,7 +3806,8 @@ MOLORA__PRIVATE int molora__softmax_shift(float *v, int n, float temperature)
     for (i = 0; i < n; i++)
         if (!isnan(v[i])) { if (!any || v[i] > mx) mx = v[i]; any = 1; }
     if (!any) { for (i = 0; i < n; i++) v[i] = 0.0f; return 1; }
-    if (isinf(mx)) {   /* logits at +inf (a gate overflow) share the weight; all at -inf: uniform */
+    if (isinf(mx)) {   /* logits at +inf share the weight; all at -inf: uniform (the gate rules'
+                          logits are finite here: route_block fails on others) */
         int n_top = 0;
         for (i = 0; i < n; i++) { v[i] = v[i] == mx ? 1.0f : 0.0f; n_top += v[i] != 0.0f; }
         for (i = 0; i < n; i++) v[i] /= (float)n_top;
@@ -4206,17 +4214,21 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
 /* The gate routing's failures, found block by block (on any thread when the routing runs as the
    hook's tasks) and logged by the calling thread (molora__route_fail) */
 #define MOLORA__ROUTE_OK 0
-#define MOLORA__ROUTE_GATE_NAN 1   /* a gate logit is NaN */
-#define MOLORA__ROUTE_THR_NAN 2    /* a threshold logit is NaN */
+/* From finite x and weights a logit is NaN or +-inf only when its sum overflowed float, and which
+   of the two depends on the summation order (ntn's lanes meet +inf and -inf as NaN, gto's one
+   chain stays at +-inf): either is the same error, so the outcome does not depend on the kernel,
+   nor on the T that picked it */
+#define MOLORA__ROUTE_GATE_NAN 1   /* a gate logit is not finite */
+#define MOLORA__ROUTE_THR_NAN 2    /* a threshold logit is not finite */
 #define MOLORA__ROUTE_X 3          /* x has NaN or Inf */
 MOLORA__PRIVATE molora_result molora__route_fail(const molora__call *c, int why)
 {
     if (why == MOLORA__ROUTE_GATE_NAN)
         return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
-                            "forward: layer %d gate logits are NaN (inputs too large)", c->args->layer);
+                            "forward: layer %d gate logits are not finite (inputs too large)", c->args->layer);
     if (why == MOLORA__ROUTE_THR_NAN)
-        return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: layer %d threshold logit is NaN",
-                            c->args->layer);
+        return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
+                            "forward: layer %d threshold logit is not finite (inputs too large)", c->args->layer);
     return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
 }
 
@@ -4243,7 +4255,8 @@ MOLORA__PRIVATE int molora__gate_block(const molora__call *c, int t0, int tb, in
     if (molora__gate_gto(c)) {   /* gto's rows, then the rest (up to 15) on ntn */
         int ngt = molora__gto_rows(ng);
         molora__get_kernels()->gto(tb, ngt, in.K, in.x, in.K, c->L->GT, G, ng);
-        if (ngt < ng) molora__mul_xwt(&in, MOLORA__ALLOW_NARROW, ng - ngt, c->L->R + (size_t)ngt * in.K, 0, G + ngt, ng);
+        if (ngt < ng)
+            molora__mul_xwt(&in, MOLORA__ALLOW_NARROW, ng - ngt, c->L->R + (size_t)ngt * in.K, 0, G + ngt, ng);
     } else {
         molora__mul_xwt(&in, allow, ng, c->L->R, 0, G, ng);
     }
@@ -4254,10 +4267,11 @@ MOLORA__PRIVATE int molora__gate_block(const molora__call *c, int t0, int tb, in
 MOLORA__PRIVATE molora_result molora__gate_logits(molora__call *c)
 {
     int ng = c->L->n_rows - c->L->r_total, finite;
-    /* gto where the layer has it beyond MOLORA__SMALL_T tokens; else ntn for up to 32 rows (N + 1) at
-       any T, too narrow for BLAS's packing to pay off, and for any gate at T <= MOLORA__SMALL_T:
-       molora_route does not pack X, so the gate must not depend on the packed layout, or route and
-       forward would differ in the last bits; wider gates above use BLAS */
+    /* gto where molora__gate_gto says (the layer has GT: beyond MOLORA__SMALL_T tokens, from 4 for
+       64 rows and more); else ntn for up to 32 rows (N + 1) at any T, too narrow for BLAS's
+       packing to pay off, and for any gate at T <= MOLORA__SMALL_T: molora_route does not pack X,
+       so the gate must not depend on the packed layout, or route and forward would differ in the
+       last bits; wider gates above use BLAS */
     if (ng == 0) return MOLORA_RESULT_SUCCESS;
     finite = molora__gate_block(c, 0, c->T, ng <= 32 || c->T <= MOLORA__SMALL_T ? MOLORA__ALLOW_NARROW : 0);
     if (molora__gate_checks_x(c) && !finite && !molora__all_finite(c->args->x, (size_t)c->T * (size_t)c->L->d_in))
@@ -4301,9 +4315,9 @@ MOLORA__PRIVATE int molora__route_block(const molora__call *c, int t0, int tb)
         allow[t - t0] = molora__allow(c->args, t, n);
         for (i = 0; i < n; i++) {
             if (L->gate_bias) z[i] += L->gate_bias[i];
-            if (isnan(z[i])) return MOLORA__ROUTE_GATE_NAN;
+            if (!isfinite(z[i])) return MOLORA__ROUTE_GATE_NAN;
         }
-        if (isnan(u[t - t0])) return MOLORA__ROUTE_THR_NAN;
+        if (!isfinite(u[t - t0])) return MOLORA__ROUTE_THR_NAN;
         e[t - t0] = -fabsf(u[t - t0]);
         done[t - t0] = molora__route_shift(L, z, allow[t - t0], c->w + (size_t)t * n);
     }
@@ -4330,9 +4344,10 @@ MOLORA__PRIVATE molora_result molora__route_gates(molora__call *c)
 /* The gate routing as the hook's tasks, from 2 blocks of tokens up (before the products, in a hook
    call of its own): block b's gate logits, its G's finiteness and its weights, the same products
    and steps as on the calling thread (the narrow kernel, up to 32 gate rows, computes each token
-   alone, as does gto for wider gates), so the routing stays bitwise that of the one-task call. Task k runs blocks k, k + n_tasks,
-   ... and leaves each block's outcome in c->gs[b] (free until the grouped path's lists): its
-   MOLORA__ROUTE_* code, plus MOLORA__ROUTE_G_INF when its logits are not all finite. */
+   alone, as does gto for wider gates), so the routing stays bitwise that of the one-task call.
+   Task k runs blocks k, k + n_tasks, ... and leaves each block's outcome in c->gs[b] (free until
+   the grouped path's lists): its MOLORA__ROUTE_* code, plus MOLORA__ROUTE_G_INF when its logits
+   are not all finite. */
 #define MOLORA__ROUTE_G_INF 4
 MOLORA__PRIVATE int molora__route_splits(const molora__call *c)
 {

@@ -2870,11 +2870,11 @@ static void test_outer_kernel_matches_twin(void **state)
        chain over k in order): columns 1..17 and every strip and vector edge to 130, K across the
        256-float chunks (1, 255, 256, 257, 768, 769), T 1..13 (its 6-, 8- and 12-token tiles, the
        pairs and the single) and 17, 64, X's rows at phases 0, 1, 15 */
-    static const int Ks[] = {1, 255, 256, 257, 768, 769}, Ts[] = {1, 2, 3, 5, 6, 7, 8, 9, 11, 12, 13, 17, 64};
+    static const int Ks[] = {1, 255, 256, 257, 768, 769}, Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 64};
     static const int qs[] = {0, 1, 15};
     int ti, n, ki, qi, ran = 0;
     (void)state;
-    for (ti = 0; ti < 13; ti++)
+    for (ti = 0; ti < 15; ti++)
         for (n = 1; n <= 130; n++)
             for (ki = 0; ki < 6; ki++)
                 for (qi = 0; qi < 3; qi++) {
@@ -3174,6 +3174,67 @@ static void test_x_check_through_gate(void **s)
         }
 }
 
+/* Gate logits that overflow float from finite x and weights: NaN or +-inf by the kernel's order
+   of sums (ntn's lanes meet +inf and -inf as NaN; gto's one chain stays infinite), either way the
+   same NON_FINITE and message at every T, whichever kernel the gate of 8 to 65 rows runs on:
+   x = +-3e38 alternating against gate rows of 2 (the partial sums cancel or overflow by order),
+   x = 3e38 (every order overflows to +inf), and AdaMoLE's threshold row alone overflowing */
+static void test_gate_overflow_is_an_error(void **s)
+{
+    static const int ns[] = {8, 15, 16, 17, 31, 64, 65}, Ts[] = {1, 4, 5, 16, 17, 64, 130};
+    enum { D = 64, DO = 5 };
+    int ni, ri, ti, xi, i, t;
+    (void)s;
+    for (ni = 0; ni < 7; ni++)
+        for (ri = 0; ri < 3; ri++) {
+            int n = ns[ni], rank[MAXN];
+            molora_routing rule = ri == 0   ? MOLORA_ROUTING_DENSE
+                                : ri == 1 ? MOLORA_ROUTING_TOPK
+                                          : MOLORA_ROUTING_ADAMOLE;
+            float *Wg = malloc(sizeof(float) * n * D), *wt = malloc(sizeof(float) * D);
+            molora_expert_desc ex[MAXN];
+            molora_layer_desc ld;
+            molora_model_desc md;
+            molora_model *m = NULL;
+            fix f;
+            for (i = 0; i < n; i++) rank[i] = 1;
+            fix_make(&f, D, DO, n, rank, rule);
+            fix_desc(&f, ex, &ld);
+            for (xi = 0; xi < 3; xi++) {   /* 0, 1: the gate overflows; 2: AdaMoLE's threshold only */
+                if (xi == 2 && rule != MOLORA_ROUTING_ADAMOLE) continue;
+                for (i = 0; i < n * D; i++) Wg[i] = xi == 2 ? 1e-3f : 2.0f;
+                for (i = 0; i < D; i++) wt[i] = xi == 2 ? 2.0f : 1e-3f;
+                ld.gate_weight = Wg; ld.gate_bias = NULL; ld.threshold_weight = wt;
+                memset(&md, 0, sizeof md); md.n_layers = 1; md.layers = &ld; md.log = keep_log;
+                assert_int_equal(molora_model_init(&md, &m), MOLORA_RESULT_SUCCESS);
+                for (ti = 0; ti < 7; ti++) {
+                    int T = Ts[ti];
+                    float *X = malloc(sizeof(float) * T * D), *Y = calloc((size_t)T * DO, sizeof(float));
+                    float *w = malloc(sizeof(float) * T * n);
+                    size_t wsz;
+                    void *ws = ws_for(m, T, &wsz);
+                    molora_forward_args a;
+                    const char *want = xi == 2 ? "forward: layer 0 threshold logit is not finite (inputs too large)"
+                                               : "forward: layer 0 gate logits are not finite (inputs too large)";
+                    for (t = 0; t < T; t++)
+                        for (i = 0; i < D; i++) X[t * D + i] = xi == 0 && i % 2 ? -3e38f : 3e38f;
+                    memset(&a, 0, sizeof a);
+                    a.n_tokens = T; a.x = X; a.y = Y; a.workspace = ws; a.workspace_size = wsz; a.weights_out = w;
+                    g_last_log[0] = 0;
+                    if (molora_forward(m, &a) != MOLORA_RESULT_NON_FINITE || strcmp(g_last_log, want))
+                        fail_msg("rule %d n %d T %d case %d: forward \"%s\"", (int)rule, n, T, xi, g_last_log);
+                    g_last_log[0] = 0;
+                    if (molora_route(m, &a) != MOLORA_RESULT_NON_FINITE || strcmp(g_last_log, want))
+                        fail_msg("rule %d n %d T %d case %d: route \"%s\"", (int)rule, n, T, xi, g_last_log);
+                    for (i = 0; i < T * DO; i++) assert_true(Y[i] == 0.0f);   /* Y untouched */
+                    ws_free(ws, wsz); free(X); free(Y); free(w);
+                }
+                molora_model_free(m);
+            }
+            fix_free(&f); free(Wg); free(wt);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3247,6 +3308,7 @@ int main(void)
         cmocka_unit_test(test_pool_token_counts),
         cmocka_unit_test(test_topk_one_pass),
         cmocka_unit_test(test_x_check_through_gate),
+        cmocka_unit_test(test_gate_overflow_is_an_error),
         cmocka_unit_test(test_route_equals_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -640,7 +640,7 @@ static void test_parallel_for_routing_errors(void **state)
             assert_int_equal(r0, MOLORA_RESULT_NON_FINITE);
             snprintf(want, sizeof want, "%s", g_hlog);
             if (poison < 2) assert_non_null(strstr(want, "input x has NaN or Inf"));
-            else assert_non_null(strstr(want, "gate logits are NaN"));
+            else assert_non_null(strstr(want, "gate logits are not finite"));
             for (ki = 0; ki < 3; ki++) {
                 long calls = pool->calls;
                 g_hlog[0] = 0;
@@ -820,7 +820,8 @@ static void test_parallel_for_routing_edges(void **state)
         g_hlog[0] = 0;
         assert_int_equal(molora_forward(m, &a), MOLORA_RESULT_NON_FINITE);
         snprintf(want, sizeof want, "%s", g_hlog);
-        if (!strstr(want, cases[ci].want_thr ? "layer 0 threshold logit is NaN" : "layer 0 gate logits are NaN"))
+        if (!strstr(want, cases[ci].want_thr ? "layer 0 threshold logit is not finite"
+                                             : "layer 0 gate logits are not finite"))
             fail_msg("case %d: the one-task call logged \"%s\"", ci, want);
         for (ki = 0; ki < 3; ki++) {
             long calls = pool->calls;
@@ -851,6 +852,19 @@ static void test_parallel_for_routing_edges(void **state)
             fail_msg("layer %d (gate of %d rows): %ld hook calls", l, ng, pool->calls - calls);
         for (t = 0; t < T * n_exp[l]; t++)
             if (memcmp(&W[t], &W1[t], sizeof(float))) fail_msg("layer %d: weight %d differs", l, t);
+        {   /* token 150's logits overflow (x = 3e38): the split's error is the one-task call's */
+            char want[256];
+            memcpy(Xp, X, sizeof(float) * T * GD_IN);
+            for (i = 0; i < GD_IN; i++) Xp[(size_t)150 * GD_IN + i] = 3e38f;
+            a.x = Xp; a.parallel_for = NULL; a.n_tasks = 0; g_hlog[0] = 0;
+            assert_int_equal(molora_route(m, &a), MOLORA_RESULT_NON_FINITE);
+            snprintf(want, sizeof want, "%s", g_hlog);
+            assert_non_null(strstr(want, "logit"));
+            a.parallel_for = tp_parallel_for; a.n_tasks = 3; g_hlog[0] = 0;
+            assert_int_equal(molora_route(m, &a), MOLORA_RESULT_NON_FINITE);
+            if (strcmp(g_hlog, want)) fail_msg("layer %d: \"%s\", not \"%s\"", l, g_hlog, want);
+            a.x = X;
+        }
         a.weights_out = NULL;
     }
     {   /* layer 5: by token */
