@@ -1857,8 +1857,10 @@ MOLORA__PRIVATE MOLORA__T512 void molora__axpys_avx512(int R, const float *const
    FMAs; rank 16 is 4 x 4 rows with no single-row tail), K in 16-lane steps (the last one masked).
    pf: the first token group prefetches each row MOLORA__NTG_PF floats ahead, the next tile of
    the caller's d_in tiling, so a row's stream does not stall at every tile (an expert's rows
-   come from DRAM: the pool's batch touches each adapter once). Each dot is summed lane-wise over
-   k, then across lanes, whatever the grouping. */
+   come from DRAM: the pool's batch touches each adapter once), as MOLORA__PREFETCH's PF says (1
+   into L1 on Intel's table, 2 into L2 on AMD's: Zen 4, 16 rank-16 adapters of d 4096 used by 4
+   tokens each, from DRAM, mean of 400 calls 0.69 ms prefetching ntg and nng into L1, 0.48-0.59
+   into L2). Each dot is summed lane-wise over k, then across lanes, whatever the grouping. */
 #ifndef MOLORA__NTG_PF
 #define MOLORA__NTG_PF 512
 #endif
@@ -1875,8 +1877,10 @@ MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, 
         __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
         __m512 v_[4];
         MOLORA__UNROLL for (r = 0; r < R; r++) v_[r] = _mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + k);
-        if (pf) MOLORA__UNROLL for (r = 0; r < R; r++)
+        if (pf == 1) MOLORA__UNROLL for (r = 0; r < R; r++)
             _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__NTG_PF), _MM_HINT_T0);
+        else if (pf == 2) MOLORA__UNROLL for (r = 0; r < R; r++)
+            _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__NTG_PF), _MM_HINT_T1);
         MOLORA__UNROLL for (t = 0; t < TB; t++) {
             __m512 x = _mm512_maskz_loadu_ps(m, xp[t] + k);
             MOLORA__UNROLL for (r = 0; r < R; r++) acc_[r][t] = _mm512_fmadd_ps(v_[r], x, acc_[r][t]);
@@ -1900,14 +1904,14 @@ MOLORA__INLINE MOLORA__T512 void molora__ntg512_tb(const int TB, int N, int K, c
     default: break;
     }
 }
-MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const float *const *X, const float *W,
-                                                     int ldw, float *const *Y, int acc)
+MOLORA__INLINE MOLORA__T512 void molora__ntg512_all(const int PF, int T, int N, int K, const float *const *X,
+                                                    const float *W, int ldw, float *const *Y, int acc)
 {
     int t0;
     for (t0 = 0; t0 < T; t0 += 6) {
         const float *const *x = X + t0;
         float *const *y = Y + t0;
-        int pf = t0 == 0;
+        int pf = t0 == 0 ? PF : 0;
         switch (T - t0 >= 6 ? 6 : T - t0) {
         case 1: molora__ntg512_tb(1, N, K, x, W, ldw, y, acc, pf); break;
         case 2: molora__ntg512_tb(2, N, K, x, W, ldw, y, acc, pf); break;
@@ -1917,6 +1921,17 @@ MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const 
         default: molora__ntg512_tb(6, N, K, x, W, ldw, y, acc, pf); break;
         }
     }
+}
+/* Intel's table: the rows prefetched into L1; AMD's: into L2 */
+MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512(int T, int N, int K, const float *const *X, const float *W,
+                                                     int ldw, float *const *Y, int acc)
+{
+    molora__ntg512_all(1, T, N, K, X, W, ldw, Y, acc);
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__ntg_avx512_l2(int T, int N, int K, const float *const *X, const float *W,
+                                                        int ldw, float *const *Y, int acc)
+{
+    molora__ntg512_all(2, T, N, K, X, W, ldw, Y, acc);
 }
 /* nng: a register tile of TB <= 4 tokens x NV <= 4 vectors of 16 columns (TB, NV constants after
    inlining): the 16 accumulators start from Y and take every row k of B in order, 4 loads of B
@@ -1938,7 +1953,9 @@ MOLORA__INLINE MOLORA__T512 void molora__nng512_tile(const int TB, const int NV,
         const float *b = B + (size_t)k * ldb + n;
         __m512 bv[4];
         MOLORA__UNROLL for (v = 0; v < NV; v++) bv[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? m : 0xFFFF, b + 16 * v);
-        if (pf) MOLORA__UNROLL for (v = 0; v < 4; v++) _mm_prefetch((const char *)(b + 128 + 16 * v), _MM_HINT_T0);
+        if (pf == 1) MOLORA__UNROLL for (v = 0; v < 4; v++) _mm_prefetch((const char *)(b + 128 + 16 * v), _MM_HINT_T0);
+        else if (pf == 2)
+            MOLORA__UNROLL for (v = 0; v < 4; v++) _mm_prefetch((const char *)(b + 128 + 16 * v), _MM_HINT_T1);
         MOLORA__UNROLL for (t = 0; t < TB; t++) {
             __m512 h = _mm512_set1_ps(H[t][k]);
             MOLORA__UNROLL for (v = 0; v < NV; v++) acc[t][v] = _mm512_fmadd_ps(h, bv[v], acc[t][v]);
@@ -1948,34 +1965,45 @@ MOLORA__INLINE MOLORA__T512 void molora__nng512_tile(const int TB, const int NV,
         MOLORA__UNROLL for (v = 0; v < NV; v++) _mm512_mask_storeu_ps(Y[t] + n + 16 * v, v == NV - 1 ? m : 0xFFFF,
                                                                       acc[t][v]);
 }
-/* one strip of NV vectors at column n, the tokens 4 at a time */
-MOLORA__INLINE MOLORA__T512 void molora__nng512_strip(const int NV, int T, int K, const float *const *H,
+/* one strip of NV vectors at column n, the tokens 4 at a time; the first group prefetches as PF */
+MOLORA__INLINE MOLORA__T512 void molora__nng512_strip(const int PF, const int NV, int T, int K, const float *const *H,
                                                       const float *B, int ldb, float *const *Y, int n, __mmask16 m)
 {
     int t0;
-    for (t0 = 0; t0 + 4 <= T; t0 += 4) molora__nng512_tile(4, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0);
+    for (t0 = 0; t0 + 4 <= T; t0 += 4) molora__nng512_tile(4, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0 ? PF : 0);
     switch (T - t0) {
-    case 3: molora__nng512_tile(3, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0); break;
-    case 2: molora__nng512_tile(2, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0); break;
-    case 1: molora__nng512_tile(1, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0); break;
+    case 3: molora__nng512_tile(3, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0 ? PF : 0); break;
+    case 2: molora__nng512_tile(2, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0 ? PF : 0); break;
+    case 1: molora__nng512_tile(1, NV, K, H + t0, B, ldb, Y + t0, n, m, t0 == 0 ? PF : 0); break;
     default: break;
     }
 }
-MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512(int T, int N, int K, const float *const *H, const float *B,
-                                                     int ldb, float *const *Y)
+MOLORA__INLINE MOLORA__T512 void molora__nng512_all(const int PF, int T, int N, int K, const float *const *H,
+                                                    const float *B, int ldb, float *const *Y)
 {
     int n = 0, nv;
     __mmask16 m;
-    for (; n + 64 <= N; n += 64) molora__nng512_strip(4, T, K, H, B, ldb, Y, n, 0xFFFF);
+    for (; n + 64 <= N; n += 64) molora__nng512_strip(PF, 4, T, K, H, B, ldb, Y, n, 0xFFFF);
     if (n == N) return;
     nv = (N - n + 15) / 16;
     m = (N - n) % 16 ? (__mmask16)((1u << ((N - n) % 16)) - 1) : (__mmask16)0xFFFF;
     switch (nv) {
-    case 4: molora__nng512_strip(4, T, K, H, B, ldb, Y, n, m); break;
-    case 3: molora__nng512_strip(3, T, K, H, B, ldb, Y, n, m); break;
-    case 2: molora__nng512_strip(2, T, K, H, B, ldb, Y, n, m); break;
-    default: molora__nng512_strip(1, T, K, H, B, ldb, Y, n, m); break;
+    case 4: molora__nng512_strip(PF, 4, T, K, H, B, ldb, Y, n, m); break;
+    case 3: molora__nng512_strip(PF, 3, T, K, H, B, ldb, Y, n, m); break;
+    case 2: molora__nng512_strip(PF, 2, T, K, H, B, ldb, Y, n, m); break;
+    default: molora__nng512_strip(PF, 1, T, K, H, B, ldb, Y, n, m); break;
     }
+}
+/* Intel's table: B's strips prefetched into L1; AMD's: into L2 (see ntg) */
+MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512(int T, int N, int K, const float *const *H, const float *B,
+                                                     int ldb, float *const *Y)
+{
+    molora__nng512_all(1, T, N, K, H, B, ldb, Y);
+}
+MOLORA__PRIVATE MOLORA__T512 void molora__nng_avx512_l2(int T, int N, int K, const float *const *H, const float *B,
+                                                        int ldb, float *const *Y)
+{
+    molora__nng512_all(2, T, N, K, H, B, ldb, Y);
 }
 /* 16 BF16 values at p as float32 (zero-extend, shift left 16: exact); n < 16 reads only n (rest 0) */
 MOLORA__INLINE MOLORA__T512 __m512 molora__ld16(const uint16_t *p)
@@ -2610,16 +2638,18 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
    S3, 16 of rank 16: top-4 at T = 64 2.3-2.9 against 3.8-4.0), so it switches at 1 in 3; its
    by-expert order too (S1, top-2 of 8 rank-8 experts, 1 in 4: T = 64 0.49-0.52 ms against dense
    1.15, T = 512 4.8-4.9 against 7.3-7.5, T = 8 0.14 against 0.20-0.22) */
-#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, RATIO, ERATIO, TRANK)                                     \
+#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, NTG, NNG, RATIO, ERATIO, TRANK)                           \
     {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, NTP,                    \
-     molora__all_finite_avx512, NAME, molora__ntg_avx512, molora__nng_avx512, molora__widen_avx512,          \
+     molora__all_finite_avx512, NAME, NTG, NNG, molora__widen_avx512,                                       \
      molora__nt16_avx512, molora__nn16_avx512, GVT, molora__gvn_avx512, 1, molora__ntn_avx512,             \
      molora__exps_avx512, RATIO, ERATIO, TRANK, molora__gto_avx512}
     static const molora__kernels avx512 =
-        MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512, MOLORA__BY_TOKEN_RATIO,
-                             MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK);
+        MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512, molora__ntg_avx512,
+                             molora__nng_avx512, MOLORA__BY_TOKEN_RATIO, MOLORA__BY_EXPERT_RATIO,
+                             MOLORA__BY_TOKEN_RANK);
     static const molora__kernels avx512_amd =
-        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, 3, 3, 2);
+        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, molora__ntg_avx512_l2,
+                             molora__nng_avx512_l2, 3, 3, 2);
 #undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -2659,15 +2689,22 @@ MOLORA__PRIVATE void molora__check_fill(float *v, size_t n, uint32_t *s)
     }
 }
 
-/* molora__kernel_check's grouped kernels (ntg 5, nng 6): row t of X (H) and Y through pointer T - 1 - t */
+/* molora__kernel_check's grouped kernels (ntg 5, nng 6): row t of X (H) and Y through pointer T - 1 - t;
+   on x86 the other vendor's AVX-512 one as well, which must give the table's bits */
 MOLORA__PRIVATE void molora__check_grouped(const molora__kernels *kr, int kernel, int T, int N, int K, const float *X,
                                            const float *W, float *Y1, float *Y2, int acc)
 {
     const float *xp[16] = {0};
-    float *y1p[16] = {0}, *y2p[16] = {0};
-    int t;
+    float *y1p[16] = {0}, *y2p[16] = {0}, *y3p[16] = {0}, *Y3 = NULL;
+    size_t ny = (size_t)T * N;
+    int t, other = 0;
+#ifdef MOLORA__X86   /* the other vendor's AVX-512 ntg / nng too (they differ in the prefetch alone) */
+    other = kr->ntg == molora__ntg_avx512 || kr->ntg == molora__ntg_avx512_l2;
+    if (other && (Y3 = (float *)malloc((ny + 1) * sizeof *Y3)) != NULL) memcpy(Y3, Y1, ny * sizeof *Y3);
+#endif
     for (t = 0; t < T; t++) {
         xp[T - 1 - t] = X + (size_t)t * K; y1p[T - 1 - t] = Y1 + (size_t)t * N; y2p[T - 1 - t] = Y2 + (size_t)t * N;
+        y3p[T - 1 - t] = Y3 ? Y3 + (size_t)t * N : NULL;
     }
     if (kernel == 5) {
         kr->ntg(T, N, K, xp, W, K, y1p, acc);
@@ -2676,6 +2713,15 @@ MOLORA__PRIVATE void molora__check_grouped(const molora__kernels *kr, int kernel
         kr->nng(T, N, K, xp, W, N, y1p);
         molora__nng_c(T, N, K, xp, W, N, y2p);
     }
+#ifdef MOLORA__X86
+    if (Y3 && kernel == 5)
+        (kr->ntg == molora__ntg_avx512 ? molora__ntg_avx512_l2 : molora__ntg_avx512)(T, N, K, xp, W, K, y3p, acc);
+    if (Y3 && kernel == 6)
+        (kr->nng == molora__nng_avx512 ? molora__nng_avx512_l2 : molora__nng_avx512)(T, N, K, xp, W, N, y3p);
+    if (Y3 && memcmp(Y3, Y1, ny * sizeof *Y3)) Y1[0] = NAN;   /* not bitwise the table's: the check fails */
+#endif
+    (void)other;
+    free(Y3);
 }
 
 /* molora__kernel_check's BF16 kernels (nt16 8, nn16 9): W rounded to BF16 in place first, so the
