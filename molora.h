@@ -1539,13 +1539,15 @@ MOLORA__T512 static inline float molora__hsum512(__m512 v)
 /* Software prefetch of p + MOLORA__PFD floats, by the CPU's table (a constant PF in each kernel's
    copy): 0 none, the hardware prefetchers alone; 1 into L1 (Intel: its streams read faster so);
    2 into L2 (AMD Zen 4: ntp at T = 8 reads W from DRAM in 4.0 ms with it, 4.9 into L1, 5.4 with
-   none; its decode kernel gvt reads fastest with none). A prefetch past the row never faults. */
-#if MOLORA__PFD > 0
-#define MOLORA__PREFETCH(PF, p)                                                                       \
+   none; its decode kernel gvt reads fastest with none). A prefetch past the row never faults.
+   MOLORA__PREFETCH_AT prefetches address a itself, by PF (the grouped kernels' own distances). */
+#define MOLORA__PREFETCH_AT(PF, a)                                                                    \
     do {                                                                                           \
-        if ((PF) == 1) _mm_prefetch((const char *)((p) + MOLORA__PFD), _MM_HINT_T0);               \
-        else if ((PF) == 2) _mm_prefetch((const char *)((p) + MOLORA__PFD), _MM_HINT_T1);          \
+        if ((PF) == 1) _mm_prefetch((const char *)(a), _MM_HINT_T0);                               \
+        else if ((PF) == 2) _mm_prefetch((const char *)(a), _MM_HINT_T1);                          \
     } while (0)
+#if MOLORA__PFD > 0
+#define MOLORA__PREFETCH(PF, p) MOLORA__PREFETCH_AT(PF, (p) + MOLORA__PFD)
 #else
 #define MOLORA__PREFETCH(PF, p) ((void)(PF), (void)(p))
 #endif
@@ -1877,10 +1879,8 @@ MOLORA__INLINE MOLORA__T512 void molora__ntg512_rows(const int TB, const int R, 
         __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
         __m512 v_[4];
         MOLORA__UNROLL for (r = 0; r < R; r++) v_[r] = _mm512_maskz_loadu_ps(m, W + (size_t)r * ldw + k);
-        if (pf == 1) MOLORA__UNROLL for (r = 0; r < R; r++)
-            _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__NTG_PF), _MM_HINT_T0);
-        else if (pf == 2) MOLORA__UNROLL for (r = 0; r < R; r++)
-            _mm_prefetch((const char *)(W + (size_t)r * ldw + k + MOLORA__NTG_PF), _MM_HINT_T1);
+        if (pf)
+            MOLORA__UNROLL for (r = 0; r < R; r++) MOLORA__PREFETCH_AT(pf, W + (size_t)r * ldw + k + MOLORA__NTG_PF);
         MOLORA__UNROLL for (t = 0; t < TB; t++) {
             __m512 x = _mm512_maskz_loadu_ps(m, xp[t] + k);
             MOLORA__UNROLL for (r = 0; r < R; r++) acc_[r][t] = _mm512_fmadd_ps(v_[r], x, acc_[r][t]);
@@ -1953,9 +1953,7 @@ MOLORA__INLINE MOLORA__T512 void molora__nng512_tile(const int TB, const int NV,
         const float *b = B + (size_t)k * ldb + n;
         __m512 bv[4];
         MOLORA__UNROLL for (v = 0; v < NV; v++) bv[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? m : 0xFFFF, b + 16 * v);
-        if (pf == 1) MOLORA__UNROLL for (v = 0; v < 4; v++) _mm_prefetch((const char *)(b + 128 + 16 * v), _MM_HINT_T0);
-        else if (pf == 2)
-            MOLORA__UNROLL for (v = 0; v < 4; v++) _mm_prefetch((const char *)(b + 128 + 16 * v), _MM_HINT_T1);
+        if (pf) MOLORA__UNROLL for (v = 0; v < 4; v++) MOLORA__PREFETCH_AT(pf, b + 128 + 16 * v);
         MOLORA__UNROLL for (t = 0; t < TB; t++) {
             __m512 h = _mm512_set1_ps(H[t][k]);
             MOLORA__UNROLL for (v = 0; v < NV; v++) acc[t][v] = _mm512_fmadd_ps(h, bv[v], acc[t][v]);
@@ -2697,10 +2695,11 @@ MOLORA__PRIVATE void molora__check_grouped(const molora__kernels *kr, int kernel
     const float *xp[16] = {0};
     float *y1p[16] = {0}, *y2p[16] = {0}, *y3p[16] = {0}, *Y3 = NULL;
     size_t ny = (size_t)T * N;
-    int t, other = 0;
+    int t;
 #ifdef MOLORA__X86   /* the other vendor's AVX-512 ntg / nng too (they differ in the prefetch alone) */
-    other = kr->ntg == molora__ntg_avx512 || kr->ntg == molora__ntg_avx512_l2;
-    if (other && (Y3 = (float *)malloc((ny + 1) * sizeof *Y3)) != NULL) memcpy(Y3, Y1, ny * sizeof *Y3);
+    if ((kr->ntg == molora__ntg_avx512 || kr->ntg == molora__ntg_avx512_l2) &&
+        (Y3 = (float *)malloc((ny + 1) * sizeof *Y3)) != NULL)
+        memcpy(Y3, Y1, ny * sizeof *Y3);
 #endif
     for (t = 0; t < T; t++) {
         xp[T - 1 - t] = X + (size_t)t * K; y1p[T - 1 - t] = Y1 + (size_t)t * N; y2p[T - 1 - t] = Y2 + (size_t)t * N;
@@ -2720,7 +2719,6 @@ MOLORA__PRIVATE void molora__check_grouped(const molora__kernels *kr, int kernel
         (kr->nng == molora__nng_avx512 ? molora__nng_avx512_l2 : molora__nng_avx512)(T, N, K, xp, W, N, y3p);
     if (Y3 && memcmp(Y3, Y1, ny * sizeof *Y3)) Y1[0] = NAN;   /* not bitwise the table's: the check fails */
 #endif
-    (void)other;
     free(Y3);
 }
 
@@ -4264,15 +4262,15 @@ MOLORA__PRIVATE molora_result molora__call_setup(molora__call *c)
    of the two depends on the summation order (ntn's lanes meet +inf and -inf as NaN, gto's one
    chain stays at +-inf): either is the same error, so the outcome does not depend on the kernel,
    nor on the T that picked it */
-#define MOLORA__ROUTE_GATE_NAN 1   /* a gate logit is not finite */
-#define MOLORA__ROUTE_THR_NAN 2    /* a threshold logit is not finite */
+#define MOLORA__ROUTE_GATE_BAD 1   /* a gate logit is not finite */
+#define MOLORA__ROUTE_THR_BAD 2    /* a threshold logit is not finite */
 #define MOLORA__ROUTE_X 3          /* x has NaN or Inf */
 MOLORA__PRIVATE molora_result molora__route_fail(const molora__call *c, int why)
 {
-    if (why == MOLORA__ROUTE_GATE_NAN)
+    if (why == MOLORA__ROUTE_GATE_BAD)
         return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
                             "forward: layer %d gate logits are not finite (inputs too large)", c->args->layer);
-    if (why == MOLORA__ROUTE_THR_NAN)
+    if (why == MOLORA__ROUTE_THR_BAD)
         return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE,
                             "forward: layer %d threshold logit is not finite (inputs too large)", c->args->layer);
     return molora__fail(&c->lg, MOLORA_RESULT_NON_FINITE, "forward: input x has NaN or Inf");
@@ -4361,9 +4359,9 @@ MOLORA__PRIVATE int molora__route_block(const molora__call *c, int t0, int tb)
         allow[t - t0] = molora__allow(c->args, t, n);
         for (i = 0; i < n; i++) {
             if (L->gate_bias) z[i] += L->gate_bias[i];
-            if (!isfinite(z[i])) return MOLORA__ROUTE_GATE_NAN;
+            if (!isfinite(z[i])) return MOLORA__ROUTE_GATE_BAD;
         }
-        if (!isfinite(u[t - t0])) return MOLORA__ROUTE_THR_NAN;
+        if (!isfinite(u[t - t0])) return MOLORA__ROUTE_THR_BAD;
         e[t - t0] = -fabsf(u[t - t0]);
         done[t - t0] = molora__route_shift(L, z, allow[t - t0], c->w + (size_t)t * n);
     }
