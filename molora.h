@@ -1316,6 +1316,14 @@ typedef void (*molora__gto_fn)(int T, int N, int K, const float *X, int ldx, con
 /* molora__kernels.by_token_rank there: the by-token order at any mean rank (as before AMD's
    table, where higher ranks were measured faster by expert; unmeasured on Intel) */
 #define MOLORA__BY_TOKEN_RANK 0x7fffffff
+/* molora__kernels.dense_own_t on AMD's AVX-512 table: the dense experts' shrink H = X A^T runs on
+   ntg (beyond MOLORA__SMALL_T tokens) and their expand Y += H B^T on nng (from 2 tokens) up to this
+   many tokens, where OpenBLAS's sgemm packs A or B^T again on every call and molora's nn keeps fewer
+   accumulators. Measured on Zen 4, one thread, in cache, d 4096: the shrink of 64 rank rows at
+   T = 17 / 64 / 128 0.10 / 0.37 / 0.74 ms against sgemm 0.25 / 0.48 / 0.82, of 256 rows at T = 64
+   1.50 against 1.88; the expand of 256 rows at T = 8 / 16 / 64 0.15 / 0.30 / 1.24 against nn 0.27,
+   sgemm 0.46 / 1.39; at T = 256 sgemm is as fast or faster. Unmeasured on Intel (0 there). */
+#define MOLORA__DENSE_OWN_MAX 128
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
@@ -1333,6 +1341,8 @@ typedef struct molora__kernels {
     int by_expert_ratio;  /* the same for the by-expert order */
     int by_token_rank;    /* the by-token order only while the routed experts' mean rank is below this */
     molora__gto_fn gto;   /* the gate of many rows as outer products (>>outer); NULL: ntn / BLAS */
+    int dense_own_t;      /* the dense experts' products on ntg / nng from 2 tokens up to this many
+                             (molora__dense_own); 0: the seam's kernels (BLAS sgemm beyond 16) */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -2623,31 +2633,31 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
                                              molora__all_finite_c, "portable", molora__ntg_c,
                                              molora__nng_c, molora__widen_c, NULL, NULL, molora__gvt_c,
                                              molora__gvn_c, 0, NULL, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
-                                             MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL};
+                                             MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL, 0};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
                                          molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
                                          molora__ntn_avx2, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
-                                         MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL};
+                                         MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL, 0};
 /* the AVX-512 table; its streaming kernels ntp and gvt prefetch W by vendor (MOLORA__PREFETCH), and
    AMD's Zen 4 runs the by-token order's gathered kernels at about half Intel's cost per pair
    against OpenBLAS (S6, 64 rank-1 experts: top-12 at T = 64 by token 1.14 ms, dense 1.64-1.71;
    S3, 16 of rank 16: top-4 at T = 64 2.3-2.9 against 3.8-4.0), so it switches at 1 in 3; its
    by-expert order too (S1, top-2 of 8 rank-8 experts, 1 in 4: T = 64 0.49-0.52 ms against dense
    1.15, T = 512 4.8-4.9 against 7.3-7.5, T = 8 0.14 against 0.20-0.22) */
-#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, NTG, NNG, RATIO, ERATIO, TRANK)                           \
+#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, NTG, NNG, RATIO, ERATIO, TRANK, DENSE_T)                  \
     {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, NTP,                    \
      molora__all_finite_avx512, NAME, NTG, NNG, molora__widen_avx512,                                       \
      molora__nt16_avx512, molora__nn16_avx512, GVT, molora__gvn_avx512, 1, molora__ntn_avx512,             \
-     molora__exps_avx512, RATIO, ERATIO, TRANK, molora__gto_avx512}
+     molora__exps_avx512, RATIO, ERATIO, TRANK, molora__gto_avx512, DENSE_T}
     static const molora__kernels avx512 =
         MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512, molora__ntg_avx512,
                              molora__nng_avx512, MOLORA__BY_TOKEN_RATIO, MOLORA__BY_EXPERT_RATIO,
-                             MOLORA__BY_TOKEN_RANK);
+                             MOLORA__BY_TOKEN_RANK, 0);
     static const molora__kernels avx512_amd =
         MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, molora__ntg_avx512_l2,
-                             molora__nng_avx512_l2, 3, 3, 2);
+                             molora__nng_avx512_l2, 3, 3, 2, MOLORA__DENSE_OWN_MAX);
 #undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -3004,6 +3014,8 @@ MOLORA_API int molora__by_expert_ratio(void) { return molora__get_kernels()->by_
 MOLORA_API int molora__by_token_rank(void) { return molora__get_kernels()->by_token_rank; }
 /* Test hook: the fewest gate rows that get gto's GT on this CPU (0: its table has no gto) */
 MOLORA_API int molora__gto_min(void) { return molora__get_kernels()->gto ? MOLORA__GTO_MIN : 0; }
+/* Test hook: the tokens up to which the dense experts run on ntg / nng (molora__dense_own), 0: never */
+MOLORA_API int molora__dense_own_t(void) { return molora__get_kernels()->dense_own_t; }
 #endif /* MOLORA_TEST_HOOKS */
 
 /* <<kernels */
@@ -4915,6 +4927,45 @@ MOLORA__PRIVATE int molora__dense_run(const molora__call *c, int i, int widened,
     return i1;
 }
 
+/* The dense experts' products on the grouped kernels, from 2 tokens up to the table's dense_own_t
+   (MOLORA__DENSE_OWN_MAX): each token's row of H or Y through a pointer, as the grouped path's. Per
+   token and column the sums are those of the grouped path's kernels, whatever the token block or
+   the columns a caller owns, so every split of the call gives the same bits. */
+MOLORA__PRIVATE int molora__dense_own(const molora__call *c)
+{
+    return c->T >= 2 && c->T <= molora__get_kernels()->dense_own_t;
+}
+/* H rows t0 .. t0 + in->T - 1, columns off .. off + rr - 1: = X A_run^T (a: the run's rr rows of A)
+   over d_in in tiles of MOLORA__DENSE_KT, each tile's dots added to the last (ntg) */
+#define MOLORA__DENSE_KT 1024
+MOLORA__PRIVATE void molora__dense_shrink_own(const molora__call *c, const molora__input *in, const float *a, int rr,
+                                              int off, int t0)
+{
+    const molora__layer *L = c->L;
+    const float *xp[MOLORA__DENSE_OWN_MAX];
+    float *hp[MOLORA__DENSE_OWN_MAX];
+    int t, k0;
+    MOLORA_ASSERT(in->T <= MOLORA__DENSE_OWN_MAX);
+    for (t = 0; t < in->T; t++) hp[t] = c->H + (size_t)(t0 + t) * L->r_total + off;
+    for (k0 = 0; k0 < in->K; k0 += MOLORA__DENSE_KT) {
+        for (t = 0; t < in->T; t++) xp[t] = in->X + (size_t)t * in->ldx + k0;
+        molora__get_kernels()->ntg(in->T, rr, in->K - k0 < MOLORA__DENSE_KT ? in->K - k0 : MOLORA__DENSE_KT, xp,
+                                   a + k0, L->d_in, hp, k0 > 0);
+    }
+}
+/* Y += H_run B_run^T on the call's columns (h: H's column of the run; bt: its rows of B^T, stride
+   ldb), every token at once (nng) */
+MOLORA__PRIVATE void molora__dense_expand_own(const molora__call *c, const float *h, int rr, const float *bt, int ldb)
+{
+    const molora__layer *L = c->L;
+    const float *hp[MOLORA__DENSE_OWN_MAX];
+    float *yp[MOLORA__DENSE_OWN_MAX];
+    int t;
+    MOLORA_ASSERT(c->T <= MOLORA__DENSE_OWN_MAX);
+    for (t = 0; t < c->T; t++) { hp[t] = h + (size_t)t * L->r_total; yp[t] = c->Y + (size_t)t * L->d_out; }
+    molora__get_kernels()->nng(c->T, c->O, rr, hp, bt, ldb, yp);
+}
+
 /* The dense experts' shrink in token blocks: beyond MOLORA__SMALL_T tokens on a float32 layer, H's
    rows are computed in as many blocks as the call has shares (nth x n_tasks; blocks of at least 16
    tokens), the same products for every split of the call, so that the parallel_for hook can run
@@ -4934,10 +4985,12 @@ MOLORA__PRIVATE void molora__shrink_block(const molora__call *c, int b)
     molora__input in = c->in;
     in.T = t1 - t0; in.x += (size_t)t0 * in.K; in.X += (size_t)t0 * in.ldx;
     for (i = 0; i < c->n; i = i1 > i ? i1 : i + 1) {
+        const float *a;
         i1 = molora__dense_run(c, i, 0, &rr);
         if (i1 == i) continue;
-        molora__mul_xwt(&in, 0, rr, L->A + (size_t)L->offset[i] * L->d_in, 0,
-                        c->H + (size_t)t0 * L->r_total + L->offset[i], L->r_total);
+        a = L->A + (size_t)L->offset[i] * L->d_in;
+        if (molora__dense_own(c)) molora__dense_shrink_own(c, &in, a, rr, L->offset[i], t0);
+        else molora__mul_xwt(&in, 0, rr, a, 0, c->H + (size_t)t0 * L->r_total + L->offset[i], L->r_total);
         molora__scale_h(c, i, i1, t0, t1);
     }
 }
@@ -4963,10 +5016,12 @@ MOLORA__PRIVATE void molora__experts_dense_blocks(const molora__call *c)
     if (!c->h_shared)
         for (b = 0; b < c->h_blocks; b++) molora__shrink_block(c, b);
     for (i = 0; i < c->n; i = i1 > i ? i1 : i + 1) {
+        const float *bt;
         i1 = molora__dense_run(c, i, 0, &rr);
         if (i1 == i) continue;
-        molora__mul_ab(0, c->T, c->O, rr, c->H + L->offset[i], L->r_total,
-                       L->BT + (size_t)L->offset[i] * L->d_out + c->o0, L->d_out, 1, c->Y, L->d_out);
+        bt = L->BT + (size_t)L->offset[i] * L->d_out + c->o0;
+        if (molora__dense_own(c)) molora__dense_expand_own(c, c->H + L->offset[i], rr, bt, L->d_out);
+        else molora__mul_ab(0, c->T, c->O, rr, c->H + L->offset[i], L->r_total, bt, L->d_out, 1, c->Y, L->d_out);
     }
 }
 
@@ -4993,7 +5048,8 @@ MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
             continue;
         }
         bt = molora__rows_bt(c, i, rr, c->o0, c->O, &ldb);
-        molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, rr, H, L->r_total, bt, ldb, 1, c->Y, L->d_out);
+        if (molora__dense_own(c)) molora__dense_expand_own(c, H, rr, bt, ldb);
+        else molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, rr, H, L->r_total, bt, ldb, 1, c->Y, L->d_out);
     }
 }
 

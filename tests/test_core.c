@@ -1871,6 +1871,56 @@ static void run_blocks(const molora_model *m, const float *X, int T, int d_in, i
     ws_free(ws, wsz);
 }
 
+/* the dense experts on the grouped kernels (ntg from 17 tokens, nng from 2) up to the CPU table's
+   dense_own_t, BLAS or the small-batch kernels outside: against the reference at every switch
+   (T 1 / 2, 16 / 17, 128 / 129), d_in on both sides of the 1024-float K tile, d_out on both sides
+   of a 64-column strip, ranks 1, 5 and 17 (runs of 4 rows and their tails); and where the table
+   runs them, a call split over 3 callers gives the single call's bits */
+int molora__dense_own_t(void);
+static void test_bound_dense_own(void **s)
+{
+    static const int Ts[] = {1, 2, 16, 17, 128, 129}, d_ins[] = {1023, 1025, 2049}, d_outs[] = {63, 65};
+    int ranks[MAXN] = {1, 5, 17}, a, b, c, own = molora__dense_own_t(), bitwise = 0;
+    err ew = {0, 0, 0}, ey = {0, 0, 0};
+    (void)s;
+    for (a = 0; a < 3; a++)
+        for (b = 0; b < 2; b++) {
+            fix f;
+            molora_model *m;
+            fix_make(&f, d_ins[a], d_outs[b], 3, ranks, MOLORA_ROUTING_DENSE);
+            m = fix_model(&f);
+            for (c = 0; c < 6; c++) {
+                call k;
+                memset(&k, 0, sizeof k);
+                k.T = Ts[c]; k.full = (a + c) % 2; k.nth = c % 3 == 1 ? 3 : 0; k.path = path_of(Ts[c]);
+                check_call(&f, m, &k, &ew, &ey);
+                if (Ts[c] >= 2 && Ts[c] <= own) {   /* the delta alone: BLAS computes the frozen layer */
+                    size_t ny = (size_t)Ts[c] * d_outs[b], wsz;
+                    float *X = rnd_vec((size_t)Ts[c] * d_ins[a], 1), *Y1 = calloc(ny, sizeof(float));
+                    float *Y3 = calloc(ny, sizeof(float));
+                    void *ws = ws_for(m, Ts[c], &wsz);
+                    molora_forward_args fa;
+                    int ith;
+                    memset(&fa, 0, sizeof fa);
+                    fa.n_tokens = Ts[c]; fa.x = X; fa.y = Y1; fa.output = MOLORA_OUTPUT_DELTA;
+                    fa.workspace = ws; fa.workspace_size = wsz;
+                    assert_int_equal(molora_forward(m, &fa), 0);
+                    for (ith = 0, fa.y = Y3, fa.nth = 3; ith < 3; ith++) {
+                        fa.ith = ith;
+                        assert_int_equal(molora_forward(m, &fa), 0);
+                    }
+                    assert_memory_equal(Y1, Y3, sizeof(float) * ny);
+                    bitwise++;
+                    ws_free(ws, wsz); free(X); free(Y1); free(Y3);
+                }
+            }
+            molora_model_free(m); fix_free(&f);
+        }
+    print_message("  dense_own_t %d on this CPU: %d single / split calls compared bit for bit\n", own, bitwise);
+    CHECK_ERR(ew, 2e-5, "routing weights");
+    CHECK_ERR(ey, 2e-5, "layer output");
+}
+
 static void test_workspace_covers_every_batch(void **s)
 {   /* molora_workspace_size(max) must be enough for every T <= max: with a wide d_in and few,
        low-rank experts the small-batch copy of X (T <= 16) outweighs the layout at T = max
@@ -3282,6 +3332,7 @@ int main(void)
         cmocka_unit_test(test_bound_indices),
         cmocka_unit_test(test_bound_mask_last),
         cmocka_unit_test(test_sparse_many_experts),
+        cmocka_unit_test(test_bound_dense_own),
         cmocka_unit_test(test_workspace_covers_every_batch),
         cmocka_unit_test(test_batch_size_independence),
         cmocka_unit_test(test_thread_split_args),
