@@ -1316,14 +1316,20 @@ typedef void (*molora__gto_fn)(int T, int N, int K, const float *X, int ldx, con
 /* molora__kernels.by_token_rank there: the by-token order at any mean rank (as before AMD's
    table, where higher ranks were measured faster by expert; unmeasured on Intel) */
 #define MOLORA__BY_TOKEN_RANK 0x7fffffff
-/* molora__kernels.dense_own_t on AMD's AVX-512 table: the dense experts' shrink H = X A^T runs on
-   ntg (beyond MOLORA__SMALL_T tokens) and their expand Y += H B^T on nng (from 2 tokens) up to this
-   many tokens, where OpenBLAS's sgemm packs A or B^T again on every call and molora's nn keeps fewer
-   accumulators. Measured on Zen 4, one thread, in cache, d 4096: the shrink of 64 rank rows at
-   T = 17 / 64 / 128 0.10 / 0.37 / 0.74 ms against sgemm 0.25 / 0.48 / 0.82, of 256 rows at T = 64
-   1.50 against 1.88; the expand of 256 rows at T = 8 / 16 / 64 0.15 / 0.30 / 1.24 against nn 0.27,
-   sgemm 0.46 / 1.39; at T = 256 sgemm is as fast or faster. Unmeasured on Intel (0 there). */
-#define MOLORA__DENSE_OWN_MAX 128
+/* molora__kernels.own_t on AMD's AVX-512 table: up to this many tokens the frozen layer X W0^T and
+   the dense experts' shrink X A^T run on ntg (beyond MOLORA__SMALL_T tokens, molora__nt_own) and
+   the experts' expand Y += H B^T on nng (from 2 tokens), where OpenBLAS's sgemm packs W0, A or B^T
+   again on every call and molora's nn keeps fewer accumulators. Measured on Zen 4, one thread, d
+   4096: the frozen layer from DRAM at T = 17 / 32 / 64 / 128 7.5 / 13.2 / 24.9 / 49.1 ms against
+   sgemm 17.4 / 21.1 / 31.5 / 51.7 (T = 256 94.8 against 90.3); in cache, the shrink of 64 rank rows
+   at T = 17 / 64 / 128 0.10 / 0.37 / 0.74 against 0.25 / 0.48 / 0.82, of 256 at T = 64 1.50
+   against 1.88; the expand of 256 rows at T = 8 / 16 / 64 0.15 / 0.30 / 1.24 against nn 0.27,
+   sgemm 0.46 / 1.39. At T = 128 the two are within noise (the frozen layer in the bench 57.4 ms
+   against 54.9), so AMD's table stops at 96 (41.9 ms against 37.7 standalone). Unmeasured on Intel
+   (0 there). MOLORA__OWN_MAX bounds every table's own_t (the kernels' token pointers are on the
+   stack). */
+#define MOLORA__OWN_T_AMD 96
+#define MOLORA__OWN_MAX 128
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
     molora__ntp_fn ntp;   /* NULL: use nt on row-major X */
@@ -1341,8 +1347,9 @@ typedef struct molora__kernels {
     int by_expert_ratio;  /* the same for the by-expert order */
     int by_token_rank;    /* the by-token order only while the routed experts' mean rank is below this */
     molora__gto_fn gto;   /* the gate of many rows as outer products (>>outer); NULL: ntn / BLAS */
-    int dense_own_t;      /* the dense experts' products on ntg / nng from 2 tokens up to this many
-                             (molora__dense_own); 0: the seam's kernels (BLAS sgemm beyond 16) */
+    int own_t;            /* from 2 tokens up to this many the dense experts' products run on ntg /
+                             nng (molora__dense_own), from 17 the frozen layer on ntg (molora__nt_own);
+                             0: the seam's kernels (BLAS sgemm beyond 16 tokens) */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -2657,7 +2664,7 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
                              MOLORA__BY_TOKEN_RANK, 0);
     static const molora__kernels avx512_amd =
         MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, molora__ntg_avx512_l2,
-                             molora__nng_avx512_l2, 3, 3, 2, MOLORA__DENSE_OWN_MAX);
+                             molora__nng_avx512_l2, 3, 3, 2, MOLORA__OWN_T_AMD);
 #undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -3015,7 +3022,7 @@ MOLORA_API int molora__by_token_rank(void) { return molora__get_kernels()->by_to
 /* Test hook: the fewest gate rows that get gto's GT on this CPU (0: its table has no gto) */
 MOLORA_API int molora__gto_min(void) { return molora__get_kernels()->gto ? MOLORA__GTO_MIN : 0; }
 /* Test hook: the tokens up to which the dense experts run on ntg / nng (molora__dense_own), 0: never */
-MOLORA_API int molora__dense_own_t(void) { return molora__get_kernels()->dense_own_t; }
+MOLORA_API int molora__own_t(void) { return molora__get_kernels()->own_t; }
 #endif /* MOLORA_TEST_HOOKS */
 
 /* <<kernels */
@@ -3039,7 +3046,9 @@ MOLORA_API int molora__dense_own_t(void) { return molora__get_kernels()->dense_o
                                 nn only up to MOLORA__NN_T rows, beyond which sgemm's packed
                                 micro-kernel is faster (below)
      M > MOLORA__SMALL_T        BLAS sgemm (K > 0); without BLAS, the own kernels 16 rows at a time
-   The grouped sparse path calls its kernels (ntg, nng; dots, axpys) directly, from >>forward. */
+   The grouped sparse path calls its kernels (ntg, nng; dots, axpys) directly, from >>forward, and
+   so do, up to the CPU table's own_t rows, the frozen layer and the dense experts (X W0^T and
+   X A^T from 17 rows on ntg, molora__nt_own; H B^T from 2 rows on nng, molora__dense_own). */
 #define MOLORA__SMALL_T 16   /* rows up to which molora's own kernels run instead of BLAS sgemm */
 /* rows up to which the nn form runs molora's nn. Measured on Zen 4 from DRAM (K 256, N 4096): at 8
    rows nn 0.37-0.45 ms, sgemm 0.36-0.46; at 16 rows nn 0.73-0.76, sgemm 0.50-0.58; for W0 stored
@@ -3119,6 +3128,30 @@ MOLORA__PRIVATE void molora__product(molora__kernel k, int transb, int M, int N,
         if (transb) { kr->nt(mb, N, K, 1.0f, a, lda, B, ldb, c, ldc, acc); continue; }
         if (!acc) for (t = 0; t < mb; t++) memset(c + (size_t)t * ldc, 0, (size_t)N * sizeof *c);
         kr->nn(mb, N, K, a, lda, B, ldb, c, ldc);
+    }
+}
+
+/* Y (T, N) = X W^T for T <= MOLORA__OWN_MAX on ntg, without packing: W's rows in blocks of
+   MOLORA__OWN_NB, d_in in tiles of MOLORA__OWN_KT, each tile's dots added to the last (W read once,
+   X once per block of rows, from cache). Per element the sum is the same whatever block of rows or
+   of tokens it falls in, so every split of a call's columns or tokens gives the same bits. */
+#define MOLORA__OWN_NB 64
+#define MOLORA__OWN_KT 1024
+MOLORA__PRIVATE void molora__nt_own(int T, int N, int K, const float *X, int ldx, const float *W, int ldw, float *Y,
+                                    int ldy)
+{
+    const float *xp[MOLORA__OWN_MAX];
+    float *yp[MOLORA__OWN_MAX];
+    int t, n0, k0;
+    MOLORA_ASSERT(T <= MOLORA__OWN_MAX);
+    for (n0 = 0; n0 < N; n0 += MOLORA__OWN_NB) {
+        int nb = N - n0 < MOLORA__OWN_NB ? N - n0 : MOLORA__OWN_NB;
+        for (t = 0; t < T; t++) yp[t] = Y + (size_t)t * ldy + n0;
+        for (k0 = 0; k0 < K; k0 += MOLORA__OWN_KT) {
+            for (t = 0; t < T; t++) xp[t] = X + (size_t)t * ldx + k0;
+            molora__get_kernels()->ntg(T, nb, K - k0 < MOLORA__OWN_KT ? K - k0 : MOLORA__OWN_KT, xp,
+                                       W + (size_t)n0 * ldw + k0, ldw, yp, k0 > 0);
+        }
     }
 }
 
@@ -4622,6 +4655,9 @@ MOLORA__PRIVATE void molora__frozen(const molora__call *c)
     if (L->w0_in_out)   /* rows of W0 are runs of output columns: the nn form streams them */
         molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, L->d_in, c->in.X, c->in.ldx, L->W0 + c->o0, L->d_out, 0,
                        c->Y, L->d_out);
+    else if (c->T > MOLORA__SMALL_T && c->T <= molora__get_kernels()->own_t)   /* no packing of W0 */
+        molora__nt_own(c->T, c->O, L->d_in, c->in.X, c->in.ldx, L->W0 + (size_t)c->o0 * L->d_in, L->d_in, c->Y,
+                       L->d_out);
     else
         molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, c->O, L->W0 + (size_t)c->o0 * L->d_in, 0, c->Y, L->d_out);
     if (L->bias)
@@ -4927,41 +4963,30 @@ MOLORA__PRIVATE int molora__dense_run(const molora__call *c, int i, int widened,
     return i1;
 }
 
-/* The dense experts' products on the grouped kernels, from 2 tokens up to the table's dense_own_t
-   (MOLORA__DENSE_OWN_MAX): each token's row of H or Y through a pointer, as the grouped path's. Per
+/* The dense experts' products on the grouped kernels, from 2 tokens up to the table's own_t
+   (MOLORA__OWN_MAX): each token's row of H or Y through a pointer, as the grouped path's. Per
    token and column the sums are those of the grouped path's kernels, whatever the token block or
    the columns a caller owns, so every split of the call gives the same bits. */
 MOLORA__PRIVATE int molora__dense_own(const molora__call *c)
 {
-    return c->T >= 2 && c->T <= molora__get_kernels()->dense_own_t;
+    return c->T >= 2 && c->T <= molora__get_kernels()->own_t;
 }
-/* H rows t0 .. t0 + in->T - 1, columns off .. off + rr - 1: = X A_run^T (a: the run's rr rows of A)
-   over d_in in tiles of MOLORA__DENSE_KT, each tile's dots added to the last (ntg) */
-#define MOLORA__DENSE_KT 1024
+/* H rows t0 .. t0 + in->T - 1, columns off .. off + rr - 1: = X A_run^T (a: the run's rr rows of A) */
 MOLORA__PRIVATE void molora__dense_shrink_own(const molora__call *c, const molora__input *in, const float *a, int rr,
                                               int off, int t0)
 {
     const molora__layer *L = c->L;
-    const float *xp[MOLORA__DENSE_OWN_MAX];
-    float *hp[MOLORA__DENSE_OWN_MAX];
-    int t, k0;
-    MOLORA_ASSERT(in->T <= MOLORA__DENSE_OWN_MAX);
-    for (t = 0; t < in->T; t++) hp[t] = c->H + (size_t)(t0 + t) * L->r_total + off;
-    for (k0 = 0; k0 < in->K; k0 += MOLORA__DENSE_KT) {
-        for (t = 0; t < in->T; t++) xp[t] = in->X + (size_t)t * in->ldx + k0;
-        molora__get_kernels()->ntg(in->T, rr, in->K - k0 < MOLORA__DENSE_KT ? in->K - k0 : MOLORA__DENSE_KT, xp,
-                                   a + k0, L->d_in, hp, k0 > 0);
-    }
+    molora__nt_own(in->T, rr, in->K, in->X, in->ldx, a, L->d_in, c->H + (size_t)t0 * L->r_total + off, L->r_total);
 }
 /* Y += H_run B_run^T on the call's columns (h: H's column of the run; bt: its rows of B^T, stride
    ldb), every token at once (nng) */
 MOLORA__PRIVATE void molora__dense_expand_own(const molora__call *c, const float *h, int rr, const float *bt, int ldb)
 {
     const molora__layer *L = c->L;
-    const float *hp[MOLORA__DENSE_OWN_MAX];
-    float *yp[MOLORA__DENSE_OWN_MAX];
+    const float *hp[MOLORA__OWN_MAX];
+    float *yp[MOLORA__OWN_MAX];
     int t;
-    MOLORA_ASSERT(c->T <= MOLORA__DENSE_OWN_MAX);
+    MOLORA_ASSERT(c->T <= MOLORA__OWN_MAX);
     for (t = 0; t < c->T; t++) { hp[t] = h + (size_t)t * L->r_total; yp[t] = c->Y + (size_t)t * L->d_out; }
     molora__get_kernels()->nng(c->T, c->O, rr, hp, bt, ldb, yp);
 }
@@ -5041,6 +5066,8 @@ MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
         if (i1 == i) continue;
         if (direct) kr->nt16(c->T, rr, L->d_in, c->in.X, c->in.ldx, L->A16 + (size_t)off * L->d_in, L->d_in, H,
                              L->r_total);
+        else if (c->T > MOLORA__SMALL_T && molora__dense_own(c))   /* a BF16 layer's widened run */
+            molora__dense_shrink_own(c, &c->in, molora__rows_a(c, i, rr), rr, off, 0);
         else molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, molora__rows_a(c, i, rr), 0, H, L->r_total);
         molora__scale_h(c, i, i1, 0, c->T);
         if (direct) {

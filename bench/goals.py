@@ -8,9 +8,10 @@ the runs (a record without "precision", from before BF16 experts, reads as "f32"
 recomputed from the medians. The goals are checked on the f32 records; the bf16 ones are reported
 beside them (S1 / S7: memory, decode and T = 8 times in both precisions). A goal's verdict says "(noise)" when the value is
 within 3 % of the goal or the goal lies inside the spread of the value over the runs: such a
-verdict could flip on the next run. At T <= 16 frozen_ms is also the best of OpenBLAS and molora's own
-frozen kernels (frozen_molora_gemv_ms: gvt at T = 1, the one its decode runs; ntp at 2..16), so
-ratio_vs_frozen there is what the experts add. Standard library only."""
+verdict could flip on the next run. frozen_ms is the best of OpenBLAS and molora's own frozen
+kernels where its forward runs them (frozen_molora_gemv_ms: gvt at T = 1, the one its decode runs;
+ntp at 2..16; ntg at 17 to the CPU table's own_t, 96 on AMD's AVX-512 table), so ratio_vs_frozen
+is what the experts add. Standard library only."""
 import json
 import statistics
 import sys

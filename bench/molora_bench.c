@@ -501,16 +501,19 @@ static void frozen_sgemv(const float *W0, const float *X, float *Y, int T, int d
         cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d, 1.0f, W0, d, X + (size_t)t * d, 1, 0.0f,
                     Y + (size_t)t * d, 1);
 }
-/* molora's own frozen layer for few tokens, the kernels its forward runs there: at T = 1 the
-   single-row gvt (>>gemv in the header), at 2..16 the small-batch ntp on X packed at W0's phase
-   (the packing timed with it), or nt where the CPU has no ntp. They read W0 once for all T
-   tokens, so the baseline takes them too when they are faster than OpenBLAS. */
+/* molora's own frozen layer, the kernels its forward runs there: at T = 1 the single-row gvt
+   (>>gemv in the header), at 2..16 the small-batch ntp on X packed at W0's phase (the packing
+   timed with it), or nt where the CPU has no ntp; from 17 to the CPU table's own_t tokens ntg in
+   blocks of W0's rows (molora__nt_own). They read W0 once for all T tokens, with no packing of
+   W0, so the baseline takes them too when they are faster than OpenBLAS. */
+static int own_frozen(int T) { return T <= 16 || T <= molora__get_kernels()->own_t; }
 static void frozen_own(const float *W0, const float *X, float *Y, int T, int d, int d_out)
 {
     const molora__kernels *kr = molora__get_kernels();
     float *P;
     int q;
     if (T == 1) { kr->gvt(d_out, d, X, W0, d, Y, 0); return; }
+    if (T > 16) { molora__nt_own(T, d_out, d, X, d, W0, d, Y, d); return; }
     if (!kr->ntp) { kr->nt(T, d_out, d, 1.0f, X, d, W0, d, Y, d, 0); return; }
     q = molora__phase(W0);
     P = (float *)aligned_alloc(64, (molora__pack_floats(T, d) * sizeof(float) + 63) / 64 * 64);
@@ -679,20 +682,21 @@ static void time_alone(const bench *b, run *u)
 }
 
 /* one round of the baselines, each call on the next copy: OpenBLAS with t threads (the pool
-   parked) and at T <= 16 molora's own frozen kernels, then with t > 1 the t-way split of the 1-thread
-   frozen layer (the pool spinning, as for molora). Form 0 sgemm, 1 sgemv (T <= 16), 2 molora's
-   gvt (T = 1) or ntp (2..16). Returns the next copy. */
+   parked) and molora's own frozen kernels where its forward runs them, then with t > 1 the t-way
+   split of the 1-thread frozen layer (the pool spinning, as for molora). Form 0 sgemm, 1 sgemv
+   (T <= 16), 2 molora's gvt (T = 1), ntp (2..16) or ntg (17..own_t). Returns the next copy. */
 static int time_frozen(const bench *b, run *u, pool *pl, int c, int rep)
 {
     static const frozen_fn fn[3] = {frozen_sgemm, frozen_sgemv, frozen_own};
     static const int job[3] = {JOB_SPLIT_GEMM, JOB_SPLIT_GEMV, JOB_SPLIT_OWN};
-    int T = u->T, d = b->s.d, form, forms = T <= 16 ? 3 : 1;
+    int T = u->T, d = b->s.d, form, forms = own_frozen(T) ? 3 : 1;
     double t0, *whole[3], *split[3];
     whole[0] = u->gemm; whole[1] = u->gemv; whole[2] = u->own;
     split[0] = u->split_gemm; split[1] = u->split_gemv; split[2] = u->split_own;
     pool_spin(pl, 0);
     openblas_set_num_threads(u->nth);
     for (form = 0; form < forms; form++) {
+        if (form == 1 && T > 16) continue;   /* sgemv T times: only for few tokens */
         t0 = now_ms();
         fn[form](b->W0[c], u->X, u->Y, T, d, d);
         t0 = now_ms() - t0;
@@ -704,6 +708,7 @@ static int time_frozen(const bench *b, run *u, pool *pl, int c, int rep)
     pool_spin(pl, 1);
     pl->X = u->X; pl->Y = u->Y; pl->T = T; pl->d = d;
     for (form = 0; form < forms; form++) {
+        if (form == 1 && T > 16) continue;
         pl->W0 = b->W0[c];
         t0 = now_ms(); pool_run(pl, job[form]); t0 = now_ms() - t0;
         if (rep >= 0) split[form][rep] = t0;
@@ -818,14 +823,14 @@ static void baselines_of(run *u, baselines *bs)
     bs->split_gemm = split ? median(u->split_gemm, n) : INFINITY;
     bs->split_gemv = split && small ? median(u->split_gemv, n) : INFINITY;
     bs->alone = split ? median(u->alone, n) : NAN;
-    bs->own = small ? median(u->own, n) : INFINITY;
-    bs->split_own = split && small ? median(u->split_own, n) : INFINITY;
+    bs->own = own_frozen(u->T) ? median(u->own, n) : INFINITY;
+    bs->split_own = split && own_frozen(u->T) ? median(u->split_own, n) : INFINITY;
     bs->openblas = fmin(bs->gemm, bs->gemv); bs->split = fmin(fmin(bs->split_gemm, bs->split_gemv), bs->split_own);
     bs->frozen = fmin(fmin(bs->openblas, bs->own), bs->split);
     bs->name = bs->frozen == bs->gemm ? "sgemm" : bs->frozen == bs->gemv ? "sgemv"
-             : bs->frozen == bs->own ? (u->T == 1 ? "molora_gemv" : "molora_small")
+             : bs->frozen == bs->own ? (u->T == 1 ? "molora_gemv" : small ? "molora_small" : "molora_own")
              : bs->frozen == bs->split_gemm ? "split_sgemm" : bs->frozen == bs->split_gemv ? "split_sgemv"
-             : u->T == 1 ? "split_molora_gemv" : "split_molora_small";
+             : u->T == 1 ? "split_molora_gemv" : small ? "split_molora_small" : "split_molora_own";
     bs->noise = !split || fabs(bs->gemm - bs->alone) <= fmax(0.03 * bs->alone, iqr(u->alone, n));
 }
 
@@ -862,17 +867,18 @@ static void json_record(FILE *json, const bench *b, const run *u, int l, const b
             cx->llc_mib, u->reps, cx->uptime, b->bf16 ? "bf16" : "f32", b->expert_bytes, ow, so, extra);
 }
 
+static const char *own_name(int T) { return T == 1 ? "gvt" : T <= 16 ? "ntp" : "ntg"; }
 /* the case's baselines on one line: the check of the t-thread sgemm against it alone */
 static void print_baselines(const bench *b, const run *u, const baselines *bs)
 {
     printf("    %s T=%d thr=%d baselines (ms): OpenBLAS %d-thread sgemm %.3f", b->s.name, u->T, u->nth, u->nth,
            bs->gemm);
     if (u->T <= 16) printf(", sgemv %.3f", bs->gemv);
-    if (u->T <= 16) printf("; molora's %s %.3f", u->T == 1 ? "gvt" : "ntp", bs->own);
+    if (own_frozen(u->T)) printf("; molora's %s %.3f", own_name(u->T), bs->own);
     if (u->nth > 1) {
         printf("; %d-way split of 1-thread sgemm %.3f", u->nth, bs->split_gemm);
         if (u->T <= 16) printf(", sgemv %.3f", bs->split_gemv);
-        if (u->T <= 16) printf(", molora's %s %.3f", u->T == 1 ? "gvt" : "ntp", bs->split_own);
+        if (own_frozen(u->T)) printf(", molora's %s %.3f", own_name(u->T), bs->split_own);
         printf("; check: sgemm alone %.3f, in the bench %.3f (%+.1f %%): %s", bs->alone, bs->gemm,
                100.0 * (bs->gemm / bs->alone - 1), bs->noise ? "noise" : "DIFFERS");
     }

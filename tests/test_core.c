@@ -1871,16 +1871,19 @@ static void run_blocks(const molora_model *m, const float *X, int T, int d_in, i
     ws_free(ws, wsz);
 }
 
-/* the dense experts on the grouped kernels (ntg from 17 tokens, nng from 2) up to the CPU table's
-   dense_own_t, BLAS or the small-batch kernels outside: against the reference at every switch
-   (T 1 / 2, 16 / 17, 128 / 129), d_in on both sides of the 1024-float K tile, d_out on both sides
-   of a 64-column strip, ranks 1, 5 and 17 (runs of 4 rows and their tails); and where the table
-   runs them, a call split over 3 callers gives the single call's bits */
-int molora__dense_own_t(void);
+/* molora's own products up to the CPU table's own_t tokens (the frozen layer and the dense
+   experts' shrink on ntg from 17 tokens, their expand on nng from 2), BLAS or the small-batch
+   kernels outside: against the reference at every switch (T 1 / 2, 16 / 17, 96 / 97 where AMD's
+   table stops, 128 / 129 where every table must), d_in on
+   both sides of the 1024-float K tile, d_out on both sides of a 64-row block and of a 64-column
+   strip, ranks 1, 5 and 17 (runs of 4 rows and their tails); and where the table runs them, a
+   call split over 3 callers gives the single call's bits (the delta, and beyond 16 tokens the
+   whole layer) */
+int molora__own_t(void);
 static void test_bound_dense_own(void **s)
 {
-    static const int Ts[] = {1, 2, 16, 17, 128, 129}, d_ins[] = {1023, 1025, 2049}, d_outs[] = {63, 65};
-    int ranks[MAXN] = {1, 5, 17}, a, b, c, own = molora__dense_own_t(), bitwise = 0;
+    static const int Ts[] = {1, 2, 16, 17, 96, 97, 128, 129}, d_ins[] = {1023, 1025, 2049}, d_outs[] = {63, 65};
+    int ranks[MAXN] = {1, 5, 17}, a, b, c, own = molora__own_t(), bitwise = 0;
     err ew = {0, 0, 0}, ey = {0, 0, 0};
     (void)s;
     for (a = 0; a < 3; a++)
@@ -1889,34 +1892,37 @@ static void test_bound_dense_own(void **s)
             molora_model *m;
             fix_make(&f, d_ins[a], d_outs[b], 3, ranks, MOLORA_ROUTING_DENSE);
             m = fix_model(&f);
-            for (c = 0; c < 6; c++) {
+            for (c = 0; c < 8; c++) {
                 call k;
                 memset(&k, 0, sizeof k);
                 k.T = Ts[c]; k.full = (a + c) % 2; k.nth = c % 3 == 1 ? 3 : 0; k.path = path_of(Ts[c]);
                 check_call(&f, m, &k, &ew, &ey);
-                if (Ts[c] >= 2 && Ts[c] <= own) {   /* the delta alone: BLAS computes the frozen layer */
+                if (Ts[c] >= 2 && Ts[c] <= own) {   /* at T <= 16 the delta alone: ntp computes W0 x */
                     size_t ny = (size_t)Ts[c] * d_outs[b], wsz;
                     float *X = rnd_vec((size_t)Ts[c] * d_ins[a], 1), *Y1 = calloc(ny, sizeof(float));
                     float *Y3 = calloc(ny, sizeof(float));
                     void *ws = ws_for(m, Ts[c], &wsz);
                     molora_forward_args fa;
-                    int ith;
-                    memset(&fa, 0, sizeof fa);
-                    fa.n_tokens = Ts[c]; fa.x = X; fa.y = Y1; fa.output = MOLORA_OUTPUT_DELTA;
-                    fa.workspace = ws; fa.workspace_size = wsz;
-                    assert_int_equal(molora_forward(m, &fa), 0);
-                    for (ith = 0, fa.y = Y3, fa.nth = 3; ith < 3; ith++) {
-                        fa.ith = ith;
+                    int ith, full;
+                    for (full = 0; full < 1 + (Ts[c] > 16); full++) {
+                        memset(&fa, 0, sizeof fa);
+                        fa.n_tokens = Ts[c]; fa.x = X; fa.y = Y1;
+                        fa.output = full ? MOLORA_OUTPUT_FULL : MOLORA_OUTPUT_DELTA;
+                        fa.workspace = ws; fa.workspace_size = wsz;
                         assert_int_equal(molora_forward(m, &fa), 0);
+                        for (ith = 0, fa.y = Y3, fa.nth = 3; ith < 3; ith++) {
+                            fa.ith = ith;
+                            assert_int_equal(molora_forward(m, &fa), 0);
+                        }
+                        assert_memory_equal(Y1, Y3, sizeof(float) * ny);
+                        bitwise++;
                     }
-                    assert_memory_equal(Y1, Y3, sizeof(float) * ny);
-                    bitwise++;
                     ws_free(ws, wsz); free(X); free(Y1); free(Y3);
                 }
             }
             molora_model_free(m); fix_free(&f);
         }
-    print_message("  dense_own_t %d on this CPU: %d single / split calls compared bit for bit\n", own, bitwise);
+    print_message("  own_t %d on this CPU: %d single / split calls compared bit for bit\n", own, bitwise);
     CHECK_ERR(ew, 2e-5, "routing weights");
     CHECK_ERR(ey, 2e-5, "layer output");
 }
