@@ -138,8 +138,8 @@
        not for T = 0, after an error, for an ith / nth caller without columns, or for DELTA
        output with no expert routed (molora_route checks the fields, never calls it for the
        products, and needs only molora_workspace_size()'s workspace). Up to two calls come before that one,
-       one after the other, each with tasks of its own: (1) the gate routing in blocks of 64
-       tokens, from 128 tokens on a layer whose gate (with its threshold net) has up to 32 rows,
+       one after the other, each with tasks of its own: (1) the gate routing in blocks of 32
+       tokens, from 64 tokens on a layer whose gate (with its threshold net) has up to 32 rows,
        or any number where the kernels have gto (>>outer: AVX-512 CPUs, not with
        MOLORA_PORTABLE=1 or MOLORA_NO_SIMD), and no MoLE output gate, when no weights or adapter
        index replace it, n_tasks > 1 (for any caller, and the one call molora_route makes to
@@ -199,7 +199,7 @@
 
    DOES NOT
      - parse pickles (tools/convert_pickle.py converts AdaMoLE / AlphaLoRA checkpoints);
-     - split the routing over the hook's tasks below 128 tokens, for gates over 32 rows where
+     - split the routing over the hook's tasks below 64 tokens, for gates over 32 rows where
        the kernels have no gto (no AVX-512, MOLORA_PORTABLE=1, MOLORA_NO_SIMD) or for the MoLE
        output gate (those run on the calling thread), or the experts' H = X A^T below
        32 tokens on the dense path or on BF16 layers (each task computes it for the experts
@@ -4385,7 +4385,7 @@ MOLORA__PRIVATE void molora__route_fixed(molora__call *c)
    the block's rows (and one over its threshold nets' exp(-|u|)), then each token's division and
    rule. A row that needs no exp (molora__softmax_shift's flag) is shifted again after the exps,
    which overwrote it. Writes only the block's rows of G and w; MOLORA__ROUTE_* */
-#define MOLORA__ROUTE_BLOCK 64
+#define MOLORA__ROUTE_BLOCK 32
 MOLORA__PRIVATE int molora__route_n_blocks(int T) { return (T + MOLORA__ROUTE_BLOCK - 1) / MOLORA__ROUTE_BLOCK; }
 /* the tokens of block b: MOLORA__ROUTE_BLOCK, the last block fewer */
 MOLORA__PRIVATE int molora__route_block_len(int T, int b)

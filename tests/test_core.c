@@ -2093,7 +2093,7 @@ static void test_parallel_for_args(void **s)
     a.workspace_size = w1; PF_EXPECT(MOLORA_RESULT_WORKSPACE_TOO_SMALL, 0);
     a.workspace_size = w3; PF_EXPECT(0, 1);
     assert_memory_equal(Y, Y0, sizeof Y);   /* 11 columns: one chunk, task 0 computes it all */
-    /* route checks the hook fields, calls it only for a routing of 128 tokens or more (test_threads),
+    /* route checks the hook fields, calls it only for a routing of 64 tokens or more (test_threads),
        and needs the one-task workspace */
     a.workspace_size = w1; a.weights_out = Y;
     g_pf_calls = 0; assert_int_equal(molora_route(m, &a), 0); assert_int_equal(g_pf_calls, 0);

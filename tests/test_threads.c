@@ -444,8 +444,9 @@ static void hstart(hfix *h, float **X, float **Y_in)
 
 static void test_parallel_for_hook(void **state)
 {
-    /* T 31 / 32: one below and at the first token-block split of the dense experts' H */
-    static const int Ts[] = {1, 2, 16, 17, 31, 32, 200}, tasks[] = {1, 2, 3, 7, HD_OUT + 1};
+    /* T 31 / 32: one below and at the first token-block split of the dense experts' H; 64: the
+       routing's first split (two blocks of 32), 97: three blocks and one token */
+    static const int Ts[] = {1, 2, 16, 17, 31, 32, 64, 97, 200}, tasks[] = {1, 2, 3, 7, HD_OUT + 1};
     hfix h;
     tpool *pool = &g_pool;
     const long bad0 = pool->bad;   /* tasks run other than once, before this test */
@@ -503,13 +504,13 @@ static void test_parallel_for_hook(void **state)
                            runs first as tasks: on the GEMM path of a layer with experts and no
                            MoLE output mix, n_tasks > 1 and at least two blocks of 16 tokens, or
                            on the grouped path (SPARSE, not MoLE, n_tasks > 1); and one before
-                           both for the gate routing in blocks of 64 tokens: a gate of up to 32
+                           both for the gate routing in blocks of 32 tokens: a gate of up to 32
                            rows (all but the MoLE, FIXED and expertless layers), n_tasks > 1, two
                            blocks or more */
                         h_split = (hooked.path == MOLORA_PATH_GEMM && l != 5 && l != 8 && k > 1 && hc.T >= 32) ||
                                   (hooked.path == MOLORA_PATH_SPARSE && l != 5 && k > 1);
                         g_splits += hooked.path == MOLORA_PATH_SPARSE && h_split;
-                        r_split = l != 5 && l != 6 && l != 8 && k > 1 && hc.T >= 128;
+                        r_split = l != 5 && l != 6 && l != 8 && k > 1 && hc.T >= 64;
                         assert_int_equal(pool->calls - calls,
                                          r_split + (plain.path == MOLORA_PATH_NONE ? 0 : 1 + h_split));
                         splits += h_split; r_splits += r_split;
@@ -599,11 +600,11 @@ static void test_parallel_for_with_ith_nth(void **state)
     hfix_free(&h);
 }
 
-/* The routing's errors when it runs as the hook's tasks (T = 200, 4 blocks of 64 tokens): the
+/* The routing's errors when it runs as the hook's tasks (T = 200, 7 blocks of 32 tokens): the
    same result code and message as the call without the hook, logged once by the calling thread,
-   Y untouched, the products' hook call never made. Poisons: a NaN in x in the third block (found
+   Y untouched, the products' hook call never made. Poisons: a NaN in x in the fifth block (found
    through that block's logits, x then read in full), a NaN there and huge finite x in the first
-   (x's error still first, as on the calling thread), x so large in the second block that its gate
+   (x's error still first, as on the calling thread), x so large in the third block that its gate
    logits are Inf - Inf = NaN, every routed layer with n_tasks 2, 3 and 7. Then the split's
    boundary in molora_route, and an adapter index, which never splits. */
 static void test_parallel_for_routing_errors(void **state)
@@ -655,9 +656,9 @@ static void test_parallel_for_routing_errors(void **state)
         }
         free(Xp);
     }
-    /* the split's boundary: molora_route at T 127 / 128 / 129 calls the hook from 128 on, the
+    /* the split's boundary: molora_route at T 63 / 64 / 65 calls the hook from 64 on, the
        weights bitwise the plain call's; an adapter index at T = 200 replaces the router: no call */
-    for (t = 127; t <= 129; t++) {
+    for (t = 63; t <= 65; t++) {
         float *W1 = malloc(sizeof(float) * HT_MAX * HN);
         int32_t c1[HN];
         long calls = pool->calls;
@@ -666,7 +667,7 @@ static void test_parallel_for_routing_errors(void **state)
         hc.layer = 4; hc.T = t; hc.X = X; hc.Y_in = Y_in;
         assert_int_equal(hroute(&h, &hc, NULL, NULL, 0, wsp, ws, W1, c1), MOLORA_RESULT_SUCCESS);
         assert_int_equal(hroute(&h, &hc, tp_parallel_for, pool, 3, wsp, ws, W, counts), MOLORA_RESULT_SUCCESS);
-        assert_int_equal(pool->calls - calls, t >= 128);
+        assert_int_equal(pool->calls - calls, t >= 64);
         assert_memory_equal(W, W1, sizeof(float) * t * HN);
         assert_memory_equal(counts, c1, sizeof c1);
         free(W1);
