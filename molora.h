@@ -1288,10 +1288,11 @@ typedef void (*molora__nn_fn)(int T, int N, int K, const float *H, int ldh, cons
    y (N) += sum_r coef[r] * rows[r] (N) */
 typedef void (*molora__dots_fn)(int R, const float *const *rows, const float *x, int K, float *out);
 typedef void (*molora__axpys_fn)(int R, const float *const *rows, const float *coef, float *y, int N);
-/* grouped forms for the grouped sparse path, over T <= 16 token rows given by pointers (the tokens
-   routed to one expert): ntg: Y[t] (N) = X[t] (K) W (N, K)^T (+ Y[t] if acc); nng: Y[t] (N) +=
-   H[t] (K) B (K, N). The caller tiles ntg's K (the kernel runs K whole); nng tiles N itself.
-   Every row is a float32 pointer, so a widening seam (BF16 experts) can hand in converted tiles. */
+/* grouped forms over T token rows given by pointers: the grouped sparse path's (up to 16 tokens
+   routed to one expert) and molora's own dense products (MOLORA__OWN_MAX tokens at most):
+   ntg: Y[t] (N) = X[t] (K) W (N, K)^T (+ Y[t] if acc); nng: Y[t] (N) += H[t] (K) B (K, N). The
+   caller tiles ntg's K (the kernel runs K whole); nng tiles N itself. Every row is a float32
+   pointer, so a widening seam (BF16 experts) can hand in converted tiles. */
 typedef void (*molora__ntg_fn)(int T, int N, int K, const float *const *X, const float *W, int ldw, float *const *Y,
                                int acc);
 typedef void (*molora__nng_fn)(int T, int N, int K, const float *const *H, const float *B, int ldb, float *const *Y);
@@ -1316,19 +1317,27 @@ typedef void (*molora__gto_fn)(int T, int N, int K, const float *X, int ldx, con
 /* molora__kernels.by_token_rank there: the by-token order at any mean rank (as before AMD's
    table, where higher ranks were measured faster by expert; unmeasured on Intel) */
 #define MOLORA__BY_TOKEN_RANK 0x7fffffff
-/* molora__kernels.own_t on AMD's AVX-512 table: up to this many tokens the frozen layer X W0^T and
-   the dense experts' shrink X A^T run on ntg (beyond MOLORA__SMALL_T tokens, molora__nt_own) and
-   the experts' expand Y += H B^T on nng (from 2 tokens), where OpenBLAS's sgemm packs W0, A or B^T
-   again on every call and molora's nn keeps fewer accumulators. Measured on Zen 4, one thread, d
+/* molora__kernels.own_t on AMD's AVX-512 table: up to this many tokens the frozen layer X W0^T
+   (W0 stored (d_out, d_in); fan_in_fan_out layers keep BLAS) and the dense experts' shrink X A^T
+   run on ntg (beyond MOLORA__SMALL_T tokens, molora__nt_own) and the experts' expand Y += H B^T on
+   nng (from 2 tokens; a BF16 layer's from 17, below which it reads BF16 in nn16), where
+   OpenBLAS's sgemm packs W0, A or B^T again on every call and molora's nn keeps fewer
+   accumulators. Measured on Zen 4, one thread, d
    4096: the frozen layer from DRAM at T = 17 / 32 / 64 / 128 7.5 / 13.2 / 24.9 / 49.1 ms against
    sgemm 17.4 / 21.1 / 31.5 / 51.7 (T = 256 94.8 against 90.3); in cache, the shrink of 64 rank rows
    at T = 17 / 64 / 128 0.10 / 0.37 / 0.74 against 0.25 / 0.48 / 0.82, of 256 at T = 64 1.50
    against 1.88; the expand of 256 rows at T = 8 / 16 / 64 0.15 / 0.30 / 1.24 against nn 0.27,
    sgemm 0.46 / 1.39. At T = 128 the two are within noise (the frozen layer in the bench 57.4 ms
-   against 54.9), so AMD's table stops at 96 (41.9 ms against 37.7 standalone). Unmeasured on Intel
-   (0 there). MOLORA__OWN_MAX bounds every table's own_t (the kernels' token pointers are on the
-   stack). */
+   against 54.9), so AMD's table stops at 96 (41.9 ms against 37.7 standalone). Measured with gcc
+   12: clang 14 builds ntg slower (zmm accumulators spilled to the stack; the frozen layer at
+   T = 96 95.3 ms against sgemm's 41.6, at T = 17 17.9 against 18.6), so a clang build keeps BLAS
+   there (0). Unmeasured on Intel (0 there). Calls beyond MOLORA__OWN_MAX tokens run in chunks of
+   that many (the kernels' token pointers are on the stack). */
+#if defined(__clang__)
+#define MOLORA__OWN_T_AMD 0
+#else
 #define MOLORA__OWN_T_AMD 96
+#endif
 #define MOLORA__OWN_MAX 128
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
@@ -1347,9 +1356,9 @@ typedef struct molora__kernels {
     int by_expert_ratio;  /* the same for the by-expert order */
     int by_token_rank;    /* the by-token order only while the routed experts' mean rank is below this */
     molora__gto_fn gto;   /* the gate of many rows as outer products (>>outer); NULL: ntn / BLAS */
-    int own_t;            /* from 2 tokens up to this many the dense experts' products run on ntg /
-                             nng (molora__dense_own), from 17 the frozen layer on ntg (molora__nt_own);
-                             0: the seam's kernels (BLAS sgemm beyond 16 tokens) */
+    int own_t;            /* up to this many tokens the dense experts' expand runs on nng from 2
+                             tokens (molora__dense_own), their shrink and the frozen layer on ntg
+                             from 17 (molora__nt_own); 0: the seam's kernels (BLAS beyond 16) */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -3021,7 +3030,7 @@ MOLORA_API int molora__by_expert_ratio(void) { return molora__get_kernels()->by_
 MOLORA_API int molora__by_token_rank(void) { return molora__get_kernels()->by_token_rank; }
 /* Test hook: the fewest gate rows that get gto's GT on this CPU (0: its table has no gto) */
 MOLORA_API int molora__gto_min(void) { return molora__get_kernels()->gto ? MOLORA__GTO_MIN : 0; }
-/* Test hook: the tokens up to which the dense experts run on ntg / nng (molora__dense_own), 0: never */
+/* Test hook: the table's own_t (molora__dense_own, molora__nt_own), 0: never */
 MOLORA_API int molora__own_t(void) { return molora__get_kernels()->own_t; }
 #endif /* MOLORA_TEST_HOOKS */
 
@@ -3131,9 +3140,9 @@ MOLORA__PRIVATE void molora__product(molora__kernel k, int transb, int M, int N,
     }
 }
 
-/* Y (T, N) = X W^T for T <= MOLORA__OWN_MAX on ntg, without packing: W's rows in blocks of
-   MOLORA__OWN_NB, d_in in tiles of MOLORA__OWN_KT, each tile's dots added to the last (W read once,
-   X once per block of rows, from cache). Per element the sum is the same whatever block of rows or
+/* Y (T, N) = X W^T on ntg, without packing: W's rows in blocks of MOLORA__OWN_NB, d_in in tiles of
+   MOLORA__OWN_KT, each tile's dots added to the last (W read once per MOLORA__OWN_MAX tokens, X
+   once per block of rows, from cache). Per element the sum is the same whatever block of rows or
    of tokens it falls in, so every split of a call's columns or tokens gives the same bits. */
 #define MOLORA__OWN_NB 64
 #define MOLORA__OWN_KT 1024
@@ -3143,7 +3152,10 @@ MOLORA__PRIVATE void molora__nt_own(int T, int N, int K, const float *X, int ldx
     const float *xp[MOLORA__OWN_MAX];
     float *yp[MOLORA__OWN_MAX];
     int t, n0, k0;
-    MOLORA_ASSERT(T <= MOLORA__OWN_MAX);
+    for (; T > MOLORA__OWN_MAX; T -= MOLORA__OWN_MAX) {   /* in chunks of MOLORA__OWN_MAX tokens */
+        molora__nt_own(MOLORA__OWN_MAX, N, K, X, ldx, W, ldw, Y, ldy);
+        X += (size_t)MOLORA__OWN_MAX * ldx; Y += (size_t)MOLORA__OWN_MAX * ldy;
+    }
     for (n0 = 0; n0 < N; n0 += MOLORA__OWN_NB) {
         int nb = N - n0 < MOLORA__OWN_NB ? N - n0 : MOLORA__OWN_NB;
         for (t = 0; t < T; t++) yp[t] = Y + (size_t)t * ldy + n0;
@@ -3154,6 +3166,37 @@ MOLORA__PRIVATE void molora__nt_own(int T, int N, int K, const float *X, int ldx
         }
     }
 }
+
+#ifdef MOLORA_TEST_HOOKS
+/* Test hook: molora__nt_own on T x K and N x K pseudo-random rows against float64 sums, beyond
+   MOLORA__OWN_MAX tokens too (its chunks): the largest error over the sum of the |products| (-1:
+   out of memory) */
+MOLORA_API double molora__nt_own_check(int T, int N, int K)
+{
+    uint32_t seed = 12345u;
+    float *X = (float *)malloc(sizeof(float) * T * K), *W = (float *)malloc(sizeof(float) * N * K);
+    float *Y = (float *)malloc(sizeof(float) * T * N);
+    double worst = -1.0;
+    int t, n, k;
+    if (X && W && Y) {
+        molora__check_fill(X, (size_t)T * K, &seed);
+        molora__check_fill(W, (size_t)N * K, &seed);
+        molora__nt_own(T, N, K, X, K, W, K, Y, N);
+        for (worst = 0.0, t = 0; t < T; t++)
+            for (n = 0; n < N; n++) {
+                double sum = 0.0, mag = 0.0, e;
+                for (k = 0; k < K; k++) {
+                    double p = (double)X[(size_t)t * K + k] * W[(size_t)n * K + k];
+                    sum += p; mag += fabs(p);
+                }
+                e = fabs(Y[(size_t)t * N + n] - sum) / (mag > 0.0 ? mag : 1.0);
+                if (e > worst) worst = e;
+            }
+    }
+    free(X); free(W); free(Y);
+    return worst;
+}
+#endif
 
 /* C (M, N) = A B^T (+ C) for B (N, K), A a plain row-major matrix */
 MOLORA__PRIVATE void molora__mul_abt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int acc,
@@ -4963,8 +5006,8 @@ MOLORA__PRIVATE int molora__dense_run(const molora__call *c, int i, int widened,
     return i1;
 }
 
-/* The dense experts' products on the grouped kernels, from 2 tokens up to the table's own_t
-   (MOLORA__OWN_MAX): each token's row of H or Y through a pointer, as the grouped path's. Per
+/* The dense experts' products on the grouped kernels up to the table's own_t tokens (the expand
+   from 2, the shrink from 17): each token's row of H or Y through a pointer, as the grouped path's. Per
    token and column the sums are those of the grouped path's kernels, whatever the token block or
    the columns a caller owns, so every split of the call gives the same bits. */
 MOLORA__PRIVATE int molora__dense_own(const molora__call *c)
@@ -4985,10 +5028,15 @@ MOLORA__PRIVATE void molora__dense_expand_own(const molora__call *c, const float
     const molora__layer *L = c->L;
     const float *hp[MOLORA__OWN_MAX];
     float *yp[MOLORA__OWN_MAX];
-    int t;
-    MOLORA_ASSERT(c->T <= MOLORA__OWN_MAX);
-    for (t = 0; t < c->T; t++) { hp[t] = h + (size_t)t * L->r_total; yp[t] = c->Y + (size_t)t * L->d_out; }
-    molora__get_kernels()->nng(c->T, c->O, rr, hp, bt, ldb, yp);
+    int t, t0, tb;
+    for (t0 = 0; t0 < c->T; t0 += tb) {   /* in chunks of MOLORA__OWN_MAX tokens */
+        tb = c->T - t0 < MOLORA__OWN_MAX ? c->T - t0 : MOLORA__OWN_MAX;
+        for (t = 0; t < tb; t++) {
+            hp[t] = h + (size_t)(t0 + t) * L->r_total;
+            yp[t] = c->Y + (size_t)(t0 + t) * L->d_out;
+        }
+        molora__get_kernels()->nng(tb, c->O, rr, hp, bt, ldb, yp);
+    }
 }
 
 /* The dense experts' shrink in token blocks: beyond MOLORA__SMALL_T tokens on a float32 layer, H's

@@ -1880,6 +1880,7 @@ static void run_blocks(const molora_model *m, const float *X, int T, int d_in, i
    call split over 3 callers gives the single call's bits (the delta, and beyond 16 tokens the
    whole layer) */
 int molora__own_t(void);
+double molora__nt_own_check(int T, int N, int K);
 static void test_bound_dense_own(void **s)
 {
     static const int Ts[] = {1, 2, 16, 17, 96, 97, 128, 129}, d_ins[] = {1023, 1025, 2049}, d_outs[] = {63, 65};
@@ -1922,6 +1923,13 @@ static void test_bound_dense_own(void **s)
             }
             molora_model_free(m); fix_free(&f);
         }
+    {   /* the kernel behind it alone, up to and beyond the MOLORA__OWN_MAX tokens of one chunk */
+        static const int Tk[] = {1, 127, 128, 129, 257};
+        for (c = 0; c < 5; c++) {
+            double e = molora__nt_own_check(Tk[c], 65, 1025);
+            if (!(e >= 0 && e < 1e-6)) fail_msg("nt_own at T = %d: error %g of the |products|' sum", Tk[c], e);
+        }
+    }
     print_message("  own_t %d on this CPU: %d single / split calls compared bit for bit\n", own, bitwise);
     CHECK_ERR(ew, 2e-5, "routing weights");
     CHECK_ERR(ey, 2e-5, "layer output");
