@@ -1322,8 +1322,7 @@ typedef void (*molora__gto_fn)(int T, int N, int K, const float *X, int ldx, con
    run on ntg (beyond MOLORA__SMALL_T tokens, molora__nt_own) and the experts' expand Y += H B^T on
    nng (from 2 tokens; a BF16 layer's from 17, below which it reads BF16 in nn16), where
    OpenBLAS's sgemm packs W0, A or B^T again on every call and molora's nn keeps fewer
-   accumulators. Measured on Zen 4, one thread, d
-   4096: the frozen layer from DRAM at T = 17 / 32 / 64 / 128 7.5 / 13.2 / 24.9 / 49.1 ms against
+   accumulators. Measured on Zen 4, one thread, d 4096: the frozen layer from DRAM at T = 17 / 32 / 64 / 128 7.5 / 13.2 / 24.9 / 49.1 ms against
    sgemm 17.4 / 21.1 / 31.5 / 51.7 (T = 256 94.8 against 90.3); in cache, the shrink of 64 rank rows
    at T = 17 / 64 / 128 0.10 / 0.37 / 0.74 against 0.25 / 0.48 / 0.82, of 256 at T = 64 1.50
    against 1.88; the expand of 256 rows at T = 8 / 16 / 64 0.15 / 0.30 / 1.24 against nn 0.27,
@@ -3146,6 +3145,8 @@ MOLORA__PRIVATE void molora__product(molora__kernel k, int transb, int M, int N,
    of tokens it falls in, so every split of a call's columns or tokens gives the same bits. */
 #define MOLORA__OWN_NB 64
 #define MOLORA__OWN_KT 1024
+/* 1 when a product X W^T of T rows runs on molora__nt_own: beyond MOLORA__SMALL_T up to own_t */
+MOLORA__PRIVATE int molora__own_nt(int T) { return T > MOLORA__SMALL_T && T <= molora__get_kernels()->own_t; }
 MOLORA__PRIVATE void molora__nt_own(int T, int N, int K, const float *X, int ldx, const float *W, int ldw, float *Y,
                                     int ldy)
 {
@@ -4698,7 +4699,7 @@ MOLORA__PRIVATE void molora__frozen(const molora__call *c)
     if (L->w0_in_out)   /* rows of W0 are runs of output columns: the nn form streams them */
         molora__mul_ab(MOLORA__ALLOW_GEMV, c->T, c->O, L->d_in, c->in.X, c->in.ldx, L->W0 + c->o0, L->d_out, 0,
                        c->Y, L->d_out);
-    else if (c->T > MOLORA__SMALL_T && c->T <= molora__get_kernels()->own_t)   /* no packing of W0 */
+    else if (molora__own_nt(c->T))   /* no packing of W0 */
         molora__nt_own(c->T, c->O, L->d_in, c->in.X, c->in.ldx, L->W0 + (size_t)c->o0 * L->d_in, L->d_in, c->Y,
                        L->d_out);
     else
@@ -5062,7 +5063,7 @@ MOLORA__PRIVATE void molora__shrink_block(const molora__call *c, int b)
         i1 = molora__dense_run(c, i, 0, &rr);
         if (i1 == i) continue;
         a = L->A + (size_t)L->offset[i] * L->d_in;
-        if (molora__dense_own(c)) molora__dense_shrink_own(c, &in, a, rr, L->offset[i], t0);
+        if (molora__own_nt(c->T)) molora__dense_shrink_own(c, &in, a, rr, L->offset[i], t0);
         else molora__mul_xwt(&in, 0, rr, a, 0, c->H + (size_t)t0 * L->r_total + L->offset[i], L->r_total);
         molora__scale_h(c, i, i1, t0, t1);
     }
@@ -5114,7 +5115,7 @@ MOLORA__PRIVATE void molora__experts_dense(const molora__call *c)
         if (i1 == i) continue;
         if (direct) kr->nt16(c->T, rr, L->d_in, c->in.X, c->in.ldx, L->A16 + (size_t)off * L->d_in, L->d_in, H,
                              L->r_total);
-        else if (c->T > MOLORA__SMALL_T && molora__dense_own(c))   /* a BF16 layer's widened run */
+        else if (molora__own_nt(c->T))   /* a BF16 layer's widened run */
             molora__dense_shrink_own(c, &c->in, molora__rows_a(c, i, rr), rr, off, 0);
         else molora__mul_xwt(&c->in, MOLORA__ALLOW_GEMV, rr, molora__rows_a(c, i, rr), 0, H, L->r_total);
         molora__scale_h(c, i, i1, 0, c->T);

@@ -506,7 +506,7 @@ static void frozen_sgemv(const float *W0, const float *X, float *Y, int T, int d
    timed with it), or nt where the CPU has no ntp; from 17 to the CPU table's own_t tokens ntg in
    blocks of W0's rows (molora__nt_own). They read W0 once for all T tokens, with no packing of
    W0, so the baseline takes them too when they are faster than OpenBLAS. */
-static int own_frozen(int T) { return T <= 16 || T <= molora__get_kernels()->own_t; }
+static int own_frozen(int T) { return T <= 16 || molora__own_nt(T); }
 static void frozen_own(const float *W0, const float *X, float *Y, int T, int d, int d_out)
 {
     const molora__kernels *kr = molora__get_kernels();
