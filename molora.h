@@ -1322,7 +1322,8 @@ typedef void (*molora__gto_fn)(int T, int N, int K, const float *X, int ldx, con
    run on ntg (beyond MOLORA__SMALL_T tokens, molora__nt_own) and the experts' expand Y += H B^T on
    nng (from 2 tokens; a BF16 layer's from 17, below which it reads BF16 in nn16), where
    OpenBLAS's sgemm packs W0, A or B^T again on every call and molora's nn keeps fewer
-   accumulators. Measured on Zen 4, one thread, d 4096: the frozen layer from DRAM at T = 17 / 32 / 64 / 128 7.5 / 13.2 / 24.9 / 49.1 ms against
+   accumulators. Measured on Zen 4, one thread, d 4096: the frozen layer from DRAM at T = 17 / 32 /
+   64 / 128 7.5 / 13.2 / 24.9 / 49.1 ms against
    sgemm 17.4 / 21.1 / 31.5 / 51.7 (T = 256 94.8 against 90.3); in cache, the shrink of 64 rank rows
    at T = 17 / 64 / 128 0.10 / 0.37 / 0.74 against 0.25 / 0.48 / 0.82, of 256 at T = 64 1.50
    against 1.88; the expand of 256 rows at T = 8 / 16 / 64 0.15 / 0.30 / 1.24 against nn 0.27,
