@@ -1317,10 +1317,10 @@ typedef void (*molora__gto_fn)(int T, int N, int K, const float *X, int ldx, con
 /* molora__kernels.by_token_rank there: the by-token order at any mean rank (as before AMD's
    table, where higher ranks were measured faster by expert; unmeasured on Intel) */
 #define MOLORA__BY_TOKEN_RANK 0x7fffffff
-/* molora__kernels.own_t on AMD's AVX-512 table: up to this many tokens the frozen layer X W0^T
+/* molora__kernels.own_t / own_from on the AVX-512 tables: up to own_t tokens the frozen layer X W0^T
    (W0 stored (d_out, d_in); fan_in_fan_out layers keep BLAS) and the dense experts' shrink X A^T
    run on ntg (beyond MOLORA__SMALL_T tokens, molora__nt_own) and the experts' expand Y += H B^T on
-   nng (from 2 tokens; a BF16 layer's from 17, below which it reads BF16 in nn16), where
+   nng (from own_from tokens, 2 on AMD; a BF16 layer's from 17, below which it reads BF16 in nn16), where
    OpenBLAS's sgemm packs W0, A or B^T again on every call and molora's nn keeps fewer
    accumulators. Measured on Zen 4, one thread, d 4096: the frozen layer from DRAM at T = 17 / 32 /
    64 / 128 7.5 / 13.2 / 24.9 / 49.1 ms against
@@ -1331,13 +1331,25 @@ typedef void (*molora__gto_fn)(int T, int N, int K, const float *X, int ldx, con
    against 54.9), so AMD's table stops at 96 (41.9 ms against 37.7 standalone). Measured with gcc
    12: clang 14 builds ntg slower (zmm accumulators spilled to the stack; the frozen layer at
    T = 96 95.3 ms against sgemm's 41.6, at T = 17 17.9 against 18.6), so a clang build keeps BLAS
-   there (0). Unmeasured on Intel (0 there). Calls beyond MOLORA__OWN_MAX tokens run in chunks of
-   that many (the kernels' token pointers are on the stack). */
+   there (0). Calls beyond MOLORA__OWN_MAX tokens run in chunks of that many (the kernels' token
+   pointers are on the stack).
+   Intel's AVX-512 table (Xeon family 6 model 167, one thread, gcc 12, from DRAM, best of 20;
+   OpenBLAS's SkylakeX sgemm is faster there than on Zen 4): the frozen layer at T = 17 / 24 / 32 /
+   48 / 64 8.4 / 10.4 / 13.0 / 18.0 / 22.4 ms against sgemm 11.8 / 12.0 / 13.8 / 16.9 / 19.2; the
+   shrink of 64 rank rows at T = 17 / 32 / 48 0.131 / 0.198 / 0.271 against 0.178 / 0.229 / 0.274
+   (of 256 rows 0.53 / 0.83 / 1.10 against 0.72 / 0.89 / 0.99); the expand of 64 rows at T = 16 /
+   32 / 64 0.095 / 0.151 / 0.296 against sgemm 0.137 / 0.186 / 0.293 (of 256 rows at T = 16 0.50
+   against 0.99), so it stops at 32; but below 9 tokens nn beats nng there on 256 rows (T = 2 / 8
+   0.255 / 0.320 against 0.344 / 0.399), so its expand starts at 9 (own_from), where the seam's nn
+   gives way to sgemm. */
 #if defined(__clang__)
 #define MOLORA__OWN_T_AMD 0
+#define MOLORA__OWN_T_INTEL 0
 #else
 #define MOLORA__OWN_T_AMD 96
+#define MOLORA__OWN_T_INTEL 32
 #endif
+#define MOLORA__OWN_FROM_INTEL 9
 #define MOLORA__OWN_MAX 128
 typedef struct molora__kernels {
     molora__nt_fn nt; molora__nn_fn nn; molora__dots_fn dots; molora__axpys_fn axpys;
@@ -1356,9 +1368,10 @@ typedef struct molora__kernels {
     int by_expert_ratio;  /* the same for the by-expert order */
     int by_token_rank;    /* the by-token order only while the routed experts' mean rank is below this */
     molora__gto_fn gto;   /* the gate of many rows as outer products (>>outer); NULL: ntn / BLAS */
-    int own_t;            /* up to this many tokens the dense experts' expand runs on nng from 2
-                             tokens (molora__dense_own), their shrink and the frozen layer on ntg
-                             from 17 (molora__nt_own); 0: the seam's kernels (BLAS beyond 16) */
+    int own_t;            /* up to this many tokens the dense experts' expand runs on nng from
+                             own_from tokens (molora__dense_own), their shrink and the frozen layer
+                             on ntg from 17 (molora__nt_own); 0: the seam's kernels (BLAS beyond 16) */
+    int own_from;         /* the fewest tokens whose dense expand runs on nng (2 or more) */
 } molora__kernels;
 
 /* 64-byte phase of a float pointer, in floats (0 when not even 4-byte aligned) */
@@ -2649,31 +2662,31 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
                                              molora__all_finite_c, "portable", molora__ntg_c,
                                              molora__nng_c, molora__widen_c, NULL, NULL, molora__gvt_c,
                                              molora__gvn_c, 0, NULL, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
-                                             MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL, 0};
+                                             MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL, 0, 2};
 #ifdef MOLORA__X86
     static const molora__kernels avx2 = {molora__nt_avx2, molora__nn_avx2, molora__dots_c, molora__axpys_c, NULL,
                                          molora__all_finite_c, "avx2", molora__ntg_c, molora__nng_c,
                                          molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
                                          molora__ntn_avx2, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
-                                         MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL, 0};
+                                         MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL, 0, 2};
 /* the AVX-512 table; its streaming kernels ntp and gvt prefetch W by vendor (MOLORA__PREFETCH), and
    AMD's Zen 4 runs the by-token order's gathered kernels at about half Intel's cost per pair
    against OpenBLAS (S6, 64 rank-1 experts: top-12 at T = 64 by token 1.14 ms, dense 1.64-1.71;
    S3, 16 of rank 16: top-4 at T = 64 2.3-2.9 against 3.8-4.0), so it switches at 1 in 3; its
    by-expert order too (S1, top-2 of 8 rank-8 experts, 1 in 4: T = 64 0.49-0.52 ms against dense
    1.15, T = 512 4.8-4.9 against 7.3-7.5, T = 8 0.14 against 0.20-0.22) */
-#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, NTG, NNG, RATIO, ERATIO, TRANK, DENSE_T)                  \
+#define MOLORA__AVX512_TABLE(NAME, NTP, GVT, NTG, NNG, RATIO, ERATIO, TRANK, OWN_T, OWN_FROM)        \
     {molora__nt_avx512, molora__nn_avx512, molora__dots_avx512, molora__axpys_avx512, NTP,                    \
      molora__all_finite_avx512, NAME, NTG, NNG, molora__widen_avx512,                                       \
      molora__nt16_avx512, molora__nn16_avx512, GVT, molora__gvn_avx512, 1, molora__ntn_avx512,             \
-     molora__exps_avx512, RATIO, ERATIO, TRANK, molora__gto_avx512, DENSE_T}
+     molora__exps_avx512, RATIO, ERATIO, TRANK, molora__gto_avx512, OWN_T, OWN_FROM}
     static const molora__kernels avx512 =
         MOLORA__AVX512_TABLE("avx512", molora__ntp_avx512, molora__gvt_avx512, molora__ntg_avx512,
                              molora__nng_avx512, MOLORA__BY_TOKEN_RATIO, MOLORA__BY_EXPERT_RATIO,
-                             MOLORA__BY_TOKEN_RANK, 0);
+                             MOLORA__BY_TOKEN_RANK, MOLORA__OWN_T_INTEL, MOLORA__OWN_FROM_INTEL);
     static const molora__kernels avx512_amd =
         MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, molora__ntg_avx512_l2,
-                             molora__nng_avx512_l2, 3, 3, 2, MOLORA__OWN_T_AMD);
+                             molora__nng_avx512_l2, 3, 3, 2, MOLORA__OWN_T_AMD, 2);
 #undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
     const molora__kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
@@ -3057,7 +3070,8 @@ MOLORA_API int molora__own_t(void) { return molora__get_kernels()->own_t; }
      M > MOLORA__SMALL_T        BLAS sgemm (K > 0); without BLAS, the own kernels 16 rows at a time
    The grouped sparse path calls its kernels (ntg, nng; dots, axpys) directly, from >>forward, and
    so do, up to the CPU table's own_t rows, the frozen layer and the dense experts (X W0^T and
-   X A^T from 17 rows on ntg, molora__nt_own; H B^T from 2 rows on nng, molora__dense_own). */
+   X A^T from 17 rows on ntg, molora__nt_own; H B^T from the table's own_from rows on nng,
+   molora__dense_own). */
 #define MOLORA__SMALL_T 16   /* rows up to which molora's own kernels run instead of BLAS sgemm */
 /* rows up to which the nn form runs molora's nn. Measured on Zen 4 from DRAM (K 256, N 4096): at 8
    rows nn 0.37-0.45 ms, sgemm 0.36-0.46; at 16 rows nn 0.73-0.76, sgemm 0.50-0.58; for W0 stored
@@ -5009,12 +5023,13 @@ MOLORA__PRIVATE int molora__dense_run(const molora__call *c, int i, int widened,
 }
 
 /* The dense experts' products on the grouped kernels up to the table's own_t tokens (the expand
-   from 2, the shrink from 17): each token's row of H or Y through a pointer, as the grouped path's. Per
+   from own_from, the shrink from 17): each token's row of H or Y through a pointer, as the grouped path's. Per
    token and column the sums are those of the grouped path's kernels, whatever the token block or
    the columns a caller owns, so every split of the call gives the same bits. */
 MOLORA__PRIVATE int molora__dense_own(const molora__call *c)
 {
-    return c->T >= 2 && c->T <= molora__get_kernels()->own_t;
+    const molora__kernels *kr = molora__get_kernels();
+    return c->T >= kr->own_from && c->T <= kr->own_t;
 }
 /* H rows t0 .. t0 + in->T - 1, columns off .. off + rr - 1: = X A_run^T (a: the run's rr rows of A) */
 MOLORA__PRIVATE void molora__dense_shrink_own(const molora__call *c, const molora__input *in, const float *a, int rr,

@@ -1872,9 +1872,10 @@ static void run_blocks(const molora_model *m, const float *X, int T, int d_in, i
 }
 
 /* molora's own products up to the CPU table's own_t tokens (the frozen layer and the dense
-   experts' shrink on ntg from 17 tokens, their expand on nng from 2), BLAS or the small-batch
-   kernels outside: against the reference at every switch (T 1 / 2, 16 / 17, 96 / 97 where AMD's
-   table stops, 128 / 129 where every table must), d_in on
+   experts' shrink on ntg from 17 tokens, their expand on nng from own_from: 2 on AMD, 9 on Intel),
+   BLAS or the small-batch kernels outside: against the reference at every switch (T 1 / 2, 8 / 9
+   where Intel's expand starts, 16 / 17, 32 / 33 where Intel's table stops, 96 / 97 where AMD's
+   does, 128 / 129 where every table must), d_in on
    both sides of the 1024-float K tile, d_out on both sides of a 64-row block and of a 64-column
    strip, ranks 1, 5 and 17 (runs of 4 rows and their tails); and where the table runs them, a
    call split over 3 callers gives the single call's bits (the delta, and beyond 16 tokens the
@@ -1883,7 +1884,8 @@ int molora__own_t(void);
 double molora__nt_own_check(int T, int N, int K);
 static void test_bound_dense_own(void **s)
 {
-    static const int Ts[] = {1, 2, 16, 17, 96, 97, 128, 129}, d_ins[] = {1023, 1025, 2049}, d_outs[] = {63, 65};
+    static const int Ts[] = {1, 2, 8, 9, 16, 17, 32, 33, 96, 97, 128, 129}, d_ins[] = {1023, 1025, 2049},
+                     d_outs[] = {63, 65};
     int ranks[MAXN] = {1, 5, 17}, a, b, c, own = molora__own_t(), bitwise = 0;
     err ew = {0, 0, 0}, ey = {0, 0, 0};
     (void)s;
@@ -1893,7 +1895,7 @@ static void test_bound_dense_own(void **s)
             molora_model *m;
             fix_make(&f, d_ins[a], d_outs[b], 3, ranks, MOLORA_ROUTING_DENSE);
             m = fix_model(&f);
-            for (c = 0; c < 8; c++) {
+            for (c = 0; c < 12; c++) {
                 call k;
                 memset(&k, 0, sizeof k);
                 k.T = Ts[c]; k.full = (a + c) % 2; k.nth = c % 3 == 1 ? 3 : 0; k.path = path_of(Ts[c]);
