@@ -1578,7 +1578,10 @@ MOLORA__T512 static inline float molora__hsum512(__m512 v)
 /* Software prefetch of p + MOLORA__PFD floats, by the CPU's table (a constant PF in each kernel's
    copy): 0 none, the hardware prefetchers alone; 1 into L1 (Intel: its streams read faster so);
    2 into L2 (AMD Zen 4: ntp at T = 8 reads W from DRAM in 4.0 ms with it, 4.9 into L1, 5.4 with
-   none; its decode kernel gvt reads fastest with none). A prefetch past the row never faults.
+   none). Both vendors' decode kernel gvt reads fastest with none: Zen 4 (28.8 GB/s against 17.8
+   into L1) and the Xeon of family 6 model 167 (from DRAM, one thread, mean of 400 calls: d 768
+   152 us against 166 into L1, d 2048 1.04 ms against 1.13, d 4096 4.04-4.14 against 4.13-4.25).
+   A prefetch past the row never faults.
    MOLORA__PREFETCH_AT prefetches address a itself, by PF (the grouped kernels' own distances). */
 #define MOLORA__PREFETCH_AT(PF, a)                                                                    \
     do {                                                                                           \
@@ -2185,17 +2188,15 @@ MOLORA__PRIVATE void molora__gvn_c(int N, int K, const float *x, const float *W,
 /* gvt / gvn's row blocks, one body over the vector width: VEC the vector type, L its floats, ZERO /
    LOAD / FMA / SET1 / STORE its intrinsics, TAIL() what follows the full steps (the K or N tail and,
    for gvt, the sums into y). AVX-512 masks its tails; AVX2 does them in scalar, gvt adding its tail
-   to the horizontal sum. gvt's PF (AVX-512) prefetches W as MOLORA__PREFETCH says (AVX2: 0, none). */
-#define MOLORA__GVT_ROWS(VEC, L, ZERO, LOAD, FMA, PF, TAIL)                                             \
+   to the horizontal sum. No software prefetch: the hardware prefetchers read W fastest (see
+   MOLORA__PREFETCH). */
+#define MOLORA__GVT_ROWS(VEC, L, ZERO, LOAD, FMA, TAIL)                                                 \
     VEC a[8];                                                                                      \
     int r, k = 0;                                                                                  \
     MOLORA__UNROLL for (r = 0; r < R; r++) a[r] = ZERO;                                            \
     for (; k + L <= K; k += L) {                                                                   \
         VEC xv = LOAD(x + k);                                                                      \
-        MOLORA__UNROLL for (r = 0; r < R; r++) {                                                   \
-            a[r] = FMA(LOAD(W + (size_t)r * ldw + k), xv, a[r]);                                   \
-            MOLORA__PREFETCH(PF, W + (size_t)r * ldw + k);                                         \
-        }                                                                                          \
+        MOLORA__UNROLL for (r = 0; r < R; r++) a[r] = FMA(LOAD(W + (size_t)r * ldw + k), xv, a[r]);   \
     }                                                                                              \
     TAIL()
 #define MOLORA__GVT512_TAIL()                                                                          \
@@ -2237,13 +2238,11 @@ MOLORA__PRIVATE void molora__gvn_c(int N, int K, const float *x, const float *W,
         for (r = 0; r < R; r++) s += x[r] * W[(size_t)r * ldw + n];                                \
         y[n] = s;                                                                                  \
     }
-/* gvt: R <= 8 rows of W, 16 floats of each per step against one load of x; the K tail masked.
-   PF as MOLORA__PREFETCH: Intel's table 1 (into L1); AMD's 0, as Zen 4 reads slower with any
-   (28.8 GB/s without, 17.8 into L1, one thread). */
-MOLORA__INLINE MOLORA__T512 void molora__gvt512_rows(const int R, const int PF, int K, const float *x, const float *W,
-                                                     int ldw, float *y, int acc)
+/* gvt: R <= 8 rows of W, 16 floats of each per step against one load of x; the K tail masked */
+MOLORA__INLINE MOLORA__T512 void molora__gvt512_rows(const int R, int K, const float *x, const float *W, int ldw,
+                                                     float *y, int acc)
 {
-    MOLORA__GVT_ROWS(__m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_fmadd_ps, PF, MOLORA__GVT512_TAIL)
+    MOLORA__GVT_ROWS(__m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_fmadd_ps, MOLORA__GVT512_TAIL)
 }
 /* gvn: R <= 8 rows of W (x's R values broadcast once) into y, 16 columns a step, the N tail
    masked; init: the first block of rows stores into y without reading it */
@@ -2257,7 +2256,7 @@ MOLORA__INLINE MOLORA__T512 void molora__gvn512_rows(const int R, int N, const f
 MOLORA__INLINE MOLORA__T256 void molora__gvt256_rows(const int R, int K, const float *x, const float *W, int ldw,
                                                      float *y, int acc)
 {
-    MOLORA__GVT_ROWS(__m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, 0, MOLORA__GVT256_TAIL)
+    MOLORA__GVT_ROWS(__m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, MOLORA__GVT256_TAIL)
 }
 MOLORA__INLINE MOLORA__T256 void molora__gvn256_rows(const int R, int N, const float *x, const float *W, int ldw,
                                                      float *y, int init)
@@ -2294,21 +2293,11 @@ MOLORA__INLINE MOLORA__T256 void molora__gvn256_rows(const int R, int N, const f
     if (K <= 0) { if (init) memset(y, 0, (size_t)N * sizeof *y); return; }                         \
     for (; k + 8 <= K; k += 8, init = 0) FN(8, N, x + k, W + (size_t)k * ldw, ldw, y, init);       \
     MOLORA__GV_TAIL(FN, K - k, N, x + k, W + (size_t)k * ldw, y, init)
-#define molora__gvt512_pf_rows(R, ...) molora__gvt512_rows(R, 1, __VA_ARGS__)
-#define molora__gvt512_hw_rows(R, ...) molora__gvt512_rows(R, 0, __VA_ARGS__)
 MOLORA__PRIVATE MOLORA__T512 void molora__gvt_avx512(int N, int K, const float *x, const float *W, int ldw, float *y,
                                                      int acc)
 {
-    MOLORA__GVT_BODY(molora__gvt512_pf_rows)
+    MOLORA__GVT_BODY(molora__gvt512_rows)
 }
-/* the same without software prefetch (the hardware prefetchers alone): AMD's table */
-MOLORA__PRIVATE MOLORA__T512 void molora__gvt_avx512_hw(int N, int K, const float *x, const float *W, int ldw,
-                                                        float *y, int acc)
-{
-    MOLORA__GVT_BODY(molora__gvt512_hw_rows)
-}
-#undef molora__gvt512_pf_rows
-#undef molora__gvt512_hw_rows
 MOLORA__PRIVATE MOLORA__T512 void molora__gvn_avx512(int N, int K, const float *x, const float *W, int ldw, float *y,
                                                      int acc)
 {
@@ -2669,7 +2658,7 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
                                          molora__widen_c, NULL, NULL, molora__gvt_avx2, molora__gvn_avx2, 0,
                                          molora__ntn_avx2, molora__exps_c, MOLORA__BY_TOKEN_RATIO,
                                          MOLORA__BY_EXPERT_RATIO, MOLORA__BY_TOKEN_RANK, NULL, 0, 2};
-/* the AVX-512 table; its streaming kernels ntp and gvt prefetch W by vendor (MOLORA__PREFETCH), and
+/* the AVX-512 table; its streaming kernel ntp prefetches W by vendor (MOLORA__PREFETCH), and
    AMD's Zen 4 runs the by-token order's gathered kernels at about half Intel's cost per pair
    against OpenBLAS (S6, 64 rank-1 experts: top-12 at T = 64 by token 1.14 ms, dense 1.64-1.71;
    S3, 16 of rank 16: top-4 at T = 64 2.3-2.9 against 3.8-4.0), so it switches at 1 in 3; its
@@ -2685,7 +2674,7 @@ MOLORA__PRIVATE const molora__kernels *molora__get_kernels(void)
                              molora__nng_avx512, MOLORA__BY_TOKEN_RATIO, MOLORA__BY_EXPERT_RATIO,
                              MOLORA__BY_TOKEN_RANK, MOLORA__OWN_T_INTEL, MOLORA__OWN_FROM_INTEL);
     static const molora__kernels avx512_amd =
-        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512_hw, molora__ntg_avx512_l2,
+        MOLORA__AVX512_TABLE("avx512-amd", molora__ntp_avx512_l2, molora__gvt_avx512, molora__ntg_avx512_l2,
                              molora__nng_avx512_l2, 3, 3, 2, MOLORA__OWN_T_AMD, 2);
 #undef MOLORA__AVX512_TABLE
     static const molora__kernels *chosen = NULL;
@@ -2838,16 +2827,13 @@ MOLORA__PRIVATE double molora__check_gemv(molora__gv_fn gv, int nt, int N, int K
     return worst;
 }
 
-/* kernel 10..13, 15 of molora__kernel_check: the table's gvt / gvn, the AVX2 ones, or (15) the
-   AVX-512 gvt of the other vendor's table, with or without software prefetch (NULL: none here) */
+/* kernel 10..13 of molora__kernel_check: the table's gvt / gvn, or the AVX2 ones (NULL: none here) */
 MOLORA__PRIVATE molora__gv_fn molora__check_gv_kernel(const molora__kernels *kr, int kernel)
 {
     if (kernel < 12) return kernel == 10 ? kr->gvt : kernel == 11 ? kr->gvn : NULL;
 #ifdef MOLORA__X86
     if (kernel <= 13 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return kernel == 12 ? molora__gvt_avx2 : molora__gvn_avx2;
-    if (kernel == 15 && kr->gvt == molora__gvt_avx512) return molora__gvt_avx512_hw;
-    if (kernel == 15 && kr->gvt == molora__gvt_avx512_hw) return molora__gvt_avx512;
 #endif
     return NULL;
 }
@@ -2958,7 +2944,7 @@ MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int
     case 8: case 9: return kr->nt16 != NULL;
     case 14: return kr->ntn != NULL;
     case 17: return kr->gto != NULL;
-    default: return molora__check_gv_kernel(kr, kernel) != NULL;   /* 10..13, 15 */
+    default: return molora__check_gv_kernel(kr, kernel) != NULL;   /* 10..13 */
     }
 }
 
@@ -2966,10 +2952,10 @@ MOLORA__PRIVATE int molora__check_has(const molora__kernels *kr, int kernel, int
    1 nt, 2 nn, 3 dots, 4 axpys, 5 ntg, 6 nng, 7 BF16 widening of N * K values from element q of
    a random buffer, 8 nt16, 9 nn16: nt / nn with W rounded to BF16, 10 gvt, 11 gvn, 12 / 13 their
    AVX2 versions: the single-row kernels, N x K, rows T - 1 floats of padding, see
-   molora__check_gemv; 14 ntn: nt at any T, X's rows at every phase; 15 / 16 the AVX-512 gvt / ntp
-   of the other vendor's table, as 10 / 0; 17 gto: nt at any T, alpha 1, no acc, bitwise its twin
-   (0 when equal)) and its naive twin on one
-   shape, W (B for nn) at
+   molora__check_gemv; 14 ntn: nt at any T, X's rows at every phase; 15 none (the other vendor's
+   gvt until both tables ran one); 16 the AVX-512 ntp of the other vendor's table, as 0; 17 gto:
+   nt at any T, alpha 1, no acc, bitwise its twin (0 when equal)) and its naive twin on one shape,
+   W (B for nn) at
    64-byte phase q (0..15). dots: the N rows of W dotted with X's first row; axpys: y (N) += X's
    first row (K coefficients) times the K rows of W read as (K, N); both use T = 1. ntg / nng:
    nt / nn with X's (H's) and Y's rows passed as pointers, in reverse order.
@@ -2986,9 +2972,8 @@ MOLORA_API double molora__kernel_check(int kernel, int T, int N, int K, int q, i
     uint32_t s = 2463534242u;
     int t, n, k, gather = kernel == 3 || kernel == 4, kn = kernel == 2 || kernel == 4 || kernel == 6 || kernel == 9;
     if (!molora__check_has(kr, kernel, T)) return -1.0;
-    if ((kernel >= 10 && kernel <= 13) || kernel == 15)
-        return molora__check_gemv(molora__check_gv_kernel(kr, kernel), kernel == 15 || kernel % 2 == 0, N, K, q, acc,
-                                  T - 1);
+    if (kernel >= 10 && kernel <= 13)
+        return molora__check_gemv(molora__check_gv_kernel(kr, kernel), kernel % 2 == 0, N, K, q, acc, T - 1);
     if (kernel == 7) return molora__check_widen(kr, (size_t)N * (size_t)K, q);
     if (gather) { T = 1; nx = (size_t)K; ny = (size_t)N; }
     buf = (float *)malloc((np + nxw + 16 + nw + 2 * ny + 16) * sizeof(float));
